@@ -1,0 +1,135 @@
+//! Little-endian cursors over byte slices: the only way this crate reads or writes bytes.
+//!
+//! Every read is bounds-checked and reports [`ImageError::Truncated`] instead of panicking, so a
+//! hostile image can never crash the reader.
+
+use crate::ImageError;
+
+/// Appends little-endian values to a fixed buffer, remembering the first overflow.
+pub struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    overflow: bool,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Writer { buf, pos: 0, overflow: false }
+    }
+
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes written so far, or `None` if the buffer was too small.
+    pub fn finish(self) -> Option<usize> {
+        if self.overflow {
+            None
+        } else {
+            Some(self.pos)
+        }
+    }
+
+    pub fn bytes(&mut self, data: &[u8]) {
+        match self.buf.get_mut(self.pos..self.pos + data.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                self.pos += data.len();
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    pub fn zeros(&mut self, n: usize) {
+        match self.buf.get_mut(self.pos..self.pos + n) {
+            Some(dst) => {
+                dst.fill(0);
+                self.pos += n;
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    /// Pads with zeros up to a multiple of `align`.
+    pub fn align(&mut self, align: usize) {
+        let pad = self.pos.next_multiple_of(align) - self.pos;
+        self.zeros(pad);
+    }
+
+    pub fn u8(&mut self, v: u8) {
+        self.bytes(&[v]);
+    }
+    pub fn u16(&mut self, v: u16) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+}
+
+/// Reads little-endian values from a byte slice.
+#[derive(Clone)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], ImageError> {
+        let end = self.pos.checked_add(n).ok_or(ImageError::Truncated)?;
+        let s = self.buf.get(self.pos..end).ok_or(ImageError::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], ImageError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.bytes(N)?);
+        Ok(out)
+    }
+
+    pub fn skip(&mut self, n: usize) -> Result<(), ImageError> {
+        self.bytes(n).map(|_| ())
+    }
+
+    pub fn align(&mut self, align: usize) -> Result<(), ImageError> {
+        let pad = self.pos.next_multiple_of(align) - self.pos;
+        self.skip(pad)
+    }
+
+    pub fn u8(&mut self) -> Result<u8, ImageError> {
+        Ok(self.array::<1>()?[0])
+    }
+    pub fn u16(&mut self) -> Result<u16, ImageError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    pub fn u32(&mut self) -> Result<u32, ImageError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    pub fn u64(&mut self) -> Result<u64, ImageError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+}
+
+/// Reads a little-endian u64 at `off`, or 0 when out of range (for optional fields).
+pub fn le_u64_at(buf: &[u8], off: usize) -> Option<u64> {
+    let b = buf.get(off..off + 8)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    Some(u64::from_le_bytes(a))
+}

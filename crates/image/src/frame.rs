@@ -1,0 +1,150 @@
+//! The x86-64 signal frame (`struct ucontext`, the FXSAVE/XSAVE area) and the core-file register
+//! notes built from it.
+
+use crate::bytes::{Reader, Writer};
+use crate::ImageError;
+
+/// Bytes of `struct ucontext` up to and including `uc_sigmask` (x86-64).
+pub const UCONTEXT_SIZE: usize = 304;
+const MCONTEXT_OFFSET: usize = 40;
+const FPSTATE_PTR_OFFSET: usize = MCONTEXT_OFFSET + 23 * 8;
+const SIGMASK_OFFSET: usize = 296;
+/// Size of the legacy FXSAVE area, also `user_fpregs_struct`.
+pub const FXSAVE_SIZE: usize = 512;
+/// `FP_XSTATE_MAGIC1`: the software bytes at the end of the FXSAVE area describe an XSAVE area.
+pub const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+/// Size of `struct elf_prstatus` on x86-64.
+pub const PRSTATUS_SIZE: usize = 336;
+/// Size of `struct elf_prpsinfo` on x86-64.
+pub const PRPSINFO_SIZE: usize = 136;
+
+/// Indices into `uc_mcontext.gregs`, in the kernel's `struct sigcontext` order.
+pub mod greg {
+    pub const R8: usize = 0;
+    pub const R9: usize = 1;
+    pub const R10: usize = 2;
+    pub const R11: usize = 3;
+    pub const R12: usize = 4;
+    pub const R13: usize = 5;
+    pub const R14: usize = 6;
+    pub const R15: usize = 7;
+    pub const RDI: usize = 8;
+    pub const RSI: usize = 9;
+    pub const RBP: usize = 10;
+    pub const RBX: usize = 11;
+    pub const RDX: usize = 12;
+    pub const RAX: usize = 13;
+    pub const RCX: usize = 14;
+    pub const RSP: usize = 15;
+    pub const RIP: usize = 16;
+    pub const EFL: usize = 17;
+    pub const CSGSFS: usize = 18;
+}
+
+/// The parts of a signal frame's `ucontext` that the image needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigContext {
+    pub gregs: [u64; 23],
+    /// Address of the FXSAVE/XSAVE area (0 if the frame has none).
+    pub fpstate: u64,
+    pub sigmask: u64,
+}
+
+impl SigContext {
+    pub fn parse(uc: &[u8]) -> Result<SigContext, ImageError> {
+        let mut r = Reader::new(uc);
+        r.skip(MCONTEXT_OFFSET)?;
+        let mut gregs = [0u64; 23];
+        for g in &mut gregs {
+            *g = r.u64()?;
+        }
+        debug_assert_eq!(r.pos(), FPSTATE_PTR_OFFSET);
+        let fpstate = r.u64()?;
+        r.skip(SIGMASK_OFFSET - r.pos())?;
+        let sigmask = r.u64()?;
+        Ok(SigContext { gregs, fpstate, sigmask })
+    }
+
+    pub fn rip(&self) -> u64 {
+        self.gregs[greg::RIP]
+    }
+    pub fn rsp(&self) -> u64 {
+        self.gregs[greg::RSP]
+    }
+
+    /// Writes the `NT_PRSTATUS` descriptor (`struct elf_prstatus`).
+    pub fn write_prstatus(&self, w: &mut Writer, signo: u32, pid: u32, ppid: u32, fs_base: u64, gs_base: u64) {
+        use greg::*;
+        w.u32(signo); // pr_info.si_signo
+        w.u32(0); // si_code
+        w.u32(0); // si_errno
+        w.u16(signo as u16); // pr_cursig
+        w.u16(0);
+        w.u64(0); // pr_sigpend
+        w.u64(self.sigmask); // pr_sighold
+        w.u32(pid);
+        w.u32(ppid);
+        w.u32(0); // pgrp
+        w.u32(0); // sid
+        w.zeros(4 * 16); // utime, stime, cutime, cstime
+        let g = &self.gregs;
+        let csgsfs = g[CSGSFS];
+        let cs = csgsfs & 0xffff;
+        let ss = match (csgsfs >> 48) & 0xffff {
+            0 => 0x2b,
+            ss => ss,
+        };
+        // struct user_regs_struct order.
+        for v in [
+            g[R15], g[R14], g[R13], g[R12], g[RBP], g[RBX], g[R11], g[R10], g[R9], g[R8], g[RAX], g[RCX], g[RDX],
+            g[RSI], g[RDI], u64::MAX, /* orig_rax: not in a syscall */
+            g[RIP], cs, g[EFL], g[RSP], ss, fs_base, gs_base, 0, 0, 0, 0,
+        ] {
+            w.u64(v);
+        }
+        w.u32(1); // pr_fpvalid
+        w.u32(0);
+    }
+}
+
+/// Writes the `NT_PRPSINFO` descriptor.
+pub fn write_prpsinfo(w: &mut Writer, pid: u32, ppid: u32, uid: u32, gid: u32, fname: &[u8], psargs: &[u8]) {
+    w.u8(0); // pr_state: running
+    w.u8(b'R'); // pr_sname
+    w.u8(0); // pr_zomb
+    w.u8(0); // pr_nice
+    w.u32(0);
+    w.u64(0); // pr_flag
+    w.u32(uid);
+    w.u32(gid);
+    w.u32(pid);
+    w.u32(ppid);
+    w.u32(0);
+    w.u32(0);
+    let mut f = [0u8; 16];
+    let n = fname.len().min(15);
+    f[..n].copy_from_slice(&fname[..n]);
+    w.bytes(&f);
+    let mut a = [0u8; 80];
+    let n = psargs.len().min(79);
+    a[..n].copy_from_slice(&psargs[..n]);
+    w.bytes(&a);
+}
+
+/// What the software-reserved bytes of an FXSAVE area say about the XSAVE area behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XstateInfo {
+    pub xfeatures: u64,
+    /// Bytes of the XSAVE area (FXSAVE area included).
+    pub xstate_size: u32,
+}
+
+/// Reads the software bytes at offset 464 of an FXSAVE area; `None` for a plain FXSAVE frame.
+pub fn xstate_info(fxsave: &[u8]) -> Option<XstateInfo> {
+    let mut r = Reader::new(fxsave.get(464..FXSAVE_SIZE)?);
+    let magic1 = r.u32().ok()?;
+    let _extended_size = r.u32().ok()?;
+    let xfeatures = r.u64().ok()?;
+    let xstate_size = r.u32().ok()?;
+    (magic1 == FP_XSTATE_MAGIC1 && xstate_size as usize >= FXSAVE_SIZE + 64).then_some(XstateInfo { xfeatures, xstate_size })
+}

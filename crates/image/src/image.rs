@@ -1,0 +1,215 @@
+//! Reading an image: find the metadata, check it, and give typed access to its parts.
+
+use crate::bytes::Reader;
+use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
+use crate::note::{Note, Notes};
+use crate::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE};
+use crate::state::{ProcessState, META_HASH_OFFSET};
+use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, PAGE_SIZE};
+
+/// Bytes a reader must read first to learn [`meta_len`].
+pub const PREFIX_LEN: usize = EHDR_SIZE + PHDR_SIZE;
+
+/// Length of the metadata (headers and notes) from the first [`PREFIX_LEN`] bytes of a file.
+pub fn meta_len(prefix: &[u8]) -> Result<u64, ImageError> {
+    let ehdr = Ehdr::read(prefix)?;
+    if ehdr.phoff != EHDR_SIZE as u64 || ehdr.phnum == 0 {
+        return Err(ImageError::Foreign);
+    }
+    let mut r = Reader::new(prefix.get(EHDR_SIZE..).ok_or(ImageError::Truncated)?);
+    let note = Phdr::read(&mut r)?;
+    let phdrs_end = EHDR_SIZE as u64 + PHDR_SIZE as u64 * ehdr.phnum as u64;
+    if note.p_type != PT_NOTE || note.offset != phdrs_end {
+        return Err(ImageError::Foreign);
+    }
+    note.offset.checked_add(note.filesz).ok_or(ImageError::Malformed("note segment size overflows"))
+}
+
+/// A region as the image describes it: its record and its PT_LOAD.
+#[derive(Debug, Clone, Copy)]
+pub struct RegionRef<'a> {
+    pub index: usize,
+    pub record: RegionRecord,
+    /// Offset of the data in the file (meaningful when `record.has_data()`).
+    pub data_offset: u64,
+    /// The region's name (`/proc/self/maps` path column), possibly empty.
+    pub name: &'a [u8],
+}
+
+/// A checked view of an image's metadata.
+pub struct Image<'a> {
+    meta: &'a [u8],
+    phnum: usize,
+    notes: &'a [u8],
+    regions_desc: &'a [u8],
+    region_count: usize,
+    pub file_len: u64,
+}
+
+impl<'a> Image<'a> {
+    /// Checks the metadata block (`meta_len` bytes from offset 0) of a file of `file_len` bytes
+    /// and decodes the state into `state`. Region data checksums are left to the caller, who
+    /// holds the file.
+    pub fn parse(meta: &'a [u8], file_len: u64, state: &mut ProcessState) -> Result<Image<'a>, ImageError> {
+        let total = meta_len(meta)?;
+        if total != meta.len() as u64 || total > file_len {
+            return Err(ImageError::Truncated);
+        }
+        let ehdr = Ehdr::read(meta)?;
+        let phnum = ehdr.phnum as usize;
+        let phdrs_end = EHDR_SIZE + PHDR_SIZE * phnum;
+        let notes = meta.get(phdrs_end..).ok_or(ImageError::Truncated)?;
+
+        // The state note comes first; its magic and version are checked before its checksum so
+        // that an old or foreign image is named as such, not as corrupt.
+        let first = Notes::new(notes).next().ok_or(ImageError::Foreign)?.map_err(|_| ImageError::Foreign)?;
+        if first.name != CKPT_NOTE_NAME || first.n_type != NT_CKPT_STATE {
+            return Err(ImageError::Foreign);
+        }
+        ProcessState::read_into(first.desc, state)?;
+        let hash_at = phdrs_end + first.desc_offset + META_HASH_OFFSET;
+        if state.meta_len != total || meta_hash(meta, hash_at) != state.meta_hash {
+            return Err(ImageError::MetaChecksum);
+        }
+
+        let mut regions_desc: &[u8] = &[];
+        for note in Notes::new(notes) {
+            let note = note?;
+            if note.name == CKPT_NOTE_NAME && note.n_type == NT_CKPT_REGIONS {
+                regions_desc = note.desc;
+            }
+        }
+        let mut r = Reader::new(regions_desc);
+        let count = r.u32().map_err(|_| ImageError::Malformed("no region table"))? as usize;
+        let rec_size = r.u32()? as usize;
+        if count > MAX_REGIONS {
+            return Err(ImageError::TooManyRegions);
+        }
+        if rec_size != RECORD_SIZE || count + 1 != phnum || regions_desc.len() < HEADER_SIZE + count * RECORD_SIZE {
+            return Err(ImageError::Malformed("region table does not match the program headers"));
+        }
+        let image = Image { meta, phnum, notes, regions_desc, region_count: count, file_len };
+        image.check_regions(total, state)?;
+        Ok(image)
+    }
+
+    fn check_regions(&self, meta_len: u64, state: &ProcessState) -> Result<(), ImageError> {
+        let mut prev_end = 0u64;
+        let mut frame_ok = false;
+        let mut trampoline_ok = false;
+        for i in 0..self.region_count {
+            let reg = self.region(i)?;
+            let rec = &reg.record;
+            if rec.start >= rec.end || rec.start % PAGE_SIZE != 0 || rec.end % PAGE_SIZE != 0 {
+                return Err(ImageError::Malformed("region is empty or not page-aligned"));
+            }
+            if rec.start < prev_end {
+                return Err(ImageError::Malformed("regions overlap or are out of order"));
+            }
+            prev_end = rec.end;
+            if rec.has_data() {
+                let end = reg.data_offset.checked_add(rec.len()).ok_or(ImageError::Truncated)?;
+                if reg.data_offset % PAGE_SIZE != 0 || reg.data_offset < meta_len {
+                    return Err(ImageError::Malformed("region data is misplaced"));
+                }
+                if end > self.file_len {
+                    return Err(ImageError::Truncated);
+                }
+            }
+            let contains = |a: u64| rec.start <= a && a < rec.end;
+            if rec.has_data() && !rec.kind.is_kernel_special() && contains(state.sigframe) {
+                frame_ok = true;
+            }
+            if rec.prot & 4 != 0 && contains(state.resume_trampoline) {
+                trampoline_ok = true;
+            }
+        }
+        if !frame_ok {
+            return Err(ImageError::Malformed("signal frame is not in any stored region"));
+        }
+        if !trampoline_ok {
+            return Err(ImageError::Malformed("resume trampoline is not in executable memory"));
+        }
+        Ok(())
+    }
+
+    pub fn region_count(&self) -> usize {
+        self.region_count
+    }
+
+    /// Region `i`, with its record checked against its program header.
+    pub fn region(&self, i: usize) -> Result<RegionRef<'a>, ImageError> {
+        if i >= self.region_count {
+            return Err(ImageError::Malformed("region index out of range"));
+        }
+        let rec_at = HEADER_SIZE + i * RECORD_SIZE;
+        let mut r = Reader::new(self.regions_desc.get(rec_at..).ok_or(ImageError::Truncated)?);
+        let record = RegionRecord::read(&mut r)?;
+        let ph_at = EHDR_SIZE + PHDR_SIZE * (i + 1);
+        let mut pr = Reader::new(self.meta.get(ph_at..).ok_or(ImageError::Truncated)?);
+        let ph = Phdr::read(&mut pr)?;
+        let want_filesz = if record.has_data() { record.end.wrapping_sub(record.start) } else { 0 };
+        if ph.p_type != PT_LOAD
+            || ph.vaddr != record.start
+            || ph.memsz != record.end.wrapping_sub(record.start)
+            || ph.filesz != want_filesz
+        {
+            return Err(ImageError::Malformed("region table does not match the program headers"));
+        }
+        let names_at = HEADER_SIZE + self.region_count * RECORD_SIZE;
+        let name = self
+            .regions_desc
+            .get(names_at..)
+            .and_then(|t| t.get(record.name_off as usize..record.name_off as usize + record.name_len as usize))
+            .ok_or(ImageError::Malformed("region name out of range"))?;
+        Ok(RegionRef { index: i, record, data_offset: ph.offset, name })
+    }
+
+    /// The first note with this owner and type.
+    pub fn note(&self, name: &[u8], n_type: u32) -> Option<Note<'a>> {
+        Notes::new(self.notes).filter_map(Result::ok).find(|n| n.name == name && n.n_type == n_type)
+    }
+
+    /// Descriptors recorded at checkpoint time: `(fd, path)` pairs.
+    pub fn fds(&self) -> FdIter<'a> {
+        let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_FDS).map(|n| n.desc).unwrap_or(&[]);
+        FdIter { r: Reader::new(desc) }
+    }
+
+    pub fn phnum(&self) -> usize {
+        self.phnum
+    }
+
+    /// Finds the region of a given kind.
+    pub fn find_kind(&self, kind: RegionKind) -> Option<RegionRef<'a>> {
+        (0..self.region_count).filter_map(|i| self.region(i).ok()).find(|r| r.record.kind == kind)
+    }
+}
+
+/// Iterates over `NT_CKPT_FDS`: records of `fd: u32, len: u32, path bytes` padded to 4.
+pub struct FdIter<'a> {
+    r: Reader<'a>,
+}
+
+impl<'a> Iterator for FdIter<'a> {
+    type Item = (u32, &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        let fd = self.r.u32().ok()?;
+        let len = self.r.u32().ok()? as usize;
+        let path = self.r.bytes(len).ok()?;
+        let _ = self.r.align(4);
+        Some((fd, path))
+    }
+}
+
+/// The metadata hash: xxh3-64 of `meta` with the eight bytes at `hash_at` read as zero.
+pub fn meta_hash(meta: &[u8], hash_at: usize) -> u64 {
+    let mut h = crate::Hasher::new();
+    let split = hash_at.min(meta.len());
+    h.update(&meta[..split]);
+    h.update(&[0u8; 8]);
+    if let Some(rest) = meta.get(split + 8..) {
+        h.update(rest);
+    }
+    h.digest()
+}

@@ -1,0 +1,110 @@
+//! The ckpt image format, shared by the writer (`libckpt.so`) and the reader (`myrestart`).
+//!
+//! An image is an ELF64 core file (`ET_CORE`, `EM_X86_64`) that `readelf` and `gdb` can read:
+//!
+//! ```text
+//!  offset 0        ELF header (64 bytes)
+//!  64              program headers: [0] PT_NOTE, then one PT_LOAD per region, in address order
+//!  ...             the PT_NOTE segment, 4-byte aligned notes:
+//!                    "CKPT" NT_CKPT_STATE    first, always: magic, version, checksums, kernel state
+//!                    "CORE" NT_PRSTATUS      the interrupted registers (what gdb shows)
+//!                    "CORE" NT_PRPSINFO      program name and arguments
+//!                    "CORE" NT_FPREGSET      the legacy FXSAVE area
+//!                    "LINUX" NT_X86_XSTATE   the whole XSAVE area (AVX, AVX-512)
+//!                    "CORE" NT_AUXV          the auxiliary vector
+//!                    "CKPT" NT_CKPT_REGIONS  per-region facts the PT_LOADs cannot say (kind, file, hash)
+//!                    "CKPT" NT_CKPT_FDS      descriptors that were open (reported, not restored yet)
+//!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
+//! ```
+//!
+//! Compatibility rule: the state note carries [`FORMAT_VERSION`]. A reader accepts exactly the
+//! versions it knows and rejects any other by number; a change to any note layout bumps it.
+//! Integrity: `meta_hash` (xxh3-64) covers bytes `0..meta_len` (headers and notes) with the hash
+//! field itself read as zero; each region record holds the xxh3-64 of its stored data.
+//!
+//! This crate is `no_std`, allocates nothing and has no `unsafe`: it only turns bytes into
+//! values and back, so both restricted programs can use it and the host can test it.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod bytes;
+pub mod elf;
+pub mod frame;
+pub mod image;
+pub mod note;
+pub mod region;
+pub mod state;
+
+pub use image::{Image, RegionRef};
+pub use region::{RegionKind, RegionRecord};
+pub use state::ProcessState;
+
+/// Bumped on any change to the layout of a ckpt note.
+pub const FORMAT_VERSION: u32 = 1;
+/// The first eight bytes of the state note's descriptor.
+pub const STATE_MAGIC: [u8; 8] = *b"CKPTIMG\0";
+/// Owner name of our own notes.
+pub const CKPT_NOTE_NAME: &[u8] = b"CKPT";
+/// Page size the format is laid out for (x86-64).
+pub const PAGE_SIZE: u64 = 4096;
+/// Largest number of regions an image may hold (ELF `e_phnum` is 16 bits, minus the note).
+pub const MAX_REGIONS: usize = 65_000;
+
+/// Note types under the "CKPT" owner.
+pub const NT_CKPT_STATE: u32 = 0x434b_0001;
+pub const NT_CKPT_REGIONS: u32 = 0x434b_0002;
+pub const NT_CKPT_FDS: u32 = 0x434b_0003;
+
+/// Why an image cannot be trusted. Each message is one line naming the problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageError {
+    /// The file is shorter than its headers say.
+    Truncated,
+    /// No ELF magic: not an image at all.
+    NotElf,
+    /// ELF, but not a 64-bit little-endian x86-64 core file.
+    NotCore,
+    /// An ELF core file without a ckpt state note (for example a kernel core dump).
+    Foreign,
+    /// A ckpt image of a format version this reader does not know.
+    UnsupportedVersion(u32),
+    /// The headers or notes do not match their checksum.
+    MetaChecksum,
+    /// A region's data does not match its checksum.
+    DataChecksum { index: usize },
+    /// The headers contradict themselves.
+    Malformed(&'static str),
+    /// More regions than the format allows.
+    TooManyRegions,
+}
+
+impl core::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ImageError::Truncated => f.write_str("truncated image (file is shorter than its headers say)"),
+            ImageError::NotElf => f.write_str("not a ckpt image (no ELF header)"),
+            ImageError::NotCore => f.write_str("not a ckpt image (not an x86-64 ELF core file)"),
+            ImageError::Foreign => f.write_str("not a ckpt image (an ELF core file without ckpt state)"),
+            ImageError::UnsupportedVersion(v) => {
+                write!(f, "unsupported image format version {v} (this myrestart reads version {FORMAT_VERSION})")
+            }
+            ImageError::MetaChecksum => f.write_str("corrupt image (header checksum mismatch)"),
+            ImageError::DataChecksum { index } => write!(f, "corrupt image (region {index} data checksum mismatch)"),
+            ImageError::Malformed(what) => write!(f, "corrupt image ({what})"),
+            ImageError::TooManyRegions => f.write_str("corrupt image (too many regions)"),
+        }
+    }
+}
+
+/// Checksum used for headers and region data.
+pub fn hash(data: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(data)
+}
+
+/// Streaming form of [`hash`], for data written in pieces.
+pub type Hasher = xxhash_rust::xxh3::Xxh3Default;
+
+/// Rounds `v` up to a whole page.
+pub const fn page_up(v: u64) -> u64 {
+    (v + PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
+}

@@ -1,0 +1,131 @@
+//! `NT_CKPT_REGIONS`: what each PT_LOAD was in the process (`/proc/self/maps` facts).
+
+use crate::bytes::{Reader, Writer};
+use crate::ImageError;
+
+pub const RECORD_SIZE: usize = 72;
+/// Bytes before the first record: count and record size.
+pub const HEADER_SIZE: usize = 8;
+
+/// The region was `MAP_SHARED` (an `s` in `/proc/self/maps`).
+pub const RF_SHARED: u32 = 1 << 0;
+/// The region's bytes are stored in the image.
+pub const RF_HAS_DATA: u32 = 1 << 1;
+/// The region was mapped from a file (device and inode are set, name is its path).
+pub const RF_FILE: u32 = 1 << 2;
+
+/// What a region is, as far as restart cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum RegionKind {
+    Normal = 0,
+    Stack = 1,
+    Heap = 2,
+    Vdso = 3,
+    Vvar = 4,
+    VvarVclock = 5,
+    Vsyscall = 6,
+}
+
+impl RegionKind {
+    /// Classifies a `/proc/self/maps` path column.
+    pub fn from_maps_name(name: &[u8]) -> RegionKind {
+        match name {
+            b"[stack]" => RegionKind::Stack,
+            b"[heap]" => RegionKind::Heap,
+            b"[vdso]" => RegionKind::Vdso,
+            b"[vvar]" => RegionKind::Vvar,
+            b"[vvar_vclock]" => RegionKind::VvarVclock,
+            b"[vsyscall]" => RegionKind::Vsyscall,
+            _ => RegionKind::Normal,
+        }
+    }
+
+    fn from_u32(v: u32) -> Result<RegionKind, ImageError> {
+        Ok(match v {
+            0 => RegionKind::Normal,
+            1 => RegionKind::Stack,
+            2 => RegionKind::Heap,
+            3 => RegionKind::Vdso,
+            4 => RegionKind::Vvar,
+            5 => RegionKind::VvarVclock,
+            6 => RegionKind::Vsyscall,
+            _ => return Err(ImageError::Malformed("unknown region kind")),
+        })
+    }
+
+    /// Regions owned by the kernel: moved (vdso, vvar) or left alone (vsyscall), never copied.
+    pub fn is_kernel_special(self) -> bool {
+        matches!(self, RegionKind::Vdso | RegionKind::Vvar | RegionKind::VvarVclock | RegionKind::Vsyscall)
+    }
+}
+
+/// One region record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionRecord {
+    pub start: u64,
+    pub end: u64,
+    /// `PROT_READ` = 1, `PROT_WRITE` = 2, `PROT_EXEC` = 4.
+    pub prot: u32,
+    pub kind: RegionKind,
+    pub flags: u32,
+    /// File offset of the mapping (`/proc/self/maps` column 3).
+    pub file_offset: u64,
+    /// `major << 32 | minor` of the backing file's device.
+    pub dev: u64,
+    pub inode: u64,
+    /// xxh3-64 of the stored data (0 when there is none).
+    pub data_hash: u64,
+    /// Offset and length of the name in the note's string table.
+    pub name_off: u32,
+    pub name_len: u32,
+}
+
+impl RegionRecord {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn has_data(&self) -> bool {
+        self.flags & RF_HAS_DATA != 0
+    }
+    pub fn is_shared(&self) -> bool {
+        self.flags & RF_SHARED != 0
+    }
+
+    pub fn write(&self, w: &mut Writer) {
+        w.u64(self.start);
+        w.u64(self.end);
+        w.u32(self.prot);
+        w.u32(self.kind as u32);
+        w.u32(self.flags);
+        w.u32(0);
+        w.u64(self.file_offset);
+        w.u64(self.dev);
+        w.u64(self.inode);
+        w.u64(self.data_hash);
+        w.u32(self.name_off);
+        w.u32(self.name_len);
+    }
+
+    pub fn read(r: &mut Reader) -> Result<RegionRecord, ImageError> {
+        let start = r.u64()?;
+        let end = r.u64()?;
+        let prot = r.u32()?;
+        let kind = RegionKind::from_u32(r.u32()?)?;
+        let flags = r.u32()?;
+        r.skip(4)?;
+        Ok(RegionRecord {
+            start,
+            end,
+            prot,
+            kind,
+            flags,
+            file_offset: r.u64()?,
+            dev: r.u64()?,
+            inode: r.u64()?,
+            data_hash: r.u64()?,
+            name_off: r.u32()?,
+            name_len: r.u32()?,
+        })
+    }
+}

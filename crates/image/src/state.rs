@@ -1,0 +1,298 @@
+//! `NT_CKPT_STATE`: the process state that is not memory and not registers.
+
+use crate::bytes::{Reader, Writer};
+use crate::{ImageError, FORMAT_VERSION, STATE_MAGIC};
+
+/// Offset of `meta_hash` inside the state descriptor (fixed across versions).
+pub const META_HASH_OFFSET: usize = 24;
+/// Longest path the state records (Linux `PATH_MAX`).
+pub const PATH_MAX: usize = 4096;
+/// Signals 1..=64 have a disposition each.
+pub const NSIG: usize = 64;
+
+/// The rseq area was registered and must be registered again.
+pub const FLAG_RSEQ: u32 = 1 << 0;
+/// `tid_address` held the thread's TID (glibc's cache): write the new TID there.
+pub const FLAG_PATCH_TID: u32 = 1 << 1;
+
+/// The kernel's bookkeeping for the address space (`PR_SET_MM_MAP` fields).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MmFields {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+}
+
+impl MmFields {
+    pub fn as_array(&self) -> [u64; 11] {
+        [
+            self.start_code, self.end_code, self.start_data, self.end_data, self.start_brk, self.brk,
+            self.start_stack, self.arg_start, self.arg_end, self.env_start, self.env_end,
+        ]
+    }
+    pub fn from_array(a: [u64; 11]) -> Self {
+        MmFields {
+            start_code: a[0], end_code: a[1], start_data: a[2], end_data: a[3], start_brk: a[4], brk: a[5],
+            start_stack: a[6], arg_start: a[7], arg_end: a[8], env_start: a[9], env_end: a[10],
+        }
+    }
+}
+
+/// One interval timer, as `struct itimerval` (seconds, microseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Itimer {
+    pub interval_sec: i64,
+    pub interval_usec: i64,
+    pub value_sec: i64,
+    pub value_usec: i64,
+}
+
+impl Itimer {
+    pub fn is_armed(&self) -> bool {
+        self.value_sec != 0 || self.value_usec != 0
+    }
+}
+
+/// A signal disposition exactly as the kernel stores it (`struct kernel_sigaction` on x86-64).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SigAction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// A path of at most [`PATH_MAX`] bytes, kept without allocation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Path {
+    pub len: u32,
+    pub bytes: [u8; PATH_MAX],
+}
+
+impl Path {
+    pub const EMPTY: Path = Path { len: 0, bytes: [0; PATH_MAX] };
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..(self.len as usize).min(PATH_MAX)]
+    }
+
+    /// Copies `s`; returns false (and stores nothing) if it is too long.
+    pub fn set(&mut self, s: &[u8]) -> bool {
+        if s.len() >= PATH_MAX {
+            self.len = 0;
+            return false;
+        }
+        self.bytes[..s.len()].copy_from_slice(s);
+        self.bytes[s.len()] = 0;
+        self.len = s.len() as u32;
+        true
+    }
+
+    /// The path with its terminating NUL, for system calls.
+    pub fn with_nul(&self) -> &[u8] {
+        &self.bytes[..(self.len as usize + 1).min(PATH_MAX)]
+    }
+}
+
+impl core::fmt::Debug for Path {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", core::str::from_utf8(self.as_bytes()).unwrap_or("<non-utf8>"))
+    }
+}
+
+/// Everything in `NT_CKPT_STATE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessState {
+    pub version: u32,
+    pub flags: u32,
+    /// Bytes at the start of the file covered by `meta_hash`.
+    pub meta_len: u64,
+    pub meta_hash: u64,
+    pub created_unix_ns: u64,
+    /// How long the checkpoint took to write, in nanoseconds (filled in by the writer).
+    pub write_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// Address of the `ucontext` the kernel built for the checkpoint signal.
+    pub sigframe: u64,
+    /// Address of libckpt's resume trampoline in the checkpointed process.
+    pub resume_trampoline: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    /// XSAVE feature mask of the saved FPU state, and its size.
+    pub xfeatures: u64,
+    pub xstate_size: u32,
+    pub rseq_len: u32,
+    pub rseq_addr: u64,
+    pub rseq_sig: u32,
+    pub umask: u32,
+    pub tid_address: u64,
+    pub robust_list: u64,
+    pub robust_len: u64,
+    pub mm: MmFields,
+    pub comm: [u8; 16],
+    pub itimers: [Itimer; 3],
+    pub sigactions: [SigAction; NSIG],
+    pub cwd: Path,
+    pub exe: Path,
+}
+
+impl ProcessState {
+    pub const ZERO: ProcessState = ProcessState {
+        version: FORMAT_VERSION,
+        flags: 0,
+        meta_len: 0,
+        meta_hash: 0,
+        created_unix_ns: 0,
+        write_ns: 0,
+        pid: 0,
+        tid: 0,
+        sigframe: 0,
+        resume_trampoline: 0,
+        fs_base: 0,
+        gs_base: 0,
+        xfeatures: 0,
+        xstate_size: 0,
+        rseq_len: 0,
+        rseq_addr: 0,
+        rseq_sig: 0,
+        umask: 0,
+        tid_address: 0,
+        robust_list: 0,
+        robust_len: 0,
+        mm: MmFields {
+            start_code: 0, end_code: 0, start_data: 0, end_data: 0, start_brk: 0, brk: 0,
+            start_stack: 0, arg_start: 0, arg_end: 0, env_start: 0, env_end: 0,
+        },
+        comm: [0; 16],
+        itimers: [Itimer { interval_sec: 0, interval_usec: 0, value_sec: 0, value_usec: 0 }; 3],
+        sigactions: [SigAction { handler: 0, flags: 0, restorer: 0, mask: 0 }; NSIG],
+        cwd: Path::EMPTY,
+        exe: Path::EMPTY,
+    };
+
+    /// Size of the encoded descriptor.
+    pub const ENCODED_LEN: usize =
+        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 * 5 + 4 + 4 + 8 + 4 + 4 + 8 * 3 + 8 * 11 + 16 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX);
+
+    pub fn comm_bytes(&self) -> &[u8] {
+        let n = self.comm.iter().position(|&b| b == 0).unwrap_or(16);
+        &self.comm[..n]
+    }
+
+    pub fn write(&self, w: &mut Writer) {
+        w.bytes(&STATE_MAGIC);
+        w.u32(self.version);
+        w.u32(self.flags);
+        w.u64(self.meta_len);
+        w.u64(self.meta_hash); // at META_HASH_OFFSET
+        w.u64(self.created_unix_ns);
+        w.u64(self.write_ns);
+        w.u32(self.pid);
+        w.u32(self.tid);
+        w.u64(self.sigframe);
+        w.u64(self.resume_trampoline);
+        w.u64(self.fs_base);
+        w.u64(self.gs_base);
+        w.u64(self.xfeatures);
+        w.u32(self.xstate_size);
+        w.u32(self.rseq_len);
+        w.u64(self.rseq_addr);
+        w.u32(self.rseq_sig);
+        w.u32(self.umask);
+        w.u64(self.tid_address);
+        w.u64(self.robust_list);
+        w.u64(self.robust_len);
+        for v in self.mm.as_array() {
+            w.u64(v);
+        }
+        w.bytes(&self.comm);
+        for t in &self.itimers {
+            w.u64(t.interval_sec as u64);
+            w.u64(t.interval_usec as u64);
+            w.u64(t.value_sec as u64);
+            w.u64(t.value_usec as u64);
+        }
+        for a in &self.sigactions {
+            w.u64(a.handler);
+            w.u64(a.flags);
+            w.u64(a.restorer);
+            w.u64(a.mask);
+        }
+        for p in [&self.cwd, &self.exe] {
+            w.u32(p.len);
+            w.bytes(&p.bytes);
+        }
+    }
+
+    /// Decodes the descriptor into `out` (large: the caller chooses where it lives).
+    /// Checks magic and version before anything else.
+    pub fn read_into(desc: &[u8], out: &mut ProcessState) -> Result<(), ImageError> {
+        let mut r = Reader::new(desc);
+        if r.array::<8>().map_err(|_| ImageError::Foreign)? != STATE_MAGIC {
+            return Err(ImageError::Foreign);
+        }
+        let version = r.u32()?;
+        if version != FORMAT_VERSION {
+            return Err(ImageError::UnsupportedVersion(version));
+        }
+        if desc.len() != Self::ENCODED_LEN {
+            return Err(ImageError::Malformed("state note has the wrong size"));
+        }
+        out.version = version;
+        out.flags = r.u32()?;
+        out.meta_len = r.u64()?;
+        out.meta_hash = r.u64()?;
+        out.created_unix_ns = r.u64()?;
+        out.write_ns = r.u64()?;
+        out.pid = r.u32()?;
+        out.tid = r.u32()?;
+        out.sigframe = r.u64()?;
+        out.resume_trampoline = r.u64()?;
+        out.fs_base = r.u64()?;
+        out.gs_base = r.u64()?;
+        out.xfeatures = r.u64()?;
+        out.xstate_size = r.u32()?;
+        out.rseq_len = r.u32()?;
+        out.rseq_addr = r.u64()?;
+        out.rseq_sig = r.u32()?;
+        out.umask = r.u32()?;
+        out.tid_address = r.u64()?;
+        out.robust_list = r.u64()?;
+        out.robust_len = r.u64()?;
+        let mut mm = [0u64; 11];
+        for v in &mut mm {
+            *v = r.u64()?;
+        }
+        out.mm = MmFields::from_array(mm);
+        out.comm = r.array()?;
+        for t in &mut out.itimers {
+            t.interval_sec = r.u64()? as i64;
+            t.interval_usec = r.u64()? as i64;
+            t.value_sec = r.u64()? as i64;
+            t.value_usec = r.u64()? as i64;
+        }
+        for a in &mut out.sigactions {
+            a.handler = r.u64()?;
+            a.flags = r.u64()?;
+            a.restorer = r.u64()?;
+            a.mask = r.u64()?;
+        }
+        for p in [&mut out.cwd, &mut out.exe] {
+            p.len = r.u32()?;
+            p.bytes = r.array()?;
+            if p.len as usize >= PATH_MAX || p.bytes[p.len as usize] != 0 {
+                return Err(ImageError::Malformed("path in state note is not terminated"));
+            }
+        }
+        Ok(())
+    }
+}

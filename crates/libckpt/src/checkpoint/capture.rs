@@ -1,0 +1,145 @@
+//! Captures the process state that is not plain memory: registers' whereabouts, TLS, rseq, the
+//! TID cache, robust futexes, the mm fields, signal dispositions, timers, cwd, umask, name.
+
+use super::procfs::{self, parse_oct, read_small, readlink, stat_field, status_field};
+use super::scratch::Parts;
+use super::Failure;
+use crate::config::Config;
+use ckpt_image::frame::{xstate_info, SigContext, FXSAVE_SIZE, UCONTEXT_SIZE};
+use ckpt_image::state::{Path, FLAG_PATCH_TID, FLAG_RSEQ, NSIG};
+use ckpt_image::ProcessState;
+use ckpt_sigsafe::sys;
+
+/// glibc's rseq signature on x86-64 (`RSEQ_SIG`).
+const RSEQ_SIG: u32 = 0x5305_3053;
+/// The kernel's `struct rseq` is at least 32 bytes, whatever `__rseq_size` says.
+const RSEQ_MIN_LEN: u32 = 32;
+
+/// Refuses what this version cannot restore faithfully, before writing anything.
+pub fn refuse_unsupported(parts: &mut Parts) -> Result<(), Failure> {
+    let n = read_small(c"/proc/self/status", parts.text).map_err(|e| Failure::new("reading /proc/self/status", e))?;
+    let status = &parts.text[..n];
+    match status_field(status, b"Threads:").and_then(procfs::parse_dec) {
+        Some(1) => {}
+        _ => return Err(Failure::plain("the program has more than one thread (only single-threaded programs are supported)")),
+    }
+    if let Some(f) = status_field(status, b"x86_Thread_features:") {
+        if f.windows(5).any(|w| w == b"shstk") {
+            return Err(Failure::plain("the program uses shadow stacks, which ckpt cannot restore yet"));
+        }
+    }
+    Ok(())
+}
+
+/// Fills `parts.state` (and the auxv/cmdline buffers) for the checkpoint of frame `uc`.
+pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), Failure> {
+    let st: &mut ProcessState = parts.state;
+    st.created_unix_ns = procfs::realtime_ns();
+    st.pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    st.tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    st.sigframe = uc as u64;
+    st.resume_trampoline = crate::resume::trampoline_address() as u64;
+    st.fs_base = sys::arch_get(sys::ARCH_GET_FS).map_err(|e| Failure::new("reading the TLS base", e))?;
+    st.gs_base = sys::arch_get(sys::ARCH_GET_GS).unwrap_or(0);
+
+    // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.
+    let uc_bytes = unsafe { core::slice::from_raw_parts(uc as *const u8, UCONTEXT_SIZE) };
+    let ctx = SigContext::parse(uc_bytes).map_err(|_| Failure::plain("reading the signal frame"))?;
+    if ctx.fpstate != 0 {
+        // SAFETY: the frame's fpstate points at the FXSAVE area the kernel saved with it.
+        let fx = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, FXSAVE_SIZE) };
+        if let Some(x) = xstate_info(fx) {
+            st.xfeatures = x.xfeatures;
+            st.xstate_size = x.xstate_size;
+        } else {
+            st.xstate_size = FXSAVE_SIZE as u32;
+        }
+    }
+
+    capture_rseq(st, cfg);
+    if let Ok(Some(addr)) = rustix::thread::get_clear_child_tid_address() {
+        st.tid_address = addr.as_ptr() as u64;
+        // SAFETY: glibc points clear_child_tid at the `tid` field of the thread descriptor,
+        // which is live memory of this thread.
+        if unsafe { *(addr.as_ptr() as *const u32) } == st.tid {
+            st.flags |= FLAG_PATCH_TID;
+        }
+    }
+    if let Ok((head, len)) = sys::get_robust_list() {
+        st.robust_list = head;
+        st.robust_len = len;
+    }
+
+    capture_mm(parts)?;
+    let st: &mut ProcessState = parts.state;
+    for (i, t) in st.itimers.iter_mut().enumerate() {
+        let v = sys::getitimer(i).map_err(|e| Failure::new("reading interval timers", e))?;
+        *t = ckpt_image::state::Itimer { interval_sec: v[0], interval_usec: v[1], value_sec: v[2], value_usec: v[3] };
+    }
+    for sig in 1..=NSIG as u32 {
+        if sig == 9 || sig == 19 {
+            continue; // SIGKILL and SIGSTOP have no disposition to save.
+        }
+        let mut rec = [0u64; 4];
+        // SAFETY: query only (no new action).
+        if unsafe { sys::rt_sigaction(sig, None, Some(&mut rec)) }.is_ok() {
+            st.sigactions[sig as usize - 1] =
+                ckpt_image::state::SigAction { handler: rec[0], flags: rec[1], restorer: rec[2], mask: rec[3] };
+        }
+    }
+
+    let status = &parts.text[..];
+    st.umask = status_field(status, b"Umask:").and_then(parse_oct).unwrap_or(0o022);
+    read_path(c"/proc/self/cwd", &mut st.cwd).map_err(|e| Failure::new("reading the working directory", e))?;
+    let _ = read_path(c"/proc/self/exe", &mut st.exe);
+    let n = read_small(c"/proc/self/comm", &mut st.comm).unwrap_or(0);
+    let name_len = st.comm[..n].iter().position(|&c| c == b'\n').unwrap_or(n);
+    st.comm[name_len..].fill(0);
+
+    parts.auxv_len = read_small(c"/proc/self/auxv", parts.auxv).map_err(|e| Failure::new("reading /proc/self/auxv", e))?;
+    parts.cmdline_len = read_small(c"/proc/self/cmdline", parts.cmdline).unwrap_or(0);
+    Ok(())
+}
+
+fn capture_rseq(st: &mut ProcessState, cfg: &Config) {
+    if cfg.rseq_size == 0 {
+        return;
+    }
+    let area = st.fs_base.wrapping_add(cfg.rseq_offset as u64);
+    // SAFETY: glibc placed this thread's `struct rseq` at thread pointer + __rseq_offset; its
+    // second word is `cpu_id`, negative unless the kernel accepted the registration.
+    let cpu_id = unsafe { *((area + 4) as *const i32) };
+    if cpu_id >= 0 {
+        st.flags |= FLAG_RSEQ;
+        st.rseq_addr = area;
+        st.rseq_len = cfg.rseq_size.max(RSEQ_MIN_LEN);
+        st.rseq_sig = RSEQ_SIG;
+    }
+}
+
+/// The kernel's view of the address space, from `/proc/self/stat` and `brk(0)`.
+fn capture_mm(parts: &mut Parts) -> Result<(), Failure> {
+    let n = read_small(c"/proc/self/stat", parts.cmdline).map_err(|e| Failure::new("reading /proc/self/stat", e))?;
+    let stat = &parts.cmdline[..n];
+    let f = |i| stat_field(stat, i).ok_or(Failure::plain("parsing /proc/self/stat"));
+    let mm = &mut parts.state.mm;
+    mm.start_code = f(26)?;
+    mm.end_code = f(27)?;
+    mm.start_stack = f(28)?;
+    mm.start_data = f(45)?;
+    mm.end_data = f(46)?;
+    mm.start_brk = f(47)?;
+    mm.arg_start = f(48)?;
+    mm.arg_end = f(49)?;
+    mm.env_start = f(50)?;
+    mm.env_end = f(51)?;
+    mm.brk = sys::current_brk();
+    Ok(())
+}
+
+fn read_path(link: &core::ffi::CStr, out: &mut Path) -> Result<(), rustix::io::Errno> {
+    let n = readlink(link, &mut out.bytes[..ckpt_image::state::PATH_MAX - 1])?;
+    out.bytes[n] = 0;
+    out.len = n as u32;
+    Ok(())
+}

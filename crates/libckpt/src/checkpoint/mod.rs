@@ -1,0 +1,75 @@
+//! Everything the SIGUSR2 handler does: capture the process and write its image.
+//!
+//! # Signal-safety fence
+//! Code in this module runs inside a signal handler that may have interrupted `malloc`, stdio or
+//! any lock holder. It therefore must not allocate, lock, call libc, or unwind. It uses only raw
+//! system calls (rustix's linux_raw backend and `ckpt_sigsafe::sys`), its stack (kept small) and
+//! a scratch mapping it creates and removes itself. The crate is `no_std` without `alloc`.
+//!
+//! On failure nothing of the program is touched: the temporary file is removed, the previous
+//! image stays as it was, and one line on stderr says why.
+
+mod capture;
+mod procfs;
+mod scratch;
+mod write;
+
+use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::out::{Line, Lossy};
+use core::fmt::Write;
+use rustix::io::Errno;
+
+/// Why a checkpoint was not taken.
+pub struct Failure {
+    /// The step that failed, e.g. "writing".
+    pub step: &'static str,
+    pub errno: Option<Errno>,
+    /// Whether to name the temporary file in the message.
+    pub names_file: bool,
+}
+
+impl Failure {
+    pub fn new(step: &'static str, errno: Errno) -> Failure {
+        Failure { step, errno: Some(errno), names_file: false }
+    }
+    pub fn plain(step: &'static str) -> Failure {
+        Failure { step, errno: None, names_file: false }
+    }
+    pub fn on_file(step: &'static str, errno: Errno) -> Failure {
+        Failure { step, errno: Some(errno), names_file: true }
+    }
+
+    fn report(&self) {
+        let mut line = Line::new();
+        let _ = write!(line, "ckpt: checkpoint failed: {}", self.step);
+        if self.names_file {
+            let _ = write!(line, " {}", Lossy(crate::config::get().image_path()));
+        }
+        if let Some(e) = self.errno {
+            let _ = write!(line, ": {}", describe(e));
+        }
+        let _ = write!(line, " (the program goes on; the previous image is kept)");
+        line.emit();
+    }
+}
+
+/// Entry from the signal handler. `uc` is the address of the kernel's `ucontext`.
+pub fn on_checkpoint_signal(uc: usize) {
+    if let Err(f) = take(uc) {
+        f.report();
+    }
+}
+
+fn take(uc: usize) -> Result<(), Failure> {
+    let started = procfs::monotonic_ns();
+    let cfg = crate::config::get();
+    if cfg.image_len == 0 {
+        return Err(Failure::plain("no image path was set at startup"));
+    }
+    let mut scratch = scratch::Scratch::map()?;
+    let exclude = scratch.range();
+    let mut parts = scratch.parts();
+    capture::refuse_unsupported(&mut parts)?;
+    capture::process_state(&mut parts, uc, cfg)?;
+    write::write_image(&mut parts, uc, started, exclude)
+}

@@ -1,0 +1,407 @@
+//! Writes the image: region data first (page-aligned, hashed as it goes), then the headers and
+//! notes at the start of the file, then `fsync` and an atomic `rename` over the old image.
+
+use super::procfs::monotonic_ns;
+use super::scratch::Parts;
+use super::Failure;
+use ckpt_image::bytes::Writer;
+use ckpt_image::elf::{pflags_from_prot, Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
+use ckpt_image::frame::{write_prpsinfo, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
+use ckpt_image::note::{self, begin_note, note_size, write_note};
+use ckpt_image::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_FILE, RF_HAS_DATA, RF_SHARED};
+use ckpt_image::state::META_HASH_OFFSET;
+use ckpt_image::{image::meta_hash, page_up, Hasher, ProcessState, CKPT_NOTE_NAME, MAX_REGIONS};
+use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, PAGE_SIZE};
+use ckpt_sigsafe::maps::{self, MapsEntry};
+use ckpt_sigsafe::sys;
+use core::ffi::CStr;
+use core::mem::MaybeUninit;
+use core::ops::Range;
+use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+/// Region data is written and hashed in pieces of this size, so each piece is still in cache
+/// when it is hashed.
+const CHUNK: usize = 1 << 20;
+const CORE: &[u8] = b"CORE";
+const LINUX: &[u8] = b"LINUX";
+
+/// The regions of `/proc/self/maps`, with the scratch range cut out.
+fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = MapsEntry<'a>> + 'a {
+    maps::entries(maps).flat_map(move |e| {
+        let before = (e.start < exclude.start).then(|| MapsEntry { end: e.end.min(exclude.start), ..e });
+        let after = (e.end > exclude.end).then(|| {
+            let start = e.start.max(exclude.end);
+            MapsEntry { start, offset: e.offset + (start - e.start) as u64, ..e }
+        });
+        before.into_iter().chain(after).filter(|r| r.start < r.end)
+    })
+}
+
+fn kind_of(e: &MapsEntry) -> RegionKind {
+    RegionKind::from_maps_name(e.name)
+}
+
+/// Whether a region's bytes go into the image. The kernel's vvar pages can fault when read and
+/// are never copied; PROT_NONE memory has no readable contents.
+fn stores_data(e: &MapsEntry) -> bool {
+    e.prot & 1 != 0 && !matches!(kind_of(e), RegionKind::Vvar | RegionKind::VvarVclock | RegionKind::Vsyscall)
+}
+
+pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<usize>) -> Result<(), Failure> {
+    let maps_len = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    list_fds(parts)?;
+    let maps = &parts.maps[..maps_len];
+
+    let mut count = 0usize;
+    let mut names_len = 0usize;
+    for r in regions(maps, &exclude) {
+        count += 1;
+        names_len += r.name.len();
+    }
+    if count > MAX_REGIONS {
+        return Err(Failure::plain("the program has too many memory regions for one image"));
+    }
+
+    // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.
+    let uc_bytes = unsafe { core::slice::from_raw_parts(uc as *const u8, UCONTEXT_SIZE) };
+    let ctx = SigContext::parse(uc_bytes).map_err(|_| Failure::plain("reading the signal frame"))?;
+    let st: &mut ProcessState = parts.state;
+    let xstate_len = if st.xfeatures != 0 { st.xstate_size as usize } else { 0 };
+    let has_fpu = ctx.fpstate != 0;
+
+    // Layout: headers, notes, then data from the first page boundary after them.
+    let phnum = count + 1;
+    let phdrs_end = EHDR_SIZE + PHDR_SIZE * phnum;
+    let regions_desc_len = HEADER_SIZE + RECORD_SIZE * count + names_len;
+    let notes_len = note_size(CKPT_NOTE_NAME, ProcessState::ENCODED_LEN)
+        + note_size(CORE, PRSTATUS_SIZE)
+        + note_size(CORE, PRPSINFO_SIZE)
+        + if has_fpu { note_size(CORE, FXSAVE_SIZE) } else { 0 }
+        + if xstate_len > 0 { note_size(LINUX, xstate_len) } else { 0 }
+        + note_size(CORE, parts.auxv_len)
+        + note_size(CKPT_NOTE_NAME, regions_desc_len)
+        + note_size(CKPT_NOTE_NAME, parts.fds_len);
+    let meta_len = phdrs_end + notes_len;
+    if meta_len > parts.meta.len() {
+        return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
+    }
+    st.meta_len = meta_len as u64;
+    st.meta_hash = 0;
+    let data_start = page_up(meta_len as u64);
+
+    // Headers and notes, with zero hashes for now.
+    let regions_records_at;
+    let state_desc_at = phdrs_end + 12 + (CKPT_NOTE_NAME.len() + 1).next_multiple_of(4);
+    let mut file_len = data_start;
+    {
+        let mut w = Writer::new(&mut parts.meta[..meta_len]);
+        Ehdr { phoff: EHDR_SIZE as u64, phnum: phnum as u16 }.write(&mut w);
+        Phdr { p_type: PT_NOTE, offset: phdrs_end as u64, filesz: notes_len as u64, align: 4, ..Phdr::default() }.write(&mut w);
+        let mut off = data_start;
+        for r in regions(maps, &exclude) {
+            let len = (r.end - r.start) as u64;
+            let filesz = if stores_data(&r) { len } else { 0 };
+            Phdr {
+                p_type: PT_LOAD,
+                flags: pflags_from_prot(r.prot),
+                offset: if filesz > 0 { off } else { 0 },
+                vaddr: r.start as u64,
+                filesz,
+                memsz: len,
+                align: PAGE_SIZE,
+            }
+            .write(&mut w);
+            off += filesz;
+        }
+        file_len = file_len.max(off);
+
+        begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
+        st.write(&mut w);
+        w.align(4);
+
+        begin_note(&mut w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
+        let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+        ctx.write_prstatus(&mut w, 12, st.pid, ppid, st.fs_base, st.gs_base);
+        w.align(4);
+
+        begin_note(&mut w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
+        let args = &mut parts.cmdline[..parts.cmdline_len.min(80)];
+        for c in args.iter_mut() {
+            if *c == 0 {
+                *c = b' ';
+            }
+        }
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        write_prpsinfo(&mut w, st.pid, ppid, uid, gid, st.comm_bytes(), args.trim_ascii_end());
+        w.align(4);
+
+        if has_fpu {
+            // SAFETY: the frame's fpstate points at the FXSAVE area the kernel saved with it.
+            let fx = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, FXSAVE_SIZE) };
+            write_note(&mut w, CORE, note::NT_FPREGSET, fx);
+        }
+        if xstate_len > 0 {
+            // SAFETY: the software bytes of that area say an XSAVE area of this size follows it.
+            let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, xstate_len) };
+            write_note(&mut w, LINUX, note::NT_X86_XSTATE, xs);
+        }
+        write_note(&mut w, CORE, note::NT_AUXV, &parts.auxv[..parts.auxv_len]);
+
+        begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_desc_len);
+        w.u32(count as u32);
+        w.u32(RECORD_SIZE as u32);
+        regions_records_at = w.pos();
+        let mut name_off = 0u32;
+        for r in regions(maps, &exclude) {
+            let mut flags = 0;
+            if r.shared {
+                flags |= RF_SHARED;
+            }
+            if stores_data(&r) {
+                flags |= RF_HAS_DATA;
+            }
+            if r.inode != 0 {
+                flags |= RF_FILE;
+            }
+            RegionRecord {
+                start: r.start as u64,
+                end: r.end as u64,
+                prot: r.prot,
+                kind: kind_of(&r),
+                flags,
+                file_offset: r.offset,
+                dev: (r.dev_major as u64) << 32 | r.dev_minor as u64,
+                inode: r.inode,
+                data_hash: 0,
+                name_off,
+                name_len: r.name.len() as u32,
+            }
+            .write(&mut w);
+            name_off += r.name.len() as u32;
+        }
+        for r in regions(maps, &exclude) {
+            w.bytes(r.name);
+        }
+        w.align(4);
+        write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
+        if w.finish() != Some(meta_len) {
+            return Err(Failure::plain("laying out the image headers"));
+        }
+    }
+
+    let file = TempImage::create(parts.tmp_path)?;
+    let fd = file.fd.as_raw_fd();
+
+    // Region data, each region's hash patched into its record.
+    let mut off = data_start;
+    for (i, r) in regions(maps, &exclude).enumerate() {
+        if !stores_data(&r) {
+            continue;
+        }
+        let len = r.end - r.start;
+        let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
+        let hash = if (r.start..r.end).contains(&frame) {
+            write_stack_region(fd, r.start, len, off, frame, parts.page)?
+        } else {
+            write_region(fd, r.start, len, off)?
+        };
+        let at = regions_records_at + i * RECORD_SIZE + 56;
+        parts.meta[at..at + 8].copy_from_slice(&hash.to_le_bytes());
+        off += len as u64;
+    }
+
+    // The write time goes into the state note, then the header hash over everything.
+    let write_ns = monotonic_ns().saturating_sub(started);
+    let wns_at = state_desc_at + 40;
+    parts.meta[wns_at..wns_at + 8].copy_from_slice(&write_ns.to_le_bytes());
+    let meta = &mut parts.meta[..meta_len];
+    let hash_at = state_desc_at + META_HASH_OFFSET;
+    let h = meta_hash(meta, hash_at);
+    meta[hash_at..hash_at + 8].copy_from_slice(&h.to_le_bytes());
+    write_all(fd, meta.as_ptr() as usize, meta_len, 0)?;
+    rustix::fs::ftruncate(&file.fd, file_len).map_err(|e| Failure::on_file("sizing", e))?;
+    file.commit()
+}
+
+/// Writes the region holding the signal frame. Below the frame, this handler's own calls keep
+/// changing the memory while it is written and hashed; none of it matters after a restart
+/// (execution resumes from the frame), so it is stored as zeros: a hole in the file.
+fn write_stack_region(fd: i32, start: usize, len: usize, off: u64, frame: usize, page: &mut [u8]) -> Result<u64, Failure> {
+    let page_size = PAGE_SIZE as usize;
+    let frame_page = frame & !(page_size - 1);
+    let mut h = Hasher::new();
+    let zeros = [0u8; 256];
+    for _ in 0..(frame_page - start) / zeros.len() {
+        h.update(&zeros);
+    }
+    // The frame's own page: the part below the frame zeroed, in a copy.
+    // SAFETY: the frame page is mapped and readable: the kernel just wrote the frame into it.
+    let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, page_size) };
+    let below = frame - frame_page;
+    page[..below].fill(0);
+    page[below..page_size].copy_from_slice(&live[below..]);
+    let page_off = off + (frame_page - start) as u64;
+    write_all(fd, page.as_ptr() as usize, page_size, page_off)?;
+    h.update(&page[..page_size]);
+    let rest = frame_page + page_size;
+    let rest_off = page_off + page_size as u64;
+    let end = start + len;
+    if rest < end {
+        // Above the frame page nothing changes while we run: this handler's frames are below.
+        write_all(fd, rest, end - rest, rest_off)?;
+        // SAFETY: just read by the kernel for the write above.
+        h.update(unsafe { core::slice::from_raw_parts(rest as *const u8, end - rest) });
+    }
+    Ok(h.digest())
+}
+
+/// Writes one region from memory and returns the hash of what the file now holds. Pages that
+/// cannot be read (a file mapping past its end, say) stay holes in the file and read as zeros.
+fn write_region(fd: i32, start: usize, len: usize, off: u64) -> Result<u64, Failure> {
+    let mut h = Hasher::new();
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(CHUNK);
+        match write_all(fd, start + done, n, off + done as u64) {
+            Ok(()) => {
+                // SAFETY: the kernel just read these bytes for us, so they are mapped and
+                // readable; nothing else runs in this single-threaded process meanwhile.
+                h.update(unsafe { core::slice::from_raw_parts((start + done) as *const u8, n) });
+            }
+            Err(f) if f.errno == Some(Errno::FAULT) => {
+                for page in (0..n).step_by(PAGE_SIZE as usize) {
+                    let a = start + done + page;
+                    match write_all(fd, a, PAGE_SIZE as usize, off + (done + page) as u64) {
+                        // SAFETY: as above, for one page.
+                        Ok(()) => h.update(unsafe { core::slice::from_raw_parts(a as *const u8, PAGE_SIZE as usize) }),
+                        Err(f) if f.errno == Some(Errno::FAULT) => h.update(&[0u8; PAGE_SIZE as usize]),
+                        Err(f) => return Err(f),
+                    }
+                }
+            }
+            Err(f) => return Err(f),
+        }
+        done += n;
+    }
+    Ok(h.digest())
+}
+
+fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(), Failure> {
+    while len > 0 {
+        match sys::pwrite_from(fd, addr, len, off) {
+            Ok(0) => return Err(Failure::on_file("writing", Errno::NOSPC)),
+            Ok(n) => {
+                addr += n;
+                len -= n;
+                off += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(Failure::on_file("writing", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Records the open descriptors (number and what they point at) in `NT_CKPT_FDS` format.
+fn list_fds(parts: &mut Parts) -> Result<(), Failure> {
+    let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Failure::new("listing /proc/self/fd", e))?;
+    let dir_fd = dir.as_raw_fd();
+    let mut dirbuf = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut raw = rustix::fs::RawDir::new(&dir, &mut dirbuf);
+    let mut w = Writer::new(parts.fds);
+    let mut target = [0u8; 512];
+    while let Some(entry) = raw.next() {
+        let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
+        let name = entry.file_name();
+        let Some(fd) = super::procfs::parse_dec(name.to_bytes()) else { continue };
+        if fd as i32 == dir_fd {
+            continue;
+        }
+        let n = rustix::fs::readlinkat_raw(&dir, name, &mut target[..]).unwrap_or(0).min(target.len());
+        w.u32(fd as u32);
+        w.u32(n as u32);
+        w.bytes(&target[..n]);
+        w.align(4);
+    }
+    parts.fds_len = w.finish().ok_or(Failure::plain("too many open descriptors to list"))?;
+    Ok(())
+}
+
+/// The image under its temporary name, removed unless committed.
+struct TempImage<'a> {
+    fd: OwnedFd,
+    tmp: &'a CStr,
+    committed: bool,
+}
+
+impl<'a> TempImage<'a> {
+    /// Creates `<image>.<pid>.tmp`, mode 0600, replacing a stale one.
+    fn create(buf: &'a mut [u8]) -> Result<TempImage<'a>, Failure> {
+        let image = crate::config::get().image_path();
+        let mut w = Writer::new(buf);
+        w.bytes(image);
+        w.bytes(b".");
+        let mut digits = [0u8; 10];
+        let mut pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (pid % 10) as u8;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        w.bytes(&digits[i..]);
+        w.bytes(b".tmp\0");
+        let n = w.finish().ok_or(Failure::plain("image path is too long"))?;
+        let tmp = CStr::from_bytes_with_nul(&buf[..n]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
+        let _ = rustix::fs::unlink(tmp);
+        let fd = rustix::fs::open(
+            tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| Failure::on_file("creating a temporary file next to", e))?;
+        Ok(TempImage { fd, tmp, committed: false })
+    }
+
+    /// Makes the image durable and puts it in place of the old one.
+    fn commit(mut self) -> Result<(), Failure> {
+        rustix::fs::fsync(&self.fd).map_err(|e| Failure::on_file("syncing", e))?;
+        let cfg = crate::config::get();
+        let image = CStr::from_bytes_with_nul(&cfg.image[..cfg.image_len + 1]).map_err(|_| Failure::plain("bad image path"))?;
+        rustix::fs::rename(self.tmp, image).map_err(|e| Failure::on_file("renaming the new image to", e))?;
+        self.committed = true;
+        sync_parent_dir(cfg.image_path());
+        Ok(())
+    }
+}
+
+impl Drop for TempImage<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = rustix::fs::unlink(self.tmp);
+        }
+    }
+}
+
+/// `fsync` of the directory holding the image, so that the rename itself is durable.
+fn sync_parent_dir(image: &[u8]) {
+    let Some(slash) = image.iter().rposition(|&c| c == b'/') else { return };
+    let mut buf = [0u8; ckpt_image::state::PATH_MAX];
+    let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
+    if dir.len() >= buf.len() {
+        return;
+    }
+    buf[..dir.len()].copy_from_slice(dir);
+    if let Ok(path) = CStr::from_bytes_with_nul(&buf[..dir.len() + 1]) {
+        if let Ok(fd) = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+            let _ = rustix::fs::fsync(&fd);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Settings fixed once by the constructor and only read afterwards (by the signal handler).
+
+use core::cell::UnsafeCell;
+use ckpt_image::state::PATH_MAX;
+
+/// Where images go and what the handler needs to know about glibc.
+pub struct Config {
+    /// Absolute path of the image, NUL-terminated.
+    pub image: [u8; PATH_MAX],
+    pub image_len: usize,
+    /// glibc's `__rseq_offset` and `__rseq_size` (size 0 when rseq is not in use).
+    pub rseq_offset: isize,
+    pub rseq_size: u32,
+}
+
+impl Config {
+    pub fn image_path(&self) -> &[u8] {
+        &self.image[..self.image_len]
+    }
+}
+
+struct Slot(UnsafeCell<Config>);
+
+// SAFETY: written only by the constructor, before the signal handler is installed and before
+// any other thread can exist; read-only afterwards.
+unsafe impl Sync for Slot {}
+
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0 }));
+
+/// The settings. Valid once [`crate::init`] has run.
+pub fn get() -> &'static Config {
+    // SAFETY: see `Slot`: after the constructor nothing writes CONFIG.
+    unsafe { &*CONFIG.0.get() }
+}
+
+/// Mutable access for the constructor only.
+///
+/// # Safety
+/// Call only from the constructor, before the handler is installed.
+pub unsafe fn get_mut() -> &'static mut Config {
+    // SAFETY: the caller is the single-threaded constructor.
+    unsafe { &mut *CONFIG.0.get() }
+}

@@ -1,0 +1,31 @@
+//! `libckpt.so`: preloaded into a program, it turns `SIGUSR2` into a checkpoint image.
+//!
+//! - [`init`] runs before `main()` (from `.init_array`): it fixes the image path and installs the
+//!   signal handler. It runs in ordinary context and may use libc.
+//! - [`checkpoint`] is everything the signal handler does. It is async-signal-safe: no
+//!   allocation, no locks, no libc, only raw system calls and memory it maps itself.
+//! - [`resume`] is the trampoline myrestart jumps to in the restored process.
+//!
+//! The crate is `no_std` without `alloc`, so "the handler does not allocate" is checked by the
+//! compiler, not by review.
+#![no_std]
+
+mod checkpoint;
+mod config;
+mod init;
+mod resume;
+
+#[panic_handler]
+fn on_panic(info: &core::panic::PanicInfo) -> ! {
+    // Never unwind through someone else's program. Say what happened, then stop this process the
+    // way an assertion failure would.
+    ckpt_sigsafe::say!("ckpt: internal error: {}", info.message());
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::ABORT);
+    ckpt_sigsafe::sys::exit_group(134)
+}
+
+/// The precompiled `core` refers to the unwinding personality routine even though this crate is
+/// built with `panic = "abort"` and never unwinds; this definition satisfies the linker and is
+/// never called.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}

@@ -1,0 +1,182 @@
+//! Moving out of the way: myrestart's own code, data, stack and the kernel's vdso for it may sit
+//! exactly where the target needs memory (a non-PIE program can have anything at 0x5000000).
+//!
+//! So myrestart finds a block of addresses free both in its own layout and in the image's,
+//! copies itself there (code, data, bss — the plan included), re-applies its relocations for
+//! the new address, and continues on a stack inside the block. From then on nothing outside
+//! the block is needed, and the restore may unmap everything else.
+//!
+//! Block layout: `[program copy][guard][stack][vdso parking][image headers]`.
+
+use crate::plan::{plan, TASK_END};
+use crate::relocate::{self, SelfImage};
+use crate::{restore, EXIT_REFUSED};
+use ckpt_image::Image;
+use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::{maps, page_up, say, sys, PAGE};
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+
+const STACK_LEN: usize = 256 * 1024;
+/// Distance kept from any mapping on either side of the block (room for stack growth gaps).
+const MARGIN: usize = 16 << 20;
+/// Prefer addresses above 4 GiB: low memory is where non-PIE programs put heap and data.
+const PREFERRED_START: usize = 1 << 32;
+const LOWEST: usize = 1 << 20;
+
+pub fn move_and_restore(me: &SelfImage) -> ! {
+    let p = plan();
+    let park_len: usize = p.specials.iter().filter(|s| s.present).map(|s| s.len).sum();
+    let meta_at = me.span + PAGE + STACK_LEN + park_len;
+    let block_len = meta_at + page_up(p.meta_len);
+
+    let Some(block) = find_block(block_len) else {
+        say!("myrestart: no free address range of {block_len} bytes outside the image's memory");
+        sys::exit_group(EXIT_REFUSED);
+    };
+    // SAFETY: the range is free in our own layout (checked against /proc/self/maps), and
+    // FIXED_NOREPLACE makes the kernel refuse rather than replace anything.
+    let got = unsafe {
+        rustix::mm::mmap_anonymous(
+            block as *mut _,
+            block_len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+        )
+    };
+    if let Err(e) = got {
+        say!("myrestart: cannot map a {block_len}-byte block at {block:#x}: {}", describe(e));
+        sys::exit_group(EXIT_REFUSED);
+    }
+
+    // Headers into the block, and the plan pointed at them.
+    // SAFETY: both ranges are mapped, meta_len bytes long, and distinct.
+    unsafe { core::ptr::copy_nonoverlapping(p.meta as *const u8, (block + meta_at) as *mut u8, p.meta_len) };
+    // SAFETY: the old header buffer is ours and nothing refers to it after this.
+    let _ = unsafe { rustix::mm::munmap(p.meta as *mut _, page_up(p.meta_len)) };
+    p.meta = block + meta_at;
+    // SAFETY: the block lives until libckpt's trampoline unmaps it, after its last use.
+    let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(p.meta as *const u8, p.meta_len) };
+    p.image = match Image::parse(meta, p.file_len, &mut p.state) {
+        Ok(img) => Some(img),
+        Err(e) => {
+            say!("myrestart: image headers changed while reading: {e}");
+            sys::exit_group(EXIT_REFUSED);
+        }
+    };
+    p.block = block;
+    p.block_len = block_len;
+    p.stack_top = block + me.span + PAGE + STACK_LEN;
+    p.park = p.stack_top;
+
+    // The program itself, with its statics (this plan included) as they are now.
+    // SAFETY: copying our own mapped image into the fresh block; the source stays mapped.
+    unsafe { core::ptr::copy_nonoverlapping(me.base as *const u8, block as *mut u8, me.span) };
+    // SAFETY: the copy is writable and the relocation table of the original is still mapped.
+    if !unsafe { relocate::apply(me, block) } {
+        say!("myrestart: cannot relocate itself");
+        sys::exit_group(EXIT_REFUSED);
+    }
+    protect_copy(me, block);
+
+    let run = restore::run as *const () as usize - me.base + block;
+    let stack_top = p.stack_top;
+    // SAFETY: `run` is `restore::run` in the relocated copy, which never returns; the new stack
+    // is inside the block and 16-byte aligned.
+    unsafe {
+        core::arch::asm!("mov rsp, {sp}", "call {f}", "ud2", sp = in(reg) stack_top, f = in(reg) run, options(noreturn));
+    }
+}
+
+/// Gives the copy the protections its ELF segments ask for (code executable, data writable).
+fn protect_copy(me: &SelfImage, block: usize) {
+    // SAFETY: reading our own ELF program headers, mapped at me.base.
+    let (phoff, phnum) = unsafe { (*((me.base + 32) as *const u64) as usize, *((me.base + 56) as *const u16) as usize) };
+    for i in 0..phnum {
+        let ph = me.base + phoff + i * 56;
+        // SAFETY: as above.
+        let (ty, flags, vaddr, memsz) =
+            unsafe { (*(ph as *const u32), *((ph + 4) as *const u32), *((ph + 16) as *const u64), *((ph + 40) as *const u64)) };
+        if ty != 1 {
+            continue;
+        }
+        let start = block + (vaddr as usize - me.link_base) / PAGE * PAGE;
+        let end = page_up(block + vaddr as usize - me.link_base + memsz as usize);
+        let mut prot = MprotectFlags::empty();
+        if flags & 4 != 0 {
+            prot |= MprotectFlags::READ;
+        }
+        if flags & 2 != 0 {
+            prot |= MprotectFlags::WRITE;
+        }
+        if flags & 1 != 0 {
+            prot |= MprotectFlags::EXEC;
+        }
+        // SAFETY: the range lies in the copy, which nothing else uses.
+        let _ = unsafe { rustix::mm::mprotect(start as *mut _, end - start, prot) };
+    }
+}
+
+/// Finds `len` bytes (plus margins) free both in our layout and in the image's.
+fn find_block(len: usize) -> Option<usize> {
+    static mut OWN: [u8; 65536] = [0; 65536];
+    // SAFETY: single-threaded; the only reference to this buffer.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(OWN) };
+    let n = maps::read_file(c"/proc/self/maps", buf).ok()?;
+    let own = maps::entries(&buf[..n]).map(|e| (e.start, e.end)).filter(|&(s, _)| s < TASK_END);
+    let image = plan().image.as_ref()?;
+    let target = (0..image.region_count())
+        .filter_map(|i| image.region(i).ok())
+        .map(|r| (r.record.start as usize, r.record.end as usize))
+        .filter(|&(s, _)| s < TASK_END);
+    let need = len + 2 * MARGIN;
+    let mut first_fit = None;
+    let mut cursor = LOWEST;
+    let mut consider = |gap_start: usize, gap_end: usize| -> Option<usize> {
+        let start = gap_start.max(LOWEST);
+        if gap_end > start && gap_end - start >= need {
+            let at = start + MARGIN;
+            if at >= PREFERRED_START {
+                return Some(at);
+            }
+            // A gap that straddles 4 GiB still has room above it.
+            if gap_end > PREFERRED_START && gap_end - PREFERRED_START >= need {
+                return Some(PREFERRED_START + MARGIN);
+            }
+            first_fit.get_or_insert(at);
+        }
+        None
+    };
+    for (s, e) in merge_sorted(own, target) {
+        if s > cursor {
+            if let Some(at) = consider(cursor, s) {
+                return Some(at);
+            }
+        }
+        cursor = cursor.max(e);
+    }
+    if let Some(at) = consider(cursor, TASK_END) {
+        return Some(at);
+    }
+    first_fit
+}
+
+/// Merges two address-sorted sequences of ranges into one sorted sequence.
+fn merge_sorted<A, B>(a: A, b: B) -> impl Iterator<Item = (usize, usize)>
+where
+    A: Iterator<Item = (usize, usize)>,
+    B: Iterator<Item = (usize, usize)>,
+{
+    let mut a = a.peekable();
+    let mut b = b.peekable();
+    core::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) => {
+            if x.0 <= y.0 {
+                a.next()
+            } else {
+                b.next()
+            }
+        }
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
+}

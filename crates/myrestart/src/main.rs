@@ -1,0 +1,82 @@
+//! myrestart: rebuilds a process from a ckpt image and resumes it where it was checkpointed.
+//!
+//! ```text
+//!   _start ── relocate ourselves (static PIE, no loader) ── block all signals
+//!     │
+//!     ├─ plan      open and check the whole image; refuse with one line if anything is off
+//!     ├─ hole      find a block free in our layout and the target's; copy ourselves there,
+//!     │            re-relocate the copy, switch to a stack inside it
+//!     │  ── point of no return ──────────────────────────────────────────────────────────
+//!     └─ restore   unmap everything else, move the kernel's vdso/vvar to the old addresses,
+//!                  map every region, restore kernel state, then jump to libckpt's trampoline
+//!                  in the restored memory, which unmaps our block and calls rt_sigreturn
+//! ```
+//!
+//! Before the point of no return every failure is one line on stderr and exit status 2. After
+//! it, the old process image is gone, so a failure can only be reported and end the process.
+//! No allocator, no libc: `no_std`, raw system calls, fixed buffers and `mmap`.
+#![no_std]
+#![no_main]
+
+mod args;
+mod hole;
+mod mem;
+mod plan;
+mod relocate;
+mod restore;
+
+use ckpt_sigsafe::say;
+use ckpt_sigsafe::sys;
+
+/// Exit status for "the image cannot be restored" (bad input, refused before any change).
+pub const EXIT_REFUSED: i32 = 2;
+/// Exit status for a failure after the point of no return.
+pub const EXIT_LOST: i32 = 3;
+
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+unsafe extern "C" fn _start() -> ! {
+    core::arch::naked_asm!(
+        "mov rdi, rsp",
+        "lea rsi, [rip + __ehdr_start]",
+        "lea rdx, [rip + _DYNAMIC]",
+        "and rsp, -16",
+        "call {entry}",
+        "ud2",
+        entry = sym entry,
+    )
+}
+
+/// First Rust code. `sp` is the initial stack (argc, argv, envp, auxv).
+unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
+    // SAFETY: _start passes our own ELF header and dynamic section.
+    let Some(me) = (unsafe { relocate::inspect(ehdr, dynamic) }) else { sys::exit_group(EXIT_REFUSED) };
+    // SAFETY: we are the mapped program; the kernel maps a static PIE's data writable.
+    if !unsafe { relocate::apply(&me, me.base) } {
+        sys::exit_group(EXIT_REFUSED);
+    }
+    // Nothing may interrupt the rebuild; the restored mask comes back with rt_sigreturn.
+    let _ = sys::rt_sigprocmask(2 /* SIG_SETMASK */, !0);
+
+    // SAFETY: sp is the initial process stack the kernel built.
+    let args = unsafe { args::Args::from_stack(sp) };
+    let path = match args.image_path() {
+        Ok(p) => p,
+        Err(code) => sys::exit_group(code),
+    };
+    match plan::make(path, &me) {
+        Ok(()) => hole::move_and_restore(&me),
+        Err(()) => sys::exit_group(EXIT_REFUSED),
+    }
+}
+
+#[panic_handler]
+fn on_panic(info: &core::panic::PanicInfo) -> ! {
+    say!("myrestart: internal error: {}", info.message());
+    sys::exit_group(EXIT_LOST)
+}
+
+/// The precompiled `core` names the unwinding personality routine; with `panic = "abort"` it is
+/// never called.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}

@@ -1,0 +1,361 @@
+//! Before the point of no return: read the image, check everything that can be checked, and
+//! fill in the [`Plan`] that the restore step follows without further decisions.
+//!
+//! Every problem found here is reported as one line, `myrestart: IMAGE: what is wrong`, and
+//! nothing of this process has been changed yet.
+
+use crate::relocate::SelfImage;
+use ckpt_image::image::{meta_len, PREFIX_LEN};
+use ckpt_image::region::RegionKind;
+use ckpt_image::state::{FLAG_PATCH_TID, FLAG_RSEQ};
+use ckpt_image::{hash, Image, ImageError, ProcessState};
+use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::maps;
+use ckpt_sigsafe::out::Lossy;
+use ckpt_sigsafe::say;
+use core::cell::UnsafeCell;
+use core::ffi::CStr;
+use rustix::fd::{AsRawFd, IntoRawFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// Addresses at or above this are not user memory on a 4-level-paging x86-64 kernel.
+pub const TASK_END: usize = 0x7fff_ffff_f000;
+/// Largest header block we accept (64 MiB holds tens of thousands of regions).
+const MAX_META: u64 = 64 << 20;
+
+/// One of the kernel's special mappings: where ours is, where the image needs it.
+#[derive(Clone, Copy, Default)]
+pub struct Special {
+    pub present: bool,
+    pub own_start: usize,
+    pub target_start: usize,
+    pub len: usize,
+}
+
+/// Everything the restore step needs. Holds no pointers into myrestart itself (only into the
+/// block and the target's address space), so it stays valid when the program moves.
+pub struct Plan {
+    pub image_fd: i32,
+    pub cwd_fd: i32,
+    pub exe_fd: i32,
+    pub meta: usize,
+    pub meta_len: usize,
+    pub file_len: u64,
+    /// `[vvar, vvar_vclock, vdso]`.
+    pub specials: [Special; 3],
+    pub state: ProcessState,
+    /// The block myrestart moves into, its stack top and the parking area for the specials.
+    pub block: usize,
+    pub block_len: usize,
+    pub stack_top: usize,
+    pub park: usize,
+    pub image: Option<Image<'static>>,
+}
+
+pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
+
+struct PlanCell(UnsafeCell<Plan>);
+// SAFETY: myrestart is single-threaded and signals are blocked for its whole run.
+unsafe impl Sync for PlanCell {}
+
+static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
+    image_fd: -1,
+    cwd_fd: -1,
+    exe_fd: -1,
+    meta: 0,
+    meta_len: 0,
+    file_len: 0,
+    specials: [Special { present: false, own_start: 0, target_start: 0, len: 0 }; 3],
+    state: ProcessState::ZERO,
+    block: 0,
+    block_len: 0,
+    stack_top: 0,
+    park: 0,
+    image: None,
+}));
+
+/// The plan. myrestart is single-threaded, so there is never more than one user of it.
+#[allow(clippy::mut_from_ref)]
+pub fn plan() -> &'static mut Plan {
+    // SAFETY: single-threaded, signals blocked, and callers never hold two of these at once
+    // across a call that takes another.
+    unsafe { &mut *PLAN.0.get() }
+}
+
+/// Reports a refusal for the image at `path`.
+fn refuse(path: &CStr, what: core::fmt::Arguments) {
+    say!("myrestart: {}: {}", Lossy(path.to_bytes()), what);
+}
+
+pub fn make(path: &CStr, _me: &SelfImage) -> Result<(), ()> {
+    let p = plan();
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        refuse(path, format_args!("cannot open: {}", describe(e)));
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("cannot stat: {}", describe(e))))?;
+    if (st.st_mode & 0o170000) != 0o100000 {
+        refuse(path, format_args!("not a regular file"));
+        return Err(());
+    }
+    let file_len = st.st_size as u64;
+    let bad = |e: ImageError| refuse(path, format_args!("{e}"));
+
+    let mut prefix = [0u8; PREFIX_LEN];
+    let got = read_at(fd.as_raw_fd(), &mut prefix, 0).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
+    let total = meta_len(&prefix[..got]).map_err(|e| {
+        // A file that starts like ELF but ends early is truncated, not foreign.
+        bad(if got < PREFIX_LEN && prefix[..got.min(4)] == [0x7f, b'E', b'L', b'F'][..got.min(4)] && got >= 4 {
+            ImageError::Truncated
+        } else {
+            e
+        })
+    })?;
+    if total > MAX_META {
+        bad(ImageError::Malformed("header block is implausibly large"));
+        return Err(());
+    }
+    if total > file_len {
+        bad(ImageError::Truncated);
+        return Err(());
+    }
+    let meta_len = total as usize;
+    // SAFETY: a fresh anonymous mapping, owned by the plan from here on.
+    let meta = unsafe {
+        rustix::mm::mmap_anonymous(core::ptr::null_mut(), meta_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)
+    }
+    .map_err(|e| refuse(path, format_args!("cannot allocate {meta_len} bytes for the headers: {}", describe(e))))?;
+    // SAFETY: the mapping is meta_len bytes, readable and writable, and only used through this slice.
+    let meta_buf = unsafe { core::slice::from_raw_parts_mut(meta as *mut u8, meta_len) };
+    let n = read_at(fd.as_raw_fd(), meta_buf, 0).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
+    if n != meta_len {
+        bad(ImageError::Truncated);
+        return Err(());
+    }
+    // SAFETY: the meta mapping is never unmapped before the restore (it is copied into the
+    // block, and teardown removes the original), so 'static is honest for this run.
+    let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
+    let image = Image::parse(meta_static, file_len, &mut p.state).map_err(bad)?;
+    verify_data(fd.as_raw_fd(), &image, file_len).map_err(bad)?;
+    check_machine(path, &p.state)?;
+    check_targets(path, &image, &p.state)?;
+    find_specials(path, &image, p)?;
+
+    let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
+    let cwd_fd = rustix::fs::open(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e)));
+    })?;
+    p.exe_fd = CStr::from_bytes_with_nul(p.state.exe.with_nul())
+        .ok()
+        .and_then(|exe| rustix::fs::open(exe, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok())
+        .map_or(-1, |f| f.into_raw_fd());
+    check_mm_map_allowed(path)?;
+    report_unrestored(&image);
+
+    p.image_fd = fd.into_raw_fd();
+    p.cwd_fd = cwd_fd.into_raw_fd();
+    p.meta = meta as usize;
+    p.meta_len = meta_len;
+    p.file_len = file_len;
+    p.image = Some(image);
+    Ok(())
+}
+
+/// `pread` until `buf` is full or the file ends.
+fn read_at(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the destination is the unfilled part of `buf`.
+        match unsafe { ckpt_sigsafe::sys::pread_into(fd, buf.as_mut_ptr() as usize + done, buf.len() - done, off + done as u64) } {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Checks every region's data against its hash, reading the file through a temporary mapping.
+fn verify_data(fd: i32, image: &Image, file_len: u64) -> Result<(), ImageError> {
+    if file_len == 0 {
+        return Err(ImageError::Truncated);
+    }
+    // SAFETY: a read-only private view of the image file, unmapped below; the fd is open.
+    let view = unsafe {
+        rustix::mm::mmap(
+            core::ptr::null_mut(),
+            file_len as usize,
+            ProtFlags::READ,
+            MapFlags::PRIVATE,
+            rustix::fd::BorrowedFd::borrow_raw(fd),
+            0,
+        )
+    }
+    .map_err(|_| ImageError::Malformed("image file cannot be mapped"))?;
+    let mut result = Ok(());
+    for i in 0..image.region_count() {
+        let r = image.region(i)?;
+        if !r.record.has_data() {
+            continue;
+        }
+        // SAFETY: Image::parse checked data_offset + len <= file_len, and the view covers the file.
+        let data = unsafe { core::slice::from_raw_parts((view as usize + r.data_offset as usize) as *const u8, r.record.len() as usize) };
+        if hash(data) != r.record.data_hash {
+            result = Err(ImageError::DataChecksum { index: i });
+            break;
+        }
+    }
+    // SAFETY: the view is ours and no slice of it is used after this point.
+    let _ = unsafe { rustix::mm::munmap(view, file_len as usize) };
+    result
+}
+
+/// The CPU must support the register state the image saved.
+fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), ()> {
+    if st.xfeatures == 0 {
+        return Ok(());
+    }
+    let have = xcr0();
+    if st.xfeatures & !have != 0 {
+        refuse(path, format_args!(
+            "the image needs CPU register state this machine does not enable (XSAVE features {:#x}, this machine has {:#x})",
+            st.xfeatures, have
+        ));
+        return Err(());
+    }
+    Ok(())
+}
+
+/// XCR0: the XSAVE features the kernel enabled (0 if the CPU has no XSAVE).
+fn xcr0() -> u64 {
+    let ecx = core::arch::x86_64::__cpuid(1).ecx;
+    if ecx & (1 << 27) == 0 {
+        return 0;
+    }
+    let (lo, hi): (u32, u32);
+    // SAFETY: OSXSAVE is set, so xgetbv with ecx = 0 is allowed in user mode.
+    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (hi as u64) << 32 | lo as u64
+}
+
+/// The image's own pointers must land in restored memory.
+fn check_targets(path: &CStr, image: &Image, st: &ProcessState) -> Result<(), ()> {
+    let writable = |addr: u64, len: u64| {
+        (0..image.region_count()).filter_map(|i| image.region(i).ok()).any(|r| {
+            r.record.prot & 2 != 0 && r.record.start <= addr && addr + len <= r.record.end && !r.record.kind.is_kernel_special()
+        })
+    };
+    for i in 0..image.region_count() {
+        let Ok(r) = image.region(i) else { continue };
+        if r.record.end as usize > TASK_END && r.record.kind != RegionKind::Vsyscall {
+            refuse(path, format_args!("region {:#x}-{:#x} is above the 47-bit user address space", r.record.start, r.record.end));
+            return Err(());
+        }
+    }
+    if st.flags & FLAG_RSEQ != 0 && !writable(st.rseq_addr, st.rseq_len as u64) {
+        refuse(path, format_args!("rseq area {:#x} is not in writable memory", st.rseq_addr));
+        return Err(());
+    }
+    if st.flags & FLAG_PATCH_TID != 0 && !writable(st.tid_address, 4) {
+        refuse(path, format_args!("thread id cache {:#x} is not in writable memory", st.tid_address));
+        return Err(());
+    }
+    Ok(())
+}
+
+/// Pairs the kernel's special mappings of this process with those in the image. The vdso
+/// finds its data pages at fixed offsets from itself, so sizes and relative placement must
+/// match: they do when checkpoint and restart run on the same kernel build.
+fn find_specials(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
+    static mut OWN_MAPS: [u8; 65536] = [0; 65536];
+    // SAFETY: single-threaded; this is the only reference to the buffer.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(OWN_MAPS) };
+    let n = maps::read_file(c"/proc/self/maps", buf).map_err(|e| refuse(path, format_args!("reading /proc/self/maps: {}", describe(e))))?;
+    for (slot, kind) in p.specials.iter_mut().zip(SPECIAL_KINDS) {
+        *slot = Special::default();
+        let own = maps::entries(&buf[..n]).find(|e| RegionKind::from_maps_name(e.name) == kind);
+        let target = image.find_kind(kind);
+        match (own, target) {
+            (_, None) => {}
+            (None, Some(_)) => {
+                refuse(path, format_args!("the image uses the kernel's {kind:?} mapping, which this kernel does not provide"));
+                return Err(());
+            }
+            (Some(o), Some(t)) => {
+                if (o.end - o.start) as u64 != t.record.len() {
+                    refuse(path, format_args!("the kernel's {kind:?} mapping differs in size from the image's (taken on another kernel?)"));
+                    return Err(());
+                }
+                *slot = Special { present: true, own_start: o.start, target_start: t.record.start as usize, len: o.end - o.start };
+            }
+        }
+    }
+    let vdso = p.specials[2];
+    for s in &p.specials[..2] {
+        if s.present && vdso.present && s.own_start.wrapping_sub(vdso.own_start) != s.target_start.wrapping_sub(vdso.target_start) {
+            refuse(path, format_args!("the vdso and its data pages are laid out differently from the image (taken on another kernel?)"));
+            return Err(());
+        }
+    }
+    Ok(())
+}
+
+/// `PR_SET_MM_MAP` is how the heap bounds come back; try it now, harmlessly, with our own
+/// current values, so that a kernel that refuses it is found before anything is changed.
+fn check_mm_map_allowed(path: &CStr) -> Result<(), ()> {
+    let mut buf = [0u8; 1024];
+    let n = {
+        let fd = rustix::fs::open(c"/proc/self/stat", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|_| ())?;
+        read_at(fd.as_raw_fd(), &mut buf, 0).map_err(|_| ())?
+    };
+    let stat = &buf[..n];
+    let Some(close) = stat.iter().rposition(|&c| c == b')') else { return Err(()) };
+    let mut fields = [0u64; 52];
+    for (i, f) in stat[close + 1..].split(|&c| c == b' ').filter(|f| !f.is_empty()).enumerate() {
+        if i + 3 < fields.len() {
+            fields[i + 3] = f.trim_ascii().iter().fold(0u64, |v, &c| v.wrapping_mul(10).wrapping_add((c.wrapping_sub(b'0')) as u64));
+        }
+    }
+    let map = rustix::process::PrctlMmMap {
+        start_code: fields[26],
+        end_code: fields[27],
+        start_data: fields[45],
+        end_data: fields[46],
+        start_brk: fields[47],
+        brk: ckpt_sigsafe::sys::current_brk(),
+        start_stack: fields[28],
+        arg_start: fields[48],
+        arg_end: fields[49],
+        env_start: fields[50],
+        env_end: fields[51],
+        auxv: core::ptr::null_mut(),
+        auxv_size: 0,
+        exe_fd: -1,
+    };
+    // SAFETY: these are this process's current values, so setting them changes nothing.
+    if let Err(e) = unsafe { rustix::process::configure_virtual_memory_map(&map) } {
+        refuse(path, format_args!("the kernel refuses prctl(PR_SET_MM_MAP), needed to restore the heap: {}", describe(e)));
+        return Err(());
+    }
+    Ok(())
+}
+
+/// Says, one line each, what the image had that this version does not bring back.
+fn report_unrestored(image: &Image) {
+    for (fd, target) in image.fds() {
+        if fd > 2 {
+            say!("myrestart: fd {fd} ({}) is not restored: descriptors other than 0-2 are not supported yet", Lossy(target));
+        }
+    }
+    for i in 0..image.region_count() {
+        let Ok(r) = image.region(i) else { continue };
+        if r.record.is_shared() && !r.record.kind.is_kernel_special() {
+            say!(
+                "myrestart: shared mapping {:#x}-{:#x} ({}) is restored as a private copy",
+                r.record.start, r.record.end, Lossy(r.name)
+            );
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! After the point of no return: runs from myrestart's copy inside the block, on the block's
+//! stack. It follows the plan without deciding anything:
+//!
+//! 1. unmap everything except the block and the kernel's vdso/vvar mappings;
+//! 2. move vdso/vvar to the addresses the image recorded (via a parking spot in the block, so
+//!    that old and new places may overlap);
+//! 3. map every region at its address and read its bytes from the image;
+//! 4. restore kernel state: mm fields and brk, TLS base, TID cache, robust list, rseq, signal
+//!    dispositions, umask, cwd, name, descriptors, interval timers;
+//! 5. jump to libckpt's `ckpt_resume` in the restored memory, which unmaps the block and
+//!    resumes the program with `rt_sigreturn`.
+//!
+//! # Restrictions
+//! This code must not allocate, must not touch memory outside the block before it is rebuilt,
+//! and cannot return: a failure prints one line and ends the process (exit status 3).
+
+use crate::plan::{plan, Plan, TASK_END};
+use crate::EXIT_LOST;
+use ckpt_image::region::RegionKind;
+use ckpt_image::state::{FLAG_PATCH_TID, FLAG_RSEQ};
+use ckpt_image::{note, Image};
+use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::{page_up, say, sys};
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, MprotectFlags, MremapFlags, ProtFlags};
+
+fn lost(step: &str, addr: u64, e: Errno) -> ! {
+    say!("myrestart: restore failed after the point of no return: {step} at {addr:#x}: {}", describe(e));
+    sys::exit_group(EXIT_LOST)
+}
+
+/// Entered on the block's stack with nothing below it to return to.
+pub extern "C" fn run() -> ! {
+    let p: &Plan = plan();
+    let Some(image) = p.image.as_ref() else { sys::exit_group(EXIT_LOST) };
+    unmap_all_but_block(p);
+    move_specials(p);
+    map_regions(p, image);
+    restore_kernel_state(p, image);
+    resume(p)
+}
+
+fn unmap_all_but_block(p: &Plan) {
+    let mut keep = [(0usize, 0usize); 4];
+    keep[0] = (p.block, p.block + p.block_len);
+    let mut n = 1;
+    for s in p.specials.iter().filter(|s| s.present) {
+        keep[n] = (s.own_start, s.own_start + s.len);
+        n += 1;
+    }
+    let keep = &mut keep[..n];
+    keep.sort_unstable();
+    let mut cursor = 0usize;
+    for &(s, e) in keep.iter() {
+        if s > cursor {
+            // SAFETY: nothing in this range is used any more: the program runs from the block.
+            let _ = unsafe { rustix::mm::munmap(cursor as *mut _, s - cursor) };
+        }
+        cursor = cursor.max(e);
+    }
+    if cursor < TASK_END {
+        // SAFETY: as above.
+        let _ = unsafe { rustix::mm::munmap(cursor as *mut _, TASK_END - cursor) };
+    }
+}
+
+fn move_specials(p: &Plan) {
+    let mut park = p.park;
+    let mut parked = [0usize; 3];
+    for (i, s) in p.specials.iter().enumerate().filter(|(_, s)| s.present) {
+        // SAFETY: moves a kernel special mapping onto the parking area inside our block.
+        if let Err(e) = unsafe { rustix::mm::mremap_fixed(s.own_start as *mut _, s.len, s.len, MremapFlags::MAYMOVE, park as *mut _) } {
+            lost("moving the vdso/vvar aside", s.own_start as u64, e);
+        }
+        parked[i] = park;
+        park += s.len;
+    }
+    for (i, s) in p.specials.iter().enumerate().filter(|(_, s)| s.present) {
+        // SAFETY: the destination is free (everything but the block was unmapped, and the block
+        // avoids the image's regions).
+        if let Err(e) = unsafe { rustix::mm::mremap_fixed(parked[i] as *mut _, s.len, s.len, MremapFlags::MAYMOVE, s.target_start as *mut _) } {
+            lost("moving the vdso/vvar into place", s.target_start as u64, e);
+        }
+    }
+}
+
+fn map_regions(p: &Plan, image: &Image) {
+    for i in 0..image.region_count() {
+        let Ok(r) = image.region(i) else { sys::exit_group(EXIT_LOST) };
+        let rec = r.record;
+        if rec.kind.is_kernel_special() {
+            continue;
+        }
+        let prot = prot_flags(rec.prot);
+        let mut flags = if rec.is_shared() { MapFlags::SHARED } else { MapFlags::PRIVATE };
+        flags |= MapFlags::FIXED_NOREPLACE;
+        if rec.kind == RegionKind::Stack {
+            flags |= MapFlags::GROWSDOWN;
+        }
+        if rec.prot == 0 {
+            flags |= MapFlags::NORESERVE;
+        }
+        let fill_prot = if rec.has_data() { ProtFlags::READ | ProtFlags::WRITE } else { prot };
+        // SAFETY: the address range is free (checked at plan time against the block, and
+        // FIXED_NOREPLACE refuses anything else).
+        if let Err(e) = unsafe { rustix::mm::mmap_anonymous(rec.start as *mut _, rec.len() as usize, fill_prot, flags) } {
+            lost("mapping a region", rec.start, e);
+        }
+        if rec.has_data() {
+            read_region(p.image_fd, rec.start as usize, rec.len() as usize, r.data_offset);
+            if rec.prot != 3 {
+                // SAFETY: the region was just mapped by us.
+                if let Err(e) = unsafe { rustix::mm::mprotect(rec.start as *mut _, rec.len() as usize, mprotect_flags(rec.prot)) } {
+                    lost("protecting a region", rec.start, e);
+                }
+            }
+        }
+    }
+}
+
+fn read_region(fd: i32, mut addr: usize, mut len: usize, mut off: u64) {
+    while len > 0 {
+        let step = len.min(1 << 30);
+        // SAFETY: addr..addr+step is a region we just mapped writable.
+        match unsafe { sys::pread_into(fd, addr, step, off) } {
+            Ok(0) => lost("reading region data (image shrank)", addr as u64, Errno::IO),
+            Ok(n) => {
+                addr += n;
+                len -= n;
+                off += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => lost("reading region data", addr as u64, e),
+        }
+    }
+}
+
+fn prot_flags(prot: u32) -> ProtFlags {
+    ProtFlags::from_bits_truncate(prot)
+}
+
+fn mprotect_flags(prot: u32) -> MprotectFlags {
+    MprotectFlags::from_bits_truncate(prot)
+}
+
+fn restore_kernel_state(p: &Plan, image: &Image) {
+    let st = &p.state;
+    let auxv = image.note(b"CORE", note::NT_AUXV).map(|n| n.desc).unwrap_or(&[]);
+    // The kernel keeps at most this much auxv (AT_VECTOR_SIZE words).
+    let auxv_ok = !auxv.is_empty() && auxv.len() <= 52 * 8;
+    let mm = &st.mm;
+    let mut map = rustix::process::PrctlMmMap {
+        start_code: mm.start_code,
+        end_code: mm.end_code,
+        start_data: mm.start_data,
+        end_data: mm.end_data,
+        start_brk: mm.start_brk,
+        brk: mm.brk,
+        start_stack: mm.start_stack,
+        arg_start: mm.arg_start,
+        arg_end: mm.arg_end,
+        env_start: mm.env_start,
+        env_end: mm.env_end,
+        auxv: if auxv_ok { auxv.as_ptr() as *mut u64 } else { core::ptr::null_mut() },
+        auxv_size: if auxv_ok { auxv.len() as u32 } else { 0 },
+        exe_fd: p.exe_fd,
+    };
+    // SAFETY: the values describe the address space we just rebuilt; auxv points into the block.
+    if unsafe { rustix::process::configure_virtual_memory_map(&map) }.is_err() {
+        // Changing /proc/PID/exe needs more privilege than the rest; do without it.
+        map.exe_fd = -1;
+        // SAFETY: as above.
+        if let Err(e) = unsafe { rustix::process::configure_virtual_memory_map(&map) } {
+            lost("restoring the heap bounds (PR_SET_MM_MAP)", mm.brk, e);
+        }
+    }
+
+    // SAFETY: the thread pointer of the restored thread; nothing here uses TLS.
+    if let Err(e) = unsafe { sys::arch_set(sys::ARCH_SET_FS, st.fs_base) } {
+        lost("restoring the TLS base", st.fs_base, e);
+    }
+    if st.gs_base != 0 {
+        // SAFETY: as above, for gs.
+        let _ = unsafe { sys::arch_set(sys::ARCH_SET_GS, st.gs_base) };
+    }
+    if st.tid_address != 0 {
+        // SAFETY: glibc's clear_child_tid location in the restored thread descriptor.
+        let tid = unsafe { sys::set_tid_address(st.tid_address) };
+        if st.flags & FLAG_PATCH_TID != 0 {
+            // SAFETY: checked at plan time to be inside writable restored memory.
+            unsafe { *(st.tid_address as *mut u32) = tid };
+        }
+    }
+    if st.robust_list != 0 {
+        // SAFETY: the restored thread's own robust list head.
+        let _ = unsafe { sys::set_robust_list(st.robust_list, st.robust_len) };
+    }
+    if st.flags & FLAG_RSEQ != 0 {
+        // SAFETY: the restored thread's rseq area, checked to lie in writable restored memory.
+        if let Err(e) = unsafe { sys::rseq_register(st.rseq_addr, st.rseq_len, st.rseq_sig) } {
+            lost("registering rseq", st.rseq_addr, e);
+        }
+    }
+    for (i, a) in st.sigactions.iter().enumerate() {
+        let sig = i as u32 + 1;
+        if sig == 9 || sig == 19 {
+            continue;
+        }
+        let rec = [a.handler, a.flags, a.restorer, a.mask];
+        // SAFETY: the dispositions the process had, pointing into its restored code.
+        let _ = unsafe { sys::rt_sigaction(sig, Some(&rec), None) };
+    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(st.umask));
+    // SAFETY: cwd_fd was opened at plan time and is still open.
+    let cwd = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.cwd_fd) };
+    if let Err(e) = rustix::process::fchdir(cwd) {
+        lost("changing to the working directory", 0, e);
+    }
+    let mut name = [0u8; 17];
+    name[..16].copy_from_slice(&st.comm);
+    if let Ok(c) = core::ffi::CStr::from_bytes_until_nul(&name) {
+        let _ = rustix::thread::set_name(c);
+    }
+    // The restored process starts with exactly myrestart's stdin, stdout and stderr.
+    let _ = sys::close_from(3);
+    for (which, t) in st.itimers.iter().enumerate() {
+        if t.is_armed() {
+            let _ = sys::setitimer(which, &[t.interval_sec, t.interval_usec, t.value_sec, t.value_usec]);
+        }
+    }
+}
+
+/// Jumps to libckpt's trampoline in the restored process.
+fn resume(p: &Plan) -> ! {
+    let (tramp, block, len, frame) = (p.state.resume_trampoline, p.block, page_up(p.block_len), p.state.sigframe);
+    // SAFETY: the trampoline is restored code that takes exactly these three registers, unmaps
+    // this block (which we never touch again) and calls rt_sigreturn on the saved frame.
+    unsafe {
+        core::arch::asm!("jmp {t}", t = in(reg) tramp, in("rdi") block, in("rsi") len, in("rdx") frame, options(noreturn));
+    }
+}

@@ -1,0 +1,140 @@
+//! `/proc/self/maps` parsing into borrowed entries, without allocation.
+
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+/// One line of `/proc/PID/maps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapsEntry<'a> {
+    pub start: usize,
+    pub end: usize,
+    /// `PROT_READ` = 1, `PROT_WRITE` = 2, `PROT_EXEC` = 4.
+    pub prot: u32,
+    pub shared: bool,
+    pub offset: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub inode: u64,
+    /// The path column (file path, `[stack]`, `[vdso]`, …), empty for anonymous memory.
+    pub name: &'a [u8],
+}
+
+fn hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in s {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | d as u64;
+    }
+    Some(v)
+}
+
+fn dec(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    Some(v)
+}
+
+/// Splits off the next space-separated field.
+fn field<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let s = rest.trim_ascii_start();
+    let n = s.iter().position(|&c| c == b' ').unwrap_or(s.len());
+    *rest = &s[n..];
+    &s[..n]
+}
+
+/// Parses one line (without its newline).
+pub fn parse_line(line: &[u8]) -> Option<MapsEntry<'_>> {
+    let mut rest = line;
+    let range = field(&mut rest);
+    let dash = range.iter().position(|&c| c == b'-')?;
+    let start = hex(&range[..dash])? as usize;
+    let end = hex(&range[dash + 1..])? as usize;
+    let perms = field(&mut rest);
+    if perms.len() != 4 {
+        return None;
+    }
+    let mut prot = 0;
+    if perms[0] == b'r' {
+        prot |= 1;
+    }
+    if perms[1] == b'w' {
+        prot |= 2;
+    }
+    if perms[2] == b'x' {
+        prot |= 4;
+    }
+    let shared = perms[3] == b's';
+    let offset = hex(field(&mut rest))?;
+    let dev = field(&mut rest);
+    let colon = dev.iter().position(|&c| c == b':')?;
+    let dev_major = hex(&dev[..colon])? as u32;
+    let dev_minor = hex(&dev[colon + 1..])? as u32;
+    let inode = dec(field(&mut rest))?;
+    let name = rest.trim_ascii();
+    Some(MapsEntry { start, end, prot, shared, offset, dev_major, dev_minor, inode, name })
+}
+
+/// Iterates over the entries of a maps text; a line that does not parse ends the iteration.
+pub fn entries(text: &[u8]) -> impl Iterator<Item = MapsEntry<'_>> {
+    text.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map_while(parse_line)
+}
+
+/// Reads a whole (proc) file into `buf`. Fails with `FBIG` if it does not fit.
+pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    let fd: OwnedFd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            return Err(Errno::FBIG);
+        }
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) => return Ok(len),
+            Ok(n) => len += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_file_and_anonymous_lines() {
+        let e = parse_line(b"7f12a000-7f12b000 r-xp 00001000 fd:01 1234567                    /usr/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        assert_eq!((e.start, e.end, e.prot, e.shared, e.offset), (0x7f12a000, 0x7f12b000, 5, false, 0x1000));
+        assert_eq!((e.dev_major, e.dev_minor, e.inode), (0xfd, 1, 1234567));
+        assert_eq!(e.name, b"/usr/lib/x86_64-linux-gnu/libc.so.6");
+        let a = parse_line(b"55d0c000-55d2d000 rw-s 00000000 00:00 0 ").unwrap();
+        assert!(a.shared);
+        assert_eq!(a.name, b"");
+        let v = parse_line(b"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]").unwrap();
+        assert_eq!(v.prot, 4);
+        assert_eq!(v.name, b"[vsyscall]");
+        assert!(parse_line(b"garbage").is_none());
+    }
+
+    #[test]
+    fn keeps_spaces_in_names() {
+        let e = parse_line(b"1000-2000 rw-p 00000000 08:01 42 /tmp/a b (deleted)").unwrap();
+        assert_eq!(e.name, b"/tmp/a b (deleted)");
+    }
+}

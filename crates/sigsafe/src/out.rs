@@ -1,0 +1,77 @@
+//! One-line messages on stderr from a fixed buffer: `core::fmt` into the stack, one `write(2)`.
+
+use core::fmt;
+
+/// A line of at most 512 bytes; longer text is cut. Written with a single `write` so that lines
+/// from different processes do not interleave.
+pub struct Line {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl Line {
+    pub const fn new() -> Line {
+        Line { buf: [0; 512], len: 0 }
+    }
+
+    /// Appends raw bytes (a path may not be UTF-8).
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        let room = self.buf.len() - 1 - self.len;
+        let n = b.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
+        self.len += n;
+        self
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Adds the newline and writes the line to stderr.
+    pub fn emit(&mut self) {
+        self.buf[self.len] = b'\n';
+        let all = &self.buf[..self.len + 1];
+        // SAFETY: fd 2 is only borrowed for this one write; if it is closed, the write fails
+        // harmlessly with EBADF.
+        let stderr = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
+        let _ = rustix::io::write(stderr, all);
+    }
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Line::new()
+    }
+}
+
+impl fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Writes bytes that may not be UTF-8, replacing what is not printable.
+pub struct Lossy<'a>(pub &'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{fffd}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `eprintln!` for restricted code: formats into a [`Line`] on the stack and emits it.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = $crate::out::Line::new();
+        let _ = ::core::fmt::Write::write_fmt(&mut line, format_args!($($arg)*));
+        line.emit();
+    }};
+}

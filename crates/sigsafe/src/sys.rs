@@ -1,0 +1,185 @@
+//! The few system calls that `rustix` does not offer, or offers only in a typed form that cannot
+//! carry an opaque saved value (a kernel `sigaction` record with `SIG_IGN`, say).
+//!
+//! Each wrapper is a direct `syscall` instruction; none touches libc, errno or TLS.
+#![allow(clippy::missing_safety_doc)]
+
+use core::arch::asm;
+use rustix::io::Errno;
+
+pub const SYS_RT_SIGACTION: usize = 13;
+pub const SYS_RT_SIGPROCMASK: usize = 14;
+pub const SYS_RT_SIGRETURN: usize = 15;
+pub const SYS_GETITIMER: usize = 36;
+pub const SYS_SETITIMER: usize = 38;
+pub const SYS_MUNMAP: usize = 11;
+pub const SYS_ARCH_PRCTL: usize = 158;
+pub const SYS_SET_ROBUST_LIST: usize = 273;
+pub const SYS_GET_ROBUST_LIST: usize = 274;
+pub const SYS_RSEQ: usize = 334;
+pub const SYS_CLOSE_RANGE: usize = 436;
+
+pub const ARCH_SET_GS: usize = 0x1001;
+pub const ARCH_SET_FS: usize = 0x1002;
+pub const ARCH_GET_FS: usize = 0x1003;
+pub const ARCH_GET_GS: usize = 0x1004;
+
+/// Raw six-argument system call; returns the kernel's result (negative errno on failure).
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`.
+#[inline(always)]
+pub unsafe fn syscall6(nr: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize, a6: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the caller vouches for the arguments; the kernel clobbers rcx and r11 only.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a1, in("rsi") a2, in("rdx") a3, in("r10") a4, in("r8") a5, in("r9") a6,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+fn check(r: isize) -> Result<usize, Errno> {
+    if (-4095..0).contains(&r) {
+        Err(Errno::from_raw_os_error(-r as i32))
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// `rt_sigaction(sig, new, old, 8)` with the kernel's own record layout
+/// (`handler, flags, restorer, mask`).
+///
+/// # Safety
+/// Installing a handler is only sound if it points at code that can run as one.
+pub unsafe fn rt_sigaction(sig: u32, new: Option<&[u64; 4]>, old: Option<&mut [u64; 4]>) -> Result<(), Errno> {
+    let new = new.map_or(0, |n| n as *const _ as usize);
+    let old = old.map_or(0, |o| o as *mut _ as usize);
+    // SAFETY: both pointers are null or point at 32-byte records, the size the kernel uses.
+    check(unsafe { syscall6(SYS_RT_SIGACTION, sig as usize, new, old, 8, 0, 0) }).map(drop)
+}
+
+/// `rt_sigprocmask(how, set, old, 8)` on a 64-bit mask.
+pub fn rt_sigprocmask(how: usize, set: u64) -> Result<u64, Errno> {
+    let mut old = 0u64;
+    // SAFETY: both pointers point at 8-byte masks that live across the call.
+    check(unsafe { syscall6(SYS_RT_SIGPROCMASK, how, &set as *const u64 as usize, &mut old as *mut u64 as usize, 8, 0, 0) })?;
+    Ok(old)
+}
+
+/// `getitimer(which)` as `[interval_sec, interval_usec, value_sec, value_usec]`.
+pub fn getitimer(which: usize) -> Result<[i64; 4], Errno> {
+    let mut v = [0i64; 4];
+    // SAFETY: `v` has the layout of `struct itimerval`.
+    check(unsafe { syscall6(SYS_GETITIMER, which, v.as_mut_ptr() as usize, 0, 0, 0, 0) })?;
+    Ok(v)
+}
+
+/// `setitimer(which, value, NULL)`.
+pub fn setitimer(which: usize, v: &[i64; 4]) -> Result<(), Errno> {
+    // SAFETY: `v` has the layout of `struct itimerval`.
+    check(unsafe { syscall6(SYS_SETITIMER, which, v.as_ptr() as usize, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `arch_prctl(ARCH_GET_FS or ARCH_GET_GS)`.
+pub fn arch_get(code: usize) -> Result<u64, Errno> {
+    let mut v = 0u64;
+    // SAFETY: the kernel writes one u64 to `v`.
+    check(unsafe { syscall6(SYS_ARCH_PRCTL, code, &mut v as *mut u64 as usize, 0, 0, 0, 0) })?;
+    Ok(v)
+}
+
+/// `arch_prctl(ARCH_SET_FS or ARCH_SET_GS, base)`.
+///
+/// # Safety
+/// Changes the thread pointer: code that uses TLS afterwards sees the new base.
+pub unsafe fn arch_set(code: usize, base: u64) -> Result<(), Errno> {
+    // SAFETY: the caller accepts the new thread pointer.
+    check(unsafe { syscall6(SYS_ARCH_PRCTL, code, base as usize, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `get_robust_list(0)`: the calling thread's robust futex list head and length.
+pub fn get_robust_list() -> Result<(u64, u64), Errno> {
+    let (mut head, mut len) = (0u64, 0u64);
+    // SAFETY: the kernel writes one pointer and one size.
+    check(unsafe {
+        syscall6(SYS_GET_ROBUST_LIST, 0, &mut head as *mut u64 as usize, &mut len as *mut u64 as usize, 0, 0, 0)
+    })?;
+    Ok((head, len))
+}
+
+/// `set_robust_list(head, len)`.
+///
+/// # Safety
+/// `head` must be the thread's robust list head (the kernel walks it at exit).
+pub unsafe fn set_robust_list(head: u64, len: u64) -> Result<(), Errno> {
+    // SAFETY: the caller vouches for the list.
+    check(unsafe { syscall6(SYS_SET_ROBUST_LIST, head as usize, len as usize, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `rseq(area, len, 0, sig)`: registers the calling thread's rseq area.
+///
+/// # Safety
+/// `area` must stay valid, writable memory for the life of the thread.
+pub unsafe fn rseq_register(area: u64, len: u32, sig: u32) -> Result<(), Errno> {
+    // SAFETY: the caller vouches for the area.
+    check(unsafe { syscall6(SYS_RSEQ, area as usize, len as usize, 0, sig as usize, 0, 0) }).map(drop)
+}
+
+/// `close_range(first, u32::MAX, 0)`.
+pub fn close_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: closing descriptors touches no memory.
+    check(unsafe { syscall6(SYS_CLOSE_RANGE, first as usize, u32::MAX as usize, 0, 0, 0, 0) }).map(drop)
+}
+
+pub const SYS_PWRITE64: usize = 18;
+pub const SYS_PREAD64: usize = 17;
+
+/// `pwrite64(fd, addr, len, offset)` straight from process memory. Memory that cannot be read
+/// makes it fail with `EFAULT` (or write less) instead of raising a signal.
+pub fn pwrite_from(fd: i32, addr: usize, len: usize, offset: u64) -> Result<usize, Errno> {
+    // SAFETY: the kernel only reads `len` bytes at `addr`, checking every page itself.
+    check(unsafe { syscall6(SYS_PWRITE64, fd as usize, addr, len, offset as usize, 0, 0) })
+}
+
+/// `pread64(fd, addr, len, offset)` straight into process memory.
+///
+/// # Safety
+/// `addr..addr+len` must be memory the caller may overwrite.
+pub unsafe fn pread_into(fd: i32, addr: usize, len: usize, offset: u64) -> Result<usize, Errno> {
+    // SAFETY: the caller owns the destination range.
+    check(unsafe { syscall6(SYS_PREAD64, fd as usize, addr, len, offset as usize, 0, 0) })
+}
+
+pub const SYS_BRK: usize = 12;
+pub const SYS_EXIT_GROUP: usize = 231;
+pub const SYS_SET_TID_ADDRESS: usize = 218;
+
+/// `brk(0)`: the current program break.
+pub fn current_brk() -> u64 {
+    // SAFETY: brk(0) changes nothing; it only reports the break.
+    unsafe { syscall6(SYS_BRK, 0, 0, 0, 0, 0, 0) as u64 }
+}
+
+/// `exit_group(code)`.
+pub fn exit_group(code: i32) -> ! {
+    // SAFETY: ends the process; no memory is involved.
+    unsafe { syscall6(SYS_EXIT_GROUP, code as usize, 0, 0, 0, 0, 0) };
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// `set_tid_address(addr)`: returns the caller's TID.
+///
+/// # Safety
+/// The kernel writes 0 to `addr` when the thread exits.
+pub unsafe fn set_tid_address(addr: u64) -> u32 {
+    // SAFETY: the caller vouches for the address.
+    unsafe { syscall6(SYS_SET_TID_ADDRESS, addr as usize, 0, 0, 0, 0, 0) as u32 }
+}
