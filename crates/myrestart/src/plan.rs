@@ -342,7 +342,8 @@ fn check_mm_map_allowed(path: &CStr) -> Result<(), ()> {
     Ok(())
 }
 
-/// Says, one line each, what the image had that this version does not bring back.
+/// Says, one line each, what the image had that this version does not bring back. (A
+/// read-only shared mapping restored privately is indistinguishable, so it is not reported.)
 fn report_unrestored(image: &Image) {
     for (fd, target) in image.fds() {
         if fd > 2 {
@@ -351,7 +352,7 @@ fn report_unrestored(image: &Image) {
     }
     for i in 0..image.region_count() {
         let Ok(r) = image.region(i) else { continue };
-        if r.record.is_shared() && !r.record.kind.is_kernel_special() {
+        if r.record.is_shared() && r.record.prot & 2 != 0 && !r.record.kind.is_kernel_special() {
             say!(
                 "myrestart: shared mapping {:#x}-{:#x} ({}) is restored as a private copy",
                 r.record.start, r.record.end, Lossy(r.name)
