@@ -1,0 +1,301 @@
+//! Test harness: builds the C/C++ test programs, runs processes with libckpt preloaded, sends
+//! the checkpoint signal, kills, restarts with myrestart, and reads what they print.
+//!
+//! Every wait is bounded; a process still running when its handle drops is killed.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The repository root (where `make` puts libckpt.so and myrestart).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn built(name: &str) -> PathBuf {
+    let p = root().join(name);
+    assert!(p.exists(), "{} is missing: run `make` (or `make test`) first", p.display());
+    p
+}
+
+pub fn libckpt() -> PathBuf {
+    built("libckpt.so")
+}
+
+pub fn myrestart() -> PathBuf {
+    built("myrestart")
+}
+
+/// Compiles `tests/progs/<name>.c` (or `.cpp`) with `flags`, once per test process.
+pub fn prog(name: &str, flags: &[&str]) -> PathBuf {
+    let progs = root().join("tests/progs");
+    let cpp = progs.join(format!("{name}.cpp"));
+    let src = if cpp.exists() { cpp } else { progs.join(format!("{name}.c")) };
+    compile(&src, name, flags)
+}
+
+/// Compiles one C or C++ source file into `target/ckpt-tests/bin`, once per test process.
+pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let key = format!("{name}{}", flags.join(""));
+    let mut map = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(p) = map.get(&key) {
+        return p.clone();
+    }
+    let cc = if src.extension().is_some_and(|e| e == "cpp") { "g++" } else { "gcc" };
+    let out_dir = root().join("target/ckpt-tests/bin");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let suffix: String = flags.iter().map(|f| f.trim_start_matches('-')).collect::<Vec<_>>().join("_");
+    let out = out_dir.join(if suffix.is_empty() { name.to_string() } else { format!("{name}-{suffix}") });
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let status = Command::new(cc).args(["-O1", "-g", "-Wall", "-o"]).arg(&tmp).arg(src).args(flags).status().unwrap();
+    assert!(status.success(), "compiling {}", src.display());
+    std::fs::rename(&tmp, &out).unwrap();
+    map.insert(key, out.clone());
+    out
+}
+
+/// A fresh directory for one test's images, on tmpfs when there is one.
+pub struct Workdir {
+    pub path: PathBuf,
+}
+
+impl Workdir {
+    pub fn new(name: &str) -> Workdir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let base = std::env::var_os("CKPT_TEST_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            if Path::new("/dev/shm").is_dir() {
+                PathBuf::from("/dev/shm/ckpt-tests")
+            } else {
+                root().join("target/ckpt-tests/run")
+            }
+        });
+        let path = base.join(format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Workdir { path }
+    }
+
+    pub fn image(&self) -> PathBuf {
+        self.path.join("myckpt")
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        // Keep the evidence when a test fails.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
+
+/// A running process whose stdout is collected line by line and stderr as text.
+pub struct Proc {
+    child: Child,
+    lines: Lines,
+    stderr: Arc<Mutex<String>>,
+    pub pid: u32,
+    what: String,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, what: &str) -> Proc {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let out = child.stdout.take().unwrap();
+        let l2 = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).split(b'\n') {
+                let Ok(line) = line else { break };
+                let (m, cv) = &*l2;
+                m.lock().unwrap().push(String::from_utf8_lossy(&line).into_owned());
+                cv.notify_all();
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let e2 = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                e2.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let pid = child.id();
+        Proc { child, lines, stderr, pid, what: what.to_string() }
+    }
+
+    /// `cmd` with libckpt preloaded and its image going to `image`.
+    pub fn preloaded(mut cmd: Command, image: &Path, what: &str) -> Proc {
+        cmd.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", image);
+        Proc::spawn(cmd, what)
+    }
+
+    /// `myrestart image`.
+    pub fn restart(image: &Path) -> Proc {
+        let mut cmd = Command::new(myrestart());
+        cmd.arg(image);
+        Proc::spawn(cmd, &format!("myrestart {}", image.display()))
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.0.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` lines have been printed.
+    pub fn wait_lines(&self, n: usize, timeout: Duration) -> Vec<String> {
+        self.wait_until(|l| l.len() >= n, timeout, &format!("{n} lines"))
+    }
+
+    /// Waits until `pred` holds for the lines printed so far.
+    pub fn wait_until(&self, pred: impl Fn(&[String]) -> bool, timeout: Duration, what: &str) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.lines;
+        let mut guard = m.lock().unwrap();
+        loop {
+            if pred(&guard) {
+                return guard.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let got = guard.clone();
+                drop(guard);
+                panic!(
+                    "{}: timed out after {timeout:?} waiting for {what}; stdout so far ({} lines, last: {:?}); stderr: {:?}",
+                    self.what,
+                    got.len(),
+                    got.last(),
+                    self.stderr()
+                );
+            }
+            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's PID, which we have not reaped yet.
+        unsafe { libc::kill(self.pid as i32, sig) };
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself, and for its output to be read.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                // Give the reader threads a moment to drain the pipes.
+                std::thread::sleep(Duration::from_millis(50));
+                return st;
+            }
+            if Instant::now() >= deadline {
+                let lines = self.lines();
+                panic!("{}: did not exit within {timeout:?}; last line {:?}; stderr {:?}", self.what, lines.last(), self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Checkpoints the process into `image` and waits until the new image is in place.
+    pub fn checkpoint(&self, image: &Path, timeout: Duration) {
+        let before = std::fs::metadata(image).ok().map(|m| (m.ino(), m.mtime_nsec(), m.mtime()));
+        self.signal(libc::SIGUSR2);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(m) = std::fs::metadata(image) {
+                if Some((m.ino(), m.mtime_nsec(), m.mtime())) != before {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no new image at {} within {timeout:?}; stderr {:?}",
+                self.what,
+                image.display(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` to completion (no preload) and returns its stdout lines: the reference output.
+pub fn reference_run(mut cmd: Command, timeout: Duration) -> Vec<String> {
+    cmd.stdin(Stdio::null()).stderr(Stdio::inherit());
+    let mut p = Proc::spawn(cmd, "reference run");
+    let st = p.wait_exit(timeout);
+    assert!(st.success(), "reference run failed: {st}");
+    p.lines()
+}
+
+/// Checks that a restarted run continued the checkpointed one: its output is exactly the
+/// reference output from some line `c` on, where `c` lies between the lines seen when the
+/// checkpoint was requested and the lines seen when the original was killed. Returns `c`.
+pub fn assert_continues(reference: &[String], seen_at_checkpoint: usize, seen_at_kill: usize, after: &[String]) -> usize {
+    assert!(!after.is_empty(), "the restarted process printed nothing");
+    for c in seen_at_checkpoint..=seen_at_kill.min(reference.len()) {
+        let rest = &reference[c..];
+        if after.len() <= rest.len() && after == &rest[..after.len()] {
+            assert!(c > 0, "restarted output starts from scratch");
+            return c;
+        }
+    }
+    panic!(
+        "restarted output does not continue the checkpointed run (checkpoint after line {seen_at_checkpoint}, killed after line {seen_at_kill});\n  restart printed: {:?}\n  reference from {seen_at_checkpoint}: {:?}",
+        &after[..after.len().min(5)],
+        &reference[seen_at_checkpoint.min(reference.len())..(seen_at_checkpoint + 5).min(reference.len())]
+    );
+}
+
+pub const SHORT: Duration = Duration::from_secs(10);
+pub const LONG: Duration = Duration::from_secs(60);
+
+/// The whole scenario for a program that runs to completion: reference run; preloaded run
+/// checkpointed after `at` lines and killed a few lines later; restart runs to completion and
+/// must print exactly the rest of the reference. Returns the line the restart resumed from.
+pub fn checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd: &Workdir) -> usize {
+    let reference = reference_run(make(), LONG);
+    assert!(reference.len() > at + 10, "reference run too short: {} lines", reference.len());
+    let image = wd.image();
+    let mut orig = Proc::preloaded(make(), &image, "original run");
+    orig.wait_lines(at, SHORT);
+    let at_ckpt = orig.lines().len();
+    orig.checkpoint(&image, LONG);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 3, SHORT);
+    orig.kill9();
+    let at_kill = orig.lines().len();
+
+    let mut restored = Proc::restart(&image);
+    let st = restored.wait_exit(LONG);
+    let after = restored.lines();
+    assert!(st.success(), "restarted run exited with {st}; stderr {:?}", restored.stderr());
+    assert_continues(&reference, at_ckpt, at_kill, &after)
+}

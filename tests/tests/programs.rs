@@ -1,0 +1,198 @@
+//! Real programs, checkpointed, SIGKILLed and restarted from the image: their output must go
+//! on from the checkpointed state, as an uninterrupted run would.
+
+use ckpt_tests::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn cmd(path: std::path::PathBuf, args: &[&str]) -> Command {
+    let mut c = Command::new(path);
+    c.args(args);
+    c
+}
+
+#[test]
+fn hello_prints_dots_after_restart() {
+    let wd = Workdir::new("hello");
+    let hello = compile(&root().join("hello.c"), "hello", &[]);
+    let mut orig = Proc::preloaded(Command::new(&hello), &wd.image(), "hello");
+    // hello prints dots without newlines: its output is read as one line once it is killed.
+    std::thread::sleep(Duration::from_millis(1500));
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let mut restored = Proc::restart(&wd.image());
+    std::thread::sleep(Duration::from_millis(2500));
+    restored.kill9();
+    let out = restored.lines().concat();
+    let dots = out.chars().filter(|&c| c == '.').count();
+    assert!(dots >= 2, "restarted hello printed {dots} dots: {out:?} stderr {:?}", restored.stderr());
+}
+
+#[test]
+fn c_program_state_continues_pie() {
+    let wd = Workdir::new("counter-pie");
+    let p = prog("counter", &["-pie", "-fPIE"]);
+    let c = checkpoint_kill_restart_matches(|| cmd(p.clone(), &["200", "10000"]), 40, &wd);
+    assert!(c >= 40);
+}
+
+#[test]
+fn c_program_state_continues_non_pie() {
+    let wd = Workdir::new("counter-nopie");
+    let p = prog("counter", &["-no-pie", "-fno-pie"]);
+    checkpoint_kill_restart_matches(|| cmd(p.clone(), &["200", "10000"]), 40, &wd);
+}
+
+#[test]
+fn cxx_iostreams_and_exceptions() {
+    let wd = Workdir::new("cxx");
+    let p = prog("cxx", &[]);
+    checkpoint_kill_restart_matches(|| cmd(p.clone(), &["150"]), 30, &wd);
+}
+
+#[test]
+fn python3_loop() {
+    let wd = Workdir::new("python");
+    let script = "import time\nx = 0\nfor i in range(150):\n    x = (x * 31 + i) % 1000003\n    print(i, x)\n    time.sleep(0.01)\nprint('done', x)\n";
+    checkpoint_kill_restart_matches(
+        || {
+            let mut c = Command::new("python3");
+            c.args(["-u", "-c", script]);
+            c
+        },
+        30,
+        &wd,
+    );
+}
+
+#[test]
+fn perl_loop() {
+    let wd = Workdir::new("perl");
+    let script = r#"$| = 1; my $x = 0; for my $i (0..149) { $x = ($x * 31 + $i) % 1000003; print "$i $x\n"; select(undef, undef, undef, 0.01); } print "done $x\n";"#;
+    checkpoint_kill_restart_matches(
+        || {
+            let mut c = Command::new("perl");
+            c.args(["-e", script]);
+            c
+        },
+        30,
+        &wd,
+    );
+}
+
+#[test]
+fn memory_at_myrestarts_own_load_address() {
+    let wd = Workdir::new("collide");
+    let p = prog("collide", &["-no-pie", "-fno-pie"]);
+    checkpoint_kill_restart_matches(|| cmd(p.clone(), &["150"]), 30, &wd);
+}
+
+#[test]
+fn big_heap_then_more_malloc_and_free() {
+    let wd = Workdir::new("bigheap");
+    let p = prog("bigheap", &[]);
+    let image = wd.image();
+    let mut orig = Proc::preloaded(cmd(p, &["576", "40"]), &image, "bigheap");
+    orig.wait_until(|l| l.iter().any(|s| s == "tick 3"), LONG, "tick 3");
+    orig.checkpoint(&image, LONG);
+    let size = std::fs::metadata(&image).unwrap().len();
+    assert!(size > 576 << 20, "image of {size} bytes cannot hold a 576 MiB heap");
+    orig.kill9();
+    let mut restored = Proc::restart(&image);
+    let st = restored.wait_exit(LONG);
+    let out = restored.lines();
+    assert!(st.success(), "exit {st}, output tail {:?}, stderr {:?}", out.last(), restored.stderr());
+    assert!(out.first().is_some_and(|l| l.starts_with("tick ") && l != "tick 0"), "did not resume mid-run: {:?}", out.first());
+    assert!(out.last().is_some_and(|l| l.starts_with("PASS")), "self-check: {:?}", out.last());
+}
+
+fn vdso_start(pid: u32) -> Option<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines().find(|l| l.ends_with("[vdso]")).map(|l| l.split('-').next().unwrap().to_string())
+}
+
+#[test]
+fn clocks_keep_advancing_through_the_vdso() {
+    let wd = Workdir::new("clock");
+    let p = prog("clock", &[]);
+    let image = wd.image();
+    let mut orig = Proc::preloaded(cmd(p, &[]), &image, "clock");
+    orig.wait_lines(10, SHORT);
+    let vdso_before = vdso_start(orig.pid).expect("original has a vdso");
+    orig.checkpoint(&image, LONG);
+    orig.kill9();
+    let last_before: Vec<i64> = orig.lines().last().unwrap().split(' ').map(|v| v.parse().unwrap()).collect();
+    let restored = Proc::restart(&image);
+    let after = restored.wait_lines(20, SHORT);
+    assert_eq!(vdso_start(restored.pid), Some(vdso_before), "vdso not moved to its old address");
+    let rows: Vec<Vec<i64>> = after.iter().map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect()).collect();
+    assert!(rows[0][0] > 0 && rows[0][0] <= last_before[0] + 1, "resumed at line {} after {}", rows[0][0], last_before[0]);
+    for w in rows.windows(2) {
+        assert_eq!(w[1][0], w[0][0] + 1, "lines skipped");
+        assert!(w[1][1] > w[0][1], "CLOCK_MONOTONIC did not advance: {:?}", w);
+        assert!(w[1][2] > w[0][2], "CLOCK_REALTIME did not advance: {:?}", w);
+    }
+    assert!(rows[0][1] >= last_before[1], "CLOCK_MONOTONIC went back across the restart");
+    // 19 intervals of 20 ms: the clock must have seen at least that much time.
+    assert!(rows[19][1] - rows[0][1] >= 19 * 20_000_000, "monotonic clock advanced too little");
+}
+
+#[test]
+fn own_sigalrm_handler_and_itimer() {
+    let wd = Workdir::new("alarm");
+    let p = prog("alarm", &[]);
+    let image = wd.image();
+    let mut orig = Proc::preloaded(cmd(p, &["300"]), &image, "alarm");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&image, LONG);
+    orig.kill9();
+    let checkpointed: i64 = orig.lines().last().unwrap().trim_start_matches("ticks ").parse().unwrap();
+    let mut restored = Proc::restart(&image);
+    let st = restored.wait_exit(SHORT);
+    let out = restored.lines();
+    assert!(st.success(), "exit {st}: {:?} {:?}", out, restored.stderr());
+    assert_eq!(out.last().map(String::as_str), Some("done"));
+    let first: i64 = out[0].trim_start_matches("ticks ").parse().unwrap();
+    assert!(first >= checkpointed && first <= checkpointed + 20, "ticks restarted at {first}, checkpoint was at {checkpointed}");
+}
+
+#[test]
+fn two_generations_and_one_image_restarted_twice() {
+    let wd = Workdir::new("generations");
+    let p = prog("counter", &[]);
+    let reference = reference_run(cmd(p.clone(), &["250", "10000"]), LONG);
+    let gen1 = wd.path.join("gen1");
+    let gen2 = wd.path.join("gen2");
+
+    let mut orig = Proc::preloaded(cmd(p, &["250", "10000"]), &gen1, "generation 0");
+    orig.wait_lines(30, SHORT);
+    let at1 = orig.lines().len();
+    orig.checkpoint(&gen1, LONG);
+    orig.wait_lines(at1 + 5, SHORT);
+    orig.kill9();
+    let kill1 = orig.lines().len();
+
+    // Generation 1: restored from gen1, then checkpointed into gen2 (its CKPT_IMAGE was fixed
+    // at startup, so point it elsewhere by renaming the image it writes).
+    let mut r1 = Proc::restart(&gen1);
+    let l = r1.wait_lines(20, SHORT);
+    let c1 = assert_continues(&reference, at1, kill1, &l);
+    let n = r1.lines().len();
+    r1.checkpoint(&gen1, LONG);
+    std::fs::rename(&gen1, &gen2).unwrap();
+    r1.wait_lines(n + 5, SHORT);
+    r1.kill9();
+    let seen_r1 = c1 + r1.lines().len();
+
+    let mut r2 = Proc::restart(&gen2);
+    assert!(r2.wait_exit(LONG).success(), "generation 2 failed: {:?}", r2.stderr());
+    let c2 = assert_continues(&reference, c1 + n, seen_r1, &r2.lines());
+    assert!(c2 > c1);
+
+    // The same image, restarted twice, resumes at the same place both times.
+    for _ in 0..2 {
+        let mut again = Proc::restart(&gen2);
+        assert!(again.wait_exit(LONG).success());
+        assert_eq!(assert_continues(&reference, c1 + n, seen_r1, &again.lines()), c2);
+    }
+}
