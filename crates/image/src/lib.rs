@@ -108,3 +108,6 @@ pub type Hasher = xxhash_rust::xxh3::Xxh3Default;
 pub const fn page_up(v: u64) -> u64 {
     (v + PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! What goes wrong must be said in one line, with a non-zero exit and nothing lost: images that
+//! cannot be trusted, and checkpoints that cannot be written.
+
+use ckpt_tests::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// A real image of a running counter program, written into `wd`.
+fn real_image(wd: &Workdir) -> Vec<u8> {
+    let p = prog("counter", &[]);
+    let mut c = Command::new(p);
+    c.args(["100000", "10000"]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    std::fs::read(wd.image()).unwrap()
+}
+
+/// Runs myrestart on `path` and checks it refuses with exit status 2 and exactly one stderr
+/// line that names the file and contains `expect`.
+fn refuses(path: &Path, expect: &str) {
+    let out = Command::new(myrestart()).arg(path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit status {:?} for {expect:?}; stderr {err:?}", out.status);
+    assert!(out.stdout.is_empty(), "printed to stdout: {:?}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(err.lines().count(), 1, "want one line, got {err:?}");
+    assert!(err.starts_with(&format!("myrestart: {}: ", path.display())), "does not name the file: {err:?}");
+    assert!(err.contains(expect), "want {expect:?} in {err:?}");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).position(|w| w == needle).expect("pattern in image")
+}
+
+#[test]
+fn missing_empty_and_foreign_files() {
+    let wd = Workdir::new("bad-basic");
+    refuses(&wd.path.join("nonexistent"), "cannot open: No such file or directory");
+    let empty = wd.path.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    refuses(&empty, "not a ckpt image");
+    let text = wd.path.join("text");
+    std::fs::write(&text, b"hello, this is not an image\n".repeat(20)).unwrap();
+    refuses(&text, "not a ckpt image (no ELF header)");
+    refuses(Path::new("/bin/true"), "not a ckpt image (not an x86-64 ELF core file)");
+    refuses(Path::new("/tmp"), "not a regular file");
+}
+
+#[test]
+fn damaged_images_are_named_as_such() {
+    let wd = Workdir::new("bad-images");
+    let good = real_image(&wd);
+    let magic = find(&good, b"CKPTIMG\0");
+    let meta_len = ckpt_image::image::meta_len(&good[..ckpt_image::image::PREFIX_LEN]).unwrap() as usize;
+    let write = |name: &str, bytes: &[u8]| {
+        let p = wd.path.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+
+    refuses(&write("cut-100", &good[..100]), "truncated image");
+    refuses(&write("cut-notes", &good[..meta_len - 10]), "truncated image");
+    refuses(&write("cut-half", &good[..good.len() / 2]), "truncated image");
+
+    let mut v = good.clone();
+    v[magic + 8..magic + 12].copy_from_slice(&99u32.to_le_bytes());
+    refuses(&write("version-99", &v), "unsupported image format version 99");
+
+    let mut f = good.clone();
+    f[magic - 8..magic - 4].copy_from_slice(b"XXXX");
+    refuses(&write("foreign", &f), "an ELF core file without ckpt state");
+
+    let mut h = good.clone();
+    h[meta_len - 20] ^= 0x40;
+    refuses(&write("header-bit", &h), "corrupt image (header checksum mismatch)");
+
+    let data_start = meta_len.next_multiple_of(4096);
+    for (name, at) in [("data-first", data_start + 17), ("data-middle", (data_start + good.len()) / 2), ("data-last", good.len() - 1)] {
+        let mut d = good.clone();
+        d[at] ^= 0x01;
+        refuses(&write(name, &d), "data checksum mismatch");
+    }
+
+    // The untouched image still restores: the checks above are not just refusing everything.
+    let mut ok = Proc::restart(&write("intact", &good));
+    ok.wait_lines(3, SHORT);
+    ok.kill9();
+}
+
+#[test]
+fn unwritable_image_path_leaves_the_program_running() {
+    let wd = Workdir::new("bad-path");
+    let image = wd.path.join("no-such-dir/myckpt");
+    let p = prog("counter", &[]);
+    let mut c = Command::new(p);
+    c.args(["100000", "10000"]);
+    let orig = Proc::preloaded(c, &image, "counter");
+    orig.wait_lines(3, SHORT);
+    orig.signal(libc::SIGUSR2);
+    let deadline = std::time::Instant::now() + SHORT;
+    while !orig.stderr().contains("checkpoint failed") {
+        assert!(std::time::Instant::now() < deadline, "no failure message; stderr {:?}", orig.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let err = orig.stderr();
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.contains("No such file or directory"), "{err:?}");
+    let n = orig.lines().len();
+    orig.wait_lines(n + 5, SHORT);
+}
+
+/// A full disk (a 4 MiB tmpfs in a private mount namespace): the second checkpoint cannot be
+/// written; the program goes on, the first image stays intact and restores, and no temporary
+/// file is left. Needs root for the mount, as CI has.
+#[test]
+fn disk_full_keeps_the_previous_image() {
+    // SAFETY: geteuid has no preconditions.
+    assert!(unsafe { libc::geteuid() } == 0, "this test mounts a tmpfs and must run as root (CI does)");
+    let wd = Workdir::new("disk-full");
+    let dir = wd.path.join("small");
+    std::fs::create_dir(&dir).unwrap();
+    let p = prog("counter", &[]);
+    let script = format!(
+        "mount -t tmpfs -o size=4m tmpfs '{d}' && exec env LD_PRELOAD='{lib}' CKPT_IMAGE='{d}/myckpt' '{p}' 100000 10000",
+        d = dir.display(),
+        lib = libckpt().display(),
+        p = p.display()
+    );
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    let mut orig = Proc::spawn(c, "counter on a small tmpfs");
+    orig.wait_lines(3, SHORT);
+    // The image inside the private mount, seen through the process's root.
+    let image = Path::new(&format!("/proc/{}/root", orig.pid)).join(dir.strip_prefix("/").unwrap()).join("myckpt");
+    orig.checkpoint(&image, LONG);
+    let first = std::fs::read(&image).unwrap();
+    let at_first = orig.lines().len();
+    orig.wait_lines(at_first + 3, SHORT);
+
+    orig.signal(libc::SIGUSR2);
+    let deadline = std::time::Instant::now() + SHORT;
+    while !orig.stderr().contains("checkpoint failed") {
+        assert!(std::time::Instant::now() < deadline, "no failure message; stderr {:?}", orig.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(orig.stderr().contains("No space left on device"), "{:?}", orig.stderr());
+    let n = orig.lines().len();
+    orig.wait_lines(n + 5, SHORT);
+    let after = std::fs::read(&image).unwrap();
+    assert!(after == first, "the previous image changed");
+    let leftovers: Vec<_> = std::fs::read_dir(image.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("myckpt")], "temporary files left behind");
+    let copy = wd.path.join("first");
+    std::fs::write(&copy, &first).unwrap();
+    orig.kill9();
+    let restored = Proc::restart(&copy);
+    let l = restored.wait_lines(3, SHORT);
+    let i: usize = l[0].split(' ').next().unwrap().parse().unwrap();
+    assert!(i >= 3 && i <= at_first + 3, "restored at line {i}, first checkpoint after {at_first}");
+}
