@@ -196,3 +196,36 @@ fn two_generations_and_one_image_restarted_twice() {
         assert_eq!(assert_continues(&reference, c1 + n, seen_r1, &again.lines()), c2);
     }
 }
+
+#[test]
+fn kernel_state_survives_restart() {
+    let wd = Workdir::new("kstate");
+    let sub = wd.path.join("sub dir");
+    std::fs::create_dir(&sub).unwrap();
+    let p = prog("kstate", &[]);
+    let image = wd.image();
+    let mut orig = Proc::preloaded(cmd(p.clone(), &["1000000", sub.to_str().unwrap()]), &image, "kstate");
+    let expected = format!(
+        "rseq=1 tid=1 robust=1 umask=027 cwd={} name=kstate-x alt=1 mask=1 term=1 brk=1 cmdline=1 cpu=1",
+        sub.display()
+    );
+    let state = |l: &String| l.split_once(' ').map(|(_, s)| s.to_string()).unwrap_or_default();
+    let before = orig.wait_lines(5, SHORT);
+    assert!(before.iter().all(|l| state(l) == expected), "state wrong before checkpoint: {before:?}");
+    orig.checkpoint(&image, LONG);
+    orig.kill9();
+
+    // Restart from another directory, with another umask.
+    let mut c = Command::new("sh");
+    c.current_dir("/").args(["-c", "umask 077; exec \"$0\" \"$1\""]).arg(myrestart()).arg(&image);
+    let restored = Proc::spawn(c, "myrestart kstate");
+    let after = restored.wait_lines(10, SHORT);
+    for l in &after {
+        assert_eq!(state(l), expected, "after restart: {l}");
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", restored.pid)).unwrap();
+    assert_eq!(comm.trim(), "kstate-x");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", restored.pid)).unwrap();
+    let want = format!("{}\01000000\0{}\0", p.display(), sub.display());
+    assert_eq!(String::from_utf8_lossy(&cmdline), want, "/proc/PID/cmdline");
+}
