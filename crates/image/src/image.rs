@@ -108,7 +108,7 @@ impl<'a> Image<'a> {
             }
             prev_end = rec.end;
             if rec.has_data() {
-                let end = reg.data_offset.checked_add(rec.len()).ok_or(ImageError::Truncated)?;
+                let end = reg.data_offset.checked_add(rec.size()).ok_or(ImageError::Truncated)?;
                 if reg.data_offset % PAGE_SIZE != 0 || reg.data_offset < meta_len {
                     return Err(ImageError::Malformed("region data is misplaced"));
                 }

@@ -82,7 +82,7 @@ pub struct RegionRecord {
 }
 
 impl RegionRecord {
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         self.end - self.start
     }
     pub fn has_data(&self) -> bool {

@@ -137,7 +137,7 @@ fn parse(buf: &[u8]) -> Result<(), ImageError> {
     let img = Image::parse(meta, buf.len() as u64, &mut st)?;
     for i in 0..img.region_count() {
         let r = img.region(i)?;
-        let d = &buf[r.data_offset as usize..(r.data_offset + r.record.len()) as usize];
+        let d = &buf[r.data_offset as usize..(r.data_offset + r.record.size()) as usize];
         if hash(d) != r.record.data_hash {
             return Err(ImageError::DataChecksum { index: i });
         }

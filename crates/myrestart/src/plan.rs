@@ -201,7 +201,7 @@ fn verify_data(fd: i32, image: &Image, file_len: u64) -> Result<(), ImageError> 
             continue;
         }
         // SAFETY: Image::parse checked data_offset + len <= file_len, and the view covers the file.
-        let data = unsafe { core::slice::from_raw_parts((view as usize + r.data_offset as usize) as *const u8, r.record.len() as usize) };
+        let data = unsafe { core::slice::from_raw_parts((view as usize + r.data_offset as usize) as *const u8, r.record.size() as usize) };
         if hash(data) != r.record.data_hash {
             result = Err(ImageError::DataChecksum { index: i });
             break;
@@ -284,7 +284,7 @@ fn find_specials(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
                 return Err(());
             }
             (Some(o), Some(t)) => {
-                if (o.end - o.start) as u64 != t.record.len() {
+                if (o.end - o.start) as u64 != t.record.size() {
                     refuse(path, format_args!("the kernel's {kind:?} mapping differs in size from the image's (taken on another kernel?)"));
                     return Err(());
                 }

@@ -103,14 +103,14 @@ fn map_regions(p: &Plan, image: &Image) {
         let fill_prot = if rec.has_data() { ProtFlags::READ | ProtFlags::WRITE } else { prot };
         // SAFETY: the address range is free (checked at plan time against the block, and
         // FIXED_NOREPLACE refuses anything else).
-        if let Err(e) = unsafe { rustix::mm::mmap_anonymous(rec.start as *mut _, rec.len() as usize, fill_prot, flags) } {
+        if let Err(e) = unsafe { rustix::mm::mmap_anonymous(rec.start as *mut _, rec.size() as usize, fill_prot, flags) } {
             lost("mapping a region", rec.start, e);
         }
         if rec.has_data() {
-            read_region(p.image_fd, rec.start as usize, rec.len() as usize, r.data_offset);
+            read_region(p.image_fd, rec.start as usize, rec.size() as usize, r.data_offset);
             if rec.prot != 3 {
                 // SAFETY: the region was just mapped by us.
-                if let Err(e) = unsafe { rustix::mm::mprotect(rec.start as *mut _, rec.len() as usize, mprotect_flags(rec.prot)) } {
+                if let Err(e) = unsafe { rustix::mm::mprotect(rec.start as *mut _, rec.size() as usize, mprotect_flags(rec.prot)) } {
                     lost("protecting a region", rec.start, e);
                 }
             }
