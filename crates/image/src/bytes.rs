@@ -59,6 +59,21 @@ impl<'a> Writer<'a> {
     pub fn u8(&mut self, v: u8) {
         self.bytes(&[v]);
     }
+
+    /// Appends `v` in decimal ASCII (for building paths such as `/proc/self/task/TID`).
+    pub fn decimal(&mut self, mut v: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.bytes(&digits[i..]);
+    }
     pub fn u16(&mut self, v: u16) {
         self.bytes(&v.to_le_bytes());
     }

@@ -345,18 +345,7 @@ impl<'a> TempImage<'a> {
         let mut w = Writer::new(buf);
         w.bytes(image);
         w.bytes(b".");
-        let mut digits = [0u8; 10];
-        let mut pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (pid % 10) as u8;
-            pid /= 10;
-            if pid == 0 {
-                break;
-            }
-        }
-        w.bytes(&digits[i..]);
+        w.decimal(rustix::process::getpid().as_raw_nonzero().get() as u64);
         w.bytes(b".tmp\0");
         let n = w.finish().ok_or(Failure::plain("image path is too long"))?;
         let tmp = CStr::from_bytes_with_nul(&buf[..n]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
