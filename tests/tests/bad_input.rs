@@ -160,3 +160,25 @@ fn disk_full_keeps_the_previous_image() {
     let i: usize = l[0].split(' ').next().unwrap().parse().unwrap();
     assert!(i >= 3 && i <= at_first + 3, "restored at line {i}, first checkpoint after {at_first}");
 }
+
+/// The image is a standard ELF core file: readelf lists its notes, and gdb finds `main` in it.
+#[test]
+fn image_is_an_elf_core_file_tools_can_read() {
+    let wd = Workdir::new("elf-core");
+    let p = prog("counter", &["-g"]);
+    let mut c = Command::new(&p);
+    c.args(["100000", "10000"]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let out = Command::new("readelf").args(["-h", "-l", "-n"]).arg(wd.image()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "readelf failed: {}", String::from_utf8_lossy(&out.stderr));
+    for want in ["CORE (Core file)", "NT_PRSTATUS", "NT_PRPSINFO", "NT_FPREGSET", "NT_AUXV", "LOAD"] {
+        assert!(text.contains(want), "readelf output lacks {want}");
+    }
+    let gdb = Command::new("gdb").args(["-nx", "-batch", "-ex", "bt"]).arg(&p).arg(wd.image()).output().expect("gdb");
+    let bt = String::from_utf8_lossy(&gdb.stdout);
+    assert!(bt.contains("in main"), "gdb bt does not show main: {bt}\n{}", String::from_utf8_lossy(&gdb.stderr));
+}

@@ -25,6 +25,8 @@ use rustix::io::Errno;
 /// when it is hashed.
 const CHUNK: usize = 1 << 20;
 const CORE: &[u8] = b"CORE";
+/// Offset of the software-reserved bytes in an FXSAVE area.
+const XSTATE_SW_BYTES: usize = 464;
 const LINUX: &[u8] = b"LINUX";
 
 /// The regions of `/proc/self/maps`, with the scratch range cut out.
@@ -146,7 +148,15 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
         if xstate_len > 0 {
             // SAFETY: the software bytes of that area say an XSAVE area of this size follows it.
             let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, xstate_len) };
-            write_note(&mut w, LINUX, note::NT_X86_XSTATE, xs);
+            // In a core file, bytes 464.. of the XSAVE area hold XCR0 (which debuggers read to
+            // learn the register set); in a signal frame they hold the frame's own software
+            // bytes. Write them the core-file way.
+            begin_note(&mut w, LINUX, note::NT_X86_XSTATE, xstate_len);
+            w.bytes(&xs[..XSTATE_SW_BYTES]);
+            w.u64(st.xfeatures);
+            w.zeros(FXSAVE_SIZE - XSTATE_SW_BYTES - 8);
+            w.bytes(&xs[FXSAVE_SIZE..]);
+            w.align(4);
         }
         write_note(&mut w, CORE, note::NT_AUXV, &parts.auxv[..parts.auxv_len]);
 
