@@ -1,6 +1,7 @@
 //! Reading an image: find the metadata, check it, and give typed access to its parts.
 
 use crate::bytes::Reader;
+use crate::fds::{FdIter, FdKind};
 use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
 use crate::note::{Note, Notes};
 use crate::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE};
@@ -124,6 +125,18 @@ impl<'a> Image<'a> {
                 trampoline_ok = true;
             }
         }
+        for fd in self.fds() {
+            let (rec, _) = fd?;
+            if rec.kind == FdKind::Deleted {
+                let end = rec.blob_offset.checked_add(rec.blob_len).ok_or(ImageError::Truncated)?;
+                if rec.blob_offset % PAGE_SIZE != 0 || rec.blob_offset < meta_len {
+                    return Err(ImageError::Malformed("saved file contents are misplaced"));
+                }
+                if end > self.file_len {
+                    return Err(ImageError::Truncated);
+                }
+            }
+        }
         if !frame_ok {
             return Err(ImageError::Malformed("signal frame is not in any stored region"));
         }
@@ -170,7 +183,7 @@ impl<'a> Image<'a> {
         Notes::new(self.notes).filter_map(Result::ok).find(|n| n.name == name && n.n_type == n_type)
     }
 
-    /// Descriptors recorded at checkpoint time: `(fd, path)` pairs.
+    /// Descriptors recorded at checkpoint time, with their paths.
     pub fn fds(&self) -> FdIter<'a> {
         let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_FDS).map(|n| n.desc).unwrap_or(&[]);
         FdIter { r: Reader::new(desc) }
@@ -183,22 +196,6 @@ impl<'a> Image<'a> {
     /// Finds the region of a given kind.
     pub fn find_kind(&self, kind: RegionKind) -> Option<RegionRef<'a>> {
         (0..self.region_count).filter_map(|i| self.region(i).ok()).find(|r| r.record.kind == kind)
-    }
-}
-
-/// Iterates over `NT_CKPT_FDS`: records of `fd: u32, len: u32, path bytes` padded to 4.
-pub struct FdIter<'a> {
-    r: Reader<'a>,
-}
-
-impl<'a> Iterator for FdIter<'a> {
-    type Item = (u32, &'a [u8]);
-    fn next(&mut self) -> Option<Self::Item> {
-        let fd = self.r.u32().ok()?;
-        let len = self.r.u32().ok()? as usize;
-        let path = self.r.bytes(len).ok()?;
-        let _ = self.r.align(4);
-        Some((fd, path))
     }
 }
 

@@ -13,8 +13,9 @@
 //!                    "LINUX" NT_X86_XSTATE   the whole XSAVE area (AVX, AVX-512)
 //!                    "CORE" NT_AUXV          the auxiliary vector
 //!                    "CKPT" NT_CKPT_REGIONS  per-region facts the PT_LOADs cannot say (kind, file, hash)
-//!                    "CKPT" NT_CKPT_FDS      descriptors that were open (reported, not restored yet)
+//!                    "CKPT" NT_CKPT_FDS      the open descriptors and how to reopen them
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
+//!  page-aligned    contents of deleted-but-open files, referenced from NT_CKPT_FDS
 //! ```
 //!
 //! Compatibility rule: the state note carries [`FORMAT_VERSION`]. A reader accepts exactly the
@@ -29,6 +30,7 @@
 
 pub mod bytes;
 pub mod elf;
+pub mod fds;
 pub mod frame;
 pub mod image;
 pub mod note;
@@ -72,6 +74,8 @@ pub enum ImageError {
     MetaChecksum,
     /// A region's data does not match its checksum.
     DataChecksum { index: usize },
+    /// A deleted file's saved contents do not match their checksum.
+    BlobChecksum { fd: i32 },
     /// The headers contradict themselves.
     Malformed(&'static str),
     /// More regions than the format allows.
@@ -90,6 +94,7 @@ impl core::fmt::Display for ImageError {
             }
             ImageError::MetaChecksum => f.write_str("corrupt image (header checksum mismatch)"),
             ImageError::DataChecksum { index } => write!(f, "corrupt image (region {index} data checksum mismatch)"),
+            ImageError::BlobChecksum { fd } => write!(f, "corrupt image (saved contents of fd {fd} checksum mismatch)"),
             ImageError::Malformed(what) => write!(f, "corrupt image ({what})"),
             ImageError::TooManyRegions => f.write_str("corrupt image (too many regions)"),
         }

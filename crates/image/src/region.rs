@@ -13,6 +13,9 @@ pub const RF_SHARED: u32 = 1 << 0;
 pub const RF_HAS_DATA: u32 = 1 << 1;
 /// The region was mapped from a file (device and inode are set, name is its path).
 pub const RF_FILE: u32 = 1 << 2;
+/// Restart maps the region from the named file at `file_offset` (a `MAP_SHARED` file
+/// mapping): its bytes live in the file, not in the image.
+pub const RF_FROM_FILE: u32 = 1 << 3;
 
 /// What a region is, as far as restart cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +93,9 @@ impl RegionRecord {
     }
     pub fn is_shared(&self) -> bool {
         self.flags & RF_SHARED != 0
+    }
+    pub fn from_file(&self) -> bool {
+        self.flags & RF_FROM_FILE != 0
     }
 
     pub fn write(&self, w: &mut Writer) {

@@ -19,6 +19,7 @@
 #![no_main]
 
 mod args;
+mod files;
 mod hole;
 mod mem;
 mod plan;

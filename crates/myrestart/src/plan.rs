@@ -15,7 +15,8 @@ use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::say;
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
-use rustix::fd::{AsRawFd, IntoRawFd};
+use crate::files;
+use rustix::fd::AsRawFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
@@ -33,6 +34,25 @@ pub struct Special {
     pub target_start: usize,
     pub len: usize,
 }
+
+/// A descriptor to install at restore: `src` (parked above every target number) becomes
+/// `target`.
+#[derive(Clone, Copy)]
+pub struct FdSlot {
+    pub target: i32,
+    pub src: i32,
+    pub cloexec: bool,
+}
+
+/// The open file behind region `region`, which is mapped from it.
+#[derive(Clone, Copy)]
+pub struct MapSlot {
+    pub region: u32,
+    pub fd: i32,
+}
+
+pub const MAX_FDS: usize = 4096;
+pub const MAX_FILE_MAPS: usize = 4096;
 
 /// Everything the restore step needs. Holds no pointers into myrestart itself (only into the
 /// block and the target's address space), so it stays valid when the program moves.
@@ -52,6 +72,14 @@ pub struct Plan {
     pub stack_top: usize,
     pub park: usize,
     pub image: Option<Image<'static>>,
+    /// Every descriptor myrestart keeps open is at or above this number.
+    pub fd_base: i32,
+    pub fds: [FdSlot; MAX_FDS],
+    pub nfds: usize,
+    /// stdin/stdout/stderr that were closed at checkpoint time.
+    pub close_std: [bool; 3],
+    pub file_maps: [MapSlot; MAX_FILE_MAPS],
+    pub nfile_maps: usize,
 }
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
@@ -74,6 +102,12 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     stack_top: 0,
     park: 0,
     image: None,
+    fd_base: 3,
+    fds: [FdSlot { target: 0, src: 0, cloexec: false }; MAX_FDS],
+    nfds: 0,
+    close_std: [false; 3],
+    file_maps: [MapSlot { region: 0, fd: -1 }; MAX_FILE_MAPS],
+    nfile_maps: 0,
 }));
 
 /// The plan. myrestart is single-threaded, so there is never more than one user of it.
@@ -142,19 +176,27 @@ pub fn make(path: &CStr, _me: &SelfImage) -> Result<(), ()> {
     check_targets(path, &image, &p.state)?;
     find_specials(path, &image, p)?;
 
+    // Every descriptor myrestart holds from here on sits above all the target's numbers, so
+    // that installing the target's descriptors can never overwrite one still needed.
+    p.fd_base = files::fd_base(&image);
+    let base = p.fd_base;
+    let image_fd = files::park(fd, base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
+    files::open_all(path, &image, image_fd, p)?;
+
     let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
     let cwd_fd = rustix::fs::open(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
         refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e)));
     })?;
+    p.cwd_fd = files::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
     p.exe_fd = CStr::from_bytes_with_nul(p.state.exe.with_nul())
         .ok()
         .and_then(|exe| rustix::fs::open(exe, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok())
-        .map_or(-1, |f| f.into_raw_fd());
+        .and_then(|f| files::park(f, base).ok())
+        .unwrap_or(-1);
     check_mm_map_allowed(path)?;
     report_unrestored(&image);
 
-    p.image_fd = fd.into_raw_fd();
-    p.cwd_fd = cwd_fd.into_raw_fd();
+    p.image_fd = image_fd;
     p.meta = meta as usize;
     p.meta_len = meta_len;
     p.file_len = file_len;
@@ -205,6 +247,19 @@ fn verify_data(fd: i32, image: &Image, file_len: u64) -> Result<(), ImageError> 
         if hash(data) != r.record.data_hash {
             result = Err(ImageError::DataChecksum { index: i });
             break;
+        }
+    }
+    if result.is_ok() {
+        for item in image.fds() {
+            let (rec, _) = item?;
+            if rec.kind == ckpt_image::fds::FdKind::Deleted {
+                // SAFETY: Image::parse checked the blob lies inside the file, which the view covers.
+                let blob = unsafe { core::slice::from_raw_parts((view as usize + rec.blob_offset as usize) as *const u8, rec.blob_len as usize) };
+                if hash(blob) != rec.blob_hash {
+                    result = Err(ImageError::BlobChecksum { fd: rec.fd });
+                    break;
+                }
+            }
         }
     }
     // SAFETY: the view is ours and no slice of it is used after this point.
@@ -342,21 +397,15 @@ fn check_mm_map_allowed(path: &CStr) -> Result<(), ()> {
     Ok(())
 }
 
-/// Says, one line each, what the image had that this version does not bring back. (A
-/// read-only shared mapping restored privately is indistinguishable, so it is not reported.)
+/// Says, one line each, what the image had that this version does not bring back as it was.
+/// (Descriptors are reported by `files`; a read-only shared mapping restored privately is
+/// indistinguishable, so it is not reported.)
 fn report_unrestored(image: &Image) {
-    for (fd, target) in image.fds() {
-        if fd > 2 {
-            say!("myrestart: fd {fd} ({}) is not restored: descriptors other than 0-2 are not supported yet", Lossy(target));
-        }
-    }
     for i in 0..image.region_count() {
         let Ok(r) = image.region(i) else { continue };
-        if r.record.is_shared() && r.record.prot & 2 != 0 && !r.record.kind.is_kernel_special() {
-            say!(
-                "myrestart: shared mapping {:#x}-{:#x} ({}) is restored as a private copy",
-                r.record.start, r.record.end, Lossy(r.name)
-            );
+        let rec = r.record;
+        if rec.is_shared() && !rec.from_file() && rec.prot & 2 != 0 && !rec.kind.is_kernel_special() {
+            say!("myrestart: shared mapping {:#x}-{:#x} ({}) is restored as a private copy", rec.start, rec.end, Lossy(r.name));
         }
     }
 }

@@ -6,7 +6,7 @@
 //!    that old and new places may overlap);
 //! 3. map every region at its address and read its bytes from the image;
 //! 4. restore kernel state: mm fields and brk, TLS base, TID cache, robust list, rseq, signal
-//!    dispositions, umask, cwd, name, descriptors, interval timers;
+//!    dispositions, umask, cwd, name, open files, interval timers;
 //! 5. jump to libckpt's `ckpt_resume` in the restored memory, which unmaps the block and
 //!    resumes the program with `rt_sigreturn`.
 //!
@@ -85,6 +85,7 @@ fn move_specials(p: &Plan) {
 }
 
 fn map_regions(p: &Plan, image: &Image) {
+    let mut file_maps = p.file_maps[..p.nfile_maps].iter().peekable();
     for i in 0..image.region_count() {
         let Ok(r) = image.region(i) else { sys::exit_group(EXIT_LOST) };
         let rec = r.record;
@@ -92,6 +93,17 @@ fn map_regions(p: &Plan, image: &Image) {
             continue;
         }
         let prot = prot_flags(rec.prot);
+        if rec.from_file() {
+            let Some(slot) = file_maps.next_if(|m| m.region as usize == i) else { sys::exit_group(EXIT_LOST) };
+            // SAFETY: the descriptor was opened at plan time for this region; the range is free.
+            let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(slot.fd) };
+            let flags = MapFlags::SHARED | MapFlags::FIXED_NOREPLACE;
+            // SAFETY: maps the file over a free range, as the process had it.
+            if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, prot, flags, fd, rec.file_offset) } {
+                lost("mapping a file", rec.start, e);
+            }
+            continue;
+        }
         let mut flags = if rec.is_shared() { MapFlags::SHARED } else { MapFlags::PRIVATE };
         flags |= MapFlags::FIXED_NOREPLACE;
         if rec.kind == RegionKind::Stack {
@@ -221,8 +233,11 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
     if let Ok(c) = core::ffi::CStr::from_bytes_until_nul(&name) {
         let _ = rustix::thread::set_name(c);
     }
-    // The restored process starts with exactly myrestart's stdin, stdout and stderr.
-    let _ = sys::close_from(3);
+    // Descriptors at their old numbers; then nothing of myrestart's is left open.
+    if let Err((fd, e)) = crate::files::install(p) {
+        lost("restoring a descriptor", fd as u64, e);
+    }
+    let _ = sys::close_from(p.fd_base as u32);
     for (which, t) in st.itimers.iter().enumerate() {
         if t.is_armed() {
             let _ = sys::setitimer(which, &[t.interval_sec, t.interval_usec, t.value_sec, t.value_usec]);

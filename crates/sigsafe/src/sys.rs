@@ -183,3 +183,35 @@ pub unsafe fn set_tid_address(addr: u64) -> u32 {
     // SAFETY: the caller vouches for the address.
     unsafe { syscall6(SYS_SET_TID_ADDRESS, addr as usize, 0, 0, 0, 0, 0) as u32 }
 }
+
+pub const SYS_KCMP: usize = 312;
+const KCMP_FILE: usize = 0;
+
+/// `kcmp(pid, pid, KCMP_FILE, a, b) == 0`: descriptors `a` and `b` of process `pid` share one
+/// open file description (one was `dup`ed from the other). False if unknown.
+pub fn same_open_file(pid: u32, a: i32, b: i32) -> bool {
+    // SAFETY: kcmp only compares kernel objects; no memory is passed.
+    let r = unsafe { syscall6(SYS_KCMP, pid as usize, pid as usize, KCMP_FILE, a as usize, b as usize, 0) };
+    r == 0
+}
+
+pub const SYS_CLOSE: usize = 3;
+pub const SYS_DUP3: usize = 292;
+
+/// `dup3(old, new, flags)`: makes `new` refer to `old`'s open file description.
+pub fn dup3(old: i32, new: i32, flags: u32) -> Result<(), Errno> {
+    // SAFETY: descriptor numbers only; the caller owns `new`'s slot.
+    check(unsafe { syscall6(SYS_DUP3, old as usize, new as usize, flags as usize, 0, 0, 0) }).map(drop)
+}
+
+/// `close(fd)`, ignoring errors.
+pub fn close(fd: i32) {
+    // SAFETY: descriptor number only.
+    unsafe { syscall6(SYS_CLOSE, fd as usize, 0, 0, 0, 0, 0) };
+}
+
+/// `close_range(first, last, 0)`.
+pub fn close_range(first: u32, last: u32) {
+    // SAFETY: closing descriptors touches no memory.
+    unsafe { syscall6(SYS_CLOSE_RANGE, first as usize, last as usize, 0, 0, 0, 0) };
+}

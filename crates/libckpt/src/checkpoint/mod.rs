@@ -10,6 +10,7 @@
 //! image stays as it was, and one line on stderr says why.
 
 mod capture;
+mod fds;
 mod procfs;
 mod scratch;
 mod write;
@@ -71,5 +72,6 @@ fn take(uc: usize) -> Result<(), Failure> {
     let mut parts = scratch.parts();
     capture::refuse_unsupported(&mut parts)?;
     capture::process_state(&mut parts, uc, cfg)?;
+    fds::capture(&mut parts)?;
     write::write_image(&mut parts, uc, started, exclude)
 }

@@ -13,8 +13,12 @@ const STATE_AT: usize = 0;
 const SMALL_AT: usize = 64 * 1024;
 const FDS_AT: usize = MIB;
 const FDS_LEN: usize = MIB;
-const MAPS_AT: usize = 2 * MIB;
-const MAPS_LEN: usize = 30 * MIB;
+const FD_LIST_AT: usize = 2 * MIB;
+const FD_LIST_LEN: usize = 65536;
+const COPY_AT: usize = 3 * MIB;
+const COPY_LEN: usize = MIB;
+const MAPS_AT: usize = 4 * MIB;
+const MAPS_LEN: usize = 28 * MIB;
 const META_AT: usize = 32 * MIB;
 const META_LEN: usize = 64 * MIB;
 const TOTAL: usize = META_AT + META_LEN;
@@ -35,6 +39,12 @@ pub struct Parts<'a> {
     pub tmp_path: &'a mut [u8],
     /// One page, for the stack page that holds the signal frame.
     pub page: &'a mut [u8],
+    /// A path, NUL-terminated, for system calls.
+    pub pathbuf: &'a mut [u8],
+    /// Descriptors recorded so far (to find `dup`ed ones).
+    pub fd_list: &'a mut [i32],
+    /// Bounce buffer for copying deleted files into the image.
+    pub copybuf: &'a mut [u8],
     /// `NT_CKPT_FDS` descriptor under construction.
     pub fds: &'a mut [u8],
     pub fds_len: usize,
@@ -81,6 +91,9 @@ impl Scratch {
                 cmdline: s(SMALL_AT + 24576, 8192),
                 tmp_path: s(SMALL_AT + 32768, 8192),
                 page: s(SMALL_AT + 40960, 4096),
+                pathbuf: s(SMALL_AT + 45056, 8192),
+                fd_list: core::slice::from_raw_parts_mut((b + FD_LIST_AT) as *mut i32, FD_LIST_LEN),
+                copybuf: s(COPY_AT, COPY_LEN),
                 fds: s(FDS_AT, FDS_LEN),
                 fds_len: 0,
                 auxv_len: 0,

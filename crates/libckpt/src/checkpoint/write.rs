@@ -1,33 +1,36 @@
-//! Writes the image: region data first (page-aligned, hashed as it goes), then the headers and
-//! notes at the start of the file, then `fsync` and an atomic `rename` over the old image.
+//! Writes the image: region data first (page-aligned, hashed as it goes), then the contents of
+//! deleted-but-open files, then the headers and notes at the start of the file, then `fsync`
+//! and an atomic `rename` over the old image.
 
 use super::procfs::monotonic_ns;
 use super::scratch::Parts;
 use super::Failure;
-use ckpt_image::bytes::Writer;
+use ckpt_image::bytes::{Reader, Writer};
 use ckpt_image::elf::{pflags_from_prot, Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
+use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::frame::{write_prpsinfo, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
 use ckpt_image::note::{self, begin_note, note_size, write_note};
-use ckpt_image::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_FILE, RF_HAS_DATA, RF_SHARED};
+use ckpt_image::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
 use ckpt_image::state::META_HASH_OFFSET;
 use ckpt_image::{image::meta_hash, page_up, Hasher, ProcessState, CKPT_NOTE_NAME, MAX_REGIONS};
 use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
-use core::mem::MaybeUninit;
 use core::ops::Range;
 use rustix::fd::{AsRawFd, OwnedFd};
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 /// Region data is written and hashed in pieces of this size, so each piece is still in cache
 /// when it is hashed.
 const CHUNK: usize = 1 << 20;
 const CORE: &[u8] = b"CORE";
+const LINUX: &[u8] = b"LINUX";
 /// Offset of the software-reserved bytes in an FXSAVE area.
 const XSTATE_SW_BYTES: usize = 464;
-const LINUX: &[u8] = b"LINUX";
+/// Offsets of the blob fields inside an fd record.
+const FD_BLOB_OFFSET_AT: usize = 72;
 
 /// The regions of `/proc/self/maps`, with the scratch range cut out.
 fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = MapsEntry<'a>> + 'a {
@@ -41,20 +44,50 @@ fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item 
     })
 }
 
+/// How a region is saved.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Saved {
+    /// Its bytes go into the image.
+    Data,
+    /// A `MAP_SHARED` mapping of a file that still exists: restart maps the file again.
+    FromFile,
+    /// Nothing to store: PROT_NONE, or kernel data pages that may fault when read.
+    Nothing,
+}
+
 fn kind_of(e: &MapsEntry) -> RegionKind {
     RegionKind::from_maps_name(e.name)
 }
 
-/// Whether a region's bytes go into the image. The kernel's vvar pages can fault when read and
-/// are never copied; PROT_NONE memory has no readable contents.
-fn stores_data(e: &MapsEntry) -> bool {
-    e.prot & 1 != 0 && !matches!(kind_of(e), RegionKind::Vvar | RegionKind::VvarVclock | RegionKind::Vsyscall)
+fn saved(e: &MapsEntry, pathbuf: &mut [u8]) -> Saved {
+    if e.shared && e.inode != 0 && is_same_regular_file(e, pathbuf) {
+        return Saved::FromFile;
+    }
+    if e.prot & 1 != 0 && !matches!(kind_of(e), RegionKind::Vvar | RegionKind::VvarVclock | RegionKind::Vsyscall) {
+        Saved::Data
+    } else {
+        Saved::Nothing
+    }
+}
+
+/// Whether the mapping's path still names the regular file that is mapped.
+fn is_same_regular_file(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
+    if !e.name.starts_with(b"/") || e.name.ends_with(b" (deleted)") || e.name.len() >= pathbuf.len() {
+        return false;
+    }
+    pathbuf[..e.name.len()].copy_from_slice(e.name);
+    pathbuf[e.name.len()] = 0;
+    let Ok(path) = CStr::from_bytes_with_nul(&pathbuf[..e.name.len() + 1]) else { return false };
+    match rustix::fs::stat(path) {
+        Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_ino == e.inode,
+        Err(_) => false,
+    }
 }
 
 pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<usize>) -> Result<(), Failure> {
     let maps_len = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
-    list_fds(parts)?;
     let maps = &parts.maps[..maps_len];
+    let pathbuf = &mut *parts.pathbuf;
 
     let mut count = 0usize;
     let mut names_len = 0usize;
@@ -95,8 +128,9 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
 
     // Headers and notes, with zero hashes for now.
     let regions_records_at;
+    let fds_desc_at;
     let state_desc_at = phdrs_end + 12 + (CKPT_NOTE_NAME.len() + 1).next_multiple_of(4);
-    let mut file_len = data_start;
+    let data_end;
     {
         let mut w = Writer::new(&mut parts.meta[..meta_len]);
         Ehdr { phoff: EHDR_SIZE as u64, phnum: phnum as u16 }.write(&mut w);
@@ -104,7 +138,7 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
         let mut off = data_start;
         for r in regions(maps, &exclude) {
             let len = (r.end - r.start) as u64;
-            let filesz = if stores_data(&r) { len } else { 0 };
+            let filesz = if saved(&r, pathbuf) == Saved::Data { len } else { 0 };
             Phdr {
                 p_type: PT_LOAD,
                 flags: pflags_from_prot(r.prot),
@@ -117,7 +151,7 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
             .write(&mut w);
             off += filesz;
         }
-        file_len = file_len.max(off);
+        data_end = off;
 
         begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
         st.write(&mut w);
@@ -170,8 +204,10 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
             if r.shared {
                 flags |= RF_SHARED;
             }
-            if stores_data(&r) {
-                flags |= RF_HAS_DATA;
+            match saved(&r, pathbuf) {
+                Saved::Data => flags |= RF_HAS_DATA,
+                Saved::FromFile => flags |= RF_FROM_FILE,
+                Saved::Nothing => {}
             }
             if r.inode != 0 {
                 flags |= RF_FILE;
@@ -196,7 +232,10 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
             w.bytes(r.name);
         }
         w.align(4);
-        write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
+        begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, parts.fds_len);
+        fds_desc_at = w.pos();
+        w.bytes(&parts.fds[..parts.fds_len]);
+        w.align(4);
         if w.finish() != Some(meta_len) {
             return Err(Failure::plain("laying out the image headers"));
         }
@@ -208,7 +247,7 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
     // Region data, each region's hash patched into its record.
     let mut off = data_start;
     for (i, r) in regions(maps, &exclude).enumerate() {
-        if !stores_data(&r) {
+        if saved(&r, pathbuf) != Saved::Data {
             continue;
         }
         let len = r.end - r.start;
@@ -222,6 +261,10 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
         parts.meta[at..at + 8].copy_from_slice(&hash.to_le_bytes());
         off += len as u64;
     }
+    if off != data_end {
+        return Err(Failure::plain("the memory layout changed while it was written"));
+    }
+    let file_len = write_deleted_files(fd, &mut parts.meta[fds_desc_at..fds_desc_at + parts.fds_len], data_end, parts.copybuf)?;
 
     // The write time goes into the state note, then the header hash over everything.
     let write_ns = monotonic_ns().saturating_sub(started);
@@ -232,8 +275,61 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
     let h = meta_hash(meta, hash_at);
     meta[hash_at..hash_at + 8].copy_from_slice(&h.to_le_bytes());
     write_all(fd, meta.as_ptr() as usize, meta_len, 0)?;
-    rustix::fs::ftruncate(&file.fd, file_len).map_err(|e| Failure::on_file("sizing", e))?;
+    rustix::fs::ftruncate(&file.fd, file_len.max(data_start)).map_err(|e| Failure::on_file("sizing", e))?;
     file.commit()
+}
+
+/// Copies the contents of each deleted-but-open file after the region data, page-aligned, and
+/// fills in the blob fields of its record (in `fds_desc`, the note inside the headers).
+/// Returns the end of the file.
+fn write_deleted_files(img: i32, fds_desc: &mut [u8], data_end: u64, buf: &mut [u8]) -> Result<u64, Failure> {
+    let mut end = data_end;
+    let mut pos = 0usize;
+    while pos < fds_desc.len() {
+        let mut r = Reader::new(&fds_desc[pos..]);
+        let Ok((rec, path)) = FdRecord::read(&mut r) else { break };
+        let rec_at = pos;
+        pos += FdRecord::encoded_len(path.len());
+        if rec.kind != FdKind::Deleted {
+            continue;
+        }
+        let blob_at = page_up(end);
+        let (len, hash) = copy_deleted_file(rec.fd, img, blob_at, buf)?;
+        let f = rec_at + FD_BLOB_OFFSET_AT;
+        fds_desc[f..f + 8].copy_from_slice(&blob_at.to_le_bytes());
+        fds_desc[f + 8..f + 16].copy_from_slice(&len.to_le_bytes());
+        fds_desc[f + 16..f + 24].copy_from_slice(&hash.to_le_bytes());
+        end = blob_at + len;
+    }
+    Ok(end)
+}
+
+/// Reads a deleted file through a fresh descriptor (so the program's offset does not move) and
+/// appends it to the image at `at`. Returns its length and hash.
+fn copy_deleted_file(fd: i32, img: i32, at: u64, buf: &mut [u8]) -> Result<(u64, u64), Failure> {
+    let mut path = [0u8; 32];
+    let mut w = Writer::new(&mut path);
+    w.bytes(b"/proc/self/fd/");
+    w.decimal(fd as u64);
+    w.u8(0);
+    let n = w.finish().ok_or(Failure::plain("descriptor path"))?;
+    let path = CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Failure::plain("descriptor path"))?;
+    let src = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Failure::new("reopening a deleted file to save it", e))?;
+    let mut h = Hasher::new();
+    let mut done = 0u64;
+    loop {
+        let got = match rustix::io::pread(&src, &mut *buf, done) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(Failure::new("reading a deleted file to save it", e)),
+        };
+        write_all(img, buf.as_ptr() as usize, got, at + done)?;
+        h.update(&buf[..got]);
+        done += got as u64;
+    }
+    Ok((done, h.digest()))
 }
 
 /// Writes the region holding the signal frame. Below the frame, this handler's own calls keep
@@ -312,32 +408,6 @@ fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(
             Err(e) => return Err(Failure::on_file("writing", e)),
         }
     }
-    Ok(())
-}
-
-/// Records the open descriptors (number and what they point at) in `NT_CKPT_FDS` format.
-fn list_fds(parts: &mut Parts) -> Result<(), Failure> {
-    let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Failure::new("listing /proc/self/fd", e))?;
-    let dir_fd = dir.as_raw_fd();
-    let mut dirbuf = [MaybeUninit::<u8>::uninit(); 2048];
-    let mut raw = rustix::fs::RawDir::new(&dir, &mut dirbuf);
-    let mut w = Writer::new(parts.fds);
-    let mut target = [0u8; 512];
-    while let Some(entry) = raw.next() {
-        let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
-        let name = entry.file_name();
-        let Some(fd) = super::procfs::parse_dec(name.to_bytes()) else { continue };
-        if fd as i32 == dir_fd {
-            continue;
-        }
-        let n = rustix::fs::readlinkat_raw(&dir, name, &mut target[..]).unwrap_or(0).min(target.len());
-        w.u32(fd as u32);
-        w.u32(n as u32);
-        w.bytes(&target[..n]);
-        w.align(4);
-    }
-    parts.fds_len = w.finish().ok_or(Failure::plain("too many open descriptors to list"))?;
     Ok(())
 }
 

@@ -1,0 +1,136 @@
+//! `NT_CKPT_FDS`: the open file descriptors and how to bring each back.
+
+use crate::bytes::{Reader, Writer};
+use crate::ImageError;
+
+/// Bytes of a record before its path.
+pub const FD_RECORD_SIZE: usize = 104;
+
+/// What a descriptor was, and so how restart brings it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum FdKind {
+    /// stdin/stdout/stderr on a terminal, pipe or socket: the restored process uses myrestart's.
+    Inherit = 0,
+    /// A regular file: reopened by path, never truncated, at its offset.
+    File = 1,
+    /// A regular file that was deleted while open: its contents are in the image.
+    Deleted = 2,
+    Directory = 3,
+    /// A character device reopened by path (`/dev/null`, `/dev/urandom`, …).
+    Device = 4,
+    /// Pipes, sockets, eventfd, epoll, …: not restored; the descriptor stays closed.
+    Unsupported = 5,
+}
+
+impl FdKind {
+    fn from_u32(v: u32) -> Result<FdKind, ImageError> {
+        Ok(match v {
+            0 => FdKind::Inherit,
+            1 => FdKind::File,
+            2 => FdKind::Deleted,
+            3 => FdKind::Directory,
+            4 => FdKind::Device,
+            5 => FdKind::Unsupported,
+            _ => return Err(ImageError::Malformed("unknown descriptor kind")),
+        })
+    }
+}
+
+/// One open descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdRecord {
+    pub fd: i32,
+    pub kind: FdKind,
+    /// `fcntl(F_GETFL)`: access mode and status flags.
+    pub open_flags: u32,
+    /// `fcntl(F_GETFD)`: 1 for close-on-exec.
+    pub fd_flags: u32,
+    /// File offset (0 where there is none).
+    pub offset: u64,
+    /// A lower descriptor sharing this one's open file description (after `dup`), or -1.
+    pub same_as: i32,
+    pub mode: u32,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+    /// Where a deleted file's contents are in the image, and their xxh3-64.
+    pub blob_offset: u64,
+    pub blob_len: u64,
+    pub blob_hash: u64,
+}
+
+impl FdRecord {
+    pub fn write(&self, w: &mut Writer, path: &[u8]) {
+        w.u32(self.fd as u32);
+        w.u32(self.kind as u32);
+        w.u32(self.open_flags);
+        w.u32(self.fd_flags);
+        w.u64(self.offset);
+        w.u32(self.same_as as u32);
+        w.u32(self.mode);
+        w.u64(self.dev);
+        w.u64(self.ino);
+        w.u64(self.size);
+        w.u64(self.mtime_sec as u64);
+        w.u64(self.mtime_nsec as u64);
+        w.u64(self.blob_offset);
+        w.u64(self.blob_len);
+        w.u64(self.blob_hash);
+        w.u32(path.len() as u32);
+        w.u32(0);
+        w.bytes(path);
+        w.align(8);
+    }
+
+    pub fn read<'a>(r: &mut Reader<'a>) -> Result<(FdRecord, &'a [u8]), ImageError> {
+        let rec = FdRecord {
+            fd: r.u32()? as i32,
+            kind: FdKind::from_u32(r.u32()?)?,
+            open_flags: r.u32()?,
+            fd_flags: r.u32()?,
+            offset: r.u64()?,
+            same_as: r.u32()? as i32,
+            mode: r.u32()?,
+            dev: r.u64()?,
+            ino: r.u64()?,
+            size: r.u64()?,
+            mtime_sec: r.u64()? as i64,
+            mtime_nsec: r.u64()? as i64,
+            blob_offset: r.u64()?,
+            blob_len: r.u64()?,
+            blob_hash: r.u64()?,
+        };
+        let len = r.u32()? as usize;
+        r.skip(4)?;
+        let path = r.bytes(len)?;
+        r.align(8)?;
+        Ok((rec, path))
+    }
+
+    /// Bytes the record takes with a path of `path_len` bytes.
+    pub const fn encoded_len(path_len: usize) -> usize {
+        (FD_RECORD_SIZE + path_len).next_multiple_of(8)
+    }
+}
+
+/// Iterates over the records of an `NT_CKPT_FDS` descriptor.
+pub struct FdIter<'a> {
+    pub(crate) r: Reader<'a>,
+}
+
+impl<'a> Iterator for FdIter<'a> {
+    type Item = Result<(FdRecord, &'a [u8]), ImageError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.r.remaining() == 0 {
+            return None;
+        }
+        let item = FdRecord::read(&mut self.r);
+        if item.is_err() {
+            self.r = Reader::new(&[]);
+        }
+        Some(item)
+    }
+}

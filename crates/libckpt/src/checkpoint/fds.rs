@@ -1,0 +1,105 @@
+//! Records every open descriptor: what it is, how it was opened, where its offset is, and which
+//! descriptors share one open file description. Signal-safe like the rest of `checkpoint`.
+
+use super::scratch::Parts;
+use super::Failure;
+use ckpt_image::bytes::Writer;
+use ckpt_image::fds::{FdKind, FdRecord};
+use ckpt_sigsafe::out::Lossy;
+use ckpt_sigsafe::{say, sys};
+use core::mem::MaybeUninit;
+use rustix::fd::{AsRawFd, BorrowedFd};
+use rustix::fs::{FileType, Mode, OFlags, SeekFrom};
+
+const DELETED_SUFFIX: &[u8] = b" (deleted)";
+
+fn is_terminal(path: &[u8]) -> bool {
+    path.starts_with(b"/dev/pts/") || path.starts_with(b"/dev/tty") || path == b"/dev/console"
+}
+
+/// Decides how restart brings a descriptor back.
+fn classify(fd: i32, ft: FileType, nlink: u64, path: &[u8]) -> (FdKind, &'static str) {
+    let std = fd <= 2;
+    match ft {
+        FileType::RegularFile if nlink == 0 || path.ends_with(DELETED_SUFFIX) => (FdKind::Deleted, ""),
+        FileType::RegularFile => (FdKind::File, ""),
+        FileType::Directory => (FdKind::Directory, ""),
+        FileType::CharacterDevice if std && is_terminal(path) => (FdKind::Inherit, ""),
+        FileType::CharacterDevice | FileType::BlockDevice => (FdKind::Device, ""),
+        FileType::Fifo | FileType::Socket if std => (FdKind::Inherit, ""),
+        FileType::Fifo => (FdKind::Unsupported, "pipes are not supported"),
+        FileType::Socket => (FdKind::Unsupported, "sockets are not supported"),
+        _ if std => (FdKind::Inherit, ""),
+        _ => (FdKind::Unsupported, "this kind of descriptor is not supported"),
+    }
+}
+
+/// Fills `parts.fds` with the `NT_CKPT_FDS` records, and names on stderr each descriptor that
+/// a restart will not bring back.
+pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
+    let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Failure::new("listing /proc/self/fd", e))?;
+    let dir_fd = dir.as_raw_fd();
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let mut dirbuf = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut raw = rustix::fs::RawDir::new(&dir, &mut dirbuf);
+    let mut w = Writer::new(parts.fds);
+    let mut target = [0u8; 1024];
+    let mut seen = 0usize;
+    while let Some(entry) = raw.next() {
+        let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
+        let name = entry.file_name();
+        let Some(fd) = super::procfs::parse_dec(name.to_bytes()) else { continue };
+        let fd = fd as i32;
+        if fd == dir_fd {
+            continue;
+        }
+        let n = rustix::fs::readlinkat_raw(&dir, name, &mut target[..]).unwrap_or(0).min(target.len());
+        let path = &target[..n];
+        // SAFETY: `fd` is open in this process (it is listed in /proc/self/fd, and nothing else
+        // runs to close it); it is only borrowed for these queries.
+        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let Ok(st) = rustix::fs::fstat(bfd) else { continue };
+        let ft = FileType::from_raw_mode(st.st_mode);
+        let (kind, why) = classify(fd, ft, st.st_nlink as u64, path);
+        let offset = match kind {
+            FdKind::File | FdKind::Deleted | FdKind::Directory | FdKind::Device => {
+                rustix::fs::seek(bfd, SeekFrom::Current(0)).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        let same_as = earlier_same_file(parts.fd_list, seen, pid, fd);
+        if seen < parts.fd_list.len() {
+            parts.fd_list[seen] = fd;
+            seen += 1;
+        }
+        if kind == FdKind::Unsupported {
+            say!("ckpt: fd {fd} ({}) cannot be saved ({why}); a restarted process will not have it", Lossy(path));
+        }
+        let rec = FdRecord {
+            fd,
+            kind,
+            open_flags: rustix::fs::fcntl_getfl(bfd).map(|f| f.bits()).unwrap_or(0),
+            fd_flags: rustix::io::fcntl_getfd(bfd).map(|f| f.bits()).unwrap_or(0),
+            offset,
+            same_as,
+            mode: st.st_mode,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_sec: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as i64,
+            blob_offset: 0,
+            blob_len: if kind == FdKind::Deleted { st.st_size as u64 } else { 0 },
+            blob_hash: 0,
+        };
+        rec.write(&mut w, path);
+    }
+    parts.fds_len = w.finish().ok_or(Failure::plain("too many open descriptors to record"))?;
+    Ok(())
+}
+
+/// The lowest earlier descriptor that shares `fd`'s open file description, or -1.
+fn earlier_same_file(earlier: &[i32], seen: usize, pid: u32, fd: i32) -> i32 {
+    earlier[..seen].iter().copied().find(|&e| sys::same_open_file(pid, e, fd)).unwrap_or(-1)
+}

@@ -1,0 +1,259 @@
+//! Open files: before the point of no return, reopen every saved descriptor and every file a
+//! `MAP_SHARED` region maps, check that doing so is safe, and park the results on descriptor
+//! numbers above all the target's. After it, [`install`] puts each at its old number.
+//!
+//! What counts as safe (also in the README):
+//! - a regular file must still exist and be at least as long as the saved offset; a file that
+//!   was replaced (another inode) is used with a warning; other changes are the user's business;
+//! - a file mapped `MAP_SHARED` must still exist and cover the mapped range;
+//! - deleted files come back from their saved contents as new unlinked files;
+//! - stdin/stdout/stderr on a terminal, pipe or socket are myrestart's own;
+//! - pipes, sockets and other special descriptors are not restored: named, and left closed.
+
+use crate::plan::{FdSlot, MapSlot, Plan, MAX_FDS, MAX_FILE_MAPS};
+use ckpt_image::fds::{FdKind, FdRecord};
+use ckpt_image::Image;
+use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::out::Lossy;
+use ckpt_sigsafe::{say, sys};
+use core::ffi::CStr;
+use rustix::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use rustix::fs::{FileType, Mode, OFlags, SeekFrom};
+use rustix::io::Errno;
+
+/// Status flags that `open` can set again (never O_CREAT or O_TRUNC: nothing is truncated).
+const REOPEN_FLAGS: u32 = 0o3 /* O_ACCMODE */
+    | 0o2000 /* O_APPEND */
+    | 0o4000 /* O_NONBLOCK */
+    | 0o10000 /* O_DSYNC */
+    | 0o4010000 /* O_SYNC */
+    | 0o40000 /* O_DIRECT */
+    | 0o1000000 /* O_NOATIME */
+    | 0o100000 /* O_LARGEFILE */
+    | 0o200000 /* O_DIRECTORY */
+    | 0o10000000 /* O_PATH */;
+const O_CLOEXEC: u32 = 0o2000000;
+
+fn refuse(image: &CStr, what: core::fmt::Arguments) {
+    say!("myrestart: {}: {}", Lossy(image.to_bytes()), what);
+}
+
+/// A path from the image as a C string, in `buf`.
+fn cpath<'b>(path: &[u8], buf: &'b mut [u8; 4096]) -> Option<&'b CStr> {
+    if path.len() >= buf.len() || path.contains(&0) {
+        return None;
+    }
+    buf[..path.len()].copy_from_slice(path);
+    buf[path.len()] = 0;
+    CStr::from_bytes_with_nul(&buf[..path.len() + 1]).ok()
+}
+
+/// The first descriptor number above every descriptor the image will use.
+pub fn fd_base(image: &Image) -> i32 {
+    image.fds().filter_map(Result::ok).map(|(r, _)| r.fd).max().unwrap_or(2).max(2) + 1
+}
+
+/// Moves `fd` to the lowest free number at or above `base`, close-on-exec.
+pub fn park(fd: OwnedFd, base: i32) -> Result<i32, Errno> {
+    let moved = rustix::io::fcntl_dupfd_cloexec(&fd, base)?;
+    Ok(moved.into_raw_fd())
+}
+
+/// Opens everything; fills `p.fds` and `p.file_maps`. Refuses with one line on any problem.
+pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan) -> Result<(), ()> {
+    let base = p.fd_base;
+    let mut buf = [0u8; 4096];
+    let mut open_std = [false; 3];
+    p.nfds = 0;
+    for item in image.fds() {
+        let (rec, path) = item.map_err(|e| refuse(image_path, format_args!("{e}")))?;
+        if (0..3).contains(&rec.fd) {
+            open_std[rec.fd as usize] = true;
+        }
+        let src = match rec.kind {
+            FdKind::Inherit => continue,
+            FdKind::Unsupported => {
+                say!("myrestart: fd {} ({}) is not restored: pipes, sockets and similar descriptors are not supported; it stays closed", rec.fd, Lossy(path));
+                continue;
+            }
+            _ if rec.same_as >= 0 => match p.fds[..p.nfds].iter().find(|s| s.target == rec.same_as) {
+                Some(s) => s.src,
+                None => continue,
+            },
+            FdKind::Deleted => recreate_deleted(image_path, &rec, path, image_fd, base)?,
+            FdKind::File | FdKind::Directory | FdKind::Device => reopen(image_path, &rec, path, &mut buf, base)?,
+        };
+        if p.nfds == MAX_FDS {
+            refuse(image_path, format_args!("more than {MAX_FDS} descriptors to restore"));
+            return Err(());
+        }
+        p.fds[p.nfds] = FdSlot { target: rec.fd, src, cloexec: rec.fd_flags & 1 != 0 };
+        p.nfds += 1;
+    }
+    p.close_std = [!open_std[0], !open_std[1], !open_std[2]];
+    open_mapped_files(image_path, image, p, &mut buf)
+}
+
+fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32) -> Result<i32, ()> {
+    let Some(c) = cpath(path, buf) else {
+        refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path)));
+        return Err(());
+    };
+    let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
+    let fd = rustix::fs::open(c, flags, Mode::empty()).map_err(|e| {
+        refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
+    })?;
+    if rec.kind == FdKind::File {
+        let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(path), describe(e))))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            refuse(image_path, format_args!("fd {}: {} is no longer a regular file", rec.fd, Lossy(path)));
+            return Err(());
+        }
+        if (st.st_size as u64) < rec.offset {
+            refuse(image_path, format_args!(
+                "fd {}: {} is now {} bytes, shorter than its saved offset {} (it changed since the checkpoint)",
+                rec.fd, Lossy(path), st.st_size, rec.offset
+            ));
+            return Err(());
+        }
+        if st.st_ino != rec.ino || st.st_dev != rec.dev {
+            say!("myrestart: fd {}: {} was replaced since the checkpoint; using the file now at that path", rec.fd, Lossy(path));
+        }
+    }
+    if rec.offset != 0 {
+        if let Err(e) = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset)) {
+            if rec.kind == FdKind::File {
+                refuse(image_path, format_args!("fd {}: {}: cannot restore the offset: {}", rec.fd, Lossy(path), describe(e)));
+                return Err(());
+            }
+        }
+    }
+    park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
+}
+
+/// A deleted-but-open file comes back as a new unlinked file (`O_TMPFILE`) with the saved
+/// contents, opened as before and at the same offset.
+fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, base: i32) -> Result<i32, ()> {
+    let original = path.strip_suffix(b" (deleted)").unwrap_or(path);
+    let dir = match original.iter().rposition(|&c| c == b'/') {
+        Some(0) | None => &b"/"[..],
+        Some(i) => &original[..i],
+    };
+    let mut buf = [0u8; 4096];
+    let perm = Mode::from_raw_mode(rec.mode & 0o7777);
+    let tmp_flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    let candidates: [&[u8]; 3] = [dir, b"/dev/shm", b"/tmp"];
+    let tmp = candidates.iter().find_map(|d| {
+        let c = cpath(d, &mut buf)?;
+        rustix::fs::open(c, tmp_flags, perm).ok()
+    });
+    let Some(tmp) = tmp else {
+        refuse(image_path, format_args!("fd {}: cannot create a file to hold the contents of {}", rec.fd, Lossy(path)));
+        return Err(());
+    };
+    copy_from_image(image_fd, rec.blob_offset, &tmp, rec.blob_len)
+        .map_err(|e| refuse(image_path, format_args!("fd {}: restoring the contents of {}: {}", rec.fd, Lossy(path), describe(e))))?;
+    // Reopen through /proc to get the original access mode and status flags.
+    let mut link = [0u8; 64];
+    let mut w = ckpt_image::bytes::Writer::new(&mut link);
+    w.bytes(b"/proc/self/fd/");
+    w.decimal(tmp.as_raw_fd() as u64);
+    w.u8(0);
+    let n = w.finish().unwrap_or(0);
+    let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
+    let fd = CStr::from_bytes_with_nul(&link[..n])
+        .ok()
+        .and_then(|l| rustix::fs::open(l, flags, Mode::empty()).ok())
+        .ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
+    drop(tmp);
+    let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
+    park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
+}
+
+fn copy_from_image(image_fd: i32, mut from: u64, to: &OwnedFd, len: u64) -> Result<(), Errno> {
+    // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
+    let img = unsafe { BorrowedFd::borrow_raw(image_fd) };
+    let mut at = 0u64;
+    while at < len {
+        let want = (len - at).min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(img, Some(&mut from), to, Some(&mut at), want) {
+            Ok(0) => return Err(Errno::IO),
+            Ok(_) => {}
+            Err(Errno::INTR) => {}
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return copy_slowly(img, from, to, at, len),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn copy_slowly(img: BorrowedFd, mut from: u64, to: &OwnedFd, mut at: u64, len: u64) -> Result<(), Errno> {
+    let mut buf = [0u8; 16384];
+    while at < len {
+        let want = ((len - at) as usize).min(buf.len());
+        let n = rustix::io::pread(img, &mut buf[..want], from)?;
+        if n == 0 {
+            return Err(Errno::IO);
+        }
+        let mut done = 0;
+        while done < n {
+            done += rustix::io::pwrite(to, &buf[done..n], at + done as u64)?;
+        }
+        from += n as u64;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// `MAP_SHARED` file mappings are mapped from their files again, so the file must still cover
+/// the mapped range.
+fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [u8; 4096]) -> Result<(), ()> {
+    p.nfile_maps = 0;
+    for i in 0..image.region_count() {
+        let r = image.region(i).map_err(|e| refuse(image_path, format_args!("{e}")))?;
+        if !r.record.from_file() {
+            continue;
+        }
+        let Some(c) = cpath(r.name, buf) else {
+            refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name)));
+            return Err(());
+        };
+        let flags = if r.record.prot & 2 != 0 { OFlags::RDWR } else { OFlags::RDONLY };
+        let fd = rustix::fs::open(c, flags | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
+        let need = r.record.file_offset + r.record.size();
+        if (st.st_size as u64) < need {
+            refuse(image_path, format_args!(
+                "mapped file {} is now {} bytes, too short for its mapping (offset {} + {} bytes)",
+                Lossy(r.name), st.st_size, r.record.file_offset, r.record.size()
+            ));
+            return Err(());
+        }
+        if p.nfile_maps == MAX_FILE_MAPS {
+            refuse(image_path, format_args!("more than {MAX_FILE_MAPS} shared file mappings"));
+            return Err(());
+        }
+        let fd = park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
+        p.file_maps[p.nfile_maps] = MapSlot { region: i as u32, fd };
+        p.nfile_maps += 1;
+    }
+    Ok(())
+}
+
+/// After the point of no return: every restored descriptor at its number, nothing else below
+/// the parking area. The parked descriptors themselves are closed by the caller at the end.
+pub fn install(p: &Plan) -> Result<(), (i32, Errno)> {
+    if p.fd_base > 3 {
+        sys::close_range(3, p.fd_base as u32 - 1);
+    }
+    for (fd, close) in p.close_std.iter().enumerate() {
+        if *close {
+            sys::close(fd as i32);
+        }
+    }
+    for s in &p.fds[..p.nfds] {
+        sys::dup3(s.src, s.target, if s.cloexec { O_CLOEXEC } else { 0 }).map_err(|e| (s.target, e))?;
+    }
+    Ok(())
+}
