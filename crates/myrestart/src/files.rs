@@ -222,8 +222,9 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
         let fd = rustix::fs::open(c, flags | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
+        // The mapping's last page may run past the end of the file, as it did when mapped.
         let need = r.record.file_offset + r.record.size();
-        if (st.st_size as u64) < need {
+        if ckpt_image::page_up(st.st_size as u64) < need {
             refuse(image_path, format_args!(
                 "mapped file {} is now {} bytes, too short for its mapping (offset {} + {} bytes)",
                 Lossy(r.name), st.st_size, r.record.file_offset, r.record.size()
