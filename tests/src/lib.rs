@@ -97,6 +97,19 @@ impl Drop for Workdir {
 
 type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
 
+/// Makes `cmd` start with only stdin, stdout and stderr open, whatever the test runner has
+/// inherited: descriptors 3 and up are marked close-on-exec in the child.
+pub fn hermetic(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range is async-signal-safe, as a pre_exec hook must be.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32 /* CLOSE_RANGE_CLOEXEC */);
+            Ok(())
+        });
+    }
+}
+
 /// A running process whose stdout is collected line by line and stderr as text.
 pub struct Proc {
     child: Child,
@@ -109,6 +122,7 @@ pub struct Proc {
 impl Proc {
     pub fn spawn(mut cmd: Command, what: &str) -> Proc {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        hermetic(&mut cmd);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
         let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let out = child.stdout.take().unwrap();

@@ -1,0 +1,237 @@
+//! Open files across a restart: descriptors with their offsets and flags, redirected stdout,
+//! deleted files, shared file mappings, and the refusals when a file changed under us.
+
+use ckpt_tests::*;
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sh(script: &str) {
+    let st = Command::new("sh").args(["-c", script]).status().unwrap();
+    assert!(st.success(), "{script}");
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The offset at which process `pid` has `file` open, from /proc/PID/fdinfo (0 if not open).
+fn fd_pos(pid: u32, file: &Path) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    for e in dir.flatten() {
+        if std::fs::read_link(e.path()).is_ok_and(|t| t == file) {
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy())).unwrap_or_default();
+            return info.lines().find_map(|l| l.strip_prefix("pos:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+        }
+    }
+    0
+}
+
+#[test]
+fn gzip_of_a_large_file_finishes_correctly_after_restart() {
+    let wd = Workdir::new("gzip");
+    let input = wd.path.join("input.txt");
+    let output = wd.path.join("input.txt.gz");
+    sh(&format!("seq 1 30000000 > '{}'", input.display()));
+    let mut c = Command::new("gzip");
+    c.arg("-c").arg(&input).stdout(File::create(&output).unwrap());
+    c.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", wd.image()).stderr(Stdio::piped());
+    hermetic(&mut c);
+    let mut child = c.spawn().unwrap();
+    let pid = child.id();
+    wait_for("gzip to be under way", LONG, || fd_pos(pid, &input) > 20 << 20);
+    // SAFETY: signalling our own unreaped child.
+    unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
+    wait_for("the image", LONG, || wd.image().exists());
+    let at_checkpoint = std::fs::metadata(&output).unwrap().len();
+    wait_for("more output", LONG, || std::fs::metadata(&output).unwrap().len() > at_checkpoint + (1 << 20));
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    let mut r = Command::new(myrestart());
+    r.arg(wd.image()).stdout(Stdio::null());
+    hermetic(&mut r);
+    let out = r.output().unwrap();
+    assert!(out.status.success(), "restarted gzip: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    sh(&format!("gzip -dc '{}' | cmp - '{}'", output.display(), input.display()));
+}
+
+#[test]
+fn sha256sum_digest_matches_an_uninterrupted_run() {
+    let wd = Workdir::new("sha256sum");
+    let input = wd.path.join("data.bin");
+    sh(&format!("head -c 700M /dev/urandom > '{}'", input.display()));
+    let reference = Command::new("sha256sum").arg(&input).output().unwrap();
+    let reference = String::from_utf8(reference.stdout).unwrap();
+
+    let mut c = Command::new("sha256sum");
+    c.arg(&input);
+    let mut orig = Proc::preloaded(c, &wd.image(), "sha256sum");
+    wait_for("sha256sum to be under way", LONG, || fd_pos(orig.pid, &input) > 100 << 20);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    assert!(orig.lines().is_empty(), "sha256sum finished before it was killed");
+    let mut restored = Proc::restart(&wd.image());
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().join("\n") + "\n", reference);
+}
+
+fn write_input(path: &Path, lines: usize) {
+    let text: String = (1..=lines).map(|i| format!("input line {i} {}\n", "x".repeat(i % 37))).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn appending_log_and_line_reader_continue_in_place() {
+    let wd = Workdir::new("files");
+    let input = wd.path.join("input.txt");
+    let log = wd.path.join("log.txt");
+    let total = 2000;
+    write_input(&input, total);
+    let p = prog("files", &[]);
+    let mut c = Command::new(&p);
+    c.arg(&input).arg(&log).arg("2000");
+    let mut orig = Proc::preloaded(c, &wd.image(), "files");
+    orig.wait_lines(300, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    assert!(orig.stderr().contains("cannot be saved (pipes are not supported)"), "{}", orig.stderr());
+    let n = orig.lines().len();
+    orig.wait_lines(n + 20, SHORT);
+    orig.kill9();
+
+    let mut restored = Proc::restart(&wd.image());
+    let pid = restored.pid;
+    restored.wait_lines(3, SHORT);
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let st = restored.wait_exit(LONG);
+    let out = restored.lines();
+    assert!(st.success(), "exit {st}: {:?} {}", out.last(), restored.stderr());
+    assert_eq!(out.last().unwrap(), &format!("done {total}"));
+    assert!(restored.stderr().contains("is not restored: pipes"), "{}", restored.stderr());
+    // The pipe (two descriptors after the dup) is gone; the files are back.
+    let mut fds: Vec<i32> = fds.iter().map(|f| f.parse().unwrap()).collect();
+    fds.sort();
+    assert_eq!(fds, vec![0, 1, 2, 3, 4, 5, 6, 7], "descriptors of the restored process");
+
+    // stdout resumed right after the checkpoint; the log holds every line once, in order,
+    // except the lines written between the checkpoint and the kill, which the restarted
+    // process writes again: an O_APPEND log can only grow.
+    let resumed: usize = out[0].parse().unwrap();
+    assert!(resumed > 300 && resumed <= n + 21, "resumed at {resumed}");
+    let inputs: Vec<String> = std::fs::read_to_string(&input).unwrap().lines().map(String::from).collect();
+    let logged: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+    let cut = logged.len() - (total - resumed + 1);
+    let expect_tail: Vec<String> = (resumed..=total).map(|i| format!("{i}: {}", inputs[i - 1])).collect();
+    assert_eq!(&logged[cut..], &expect_tail[..], "log after the restart");
+    let expect_head: Vec<String> = (1..=cut).map(|i| format!("{i}: {}", inputs[i - 1])).collect();
+    assert_eq!(&logged[..cut], &expect_head[..], "log before the kill");
+    assert!(cut + 1 >= resumed, "lines missing from the log");
+}
+
+#[test]
+fn redirected_stdout_continues_in_the_same_file() {
+    let wd = Workdir::new("stdout-file");
+    let p = prog("counter", &[]);
+    let reference = reference_run({
+        let mut c = Command::new(&p);
+        c.args(["300", "5000"]);
+        c
+    }, LONG);
+    let out_path = wd.path.join("out.txt");
+    let mut c = Command::new(&p);
+    c.args(["300", "5000"]).stdout(File::create(&out_path).unwrap());
+    c.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", wd.image());
+    hermetic(&mut c);
+    let mut child = c.spawn().unwrap();
+    let lines = |p: &Path| std::fs::read_to_string(p).unwrap_or_default().lines().count();
+    wait_for("output", SHORT, || lines(&out_path) >= 60);
+    // SAFETY: signalling our own unreaped child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR2) };
+    wait_for("the image", LONG, || wd.image().exists());
+    let at = lines(&out_path);
+    wait_for("more output", SHORT, || lines(&out_path) >= at + 10);
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    let out = Command::new(myrestart()).arg(wd.image()).stdout(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<String> = std::fs::read_to_string(&out_path).unwrap().lines().map(String::from).collect();
+    assert_eq!(got, reference, "the file holds exactly one uninterrupted run's output");
+}
+
+#[test]
+fn shared_file_mapping_keeps_counting_in_the_file() {
+    let wd = Workdir::new("mapcount");
+    let file = wd.path.join("counter.dat");
+    let read_counter = || {
+        let b = std::fs::read(&file).unwrap();
+        i64::from_le_bytes(b[..8].try_into().unwrap())
+    };
+    let p = prog("mapcount", &[]);
+    let mut c = Command::new(&p);
+    c.arg(&file).arg("400");
+    let mut orig = Proc::preloaded(c, &wd.image(), "mapcount");
+    orig.wait_lines(100, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 10, SHORT);
+    orig.kill9();
+    let at_kill = read_counter();
+
+    let mut restored = Proc::restart(&wd.image());
+    let first = restored.wait_lines(50, SHORT);
+    let during = read_counter();
+    assert!(during > at_kill, "the file does not see the restarted process's counting");
+    assert_eq!(first[0].parse::<i64>().unwrap(), at_kill + 1, "the counter did not continue from the file's value");
+    assert!(restored.wait_exit(LONG).success());
+    assert_eq!(restored.lines().last().unwrap(), "done 400");
+    assert_eq!(read_counter(), 400);
+}
+
+#[test]
+fn unlinked_temporary_file_is_restored_with_its_contents() {
+    let wd = Workdir::new("tmpfile");
+    let p = prog("tmpfile", &[]);
+    let mut c = Command::new(&p);
+    c.arg(&wd.path).arg("200");
+    let mut orig = Proc::preloaded(c, &wd.image(), "tmpfile");
+    orig.wait_lines(80, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 5, SHORT);
+    orig.kill9();
+    let mut restored = Proc::restart(&wd.image());
+    restored.wait_lines(2, SHORT);
+    let deleted = std::fs::read_dir(format!("/proc/{}/fd", restored.pid))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .any(|t| t.to_string_lossy().ends_with("(deleted)"));
+    assert!(deleted, "the restored process has no deleted file open");
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().unwrap(), "PASS 200");
+}
+
+#[test]
+fn restart_refuses_when_an_input_file_was_truncated() {
+    let wd = Workdir::new("truncated-input");
+    let input = wd.path.join("input.txt");
+    write_input(&input, 2000);
+    let p = prog("files", &[]);
+    let mut c = Command::new(&p);
+    c.arg(&input).arg(wd.path.join("log.txt")).arg("2000");
+    let mut orig = Proc::preloaded(c, &wd.image(), "files");
+    orig.wait_lines(300, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    std::fs::write(&input, b"short\n").unwrap();
+    let out = Command::new(myrestart()).arg(wd.image()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line = err.lines().find(|l| l.contains("input.txt")).unwrap_or_else(|| panic!("no line names the file: {err}"));
+    assert!(line.contains("shorter than its saved offset"), "{line}");
+}
