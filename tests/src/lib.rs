@@ -202,6 +202,19 @@ impl Proc {
         }
     }
 
+    /// Waits until stderr contains `text`, and returns all of stderr.
+    pub fn wait_stderr(&self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let err = self.stderr();
+            if err.contains(text) {
+                return err;
+            }
+            assert!(Instant::now() < deadline, "{}: no {text:?} on stderr within {timeout:?}; stderr {err:?}", self.what);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's PID, which we have not reaped yet.
         unsafe { libc::kill(self.pid as i32, sig) };

@@ -99,12 +99,7 @@ fn unwritable_image_path_leaves_the_program_running() {
     let orig = Proc::preloaded(c, &image, "counter");
     orig.wait_lines(3, SHORT);
     orig.signal(libc::SIGUSR2);
-    let deadline = std::time::Instant::now() + SHORT;
-    while !orig.stderr().contains("checkpoint failed") {
-        assert!(std::time::Instant::now() < deadline, "no failure message; stderr {:?}", orig.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let err = orig.stderr();
+    let err = orig.wait_stderr("checkpoint failed", SHORT);
     let failures: Vec<&str> = err.lines().filter(|l| l.contains("checkpoint failed")).collect();
     assert_eq!(failures.len(), 1, "{err:?}");
     assert!(failures[0].contains("No such file or directory"), "{err:?}");
@@ -141,12 +136,8 @@ fn disk_full_keeps_the_previous_image() {
     orig.wait_lines(at_first + 3, SHORT);
 
     orig.signal(libc::SIGUSR2);
-    let deadline = std::time::Instant::now() + SHORT;
-    while !orig.stderr().contains("checkpoint failed") {
-        assert!(std::time::Instant::now() < deadline, "no failure message; stderr {:?}", orig.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(orig.stderr().contains("No space left on device"), "{:?}", orig.stderr());
+    let err = orig.wait_stderr("checkpoint failed", SHORT);
+    assert!(err.contains("No space left on device"), "{err:?}");
     let n = orig.lines().len();
     orig.wait_lines(n + 5, SHORT);
     let after = std::fs::read(&image).unwrap();

@@ -99,7 +99,7 @@ fn appending_log_and_line_reader_continue_in_place() {
     let mut orig = Proc::preloaded(c, &wd.image(), "files");
     orig.wait_lines(300, LONG);
     orig.checkpoint(&wd.image(), LONG);
-    assert!(orig.stderr().contains("cannot be saved (pipes are not supported)"), "{}", orig.stderr());
+    orig.wait_stderr("cannot be saved (pipes are not supported)", SHORT);
     let n = orig.lines().len();
     orig.wait_lines(n + 20, SHORT);
     orig.kill9();
@@ -112,7 +112,7 @@ fn appending_log_and_line_reader_continue_in_place() {
     let out = restored.lines();
     assert!(st.success(), "exit {st}: {:?} {}", out.last(), restored.stderr());
     assert_eq!(out.last().unwrap(), &format!("done {total}"));
-    assert!(restored.stderr().contains("is not restored: pipes"), "{}", restored.stderr());
+    restored.wait_stderr("is not restored: pipes", SHORT);
     // The pipe (two descriptors after the dup) is gone; the files are back.
     let mut fds: Vec<i32> = fds.iter().map(|f| f.parse().unwrap()).collect();
     fds.sort();
