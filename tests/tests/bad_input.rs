@@ -4,7 +4,6 @@
 use ckpt_tests::*;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 /// A real image of a running counter program, written into `wd`.
 fn real_image(wd: &Workdir) -> Vec<u8> {
