@@ -21,7 +21,8 @@
 //! Compatibility rule: the state note carries [`FORMAT_VERSION`]. A reader accepts exactly the
 //! versions it knows and rejects any other by number; a change to any note layout bumps it.
 //! Integrity: `meta_hash` (xxh3-64) covers bytes `0..meta_len` (headers and notes) with the hash
-//! field itself read as zero; each region record holds the xxh3-64 of its stored data.
+//! field itself read as zero; each region record holds the [`RegionHasher`] hash of its
+//! contents. Pages that hold only zeros are holes in the file: they take no space.
 //!
 //! This crate is `no_std`, allocates nothing and has no `unsafe`: it only turns bytes into
 //! values and back, so both restricted programs can use it and the host can test it.
@@ -108,6 +109,52 @@ pub fn hash(data: &[u8]) -> u64 {
 
 /// Streaming form of [`hash`], for data written in pieces.
 pub type Hasher = xxhash_rust::xxh3::Xxh3Default;
+
+/// Whether a page holds only zeros. Checks 256-byte blocks (which the compiler vectorises) and
+/// stops at the first with a bit set: at once, for most pages that are not zero.
+pub fn is_zero_page(page: &[u8]) -> bool {
+    page.chunks(256).all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
+}
+
+/// The hash of a region's contents: xxh3-64 over `(page index as u64 LE, page bytes)` for every
+/// page that is not all zeros. Zero pages contribute nothing, so the hash does not depend on
+/// whether the image stores them as holes or as explicit zeros.
+pub struct RegionHasher(Hasher);
+
+impl RegionHasher {
+    pub fn new() -> Self {
+        RegionHasher(Hasher::new())
+    }
+    /// Adds page `index`, which the caller knows is not all zeros.
+    pub fn add_nonzero(&mut self, index: u64, page: &[u8]) {
+        self.0.update(&index.to_le_bytes());
+        self.0.update(page);
+    }
+    /// Adds page `index` if it is not all zeros.
+    pub fn add(&mut self, index: u64, page: &[u8]) {
+        if !is_zero_page(page) {
+            self.add_nonzero(index, page);
+        }
+    }
+    pub fn digest(&self) -> u64 {
+        self.0.digest()
+    }
+}
+
+impl Default for RegionHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// [`RegionHasher`] over a whole region held in memory.
+pub fn region_hash(data: &[u8]) -> u64 {
+    let mut h = RegionHasher::new();
+    for (i, page) in data.chunks(PAGE_SIZE as usize).enumerate() {
+        h.add(i as u64, page);
+    }
+    h.digest()
+}
 
 /// Rounds `v` up to a whole page.
 pub const fn page_up(v: u64) -> u64 {

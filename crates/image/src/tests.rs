@@ -115,7 +115,7 @@ fn build_image(pages: u64) -> Vec<u8> {
         file_offset: 0,
         dev: 0,
         inode: 0,
-        data_hash: hash(&data),
+        data_hash: region_hash(&data),
         name_off: 0,
         name_len: name.len() as u32,
     }
@@ -138,7 +138,7 @@ fn parse(buf: &[u8]) -> Result<(), ImageError> {
     for i in 0..img.region_count() {
         let r = img.region(i)?;
         let d = &buf[r.data_offset as usize..(r.data_offset + r.record.size()) as usize];
-        if hash(d) != r.record.data_hash {
+        if region_hash(d) != r.record.data_hash {
             return Err(ImageError::DataChecksum { index: i });
         }
     }
@@ -185,6 +185,22 @@ fn rejects_flipped_data() {
     let n = buf.len();
     buf[n - 5000] ^= 1;
     assert_eq!(parse(&buf), Err(ImageError::DataChecksum { index: 0 }));
+}
+
+#[test]
+fn region_hash_ignores_how_zeros_are_stored() {
+    let mut a = vec![0u8; 3 * 4096];
+    a[4096 + 5] = 1;
+    let mut h = RegionHasher::new();
+    h.add_nonzero(1, &a[4096..8192]);
+    assert_eq!(region_hash(&a), h.digest());
+    let mut b = a.clone();
+    b[10000] = 2;
+    assert_ne!(region_hash(&a), region_hash(&b));
+    let mut moved = vec![0u8; 3 * 4096];
+    moved[5] = 1; // the same page contents at another index
+    assert_ne!(region_hash(&a), region_hash(&moved));
+    assert!(is_zero_page(&[0u8; 4096]) && !is_zero_page(&a[4096..8192]));
 }
 
 #[test]

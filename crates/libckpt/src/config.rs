@@ -11,6 +11,8 @@ pub struct Config {
     /// glibc's `__rseq_offset` and `__rseq_size` (size 0 when rseq is not in use).
     pub rseq_offset: isize,
     pub rseq_size: u32,
+    /// Write the image inside the signal handler instead of in a forked writer process.
+    pub sync: bool,
 }
 
 impl Config {
@@ -25,7 +27,7 @@ struct Slot(UnsafeCell<Config>);
 // any other thread can exist; read-only afterwards.
 unsafe impl Sync for Slot {}
 
-static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0 }));
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false }));
 
 /// The settings. Valid once [`crate::init`] has run.
 pub fn get() -> &'static Config {

@@ -9,6 +9,8 @@ use core::ffi::{c_int, c_void, CStr};
 
 /// The environment variable that overrides the image path.
 pub const IMAGE_ENV: &CStr = c"CKPT_IMAGE";
+/// Set to 1 to write images synchronously, inside the signal handler.
+pub const SYNC_ENV: &CStr = c"CKPT_SYNC";
 /// The image's name when no path is given.
 pub const DEFAULT_IMAGE: &[u8] = b"myckpt";
 /// The checkpoint signal.
@@ -26,6 +28,10 @@ extern "C" fn ckpt_init() {
         return;
     }
     find_rseq(cfg);
+    // SAFETY: getenv in a constructor, before any thread can call setenv.
+    let sync = unsafe { libc::getenv(SYNC_ENV.as_ptr()) };
+    // SAFETY: a non-null getenv result is a NUL-terminated string.
+    cfg.sync = !sync.is_null() && unsafe { CStr::from_ptr(sync) }.to_bytes() == b"1";
     install_handler();
 }
 

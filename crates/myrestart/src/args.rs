@@ -9,9 +9,19 @@ pub struct Args {
     argv: *const *const u8,
 }
 
-const USAGE: &str = "usage: myrestart IMAGE\n\
+const USAGE: &str = "usage: myrestart [--eager] [--no-verify] IMAGE\n\
   Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.\n\
+  --eager      read all memory from the image now, instead of mapping the image file\n\
+               (use it if the image file may change or disappear while the program runs)\n\
+  --no-verify  skip the checksums of memory contents (headers are always checked)\n\
   Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed midway.";
+
+/// What the command line asks for.
+pub struct Options {
+    pub image: &'static CStr,
+    pub eager: bool,
+    pub verify: bool,
+}
 
 impl Args {
     /// # Safety
@@ -29,18 +39,36 @@ impl Args {
         unsafe { Some(CStr::from_ptr(*self.argv.add(i) as *const core::ffi::c_char)) }
     }
 
-    /// The one argument, or the exit status for a usage error (0 for --help).
-    pub fn image_path(&self) -> Result<&'static CStr, i32> {
-        match (self.arg(1), self.arg(2)) {
-            (Some(a), None) if a.to_bytes() == b"-h" || a.to_bytes() == b"--help" => {
-                // SAFETY: fd 1 is only borrowed for these writes; a closed stdout just fails them.
-                let stdout = unsafe { rustix::fd::BorrowedFd::borrow_raw(1) };
-                let _ = rustix::io::write(stdout, USAGE.as_bytes());
-                let _ = rustix::io::write(stdout, b"\n");
-                Err(0)
+    /// The options and the image path, or the exit status for a usage error (0 for --help).
+    pub fn parse(&self) -> Result<Options, i32> {
+        let mut opts = Options { image: c"", eager: false, verify: true };
+        let mut image = None;
+        for i in 1..self.argc {
+            let Some(a) = self.arg(i) else { break };
+            match a.to_bytes() {
+                b"-h" | b"--help" => {
+                    // SAFETY: fd 1 is only borrowed for these writes; a closed stdout just fails them.
+                    let stdout = unsafe { rustix::fd::BorrowedFd::borrow_raw(1) };
+                    let _ = rustix::io::write(stdout, USAGE.as_bytes());
+                    let _ = rustix::io::write(stdout, b"\n");
+                    return Err(0);
+                }
+                b"--eager" => opts.eager = true,
+                b"--no-verify" => opts.verify = false,
+                b"" => {}
+                arg if arg.starts_with(b"-") || image.is_some() => {
+                    say!("{USAGE}");
+                    return Err(EXIT_REFUSED);
+                }
+                _ => image = Some(a),
             }
-            (Some(a), None) if !a.to_bytes().is_empty() => Ok(a),
-            _ => {
+        }
+        match image {
+            Some(img) => {
+                opts.image = img;
+                Ok(opts)
+            }
+            None => {
                 say!("{USAGE}");
                 Err(EXIT_REFUSED)
             }

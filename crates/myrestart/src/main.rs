@@ -61,11 +61,11 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
 
     // SAFETY: sp is the initial process stack the kernel built.
     let args = unsafe { args::Args::from_stack(sp) };
-    let path = match args.image_path() {
-        Ok(p) => p,
+    let opts = match args.parse() {
+        Ok(o) => o,
         Err(code) => sys::exit_group(code),
     };
-    match plan::make(path, &me) {
+    match plan::make(&opts) {
         Ok(()) => hole::move_and_restore(&me),
         Err(()) => sys::exit_group(EXIT_REFUSED),
     }

@@ -4,11 +4,11 @@
 //! Every problem found here is reported as one line, `myrestart: IMAGE: what is wrong`, and
 //! nothing of this process has been changed yet.
 
-use crate::relocate::SelfImage;
+use crate::args::Options;
 use ckpt_image::image::{meta_len, PREFIX_LEN};
 use ckpt_image::region::RegionKind;
 use ckpt_image::state::{FLAG_PATCH_TID, FLAG_RSEQ};
-use ckpt_image::{hash, Image, ImageError, ProcessState};
+use ckpt_image::{hash, Image, ImageError, ProcessState, RegionHasher, PAGE_SIZE};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::maps;
 use ckpt_sigsafe::out::Lossy;
@@ -80,6 +80,8 @@ pub struct Plan {
     pub close_std: [bool; 3],
     pub file_maps: [MapSlot; MAX_FILE_MAPS],
     pub nfile_maps: usize,
+    /// Read all memory from the image instead of mapping the image file.
+    pub eager: bool,
 }
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
@@ -108,6 +110,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     close_std: [false; 3],
     file_maps: [MapSlot { region: 0, fd: -1 }; MAX_FILE_MAPS],
     nfile_maps: 0,
+    eager: false,
 }));
 
 /// The plan. myrestart is single-threaded, so there is never more than one user of it.
@@ -123,8 +126,10 @@ fn refuse(path: &CStr, what: core::fmt::Arguments) {
     say!("myrestart: {}: {}", Lossy(path.to_bytes()), what);
 }
 
-pub fn make(path: &CStr, _me: &SelfImage) -> Result<(), ()> {
+pub fn make(opts: &Options) -> Result<(), ()> {
     let p = plan();
+    let path = opts.image;
+    p.eager = opts.eager;
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
         refuse(path, format_args!("cannot open: {}", describe(e)));
     })?;
@@ -171,7 +176,9 @@ pub fn make(path: &CStr, _me: &SelfImage) -> Result<(), ()> {
     // block, and teardown removes the original), so 'static is honest for this run.
     let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
     let image = Image::parse(meta_static, file_len, &mut p.state).map_err(bad)?;
-    verify_data(fd.as_raw_fd(), &image, file_len).map_err(bad)?;
+    if opts.verify {
+        verify_data(fd.as_raw_fd(), &image, file_len).map_err(bad)?;
+    }
     check_machine(path, &p.state)?;
     check_targets(path, &image, &p.state)?;
     find_specials(path, &image, p)?;
@@ -237,14 +244,23 @@ fn verify_data(fd: i32, image: &Image, file_len: u64) -> Result<(), ImageError> 
     }
     .map_err(|_| ImageError::Malformed("image file cannot be mapped"))?;
     let mut result = Ok(());
+    // SAFETY: the fd is open for the whole plan; only borrowed here.
+    let file = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
     for i in 0..image.region_count() {
         let r = image.region(i)?;
         if !r.record.has_data() {
             continue;
         }
-        // SAFETY: Image::parse checked data_offset + len <= file_len, and the view covers the file.
-        let data = unsafe { core::slice::from_raw_parts((view as usize + r.data_offset as usize) as *const u8, r.record.size() as usize) };
-        if hash(data) != r.record.data_hash {
+        let mut h = RegionHasher::new();
+        for (from, to) in data_extents(file, r.data_offset, r.data_offset + r.record.size()) {
+            for page_at in (from..to).step_by(PAGE_SIZE as usize) {
+                // SAFETY: Image::parse checked the region's data lies inside the file, which
+                // the view covers.
+                let page = unsafe { core::slice::from_raw_parts((view as usize + page_at as usize) as *const u8, PAGE_SIZE as usize) };
+                h.add((page_at - r.data_offset) / PAGE_SIZE, page);
+            }
+        }
+        if h.digest() != r.record.data_hash {
             result = Err(ImageError::DataChecksum { index: i });
             break;
         }
@@ -265,6 +281,31 @@ fn verify_data(fd: i32, image: &Image, file_len: u64) -> Result<(), ImageError> 
     // SAFETY: the view is ours and no slice of it is used after this point.
     let _ = unsafe { rustix::mm::munmap(view, file_len as usize) };
     result
+}
+
+/// The page-aligned stretches of `from..to` in the file that hold data: zero pages may be holes
+/// (`SEEK_DATA`/`SEEK_HOLE`), which need not be read. A file system that cannot tell reports
+/// one stretch, the whole range.
+pub fn data_extents(file: rustix::fd::BorrowedFd<'_>, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let mut at = from;
+    core::iter::from_fn(move || {
+        if at >= to {
+            return None;
+        }
+        let start = match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(at)) {
+            Ok(s) => s,
+            Err(Errno::NXIO) => return None,
+            Err(_) => at,
+        };
+        if start >= to {
+            at = to;
+            return None;
+        }
+        let end = rustix::fs::seek(file, rustix::fs::SeekFrom::Hole(start)).unwrap_or(to).min(to);
+        let (s, e) = (start / PAGE_SIZE * PAGE_SIZE, ckpt_image::page_up(end).min(to));
+        at = e.max(start + 1);
+        Some((s.max(from), e))
+    })
 }
 
 /// The CPU must support the register state the image saved.

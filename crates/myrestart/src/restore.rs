@@ -112,6 +112,16 @@ fn map_regions(p: &Plan, image: &Image) {
         if rec.prot == 0 {
             flags |= MapFlags::NORESERVE;
         }
+        if rec.has_data() && !p.eager && rec.kind != RegionKind::Stack && !rec.is_shared() {
+            // Mapped restore: the image file itself backs the region, copy-on-write; pages are
+            // read when first touched, and holes (zero pages) cost nothing until then.
+            // SAFETY: the image fd is open; the range is free.
+            let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
+            if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, prot, flags & !MapFlags::GROWSDOWN, img, r.data_offset) } {
+                lost("mapping a region from the image", rec.start, e);
+            }
+            continue;
+        }
         let fill_prot = if rec.has_data() { ProtFlags::READ | ProtFlags::WRITE } else { prot };
         // SAFETY: the address range is free (checked at plan time against the block, and
         // FIXED_NOREPLACE refuses anything else).
@@ -119,7 +129,11 @@ fn map_regions(p: &Plan, image: &Image) {
             lost("mapping a region", rec.start, e);
         }
         if rec.has_data() {
-            read_region(p.image_fd, rec.start as usize, rec.size() as usize, r.data_offset);
+            // SAFETY: the image fd stays open until the end of the restore.
+            let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
+            for (from, to) in crate::plan::data_extents(img, r.data_offset, r.data_offset + rec.size()) {
+                read_region(p.image_fd, rec.start as usize + (from - r.data_offset) as usize, (to - from) as usize, from);
+            }
             if rec.prot != 3 {
                 // SAFETY: the region was just mapped by us.
                 if let Err(e) = unsafe { rustix::mm::mprotect(rec.start as *mut _, rec.size() as usize, mprotect_flags(rec.prot)) } {

@@ -215,3 +215,52 @@ pub fn close_range(first: u32, last: u32) {
     // SAFETY: closing descriptors touches no memory.
     unsafe { syscall6(SYS_CLOSE_RANGE, first as usize, last as usize, 0, 0, 0, 0) };
 }
+
+pub const SYS_PROCESS_VM_READV: usize = 310;
+
+/// Copies `len` bytes at `addr` of this process into `buf` without risking a fault: memory that
+/// cannot be read (a file mapping past the end of its file, say) ends the copy early. Returns
+/// the bytes copied.
+pub fn copy_own_memory(addr: usize, len: usize, buf: &mut [u8]) -> usize {
+    let len = len.min(buf.len());
+    let local = [buf.as_mut_ptr() as usize, len];
+    let remote = [addr, len];
+    // SAFETY: the kernel writes at most `len` bytes into `buf` and reads `addr..addr+len` of
+    // our own address space checking each page itself; the iovec arrays outlive the call.
+    let pid = unsafe { syscall6(39 /* getpid */, 0, 0, 0, 0, 0, 0) } as usize;
+    // SAFETY: as above.
+    let r = unsafe { syscall6(SYS_PROCESS_VM_READV, pid, local.as_ptr() as usize, 1, remote.as_ptr() as usize, 1, 0) };
+    if r < 0 {
+        0
+    } else {
+        r as usize
+    }
+}
+
+pub const SYS_CLONE: usize = 56;
+pub const SYS_WAIT4: usize = 61;
+const SIGCHLD: usize = 17;
+const WCLONE: usize = 0x8000_0000;
+
+/// `fork()` as a bare `clone` system call, without libc's fork handlers (which are not
+/// async-signal-safe). With `notify_parent` false the child's exit sends no signal and plain
+/// `wait()` calls in the parent never see it. Returns 0 in the child, the child's PID in the
+/// parent.
+pub fn fork_raw(notify_parent: bool) -> Result<u32, Errno> {
+    let flags = if notify_parent { SIGCHLD } else { 0 };
+    // SAFETY: a clone without CLONE_VM gives the child its own copy of the address space, so
+    // both sides continue on their own copy of this stack.
+    check(unsafe { syscall6(SYS_CLONE, flags, 0, 0, 0, 0, 0) }).map(|pid| pid as u32)
+}
+
+/// Waits for a child created by [`fork_raw`]`(false)` to exit, and reaps it.
+pub fn reap_quiet_child(pid: u32) {
+    let mut status = 0i32;
+    loop {
+        // SAFETY: `status` is a writable i32; no rusage.
+        let r = unsafe { syscall6(SYS_WAIT4, pid as usize, &mut status as *mut i32 as usize, WCLONE, 0, 0, 0) };
+        if r != -(Errno::INTR.raw_os_error() as isize) {
+            break;
+        }
+    }
+}

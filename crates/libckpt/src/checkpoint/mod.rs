@@ -6,8 +6,16 @@
 //! system calls (rustix's linux_raw backend and `ckpt_sigsafe::sys`), its stack (kept small) and
 //! a scratch mapping it creates and removes itself. The crate is `no_std` without `alloc`.
 //!
+//! The handler captures the kernel state (descriptors, timers, signal state, …) itself, then
+//! forks a writer process: the writer has a copy-on-write snapshot of the memory and writes the
+//! image while the program goes on. The program is paused only for the fork. The writer is a
+//! grandchild (its parent exits at once and is reaped here), so the program never sees it: no
+//! SIGCHLD, nothing for its `wait()`, no zombie. With `CKPT_SYNC=1` the handler writes the
+//! image itself instead.
+//!
 //! On failure nothing of the program is touched: the temporary file is removed, the previous
-//! image stays as it was, and one line on stderr says why.
+//! image stays as it was, and one line on stderr says why. A lock on the temporary file keeps
+//! two checkpoints of one image from being written at once.
 
 mod capture;
 mod fds;
@@ -40,7 +48,7 @@ impl Failure {
         Failure { step, errno: Some(errno), names_file: true }
     }
 
-    fn report(&self) {
+    pub fn report(&self) {
         let mut line = Line::new();
         let _ = write!(line, "ckpt: checkpoint failed: {}", self.step);
         if self.names_file {
@@ -73,5 +81,39 @@ fn take(uc: usize) -> Result<(), Failure> {
     capture::refuse_unsupported(&mut parts)?;
     capture::process_state(&mut parts, uc, cfg)?;
     fds::capture(&mut parts)?;
-    write::write_image(&mut parts, uc, started, exclude)
+    let file = write::TempImage::lock(core::mem::take(&mut parts.tmp_path))?;
+    if cfg.sync {
+        return write::write_image(&mut parts, uc, started, exclude, file);
+    }
+    let writer_parent = ckpt_sigsafe::sys::fork_raw(false).map_err(|e| Failure::new("starting the image writer", e))?;
+    if writer_parent != 0 {
+        // The program: reap the short-lived intermediate child and go on at once.
+        file.hand_over();
+        ckpt_sigsafe::sys::reap_quiet_child(writer_parent);
+        return Ok(());
+    }
+    // The intermediate child: start the writer and exit, so that the writer is nobody's child
+    // that the program could see.
+    match ckpt_sigsafe::sys::fork_raw(true) {
+        Ok(0) => {}
+        Ok(_) => {
+            file.hand_over();
+            ckpt_sigsafe::sys::exit_group(0)
+        }
+        Err(e) => {
+            Failure::new("starting the image writer", e).report();
+            drop(file);
+            ckpt_sigsafe::sys::exit_group(1)
+        }
+    }
+    // The writer: a snapshot of the program at the moment of the signal.
+    let _ = rustix::thread::set_name(c"ckpt-writer");
+    let code = match write::write_image(&mut parts, uc, started, exclude, file) {
+        Ok(()) => 0,
+        Err(f) => {
+            f.report();
+            1
+        }
+    };
+    ckpt_sigsafe::sys::exit_group(code)
 }

@@ -17,6 +17,9 @@ const FD_LIST_AT: usize = 2 * MIB;
 const FD_LIST_LEN: usize = 65536;
 const COPY_AT: usize = 3 * MIB;
 const COPY_LEN: usize = MIB;
+const PAGEMAP_AT: usize = FD_LIST_AT + FD_LIST_LEN * 4;
+/// 512 entries: regions are handled 2 MiB at a time.
+const PAGEMAP_LEN: usize = 512;
 const MAPS_AT: usize = 4 * MIB;
 const MAPS_LEN: usize = 28 * MIB;
 const META_AT: usize = 32 * MIB;
@@ -45,6 +48,8 @@ pub struct Parts<'a> {
     pub fd_list: &'a mut [i32],
     /// Bounce buffer for copying deleted files into the image.
     pub copybuf: &'a mut [u8],
+    /// Pagemap entries for one chunk of a region.
+    pub pm_buf: &'a mut [u64],
     /// `NT_CKPT_FDS` descriptor under construction.
     pub fds: &'a mut [u8],
     pub fds_len: usize,
@@ -94,6 +99,7 @@ impl Scratch {
                 pathbuf: s(SMALL_AT + 45056, 8192),
                 fd_list: core::slice::from_raw_parts_mut((b + FD_LIST_AT) as *mut i32, FD_LIST_LEN),
                 copybuf: s(COPY_AT, COPY_LEN),
+                pm_buf: core::slice::from_raw_parts_mut((b + PAGEMAP_AT) as *mut u64, PAGEMAP_LEN),
                 fds: s(FDS_AT, FDS_LEN),
                 fds_len: 0,
                 auxv_len: 0,

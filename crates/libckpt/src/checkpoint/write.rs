@@ -1,4 +1,5 @@
-//! Writes the image: region data first (page-aligned, hashed as it goes), then the contents of
+//! Writes the image: region data first (page-aligned, zero pages left as holes, hashed as it
+//! goes), then the contents of
 //! deleted-but-open files, then the headers and notes at the start of the file, then `fsync`
 //! and an atomic `rename` over the old image.
 
@@ -12,7 +13,7 @@ use ckpt_image::frame::{write_prpsinfo, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, 
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
 use ckpt_image::state::META_HASH_OFFSET;
-use ckpt_image::{image::meta_hash, page_up, Hasher, ProcessState, CKPT_NOTE_NAME, MAX_REGIONS};
+use ckpt_image::{image::meta_hash, is_zero_page, page_up, Hasher, ProcessState, RegionHasher, CKPT_NOTE_NAME, MAX_REGIONS};
 use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
@@ -22,9 +23,6 @@ use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-/// Region data is written and hashed in pieces of this size, so each piece is still in cache
-/// when it is hashed.
-const CHUNK: usize = 1 << 20;
 const CORE: &[u8] = b"CORE";
 const LINUX: &[u8] = b"LINUX";
 /// Offset of the software-reserved bytes in an FXSAVE area.
@@ -84,7 +82,7 @@ fn is_same_regular_file(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
     }
 }
 
-pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<usize>) -> Result<(), Failure> {
+pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<usize>, file: TempImage) -> Result<(), Failure> {
     let maps_len = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     let maps = &parts.maps[..maps_len];
     let pathbuf = &mut *parts.pathbuf;
@@ -241,22 +239,37 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
         }
     }
 
-    let file = TempImage::create(parts.tmp_path)?;
     let fd = file.fd.as_raw_fd();
 
     // Region data, each region's hash patched into its record.
+    let pagemap = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+    let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
+    let frame_page = frame & !(PAGE - 1);
     let mut off = data_start;
     for (i, r) in regions(maps, &exclude).enumerate() {
         if saved(&r, pathbuf) != Saved::Data {
             continue;
         }
         let len = r.end - r.start;
-        let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
-        let hash = if (r.start..r.end).contains(&frame) {
-            write_stack_region(fd, r.start, len, off, frame, parts.page)?
-        } else {
-            write_region(fd, r.start, len, off)?
+        let anonymous_private = r.inode == 0 && !r.shared && !kind_of(&r).is_kernel_special();
+        let holds_frame = (r.start..r.end).contains(&frame);
+        if holds_frame {
+            // Below the frame, this handler's own calls keep changing the memory while it is
+            // written; none of it matters after a restart (execution resumes from the frame),
+            // so it is stored as zeros. The frame's page is copied with that part zeroed.
+            // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
+            let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
+            let below = frame - frame_page;
+            parts.page[..below].fill(0);
+            parts.page[below..PAGE].copy_from_slice(&live[below..]);
+        }
+        let src = PageSource {
+            pagemap: if anonymous_private { pagemap.as_ref().map(|f| f.as_raw_fd()) } else { None },
+            zero_below: if holds_frame { frame_page } else { 0 },
+            frame_page: if holds_frame { Some((frame_page, &parts.page[..PAGE])) } else { None },
+            bounce: !anonymous_private,
         };
+        let hash = write_region(fd, r.start, len, off, &src, parts.pm_buf, parts.copybuf)?;
         let at = regions_records_at + i * RECORD_SIZE + 56;
         parts.meta[at..at + 8].copy_from_slice(&hash.to_le_bytes());
         off += len as u64;
@@ -332,67 +345,112 @@ fn copy_deleted_file(fd: i32, img: i32, at: u64, buf: &mut [u8]) -> Result<(u64,
     Ok((done, h.digest()))
 }
 
-/// Writes the region holding the signal frame. Below the frame, this handler's own calls keep
-/// changing the memory while it is written and hashed; none of it matters after a restart
-/// (execution resumes from the frame), so it is stored as zeros: a hole in the file.
-fn write_stack_region(fd: i32, start: usize, len: usize, off: u64, frame: usize, page: &mut [u8]) -> Result<u64, Failure> {
-    let page_size = PAGE_SIZE as usize;
-    let frame_page = frame & !(page_size - 1);
-    let mut h = Hasher::new();
-    let zeros = [0u8; 256];
-    for _ in 0..(frame_page - start) / zeros.len() {
-        h.update(&zeros);
-    }
-    // The frame's own page: the part below the frame zeroed, in a copy.
-    // SAFETY: the frame page is mapped and readable: the kernel just wrote the frame into it.
-    let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, page_size) };
-    let below = frame - frame_page;
-    page[..below].fill(0);
-    page[below..page_size].copy_from_slice(&live[below..]);
-    let page_off = off + (frame_page - start) as u64;
-    write_all(fd, page.as_ptr() as usize, page_size, page_off)?;
-    h.update(&page[..page_size]);
-    let rest = frame_page + page_size;
-    let rest_off = page_off + page_size as u64;
-    let end = start + len;
-    if rest < end {
-        // Above the frame page nothing changes while we run: this handler's frames are below.
-        write_all(fd, rest, end - rest, rest_off)?;
-        // SAFETY: just read by the kernel for the write above.
-        h.update(unsafe { core::slice::from_raw_parts(rest as *const u8, end - rest) });
+/// How a region's pages are read.
+struct PageSource<'a> {
+    /// `/proc/self/pagemap`, when the region is private anonymous memory: pages it reports as
+    /// neither present nor swapped were never touched and are zero without being read.
+    pagemap: Option<i32>,
+    /// Pages below this address are stored as zeros (the checkpoint handler's own stack).
+    zero_below: usize,
+    /// The page holding the signal frame, with the part below the frame already zeroed.
+    frame_page: Option<(usize, &'a [u8])>,
+    /// Copy the memory through `process_vm_readv` into a buffer first: for memory that may fault
+    /// when read (file mappings past the end of the file), which ends the copy instead.
+    bounce: bool,
+}
+
+const PAGE: usize = PAGE_SIZE as usize;
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+
+/// Writes one region: its non-zero pages, each at its place in the region's span of the file,
+/// so that zero pages (and never-touched ones) are holes that take no space. Returns the
+/// region's [`RegionHasher`] hash.
+fn write_region(img: i32, start: usize, len: usize, off: u64, src: &PageSource, pm_buf: &mut [u64], bounce: &mut [u8]) -> Result<u64, Failure> {
+    let mut h = RegionHasher::new();
+    let pages = len / PAGE;
+    let mut p = 0;
+    while p < pages {
+        let n = (pages - p).min(pm_buf.len()).min(bounce.len() / PAGE);
+        let chunk_start = start + p * PAGE;
+        let copied = if src.bounce { sys::copy_own_memory(chunk_start, n * PAGE, bounce) / PAGE } else { n };
+        let present = &mut pm_buf[..n];
+        present.fill(PM_PRESENT);
+        if let Some(pm) = src.pagemap {
+            // SAFETY: `present` is n u64s of writable memory.
+            let want = n * 8;
+            let got = unsafe { sys::pread_into(pm, present.as_mut_ptr() as usize, want, (chunk_start / PAGE * 8) as u64) };
+            if got != Ok(want) {
+                present.fill(PM_PRESENT);
+            }
+        }
+        // Runs of non-zero pages are written with one call each.
+        let mut run: Option<usize> = None;
+        for i in 0..=n {
+            let keep = i < n && {
+                let addr = chunk_start + i * PAGE;
+                let page = if src.bounce {
+                    (i < copied).then(|| &bounce[i * PAGE..(i + 1) * PAGE])
+                } else {
+                    page_bytes(addr, present[i], src)
+                };
+                match page {
+                    Some(bytes) if !is_zero_page(bytes) => {
+                        h.add_nonzero(((addr - start) / PAGE) as u64, bytes);
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            match (keep, run) {
+                (true, None) => run = Some(i),
+                (false, Some(r)) if src.bounce => {
+                    let file_at = off + (chunk_start - start + r * PAGE) as u64;
+                    write_all(img, bounce[r * PAGE..].as_ptr() as usize, (i - r) * PAGE, file_at)?;
+                    run = None;
+                }
+                (false, Some(r)) => {
+                    write_run(img, chunk_start, r, i, start, off, src)?;
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        p += n;
     }
     Ok(h.digest())
 }
 
-/// Writes one region from memory and returns the hash of what the file now holds. Pages that
-/// cannot be read (a file mapping past its end, say) stay holes in the file and read as zeros.
-fn write_region(fd: i32, start: usize, len: usize, off: u64) -> Result<u64, Failure> {
-    let mut h = Hasher::new();
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(CHUNK);
-        match write_all(fd, start + done, n, off + done as u64) {
-            Ok(()) => {
-                // SAFETY: the kernel just read these bytes for us, so they are mapped and
-                // readable; nothing else runs in this single-threaded process meanwhile.
-                h.update(unsafe { core::slice::from_raw_parts((start + done) as *const u8, n) });
-            }
-            Err(f) if f.errno == Some(Errno::FAULT) => {
-                for page in (0..n).step_by(PAGE_SIZE as usize) {
-                    let a = start + done + page;
-                    match write_all(fd, a, PAGE_SIZE as usize, off + (done + page) as u64) {
-                        // SAFETY: as above, for one page.
-                        Ok(()) => h.update(unsafe { core::slice::from_raw_parts(a as *const u8, PAGE_SIZE as usize) }),
-                        Err(f) if f.errno == Some(Errno::FAULT) => h.update(&[0u8; PAGE_SIZE as usize]),
-                        Err(f) => return Err(f),
-                    }
-                }
-            }
-            Err(f) => return Err(f),
-        }
-        done += n;
+/// The bytes of the page at `addr`, or `None` if it is known to be zero.
+fn page_bytes<'a>(addr: usize, pagemap_entry: u64, src: &'a PageSource) -> Option<&'a [u8]> {
+    if addr < src.zero_below || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 {
+        return None;
     }
-    Ok(h.digest())
+    if let Some((fp, bytes)) = src.frame_page {
+        if fp == addr {
+            return Some(bytes);
+        }
+    }
+    // SAFETY: private anonymous memory (the only kind read directly) listed readable in
+    // /proc/self/maps cannot fault when read: an untouched page reads as zeros, a swapped one is
+    // brought back. Nothing in this single-threaded process unmaps it meanwhile.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, PAGE) })
+}
+
+/// Writes pages `from..to` of the chunk at `chunk_start` (a run of non-zero pages).
+fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize, off: u64, src: &PageSource) -> Result<(), Failure> {
+    let addr = chunk_start + from * PAGE;
+    let len = (to - from) * PAGE;
+    let file_at = off + (addr - start) as u64;
+    match src.frame_page {
+        Some((fp, bytes)) if fp >= addr && fp < addr + len => {
+            // The frame page comes from its zeroed copy; the rest of the run from memory.
+            write_all(img, addr, fp - addr, file_at)?;
+            write_all(img, bytes.as_ptr() as usize, PAGE, file_at + (fp - addr) as u64)?;
+            write_all(img, fp + PAGE, addr + len - fp - PAGE, file_at + (fp + PAGE - addr) as u64)
+        }
+        _ => write_all(img, addr, len, file_at),
+    }
 }
 
 fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(), Failure> {
@@ -411,32 +469,42 @@ fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(
     Ok(())
 }
 
-/// The image under its temporary name, removed unless committed.
-struct TempImage<'a> {
+/// The image under its temporary name, `<image>.tmp`: locked while it is written, and removed
+/// unless committed.
+pub struct TempImage<'a> {
     fd: OwnedFd,
     tmp: &'a CStr,
     committed: bool,
 }
 
 impl<'a> TempImage<'a> {
-    /// Creates `<image>.<pid>.tmp`, mode 0600, replacing a stale one.
-    fn create(buf: &'a mut [u8]) -> Result<TempImage<'a>, Failure> {
+    /// Opens `<image>.tmp` (mode 0600) and locks it. Fails if another checkpoint of the same
+    /// image is still being written (it holds the lock).
+    pub fn lock(buf: &'a mut [u8]) -> Result<TempImage<'a>, Failure> {
         let image = crate::config::get().image_path();
         let mut w = Writer::new(buf);
         w.bytes(image);
-        w.bytes(b".");
-        w.decimal(rustix::process::getpid().as_raw_nonzero().get() as u64);
         w.bytes(b".tmp\0");
         let n = w.finish().ok_or(Failure::plain("image path is too long"))?;
         let tmp = CStr::from_bytes_with_nul(&buf[..n]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-        let _ = rustix::fs::unlink(tmp);
-        let fd = rustix::fs::open(
-            tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| Failure::on_file("creating a temporary file next to", e))?;
+        let fd = rustix::fs::open(tmp, OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
+            .map_err(|e| Failure::on_file("creating a temporary file next to", e))?;
+        match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                // Not ours to remove: the writer holding it is still at work.
+                return Err(Failure::plain("the previous checkpoint is still being written"));
+            }
+            Err(e) => return Err(Failure::on_file("locking the temporary file next to", e)),
+        }
+        // A stale file from a writer that died is reused from the start.
+        rustix::fs::ftruncate(&fd, 0).map_err(|e| Failure::on_file("truncating the temporary file next to", e))?;
         Ok(TempImage { fd, tmp, committed: false })
+    }
+
+    /// Lets go of the file without removing it: another process (the writer) owns it now.
+    pub fn hand_over(mut self) {
+        self.committed = true;
     }
 
     /// Makes the image durable and puts it in place of the old one.
