@@ -28,6 +28,9 @@ use ckpt_sigsafe::out::{Line, Lossy};
 use core::fmt::Write;
 use rustix::io::Errno;
 
+/// The name (`comm`) of the process that writes the image.
+const WRITER_NAME: &core::ffi::CStr = c"ckpt-writer";
+
 /// Why a checkpoint was not taken.
 pub struct Failure {
     /// The step that failed, e.g. "writing".
@@ -93,7 +96,9 @@ fn take(uc: usize) -> Result<(), Failure> {
         return Ok(());
     }
     // The intermediate child: start the writer and exit, so that the writer is nobody's child
-    // that the program could see.
+    // that the program could see. Both take the writer's name at once, so that `pgrep PROG`
+    // does not match them.
+    let _ = rustix::thread::set_name(WRITER_NAME);
     match ckpt_sigsafe::sys::fork_raw(true) {
         Ok(0) => {}
         Ok(_) => {
@@ -107,7 +112,7 @@ fn take(uc: usize) -> Result<(), Failure> {
         }
     }
     // The writer: a snapshot of the program at the moment of the signal.
-    let _ = rustix::thread::set_name(c"ckpt-writer");
+    let _ = rustix::thread::set_name(WRITER_NAME);
     let code = match write::write_image(&mut parts, uc, started, exclude, file) {
         Ok(()) => 0,
         Err(f) => {

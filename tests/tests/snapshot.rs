@@ -1,0 +1,152 @@
+//! How checkpoints are taken and images used: a forked writer the program never sees, zero
+//! pages that take no space, and the two ways of restoring memory (mapped and eager).
+
+use ckpt_tests::*;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Processes whose name (comm) is `name`, with their parent PIDs.
+fn processes_named(name: &str) -> Vec<(u32, u32)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        if &stat[open + 1..close] == name {
+            let ppid = stat[close + 2..].split(' ').nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            found.push((pid, ppid));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_writer_is_invisible_to_the_program() {
+    let wd = Workdir::new("quiet");
+    let p = prog("quiet", &[]);
+    let mut c = Command::new(&p);
+    c.arg("768");
+    let orig = Proc::preloaded(c, &wd.image(), "quiet");
+    orig.wait_lines(5, LONG);
+    orig.signal(libc::SIGUSR2);
+    // While the image is written, a process named ckpt-writer exists, and it is not the
+    // program's child; nothing else carries the program's name.
+    let deadline = Instant::now() + LONG;
+    let mut saw_writer = false;
+    while !wd.image().exists() {
+        assert!(Instant::now() < deadline, "no image; stderr {:?}", orig.stderr());
+        // The writer: named ckpt-writer, with the program's environment, and not its child
+        // (its short-lived parent, which is, exits at once).
+        for (pid, ppid) in processes_named("ckpt-writer") {
+            if ppid != orig.pid
+                && std::fs::read_to_string(format!("/proc/{pid}/environ")).is_ok_and(|e| e.contains(&*wd.image().to_string_lossy()))
+            {
+                saw_writer = true;
+            }
+        }
+        // A freshly forked writer carries the program's name for the microseconds before it
+        // renames itself; none may keep it.
+        let named: Vec<_> = processes_named("quiet").into_iter().filter(|(pid, _)| *pid != orig.pid).collect();
+        if !named.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+            let still: Vec<_> = named.iter().filter(|(pid, _)| processes_named("quiet").iter().any(|(p, _)| p == pid)).collect();
+            assert!(still.is_empty(), "other processes named like the program: {still:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(saw_writer, "never saw the ckpt-writer process");
+    let n = orig.lines().len();
+    let lines = orig.wait_lines(n + 20, SHORT);
+    for l in &lines {
+        assert!(l.ends_with("sigchld=0 waited=0 nochildren=1"), "the program saw the writer: {l}");
+    }
+    // No zombie is left: the writer's parent is not the program.
+    std::thread::sleep(Duration::from_millis(300));
+    let children = std::fs::read_to_string(format!("/proc/{}/task/{}/children", orig.pid, orig.pid)).unwrap();
+    assert!(children.trim().is_empty(), "the program has children: {children}");
+}
+
+#[test]
+fn a_second_signal_during_a_write_is_refused_and_the_image_is_whole() {
+    let wd = Workdir::new("overlap");
+    let p = prog("quiet", &[]);
+    let mut c = Command::new(&p);
+    c.arg("1024");
+    let mut orig = Proc::preloaded(c, &wd.image(), "quiet");
+    orig.wait_lines(5, LONG);
+    orig.signal(libc::SIGUSR2);
+    std::thread::sleep(Duration::from_millis(20));
+    orig.signal(libc::SIGUSR2);
+    orig.wait_stderr("the previous checkpoint is still being written", LONG);
+    let deadline = Instant::now() + LONG;
+    while !wd.image().exists() {
+        assert!(Instant::now() < deadline, "no image");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    orig.kill9();
+    let restored = Proc::restart(&wd.image());
+    restored.wait_lines(3, SHORT);
+}
+
+#[test]
+fn synchronous_mode_still_works() {
+    let wd = Workdir::new("sync");
+    let p = prog("counter", &[]);
+    let mk = || {
+        let mut c = Command::new(&p);
+        c.args(["200", "10000"]).env("CKPT_SYNC", "1");
+        c
+    };
+    checkpoint_kill_restart_matches(mk, 40, &wd);
+}
+
+#[test]
+fn zero_pages_take_no_space_and_restore_as_zeros() {
+    let wd = Workdir::new("zeros");
+    let p = prog("zeroheap", &[]);
+    let mut c = Command::new(&p);
+    c.args(["512", "512", "60"]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "zeroheap");
+    orig.wait_lines(3, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let meta = std::fs::metadata(wd.image()).unwrap();
+    assert!(meta.len() > 1 << 30, "the image does not span the heap: {} bytes", meta.len());
+    let allocated = meta.blocks() * 512;
+    assert!(allocated < 16 << 20, "1 GiB of zeros took {allocated} bytes of disk");
+    for args in [&["--eager"][..], &[][..], &["--no-verify"][..]] {
+        let mut r = Command::new(myrestart());
+        r.args(args).arg(wd.image());
+        let mut restored = Proc::spawn(r, "myrestart zeroheap");
+        assert!(restored.wait_exit(LONG).success(), "{args:?}: {}", restored.stderr());
+        assert_eq!(restored.lines().last().map(String::as_str), Some("PASS"), "{args:?}");
+    }
+}
+
+#[test]
+fn eager_restore_matches_too() {
+    let wd = Workdir::new("eager");
+    let p = prog("counter", &[]);
+    let reference = reference_run({
+        let mut c = Command::new(&p);
+        c.args(["200", "10000"]);
+        c
+    }, LONG);
+    let mut c = Command::new(&p);
+    c.args(["200", "10000"]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter");
+    orig.wait_lines(40, SHORT);
+    let at = orig.lines().len();
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let kill = orig.lines().len();
+    // The image may go away once an eagerly restored process runs.
+    let mut r = Command::new(myrestart());
+    r.arg("--eager").arg(wd.image());
+    let mut restored = Proc::spawn(r, "myrestart --eager");
+    restored.wait_lines(5, SHORT);
+    std::fs::remove_file(wd.image()).unwrap();
+    assert!(restored.wait_exit(LONG).success());
+    assert_continues(&reference, at, kill, &restored.lines());
+}
