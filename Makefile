@@ -4,6 +4,7 @@
 #   make check      the brief's demo: hello is checkpointed, killed, restarted, and must go on
 #   make restart    ./myrestart myckpt
 #   make test       unit tests and the integration tests (real processes)
+#   make bench      checkpoint/restart times against the machine's own limits
 #   make clean
 
 SHELL := /bin/bash
@@ -12,7 +13,7 @@ CC ?= gcc
 HELLO_CFLAGS ?= -g -O0 -Wall
 RELEASE := target/release
 
-.PHONY: all check restart test clean FORCE
+.PHONY: all check restart test bench clean FORCE
 
 all: libckpt.so myrestart
 
@@ -55,3 +56,8 @@ test: all
 clean:
 	$(CARGO) clean
 	rm -f libckpt.so myrestart hello myckpt myckpt.*.tmp .check-restart.out
+
+# Checkpoint and restart times for 64 MiB, 512 MiB and 2 GiB heaps (random, zero, half),
+# against this machine's memcpy/write/read limits. BENCH_ARGS="--dir DIR" picks the filesystem.
+bench: all
+	$(CARGO) run --release --locked -p ckpt-bench -- $(BENCH_ARGS)

@@ -1,0 +1,34 @@
+/* benchheap: the benchmark's target. Fills a heap (random, zero or half of each), then spins
+ * reading the clock and remembering the longest stall: SIGUSR1 makes it print that ("gap NS")
+ * and start over; when it finds itself restored (its PID changed) it prints "resumed". */
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t report;
+static void on_usr1(int sig) { (void)sig; report = 1; }
+static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
+
+int main(int argc, char **argv) {
+    size_t bytes = (argc > 1 ? strtoull(argv[1], 0, 10) : 64) << 20;
+    const char *fill = argc > 2 ? argv[2] : "random";
+    uint64_t *heap = malloc(bytes), x = 88172645463325252ull;
+    size_t words = bytes / 8, random_words = strcmp(fill, "zero") == 0 ? 0 : strcmp(fill, "half") == 0 ? words / 2 : words;
+    for (size_t i = 0; i < random_words; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; heap[i] = x; }
+    memset(heap + random_words, 0, (words - random_words) * 8);
+    signal(SIGUSR1, on_usr1);
+    pid_t me = getpid();
+    printf("ready\n"); fflush(stdout);
+    uint64_t last = now(), gap = 0;
+    for (;;) {
+        uint64_t t = now();
+        if (t - last > gap) gap = t - last;
+        last = t;
+        if (report) { report = 0; printf("gap %llu\n", (unsigned long long)gap); fflush(stdout); gap = 0; last = now(); }
+        if (getpid() != me) { me = getpid(); printf("resumed %llu\n", (unsigned long long)heap[words / 3]); fflush(stdout); gap = 0; last = now(); }
+    }
+}

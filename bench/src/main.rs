@@ -1,0 +1,220 @@
+//! `make bench`: how long checkpoints and restarts take, next to what this machine can do at
+//! best with the same bytes (memcpy, write() to a file, read() from it), on the same
+//! filesystem, in one run.
+//!
+//! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half]`
+//!
+//! The VM behind these machines takes freed memory back a couple of seconds after it is freed,
+//! and the next first touch then costs about a second per GiB. So a buffer of the working size
+//! is touched and freed right before every timed step, limits included.
+
+use ckpt_tests::{compile, myrestart, root, Proc};
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Options {
+    dir: PathBuf,
+    sizes: Vec<usize>,
+    fills: Vec<String>,
+}
+
+fn options() -> Options {
+    let mut o = Options { dir: PathBuf::from("/dev/shm"), sizes: vec![64, 512, 2048], fills: vec!["random".into(), "zero".into(), "half".into()] };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--dir" => o.dir = PathBuf::from(value),
+            "--sizes" => o.sizes = value.split(',').map(|v| v.parse().expect("--sizes takes MiB numbers")).collect(),
+            "--fills" => o.fills = value.split(',').map(String::from).collect(),
+            "-h" | "--help" => {
+                println!("usage: ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half]");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("ckpt-bench: unknown option {other}");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+/// Touches and frees `bytes` of memory, so that the host has handed it to the VM again.
+fn touch(bytes: usize) {
+    let mut v = vec![0u8; bytes];
+    for i in (0..bytes).step_by(4096) {
+        v[i] = 1;
+    }
+    std::hint::black_box(&v);
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// The machine's own limits for `bytes`: memcpy, write() (with fsync) and read(), in seconds.
+fn limits(bytes: usize, dir: &Path) -> (f64, f64, f64) {
+    touch(2 * bytes);
+    let src = vec![7u8; bytes];
+    let mut dst = vec![1u8; bytes];
+    let t = Instant::now();
+    dst.copy_from_slice(&src);
+    let memcpy = secs(t.elapsed());
+    std::hint::black_box(&dst);
+    drop(dst);
+
+    let path = dir.join("ckpt-bench-limit");
+    touch(2 * bytes);
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&src).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let write = secs(t.elapsed());
+    drop(src);
+
+    touch(2 * bytes);
+    let mut back = vec![0u8; bytes];
+    for i in (0..bytes).step_by(4096) {
+        back[i] = 1;
+    }
+    let t = Instant::now();
+    std::fs::File::open(&path).unwrap().read_exact(&mut back).unwrap();
+    let read = secs(t.elapsed());
+    std::hint::black_box(&back);
+    let _ = std::fs::remove_file(&path);
+    (memcpy, write, read)
+}
+
+#[derive(Clone, Copy)]
+struct Row {
+    checkpoint: f64,
+    pause: f64,
+    apparent: u64,
+    allocated: u64,
+    mapped: f64,
+    mapped_unverified: f64,
+    eager: f64,
+}
+
+/// Repetitions of each case; the table shows medians.
+const RUNS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no image at {}", path.display());
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+fn restart_time(image: &Path, mib: usize, extra: &[&str]) -> f64 {
+    touch(2 * mib * MIB);
+    let mut c = Command::new(myrestart());
+    c.args(extra).arg(image);
+    let t = Instant::now();
+    let mut p = Proc::spawn(c, "myrestart");
+    p.wait_until(|l| l.iter().any(|s| s.starts_with("resumed")), TIMEOUT, "resumed");
+    let d = secs(t.elapsed());
+    p.kill9();
+    d
+}
+
+fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
+    let _ = std::fs::remove_file(image);
+    let mut c = Command::new(target);
+    c.arg(mib.to_string()).arg(fill);
+    let mut p = Proc::preloaded(c, image, "benchheap");
+    p.wait_lines(1, TIMEOUT);
+    p.signal(libc::SIGUSR1);
+    p.wait_lines(2, TIMEOUT);
+    // Room for the image's page cache, fresh from the host.
+    touch(2 * mib * MIB);
+    let t = Instant::now();
+    p.signal(libc::SIGUSR2);
+    wait_for_file(image);
+    let checkpoint = secs(t.elapsed());
+    p.signal(libc::SIGUSR1);
+    let lines = p.wait_lines(3, TIMEOUT);
+    let pause = lines[2].trim_start_matches("gap ").parse::<f64>().unwrap() / 1e9;
+    p.kill9();
+    let meta = std::fs::metadata(image).unwrap();
+    let mapped = restart_time(image, mib, &[]);
+    let mapped_unverified = restart_time(image, mib, &["--no-verify"]);
+    let eager = restart_time(image, mib, &["--eager"]);
+    let _ = std::fs::remove_file(image);
+    Row { checkpoint, pause, apparent: meta.len(), allocated: meta.blocks() * 512, mapped, mapped_unverified, eager }
+}
+
+/// Runs a case `RUNS` times; each figure is the median of its runs.
+fn run_median(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
+    let rows: Vec<Row> = (0..RUNS).map(|_| run_case(target, image, mib, fill)).collect();
+    let m = |f: fn(&Row) -> f64| median(rows.iter().map(f).collect());
+    Row {
+        checkpoint: m(|r| r.checkpoint),
+        pause: m(|r| r.pause),
+        apparent: rows[0].apparent,
+        allocated: m(|r| r.allocated as f64) as u64,
+        mapped: m(|r| r.mapped),
+        mapped_unverified: m(|r| r.mapped_unverified),
+        eager: m(|r| r.eager),
+    }
+}
+
+fn main() {
+    let o = options();
+    let target = compile(&root().join("bench/benchheap.c"), "benchheap", &["-O2"]);
+    let image = o.dir.join("ckpt-bench.img");
+    println!("ckpt benchmark: images in {} ({} cores)", o.dir.display(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!();
+    println!("| heap | fill | checkpoint | pause | image (allocated) | restart mapped | mapped, no verify | restart eager | memcpy | write() | read() | ckpt / write | eager / read |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &mib in &o.sizes {
+        let runs: Vec<(f64, f64, f64)> = (0..RUNS).map(|_| limits(mib * MIB, &o.dir)).collect();
+        let memcpy = median(runs.iter().map(|r| r.0).collect());
+        let write = median(runs.iter().map(|r| r.1).collect());
+        let read = median(runs.iter().map(|r| r.2).collect());
+        for fill in &o.fills {
+            let r = run_median(&target, &image, mib, fill);
+            let gbs = |t: f64| (mib * MIB) as f64 / t / 1e9;
+            println!(
+                "| {mib} MiB | {fill} | {:.0} ms | {:.1} ms | {:.0} MB ({:.1} MB) | {:.1} ms | {:.1} ms | {:.0} ms | {:.0} ms ({:.1} GB/s) | {:.0} ms ({:.1} GB/s) | {:.0} ms ({:.1} GB/s) | {:.2} | {:.2} |",
+                r.checkpoint * 1e3,
+                r.pause * 1e3,
+                r.apparent as f64 / 1e6,
+                r.allocated as f64 / 1e6,
+                r.mapped * 1e3,
+                r.mapped_unverified * 1e3,
+                r.eager * 1e3,
+                memcpy * 1e3,
+                gbs(memcpy),
+                write * 1e3,
+                gbs(write),
+                read * 1e3,
+                gbs(read),
+                r.checkpoint / write,
+                r.eager / read,
+            );
+        }
+    }
+    println!();
+    println!("checkpoint: from SIGUSR2 until the image is renamed into place (fsynced).");
+    println!("pause: the longest the program itself was stopped (it measures this).");
+    println!("restart: from starting myrestart until the program runs again (mapped: the default, memory");
+    println!("checksums verified; --no-verify skips those; --eager reads all memory now).");
+    println!("Figures are medians of {RUNS} runs; ratios are our time over the machine's limit.");
+}
