@@ -2,7 +2,8 @@
 //! best with the same bytes (memcpy, write() to a file, read() from it), on the same
 //! filesystem, in one run.
 //!
-//! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half]`
+//! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4]`
+//! (`+lz4`: the image is written with `CKPT_COMPRESS=lz4`).
 //!
 //! The VM behind these machines takes freed memory back a couple of seconds after it is freed,
 //! and the next first touch then costs about a second per GiB. So a buffer of the working size
@@ -25,7 +26,8 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut o = Options { dir: PathBuf::from("/dev/shm"), sizes: vec![64, 512, 2048], fills: vec!["random".into(), "zero".into(), "half".into()] };
+    let fills = ["random", "zero", "half", "random+lz4", "half+lz4"];
+    let mut o = Options { dir: PathBuf::from("/dev/shm"), sizes: vec![64, 512, 2048], fills: fills.iter().map(|f| f.to_string()).collect() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -35,7 +37,7 @@ fn options() -> Options {
             "--sizes" => o.sizes = value.split(',').map(|v| v.parse().expect("--sizes takes MiB numbers")).collect(),
             "--fills" => o.fills = value.split(',').map(String::from).collect(),
             "-h" | "--help" => {
-                println!("usage: ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half]");
+                println!("usage: ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4]");
                 std::process::exit(0);
             }
             other => {
@@ -136,8 +138,15 @@ fn restart_time(image: &Path, mib: usize, extra: &[&str]) -> f64 {
 
 fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     let _ = std::fs::remove_file(image);
+    let (fill, lz4) = match fill.strip_suffix("+lz4") {
+        Some(f) => (f, true),
+        None => (fill, false),
+    };
     let mut c = Command::new(target);
     c.arg(mib.to_string()).arg(fill);
+    if lz4 {
+        c.env("CKPT_COMPRESS", "lz4");
+    }
     let mut p = Proc::preloaded(c, image, "benchheap");
     p.wait_lines(1, TIMEOUT);
     p.signal(libc::SIGUSR1);
@@ -216,5 +225,6 @@ fn main() {
     println!("pause: the longest the program itself was stopped (it measures this).");
     println!("restart: from starting myrestart until the program runs again (mapped: the default, memory");
     println!("checksums verified; --no-verify skips those; --eager reads all memory now).");
+    println!("+lz4: written with CKPT_COMPRESS=lz4 (restart then always reads and decompresses).");
     println!("Figures are medians of {RUNS} runs; ratios are our time over the machine's limit.");
 }

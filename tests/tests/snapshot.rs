@@ -150,3 +150,42 @@ fn eager_restore_matches_too() {
     assert!(restored.wait_exit(LONG).success());
     assert_continues(&reference, at, kill, &restored.lines());
 }
+
+#[test]
+fn compressed_images_restore_and_are_checked() {
+    let wd = Workdir::new("lz4");
+    let p = prog("zeroheap", &[]);
+    let mut c = Command::new(&p);
+    c.args(["64", "64", "60"]).env("CKPT_COMPRESS", "lz4");
+    let mut orig = Proc::preloaded(c, &wd.image(), "zeroheap lz4");
+    orig.wait_lines(3, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let image = std::fs::read(wd.image()).unwrap();
+    assert!(image.len() < 8 << 20, "a compressed image of mostly zeros is {} bytes", image.len());
+    let mut restored = Proc::restart(&wd.image());
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().map(String::as_str), Some("PASS"));
+
+    // A flipped bit in the compressed data is found before anything changes.
+    let mut bad = image.clone();
+    let n = bad.len();
+    bad[n - 100] ^= 4;
+    let bad_path = wd.path.join("bad");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let out = Command::new(myrestart()).arg(&bad_path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn compressed_program_state_continues() {
+    let wd = Workdir::new("lz4-counter");
+    let p = prog("counter", &[]);
+    let mk = || {
+        let mut c = Command::new(&p);
+        c.args(["200", "10000"]).env("CKPT_COMPRESS", "lz4");
+        c
+    };
+    checkpoint_kill_restart_matches(mk, 40, &wd);
+}

@@ -109,8 +109,8 @@ impl<'a> Image<'a> {
             }
             prev_end = rec.end;
             if rec.has_data() {
-                let end = reg.data_offset.checked_add(rec.size()).ok_or(ImageError::Truncated)?;
-                if reg.data_offset % PAGE_SIZE != 0 || reg.data_offset < meta_len {
+                let end = reg.data_offset.checked_add(rec.stored_len).ok_or(ImageError::Truncated)?;
+                if (!rec.compressed() && reg.data_offset % PAGE_SIZE != 0) || reg.data_offset < meta_len {
                     return Err(ImageError::Malformed("region data is misplaced"));
                 }
                 if end > self.file_len {
@@ -161,11 +161,14 @@ impl<'a> Image<'a> {
         let ph_at = EHDR_SIZE + PHDR_SIZE * (i + 1);
         let mut pr = Reader::new(self.meta.get(ph_at..).ok_or(ImageError::Truncated)?);
         let ph = Phdr::read(&mut pr)?;
-        let want_filesz = if record.has_data() { record.end.wrapping_sub(record.start) } else { 0 };
+        let size = record.end.wrapping_sub(record.start);
+        let plain = record.has_data() && !record.compressed();
+        let want_filesz = if plain { size } else { 0 };
         if ph.p_type != PT_LOAD
             || ph.vaddr != record.start
-            || ph.memsz != record.end.wrapping_sub(record.start)
+            || ph.memsz != size
             || ph.filesz != want_filesz
+            || (plain && (ph.offset != record.data_offset || record.stored_len != size))
         {
             return Err(ImageError::Malformed("region table does not match the program headers"));
         }
@@ -175,7 +178,7 @@ impl<'a> Image<'a> {
             .get(names_at..)
             .and_then(|t| t.get(record.name_off as usize..record.name_off as usize + record.name_len as usize))
             .ok_or(ImageError::Malformed("region name out of range"))?;
-        Ok(RegionRef { index: i, record, data_offset: ph.offset, name })
+        Ok(RegionRef { index: i, record, data_offset: record.data_offset, name })
     }
 
     /// The first note with this owner and type.

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bytes;
+pub mod compress;
 pub mod elf;
 pub mod fds;
 pub mod frame;

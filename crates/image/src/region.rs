@@ -3,7 +3,7 @@
 use crate::bytes::{Reader, Writer};
 use crate::ImageError;
 
-pub const RECORD_SIZE: usize = 72;
+pub const RECORD_SIZE: usize = 88;
 /// Bytes before the first record: count and record size.
 pub const HEADER_SIZE: usize = 8;
 
@@ -16,6 +16,9 @@ pub const RF_FILE: u32 = 1 << 2;
 /// Restart maps the region from the named file at `file_offset` (a `MAP_SHARED` file
 /// mapping): its bytes live in the file, not in the image.
 pub const RF_FROM_FILE: u32 = 1 << 3;
+/// The stored bytes are a compressed stream (see [`crate::compress`]), not a page-for-page copy:
+/// `stored_len` bytes at `data_offset`; the PT_LOAD then has no file data.
+pub const RF_COMPRESSED: u32 = 1 << 4;
 
 /// What a region is, as far as restart cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +85,9 @@ pub struct RegionRecord {
     /// Offset and length of the name in the note's string table.
     pub name_off: u32,
     pub name_len: u32,
+    /// Where the stored bytes are in the file, and how many there are.
+    pub data_offset: u64,
+    pub stored_len: u64,
 }
 
 impl RegionRecord {
@@ -97,6 +103,9 @@ impl RegionRecord {
     pub fn from_file(&self) -> bool {
         self.flags & RF_FROM_FILE != 0
     }
+    pub fn compressed(&self) -> bool {
+        self.flags & RF_COMPRESSED != 0
+    }
 
     pub fn write(&self, w: &mut Writer) {
         w.u64(self.start);
@@ -111,6 +120,8 @@ impl RegionRecord {
         w.u64(self.data_hash);
         w.u32(self.name_off);
         w.u32(self.name_len);
+        w.u64(self.data_offset);
+        w.u64(self.stored_len);
     }
 
     pub fn read(r: &mut Reader) -> Result<RegionRecord, ImageError> {
@@ -132,6 +143,8 @@ impl RegionRecord {
             data_hash: r.u64()?,
             name_off: r.u32()?,
             name_len: r.u32()?,
+            data_offset: r.u64()?,
+            stored_len: r.u64()?,
         })
     }
 }

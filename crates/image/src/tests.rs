@@ -118,6 +118,8 @@ fn build_image(pages: u64) -> Vec<u8> {
         data_hash: region_hash(&data),
         name_off: 0,
         name_len: name.len() as u32,
+        data_offset: data_at,
+        stored_len: len,
     }
     .write(&mut w);
     w.bytes(name);

@@ -13,6 +13,8 @@ pub struct Config {
     pub rseq_size: u32,
     /// Write the image inside the signal handler instead of in a forked writer process.
     pub sync: bool,
+    /// Compress region data with LZ4.
+    pub compress: bool,
 }
 
 impl Config {
@@ -27,7 +29,7 @@ struct Slot(UnsafeCell<Config>);
 // any other thread can exist; read-only afterwards.
 unsafe impl Sync for Slot {}
 
-static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false }));
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false }));
 
 /// The settings. Valid once [`crate::init`] has run.
 pub fn get() -> &'static Config {

@@ -11,6 +11,16 @@ use core::ffi::{c_int, c_void, CStr};
 pub const IMAGE_ENV: &CStr = c"CKPT_IMAGE";
 /// Set to 1 to write images synchronously, inside the signal handler.
 pub const SYNC_ENV: &CStr = c"CKPT_SYNC";
+/// Set to `lz4` to compress memory in images.
+pub const COMPRESS_ENV: &CStr = c"CKPT_COMPRESS";
+
+/// The value of an environment variable, if set (constructor only).
+fn env(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv in a constructor, before any thread can call setenv.
+    let v = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: a non-null getenv result is a NUL-terminated string in the environment.
+    (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_bytes())
+}
 /// The image's name when no path is given.
 pub const DEFAULT_IMAGE: &[u8] = b"myckpt";
 /// The checkpoint signal.
@@ -28,23 +38,21 @@ extern "C" fn ckpt_init() {
         return;
     }
     find_rseq(cfg);
-    // SAFETY: getenv in a constructor, before any thread can call setenv.
-    let sync = unsafe { libc::getenv(SYNC_ENV.as_ptr()) };
-    // SAFETY: a non-null getenv result is a NUL-terminated string.
-    cfg.sync = !sync.is_null() && unsafe { CStr::from_ptr(sync) }.to_bytes() == b"1";
+    cfg.sync = env(SYNC_ENV) == Some(b"1");
+    cfg.compress = match env(COMPRESS_ENV) {
+        None | Some(b"" | b"none" | b"0") => false,
+        Some(b"lz4") => true,
+        Some(_) => {
+            say!("ckpt: CKPT_COMPRESS takes lz4 or none; images will not be compressed");
+            false
+        }
+    };
     install_handler();
 }
 
 /// Fixes the absolute image path now, so that a later `chdir` in the program does not move it.
 fn set_image_path(cfg: &mut config::Config) -> bool {
-    // SAFETY: getenv in a constructor, before any thread can call setenv.
-    let env = unsafe { libc::getenv(IMAGE_ENV.as_ptr()) };
-    let given: &[u8] = if env.is_null() {
-        DEFAULT_IMAGE
-    } else {
-        // SAFETY: getenv returned a NUL-terminated string that lives in the environment.
-        unsafe { CStr::from_ptr(env) }.to_bytes()
-    };
+    let given: &[u8] = env(IMAGE_ENV).unwrap_or(DEFAULT_IMAGE);
     let given = if given.is_empty() { DEFAULT_IMAGE } else { given };
     let buf = &mut cfg.image;
     let mut len = 0;

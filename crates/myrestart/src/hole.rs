@@ -6,7 +6,7 @@
 //! the new address, and continues on a stack inside the block. From then on nothing outside
 //! the block is needed, and the restore may unmap everything else.
 //!
-//! Block layout: `[program copy][guard][stack][vdso parking][image headers]`.
+//! Block layout: `[program copy][guard][stack][vdso parking][staging][image headers]`.
 
 use crate::plan::{plan, TASK_END};
 use crate::relocate::{self, SelfImage};
@@ -26,7 +26,8 @@ const LOWEST: usize = 1 << 20;
 pub fn move_and_restore(me: &SelfImage) -> ! {
     let p = plan();
     let park_len: usize = p.specials.iter().filter(|s| s.present).map(|s| s.len).sum();
-    let meta_at = me.span + PAGE + STACK_LEN + park_len;
+    let staging_len = page_up(ckpt_image::compress::MAX_STORED);
+    let meta_at = me.span + PAGE + STACK_LEN + park_len + staging_len;
     let block_len = meta_at + page_up(p.meta_len);
 
     let Some(block) = find_block(block_len) else {
@@ -67,6 +68,7 @@ pub fn move_and_restore(me: &SelfImage) -> ! {
     p.block_len = block_len;
     p.stack_top = block + me.span + PAGE + STACK_LEN;
     p.park = p.stack_top;
+    p.staging = p.park + park_len;
 
     // The program itself, with its statics (this plan included) as they are now.
     // SAFETY: copying our own mapped image into the fresh block; the source stays mapped.

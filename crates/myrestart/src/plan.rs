@@ -71,6 +71,8 @@ pub struct Plan {
     pub block_len: usize,
     pub stack_top: usize,
     pub park: usize,
+    /// Room for one compressed chunk read from the image.
+    pub staging: usize,
     pub image: Option<Image<'static>>,
     /// Every descriptor myrestart keeps open is at or above this number.
     pub fd_base: i32,
@@ -103,6 +105,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     block_len: 0,
     stack_top: 0,
     park: 0,
+    staging: 0,
     image: None,
     fd_base: 3,
     fds: [FdSlot { target: 0, src: 0, cloexec: false }; MAX_FDS],
@@ -249,6 +252,19 @@ fn verify_data(fd: i32, image: &Image, file_len: u64) -> Result<(), ImageError> 
     for i in 0..image.region_count() {
         let r = image.region(i)?;
         if !r.record.has_data() {
+            continue;
+        }
+        if r.record.compressed() {
+            // SAFETY: Image::parse checked the stored bytes lie inside the file, which the view covers.
+            let stream = unsafe { core::slice::from_raw_parts((view as usize + r.data_offset as usize) as *const u8, r.record.stored_len as usize) };
+            if let Err(e) = ckpt_image::compress::check_stream(stream, r.record.size()) {
+                result = Err(e);
+                break;
+            }
+            if hash(stream) != r.record.data_hash {
+                result = Err(ImageError::DataChecksum { index: i });
+                break;
+            }
             continue;
         }
         let mut h = RegionHasher::new();

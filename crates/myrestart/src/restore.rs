@@ -112,7 +112,7 @@ fn map_regions(p: &Plan, image: &Image) {
         if rec.prot == 0 {
             flags |= MapFlags::NORESERVE;
         }
-        if rec.has_data() && !p.eager && rec.kind != RegionKind::Stack && !rec.is_shared() {
+        if rec.has_data() && !rec.compressed() && !p.eager && rec.kind != RegionKind::Stack && !rec.is_shared() {
             // Mapped restore: the image file itself backs the region, copy-on-write; pages are
             // read when first touched, and holes (zero pages) cost nothing until then.
             // SAFETY: the image fd is open; the range is free.
@@ -129,10 +129,14 @@ fn map_regions(p: &Plan, image: &Image) {
             lost("mapping a region", rec.start, e);
         }
         if rec.has_data() {
-            // SAFETY: the image fd stays open until the end of the restore.
-            let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
-            for (from, to) in crate::plan::data_extents(img, r.data_offset, r.data_offset + rec.size()) {
-                read_region(p.image_fd, rec.start as usize + (from - r.data_offset) as usize, (to - from) as usize, from);
+            if rec.compressed() {
+                decompress_region(p, rec.start as usize, rec.size() as usize, r.data_offset);
+            } else {
+                // SAFETY: the image fd stays open until the end of the restore.
+                let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
+                for (from, to) in crate::plan::data_extents(img, r.data_offset, r.data_offset + rec.size()) {
+                    read_region(p.image_fd, rec.start as usize + (from - r.data_offset) as usize, (to - from) as usize, from);
+                }
             }
             if rec.prot != 3 {
                 // SAFETY: the region was just mapped by us.
@@ -141,6 +145,41 @@ fn map_regions(p: &Plan, image: &Image) {
                 }
             }
         }
+    }
+}
+
+/// Fills `start..start+size` from a compressed stream at `off` in the image, one chunk at a
+/// time through the block's staging area.
+fn decompress_region(p: &Plan, start: usize, size: usize, mut off: u64) {
+    use ckpt_image::compress::{Chunk, ChunkHeader, HEADER, MAX_STORED};
+    let mut done = 0;
+    while done < size {
+        let dst = start + done;
+        read_region(p.image_fd, p.staging, HEADER, off);
+        // SAFETY: the staging area is ours, MAX_STORED bytes long, and just filled.
+        let header = unsafe { core::slice::from_raw_parts(p.staging as *const u8, HEADER) };
+        let Ok(h) = ChunkHeader::parse(header, size - done) else { lost("decompressing a region (bad chunk)", dst as u64, Errno::IO) };
+        off += HEADER as u64;
+        match h.kind {
+            Chunk::Zero => {}
+            Chunk::Raw => read_region(p.image_fd, dst, h.raw_len, off),
+            Chunk::Lz4 => {
+                if h.stored_len > MAX_STORED {
+                    lost("decompressing a region (chunk too large)", dst as u64, Errno::IO);
+                }
+                read_region(p.image_fd, p.staging, h.stored_len, off);
+                // SAFETY: staging holds stored_len bytes just read; the destination is the part
+                // of the region we just mapped writable.
+                let (input, output) = unsafe {
+                    (core::slice::from_raw_parts(p.staging as *const u8, h.stored_len), core::slice::from_raw_parts_mut(dst as *mut u8, h.raw_len))
+                };
+                if !matches!(lz4_flex::block::decompress_into(input, output), Ok(n) if n == h.raw_len) {
+                    lost("decompressing a region", dst as u64, Errno::IO);
+                }
+            }
+        }
+        off += h.stored_len as u64;
+        done += h.raw_len;
     }
 }
 

@@ -18,6 +18,7 @@
 //! two checkpoints of one image from being written at once.
 
 mod capture;
+mod compress;
 mod fds;
 mod procfs;
 mod scratch;

@@ -20,8 +20,10 @@ const COPY_LEN: usize = MIB;
 const PAGEMAP_AT: usize = FD_LIST_AT + FD_LIST_LEN * 4;
 /// 512 entries: regions are handled 2 MiB at a time.
 const PAGEMAP_LEN: usize = 512;
-const MAPS_AT: usize = 4 * MIB;
-const MAPS_LEN: usize = 28 * MIB;
+const OUT_AT: usize = 4 * MIB;
+const OUT_LEN: usize = 2 * MIB;
+const MAPS_AT: usize = 6 * MIB;
+const MAPS_LEN: usize = 26 * MIB;
 const META_AT: usize = 32 * MIB;
 const META_LEN: usize = 64 * MIB;
 const TOTAL: usize = META_AT + META_LEN;
@@ -50,6 +52,8 @@ pub struct Parts<'a> {
     pub copybuf: &'a mut [u8],
     /// Pagemap entries for one chunk of a region.
     pub pm_buf: &'a mut [u64],
+    /// Compressed output for one chunk.
+    pub outbuf: &'a mut [u8],
     /// `NT_CKPT_FDS` descriptor under construction.
     pub fds: &'a mut [u8],
     pub fds_len: usize,
@@ -100,6 +104,7 @@ impl Scratch {
                 fd_list: core::slice::from_raw_parts_mut((b + FD_LIST_AT) as *mut i32, FD_LIST_LEN),
                 copybuf: s(COPY_AT, COPY_LEN),
                 pm_buf: core::slice::from_raw_parts_mut((b + PAGEMAP_AT) as *mut u64, PAGEMAP_LEN),
+                outbuf: s(OUT_AT, OUT_LEN),
                 fds: s(FDS_AT, FDS_LEN),
                 fds_len: 0,
                 auxv_len: 0,

@@ -11,7 +11,7 @@ use ckpt_image::elf::{pflags_from_prot, Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOA
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::frame::{write_prpsinfo, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
 use ckpt_image::note::{self, begin_note, note_size, write_note};
-use ckpt_image::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
+use ckpt_image::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
 use ckpt_image::state::META_HASH_OFFSET;
 use ckpt_image::{image::meta_hash, is_zero_page, page_up, Hasher, ProcessState, RegionHasher, CKPT_NOTE_NAME, MAX_REGIONS};
 use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, PAGE_SIZE};
@@ -100,6 +100,7 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
     // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.
     let uc_bytes = unsafe { core::slice::from_raw_parts(uc as *const u8, UCONTEXT_SIZE) };
     let ctx = SigContext::parse(uc_bytes).map_err(|_| Failure::plain("reading the signal frame"))?;
+    let compress = crate::config::get().compress;
     let st: &mut ProcessState = parts.state;
     let xstate_len = if st.xfeatures != 0 { st.xstate_size as usize } else { 0 };
     let has_fpu = ctx.fpstate != 0;
@@ -136,7 +137,7 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
         let mut off = data_start;
         for r in regions(maps, &exclude) {
             let len = (r.end - r.start) as u64;
-            let filesz = if saved(&r, pathbuf) == Saved::Data { len } else { 0 };
+            let filesz = if saved(&r, pathbuf) == Saved::Data && !compress { len } else { 0 };
             Phdr {
                 p_type: PT_LOAD,
                 flags: pflags_from_prot(r.prot),
@@ -197,13 +198,22 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
         w.u32(RECORD_SIZE as u32);
         regions_records_at = w.pos();
         let mut name_off = 0u32;
+        let mut plain_off = data_start;
         for r in regions(maps, &exclude) {
             let mut flags = 0;
             if r.shared {
                 flags |= RF_SHARED;
             }
+            let mut data_offset = 0;
+            let mut stored_len = 0;
             match saved(&r, pathbuf) {
-                Saved::Data => flags |= RF_HAS_DATA,
+                Saved::Data if compress => flags |= RF_HAS_DATA | RF_COMPRESSED,
+                Saved::Data => {
+                    flags |= RF_HAS_DATA;
+                    data_offset = plain_off;
+                    stored_len = (r.end - r.start) as u64;
+                    plain_off += stored_len;
+                }
                 Saved::FromFile => flags |= RF_FROM_FILE,
                 Saved::Nothing => {}
             }
@@ -222,6 +232,8 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
                 data_hash: 0,
                 name_off,
                 name_len: r.name.len() as u32,
+                data_offset,
+                stored_len,
             }
             .write(&mut w);
             name_off += r.name.len() as u32;
@@ -269,15 +281,23 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
             frame_page: if holds_frame { Some((frame_page, &parts.page[..PAGE])) } else { None },
             bounce: !anonymous_private,
         };
-        let hash = write_region(fd, r.start, len, off, &src, parts.pm_buf, parts.copybuf)?;
-        let at = regions_records_at + i * RECORD_SIZE + 56;
-        parts.meta[at..at + 8].copy_from_slice(&hash.to_le_bytes());
-        off += len as u64;
+        let at = regions_records_at + i * RECORD_SIZE;
+        if compress {
+            let (stored, hash) = super::compress::write_region(fd, r.start, len, off, &src, parts.copybuf, parts.outbuf)?;
+            parts.meta[at + 56..at + 64].copy_from_slice(&hash.to_le_bytes());
+            parts.meta[at + 72..at + 80].copy_from_slice(&off.to_le_bytes());
+            parts.meta[at + 80..at + 88].copy_from_slice(&stored.to_le_bytes());
+            off += stored;
+        } else {
+            let hash = write_region(fd, r.start, len, off, &src, parts.pm_buf, parts.copybuf)?;
+            parts.meta[at + 56..at + 64].copy_from_slice(&hash.to_le_bytes());
+            off += len as u64;
+        }
     }
-    if off != data_end {
+    if !compress && off != data_end {
         return Err(Failure::plain("the memory layout changed while it was written"));
     }
-    let file_len = write_deleted_files(fd, &mut parts.meta[fds_desc_at..fds_desc_at + parts.fds_len], data_end, parts.copybuf)?;
+    let file_len = write_deleted_files(fd, &mut parts.meta[fds_desc_at..fds_desc_at + parts.fds_len], off, parts.copybuf)?;
 
     // The write time goes into the state note, then the header hash over everything.
     let write_ns = monotonic_ns().saturating_sub(started);
@@ -346,20 +366,20 @@ fn copy_deleted_file(fd: i32, img: i32, at: u64, buf: &mut [u8]) -> Result<(u64,
 }
 
 /// How a region's pages are read.
-struct PageSource<'a> {
+pub(super) struct PageSource<'a> {
     /// `/proc/self/pagemap`, when the region is private anonymous memory: pages it reports as
     /// neither present nor swapped were never touched and are zero without being read.
-    pagemap: Option<i32>,
+    pub pagemap: Option<i32>,
     /// Pages below this address are stored as zeros (the checkpoint handler's own stack).
-    zero_below: usize,
+    pub zero_below: usize,
     /// The page holding the signal frame, with the part below the frame already zeroed.
-    frame_page: Option<(usize, &'a [u8])>,
+    pub frame_page: Option<(usize, &'a [u8])>,
     /// Copy the memory through `process_vm_readv` into a buffer first: for memory that may fault
     /// when read (file mappings past the end of the file), which ends the copy instead.
-    bounce: bool,
+    pub bounce: bool,
 }
 
-const PAGE: usize = PAGE_SIZE as usize;
+pub(super) const PAGE: usize = PAGE_SIZE as usize;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 
@@ -453,7 +473,7 @@ fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize,
     }
 }
 
-fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(), Failure> {
+pub(super) fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(), Failure> {
     while len > 0 {
         match sys::pwrite_from(fd, addr, len, off) {
             Ok(0) => return Err(Failure::on_file("writing", Errno::NOSPC)),

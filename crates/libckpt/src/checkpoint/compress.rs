@@ -1,0 +1,71 @@
+//! Writes a region as an LZ4-compressed stream (`CKPT_COMPRESS=lz4`; format in
+//! `ckpt_image::compress`). Private anonymous memory is read in place; anything else is first
+//! copied through `process_vm_readv`, so that nothing here can fault. Chunks are compressed
+//! into a buffer of the scratch area.
+
+use super::write::{write_all, PageSource, PAGE};
+use super::Failure;
+use ckpt_image::compress::{ChunkHeader, CHUNK, HEADER};
+use ckpt_image::{is_zero_page, Hasher};
+use ckpt_sigsafe::sys;
+
+/// Writes the region at file offset `off`; returns the stored length and the stream's hash.
+pub fn write_region(img: i32, start: usize, len: usize, off: u64, src: &PageSource, raw: &mut [u8], out: &mut [u8]) -> Result<(u64, u64), Failure> {
+    let mut h = Hasher::new();
+    let mut at = off;
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(CHUNK).min(raw.len());
+        let addr = start + done;
+        let chunk: &[u8] = if !src.bounce && src.frame_page.is_none() && src.zero_below == 0 {
+            // SAFETY: private anonymous memory listed readable cannot fault when read (see
+            // write.rs), and nothing unmaps it meanwhile.
+            unsafe { core::slice::from_raw_parts(addr as *const u8, n) }
+        } else {
+            let copied = sys::copy_own_memory(addr, n, raw);
+            raw[copied..n].fill(0);
+            // This handler's own stack below the signal frame is stored as zeros, and the
+            // frame's page from its copy (see write.rs).
+            if src.zero_below > addr {
+                let z = (src.zero_below - addr).min(n);
+                raw[..z].fill(0);
+            }
+            if let Some((fp, bytes)) = src.frame_page {
+                if fp >= addr && fp < addr + n {
+                    raw[fp - addr..fp - addr + PAGE].copy_from_slice(bytes);
+                }
+            }
+            &raw[..n]
+        };
+        let zero = chunk.chunks(PAGE).all(is_zero_page);
+        let (stored, payload): (usize, &[u8]) = if zero {
+            (0, &[])
+        } else if !worth_compressing(chunk, out) {
+            (n, chunk)
+        } else {
+            match lz4_flex::block::compress_into(chunk, &mut out[..]) {
+                Ok(m) if m < n => (m, &out[..m]),
+                _ => (n, chunk),
+            }
+        };
+        let header = ChunkHeader::encode(n, stored);
+        write_all(img, header.as_ptr() as usize, HEADER, at)?;
+        write_all(img, payload.as_ptr() as usize, payload.len(), at + HEADER as u64)?;
+        h.update(&header);
+        h.update(payload);
+        at += (HEADER + payload.len()) as u64;
+        done += n;
+    }
+    Ok((at - off, h.digest()))
+}
+
+/// Bytes of a chunk tried first: if they do not shrink by an eighth, the chunk (random data,
+/// already compressed data) is stored as it is, at the cost of compressing only this sample.
+const SAMPLE: usize = 64 * 1024;
+
+fn worth_compressing(chunk: &[u8], out: &mut [u8]) -> bool {
+    if chunk.len() <= SAMPLE {
+        return true;
+    }
+    matches!(lz4_flex::block::compress_into(&chunk[..SAMPLE], out), Ok(m) if m < SAMPLE - SAMPLE / 8)
+}
