@@ -9,11 +9,12 @@ pub struct Args {
     argv: *const *const u8,
 }
 
-const USAGE: &str = "usage: myrestart [--eager] [--no-verify] IMAGE\n\
+const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] IMAGE\n\
   Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.\n\
   --eager      read all memory from the image now, instead of mapping the image file\n\
                (use it if the image file may change or disappear while the program runs)\n\
   --no-verify  skip the checksums of memory contents (headers are always checked)\n\
+  --stopped    leave the process stopped (SIGSTOP) at its checkpoint, for a debugger\n\
   Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed midway.";
 
 /// What the command line asks for.
@@ -21,6 +22,7 @@ pub struct Options {
     pub image: &'static CStr,
     pub eager: bool,
     pub verify: bool,
+    pub stopped: bool,
 }
 
 impl Args {
@@ -41,7 +43,7 @@ impl Args {
 
     /// The options and the image path, or the exit status for a usage error (0 for --help).
     pub fn parse(&self) -> Result<Options, i32> {
-        let mut opts = Options { image: c"", eager: false, verify: true };
+        let mut opts = Options { image: c"", eager: false, verify: true, stopped: false };
         let mut image = None;
         for i in 1..self.argc {
             let Some(a) = self.arg(i) else { break };
@@ -55,6 +57,7 @@ impl Args {
                 }
                 b"--eager" => opts.eager = true,
                 b"--no-verify" => opts.verify = false,
+                b"--stopped" => opts.stopped = true,
                 b"" => {}
                 arg if arg.starts_with(b"-") || image.is_some() => {
                     say!("{USAGE}");

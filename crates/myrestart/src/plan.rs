@@ -84,6 +84,8 @@ pub struct Plan {
     pub nfile_maps: usize,
     /// Read all memory from the image instead of mapping the image file.
     pub eager: bool,
+    /// Leave the restored process stopped (SIGSTOP) at its checkpointed state.
+    pub stopped: bool,
 }
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
@@ -114,6 +116,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     file_maps: [MapSlot { region: 0, fd: -1 }; MAX_FILE_MAPS],
     nfile_maps: 0,
     eager: false,
+    stopped: false,
 }));
 
 /// The plan. myrestart is single-threaded, so there is never more than one user of it.
@@ -133,6 +136,7 @@ pub fn make(opts: &Options) -> Result<(), ()> {
     let p = plan();
     let path = opts.image;
     p.eager = opts.eager;
+    p.stopped = opts.stopped;
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
         refuse(path, format_args!("cannot open: {}", describe(e)));
     })?;
@@ -205,6 +209,10 @@ pub fn make(opts: &Options) -> Result<(), ()> {
         .unwrap_or(-1);
     check_mm_map_allowed(path)?;
     report_unrestored(&image);
+    if opts.stopped {
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        say!("myrestart: process {pid} will stop (SIGSTOP) at its checkpoint; attach with `gdb -p {pid}`, let it run with `kill -CONT {pid}`");
+    }
 
     p.image_fd = image_fd;
     p.meta = meta as usize;

@@ -301,9 +301,14 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
 /// Jumps to libckpt's trampoline in the restored process.
 fn resume(p: &Plan) -> ! {
     let (tramp, block, len, frame) = (p.state.resume_trampoline, p.block, page_up(p.block_len), p.state.sigframe);
-    // SAFETY: the trampoline is restored code that takes exactly these three registers, unmaps
-    // this block (which we never touch again) and calls rt_sigreturn on the saved frame.
+    let stop = p.stopped as usize;
+    // SAFETY: the trampoline is restored code that takes exactly these registers, unmaps this
+    // block (which we never touch again) and calls rt_sigreturn on the saved frame.
     unsafe {
-        core::arch::asm!("jmp {t}", t = in(reg) tramp, in("rdi") block, in("rsi") len, in("rdx") frame, options(noreturn));
+        core::arch::asm!(
+            "jmp {t}",
+            t = in(reg) tramp, in("rdi") block, in("rsi") len, in("rdx") frame, in("rcx") stop,
+            options(noreturn),
+        );
     }
 }
