@@ -1,6 +1,7 @@
 # ckpt: transparent checkpoint/restart for Linux processes.
 #
-#   make            build libckpt.so and myrestart into this directory
+#   make            build libckpt.so, myrestart and ckpt into this directory
+#   make install    PREFIX=/usr/local: ckpt and myrestart in PREFIX/bin, libckpt.so in PREFIX/lib/ckpt
 #   make check      the brief's demo: hello is checkpointed, killed, restarted, and must go on
 #   make restart    ./myrestart myckpt
 #   make test       unit tests and the integration tests (real processes)
@@ -13,15 +14,24 @@ CC ?= gcc
 HELLO_CFLAGS ?= -g -O0 -Wall
 RELEASE := target/release
 
-.PHONY: all check restart test bench clean FORCE
+.PHONY: all check restart test bench install clean FORCE
 
-all: libckpt.so myrestart
+PREFIX ?= /usr/local
+
+all: libckpt.so myrestart ckpt
 
 # Cargo decides what is out of date; the copies land where the brief expects them.
-libckpt.so myrestart &: FORCE
-	$(CARGO) build --release --locked -p libckpt -p myrestart
+libckpt.so myrestart ckpt &: FORCE
+	$(CARGO) build --release --locked -p libckpt -p myrestart -p ckpt
 	cp -f $(RELEASE)/libckpt.so libckpt.so
 	cp -f $(RELEASE)/myrestart myrestart
+	cp -f $(RELEASE)/ckpt ckpt
+
+# ckpt finds the other two from its own place: PREFIX/bin/myrestart, PREFIX/lib/ckpt/libckpt.so.
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ckpt
+	install -m 755 ckpt myrestart $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 libckpt.so $(DESTDIR)$(PREFIX)/lib/ckpt/libckpt.so
 
 hello: hello.c
 	$(CC) $(HELLO_CFLAGS) -o hello hello.c
@@ -55,7 +65,7 @@ test: all
 
 clean:
 	$(CARGO) clean
-	rm -f libckpt.so myrestart hello myckpt myckpt.*.tmp .check-restart.out
+	rm -f libckpt.so myrestart ckpt hello myckpt myckpt.tmp .check-restart.out
 
 # Checkpoint and restart times for 64 MiB, 512 MiB and 2 GiB heaps (random, zero, half),
 # against this machine's memcpy/write/read limits. BENCH_ARGS="--dir DIR" picks the filesystem.

@@ -31,6 +31,10 @@ pub fn myrestart() -> PathBuf {
     built("myrestart")
 }
 
+pub fn ckpt() -> PathBuf {
+    built("ckpt")
+}
+
 /// Compiles `tests/progs/<name>.c` (or `.cpp`) with `flags`, once per test process.
 pub fn prog(name: &str, flags: &[&str]) -> PathBuf {
     let progs = root().join("tests/progs");

@@ -143,6 +143,12 @@ pub struct ProcessState {
     pub sigactions: [SigAction; NSIG],
     pub cwd: Path,
     pub exe: Path,
+    /// The checkpoint signal the library listens on.
+    pub ckpt_signal: u32,
+    /// Seconds between periodic checkpoints (0: none); restart re-arms the timer.
+    pub interval_secs: u32,
+    /// `uname` release and machine of the kernel the image was taken on, NUL-padded.
+    pub kernel: [u8; 72],
 }
 
 impl ProcessState {
@@ -177,11 +183,19 @@ impl ProcessState {
         sigactions: [SigAction { handler: 0, flags: 0, restorer: 0, mask: 0 }; NSIG],
         cwd: Path::EMPTY,
         exe: Path::EMPTY,
+        ckpt_signal: 0,
+        interval_secs: 0,
+        kernel: [0; 72],
     };
 
     /// Size of the encoded descriptor.
     pub const ENCODED_LEN: usize =
-        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 * 5 + 4 + 4 + 8 + 4 + 4 + 8 * 3 + 8 * 11 + 16 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX);
+        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 * 5 + 4 + 4 + 8 + 4 + 4 + 8 * 3 + 8 * 11 + 16 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72;
+
+    pub fn kernel_str(&self) -> &str {
+        let n = self.kernel.iter().position(|&b| b == 0).unwrap_or(self.kernel.len());
+        core::str::from_utf8(&self.kernel[..n]).unwrap_or("?")
+    }
 
     pub fn comm_bytes(&self) -> &[u8] {
         let n = self.comm.iter().position(|&b| b == 0).unwrap_or(16);
@@ -231,6 +245,9 @@ impl ProcessState {
             w.u32(p.len);
             w.bytes(&p.bytes);
         }
+        w.u32(self.ckpt_signal);
+        w.u32(self.interval_secs);
+        w.bytes(&self.kernel);
     }
 
     /// Decodes the descriptor into `out` (large: the caller chooses where it lives).
@@ -293,6 +310,9 @@ impl ProcessState {
                 return Err(ImageError::Malformed("path in state note is not terminated"));
             }
         }
+        out.ckpt_signal = r.u32()?;
+        out.interval_secs = r.u32()?;
+        out.kernel = r.array()?;
         Ok(())
     }
 }

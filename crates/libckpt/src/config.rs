@@ -15,6 +15,12 @@ pub struct Config {
     pub sync: bool,
     /// Compress region data with LZ4.
     pub compress: bool,
+    /// The checkpoint signal.
+    pub signal: i32,
+    /// Seconds between periodic checkpoints (0: only on the signal).
+    pub interval_secs: u32,
+    /// How many older images to keep (`myckpt.1`, `myckpt.2`, …).
+    pub keep: u32,
 }
 
 impl Config {
@@ -29,7 +35,7 @@ struct Slot(UnsafeCell<Config>);
 // any other thread can exist; read-only afterwards.
 unsafe impl Sync for Slot {}
 
-static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false }));
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, signal: 12, interval_secs: 0, keep: 0 }));
 
 /// The settings. Valid once [`crate::init`] has run.
 pub fn get() -> &'static Config {

@@ -1,7 +1,8 @@
 //! The constructor: runs before the program's `main()`, in ordinary context.
 //!
 //! It decides where images go (`$CKPT_IMAGE`, or `myckpt` in the directory the program started
-//! in), learns glibc's rseq layout, and installs the SIGUSR2 handler.
+//! in), reads the other settings (`CKPT_SIGNAL`, `CKPT_INTERVAL`, `CKPT_KEEP`, `CKPT_SYNC`,
+//! `CKPT_COMPRESS`), learns glibc's rseq layout, and installs the checkpoint signal handler.
 
 use crate::{checkpoint, config};
 use ckpt_sigsafe::say;
@@ -23,8 +24,14 @@ fn env(name: &CStr) -> Option<&'static [u8]> {
 }
 /// The image's name when no path is given.
 pub const DEFAULT_IMAGE: &[u8] = b"myckpt";
-/// The checkpoint signal.
-pub const CHECKPOINT_SIGNAL: c_int = libc::SIGUSR2;
+/// The checkpoint signal unless `CKPT_SIGNAL` names another.
+pub const DEFAULT_SIGNAL: c_int = libc::SIGUSR2;
+/// `CKPT_SIGNAL`: the checkpoint signal, by number or name (`USR1`, `SIGUSR1`, `RTMIN+3`…).
+pub const SIGNAL_ENV: &CStr = c"CKPT_SIGNAL";
+/// `CKPT_INTERVAL`: take a checkpoint every so many seconds.
+pub const INTERVAL_ENV: &CStr = c"CKPT_INTERVAL";
+/// `CKPT_KEEP`: how many older images to keep.
+pub const KEEP_ENV: &CStr = c"CKPT_KEEP";
 
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -39,6 +46,18 @@ extern "C" fn ckpt_init() {
     }
     find_rseq(cfg);
     cfg.sync = env(SYNC_ENV) == Some(b"1");
+    cfg.signal = match env(SIGNAL_ENV) {
+        None => DEFAULT_SIGNAL,
+        Some(name) => match parse_signal(name) {
+            Some(sig) => sig,
+            None => {
+                say!("ckpt: CKPT_SIGNAL={} is not a signal this library can use; using SIGUSR2", ckpt_sigsafe::out::Lossy(name));
+                DEFAULT_SIGNAL
+            }
+        },
+    };
+    cfg.interval_secs = env(INTERVAL_ENV).and_then(parse_u32).unwrap_or(0);
+    cfg.keep = env(KEEP_ENV).and_then(parse_u32).unwrap_or(0).min(99);
     cfg.compress = match env(COMPRESS_ENV) {
         None | Some(b"" | b"none" | b"0") => false,
         Some(b"lz4") => true,
@@ -47,7 +66,56 @@ extern "C" fn ckpt_init() {
             false
         }
     };
-    install_handler();
+    install_handler(cfg.signal);
+    if cfg.interval_secs > 0 {
+        start_interval_timer(cfg.signal, cfg.interval_secs);
+    }
+}
+
+fn parse_u32(s: &[u8]) -> Option<u32> {
+    core::str::from_utf8(s).ok()?.trim().parse().ok()
+}
+
+/// A signal by number or name, among those a program does not get from the kernel by itself.
+pub fn parse_signal(s: &[u8]) -> Option<c_int> {
+    let s = core::str::from_utf8(s).ok()?.trim();
+    let s = s.strip_prefix("SIG").unwrap_or(s);
+    let sig = match s {
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "HUP" => libc::SIGHUP,
+        "PWR" => libc::SIGPWR,
+        "WINCH" => libc::SIGWINCH,
+        "URG" => libc::SIGURG,
+        _ => {
+            if let Some(n) = s.strip_prefix("RTMIN+") {
+                libc::SIGRTMIN() + n.parse::<c_int>().ok()?
+            } else {
+                s.parse().ok()?
+            }
+        }
+    };
+    let forbidden = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGCHLD];
+    (1..=64).contains(&sig).then_some(sig).filter(|s| !forbidden.contains(s))
+}
+
+/// A POSIX timer that sends the checkpoint signal every `secs` seconds. It is not in the
+/// image (no timer survives a restart); myrestart creates it again from `interval_secs`.
+fn start_interval_timer(signal: c_int, secs: u32) {
+    // SAFETY: plain timer calls with structures we own; the timer id is not needed later.
+    unsafe {
+        let mut sev: libc::sigevent = core::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_SIGNAL;
+        sev.sigev_signo = signal;
+        let mut id: libc::timer_t = core::ptr::null_mut();
+        if libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) != 0 {
+            say!("ckpt: cannot create the checkpoint timer; checkpoints come only on the signal");
+            return;
+        }
+        let every = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 };
+        let spec = libc::itimerspec { it_interval: every, it_value: every };
+        libc::timer_settime(id, 0, &spec, core::ptr::null_mut());
+    }
 }
 
 /// Fixes the absolute image path now, so that a later `chdir` in the program does not move it.
@@ -94,7 +162,7 @@ fn find_rseq(cfg: &mut config::Config) {
     }
 }
 
-fn install_handler() {
+fn install_handler(signal: c_int) {
     // SAFETY: a zeroed sigaction is a valid starting point; we set every field we rely on.
     let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
     sa.sa_sigaction = on_signal as *const () as usize;
@@ -105,7 +173,7 @@ fn install_handler() {
     // SAFETY: sa_mask is a valid sigset_t owned by `sa`.
     unsafe { libc::sigfillset(&mut sa.sa_mask) };
     // SAFETY: `on_signal` is an `extern "C"` SA_SIGINFO handler with the matching signature.
-    if unsafe { libc::sigaction(CHECKPOINT_SIGNAL, &sa, core::ptr::null_mut()) } != 0 {
+    if unsafe { libc::sigaction(signal, &sa, core::ptr::null_mut()) } != 0 {
         say!("ckpt: cannot install the checkpoint signal handler; checkpoints are disabled");
     }
 }

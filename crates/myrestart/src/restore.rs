@@ -117,6 +117,7 @@ fn map_regions(p: &Plan, image: &Image) {
             // read when first touched, and holes (zero pages) cost nothing until then.
             // SAFETY: the image fd is open; the range is free.
             let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
+            // SAFETY: maps the image's copy of the region over a free range, copy-on-write.
             if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, prot, flags & !MapFlags::GROWSDOWN, img, r.data_offset) } {
                 lost("mapping a region from the image", rec.start, e);
             }
@@ -295,6 +296,10 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
         if t.is_armed() {
             let _ = sys::setitimer(which, &[t.interval_sec, t.interval_usec, t.value_sec, t.value_usec]);
         }
+    }
+    // Periodic checkpoints go on: libckpt's timer is not part of the image, so make it anew.
+    if st.interval_secs > 0 && st.ckpt_signal > 0 {
+        let _ = sys::start_signal_timer(st.ckpt_signal, st.interval_secs);
     }
 }
 

@@ -264,3 +264,20 @@ pub fn reap_quiet_child(pid: u32) {
         }
     }
 }
+
+pub const SYS_TIMER_CREATE: usize = 222;
+pub const SYS_TIMER_SETTIME: usize = 223;
+
+/// A POSIX timer on `CLOCK_MONOTONIC` that sends `signal` to the process every `secs` seconds.
+pub fn start_signal_timer(signal: u32, secs: u32) -> Result<(), Errno> {
+    // struct sigevent: sigev_value (8), sigev_signo (4), sigev_notify (4), then padding.
+    let mut sev = [0u8; 64];
+    sev[8..12].copy_from_slice(&(signal as i32).to_ne_bytes());
+    sev[12..16].copy_from_slice(&0i32.to_ne_bytes()); // SIGEV_SIGNAL
+    let mut id: i32 = 0;
+    // SAFETY: `sev` has the kernel's sigevent layout; the kernel writes the id to `id`.
+    check(unsafe { syscall6(SYS_TIMER_CREATE, 1 /* CLOCK_MONOTONIC */, sev.as_ptr() as usize, &mut id as *mut i32 as usize, 0, 0, 0) })?;
+    let spec: [i64; 4] = [secs as i64, 0, secs as i64, 0];
+    // SAFETY: `spec` is a struct itimerspec; no old value is requested.
+    check(unsafe { syscall6(SYS_TIMER_SETTIME, id as usize, 0, spec.as_ptr() as usize, 0, 0, 0) }).map(drop)
+}

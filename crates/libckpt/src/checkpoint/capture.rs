@@ -56,6 +56,16 @@ fn warn_about_children(parts: &mut Parts) {
 pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), Failure> {
     let st: &mut ProcessState = parts.state;
     st.created_unix_ns = procfs::realtime_ns();
+    st.ckpt_signal = cfg.signal as u32;
+    st.interval_secs = cfg.interval_secs;
+    let uts = rustix::system::uname();
+    let release = uts.release().to_bytes();
+    let machine = uts.machine().to_bytes();
+    let n = release.len().min(st.kernel.len() - 2);
+    st.kernel[..n].copy_from_slice(&release[..n]);
+    st.kernel[n] = b' ';
+    let m = machine.len().min(st.kernel.len() - n - 2);
+    st.kernel[n + 1..n + 1 + m].copy_from_slice(&machine[..m]);
     st.pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     st.tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
     st.sigframe = uc as u64;

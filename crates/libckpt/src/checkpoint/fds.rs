@@ -61,7 +61,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
         let Ok(st) = rustix::fs::fstat(bfd) else { continue };
         let ft = FileType::from_raw_mode(st.st_mode);
-        let (kind, why) = classify(fd, ft, st.st_nlink as u64, path);
+        let (kind, why) = classify(fd, ft, st.st_nlink, path);
         let offset = match kind {
             FdKind::File | FdKind::Deleted | FdKind::Directory | FdKind::Device => {
                 rustix::fs::seek(bfd, SeekFrom::Current(0)).unwrap_or(0)
@@ -87,7 +87,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
             dev: st.st_dev,
             ino: st.st_ino,
             size: st.st_size as u64,
-            mtime_sec: st.st_mtime as i64,
+            mtime_sec: st.st_mtime,
             mtime_nsec: st.st_mtime_nsec as i64,
             blob_offset: 0,
             blob_len: if kind == FdKind::Deleted { st.st_size as u64 } else { 0 },

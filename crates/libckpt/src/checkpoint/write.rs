@@ -397,8 +397,8 @@ fn write_region(img: i32, start: usize, len: usize, off: u64, src: &PageSource, 
         let present = &mut pm_buf[..n];
         present.fill(PM_PRESENT);
         if let Some(pm) = src.pagemap {
-            // SAFETY: `present` is n u64s of writable memory.
             let want = n * 8;
+            // SAFETY: `present` is n u64s of writable memory.
             let got = unsafe { sys::pread_into(pm, present.as_mut_ptr() as usize, want, (chunk_start / PAGE * 8) as u64) };
             if got != Ok(want) {
                 present.fill(PM_PRESENT);
@@ -532,6 +532,7 @@ impl<'a> TempImage<'a> {
         rustix::fs::fsync(&self.fd).map_err(|e| Failure::on_file("syncing", e))?;
         let cfg = crate::config::get();
         let image = CStr::from_bytes_with_nul(&cfg.image[..cfg.image_len + 1]).map_err(|_| Failure::plain("bad image path"))?;
+        keep_generations(cfg.image_path(), cfg.keep);
         rustix::fs::rename(self.tmp, image).map_err(|e| Failure::on_file("renaming the new image to", e))?;
         self.committed = true;
         sync_parent_dir(cfg.image_path());
@@ -543,6 +544,28 @@ impl Drop for TempImage<'_> {
     fn drop(&mut self) {
         if !self.committed {
             let _ = rustix::fs::unlink(self.tmp);
+        }
+    }
+}
+
+/// Shifts older images along before a new one takes the name: `image.{keep-1}` becomes
+/// `image.{keep}`, …, `image` becomes `image.1`. Missing ones are skipped.
+fn keep_generations(image: &[u8], keep: u32) {
+    let name = |n: u32, buf: &mut [u8; 4200]| -> usize {
+        let mut w = Writer::new(&mut buf[..]);
+        w.bytes(image);
+        if n > 0 {
+            w.u8(b'.');
+            w.decimal(n as u64);
+        }
+        w.u8(0);
+        w.finish().unwrap_or(0)
+    };
+    for n in (0..keep).rev() {
+        let (mut from, mut to) = ([0u8; 4200], [0u8; 4200]);
+        let (a, b) = (name(n, &mut from), name(n + 1, &mut to));
+        if let (Ok(from), Ok(to)) = (CStr::from_bytes_with_nul(&from[..a]), CStr::from_bytes_with_nul(&to[..b])) {
+            let _ = rustix::fs::rename(from, to);
         }
     }
 }

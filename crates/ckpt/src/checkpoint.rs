@@ -1,0 +1,144 @@
+//! `ckpt checkpoint PID`: sends the checkpoint signal, after making sure the process handles
+//! it (a process without libckpt would be killed by it), and with `--wait` follows the image
+//! until it is in place.
+
+use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
+use clap::Args;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct CheckpointArgs {
+    /// The process to checkpoint.
+    pid: u32,
+    /// The image the process writes (default: its CKPT_IMAGE, else myckpt in its directory).
+    #[arg(long, value_name = "PATH")]
+    image: Option<PathBuf>,
+    /// Return only when the new image is complete; print its path, size and how long it took.
+    #[arg(long)]
+    wait: bool,
+    /// Kill the process (SIGKILL) once its image is complete (implies --wait).
+    #[arg(long)]
+    kill: bool,
+    /// Give up waiting after SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    timeout: u64,
+}
+
+/// The process's initial environment, as `(name, value)` pairs.
+fn environ(pid: u32) -> Vec<(String, String)> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    raw.split(|&b| b == 0)
+        .filter_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// A signal by name (`USR1`, `SIGUSR1`, `RTMIN+2`) or number, as libckpt reads `CKPT_SIGNAL`.
+pub fn signal_number(s: &str) -> Option<i32> {
+    let s = s.trim();
+    let s = s.strip_prefix("SIG").unwrap_or(s);
+    Some(match s {
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "HUP" => libc::SIGHUP,
+        "PWR" => libc::SIGPWR,
+        "WINCH" => libc::SIGWINCH,
+        "URG" => libc::SIGURG,
+        _ => match s.strip_prefix("RTMIN+") {
+            Some(n) => libc::SIGRTMIN() + n.parse::<i32>().ok()?,
+            None => s.parse().ok()?,
+        },
+    })
+}
+
+fn identity(path: &Path) -> Option<(u64, i64, i64)> {
+    std::fs::metadata(path).ok().map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+pub fn checkpoint(a: CheckpointArgs) -> Outcome {
+    let pid = a.pid;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|_| (EXIT_REFUSED, format!("no process {pid}")))?;
+    if !maps.lines().any(|l| l.ends_with("/libckpt.so")) {
+        return Err((EXIT_REFUSED, format!("process {pid} is not running under libckpt.so; the checkpoint signal would kill it, so none was sent")));
+    }
+    let env = environ(pid);
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let signal = match get("CKPT_SIGNAL") {
+        Some(s) => signal_number(&s).ok_or((EXIT_REFUSED, format!("process {pid} has an unusable CKPT_SIGNAL={s}")))?,
+        None => libc::SIGUSR2,
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if caught & (1u64 << (signal - 1)) == 0 {
+        return Err((EXIT_REFUSED, format!("process {pid} does not handle signal {signal}; the checkpoint signal would kill it, so none was sent")));
+    }
+    let image = match a.image.or_else(|| get("CKPT_IMAGE").map(PathBuf::from)) {
+        Some(p) if p.is_absolute() => p,
+        other => {
+            // A relative or default path is relative to where the process started; its
+            // current directory is the best guess from outside.
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            cwd.join(other.unwrap_or_else(|| PathBuf::from("myckpt")))
+        }
+    };
+    let tmp = PathBuf::from(format!("{}.tmp", image.display()));
+    let before = identity(&image);
+    let started = Instant::now();
+    // SAFETY: kill(2) with a PID and a signal number.
+    if unsafe { libc::kill(pid as i32, signal) } != 0 {
+        return Err((EXIT_FAILED, format!("cannot signal process {pid}: {}", std::io::Error::last_os_error())));
+    }
+    if !(a.wait || a.kill) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tty = std::io::stderr().is_terminal();
+    let deadline = started + Duration::from_secs(a.timeout);
+    let mut saw_tmp = false;
+    let mut last_progress = Instant::now();
+    loop {
+        if identity(&image).is_some_and(|id| Some(id) != before) {
+            break;
+        }
+        let tmp_size = std::fs::metadata(&tmp).ok().map(|m| m.blocks() * 512);
+        if let Some(size) = tmp_size {
+            saw_tmp = true;
+            if tty && last_progress.elapsed() > Duration::from_millis(200) {
+                eprint!("\rckpt: writing {}: {} MB ", image.display(), size / 1_000_000);
+                let _ = std::io::stderr().flush();
+                last_progress = Instant::now();
+            }
+        } else if saw_tmp && identity(&image) == before {
+            return Err((EXIT_FAILED, format!("the checkpoint of process {pid} failed (its stderr says why); {} is unchanged", image.display())));
+        }
+        if Instant::now() > deadline {
+            return Err((EXIT_FAILED, format!("no new image at {} after {} s", image.display(), a.timeout)));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    let meta = std::fs::metadata(&image).map_err(|e| (EXIT_FAILED, format!("{}: {e}", image.display())))?;
+    println!(
+        "{} {} bytes ({} allocated) in {:.3} s",
+        image.display(),
+        meta.len(),
+        meta.blocks() * 512,
+        started.elapsed().as_secs_f64()
+    );
+    if a.kill {
+        // SAFETY: kill(2) with a PID.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,73 @@
+//! `ckpt`: the command-line face of ckpt. It drives the same pieces as the brief's contract
+//! (`LD_PRELOAD=libckpt.so`, a signal, `myrestart`), so everything it does can also be done by
+//! hand. The only crate that uses `std` freely.
+
+mod checkpoint;
+mod inspect;
+mod locate;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit status when the command cannot do what was asked (bad input, a refusal).
+pub const EXIT_REFUSED: u8 = 2;
+/// Exit status when the operation was tried and failed (checkpoint not written in time, …).
+pub const EXIT_FAILED: u8 = 1;
+
+#[derive(Parser)]
+#[command(name = "ckpt", version, about = "Transparent checkpoint/restart for Linux processes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run PROG with checkpointing enabled (libckpt.so preloaded); exits with PROG's status.
+    Run(run::RunArgs),
+    /// Checkpoint a running process (one started by `ckpt run` or with libckpt.so preloaded).
+    Checkpoint(checkpoint::CheckpointArgs),
+    /// Restore the process saved in IMAGE; it continues where it was checkpointed.
+    Restart {
+        /// The image file.
+        image: PathBuf,
+        /// Leave the restored process stopped (SIGSTOP) at its checkpoint, so that a debugger
+        /// can attach (`gdb -p PID`); `kill -CONT PID` lets it run.
+        #[arg(long)]
+        stopped: bool,
+        /// Read all memory from the image now rather than mapping the image file.
+        #[arg(long)]
+        eager: bool,
+        /// Skip the checksums of memory contents (headers are always checked).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Show what an image holds and whether its checksums verify.
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our output goes away
+    // (`ckpt inspect IMAGE | head`).
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Checkpoint(a) => checkpoint::checkpoint(a),
+        Command::Restart { image, stopped, eager, no_verify } => run::restart(&image, stopped, eager, no_verify),
+        Command::Inspect(a) => inspect::inspect(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err((code, message)) => {
+            eprintln!("ckpt: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// What a subcommand returns: its exit status, or one that goes with a one-line message.
+pub type Outcome = Result<ExitCode, (u8, String)>;

@@ -1,0 +1,117 @@
+//! `ckpt run` and `ckpt restart`: both end by `exec`ing, so the program (or the restored
+//! process) keeps ckpt's PID and its exit status becomes ckpt's.
+
+use crate::{locate, Outcome, EXIT_REFUSED};
+use clap::Args;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Where images go (default: myckpt in the current directory).
+    #[arg(long, value_name = "PATH")]
+    image: Option<PathBuf>,
+    /// Take a checkpoint every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    interval: Option<u32>,
+    /// Older images to keep as IMAGE.1, IMAGE.2, … (default 2 with --interval, else 0).
+    #[arg(long, value_name = "N")]
+    keep: Option<u32>,
+    /// The checkpoint signal (default USR2), by name or number.
+    #[arg(long, value_name = "SIG")]
+    signal: Option<String>,
+    /// Write images with the program stopped, instead of in a forked writer.
+    #[arg(long)]
+    sync: bool,
+    /// Compress memory in images (LZ4).
+    #[arg(long)]
+    compress: bool,
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "PROG ARGS")]
+    command: Vec<OsString>,
+}
+
+/// `PROG` as the shell would find it.
+fn resolve(prog: &Path) -> Option<PathBuf> {
+    if prog.components().count() > 1 {
+        return prog.exists().then(|| prog.to_path_buf());
+    }
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(prog)).find(|p| p.is_file()))
+}
+
+/// Whether `path` is an ELF executable without an interpreter (statically linked), which no
+/// preloaded library can enter. Scripts and dynamic executables are fine.
+fn is_static_elf(path: &Path) -> std::io::Result<bool> {
+    let data = std::fs::read(path)?;
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+        return Ok(false);
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().unwrap()) as usize;
+    let (phoff, phnum) = (u64_at(32), u16_at(56));
+    Ok(!(0..phnum).any(|i| {
+        let at = phoff + i * 56;
+        data.get(at..at + 4).is_some_and(|t| t == 3u32.to_le_bytes()) // PT_INTERP
+    }))
+}
+
+pub fn run(a: RunArgs) -> Outcome {
+    let prog = PathBuf::from(&a.command[0]);
+    let path = resolve(&prog).ok_or((EXIT_REFUSED, format!("{}: command not found", prog.display())))?;
+    match is_static_elf(&path) {
+        Ok(true) => {
+            return Err((
+                EXIT_REFUSED,
+                format!("{} is statically linked: libckpt.so cannot be preloaded into it, and the checkpoint signal would kill it", path.display()),
+            ))
+        }
+        Ok(false) => {}
+        Err(e) => return Err((EXIT_REFUSED, format!("{}: {e}", path.display()))),
+    }
+    let lib = locate::libckpt()?;
+    let cwd = std::env::current_dir().map_err(|e| (EXIT_REFUSED, format!("current directory: {e}")))?;
+    let image = cwd.join(a.image.unwrap_or_else(|| PathBuf::from("myckpt")));
+    let mut preload = OsString::from(lib.as_os_str());
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+    let mut cmd = Command::new(&path);
+    cmd.arg0(&a.command[0]).args(&a.command[1..]).env("LD_PRELOAD", preload).env("CKPT_IMAGE", &image);
+    if let Some(secs) = a.interval.filter(|&s| s > 0) {
+        cmd.env("CKPT_INTERVAL", secs.to_string());
+        cmd.env("CKPT_KEEP", a.keep.unwrap_or(2).to_string());
+    } else if let Some(keep) = a.keep {
+        cmd.env("CKPT_KEEP", keep.to_string());
+    }
+    if let Some(sig) = a.signal {
+        cmd.env("CKPT_SIGNAL", sig);
+    }
+    if a.sync {
+        cmd.env("CKPT_SYNC", "1");
+    }
+    if a.compress {
+        cmd.env("CKPT_COMPRESS", "lz4");
+    }
+    let err = cmd.exec();
+    Err((EXIT_REFUSED, format!("{}: {err}", path.display())))
+}
+
+pub fn restart(image: &Path, stopped: bool, eager: bool, no_verify: bool) -> Outcome {
+    let myrestart = locate::myrestart()?;
+    let mut cmd = Command::new(&myrestart);
+    if stopped {
+        cmd.arg("--stopped");
+    }
+    if eager {
+        cmd.arg("--eager");
+    }
+    if no_verify {
+        cmd.arg("--no-verify");
+    }
+    cmd.arg(image);
+    let err = cmd.exec();
+    Err((EXIT_REFUSED, format!("{}: {err}", myrestart.display())))
+}

@@ -1,0 +1,185 @@
+//! The `ckpt` command on real programs: run, checkpoint, restart (also stopped, under gdb),
+//! inspect, periodic checkpoints with generations, and its refusals.
+
+use ckpt_tests::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn ckpt_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(ckpt());
+    c.args(args);
+    c
+}
+
+#[test]
+fn run_checkpoint_wait_kill_and_restart() {
+    let wd = Workdir::new("cli-cycle");
+    let p = prog("counter", &[]);
+    let img = wd.image();
+    let reference = reference_run({
+        let mut c = Command::new(&p);
+        c.args(["300", "10000"]);
+        c
+    }, LONG);
+    let mut c = ckpt_cmd(&["run", "--image", img.to_str().unwrap(), "--"]);
+    c.arg(&p).args(["300", "10000"]);
+    let orig = Proc::spawn(c, "ckpt run counter");
+    orig.wait_lines(40, SHORT);
+    let at = orig.lines().len();
+    let out = ckpt_cmd(&["checkpoint", &orig.pid.to_string(), "--wait", "--kill"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "checkpoint --wait --kill: {said} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.starts_with(&format!("{} ", img.display())) && said.contains(" bytes ("), "{said}");
+    std::thread::sleep(Duration::from_millis(200));
+    let kill = orig.lines().len();
+    assert!(!std::path::Path::new(&format!("/proc/{}/stat", orig.pid)).exists() || std::fs::read_to_string(format!("/proc/{}/stat", orig.pid)).unwrap().contains(") Z"), "--kill did not kill");
+
+    let mut restored = Proc::spawn(ckpt_cmd(&["restart", img.to_str().unwrap()]), "ckpt restart");
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_continues(&reference, at, kill, &restored.lines());
+}
+
+#[test]
+fn restart_stopped_lets_gdb_attach_then_continues() {
+    let wd = Workdir::new("cli-stopped");
+    let p = prog("counter", &["-g"]);
+    let img = wd.image();
+    let mut c = ckpt_cmd(&["run", "--image", img.to_str().unwrap(), "--"]);
+    c.arg(&p).args(["100000", "10000"]);
+    let mut orig = Proc::spawn(c, "ckpt run counter");
+    orig.wait_lines(10, SHORT);
+    orig.checkpoint(&img, LONG);
+    orig.kill9();
+
+    let restored = Proc::spawn(ckpt_cmd(&["restart", "--stopped", img.to_str().unwrap()]), "ckpt restart --stopped");
+    restored.wait_stderr("will stop (SIGSTOP)", SHORT);
+    let pid = restored.pid;
+    let deadline = Instant::now() + SHORT;
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        if status.contains("State:\tT") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restored process did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(restored.lines().is_empty(), "the stopped process printed");
+    let gdb = Command::new("gdb").args(["-nx", "-batch", "-p", &pid.to_string(), "-ex", "bt", "-ex", "detach"]).output().unwrap();
+    let bt = String::from_utf8_lossy(&gdb.stdout);
+    assert!(bt.contains("<signal handler called>") && bt.contains("in main"), "gdb -p bt:\n{bt}\n{}", String::from_utf8_lossy(&gdb.stderr));
+    restored.signal(libc::SIGCONT);
+    let lines = restored.wait_lines(5, SHORT);
+    let first: usize = lines[0].split(' ').next().unwrap().parse().unwrap();
+    assert!(first >= 10, "resumed from line {first}");
+}
+
+#[test]
+fn inspect_shows_a_known_image_as_table_and_json() {
+    let wd = Workdir::new("cli-inspect");
+    let p = prog("files", &[]);
+    let input = wd.path.join("in.txt");
+    std::fs::write(&input, "a\nb\nc\nd\ne\n".repeat(400)).unwrap();
+    let log = wd.path.join("log.txt");
+    let mut c = Command::new(&p);
+    c.arg(&input).arg(&log).arg("20000");
+    let mut orig = Proc::preloaded(c, &wd.image(), "files");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let img = wd.image();
+
+    let table = ckpt_cmd(&["inspect", img.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success(), "{text}");
+    for want in ["checksums    verified", "program      files", &format!("pid {}", orig.pid), "registers    rip 0x", "[stack]", "[heap]", &log.display().to_string(), "(not restored)"] {
+        assert!(text.contains(want), "inspect table lacks {want:?}:\n{text}");
+    }
+
+    let json = ckpt_cmd(&["inspect", "--json", img.to_str().unwrap()]).output().unwrap();
+    assert!(json.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("inspect --json prints JSON");
+    assert_eq!(v["pid"], orig.pid);
+    assert_eq!(v["checksums_ok"], true);
+    assert_eq!(v["command_line"][1], input.to_str().unwrap());
+    assert!(v["regions"].as_array().unwrap().iter().any(|r| r["kind"] == "stack"));
+    let fds = v["descriptors"].as_array().unwrap();
+    assert!(fds.iter().any(|f| f["path"] == log.to_str().unwrap() && f["kind"] == "file"));
+    assert!(fds.iter().any(|f| f["restored"] == false), "the pipe is listed as not restored");
+    assert!(v["registers"]["rip"].as_str().unwrap().starts_with("0x"));
+
+    // A damaged image is reported, with a failing status.
+    let mut bytes = std::fs::read(&img).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 1;
+    let bad = wd.path.join("bad");
+    std::fs::write(&bad, bytes).unwrap();
+    let out = ckpt_cmd(&["inspect", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MISMATCH"));
+}
+
+#[test]
+fn periodic_checkpoints_keep_generations_and_go_on_after_restart() {
+    let wd = Workdir::new("cli-interval");
+    let p = prog("counter", &[]);
+    let img = wd.image();
+    let gen = |n: u32| wd.path.join(format!("myckpt.{n}"));
+    let mut c = ckpt_cmd(&["run", "--interval", "1", "--keep", "2", "--image", img.to_str().unwrap(), "--"]);
+    c.arg(&p).args(["1000000", "10000"]);
+    let mut orig = Proc::spawn(c, "ckpt run --interval 1");
+    let deadline = Instant::now() + LONG;
+    while !gen(2).exists() {
+        assert!(Instant::now() < deadline, "no third generation; stderr {}", orig.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    orig.kill9();
+    assert!(img.exists() && gen(1).exists() && gen(2).exists() && !gen(3).exists(), "generations: {:?}", std::fs::read_dir(&wd.path).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>());
+    let first = |path: &std::path::Path| -> usize {
+        let mut r = Proc::restart(path);
+        let l = r.wait_lines(1, SHORT);
+        r.kill9();
+        l[0].split(' ').next().unwrap().parse().unwrap()
+    };
+    let (new, older, oldest) = (first(&img), first(&gen(1)), first(&gen(2)));
+    assert!(new > older && older > oldest, "generations out of order: {new} {older} {oldest}");
+
+    // The restored process goes on checkpointing every second.
+    let before = std::fs::metadata(&img).unwrap().modified().unwrap();
+    let mut r = Proc::restart(&img);
+    r.wait_lines(1, SHORT);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::metadata(&img).unwrap().modified().unwrap() == before {
+        assert!(Instant::now() < deadline, "no periodic checkpoint after restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.kill9();
+}
+
+#[test]
+fn refuses_static_programs_and_processes_without_the_library() {
+    let wd = Workdir::new("cli-refuse");
+    let src = wd.path.join("static.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let exe = wd.path.join("static");
+    assert!(Command::new("gcc").args(["-static", "-o"]).arg(&exe).arg(&src).status().unwrap().success());
+    let out = ckpt_cmd(&["run", exe.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("statically linked"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let out = ckpt_cmd(&["checkpoint", &sleeper.id().to_string()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running under libckpt.so"));
+    assert!(sleeper.try_wait().unwrap().is_none(), "the process was signalled anyway");
+    sleeper.kill().unwrap();
+    let _ = sleeper.wait();
+
+    // Exit status passes through, and every subcommand has --help.
+    assert_eq!(ckpt_cmd(&["run", "sh", "-c", "exit 7"]).status().unwrap().code(), Some(7));
+    for sub in ["run", "checkpoint", "restart", "inspect"] {
+        assert!(ckpt_cmd(&[sub, "--help"]).output().unwrap().status.success(), "{sub} --help");
+    }
+    assert!(String::from_utf8_lossy(&ckpt_cmd(&["--version"]).output().unwrap().stdout).starts_with("ckpt "));
+}
