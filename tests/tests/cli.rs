@@ -183,3 +183,16 @@ fn refuses_static_programs_and_processes_without_the_library() {
     }
     assert!(String::from_utf8_lossy(&ckpt_cmd(&["--version"]).output().unwrap().stdout).starts_with("ckpt "));
 }
+
+#[test]
+fn programs_run_by_the_program_do_not_take_periodic_checkpoints() {
+    let wd = Workdir::new("cli-children");
+    let img = wd.image();
+    let out = ckpt_cmd(&["run", "--interval", "1", "--image", img.to_str().unwrap(), "--", "sh", "-c", "sleep 2.5; echo done"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json = ckpt_cmd(&["inspect", "--json", img.to_str().unwrap()]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["program"], "sh", "the image was written by another process than the one ckpt ran");
+}

@@ -57,6 +57,10 @@ extern "C" fn ckpt_init() {
         },
     };
     cfg.interval_secs = env(INTERVAL_ENV).and_then(parse_u32).unwrap_or(0);
+    // Periodic checkpoints are for this process only: programs it runs inherit LD_PRELOAD, but
+    // must not start timers of their own that would write over its image.
+    // SAFETY: unsetenv in a constructor, before any thread exists.
+    unsafe { libc::unsetenv(INTERVAL_ENV.as_ptr()) };
     cfg.keep = env(KEEP_ENV).and_then(parse_u32).unwrap_or(0).min(99);
     cfg.compress = match env(COMPRESS_ENV) {
         None | Some(b"" | b"none" | b"0") => false,
