@@ -196,3 +196,22 @@ fn programs_run_by_the_program_do_not_take_periodic_checkpoints() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["program"], "sh", "the image was written by another process than the one ckpt ran");
 }
+
+#[test]
+fn a_program_that_takes_the_checkpoint_signal_is_left_alone() {
+    let wd = Workdir::new("cli-own-signal");
+    let p = prog("ownusr2", &[]);
+    for how in ["signal", "sigaction"] {
+        let mut c = Command::new(&p);
+        c.arg(how);
+        let orig = Proc::preloaded(c, &wd.image(), "ownusr2");
+        orig.wait_stderr("installed its own handler for signal 12", SHORT);
+        orig.wait_lines(3, SHORT);
+        let out = ckpt_cmd(&["checkpoint", &orig.pid.to_string()]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{how}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("installed its own handler"));
+        let n = orig.lines().len();
+        let lines = orig.wait_lines(n + 3, SHORT);
+        assert!(lines.last().unwrap().ends_with("got=0"), "{how}: the program was signalled");
+    }
+}

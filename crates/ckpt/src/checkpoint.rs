@@ -67,6 +67,9 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     if !maps.lines().any(|l| l.ends_with("/libckpt.so")) {
         return Err((EXIT_REFUSED, format!("process {pid} is not running under libckpt.so; the checkpoint signal would kill it, so none was sent")));
     }
+    if maps.lines().any(|l| l.contains("/memfd:ckpt-signal-taken")) {
+        return Err((EXIT_REFUSED, format!("process {pid} installed its own handler for the checkpoint signal, so checkpoints are disabled and the signal could harm it; none was sent (start it with `ckpt run --signal` to use another)")));
+    }
     let env = environ(pid);
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let signal = match get("CKPT_SIGNAL") {
@@ -119,6 +122,11 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
             }
         } else if saw_tmp && identity(&image) == before {
             return Err((EXIT_FAILED, format!("the checkpoint of process {pid} failed (its stderr says why); {} is unchanged", image.display())));
+        }
+        // The writer creates IMAGE.tmp at once; if none appears, the process refused the
+        // checkpoint (threads, say, or another still being written) and said why on its stderr.
+        if !saw_tmp && started.elapsed() > Duration::from_secs(3) {
+            return Err((EXIT_FAILED, format!("process {pid} did not start writing {} (its stderr says why)", image.display())));
         }
         if Instant::now() > deadline {
             return Err((EXIT_FAILED, format!("no new image at {} after {} s", image.display(), a.timeout)));

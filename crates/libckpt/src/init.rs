@@ -45,6 +45,7 @@ extern "C" fn ckpt_init() {
         return;
     }
     find_rseq(cfg);
+    crate::guard::prepare();
     cfg.sync = env(SYNC_ENV) == Some(b"1");
     cfg.signal = match env(SIGNAL_ENV) {
         None => DEFAULT_SIGNAL,
@@ -116,6 +117,7 @@ fn start_interval_timer(signal: c_int, secs: u32) {
             say!("ckpt: cannot create the checkpoint timer; checkpoints come only on the signal");
             return;
         }
+        crate::guard::TIMER.store(id as usize, core::sync::atomic::Ordering::Relaxed);
         let every = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 };
         let spec = libc::itimerspec { it_interval: every, it_value: every };
         libc::timer_settime(id, 0, &spec, core::ptr::null_mut());
@@ -170,6 +172,7 @@ fn install_handler(signal: c_int) {
     // SAFETY: a zeroed sigaction is a valid starting point; we set every field we rely on.
     let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
     sa.sa_sigaction = on_signal as *const () as usize;
+    crate::guard::set_our_handler(sa.sa_sigaction);
     // SA_RESTART: system calls the checkpoint interrupts resume as if nothing happened.
     sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
     // Block every other signal while the checkpoint is written, so that no handler of the

@@ -5,6 +5,8 @@
 //! - [`checkpoint`] is everything the signal handler does. It is async-signal-safe: no
 //!   allocation, no locks, no libc, only raw system calls and memory it maps itself.
 //! - [`resume`] is the trampoline myrestart jumps to in the restored process.
+//! - [`guard`] interposes `sigaction`/`signal` to notice a program taking the checkpoint
+//!   signal for itself.
 //!
 //! The crate is `no_std` without `alloc`, so "the handler does not allocate" is checked by the
 //! compiler, not by review.
@@ -12,6 +14,7 @@
 
 mod checkpoint;
 mod config;
+mod guard;
 mod init;
 mod resume;
 

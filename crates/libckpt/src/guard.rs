@@ -1,0 +1,109 @@
+//! Notices when the program takes the checkpoint signal for itself.
+//!
+//! `sigaction` and `signal` are interposed (this library is preloaded, so the program's calls
+//! reach these first). A program that installs its own handler for the checkpoint signal (the
+//! JVM uses SIGUSR2 for its own purposes, for one) keeps it, since it needs it: checkpoints are
+//! then disabled, the program is told once on stderr, the periodic timer is stopped, and a
+//! marker mapping (`/memfd:ckpt-signal-taken`) shows in `/proc/PID/maps`, so that
+//! `ckpt checkpoint` refuses to send a signal that would now reach the program's handler.
+
+use crate::config;
+use ckpt_sigsafe::say;
+use core::ffi::c_int;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// The name the marker mapping carries.
+pub const MARKER: &core::ffi::CStr = c"ckpt-signal-taken";
+
+static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
+static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+/// Our handler's address, once installed.
+static OUR_HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// The POSIX timer of periodic checkpoints, if any (`timer_t` as an address).
+pub static TIMER: AtomicUsize = AtomicUsize::new(0);
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+type SigactionFn = unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
+
+/// Looks up the next definition of `name` (libc's), once.
+fn real(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
+    let mut f = cache.load(Ordering::Relaxed);
+    if f == 0 {
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name only looks a symbol up.
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        cache.store(f, Ordering::Relaxed);
+    }
+    f
+}
+
+/// Resolves libc's functions now, from the constructor, so that later calls (which may come
+/// from signal handlers: `sigaction` is async-signal-safe) need no lookup.
+pub fn prepare() {
+    real(&REAL_SIGACTION, c"sigaction");
+    real(&REAL_SIGNAL, c"signal");
+}
+
+pub fn set_our_handler(addr: usize) {
+    OUR_HANDLER.store(addr, Ordering::Relaxed);
+}
+
+fn note_new_handler(sig: c_int, handler: usize) {
+    let ours = OUR_HANDLER.load(Ordering::Relaxed);
+    if ours == 0 || sig != config::get().signal || handler == ours || TAKEN.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    say!(
+        "ckpt: the program installed its own handler for signal {sig}, the checkpoint signal; checkpoints are disabled (choose another signal with CKPT_SIGNAL or `ckpt run --signal`)"
+    );
+    let timer = TIMER.swap(0, Ordering::Relaxed);
+    if timer != 0 {
+        // SAFETY: the timer was created by us and is deleted once.
+        unsafe { libc::timer_delete(timer as libc::timer_t) };
+    }
+    // SAFETY: memfd_create, ftruncate, mmap and close on objects we own; the mapping is never
+    // unmapped, so that /proc/PID/maps keeps showing it.
+    unsafe {
+        let fd = libc::memfd_create(MARKER.as_ptr(), libc::MFD_CLOEXEC);
+        if fd >= 0 {
+            if libc::ftruncate(fd, 4096) == 0 {
+                libc::mmap(core::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0);
+            }
+            libc::close(fd);
+        }
+    }
+}
+
+/// `sigaction(2)`, as the program calls it.
+///
+/// # Safety
+/// As for libc's `sigaction`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+    if !act.is_null() {
+        // SAFETY: the caller passes a valid sigaction when act is not null.
+        note_new_handler(sig, unsafe { (*act).sa_sigaction });
+    }
+    let f = real(&REAL_SIGACTION, c"sigaction");
+    if f == 0 {
+        return -1;
+    }
+    // SAFETY: f is libc's sigaction, called with the caller's arguments.
+    unsafe { core::mem::transmute::<usize, SigactionFn>(f)(sig, act, old) }
+}
+
+/// `signal(3)`, as the program calls it (libc's `signal` does not go through `sigaction`'s
+/// public symbol, so it needs its own door).
+///
+/// # Safety
+/// As for libc's `signal`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    note_new_handler(sig, handler);
+    let f = real(&REAL_SIGNAL, c"signal");
+    if f == 0 {
+        return libc::SIG_ERR;
+    }
+    // SAFETY: f is libc's signal, called with the caller's arguments.
+    unsafe { core::mem::transmute::<usize, SignalFn>(f)(sig, handler) }
+}
