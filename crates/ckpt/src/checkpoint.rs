@@ -39,22 +39,9 @@ fn environ(pid: u32) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A signal by name (`USR1`, `SIGUSR1`, `RTMIN+2`) or number, as libckpt reads `CKPT_SIGNAL`.
+/// A signal by name or number, as libckpt reads `CKPT_SIGNAL`.
 pub fn signal_number(s: &str) -> Option<i32> {
-    let s = s.trim();
-    let s = s.strip_prefix("SIG").unwrap_or(s);
-    Some(match s {
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "HUP" => libc::SIGHUP,
-        "PWR" => libc::SIGPWR,
-        "WINCH" => libc::SIGWINCH,
-        "URG" => libc::SIGURG,
-        _ => match s.strip_prefix("RTMIN+") {
-            Some(n) => libc::SIGRTMIN() + n.parse::<i32>().ok()?,
-            None => s.parse().ok()?,
-        },
-    })
+    ckpt_sigsafe::signals::parse_signal(s, libc::SIGRTMIN())
 }
 
 fn identity(path: &Path) -> Option<(u64, i64, i64)> {

@@ -81,27 +81,9 @@ fn parse_u32(s: &[u8]) -> Option<u32> {
     core::str::from_utf8(s).ok()?.trim().parse().ok()
 }
 
-/// A signal by number or name, among those a program does not get from the kernel by itself.
+/// A signal by number or name (see `ckpt_sigsafe::signals`).
 pub fn parse_signal(s: &[u8]) -> Option<c_int> {
-    let s = core::str::from_utf8(s).ok()?.trim();
-    let s = s.strip_prefix("SIG").unwrap_or(s);
-    let sig = match s {
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "HUP" => libc::SIGHUP,
-        "PWR" => libc::SIGPWR,
-        "WINCH" => libc::SIGWINCH,
-        "URG" => libc::SIGURG,
-        _ => {
-            if let Some(n) = s.strip_prefix("RTMIN+") {
-                libc::SIGRTMIN() + n.parse::<c_int>().ok()?
-            } else {
-                s.parse().ok()?
-            }
-        }
-    };
-    let forbidden = [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGCHLD];
-    (1..=64).contains(&sig).then_some(sig).filter(|s| !forbidden.contains(s))
+    ckpt_sigsafe::signals::parse_signal(core::str::from_utf8(s).ok()?, libc::SIGRTMIN())
 }
 
 /// A POSIX timer that sends the checkpoint signal every `secs` seconds. It is not in the

@@ -9,6 +9,7 @@
 pub mod errno;
 pub mod maps;
 pub mod out;
+pub mod signals;
 pub mod sys;
 
 /// Page size on x86-64.
