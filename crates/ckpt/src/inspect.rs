@@ -9,7 +9,6 @@ use clap::Args;
 use serde_json::{json, Value};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,25 +47,13 @@ fn utc(ns: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// Data stretches of `from..to` in the file (holes skipped), via SEEK_DATA/SEEK_HOLE.
+/// Data stretches of `from..to` in the file (holes skipped).
 fn extents(f: &File, from: u64, to: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut at = from;
-    while at < to {
-        // SAFETY: lseek on a descriptor we own.
-        let start = unsafe { libc::lseek(f.as_raw_fd(), at as i64, libc::SEEK_DATA) };
-        if start < 0 || start as u64 >= to {
-            break;
-        }
-        // SAFETY: as above.
-        let end = unsafe { libc::lseek(f.as_raw_fd(), start, libc::SEEK_HOLE) };
-        let end = if end < 0 { to } else { (end as u64).min(to) };
-        let s = (start as u64 / PAGE_SIZE * PAGE_SIZE).max(from);
-        let e = ckpt_image::page_up(end).min(to);
-        out.push((s, e));
-        at = e.max(start as u64 + 1);
-    }
-    out
+    use ckpt_sigsafe::extents::{data_extents, BorrowedFd};
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: `f` stays open for the whole iteration, which ends inside this function.
+    let fd = unsafe { BorrowedFd::borrow_raw(f.as_raw_fd()) };
+    data_extents(fd, from, to).collect()
 }
 
 struct RegionCheck {

@@ -276,7 +276,7 @@ fn verify_data(fd: i32, image: &Image, file_len: u64) -> Result<(), ImageError> 
             continue;
         }
         let mut h = RegionHasher::new();
-        for (from, to) in data_extents(file, r.data_offset, r.data_offset + r.record.size()) {
+        for (from, to) in ckpt_sigsafe::extents::data_extents(file, r.data_offset, r.data_offset + r.record.size()) {
             for page_at in (from..to).step_by(PAGE_SIZE as usize) {
                 // SAFETY: Image::parse checked the region's data lies inside the file, which
                 // the view covers.
@@ -305,31 +305,6 @@ fn verify_data(fd: i32, image: &Image, file_len: u64) -> Result<(), ImageError> 
     // SAFETY: the view is ours and no slice of it is used after this point.
     let _ = unsafe { rustix::mm::munmap(view, file_len as usize) };
     result
-}
-
-/// The page-aligned stretches of `from..to` in the file that hold data: zero pages may be holes
-/// (`SEEK_DATA`/`SEEK_HOLE`), which need not be read. A file system that cannot tell reports
-/// one stretch, the whole range.
-pub fn data_extents(file: rustix::fd::BorrowedFd<'_>, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-    let mut at = from;
-    core::iter::from_fn(move || {
-        if at >= to {
-            return None;
-        }
-        let start = match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(at)) {
-            Ok(s) => s,
-            Err(Errno::NXIO) => return None,
-            Err(_) => at,
-        };
-        if start >= to {
-            at = to;
-            return None;
-        }
-        let end = rustix::fs::seek(file, rustix::fs::SeekFrom::Hole(start)).unwrap_or(to).min(to);
-        let (s, e) = (start / PAGE_SIZE * PAGE_SIZE, ckpt_image::page_up(end).min(to));
-        at = e.max(start + 1);
-        Some((s.max(from), e))
-    })
 }
 
 /// The CPU must support the register state the image saved.
@@ -431,25 +406,19 @@ fn check_mm_map_allowed(path: &CStr) -> Result<(), ()> {
         read_at(fd.as_raw_fd(), &mut buf, 0).map_err(|_| ())?
     };
     let stat = &buf[..n];
-    let Some(close) = stat.iter().rposition(|&c| c == b')') else { return Err(()) };
-    let mut fields = [0u64; 52];
-    for (i, f) in stat[close + 1..].split(|&c| c == b' ').filter(|f| !f.is_empty()).enumerate() {
-        if i + 3 < fields.len() {
-            fields[i + 3] = f.trim_ascii().iter().fold(0u64, |v, &c| v.wrapping_mul(10).wrapping_add((c.wrapping_sub(b'0')) as u64));
-        }
-    }
+    let field = |i| ckpt_sigsafe::proctext::stat_field(stat, i).unwrap_or(0);
     let map = rustix::process::PrctlMmMap {
-        start_code: fields[26],
-        end_code: fields[27],
-        start_data: fields[45],
-        end_data: fields[46],
-        start_brk: fields[47],
+        start_code: field(26),
+        end_code: field(27),
+        start_data: field(45),
+        end_data: field(46),
+        start_brk: field(47),
         brk: ckpt_sigsafe::sys::current_brk(),
-        start_stack: fields[28],
-        arg_start: fields[48],
-        arg_end: fields[49],
-        env_start: fields[50],
-        env_end: fields[51],
+        start_stack: field(28),
+        arg_start: field(48),
+        arg_end: field(49),
+        env_start: field(50),
+        env_end: field(51),
         auxv: core::ptr::null_mut(),
         auxv_size: 0,
         exe_fd: -1,

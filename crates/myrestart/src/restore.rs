@@ -135,7 +135,7 @@ fn map_regions(p: &Plan, image: &Image) {
             } else {
                 // SAFETY: the image fd stays open until the end of the restore.
                 let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
-                for (from, to) in crate::plan::data_extents(img, r.data_offset, r.data_offset + rec.size()) {
+                for (from, to) in ckpt_sigsafe::extents::data_extents(img, r.data_offset, r.data_offset + rec.size()) {
                     read_region(p.image_fd, rec.start as usize + (from - r.data_offset) as usize, (to - from) as usize, from);
                 }
             }

@@ -7,8 +7,10 @@
 #![no_std]
 
 pub mod errno;
+pub mod extents;
 pub mod maps;
 pub mod out;
+pub mod proctext;
 pub mod signals;
 pub mod sys;
 

@@ -14,36 +14,7 @@ pub fn realtime_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// The value after `key` on its line of a `/proc/self/status` text, trimmed.
-pub fn status_field<'a>(status: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    status
-        .split(|&c| c == b'\n')
-        .find_map(|line| line.strip_prefix(key))
-        .map(|v| v.trim_ascii())
-}
-
-pub fn parse_dec(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |v, &c| c.is_ascii_digit().then(|| v * 10 + (c - b'0') as u64))
-}
-
-pub fn parse_oct(s: &[u8]) -> Option<u32> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u32, |v, &c| (b'0'..=b'7').contains(&c).then(|| v * 8 + (c - b'0') as u32))
-}
-
-/// Field `n` (1-based, as in proc(5)) of `/proc/self/stat`. The command name (field 2) may
-/// contain spaces, so fields are counted from the last `)`.
-pub fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
-    let close = stat.iter().rposition(|&c| c == b')')?;
-    let rest = &stat[close + 1..];
-    // Field 3 is the first after ')'.
-    rest.split(|&c| c == b' ').filter(|f| !f.is_empty()).nth(n.checked_sub(3)?).and_then(|f| parse_dec(f.trim_ascii()))
-}
+pub use ckpt_sigsafe::proctext::{parse_dec, parse_oct, stat_field, status_field};
 
 /// `readlink` of a `/proc/self` link into `buf`; returns the length.
 pub fn readlink(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
