@@ -1,10 +1,12 @@
 //! `ckpt inspect IMAGE [--json]`: what an image holds, checked the way myrestart checks it.
 
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
-use ckpt_image::compress::check_stream;
 use ckpt_image::fds::FdKind;
+use ckpt_image::frame::{Prstatus, USER_REGS};
 use ckpt_image::image::{meta_len, PREFIX_LEN};
-use ckpt_image::{hash, is_zero_page, note, Image, ProcessState, RegionHasher, PAGE_SIZE};
+use ckpt_image::verify::{check_region, check_saved_file, Extents};
+use ckpt_image::{note, Image, ProcessState, PAGE_SIZE};
+use ckpt_sigsafe::extents::{data_extents, BorrowedFd};
 use clap::Args;
 use serde_json::{json, Value};
 use std::fs::File;
@@ -20,11 +22,6 @@ pub struct InspectArgs {
     #[arg(long)]
     json: bool,
 }
-
-const REGS: [&str; 27] = [
-    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs",
-    "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs",
-];
 
 fn prot(p: u32) -> String {
     format!("{}{}{}", if p & 1 != 0 { 'r' } else { '-' }, if p & 2 != 0 { 'w' } else { '-' }, if p & 4 != 0 { 'x' } else { '-' })
@@ -47,45 +44,55 @@ fn utc(ns: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// Data stretches of `from..to` in the file (holes skipped).
-fn extents(f: &File, from: u64, to: u64) -> Vec<(u64, u64)> {
-    use ckpt_sigsafe::extents::{data_extents, BorrowedFd};
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: `f` stays open for the whole iteration, which ends inside this function.
-    let fd = unsafe { BorrowedFd::borrow_raw(f.as_raw_fd()) };
-    data_extents(fd, from, to).collect()
-}
+/// The image file's data stretches, from `SEEK_DATA`/`SEEK_HOLE`.
+struct FileHoles<'f>(&'f File);
 
-struct RegionCheck {
-    ok: bool,
-    nonzero_pages: u64,
-}
-
-fn check_region(f: &File, data_offset: u64, size: u64, stored: u64, compressed: bool, want: u64) -> std::io::Result<RegionCheck> {
-    if compressed {
-        let mut stream = vec![0u8; stored as usize];
-        f.read_exact_at(&mut stream, data_offset)?;
-        let ok = check_stream(&stream, size).is_ok() && hash(&stream) == want;
-        return Ok(RegionCheck { ok, nonzero_pages: size / PAGE_SIZE });
+impl Extents for FileHoles<'_> {
+    fn extents(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)> {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: the file outlives the iterator, which is used up within one check.
+        data_extents(unsafe { BorrowedFd::borrow_raw(self.0.as_raw_fd()) }, from, to)
     }
-    let mut h = RegionHasher::new();
-    let mut nonzero = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    for (s, e) in extents(f, data_offset, data_offset + size) {
-        let mut at = s;
-        while at < e {
-            let n = ((e - at) as usize).min(buf.len());
-            f.read_exact_at(&mut buf[..n], at)?;
-            for (i, page) in buf[..n].chunks(PAGE_SIZE as usize).enumerate() {
-                if !is_zero_page(page) {
-                    nonzero += 1;
-                    h.add_nonzero((at - data_offset) / PAGE_SIZE + i as u64, page);
-                }
-            }
-            at += n as u64;
+}
+
+/// A read-only mapping of a whole file.
+struct View {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl View {
+    fn map(f: &File, len: u64) -> std::io::Result<View> {
+        use std::os::unix::io::AsRawFd;
+        let len = usize::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        if len == 0 {
+            return Ok(View { addr: std::ptr::null_mut(), len });
+        }
+        // SAFETY: a fresh read-only private mapping of an open file, unmapped in Drop.
+        let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
+        if addr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(View { addr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`. (Images are
+        // replaced by rename, never shortened in place, so the pages stay backed.)
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: our own mapping, no longer borrowed.
+            unsafe { libc::munmap(self.addr, self.len) };
         }
     }
-    Ok(RegionCheck { ok: h.digest() == want, nonzero_pages: nonzero })
 }
 
 pub fn inspect(a: InspectArgs) -> Outcome {
@@ -104,23 +111,23 @@ pub fn inspect(a: InspectArgs) -> Outcome {
     let mut st = Box::new(ProcessState::ZERO);
     let image = Image::parse(&meta, fmeta.len(), &mut st).map_err(bad)?;
 
+    let view = View::map(&f, fmeta.len()).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
+    let file = view.bytes();
+    let holes = FileHoles(&f);
     let mut regions = Vec::new();
     let mut all_ok = true;
     for i in 0..image.region_count() {
         let r = image.region(i).map_err(bad)?;
         let rec = r.record;
-        let check = if rec.has_data() {
-            Some(check_region(&f, r.data_offset, rec.size(), rec.stored_len, rec.compressed(), rec.data_hash).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?)
-        } else {
-            None
-        };
-        all_ok &= check.as_ref().is_none_or(|c| c.ok);
+        let check = rec.has_data().then(|| check_region(file, &r, &holes));
+        all_ok &= check.is_none_or(|c| c.is_ok());
+        let nonzero = check.and_then(Result::ok).map(|c| c.nonzero_pages);
         let stored = if !rec.has_data() {
             0
         } else if rec.compressed() {
             rec.stored_len
         } else {
-            check.as_ref().map_or(0, |c| c.nonzero_pages * PAGE_SIZE)
+            nonzero.unwrap_or(0) * PAGE_SIZE
         };
         let how = if rec.from_file() {
             "mapped from file"
@@ -137,8 +144,8 @@ pub fn inspect(a: InspectArgs) -> Outcome {
             "start": format!("{:#x}", rec.start), "end": format!("{:#x}", rec.end), "prot": prot(rec.prot),
             "kind": format!("{:?}", rec.kind).to_lowercase(), "shared": rec.is_shared(), "how": how,
             "file": String::from_utf8_lossy(r.name), "bytes_stored": stored,
-            "zero_pages": check.as_ref().filter(|_| !rec.compressed()).map(|c| rec.size() / PAGE_SIZE - c.nonzero_pages),
-            "checksum_ok": check.as_ref().map(|c| c.ok),
+            "zero_pages": nonzero.filter(|_| !rec.compressed()).map(|n| rec.size() / PAGE_SIZE - n),
+            "checksum_ok": check.map(|c| c.is_ok()),
         }));
     }
     let mut fds = Vec::new();
@@ -149,22 +156,16 @@ pub fn inspect(a: InspectArgs) -> Outcome {
             "cloexec": rec.fd_flags & 1 != 0, "offset": rec.offset, "path": String::from_utf8_lossy(path),
             "restored": !matches!(rec.kind, FdKind::Unsupported),
         }));
-        if rec.kind == FdKind::Deleted {
-            let mut blob = vec![0u8; rec.blob_len as usize];
-            f.read_exact_at(&mut blob, rec.blob_offset).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
-            all_ok &= hash(&blob) == rec.blob_hash;
-        }
+        all_ok &= check_saved_file(file, &rec).is_ok();
     }
+    let prstatus = image.note(b"CORE", note::NT_PRSTATUS).and_then(|n| Prstatus::read(n.desc).ok());
     let mut regs = serde_json::Map::new();
-    if let Some(n) = image.note(b"CORE", note::NT_PRSTATUS) {
-        for (i, r) in REGS.iter().enumerate() {
-            let at = 112 + i * 8;
-            if let Some(b) = n.desc.get(at..at + 8) {
-                regs.insert(r.to_string(), json!(format!("{:#x}", u64::from_le_bytes(b.try_into().unwrap()))));
-            }
+    if let Some(pr) = &prstatus {
+        for (name, v) in USER_REGS.iter().zip(pr.regs) {
+            regs.insert(name.to_string(), json!(format!("{v:#x}")));
         }
     }
-    let blocked = image.note(b"CORE", note::NT_PRSTATUS).and_then(|n| n.desc.get(24..32)).map(|b| u64::from_le_bytes(b.try_into().unwrap())).unwrap_or(0);
+    let blocked = prstatus.map_or(0, |pr| pr.sighold);
     let handled: Vec<u32> = (0..64).filter(|&i| st.sigactions[i].handler > 1).map(|i| i as u32 + 1).collect();
     let ignored: Vec<u32> = (0..64).filter(|&i| st.sigactions[i].handler == 1).map(|i| i as u32 + 1).collect();
     let timers: Vec<Value> = ["real", "virtual", "prof"]

@@ -62,20 +62,25 @@ impl ChunkHeader {
     }
 }
 
-/// Walks a whole stored stream, checking that its chunks add up to `size` bytes.
-pub fn check_stream(stream: &[u8], size: u64) -> Result<(), ImageError> {
+/// Walks a whole stored stream, checking that its chunks add up to `size` bytes. Returns how
+/// many of those bytes are in chunks that are not all zeros.
+pub fn check_stream(stream: &[u8], size: u64) -> Result<u64, ImageError> {
     let mut at = 0usize;
-    let mut remaining = size as usize;
+    let mut remaining = usize::try_from(size).map_err(|_| ImageError::Malformed("bad compressed chunk header"))?;
+    let mut nonzero = 0u64;
     while remaining > 0 {
-        let h = ChunkHeader::parse(stream.get(at..at + HEADER).ok_or(ImageError::Truncated)?, remaining)?;
+        let h = ChunkHeader::parse(stream.get(at..).and_then(|s| s.get(..HEADER)).ok_or(ImageError::Truncated)?, remaining)?;
         at += HEADER + h.stored_len;
         if at > stream.len() {
             return Err(ImageError::Truncated);
+        }
+        if h.kind != Chunk::Zero {
+            nonzero += h.raw_len as u64;
         }
         remaining -= h.raw_len;
     }
     if at != stream.len() {
         return Err(ImageError::Malformed("compressed region has trailing bytes"));
     }
-    Ok(())
+    Ok(nonzero)
 }

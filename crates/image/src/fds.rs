@@ -64,6 +64,13 @@ pub struct FdRecord {
 
 impl FdRecord {
     pub fn write(&self, w: &mut Writer, path: &[u8]) {
+        self.write_fixed(w, path.len());
+        w.bytes(path);
+        w.align(8);
+    }
+
+    /// The fixed part of the record, before the path.
+    fn write_fixed(&self, w: &mut Writer, path_len: usize) {
         w.u32(self.fd as u32);
         w.u32(self.kind as u32);
         w.u32(self.open_flags);
@@ -79,10 +86,8 @@ impl FdRecord {
         w.u64(self.blob_offset);
         w.u64(self.blob_len);
         w.u64(self.blob_hash);
-        w.u32(path.len() as u32);
+        w.u32(path_len as u32);
         w.u32(0);
-        w.bytes(path);
-        w.align(8);
     }
 
     pub fn read<'a>(r: &mut Reader<'a>) -> Result<(FdRecord, &'a [u8]), ImageError> {
@@ -114,6 +119,20 @@ impl FdRecord {
     pub const fn encoded_len(path_len: usize) -> usize {
         (FD_RECORD_SIZE + path_len).next_multiple_of(8)
     }
+}
+
+/// Lets `f` change each record of an encoded `NT_CKPT_FDS` descriptor in place (its path stays
+/// as it is). Stops at the first error `f` returns, or at a record that does not decode.
+pub fn update_records<E>(desc: &mut [u8], mut f: impl FnMut(&mut FdRecord, &[u8]) -> Result<(), E>) -> Result<(), E> {
+    let mut pos = 0usize;
+    while pos < desc.len() {
+        let Ok((mut rec, path)) = FdRecord::read(&mut Reader::new(&desc[pos..])) else { break };
+        let path_len = path.len();
+        f(&mut rec, path)?;
+        rec.write_fixed(&mut Writer::new(&mut desc[pos..pos + FD_RECORD_SIZE]), path_len);
+        pos += FdRecord::encoded_len(path_len);
+    }
+    Ok(())
 }
 
 /// Iterates over the records of an `NT_CKPT_FDS` descriptor.

@@ -17,6 +17,16 @@ pub const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 pub const PRSTATUS_SIZE: usize = 336;
 /// Size of `struct elf_prpsinfo` on x86-64.
 pub const PRPSINFO_SIZE: usize = 136;
+/// Offset of the software-reserved bytes in an FXSAVE area (where a signal frame describes its
+/// XSAVE area, and a core file keeps XCR0).
+pub const XSTATE_SW_BYTES: usize = 464;
+/// Offset of `pr_reg` (`struct user_regs_struct`) in `struct elf_prstatus`.
+const PR_REG_OFFSET: usize = 112;
+/// The registers of `struct user_regs_struct`, in order: what `NT_PRSTATUS` holds.
+pub const USER_REGS: [&str; 27] = [
+    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs",
+    "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs",
+];
 
 /// Indices into `uc_mcontext.gregs`, in the kernel's `struct sigcontext` order.
 pub mod greg {
@@ -72,7 +82,8 @@ impl SigContext {
         self.gregs[greg::RSP]
     }
 
-    /// Writes the `NT_PRSTATUS` descriptor (`struct elf_prstatus`).
+    /// Writes the `NT_PRSTATUS` descriptor (`struct elf_prstatus`) of thread `pid` of a process
+    /// whose parent was `ppid`, stopped by signal `signo`.
     pub fn write_prstatus(&self, w: &mut Writer, signo: u32, pid: u32, ppid: u32, fs_base: u64, gs_base: u64) {
         use greg::*;
         w.u32(signo); // pr_info.si_signo
@@ -105,6 +116,50 @@ impl SigContext {
         w.u32(1); // pr_fpvalid
         w.u32(0);
     }
+}
+
+/// What an `NT_PRSTATUS` descriptor says (for `ckpt inspect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prstatus {
+    pub signo: u32,
+    /// The blocked signal mask.
+    pub sighold: u64,
+    pub pid: u32,
+    pub ppid: u32,
+    /// `struct user_regs_struct`, named by [`USER_REGS`].
+    pub regs: [u64; 27],
+}
+
+impl Prstatus {
+    pub fn read(desc: &[u8]) -> Result<Prstatus, ImageError> {
+        let mut r = Reader::new(desc);
+        let signo = r.u32()?;
+        r.skip(4 + 4 + 2 + 2 + 8)?; // si_code, si_errno, pr_cursig, padding, pr_sigpend
+        let sighold = r.u64()?;
+        let pid = r.u32()?;
+        let ppid = r.u32()?;
+        r.skip(PR_REG_OFFSET - r.pos())?;
+        let mut regs = [0u64; 27];
+        for v in &mut regs {
+            *v = r.u64()?;
+        }
+        Ok(Prstatus { signo, sighold, pid, ppid, regs })
+    }
+
+    /// The register called `name` in [`USER_REGS`].
+    pub fn reg(&self, name: &str) -> Option<u64> {
+        USER_REGS.iter().position(|&n| n == name).map(|i| self.regs[i])
+    }
+}
+
+/// Writes an `NT_X86_XSTATE` descriptor from the XSAVE area of a signal frame. In a core file,
+/// the software-reserved bytes of the FXSAVE part hold XCR0 (which debuggers read to learn the
+/// register set); in a signal frame they describe the frame. They are written the core-file way.
+pub fn write_xstate(w: &mut Writer, xsave: &[u8], xcr0: u64) {
+    w.bytes(&xsave[..XSTATE_SW_BYTES]);
+    w.u64(xcr0);
+    w.zeros(FXSAVE_SIZE - XSTATE_SW_BYTES - 8);
+    w.bytes(&xsave[FXSAVE_SIZE..]);
 }
 
 /// Writes the `NT_PRPSINFO` descriptor.
@@ -141,7 +196,7 @@ pub struct XstateInfo {
 
 /// Reads the software bytes at offset 464 of an FXSAVE area; `None` for a plain FXSAVE frame.
 pub fn xstate_info(fxsave: &[u8]) -> Option<XstateInfo> {
-    let mut r = Reader::new(fxsave.get(464..FXSAVE_SIZE)?);
+    let mut r = Reader::new(fxsave.get(XSTATE_SW_BYTES..FXSAVE_SIZE)?);
     let magic1 = r.u32().ok()?;
     let _extended_size = r.u32().ok()?;
     let xfeatures = r.u64().ok()?;

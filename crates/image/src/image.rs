@@ -56,19 +56,13 @@ impl<'a> Image<'a> {
         if total != meta.len() as u64 || total > file_len {
             return Err(ImageError::Truncated);
         }
-        let ehdr = Ehdr::read(meta)?;
-        let phnum = ehdr.phnum as usize;
-        let phdrs_end = EHDR_SIZE + PHDR_SIZE * phnum;
-        let notes = meta.get(phdrs_end..).ok_or(ImageError::Truncated)?;
+        let phnum = Ehdr::read(meta)?.phnum as usize;
+        let notes = meta.get(EHDR_SIZE + PHDR_SIZE * phnum..).ok_or(ImageError::Truncated)?;
 
         // The state note comes first; its magic and version are checked before its checksum so
         // that an old or foreign image is named as such, not as corrupt.
-        let first = Notes::new(notes).next().ok_or(ImageError::Foreign)?.map_err(|_| ImageError::Foreign)?;
-        if first.name != CKPT_NOTE_NAME || first.n_type != NT_CKPT_STATE {
-            return Err(ImageError::Foreign);
-        }
+        let (first, hash_at) = state_note(meta)?;
         ProcessState::read_into(first.desc, state)?;
-        let hash_at = phdrs_end + first.desc_offset + META_HASH_OFFSET;
         if state.meta_len != total || meta_hash(meta, hash_at) != state.meta_hash {
             return Err(ImageError::MetaChecksum);
         }
@@ -200,6 +194,27 @@ impl<'a> Image<'a> {
     pub fn find_kind(&self, kind: RegionKind) -> Option<RegionRef<'a>> {
         (0..self.region_count).filter_map(|i| self.region(i).ok()).find(|r| r.record.kind == kind)
     }
+}
+
+/// The state note (the first note, always), and the offset in `meta` of its `meta_hash` field.
+fn state_note(meta: &[u8]) -> Result<(Note<'_>, usize), ImageError> {
+    let ehdr = Ehdr::read(meta)?;
+    let phdrs_end = EHDR_SIZE + PHDR_SIZE * ehdr.phnum as usize;
+    let notes = meta.get(phdrs_end..).ok_or(ImageError::Truncated)?;
+    let first = Notes::new(notes).next().ok_or(ImageError::Foreign)?.map_err(|_| ImageError::Foreign)?;
+    if first.name != CKPT_NOTE_NAME || first.n_type != NT_CKPT_STATE {
+        return Err(ImageError::Foreign);
+    }
+    Ok((first, phdrs_end + first.desc_offset + META_HASH_OFFSET))
+}
+
+/// Stores the header checksum of a finished metadata block (headers and notes, `meta_len`
+/// bytes): the last step of writing an image's headers.
+pub fn seal(meta: &mut [u8]) -> Result<(), ImageError> {
+    let (_, at) = state_note(meta)?;
+    let h = meta_hash(meta, at);
+    meta.get_mut(at..at + 8).ok_or(ImageError::Truncated)?.copy_from_slice(&h.to_le_bytes());
+    Ok(())
 }
 
 /// The metadata hash: xxh3-64 of `meta` with the eight bytes at `hash_at` read as zero.

@@ -38,8 +38,9 @@ pub mod image;
 pub mod note;
 pub mod region;
 pub mod state;
+pub mod verify;
 
-pub use image::{Image, RegionRef};
+pub use image::{seal, Image, RegionRef};
 pub use region::{RegionKind, RegionRecord};
 pub use state::ProcessState;
 

@@ -66,6 +66,18 @@ impl RegionKind {
     }
 }
 
+/// Starts an `NT_CKPT_REGIONS` descriptor of `count` records; the caller writes the records,
+/// then the names, back to back.
+pub fn write_table_header(w: &mut Writer, count: usize) {
+    w.u32(count as u32);
+    w.u32(RECORD_SIZE as u32);
+}
+
+/// Bytes of an `NT_CKPT_REGIONS` descriptor with `count` records and names of `names_len` bytes.
+pub const fn table_len(count: usize, names_len: usize) -> usize {
+    HEADER_SIZE + RECORD_SIZE * count + names_len
+}
+
 /// One region record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegionRecord {

@@ -6,10 +6,11 @@ use std::vec::Vec;
 
 use crate::bytes::Writer;
 use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
-use crate::image::{meta_hash, meta_len, PREFIX_LEN};
+use crate::fds::{FdKind, FdRecord};
+use crate::image::{meta_len, PREFIX_LEN};
 use crate::note::{begin_note, note_size, write_note, Notes};
-use crate::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_HAS_DATA};
-use crate::state::META_HASH_OFFSET;
+use crate::region::{self, RegionKind, RegionRecord, RECORD_SIZE, RF_HAS_DATA};
+use crate::verify::Dense;
 use crate::*;
 
 fn sample_state() -> std::boxed::Box<ProcessState> {
@@ -79,72 +80,142 @@ fn header_rejections() {
     assert_eq!(Ehdr::read(&exe[..20]), Err(ImageError::NotCore), "short header reads as not a core file");
 }
 
-/// A minimal valid image: one region of `pages` pages of data, holding the signal frame and
-/// the trampoline.
-fn build_image(pages: u64) -> Vec<u8> {
-    let start = 0x40_0000u64;
+/// The parts of a test image, before they are encoded. [`draft`] makes a valid one; each
+/// rejection test changes one thing, and [`encode`] writes it (resealed, unless `seal` is off).
+struct Draft {
+    ehsize: u16,
+    state: std::boxed::Box<ProcessState>,
+    /// PT_LOADs, one per region (the PT_NOTE is made by `encode`).
+    loads: Vec<Phdr>,
+    /// `p_filesz` of the PT_NOTE, when a test wants it wrong.
+    note_filesz: Option<u64>,
+    count_field: u32,
+    record_size_field: u32,
+    records: Vec<RegionRecord>,
+    names: Vec<u8>,
+    regions_note: bool,
+    fds: Vec<u8>,
+    /// Raw bytes appended to the note segment.
+    trailing_notes: Vec<u8>,
+    data: Vec<(u64, Vec<u8>)>,
+    file_len: u64,
+    seal: bool,
+}
+
+const START: u64 = 0x40_0000;
+/// Where the test images keep their data: past any headers they have.
+const DATA_AT: u64 = 0x10000;
+
+/// A valid image: one region of `pages` pages of data, holding the signal frame and the
+/// trampoline.
+fn draft(pages: u64) -> Draft {
     let len = pages * PAGE_SIZE;
     let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
     let mut st = sample_state();
-    st.sigframe = start + 64;
-    st.resume_trampoline = start + 128;
-    let name = b"/bin/x";
-    let regions_len = HEADER_SIZE + RECORD_SIZE + name.len();
-    let phnum = 2;
-    let notes_len = note_size(CKPT_NOTE_NAME, ProcessState::ENCODED_LEN) + note_size(CKPT_NOTE_NAME, regions_len);
+    st.sigframe = START + 64;
+    st.resume_trampoline = START + 128;
+    let name = b"/bin/x".to_vec();
+    Draft {
+        ehsize: EHDR_SIZE as u16,
+        state: st,
+        loads: vec![Phdr { p_type: PT_LOAD, flags: 7, offset: DATA_AT, vaddr: START, filesz: len, memsz: len, align: PAGE_SIZE }],
+        note_filesz: None,
+        count_field: 1,
+        record_size_field: RECORD_SIZE as u32,
+        records: vec![RegionRecord {
+            start: START,
+            end: START + len,
+            prot: 7,
+            kind: RegionKind::Normal,
+            flags: RF_HAS_DATA,
+            file_offset: 0,
+            dev: 0,
+            inode: 0,
+            data_hash: region_hash(&data),
+            name_off: 0,
+            name_len: name.len() as u32,
+            data_offset: DATA_AT,
+            stored_len: len,
+        }],
+        names: name,
+        regions_note: true,
+        fds: Vec::new(),
+        trailing_notes: Vec::new(),
+        file_len: DATA_AT + len,
+        data: vec![(DATA_AT, data)],
+        seal: true,
+    }
+}
+
+fn encode(d: &Draft) -> Vec<u8> {
+    let phnum = d.loads.len() + 1;
+    let regions_len = region::table_len(d.records.len(), d.names.len());
+    let notes_len = note_size(CKPT_NOTE_NAME, ProcessState::ENCODED_LEN)
+        + if d.regions_note { note_size(CKPT_NOTE_NAME, regions_len) } else { 0 }
+        + if d.fds.is_empty() { 0 } else { note_size(CKPT_NOTE_NAME, d.fds.len()) }
+        + d.trailing_notes.len();
     let meta = EHDR_SIZE + PHDR_SIZE * phnum + notes_len;
-    let data_at = page_up(meta as u64);
+    assert!((meta as u64) < DATA_AT, "test image headers too long");
+    let mut st = d.state.clone();
     st.meta_len = meta as u64;
-    let mut buf = vec![0u8; (data_at + len) as usize];
+    let mut buf = vec![0u8; d.file_len as usize];
     let mut w = Writer::new(&mut buf[..meta]);
     Ehdr { phoff: 64, phnum: phnum as u16 }.write(&mut w);
-    Phdr { p_type: PT_NOTE, offset: (EHDR_SIZE + PHDR_SIZE * phnum) as u64, filesz: notes_len as u64, align: 4, ..Default::default() }.write(&mut w);
-    Phdr { p_type: PT_LOAD, flags: 7, offset: data_at, vaddr: start, filesz: len, memsz: len, align: PAGE_SIZE }.write(&mut w);
+    let filesz = d.note_filesz.unwrap_or(notes_len as u64);
+    Phdr { p_type: PT_NOTE, offset: (EHDR_SIZE + PHDR_SIZE * phnum) as u64, filesz, align: 4, ..Default::default() }.write(&mut w);
+    for ph in &d.loads {
+        ph.write(&mut w);
+    }
     begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
     st.write(&mut w);
     w.align(4);
-    begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_len);
-    w.u32(1);
-    w.u32(RECORD_SIZE as u32);
-    RegionRecord {
-        start,
-        end: start + len,
-        prot: 7,
-        kind: RegionKind::Normal,
-        flags: RF_HAS_DATA,
-        file_offset: 0,
-        dev: 0,
-        inode: 0,
-        data_hash: region_hash(&data),
-        name_off: 0,
-        name_len: name.len() as u32,
-        data_offset: data_at,
-        stored_len: len,
+    if d.regions_note {
+        begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_len);
+        w.u32(d.count_field);
+        w.u32(d.record_size_field);
+        for r in &d.records {
+            r.write(&mut w);
+        }
+        w.bytes(&d.names);
+        w.align(4);
     }
-    .write(&mut w);
-    w.bytes(name);
-    w.align(4);
+    if !d.fds.is_empty() {
+        write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &d.fds);
+    }
+    w.bytes(&d.trailing_notes);
     assert_eq!(w.finish(), Some(meta));
-    buf[data_at as usize..].copy_from_slice(&data);
-    let hash_at = EHDR_SIZE + PHDR_SIZE * phnum + 20 + META_HASH_OFFSET;
-    let h = meta_hash(&buf[..meta], hash_at);
-    buf[hash_at..hash_at + 8].copy_from_slice(&h.to_le_bytes());
+    for (at, bytes) in &d.data {
+        buf[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+    if d.seal {
+        crate::seal(&mut buf[..meta]).unwrap();
+    }
+    buf[52..54].copy_from_slice(&d.ehsize.to_le_bytes()); // e_ehsize, for the test that breaks it
     buf
 }
 
+fn build_image(pages: u64) -> Vec<u8> {
+    encode(&draft(pages))
+}
+
+/// Everything a reader checks: the headers, then every stored byte.
 fn parse(buf: &[u8]) -> Result<(), ImageError> {
     let len = meta_len(&buf[..PREFIX_LEN.min(buf.len())])? as usize;
     let mut st = std::boxed::Box::new(ProcessState::ZERO);
     let meta = buf.get(..len).ok_or(ImageError::Truncated)?;
     let img = Image::parse(meta, buf.len() as u64, &mut st)?;
-    for i in 0..img.region_count() {
-        let r = img.region(i)?;
-        let d = &buf[r.data_offset as usize..(r.data_offset + r.record.size()) as usize];
-        if region_hash(d) != r.record.data_hash {
-            return Err(ImageError::DataChecksum { index: i });
-        }
-    }
-    Ok(())
+    img.check_data(buf, &Dense)
+}
+
+/// `parse` of the draft after `change`.
+fn parse_changed(change: impl FnOnce(&mut Draft)) -> Result<(), ImageError> {
+    let mut d = draft(2);
+    change(&mut d);
+    parse(&encode(&d))
+}
+
+fn malformed(what: &'static str) -> Result<(), ImageError> {
+    Err(ImageError::Malformed(what))
 }
 
 #[test]
@@ -157,6 +228,7 @@ fn a_valid_image_parses() {
     let r = img.region(0).unwrap();
     assert_eq!((r.record.start, r.name), (0x40_0000, &b"/bin/x"[..]));
     assert_eq!(st.cwd.as_bytes(), b"/tmp/work");
+    assert_eq!(img.region(1).err(), Some(ImageError::Malformed("region index out of range")));
 }
 
 #[test]
@@ -182,11 +254,198 @@ fn rejects_any_flipped_header_byte() {
 }
 
 #[test]
+fn rejects_a_changed_header_as_a_checksum_mismatch() {
+    let mut d = draft(1);
+    d.names = b"/bin/y".to_vec();
+    d.seal = false;
+    // The hash of the original names, over changed names.
+    let mut buf = encode(&d);
+    let good = build_image(1);
+    let len = meta_len(&good).unwrap() as usize;
+    let hash_field = good.windows(8).position(|w| w == STATE_MAGIC).unwrap() + crate::state::META_HASH_OFFSET;
+    buf[hash_field..hash_field + 8].copy_from_slice(&good[hash_field..hash_field + 8]);
+    assert_eq!(parse(&buf[..]), Err(ImageError::MetaChecksum));
+    assert!(len > hash_field);
+}
+
+#[test]
 fn rejects_flipped_data() {
     let mut buf = build_image(3);
     let n = buf.len();
     buf[n - 5000] ^= 1;
     assert_eq!(parse(&buf), Err(ImageError::DataChecksum { index: 0 }));
+}
+
+#[test]
+fn rejects_too_many_regions() {
+    assert_eq!(parse_changed(|d| d.count_field = MAX_REGIONS as u32 + 1), Err(ImageError::TooManyRegions));
+}
+
+#[test]
+fn rejects_each_malformed_header_by_name() {
+    assert_eq!(parse_changed(|d| d.note_filesz = Some(u64::MAX - 10)), malformed("note segment size overflows"));
+    assert_eq!(parse_changed(|d| d.ehsize = 52), malformed("unexpected ELF header sizes"));
+    assert_eq!(parse_changed(|d| d.state.cwd = crate::state::Path { len: 3, bytes: [b'x'; crate::state::PATH_MAX] }), malformed("path in state note is not terminated"));
+    assert_eq!(parse_changed(|d| d.regions_note = false), malformed("no region table"));
+    assert_eq!(parse_changed(|d| d.count_field = 2), malformed("region table does not match the program headers"));
+    assert_eq!(parse_changed(|d| d.record_size_field = 80), malformed("region table does not match the program headers"));
+    assert_eq!(parse_changed(|d| d.loads[0].vaddr += PAGE_SIZE), malformed("region table does not match the program headers"));
+    assert_eq!(parse_changed(|d| d.records[0].name_off = 100), malformed("region name out of range"));
+    assert_eq!(parse_changed(|d| d.trailing_notes = vec![5, 0, 0, 0, 200, 0, 0, 0, 1, 0, 0, 0]), malformed("bad note segment"));
+    assert_eq!(
+        parse_changed(|d| {
+            d.records[0].end = d.records[0].start;
+            d.loads[0].memsz = 0;
+            d.loads[0].filesz = 0;
+            d.records[0].stored_len = 0;
+        }),
+        malformed("region is empty or not page-aligned")
+    );
+    assert_eq!(
+        parse_changed(|d| {
+            let (mut r2, mut ph2) = (d.records[0], d.loads[0]);
+            r2.start += PAGE_SIZE;
+            r2.end += PAGE_SIZE;
+            r2.flags = 0;
+            r2.stored_len = 0;
+            r2.data_offset = 0;
+            ph2.vaddr += PAGE_SIZE;
+            (ph2.filesz, ph2.offset) = (0, 0);
+            d.records.push(r2);
+            d.loads.push(ph2);
+            d.count_field = 2;
+        }),
+        malformed("regions overlap or are out of order")
+    );
+    assert_eq!(
+        parse_changed(|d| {
+            d.records[0].data_offset += 8;
+            d.loads[0].offset += 8;
+        }),
+        malformed("region data is misplaced")
+    );
+    assert_eq!(parse_changed(|d| d.state.sigframe = START - 8), malformed("signal frame is not in any stored region"));
+    assert_eq!(
+        parse_changed(|d| {
+            d.records[0].prot = 3;
+            d.loads[0].flags = 6;
+        }),
+        malformed("resume trampoline is not in executable memory")
+    );
+}
+
+#[test]
+fn rejects_unknown_kinds_by_name() {
+    let mut d = draft(1);
+    d.seal = false;
+    let mut buf = encode(&d);
+    let len = meta_len(&buf).unwrap() as usize;
+    // The record's kind field follows start, end and prot.
+    let mut start_end = START.to_le_bytes().to_vec();
+    start_end.extend_from_slice(&(START + PAGE_SIZE).to_le_bytes());
+    let rec_at = buf[..len].windows(16).position(|w| w == start_end).unwrap();
+    buf[rec_at + 20] = 9;
+    crate::seal(&mut buf[..len]).unwrap();
+    assert_eq!(parse(&buf), malformed("unknown region kind"));
+
+    let fd = |kind: FdKind, blob_offset: u64| {
+        let rec = FdRecord {
+            fd: 5, kind, open_flags: 0, fd_flags: 0, offset: 0, same_as: -1, mode: 0o100644, dev: 1, ino: 2, size: 3,
+            mtime_sec: 0, mtime_nsec: 0, blob_offset, blob_len: 3, blob_hash: hash(b"abc"),
+        };
+        let mut v = vec![0u8; FdRecord::encoded_len(4)];
+        rec.write(&mut Writer::new(&mut v), b"/a/b");
+        v
+    };
+    let mut bad_kind = fd(FdKind::File, 0);
+    bad_kind[4] = 9;
+    assert_eq!(parse_changed(|d| d.fds = bad_kind), malformed("unknown descriptor kind"));
+    assert_eq!(parse_changed(|d| d.fds = fd(FdKind::Deleted, DATA_AT + 3)), malformed("saved file contents are misplaced"));
+    // Saved contents in place, then damaged.
+    let blob_at = DATA_AT + 2 * PAGE_SIZE;
+    let with_blob = |content: &[u8]| {
+        let content = content.to_vec();
+        parse_changed(move |d| {
+            d.fds = fd(FdKind::Deleted, blob_at);
+            d.data.push((blob_at, content));
+            d.file_len = blob_at + 3;
+        })
+    };
+    assert_eq!(with_blob(b"abc"), Ok(()));
+    assert_eq!(with_blob(b"abd"), Err(ImageError::BlobChecksum { fd: 5 }));
+}
+
+#[test]
+fn rejects_a_state_note_of_the_wrong_size() {
+    let mut buf = build_image(1);
+    // The state note's header comes right after the two program headers: namesz, descsz, type.
+    let descsz_at = EHDR_SIZE + 2 * PHDR_SIZE + 4;
+    buf[descsz_at..descsz_at + 4].copy_from_slice(&(ProcessState::ENCODED_LEN as u32 - 8).to_le_bytes());
+    assert_eq!(parse(&buf), malformed("state note has the wrong size"));
+}
+
+#[test]
+fn fd_records_are_updated_in_place() {
+    let rec = FdRecord {
+        fd: 7, kind: FdKind::Deleted, open_flags: 2, fd_flags: 1, offset: 9, same_as: -1, mode: 0o100600, dev: 1, ino: 2,
+        size: 10, mtime_sec: 3, mtime_nsec: 4, blob_offset: 0, blob_len: 0, blob_hash: 0,
+    };
+    let mut desc = vec![0u8; FdRecord::encoded_len(5) * 2];
+    let mut w = Writer::new(&mut desc);
+    rec.write(&mut w, b"/tmp1");
+    FdRecord { fd: 8, kind: FdKind::File, ..rec }.write(&mut w, b"/tmp2");
+    crate::fds::update_records(&mut desc, |r, path| {
+        if r.kind == FdKind::Deleted {
+            assert_eq!(path, b"/tmp1");
+            (r.blob_offset, r.blob_len, r.blob_hash) = (4096, 10, 99);
+        }
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    let back: Vec<_> = crate::fds::FdIter { r: crate::bytes::Reader::new(&desc) }.map(Result::unwrap).collect();
+    assert_eq!(back[0].0, FdRecord { blob_offset: 4096, blob_len: 10, blob_hash: 99, ..rec });
+    assert_eq!((back[1].0.fd, back[1].1), (8, &b"/tmp2"[..]));
+}
+
+#[test]
+fn compressed_streams_are_checked_chunk_by_chunk() {
+    use crate::compress::{check_stream, ChunkHeader, CHUNK};
+    let mut stream = Vec::new();
+    stream.extend_from_slice(&ChunkHeader::encode(CHUNK, 0)); // a zero chunk
+    stream.extend_from_slice(&ChunkHeader::encode(4096, 4096)); // a raw chunk
+    stream.extend_from_slice(&[1u8; 4096]);
+    let size = (CHUNK + 4096) as u64;
+    assert_eq!(check_stream(&stream, size), Ok(4096));
+    assert_eq!(check_stream(&stream, size + 4096), Err(ImageError::Truncated));
+    assert_eq!(check_stream(&stream[..stream.len() - 1], size), Err(ImageError::Truncated));
+    let mut trailing = stream.clone();
+    trailing.push(0);
+    assert_eq!(check_stream(&trailing, size), malformed("compressed region has trailing bytes").map(|_| 0));
+    let mut too_big = stream.clone();
+    too_big[..8].copy_from_slice(&ChunkHeader::encode(CHUNK + 1, 0));
+    assert_eq!(check_stream(&too_big, size), malformed("bad compressed chunk header").map(|_| 0));
+    let mut longer_stored = stream.clone();
+    longer_stored[..8].copy_from_slice(&ChunkHeader::encode(4096, 4097));
+    assert_eq!(check_stream(&longer_stored, size), malformed("bad compressed chunk header").map(|_| 0));
+}
+
+#[test]
+fn prstatus_round_trips() {
+    let mut gregs = [0u64; 23];
+    for (i, g) in gregs.iter_mut().enumerate() {
+        *g = 0x1000 + i as u64;
+    }
+    let ctx = frame::SigContext { gregs, fpstate: 0, sigmask: 0x4000 };
+    let mut buf = vec![0u8; frame::PRSTATUS_SIZE];
+    let mut w = Writer::new(&mut buf);
+    ctx.write_prstatus(&mut w, 12, 77, 66, 0xf5, 0x65);
+    assert_eq!(w.finish(), Some(frame::PRSTATUS_SIZE));
+    let pr = frame::Prstatus::read(&buf).unwrap();
+    assert_eq!((pr.signo, pr.pid, pr.ppid, pr.sighold), (12, 77, 66, 0x4000));
+    assert_eq!(pr.reg("rip"), Some(0x1000 + frame::greg::RIP as u64));
+    assert_eq!(pr.reg("rsp"), Some(0x1000 + frame::greg::RSP as u64));
+    assert_eq!(pr.reg("r8"), Some(0x1000));
+    assert_eq!((pr.reg("fs_base"), pr.reg("gs_base")), (Some(0xf5), Some(0x65)));
 }
 
 #[test]

@@ -15,6 +15,8 @@
 //! at the frame, is one a debugger recognises as returning from a signal, so `gdb -p` unwinds
 //! through the frame to the program's own code.
 
+use ckpt_sigsafe::sys::nr;
+
 core::arch::global_asm!(
     ".pushsection .text.ckpt_resume,\"ax\",@progbits",
     ".globl ckpt_resume",
@@ -22,25 +24,32 @@ core::arch::global_asm!(
     "ckpt_resume:",
     "mov rsp, rdx",
     "mov r12, rcx",
-    "mov eax, 11", // munmap(rdi, rsi)
+    "mov eax, {munmap}", // munmap(rdi, rsi)
     "syscall",
     "test r12, r12",
     "jz __restore_rt",
-    "mov eax, 39", // getpid()
+    "mov eax, {getpid}",
     "syscall",
     "mov edi, eax",
-    "mov esi, 19", // kill(pid, SIGSTOP): the stop takes effect as the call returns
-    "mov eax, 62",
+    "mov esi, {sigstop}", // kill(pid, SIGSTOP): the stop takes effect as the call returns
+    "mov eax, {kill}",
     "syscall",
     ".size ckpt_resume, . - ckpt_resume",
     ".type __restore_rt,@function",
     "__restore_rt:",
-    ".byte 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00", // mov rax, 15 (rt_sigreturn)
+    ".byte 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00", // mov rax, 15 (rt_sigreturn), as glibc encodes it
     "syscall",
     "ud2",
     ".size __restore_rt, . - __restore_rt",
     ".popsection",
+    munmap = const nr::MUNMAP,
+    getpid = const nr::GETPID,
+    kill = const nr::KILL,
+    sigstop = const linux_raw_sys::general::SIGSTOP,
 );
+
+// The bytes of `__restore_rt` above spell this system call number.
+const _: () = assert!(nr::RT_SIGRETURN == 15);
 
 unsafe extern "C" {
     fn ckpt_resume() -> !;

@@ -25,6 +25,14 @@ pub struct Options {
     pub stopped: bool,
 }
 
+/// Writes the whole usage text to `fd` (1 or 2); it is longer than one message line.
+fn print_usage(fd: i32) {
+    // SAFETY: the descriptor is only borrowed for these writes; a closed one just fails them.
+    let out = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    let _ = rustix::io::write(out, USAGE.as_bytes());
+    let _ = rustix::io::write(out, b"\n");
+}
+
 impl Args {
     /// # Safety
     /// `sp` must point at the kernel-built initial stack.
@@ -49,10 +57,7 @@ impl Args {
             let Some(a) = self.arg(i) else { break };
             match a.to_bytes() {
                 b"-h" | b"--help" => {
-                    // SAFETY: fd 1 is only borrowed for these writes; a closed stdout just fails them.
-                    let stdout = unsafe { rustix::fd::BorrowedFd::borrow_raw(1) };
-                    let _ = rustix::io::write(stdout, USAGE.as_bytes());
-                    let _ = rustix::io::write(stdout, b"\n");
+                    print_usage(1);
                     return Err(0);
                 }
                 b"--eager" => opts.eager = true,
@@ -60,7 +65,8 @@ impl Args {
                 b"--stopped" => opts.stopped = true,
                 b"" => {}
                 arg if arg.starts_with(b"-") || image.is_some() => {
-                    say!("{USAGE}");
+                    say!("myrestart: unexpected argument {}", ckpt_sigsafe::out::Lossy(arg));
+                    print_usage(2);
                     return Err(EXIT_REFUSED);
                 }
                 _ => image = Some(a),
@@ -72,7 +78,7 @@ impl Args {
                 Ok(opts)
             }
             None => {
-                say!("{USAGE}");
+                print_usage(2);
                 Err(EXIT_REFUSED)
             }
         }

@@ -17,22 +17,23 @@ use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::{say, sys};
 use core::ffi::CStr;
+use linux_raw_sys::general as k;
 use rustix::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 
 /// Status flags that `open` can set again (never O_CREAT or O_TRUNC: nothing is truncated).
-const REOPEN_FLAGS: u32 = 0o3 /* O_ACCMODE */
-    | 0o2000 /* O_APPEND */
-    | 0o4000 /* O_NONBLOCK */
-    | 0o10000 /* O_DSYNC */
-    | 0o4010000 /* O_SYNC */
-    | 0o40000 /* O_DIRECT */
-    | 0o1000000 /* O_NOATIME */
-    | 0o100000 /* O_LARGEFILE */
-    | 0o200000 /* O_DIRECTORY */
-    | 0o10000000 /* O_PATH */;
-const O_CLOEXEC: u32 = 0o2000000;
+const REOPEN_FLAGS: u32 = k::O_ACCMODE
+    | k::O_APPEND
+    | k::O_NONBLOCK
+    | k::O_DSYNC
+    | k::O_SYNC
+    | k::O_DIRECT
+    | k::O_NOATIME
+    | k::O_LARGEFILE
+    | k::O_DIRECTORY
+    | k::O_PATH;
+const O_CLOEXEC: u32 = k::O_CLOEXEC;
 
 fn refuse(image: &CStr, what: core::fmt::Arguments) {
     say!("myrestart: {}: {}", Lossy(image.to_bytes()), what);
@@ -245,16 +246,22 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
 /// After the point of no return: every restored descriptor at its number, nothing else below
 /// the parking area. The parked descriptors themselves are closed by the caller at the end.
 pub fn install(p: &Plan) -> Result<(), (i32, Errno)> {
+    // After the point of no return this process is the target and owns every descriptor below
+    // the parking area outright; nothing holds an `OwnedFd` for any of them (myrestart's own
+    // are all parked at or above `fd_base`).
     if p.fd_base > 3 {
-        sys::close_range(3, p.fd_base as u32 - 1);
+        // SAFETY: as above.
+        unsafe { sys::close_range(3, p.fd_base as u32 - 1) };
     }
     for (fd, close) in p.close_std.iter().enumerate() {
         if *close {
-            sys::close(fd as i32);
+            // SAFETY: as above.
+            unsafe { sys::close(fd as i32) };
         }
     }
     for s in &p.fds[..p.nfds] {
-        sys::dup3(s.src, s.target, if s.cloexec { O_CLOEXEC } else { 0 }).map_err(|e| (s.target, e))?;
+        // SAFETY: as above; `target` is below the parking area, `src` a parked descriptor.
+        unsafe { sys::dup3(s.src, s.target, if s.cloexec { O_CLOEXEC } else { 0 }) }.map_err(|e| (s.target, e))?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 //!
 //! Block layout: `[program copy][guard][stack][vdso parking][staging][image headers]`.
 
-use crate::plan::{plan, TASK_END};
+use crate::plan::{plan_in_copy, Plan, TASK_END};
 use crate::relocate::{self, SelfImage};
 use crate::{restore, EXIT_REFUSED};
 use ckpt_image::Image;
@@ -23,14 +23,13 @@ const MARGIN: usize = 16 << 20;
 const PREFERRED_START: usize = 1 << 32;
 const LOWEST: usize = 1 << 20;
 
-pub fn move_and_restore(me: &SelfImage) -> ! {
-    let p = plan();
+pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     let park_len: usize = p.specials.iter().filter(|s| s.present).map(|s| s.len).sum();
     let staging_len = page_up(ckpt_image::compress::MAX_STORED);
     let meta_at = me.span + PAGE + STACK_LEN + park_len + staging_len;
     let block_len = meta_at + page_up(p.meta_len);
 
-    let Some(block) = find_block(block_len) else {
+    let Some(block) = find_block(p, block_len) else {
         say!("myrestart: no free address range of {block_len} bytes outside the image's memory");
         sys::exit_group(EXIT_REFUSED);
     };
@@ -49,11 +48,11 @@ pub fn move_and_restore(me: &SelfImage) -> ! {
         sys::exit_group(EXIT_REFUSED);
     }
 
-    // Headers into the block, and the plan pointed at them.
+    // Headers into the block, and the plan pointed at them. The old buffer stays mapped (the
+    // plan's view of the image refers to it until it is parsed again here); the teardown after
+    // the point of no return removes it with everything else.
     // SAFETY: both ranges are mapped, meta_len bytes long, and distinct.
     unsafe { core::ptr::copy_nonoverlapping(p.meta as *const u8, (block + meta_at) as *mut u8, p.meta_len) };
-    // SAFETY: the old header buffer is ours and nothing refers to it after this.
-    let _ = unsafe { rustix::mm::munmap(p.meta as *mut _, page_up(p.meta_len)) };
     p.meta = block + meta_at;
     // SAFETY: the block lives until libckpt's trampoline unmaps it, after its last use.
     let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(p.meta as *const u8, p.meta_len) };
@@ -82,10 +81,17 @@ pub fn move_and_restore(me: &SelfImage) -> ! {
 
     let run = restore::run as *const () as usize - me.base + block;
     let stack_top = p.stack_top;
-    // SAFETY: `run` is `restore::run` in the relocated copy, which never returns; the new stack
+    // From here on the plan is the copy's: the original is torn down with the rest.
+    let plan_copy = plan_in_copy(me.base, block);
+    // SAFETY: `run` is `restore::run` in the relocated copy, which never returns, and its
+    // argument the copy's plan, complete (it was copied after its last change); the new stack
     // is inside the block and 16-byte aligned.
     unsafe {
-        core::arch::asm!("mov rsp, {sp}", "call {f}", "ud2", sp = in(reg) stack_top, f = in(reg) run, options(noreturn));
+        core::arch::asm!(
+            "mov rsp, {sp}", "call {f}", "ud2",
+            sp = in(reg) stack_top, f = in(reg) run, in("rdi") plan_copy,
+            options(noreturn),
+        );
     }
 }
 
@@ -119,18 +125,25 @@ fn protect_copy(me: &SelfImage, block: usize) {
 }
 
 /// Finds `len` bytes (plus margins) free both in our layout and in the image's.
-fn find_block(len: usize) -> Option<usize> {
+fn find_block(p: &Plan, len: usize) -> Option<usize> {
     static mut OWN: [u8; 65536] = [0; 65536];
     // SAFETY: single-threaded; the only reference to this buffer.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(OWN) };
     let n = maps::read_file(c"/proc/self/maps", buf).ok()?;
     let own = maps::entries(&buf[..n]).map(|e| (e.start, e.end)).filter(|&(s, _)| s < TASK_END);
-    let image = plan().image.as_ref()?;
+    let image = p.image.as_ref()?;
     let target = (0..image.region_count())
         .filter_map(|i| image.region(i).ok())
         .map(|r| (r.record.start as usize, r.record.end as usize))
         .filter(|&(s, _)| s < TASK_END);
-    let need = len + 2 * MARGIN;
+    find_gap(merge_sorted(own, target), len)
+}
+
+/// The start of `len` free bytes, with [`MARGIN`] kept on either side, between the `used`
+/// ranges (sorted by start, possibly overlapping) and below [`TASK_END`]: the first such place
+/// at or above [`PREFERRED_START`], else the lowest one above [`LOWEST`].
+fn find_gap(used: impl Iterator<Item = (usize, usize)>, len: usize) -> Option<usize> {
+    let need = len.checked_add(2 * MARGIN)?;
     let mut first_fit = None;
     let mut cursor = LOWEST;
     let mut consider = |gap_start: usize, gap_end: usize| -> Option<usize> {
@@ -148,9 +161,9 @@ fn find_block(len: usize) -> Option<usize> {
         }
         None
     };
-    for (s, e) in merge_sorted(own, target) {
+    for (s, e) in used {
         if s > cursor {
-            if let Some(at) = consider(cursor, s) {
+            if let Some(at) = consider(cursor, s.min(TASK_END)) {
                 return Some(at);
             }
         }

@@ -57,7 +57,7 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
         sys::exit_group(EXIT_REFUSED);
     }
     // Nothing may interrupt the rebuild; the restored mask comes back with rt_sigreturn.
-    let _ = sys::rt_sigprocmask(2 /* SIG_SETMASK */, !0);
+    let _ = sys::rt_sigprocmask(linux_raw_sys::general::SIG_SETMASK as usize, !0);
 
     // SAFETY: sp is the initial process stack the kernel built.
     let args = unsafe { args::Args::from_stack(sp) };
@@ -65,8 +65,10 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
         Ok(o) => o,
         Err(code) => sys::exit_group(code),
     };
-    match plan::make(&opts) {
-        Ok(()) => hole::move_and_restore(&me),
+    // SAFETY: the one call of this run.
+    let p = unsafe { plan::take() };
+    match plan::make(&opts, p) {
+        Ok(()) => hole::move_and_restore(&me, p),
         Err(()) => sys::exit_group(EXIT_REFUSED),
     }
 }

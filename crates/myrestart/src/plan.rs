@@ -8,7 +8,7 @@ use crate::args::Options;
 use ckpt_image::image::{meta_len, PREFIX_LEN};
 use ckpt_image::region::RegionKind;
 use ckpt_image::state::{FLAG_PATCH_TID, FLAG_RSEQ};
-use ckpt_image::{hash, Image, ImageError, ProcessState, RegionHasher, PAGE_SIZE};
+use ckpt_image::{Image, ImageError, ProcessState};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::maps;
 use ckpt_sigsafe::out::Lossy;
@@ -91,7 +91,8 @@ pub struct Plan {
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
 
 struct PlanCell(UnsafeCell<Plan>);
-// SAFETY: myrestart is single-threaded and signals are blocked for its whole run.
+// SAFETY: myrestart is single-threaded and signals are blocked for its whole run; the one
+// reference to the plan comes from `take`.
 unsafe impl Sync for PlanCell {}
 
 static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
@@ -119,12 +120,21 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     stopped: false,
 }));
 
-/// The plan. myrestart is single-threaded, so there is never more than one user of it.
-#[allow(clippy::mut_from_ref)]
-pub fn plan() -> &'static mut Plan {
-    // SAFETY: single-threaded, signals blocked, and callers never hold two of these at once
-    // across a call that takes another.
+/// The plan, once: `entry` takes it and hands it down explicitly. It lives in a static (not on
+/// the stack) so that it moves with the program when `hole` copies myrestart into its block.
+///
+/// # Safety
+/// Call at most once per run (myrestart is single-threaded and runs with signals blocked), so
+/// that the returned reference is the only one.
+pub unsafe fn take() -> &'static mut Plan {
+    // SAFETY: the caller calls this once, so no other reference to PLAN exists.
     unsafe { &mut *PLAN.0.get() }
+}
+
+/// Where the plan is in a copy of this program whose first byte is at `copy_base` (the
+/// original's at `base`).
+pub fn plan_in_copy(base: usize, copy_base: usize) -> usize {
+    PLAN.0.get() as usize - base + copy_base
 }
 
 /// Reports a refusal for the image at `path`.
@@ -132,8 +142,7 @@ fn refuse(path: &CStr, what: core::fmt::Arguments) {
     say!("myrestart: {}: {}", Lossy(path.to_bytes()), what);
 }
 
-pub fn make(opts: &Options) -> Result<(), ()> {
-    let p = plan();
+pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let path = opts.image;
     p.eager = opts.eager;
     p.stopped = opts.stopped;
@@ -179,13 +188,12 @@ pub fn make(opts: &Options) -> Result<(), ()> {
         bad(ImageError::Truncated);
         return Err(());
     }
-    // SAFETY: the meta mapping is never unmapped before the restore (it is copied into the
-    // block, and teardown removes the original), so 'static is honest for this run.
+    // SAFETY: this mapping is never unmapped before the point of no return (`hole` copies it into
+    // the block and leaves the original for the teardown to remove), so 'static holds for every
+    // use of it.
     let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
     let image = Image::parse(meta_static, file_len, &mut p.state).map_err(bad)?;
-    if opts.verify {
-        verify_data(fd.as_raw_fd(), &image, file_len).map_err(bad)?;
-    }
+    verify_data(fd.as_raw_fd(), &image, file_len, opts.verify).map_err(bad)?;
     check_machine(path, &p.state)?;
     check_targets(path, &image, &p.state)?;
     find_specials(path, &image, p)?;
@@ -237,73 +245,40 @@ fn read_at(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
     Ok(done)
 }
 
-/// Checks every region's data against its hash, reading the file through a temporary mapping.
-fn verify_data(fd: i32, image: &Image, file_len: u64) -> Result<(), ImageError> {
-    if file_len == 0 {
+/// The image file's data stretches, from `SEEK_DATA`/`SEEK_HOLE`.
+struct FileHoles(i32);
+
+impl ckpt_image::verify::Extents for FileHoles {
+    fn extents(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)> {
+        // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
+        ckpt_sigsafe::extents::data_extents(unsafe { rustix::fd::BorrowedFd::borrow_raw(self.0) }, from, to)
+    }
+}
+
+/// Checks the stored bytes against their hashes, reading the file through a temporary
+/// read-only mapping: all of them, or with `all` false (`--no-verify`) only the compressed
+/// streams, which restart reads whole and could otherwise find bad only after the point of no
+/// return.
+fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool) -> Result<(), ImageError> {
+    let any_compressed = (0..image.region_count()).any(|i| image.region(i).is_ok_and(|r| r.record.compressed()));
+    if !all && !any_compressed {
+        return Ok(());
+    }
+    let len = usize::try_from(file_len).map_err(|_| ImageError::Truncated)?;
+    if len == 0 {
         return Err(ImageError::Truncated);
     }
     // SAFETY: a read-only private view of the image file, unmapped below; the fd is open.
     let view = unsafe {
-        rustix::mm::mmap(
-            core::ptr::null_mut(),
-            file_len as usize,
-            ProtFlags::READ,
-            MapFlags::PRIVATE,
-            rustix::fd::BorrowedFd::borrow_raw(fd),
-            0,
-        )
+        rustix::mm::mmap(core::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, rustix::fd::BorrowedFd::borrow_raw(fd), 0)
     }
     .map_err(|_| ImageError::Malformed("image file cannot be mapped"))?;
-    let mut result = Ok(());
-    // SAFETY: the fd is open for the whole plan; only borrowed here.
-    let file = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
-    for i in 0..image.region_count() {
-        let r = image.region(i)?;
-        if !r.record.has_data() {
-            continue;
-        }
-        if r.record.compressed() {
-            // SAFETY: Image::parse checked the stored bytes lie inside the file, which the view covers.
-            let stream = unsafe { core::slice::from_raw_parts((view as usize + r.data_offset as usize) as *const u8, r.record.stored_len as usize) };
-            if let Err(e) = ckpt_image::compress::check_stream(stream, r.record.size()) {
-                result = Err(e);
-                break;
-            }
-            if hash(stream) != r.record.data_hash {
-                result = Err(ImageError::DataChecksum { index: i });
-                break;
-            }
-            continue;
-        }
-        let mut h = RegionHasher::new();
-        for (from, to) in ckpt_sigsafe::extents::data_extents(file, r.data_offset, r.data_offset + r.record.size()) {
-            for page_at in (from..to).step_by(PAGE_SIZE as usize) {
-                // SAFETY: Image::parse checked the region's data lies inside the file, which
-                // the view covers.
-                let page = unsafe { core::slice::from_raw_parts((view as usize + page_at as usize) as *const u8, PAGE_SIZE as usize) };
-                h.add((page_at - r.data_offset) / PAGE_SIZE, page);
-            }
-        }
-        if h.digest() != r.record.data_hash {
-            result = Err(ImageError::DataChecksum { index: i });
-            break;
-        }
-    }
-    if result.is_ok() {
-        for item in image.fds() {
-            let (rec, _) = item?;
-            if rec.kind == ckpt_image::fds::FdKind::Deleted {
-                // SAFETY: Image::parse checked the blob lies inside the file, which the view covers.
-                let blob = unsafe { core::slice::from_raw_parts((view as usize + rec.blob_offset as usize) as *const u8, rec.blob_len as usize) };
-                if hash(blob) != rec.blob_hash {
-                    result = Err(ImageError::BlobChecksum { fd: rec.fd });
-                    break;
-                }
-            }
-        }
-    }
-    // SAFETY: the view is ours and no slice of it is used after this point.
-    let _ = unsafe { rustix::mm::munmap(view, file_len as usize) };
+    // SAFETY: the view is `len` readable bytes; image files are only ever replaced by a rename,
+    // never shortened in place, so every page of it stays backed while it is read.
+    let file = unsafe { core::slice::from_raw_parts(view as *const u8, len) };
+    let result = if all { image.check_data(file, &FileHoles(fd)) } else { image.check_compressed(file) };
+    // SAFETY: the view is ours and `file` is not used after this point.
+    let _ = unsafe { rustix::mm::munmap(view, len) };
     result
 }
 

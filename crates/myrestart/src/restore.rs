@@ -14,7 +14,7 @@
 //! This code must not allocate, must not touch memory outside the block before it is rebuilt,
 //! and cannot return: a failure prints one line and ends the process (exit status 3).
 
-use crate::plan::{plan, Plan, TASK_END};
+use crate::plan::{Plan, TASK_END};
 use crate::EXIT_LOST;
 use ckpt_image::region::RegionKind;
 use ckpt_image::state::{FLAG_PATCH_TID, FLAG_RSEQ};
@@ -29,9 +29,9 @@ fn lost(step: &str, addr: u64, e: Errno) -> ! {
     sys::exit_group(EXIT_LOST)
 }
 
-/// Entered on the block's stack with nothing below it to return to.
-pub extern "C" fn run() -> ! {
-    let p: &Plan = plan();
+/// Entered on the block's stack with nothing below it to return to; `p` is the plan inside
+/// the block's copy of the program.
+pub extern "C" fn run(p: &'static Plan) -> ! {
     let Some(image) = p.image.as_ref() else { sys::exit_group(EXIT_LOST) };
     unmap_all_but_block(p);
     move_specials(p);
@@ -291,7 +291,9 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
     if let Err((fd, e)) = crate::files::install(p) {
         lost("restoring a descriptor", fd as u64, e);
     }
-    let _ = sys::close_from(p.fd_base as u32);
+    // SAFETY: descriptors from fd_base on are myrestart's parked ones, used no more; their
+    // `OwnedFd`s were all turned into raw numbers when they were parked.
+    let _ = unsafe { sys::close_from(p.fd_base as u32) };
     for (which, t) in st.itimers.iter().enumerate() {
         if t.is_armed() {
             let _ = sys::setitimer(which, &[t.interval_sec, t.interval_usec, t.value_sec, t.value_usec]);

@@ -5,22 +5,43 @@
 #![allow(clippy::missing_safety_doc)]
 
 use core::arch::asm;
+use linux_raw_sys::general as k;
 use rustix::io::Errno;
 
-pub const SYS_RT_SIGACTION: usize = 13;
-pub const SYS_RT_SIGPROCMASK: usize = 14;
-pub const SYS_RT_SIGRETURN: usize = 15;
-pub const SYS_GETITIMER: usize = 36;
-pub const SYS_SETITIMER: usize = 38;
-pub const SYS_MUNMAP: usize = 11;
-pub const SYS_ARCH_PRCTL: usize = 158;
-pub const SYS_SET_ROBUST_LIST: usize = 273;
-pub const SYS_GET_ROBUST_LIST: usize = 274;
-pub const SYS_RSEQ: usize = 334;
-pub const SYS_CLOSE_RANGE: usize = 436;
+/// System call numbers, from the kernel's headers (`linux-raw-sys`).
+pub mod nr {
+    use super::k;
+    pub const RT_SIGACTION: usize = k::__NR_rt_sigaction as usize;
+    pub const RT_SIGPROCMASK: usize = k::__NR_rt_sigprocmask as usize;
+    pub const RT_SIGRETURN: usize = k::__NR_rt_sigreturn as usize;
+    pub const GETITIMER: usize = k::__NR_getitimer as usize;
+    pub const SETITIMER: usize = k::__NR_setitimer as usize;
+    pub const MUNMAP: usize = k::__NR_munmap as usize;
+    pub const ARCH_PRCTL: usize = k::__NR_arch_prctl as usize;
+    pub const SET_ROBUST_LIST: usize = k::__NR_set_robust_list as usize;
+    pub const GET_ROBUST_LIST: usize = k::__NR_get_robust_list as usize;
+    pub const RSEQ: usize = k::__NR_rseq as usize;
+    pub const CLOSE: usize = k::__NR_close as usize;
+    pub const CLOSE_RANGE: usize = k::__NR_close_range as usize;
+    pub const DUP3: usize = k::__NR_dup3 as usize;
+    pub const PREAD64: usize = k::__NR_pread64 as usize;
+    pub const PWRITE64: usize = k::__NR_pwrite64 as usize;
+    pub const BRK: usize = k::__NR_brk as usize;
+    pub const EXIT_GROUP: usize = k::__NR_exit_group as usize;
+    pub const SET_TID_ADDRESS: usize = k::__NR_set_tid_address as usize;
+    pub const KCMP: usize = k::__NR_kcmp as usize;
+    pub const GETPID: usize = k::__NR_getpid as usize;
+    pub const KILL: usize = k::__NR_kill as usize;
+    pub const PROCESS_VM_READV: usize = k::__NR_process_vm_readv as usize;
+    pub const CLONE: usize = k::__NR_clone as usize;
+    pub const WAIT4: usize = k::__NR_wait4 as usize;
+    pub const TIMER_CREATE: usize = k::__NR_timer_create as usize;
+    pub const TIMER_SETTIME: usize = k::__NR_timer_settime as usize;
+}
 
+// `arch_prctl` codes (asm/prctl.h); linux-raw-sys carries only ARCH_SET_FS.
 pub const ARCH_SET_GS: usize = 0x1001;
-pub const ARCH_SET_FS: usize = 0x1002;
+pub const ARCH_SET_FS: usize = k::ARCH_SET_FS as usize;
 pub const ARCH_GET_FS: usize = 0x1003;
 pub const ARCH_GET_GS: usize = 0x1004;
 
@@ -61,14 +82,14 @@ pub unsafe fn rt_sigaction(sig: u32, new: Option<&[u64; 4]>, old: Option<&mut [u
     let new = new.map_or(0, |n| n as *const _ as usize);
     let old = old.map_or(0, |o| o as *mut _ as usize);
     // SAFETY: both pointers are null or point at 32-byte records, the size the kernel uses.
-    check(unsafe { syscall6(SYS_RT_SIGACTION, sig as usize, new, old, 8, 0, 0) }).map(drop)
+    check(unsafe { syscall6(nr::RT_SIGACTION, sig as usize, new, old, 8, 0, 0) }).map(drop)
 }
 
 /// `rt_sigprocmask(how, set, old, 8)` on a 64-bit mask.
 pub fn rt_sigprocmask(how: usize, set: u64) -> Result<u64, Errno> {
     let mut old = 0u64;
     // SAFETY: both pointers point at 8-byte masks that live across the call.
-    check(unsafe { syscall6(SYS_RT_SIGPROCMASK, how, &set as *const u64 as usize, &mut old as *mut u64 as usize, 8, 0, 0) })?;
+    check(unsafe { syscall6(nr::RT_SIGPROCMASK, how, &set as *const u64 as usize, &mut old as *mut u64 as usize, 8, 0, 0) })?;
     Ok(old)
 }
 
@@ -76,21 +97,21 @@ pub fn rt_sigprocmask(how: usize, set: u64) -> Result<u64, Errno> {
 pub fn getitimer(which: usize) -> Result<[i64; 4], Errno> {
     let mut v = [0i64; 4];
     // SAFETY: `v` has the layout of `struct itimerval`.
-    check(unsafe { syscall6(SYS_GETITIMER, which, v.as_mut_ptr() as usize, 0, 0, 0, 0) })?;
+    check(unsafe { syscall6(nr::GETITIMER, which, v.as_mut_ptr() as usize, 0, 0, 0, 0) })?;
     Ok(v)
 }
 
 /// `setitimer(which, value, NULL)`.
 pub fn setitimer(which: usize, v: &[i64; 4]) -> Result<(), Errno> {
     // SAFETY: `v` has the layout of `struct itimerval`.
-    check(unsafe { syscall6(SYS_SETITIMER, which, v.as_ptr() as usize, 0, 0, 0, 0) }).map(drop)
+    check(unsafe { syscall6(nr::SETITIMER, which, v.as_ptr() as usize, 0, 0, 0, 0) }).map(drop)
 }
 
 /// `arch_prctl(ARCH_GET_FS or ARCH_GET_GS)`.
 pub fn arch_get(code: usize) -> Result<u64, Errno> {
     let mut v = 0u64;
     // SAFETY: the kernel writes one u64 to `v`.
-    check(unsafe { syscall6(SYS_ARCH_PRCTL, code, &mut v as *mut u64 as usize, 0, 0, 0, 0) })?;
+    check(unsafe { syscall6(nr::ARCH_PRCTL, code, &mut v as *mut u64 as usize, 0, 0, 0, 0) })?;
     Ok(v)
 }
 
@@ -100,7 +121,7 @@ pub fn arch_get(code: usize) -> Result<u64, Errno> {
 /// Changes the thread pointer: code that uses TLS afterwards sees the new base.
 pub unsafe fn arch_set(code: usize, base: u64) -> Result<(), Errno> {
     // SAFETY: the caller accepts the new thread pointer.
-    check(unsafe { syscall6(SYS_ARCH_PRCTL, code, base as usize, 0, 0, 0, 0) }).map(drop)
+    check(unsafe { syscall6(nr::ARCH_PRCTL, code, base as usize, 0, 0, 0, 0) }).map(drop)
 }
 
 /// `get_robust_list(0)`: the calling thread's robust futex list head and length.
@@ -108,7 +129,7 @@ pub fn get_robust_list() -> Result<(u64, u64), Errno> {
     let (mut head, mut len) = (0u64, 0u64);
     // SAFETY: the kernel writes one pointer and one size.
     check(unsafe {
-        syscall6(SYS_GET_ROBUST_LIST, 0, &mut head as *mut u64 as usize, &mut len as *mut u64 as usize, 0, 0, 0)
+        syscall6(nr::GET_ROBUST_LIST, 0, &mut head as *mut u64 as usize, &mut len as *mut u64 as usize, 0, 0, 0)
     })?;
     Ok((head, len))
 }
@@ -119,7 +140,7 @@ pub fn get_robust_list() -> Result<(u64, u64), Errno> {
 /// `head` must be the thread's robust list head (the kernel walks it at exit).
 pub unsafe fn set_robust_list(head: u64, len: u64) -> Result<(), Errno> {
     // SAFETY: the caller vouches for the list.
-    check(unsafe { syscall6(SYS_SET_ROBUST_LIST, head as usize, len as usize, 0, 0, 0, 0) }).map(drop)
+    check(unsafe { syscall6(nr::SET_ROBUST_LIST, head as usize, len as usize, 0, 0, 0, 0) }).map(drop)
 }
 
 /// `rseq(area, len, 0, sig)`: registers the calling thread's rseq area.
@@ -128,23 +149,24 @@ pub unsafe fn set_robust_list(head: u64, len: u64) -> Result<(), Errno> {
 /// `area` must stay valid, writable memory for the life of the thread.
 pub unsafe fn rseq_register(area: u64, len: u32, sig: u32) -> Result<(), Errno> {
     // SAFETY: the caller vouches for the area.
-    check(unsafe { syscall6(SYS_RSEQ, area as usize, len as usize, 0, sig as usize, 0, 0) }).map(drop)
+    check(unsafe { syscall6(nr::RSEQ, area as usize, len as usize, 0, sig as usize, 0, 0) }).map(drop)
 }
 
 /// `close_range(first, u32::MAX, 0)`.
-pub fn close_from(first: u32) -> Result<(), Errno> {
-    // SAFETY: closing descriptors touches no memory.
-    check(unsafe { syscall6(SYS_CLOSE_RANGE, first as usize, u32::MAX as usize, 0, 0, 0, 0) }).map(drop)
+///
+/// # Safety
+/// The caller must own every descriptor from `first` on.
+pub unsafe fn close_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: closing descriptors touches no memory; the caller owns them.
+    check(unsafe { syscall6(nr::CLOSE_RANGE, first as usize, u32::MAX as usize, 0, 0, 0, 0) }).map(drop)
 }
 
-pub const SYS_PWRITE64: usize = 18;
-pub const SYS_PREAD64: usize = 17;
 
 /// `pwrite64(fd, addr, len, offset)` straight from process memory. Memory that cannot be read
 /// makes it fail with `EFAULT` (or write less) instead of raising a signal.
 pub fn pwrite_from(fd: i32, addr: usize, len: usize, offset: u64) -> Result<usize, Errno> {
     // SAFETY: the kernel only reads `len` bytes at `addr`, checking every page itself.
-    check(unsafe { syscall6(SYS_PWRITE64, fd as usize, addr, len, offset as usize, 0, 0) })
+    check(unsafe { syscall6(nr::PWRITE64, fd as usize, addr, len, offset as usize, 0, 0) })
 }
 
 /// `pread64(fd, addr, len, offset)` straight into process memory.
@@ -153,23 +175,20 @@ pub fn pwrite_from(fd: i32, addr: usize, len: usize, offset: u64) -> Result<usiz
 /// `addr..addr+len` must be memory the caller may overwrite.
 pub unsafe fn pread_into(fd: i32, addr: usize, len: usize, offset: u64) -> Result<usize, Errno> {
     // SAFETY: the caller owns the destination range.
-    check(unsafe { syscall6(SYS_PREAD64, fd as usize, addr, len, offset as usize, 0, 0) })
+    check(unsafe { syscall6(nr::PREAD64, fd as usize, addr, len, offset as usize, 0, 0) })
 }
 
-pub const SYS_BRK: usize = 12;
-pub const SYS_EXIT_GROUP: usize = 231;
-pub const SYS_SET_TID_ADDRESS: usize = 218;
 
 /// `brk(0)`: the current program break.
 pub fn current_brk() -> u64 {
     // SAFETY: brk(0) changes nothing; it only reports the break.
-    unsafe { syscall6(SYS_BRK, 0, 0, 0, 0, 0, 0) as u64 }
+    unsafe { syscall6(nr::BRK, 0, 0, 0, 0, 0, 0) as u64 }
 }
 
 /// `exit_group(code)`.
 pub fn exit_group(code: i32) -> ! {
     // SAFETY: ends the process; no memory is involved.
-    unsafe { syscall6(SYS_EXIT_GROUP, code as usize, 0, 0, 0, 0, 0) };
+    unsafe { syscall6(nr::EXIT_GROUP, code as usize, 0, 0, 0, 0, 0) };
     loop {
         core::hint::spin_loop();
     }
@@ -181,42 +200,49 @@ pub fn exit_group(code: i32) -> ! {
 /// The kernel writes 0 to `addr` when the thread exits.
 pub unsafe fn set_tid_address(addr: u64) -> u32 {
     // SAFETY: the caller vouches for the address.
-    unsafe { syscall6(SYS_SET_TID_ADDRESS, addr as usize, 0, 0, 0, 0, 0) as u32 }
+    unsafe { syscall6(nr::SET_TID_ADDRESS, addr as usize, 0, 0, 0, 0, 0) as u32 }
 }
 
-pub const SYS_KCMP: usize = 312;
+/// `KCMP_FILE` of `enum kcmp_type` (linux/kcmp.h), which linux-raw-sys does not carry.
 const KCMP_FILE: usize = 0;
 
 /// `kcmp(pid, pid, KCMP_FILE, a, b) == 0`: descriptors `a` and `b` of process `pid` share one
 /// open file description (one was `dup`ed from the other). False if unknown.
 pub fn same_open_file(pid: u32, a: i32, b: i32) -> bool {
     // SAFETY: kcmp only compares kernel objects; no memory is passed.
-    let r = unsafe { syscall6(SYS_KCMP, pid as usize, pid as usize, KCMP_FILE, a as usize, b as usize, 0) };
+    let r = unsafe { syscall6(nr::KCMP, pid as usize, pid as usize, KCMP_FILE, a as usize, b as usize, 0) };
     r == 0
 }
 
-pub const SYS_CLOSE: usize = 3;
-pub const SYS_DUP3: usize = 292;
 
 /// `dup3(old, new, flags)`: makes `new` refer to `old`'s open file description.
-pub fn dup3(old: i32, new: i32, flags: u32) -> Result<(), Errno> {
+///
+/// # Safety
+/// Whatever `new` referred to is closed: the caller must own that slot, with no `OwnedFd` or
+/// other owner still expecting it.
+pub unsafe fn dup3(old: i32, new: i32, flags: u32) -> Result<(), Errno> {
     // SAFETY: descriptor numbers only; the caller owns `new`'s slot.
-    check(unsafe { syscall6(SYS_DUP3, old as usize, new as usize, flags as usize, 0, 0, 0) }).map(drop)
+    check(unsafe { syscall6(nr::DUP3, old as usize, new as usize, flags as usize, 0, 0, 0) }).map(drop)
 }
 
 /// `close(fd)`, ignoring errors.
-pub fn close(fd: i32) {
-    // SAFETY: descriptor number only.
-    unsafe { syscall6(SYS_CLOSE, fd as usize, 0, 0, 0, 0, 0) };
+///
+/// # Safety
+/// The caller must own `fd`: no `OwnedFd` or other owner may still use that number.
+pub unsafe fn close(fd: i32) {
+    // SAFETY: descriptor number only; the caller owns it.
+    unsafe { syscall6(nr::CLOSE, fd as usize, 0, 0, 0, 0, 0) };
 }
 
 /// `close_range(first, last, 0)`.
-pub fn close_range(first: u32, last: u32) {
-    // SAFETY: closing descriptors touches no memory.
-    unsafe { syscall6(SYS_CLOSE_RANGE, first as usize, last as usize, 0, 0, 0, 0) };
+///
+/// # Safety
+/// The caller must own every descriptor in the range.
+pub unsafe fn close_range(first: u32, last: u32) {
+    // SAFETY: closing descriptors touches no memory; the caller owns them.
+    unsafe { syscall6(nr::CLOSE_RANGE, first as usize, last as usize, 0, 0, 0, 0) };
 }
 
-pub const SYS_PROCESS_VM_READV: usize = 310;
 
 /// Copies `len` bytes at `addr` of this process into `buf` without risking a fault: memory that
 /// cannot be read (a file mapping past the end of its file, say) ends the copy early. Returns
@@ -227,9 +253,9 @@ pub fn copy_own_memory(addr: usize, len: usize, buf: &mut [u8]) -> usize {
     let remote = [addr, len];
     // SAFETY: the kernel writes at most `len` bytes into `buf` and reads `addr..addr+len` of
     // our own address space checking each page itself; the iovec arrays outlive the call.
-    let pid = unsafe { syscall6(39 /* getpid */, 0, 0, 0, 0, 0, 0) } as usize;
+    let pid = unsafe { syscall6(nr::GETPID, 0, 0, 0, 0, 0, 0) } as usize;
     // SAFETY: as above.
-    let r = unsafe { syscall6(SYS_PROCESS_VM_READV, pid, local.as_ptr() as usize, 1, remote.as_ptr() as usize, 1, 0) };
+    let r = unsafe { syscall6(nr::PROCESS_VM_READV, pid, local.as_ptr() as usize, 1, remote.as_ptr() as usize, 1, 0) };
     if r < 0 {
         0
     } else {
@@ -237,10 +263,8 @@ pub fn copy_own_memory(addr: usize, len: usize, buf: &mut [u8]) -> usize {
     }
 }
 
-pub const SYS_CLONE: usize = 56;
-pub const SYS_WAIT4: usize = 61;
-const SIGCHLD: usize = 17;
-const WCLONE: usize = 0x8000_0000;
+const SIGCHLD: usize = k::SIGCHLD as usize;
+const WCLONE: usize = k::__WCLONE as usize;
 
 /// `fork()` as a bare `clone` system call, without libc's fork handlers (which are not
 /// async-signal-safe). With `notify_parent` false the child's exit sends no signal and plain
@@ -250,7 +274,7 @@ pub fn fork_raw(notify_parent: bool) -> Result<u32, Errno> {
     let flags = if notify_parent { SIGCHLD } else { 0 };
     // SAFETY: a clone without CLONE_VM gives the child its own copy of the address space, so
     // both sides continue on their own copy of this stack.
-    check(unsafe { syscall6(SYS_CLONE, flags, 0, 0, 0, 0, 0) }).map(|pid| pid as u32)
+    check(unsafe { syscall6(nr::CLONE, flags, 0, 0, 0, 0, 0) }).map(|pid| pid as u32)
 }
 
 /// Waits for a child created by [`fork_raw`]`(false)` to exit, and reaps it.
@@ -258,26 +282,24 @@ pub fn reap_quiet_child(pid: u32) {
     let mut status = 0i32;
     loop {
         // SAFETY: `status` is a writable i32; no rusage.
-        let r = unsafe { syscall6(SYS_WAIT4, pid as usize, &mut status as *mut i32 as usize, WCLONE, 0, 0, 0) };
+        let r = unsafe { syscall6(nr::WAIT4, pid as usize, &mut status as *mut i32 as usize, WCLONE, 0, 0, 0) };
         if r != -(Errno::INTR.raw_os_error() as isize) {
             break;
         }
     }
 }
 
-pub const SYS_TIMER_CREATE: usize = 222;
-pub const SYS_TIMER_SETTIME: usize = 223;
 
 /// A POSIX timer on `CLOCK_MONOTONIC` that sends `signal` to the process every `secs` seconds.
 pub fn start_signal_timer(signal: u32, secs: u32) -> Result<(), Errno> {
     // struct sigevent: sigev_value (8), sigev_signo (4), sigev_notify (4), then padding.
     let mut sev = [0u8; 64];
     sev[8..12].copy_from_slice(&(signal as i32).to_ne_bytes());
-    sev[12..16].copy_from_slice(&0i32.to_ne_bytes()); // SIGEV_SIGNAL
+    sev[12..16].copy_from_slice(&(k::SIGEV_SIGNAL as i32).to_ne_bytes());
     let mut id: i32 = 0;
     // SAFETY: `sev` has the kernel's sigevent layout; the kernel writes the id to `id`.
-    check(unsafe { syscall6(SYS_TIMER_CREATE, 1 /* CLOCK_MONOTONIC */, sev.as_ptr() as usize, &mut id as *mut i32 as usize, 0, 0, 0) })?;
+    check(unsafe { syscall6(nr::TIMER_CREATE, k::CLOCK_MONOTONIC as usize, sev.as_ptr() as usize, &mut id as *mut i32 as usize, 0, 0, 0) })?;
     let spec: [i64; 4] = [secs as i64, 0, secs as i64, 0];
     // SAFETY: `spec` is a struct itimerspec; no old value is requested.
-    check(unsafe { syscall6(SYS_TIMER_SETTIME, id as usize, 0, spec.as_ptr() as usize, 0, 0, 0) }).map(drop)
+    check(unsafe { syscall6(nr::TIMER_SETTIME, id as usize, 0, spec.as_ptr() as usize, 0, 0, 0) }).map(drop)
 }

@@ -67,6 +67,7 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     let m = machine.len().min(st.kernel.len() - n - 2);
     st.kernel[n + 1..n + 1 + m].copy_from_slice(&machine[..m]);
     st.pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    parts.ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
     st.tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
     st.sigframe = uc as u64;
     st.resume_trampoline = crate::resume::trampoline_address() as u64;
@@ -90,9 +91,9 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     capture_rseq(st, cfg);
     if let Ok(Some(addr)) = rustix::thread::get_clear_child_tid_address() {
         st.tid_address = addr.as_ptr() as u64;
-        // SAFETY: glibc points clear_child_tid at the `tid` field of the thread descriptor,
-        // which is live memory of this thread.
-        if unsafe { *(addr.as_ptr() as *const u32) } == st.tid {
+        // glibc points clear_child_tid at the `tid` field of the thread descriptor; another
+        // runtime may point it anywhere, so it is read without trusting it to be mapped.
+        if read_own_u32(st.tid_address) == Some(st.tid) {
             st.flags |= FLAG_PATCH_TID;
         }
     }
@@ -137,10 +138,11 @@ fn capture_rseq(st: &mut ProcessState, cfg: &Config) {
         return;
     }
     let area = st.fs_base.wrapping_add(cfg.rseq_offset as u64);
-    // SAFETY: glibc placed this thread's `struct rseq` at thread pointer + __rseq_offset; its
-    // second word is `cpu_id`, negative unless the kernel accepted the registration.
-    let cpu_id = unsafe { *((area + 4) as *const i32) };
-    if cpu_id >= 0 {
+    // glibc places each thread's `struct rseq` at thread pointer + __rseq_offset; its second
+    // word is `cpu_id`, negative unless the kernel accepted the registration. A program that
+    // moved its thread pointer could make that address anything, so it is read safely.
+    let Some(cpu_id) = read_own_u32(area.wrapping_add(4)) else { return };
+    if (cpu_id as i32) >= 0 {
         st.flags |= FLAG_RSEQ;
         st.rseq_addr = area;
         st.rseq_len = cfg.rseq_size.max(RSEQ_MIN_LEN);
@@ -166,6 +168,12 @@ fn capture_mm(parts: &mut Parts) -> Result<(), Failure> {
     mm.env_end = f(51)?;
     mm.brk = sys::current_brk();
     Ok(())
+}
+
+/// A u32 of this process's memory at `addr`, or `None` if it is not mapped readable.
+fn read_own_u32(addr: u64) -> Option<u32> {
+    let mut b = [0u8; 4];
+    (sys::copy_own_memory(addr as usize, 4, &mut b) == 4).then(|| u32::from_ne_bytes(b))
 }
 
 fn read_path(link: &core::ffi::CStr, out: &mut Path) -> Result<(), rustix::io::Errno> {

@@ -3,6 +3,7 @@
 //!
 //! Only the pages actually used cost anything (`MAP_NORESERVE`, touched on demand).
 
+use super::write::{RegionSlot, SLOTS};
 use super::Failure;
 use ckpt_image::ProcessState;
 use core::ops::Range;
@@ -26,7 +27,9 @@ const MAPS_AT: usize = 6 * MIB;
 const MAPS_LEN: usize = 26 * MIB;
 const META_AT: usize = 32 * MIB;
 const META_LEN: usize = 64 * MIB;
-const TOTAL: usize = META_AT + META_LEN;
+const SLOTS_AT: usize = META_AT + META_LEN;
+const SLOTS_LEN: usize = SLOTS * core::mem::size_of::<RegionSlot>();
+const TOTAL: usize = SLOTS_AT + SLOTS_LEN.next_multiple_of(MIB);
 
 pub struct Scratch {
     base: usize,
@@ -61,6 +64,10 @@ pub struct Parts<'a> {
     pub cmdline_len: usize,
     pub maps: &'a mut [u8],
     pub meta: &'a mut [u8],
+    /// What the writer keeps of each region.
+    pub slots: &'a mut [RegionSlot],
+    /// The program's parent, as the handler saw it (the writer's own parent is another).
+    pub ppid: u32,
 }
 
 impl Scratch {
@@ -88,7 +95,9 @@ impl Scratch {
         let b = self.base;
         // SAFETY: each slice is a distinct part of our own live read-write mapping, which
         // outlives the borrow of `self`; the state part is page-aligned, large enough and
-        // initialised by the write before the reference is made.
+        // initialised by the write before the reference is made. The rest is fresh anonymous
+        // memory, all zeros, which is a valid value of every element type (u8, i32, u64 and
+        // `RegionSlot`, whose all-zero value is documented as valid).
         unsafe {
             let state = (b + STATE_AT) as *mut ProcessState;
             state.write(ProcessState::ZERO);
@@ -111,6 +120,8 @@ impl Scratch {
                 cmdline_len: 0,
                 maps: s(MAPS_AT, MAPS_LEN),
                 meta: s(META_AT, META_LEN),
+                slots: core::slice::from_raw_parts_mut((b + SLOTS_AT) as *mut RegionSlot, SLOTS),
+                ppid: 0,
             }
         }
     }

@@ -6,14 +6,13 @@
 use super::procfs::monotonic_ns;
 use super::scratch::Parts;
 use super::Failure;
-use ckpt_image::bytes::{Reader, Writer};
+use ckpt_image::bytes::Writer;
 use ckpt_image::elf::{pflags_from_prot, Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
-use ckpt_image::fds::{FdKind, FdRecord};
-use ckpt_image::frame::{write_prpsinfo, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
+use ckpt_image::fds::{self, FdKind};
+use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
 use ckpt_image::note::{self, begin_note, note_size, write_note};
-use ckpt_image::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
-use ckpt_image::state::META_HASH_OFFSET;
-use ckpt_image::{image::meta_hash, is_zero_page, page_up, Hasher, ProcessState, RegionHasher, CKPT_NOTE_NAME, MAX_REGIONS};
+use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
+use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, CKPT_NOTE_NAME, MAX_REGIONS};
 use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
@@ -25,10 +24,6 @@ use rustix::io::Errno;
 
 const CORE: &[u8] = b"CORE";
 const LINUX: &[u8] = b"LINUX";
-/// Offset of the software-reserved bytes in an FXSAVE area.
-const XSTATE_SW_BYTES: usize = 464;
-/// Offsets of the blob fields inside an fd record.
-const FD_BLOB_OFFSET_AT: usize = 72;
 
 /// The regions of `/proc/self/maps`, with the scratch range cut out.
 fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = MapsEntry<'a>> + 'a {
@@ -44,14 +39,33 @@ fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item 
 
 /// How a region is saved.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Saved {
-    /// Its bytes go into the image.
-    Data,
-    /// A `MAP_SHARED` mapping of a file that still exists: restart maps the file again.
-    FromFile,
+#[repr(u8)]
+pub(super) enum Saved {
     /// Nothing to store: PROT_NONE, or kernel data pages that may fault when read.
-    Nothing,
+    Nothing = 0,
+    /// Its bytes go into the image.
+    Data = 1,
+    /// A `MAP_SHARED` mapping of a file that still exists: restart maps the file again.
+    FromFile = 2,
 }
+
+/// What the writer decided and learned about one region: one per region, in the scratch area.
+/// All zeros is a valid value (nothing saved).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(super) struct RegionSlot {
+    saved: Saved,
+    data_hash: u64,
+    data_offset: u64,
+    stored_len: u64,
+}
+
+impl RegionSlot {
+    const EMPTY: RegionSlot = RegionSlot { saved: Saved::Nothing, data_hash: 0, data_offset: 0, stored_len: 0 };
+}
+
+/// Room for a slot per region an image may hold.
+pub(super) const SLOTS: usize = MAX_REGIONS;
 
 fn kind_of(e: &MapsEntry) -> RegionKind {
     RegionKind::from_maps_name(e.name)
@@ -85,30 +99,30 @@ fn is_same_regular_file(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
 pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<usize>, file: TempImage) -> Result<(), Failure> {
     let maps_len = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     let maps = &parts.maps[..maps_len];
-    let pathbuf = &mut *parts.pathbuf;
 
+    // First, what each region keeps: decided once, so that the data and the headers agree.
     let mut count = 0usize;
     let mut names_len = 0usize;
     for r in regions(maps, &exclude) {
+        let Some(slot) = parts.slots.get_mut(count) else {
+            return Err(Failure::plain("the program has too many memory regions for one image"));
+        };
+        *slot = RegionSlot { saved: saved(&r, parts.pathbuf), ..RegionSlot::EMPTY };
         count += 1;
         names_len += r.name.len();
-    }
-    if count > MAX_REGIONS {
-        return Err(Failure::plain("the program has too many memory regions for one image"));
     }
 
     // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.
     let uc_bytes = unsafe { core::slice::from_raw_parts(uc as *const u8, UCONTEXT_SIZE) };
     let ctx = SigContext::parse(uc_bytes).map_err(|_| Failure::plain("reading the signal frame"))?;
     let compress = crate::config::get().compress;
-    let st: &mut ProcessState = parts.state;
-    let xstate_len = if st.xfeatures != 0 { st.xstate_size as usize } else { 0 };
+    let xstate_len = if parts.state.xfeatures != 0 { parts.state.xstate_size as usize } else { 0 };
     let has_fpu = ctx.fpstate != 0;
 
     // Layout: headers, notes, then data from the first page boundary after them.
     let phnum = count + 1;
     let phdrs_end = EHDR_SIZE + PHDR_SIZE * phnum;
-    let regions_desc_len = HEADER_SIZE + RECORD_SIZE * count + names_len;
+    let regions_desc_len = region::table_len(count, names_len);
     let notes_len = note_size(CKPT_NOTE_NAME, ProcessState::ENCODED_LEN)
         + note_size(CORE, PRSTATUS_SIZE)
         + note_size(CORE, PRPSINFO_SIZE)
@@ -121,145 +135,16 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
     if meta_len > parts.meta.len() {
         return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
     }
-    st.meta_len = meta_len as u64;
-    st.meta_hash = 0;
     let data_start = page_up(meta_len as u64);
-
-    // Headers and notes, with zero hashes for now.
-    let regions_records_at;
-    let fds_desc_at;
-    let state_desc_at = phdrs_end + 12 + (CKPT_NOTE_NAME.len() + 1).next_multiple_of(4);
-    let data_end;
-    {
-        let mut w = Writer::new(&mut parts.meta[..meta_len]);
-        Ehdr { phoff: EHDR_SIZE as u64, phnum: phnum as u16 }.write(&mut w);
-        Phdr { p_type: PT_NOTE, offset: phdrs_end as u64, filesz: notes_len as u64, align: 4, ..Phdr::default() }.write(&mut w);
-        let mut off = data_start;
-        for r in regions(maps, &exclude) {
-            let len = (r.end - r.start) as u64;
-            let filesz = if saved(&r, pathbuf) == Saved::Data && !compress { len } else { 0 };
-            Phdr {
-                p_type: PT_LOAD,
-                flags: pflags_from_prot(r.prot),
-                offset: if filesz > 0 { off } else { 0 },
-                vaddr: r.start as u64,
-                filesz,
-                memsz: len,
-                align: PAGE_SIZE,
-            }
-            .write(&mut w);
-            off += filesz;
-        }
-        data_end = off;
-
-        begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
-        st.write(&mut w);
-        w.align(4);
-
-        begin_note(&mut w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
-        let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
-        ctx.write_prstatus(&mut w, 12, st.pid, ppid, st.fs_base, st.gs_base);
-        w.align(4);
-
-        begin_note(&mut w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
-        let args = &mut parts.cmdline[..parts.cmdline_len.min(80)];
-        for c in args.iter_mut() {
-            if *c == 0 {
-                *c = b' ';
-            }
-        }
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
-        write_prpsinfo(&mut w, st.pid, ppid, uid, gid, st.comm_bytes(), args.trim_ascii_end());
-        w.align(4);
-
-        if has_fpu {
-            // SAFETY: the frame's fpstate points at the FXSAVE area the kernel saved with it.
-            let fx = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, FXSAVE_SIZE) };
-            write_note(&mut w, CORE, note::NT_FPREGSET, fx);
-        }
-        if xstate_len > 0 {
-            // SAFETY: the software bytes of that area say an XSAVE area of this size follows it.
-            let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, xstate_len) };
-            // In a core file, bytes 464.. of the XSAVE area hold XCR0 (which debuggers read to
-            // learn the register set); in a signal frame they hold the frame's own software
-            // bytes. Write them the core-file way.
-            begin_note(&mut w, LINUX, note::NT_X86_XSTATE, xstate_len);
-            w.bytes(&xs[..XSTATE_SW_BYTES]);
-            w.u64(st.xfeatures);
-            w.zeros(FXSAVE_SIZE - XSTATE_SW_BYTES - 8);
-            w.bytes(&xs[FXSAVE_SIZE..]);
-            w.align(4);
-        }
-        write_note(&mut w, CORE, note::NT_AUXV, &parts.auxv[..parts.auxv_len]);
-
-        begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_desc_len);
-        w.u32(count as u32);
-        w.u32(RECORD_SIZE as u32);
-        regions_records_at = w.pos();
-        let mut name_off = 0u32;
-        let mut plain_off = data_start;
-        for r in regions(maps, &exclude) {
-            let mut flags = 0;
-            if r.shared {
-                flags |= RF_SHARED;
-            }
-            let mut data_offset = 0;
-            let mut stored_len = 0;
-            match saved(&r, pathbuf) {
-                Saved::Data if compress => flags |= RF_HAS_DATA | RF_COMPRESSED,
-                Saved::Data => {
-                    flags |= RF_HAS_DATA;
-                    data_offset = plain_off;
-                    stored_len = (r.end - r.start) as u64;
-                    plain_off += stored_len;
-                }
-                Saved::FromFile => flags |= RF_FROM_FILE,
-                Saved::Nothing => {}
-            }
-            if r.inode != 0 {
-                flags |= RF_FILE;
-            }
-            RegionRecord {
-                start: r.start as u64,
-                end: r.end as u64,
-                prot: r.prot,
-                kind: kind_of(&r),
-                flags,
-                file_offset: r.offset,
-                dev: (r.dev_major as u64) << 32 | r.dev_minor as u64,
-                inode: r.inode,
-                data_hash: 0,
-                name_off,
-                name_len: r.name.len() as u32,
-                data_offset,
-                stored_len,
-            }
-            .write(&mut w);
-            name_off += r.name.len() as u32;
-        }
-        for r in regions(maps, &exclude) {
-            w.bytes(r.name);
-        }
-        w.align(4);
-        begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, parts.fds_len);
-        fds_desc_at = w.pos();
-        w.bytes(&parts.fds[..parts.fds_len]);
-        w.align(4);
-        if w.finish() != Some(meta_len) {
-            return Err(Failure::plain("laying out the image headers"));
-        }
-    }
-
     let fd = file.fd.as_raw_fd();
 
-    // Region data, each region's hash patched into its record.
+    // Region data, each region's place and hash noted in its slot.
     let pagemap = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
     let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
     let frame_page = frame & !(PAGE - 1);
     let mut off = data_start;
-    for (i, r) in regions(maps, &exclude).enumerate() {
-        if saved(&r, pathbuf) != Saved::Data {
+    for (r, slot) in regions(maps, &exclude).zip(parts.slots.iter_mut()) {
+        if slot.saved != Saved::Data {
             continue;
         }
         let len = r.end - r.start;
@@ -281,59 +166,137 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
             frame_page: if holds_frame { Some((frame_page, &parts.page[..PAGE])) } else { None },
             bounce: !anonymous_private,
         };
-        let at = regions_records_at + i * RECORD_SIZE;
+        slot.data_offset = off;
         if compress {
-            let (stored, hash) = super::compress::write_region(fd, r.start, len, off, &src, parts.copybuf, parts.outbuf)?;
-            parts.meta[at + 56..at + 64].copy_from_slice(&hash.to_le_bytes());
-            parts.meta[at + 72..at + 80].copy_from_slice(&off.to_le_bytes());
-            parts.meta[at + 80..at + 88].copy_from_slice(&stored.to_le_bytes());
-            off += stored;
+            (slot.stored_len, slot.data_hash) = super::compress::write_region(fd, r.start, len, off, &src, parts.copybuf, parts.outbuf)?;
         } else {
-            let hash = write_region(fd, r.start, len, off, &src, parts.pm_buf, parts.copybuf)?;
-            parts.meta[at + 56..at + 64].copy_from_slice(&hash.to_le_bytes());
-            off += len as u64;
+            slot.data_hash = write_region(fd, r.start, len, off, &src, parts.pm_buf, parts.copybuf)?;
+            slot.stored_len = len as u64;
+        }
+        off += slot.stored_len;
+    }
+    let file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], off, parts.copybuf)?;
+
+    // The headers last, when every offset and hash is known, sealed with their checksum.
+    let st: &mut ProcessState = parts.state;
+    st.meta_len = meta_len as u64;
+    st.meta_hash = 0;
+    st.write_ns = monotonic_ns().saturating_sub(started);
+    let meta = &mut parts.meta[..meta_len];
+    let mut w = Writer::new(meta);
+    Ehdr { phoff: EHDR_SIZE as u64, phnum: phnum as u16 }.write(&mut w);
+    Phdr { p_type: PT_NOTE, offset: phdrs_end as u64, filesz: notes_len as u64, align: 4, ..Phdr::default() }.write(&mut w);
+    for (r, slot) in regions(maps, &exclude).zip(parts.slots.iter()) {
+        let len = (r.end - r.start) as u64;
+        let plain = slot.saved == Saved::Data && !compress;
+        Phdr {
+            p_type: PT_LOAD,
+            flags: pflags_from_prot(r.prot),
+            offset: if plain { slot.data_offset } else { 0 },
+            vaddr: r.start as u64,
+            filesz: if plain { len } else { 0 },
+            memsz: len,
+            align: PAGE_SIZE,
+        }
+        .write(&mut w);
+    }
+
+    begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
+    st.write(&mut w);
+    w.align(4);
+
+    begin_note(&mut w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
+    ctx.write_prstatus(&mut w, st.ckpt_signal, st.tid, parts.ppid, st.fs_base, st.gs_base);
+    w.align(4);
+
+    begin_note(&mut w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
+    let args = &mut parts.cmdline[..parts.cmdline_len.min(80)];
+    for c in args.iter_mut() {
+        if *c == 0 {
+            *c = b' ';
         }
     }
-    if !compress && off != data_end {
-        return Err(Failure::plain("the memory layout changed while it was written"));
-    }
-    let file_len = write_deleted_files(fd, &mut parts.meta[fds_desc_at..fds_desc_at + parts.fds_len], off, parts.copybuf)?;
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    write_prpsinfo(&mut w, st.pid, parts.ppid, uid, gid, st.comm_bytes(), args.trim_ascii_end());
+    w.align(4);
 
-    // The write time goes into the state note, then the header hash over everything.
-    let write_ns = monotonic_ns().saturating_sub(started);
-    let wns_at = state_desc_at + 40;
-    parts.meta[wns_at..wns_at + 8].copy_from_slice(&write_ns.to_le_bytes());
-    let meta = &mut parts.meta[..meta_len];
-    let hash_at = state_desc_at + META_HASH_OFFSET;
-    let h = meta_hash(meta, hash_at);
-    meta[hash_at..hash_at + 8].copy_from_slice(&h.to_le_bytes());
+    if has_fpu {
+        // SAFETY: the frame's fpstate points at the FXSAVE area the kernel saved with it.
+        let fx = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, FXSAVE_SIZE) };
+        write_note(&mut w, CORE, note::NT_FPREGSET, fx);
+    }
+    if xstate_len > 0 {
+        // SAFETY: the software bytes of that area say an XSAVE area of this size follows it.
+        let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, xstate_len) };
+        begin_note(&mut w, LINUX, note::NT_X86_XSTATE, xstate_len);
+        write_xstate(&mut w, xs, st.xfeatures);
+        w.align(4);
+    }
+    write_note(&mut w, CORE, note::NT_AUXV, &parts.auxv[..parts.auxv_len]);
+
+    begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_desc_len);
+    region::write_table_header(&mut w, count);
+    let mut name_off = 0u32;
+    for (r, slot) in regions(maps, &exclude).zip(parts.slots.iter()) {
+        let mut flags = 0;
+        if r.shared {
+            flags |= RF_SHARED;
+        }
+        match slot.saved {
+            Saved::Data if compress => flags |= RF_HAS_DATA | RF_COMPRESSED,
+            Saved::Data => flags |= RF_HAS_DATA,
+            Saved::FromFile => flags |= RF_FROM_FILE,
+            Saved::Nothing => {}
+        }
+        if r.inode != 0 {
+            flags |= RF_FILE;
+        }
+        RegionRecord {
+            start: r.start as u64,
+            end: r.end as u64,
+            prot: r.prot,
+            kind: kind_of(&r),
+            flags,
+            file_offset: r.offset,
+            dev: (r.dev_major as u64) << 32 | r.dev_minor as u64,
+            inode: r.inode,
+            data_hash: slot.data_hash,
+            name_off,
+            name_len: r.name.len() as u32,
+            data_offset: slot.data_offset,
+            stored_len: slot.stored_len,
+        }
+        .write(&mut w);
+        name_off += r.name.len() as u32;
+    }
+    for r in regions(maps, &exclude) {
+        w.bytes(r.name);
+    }
+    w.align(4);
+    write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
+    if w.finish() != Some(meta_len) {
+        return Err(Failure::plain("laying out the image headers"));
+    }
+    seal(meta).map_err(|_| Failure::plain("sealing the image headers"))?;
     write_all(fd, meta.as_ptr() as usize, meta_len, 0)?;
     rustix::fs::ftruncate(&file.fd, file_len.max(data_start)).map_err(|e| Failure::on_file("sizing", e))?;
     file.commit()
 }
 
 /// Copies the contents of each deleted-but-open file after the region data, page-aligned, and
-/// fills in the blob fields of its record (in `fds_desc`, the note inside the headers).
-/// Returns the end of the file.
+/// fills in where they are in its record of `fds_desc` (the encoded `NT_CKPT_FDS`). Returns
+/// the end of the file.
 fn write_deleted_files(img: i32, fds_desc: &mut [u8], data_end: u64, buf: &mut [u8]) -> Result<u64, Failure> {
     let mut end = data_end;
-    let mut pos = 0usize;
-    while pos < fds_desc.len() {
-        let mut r = Reader::new(&fds_desc[pos..]);
-        let Ok((rec, path)) = FdRecord::read(&mut r) else { break };
-        let rec_at = pos;
-        pos += FdRecord::encoded_len(path.len());
-        if rec.kind != FdKind::Deleted {
-            continue;
+    fds::update_records(fds_desc, |rec, _| {
+        if rec.kind == FdKind::Deleted {
+            rec.blob_offset = page_up(end);
+            (rec.blob_len, rec.blob_hash) = copy_deleted_file(rec.fd, img, rec.blob_offset, buf)?;
+            end = rec.blob_offset + rec.blob_len;
         }
-        let blob_at = page_up(end);
-        let (len, hash) = copy_deleted_file(rec.fd, img, blob_at, buf)?;
-        let f = rec_at + FD_BLOB_OFFSET_AT;
-        fds_desc[f..f + 8].copy_from_slice(&blob_at.to_le_bytes());
-        fds_desc[f + 8..f + 16].copy_from_slice(&len.to_le_bytes());
-        fds_desc[f + 16..f + 24].copy_from_slice(&hash.to_le_bytes());
-        end = blob_at + len;
-    }
+        Ok(())
+    })?;
     Ok(end)
 }
 

@@ -1,0 +1,111 @@
+//! Checking stored bytes against their hashes: region data and the saved contents of deleted
+//! files. myrestart (before its point of no return), `ckpt inspect` and the tests all check an
+//! image through these functions.
+//!
+//! They read the image file as one byte slice (in practice a read-only mapping of it), and take
+//! the stretches of the file that may hold data from the caller, who holds the file descriptor
+//! (`SEEK_DATA`/`SEEK_HOLE`): holes read as zeros and contribute nothing to a region's hash, so
+//! they need not be read.
+
+use crate::compress::check_stream;
+use crate::fds::{FdKind, FdRecord};
+use crate::image::{Image, RegionRef};
+use crate::{hash, is_zero_page, ImageError, RegionHasher, PAGE_SIZE};
+
+/// What checking one region found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionCheck {
+    /// Pages of plain (uncompressed) data that are not all zeros; for a compressed region, the
+    /// pages its non-zero chunks cover.
+    pub nonzero_pages: u64,
+}
+
+/// The stretches `(from, to)` of a file range that may hold data, in order.
+pub trait Extents {
+    fn extents(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)>;
+}
+
+/// A file without known holes: the whole range may hold data.
+pub struct Dense;
+
+impl Extents for Dense {
+    fn extents(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)> {
+        core::iter::once((from, to)).filter(|&(a, b)| a < b)
+    }
+}
+
+fn stored(file: &[u8], offset: u64, len: u64) -> Result<&[u8], ImageError> {
+    let end = offset.checked_add(len).ok_or(ImageError::Truncated)?;
+    file.get(offset as usize..end as usize).ok_or(ImageError::Truncated)
+}
+
+/// Checks the stored bytes of region `r` in `file` against the region's hash (and, for a
+/// compressed region, that its stream is well formed). A region without stored bytes passes.
+pub fn check_region(file: &[u8], r: &RegionRef, holes: &impl Extents) -> Result<RegionCheck, ImageError> {
+    let rec = &r.record;
+    if !rec.has_data() {
+        return Ok(RegionCheck { nonzero_pages: 0 });
+    }
+    let mismatch = ImageError::DataChecksum { index: r.index };
+    if rec.compressed() {
+        let stream = stored(file, r.data_offset, rec.stored_len)?;
+        let nonzero = check_stream(stream, rec.size())?;
+        if hash(stream) != rec.data_hash {
+            return Err(mismatch);
+        }
+        return Ok(RegionCheck { nonzero_pages: nonzero.div_ceil(PAGE_SIZE) });
+    }
+    let data = stored(file, r.data_offset, rec.size())?;
+    let mut h = RegionHasher::new();
+    let mut nonzero = 0;
+    for (from, to) in holes.extents(r.data_offset, r.data_offset + rec.size()) {
+        let (a, b) = ((from - r.data_offset) as usize, (to - r.data_offset) as usize);
+        for (i, page) in data[a..b].chunks(PAGE_SIZE as usize).enumerate() {
+            if !is_zero_page(page) {
+                nonzero += 1;
+                h.add_nonzero((a / PAGE_SIZE as usize + i) as u64, page);
+            }
+        }
+    }
+    if h.digest() != rec.data_hash {
+        return Err(mismatch);
+    }
+    Ok(RegionCheck { nonzero_pages: nonzero })
+}
+
+/// Checks the saved contents of a deleted file against their hash; other records pass.
+pub fn check_saved_file(file: &[u8], rec: &FdRecord) -> Result<(), ImageError> {
+    if rec.kind != FdKind::Deleted {
+        return Ok(());
+    }
+    if hash(stored(file, rec.blob_offset, rec.blob_len)?) != rec.blob_hash {
+        return Err(ImageError::BlobChecksum { fd: rec.fd });
+    }
+    Ok(())
+}
+
+impl Image<'_> {
+    /// Checks every stored byte of the image: each region's data, then each saved file.
+    pub fn check_data(&self, file: &[u8], holes: &impl Extents) -> Result<(), ImageError> {
+        for i in 0..self.region_count() {
+            check_region(file, &self.region(i)?, holes)?;
+        }
+        for item in self.fds() {
+            check_saved_file(file, &item?.0)?;
+        }
+        Ok(())
+    }
+
+    /// Checks only what restart reads whole and could not check later: the structure and hash
+    /// of compressed streams (with `--no-verify`, plain data is mapped unchecked, but a bad
+    /// compressed chunk must still be found before anything is changed).
+    pub fn check_compressed(&self, file: &[u8]) -> Result<(), ImageError> {
+        for i in 0..self.region_count() {
+            let r = self.region(i)?;
+            if r.record.compressed() {
+                check_region(file, &r, &Dense)?;
+            }
+        }
+        Ok(())
+    }
+}
