@@ -78,7 +78,7 @@ fn note_new_handler(sig: c_int, handler: usize) {
 ///
 /// # Safety
 /// As for libc's `sigaction`.
-#[unsafe(no_mangle)]
+#[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
     if !act.is_null() {
         // SAFETY: the caller passes a valid sigaction when act is not null.
@@ -97,7 +97,7 @@ pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old:
 ///
 /// # Safety
 /// As for libc's `signal`.
-#[unsafe(no_mangle)]
+#[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
     note_new_handler(sig, handler);
     let f = real(&REAL_SIGNAL, c"signal");

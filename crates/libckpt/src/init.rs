@@ -33,6 +33,7 @@ pub const INTERVAL_ENV: &CStr = c"CKPT_INTERVAL";
 /// `CKPT_KEEP`: how many older images to keep.
 pub const KEEP_ENV: &CStr = c"CKPT_KEEP";
 
+#[cfg(not(test))]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CONSTRUCTOR: extern "C" fn() = ckpt_init;
@@ -169,4 +170,20 @@ fn install_handler(signal: c_int) {
 
 extern "C" fn on_signal(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
     checkpoint::on_checkpoint_signal(uc as usize);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse() {
+        assert_eq!(parse_u32(b" 60 "), Some(60));
+        assert_eq!(parse_u32(b"-1"), None);
+        assert_eq!(parse_u32(b"ten"), None);
+        assert_eq!(parse_signal(b"USR1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal(b"SIGRTMIN+2"), Some(libc::SIGRTMIN() + 2));
+        assert_eq!(parse_signal(b"9"), None, "SIGKILL cannot be caught");
+        assert_eq!(parse_signal(b"\xff"), None);
+    }
 }

@@ -84,3 +84,34 @@ impl Args {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `argv` laid out as the kernel lays out an initial stack.
+    fn parse(argv: &[&'static CStr]) -> Result<Options, i32> {
+        let mut stack: std::vec::Vec<usize> = std::vec![argv.len()];
+        stack.extend(argv.iter().map(|a| a.as_ptr() as usize));
+        stack.push(0);
+        // SAFETY: `stack` has the initial stack's shape: argc, then argc string pointers.
+        let args = unsafe { Args::from_stack(stack.as_ptr() as usize) };
+        args.parse()
+    }
+
+    #[test]
+    fn options_and_image() {
+        let o = parse(&[c"myrestart", c"--eager", c"--no-verify", c"img"]).ok().unwrap();
+        assert!(o.eager && !o.verify && !o.stopped);
+        assert_eq!(o.image, c"img");
+        let o = parse(&[c"myrestart", c"--stopped", c"other"]).ok().unwrap();
+        assert!(o.stopped && o.verify && !o.eager);
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert_eq!(parse(&[c"myrestart"]).err(), Some(EXIT_REFUSED));
+        assert_eq!(parse(&[c"myrestart", c"--what", c"img"]).err(), Some(EXIT_REFUSED));
+        assert_eq!(parse(&[c"myrestart", c"a", c"b"]).err(), Some(EXIT_REFUSED));
+    }
+}

@@ -8,20 +8,17 @@
 //!
 //! Block layout: `[program copy][guard][stack][vdso parking][staging][image headers]`.
 
-use crate::plan::{plan_in_copy, Plan, TASK_END};
-use crate::relocate::{self, SelfImage};
-use crate::{restore, EXIT_REFUSED};
+use crate::plan::{plan_in_copy, Plan};
+use crate::restore;
+use myrestart::gap::{find_gap, merge_sorted};
+use myrestart::relocate::{self, SelfImage};
+use myrestart::{EXIT_REFUSED, TASK_END};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::{maps, page_up, say, sys, PAGE};
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
 const STACK_LEN: usize = 256 * 1024;
-/// Distance kept from any mapping on either side of the block (room for stack growth gaps).
-const MARGIN: usize = 16 << 20;
-/// Prefer addresses above 4 GiB: low memory is where non-PIE programs put heap and data.
-const PREFERRED_START: usize = 1 << 32;
-const LOWEST: usize = 1 << 20;
 
 pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     let park_len: usize = p.specials.iter().filter(|s| s.present).map(|s| s.len).sum();
@@ -137,61 +134,4 @@ fn find_block(p: &Plan, len: usize) -> Option<usize> {
         .map(|r| (r.record.start as usize, r.record.end as usize))
         .filter(|&(s, _)| s < TASK_END);
     find_gap(merge_sorted(own, target), len)
-}
-
-/// The start of `len` free bytes, with [`MARGIN`] kept on either side, between the `used`
-/// ranges (sorted by start, possibly overlapping) and below [`TASK_END`]: the first such place
-/// at or above [`PREFERRED_START`], else the lowest one above [`LOWEST`].
-fn find_gap(used: impl Iterator<Item = (usize, usize)>, len: usize) -> Option<usize> {
-    let need = len.checked_add(2 * MARGIN)?;
-    let mut first_fit = None;
-    let mut cursor = LOWEST;
-    let mut consider = |gap_start: usize, gap_end: usize| -> Option<usize> {
-        let start = gap_start.max(LOWEST);
-        if gap_end > start && gap_end - start >= need {
-            let at = start + MARGIN;
-            if at >= PREFERRED_START {
-                return Some(at);
-            }
-            // A gap that straddles 4 GiB still has room above it.
-            if gap_end > PREFERRED_START && gap_end - PREFERRED_START >= need {
-                return Some(PREFERRED_START + MARGIN);
-            }
-            first_fit.get_or_insert(at);
-        }
-        None
-    };
-    for (s, e) in used {
-        if s > cursor {
-            if let Some(at) = consider(cursor, s.min(TASK_END)) {
-                return Some(at);
-            }
-        }
-        cursor = cursor.max(e);
-    }
-    if let Some(at) = consider(cursor, TASK_END) {
-        return Some(at);
-    }
-    first_fit
-}
-
-/// Merges two address-sorted sequences of ranges into one sorted sequence.
-fn merge_sorted<A, B>(a: A, b: B) -> impl Iterator<Item = (usize, usize)>
-where
-    A: Iterator<Item = (usize, usize)>,
-    B: Iterator<Item = (usize, usize)>,
-{
-    let mut a = a.peekable();
-    let mut b = b.peekable();
-    core::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (Some(x), Some(y)) => {
-            if x.0 <= y.0 {
-                a.next()
-            } else {
-                b.next()
-            }
-        }
-        (Some(_), None) => a.next(),
-        (None, _) => b.next(),
-    })
 }

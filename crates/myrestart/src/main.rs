@@ -18,21 +18,17 @@
 #![no_std]
 #![no_main]
 
-mod args;
 mod files;
 mod hole;
 mod mem;
 mod plan;
-mod relocate;
 mod restore;
+
+use myrestart::{args, relocate, EXIT_LOST, EXIT_REFUSED};
 
 use ckpt_sigsafe::say;
 use ckpt_sigsafe::sys;
 
-/// Exit status for "the image cannot be restored" (bad input, refused before any change).
-pub const EXIT_REFUSED: i32 = 2;
-/// Exit status for a failure after the point of no return.
-pub const EXIT_LOST: i32 = 3;
 
 #[unsafe(naked)]
 #[unsafe(no_mangle)]

@@ -21,8 +21,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
-/// Addresses at or above this are not user memory on a 4-level-paging x86-64 kernel.
-pub const TASK_END: usize = 0x7fff_ffff_f000;
+pub use myrestart::TASK_END;
 /// Largest header block we accept (64 MiB holds tens of thousands of regions).
 const MAX_META: u64 = 64 << 20;
 

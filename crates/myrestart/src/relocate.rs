@@ -104,3 +104,34 @@ pub unsafe fn apply(img: &SelfImage, new_base: usize) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relocation table (RELA, 24-byte entries) and a fake program of 4 words.
+    fn table(entries: &[(u64, u64, u64)]) -> std::vec::Vec<u64> {
+        entries.iter().flat_map(|&(off, info, addend)| [off, info, addend]).collect()
+    }
+
+    #[test]
+    fn applies_relative_relocations_for_a_new_base() {
+        let rela = table(&[(8, R_X86_64_RELATIVE, 0x100), (24, R_X86_64_RELATIVE, 0x2000)]);
+        let mut copy = [0u64; 4];
+        let base = copy.as_mut_ptr() as usize;
+        let img = SelfImage { base: 0x9999, link_base: 0, rela: rela.as_ptr() as usize, rela_len: rela.len() * 8, span: 32 };
+        // SAFETY: `copy` is a writable 32-byte "program", and every offset in the table is in it.
+        assert!(unsafe { apply(&img, base) });
+        assert_eq!(copy, [0, base as u64 + 0x100, 0, base as u64 + 0x2000]);
+    }
+
+    #[test]
+    fn refuses_other_relocation_kinds() {
+        let rela = table(&[(0, 1 /* R_X86_64_64 */, 0)]);
+        let mut copy = [7u64; 1];
+        let img = SelfImage { base: 0, link_base: 0, rela: rela.as_ptr() as usize, rela_len: 24, span: 8 };
+        // SAFETY: as above.
+        assert!(!unsafe { apply(&img, copy.as_mut_ptr() as usize) });
+        assert_eq!(copy, [7], "nothing written for a relocation it does not know");
+    }
+}

@@ -15,7 +15,7 @@
 //! and cannot return: a failure prints one line and ends the process (exit status 3).
 
 use crate::plan::{Plan, TASK_END};
-use crate::EXIT_LOST;
+use myrestart::EXIT_LOST;
 use ckpt_image::region::RegionKind;
 use ckpt_image::state::{FLAG_PATCH_TID, FLAG_RSEQ};
 use ckpt_image::{note, Image};

@@ -30,3 +30,29 @@ pub fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
     // Field 3 is the first after ')'.
     rest.split(|&c| c == b' ').filter(|f| !f.is_empty()).nth(n.checked_sub(3)?).and_then(|f| parse_dec(f.trim_ascii()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_a_name_with_spaces_and_parens() {
+        let stat = b"4242 (a b) c) S 1 4242 4242 0 -1 4194304 95 0 0 0 0 0 0 0 20 0 1 0 123 4096 1 18446744073709551615 94 95 140";
+        assert_eq!(stat_field(stat, 3), None, "the state letter is not a number");
+        assert_eq!(stat_field(stat, 4), Some(1));
+        assert_eq!(stat_field(stat, 26), Some(94));
+        assert_eq!(stat_field(stat, 28), Some(140));
+        assert_eq!(stat_field(stat, 29), None);
+        assert_eq!(stat_field(b"no parens", 4), None);
+    }
+
+    #[test]
+    fn status_fields_and_numbers() {
+        let status = b"Name:\tx\nUmask:\t0027\nThreads:\t3\n";
+        assert_eq!(status_field(status, b"Threads:").and_then(parse_dec), Some(3));
+        assert_eq!(status_field(status, b"Umask:").and_then(parse_oct), Some(0o27));
+        assert_eq!(status_field(status, b"Missing:"), None);
+        assert_eq!(parse_oct(b"8"), None);
+        assert_eq!(parse_dec(b""), None);
+    }
+}

@@ -23,3 +23,21 @@ pub fn parse_signal(s: &str, rtmin: i32) -> Option<i32> {
     let forbidden = [9, 19, 11, 7, 4, 8, 17];
     (1..=64).contains(&sig).then_some(sig).filter(|s| !forbidden.contains(s))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_signal;
+
+    #[test]
+    fn names_numbers_and_refusals() {
+        assert_eq!(parse_signal("USR2", 34), Some(12));
+        assert_eq!(parse_signal(" SIGUSR1 ", 34), Some(10));
+        assert_eq!(parse_signal("HUP", 34), Some(1));
+        assert_eq!(parse_signal("RTMIN+2", 34), Some(36));
+        assert_eq!(parse_signal("SIGRTMIN+0", 35), Some(35));
+        assert_eq!(parse_signal("40", 34), Some(40));
+        for bad in ["KILL", "9", "19", "11", "17", "0", "65", "RTMIN+x", "", "USR3"] {
+            assert_eq!(parse_signal(bad, 34), None, "{bad:?}");
+        }
+    }
+}

@@ -69,3 +69,26 @@ fn worth_compressing(chunk: &[u8], out: &mut [u8]) -> bool {
     }
     matches!(lz4_flex::block::compress_into(&chunk[..SAMPLE], out), Ok(m) if m < SAMPLE - SAMPLE / 8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_data_is_stored_as_it_is() {
+        let mut out = std::vec![0u8; 2 * CHUNK];
+        let zeros = std::vec![0u8; CHUNK];
+        assert!(worth_compressing(&zeros, &mut out));
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let random: std::vec::Vec<u8> = (0..CHUNK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(!worth_compressing(&random, &mut out));
+        assert!(worth_compressing(&random[..1000], &mut out), "chunks smaller than the sample are always tried");
+    }
+}

@@ -103,3 +103,28 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
 fn earlier_same_file(earlier: &[i32], seen: usize, pid: u32, fd: i32) -> i32 {
     earlier[..seen].iter().copied().find(|&e| sys::same_open_file(pid, e, fd)).unwrap_or(-1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn how_each_descriptor_comes_back() {
+        let kind = |fd, ft, nlink, path: &[u8]| classify(fd, ft, nlink, path).0;
+        assert_eq!(kind(3, FileType::RegularFile, 1, b"/tmp/a"), FdKind::File);
+        assert_eq!(kind(3, FileType::RegularFile, 0, b"/tmp/a (deleted)"), FdKind::Deleted);
+        assert_eq!(kind(3, FileType::RegularFile, 1, b"/tmp/a (deleted)"), FdKind::Deleted, "deleted, then linked elsewhere");
+        assert_eq!(kind(4, FileType::Directory, 2, b"/tmp"), FdKind::Directory);
+        assert_eq!(kind(0, FileType::CharacterDevice, 1, b"/dev/pts/3"), FdKind::Inherit);
+        assert_eq!(kind(2, FileType::CharacterDevice, 1, b"/dev/tty1"), FdKind::Inherit);
+        assert_eq!(kind(5, FileType::CharacterDevice, 1, b"/dev/pts/3"), FdKind::Device, "a terminal above stderr is reopened");
+        assert_eq!(kind(0, FileType::CharacterDevice, 1, b"/dev/null"), FdKind::Device);
+        assert_eq!(kind(1, FileType::Fifo, 1, b"pipe:[123]"), FdKind::Inherit);
+        assert_eq!(kind(2, FileType::Socket, 1, b"socket:[9]"), FdKind::Inherit);
+        let (k, why) = classify(7, FileType::Fifo, 1, b"pipe:[123]");
+        assert_eq!((k, why), (FdKind::Unsupported, "pipes are not supported"));
+        assert_eq!(kind(8, FileType::Socket, 1, b"socket:[9]"), FdKind::Unsupported);
+        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[eventfd]"), FdKind::Unsupported);
+        assert_eq!(kind(1, FileType::Unknown, 1, b"anon_inode:[eventfd]"), FdKind::Inherit);
+    }
+}

@@ -548,3 +548,34 @@ fn sync_parent_dir(image: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_area_is_cut_out_of_the_regions() {
+        let maps = b"1000-5000 rw-p 00000000 00:00 0 \n\
+                     5000-9000 r--p 00001000 08:01 42 /lib/x.so\n\
+                     a000-b000 rw-p 00000000 00:00 0 \n";
+        let cut = |exclude: Range<usize>| -> std::vec::Vec<(usize, usize, u64)> {
+            regions(maps, &exclude).map(|r| (r.start, r.end, r.offset)).collect()
+        };
+        // Inside one region: it is split around the scratch area.
+        assert_eq!(cut(0x2000..0x3000), [(0x1000, 0x2000, 0), (0x3000, 0x5000, 0x2000), (0x5000, 0x9000, 0x1000), (0xa000, 0xb000, 0)]);
+        // Covering the end of one region and the start of the next: the file offset moves along.
+        assert_eq!(cut(0x4000..0x6000), [(0x1000, 0x4000, 0), (0x6000, 0x9000, 0x2000), (0xa000, 0xb000, 0)]);
+        // A whole region, and nothing at all.
+        assert_eq!(cut(0xa000..0xb000), [(0x1000, 0x5000, 0), (0x5000, 0x9000, 0x1000)]);
+        assert_eq!(cut(0..0).len(), 3);
+    }
+
+    #[test]
+    fn zeroed_slots_save_nothing() {
+        // The scratch area hands out slots as zeroed memory; that must read as "nothing saved".
+        let zeros = [0u8; core::mem::size_of::<RegionSlot>()];
+        // SAFETY: RegionSlot is repr(C) with a repr(u8) enum whose 0 is a variant, and u64s.
+        let slot: RegionSlot = unsafe { core::mem::transmute(zeros) };
+        assert!(slot.saved == Saved::Nothing && slot.data_offset == 0 && slot.stored_len == 0);
+    }
+}

@@ -1,0 +1,17 @@
+//! The parts of myrestart that are plain logic: the command line, self-relocation and the
+//! search for free addresses. They live in this library so that they are unit-tested on the
+//! host; the `myrestart` binary (`main.rs`), which has no C runtime, cannot run a test harness.
+//!
+//! Like the binary, this is `no_std` and allocates nothing.
+#![cfg_attr(not(test), no_std)]
+
+pub mod args;
+pub mod gap;
+pub mod relocate;
+
+/// Exit status for "the image cannot be restored" (bad input, refused before any change).
+pub const EXIT_REFUSED: i32 = 2;
+/// Exit status for a failure after the point of no return.
+pub const EXIT_LOST: i32 = 3;
+/// Addresses at or above this are not user memory on a 4-level-paging x86-64 kernel.
+pub const TASK_END: usize = 0x7fff_ffff_f000;
