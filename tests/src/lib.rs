@@ -4,7 +4,7 @@
 //! Every wait is bounded; a process still running when its handle drops is killed.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -99,7 +99,63 @@ impl Drop for Workdir {
     }
 }
 
-type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
+/// What a process has printed on one stream, and whether the stream has reached its end.
+#[derive(Default)]
+struct Stream {
+    /// Complete lines (stdout).
+    lines: Vec<String>,
+    /// Everything read so far, as text.
+    text: String,
+    /// The stream's write ends are all closed (the process and everything that inherited the
+    /// pipe are gone) and everything was read.
+    closed: bool,
+}
+
+type Shared = Arc<(Mutex<Stream>, Condvar)>;
+
+/// Reads `from` into `into` until end of file, waking waiters at every chunk.
+fn collect(mut from: impl Read + Send + 'static, into: Shared) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut pending = Vec::new();
+        loop {
+            let n = from.read(&mut buf).unwrap_or(0);
+            let (m, cv) = &*into;
+            let mut s = m.lock().unwrap();
+            if n == 0 {
+                if !pending.is_empty() {
+                    s.lines.push(String::from_utf8_lossy(&pending).into_owned());
+                }
+                s.closed = true;
+                cv.notify_all();
+                return;
+            }
+            s.text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                s.lines.push(String::from_utf8_lossy(&line[..nl]).into_owned());
+            }
+            cv.notify_all();
+        }
+    });
+}
+
+/// Waits until `pred` holds for `stream` or `deadline` passes; returns whether it held.
+fn wait_stream(stream: &Shared, deadline: Instant, pred: impl Fn(&Stream) -> bool) -> bool {
+    let (m, cv) = &**stream;
+    let mut guard = m.lock().unwrap();
+    loop {
+        if pred(&guard) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+    }
+}
 
 /// Makes `cmd` start with only stdin, stdout and stderr open, whatever the test runner has
 /// inherited: descriptors 3 and up are marked close-on-exec in the child.
@@ -117,8 +173,8 @@ pub fn hermetic(cmd: &mut Command) {
 /// A running process whose stdout is collected line by line and stderr as text.
 pub struct Proc {
     child: Child,
-    lines: Lines,
-    stderr: Arc<Mutex<String>>,
+    stdout: Shared,
+    stderr: Shared,
     pub pid: u32,
     what: String,
 }
@@ -128,31 +184,12 @@ impl Proc {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         hermetic(&mut cmd);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
-        let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let out = child.stdout.take().unwrap();
-        let l2 = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).split(b'\n') {
-                let Ok(line) = line else { break };
-                let (m, cv) = &*l2;
-                m.lock().unwrap().push(String::from_utf8_lossy(&line).into_owned());
-                cv.notify_all();
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let e2 = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                e2.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stdout: Shared = Default::default();
+        let stderr: Shared = Default::default();
+        collect(child.stdout.take().unwrap(), stdout.clone());
+        collect(child.stderr.take().unwrap(), stderr.clone());
         let pid = child.id();
-        Proc { child, lines, stderr, pid, what: what.to_string() }
+        Proc { child, stdout, stderr, pid, what: what.to_string() }
     }
 
     /// `cmd` with libckpt preloaded and its image going to `image`.
@@ -169,11 +206,16 @@ impl Proc {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.lines.0.lock().unwrap().clone()
+        self.stdout.0.lock().unwrap().lines.clone()
+    }
+
+    /// Everything printed on stdout so far, complete lines or not.
+    pub fn stdout_text(&self) -> String {
+        self.stdout.0.lock().unwrap().text.clone()
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.0.lock().unwrap().text.clone()
     }
 
     /// Waits until at least `n` lines have been printed.
@@ -183,40 +225,41 @@ impl Proc {
 
     /// Waits until `pred` holds for the lines printed so far.
     pub fn wait_until(&self, pred: impl Fn(&[String]) -> bool, timeout: Duration, what: &str) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let (m, cv) = &*self.lines;
-        let mut guard = m.lock().unwrap();
-        loop {
-            if pred(&guard) {
-                return guard.clone();
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let got = guard.clone();
-                drop(guard);
-                panic!(
-                    "{}: timed out after {timeout:?} waiting for {what}; stdout so far ({} lines, last: {:?}); stderr: {:?}",
-                    self.what,
-                    got.len(),
-                    got.last(),
-                    self.stderr()
-                );
-            }
-            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+        if !wait_stream(&self.stdout, Instant::now() + timeout, |s| pred(&s.lines)) {
+            let got = self.lines();
+            panic!(
+                "{}: timed out after {timeout:?} waiting for {what}; stdout so far ({} lines, last: {:?}); stderr: {:?}",
+                self.what,
+                got.len(),
+                got.last(),
+                self.stderr()
+            );
         }
+        self.lines()
+    }
+
+    /// Waits until `pred` holds for the text printed on stdout so far (lines need not be
+    /// complete), and returns that text.
+    pub fn wait_text(&self, pred: impl Fn(&str) -> bool, timeout: Duration, what: &str) -> String {
+        if !wait_stream(&self.stdout, Instant::now() + timeout, |s| pred(&s.text)) {
+            panic!("{}: timed out after {timeout:?} waiting for {what}; stdout {:?}; stderr {:?}", self.what, self.stdout_text(), self.stderr());
+        }
+        self.stdout_text()
     }
 
     /// Waits until stderr contains `text`, and returns all of stderr.
     pub fn wait_stderr(&self, text: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let err = self.stderr();
-            if err.contains(text) {
-                return err;
-            }
-            assert!(Instant::now() < deadline, "{}: no {text:?} on stderr within {timeout:?}; stderr {err:?}", self.what);
-            std::thread::sleep(Duration::from_millis(5));
+        if !wait_stream(&self.stderr, Instant::now() + timeout, |s| s.text.contains(text)) {
+            panic!("{}: no {text:?} on stderr within {timeout:?}; stderr {:?}", self.what, self.stderr());
         }
+        self.stderr()
+    }
+
+    /// Waits until both output streams are at their end and everything on them has been read
+    /// (the process, and whatever inherited its pipes, is gone). Returns whether they were.
+    pub fn wait_output_closed(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        wait_stream(&self.stdout, deadline, |s| s.closed) && wait_stream(&self.stderr, deadline, |s| s.closed)
     }
 
     pub fn signal(&self, sig: i32) {
@@ -224,10 +267,11 @@ impl Proc {
         unsafe { libc::kill(self.pid as i32, sig) };
     }
 
-    /// SIGKILL, then reap.
+    /// SIGKILL, then reap, then wait until what it printed has all been read.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.wait_output_closed(LONG);
     }
 
     /// Waits for the process to exit by itself, and for its output to be read.
@@ -235,8 +279,7 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                // Give the reader threads a moment to drain the pipes.
-                std::thread::sleep(Duration::from_millis(50));
+                self.wait_output_closed(deadline.saturating_duration_since(Instant::now()).max(SHORT));
                 return st;
             }
             if Instant::now() >= deadline {

@@ -112,7 +112,11 @@ fn unwritable_image_path_leaves_the_program_running() {
 #[test]
 fn disk_full_keeps_the_previous_image() {
     // SAFETY: geteuid has no preconditions.
-    assert!(unsafe { libc::geteuid() } == 0, "this test mounts a tmpfs and must run as root (CI does)");
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("disk_full_keeps_the_previous_image: skipped: it mounts a tmpfs in a private mount namespace, which needs root (CI runs as root)");
+        return;
+    }
     let wd = Workdir::new("disk-full");
     let dir = wd.path.join("small");
     std::fs::create_dir(&dir).unwrap();

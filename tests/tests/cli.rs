@@ -30,9 +30,16 @@ fn run_checkpoint_wait_kill_and_restart() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "checkpoint --wait --kill: {said} {}", String::from_utf8_lossy(&out.stderr));
     assert!(said.starts_with(&format!("{} ", img.display())) && said.contains(" bytes ("), "{said}");
-    std::thread::sleep(Duration::from_millis(200));
+    // --kill: the process dies (it stays a zombie until this test reaps it).
+    let gone = || std::fs::read_to_string(format!("/proc/{}/stat", orig.pid)).map_or(true, |s| s.contains(") Z"));
+    let deadline = Instant::now() + SHORT;
+    while !gone() {
+        assert!(Instant::now() < deadline, "--kill did not kill");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut orig = orig;
+    orig.kill9();
     let kill = orig.lines().len();
-    assert!(!std::path::Path::new(&format!("/proc/{}/stat", orig.pid)).exists() || std::fs::read_to_string(format!("/proc/{}/stat", orig.pid)).unwrap().contains(") Z"), "--kill did not kill");
 
     let mut restored = Proc::spawn(ckpt_cmd(&["restart", img.to_str().unwrap()]), "ckpt restart");
     assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
@@ -63,11 +70,12 @@ fn restart_stopped_lets_gdb_attach_then_continues() {
         assert!(Instant::now() < deadline, "the restored process did not stop");
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(restored.lines().is_empty(), "the stopped process printed");
     let gdb = Command::new("gdb").args(["-nx", "-batch", "-p", &pid.to_string(), "-ex", "bt", "-ex", "detach"]).output().unwrap();
     let bt = String::from_utf8_lossy(&gdb.stdout);
     assert!(bt.contains("<signal handler called>") && bt.contains("in main"), "gdb -p bt:\n{bt}\n{}", String::from_utf8_lossy(&gdb.stderr));
+    // Stopped all along (and still): nothing printed, though gdb took its time.
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap().contains("State:\tT"), "gdb let the process run");
+    assert!(restored.stdout_text().is_empty(), "the stopped process printed");
     restored.signal(libc::SIGCONT);
     let lines = restored.wait_lines(5, SHORT);
     let first: usize = lines[0].split(' ').next().unwrap().parse().unwrap();
@@ -128,12 +136,18 @@ fn periodic_checkpoints_keep_generations_and_go_on_after_restart() {
     let mut c = ckpt_cmd(&["run", "--interval", "1", "--keep", "2", "--image", img.to_str().unwrap(), "--"]);
     c.arg(&p).args(["1000000", "10000"]);
     let mut orig = Proc::spawn(c, "ckpt run --interval 1");
-    let deadline = Instant::now() + LONG;
-    while !gen(2).exists() {
-        assert!(Instant::now() < deadline, "no third generation; stderr {}", orig.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + LONG;
+        while !cond() {
+            assert!(Instant::now() < deadline, "no {what}; stderr {}", orig.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("third generation", &|| gen(2).exists());
+    // One more checkpoint after that, which must drop the oldest rather than keep a fourth.
+    let third = std::fs::metadata(&img).unwrap().modified().unwrap();
+    wait_for("fourth checkpoint", &|| std::fs::metadata(&img).is_ok_and(|m| m.modified().unwrap() != third));
+    wait_for("the writer to finish", &|| !wd.path.join("myckpt.tmp").exists());
     orig.kill9();
     assert!(img.exists() && gen(1).exists() && gen(2).exists() && !gen(3).exists(), "generations: {:?}", std::fs::read_dir(&wd.path).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>());
     let first = |path: &std::path::Path| -> usize {
@@ -188,9 +202,10 @@ fn refuses_static_programs_and_processes_without_the_library() {
 fn programs_run_by_the_program_do_not_take_periodic_checkpoints() {
     let wd = Workdir::new("cli-children");
     let img = wd.image();
-    let out = ckpt_cmd(&["run", "--interval", "1", "--image", img.to_str().unwrap(), "--", "sh", "-c", "sleep 2.5; echo done"])
-        .output()
-        .unwrap();
+    // The shell waits for its own first periodic checkpoint, then runs a child through more
+    // checkpoint intervals; the child inherits LD_PRELOAD but must not write images.
+    let script = format!("while [ ! -e '{}' ]; do sleep 0.05; done; sleep 2.2; echo done", img.display());
+    let out = ckpt_cmd(&["run", "--interval", "1", "--image", img.to_str().unwrap(), "--", "sh", "-c", &script]).output().unwrap();
     assert!(out.status.success());
     let json = ckpt_cmd(&["inspect", "--json", img.to_str().unwrap()]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -3,7 +3,6 @@
 
 use ckpt_tests::*;
 use std::process::Command;
-use std::time::Duration;
 
 fn cmd(path: std::path::PathBuf, args: &[&str]) -> Command {
     let mut c = Command::new(path);
@@ -15,17 +14,19 @@ fn cmd(path: std::path::PathBuf, args: &[&str]) -> Command {
 fn hello_prints_dots_after_restart() {
     let wd = Workdir::new("hello");
     let hello = compile(&root().join("hello.c"), "hello", &[]);
+    let dots = |s: &str| s.chars().filter(|&c| c == '.').count();
     let mut orig = Proc::preloaded(Command::new(&hello), &wd.image(), "hello");
-    // hello prints dots without newlines: its output is read as one line once it is killed.
-    std::thread::sleep(Duration::from_millis(1500));
+    // hello prints dots without newlines: wait for the text itself, not for lines.
+    orig.wait_text(|t| dots(t) >= 1, SHORT, "a first dot");
     orig.checkpoint(&wd.image(), LONG);
     orig.kill9();
+    let before = dots(&orig.stdout_text());
     let mut restored = Proc::restart(&wd.image());
-    std::thread::sleep(Duration::from_millis(2500));
+    restored.wait_text(|t| dots(t) >= 2, SHORT, "two dots from the restarted hello");
     restored.kill9();
-    let out = restored.lines().concat();
-    let dots = out.chars().filter(|&c| c == '.').count();
-    assert!(dots >= 2, "restarted hello printed {dots} dots: {out:?} stderr {:?}", restored.stderr());
+    let out = restored.stdout_text();
+    assert!(out.chars().all(|c| c == '.'), "restarted hello printed {out:?}; stderr {:?}", restored.stderr());
+    assert!(before >= 1 && dots(&out) >= 2);
 }
 
 #[test]

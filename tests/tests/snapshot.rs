@@ -21,6 +21,12 @@ fn processes_named(name: &str) -> Vec<(u32, u32)> {
     found
 }
 
+/// Whether process `pid` (named ckpt-writer) writes this test's image: it has the program's
+/// environment, with the image path in it.
+fn writer_of(pid: u32, wd: &Workdir) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/environ")).is_ok_and(|e| e.contains(&*wd.image().to_string_lossy()))
+}
+
 #[test]
 fn the_writer_is_invisible_to_the_program() {
     let wd = Workdir::new("quiet");
@@ -39,19 +45,19 @@ fn the_writer_is_invisible_to_the_program() {
         // The writer: named ckpt-writer, with the program's environment, and not its child
         // (its short-lived parent, which is, exits at once).
         for (pid, ppid) in processes_named("ckpt-writer") {
-            if ppid != orig.pid
-                && std::fs::read_to_string(format!("/proc/{pid}/environ")).is_ok_and(|e| e.contains(&*wd.image().to_string_lossy()))
-            {
+            if ppid != orig.pid && writer_of(pid, &wd) {
                 saw_writer = true;
             }
         }
-        // A freshly forked writer carries the program's name for the microseconds before it
-        // renames itself; none may keep it.
-        let named: Vec<_> = processes_named("quiet").into_iter().filter(|(pid, _)| *pid != orig.pid).collect();
-        if !named.is_empty() {
-            std::thread::sleep(Duration::from_millis(20));
-            let still: Vec<_> = named.iter().filter(|(pid, _)| processes_named("quiet").iter().any(|(p, _)| p == pid)).collect();
-            assert!(still.is_empty(), "other processes named like the program: {still:?}");
+        // A freshly forked writer carries the program's name for the moment before it renames
+        // itself (its first act); none may keep it.
+        for (pid, _) in processes_named("quiet").into_iter().filter(|(pid, _)| *pid != orig.pid) {
+            let renamed_or_gone = || std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() != "quiet");
+            let deadline = Instant::now() + SHORT;
+            while !renamed_or_gone() {
+                assert!(Instant::now() < deadline, "process {pid} keeps the program's name");
+                std::thread::yield_now();
+            }
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -61,8 +67,13 @@ fn the_writer_is_invisible_to_the_program() {
     for l in &lines {
         assert!(l.ends_with("sigchld=0 waited=0 nochildren=1"), "the program saw the writer: {l}");
     }
-    // No zombie is left: the writer's parent is not the program.
-    std::thread::sleep(Duration::from_millis(300));
+    // No zombie is left: the writer's parent is not the program, and its short-lived parent,
+    // which is, was reaped by the handler. Once the writer is gone, the program has no child.
+    let deadline = Instant::now() + LONG;
+    while !processes_named("ckpt-writer").iter().all(|(pid, _)| !writer_of(*pid, &wd)) {
+        assert!(Instant::now() < deadline, "the writer did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let children = std::fs::read_to_string(format!("/proc/{}/task/{}/children", orig.pid, orig.pid)).unwrap();
     assert!(children.trim().is_empty(), "the program has children: {children}");
 }
@@ -76,10 +87,24 @@ fn a_second_signal_during_a_write_is_refused_and_the_image_is_whole() {
     let mut orig = Proc::preloaded(c, &wd.image(), "quiet");
     orig.wait_lines(5, LONG);
     orig.signal(libc::SIGUSR2);
-    std::thread::sleep(Duration::from_millis(20));
+    // Hold the writer still (SIGSTOP) while the second signal arrives, so that the first
+    // checkpoint is certainly still being written, however fast or loaded the machine.
+    let deadline = Instant::now() + LONG;
+    let writer = loop {
+        // The writer itself, not its short-lived parent (the program's child, which the
+        // program's handler waits for).
+        if let Some((pid, _)) = processes_named("ckpt-writer").into_iter().find(|&(pid, ppid)| ppid != orig.pid && writer_of(pid, &wd)) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no writer started; stderr {:?}", orig.stderr());
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    // SAFETY: kill(2) on the writer's PID, seen just now; it exits only after writing.
+    unsafe { libc::kill(writer as i32, libc::SIGSTOP) };
     orig.signal(libc::SIGUSR2);
     orig.wait_stderr("the previous checkpoint is still being written", LONG);
-    let deadline = Instant::now() + LONG;
+    // SAFETY: as above.
+    unsafe { libc::kill(writer as i32, libc::SIGCONT) };
     while !wd.image().exists() {
         assert!(Instant::now() < deadline, "no image");
         std::thread::sleep(Duration::from_millis(5));
