@@ -177,3 +177,28 @@ fn image_is_an_elf_core_file_tools_can_read() {
     let bt = String::from_utf8_lossy(&gdb.stdout);
     assert!(bt.contains("in main"), "gdb bt does not show main: {bt}\n{}", String::from_utf8_lossy(&gdb.stderr));
 }
+
+/// Exit status 3: restoring failed after the point of no return. Here the address-space limit
+/// (`ulimit -v`) leaves room for myrestart but not for the program's 256 MiB heap, which
+/// myrestart only finds out when it maps the heap.
+#[test]
+fn a_failure_after_the_point_of_no_return_is_exit_status_3() {
+    let wd = Workdir::new("exit3");
+    let p = prog("bigheap", &[]);
+    let mut c = Command::new(p);
+    c.args(["256", "100000"]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "bigheap");
+    orig.wait_until(|l| l.iter().any(|s| s == "tick 1"), LONG, "tick 1");
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -v 131072; exec \"$0\" --no-verify \"$1\""])
+        .arg(myrestart())
+        .arg(wd.image())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.starts_with("myrestart: restore failed after the point of no return: mapping"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -235,3 +235,48 @@ fn restart_refuses_when_an_input_file_was_truncated() {
     let line = err.lines().find(|l| l.contains("input.txt")).unwrap_or_else(|| panic!("no line names the file: {err}"));
     assert!(line.contains("shorter than its saved offset"), "{line}");
 }
+
+/// A file replaced by another at the same path is used, with a warning naming it; the program
+/// goes on reading the new file from the saved offset.
+#[test]
+fn a_replaced_input_file_is_used_with_a_warning() {
+    let wd = Workdir::new("replaced");
+    let input = wd.path.join("input.txt");
+    let log = wd.path.join("log.txt");
+    write_input(&input, 2000);
+    let p = prog("files", &[]);
+    let mut c = Command::new(&p);
+    c.arg(&input).arg(&log).arg("2000");
+    let mut orig = Proc::preloaded(c, &wd.image(), "files");
+    orig.wait_lines(100, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    // Same contents, new inode.
+    let copy = wd.path.join("input.new");
+    std::fs::copy(&input, &copy).unwrap();
+    std::fs::rename(&copy, &input).unwrap();
+    let mut restored = Proc::restart(&wd.image());
+    let err = restored.wait_stderr("was replaced since the checkpoint", SHORT);
+    assert!(err.contains(&format!("{} was replaced since the checkpoint; using the file now at that path", input.display())), "{err}");
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().map(String::as_str), Some("done 2000"));
+}
+
+/// Shared anonymous memory comes back as a private copy of its saved contents, and restart
+/// says so.
+#[test]
+fn shared_anonymous_memory_is_restored_as_a_private_copy_with_a_warning() {
+    let wd = Workdir::new("shmanon");
+    let p = prog("shmanon", &[]);
+    let mut orig = Proc::preloaded(Command::new(&p), &wd.image(), "shmanon");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let restored = Proc::restart(&wd.image());
+    let err = restored.wait_stderr("is restored as a private copy", SHORT);
+    assert!(err.contains("myrestart: shared mapping 0x"), "{err}");
+    for l in restored.wait_lines(10, SHORT) {
+        let (i, v) = l.split_once(' ').unwrap();
+        assert_eq!(v.parse::<i64>().unwrap(), i.parse::<i64>().unwrap() + 1, "the counter in shared memory: {l}");
+    }
+}

@@ -230,3 +230,52 @@ fn kernel_state_survives_restart() {
     let want = format!("{}\01000000\0{}\0", p.display(), sub.display());
     assert_eq!(String::from_utf8_lossy(&cmdline), want, "/proc/PID/cmdline");
 }
+
+/// Vector registers hold their values across the checkpoint and restart: the ymm registers
+/// whole (not just their lower halves), and the AVX-512 registers where the CPU has them.
+#[test]
+fn vector_registers_survive_restart() {
+    let wd = Workdir::new("avx");
+    let p = prog("avx", &[]);
+    let image = wd.image();
+    let mut orig = Proc::preloaded(cmd(p, &["1000000"]), &image, "avx");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&image, LONG);
+    orig.kill9();
+    let checkpointed = orig.lines().len();
+    let restored = Proc::restart(&image);
+    let after = restored.wait_lines(10, SHORT);
+    let first: usize = after[0].split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(first > 0 && first <= checkpointed, "resumed at round {first}, checkpoint after {checkpointed}");
+    for l in &after {
+        assert!(l.contains(" ok avx512="), "after restart: {l}");
+    }
+}
+
+/// `ITIMER_VIRTUAL` and `ITIMER_PROF` (CPU-time timers) go on firing at the program's handlers.
+#[test]
+fn cpu_time_timers_keep_firing() {
+    let wd = Workdir::new("vtimers");
+    let p = prog("vtimers", &[]);
+    let image = wd.image();
+    let counts = |l: &str| -> (i64, i64, i64) {
+        let f: Vec<&str> = l.split(' ').collect();
+        let v = |s: &str, k: &str| s.strip_prefix(k).unwrap().parse::<i64>().unwrap();
+        (f[0].parse().unwrap(), v(f[1], "virtual="), v(f[2], "prof="))
+    };
+    let mut orig = Proc::preloaded(cmd(p, &[]), &image, "vtimers");
+    orig.wait_until(|l| l.last().is_some_and(|l| counts(l).1 > 3 && counts(l).2 > 3), LONG, "the timers to fire");
+    orig.checkpoint(&image, LONG);
+    orig.kill9();
+    let (_, v0, p0) = counts(orig.lines().last().unwrap());
+    let json = Command::new(ckpt()).args(["inspect", "--json"]).arg(&image).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let timers: Vec<&str> = doc["timers"].as_array().unwrap().iter().map(|t| t["timer"].as_str().unwrap()).collect();
+    assert_eq!(timers, ["virtual", "prof"], "timers in the image");
+    let restored = Proc::restart(&image);
+    let first = counts(&restored.wait_lines(1, SHORT)[0]);
+    let after = restored.wait_until(|l| l.last().is_some_and(|l| counts(l).1 > first.1 + 5 && counts(l).2 > first.2 + 5), LONG, "the timers to fire after restart");
+    let last = counts(after.last().unwrap());
+    assert!(first.1 > 3 && first.2 > 3, "counts did not resume from the checkpoint: {first:?}");
+    assert!(last.1 > v0 && last.2 > p0);
+}

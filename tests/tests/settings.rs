@@ -1,0 +1,116 @@
+//! What README promises about settings and files: the checkpoint signal can be changed, a
+//! relative image path is taken from where the program started, images are private (0600),
+//! and an installed ckpt finds its pieces.
+
+use ckpt_tests::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn counter(args: &[&str]) -> Command {
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(args);
+    c
+}
+
+/// Waits until `image` exists and is newer than `before`.
+fn wait_image(image: &Path, proc: &Proc) {
+    let deadline = Instant::now() + LONG;
+    while !image.exists() {
+        assert!(Instant::now() < deadline, "no image at {}; stderr {:?}", image.display(), proc.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn another_checkpoint_signal_by_environment_and_by_ckpt_run() {
+    let wd = Workdir::new("signal");
+    // CKPT_SIGNAL=RTMIN+2: that signal checkpoints; SIGUSR2 is the program's business again
+    // (here, its default action ends it).
+    let image = wd.path.join("rt");
+    let mut c = counter(&["100000", "10000"]);
+    c.env("CKPT_SIGNAL", "RTMIN+2");
+    let mut orig = Proc::preloaded(c, &image, "counter with CKPT_SIGNAL");
+    orig.wait_lines(3, SHORT);
+    orig.signal(libc::SIGRTMIN() + 2);
+    wait_image(&image, &orig);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 2, SHORT);
+    orig.signal(libc::SIGUSR2);
+    let st = orig.wait_exit(SHORT);
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGUSR2), "SIGUSR2 no longer checkpoints");
+    let mut restored = Proc::restart(&image);
+    restored.wait_lines(3, SHORT);
+    restored.kill9();
+
+    // ckpt run --signal USR1, and ckpt checkpoint finds the signal in the process's environment.
+    let image = wd.path.join("usr1");
+    let mut c = Command::new(ckpt());
+    c.args(["run", "--signal", "USR1", "--image"]).arg(&image).arg("--").arg(prog("counter", &[])).args(["100000", "10000"]);
+    let mut orig = Proc::spawn(c, "ckpt run --signal USR1");
+    orig.wait_lines(3, SHORT);
+    let out = Command::new(ckpt()).args(["checkpoint", "--wait", &orig.pid.to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(image.exists());
+    orig.kill9();
+    let mut restored = Proc::restart(&image);
+    restored.wait_lines(3, SHORT);
+    restored.kill9();
+}
+
+#[test]
+fn relative_image_path_is_taken_from_the_starting_directory_and_the_image_is_private() {
+    let wd = Workdir::new("relative");
+    let sub = wd.path.join("elsewhere");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::create_dir(wd.path.join("imgs")).unwrap();
+    // kstate changes directory to `sub` at once; the image must still land in wd/imgs. The
+    // program runs with umask 0, and the image must still be 0600.
+    let mut c = Command::new("sh");
+    c.current_dir(&wd.path).args(["-c", "umask 0; exec \"$0\" \"$@\""]).arg(prog("kstate", &[])).arg("1000000").arg(&sub);
+    c.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", "imgs/myckpt");
+    let mut orig = Proc::spawn(c, "kstate with a relative CKPT_IMAGE");
+    orig.wait_lines(3, SHORT);
+    let image = wd.path.join("imgs/myckpt");
+    orig.checkpoint(&image, LONG);
+    assert!(!sub.join("imgs").exists(), "the image followed the program's chdir");
+    let mode = std::fs::metadata(&image).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "image mode {mode:o}");
+    orig.kill9();
+}
+
+/// `make install PREFIX=…`: the installed ckpt finds libckpt.so and myrestart from its own
+/// place, with no environment variable.
+#[test]
+fn installed_ckpt_finds_its_library_and_myrestart() {
+    let wd = Workdir::new("install");
+    let prefix = wd.path.join("prefix");
+    // The artifacts are built already (make test builds them first): install them as they are.
+    let out = Command::new("make")
+        .current_dir(root())
+        .args(["--no-print-directory", "-o", "all", "-o", "libckpt.so", "-o", "myrestart", "-o", "ckpt", "install"])
+        .arg(format!("PREFIX={}", prefix.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "make install: {}", String::from_utf8_lossy(&out.stderr));
+    for f in ["bin/ckpt", "bin/myrestart", "lib/ckpt/libckpt.so"] {
+        assert!(prefix.join(f).exists(), "{f} not installed");
+    }
+    let ckpt = prefix.join("bin/ckpt");
+    let image = wd.image();
+    let mut c = Command::new(&ckpt);
+    c.env_remove("LD_PRELOAD").args(["run", "--image"]).arg(&image).arg("--").arg(prog("counter", &[])).args(["100000", "10000"]);
+    let mut orig = Proc::spawn(c, "installed ckpt run");
+    orig.wait_lines(3, SHORT);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", orig.pid)).unwrap();
+    assert!(maps.contains(&format!("{}", prefix.join("lib/ckpt/libckpt.so").display())), "not the installed library");
+    let out = Command::new(&ckpt).args(["checkpoint", "--wait", "--kill", &orig.pid.to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    orig.kill9();
+    let mut c = Command::new(&ckpt);
+    c.arg("restart").arg(&image);
+    let mut restored = Proc::spawn(c, "installed ckpt restart");
+    restored.wait_lines(3, SHORT);
+    restored.kill9();
+}
