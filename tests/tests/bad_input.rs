@@ -173,9 +173,12 @@ fn image_is_an_elf_core_file_tools_can_read() {
     for want in ["CORE (Core file)", "NT_PRSTATUS", "NT_PRPSINFO", "NT_FPREGSET", "NT_AUXV", "LOAD"] {
         assert!(text.contains(want), "readelf output lacks {want}");
     }
-    let gdb = Command::new("gdb").args(["-nx", "-batch", "-ex", "bt"]).arg(&p).arg(wd.image()).output().expect("gdb");
+    let gdb = Command::new("gdb").args(["-nx", "-batch", "-ex", "bt", "-ex", "info threads"]).arg(&p).arg(wd.image()).output().expect("gdb");
     let bt = String::from_utf8_lossy(&gdb.stdout);
     assert!(bt.contains("in main"), "gdb bt does not show main: {bt}\n{}", String::from_utf8_lossy(&gdb.stderr));
+    // NT_PRSTATUS names the checkpoint signal and the checkpointed thread.
+    assert!(bt.contains("Program terminated with signal SIGUSR2"), "{bt}");
+    assert!(bt.contains(&format!("LWP {}", orig.pid)), "{bt}");
 }
 
 /// Exit status 3: restoring failed after the point of no return. Here the address-space limit

@@ -191,6 +191,13 @@ fn shared_file_mapping_keeps_counting_in_the_file() {
     assert!(restored.wait_exit(LONG).success());
     assert_eq!(restored.lines().last().unwrap(), "done 400");
     assert_eq!(read_counter(), 400);
+
+    // A mapped file that no longer covers its mapping is refused before anything changes.
+    std::fs::File::options().write(true).open(&file).unwrap().set_len(0).unwrap();
+    let out = Command::new(myrestart()).arg(wd.image()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("mapped file {} is now 0 bytes, too short for its mapping", file.display())), "{err}");
 }
 
 #[test]

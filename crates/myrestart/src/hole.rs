@@ -75,6 +75,13 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
         sys::exit_group(EXIT_REFUSED);
     }
     protect_copy(me, block);
+    // The guard page between the program copy and the stack: an overflowing stack faults
+    // instead of overwriting the program's data (the plan included).
+    // SAFETY: the page lies in the block, between the copy and the stack, and nothing uses it.
+    if let Err(e) = unsafe { rustix::mm::mprotect((block + me.span) as *mut _, PAGE, MprotectFlags::empty()) } {
+        say!("myrestart: cannot protect the stack's guard page: {}", describe(e));
+        sys::exit_group(EXIT_REFUSED);
+    }
 
     let run = restore::run as *const () as usize - me.base + block;
     let stack_top = p.stack_top;
