@@ -100,7 +100,7 @@ fn inspect_shows_a_known_image_as_table_and_json() {
     let table = ckpt_cmd(&["inspect", img.to_str().unwrap()]).output().unwrap();
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(table.status.success(), "{text}");
-    for want in ["checksums    verified", "program      files", &format!("pid {}", orig.pid), "registers    rip 0x", "[stack]", "[heap]", &log.display().to_string(), "(not restored)"] {
+    for want in ["checksums    verified", "program      files", &format!("thread       {} files", orig.pid), &format!("pid {}", orig.pid), "registers    rip 0x", "[stack]", "[heap]", &log.display().to_string(), "(not restored)"] {
         assert!(text.contains(want), "inspect table lacks {want:?}:\n{text}");
     }
 
@@ -108,6 +108,8 @@ fn inspect_shows_a_known_image_as_table_and_json() {
     assert!(json.status.success());
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("inspect --json prints JSON");
     assert_eq!(v["pid"], orig.pid);
+    assert_eq!(v["threads"][0]["tid"], orig.pid, "the one thread is the main thread");
+    assert_eq!(v["threads"][0]["name"], "files");
     assert_eq!(v["checksums_ok"], true);
     assert_eq!(v["command_line"][1], input.to_str().unwrap());
     assert!(v["regions"].as_array().unwrap().iter().any(|r| r["kind"] == "stack"));

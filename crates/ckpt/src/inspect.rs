@@ -175,10 +175,17 @@ pub fn inspect(a: InspectArgs) -> Outcome {
         .map(|(n, t)| json!({"timer": n, "value_us": t.value_sec * 1_000_000 + t.value_usec, "interval_us": t.interval_sec * 1_000_000 + t.interval_usec}))
         .collect();
     let cmdline = command_line(&f, &image, &st);
+    let first = image.first_thread().map_err(bad)?;
+    let threads: Vec<Value> = image
+        .threads()
+        .filter_map(Result::ok)
+        .map(|t| json!({"tid": t.tid, "name": String::from_utf8_lossy(t.comm_bytes()), "fs_base": format!("{:#x}", t.fs_base), "signal_frame": format!("{:#x}", t.sigframe)}))
+        .collect();
     let doc = json!({
         "image": name, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
         "checksums_ok": all_ok,
-        "program": String::from_utf8_lossy(st.comm_bytes()), "exe": String::from_utf8_lossy(st.exe.as_bytes()),
+        "program": String::from_utf8_lossy(first.comm_bytes()), "exe": String::from_utf8_lossy(st.exe.as_bytes()),
+        "threads": threads,
         "command_line": cmdline, "cwd": String::from_utf8_lossy(st.cwd.as_bytes()),
         "pid": st.pid, "taken": utc(st.created_unix_ns), "taken_unix_ns": st.created_unix_ns, "write_ms": st.write_ns as f64 / 1e6,
         "kernel": st.kernel_str(), "xsave_features": format!("{:#x}", st.xfeatures), "xsave_bytes": st.xstate_size,
@@ -215,6 +222,9 @@ fn print_table(d: &Value) {
     println!("image        {} ({} bytes, {} allocated), format {}", s(&d["image"]), d["size"], d["allocated"], d["format_version"]);
     println!("checksums    {}", if d["checksums_ok"] == true { "verified" } else { "MISMATCH" });
     println!("program      {} ({}), pid {}", s(&d["program"]), s(&d["exe"]), d["pid"]);
+    for t in d["threads"].as_array().unwrap() {
+        println!("thread       {} {} (TLS {}, signal frame {})", t["tid"], s(&t["name"]), s(&t["fs_base"]), s(&t["signal_frame"]));
+    }
     let args: Vec<String> = d["command_line"].as_array().unwrap().iter().map(s).collect();
     println!("command      {}", args.join(" "));
     println!("directory    {}", s(&d["cwd"]));

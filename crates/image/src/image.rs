@@ -6,7 +6,8 @@ use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
 use crate::note::{Note, Notes};
 use crate::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE};
 use crate::state::{ProcessState, META_HASH_OFFSET};
-use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, PAGE_SIZE};
+use crate::thread::ThreadState;
+use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD, PAGE_SIZE};
 
 /// Bytes a reader must read first to learn [`meta_len`].
 pub const PREFIX_LEN: usize = EHDR_SIZE + PHDR_SIZE;
@@ -90,7 +91,6 @@ impl<'a> Image<'a> {
 
     fn check_regions(&self, meta_len: u64, state: &ProcessState) -> Result<(), ImageError> {
         let mut prev_end = 0u64;
-        let mut frame_ok = false;
         let mut trampoline_ok = false;
         for i in 0..self.region_count {
             let reg = self.region(i)?;
@@ -111,11 +111,7 @@ impl<'a> Image<'a> {
                     return Err(ImageError::Truncated);
                 }
             }
-            let contains = |a: u64| rec.start <= a && a < rec.end;
-            if rec.has_data() && !rec.kind.is_kernel_special() && contains(state.sigframe) {
-                frame_ok = true;
-            }
-            if rec.prot & 4 != 0 && contains(state.resume_trampoline) {
+            if rec.prot & 4 != 0 && rec.start <= state.resume_trampoline && state.resume_trampoline < rec.end {
                 trampoline_ok = true;
             }
         }
@@ -131,8 +127,19 @@ impl<'a> Image<'a> {
                 }
             }
         }
-        if !frame_ok {
-            return Err(ImageError::Malformed("signal frame is not in any stored region"));
+        let mut threads = 0;
+        for t in self.threads() {
+            let t = t?;
+            threads += 1;
+            let in_stored = (0..self.region_count).filter_map(|i| self.region(i).ok()).any(|r| {
+                r.record.has_data() && !r.record.kind.is_kernel_special() && r.record.start <= t.sigframe && t.sigframe < r.record.end
+            });
+            if !in_stored {
+                return Err(ImageError::Malformed("signal frame is not in any stored region"));
+            }
+        }
+        if threads == 0 {
+            return Err(ImageError::Malformed("no thread state"));
         }
         if !trampoline_ok {
             return Err(ImageError::Malformed("resume trampoline is not in executable memory"));
@@ -178,6 +185,20 @@ impl<'a> Image<'a> {
     /// The first note with this owner and type.
     pub fn note(&self, name: &[u8], n_type: u32) -> Option<Note<'a>> {
         Notes::new(self.notes).filter_map(Result::ok).find(|n| n.name == name && n.n_type == n_type)
+    }
+
+    /// The threads, in the order of their notes: the first took the checkpoint signal.
+    pub fn threads(&self) -> impl Iterator<Item = Result<ThreadState, ImageError>> + 'a {
+        Notes::new(self.notes).filter_map(|n| match n {
+            Ok(n) if n.name == CKPT_NOTE_NAME && n.n_type == NT_CKPT_THREAD => Some(ThreadState::read(n.desc)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }
+
+    /// The thread that took the checkpoint signal.
+    pub fn first_thread(&self) -> Result<ThreadState, ImageError> {
+        self.threads().next().unwrap_or(Err(ImageError::Malformed("no thread state")))
     }
 
     /// Descriptors recorded at checkpoint time, with their paths.

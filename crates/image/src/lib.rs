@@ -6,7 +6,8 @@
 //!  offset 0        ELF header (64 bytes)
 //!  64              program headers: [0] PT_NOTE, then one PT_LOAD per region, in address order
 //!  ...             the PT_NOTE segment, 4-byte aligned notes:
-//!                    "CKPT" NT_CKPT_STATE    first, always: magic, version, checksums, kernel state
+//!                    "CKPT" NT_CKPT_STATE    first, always: magic, version, checksums, process state
+//!                    "CKPT" NT_CKPT_THREAD   one per thread: TLS base, rseq, robust list, signal frame
 //!                    "CORE" NT_PRSTATUS      the interrupted registers (what gdb shows)
 //!                    "CORE" NT_PRPSINFO      program name and arguments
 //!                    "CORE" NT_FPREGSET      the legacy FXSAVE area
@@ -38,14 +39,16 @@ pub mod image;
 pub mod note;
 pub mod region;
 pub mod state;
+pub mod thread;
 pub mod verify;
 
 pub use image::{seal, Image, RegionRef};
 pub use region::{RegionKind, RegionRecord};
 pub use state::ProcessState;
+pub use thread::ThreadState;
 
 /// Bumped on any change to the layout of a ckpt note.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The first eight bytes of the state note's descriptor.
 pub const STATE_MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// Owner name of our own notes.
@@ -59,6 +62,7 @@ pub const MAX_REGIONS: usize = 65_000;
 pub const NT_CKPT_STATE: u32 = 0x434b_0001;
 pub const NT_CKPT_REGIONS: u32 = 0x434b_0002;
 pub const NT_CKPT_FDS: u32 = 0x434b_0003;
+pub const NT_CKPT_THREAD: u32 = 0x434b_0004;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,6 @@ pub const PATH_MAX: usize = 4096;
 /// Signals 1..=64 have a disposition each.
 pub const NSIG: usize = 64;
 
-/// The rseq area was registered and must be registered again.
-pub const FLAG_RSEQ: u32 = 1 << 0;
-/// `tid_address` held the thread's TID (glibc's cache): write the new TID there.
-pub const FLAG_PATCH_TID: u32 = 1 << 1;
 
 /// The kernel's bookkeeping for the address space (`PR_SET_MM_MAP` fields).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,10 +104,12 @@ impl core::fmt::Debug for Path {
     }
 }
 
-/// Everything in `NT_CKPT_STATE`.
+/// Everything in `NT_CKPT_STATE`: the process-wide state (each thread's own is in its
+/// `NT_CKPT_THREAD` note, [`crate::thread::ThreadState`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessState {
     pub version: u32,
+    /// No process-wide flags are defined yet; must be 0.
     pub flags: u32,
     /// Bytes at the start of the file covered by `meta_hash`.
     pub meta_len: u64,
@@ -120,25 +118,15 @@ pub struct ProcessState {
     /// How long the checkpoint took to write, in nanoseconds (filled in by the writer).
     pub write_ns: u64,
     pub pid: u32,
-    pub tid: u32,
-    /// Address of the `ucontext` the kernel built for the checkpoint signal.
-    pub sigframe: u64,
+    /// The process's parent at the checkpoint.
+    pub ppid: u32,
     /// Address of libckpt's resume trampoline in the checkpointed process.
     pub resume_trampoline: u64,
-    pub fs_base: u64,
-    pub gs_base: u64,
     /// XSAVE feature mask of the saved FPU state, and its size.
     pub xfeatures: u64,
     pub xstate_size: u32,
-    pub rseq_len: u32,
-    pub rseq_addr: u64,
-    pub rseq_sig: u32,
     pub umask: u32,
-    pub tid_address: u64,
-    pub robust_list: u64,
-    pub robust_len: u64,
     pub mm: MmFields,
-    pub comm: [u8; 16],
     pub itimers: [Itimer; 3],
     pub sigactions: [SigAction; NSIG],
     pub cwd: Path,
@@ -160,25 +148,15 @@ impl ProcessState {
         created_unix_ns: 0,
         write_ns: 0,
         pid: 0,
-        tid: 0,
-        sigframe: 0,
+        ppid: 0,
         resume_trampoline: 0,
-        fs_base: 0,
-        gs_base: 0,
         xfeatures: 0,
         xstate_size: 0,
-        rseq_len: 0,
-        rseq_addr: 0,
-        rseq_sig: 0,
         umask: 0,
-        tid_address: 0,
-        robust_list: 0,
-        robust_len: 0,
         mm: MmFields {
             start_code: 0, end_code: 0, start_data: 0, end_data: 0, start_brk: 0, brk: 0,
             start_stack: 0, arg_start: 0, arg_end: 0, env_start: 0, env_end: 0,
         },
-        comm: [0; 16],
         itimers: [Itimer { interval_sec: 0, interval_usec: 0, value_sec: 0, value_usec: 0 }; 3],
         sigactions: [SigAction { handler: 0, flags: 0, restorer: 0, mask: 0 }; NSIG],
         cwd: Path::EMPTY,
@@ -190,16 +168,11 @@ impl ProcessState {
 
     /// Size of the encoded descriptor.
     pub const ENCODED_LEN: usize =
-        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 * 5 + 4 + 4 + 8 + 4 + 4 + 8 * 3 + 8 * 11 + 16 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72;
+        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72;
 
     pub fn kernel_str(&self) -> &str {
         let n = self.kernel.iter().position(|&b| b == 0).unwrap_or(self.kernel.len());
         core::str::from_utf8(&self.kernel[..n]).unwrap_or("?")
-    }
-
-    pub fn comm_bytes(&self) -> &[u8] {
-        let n = self.comm.iter().position(|&b| b == 0).unwrap_or(16);
-        &self.comm[..n]
     }
 
     pub fn write(&self, w: &mut Writer) {
@@ -211,24 +184,14 @@ impl ProcessState {
         w.u64(self.created_unix_ns);
         w.u64(self.write_ns);
         w.u32(self.pid);
-        w.u32(self.tid);
-        w.u64(self.sigframe);
+        w.u32(self.ppid);
         w.u64(self.resume_trampoline);
-        w.u64(self.fs_base);
-        w.u64(self.gs_base);
         w.u64(self.xfeatures);
         w.u32(self.xstate_size);
-        w.u32(self.rseq_len);
-        w.u64(self.rseq_addr);
-        w.u32(self.rseq_sig);
         w.u32(self.umask);
-        w.u64(self.tid_address);
-        w.u64(self.robust_list);
-        w.u64(self.robust_len);
         for v in self.mm.as_array() {
             w.u64(v);
         }
-        w.bytes(&self.comm);
         for t in &self.itimers {
             w.u64(t.interval_sec as u64);
             w.u64(t.interval_usec as u64);
@@ -266,31 +229,24 @@ impl ProcessState {
         }
         out.version = version;
         out.flags = r.u32()?;
+        if out.flags != 0 {
+            return Err(ImageError::Malformed("unknown process flags"));
+        }
         out.meta_len = r.u64()?;
         out.meta_hash = r.u64()?;
         out.created_unix_ns = r.u64()?;
         out.write_ns = r.u64()?;
         out.pid = r.u32()?;
-        out.tid = r.u32()?;
-        out.sigframe = r.u64()?;
+        out.ppid = r.u32()?;
         out.resume_trampoline = r.u64()?;
-        out.fs_base = r.u64()?;
-        out.gs_base = r.u64()?;
         out.xfeatures = r.u64()?;
         out.xstate_size = r.u32()?;
-        out.rseq_len = r.u32()?;
-        out.rseq_addr = r.u64()?;
-        out.rseq_sig = r.u32()?;
         out.umask = r.u32()?;
-        out.tid_address = r.u64()?;
-        out.robust_list = r.u64()?;
-        out.robust_len = r.u64()?;
         let mut mm = [0u64; 11];
         for v in &mut mm {
             *v = r.u64()?;
         }
         out.mm = MmFields::from_array(mm);
-        out.comm = r.array()?;
         for t in &mut out.itimers {
             t.interval_sec = r.u64()? as i64;
             t.interval_usec = r.u64()? as i64;

@@ -11,19 +11,25 @@ use crate::image::{meta_len, PREFIX_LEN};
 use crate::note::{begin_note, note_size, write_note, Notes};
 use crate::region::{self, RegionKind, RegionRecord, RECORD_SIZE, RF_HAS_DATA};
 use crate::verify::Dense;
+use crate::thread::ThreadState;
 use crate::*;
 
 fn sample_state() -> std::boxed::Box<ProcessState> {
     let mut s = std::boxed::Box::new(ProcessState::ZERO);
     s.pid = 1234;
-    s.fs_base = 0x7f00_0000_1000;
+    s.ppid = 1;
     s.mm.brk = 0x55_0000;
     s.itimers[0].value_usec = 5;
     s.sigactions[11].handler = 0x40_1000;
     s.cwd.set(b"/tmp/work");
     s.exe.set(b"/usr/bin/x");
-    s.comm[..5].copy_from_slice(b"hello");
     s
+}
+
+fn sample_thread() -> ThreadState {
+    let mut t = ThreadState { tid: 1234, fs_base: 0x7f00_0000_1000, sigframe: START + 64, ..Default::default() };
+    t.comm[..5].copy_from_slice(b"hello");
+    t
 }
 
 #[test]
@@ -36,7 +42,14 @@ fn state_round_trips() {
     let mut back = std::boxed::Box::new(ProcessState::ZERO);
     ProcessState::read_into(&buf, &mut back).unwrap();
     assert_eq!(*back, *s);
-    assert_eq!(back.comm_bytes(), b"hello");
+    let t = ThreadState { flags: thread::FLAG_RSEQ, rseq_addr: 0x1000, rseq_len: 32, robust_list: 7, ..sample_thread() };
+    let mut buf = vec![0u8; ThreadState::ENCODED_LEN];
+    t.write(&mut Writer::new(&mut buf));
+    assert_eq!(ThreadState::read(&buf), Ok(t));
+    assert_eq!(t.comm_bytes(), b"hello");
+    assert_eq!(ThreadState::read(&buf[1..]), Err(ImageError::Malformed("thread note has the wrong size")));
+    buf[4] = 0x80;
+    assert_eq!(ThreadState::read(&buf), Err(ImageError::Malformed("unknown thread flags")));
 }
 
 #[test]
@@ -47,6 +60,13 @@ fn state_rejects_foreign_and_other_versions() {
     let mut other = buf.clone();
     other[8..12].copy_from_slice(&7u32.to_le_bytes());
     assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(7)));
+    // Version 1 kept the thread's state in the state note: refused, by number.
+    other[8..12].copy_from_slice(&1u32.to_le_bytes());
+    assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(1)));
+    assert_eq!(
+        std::format!("{}", ImageError::UnsupportedVersion(1)),
+        "unsupported image format version 1 (this myrestart reads version 2)"
+    );
     let mut foreign = buf.clone();
     foreign[0] = b'X';
     assert_eq!(ProcessState::read_into(&foreign, &mut out), Err(ImageError::Foreign));
@@ -85,6 +105,7 @@ fn header_rejections() {
 struct Draft {
     ehsize: u16,
     state: std::boxed::Box<ProcessState>,
+    threads: Vec<ThreadState>,
     /// PT_LOADs, one per region (the PT_NOTE is made by `encode`).
     loads: Vec<Phdr>,
     /// `p_filesz` of the PT_NOTE, when a test wants it wrong.
@@ -112,12 +133,12 @@ fn draft(pages: u64) -> Draft {
     let len = pages * PAGE_SIZE;
     let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
     let mut st = sample_state();
-    st.sigframe = START + 64;
     st.resume_trampoline = START + 128;
     let name = b"/bin/x".to_vec();
     Draft {
         ehsize: EHDR_SIZE as u16,
         state: st,
+        threads: vec![sample_thread()],
         loads: vec![Phdr { p_type: PT_LOAD, flags: 7, offset: DATA_AT, vaddr: START, filesz: len, memsz: len, align: PAGE_SIZE }],
         note_filesz: None,
         count_field: 1,
@@ -151,6 +172,7 @@ fn encode(d: &Draft) -> Vec<u8> {
     let phnum = d.loads.len() + 1;
     let regions_len = region::table_len(d.records.len(), d.names.len());
     let notes_len = note_size(CKPT_NOTE_NAME, ProcessState::ENCODED_LEN)
+        + d.threads.len() * note_size(CKPT_NOTE_NAME, ThreadState::ENCODED_LEN)
         + if d.regions_note { note_size(CKPT_NOTE_NAME, regions_len) } else { 0 }
         + if d.fds.is_empty() { 0 } else { note_size(CKPT_NOTE_NAME, d.fds.len()) }
         + d.trailing_notes.len();
@@ -169,6 +191,11 @@ fn encode(d: &Draft) -> Vec<u8> {
     begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
     st.write(&mut w);
     w.align(4);
+    for t in &d.threads {
+        begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_THREAD, ThreadState::ENCODED_LEN);
+        t.write(&mut w);
+        w.align(4);
+    }
     if d.regions_note {
         begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_len);
         w.u32(d.count_field);
@@ -324,7 +351,14 @@ fn rejects_each_malformed_header_by_name() {
         }),
         malformed("region data is misplaced")
     );
-    assert_eq!(parse_changed(|d| d.state.sigframe = START - 8), malformed("signal frame is not in any stored region"));
+    assert_eq!(parse_changed(|d| d.threads[0].sigframe = START - 8), malformed("signal frame is not in any stored region"));
+    assert_eq!(
+        parse_changed(|d| d.threads.push(ThreadState { tid: 2, sigframe: START - 8, ..sample_thread() })),
+        malformed("signal frame is not in any stored region"),
+        "every thread's frame is checked"
+    );
+    assert_eq!(parse_changed(|d| d.threads.clear()), malformed("no thread state"));
+    assert_eq!(parse_changed(|d| d.state.flags = 4), malformed("unknown process flags"));
     assert_eq!(
         parse_changed(|d| {
             d.records[0].prot = 3;

@@ -7,8 +7,8 @@
 use crate::args::Options;
 use ckpt_image::image::{meta_len, PREFIX_LEN};
 use ckpt_image::region::RegionKind;
-use ckpt_image::state::{FLAG_PATCH_TID, FLAG_RSEQ};
-use ckpt_image::{Image, ImageError, ProcessState};
+use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
+use ckpt_image::{Image, ImageError, ProcessState, ThreadState};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::maps;
 use ckpt_sigsafe::out::Lossy;
@@ -65,6 +65,8 @@ pub struct Plan {
     /// `[vvar, vvar_vclock, vdso]`.
     pub specials: [Special; 3],
     pub state: ProcessState,
+    /// The one thread restored (this version restores single-threaded processes).
+    pub thread: ThreadState,
     /// The block myrestart moves into, its stack top and the parking area for the specials.
     pub block: usize,
     pub block_len: usize,
@@ -103,6 +105,10 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     file_len: 0,
     specials: [Special { present: false, own_start: 0, target_start: 0, len: 0 }; 3],
     state: ProcessState::ZERO,
+    thread: ThreadState {
+        tid: 0, flags: 0, sigframe: 0, fs_base: 0, gs_base: 0, rseq_addr: 0, rseq_len: 0, rseq_sig: 0, tid_address: 0,
+        robust_list: 0, robust_len: 0, comm: [0; 16],
+    },
     block: 0,
     block_len: 0,
     stack_top: 0,
@@ -193,8 +199,14 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
     let image = Image::parse(meta_static, file_len, &mut p.state).map_err(bad)?;
     verify_data(fd.as_raw_fd(), &image, file_len, opts.verify).map_err(bad)?;
+    p.thread = image.first_thread().map_err(bad)?;
+    let threads = image.threads().count();
+    if threads != 1 {
+        refuse(path, format_args!("the image holds {threads} threads; this myrestart restores single-threaded processes"));
+        return Err(());
+    }
     check_machine(path, &p.state)?;
-    check_targets(path, &image, &p.state)?;
+    check_targets(path, &image, &p.thread)?;
     find_specials(path, &image, p)?;
 
     // Every descriptor myrestart holds from here on sits above all the target's numbers, so
@@ -310,7 +322,7 @@ fn xcr0() -> u64 {
 }
 
 /// The image's own pointers must land in restored memory.
-fn check_targets(path: &CStr, image: &Image, st: &ProcessState) -> Result<(), ()> {
+fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()> {
     let writable = |addr: u64, len: u64| {
         (0..image.region_count()).filter_map(|i| image.region(i).ok()).any(|r| {
             r.record.prot & 2 != 0 && r.record.start <= addr && addr + len <= r.record.end && !r.record.kind.is_kernel_special()

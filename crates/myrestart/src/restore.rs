@@ -17,7 +17,7 @@
 use crate::plan::{Plan, TASK_END};
 use myrestart::EXIT_LOST;
 use ckpt_image::region::RegionKind;
-use ckpt_image::state::{FLAG_PATCH_TID, FLAG_RSEQ};
+use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
 use ckpt_image::{note, Image};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::{page_up, say, sys};
@@ -241,30 +241,31 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
         }
     }
 
+    let th = &p.thread;
     // SAFETY: the thread pointer of the restored thread; nothing here uses TLS.
-    if let Err(e) = unsafe { sys::arch_set(sys::ARCH_SET_FS, st.fs_base) } {
-        lost("restoring the TLS base", st.fs_base, e);
+    if let Err(e) = unsafe { sys::arch_set(sys::ARCH_SET_FS, th.fs_base) } {
+        lost("restoring the TLS base", th.fs_base, e);
     }
-    if st.gs_base != 0 {
+    if th.gs_base != 0 {
         // SAFETY: as above, for gs.
-        let _ = unsafe { sys::arch_set(sys::ARCH_SET_GS, st.gs_base) };
+        let _ = unsafe { sys::arch_set(sys::ARCH_SET_GS, th.gs_base) };
     }
-    if st.tid_address != 0 {
+    if th.tid_address != 0 {
         // SAFETY: glibc's clear_child_tid location in the restored thread descriptor.
-        let tid = unsafe { sys::set_tid_address(st.tid_address) };
-        if st.flags & FLAG_PATCH_TID != 0 {
+        let tid = unsafe { sys::set_tid_address(th.tid_address) };
+        if th.flags & FLAG_PATCH_TID != 0 {
             // SAFETY: checked at plan time to be inside writable restored memory.
-            unsafe { *(st.tid_address as *mut u32) = tid };
+            unsafe { *(th.tid_address as *mut u32) = tid };
         }
     }
-    if st.robust_list != 0 {
+    if th.robust_list != 0 {
         // SAFETY: the restored thread's own robust list head.
-        let _ = unsafe { sys::set_robust_list(st.robust_list, st.robust_len) };
+        let _ = unsafe { sys::set_robust_list(th.robust_list, th.robust_len) };
     }
-    if st.flags & FLAG_RSEQ != 0 {
+    if th.flags & FLAG_RSEQ != 0 {
         // SAFETY: the restored thread's rseq area, checked to lie in writable restored memory.
-        if let Err(e) = unsafe { sys::rseq_register(st.rseq_addr, st.rseq_len, st.rseq_sig) } {
-            lost("registering rseq", st.rseq_addr, e);
+        if let Err(e) = unsafe { sys::rseq_register(th.rseq_addr, th.rseq_len, th.rseq_sig) } {
+            lost("registering rseq", th.rseq_addr, e);
         }
     }
     for (i, a) in st.sigactions.iter().enumerate() {
@@ -283,7 +284,7 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
         lost("changing to the working directory", 0, e);
     }
     let mut name = [0u8; 17];
-    name[..16].copy_from_slice(&st.comm);
+    name[..16].copy_from_slice(&th.comm);
     if let Ok(c) = core::ffi::CStr::from_bytes_until_nul(&name) {
         let _ = rustix::thread::set_name(c);
     }
@@ -307,7 +308,7 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
 
 /// Jumps to libckpt's trampoline in the restored process.
 fn resume(p: &Plan) -> ! {
-    let (tramp, block, len, frame) = (p.state.resume_trampoline, p.block, page_up(p.block_len), p.state.sigframe);
+    let (tramp, block, len, frame) = (p.state.resume_trampoline, p.block, page_up(p.block_len), p.thread.sigframe);
     let stop = p.stopped as usize;
     // SAFETY: the trampoline is restored code that takes exactly these registers, unmaps this
     // block (which we never touch again) and calls rt_sigreturn on the saved frame.

@@ -6,8 +6,9 @@ use super::scratch::Parts;
 use super::Failure;
 use crate::config::Config;
 use ckpt_image::frame::{xstate_info, SigContext, FXSAVE_SIZE, UCONTEXT_SIZE};
-use ckpt_image::state::{Path, FLAG_PATCH_TID, FLAG_RSEQ, NSIG};
-use ckpt_image::ProcessState;
+use ckpt_image::state::{Path, NSIG};
+use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
+use ckpt_image::{ProcessState, ThreadState};
 use ckpt_sigsafe::sys;
 
 /// glibc's rseq signature on x86-64 (`RSEQ_SIG`).
@@ -67,12 +68,13 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     let m = machine.len().min(st.kernel.len() - n - 2);
     st.kernel[n + 1..n + 1 + m].copy_from_slice(&machine[..m]);
     st.pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-    parts.ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
-    st.tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-    st.sigframe = uc as u64;
+    st.ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
     st.resume_trampoline = crate::resume::trampoline_address() as u64;
-    st.fs_base = sys::arch_get(sys::ARCH_GET_FS).map_err(|e| Failure::new("reading the TLS base", e))?;
-    st.gs_base = sys::arch_get(sys::ARCH_GET_GS).unwrap_or(0);
+    let th = &mut parts.thread;
+    th.tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    th.sigframe = uc as u64;
+    th.fs_base = sys::arch_get(sys::ARCH_GET_FS).map_err(|e| Failure::new("reading the TLS base", e))?;
+    th.gs_base = sys::arch_get(sys::ARCH_GET_GS).unwrap_or(0);
 
     // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.
     let uc_bytes = unsafe { core::slice::from_raw_parts(uc as *const u8, UCONTEXT_SIZE) };
@@ -88,19 +90,22 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
         }
     }
 
-    capture_rseq(st, cfg);
+    capture_rseq(th, cfg);
     if let Ok(Some(addr)) = rustix::thread::get_clear_child_tid_address() {
-        st.tid_address = addr.as_ptr() as u64;
+        th.tid_address = addr.as_ptr() as u64;
         // glibc points clear_child_tid at the `tid` field of the thread descriptor; another
         // runtime may point it anywhere, so it is read without trusting it to be mapped.
-        if read_own_u32(st.tid_address) == Some(st.tid) {
-            st.flags |= FLAG_PATCH_TID;
+        if read_own_u32(th.tid_address) == Some(th.tid) {
+            th.flags |= FLAG_PATCH_TID;
         }
     }
     if let Ok((head, len)) = sys::get_robust_list() {
-        st.robust_list = head;
-        st.robust_len = len;
+        th.robust_list = head;
+        th.robust_len = len;
     }
+    let n = read_small(c"/proc/thread-self/comm", &mut th.comm).unwrap_or(0);
+    let name_len = th.comm[..n].iter().position(|&c| c == b'\n').unwrap_or(n);
+    th.comm[name_len..].fill(0);
 
     capture_mm(parts)?;
     let st: &mut ProcessState = parts.state;
@@ -124,29 +129,26 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     st.umask = status_field(status, b"Umask:").and_then(parse_oct).unwrap_or(0o022);
     read_path(c"/proc/self/cwd", &mut st.cwd).map_err(|e| Failure::new("reading the working directory", e))?;
     let _ = read_path(c"/proc/self/exe", &mut st.exe);
-    let n = read_small(c"/proc/self/comm", &mut st.comm).unwrap_or(0);
-    let name_len = st.comm[..n].iter().position(|&c| c == b'\n').unwrap_or(n);
-    st.comm[name_len..].fill(0);
 
     parts.auxv_len = read_small(c"/proc/self/auxv", parts.auxv).map_err(|e| Failure::new("reading /proc/self/auxv", e))?;
     parts.cmdline_len = read_small(c"/proc/self/cmdline", parts.cmdline).unwrap_or(0);
     Ok(())
 }
 
-fn capture_rseq(st: &mut ProcessState, cfg: &Config) {
+fn capture_rseq(th: &mut ThreadState, cfg: &Config) {
     if cfg.rseq_size == 0 {
         return;
     }
-    let area = st.fs_base.wrapping_add(cfg.rseq_offset as u64);
+    let area = th.fs_base.wrapping_add(cfg.rseq_offset as u64);
     // glibc places each thread's `struct rseq` at thread pointer + __rseq_offset; its second
     // word is `cpu_id`, negative unless the kernel accepted the registration. A program that
     // moved its thread pointer could make that address anything, so it is read safely.
     let Some(cpu_id) = read_own_u32(area.wrapping_add(4)) else { return };
     if (cpu_id as i32) >= 0 {
-        st.flags |= FLAG_RSEQ;
-        st.rseq_addr = area;
-        st.rseq_len = cfg.rseq_size.max(RSEQ_MIN_LEN);
-        st.rseq_sig = RSEQ_SIG;
+        th.flags |= FLAG_RSEQ;
+        th.rseq_addr = area;
+        th.rseq_len = cfg.rseq_size.max(RSEQ_MIN_LEN);
+        th.rseq_sig = RSEQ_SIG;
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::write::{RegionSlot, SLOTS};
 use super::Failure;
-use ckpt_image::ProcessState;
+use ckpt_image::{ProcessState, ThreadState};
 use core::ops::Range;
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -66,8 +66,8 @@ pub struct Parts<'a> {
     pub meta: &'a mut [u8],
     /// What the writer keeps of each region.
     pub slots: &'a mut [RegionSlot],
-    /// The program's parent, as the handler saw it (the writer's own parent is another).
-    pub ppid: u32,
+    /// The state of the thread that took the signal (the only one, in this version).
+    pub thread: ThreadState,
 }
 
 impl Scratch {
@@ -121,7 +121,7 @@ impl Scratch {
                 maps: s(MAPS_AT, MAPS_LEN),
                 meta: s(META_AT, META_LEN),
                 slots: core::slice::from_raw_parts_mut((b + SLOTS_AT) as *mut RegionSlot, SLOTS),
-                ppid: 0,
+                thread: ThreadState::default(),
             }
         }
     }

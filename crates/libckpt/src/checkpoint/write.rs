@@ -12,8 +12,8 @@ use ckpt_image::fds::{self, FdKind};
 use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
-use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, CKPT_NOTE_NAME, MAX_REGIONS};
-use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, PAGE_SIZE};
+use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
+use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -124,6 +124,7 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
     let phdrs_end = EHDR_SIZE + PHDR_SIZE * phnum;
     let regions_desc_len = region::table_len(count, names_len);
     let notes_len = note_size(CKPT_NOTE_NAME, ProcessState::ENCODED_LEN)
+        + note_size(CKPT_NOTE_NAME, ThreadState::ENCODED_LEN)
         + note_size(CORE, PRSTATUS_SIZE)
         + note_size(CORE, PRPSINFO_SIZE)
         + if has_fpu { note_size(CORE, FXSAVE_SIZE) } else { 0 }
@@ -204,9 +205,13 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
     begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
     st.write(&mut w);
     w.align(4);
+    let th = &parts.thread;
+    begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_THREAD, ThreadState::ENCODED_LEN);
+    th.write(&mut w);
+    w.align(4);
 
     begin_note(&mut w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
-    ctx.write_prstatus(&mut w, st.ckpt_signal, st.tid, parts.ppid, st.fs_base, st.gs_base);
+    ctx.write_prstatus(&mut w, st.ckpt_signal, th.tid, st.ppid, th.fs_base, th.gs_base);
     w.align(4);
 
     begin_note(&mut w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
@@ -218,7 +223,7 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
     }
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
-    write_prpsinfo(&mut w, st.pid, parts.ppid, uid, gid, st.comm_bytes(), args.trim_ascii_end());
+    write_prpsinfo(&mut w, st.pid, st.ppid, uid, gid, th.comm_bytes(), args.trim_ascii_end());
     w.align(4);
 
     if has_fpu {
