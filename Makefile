@@ -37,9 +37,10 @@ hello: hello.c
 	$(CC) $(HELLO_CFLAGS) -o hello hello.c
 
 # The brief's check, made to finish by itself: hello runs preloaded; after 3 s it gets
-# SIGUSR2 (checkpoint), 2 s later SIGKILL, then `make restart` brings it back. The restarted
-# hello prints for 4 s and is stopped; the check passes only if it printed dots after restart.
-# hello is addressed by its PID, never by name.
+# SIGUSR2 (checkpoint), 2 s later SIGKILL, then `make restart` brings it back (with its old PID,
+# in a PID namespace below myrestart, which stays its parent). The restarted hello prints for
+# 4 s and is stopped (SIGTERM to myrestart, which passes it on); the check passes only if it
+# printed dots after restart. hello is addressed by its PID, never by name.
 check: libckpt.so myrestart hello.c
 	$(CC) $(HELLO_CFLAGS) -o hello hello.c
 	@rm -f myckpt .check-restart.out
@@ -49,12 +50,15 @@ check: libckpt.so myrestart hello.c
 	echo; echo "check: hello (pid $$pid) checkpointed at 3 s, killed at 5 s; make restart:"; \
 	$(MAKE) --no-print-directory -s restart > >(tee .check-restart.out) 2> >(grep -v '\] Terminated' >&2) & mk=$$!; \
 	sleep 4; \
-	restored=$$(pgrep -x -P $$mk hello); \
-	[ -n "$$restored" ] && kill $$restored; \
+	mr=$$(pgrep -x -P $$mk myrestart || pgrep -x -P $$mk hello); \
+	init=$$(pgrep -x -P "$$mr" myrestart); \
+	restored=$$( [ -n "$$init" ] && pgrep -x -P "$$init" hello || echo "$$mr"); \
+	inner=$$(awk '/^NSpid:/ {print $$NF}' /proc/$$restored/status 2>/dev/null); \
+	[ -n "$$mr" ] && kill $$mr; \
 	wait $$mk 2>/dev/null; \
 	dots=$$(tr -cd . < .check-restart.out | wc -c); rm -f .check-restart.out; \
 	echo; \
-	if [ "$$dots" -ge 2 ]; then echo "check: OK: the restarted hello (pid $$restored) printed $$dots dots"; \
+	if [ "$$dots" -ge 2 ]; then echo "check: OK: the restarted hello (pid $$inner in its namespace, $$restored outside) printed $$dots dots"; \
 	else echo "check: FAILED: the restarted hello printed $$dots dots" >&2; exit 1; fi
 
 restart:

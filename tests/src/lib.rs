@@ -262,6 +262,29 @@ impl Proc {
         wait_stream(&self.stdout, deadline, |s| s.closed) && wait_stream(&self.stderr, deadline, |s| s.closed)
     }
 
+    /// The PID (in this namespace) of the program a `myrestart` runs: myrestart restores the
+    /// program with its old PID in a PID namespace of its own, below an init, and stays its
+    /// parent; with new IDs the program is myrestart's process itself.
+    pub fn program_pid(&self) -> u32 {
+        let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let child = |pid: u32| -> Option<u32> {
+            let c = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+            c.split_whitespace().next()?.parse().ok()
+        };
+        let deadline = Instant::now() + SHORT;
+        let mut pid = self.pid;
+        while comm(pid).trim() == "myrestart" {
+            match child(pid) {
+                Some(c) => pid = c,
+                None => {
+                    assert!(Instant::now() < deadline, "{}: no restored program below process {pid}", self.what);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        pid
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's PID, which we have not reaped yet.
         unsafe { libc::kill(self.pid as i32, sig) };

@@ -59,8 +59,11 @@ fn restart_stopped_lets_gdb_attach_then_continues() {
     orig.kill9();
 
     let restored = Proc::spawn(ckpt_cmd(&["restart", "--stopped", img.to_str().unwrap()]), "ckpt restart --stopped");
-    restored.wait_stderr("will stop (SIGSTOP)", SHORT);
-    let pid = restored.pid;
+    let err = restored.wait_stderr("will stop (SIGSTOP)", SHORT);
+    // The PID to attach to, as myrestart says it: the program's, in this PID namespace.
+    let said: u32 = err.split("myrestart: process ").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).expect(&err);
+    let pid = restored.program_pid();
+    assert_eq!(said, pid, "{err}");
     let deadline = Instant::now() + SHORT;
     loop {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -76,7 +79,8 @@ fn restart_stopped_lets_gdb_attach_then_continues() {
     // Stopped all along (and still): nothing printed, though gdb took its time.
     assert!(std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap().contains("State:\tT"), "gdb let the process run");
     assert!(restored.stdout_text().is_empty(), "the stopped process printed");
-    restored.signal(libc::SIGCONT);
+    // SAFETY: kill(2) with the PID myrestart named.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
     let lines = restored.wait_lines(5, SHORT);
     let first: usize = lines[0].split(' ').next().unwrap().parse().unwrap();
     assert!(first >= 10, "resumed from line {first}");

@@ -105,7 +105,7 @@ fn appending_log_and_line_reader_continue_in_place() {
     orig.kill9();
 
     let mut restored = Proc::restart(&wd.image());
-    let pid = restored.pid;
+    let pid = restored.program_pid();
     restored.wait_lines(3, SHORT);
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     let st = restored.wait_exit(LONG);
@@ -214,7 +214,7 @@ fn unlinked_temporary_file_is_restored_with_its_contents() {
     orig.kill9();
     let mut restored = Proc::restart(&wd.image());
     restored.wait_lines(2, SHORT);
-    let deleted = std::fs::read_dir(format!("/proc/{}/fd", restored.pid))
+    let deleted = std::fs::read_dir(format!("/proc/{}/fd", restored.program_pid()))
         .unwrap()
         .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
         .any(|t| t.to_string_lossy().ends_with("(deleted)"));

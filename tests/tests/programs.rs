@@ -125,7 +125,7 @@ fn clocks_keep_advancing_through_the_vdso() {
     let last_before: Vec<i64> = orig.lines().last().unwrap().split(' ').map(|v| v.parse().unwrap()).collect();
     let restored = Proc::restart(&image);
     let after = restored.wait_lines(20, SHORT);
-    assert_eq!(vdso_start(restored.pid), Some(vdso_before), "vdso not moved to its old address");
+    assert_eq!(vdso_start(restored.program_pid()), Some(vdso_before), "vdso not moved to its old address");
     let rows: Vec<Vec<i64>> = after.iter().map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect()).collect();
     assert!(rows[0][0] > 0 && rows[0][0] <= last_before[0] + 1, "resumed at line {} after {}", rows[0][0], last_before[0]);
     for w in rows.windows(2) {
@@ -224,9 +224,9 @@ fn kernel_state_survives_restart() {
     for l in &after {
         assert_eq!(state(l), expected, "after restart: {l}");
     }
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", restored.pid)).unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", restored.program_pid())).unwrap();
     assert_eq!(comm.trim(), "kstate-x");
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", restored.pid)).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", restored.program_pid())).unwrap();
     let want = format!("{}\01000000\0{}\0", p.display(), sub.display());
     assert_eq!(String::from_utf8_lossy(&cmdline), want, "/proc/PID/cmdline");
 }

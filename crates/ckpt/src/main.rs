@@ -43,6 +43,10 @@ enum Command {
         /// Skip the checksums of memory contents (headers are always checked).
         #[arg(long)]
         no_verify: bool,
+        /// Restore with new IDs (myrestart's PID) rather than the process's own, which need
+        /// user and PID namespaces.
+        #[arg(long)]
+        new_ids: bool,
     },
     /// Show what an image holds and whether its checksums verify.
     Inspect(inspect::InspectArgs),
@@ -57,7 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, stopped, eager, no_verify } => run::restart(&image, stopped, eager, no_verify),
+        Command::Restart { image, stopped, eager, no_verify, new_ids } => run::restart(&image, stopped, eager, no_verify, new_ids),
         Command::Inspect(a) => inspect::inspect(a),
     };
     match result {

@@ -99,7 +99,7 @@ pub fn run(a: RunArgs) -> Outcome {
     Err((EXIT_REFUSED, format!("{}: {err}", path.display())))
 }
 
-pub fn restart(image: &Path, stopped: bool, eager: bool, no_verify: bool) -> Outcome {
+pub fn restart(image: &Path, stopped: bool, eager: bool, no_verify: bool, new_ids: bool) -> Outcome {
     let myrestart = locate::myrestart()?;
     let mut cmd = Command::new(&myrestart);
     if stopped {
@@ -110,6 +110,9 @@ pub fn restart(image: &Path, stopped: bool, eager: bool, no_verify: bool) -> Out
     }
     if no_verify {
         cmd.arg("--no-verify");
+    }
+    if new_ids {
+        cmd.arg("--new-ids");
     }
     cmd.arg(image);
     let err = cmd.exec();

@@ -9,12 +9,14 @@ pub struct Args {
     argv: *const *const u8,
 }
 
-const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] IMAGE\n\
+const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] IMAGE\n\
   Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.\n\
   --eager      read all memory from the image now, instead of mapping the image file\n\
                (use it if the image file may change or disappear while the program runs)\n\
   --no-verify  skip the checksums of memory contents (headers are always checked)\n\
   --stopped    leave the process stopped (SIGSTOP) at its checkpoint, for a debugger\n\
+  --new-ids    restore with new IDs (myrestart's PID) instead of the process's own in new\n\
+               user and PID namespaces (the default, where the kernel allows them)\n\
   Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed midway.";
 
 /// What the command line asks for.
@@ -23,6 +25,7 @@ pub struct Options {
     pub eager: bool,
     pub verify: bool,
     pub stopped: bool,
+    pub new_ids: bool,
 }
 
 /// Writes the whole usage text to `fd` (1 or 2); it is longer than one message line.
@@ -51,7 +54,7 @@ impl Args {
 
     /// The options and the image path, or the exit status for a usage error (0 for --help).
     pub fn parse(&self) -> Result<Options, i32> {
-        let mut opts = Options { image: c"", eager: false, verify: true, stopped: false };
+        let mut opts = Options { image: c"", eager: false, verify: true, stopped: false, new_ids: false };
         let mut image = None;
         for i in 1..self.argc {
             let Some(a) = self.arg(i) else { break };
@@ -63,6 +66,7 @@ impl Args {
                 b"--eager" => opts.eager = true,
                 b"--no-verify" => opts.verify = false,
                 b"--stopped" => opts.stopped = true,
+                b"--new-ids" => opts.new_ids = true,
                 b"" => {}
                 arg if arg.starts_with(b"-") || image.is_some() => {
                     say!("myrestart: unexpected argument {}", ckpt_sigsafe::out::Lossy(arg));

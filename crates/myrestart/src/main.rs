@@ -4,6 +4,8 @@
 //!   _start ── relocate ourselves (static PIE, no loader) ── block all signals
 //!     │
 //!     ├─ plan      open and check the whole image; refuse with one line if anything is off
+//!     ├─ ids       new user and PID namespaces, so that the process gets its old PID back;
+//!     │            this process stays outside as the parent (see `ids.rs`)
 //!     ├─ hole      find a block free in our layout and the target's; copy ourselves there,
 //!     │            re-relocate the copy, switch to a stack inside it
 //!     │  ── point of no return ──────────────────────────────────────────────────────────
@@ -20,6 +22,7 @@
 
 mod files;
 mod hole;
+mod ids;
 mod mem;
 mod plan;
 mod restore;
@@ -63,10 +66,10 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     };
     // SAFETY: the one call of this run.
     let p = unsafe { plan::take() };
-    match plan::make(&opts, p) {
-        Ok(()) => hole::move_and_restore(&me, p),
-        Err(()) => sys::exit_group(EXIT_REFUSED),
+    if plan::make(&opts, p).is_err() || ids::arrange(p, &opts).is_err() {
+        sys::exit_group(EXIT_REFUSED);
     }
+    hole::move_and_restore(&me, p)
 }
 
 #[panic_handler]

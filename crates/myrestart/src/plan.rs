@@ -228,10 +228,6 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         .unwrap_or(-1);
     check_mm_map_allowed(path)?;
     report_unrestored(&image);
-    if opts.stopped {
-        let pid = rustix::process::getpid().as_raw_nonzero().get();
-        say!("myrestart: process {pid} will stop (SIGSTOP) at its checkpoint; attach with `gdb -p {pid}`, let it run with `kill -CONT {pid}`");
-    }
 
     p.image_fd = image_fd;
     p.meta = meta as usize;

@@ -37,6 +37,8 @@ pub mod nr {
     pub const WAIT4: usize = k::__NR_wait4 as usize;
     pub const TIMER_CREATE: usize = k::__NR_timer_create as usize;
     pub const TIMER_SETTIME: usize = k::__NR_timer_settime as usize;
+    pub const CLONE3: usize = k::__NR_clone3 as usize;
+    pub const SIGNALFD4: usize = k::__NR_signalfd4 as usize;
 }
 
 // `arch_prctl` codes (asm/prctl.h); linux-raw-sys carries only ARCH_SET_FS.
@@ -277,6 +279,13 @@ pub fn fork_raw(notify_parent: bool) -> Result<u32, Errno> {
     check(unsafe { syscall6(nr::CLONE, flags, 0, 0, 0, 0, 0) }).map(|pid| pid as u32)
 }
 
+/// `clone(flags | SIGCHLD)` without `CLONE_VM`: a fork, with namespace flags such as
+/// `CLONE_NEWUSER | CLONE_NEWPID`. Returns 0 in the child, the child's PID in the parent.
+pub fn clone_raw(flags: usize) -> Result<u32, Errno> {
+    // SAFETY: as for fork_raw: the child gets its own copy of the address space.
+    check(unsafe { syscall6(nr::CLONE, flags | SIGCHLD, 0, 0, 0, 0, 0) }).map(|pid| pid as u32)
+}
+
 /// Waits for a child created by [`fork_raw`]`(false)` to exit, and reaps it.
 pub fn reap_quiet_child(pid: u32) {
     let mut status = 0i32;
@@ -302,4 +311,56 @@ pub fn start_signal_timer(signal: u32, secs: u32) -> Result<(), Errno> {
     let spec: [i64; 4] = [secs as i64, 0, secs as i64, 0];
     // SAFETY: `spec` is a struct itimerspec; no old value is requested.
     check(unsafe { syscall6(nr::TIMER_SETTIME, id as usize, 0, spec.as_ptr() as usize, 0, 0, 0) }).map(drop)
+}
+
+/// `clone3` as a plain fork (a copy of the address space, `SIGCHLD` to the parent at exit) whose
+/// child gets the PID `pid` in the caller's PID namespace for children. Needs
+/// `CAP_CHECKPOINT_RESTORE` (or `CAP_SYS_ADMIN`) over that namespace. Returns 0 in the child,
+/// the child's PID in the parent.
+pub fn fork_with_pid(pid: u32) -> Result<u32, Errno> {
+    let tids = [pid as i32];
+    // SAFETY: clone_args is plain data; zero is a valid value of every field.
+    let mut args: k::clone_args = unsafe { core::mem::zeroed() };
+    args.exit_signal = k::SIGCHLD as u64;
+    args.set_tid = tids.as_ptr() as u64;
+    args.set_tid_size = 1;
+    // SAFETY: without CLONE_VM the child runs on its own copy of this stack, as after fork; the
+    // kernel only reads `args` and `tids`, which outlive the call.
+    check(unsafe { syscall6(nr::CLONE3, &args as *const _ as usize, core::mem::size_of::<k::clone_args>(), 0, 0, 0, 0) })
+        .map(|p| p as u32)
+}
+
+/// `signalfd4(-1, mask, 8, SFD_CLOEXEC)`: a descriptor that reads the signals of `mask` (which
+/// the caller keeps blocked) as they arrive, 128 bytes each, `ssi_signo` first.
+pub fn signalfd(mask: u64) -> Result<i32, Errno> {
+    // SAFETY: the kernel reads 8 bytes of mask; no other memory is involved.
+    check(unsafe { syscall6(nr::SIGNALFD4, usize::MAX, &mask as *const u64 as usize, 8, k::O_CLOEXEC as usize, 0, 0) })
+        .map(|fd| fd as i32)
+}
+
+/// `wait4(pid, &status, options | __WALL)`: reaps a child (`pid` -1: any). `Ok(None)` when
+/// `WNOHANG` finds none ready yet.
+pub fn wait_child(pid: i32, nohang: bool) -> Result<Option<(u32, i32)>, Errno> {
+    let mut status = 0i32;
+    let opts = k::__WALL as usize | if nohang { k::WNOHANG as usize } else { 0 };
+    // SAFETY: the kernel writes one i32 to `status`; no rusage.
+    let r = check(unsafe { syscall6(nr::WAIT4, pid as isize as usize, &mut status as *mut i32 as usize, opts, 0, 0, 0) })?;
+    Ok((r != 0).then_some((r as u32, status)))
+}
+
+/// The exit status a shell would report for a child's wait status: its exit code, or 128 plus
+/// the signal that ended it.
+pub fn shell_status(status: i32) -> i32 {
+    let sig = status & 0x7f;
+    if sig == 0 {
+        (status >> 8) & 0xff
+    } else {
+        128 + sig
+    }
+}
+
+/// `kill(pid, sig)`.
+pub fn kill(pid: u32, sig: u32) -> Result<(), Errno> {
+    // SAFETY: sends a signal; no memory is involved.
+    check(unsafe { syscall6(nr::KILL, pid as usize, sig as usize, 0, 0, 0, 0) }).map(drop)
 }

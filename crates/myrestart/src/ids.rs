@@ -1,0 +1,325 @@
+//! The restored process keeps its PID (and its thread keeps its TID): what a program remembers
+//! about itself, and glibc's cached TIDs in mutexes, stay true.
+//!
+//! The kernel hands out chosen PIDs (`clone3` with `set_tid`) to a caller with
+//! `CAP_CHECKPOINT_RESTORE` over the PID namespace; an unprivileged user gets that in a user
+//! namespace of its own. So, after the plan and before the point of no return:
+//!
+//! ```text
+//!   myrestart (this process; stays in the caller's namespaces, and stays the parent)
+//!     │  writes the identity uid/gid maps of the new user namespace (if there is one)
+//!     └─ clone(NEWUSER | NEWPID) ── init: PID 1 of the new PID namespace
+//!        (NEWPID alone with CAP_SYS_ADMIN: the program keeps its privileges outside)
+//!                  │  unshare(NS), / made a slave mount, a fresh /proc for the namespace
+//!                  └─ clone3(set_tid = [PID]) ── the restored process, with its old PID
+//! ```
+//!
+//! The outer myrestart passes on the signals it gets (SIGTERM, SIGINT, SIGHUP, SIGUSR1,
+//! SIGUSR2, SIGCONT, …) to init, which passes them to the program; init reaps everything in the
+//! namespace; each exits with the program's exit status (128 + signal if a signal ended it).
+//! If the outer myrestart dies, init dies with it (and with init, the namespace).
+//!
+//! Where the namespaces cannot be had (a kernel or policy that refuses user namespaces, a
+//! `set_tid` refused), or with `--new-ids`, myrestart becomes the process itself, as before:
+//! it gets myrestart's PID, restart patches the one TID cache it knows (glibc's), and one line
+//! on stderr says what may break.
+//!
+//! # Restrictions
+//! Runs before the point of no return in myrestart: no allocation, raw system calls only.
+
+use crate::args::Options;
+use crate::plan::Plan;
+use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::{say, sys};
+use core::ffi::CStr;
+use linux_raw_sys::general as k;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+
+/// The signals passed on to the program: those a user, a shell or a batch system sends to stop,
+/// nudge or checkpoint a job (the real-time ones included). Job-control stops are not: the
+/// supervising processes would stay running.
+const FORWARDED: &[u32] = &[
+    k::SIGHUP, k::SIGINT, k::SIGQUIT, k::SIGUSR1, k::SIGUSR2, k::SIGPIPE, k::SIGALRM, k::SIGTERM, k::SIGCONT,
+    k::SIGWINCH, k::SIGPWR, k::SIGURG, k::SIGXCPU,
+];
+
+fn bit(sig: u32) -> u64 {
+    1 << (sig - 1)
+}
+
+fn forwarded_mask() -> u64 {
+    // Real-time signals 34..=64 (glibc keeps 32 and 33 for itself).
+    let rt = (34..=64).fold(0u64, |m, s| m | bit(s));
+    FORWARDED.iter().fold(rt, |m, &s| m | bit(s))
+}
+
+/// Sets up the new PID namespace and returns in the process that is to become the program: the
+/// one created there with the program's PID, or (fallback) this one. `Err` means refused
+/// (exit status 2), with the reason said. The supervising processes never return.
+pub fn arrange(p: &Plan, opts: &Options) -> Result<(), ()> {
+    // The other threads' TIDs would be chosen here too; this version restores one thread,
+    // whose TID is the PID.
+    let pid = p.state.pid;
+    if !opts.new_ids {
+        match enter_namespaces(p, pid) {
+            Ok(()) => return Ok(()),
+            Err(Fallback::Because(why, e)) => {
+                say!(
+                    "myrestart: {why}{}{}: restoring with new IDs (PID {} instead of {pid}); the program's own records of its PID and TIDs may be wrong (use --new-ids to choose this quietly)",
+                    if e.is_some() { ": " } else { "" },
+                    e.map_or("", describe),
+                    own_pid()
+                );
+            }
+        }
+    }
+    say_stopped(p, own_pid());
+    Ok(())
+}
+
+fn own_pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// With `--stopped`: which process to attach to, as the caller's PID namespace sees it.
+fn say_stopped(p: &Plan, pid: u32) {
+    if p.stopped {
+        say!("myrestart: process {pid} will stop (SIGSTOP) at its checkpoint; attach with `gdb -p {pid}`, let it run with `kill -CONT {pid}`");
+    }
+}
+
+/// Why the program cannot have its own IDs back; nothing of this process has changed, so it
+/// restores itself instead, with new IDs.
+enum Fallback {
+    Because(&'static str, Option<Errno>),
+}
+
+fn enter_namespaces(p: &Plan, pid: u32) -> Result<(), Fallback> {
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Fallback::Because("cannot create a pipe", Some(e)));
+    // go: this process tells init that its ID maps are written; ready: init tells this process
+    // that the program's process exists (0), or the errno of what failed.
+    let (go_rd, go_wr) = pipe()?;
+    let (ready_rd, ready_wr) = pipe()?;
+    // With CAP_SYS_ADMIN (root, as a rule) a PID namespace alone will do, and the program keeps
+    // its privileges over everything outside (a user namespace would confine them to itself).
+    let privileged = rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN));
+    let pid_only = (k::CLONE_NEWPID) as usize;
+    let with_user = (k::CLONE_NEWUSER | k::CLONE_NEWPID) as usize;
+    let (init, own_user_ns) = match privileged.then(|| sys::clone_raw(pid_only)) {
+        Some(Ok(init)) => (init, false),
+        _ => (sys::clone_raw(with_user).map_err(|e| Fallback::Because("cannot create user and PID namespaces", Some(e)))?, true),
+    };
+    if init == 0 {
+        drop((go_wr, ready_rd));
+        let mut go = [0u8; 1];
+        if read_full(go_rd.as_fd(), &mut go) != 1 {
+            sys::exit_group(crate::EXIT_REFUSED);
+        }
+        drop(go_rd);
+        return run_init(pid, ready_wr);
+    }
+    drop((go_rd, ready_wr));
+    // The maps are written from here, outside the new namespace: only a process with
+    // CAP_SETUID over the parent namespace may map more than its own ID.
+    if let Err(e) = if own_user_ns { write_id_maps(init, uid, gid) } else { Ok(()) } {
+        let _ = sys::kill(init, k::SIGKILL);
+        let _ = sys::wait_child(init as i32, false);
+        return Err(Fallback::Because("cannot map user and group IDs in a new user namespace", Some(e)));
+    }
+    let _ = rustix::io::write(&go_wr, b"g");
+    drop(go_wr);
+    let mut word = [0u8; 4];
+    let got = read_full(ready_rd.as_fd(), &mut word);
+    if got != 4 || u32::from_ne_bytes(word) != 0 {
+        // Init failed before creating the program: it said why, and is gone or going.
+        let _ = sys::wait_child(init as i32, false);
+        let errno = (got == 4).then(|| Errno::from_raw_os_error(u32::from_ne_bytes(word) as i32));
+        return Err(Fallback::Because("cannot give the program its PID in a new namespace", errno));
+    }
+    drop(ready_rd);
+    let program = if pid == 1 { Some(init) } else { find_child(init) };
+    say_stopped(p, program.unwrap_or(init));
+    supervise(init, forwarded_mask())
+}
+
+/// Identity maps for `init`'s user namespace: the program sees the user and group IDs it had.
+/// Root maps every ID; another user can map only its own (and must give up `setgroups`).
+fn write_id_maps(init: u32, uid: u32, gid: u32) -> Result<(), Errno> {
+    let mut line = [0u8; 64];
+    let file = |name: &[u8], data: &[u8]| -> Result<(), Errno> {
+        let mut path = [0u8; 64];
+        let mut w = ckpt_image::bytes::Writer::new(&mut path[..]);
+        w.bytes(b"/proc/");
+        w.decimal(init as u64);
+        w.u8(b'/');
+        w.bytes(name);
+        w.u8(0);
+        let n = w.finish().ok_or(Errno::NAMETOOLONG)?;
+        write_file(CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Errno::INVAL)?, data)
+    };
+    if uid == 0 {
+        file(b"uid_map", b"0 0 4294967295\n")?;
+        file(b"gid_map", b"0 0 4294967295\n")
+    } else {
+        file(b"uid_map", id_line(uid, &mut line))?;
+        file(b"setgroups", b"deny")?;
+        file(b"gid_map", id_line(gid, &mut line))
+    }
+}
+
+fn id_line(id: u32, buf: &mut [u8; 64]) -> &[u8] {
+    let mut w = ckpt_image::bytes::Writer::new(&mut buf[..]);
+    w.decimal(id as u64);
+    w.u8(b' ');
+    w.decimal(id as u64);
+    w.bytes(b" 1\n");
+    let n = w.finish().unwrap_or(0);
+    &buf[..n]
+}
+
+fn write_file(path: &CStr, data: &[u8]) -> Result<(), Errno> {
+    let fd = rustix::fs::open(path, rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+    if rustix::io::write(&fd, data)? != data.len() {
+        return Err(Errno::IO);
+    }
+    Ok(())
+}
+
+fn read_full(fd: BorrowedFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// The PID (in our namespace) of `parent`'s child, once it has one.
+fn find_child(parent: u32) -> Option<u32> {
+    let mut path = [0u8; 64];
+    let mut w = ckpt_image::bytes::Writer::new(&mut path[..]);
+    w.bytes(b"/proc/");
+    w.decimal(parent as u64);
+    w.bytes(b"/task/");
+    w.decimal(parent as u64);
+    w.bytes(b"/children\0");
+    let n = w.finish()?;
+    let path = CStr::from_bytes_with_nul(&path[..n]).ok()?;
+    let mut buf = [0u8; 64];
+    let fd = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()).ok()?;
+    let got = read_full(fd.as_fd(), &mut buf);
+    let first = buf[..got].split(|&c| c == b' ').next()?;
+    ckpt_sigsafe::proctext::parse_dec(first.trim_ascii()).map(|v| v as u32)
+}
+
+/// Init of the new namespace: a /proc of its own, then the program's process with its PID.
+/// Returns in the program's process (or, if the program was PID 1 itself, in init).
+fn run_init(pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
+    let fail = |e: Errno| -> ! {
+        let _ = rustix::io::write(&ready, &(e.raw_os_error() as u32).to_ne_bytes());
+        sys::exit_group(crate::EXIT_REFUSED)
+    };
+    // Die with the outer myrestart, whoever kills it. (It is waiting for this process's word,
+    // so it is alive now; its PID is not visible from in here.)
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)) {
+        fail(e);
+    }
+    if let Err(e) = mount_own_proc() {
+        say!("myrestart: cannot mount /proc for the new PID namespace: {}", describe(e));
+        fail(e);
+    }
+    if pid == 1 {
+        let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
+        return Ok(());
+    }
+    let program = match sys::fork_with_pid(pid) {
+        Ok(0) => return Ok(()),
+        Ok(child) => child,
+        Err(e) => {
+            say!("myrestart: cannot create a process with PID {pid} in the new namespace: {}", describe(e));
+            fail(e)
+        }
+    };
+    let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
+    drop(ready);
+    supervise(program, forwarded_mask())
+}
+
+/// A mount namespace whose `/proc` shows the new PID namespace, so that `/proc/self` and
+/// `getpid()` agree. Mounts made outside later still propagate in (a slave, not private).
+fn mount_own_proc() -> Result<(), Errno> {
+    use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
+    // SAFETY: single-threaded; only this process's (and its children's) mount view changes.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
+    mount_change(c"/", MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC)?;
+    mount(c"proc", c"/proc", c"proc", MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC, None)
+}
+
+/// Waits for `child`, passing on the signals of `mask` to it, reaping every other child
+/// (orphans of the namespace come to init), and exits with `child`'s status as a shell would
+/// report it. Once `child` is gone, the others (a checkpoint writer finishing its image, say)
+/// get a bounded time to end.
+fn supervise(child: u32, mask: u64) -> ! {
+    let sfd = match sys::signalfd(mask | bit(k::SIGCHLD)) {
+        Ok(fd) => fd,
+        Err(e) => {
+            say!("myrestart: cannot watch signals: {}", describe(e));
+            // Still wait for the child, without passing signals on.
+            let status = sys::wait_child(child as i32, false).ok().flatten().map_or(1, |(_, s)| sys::shell_status(s));
+            sys::exit_group(status)
+        }
+    };
+    // SAFETY: the signalfd is ours, open for the rest of this process's life.
+    let sfd = unsafe { BorrowedFd::borrow_raw(sfd) };
+    let mut exit: Option<i32> = None;
+    let mut deadline_ms: i64 = 10_000;
+    loop {
+        // Reap whatever has ended.
+        loop {
+            match sys::wait_child(-1, true) {
+                Ok(Some((pid, status))) if pid == child => exit = Some(sys::shell_status(status)),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(Errno::CHILD) => {
+                    if let Some(code) = exit {
+                        sys::exit_group(code)
+                    }
+                    break;
+                }
+                Err(Errno::INTR) => {}
+                Err(_) => break,
+            }
+        }
+        if exit.is_some() {
+            // Others are still running: give them a while, then go (taking them along).
+            let mut fds = [rustix::event::PollFd::new(&sfd, rustix::event::PollFlags::IN)];
+            let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+            let _ = rustix::event::poll(&mut fds, Some(&ts));
+            deadline_ms -= 100;
+            if deadline_ms <= 0 {
+                sys::exit_group(exit.unwrap_or(1))
+            }
+            if !fds[0].revents().contains(rustix::event::PollFlags::IN) {
+                continue;
+            }
+        }
+        let mut info = [0u8; 128];
+        match rustix::io::read(sfd, &mut info) {
+            Ok(128) => {
+                let sig = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+                if sig != k::SIGCHLD && exit.is_none() {
+                    let _ = sys::kill(child, sig);
+                }
+            }
+            Ok(_) | Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+            Err(_) => sys::exit_group(exit.unwrap_or(1)),
+        }
+    }
+}
