@@ -313,8 +313,13 @@ fn supervise(child: u32, mask: u64) -> ! {
         let mut info = [0u8; 128];
         match rustix::io::read(sfd, &mut info) {
             Ok(128) => {
+                // struct signalfd_siginfo: ssi_signo, ssi_errno, ssi_code, ...
                 let sig = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
-                if sig != k::SIGCHLD && exit.is_none() {
+                let code = i32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
+                // Signals the kernel made (a terminal's ^C, say: si_code SI_KERNEL) went to the
+                // whole process group, the program included; only those a process sent (kill,
+                // sigqueue: si_code <= 0) are passed on, so none arrives twice.
+                if sig != k::SIGCHLD && code <= 0 && exit.is_none() {
                     let _ = sys::kill(child, sig);
                 }
             }
