@@ -1,6 +1,8 @@
 /* benchheap: the benchmark's target. Fills a heap (random, zero or half of each), then spins
  * reading the clock and remembering the longest stall: SIGUSR1 makes it print that ("gap NS")
- * and start over; when it finds itself restored (its PID changed) it prints "resumed". */
+ * and start over; when it finds itself restored it prints "resumed". A restored process keeps its
+ * PID (in a PID namespace below myrestart, whose init becomes its parent) or, restored with new
+ * IDs, gets myrestart's: either its parent or its PID changes. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,7 +23,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < random_words; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; heap[i] = x; }
     memset(heap + random_words, 0, (words - random_words) * 8);
     signal(SIGUSR1, on_usr1);
-    pid_t me = getpid();
+    pid_t me = getpid(), parent = getppid();
     printf("ready\n"); fflush(stdout);
     uint64_t last = now(), gap = 0;
     for (;;) {
@@ -29,6 +31,6 @@ int main(int argc, char **argv) {
         if (t - last > gap) gap = t - last;
         last = t;
         if (report) { report = 0; printf("gap %llu\n", (unsigned long long)gap); fflush(stdout); gap = 0; last = now(); }
-        if (getpid() != me) { me = getpid(); printf("resumed %llu\n", (unsigned long long)heap[words / 3]); fflush(stdout); gap = 0; last = now(); }
+        if (getpid() != me || getppid() != parent) { me = getpid(); parent = getppid(); printf("resumed %llu\n", (unsigned long long)heap[words / 3]); fflush(stdout); gap = 0; last = now(); }
     }
 }
