@@ -92,6 +92,7 @@ impl<'a> Image<'a> {
     fn check_regions(&self, meta_len: u64, state: &ProcessState) -> Result<(), ImageError> {
         let mut prev_end = 0u64;
         let mut trampoline_ok = false;
+        let mut thread_trampoline_ok = false;
         for i in 0..self.region_count {
             let reg = self.region(i)?;
             let rec = &reg.record;
@@ -111,9 +112,9 @@ impl<'a> Image<'a> {
                     return Err(ImageError::Truncated);
                 }
             }
-            if rec.prot & 4 != 0 && rec.start <= state.resume_trampoline && state.resume_trampoline < rec.end {
-                trampoline_ok = true;
-            }
+            let executable = |a: u64| rec.prot & 4 != 0 && rec.start <= a && a < rec.end;
+            trampoline_ok |= executable(state.resume_trampoline);
+            thread_trampoline_ok |= executable(state.thread_trampoline);
         }
         for fd in self.fds() {
             let (rec, _) = fd?;
@@ -140,6 +141,9 @@ impl<'a> Image<'a> {
         }
         if threads == 0 {
             return Err(ImageError::Malformed("no thread state"));
+        }
+        if threads > 1 && !thread_trampoline_ok {
+            return Err(ImageError::Malformed("thread trampoline is not in executable memory"));
         }
         if !trampoline_ok {
             return Err(ImageError::Malformed("resume trampoline is not in executable memory"));

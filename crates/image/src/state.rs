@@ -120,8 +120,10 @@ pub struct ProcessState {
     pub pid: u32,
     /// The process's parent at the checkpoint.
     pub ppid: u32,
-    /// Address of libckpt's resume trampoline in the checkpointed process.
+    /// Address of libckpt's resume trampoline in the checkpointed process (for the leader).
     pub resume_trampoline: u64,
+    /// Address of libckpt's trampoline for every other thread.
+    pub thread_trampoline: u64,
     /// XSAVE feature mask of the saved FPU state, and its size.
     pub xfeatures: u64,
     pub xstate_size: u32,
@@ -150,6 +152,7 @@ impl ProcessState {
         pid: 0,
         ppid: 0,
         resume_trampoline: 0,
+        thread_trampoline: 0,
         xfeatures: 0,
         xstate_size: 0,
         umask: 0,
@@ -168,7 +171,7 @@ impl ProcessState {
 
     /// Size of the encoded descriptor.
     pub const ENCODED_LEN: usize =
-        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72;
+        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72;
 
     pub fn kernel_str(&self) -> &str {
         let n = self.kernel.iter().position(|&b| b == 0).unwrap_or(self.kernel.len());
@@ -186,6 +189,7 @@ impl ProcessState {
         w.u32(self.pid);
         w.u32(self.ppid);
         w.u64(self.resume_trampoline);
+        w.u64(self.thread_trampoline);
         w.u64(self.xfeatures);
         w.u32(self.xstate_size);
         w.u32(self.umask);
@@ -239,6 +243,7 @@ impl ProcessState {
         out.pid = r.u32()?;
         out.ppid = r.u32()?;
         out.resume_trampoline = r.u64()?;
+        out.thread_trampoline = r.u64()?;
         out.xfeatures = r.u64()?;
         out.xstate_size = r.u32()?;
         out.umask = r.u32()?;

@@ -22,6 +22,12 @@ static OUR_HANDLER: AtomicUsize = AtomicUsize::new(0);
 /// The POSIX timer of periodic checkpoints, if any (`timer_t` as an address).
 pub static TIMER: AtomicUsize = AtomicUsize::new(0);
 static TAKEN: AtomicBool = AtomicBool::new(false);
+/// Our handler for the thread-stop signal, once installed.
+static STOP_HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// The program installed its own handler for the thread-stop signal.
+static STOP_TAKEN: AtomicBool = AtomicBool::new(false);
+static REAL_PTHREAD_SIGMASK: AtomicUsize = AtomicUsize::new(0);
+static REAL_SIGPROCMASK: AtomicUsize = AtomicUsize::new(0);
 
 type SigactionFn = unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
 type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
@@ -42,6 +48,18 @@ fn real(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
 pub fn prepare() {
     real(&REAL_SIGACTION, c"sigaction");
     real(&REAL_SIGNAL, c"signal");
+    real(&REAL_PTHREAD_SIGMASK, c"pthread_sigmask");
+    real(&REAL_SIGPROCMASK, c"sigprocmask");
+}
+
+pub fn set_stop_handler(addr: usize) {
+    STOP_HANDLER.store(addr, Ordering::Relaxed);
+}
+
+/// Whether the program took the thread-stop signal for itself (then only single-threaded
+/// checkpoints can be taken: the signal would reach the program's handler).
+pub fn stop_signal_taken() -> bool {
+    STOP_TAKEN.load(Ordering::Relaxed)
 }
 
 pub fn set_our_handler(addr: usize) {
@@ -49,6 +67,10 @@ pub fn set_our_handler(addr: usize) {
 }
 
 fn note_new_handler(sig: c_int, handler: usize) {
+    let stop = STOP_HANDLER.load(Ordering::Relaxed);
+    if stop != 0 && sig == crate::checkpoint::threads::STOP_SIGNAL && handler != stop && !STOP_TAKEN.swap(true, Ordering::Relaxed) {
+        say!("ckpt: the program installed its own handler for signal {sig}, which ckpt uses to stop threads; it keeps it, and checkpoints of this program are refused while it has more than one thread");
+    }
     let ours = OUR_HANDLER.load(Ordering::Relaxed);
     if ours == 0 || sig != config::get().signal || handler == ours || TAKEN.swap(true, Ordering::Relaxed) {
         return;
@@ -106,4 +128,49 @@ pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc
     }
     // SAFETY: f is libc's signal, called with the caller's arguments.
     unsafe { core::mem::transmute::<usize, SignalFn>(f)(sig, handler) }
+}
+
+type SigmaskFn = unsafe extern "C" fn(c_int, *const libc::sigset_t, *mut libc::sigset_t) -> c_int;
+
+/// Calls libc's `f` with `set` minus the thread-stop signal when the call would block it: a
+/// thread that blocks every signal (one that waits in `sigwait`, say) still stops for a
+/// checkpoint.
+///
+/// # Safety
+/// As for libc's `pthread_sigmask`.
+unsafe fn mask_keeping_stop(f: usize, how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int {
+    if f == 0 {
+        return libc::EINVAL;
+    }
+    let stop = crate::checkpoint::threads::STOP_SIGNAL;
+    if set.is_null() || how == libc::SIG_UNBLOCK || STOP_TAKEN.load(Ordering::Relaxed) {
+        // SAFETY: f is libc's function, called with the caller's arguments.
+        return unsafe { core::mem::transmute::<usize, SigmaskFn>(f)(how, set, old) };
+    }
+    // SAFETY: the caller passes a valid sigset_t when set is not null; we change only a copy.
+    let mut copy = unsafe { *set };
+    // SAFETY: `copy` is a valid sigset_t.
+    unsafe { libc::sigdelset(&mut copy, stop) };
+    // SAFETY: f is libc's function, called with the caller's arguments and our copy.
+    unsafe { core::mem::transmute::<usize, SigmaskFn>(f)(how, &copy, old) }
+}
+
+/// `pthread_sigmask(3)`, as the program calls it.
+///
+/// # Safety
+/// As for libc's `pthread_sigmask`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn pthread_sigmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int {
+    // SAFETY: as the caller's contract.
+    unsafe { mask_keeping_stop(real(&REAL_PTHREAD_SIGMASK, c"pthread_sigmask"), how, set, old) }
+}
+
+/// `sigprocmask(2)`, as the program calls it.
+///
+/// # Safety
+/// As for libc's `sigprocmask`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn sigprocmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int {
+    // SAFETY: as the caller's contract.
+    unsafe { mask_keeping_stop(real(&REAL_SIGPROCMASK, c"sigprocmask"), how, set, old) }
 }

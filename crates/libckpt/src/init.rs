@@ -73,6 +73,7 @@ extern "C" fn ckpt_init() {
         }
     };
     install_handler(cfg.signal);
+    install_stop_handler();
     if cfg.interval_secs > 0 {
         start_interval_timer(cfg.signal, cfg.interval_secs);
     }
@@ -170,6 +171,27 @@ fn install_handler(signal: c_int) {
 
 extern "C" fn on_signal(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
     checkpoint::on_checkpoint_signal(uc as usize);
+}
+
+/// The handler of the internal signal that stops the other threads during a checkpoint.
+fn install_stop_handler() {
+    // SAFETY: a zeroed sigaction is a valid starting point; we set every field we rely on.
+    let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
+    sa.sa_sigaction = on_stop_signal as *const () as usize;
+    crate::guard::set_stop_handler(sa.sa_sigaction);
+    // SA_RESTART: the system call the stop interrupts goes on afterwards; every other signal
+    // waits while the thread is stopped.
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SAFETY: sa_mask is a valid sigset_t owned by `sa`.
+    unsafe { libc::sigfillset(&mut sa.sa_mask) };
+    // SAFETY: `on_stop_signal` is an `extern "C"` SA_SIGINFO handler with the matching signature.
+    if unsafe { libc::sigaction(checkpoint::threads::STOP_SIGNAL, &sa, core::ptr::null_mut()) } != 0 {
+        say!("ckpt: cannot install the thread-stop signal handler; multi-threaded checkpoints will fail");
+    }
+}
+
+extern "C" fn on_stop_signal(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
+    checkpoint::threads::on_stop_signal(uc as usize);
 }
 
 #[cfg(test)]

@@ -5,10 +5,19 @@
 //! program with `rt_sigreturn` on the signal frame saved at checkpoint time. That restores every
 //! register, the FPU/AVX state, the signal mask and the alternate signal stack in one step.
 //!
-//! `ckpt_resume(block_start, block_len, sigframe, stop)` never returns. Registers on entry:
-//! rdi = start of myrestart's block, rsi = its length, rdx = the address of the saved
-//! `ucontext`, rcx = nonzero to stop (SIGSTOP) just before resuming. It uses no stack of its
-//! own: it points rsp at the frame first.
+//! `ckpt_resume(block_start, block_len, sigframe, stop, others)` never returns; it runs in the
+//! thread-group leader. Registers on entry: rdi = start of myrestart's block, rsi = its length,
+//! rdx = the address of the leader's saved `ucontext`, rcx = nonzero to stop (SIGSTOP) just
+//! before resuming, r8 = how many other threads myrestart created. It uses no stack of its own:
+//! it points rsp at the frame first. It waits until every other thread has left myrestart's
+//! block (each counts itself in [`THREADS_STARTED`]), unmaps the block, then lets them all go
+//! ([`THREADS_GO`]) and resumes.
+//!
+//! `ckpt_thread_resume` is where each other thread goes, straight from the `clone3` that made
+//! it (with its TLS base, TID address and TID already set by that call). Registers on entry:
+//! r13 = the thread's saved `ucontext`, r14/r15 = its robust list head and length, r8/r9/r10 =
+//! its rseq area, length and signature (r8 = 0: none), rdx = its GS base (0: none). It restores
+//! those, counts itself in, waits for the leader's go, and resumes through its own frame.
 //!
 //! The final `mov rax, 15; syscall` carries the local symbol `__restore_rt`, the name and the
 //! bytes of glibc's signal return trampoline: a process stopped there (with `--stopped`), rsp
@@ -16,22 +25,73 @@
 //! through the frame to the program's own code.
 
 use ckpt_sigsafe::sys::nr;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// Other threads that have left myrestart's block (futex word).
+static THREADS_STARTED: AtomicU32 = AtomicU32::new(0);
+/// Set by the leader when the process is whole: the other threads may resume (futex word).
+static THREADS_GO: AtomicU32 = AtomicU32::new(0);
+/// How long a waiting thread sleeps before it looks again (`struct timespec`): with
+/// `--stopped`, the go is given without a wake, while every thread is stopped.
+static POLL: [i64; 2] = [0, 10_000_000];
+
+/// Clears the counters, so that the image (taken right after this) holds them at zero for the
+/// restart. Called by the checkpoint's coordinator while every other thread is stopped.
+pub fn prepare_for_restore() {
+    THREADS_STARTED.store(0, Ordering::SeqCst);
+    THREADS_GO.store(0, Ordering::SeqCst);
+}
+
+const FUTEX_WAIT_PRIVATE: u32 = linux_raw_sys::general::FUTEX_WAIT | linux_raw_sys::general::FUTEX_PRIVATE_FLAG;
+const FUTEX_WAKE_PRIVATE: u32 = linux_raw_sys::general::FUTEX_WAKE | linux_raw_sys::general::FUTEX_PRIVATE_FLAG;
+/// `ARCH_SET_GS` (asm/prctl.h).
+const ARCH_SET_GS: u32 = 0x1001;
 
 core::arch::global_asm!(
     ".pushsection .text.ckpt_resume,\"ax\",@progbits",
+    // The leader.
     ".globl ckpt_resume",
     ".type ckpt_resume,@function",
     "ckpt_resume:",
     "mov rsp, rdx",
     "mov r12, rcx",
-    "mov eax, {munmap}", // munmap(rdi, rsi)
+    "mov r13, r8",
+    "mov r14, rdi",
+    "mov r15, rsi",
+    // Wait until the other threads have all left the block.
+    "2:",
+    "mov eax, dword ptr [rip + {started}]",
+    "cmp eax, r13d",
+    "jae 3f",
+    "lea rdi, [rip + {started}]",
+    "mov esi, {wait}",
+    "mov edx, eax",
+    "lea r10, [rip + {poll}]",
+    "mov eax, {futex}",
+    "syscall",
+    "jmp 2b",
+    "3:",
+    "mov rdi, r14",
+    "mov rsi, r15",
+    "mov eax, {munmap}", // munmap(block, len)
     "syscall",
     "test r12, r12",
-    "jz __restore_rt",
+    "jnz 4f",
+    "mov dword ptr [rip + {go}], 1",
+    "lea rdi, [rip + {go}]",
+    "mov esi, {wake}",
+    "mov edx, 0x7fffffff",
+    "mov eax, {futex}",
+    "syscall",
+    "jmp __restore_rt",
+    // Stopped: the go is given without a wake (the others look again every POLL), then the
+    // whole process stops as kill returns, with this thread at __restore_rt.
+    "4:",
+    "mov dword ptr [rip + {go}], 1",
     "mov eax, {getpid}",
     "syscall",
     "mov edi, eax",
-    "mov esi, {sigstop}", // kill(pid, SIGSTOP): the stop takes effect as the call returns
+    "mov esi, {sigstop}",
     "mov eax, {kill}",
     "syscall",
     ".size ckpt_resume, . - ckpt_resume",
@@ -41,11 +101,71 @@ core::arch::global_asm!(
     "syscall",
     "ud2",
     ".size __restore_rt, . - __restore_rt",
+    // Every other thread.
+    ".globl ckpt_thread_resume",
+    ".type ckpt_thread_resume,@function",
+    "ckpt_thread_resume:",
+    "mov rsp, r13",
+    "test rdx, rdx",
+    "jz 5f",
+    "mov rsi, rdx",
+    "mov edi, {arch_set_gs}",
+    "mov eax, {arch_prctl}",
+    "syscall",
+    "5:",
+    "test r14, r14",
+    "jz 6f",
+    "mov rdi, r14",
+    "mov rsi, r15",
+    "mov eax, {set_robust_list}",
+    "syscall",
+    "6:",
+    "test r8, r8",
+    "jz 7f",
+    "mov rdi, r8", // rseq(area, len, 0, sig): the signature is already in r10
+    "mov esi, r9d",
+    "xor edx, edx",
+    "mov eax, {rseq}",
+    "syscall",
+    "7:",
+    "lock inc dword ptr [rip + {started}]",
+    "lea rdi, [rip + {started}]",
+    "mov esi, {wake}",
+    "mov edx, 1",
+    "mov eax, {futex}",
+    "syscall",
+    "8:",
+    "mov eax, dword ptr [rip + {go}]",
+    "test eax, eax",
+    "jnz 9f",
+    "lea rdi, [rip + {go}]",
+    "mov esi, {wait}",
+    "xor edx, edx",
+    "lea r10, [rip + {poll}]",
+    "mov eax, {futex}",
+    "syscall",
+    "jmp 8b",
+    "9:",
+    "mov eax, {rt_sigreturn}",
+    "syscall",
+    "ud2",
+    ".size ckpt_thread_resume, . - ckpt_thread_resume",
     ".popsection",
     munmap = const nr::MUNMAP,
     getpid = const nr::GETPID,
     kill = const nr::KILL,
+    futex = const linux_raw_sys::general::__NR_futex,
+    arch_prctl = const nr::ARCH_PRCTL,
+    set_robust_list = const nr::SET_ROBUST_LIST,
+    rseq = const nr::RSEQ,
+    rt_sigreturn = const nr::RT_SIGRETURN,
     sigstop = const linux_raw_sys::general::SIGSTOP,
+    wait = const FUTEX_WAIT_PRIVATE,
+    wake = const FUTEX_WAKE_PRIVATE,
+    arch_set_gs = const ARCH_SET_GS,
+    started = sym THREADS_STARTED,
+    go = sym THREADS_GO,
+    poll = sym POLL,
 );
 
 // The bytes of `__restore_rt` above spell this system call number.
@@ -53,8 +173,13 @@ const _: () = assert!(nr::RT_SIGRETURN == 15);
 
 unsafe extern "C" {
     fn ckpt_resume() -> !;
+    fn ckpt_thread_resume() -> !;
 }
 
 pub fn trampoline_address() -> usize {
     ckpt_resume as *const () as usize
+}
+
+pub fn thread_trampoline_address() -> usize {
+    ckpt_thread_resume as *const () as usize
 }

@@ -57,13 +57,15 @@ fn forwarded_mask() -> u64 {
 /// Sets up the new PID namespace and returns in the process that is to become the program: the
 /// one created there with the program's PID, or (fallback) this one. `Err` means refused
 /// (exit status 2), with the reason said. The supervising processes never return.
-pub fn arrange(p: &Plan, opts: &Options) -> Result<(), ()> {
-    // The other threads' TIDs would be chosen here too; this version restores one thread,
-    // whose TID is the PID.
+pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), ()> {
     let pid = p.state.pid;
     if !opts.new_ids {
         match enter_namespaces(p, pid) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                // In the new namespace: the other threads get their TIDs back too.
+                p.own_ids = true;
+                return Ok(());
+            }
             Err(Fallback::Because(why, e)) => {
                 say!(
                     "myrestart: {why}{}{}: restoring with new IDs (PID {} instead of {pid}); the program's own records of its PID and TIDs may be wrong (use --new-ids to choose this quietly)",

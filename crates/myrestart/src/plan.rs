@@ -51,6 +51,12 @@ pub struct MapSlot {
 }
 
 pub const MAX_FDS: usize = 4096;
+/// Most threads an image may have.
+pub const MAX_THREADS: usize = 4096;
+const NO_THREAD: ThreadState = ThreadState {
+    tid: 0, flags: 0, sigframe: 0, fs_base: 0, gs_base: 0, rseq_addr: 0, rseq_len: 0, rseq_sig: 0, tid_address: 0,
+    robust_list: 0, robust_len: 0, comm: [0; 16],
+};
 pub const MAX_FILE_MAPS: usize = 4096;
 
 /// Everything the restore step needs. Holds no pointers into myrestart itself (only into the
@@ -65,8 +71,13 @@ pub struct Plan {
     /// `[vvar, vvar_vclock, vdso]`.
     pub specials: [Special; 3],
     pub state: ProcessState,
-    /// The one thread restored (this version restores single-threaded processes).
+    /// The thread-group leader (its TID is the PID): the thread myrestart's process becomes.
     pub thread: ThreadState,
+    /// Every other thread, created by the leader at the end of the restore.
+    pub others: [ThreadState; MAX_THREADS],
+    pub nothers: usize,
+    /// The process has its own PID again (a PID namespace of its own): threads get their TIDs.
+    pub own_ids: bool,
     /// The block myrestart moves into, its stack top and the parking area for the specials.
     pub block: usize,
     pub block_len: usize,
@@ -105,10 +116,10 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     file_len: 0,
     specials: [Special { present: false, own_start: 0, target_start: 0, len: 0 }; 3],
     state: ProcessState::ZERO,
-    thread: ThreadState {
-        tid: 0, flags: 0, sigframe: 0, fs_base: 0, gs_base: 0, rseq_addr: 0, rseq_len: 0, rseq_sig: 0, tid_address: 0,
-        robust_list: 0, robust_len: 0, comm: [0; 16],
-    },
+    thread: NO_THREAD,
+    others: [NO_THREAD; MAX_THREADS],
+    nothers: 0,
+    own_ids: false,
     block: 0,
     block_len: 0,
     stack_top: 0,
@@ -199,14 +210,29 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
     let image = Image::parse(meta_static, file_len, &mut p.state).map_err(bad)?;
     verify_data(fd.as_raw_fd(), &image, file_len, opts.verify).map_err(bad)?;
-    p.thread = image.first_thread().map_err(bad)?;
-    let threads = image.threads().count();
-    if threads != 1 {
-        refuse(path, format_args!("the image holds {threads} threads; this myrestart restores single-threaded processes"));
-        return Err(());
+    // The leader is the thread whose TID is the PID; this process becomes it.
+    let mut leader = None;
+    p.nothers = 0;
+    for t in image.threads() {
+        let t = t.map_err(bad)?;
+        check_targets(path, &image, &t)?;
+        if t.tid == p.state.pid && leader.is_none() {
+            leader = Some(t);
+        } else if p.nothers == MAX_THREADS {
+            refuse(path, format_args!("more than {MAX_THREADS} threads"));
+            return Err(());
+        } else {
+            p.others[p.nothers] = t;
+            p.nothers += 1;
+        }
     }
+    let Some(leader) = leader else {
+        refuse(path, format_args!("the program's main thread (TID {}) had exited; a process without it cannot be restored", p.state.pid));
+        return Err(());
+    };
+    p.thread = leader;
     check_machine(path, &p.state)?;
-    check_targets(path, &image, &p.thread)?;
+    check_regions_fit(path, &image)?;
     find_specials(path, &image, p)?;
 
     // Every descriptor myrestart holds from here on sits above all the target's numbers, so
@@ -317,13 +343,8 @@ fn xcr0() -> u64 {
     (hi as u64) << 32 | lo as u64
 }
 
-/// The image's own pointers must land in restored memory.
-fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()> {
-    let writable = |addr: u64, len: u64| {
-        (0..image.region_count()).filter_map(|i| image.region(i).ok()).any(|r| {
-            r.record.prot & 2 != 0 && r.record.start <= addr && addr + len <= r.record.end && !r.record.kind.is_kernel_special()
-        })
-    };
+/// Every region must be user memory.
+fn check_regions_fit(path: &CStr, image: &Image) -> Result<(), ()> {
     for i in 0..image.region_count() {
         let Ok(r) = image.region(i) else { continue };
         if r.record.end as usize > TASK_END && r.record.kind != RegionKind::Vsyscall {
@@ -331,12 +352,22 @@ fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()>
             return Err(());
         }
     }
+    Ok(())
+}
+
+/// A thread's own pointers must land in restored memory.
+fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()> {
+    let writable = |addr: u64, len: u64| {
+        (0..image.region_count()).filter_map(|i| image.region(i).ok()).any(|r| {
+            r.record.prot & 2 != 0 && r.record.start <= addr && addr.saturating_add(len) <= r.record.end && !r.record.kind.is_kernel_special()
+        })
+    };
     if st.flags & FLAG_RSEQ != 0 && !writable(st.rseq_addr, st.rseq_len as u64) {
-        refuse(path, format_args!("rseq area {:#x} is not in writable memory", st.rseq_addr));
+        refuse(path, format_args!("rseq area {:#x} of thread {} is not in writable memory", st.rseq_addr, st.tid));
         return Err(());
     }
     if st.flags & FLAG_PATCH_TID != 0 && !writable(st.tid_address, 4) {
-        refuse(path, format_args!("thread id cache {:#x} is not in writable memory", st.tid_address));
+        refuse(path, format_args!("thread id cache {:#x} of thread {} is not in writable memory", st.tid_address, st.tid));
         return Err(());
     }
     Ok(())

@@ -37,7 +37,85 @@ pub extern "C" fn run(p: &'static Plan) -> ! {
     move_specials(p);
     map_regions(p, image);
     restore_kernel_state(p, image);
+    create_threads(p);
     resume(p)
+}
+
+/// Creates every other thread, each straight into libckpt's `ckpt_thread_resume` with its TLS
+/// base, TID address and (in the process's own PID namespace) its TID set by `clone3`; there it
+/// restores the rest of its state and waits for the leader's go (see `resume.rs` in libckpt).
+fn create_threads(p: &Plan) {
+    use linux_raw_sys::general as k;
+    for t in &p.others[..p.nothers] {
+        let tids = [t.tid as i32];
+        // SAFETY: clone_args is plain data; zero is a valid value of every field.
+        let mut args: k::clone_args = unsafe { core::mem::zeroed() };
+        args.flags = (k::CLONE_VM | k::CLONE_FS | k::CLONE_FILES | k::CLONE_SIGHAND | k::CLONE_THREAD | k::CLONE_SYSVSEM
+            | k::CLONE_SETTLS | k::CLONE_CHILD_CLEARTID) as u64;
+        if t.flags & FLAG_PATCH_TID != 0 {
+            // glibc's cached TID: the kernel writes the new thread's TID there.
+            args.flags |= k::CLONE_CHILD_SETTID as u64;
+        }
+        args.child_tid = t.tid_address;
+        args.tls = t.fs_base;
+        if p.own_ids {
+            args.set_tid = tids.as_ptr() as u64;
+            args.set_tid_size = 1;
+        }
+        // The child's first instructions need no stack, but clone3 wants one: the dead part of
+        // the thread's own stack below its frame.
+        args.stack = (t.sigframe - 8192) & !15;
+        args.stack_size = 4096;
+        let (rseq_addr, rseq_len, rseq_sig) = if t.flags & FLAG_RSEQ != 0 { (t.rseq_addr, t.rseq_len as u64, t.rseq_sig as u64) } else { (0, 0, 0) };
+        let ret: isize;
+        // SAFETY: clone3 with CLONE_VM: the child shares this address space and leaves this
+        // code at once (`jmp r12`) for the thread trampoline in the restored libckpt, touching
+        // no stack; the trampoline takes exactly these registers. `args` and `tids` outlive the
+        // call (the kernel reads them before it returns in either thread).
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "jmp r12",
+                "2:",
+                inlateout("rax") sys::nr::CLONE3 as isize => ret,
+                in("rdi") &args as *const k::clone_args as usize,
+                in("rsi") core::mem::size_of::<k::clone_args>(),
+                in("r12") p.state.thread_trampoline,
+                in("r13") t.sigframe,
+                in("r14") t.robust_list,
+                in("r15") t.robust_len,
+                in("r8") rseq_addr,
+                in("r9") rseq_len,
+                in("r10") rseq_sig,
+                in("rdx") t.gs_base,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        if ret < 0 {
+            lost("creating a thread", t.tid as u64, Errno::from_raw_os_error(-ret as i32));
+        }
+        name_thread(ret as u32, &t.comm);
+    }
+}
+
+/// Gives thread `tid` of this process its name (a thread can only name itself with prctl, so
+/// this goes through /proc).
+fn name_thread(tid: u32, comm: &[u8; 16]) {
+    let mut path = [0u8; 64];
+    let mut w = ckpt_image::bytes::Writer::new(&mut path[..]);
+    w.bytes(b"/proc/self/task/");
+    w.decimal(tid as u64);
+    w.bytes(b"/comm\0");
+    let Some(n) = w.finish() else { return };
+    let Ok(path) = core::ffi::CStr::from_bytes_with_nul(&path[..n]) else { return };
+    let len = comm.iter().position(|&c| c == 0).unwrap_or(16);
+    if let Ok(fd) = rustix::fs::open(path, rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) {
+        let _ = rustix::io::write(&fd, &comm[..len]);
+    }
 }
 
 fn unmap_all_but_block(p: &Plan) {
@@ -310,12 +388,13 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
 fn resume(p: &Plan) -> ! {
     let (tramp, block, len, frame) = (p.state.resume_trampoline, p.block, page_up(p.block_len), p.thread.sigframe);
     let stop = p.stopped as usize;
+    let others = p.nothers;
     // SAFETY: the trampoline is restored code that takes exactly these registers, unmaps this
     // block (which we never touch again) and calls rt_sigreturn on the saved frame.
     unsafe {
         core::arch::asm!(
             "jmp {t}",
-            t = in(reg) tramp, in("rdi") block, in("rsi") len, in("rdx") frame, in("rcx") stop,
+            t = in(reg) tramp, in("rdi") block, in("rsi") len, in("rdx") frame, in("rcx") stop, in("r8") others,
             options(noreturn),
         );
     }

@@ -39,6 +39,8 @@ pub mod nr {
     pub const TIMER_SETTIME: usize = k::__NR_timer_settime as usize;
     pub const CLONE3: usize = k::__NR_clone3 as usize;
     pub const SIGNALFD4: usize = k::__NR_signalfd4 as usize;
+    pub const TGKILL: usize = k::__NR_tgkill as usize;
+    pub const PRCTL: usize = k::__NR_prctl as usize;
 }
 
 // `arch_prctl` codes (asm/prctl.h); linux-raw-sys carries only ARCH_SET_FS.
@@ -363,4 +365,18 @@ pub fn shell_status(status: i32) -> i32 {
 pub fn kill(pid: u32, sig: u32) -> Result<(), Errno> {
     // SAFETY: sends a signal; no memory is involved.
     check(unsafe { syscall6(nr::KILL, pid as usize, sig as usize, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `tgkill(pid, tid, sig)`: a signal to one thread.
+pub fn tgkill(pid: u32, tid: u32, sig: u32) -> Result<(), Errno> {
+    // SAFETY: sends a signal; no memory is involved.
+    check(unsafe { syscall6(nr::TGKILL, pid as usize, tid as usize, sig as usize, 0, 0, 0) }).map(drop)
+}
+
+/// `prctl(PR_GET_NAME)`: the calling thread's name, NUL-padded.
+pub fn thread_name() -> [u8; 16] {
+    let mut name = [0u8; 16];
+    // SAFETY: the kernel writes at most 16 bytes into `name`.
+    let _ = unsafe { syscall6(nr::PRCTL, linux_raw_sys::prctl::PR_GET_NAME as usize, name.as_mut_ptr() as usize, 0, 0, 0, 0) };
+    name
 }

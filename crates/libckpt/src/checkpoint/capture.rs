@@ -20,10 +20,6 @@ const RSEQ_MIN_LEN: u32 = 32;
 pub fn refuse_unsupported(parts: &mut Parts) -> Result<(), Failure> {
     let n = read_small(c"/proc/self/status", parts.text).map_err(|e| Failure::new("reading /proc/self/status", e))?;
     let status = &parts.text[..n];
-    match status_field(status, b"Threads:").and_then(procfs::parse_dec) {
-        Some(1) => {}
-        _ => return Err(Failure::plain("the program has more than one thread (only single-threaded programs are supported)")),
-    }
     if let Some(f) = status_field(status, b"x86_Thread_features:") {
         if f.windows(5).any(|w| w == b"shstk") {
             return Err(Failure::plain("the program uses shadow stacks, which ckpt cannot restore yet"));
@@ -70,11 +66,7 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     st.pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     st.ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
     st.resume_trampoline = crate::resume::trampoline_address() as u64;
-    let th = &mut parts.thread;
-    th.tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-    th.sigframe = uc as u64;
-    th.fs_base = sys::arch_get(sys::ARCH_GET_FS).map_err(|e| Failure::new("reading the TLS base", e))?;
-    th.gs_base = sys::arch_get(sys::ARCH_GET_GS).unwrap_or(0);
+    st.thread_trampoline = crate::resume::thread_trampoline_address() as u64;
 
     // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.
     let uc_bytes = unsafe { core::slice::from_raw_parts(uc as *const u8, UCONTEXT_SIZE) };
@@ -89,24 +81,6 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
             st.xstate_size = FXSAVE_SIZE as u32;
         }
     }
-
-    capture_rseq(th, cfg);
-    if let Ok(Some(addr)) = rustix::thread::get_clear_child_tid_address() {
-        th.tid_address = addr.as_ptr() as u64;
-        // glibc points clear_child_tid at the `tid` field of the thread descriptor; another
-        // runtime may point it anywhere, so it is read without trusting it to be mapped.
-        if read_own_u32(th.tid_address) == Some(th.tid) {
-            th.flags |= FLAG_PATCH_TID;
-        }
-    }
-    if let Ok((head, len)) = sys::get_robust_list() {
-        th.robust_list = head;
-        th.robust_len = len;
-    }
-    let n = read_small(c"/proc/thread-self/comm", &mut th.comm).unwrap_or(0);
-    let name_len = th.comm[..n].iter().position(|&c| c == b'\n').unwrap_or(n);
-    th.comm[name_len..].fill(0);
-
     capture_mm(parts)?;
     let st: &mut ProcessState = parts.state;
     for (i, t) in st.itimers.iter_mut().enumerate() {
@@ -133,6 +107,33 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     parts.auxv_len = read_small(c"/proc/self/auxv", parts.auxv).map_err(|e| Failure::new("reading /proc/self/auxv", e))?;
     parts.cmdline_len = read_small(c"/proc/self/cmdline", parts.cmdline).unwrap_or(0);
     Ok(())
+}
+
+/// The calling thread's own state, for a checkpoint that stopped it with the frame at `uc`.
+/// Runs in a signal handler (the checkpoint's, or the stop signal's in another thread).
+pub fn thread_state(uc: usize, cfg: &Config) -> ThreadState {
+    let mut th = ThreadState {
+        tid: rustix::thread::gettid().as_raw_nonzero().get() as u32,
+        sigframe: uc as u64,
+        fs_base: sys::arch_get(sys::ARCH_GET_FS).unwrap_or(0),
+        gs_base: sys::arch_get(sys::ARCH_GET_GS).unwrap_or(0),
+        comm: sys::thread_name(),
+        ..ThreadState::default()
+    };
+    capture_rseq(&mut th, cfg);
+    if let Ok(Some(addr)) = rustix::thread::get_clear_child_tid_address() {
+        th.tid_address = addr.as_ptr() as u64;
+        // glibc points clear_child_tid at the `tid` field of the thread descriptor; another
+        // runtime may point it anywhere, so it is read without trusting it to be mapped.
+        if read_own_u32(th.tid_address) == Some(th.tid) {
+            th.flags |= FLAG_PATCH_TID;
+        }
+    }
+    if let Ok((head, len)) = sys::get_robust_list() {
+        th.robust_list = head;
+        th.robust_len = len;
+    }
+    th
 }
 
 fn capture_rseq(th: &mut ThreadState, cfg: &Config) {

@@ -22,6 +22,7 @@ mod compress;
 mod fds;
 mod procfs;
 mod scratch;
+pub mod threads;
 mod write;
 
 use ckpt_sigsafe::errno::describe;
@@ -80,20 +81,43 @@ fn take(uc: usize) -> Result<(), Failure> {
         return Err(Failure::plain("no image path was set at startup"));
     }
     let mut scratch = scratch::Scratch::map()?;
+    // Every other thread stops here, and goes on when `stopped` is dropped (on every path out
+    // of this function, the writer's start included).
+    let stopped = {
+        let mut parts = scratch.parts();
+        capture::refuse_unsupported(&mut parts)?;
+        threads::stop_others(capture::thread_state(uc, cfg), parts.tids)?
+    };
+    let all = threads::slots(&stopped);
+    // Room to copy shared memory, which a forked writer would not see as it is now (with
+    // CKPT_SYNC the handler writes it itself, the program stopped meanwhile).
+    let shared = if cfg.sync {
+        0
+    } else {
+        let range = scratch.range();
+        let (maps, path) = scratch.maps_and_path();
+        let n = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+        write::shared_len(&maps[..n], &range, path)
+    };
+    scratch.grow(shared)?;
     let exclude = scratch.range();
     let mut parts = scratch.parts();
-    capture::refuse_unsupported(&mut parts)?;
+    if !cfg.sync {
+        write::copy_shared(&mut parts, &exclude)?;
+    }
+    crate::resume::prepare_for_restore();
     capture::process_state(&mut parts, uc, cfg)?;
     fds::capture(&mut parts)?;
     let file = write::TempImage::lock(core::mem::take(&mut parts.tmp_path))?;
     if cfg.sync {
-        return write::write_image(&mut parts, uc, started, exclude, file);
+        return write::write_image(&mut parts, all, started, exclude, file);
     }
     let writer_parent = ckpt_sigsafe::sys::fork_raw(false).map_err(|e| Failure::new("starting the image writer", e))?;
     if writer_parent != 0 {
         // The program: reap the short-lived intermediate child and go on at once.
         file.hand_over();
         ckpt_sigsafe::sys::reap_quiet_child(writer_parent);
+        drop(stopped);
         return Ok(());
     }
     // The intermediate child: start the writer and exit, so that the writer is nobody's child
@@ -114,7 +138,7 @@ fn take(uc: usize) -> Result<(), Failure> {
     }
     // The writer: a snapshot of the program at the moment of the signal.
     let _ = rustix::thread::set_name(WRITER_NAME);
-    let code = match write::write_image(&mut parts, uc, started, exclude, file) {
+    let code = match write::write_image(&mut parts, all, started, exclude, file) {
         Ok(()) => 0,
         Err(f) => {
             f.report();

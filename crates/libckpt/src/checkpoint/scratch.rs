@@ -3,9 +3,10 @@
 //!
 //! Only the pages actually used cost anything (`MAP_NORESERVE`, touched on demand).
 
+use super::threads::MAX_THREADS;
 use super::write::{RegionSlot, SLOTS};
 use super::Failure;
-use ckpt_image::{ProcessState, ThreadState};
+use ckpt_image::ProcessState;
 use core::ops::Range;
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -29,10 +30,31 @@ const META_AT: usize = 32 * MIB;
 const META_LEN: usize = 64 * MIB;
 const SLOTS_AT: usize = META_AT + META_LEN;
 const SLOTS_LEN: usize = SLOTS * core::mem::size_of::<RegionSlot>();
-const TOTAL: usize = SLOTS_AT + SLOTS_LEN.next_multiple_of(MIB);
+const TIDS_AT: usize = SLOTS_AT + SLOTS_LEN.next_multiple_of(MIB);
+const TIDS_LEN: usize = MAX_THREADS * 4;
+const SHADOWS_AT: usize = TIDS_AT + TIDS_LEN.next_multiple_of(MIB);
+/// Most shared memory regions a checkpoint copies.
+pub const MAX_SHADOWS: usize = 4096;
+const SHADOWS_LEN: usize = MAX_SHADOWS * core::mem::size_of::<Shadow>();
+/// Where the copies of shared memory start (they take what the checkpoint needs beyond this).
+const TOTAL: usize = SHADOWS_AT + SHADOWS_LEN.next_multiple_of(MIB);
+
+/// A copy of a shared memory region, made while the program was stopped (the forked writer
+/// shares such memory with the program instead of getting a snapshot of it).
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct Shadow {
+    /// The region's address in the program.
+    pub start: usize,
+    /// Where its copy is, and its length.
+    pub copy: usize,
+    pub len: usize,
+}
 
 pub struct Scratch {
     base: usize,
+    /// Bytes mapped: TOTAL plus the copies of shared memory.
+    len: usize,
 }
 
 /// The scratch area cut into its uses.
@@ -66,8 +88,12 @@ pub struct Parts<'a> {
     pub meta: &'a mut [u8],
     /// What the writer keeps of each region.
     pub slots: &'a mut [RegionSlot],
-    /// The state of the thread that took the signal (the only one, in this version).
-    pub thread: ThreadState,
+    /// Room for the TIDs of the threads being stopped.
+    pub tids: &'a mut [u32],
+    /// Copies of shared memory, `nshadows` of them, and the room for them.
+    pub shadows: &'a mut [Shadow],
+    pub nshadows: usize,
+    pub shadow_room: &'a mut [u8],
 }
 
 impl Scratch {
@@ -83,12 +109,38 @@ impl Scratch {
             )
         }
         .map_err(|e| Failure::new("mapping scratch memory", e))?;
-        Ok(Scratch { base: p as usize })
+        Ok(Scratch { base: p as usize, len: TOTAL })
     }
 
     /// The address range to leave out of the image.
     pub fn range(&self) -> Range<usize> {
-        self.base..self.base + TOTAL
+        self.base..self.base + self.len
+    }
+
+    /// The maps buffer and a path buffer, for use before [`Scratch::parts`].
+    pub fn maps_and_path(&mut self) -> (&mut [u8], &mut [u8]) {
+        // SAFETY: two distinct parts of our own live read-write mapping, borrowed with `self`.
+        unsafe {
+            (
+                core::slice::from_raw_parts_mut((self.base + MAPS_AT) as *mut u8, MAPS_LEN),
+                core::slice::from_raw_parts_mut((self.base + META_AT) as *mut u8, 8192),
+            )
+        }
+    }
+
+    /// Makes room for `extra` bytes of copies after the fixed parts (the mapping may move:
+    /// call before [`Scratch::parts`]).
+    pub fn grow(&mut self, extra: usize) -> Result<(), Failure> {
+        if extra == 0 {
+            return Ok(());
+        }
+        let new_len = TOTAL + extra.next_multiple_of(4096);
+        // SAFETY: our own mapping, not borrowed (no Parts exist); its contents move with it.
+        let p = unsafe { rustix::mm::mremap(self.base as *mut _, self.len, new_len, rustix::mm::MremapFlags::MAYMOVE) }
+            .map_err(|e| Failure::new("mapping room to copy shared memory", e))?;
+        self.base = p as usize;
+        self.len = new_len;
+        Ok(())
     }
 
     pub fn parts(&mut self) -> Parts<'_> {
@@ -96,8 +148,9 @@ impl Scratch {
         // SAFETY: each slice is a distinct part of our own live read-write mapping, which
         // outlives the borrow of `self`; the state part is page-aligned, large enough and
         // initialised by the write before the reference is made. The rest is fresh anonymous
-        // memory, all zeros, which is a valid value of every element type (u8, i32, u64 and
-        // `RegionSlot`, whose all-zero value is documented as valid).
+        // memory, all zeros, which is a valid value of every element type (u8, i32, u32, u64,
+        // `Shadow` (plain integers) and `RegionSlot`, whose all-zero value is documented as
+        // valid).
         unsafe {
             let state = (b + STATE_AT) as *mut ProcessState;
             state.write(ProcessState::ZERO);
@@ -121,7 +174,10 @@ impl Scratch {
                 maps: s(MAPS_AT, MAPS_LEN),
                 meta: s(META_AT, META_LEN),
                 slots: core::slice::from_raw_parts_mut((b + SLOTS_AT) as *mut RegionSlot, SLOTS),
-                thread: ThreadState::default(),
+                tids: core::slice::from_raw_parts_mut((b + TIDS_AT) as *mut u32, MAX_THREADS),
+                shadows: core::slice::from_raw_parts_mut((b + SHADOWS_AT) as *mut Shadow, MAX_SHADOWS),
+                nshadows: 0,
+                shadow_room: s(TOTAL, self.len - TOTAL),
             }
         }
     }
@@ -130,7 +186,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         // SAFETY: the mapping is ours and no borrow of it outlives `self`.
-        let _ = unsafe { rustix::mm::munmap(self.base as *mut _, TOTAL) };
+        let _ = unsafe { rustix::mm::munmap(self.base as *mut _, self.len) };
     }
 }
 

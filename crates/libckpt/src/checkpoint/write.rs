@@ -4,7 +4,7 @@
 //! and an atomic `rename` over the old image.
 
 use super::procfs::monotonic_ns;
-use super::scratch::Parts;
+use super::scratch::{Parts, Shadow};
 use super::Failure;
 use ckpt_image::bytes::Writer;
 use ckpt_image::elf::{pflags_from_prot, Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
@@ -82,6 +82,46 @@ fn saved(e: &MapsEntry, pathbuf: &mut [u8]) -> Saved {
     }
 }
 
+/// Shared memory whose bytes go into the image: the forked writer would see the program's
+/// later writes to it, not the memory as it was, so it is copied while the program is stopped.
+fn needs_copy(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
+    e.shared && saved(e, pathbuf) == Saved::Data
+}
+
+/// Bytes of shared memory that [`copy_shared`] will copy.
+pub fn shared_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8]) -> usize {
+    regions(maps, exclude).filter(|r| needs_copy(r, pathbuf)).map(|r| r.end - r.start).sum()
+}
+
+/// Copies the shared memory regions into the scratch area (`parts.shadow_room`), for the
+/// writer to read instead of the live memory.
+pub fn copy_shared(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
+    let n = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    let mut at = 0usize;
+    parts.nshadows = 0;
+    for r in regions(&parts.maps[..n], exclude) {
+        if !needs_copy(&r, parts.pathbuf) {
+            continue;
+        }
+        let len = r.end - r.start;
+        if parts.nshadows == parts.shadows.len() || at + len > parts.shadow_room.len() {
+            return Err(Failure::plain("the program's shared memory changed while it was copied"));
+        }
+        let room = &mut parts.shadow_room[at..at + len];
+        let copied = sys::copy_own_memory(r.start, len, room);
+        room[copied..].fill(0);
+        parts.shadows[parts.nshadows] = Shadow { start: r.start, copy: room.as_ptr() as usize, len };
+        parts.nshadows += 1;
+        at += len;
+    }
+    Ok(())
+}
+
+/// Where the writer reads region `r` from: its copy, if it is shared memory, else the region.
+fn read_address(shadows: &[Shadow], r: &MapsEntry) -> usize {
+    shadows.iter().find(|s| s.start == r.start && s.len == r.end - r.start).map_or(r.start, |s| s.copy)
+}
+
 /// Whether the mapping's path still names the regular file that is mapped.
 fn is_same_regular_file(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
     if !e.name.starts_with(b"/") || e.name.ends_with(b" (deleted)") || e.name.len() >= pathbuf.len() {
@@ -96,7 +136,18 @@ fn is_same_regular_file(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
     }
 }
 
-pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<usize>, file: TempImage) -> Result<(), Failure> {
+/// The signal context of a stopped thread (its frame is live memory: the thread waits in its
+/// handler, or this is the writer's snapshot of it).
+fn context_of(t: &ThreadState) -> Result<SigContext, Failure> {
+    // SAFETY: the kernel built a whole `ucontext` at `sigframe` for the handler the thread is in.
+    let uc_bytes = unsafe { core::slice::from_raw_parts(t.sigframe as usize as *const u8, UCONTEXT_SIZE) };
+    SigContext::parse(uc_bytes).map_err(|_| Failure::plain("reading a signal frame"))
+}
+
+/// Writes the image of the process whose threads are `threads` (the one that took the
+/// checkpoint signal first, running this code).
+pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage) -> Result<(), Failure> {
+    let uc = threads[0].sigframe as usize;
     let maps_len = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     let maps = &parts.maps[..maps_len];
 
@@ -112,23 +163,26 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
         names_len += r.name.len();
     }
 
-    // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.
-    let uc_bytes = unsafe { core::slice::from_raw_parts(uc as *const u8, UCONTEXT_SIZE) };
-    let ctx = SigContext::parse(uc_bytes).map_err(|_| Failure::plain("reading the signal frame"))?;
     let compress = crate::config::get().compress;
     let xstate_len = if parts.state.xfeatures != 0 { parts.state.xstate_size as usize } else { 0 };
-    let has_fpu = ctx.fpstate != 0;
+    // Each thread's notes: its state, its registers, and (x86-64 frames always have one) its
+    // FXSAVE and XSAVE areas.
+    let mut thread_notes_len = 0;
+    for t in threads {
+        let has_fpu = context_of(t)?.fpstate != 0;
+        thread_notes_len += note_size(CKPT_NOTE_NAME, ThreadState::ENCODED_LEN)
+            + note_size(CORE, PRSTATUS_SIZE)
+            + if has_fpu { note_size(CORE, FXSAVE_SIZE) } else { 0 }
+            + if has_fpu && xstate_len > 0 { note_size(LINUX, xstate_len) } else { 0 };
+    }
 
     // Layout: headers, notes, then data from the first page boundary after them.
     let phnum = count + 1;
     let phdrs_end = EHDR_SIZE + PHDR_SIZE * phnum;
     let regions_desc_len = region::table_len(count, names_len);
     let notes_len = note_size(CKPT_NOTE_NAME, ProcessState::ENCODED_LEN)
-        + note_size(CKPT_NOTE_NAME, ThreadState::ENCODED_LEN)
-        + note_size(CORE, PRSTATUS_SIZE)
+        + thread_notes_len
         + note_size(CORE, PRPSINFO_SIZE)
-        + if has_fpu { note_size(CORE, FXSAVE_SIZE) } else { 0 }
-        + if xstate_len > 0 { note_size(LINUX, xstate_len) } else { 0 }
         + note_size(CORE, parts.auxv_len)
         + note_size(CKPT_NOTE_NAME, regions_desc_len)
         + note_size(CKPT_NOTE_NAME, parts.fds_len);
@@ -168,10 +222,11 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
             bounce: !anonymous_private,
         };
         slot.data_offset = off;
+        let from = read_address(&parts.shadows[..parts.nshadows], &r);
         if compress {
-            (slot.stored_len, slot.data_hash) = super::compress::write_region(fd, r.start, len, off, &src, parts.copybuf, parts.outbuf)?;
+            (slot.stored_len, slot.data_hash) = super::compress::write_region(fd, from, len, off, &src, parts.copybuf, parts.outbuf)?;
         } else {
-            slot.data_hash = write_region(fd, r.start, len, off, &src, parts.pm_buf, parts.copybuf)?;
+            slot.data_hash = write_region(fd, from, len, off, &src, parts.pm_buf, parts.copybuf)?;
             slot.stored_len = len as u64;
         }
         off += slot.stored_len;
@@ -205,38 +260,44 @@ pub fn write_image(parts: &mut Parts, uc: usize, started: u64, exclude: Range<us
     begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
     st.write(&mut w);
     w.align(4);
-    let th = &parts.thread;
-    begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_THREAD, ThreadState::ENCODED_LEN);
-    th.write(&mut w);
-    w.align(4);
-
-    begin_note(&mut w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
-    ctx.write_prstatus(&mut w, st.ckpt_signal, th.tid, st.ppid, th.fs_base, th.gs_base);
-    w.align(4);
-
-    begin_note(&mut w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
-    let args = &mut parts.cmdline[..parts.cmdline_len.min(80)];
-    for c in args.iter_mut() {
-        if *c == 0 {
-            *c = b' ';
-        }
-    }
-    let uid = rustix::process::getuid().as_raw();
-    let gid = rustix::process::getgid().as_raw();
-    write_prpsinfo(&mut w, st.pid, st.ppid, uid, gid, th.comm_bytes(), args.trim_ascii_end());
-    w.align(4);
-
-    if has_fpu {
-        // SAFETY: the frame's fpstate points at the FXSAVE area the kernel saved with it.
-        let fx = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, FXSAVE_SIZE) };
-        write_note(&mut w, CORE, note::NT_FPREGSET, fx);
-    }
-    if xstate_len > 0 {
-        // SAFETY: the software bytes of that area say an XSAVE area of this size follows it.
-        let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, xstate_len) };
-        begin_note(&mut w, LINUX, note::NT_X86_XSTATE, xstate_len);
-        write_xstate(&mut w, xs, st.xfeatures);
+    for th in threads {
+        begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_THREAD, ThreadState::ENCODED_LEN);
+        th.write(&mut w);
         w.align(4);
+    }
+
+    // The core-file notes, thread by thread as debuggers expect them: each NT_PRSTATUS, then
+    // that thread's FPU notes; NT_PRPSINFO after the first.
+    for (i, th) in threads.iter().enumerate() {
+        let ctx = context_of(th)?;
+        begin_note(&mut w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
+        ctx.write_prstatus(&mut w, st.ckpt_signal, th.tid, st.ppid, th.fs_base, th.gs_base);
+        w.align(4);
+        if i == 0 {
+            begin_note(&mut w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
+            let args = &mut parts.cmdline[..parts.cmdline_len.min(80)];
+            for c in args.iter_mut() {
+                if *c == 0 {
+                    *c = b' ';
+                }
+            }
+            let uid = rustix::process::getuid().as_raw();
+            let gid = rustix::process::getgid().as_raw();
+            write_prpsinfo(&mut w, st.pid, st.ppid, uid, gid, th.comm_bytes(), args.trim_ascii_end());
+            w.align(4);
+        }
+        if ctx.fpstate != 0 {
+            // SAFETY: the frame's fpstate points at the FXSAVE area the kernel saved with it.
+            let fx = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, FXSAVE_SIZE) };
+            write_note(&mut w, CORE, note::NT_FPREGSET, fx);
+            if xstate_len > 0 {
+                // SAFETY: the software bytes of that area say an XSAVE area of this size follows it.
+                let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, xstate_len) };
+                begin_note(&mut w, LINUX, note::NT_X86_XSTATE, xstate_len);
+                write_xstate(&mut w, xs, st.xfeatures);
+                w.align(4);
+            }
+        }
     }
     write_note(&mut w, CORE, note::NT_AUXV, &parts.auxv[..parts.auxv_len]);
 

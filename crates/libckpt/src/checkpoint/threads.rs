@@ -1,0 +1,218 @@
+//! Stopping every other thread at one moment, and capturing each one's own state.
+//!
+//! The thread that took the checkpoint signal coordinates. It sends each other thread the
+//! internal stop signal ([`STOP_SIGNAL`], with `tgkill`); that thread's handler records its
+//! state (its signal frame, TLS base, rseq area, robust list, TID address, name) in a slot of
+//! the scratch area, counts itself in, and waits on a futex until the coordinator lets it go.
+//! The coordinator lists `/proc/self/task` again until no thread is new (threads being created
+//! while it works), waits for every signalled thread, boundedly, then captures the process and
+//! forks the writer: the writer's copy of memory holds every thread's frame. Then it lets them
+//! all go. A thread that does not stop in time (one that blocks every signal, say) makes the
+//! checkpoint fail with one line naming it, and the others go on.
+//!
+//! # Signal-safety fence
+//! Like the rest of `checkpoint`: raw system calls, atomics and futexes, no allocation, no locks.
+
+use super::capture::thread_state;
+use super::procfs::parse_dec;
+use super::Failure;
+use ckpt_image::ThreadState;
+use ckpt_sigsafe::sys;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
+use core::mem::MaybeUninit;
+use rustix::fs::{Mode, OFlags};
+use rustix::thread::futex;
+use rustix::time::Timespec;
+
+/// The internal signal that stops a thread for a checkpoint (`SIGRTMAX - 1`).
+pub const STOP_SIGNAL: i32 = 63;
+/// Most threads one image holds.
+pub const MAX_THREADS: usize = 4096;
+/// How long the coordinator waits for the other threads to stop.
+const STOP_TIMEOUT_NS: i64 = 2_000_000_000;
+/// How long a stopped thread waits to be let go before it goes on by itself.
+const HOLD_TIMEOUT_S: i64 = 600;
+
+/// A checkpoint is collecting threads (a stop signal at any other time is ignored).
+static COLLECTING: AtomicBool = AtomicBool::new(false);
+/// Where the threads put their state: static, so that a thread that comes late (after the
+/// coordinator gave up on it) still writes into memory that exists.
+struct Slots(UnsafeCell<[ThreadState; MAX_THREADS]>);
+// SAFETY: slot `i` is written only by the thread that took index `i` from NEXT during one
+// checkpoint, and read by the coordinator only after that thread counted itself in ARRIVED.
+unsafe impl Sync for Slots {}
+static SLOTS: Slots = Slots(UnsafeCell::new([ThreadState {
+    tid: 0, flags: 0, sigframe: 0, fs_base: 0, gs_base: 0, rseq_addr: 0, rseq_len: 0, rseq_sig: 0, tid_address: 0,
+    robust_list: 0, robust_len: 0, comm: [0; 16],
+}; MAX_THREADS]));
+/// The next free slot.
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// Threads that have recorded themselves (the coordinator's futex).
+static ARRIVED: AtomicU32 = AtomicU32::new(0);
+/// Bumped to let the stopped threads go (their futex).
+static ROUND: AtomicU32 = AtomicU32::new(0);
+
+/// The handler of [`STOP_SIGNAL`], in a thread that is not the coordinator.
+pub fn on_stop_signal(uc: usize) {
+    let round = ROUND.load(SeqCst);
+    if !COLLECTING.load(SeqCst) {
+        return;
+    }
+    let i = NEXT.fetch_add(1, SeqCst);
+    if i < MAX_THREADS {
+        let t = thread_state(uc, crate::config::get());
+        // SAFETY: slot `i` is this thread's alone in this checkpoint (see `Slots`).
+        unsafe { (SLOTS.0.get() as *mut ThreadState).add(i).write(t) };
+    }
+    ARRIVED.fetch_add(1, SeqCst);
+    let _ = futex::wake(&ARRIVED, futex::Flags::PRIVATE, 1);
+    let limit = Timespec { tv_sec: HOLD_TIMEOUT_S, tv_nsec: 0 };
+    while ROUND.load(SeqCst) == round {
+        if futex::wait(&ROUND, futex::Flags::PRIVATE, round, Some(&limit)) == Err(rustix::io::Errno::TIMEDOUT) {
+            break;
+        }
+    }
+}
+
+/// The other threads, stopped; dropping it lets them go.
+pub struct Stopped {
+    /// How many slots hold a thread.
+    pub count: usize,
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        COLLECTING.store(false, SeqCst);
+        ROUND.fetch_add(1, SeqCst);
+        let _ = futex::wake(&ROUND, futex::Flags::PRIVATE, i32::MAX as u32);
+    }
+}
+
+/// The state of every thread of the last [`stop_others`]: the coordinator first.
+pub fn slots(stopped: &Stopped) -> &[ThreadState] {
+    // SAFETY: every slot below `count` was written by a thread that has counted itself in (or
+    // by the coordinator, slot 0), and none is written again until the next checkpoint, which
+    // cannot start while `stopped` is borrowed.
+    unsafe { &(&*SLOTS.0.get())[..stopped.count] }
+}
+
+/// Stops every thread but this one (whose state is `own`); `tids` is scratch room for the
+/// TIDs signalled.
+pub fn stop_others(own: ThreadState, tids: &mut [u32]) -> Result<Stopped, Failure> {
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let me = own.tid;
+    if crate::guard::stop_signal_taken() && has_other_threads(me) {
+        return Err(Failure::plain("the program has more than one thread and took ckpt's thread-stop signal for itself"));
+    }
+    // SAFETY: no thread writes slot 0 (NEXT hands out 1 and up), and no other checkpoint runs.
+    unsafe { (SLOTS.0.get() as *mut ThreadState).write(own) };
+    NEXT.store(1, SeqCst);
+    ARRIVED.store(0, SeqCst);
+    COLLECTING.store(true, SeqCst);
+    // From here on, however this ends, the threads are let go when `stopped` is dropped.
+    let mut stopped = Stopped { count: 1 };
+    let mut signalled = 0usize;
+    // List the threads until a pass finds none new: a thread not yet stopped may be starting
+    // another.
+    loop {
+        let mut new = 0;
+        let dir = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Failure::new("listing /proc/self/task", e))?;
+        let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+        let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+        while let Some(e) = entries.next() {
+            let e = e.map_err(|e| Failure::new("listing /proc/self/task", e))?;
+            let Some(tid) = parse_dec(e.file_name().to_bytes()).map(|t| t as u32) else { continue };
+            if tid == me || tids[..signalled].contains(&tid) {
+                continue;
+            }
+            if signalled == tids.len() || signalled + 1 >= MAX_THREADS {
+                return Err(Failure::plain("the program has more threads than one image can hold"));
+            }
+            match sys::tgkill(pid, tid, STOP_SIGNAL as u32) {
+                Ok(()) => {
+                    tids[signalled] = tid;
+                    signalled += 1;
+                    new += 1;
+                }
+                Err(rustix::io::Errno::SRCH) => {} // it has just exited
+                Err(e) => return Err(Failure::new("signalling a thread", e)),
+            }
+        }
+        if new == 0 {
+            break;
+        }
+    }
+    // Wait for each signalled thread, boundedly; threads that exited meanwhile do not count.
+    let start = super::procfs::monotonic_ns();
+    let mut expected = signalled as u32;
+    loop {
+        let arrived = ARRIVED.load(SeqCst);
+        if arrived >= expected {
+            break;
+        }
+        let waited = (super::procfs::monotonic_ns() - start) as i64;
+        if waited >= STOP_TIMEOUT_NS {
+            expected = tids[..signalled].iter().filter(|&&t| thread_exists(t)).count() as u32;
+            if arrived >= expected {
+                break;
+            }
+            let laggard = tids[..signalled].iter().copied().find(|&t| thread_exists(t) && !arrived_tid(t)).unwrap_or(0);
+            let mut name = [0u8; 16];
+            thread_comm(laggard, &mut name);
+            ckpt_sigsafe::say!(
+                "ckpt: thread {laggard} ({}) did not stop for the checkpoint within 2 s (does it block signal {STOP_SIGNAL}, or run with signals blocked?)",
+                ckpt_sigsafe::out::Lossy(name.split(|&c| c == 0).next().unwrap_or(&[]))
+            );
+            return Err(Failure::plain("a thread did not stop"));
+        }
+        let left = Timespec { tv_sec: 0, tv_nsec: (STOP_TIMEOUT_NS - waited).min(100_000_000) };
+        let _ = futex::wait(&ARRIVED, futex::Flags::PRIVATE, arrived, Some(&left));
+    }
+    stopped.count = NEXT.load(SeqCst).min(MAX_THREADS);
+    Ok(stopped)
+}
+
+fn has_other_threads(me: u32) -> bool {
+    let Ok(dir) = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return true };
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
+    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+    while let Some(Ok(e)) = entries.next() {
+        if parse_dec(e.file_name().to_bytes()).is_some_and(|t| t as u32 != me) {
+            return true;
+        }
+    }
+    false
+}
+
+fn arrived_tid(tid: u32) -> bool {
+    let n = NEXT.load(SeqCst).min(MAX_THREADS);
+    // SAFETY: reads slots threads may still be writing only for a diagnostic; a torn value
+    // just names another thread.
+    (1..n).any(|i| unsafe { core::ptr::read_volatile((SLOTS.0.get() as *const ThreadState).add(i)) }.tid == tid)
+}
+
+fn task_path(tid: u32, leaf: &[u8], buf: &mut [u8; 64]) -> Option<usize> {
+    let mut w = ckpt_image::bytes::Writer::new(&mut buf[..]);
+    w.bytes(b"/proc/self/task/");
+    w.decimal(tid as u64);
+    w.bytes(leaf);
+    w.u8(0);
+    w.finish()
+}
+
+fn thread_exists(tid: u32) -> bool {
+    let mut buf = [0u8; 64];
+    let Some(n) = task_path(tid, b"", &mut buf) else { return false };
+    core::ffi::CStr::from_bytes_with_nul(&buf[..n]).is_ok_and(|p| rustix::fs::access(p, rustix::fs::Access::EXISTS).is_ok())
+}
+
+fn thread_comm(tid: u32, out: &mut [u8; 16]) {
+    let mut buf = [0u8; 64];
+    let Some(n) = task_path(tid, b"/comm", &mut buf) else { return };
+    if let Ok(p) = core::ffi::CStr::from_bytes_with_nul(&buf[..n]) {
+        let len = super::procfs::read_small(p, out).unwrap_or(0);
+        out[len.saturating_sub(1).min(15)..].fill(0);
+    }
+}
