@@ -139,3 +139,90 @@ fn threads_with_new_ids_run_on() {
     // The main thread's TID changed too: the ERRORCHECK mutex no longer knows its owner.
     assert_eq!(restored.lines().last().map(String::as_str), Some("done unlock=1"));
 }
+
+/// "tick T k=v k=v ...": the tick and the values.
+fn values(l: &str) -> (i64, Vec<i64>) {
+    let mut f = l.split(' ');
+    assert_eq!(f.next(), Some("tick"), "{l}");
+    let t = f.next().unwrap().parse().unwrap();
+    (t, f.map(|kv| kv.split_once('=').unwrap().1.parse().unwrap()).collect())
+}
+
+/// Threads caught in poll(), a condition wait, nanosleep, and threads starting and exiting
+/// while the checkpoint stops them: every loop goes on after the restart.
+#[test]
+fn threads_in_blocking_calls_and_threads_coming_and_going() {
+    let wd = Workdir::new("waits");
+    let mut c = Command::new(prog("waits", &["-pthread"]));
+    c.arg("1000000");
+    let mut orig = Proc::preloaded(c, &wd.image(), "waits");
+    orig.wait_lines(5, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let restored = Proc::restart(&wd.image());
+    let lines = restored.wait_lines(12, LONG);
+    let (_, first) = values(&lines[1]);
+    let (_, last) = values(lines.last().unwrap());
+    for (i, what) in ["poll", "cond", "sleep", "churn"].iter().enumerate() {
+        assert!(last[i] > first[i] + 3, "the {what} loop stopped after the restart: {first:?} -> {last:?}");
+    }
+}
+
+#[test]
+fn cxx_threads_async_and_exceptions() {
+    let wd = Workdir::new("cxx-threads");
+    let mut c = Command::new(prog("asyncx", &["-pthread"]));
+    c.arg("60");
+    let mut orig = Proc::preloaded(c, &wd.image(), "asyncx");
+    orig.wait_lines(5, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let mut restored = Proc::restart(&wd.image());
+    let lines = restored.wait_lines(5, LONG);
+    let (t0, v0) = values(&lines[0]);
+    let (t1, v1) = values(&lines[4]);
+    assert!(t1 > t0 && v1[1] > v0[1], "workers stopped catching: {lines:?}");
+    // The async sums are those of an uninterrupted run: 2 * (0 + 1 + ... + t).
+    assert_eq!(v1[0], t1 * (t1 + 1), "{}", lines[4]);
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().map(String::as_str), Some("done"));
+}
+
+#[test]
+fn openmp_results_equal_an_uninterrupted_run() {
+    let wd = Workdir::new("omp");
+    let p = prog("omp", &["-fopenmp"]);
+    let make = || {
+        let mut c = Command::new(&p);
+        c.arg("150").env("OMP_NUM_THREADS", "4");
+        c
+    };
+    checkpoint_kill_restart_matches(make, 20, &wd);
+}
+
+/// A program that takes the thread-stop signal for itself keeps it; its checkpoints are then
+/// refused while it has threads, with one line, and it goes on.
+#[test]
+fn a_program_that_takes_the_thread_stop_signal() {
+    let wd = Workdir::new("own-stop-signal");
+    let src = wd.path.join("own63.c");
+    std::fs::write(
+        &src,
+        "#include <pthread.h>\n#include <signal.h>\n#include <stdio.h>\n#include <unistd.h>\n\
+         static void h(int s) { (void)s; }\n\
+         static void *idle(void *a) { for (;;) pause(); return a; }\n\
+         int main(void) { signal(63, h); pthread_t t; pthread_create(&t, 0, idle, 0);\n\
+         for (int i = 0;; i++) { printf(\"%d\\n\", i); fflush(stdout); usleep(10000); } }\n",
+    )
+    .unwrap();
+    let p = compile(&src, "own63", &["-pthread"]);
+    let orig = Proc::preloaded(Command::new(&p), &wd.image(), "own63");
+    orig.wait_stderr("installed its own handler for signal 63", SHORT);
+    orig.wait_lines(3, SHORT);
+    orig.signal(libc::SIGUSR2);
+    let err = orig.wait_stderr("checkpoint failed", SHORT);
+    assert!(err.contains("took ckpt's thread-stop signal"), "{err}");
+    let n = orig.lines().len();
+    orig.wait_lines(n + 3, SHORT);
+    assert!(!wd.image().exists());
+}
