@@ -1,8 +1,10 @@
-/* benchheap: the benchmark's target. Fills a heap (random, zero or half of each), then spins
+/* benchheap: the benchmark's target. Fills a heap (random, zero or half of each), starts
+ * argv[3] idle threads (default none), then spins
  * reading the clock and remembering the longest stall: SIGUSR1 makes it print that ("gap NS")
  * and start over; when it finds itself restored it prints "resumed". A restored process keeps its
  * PID (in a PID namespace below myrestart, whose init becomes its parent) or, restored with new
  * IDs, gets myrestart's: either its parent or its PID changes. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 
 static volatile sig_atomic_t report;
 static void on_usr1(int sig) { (void)sig; report = 1; }
+static void *idle(void *a) { for (;;) { struct timespec t = { 0, 10000000 }; nanosleep(&t, 0); } return a; }
 static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
 
 int main(int argc, char **argv) {
@@ -22,6 +25,8 @@ int main(int argc, char **argv) {
     size_t words = bytes / 8, random_words = strcmp(fill, "zero") == 0 ? 0 : strcmp(fill, "half") == 0 ? words / 2 : words;
     for (size_t i = 0; i < random_words; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; heap[i] = x; }
     memset(heap + random_words, 0, (words - random_words) * 8);
+    int threads = argc > 3 ? atoi(argv[3]) : 0; /* idle threads, as a pool would have */
+    for (int i = 0; i < threads; i++) { pthread_t t; pthread_create(&t, 0, idle, 0); }
     signal(SIGUSR1, on_usr1);
     pid_t me = getpid(), parent = getppid();
     printf("ready\n"); fflush(stdout);

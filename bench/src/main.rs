@@ -2,8 +2,9 @@
 //! best with the same bytes (memcpy, write() to a file, read() from it), on the same
 //! filesystem, in one run.
 //!
-//! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4]`
-//! (`+lz4`: the image is written with `CKPT_COMPRESS=lz4`).
+//! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads]`
+//! (`+lz4`: the image is written with `CKPT_COMPRESS=lz4`; `+64 threads`: the program has 64
+//! more threads, measured at 512 MiB only).
 //!
 //! The VM behind these machines takes freed memory back a couple of seconds after it is freed,
 //! and the next first touch then costs about a second per GiB. So a buffer of the working size
@@ -26,7 +27,7 @@ struct Options {
 }
 
 fn options() -> Options {
-    let fills = ["random", "zero", "half", "random+lz4", "half+lz4"];
+    let fills = ["random", "zero", "half", "random+lz4", "half+lz4", "random+64 threads"];
     let mut o = Options { dir: PathBuf::from("/dev/shm"), sizes: vec![64, 512, 2048], fills: fills.iter().map(|f| f.to_string()).collect() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -151,12 +152,16 @@ fn restart_time(image: &Path, mib: usize, extra: &[&str]) -> f64 {
 
 fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     let _ = std::fs::remove_file(image);
+    let (fill, threads) = match fill.strip_suffix("+64 threads") {
+        Some(f) => (f, 64),
+        None => (fill, 0),
+    };
     let (fill, lz4) = match fill.strip_suffix("+lz4") {
         Some(f) => (f, true),
         None => (fill, false),
     };
     let mut c = Command::new(target);
-    c.arg(mib.to_string()).arg(fill);
+    c.arg(mib.to_string()).arg(fill).arg(threads.to_string());
     if lz4 {
         c.env("CKPT_COMPRESS", "lz4");
     }
@@ -199,7 +204,7 @@ fn run_median(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
 
 fn main() {
     let o = options();
-    let target = compile(&root().join("bench/benchheap.c"), "benchheap", &["-O2"]);
+    let target = compile(&root().join("bench/benchheap.c"), "benchheap", &["-O2", "-pthread"]);
     let image = o.dir.join("ckpt-bench.img");
     println!("ckpt benchmark: images in {} ({} cores)", o.dir.display(), std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!();
@@ -211,6 +216,9 @@ fn main() {
         let write = median(runs.iter().map(|r| r.1).collect());
         let read = median(runs.iter().map(|r| r.2).collect());
         for fill in &o.fills {
+            if fill.ends_with("threads") && mib != 512 {
+                continue; // one size is enough to compare with the single-threaded row
+            }
             let r = run_median(&target, &image, mib, fill);
             let gbs = |t: f64| (mib * MIB) as f64 / t / 1e9;
             println!(
@@ -239,5 +247,6 @@ fn main() {
     println!("restart: from starting myrestart until the program runs again (mapped: the default, memory");
     println!("checksums verified; --no-verify skips those; --eager reads all memory now).");
     println!("+lz4: written with CKPT_COMPRESS=lz4 (restart then always reads and decompresses).");
+    println!("+64 threads: the same program with 64 more threads, idle in nanosleep (all are stopped for the checkpoint).");
     println!("Figures are medians of {RUNS} runs; ratios are our time over the machine's limit.");
 }
