@@ -226,3 +226,22 @@ fn a_program_that_takes_the_thread_stop_signal() {
     orig.wait_lines(n + 3, SHORT);
     assert!(!wd.image().exists());
 }
+
+/// A signal pending for one thread, and one pending for the process, are pending again after
+/// the restart, and reach the same thread (and the process).
+#[test]
+fn pending_signals_survive() {
+    let wd = Workdir::new("pending");
+    let mut c = Command::new(prog("pending", &["-pthread"]));
+    c.arg("40");
+    let mut orig = Proc::preloaded(c, &wd.image(), "pending");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let json = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["threads"].as_array().unwrap().len(), 2);
+    let mut restored = Proc::restart(&wd.image());
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().map(String::as_str), Some("worker usr1=1 main hup=1"));
+}

@@ -139,6 +139,8 @@ pub struct ProcessState {
     pub interval_secs: u32,
     /// `uname` release and machine of the kernel the image was taken on, NUL-padded.
     pub kernel: [u8; 72],
+    /// Signals pending for the whole process (bit `n - 1` for signal `n`), sent again at restart.
+    pub shared_pending: u64,
 }
 
 impl ProcessState {
@@ -167,11 +169,12 @@ impl ProcessState {
         ckpt_signal: 0,
         interval_secs: 0,
         kernel: [0; 72],
+        shared_pending: 0,
     };
 
     /// Size of the encoded descriptor.
     pub const ENCODED_LEN: usize =
-        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72;
+        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72 + 8;
 
     pub fn kernel_str(&self) -> &str {
         let n = self.kernel.iter().position(|&b| b == 0).unwrap_or(self.kernel.len());
@@ -215,6 +218,7 @@ impl ProcessState {
         w.u32(self.ckpt_signal);
         w.u32(self.interval_secs);
         w.bytes(&self.kernel);
+        w.u64(self.shared_pending);
     }
 
     /// Decodes the descriptor into `out` (large: the caller chooses where it lives).
@@ -274,6 +278,7 @@ impl ProcessState {
         out.ckpt_signal = r.u32()?;
         out.interval_secs = r.u32()?;
         out.kernel = r.array()?;
+        out.shared_pending = r.u64()?;
         Ok(())
     }
 }

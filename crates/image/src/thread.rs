@@ -30,11 +30,13 @@ pub struct ThreadState {
     pub robust_len: u64,
     /// The thread's name (`PR_GET_NAME`), NUL-padded.
     pub comm: [u8; 16],
+    /// Signals pending for this thread alone (bit `n - 1` for signal `n`), sent again at restart.
+    pub sigpending: u64,
 }
 
 impl ThreadState {
     /// Size of the encoded descriptor.
-    pub const ENCODED_LEN: usize = 4 + 4 + 8 * 4 + 4 + 4 + 8 * 3 + 16;
+    pub const ENCODED_LEN: usize = 4 + 4 + 8 * 4 + 4 + 4 + 8 * 3 + 16 + 8;
 
     pub fn comm_bytes(&self) -> &[u8] {
         let n = self.comm.iter().position(|&b| b == 0).unwrap_or(16);
@@ -54,6 +56,7 @@ impl ThreadState {
         w.u64(self.robust_list);
         w.u64(self.robust_len);
         w.bytes(&self.comm);
+        w.u64(self.sigpending);
     }
 
     pub fn read(desc: &[u8]) -> Result<ThreadState, ImageError> {
@@ -74,6 +77,7 @@ impl ThreadState {
             robust_list: r.u64()?,
             robust_len: r.u64()?,
             comm: r.array()?,
+            sigpending: r.u64()?,
         };
         if t.flags & !KNOWN_FLAGS != 0 {
             return Err(ImageError::Malformed("unknown thread flags"));

@@ -55,7 +55,7 @@ pub const MAX_FDS: usize = 4096;
 pub const MAX_THREADS: usize = 4096;
 const NO_THREAD: ThreadState = ThreadState {
     tid: 0, flags: 0, sigframe: 0, fs_base: 0, gs_base: 0, rseq_addr: 0, rseq_len: 0, rseq_sig: 0, tid_address: 0,
-    robust_list: 0, robust_len: 0, comm: [0; 16],
+    robust_list: 0, robust_len: 0, comm: [0; 16], sigpending: 0,
 };
 pub const MAX_FILE_MAPS: usize = 4096;
 

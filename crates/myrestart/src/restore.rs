@@ -38,7 +38,27 @@ pub extern "C" fn run(p: &'static Plan) -> ! {
     map_regions(p, image);
     restore_kernel_state(p, image);
     create_threads(p);
+    send_pending_signals(p);
     resume(p)
+}
+
+/// Signals that were pending at the checkpoint, for the process and for the leader, are sent
+/// again (every thread still blocks all signals; each gets them once its own mask comes back).
+/// Their siginfo is not kept. The other threads' are sent as each is created.
+fn send_pending_signals(p: &Plan) {
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    for sig in signals(p.state.shared_pending) {
+        let _ = sys::kill(pid, sig);
+    }
+    for sig in signals(p.thread.sigpending) {
+        let _ = sys::tgkill(pid, tid, sig);
+    }
+}
+
+/// The signals of a mask (bit `n - 1` for signal `n`).
+fn signals(mask: u64) -> impl Iterator<Item = u32> {
+    (1..=64u32).filter(move |s| mask & 1 << (s - 1) != 0)
 }
 
 /// Creates every other thread, each straight into libckpt's `ckpt_thread_resume` with its TLS
@@ -99,6 +119,10 @@ fn create_threads(p: &Plan) {
             lost("creating a thread", t.tid as u64, Errno::from_raw_os_error(-ret as i32));
         }
         name_thread(ret as u32, &t.comm);
+        let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        for sig in signals(t.sigpending) {
+            let _ = sys::tgkill(pid, ret as u32, sig);
+        }
     }
 }
 

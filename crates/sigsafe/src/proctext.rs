@@ -22,6 +22,13 @@ pub fn parse_oct(s: &[u8]) -> Option<u32> {
     s.iter().try_fold(0u32, |v, &c| (b'0'..=b'7').contains(&c).then(|| v * 8 + (c - b'0') as u32))
 }
 
+pub fn parse_hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |v, &c| (c as char).to_digit(16).map(|d| v << 4 | d as u64))
+}
+
 /// Field `n` (1-based, as in proc(5)) of `/proc/self/stat`. The command name (field 2) may
 /// contain spaces, so fields are counted from the last `)`.
 pub fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
@@ -53,6 +60,8 @@ mod tests {
         assert_eq!(status_field(status, b"Umask:").and_then(parse_oct), Some(0o27));
         assert_eq!(status_field(status, b"Missing:"), None);
         assert_eq!(parse_oct(b"8"), None);
+        assert_eq!(parse_hex(b"0000000000000a01"), Some(0xa01));
+        assert_eq!(parse_hex(b"x"), None);
         assert_eq!(parse_dec(b""), None);
     }
 }

@@ -67,6 +67,7 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     st.ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
     st.resume_trampoline = crate::resume::trampoline_address() as u64;
     st.thread_trampoline = crate::resume::thread_trampoline_address() as u64;
+    st.shared_pending = pending(c"/proc/self/status", b"ShdPnd:", cfg);
 
     // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.
     let uc_bytes = unsafe { core::slice::from_raw_parts(uc as *const u8, UCONTEXT_SIZE) };
@@ -133,7 +134,18 @@ pub fn thread_state(uc: usize, cfg: &Config) -> ThreadState {
         th.robust_list = head;
         th.robust_len = len;
     }
+    th.sigpending = pending(c"/proc/thread-self/status", b"SigPnd:", cfg);
     th
+}
+
+/// A pending-signal mask of a `/proc` status file, without ckpt's own signals (the
+/// checkpoint signal and the thread-stop signal belong to this checkpoint).
+fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
+    let mut buf = [0u8; 2048];
+    let Ok(n) = read_small(path, &mut buf) else { return 0 };
+    let mask = status_field(&buf[..n], field).and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
+    let ours = 1u64 << (cfg.signal - 1) | 1u64 << (super::threads::STOP_SIGNAL - 1);
+    mask & !ours
 }
 
 fn capture_rseq(th: &mut ThreadState, cfg: &Config) {

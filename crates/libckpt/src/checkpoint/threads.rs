@@ -44,7 +44,7 @@ struct Slots(UnsafeCell<[ThreadState; MAX_THREADS]>);
 unsafe impl Sync for Slots {}
 static SLOTS: Slots = Slots(UnsafeCell::new([ThreadState {
     tid: 0, flags: 0, sigframe: 0, fs_base: 0, gs_base: 0, rseq_addr: 0, rseq_len: 0, rseq_sig: 0, tid_address: 0,
-    robust_list: 0, robust_len: 0, comm: [0; 16],
+    robust_list: 0, robust_len: 0, comm: [0; 16], sigpending: 0,
 }; MAX_THREADS]));
 /// The next free slot.
 static NEXT: AtomicUsize = AtomicUsize::new(0);
