@@ -7,7 +7,8 @@ use crate::note::{Note, Notes};
 use crate::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE};
 use crate::state::{ProcessState, META_HASH_OFFSET};
 use crate::thread::ThreadState;
-use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD, PAGE_SIZE};
+use crate::timers::TimerIter;
+use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERS, PAGE_SIZE};
 
 /// Bytes a reader must read first to learn [`meta_len`].
 pub const PREFIX_LEN: usize = EHDR_SIZE + PHDR_SIZE;
@@ -142,6 +143,12 @@ impl<'a> Image<'a> {
         if threads == 0 {
             return Err(ImageError::Malformed("no thread state"));
         }
+        for t in self.timers() {
+            let t = t?;
+            if t.notify & crate::timers::SIGEV_THREAD_ID != 0 && !self.threads().any(|th| th.is_ok_and(|th| th.tid == t.tid)) {
+                return Err(ImageError::Malformed("a timer signals a thread that is not in the image"));
+            }
+        }
         if threads > 1 && !thread_trampoline_ok {
             return Err(ImageError::Malformed("thread trampoline is not in executable memory"));
         }
@@ -189,6 +196,12 @@ impl<'a> Image<'a> {
     /// The first note with this owner and type.
     pub fn note(&self, name: &[u8], n_type: u32) -> Option<Note<'a>> {
         Notes::new(self.notes).filter_map(Result::ok).find(|n| n.name == name && n.n_type == n_type)
+    }
+
+    /// The POSIX timers (none when the note is absent).
+    pub fn timers(&self) -> TimerIter<'a> {
+        let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_TIMERS).map(|n| n.desc).unwrap_or(&[]);
+        TimerIter { r: Reader::new(desc) }
     }
 
     /// The threads, in the order of their notes: the first took the checkpoint signal.

@@ -15,6 +15,7 @@
 //!                    "CORE" NT_AUXV          the auxiliary vector
 //!                    "CKPT" NT_CKPT_REGIONS  per-region facts the PT_LOADs cannot say (kind, file, hash)
 //!                    "CKPT" NT_CKPT_FDS      the open descriptors and how to reopen them
+//!                    "CKPT" NT_CKPT_TIMERS   POSIX timers, if there are any
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
 //!  page-aligned    contents of deleted-but-open files, referenced from NT_CKPT_FDS
 //! ```
@@ -40,6 +41,7 @@ pub mod note;
 pub mod region;
 pub mod state;
 pub mod thread;
+pub mod timers;
 pub mod verify;
 
 pub use image::{seal, Image, RegionRef};
@@ -63,6 +65,7 @@ pub const NT_CKPT_STATE: u32 = 0x434b_0001;
 pub const NT_CKPT_REGIONS: u32 = 0x434b_0002;
 pub const NT_CKPT_FDS: u32 = 0x434b_0003;
 pub const NT_CKPT_THREAD: u32 = 0x434b_0004;
+pub const NT_CKPT_TIMERS: u32 = 0x434b_0005;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

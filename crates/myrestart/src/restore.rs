@@ -14,7 +14,7 @@
 //! This code must not allocate, must not touch memory outside the block before it is rebuilt,
 //! and cannot return: a failure prints one line and ends the process (exit status 3).
 
-use crate::plan::{Plan, TASK_END};
+use crate::plan::{Plan, MAX_THREADS, TASK_END};
 use myrestart::EXIT_LOST;
 use ckpt_image::region::RegionKind;
 use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
@@ -37,9 +37,48 @@ pub extern "C" fn run(p: &'static Plan) -> ! {
     move_specials(p);
     map_regions(p, image);
     restore_kernel_state(p, image);
-    create_threads(p);
+    let mut tids = [0u32; MAX_THREADS];
+    create_threads(p, &mut tids);
+    restore_timers(p, image, &tids[..p.nothers]);
     send_pending_signals(p);
     resume(p)
+}
+
+/// The POSIX timers, each with its ID (`PR_TIMER_CREATE_RESTORE_IDS`), clock, notification and
+/// remaining time; thread-directed ones at their thread (`tids`: the other threads' TIDs now,
+/// in plan order). libckpt's own timer for periodic checkpoints is one of them.
+fn restore_timers(p: &Plan, image: &Image, tids: &[u32]) {
+    use ckpt_image::timers::SIGEV_THREAD_ID;
+    let chosen = sys::timer_ids_chosen(true).is_ok();
+    let me = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    for t in image.timers() {
+        let Ok(t) = t else { sys::exit_group(EXIT_LOST) };
+        let tid = if t.notify & SIGEV_THREAD_ID == 0 {
+            0
+        } else if t.tid == p.thread.tid {
+            me
+        } else {
+            match p.others[..p.nothers].iter().position(|o| o.tid == t.tid) {
+                Some(i) => tids[i],
+                None => sys::exit_group(EXIT_LOST), // checked when the image was read
+            }
+        };
+        let id = match sys::timer_create_with(t.clock, t.notify, t.signo, t.value, tid, t.id) {
+            Ok(id) => id,
+            Err(e) => lost("creating a timer", t.id as u64, e),
+        };
+        if id != t.id {
+            say!("myrestart: timer {} came back as timer {id} (this kernel cannot choose timer IDs); the program's timer_t for it is stale", t.id);
+        }
+        if t.value_sec != 0 || t.value_nsec != 0 {
+            if let Err(e) = sys::timer_settime(id, &[t.interval_sec, t.interval_nsec, t.value_sec, t.value_nsec]) {
+                lost("arming a timer", t.id as u64, e);
+            }
+        }
+    }
+    if chosen {
+        let _ = sys::timer_ids_chosen(false);
+    }
 }
 
 /// Signals that were pending at the checkpoint, for the process and for the leader, are sent
@@ -64,10 +103,10 @@ fn signals(mask: u64) -> impl Iterator<Item = u32> {
 /// Creates every other thread, each straight into libckpt's `ckpt_thread_resume` with its TLS
 /// base, TID address and (in the process's own PID namespace) its TID set by `clone3`; there it
 /// restores the rest of its state and waits for the leader's go (see `resume.rs` in libckpt).
-fn create_threads(p: &Plan) {
+fn create_threads(p: &Plan, tids: &mut [u32]) {
     use linux_raw_sys::general as k;
-    for t in &p.others[..p.nothers] {
-        let tids = [t.tid as i32];
+    for (i, t) in p.others[..p.nothers].iter().enumerate() {
+        let want = [t.tid as i32];
         // SAFETY: clone_args is plain data; zero is a valid value of every field.
         let mut args: k::clone_args = unsafe { core::mem::zeroed() };
         args.flags = (k::CLONE_VM | k::CLONE_FS | k::CLONE_FILES | k::CLONE_SIGHAND | k::CLONE_THREAD | k::CLONE_SYSVSEM
@@ -79,7 +118,7 @@ fn create_threads(p: &Plan) {
         args.child_tid = t.tid_address;
         args.tls = t.fs_base;
         if p.own_ids {
-            args.set_tid = tids.as_ptr() as u64;
+            args.set_tid = want.as_ptr() as u64;
             args.set_tid_size = 1;
         }
         // The child's first instructions need no stack, but clone3 wants one: the dead part of
@@ -118,6 +157,7 @@ fn create_threads(p: &Plan) {
         if ret < 0 {
             lost("creating a thread", t.tid as u64, Errno::from_raw_os_error(-ret as i32));
         }
+        tids[i] = ret as u32;
         name_thread(ret as u32, &t.comm);
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
         for sig in signals(t.sigpending) {
@@ -401,10 +441,6 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
         if t.is_armed() {
             let _ = sys::setitimer(which, &[t.interval_sec, t.interval_usec, t.value_sec, t.value_usec]);
         }
-    }
-    // Periodic checkpoints go on: libckpt's timer is not part of the image, so make it anew.
-    if st.interval_secs > 0 && st.ckpt_signal > 0 {
-        let _ = sys::start_signal_timer(st.ckpt_signal, st.interval_secs);
     }
 }
 

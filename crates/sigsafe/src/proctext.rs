@@ -29,6 +29,52 @@ pub fn parse_hex(s: &[u8]) -> Option<u64> {
     s.iter().try_fold(0u64, |v, &c| (c as char).to_digit(16).map(|d| v << 4 | d as u64))
 }
 
+/// One timer of `/proc/PID/timers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcTimer {
+    pub id: i32,
+    pub signo: u32,
+    /// `sigev_value`.
+    pub value: u64,
+    /// `SIGEV_SIGNAL` (0), `SIGEV_NONE` (1) or `SIGEV_THREAD` (2) (the kernel's words
+    /// "signal", "none", "thread"), and whether it targets one thread (`tid.N`) and which.
+    pub notify: u32,
+    pub to_thread: bool,
+    pub target: u32,
+    pub clock: i32,
+}
+
+/// The timers listed in a `/proc/PID/timers` text (`ID:`, `signal: N/VALUE`,
+/// `notify: KIND/pid.N` or `KIND/tid.N`, `ClockID:` per timer). A record that does not parse
+/// ends the list.
+pub fn timers(text: &[u8]) -> impl Iterator<Item = ProcTimer> + '_ {
+    let mut lines = text.split(|&c| c == b'\n').filter(|l| !l.is_empty());
+    core::iter::from_fn(move || {
+        let id = lines.next()?.strip_prefix(b"ID:")?.trim_ascii();
+        let signal = lines.next()?.strip_prefix(b"signal:")?.trim_ascii();
+        let notify = lines.next()?.strip_prefix(b"notify:")?.trim_ascii();
+        let clock = lines.next()?.strip_prefix(b"ClockID:")?.trim_ascii();
+        let slash = signal.iter().position(|&c| c == b'/')?;
+        let nslash = notify.iter().position(|&c| c == b'/')?;
+        let (kind, target) = (&notify[..nslash], &notify[nslash + 1..]);
+        let dot = target.iter().position(|&c| c == b'.')?;
+        Some(ProcTimer {
+            id: parse_dec(id)? as i32,
+            signo: parse_dec(&signal[..slash])? as u32,
+            value: parse_hex(&signal[slash + 1..])?,
+            notify: match kind {
+                b"signal" => 0,
+                b"none" => 1,
+                b"thread" => 2,
+                _ => return None,
+            },
+            to_thread: &target[..dot] == b"tid",
+            target: parse_dec(&target[dot + 1..])? as u32,
+            clock: parse_dec(clock)? as i32,
+        })
+    })
+}
+
 /// Field `n` (1-based, as in proc(5)) of `/proc/self/stat`. The command name (field 2) may
 /// contain spaces, so fields are counted from the last `)`.
 pub fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
@@ -51,6 +97,19 @@ mod tests {
         assert_eq!(stat_field(stat, 28), Some(140));
         assert_eq!(stat_field(stat, 29), None);
         assert_eq!(stat_field(b"no parens", 4), None);
+    }
+
+    #[test]
+    fn timers_of_proc() {
+        let text = b"ID: 0\nsignal: 10/0000000000001234\nnotify: signal/pid.707\nClockID: 1\n\
+                     ID: 3\nsignal: 34/0000000000000000\nnotify: signal/tid.709\nClockID: 0\n";
+        let t: [ProcTimer; 2] = {
+            let mut it = timers(text);
+            [it.next().unwrap(), it.next().unwrap()]
+        };
+        assert_eq!(t[0], ProcTimer { id: 0, signo: 10, value: 0x1234, notify: 0, to_thread: false, target: 707, clock: 1 });
+        assert_eq!((t[1].id, t[1].signo, t[1].to_thread, t[1].target, t[1].clock), (3, 34, true, 709, 0));
+        assert_eq!(timers(b"ID: x\n").next(), None);
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod nr {
     pub const CLONE3: usize = k::__NR_clone3 as usize;
     pub const SIGNALFD4: usize = k::__NR_signalfd4 as usize;
     pub const TGKILL: usize = k::__NR_tgkill as usize;
+    pub const TIMER_GETTIME: usize = k::__NR_timer_gettime as usize;
     pub const PRCTL: usize = k::__NR_prctl as usize;
 }
 
@@ -301,19 +302,6 @@ pub fn reap_quiet_child(pid: u32) {
 }
 
 
-/// A POSIX timer on `CLOCK_MONOTONIC` that sends `signal` to the process every `secs` seconds.
-pub fn start_signal_timer(signal: u32, secs: u32) -> Result<(), Errno> {
-    // struct sigevent: sigev_value (8), sigev_signo (4), sigev_notify (4), then padding.
-    let mut sev = [0u8; 64];
-    sev[8..12].copy_from_slice(&(signal as i32).to_ne_bytes());
-    sev[12..16].copy_from_slice(&(k::SIGEV_SIGNAL as i32).to_ne_bytes());
-    let mut id: i32 = 0;
-    // SAFETY: `sev` has the kernel's sigevent layout; the kernel writes the id to `id`.
-    check(unsafe { syscall6(nr::TIMER_CREATE, k::CLOCK_MONOTONIC as usize, sev.as_ptr() as usize, &mut id as *mut i32 as usize, 0, 0, 0) })?;
-    let spec: [i64; 4] = [secs as i64, 0, secs as i64, 0];
-    // SAFETY: `spec` is a struct itimerspec; no old value is requested.
-    check(unsafe { syscall6(nr::TIMER_SETTIME, id as usize, 0, spec.as_ptr() as usize, 0, 0, 0) }).map(drop)
-}
 
 /// `clone3` as a plain fork (a copy of the address space, `SIGCHLD` to the parent at exit) whose
 /// child gets the PID `pid` in the caller's PID namespace for children. Needs
@@ -379,4 +367,49 @@ pub fn thread_name() -> [u8; 16] {
     // SAFETY: the kernel writes at most 16 bytes into `name`.
     let _ = unsafe { syscall6(nr::PRCTL, linux_raw_sys::prctl::PR_GET_NAME as usize, name.as_mut_ptr() as usize, 0, 0, 0, 0) };
     name
+}
+
+/// `timer_gettime(id)` as `[interval_sec, interval_nsec, value_sec, value_nsec]`.
+pub fn timer_gettime(id: i32) -> Result<[i64; 4], Errno> {
+    let mut v = [0i64; 4];
+    // SAFETY: `v` has the layout of `struct itimerspec`.
+    check(unsafe { syscall6(nr::TIMER_GETTIME, id as usize, v.as_mut_ptr() as usize, 0, 0, 0, 0) })?;
+    Ok(v)
+}
+
+/// `timer_create(clock, sigevent, &id)` with `id` chosen by the caller when the process has
+/// asked for that (`PR_TIMER_CREATE_RESTORE_IDS`). `notify` is `SIGEV_*`, `tid` the thread for
+/// `SIGEV_THREAD_ID`. Returns the timer's ID.
+pub fn timer_create_with(clock: i32, notify: u32, signo: u32, value: u64, tid: u32, id: i32) -> Result<i32, Errno> {
+    // struct sigevent: sigev_value (8), sigev_signo (4), sigev_notify (4), then the union whose
+    // first member is the thread ID for SIGEV_THREAD_ID.
+    let mut sev = [0u8; 64];
+    sev[..8].copy_from_slice(&value.to_ne_bytes());
+    sev[8..12].copy_from_slice(&(signo as i32).to_ne_bytes());
+    sev[12..16].copy_from_slice(&(notify as i32).to_ne_bytes());
+    sev[16..20].copy_from_slice(&(tid as i32).to_ne_bytes());
+    let mut out = id;
+    // SAFETY: `sev` has the kernel's sigevent layout; the kernel reads and writes `out`.
+    check(unsafe { syscall6(nr::TIMER_CREATE, clock as usize, sev.as_ptr() as usize, &mut out as *mut i32 as usize, 0, 0, 0) })?;
+    Ok(out)
+}
+
+/// `timer_settime(id, 0, spec)` with a relative time.
+pub fn timer_settime(id: i32, spec: &[i64; 4]) -> Result<(), Errno> {
+    // SAFETY: `spec` is a struct itimerspec; no old value is requested.
+    check(unsafe { syscall6(nr::TIMER_SETTIME, id as usize, 0, spec.as_ptr() as usize, 0, 0, 0) }).map(drop)
+}
+
+/// `timer_delete(id)`.
+pub fn timer_delete(id: i32) {
+    // SAFETY: deletes a timer of this process; no memory is involved.
+    let _ = unsafe { syscall6(k::__NR_timer_delete as usize, id as usize, 0, 0, 0, 0, 0) };
+}
+
+/// `prctl(PR_TIMER_CREATE_RESTORE_IDS, on)`: whether `timer_create` takes the ID it is given.
+pub fn timer_ids_chosen(on: bool) -> Result<(), Errno> {
+    use linux_raw_sys::prctl as p;
+    let arg = if on { p::PR_TIMER_CREATE_RESTORE_IDS_ON } else { p::PR_TIMER_CREATE_RESTORE_IDS_OFF };
+    // SAFETY: a prctl without memory arguments.
+    check(unsafe { syscall6(nr::PRCTL, p::PR_TIMER_CREATE_RESTORE_IDS as usize, arg as usize, 0, 0, 0, 0) }).map(drop)
 }

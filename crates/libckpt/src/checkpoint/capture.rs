@@ -105,6 +105,7 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     read_path(c"/proc/self/cwd", &mut st.cwd).map_err(|e| Failure::new("reading the working directory", e))?;
     let _ = read_path(c"/proc/self/exe", &mut st.exe);
 
+    capture_timers(parts)?;
     parts.auxv_len = read_small(c"/proc/self/auxv", parts.auxv).map_err(|e| Failure::new("reading /proc/self/auxv", e))?;
     parts.cmdline_len = read_small(c"/proc/self/cmdline", parts.cmdline).unwrap_or(0);
     Ok(())
@@ -146,6 +147,34 @@ fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
     let mask = status_field(&buf[..n], field).and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
     let ours = 1u64 << (cfg.signal - 1) | 1u64 << (super::threads::STOP_SIGNAL - 1);
     mask & !ours
+}
+
+/// The POSIX timers: what `/proc/self/timers` says of each, and the time it has left.
+fn capture_timers(parts: &mut Parts) -> Result<(), Failure> {
+    use ckpt_image::timers::{TimerRecord, SIGEV_THREAD_ID};
+    let n = ckpt_sigsafe::maps::read_file(c"/proc/self/timers", parts.maps).map_err(|e| Failure::new("reading /proc/self/timers", e))?;
+    let mut w = ckpt_image::bytes::Writer::new(parts.timers);
+    for t in ckpt_sigsafe::proctext::timers(&parts.maps[..n]) {
+        if t.notify > 1 {
+            continue; // SIGEV_THREAD is glibc's, done with a thread-directed signal underneath
+        }
+        let v = sys::timer_gettime(t.id).map_err(|e| Failure::new("reading a timer", e))?;
+        TimerRecord {
+            id: t.id,
+            clock: t.clock,
+            notify: t.notify | if t.to_thread { SIGEV_THREAD_ID } else { 0 },
+            signo: t.signo,
+            tid: if t.to_thread { t.target } else { 0 },
+            value: t.value,
+            interval_sec: v[0],
+            interval_nsec: v[1],
+            value_sec: v[2],
+            value_nsec: v[3],
+        }
+        .write(&mut w);
+    }
+    parts.timers_len = w.finish().ok_or(Failure::plain("too many timers to record"))?;
+    Ok(())
 }
 
 fn capture_rseq(th: &mut ThreadState, cfg: &Config) {

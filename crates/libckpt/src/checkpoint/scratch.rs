@@ -32,7 +32,9 @@ const SLOTS_AT: usize = META_AT + META_LEN;
 const SLOTS_LEN: usize = SLOTS * core::mem::size_of::<RegionSlot>();
 const TIDS_AT: usize = SLOTS_AT + SLOTS_LEN.next_multiple_of(MIB);
 const TIDS_LEN: usize = MAX_THREADS * 4;
-const SHADOWS_AT: usize = TIDS_AT + TIDS_LEN.next_multiple_of(MIB);
+const TIMERS_AT: usize = TIDS_AT + TIDS_LEN.next_multiple_of(MIB);
+const TIMERS_LEN: usize = MIB;
+const SHADOWS_AT: usize = TIMERS_AT + TIMERS_LEN;
 /// Most shared memory regions a checkpoint copies.
 pub const MAX_SHADOWS: usize = 4096;
 const SHADOWS_LEN: usize = MAX_SHADOWS * core::mem::size_of::<Shadow>();
@@ -90,6 +92,9 @@ pub struct Parts<'a> {
     pub slots: &'a mut [RegionSlot],
     /// Room for the TIDs of the threads being stopped.
     pub tids: &'a mut [u32],
+    /// The `NT_CKPT_TIMERS` descriptor under construction.
+    pub timers: &'a mut [u8],
+    pub timers_len: usize,
     /// Copies of shared memory, `nshadows` of them, and the room for them.
     pub shadows: &'a mut [Shadow],
     pub nshadows: usize,
@@ -175,6 +180,8 @@ impl Scratch {
                 meta: s(META_AT, META_LEN),
                 slots: core::slice::from_raw_parts_mut((b + SLOTS_AT) as *mut RegionSlot, SLOTS),
                 tids: core::slice::from_raw_parts_mut((b + TIDS_AT) as *mut u32, MAX_THREADS),
+                timers: s(TIMERS_AT, TIMERS_LEN),
+                timers_len: 0,
                 shadows: core::slice::from_raw_parts_mut((b + SHADOWS_AT) as *mut Shadow, MAX_SHADOWS),
                 nshadows: 0,
                 shadow_room: s(TOTAL, self.len - TOTAL),
