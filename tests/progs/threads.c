@@ -5,7 +5,7 @@
  * thread holds an ERRORCHECK mutex throughout and prints, every 20 ms,
  *   "tick T total=N ok=K moved=M"
  * where ok counts workers whose TID, name and thread-local count agree, and moved counts those
- * whose count grew since the last tick. After argv[2] ticks (default: forever) it joins every
+ * whose count grew in the last 10 ticks. After argv[2] ticks (default: forever) it joins every
  * worker, unlocks the mutex and prints "done unlock=E". */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -70,15 +70,16 @@ int main(int argc, char **argv) {
     pthread_t t[MAX + 1];
     for (long i = 0; i < n; i++) pthread_create(&t[i], 0, worker, (void *)i);
     pthread_create(&t[n], 0, blocker, 0);
-    long last[MAX] = {0};
+    static long last[10][MAX];
     for (long tick = 0; ticks < 0 || tick < ticks; tick++) {
         struct timespec ts = { 0, 20000000 };
         while (nanosleep(&ts, &ts) != 0) {}
         int ok = 0, moved = 0;
+        long *then = last[tick % 10];
         for (int i = 0; i < n; i++) {
             ok += healthy[i];
-            moved += counts[i] > last[i];
-            last[i] = counts[i];
+            moved += counts[i] > then[i];
+            then[i] = counts[i];
         }
         pthread_mutex_lock(&lock);
         long tot = total;
