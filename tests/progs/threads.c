@@ -5,8 +5,10 @@
  * thread holds an ERRORCHECK mutex throughout and prints, every 20 ms,
  *   "tick T total=N ok=K moved=M"
  * where ok counts workers whose TID, name and thread-local count agree, and moved counts those
- * whose count grew in the last 10 ticks. After argv[2] ticks (default: forever) it joins every
- * worker, unlocks the mutex and prints "done unlock=E". */
+ * whose count grew in the last 10 ticks. Each tick the main thread also sends every worker
+ * SIGUSR1 with pthread_kill; "kills=K" counts workers whose handler last ran in that worker.
+ * Worker 0 holds a RECURSIVE mutex from its start until the end.  After argv[2] ticks (default: forever) it joins every
+ * worker, unlocks the mutex and prints "done unlock=E rec=R" (0s: each still owned its mutex). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +26,17 @@ static volatile long counts[MAX];
 static volatile int healthy[MAX];
 static volatile int stop;
 static __thread long mine;
+static pthread_mutex_t rec;
+static volatile int rec_unlock = -1;
+static volatile int killed_right[MAX];
+static pthread_t workers[MAX];
+static pid_t worker_tids[MAX];
+
+static void on_usr1(int s) {
+    (void)s;
+    for (int i = 0; i < MAX; i++)
+        if (worker_tids[i] == gettid()) killed_right[i] = 1;
+}
 
 static void *worker(void *arg) {
     long i = (long)arg;
@@ -31,6 +44,8 @@ static void *worker(void *arg) {
     snprintf(want, sizeof want, "worker-%ld", i);
     pthread_setname_np(pthread_self(), want);
     pid_t tid0 = gettid();
+    worker_tids[i] = tid0;
+    if (i == 0) { pthread_mutex_lock(&rec); pthread_mutex_lock(&rec); }
     while (!stop) {
         pthread_mutex_lock(&lock);
         total++;
@@ -41,6 +56,10 @@ static void *worker(void *arg) {
         healthy[i] = gettid() == tid0 && strcmp(name, want) == 0 && mine == counts[i];
         struct timespec ts = { 0, 5000000 };
         nanosleep(&ts, 0);
+    }
+    if (i == 0) {
+        pthread_mutex_unlock(&rec); /* the recursive lock was taken twice: once at start... */
+        rec_unlock = pthread_mutex_unlock(&rec); /* ...and once more just below */
     }
     return 0;
 }
@@ -67,28 +86,35 @@ int main(int argc, char **argv) {
     pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
     pthread_mutex_init(&held, &a);
     pthread_mutex_lock(&held);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&rec, &a);
+    signal(SIGUSR1, on_usr1);
     pthread_t t[MAX + 1];
     for (long i = 0; i < n; i++) pthread_create(&t[i], 0, worker, (void *)i);
+    for (long i = 0; i < n; i++) workers[i] = t[i];
     pthread_create(&t[n], 0, blocker, 0);
     static long last[10][MAX];
     for (long tick = 0; ticks < 0 || tick < ticks; tick++) {
         struct timespec ts = { 0, 20000000 };
         while (nanosleep(&ts, &ts) != 0) {}
-        int ok = 0, moved = 0;
+        int ok = 0, moved = 0, kills = 0;
         long *then = last[tick % 10];
         for (int i = 0; i < n; i++) {
             ok += healthy[i];
             moved += counts[i] > then[i];
             then[i] = counts[i];
+            kills += killed_right[i];
+            killed_right[i] = 0;
+            if (worker_tids[i]) pthread_kill(workers[i], SIGUSR1);
         }
         pthread_mutex_lock(&lock);
         long tot = total;
         pthread_mutex_unlock(&lock);
-        printf("tick %ld total=%ld ok=%d moved=%d\n", tick, tot, ok, moved);
+        printf("tick %ld total=%ld ok=%d moved=%d kills=%d\n", tick, tot, ok, moved, kills);
         fflush(stdout);
     }
     stop = 1;
     for (int i = 0; i <= n; i++) pthread_join(t[i], 0);
-    printf("done unlock=%d\n", pthread_mutex_unlock(&held));
+    printf("done unlock=%d rec=%d\n", pthread_mutex_unlock(&held), rec_unlock);
     return 0;
 }

@@ -27,7 +27,12 @@ fn checkpoint_and_restart(wd: &Workdir, workers: usize, ticks: &str) -> Proc {
     assert!(first.0 > before.0 && first.0 <= at_kill.0 + 1 && first.1 >= before.1, "resumed at {first:?}: signalled after {before:?}, killed after {at_kill:?}");
     // Every worker moves again (each within some ten ticks, however loaded the machine), and
     // every one is intact all along.
-    let lines = restored.wait_until(|l| l.len() > 10 && tick(l.last().unwrap()).3 == workers, LONG, "every worker to move");
+    let kills = |l: &str| l.rsplit_once("kills=").unwrap().1.parse::<usize>().unwrap();
+    let lines = restored.wait_until(
+        |l| l.len() > 10 && tick(l.last().unwrap()).3 == workers && kills(l.last().unwrap()) == workers,
+        LONG,
+        "every worker to move, and to take the SIGUSR1 pthread_kill sends it",
+    );
     for l in &lines {
         assert_eq!(tick(l).2, workers, "after restart: {l}; stderr {}", restored.stderr());
     }
@@ -44,8 +49,9 @@ fn pthreads_go_on_with_their_ids_names_locals_and_locks() {
     assert_eq!(tasks, 6, "main, 4 workers and the thread that blocks every signal");
     let st = restored.wait_exit(LONG);
     assert!(st.success(), "{st}: {}", restored.stderr());
-    // The main thread held an ERRORCHECK mutex across the checkpoint: it still owns it.
-    assert_eq!(restored.lines().last().map(String::as_str), Some("done unlock=0"));
+    // The main thread held an ERRORCHECK mutex across the checkpoint, and worker 0 a RECURSIVE
+    // one (twice): both still own them.
+    assert_eq!(restored.lines().last().map(String::as_str), Some("done unlock=0 rec=0"));
 }
 
 #[test]
@@ -135,8 +141,8 @@ fn threads_with_new_ids_run_on() {
     // Every worker runs, each with a new TID (which it notices).
     restored.wait_until(|l| l.last().is_some_and(|l| tick(l).2 == 0 && tick(l).3 == 4), LONG, "every worker to move, under a new TID");
     assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
-    // The main thread's TID changed too: the ERRORCHECK mutex no longer knows its owner.
-    assert_eq!(restored.lines().last().map(String::as_str), Some("done unlock=1"));
+    // The TIDs changed: the mutexes no longer know their owners (EPERM).
+    assert_eq!(restored.lines().last().map(String::as_str), Some("done unlock=1 rec=1"));
 }
 
 /// "tick T k=v k=v ...": the tick and the values.
