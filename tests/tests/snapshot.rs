@@ -217,3 +217,20 @@ fn compressed_program_state_continues() {
     };
     checkpoint_kill_restart_matches(mk, 40, &wd);
 }
+
+/// Memory a forked writer would not inherit as it is (`MADV_DONTFORK`, `MADV_WIPEONFORK`) is
+/// copied while the program is stopped, so the image holds it.
+#[test]
+fn memory_a_child_does_not_inherit_is_saved() {
+    let wd = Workdir::new("dontfork");
+    let p = prog("dontfork", &[]);
+    let mut orig = Proc::preloaded(Command::new(&p), &wd.image(), "dontfork");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let restored = Proc::restart(&wd.image());
+    for l in restored.wait_lines(5, SHORT) {
+        let v: Vec<i64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+        assert_eq!((v[1], v[2]), (v[0] + 1, v[0] + 1), "lost memory: {l}");
+    }
+}

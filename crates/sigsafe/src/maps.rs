@@ -138,3 +138,63 @@ mod tests {
         assert_eq!(e.name, b"/tmp/a b (deleted)");
     }
 }
+
+/// Calls `f(start, end)` for each region of a `/proc/PID/smaps` file whose `VmFlags` line has
+/// one of `flags` (two-letter codes such as `dc`, "do not copy on fork"). The file is read a
+/// piece at a time through `buf` (at least a few KiB), whatever its length.
+pub fn smaps_with_flags(path: &core::ffi::CStr, buf: &mut [u8], flags: &[&[u8]], mut f: impl FnMut(usize, usize)) -> Result<(), Errno> {
+    let fd: OwnedFd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut kept = 0usize; // bytes of an unfinished line carried to the buffer's start
+    let mut region = (0usize, 0usize);
+    loop {
+        if kept == buf.len() {
+            return Err(Errno::FBIG); // a line longer than the buffer
+        }
+        let n = match rustix::io::read(&fd, &mut buf[kept..]) {
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        };
+        let end = kept + n;
+        let mut at = 0;
+        while let Some(nl) = buf[at..end].iter().position(|&c| c == b'\n') {
+            let line = &buf[at..at + nl];
+            if let Some(flags_text) = line.strip_prefix(b"VmFlags:") {
+                if flags_text.split(|&c| c == b' ').any(|w| flags.contains(&w)) {
+                    f(region.0, region.1);
+                }
+            } else if let Some(e) = parse_line(line) {
+                region = (e.start, e.end);
+            }
+            at += nl + 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        buf.copy_within(at..end, 0);
+        kept = end - at;
+    }
+}
+
+#[cfg(test)]
+mod smaps_tests {
+    extern crate std;
+
+    #[test]
+    fn finds_flagged_regions_in_small_pieces() {
+        let dir = std::env::temp_dir().join(std::format!("smaps-test-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            "1000-2000 rw-p 00000000 00:00 0 \nSize: 4 kB\nVmFlags: rd wr mr mw me ac \n\
+             3000-5000 rw-p 00000000 00:00 0 \nRss: 0 kB\nVmFlags: rd wr mr mw me dc ac \n\
+             6000-7000 rw-p 00000000 00:00 0 \nVmFlags: rd wr wf \n",
+        )
+        .unwrap();
+        let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        let mut found = std::vec::Vec::new();
+        let mut buf = [0u8; 64];
+        super::smaps_with_flags(&path, &mut buf, &[b"dc", b"wf"], |s, e| found.push((s, e))).unwrap();
+        assert_eq!(found, [(0x3000, 0x5000), (0x6000, 0x7000)]);
+        std::fs::remove_file(&dir).unwrap();
+    }
+}

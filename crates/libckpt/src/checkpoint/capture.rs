@@ -152,9 +152,10 @@ fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
 /// The POSIX timers: what `/proc/self/timers` says of each, and the time it has left.
 fn capture_timers(parts: &mut Parts) -> Result<(), Failure> {
     use ckpt_image::timers::{TimerRecord, SIGEV_THREAD_ID};
-    let n = ckpt_sigsafe::maps::read_file(c"/proc/self/timers", parts.maps).map_err(|e| Failure::new("reading /proc/self/timers", e))?;
+    // The headers' room is free until the writer encodes them (`parts.maps` holds the layout).
+    let n = ckpt_sigsafe::maps::read_file(c"/proc/self/timers", parts.meta).map_err(|e| Failure::new("reading /proc/self/timers", e))?;
     let mut w = ckpt_image::bytes::Writer::new(parts.timers);
-    for t in ckpt_sigsafe::proctext::timers(&parts.maps[..n]) {
+    for t in ckpt_sigsafe::proctext::timers(&parts.meta[..n]) {
         if t.notify > 1 {
             continue; // SIGEV_THREAD is glibc's, done with a thread-directed signal underneath
         }

@@ -89,21 +89,23 @@ fn take(uc: usize) -> Result<(), Failure> {
         threads::stop_others(capture::thread_state(uc, cfg), parts.tids)?
     };
     let all = threads::slots(&stopped);
-    // Room to copy shared memory, which a forked writer would not see as it is now (with
-    // CKPT_SYNC the handler writes it itself, the program stopped meanwhile).
-    let shared = if cfg.sync {
+    // Room to copy the memory a forked writer would not see as it is now: shared memory, and
+    // memory a child does not inherit (with CKPT_SYNC the handler writes it all itself, the
+    // program stopped meanwhile).
+    let copies = if cfg.sync {
         0
     } else {
         let range = scratch.range();
-        let (maps, path) = scratch.maps_and_path();
+        let (maps, path, smaps) = scratch.prep_buffers();
         let n = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
-        write::shared_len(&maps[..n], &range, path)
+        write::copy_len(&maps[..n], &range, path, smaps)?
     };
-    scratch.grow(shared)?;
+    scratch.grow(copies)?;
     let exclude = scratch.range();
     let mut parts = scratch.parts();
+    write::read_layout(&mut parts)?;
     if !cfg.sync {
-        write::copy_shared(&mut parts, &exclude)?;
+        write::copy_for_writer(&mut parts, &exclude)?;
     }
     crate::resume::prepare_for_restore();
     capture::process_state(&mut parts, uc, cfg)?;

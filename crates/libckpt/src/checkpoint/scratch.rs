@@ -86,7 +86,9 @@ pub struct Parts<'a> {
     pub fds_len: usize,
     pub auxv_len: usize,
     pub cmdline_len: usize,
+    /// The memory layout the image has (`/proc/self/maps` as the handler read it).
     pub maps: &'a mut [u8],
+    pub maps_len: usize,
     pub meta: &'a mut [u8],
     /// What the writer keeps of each region.
     pub slots: &'a mut [RegionSlot],
@@ -122,13 +124,15 @@ impl Scratch {
         self.base..self.base + self.len
     }
 
-    /// The maps buffer and a path buffer, for use before [`Scratch::parts`].
-    pub fn maps_and_path(&mut self) -> (&mut [u8], &mut [u8]) {
-        // SAFETY: two distinct parts of our own live read-write mapping, borrowed with `self`.
+    /// The maps buffer, a path buffer and a buffer for reading smaps, for use before
+    /// [`Scratch::parts`].
+    pub fn prep_buffers(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        // SAFETY: three distinct parts of our own live read-write mapping, borrowed with `self`.
         unsafe {
             (
                 core::slice::from_raw_parts_mut((self.base + MAPS_AT) as *mut u8, MAPS_LEN),
                 core::slice::from_raw_parts_mut((self.base + META_AT) as *mut u8, 8192),
+                core::slice::from_raw_parts_mut((self.base + META_AT + 8192) as *mut u8, MIB),
             )
         }
     }
@@ -177,6 +181,7 @@ impl Scratch {
                 auxv_len: 0,
                 cmdline_len: 0,
                 maps: s(MAPS_AT, MAPS_LEN),
+                maps_len: 0,
                 meta: s(META_AT, META_LEN),
                 slots: core::slice::from_raw_parts_mut((b + SLOTS_AT) as *mut RegionSlot, SLOTS),
                 tids: core::slice::from_raw_parts_mut((b + TIDS_AT) as *mut u32, MAX_THREADS),

@@ -88,33 +88,69 @@ fn needs_copy(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
     e.shared && saved(e, pathbuf) == Saved::Data
 }
 
-/// Bytes of shared memory that [`copy_shared`] will copy.
-pub fn shared_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8]) -> usize {
-    regions(maps, exclude).filter(|r| needs_copy(r, pathbuf)).map(|r| r.end - r.start).sum()
+/// Flags of `/proc/self/smaps` for memory a forked writer would not see as it is: `dc`
+/// (`MADV_DONTFORK`: absent in the child) and `wf` (`MADV_WIPEONFORK`: zeros in the child).
+const NOT_INHERITED: &[&[u8]] = &[b"dc", b"wf"];
+
+/// Bytes that [`copy_for_writer`] will copy: shared memory, and memory a child process does not
+/// inherit as it is.
+pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_buf: &mut [u8]) -> Result<usize, Failure> {
+    let shared: usize = regions(maps, exclude).filter(|r| needs_copy(r, pathbuf)).map(|r| r.end - r.start).sum();
+    let mut private = 0;
+    maps::smaps_with_flags(c"/proc/self/smaps", smaps_buf, NOT_INHERITED, |s, e| {
+        if e <= exclude.start || s >= exclude.end {
+            private += e - s;
+        }
+    })
+    .map_err(|e| Failure::new("reading /proc/self/smaps", e))?;
+    Ok(shared + private)
 }
 
-/// Copies the shared memory regions into the scratch area (`parts.shadow_room`), for the
-/// writer to read instead of the live memory.
-pub fn copy_shared(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
-    let n = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
-    let mut at = 0usize;
-    parts.nshadows = 0;
-    for r in regions(&parts.maps[..n], exclude) {
-        if !needs_copy(&r, parts.pathbuf) {
-            continue;
-        }
-        let len = r.end - r.start;
-        if parts.nshadows == parts.shadows.len() || at + len > parts.shadow_room.len() {
-            return Err(Failure::plain("the program's shared memory changed while it was copied"));
-        }
-        let room = &mut parts.shadow_room[at..at + len];
-        let copied = sys::copy_own_memory(r.start, len, room);
-        room[copied..].fill(0);
-        parts.shadows[parts.nshadows] = Shadow { start: r.start, copy: room.as_ptr() as usize, len };
-        parts.nshadows += 1;
-        at += len;
-    }
+/// Reads the memory layout the image will have into `parts.maps`: the writer uses this text,
+/// not its own (a forked writer lacks `MADV_DONTFORK` memory).
+pub fn read_layout(parts: &mut Parts) -> Result<(), Failure> {
+    parts.maps_len = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     Ok(())
+}
+
+/// Copies into the scratch area (`parts.shadow_room`) the memory the forked writer would not
+/// see as it is now: shared memory (the program goes on writing it) and memory a child does not
+/// inherit (`MADV_DONTFORK`, `MADV_WIPEONFORK`). The writer reads these copies instead.
+pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
+    let Parts { maps, maps_len, pathbuf, shadows, nshadows, shadow_room, meta, .. } = parts;
+    let mut at = 0usize;
+    *nshadows = 0;
+    let mut copy = |start: usize, end: usize| -> Result<(), Failure> {
+        let len = end - start;
+        if shadows[..*nshadows].iter().any(|s| s.start == start) {
+            return Ok(());
+        }
+        if *nshadows == shadows.len() || at + len > shadow_room.len() {
+            return Err(Failure::plain("the program's memory changed while it was copied"));
+        }
+        let room = &mut shadow_room[at..at + len];
+        let copied = sys::copy_own_memory(start, len, room);
+        room[copied..].fill(0);
+        shadows[*nshadows] = Shadow { start, copy: room.as_ptr() as usize, len };
+        *nshadows += 1;
+        at += len;
+        Ok(())
+    };
+    for r in regions(&maps[..*maps_len], exclude) {
+        if needs_copy(&r, pathbuf) {
+            copy(r.start, r.end)?;
+        }
+    }
+    // Regions a child does not inherit, found in smaps (read through the headers' room, which
+    // is not used until the writer encodes them).
+    let mut result = Ok(());
+    maps::smaps_with_flags(c"/proc/self/smaps", &mut meta[..1 << 20], NOT_INHERITED, |s, e| {
+        if (e <= exclude.start || s >= exclude.end) && result.is_ok() {
+            result = copy(s, e);
+        }
+    })
+    .map_err(|e| Failure::new("reading /proc/self/smaps", e))?;
+    result
 }
 
 /// Where the writer reads region `r` from: its copy, if it is shared memory, else the region.
@@ -148,8 +184,7 @@ fn context_of(t: &ThreadState) -> Result<SigContext, Failure> {
 /// checkpoint signal first, running this code).
 pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage) -> Result<(), Failure> {
     let uc = threads[0].sigframe as usize;
-    let maps_len = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
-    let maps = &parts.maps[..maps_len];
+    let maps = &parts.maps[..parts.maps_len];
 
     // First, what each region keeps: decided once, so that the data and the headers agree.
     let mut count = 0usize;
