@@ -7,8 +7,9 @@
  * where ok counts workers whose TID, name and thread-local count agree, and moved counts those
  * whose count grew in the last 10 ticks. Each tick the main thread also sends every worker
  * SIGUSR1 with pthread_kill; "kills=K" counts workers whose handler last ran in that worker.
- * Worker 0 holds a RECURSIVE mutex from its start until the end.  After argv[2] ticks (default: forever) it joins every
- * worker, unlocks the mutex and prints "done unlock=E rec=R" (0s: each still owned its mutex). */
+ * Worker 0 holds a RECURSIVE mutex from its start until the end, worker 1 a ROBUST one.  After argv[2] ticks (default: forever) it joins every
+ * worker, unlocks the mutex and prints "done unlock=E rec=R robust=B" (0s: each still owned
+ * its mutex). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -27,7 +28,8 @@ static volatile int healthy[MAX];
 static volatile int stop;
 static __thread long mine;
 static pthread_mutex_t rec;
-static volatile int rec_unlock = -1;
+static volatile int rec_unlock = -1, robust_unlock = -1;
+static pthread_mutex_t robust;
 static volatile int killed_right[MAX];
 static pthread_t workers[MAX];
 static pid_t worker_tids[MAX];
@@ -46,6 +48,7 @@ static void *worker(void *arg) {
     pid_t tid0 = gettid();
     worker_tids[i] = tid0;
     if (i == 0) { pthread_mutex_lock(&rec); pthread_mutex_lock(&rec); }
+    if (i == 1) pthread_mutex_lock(&robust);
     while (!stop) {
         pthread_mutex_lock(&lock);
         total++;
@@ -57,6 +60,7 @@ static void *worker(void *arg) {
         struct timespec ts = { 0, 5000000 };
         nanosleep(&ts, 0);
     }
+    if (i == 1) robust_unlock = pthread_mutex_unlock(&robust);
     if (i == 0) {
         pthread_mutex_unlock(&rec); /* the recursive lock was taken twice: once at start... */
         rec_unlock = pthread_mutex_unlock(&rec); /* ...and once more just below */
@@ -88,6 +92,11 @@ int main(int argc, char **argv) {
     pthread_mutex_lock(&held);
     pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&rec, &a);
+    pthread_mutexattr_t ra;
+    pthread_mutexattr_init(&ra);
+    pthread_mutexattr_settype(&ra, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutexattr_setrobust(&ra, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&robust, &ra);
     signal(SIGUSR1, on_usr1);
     pthread_t t[MAX + 1];
     for (long i = 0; i < n; i++) pthread_create(&t[i], 0, worker, (void *)i);
@@ -115,6 +124,6 @@ int main(int argc, char **argv) {
     }
     stop = 1;
     for (int i = 0; i <= n; i++) pthread_join(t[i], 0);
-    printf("done unlock=%d rec=%d\n", pthread_mutex_unlock(&held), rec_unlock);
+    printf("done unlock=%d rec=%d robust=%d\n", pthread_mutex_unlock(&held), rec_unlock, robust_unlock);
     return 0;
 }

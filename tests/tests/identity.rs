@@ -71,11 +71,17 @@ fn myrestart_passes_signals_on_and_exits_with_the_programs_status() {
     let st = restored.wait_exit(SHORT);
     assert_eq!(st.code(), Some(128 + libc::SIGTERM), "{st}");
 
-    // kill -9 of the program itself ends myrestart too, with the program's status.
-    let mut restored = Proc::restart(&wd.image());
+    // kill -9 of the program's PID, as `ckpt restart` says it, ends myrestart too, with the
+    // program's status.
+    let mut c = Command::new(ckpt());
+    c.arg("restart").arg(wd.image());
+    let mut restored = Proc::spawn(c, "ckpt restart");
+    let err = restored.wait_stderr("the restored program is process ", SHORT);
+    let said: i32 = err.split("the restored program is process ").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).expect(&err);
+    assert_eq!(said as u32, restored.program_pid());
     restored.wait_lines(2, SHORT);
     // SAFETY: kill(2) on the restored program's PID in this namespace.
-    unsafe { libc::kill(restored.program_pid() as i32, libc::SIGKILL) };
+    unsafe { libc::kill(said, libc::SIGKILL) };
     let st = restored.wait_exit(SHORT);
     assert_eq!(st.code(), Some(128 + libc::SIGKILL), "{st}");
 }

@@ -49,9 +49,9 @@ fn pthreads_go_on_with_their_ids_names_locals_and_locks() {
     assert_eq!(tasks, 6, "main, 4 workers and the thread that blocks every signal");
     let st = restored.wait_exit(LONG);
     assert!(st.success(), "{st}: {}", restored.stderr());
-    // The main thread held an ERRORCHECK mutex across the checkpoint, and worker 0 a RECURSIVE
-    // one (twice): both still own them.
-    assert_eq!(restored.lines().last().map(String::as_str), Some("done unlock=0 rec=0"));
+    // The main thread held an ERRORCHECK mutex across the checkpoint, worker 0 a RECURSIVE one
+    // (twice) and worker 1 a ROBUST one: each still owns its own.
+    assert_eq!(restored.lines().last().map(String::as_str), Some("done unlock=0 rec=0 robust=0"));
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn threads_with_new_ids_run_on() {
     restored.wait_until(|l| l.last().is_some_and(|l| tick(l).2 == 0 && tick(l).3 == 4), LONG, "every worker to move, under a new TID");
     assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
     // The TIDs changed: the mutexes no longer know their owners (EPERM).
-    assert_eq!(restored.lines().last().map(String::as_str), Some("done unlock=1 rec=1"));
+    assert_eq!(restored.lines().last().map(String::as_str), Some("done unlock=1 rec=1 robust=1"));
 }
 
 /// "tick T k=v k=v ...": the tick and the values.
@@ -267,4 +267,38 @@ fn posix_timers_keep_firing_at_the_right_thread() {
     for l in &lines {
         assert_eq!(values(l).1[2], 1, "a timer_t no longer works: {l}");
     }
+}
+
+/// `ckpt restart --stopped` stops every thread at its checkpointed state; gdb attaches to all.
+#[test]
+fn restart_stopped_stops_every_thread() {
+    let wd = Workdir::new("threads-stopped");
+    let p = prog("threads", &["-pthread"]);
+    let mut c = Command::new(&p);
+    c.arg("3");
+    let mut orig = Proc::preloaded(c, &wd.image(), "threads");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let mut c = Command::new(ckpt());
+    c.args(["restart", "--stopped"]).arg(wd.image());
+    let mut restored = Proc::spawn(c, "ckpt restart --stopped");
+    let err = restored.wait_stderr("will stop (SIGSTOP)", SHORT);
+    let pid = restored.program_pid();
+    assert!(err.contains(&format!("myrestart: the restored program is process {pid} (PID ")), "{err}");
+    let tasks = || std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().map(|e| e.unwrap().path()).collect::<Vec<_>>();
+    let deadline = std::time::Instant::now() + SHORT;
+    while !tasks().iter().all(|t| std::fs::read_to_string(t.join("stat")).is_ok_and(|s| s.contains(") t ") || s.contains(") T "))) {
+        assert!(std::time::Instant::now() < deadline, "not every thread stopped");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(tasks().len(), 5);
+    let gdb = Command::new("gdb").args(["-nx", "-batch", "-p", &pid.to_string(), "-ex", "info threads", "-ex", "detach"]).output().unwrap();
+    let out = String::from_utf8_lossy(&gdb.stdout);
+    assert_eq!(out.lines().filter(|l| l.contains("Thread 0x")).count(), 5, "{out}");
+    assert!(restored.stdout_text().is_empty());
+    // SAFETY: kill(2) with the PID myrestart named.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    restored.wait_lines(3, SHORT);
+    restored.kill9();
 }

@@ -102,6 +102,7 @@ pub fn run(a: RunArgs) -> Outcome {
 pub fn restart(image: &Path, stopped: bool, eager: bool, no_verify: bool, new_ids: bool) -> Outcome {
     let myrestart = locate::myrestart()?;
     let mut cmd = Command::new(&myrestart);
+    cmd.arg("--announce");
     if stopped {
         cmd.arg("--stopped");
     }

@@ -76,7 +76,7 @@ pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), ()> {
             }
         }
     }
-    say_stopped(p, own_pid());
+    say_stopped(p, own_pid(), false);
     Ok(())
 }
 
@@ -84,8 +84,14 @@ fn own_pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
-/// With `--stopped`: which process to attach to, as the caller's PID namespace sees it.
-fn say_stopped(p: &Plan, pid: u32) {
+/// With `--stopped`: which process to attach to, as the caller's PID namespace sees it; with
+/// `--announce`, which process the program is.
+fn say_stopped(p: &Plan, pid: u32, own_namespace: bool) {
+    if p.announce && own_namespace {
+        say!("myrestart: the restored program is process {pid} (PID {} in its own namespace)", p.state.pid);
+    } else if p.announce {
+        say!("myrestart: the restored program is process {pid} (it had PID {})", p.state.pid);
+    }
     if p.stopped {
         say!("myrestart: process {pid} will stop (SIGSTOP) at its checkpoint; attach with `gdb -p {pid}`, let it run with `kill -CONT {pid}`");
     }
@@ -143,7 +149,7 @@ fn enter_namespaces(p: &Plan, pid: u32) -> Result<(), Fallback> {
     }
     drop(ready_rd);
     let program = if pid == 1 { Some(init) } else { find_child(init) };
-    say_stopped(p, program.unwrap_or(init));
+    say_stopped(p, program.unwrap_or(init), true);
     supervise(init, forwarded_mask())
 }
 

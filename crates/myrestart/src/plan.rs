@@ -98,6 +98,8 @@ pub struct Plan {
     pub eager: bool,
     /// Leave the restored process stopped (SIGSTOP) at its checkpointed state.
     pub stopped: bool,
+    /// Say which PID the restored process has.
+    pub announce: bool,
 }
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
@@ -134,6 +136,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     nfile_maps: 0,
     eager: false,
     stopped: false,
+    announce: false,
 }));
 
 /// The plan, once: `entry` takes it and hands it down explicitly. It lives in a static (not on
@@ -162,6 +165,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let path = opts.image;
     p.eager = opts.eager;
     p.stopped = opts.stopped;
+    p.announce = opts.announce;
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
         refuse(path, format_args!("cannot open: {}", describe(e)));
     })?;
