@@ -114,3 +114,22 @@ fn installed_ckpt_finds_its_library_and_myrestart() {
     restored.wait_lines(3, SHORT);
     restored.kill9();
 }
+
+/// The brief's `make check` passes however its output is taken: into a file (where the
+/// checkpointed hello's stdout is that file) and into a pipe.
+#[test]
+fn make_check_passes_with_its_output_in_a_file_and_in_a_pipe() {
+    let wd = Workdir::new("make-check");
+    let log = wd.path.join("log");
+    // The artifacts are built already (make test builds them first): `-o` keeps make from
+    // building them again.
+    let make = "make --no-print-directory -o libckpt.so -o myrestart -o ckpt check";
+    for (how, script) in [
+        ("into a file", format!("{make} > '{}' 2>&1", log.display())),
+        ("into a pipe", format!("{make} 2>&1 | cat > '{}'", log.display())),
+    ] {
+        let st = Command::new("bash").current_dir(root()).args(["-c", &script]).status().unwrap();
+        let out = std::fs::read_to_string(&log).unwrap();
+        assert!(st.success() && out.contains("check: OK: the restarted hello"), "make check {how}: {st}\n{out}");
+    }
+}

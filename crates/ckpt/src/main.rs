@@ -47,6 +47,9 @@ enum Command {
         /// user and PID namespaces.
         #[arg(long)]
         new_ids: bool,
+        /// Give the program this command's stdin, stdout and stderr, even where it had files.
+        #[arg(long)]
+        inherit_stdio: bool,
     },
     /// Show what an image holds and whether its checksums verify.
     Inspect(inspect::InspectArgs),
@@ -61,7 +64,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, stopped, eager, no_verify, new_ids } => run::restart(&image, stopped, eager, no_verify, new_ids),
+        Command::Restart { image, stopped, eager, no_verify, new_ids, inherit_stdio } => {
+            run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio })
+        }
         Command::Inspect(a) => inspect::inspect(a),
     };
     match result {

@@ -99,54 +99,31 @@ pub fn run(a: RunArgs) -> Outcome {
     Err((EXIT_REFUSED, format!("{}: {err}", path.display())))
 }
 
-pub fn restart(image: &Path, stopped: bool, eager: bool, no_verify: bool, new_ids: bool) -> Outcome {
+/// `ckpt restart`'s options, each passed on to myrestart.
+pub struct RestartFlags {
+    pub stopped: bool,
+    pub eager: bool,
+    pub no_verify: bool,
+    pub new_ids: bool,
+    pub inherit_stdio: bool,
+}
+
+pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
     let myrestart = locate::myrestart()?;
     let mut cmd = Command::new(&myrestart);
     cmd.arg("--announce");
-    if stopped {
-        cmd.arg("--stopped");
-    }
-    if eager {
-        cmd.arg("--eager");
-    }
-    if no_verify {
-        cmd.arg("--no-verify");
-    }
-    if new_ids {
-        cmd.arg("--new-ids");
+    for (on, flag) in [
+        (f.stopped, "--stopped"),
+        (f.eager, "--eager"),
+        (f.no_verify, "--no-verify"),
+        (f.new_ids, "--new-ids"),
+        (f.inherit_stdio, "--inherit-stdio"),
+    ] {
+        if on {
+            cmd.arg(flag);
+        }
     }
     cmd.arg(image);
     let err = cmd.exec();
     Err((EXIT_REFUSED, format!("{}: {err}", myrestart.display())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn static_and_dynamic_executables() {
-        // A dynamic executable, and a script.
-        let sh = resolve(Path::new("sh")).expect("sh on PATH");
-        assert!(!is_static_elf(&sh).unwrap());
-        let dir = std::env::temp_dir().join(format!("ckpt-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("script");
-        std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        assert!(!is_static_elf(&script).unwrap());
-        // A minimal ELF64 with one PT_LOAD and no PT_INTERP reads as static; adding a
-        // PT_INTERP makes it dynamic.
-        let mut elf = vec![0u8; 64 + 2 * 56];
-        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
-        elf[32..40].copy_from_slice(&64u64.to_le_bytes());
-        elf[56..58].copy_from_slice(&2u16.to_le_bytes());
-        elf[64..68].copy_from_slice(&1u32.to_le_bytes());
-        let bin = dir.join("bin");
-        std::fs::write(&bin, &elf).unwrap();
-        assert!(is_static_elf(&bin).unwrap());
-        elf[120..124].copy_from_slice(&3u32.to_le_bytes());
-        std::fs::write(&bin, &elf).unwrap();
-        assert!(!is_static_elf(&bin).unwrap());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

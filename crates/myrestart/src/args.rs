@@ -9,7 +9,7 @@ pub struct Args {
     argv: *const *const u8,
 }
 
-const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] IMAGE\n\
+const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] IMAGE\n\
   Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.\n\
   --eager      read all memory from the image now, instead of mapping the image file\n\
                (use it if the image file may change or disappear while the program runs)\n\
@@ -18,6 +18,7 @@ const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new
   --new-ids    restore with new IDs (myrestart's PID) instead of the process's own in new\n\
                user and PID namespaces (the default, where the kernel allows them)\n\
   --announce   say on stderr which PID the restored program has (as seen from here)\n\
+  --inherit-stdio  give the program this stdin, stdout and stderr, even where it had files\n\
   Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed midway.";
 
 /// What the command line asks for.
@@ -29,6 +30,8 @@ pub struct Options {
     pub new_ids: bool,
     /// Say which PID the restored program has (for `ckpt restart`).
     pub announce: bool,
+    /// Give the program myrestart's own stdin, stdout and stderr, whatever it had.
+    pub inherit_stdio: bool,
 }
 
 /// Writes the whole usage text to `fd` (1 or 2); it is longer than one message line.
@@ -57,7 +60,7 @@ impl Args {
 
     /// The options and the image path, or the exit status for a usage error (0 for --help).
     pub fn parse(&self) -> Result<Options, i32> {
-        let mut opts = Options { image: c"", eager: false, verify: true, stopped: false, new_ids: false, announce: false };
+        let mut opts = Options { image: c"", eager: false, verify: true, stopped: false, new_ids: false, announce: false, inherit_stdio: false };
         let mut image = None;
         for i in 1..self.argc {
             let Some(a) = self.arg(i) else { break };
@@ -71,6 +74,7 @@ impl Args {
                 b"--stopped" => opts.stopped = true,
                 b"--new-ids" => opts.new_ids = true,
                 b"--announce" => opts.announce = true,
+                b"--inherit-stdio" => opts.inherit_stdio = true,
                 b"" => {}
                 arg if arg.starts_with(b"-") || image.is_some() => {
                     say!("myrestart: unexpected argument {}", ckpt_sigsafe::out::Lossy(arg));

@@ -61,7 +61,8 @@ pub fn park(fd: OwnedFd, base: i32) -> Result<i32, Errno> {
 }
 
 /// Opens everything; fills `p.fds` and `p.file_maps`. Refuses with one line on any problem.
-pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan) -> Result<(), ()> {
+/// With `inherit_stdio`, descriptors 0, 1 and 2 are myrestart's own, whatever they were.
+pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, inherit_stdio: bool) -> Result<(), ()> {
     let base = p.fd_base;
     let mut buf = [0u8; 4096];
     let mut open_std = [false; 3];
@@ -70,6 +71,9 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan) -
         let (rec, path) = item.map_err(|e| refuse(image_path, format_args!("{e}")))?;
         if (0..3).contains(&rec.fd) {
             open_std[rec.fd as usize] = true;
+            if inherit_stdio {
+                continue;
+            }
         }
         let src = match rec.kind {
             FdKind::Inherit => continue,

@@ -244,7 +244,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     p.fd_base = files::fd_base(&image);
     let base = p.fd_base;
     let image_fd = files::park(fd, base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
-    files::open_all(path, &image, image_fd, p)?;
+    files::open_all(path, &image, image_fd, p, opts.inherit_stdio)?;
 
     let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
     let cwd_fd = rustix::fs::open(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
