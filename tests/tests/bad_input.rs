@@ -195,7 +195,7 @@ fn a_failure_after_the_point_of_no_return_is_exit_status_3() {
     orig.checkpoint(&wd.image(), LONG);
     orig.kill9();
     let out = Command::new("sh")
-        .args(["-c", "ulimit -v 131072; exec \"$0\" --no-verify \"$1\""])
+        .args(["-c", "ulimit -S -v 131072; exec \"$0\" --no-verify \"$1\""])
         .arg(myrestart())
         .arg(wd.image())
         .output()

@@ -279,3 +279,25 @@ fn cpu_time_timers_keep_firing() {
     assert!(first.1 > 3 && first.2 > 3, "counts did not resume from the checkpoint: {first:?}");
     assert!(last.1 > v0 && last.2 > p0);
 }
+
+/// Resource limits the program set for itself come back as they were, whatever the restart's.
+#[test]
+fn resource_limits_survive() {
+    let wd = Workdir::new("rlimits");
+    let p = prog("rlimits", &[]);
+    let image = wd.image();
+    let mut orig = Proc::preloaded(cmd(p, &[]), &image, "rlimits");
+    let before = orig.wait_lines(3, SHORT);
+    orig.checkpoint(&image, LONG);
+    orig.kill9();
+    let limits = |l: &str| l.split_once(' ').unwrap().1.to_string();
+    let want = limits(&before[2]);
+    assert!(want.starts_with("nofile=200/") && want.contains(" stack=4194304/"), "{want}");
+    // Restart with other soft limits than the program had.
+    let mut c = Command::new("sh");
+    c.args(["-c", "ulimit -S -n 512; ulimit -S -s 16384; ulimit -S -c 0; exec \"$0\" \"$1\""]).arg(myrestart()).arg(&image);
+    let restored = Proc::spawn(c, "myrestart under other limits");
+    for l in restored.wait_lines(3, SHORT) {
+        assert_eq!(limits(&l), want, "after restart");
+    }
+}

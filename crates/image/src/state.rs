@@ -9,6 +9,8 @@ pub const META_HASH_OFFSET: usize = 24;
 pub const PATH_MAX: usize = 4096;
 /// Signals 1..=64 have a disposition each.
 pub const NSIG: usize = 64;
+/// Resource limits kept (`RLIM_NLIMITS`).
+pub const RLIMITS: usize = 16;
 
 
 /// The kernel's bookkeeping for the address space (`PR_SET_MM_MAP` fields).
@@ -141,6 +143,8 @@ pub struct ProcessState {
     pub kernel: [u8; 72],
     /// Signals pending for the whole process (bit `n - 1` for signal `n`), sent again at restart.
     pub shared_pending: u64,
+    /// Every resource limit, `[soft, hard]` (`u64::MAX`: unlimited), `RLIMIT_CPU` first.
+    pub rlimits: [[u64; 2]; RLIMITS],
 }
 
 impl ProcessState {
@@ -170,11 +174,12 @@ impl ProcessState {
         interval_secs: 0,
         kernel: [0; 72],
         shared_pending: 0,
+        rlimits: [[u64::MAX; 2]; RLIMITS],
     };
 
     /// Size of the encoded descriptor.
     pub const ENCODED_LEN: usize =
-        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72 + 8;
+        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72 + 8 + 16 * RLIMITS;
 
     pub fn kernel_str(&self) -> &str {
         let n = self.kernel.iter().position(|&b| b == 0).unwrap_or(self.kernel.len());
@@ -219,6 +224,10 @@ impl ProcessState {
         w.u32(self.interval_secs);
         w.bytes(&self.kernel);
         w.u64(self.shared_pending);
+        for l in &self.rlimits {
+            w.u64(l[0]);
+            w.u64(l[1]);
+        }
     }
 
     /// Decodes the descriptor into `out` (large: the caller chooses where it lives).
@@ -279,6 +288,12 @@ impl ProcessState {
         out.interval_secs = r.u32()?;
         out.kernel = r.array()?;
         out.shared_pending = r.u64()?;
+        for l in &mut out.rlimits {
+            *l = [r.u64()?, r.u64()?];
+            if l[0] > l[1] {
+                return Err(ImageError::Malformed("a soft resource limit above its hard limit"));
+            }
+        }
         Ok(())
     }
 }

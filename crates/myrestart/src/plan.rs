@@ -257,6 +257,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         .and_then(|f| files::park(f, base).ok())
         .unwrap_or(-1);
     check_mm_map_allowed(path)?;
+    report_rlimits(&p.state);
     report_unrestored(&image);
 
     p.image_fd = image_fd;
@@ -446,6 +447,23 @@ fn check_mm_map_allowed(path: &CStr) -> Result<(), ()> {
         return Err(());
     }
     Ok(())
+}
+
+/// Names each resource limit whose saved hard limit is above what this process may set (only
+/// privilege raises a hard limit): it comes back at the current hard limit.
+fn report_rlimits(st: &ProcessState) {
+    const NAMES: [&str; ckpt_image::state::RLIMITS] = [
+        "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC",
+        "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE",
+        "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+    ];
+    let privileged = rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_RESOURCE));
+    for (i, l) in st.rlimits.iter().enumerate() {
+        let Ok(now) = ckpt_sigsafe::sys::prlimit(i as u32, None) else { continue };
+        if l[1] > now[1] && !privileged {
+            say!("myrestart: {} hard limit {} is above this process's {}; it stays {}", NAMES[i], l[1], now[1], now[1]);
+        }
+    }
 }
 
 /// Says, one line each, what the image had that this version does not bring back as it was.

@@ -437,6 +437,15 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
     // SAFETY: descriptors from fd_base on are myrestart's parked ones, used no more; their
     // `OwnedFd`s were all turned into raw numbers when they were parked.
     let _ = unsafe { sys::close_from(p.fd_base as u32) };
+    // Resource limits, now that every descriptor is in place; a hard limit that cannot be
+    // raised again (which plan said) keeps the current one.
+    for (i, l) in st.rlimits.iter().enumerate() {
+        if sys::prlimit(i as u32, Some(*l)).is_err() {
+            if let Ok(now) = sys::prlimit(i as u32, None) {
+                let _ = sys::prlimit(i as u32, Some([l[0].min(now[1]), now[1]]));
+            }
+        }
+    }
     for (which, t) in st.itimers.iter().enumerate() {
         if t.is_armed() {
             let _ = sys::setitimer(which, &[t.interval_sec, t.interval_usec, t.value_sec, t.value_usec]);

@@ -41,6 +41,7 @@ pub mod nr {
     pub const SIGNALFD4: usize = k::__NR_signalfd4 as usize;
     pub const TGKILL: usize = k::__NR_tgkill as usize;
     pub const TIMER_GETTIME: usize = k::__NR_timer_gettime as usize;
+    pub const PRLIMIT64: usize = k::__NR_prlimit64 as usize;
     pub const PRCTL: usize = k::__NR_prctl as usize;
 }
 
@@ -412,4 +413,17 @@ pub fn timer_ids_chosen(on: bool) -> Result<(), Errno> {
     let arg = if on { p::PR_TIMER_CREATE_RESTORE_IDS_ON } else { p::PR_TIMER_CREATE_RESTORE_IDS_OFF };
     // SAFETY: a prctl without memory arguments.
     check(unsafe { syscall6(nr::PRCTL, p::PR_TIMER_CREATE_RESTORE_IDS as usize, arg as usize, 0, 0, 0, 0) }).map(drop)
+}
+
+/// How many `RLIMIT_*` resources there are (linux/resource.h).
+pub const RLIM_NLIMITS: u32 = k::RLIM_NLIMITS;
+
+/// `prlimit64(0, resource, new, &old)`: this process's `[soft, hard]` limit of `resource`,
+/// after setting it to `new` if given.
+pub fn prlimit(resource: u32, new: Option<[u64; 2]>) -> Result<[u64; 2], Errno> {
+    let mut old = [0u64; 2];
+    let new_ptr = new.as_ref().map_or(0, |n| n.as_ptr() as usize);
+    // SAFETY: both pointers are null or point at `struct rlimit64` (two u64s) that outlive the call.
+    check(unsafe { syscall6(nr::PRLIMIT64, 0, resource as usize, new_ptr, old.as_mut_ptr() as usize, 0, 0) })?;
+    Ok(old)
 }

@@ -11,6 +11,9 @@ use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
 use ckpt_image::{ProcessState, ThreadState};
 use ckpt_sigsafe::sys;
 
+// The image keeps every resource limit the kernel has.
+const _: () = assert!(sys::RLIM_NLIMITS as usize == ckpt_image::state::RLIMITS);
+
 /// glibc's rseq signature on x86-64 (`RSEQ_SIG`).
 const RSEQ_SIG: u32 = 0x5305_3053;
 /// The kernel's `struct rseq` is at least 32 bytes, whatever `__rseq_size` says.
@@ -106,6 +109,9 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     let _ = read_path(c"/proc/self/exe", &mut st.exe);
 
     capture_timers(parts)?;
+    for (i, l) in parts.state.rlimits.iter_mut().enumerate() {
+        *l = sys::prlimit(i as u32, None).map_err(|e| Failure::new("reading resource limits", e))?;
+    }
     parts.auxv_len = read_small(c"/proc/self/auxv", parts.auxv).map_err(|e| Failure::new("reading /proc/self/auxv", e))?;
     parts.cmdline_len = read_small(c"/proc/self/cmdline", parts.cmdline).unwrap_or(0);
     Ok(())
