@@ -37,12 +37,11 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 
 /// The signals passed on to the program: those a user, a shell or a batch system sends to stop,
-/// nudge or checkpoint a job (the real-time ones included). Job-control stops are not: the
-/// supervising processes would stay running.
-const FORWARDED: &[u32] = &[
-    k::SIGHUP, k::SIGINT, k::SIGQUIT, k::SIGUSR1, k::SIGUSR2, k::SIGPIPE, k::SIGALRM, k::SIGTERM, k::SIGCONT,
-    k::SIGWINCH, k::SIGPWR, k::SIGURG, k::SIGXCPU,
-];
+/// nudge or checkpoint a job (the real-time ones included). Not job-control stops (the
+/// supervising processes would stay running), nor the signals the kernel sends about a
+/// process's own doings (SIGPIPE, SIGXCPU, SIGURG…), which concern myrestart, not the program.
+const FORWARDED: &[u32] =
+    &[k::SIGHUP, k::SIGINT, k::SIGQUIT, k::SIGUSR1, k::SIGUSR2, k::SIGALRM, k::SIGTERM, k::SIGCONT, k::SIGWINCH, k::SIGPWR];
 
 fn bit(sig: u32) -> u64 {
     1 << (sig - 1)
