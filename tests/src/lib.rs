@@ -343,6 +343,16 @@ impl Drop for Proc {
     }
 }
 
+/// Runs `cmd` preloaded with its image in `wd`, checkpoints it once it has printed `lines`
+/// lines, and kills it; returns the killed process (for what it printed, and its PID).
+pub fn checkpointed(cmd: Command, wd: &Workdir, lines: usize) -> Proc {
+    let mut orig = Proc::preloaded(cmd, &wd.image(), "the program to checkpoint");
+    orig.wait_lines(lines, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    orig
+}
+
 /// Runs `cmd` to completion (no preload) and returns its stdout lines: the reference output.
 pub fn reference_run(mut cmd: Command, timeout: Duration) -> Vec<String> {
     cmd.stdin(Stdio::null()).stderr(Stdio::inherit());

@@ -231,10 +231,7 @@ fn restart_refuses_when_an_input_file_was_truncated() {
     let p = prog("files", &[]);
     let mut c = Command::new(&p);
     c.arg(&input).arg(wd.path.join("log.txt")).arg("2000");
-    let mut orig = Proc::preloaded(c, &wd.image(), "files");
-    orig.wait_lines(300, LONG);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(c, &wd, 300);
     std::fs::write(&input, b"short\n").unwrap();
     let out = Command::new(myrestart()).arg(wd.image()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -254,10 +251,7 @@ fn a_replaced_input_file_is_used_with_a_warning() {
     let p = prog("files", &[]);
     let mut c = Command::new(&p);
     c.arg(&input).arg(&log).arg("2000");
-    let mut orig = Proc::preloaded(c, &wd.image(), "files");
-    orig.wait_lines(100, LONG);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(c, &wd, 100);
     // Same contents, new inode.
     let copy = wd.path.join("input.new");
     std::fs::copy(&input, &copy).unwrap();
@@ -275,10 +269,7 @@ fn a_replaced_input_file_is_used_with_a_warning() {
 fn shared_anonymous_memory_is_restored_as_a_private_copy_with_a_warning() {
     let wd = Workdir::new("shmanon");
     let p = prog("shmanon", &[]);
-    let mut orig = Proc::preloaded(Command::new(&p), &wd.image(), "shmanon");
-    orig.wait_lines(5, SHORT);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(Command::new(&p), &wd, 5);
     let restored = Proc::restart(&wd.image());
     let err = restored.wait_stderr("is restored as a private copy", SHORT);
     assert!(err.contains("myrestart: shared mapping 0x"), "{err}");

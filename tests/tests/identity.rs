@@ -17,10 +17,7 @@ fn fields(l: &str) -> (usize, u32, u32, u32, u32, u32, i32) {
 fn checkpointed_ids(wd: &Workdir, ticks: &str) -> u32 {
     let mut c = Command::new(prog("ids", &[]));
     c.arg(ticks);
-    let mut orig = Proc::preloaded(c, &wd.image(), "ids");
-    orig.wait_lines(3, SHORT);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    let orig = checkpointed(c, &wd, 3);
     orig.pid
 }
 
@@ -145,10 +142,7 @@ fn an_unprivileged_user_keeps_the_pid_too() {
     let mut c = Command::new("setpriv");
     as_nobody(&mut c);
     c.arg(prog("ids", &[])).arg("30");
-    let mut orig = Proc::preloaded(c, &wd.image(), "ids as nobody");
-    orig.wait_lines(3, SHORT);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    let orig = checkpointed(c, &wd, 3);
     let pid = orig.pid; // setpriv execs the program: same process
     let mut c = Command::new("setpriv");
     as_nobody(&mut c);

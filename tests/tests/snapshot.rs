@@ -132,10 +132,7 @@ fn zero_pages_take_no_space_and_restore_as_zeros() {
     let p = prog("zeroheap", &[]);
     let mut c = Command::new(&p);
     c.args(["512", "512", "60"]);
-    let mut orig = Proc::preloaded(c, &wd.image(), "zeroheap");
-    orig.wait_lines(3, LONG);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(c, &wd, 3);
     let meta = std::fs::metadata(wd.image()).unwrap();
     assert!(meta.len() > 1 << 30, "the image does not span the heap: {} bytes", meta.len());
     let allocated = meta.blocks() * 512;
@@ -182,10 +179,7 @@ fn compressed_images_restore_and_are_checked() {
     let p = prog("zeroheap", &[]);
     let mut c = Command::new(&p);
     c.args(["64", "64", "60"]).env("CKPT_COMPRESS", "lz4");
-    let mut orig = Proc::preloaded(c, &wd.image(), "zeroheap lz4");
-    orig.wait_lines(3, LONG);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(c, &wd, 3);
     let image = std::fs::read(wd.image()).unwrap();
     assert!(image.len() < 8 << 20, "a compressed image of mostly zeros is {} bytes", image.len());
     let mut restored = Proc::restart(&wd.image());
@@ -224,10 +218,7 @@ fn compressed_program_state_continues() {
 fn memory_a_child_does_not_inherit_is_saved() {
     let wd = Workdir::new("dontfork");
     let p = prog("dontfork", &[]);
-    let mut orig = Proc::preloaded(Command::new(&p), &wd.image(), "dontfork");
-    orig.wait_lines(5, SHORT);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(Command::new(&p), &wd, 5);
     let restored = Proc::restart(&wd.image());
     for l in restored.wait_lines(5, SHORT) {
         let v: Vec<i64> = l.split(' ').map(|x| x.parse().unwrap()).collect();

@@ -67,10 +67,7 @@ fn gdb_shows_every_thread_of_an_image() {
     let p = prog("threads", &["-pthread"]);
     let mut c = Command::new(&p);
     c.arg("3");
-    let mut orig = Proc::preloaded(c, &wd.image(), "threads");
-    orig.wait_lines(3, SHORT);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(c, &wd, 3);
     let gdb = Command::new("gdb").args(["-nx", "-batch", "-ex", "info threads", "-ex", "thread apply all bt"]).arg(&p).arg(wd.image()).output().unwrap();
     let out = String::from_utf8_lossy(&gdb.stdout);
     let threads = out.lines().filter(|l| l.trim_start().trim_start_matches('*').trim_start().split(' ').next().is_some_and(|n| n.parse::<u32>().is_ok()) && l.contains("Thread ")).count();
@@ -112,10 +109,7 @@ while True:
 "#;
     let mut c = Command::new("python3");
     c.args(["-u", "-c", script]);
-    let mut orig = Proc::preloaded(c, &wd.image(), "python threads");
-    orig.wait_lines(3, LONG);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    let orig = checkpointed(c, &wd, 3);
     let last: i64 = orig.lines().last().unwrap().trim_start_matches("got ").parse().unwrap();
     let restored = Proc::restart(&wd.image());
     let lines = restored.wait_lines(10, LONG);
@@ -160,10 +154,7 @@ fn threads_in_blocking_calls_and_threads_coming_and_going() {
     let wd = Workdir::new("waits");
     let mut c = Command::new(prog("waits", &["-pthread"]));
     c.arg("1000000");
-    let mut orig = Proc::preloaded(c, &wd.image(), "waits");
-    orig.wait_lines(5, LONG);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(c, &wd, 5);
     let restored = Proc::restart(&wd.image());
     let (_, first) = values(&restored.wait_lines(1, LONG)[0]);
     // Each loop goes round a few more times.
@@ -176,10 +167,7 @@ fn cxx_threads_async_and_exceptions() {
     let wd = Workdir::new("cxx-threads");
     let mut c = Command::new(prog("asyncx", &["-pthread"]));
     c.arg("60");
-    let mut orig = Proc::preloaded(c, &wd.image(), "asyncx");
-    orig.wait_lines(5, LONG);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(c, &wd, 5);
     let mut restored = Proc::restart(&wd.image());
     let lines = restored.wait_lines(5, LONG);
     let (t0, v0) = values(&lines[0]);
@@ -237,10 +225,7 @@ fn pending_signals_survive() {
     let wd = Workdir::new("pending");
     let mut c = Command::new(prog("pending", &["-pthread"]));
     c.arg("40");
-    let mut orig = Proc::preloaded(c, &wd.image(), "pending");
-    orig.wait_lines(3, SHORT);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(c, &wd, 3);
     let json = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["threads"].as_array().unwrap().len(), 2);
@@ -276,10 +261,7 @@ fn restart_stopped_stops_every_thread() {
     let p = prog("threads", &["-pthread"]);
     let mut c = Command::new(&p);
     c.arg("3");
-    let mut orig = Proc::preloaded(c, &wd.image(), "threads");
-    orig.wait_lines(3, SHORT);
-    orig.checkpoint(&wd.image(), LONG);
-    orig.kill9();
+    checkpointed(c, &wd, 3);
     let mut c = Command::new(ckpt());
     c.args(["restart", "--stopped"]).arg(wd.image());
     let mut restored = Proc::spawn(c, "ckpt restart --stopped");
