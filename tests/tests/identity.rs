@@ -17,7 +17,7 @@ fn fields(l: &str) -> (usize, u32, u32, u32, u32, u32, i32) {
 fn checkpointed_ids(wd: &Workdir, ticks: &str) -> u32 {
     let mut c = Command::new(prog("ids", &[]));
     c.arg(ticks);
-    let orig = checkpointed(c, &wd, 3);
+    let orig = checkpointed(c, wd, 3);
     orig.pid
 }
 
