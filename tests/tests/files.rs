@@ -99,7 +99,7 @@ fn appending_log_and_line_reader_continue_in_place() {
     let mut orig = Proc::preloaded(c, &wd.image(), "files");
     orig.wait_lines(300, LONG);
     orig.checkpoint(&wd.image(), LONG);
-    orig.wait_stderr("cannot be saved (pipes are not supported)", SHORT);
+    orig.wait_stderr("cannot be saved (sockets are not supported)", SHORT);
     let n = orig.lines().len();
     orig.wait_lines(n + 20, SHORT);
     orig.kill9();
@@ -112,11 +112,11 @@ fn appending_log_and_line_reader_continue_in_place() {
     let out = restored.lines();
     assert!(st.success(), "exit {st}: {:?} {}", out.last(), restored.stderr());
     assert_eq!(out.last().unwrap(), &format!("done {total}"));
-    restored.wait_stderr("is not restored: pipes", SHORT);
-    // The pipe (two descriptors after the dup) is gone; the files are back.
+    restored.wait_stderr("is not restored: sockets", SHORT);
+    // The socketpair (10, 11) is gone; the files and the pipe (8, 9) are back.
     let mut fds: Vec<i32> = fds.iter().map(|f| f.parse().unwrap()).collect();
     fds.sort();
-    assert_eq!(fds, vec![0, 1, 2, 3, 4, 5, 6, 7], "descriptors of the restored process");
+    assert_eq!(fds, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "descriptors of the restored process");
 
     // stdout resumed right after the checkpoint; the log holds every line once, in order,
     // except the lines written between the checkpoint and the kill, which the restarted
@@ -277,4 +277,29 @@ fn shared_anonymous_memory_is_restored_as_a_private_copy_with_a_warning() {
         let (i, v) = l.split_once(' ').unwrap();
         assert_eq!(v.parse::<i64>().unwrap(), i.parse::<i64>().unwrap() + 1, "the counter in shared memory: {l}");
     }
+}
+
+/// A pipe with messages in flight, an eventfd with a count, and a pipe whose writer is gone:
+/// the checkpoint leaves them as they were for the running program, and the restarted one
+/// finds them the same.
+#[test]
+fn pipes_and_eventfds_keep_what_they_hold() {
+    let wd = Workdir::new("evloop");
+    let p = prog("evloop", &[]);
+    let want = "pipe=m0,m1,m2,m3,m4,m5,m6,m7 eventfd=5 eof=1 flags=1";
+    let mut c = Command::new(&p);
+    c.arg("25");
+    let mut orig = Proc::preloaded(c, &wd.image(), "evloop");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    // Checkpointed and going on: it drains everything itself, untouched by the checkpoint.
+    assert!(orig.wait_exit(LONG).success());
+    assert_eq!(orig.lines().last().map(String::as_str), Some(want), "the checkpoint disturbed the running program");
+    let mut restored = Proc::restart(&wd.image());
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().map(String::as_str), Some(want));
+    assert!(restored.lines()[0].starts_with("tick "), "did not resume mid-run");
+    let inspect = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert!(doc["descriptors"].as_array().unwrap().iter().all(|f| f["restored"] == true), "{}", doc["descriptors"]);
 }

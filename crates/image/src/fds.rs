@@ -19,8 +19,14 @@ pub enum FdKind {
     Directory = 3,
     /// A character device reopened by path (`/dev/null`, `/dev/urandom`, …).
     Device = 4,
-    /// Pipes, sockets, eventfd, epoll, …: not restored; the descriptor stays closed.
+    /// Sockets, epoll, timerfd, …: not restored; the descriptor stays closed.
     Unsupported = 5,
+    /// One end of a pipe: `ino` names the pipe, `size` is its capacity; the record of its
+    /// lowest read end holds the bytes that were in it (`blob_*`). A pipe whose other end was
+    /// outside the process comes back with that end closed.
+    Pipe = 6,
+    /// An eventfd: `offset` is its counter, `size` 1 in semaphore mode.
+    EventFd = 7,
 }
 
 impl FdKind {
@@ -32,6 +38,8 @@ impl FdKind {
             3 => FdKind::Directory,
             4 => FdKind::Device,
             5 => FdKind::Unsupported,
+            6 => FdKind::Pipe,
+            7 => FdKind::EventFd,
             _ => return Err(ImageError::Malformed("unknown descriptor kind")),
         })
     }
@@ -56,13 +64,18 @@ pub struct FdRecord {
     pub size: u64,
     pub mtime_sec: i64,
     pub mtime_nsec: i64,
-    /// Where a deleted file's contents are in the image, and their xxh3-64.
+    /// Where a deleted file's contents (or a pipe's bytes) are in the image, and their xxh3-64.
     pub blob_offset: u64,
     pub blob_len: u64,
     pub blob_hash: u64,
 }
 
 impl FdRecord {
+    /// Whether the record carries saved bytes in the image (`blob_*`).
+    pub fn has_blob(&self) -> bool {
+        self.kind == FdKind::Deleted || (self.kind == FdKind::Pipe && self.blob_len > 0)
+    }
+
     pub fn write(&self, w: &mut Writer, path: &[u8]) {
         self.write_fixed(w, path.len());
         w.bytes(path);
@@ -138,6 +151,13 @@ pub fn update_records<E>(desc: &mut [u8], mut f: impl FnMut(&mut FdRecord, &[u8]
 /// Iterates over the records of an `NT_CKPT_FDS` descriptor.
 pub struct FdIter<'a> {
     pub(crate) r: Reader<'a>,
+}
+
+impl<'a> FdIter<'a> {
+    /// The records of an encoded descriptor.
+    pub fn over(desc: &'a [u8]) -> FdIter<'a> {
+        FdIter { r: Reader::new(desc) }
+    }
 }
 
 impl<'a> Iterator for FdIter<'a> {

@@ -1,7 +1,7 @@
 //! Reading an image: find the metadata, check it, and give typed access to its parts.
 
 use crate::bytes::Reader;
-use crate::fds::{FdIter, FdKind};
+use crate::fds::FdIter;
 use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
 use crate::note::{Note, Notes};
 use crate::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE};
@@ -119,7 +119,7 @@ impl<'a> Image<'a> {
         }
         for fd in self.fds() {
             let (rec, _) = fd?;
-            if rec.kind == FdKind::Deleted {
+            if rec.has_blob() {
                 let end = rec.blob_offset.checked_add(rec.blob_len).ok_or(ImageError::Truncated)?;
                 if rec.blob_offset % PAGE_SIZE != 0 || rec.blob_offset < meta_len {
                     return Err(ImageError::Malformed("saved file contents are misplaced"));

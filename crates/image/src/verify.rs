@@ -8,7 +8,7 @@
 //! they need not be read.
 
 use crate::compress::check_stream;
-use crate::fds::{FdKind, FdRecord};
+use crate::fds::FdRecord;
 use crate::image::{Image, RegionRef};
 use crate::{hash, is_zero_page, ImageError, RegionHasher, PAGE_SIZE};
 
@@ -73,9 +73,10 @@ pub fn check_region(file: &[u8], r: &RegionRef, holes: &impl Extents) -> Result<
     Ok(RegionCheck { nonzero_pages: nonzero })
 }
 
-/// Checks the saved contents of a deleted file against their hash; other records pass.
+/// Checks the saved contents of a deleted file (or the bytes of a pipe) against their hash;
+/// other records pass.
 pub fn check_saved_file(file: &[u8], rec: &FdRecord) -> Result<(), ImageError> {
-    if rec.kind != FdKind::Deleted {
+    if !rec.has_blob() {
         return Ok(());
     }
     if hash(stored(file, rec.blob_offset, rec.blob_len)?) != rec.blob_hash {

@@ -8,9 +8,11 @@
 //! - a file mapped `MAP_SHARED` must still exist and cover the mapped range;
 //! - deleted files come back from their saved contents as new unlinked files;
 //! - stdin/stdout/stderr on a terminal, pipe or socket are myrestart's own;
-//! - pipes, sockets and other special descriptors are not restored: named, and left closed.
+//! - pipes come back with the bytes that were in them (an end that was outside the process is
+//!   closed); eventfds with their counter;
+//! - sockets and other special descriptors are not restored: named, and left closed.
 
-use crate::plan::{FdSlot, MapSlot, Plan, MAX_FDS, MAX_FILE_MAPS};
+use crate::plan::{FdSlot, MapSlot, PipeSlot, Plan, MAX_FDS, MAX_FILE_MAPS};
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
@@ -78,7 +80,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
         let src = match rec.kind {
             FdKind::Inherit => continue,
             FdKind::Unsupported => {
-                say!("myrestart: fd {} ({}) is not restored: pipes, sockets and similar descriptors are not supported; it stays closed", rec.fd, Lossy(path));
+                say!("myrestart: fd {} ({}) is not restored: sockets, epoll and similar descriptors are not supported yet; it stays closed", rec.fd, Lossy(path));
                 continue;
             }
             _ if rec.same_as >= 0 => match p.fds[..p.nfds].iter().find(|s| s.target == rec.same_as) {
@@ -87,6 +89,8 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
             },
             FdKind::Deleted => recreate_deleted(image_path, &rec, path, image_fd, base)?,
             FdKind::File | FdKind::Directory | FdKind::Device => reopen(image_path, &rec, path, &mut buf, base)?,
+            FdKind::EventFd => make_eventfd(image_path, &rec, base)?,
+            FdKind::Pipe => pipe_end(image_path, &rec, image_fd, p)?,
         };
         if p.nfds == MAX_FDS {
             refuse(image_path, format_args!("more than {MAX_FDS} descriptors to restore"));
@@ -96,6 +100,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
         p.nfds += 1;
     }
     p.close_std = [!open_std[0], !open_std[1], !open_std[2]];
+    close_missing_pipe_ends(p);
     open_mapped_files(image_path, image, p, &mut buf)
 }
 
@@ -134,6 +139,108 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         }
     }
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
+}
+
+/// An eventfd with its counter, its mode (semaphore or not) and non-blocking flag.
+fn make_eventfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+    use rustix::event::{eventfd, EventfdFlags};
+    let mut flags = EventfdFlags::CLOEXEC;
+    if rec.size == 1 {
+        flags |= EventfdFlags::SEMAPHORE;
+    }
+    if rec.open_flags & k::O_NONBLOCK != 0 {
+        flags |= EventfdFlags::NONBLOCK;
+    }
+    let fd = eventfd(0, flags).map_err(|e| refuse(image_path, format_args!("fd {}: making an eventfd: {}", rec.fd, describe(e))))?;
+    if rec.offset > 0 {
+        // The counter is added by a write (the initial value would take only 32 bits).
+        if rec.offset == u64::MAX || rustix::io::write(&fd, &rec.offset.to_ne_bytes()).is_err() {
+            refuse(image_path, format_args!("fd {}: cannot set the eventfd's counter to {}", rec.fd, rec.offset));
+            return Err(());
+        }
+    }
+    park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
+}
+
+/// One end of a pipe: the pipe is made once, with its size and the bytes it held (from the
+/// record that carries them); each end takes the record's non-blocking flag.
+fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
+    let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (pipe): {what}: {}", rec.fd, describe(e)));
+    let i = match p.pipes[..p.npipes].iter().position(|s| s.ino == rec.ino) {
+        Some(i) => i,
+        None => {
+            if p.npipes == p.pipes.len() {
+                refuse(image_path, format_args!("more than {} pipes", p.pipes.len()));
+                return Err(());
+            }
+            let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| bad("making a pipe", e))?;
+            if rec.size > 0 {
+                let _ = rustix::pipe::fcntl_setpipe_size(&wr, rec.size as usize);
+            }
+            let rd = park(rd, p.fd_base).map_err(|e| bad("parking", e))?;
+            let wr = park(wr, p.fd_base).map_err(|e| bad("parking", e))?;
+            p.pipes[p.npipes] = PipeSlot { ino: rec.ino, rd, wr, has_rd: false, has_wr: false };
+            p.npipes += 1;
+            p.npipes - 1
+        }
+    };
+    let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
+    let slot = &mut p.pipes[i];
+    if reader {
+        slot.has_rd = true;
+    } else {
+        slot.has_wr = true;
+    }
+    let end = if reader { slot.rd } else { slot.wr };
+    // SAFETY: `end` is a parked descriptor of ours, open for the whole plan.
+    let end_fd = unsafe { BorrowedFd::borrow_raw(end) };
+    if rec.blob_len > 0 {
+        // SAFETY: as above.
+        let wr = unsafe { BorrowedFd::borrow_raw(slot.wr) };
+        fill_pipe(image_fd, rec.blob_offset, wr, rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
+    }
+    let nonblock = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
+    rustix::fs::fcntl_setfl(end_fd, nonblock).map_err(|e| bad("setting its flags", e))?;
+    Ok(end)
+}
+
+/// Writes `len` bytes of the image at `from` into a pipe (which has room for them: they were
+/// in a pipe of the same size).
+fn fill_pipe(image_fd: i32, mut from: u64, wr: BorrowedFd, len: u64) -> Result<(), Errno> {
+    // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
+    let img = unsafe { BorrowedFd::borrow_raw(image_fd) };
+    let mut buf = [0u8; 16384];
+    let mut left = len;
+    let flags = rustix::fs::fcntl_getfl(wr)?;
+    rustix::fs::fcntl_setfl(wr, flags | OFlags::NONBLOCK)?;
+    while left > 0 {
+        let want = (left as usize).min(buf.len());
+        let n = rustix::io::pread(img, &mut buf[..want], from)?;
+        if n == 0 {
+            return Err(Errno::IO);
+        }
+        let mut done = 0;
+        while done < n {
+            done += rustix::io::write(wr, &buf[done..n])?;
+        }
+        from += n as u64;
+        left -= n as u64;
+    }
+    rustix::fs::fcntl_setfl(wr, flags)
+}
+
+/// A pipe end that was outside the process is closed now: the restored program then reads EOF
+/// after the bytes that were in flight, or gets EPIPE when it writes.
+fn close_missing_pipe_ends(p: &mut Plan) {
+    for s in &p.pipes[..p.npipes] {
+        for (had, fd, which) in [(s.has_rd, s.rd, "read"), (s.has_wr, s.wr, "write")] {
+            if !had {
+                say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process)", s.ino);
+                // SAFETY: a parked descriptor of ours that nothing else refers to.
+                unsafe { sys::close(fd) };
+            }
+        }
+    }
 }
 
 /// A deleted-but-open file comes back as a new unlinked file (`O_TMPFILE`) with the saved

@@ -43,6 +43,16 @@ pub struct FdSlot {
     pub cloexec: bool,
 }
 
+/// A pipe made again: the inode it had, its two ends (parked), and whether the image had each.
+#[derive(Clone, Copy)]
+pub struct PipeSlot {
+    pub ino: u64,
+    pub rd: i32,
+    pub wr: i32,
+    pub has_rd: bool,
+    pub has_wr: bool,
+}
+
 /// The open file behind region `region`, which is mapped from it.
 #[derive(Clone, Copy)]
 pub struct MapSlot {
@@ -94,6 +104,9 @@ pub struct Plan {
     pub close_std: [bool; 3],
     pub file_maps: [MapSlot; MAX_FILE_MAPS],
     pub nfile_maps: usize,
+    /// The pipes made again, by inode: their parked read and write ends.
+    pub pipes: [PipeSlot; MAX_FDS],
+    pub npipes: usize,
     /// Read all memory from the image instead of mapping the image file.
     pub eager: bool,
     /// Leave the restored process stopped (SIGSTOP) at its checkpointed state.
@@ -134,6 +147,8 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     close_std: [false; 3],
     file_maps: [MapSlot { region: 0, fd: -1 }; MAX_FILE_MAPS],
     nfile_maps: 0,
+    pipes: [PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false }; MAX_FDS],
+    npipes: 0,
     eager: false,
     stopped: false,
     announce: false,

@@ -27,9 +27,11 @@ fn classify(fd: i32, ft: FileType, nlink: u64, path: &[u8]) -> (FdKind, &'static
         FileType::CharacterDevice if std && is_terminal(path) => (FdKind::Inherit, ""),
         FileType::CharacterDevice | FileType::BlockDevice => (FdKind::Device, ""),
         FileType::Fifo | FileType::Socket if std => (FdKind::Inherit, ""),
-        FileType::Fifo => (FdKind::Unsupported, "pipes are not supported"),
+        FileType::Fifo if path.starts_with(b"pipe:[") => (FdKind::Pipe, ""),
+        FileType::Fifo => (FdKind::Unsupported, "named pipes (FIFOs) are not supported"),
         FileType::Socket => (FdKind::Unsupported, "sockets are not supported"),
         _ if std => (FdKind::Inherit, ""),
+        _ if path == b"anon_inode:[eventfd]" => (FdKind::EventFd, ""),
         _ => (FdKind::Unsupported, "this kind of descriptor is not supported"),
     }
 }
@@ -46,6 +48,8 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
     let mut w = Writer::new(parts.fds);
     let mut target = [0u8; 1024];
     let mut seen = 0usize;
+    let mut npipes = 0usize;
+    let mut pipe_used = 0usize;
     while let Some(entry) = raw.next() {
         let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
         let name = entry.file_name();
@@ -66,7 +70,28 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
             FdKind::File | FdKind::Deleted | FdKind::Directory | FdKind::Device => {
                 rustix::fs::seek(bfd, SeekFrom::Current(0)).unwrap_or(0)
             }
+            FdKind::EventFd => eventfd_state(fd, parts.text).0,
             _ => 0,
+        };
+        let open_flags = rustix::fs::fcntl_getfl(bfd).map(|f| f.bits()).unwrap_or(0);
+        // A pipe's size; and for the first read end of each pipe, the bytes in it, copied
+        // (tee) without taking them from the program.
+        let (size, blob_offset, blob_len) = match kind {
+            FdKind::Pipe => {
+                let size = rustix::pipe::fcntl_getpipe_size(bfd).unwrap_or(0) as u64;
+                let reader = open_flags & 3 == 0;
+                let first = !parts.pipes[..npipes].contains(&st.st_ino);
+                if reader && first && npipes < parts.pipes.len() {
+                    parts.pipes[npipes] = st.st_ino;
+                    npipes += 1;
+                    let (at, len) = copy_pipe(bfd, size as usize, parts.pipe_data, &mut pipe_used)?;
+                    (size, at, len)
+                } else {
+                    (size, 0, 0)
+                }
+            }
+            FdKind::EventFd => (eventfd_state(fd, parts.text).1 as u64, 0, 0),
+            _ => (st.st_size as u64, 0, 0),
         };
         let same_as = earlier_same_file(parts.fd_list, seen, pid, fd);
         if seen < parts.fd_list.len() {
@@ -79,24 +104,85 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         let rec = FdRecord {
             fd,
             kind,
-            open_flags: rustix::fs::fcntl_getfl(bfd).map(|f| f.bits()).unwrap_or(0),
+            open_flags,
             fd_flags: rustix::io::fcntl_getfd(bfd).map(|f| f.bits()).unwrap_or(0),
             offset,
             same_as,
             mode: st.st_mode,
             dev: st.st_dev,
             ino: st.st_ino,
-            size: st.st_size as u64,
+            size,
             mtime_sec: st.st_mtime,
             mtime_nsec: st.st_mtime_nsec as i64,
-            blob_offset: 0,
-            blob_len: if kind == FdKind::Deleted { st.st_size as u64 } else { 0 },
+            blob_offset,
+            blob_len: if kind == FdKind::Deleted { st.st_size as u64 } else { blob_len },
             blob_hash: 0,
         };
         rec.write(&mut w, path);
     }
     parts.fds_len = w.finish().ok_or(Failure::plain("too many open descriptors to record"))?;
+    warn_about_lone_pipe_ends(parts);
     Ok(())
+}
+
+/// Copies the bytes in the pipe whose read end is `fd` into `data` at `*used`, without taking
+/// them (`tee` into a pipe of our own, then read from that). Returns where they are and how
+/// many there are.
+fn copy_pipe(fd: BorrowedFd, size: usize, data: &mut [u8], used: &mut usize) -> Result<(u64, u64), Failure> {
+    use rustix::pipe::{pipe_with, tee, PipeFlags, SpliceFlags};
+    let (rd, wr) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).map_err(|e| Failure::new("making a pipe to copy a pipe", e))?;
+    let _ = rustix::pipe::fcntl_setpipe_size(&wr, size.max(4096));
+    let n = match tee(fd, &wr, size.max(4096), SpliceFlags::NONBLOCK) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::AGAIN) => 0, // empty
+        Err(e) => return Err(Failure::new("copying the bytes in a pipe", e)),
+    };
+    if *used + n > data.len() {
+        return Err(Failure::plain("the program's pipes hold more bytes than one checkpoint keeps"));
+    }
+    let at = *used;
+    let mut got = 0;
+    while got < n {
+        match rustix::io::read(&rd, &mut data[at + got..at + n]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Failure::new("copying the bytes in a pipe", e)),
+        }
+    }
+    *used += got;
+    Ok((at as u64, got as u64))
+}
+
+/// An eventfd's counter and whether it is in semaphore mode, from its fdinfo.
+fn eventfd_state(fd: i32, buf: &mut [u8]) -> (u64, bool) {
+    let mut path = [0u8; 48];
+    let mut w = Writer::new(&mut path);
+    w.bytes(b"/proc/self/fdinfo/");
+    w.decimal(fd as u64);
+    w.u8(0);
+    let Some(n) = w.finish() else { return (0, false) };
+    let Ok(path) = core::ffi::CStr::from_bytes_with_nul(&path[..n]) else { return (0, false) };
+    let Ok(len) = super::procfs::read_small(path, buf) else { return (0, false) };
+    let text = &buf[..len];
+    let field = |k: &[u8]| ckpt_sigsafe::proctext::status_field(text, k).and_then(super::procfs::parse_dec);
+    (field(b"eventfd-count:").unwrap_or(0), field(b"eventfd-semaphore:") == Some(1))
+}
+
+/// Names each pipe end whose other end is not in the process: it comes back with that end
+/// closed.
+fn warn_about_lone_pipe_ends(parts: &Parts) {
+    let recs = || ckpt_image::fds::FdIter::over(&parts.fds[..parts.fds_len]).filter_map(Result::ok);
+    for (rec, _) in recs().filter(|(r, _)| r.kind == FdKind::Pipe) {
+        let reader = rec.open_flags & 3 == 0;
+        if !recs().any(|(o, _)| o.kind == FdKind::Pipe && o.ino == rec.ino && (o.open_flags & 3 == 0) != reader) {
+            say!(
+                "ckpt: fd {} (pipe:[{}]) has its other end outside the process; a restarted process gets it with that end closed",
+                rec.fd,
+                rec.ino
+            );
+        }
+    }
 }
 
 /// The lowest earlier descriptor that shares `fd`'s open file description, or -1.
@@ -121,10 +207,12 @@ mod tests {
         assert_eq!(kind(0, FileType::CharacterDevice, 1, b"/dev/null"), FdKind::Device);
         assert_eq!(kind(1, FileType::Fifo, 1, b"pipe:[123]"), FdKind::Inherit);
         assert_eq!(kind(2, FileType::Socket, 1, b"socket:[9]"), FdKind::Inherit);
-        let (k, why) = classify(7, FileType::Fifo, 1, b"pipe:[123]");
-        assert_eq!((k, why), (FdKind::Unsupported, "pipes are not supported"));
+        assert_eq!(kind(7, FileType::Fifo, 1, b"pipe:[123]"), FdKind::Pipe);
+        let (k, why) = classify(7, FileType::Fifo, 1, b"/tmp/fifo");
+        assert_eq!((k, why), (FdKind::Unsupported, "named pipes (FIFOs) are not supported"));
         assert_eq!(kind(8, FileType::Socket, 1, b"socket:[9]"), FdKind::Unsupported);
-        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[eventfd]"), FdKind::Unsupported);
+        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[eventfd]"), FdKind::EventFd);
+        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[eventpoll]"), FdKind::Unsupported);
         assert_eq!(kind(1, FileType::Unknown, 1, b"anon_inode:[eventfd]"), FdKind::Inherit);
     }
 }

@@ -34,7 +34,12 @@ const TIDS_AT: usize = SLOTS_AT + SLOTS_LEN.next_multiple_of(MIB);
 const TIDS_LEN: usize = MAX_THREADS * 4;
 const TIMERS_AT: usize = TIDS_AT + TIDS_LEN.next_multiple_of(MIB);
 const TIMERS_LEN: usize = MIB;
-const SHADOWS_AT: usize = TIMERS_AT + TIMERS_LEN;
+const PIPES_AT: usize = TIMERS_AT + TIMERS_LEN;
+/// Most bytes in pipes one checkpoint keeps.
+const PIPE_DATA_LEN: usize = 16 * MIB;
+/// Pipes (by inode) whose bytes were copied, at most.
+const MAX_PIPES: usize = 4096;
+const SHADOWS_AT: usize = PIPES_AT + PIPE_DATA_LEN + MIB;
 /// Most shared memory regions a checkpoint copies.
 pub const MAX_SHADOWS: usize = 4096;
 const SHADOWS_LEN: usize = MAX_SHADOWS * core::mem::size_of::<Shadow>();
@@ -94,6 +99,9 @@ pub struct Parts<'a> {
     pub slots: &'a mut [RegionSlot],
     /// Room for the TIDs of the threads being stopped.
     pub tids: &'a mut [u32],
+    /// The bytes in the program's pipes, and which pipes (inodes) they come from.
+    pub pipe_data: &'a mut [u8],
+    pub pipes: &'a mut [u64],
     /// The `NT_CKPT_TIMERS` descriptor under construction.
     pub timers: &'a mut [u8],
     pub timers_len: usize,
@@ -186,6 +194,8 @@ impl Scratch {
                 slots: core::slice::from_raw_parts_mut((b + SLOTS_AT) as *mut RegionSlot, SLOTS),
                 tids: core::slice::from_raw_parts_mut((b + TIDS_AT) as *mut u32, MAX_THREADS),
                 timers: s(TIMERS_AT, TIMERS_LEN),
+                pipe_data: s(PIPES_AT, PIPE_DATA_LEN),
+                pipes: core::slice::from_raw_parts_mut((b + PIPES_AT + PIPE_DATA_LEN) as *mut u64, MAX_PIPES),
                 timers_len: 0,
                 shadows: core::slice::from_raw_parts_mut((b + SHADOWS_AT) as *mut Shadow, MAX_SHADOWS),
                 nshadows: 0,

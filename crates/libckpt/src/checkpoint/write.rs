@@ -267,7 +267,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         }
         off += slot.stored_len;
     }
-    let file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], off, parts.copybuf)?;
+    let file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], off, parts.copybuf, parts.pipe_data)?;
 
     // The headers last, when every offset and hash is known, sealed with their checksum.
     let st: &mut ProcessState = parts.state;
@@ -392,12 +392,19 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
 /// Copies the contents of each deleted-but-open file after the region data, page-aligned, and
 /// fills in where they are in its record of `fds_desc` (the encoded `NT_CKPT_FDS`). Returns
 /// the end of the file.
-fn write_deleted_files(img: i32, fds_desc: &mut [u8], data_end: u64, buf: &mut [u8]) -> Result<u64, Failure> {
+fn write_deleted_files(img: i32, fds_desc: &mut [u8], data_end: u64, buf: &mut [u8], pipe_data: &[u8]) -> Result<u64, Failure> {
     let mut end = data_end;
     fds::update_records(fds_desc, |rec, _| {
         if rec.kind == FdKind::Deleted {
             rec.blob_offset = page_up(end);
             (rec.blob_len, rec.blob_hash) = copy_deleted_file(rec.fd, img, rec.blob_offset, buf)?;
+            end = rec.blob_offset + rec.blob_len;
+        } else if rec.has_blob() {
+            // A pipe's bytes, copied by the handler: `blob_offset` is where in `pipe_data`.
+            let bytes = &pipe_data[rec.blob_offset as usize..(rec.blob_offset + rec.blob_len) as usize];
+            rec.blob_offset = page_up(end);
+            write_all(img, bytes.as_ptr() as usize, bytes.len(), rec.blob_offset)?;
+            rec.blob_hash = ckpt_image::hash(bytes);
             end = rec.blob_offset + rec.blob_len;
         }
         Ok(())
