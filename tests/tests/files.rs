@@ -279,14 +279,14 @@ fn shared_anonymous_memory_is_restored_as_a_private_copy_with_a_warning() {
     }
 }
 
-/// A pipe with messages in flight, an eventfd with a count, and a pipe whose writer is gone:
-/// the checkpoint leaves them as they were for the running program, and the restarted one
-/// finds them the same.
+/// A pipe with messages in flight, an eventfd with a count, a pipe whose writer is gone, and an
+/// epoll instance watching all three: the checkpoint leaves them as they were for the running
+/// program, and the restarted one finds them the same.
 #[test]
-fn pipes_and_eventfds_keep_what_they_hold() {
+fn pipes_eventfds_and_epoll_keep_what_they_hold() {
     let wd = Workdir::new("evloop");
     let p = prog("evloop", &[]);
-    let want = "pipe=m0,m1,m2,m3,m4,m5,m6,m7 eventfd=5 eof=1 flags=1";
+    let want = "epoll=a,b,c pipe=m0,m1,m2,m3,m4,m5,m6,m7 eventfd=5 eof=1 flags=1";
     let mut c = Command::new(&p);
     c.arg("25");
     let mut orig = Proc::preloaded(c, &wd.image(), "evloop");

@@ -301,3 +301,25 @@ fn resource_limits_survive() {
         assert_eq!(limits(&l), want, "after restart");
     }
 }
+
+/// An asyncio event loop (epoll underneath) with producer and consumer tasks over a queue:
+/// items keep coming, in order, after the restart.
+#[test]
+fn python_asyncio_queue() {
+    let wd = Workdir::new("asyncio");
+    let script = "import asyncio\n\
+async def producer(q):\n    for i in range(1000000):\n        await q.put(i)\n        await asyncio.sleep(0.005)\n\
+async def consumer(q):\n    while True:\n        i = await q.get()\n        print('got', i, flush=True)\n\
+async def main():\n    q = asyncio.Queue()\n    await asyncio.gather(producer(q), consumer(q))\n\
+asyncio.run(main())\n";
+    let mut c = Command::new("python3");
+    c.args(["-u", "-c", script]);
+    let orig = checkpointed(c, &wd, 5);
+    let last: i64 = orig.lines().last().unwrap().trim_start_matches("got ").parse().unwrap();
+    let restored = Proc::restart(&wd.image());
+    let got: Vec<i64> = restored.wait_lines(20, LONG).iter().map(|l| l.strip_prefix("got ").unwrap_or_else(|| panic!("{l}")).parse().unwrap()).collect();
+    assert!(got[0] > 0 && got[0] <= last + 1, "resumed at {} after {last}", got[0]);
+    for w in got.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "items out of order: {got:?}");
+    }
+}

@@ -27,6 +27,8 @@ pub enum FdKind {
     Pipe = 6,
     /// An eventfd: `offset` is its counter, `size` 1 in semaphore mode.
     EventFd = 7,
+    /// An epoll instance; its registrations are in `NT_CKPT_EPOLL`.
+    Epoll = 8,
 }
 
 impl FdKind {
@@ -40,6 +42,7 @@ impl FdKind {
             5 => FdKind::Unsupported,
             6 => FdKind::Pipe,
             7 => FdKind::EventFd,
+            8 => FdKind::Epoll,
             _ => return Err(ImageError::Malformed("unknown descriptor kind")),
         })
     }

@@ -8,7 +8,8 @@ use crate::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE};
 use crate::state::{ProcessState, META_HASH_OFFSET};
 use crate::thread::ThreadState;
 use crate::timers::TimerIter;
-use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERS, PAGE_SIZE};
+use crate::epoll::EpollIter;
+use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_EPOLL, NT_CKPT_THREAD, NT_CKPT_TIMERS, PAGE_SIZE};
 
 /// Bytes a reader must read first to learn [`meta_len`].
 pub const PREFIX_LEN: usize = EHDR_SIZE + PHDR_SIZE;
@@ -143,6 +144,12 @@ impl<'a> Image<'a> {
         if threads == 0 {
             return Err(ImageError::Malformed("no thread state"));
         }
+        for reg in self.epoll_registrations() {
+            let reg = reg?;
+            if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == reg.epfd && f.kind == crate::fds::FdKind::Epoll)) {
+                return Err(ImageError::Malformed("an epoll registration names no epoll descriptor"));
+            }
+        }
         for t in self.timers() {
             let t = t?;
             if t.notify & crate::timers::SIGEV_THREAD_ID != 0 && !self.threads().any(|th| th.is_ok_and(|th| th.tid == t.tid)) {
@@ -196,6 +203,12 @@ impl<'a> Image<'a> {
     /// The first note with this owner and type.
     pub fn note(&self, name: &[u8], n_type: u32) -> Option<Note<'a>> {
         Notes::new(self.notes).filter_map(Result::ok).find(|n| n.name == name && n.n_type == n_type)
+    }
+
+    /// The epoll registrations (none when the note is absent).
+    pub fn epoll_registrations(&self) -> EpollIter<'a> {
+        let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_EPOLL).map(|n| n.desc).unwrap_or(&[]);
+        EpollIter { r: Reader::new(desc) }
     }
 
     /// The POSIX timers (none when the note is absent).

@@ -16,6 +16,7 @@
 //!                    "CKPT" NT_CKPT_REGIONS  per-region facts the PT_LOADs cannot say (kind, file, hash)
 //!                    "CKPT" NT_CKPT_FDS      the open descriptors and how to reopen them
 //!                    "CKPT" NT_CKPT_TIMERS   POSIX timers, if there are any
+//!                    "CKPT" NT_CKPT_EPOLL    epoll registrations, if there are any
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
 //!  page-aligned    contents of deleted-but-open files, referenced from NT_CKPT_FDS
 //! ```
@@ -34,6 +35,7 @@
 pub mod bytes;
 pub mod compress;
 pub mod elf;
+pub mod epoll;
 pub mod fds;
 pub mod frame;
 pub mod image;
@@ -66,6 +68,7 @@ pub const NT_CKPT_REGIONS: u32 = 0x434b_0002;
 pub const NT_CKPT_FDS: u32 = 0x434b_0003;
 pub const NT_CKPT_THREAD: u32 = 0x434b_0004;
 pub const NT_CKPT_TIMERS: u32 = 0x434b_0005;
+pub const NT_CKPT_EPOLL: u32 = 0x434b_0006;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,8 @@
 //! - stdin/stdout/stderr on a terminal, pipe or socket are myrestart's own;
 //! - pipes come back with the bytes that were in them (an end that was outside the process is
 //!   closed); eventfds with their counter;
+//! - epoll instances come back empty here; their registrations are made again once every
+//!   descriptor is at its number (`restore.rs`);
 //! - sockets and other special descriptors are not restored: named, and left closed.
 
 use crate::plan::{FdSlot, MapSlot, PipeSlot, Plan, MAX_FDS, MAX_FILE_MAPS};
@@ -80,7 +82,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
         let src = match rec.kind {
             FdKind::Inherit => continue,
             FdKind::Unsupported => {
-                say!("myrestart: fd {} ({}) is not restored: sockets, epoll and similar descriptors are not supported yet; it stays closed", rec.fd, Lossy(path));
+                say!("myrestart: fd {} ({}) is not restored: sockets and similar descriptors are not supported yet; it stays closed", rec.fd, Lossy(path));
                 continue;
             }
             _ if rec.same_as >= 0 => match p.fds[..p.nfds].iter().find(|s| s.target == rec.same_as) {
@@ -90,6 +92,11 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
             FdKind::Deleted => recreate_deleted(image_path, &rec, path, image_fd, base)?,
             FdKind::File | FdKind::Directory | FdKind::Device => reopen(image_path, &rec, path, &mut buf, base)?,
             FdKind::EventFd => make_eventfd(image_path, &rec, base)?,
+            FdKind::Epoll => {
+                let fd = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)
+                    .map_err(|e| refuse(image_path, format_args!("fd {}: making an epoll descriptor: {}", rec.fd, describe(e))))?;
+                park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))?
+            }
             FdKind::Pipe => pipe_end(image_path, &rec, image_fd, p)?,
         };
         if p.nfds == MAX_FDS {
@@ -101,6 +108,12 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
     }
     p.close_std = [!open_std[0], !open_std[1], !open_std[2]];
     close_missing_pipe_ends(p);
+    for reg in image.epoll_registrations() {
+        let reg = reg.map_err(|e| refuse(image_path, format_args!("{e}")))?;
+        if !restored_fd(p, reg.tfd) {
+            say!("myrestart: epoll fd {} loses its registration of fd {}, which is not restored", reg.epfd, reg.tfd);
+        }
+    }
     open_mapped_files(image_path, image, p, &mut buf)
 }
 
@@ -352,6 +365,12 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
         p.nfile_maps += 1;
     }
     Ok(())
+}
+
+/// Whether descriptor `fd` exists in the restored process: one made again, or a standard one
+/// it shares with myrestart.
+pub fn restored_fd(p: &Plan, fd: i32) -> bool {
+    p.fds[..p.nfds].iter().any(|s| s.target == fd) || ((0..3).contains(&fd) && !p.close_std[fd as usize])
 }
 
 /// After the point of no return: every restored descriptor at its number, nothing else below

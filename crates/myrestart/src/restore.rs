@@ -434,6 +434,14 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
     if let Err((fd, e)) = crate::files::install(p) {
         lost("restoring a descriptor", fd as u64, e);
     }
+    // Epoll registrations, now that every descriptor is at its number.
+    for reg in image.epoll_registrations().filter_map(Result::ok) {
+        if crate::files::restored_fd(p, reg.tfd) {
+            if let Err(e) = sys::epoll_add(reg.epfd, reg.tfd, reg.events, reg.data) {
+                say!("myrestart: epoll fd {} cannot watch fd {} again: {}", reg.epfd, reg.tfd, describe(e));
+            }
+        }
+    }
     // SAFETY: descriptors from fd_base on are myrestart's parked ones, used no more; their
     // `OwnedFd`s were all turned into raw numbers when they were parked.
     let _ = unsafe { sys::close_from(p.fd_base as u32) };

@@ -42,6 +42,7 @@ pub mod nr {
     pub const TGKILL: usize = k::__NR_tgkill as usize;
     pub const TIMER_GETTIME: usize = k::__NR_timer_gettime as usize;
     pub const PRLIMIT64: usize = k::__NR_prlimit64 as usize;
+    pub const EPOLL_CTL: usize = k::__NR_epoll_ctl as usize;
     pub const PRCTL: usize = k::__NR_prctl as usize;
 }
 
@@ -209,8 +210,19 @@ pub unsafe fn set_tid_address(addr: u64) -> u32 {
     unsafe { syscall6(nr::SET_TID_ADDRESS, addr as usize, 0, 0, 0, 0, 0) as u32 }
 }
 
-/// `KCMP_FILE` of `enum kcmp_type` (linux/kcmp.h), which linux-raw-sys does not carry.
+/// `KCMP_FILE` and `KCMP_EPOLL_TFD` of `enum kcmp_type` (linux/kcmp.h), which linux-raw-sys
+/// does not carry.
 const KCMP_FILE: usize = 0;
+const KCMP_EPOLL_TFD: usize = 7;
+
+/// Whether descriptor `fd` of process `pid` is the file that epoll descriptor `epfd` watches
+/// under the number `tfd` (`kcmp(KCMP_EPOLL_TFD)`): registrations outlive `close` and `dup`.
+pub fn is_epoll_target(pid: u32, fd: i32, epfd: i32, tfd: i32) -> bool {
+    let slot = [epfd as u32, tfd as u32, 0u32]; // struct kcmp_epoll_slot: efd, tfd, toff
+    // SAFETY: kcmp only reads the 12-byte slot, which outlives the call.
+    let r = unsafe { syscall6(nr::KCMP, pid as usize, pid as usize, KCMP_EPOLL_TFD, fd as usize, slot.as_ptr() as usize, 0) };
+    r == 0
+}
 
 /// `kcmp(pid, pid, KCMP_FILE, a, b) == 0`: descriptors `a` and `b` of process `pid` share one
 /// open file description (one was `dup`ed from the other). False if unknown.
@@ -426,4 +438,15 @@ pub fn prlimit(resource: u32, new: Option<[u64; 2]>) -> Result<[u64; 2], Errno> 
     // SAFETY: both pointers are null or point at `struct rlimit64` (two u64s) that outlive the call.
     check(unsafe { syscall6(nr::PRLIMIT64, 0, resource as usize, new_ptr, old.as_mut_ptr() as usize, 0, 0) })?;
     Ok(old)
+}
+
+/// `epoll_ctl(epfd, EPOLL_CTL_ADD, fd, {events, data})`, with the events exactly as recorded
+/// (`EPOLLET`, `EPOLLONESHOT`, `EPOLLEXCLUSIVE`, …).
+pub fn epoll_add(epfd: i32, fd: i32, events: u32, data: u64) -> Result<(), Errno> {
+    // struct epoll_event is packed on x86-64: events (4 bytes), then data (8 bytes).
+    let mut ev = [0u8; 12];
+    ev[..4].copy_from_slice(&events.to_ne_bytes());
+    ev[4..].copy_from_slice(&data.to_ne_bytes());
+    // SAFETY: the kernel reads 12 bytes of `ev`, which outlives the call.
+    check(unsafe { syscall6(nr::EPOLL_CTL, epfd as usize, k::EPOLL_CTL_ADD as usize, fd as usize, ev.as_ptr() as usize, 0, 0) }).map(drop)
 }

@@ -4,6 +4,7 @@
 use super::scratch::Parts;
 use super::Failure;
 use ckpt_image::bytes::Writer;
+use ckpt_image::epoll::EpollRecord;
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::{say, sys};
@@ -32,6 +33,7 @@ fn classify(fd: i32, ft: FileType, nlink: u64, path: &[u8]) -> (FdKind, &'static
         FileType::Socket => (FdKind::Unsupported, "sockets are not supported"),
         _ if std => (FdKind::Inherit, ""),
         _ if path == b"anon_inode:[eventfd]" => (FdKind::EventFd, ""),
+        _ if path == b"anon_inode:[eventpoll]" => (FdKind::Epoll, ""),
         _ => (FdKind::Unsupported, "this kind of descriptor is not supported"),
     }
 }
@@ -50,6 +52,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
     let mut seen = 0usize;
     let mut npipes = 0usize;
     let mut pipe_used = 0usize;
+    let mut epoll = Writer::new(parts.epoll);
     while let Some(entry) = raw.next() {
         let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
         let name = entry.file_name();
@@ -98,6 +101,9 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
             parts.fd_list[seen] = fd;
             seen += 1;
         }
+        if kind == FdKind::Epoll && same_as < 0 {
+            record_epoll(pid, fd, parts.meta, &mut epoll)?;
+        }
         if kind == FdKind::Unsupported {
             say!("ckpt: fd {fd} ({}) cannot be saved ({why}); a restarted process will not have it", Lossy(path));
         }
@@ -121,6 +127,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         rec.write(&mut w, path);
     }
     parts.fds_len = w.finish().ok_or(Failure::plain("too many open descriptors to record"))?;
+    parts.epoll_len = epoll.finish().ok_or(Failure::plain("too many epoll registrations to record"))?;
     warn_about_lone_pipe_ends(parts);
     Ok(())
 }
@@ -152,6 +159,37 @@ fn copy_pipe(fd: BorrowedFd, size: usize, data: &mut [u8], used: &mut usize) -> 
     }
     *used += got;
     Ok((at as u64, got as u64))
+}
+
+/// Records every registration of epoll descriptor `epfd` (its fdinfo's `tfd:` lines). A
+/// registration whose descriptor number now names another file (closed or replaced since) is
+/// named on stderr and left out.
+fn record_epoll(pid: u32, epfd: i32, buf: &mut [u8], out: &mut Writer) -> Result<(), Failure> {
+    let mut path = [0u8; 48];
+    let mut w = Writer::new(&mut path);
+    w.bytes(b"/proc/self/fdinfo/");
+    w.decimal(epfd as u64);
+    w.u8(0);
+    let n = w.finish().ok_or(Failure::plain("descriptor path"))?;
+    let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Failure::plain("descriptor path"))?;
+    let len = ckpt_sigsafe::maps::read_file(path, buf).map_err(|e| Failure::new("reading an epoll descriptor's registrations", e))?;
+    for line in buf[..len].split(|&c| c == b'\n') {
+        let Some(rest) = line.strip_prefix(b"tfd:") else { continue };
+        let mut words = rest.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty());
+        let tfd = words.next().and_then(super::procfs::parse_dec);
+        let events = words.nth(1).and_then(ckpt_sigsafe::proctext::parse_hex);
+        let data = words.nth(1).and_then(ckpt_sigsafe::proctext::parse_hex);
+        let (Some(tfd), Some(events), Some(data)) = (tfd, events, data) else {
+            return Err(Failure::plain("reading an epoll descriptor's registrations"));
+        };
+        let tfd = tfd as i32;
+        if !sys::is_epoll_target(pid, tfd, epfd, tfd) {
+            say!("ckpt: epoll fd {epfd} watches a file that fd {tfd} no longer names; a restarted process will not have that registration");
+            continue;
+        }
+        EpollRecord { epfd, tfd, events: events as u32, data }.write(out);
+    }
+    Ok(())
 }
 
 /// An eventfd's counter and whether it is in semaphore mode, from its fdinfo.
@@ -212,7 +250,8 @@ mod tests {
         assert_eq!((k, why), (FdKind::Unsupported, "named pipes (FIFOs) are not supported"));
         assert_eq!(kind(8, FileType::Socket, 1, b"socket:[9]"), FdKind::Unsupported);
         assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[eventfd]"), FdKind::EventFd);
-        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[eventpoll]"), FdKind::Unsupported);
+        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[eventpoll]"), FdKind::Epoll);
+        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[timerfd]"), FdKind::Unsupported);
         assert_eq!(kind(1, FileType::Unknown, 1, b"anon_inode:[eventfd]"), FdKind::Inherit);
     }
 }

@@ -39,7 +39,9 @@ const PIPES_AT: usize = TIMERS_AT + TIMERS_LEN;
 const PIPE_DATA_LEN: usize = 16 * MIB;
 /// Pipes (by inode) whose bytes were copied, at most.
 const MAX_PIPES: usize = 4096;
-const SHADOWS_AT: usize = PIPES_AT + PIPE_DATA_LEN + MIB;
+const EPOLL_AT: usize = PIPES_AT + PIPE_DATA_LEN + MIB;
+const EPOLL_LEN: usize = MIB;
+const SHADOWS_AT: usize = EPOLL_AT + EPOLL_LEN;
 /// Most shared memory regions a checkpoint copies.
 pub const MAX_SHADOWS: usize = 4096;
 const SHADOWS_LEN: usize = MAX_SHADOWS * core::mem::size_of::<Shadow>();
@@ -102,6 +104,9 @@ pub struct Parts<'a> {
     /// The bytes in the program's pipes, and which pipes (inodes) they come from.
     pub pipe_data: &'a mut [u8],
     pub pipes: &'a mut [u64],
+    /// The `NT_CKPT_EPOLL` descriptor under construction.
+    pub epoll: &'a mut [u8],
+    pub epoll_len: usize,
     /// The `NT_CKPT_TIMERS` descriptor under construction.
     pub timers: &'a mut [u8],
     pub timers_len: usize,
@@ -194,6 +199,8 @@ impl Scratch {
                 slots: core::slice::from_raw_parts_mut((b + SLOTS_AT) as *mut RegionSlot, SLOTS),
                 tids: core::slice::from_raw_parts_mut((b + TIDS_AT) as *mut u32, MAX_THREADS),
                 timers: s(TIMERS_AT, TIMERS_LEN),
+                epoll: s(EPOLL_AT, EPOLL_LEN),
+                epoll_len: 0,
                 pipe_data: s(PIPES_AT, PIPE_DATA_LEN),
                 pipes: core::slice::from_raw_parts_mut((b + PIPES_AT + PIPE_DATA_LEN) as *mut u64, MAX_PIPES),
                 timers_len: 0,

@@ -13,7 +13,7 @@ use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, P
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
-use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERS, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_EPOLL, NT_CKPT_THREAD, NT_CKPT_TIMERS, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -221,7 +221,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         + note_size(CORE, parts.auxv_len)
         + note_size(CKPT_NOTE_NAME, regions_desc_len)
         + note_size(CKPT_NOTE_NAME, parts.fds_len)
-        + if parts.timers_len > 0 { note_size(CKPT_NOTE_NAME, parts.timers_len) } else { 0 };
+        + if parts.timers_len > 0 { note_size(CKPT_NOTE_NAME, parts.timers_len) } else { 0 }
+        + if parts.epoll_len > 0 { note_size(CKPT_NOTE_NAME, parts.epoll_len) } else { 0 };
     let meta_len = phdrs_end + notes_len;
     if meta_len > parts.meta.len() {
         return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
@@ -379,6 +380,9 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
     if parts.timers_len > 0 {
         write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_TIMERS, &parts.timers[..parts.timers_len]);
+    }
+    if parts.epoll_len > 0 {
+        write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_EPOLL, &parts.epoll[..parts.epoll_len]);
     }
     if w.finish() != Some(meta_len) {
         return Err(Failure::plain("laying out the image headers"));
