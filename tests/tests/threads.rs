@@ -284,3 +284,20 @@ fn restart_stopped_stops_every_thread() {
     restored.wait_lines(3, SHORT);
     restored.kill9();
 }
+
+/// node (V8 and libuv start threads, an epoll loop, eventfds and pipes in every process): a
+/// `setInterval` counter goes on after the restart exactly as an uninterrupted run counts.
+#[test]
+fn node_set_interval() {
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("node_set_interval: skipped: node is not installed");
+        return;
+    }
+    let wd = Workdir::new("node");
+    let make = || {
+        let mut c = Command::new("node");
+        c.args(["-e", "let i = 0, x = 7; const t = setInterval(() => { x = (x * 31 + i) % 1000003; console.log(i, x); if (++i == 150) clearInterval(t); }, 10);"]);
+        c
+    };
+    checkpoint_kill_restart_matches(make, 30, &wd);
+}
