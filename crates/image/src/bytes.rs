@@ -148,3 +148,31 @@ pub fn le_u64_at(buf: &[u8], off: usize) -> Option<u64> {
     a.copy_from_slice(b);
     Some(u64::from_le_bytes(a))
 }
+
+/// The records of a note's descriptor, back to back, each read by `read`; a record that does not
+/// decode is the last item (its error). The descriptors of `NT_CKPT_FDS`, `NT_CKPT_TIMERS` and
+/// `NT_CKPT_EPOLL` are read this way.
+pub struct Records<'a, T> {
+    r: Reader<'a>,
+    read: fn(&mut Reader<'a>) -> Result<T, ImageError>,
+}
+
+impl<'a, T> Records<'a, T> {
+    pub fn new(desc: &'a [u8], read: fn(&mut Reader<'a>) -> Result<T, ImageError>) -> Self {
+        Records { r: Reader::new(desc), read }
+    }
+}
+
+impl<T> Iterator for Records<'_, T> {
+    type Item = Result<T, ImageError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.r.remaining() == 0 {
+            return None;
+        }
+        let item = (self.read)(&mut self.r);
+        if item.is_err() {
+            self.r = Reader::new(&[]);
+        }
+        Some(item)
+    }
+}

@@ -2,7 +2,7 @@
 //! every descriptor is back: records of [`EPOLL_RECORD_SIZE`] bytes, in the order
 //! `/proc/PID/fdinfo` lists them. The note is absent when there are none.
 
-use crate::bytes::{Reader, Writer};
+use crate::bytes::{Reader, Records, Writer};
 use crate::ImageError;
 
 pub const EPOLL_RECORD_SIZE: usize = 24;
@@ -40,21 +40,10 @@ impl EpollRecord {
     }
 }
 
-/// Iterates over the records of an `NT_CKPT_EPOLL` descriptor.
-pub struct EpollIter<'a> {
-    pub(crate) r: Reader<'a>,
-}
+/// The records of an `NT_CKPT_EPOLL` descriptor.
+pub type EpollIter<'a> = Records<'a, EpollRecord>;
 
-impl Iterator for EpollIter<'_> {
-    type Item = Result<EpollRecord, ImageError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.r.remaining() == 0 {
-            return None;
-        }
-        let item = EpollRecord::read(&mut self.r);
-        if item.is_err() {
-            self.r = Reader::new(&[]);
-        }
-        Some(item)
-    }
+/// The records of an encoded `NT_CKPT_EPOLL` descriptor.
+pub fn records(desc: &[u8]) -> EpollIter<'_> {
+    Records::new(desc, EpollRecord::read)
 }

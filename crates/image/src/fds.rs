@@ -1,6 +1,6 @@
 //! `NT_CKPT_FDS`: the open file descriptors and how to bring each back.
 
-use crate::bytes::{Reader, Writer};
+use crate::bytes::{Reader, Records, Writer};
 use crate::ImageError;
 
 /// Bytes of a record before its path.
@@ -151,28 +151,10 @@ pub fn update_records<E>(desc: &mut [u8], mut f: impl FnMut(&mut FdRecord, &[u8]
     Ok(())
 }
 
-/// Iterates over the records of an `NT_CKPT_FDS` descriptor.
-pub struct FdIter<'a> {
-    pub(crate) r: Reader<'a>,
-}
+/// The records of an `NT_CKPT_FDS` descriptor, with their paths.
+pub type FdIter<'a> = Records<'a, (FdRecord, &'a [u8])>;
 
-impl<'a> FdIter<'a> {
-    /// The records of an encoded descriptor.
-    pub fn over(desc: &'a [u8]) -> FdIter<'a> {
-        FdIter { r: Reader::new(desc) }
-    }
-}
-
-impl<'a> Iterator for FdIter<'a> {
-    type Item = Result<(FdRecord, &'a [u8]), ImageError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.r.remaining() == 0 {
-            return None;
-        }
-        let item = FdRecord::read(&mut self.r);
-        if item.is_err() {
-            self.r = Reader::new(&[]);
-        }
-        Some(item)
-    }
+/// The records of an encoded `NT_CKPT_FDS` descriptor.
+pub fn records(desc: &[u8]) -> FdIter<'_> {
+    Records::new(desc, FdRecord::read)
 }

@@ -208,13 +208,13 @@ impl<'a> Image<'a> {
     /// The epoll registrations (none when the note is absent).
     pub fn epoll_registrations(&self) -> EpollIter<'a> {
         let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_EPOLL).map(|n| n.desc).unwrap_or(&[]);
-        EpollIter { r: Reader::new(desc) }
+        crate::epoll::records(desc)
     }
 
     /// The POSIX timers (none when the note is absent).
     pub fn timers(&self) -> TimerIter<'a> {
         let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_TIMERS).map(|n| n.desc).unwrap_or(&[]);
-        TimerIter { r: Reader::new(desc) }
+        crate::timers::records(desc)
     }
 
     /// The threads, in the order of their notes: the first took the checkpoint signal.
@@ -234,7 +234,7 @@ impl<'a> Image<'a> {
     /// Descriptors recorded at checkpoint time, with their paths.
     pub fn fds(&self) -> FdIter<'a> {
         let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_FDS).map(|n| n.desc).unwrap_or(&[]);
-        FdIter { r: Reader::new(desc) }
+        crate::fds::records(desc)
     }
 
     pub fn phnum(&self) -> usize {

@@ -436,7 +436,7 @@ fn fd_records_are_updated_in_place() {
         Ok::<(), ()>(())
     })
     .unwrap();
-    let back: Vec<_> = crate::fds::FdIter { r: crate::bytes::Reader::new(&desc) }.map(Result::unwrap).collect();
+    let back: Vec<_> = crate::fds::records(&desc).map(Result::unwrap).collect();
     assert_eq!(back[0].0, FdRecord { blob_offset: 4096, blob_len: 10, blob_hash: 99, ..rec });
     assert_eq!((back[1].0.fd, back[1].1), (8, &b"/tmp2"[..]));
 }

@@ -3,7 +3,7 @@
 //!
 //! The descriptor is the records back to back, [`TIMER_RECORD_SIZE`] bytes each.
 
-use crate::bytes::{Reader, Writer};
+use crate::bytes::{Reader, Records, Writer};
 use crate::ImageError;
 
 pub const TIMER_RECORD_SIZE: usize = 64;
@@ -74,21 +74,10 @@ impl TimerRecord {
     }
 }
 
-/// Iterates over the records of an `NT_CKPT_TIMERS` descriptor.
-pub struct TimerIter<'a> {
-    pub(crate) r: Reader<'a>,
-}
+/// The records of an `NT_CKPT_TIMERS` descriptor.
+pub type TimerIter<'a> = Records<'a, TimerRecord>;
 
-impl Iterator for TimerIter<'_> {
-    type Item = Result<TimerRecord, ImageError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.r.remaining() == 0 {
-            return None;
-        }
-        let item = TimerRecord::read(&mut self.r);
-        if item.is_err() {
-            self.r = Reader::new(&[]);
-        }
-        Some(item)
-    }
+/// The records of an encoded `NT_CKPT_TIMERS` descriptor.
+pub fn records(desc: &[u8]) -> TimerIter<'_> {
+    Records::new(desc, TimerRecord::read)
 }

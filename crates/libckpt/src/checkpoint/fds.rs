@@ -210,7 +210,7 @@ fn eventfd_state(fd: i32, buf: &mut [u8]) -> (u64, bool) {
 /// Names each pipe end whose other end is not in the process: it comes back with that end
 /// closed.
 fn warn_about_lone_pipe_ends(parts: &Parts) {
-    let recs = || ckpt_image::fds::FdIter::over(&parts.fds[..parts.fds_len]).filter_map(Result::ok);
+    let recs = || ckpt_image::fds::records(&parts.fds[..parts.fds_len]).filter_map(Result::ok);
     for (rec, _) in recs().filter(|(r, _)| r.kind == FdKind::Pipe) {
         let reader = rec.open_flags & 3 == 0;
         if !recs().any(|(o, _)| o.kind == FdKind::Pipe && o.ino == rec.ino && (o.open_flags & 3 == 0) != reader) {
