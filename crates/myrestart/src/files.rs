@@ -280,14 +280,8 @@ fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i3
         .map_err(|e| refuse(image_path, format_args!("fd {}: restoring the contents of {}: {}", rec.fd, Lossy(path), describe(e))))?;
     // Reopen through /proc to get the original access mode and status flags.
     let mut link = [0u8; 64];
-    let mut w = ckpt_image::bytes::Writer::new(&mut link);
-    w.bytes(b"/proc/self/fd/");
-    w.decimal(tmp.as_raw_fd() as u64);
-    w.u8(0);
-    let n = w.finish().unwrap_or(0);
     let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
-    let fd = CStr::from_bytes_with_nul(&link[..n])
-        .ok()
+    let fd = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", tmp.as_raw_fd() as u64, b"")
         .and_then(|l| rustix::fs::open(l, flags, Mode::empty()).ok())
         .ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
     drop(tmp);

@@ -170,12 +170,7 @@ fn create_threads(p: &Plan, tids: &mut [u32]) {
 /// this goes through /proc).
 fn name_thread(tid: u32, comm: &[u8; 16]) {
     let mut path = [0u8; 64];
-    let mut w = ckpt_image::bytes::Writer::new(&mut path[..]);
-    w.bytes(b"/proc/self/task/");
-    w.decimal(tid as u64);
-    w.bytes(b"/comm\0");
-    let Some(n) = w.finish() else { return };
-    let Ok(path) = core::ffi::CStr::from_bytes_with_nul(&path[..n]) else { return };
+    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", tid as u64, b"/comm") else { return };
     let len = comm.iter().position(|&c| c == 0).unwrap_or(16);
     if let Ok(fd) = rustix::fs::open(path, rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) {
         let _ = rustix::io::write(&fd, &comm[..len]);

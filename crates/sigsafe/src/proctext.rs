@@ -1,5 +1,33 @@
 //! Fields of `/proc/self/status` and `/proc/self/stat` text, read without allocation.
 
+/// A `/proc` path with a number in it, `prefix` + `n` + `suffix` (`/proc/self/fd/`, 7, ``),
+/// NUL-terminated in `buf` as system calls take it; `None` if it does not fit.
+pub fn numbered_path<'b>(buf: &'b mut [u8; 64], prefix: &[u8], n: u64, suffix: &[u8]) -> Option<&'b core::ffi::CStr> {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let parts = [prefix, &digits[i..], suffix];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len >= buf.len() {
+        return None;
+    }
+    let mut at = 0;
+    for p in parts {
+        buf[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
+    buf[at] = 0;
+    core::ffi::CStr::from_bytes_with_nul(&buf[..=at]).ok()
+}
+
 /// The value after `key` on its line of a `/proc/self/status` text, trimmed.
 pub fn status_field<'a>(status: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     status
@@ -97,6 +125,14 @@ mod tests {
         assert_eq!(stat_field(stat, 28), Some(140));
         assert_eq!(stat_field(stat, 29), None);
         assert_eq!(stat_field(b"no parens", 4), None);
+    }
+
+    #[test]
+    fn numbered_paths() {
+        let mut buf = [0u8; 64];
+        assert_eq!(numbered_path(&mut buf, b"/proc/self/fd/", 0, b"").unwrap().to_bytes(), b"/proc/self/fd/0");
+        assert_eq!(numbered_path(&mut buf, b"/proc/self/task/", 4242, b"/comm").unwrap().to_bytes(), b"/proc/self/task/4242/comm");
+        assert!(numbered_path(&mut buf, &[b'x'; 50], u64::MAX, b"").is_none());
     }
 
     #[test]

@@ -36,12 +36,8 @@ pub fn refuse_unsupported(parts: &mut Parts) -> Result<(), Failure> {
 /// process will not be their parent).
 fn warn_about_children(parts: &mut Parts) {
     let mut path = [0u8; 64];
-    let mut w = ckpt_image::bytes::Writer::new(&mut path);
-    w.bytes(b"/proc/self/task/");
-    w.decimal(rustix::thread::gettid().as_raw_nonzero().get() as u64);
-    w.bytes(b"/children\0");
-    let Some(n) = w.finish() else { return };
-    let Ok(path) = core::ffi::CStr::from_bytes_with_nul(&path[..n]) else { return };
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u64;
+    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", tid, b"/children") else { return };
     let Ok(len) = read_small(path, parts.cmdline) else { return };
     let children = parts.cmdline[..len].trim_ascii();
     if !children.is_empty() {

@@ -165,13 +165,8 @@ fn copy_pipe(fd: BorrowedFd, size: usize, data: &mut [u8], used: &mut usize) -> 
 /// registration whose descriptor number now names another file (closed or replaced since) is
 /// named on stderr and left out.
 fn record_epoll(pid: u32, epfd: i32, buf: &mut [u8], out: &mut Writer) -> Result<(), Failure> {
-    let mut path = [0u8; 48];
-    let mut w = Writer::new(&mut path);
-    w.bytes(b"/proc/self/fdinfo/");
-    w.decimal(epfd as u64);
-    w.u8(0);
-    let n = w.finish().ok_or(Failure::plain("descriptor path"))?;
-    let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Failure::plain("descriptor path"))?;
+    let mut path = [0u8; 64];
+    let path = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", epfd as u64, b"").ok_or(Failure::plain("descriptor path"))?;
     let len = ckpt_sigsafe::maps::read_file(path, buf).map_err(|e| Failure::new("reading an epoll descriptor's registrations", e))?;
     for line in buf[..len].split(|&c| c == b'\n') {
         let Some(rest) = line.strip_prefix(b"tfd:") else { continue };
@@ -194,13 +189,8 @@ fn record_epoll(pid: u32, epfd: i32, buf: &mut [u8], out: &mut Writer) -> Result
 
 /// An eventfd's counter and whether it is in semaphore mode, from its fdinfo.
 fn eventfd_state(fd: i32, buf: &mut [u8]) -> (u64, bool) {
-    let mut path = [0u8; 48];
-    let mut w = Writer::new(&mut path);
-    w.bytes(b"/proc/self/fdinfo/");
-    w.decimal(fd as u64);
-    w.u8(0);
-    let Some(n) = w.finish() else { return (0, false) };
-    let Ok(path) = core::ffi::CStr::from_bytes_with_nul(&path[..n]) else { return (0, false) };
+    let mut path = [0u8; 64];
+    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"") else { return (0, false) };
     let Ok(len) = super::procfs::read_small(path, buf) else { return (0, false) };
     let text = &buf[..len];
     let field = |k: &[u8]| ckpt_sigsafe::proctext::status_field(text, k).and_then(super::procfs::parse_dec);

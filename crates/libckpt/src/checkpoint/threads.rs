@@ -193,25 +193,15 @@ fn arrived_tid(tid: u32) -> bool {
     (1..n).any(|i| unsafe { core::ptr::read_volatile((SLOTS.0.get() as *const ThreadState).add(i)) }.tid == tid)
 }
 
-fn task_path(tid: u32, leaf: &[u8], buf: &mut [u8; 64]) -> Option<usize> {
-    let mut w = ckpt_image::bytes::Writer::new(&mut buf[..]);
-    w.bytes(b"/proc/self/task/");
-    w.decimal(tid as u64);
-    w.bytes(leaf);
-    w.u8(0);
-    w.finish()
-}
-
 fn thread_exists(tid: u32) -> bool {
     let mut buf = [0u8; 64];
-    let Some(n) = task_path(tid, b"", &mut buf) else { return false };
-    core::ffi::CStr::from_bytes_with_nul(&buf[..n]).is_ok_and(|p| rustix::fs::access(p, rustix::fs::Access::EXISTS).is_ok())
+    ckpt_sigsafe::proctext::numbered_path(&mut buf, b"/proc/self/task/", tid as u64, b"")
+        .is_some_and(|p| rustix::fs::access(p, rustix::fs::Access::EXISTS).is_ok())
 }
 
 fn thread_comm(tid: u32, out: &mut [u8; 16]) {
     let mut buf = [0u8; 64];
-    let Some(n) = task_path(tid, b"/comm", &mut buf) else { return };
-    if let Ok(p) = core::ffi::CStr::from_bytes_with_nul(&buf[..n]) {
+    if let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut buf, b"/proc/self/task/", tid as u64, b"/comm") {
         let len = super::procfs::read_small(p, out).unwrap_or(0);
         out[len.saturating_sub(1).min(15)..].fill(0);
     }

@@ -419,13 +419,8 @@ fn write_deleted_files(img: i32, fds_desc: &mut [u8], data_end: u64, buf: &mut [
 /// Reads a deleted file through a fresh descriptor (so the program's offset does not move) and
 /// appends it to the image at `at`. Returns its length and hash.
 fn copy_deleted_file(fd: i32, img: i32, at: u64, buf: &mut [u8]) -> Result<(u64, u64), Failure> {
-    let mut path = [0u8; 32];
-    let mut w = Writer::new(&mut path);
-    w.bytes(b"/proc/self/fd/");
-    w.decimal(fd as u64);
-    w.u8(0);
-    let n = w.finish().ok_or(Failure::plain("descriptor path"))?;
-    let path = CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Failure::plain("descriptor path"))?;
+    let mut path = [0u8; 64];
+    let path = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fd/", fd as u64, b"").ok_or(Failure::plain("descriptor path"))?;
     let src = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Failure::new("reopening a deleted file to save it", e))?;
     let mut h = Hasher::new();
