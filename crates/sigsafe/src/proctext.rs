@@ -3,29 +3,13 @@
 /// A `/proc` path with a number in it, `prefix` + `n` + `suffix` (`/proc/self/fd/`, 7, ``),
 /// NUL-terminated in `buf` as system calls take it; `None` if it does not fit.
 pub fn numbered_path<'b>(buf: &'b mut [u8; 64], prefix: &[u8], n: u64, suffix: &[u8]) -> Option<&'b core::ffi::CStr> {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let parts = [prefix, &digits[i..], suffix];
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    if len >= buf.len() {
-        return None;
-    }
-    let mut at = 0;
-    for p in parts {
-        buf[at..at + p.len()].copy_from_slice(p);
-        at += p.len();
-    }
-    buf[at] = 0;
-    core::ffi::CStr::from_bytes_with_nul(&buf[..=at]).ok()
+    let mut w = ckpt_image::bytes::Writer::new(&mut buf[..]);
+    w.bytes(prefix);
+    w.decimal(n);
+    w.bytes(suffix);
+    w.u8(0);
+    let len = w.finish()?;
+    core::ffi::CStr::from_bytes_with_nul(&buf[..len]).ok()
 }
 
 /// The value after `key` on its line of a `/proc/self/status` text, trimmed.
