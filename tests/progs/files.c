@@ -1,6 +1,6 @@
 /* files: reads an input file line by line (stdio, buffered) and appends "n: line" to a log
  * opened O_APPEND, through a descriptor kept open; also keeps /dev/null, a directory and a
- * dup'ed descriptor open, an empty pipe (restored) and a socketpair (not restored). Prints each
+ * dup'ed descriptor open, an empty pipe (restored) and a netlink socket (not restored). Prints each
  * line number on stdout. At the end prints "done N". */
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -18,8 +18,7 @@ int main(int argc, char **argv) {
     int dup_log = dup(log);
     int pipefd[2];
     if (pipe(pipefd) != 0) { perror("pipe"); return 1; } /* kept open, never used */
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 1; } /* not restorable yet */
+    if (socket(AF_NETLINK, SOCK_RAW, 0) < 0) { perror("socket"); return 1; } /* not restorable */
     if (!in || log < 0 || null < 0 || dir < 0 || dup_log < 0) { perror("open"); return 1; }
     long delay = argc > 3 ? atol(argv[3]) : 10000;
     char line[256];

@@ -119,7 +119,7 @@ fn inspect_shows_a_known_image_as_table_and_json() {
     assert!(v["regions"].as_array().unwrap().iter().any(|r| r["kind"] == "stack"));
     let fds = v["descriptors"].as_array().unwrap();
     assert!(fds.iter().any(|f| f["path"] == log.to_str().unwrap() && f["kind"] == "file"));
-    assert!(fds.iter().any(|f| f["restored"] == false), "the socketpair is listed as not restored");
+    assert!(fds.iter().any(|f| f["restored"] == false), "the netlink socket is listed as not restored");
     assert!(v["registers"]["rip"].as_str().unwrap().starts_with("0x"));
 
     // A damaged image is reported, with a failing status.

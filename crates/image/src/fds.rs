@@ -4,7 +4,7 @@ use crate::bytes::{Reader, Records, Writer};
 use crate::ImageError;
 
 /// Bytes of a record before its path.
-pub const FD_RECORD_SIZE: usize = 104;
+pub const FD_RECORD_SIZE: usize = 112;
 
 /// What a descriptor was, and so how restart brings it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum FdKind {
     Directory = 3,
     /// A character device reopened by path (`/dev/null`, `/dev/urandom`, …).
     Device = 4,
-    /// Sockets, epoll, timerfd, …: not restored; the descriptor stays closed.
+    /// Netlink and packet sockets, FIFOs, …: not restored; the descriptor stays closed.
     Unsupported = 5,
     /// One end of a pipe: `ino` names the pipe, `size` is its capacity; the record of its
     /// lowest read end holds the bytes that were in it (`blob_*`). A pipe whose other end was
@@ -29,6 +29,18 @@ pub enum FdKind {
     EventFd = 7,
     /// An epoll instance; its registrations are in `NT_CKPT_EPOLL`.
     Epoll = 8,
+    /// A socket, described by its record in `NT_CKPT_SOCKETS`; the bytes queued for it to
+    /// read are the blob, as [`crate::sockets`] frames.
+    Socket = 9,
+    /// A timerfd, described by its record in `NT_CKPT_TIMERFDS`.
+    TimerFd = 10,
+    /// A signalfd: `aux` is its signal mask.
+    SignalFd = 11,
+    /// An inotify instance; its watches are in `NT_CKPT_INOTIFY`.
+    Inotify = 12,
+    /// A `memfd_create` file: the path is `/memfd:NAME (deleted)`, the blob its contents and
+    /// `aux` its seals (`F_GET_SEALS`).
+    MemFd = 13,
 }
 
 impl FdKind {
@@ -43,6 +55,11 @@ impl FdKind {
             6 => FdKind::Pipe,
             7 => FdKind::EventFd,
             8 => FdKind::Epoll,
+            9 => FdKind::Socket,
+            10 => FdKind::TimerFd,
+            11 => FdKind::SignalFd,
+            12 => FdKind::Inotify,
+            13 => FdKind::MemFd,
             _ => return Err(ImageError::Malformed("unknown descriptor kind")),
         })
     }
@@ -71,12 +88,18 @@ pub struct FdRecord {
     pub blob_offset: u64,
     pub blob_len: u64,
     pub blob_hash: u64,
+    /// Kind-specific: a signalfd's mask, a memfd's seals; 0 otherwise.
+    pub aux: u64,
 }
 
 impl FdRecord {
     /// Whether the record carries saved bytes in the image (`blob_*`).
     pub fn has_blob(&self) -> bool {
-        self.kind == FdKind::Deleted || (self.kind == FdKind::Pipe && self.blob_len > 0)
+        match self.kind {
+            FdKind::Deleted | FdKind::MemFd => true,
+            FdKind::Pipe | FdKind::Socket => self.blob_len > 0,
+            _ => false,
+        }
     }
 
     pub fn write(&self, w: &mut Writer, path: &[u8]) {
@@ -102,6 +125,7 @@ impl FdRecord {
         w.u64(self.blob_offset);
         w.u64(self.blob_len);
         w.u64(self.blob_hash);
+        w.u64(self.aux);
         w.u32(path_len as u32);
         w.u32(0);
     }
@@ -123,6 +147,7 @@ impl FdRecord {
             blob_offset: r.u64()?,
             blob_len: r.u64()?,
             blob_hash: r.u64()?,
+            aux: r.u64()?,
         };
         let len = r.u32()? as usize;
         r.skip(4)?;

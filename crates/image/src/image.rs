@@ -9,7 +9,10 @@ use crate::state::{ProcessState, META_HASH_OFFSET};
 use crate::thread::ThreadState;
 use crate::timers::TimerIter;
 use crate::epoll::EpollIter;
-use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_EPOLL, NT_CKPT_THREAD, NT_CKPT_TIMERS, PAGE_SIZE};
+use crate::inotify::WatchIter;
+use crate::sockets::SocketIter;
+use crate::timerfd::TimerFdIter;
+use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_EPOLL, NT_CKPT_INOTIFY, NT_CKPT_SOCKETS, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, PAGE_SIZE};
 
 /// Bytes a reader must read first to learn [`meta_len`].
 pub const PREFIX_LEN: usize = EHDR_SIZE + PHDR_SIZE;
@@ -150,6 +153,35 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Malformed("an epoll registration names no epoll descriptor"));
             }
         }
+        use crate::fds::FdKind;
+        let described = |fd: i32, kind: FdKind| self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == fd && f.kind == kind && f.same_as < 0));
+        for s in self.sockets() {
+            if !described(s?.fd, FdKind::Socket) {
+                return Err(ImageError::Malformed("a socket record names no socket descriptor"));
+            }
+        }
+        for t in self.timerfds() {
+            if !described(t?.fd, FdKind::TimerFd) {
+                return Err(ImageError::Malformed("a timerfd record names no timerfd descriptor"));
+            }
+        }
+        for w in self.inotify_watches() {
+            if !described(w?.0.fd, FdKind::Inotify) {
+                return Err(ImageError::Malformed("an inotify watch names no inotify descriptor"));
+            }
+        }
+        for f in self.fds() {
+            let (f, _) = f?;
+            let missing = f.same_as < 0
+                && match f.kind {
+                    FdKind::Socket => !self.sockets().any(|s| s.is_ok_and(|s| s.fd == f.fd)),
+                    FdKind::TimerFd => !self.timerfds().any(|t| t.is_ok_and(|t| t.fd == f.fd)),
+                    _ => false,
+                };
+            if missing {
+                return Err(ImageError::Malformed("a socket or timerfd descriptor has no record"));
+            }
+        }
         for t in self.timers() {
             let t = t?;
             if t.notify & crate::timers::SIGEV_THREAD_ID != 0 && !self.threads().any(|th| th.is_ok_and(|th| th.tid == t.tid)) {
@@ -209,6 +241,21 @@ impl<'a> Image<'a> {
     pub fn epoll_registrations(&self) -> EpollIter<'a> {
         let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_EPOLL).map(|n| n.desc).unwrap_or(&[]);
         crate::epoll::records(desc)
+    }
+
+    /// The sockets (none when the note is absent).
+    pub fn sockets(&self) -> SocketIter<'a> {
+        crate::sockets::records(self.note(CKPT_NOTE_NAME, NT_CKPT_SOCKETS).map(|n| n.desc).unwrap_or(&[]))
+    }
+
+    /// The timerfds (none when the note is absent).
+    pub fn timerfds(&self) -> TimerFdIter<'a> {
+        crate::timerfd::records(self.note(CKPT_NOTE_NAME, NT_CKPT_TIMERFDS).map(|n| n.desc).unwrap_or(&[]))
+    }
+
+    /// The inotify watches, with their paths (none when the note is absent).
+    pub fn inotify_watches(&self) -> WatchIter<'a> {
+        crate::inotify::records(self.note(CKPT_NOTE_NAME, NT_CKPT_INOTIFY).map(|n| n.desc).unwrap_or(&[]))
     }
 
     /// The POSIX timers (none when the note is absent).

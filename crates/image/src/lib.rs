@@ -17,8 +17,12 @@
 //!                    "CKPT" NT_CKPT_FDS      the open descriptors and how to reopen them
 //!                    "CKPT" NT_CKPT_TIMERS   POSIX timers, if there are any
 //!                    "CKPT" NT_CKPT_EPOLL    epoll registrations, if there are any
+//!                    "CKPT" NT_CKPT_SOCKETS  sockets: kind, addresses, options, peer
+//!                    "CKPT" NT_CKPT_TIMERFDS timerfds: clock and times
+//!                    "CKPT" NT_CKPT_INOTIFY  inotify watches: path and mask
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
-//!  page-aligned    contents of deleted-but-open files, referenced from NT_CKPT_FDS
+//!  page-aligned    contents of deleted-but-open files and memfds, bytes in pipes and socket
+//!                  queues, referenced from NT_CKPT_FDS
 //! ```
 //!
 //! Compatibility rule: the state note carries [`FORMAT_VERSION`]. A reader accepts exactly the
@@ -39,10 +43,13 @@ pub mod epoll;
 pub mod fds;
 pub mod frame;
 pub mod image;
+pub mod inotify;
 pub mod note;
 pub mod region;
+pub mod sockets;
 pub mod state;
 pub mod thread;
+pub mod timerfd;
 pub mod timers;
 pub mod verify;
 
@@ -52,7 +59,7 @@ pub use state::ProcessState;
 pub use thread::ThreadState;
 
 /// Bumped on any change to the layout of a ckpt note.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The first eight bytes of the state note's descriptor.
 pub const STATE_MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// Owner name of our own notes.
@@ -69,6 +76,9 @@ pub const NT_CKPT_FDS: u32 = 0x434b_0003;
 pub const NT_CKPT_THREAD: u32 = 0x434b_0004;
 pub const NT_CKPT_TIMERS: u32 = 0x434b_0005;
 pub const NT_CKPT_EPOLL: u32 = 0x434b_0006;
+pub const NT_CKPT_SOCKETS: u32 = 0x434b_0007;
+pub const NT_CKPT_TIMERFDS: u32 = 0x434b_0008;
+pub const NT_CKPT_INOTIFY: u32 = 0x434b_0009;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -65,7 +65,7 @@ fn state_rejects_foreign_and_other_versions() {
     assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(1)));
     assert_eq!(
         std::format!("{}", ImageError::UnsupportedVersion(1)),
-        "unsupported image format version 1 (this myrestart reads version 2)"
+        "unsupported image format version 1 (this myrestart reads version 3)"
     );
     let mut foreign = buf.clone();
     foreign[0] = b'X';
@@ -385,14 +385,14 @@ fn rejects_unknown_kinds_by_name() {
     let fd = |kind: FdKind, blob_offset: u64| {
         let rec = FdRecord {
             fd: 5, kind, open_flags: 0, fd_flags: 0, offset: 0, same_as: -1, mode: 0o100644, dev: 1, ino: 2, size: 3,
-            mtime_sec: 0, mtime_nsec: 0, blob_offset, blob_len: 3, blob_hash: hash(b"abc"),
+            mtime_sec: 0, mtime_nsec: 0, blob_offset, blob_len: 3, blob_hash: hash(b"abc"), aux: 0,
         };
         let mut v = vec![0u8; FdRecord::encoded_len(4)];
         rec.write(&mut Writer::new(&mut v), b"/a/b");
         v
     };
     let mut bad_kind = fd(FdKind::File, 0);
-    bad_kind[4] = 9;
+    bad_kind[4] = 99;
     assert_eq!(parse_changed(|d| d.fds = bad_kind), malformed("unknown descriptor kind"));
     assert_eq!(parse_changed(|d| d.fds = fd(FdKind::Deleted, DATA_AT + 3)), malformed("saved file contents are misplaced"));
     // Saved contents in place, then damaged.
@@ -422,7 +422,7 @@ fn rejects_a_state_note_of_the_wrong_size() {
 fn fd_records_are_updated_in_place() {
     let rec = FdRecord {
         fd: 7, kind: FdKind::Deleted, open_flags: 2, fd_flags: 1, offset: 9, same_as: -1, mode: 0o100600, dev: 1, ino: 2,
-        size: 10, mtime_sec: 3, mtime_nsec: 4, blob_offset: 0, blob_len: 0, blob_hash: 0,
+        size: 10, mtime_sec: 3, mtime_nsec: 4, blob_offset: 0, blob_len: 0, blob_hash: 0, aux: 5,
     };
     let mut desc = vec![0u8; FdRecord::encoded_len(5) * 2];
     let mut w = Writer::new(&mut desc);
@@ -506,4 +506,47 @@ fn xstate_software_bytes() {
     fx[472..480].copy_from_slice(&0xe7u64.to_le_bytes());
     fx[480..484].copy_from_slice(&2696u32.to_le_bytes());
     assert_eq!(frame::xstate_info(&fx), Some(frame::XstateInfo { xfeatures: 0xe7, xstate_size: 2696 }));
+}
+
+#[test]
+fn socket_timerfd_and_watch_records_round_trip_and_are_checked() {
+    use crate::inotify::WatchRecord;
+    use crate::sockets::{self, SocketRecord};
+    use crate::timerfd::TimerFdRecord;
+    let mut sock = SocketRecord { fd: 4, family: 2, sock_type: 1, state: sockets::LISTENING | sockets::BOUND, backlog: 128, ino: 9, ..SocketRecord::ZERO };
+    sock.addr[..8].copy_from_slice(&[2, 0, 0x1f, 0x40, 127, 0, 0, 1]);
+    sock.addr_len = 16;
+    let mut v = vec![0u8; sockets::SOCKET_RECORD_SIZE];
+    sock.write(&mut Writer::new(&mut v));
+    let back: Vec<_> = sockets::records(&v).collect();
+    assert_eq!(back, vec![Ok(sock)]);
+    assert_eq!(back[0].unwrap().addr(), &sock.addr[..16]);
+    v[12] = 0x80; // an unknown state bit
+    assert_eq!(sockets::records(&v).next(), Some(Err(ImageError::Malformed("bad socket record"))));
+
+    let mut blob = Vec::new();
+    for m in [&b"d1"[..], b"", b"longer"] {
+        blob.extend(sockets::frame_header(m.len() as u32));
+        blob.extend(m);
+    }
+    let frames: Vec<_> = sockets::frames(&blob).collect();
+    assert_eq!(frames, vec![Ok(&b"d1"[..]), Ok(&b""[..]), Ok(&b"longer"[..])]);
+    assert!(sockets::frames(&blob[..blob.len() - 1]).last().unwrap().is_err(), "a frame cut short");
+
+    let t = TimerFdRecord { fd: 6, clock: 1, flags: 1, ticks: 2, value_sec: 5, value_nsec: 6, interval_sec: 0, interval_nsec: 30_000_000 };
+    let mut v = vec![0u8; crate::timerfd::TIMERFD_RECORD_SIZE];
+    t.write(&mut Writer::new(&mut v));
+    assert_eq!(crate::timerfd::records(&v).collect::<Vec<_>>(), vec![Ok(t)]);
+    TimerFdRecord { value_nsec: 1_000_000_000, ..t }.write(&mut Writer::new(&mut v));
+    assert_eq!(crate::timerfd::records(&v).next(), Some(Err(ImageError::Malformed("bad timerfd record"))));
+
+    let w = WatchRecord { fd: 7, wd: 1, mask: 0x100, ino: 3, dev: 4 };
+    let mut v = vec![0u8; 64];
+    let mut wr = Writer::new(&mut v);
+    w.write(&mut wr, b"/tmp/dir");
+    let len = wr.finish().unwrap();
+    assert_eq!(crate::inotify::records(&v[..len]).collect::<Vec<_>>(), vec![Ok((w, &b"/tmp/dir"[..]))]);
+    let mut wr = Writer::new(&mut v);
+    WatchRecord { wd: 0, ..w }.write(&mut wr, b"/tmp/dir");
+    assert_eq!(crate::inotify::records(&v[..len]).next(), Some(Err(ImageError::Malformed("bad inotify watch record"))));
 }

@@ -33,7 +33,7 @@ type SigactionFn = unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc
 type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
 
 /// Looks up the next definition of `name` (libc's), once.
-fn real(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
+pub fn real(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
     let mut f = cache.load(Ordering::Relaxed);
     if f == 0 {
         // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name only looks a symbol up.

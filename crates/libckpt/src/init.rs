@@ -47,6 +47,7 @@ extern "C" fn ckpt_init() {
     }
     find_rseq(cfg);
     crate::guard::prepare();
+    crate::watches::prepare();
     cfg.sync = env(SYNC_ENV) == Some(b"1");
     cfg.signal = match env(SIGNAL_ENV) {
         None => DEFAULT_SIGNAL,

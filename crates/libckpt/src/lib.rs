@@ -20,6 +20,7 @@ mod config;
 mod guard;
 mod init;
 mod resume;
+mod watches;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -9,10 +9,14 @@
 //! - deleted files come back from their saved contents as new unlinked files;
 //! - stdin/stdout/stderr on a terminal, pipe or socket are myrestart's own;
 //! - pipes come back with the bytes that were in them (an end that was outside the process is
-//!   closed); eventfds with their counter;
+//!   closed); a named pipe (FIFO) is opened by its path again, never blocking;
+//! - eventfds with their counter, timerfds with their clock and times, signalfds with their
+//!   mask, inotify instances with their watches (added by path), memfds with their contents
+//!   and seals; sockets as `sockets.rs` says;
 //! - epoll instances come back empty here; their registrations are made again once every
 //!   descriptor is at its number (`restore.rs`);
-//! - sockets and other special descriptors are not restored: named, and left closed.
+//! - other special descriptors (netlink sockets, io_uring, …) are not restored: named, and left
+//!   closed.
 
 use crate::plan::{FdSlot, MapSlot, PipeSlot, Plan, MAX_FDS, MAX_FILE_MAPS};
 use ckpt_image::fds::{FdKind, FdRecord};
@@ -22,7 +26,7 @@ use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::{say, sys};
 use core::ffi::CStr;
 use linux_raw_sys::general as k;
-use rustix::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 
@@ -39,7 +43,7 @@ const REOPEN_FLAGS: u32 = k::O_ACCMODE
     | k::O_PATH;
 const O_CLOEXEC: u32 = k::O_CLOEXEC;
 
-fn refuse(image: &CStr, what: core::fmt::Arguments) {
+pub(crate) fn refuse(image: &CStr, what: core::fmt::Arguments) {
     say!("myrestart: {}: {}", Lossy(image.to_bytes()), what);
 }
 
@@ -82,7 +86,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
         let src = match rec.kind {
             FdKind::Inherit => continue,
             FdKind::Unsupported => {
-                say!("myrestart: fd {} ({}) is not restored: sockets and similar descriptors are not supported yet; it stays closed", rec.fd, Lossy(path));
+                say!("myrestart: fd {} ({}) is not restored (ckpt cannot save this kind of descriptor); it stays closed", rec.fd, Lossy(path));
                 continue;
             }
             _ if rec.same_as >= 0 => match p.fds[..p.nfds].iter().find(|s| s.target == rec.same_as) {
@@ -97,7 +101,22 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                     .map_err(|e| refuse(image_path, format_args!("fd {}: making an epoll descriptor: {}", rec.fd, describe(e))))?;
                 park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))?
             }
+            FdKind::Pipe if !path.starts_with(b"pipe:[") => fifo_end(image_path, &rec, path, image_fd, p)?,
             FdKind::Pipe => pipe_end(image_path, &rec, image_fd, p)?,
+            FdKind::MemFd => recreate_memfd(image_path, &rec, path, image_fd, base)?,
+            FdKind::SignalFd => make_signalfd(image_path, &rec, base)?,
+            FdKind::TimerFd => {
+                let t = image.timerfds().filter_map(Result::ok).find(|t| t.fd == rec.fd);
+                make_timerfd(image_path, &rec, t, base)?
+            }
+            FdKind::Inotify => make_inotify(image_path, image, &rec, base)?,
+            FdKind::Socket => {
+                let Some(sock) = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd) else {
+                    refuse(image_path, format_args!("fd {}: the socket has no record", rec.fd));
+                    return Err(());
+                };
+                crate::sockets::make(image_path, &rec, &sock, image_fd, p)?
+            }
         };
         if p.nfds == MAX_FDS {
             refuse(image_path, format_args!("more than {MAX_FDS} descriptors to restore"));
@@ -108,6 +127,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
     }
     p.close_std = [!open_std[0], !open_std[1], !open_std[2]];
     close_missing_pipe_ends(p);
+    crate::sockets::finish(image, p);
     for reg in image.epoll_registrations() {
         let reg = reg.map_err(|e| refuse(image_path, format_args!("{e}")))?;
         if !restored_fd(p, reg.tfd) {
@@ -242,6 +262,39 @@ fn fill_pipe(image_fd: i32, mut from: u64, wr: BorrowedFd, len: u64) -> Result<(
     rustix::fs::fcntl_setfl(wr, flags)
 }
 
+/// One end of a named pipe (FIFO), opened by its path again. Opening never blocks: the FIFO is
+/// first held open for reading and writing, so either end opens at once; once the ends the
+/// program had are open (and the bytes it held are back), that hold is let go, and an end
+/// whose peer was outside the process sees it closed until someone opens it again.
+fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
+    let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (FIFO {}): {what}: {}", rec.fd, Lossy(path), describe(e)));
+    let mut buf = [0u8; 4096];
+    let Some(c) = cpath(path, &mut buf) else {
+        refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path)));
+        return Err(());
+    };
+    let nb = OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let hold = rustix::fs::open(c, OFlags::RDWR | nb, Mode::empty()).map_err(|e| bad("opening it", e))?;
+    let st = rustix::fs::fstat(&hold).map_err(|e| bad("opening it", e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
+        refuse(image_path, format_args!("fd {}: {} is no longer a FIFO", rec.fd, Lossy(path)));
+        return Err(());
+    }
+    let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
+    let mode = if reader { OFlags::RDONLY } else if rec.open_flags & k::O_ACCMODE == k::O_RDWR { OFlags::RDWR } else { OFlags::WRONLY };
+    let end = rustix::fs::open(c, mode | nb, Mode::empty()).map_err(|e| bad("opening it", e))?;
+    if rec.blob_len > 0 {
+        fill_pipe(image_fd, rec.blob_offset, hold.as_fd(), rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
+    }
+    let nonblock = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
+    rustix::fs::fcntl_setfl(&end, nonblock).map_err(|e| bad("setting its flags", e))?;
+    // The hold must outlive every end this FIFO has in the image (or the bytes just written
+    // would go with the last opener); keeping it parked until the restore closes the parking
+    // area does that.
+    park(hold, p.fd_base).map_err(|e| bad("parking", e))?;
+    park(end, p.fd_base).map_err(|e| bad("parking", e))
+}
+
 /// A pipe end that was outside the process is closed now: the restored program then reads EOF
 /// after the bytes that were in flight, or gets EPIPE when it writes.
 fn close_missing_pipe_ends(p: &mut Plan) {
@@ -254,6 +307,145 @@ fn close_missing_pipe_ends(p: &mut Plan) {
             }
         }
     }
+}
+
+/// A memfd comes back as a new memfd of the same name, with its contents and seals, opened as
+/// before and at the same offset.
+fn recreate_memfd(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, base: i32) -> Result<i32, ()> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let name = path.strip_prefix(b"/memfd:").unwrap_or(path);
+    let name = name.strip_suffix(b" (deleted)").unwrap_or(name);
+    let mut buf = [0u8; 4096];
+    let c = cpath(&name[..name.len().min(249)], &mut buf).unwrap_or(c"ckpt");
+    let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} ({}): {what}: {}", rec.fd, Lossy(path), describe(e)));
+    let seals = SealFlags::from_bits_retain(rec.aux as u32);
+    let mut flags = MemfdFlags::CLOEXEC;
+    if !seals.contains(SealFlags::SEAL) || seals != SealFlags::SEAL {
+        flags |= MemfdFlags::ALLOW_SEALING;
+    }
+    let fd = rustix::fs::memfd_create(c, flags).map_err(|e| bad("making a memfd", e))?;
+    copy_from_image(image_fd, rec.blob_offset, &fd, rec.blob_len).map_err(|e| bad("restoring its contents", e))?;
+    if flags.contains(MemfdFlags::ALLOW_SEALING) && !seals.is_empty() {
+        rustix::fs::fcntl_add_seals(&fd, seals).map_err(|e| bad("sealing it", e))?;
+    }
+    let mut link = [0u8; 64];
+    let reopen_flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
+    let fd = if rec.open_flags & k::O_ACCMODE == k::O_RDWR {
+        fd
+    } else {
+        ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", fd.as_raw_fd() as u64, b"")
+            .and_then(|l| rustix::fs::open(l, reopen_flags, Mode::empty()).ok())
+            .ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?
+    };
+    let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
+    park(fd, base).map_err(|e| bad("parking", e))
+}
+
+/// A signalfd for the saved mask, non-blocking as it was.
+fn make_signalfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+    let bad = |e: Errno| refuse(image_path, format_args!("fd {} (signalfd): {}", rec.fd, describe(e)));
+    // SAFETY: a new descriptor, owned from here on.
+    let fd = unsafe { rustix::fd::FromRawFd::from_raw_fd(sys::signalfd(rec.aux).map_err(bad)?) };
+    let fd: OwnedFd = fd;
+    let nonblock = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
+    rustix::fs::fcntl_setfl(&fd, nonblock).map_err(bad)?;
+    park(fd, base).map_err(bad)
+}
+
+/// A timerfd on its clock, armed as it was: a relative timer with the time it had left, an
+/// absolute one with its deadline; unread expirations are set back where the kernel allows it.
+fn make_timerfd(image_path: &CStr, rec: &FdRecord, t: Option<ckpt_image::timerfd::TimerFdRecord>, base: i32) -> Result<i32, ()> {
+    use rustix::time::{timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
+    let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (timerfd): {what}: {}", rec.fd, describe(e)));
+    let Some(t) = t else {
+        refuse(image_path, format_args!("fd {}: the timerfd has no record", rec.fd));
+        return Err(());
+    };
+    let clock = match t.clock {
+        0 => TimerfdClockId::Realtime,
+        1 => TimerfdClockId::Monotonic,
+        7 => TimerfdClockId::Boottime,
+        8 => TimerfdClockId::RealtimeAlarm,
+        9 => TimerfdClockId::BoottimeAlarm,
+        _ => {
+            refuse(image_path, format_args!("fd {}: timerfd on unknown clock {}", rec.fd, t.clock));
+            return Err(());
+        }
+    };
+    let mut flags = TimerfdFlags::CLOEXEC;
+    if rec.open_flags & k::O_NONBLOCK != 0 {
+        flags |= TimerfdFlags::NONBLOCK;
+    }
+    let fd = timerfd_create(clock, flags).map_err(|e| bad("making it", e))?;
+    let spec = Itimerspec {
+        it_interval: Timespec { tv_sec: t.interval_sec, tv_nsec: t.interval_nsec },
+        it_value: Timespec { tv_sec: t.value_sec, tv_nsec: t.value_nsec },
+    };
+    let armed = t.value_sec != 0 || t.value_nsec != 0;
+    if armed {
+        let mut how = TimerfdTimerFlags::empty();
+        if t.flags & ckpt_image::timerfd::TFD_TIMER_ABSTIME != 0 {
+            how |= TimerfdTimerFlags::ABSTIME;
+            if t.flags & ckpt_image::timerfd::TFD_TIMER_CANCEL_ON_SET != 0 {
+                how |= TimerfdTimerFlags::CANCEL_ON_SET;
+            }
+        }
+        timerfd_settime(&fd, how, &spec).map_err(|e| bad("arming it", e))?;
+    }
+    if t.ticks > 0 && sys::timerfd_set_ticks(fd.as_raw_fd(), t.ticks).is_err() {
+        say!("myrestart: fd {} (timerfd): {} expirations not yet read are lost (this kernel cannot set them)", rec.fd, t.ticks);
+    }
+    park(fd, base).map_err(|e| bad("parking", e))
+}
+
+/// An inotify instance with its watches added again by path, in watch-descriptor order, so
+/// each gets the number the program knows. A gap in the numbers (a watch removed before the
+/// checkpoint) is filled with a throwaway watch removed at once; its removal event is drained
+/// before the program runs.
+fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+    use rustix::fs::inotify;
+    let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (inotify): {what}: {}", rec.fd, describe(e)));
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).map_err(|e| bad("making it", e))?;
+    let mut next = 1i32;
+    let mut fillers = false;
+    let mut buf = [0u8; 4096];
+    let mut last = 0;
+    // Each time, the watch with the lowest number above the last one added (records may come
+    // in any order).
+    let next_watch = |last: i32| image.inotify_watches().filter_map(Result::ok).filter(|(w, _)| w.fd == rec.fd && w.wd > last).min_by_key(|(w, _)| w.wd);
+    while let Some((w, path)) = next_watch(last) {
+        last = w.wd;
+        while next < w.wd {
+            // A throwaway watch on a pipe of our own takes the missing number.
+            let Ok((r, _w)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) else { break };
+            let mut link = [0u8; 64];
+            let Some(l) = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", r.as_raw_fd() as u64, b"") else { break };
+            match inotify::add_watch(&fd, l, inotify::WatchFlags::ACCESS) {
+                Ok(wd) => {
+                    let _ = inotify::remove_watch(&fd, wd);
+                    fillers = true;
+                    next = wd + 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let Some(c) = cpath(path, &mut buf) else { continue };
+        match inotify::add_watch(&fd, c, inotify::WatchFlags::from_bits_retain(w.mask)) {
+            Ok(wd) if wd == w.wd => next = wd + 1,
+            Ok(wd) => {
+                say!("myrestart: inotify fd {}: {} is watched again as {wd}, not {} as before", rec.fd, Lossy(path), w.wd);
+                next = wd + 1;
+            }
+            Err(e) => say!("myrestart: inotify fd {}: {} cannot be watched again ({}); that watch is lost", rec.fd, Lossy(path), describe(e)),
+        }
+    }
+    if fillers {
+        let mut drain = [0u8; 4096];
+        while rustix::io::read(&fd, &mut drain).is_ok_and(|n| n > 0) {}
+    }
+    let nonblock = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
+    rustix::fs::fcntl_setfl(&fd, nonblock).map_err(|e| bad("setting its flags", e))?;
+    park(fd, base).map_err(|e| bad("parking", e))
 }
 
 /// A deleted-but-open file comes back as a new unlinked file (`O_TMPFILE`) with the saved
@@ -325,40 +517,94 @@ fn copy_slowly(img: BorrowedFd, mut from: u64, to: &OwnedFd, mut at: u64, len: u
 }
 
 /// `MAP_SHARED` file mappings are mapped from their files again, so the file must still cover
-/// the mapped range.
+/// the mapped range. Shared memory (anonymous, memfd, SysV, a deleted file) is backed by one
+/// memfd per object, so that the mappings of one object, and a descriptor open on it, still
+/// share their pages: the restored memfd or deleted file when the process had it open, else a
+/// new memfd as large as its mappings reach.
 fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [u8; 4096]) -> Result<(), ()> {
     p.nfile_maps = 0;
     for i in 0..image.region_count() {
         let r = image.region(i).map_err(|e| refuse(image_path, format_args!("{e}")))?;
-        if !r.record.from_file() {
+        let rec = r.record;
+        let shared_memory = rec.is_shared() && !rec.from_file() && !rec.kind.is_kernel_special();
+        if !rec.from_file() && !shared_memory {
             continue;
         }
-        let Some(c) = cpath(r.name, buf) else {
-            refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name)));
-            return Err(());
-        };
-        let flags = if r.record.prot & 2 != 0 { OFlags::RDWR } else { OFlags::RDONLY };
-        let fd = rustix::fs::open(c, flags | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
-        // The mapping's last page may run past the end of the file, as it did when mapped.
-        let need = r.record.file_offset + r.record.size();
-        if ckpt_image::page_up(st.st_size as u64) < need {
-            refuse(image_path, format_args!(
-                "mapped file {} is now {} bytes, too short for its mapping (offset {} + {} bytes)",
-                Lossy(r.name), st.st_size, r.record.file_offset, r.record.size()
-            ));
-            return Err(());
-        }
         if p.nfile_maps == MAX_FILE_MAPS {
-            refuse(image_path, format_args!("more than {MAX_FILE_MAPS} shared file mappings"));
+            refuse(image_path, format_args!("more than {MAX_FILE_MAPS} shared mappings"));
             return Err(());
         }
-        let fd = park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
-        p.file_maps[p.nfile_maps] = MapSlot { region: i as u32, fd };
+        let slot = if shared_memory {
+            shared_memory_slot(image_path, image, p, i, &r)?
+        } else {
+            MapSlot { region: i as u32, fd: open_mapped_file(image_path, p, &r, buf)?, fill: false }
+        };
+        p.file_maps[p.nfile_maps] = slot;
         p.nfile_maps += 1;
     }
     Ok(())
+}
+
+fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
+    let Some(c) = cpath(r.name, buf) else {
+        refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name)));
+        return Err(());
+    };
+    let flags = if r.record.prot & 2 != 0 { OFlags::RDWR } else { OFlags::RDONLY };
+    let fd = rustix::fs::open(c, flags | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
+    // The mapping's last page may run past the end of the file, as it did when mapped.
+    let need = r.record.file_offset + r.record.size();
+    if ckpt_image::page_up(st.st_size as u64) < need {
+        refuse(image_path, format_args!(
+            "mapped file {} is now {} bytes, too short for its mapping (offset {} + {} bytes)",
+            Lossy(r.name), st.st_size, r.record.file_offset, r.record.size()
+        ));
+        return Err(());
+    }
+    park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
+}
+
+/// The memfd (or restored deleted file) behind shared-memory region `i`.
+fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef) -> Result<MapSlot, ()> {
+    let rec = r.record;
+    let fill = rec.has_data();
+    // Another mapping of the same object, already provided for.
+    for s in &p.file_maps[..p.nfile_maps] {
+        let Ok(o) = image.region(s.region as usize) else { continue };
+        if !o.record.from_file() && o.record.inode == rec.inode && o.record.dev == rec.dev {
+            return Ok(MapSlot { region: i as u32, fd: s.fd, fill });
+        }
+    }
+    let bad = |what: &str, e: Errno| refuse(image_path, format_args!("shared memory {} at {:#x}: {what}: {}", Lossy(r.name), rec.start, describe(e)));
+    // A descriptor the process had open on it (a memfd or deleted file restored from the image).
+    let open = image.fds().filter_map(Result::ok).find(|(f, _)| matches!(f.kind, FdKind::MemFd | FdKind::Deleted) && f.ino == rec.inode && f.same_as < 0);
+    if let Some((f, _)) = open {
+        if let Some(s) = p.fds[..p.nfds].iter().find(|s| s.target == f.fd) {
+            let mut link = [0u8; 64];
+            let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", s.src as u64, b"").ok_or(())?;
+            let sealed = f.kind == FdKind::MemFd && f.aux as u32 & (k::F_SEAL_WRITE | k::F_SEAL_FUTURE_WRITE) != 0;
+            let mode = if rec.prot & 2 != 0 || (fill && !sealed) { OFlags::RDWR } else { OFlags::RDONLY };
+            let fd = rustix::fs::open(l, mode | OFlags::CLOEXEC, Mode::empty()).map_err(|e| bad("reopening its descriptor", e))?;
+            let fd = park(fd, p.fd_base).map_err(|e| bad("parking", e))?;
+            return Ok(MapSlot { region: i as u32, fd, fill: fill && !sealed });
+        }
+    }
+    // Shared memory without a descriptor: a new memfd covering every mapping of it.
+    let size = (0..image.region_count())
+        .filter_map(|j| image.region(j).ok())
+        .filter(|o| o.record.is_shared() && !o.record.from_file() && o.record.inode == rec.inode && o.record.dev == rec.dev)
+        .map(|o| o.record.file_offset.saturating_add(o.record.size()))
+        .max()
+        .unwrap_or(rec.size());
+    let name = r.name.strip_prefix(b"/memfd:").and_then(|n| n.strip_suffix(b" (deleted)")).unwrap_or(b"ckpt-shared");
+    let mut nbuf = [0u8; 4096];
+    let c = cpath(&name[..name.len().min(240)], &mut nbuf).unwrap_or(c"ckpt-shared");
+    let fd = rustix::fs::memfd_create(c, rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| bad("making a memfd for it", e))?;
+    rustix::fs::ftruncate(&fd, size).map_err(|e| bad("sizing its memfd", e))?;
+    let fd = park(fd, p.fd_base).map_err(|e| bad("parking", e))?;
+    Ok(MapSlot { region: i as u32, fd, fill })
 }
 
 /// Whether descriptor `fd` exists in the restored process: one made again, or a standard one

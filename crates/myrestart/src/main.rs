@@ -26,6 +26,7 @@ mod ids;
 mod mem;
 mod plan;
 mod restore;
+mod sockets;
 
 use myrestart::{args, relocate, EXIT_LOST, EXIT_REFUSED};
 

@@ -53,11 +53,21 @@ pub struct PipeSlot {
     pub has_wr: bool,
 }
 
-/// The open file behind region `region`, which is mapped from it.
+/// A socket pair made again: its two ends (parked) and the inodes they stand for.
+#[derive(Clone, Copy)]
+pub struct PairSlot {
+    pub ino: [u64; 2],
+    pub fd: [i32; 2],
+}
+
+/// The open file behind region `region`, which is mapped from it: a file mapped `MAP_SHARED`,
+/// or the memfd that stands for shared memory. With `fill`, the region's saved contents are
+/// written into it after mapping.
 #[derive(Clone, Copy)]
 pub struct MapSlot {
     pub region: u32,
     pub fd: i32,
+    pub fill: bool,
 }
 
 pub const MAX_FDS: usize = 4096;
@@ -107,6 +117,9 @@ pub struct Plan {
     /// The pipes made again, by inode: their parked read and write ends.
     pub pipes: [PipeSlot; MAX_FDS],
     pub npipes: usize,
+    /// The socket pairs made again.
+    pub pairs: [PairSlot; MAX_FDS],
+    pub npairs: usize,
     /// Read all memory from the image instead of mapping the image file.
     pub eager: bool,
     /// Leave the restored process stopped (SIGSTOP) at its checkpointed state.
@@ -145,10 +158,12 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     fds: [FdSlot { target: 0, src: 0, cloexec: false }; MAX_FDS],
     nfds: 0,
     close_std: [false; 3],
-    file_maps: [MapSlot { region: 0, fd: -1 }; MAX_FILE_MAPS],
+    file_maps: [MapSlot { region: 0, fd: -1, fill: false }; MAX_FILE_MAPS],
     nfile_maps: 0,
     pipes: [PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false }; MAX_FDS],
     npipes: 0,
+    pairs: [PairSlot { ino: [0; 2], fd: [-1; 2] }; MAX_FDS],
+    npairs: 0,
     eager: false,
     stopped: false,
     announce: false,
@@ -259,13 +274,15 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     p.fd_base = files::fd_base(&image);
     let base = p.fd_base;
     let image_fd = files::park(fd, base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
-    files::open_all(path, &image, image_fd, p, opts.inherit_stdio)?;
-
     let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
     let cwd_fd = rustix::fs::open(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
         refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e)));
     })?;
+    // From here on relative paths (a socket bound to `./sock`, say) mean what they meant to
+    // the program.
+    rustix::process::fchdir(&cwd_fd).map_err(|e| refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e))))?;
     p.cwd_fd = files::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
+    files::open_all(path, &image, image_fd, p, opts.inherit_stdio)?;
     p.exe_fd = CStr::from_bytes_with_nul(p.state.exe.with_nul())
         .ok()
         .and_then(|exe| rustix::fs::open(exe, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok())
@@ -273,7 +290,6 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         .unwrap_or(-1);
     check_mm_map_allowed(path)?;
     report_rlimits(&p.state);
-    report_unrestored(&image);
 
     p.image_fd = image_fd;
     p.meta = meta as usize;
@@ -481,15 +497,3 @@ fn report_rlimits(st: &ProcessState) {
     }
 }
 
-/// Says, one line each, what the image had that this version does not bring back as it was.
-/// (Descriptors are reported by `files`; a read-only shared mapping restored privately is
-/// indistinguishable, so it is not reported.)
-fn report_unrestored(image: &Image) {
-    for i in 0..image.region_count() {
-        let Ok(r) = image.region(i) else { continue };
-        let rec = r.record;
-        if rec.is_shared() && !rec.from_file() && rec.prot & 2 != 0 && !rec.kind.is_kernel_special() {
-            say!("myrestart: shared mapping {:#x}-{:#x} ({}) is restored as a private copy", rec.start, rec.end, Lossy(r.name));
-        }
-    }
-}

@@ -230,16 +230,25 @@ fn map_regions(p: &Plan, image: &Image) {
             continue;
         }
         let prot = prot_flags(rec.prot);
-        if rec.from_file() {
-            let Some(slot) = file_maps.next_if(|m| m.region as usize == i) else { sys::exit_group(EXIT_LOST) };
+        let fill_prot = if rec.has_data() { ProtFlags::READ | ProtFlags::WRITE } else { prot };
+        if let Some(slot) = file_maps.next_if(|m| m.region as usize == i) {
+            // A file, or shared memory made again as a memfd (one per object the program had
+            // mapped, so its mappings and descriptors still share it).
             // SAFETY: the descriptor was opened at plan time for this region; the range is free.
             let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(slot.fd) };
             let flags = MapFlags::SHARED | MapFlags::FIXED_NOREPLACE;
+            let map_prot = if slot.fill { fill_prot } else { prot };
             // SAFETY: maps the file over a free range, as the process had it.
-            if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, prot, flags, fd, rec.file_offset) } {
+            if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, map_prot, flags, fd, rec.file_offset) } {
                 lost("mapping a file", rec.start, e);
             }
+            if slot.fill {
+                fill_region(p, &r);
+            }
             continue;
+        }
+        if rec.from_file() {
+            sys::exit_group(EXIT_LOST);
         }
         let mut flags = if rec.is_shared() { MapFlags::SHARED } else { MapFlags::PRIVATE };
         flags |= MapFlags::FIXED_NOREPLACE;
@@ -260,28 +269,35 @@ fn map_regions(p: &Plan, image: &Image) {
             }
             continue;
         }
-        let fill_prot = if rec.has_data() { ProtFlags::READ | ProtFlags::WRITE } else { prot };
         // SAFETY: the address range is free (checked at plan time against the block, and
         // FIXED_NOREPLACE refuses anything else).
         if let Err(e) = unsafe { rustix::mm::mmap_anonymous(rec.start as *mut _, rec.size() as usize, fill_prot, flags) } {
             lost("mapping a region", rec.start, e);
         }
-        if rec.has_data() {
-            if rec.compressed() {
-                decompress_region(p, rec.start as usize, rec.size() as usize, r.data_offset);
-            } else {
-                // SAFETY: the image fd stays open until the end of the restore.
-                let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
-                for (from, to) in ckpt_sigsafe::extents::data_extents(img, r.data_offset, r.data_offset + rec.size()) {
-                    read_region(p.image_fd, rec.start as usize + (from - r.data_offset) as usize, (to - from) as usize, from);
-                }
-            }
-            if rec.prot != 3 {
-                // SAFETY: the region was just mapped by us.
-                if let Err(e) = unsafe { rustix::mm::mprotect(rec.start as *mut _, rec.size() as usize, mprotect_flags(rec.prot)) } {
-                    lost("protecting a region", rec.start, e);
-                }
-            }
+        fill_region(p, &r);
+    }
+}
+
+/// Writes a freshly mapped (read-write) region's saved contents into it, then gives it its
+/// protection.
+fn fill_region(p: &Plan, r: &ckpt_image::RegionRef) {
+    let rec = r.record;
+    if !rec.has_data() {
+        return;
+    }
+    if rec.compressed() {
+        decompress_region(p, rec.start as usize, rec.size() as usize, r.data_offset);
+    } else {
+        // SAFETY: the image fd stays open until the end of the restore.
+        let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
+        for (from, to) in ckpt_sigsafe::extents::data_extents(img, r.data_offset, r.data_offset + rec.size()) {
+            read_region(p.image_fd, rec.start as usize + (from - r.data_offset) as usize, (to - from) as usize, from);
+        }
+    }
+    if rec.prot != 3 {
+        // SAFETY: the region was just mapped by us.
+        if let Err(e) = unsafe { rustix::mm::mprotect(rec.start as *mut _, rec.size() as usize, mprotect_flags(rec.prot)) } {
+            lost("protecting a region", rec.start, e);
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod maps;
 pub mod out;
 pub mod proctext;
 pub mod signals;
+pub mod sockets;
 pub mod sys;
 
 /// Page size on x86-64.

@@ -87,6 +87,61 @@ pub fn timers(text: &[u8]) -> impl Iterator<Item = ProcTimer> + '_ {
     })
 }
 
+/// A timerfd as its `/proc/PID/fdinfo` text tells it (`clockid:`, `ticks:`, `settime flags:`,
+/// `it_value: (S, NS)`, `it_interval: (S, NS)`). `it_value` is the time left, even for a timer
+/// set with an absolute deadline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimerFdInfo {
+    pub clock: u32,
+    pub ticks: u64,
+    pub flags: u32,
+    pub left: (i64, i64),
+    pub interval: (i64, i64),
+}
+
+pub fn timerfd_info(text: &[u8]) -> Option<TimerFdInfo> {
+    let pair = |key: &[u8]| -> Option<(i64, i64)> {
+        let v = status_field(text, key)?.strip_prefix(b"(")?.strip_suffix(b")")?;
+        let comma = v.iter().position(|&c| c == b',')?;
+        Some((parse_dec(v[..comma].trim_ascii())? as i64, parse_dec(v[comma + 1..].trim_ascii())? as i64))
+    };
+    Some(TimerFdInfo {
+        clock: parse_dec(status_field(text, b"clockid:")?)? as u32,
+        ticks: parse_dec(status_field(text, b"ticks:")?)?,
+        flags: parse_oct(status_field(text, b"settime flags:")?)?,
+        left: pair(b"it_value:")?,
+        interval: pair(b"it_interval:")?,
+    })
+}
+
+/// One watch of an inotify descriptor's fdinfo (`inotify wd:N ino:HEX sdev:HEX mask:HEX …`).
+/// `sdev` is the kernel's internal device number: major in the bits above 20.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InotifyWatch {
+    pub wd: i32,
+    pub ino: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub mask: u32,
+}
+
+/// The watches listed in an inotify descriptor's fdinfo text; a line that does not parse is
+/// left out.
+pub fn inotify_watches(text: &[u8]) -> impl Iterator<Item = InotifyWatch> + '_ {
+    text.split(|&c| c == b'\n').filter_map(|line| {
+        let rest = line.strip_prefix(b"inotify ")?;
+        let field = |key: &[u8]| rest.split(|&c| c == b' ').find_map(|w| w.strip_prefix(key));
+        let sdev = parse_hex(field(b"sdev:")?)?;
+        Some(InotifyWatch {
+            wd: parse_dec(field(b"wd:")?)? as i32,
+            ino: parse_hex(field(b"ino:")?)?,
+            dev_major: (sdev >> 20) as u32,
+            dev_minor: (sdev & 0xfffff) as u32,
+            mask: parse_hex(field(b"mask:")?)? as u32,
+        })
+    })
+}
+
 /// Field `n` (1-based, as in proc(5)) of `/proc/self/stat`. The command name (field 2) may
 /// contain spaces, so fields are counted from the last `)`.
 pub fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
@@ -99,6 +154,20 @@ pub fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timerfd_and_inotify_fdinfo() {
+        let t = b"pos:\t0\nflags:\t02004000\nmnt_id:\t15\nino:\t1057\nclockid: 1\nticks: 3\nsettime flags: 01\nit_value: (0, 499912345)\nit_interval: (1, 0)\n";
+        assert_eq!(timerfd_info(t), Some(TimerFdInfo { clock: 1, ticks: 3, flags: 1, left: (0, 499912345), interval: (1, 0) }));
+        assert_eq!(timerfd_info(b"clockid: 1\n"), None);
+        let i = b"pos:\t0\nflags:\t00\ninotify wd:2 ino:a0b3 sdev:800001 mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:b3a00000\ninotify wd:1 ino:2 sdev:fd00000 mask:100 ignored_mask:0\n";
+        let w: [InotifyWatch; 2] = {
+            let mut it = inotify_watches(i);
+            [it.next().unwrap(), it.next().unwrap()]
+        };
+        assert_eq!(w[0], InotifyWatch { wd: 2, ino: 0xa0b3, dev_major: 8, dev_minor: 1, mask: 0xfce });
+        assert_eq!((w[1].wd, w[1].dev_major, w[1].dev_minor), (1, 0xfd, 0));
+    }
 
     #[test]
     fn stat_fields_after_a_name_with_spaces_and_parens() {

@@ -44,6 +44,9 @@ pub mod nr {
     pub const PRLIMIT64: usize = k::__NR_prlimit64 as usize;
     pub const EPOLL_CTL: usize = k::__NR_epoll_ctl as usize;
     pub const PRCTL: usize = k::__NR_prctl as usize;
+    pub const GETSOCKOPT: usize = k::__NR_getsockopt as usize;
+    pub const SETSOCKOPT: usize = k::__NR_setsockopt as usize;
+    pub const IOCTL: usize = k::__NR_ioctl as usize;
 }
 
 // `arch_prctl` codes (asm/prctl.h); linux-raw-sys carries only ARCH_SET_FS.
@@ -449,4 +452,44 @@ pub fn epoll_add(epfd: i32, fd: i32, events: u32, data: u64) -> Result<(), Errno
     ev[4..].copy_from_slice(&data.to_ne_bytes());
     // SAFETY: the kernel reads 12 bytes of `ev`, which outlives the call.
     check(unsafe { syscall6(nr::EPOLL_CTL, epfd as usize, k::EPOLL_CTL_ADD as usize, fd as usize, ev.as_ptr() as usize, 0, 0) }).map(drop)
+}
+
+/// `getsockopt(fd, level, name)` into `buf`; returns the length the kernel wrote.
+pub fn getsockopt_bytes(fd: i32, level: u32, name: u32, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut len = buf.len() as u32;
+    // SAFETY: the kernel writes at most `len` bytes into `buf` and the new length into `len`;
+    // both outlive the call.
+    check(unsafe {
+        syscall6(nr::GETSOCKOPT, fd as usize, level as usize, name as usize, buf.as_mut_ptr() as usize, &mut len as *mut u32 as usize, 0)
+    })?;
+    Ok(len as usize)
+}
+
+/// An integer socket option (`SO_PEEK_OFF`, …) that `rustix` has no typed call for.
+pub fn getsockopt_int(fd: i32, level: u32, name: u32) -> Result<i32, Errno> {
+    let mut v = [0u8; 4];
+    getsockopt_bytes(fd, level, name, &mut v)?;
+    Ok(i32::from_ne_bytes(v))
+}
+
+pub fn setsockopt_int(fd: i32, level: u32, name: u32, value: i32) -> Result<(), Errno> {
+    let v = value.to_ne_bytes();
+    // SAFETY: the kernel reads 4 bytes of `v`, which outlives the call.
+    check(unsafe { syscall6(nr::SETSOCKOPT, fd as usize, level as usize, name as usize, v.as_ptr() as usize, 4, 0) }).map(drop)
+}
+
+/// `ioctl(fd, TFD_IOC_SET_TICKS, &ticks)`: sets a timerfd's unread expirations (kernels built
+/// with checkpoint/restore support).
+pub fn timerfd_set_ticks(fd: i32, ticks: u64) -> Result<(), Errno> {
+    // SAFETY: the kernel reads the u64, which outlives the call.
+    check(unsafe { syscall6(nr::IOCTL, fd as usize, linux_raw_sys::ioctl::TFD_IOC_SET_TICKS as usize, &ticks as *const u64 as usize, 0, 0, 0) })
+        .map(drop)
+}
+
+/// `ioctl(fd, FIONREAD)`: bytes waiting to be read (inotify events, socket data).
+pub fn bytes_to_read(fd: i32) -> Result<u32, Errno> {
+    let mut n = 0i32;
+    // SAFETY: the kernel writes one int, which outlives the call.
+    check(unsafe { syscall6(nr::IOCTL, fd as usize, linux_raw_sys::ioctl::FIONREAD as usize, &mut n as *mut i32 as usize, 0, 0, 0) })?;
+    Ok(n as u32)
 }

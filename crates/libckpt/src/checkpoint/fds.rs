@@ -6,6 +6,8 @@ use super::Failure;
 use ckpt_image::bytes::Writer;
 use ckpt_image::epoll::EpollRecord;
 use ckpt_image::fds::{FdKind, FdRecord};
+use ckpt_image::inotify::WatchRecord;
+use ckpt_image::timerfd::{TimerFdRecord, TFD_TIMER_ABSTIME};
 use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::{say, sys};
 use core::mem::MaybeUninit;
@@ -22,18 +24,21 @@ fn is_terminal(path: &[u8]) -> bool {
 fn classify(fd: i32, ft: FileType, nlink: u64, path: &[u8]) -> (FdKind, &'static str) {
     let std = fd <= 2;
     match ft {
+        FileType::RegularFile if path.starts_with(b"/memfd:") && path.ends_with(DELETED_SUFFIX) => (FdKind::MemFd, ""),
         FileType::RegularFile if nlink == 0 || path.ends_with(DELETED_SUFFIX) => (FdKind::Deleted, ""),
         FileType::RegularFile => (FdKind::File, ""),
         FileType::Directory => (FdKind::Directory, ""),
         FileType::CharacterDevice if std && is_terminal(path) => (FdKind::Inherit, ""),
         FileType::CharacterDevice | FileType::BlockDevice => (FdKind::Device, ""),
         FileType::Fifo | FileType::Socket if std => (FdKind::Inherit, ""),
-        FileType::Fifo if path.starts_with(b"pipe:[") => (FdKind::Pipe, ""),
-        FileType::Fifo => (FdKind::Unsupported, "named pipes (FIFOs) are not supported"),
-        FileType::Socket => (FdKind::Unsupported, "sockets are not supported"),
+        FileType::Fifo => (FdKind::Pipe, ""),
+        FileType::Socket => (FdKind::Socket, ""),
         _ if std => (FdKind::Inherit, ""),
         _ if path == b"anon_inode:[eventfd]" => (FdKind::EventFd, ""),
         _ if path == b"anon_inode:[eventpoll]" => (FdKind::Epoll, ""),
+        _ if path == b"anon_inode:[timerfd]" => (FdKind::TimerFd, ""),
+        _ if path == b"anon_inode:[signalfd]" => (FdKind::SignalFd, ""),
+        _ if path == b"anon_inode:inotify" => (FdKind::Inotify, ""),
         _ => (FdKind::Unsupported, "this kind of descriptor is not supported"),
     }
 }
@@ -53,6 +58,10 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
     let mut npipes = 0usize;
     let mut pipe_used = 0usize;
     let mut epoll = Writer::new(parts.epoll);
+    let mut socks = Writer::new(parts.sockets);
+    let mut timerfds = Writer::new(parts.timerfds);
+    let mut watches = Writer::new(parts.inotify);
+    let mut diag = None;
     while let Some(entry) = raw.next() {
         let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
         let name = entry.file_name();
@@ -68,17 +77,23 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
         let Ok(st) = rustix::fs::fstat(bfd) else { continue };
         let ft = FileType::from_raw_mode(st.st_mode);
-        let (kind, why) = classify(fd, ft, st.st_nlink, path);
+        let (mut kind, mut why) = classify(fd, ft, st.st_nlink, path);
+        let same_as = earlier_same_file(parts.fd_list, seen, pid, fd);
+        if seen < parts.fd_list.len() {
+            parts.fd_list[seen] = fd;
+            seen += 1;
+        }
         let offset = match kind {
-            FdKind::File | FdKind::Deleted | FdKind::Directory | FdKind::Device => {
+            FdKind::File | FdKind::Deleted | FdKind::Directory | FdKind::Device | FdKind::MemFd => {
                 rustix::fs::seek(bfd, SeekFrom::Current(0)).unwrap_or(0)
             }
             FdKind::EventFd => eventfd_state(fd, parts.text).0,
             _ => 0,
         };
         let open_flags = rustix::fs::fcntl_getfl(bfd).map(|f| f.bits()).unwrap_or(0);
+        let mut aux = 0;
         // A pipe's size; and for the first read end of each pipe, the bytes in it, copied
-        // (tee) without taking them from the program.
+        // (tee) without taking them from the program. A socket's queued bytes likewise.
         let (size, blob_offset, blob_len) = match kind {
             FdKind::Pipe => {
                 let size = rustix::pipe::fcntl_getpipe_size(bfd).unwrap_or(0) as u64;
@@ -93,14 +108,39 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
                     (size, 0, 0)
                 }
             }
+            FdKind::Socket if same_as < 0 => match super::sockets::describe(fd, bfd, st.st_ino, &mut diag, parts.text) {
+                Ok(rec) => {
+                    rec.write(&mut socks);
+                    let (at, len) = super::sockets::copy_queue(bfd, &rec, parts.pipe_data, &mut pipe_used)?;
+                    (0, at, len)
+                }
+                Err(reason) => {
+                    (kind, why) = (FdKind::Unsupported, reason);
+                    (0, 0, 0)
+                }
+            },
             FdKind::EventFd => (eventfd_state(fd, parts.text).1 as u64, 0, 0),
+            FdKind::TimerFd if same_as < 0 => {
+                match timerfd_state(fd, parts.text) {
+                    Some(t) => t.write(&mut timerfds),
+                    None => (kind, why) = (FdKind::Unsupported, "its timer settings could not be read"),
+                }
+                (0, 0, 0)
+            }
+            FdKind::SignalFd => {
+                aux = signalfd_mask(fd, parts.text);
+                (0, 0, 0)
+            }
+            FdKind::Inotify if same_as < 0 => {
+                record_watches(fd, parts.text, parts.pathbuf, &mut watches);
+                (0, 0, 0)
+            }
+            FdKind::MemFd => {
+                aux = rustix::fs::fcntl_get_seals(bfd).map(|s| s.bits() as u64).unwrap_or(0);
+                (st.st_size as u64, 0, 0)
+            }
             _ => (st.st_size as u64, 0, 0),
         };
-        let same_as = earlier_same_file(parts.fd_list, seen, pid, fd);
-        if seen < parts.fd_list.len() {
-            parts.fd_list[seen] = fd;
-            seen += 1;
-        }
         if kind == FdKind::Epoll && same_as < 0 {
             record_epoll(pid, fd, parts.meta, &mut epoll)?;
         }
@@ -121,13 +161,18 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
             mtime_sec: st.st_mtime,
             mtime_nsec: st.st_mtime_nsec as i64,
             blob_offset,
-            blob_len: if kind == FdKind::Deleted { st.st_size as u64 } else { blob_len },
+            blob_len: if matches!(kind, FdKind::Deleted | FdKind::MemFd) { st.st_size as u64 } else { blob_len },
             blob_hash: 0,
+            aux,
         };
         rec.write(&mut w, path);
     }
     parts.fds_len = w.finish().ok_or(Failure::plain("too many open descriptors to record"))?;
     parts.epoll_len = epoll.finish().ok_or(Failure::plain("too many epoll registrations to record"))?;
+    parts.sockets_len = socks.finish().ok_or(Failure::plain("too many sockets to record"))?;
+    parts.timerfds_len = timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
+    parts.inotify_len = watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
+    super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len]);
     warn_about_lone_pipe_ends(parts);
     Ok(())
 }
@@ -197,6 +242,81 @@ fn eventfd_state(fd: i32, buf: &mut [u8]) -> (u64, bool) {
     (field(b"eventfd-count:").unwrap_or(0), field(b"eventfd-semaphore:") == Some(1))
 }
 
+/// A timerfd's clock and times, from its fdinfo. A timer set with an absolute deadline keeps
+/// that deadline (the time left plus the clock's time now).
+fn timerfd_state(fd: i32, buf: &mut [u8]) -> Option<TimerFdRecord> {
+    let mut path = [0u8; 64];
+    let path = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"")?;
+    let len = super::procfs::read_small(path, buf).ok()?;
+    let t = ckpt_sigsafe::proctext::timerfd_info(&buf[..len])?;
+    let (mut sec, mut nsec) = t.left;
+    let armed = sec != 0 || nsec != 0;
+    if armed && t.flags & TFD_TIMER_ABSTIME != 0 {
+        use rustix::time::{clock_gettime, ClockId};
+        let clock = match t.clock {
+            1 => ClockId::Monotonic,
+            7 | 9 => ClockId::Boottime,
+            _ => ClockId::Realtime,
+        };
+        let now = clock_gettime(clock);
+        nsec += now.tv_nsec;
+        sec += now.tv_sec + nsec / 1_000_000_000;
+        nsec %= 1_000_000_000;
+    }
+    Some(TimerFdRecord {
+        fd,
+        clock: t.clock,
+        flags: t.flags,
+        ticks: t.ticks,
+        value_sec: sec,
+        value_nsec: nsec,
+        interval_sec: t.interval.0,
+        interval_nsec: t.interval.1,
+    })
+}
+
+/// A signalfd's mask, from its fdinfo (`sigmask:` in hex).
+fn signalfd_mask(fd: i32, buf: &mut [u8]) -> u64 {
+    let mut path = [0u8; 64];
+    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"") else { return 0 };
+    let Ok(len) = super::procfs::read_small(path, buf) else { return 0 };
+    ckpt_sigsafe::proctext::status_field(&buf[..len], b"sigmask:").and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0)
+}
+
+/// Records each watch of inotify descriptor `fd` with the path the program gave for it (from
+/// the interposed `inotify_add_watch`), if that path still names the watched inode; names the
+/// others on stderr, and events that were waiting.
+fn record_watches(fd: i32, buf: &mut [u8], pathbuf: &mut [u8], out: &mut Writer) {
+    let mut path = [0u8; 64];
+    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"") else { return };
+    let Ok(len) = super::procfs::read_small(path, buf) else { return };
+    for w in ckpt_sigsafe::proctext::inotify_watches(&buf[..len]) {
+        let mut found = false;
+        crate::watches::each(|wfd, wd, p| {
+            if found || wfd != fd || wd != w.wd || p.len() >= pathbuf.len() {
+                return;
+            }
+            pathbuf[..p.len()].copy_from_slice(p);
+            pathbuf[p.len()] = 0;
+            let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&pathbuf[..p.len() + 1]) else { return };
+            let Ok(st) = rustix::fs::stat(c) else { return };
+            let same = st.st_ino == w.ino
+                && rustix::fs::major(st.st_dev) == w.dev_major
+                && rustix::fs::minor(st.st_dev) == w.dev_minor;
+            if same {
+                WatchRecord { fd, wd: w.wd, mask: w.mask, ino: w.ino, dev: st.st_dev }.write(out, p);
+                found = true;
+            }
+        });
+        if !found {
+            say!("ckpt: inotify fd {fd}: watch {} (inode {}) has no known path now; a restarted process will not have it", w.wd, w.ino);
+        }
+    }
+    if ckpt_sigsafe::sys::bytes_to_read(fd).is_ok_and(|n| n > 0) {
+        say!("ckpt: inotify fd {fd} has events waiting; a restarted process will not get them");
+    }
+}
+
 /// Names each pipe end whose other end is not in the process: it comes back with that end
 /// closed.
 fn warn_about_lone_pipe_ends(parts: &Parts) {
@@ -236,12 +356,15 @@ mod tests {
         assert_eq!(kind(1, FileType::Fifo, 1, b"pipe:[123]"), FdKind::Inherit);
         assert_eq!(kind(2, FileType::Socket, 1, b"socket:[9]"), FdKind::Inherit);
         assert_eq!(kind(7, FileType::Fifo, 1, b"pipe:[123]"), FdKind::Pipe);
-        let (k, why) = classify(7, FileType::Fifo, 1, b"/tmp/fifo");
-        assert_eq!((k, why), (FdKind::Unsupported, "named pipes (FIFOs) are not supported"));
-        assert_eq!(kind(8, FileType::Socket, 1, b"socket:[9]"), FdKind::Unsupported);
+        assert_eq!(kind(7, FileType::Fifo, 1, b"/tmp/fifo"), FdKind::Pipe, "a FIFO is a pipe with a name");
+        assert_eq!(kind(8, FileType::Socket, 1, b"socket:[9]"), FdKind::Socket);
+        assert_eq!(kind(3, FileType::RegularFile, 0, b"/memfd:buf (deleted)"), FdKind::MemFd);
+        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[signalfd]"), FdKind::SignalFd);
+        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:inotify"), FdKind::Inotify);
+        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[io_uring]"), FdKind::Unsupported);
         assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[eventfd]"), FdKind::EventFd);
         assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[eventpoll]"), FdKind::Epoll);
-        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[timerfd]"), FdKind::Unsupported);
+        assert_eq!(kind(9, FileType::Unknown, 1, b"anon_inode:[timerfd]"), FdKind::TimerFd);
         assert_eq!(kind(1, FileType::Unknown, 1, b"anon_inode:[eventfd]"), FdKind::Inherit);
     }
 }

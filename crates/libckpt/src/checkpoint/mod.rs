@@ -22,6 +22,7 @@ mod compress;
 mod fds;
 mod procfs;
 mod scratch;
+mod sockets;
 pub mod threads;
 mod write;
 

@@ -35,13 +35,19 @@ const TIDS_LEN: usize = MAX_THREADS * 4;
 const TIMERS_AT: usize = TIDS_AT + TIDS_LEN.next_multiple_of(MIB);
 const TIMERS_LEN: usize = MIB;
 const PIPES_AT: usize = TIMERS_AT + TIMERS_LEN;
-/// Most bytes in pipes one checkpoint keeps.
+/// Most bytes in pipes and socket queues one checkpoint keeps.
 const PIPE_DATA_LEN: usize = 16 * MIB;
 /// Pipes (by inode) whose bytes were copied, at most.
 const MAX_PIPES: usize = 4096;
 const EPOLL_AT: usize = PIPES_AT + PIPE_DATA_LEN + MIB;
 const EPOLL_LEN: usize = MIB;
-const SHADOWS_AT: usize = EPOLL_AT + EPOLL_LEN;
+const SOCKETS_AT: usize = EPOLL_AT + EPOLL_LEN;
+const SOCKETS_LEN: usize = 2 * MIB;
+const TIMERFDS_AT: usize = SOCKETS_AT + SOCKETS_LEN;
+const TIMERFDS_LEN: usize = MIB;
+const INOTIFY_AT: usize = TIMERFDS_AT + TIMERFDS_LEN;
+const INOTIFY_LEN: usize = 4 * MIB;
+const SHADOWS_AT: usize = INOTIFY_AT + INOTIFY_LEN;
 /// Most shared memory regions a checkpoint copies.
 pub const MAX_SHADOWS: usize = 4096;
 const SHADOWS_LEN: usize = MAX_SHADOWS * core::mem::size_of::<Shadow>();
@@ -101,12 +107,21 @@ pub struct Parts<'a> {
     pub slots: &'a mut [RegionSlot],
     /// Room for the TIDs of the threads being stopped.
     pub tids: &'a mut [u32],
-    /// The bytes in the program's pipes, and which pipes (inodes) they come from.
+    /// The bytes in the program's pipes and socket queues, and which pipes (inodes) they come
+    /// from.
     pub pipe_data: &'a mut [u8],
     pub pipes: &'a mut [u64],
     /// The `NT_CKPT_EPOLL` descriptor under construction.
     pub epoll: &'a mut [u8],
     pub epoll_len: usize,
+    /// The `NT_CKPT_SOCKETS`, `NT_CKPT_TIMERFDS` and `NT_CKPT_INOTIFY` descriptors under
+    /// construction.
+    pub sockets: &'a mut [u8],
+    pub sockets_len: usize,
+    pub timerfds: &'a mut [u8],
+    pub timerfds_len: usize,
+    pub inotify: &'a mut [u8],
+    pub inotify_len: usize,
     /// The `NT_CKPT_TIMERS` descriptor under construction.
     pub timers: &'a mut [u8],
     pub timers_len: usize,
@@ -201,6 +216,12 @@ impl Scratch {
                 timers: s(TIMERS_AT, TIMERS_LEN),
                 epoll: s(EPOLL_AT, EPOLL_LEN),
                 epoll_len: 0,
+                sockets: s(SOCKETS_AT, SOCKETS_LEN),
+                sockets_len: 0,
+                timerfds: s(TIMERFDS_AT, TIMERFDS_LEN),
+                timerfds_len: 0,
+                inotify: s(INOTIFY_AT, INOTIFY_LEN),
+                inotify_len: 0,
                 pipe_data: s(PIPES_AT, PIPE_DATA_LEN),
                 pipes: core::slice::from_raw_parts_mut((b + PIPES_AT + PIPE_DATA_LEN) as *mut u64, MAX_PIPES),
                 timers_len: 0,

@@ -13,7 +13,7 @@ use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, P
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
-use ckpt_image::{NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_EPOLL, NT_CKPT_THREAD, NT_CKPT_TIMERS, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_INOTIFY, NT_CKPT_REGIONS, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -221,8 +221,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         + note_size(CORE, parts.auxv_len)
         + note_size(CKPT_NOTE_NAME, regions_desc_len)
         + note_size(CKPT_NOTE_NAME, parts.fds_len)
-        + if parts.timers_len > 0 { note_size(CKPT_NOTE_NAME, parts.timers_len) } else { 0 }
-        + if parts.epoll_len > 0 { note_size(CKPT_NOTE_NAME, parts.epoll_len) } else { 0 };
+        + optional_notes(parts).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
     let meta_len = phdrs_end + notes_len;
     if meta_len > parts.meta.len() {
         return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
@@ -271,6 +270,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     let file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], off, parts.copybuf, parts.pipe_data)?;
 
     // The headers last, when every offset and hash is known, sealed with their checksum.
+    let optional = optional_notes(parts);
     let st: &mut ProcessState = parts.state;
     st.meta_len = meta_len as u64;
     st.meta_hash = 0;
@@ -378,11 +378,11 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
     w.align(4);
     write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
-    if parts.timers_len > 0 {
-        write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_TIMERS, &parts.timers[..parts.timers_len]);
-    }
-    if parts.epoll_len > 0 {
-        write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_EPOLL, &parts.epoll[..parts.epoll_len]);
+    for (i, (ty, len)) in optional.into_iter().enumerate() {
+        if len > 0 {
+            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify][i];
+            write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
+        }
     }
     if w.finish() != Some(meta_len) {
         return Err(Failure::plain("laying out the image headers"));
@@ -393,18 +393,29 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     file.commit()
 }
 
+/// The notes written only when they have records: their types and lengths, in image order.
+fn optional_notes(parts: &Parts) -> [(u32, usize); 5] {
+    [
+        (NT_CKPT_TIMERS, parts.timers_len),
+        (NT_CKPT_EPOLL, parts.epoll_len),
+        (NT_CKPT_SOCKETS, parts.sockets_len),
+        (NT_CKPT_TIMERFDS, parts.timerfds_len),
+        (NT_CKPT_INOTIFY, parts.inotify_len),
+    ]
+}
+
 /// Copies the contents of each deleted-but-open file after the region data, page-aligned, and
 /// fills in where they are in its record of `fds_desc` (the encoded `NT_CKPT_FDS`). Returns
 /// the end of the file.
 fn write_deleted_files(img: i32, fds_desc: &mut [u8], data_end: u64, buf: &mut [u8], pipe_data: &[u8]) -> Result<u64, Failure> {
     let mut end = data_end;
     fds::update_records(fds_desc, |rec, _| {
-        if rec.kind == FdKind::Deleted {
+        if matches!(rec.kind, FdKind::Deleted | FdKind::MemFd) {
             rec.blob_offset = page_up(end);
             (rec.blob_len, rec.blob_hash) = copy_deleted_file(rec.fd, img, rec.blob_offset, buf)?;
             end = rec.blob_offset + rec.blob_len;
         } else if rec.has_blob() {
-            // A pipe's bytes, copied by the handler: `blob_offset` is where in `pipe_data`.
+            // A pipe's bytes or a socket's queue, copied by the handler: `blob_offset` is where in `pipe_data`.
             let bytes = &pipe_data[rec.blob_offset as usize..(rec.blob_offset + rec.blob_len) as usize];
             rec.blob_offset = page_up(end);
             write_all(img, bytes.as_ptr() as usize, bytes.len(), rec.blob_offset)?;

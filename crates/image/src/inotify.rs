@@ -1,0 +1,55 @@
+//! `NT_CKPT_INOTIFY`: the watches of the process's inotify instances, each with the path it
+//! watches (added again by path at restart, in watch-descriptor order) and the inode that path
+//! named at checkpoint time. Records are [`WATCH_RECORD_SIZE`] bytes and the path, padded to 8.
+//! The note is absent when there are none.
+
+use crate::bytes::{Reader, Records, Writer};
+use crate::ImageError;
+
+pub const WATCH_RECORD_SIZE: usize = 32;
+
+/// One watch: inotify descriptor `fd` watches `path` as watch descriptor `wd`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchRecord {
+    pub fd: i32,
+    pub wd: i32,
+    /// The `IN_*` events watched, with the flags that shaped the watch.
+    pub mask: u32,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+impl WatchRecord {
+    pub fn write(&self, w: &mut Writer, path: &[u8]) {
+        w.u32(self.fd as u32);
+        w.u32(self.wd as u32);
+        w.u32(self.mask);
+        w.u32(path.len() as u32);
+        w.u64(self.ino);
+        w.u64(self.dev);
+        w.bytes(path);
+        w.align(8);
+    }
+
+    pub fn read<'a>(r: &mut Reader<'a>) -> Result<(WatchRecord, &'a [u8]), ImageError> {
+        let fd = r.u32()? as i32;
+        let wd = r.u32()? as i32;
+        let mask = r.u32()?;
+        let len = r.u32()? as usize;
+        let ino = r.u64()?;
+        let dev = r.u64()?;
+        let path = r.bytes(len)?;
+        r.align(8)?;
+        if fd < 0 || wd <= 0 || path.is_empty() || path.contains(&0) {
+            return Err(ImageError::Malformed("bad inotify watch record"));
+        }
+        Ok((WatchRecord { fd, wd, mask, ino, dev }, path))
+    }
+}
+
+/// The records of an `NT_CKPT_INOTIFY` descriptor, with their paths.
+pub type WatchIter<'a> = Records<'a, (WatchRecord, &'a [u8])>;
+
+pub fn records(desc: &[u8]) -> WatchIter<'_> {
+    Records::new(desc, WatchRecord::read)
+}

@@ -1,0 +1,347 @@
+//! Sockets, before the point of no return: each is made again from its record and parked like
+//! every other descriptor.
+//!
+//! - a pair of `AF_UNIX` sockets both in the process comes back as a new pair, with the bytes
+//!   that were queued each way (message by message for datagrams) and its shutdown state;
+//! - a listening socket is bound to its address again and listens (a stale socket file at a
+//!   path nobody answers on is removed first); pending, unaccepted connections are gone;
+//! - a bound datagram socket is bound again; one connected to an address is connected again;
+//! - a stream socket connected to something outside the process cannot be resumed: it comes
+//!   back reset, so the program's next read fails with ECONNRESET (and a write with EPIPE) and
+//!   its own reconnect logic runs; one whose peer had closed comes back with its peer closed.
+//!
+//! Each socket that does not come back whole is named on stderr, one line.
+
+use crate::files::{park, refuse};
+use crate::plan::{PairSlot, Plan};
+use ckpt_image::fds::FdRecord;
+use ckpt_image::sockets::{self as s, SocketRecord};
+use ckpt_image::Image;
+use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::say;
+use ckpt_sigsafe::sockets::Addr;
+use core::ffi::CStr;
+use linux_raw_sys::general as k;
+use linux_raw_sys::net as n;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::net::{sockopt, AddressFamily, Protocol, SendFlags, SocketAddrAny, SocketFlags, SocketType};
+
+fn family(rec: &SocketRecord) -> AddressFamily {
+    AddressFamily::from_raw(rec.family)
+}
+
+fn sock_type(rec: &SocketRecord) -> SocketType {
+    SocketType::from_raw(rec.sock_type as u32)
+}
+
+fn is_stream(rec: &SocketRecord) -> bool {
+    rec.sock_type as u32 != n::SOCK_DGRAM
+}
+
+fn unix(rec: &SocketRecord) -> bool {
+    rec.family as u32 == n::AF_UNIX
+}
+
+/// A socket address from its saved bytes.
+fn sockaddr(bytes: &[u8]) -> SocketAddrAny {
+    let mut storage = core::mem::MaybeUninit::<rustix::net::addr::SocketAddrStorage>::zeroed();
+    let len = bytes.len().min(core::mem::size_of::<rustix::net::addr::SocketAddrStorage>());
+    // SAFETY: `storage` is large enough for `len` bytes and is zeroed beyond them.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), storage.as_mut_ptr() as *mut u8, len);
+        SocketAddrAny::new(storage, len as rustix::net::addr::SocketAddrLen)
+    }
+}
+
+fn new_socket(rec: &SocketRecord) -> Result<OwnedFd, Errno> {
+    let proto = core::num::NonZeroU32::new(rec.protocol).map(Protocol::from_raw);
+    rustix::net::socket_with(family(rec), sock_type(rec), SocketFlags::CLOEXEC, proto)
+}
+
+/// The options of the record that a new socket does not already have (`SO_REUSEADDR` last, in
+/// [`bind_again`]).
+fn set_options(fd: BorrowedFd, rec: &SocketRecord) {
+    let on = |bit| rec.options & bit != 0;
+    if on(s::OPT_REUSEPORT) {
+        let _ = sockopt::set_socket_reuseport(fd, true);
+    }
+    if on(s::OPT_KEEPALIVE) {
+        let _ = sockopt::set_socket_keepalive(fd, true);
+    }
+    if on(s::OPT_BROADCAST) {
+        let _ = sockopt::set_socket_broadcast(fd, true);
+    }
+    if on(s::OPT_OOBINLINE) {
+        let _ = sockopt::set_socket_oobinline(fd, true);
+    }
+    if on(s::OPT_PASSCRED) {
+        let _ = sockopt::set_socket_passcred(fd, true);
+    }
+    if rec.family as u32 == n::AF_INET6 {
+        let _ = sockopt::set_ipv6_v6only(fd, on(s::OPT_V6ONLY));
+    }
+    if on(s::OPT_NODELAY) {
+        let _ = sockopt::set_tcp_nodelay(fd, true);
+    }
+    // TCP sizes its buffers itself unless told; a size set by hand is what getsockopt shows,
+    // and the kernel doubles what it is given.
+    if unix(rec) || !is_stream(rec) {
+        if rec.sndbuf > 0 {
+            let _ = sockopt::set_socket_send_buffer_size(fd, rec.sndbuf as usize / 2);
+        }
+        if rec.rcvbuf > 0 {
+            let _ = sockopt::set_socket_recv_buffer_size(fd, rec.rcvbuf as usize / 2);
+        }
+    }
+}
+
+/// Binds `fd` to the record's address. An internet address is taken even if connections of
+/// the dead process linger on it (`SO_REUSEADDR` for the bind, then as it was); a socket file
+/// that nothing answers on any more is a leftover of the checkpointed process and is replaced.
+fn bind_again(fd: BorrowedFd, rec: &SocketRecord) -> Result<(), Errno> {
+    let addr = sockaddr(rec.addr());
+    if unix(rec) {
+        return match rustix::net::bind(fd, &addr) {
+            Err(Errno::ADDRINUSE) if stale_socket_file(rec) => {
+                let path = &rec.addr()[2..];
+                let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
+                let mut buf = [0u8; 4096];
+                buf[..end].copy_from_slice(&path[..end]);
+                let c = CStr::from_bytes_with_nul(&buf[..end + 1]).map_err(|_| Errno::INVAL)?;
+                rustix::fs::unlink(c)?;
+                rustix::net::bind(fd, &addr)
+            }
+            r => r,
+        };
+    }
+    sockopt::set_socket_reuseaddr(fd, true)?;
+    let r = rustix::net::bind(fd, &addr);
+    let _ = sockopt::set_socket_reuseaddr(fd, rec.options & s::OPT_REUSEADDR != 0);
+    r
+}
+
+/// Whether the record's path names a socket file that refuses connections (its listener died).
+fn stale_socket_file(rec: &SocketRecord) -> bool {
+    let path = &rec.addr()[2..];
+    if path.first().is_none_or(|&c| c == 0) {
+        return false; // abstract: nothing on disk
+    }
+    let Ok(probe) = new_socket(&SocketRecord { sock_type: rec.sock_type, ..*rec }) else { return false };
+    matches!(rustix::net::connect(&probe, &sockaddr(rec.addr())), Err(Errno::CONNREFUSED))
+}
+
+/// Puts the queued bytes of `rec` (its blob) back, by sending them through `through`, the
+/// other end of its new pair. Returns the bytes that could not be put back.
+fn refill(through: BorrowedFd, rec: &FdRecord, image_fd: i32, stream: bool) -> Result<u64, Errno> {
+    if rec.blob_len == 0 {
+        return Ok(0);
+    }
+    // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
+    let img = unsafe { BorrowedFd::borrow_raw(image_fd) };
+    let (mut at, end) = (rec.blob_offset, rec.blob_offset + rec.blob_len);
+    let mut buf = [0u8; 16384];
+    let mut lost = 0u64;
+    while at < end {
+        let mut header = [0u8; s::FRAME_HEADER];
+        read_exact(img, &mut header, at)?;
+        let len = s::frame_len(header) as u64;
+        at += s::FRAME_HEADER as u64;
+        if at + len > end {
+            return Err(Errno::IO);
+        }
+        if stream {
+            let mut done = 0;
+            while done < len {
+                let want = ((len - done) as usize).min(buf.len());
+                read_exact(img, &mut buf[..want], at + done)?;
+                match send_all(through, &buf[..want]) {
+                    Ok(()) => {}
+                    Err(Errno::AGAIN) => lost += want as u64,
+                    Err(e) => return Err(e),
+                }
+                done += want as u64;
+            }
+        } else {
+            // A message goes in one piece: through a mapping of its size.
+            let room = (len as usize).max(1);
+            // SAFETY: a fresh private anonymous mapping, unmapped below.
+            let p = unsafe {
+                rustix::mm::mmap_anonymous(core::ptr::null_mut(), room, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::PRIVATE)
+            }?;
+            // SAFETY: the mapping is `room` bytes, ours until unmapped.
+            let msg = unsafe { core::slice::from_raw_parts_mut(p as *mut u8, len as usize) };
+            let r = read_exact(img, msg, at).and_then(|()| rustix::net::send(through, msg, SendFlags::DONTWAIT));
+            // SAFETY: our mapping; `msg` is not used after this.
+            let _ = unsafe { rustix::mm::munmap(p, room) };
+            match r {
+                Ok(_) => {}
+                Err(Errno::AGAIN) => lost += len,
+                Err(e) => return Err(e),
+            }
+        }
+        at += len;
+    }
+    Ok(lost)
+}
+
+fn read_exact(img: BorrowedFd, buf: &mut [u8], mut from: u64) -> Result<(), Errno> {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::pread(img, &mut buf[got..], from) {
+            Ok(0) => return Err(Errno::IO),
+            Ok(k) => {
+                got += k;
+                from += k as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn send_all(fd: BorrowedFd, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match rustix::net::send(fd, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            Ok(k) => buf = &buf[k..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A TCP socket whose connection was reset: a connection to a listener of our own on the
+/// loopback address, aborted from the far side (`SO_LINGER` 0 sends a reset).
+fn reset_tcp(rec: &SocketRecord) -> Result<OwnedFd, Errno> {
+    use core::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    let listener = new_socket(rec)?;
+    if rec.family as u32 == n::AF_INET6 {
+        rustix::net::bind(&listener, &SocketAddrV6::new(Ipv6Addr::LOCALHOST, 0, 0, 0))?;
+    } else {
+        rustix::net::bind(&listener, &SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    }
+    rustix::net::listen(&listener, 1)?;
+    let at = rustix::net::getsockname(&listener)?;
+    let sock = new_socket(rec)?;
+    rustix::net::connect(&sock, &at)?;
+    let far = rustix::net::accept(&listener)?;
+    sockopt::set_socket_linger(&far, Some(core::time::Duration::ZERO))?;
+    drop(far);
+    Ok(sock)
+}
+
+/// Makes socket `rec` (descriptor record `fdrec`) again; returns its parked descriptor.
+pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
+    let fd = rec.fd;
+    let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {fd} (socket {}): {what}: {}", Addr(rec.addr()), describe(e)));
+    let sock = if rec.state & s::PAIRED != 0 {
+        return pair_end(image_path, fdrec, rec, image_fd, p);
+    } else if rec.state & s::LISTENING != 0 {
+        let sock = new_socket(rec).map_err(|e| fail("making it", e))?;
+        set_options(sock.as_fd(), rec);
+        bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?;
+        // 4096 is the kernel's default SOMAXCONN; it caps any backlog at net.core.somaxconn.
+        let backlog = if rec.backlog > 0 { rec.backlog as i32 } else { 4096 };
+        rustix::net::listen(&sock, backlog).map_err(|e| fail("listening", e))?;
+        sock
+    } else if unix(rec) && is_stream(rec) && rec.peer_ino != 0 {
+        outside_unix_stream(rec, fdrec, image_fd).map_err(|e| fail("making it", e))?
+    } else if is_stream(rec) && rec.state & s::CONNECTED != 0 {
+        say!("myrestart: fd {fd} (TCP connection to {}) comes back reset: its next read fails with ECONNRESET", Addr(rec.peer()));
+        reset_tcp(rec).map_err(|e| fail("making a reset connection", e))?
+    } else {
+        let sock = new_socket(rec).map_err(|e| fail("making it", e))?;
+        set_options(sock.as_fd(), rec);
+        if rec.state & s::BOUND != 0 {
+            bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?;
+        }
+        if rec.state & s::CONNECTED != 0 && rec.peer_len > 2 {
+            if let Err(e) = rustix::net::connect(&sock, &sockaddr(rec.peer())) {
+                say!("myrestart: fd {fd} (datagram socket) could not be connected to {} again ({}); it comes back unconnected", Addr(rec.peer()), describe(e));
+            }
+        }
+        if fdrec.blob_len > 0 {
+            say!("myrestart: fd {fd}: {} bytes queued on the socket at checkpoint time are lost", fdrec.blob_len);
+        }
+        sock
+    };
+    set_nonblocking(sock.as_fd(), fdrec).map_err(|e| fail("setting its flags", e))?;
+    park(sock, p.fd_base).map_err(|e| fail("parking it", e))
+}
+
+/// An `AF_UNIX` stream socket whose peer was outside the process (reset) or already closed
+/// (end of file after the queued bytes).
+fn outside_unix_stream(rec: &SocketRecord, fdrec: &FdRecord, image_fd: i32) -> Result<OwnedFd, Errno> {
+    let (sock, other) = rustix::net::socketpair(AddressFamily::UNIX, sock_type(rec), SocketFlags::CLOEXEC, None)?;
+    set_options(sock.as_fd(), rec);
+    let lost = refill(other.as_fd(), fdrec, image_fd, true)?;
+    if lost > 0 {
+        say!("myrestart: fd {}: {lost} bytes queued on the socket could not be put back", rec.fd);
+    }
+    let peer_closed = rec.shutdown == s::SHUT_READ | s::SHUT_WRITE;
+    if !peer_closed {
+        // A byte left unread in the far end's queue when it closes makes the kernel report
+        // ECONNRESET to this end.
+        rustix::net::send(&sock, &[0], SendFlags::DONTWAIT | SendFlags::NOSIGNAL)?;
+        say!("myrestart: fd {} (unix socket to {}) comes back reset: its next read fails with ECONNRESET", rec.fd, Addr(rec.peer()));
+    }
+    drop(other);
+    Ok(sock)
+}
+
+/// One end of a socket pair: the pair is made with the first end's record, and each end's
+/// queued bytes are sent through the other.
+fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
+    let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (socket pair): {what}: {}", rec.fd, describe(e)));
+    let found = p.pairs[..p.npairs].iter().enumerate().find_map(|(i, slot)| slot.ino.iter().position(|&x| x == rec.ino).map(|side| (i, side)));
+    let (i, side) = match found {
+        Some(f) => f,
+        None => {
+            if p.npairs == p.pairs.len() {
+                refuse(image_path, format_args!("more than {} socket pairs", p.pairs.len()));
+                return Err(());
+            }
+            let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, sock_type(rec), SocketFlags::CLOEXEC, None).map_err(|e| fail("making it", e))?;
+            let a = park(a, p.fd_base).map_err(|e| fail("parking it", e))?;
+            let b = park(b, p.fd_base).map_err(|e| fail("parking it", e))?;
+            p.pairs[p.npairs] = PairSlot { ino: [rec.ino, rec.peer_ino], fd: [a, b] };
+            p.npairs += 1;
+            (p.npairs - 1, 0)
+        }
+    };
+    let slot = p.pairs[i];
+    // SAFETY: both are parked descriptors of ours, open for the whole plan.
+    let (me, other) = unsafe { (BorrowedFd::borrow_raw(slot.fd[side]), BorrowedFd::borrow_raw(slot.fd[1 - side])) };
+    set_options(me, rec);
+    let lost = refill(other, fdrec, image_fd, rec.sock_type as u32 == n::SOCK_STREAM).map_err(|e| fail("putting back its queued bytes", e))?;
+    if lost > 0 {
+        say!("myrestart: fd {}: {lost} bytes queued on the socket could not be put back", rec.fd);
+    }
+    set_nonblocking(me, fdrec).map_err(|e| fail("setting its flags", e))?;
+    Ok(slot.fd[side])
+}
+
+fn set_nonblocking(fd: BorrowedFd, fdrec: &FdRecord) -> Result<(), Errno> {
+    let flags = if fdrec.open_flags & k::O_NONBLOCK != 0 { rustix::fs::OFlags::NONBLOCK } else { rustix::fs::OFlags::empty() };
+    rustix::fs::fcntl_setfl(fd, flags)
+}
+
+/// Once every socket is back: the shutdowns of socket pairs (after both ends' queues are
+/// filled, which needs both open for writing).
+pub fn finish(image: &Image, p: &Plan) {
+    for rec in image.sockets().filter_map(Result::ok) {
+        if rec.state & s::PAIRED == 0 || rec.shutdown == 0 {
+            continue;
+        }
+        let Some(slot) = p.fds[..p.nfds].iter().find(|f| f.target == rec.fd) else { continue };
+        let how = match rec.shutdown & (s::SHUT_READ | s::SHUT_WRITE) {
+            s::SHUT_READ => rustix::net::Shutdown::Read,
+            s::SHUT_WRITE => rustix::net::Shutdown::Write,
+            _ => rustix::net::Shutdown::Both,
+        };
+        // SAFETY: a parked descriptor of ours.
+        let _ = rustix::net::shutdown(unsafe { BorrowedFd::borrow_raw(slot.src) }, how);
+    }
+}

@@ -1,0 +1,144 @@
+//! The kernel objects event loops are built from, across a restart: pipes, socket pairs,
+//! eventfd, timerfd, signalfd, inotify, memfd and epoll over all of them; listening sockets;
+//! and connections to the outside world, which come back reset so the program reconnects.
+
+use ckpt_tests::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What objects.c prints once it has drained everything, when `created` is the file the test
+/// made in the watched directory.
+fn drained(created: &str) -> String {
+    format!(
+        "ready=abcdefgh pipe=m0,m1,m2,m3,m4,m5,m6,m7 s0=to0 s1=to1 dgram=d1,d2,d3 eventfd=7 timer=1 sig=10 created={created} \
+         memfd=sealed-data/hello-map seals=6 shared=1 sndbuf=131072 flags=1"
+    )
+}
+
+/// One program holding a self-pipe with messages in flight, a stream and a datagram socket
+/// pair with data queued, an eventfd with a count, a periodic timerfd, a signalfd, an inotify
+/// watch, and a sealed memfd mapped shared, all under one epoll instance. A checkpoint leaves
+/// the running program's objects untouched; the restarted program finds every one as it was,
+/// sees a file created after the restart, and gets SIGUSR1 through its signalfd.
+#[test]
+fn every_object_of_an_event_loop_comes_back() {
+    let wd = Workdir::new("objects");
+    let dir = wd.path.join("watched");
+    std::fs::create_dir(&dir).unwrap();
+    let mut c = Command::new(prog("objects", &[]));
+    c.arg(&dir);
+    let mut orig = Proc::preloaded(c, &wd.image(), "objects");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    // Checkpointed and going on: everything is still there for the running program.
+    std::fs::write(dir.join("before"), "").unwrap();
+    orig.signal(libc::SIGUSR1);
+    assert!(orig.wait_exit(LONG).success(), "{}", orig.stderr());
+    assert_eq!(orig.lines().last().unwrap(), &drained("before"), "the checkpoint disturbed the running program");
+    std::fs::remove_file(dir.join("before")).unwrap();
+
+    let mut restored = Proc::restart(&wd.image());
+    restored.wait_until(|l| l.iter().any(|l| l.starts_with("tick ")), LONG, "ticks after the restart");
+    std::fs::write(dir.join("after"), "").unwrap();
+    restored.signal(libc::SIGUSR1);
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().unwrap(), &drained("after"), "stderr: {}", restored.stderr());
+    assert!(!restored.stderr().contains("not restored"), "{}", restored.stderr());
+}
+
+/// GETs `path` from 127.0.0.1:`port`, retrying refused connections until `deadline` (the
+/// server may still be starting); returns the whole response.
+fn http_get(port: u16, path: &str, deadline: Instant) -> String {
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(LONG)).unwrap();
+                write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                return out;
+            }
+            Err(e) if Instant::now() < deadline => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("no server on port {port}: {e}"),
+        }
+    }
+}
+
+/// `python3 -m http.server` listening on 127.0.0.1: after a checkpoint, SIGKILL and restart it
+/// is listening on the same port again and serves a request.
+#[test]
+fn python_http_server_listens_again() {
+    let wd = Workdir::new("httpd");
+    let site = wd.path.join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("hello.txt"), "hello from before the checkpoint\n").unwrap();
+    let mut c = Command::new("python3");
+    c.args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"]).current_dir(&site);
+    let mut orig = Proc::preloaded(c, &wd.image(), "http.server");
+    let banner = orig.wait_lines(1, LONG).remove(0);
+    let port: u16 = banner.split(" port ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{banner}"));
+    assert!(http_get(port, "/hello.txt", Instant::now() + LONG).contains("hello from before"));
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+
+    let restored = Proc::restart(&wd.image());
+    let answer = http_get(port, "/hello.txt", Instant::now() + LONG);
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    assert!(answer.contains("hello from before the checkpoint"), "{answer}");
+    restored.wait_stderr("GET /hello.txt", SHORT);
+}
+
+/// An echo server outside the process, on a port of its own: answers each line with
+/// "echo LINE", one thread per connection.
+fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                for line in BufReader::new(conn).lines() {
+                    let Ok(line) = line else { return };
+                    if writeln!(out, "echo {line}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A client connected to a server outside the process: after the restart its connection is
+/// reset (and both checkpoint and restart say so), its own logic reconnects, and it goes on
+/// counting from where it was checkpointed.
+#[test]
+fn a_client_of_an_outside_server_sees_a_reset_and_reconnects() {
+    let wd = Workdir::new("client");
+    let port = echo_server();
+    let mut c = Command::new(prog("client", &[]));
+    c.arg(port.to_string());
+    let mut orig = Proc::preloaded(c, &wd.image(), "client");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let at_checkpoint = orig.lines().len();
+    orig.kill9();
+    assert!(orig.stderr().contains("TCP connection to 127.0.0.1:"), "{}", orig.stderr());
+    let last_before: i64 = orig.lines()[at_checkpoint - 1].split(' ').nth(1).unwrap().parse().unwrap();
+
+    let restored = Proc::restart(&wd.image());
+    let lines = restored.wait_until(|l| l.iter().filter(|l| l.starts_with("reply ")).count() >= 3, LONG, "replies after reconnecting");
+    assert!(lines[0].starts_with("reconnect after Connection reset"), "{lines:?}");
+    let first: i64 = lines[1].split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(first > 0 && first <= last_before + 1, "resumed at {first} after {last_before}");
+    for (i, l) in lines[1..].iter().enumerate() {
+        assert_eq!(l, &format!("reply {} echo ping {}", first + i as i64, first + i as i64));
+    }
+    assert!(restored.stderr().contains("comes back reset"), "{}", restored.stderr());
+}
