@@ -142,3 +142,65 @@ fn a_client_of_an_outside_server_sees_a_reset_and_reconnects() {
     }
     assert!(restored.stderr().contains("comes back reset"), "{}", restored.stderr());
 }
+
+/// Sends `line` over a fresh connection made by `connect` (retrying refusals until `deadline`:
+/// the restarted server may still be on its way) and returns the answer.
+fn ask<S: Read + Write>(connect: impl Fn() -> std::io::Result<S>, line: &str, deadline: Instant) -> String {
+    let mut s = loop {
+        match connect() {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline && matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("connecting: {e}"),
+        }
+    };
+    writeln!(s, "{line}").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A server with a unix socket listening at a path and at an abstract name, a dual-stack TCP
+/// listener, a bound UDP socket and a FIFO holding bytes: after a checkpoint, SIGKILL and
+/// restart, every listener answers on its old address (the socket file the dead process left
+/// behind is replaced), the UDP socket answers on its port, and the FIFO still holds its bytes.
+#[test]
+fn listeners_and_a_fifo_come_back_on_their_addresses() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let wd = Workdir::new("listeners");
+    let abstract_name = format!("ckpt-test-{}", std::process::id());
+    let mut c = Command::new(prog("listeners", &[]));
+    c.arg(&wd.path).arg(&abstract_name);
+    let mut orig = Proc::preloaded(c, &wd.image(), "listeners");
+    let ports = orig.wait_lines(1, LONG).remove(0);
+    let port = |key: &str| -> u16 { ports.split(' ').find_map(|f| f.strip_prefix(key)).unwrap().parse().unwrap() };
+    let (tcp, udp) = (port("tcp="), port("udp="));
+    let path = wd.path.join("sock");
+    let deadline = Instant::now() + LONG;
+    assert_eq!(ask(|| UnixStream::connect(&path), "one", deadline), "path: one");
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    assert!(path.exists(), "the dead server's socket file is left behind");
+    let inspect = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let socks: Vec<&str> = doc["descriptors"].as_array().unwrap().iter().filter_map(|f| f["socket"].as_str()).collect();
+    let want = [format!("unix stream listening on {}", path.display()), format!("unix stream listening on @{abstract_name}"), format!("tcp6 listening on [::]:{tcp}"), format!("udp on 127.0.0.1:{udp}")];
+    assert_eq!(socks, want, "ckpt inspect names each socket");
+
+    let restored = Proc::restart(&wd.image());
+    let deadline = Instant::now() + LONG;
+    assert_eq!(ask(|| UnixStream::connect(&path), "two", deadline), "path: two", "{}", restored.stderr());
+    let abs = SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+    assert_eq!(ask(|| UnixStream::connect_addr(&abs), "three", deadline), "abstract: three");
+    assert_eq!(ask(|| TcpStream::connect(("127.0.0.1", tcp)), "four", deadline), "tcp: four", "IPv4 through the dual-stack listener");
+    assert_eq!(ask(|| TcpStream::connect(("::1", tcp)), "five", deadline), "tcp: five");
+    assert_eq!(ask(|| UnixStream::connect(&path), "fifo", deadline), "in the fifo");
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(LONG)).unwrap();
+    u.send_to(b"six", ("127.0.0.1", udp)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = u.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"udp: six");
+}

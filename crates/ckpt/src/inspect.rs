@@ -151,10 +151,12 @@ pub fn inspect(a: InspectArgs) -> Outcome {
     let mut fds = Vec::new();
     for item in image.fds() {
         let (rec, path) = item.map_err(bad)?;
+        let sock = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd);
         fds.push(json!({
             "fd": rec.fd, "kind": format!("{:?}", rec.kind).to_lowercase(), "flags": format!("{:#o}", rec.open_flags),
             "cloexec": rec.fd_flags & 1 != 0, "offset": rec.offset, "path": String::from_utf8_lossy(path),
             "restored": !matches!(rec.kind, FdKind::Unsupported),
+            "socket": sock.map(|s| describe_socket(&s)), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
         }));
         all_ok &= check_saved_file(file, &rec).is_ok();
     }
@@ -244,7 +246,7 @@ fn print_table(d: &Value) {
     for f in d["descriptors"].as_array().unwrap() {
         println!(
             "  {:>4}  {:<11} flags {:<8} offset {:<12} {}{}",
-            f["fd"], s(&f["kind"]), s(&f["flags"]), f["offset"], s(&f["path"]),
+            f["fd"], s(&f["kind"]), s(&f["flags"]), f["offset"], f["socket"].as_str().unwrap_or(&s(&f["path"])),
             if f["restored"] == true { "" } else { "  (not restored)" }
         );
     }
@@ -272,5 +274,29 @@ mod tests {
         assert_eq!(prot(5), "r-x");
         assert_eq!(prot(0), "---");
         assert_eq!(prot(3), "rw-");
+    }
+}
+
+/// A socket as people say it: "unix stream listening on /run/x.sock", "tcp to 10.0.0.1:80".
+fn describe_socket(s: &ckpt_image::sockets::SocketRecord) -> String {
+    use ckpt_image::sockets as k;
+    use ckpt_sigsafe::sockets::Addr;
+    let stream = s.sock_type != 2;
+    let what = match (s.family, stream) {
+        (1, _) => ["unix ", match s.sock_type { 1 => "stream", 2 => "dgram", 5 => "seqpacket", _ => "socket" }].concat(),
+        (_, true) => "tcp".to_string(),
+        (_, false) => "udp".to_string(),
+    };
+    let v6 = if s.family == 10 { "6" } else { "" };
+    if s.state & k::LISTENING != 0 {
+        format!("{what}{v6} listening on {}", Addr(s.addr()))
+    } else if s.state & k::PAIRED != 0 {
+        format!("{what} pair")
+    } else if s.state & k::CONNECTED != 0 {
+        format!("{what}{v6} to {}", Addr(s.peer()))
+    } else if s.state & k::BOUND != 0 {
+        format!("{what}{v6} on {}", Addr(s.addr()))
+    } else {
+        format!("{what}{v6}")
     }
 }
