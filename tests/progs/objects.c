@@ -6,13 +6,15 @@
  *   e  eventfd with count 7
  *   f  periodic timerfd (CLOCK_MONOTONIC, every 30 ms)
  *   g  signalfd for SIGUSR1 (blocked)
- *   h  inotify watch (IN_CREATE) on the directory argv[1]
+ *   h  inotify watch (IN_CREATE) on the directory argv[1], watch descriptor 2 (watch 1 was
+ *      removed before: a restart must not renumber it)
  *   a memfd "ckptbuf" holding "sealed-data", sealed against growing and shrinking, and mapped
  *   shared with "hello-map" written through the mapping at offset 64
  * It prints "tick N" every 20 ms until SIGUSR1 arrives on the signalfd, then asks epoll what is
- * ready, drains everything and prints one line:
- * "ready=LETTERS pipe=.. s0=.. s1=.. dgram=.. eventfd=N timer=T sig=N created=NAME memfd=../..
- *  seals=N shared=B sndbuf=N flags=B". */
+ * ready, drains everything and prints one line (with an absolute CLOCK_REALTIME timerfd an hour
+ * ahead, abs=1 while its deadline stays where it was):
+ * "ready=LETTERS pipe=.. s0=.. s1=.. dgram=.. eventfd=N timer=T sig=N created=NAME@WD memfd=../..
+ *  seals=N shared=B sndbuf=N flags=B abs=B". */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -66,7 +68,15 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &usr1, NULL);
     int s = signalfd(-1, &usr1, SFD_NONBLOCK);
     int in = inotify_init1(IN_NONBLOCK);
-    if (inotify_add_watch(in, argv[1], IN_CREATE) != 1) { perror("inotify_add_watch"); return 1; }
+    if (inotify_add_watch(in, "/", IN_DELETE) != 1 || inotify_add_watch(in, argv[1], IN_CREATE) != 2) { perror("inotify_add_watch"); return 1; }
+    inotify_rm_watch(in, 1);
+    char ignored[256] __attribute__((aligned(8)));
+    if (read(in, ignored, sizeof ignored) <= 0) { perror("IN_IGNORED"); return 1; }
+    int ta = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct itimerspec deadline = { { 0, 0 }, { now.tv_sec + 3600, now.tv_nsec } };
+    timerfd_settime(ta, TFD_TIMER_ABSTIME, &deadline, NULL);
     int m = memfd_create("ckptbuf", MFD_ALLOW_SEALING);
     if (ftruncate(m, 4096) || pwrite(m, "sealed-data", 11, 0) != 11) return 1;
     char *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
@@ -122,7 +132,7 @@ int main(int argc, char **argv) {
     ssize_t il = read(in, ibuf, sizeof ibuf);
     if (il > 0) {
         struct inotify_event *ie = (struct inotify_event *)ibuf;
-        if (ie->len) snprintf(created, sizeof created, "%.60s", ie->name);
+        if (ie->len) snprintf(created, sizeof created, "%.50s@%d", ie->name, ie->wd);
     }
     char viafd[16] = "";
     if (pread(m, viafd, 11, 0) != 11) strcpy(viafd, "unreadable");
@@ -135,8 +145,13 @@ int main(int argc, char **argv) {
     getsockopt(st[0], SOL_SOCKET, SO_SNDBUF, &sb, &sl);
     int flags = (fcntl(p[0], F_GETFL) & O_NONBLOCK) && !(fcntl(p[1], F_GETFL) & O_NONBLOCK) && (fcntl(st[1], F_GETFL) & O_NONBLOCK) &&
                 !(fcntl(st[0], F_GETFL) & O_NONBLOCK) && (fcntl(t, F_GETFD) & FD_CLOEXEC) && (fcntl(ep, F_GETFD) & FD_CLOEXEC);
-    printf("ready=%s pipe=%s s0=%s s1=%s dgram=%s eventfd=%llu timer=%d sig=%d created=%s memfd=%s/%s seals=%d shared=%d sndbuf=%d flags=%d\n",
+    struct itimerspec left;
+    timerfd_gettime(ta, &left);
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long want = (long long)deadline.it_value.tv_sec - now.tv_sec, remaining = left.it_value.tv_sec;
+    int abs_ok = remaining >= want - 2 && remaining <= want + 1;
+    printf("ready=%s pipe=%s s0=%s s1=%s dgram=%s eventfd=%llu timer=%d sig=%d created=%s memfd=%s/%s seals=%d shared=%d sndbuf=%d flags=%d abs=%d\n",
            ready, pipe_all, s0, s1, dgram, (unsigned long long)v, ticks > 0, sig, created, viafd, map + 64, fcntl(m, F_GET_SEALS), shared, sb,
-           flags);
+           flags, abs_ok);
     return 0;
 }
