@@ -262,21 +262,6 @@ fn print_table(d: &Value) {
 }
 
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_and_protections() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400_000_000_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_796_006_765_123_456_789), "2026-11-30 02:46:05 UTC");
-        assert_eq!(prot(5), "r-x");
-        assert_eq!(prot(0), "---");
-        assert_eq!(prot(3), "rw-");
-    }
-}
-
 /// A socket as people say it: "unix stream listening on /run/x.sock", "tcp to 10.0.0.1:80".
 fn describe_socket(s: &ckpt_image::sockets::SocketRecord) -> String {
     use ckpt_image::sockets as k;
@@ -298,5 +283,20 @@ fn describe_socket(s: &ckpt_image::sockets::SocketRecord) -> String {
         format!("{what}{v6} on {}", Addr(s.addr()))
     } else {
         format!("{what}{v6}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_protections() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400_000_000_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_006_765_123_456_789), "2026-11-30 02:46:05 UTC");
+        assert_eq!(prot(5), "r-x");
+        assert_eq!(prot(0), "---");
+        assert_eq!(prot(3), "rw-");
     }
 }

@@ -61,13 +61,15 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
     let mut socks = Writer::new(parts.sockets);
     let mut timerfds = Writer::new(parts.timerfds);
     let mut watches = Writer::new(parts.inotify);
-    let mut diag = None;
+    // Opened before the listing, so that it shows in it and is skipped like the listing's own.
+    let diag = ckpt_sigsafe::sockets::open_diag().ok();
+    let diag_fd = diag.as_ref().map_or(-1, |d| d.as_raw_fd());
     while let Some(entry) = raw.next() {
         let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
         let name = entry.file_name();
         let Some(fd) = super::procfs::parse_dec(name.to_bytes()) else { continue };
         let fd = fd as i32;
-        if fd == dir_fd {
+        if fd == dir_fd || fd == diag_fd {
             continue;
         }
         let n = rustix::fs::readlinkat_raw(&dir, name, &mut target[..]).unwrap_or(0).min(target.len());
@@ -108,7 +110,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
                     (size, 0, 0)
                 }
             }
-            FdKind::Socket if same_as < 0 => match super::sockets::describe(fd, bfd, st.st_ino, &mut diag, parts.text) {
+            FdKind::Socket if same_as < 0 => match super::sockets::describe(fd, bfd, st.st_ino, &diag, parts.text) {
                 Ok(rec) => {
                     rec.write(&mut socks);
                     let (at, len) = super::sockets::copy_queue(bfd, &rec, parts.pipe_data, &mut pipe_used)?;

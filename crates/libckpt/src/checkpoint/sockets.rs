@@ -27,7 +27,7 @@ fn put(dst: &mut [u8; s::ADDR_MAX], len: &mut u32, addr: &rustix::net::SocketAdd
 }
 
 /// What a socket was, or `Err(reason)` for a socket no restart can make again.
-pub fn describe(fd: i32, sock: BorrowedFd, ino: u64, diag: &mut Option<OwnedFd>, buf: &mut [u8]) -> Result<SocketRecord, &'static str> {
+pub fn describe(fd: i32, sock: BorrowedFd, ino: u64, diag: &Option<OwnedFd>, buf: &mut [u8]) -> Result<SocketRecord, &'static str> {
     let family = sockopt::socket_domain(sock).map(|d| d.as_raw() as u32).unwrap_or(0);
     let ty = sockopt::socket_type(sock).map(|t| t.as_raw()).unwrap_or(0);
     if !supported(family, ty) {
@@ -75,9 +75,6 @@ pub fn describe(fd: i32, sock: BorrowedFd, ino: u64, diag: &mut Option<OwnedFd>,
     rec.sndbuf = sockopt::socket_send_buffer_size(sock).unwrap_or(0) as u32;
     rec.rcvbuf = sockopt::socket_recv_buffer_size(sock).unwrap_or(0) as u32;
     if family == n::AF_UNIX {
-        if diag.is_none() {
-            *diag = ckpt_sigsafe::sockets::open_diag().ok();
-        }
         if let Some(d) = diag.as_ref() {
             if let Ok(info) = unix_diag(d.as_fd(), ino, buf) {
                 rec.peer_ino = info.peer_ino;
