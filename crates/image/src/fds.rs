@@ -88,7 +88,8 @@ pub struct FdRecord {
     pub blob_offset: u64,
     pub blob_len: u64,
     pub blob_hash: u64,
-    /// Kind-specific: a signalfd's mask, a memfd's seals; 0 otherwise.
+    /// Kind-specific: a signalfd's mask, a memfd's seals, for a socket the bytes queued for it
+    /// that the image does not hold (a UDP socket's datagrams); 0 otherwise.
     pub aux: u64,
 }
 

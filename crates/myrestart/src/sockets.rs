@@ -262,8 +262,8 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
                 say!("myrestart: fd {fd} (datagram socket) could not be connected to {} again ({}); it comes back unconnected", Addr(rec.peer()), describe(e));
             }
         }
-        if fdrec.blob_len > 0 {
-            say!("myrestart: fd {fd}: {} bytes queued on the socket at checkpoint time are lost", fdrec.blob_len);
+        if fdrec.blob_len > 0 || fdrec.aux > 0 {
+            say!("myrestart: fd {fd}: the data queued on the socket at checkpoint time is lost");
         }
         sock
     };

@@ -114,6 +114,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
                 Ok(rec) => {
                     rec.write(&mut socks);
                     let (at, len) = super::sockets::copy_queue(bfd, &rec, parts.pipe_data, &mut pipe_used)?;
+                    aux = super::sockets::unsaved_bytes(fd, &rec);
                     (0, at, len)
                 }
                 Err(reason) => {

@@ -139,6 +139,18 @@ pub fn copy_queue(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: &
     Ok((start as u64, (*used - start) as u64))
 }
 
+/// Bytes queued for a UDP socket to read, which the image does not keep (named on stderr).
+pub fn unsaved_bytes(fd: i32, rec: &SocketRecord) -> u64 {
+    if rec.family as u32 == n::AF_UNIX || rec.sock_type as u32 != n::SOCK_DGRAM {
+        return 0;
+    }
+    let queued = sys::bytes_to_read(fd).unwrap_or(0);
+    if queued > 0 {
+        say!("ckpt: fd {fd} (UDP socket on {}): the datagrams queued for it are not saved; a restarted process will not get them", Addr(rec.addr()));
+    }
+    queued as u64
+}
+
 /// Names on stderr what a restart will not give back of a socket whose peer is not in the
 /// process, now that every descriptor is known; marks those whose peer is.
 pub fn pair_up(desc: &mut [u8]) {
