@@ -115,16 +115,18 @@ fn installed_ckpt_finds_its_library_and_myrestart() {
     restored.kill9();
 }
 
-/// The brief's `make check` passes however its output is taken: into a file (where the
-/// checkpointed hello's stdout is that file) and into a pipe.
+/// The brief's `make check` passes however its output is taken: on a terminal (a pseudo-
+/// terminal made by `script`), into a file (where the checkpointed hello's stdout is that file)
+/// and into a pipe.
 #[test]
-fn make_check_passes_with_its_output_in_a_file_and_in_a_pipe() {
+fn make_check_passes_on_a_terminal_with_its_output_in_a_file_and_in_a_pipe() {
     let wd = Workdir::new("make-check");
     let log = wd.path.join("log");
     // The artifacts are built already (make test builds them first): `-o` keeps make from
     // building them again.
     let make = "make --no-print-directory -o libckpt.so -o myrestart -o ckpt check";
     for (how, script) in [
+        ("on a terminal", format!("script -qec '{make}' /dev/null > '{}' 2>&1", log.display())),
         ("into a file", format!("{make} > '{}' 2>&1", log.display())),
         ("into a pipe", format!("{make} 2>&1 | cat > '{}'", log.display())),
     ] {
