@@ -302,24 +302,57 @@ fn resource_limits_survive() {
     }
 }
 
-/// An asyncio event loop (epoll underneath) with producer and consumer tasks over a queue:
-/// items keep coming, in order, after the restart.
+/// An asyncio event loop (epoll underneath, a socket pair to wake it) with producer and
+/// consumer tasks over a queue, and a thread that hands items to the loop with
+/// `call_soon_threadsafe` (which writes to that socket pair): both kinds of items keep coming,
+/// each in order, after the restart.
 #[test]
 fn python_asyncio_queue() {
     let wd = Workdir::new("asyncio");
-    let script = "import asyncio\n\
-async def producer(q):\n    for i in range(1000000):\n        await q.put(i)\n        await asyncio.sleep(0.005)\n\
-async def consumer(q):\n    while True:\n        i = await q.get()\n        print('got', i, flush=True)\n\
-async def main():\n    q = asyncio.Queue()\n    await asyncio.gather(producer(q), consumer(q))\n\
-asyncio.run(main())\n";
+    let script = r#"
+import asyncio, itertools, threading, time
+
+async def producer(q):
+    for i in itertools.count():
+        await q.put(('task', i))
+        await asyncio.sleep(0.005)
+
+def feeder(loop, q):
+    for j in itertools.count():
+        loop.call_soon_threadsafe(q.put_nowait, ('thread', j))
+        time.sleep(0.007)
+
+async def consumer(q):
+    while True:
+        kind, i = await q.get()
+        print('got', kind, i, flush=True)
+
+async def main():
+    q = asyncio.Queue()
+    threading.Thread(target=feeder, args=(asyncio.get_running_loop(), q), daemon=True).start()
+    await asyncio.gather(producer(q), consumer(q))
+
+asyncio.run(main())
+"#;
     let mut c = Command::new("python3");
     c.args(["-u", "-c", script]);
-    let orig = checkpointed(c, &wd, 5);
-    let last: i64 = orig.lines().last().unwrap().trim_start_matches("got ").parse().unwrap();
+    let orig = checkpointed(c, &wd, 10);
+    let items = |lines: &[String], kind: &str| -> Vec<i64> {
+        lines.iter().filter_map(|l| l.strip_prefix(&format!("got {kind} "))).map(|n| n.parse().unwrap()).collect()
+    };
     let restored = Proc::restart(&wd.image());
-    let got: Vec<i64> = restored.wait_lines(20, LONG).iter().map(|l| l.strip_prefix("got ").unwrap_or_else(|| panic!("{l}")).parse().unwrap()).collect();
-    assert!(got[0] > 0 && got[0] <= last + 1, "resumed at {} after {last}", got[0]);
-    for w in got.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "items out of order: {got:?}");
+    let lines = restored.wait_until(
+        |l| ["task", "thread"].iter().all(|k| items(l, k).len() >= 10),
+        LONG,
+        "ten items of each kind after the restart",
+    );
+    for kind in ["task", "thread"] {
+        let (before, after) = (items(&orig.lines(), kind), items(&lines, kind));
+        let last = before.last().copied().unwrap_or(-1);
+        assert!(after[0] <= last + 2, "{kind} items resumed at {} after {last}", after[0]);
+        for w in after.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "{kind} items out of order: {after:?}");
+        }
     }
+    assert!(lines.iter().all(|l| l.starts_with("got ")), "{lines:?}");
 }
