@@ -205,3 +205,26 @@ fn a_failure_after_the_point_of_no_return_is_exit_status_3() {
     assert!(err.starts_with("myrestart: restore failed after the point of no return: mapping"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// A file the program had open is now a FIFO with nobody at the other end: restart refuses at
+/// once, naming it, instead of blocking in `open` forever.
+#[test]
+fn a_saved_path_that_is_now_a_fifo_is_refused_without_blocking() {
+    let wd = Workdir::new("bad-fifo");
+    let input = wd.path.join("in.txt");
+    std::fs::write(&input, "a\n".repeat(1000)).unwrap();
+    let log = wd.path.join("log.txt");
+    let mut c = Command::new(prog("files", &[]));
+    c.arg(&input).arg(&log).arg("20000");
+    let mut orig = Proc::preloaded(c, &wd.image(), "files");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    std::fs::remove_file(&input).unwrap();
+    let st = Command::new("mkfifo").arg(&input).status().unwrap();
+    assert!(st.success());
+    let mut restart = Proc::restart(&wd.image());
+    let st = restart.wait_exit(SHORT);
+    assert_eq!(st.code(), Some(2), "{}", restart.stderr());
+    assert!(restart.stderr().contains(&format!("{} is no longer what it was (a regular file)", input.display())), "{}", restart.stderr());
+}

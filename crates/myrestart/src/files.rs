@@ -142,16 +142,30 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path)));
         return Err(());
     };
-    let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
+    // Opened non-blocking, so that a path that is now a FIFO (or a device that waits for a
+    // carrier) cannot hang the restart; its type is checked before anything else.
+    let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC | k::O_NONBLOCK);
     let fd = rustix::fs::open(c, flags, Mode::empty()).map_err(|e| {
         refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
     })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(path), describe(e))))?;
+    let type_ok = match (rec.kind, FileType::from_raw_mode(st.st_mode)) {
+        (FdKind::File, FileType::RegularFile) | (FdKind::Directory, FileType::Directory) => true,
+        (FdKind::Device, FileType::CharacterDevice | FileType::BlockDevice) => true,
+        _ => false,
+    };
+    if !type_ok {
+        refuse(image_path, format_args!("fd {}: {} is no longer what it was (a {})", rec.fd, Lossy(path), match rec.kind {
+            FdKind::File => "regular file",
+            FdKind::Directory => "directory",
+            _ => "device",
+        }));
+        return Err(());
+    }
+    if rec.open_flags & k::O_NONBLOCK == 0 {
+        let _ = rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(rec.open_flags & REOPEN_FLAGS) & !OFlags::NONBLOCK);
+    }
     if rec.kind == FdKind::File {
-        let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(path), describe(e))))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            refuse(image_path, format_args!("fd {}: {} is no longer a regular file", rec.fd, Lossy(path)));
-            return Err(());
-        }
         if (st.st_size as u64) < rec.offset {
             refuse(image_path, format_args!(
                 "fd {}: {} is now {} bytes, shorter than its saved offset {} (it changed since the checkpoint)",
@@ -551,9 +565,14 @@ fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf:
         return Err(());
     };
     let flags = if r.record.prot & 2 != 0 { OFlags::RDWR } else { OFlags::RDONLY };
-    let fd = rustix::fs::open(c, flags | OFlags::CLOEXEC, Mode::empty())
+    // Non-blocking, so that a path that is now a FIFO cannot hang the restart.
+    let fd = rustix::fs::open(c, flags | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
         .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        refuse(image_path, format_args!("mapped file {} is no longer a regular file", Lossy(r.name)));
+        return Err(());
+    }
     // The mapping's last page may run past the end of the file, as it did when mapped.
     let need = r.record.file_offset + r.record.size();
     if ckpt_image::page_up(st.st_size as u64) < need {

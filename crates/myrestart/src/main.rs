@@ -1,9 +1,11 @@
 //! myrestart: rebuilds a process from a ckpt image and resumes it where it was checkpointed.
 //!
 //! ```text
-//!   _start ── relocate ourselves (static PIE, no loader) ── block all signals
+//!   _start ── relocate ourselves (static PIE, no loader) ── block all signals but the ones
+//!     │        that stop a program (HUP, INT, QUIT, TERM: nothing has changed yet)
 //!     │
-//!     ├─ plan      open and check the whole image; refuse with one line if anything is off
+//!     ├─ plan      open and check the whole image; refuse with one line if anything is off;
+//!     │            then block every signal
 //!     ├─ ids       new user and PID namespaces, so that the process gets its old PID back;
 //!     │            this process stays outside as the parent (see `ids.rs`)
 //!     ├─ hole      find a block free in our layout and the target's; copy ourselves there,
@@ -32,6 +34,7 @@ use myrestart::{args, relocate, EXIT_LOST, EXIT_REFUSED};
 
 use ckpt_sigsafe::say;
 use ckpt_sigsafe::sys;
+use linux_raw_sys::general as k;
 
 
 #[unsafe(naked)]
@@ -56,8 +59,10 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     if !unsafe { relocate::apply(&me, me.base) } {
         sys::exit_group(EXIT_REFUSED);
     }
-    // Nothing may interrupt the rebuild; the restored mask comes back with rt_sigreturn.
-    let _ = sys::rt_sigprocmask(linux_raw_sys::general::SIG_SETMASK as usize, !0);
+    // Until the plan is made nothing has changed, and ^C, `timeout` or `kill` may end us as
+    // they would any program; every other signal waits.
+    let stoppers = [k::SIGHUP, k::SIGINT, k::SIGQUIT, k::SIGTERM].iter().fold(0u64, |m, &s| m | 1 << (s - 1));
+    let _ = sys::rt_sigprocmask(k::SIG_SETMASK as usize, !stoppers);
 
     // SAFETY: sp is the initial process stack the kernel built.
     let args = unsafe { args::Args::from_stack(sp) };
@@ -67,7 +72,13 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     };
     // SAFETY: the one call of this run.
     let p = unsafe { plan::take() };
-    if plan::make(&opts, p).is_err() || ids::arrange(p, &opts).is_err() {
+    if plan::make(&opts, p).is_err() {
+        sys::exit_group(EXIT_REFUSED);
+    }
+    // Nothing may interrupt the rebuild from here on (signals meant for the program are passed
+    // on to it by `ids`); the restored mask comes back with rt_sigreturn.
+    let _ = sys::rt_sigprocmask(k::SIG_SETMASK as usize, !0);
+    if ids::arrange(p, &opts).is_err() {
         sys::exit_group(EXIT_REFUSED);
     }
     hole::move_and_restore(&me, p)
