@@ -135,3 +135,52 @@ fn make_check_passes_on_a_terminal_with_its_output_in_a_file_and_in_a_pipe() {
         assert!(st.success() && out.contains("check: OK: the restarted hello"), "make check {how}: {st}\n{out}");
     }
 }
+
+/// A program that runs another (the library goes with `LD_PRELOAD`, the image path with
+/// `CKPT_IMAGE`) and a child it forks: `kill -12` of either writes that process's own image,
+/// `<image>-<PID>`, and the parent's image is left alone.
+#[test]
+fn a_child_never_replaces_its_parents_image() {
+    let wd = Workdir::new("children");
+    let image = wd.image();
+    // sh (preloaded) runs the counter as a child, then waits.
+    let mut c = Command::new("sh");
+    c.args(["-c", "\"$0\" 1000000 10000 & echo child $!; wait"]).arg(prog("counter", &[]));
+    let parent = Proc::preloaded(c, &image, "sh running a counter");
+    parent.wait_until(|l| l.iter().any(|l| l.starts_with("child ")), SHORT, "the child's PID");
+    let child: u32 = parent.lines().iter().find_map(|l| l.strip_prefix("child ")).unwrap().parse().unwrap();
+    parent.wait_until(|l| l.len() >= 4, SHORT, "the child counting");
+    // SAFETY: kill(2) of the child the shell started (it has not been reaped: sh waits).
+    unsafe { libc::kill(child as i32, libc::SIGUSR2) };
+    let own = wd.path.join(format!("myckpt-{child}"));
+    let deadline = std::time::Instant::now() + LONG;
+    while !own.exists() {
+        assert!(std::time::Instant::now() < deadline, "no image of the child at {}", own.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!image.exists(), "the child wrote the parent's image");
+    // The parent's own checkpoint still goes to the image path.
+    parent.checkpoint(&image, LONG);
+    let restored = Proc::restart(&own);
+    restored.wait_lines(3, SHORT);
+
+    // A child forked without exec (python's os.fork) is a descendant too.
+    let image2 = wd.path.join("forked");
+    let script = "import os, sys, time\npid = os.fork()\nif pid == 0:\n    while True: time.sleep(0.01)\nprint('child', pid, flush=True)\nos.waitpid(pid, 0)\n";
+    let mut c = Command::new("python3");
+    c.args(["-c", script]);
+    let parent = Proc::preloaded(c, &image2, "python forking");
+    parent.wait_until(|l| !l.is_empty(), SHORT, "the child's PID");
+    let child: u32 = parent.lines()[0].strip_prefix("child ").unwrap().parse().unwrap();
+    // SAFETY: kill(2) of python's child, which python waits for.
+    unsafe { libc::kill(child as i32, libc::SIGUSR2) };
+    let own = wd.path.join(format!("forked-{child}"));
+    let deadline = std::time::Instant::now() + LONG;
+    while !own.exists() {
+        assert!(std::time::Instant::now() < deadline, "no image of the forked child at {}", own.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!image2.exists(), "the forked child wrote the parent's image");
+    // SAFETY: as above.
+    unsafe { libc::kill(child as i32, libc::SIGKILL) };
+}

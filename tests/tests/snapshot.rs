@@ -225,3 +225,78 @@ fn memory_a_child_does_not_inherit_is_saved() {
         assert_eq!((v[1], v[2]), (v[0] + 1, v[0] + 1), "lost memory: {l}");
     }
 }
+
+/// Nothing planted next to the image can redirect, expose or block a checkpoint: a symlink at
+/// the old temporary name and at the names the writer may link its file under, a file someone
+/// else created (mode 0644) at one of them, and a lock held on them. The image is written,
+/// 0600 and ours; the planted files and the file they point at are untouched.
+#[test]
+fn the_temporary_file_cannot_be_redirected_exposed_or_blocked() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let wd = Workdir::new("tmpfile");
+    let victim = wd.path.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let p = prog("counter", &[]);
+    let mut c = Command::new(&p);
+    c.args(["1000000", "10000"]);
+    let orig = Proc::preloaded(c, &wd.image(), "counter");
+    orig.wait_lines(3, SHORT);
+    let image = wd.image().to_string_lossy().into_owned();
+    symlink(&victim, format!("{image}.tmp")).unwrap();
+    // The writer is a grandchild: its PID is not known in advance, so plant the first names for
+    // a range of PIDs after the program's.
+    for pid in orig.pid..orig.pid + 64 {
+        symlink(&victim, format!("{image}.{pid}.0.tmp")).unwrap();
+        let foreign = format!("{image}.{pid}.1.tmp");
+        std::fs::write(&foreign, "someone else's").unwrap();
+        std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    }
+    let held = std::fs::File::open(&victim).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) }, 0);
+    orig.checkpoint(&wd.image(), LONG);
+    let meta = std::fs::symlink_metadata(wd.image()).unwrap();
+    assert!(meta.file_type().is_file(), "the image is a regular file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), unsafe { libc::geteuid() });
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "the checkpoint wrote through a planted symlink");
+    for pid in orig.pid..orig.pid + 64 {
+        assert!(std::fs::symlink_metadata(format!("{image}.{pid}.0.tmp")).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(format!("{image}.{pid}.1.tmp")).unwrap(), "someone else's");
+    }
+    let out = Command::new(ckpt()).args(["inspect"]).arg(wd.image()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A writer killed mid-write leaves nothing behind next to the image, and the program hears of
+/// it at its next checkpoint, which works.
+#[test]
+fn a_killed_writer_leaves_nothing_and_is_reported() {
+    let wd = Workdir::new("killed-writer");
+    let p = prog("quiet", &[]);
+    let mut c = Command::new(&p);
+    c.arg("768");
+    let orig = Proc::preloaded(c, &wd.image(), "quiet");
+    orig.wait_lines(3, LONG);
+    orig.signal(libc::SIGUSR2);
+    let deadline = Instant::now() + LONG;
+    let writer = loop {
+        // The writer itself, not its short-lived parent (the program's child).
+        if let Some((pid, _)) = processes_named("ckpt-writer").into_iter().find(|(pid, ppid)| *ppid != orig.pid && writer_of(*pid, &wd)) {
+            break pid;
+        }
+        assert!(!wd.image().exists(), "the image was written before the writer could be caught");
+        assert!(Instant::now() < deadline, "no writer");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    // SAFETY: kill(2) of the writer found above.
+    unsafe { libc::kill(writer as i32, libc::SIGKILL) };
+    while std::fs::read_to_string(format!("/proc/{writer}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let left: Vec<_> = std::fs::read_dir(&wd.path).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    orig.checkpoint(&wd.image(), LONG);
+    orig.wait_stderr("was killed before it finished; that image was not written", SHORT);
+}

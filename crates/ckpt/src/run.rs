@@ -79,7 +79,9 @@ pub fn run(a: RunArgs) -> Outcome {
         preload.push(old);
     }
     let mut cmd = Command::new(&path);
-    cmd.arg0(&a.command[0]).args(&a.command[1..]).env("LD_PRELOAD", preload).env("CKPT_IMAGE", &image);
+    // PROG is the process whose image this is, even when ckpt itself runs below one that
+    // checkpoints (which marks what it runs as its descendants).
+    cmd.arg0(&a.command[0]).args(&a.command[1..]).env("LD_PRELOAD", preload).env("CKPT_IMAGE", &image).env_remove("CKPT_PARENT");
     if let Some(secs) = a.interval.filter(|&s| s > 0) {
         cmd.env("CKPT_INTERVAL", secs.to_string());
         cmd.env("CKPT_KEEP", a.keep.unwrap_or(2).to_string());

@@ -51,3 +51,30 @@ pub unsafe fn get_mut() -> &'static mut Config {
     // SAFETY: the caller is the single-threaded constructor.
     unsafe { &mut *CONFIG.0.get() }
 }
+
+/// Set in a process that descends from the one that started with libckpt (forked from it, or
+/// run by it with the library inherited through `LD_PRELOAD`): its images go to
+/// `<image>-<PID>`, never over its ancestor's.
+static DESCENDANT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub fn mark_descendant() {
+    DESCENDANT.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn is_descendant() -> bool {
+    DESCENDANT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// This process's image path, written into `buf`: the configured one, or for a descendant
+/// `<image>-<PID>`. `None` if it does not fit.
+pub fn this_process_image(buf: &mut [u8]) -> Option<&[u8]> {
+    let cfg = get();
+    let mut w = ckpt_image::bytes::Writer::new(&mut buf[..]);
+    w.bytes(cfg.image_path());
+    if is_descendant() {
+        w.u8(b'-');
+        w.decimal(rustix::process::getpid().as_raw_nonzero().get() as u64);
+    }
+    let len = w.finish()?;
+    Some(&buf[..len])
+}

@@ -12,6 +12,9 @@ use core::ffi::{c_int, c_void, CStr};
 pub const IMAGE_ENV: &CStr = c"CKPT_IMAGE";
 /// Set to 1 to write images synchronously, inside the signal handler.
 pub const SYNC_ENV: &CStr = c"CKPT_SYNC";
+/// Set by the library in the environment of what the process runs: a process that finds it
+/// descends from one that checkpoints, and writes images of its own (`<image>-<PID>`).
+pub const PARENT_ENV: &CStr = c"CKPT_PARENT";
 /// Set to `lz4` to compress memory in images.
 pub const COMPRESS_ENV: &CStr = c"CKPT_COMPRESS";
 
@@ -46,6 +49,24 @@ extern "C" fn ckpt_init() {
         return;
     }
     find_rseq(cfg);
+    // Set by another process (not by this one before an `exec` that kept its PID): this one
+    // descends from it.
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u64;
+    if env(PARENT_ENV).is_some_and(|p| parse_u32(p).map(u64::from) != Some(me)) {
+        config::mark_descendant();
+    }
+    let mut pid = [0u8; 24];
+    let mut w = ckpt_image::bytes::Writer::new(&mut pid[..]);
+    w.decimal(me);
+    w.u8(0);
+    if let Some(n) = w.finish() {
+        // SAFETY: setenv in a constructor, before any thread exists; both strings are
+        // NUL-terminated.
+        unsafe { libc::setenv(PARENT_ENV.as_ptr(), pid[..n].as_ptr().cast(), 1) };
+    }
+    // A child forked by the program (not run with exec) is a descendant too.
+    // SAFETY: registers a plain function; nothing else is passed.
+    unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
     crate::guard::prepare();
     crate::watches::prepare();
     cfg.sync = env(SYNC_ENV) == Some(b"1");
@@ -78,6 +99,10 @@ extern "C" fn ckpt_init() {
     if cfg.interval_secs > 0 {
         start_interval_timer(cfg.signal, cfg.interval_secs);
     }
+}
+
+extern "C" fn on_fork_child() {
+    config::mark_descendant();
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {

@@ -305,14 +305,17 @@ pub fn clone_raw(flags: usize) -> Result<u32, Errno> {
     check(unsafe { syscall6(nr::CLONE, flags | SIGCHLD, 0, 0, 0, 0, 0) }).map(|pid| pid as u32)
 }
 
-/// Waits for a child created by [`fork_raw`]`(false)` to exit, and reaps it.
-pub fn reap_quiet_child(pid: u32) {
+/// Waits for a child created by [`fork_raw`]`(false)` to exit, and reaps it; its wait status.
+pub fn reap_quiet_child(pid: u32) -> Option<i32> {
     let mut status = 0i32;
     loop {
         // SAFETY: `status` is a writable i32; no rusage.
         let r = unsafe { syscall6(nr::WAIT4, pid as usize, &mut status as *mut i32 as usize, WCLONE, 0, 0, 0) };
+        if r == pid as isize {
+            return Some(status);
+        }
         if r != -(Errno::INTR.raw_os_error() as isize) {
-            break;
+            return None;
         }
     }
 }

@@ -17,6 +17,7 @@
 //! image stays as it was, and one line on stderr says why. A lock on the temporary file keeps
 //! two checkpoints of one image from being written at once.
 
+mod busy;
 mod capture;
 mod compress;
 mod fds;
@@ -58,7 +59,9 @@ impl Failure {
         let mut line = Line::new();
         let _ = write!(line, "ckpt: checkpoint failed: {}", self.step);
         if self.names_file {
-            let _ = write!(line, " {}", Lossy(crate::config::get().image_path()));
+            let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
+            let path = crate::config::this_process_image(&mut image).unwrap_or(crate::config::get().image_path());
+            let _ = write!(line, " {}", Lossy(path));
         }
         if let Some(e) = self.errno {
             let _ = write!(line, ": {}", describe(e));
@@ -80,6 +83,9 @@ fn take(uc: usize) -> Result<(), Failure> {
     let cfg = crate::config::get();
     if cfg.image_len == 0 {
         return Err(Failure::plain("no image path was set at startup"));
+    }
+    if !cfg.sync {
+        busy::check()?;
     }
     let mut scratch = scratch::Scratch::map()?;
     // Every other thread stops here, and goes on when `stopped` is dropped (on every path out
@@ -111,7 +117,9 @@ fn take(uc: usize) -> Result<(), Failure> {
     crate::resume::prepare_for_restore();
     capture::process_state(&mut parts, uc, cfg)?;
     fds::capture(&mut parts)?;
-    let file = write::TempImage::lock(core::mem::take(&mut parts.tmp_path))?;
+    let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
+    let image = crate::config::this_process_image(&mut image).ok_or(Failure::plain("image path is too long"))?;
+    let file = write::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?;
     if cfg.sync {
         return write::write_image(&mut parts, all, started, exclude, file);
     }
@@ -119,7 +127,11 @@ fn take(uc: usize) -> Result<(), Failure> {
     if writer_parent != 0 {
         // The program: reap the short-lived intermediate child and go on at once.
         file.hand_over();
-        ckpt_sigsafe::sys::reap_quiet_child(writer_parent);
+        // It exits 0 once the writer is started; anything else means no writer and no image.
+        if ckpt_sigsafe::sys::reap_quiet_child(writer_parent) != Some(0) {
+            drop(stopped);
+            return Err(Failure::plain("starting the image writer (its parent process was killed)"));
+        }
         drop(stopped);
         return Ok(());
     }
@@ -129,7 +141,8 @@ fn take(uc: usize) -> Result<(), Failure> {
     let _ = rustix::thread::set_name(WRITER_NAME);
     match ckpt_sigsafe::sys::fork_raw(true) {
         Ok(0) => {}
-        Ok(_) => {
+        Ok(writer) => {
+            busy::started(writer);
             file.hand_over();
             ckpt_sigsafe::sys::exit_group(0)
         }
@@ -148,5 +161,6 @@ fn take(uc: usize) -> Result<(), Failure> {
             1
         }
     };
+    busy::finished();
     ckpt_sigsafe::sys::exit_group(code)
 }

@@ -197,7 +197,7 @@ impl Scratch {
                 auxv: s(SMALL_AT, 8192),
                 text: s(SMALL_AT + 8192, 16384),
                 cmdline: s(SMALL_AT + 24576, 8192),
-                tmp_path: s(SMALL_AT + 32768, 8192),
+                tmp_path: s(SMALL_AT + 53248, 16384),
                 page: s(SMALL_AT + 40960, 4096),
                 pathbuf: s(SMALL_AT + 45056, 8192),
                 fd_list: core::slice::from_raw_parts_mut((b + FD_LIST_AT) as *mut i32, FD_LIST_LEN),

@@ -574,37 +574,84 @@ pub(super) fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) 
     Ok(())
 }
 
-/// The image under its temporary name, `<image>.tmp`: locked while it is written, and removed
-/// unless committed.
+/// The image while it is written: an unnamed file (`O_TMPFILE`) in the image's directory,
+/// created by this process with mode 0600, that nothing at any path can redirect, expose or
+/// block. At commit it is linked under a name no other file has (`<image>.<pid>.<n>.tmp`,
+/// made with `linkat`, which never follows or replaces what is there) and renamed over the
+/// image. A writer that dies leaves nothing behind: the unnamed file goes with it.
+///
+/// Where the filesystem has no `O_TMPFILE`, that unique name is created at once instead
+/// (`O_CREAT | O_EXCL | O_NOFOLLOW`) and removed unless committed.
 pub struct TempImage<'a> {
     fd: OwnedFd,
-    tmp: &'a CStr,
+    /// `buf[..image_len]` is the image path, NUL-terminated; the temporary name follows it.
+    buf: &'a mut [u8],
+    image_len: usize,
+    /// Where the temporary name is in `buf` once it exists.
+    name: Option<(usize, usize)>,
     committed: bool,
 }
 
+/// Room in the buffer for the image path and its temporary name (or, at first, its directory).
+const NAME_ROOM: usize = 2 * (ckpt_image::state::PATH_MAX + 64);
+
 impl<'a> TempImage<'a> {
-    /// Opens `<image>.tmp` (mode 0600) and locks it. Fails if another checkpoint of the same
-    /// image is still being written (it holds the lock).
-    pub fn lock(buf: &'a mut [u8]) -> Result<TempImage<'a>, Failure> {
-        let image = crate::config::get().image_path();
-        let mut w = Writer::new(buf);
-        w.bytes(image);
-        w.bytes(b".tmp\0");
-        let n = w.finish().ok_or(Failure::plain("image path is too long"))?;
-        let tmp = CStr::from_bytes_with_nul(&buf[..n]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-        let fd = rustix::fs::open(tmp, OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
-            .map_err(|e| Failure::on_file("creating a temporary file next to", e))?;
-        match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => {
-                // Not ours to remove: the writer holding it is still at work.
-                return Err(Failure::plain("the previous checkpoint is still being written"));
-            }
-            Err(e) => return Err(Failure::on_file("locking the temporary file next to", e)),
+    /// Creates the file that will become the image at `image` (this process's image path).
+    pub fn create(image: &[u8], buf: &'a mut [u8]) -> Result<TempImage<'a>, Failure> {
+        if buf.len() < NAME_ROOM || image.len() > ckpt_image::state::PATH_MAX {
+            return Err(Failure::plain("image path is too long"));
         }
-        // A stale file from a writer that died is reused from the start.
-        rustix::fs::ftruncate(&fd, 0).map_err(|e| Failure::on_file("truncating the temporary file next to", e))?;
-        Ok(TempImage { fd, tmp, committed: false })
+        buf[..image.len()].copy_from_slice(image);
+        buf[image.len()] = 0;
+        let image_len = image.len() + 1;
+        let slash = image.iter().rposition(|&c| c == b'/').ok_or(Failure::plain("image path is not absolute"))?;
+        let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
+        let (head, tail) = buf.split_at_mut(image_len);
+        tail[..dir.len()].copy_from_slice(dir);
+        tail[dir.len()] = 0;
+        let dir = CStr::from_bytes_with_nul(&tail[..dir.len() + 1]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
+        let _ = head;
+        let mode = Mode::from_raw_mode(0o600);
+        match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC, mode) {
+            Ok(fd) => {
+                // O_TMPFILE applies the umask; the image is exactly 0600, whatever it is.
+                rustix::fs::fchmod(&fd, mode).map_err(|e| Failure::on_file("creating", e))?;
+                Ok(TempImage { fd, buf, image_len, name: None, committed: false })
+            }
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
+                let mut t = TempImage { fd: rustix::fs::open(c"/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("opening /", e))?, buf, image_len, name: None, committed: false };
+                t.fd = t.make_name(|name| rustix::fs::open(name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, mode))?;
+                Ok(t)
+            }
+            Err(e) => Err(Failure::on_file("creating a file in the directory of", e)),
+        }
+    }
+
+    /// Tries `make` on `<image>.<pid>.<n>.tmp` for n = 0, 1, … until a name is free (`EEXIST`
+    /// means someone has it: never touched). Records the name that worked.
+    fn make_name<T>(&mut self, mut make: impl FnMut(&CStr) -> Result<T, Errno>) -> Result<T, Failure> {
+        let pid = rustix::process::getpid().as_raw_nonzero().get() as u64;
+        let (head, tail) = self.buf.split_at_mut(self.image_len);
+        for n in 0..1000u64 {
+            let mut w = Writer::new(&mut tail[..]);
+            w.bytes(&head[..self.image_len - 1]);
+            w.u8(b'.');
+            w.decimal(pid);
+            w.u8(b'.');
+            w.decimal(n);
+            w.bytes(b".tmp\0");
+            let len = w.finish().ok_or(Failure::plain("image path is too long"))?;
+            let name = CStr::from_bytes_with_nul(&tail[..len]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
+            match make(name) {
+                Ok(v) => {
+                    self.name = Some((self.image_len, self.image_len + len));
+                    return Ok(v);
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(Failure::on_file("creating a temporary name next to", e)),
+            }
+        }
+        Err(Failure::on_file("finding a free temporary name next to", Errno::EXIST))
     }
 
     /// Lets go of the file without removing it: another process (the writer) owns it now.
@@ -615,20 +662,33 @@ impl<'a> TempImage<'a> {
     /// Makes the image durable and puts it in place of the old one.
     fn commit(mut self) -> Result<(), Failure> {
         rustix::fs::fsync(&self.fd).map_err(|e| Failure::on_file("syncing", e))?;
+        if self.name.is_none() {
+            // The unnamed file gets a name of its own first (linkat through /proc needs no
+            // privilege, unlike AT_EMPTY_PATH).
+            let mut link = [0u8; 64];
+            let from = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", self.fd.as_raw_fd() as u64, b"")
+                .ok_or(Failure::plain("descriptor path"))?;
+            self.make_name(|name| rustix::fs::linkat(rustix::fs::CWD, from, rustix::fs::CWD, name, rustix::fs::AtFlags::SYMLINK_FOLLOW))?;
+        }
         let cfg = crate::config::get();
-        let image = CStr::from_bytes_with_nul(&cfg.image[..cfg.image_len + 1]).map_err(|_| Failure::plain("bad image path"))?;
-        keep_generations(cfg.image_path(), cfg.keep);
-        rustix::fs::rename(self.tmp, image).map_err(|e| Failure::on_file("renaming the new image to", e))?;
+        let (from, to) = self.name.ok_or(Failure::plain("temporary name"))?;
+        let image_path = &self.buf[..self.image_len - 1];
+        keep_generations(image_path, cfg.keep);
+        let image = CStr::from_bytes_with_nul(&self.buf[..self.image_len]).map_err(|_| Failure::plain("bad image path"))?;
+        let tmp = CStr::from_bytes_with_nul(&self.buf[from..to]).map_err(|_| Failure::plain("bad image path"))?;
+        rustix::fs::rename(tmp, image).map_err(|e| Failure::on_file("renaming the new image to", e))?;
         self.committed = true;
-        sync_parent_dir(cfg.image_path());
+        sync_parent_dir(image_path);
         Ok(())
     }
 }
 
 impl Drop for TempImage<'_> {
     fn drop(&mut self) {
-        if !self.committed {
-            let _ = rustix::fs::unlink(self.tmp);
+        if let (false, Some((from, to))) = (self.committed, self.name) {
+            if let Ok(tmp) = CStr::from_bytes_with_nul(&self.buf[from..to]) {
+                let _ = rustix::fs::unlink(tmp);
+            }
         }
     }
 }
