@@ -259,6 +259,7 @@ fn the_temporary_file_cannot_be_redirected_exposed_or_blocked() {
     let meta = std::fs::symlink_metadata(wd.image()).unwrap();
     assert!(meta.file_type().is_file(), "the image is a regular file");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // SAFETY: geteuid has no arguments and cannot fail.
     assert_eq!(meta.uid(), unsafe { libc::geteuid() });
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "the checkpoint wrote through a planted symlink");
     for pid in orig.pid..orig.pid + 64 {

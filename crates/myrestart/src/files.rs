@@ -149,11 +149,12 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
     })?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(path), describe(e))))?;
-    let type_ok = match (rec.kind, FileType::from_raw_mode(st.st_mode)) {
-        (FdKind::File, FileType::RegularFile) | (FdKind::Directory, FileType::Directory) => true,
-        (FdKind::Device, FileType::CharacterDevice | FileType::BlockDevice) => true,
-        _ => false,
-    };
+    let type_ok = matches!(
+        (rec.kind, FileType::from_raw_mode(st.st_mode)),
+        (FdKind::File, FileType::RegularFile)
+            | (FdKind::Directory, FileType::Directory)
+            | (FdKind::Device, FileType::CharacterDevice | FileType::BlockDevice)
+    );
     if !type_ok {
         refuse(image_path, format_args!("fd {}: {} is no longer what it was (a {})", rec.fd, Lossy(path), match rec.kind {
             FdKind::File => "regular file",
