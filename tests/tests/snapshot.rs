@@ -301,3 +301,54 @@ fn a_killed_writer_leaves_nothing_and_is_reported() {
     orig.checkpoint(&wd.image(), LONG);
     orig.wait_stderr("was killed before it finished; that image was not written", SHORT);
 }
+
+/// Whether process `pid` is blocked in a system call (not running, not between calls), as
+/// `/proc/PID/syscall` shows.
+fn in_syscall(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|s| {
+        let nr = s.split(' ').next().unwrap_or("");
+        nr != "running" && !nr.starts_with('-') && nr.parse::<u32>().is_ok()
+    }) && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('S')))
+}
+
+/// A checkpoint is invisible to sleeps and waits: each, interrupted by a checkpoint in the
+/// middle, returns what it would have (0) after its whole time, in the running program and in
+/// the program restored from that checkpoint.
+#[test]
+fn sleeps_and_waits_go_on_through_a_checkpoint() {
+    let modes = [("nanosleep", 1500), ("sleep", 2000), ("poll", 1500), ("epoll_wait", 1500), ("select", 1500), ("ppoll", 1500)];
+    let wd = Workdir::new("sleeps");
+    let p = prog("sleeps", &[]);
+    let runs: Vec<_> = modes
+        .iter()
+        .map(|(m, _)| {
+            let image = wd.path.join(m);
+            let mut c = Command::new(&p);
+            c.arg(m);
+            (Proc::preloaded(c, &image, m), image)
+        })
+        .collect();
+    for (proc, image) in &runs {
+        proc.wait_lines(1, SHORT);
+        let deadline = Instant::now() + SHORT;
+        while !in_syscall(proc.pid) {
+            assert!(Instant::now() < deadline, "never saw {} waiting", proc.pid);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        proc.checkpoint(image, LONG);
+    }
+    let check = |line: &str, mode: &str, want_ms: i64, who: &str| {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f[0], mode, "{who}: {line}");
+        assert_eq!((f[1], f[2]), ("r=0", "errno=0"), "{who}: {line}");
+        let ms: i64 = f[3].strip_prefix("elapsed_ms=").unwrap().parse().unwrap();
+        assert!(ms >= want_ms - 5, "{who}: {mode} came back after {ms} ms of {want_ms}");
+    };
+    for ((mut proc, image), (mode, ms)) in runs.into_iter().zip(modes) {
+        assert!(proc.wait_exit(LONG).success());
+        check(&proc.lines()[1], mode, ms, "the running program");
+        let mut restored = Proc::restart(&image);
+        assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+        check(&restored.lines()[0], mode, ms, "the restored program");
+    }
+}

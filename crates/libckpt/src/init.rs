@@ -69,6 +69,7 @@ extern "C" fn ckpt_init() {
     unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
     crate::guard::prepare();
     crate::watches::prepare();
+    crate::invisible::prepare();
     cfg.sync = env(SYNC_ENV) == Some(b"1");
     cfg.signal = match env(SIGNAL_ENV) {
         None => DEFAULT_SIGNAL,
@@ -196,6 +197,7 @@ fn install_handler(signal: c_int) {
 }
 
 extern "C" fn on_signal(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
+    crate::invisible::bump();
     checkpoint::on_checkpoint_signal(uc as usize);
 }
 

@@ -6,7 +6,8 @@
 //!   allocation, no locks, no libc, only raw system calls and memory it maps itself.
 //! - [`resume`] is the trampoline myrestart jumps to in the restored process.
 //! - [`guard`] interposes `sigaction`/`signal` to notice a program taking the checkpoint
-//!   signal for itself.
+//!   signal for itself; [`invisible`] interposes the sleeps and waits a checkpoint would cut
+//!   short; [`watches`] `inotify_add_watch`, for the paths of watches.
 //!
 //! The crate is `no_std` without `alloc`, so "the handler does not allocate" is checked by the
 //! compiler, not by review. (Unit tests build it for the host with std and the test harness;
@@ -19,6 +20,7 @@ mod checkpoint;
 mod config;
 mod guard;
 mod init;
+mod invisible;
 mod resume;
 mod watches;
 

@@ -1,0 +1,351 @@
+//! Keeps checkpoints invisible to sleeps and waits.
+//!
+//! The checkpoint signal (and the signal that stops the other threads) interrupts whatever
+//! system call a thread is in. `SA_RESTART` resumes most of them, but not the ones with a
+//! timeout (`nanosleep`, `clock_nanosleep`, `poll`, `ppoll`, `select`, `pselect`,
+//! `epoll_wait`, `epoll_pwait`): those fail with `EINTR`, and `sleep` returns early. The
+//! kernel's own resumption of such calls (`restart_syscall`) is cancelled by `rt_sigreturn`
+//! once any handler has run, so it cannot help.
+//!
+//! These functions are interposed (this library is preloaded): each calls libc's, and when it
+//! fails with `EINTR` while a checkpoint happened during the call (the checkpoint count moved),
+//! calls it again for the time that was left: the time the kernel reports left
+//! (`nanosleep`'s remainder, `select`'s updated timeout), or the deadline on `CLOCK_MONOTONIC`
+//! taken at the call, never more than the time asked for. In a restored process the same
+//! happens: its threads come back inside these calls, which then see the `EINTR` of the
+//! checkpoint and go on.
+//!
+//! A signal of the program's own that arrives during the same call still ends it with `EINTR`
+//! unless the checkpoint's arrived in the same instant. Calls made with `syscall(2)` directly,
+//! and libc's internal calls, are not covered.
+//!
+//! Ordinary context (not signal-safe, not called from the handler); [`bump`] is the handler's
+//! only use of this module.
+
+use core::ffi::{c_int, c_long, c_uint};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Checkpoints begun so far in this process.
+static CHECKPOINTS: AtomicU64 = AtomicU64::new(0);
+
+/// Said by the checkpoint handler as it starts, before any other thread is interrupted.
+pub fn bump() {
+    CHECKPOINTS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn count() -> u64 {
+    CHECKPOINTS.load(Ordering::SeqCst)
+}
+
+fn errno() -> c_int {
+    // SAFETY: libc's thread-local errno, always valid to read.
+    unsafe { *libc::__errno_location() }
+}
+
+fn now_ns() -> i128 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128
+}
+
+fn ts_ns(t: &libc::timespec) -> i128 {
+    t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128
+}
+
+fn ns_ts(ns: i128) -> libc::timespec {
+    let ns = ns.max(0);
+    libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as c_long }
+}
+
+/// A timeout given when the call began, as a deadline: what is left of it now, between zero
+/// and the whole of it (a restored process may find its clock anywhere).
+struct Deadline {
+    at: i128,
+    whole: i128,
+}
+
+impl Deadline {
+    fn new(whole_ns: i128) -> Deadline {
+        Deadline { at: now_ns() + whole_ns, whole: whole_ns }
+    }
+    fn left_ns(&self) -> i128 {
+        (self.at - now_ns()).clamp(0, self.whole)
+    }
+    fn left_ms(&self) -> c_int {
+        // Rounded up, so that a wait does not end before its time.
+        ((self.left_ns() + 999_999) / 1_000_000).min(c_int::MAX as i128) as c_int
+    }
+}
+
+/// libc's definition of `name`, looked up once.
+macro_rules! real {
+    ($name:literal, $ty:ty) => {{
+        static F: AtomicUsize = AtomicUsize::new(0);
+        let f = crate::guard::real(&F, $name);
+        // SAFETY: the next definition of this libc function, whose type is `$ty`.
+        unsafe { core::mem::transmute::<usize, $ty>(f) }
+    }};
+}
+
+/// Whether a call that began at checkpoint count `before` and failed with `errno` should go
+/// on: it was interrupted, and a checkpoint began meanwhile.
+fn interrupted_by_checkpoint(before: &mut u64) -> bool {
+    let now = count();
+    if errno() == libc::EINTR && now != *before {
+        *before = now;
+        return true;
+    }
+    false
+}
+
+type NanosleepFn = unsafe extern "C" fn(*const libc::timespec, *mut libc::timespec) -> c_int;
+type ClockNanosleepFn = unsafe extern "C" fn(libc::clockid_t, c_int, *const libc::timespec, *mut libc::timespec) -> c_int;
+type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
+type PpollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, *const libc::timespec, *const libc::sigset_t) -> c_int;
+type SelectFn = unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int;
+type PselectFn =
+    unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *const libc::timespec, *const libc::sigset_t) -> c_int;
+type EpollWaitFn = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int) -> c_int;
+type EpollPwaitFn = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int, *const libc::sigset_t) -> c_int;
+
+/// # Safety
+/// As libc's `nanosleep`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn nanosleep(req: *const libc::timespec, rem: *mut libc::timespec) -> c_int {
+    let f = real!(c"nanosleep", NanosleepFn);
+    let mut before = count();
+    if req.is_null() {
+        // SAFETY: the caller's arguments, passed on (libc reports the error).
+        return unsafe { f(req, rem) };
+    }
+    // SAFETY: the caller passes a valid timespec.
+    let mut want = unsafe { *req };
+    loop {
+        let mut left = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid timespecs of ours.
+        let r = unsafe { f(&want, &mut left) };
+        if r == 0 || !interrupted_by_checkpoint(&mut before) {
+            if r != 0 && !rem.is_null() {
+                // SAFETY: the caller's remainder pointer, not null.
+                unsafe { *rem = left };
+            }
+            return r;
+        }
+        want = left;
+    }
+}
+
+/// # Safety
+/// As libc's `clock_nanosleep`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn clock_nanosleep(clock: libc::clockid_t, flags: c_int, req: *const libc::timespec, rem: *mut libc::timespec) -> c_int {
+    let f = real!(c"clock_nanosleep", ClockNanosleepFn);
+    let mut before = count();
+    if req.is_null() {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { f(clock, flags, req, rem) };
+    }
+    // SAFETY: the caller passes a valid timespec.
+    let mut want = unsafe { *req };
+    loop {
+        let mut left = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid timespecs of ours.
+        let r = unsafe { f(clock, flags, &want, &mut left) };
+        // clock_nanosleep returns the error number instead of setting errno.
+        let again = r == libc::EINTR && count() != before;
+        if !again {
+            if r == libc::EINTR && !rem.is_null() && flags & libc::TIMER_ABSTIME == 0 {
+                // SAFETY: the caller's remainder pointer, not null.
+                unsafe { *rem = left };
+            }
+            return r;
+        }
+        before = count();
+        if flags & libc::TIMER_ABSTIME == 0 {
+            want = left;
+        }
+    }
+}
+
+/// # Safety
+/// As libc's `usleep`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn usleep(us: libc::useconds_t) -> c_int {
+    let ts = libc::timespec { tv_sec: (us / 1_000_000) as libc::time_t, tv_nsec: (us % 1_000_000) as c_long * 1000 };
+    // SAFETY: a valid timespec of ours, no remainder wanted.
+    unsafe { nanosleep(&ts, core::ptr::null_mut()) }
+}
+
+/// # Safety
+/// As libc's `sleep`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn sleep(secs: c_uint) -> c_uint {
+    let ts = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 };
+    let mut left = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid timespecs of ours.
+    if unsafe { nanosleep(&ts, &mut left) } == 0 {
+        return 0;
+    }
+    // Interrupted by a signal of the program's: the seconds left, rounded as glibc does.
+    (left.tv_sec + (left.tv_nsec >= 500_000_000) as libc::time_t) as c_uint
+}
+
+/// # Safety
+/// As libc's `poll`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
+    let f = real!(c"poll", PollFn);
+    let mut before = count();
+    let deadline = (timeout > 0).then(|| Deadline::new(timeout as i128 * 1_000_000));
+    let mut ms = timeout;
+    loop {
+        // SAFETY: the caller's array, passed on.
+        let r = unsafe { f(fds, n, ms) };
+        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
+            return r;
+        }
+        if let Some(d) = &deadline {
+            ms = d.left_ms();
+        }
+    }
+}
+
+/// # Safety
+/// As libc's `ppoll`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn ppoll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: *const libc::timespec, mask: *const libc::sigset_t) -> c_int {
+    let f = real!(c"ppoll", PpollFn);
+    let mut before = count();
+    // SAFETY: the caller's timeout, when not null, is a valid timespec.
+    let deadline = (!timeout.is_null()).then(|| Deadline::new(ts_ns(unsafe { &*timeout })));
+    let mut ts = deadline.as_ref().map(|d| ns_ts(d.whole));
+    loop {
+        let t = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: the caller's array and mask, and a valid timespec of ours (or null).
+        let r = unsafe { f(fds, n, t, mask) };
+        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
+            return r;
+        }
+        ts = deadline.as_ref().map(|d| ns_ts(d.left_ns()));
+    }
+}
+
+/// # Safety
+/// As libc's `select`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn select(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, timeout: *mut libc::timeval) -> c_int {
+    let f = real!(c"select", SelectFn);
+    let mut before = count();
+    loop {
+        // The sets are left as they were when the call fails, and Linux writes the time left
+        // into `timeout`: calling again with the same arguments goes on where it was.
+        // SAFETY: the caller's arguments, passed on.
+        let ret = unsafe { f(n, r, w, e, timeout) };
+        if ret >= 0 || !interrupted_by_checkpoint(&mut before) {
+            return ret;
+        }
+    }
+}
+
+/// # Safety
+/// As libc's `pselect`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn pselect(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    timeout: *const libc::timespec,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let f = real!(c"pselect", PselectFn);
+    let mut before = count();
+    // SAFETY: the caller's timeout, when not null, is a valid timespec.
+    let deadline = (!timeout.is_null()).then(|| Deadline::new(ts_ns(unsafe { &*timeout })));
+    let mut ts = deadline.as_ref().map(|d| ns_ts(d.whole));
+    loop {
+        let t = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: the caller's sets and mask, and a valid timespec of ours (or null).
+        let ret = unsafe { f(n, r, w, e, t, mask) };
+        if ret >= 0 || !interrupted_by_checkpoint(&mut before) {
+            return ret;
+        }
+        ts = deadline.as_ref().map(|d| ns_ts(d.left_ns()));
+    }
+}
+
+/// # Safety
+/// As libc's `epoll_wait`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn epoll_wait(ep: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int {
+    let f = real!(c"epoll_wait", EpollWaitFn);
+    let mut before = count();
+    let deadline = (timeout > 0).then(|| Deadline::new(timeout as i128 * 1_000_000));
+    let mut ms = timeout;
+    loop {
+        // SAFETY: the caller's arguments, passed on.
+        let r = unsafe { f(ep, events, max, ms) };
+        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
+            return r;
+        }
+        if let Some(d) = &deadline {
+            ms = d.left_ms();
+        }
+    }
+}
+
+/// # Safety
+/// As libc's `epoll_pwait`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn epoll_pwait(ep: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const libc::sigset_t) -> c_int {
+    let f = real!(c"epoll_pwait", EpollPwaitFn);
+    let mut before = count();
+    let deadline = (timeout > 0).then(|| Deadline::new(timeout as i128 * 1_000_000));
+    let mut ms = timeout;
+    loop {
+        // SAFETY: the caller's arguments, passed on.
+        let r = unsafe { f(ep, events, max, ms, mask) };
+        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
+            return r;
+        }
+        if let Some(d) = &deadline {
+            ms = d.left_ms();
+        }
+    }
+}
+
+/// Resolves libc's functions now, from the constructor, so that the first call of each does
+/// not look it up.
+pub fn prepare() {
+    // SAFETY: only looks the symbols up (the functions are not called).
+    let _ = (
+        real!(c"nanosleep", NanosleepFn),
+        real!(c"clock_nanosleep", ClockNanosleepFn),
+        real!(c"poll", PollFn),
+        real!(c"ppoll", PpollFn),
+        real!(c"select", SelectFn),
+        real!(c"pselect", PselectFn),
+        real!(c"epoll_wait", EpollWaitFn),
+        real!(c"epoll_pwait", EpollPwaitFn),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_never_gives_more_than_was_asked_or_less_than_nothing() {
+        let d = Deadline { at: now_ns() + 5_000_000, whole: 5_000_000 };
+        assert!(d.left_ns() <= 5_000_000 && d.left_ns() > 0);
+        assert!(d.left_ms() <= 5 && d.left_ms() >= 1);
+        let past = Deadline { at: now_ns() - 1, whole: 5_000_000 };
+        assert_eq!(past.left_ns(), 0);
+        // A clock that went back (another boot) gives at most the whole timeout.
+        let far = Deadline { at: now_ns() + 1_000_000_000_000, whole: 5_000_000 };
+        assert_eq!(far.left_ns(), 5_000_000);
+        assert_eq!(ns_ts(1_500_000_000).tv_sec, 1);
+        assert_eq!(ns_ts(-3).tv_nsec, 0);
+    }
+}
