@@ -158,7 +158,7 @@ pub fn inspect(a: InspectArgs) -> Outcome {
             "restored": !matches!(rec.kind, FdKind::Unsupported),
             "socket": sock.map(|s| describe_socket(&s)), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
         }));
-        all_ok &= check_saved_file(file, &rec).is_ok();
+        all_ok &= check_saved_file(file, &rec, &holes).is_ok();
     }
     let prstatus = image.note(b"CORE", note::NT_PRSTATUS).and_then(|n| Prstatus::read(n.desc).ok());
     let mut regs = serde_json::Map::new();

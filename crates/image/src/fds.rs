@@ -3,6 +3,9 @@
 use crate::bytes::{Reader, Records, Writer};
 use crate::ImageError;
 
+/// Descriptor numbers are below this (the kernel's largest `nr_open`).
+pub const MAX_FD: i32 = 1 << 30;
+
 /// Bytes of a record before its path.
 pub const FD_RECORD_SIZE: usize = 112;
 
@@ -150,6 +153,9 @@ impl FdRecord {
             blob_hash: r.u64()?,
             aux: r.u64()?,
         };
+        if !(0..MAX_FD).contains(&rec.fd) || rec.same_as >= rec.fd || rec.same_as < -1 {
+            return Err(ImageError::Malformed("bad descriptor number"));
+        }
         let len = r.u32()? as usize;
         r.skip(4)?;
         let path = r.bytes(len)?;

@@ -14,6 +14,9 @@ use crate::sockets::SocketIter;
 use crate::timerfd::TimerFdIter;
 use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_EPOLL, NT_CKPT_INOTIFY, NT_CKPT_SOCKETS, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, PAGE_SIZE};
 
+/// Where x86-64 kernels put the legacy `[vsyscall]` page.
+pub const VSYSCALL: (u64, u64) = (0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000);
+
 /// Bytes a reader must read first to learn [`meta_len`].
 pub const PREFIX_LEN: usize = EHDR_SIZE + PHDR_SIZE;
 
@@ -108,6 +111,17 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Malformed("regions overlap or are out of order"));
             }
             prev_end = rec.end;
+            // The kind says what the kernel named the mapping, and the kernel's own mappings
+            // are where it puts them.
+            if RegionKind::from_maps_name(reg.name) != rec.kind {
+                return Err(ImageError::Malformed("a region's kind does not match its name"));
+            }
+            if rec.file_offset % PAGE_SIZE != 0 || rec.file_offset.checked_add(rec.end - rec.start).is_none() {
+                return Err(ImageError::Malformed("a region's file offset is not page-aligned or overflows"));
+            }
+            if rec.kind == RegionKind::Vsyscall && (rec.start, rec.end) != VSYSCALL {
+                return Err(ImageError::Malformed("[vsyscall] is not at its fixed address"));
+            }
             if rec.has_data() {
                 let end = reg.data_offset.checked_add(rec.stored_len).ok_or(ImageError::Truncated)?;
                 if (!rec.compressed() && reg.data_offset % PAGE_SIZE != 0) || reg.data_offset < meta_len {

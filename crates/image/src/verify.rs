@@ -73,26 +73,50 @@ pub fn check_region(file: &[u8], r: &RegionRef, holes: &impl Extents) -> Result<
     Ok(RegionCheck { nonzero_pages: nonzero })
 }
 
-/// Checks the saved contents of a deleted file (or the bytes of a pipe) against their hash;
-/// other records pass.
-pub fn check_saved_file(file: &[u8], rec: &FdRecord) -> Result<(), ImageError> {
+/// Checks the saved contents of a deleted file (or the bytes of a pipe or socket) against
+/// their hash; other records pass. Saved contents are written whole, so a hole in their range
+/// (a size the file does not really hold) is refused before anything is read.
+pub fn check_saved_file(file: &[u8], rec: &FdRecord, holes: &impl Extents) -> Result<(), ImageError> {
     if !rec.has_blob() {
         return Ok(());
     }
+    check_saved_extent(rec, holes)?;
     if hash(stored(file, rec.blob_offset, rec.blob_len)?) != rec.blob_hash {
         return Err(ImageError::BlobChecksum { fd: rec.fd });
     }
     Ok(())
 }
 
+/// Saved contents are written whole: their range must hold data throughout (no hole), which
+/// refuses at once a size the file does not really hold.
+pub fn check_saved_extent(rec: &FdRecord, holes: &impl Extents) -> Result<(), ImageError> {
+    if !rec.has_blob() || rec.blob_len == 0 {
+        return Ok(());
+    }
+    let end = rec.blob_offset.checked_add(rec.blob_len).ok_or(ImageError::Truncated)?;
+    let mut stretches = holes.extents(rec.blob_offset, end);
+    if stretches.next() != Some((rec.blob_offset, end)) || stretches.next().is_some() {
+        return Err(ImageError::Malformed("saved contents of a descriptor lie in a hole of the image"));
+    }
+    Ok(())
+}
+
 impl Image<'_> {
+    /// [`check_saved_extent`] for every descriptor (cheap: no byte is read).
+    pub fn check_saved_extents(&self, holes: &impl Extents) -> Result<(), ImageError> {
+        for item in self.fds() {
+            check_saved_extent(&item?.0, holes)?;
+        }
+        Ok(())
+    }
+
     /// Checks every stored byte of the image: each region's data, then each saved file.
     pub fn check_data(&self, file: &[u8], holes: &impl Extents) -> Result<(), ImageError> {
         for i in 0..self.region_count() {
             check_region(file, &self.region(i)?, holes)?;
         }
         for item in self.fds() {
-            check_saved_file(file, &item?.0)?;
+            check_saved_file(file, &item?.0, holes)?;
         }
         Ok(())
     }

@@ -575,7 +575,10 @@ fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf:
         return Err(());
     }
     // The mapping's last page may run past the end of the file, as it did when mapped.
-    let need = r.record.file_offset + r.record.size();
+    let Some(need) = r.record.file_offset.checked_add(r.record.size()) else {
+        refuse(image_path, format_args!("mapped file {}: its offset and size overflow", Lossy(r.name)));
+        return Err(());
+    };
     if ckpt_image::page_up(st.st_size as u64) < need {
         refuse(image_path, format_args!(
             "mapped file {} is now {} bytes, too short for its mapping (offset {} + {} bytes)",

@@ -267,6 +267,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     p.thread = leader;
     check_machine(path, &p.state)?;
     check_regions_fit(path, &image)?;
+    check_mm(path, &p.state)?;
     find_specials(path, &image, p)?;
 
     // Every descriptor myrestart holds from here on sits above all the target's numbers, so
@@ -329,6 +330,7 @@ impl ckpt_image::verify::Extents for FileHoles {
 /// streams, which restart reads whole and could otherwise find bad only after the point of no
 /// return.
 fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool) -> Result<(), ImageError> {
+    image.check_saved_extents(&FileHoles(fd))?;
     let any_compressed = (0..image.region_count()).any(|i| image.region(i).is_ok_and(|r| r.record.compressed()));
     if !all && !any_compressed {
         return Ok(());
@@ -380,30 +382,127 @@ fn xcr0() -> u64 {
 }
 
 /// Every region must be user memory.
+/// The lowest address this process may map (`vm.mmap_min_addr`, at least one page).
+fn mmap_min_addr() -> u64 {
+    let mut buf = [0u8; 32];
+    let n = maps::read_file(c"/proc/sys/vm/mmap_min_addr", &mut buf).unwrap_or(0);
+    ckpt_sigsafe::proctext::parse_dec(buf[..n].trim_ascii()).unwrap_or(65536).max(4096)
+}
+
+/// Every region must be mappable here: inside the user address space, above the lowest
+/// address this process may map, and (writable private memory counts against the kernel's
+/// overcommit limit) within what the kernel will grant.
 fn check_regions_fit(path: &CStr, image: &Image) -> Result<(), ()> {
+    let floor = mmap_min_addr();
+    let mut committed = 0u64;
     for i in 0..image.region_count() {
         let Ok(r) = image.region(i) else { continue };
-        if r.record.end as usize > TASK_END && r.record.kind != RegionKind::Vsyscall {
-            refuse(path, format_args!("region {:#x}-{:#x} is above the 47-bit user address space", r.record.start, r.record.end));
+        let rec = r.record;
+        if rec.kind == RegionKind::Vsyscall {
+            continue; // the kernel's own, at its fixed address (checked with the image)
+        }
+        if rec.end as usize > TASK_END {
+            refuse(path, format_args!("region {:#x}-{:#x} is above the 47-bit user address space", rec.start, rec.end));
             return Err(());
         }
+        if rec.start < floor && !rec.kind.is_kernel_special() {
+            refuse(path, format_args!("region {:#x}-{:#x} is below the lowest address a process may map ({floor:#x})", rec.start, rec.end));
+            return Err(());
+        }
+        if rec.prot & 2 != 0 && !rec.is_shared() && !rec.kind.is_kernel_special() {
+            committed = committed.saturating_add(rec.size());
+        }
+    }
+    let (limit, what) = commit_limit();
+    if committed > limit {
+        refuse(path, format_args!("the image needs {} MiB of writable memory, more than {what} ({} MiB)", committed >> 20, limit >> 20));
+        return Err(());
     }
     Ok(())
 }
 
-/// A thread's own pointers must land in restored memory.
+/// How much writable private memory the kernel will let the restored process have, and what
+/// sets that limit (`vm.overcommit_memory`: 0, the default, refuses any one mapping larger
+/// than memory and swap together; 2 counts everything against `CommitLimit`; 1 never refuses).
+fn commit_limit() -> (u64, &'static str) {
+    let mut buf = [0u8; 4096];
+    let n = maps::read_file(c"/proc/sys/vm/overcommit_memory", &mut buf).unwrap_or(0);
+    let mode = ckpt_sigsafe::proctext::parse_dec(buf[..n].trim_ascii()).unwrap_or(0);
+    match mode {
+        1 => (u64::MAX, "unlimited"),
+        2 => {
+            let n = maps::read_file(c"/proc/meminfo", &mut buf).unwrap_or(0);
+            let kb = |key: &[u8]| {
+                ckpt_sigsafe::proctext::status_field(&buf[..n], key)
+                    .and_then(|v| v.strip_suffix(b" kB"))
+                    .and_then(|v| ckpt_sigsafe::proctext::parse_dec(v.trim_ascii()))
+                    .unwrap_or(0)
+            };
+            ((kb(b"CommitLimit:").saturating_sub(kb(b"Committed_AS:"))) << 10, "the commit limit left (vm.overcommit_memory = 2)")
+        }
+        _ => {
+            let si = rustix::system::sysinfo();
+            let unit = (si.mem_unit as u64).max(1);
+            ((si.totalram as u64).saturating_add(si.totalswap as u64).saturating_mul(unit), "memory and swap together")
+        }
+    }
+}
+
+/// The bounds `PR_SET_MM_MAP` will be given must pass the kernel's own checks: every address
+/// inside the user address space, each pair in order, and the data segment within
+/// `RLIMIT_DATA`.
+fn check_mm(path: &CStr, st: &ProcessState) -> Result<(), ()> {
+    let mm = &st.mm;
+    let floor = mmap_min_addr();
+    let fields = [
+        mm.start_code, mm.end_code, mm.start_data, mm.end_data, mm.start_brk, mm.brk, mm.start_stack, mm.arg_start, mm.arg_end,
+        mm.env_start, mm.env_end,
+    ];
+    let inside = fields.iter().all(|&a| a >= floor && (a as usize) < TASK_END);
+    let ordered = mm.start_code < mm.end_code
+        && mm.start_data <= mm.end_data
+        && mm.start_brk <= mm.brk
+        && mm.arg_start <= mm.arg_end
+        && mm.env_start <= mm.env_end;
+    if !inside || !ordered {
+        refuse(path, format_args!("the memory layout fields (code, data, heap, stack, arguments) are out of range or out of order"));
+        return Err(());
+    }
+    let data = (mm.brk - mm.start_brk).saturating_add(mm.end_data - mm.start_data);
+    let limit = ckpt_sigsafe::sys::prlimit(linux_raw_sys::general::RLIMIT_DATA, None).map_or(u64::MAX, |l| l[0]);
+    if data > limit {
+        refuse(path, format_args!("the heap and data ({} MiB) exceed this process's RLIMIT_DATA ({} MiB)", data >> 20, limit >> 20));
+        return Err(());
+    }
+    Ok(())
+}
+
+/// A thread's own pointers must land in restored memory, and its TLS bases in user space.
 fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()> {
     let writable = |addr: u64, len: u64| {
         (0..image.region_count()).filter_map(|i| image.region(i).ok()).any(|r| {
-            r.record.prot & 2 != 0 && r.record.start <= addr && addr.saturating_add(len) <= r.record.end && !r.record.kind.is_kernel_special()
+            r.record.prot & 2 != 0
+                && r.record.start <= addr
+                && addr.checked_add(len).is_some_and(|end| end <= r.record.end)
+                && !r.record.kind.is_kernel_special()
         })
     };
+    for (what, base) in [("TLS base (fs)", st.fs_base), ("gs base", st.gs_base)] {
+        if base as usize >= TASK_END {
+            refuse(path, format_args!("{what} {base:#x} of thread {} is outside user space", st.tid));
+            return Err(());
+        }
+    }
     if st.flags & FLAG_RSEQ != 0 && !writable(st.rseq_addr, st.rseq_len as u64) {
         refuse(path, format_args!("rseq area {:#x} of thread {} is not in writable memory", st.rseq_addr, st.tid));
         return Err(());
     }
     if st.flags & FLAG_PATCH_TID != 0 && !writable(st.tid_address, 4) {
         refuse(path, format_args!("thread id cache {:#x} of thread {} is not in writable memory", st.tid_address, st.tid));
+        return Err(());
+    }
+    if st.tid_address as usize >= TASK_END || st.robust_list as usize >= TASK_END {
+        refuse(path, format_args!("thread {}'s TID or robust-list address is outside user space", st.tid));
         return Err(());
     }
     Ok(())
