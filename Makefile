@@ -14,7 +14,7 @@ CC ?= gcc
 HELLO_CFLAGS ?= -g -O0 -Wall
 RELEASE := target/release
 
-.PHONY: all check restart test bench install clean FORCE
+.PHONY: all check restart test bench fuzz install clean FORCE
 
 PREFIX ?= /usr/local
 
@@ -69,9 +69,13 @@ restart:
 test: all
 	$(CARGO) test --release --locked --workspace
 
+# A long mutation campaign against myrestart and ckpt inspect (make test runs a short one).
+fuzz: all
+	CKPT_FUZZ_CASES=$${CKPT_FUZZ_CASES:-5000} $(CARGO) test --release --locked -p ckpt-tests --test fuzz -- --nocapture
+
 clean:
 	$(CARGO) clean
-	rm -f libckpt.so myrestart ckpt hello myckpt myckpt.tmp .check-restart.out
+	rm -f libckpt.so myrestart ckpt hello myckpt .check-restart.out
 
 # Checkpoint and restart times for 64 MiB, 512 MiB and 2 GiB heaps (random, zero, half),
 # against this machine's memcpy/write/read limits. BENCH_ARGS="--dir DIR" picks the filesystem.

@@ -1,8 +1,8 @@
 /* listeners: a server with every kind of listening socket, and a FIFO.
  *   - AF_UNIX stream listener at the path argv[1]/sock
  *   - AF_UNIX stream listener at the abstract name argv[2]
- *   - TCP listener on [::] (IPV6_V6ONLY off, SO_REUSEADDR on), port chosen by the kernel
- *   - UDP socket bound to 127.0.0.1, port chosen by the kernel
+ *   - TCP listener on [::] (IPV6_V6ONLY off, SO_REUSEADDR on), port argv[3]
+ *   - UDP socket bound to 127.0.0.1, port argv[4]
  *   - the FIFO argv[1]/fifo, opened at both ends, holding "in the fifo"
  * Prints "tcp=PORT udp=PORT", then serves forever: a connection that sends a line gets
  * "LISTENER: LINE" back ("path", "abstract" or "tcp"), except the line "fifo", which gets what
@@ -44,7 +44,7 @@ static int port_of(int s) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) return 2;
+    if (argc < 5) return 2;
     char path[200], fifo[200];
     snprintf(path, sizeof path, "%s/sock", argv[1]);
     snprintf(fifo, sizeof fifo, "%s/fifo", argv[1]);
@@ -52,10 +52,10 @@ int main(int argc, char **argv) {
     int lt = socket(AF_INET6, SOCK_STREAM, 0), one = 1, zero = 0;
     setsockopt(lt, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(lt, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    struct sockaddr_in6 any6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+    struct sockaddr_in6 any6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT, .sin6_port = htons(atoi(argv[3])) };
     if (bind(lt, (struct sockaddr *)&any6, sizeof any6) || listen(lt, 16)) { perror("tcp"); return 1; }
     int u = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in lo = { .sin_family = AF_INET };
+    struct sockaddr_in lo = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[4])) };
     lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(u, (struct sockaddr *)&lo, sizeof lo)) { perror("udp"); return 1; }
     if (mkfifo(fifo, 0600)) { perror("mkfifo"); return 1; }

@@ -406,3 +406,27 @@ pub fn checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd
     assert!(st.success(), "restarted run exited with {st}; stderr {:?}", restored.stderr());
     assert_continues(&reference, at_ckpt, at_kill, &after)
 }
+
+/// A TCP and UDP port that is free now and outside the kernel's ephemeral range, for a server
+/// that must get the same port again after a restart: a port the kernel picked itself (port 0)
+/// may be handed to another test's outgoing connection in between.
+pub fn free_port() -> u16 {
+    use std::net::{TcpListener, UdpSocket};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(32768);
+    let span = (low.saturating_sub(10000)).max(1000) as usize;
+    for _ in 0..1000 {
+        let k = std::process::id() as usize * 7919 + N.fetch_add(1, Ordering::Relaxed) * 104_729;
+        let port = 10000 + (k % span) as u16;
+        let free = TcpListener::bind(("::", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}

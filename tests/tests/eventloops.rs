@@ -49,22 +49,21 @@ fn every_object_of_an_event_loop_comes_back() {
 }
 
 /// GETs `path` from 127.0.0.1:`port`, retrying refused connections until `deadline` (the
-/// server may still be starting); returns the whole response.
-fn http_get(port: u16, path: &str, deadline: Instant) -> String {
+/// server may still be starting); returns the whole response, or why there is none.
+fn http_get(port: u16, path: &str, deadline: Instant) -> Result<String, String> {
     loop {
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(mut s) => {
                 s.set_read_timeout(Some(LONG)).unwrap();
                 write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
                 let mut out = String::new();
-                s.read_to_string(&mut out).unwrap();
-                return out;
+                s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+                return Ok(out);
             }
-            Err(e) if Instant::now() < deadline => {
-                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+            Err(e) if Instant::now() < deadline && e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => panic!("no server on port {port}: {e}"),
+            Err(e) => return Err(format!("no server on port {port}: {e}")),
         }
     }
 }
@@ -78,16 +77,21 @@ fn python_http_server_listens_again() {
     std::fs::create_dir(&site).unwrap();
     std::fs::write(site.join("hello.txt"), "hello from before the checkpoint\n").unwrap();
     let mut c = Command::new("python3");
-    c.args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"]).current_dir(&site);
+    c.args(["-u", "-m", "http.server", &free_port().to_string(), "--bind", "127.0.0.1"]).current_dir(&site);
     let mut orig = Proc::preloaded(c, &wd.image(), "http.server");
     let banner = orig.wait_lines(1, LONG).remove(0);
     let port: u16 = banner.split(" port ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{banner}"));
-    assert!(http_get(port, "/hello.txt", Instant::now() + LONG).contains("hello from before"));
+    let before = http_get(port, "/hello.txt", Instant::now() + LONG).unwrap_or_else(|e| panic!("{e}; stderr {}", orig.stderr()));
+    assert!(before.contains("hello from before"), "{before}");
     orig.checkpoint(&wd.image(), LONG);
     orig.kill9();
 
     let restored = Proc::restart(&wd.image());
-    let answer = http_get(port, "/hello.txt", Instant::now() + LONG);
+    let answer = http_get(port, "/hello.txt", Instant::now() + LONG).unwrap_or_else(|e| {
+        let ss = Command::new("ss").args(["-tanpe"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let ss: Vec<&str> = ss.lines().filter(|l| l.contains(&format!(":{port} "))).collect();
+        panic!("{e}; myrestart's stderr {}; sockets on the port: {ss:#?}", restored.stderr())
+    });
     assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
     assert!(answer.contains("hello from before the checkpoint"), "{answer}");
     restored.wait_stderr("GET /hello.txt", SHORT);
@@ -145,20 +149,21 @@ fn a_client_of_an_outside_server_sees_a_reset_and_reconnects() {
 
 /// Sends `line` over a fresh connection made by `connect` (retrying refusals until `deadline`:
 /// the restarted server may still be on its way) and returns the answer.
-fn ask<S: Read + Write>(connect: impl Fn() -> std::io::Result<S>, line: &str, deadline: Instant) -> String {
+fn ask<S: Read + Write>(connect: impl Fn() -> std::io::Result<S>, line: &str, deadline: Instant) -> Result<String, String> {
     let mut s = loop {
         match connect() {
             Ok(s) => break s,
             Err(e) if Instant::now() < deadline && matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound) => {
                 std::thread::sleep(Duration::from_millis(10))
             }
-            Err(e) => panic!("connecting: {e}"),
+            Err(e) => return Err(format!("connecting: {e}")),
         }
     };
-    writeln!(s, "{line}").unwrap();
+    // One write: the server answers what its first read gets and closes.
+    s.write_all(format!("{line}\n").as_bytes()).map_err(|e| format!("sending {line:?}: {e}"))?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    s.read_to_string(&mut out).map_err(|e| format!("reading the answer to {line:?}: {e}"))?;
+    Ok(out)
 }
 
 /// A server with a unix socket listening at a path and at an abstract name, a dual-stack TCP
@@ -172,14 +177,14 @@ fn listeners_and_a_fifo_come_back_on_their_addresses() {
     let wd = Workdir::new("listeners");
     let abstract_name = format!("ckpt-test-{}", std::process::id());
     let mut c = Command::new(prog("listeners", &[]));
-    c.arg(&wd.path).arg(&abstract_name);
+    c.arg(&wd.path).arg(&abstract_name).arg(free_port().to_string()).arg(free_port().to_string());
     let mut orig = Proc::preloaded(c, &wd.image(), "listeners");
     let ports = orig.wait_lines(1, LONG).remove(0);
     let port = |key: &str| -> u16 { ports.split(' ').find_map(|f| f.strip_prefix(key)).unwrap().parse().unwrap() };
     let (tcp, udp) = (port("tcp="), port("udp="));
     let path = wd.path.join("sock");
     let deadline = Instant::now() + LONG;
-    assert_eq!(ask(|| UnixStream::connect(&path), "one", deadline), "path: one");
+    assert_eq!(ask(|| UnixStream::connect(&path), "one", deadline), Ok("path: one".into()), "{}", orig.stderr());
     orig.checkpoint(&wd.image(), LONG);
     orig.kill9();
     assert!(path.exists(), "the dead server's socket file is left behind");
@@ -191,12 +196,16 @@ fn listeners_and_a_fifo_come_back_on_their_addresses() {
 
     let restored = Proc::restart(&wd.image());
     let deadline = Instant::now() + LONG;
-    assert_eq!(ask(|| UnixStream::connect(&path), "two", deadline), "path: two", "{}", restored.stderr());
     let abs = SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
-    assert_eq!(ask(|| UnixStream::connect_addr(&abs), "three", deadline), "abstract: three");
-    assert_eq!(ask(|| TcpStream::connect(("127.0.0.1", tcp)), "four", deadline), "tcp: four", "IPv4 through the dual-stack listener");
-    assert_eq!(ask(|| TcpStream::connect(("::1", tcp)), "five", deadline), "tcp: five");
-    assert_eq!(ask(|| UnixStream::connect(&path), "fifo", deadline), "in the fifo");
+    let answers = [
+        ask(|| UnixStream::connect(&path), "two", deadline),
+        ask(|| UnixStream::connect_addr(&abs), "three", deadline),
+        ask(|| TcpStream::connect(("127.0.0.1", tcp)), "four", deadline),
+        ask(|| TcpStream::connect(("::1", tcp)), "five", deadline),
+        ask(|| UnixStream::connect(&path), "fifo", deadline),
+    ];
+    let want = ["path: two", "abstract: three", "tcp: four", "tcp: five", "in the fifo"].map(|a| Ok(a.to_string()));
+    assert_eq!(answers, want, "(IPv4 reaches the dual-stack listener) myrestart's stderr: {}", restored.stderr());
     let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     u.set_read_timeout(Some(LONG)).unwrap();
     u.send_to(b"six", ("127.0.0.1", udp)).unwrap();

@@ -143,6 +143,9 @@ impl RegionRecord {
         let kind = RegionKind::from_u32(r.u32()?)?;
         let flags = r.u32()?;
         r.skip(4)?;
+        if prot & !7 != 0 {
+            return Err(ImageError::Malformed("a region's protection has unknown bits"));
+        }
         Ok(RegionRecord {
             start,
             end,

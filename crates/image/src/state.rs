@@ -3,6 +3,10 @@
 use crate::bytes::{Reader, Writer};
 use crate::{ImageError, FORMAT_VERSION, STATE_MAGIC};
 
+/// Signals a process that is running (a checkpoint handler) never has pending, as a mask:
+/// SIGKILL and SIGSTOP take effect at once.
+pub const NEVER_PENDING: u64 = 1 << (9 - 1) | 1 << (19 - 1);
+
 /// Offset of `meta_hash` inside the state descriptor (fixed across versions).
 pub const META_HASH_OFFSET: usize = 24;
 /// Longest path the state records (Linux `PATH_MAX`).
@@ -288,6 +292,9 @@ impl ProcessState {
         out.interval_secs = r.u32()?;
         out.kernel = r.array()?;
         out.shared_pending = r.u64()?;
+        if out.shared_pending & NEVER_PENDING != 0 {
+            return Err(ImageError::Malformed("SIGKILL or SIGSTOP pending"));
+        }
         for l in &mut out.rlimits {
             *l = [r.u64()?, r.u64()?];
             if l[0] > l[1] {

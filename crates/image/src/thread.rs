@@ -82,6 +82,9 @@ impl ThreadState {
         if t.flags & !KNOWN_FLAGS != 0 {
             return Err(ImageError::Malformed("unknown thread flags"));
         }
+        if t.sigpending & crate::state::NEVER_PENDING != 0 {
+            return Err(ImageError::Malformed("SIGKILL or SIGSTOP pending"));
+        }
         Ok(t)
     }
 }

@@ -493,7 +493,8 @@ fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()>
             return Err(());
         }
     }
-    if st.flags & FLAG_RSEQ != 0 && !writable(st.rseq_addr, st.rseq_len as u64) {
+    // The kernel takes an rseq area of at least 32 bytes, aligned to 32.
+    if st.flags & FLAG_RSEQ != 0 && (!writable(st.rseq_addr, st.rseq_len as u64) || st.rseq_len < 32 || !st.rseq_addr.is_multiple_of(32)) {
         refuse(path, format_args!("rseq area {:#x} of thread {} is not in writable memory", st.rseq_addr, st.tid));
         return Err(());
     }

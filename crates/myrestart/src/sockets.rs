@@ -8,7 +8,9 @@
 //! - a bound datagram socket is bound again; one connected to an address is connected again;
 //! - a stream socket connected to something outside the process cannot be resumed: it comes
 //!   back reset, so the program's next read fails with ECONNRESET (and a write with EPIPE) and
-//!   its own reconnect logic runs; one whose peer had closed comes back with its peer closed.
+//!   its own reconnect logic runs; a unix one whose peer had closed comes back with its peer
+//!   closed. A TCP socket that has a port but neither listens nor is connected is a connection
+//!   that ended or was still being made: it comes back reset too, its port left alone.
 //!
 //! Each socket that does not come back whole is named on stderr, one line.
 
@@ -248,8 +250,14 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
         sock
     } else if unix(rec) && is_stream(rec) && rec.peer_ino != 0 {
         outside_unix_stream(rec, fdrec, image_fd).map_err(|e| fail("making it", e))?
-    } else if is_stream(rec) && rec.state & s::CONNECTED != 0 {
+    } else if !unix(rec) && is_stream(rec) && rec.state & s::CONNECTED != 0 {
         say!("myrestart: fd {fd} (TCP connection to {}) comes back reset: its next read fails with ECONNRESET", Addr(rec.peer()));
+        reset_tcp(rec).map_err(|e| fail("making a reset connection", e))?
+    } else if !unix(rec) && is_stream(rec) && rec.state & s::BOUND != 0 {
+        // A TCP socket with a port that neither listens nor is connected is a connection that
+        // ended (or was still being made): its port is the listener's or an ephemeral one, not
+        // to be taken again.
+        say!("myrestart: fd {fd} (TCP socket on {}, its connection over) comes back as a reset connection", Addr(rec.addr()));
         reset_tcp(rec).map_err(|e| fail("making a reset connection", e))?
     } else {
         let sock = new_socket(rec).map_err(|e| fail("making it", e))?;

@@ -28,6 +28,15 @@ pub fn describe(e: Errno) -> &'static str {
         Errno::INTR => "Interrupted system call",
         Errno::NOSYS => "Function not implemented",
         Errno::LOOP => "Too many levels of symbolic links",
+        Errno::ADDRINUSE => "Address already in use",
+        Errno::ADDRNOTAVAIL => "Cannot assign requested address",
+        Errno::CONNREFUSED => "Connection refused",
+        Errno::AFNOSUPPORT => "Address family not supported by protocol",
+        Errno::OPNOTSUPP => "Operation not supported",
+        Errno::PIPE => "Broken pipe",
+        Errno::NXIO => "No such device or address",
+        Errno::SRCH => "No such process",
+        Errno::NOTCONN => "Transport endpoint is not connected",
         _ => "system error",
     }
 }

@@ -154,6 +154,9 @@ fn take(uc: usize) -> Result<(), Failure> {
     }
     // The writer: a snapshot of the program at the moment of the signal.
     let _ = rustix::thread::set_name(WRITER_NAME);
+    // It lets go at once of every descriptor it does not read from, so that it never holds
+    // the program's sockets, pipes or files open after the program has closed them, or died.
+    write::close_all_but_needed(&mut parts, file.raw_fd());
     let code = match write::write_image(&mut parts, all, started, exclude, file) {
         Ok(()) => 0,
         Err(f) => {

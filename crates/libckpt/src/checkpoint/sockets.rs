@@ -173,7 +173,13 @@ fn warn_outside(rec: &SocketRecord) {
     let fd = rec.fd;
     let stream = rec.sock_type as u32 != n::SOCK_DGRAM;
     let connected = rec.state & s::CONNECTED != 0 || (rec.family as u32 == n::AF_UNIX && rec.peer_ino != 0);
-    if !connected || rec.state & s::LISTENING != 0 {
+    if rec.state & s::LISTENING != 0 {
+        return;
+    }
+    if !connected {
+        if rec.family as u32 != n::AF_UNIX && stream && rec.state & s::BOUND != 0 {
+            say!("ckpt: fd {fd} (TCP socket on {}, its connection over or not yet made) comes back as a reset connection", Addr(rec.addr()));
+        }
         return;
     }
     let what = match rec.family as u32 {

@@ -654,6 +654,10 @@ impl<'a> TempImage<'a> {
         Err(Failure::on_file("finding a free temporary name next to", Errno::EXIST))
     }
 
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
     /// Lets go of the file without removing it: another process (the writer) owns it now.
     pub fn hand_over(mut self) {
         self.committed = true;
@@ -691,6 +695,39 @@ impl Drop for TempImage<'_> {
             }
         }
     }
+}
+
+/// In the writer: closes every descriptor but the image, stderr (for its messages) and the
+/// files whose contents it copies (deleted files and memfds).
+pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32) {
+    let keep = &mut parts.fd_list[..];
+    let mut n = 0;
+    let mut push = |fd: i32| {
+        if n < keep.len() {
+            keep[n] = fd;
+            n += 1;
+        }
+    };
+    push(image_fd);
+    push(2);
+    for (rec, _) in fds::records(&parts.fds[..parts.fds_len]).filter_map(Result::ok) {
+        if matches!(rec.kind, FdKind::Deleted | FdKind::MemFd) {
+            push(rec.fd);
+        }
+    }
+    let keep = &mut keep[..n];
+    keep.sort_unstable();
+    let mut from = 0u32;
+    for &fd in keep.iter() {
+        let fd = fd as u32;
+        if fd > from {
+            // SAFETY: the writer owns its copy of the descriptor table and uses none of these.
+            unsafe { sys::close_range(from, fd - 1) };
+        }
+        from = from.max(fd + 1);
+    }
+    // SAFETY: as above.
+    let _ = unsafe { sys::close_from(from) };
 }
 
 /// Shifts older images along before a new one takes the name: `image.{keep-1}` becomes
