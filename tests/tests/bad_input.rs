@@ -228,3 +228,24 @@ fn a_saved_path_that_is_now_a_fifo_is_refused_without_blocking() {
     assert_eq!(st.code(), Some(2), "{}", restart.stderr());
     assert!(restart.stderr().contains(&format!("{} is no longer what it was (a regular file)", input.display())), "{}", restart.stderr());
 }
+
+/// Restoring an image runs its code with the restarting user's rights: an image that others
+/// may write, or that another user owns, is refused before anything is read, unless
+/// `--trust-image` says so (then with a warning).
+#[test]
+fn images_others_could_have_written_are_refused_unless_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let wd = Workdir::new("bad-owner");
+    real_image(&wd);
+    let image = wd.image();
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o620)).unwrap();
+    refuses(&image, "the image may be written by other users (uid 0, mode 620)");
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&image, Some(65534), None).unwrap();
+    refuses(&image, "the image is owned by another user (uid 65534");
+    let mut c = Command::new(myrestart());
+    c.arg("--trust-image").arg(&image);
+    let restored = Proc::spawn(c, "myrestart --trust-image");
+    restored.wait_lines(3, SHORT);
+    assert!(restored.stderr().contains("restoring it anyway (--trust-image)"), "{}", restored.stderr());
+}

@@ -50,6 +50,10 @@ enum Command {
         /// Give the program this command's stdin, stdout and stderr, even where it had files.
         #[arg(long)]
         inherit_stdio: bool,
+        /// Restore an image that another user owns or that others may write (refused by
+        /// default: restoring runs the image's code with your rights).
+        #[arg(long)]
+        trust_image: bool,
     },
     /// Show what an image holds and whether its checksums verify.
     Inspect(inspect::InspectArgs),
@@ -64,8 +68,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, stopped, eager, no_verify, new_ids, inherit_stdio } => {
-            run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio })
+        Command::Restart { image, stopped, eager, no_verify, new_ids, inherit_stdio, trust_image } => {
+            run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, trust_image })
         }
         Command::Inspect(a) => inspect::inspect(a),
     };

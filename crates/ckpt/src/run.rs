@@ -108,6 +108,7 @@ pub struct RestartFlags {
     pub no_verify: bool,
     pub new_ids: bool,
     pub inherit_stdio: bool,
+    pub trust_image: bool,
 }
 
 pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
@@ -120,6 +121,7 @@ pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
         (f.no_verify, "--no-verify"),
         (f.new_ids, "--new-ids"),
         (f.inherit_stdio, "--inherit-stdio"),
+        (f.trust_image, "--trust-image"),
     ] {
         if on {
             cmd.arg(flag);

@@ -9,7 +9,7 @@ pub struct Args {
     argv: *const *const u8,
 }
 
-const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] IMAGE\n\
+const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] [--trust-image] IMAGE\n\
   Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.\n\
   --eager      read all memory from the image now, instead of mapping the image file\n\
                (use it if the image file may change or disappear while the program runs)\n\
@@ -19,6 +19,8 @@ const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new
                user and PID namespaces (the default, where the kernel allows them)\n\
   --announce   say on stderr which PID the restored program has (as seen from here)\n\
   --inherit-stdio  give the program this stdin, stdout and stderr, even where it had files\n\
+  --trust-image  restore an image that another user owns or that others may write (refused\n\
+               by default: restoring runs the image's code with your rights)\n\
   Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed midway.";
 
 /// What the command line asks for.
@@ -32,6 +34,8 @@ pub struct Options {
     pub announce: bool,
     /// Give the program myrestart's own stdin, stdout and stderr, whatever it had.
     pub inherit_stdio: bool,
+    /// Restore an image owned by another user or writable by others.
+    pub trust_image: bool,
 }
 
 /// Writes the whole usage text to `fd` (1 or 2); it is longer than one message line.
@@ -60,7 +64,7 @@ impl Args {
 
     /// The options and the image path, or the exit status for a usage error (0 for --help).
     pub fn parse(&self) -> Result<Options, i32> {
-        let mut opts = Options { image: c"", eager: false, verify: true, stopped: false, new_ids: false, announce: false, inherit_stdio: false };
+        let mut opts = Options { image: c"", eager: false, verify: true, stopped: false, new_ids: false, announce: false, inherit_stdio: false, trust_image: false };
         let mut image = None;
         for i in 1..self.argc {
             let Some(a) = self.arg(i) else { break };
@@ -75,6 +79,7 @@ impl Args {
                 b"--new-ids" => opts.new_ids = true,
                 b"--announce" => opts.announce = true,
                 b"--inherit-stdio" => opts.inherit_stdio = true,
+                b"--trust-image" => opts.trust_image = true,
                 b"" => {}
                 arg if arg.starts_with(b"-") || image.is_some() => {
                     say!("myrestart: unexpected argument {}", ckpt_sigsafe::out::Lossy(arg));

@@ -204,6 +204,18 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         refuse(path, format_args!("not a regular file"));
         return Err(());
     }
+    // Restoring an image runs its code with our rights: like ssh with its keys, only an image
+    // that is ours and that nobody else may write is trusted without being told.
+    let me = rustix::process::geteuid().as_raw();
+    let others_write = st.st_mode & 0o022 != 0;
+    if st.st_uid != me || others_write {
+        let why = if st.st_uid != me { "is owned by another user" } else { "may be written by other users" };
+        if !opts.trust_image {
+            refuse(path, format_args!("the image {why} (uid {}, mode {:o}); restoring it would run its code as you: give --trust-image if you mean it", st.st_uid, st.st_mode & 0o7777));
+            return Err(());
+        }
+        say!("myrestart: {}: the image {why}; restoring it anyway (--trust-image)", Lossy(path.to_bytes()));
+    }
     let file_len = st.st_size as u64;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
 
