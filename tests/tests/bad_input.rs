@@ -249,3 +249,83 @@ fn images_others_could_have_written_are_refused_unless_trusted() {
     restored.wait_lines(3, SHORT);
     assert!(restored.stderr().contains("restoring it anyway (--trust-image)"), "{}", restored.stderr());
 }
+
+/// With a key file (`CKPT_KEY` at checkpoint, `--key` at restart) an image carries a MAC: it
+/// restores with that key; changed and re-signed, or checked with another key, or made without
+/// a key, it is refused by name. The key itself is not in the image.
+#[test]
+fn authenticated_images_refuse_tampering_and_other_keys() {
+    let wd = Workdir::new("bad-key");
+    let key = wd.path.join("key");
+    std::fs::write(&key, "a long secret only this site knows").unwrap();
+    let other = wd.path.join("other-key");
+    std::fs::write(&other, "another secret").unwrap();
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["100000", "10000"]).env("CKPT_KEY", &key);
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter with a key");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let image = wd.image();
+    let bytes = std::fs::read(&image).unwrap();
+    let derived = ckpt_image::mac::key_from(b"a long secret only this site knows");
+    assert!(!bytes.windows(32).any(|w| w == derived), "the key is in the image");
+    let with = |k: &Path, img: &Path| {
+        let mut c = Command::new(myrestart());
+        c.arg("--key").arg(k).arg(img);
+        c
+    };
+    let restored = Proc::spawn(with(&key, &image), "myrestart --key");
+    restored.wait_lines(3, SHORT);
+    drop(restored);
+    let refused = |c: &mut Command, expect: &str| {
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(expect), "want {expect:?} in {err:?}");
+    };
+    refused(&mut with(&other, &image), "authentication failed");
+    // Changed in memory (a byte of the heap's stored data) with every checksum recomputed: the
+    // region hash and the header checksum are public, the key is not.
+    let tampered = wd.path.join("tampered");
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let meta_len = ckpt_image::image::meta_len(&bytes).unwrap() as usize;
+    let mut t = bytes.clone();
+    let (at, region) = {
+        let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
+        let i = (0..img.region_count()).find(|&i| img.region(i).unwrap().name == b"[heap]").unwrap();
+        (img.region(i).unwrap().data_offset as usize, i)
+    };
+    t[at] ^= 0x55;
+    let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
+    let r = img.region(region).unwrap();
+    let fixed = ckpt_image::verify::check_region(&t, &r, &ckpt_image::verify::Dense).err();
+    assert!(fixed.is_some(), "the change shows in the region hash");
+    // Recompute that region's hash the way anyone can, and seal the headers again.
+    let mut h = ckpt_image::RegionHasher::new();
+    for (k, page) in t[at..at + r.record.size() as usize].chunks(4096).enumerate() {
+        if !ckpt_image::is_zero_page(page) {
+            h.add_nonzero(k as u64, page);
+        }
+    }
+    let (regions_at, _) = {
+        let desc = img.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_REGIONS).unwrap().desc;
+        (desc.as_ptr() as usize - bytes.as_ptr() as usize, ())
+    };
+    let rec_at = regions_at + ckpt_image::region::HEADER_SIZE + region * ckpt_image::region::RECORD_SIZE;
+    let mut rec = r.record;
+    rec.data_hash = h.digest();
+    rec.write(&mut ckpt_image::bytes::Writer::new(&mut t[rec_at..rec_at + ckpt_image::region::RECORD_SIZE]));
+    ckpt_image::seal(&mut t[..meta_len]).unwrap();
+    std::fs::write(&tampered, &t).unwrap();
+    // Without a key it passes every checksum (integrity is not authenticity); with it, refused.
+    let out = Command::new(ckpt()).args(["inspect"]).arg(&tampered).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    refused(&mut with(&key, &tampered), "authentication failed (the image was changed after it was written");
+    let out = Command::new(ckpt()).args(["inspect", "--key"]).arg(&key).arg(&tampered).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("AUTHENTICATION FAILED"));
+    // An image made without a key is refused when a key is required.
+    let plain = Workdir::new("bad-key-plain");
+    real_image(&plain);
+    refused(&mut with(&key, &plain.image()), "not authenticated");
+}

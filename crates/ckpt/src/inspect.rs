@@ -21,6 +21,9 @@ pub struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Check the image's authentication with this key file (`ckpt run --key`, `CKPT_KEY`).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
 }
 
 fn prot(p: u32) -> String {
@@ -183,9 +186,20 @@ pub fn inspect(a: InspectArgs) -> Outcome {
         .filter_map(Result::ok)
         .map(|t| json!({"tid": t.tid, "name": String::from_utf8_lossy(t.comm_bytes()), "fs_base": format!("{:#x}", t.fs_base), "signal_frame": format!("{:#x}", t.sigframe)}))
         .collect();
+    // Authentication: absent, present (unchecked without a key), or checked with --key.
+    let has_mac = image.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_MAC).is_some();
+    let authenticated = match &a.key {
+        None => None,
+        Some(k) => {
+            let secret = std::fs::read(k).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", k.display())))?;
+            let ok = ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, &holes).is_ok();
+            all_ok &= ok;
+            Some(ok)
+        }
+    };
     let doc = json!({
         "image": name, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
-        "checksums_ok": all_ok,
+        "checksums_ok": all_ok, "authentication": has_mac, "authenticated": authenticated,
         "program": String::from_utf8_lossy(first.comm_bytes()), "exe": String::from_utf8_lossy(st.exe.as_bytes()),
         "threads": threads,
         "command_line": cmdline, "cwd": String::from_utf8_lossy(st.cwd.as_bytes()),
@@ -223,6 +237,13 @@ fn print_table(d: &Value) {
     let s = |v: &Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
     println!("image        {} ({} bytes, {} allocated), format {}", s(&d["image"]), d["size"], d["allocated"], d["format_version"]);
     println!("checksums    {}", if d["checksums_ok"] == true { "verified" } else { "MISMATCH" });
+    match (d["authentication"] == true, d["authenticated"].as_bool()) {
+        (_, Some(true)) => println!("key          authenticated"),
+        (true, Some(false)) => println!("key          AUTHENTICATION FAILED"),
+        (false, Some(false)) => println!("key          NOT AUTHENTICATED (made without a key)"),
+        (true, None) => println!("key          authenticated image (give --key to check it)"),
+        (false, None) => {}
+    }
     println!("program      {} ({}), pid {}", s(&d["program"]), s(&d["exe"]), d["pid"]);
     for t in d["threads"].as_array().unwrap() {
         println!("thread       {} {} (TLS {}, signal frame {})", t["tid"], s(&t["name"]), s(&t["fs_base"]), s(&t["signal_frame"]));

@@ -54,6 +54,9 @@ enum Command {
         /// default: restoring runs the image's code with your rights).
         #[arg(long)]
         trust_image: bool,
+        /// The image must carry a MAC made with this key file (`ckpt run --key`, `CKPT_KEY`).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
     },
     /// Show what an image holds and whether its checksums verify.
     Inspect(inspect::InspectArgs),
@@ -68,8 +71,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, stopped, eager, no_verify, new_ids, inherit_stdio, trust_image } => {
-            run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, trust_image })
+        Command::Restart { image, stopped, eager, no_verify, new_ids, inherit_stdio, trust_image, key } => {
+            run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, trust_image, key })
         }
         Command::Inspect(a) => inspect::inspect(a),
     };

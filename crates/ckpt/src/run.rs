@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// Compress memory in images (LZ4).
     #[arg(long)]
     compress: bool,
+    /// Authenticate images with a key derived from this file (restart them with the same
+    /// `--key`).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROG ARGS")]
     command: Vec<OsString>,
@@ -94,6 +98,11 @@ pub fn run(a: RunArgs) -> Outcome {
     if a.sync {
         cmd.env("CKPT_SYNC", "1");
     }
+    if let Some(key) = &a.key {
+        let key = std::path::absolute(key).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", key.display())))?;
+        std::fs::File::open(&key).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", key.display())))?;
+        cmd.env("CKPT_KEY", key);
+    }
     if a.compress {
         cmd.env("CKPT_COMPRESS", "lz4");
     }
@@ -109,6 +118,7 @@ pub struct RestartFlags {
     pub new_ids: bool,
     pub inherit_stdio: bool,
     pub trust_image: bool,
+    pub key: Option<PathBuf>,
 }
 
 pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
@@ -126,6 +136,9 @@ pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
         if on {
             cmd.arg(flag);
         }
+    }
+    if let Some(key) = &f.key {
+        cmd.arg("--key").arg(key);
     }
     cmd.arg(image);
     let err = cmd.exec();

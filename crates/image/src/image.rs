@@ -247,6 +247,24 @@ impl<'a> Image<'a> {
     }
 
     /// The first note with this owner and type.
+    /// The headers and notes, `0..meta_len` of the file.
+    pub fn meta(&self) -> &'a [u8] {
+        self.meta
+    }
+
+    /// Where the header checksum (`meta_hash`) is in [`Image::meta`].
+    pub fn meta_hash_range(&self) -> core::ops::Range<usize> {
+        let at = state_note(self.meta).map_or(0, |(_, at)| at);
+        at..at + 8
+    }
+
+    /// Where the descriptor of a note is in [`Image::meta`].
+    pub fn note_range(&self, name: &[u8], n_type: u32) -> Option<core::ops::Range<usize>> {
+        let desc = self.note(name, n_type)?.desc;
+        let at = desc.as_ptr() as usize - self.meta.as_ptr() as usize;
+        Some(at..at + desc.len())
+    }
+
     pub fn note(&self, name: &[u8], n_type: u32) -> Option<Note<'a>> {
         Notes::new(self.notes).filter_map(Result::ok).find(|n| n.name == name && n.n_type == n_type)
     }

@@ -20,6 +20,7 @@
 //!                    "CKPT" NT_CKPT_SOCKETS  sockets: kind, addresses, options, peer
 //!                    "CKPT" NT_CKPT_TIMERFDS timerfds: clock and times
 //!                    "CKPT" NT_CKPT_INOTIFY  inotify watches: path and mask
+//!                    "CKPT" NT_CKPT_MAC      keyed authentication, when the image has a key
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
 //!  page-aligned    contents of deleted-but-open files and memfds, bytes in pipes and socket
 //!                  queues, referenced from NT_CKPT_FDS
@@ -44,6 +45,7 @@ pub mod fds;
 pub mod frame;
 pub mod image;
 pub mod inotify;
+pub mod mac;
 pub mod note;
 pub mod region;
 pub mod sockets;
@@ -79,6 +81,7 @@ pub const NT_CKPT_EPOLL: u32 = 0x434b_0006;
 pub const NT_CKPT_SOCKETS: u32 = 0x434b_0007;
 pub const NT_CKPT_TIMERFDS: u32 = 0x434b_0008;
 pub const NT_CKPT_INOTIFY: u32 = 0x434b_0009;
+pub const NT_CKPT_MAC: u32 = 0x434b_000a;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,10 @@ pub enum ImageError {
     Malformed(&'static str),
     /// More regions than the format allows.
     TooManyRegions,
+    /// A key was given, but the image carries no authentication.
+    NotAuthenticated,
+    /// The image's MAC does not match the key: it was changed, or made with another key.
+    AuthenticationFailed,
 }
 
 impl core::fmt::Display for ImageError {
@@ -120,6 +127,10 @@ impl core::fmt::Display for ImageError {
             ImageError::BlobChecksum { fd } => write!(f, "corrupt image (saved contents of fd {fd} checksum mismatch)"),
             ImageError::Malformed(what) => write!(f, "corrupt image ({what})"),
             ImageError::TooManyRegions => f.write_str("corrupt image (too many regions)"),
+            ImageError::NotAuthenticated => f.write_str("not authenticated (the image was made without a key: CKPT_KEY)"),
+            ImageError::AuthenticationFailed => {
+                f.write_str("authentication failed (the image was changed after it was written, or made with another key)")
+            }
         }
     }
 }

@@ -21,6 +21,20 @@ pub struct Config {
     pub interval_secs: u32,
     /// How many older images to keep (`myckpt.1`, `myckpt.2`, …).
     pub keep: u32,
+    /// The key file images are authenticated with (`CKPT_KEY`), NUL-terminated; empty for none.
+    /// The key itself is read by each writer and never kept in the program's memory, so it is
+    /// never in an image.
+    pub key_path: [u8; PATH_MAX],
+    pub key_path_len: usize,
+    /// `CKPT_KEY` named a file that could not be read: no image is written without its key.
+    pub key_unreadable: bool,
+}
+
+impl Config {
+    /// The key file's path, if images are authenticated.
+    pub fn key_file(&self) -> Option<&core::ffi::CStr> {
+        (self.key_path_len > 0).then(|| core::ffi::CStr::from_bytes_with_nul(&self.key_path[..self.key_path_len + 1]).ok()).flatten()
+    }
 }
 
 impl Config {
@@ -35,7 +49,7 @@ struct Slot(UnsafeCell<Config>);
 // any other thread can exist; read-only afterwards.
 unsafe impl Sync for Slot {}
 
-static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, signal: 12, interval_secs: 0, keep: 0 }));
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, signal: 12, interval_secs: 0, keep: 0, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false }));
 
 /// The settings. Valid once [`crate::init`] has run.
 pub fn get() -> &'static Config {

@@ -15,6 +15,8 @@ pub const SYNC_ENV: &CStr = c"CKPT_SYNC";
 /// Set by the library in the environment of what the process runs: a process that finds it
 /// descends from one that checkpoints, and writes images of its own (`<image>-<PID>`).
 pub const PARENT_ENV: &CStr = c"CKPT_PARENT";
+/// A key file: images are authenticated with a key derived from its contents.
+pub const KEY_ENV: &CStr = c"CKPT_KEY";
 /// Set to `lz4` to compress memory in images.
 pub const COMPRESS_ENV: &CStr = c"CKPT_COMPRESS";
 
@@ -95,6 +97,23 @@ extern "C" fn ckpt_init() {
             false
         }
     };
+    if let Some(path) = env(KEY_ENV) {
+        let fits = !path.is_empty() && path.len() < cfg.key_path.len() && !path.contains(&0);
+        if fits {
+            cfg.key_path[..path.len()].copy_from_slice(path);
+            cfg.key_path[path.len()] = 0;
+            cfg.key_path_len = path.len();
+        }
+        // Read once now only to say at once if it cannot be.
+        static mut PROBE: [u8; 4096] = [0; 4096];
+        // SAFETY: the constructor runs once, single-threaded; nothing else uses the buffer.
+        let buf = unsafe { &mut *core::ptr::addr_of_mut!(PROBE) };
+        if !fits || cfg.key_file().and_then(|k| ckpt_sigsafe::read_key(k, buf)).is_none() {
+            say!("ckpt: CKPT_KEY={}: cannot read the key file; no image will be written without it", ckpt_sigsafe::out::Lossy(path));
+            cfg.key_unreadable = true;
+        }
+        buf.fill(0);
+    }
     install_handler(cfg.signal);
     install_stop_handler();
     if cfg.interval_secs > 0 {

@@ -9,7 +9,7 @@ pub struct Args {
     argv: *const *const u8,
 }
 
-const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] [--trust-image] IMAGE\n\
+const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] [--trust-image] [--key FILE] IMAGE\n\
   Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.\n\
   --eager      read all memory from the image now, instead of mapping the image file\n\
                (use it if the image file may change or disappear while the program runs)\n\
@@ -21,6 +21,7 @@ const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new
   --inherit-stdio  give the program this stdin, stdout and stderr, even where it had files\n\
   --trust-image  restore an image that another user owns or that others may write (refused\n\
                by default: restoring runs the image's code with your rights)\n\
+  --key FILE   the image must carry a MAC made with this key file (CKPT_KEY at checkpoint)\n\
   Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed midway.";
 
 /// What the command line asks for.
@@ -36,6 +37,8 @@ pub struct Options {
     pub inherit_stdio: bool,
     /// Restore an image owned by another user or writable by others.
     pub trust_image: bool,
+    /// The key file the image must be authenticated with.
+    pub key: Option<&'static CStr>,
 }
 
 /// Writes the whole usage text to `fd` (1 or 2); it is longer than one message line.
@@ -64,11 +67,34 @@ impl Args {
 
     /// The options and the image path, or the exit status for a usage error (0 for --help).
     pub fn parse(&self) -> Result<Options, i32> {
-        let mut opts = Options { image: c"", eager: false, verify: true, stopped: false, new_ids: false, announce: false, inherit_stdio: false, trust_image: false };
+        let mut opts = Options {
+            image: c"",
+            eager: false,
+            verify: true,
+            stopped: false,
+            new_ids: false,
+            announce: false,
+            inherit_stdio: false,
+            trust_image: false,
+            key: None,
+        };
         let mut image = None;
-        for i in 1..self.argc {
+        let mut i = 0;
+        while i + 1 < self.argc {
+            i += 1;
             let Some(a) = self.arg(i) else { break };
             match a.to_bytes() {
+                b"--key" => match self.arg(i + 1) {
+                    Some(k) => {
+                        opts.key = Some(k);
+                        i += 1;
+                    }
+                    None => {
+                        say!("myrestart: --key needs a key file");
+                        print_usage(2);
+                        return Err(EXIT_REFUSED);
+                    }
+                },
                 b"-h" | b"--help" => {
                     print_usage(1);
                     return Err(0);

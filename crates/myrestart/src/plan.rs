@@ -255,7 +255,22 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     // use of it.
     let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
     let image = Image::parse(meta_static, file_len, &mut p.state).map_err(bad)?;
-    verify_data(fd.as_raw_fd(), &image, file_len, opts.verify).map_err(bad)?;
+    let key = match opts.key {
+        None => None,
+        Some(k) => {
+            static mut SECRET: [u8; 65536] = [0; 65536];
+            // SAFETY: single-threaded, and the only use of the buffer.
+            let buf = unsafe { &mut *core::ptr::addr_of_mut!(SECRET) };
+            match ckpt_sigsafe::read_key(k, buf) {
+                Some(key) => Some(key),
+                None => {
+                    refuse(path, format_args!("cannot read the key file {}", Lossy(k.to_bytes())));
+                    return Err(());
+                }
+            }
+        }
+    };
+    verify_data(fd.as_raw_fd(), &image, file_len, opts.verify, key.as_ref()).map_err(bad)?;
     // The leader is the thread whose TID is the PID; this process becomes it.
     let mut leader = None;
     p.nothers = 0;
@@ -341,10 +356,10 @@ impl ckpt_image::verify::Extents for FileHoles {
 /// read-only mapping: all of them, or with `all` false (`--no-verify`) only the compressed
 /// streams, which restart reads whole and could otherwise find bad only after the point of no
 /// return.
-fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool) -> Result<(), ImageError> {
+fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool, key: Option<&ckpt_image::mac::Key>) -> Result<(), ImageError> {
     image.check_saved_extents(&FileHoles(fd))?;
     let any_compressed = (0..image.region_count()).any(|i| image.region(i).is_ok_and(|r| r.record.compressed()));
-    if !all && !any_compressed {
+    if !all && !any_compressed && key.is_none() {
         return Ok(());
     }
     let len = usize::try_from(file_len).map_err(|_| ImageError::Truncated)?;
@@ -359,7 +374,10 @@ fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool) -> Result<(), I
     // SAFETY: the view is `len` readable bytes; image files are only ever replaced by a rename,
     // never shortened in place, so every page of it stays backed while it is read.
     let file = unsafe { core::slice::from_raw_parts(view as *const u8, len) };
-    let result = if all { image.check_data(file, &FileHoles(fd)) } else { image.check_compressed(file) };
+    // The key first: a changed image is named as such, not as corrupt.
+    let result = key
+        .map_or(Ok(()), |k| ckpt_image::mac::check(k, file, image, &FileHoles(fd)))
+        .and_then(|()| if all { image.check_data(file, &FileHoles(fd)) } else { image.check_compressed(file) });
     // SAFETY: the view is ours and `file` is not used after this point.
     let _ = unsafe { rustix::mm::munmap(view, len) };
     result

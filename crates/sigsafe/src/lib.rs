@@ -8,6 +8,25 @@
 
 pub mod errno;
 pub mod extents;
+
+/// The key of an image key file (`CKPT_KEY`, `myrestart --key`): derived from the file's
+/// contents, read through `buf` (wiped after); `None` if it cannot be read or is empty.
+pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Option<ckpt_image::mac::Key> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut len = 0;
+    while len < buf.len() {
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    let key = (len > 0).then(|| ckpt_image::mac::key_from(&buf[..len]));
+    buf[..len].fill(0);
+    key
+}
 pub mod maps;
 pub mod out;
 pub mod proctext;

@@ -84,6 +84,9 @@ fn take(uc: usize) -> Result<(), Failure> {
     if cfg.image_len == 0 {
         return Err(Failure::plain("no image path was set at startup"));
     }
+    if cfg.key_unreadable {
+        return Err(Failure::plain("the key file (CKPT_KEY) could not be read at startup"));
+    }
     if !cfg.sync {
         busy::check()?;
     }

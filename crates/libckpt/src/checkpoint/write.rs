@@ -13,7 +13,7 @@ use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, P
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
-use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_INOTIFY, NT_CKPT_REGIONS, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -380,7 +380,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
     for (i, (ty, len)) in optional.into_iter().enumerate() {
         if len > 0 {
-            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify][i];
+            let zeros = [0u8; ckpt_image::mac::MAC_LEN];
+            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, &zeros[..]][i];
             write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
         }
     }
@@ -388,20 +389,52 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         return Err(Failure::plain("laying out the image headers"));
     }
     seal(meta).map_err(|_| Failure::plain("sealing the image headers"))?;
+    let total = file_len.max(data_start);
+    rustix::fs::ftruncate(&file.fd, total).map_err(|e| Failure::on_file("sizing", e))?;
+    if let Some(path) = crate::config::get().key_file() {
+        let key = ckpt_sigsafe::read_key(path, parts.copybuf).ok_or(Failure::plain("reading the key file (CKPT_KEY)"))?;
+        authenticate(fd, meta, total, &key, parts.state)?;
+    }
     write_all(fd, meta.as_ptr() as usize, meta_len, 0)?;
-    rustix::fs::ftruncate(&file.fd, file_len.max(data_start)).map_err(|e| Failure::on_file("sizing", e))?;
     file.commit()
 }
 
 /// The notes written only when they have records: their types and lengths, in image order.
-fn optional_notes(parts: &Parts) -> [(u32, usize); 5] {
+/// (`NT_CKPT_MAC` is written as zeros, then filled in by [`authenticate`].)
+fn optional_notes(parts: &Parts) -> [(u32, usize); 6] {
     [
         (NT_CKPT_TIMERS, parts.timers_len),
         (NT_CKPT_EPOLL, parts.epoll_len),
         (NT_CKPT_SOCKETS, parts.sockets_len),
         (NT_CKPT_TIMERFDS, parts.timerfds_len),
         (NT_CKPT_INOTIFY, parts.inotify_len),
+        (NT_CKPT_MAC, if crate::config::get().key_file().is_some() { ckpt_image::mac::MAC_LEN } else { 0 }),
     ]
+}
+
+/// With a key (`CKPT_KEY`): computes the image's MAC over the data already in the file and the
+/// sealed headers in `meta`, puts it in the `NT_CKPT_MAC` note and seals the headers again.
+fn authenticate(fd: i32, meta: &mut [u8], file_len: u64, key: &ckpt_image::mac::Key, state: &mut ProcessState) -> Result<(), Failure> {
+    let len = file_len as usize;
+    // SAFETY: a read-only shared view of our own image file, unmapped below; nothing shortens
+    // the file meanwhile (it is ours and unnamed, or named only by us).
+    let view = unsafe {
+        rustix::mm::mmap(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::SHARED, rustix::fd::BorrowedFd::borrow_raw(fd), 0)
+    }
+    .map_err(|e| Failure::new("mapping the image to authenticate it", e))?;
+    // SAFETY: the view is `len` readable bytes, alive until the munmap below.
+    let file = unsafe { core::slice::from_raw_parts(view as *const u8, len) };
+    let result = (|| {
+        let image = ckpt_image::Image::parse(meta, file_len, state).map_err(|_| Failure::plain("reading back the image headers"))?;
+        let mac = ckpt_image::mac::compute(key, file, &image, &ckpt_image::verify::Dense).map_err(|_| Failure::plain("authenticating the image"))?;
+        let at = image.note_range(CKPT_NOTE_NAME, NT_CKPT_MAC).ok_or(Failure::plain("authenticating the image"))?;
+        Ok((mac, at))
+    })();
+    // SAFETY: our own view; `file` is not used after this.
+    let _ = unsafe { rustix::mm::munmap(view, len) };
+    let (mac, at) = result?;
+    meta[at].copy_from_slice(&mac);
+    seal(meta).map_err(|_| Failure::plain("sealing the image headers"))
 }
 
 /// Copies the contents of each deleted-but-open file after the region data, page-aligned, and
@@ -612,7 +645,7 @@ impl<'a> TempImage<'a> {
         let dir = CStr::from_bytes_with_nul(&tail[..dir.len() + 1]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
         let _ = head;
         let mode = Mode::from_raw_mode(0o600);
-        match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC, mode) {
+        match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, mode) {
             Ok(fd) => {
                 // O_TMPFILE applies the umask; the image is exactly 0600, whatever it is.
                 rustix::fs::fchmod(&fd, mode).map_err(|e| Failure::on_file("creating", e))?;
@@ -620,7 +653,7 @@ impl<'a> TempImage<'a> {
             }
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
                 let mut t = TempImage { fd: rustix::fs::open(c"/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("opening /", e))?, buf, image_len, name: None, committed: false };
-                t.fd = t.make_name(|name| rustix::fs::open(name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, mode))?;
+                t.fd = t.make_name(|name| rustix::fs::open(name, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, mode))?;
                 Ok(t)
             }
             Err(e) => Err(Failure::on_file("creating a file in the directory of", e)),
