@@ -71,12 +71,29 @@ pub unsafe fn get_mut() -> &'static mut Config {
 /// `<image>-<PID>`, never over its ancestor's.
 static DESCENDANT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
+/// The PID of the process that started with the library (set by the constructor).
+static OWNER: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 pub fn mark_descendant() {
     DESCENDANT.store(true, core::sync::atomic::Ordering::Relaxed);
 }
 
+pub fn set_owner(pid: u32) {
+    OWNER.store(pid, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this process descends from the one that started with the library: marked so (run
+/// by it, or forked and through `fork`'s child handlers), or forked by it a moment ago, before
+/// those handlers ran (another PID, whose parent is the owner). A process restored with new IDs
+/// has another PID too, but not the owner as its parent.
 pub fn is_descendant() -> bool {
-    DESCENDANT.load(core::sync::atomic::Ordering::Relaxed)
+    if DESCENDANT.load(core::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
+    let owner = OWNER.load(core::sync::atomic::Ordering::Relaxed);
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    owner != 0 && me != owner && parent == owner
 }
 
 /// This process's image path, written into `buf`: the configured one, or for a descendant

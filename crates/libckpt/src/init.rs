@@ -54,6 +54,7 @@ extern "C" fn ckpt_init() {
     // Set by another process (not by this one before an `exec` that kept its PID): this one
     // descends from it.
     let me = rustix::process::getpid().as_raw_nonzero().get() as u64;
+    config::set_owner(me as u32);
     if env(PARENT_ENV).is_some_and(|p| parse_u32(p).map(u64::from) != Some(me)) {
         config::mark_descendant();
     }
