@@ -48,6 +48,35 @@ fn identity(path: &Path) -> Option<(u64, i64, i64)> {
     std::fs::metadata(path).ok().map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
+/// The file the writer of process `pid` is writing the image at `image` into, if one is at work:
+/// a process named ckpt-writer with the program's environment, holding a file in the image's
+/// directory that has no name yet (`O_TMPFILE`, shown as `DIR/#N (deleted)`) or a temporary
+/// name `IMAGE.PID.N.tmp`.
+fn writer_file(pid: u32, image: &Path) -> Option<std::fs::Metadata> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let dir = image.parent()?.to_string_lossy().into_owned();
+    let named = format!("{}.", image.display());
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(w) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if std::fs::read_to_string(format!("/proc/{w}/comm")).map_or(true, |c| c.trim() != "ckpt-writer") {
+            continue;
+        }
+        if std::fs::read(format!("/proc/{w}/environ")).ok().as_ref() != Some(&env) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{w}/fd")) else { continue };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            let t = target.to_string_lossy();
+            let unnamed = t.strip_prefix(&format!("{dir}/#")).is_some_and(|r| r.ends_with(" (deleted)"));
+            if unnamed || (t.starts_with(&named) && t.ends_with(".tmp")) {
+                return std::fs::metadata(fd.path()).ok();
+            }
+        }
+    }
+    None
+}
+
 pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     let pid = a.pid;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|_| (EXIT_REFUSED, format!("no process {pid}")))?;
@@ -81,7 +110,6 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
             cwd.join(other.unwrap_or_else(|| PathBuf::from("myckpt")))
         }
     };
-    let tmp = PathBuf::from(format!("{}.tmp", image.display()));
     let before = identity(&image);
     let started = Instant::now();
     // SAFETY: kill(2) with a PID and a signal number.
@@ -93,26 +121,26 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     }
     let tty = std::io::stderr().is_terminal();
     let deadline = started + Duration::from_secs(a.timeout);
-    let mut saw_tmp = false;
+    let mut saw_writer = false;
     let mut last_progress = Instant::now();
     loop {
         if identity(&image).is_some_and(|id| Some(id) != before) {
             break;
         }
-        let tmp_size = std::fs::metadata(&tmp).ok().map(|m| m.blocks() * 512);
-        if let Some(size) = tmp_size {
-            saw_tmp = true;
+        let writing = writer_file(pid, &image).map(|size| size.blocks() * 512);
+        if let Some(size) = writing {
+            saw_writer = true;
             if tty && last_progress.elapsed() > Duration::from_millis(200) {
                 eprint!("\rckpt: writing {}: {} MB ", image.display(), size / 1_000_000);
                 let _ = std::io::stderr().flush();
                 last_progress = Instant::now();
             }
-        } else if saw_tmp && identity(&image) == before {
+        } else if saw_writer && identity(&image) == before {
             return Err((EXIT_FAILED, format!("the checkpoint of process {pid} failed (its stderr says why); {} is unchanged", image.display())));
         }
-        // The writer creates IMAGE.tmp at once; if none appears, the process refused the
-        // checkpoint (threads, say, or another still being written) and said why on its stderr.
-        if !saw_tmp && started.elapsed() > Duration::from_secs(3) {
+        // The writer starts at once; if none appears, the process refused the checkpoint
+        // (another still being written, say) and said why on its stderr.
+        if !saw_writer && started.elapsed() > Duration::from_secs(3) {
             return Err((EXIT_FAILED, format!("process {pid} did not start writing {} (its stderr says why)", image.display())));
         }
         if Instant::now() > deadline {
