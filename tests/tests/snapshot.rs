@@ -51,7 +51,8 @@ fn the_writer_is_invisible_to_the_program() {
         }
         // A freshly forked writer carries the program's name for the moment before it renames
         // itself (its first act); none may keep it.
-        for (pid, _) in processes_named("quiet").into_iter().filter(|(pid, _)| *pid != orig.pid) {
+        // (Only processes of this run: they have its image path in their environment.)
+        for (pid, _) in processes_named("quiet").into_iter().filter(|(pid, _)| *pid != orig.pid && writer_of(*pid, &wd)) {
             let renamed_or_gone = || std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() != "quiet");
             let deadline = Instant::now() + SHORT;
             while !renamed_or_gone() {
