@@ -430,3 +430,12 @@ pub fn free_port() -> u16 {
     }
     panic!("no free port below the ephemeral range");
 }
+
+/// Waits until `path` exists (an image a process writes by itself), at most `timeout`.
+pub fn wait_for_path(path: &Path, timeout: Duration, what: &str) {
+    let deadline = Instant::now() + timeout;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{what}: nothing at {} within {timeout:?}", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -153,11 +153,7 @@ fn a_child_never_replaces_its_parents_image() {
     // SAFETY: kill(2) of the child the shell started (it has not been reaped: sh waits).
     unsafe { libc::kill(child as i32, libc::SIGUSR2) };
     let own = wd.path.join(format!("myckpt-{child}"));
-    let deadline = std::time::Instant::now() + LONG;
-    while !own.exists() {
-        assert!(std::time::Instant::now() < deadline, "no image of the child at {}", own.display());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_path(&own, LONG, "the image of the child");
     assert!(!image.exists(), "the child wrote the parent's image");
     // The parent's own checkpoint still goes to the image path.
     parent.checkpoint(&image, LONG);
@@ -175,11 +171,7 @@ fn a_child_never_replaces_its_parents_image() {
     // SAFETY: kill(2) of python's child, which python waits for.
     unsafe { libc::kill(child as i32, libc::SIGUSR2) };
     let own = wd.path.join(format!("forked-{child}"));
-    let deadline = std::time::Instant::now() + LONG;
-    while !own.exists() {
-        assert!(std::time::Instant::now() < deadline, "no image of the forked child at {}", own.display());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_path(&own, LONG, "the image of the forked child");
     assert!(!image2.exists(), "the forked child wrote the parent's image");
     // SAFETY: as above.
     unsafe { libc::kill(child as i32, libc::SIGKILL) };

@@ -54,8 +54,7 @@ impl TimerFdRecord {
             interval_sec: r.u64()? as i64,
             interval_nsec: r.u64()? as i64,
         };
-        let times_ok = [t.interval_sec, t.value_sec].iter().all(|&s| s >= 0)
-            && [t.interval_nsec, t.value_nsec].iter().all(|&n| (0..1_000_000_000).contains(&n));
+        let times_ok = crate::timers::times_ok([(t.interval_sec, t.interval_nsec), (t.value_sec, t.value_nsec)]);
         if fd < 0 || flags & !(TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET) != 0 || !times_ok {
             return Err(ImageError::Malformed("bad timerfd record"));
         }

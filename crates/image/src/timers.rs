@@ -65,13 +65,17 @@ impl TimerRecord {
         };
         let notify_ok = matches!(t.notify, SIGEV_SIGNAL | SIGEV_NONE) || t.notify == SIGEV_SIGNAL | SIGEV_THREAD_ID;
         let signal_ok = t.notify == SIGEV_NONE || (1..=64).contains(&t.signo);
-        let times_ok = [t.interval_sec, t.value_sec].iter().all(|&s| s >= 0)
-            && [t.interval_nsec, t.value_nsec].iter().all(|&n| (0..1_000_000_000).contains(&n));
+        let times_ok = times_ok([(t.interval_sec, t.interval_nsec), (t.value_sec, t.value_nsec)]);
         if t.id < 0 || !notify_ok || !signal_ok || !times_ok {
             return Err(ImageError::Malformed("bad timer record"));
         }
         Ok(t)
     }
+}
+
+/// Whether each `(seconds, nanoseconds)` pair is a valid, non-negative `struct timespec`.
+pub(crate) fn times_ok(times: [(i64, i64); 2]) -> bool {
+    times.iter().all(|&(s, n)| s >= 0 && (0..1_000_000_000).contains(&n))
 }
 
 /// The records of an `NT_CKPT_TIMERS` descriptor.

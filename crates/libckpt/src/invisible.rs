@@ -99,6 +99,40 @@ fn interrupted_by_checkpoint(before: &mut u64) -> bool {
     false
 }
 
+/// Calls `call` with a timeout in milliseconds (`timeout`, negative for none), and again with
+/// what is left of it each time a checkpoint cut it short.
+fn with_ms_timeout(timeout: c_int, mut call: impl FnMut(c_int) -> c_int) -> c_int {
+    let mut before = count();
+    let deadline = (timeout > 0).then(|| Deadline::new(timeout as i128 * 1_000_000));
+    let mut ms = timeout;
+    loop {
+        let r = call(ms);
+        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
+            return r;
+        }
+        if let Some(d) = &deadline {
+            ms = d.left_ms();
+        }
+    }
+}
+
+/// The same for a call that takes its timeout as a `timespec` it does not change (null for
+/// none).
+fn with_ts_timeout(timeout: *const libc::timespec, mut call: impl FnMut(*const libc::timespec) -> c_int) -> c_int {
+    let mut before = count();
+    // SAFETY: the caller's timeout, when not null, is a valid timespec.
+    let deadline = (!timeout.is_null()).then(|| Deadline::new(ts_ns(unsafe { &*timeout })));
+    let mut ts = deadline.as_ref().map(|d| ns_ts(d.whole));
+    loop {
+        let t = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
+        let r = call(t);
+        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
+            return r;
+        }
+        ts = deadline.as_ref().map(|d| ns_ts(d.left_ns()));
+    }
+}
+
 type NanosleepFn = unsafe extern "C" fn(*const libc::timespec, *mut libc::timespec) -> c_int;
 type ClockNanosleepFn = unsafe extern "C" fn(libc::clockid_t, c_int, *const libc::timespec, *mut libc::timespec) -> c_int;
 type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
@@ -196,19 +230,8 @@ pub unsafe extern "C" fn sleep(secs: c_uint) -> c_uint {
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
     let f = real!(c"poll", PollFn);
-    let mut before = count();
-    let deadline = (timeout > 0).then(|| Deadline::new(timeout as i128 * 1_000_000));
-    let mut ms = timeout;
-    loop {
-        // SAFETY: the caller's array, passed on.
-        let r = unsafe { f(fds, n, ms) };
-        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
-            return r;
-        }
-        if let Some(d) = &deadline {
-            ms = d.left_ms();
-        }
-    }
+    // SAFETY: the caller's array, passed on.
+    with_ms_timeout(timeout, |ms| unsafe { f(fds, n, ms) })
 }
 
 /// # Safety
@@ -216,19 +239,8 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: 
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn ppoll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: *const libc::timespec, mask: *const libc::sigset_t) -> c_int {
     let f = real!(c"ppoll", PpollFn);
-    let mut before = count();
-    // SAFETY: the caller's timeout, when not null, is a valid timespec.
-    let deadline = (!timeout.is_null()).then(|| Deadline::new(ts_ns(unsafe { &*timeout })));
-    let mut ts = deadline.as_ref().map(|d| ns_ts(d.whole));
-    loop {
-        let t = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: the caller's array and mask, and a valid timespec of ours (or null).
-        let r = unsafe { f(fds, n, t, mask) };
-        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
-            return r;
-        }
-        ts = deadline.as_ref().map(|d| ns_ts(d.left_ns()));
-    }
+    // SAFETY: the caller's array and mask, and a valid timespec (or null).
+    with_ts_timeout(timeout, |t| unsafe { f(fds, n, t, mask) })
 }
 
 /// # Safety
@@ -260,19 +272,8 @@ pub unsafe extern "C" fn pselect(
     mask: *const libc::sigset_t,
 ) -> c_int {
     let f = real!(c"pselect", PselectFn);
-    let mut before = count();
-    // SAFETY: the caller's timeout, when not null, is a valid timespec.
-    let deadline = (!timeout.is_null()).then(|| Deadline::new(ts_ns(unsafe { &*timeout })));
-    let mut ts = deadline.as_ref().map(|d| ns_ts(d.whole));
-    loop {
-        let t = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: the caller's sets and mask, and a valid timespec of ours (or null).
-        let ret = unsafe { f(n, r, w, e, t, mask) };
-        if ret >= 0 || !interrupted_by_checkpoint(&mut before) {
-            return ret;
-        }
-        ts = deadline.as_ref().map(|d| ns_ts(d.left_ns()));
-    }
+    // SAFETY: the caller's sets and mask, and a valid timespec (or null).
+    with_ts_timeout(timeout, |t| unsafe { f(n, r, w, e, t, mask) })
 }
 
 /// # Safety
@@ -280,19 +281,8 @@ pub unsafe extern "C" fn pselect(
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn epoll_wait(ep: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int {
     let f = real!(c"epoll_wait", EpollWaitFn);
-    let mut before = count();
-    let deadline = (timeout > 0).then(|| Deadline::new(timeout as i128 * 1_000_000));
-    let mut ms = timeout;
-    loop {
-        // SAFETY: the caller's arguments, passed on.
-        let r = unsafe { f(ep, events, max, ms) };
-        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
-            return r;
-        }
-        if let Some(d) = &deadline {
-            ms = d.left_ms();
-        }
-    }
+    // SAFETY: the caller's arguments, passed on.
+    with_ms_timeout(timeout, |ms| unsafe { f(ep, events, max, ms) })
 }
 
 /// # Safety
@@ -300,19 +290,8 @@ pub unsafe extern "C" fn epoll_wait(ep: c_int, events: *mut libc::epoll_event, m
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn epoll_pwait(ep: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const libc::sigset_t) -> c_int {
     let f = real!(c"epoll_pwait", EpollPwaitFn);
-    let mut before = count();
-    let deadline = (timeout > 0).then(|| Deadline::new(timeout as i128 * 1_000_000));
-    let mut ms = timeout;
-    loop {
-        // SAFETY: the caller's arguments, passed on.
-        let r = unsafe { f(ep, events, max, ms, mask) };
-        if r >= 0 || !interrupted_by_checkpoint(&mut before) {
-            return r;
-        }
-        if let Some(d) = &deadline {
-            ms = d.left_ms();
-        }
-    }
+    // SAFETY: the caller's arguments, passed on.
+    with_ms_timeout(timeout, |ms| unsafe { f(ep, events, max, ms, mask) })
 }
 
 /// Resolves libc's functions now, from the constructor, so that the first call of each does
