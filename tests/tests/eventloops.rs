@@ -213,3 +213,36 @@ fn listeners_and_a_fifo_come_back_on_their_addresses() {
     let n = u.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"udp: six");
 }
+
+/// A message that carries a descriptor (`SCM_RIGHTS`) still queued at the checkpoint: its bytes
+/// come back, the descriptor cannot, and both the checkpoint and the restart say so.
+#[test]
+fn descriptors_in_flight_are_named_as_lost() {
+    let wd = Workdir::new("passed-fds");
+    let script = r#"
+import os, socket, sys, time
+a, b = socket.socketpair()
+r, w = os.pipe()
+socket.send_fds(a, [b"with a descriptor"], [r])
+print("sent", flush=True)
+for i in range(1000000):
+    time.sleep(0.01)
+    if os.path.exists(sys.argv[1]):
+        msg, fds, flags, addr = socket.recv_fds(b, 100, 4)
+        print("got", msg.decode(), len(fds), flush=True)
+        break
+"#;
+    let go = wd.path.join("go");
+    let mut c = Command::new("python3");
+    c.args(["-c", script]).arg(&go);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python passing a descriptor");
+    orig.wait_lines(1, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    assert!(orig.stderr().contains("descriptors passed in messages still queued on it are not saved"), "{}", orig.stderr());
+    let mut restored = Proc::restart(&wd.image());
+    restored.wait_stderr("descriptors passed in messages queued on it were not saved", LONG);
+    std::fs::write(&go, "").unwrap();
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().unwrap(), "got with a descriptor 0");
+}

@@ -3,6 +3,9 @@
 use crate::bytes::{Reader, Records, Writer};
 use crate::ImageError;
 
+/// In a socket's `aux`: its queued messages carried descriptors (`SCM_RIGHTS`), not saved.
+pub const LOST_PASSED_FDS: u64 = 1 << 63;
+
 /// Descriptor numbers are below this (the kernel's largest `nr_open`).
 pub const MAX_FD: i32 = 1 << 30;
 
@@ -92,7 +95,8 @@ pub struct FdRecord {
     pub blob_len: u64,
     pub blob_hash: u64,
     /// Kind-specific: a signalfd's mask, a memfd's seals, for a socket the bytes queued for it
-    /// that the image does not hold (a UDP socket's datagrams); 0 otherwise.
+    /// that the image does not hold (a UDP socket's datagrams), with [`LOST_PASSED_FDS`] if
+    /// descriptors passed in its queued messages were not saved; 0 otherwise.
     pub aux: u64,
 }
 

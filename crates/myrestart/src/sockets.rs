@@ -237,6 +237,9 @@ fn reset_tcp(rec: &SocketRecord) -> Result<OwnedFd, Errno> {
 /// Makes socket `rec` (descriptor record `fdrec`) again; returns its parked descriptor.
 pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
     let fd = rec.fd;
+    if fdrec.aux & ckpt_image::fds::LOST_PASSED_FDS != 0 {
+        say!("myrestart: fd {fd}: descriptors passed in messages queued on it were not saved; they are lost");
+    }
     let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {fd} (socket {}): {what}: {}", Addr(rec.addr()), describe(e)));
     let sock = if rec.state & s::PAIRED != 0 {
         return pair_end(image_path, fdrec, rec, image_fd, p);
@@ -270,7 +273,7 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
                 say!("myrestart: fd {fd} (datagram socket) could not be connected to {} again ({}); it comes back unconnected", Addr(rec.peer()), describe(e));
             }
         }
-        if fdrec.blob_len > 0 || fdrec.aux > 0 {
+        if fdrec.blob_len > 0 || fdrec.aux & !ckpt_image::fds::LOST_PASSED_FDS > 0 {
             say!("myrestart: fd {fd}: the data queued on the socket at checkpoint time is lost");
         }
         sock

@@ -113,8 +113,8 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
             FdKind::Socket if same_as < 0 => match super::sockets::describe(fd, bfd, st.st_ino, &diag, parts.text) {
                 Ok(rec) => {
                     rec.write(&mut socks);
-                    let (at, len) = super::sockets::copy_queue(bfd, &rec, parts.pipe_data, &mut pipe_used)?;
-                    aux = super::sockets::unsaved_bytes(fd, &rec);
+                    let (at, len, passed_fds) = super::sockets::copy_queue(bfd, &rec, parts.pipe_data, &mut pipe_used)?;
+                    aux = super::sockets::unsaved_bytes(fd, &rec) | if passed_fds { ckpt_image::fds::LOST_PASSED_FDS } else { 0 };
                     (0, at, len)
                 }
                 Err(reason) => {

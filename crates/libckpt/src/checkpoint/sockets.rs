@@ -103,7 +103,16 @@ pub fn describe(fd: i32, sock: BorrowedFd, ino: u64, diag: &Option<OwnedFd>, buf
 /// Copies the bytes queued for `sock` to read into `data` at `*used`, as frames, without
 /// taking them (`MSG_PEEK` at a moving peek offset, which is set back as it was). Returns
 /// where the frames are and how many bytes they take.
-pub fn copy_queue(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: &mut usize) -> Result<(u64, u64), Failure> {
+pub fn copy_queue(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: &mut usize) -> Result<(u64, u64, bool), Failure> {
+    let mut passed = false;
+    let (at, len) = copy_queue_frames(sock, rec, data, used, &mut passed)?;
+    if passed {
+        say!("ckpt: fd {}: descriptors passed in messages still queued on it are not saved; a restarted process will not get them", rec.fd);
+    }
+    Ok((at, len, passed))
+}
+
+fn copy_queue_frames(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: &mut usize, passed_fds: &mut bool) -> Result<(u64, u64), Failure> {
     if rec.family as u32 != n::AF_UNIX || rec.state & s::LISTENING != 0 {
         return Ok((0, 0));
     }
@@ -119,12 +128,23 @@ pub fn copy_queue(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: &
             }
             let room = &mut data[at..];
             let room_len = room.len();
-            match rustix::net::recv(sock, room, RecvFlags::PEEK | RecvFlags::DONTWAIT | RecvFlags::TRUNC) {
-                Ok((0, _)) => return Ok(()),
-                Ok((got, _)) if got > room_len => {
+            // No room for control data: descriptors passed with a message are never installed
+            // here; the kernel only says they were there (MSG_CTRUNC).
+            let mut iov = [rustix::io::IoSliceMut::new(room)];
+            let mut control = rustix::net::RecvAncillaryBuffer::default();
+            let got = rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::PEEK | RecvFlags::DONTWAIT | RecvFlags::TRUNC)
+                .map(|m| {
+                    if m.flags.contains(rustix::net::ReturnFlags::CTRUNC) && rec.options & s::OPT_PASSCRED == 0 {
+                        *passed_fds = true;
+                    }
+                    m.bytes
+                });
+            match got {
+                Ok(0) => return Ok(()),
+                Ok(got) if got > room_len => {
                     return Err(Failure::plain("the program's pipes and sockets hold more bytes than one checkpoint keeps"))
                 }
-                Ok((got, _)) => {
+                Ok(got) => {
                     data[*used..at].copy_from_slice(&s::frame_header(got as u32));
                     *used = at + got;
                 }
