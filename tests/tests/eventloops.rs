@@ -246,3 +246,29 @@ for i in range(1000000):
     assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
     assert_eq!(restored.lines().last().unwrap(), "got with a descriptor 0");
 }
+
+/// Hundreds of inotify watches come back, each under the watch descriptor the program knows
+/// (the kernel shows them in hexadecimal; 300 of them run well past 9).
+#[test]
+fn many_inotify_watches_keep_their_numbers() {
+    let wd = Workdir::new("watches");
+    let dirs = wd.path.join("dirs");
+    std::fs::create_dir(&dirs).unwrap();
+    let mut c = Command::new(prog("watches", &[]));
+    c.arg(&dirs);
+    let mut orig = Proc::preloaded(c, &wd.image(), "watches");
+    orig.wait_lines(1, LONG);
+    std::fs::write(dirs.join("31/before"), "").unwrap();
+    orig.wait_until(|l| l.iter().any(|l| l == "event 31 before"), LONG, "the event before the checkpoint");
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    assert!(!orig.stderr().contains("no known path"), "{}", orig.stderr());
+    let restored = Proc::restart(&wd.image());
+    // Wait until the restored program is back (its watches are made before it runs on).
+    restored.program_pid();
+    for d in [0, 9, 10, 15, 16, 255, 256, 299] {
+        std::fs::write(dirs.join(format!("{d}/after")), "").unwrap();
+        let want = format!("event {d} after");
+        restored.wait_until(|l| l.iter().any(|l| *l == want), LONG, &want);
+    }
+}

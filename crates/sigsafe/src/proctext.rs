@@ -114,7 +114,8 @@ pub fn timerfd_info(text: &[u8]) -> Option<TimerFdInfo> {
     })
 }
 
-/// One watch of an inotify descriptor's fdinfo (`inotify wd:N ino:HEX sdev:HEX mask:HEX …`).
+/// One watch of an inotify descriptor's fdinfo (`inotify wd:HEX ino:HEX sdev:HEX mask:HEX …`:
+/// every number in hexadecimal, the watch descriptor too).
 /// `sdev` is the kernel's internal device number: major in the bits above 20.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InotifyWatch {
@@ -133,7 +134,7 @@ pub fn inotify_watches(text: &[u8]) -> impl Iterator<Item = InotifyWatch> + '_ {
         let field = |key: &[u8]| rest.split(|&c| c == b' ').find_map(|w| w.strip_prefix(key));
         let sdev = parse_hex(field(b"sdev:")?)?;
         Some(InotifyWatch {
-            wd: parse_dec(field(b"wd:")?)? as i32,
+            wd: parse_hex(field(b"wd:")?)? as i32,
             ino: parse_hex(field(b"ino:")?)?,
             dev_major: (sdev >> 20) as u32,
             dev_minor: (sdev & 0xfffff) as u32,
@@ -160,13 +161,13 @@ mod tests {
         let t = b"pos:\t0\nflags:\t02004000\nmnt_id:\t15\nino:\t1057\nclockid: 1\nticks: 3\nsettime flags: 01\nit_value: (0, 499912345)\nit_interval: (1, 0)\n";
         assert_eq!(timerfd_info(t), Some(TimerFdInfo { clock: 1, ticks: 3, flags: 1, left: (0, 499912345), interval: (1, 0) }));
         assert_eq!(timerfd_info(b"clockid: 1\n"), None);
-        let i = b"pos:\t0\nflags:\t00\ninotify wd:2 ino:a0b3 sdev:800001 mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:b3a00000\ninotify wd:1 ino:2 sdev:fd00000 mask:100 ignored_mask:0\n";
+        let i = b"pos:\t0\nflags:\t00\ninotify wd:1f ino:a0b3 sdev:800001 mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:b3a00000\ninotify wd:10 ino:2 sdev:fd00000 mask:100 ignored_mask:0\n";
         let w: [InotifyWatch; 2] = {
             let mut it = inotify_watches(i);
             [it.next().unwrap(), it.next().unwrap()]
         };
-        assert_eq!(w[0], InotifyWatch { wd: 2, ino: 0xa0b3, dev_major: 8, dev_minor: 1, mask: 0xfce });
-        assert_eq!((w[1].wd, w[1].dev_major, w[1].dev_minor), (1, 0xfd, 0));
+        assert_eq!(w[0], InotifyWatch { wd: 31, ino: 0xa0b3, dev_major: 8, dev_minor: 1, mask: 0xfce });
+        assert_eq!((w[1].wd, w[1].dev_major, w[1].dev_minor), (16, 0xfd, 0), "watch descriptors are hexadecimal too");
     }
 
     #[test]

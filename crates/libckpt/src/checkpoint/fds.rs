@@ -135,7 +135,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
                 (0, 0, 0)
             }
             FdKind::Inotify if same_as < 0 => {
-                record_watches(fd, parts.text, parts.pathbuf, &mut watches);
+                record_watches(fd, parts.meta, parts.pathbuf, &mut watches);
                 (0, 0, 0)
             }
             FdKind::MemFd => {
@@ -292,7 +292,8 @@ fn signalfd_mask(fd: i32, buf: &mut [u8]) -> u64 {
 fn record_watches(fd: i32, buf: &mut [u8], pathbuf: &mut [u8], out: &mut Writer) {
     let mut path = [0u8; 64];
     let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"") else { return };
-    let Ok(len) = super::procfs::read_small(path, buf) else { return };
+    let Ok(len) = ckpt_sigsafe::maps::read_file(path, buf) else { return };
+    let mut unknown = 0u64;
     for w in ckpt_sigsafe::proctext::inotify_watches(&buf[..len]) {
         let mut found = false;
         crate::watches::each(|wfd, wd, p| {
@@ -312,8 +313,11 @@ fn record_watches(fd: i32, buf: &mut [u8], pathbuf: &mut [u8], out: &mut Writer)
             }
         });
         if !found {
-            say!("ckpt: inotify fd {fd}: watch {} (inode {}) has no known path now; a restarted process will not have it", w.wd, w.ino);
+            unknown += 1;
         }
+    }
+    if unknown > 0 {
+        say!("ckpt: inotify fd {fd}: {unknown} watches have no known path now (added without libc's inotify_add_watch, or their path was renamed); a restarted process will not have them");
     }
     if ckpt_sigsafe::sys::bytes_to_read(fd).is_ok_and(|n| n > 0) {
         say!("ckpt: inotify fd {fd} has events waiting; a restarted process will not get them");
