@@ -3,7 +3,7 @@
  *   a  self-pipe with 8 messages in flight ("m0".."m7"; the read end non-blocking)
  *   b  stream socketpair end 0, with "to0" queued for it     c  end 1, with "to1" queued
  *   d  datagram socketpair end 1, with messages "d1" "d2" "d3" queued
- *   e  eventfd with count 7
+ *   e  eventfd with count 42 (the kernel shows it in hexadecimal)
  *   f  periodic timerfd (CLOCK_MONOTONIC, every 30 ms)
  *   g  signalfd for SIGUSR1 (blocked)
  *   h  inotify watch (IN_CREATE) on the directory argv[1], watch descriptor 2 (watch 1 was
@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
     }
     fcntl(st[1], F_SETFL, O_NONBLOCK);
     fcntl(dg[1], F_SETFL, O_NONBLOCK);
-    int e = eventfd(7, EFD_NONBLOCK);
+    int e = eventfd(42, EFD_NONBLOCK);
     int t = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     struct itimerspec its = { { 0, 30000000 }, { 0, 30000000 } };
     timerfd_settime(t, 0, &its, NULL);

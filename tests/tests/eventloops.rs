@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// made in the watched directory.
 fn drained(created: &str) -> String {
     format!(
-        "ready=abcdefgh pipe=m0,m1,m2,m3,m4,m5,m6,m7 s0=to0 s1=to1 dgram=d1,d2,d3 eventfd=7 timer=1 sig=10 created={created}@2 \
+        "ready=abcdefgh pipe=m0,m1,m2,m3,m4,m5,m6,m7 s0=to0 s1=to1 dgram=d1,d2,d3 eventfd=42 timer=1 sig=10 created={created}@2 \
          memfd=sealed-data/hello-map seals=6 shared=1 sndbuf=131072 flags=1 abs=1"
     )
 }

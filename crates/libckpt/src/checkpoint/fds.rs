@@ -235,14 +235,17 @@ fn record_epoll(pid: u32, epfd: i32, buf: &mut [u8], out: &mut Writer) -> Result
     Ok(())
 }
 
-/// An eventfd's counter and whether it is in semaphore mode, from its fdinfo.
+/// An eventfd's counter and whether it is in semaphore mode, from its fdinfo
+/// (`eventfd-count: %16llx`, `eventfd-semaphore: %d`).
 fn eventfd_state(fd: i32, buf: &mut [u8]) -> (u64, bool) {
     let mut path = [0u8; 64];
     let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"") else { return (0, false) };
     let Ok(len) = super::procfs::read_small(path, buf) else { return (0, false) };
     let text = &buf[..len];
-    let field = |k: &[u8]| ckpt_sigsafe::proctext::status_field(text, k).and_then(super::procfs::parse_dec);
-    (field(b"eventfd-count:").unwrap_or(0), field(b"eventfd-semaphore:") == Some(1))
+    let field = |k: &[u8]| ckpt_sigsafe::proctext::status_field(text, k);
+    // The kernel prints the count in hexadecimal, the semaphore flag in decimal.
+    let count = field(b"eventfd-count:").and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
+    (count, field(b"eventfd-semaphore:").and_then(super::procfs::parse_dec) == Some(1))
 }
 
 /// A timerfd's clock and times, from its fdinfo. A timer set with an absolute deadline keeps
