@@ -78,11 +78,20 @@ impl Deadline {
     }
 }
 
-/// libc's definition of `name`, looked up once.
+/// Where libc's definitions are, looked up once (by [`prepare`], from the constructor).
+static NANOSLEEP: AtomicUsize = AtomicUsize::new(0);
+static CLOCK_NANOSLEEP: AtomicUsize = AtomicUsize::new(0);
+static POLL: AtomicUsize = AtomicUsize::new(0);
+static PPOLL: AtomicUsize = AtomicUsize::new(0);
+static SELECT: AtomicUsize = AtomicUsize::new(0);
+static PSELECT: AtomicUsize = AtomicUsize::new(0);
+static EPOLL_WAIT: AtomicUsize = AtomicUsize::new(0);
+static EPOLL_PWAIT: AtomicUsize = AtomicUsize::new(0);
+
+/// libc's definition of `name`, cached in `slot`.
 macro_rules! real {
-    ($name:literal, $ty:ty) => {{
-        static F: AtomicUsize = AtomicUsize::new(0);
-        let f = crate::guard::real(&F, $name);
+    ($slot:ident, $name:literal, $ty:ty) => {{
+        let f = crate::guard::real(&$slot, $name);
         // SAFETY: the next definition of this libc function, whose type is `$ty`.
         unsafe { core::mem::transmute::<usize, $ty>(f) }
     }};
@@ -147,7 +156,7 @@ type EpollPwaitFn = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c
 /// As libc's `nanosleep`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn nanosleep(req: *const libc::timespec, rem: *mut libc::timespec) -> c_int {
-    let f = real!(c"nanosleep", NanosleepFn);
+    let f = real!(NANOSLEEP, c"nanosleep", NanosleepFn);
     let mut before = count();
     if req.is_null() {
         // SAFETY: the caller's arguments, passed on (libc reports the error).
@@ -174,7 +183,7 @@ pub unsafe extern "C" fn nanosleep(req: *const libc::timespec, rem: *mut libc::t
 /// As libc's `clock_nanosleep`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn clock_nanosleep(clock: libc::clockid_t, flags: c_int, req: *const libc::timespec, rem: *mut libc::timespec) -> c_int {
-    let f = real!(c"clock_nanosleep", ClockNanosleepFn);
+    let f = real!(CLOCK_NANOSLEEP, c"clock_nanosleep", ClockNanosleepFn);
     let mut before = count();
     if req.is_null() {
         // SAFETY: the caller's arguments, passed on.
@@ -229,7 +238,7 @@ pub unsafe extern "C" fn sleep(secs: c_uint) -> c_uint {
 /// As libc's `poll`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
-    let f = real!(c"poll", PollFn);
+    let f = real!(POLL, c"poll", PollFn);
     // SAFETY: the caller's array, passed on.
     with_ms_timeout(timeout, |ms| unsafe { f(fds, n, ms) })
 }
@@ -238,7 +247,7 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: 
 /// As libc's `ppoll`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn ppoll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: *const libc::timespec, mask: *const libc::sigset_t) -> c_int {
-    let f = real!(c"ppoll", PpollFn);
+    let f = real!(PPOLL, c"ppoll", PpollFn);
     // SAFETY: the caller's array and mask, and a valid timespec (or null).
     with_ts_timeout(timeout, |t| unsafe { f(fds, n, t, mask) })
 }
@@ -247,7 +256,7 @@ pub unsafe extern "C" fn ppoll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout:
 /// As libc's `select`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn select(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, timeout: *mut libc::timeval) -> c_int {
-    let f = real!(c"select", SelectFn);
+    let f = real!(SELECT, c"select", SelectFn);
     let mut before = count();
     loop {
         // The sets are left as they were when the call fails, and Linux writes the time left
@@ -271,7 +280,7 @@ pub unsafe extern "C" fn pselect(
     timeout: *const libc::timespec,
     mask: *const libc::sigset_t,
 ) -> c_int {
-    let f = real!(c"pselect", PselectFn);
+    let f = real!(PSELECT, c"pselect", PselectFn);
     // SAFETY: the caller's sets and mask, and a valid timespec (or null).
     with_ts_timeout(timeout, |t| unsafe { f(n, r, w, e, t, mask) })
 }
@@ -280,7 +289,7 @@ pub unsafe extern "C" fn pselect(
 /// As libc's `epoll_wait`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn epoll_wait(ep: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int {
-    let f = real!(c"epoll_wait", EpollWaitFn);
+    let f = real!(EPOLL_WAIT, c"epoll_wait", EpollWaitFn);
     // SAFETY: the caller's arguments, passed on.
     with_ms_timeout(timeout, |ms| unsafe { f(ep, events, max, ms) })
 }
@@ -289,7 +298,7 @@ pub unsafe extern "C" fn epoll_wait(ep: c_int, events: *mut libc::epoll_event, m
 /// As libc's `epoll_pwait`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn epoll_pwait(ep: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const libc::sigset_t) -> c_int {
-    let f = real!(c"epoll_pwait", EpollPwaitFn);
+    let f = real!(EPOLL_PWAIT, c"epoll_pwait", EpollPwaitFn);
     // SAFETY: the caller's arguments, passed on.
     with_ms_timeout(timeout, |ms| unsafe { f(ep, events, max, ms, mask) })
 }
@@ -297,17 +306,18 @@ pub unsafe extern "C" fn epoll_pwait(ep: c_int, events: *mut libc::epoll_event, 
 /// Resolves libc's functions now, from the constructor, so that the first call of each does
 /// not look it up.
 pub fn prepare() {
-    // SAFETY: only looks the symbols up (the functions are not called).
-    let _ = (
-        real!(c"nanosleep", NanosleepFn),
-        real!(c"clock_nanosleep", ClockNanosleepFn),
-        real!(c"poll", PollFn),
-        real!(c"ppoll", PpollFn),
-        real!(c"select", SelectFn),
-        real!(c"pselect", PselectFn),
-        real!(c"epoll_wait", EpollWaitFn),
-        real!(c"epoll_pwait", EpollPwaitFn),
-    );
+    for (slot, name) in [
+        (&NANOSLEEP, c"nanosleep"),
+        (&CLOCK_NANOSLEEP, c"clock_nanosleep"),
+        (&POLL, c"poll"),
+        (&PPOLL, c"ppoll"),
+        (&SELECT, c"select"),
+        (&PSELECT, c"pselect"),
+        (&EPOLL_WAIT, c"epoll_wait"),
+        (&EPOLL_PWAIT, c"epoll_pwait"),
+    ] {
+        crate::guard::real(slot, name);
+    }
 }
 
 #[cfg(test)]
