@@ -178,7 +178,9 @@ pub fn pair_up(desc: &mut [u8]) {
     for i in 0..count {
         let at = i * s::SOCKET_RECORD_SIZE;
         let Ok(mut rec) = SocketRecord::read(&mut ckpt_image::bytes::Reader::new(&desc[at..])) else { continue };
-        let inside = rec.peer_ino != 0 && s::records(desc).filter_map(Result::ok).any(|o| o.ino == rec.peer_ino);
+        // A pair is two sockets each the other's peer (a datagram socket connected to a bound
+        // one that is connected elsewhere, or to none, is not half of a pair).
+        let inside = rec.peer_ino != 0 && s::records(desc).filter_map(Result::ok).any(|o| o.ino == rec.peer_ino && o.peer_ino == rec.ino);
         if inside {
             rec.state |= s::PAIRED;
             rec.write(&mut ckpt_image::bytes::Writer::new(&mut desc[at..at + s::SOCKET_RECORD_SIZE]));
