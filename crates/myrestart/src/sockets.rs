@@ -268,10 +268,10 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
         if rec.state & s::BOUND != 0 {
             bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?;
         }
-        if rec.state & s::CONNECTED != 0 && rec.peer_len > 2 {
-            if let Err(e) = rustix::net::connect(&sock, &sockaddr(rec.peer())) {
-                say!("myrestart: fd {fd} (datagram socket) could not be connected to {} again ({}); it comes back unconnected", Addr(rec.peer()), describe(e));
-            }
+        // A unix datagram socket is connected again in `finish`, once every socket of the
+        // process is bound (its peer may be one of them).
+        if rec.state & s::CONNECTED != 0 && rec.peer_len > 2 && !unix(rec) {
+            reconnect(sock.as_fd(), rec);
         }
         if fdrec.blob_len > 0 || fdrec.aux & !ckpt_image::fds::LOST_PASSED_FDS > 0 {
             say!("myrestart: fd {fd}: the data queued on the socket at checkpoint time is lost");
@@ -339,9 +339,27 @@ fn set_nonblocking(fd: BorrowedFd, fdrec: &FdRecord) -> Result<(), Errno> {
     rustix::fs::fcntl_setfl(fd, flags)
 }
 
-/// Once every socket is back: the shutdowns of socket pairs (after both ends' queues are
-/// filled, which needs both open for writing).
+/// Connects a datagram socket to its peer's address again, or says it could not.
+fn reconnect(sock: BorrowedFd, rec: &SocketRecord) {
+    if let Err(e) = rustix::net::connect(sock, &sockaddr(rec.peer())) {
+        say!("myrestart: fd {} (datagram socket) could not be connected to {} again ({}); it comes back unconnected", rec.fd, Addr(rec.peer()), describe(e));
+    }
+}
+
+/// Once every socket is back: unix datagram sockets connected to an address again, and the
+/// shutdowns of socket pairs (after both ends' queues are filled, which needs both open for
+/// writing).
 pub fn finish(image: &Image, p: &Plan) {
+    let parked = |fd: i32| p.fds[..p.nfds].iter().find(|f| f.target == fd).map(|f| f.src);
+    for rec in image.sockets().filter_map(Result::ok) {
+        let unix_dgram = unix(&rec) && !is_stream(&rec);
+        if unix_dgram && rec.state & s::PAIRED == 0 && rec.state & s::CONNECTED != 0 && rec.peer_len > 2 {
+            if let Some(src) = parked(rec.fd) {
+                // SAFETY: a parked descriptor of ours.
+                reconnect(unsafe { BorrowedFd::borrow_raw(src) }, &rec);
+            }
+        }
+    }
     for rec in image.sockets().filter_map(Result::ok) {
         if rec.state & s::PAIRED == 0 || rec.shutdown == 0 {
             continue;

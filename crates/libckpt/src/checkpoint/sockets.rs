@@ -186,6 +186,11 @@ pub fn pair_up(desc: &mut [u8]) {
             rec.write(&mut ckpt_image::bytes::Writer::new(&mut desc[at..at + s::SOCKET_RECORD_SIZE]));
             continue;
         }
+        // Connected to a socket of the process that is not connected back (a datagram socket
+        // sending to a bound one): connected to its address again at restart, nothing to say.
+        if rec.peer_ino != 0 && s::records(desc).filter_map(Result::ok).any(|o| o.ino == rec.peer_ino) {
+            continue;
+        }
         warn_outside(&rec);
     }
 }
