@@ -272,3 +272,36 @@ fn many_inotify_watches_keep_their_numbers() {
         restored.wait_until(|l| l.contains(&want), LONG, &want);
     }
 }
+
+/// A unix datagram socket connected to a bound one of the same process (a log client and its
+/// server, say): after the restart it is connected to that address again, whichever of the
+/// two the restart makes first, and its messages arrive.
+#[test]
+fn a_datagram_socket_reaches_a_bound_one_of_the_same_process_again() {
+    let wd = Workdir::new("dgram-peer");
+    let script = r#"
+import os, socket, sys, time
+p = sys.argv[1] + "/b.sock"
+a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+b.bind(p)
+a.connect(p)
+print("ready", flush=True)
+while not os.path.exists(sys.argv[1] + "/go"):
+    time.sleep(0.01)
+a.send(b"after")
+print("got", b.recv(100).decode(), flush=True)
+"#;
+    let mut c = Command::new("python3");
+    c.args(["-c", script]).arg(&wd.path);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python with two datagram sockets");
+    orig.wait_lines(1, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    assert!(!orig.stderr().contains("leads outside"), "{}", orig.stderr());
+    let mut restored = Proc::restart(&wd.image());
+    restored.program_pid();
+    std::fs::write(wd.path.join("go"), "").unwrap();
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().unwrap(), "got after", "{}", restored.stderr());
+}
