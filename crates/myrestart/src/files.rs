@@ -62,6 +62,21 @@ pub fn fd_base(image: &Image) -> i32 {
     image.fds().filter_map(Result::ok).map(|(r, _)| r.fd).max().unwrap_or(2).max(2) + 1
 }
 
+/// Gives `fd` the non-blocking flag the saved descriptor had (and no other status flag).
+pub(crate) fn set_nonblocking(fd: BorrowedFd, rec: &FdRecord) -> Result<(), Errno> {
+    let flags = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
+    rustix::fs::fcntl_setfl(fd, flags)
+}
+
+/// Opens the file behind `fd` again through `/proc/self/fd`, with the saved descriptor's access
+/// mode and status flags (a file just made read-write, for one the program had read-only).
+fn reopen_as_saved(fd: &OwnedFd, rec: &FdRecord) -> Option<OwnedFd> {
+    let mut link = [0u8; 64];
+    let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
+    let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", fd.as_raw_fd() as u64, b"")?;
+    rustix::fs::open(l, flags, Mode::empty()).ok()
+}
+
 /// Moves `fd` to the lowest free number at or above `base`, close-on-exec.
 pub fn park(fd: OwnedFd, base: i32) -> Result<i32, Errno> {
     let moved = rustix::io::fcntl_dupfd_cloexec(&fd, base)?;
@@ -247,8 +262,7 @@ fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> R
         let wr = unsafe { BorrowedFd::borrow_raw(slot.wr) };
         fill_pipe(image_fd, rec.blob_offset, wr, rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
     }
-    let nonblock = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
-    rustix::fs::fcntl_setfl(end_fd, nonblock).map_err(|e| bad("setting its flags", e))?;
+    set_nonblocking(end_fd, rec).map_err(|e| bad("setting its flags", e))?;
     Ok(end)
 }
 
@@ -301,8 +315,7 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
     if rec.blob_len > 0 {
         fill_pipe(image_fd, rec.blob_offset, hold.as_fd(), rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
     }
-    let nonblock = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
-    rustix::fs::fcntl_setfl(&end, nonblock).map_err(|e| bad("setting its flags", e))?;
+    set_nonblocking(end.as_fd(), rec).map_err(|e| bad("setting its flags", e))?;
     // The hold must outlive every end this FIFO has in the image (or the bytes just written
     // would go with the last opener); keeping it parked until the restore closes the parking
     // area does that.
@@ -343,14 +356,10 @@ fn recreate_memfd(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32,
     if flags.contains(MemfdFlags::ALLOW_SEALING) && !seals.is_empty() {
         rustix::fs::fcntl_add_seals(&fd, seals).map_err(|e| bad("sealing it", e))?;
     }
-    let mut link = [0u8; 64];
-    let reopen_flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
     let fd = if rec.open_flags & k::O_ACCMODE == k::O_RDWR {
         fd
     } else {
-        ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", fd.as_raw_fd() as u64, b"")
-            .and_then(|l| rustix::fs::open(l, reopen_flags, Mode::empty()).ok())
-            .ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?
+        reopen_as_saved(&fd, rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?
     };
     let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
     park(fd, base).map_err(|e| bad("parking", e))
@@ -362,8 +371,7 @@ fn make_signalfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()
     // SAFETY: a new descriptor, owned from here on.
     let fd = unsafe { rustix::fd::FromRawFd::from_raw_fd(sys::signalfd(rec.aux).map_err(bad)?) };
     let fd: OwnedFd = fd;
-    let nonblock = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
-    rustix::fs::fcntl_setfl(&fd, nonblock).map_err(bad)?;
+    set_nonblocking(fd.as_fd(), rec).map_err(bad)?;
     park(fd, base).map_err(bad)
 }
 
@@ -458,8 +466,7 @@ fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> 
         let mut drain = [0u8; 4096];
         while rustix::io::read(&fd, &mut drain).is_ok_and(|n| n > 0) {}
     }
-    let nonblock = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
-    rustix::fs::fcntl_setfl(&fd, nonblock).map_err(|e| bad("setting its flags", e))?;
+    set_nonblocking(fd.as_fd(), rec).map_err(|e| bad("setting its flags", e))?;
     park(fd, base).map_err(|e| bad("parking", e))
 }
 
@@ -486,11 +493,7 @@ fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i3
     copy_from_image(image_fd, rec.blob_offset, &tmp, rec.blob_len)
         .map_err(|e| refuse(image_path, format_args!("fd {}: restoring the contents of {}: {}", rec.fd, Lossy(path), describe(e))))?;
     // Reopen through /proc to get the original access mode and status flags.
-    let mut link = [0u8; 64];
-    let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
-    let fd = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", tmp.as_raw_fd() as u64, b"")
-        .and_then(|l| rustix::fs::open(l, flags, Mode::empty()).ok())
-        .ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
+    let fd = reopen_as_saved(&tmp, rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
     drop(tmp);
     let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))

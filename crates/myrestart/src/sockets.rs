@@ -14,7 +14,7 @@
 //!
 //! Each socket that does not come back whole is named on stderr, one line.
 
-use crate::files::{park, refuse};
+use crate::files::{park, refuse, set_nonblocking};
 use crate::plan::{PairSlot, Plan};
 use ckpt_image::fds::FdRecord;
 use ckpt_image::sockets::{self as s, SocketRecord};
@@ -23,7 +23,6 @@ use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::say;
 use ckpt_sigsafe::sockets::Addr;
 use core::ffi::CStr;
-use linux_raw_sys::general as k;
 use linux_raw_sys::net as n;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
@@ -334,11 +333,6 @@ fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
     Ok(slot.fd[side])
 }
 
-fn set_nonblocking(fd: BorrowedFd, fdrec: &FdRecord) -> Result<(), Errno> {
-    let flags = if fdrec.open_flags & k::O_NONBLOCK != 0 { rustix::fs::OFlags::NONBLOCK } else { rustix::fs::OFlags::empty() };
-    rustix::fs::fcntl_setfl(fd, flags)
-}
-
 /// Connects a datagram socket to its peer's address again, or says it could not.
 fn reconnect(sock: BorrowedFd, rec: &SocketRecord) {
     if let Err(e) = rustix::net::connect(sock, &sockaddr(rec.peer())) {
@@ -350,27 +344,21 @@ fn reconnect(sock: BorrowedFd, rec: &SocketRecord) {
 /// shutdowns of socket pairs (after both ends' queues are filled, which needs both open for
 /// writing).
 pub fn finish(image: &Image, p: &Plan) {
-    let parked = |fd: i32| p.fds[..p.nfds].iter().find(|f| f.target == fd).map(|f| f.src);
     for rec in image.sockets().filter_map(Result::ok) {
-        let unix_dgram = unix(&rec) && !is_stream(&rec);
-        if unix_dgram && rec.state & s::PAIRED == 0 && rec.state & s::CONNECTED != 0 && rec.peer_len > 2 {
-            if let Some(src) = parked(rec.fd) {
-                // SAFETY: a parked descriptor of ours.
-                reconnect(unsafe { BorrowedFd::borrow_raw(src) }, &rec);
-            }
-        }
-    }
-    for rec in image.sockets().filter_map(Result::ok) {
-        if rec.state & s::PAIRED == 0 || rec.shutdown == 0 {
-            continue;
-        }
         let Some(slot) = p.fds[..p.nfds].iter().find(|f| f.target == rec.fd) else { continue };
-        let how = match rec.shutdown & (s::SHUT_READ | s::SHUT_WRITE) {
-            s::SHUT_READ => rustix::net::Shutdown::Read,
-            s::SHUT_WRITE => rustix::net::Shutdown::Write,
-            _ => rustix::net::Shutdown::Both,
-        };
-        // SAFETY: a parked descriptor of ours.
-        let _ = rustix::net::shutdown(unsafe { BorrowedFd::borrow_raw(slot.src) }, how);
+        // SAFETY: a parked descriptor of ours, open for the whole plan.
+        let sock = unsafe { BorrowedFd::borrow_raw(slot.src) };
+        let paired = rec.state & s::PAIRED != 0;
+        if unix(&rec) && !is_stream(&rec) && !paired && rec.state & s::CONNECTED != 0 && rec.peer_len > 2 {
+            reconnect(sock, &rec);
+        }
+        if paired && rec.shutdown != 0 {
+            let how = match rec.shutdown & (s::SHUT_READ | s::SHUT_WRITE) {
+                s::SHUT_READ => rustix::net::Shutdown::Read,
+                s::SHUT_WRITE => rustix::net::Shutdown::Write,
+                _ => rustix::net::Shutdown::Both,
+            };
+            let _ = rustix::net::shutdown(sock, how);
+        }
     }
 }

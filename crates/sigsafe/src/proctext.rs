@@ -87,6 +87,30 @@ pub fn timers(text: &[u8]) -> impl Iterator<Item = ProcTimer> + '_ {
     })
 }
 
+/// An eventfd's counter and whether it is in semaphore mode, from its fdinfo text
+/// (`eventfd-count: %16llx`, hexadecimal; `eventfd-semaphore: %d`).
+pub fn eventfd_info(text: &[u8]) -> Option<(u64, bool)> {
+    let count = parse_hex(status_field(text, b"eventfd-count:")?)?;
+    Some((count, status_field(text, b"eventfd-semaphore:").and_then(parse_dec) == Some(1)))
+}
+
+/// A signalfd's mask, from its fdinfo text (`sigmask:` in hexadecimal).
+pub fn signalfd_mask(text: &[u8]) -> Option<u64> {
+    parse_hex(status_field(text, b"sigmask:")?)
+}
+
+/// The registrations of an epoll descriptor's fdinfo text (`tfd: %8d events: %8x data: %16llx
+/// …`): `(tfd, events, data)`; `None` for a `tfd:` line that does not parse.
+pub fn epoll_registrations(text: &[u8]) -> impl Iterator<Item = Option<(i32, u32, u64)>> + '_ {
+    text.split(|&c| c == b'\n').filter_map(|line| line.strip_prefix(b"tfd:")).map(|rest| {
+        let mut words = rest.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty());
+        let tfd = parse_dec(words.next()?)? as i32;
+        let events = parse_hex(words.nth(1)?)? as u32;
+        let data = parse_hex(words.nth(1)?)?;
+        Some((tfd, events, data))
+    })
+}
+
 /// A timerfd as its `/proc/PID/fdinfo` text tells it (`clockid:`, `ticks:`, `settime flags:`,
 /// `it_value: (S, NS)`, `it_interval: (S, NS)`). `it_value` is the time left, even for a timer
 /// set with an absolute deadline.
@@ -155,6 +179,19 @@ pub fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eventfd_signalfd_and_epoll_fdinfo() {
+        let e = b"pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\neventfd-count:               2a\neventfd-id: 3\neventfd-semaphore: 1\n";
+        assert_eq!(eventfd_info(e), Some((42, true)));
+        assert_eq!(signalfd_mask(b"pos:\t0\nsigmask:\t0000000000000200\n"), Some(0x200));
+        let ep = b"pos:\t0\ntfd:        5 events:       19 data:                a  pos:0 ino:1 sdev:f\ntfd:       12 events: 80000001 data: ffffffffffffffff  pos:0 ino:2 sdev:f\n";
+        let regs: [Option<(i32, u32, u64)>; 2] = {
+            let mut it = epoll_registrations(ep);
+            [it.next().unwrap(), it.next().unwrap()]
+        };
+        assert_eq!(regs, [Some((5, 0x19, 0xa)), Some((12, 0x8000_0001, u64::MAX))]);
+    }
 
     #[test]
     fn timerfd_and_inotify_fdinfo() {

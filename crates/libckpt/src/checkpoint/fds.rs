@@ -209,52 +209,39 @@ fn copy_pipe(fd: BorrowedFd, size: usize, data: &mut [u8], used: &mut usize) -> 
     Ok((at as u64, got as u64))
 }
 
+/// The text of descriptor `fd`'s `/proc/self/fdinfo` file, read whole into `buf`.
+fn fdinfo(fd: i32, buf: &mut [u8]) -> Result<&[u8], rustix::io::Errno> {
+    let mut path = [0u8; 64];
+    let path = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"").ok_or(rustix::io::Errno::NAMETOOLONG)?;
+    let len = ckpt_sigsafe::maps::read_file(path, buf)?;
+    Ok(&buf[..len])
+}
+
 /// Records every registration of epoll descriptor `epfd` (its fdinfo's `tfd:` lines). A
 /// registration whose descriptor number now names another file (closed or replaced since) is
 /// named on stderr and left out.
 fn record_epoll(pid: u32, epfd: i32, buf: &mut [u8], out: &mut Writer) -> Result<(), Failure> {
-    let mut path = [0u8; 64];
-    let path = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", epfd as u64, b"").ok_or(Failure::plain("descriptor path"))?;
-    let len = ckpt_sigsafe::maps::read_file(path, buf).map_err(|e| Failure::new("reading an epoll descriptor's registrations", e))?;
-    for line in buf[..len].split(|&c| c == b'\n') {
-        let Some(rest) = line.strip_prefix(b"tfd:") else { continue };
-        let mut words = rest.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty());
-        let tfd = words.next().and_then(super::procfs::parse_dec);
-        let events = words.nth(1).and_then(ckpt_sigsafe::proctext::parse_hex);
-        let data = words.nth(1).and_then(ckpt_sigsafe::proctext::parse_hex);
-        let (Some(tfd), Some(events), Some(data)) = (tfd, events, data) else {
-            return Err(Failure::plain("reading an epoll descriptor's registrations"));
-        };
-        let tfd = tfd as i32;
+    let text = fdinfo(epfd, buf).map_err(|e| Failure::new("reading an epoll descriptor's registrations", e))?;
+    for reg in ckpt_sigsafe::proctext::epoll_registrations(text) {
+        let (tfd, events, data) = reg.ok_or(Failure::plain("reading an epoll descriptor's registrations"))?;
         if !sys::is_epoll_target(pid, tfd, epfd, tfd) {
             say!("ckpt: epoll fd {epfd} watches a file that fd {tfd} no longer names; a restarted process will not have that registration");
             continue;
         }
-        EpollRecord { epfd, tfd, events: events as u32, data }.write(out);
+        EpollRecord { epfd, tfd, events, data }.write(out);
     }
     Ok(())
 }
 
-/// An eventfd's counter and whether it is in semaphore mode, from its fdinfo
-/// (`eventfd-count: %16llx`, `eventfd-semaphore: %d`).
+/// An eventfd's counter and whether it is in semaphore mode.
 fn eventfd_state(fd: i32, buf: &mut [u8]) -> (u64, bool) {
-    let mut path = [0u8; 64];
-    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"") else { return (0, false) };
-    let Ok(len) = super::procfs::read_small(path, buf) else { return (0, false) };
-    let text = &buf[..len];
-    let field = |k: &[u8]| ckpt_sigsafe::proctext::status_field(text, k);
-    // The kernel prints the count in hexadecimal, the semaphore flag in decimal.
-    let count = field(b"eventfd-count:").and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
-    (count, field(b"eventfd-semaphore:").and_then(super::procfs::parse_dec) == Some(1))
+    fdinfo(fd, buf).ok().and_then(ckpt_sigsafe::proctext::eventfd_info).unwrap_or((0, false))
 }
 
 /// A timerfd's clock and times, from its fdinfo. A timer set with an absolute deadline keeps
 /// that deadline (the time left plus the clock's time now).
 fn timerfd_state(fd: i32, buf: &mut [u8]) -> Option<TimerFdRecord> {
-    let mut path = [0u8; 64];
-    let path = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"")?;
-    let len = super::procfs::read_small(path, buf).ok()?;
-    let t = ckpt_sigsafe::proctext::timerfd_info(&buf[..len])?;
+    let t = ckpt_sigsafe::proctext::timerfd_info(fdinfo(fd, buf).ok()?)?;
     let (mut sec, mut nsec) = t.left;
     let armed = sec != 0 || nsec != 0;
     if armed && t.flags & TFD_TIMER_ABSTIME != 0 {
@@ -281,23 +268,18 @@ fn timerfd_state(fd: i32, buf: &mut [u8]) -> Option<TimerFdRecord> {
     })
 }
 
-/// A signalfd's mask, from its fdinfo (`sigmask:` in hex).
+/// A signalfd's mask.
 fn signalfd_mask(fd: i32, buf: &mut [u8]) -> u64 {
-    let mut path = [0u8; 64];
-    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"") else { return 0 };
-    let Ok(len) = super::procfs::read_small(path, buf) else { return 0 };
-    ckpt_sigsafe::proctext::status_field(&buf[..len], b"sigmask:").and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0)
+    fdinfo(fd, buf).ok().and_then(ckpt_sigsafe::proctext::signalfd_mask).unwrap_or(0)
 }
 
 /// Records each watch of inotify descriptor `fd` with the path the program gave for it (from
 /// the interposed `inotify_add_watch`), if that path still names the watched inode; names the
 /// others on stderr, and events that were waiting.
 fn record_watches(fd: i32, buf: &mut [u8], pathbuf: &mut [u8], out: &mut Writer) {
-    let mut path = [0u8; 64];
-    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"") else { return };
-    let Ok(len) = ckpt_sigsafe::maps::read_file(path, buf) else { return };
+    let Ok(text) = fdinfo(fd, buf) else { return };
     let mut unknown = 0u64;
-    for w in ckpt_sigsafe::proctext::inotify_watches(&buf[..len]) {
+    for w in ckpt_sigsafe::proctext::inotify_watches(text) {
         let mut found = false;
         crate::watches::each(|wfd, wd, p| {
             if found || wfd != fd || wd != w.wd || p.len() >= pathbuf.len() {
