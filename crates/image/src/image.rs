@@ -161,6 +161,11 @@ impl<'a> Image<'a> {
         if threads == 0 {
             return Err(ImageError::Malformed("no thread state"));
         }
+        if let Some(tree) = self.tree() {
+            for t in tree? {
+                t?;
+            }
+        }
         for reg in self.epoll_registrations() {
             let reg = reg?;
             if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == reg.epfd && f.kind == crate::fds::FdKind::Epoll)) {
@@ -311,6 +316,12 @@ impl<'a> Image<'a> {
     }
 
     /// Descriptors recorded at checkpoint time, with their paths.
+    /// The processes of a tree image (`None` for a single process's image).
+    pub fn tree(&self) -> Option<Result<crate::bytes::Records<'a, crate::tree::TreeRecord>, ImageError>> {
+        let desc = self.note(CKPT_NOTE_NAME, crate::NT_CKPT_TREE)?.desc;
+        Some(crate::tree::records(desc, self.file_len))
+    }
+
     pub fn fds(&self) -> FdIter<'a> {
         let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_FDS).map(|n| n.desc).unwrap_or(&[]);
         crate::fds::records(desc)
@@ -336,6 +347,11 @@ fn state_note(meta: &[u8]) -> Result<(Note<'_>, usize), ImageError> {
         return Err(ImageError::Foreign);
     }
     Ok((first, phdrs_end + first.desc_offset + META_HASH_OFFSET))
+}
+
+/// Where the header checksum is in a metadata block.
+pub fn meta_hash_offset(meta: &[u8]) -> Result<usize, ImageError> {
+    Ok(state_note(meta)?.1)
 }
 
 /// Stores the header checksum of a finished metadata block (headers and notes, `meta_len`

@@ -20,10 +20,12 @@
 //!                    "CKPT" NT_CKPT_SOCKETS  sockets: kind, addresses, options, peer
 //!                    "CKPT" NT_CKPT_TIMERFDS timerfds: clock and times
 //!                    "CKPT" NT_CKPT_INOTIFY  inotify watches: path and mask
+//!                    "CKPT" NT_CKPT_TREE     the processes of a tree checkpoint (see `tree`)
 //!                    "CKPT" NT_CKPT_MAC      keyed authentication, when the image has a key
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
 //!  page-aligned    contents of deleted-but-open files and memfds, bytes in pipes and socket
 //!                  queues, referenced from NT_CKPT_FDS
+//!  page-aligned    in a tree image: each other process's whole image, one after another
 //! ```
 //!
 //! Compatibility rule: the state note carries [`FORMAT_VERSION`]. A reader accepts exactly the
@@ -53,6 +55,7 @@ pub mod state;
 pub mod thread;
 pub mod timerfd;
 pub mod timers;
+pub mod tree;
 pub mod verify;
 
 pub use image::{seal, Image, RegionRef};
@@ -61,7 +64,7 @@ pub use state::ProcessState;
 pub use thread::ThreadState;
 
 /// Bumped on any change to the layout of a ckpt note.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The first eight bytes of the state note's descriptor.
 pub const STATE_MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// Owner name of our own notes.
@@ -82,6 +85,7 @@ pub const NT_CKPT_SOCKETS: u32 = 0x434b_0007;
 pub const NT_CKPT_TIMERFDS: u32 = 0x434b_0008;
 pub const NT_CKPT_INOTIFY: u32 = 0x434b_0009;
 pub const NT_CKPT_MAC: u32 = 0x434b_000a;
+pub const NT_CKPT_TREE: u32 = 0x434b_000b;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

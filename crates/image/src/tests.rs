@@ -65,7 +65,7 @@ fn state_rejects_foreign_and_other_versions() {
     assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(1)));
     assert_eq!(
         std::format!("{}", ImageError::UnsupportedVersion(1)),
-        "unsupported image format version 1 (this myrestart reads version 3)"
+        "unsupported image format version 1 (this myrestart reads version 4)"
     );
     let mut foreign = buf.clone();
     foreign[0] = b'X';

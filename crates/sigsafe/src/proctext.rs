@@ -176,6 +176,24 @@ pub fn stat_field(stat: &[u8], n: usize) -> Option<u64> {
     rest.split(|&c| c == b' ').filter(|f| !f.is_empty()).nth(n.checked_sub(3)?).and_then(|f| parse_dec(f.trim_ascii()))
 }
 
+/// The state letter of a `/proc/PID/stat` line (field 3: `R`, `S`, `Z`, …).
+pub fn stat_state(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&c| c == b')')?;
+    stat.get(close + 2).copied()
+}
+
+/// The command name of a `/proc/PID/stat` line (field 2, without its parentheses).
+pub fn stat_comm(stat: &[u8]) -> &[u8] {
+    let open = stat.iter().position(|&c| c == b'(').map_or(0, |i| i + 1);
+    let close = stat.iter().rposition(|&c| c == b')').unwrap_or(stat.len());
+    stat.get(open..close).unwrap_or(&[])
+}
+
+/// The PIDs listed in a `/proc/PID/task/TID/children` file.
+pub fn pid_list(text: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    text.split(|c| c.is_ascii_whitespace()).filter_map(|f| parse_dec(f).map(|v| v as u32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +209,16 @@ mod tests {
             [it.next().unwrap(), it.next().unwrap()]
         };
         assert_eq!(regs, [Some((5, 0x19, 0xa)), Some((12, 0x8000_0001, u64::MAX))]);
+    }
+
+    #[test]
+    fn stat_and_children() {
+        let st = b"4242 (a) b (c)) Z 17 4242 17 0 -1 4194828";
+        assert_eq!(stat_state(st), Some(b'Z'));
+        assert_eq!(stat_comm(st), b"a) b (c)");
+        assert_eq!(stat_field(st, 4), Some(17));
+        let mut it = pid_list(b"12 345 6 \n");
+        assert_eq!([it.next(), it.next(), it.next(), it.next()], [Some(12), Some(345), Some(6), None]);
     }
 
     #[test]

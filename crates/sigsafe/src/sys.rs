@@ -47,6 +47,8 @@ pub mod nr {
     pub const GETSOCKOPT: usize = k::__NR_getsockopt as usize;
     pub const SETSOCKOPT: usize = k::__NR_setsockopt as usize;
     pub const IOCTL: usize = k::__NR_ioctl as usize;
+    pub const RT_SIGQUEUEINFO: usize = k::__NR_rt_sigqueueinfo as usize;
+    pub const COPY_FILE_RANGE: usize = k::__NR_copy_file_range as usize;
 }
 
 // `arch_prctl` codes (asm/prctl.h); linux-raw-sys carries only ARCH_SET_FS.
@@ -372,6 +374,30 @@ pub fn shell_status(status: i32) -> i32 {
 pub fn kill(pid: u32, sig: u32) -> Result<(), Errno> {
     // SAFETY: sends a signal; no memory is involved.
     check(unsafe { syscall6(nr::KILL, pid as usize, sig as usize, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `sigqueue(pid, sig, value)`: a signal to process `pid` carrying `value` (`si_code`
+/// `SI_QUEUE`, with the sender's PID and UID, as glibc's `sigqueue` sends it).
+pub fn sigqueue(pid: u32, sig: u32, value: u64) -> Result<(), Errno> {
+    // The kernel's siginfo for SI_QUEUE: signo, errno, code, (padding), pid, uid, sigval.
+    let mut info = [0u32; 32];
+    info[0] = sig;
+    info[2] = -1i32 as u32; // SI_QUEUE
+    info[4] = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    info[5] = rustix::process::getuid().as_raw();
+    info[6] = value as u32;
+    info[7] = (value >> 32) as u32;
+    // SAFETY: the kernel reads the 128-byte siginfo, which outlives the call.
+    check(unsafe { syscall6(nr::RT_SIGQUEUEINFO, pid as usize, sig as usize, info.as_ptr() as usize, 0, 0, 0) }).map(drop)
+}
+
+/// `copy_file_range(from, &from_off, to, &to_off, len, 0)`: bytes copied (0 at the end of
+/// `from`).
+pub fn copy_file_range(from: i32, from_off: u64, to: i32, to_off: u64, len: usize) -> Result<usize, Errno> {
+    let (mut a, mut b) = (from_off as i64, to_off as i64);
+    // SAFETY: the kernel reads and updates the two offsets, which outlive the call.
+    check(unsafe { syscall6(nr::COPY_FILE_RANGE, from as usize, &mut a as *mut i64 as usize, to as usize, &mut b as *mut i64 as usize, len, 0) })
+        .map(|n| n as usize)
 }
 
 /// `tgkill(pid, tid, sig)`: a signal to one thread.

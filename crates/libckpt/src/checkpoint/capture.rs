@@ -28,24 +28,7 @@ pub fn refuse_unsupported(parts: &mut Parts) -> Result<(), Failure> {
             return Err(Failure::plain("the program uses shadow stacks, which ckpt cannot restore yet"));
         }
     }
-    warn_about_children(parts);
     Ok(())
-}
-
-/// Child processes are not part of the image: say so (they keep running, but a restored
-/// process will not be their parent).
-fn warn_about_children(parts: &mut Parts) {
-    let mut path = [0u8; 64];
-    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u64;
-    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", tid, b"/children") else { return };
-    let Ok(len) = read_small(path, parts.cmdline) else { return };
-    let children = parts.cmdline[..len].trim_ascii();
-    if !children.is_empty() {
-        ckpt_sigsafe::say!(
-            "ckpt: warning: child processes ({}) are not part of the image",
-            ckpt_sigsafe::out::Lossy(children)
-        );
-    }
 }
 
 /// Fills `parts.state` (and the auxv/cmdline buffers) for the checkpoint of frame `uc`.

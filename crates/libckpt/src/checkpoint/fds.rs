@@ -44,8 +44,10 @@ fn classify(fd: i32, ft: FileType, nlink: u64, path: &[u8]) -> (FdKind, &'static
 }
 
 /// Fills `parts.fds` with the `NT_CKPT_FDS` records, and names on stderr each descriptor that
-/// a restart will not bring back.
-pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
+/// a restart will not bring back. The descriptors in `skip` are the checkpoint's own. In a tree
+/// checkpoint (`tree`), a pipe's other end may be in another process of the tree: the restart
+/// judges that, across the tree.
+pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failure> {
     let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Failure::new("listing /proc/self/fd", e))?;
     let dir_fd = dir.as_raw_fd();
@@ -69,7 +71,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         let name = entry.file_name();
         let Some(fd) = super::procfs::parse_dec(name.to_bytes()) else { continue };
         let fd = fd as i32;
-        if fd == dir_fd || fd == diag_fd {
+        if fd == dir_fd || fd == diag_fd || skip.contains(&fd) {
             continue;
         }
         let n = rustix::fs::readlinkat_raw(&dir, name, &mut target[..]).unwrap_or(0).min(target.len());
@@ -176,7 +178,9 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
     parts.timerfds_len = timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
     parts.inotify_len = watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
     super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len]);
-    warn_about_lone_pipe_ends(parts);
+    if !tree {
+        warn_about_lone_pipe_ends(parts);
+    }
     Ok(())
 }
 

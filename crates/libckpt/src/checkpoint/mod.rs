@@ -25,6 +25,7 @@ mod procfs;
 mod scratch;
 mod sockets;
 pub mod threads;
+pub mod tree;
 mod write;
 
 use ckpt_sigsafe::errno::describe;
@@ -51,11 +52,18 @@ impl Failure {
     pub fn plain(step: &'static str) -> Failure {
         Failure { step, errno: None, names_file: false }
     }
+    /// A failure already reported in full.
+    pub fn silent() -> Failure {
+        Failure { step: "", errno: None, names_file: false }
+    }
     pub fn on_file(step: &'static str, errno: Errno) -> Failure {
         Failure { step, errno: Some(errno), names_file: true }
     }
 
     pub fn report(&self) {
+        if self.step.is_empty() {
+            return;
+        }
         let mut line = Line::new();
         let _ = write!(line, "ckpt: checkpoint failed: {}", self.step);
         if self.names_file {
@@ -71,25 +79,35 @@ impl Failure {
     }
 }
 
-/// Entry from the signal handler. `uc` is the address of the kernel's `ucontext`.
-pub fn on_checkpoint_signal(uc: usize) {
-    if let Err(f) = take(uc) {
+/// Entry from the signal handler. `uc` is the address of the kernel's `ucontext`; `request` is
+/// set when the signal is a tree root's request to take part in its checkpoint.
+pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>) {
+    if let Err(f) = take(uc, request) {
         f.report();
     }
 }
 
-fn take(uc: usize) -> Result<(), Failure> {
+fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
     let started = procfs::monotonic_ns();
     let cfg = crate::config::get();
-    if cfg.image_len == 0 {
+    // A member of a tree checkpoint writes its part for the root; anyone else its own image
+    // (and, with children, the whole tree's).
+    let mut member = match request {
+        Some(r) => Some(tree::Joined::join(r)?),
+        None => None,
+    };
+    if member.is_none() && cfg.image_len == 0 {
         return Err(Failure::plain("no image path was set at startup"));
     }
-    if cfg.key_unreadable {
+    if member.is_none() && cfg.key_unreadable {
         return Err(Failure::plain("the key file (CKPT_KEY) could not be read at startup"));
     }
-    if !cfg.sync {
+    let forked_writer = !cfg.sync || member.is_some();
+    if forked_writer {
         busy::check()?;
     }
+    let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
+    let image = crate::config::this_process_image(&mut image).ok_or(Failure::plain("image path is too long"))?;
     let mut scratch = scratch::Scratch::map()?;
     // Every other thread stops here, and goes on when `stopped` is dropped (on every path out
     // of this function, the writer's start included).
@@ -98,11 +116,24 @@ fn take(uc: usize) -> Result<(), Failure> {
         capture::refuse_unsupported(&mut parts)?;
         threads::stop_others(capture::thread_state(uc, cfg), parts.tids)?
     };
+    // The tree stops as one: a member waits for its root's word; a root with children stops
+    // them all before anything is captured (and lets them go when `tree` is dropped).
+    let mut tree = None;
+    match &member {
+        Some(m) => {
+            if !m.parked_wait() {
+                // Called off by the root: nothing to report here (the root says why).
+                member.take().map(core::mem::forget);
+                return Ok(());
+            }
+        }
+        None => tree = tree::Tree::gather(cfg.signal, image)?,
+    }
     let all = threads::slots(&stopped);
     // Room to copy the memory a forked writer would not see as it is now: shared memory, and
     // memory a child does not inherit (with CKPT_SYNC the handler writes it all itself, the
     // program stopped meanwhile).
-    let copies = if cfg.sync {
+    let copies = if !forked_writer {
         0
     } else {
         let range = scratch.range();
@@ -114,17 +145,36 @@ fn take(uc: usize) -> Result<(), Failure> {
     let exclude = scratch.range();
     let mut parts = scratch.parts();
     write::read_layout(&mut parts)?;
-    if !cfg.sync {
+    if forked_writer {
         write::copy_for_writer(&mut parts, &exclude)?;
     }
     crate::resume::prepare_for_restore();
     capture::process_state(&mut parts, uc, cfg)?;
-    fds::capture(&mut parts)?;
-    let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
-    let image = crate::config::this_process_image(&mut image).ok_or(Failure::plain("image path is too long"))?;
-    let file = write::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?;
-    if cfg.sync {
-        return write::write_image(&mut parts, all, started, exclude, file);
+    let mut own = [-1i32; 1 + ckpt_image::tree::MAX_TREE];
+    let own: &[i32] = match &tree {
+        Some(t) => t.own_fds(&mut own),
+        None => &[],
+    };
+    fds::capture(&mut parts, own, tree.is_some() || member.is_some())?;
+    let file = match &member {
+        Some(m) => write::TempImage::part(m.open_part()?, core::mem::take(&mut parts.tmp_path)),
+        None => write::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?,
+    };
+    if let Some(t) = &tree {
+        t.wait_captured()?;
+    }
+    let role = match (&tree, &member) {
+        (Some(t), _) => write::Role::Root(t),
+        (None, Some(_)) => write::Role::Member,
+        (None, None) => write::Role::Single,
+    };
+    if !forked_writer {
+        // CKPT_SYNC: the whole tree stays stopped until the image is written.
+        write::write_image(&mut parts, all, started, exclude, file, role)?;
+        if let Some(t) = tree.as_mut() {
+            t.release();
+        }
+        return Ok(());
     }
     let writer_parent = ckpt_sigsafe::sys::fork_raw(false).map_err(|e| Failure::new("starting the image writer", e))?;
     if writer_parent != 0 {
@@ -134,6 +184,12 @@ fn take(uc: usize) -> Result<(), Failure> {
         if ckpt_sigsafe::sys::reap_quiet_child(writer_parent) != Some(0) {
             drop(stopped);
             return Err(Failure::plain("starting the image writer (its parent process was killed)"));
+        }
+        if let Some(t) = tree.as_mut() {
+            t.release();
+        }
+        if let Some(m) = member.as_mut() {
+            m.captured_wait();
         }
         drop(stopped);
         return Ok(());
@@ -146,6 +202,9 @@ fn take(uc: usize) -> Result<(), Failure> {
         Ok(0) => {}
         Ok(writer) => {
             busy::started(writer);
+            if let Some(m) = &member {
+                m.writer_started(writer);
+            }
             file.hand_over();
             ckpt_sigsafe::sys::exit_group(0)
         }
@@ -159,14 +218,18 @@ fn take(uc: usize) -> Result<(), Failure> {
     let _ = rustix::thread::set_name(WRITER_NAME);
     // It lets go at once of every descriptor it does not read from, so that it never holds
     // the program's sockets, pipes or files open after the program has closed them, or died.
-    write::close_all_but_needed(&mut parts, file.raw_fd());
-    let code = match write::write_image(&mut parts, all, started, exclude, file) {
-        Ok(()) => 0,
+    let keep = tree.as_ref().into_iter().flat_map(|t| t.part_fds());
+    write::close_all_but_needed(&mut parts, file.raw_fd(), keep);
+    let ok = match write::write_image(&mut parts, all, started, exclude, file, role) {
+        Ok(()) => true,
         Err(f) => {
             f.report();
-            1
+            false
         }
     };
+    if let Some(m) = &member {
+        m.written(ok);
+    }
     busy::finished();
-    ckpt_sigsafe::sys::exit_group(code)
+    ckpt_sigsafe::sys::exit_group(if ok { 0 } else { 1 })
 }

@@ -13,7 +13,7 @@ use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, P
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
-use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -182,7 +182,17 @@ fn context_of(t: &ThreadState) -> Result<SigContext, Failure> {
 
 /// Writes the image of the process whose threads are `threads` (the one that took the
 /// checkpoint signal first, running this code).
-pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage) -> Result<(), Failure> {
+/// Which image a writer writes.
+pub enum Role<'t> {
+    /// A process's own image.
+    Single,
+    /// The root of a tree checkpoint: its own image, then the other processes' parts.
+    Root(&'t super::tree::Tree),
+    /// A member of a tree checkpoint: its part, which the root's writer takes in.
+    Member,
+}
+
+pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
     let uc = threads[0].sigframe as usize;
     let maps = &parts.maps[..parts.maps_len];
 
@@ -221,7 +231,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         + note_size(CORE, parts.auxv_len)
         + note_size(CKPT_NOTE_NAME, regions_desc_len)
         + note_size(CKPT_NOTE_NAME, parts.fds_len)
-        + optional_notes(parts).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
+        + optional_notes(parts, &role).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
     let meta_len = phdrs_end + notes_len;
     if meta_len > parts.meta.len() {
         return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
@@ -267,10 +277,30 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         }
         off += slot.stored_len;
     }
-    let file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], off, parts.copybuf, parts.pipe_data)?;
+    let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], off, parts.copybuf, parts.pipe_data)?;
+    // The key, read once (a member's part is authenticated by the root's writer, after it
+    // takes the part in).
+    let key = match crate::config::get().key_file() {
+        Some(path) if !matches!(role, Role::Member) => {
+            Some(ckpt_sigsafe::read_key(path, parts.copybuf).ok_or(Failure::plain("reading the key file (CKPT_KEY)"))?)
+        }
+        _ => None,
+    };
+    let mut tree_note: &[u8] = &[];
+    if let Role::Root(tree) = role {
+        let own = ckpt_image::tree::TreeRecord {
+            pid: parts.state.pid,
+            ppid: parts.state.ppid,
+            pgid: rustix::process::getpgrp().as_raw_nonzero().get() as u32,
+            sid: rustix::process::getsid(None).map_or(0, |p| p.as_raw_nonzero().get() as u32),
+            len: file_len.max(data_start),
+            ..Default::default()
+        };
+        (file_len, tree_note) = tree.append_parts(fd, file_len.max(data_start), key.as_ref(), own)?;
+    }
 
     // The headers last, when every offset and hash is known, sealed with their checksum.
-    let optional = optional_notes(parts);
+    let optional = optional_notes(parts, &role);
     let st: &mut ProcessState = parts.state;
     st.meta_len = meta_len as u64;
     st.meta_hash = 0;
@@ -381,7 +411,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     for (i, (ty, len)) in optional.into_iter().enumerate() {
         if len > 0 {
             let zeros = [0u8; ckpt_image::mac::MAC_LEN];
-            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, &zeros[..]][i];
+            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &zeros[..]][i];
             write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
         }
     }
@@ -391,8 +421,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     seal(meta).map_err(|_| Failure::plain("sealing the image headers"))?;
     let total = file_len.max(data_start);
     rustix::fs::ftruncate(&file.fd, total).map_err(|e| Failure::on_file("sizing", e))?;
-    if let Some(path) = crate::config::get().key_file() {
-        let key = ckpt_sigsafe::read_key(path, parts.copybuf).ok_or(Failure::plain("reading the key file (CKPT_KEY)"))?;
+    if let Some(key) = key {
         authenticate(fd, meta, total, &key, parts.state)?;
     }
     write_all(fd, meta.as_ptr() as usize, meta_len, 0)?;
@@ -401,20 +430,22 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
 
 /// The notes written only when they have records: their types and lengths, in image order.
 /// (`NT_CKPT_MAC` is written as zeros, then filled in by [`authenticate`].)
-fn optional_notes(parts: &Parts) -> [(u32, usize); 6] {
+fn optional_notes(parts: &Parts, role: &Role) -> [(u32, usize); 7] {
+    let keyed = crate::config::get().key_file().is_some() && !matches!(role, Role::Member);
     [
         (NT_CKPT_TIMERS, parts.timers_len),
         (NT_CKPT_EPOLL, parts.epoll_len),
         (NT_CKPT_SOCKETS, parts.sockets_len),
         (NT_CKPT_TIMERFDS, parts.timerfds_len),
         (NT_CKPT_INOTIFY, parts.inotify_len),
-        (NT_CKPT_MAC, if crate::config::get().key_file().is_some() { ckpt_image::mac::MAC_LEN } else { 0 }),
+        (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }),
+        (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }),
     ]
 }
 
 /// With a key (`CKPT_KEY`): computes the image's MAC over the data already in the file and the
 /// sealed headers in `meta`, puts it in the `NT_CKPT_MAC` note and seals the headers again.
-fn authenticate(fd: i32, meta: &mut [u8], file_len: u64, key: &ckpt_image::mac::Key, state: &mut ProcessState) -> Result<(), Failure> {
+pub(super) fn authenticate(fd: i32, meta: &mut [u8], file_len: u64, key: &ckpt_image::mac::Key, state: &mut ProcessState) -> Result<(), Failure> {
     let len = file_len as usize;
     // SAFETY: a read-only shared view of our own image file, unmapped below; nothing shortens
     // the file meanwhile (it is ours and unnamed, or named only by us).
@@ -623,6 +654,8 @@ pub struct TempImage<'a> {
     /// Where the temporary name is in `buf` once it exists.
     name: Option<(usize, usize)>,
     committed: bool,
+    /// A member's part of a tree image: nothing to name or rename.
+    part: bool,
 }
 
 /// Room in the buffer for the image path and its temporary name (or, at first, its directory).
@@ -649,10 +682,10 @@ impl<'a> TempImage<'a> {
             Ok(fd) => {
                 // O_TMPFILE applies the umask; the image is exactly 0600, whatever it is.
                 rustix::fs::fchmod(&fd, mode).map_err(|e| Failure::on_file("creating", e))?;
-                Ok(TempImage { fd, buf, image_len, name: None, committed: false })
+                Ok(TempImage { fd, buf, image_len, name: None, committed: false, part: false })
             }
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
-                let mut t = TempImage { fd: rustix::fs::open(c"/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("opening /", e))?, buf, image_len, name: None, committed: false };
+                let mut t = TempImage { fd: rustix::fs::open(c"/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("opening /", e))?, buf, image_len, name: None, committed: false, part: false };
                 t.fd = t.make_name(|name| rustix::fs::open(name, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, mode))?;
                 Ok(t)
             }
@@ -687,6 +720,11 @@ impl<'a> TempImage<'a> {
         Err(Failure::on_file("finding a free temporary name next to", Errno::EXIST))
     }
 
+    /// A member's part file (opened from the root's descriptor).
+    pub fn part(fd: OwnedFd, buf: &'a mut [u8]) -> TempImage<'a> {
+        TempImage { fd, buf, image_len: 0, name: None, committed: false, part: true }
+    }
+
     pub fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }
@@ -698,6 +736,10 @@ impl<'a> TempImage<'a> {
 
     /// Makes the image durable and puts it in place of the old one.
     fn commit(mut self) -> Result<(), Failure> {
+        if self.part {
+            self.committed = true;
+            return Ok(());
+        }
         rustix::fs::fsync(&self.fd).map_err(|e| Failure::on_file("syncing", e))?;
         if self.name.is_none() {
             // The unnamed file gets a name of its own first (linkat through /proc needs no
@@ -732,7 +774,7 @@ impl Drop for TempImage<'_> {
 
 /// In the writer: closes every descriptor but the image, stderr (for its messages) and the
 /// files whose contents it copies (deleted files and memfds).
-pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32) {
+pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32, also: impl Iterator<Item = i32>) {
     let keep = &mut parts.fd_list[..];
     let mut n = 0;
     let mut push = |fd: i32| {
@@ -743,6 +785,7 @@ pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32) {
     };
     push(image_fd);
     push(2);
+    also.for_each(&mut push);
     for (rec, _) in fds::records(&parts.fds[..parts.fds_len]).filter_map(Result::ok) {
         if matches!(rec.kind, FdKind::Deleted | FdKind::MemFd) {
             push(rec.fd);

@@ -1,0 +1,179 @@
+//! `NT_CKPT_TREE`: the processes of a tree checkpoint, in the root process's image.
+//!
+//! A tree image is one file: the root's image from offset 0 (an ordinary image, which gdb
+//! reads), then each other process's image, a whole image of its own starting on a page
+//! boundary. Every offset inside a part counts from the start of the file (see [`rebase`]), so
+//! a part is read like an image whose headers happen to start at `base`.
+//!
+//! ```text
+//!   u32 count, u32 record size (56)
+//!   count records:
+//!     u32 pid, ppid, pgid, sid     as the root's PID namespace saw them (0: outside it)
+//!     u32 state                    TREE_LIVE or TREE_ZOMBIE
+//!     u32 wait_status              a zombie's status as wait() reports it
+//!     u64 base, len                where its image is (0, 0 for a zombie)
+//!     u64 meta_hash                its image's header checksum, binding part to table
+//!     u64 reserved
+//! ```
+//! The first record is the root itself (base 0). A process's parent comes before it.
+
+use crate::bytes::{Reader, Records, Writer};
+use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD};
+use crate::fds::FdRecord;
+use crate::note::Notes;
+use crate::region::{RegionRecord, HEADER_SIZE, RECORD_SIZE};
+use crate::{ImageError, CKPT_NOTE_NAME, NT_CKPT_FDS, NT_CKPT_REGIONS, PAGE_SIZE};
+
+pub const TREE_RECORD_SIZE: usize = 56;
+pub const TREE_HEADER_SIZE: usize = 8;
+/// Most processes one tree image holds.
+pub const MAX_TREE: usize = 512;
+
+pub const TREE_LIVE: u32 = 0;
+pub const TREE_ZOMBIE: u32 = 1;
+
+/// One process of the tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeRecord {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    pub state: u32,
+    pub wait_status: u32,
+    pub base: u64,
+    pub len: u64,
+    pub meta_hash: u64,
+}
+
+impl TreeRecord {
+    pub fn is_zombie(&self) -> bool {
+        self.state == TREE_ZOMBIE
+    }
+
+    pub fn write(&self, w: &mut Writer) {
+        for v in [self.pid, self.ppid, self.pgid, self.sid, self.state, self.wait_status] {
+            w.u32(v);
+        }
+        w.u64(self.base);
+        w.u64(self.len);
+        w.u64(self.meta_hash);
+        w.u64(0);
+    }
+
+    pub fn read(r: &mut Reader) -> Result<TreeRecord, ImageError> {
+        let t = TreeRecord {
+            pid: r.u32()?,
+            ppid: r.u32()?,
+            pgid: r.u32()?,
+            sid: r.u32()?,
+            state: r.u32()?,
+            wait_status: r.u32()?,
+            base: r.u64()?,
+            len: r.u64()?,
+            meta_hash: r.u64()?,
+        };
+        r.skip(8)?;
+        if t.pid == 0 || t.state > TREE_ZOMBIE || t.base % PAGE_SIZE != 0 || (t.is_zombie() && t.len != 0) {
+            return Err(ImageError::Malformed("bad process tree record"));
+        }
+        Ok(t)
+    }
+}
+
+/// Bytes of a tree note for `count` processes.
+pub const fn note_len(count: usize) -> usize {
+    TREE_HEADER_SIZE + TREE_RECORD_SIZE * count
+}
+
+pub fn write_header(w: &mut Writer, count: usize) {
+    w.u32(count as u32);
+    w.u32(TREE_RECORD_SIZE as u32);
+}
+
+/// The records of a tree note's descriptor, checked as a whole: a known record size, the root
+/// first at base 0, no PID twice, every parent before its children, parts that do not overlap
+/// each other or the root's headers, and all within `file_len`.
+pub fn records(desc: &[u8], file_len: u64) -> Result<Records<'_, TreeRecord>, ImageError> {
+    let mut r = Reader::new(desc);
+    let count = r.u32()? as usize;
+    if r.u32()? as usize != TREE_RECORD_SIZE || count == 0 || count > MAX_TREE || desc.len() != note_len(count) {
+        return Err(ImageError::Malformed("bad process tree table"));
+    }
+    let body = &desc[TREE_HEADER_SIZE..];
+    let all = || Records::new(body, TreeRecord::read);
+    for (i, t) in all().enumerate() {
+        let t = t?;
+        if i == 0 && (t.base != 0 || t.is_zombie()) {
+            return Err(ImageError::Malformed("the process tree does not start with its root"));
+        }
+        let earlier = || all().take(i).filter_map(Result::ok);
+        if earlier().any(|o| o.pid == t.pid) {
+            return Err(ImageError::Malformed("a PID appears twice in the process tree"));
+        }
+        if i > 0 && !earlier().any(|o| o.pid == t.ppid && !o.is_zombie()) {
+            return Err(ImageError::Malformed("a process comes before its parent in the process tree"));
+        }
+        if i > 0 && !t.is_zombie() {
+            let end = t.base.checked_add(t.len).ok_or(ImageError::Truncated)?;
+            if end > file_len || t.len < PAGE_SIZE {
+                return Err(ImageError::Truncated);
+            }
+            let overlaps = earlier().skip(1).any(|o| !o.is_zombie() && o.base < end && t.base < o.base + o.len);
+            if overlaps || t.base == 0 {
+                return Err(ImageError::Malformed("process images overlap in the tree image"));
+            }
+        }
+    }
+    Ok(all())
+}
+
+/// Moves an image's metadata `delta` bytes further into a file: every offset it holds (region
+/// data in the program headers and region table, descriptor contents) grows by `delta`. The
+/// caller copies the image's bytes to the new place and seals the headers again
+/// ([`crate::seal`]).
+pub fn rebase(meta: &mut [u8], delta: u64) -> Result<(), ImageError> {
+    let ehdr = Ehdr::read(meta)?;
+    let phnum = ehdr.phnum as usize;
+    let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
+    for i in 1..phnum {
+        let at = EHDR_SIZE + PHDR_SIZE * i;
+        let mut ph = Phdr::read(&mut Reader::new(meta.get(at..at + PHDR_SIZE).ok_or(ImageError::Truncated)?))?;
+        if ph.p_type == PT_LOAD && ph.filesz > 0 {
+            ph.offset = ph.offset.checked_add(delta).ok_or(ImageError::Truncated)?;
+            ph.write(&mut Writer::new(&mut meta[at..at + PHDR_SIZE]));
+        }
+    }
+    // Where the two tables are, found first (the iterator borrows `meta`).
+    let (mut regions, mut fds) = (None, None);
+    for note in Notes::new(meta.get(notes_at..).ok_or(ImageError::Truncated)?) {
+        let note = note?;
+        let range = notes_at + note.desc_offset..notes_at + note.desc_offset + note.desc.len();
+        match (note.name == CKPT_NOTE_NAME, note.n_type) {
+            (true, NT_CKPT_REGIONS) => regions = Some(range),
+            (true, NT_CKPT_FDS) => fds = Some(range),
+            _ => {}
+        }
+    }
+    let regions = regions.ok_or(ImageError::Malformed("no region table"))?;
+    let table = &mut meta[regions];
+    let count = Reader::new(table).u32()? as usize;
+    for i in 0..count {
+        let at = HEADER_SIZE + RECORD_SIZE * i;
+        let bytes = table.get_mut(at..at + RECORD_SIZE).ok_or(ImageError::Truncated)?;
+        let mut rec = RegionRecord::read(&mut Reader::new(bytes))?;
+        if rec.has_data() {
+            rec.data_offset = rec.data_offset.checked_add(delta).ok_or(ImageError::Truncated)?;
+            rec.write(&mut Writer::new(bytes));
+        }
+    }
+    if let Some(fds) = fds {
+        crate::fds::update_records(&mut meta[fds], |rec: &mut FdRecord, _| {
+            if rec.has_blob() {
+                rec.blob_offset = rec.blob_offset.checked_add(delta).ok_or(ImageError::Truncated)?;
+            }
+            Ok::<(), ImageError>(())
+        })?;
+    }
+    Ok(())
+}

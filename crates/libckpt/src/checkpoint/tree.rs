@@ -1,0 +1,671 @@
+//! Tree checkpoints: the signalled process (the root) and every process below it, stopped at
+//! one moment and written into one image.
+//!
+//! Every process of the tree runs libckpt (`LD_PRELOAD` passes to children), so each captures
+//! itself; the root coordinates through a small control block in a memfd, which each member
+//! maps by opening `/proc/ROOT/fd/N` (the request names N):
+//!
+//! ```text
+//!   root                                       each member (a descendant)
+//!   stops its threads
+//!   lists its descendants (/proc/P/task/T/children), checks each handles the signal,
+//!   sends each the signal with sigqueue ───────▶ joins the control block, stops its threads,
+//!   (again, until no new process appears)        says PARKED, waits
+//!   makes an unnamed part file per member
+//!   phase CAPTURE ─────────────────────────────▶ captures itself, forks its writer into the
+//!   captures itself                               part file, says CAPTURED, waits
+//!   waits for every CAPTURED; forks its writer
+//!   phase RESUME ──────────────────────────────▶ goes on
+//!   root's writer: its own image, then each       member's writer: its image, says WRITTEN
+//!   member's part appended and rebased, and the
+//!   table of the tree (NT_CKPT_TREE); renames
+//! ```
+//! Nothing is captured before every process is stopped, so a pipe's bytes and the memory two
+//! processes share are seen at one moment. Zombies are recorded with their status. A
+//! descendant that does not handle the checkpoint signal (it did not load the library) is never
+//! sent it: the checkpoint fails naming it. Any failure sets phase ABORT; everyone goes on and
+//! the previous image stays.
+//!
+//! # Signal-safety fence
+//! Runs in the checkpoint signal handler and in the writers: raw system calls, atomics and
+//! futexes on the shared block, fixed buffers; no allocation, no locks, no libc.
+
+use super::procfs::{parse_dec, read_small};
+use super::Failure;
+use ckpt_image::tree::{TreeRecord, MAX_TREE, TREE_LIVE, TREE_ZOMBIE};
+use ckpt_sigsafe::proctext::{numbered_path, pid_list, stat_comm, stat_field, stat_state, status_field};
+use ckpt_sigsafe::{say, sys};
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::thread::futex;
+use rustix::time::Timespec;
+
+/// The top half of a request's `si_value` ("CKTR"); the bottom half is the control block's
+/// descriptor number in the root.
+const TAG: u64 = 0x434b_5452;
+
+const PHASE_STOPPING: u32 = 0;
+const PHASE_CAPTURE: u32 = 1;
+const PHASE_RESUME: u32 = 2;
+const PHASE_ABORT: u32 = 3;
+
+const SIGNALLED: u32 = 0;
+const PARKED: u32 = 1;
+const CAPTURED: u32 = 2;
+const WRITTEN: u32 = 3;
+const FAILED: u32 = 4;
+const ZOMBIE: u32 = 5;
+const GONE: u32 = 6;
+
+/// How long the root waits for the members to stop, or to capture themselves.
+const STOP_TIMEOUT_NS: u64 = 10_000_000_000;
+/// How long a member waits for the root's word before it goes on by itself.
+const HOLD_TIMEOUT_NS: u64 = 600_000_000_000;
+
+#[repr(C)]
+struct Member {
+    pid: u32,
+    ppid: u32,
+    pgid: u32,
+    sid: u32,
+    state: AtomicU32,
+    wait_status: u32,
+    /// The member's part file, as a descriptor of the root.
+    part_fd: i32,
+    writer: AtomicU32,
+    len: AtomicU64,
+}
+
+#[repr(C)]
+struct Control {
+    root: u32,
+    phase: AtomicU32,
+    /// Bumped at every member's change of state: the root's futex.
+    events: AtomicU32,
+    count: u32,
+    members: [Member; MAX_TREE],
+    /// The encoded `NT_CKPT_TREE` descriptor, filled by the root's writer.
+    note: [u8; ckpt_image::tree::note_len(MAX_TREE + 1)],
+}
+
+const CONTROL_LEN: usize = core::mem::size_of::<Control>().next_multiple_of(4096);
+
+fn map_control(fd: BorrowedFd) -> Result<&'static Control, Errno> {
+    // SAFETY: a shared mapping of the control memfd, which is CONTROL_LEN bytes long; it stays
+    // mapped for the life of this process (and its writers), so 'static holds.
+    let p = unsafe { rustix::mm::mmap(core::ptr::null_mut(), CONTROL_LEN, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0) }?;
+    // SAFETY: zero-filled (or filled by the root) memory of the right size and alignment; every
+    // field written by more than one process is an atomic, the others are written by the root
+    // before the members read them.
+    Ok(unsafe { &*(p as *const Control) })
+}
+
+fn wake(word: &AtomicU32) {
+    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+}
+
+fn bump(ctl: &Control) {
+    ctl.events.fetch_add(1, SeqCst);
+    wake(&ctl.events);
+}
+
+/// Waits until `word` is no longer `seen`, at most `ns`.
+fn wait_change(word: &AtomicU32, seen: u32, ns: u64) {
+    let t = Timespec { tv_sec: (ns / 1_000_000_000) as i64, tv_nsec: (ns % 1_000_000_000) as i64 };
+    let _ = futex::wait(word, futex::Flags::empty(), seen, Some(&t));
+}
+
+fn now_ns() -> u64 {
+    super::procfs::monotonic_ns()
+}
+
+/// `/proc/PID/stat` of a process, or `None` once it is gone.
+fn stat(pid: u32, buf: &mut [u8]) -> Option<usize> {
+    let mut path = [0u8; 64];
+    read_small(numbered_path(&mut path, b"/proc/", pid as u64, b"/stat")?, buf).ok().filter(|&n| n > 0)
+}
+
+fn name_of(pid: u32, buf: &mut [u8; 512]) -> &[u8] {
+    let n = stat(pid, buf).unwrap_or(0);
+    stat_comm(&buf[..n])
+}
+
+// ---------------------------------------------------------------------------------------------
+// The root.
+
+/// The root's side of a tree checkpoint under way. Dropping it lets every member go on (and,
+/// unless [`Tree::release`] was called, tells them the checkpoint was called off).
+pub struct Tree {
+    ctl: &'static Control,
+    ctl_fd: OwnedFd,
+    released: bool,
+}
+
+impl Tree {
+    /// Stops every descendant of this process (whose threads are already stopped), or `None`
+    /// when it has none.
+    pub fn gather(signal: i32, image: &[u8]) -> Result<Option<Tree>, Failure> {
+        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        let mut any = false;
+        for_each_child(me, |_| any = true);
+        if !any {
+            return Ok(None);
+        }
+        let fd = rustix::fs::memfd_create(c"ckpt-tree", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| Failure::new("making the tree's control block", e))?;
+        rustix::fs::ftruncate(&fd, CONTROL_LEN as u64).map_err(|e| Failure::new("making the tree's control block", e))?;
+        let ctl = map_control(fd.as_fd()).map_err(|e| Failure::new("mapping the tree's control block", e))?;
+        // SAFETY: nobody else has the block yet; `root` and `count` are written by the root only.
+        unsafe { (*(ctl as *const Control as *mut Control)).root = me };
+        let mut tree = Tree { ctl, ctl_fd: fd, released: false };
+        tree.stop_all(me, signal)?;
+        tree.make_part_files(image)?;
+        tree.ctl.phase.store(PHASE_CAPTURE, SeqCst);
+        wake(&tree.ctl.phase);
+        Ok(Some(tree))
+    }
+
+    fn members(&self) -> &[Member] {
+        &self.ctl.members[..self.ctl.count as usize]
+    }
+
+    fn add(&mut self, m: Member) -> Result<&Member, Failure> {
+        let n = self.ctl.count as usize;
+        if n == MAX_TREE {
+            return Err(Failure::plain("the process tree has more processes than one image can hold"));
+        }
+        // SAFETY: slot n is not yet visible to any member (count says so), and only the root
+        // writes slots and count.
+        unsafe {
+            let c = self.ctl as *const Control as *mut Control;
+            core::ptr::addr_of_mut!((*c).members[n]).write(m);
+            (*c).count = n as u32 + 1;
+        }
+        Ok(&self.ctl.members[n])
+    }
+
+    /// Lists the descendants until a pass finds none new, signalling each new one, and waits
+    /// until every one has stopped (or turned out a zombie, or gone).
+    fn stop_all(&mut self, me: u32, signal: i32) -> Result<(), Failure> {
+        let request = TAG << 32 | self.ctl_fd.as_raw_fd() as u32 as u64;
+        loop {
+            let mut new = 0usize;
+            // Breadth first: the root, then each member as it is found, so that a parent is
+            // always recorded before its children.
+            let mut i = 0usize;
+            while i <= self.ctl.count as usize {
+                let parent = if i == 0 { me } else { self.ctl.members[i - 1].pid };
+                let skip = i > 0 && matches!(self.ctl.members[i - 1].state.load(SeqCst), ZOMBIE | GONE);
+                i += 1;
+                if skip {
+                    continue;
+                }
+                let mut found = [0u32; 256];
+                let mut nfound = 0;
+                for_each_child(parent, |pid| {
+                    if nfound < found.len() {
+                        found[nfound] = pid;
+                        nfound += 1;
+                    }
+                });
+                for &pid in &found[..nfound] {
+                    if !self.members().iter().any(|m| m.pid == pid) {
+                        self.admit(pid, signal, request)?;
+                        new += 1;
+                    }
+                }
+            }
+            self.wait_for(SIGNALLED, "stop for the checkpoint")?;
+            if new == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Records process `pid` and asks it to stop, or records it as a zombie.
+    fn admit(&mut self, pid: u32, signal: i32, request: u64) -> Result<(), Failure> {
+        let mut buf = [0u8; 512];
+        let started = now_ns();
+        loop {
+            let Some(n) = stat(pid, &mut buf) else { return Ok(()) };
+            let st = &buf[..n];
+            let f = |i| stat_field(st, i).unwrap_or(0) as u32;
+            let mut m = Member {
+                pid,
+                ppid: f(4),
+                pgid: f(5),
+                sid: f(6),
+                state: AtomicU32::new(SIGNALLED),
+                wait_status: 0,
+                part_fd: -1,
+                writer: AtomicU32::new(0),
+                len: AtomicU64::new(0),
+            };
+            if matches!(stat_state(st), Some(b'Z' | b'X')) {
+                m.wait_status = f(52);
+                m.state = AtomicU32::new(ZOMBIE);
+                self.add(m)?;
+                return Ok(());
+            }
+            if handles(pid, signal) {
+                self.add(m)?;
+                return match sys::sigqueue(pid, signal as u32, request) {
+                    Ok(()) => Ok(()),
+                    Err(Errno::SRCH) => {
+                        self.members()[self.ctl.count as usize - 1].state.store(GONE, SeqCst);
+                        Ok(())
+                    }
+                    Err(e) => Err(Failure::new("signalling a process of the tree", e)),
+                };
+            }
+            // Perhaps it is starting a program (execve), whose library has not yet installed
+            // its handler: a moment's grace, then it is named.
+            if now_ns() - started > 1_000_000_000 {
+                let mut line = ckpt_sigsafe::out::Line::new();
+                let _ = core::fmt::Write::write_fmt(&mut line, format_args!(
+                    "ckpt: checkpoint failed: process {pid} ({}) of the tree does not run libckpt.so (a static program, or one started without LD_PRELOAD); the tree goes on and the previous image is kept",
+                    ckpt_sigsafe::out::Lossy(stat_comm(st))
+                ));
+                line.emit();
+                return Err(Failure::silent());
+            }
+            let _ = rustix::thread::nanosleep(&Timespec { tv_sec: 0, tv_nsec: 10_000_000 });
+        }
+    }
+
+    /// Waits until no member is in state `from` any more (each moved on, or died), boundedly.
+    /// A member that failed, or did not move in time, fails the checkpoint.
+    fn wait_for(&self, from: u32, what: &str) -> Result<(), Failure> {
+        let started = now_ns();
+        loop {
+            let seen = self.ctl.events.load(SeqCst);
+            let mut waiting = None;
+            for m in self.members() {
+                let s = m.state.load(SeqCst);
+                if s == FAILED {
+                    let mut buf = [0u8; 512];
+                    say!("ckpt: checkpoint failed: process {} ({}) of the tree could not {what}; the tree goes on and the previous image is kept", m.pid, ckpt_sigsafe::out::Lossy(name_of(m.pid, &mut buf)));
+                    return Err(Failure::silent());
+                }
+                if s != from {
+                    continue;
+                }
+                // Still there? A process that exited meanwhile is a zombie now, or gone.
+                let mut buf = [0u8; 512];
+                match stat(m.pid, &mut buf) {
+                    None => m.state.store(GONE, SeqCst),
+                    Some(n) if from == SIGNALLED && matches!(stat_state(&buf[..n]), Some(b'Z' | b'X')) => {
+                        // SAFETY: only the root writes wait_status, and members never read it.
+                        unsafe { *(core::ptr::addr_of!(m.wait_status) as *mut u32) = stat_field(&buf[..n], 52).unwrap_or(0) as u32 };
+                        m.state.store(ZOMBIE, SeqCst);
+                    }
+                    Some(n) if matches!(stat_state(&buf[..n]), Some(b'Z' | b'X')) => {
+                        m.state.store(FAILED, SeqCst);
+                    }
+                    Some(_) => waiting = Some(m.pid),
+                }
+            }
+            let Some(pid) = waiting else { return Ok(()) };
+            if now_ns() - started > STOP_TIMEOUT_NS {
+                let mut buf = [0u8; 512];
+                say!("ckpt: checkpoint failed: process {pid} ({}) of the tree did not {what} within {} s; the tree goes on and the previous image is kept", ckpt_sigsafe::out::Lossy(name_of(pid, &mut buf)), STOP_TIMEOUT_NS / 1_000_000_000);
+                return Err(Failure::silent());
+            }
+            wait_change(&self.ctl.events, seen, 50_000_000);
+        }
+    }
+
+    /// An unnamed file next to the image for each stopped member, which it opens through
+    /// `/proc/ROOT/fd/N` and its writer fills.
+    fn make_part_files(&mut self, image: &[u8]) -> Result<(), Failure> {
+        let slash = image.iter().rposition(|&c| c == b'/').ok_or(Failure::plain("image path is not absolute"))?;
+        let mut buf = [0u8; ckpt_image::state::PATH_MAX + 1];
+        let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
+        buf[..dir.len()].copy_from_slice(dir);
+        let dir = core::ffi::CStr::from_bytes_with_nul(&buf[..dir.len() + 1]).map_err(|_| Failure::plain("bad image path"))?;
+        for i in 0..self.ctl.count as usize {
+            if self.ctl.members[i].state.load(SeqCst) != PARKED {
+                continue;
+            }
+            let fd = match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => fd,
+                // A file system without unnamed files: the part waits in memory instead.
+                Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => rustix::fs::memfd_create(c"ckpt-part", rustix::fs::MemfdFlags::CLOEXEC)
+                    .map_err(|e| Failure::new("making a part file for a process of the tree", e))?,
+                Err(e) => return Err(Failure::on_file("creating a part file in the directory of", e)),
+            };
+            // SAFETY: only the root writes part_fd, before phase CAPTURE lets the member read it.
+            unsafe { *(core::ptr::addr_of!(self.ctl.members[i].part_fd) as *mut i32) = core::mem::ManuallyDrop::new(fd).as_raw_fd() };
+        }
+        Ok(())
+    }
+
+    /// Waits until every stopped member has captured itself and started its writer.
+    pub fn wait_captured(&self) -> Result<(), Failure> {
+        self.wait_for(PARKED, "be captured")
+    }
+
+    /// Lets every member go on: the checkpoint is taken.
+    pub fn release(&mut self) {
+        self.released = true;
+        self.ctl.phase.store(PHASE_RESUME, SeqCst);
+        wake(&self.ctl.phase);
+    }
+
+    /// The descriptors the writer must keep: the part files.
+    pub fn part_fds(&self) -> impl Iterator<Item = i32> + '_ {
+        self.members().iter().map(|m| m.part_fd).filter(|&fd| fd >= 0)
+    }
+
+    /// The descriptors of this checkpoint's own (the control block, the part files), in `buf`.
+    pub fn own_fds<'b>(&self, buf: &'b mut [i32]) -> &'b [i32] {
+        let mut n = 0;
+        for fd in core::iter::once(self.ctl_fd.as_raw_fd()).chain(self.part_fds()) {
+            if n < buf.len() {
+                buf[n] = fd;
+                n += 1;
+            }
+        }
+        &buf[..n]
+    }
+
+    /// Records in the tree note: the root and every member but those gone.
+    pub fn note_len(&self) -> usize {
+        ckpt_image::tree::note_len(1 + self.members().iter().filter(|m| m.state.load(SeqCst) != GONE).count())
+    }
+
+    /// In the root's writer, once its own data ends at `end`: waits for each member's part,
+    /// appends it (page-aligned, holes kept), moves its offsets to where it now is (and, with a
+    /// key, authenticates it again), and encodes the tree note. Returns the file's new end and
+    /// the note.
+    pub fn append_parts(&self, img: i32, end: u64, key: Option<&ckpt_image::mac::Key>, own: TreeRecord) -> Result<(u64, &[u8]), Failure> {
+        let mut end = end;
+        // SAFETY: the note buffer is written only here, in the root's writer, and read back
+        // through the returned slice; no member touches it.
+        let note = unsafe { &mut *(core::ptr::addr_of!(self.ctl.note) as *mut [u8; ckpt_image::tree::note_len(MAX_TREE + 1)]) };
+        let len = self.note_len();
+        let mut w = ckpt_image::bytes::Writer::new(&mut note[..len]);
+        ckpt_image::tree::write_header(&mut w, len / ckpt_image::tree::TREE_RECORD_SIZE);
+        own.write(&mut w);
+        for m in self.members() {
+            let mut rec = TreeRecord { pid: m.pid, ppid: m.ppid, pgid: m.pgid, sid: m.sid, state: TREE_LIVE, ..TreeRecord::default() };
+            match m.state.load(SeqCst) {
+                GONE => continue,
+                ZOMBIE => {
+                    rec.state = TREE_ZOMBIE;
+                    rec.wait_status = m.wait_status;
+                }
+                _ => {
+                    self.wait_written(m)?;
+                    let base = ckpt_image::page_up(end);
+                    let part_len = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(m.part_fd) }).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
+                    copy_part(m.part_fd, img, base, part_len)?;
+                    rec.meta_hash = rebase_part(img, base, part_len, key)?;
+                    rec.base = base;
+                    rec.len = part_len;
+                    end = base + part_len;
+                }
+            }
+            rec.write(&mut w);
+        }
+        if w.finish() != Some(len) {
+            return Err(Failure::plain("laying out the tree table"));
+        }
+        Ok((end, &note[..len]))
+    }
+
+    fn wait_written(&self, m: &Member) -> Result<(), Failure> {
+        loop {
+            let seen = self.ctl.events.load(SeqCst);
+            match m.state.load(SeqCst) {
+                WRITTEN => return Ok(()),
+                FAILED => {
+                    say!("ckpt: checkpoint failed: process {} of the tree could not write its image; the previous image is kept", m.pid);
+                    return Err(Failure::silent());
+                }
+                _ => {}
+            }
+            let writer = m.writer.load(SeqCst);
+            if writer == 0 || sys::kill(writer, 0) == Err(Errno::SRCH) {
+                say!("ckpt: checkpoint failed: the image writer of process {} of the tree ended before it finished; the previous image is kept", m.pid);
+                return Err(Failure::silent());
+            }
+            wait_change(&self.ctl.events, seen, 100_000_000);
+        }
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        if !self.released {
+            self.ctl.phase.store(PHASE_ABORT, SeqCst);
+            wake(&self.ctl.phase);
+        }
+        for fd in self.part_fds() {
+            // SAFETY: the part files are the root's own descriptors, made by `make_part_files`
+            // and used by nothing else in this process (the writer has its own copies).
+            unsafe { sys::close(fd) };
+        }
+    }
+}
+
+/// Calls `f` with each child of process `pid` (children of all its threads).
+fn for_each_child(pid: u32, mut f: impl FnMut(u32)) {
+    let mut path = [0u8; 64];
+    let Some(task) = numbered_path(&mut path, b"/proc/", pid as u64, b"/task") else { return };
+    let Ok(dir) = rustix::fs::open(task, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
+    let mut dbuf = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut entries = rustix::fs::RawDir::new(&dir, &mut dbuf);
+    while let Some(Ok(e)) = entries.next() {
+        let Some(tid) = parse_dec(e.file_name().to_bytes()) else { continue };
+        let mut p = [0u8; 96];
+        let mut w = ckpt_image::bytes::Writer::new(&mut p[..]);
+        w.bytes(b"/proc/");
+        w.decimal(pid as u64);
+        w.bytes(b"/task/");
+        w.decimal(tid);
+        w.bytes(b"/children\0");
+        let Some(n) = w.finish() else { continue };
+        let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p[..n]) else { continue };
+        let mut text = [0u8; 4096];
+        if let Ok(n) = read_small(c, &mut text) {
+            pid_list(&text[..n]).for_each(&mut f);
+        }
+    }
+}
+
+/// Whether process `pid` catches `signal` (it runs libckpt, whose handler is installed before
+/// `main`): a process that does not would be killed by it.
+fn handles(pid: u32, signal: i32) -> bool {
+    let mut path = [0u8; 64];
+    let Some(p) = numbered_path(&mut path, b"/proc/", pid as u64, b"/status") else { return false };
+    let mut buf = [0u8; 4096];
+    let Ok(n) = read_small(p, &mut buf) else { return false };
+    status_field(&buf[..n], b"SigCgt:").and_then(ckpt_sigsafe::proctext::parse_hex).is_some_and(|m| m & 1 << (signal - 1) != 0)
+}
+
+/// Copies a part file into the image at `base`, its data stretches only (holes stay holes).
+fn copy_part(part: i32, img: i32, base: u64, len: u64) -> Result<(), Failure> {
+    // SAFETY: the part file is open in this writer for its whole run.
+    let from = unsafe { BorrowedFd::borrow_raw(part) };
+    for (a, b) in ckpt_sigsafe::extents::data_extents(from, 0, len) {
+        let mut off = a;
+        while off < b {
+            match sys::copy_file_range(part, off, img, base + off, (b - off).min(1 << 30) as usize) {
+                Ok(0) => return Err(Failure::plain("copying a part of the tree (it ended early)")),
+                Ok(n) => off += n as u64,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(Failure::new("copying a part of the tree into the image", e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves the offsets of the part now at `base` to count from the start of the image, seals its
+/// headers again and, with a key, authenticates it again. Returns its header checksum.
+fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>) -> Result<u64, Failure> {
+    let bad = |_| Failure::plain("reading back a part of the tree");
+    // SAFETY: a shared writable view of our own image file, from the page-aligned start of
+    // the part to its end, unmapped below; nothing else writes the file meanwhile.
+    let view = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len as usize, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, BorrowedFd::borrow_raw(img), base) }
+        .map_err(|e| Failure::new("mapping a part of the tree", e))?;
+    // SAFETY: `len` bytes mapped above, used only through this slice until the munmap.
+    let part = unsafe { core::slice::from_raw_parts_mut(view as *mut u8, len as usize) };
+    let result = (|| {
+        let meta_len = ckpt_image::image::meta_len(part).map_err(bad)? as usize;
+        let meta = part.get_mut(..meta_len).ok_or(Failure::plain("reading back a part of the tree"))?;
+        ckpt_image::tree::rebase(meta, base).map_err(bad)?;
+        ckpt_image::seal(meta).map_err(bad)?;
+        if let Some(key) = key {
+            authenticate_part(img, base + len, meta, key)?;
+        }
+        ckpt_image::bytes::le_u64_at(meta, ckpt_image::image::meta_hash_offset(meta).map_err(bad)?).ok_or(Failure::plain("reading back a part of the tree"))
+    })();
+    // SAFETY: our own view; `part` is not used after this.
+    let _ = unsafe { rustix::mm::munmap(view, len as usize) };
+    result
+}
+
+/// The part's MAC, over the image file up to `file_len` (the part's end).
+fn authenticate_part(img: i32, file_len: u64, meta: &mut [u8], key: &ckpt_image::mac::Key) -> Result<(), Failure> {
+    // The state decodes into memory of its own (it is large for a signal stack).
+    let size = core::mem::size_of::<ckpt_image::ProcessState>();
+    // SAFETY: a fresh private anonymous mapping, unmapped below.
+    let room = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
+        .map_err(|e| Failure::new("authenticating a part of the tree", e))?;
+    // SAFETY: the mapping is large enough and aligned for a ProcessState, written before use.
+    let state = unsafe {
+        (room as *mut ckpt_image::ProcessState).write(ckpt_image::ProcessState::ZERO);
+        &mut *(room as *mut ckpt_image::ProcessState)
+    };
+    let r = super::write::authenticate(img, meta, file_len, key, state);
+    // SAFETY: our own mapping; `state` is not used after this.
+    let _ = unsafe { rustix::mm::munmap(room, size) };
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// A member.
+
+/// A request from a root, from the checkpoint signal's `siginfo`: the root's PID and the
+/// number of its control block descriptor.
+#[derive(Clone, Copy)]
+pub struct Request {
+    root: u32,
+    ctl_fd: i32,
+}
+
+/// Whether a checkpoint signal is a root's request (`sigqueue` with the tag) rather than a
+/// user's `kill`.
+pub fn request(code: i32, sender: u32, value: u64) -> Option<Request> {
+    (code == -1 && value >> 32 == TAG && sender != 0).then_some(Request { root: sender, ctl_fd: value as u32 as i32 })
+}
+
+/// This process's place in a tree checkpoint.
+pub struct Joined {
+    ctl: &'static Control,
+    root: u32,
+    index: usize,
+    done: bool,
+}
+
+impl Joined {
+    /// Maps the root's control block and finds this process in it.
+    pub fn join(r: Request) -> Result<Joined, Failure> {
+        let mut path = [0u8; 96];
+        let mut w = ckpt_image::bytes::Writer::new(&mut path[..]);
+        w.bytes(b"/proc/");
+        w.decimal(r.root as u64);
+        w.bytes(b"/fd/");
+        w.decimal(r.ctl_fd as u64);
+        w.u8(0);
+        let n = w.finish().ok_or(Failure::plain("joining the tree's checkpoint"))?;
+        let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Failure::plain("joining the tree's checkpoint"))?;
+        let fd = rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("joining the tree's checkpoint", e))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| Failure::new("joining the tree's checkpoint", e))?;
+        if st.st_size as usize != CONTROL_LEN {
+            return Err(Failure::plain("joining the tree's checkpoint (not a control block)"));
+        }
+        let ctl = map_control(fd.as_fd()).map_err(|e| Failure::new("joining the tree's checkpoint", e))?;
+        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        let index = ctl.members[..(ctl.count as usize).min(MAX_TREE)].iter().position(|m| m.pid == me);
+        match index {
+            Some(index) if ctl.root == r.root => Ok(Joined { ctl, root: r.root, index, done: false }),
+            _ => Err(Failure::plain("joining the tree's checkpoint (this process is not in it)")),
+        }
+    }
+
+    fn me(&self) -> &Member {
+        &self.ctl.members[self.index]
+    }
+
+    fn set(&self, state: u32) {
+        self.me().state.store(state, SeqCst);
+        bump(self.ctl);
+    }
+
+    /// Says this process is stopped, and waits for the root's word: `true` to capture now,
+    /// `false` if the checkpoint was called off (or the root is gone).
+    pub fn parked_wait(&self) -> bool {
+        self.set(PARKED);
+        self.wait_phase(PHASE_STOPPING) == PHASE_CAPTURE
+    }
+
+    fn wait_phase(&self, from: u32) -> u32 {
+        let started = now_ns();
+        loop {
+            let p = self.ctl.phase.load(SeqCst);
+            if p != from {
+                return p;
+            }
+            if now_ns() - started > HOLD_TIMEOUT_NS || sys::kill(self.root, 0) == Err(Errno::SRCH) {
+                return PHASE_ABORT;
+            }
+            wait_change(&self.ctl.phase, from, 200_000_000);
+        }
+    }
+
+    /// Opens this process's part file (the root's descriptor).
+    pub fn open_part(&self) -> Result<OwnedFd, Failure> {
+        let mut path = [0u8; 96];
+        let mut w = ckpt_image::bytes::Writer::new(&mut path[..]);
+        w.bytes(b"/proc/");
+        w.decimal(self.root as u64);
+        w.bytes(b"/fd/");
+        w.decimal(self.me().part_fd as u64);
+        w.u8(0);
+        let n = w.finish().ok_or(Failure::plain("opening the part file"))?;
+        let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Failure::plain("opening the part file"))?;
+        rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("opening the part file", e))
+    }
+
+    /// In the writer's parent: the writer is `pid`.
+    pub fn writer_started(&self, pid: u32) {
+        self.me().writer.store(pid, SeqCst);
+    }
+
+    /// The writer has started: waits for the root to let the tree go on.
+    pub fn captured_wait(&mut self) {
+        self.done = true;
+        self.set(CAPTURED);
+        self.wait_phase(PHASE_CAPTURE);
+    }
+
+    /// In the writer: the part is complete (`ok`) or not.
+    pub fn written(&self, ok: bool) {
+        self.set(if ok { WRITTEN } else { FAILED });
+    }
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        // Leaving before the capture is done: the root must not wait for this process.
+        if !self.done {
+            self.set(FAILED);
+        }
+    }
+}
