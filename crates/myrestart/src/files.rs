@@ -18,7 +18,7 @@
 //! - other special descriptors (netlink sockets, io_uring, …) are not restored: named, and left
 //!   closed.
 
-use crate::plan::{FdSlot, MapSlot, PipeSlot, Plan, MAX_FDS, MAX_FILE_MAPS};
+use crate::plan::{FdSlot, MapSlot, PipeSlot, Plan, SharedSlot, MAX_FDS, MAX_FILE_MAPS};
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
@@ -242,7 +242,7 @@ fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> R
             }
             let rd = park(rd, p.fd_base).map_err(|e| bad("parking", e))?;
             let wr = park(wr, p.fd_base).map_err(|e| bad("parking", e))?;
-            p.pipes[p.npipes] = PipeSlot { ino: rec.ino, rd, wr, has_rd: false, has_wr: false };
+            p.pipes[p.npipes] = PipeSlot { ino: rec.ino, rd, wr, has_rd: false, has_wr: false, pooled: false };
             p.npipes += 1;
             p.npipes - 1
         }
@@ -257,7 +257,12 @@ fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> R
     let end = if reader { slot.rd } else { slot.wr };
     // SAFETY: `end` is a parked descriptor of ours, open for the whole plan.
     let end_fd = unsafe { BorrowedFd::borrow_raw(end) };
-    if rec.blob_len > 0 {
+    if end < 0 {
+        // A pipe of the tree whose end no process had: none has it now either.
+        refuse(image_path, format_args!("fd {} (pipe): its end is missing", rec.fd));
+        return Err(());
+    }
+    if rec.blob_len > 0 && !slot.pooled {
         // SAFETY: as above.
         let wr = unsafe { BorrowedFd::borrow_raw(slot.wr) };
         fill_pipe(image_fd, rec.blob_offset, wr, rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
@@ -326,7 +331,7 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
 /// A pipe end that was outside the process is closed now: the restored program then reads EOF
 /// after the bytes that were in flight, or gets EPIPE when it writes.
 fn close_missing_pipe_ends(p: &mut Plan) {
-    for s in &p.pipes[..p.npipes] {
+    for s in p.pipes[..p.npipes].iter_mut().filter(|s| !s.pooled) {
         for (had, fd, which) in [(s.has_rd, s.rd, "read"), (s.has_wr, s.wr, "write")] {
             if !had {
                 say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process)", s.ino);
@@ -617,6 +622,11 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
             return Ok(MapSlot { region: i as u32, fd, fill: fill && !sealed });
         }
     }
+    // Shared memory of a tree: made once for all its processes.
+    if let Some(s) = p.shared[..p.nshared].iter().find(|s| s.dev == rec.dev && s.ino == rec.inode) {
+        let fd = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(s.fd) }, p.fd_base).map_err(|e| bad("sharing it", e))?;
+        return Ok(MapSlot { region: i as u32, fd: fd.into_raw_fd(), fill });
+    }
     // Shared memory without a descriptor: a new memfd covering every mapping of it.
     let size = (0..image.region_count())
         .filter_map(|j| image.region(j).ok())
@@ -631,6 +641,106 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
     rustix::fs::ftruncate(&fd, size).map_err(|e| bad("sizing its memfd", e))?;
     let fd = park(fd, p.fd_base).map_err(|e| bad("parking", e))?;
     Ok(MapSlot { region: i as u32, fd, fill })
+}
+
+/// Before the processes of a tree exist: the kernel objects they share, made once so that each
+/// process (created below this one) inherits them: every pipe, holding its bytes, and shared
+/// memory that no descriptor stands for. Each process then takes its ends and mappings from
+/// these, by inode ([`pipe_end`], [`shared_memory_slot`]).
+pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
+    let bad = |what: &str, e: Errno| refuse(image_path, format_args!("making the tree's shared objects: {what}: {}", describe(e)));
+    let mut ends = [(false, false); MAX_FDS];
+    for m in 0..p.ntree {
+        let part = p.tree[m];
+        if part.rec.is_zombie() {
+            continue;
+        }
+        // SAFETY: the part's headers, mapped by the plan and never unmapped before the point
+        // of no return.
+        let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
+        let image = Image::parse(meta, p.file_len, &mut p.state).map_err(|e| refuse(image_path, format_args!("{e}")))?;
+        for (rec, path) in image.fds().filter_map(Result::ok) {
+            if rec.kind != FdKind::Pipe || !path.starts_with(b"pipe:[") || rec.same_as >= 0 {
+                continue;
+            }
+            let i = match p.pipes[..p.npipes].iter().position(|s| s.ino == rec.ino) {
+                Some(i) => i,
+                None => {
+                    if p.npipes == p.pipes.len() {
+                        refuse(image_path, format_args!("more than {} pipes", p.pipes.len()));
+                        return Err(());
+                    }
+                    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| bad("a pipe", e))?;
+                    if rec.size > 0 {
+                        let _ = rustix::pipe::fcntl_setpipe_size(&wr, rec.size as usize);
+                    }
+                    let rd = park(rd, p.fd_base).map_err(|e| bad("parking", e))?;
+                    let wr = park(wr, p.fd_base).map_err(|e| bad("parking", e))?;
+                    p.pipes[p.npipes] = PipeSlot { ino: rec.ino, rd, wr, has_rd: false, has_wr: false, pooled: true };
+                    p.npipes += 1;
+                    p.npipes - 1
+                }
+            };
+            let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
+            if reader {
+                ends[i].0 = true;
+            } else {
+                ends[i].1 = true;
+            }
+            // The bytes in it, once (every process that had a read end saw the same bytes).
+            if rec.blob_len > 0 && !core::mem::replace(&mut p.pipes[i].has_rd, true) {
+                // SAFETY: a parked descriptor of ours.
+                let wr = unsafe { BorrowedFd::borrow_raw(p.pipes[i].wr) };
+                fill_pipe(p.image_fd, rec.blob_offset, wr, rec.blob_len).map_err(|e| bad("putting back a pipe's bytes", e))?;
+            }
+        }
+        for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
+            let rec = r.record;
+            if !rec.is_shared() || rec.from_file() || rec.kind.is_kernel_special() {
+                continue;
+            }
+            let open = image.fds().filter_map(Result::ok).any(|(f, _)| matches!(f.kind, FdKind::MemFd | FdKind::Deleted) && f.ino == rec.inode);
+            if open || p.shared[..p.nshared].iter().any(|s| s.dev == rec.dev && s.ino == rec.inode) {
+                continue;
+            }
+            if p.nshared == p.shared.len() {
+                refuse(image_path, format_args!("more than {} shared memory objects", p.shared.len()));
+                return Err(());
+            }
+            let fd = rustix::fs::memfd_create(c"ckpt-shared", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| bad("a memfd", e))?;
+            let fd = park(fd, p.fd_base).map_err(|e| bad("parking", e))?;
+            p.shared[p.nshared] = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
+            p.nshared += 1;
+        }
+    }
+    // Each shared memfd as large as the furthest any process maps it.
+    for s in &p.shared[..p.nshared] {
+        let mut size = 0u64;
+        for part in p.tree[..p.ntree].iter().filter(|t| !t.rec.is_zombie()) {
+            // SAFETY: as above.
+            let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
+            let Ok(image) = Image::parse(meta, p.file_len, &mut p.state) else { continue };
+            for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
+                if r.record.is_shared() && r.record.dev == s.dev && r.record.inode == s.ino && !r.record.from_file() {
+                    size = size.max(r.record.file_offset.saturating_add(r.record.size()));
+                }
+            }
+        }
+        // SAFETY: a parked descriptor of ours.
+        rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(s.fd) }, size).map_err(|e| bad("sizing a memfd", e))?;
+    }
+    for (s, &(rd, wr)) in p.pipes[..p.npipes].iter_mut().zip(ends.iter()) {
+        s.has_rd = false;
+        for (had, fd, which) in [(rd, &mut s.rd, "read"), (wr, &mut s.wr, "write")] {
+            if !had {
+                say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process tree)", s.ino);
+                // SAFETY: a parked descriptor of ours that nothing else refers to.
+                unsafe { sys::close(*fd) };
+                *fd = -1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether descriptor `fd` exists in the restored process: one made again, or a standard one

@@ -65,6 +65,15 @@ pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), ()> {
                 p.own_ids = true;
                 return Ok(());
             }
+            Err(Fallback::Because(why, e)) if p.ntree > 0 => {
+                say!(
+                    "myrestart: {}: {why}{}{}: a process tree cannot be restored without its PIDs",
+                    ckpt_sigsafe::out::Lossy(opts.image.to_bytes()),
+                    if e.is_some() { ": " } else { "" },
+                    e.map_or("", describe)
+                );
+                return Err(());
+            }
             Err(Fallback::Because(why, e)) => {
                 say!(
                     "myrestart: {why}{}{}: restoring with new IDs (PID {} instead of {pid}); the program's own records of its PID and TIDs may be wrong (use --new-ids to choose this quietly)",
@@ -102,7 +111,7 @@ enum Fallback {
     Because(&'static str, Option<Errno>),
 }
 
-fn enter_namespaces(p: &Plan, pid: u32) -> Result<(), Fallback> {
+fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Fallback::Because("cannot create a pipe", Some(e)));
@@ -126,7 +135,7 @@ fn enter_namespaces(p: &Plan, pid: u32) -> Result<(), Fallback> {
             sys::exit_group(crate::EXIT_REFUSED);
         }
         drop(go_rd);
-        return run_init(pid, ready_wr);
+        return run_init(p, pid, ready_wr);
     }
     drop((go_rd, ready_wr));
     // The maps are written from here, outside the new namespace: only a process with
@@ -149,6 +158,7 @@ fn enter_namespaces(p: &Plan, pid: u32) -> Result<(), Fallback> {
     drop(ready_rd);
     let program = if pid == 1 { Some(init) } else { find_child(init) };
     say_stopped(p, program.unwrap_or(init), true);
+    drop_parked(p);
     supervise(init, forwarded_mask())
 }
 
@@ -228,7 +238,7 @@ fn find_child(parent: u32) -> Option<u32> {
 
 /// Init of the new namespace: a /proc of its own, then the program's process with its PID.
 /// Returns in the program's process (or, if the program was PID 1 itself, in init).
-fn run_init(pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
+fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
     let fail = |e: Errno| -> ! {
         let _ = rustix::io::write(&ready, &(e.raw_os_error() as u32).to_ne_bytes());
         sys::exit_group(crate::EXIT_REFUSED)
@@ -243,8 +253,24 @@ fn run_init(pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
         fail(e);
     }
     if pid == 1 {
+        if p.ntree > 0 {
+            say!("myrestart: the root of a process tree cannot be PID 1 of its namespace");
+            fail(Errno::INVAL);
+        }
         let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
         return Ok(());
+    }
+    // A tree's barrier: each process says "restored" on one pipe and waits on the other.
+    let mut held = None;
+    if p.ntree > 0 {
+        let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC);
+        let ((done_rd, done_wr), (go_rd, go_wr)) = match (pipe(), pipe()) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => fail(e),
+        };
+        let park = |fd: OwnedFd| crate::files::park(fd, p.fd_base).unwrap_or_else(|e| fail(e));
+        p.barrier = [park(done_wr), park(go_rd)];
+        held = Some((done_rd, go_wr));
     }
     let program = match sys::fork_with_pid(pid) {
         Ok(0) => return Ok(()),
@@ -256,7 +282,28 @@ fn run_init(pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
     };
     let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
     drop(ready);
+    if let Some((done, go)) = held {
+        // SAFETY: init's copies of the processes' ends, which it uses no more.
+        unsafe {
+            sys::close(p.barrier[0]);
+            sys::close(p.barrier[1]);
+        }
+        if !crate::tree::hold_barrier(done.as_fd(), go.as_fd(), crate::tree::live_count(p)) {
+            // Init's end ends the namespace, and with it every process of the tree.
+            sys::exit_group(crate::EXIT_LOST)
+        }
+    }
+    drop_parked(p);
     supervise(program, forwarded_mask())
+}
+
+/// A supervising process lets go of everything the plan parked (the program's files, pipes,
+/// sockets, the image), so that, say, a pipe's reader sees it closed when the program's own
+/// writers close it. Call only with no `OwnedFd` of ours at or above `fd_base` alive.
+fn drop_parked(p: &Plan) {
+    // SAFETY: every descriptor at or above fd_base is a parked one, which this process (a
+    // supervisor, never the program) uses no more; none is owned by an `OwnedFd` here.
+    let _ = unsafe { sys::close_from(p.fd_base as u32) };
 }
 
 /// A mount namespace whose `/proc` shows the new PID namespace, so that `/proc/self` and

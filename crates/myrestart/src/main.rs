@@ -8,6 +8,8 @@
 //!     │            then block every signal
 //!     ├─ ids       new user and PID namespaces, so that the process gets its old PID back;
 //!     │            this process stays outside as the parent (see `ids.rs`)
+//!     ├─ tree      in a tree image, the root creates the other processes with their PIDs;
+//!     │            each makes its own plan and goes on alone (see `tree.rs`)
 //!     ├─ hole      find a block free in our layout and the target's; copy ourselves there,
 //!     │            re-relocate the copy, switch to a stack inside it
 //!     │  ── point of no return ──────────────────────────────────────────────────────────
@@ -29,6 +31,7 @@ mod mem;
 mod plan;
 mod restore;
 mod sockets;
+mod tree;
 
 use myrestart::{args, relocate, EXIT_LOST, EXIT_REFUSED};
 
@@ -79,6 +82,10 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     // on to it by `ids`); the restored mask comes back with rt_sigreturn.
     let _ = sys::rt_sigprocmask(k::SIG_SETMASK as usize, !0);
     if ids::arrange(p, &opts).is_err() {
+        sys::exit_group(EXIT_REFUSED);
+    }
+    // A tree: the root (this process) creates the others; each goes on as itself from here.
+    if tree::spawn(p, &opts).is_err() {
         sys::exit_group(EXIT_REFUSED);
     }
     hole::move_and_restore(&me, p)

@@ -8,6 +8,7 @@ use crate::args::Options;
 use ckpt_image::image::{meta_len, PREFIX_LEN};
 use ckpt_image::region::RegionKind;
 use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
+use ckpt_image::tree::TreeRecord;
 use ckpt_image::{Image, ImageError, ProcessState, ThreadState};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::maps;
@@ -51,7 +52,30 @@ pub struct PipeSlot {
     pub wr: i32,
     pub has_rd: bool,
     pub has_wr: bool,
+    /// Made for the whole tree before its processes (already holding its bytes; an end no
+    /// process has was closed then).
+    pub pooled: bool,
 }
+
+/// A process of a tree image: its record, and its headers (read and checked by the plan).
+#[derive(Clone, Copy)]
+pub struct TreePart {
+    pub rec: TreeRecord,
+    pub meta: usize,
+    pub meta_len: usize,
+}
+
+/// Shared memory without a descriptor (anonymous `MAP_SHARED`, a deleted POSIX semaphore or
+/// shm file), by the object it was: one memfd for every process of a tree that maps it.
+#[derive(Clone, Copy)]
+pub struct SharedSlot {
+    pub dev: u64,
+    pub ino: u64,
+    pub fd: i32,
+}
+
+/// Most processes a tree image may hold.
+pub const MAX_TREE: usize = ckpt_image::tree::MAX_TREE;
 
 /// A socket pair made again: its two ends (parked) and the inodes they stand for.
 #[derive(Clone, Copy)]
@@ -120,6 +144,16 @@ pub struct Plan {
     /// The socket pairs made again.
     pub pairs: [PairSlot; MAX_FDS],
     pub npairs: usize,
+    /// The processes of a tree image, the root first (none for a single process).
+    pub tree: [TreePart; MAX_TREE],
+    pub ntree: usize,
+    /// Which of them this process becomes.
+    pub member: usize,
+    /// Shared memory made once for the whole tree.
+    pub shared: [SharedSlot; MAX_FILE_MAPS],
+    pub nshared: usize,
+    /// The tree's barrier (parked): say "restored" on the first, wait for "go" on the second.
+    pub barrier: [i32; 2],
     /// Read all memory from the image instead of mapping the image file.
     pub eager: bool,
     /// Leave the restored process stopped (SIGSTOP) at its checkpointed state.
@@ -160,10 +194,16 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     close_std: [false; 3],
     file_maps: [MapSlot { region: 0, fd: -1, fill: false }; MAX_FILE_MAPS],
     nfile_maps: 0,
-    pipes: [PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false }; MAX_FDS],
+    pipes: [PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false, pooled: false }; MAX_FDS],
     npipes: 0,
     pairs: [PairSlot { ino: [0; 2], fd: [-1; 2] }; MAX_FDS],
     npairs: 0,
+    tree: [TreePart { rec: TreeRecord { pid: 0, ppid: 0, pgid: 0, sid: 0, state: 0, wait_status: 0, base: 0, len: 0, meta_hash: 0 }, meta: 0, meta_len: 0 }; MAX_TREE],
+    ntree: 0,
+    member: 0,
+    shared: [SharedSlot { dev: 0, ino: 0, fd: -1 }; MAX_FILE_MAPS],
+    nshared: 0,
+    barrier: [-1; 2],
     eager: false,
     stopped: false,
     announce: false,
@@ -218,43 +258,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     }
     let file_len = st.st_size as u64;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
-
-    let mut prefix = [0u8; PREFIX_LEN];
-    let got = read_at(fd.as_raw_fd(), &mut prefix, 0).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
-    let total = meta_len(&prefix[..got]).map_err(|e| {
-        // A file that starts like ELF but ends early is truncated, not foreign.
-        bad(if got < PREFIX_LEN && prefix[..got.min(4)] == [0x7f, b'E', b'L', b'F'][..got.min(4)] && got >= 4 {
-            ImageError::Truncated
-        } else {
-            e
-        })
-    })?;
-    if total > MAX_META {
-        bad(ImageError::Malformed("header block is implausibly large"));
-        return Err(());
-    }
-    if total > file_len {
-        bad(ImageError::Truncated);
-        return Err(());
-    }
-    let meta_len = total as usize;
-    // SAFETY: a fresh anonymous mapping, owned by the plan from here on.
-    let meta = unsafe {
-        rustix::mm::mmap_anonymous(core::ptr::null_mut(), meta_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)
-    }
-    .map_err(|e| refuse(path, format_args!("cannot allocate {meta_len} bytes for the headers: {}", describe(e))))?;
-    // SAFETY: the mapping is meta_len bytes, readable and writable, and only used through this slice.
-    let meta_buf = unsafe { core::slice::from_raw_parts_mut(meta as *mut u8, meta_len) };
-    let n = read_at(fd.as_raw_fd(), meta_buf, 0).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
-    if n != meta_len {
-        bad(ImageError::Truncated);
-        return Err(());
-    }
-    // SAFETY: this mapping is never unmapped before the point of no return (`hole` copies it into
-    // the block and leaves the original for the teardown to remove), so 'static holds for every
-    // use of it.
-    let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
-    let image = Image::parse(meta_static, file_len, &mut p.state).map_err(bad)?;
+    let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
     let key = match opts.key {
         None => None,
         Some(k) => {
@@ -271,12 +275,148 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         }
     };
     verify_data(fd.as_raw_fd(), &image, file_len, opts.verify, key.as_ref()).map_err(bad)?;
-    // The leader is the thread whose TID is the PID; this process becomes it.
+    adopt(path, &image, p)?;
+    p.ntree = 0;
+    p.member = 0;
+    let mut fd_base = files::fd_base(&image);
+    if let Some(tree) = image.tree() {
+        // A tree: every process's part is read and checked now, before anything changes.
+        if opts.new_ids {
+            refuse(path, format_args!("the image holds a process tree, whose processes need their own PIDs back: --new-ids cannot restore it"));
+            return Err(());
+        }
+        for rec in tree.map_err(bad)? {
+            let rec = rec.map_err(bad)?;
+            p.tree[p.ntree] = TreePart { rec, meta: meta.as_ptr() as usize, meta_len: meta.len() };
+            p.ntree += 1;
+        }
+        for i in 1..p.ntree {
+            let rec = p.tree[i].rec;
+            if rec.is_zombie() {
+                continue;
+            }
+            let (m, part) = read_part(path, fd.as_raw_fd(), rec.base, file_len, p)?;
+            if p.state.meta_hash != rec.meta_hash || p.state.pid != rec.pid {
+                refuse(path, format_args!("process {} of the tree does not match its part of the image", rec.pid));
+                return Err(());
+            }
+            verify_data(fd.as_raw_fd(), &part, file_len, opts.verify, key.as_ref()).map_err(|e| {
+                refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
+            })?;
+            adopt(path, &part, p)?;
+            fd_base = fd_base.max(files::fd_base(&part));
+            p.tree[i].meta = m.as_ptr() as usize;
+            p.tree[i].meta_len = m.len();
+        }
+    }
+    check_mm_map_allowed(path)?;
+    report_rlimits(&p.state);
+
+    // Every descriptor myrestart holds from here on sits above all the target's numbers (of
+    // every process of a tree), so that installing the target's descriptors can never
+    // overwrite one still needed.
+    p.fd_base = fd_base;
+    let image_fd = files::park(fd, fd_base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
+    p.image_fd = image_fd;
+    p.file_len = file_len;
+    if p.ntree > 0 {
+        files::pool(path, p)?;
+    }
+    become_member(opts, p, 0)
+}
+
+/// Makes the plan for process `member` of the image (0: the root, or the only process), whose
+/// part was checked by [`make`]: its state, threads and descriptors. In a tree, runs in the
+/// process that becomes that member.
+pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), ()> {
+    let path = opts.image;
+    let bad = |e: ImageError| refuse(path, format_args!("{e}"));
+    let (meta, meta_len) = if p.ntree > 0 { (p.tree[member].meta, p.tree[member].meta_len) } else { (p.meta, p.meta_len) };
+    // SAFETY: the headers' mapping made by `read_part` is never unmapped before the point of
+    // no return (see there).
+    let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
+    let image = Image::parse(meta_static, p.file_len, &mut p.state).map_err(bad)?;
+    adopt(path, &image, p)?;
+    p.member = member;
+    let base = p.fd_base;
+    let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
+    let cwd_fd = rustix::fs::open(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e)));
+    })?;
+    // From here on relative paths (a socket bound to `./sock`, say) mean what they meant to
+    // the program.
+    rustix::process::fchdir(&cwd_fd).map_err(|e| refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e))))?;
+    if p.cwd_fd >= 0 {
+        // SAFETY: the parked descriptor of another member's working directory, ours alone.
+        unsafe { ckpt_sigsafe::sys::close(p.cwd_fd) };
+    }
+    p.cwd_fd = files::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
+    files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
+    p.exe_fd = CStr::from_bytes_with_nul(p.state.exe.with_nul())
+        .ok()
+        .and_then(|exe| rustix::fs::open(exe, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok())
+        .and_then(|f| files::park(f, base).ok())
+        .unwrap_or(-1);
+    p.meta = meta;
+    p.meta_len = meta_len;
+    p.image = Some(image);
+    Ok(())
+}
+
+/// Reads and checks the headers of the image (or tree part) at `base` into a mapping of their
+/// own, decoding the state into `p.state`.
+fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Result<(&'static [u8], Image<'static>), ()> {
+    let bad = |e: ImageError| refuse(path, format_args!("{e}"));
+    let mut prefix = [0u8; PREFIX_LEN];
+    let got = read_at(fd, &mut prefix, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
+    let total = meta_len(&prefix[..got]).map_err(|e| {
+        // A file that starts like ELF but ends early is truncated, not foreign.
+        bad(if got < PREFIX_LEN && prefix[..got.min(4)] == [0x7f, b'E', b'L', b'F'][..got.min(4)] && got >= 4 {
+            ImageError::Truncated
+        } else {
+            e
+        })
+    })?;
+    if total > MAX_META {
+        bad(ImageError::Malformed("header block is implausibly large"));
+        return Err(());
+    }
+    if base.saturating_add(total) > file_len {
+        bad(ImageError::Truncated);
+        return Err(());
+    }
+    let meta_len = total as usize;
+    // SAFETY: a fresh anonymous mapping, owned by the plan from here on.
+    let meta = unsafe {
+        rustix::mm::mmap_anonymous(core::ptr::null_mut(), meta_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)
+    }
+    .map_err(|e| refuse(path, format_args!("cannot allocate {meta_len} bytes for the headers: {}", describe(e))))?;
+    // SAFETY: the mapping is meta_len bytes, readable and writable, and only used through this slice.
+    let meta_buf = unsafe { core::slice::from_raw_parts_mut(meta as *mut u8, meta_len) };
+    let n = read_at(fd, meta_buf, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
+    if n != meta_len {
+        bad(ImageError::Truncated);
+        return Err(());
+    }
+    // SAFETY: this mapping is never unmapped before the point of no return (`hole` copies the
+    // headers it restores into the block and the teardown removes the rest), so 'static holds
+    // for every use of it.
+    let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
+    let image = Image::parse(meta_static, file_len, &mut p.state).map_err(bad)?;
+    p.meta = meta as usize;
+    p.meta_len = meta_len;
+    Ok((meta_static, image))
+}
+
+/// The checks of one process's image that need no file opened, and its threads into the plan:
+/// the leader (whose TID is the PID; this process becomes it) and the others.
+fn adopt(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
+    let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let mut leader = None;
     p.nothers = 0;
     for t in image.threads() {
         let t = t.map_err(bad)?;
-        check_targets(path, &image, &t)?;
+        check_targets(path, image, &t)?;
         if t.tid == p.state.pid && leader.is_none() {
             leader = Some(t);
         } else if p.nothers == MAX_THREADS {
@@ -293,38 +433,9 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     };
     p.thread = leader;
     check_machine(path, &p.state)?;
-    check_regions_fit(path, &image)?;
+    check_regions_fit(path, image)?;
     check_mm(path, &p.state)?;
-    find_specials(path, &image, p)?;
-
-    // Every descriptor myrestart holds from here on sits above all the target's numbers, so
-    // that installing the target's descriptors can never overwrite one still needed.
-    p.fd_base = files::fd_base(&image);
-    let base = p.fd_base;
-    let image_fd = files::park(fd, base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
-    let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
-    let cwd_fd = rustix::fs::open(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
-        refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e)));
-    })?;
-    // From here on relative paths (a socket bound to `./sock`, say) mean what they meant to
-    // the program.
-    rustix::process::fchdir(&cwd_fd).map_err(|e| refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e))))?;
-    p.cwd_fd = files::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
-    files::open_all(path, &image, image_fd, p, opts.inherit_stdio)?;
-    p.exe_fd = CStr::from_bytes_with_nul(p.state.exe.with_nul())
-        .ok()
-        .and_then(|exe| rustix::fs::open(exe, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok())
-        .and_then(|f| files::park(f, base).ok())
-        .unwrap_or(-1);
-    check_mm_map_allowed(path)?;
-    report_rlimits(&p.state);
-
-    p.image_fd = image_fd;
-    p.meta = meta as usize;
-    p.meta_len = meta_len;
-    p.file_len = file_len;
-    p.image = Some(image);
-    Ok(())
+    find_specials(path, image, p)
 }
 
 /// `pread` until `buf` is full or the file ends.
