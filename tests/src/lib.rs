@@ -297,6 +297,29 @@ impl Proc {
         self.wait_output_closed(LONG);
     }
 
+    /// SIGKILL to the process and every process below it (all stopped first, so that none
+    /// starts another meanwhile), then as [`Proc::kill9`].
+    pub fn kill_tree(&mut self) {
+        let mut all = vec![self.pid];
+        loop {
+            let now = descendants(self.pid);
+            let new: Vec<u32> = now.into_iter().filter(|p| !all.contains(p)).collect();
+            if new.is_empty() {
+                break;
+            }
+            for &p in &new {
+                // SAFETY: kill(2) of a process below our own child.
+                unsafe { libc::kill(p as i32, libc::SIGSTOP) };
+            }
+            all.extend(new);
+        }
+        for &p in &all[1..] {
+            // SAFETY: as above.
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        }
+        self.kill9();
+    }
+
     /// Waits for the process to exit by itself, and for its output to be read.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
@@ -407,6 +430,27 @@ pub fn checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd
     assert_continues(&reference, at_ckpt, at_kill, &after)
 }
 
+/// [`checkpoint_kill_restart_matches`] for a program that is a tree of processes: the whole
+/// tree is killed after the checkpoint, and the restarted tree must print the rest of the
+/// reference.
+pub fn tree_checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd: &Workdir) -> usize {
+    let reference = reference_run(make(), LONG);
+    assert!(reference.len() > at + 10, "reference run too short: {} lines", reference.len());
+    let image = wd.image();
+    let mut orig = Proc::preloaded(make(), &image, "original run");
+    orig.wait_lines(at, SHORT);
+    let at_ckpt = orig.lines().len();
+    orig.checkpoint(&image, LONG);
+    orig.kill_tree();
+    let at_kill = orig.lines().len();
+
+    let mut restored = Proc::restart(&image);
+    let st = restored.wait_exit(LONG);
+    let after = restored.lines();
+    assert!(st.success(), "restarted run exited with {st}; stderr {:?}", restored.stderr());
+    assert_continues(&reference, at_ckpt, at_kill, &after)
+}
+
 /// A TCP and UDP port that is free now and outside the kernel's ephemeral range, for a server
 /// that must get the same port again after a restart: a port the kernel picked itself (port 0)
 /// may be handed to another test's outgoing connection in between.
@@ -429,6 +473,25 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port below the ephemeral range");
+}
+
+/// Every process below `pid`: the children of each of its threads, and theirs.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
+        for t in tasks.flatten() {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+                if !out.contains(&c) {
+                    out.push(c);
+                    todo.push(c);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Waits until `path` exists (an image a process writes by itself), at most `timeout`.

@@ -94,7 +94,10 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
         let (rec, path) = item.map_err(|e| refuse(image_path, format_args!("{e}")))?;
         if (0..3).contains(&rec.fd) {
             open_std[rec.fd as usize] = true;
-            if inherit_stdio {
+            // A standard descriptor that is a pipe between processes of a tree is that pipe
+            // again; one that leads outside the tree is myrestart's own, as with --inherit-stdio.
+            let internal = rec.kind == FdKind::Pipe && p.pipes[..p.npipes].iter().any(|s| s.ino == rec.ino && s.pooled && s.rd >= 0 && s.wr >= 0);
+            if (inherit_stdio || rec.kind == FdKind::Pipe) && !internal {
                 continue;
             }
         }
@@ -649,7 +652,8 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
 /// these, by inode ([`pipe_end`], [`shared_memory_slot`]).
 pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("making the tree's shared objects: {what}: {}", describe(e)));
-    let mut ends = [(false, false); MAX_FDS];
+    // Per pipe: a read end seen, a write end seen, only ever as a standard descriptor.
+    let mut ends = [(false, false, true); MAX_FDS];
     for m in 0..p.ntree {
         let part = p.tree[m];
         if part.rec.is_zombie() {
@@ -687,6 +691,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
             } else {
                 ends[i].1 = true;
             }
+            ends[i].2 &= rec.fd < 3;
             // The bytes in it, once (every process that had a read end saw the same bytes).
             if rec.blob_len > 0 && !core::mem::replace(&mut p.pipes[i].has_rd, true) {
                 // SAFETY: a parked descriptor of ours.
@@ -729,11 +734,15 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
         // SAFETY: a parked descriptor of ours.
         rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(s.fd) }, size).map_err(|e| bad("sizing a memfd", e))?;
     }
-    for (s, &(rd, wr)) in p.pipes[..p.npipes].iter_mut().zip(ends.iter()) {
+    for (s, &(rd, wr, std_only)) in p.pipes[..p.npipes].iter_mut().zip(ends.iter()) {
         s.has_rd = false;
         for (had, fd, which) in [(rd, &mut s.rd, "read"), (wr, &mut s.wr, "write")] {
-            if !had {
-                say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process tree)", s.ino);
+            if !had || std_only && !(rd && wr) {
+                // A standard descriptor's pipe that leads outside the tree: each process has
+                // myrestart's own descriptor there instead (no end of it is made).
+                if !std_only {
+                    say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process tree)", s.ino);
+                }
                 // SAFETY: a parked descriptor of ours that nothing else refers to.
                 unsafe { sys::close(*fd) };
                 *fd = -1;

@@ -82,6 +82,12 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         let Ok(st) = rustix::fs::fstat(bfd) else { continue };
         let ft = FileType::from_raw_mode(st.st_mode);
         let (mut kind, mut why) = classify(fd, ft, st.st_nlink, path);
+        // In a tree, a standard descriptor may be a pipe to another process of the tree (a
+        // shell pipeline, a `$(...)`): saved as a pipe, bytes and all; the restart decides, for
+        // the tree as a whole, whether it leads outside (and is then myrestart's own).
+        if tree && kind == FdKind::Inherit && ft == FileType::Fifo && path.starts_with(b"pipe:[") {
+            kind = FdKind::Pipe;
+        }
         let same_as = earlier_same_file(parts.fd_list, seen, pid, fd);
         if seen < parts.fd_list.len() {
             parts.fd_list[seen] = fd;

@@ -92,6 +92,9 @@ struct Control {
     note: [u8; ckpt_image::tree::note_len(MAX_TREE + 1)],
 }
 
+/// How the control block shows in `/proc/PID/maps`: never part of an image.
+pub const CONTROL_NAME: &[u8] = b"/memfd:ckpt-tree (deleted)";
+
 const CONTROL_LEN: usize = core::mem::size_of::<Control>().next_multiple_of(4096);
 
 fn map_control(fd: BorrowedFd) -> Result<&'static Control, Errno> {
@@ -429,7 +432,8 @@ impl Tree {
                 _ => {}
             }
             let writer = m.writer.load(SeqCst);
-            if writer == 0 || sys::kill(writer, 0) == Err(Errno::SRCH) {
+            // A writer that is gone may have said WRITTEN just before it went.
+            if (writer == 0 || sys::kill(writer, 0) == Err(Errno::SRCH)) && m.state.load(SeqCst) != WRITTEN {
                 say!("ckpt: checkpoint failed: the image writer of process {} of the tree ended before it finished; the previous image is kept", m.pid);
                 return Err(Failure::silent());
             }
@@ -651,7 +655,9 @@ impl Joined {
     /// The writer has started: waits for the root to let the tree go on.
     pub fn captured_wait(&mut self) {
         self.done = true;
-        self.set(CAPTURED);
+        // A quick writer may have said WRITTEN (or FAILED) already: that stays.
+        let _ = self.me().state.compare_exchange(PARKED, CAPTURED, SeqCst, SeqCst);
+        bump(self.ctl);
         self.wait_phase(PHASE_CAPTURE);
     }
 

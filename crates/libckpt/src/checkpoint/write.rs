@@ -25,9 +25,10 @@ use rustix::io::Errno;
 const CORE: &[u8] = b"CORE";
 const LINUX: &[u8] = b"LINUX";
 
-/// The regions of `/proc/self/maps`, with the scratch range cut out.
+/// The regions of `/proc/self/maps`, with the scratch range and a tree checkpoint's control
+/// block cut out.
 fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = MapsEntry<'a>> + 'a {
-    maps::entries(maps).flat_map(move |e| {
+    maps::entries(maps).filter(|e| e.name != super::tree::CONTROL_NAME).flat_map(move |e| {
         let before = (e.start < exclude.start).then(|| MapsEntry { end: e.end.min(exclude.start), ..e });
         let after = (e.end > exclude.end).then(|| {
             let start = e.start.max(exclude.end);
