@@ -144,3 +144,26 @@ fn two_generations_and_one_image_restarted_twice() {
         assert_family_finished(&again.lines(), child, 2000, &again.stderr());
     }
 }
+
+/// What `fork` shares comes back shared: a socket pair between parent and child (numbers in
+/// flight each way checked by the parent) and a log file's open description, whose one offset
+/// both move: after the restart no line of either is lost or overwritten.
+#[test]
+fn a_socket_pair_and_a_shared_file_offset_between_processes() {
+    let wd = Workdir::new("tree-sharing");
+    let log = wd.path.join("log");
+    let mut c = Command::new(prog("sharing", &[]));
+    c.arg(&log).arg("1500");
+    let mut orig = Proc::preloaded(c, &wd.image(), "sharing");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let child = child_of(&orig.lines());
+    orig.kill_tree();
+    assert!(!orig.stderr().contains("leads outside"), "{}", orig.stderr());
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    let after = restored.lines();
+    assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
+    assert!(!after.iter().any(|l| l.starts_with("wrong")), "{after:?}");
+    assert_eq!(after.last().unwrap(), &format!("waitpid {child}: exit 9; log: 3000 lines, 0 bad"), "{after:?}");
+}

@@ -18,7 +18,7 @@
 //! - other special descriptors (netlink sockets, io_uring, …) are not restored: named, and left
 //!   closed.
 
-use crate::plan::{FdSlot, MapSlot, PipeSlot, Plan, SharedSlot, MAX_FDS, MAX_FILE_MAPS};
+use crate::plan::{FdSlot, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot, MAX_FDS, MAX_FILE_MAPS};
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
@@ -112,6 +112,12 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                 None => continue,
             },
             FdKind::Deleted => recreate_deleted(image_path, &rec, path, image_fd, base)?,
+            FdKind::File if shared_file(p, &rec).is_some() => {
+                let f = shared_file(p, &rec).unwrap_or(-1);
+                // SAFETY: a parked descriptor of ours (the tree's shared file), only borrowed.
+                let dup = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(f) }, base);
+                dup.map_err(|e| refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e))))?.into_raw_fd()
+            }
             FdKind::File | FdKind::Directory | FdKind::Device => reopen(image_path, &rec, path, &mut buf, base)?,
             FdKind::EventFd => make_eventfd(image_path, &rec, base)?,
             FdKind::Epoll => {
@@ -652,6 +658,45 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
 /// these, by inode ([`pipe_end`], [`shared_memory_slot`]).
 pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("making the tree's shared objects: {what}: {}", describe(e)));
+    // First what the tree has: its unix sockets, and its regular files by description (the
+    // members each of them is open in).
+    static mut SOCKS: [u64; 2 * MAX_FDS] = [0; 2 * MAX_FDS];
+    static mut KEYS: [(u64, u64, u64, u32, u32, usize); MAX_FDS] = [(0, 0, 0, 0, 0, usize::MAX); MAX_FDS];
+    // SAFETY: single-threaded; the only references to these buffers.
+    let (socks, keys) = unsafe { (&mut *core::ptr::addr_of_mut!(SOCKS), &mut *core::ptr::addr_of_mut!(KEYS)) };
+    let (mut nsocks, mut nkeys) = (0usize, 0usize);
+    for m in 0..p.ntree {
+        let part = p.tree[m];
+        if part.rec.is_zombie() {
+            continue;
+        }
+        // SAFETY: the part's headers, mapped by the plan and never unmapped before the point
+        // of no return.
+        let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
+        let image = Image::parse(meta, p.file_len, &mut p.state).map_err(|e| refuse(image_path, format_args!("{e}")))?;
+        for s in image.sockets().filter_map(Result::ok) {
+            if nsocks < socks.len() {
+                socks[nsocks] = s.ino;
+                nsocks += 1;
+            }
+        }
+        for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
+            let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
+            match keys[..nkeys].iter_mut().find(|k| (k.0, k.1, k.2, k.3) == key) {
+                Some(k) if k.5 != m => {
+                    k.4 += 1;
+                    k.5 = m;
+                }
+                Some(_) => {}
+                None if nkeys < MAX_FDS => {
+                    keys[nkeys] = (key.0, key.1, key.2, key.3, 1, m);
+                    nkeys += 1;
+                }
+                None => {}
+            }
+        }
+    }
+    let mut buf = [0u8; 4096];
     // Per pipe: a read end seen, a write end seen, only ever as a standard descriptor.
     let mut ends = [(false, false, true); MAX_FDS];
     for m in 0..p.ntree {
@@ -698,6 +743,20 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
                 let wr = unsafe { BorrowedFd::borrow_raw(p.pipes[i].wr) };
                 fill_pipe(p.image_fd, rec.blob_offset, wr, rec.blob_len).map_err(|e| bad("putting back a pipe's bytes", e))?;
             }
+        }
+        crate::sockets::pool_pairs(image_path, &image, &socks[..nsocks], p)?;
+        // A regular file open in more than one process with the same offset and flags: the
+        // description they share since fork, opened once (two processes that each opened it
+        // at the same place are taken for one: the offsets then move together).
+        for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
+            let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
+            let shared = keys[..nkeys].iter().any(|k| (k.0, k.1, k.2, k.3) == key && k.4 > 1);
+            if !shared || shared_file(p, &rec).is_some() || p.nfiles == p.files.len() {
+                continue;
+            }
+            let fd = reopen(image_path, &rec, path, &mut buf, p.fd_base)?;
+            p.files[p.nfiles] = SharedFile { dev: rec.dev, ino: rec.ino, offset: rec.offset, flags: rec.open_flags, fd };
+            p.nfiles += 1;
         }
         for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
             let rec = r.record;
@@ -750,6 +809,11 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
         }
     }
     Ok(())
+}
+
+/// The tree's shared open file that `rec` stands for, if it is one.
+fn shared_file(p: &Plan, rec: &FdRecord) -> Option<i32> {
+    p.files[..p.nfiles].iter().find(|f| (f.dev, f.ino, f.offset, f.flags) == (rec.dev, rec.ino, rec.offset, rec.open_flags)).map(|f| f.fd)
 }
 
 /// Whether descriptor `fd` exists in the restored process: one made again, or a standard one

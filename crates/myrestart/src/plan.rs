@@ -82,6 +82,19 @@ pub const MAX_TREE: usize = ckpt_image::tree::MAX_TREE;
 pub struct PairSlot {
     pub ino: [u64; 2],
     pub fd: [i32; 2],
+    /// Made for the whole tree before its processes, each end's queued bytes already back.
+    pub pooled: bool,
+}
+
+/// A regular file open in more than one process of a tree with one offset and the same flags:
+/// an open file description they shared (since `fork`), opened once for all of them.
+#[derive(Clone, Copy)]
+pub struct SharedFile {
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
+    pub flags: u32,
+    pub fd: i32,
 }
 
 /// The open file behind region `region`, which is mapped from it: a file mapped `MAP_SHARED`,
@@ -149,6 +162,9 @@ pub struct Plan {
     pub ntree: usize,
     /// Which of them this process becomes.
     pub member: usize,
+    /// Open file descriptions shared between processes of the tree, opened once.
+    pub files: [SharedFile; MAX_FDS],
+    pub nfiles: usize,
     /// Shared memory made once for the whole tree.
     pub shared: [SharedSlot; MAX_FILE_MAPS],
     pub nshared: usize,
@@ -196,7 +212,9 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     nfile_maps: 0,
     pipes: [PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false, pooled: false }; MAX_FDS],
     npipes: 0,
-    pairs: [PairSlot { ino: [0; 2], fd: [-1; 2] }; MAX_FDS],
+    pairs: [PairSlot { ino: [0; 2], fd: [-1; 2], pooled: false }; MAX_FDS],
+    files: [SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: -1 }; MAX_FDS],
+    nfiles: 0,
     npairs: 0,
     tree: [TreePart { rec: TreeRecord { pid: 0, ppid: 0, pgid: 0, sid: 0, state: 0, wait_status: 0, base: 0, len: 0, meta_hash: 0 }, meta: 0, meta_len: 0 }; MAX_TREE],
     ntree: 0,

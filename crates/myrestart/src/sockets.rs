@@ -240,7 +240,8 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
         say!("myrestart: fd {fd}: descriptors passed in messages queued on it were not saved; they are lost");
     }
     let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {fd} (socket {}): {what}: {}", Addr(rec.addr()), describe(e)));
-    let sock = if rec.state & s::PAIRED != 0 {
+    let pooled = p.pairs[..p.npairs].iter().any(|s| s.pooled && s.ino.contains(&rec.ino));
+    let sock = if rec.state & s::PAIRED != 0 || pooled {
         return pair_end(image_path, fdrec, rec, image_fd, p);
     } else if rec.state & s::LISTENING != 0 {
         let sock = new_socket(rec).map_err(|e| fail("making it", e))?;
@@ -316,7 +317,7 @@ fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
             let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, sock_type(rec), SocketFlags::CLOEXEC, None).map_err(|e| fail("making it", e))?;
             let a = park(a, p.fd_base).map_err(|e| fail("parking it", e))?;
             let b = park(b, p.fd_base).map_err(|e| fail("parking it", e))?;
-            p.pairs[p.npairs] = PairSlot { ino: [rec.ino, rec.peer_ino], fd: [a, b] };
+            p.pairs[p.npairs] = PairSlot { ino: [rec.ino, rec.peer_ino], fd: [a, b], pooled: false };
             p.npairs += 1;
             (p.npairs - 1, 0)
         }
@@ -325,12 +326,60 @@ fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
     // SAFETY: both are parked descriptors of ours, open for the whole plan.
     let (me, other) = unsafe { (BorrowedFd::borrow_raw(slot.fd[side]), BorrowedFd::borrow_raw(slot.fd[1 - side])) };
     set_options(me, rec);
-    let lost = refill(other, fdrec, image_fd, rec.sock_type as u32 == n::SOCK_STREAM).map_err(|e| fail("putting back its queued bytes", e))?;
-    if lost > 0 {
-        say!("myrestart: fd {}: {lost} bytes queued on the socket could not be put back", rec.fd);
+    if !slot.pooled {
+        let lost = refill(other, fdrec, image_fd, rec.sock_type as u32 == n::SOCK_STREAM).map_err(|e| fail("putting back its queued bytes", e))?;
+        if lost > 0 {
+            say!("myrestart: fd {}: {lost} bytes queued on the socket could not be put back", rec.fd);
+        }
     }
     set_nonblocking(me, fdrec).map_err(|e| fail("setting its flags", e))?;
     Ok(slot.fd[side])
+}
+
+/// Before the processes of a tree exist: the unix socket pairs of the tree, whether both ends
+/// are in one process or in two (`in_tree` says which sockets the tree has), made once, and
+/// each end's queued bytes put back once (by the first process that had that end).
+pub fn pool_pairs(image_path: &CStr, image: &Image, in_tree: &[u64], p: &mut Plan) -> Result<(), ()> {
+    for rec in image.sockets().filter_map(Result::ok) {
+        if !unix(&rec) || rec.peer_ino == 0 || (rec.state & s::PAIRED == 0 && !in_tree.contains(&rec.peer_ino)) {
+            continue;
+        }
+        let Some((fdrec, _)) = image.fds().filter_map(Result::ok).find(|(f, _)| f.fd == rec.fd) else { continue };
+        let fail = |what: &str, e: Errno| refuse(image_path, format_args!("a socket pair of the tree: {what}: {}", describe(e)));
+        let found = p.pairs[..p.npairs].iter().position(|slot| slot.ino.contains(&rec.ino));
+        let i = match found {
+            Some(i) => i,
+            None => {
+                if p.npairs == p.pairs.len() {
+                    refuse(image_path, format_args!("more than {} socket pairs", p.pairs.len()));
+                    return Err(());
+                }
+                let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, sock_type(&rec), SocketFlags::CLOEXEC, None).map_err(|e| fail("making it", e))?;
+                let a = park(a, p.fd_base).map_err(|e| fail("parking it", e))?;
+                let b = park(b, p.fd_base).map_err(|e| fail("parking it", e))?;
+                p.pairs[p.npairs] = PairSlot { ino: [rec.ino, rec.peer_ino], fd: [a, b], pooled: true };
+                p.npairs += 1;
+                p.npairs - 1
+            }
+        };
+        let slot = p.pairs[i];
+        let side = if slot.ino[0] == rec.ino { 0 } else { 1 };
+        if fdrec.blob_len > 0 && !filled(slot.fd[side]) {
+            // SAFETY: parked descriptors of ours, open for the whole plan.
+            let other = unsafe { BorrowedFd::borrow_raw(slot.fd[1 - side]) };
+            let lost = refill(other, &fdrec, p.image_fd, rec.sock_type as u32 == n::SOCK_STREAM).map_err(|e| fail("putting back its queued bytes", e))?;
+            if lost > 0 {
+                say!("myrestart: a socket pair of the tree: {lost} bytes queued on it could not be put back");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the socket `fd` already has bytes queued to read (put back by another process's
+/// record of the same end).
+fn filled(fd: i32) -> bool {
+    ckpt_sigsafe::sys::bytes_to_read(fd).is_ok_and(|n| n > 0)
 }
 
 /// Connects a datagram socket to its peer's address again, or says it could not.
@@ -348,7 +397,7 @@ pub fn finish(image: &Image, p: &Plan) {
         let Some(slot) = p.fds[..p.nfds].iter().find(|f| f.target == rec.fd) else { continue };
         // SAFETY: a parked descriptor of ours, open for the whole plan.
         let sock = unsafe { BorrowedFd::borrow_raw(slot.src) };
-        let paired = rec.state & s::PAIRED != 0;
+        let paired = rec.state & s::PAIRED != 0 || p.pairs[..p.npairs].iter().any(|s| s.pooled && s.ino.contains(&rec.ino));
         if unix(&rec) && !is_stream(&rec) && !paired && rec.state & s::CONNECTED != 0 && rec.peer_len > 2 {
             reconnect(sock, &rec);
         }

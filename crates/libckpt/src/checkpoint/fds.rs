@@ -183,7 +183,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     parts.sockets_len = socks.finish().ok_or(Failure::plain("too many sockets to record"))?;
     parts.timerfds_len = timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
     parts.inotify_len = watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
-    super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len]);
+    super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree);
     if !tree {
         warn_about_lone_pipe_ends(parts);
     }

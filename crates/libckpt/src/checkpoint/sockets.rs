@@ -172,8 +172,9 @@ pub fn unsaved_bytes(fd: i32, rec: &SocketRecord) -> u64 {
 }
 
 /// Names on stderr what a restart will not give back of a socket whose peer is not in the
-/// process, now that every descriptor is known; marks those whose peer is.
-pub fn pair_up(desc: &mut [u8]) {
+/// process, now that every descriptor is known; marks those whose peer is. In a tree (`tree`),
+/// a unix socket's peer may be in another process of it: the restart judges that.
+pub fn pair_up(desc: &mut [u8], tree: bool) {
     let count = desc.len() / s::SOCKET_RECORD_SIZE;
     for i in 0..count {
         let at = i * s::SOCKET_RECORD_SIZE;
@@ -191,7 +192,9 @@ pub fn pair_up(desc: &mut [u8]) {
         if rec.peer_ino != 0 && s::records(desc).filter_map(Result::ok).any(|o| o.ino == rec.peer_ino) {
             continue;
         }
-        warn_outside(&rec);
+        if !(tree && rec.family as u32 == linux_raw_sys::net::AF_UNIX && rec.peer_ino != 0) {
+            warn_outside(&rec);
+        }
     }
 }
 
