@@ -167,3 +167,136 @@ fn a_socket_pair_and_a_shared_file_offset_between_processes() {
     assert!(!after.iter().any(|l| l.starts_with("wrong")), "{after:?}");
     assert_eq!(after.last().unwrap(), &format!("waitpid {child}: exit 9; log: 3000 lines, 0 bad"), "{after:?}");
 }
+
+/// A terminal: the pseudo-terminal's master end, read by a thread into a shared text.
+struct Pty {
+    master: std::os::fd::OwnedFd,
+    slave: std::os::fd::OwnedFd,
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Pty {
+    fn new() -> Pty {
+        use std::os::fd::{FromRawFd, AsRawFd};
+        let (mut m, mut s) = (0, 0);
+        // SAFETY: openpty writes two descriptors; no name, termios or size asked for.
+        let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+        assert_eq!(r, 0, "openpty");
+        // SAFETY: both descriptors are new and ours.
+        let (master, slave) = unsafe { (std::os::fd::OwnedFd::from_raw_fd(m), std::os::fd::OwnedFd::from_raw_fd(s)) };
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = master.try_clone().unwrap();
+        let into = text.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                // SAFETY: reading into our own buffer from our own descriptor.
+                let n = unsafe { libc::read(reader.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n <= 0 {
+                    break;
+                }
+                into.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n as usize]));
+            }
+        });
+        Pty { master, slave, text }
+    }
+
+    /// `cmd` as the leader of a new session whose controlling terminal (and stdin, stdout,
+    /// stderr) is this one.
+    fn attach(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        // Stdio from dups of the slave; the session and terminal are set just before exec.
+        cmd.stdin(self.slave.try_clone().unwrap()).stdout(self.slave.try_clone().unwrap()).stderr(self.slave.try_clone().unwrap());
+        // SAFETY: setsid and ioctl are async-signal-safe, as a pre_exec hook must be.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32);
+                Ok(())
+            });
+        }
+    }
+
+    fn type_keys(&self, keys: &[u8]) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: writing our own bytes to our own descriptor.
+        assert_eq!(unsafe { libc::write(self.master.as_raw_fd(), keys.as_ptr().cast(), keys.len()) }, keys.len() as isize);
+    }
+
+    fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + LONG;
+        loop {
+            let t = self.text();
+            if pred(&t) {
+                return t;
+            }
+            assert!(std::time::Instant::now() < deadline, "no {what} on the terminal within {LONG:?}: {t:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+fn count(text: &str, what: &str) -> usize {
+    text.matches(what).count()
+}
+
+/// A tree that ran on a terminal (a job a shell started in its own process group) is
+/// restarted on another terminal as its foreground job: Ctrl-C reaches both processes,
+/// Ctrl-Z stops them and myrestart with them (the shell gets its prompt back), and SIGCONT to
+/// the job (what `fg` sends) lets them all go on.
+#[test]
+fn a_tree_is_the_foreground_job_of_the_restarts_terminal() {
+    let wd = Workdir::new("tree-tty");
+    let pty = Pty::new();
+    let ticker = prog("ticker", &[]);
+    let mut sh = Command::new("bash");
+    // Only the job is preloaded: a preloaded shell would make the ticker its descendant,
+    // whose own image is `<image>-<PID>`.
+    sh.args(["-c", "set -m; LD_PRELOAD=\"$L\" CKPT_IMAGE=\"$I\" \"$T\" & echo root $!; wait"]);
+    sh.env("L", libckpt()).env("I", wd.image()).env("T", &ticker);
+    pty.attach(&mut sh);
+    let mut shell = sh.spawn().unwrap();
+    let text = pty.wait_for("the root's PID", |t| t.contains("root ") && t.contains("child tick 1"));
+    let root: u32 = text.split("root ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill(2) of the ticker the shell started (the shell waits for it).
+    unsafe { libc::kill(root as i32, libc::SIGUSR2) };
+    pty.wait_for("the tree's image", |_| wd.image().exists());
+    let mut all = vec![root];
+    all.extend(descendants(root));
+    for p in &all {
+        // SAFETY: kill(2) of the processes below our own child.
+        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+    }
+    let _ = shell.kill();
+    let _ = shell.wait();
+
+    // The restart runs as a job of a shell with job control on another terminal: Ctrl-Z gives
+    // the shell its prompt back (it says so), and its `fg` lets the job go on.
+    let tty = Pty::new();
+    let mut c = Command::new("bash");
+    c.args(["-c", "set -m; \"$R\" \"$I\"; echo \"stopped $?\"; fg; echo \"ended $?\""]);
+    c.env("R", myrestart()).env("I", wd.image());
+    tty.attach(&mut c);
+    let mut shell = c.spawn().unwrap();
+    tty.wait_for("both ticking", |t| t.contains("parent tick") && t.contains("child tick"));
+    let mr = descendants(shell.id())[0];
+    tty.type_keys(b"\x03");
+    tty.wait_for("SIGINT in both", |t| count(t, "parent SIGINT") == 1 && count(t, "child SIGINT") == 1);
+    tty.type_keys(b"\x1a");
+    // (myrestart stops with SIGSTOP: 128 + 19)
+    tty.wait_for("the shell's word that the job stopped", |t| t.contains("Stopped") && t.contains("stopped 147"));
+    let t = tty.wait_for("ticks after fg", |t| {
+        let after = &t[t.find("stopped 147").unwrap()..];
+        after.contains("parent tick") && after.contains("child tick")
+    });
+    assert_eq!(count(&t, "parent SIGINT"), 1, "{t}");
+    // SAFETY: kill(2) of the restart below our own child.
+    unsafe { libc::kill(mr as i32, libc::SIGTERM) };
+    tty.wait_for("the job's end", |t| t.contains(&format!("ended {}", 128 + libc::SIGTERM)));
+    let _ = shell.wait();
+}

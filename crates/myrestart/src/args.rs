@@ -9,7 +9,7 @@ pub struct Args {
     argv: *const *const u8,
 }
 
-const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] [--trust-image] [--key FILE] IMAGE\n\
+const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] [--foreground] [--trust-image] [--key FILE] IMAGE\n\
   Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.\n\
   --eager      read all memory from the image now, instead of mapping the image file\n\
                (use it if the image file may change or disappear while the program runs)\n\
@@ -19,6 +19,9 @@ const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new
                user and PID namespaces (the default, where the kernel allows them)\n\
   --announce   say on stderr which PID the restored program has (as seen from here)\n\
   --inherit-stdio  give the program this stdin, stdout and stderr, even where it had files\n\
+  --foreground give a process tree whose root led its own session to this terminal's job\n\
+               too (a root that led only its process group always joins it): Ctrl-C and\n\
+               Ctrl-Z here reach the tree; myrestart stops with it and goes on with `fg`\n\
   --trust-image  restore an image that another user owns or that others may write (refused\n\
                by default: restoring runs the image's code with your rights)\n\
   --key FILE   the image must carry a MAC made with this key file (CKPT_KEY at checkpoint)\n\
@@ -37,6 +40,8 @@ pub struct Options {
     pub inherit_stdio: bool,
     /// Restore an image owned by another user or writable by others.
     pub trust_image: bool,
+    /// The tree's root joins the restart's job (session and group) even if it led a session.
+    pub foreground: bool,
     /// The key file the image must be authenticated with.
     pub key: Option<&'static CStr>,
 }
@@ -76,6 +81,7 @@ impl Args {
             announce: false,
             inherit_stdio: false,
             trust_image: false,
+            foreground: false,
             key: None,
         };
         let mut image = None;
@@ -106,6 +112,7 @@ impl Args {
                 b"--announce" => opts.announce = true,
                 b"--inherit-stdio" => opts.inherit_stdio = true,
                 b"--trust-image" => opts.trust_image = true,
+                b"--foreground" => opts.foreground = true,
                 b"" => {}
                 arg if arg.starts_with(b"-") || image.is_some() => {
                     say!("myrestart: unexpected argument {}", ckpt_sigsafe::out::Lossy(arg));

@@ -37,11 +37,12 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 
 /// The signals passed on to the program: those a user, a shell or a batch system sends to stop,
-/// nudge or checkpoint a job (the real-time ones included). Not job-control stops (the
-/// supervising processes would stay running), nor the signals the kernel sends about a
-/// process's own doings (SIGPIPE, SIGXCPU, SIGURG…), which concern myrestart, not the program.
-const FORWARDED: &[u32] =
-    &[k::SIGHUP, k::SIGINT, k::SIGQUIT, k::SIGUSR1, k::SIGUSR2, k::SIGALRM, k::SIGTERM, k::SIGCONT, k::SIGWINCH, k::SIGPWR];
+/// nudge or checkpoint a job (the real-time ones included), and the terminal stop (the outer
+/// myrestart stops with the job). Not the signals the kernel sends about a process's own
+/// doings (SIGPIPE, SIGXCPU, SIGURG…), which concern myrestart, not the program.
+const FORWARDED: &[u32] = &[
+    k::SIGHUP, k::SIGINT, k::SIGQUIT, k::SIGUSR1, k::SIGUSR2, k::SIGALRM, k::SIGTERM, k::SIGCONT, k::SIGWINCH, k::SIGPWR, k::SIGTSTP,
+];
 
 fn bit(sig: u32) -> u64 {
     1 << (sig - 1)
@@ -159,7 +160,7 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     let program = if pid == 1 { Some(init) } else { find_child(init) };
     say_stopped(p, program.unwrap_or(init), true);
     drop_parked(p);
-    supervise(init, forwarded_mask())
+    supervise(init, forwarded_mask(), true)
 }
 
 /// Identity maps for `init`'s user namespace: the program sees the user and group IDs it had.
@@ -294,7 +295,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
         }
     }
     drop_parked(p);
-    supervise(program, forwarded_mask())
+    supervise(program, forwarded_mask(), false)
 }
 
 /// A supervising process lets go of everything the plan parked (the program's files, pipes,
@@ -304,6 +305,27 @@ fn drop_parked(p: &Plan) {
     // SAFETY: every descriptor at or above fd_base is a parked one, which this process (a
     // supervisor, never the program) uses no more; none is owned by an `OwnedFd` here.
     let _ = unsafe { sys::close_from(p.fd_base as u32) };
+}
+
+/// In init, once the program is gone: SIGKILL to every other process of the namespace but the
+/// checkpoint writers (named `ckpt-writer`), which may be finishing an image.
+fn end_all_but_writers() {
+    let Ok(dir) = rustix::fs::open(c"/proc", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) else { return };
+    let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+    while let Some(Ok(e)) = entries.next() {
+        let Some(pid) = ckpt_sigsafe::proctext::parse_dec(e.file_name().to_bytes()) else { continue };
+        if pid <= 1 {
+            continue;
+        }
+        let mut path = [0u8; 64];
+        let Some(comm) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid, b"/comm") else { continue };
+        let mut name = [0u8; 32];
+        let n = ckpt_sigsafe::maps::read_file(comm, &mut name).unwrap_or(0);
+        if name[..n].trim_ascii() != b"ckpt-writer" {
+            let _ = sys::kill(pid as u32, k::SIGKILL);
+        }
+    }
 }
 
 /// A mount namespace whose `/proc` shows the new PID namespace, so that `/proc/self` and
@@ -319,8 +341,10 @@ fn mount_own_proc() -> Result<(), Errno> {
 /// Waits for `child`, passing on the signals of `mask` to it, reaping every other child
 /// (orphans of the namespace come to init), and exits with `child`'s status as a shell would
 /// report it. Once `child` is gone, the others (a checkpoint writer finishing its image, say)
-/// get a bounded time to end.
-fn supervise(child: u32, mask: u64) -> ! {
+/// get a bounded time to end. The outer myrestart (`job`) is the job a shell waits for: when
+/// the terminal stops the job (Ctrl-Z, which stops the program too), it stops itself, so that
+/// the shell gets its prompt back; `fg` continues them all.
+fn supervise(child: u32, mask: u64, job: bool) -> ! {
     let sfd = match sys::signalfd(mask | bit(k::SIGCHLD)) {
         Ok(fd) => fd,
         Err(e) => {
@@ -352,7 +376,12 @@ fn supervise(child: u32, mask: u64) -> ! {
             }
         }
         if exit.is_some() {
-            // Others are still running: give them a while, then go (taking them along).
+            // Others are still running. In init, the program's other processes (a tree's
+            // orphans) end with it at once; a checkpoint writer gets a while to finish its
+            // image; then init goes, taking what is left along.
+            if !job && deadline_ms == 10_000 {
+                end_all_but_writers();
+            }
             let mut fds = [rustix::event::PollFd::new(&sfd, rustix::event::PollFlags::IN)];
             let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
             let _ = rustix::event::poll(&mut fds, Some(&ts));
@@ -375,6 +404,9 @@ fn supervise(child: u32, mask: u64) -> ! {
                 // sigqueue: si_code <= 0) are passed on, so none arrives twice.
                 if sig != k::SIGCHLD && code <= 0 && exit.is_none() {
                     let _ = sys::kill(child, sig);
+                }
+                if job && sig == k::SIGTSTP && exit.is_none() {
+                    let _ = sys::kill(own_pid(), k::SIGSTOP);
                 }
             }
             Ok(_) | Err(Errno::INTR) | Err(Errno::AGAIN) => {}

@@ -34,7 +34,7 @@ pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), ()> {
     if p.ntree == 0 {
         return Ok(());
     }
-    join_session_and_group(p, 0);
+    join_session_and_group(p, 0, opts.foreground);
     let mut me = 0usize;
     'parent: loop {
         let pid = p.tree[me].rec.pid;
@@ -46,7 +46,7 @@ pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), ()> {
             match sys::fork_with_pid(rec.pid) {
                 Ok(0) => {
                     me = j;
-                    join_session_and_group(p, j);
+                    join_session_and_group(p, j, opts.foreground);
                     if rec.is_zombie() {
                         exit_as(rec.wait_status);
                     }
@@ -67,16 +67,24 @@ pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), ()> {
     Ok(())
 }
 
-/// Session and process group of member `i`, as they were where they can be: a session or
-/// group led by a process of the tree is made again; one led from outside the tree (the shell
-/// that started it, say) is the restart's own.
-fn join_session_and_group(p: &Plan, i: usize) {
+/// Session and process group of member `i`, as they were where they can be. The job a shell
+/// started is the restart's job: the root's process group if the root led it (and, with
+/// `--foreground`, its session if it led one) is myrestart's, which every process of it
+/// inherits, so that the terminal's Ctrl-C and Ctrl-Z reach them. Other sessions and groups
+/// led by a process of the tree are made again; one led from outside the tree is the
+/// restart's too.
+fn join_session_and_group(p: &Plan, i: usize, foreground: bool) {
+    let root = p.tree[0].rec;
     let rec = p.tree[i].rec;
+    let root_session = root.sid == root.pid && !foreground;
+    let job_group = root.pgid == root.pid && !root_session;
     let leader_in_tree = |id: u32| id != 0 && p.tree[..p.ntree].iter().any(|t| t.rec.pid == id);
-    if rec.sid == rec.pid {
+    if rec.sid == rec.pid && (i > 0 || root_session) {
         if let Err(e) = rustix::process::setsid() {
             say!("myrestart: process {} cannot lead its session again: {}", rec.pid, describe(e));
         }
+    } else if job_group && rec.pgid == root.pid {
+        // In the job: where fork put it.
     } else if rec.pgid == rec.pid || leader_in_tree(rec.pgid) {
         let pgid = if rec.pgid == rec.pid { 0 } else { rec.pgid };
         if let Err(e) = setpgid(pgid) {
