@@ -300,3 +300,49 @@ fn a_tree_is_the_foreground_job_of_the_restarts_terminal() {
     tty.wait_for("the job's end", |t| t.contains(&format!("ended {}", 128 + libc::SIGTERM)));
     let _ = shell.wait();
 }
+
+/// A process of the tree that did not load the library (started without `LD_PRELOAD`) is never
+/// sent the checkpoint signal: the checkpoint fails with one line naming it, the whole tree
+/// runs on, and the previous image stays as it was.
+#[test]
+fn a_child_without_the_library_fails_the_checkpoint_and_the_tree_goes_on() {
+    let wd = Workdir::new("tree-unloaded");
+    let image = wd.image();
+    std::fs::write(&image, "the previous image").unwrap();
+    let mut c = Command::new("sh");
+    c.args(["-c", "env -u LD_PRELOAD sleep 1000 & echo child $!; i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"]);
+    let mut tree = Proc::preloaded(c, &image, "sh with an unpreloaded child");
+    tree.wait_lines(3, SHORT);
+    let child: u32 = tree.lines()[0].strip_prefix("child ").unwrap().parse().unwrap();
+    tree.signal(libc::SIGUSR2);
+    let err = tree.wait_stderr("does not run libckpt.so", LONG);
+    assert!(err.contains(&format!("process {child} (sleep)")), "{err}");
+    assert_eq!(std::fs::read_to_string(&image).unwrap(), "the previous image");
+    let n = tree.lines().len();
+    tree.wait_lines(n + 5, SHORT);
+    // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+    assert_eq!(unsafe { libc::kill(child as i32, 0) }, 0, "the unpreloaded child is gone");
+    tree.kill_tree();
+}
+
+/// A tree whose processes keep forking and exiting (a shell running a program per step) is
+/// checkpointed again and again: every checkpoint finishes, and the last image restarts.
+#[test]
+fn a_tree_that_forks_and_exits_all_the_time_checkpoints_and_restarts() {
+    let wd = Workdir::new("tree-churn");
+    let image = wd.image();
+    let mut c = Command::new("bash");
+    c.args(["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); /bin/true; echo $i; done"]);
+    let mut tree = Proc::preloaded(c, &image, "bash forking /bin/true");
+    tree.wait_lines(10, SHORT);
+    for _ in 0..3 {
+        tree.checkpoint(&image, LONG);
+    }
+    let seen: u64 = tree.lines().len() as u64;
+    tree.kill_tree();
+    let mut restored = Proc::restart(&image);
+    let lines = restored.wait_lines(20, LONG);
+    let nums: Vec<u64> = lines.iter().map(|l| l.parse().unwrap()).collect();
+    assert!(nums[0] <= seen + 1 && nums.windows(2).all(|w| w[1] == w[0] + 1), "{:?} (seen {seen})", &nums[..20]);
+    restored.kill9();
+}
