@@ -107,6 +107,11 @@ fn a_zombie_and_shared_memory_with_a_mutex_come_back() {
     let ids: Vec<u32> = seen[0].split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let (zombie, worker) = (ids[0], ids[1]);
     assert!(!seen.iter().any(|l| l.starts_with("zombie ") && l.contains("exit")), "reaped before the checkpoint: {seen:?}");
+    // `ckpt inspect` shows the tree, the zombie with its status.
+    let out = Command::new(ckpt()).arg("inspect").arg(wd.image()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("tree         3 processes"), "{text}");
+    assert!(text.contains(&format!("pid {zombie:<7}")) && text.contains("zombie, exit status 5"), "{text}");
     let mut restored = Proc::restart(&wd.image());
     let st = restored.wait_exit(LONG);
     let after = restored.lines();

@@ -197,6 +197,29 @@ pub fn inspect(a: InspectArgs) -> Outcome {
             Some(ok)
         }
     };
+    // A tree: each process, its relations and its part (checked like the root's).
+    let mut tree = Vec::new();
+    if let Some(records) = image.tree() {
+        for t in records.map_err(bad)? {
+            let t = t.map_err(bad)?;
+            let mut entry = json!({"pid": t.pid, "ppid": t.ppid, "pgid": t.pgid, "sid": t.sid, "zombie": t.is_zombie()});
+            if t.is_zombie() {
+                let st = t.wait_status;
+                entry["exit"] = if st & 0x7f == 0 { json!({"code": (st >> 8) & 0xff}) } else { json!({"signal": st & 0x7f}) };
+            } else if t.base == 0 {
+                entry["program"] = json!(String::from_utf8_lossy(first.comm_bytes()));
+                entry["threads"] = json!(image.threads().count());
+            } else {
+                let part = part_summary(&f, file, &holes, t.base, fmeta.len(), a.key.as_deref()).map_err(bad)?;
+                all_ok &= part.1;
+                entry["program"] = json!(part.0);
+                entry["threads"] = json!(part.2);
+                entry["bytes"] = json!(t.len);
+                entry["checksums_ok"] = json!(part.1);
+            }
+            tree.push(entry);
+        }
+    }
     let doc = json!({
         "image": name, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
         "checksums_ok": all_ok, "authentication": has_mac, "authenticated": authenticated,
@@ -207,7 +230,7 @@ pub fn inspect(a: InspectArgs) -> Outcome {
         "kernel": st.kernel_str(), "xsave_features": format!("{:#x}", st.xfeatures), "xsave_bytes": st.xstate_size,
         "checkpoint_signal": st.ckpt_signal, "interval_secs": st.interval_secs,
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
-        "timers": timers, "descriptors": fds, "regions": regions,
+        "timers": timers, "descriptors": fds, "regions": regions, "tree": tree,
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap());
@@ -215,6 +238,29 @@ pub fn inspect(a: InspectArgs) -> Outcome {
         print_table(&doc);
     }
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+}
+
+/// A tree part at `base`: its program name, whether its data (and MAC, with a key) check out,
+/// and its thread count.
+fn part_summary(f: &File, file: &[u8], holes: &FileHoles, base: u64, file_len: u64, key: Option<&std::path::Path>) -> Result<(String, bool, usize), ckpt_image::ImageError> {
+    let mut prefix = vec![0u8; PREFIX_LEN];
+    let got = f.read_at(&mut prefix, base).unwrap_or(0);
+    let len = meta_len(&prefix[..got])?;
+    if base + len > file_len || len > 1 << 30 {
+        return Err(ckpt_image::ImageError::Truncated);
+    }
+    let mut meta = vec![0u8; len as usize];
+    f.read_exact_at(&mut meta, base).map_err(|_| ckpt_image::ImageError::Truncated)?;
+    let mut st = Box::new(ProcessState::ZERO);
+    let image = Image::parse(&meta, file_len, &mut st)?;
+    let mut ok = (0..image.region_count()).filter_map(|i| image.region(i).ok()).filter(|r| r.record.has_data()).all(|r| check_region(file, &r, holes).is_ok());
+    ok &= image.fds().filter_map(Result::ok).all(|(rec, _)| check_saved_file(file, &rec, holes).is_ok());
+    if let Some(k) = key {
+        let secret = std::fs::read(k).unwrap_or_default();
+        ok &= ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, holes).is_ok();
+    }
+    let name = String::from_utf8_lossy(image.first_thread()?.comm_bytes()).into_owned();
+    Ok((name, ok, image.threads().count()))
 }
 
 /// The program's arguments, read from the saved stack (`arg_start..arg_end`).
@@ -270,6 +316,25 @@ fn print_table(d: &Value) {
             f["fd"], s(&f["kind"]), s(&f["flags"]), f["offset"], f["socket"].as_str().unwrap_or(&s(&f["path"])),
             if f["restored"] == true { "" } else { "  (not restored)" }
         );
+    }
+    let tree = d["tree"].as_array().unwrap();
+    if !tree.is_empty() {
+        println!("tree         {} processes", tree.len());
+        for t in tree {
+            let what = if t["zombie"] == true {
+                match (t["exit"]["code"].as_u64(), t["exit"]["signal"].as_u64()) {
+                    (Some(c), _) => format!("zombie, exit status {c}"),
+                    (_, Some(sig)) => format!("zombie, killed by signal {sig}"),
+                    _ => "zombie".into(),
+                }
+            } else {
+                let size = t["bytes"].as_u64().map(|b| format!(", {b} bytes")).unwrap_or_default();
+                let bad = if t["checksums_ok"] == false { ", CHECKSUM MISMATCH" } else { "" };
+                format!("{} ({} threads{size}{bad})", s(&t["program"]), t["threads"])
+            };
+            let n = |k: &str| t[k].as_u64().unwrap_or(0);
+            println!("  pid {:<7} ppid {:<7} pgid {:<7} sid {:<7} {}", n("pid"), n("ppid"), n("pgid"), n("sid"), what);
+        }
     }
     println!("regions      {}", d["regions"].as_array().unwrap().len());
     println!("  {:<33} {:<4} {:<10} {:<16} {:>12} {:>10}  file", "address", "prot", "kind", "how", "bytes stored", "zero pages");
