@@ -1,5 +1,7 @@
 /* benchheap: the benchmark's target. Fills a heap (random, zero or half of each), starts
- * argv[3] idle threads (default none), then spins
+ * argv[3] idle threads (default none) and forks argv[4] more processes (default none; each has
+ * its copy of the heap, sleeps, and prints "resumed child" when it finds itself restored: its
+ * start time changed), then spins
  * reading the clock and remembering the longest stall: SIGUSR1 makes it print that ("gap NS")
  * and start over; when it finds itself restored it prints "resumed". A restored process keeps its
  * PID (in a PID namespace below myrestart, whose init becomes its parent) or, restored with new
@@ -16,6 +18,18 @@
 static volatile sig_atomic_t report;
 static void on_usr1(int sig) { (void)sig; report = 1; }
 static void *idle(void *a) { for (;;) { struct timespec t = { 0, 10000000 }; nanosleep(&t, 0); } return a; }
+/* Field 22 of /proc/self/stat: when this process started (a restored one is a new process). */
+static unsigned long long start_time(void) {
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long long v = 0;
+    for (int field = 2; p && *p; p++) if (*p == ' ' && ++field == 22) { v = strtoull(p + 1, 0, 10); break; }
+    return v;
+}
 static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
 
 int main(int argc, char **argv) {
@@ -27,6 +41,17 @@ int main(int argc, char **argv) {
     memset(heap + random_words, 0, (words - random_words) * 8);
     int threads = argc > 3 ? atoi(argv[3]) : 0; /* idle threads, as a pool would have */
     for (int i = 0; i < threads; i++) { pthread_t t; pthread_create(&t, 0, idle, 0); }
+    int procs = argc > 4 ? atoi(argv[4]) : 0;
+    for (int i = 0; i < procs; i++) {
+        if (fork() == 0) {
+            unsigned long long born = start_time(), now_born;
+            for (;;) {
+                struct timespec t = { 0, 1000000 };
+                nanosleep(&t, 0);
+                if ((now_born = start_time()) != born) { born = now_born; printf("resumed child %llu\n", (unsigned long long)heap[words / 3]); fflush(stdout); }
+            }
+        }
+    }
     signal(SIGUSR1, on_usr1);
     pid_t me = getpid(), parent = getppid();
     printf("ready\n"); fflush(stdout);

@@ -2,9 +2,10 @@
 //! best with the same bytes (memcpy, write() to a file, read() from it), on the same
 //! filesystem, in one run.
 //!
-//! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads]`
+//! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads,random+4 processes]`
 //! (`+lz4`: the image is written with `CKPT_COMPRESS=lz4`; `+64 threads`: the program has 64
-//! more threads, measured at 512 MiB only).
+//! more threads; `+4 processes`: it is a tree of 4 processes, each with the heap; both measured
+//! at 512 MiB only).
 //!
 //! The VM behind these machines takes freed memory back a couple of seconds after it is freed,
 //! and the next first touch then costs about a second per GiB. So a buffer of the working size
@@ -27,7 +28,7 @@ struct Options {
 }
 
 fn options() -> Options {
-    let fills = ["random", "zero", "half", "random+lz4", "half+lz4", "random+64 threads"];
+    let fills = ["random", "zero", "half", "random+lz4", "half+lz4", "random+64 threads", "random+4 processes"];
     let mut o = Options { dir: PathBuf::from("/dev/shm"), sizes: vec![64, 512, 2048], fills: fills.iter().map(|f| f.to_string()).collect() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -138,13 +139,14 @@ fn wait_for_file(path: &Path) {
     }
 }
 
-fn restart_time(image: &Path, mib: usize, extra: &[&str]) -> f64 {
-    touch(2 * mib * MIB);
+/// From starting myrestart until each of the `procs` processes says it runs again.
+fn restart_time(image: &Path, mib: usize, procs: usize, extra: &[&str]) -> f64 {
+    touch(2 * mib * MIB * procs);
     let mut c = Command::new(myrestart());
     c.args(extra).arg(image);
     let t = Instant::now();
     let mut p = Proc::spawn(c, "myrestart");
-    p.wait_until(|l| l.iter().any(|s| s.starts_with("resumed")), TIMEOUT, "resumed");
+    p.wait_until(|l| l.iter().filter(|s| s.starts_with("resumed")).count() >= procs, TIMEOUT, "resumed");
     let d = secs(t.elapsed());
     p.kill9();
     d
@@ -156,12 +158,16 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
         Some(f) => (f, 64),
         None => (fill, 0),
     };
+    let (fill, procs) = match fill.strip_suffix("+4 processes") {
+        Some(f) => (f, 4),
+        None => (fill, 1),
+    };
     let (fill, lz4) = match fill.strip_suffix("+lz4") {
         Some(f) => (f, true),
         None => (fill, false),
     };
     let mut c = Command::new(target);
-    c.arg(mib.to_string()).arg(fill).arg(threads.to_string());
+    c.arg(mib.to_string()).arg(fill).arg(threads.to_string()).arg((procs - 1).to_string());
     if lz4 {
         c.env("CKPT_COMPRESS", "lz4");
     }
@@ -170,7 +176,7 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     p.signal(libc::SIGUSR1);
     p.wait_lines(2, TIMEOUT);
     // Room for the image's page cache, fresh from the host.
-    touch(2 * mib * MIB);
+    touch(2 * mib * MIB * procs);
     let t = Instant::now();
     p.signal(libc::SIGUSR2);
     wait_for_file(image);
@@ -178,11 +184,11 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     p.signal(libc::SIGUSR1);
     let lines = p.wait_lines(3, TIMEOUT);
     let pause = lines[2].trim_start_matches("gap ").parse::<f64>().unwrap() / 1e9;
-    p.kill9();
+    p.kill_tree();
     let meta = std::fs::metadata(image).unwrap();
-    let mapped = restart_time(image, mib, &[]);
-    let mapped_unverified = restart_time(image, mib, &["--no-verify"]);
-    let eager = restart_time(image, mib, &["--eager"]);
+    let mapped = restart_time(image, mib, procs, &[]);
+    let mapped_unverified = restart_time(image, mib, procs, &["--no-verify"]);
+    let eager = restart_time(image, mib, procs, &["--eager"]);
     let _ = std::fs::remove_file(image);
     Row { checkpoint, pause, apparent: meta.len(), allocated: meta.blocks() * 512, mapped, mapped_unverified, eager }
 }
@@ -216,7 +222,7 @@ fn main() {
         let write = median(runs.iter().map(|r| r.1).collect());
         let read = median(runs.iter().map(|r| r.2).collect());
         for fill in &o.fills {
-            if fill.ends_with("threads") && mib != 512 {
+            if (fill.ends_with("threads") || fill.ends_with("processes")) && mib != 512 {
                 continue; // one size is enough to compare with the single-threaded row
             }
             let r = run_median(&target, &image, mib, fill);
@@ -248,5 +254,7 @@ fn main() {
     println!("checksums verified; --no-verify skips those; --eager reads all memory now).");
     println!("+lz4: written with CKPT_COMPRESS=lz4 (restart then always reads and decompresses).");
     println!("+64 threads: the same program with 64 more threads, idle in nanosleep (all are stopped for the checkpoint).");
+    println!("+4 processes: the program and 3 children it forked, each with its copy of the heap: one tree image");
+    println!("(restart: until all 4 run again; compare with the single process of the same size).");
     println!("Figures are medians of {RUNS} runs; ratios are our time over the machine's limit.");
 }

@@ -261,17 +261,19 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
         let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
         return Ok(());
     }
-    // A tree's barrier: each process says "restored" on one pipe and waits on the other.
-    let mut held = None;
+    // A tree's barriers: each process says "ready" on one pipe and waits on the other.
+    let mut held = [None, None];
     if p.ntree > 0 {
-        let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC);
-        let ((done_rd, done_wr), (go_rd, go_wr)) = match (pipe(), pipe()) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => fail(e),
-        };
-        let park = |fd: OwnedFd| crate::files::park(fd, p.fd_base).unwrap_or_else(|e| fail(e));
-        p.barrier = [park(done_wr), park(go_rd)];
-        held = Some((done_rd, go_wr));
+        for stage in 0..2 {
+            let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC);
+            let ((ready_rd, ready_wr), (go_rd, go_wr)) = match (pipe(), pipe()) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => fail(e),
+            };
+            let park = |fd: OwnedFd| crate::files::park(fd, p.fd_base).unwrap_or_else(|e| fail(e));
+            p.barrier[stage] = [park(ready_wr), park(go_rd)];
+            held[stage] = Some((ready_rd, go_wr));
+        }
     }
     let program = match sys::fork_with_pid(pid) {
         Ok(0) => return Ok(()),
@@ -283,15 +285,22 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
     };
     let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
     drop(ready);
-    if let Some((done, go)) = held {
+    if p.ntree > 0 {
         // SAFETY: init's copies of the processes' ends, which it uses no more.
         unsafe {
-            sys::close(p.barrier[0]);
-            sys::close(p.barrier[1]);
+            for b in p.barrier {
+                sys::close(b[0]);
+                sys::close(b[1]);
+            }
         }
-        if !crate::tree::hold_barrier(done.as_fd(), go.as_fd(), crate::tree::live_count(p)) {
-            // Init's end ends the namespace, and with it every process of the tree.
-            sys::exit_group(crate::EXIT_LOST)
+        // Every process checked and planned: all cross their points of no return. One that
+        // could not means nothing was restored (2); one lost after it, the tree is lost (3).
+        // Init's end ends the namespace, and with it every process of the tree.
+        for (stage, code) in [(0, crate::EXIT_REFUSED), (1, crate::EXIT_LOST)] {
+            let Some((ready, go)) = held[stage].take() else { continue };
+            if !crate::tree::hold_barrier(ready.as_fd(), go.as_fd(), crate::tree::live_count(p), stage == 0) {
+                sys::exit_group(code)
+            }
         }
     }
     drop_parked(p);

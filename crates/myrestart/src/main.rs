@@ -88,6 +88,8 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     if tree::spawn(p, &opts).is_err() {
         sys::exit_group(EXIT_REFUSED);
     }
+    // A tree's processes cross their points of no return together, once each has its plan.
+    tree::barrier(p, 0);
     hole::move_and_restore(&me, p)
 }
 

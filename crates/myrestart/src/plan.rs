@@ -168,8 +168,12 @@ pub struct Plan {
     /// Shared memory made once for the whole tree.
     pub shared: [SharedSlot; MAX_FILE_MAPS],
     pub nshared: usize,
-    /// The tree's barrier (parked): say "restored" on the first, wait for "go" on the second.
-    pub barrier: [i32; 2],
+    /// The tree's two barriers (parked), each a pair: say "ready" on the first descriptor, wait
+    /// for "go" on the second. The first before the point of no return (every process has made
+    /// and checked its plan), the second before the program runs again.
+    pub barrier: [[i32; 2]; 2],
+    /// The key the image must be authenticated with (`--key`).
+    pub key: Option<ckpt_image::mac::Key>,
     /// Read all memory from the image instead of mapping the image file.
     pub eager: bool,
     /// Leave the restored process stopped (SIGSTOP) at its checkpointed state.
@@ -221,7 +225,8 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     member: 0,
     shared: [SharedSlot { dev: 0, ino: 0, fd: -1 }; MAX_FILE_MAPS],
     nshared: 0,
-    barrier: [-1; 2],
+    barrier: [[-1; 2]; 2],
+    key: None,
     eager: false,
     stopped: false,
     announce: false,
@@ -292,7 +297,12 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
             }
         }
     };
-    verify_data(fd.as_raw_fd(), &image, file_len, opts.verify, key.as_ref()).map_err(bad)?;
+    p.key = key;
+    // A tree's parts are each checked by the process that becomes it, all at once (see
+    // `become_member`); nothing of any crosses its point of no return before all are.
+    if image.tree().is_none() {
+        verify_data(fd.as_raw_fd(), &image, file_len, opts.verify, key.as_ref()).map_err(bad)?;
+    }
     adopt(path, &image, p)?;
     p.ntree = 0;
     p.member = 0;
@@ -318,9 +328,6 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
                 refuse(path, format_args!("process {} of the tree does not match its part of the image", rec.pid));
                 return Err(());
             }
-            verify_data(fd.as_raw_fd(), &part, file_len, opts.verify, key.as_ref()).map_err(|e| {
-                refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
-            })?;
             adopt(path, &part, p)?;
             fd_base = fd_base.max(files::fd_base(&part));
             p.tree[i].meta = m.as_ptr() as usize;
@@ -339,6 +346,10 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     p.file_len = file_len;
     if p.ntree > 0 {
         files::pool(path, p)?;
+        // The root's state again (the pool read the others'); its plan, like every process's,
+        // is made in its own process, all at once (`tree::spawn`).
+        Image::parse(meta, file_len, &mut p.state).map_err(bad)?;
+        return Ok(());
     }
     become_member(opts, p, 0)
 }
@@ -354,6 +365,12 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     // no return (see there).
     let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
     let image = Image::parse(meta_static, p.file_len, &mut p.state).map_err(bad)?;
+    if p.ntree > 0 {
+        let pid = p.state.pid;
+        verify_data(p.image_fd, &image, p.file_len, opts.verify, p.key.as_ref()).map_err(|e| {
+            refuse(path, format_args!("process {pid} of the tree: {e}"));
+        })?;
+    }
     adopt(path, &image, p)?;
     p.member = member;
     let base = p.fd_base;

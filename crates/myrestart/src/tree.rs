@@ -28,8 +28,8 @@ pub fn live_count(p: &Plan) -> usize {
     p.tree[..p.ntree].iter().filter(|t| !t.rec.is_zombie()).count()
 }
 
-/// In the root's process: creates every other process of the tree. Returns in each live one,
-/// its plan made for its own part (`Err`: refused, said).
+/// In the root's process: creates every other process of the tree. Returns in each live one
+/// (the root included), its plan made and its part checked (`Err`: refused, said).
 pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), ()> {
     if p.ntree == 0 {
         return Ok(());
@@ -61,10 +61,7 @@ pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), ()> {
         }
         break;
     }
-    if me != 0 {
-        crate::plan::become_member(opts, p, me)?;
-    }
-    Ok(())
+    crate::plan::become_member(opts, p, me)
 }
 
 /// Session and process group of member `i`, as they were where they can be. The job a shell
@@ -114,17 +111,18 @@ fn exit_as(status: u32) -> ! {
     sys::exit_group(128 + sig as i32)
 }
 
-/// After the point of no return, just before the process runs again: says it is restored and
-/// waits until init says every process is. A process whose init is gone ends.
-pub fn barrier(p: &Plan) {
-    let [done, go] = p.barrier;
-    if done < 0 {
+/// Says this process has reached barrier `stage` (0: planned, before the point of no return;
+/// 1: restored, before it runs again) and waits until init says every process has. A process
+/// whose init is gone ends.
+pub fn barrier(p: &Plan, stage: usize) {
+    let [ready, go] = p.barrier[stage];
+    if ready < 0 {
         return;
     }
     // SAFETY: parked descriptors of ours, made by init and inherited; closed right here.
     unsafe {
-        let _ = rustix::io::write(BorrowedFd::borrow_raw(done), b"r");
-        sys::close(done);
+        let _ = rustix::io::write(BorrowedFd::borrow_raw(ready), b"r");
+        sys::close(ready);
     }
     let mut b = [0u8; 1];
     loop {
@@ -132,16 +130,16 @@ pub fn barrier(p: &Plan) {
         match rustix::io::read(unsafe { BorrowedFd::borrow_raw(go) }, &mut b) {
             Ok(1) => break,
             Err(Errno::INTR) => {}
-            _ => sys::exit_group(crate::EXIT_LOST),
+            _ => sys::exit_group(if stage == 0 { crate::EXIT_REFUSED } else { crate::EXIT_LOST }),
         }
     }
     // SAFETY: as above.
     unsafe { sys::close(go) };
 }
 
-/// In init: waits until each of `n` processes says it is restored, then lets them all go. If
-/// any ends before it does, the tree is lost: everything in the namespace is ended.
-pub fn hold_barrier(done: BorrowedFd, go: BorrowedFd, n: usize) -> bool {
+/// In init: waits until each of `n` processes says it has reached a barrier, then lets them all
+/// go. If any ends before it does, the caller ends the tree.
+pub fn hold_barrier(done: BorrowedFd, go: BorrowedFd, n: usize, before_no_return: bool) -> bool {
     let mut got = 0usize;
     let mut buf = [0u8; 64];
     while got < n {
@@ -153,7 +151,11 @@ pub fn hold_barrier(done: BorrowedFd, go: BorrowedFd, n: usize) -> bool {
         }
     }
     if got < n {
-        say!("myrestart: {} of the {n} processes of the tree could not be restored; ending the tree", n - got);
+        if before_no_return {
+            say!("myrestart: {} of the {n} processes of the tree cannot be restored (said above); nothing was restored", n - got);
+        } else {
+            say!("myrestart: {} of the {n} processes of the tree could not be restored; ending the tree", n - got);
+        }
         return false;
     }
     let mut left = n;
