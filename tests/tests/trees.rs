@@ -351,3 +351,32 @@ fn a_tree_that_forks_and_exits_all_the_time_checkpoints_and_restarts() {
     assert!(nums[0] <= seen + 1 && nums.windows(2).all(|w| w[1] == w[0] + 1), "{:?} (seen {seen})", &nums[..20]);
     restored.kill9();
 }
+
+/// A tree image with one process's part changed is refused as a whole, by the process's name,
+/// with exit status 2: no process of the tree runs.
+#[test]
+fn a_tree_with_a_corrupt_part_is_refused_whole() {
+    let wd = Workdir::new("tree-corrupt");
+    let mut orig = Proc::preloaded(family(100000), &wd.image(), "family");
+    orig.wait_lines(2, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let child = child_of(&orig.lines());
+    orig.kill_tree();
+    let mut bytes = std::fs::read(wd.image()).unwrap();
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let meta_len = ckpt_image::image::meta_len(&bytes).unwrap() as usize;
+    let root = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
+    let part = root.tree().unwrap().unwrap().map(Result::unwrap).find(|t| t.pid == child).unwrap();
+    let base = part.base as usize;
+    let len = ckpt_image::image::meta_len(&bytes[base..]).unwrap() as usize;
+    let img = ckpt_image::Image::parse(&bytes[base..base + len], bytes.len() as u64, &mut st).unwrap();
+    let at = (0..img.region_count()).map(|i| img.region(i).unwrap()).find(|r| r.name == b"[heap]" && r.record.has_data()).unwrap().data_offset as usize;
+    bytes[at] ^= 0x5a;
+    let corrupt = wd.path.join("corrupt");
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let out = Command::new(myrestart()).arg(&corrupt).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("process {child} of the tree: corrupt image")), "{err}");
+    assert!(out.stdout.is_empty(), "a process ran: {:?}", String::from_utf8_lossy(&out.stdout));
+}

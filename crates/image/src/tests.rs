@@ -550,3 +550,54 @@ fn socket_timerfd_and_watch_records_round_trip_and_are_checked() {
     WatchRecord { wd: 0, ..w }.write(&mut wr, b"/tmp/dir");
     assert_eq!(crate::inotify::records(&v[..len]).next(), Some(Err(ImageError::Malformed("bad inotify watch record"))));
 }
+
+/// An image moved to `base` in a bigger file, with `rebase`, reads and checks out there: its
+/// data offsets count from the start of the file.
+#[test]
+fn a_rebased_image_reads_at_its_new_place() {
+    let one = build_image(2);
+    let base = 3 * PAGE_SIZE as usize * 16;
+    let mut file = vec![0u8; base];
+    file.extend_from_slice(&one);
+    let len = meta_len(&one).unwrap() as usize;
+    crate::tree::rebase(&mut file[base..base + len], base as u64).unwrap();
+    crate::seal(&mut file[base..base + len]).unwrap();
+    let mut st = std::boxed::Box::new(ProcessState::ZERO);
+    let img = Image::parse(&file[base..base + len], file.len() as u64, &mut st).unwrap();
+    assert_eq!(img.region(0).unwrap().data_offset, DATA_AT + base as u64);
+    img.check_data(&file, &Dense).unwrap();
+    // Not rebased, the same headers point at the wrong bytes.
+    let mut stale = file.clone();
+    stale[base..base + len].copy_from_slice(&one[..len]);
+    let img = Image::parse(&stale[base..base + len], stale.len() as u64, &mut st).unwrap();
+    assert!(img.check_data(&stale, &Dense).is_err());
+}
+
+fn tree_note(recs: &[crate::tree::TreeRecord]) -> Vec<u8> {
+    let mut buf = vec![0u8; crate::tree::note_len(recs.len())];
+    let mut w = Writer::new(&mut buf);
+    crate::tree::write_header(&mut w, recs.len());
+    for r in recs {
+        r.write(&mut w);
+    }
+    buf
+}
+
+#[test]
+fn tree_tables_are_checked_as_a_whole() {
+    use crate::tree::{records, TreeRecord, TREE_ZOMBIE};
+    let root = TreeRecord { pid: 10, ppid: 1, pgid: 10, sid: 5, base: 0, len: 8192, ..Default::default() };
+    let child = TreeRecord { pid: 11, ppid: 10, pgid: 10, sid: 5, base: 8192, len: 8192, meta_hash: 7, ..Default::default() };
+    let zombie = TreeRecord { pid: 12, ppid: 10, state: TREE_ZOMBIE, wait_status: 5 << 8, ..Default::default() };
+    let all = |recs: &[TreeRecord], file_len: u64| records(&tree_note(recs), file_len).and_then(|it| it.collect::<Result<Vec<_>, _>>());
+    assert_eq!(all(&[root, child, zombie], 16384).unwrap(), vec![root, child, zombie]);
+    let bad = |recs: &[TreeRecord], file_len: u64| all(recs, file_len).unwrap_err();
+    assert_eq!(bad(&[child, root], 16384), ImageError::Malformed("the process tree does not start with its root"));
+    assert_eq!(bad(&[root, TreeRecord { ppid: 99, ..child }], 16384), ImageError::Malformed("a process comes before its parent in the process tree"));
+    assert_eq!(bad(&[root, child, TreeRecord { pid: 11, ..zombie }], 16384), ImageError::Malformed("a PID appears twice in the process tree"));
+    assert_eq!(bad(&[root, child], 12288), ImageError::Truncated);
+    let twin = TreeRecord { pid: 13, base: 12288, ..child };
+    assert_eq!(bad(&[root, child, twin], 65536), ImageError::Malformed("process images overlap in the tree image"));
+    assert_eq!(bad(&[root, TreeRecord { ppid: 12, pid: 14, ..child }, zombie], 16384), ImageError::Malformed("a process comes before its parent in the process tree"));
+    assert_eq!(bad(&[root, TreeRecord { base: 100, ..child }], 16384), ImageError::Malformed("bad process tree record"));
+}
