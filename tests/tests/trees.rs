@@ -380,3 +380,51 @@ fn a_tree_with_a_corrupt_part_is_refused_whole() {
     assert!(err.contains(&format!("process {child} of the tree: corrupt image")), "{err}");
     assert!(out.stdout.is_empty(), "a process ran: {:?}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Python's shared ctypes (`multiprocessing.Value`, in an unlinked file both processes keep
+/// open and mapped) with its lock: a worker process increments, the parent reads; after the
+/// restart the parent still sees the worker's increments.
+#[test]
+fn python_shared_values_stay_shared() {
+    let wd = Workdir::new("tree-mpvalue");
+    let script = r#"
+import multiprocessing as mp, time
+def work(v, stop):
+    while not stop.value:
+        with v.get_lock():
+            v.value += 1
+        time.sleep(0.001)
+if __name__ == '__main__':
+    mp.set_start_method('fork')
+    v = mp.Value('i', 0)
+    stop = mp.Value('i', 0)
+    p = mp.Process(target=work, args=(v, stop))
+    p.start()
+    last = -1
+    for i in range(150):
+        time.sleep(0.02)
+        with v.get_lock():
+            c = v.value
+        if c < last:
+            print('went back', c, last, flush=True)
+        last = c
+        print(i, c, flush=True)
+    stop.value = 1
+    p.join()
+    print('done', p.exitcode, v.value >= last, flush=True)
+"#;
+    let mut c = Command::new("python3");
+    c.args(["-c", script]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python with a shared Value");
+    orig.wait_lines(20, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    let after = restored.lines();
+    assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
+    assert_eq!(after.last().map(String::as_str), Some("done 0 True"), "{after:?}");
+    assert!(!after.iter().any(|l| l.starts_with("went back")), "{after:?}");
+    let counts: Vec<i64> = after.iter().filter(|l| !l.starts_with("done")).filter_map(|l| l.split_whitespace().nth(1)?.parse().ok()).collect();
+    assert!(counts.len() > 20 && counts[counts.len() - 1] > counts[0] + 20, "the worker's increments are not seen: {counts:?}");
+}

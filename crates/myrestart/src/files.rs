@@ -70,7 +70,7 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd, rec: &FdRecord) -> Result<(), Errn
 
 /// Opens the file behind `fd` again through `/proc/self/fd`, with the saved descriptor's access
 /// mode and status flags (a file just made read-write, for one the program had read-only).
-fn reopen_as_saved(fd: &OwnedFd, rec: &FdRecord) -> Option<OwnedFd> {
+fn reopen_as_saved(fd: BorrowedFd, rec: &FdRecord) -> Option<OwnedFd> {
     let mut link = [0u8; 64];
     let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
     let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", fd.as_raw_fd() as u64, b"")?;
@@ -111,6 +111,15 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                 Some(s) => s.src,
                 None => continue,
             },
+            FdKind::Deleted | FdKind::MemFd if shared_object(p, u64::MAX, rec.ino).is_some() => {
+                // The tree's one copy of it, opened with this descriptor's flags and offset.
+                let f = shared_object(p, u64::MAX, rec.ino).unwrap_or(-1);
+                // SAFETY: a parked descriptor of ours (the tree's), only borrowed.
+                let fd = reopen_as_saved(unsafe { BorrowedFd::borrow_raw(f) }, &rec)
+                    .ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
+                let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
+                park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))?
+            }
             FdKind::Deleted => recreate_deleted(image_path, &rec, path, image_fd, base)?,
             FdKind::File if shared_file(p, &rec).is_some() => {
                 let f = shared_file(p, &rec).unwrap_or(-1);
@@ -373,7 +382,7 @@ fn recreate_memfd(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32,
     let fd = if rec.open_flags & k::O_ACCMODE == k::O_RDWR {
         fd
     } else {
-        reopen_as_saved(&fd, rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?
+        reopen_as_saved(fd.as_fd(), rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?
     };
     let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
     park(fd, base).map_err(|e| bad("parking", e))
@@ -507,7 +516,7 @@ fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i3
     copy_from_image(image_fd, rec.blob_offset, &tmp, rec.blob_len)
         .map_err(|e| refuse(image_path, format_args!("fd {}: restoring the contents of {}: {}", rec.fd, Lossy(path), describe(e))))?;
     // Reopen through /proc to get the original access mode and status flags.
-    let fd = reopen_as_saved(&tmp, rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
+    let fd = reopen_as_saved(tmp.as_fd(), rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
     drop(tmp);
     let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
@@ -632,7 +641,8 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
         }
     }
     // Shared memory of a tree: made once for all its processes.
-    if let Some(s) = p.shared[..p.nshared].iter().find(|s| s.dev == rec.dev && s.ino == rec.inode) {
+    if let Some(fd) = shared_object(p, rec.dev, rec.inode) {
+        let s = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
         let fd = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(s.fd) }, p.fd_base).map_err(|e| bad("sharing it", e))?;
         return Ok(MapSlot { region: i as u32, fd: fd.into_raw_fd(), fill });
     }
@@ -664,6 +674,23 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     static mut KEYS: [(u64, u64, u64, u32, u32, usize); MAX_FDS] = [(0, 0, 0, 0, 0, usize::MAX); MAX_FDS];
     // SAFETY: single-threaded; the only references to these buffers.
     let (socks, keys) = unsafe { (&mut *core::ptr::addr_of_mut!(SOCKS), &mut *core::ptr::addr_of_mut!(KEYS)) };
+    // Memfds and deleted files (by inode), with the members that have them open or mapped.
+    static mut OBJS: [(u64, u32, usize); MAX_FDS] = [(0, 0, usize::MAX); MAX_FDS];
+    // SAFETY: as above.
+    let objs = unsafe { &mut *core::ptr::addr_of_mut!(OBJS) };
+    let mut nobjs = 0usize;
+    let mut seen_obj = |ino: u64, m: usize, objs: &mut [(u64, u32, usize)]| match objs[..nobjs].iter_mut().find(|o| o.0 == ino) {
+        Some(o) if o.2 != m => {
+            o.1 += 1;
+            o.2 = m;
+        }
+        Some(_) => {}
+        None if nobjs < MAX_FDS => {
+            objs[nobjs] = (ino, 1, m);
+            nobjs += 1;
+        }
+        None => {}
+    };
     let (mut nsocks, mut nkeys) = (0usize, 0usize);
     for m in 0..p.ntree {
         let part = p.tree[m];
@@ -678,6 +705,14 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
             if nsocks < socks.len() {
                 socks[nsocks] = s.ino;
                 nsocks += 1;
+            }
+        }
+        for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| matches!(r.kind, FdKind::MemFd | FdKind::Deleted) && r.same_as < 0) {
+            seen_obj(rec.ino, m, &mut objs[..]);
+        }
+        for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
+            if r.record.is_shared() && !r.record.from_file() && !r.record.kind.is_kernel_special() {
+                seen_obj(r.record.inode, m, &mut objs[..]);
             }
         }
         for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
@@ -758,13 +793,31 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
             p.files[p.nfiles] = SharedFile { dev: rec.dev, ino: rec.ino, offset: rec.offset, flags: rec.open_flags, fd };
             p.nfiles += 1;
         }
+        // A memfd or deleted file open (or mapped) in more than one process: one file for all,
+        // its contents put back once.
+        for (rec, path) in image.fds().filter_map(Result::ok) {
+            if !matches!(rec.kind, FdKind::MemFd | FdKind::Deleted) || rec.same_as >= 0 || shared_object(p, u64::MAX, rec.ino).is_some() {
+                continue;
+            }
+            if !objs[..nobjs].iter().any(|o| o.0 == rec.ino && o.1 > 1) || p.nshared == p.shared.len() {
+                continue;
+            }
+            let rw = FdRecord { open_flags: (rec.open_flags & !k::O_ACCMODE) | k::O_RDWR, offset: 0, ..rec };
+            let fd = if rec.kind == FdKind::MemFd {
+                recreate_memfd(image_path, &rw, path, p.image_fd, p.fd_base)?
+            } else {
+                recreate_deleted(image_path, &rw, path, p.image_fd, p.fd_base)?
+            };
+            p.shared[p.nshared] = SharedSlot { dev: u64::MAX, ino: rec.ino, fd };
+            p.nshared += 1;
+        }
         for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
             let rec = r.record;
             if !rec.is_shared() || rec.from_file() || rec.kind.is_kernel_special() {
                 continue;
             }
             let open = image.fds().filter_map(Result::ok).any(|(f, _)| matches!(f.kind, FdKind::MemFd | FdKind::Deleted) && f.ino == rec.inode);
-            if open || p.shared[..p.nshared].iter().any(|s| s.dev == rec.dev && s.ino == rec.inode) {
+            if open || shared_object(p, rec.dev, rec.inode).is_some() {
                 continue;
             }
             if p.nshared == p.shared.len() {
@@ -777,8 +830,8 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
             p.nshared += 1;
         }
     }
-    // Each shared memfd as large as the furthest any process maps it.
-    for s in &p.shared[..p.nshared] {
+    // Each shared memfd made for mappings as large as the furthest any process maps it.
+    for s in p.shared[..p.nshared].iter().filter(|s| s.dev != u64::MAX) {
         let mut size = 0u64;
         for part in p.tree[..p.ntree].iter().filter(|t| !t.rec.is_zombie()) {
             // SAFETY: as above.
@@ -809,6 +862,13 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
         }
     }
     Ok(())
+}
+
+/// The tree's one copy of a shared memory object: by device and inode as a region names it,
+/// or (a memfd or deleted file made from a descriptor's record, `dev` `u64::MAX` in the table)
+/// by inode alone.
+fn shared_object(p: &Plan, dev: u64, ino: u64) -> Option<i32> {
+    p.shared[..p.nshared].iter().find(|s| s.ino == ino && (s.dev == dev || s.dev == u64::MAX)).map(|s| s.fd)
 }
 
 /// The tree's shared open file that `rec` stands for, if it is one.

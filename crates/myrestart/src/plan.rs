@@ -65,8 +65,10 @@ pub struct TreePart {
     pub meta_len: usize,
 }
 
-/// Shared memory without a descriptor (anonymous `MAP_SHARED`, a deleted POSIX semaphore or
-/// shm file), by the object it was: one memfd for every process of a tree that maps it.
+/// Shared memory of a tree, made once for every process that maps it or has it open: without a
+/// descriptor (anonymous `MAP_SHARED`, a deleted POSIX semaphore or shm file), by the device and
+/// inode its mappings name; a memfd or deleted file that a process had open, by its inode
+/// (`dev` is then `u64::MAX`).
 #[derive(Clone, Copy)]
 pub struct SharedSlot {
     pub dev: u64,

@@ -119,11 +119,10 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
     // The tree stops as one: a member waits for its root's word; a root with children stops
     // them all before anything is captured (and lets them go when `tree` is dropped).
     let mut tree = None;
-    match &member {
+    match &mut member {
         Some(m) => {
             if !m.parked_wait() {
                 // Called off by the root: nothing to report here (the root says why).
-                member.take().map(core::mem::forget);
                 return Ok(());
             }
         }

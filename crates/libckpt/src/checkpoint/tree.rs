@@ -453,7 +453,15 @@ impl Drop for Tree {
             // and used by nothing else in this process (the writer has its own copies).
             unsafe { sys::close(fd) };
         }
+        unmap_control(self.ctl);
     }
+}
+
+/// Unmaps this process's view of the control block (a writer keeps its own copy of the
+/// mapping, which it never unmaps).
+fn unmap_control(ctl: &Control) {
+    // SAFETY: the mapping made by `map_control`; the caller's `ctl` is its last user here.
+    let _ = unsafe { rustix::mm::munmap(ctl as *const Control as *mut core::ffi::c_void, CONTROL_LEN) };
 }
 
 /// Calls `f` with each child of process `pid` (children of all its threads).
@@ -613,10 +621,13 @@ impl Joined {
     }
 
     /// Says this process is stopped, and waits for the root's word: `true` to capture now,
-    /// `false` if the checkpoint was called off (or the root is gone).
-    pub fn parked_wait(&self) -> bool {
+    /// `false` if the checkpoint was called off (or the root is gone), which needs no word
+    /// back.
+    pub fn parked_wait(&mut self) -> bool {
         self.set(PARKED);
-        self.wait_phase(PHASE_STOPPING) == PHASE_CAPTURE
+        let go = self.wait_phase(PHASE_STOPPING) == PHASE_CAPTURE;
+        self.done |= !go;
+        go
     }
 
     fn wait_phase(&self, from: u32) -> u32 {
@@ -673,5 +684,6 @@ impl Drop for Joined {
         if !self.done {
             self.set(FAILED);
         }
+        unmap_control(self.ctl);
     }
 }
