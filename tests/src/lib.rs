@@ -411,6 +411,10 @@ pub const LONG: Duration = Duration::from_secs(60);
 /// checkpointed after `at` lines and killed a few lines later; restart runs to completion and
 /// must print exactly the rest of the reference. Returns the line the restart resumed from.
 pub fn checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd: &Workdir) -> usize {
+    scenario(make, at, wd, false)
+}
+
+fn scenario(make: impl Fn() -> Command, at: usize, wd: &Workdir, tree: bool) -> usize {
     let reference = reference_run(make(), LONG);
     assert!(reference.len() > at + 10, "reference run too short: {} lines", reference.len());
     let image = wd.image();
@@ -420,7 +424,11 @@ pub fn checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd
     orig.checkpoint(&image, LONG);
     let n = orig.lines().len();
     orig.wait_lines(n + 3, SHORT);
-    orig.kill9();
+    if tree {
+        orig.kill_tree();
+    } else {
+        orig.kill9();
+    }
     let at_kill = orig.lines().len();
 
     let mut restored = Proc::restart(&image);
@@ -434,21 +442,7 @@ pub fn checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd
 /// tree is killed after the checkpoint, and the restarted tree must print the rest of the
 /// reference.
 pub fn tree_checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd: &Workdir) -> usize {
-    let reference = reference_run(make(), LONG);
-    assert!(reference.len() > at + 10, "reference run too short: {} lines", reference.len());
-    let image = wd.image();
-    let mut orig = Proc::preloaded(make(), &image, "original run");
-    orig.wait_lines(at, SHORT);
-    let at_ckpt = orig.lines().len();
-    orig.checkpoint(&image, LONG);
-    orig.kill_tree();
-    let at_kill = orig.lines().len();
-
-    let mut restored = Proc::restart(&image);
-    let st = restored.wait_exit(LONG);
-    let after = restored.lines();
-    assert!(st.success(), "restarted run exited with {st}; stderr {:?}", restored.stderr());
-    assert_continues(&reference, at_ckpt, at_kill, &after)
+    scenario(make, at, wd, true)
 }
 
 /// A TCP and UDP port that is free now and outside the kernel's ephemeral range, for a server

@@ -50,6 +50,10 @@ enum Command {
         /// Give the program this command's stdin, stdout and stderr, even where it had files.
         #[arg(long)]
         inherit_stdio: bool,
+        /// Make a process tree whose root led its own session this terminal's job too (a root
+        /// that led only its process group always is): Ctrl-C and Ctrl-Z here reach it.
+        #[arg(long)]
+        foreground: bool,
         /// Restore an image that another user owns or that others may write (refused by
         /// default: restoring runs the image's code with your rights).
         #[arg(long)]
@@ -71,8 +75,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, stopped, eager, no_verify, new_ids, inherit_stdio, trust_image, key } => {
-            run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, trust_image, key })
+        Command::Restart { image, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, key } => {
+            run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, key })
         }
         Command::Inspect(a) => inspect::inspect(a),
     };

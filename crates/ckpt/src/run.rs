@@ -117,6 +117,7 @@ pub struct RestartFlags {
     pub no_verify: bool,
     pub new_ids: bool,
     pub inherit_stdio: bool,
+    pub foreground: bool,
     pub trust_image: bool,
     pub key: Option<PathBuf>,
 }
@@ -131,6 +132,7 @@ pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
         (f.no_verify, "--no-verify"),
         (f.new_ids, "--new-ids"),
         (f.inherit_stdio, "--inherit-stdio"),
+        (f.foreground, "--foreground"),
         (f.trust_image, "--trust-image"),
     ] {
         if on {

@@ -243,28 +243,33 @@ fn make_eventfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()>
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
 }
 
+/// The slot of the pipe `rec` is an end of: found by inode, or made now (with the saved size),
+/// both ends parked.
+fn pipe_slot(image_path: &CStr, rec: &FdRecord, p: &mut Plan, pooled: bool) -> Result<usize, ()> {
+    if let Some(i) = p.pipes[..p.npipes].iter().position(|s| s.ino == rec.ino) {
+        return Ok(i);
+    }
+    let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (pipe): {what}: {}", rec.fd, describe(e)));
+    if p.npipes == p.pipes.len() {
+        refuse(image_path, format_args!("more than {} pipes", p.pipes.len()));
+        return Err(());
+    }
+    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| bad("making a pipe", e))?;
+    if rec.size > 0 {
+        let _ = rustix::pipe::fcntl_setpipe_size(&wr, rec.size as usize);
+    }
+    let rd = park(rd, p.fd_base).map_err(|e| bad("parking", e))?;
+    let wr = park(wr, p.fd_base).map_err(|e| bad("parking", e))?;
+    p.pipes[p.npipes] = PipeSlot { ino: rec.ino, rd, wr, has_rd: false, has_wr: false, pooled };
+    p.npipes += 1;
+    Ok(p.npipes - 1)
+}
+
 /// One end of a pipe: the pipe is made once, with its size and the bytes it held (from the
 /// record that carries them); each end takes the record's non-blocking flag.
 fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (pipe): {what}: {}", rec.fd, describe(e)));
-    let i = match p.pipes[..p.npipes].iter().position(|s| s.ino == rec.ino) {
-        Some(i) => i,
-        None => {
-            if p.npipes == p.pipes.len() {
-                refuse(image_path, format_args!("more than {} pipes", p.pipes.len()));
-                return Err(());
-            }
-            let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| bad("making a pipe", e))?;
-            if rec.size > 0 {
-                let _ = rustix::pipe::fcntl_setpipe_size(&wr, rec.size as usize);
-            }
-            let rd = park(rd, p.fd_base).map_err(|e| bad("parking", e))?;
-            let wr = park(wr, p.fd_base).map_err(|e| bad("parking", e))?;
-            p.pipes[p.npipes] = PipeSlot { ino: rec.ino, rd, wr, has_rd: false, has_wr: false, pooled: false };
-            p.npipes += 1;
-            p.npipes - 1
-        }
-    };
+    let i = pipe_slot(image_path, rec, p, false)?;
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
     let slot = &mut p.pipes[i];
     if reader {
@@ -693,14 +698,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     };
     let (mut nsocks, mut nkeys) = (0usize, 0usize);
     for m in 0..p.ntree {
-        let part = p.tree[m];
-        if part.rec.is_zombie() {
-            continue;
-        }
-        // SAFETY: the part's headers, mapped by the plan and never unmapped before the point
-        // of no return.
-        let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
-        let image = Image::parse(meta, p.file_len, &mut p.state).map_err(|e| refuse(image_path, format_args!("{e}")))?;
+        let Some(image) = part_image(image_path, p, m)? else { continue };
         for s in image.sockets().filter_map(Result::ok) {
             if nsocks < socks.len() {
                 socks[nsocks] = s.ino;
@@ -735,36 +733,12 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     // Per pipe: a read end seen, a write end seen, only ever as a standard descriptor.
     let mut ends = [(false, false, true); MAX_FDS];
     for m in 0..p.ntree {
-        let part = p.tree[m];
-        if part.rec.is_zombie() {
-            continue;
-        }
-        // SAFETY: the part's headers, mapped by the plan and never unmapped before the point
-        // of no return.
-        let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
-        let image = Image::parse(meta, p.file_len, &mut p.state).map_err(|e| refuse(image_path, format_args!("{e}")))?;
+        let Some(image) = part_image(image_path, p, m)? else { continue };
         for (rec, path) in image.fds().filter_map(Result::ok) {
             if rec.kind != FdKind::Pipe || !path.starts_with(b"pipe:[") || rec.same_as >= 0 {
                 continue;
             }
-            let i = match p.pipes[..p.npipes].iter().position(|s| s.ino == rec.ino) {
-                Some(i) => i,
-                None => {
-                    if p.npipes == p.pipes.len() {
-                        refuse(image_path, format_args!("more than {} pipes", p.pipes.len()));
-                        return Err(());
-                    }
-                    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| bad("a pipe", e))?;
-                    if rec.size > 0 {
-                        let _ = rustix::pipe::fcntl_setpipe_size(&wr, rec.size as usize);
-                    }
-                    let rd = park(rd, p.fd_base).map_err(|e| bad("parking", e))?;
-                    let wr = park(wr, p.fd_base).map_err(|e| bad("parking", e))?;
-                    p.pipes[p.npipes] = PipeSlot { ino: rec.ino, rd, wr, has_rd: false, has_wr: false, pooled: true };
-                    p.npipes += 1;
-                    p.npipes - 1
-                }
-            };
+            let i = pipe_slot(image_path, &rec, p, true)?;
             let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
             if reader {
                 ends[i].0 = true;
@@ -831,12 +805,14 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
         }
     }
     // Each shared memfd made for mappings as large as the furthest any process maps it.
-    for s in p.shared[..p.nshared].iter().filter(|s| s.dev != u64::MAX) {
+    for k in 0..p.nshared {
+        let s = p.shared[k];
+        if s.dev == u64::MAX {
+            continue;
+        }
         let mut size = 0u64;
-        for part in p.tree[..p.ntree].iter().filter(|t| !t.rec.is_zombie()) {
-            // SAFETY: as above.
-            let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
-            let Ok(image) = Image::parse(meta, p.file_len, &mut p.state) else { continue };
+        for m in 0..p.ntree {
+            let Some(image) = part_image(image_path, p, m)? else { continue };
             for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
                 if r.record.is_shared() && r.record.dev == s.dev && r.record.inode == s.ino && !r.record.from_file() {
                     size = size.max(r.record.file_offset.saturating_add(r.record.size()));
@@ -862,6 +838,19 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
         }
     }
     Ok(())
+}
+
+/// The image of process `m` of a tree (its state decoded into `p.state`), or `None` for a
+/// zombie, which has none.
+fn part_image(image_path: &CStr, p: &mut Plan, m: usize) -> Result<Option<Image<'static>>, ()> {
+    let part = p.tree[m];
+    if part.rec.is_zombie() {
+        return Ok(None);
+    }
+    // SAFETY: the part's headers, mapped by the plan and never unmapped before the point of no
+    // return.
+    let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
+    Image::parse(meta, p.file_len, &mut p.state).map(Some).map_err(|e| refuse(image_path, format_args!("{e}")))
 }
 
 /// The tree's one copy of a shared memory object: by device and inode as a region names it,
