@@ -344,6 +344,9 @@ impl Proc {
         loop {
             if let Ok(m) = std::fs::metadata(image) {
                 if Some((m.ino(), m.mtime_nsec(), m.mtime())) != before {
+                    // The writers end just after the rename; a checkpoint asked for before
+                    // they have would be refused as one still being written.
+                    wait_writers_gone(image, deadline);
                     return;
                 }
             }
@@ -467,6 +470,26 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port below the ephemeral range");
+}
+
+/// Waits until no checkpoint writer (a process named `ckpt-writer`) writes `image`: one whose
+/// environment names it as `CKPT_IMAGE`.
+fn wait_writers_gone(image: &Path, deadline: Instant) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut want = b"CKPT_IMAGE=".to_vec();
+    want.extend_from_slice(image.as_os_str().as_bytes());
+    want.push(0);
+    let writing = || {
+        std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+            let p = e.path();
+            std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim() == "ckpt-writer")
+                && std::fs::read(p.join("environ")).is_ok_and(|env| env.windows(want.len()).any(|w| w == want.as_slice()))
+        })
+    };
+    while writing() {
+        assert!(Instant::now() < deadline, "the writers of {} did not end", image.display());
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Every process below `pid`: the children of each of its threads, and theirs.

@@ -41,6 +41,10 @@ fn a_parent_and_child_continue_with_the_pipe_between_them() {
     orig.kill_tree();
     let seen = orig.lines();
     assert!(!seen.iter().any(|l| l.starts_with("waitpid")), "the run ended before it was killed: {seen:?}");
+    // The tree image is still a core file of the root: gdb finds its one thread in `main`.
+    let gdb = Command::new("gdb").args(["-nx", "-batch", "-ex", "bt", "-ex", "info threads"]).arg(prog("family", &[])).arg(wd.image()).output().expect("gdb");
+    let bt = String::from_utf8_lossy(&gdb.stdout);
+    assert!(bt.contains("in main") && bt.contains(&format!("LWP {}", orig.pid)), "{bt}\n{}", String::from_utf8_lossy(&gdb.stderr));
     let mut restored = Proc::restart(&wd.image());
     let st = restored.wait_exit(LONG);
     assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
@@ -337,17 +341,20 @@ fn a_tree_that_forks_and_exits_all_the_time_checkpoints_and_restarts() {
     let wd = Workdir::new("tree-churn");
     let image = wd.image();
     let mut c = Command::new("bash");
-    c.args(["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); /bin/true; echo $i; done"]);
+    c.args(["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); /bin/true || echo \"step $i died: $?\"; echo $i; done"]);
     let mut tree = Proc::preloaded(c, &image, "bash forking /bin/true");
     tree.wait_lines(10, SHORT);
-    for _ in 0..3 {
+    for _ in 0..10 {
         tree.checkpoint(&image, LONG);
     }
+    // No step was killed by the checkpoint signal (a process between fork and exec, or in
+    // exec, when it came).
+    assert!(!tree.lines().iter().any(|l| l.contains("died")), "{:?}", tree.lines().iter().filter(|l| l.contains("died")).collect::<Vec<_>>());
     let seen: u64 = tree.lines().len() as u64;
     tree.kill_tree();
     let mut restored = Proc::restart(&image);
     let lines = restored.wait_lines(20, LONG);
-    let nums: Vec<u64> = lines.iter().map(|l| l.parse().unwrap()).collect();
+    let nums: Vec<u64> = lines.iter().map(|l| l.parse().unwrap_or_else(|_| panic!("{lines:?}"))).collect();
     assert!(nums[0] <= seen + 1 && nums.windows(2).all(|w| w[1] == w[0] + 1), "{:?} (seen {seen})", &nums[..20]);
     restored.kill9();
 }

@@ -73,6 +73,7 @@ extern "C" fn ckpt_init() {
     crate::guard::prepare();
     crate::watches::prepare();
     crate::invisible::prepare();
+    crate::exec::prepare();
     cfg.sync = env(SYNC_ENV) == Some(b"1");
     cfg.signal = match env(SIGNAL_ENV) {
         None => DEFAULT_SIGNAL,
@@ -117,6 +118,7 @@ extern "C" fn ckpt_init() {
     }
     install_handler(cfg.signal);
     install_stop_handler();
+    crate::exec::unblock_after_exec();
     if cfg.interval_secs > 0 {
         start_interval_timer(cfg.signal, cfg.interval_secs);
     }

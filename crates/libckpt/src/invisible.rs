@@ -37,7 +37,7 @@ fn count() -> u64 {
     CHECKPOINTS.load(Ordering::SeqCst)
 }
 
-fn errno() -> c_int {
+pub(crate) fn errno() -> c_int {
     // SAFETY: libc's thread-local errno, always valid to read.
     unsafe { *libc::__errno_location() }
 }

@@ -18,6 +18,7 @@
 
 mod checkpoint;
 mod config;
+mod exec;
 mod guard;
 mod init;
 mod invisible;
