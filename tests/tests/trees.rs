@@ -435,3 +435,32 @@ if __name__ == '__main__':
     let counts: Vec<i64> = after.iter().filter(|l| !l.starts_with("done")).filter_map(|l| l.split_whitespace().nth(1)?.parse().ok()).collect();
     assert!(counts.len() > 20 && counts[counts.len() - 1] > counts[0] + 20, "the worker's increments are not seen: {counts:?}");
 }
+
+/// With a key (`CKPT_KEY`), every process's part of a tree image is authenticated: the tree
+/// restarts with the key, `ckpt inspect --key` says so, and another key is refused.
+#[test]
+fn an_authenticated_tree_image_restarts_with_its_key_only() {
+    let wd = Workdir::new("tree-key");
+    let key = wd.path.join("key");
+    std::fs::write(&key, "the tree's secret").unwrap();
+    let other = wd.path.join("other");
+    std::fs::write(&other, "not the tree's secret").unwrap();
+    let mut c = family(1500);
+    c.env("CKPT_KEY", &key);
+    let mut orig = Proc::preloaded(c, &wd.image(), "family with a key");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let child = child_of(&orig.lines());
+    orig.kill_tree();
+    let inspect = Command::new(ckpt()).args(["inspect", "--key"]).arg(&key).arg(wd.image()).output().unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success() && text.contains("key          authenticated") && text.contains("tree         2 processes"), "{text}");
+    let refused = Command::new(myrestart()).arg("--key").arg(&other).arg(wd.image()).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    let mut cmd = Command::new(myrestart());
+    cmd.arg("--key").arg(&key).arg(wd.image());
+    let mut restored = Proc::spawn(cmd, "myrestart --key");
+    let st = restored.wait_exit(LONG);
+    assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
+    assert_family_finished(&restored.lines(), child, 1500, &restored.stderr());
+}

@@ -432,7 +432,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
 /// The notes written only when they have records: their types and lengths, in image order.
 /// (`NT_CKPT_MAC` is written as zeros, then filled in by [`authenticate`].)
 fn optional_notes(parts: &Parts, role: &Role) -> [(u32, usize); 7] {
-    let keyed = crate::config::get().key_file().is_some() && !matches!(role, Role::Member);
+    // A member's part has room for its MAC too, which the root's writer fills in.
+    let keyed = crate::config::get().key_file().is_some();
     [
         (NT_CKPT_TIMERS, parts.timers_len),
         (NT_CKPT_EPOLL, parts.epoll_len),
