@@ -601,3 +601,26 @@ fn tree_tables_are_checked_as_a_whole() {
     assert_eq!(bad(&[root, TreeRecord { ppid: 12, pid: 14, ..child }, zombie], 16384), ImageError::Malformed("a process comes before its parent in the process tree"));
     assert_eq!(bad(&[root, TreeRecord { base: 100, ..child }], 16384), ImageError::Malformed("bad process tree record"));
 }
+
+/// A part whose region holds the same bytes as the root's points at the root's copy after
+/// `rebase_sharing`, and its own copy is reported dropped; it reads and checks out there.
+#[test]
+fn a_shared_region_points_at_the_roots_copy() {
+    let root = build_image(2);
+    let base = 32 * PAGE_SIZE as usize;
+    let mut file = root.clone();
+    file.resize(base, 0);
+    let part = build_image(2);
+    file.extend_from_slice(&part);
+    let len = meta_len(&part).unwrap() as usize;
+    let mut dropped = Vec::new();
+    crate::tree::rebase_sharing(&mut file[base..base + len], base as u64, |r| (r.start == START).then_some(DATA_AT), |off, n| dropped.push((off, n))).unwrap();
+    crate::seal(&mut file[base..base + len]).unwrap();
+    assert_eq!(dropped, vec![(DATA_AT, 2 * PAGE_SIZE)]);
+    // The part's own copy of the bytes is gone; they are read from the root's.
+    file[base + DATA_AT as usize..base + DATA_AT as usize + 2 * PAGE_SIZE as usize].fill(0);
+    let mut st = std::boxed::Box::new(ProcessState::ZERO);
+    let img = Image::parse(&file[base..base + len], file.len() as u64, &mut st).unwrap();
+    assert_eq!(img.region(0).unwrap().data_offset, DATA_AT);
+    img.check_data(&file, &Dense).unwrap();
+}

@@ -133,17 +133,22 @@ pub fn records(desc: &[u8], file_len: u64) -> Result<Records<'_, TreeRecord>, Im
 /// caller copies the image's bytes to the new place and seals the headers again
 /// ([`crate::seal`]).
 pub fn rebase(meta: &mut [u8], delta: u64) -> Result<(), ImageError> {
+    rebase_sharing(meta, delta, |_| None, |_, _| {})
+}
+
+/// [`rebase`], except that a region for which `shared` names an offset (where the same bytes
+/// already are in the file: the root's copy of a region a child shares with it) points there
+/// instead; `dropped` is told the old offset and length of each such region's own bytes, which
+/// nothing refers to any more.
+pub fn rebase_sharing(
+    meta: &mut [u8],
+    delta: u64,
+    shared: impl Fn(&RegionRecord) -> Option<u64>,
+    mut dropped: impl FnMut(u64, u64),
+) -> Result<(), ImageError> {
     let ehdr = Ehdr::read(meta)?;
     let phnum = ehdr.phnum as usize;
     let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
-    for i in 1..phnum {
-        let at = EHDR_SIZE + PHDR_SIZE * i;
-        let mut ph = Phdr::read(&mut Reader::new(meta.get(at..at + PHDR_SIZE).ok_or(ImageError::Truncated)?))?;
-        if ph.p_type == PT_LOAD && ph.filesz > 0 {
-            ph.offset = ph.offset.checked_add(delta).ok_or(ImageError::Truncated)?;
-            ph.write(&mut Writer::new(&mut meta[at..at + PHDR_SIZE]));
-        }
-    }
     // Where the two tables are, found first (the iterator borrows `meta`).
     let (mut regions, mut fds) = (None, None);
     for note in Notes::new(meta.get(notes_at..).ok_or(ImageError::Truncated)?) {
@@ -156,15 +161,32 @@ pub fn rebase(meta: &mut [u8], delta: u64) -> Result<(), ImageError> {
         }
     }
     let regions = regions.ok_or(ImageError::Malformed("no region table"))?;
-    let table = &mut meta[regions];
-    let count = Reader::new(table).u32()? as usize;
+    let count = Reader::new(&meta[regions.clone()]).u32()? as usize;
+    if count + 1 != phnum {
+        return Err(ImageError::Malformed("region table does not match the program headers"));
+    }
     for i in 0..count {
-        let at = HEADER_SIZE + RECORD_SIZE * i;
-        let bytes = table.get_mut(at..at + RECORD_SIZE).ok_or(ImageError::Truncated)?;
+        let at = regions.start + HEADER_SIZE + RECORD_SIZE * i;
+        let bytes = meta.get_mut(at..at + RECORD_SIZE).ok_or(ImageError::Truncated)?;
         let mut rec = RegionRecord::read(&mut Reader::new(bytes))?;
-        if rec.has_data() {
-            rec.data_offset = rec.data_offset.checked_add(delta).ok_or(ImageError::Truncated)?;
-            rec.write(&mut Writer::new(bytes));
+        if !rec.has_data() {
+            continue;
+        }
+        let moved = match shared(&rec) {
+            Some(off) => {
+                dropped(rec.data_offset, rec.stored_len);
+                off
+            }
+            None => rec.data_offset.checked_add(delta).ok_or(ImageError::Truncated)?,
+        };
+        rec.data_offset = moved;
+        rec.write(&mut Writer::new(bytes));
+        // The region's program header (the one after the note's) says the same offset.
+        let ph_at = EHDR_SIZE + PHDR_SIZE * (i + 1);
+        let mut ph = Phdr::read(&mut Reader::new(meta.get(ph_at..ph_at + PHDR_SIZE).ok_or(ImageError::Truncated)?))?;
+        if ph.p_type == PT_LOAD && ph.filesz > 0 {
+            ph.offset = moved;
+            ph.write(&mut Writer::new(&mut meta[ph_at..ph_at + PHDR_SIZE]));
         }
     }
     if let Some(fds) = fds {

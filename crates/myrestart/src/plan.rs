@@ -303,7 +303,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     // A tree's parts are each checked by the process that becomes it, all at once (see
     // `become_member`); nothing of any crosses its point of no return before all are.
     if image.tree().is_none() {
-        verify_data(fd.as_raw_fd(), &image, file_len, opts.verify, key.as_ref()).map_err(bad)?;
+        verify_data(fd.as_raw_fd(), &image, file_len, opts.verify, key.as_ref(), |_| false).map_err(bad)?;
     }
     adopt(path, &image, p)?;
     p.ntree = 0;
@@ -366,10 +366,27 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     // SAFETY: the headers' mapping made by `read_part` is never unmapped before the point of
     // no return (see there).
     let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
+    // In a tree, the root's headers first: a region of another process that points at the
+    // root's bytes (the same bytes, stored once) is checked by the root's process alone.
+    let root = match (p.ntree > 0 && member > 0).then(|| p.tree[0]) {
+        Some(t) => {
+            // SAFETY: as for `meta_static`.
+            let m: &'static [u8] = unsafe { core::slice::from_raw_parts(t.meta as *const u8, t.meta_len) };
+            Some(Image::parse(m, p.file_len, &mut p.state).map_err(bad)?)
+        }
+        None => None,
+    };
     let image = Image::parse(meta_static, p.file_len, &mut p.state).map_err(bad)?;
     if p.ntree > 0 {
         let pid = p.state.pid;
-        verify_data(p.image_fd, &image, p.file_len, opts.verify, p.key.as_ref()).map_err(|e| {
+        let in_root = |r: &ckpt_image::RegionRecord| {
+            root.as_ref().is_some_and(|root| {
+                (0..root.region_count()).filter_map(|i| root.region(i).ok()).any(|o| {
+                    o.record.has_data() && !o.record.compressed() && (o.data_offset, o.record.stored_len, o.record.data_hash) == (r.data_offset, r.stored_len, r.data_hash)
+                })
+            })
+        };
+        verify_data(p.image_fd, &image, p.file_len, opts.verify, p.key.as_ref(), in_root).map_err(|e| {
             refuse(path, format_args!("process {pid} of the tree: {e}"));
         })?;
     }
@@ -503,8 +520,8 @@ impl ckpt_image::verify::Extents for FileHoles {
 /// Checks the stored bytes against their hashes, reading the file through a temporary
 /// read-only mapping: all of them, or with `all` false (`--no-verify`) only the compressed
 /// streams, which restart reads whole and could otherwise find bad only after the point of no
-/// return.
-fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool, key: Option<&ckpt_image::mac::Key>) -> Result<(), ImageError> {
+/// return. Regions `checked_elsewhere` names are left to the process that checks their bytes.
+fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool, key: Option<&ckpt_image::mac::Key>, checked_elsewhere: impl Fn(&ckpt_image::RegionRecord) -> bool) -> Result<(), ImageError> {
     image.check_saved_extents(&FileHoles(fd))?;
     let any_compressed = (0..image.region_count()).any(|i| image.region(i).is_ok_and(|r| r.record.compressed()));
     if !all && !any_compressed && key.is_none() {
@@ -525,7 +542,7 @@ fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool, key: Option<&ck
     // The key first: a changed image is named as such, not as corrupt.
     let result = key
         .map_or(Ok(()), |k| ckpt_image::mac::check(k, file, image, &FileHoles(fd)))
-        .and_then(|()| if all { image.check_data(file, &FileHoles(fd)) } else { image.check_compressed(file) });
+        .and_then(|()| if all { image.check_data_but(file, &FileHoles(fd), checked_elsewhere) } else { image.check_compressed(file) });
     // SAFETY: the view is ours and `file` is not used after this point.
     let _ = unsafe { rustix::mm::munmap(view, len) };
     result

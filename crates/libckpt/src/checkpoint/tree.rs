@@ -384,7 +384,14 @@ impl Tree {
     /// appends it (page-aligned, holes kept), moves its offsets to where it now is (and, with a
     /// key, authenticates it again), and encodes the tree note. Returns the file's new end and
     /// the note.
-    pub fn append_parts(&self, img: i32, end: u64, key: Option<&ckpt_image::mac::Key>, own: TreeRecord) -> Result<(u64, &[u8]), Failure> {
+    pub fn append_parts(
+        &self,
+        img: i32,
+        end: u64,
+        key: Option<&ckpt_image::mac::Key>,
+        own: TreeRecord,
+        in_root: &dyn Fn(&ckpt_image::RegionRecord) -> Option<u64>,
+    ) -> Result<(u64, &[u8]), Failure> {
         let mut end = end;
         // SAFETY: the note buffer is written only here, in the root's writer, and read back
         // through the returned slice; no member touches it.
@@ -406,7 +413,7 @@ impl Tree {
                     let base = ckpt_image::page_up(end);
                     let part_len = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(m.part_fd) }).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
                     copy_part(m.part_fd, img, base, part_len)?;
-                    rec.meta_hash = rebase_part(img, base, part_len, key)?;
+                    rec.meta_hash = rebase_part(img, base, part_len, key, in_root)?;
                     rec.base = base;
                     rec.len = part_len;
                     end = base + part_len;
@@ -518,8 +525,10 @@ fn copy_part(part: i32, img: i32, base: u64, len: u64) -> Result<(), Failure> {
 }
 
 /// Moves the offsets of the part now at `base` to count from the start of the image, seals its
-/// headers again and, with a key, authenticates it again. Returns its header checksum.
-fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>) -> Result<u64, Failure> {
+/// headers again and, with a key, authenticates it again. A region with the same bytes as one
+/// of the root's (`in_root` says where those are) points there, and its own copy is punched
+/// out of the file. Returns the part's header checksum.
+fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>, in_root: &dyn Fn(&ckpt_image::RegionRecord) -> Option<u64>) -> Result<u64, Failure> {
     let bad = |_| Failure::plain("reading back a part of the tree");
     // SAFETY: a shared writable view of our own image file, from the page-aligned start of
     // the part to its end, unmapped below; nothing else writes the file meanwhile.
@@ -530,7 +539,16 @@ fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>
     let result = (|| {
         let meta_len = ckpt_image::image::meta_len(part).map_err(bad)? as usize;
         let meta = part.get_mut(..meta_len).ok_or(Failure::plain("reading back a part of the tree"))?;
-        ckpt_image::tree::rebase(meta, base).map_err(bad)?;
+        // Only where the root's copy lies after this part's headers would (a reader checks
+        // that data never overlaps the headers).
+        let floor = meta_len as u64;
+        let punch = |off: u64, n: u64| {
+            // SAFETY: the image is this writer's own descriptor, open throughout; the stretch
+            // punched is one no header refers to any more.
+            let file = unsafe { BorrowedFd::borrow_raw(img) };
+            let _ = rustix::fs::fallocate(file, rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE, base + off, n);
+        };
+        ckpt_image::tree::rebase_sharing(meta, base, |r| in_root(r).filter(|&off| off >= floor), punch).map_err(bad)?;
         ckpt_image::seal(meta).map_err(bad)?;
         if let Some(key) = key {
             authenticate_part(img, base + len, meta, key)?;

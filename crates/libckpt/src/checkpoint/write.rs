@@ -297,7 +297,21 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             len: file_len.max(data_start),
             ..Default::default()
         };
-        (file_len, tree_note) = tree.append_parts(fd, file_len.max(data_start), key.as_ref(), own)?;
+        // A part's region with the same bytes as one of the root's (a child's copy of code or
+        // memory it never wrote since fork) points at the root's copy instead.
+        let slots = &parts.slots[..count];
+        let in_root = |r: &RegionRecord| -> Option<u64> {
+            if compress || r.compressed() {
+                return None;
+            }
+            regions(maps, &exclude)
+                .zip(slots.iter())
+                .find(|(m, s)| {
+                    (m.start as u64, m.end as u64) == (r.start, r.end) && s.saved == Saved::Data && (s.data_hash, s.stored_len) == (r.data_hash, r.stored_len)
+                })
+                .map(|(_, s)| s.data_offset)
+        };
+        (file_len, tree_note) = tree.append_parts(fd, file_len.max(data_start), key.as_ref(), own, &in_root)?;
     }
 
     // The headers last, when every offset and hash is known, sealed with their checksum.
