@@ -101,6 +101,12 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                 continue;
             }
         }
+        // What the tree made once for every process that has it (`pool`).
+        let pooled = match rec.kind {
+            FdKind::File => shared_file(p, &rec),
+            FdKind::Deleted | FdKind::MemFd => shared_object(p, u64::MAX, rec.ino),
+            _ => None,
+        };
         let src = match rec.kind {
             FdKind::Inherit => continue,
             FdKind::Unsupported => {
@@ -111,22 +117,8 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                 Some(s) => s.src,
                 None => continue,
             },
-            FdKind::Deleted | FdKind::MemFd if shared_object(p, u64::MAX, rec.ino).is_some() => {
-                // The tree's one copy of it, opened with this descriptor's flags and offset.
-                let f = shared_object(p, u64::MAX, rec.ino).unwrap_or(-1);
-                // SAFETY: a parked descriptor of ours (the tree's), only borrowed.
-                let fd = reopen_as_saved(unsafe { BorrowedFd::borrow_raw(f) }, &rec)
-                    .ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
-                let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
-                park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))?
-            }
+            _ if pooled.is_some() => from_pool(image_path, &rec, path, pooled.unwrap_or(-1), base)?,
             FdKind::Deleted => recreate_deleted(image_path, &rec, path, image_fd, base)?,
-            FdKind::File if shared_file(p, &rec).is_some() => {
-                let f = shared_file(p, &rec).unwrap_or(-1);
-                // SAFETY: a parked descriptor of ours (the tree's shared file), only borrowed.
-                let dup = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(f) }, base);
-                dup.map_err(|e| refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e))))?.into_raw_fd()
-            }
             FdKind::File | FdKind::Directory | FdKind::Device => reopen(image_path, &rec, path, &mut buf, base)?,
             FdKind::EventFd => make_eventfd(image_path, &rec, base)?,
             FdKind::Epoll => {
@@ -680,18 +672,22 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     // SAFETY: single-threaded; the only references to these buffers.
     let (socks, keys) = unsafe { (&mut *core::ptr::addr_of_mut!(SOCKS), &mut *core::ptr::addr_of_mut!(KEYS)) };
     // Memfds and deleted files (by inode), with the members that have them open or mapped.
-    static mut OBJS: [(u64, u32, usize); MAX_FDS] = [(0, 0, usize::MAX); MAX_FDS];
+    // Each: inode, members that have it, the last of them, and how far any mapping of it
+    // reaches (the size its memfd needs).
+    static mut OBJS: [(u64, u32, usize, u64); MAX_FDS] = [(0, 0, usize::MAX, 0); MAX_FDS];
     // SAFETY: as above.
     let objs = unsafe { &mut *core::ptr::addr_of_mut!(OBJS) };
     let mut nobjs = 0usize;
-    let mut seen_obj = |ino: u64, m: usize, objs: &mut [(u64, u32, usize)]| match objs[..nobjs].iter_mut().find(|o| o.0 == ino) {
-        Some(o) if o.2 != m => {
-            o.1 += 1;
-            o.2 = m;
+    let mut seen_obj = |ino: u64, m: usize, end: u64, objs: &mut [(u64, u32, usize, u64)]| match objs[..nobjs].iter_mut().find(|o| o.0 == ino) {
+        Some(o) => {
+            if o.2 != m {
+                o.1 += 1;
+                o.2 = m;
+            }
+            o.3 = o.3.max(end);
         }
-        Some(_) => {}
         None if nobjs < MAX_FDS => {
-            objs[nobjs] = (ino, 1, m);
+            objs[nobjs] = (ino, 1, m, end);
             nobjs += 1;
         }
         None => {}
@@ -706,11 +702,11 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
             }
         }
         for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| matches!(r.kind, FdKind::MemFd | FdKind::Deleted) && r.same_as < 0) {
-            seen_obj(rec.ino, m, &mut objs[..]);
+            seen_obj(rec.ino, m, 0, &mut objs[..]);
         }
         for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
             if r.record.is_shared() && !r.record.from_file() && !r.record.kind.is_kernel_special() {
-                seen_obj(r.record.inode, m, &mut objs[..]);
+                seen_obj(r.record.inode, m, r.record.file_offset.saturating_add(r.record.size()), &mut objs[..]);
             }
         }
         for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
@@ -805,20 +801,8 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
         }
     }
     // Each shared memfd made for mappings as large as the furthest any process maps it.
-    for k in 0..p.nshared {
-        let s = p.shared[k];
-        if s.dev == u64::MAX {
-            continue;
-        }
-        let mut size = 0u64;
-        for m in 0..p.ntree {
-            let Some(image) = part_image(image_path, p, m)? else { continue };
-            for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
-                if r.record.is_shared() && r.record.dev == s.dev && r.record.inode == s.ino && !r.record.from_file() {
-                    size = size.max(r.record.file_offset.saturating_add(r.record.size()));
-                }
-            }
-        }
+    for s in p.shared[..p.nshared].iter().filter(|s| s.dev != u64::MAX) {
+        let size = objs[..nobjs].iter().find(|o| o.0 == s.ino).map_or(0, |o| o.3);
         // SAFETY: a parked descriptor of ours.
         rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(s.fd) }, size).map_err(|e| bad("sizing a memfd", e))?;
     }
@@ -851,6 +835,21 @@ fn part_image(image_path: &CStr, p: &mut Plan, m: usize) -> Result<Option<Image<
     // return.
     let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
     Image::parse(meta, p.file_len, &mut p.state).map(Some).map_err(|e| refuse(image_path, format_args!("{e}")))
+}
+
+/// Descriptor `rec` from the tree's one copy of its file, `f`: a regular file shares that open
+/// file description (and so its offset) with the other processes; a memfd or deleted file is
+/// opened again with this descriptor's own flags and offset.
+fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], f: i32, base: i32) -> Result<i32, ()> {
+    let bad = |e: Errno| refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
+    // SAFETY: a parked descriptor of ours (the tree's), only borrowed.
+    let tree_copy = unsafe { BorrowedFd::borrow_raw(f) };
+    if rec.kind == FdKind::File {
+        return Ok(rustix::io::fcntl_dupfd_cloexec(tree_copy, base).map_err(bad)?.into_raw_fd());
+    }
+    let fd = reopen_as_saved(tree_copy, rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
+    let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
+    park(fd, base).map_err(bad)
 }
 
 /// The tree's one copy of a shared memory object: by device and inode as a region names it,

@@ -221,20 +221,13 @@ fn read_full(fd: BorrowedFd, buf: &mut [u8]) -> usize {
 
 /// The PID (in our namespace) of `parent`'s child, once it has one.
 fn find_child(parent: u32) -> Option<u32> {
-    let mut path = [0u8; 64];
-    let mut w = ckpt_image::bytes::Writer::new(&mut path[..]);
-    w.bytes(b"/proc/");
-    w.decimal(parent as u64);
-    w.bytes(b"/task/");
-    w.decimal(parent as u64);
-    w.bytes(b"/children\0");
-    let n = w.finish()?;
-    let path = CStr::from_bytes_with_nul(&path[..n]).ok()?;
+    let mut path = [0u8; 96];
+    let path = ckpt_sigsafe::proctext::proc_path2(&mut path, parent as u64, b"/task/", parent as u64, b"/children")?;
     let mut buf = [0u8; 64];
     let fd = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()).ok()?;
     let got = read_full(fd.as_fd(), &mut buf);
-    let first = buf[..got].split(|&c| c == b' ').next()?;
-    ckpt_sigsafe::proctext::parse_dec(first.trim_ascii()).map(|v| v as u32)
+    let first = ckpt_sigsafe::proctext::pid_list(&buf[..got]).next();
+    first
 }
 
 /// Init of the new namespace: a /proc of its own, then the program's process with its PID.

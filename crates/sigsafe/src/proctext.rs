@@ -12,6 +12,21 @@ pub fn numbered_path<'b>(buf: &'b mut [u8; 64], prefix: &[u8], n: u64, suffix: &
     core::ffi::CStr::from_bytes_with_nul(&buf[..len]).ok()
 }
 
+/// A `/proc` path with two numbers in it, `/proc/` + `a` + `middle` + `b` + `suffix`
+/// (`/proc/12/fd/4`, `/proc/12/task/13/children`), NUL-terminated in `buf`; `None` if it does
+/// not fit.
+pub fn proc_path2<'b>(buf: &'b mut [u8; 96], a: u64, middle: &[u8], b: u64, suffix: &[u8]) -> Option<&'b core::ffi::CStr> {
+    let mut w = ckpt_image::bytes::Writer::new(&mut buf[..]);
+    w.bytes(b"/proc/");
+    w.decimal(a);
+    w.bytes(middle);
+    w.decimal(b);
+    w.bytes(suffix);
+    w.u8(0);
+    let len = w.finish()?;
+    core::ffi::CStr::from_bytes_with_nul(&buf[..len]).ok()
+}
+
 /// The value after `key` on its line of a `/proc/self/status` text, trimmed.
 pub fn status_field<'a>(status: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     status
@@ -217,6 +232,8 @@ mod tests {
         assert_eq!(stat_state(st), Some(b'Z'));
         assert_eq!(stat_comm(st), b"a) b (c)");
         assert_eq!(stat_field(st, 4), Some(17));
+        let mut buf = [0u8; 96];
+        assert_eq!(proc_path2(&mut buf, 12, b"/task/", 13, b"/children"), Some(c"/proc/12/task/13/children"));
         let mut it = pid_list(b"12 345 6 \n");
         assert_eq!([it.next(), it.next(), it.next(), it.next()], [Some(12), Some(345), Some(6), None]);
     }

@@ -33,10 +33,11 @@
 use super::procfs::{parse_dec, read_small};
 use super::Failure;
 use ckpt_image::tree::{TreeRecord, MAX_TREE, TREE_LIVE, TREE_ZOMBIE};
-use ckpt_sigsafe::proctext::{numbered_path, pid_list, stat_comm, stat_field, stat_state, status_field};
+use ckpt_sigsafe::proctext::{numbered_path, pid_list, proc_path2, stat_comm, stat_field, stat_state, status_field};
 use ckpt_sigsafe::{say, sys};
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering::SeqCst};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -66,30 +67,34 @@ const STOP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// How long a member waits for the root's word before it goes on by itself.
 const HOLD_TIMEOUT_NS: u64 = 600_000_000_000;
 
+/// A process of the tree, as the control block holds it. Every field is an atomic: the block
+/// is shared memory that several processes read and write, only ever through `&Control`.
 #[repr(C)]
 struct Member {
-    pid: u32,
-    ppid: u32,
-    pgid: u32,
-    sid: u32,
+    pid: AtomicU32,
+    ppid: AtomicU32,
+    pgid: AtomicU32,
+    sid: AtomicU32,
     state: AtomicU32,
-    wait_status: u32,
+    wait_status: AtomicU32,
     /// The member's part file, as a descriptor of the root.
-    part_fd: i32,
+    part_fd: AtomicI32,
     writer: AtomicU32,
-    len: AtomicU64,
 }
+
+const NOTE_ROOM: usize = ckpt_image::tree::note_len(MAX_TREE + 1);
 
 #[repr(C)]
 struct Control {
-    root: u32,
+    root: AtomicU32,
     phase: AtomicU32,
     /// Bumped at every member's change of state: the root's futex.
     events: AtomicU32,
-    count: u32,
+    /// Members recorded so far (written by the root only, before it signals them).
+    count: AtomicU32,
     members: [Member; MAX_TREE],
-    /// The encoded `NT_CKPT_TREE` descriptor, filled by the root's writer.
-    note: [u8; ckpt_image::tree::note_len(MAX_TREE + 1)],
+    /// The encoded `NT_CKPT_TREE` descriptor, filled by the root's writer alone.
+    note: UnsafeCell<[u8; NOTE_ROOM]>,
 }
 
 /// How the control block shows in `/proc/PID/maps`: never part of an image.
@@ -101,9 +106,9 @@ fn map_control(fd: BorrowedFd) -> Result<&'static Control, Errno> {
     // SAFETY: a shared mapping of the control memfd, which is CONTROL_LEN bytes long; it stays
     // mapped for the life of this process (and its writers), so 'static holds.
     let p = unsafe { rustix::mm::mmap(core::ptr::null_mut(), CONTROL_LEN, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0) }?;
-    // SAFETY: zero-filled (or filled by the root) memory of the right size and alignment; every
-    // field written by more than one process is an atomic, the others are written by the root
-    // before the members read them.
+    // SAFETY: zero-filled (or filled by the root) memory of the right size and alignment, valid
+    // for `Control` (atomics and bytes, all zero at first); it is only ever written through
+    // atomics and the note's UnsafeCell.
     Ok(unsafe { &*(p as *const Control) })
 }
 
@@ -161,8 +166,7 @@ impl Tree {
         let fd = rustix::fs::memfd_create(c"ckpt-tree", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| Failure::new("making the tree's control block", e))?;
         rustix::fs::ftruncate(&fd, CONTROL_LEN as u64).map_err(|e| Failure::new("making the tree's control block", e))?;
         let ctl = map_control(fd.as_fd()).map_err(|e| Failure::new("mapping the tree's control block", e))?;
-        // SAFETY: nobody else has the block yet; `root` and `count` are written by the root only.
-        unsafe { (*(ctl as *const Control as *mut Control)).root = me };
+        ctl.root.store(me, SeqCst);
         let mut tree = Tree { ctl, ctl_fd: fd, released: false };
         tree.stop_all(me, signal)?;
         tree.make_part_files(image)?;
@@ -172,22 +176,27 @@ impl Tree {
     }
 
     fn members(&self) -> &[Member] {
-        &self.ctl.members[..self.ctl.count as usize]
+        &self.ctl.members[..self.ctl.count.load(SeqCst) as usize]
     }
 
-    fn add(&mut self, m: Member) -> Result<&Member, Failure> {
-        let n = self.ctl.count as usize;
+    /// Records a process (from its `/proc/PID/stat`) in the next slot, in `state`.
+    fn add(&mut self, pid: u32, stat: &[u8], state: u32) -> Result<&Member, Failure> {
+        let n = self.ctl.count.load(SeqCst) as usize;
         if n == MAX_TREE {
             return Err(Failure::plain("the process tree has more processes than one image can hold"));
         }
-        // SAFETY: slot n is not yet visible to any member (count says so), and only the root
-        // writes slots and count.
-        unsafe {
-            let c = self.ctl as *const Control as *mut Control;
-            core::ptr::addr_of_mut!((*c).members[n]).write(m);
-            (*c).count = n as u32 + 1;
-        }
-        Ok(&self.ctl.members[n])
+        let m = &self.ctl.members[n];
+        let f = |i| stat_field(stat, i).unwrap_or(0) as u32;
+        m.pid.store(pid, SeqCst);
+        m.ppid.store(f(4), SeqCst);
+        m.pgid.store(f(5), SeqCst);
+        m.sid.store(f(6), SeqCst);
+        m.wait_status.store(if state == ZOMBIE { f(52) } else { 0 }, SeqCst);
+        m.part_fd.store(-1, SeqCst);
+        m.writer.store(0, SeqCst);
+        m.state.store(state, SeqCst);
+        self.ctl.count.store(n as u32 + 1, SeqCst);
+        Ok(m)
     }
 
     /// Lists the descendants until a pass finds none new, signalling each new one, and waits
@@ -199,8 +208,8 @@ impl Tree {
             // Breadth first: the root, then each member as it is found, so that a parent is
             // always recorded before its children.
             let mut i = 0usize;
-            while i <= self.ctl.count as usize {
-                let parent = if i == 0 { me } else { self.ctl.members[i - 1].pid };
+            while i <= self.ctl.count.load(SeqCst) as usize {
+                let parent = if i == 0 { me } else { self.ctl.members[i - 1].pid.load(SeqCst) };
                 let skip = i > 0 && matches!(self.ctl.members[i - 1].state.load(SeqCst), ZOMBIE | GONE);
                 i += 1;
                 if skip {
@@ -215,7 +224,7 @@ impl Tree {
                     }
                 });
                 for &pid in &found[..nfound] {
-                    if !self.members().iter().any(|m| m.pid == pid) {
+                    if !self.members().iter().any(|m| m.pid.load(SeqCst) == pid) {
                         self.admit(pid, signal, request)?;
                         new += 1;
                     }
@@ -235,30 +244,16 @@ impl Tree {
         loop {
             let Some(n) = stat(pid, &mut buf) else { return Ok(()) };
             let st = &buf[..n];
-            let f = |i| stat_field(st, i).unwrap_or(0) as u32;
-            let mut m = Member {
-                pid,
-                ppid: f(4),
-                pgid: f(5),
-                sid: f(6),
-                state: AtomicU32::new(SIGNALLED),
-                wait_status: 0,
-                part_fd: -1,
-                writer: AtomicU32::new(0),
-                len: AtomicU64::new(0),
-            };
             if matches!(stat_state(st), Some(b'Z' | b'X')) {
-                m.wait_status = f(52);
-                m.state = AtomicU32::new(ZOMBIE);
-                self.add(m)?;
+                self.add(pid, st, ZOMBIE)?;
                 return Ok(());
             }
             if handles(pid, signal) {
-                self.add(m)?;
+                let m = self.add(pid, st, SIGNALLED)?;
                 return match sys::sigqueue(pid, signal as u32, request) {
                     Ok(()) => Ok(()),
                     Err(Errno::SRCH) => {
-                        self.members()[self.ctl.count as usize - 1].state.store(GONE, SeqCst);
+                        m.state.store(GONE, SeqCst);
                         Ok(())
                     }
                     Err(e) => Err(Failure::new("signalling a process of the tree", e)),
@@ -290,7 +285,7 @@ impl Tree {
                 let s = m.state.load(SeqCst);
                 if s == FAILED {
                     let mut buf = [0u8; 512];
-                    say!("ckpt: checkpoint failed: process {} ({}) of the tree could not {what}; the tree goes on and the previous image is kept", m.pid, ckpt_sigsafe::out::Lossy(name_of(m.pid, &mut buf)));
+                    say!("ckpt: checkpoint failed: process {} ({}) of the tree could not {what}; the tree goes on and the previous image is kept", m.pid.load(SeqCst), ckpt_sigsafe::out::Lossy(name_of(m.pid.load(SeqCst), &mut buf)));
                     return Err(Failure::silent());
                 }
                 if s != from {
@@ -298,17 +293,16 @@ impl Tree {
                 }
                 // Still there? A process that exited meanwhile is a zombie now, or gone.
                 let mut buf = [0u8; 512];
-                match stat(m.pid, &mut buf) {
+                match stat(m.pid.load(SeqCst), &mut buf) {
                     None => m.state.store(GONE, SeqCst),
                     Some(n) if from == SIGNALLED && matches!(stat_state(&buf[..n]), Some(b'Z' | b'X')) => {
-                        // SAFETY: only the root writes wait_status, and members never read it.
-                        unsafe { *(core::ptr::addr_of!(m.wait_status) as *mut u32) = stat_field(&buf[..n], 52).unwrap_or(0) as u32 };
+                        m.wait_status.store(stat_field(&buf[..n], 52).unwrap_or(0) as u32, SeqCst);
                         m.state.store(ZOMBIE, SeqCst);
                     }
                     Some(n) if matches!(stat_state(&buf[..n]), Some(b'Z' | b'X')) => {
                         m.state.store(FAILED, SeqCst);
                     }
-                    Some(_) => waiting = Some(m.pid),
+                    Some(_) => waiting = Some(m.pid.load(SeqCst)),
                 }
             }
             let Some(pid) = waiting else { return Ok(()) };
@@ -329,8 +323,8 @@ impl Tree {
         let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
         buf[..dir.len()].copy_from_slice(dir);
         let dir = core::ffi::CStr::from_bytes_with_nul(&buf[..dir.len() + 1]).map_err(|_| Failure::plain("bad image path"))?;
-        for i in 0..self.ctl.count as usize {
-            if self.ctl.members[i].state.load(SeqCst) != PARKED {
+        for m in self.members() {
+            if m.state.load(SeqCst) != PARKED {
                 continue;
             }
             let fd = match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)) {
@@ -340,8 +334,8 @@ impl Tree {
                     .map_err(|e| Failure::new("making a part file for a process of the tree", e))?,
                 Err(e) => return Err(Failure::on_file("creating a part file in the directory of", e)),
             };
-            // SAFETY: only the root writes part_fd, before phase CAPTURE lets the member read it.
-            unsafe { *(core::ptr::addr_of!(self.ctl.members[i].part_fd) as *mut i32) = core::mem::ManuallyDrop::new(fd).as_raw_fd() };
+            // The root's descriptor from now on, closed when the tree is dropped.
+            m.part_fd.store(rustix::fd::IntoRawFd::into_raw_fd(fd), SeqCst);
         }
         Ok(())
     }
@@ -360,7 +354,7 @@ impl Tree {
 
     /// The descriptors the writer must keep: the part files.
     pub fn part_fds(&self) -> impl Iterator<Item = i32> + '_ {
-        self.members().iter().map(|m| m.part_fd).filter(|&fd| fd >= 0)
+        self.members().iter().map(|m| m.part_fd.load(SeqCst)).filter(|&fd| fd >= 0)
     }
 
     /// The descriptors of this checkpoint's own (the control block, the part files), in `buf`.
@@ -395,24 +389,27 @@ impl Tree {
         let mut end = end;
         // SAFETY: the note buffer is written only here, in the root's writer, and read back
         // through the returned slice; no member touches it.
-        let note = unsafe { &mut *(core::ptr::addr_of!(self.ctl.note) as *mut [u8; ckpt_image::tree::note_len(MAX_TREE + 1)]) };
+        let note = unsafe { &mut *self.ctl.note.get() };
         let len = self.note_len();
         let mut w = ckpt_image::bytes::Writer::new(&mut note[..len]);
         ckpt_image::tree::write_header(&mut w, len / ckpt_image::tree::TREE_RECORD_SIZE);
         own.write(&mut w);
         for m in self.members() {
-            let mut rec = TreeRecord { pid: m.pid, ppid: m.ppid, pgid: m.pgid, sid: m.sid, state: TREE_LIVE, ..TreeRecord::default() };
+            let id = |a: &AtomicU32| a.load(SeqCst);
+            let mut rec = TreeRecord { pid: id(&m.pid), ppid: id(&m.ppid), pgid: id(&m.pgid), sid: id(&m.sid), state: TREE_LIVE, ..TreeRecord::default() };
             match m.state.load(SeqCst) {
                 GONE => continue,
                 ZOMBIE => {
                     rec.state = TREE_ZOMBIE;
-                    rec.wait_status = m.wait_status;
+                    rec.wait_status = m.wait_status.load(SeqCst);
                 }
                 _ => {
                     self.wait_written(m)?;
                     let base = ckpt_image::page_up(end);
-                    let part_len = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(m.part_fd) }).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
-                    copy_part(m.part_fd, img, base, part_len)?;
+                    let part = m.part_fd.load(SeqCst);
+                    // SAFETY: the part file is open in this writer for its whole run.
+                    let part_len = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(part) }).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
+                    copy_part(part, img, base, part_len)?;
                     rec.meta_hash = rebase_part(img, base, part_len, key, in_root)?;
                     rec.base = base;
                     rec.len = part_len;
@@ -433,7 +430,7 @@ impl Tree {
             match m.state.load(SeqCst) {
                 WRITTEN => return Ok(()),
                 FAILED => {
-                    say!("ckpt: checkpoint failed: process {} of the tree could not write its image; the previous image is kept", m.pid);
+                    say!("ckpt: checkpoint failed: process {} of the tree could not write its image; the previous image is kept", m.pid.load(SeqCst));
                     return Err(Failure::silent());
                 }
                 _ => {}
@@ -441,7 +438,7 @@ impl Tree {
             let writer = m.writer.load(SeqCst);
             // A writer that is gone may have said WRITTEN just before it went.
             if (writer == 0 || sys::kill(writer, 0) == Err(Errno::SRCH)) && m.state.load(SeqCst) != WRITTEN {
-                say!("ckpt: checkpoint failed: the image writer of process {} of the tree ended before it finished; the previous image is kept", m.pid);
+                say!("ckpt: checkpoint failed: the image writer of process {} of the tree ended before it finished; the previous image is kept", m.pid.load(SeqCst));
                 return Err(Failure::silent());
             }
             wait_change(&self.ctl.events, seen, 100_000_000);
@@ -481,14 +478,7 @@ fn for_each_child(pid: u32, mut f: impl FnMut(u32)) {
     while let Some(Ok(e)) = entries.next() {
         let Some(tid) = parse_dec(e.file_name().to_bytes()) else { continue };
         let mut p = [0u8; 96];
-        let mut w = ckpt_image::bytes::Writer::new(&mut p[..]);
-        w.bytes(b"/proc/");
-        w.decimal(pid as u64);
-        w.bytes(b"/task/");
-        w.decimal(tid);
-        w.bytes(b"/children\0");
-        let Some(n) = w.finish() else { continue };
-        let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&p[..n]) else { continue };
+        let Some(c) = proc_path2(&mut p, pid as u64, b"/task/", tid, b"/children") else { continue };
         let mut text = [0u8; 4096];
         if let Ok(n) = read_small(c, &mut text) {
             pid_list(&text[..n]).for_each(&mut f);
@@ -607,14 +597,7 @@ impl Joined {
     /// Maps the root's control block and finds this process in it.
     pub fn join(r: Request) -> Result<Joined, Failure> {
         let mut path = [0u8; 96];
-        let mut w = ckpt_image::bytes::Writer::new(&mut path[..]);
-        w.bytes(b"/proc/");
-        w.decimal(r.root as u64);
-        w.bytes(b"/fd/");
-        w.decimal(r.ctl_fd as u64);
-        w.u8(0);
-        let n = w.finish().ok_or(Failure::plain("joining the tree's checkpoint"))?;
-        let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Failure::plain("joining the tree's checkpoint"))?;
+        let path = proc_path2(&mut path, r.root as u64, b"/fd/", r.ctl_fd as u64, b"").ok_or(Failure::plain("joining the tree's checkpoint"))?;
         let fd = rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("joining the tree's checkpoint", e))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| Failure::new("joining the tree's checkpoint", e))?;
         if st.st_size as usize != CONTROL_LEN {
@@ -622,9 +605,9 @@ impl Joined {
         }
         let ctl = map_control(fd.as_fd()).map_err(|e| Failure::new("joining the tree's checkpoint", e))?;
         let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        let index = ctl.members[..(ctl.count as usize).min(MAX_TREE)].iter().position(|m| m.pid == me);
+        let index = ctl.members[..(ctl.count.load(SeqCst) as usize).min(MAX_TREE)].iter().position(|m| m.pid.load(SeqCst) == me);
         match index {
-            Some(index) if ctl.root == r.root => Ok(Joined { ctl, root: r.root, index, done: false }),
+            Some(index) if ctl.root.load(SeqCst) == r.root => Ok(Joined { ctl, root: r.root, index, done: false }),
             _ => Err(Failure::plain("joining the tree's checkpoint (this process is not in it)")),
         }
     }
@@ -665,14 +648,7 @@ impl Joined {
     /// Opens this process's part file (the root's descriptor).
     pub fn open_part(&self) -> Result<OwnedFd, Failure> {
         let mut path = [0u8; 96];
-        let mut w = ckpt_image::bytes::Writer::new(&mut path[..]);
-        w.bytes(b"/proc/");
-        w.decimal(self.root as u64);
-        w.bytes(b"/fd/");
-        w.decimal(self.me().part_fd as u64);
-        w.u8(0);
-        let n = w.finish().ok_or(Failure::plain("opening the part file"))?;
-        let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Failure::plain("opening the part file"))?;
+        let path = proc_path2(&mut path, self.root as u64, b"/fd/", self.me().part_fd.load(SeqCst) as u64, b"").ok_or(Failure::plain("opening the part file"))?;
         rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("opening the part file", e))
     }
 
