@@ -210,12 +210,13 @@ pub fn inspect(a: InspectArgs) -> Outcome {
                 entry["program"] = json!(String::from_utf8_lossy(first.comm_bytes()));
                 entry["threads"] = json!(image.threads().count());
             } else {
-                let part = part_summary(&f, file, &holes, t.base, fmeta.len(), a.key.as_deref()).map_err(bad)?;
+                let part = part_summary(&f, file, &holes, t.base, fmeta.len(), a.key.as_deref(), &image).map_err(bad)?;
                 all_ok &= part.1;
                 entry["program"] = json!(part.0);
                 entry["threads"] = json!(part.2);
                 entry["bytes"] = json!(t.len);
                 entry["checksums_ok"] = json!(part.1);
+                entry["pages_in_root"] = json!(part.3);
             }
             tree.push(entry);
         }
@@ -241,8 +242,16 @@ pub fn inspect(a: InspectArgs) -> Outcome {
 }
 
 /// A tree part at `base`: its program name, whether its data (and MAC, with a key) check out,
-/// and its thread count.
-fn part_summary(f: &File, file: &[u8], holes: &FileHoles, base: u64, file_len: u64, key: Option<&std::path::Path>) -> Result<(String, bool, usize), ckpt_image::ImageError> {
+/// its thread count, and how many of its pages it stores in the root's copy.
+fn part_summary(
+    f: &File,
+    file: &[u8],
+    holes: &FileHoles,
+    base: u64,
+    file_len: u64,
+    key: Option<&std::path::Path>,
+    root: &Image,
+) -> Result<(String, bool, usize, u64), ckpt_image::ImageError> {
     let mut prefix = vec![0u8; PREFIX_LEN];
     let got = f.read_at(&mut prefix, base).unwrap_or(0);
     let len = meta_len(&prefix[..got])?;
@@ -259,8 +268,10 @@ fn part_summary(f: &File, file: &[u8], holes: &FileHoles, base: u64, file_len: u
         let secret = std::fs::read(k).unwrap_or_default();
         ok &= ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, holes).is_ok();
     }
+    ok &= ckpt_image::shared::check_against_root(&image, root).is_ok();
+    let in_root = image.shared_runs().filter_map(Result::ok).map(|r| r.pages).sum();
     let name = String::from_utf8_lossy(image.first_thread()?.comm_bytes()).into_owned();
-    Ok((name, ok, image.threads().count()))
+    Ok((name, ok, image.threads().count(), in_root))
 }
 
 /// The program's arguments, read from the saved stack (`arg_start..arg_end`).
@@ -329,8 +340,12 @@ fn print_table(d: &Value) {
                 }
             } else {
                 let size = t["bytes"].as_u64().map(|b| format!(", {b} bytes")).unwrap_or_default();
+                let shared = match t["pages_in_root"].as_u64() {
+                    Some(n) if n > 0 => format!(", {n} pages stored once with the root's"),
+                    _ => String::new(),
+                };
                 let bad = if t["checksums_ok"] == false { ", CHECKSUM MISMATCH" } else { "" };
-                format!("{} ({} threads{size}{bad})", s(&t["program"]), t["threads"])
+                format!("{} ({} threads{size}{shared}{bad})", s(&t["program"]), t["threads"])
             };
             let n = |k: &str| t[k].as_u64().unwrap_or(0);
             println!("  pid {:<7} ppid {:<7} pgid {:<7} sid {:<7} {}", n("pid"), n("ppid"), n("pgid"), n("sid"), what);

@@ -166,6 +166,7 @@ impl<'a> Image<'a> {
                 t?;
             }
         }
+        crate::shared::check_runs(self)?;
         for reg in self.epoll_registrations() {
             let reg = reg?;
             if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == reg.epfd && f.kind == crate::fds::FdKind::Epoll)) {
@@ -320,6 +321,16 @@ impl<'a> Image<'a> {
     pub fn tree(&self) -> Option<Result<crate::bytes::Records<'a, crate::tree::TreeRecord>, ImageError>> {
         let desc = self.note(CKPT_NOTE_NAME, crate::NT_CKPT_TREE)?.desc;
         Some(crate::tree::records(desc, self.file_len))
+    }
+
+    /// The pages this tree part stores in the root's copy (`NT_CKPT_SHARED`; none elsewhere).
+    pub fn shared_runs(&self) -> crate::bytes::Records<'a, crate::shared::SharedRun> {
+        match self.note(CKPT_NOTE_NAME, crate::NT_CKPT_SHARED).map(|n| crate::shared::records(n.desc)) {
+            None => crate::bytes::Records::new(&[], crate::shared::SharedRun::read),
+            Some(Ok(r)) => r,
+            // A bad header reads as one bad record, so every user sees the error.
+            Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad shared page table"))),
+        }
     }
 
     pub fn fds(&self) -> FdIter<'a> {

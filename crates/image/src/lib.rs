@@ -21,6 +21,7 @@
 //!                    "CKPT" NT_CKPT_TIMERFDS timerfds: clock and times
 //!                    "CKPT" NT_CKPT_INOTIFY  inotify watches: path and mask
 //!                    "CKPT" NT_CKPT_TREE     the processes of a tree checkpoint (see `tree`)
+//!                    "CKPT" NT_CKPT_SHARED   in a tree part: pages stored once, in the root's copy
 //!                    "CKPT" NT_CKPT_MAC      keyed authentication, when the image has a key
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
 //!  page-aligned    contents of deleted-but-open files and memfds, bytes in pipes and socket
@@ -50,6 +51,7 @@ pub mod inotify;
 pub mod mac;
 pub mod note;
 pub mod region;
+pub mod shared;
 pub mod sockets;
 pub mod state;
 pub mod thread;
@@ -64,7 +66,7 @@ pub use state::ProcessState;
 pub use thread::ThreadState;
 
 /// Bumped on any change to the layout of a ckpt note.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The first eight bytes of the state note's descriptor.
 pub const STATE_MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// Owner name of our own notes.
@@ -86,6 +88,7 @@ pub const NT_CKPT_TIMERFDS: u32 = 0x434b_0008;
 pub const NT_CKPT_INOTIFY: u32 = 0x434b_0009;
 pub const NT_CKPT_MAC: u32 = 0x434b_000a;
 pub const NT_CKPT_TREE: u32 = 0x434b_000b;
+pub const NT_CKPT_SHARED: u32 = 0x434b_000c;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

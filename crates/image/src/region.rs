@@ -19,6 +19,9 @@ pub const RF_FROM_FILE: u32 = 1 << 3;
 /// The stored bytes are a compressed stream (see [`crate::compress`]), not a page-for-page copy:
 /// `stored_len` bytes at `data_offset`; the PT_LOAD then has no file data.
 pub const RF_COMPRESSED: u32 = 1 << 4;
+/// Some pages of the region are the root's (a tree part only): `NT_CKPT_SHARED` says which and
+/// where; the region's own copy has holes there.
+pub const RF_SHARES_PAGES: u32 = 1 << 5;
 
 /// What a region is, as far as restart cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +120,9 @@ impl RegionRecord {
     }
     pub fn compressed(&self) -> bool {
         self.flags & RF_COMPRESSED != 0
+    }
+    pub fn shares_pages(&self) -> bool {
+        self.flags & RF_SHARES_PAGES != 0
     }
 
     pub fn write(&self, w: &mut Writer) {

@@ -65,7 +65,7 @@ fn state_rejects_foreign_and_other_versions() {
     assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(1)));
     assert_eq!(
         std::format!("{}", ImageError::UnsupportedVersion(1)),
-        "unsupported image format version 1 (this myrestart reads version 4)"
+        "unsupported image format version 1 (this myrestart reads version 5)"
     );
     let mut foreign = buf.clone();
     foreign[0] = b'X';
@@ -623,4 +623,78 @@ fn a_shared_region_points_at_the_roots_copy() {
     let img = Image::parse(&file[base..base + len], file.len() as u64, &mut st).unwrap();
     assert_eq!(img.region(0).unwrap().data_offset, DATA_AT);
     img.check_data(&file, &Dense).unwrap();
+}
+
+/// An `NT_CKPT_SHARED` note, whole, as a trailing note.
+fn shared_note(runs: &[crate::shared::SharedRun]) -> Vec<u8> {
+    let mut desc = vec![0u8; crate::shared::note_len(runs.len())];
+    let mut w = Writer::new(&mut desc);
+    crate::shared::write_header(&mut w, runs.len());
+    for r in runs {
+        r.write(&mut w);
+    }
+    let mut note = vec![0u8; note_size(CKPT_NOTE_NAME, desc.len())];
+    write_note(&mut Writer::new(&mut note), CKPT_NOTE_NAME, NT_CKPT_SHARED, &desc);
+    note
+}
+
+/// A part of four pages whose pages 1 and 2 are the root's (holes in its own copy), and the
+/// runs its note holds.
+fn sharing_part(runs: &[crate::shared::SharedRun], flag: bool) -> Draft {
+    let mut d = draft(4);
+    let page = PAGE_SIZE as usize;
+    d.data[0].1[page..3 * page].fill(0);
+    d.records[0].data_hash = region_hash(&d.data[0].1);
+    if flag {
+        d.records[0].flags |= crate::region::RF_SHARES_PAGES;
+    }
+    d.trailing_notes = shared_note(runs);
+    d
+}
+
+#[test]
+fn shared_page_runs_are_checked_against_their_part() {
+    use crate::shared::SharedRun;
+    let run = SharedRun { region: 0, first_page: 1, pages: 2, offset: DATA_AT };
+    let runs_of = |buf: &[u8]| {
+        let len = meta_len(buf).unwrap() as usize;
+        let mut st = std::boxed::Box::new(ProcessState::ZERO);
+        let img = Image::parse(&buf[..len], buf.len() as u64, &mut st).unwrap();
+        img.check_data(buf, &Dense).unwrap();
+        img.shared_runs().collect::<Result<Vec<_>, _>>().unwrap()
+    };
+    assert_eq!(runs_of(&encode(&sharing_part(&[run], true))), vec![run]);
+    let bad = |runs: &[SharedRun], flag: bool| parse(&encode(&sharing_part(runs, flag))).unwrap_err();
+    assert_eq!(bad(&[run], false), ImageError::Malformed("a shared page run names a region that cannot share pages"));
+    assert_eq!(bad(&[SharedRun { region: 1, ..run }], true), ImageError::Malformed("region index out of range"));
+    assert_eq!(bad(&[SharedRun { first_page: 3, ..run }], true), ImageError::Malformed("a shared page run goes past the end of its region"));
+    assert_eq!(bad(&[run, SharedRun { first_page: 2, pages: 1, ..run }], true), ImageError::Malformed("shared page runs overlap or are out of order"));
+    assert_eq!(bad(&[SharedRun { pages: 0, ..run }], true), ImageError::Malformed("bad shared page run"));
+    assert_eq!(bad(&[SharedRun { offset: DATA_AT + 1, ..run }], true), ImageError::Malformed("bad shared page run"));
+    assert_eq!(bad(&[SharedRun { offset: DATA_AT + 3 * PAGE_SIZE, ..run }], true), ImageError::Truncated);
+    // A table whose header lies about its records is refused whole.
+    let mut d = sharing_part(&[run], true);
+    let at = d.trailing_notes.len() - crate::shared::note_len(1) + 4;
+    d.trailing_notes[at..at + 4].copy_from_slice(&16u32.to_le_bytes());
+    assert_eq!(parse(&encode(&d)).unwrap_err(), ImageError::Malformed("bad shared page table"));
+}
+
+/// A run must point at the root's stored copy of the same addresses, at the matching place.
+#[test]
+fn shared_page_runs_point_at_the_roots_copy_of_the_same_pages() {
+    use crate::shared::{check_against_root, SharedRun};
+    let root_buf = build_image(4);
+    let mut st = std::boxed::Box::new(ProcessState::ZERO);
+    let root = Image::parse(&root_buf[..meta_len(&root_buf).unwrap() as usize], root_buf.len() as u64, &mut st).unwrap();
+    let check = |run: SharedRun| {
+        let part = encode(&sharing_part(&[run], true));
+        let mut st = std::boxed::Box::new(ProcessState::ZERO);
+        let img = Image::parse(&part[..meta_len(&part).unwrap() as usize], part.len() as u64, &mut st).unwrap();
+        check_against_root(&img, &root)
+    };
+    let right = SharedRun { region: 0, first_page: 1, pages: 2, offset: DATA_AT + PAGE_SIZE };
+    assert_eq!(check(right), Ok(()));
+    let wrong = Err(ImageError::Malformed("a shared page run does not point at the root's copy of the same pages"));
+    assert_eq!(check(SharedRun { offset: DATA_AT, ..right }), wrong);
+    assert_eq!(check(SharedRun { first_page: 2, ..right }), wrong);
 }

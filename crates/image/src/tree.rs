@@ -74,7 +74,7 @@ impl TreeRecord {
             meta_hash: r.u64()?,
         };
         r.skip(8)?;
-        if t.pid == 0 || t.state > TREE_ZOMBIE || t.base % PAGE_SIZE != 0 || (t.is_zombie() && t.len != 0) {
+        if t.pid == 0 || t.state > TREE_ZOMBIE || !t.base.is_multiple_of(PAGE_SIZE) || (t.is_zombie() && t.len != 0) {
             return Err(ImageError::Malformed("bad process tree record"));
         }
         Ok(t)
@@ -172,7 +172,8 @@ pub fn rebase_sharing(
         if !rec.has_data() {
             continue;
         }
-        let moved = match shared(&rec) {
+        // A region with some pages of its own and some of the root's keeps its own copy.
+        let moved = match shared(&rec).filter(|_| !rec.shares_pages()) {
             Some(off) => {
                 dropped(rec.data_offset, rec.stored_len);
                 off

@@ -300,6 +300,10 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         }
     };
     p.key = key;
+    if image.shared_runs().next().is_some() {
+        bad(ImageError::Malformed("the root's image says it shares pages with itself"));
+        return Err(());
+    }
     // A tree's parts are each checked by the process that becomes it, all at once (see
     // `become_member`); nothing of any crosses its point of no return before all are.
     if image.tree().is_none() {
@@ -330,6 +334,9 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
                 refuse(path, format_args!("process {} of the tree does not match its part of the image", rec.pid));
                 return Err(());
             }
+            ckpt_image::shared::check_against_root(&part, &image).map_err(|e| {
+                refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
+            })?;
             adopt(path, &part, p)?;
             fd_base = fd_base.max(files::fd_base(&part));
             p.tree[i].meta = m.as_ptr() as usize;

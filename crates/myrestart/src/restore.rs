@@ -223,6 +223,8 @@ fn move_specials(p: &Plan) {
 
 fn map_regions(p: &Plan, image: &Image) {
     let mut file_maps = p.file_maps[..p.nfile_maps].iter().peekable();
+    // A tree process's pages that are the root's, in region order (checked at plan time).
+    let mut runs = image.shared_runs().map_while(Result::ok).peekable();
     for i in 0..image.region_count() {
         let Ok(r) = image.region(i) else { sys::exit_group(EXIT_LOST) };
         let rec = r.record;
@@ -243,7 +245,7 @@ fn map_regions(p: &Plan, image: &Image) {
                 lost("mapping a file", rec.start, e);
             }
             if slot.fill {
-                fill_region(p, &r);
+                fill_region(p, &r, || {});
             }
             continue;
         }
@@ -267,6 +269,15 @@ fn map_regions(p: &Plan, image: &Image) {
             if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, prot, flags & !MapFlags::GROWSDOWN, img, r.data_offset) } {
                 lost("mapping a region from the image", rec.start, e);
             }
+            // The root's pages over it, from the root's copy, copy-on-write too.
+            while let Some(run) = runs.next_if(|run| run.region as usize == i) {
+                let at = run.addr(rec.start);
+                // SAFETY: the run lies inside the region just mapped (checked at plan time),
+                // which MAP_FIXED replaces with the same bytes from the root's copy.
+                if let Err(e) = unsafe { rustix::mm::mmap(at as *mut _, run.bytes() as usize, prot, MapFlags::PRIVATE | MapFlags::FIXED, img, run.offset) } {
+                    lost("mapping the root's pages from the image", at, e);
+                }
+            }
             continue;
         }
         // SAFETY: the address range is free (checked at plan time against the block, and
@@ -274,13 +285,18 @@ fn map_regions(p: &Plan, image: &Image) {
         if let Err(e) = unsafe { rustix::mm::mmap_anonymous(rec.start as *mut _, rec.size() as usize, fill_prot, flags) } {
             lost("mapping a region", rec.start, e);
         }
-        fill_region(p, &r);
+        fill_region(p, &r, || {
+            // The root's pages, read over the region's own copy (whose holes they are).
+            while let Some(run) = runs.next_if(|run| run.region as usize == i) {
+                read_region(p.image_fd, run.addr(rec.start) as usize, run.bytes() as usize, run.offset);
+            }
+        });
     }
 }
 
-/// Writes a freshly mapped (read-write) region's saved contents into it, then gives it its
-/// protection.
-fn fill_region(p: &Plan, r: &ckpt_image::RegionRef) {
+/// Writes a freshly mapped (read-write) region's saved contents into it, then (after `more`,
+/// which may write the rest) gives it its protection.
+fn fill_region(p: &Plan, r: &ckpt_image::RegionRef, more: impl FnOnce()) {
     let rec = r.record;
     if !rec.has_data() {
         return;
@@ -294,6 +310,7 @@ fn fill_region(p: &Plan, r: &ckpt_image::RegionRef) {
             read_region(p.image_fd, rec.start as usize + (from - r.data_offset) as usize, (to - from) as usize, from);
         }
     }
+    more();
     if rec.prot != 3 {
         // SAFETY: the region was just mapped by us.
         if let Err(e) = unsafe { rustix::mm::mprotect(rec.start as *mut _, rec.size() as usize, mprotect_flags(rec.prot)) } {

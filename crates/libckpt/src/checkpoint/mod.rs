@@ -23,6 +23,7 @@ mod compress;
 mod fds;
 mod procfs;
 mod scratch;
+mod share;
 mod sockets;
 pub mod threads;
 pub mod tree;
@@ -164,7 +165,7 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
     }
     let role = match (&tree, &member) {
         (Some(t), _) => write::Role::Root(t),
-        (None, Some(_)) => write::Role::Member,
+        (None, Some(m)) => write::Role::Member(m),
         (None, None) => write::Role::Single,
     };
     if !forked_writer {

@@ -51,8 +51,10 @@ const SHADOWS_AT: usize = INOTIFY_AT + INOTIFY_LEN;
 /// Most shared memory regions a checkpoint copies.
 pub const MAX_SHADOWS: usize = 4096;
 const SHADOWS_LEN: usize = MAX_SHADOWS * core::mem::size_of::<Shadow>();
+const SHARED_AT: usize = SHADOWS_AT + SHADOWS_LEN.next_multiple_of(MIB);
+const SHARED_LEN: usize = ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS);
 /// Where the copies of shared memory start (they take what the checkpoint needs beyond this).
-const TOTAL: usize = SHADOWS_AT + SHADOWS_LEN.next_multiple_of(MIB);
+const TOTAL: usize = SHARED_AT + SHARED_LEN.next_multiple_of(MIB);
 
 /// A copy of a shared memory region, made while the program was stopped (the forked writer
 /// shares such memory with the program instead of getting a snapshot of it).
@@ -128,6 +130,8 @@ pub struct Parts<'a> {
     /// Copies of shared memory, `nshadows` of them, and the room for them.
     pub shadows: &'a mut [Shadow],
     pub nshadows: usize,
+    /// A tree member's `NT_CKPT_SHARED` descriptor under construction.
+    pub shared: &'a mut [u8],
     pub shadow_room: &'a mut [u8],
 }
 
@@ -227,6 +231,7 @@ impl Scratch {
                 timers_len: 0,
                 shadows: core::slice::from_raw_parts_mut((b + SHADOWS_AT) as *mut Shadow, MAX_SHADOWS),
                 nshadows: 0,
+                shared: s(SHARED_AT, SHARED_LEN),
                 shadow_room: s(TOTAL, self.len - TOTAL),
             }
         }

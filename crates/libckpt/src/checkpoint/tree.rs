@@ -62,6 +62,13 @@ const FAILED: u32 = 4;
 const ZOMBIE: u32 = 5;
 const GONE: u32 = 6;
 
+const PAGES_PENDING: u32 = 0;
+const PAGES_READY: u32 = 1;
+const PAGES_NONE: u32 = 2;
+/// How long a member's writer waits for the root's table of pages before it stores every page
+/// itself.
+const PAGES_TIMEOUT_NS: u64 = 30_000_000_000;
+
 /// How long the root waits for the members to stop, or to capture themselves.
 const STOP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// How long a member waits for the root's word before it goes on by itself.
@@ -93,6 +100,11 @@ struct Control {
     /// Members recorded so far (written by the root only, before it signals them).
     count: AtomicU32,
     members: [Member; MAX_TREE],
+    /// The root's table of pages (see `share`): PAGES_PENDING until its writer says, then
+    /// PAGES_READY (a descriptor of the root's writer) or PAGES_NONE.
+    pages_state: AtomicU32,
+    pages_pid: AtomicU32,
+    pages_fd: AtomicI32,
     /// The encoded `NT_CKPT_TREE` descriptor, filled by the root's writer alone.
     note: UnsafeCell<[u8; NOTE_ROOM]>,
 }
@@ -424,6 +436,15 @@ impl Tree {
         Ok((end, &note[..len]))
     }
 
+    /// In the root's writer: the members may read its table of pages, descriptor `fd` of
+    /// process `pid` (`pid` 0: there is none).
+    pub fn publish_pages(&self, pid: u32, fd: i32) {
+        self.ctl.pages_pid.store(pid, SeqCst);
+        self.ctl.pages_fd.store(fd, SeqCst);
+        self.ctl.pages_state.store(if pid == 0 { PAGES_NONE } else { PAGES_READY }, SeqCst);
+        bump(self.ctl);
+    }
+
     fn wait_written(&self, m: &Member) -> Result<(), Failure> {
         loop {
             let seen = self.ctl.events.load(SeqCst);
@@ -496,10 +517,13 @@ fn handles(pid: u32, signal: i32) -> bool {
     status_field(&buf[..n], b"SigCgt:").and_then(ckpt_sigsafe::proctext::parse_hex).is_some_and(|m| m & 1 << (signal - 1) != 0)
 }
 
-/// Copies a part file into the image at `base`, its data stretches only (holes stay holes).
+/// Copies a part file into the image at `base`, its data stretches only (holes stay holes), and
+/// makes the image that long (a part may end in a hole: pages the root stores).
 fn copy_part(part: i32, img: i32, base: u64, len: u64) -> Result<(), Failure> {
     // SAFETY: the part file is open in this writer for its whole run.
     let from = unsafe { BorrowedFd::borrow_raw(part) };
+    // SAFETY: the image is this writer's own descriptor, open throughout; it grows only.
+    rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(img) }, base + len).map_err(|e| Failure::new("making room for a part of the tree", e))?;
     for (a, b) in ckpt_sigsafe::extents::data_extents(from, 0, len) {
         let mut off = a;
         while off < b {
@@ -664,6 +688,24 @@ impl Joined {
         let _ = self.me().state.compare_exchange(PARKED, CAPTURED, SeqCst, SeqCst);
         bump(self.ctl);
         self.wait_phase(PHASE_CAPTURE);
+    }
+
+    /// In the writer: waits for the root's writer to publish its table of pages, and says
+    /// where it is (process and descriptor), or `None` if there is none.
+    pub fn root_pages(&self) -> Option<(u32, i32)> {
+        let started = now_ns();
+        loop {
+            let seen = self.ctl.events.load(SeqCst);
+            match self.ctl.pages_state.load(SeqCst) {
+                PAGES_READY => return Some((self.ctl.pages_pid.load(SeqCst), self.ctl.pages_fd.load(SeqCst))),
+                PAGES_PENDING => {}
+                _ => return None,
+            }
+            if self.ctl.phase.load(SeqCst) == PHASE_ABORT || now_ns() - started > PAGES_TIMEOUT_NS {
+                return None;
+            }
+            wait_change(&self.ctl.events, seen, 200_000_000);
+        }
     }
 
     /// In the writer: the part is complete (`ok`) or not.

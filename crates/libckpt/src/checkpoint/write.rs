@@ -11,9 +11,9 @@ use ckpt_image::elf::{pflags_from_prot, Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOA
 use ckpt_image::fds::{self, FdKind};
 use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
 use ckpt_image::note::{self, begin_note, note_size, write_note};
-use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED};
+use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED, RF_SHARES_PAGES};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
-use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -159,6 +159,118 @@ fn read_address(shadows: &[Shadow], r: &MapsEntry) -> usize {
     shadows.iter().find(|s| s.start == r.start && s.len == r.end - r.start).map_or(r.start, |s| s.copy)
 }
 
+/// Private anonymous memory (heap, stacks, `malloc`'s mappings): the memory a child shares
+/// with its parent after `fork` until either writes it, read straight from memory.
+fn anonymous_private(r: &MapsEntry) -> bool {
+    r.inode == 0 && !r.shared && !kind_of(r).is_kernel_special()
+}
+
+/// Calls `f` with each page of a region read straight from memory (`src.bounce` unset): its
+/// index from `start` and its bytes, or `None` for a page known to be zero without reading it.
+fn visit_pages(start: usize, len: usize, src: &PageSource, pm_buf: &mut [u64], mut f: impl FnMut(usize, Option<&[u8]>)) {
+    let pages = len / PAGE;
+    let mut p = 0;
+    while p < pages {
+        let n = (pages - p).min(pm_buf.len());
+        let chunk_start = start + p * PAGE;
+        let present = &mut pm_buf[..n];
+        read_pagemap(src, chunk_start, present);
+        for (i, &entry) in present.iter().enumerate() {
+            f(p + i, page_bytes(chunk_start + i * PAGE, entry, src));
+        }
+        p += n;
+    }
+}
+
+/// Pagemap entries for `out.len()` pages from `chunk_start` (all "present" without a pagemap).
+fn read_pagemap(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
+    out.fill(PM_PRESENT);
+    if let Some(pm) = src.pagemap {
+        let want = out.len() * 8;
+        // SAFETY: `out` is out.len() u64s of writable memory.
+        let got = unsafe { sys::pread_into(pm, out.as_mut_ptr() as usize, want, (chunk_start / PAGE * 8) as u64) };
+        if got != Ok(want) {
+            out.fill(PM_PRESENT);
+        }
+    }
+}
+
+/// In the root's writer: fills and publishes the table of its pages for the members (see
+/// `share`): every private anonymous region it stores, where it will be, and the digest of
+/// each page stored.
+#[allow(clippy::too_many_arguments)]
+fn publish_pages<'s>(
+    table: &mut super::share::Table,
+    maps: &[u8],
+    exclude: &Range<usize>,
+    slots: &[RegionSlot],
+    shadows: &[Shadow],
+    source: &dyn Fn(&MapsEntry) -> PageSource<'s>,
+    pm_buf: &mut [u64],
+    data_start: u64,
+) {
+    let listed = |r: &MapsEntry, s: &RegionSlot| s.saved == Saved::Data && anonymous_private(r);
+    let (mut nregions, mut npages) = (0, 0);
+    for (r, s) in regions(maps, exclude).zip(slots) {
+        if listed(&r, s) {
+            nregions += 1;
+            npages += (r.end - r.start) / PAGE;
+        }
+    }
+    table.allocate(nregions, npages);
+    // Where each region's bytes will be: as the writing loop places them, one after another.
+    let mut off = data_start;
+    for (r, s) in regions(maps, exclude).zip(slots) {
+        if s.saved != Saved::Data {
+            continue;
+        }
+        if listed(&r, s) {
+            let Some(digests) = table.region(r.start, r.end, off) else { return };
+            let from = read_address(shadows, &r);
+            visit_pages(from, r.end - r.start, &source(&r), pm_buf, |i, page| {
+                if let Some(page) = page.filter(|p| !is_zero_page(p)) {
+                    digests[i] = super::share::digest(page);
+                }
+            });
+        }
+        off += (r.end - r.start) as u64;
+    }
+    table.publish();
+}
+
+/// In a member's writer: waits for the root's table of pages and records, in `buf`, the pages
+/// of its own private anonymous memory that the root stores alike at the same address. Returns
+/// the length of the `NT_CKPT_SHARED` descriptor built there (0: nothing shared).
+#[allow(clippy::too_many_arguments)]
+fn plan_sharing<'s>(
+    joined: &super::tree::Joined,
+    maps: &[u8],
+    exclude: &Range<usize>,
+    slots: &[RegionSlot],
+    shadows: &[Shadow],
+    source: &dyn Fn(&MapsEntry) -> PageSource<'s>,
+    pm_buf: &mut [u64],
+    buf: &mut [u8],
+) -> usize {
+    let Some(mut root) = super::share::RootPages::open(joined) else { return 0 };
+    let mut runs = super::share::Runs::new(buf);
+    for (i, (r, s)) in regions(maps, exclude).zip(slots).enumerate() {
+        if s.saved != Saved::Data || !anonymous_private(&r) {
+            continue;
+        }
+        let from = read_address(shadows, &r);
+        visit_pages(from, r.end - r.start, &source(&r), pm_buf, |p, page| {
+            let Some(page) = page.filter(|p| !is_zero_page(p)) else { return };
+            if let Some((d, offset)) = root.lookup(r.start + p * PAGE) {
+                if super::share::digest(page) == d {
+                    runs.add(i as u32, p as u64, offset);
+                }
+            }
+        });
+    }
+    runs.finish()
+}
+
 /// Whether the mapping's path still names the regular file that is mapped.
 fn is_same_regular_file(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
     if !e.name.starts_with(b"/") || e.name.ends_with(b" (deleted)") || e.name.len() >= pathbuf.len() {
@@ -190,7 +302,7 @@ pub enum Role<'t> {
     /// The root of a tree checkpoint: its own image, then the other processes' parts.
     Root(&'t super::tree::Tree),
     /// A member of a tree checkpoint: its part, which the root's writer takes in.
-    Member,
+    Member(&'t super::tree::Joined),
 }
 
 pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
@@ -210,6 +322,43 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
 
     let compress = crate::config::get().compress;
+    // The root's table of pages for its members: made below, or (dropped unpublished, on any
+    // way out) the members are told there is none.
+    let mut table = match role {
+        Role::Root(t) => Some(super::share::Table::new(t)),
+        _ => None,
+    };
+    // The page that holds the signal frame is stored with everything below the frame zeroed:
+    // below it, this handler's own calls keep changing the memory while it is written, and none
+    // of it matters after a restart (execution resumes from the frame).
+    let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
+    let frame_page = frame & !(PAGE - 1);
+    {
+        // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
+        let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
+        let below = frame - frame_page;
+        parts.page[..below].fill(0);
+        parts.page[below..PAGE].copy_from_slice(&live[below..]);
+    }
+    let pagemap = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+    let frame_copy: &[u8] = &parts.page[..PAGE];
+    let source = |r: &MapsEntry| {
+        let holds_frame = (r.start..r.end).contains(&frame);
+        PageSource {
+            pagemap: if anonymous_private(r) { pagemap.as_ref().map(|f| f.as_raw_fd()) } else { None },
+            zero_below: if holds_frame { frame_page } else { 0 },
+            frame_page: if holds_frame { Some((frame_page, frame_copy)) } else { None },
+            bounce: !anonymous_private(r),
+        }
+    };
+    // A member stores no page the root stores alike at the same address: which those are is
+    // settled first, as the headers say it.
+    let shared_len = match role {
+        Role::Member(j) if !compress => {
+            plan_sharing(j, maps, &exclude, &parts.slots[..count], &parts.shadows[..parts.nshadows], &source, parts.pm_buf, parts.shared)
+        }
+        _ => 0,
+    };
     let xstate_len = if parts.state.xfeatures != 0 { parts.state.xstate_size as usize } else { 0 };
     // Each thread's notes: its state, its registers, and (x86-64 frames always have one) its
     // FXSAVE and XSAVE areas.
@@ -232,7 +381,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         + note_size(CORE, parts.auxv_len)
         + note_size(CKPT_NOTE_NAME, regions_desc_len)
         + note_size(CKPT_NOTE_NAME, parts.fds_len)
-        + optional_notes(parts, &role).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
+        + optional_notes(parts, &role, shared_len).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
     let meta_len = phdrs_end + notes_len;
     if meta_len > parts.meta.len() {
         return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
@@ -240,40 +389,27 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     let data_start = page_up(meta_len as u64);
     let fd = file.fd.as_raw_fd();
 
+    // The root's members learn, before it writes anything, which of its pages they may leave
+    // to it (plain data only: where each region's bytes will be is known now).
+    if let Some(t) = table.as_mut().filter(|_| !compress) {
+        publish_pages(t, maps, &exclude, &parts.slots[..count], &parts.shadows[..parts.nshadows], &source, parts.pm_buf, data_start);
+    }
+
     // Region data, each region's place and hash noted in its slot.
-    let pagemap = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
-    let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
-    let frame_page = frame & !(PAGE - 1);
+    let mut skip = super::share::RunCursor::new(&parts.shared[..shared_len]);
     let mut off = data_start;
-    for (r, slot) in regions(maps, &exclude).zip(parts.slots.iter_mut()) {
+    for (i, (r, slot)) in regions(maps, &exclude).zip(parts.slots.iter_mut()).enumerate() {
         if slot.saved != Saved::Data {
             continue;
         }
         let len = r.end - r.start;
-        let anonymous_private = r.inode == 0 && !r.shared && !kind_of(&r).is_kernel_special();
-        let holds_frame = (r.start..r.end).contains(&frame);
-        if holds_frame {
-            // Below the frame, this handler's own calls keep changing the memory while it is
-            // written; none of it matters after a restart (execution resumes from the frame),
-            // so it is stored as zeros. The frame's page is copied with that part zeroed.
-            // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
-            let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
-            let below = frame - frame_page;
-            parts.page[..below].fill(0);
-            parts.page[below..PAGE].copy_from_slice(&live[below..]);
-        }
-        let src = PageSource {
-            pagemap: if anonymous_private { pagemap.as_ref().map(|f| f.as_raw_fd()) } else { None },
-            zero_below: if holds_frame { frame_page } else { 0 },
-            frame_page: if holds_frame { Some((frame_page, &parts.page[..PAGE])) } else { None },
-            bounce: !anonymous_private,
-        };
+        let src = source(&r);
         slot.data_offset = off;
         let from = read_address(&parts.shadows[..parts.nshadows], &r);
         if compress {
             (slot.stored_len, slot.data_hash) = super::compress::write_region(fd, from, len, off, &src, parts.copybuf, parts.outbuf)?;
         } else {
-            slot.data_hash = write_region(fd, from, len, off, &src, parts.pm_buf, parts.copybuf)?;
+            slot.data_hash = write_region(fd, from, len, off, &src, parts.pm_buf, parts.copybuf, (&mut skip, i as u32))?;
             slot.stored_len = len as u64;
         }
         off += slot.stored_len;
@@ -282,7 +418,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     // The key, read once (a member's part is authenticated by the root's writer, after it
     // takes the part in).
     let key = match crate::config::get().key_file() {
-        Some(path) if !matches!(role, Role::Member) => {
+        Some(path) if !matches!(role, Role::Member(_)) => {
             Some(ckpt_sigsafe::read_key(path, parts.copybuf).ok_or(Failure::plain("reading the key file (CKPT_KEY)"))?)
         }
         _ => None,
@@ -301,7 +437,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         // memory it never wrote since fork) points at the root's copy instead.
         let slots = &parts.slots[..count];
         let in_root = |r: &RegionRecord| -> Option<u64> {
-            if compress || r.compressed() {
+            if compress || r.compressed() || r.shares_pages() {
                 return None;
             }
             regions(maps, &exclude)
@@ -315,7 +451,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
 
     // The headers last, when every offset and hash is known, sealed with their checksum.
-    let optional = optional_notes(parts, &role);
+    let optional = optional_notes(parts, &role, shared_len);
     let st: &mut ProcessState = parts.state;
     st.meta_len = meta_len as u64;
     st.meta_hash = 0;
@@ -386,8 +522,12 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_desc_len);
     region::write_table_header(&mut w, count);
     let mut name_off = 0u32;
-    for (r, slot) in regions(maps, &exclude).zip(parts.slots.iter()) {
+    let mut sharing = super::share::RunCursor::new(&parts.shared[..shared_len]);
+    for (i, (r, slot)) in regions(maps, &exclude).zip(parts.slots.iter()).enumerate() {
         let mut flags = 0;
+        if sharing.any_in(i as u32) {
+            flags |= RF_SHARES_PAGES;
+        }
         if r.shared {
             flags |= RF_SHARED;
         }
@@ -426,7 +566,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     for (i, (ty, len)) in optional.into_iter().enumerate() {
         if len > 0 {
             let zeros = [0u8; ckpt_image::mac::MAC_LEN];
-            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &zeros[..]][i];
+            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &*parts.shared, &zeros[..]][i];
             write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
         }
     }
@@ -445,7 +585,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
 
 /// The notes written only when they have records: their types and lengths, in image order.
 /// (`NT_CKPT_MAC` is written as zeros, then filled in by [`authenticate`].)
-fn optional_notes(parts: &Parts, role: &Role) -> [(u32, usize); 7] {
+fn optional_notes(parts: &Parts, role: &Role, shared_len: usize) -> [(u32, usize); 8] {
     // A member's part has room for its MAC too, which the root's writer fills in.
     let keyed = crate::config::get().key_file().is_some();
     [
@@ -455,6 +595,7 @@ fn optional_notes(parts: &Parts, role: &Role) -> [(u32, usize); 7] {
         (NT_CKPT_TIMERFDS, parts.timerfds_len),
         (NT_CKPT_INOTIFY, parts.inotify_len),
         (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }),
+        (NT_CKPT_SHARED, shared_len),
         (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }),
     ]
 }
@@ -548,10 +689,21 @@ pub(super) const PAGE: usize = PAGE_SIZE as usize;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 
-/// Writes one region: its non-zero pages, each at its place in the region's span of the file,
-/// so that zero pages (and never-touched ones) are holes that take no space. Returns the
-/// region's [`RegionHasher`] hash.
-fn write_region(img: i32, start: usize, len: usize, off: u64, src: &PageSource, pm_buf: &mut [u64], bounce: &mut [u8]) -> Result<u64, Failure> {
+/// Writes one region (region `skip.1` of the image): its non-zero pages, each at its place in
+/// the region's span of the file, so that zero pages (and never-touched ones) are holes that
+/// take no space, and so are the pages `skip.0` says the root stores. Returns the region's
+/// [`RegionHasher`] hash (of the pages stored).
+#[allow(clippy::too_many_arguments)]
+fn write_region(
+    img: i32,
+    start: usize,
+    len: usize,
+    off: u64,
+    src: &PageSource,
+    pm_buf: &mut [u64],
+    bounce: &mut [u8],
+    skip: (&mut super::share::RunCursor, u32),
+) -> Result<u64, Failure> {
     let mut h = RegionHasher::new();
     let pages = len / PAGE;
     let mut p = 0;
@@ -560,21 +712,16 @@ fn write_region(img: i32, start: usize, len: usize, off: u64, src: &PageSource, 
         let chunk_start = start + p * PAGE;
         let copied = if src.bounce { sys::copy_own_memory(chunk_start, n * PAGE, bounce) / PAGE } else { n };
         let present = &mut pm_buf[..n];
-        present.fill(PM_PRESENT);
-        if let Some(pm) = src.pagemap {
-            let want = n * 8;
-            // SAFETY: `present` is n u64s of writable memory.
-            let got = unsafe { sys::pread_into(pm, present.as_mut_ptr() as usize, want, (chunk_start / PAGE * 8) as u64) };
-            if got != Ok(want) {
-                present.fill(PM_PRESENT);
-            }
-        }
+        read_pagemap(src, chunk_start, present);
         // Runs of non-zero pages are written with one call each.
         let mut run: Option<usize> = None;
         for i in 0..=n {
             let keep = i < n && {
                 let addr = chunk_start + i * PAGE;
-                let page = if src.bounce {
+                let in_root = skip.0.covers(skip.1, ((addr - start) / PAGE) as u64);
+                let page = if in_root {
+                    None
+                } else if src.bounce {
                     (i < copied).then(|| &bounce[i * PAGE..(i + 1) * PAGE])
                 } else {
                     page_bytes(addr, present[i], src)

@@ -1,0 +1,138 @@
+//! `NT_CKPT_SHARED`: in a tree part, the pages a process has in common with the root.
+//!
+//! A child that has not written a page since `fork` holds the same bytes at the same address as
+//! its parent. Such a page is stored once, in the root's copy of its region: the part's own copy
+//! has a hole there, and a run here says where the root's bytes are. At restart the process maps
+//! (or reads) the run from there, and the root's process checks those bytes as its own.
+//!
+//! ```text
+//!   u32 count, u32 record size (32)
+//!   count records, ordered by region, then page, none overlapping:
+//!     u32 region        index of the part's region (flag RF_SHARES_PAGES)
+//!     u32 reserved      0
+//!     u64 first_page    the run's first page, counted from the region's start
+//!     u64 pages         how many pages (at least 1)
+//!     u64 offset        where the root's copy of the first page is in the file
+//! ```
+//! The root's copy must be in the root's own stored data for the same addresses (checked by
+//! [`check_against_root`]).
+
+use crate::bytes::{Reader, Records, Writer};
+use crate::image::Image;
+use crate::{ImageError, PAGE_SIZE};
+
+pub const SHARED_RECORD_SIZE: usize = 32;
+pub const SHARED_HEADER_SIZE: usize = 8;
+/// Most runs one part holds: each may cost the restored process a mapping of its own, and a
+/// process may have only so many (`vm.max_map_count`, 65530 by default).
+pub const MAX_SHARED_RUNS: usize = 8192;
+
+/// Pages of one region whose bytes are the root's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SharedRun {
+    pub region: u32,
+    pub first_page: u64,
+    pub pages: u64,
+    pub offset: u64,
+}
+
+impl SharedRun {
+    /// Bytes the run covers.
+    pub fn bytes(&self) -> u64 {
+        self.pages * PAGE_SIZE
+    }
+
+    /// Where the run starts in a region that starts at `region_start`.
+    pub fn addr(&self, region_start: u64) -> u64 {
+        region_start + self.first_page * PAGE_SIZE
+    }
+
+    pub fn write(&self, w: &mut Writer) {
+        w.u32(self.region);
+        w.u32(0);
+        w.u64(self.first_page);
+        w.u64(self.pages);
+        w.u64(self.offset);
+    }
+
+    pub fn read(r: &mut Reader) -> Result<SharedRun, ImageError> {
+        let region = r.u32()?;
+        r.skip(4)?;
+        let run = SharedRun { region, first_page: r.u64()?, pages: r.u64()?, offset: r.u64()? };
+        if run.pages == 0 || !run.offset.is_multiple_of(PAGE_SIZE) || run.pages > u64::MAX / PAGE_SIZE || run.first_page > u64::MAX / PAGE_SIZE {
+            return Err(ImageError::Malformed("bad shared page run"));
+        }
+        Ok(run)
+    }
+}
+
+/// Bytes of an `NT_CKPT_SHARED` descriptor with `count` runs.
+pub const fn note_len(count: usize) -> usize {
+    SHARED_HEADER_SIZE + SHARED_RECORD_SIZE * count
+}
+
+pub fn write_header(w: &mut Writer, count: usize) {
+    w.u32(count as u32);
+    w.u32(SHARED_RECORD_SIZE as u32);
+}
+
+/// The runs of a descriptor, after checking its header.
+pub fn records(desc: &[u8]) -> Result<Records<'_, SharedRun>, ImageError> {
+    let mut r = Reader::new(desc);
+    let count = r.u32()? as usize;
+    if r.u32()? as usize != SHARED_RECORD_SIZE || count > MAX_SHARED_RUNS || desc.len() != note_len(count) {
+        return Err(ImageError::Malformed("bad shared page table"));
+    }
+    Ok(Records::new(&desc[SHARED_HEADER_SIZE..], SharedRun::read))
+}
+
+/// Checks the runs of `image` against its own regions: each names a region that says it shares
+/// pages and holds plain private data, lies inside it, and comes after the one before; its
+/// bytes lie inside the file.
+pub(crate) fn check_runs(image: &Image) -> Result<(), ImageError> {
+    let mut prev: Option<(u32, u64)> = None;
+    for run in image.shared_runs() {
+        let run = run?;
+        let rec = image.region(run.region as usize)?.record;
+        if !rec.shares_pages() || !rec.has_data() || rec.compressed() || rec.is_shared() || rec.kind.is_kernel_special() {
+            return Err(ImageError::Malformed("a shared page run names a region that cannot share pages"));
+        }
+        let end_page = run.first_page.checked_add(run.pages).ok_or(ImageError::Truncated)?;
+        if end_page > rec.size() / PAGE_SIZE {
+            return Err(ImageError::Malformed("a shared page run goes past the end of its region"));
+        }
+        if prev.is_some_and(|(r, end)| (run.region, run.first_page) < (r, end)) {
+            return Err(ImageError::Malformed("shared page runs overlap or are out of order"));
+        }
+        prev = Some((run.region, end_page));
+        if run.offset.checked_add(run.bytes()).is_none_or(|end| end > image.file_len) {
+            return Err(ImageError::Truncated);
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every run of a tree part (`member`) points at the root's stored bytes for the
+/// same addresses: inside one region of the root's that holds plain private data, at the
+/// place in its data that matches the address. Those bytes are then checked with the root's.
+pub fn check_against_root(member: &Image, root: &Image) -> Result<(), ImageError> {
+    for run in member.shared_runs() {
+        let run = run?;
+        let addr = run.addr(member.region(run.region as usize)?.record.start);
+        let end = addr + run.bytes();
+        let ok = (0..root.region_count()).filter_map(|i| root.region(i).ok()).any(|o| {
+            let rec = o.record;
+            rec.has_data()
+                && !rec.compressed()
+                && !rec.is_shared()
+                && !rec.kind.is_kernel_special()
+                && rec.start <= addr
+                && end <= rec.end
+                && o.data_offset.checked_add(addr - rec.start) == Some(run.offset)
+        });
+        if !ok {
+            return Err(ImageError::Malformed("a shared page run does not point at the root's copy of the same pages"));
+        }
+    }
+    Ok(())
+}
