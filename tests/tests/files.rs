@@ -303,3 +303,18 @@ fn pipes_eventfds_and_epoll_keep_what_they_hold() {
     let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert!(doc["descriptors"].as_array().unwrap().iter().all(|f| f["restored"] == true), "{}", doc["descriptors"]);
 }
+
+/// Files of /proc held open part-read (they have no size, and their contents are made as they
+/// are read) come back at their offsets: the program reads on from where it was. (Its own
+/// /proc/PID/stat, which cannot be opened before its PID exists again, reads as empty.)
+#[test]
+fn proc_files_open_at_an_offset_read_on_after_restart() {
+    let wd = Workdir::new("procfile");
+    let p = prog("procfile", &[]);
+    let make = || {
+        let mut c = Command::new(&p);
+        c.arg("300");
+        c
+    };
+    checkpoint_kill_restart_matches(make, 100, &wd);
+}

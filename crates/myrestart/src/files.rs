@@ -170,9 +170,22 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     // Opened non-blocking, so that a path that is now a FIFO (or a device that waits for a
     // carrier) cannot hang the restart; its type is checked before anything else.
     let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC | k::O_NONBLOCK);
-    let fd = rustix::fs::open(c, flags, Mode::empty()).map_err(|e| {
-        refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
-    })?;
+    let fd = match rustix::fs::open(c, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // A file the kernel makes (/proc, /sys) that is not there now: a process's own
+        // /proc/PID before its PID exists again, or another process's that has gone. The
+        // program's descriptor then reads as empty (/dev/null), rather than no restart at all.
+        Err(e) if rec.kind == FdKind::File && (path.starts_with(b"/proc/") || path.starts_with(b"/sys/")) => {
+            say!("myrestart: fd {}: {}: {}; the descriptor reads as empty after the restart", rec.fd, Lossy(path), describe(e));
+            let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
+            return park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))));
+        }
+        Err(e) => {
+            refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
+            return Err(());
+        }
+    };
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(path), describe(e))))?;
     let type_ok = matches!(
         (rec.kind, FileType::from_raw_mode(st.st_mode)),
@@ -191,7 +204,12 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     if rec.open_flags & k::O_NONBLOCK == 0 {
         let _ = rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(rec.open_flags & REOPEN_FLAGS) & !OFlags::NONBLOCK);
     }
-    if rec.kind == FdKind::File {
+    // A file of the kernel's (/proc, /sys, cgroups) has no real size: its contents are made
+    // when read, so its offset is put back as far as it goes, and nothing is refused for it.
+    let generated = rustix::fs::fstatfs(&fd).is_ok_and(|f| {
+        matches!(f.f_type as u32, k::PROC_SUPER_MAGIC | k::SYSFS_MAGIC | k::CGROUP2_SUPER_MAGIC | k::CGROUP_SUPER_MAGIC)
+    });
+    if rec.kind == FdKind::File && !generated {
         if (st.st_size as u64) < rec.offset {
             refuse(image_path, format_args!(
                 "fd {}: {} is now {} bytes, shorter than its saved offset {} (it changed since the checkpoint)",
@@ -205,7 +223,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     }
     if rec.offset != 0 {
         if let Err(e) = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset)) {
-            if rec.kind == FdKind::File {
+            if rec.kind == FdKind::File && !generated {
                 refuse(image_path, format_args!("fd {}: {}: cannot restore the offset: {}", rec.fd, Lossy(path), describe(e)));
                 return Err(());
             }
@@ -640,6 +658,7 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
     // Shared memory of a tree: made once for all its processes.
     if let Some(fd) = shared_object(p, rec.dev, rec.inode) {
         let s = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
+        // SAFETY: the pool's descriptors stay open until the point of no return.
         let fd = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(s.fd) }, p.fd_base).map_err(|e| bad("sharing it", e))?;
         return Ok(MapSlot { region: i as u32, fd: fd.into_raw_fd(), fill });
     }

@@ -257,7 +257,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
     // A tree's barriers: each process says "ready" on one pipe and waits on the other.
     let mut held = [None, None];
     if p.ntree > 0 {
-        for stage in 0..2 {
+        for (stage, slot) in held.iter_mut().enumerate() {
             let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC);
             let ((ready_rd, ready_wr), (go_rd, go_wr)) = match (pipe(), pipe()) {
                 (Ok(a), Ok(b)) => (a, b),
@@ -265,7 +265,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
             };
             let park = |fd: OwnedFd| crate::files::park(fd, p.fd_base).unwrap_or_else(|e| fail(e));
             p.barrier[stage] = [park(ready_wr), park(go_rd)];
-            held[stage] = Some((ready_rd, go_wr));
+            *slot = Some((ready_rd, go_wr));
         }
     }
     let program = match sys::fork_with_pid(pid) {

@@ -397,7 +397,6 @@ pub fn copy_file_range(from: i32, from_off: u64, to: i32, to_off: u64, len: usiz
     let (mut a, mut b) = (from_off as i64, to_off as i64);
     // SAFETY: the kernel reads and updates the two offsets, which outlive the call.
     check(unsafe { syscall6(nr::COPY_FILE_RANGE, from as usize, &mut a as *mut i64 as usize, to as usize, &mut b as *mut i64 as usize, len, 0) })
-        .map(|n| n as usize)
 }
 
 /// `tgkill(pid, tid, sig)`: a signal to one thread.
