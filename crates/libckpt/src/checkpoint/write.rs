@@ -195,39 +195,47 @@ fn read_pagemap(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
     }
 }
 
+/// The regions this process stores, as both ends of page sharing walk them (see `share`).
+struct Stored<'a, 's> {
+    maps: &'a [u8],
+    exclude: &'a Range<usize>,
+    slots: &'a [RegionSlot],
+    shadows: &'a [Shadow],
+    source: &'a dyn Fn(&MapsEntry) -> PageSource<'s>,
+}
+
+impl<'a> Stored<'a, '_> {
+    /// Each region whose bytes are stored: its index among the image's regions, its entry, and
+    /// whether it is private anonymous memory (the only kind whose pages are shared).
+    fn regions(&self) -> impl Iterator<Item = (usize, MapsEntry<'a>, bool)> + 'a {
+        regions(self.maps, self.exclude).zip(self.slots).enumerate().filter(|(_, (_, s))| s.saved == Saved::Data).map(|(i, (r, _))| {
+            let anonymous = anonymous_private(&r);
+            (i, r, anonymous)
+        })
+    }
+
+    /// [`visit_pages`] over the private anonymous region `r`, read where the writer reads it.
+    fn pages(&self, r: &MapsEntry, pm_buf: &mut [u64], f: impl FnMut(usize, Option<&[u8]>)) {
+        visit_pages(read_address(self.shadows, r), r.end - r.start, &(self.source)(r), pm_buf, f);
+    }
+}
+
 /// In the root's writer: fills and publishes the table of its pages for the members (see
 /// `share`): every private anonymous region it stores, where it will be, and the digest of
 /// each page stored.
-#[allow(clippy::too_many_arguments)]
-fn publish_pages<'s>(
-    table: &mut super::share::Table,
-    maps: &[u8],
-    exclude: &Range<usize>,
-    slots: &[RegionSlot],
-    shadows: &[Shadow],
-    source: &dyn Fn(&MapsEntry) -> PageSource<'s>,
-    pm_buf: &mut [u64],
-    data_start: u64,
-) {
-    let listed = |r: &MapsEntry, s: &RegionSlot| s.saved == Saved::Data && anonymous_private(r);
+fn publish_pages(table: &mut super::share::Table, stored: &Stored, pm_buf: &mut [u64], data_start: u64) {
     let (mut nregions, mut npages) = (0, 0);
-    for (r, s) in regions(maps, exclude).zip(slots) {
-        if listed(&r, s) {
-            nregions += 1;
-            npages += (r.end - r.start) / PAGE;
-        }
+    for (_, r, _) in stored.regions().filter(|&(_, _, anonymous)| anonymous) {
+        nregions += 1;
+        npages += (r.end - r.start) / PAGE;
     }
     table.allocate(nregions, npages);
     // Where each region's bytes will be: as the writing loop places them, one after another.
     let mut off = data_start;
-    for (r, s) in regions(maps, exclude).zip(slots) {
-        if s.saved != Saved::Data {
-            continue;
-        }
-        if listed(&r, s) {
+    for (_, r, anonymous) in stored.regions() {
+        if anonymous {
             let Some(digests) = table.region(r.start, r.end, off) else { return };
-            let from = read_address(shadows, &r);
-            visit_pages(from, r.end - r.start, &source(&r), pm_buf, |i, page| {
+            stored.pages(&r, pm_buf, |i, page| {
                 if let Some(page) = page.filter(|p| !is_zero_page(p)) {
                     digests[i] = super::share::digest(page);
                 }
@@ -241,25 +249,11 @@ fn publish_pages<'s>(
 /// In a member's writer: waits for the root's table of pages and records, in `buf`, the pages
 /// of its own private anonymous memory that the root stores alike at the same address. Returns
 /// the length of the `NT_CKPT_SHARED` descriptor built there (0: nothing shared).
-#[allow(clippy::too_many_arguments)]
-fn plan_sharing<'s>(
-    joined: &super::tree::Joined,
-    maps: &[u8],
-    exclude: &Range<usize>,
-    slots: &[RegionSlot],
-    shadows: &[Shadow],
-    source: &dyn Fn(&MapsEntry) -> PageSource<'s>,
-    pm_buf: &mut [u64],
-    buf: &mut [u8],
-) -> usize {
+fn plan_sharing(joined: &super::tree::Joined, stored: &Stored, pm_buf: &mut [u64], buf: &mut [u8]) -> usize {
     let Some(mut root) = super::share::RootPages::open(joined) else { return 0 };
     let mut runs = super::share::Runs::new(buf);
-    for (i, (r, s)) in regions(maps, exclude).zip(slots).enumerate() {
-        if s.saved != Saved::Data || !anonymous_private(&r) {
-            continue;
-        }
-        let from = read_address(shadows, &r);
-        visit_pages(from, r.end - r.start, &source(&r), pm_buf, |p, page| {
+    for (i, r, _) in stored.regions().filter(|&(_, _, anonymous)| anonymous) {
+        stored.pages(&r, pm_buf, |p, page| {
             let Some(page) = page.filter(|p| !is_zero_page(p)) else { return };
             if let Some((d, offset)) = root.lookup(r.start + p * PAGE) {
                 if super::share::digest(page) == d {
@@ -355,7 +349,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     // settled first, as the headers say it.
     let shared_len = match role {
         Role::Member(j) if !compress => {
-            plan_sharing(j, maps, &exclude, &parts.slots[..count], &parts.shadows[..parts.nshadows], &source, parts.pm_buf, parts.shared)
+            let stored = Stored { maps, exclude: &exclude, slots: &parts.slots[..count], shadows: &parts.shadows[..parts.nshadows], source: &source };
+            plan_sharing(j, &stored, parts.pm_buf, parts.shared)
         }
         _ => 0,
     };
@@ -392,7 +387,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     // The root's members learn, before it writes anything, which of its pages they may leave
     // to it (plain data only: where each region's bytes will be is known now).
     if let Some(t) = table.as_mut().filter(|_| !compress) {
-        publish_pages(t, maps, &exclude, &parts.slots[..count], &parts.shadows[..parts.nshadows], &source, parts.pm_buf, data_start);
+        let stored = Stored { maps, exclude: &exclude, slots: &parts.slots[..count], shadows: &parts.shadows[..parts.nshadows], source: &source };
+        publish_pages(t, &stored, parts.pm_buf, data_start);
     }
 
     // Region data, each region's place and hash noted in its slot.
