@@ -20,12 +20,12 @@ PREFIX ?= /usr/local
 
 all: libckpt.so myrestart ckpt
 
-# Cargo decides what is out of date; the copies land where the brief expects them.
+# Cargo decides what is out of date; the copies land where the brief expects them. Each is
+# copied beside its place and renamed over it: a program running with the old libckpt.so
+# mapped keeps the old file (overwriting it in place would change the code under it).
 libckpt.so myrestart ckpt &: FORCE
 	$(CARGO) build --release --locked -p libckpt -p myrestart -p ckpt
-	cp -f $(RELEASE)/libckpt.so libckpt.so
-	cp -f $(RELEASE)/myrestart myrestart
-	cp -f $(RELEASE)/ckpt ckpt
+	for f in libckpt.so myrestart ckpt; do cp -f $(RELEASE)/$$f .$$f.new && mv -f .$$f.new $$f; done
 
 # ckpt finds the other two from its own place: PREFIX/bin/myrestart, PREFIX/lib/ckpt/libckpt.so.
 install: all
