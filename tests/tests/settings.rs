@@ -176,3 +176,25 @@ fn a_child_never_replaces_its_parents_image() {
     // SAFETY: as above.
     unsafe { libc::kill(child as i32, libc::SIGKILL) };
 }
+
+/// libckpt.so loads on glibc 2.28 and later whatever glibc built it: every C function it takes
+/// has a version that glibc 2.28 has, and it names libdl.so.2 (where `dlsym` was before 2.34).
+/// (The userland tests, `make test-userlands`, run it on Debian bullseye's glibc 2.31.)
+#[test]
+fn libckpt_needs_nothing_newer_than_glibc_2_28() {
+    let out = Command::new("objdump").arg("-T").arg(libckpt()).output().expect("objdump (binutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut versions: Vec<(u32, u32, String)> = Vec::new();
+    for line in text.lines().filter(|l| l.contains("*UND*")) {
+        let Some(v) = line.split(['(', ')']).nth(1).and_then(|v| v.strip_prefix("GLIBC_")) else { continue };
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        versions.push((major, minor, line.split_whitespace().last().unwrap_or("").to_string()));
+    }
+    assert!(!versions.is_empty(), "no versioned imports found: {text}");
+    let newer: Vec<_> = versions.iter().filter(|(major, minor, _)| (*major, *minor) > (2, 28)).collect();
+    assert!(newer.is_empty(), "libckpt.so needs glibc newer than 2.28 for {newer:?}");
+    let dynamic = Command::new("readelf").arg("-d").arg(libckpt()).output().expect("readelf (binutils)");
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(dynamic.contains("[libdl.so.2]"), "libckpt.so does not name libdl.so.2: {dynamic}");
+}

@@ -19,7 +19,7 @@ static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
 /// Our handler's address, once installed.
 static OUR_HANDLER: AtomicUsize = AtomicUsize::new(0);
-/// The POSIX timer of periodic checkpoints, if any (`timer_t` as an address).
+/// The kernel timer of periodic checkpoints, if any, as its ID + 1 (0: none).
 pub static TIMER: AtomicUsize = AtomicUsize::new(0);
 static TAKEN: AtomicBool = AtomicBool::new(false);
 /// Our handler for the thread-stop signal, once installed.
@@ -32,12 +32,25 @@ static REAL_SIGPROCMASK: AtomicUsize = AtomicUsize::new(0);
 type SigactionFn = unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
 type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
 
+unsafe extern "C" {
+    /// `dlsym` at its first version, which every glibc has: in libdl.so.2 before glibc 2.34
+    /// (libckpt.so names that library, see build.rs), in libc.so.6 since. Linked by plain name
+    /// it would need version GLIBC_2.34 and not load on older systems.
+    #[link_name = "dlsym@GLIBC_2.2.5"]
+    fn dlsym_v1(handle: *mut core::ffi::c_void, name: *const core::ffi::c_char) -> *mut core::ffi::c_void;
+}
+
+/// `dlsym(handle, name)`.
+pub fn dlsym(handle: *mut core::ffi::c_void, name: &core::ffi::CStr) -> *mut core::ffi::c_void {
+    // SAFETY: dlsym only looks a symbol up; the name is NUL-terminated.
+    unsafe { dlsym_v1(handle, name.as_ptr()) }
+}
+
 /// Looks up the next definition of `name` (libc's), once.
 pub fn real(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
     let mut f = cache.load(Ordering::Relaxed);
     if f == 0 {
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name only looks a symbol up.
-        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        f = dlsym(libc::RTLD_NEXT, name) as usize;
         cache.store(f, Ordering::Relaxed);
     }
     f
@@ -80,8 +93,8 @@ fn note_new_handler(sig: c_int, handler: usize) {
     );
     let timer = TIMER.swap(0, Ordering::Relaxed);
     if timer != 0 {
-        // SAFETY: the timer was created by us and is deleted once.
-        unsafe { libc::timer_delete(timer as libc::timer_t) };
+        // The interval timer, created by us (kept as its ID + 1), deleted once.
+        ckpt_sigsafe::sys::timer_delete((timer - 1) as i32);
     }
     // SAFETY: memfd_create, ftruncate, mmap and close on objects we own; the mapping is never
     // unmapped, so that /proc/PID/maps keeps showing it.

@@ -140,21 +140,20 @@ pub fn parse_signal(s: &[u8]) -> Option<c_int> {
 /// A POSIX timer that sends the checkpoint signal every `secs` seconds. It is not in the
 /// image (no timer survives a restart); myrestart creates it again from `interval_secs`.
 fn start_interval_timer(signal: c_int, secs: u32) {
-    // SAFETY: plain timer calls with structures we own; the timer id is not needed later.
-    unsafe {
-        let mut sev: libc::sigevent = core::mem::zeroed();
-        sev.sigev_notify = libc::SIGEV_SIGNAL;
-        sev.sigev_signo = signal;
-        let mut id: libc::timer_t = core::ptr::null_mut();
-        if libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) != 0 {
+    // The kernel's timer, made with the system call itself: glibc's `timer_create` lived in
+    // librt before 2.34, and the program never sees this timer's ID anyway.
+    let sigev_signal = linux_raw_sys::general::SIGEV_SIGNAL;
+    let id = match ckpt_sigsafe::sys::timer_create_with(libc::CLOCK_MONOTONIC, sigev_signal, signal as u32, 0, 0, 0) {
+        Ok(id) => id,
+        Err(_) => {
             say!("ckpt: cannot create the checkpoint timer; checkpoints come only on the signal");
             return;
         }
-        crate::guard::TIMER.store(id as usize, core::sync::atomic::Ordering::Relaxed);
-        let every = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 };
-        let spec = libc::itimerspec { it_interval: every, it_value: every };
-        libc::timer_settime(id, 0, &spec, core::ptr::null_mut());
-    }
+    };
+    // Kept as ID + 1: 0 says there is none.
+    crate::guard::TIMER.store(id as usize + 1, core::sync::atomic::Ordering::Relaxed);
+    let every = secs as i64;
+    let _ = ckpt_sigsafe::sys::timer_settime(id, &[every, 0, every, 0]);
 }
 
 /// Fixes the absolute image path now, so that a later `chdir` in the program does not move it.
@@ -187,10 +186,7 @@ fn set_image_path(cfg: &mut config::Config) -> bool {
 
 /// glibc (2.35+) registers an rseq area for each thread at `thread pointer + __rseq_offset`.
 fn find_rseq(cfg: &mut config::Config) {
-    // SAFETY: dlsym with RTLD_DEFAULT only looks symbols up; the names are NUL-terminated.
-    let (off, size) = unsafe {
-        (libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()), libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()))
-    };
+    let (off, size) = (crate::guard::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset"), crate::guard::dlsym(libc::RTLD_DEFAULT, c"__rseq_size"));
     if off.is_null() || size.is_null() {
         return;
     }
