@@ -59,7 +59,7 @@ impl SharedRun {
         let region = r.u32()?;
         r.skip(4)?;
         let run = SharedRun { region, first_page: r.u64()?, pages: r.u64()?, offset: r.u64()? };
-        if run.pages == 0 || !run.offset.is_multiple_of(PAGE_SIZE) || run.pages > u64::MAX / PAGE_SIZE || run.first_page > u64::MAX / PAGE_SIZE {
+        if run.pages == 0 || run.offset % PAGE_SIZE != 0 || run.pages > u64::MAX / PAGE_SIZE || run.first_page > u64::MAX / PAGE_SIZE {
             return Err(ImageError::Malformed("bad shared page run"));
         }
         Ok(run)

@@ -40,19 +40,21 @@ use ckpt_sigsafe::sys;
 use linux_raw_sys::general as k;
 
 
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-unsafe extern "C" fn _start() -> ! {
-    core::arch::naked_asm!(
-        "mov rdi, rsp",
-        "lea rsi, [rip + __ehdr_start]",
-        "lea rdx, [rip + _DYNAMIC]",
-        "and rsp, -16",
-        "call {entry}",
-        "ud2",
-        entry = sym entry,
-    )
-}
+// The entry point: the initial stack, our own ELF header and dynamic section to `entry`, on
+// an aligned stack.
+core::arch::global_asm!(
+    ".globl _start",
+    ".type _start, @function",
+    "_start:",
+    "mov rdi, rsp",
+    "lea rsi, [rip + __ehdr_start]",
+    "lea rdx, [rip + _DYNAMIC]",
+    "and rsp, -16",
+    "call {entry}",
+    "ud2",
+    ".size _start, . - _start",
+    entry = sym entry,
+);
 
 /// First Rust code. `sp` is the initial stack (argc, argv, envp, auxv).
 unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {

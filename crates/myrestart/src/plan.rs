@@ -573,7 +573,10 @@ fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), ()> {
 
 /// XCR0: the XSAVE features the kernel enabled (0 if the CPU has no XSAVE).
 fn xcr0() -> u64 {
-    let ecx = core::arch::x86_64::__cpuid(1).ecx;
+    // SAFETY: CPUID exists on every x86-64 CPU (the block is `unsafe` for Rust before 1.87,
+    // where this intrinsic was not yet safe to call).
+    #[allow(unused_unsafe)]
+    let ecx = unsafe { core::arch::x86_64::__cpuid(1) }.ecx;
     if ecx & (1 << 27) == 0 {
         return 0;
     }
@@ -696,7 +699,7 @@ fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()>
         }
     }
     // The kernel takes an rseq area of at least 32 bytes, aligned to 32.
-    if st.flags & FLAG_RSEQ != 0 && (!writable(st.rseq_addr, st.rseq_len as u64) || st.rseq_len < 32 || !st.rseq_addr.is_multiple_of(32)) {
+    if st.flags & FLAG_RSEQ != 0 && (!writable(st.rseq_addr, st.rseq_len as u64) || st.rseq_len < 32 || st.rseq_addr % 32 != 0) {
         refuse(path, format_args!("rseq area {:#x} of thread {} is not in writable memory", st.rseq_addr, st.tid));
         return Err(());
     }
