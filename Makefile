@@ -5,6 +5,8 @@
 #   make check      the brief's demo: hello is checkpointed, killed, restarted, and must go on
 #   make restart    ./myrestart myckpt
 #   make test       unit tests and the integration tests (real processes)
+#   make test-userlands  the core integration tests inside Debian bullseye and trixie userlands
+#                   (made once with debootstrap, kept in USERLANDS_DIR=/var/cache/ckpt-userlands)
 #   make bench      checkpoint/restart times against the machine's own limits
 #   make clean
 
@@ -13,8 +15,10 @@ CARGO ?= cargo
 CC ?= gcc
 HELLO_CFLAGS ?= -g -O0 -Wall
 RELEASE := target/release
+# The machine's own target, named so that ckpt's static build gets a directory of its own.
+HOST := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 
-.PHONY: all check restart test bench fuzz install clean FORCE
+.PHONY: all check restart test test-userlands bench fuzz install clean FORCE
 
 PREFIX ?= /usr/local
 
@@ -23,9 +27,13 @@ all: libckpt.so myrestart ckpt
 # Cargo decides what is out of date; the copies land where the brief expects them. Each is
 # copied beside its place and renamed over it: a program running with the old libckpt.so
 # mapped keeps the old file (overwriting it in place would change the code under it).
+# ckpt is linked statically (glibc's static-pie), so that it runs on any Linux whatever its C
+# library; myrestart is static by construction; libckpt.so takes only symbols glibc 2.28 has.
 libckpt.so myrestart ckpt &: FORCE
-	$(CARGO) build --release --locked -p libckpt -p myrestart -p ckpt
-	for f in libckpt.so myrestart ckpt; do cp -f $(RELEASE)/$$f .$$f.new && mv -f .$$f.new $$f; done
+	$(CARGO) build --release --locked -p libckpt -p myrestart
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked -p ckpt --target $(HOST)
+	for f in libckpt.so myrestart; do cp -f $(RELEASE)/$$f .$$f.new && mv -f .$$f.new $$f; done
+	cp -f target/$(HOST)/release/ckpt .ckpt.new && mv -f .ckpt.new ckpt
 
 # ckpt finds the other two from its own place: PREFIX/bin/myrestart, PREFIX/lib/ckpt/libckpt.so.
 install: all
@@ -68,6 +76,10 @@ restart:
 
 test: all
 	$(CARGO) test --release --locked --workspace
+
+# Older and newer C libraries, compilers, Python and Perl: see tests/userlands.sh.
+test-userlands: all
+	bash tests/userlands.sh
 
 # A long mutation campaign against myrestart and ckpt inspect (make test runs a short one).
 fuzz: all

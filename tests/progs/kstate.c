@@ -11,7 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#if __has_include(<sys/rseq.h>)
 #include <sys/rseq.h>
+#define GLIBC_RSEQ 1
+#else
+/* glibc before 2.35 registers no rseq area for its threads: there is none to keep. */
+#define GLIBC_RSEQ 0
+#endif
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -51,12 +57,16 @@ int main(int argc, char **argv) {
 
     for (int i = 0; i < n; i++) {
         /* rseq: registering the same area again fails with EBUSY exactly when it is registered. */
+#if GLIBC_RSEQ
         struct rseq *area = (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
         long r = syscall(SYS_rseq, area, 32, 0, 0x53053053);
         int rseq_ok = __rseq_size == 0 || (r == -1 && errno == EBUSY);
+#else
+        int rseq_ok = 1;
+#endif
         int *tidp = 0;
         prctl(PR_GET_TID_ADDRESS, &tidp);
-        int tid_ok = tidp && *tidp == gettid();
+        int tid_ok = tidp && *tidp == (int)syscall(SYS_gettid);
         void *robust; size_t robust_len;
         syscall(SYS_get_robust_list, 0, &robust, &robust_len);
         int robust_ok = robust == robust0 && robust_len == robust0_len;
@@ -79,7 +89,11 @@ int main(int argc, char **argv) {
         ssize_t cl = read_file("/proc/self/cmdline", cmdline, sizeof cmdline);
         int cmdline_ok = cl == cmdline0_len && memcmp(cmdline, cmdline0, cl) == 0;
         int cpu = sched_getcpu();
+#if GLIBC_RSEQ
         int cpu_ok = cpu >= 0 && (__rseq_size == 0 || (int)area->cpu_id == cpu);
+#else
+        int cpu_ok = cpu >= 0;
+#endif
         printf("%d rseq=%d tid=%d robust=%d umask=%03o cwd=%s name=%s alt=%d mask=%d term=%d brk=%d cmdline=%d cpu=%d\n",
                i, rseq_ok, tid_ok, robust_ok, um, cwd, name, alt_ok, mask_ok, term_ok, brk_ok, cmdline_ok, cpu_ok);
         fflush(stdout);

@@ -43,7 +43,8 @@ pub fn prog(name: &str, flags: &[&str]) -> PathBuf {
     compile(&src, name, flags)
 }
 
-/// Compiles one C or C++ source file into `target/ckpt-tests/bin`, once per test process.
+/// Compiles one C or C++ source file into `target/ckpt-tests/bin` (or `CKPT_TEST_BIN`: the
+/// userland tests keep each userland's programs apart), once per test process.
 pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let key = format!("{name}{}", flags.join(""));
@@ -52,12 +53,13 @@ pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
         return p.clone();
     }
     let cc = if src.extension().is_some_and(|e| e == "cpp") { "g++" } else { "gcc" };
-    let out_dir = root().join("target/ckpt-tests/bin");
+    let out_dir = std::env::var_os("CKPT_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| root().join("target/ckpt-tests/bin"));
     std::fs::create_dir_all(&out_dir).unwrap();
     let suffix: String = flags.iter().map(|f| f.trim_start_matches('-')).collect::<Vec<_>>().join("_");
     let out = out_dir.join(if suffix.is_empty() { name.to_string() } else { format!("{name}-{suffix}") });
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-    let status = Command::new(cc).args(["-O1", "-g", "-Wall", "-o"]).arg(&tmp).arg(src).args(flags).status().unwrap();
+    // -pthread and -lrt: before glibc 2.34 threads and POSIX timers had libraries of their own.
+    let status = Command::new(cc).args(["-O1", "-g", "-Wall", "-pthread", "-o"]).arg(&tmp).arg(src).args(flags).arg("-lrt").status().unwrap();
     assert!(status.success(), "compiling {}", src.display());
     std::fs::rename(&tmp, &out).unwrap();
     map.insert(key, out.clone());

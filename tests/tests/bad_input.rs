@@ -122,11 +122,13 @@ fn disk_full_keeps_the_previous_image() {
     std::fs::create_dir(&dir).unwrap();
     let p = prog("counter", &[]);
     let script = format!(
-        "mount -t tmpfs -o size=4m tmpfs '{d}' && exec env LD_PRELOAD='{lib}' CKPT_IMAGE='{d}/myckpt' '{p}' 100000 10000",
+        "mount -t tmpfs -o size=4m tmpfs '{d}' && exec env LD_PRELOAD='{lib}' CKPT_IMAGE='{d}/myckpt' '{p}' 100000 10000 < /dev/null",
         d = dir.display(),
         lib = libckpt().display(),
         p = p.display()
     );
+    // Its stdin is opened inside the new mount namespace: in a chroot, a file opened outside
+    // it has a path (seen from inside) that the restart cannot open.
     let mut c = Command::new("unshare");
     c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
     let mut orig = Proc::spawn(c, "counter on a small tmpfs");

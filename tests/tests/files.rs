@@ -144,7 +144,8 @@ fn redirected_stdout_continues_in_the_same_file() {
     }, LONG);
     let out_path = wd.path.join("out.txt");
     let mut c = Command::new(&p);
-    c.args(["300", "5000"]).stdout(File::create(&out_path).unwrap());
+    // Nothing of the test's own descriptors: its stderr may be a file the restart cannot see.
+    c.args(["300", "5000"]).stdout(File::create(&out_path).unwrap()).stdin(Stdio::null()).stderr(Stdio::null());
     c.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", wd.image());
     hermetic(&mut c);
     let mut child = c.spawn().unwrap();
