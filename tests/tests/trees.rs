@@ -509,3 +509,26 @@ fn pages_a_child_shares_with_its_parent_are_stored_once() {
         assert_eq!(after.last().map(String::as_str), Some("waitpid: exit 7"), "{after:?}");
     }
 }
+
+/// With `CKPT_SYNC=1` the root writes the tree's image itself, the tree stopped meanwhile:
+/// `ckpt checkpoint --wait` waits for it (the members' writers ending first is no failure),
+/// and the image restarts both processes right, their shared pages stored once.
+#[test]
+fn a_synchronous_tree_checkpoint_is_waited_for_and_restarts() {
+    let wd = Workdir::new("tree-sync");
+    let mut c = Command::new(prog("cowpages", &[]));
+    c.arg("8").env("CKPT_SYNC", "1");
+    let mut orig = Proc::preloaded(c, &wd.image(), "cowpages (sync)");
+    let ready = orig.wait_until(|l| l.iter().filter(|l| l.contains(" ready ")).count() == 2, SHORT, "both ready");
+    let out = Command::new(ckpt()).args(["checkpoint", "--wait"]).arg(orig.pid.to_string()).output().unwrap();
+    assert!(out.status.success(), "ckpt checkpoint --wait: {}", String::from_utf8_lossy(&out.stderr));
+    orig.kill_tree();
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    let after = restored.lines();
+    assert!(st.success(), "{st}; {after:?}; stderr {:?}", restored.stderr());
+    for who in ["parent", "child"] {
+        let sum = |lines: &[String], what: &str| lines.iter().find_map(|l| l.strip_prefix(&format!("{who} {what} ")).map(String::from));
+        assert_eq!(sum(&after, "resumed"), sum(&ready, "ready"), "{who}: {after:?}");
+    }
+}

@@ -49,20 +49,24 @@ fn identity(path: &Path) -> Option<(u64, i64, i64)> {
 }
 
 /// The file the writer of process `pid` is writing the image at `image` into, if one is at work:
-/// a process named ckpt-writer with the program's environment, holding a file in the image's
-/// directory that has no name yet (`O_TMPFILE`, shown as `DIR/#N (deleted)`) or a temporary
-/// name `IMAGE.PID.N.tmp`.
+/// the program itself, or a process named ckpt-writer with the program's environment, holding a
+/// file in the image's directory that has no name yet (`O_TMPFILE`, shown as `DIR/#N
+/// (deleted)`) or a temporary name `IMAGE.PID.N.tmp`.
 fn writer_file(pid: u32, image: &Path) -> Option<std::fs::Metadata> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let dir = image.parent()?.to_string_lossy().into_owned();
     let named = format!("{}.", image.display());
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(w) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        if std::fs::read_to_string(format!("/proc/{w}/comm")).map_or(true, |c| c.trim() != "ckpt-writer") {
-            continue;
-        }
-        if std::fs::read(format!("/proc/{w}/environ")).ok().as_ref() != Some(&env) {
-            continue;
+        // The program itself writes with CKPT_SYNC=1 (and, the root of a tree, holds its
+        // members' part files while they are made).
+        if w != pid {
+            if std::fs::read_to_string(format!("/proc/{w}/comm")).map_or(true, |c| c.trim() != "ckpt-writer") {
+                continue;
+            }
+            if std::fs::read(format!("/proc/{w}/environ")).ok().as_ref() != Some(&env) {
+                continue;
+            }
         }
         let Ok(fds) = std::fs::read_dir(format!("/proc/{w}/fd")) else { continue };
         for fd in fds.flatten() {
