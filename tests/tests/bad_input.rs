@@ -107,7 +107,8 @@ fn unwritable_image_path_leaves_the_program_running() {
 }
 
 /// A full disk (a 4 MiB tmpfs in a private mount namespace): the second checkpoint cannot be
-/// written; the program goes on, the first image stays intact and restores, and no temporary
+/// written (the images carry their libraries, `CKPT_SELF_CONTAINED=1`, so that one fits and
+/// two do not); the program goes on, the first image stays intact and restores, and no temporary
 /// file is left. Needs root for the mount, as CI has.
 #[test]
 fn disk_full_keeps_the_previous_image() {
@@ -122,7 +123,7 @@ fn disk_full_keeps_the_previous_image() {
     std::fs::create_dir(&dir).unwrap();
     let p = prog("counter", &[]);
     let script = format!(
-        "mount -t tmpfs -o size=4m tmpfs '{d}' && exec env LD_PRELOAD='{lib}' CKPT_IMAGE='{d}/myckpt' '{p}' 100000 10000 < /dev/null",
+        "mount -t tmpfs -o size=4m tmpfs '{d}' && exec env LD_PRELOAD='{lib}' CKPT_IMAGE='{d}/myckpt' CKPT_SELF_CONTAINED=1 '{p}' 100000 10000 < /dev/null",
         d = dir.display(),
         lib = libckpt().display(),
         p = p.display()

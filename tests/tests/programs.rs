@@ -363,3 +363,82 @@ asyncio.run(main())
     }
     assert!(lines.iter().all(|l| l.starts_with("got ")), "{lines:?}");
 }
+
+/// Builds libtick.so (with `step`) and usetick linked to it, in `dir`.
+fn build_tick(dir: &std::path::Path, step: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    let progs = root().join("tests/progs");
+    let lib = dir.join("libtick.so");
+    let tmp = dir.join("libtick.so.new");
+    let st = Command::new("gcc").args(["-O1", "-shared", "-fPIC", &format!("-DTICK_STEP={step}"), "-o"]).arg(&tmp).arg(progs.join("libtick.c")).status().unwrap();
+    assert!(st.success(), "building libtick");
+    if lib.exists() {
+        // Rewritten in place, as a careless update would: the same file (inode), other bytes.
+        std::fs::write(&lib, std::fs::read(&tmp).unwrap()).unwrap();
+        std::fs::remove_file(&tmp).unwrap();
+    } else {
+        std::fs::rename(&tmp, &lib).unwrap();
+    }
+    let exe = dir.join("usetick");
+    if !exe.exists() {
+        let st = Command::new("gcc")
+            .args(["-O1", "-o"])
+            .arg(&exe)
+            .arg(progs.join("usetick.c"))
+            .arg(format!("-L{}", dir.display()))
+            .arg("-ltick")
+            .arg(format!("-Wl,-rpath,{}", dir.display()))
+            .status()
+            .unwrap();
+        assert!(st.success(), "building usetick");
+    }
+    (exe, lib)
+}
+
+/// Libraries and program text the program never wrote are not copied into the image: restart
+/// maps them from their files again, so /proc/PID/maps names them; a library rewritten on disk
+/// after the checkpoint is refused by name (nothing runs), unless the image was made with
+/// `CKPT_SELF_CONTAINED=1`, which carries their pages.
+#[test]
+fn libraries_are_mapped_from_their_files_and_a_changed_one_is_refused() {
+    for self_contained in [false, true] {
+        let wd = Workdir::new("libfile");
+        let (exe, lib) = build_tick(&wd.path, 1);
+        let mut c = Command::new(&exe);
+        c.args(["100000", "10000"]);
+        if self_contained {
+            c.env("CKPT_SELF_CONTAINED", "1");
+        }
+        let mut orig = Proc::preloaded(c, &wd.image(), "usetick");
+        orig.wait_lines(3, SHORT);
+        orig.checkpoint(&wd.image(), LONG);
+        let at = orig.lines().len();
+        orig.kill9();
+
+        // Unchanged: the restored process maps the library's code from the library itself.
+        let mut restored = Proc::restart(&wd.image());
+        restored.wait_lines(3, SHORT);
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", restored.program_pid())).unwrap();
+        let named = maps.lines().any(|l| l.contains(" r-xp ") && l.ends_with(lib.to_str().unwrap()));
+        assert_eq!(named, !self_contained, "library code named in maps (self-contained: {self_contained}):\n{maps}");
+        let first: u64 = restored.lines()[0].parse().unwrap();
+        assert!(first as usize <= at + 1, "restored at {first}, checkpoint after {at} lines");
+        restored.kill9();
+
+        // Rewritten (a step of 7): refused by name, unless the image carries the pages.
+        build_tick(&wd.path, 7);
+        if self_contained {
+            // It runs on the image's own copy of the library: still counting in ones.
+            let mut again = Proc::restart(&wd.image());
+            let l = again.wait_lines(3, SHORT);
+            let n: Vec<u64> = l.iter().take(3).map(|x| x.parse().unwrap()).collect();
+            assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{l:?}");
+            again.kill9();
+        } else {
+            let out = Command::new(myrestart()).arg(wd.image()).stdin(std::process::Stdio::null()).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(err.contains(lib.to_str().unwrap()) && err.contains("changed since the checkpoint"), "{err}");
+            assert!(out.stdout.is_empty(), "it ran: {:?}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+}

@@ -134,6 +134,8 @@ pub fn inspect(a: InspectArgs) -> Outcome {
         };
         let how = if rec.from_file() {
             "mapped from file"
+        } else if rec.maps_private_file() {
+            "file, unwritten"
         } else if rec.compressed() {
             "lz4"
         } else if rec.has_data() {

@@ -167,6 +167,7 @@ impl<'a> Image<'a> {
             }
         }
         crate::shared::check_runs(self)?;
+        crate::filemaps::check(self)?;
         for reg in self.epoll_registrations() {
             let reg = reg?;
             if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == reg.epfd && f.kind == crate::fds::FdKind::Epoll)) {
@@ -321,6 +322,15 @@ impl<'a> Image<'a> {
     pub fn tree(&self) -> Option<Result<crate::bytes::Records<'a, crate::tree::TreeRecord>, ImageError>> {
         let desc = self.note(CKPT_NOTE_NAME, crate::NT_CKPT_TREE)?.desc;
         Some(crate::tree::records(desc, self.file_len))
+    }
+
+    /// What the files of the regions mapped from them again were (`NT_CKPT_FILEMAPS`).
+    pub fn file_maps(&self) -> crate::bytes::Records<'a, crate::filemaps::FileMap> {
+        match self.note(CKPT_NOTE_NAME, crate::NT_CKPT_FILEMAPS).map(|n| crate::filemaps::records(n.desc)) {
+            None => crate::bytes::Records::new(&[], crate::filemaps::FileMap::read),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad file mapping table"))),
+        }
     }
 
     /// The pages this tree part stores in the root's copy (`NT_CKPT_SHARED`; none elsewhere).

@@ -22,6 +22,7 @@
 //!                    "CKPT" NT_CKPT_INOTIFY  inotify watches: path and mask
 //!                    "CKPT" NT_CKPT_TREE     the processes of a tree checkpoint (see `tree`)
 //!                    "CKPT" NT_CKPT_SHARED   in a tree part: pages stored once, in the root's copy
+//!                    "CKPT" NT_CKPT_FILEMAPS the files of the regions mapped from them again
 //!                    "CKPT" NT_CKPT_MAC      keyed authentication, when the image has a key
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
 //!  page-aligned    contents of deleted-but-open files and memfds, bytes in pipes and socket
@@ -45,6 +46,7 @@ pub mod compress;
 pub mod elf;
 pub mod epoll;
 pub mod fds;
+pub mod filemaps;
 pub mod frame;
 pub mod image;
 pub mod inotify;
@@ -66,7 +68,7 @@ pub use state::ProcessState;
 pub use thread::ThreadState;
 
 /// Bumped on any change to the layout of a ckpt note.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The first eight bytes of the state note's descriptor.
 pub const STATE_MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// Owner name of our own notes.
@@ -89,6 +91,7 @@ pub const NT_CKPT_INOTIFY: u32 = 0x434b_0009;
 pub const NT_CKPT_MAC: u32 = 0x434b_000a;
 pub const NT_CKPT_TREE: u32 = 0x434b_000b;
 pub const NT_CKPT_SHARED: u32 = 0x434b_000c;
+pub const NT_CKPT_FILEMAPS: u32 = 0x434b_000d;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,9 @@ pub const RF_COMPRESSED: u32 = 1 << 4;
 /// Some pages of the region are the root's (a tree part only): `NT_CKPT_SHARED` says which and
 /// where; the region's own copy has holes there.
 pub const RF_SHARES_PAGES: u32 = 1 << 5;
+/// Restart maps the named file privately at `file_offset` (a private file mapping the program
+/// never wrote: code, libraries, read-only data); `NT_CKPT_FILEMAPS` says what the file was.
+pub const RF_MAP_PRIVATE_FILE: u32 = 1 << 6;
 
 /// What a region is, as far as restart cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +126,9 @@ impl RegionRecord {
     }
     pub fn shares_pages(&self) -> bool {
         self.flags & RF_SHARES_PAGES != 0
+    }
+    pub fn maps_private_file(&self) -> bool {
+        self.flags & RF_MAP_PRIVATE_FILE != 0
     }
 
     pub fn write(&self, w: &mut Writer) {

@@ -65,7 +65,7 @@ fn state_rejects_foreign_and_other_versions() {
     assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(1)));
     assert_eq!(
         std::format!("{}", ImageError::UnsupportedVersion(1)),
-        "unsupported image format version 1 (this myrestart reads version 5)"
+        "unsupported image format version 1 (this myrestart reads version 6)"
     );
     let mut foreign = buf.clone();
     foreign[0] = b'X';
@@ -697,4 +697,34 @@ fn shared_page_runs_point_at_the_roots_copy_of_the_same_pages() {
     let wrong = Err(ImageError::Malformed("a shared page run does not point at the root's copy of the same pages"));
     assert_eq!(check(SharedRun { offset: DATA_AT, ..right }), wrong);
     assert_eq!(check(SharedRun { first_page: 2, ..right }), wrong);
+}
+
+/// `NT_CKPT_FILEMAPS` and the regions mapped from their files must match one to one.
+#[test]
+fn file_mapping_records_match_their_regions() {
+    use crate::filemaps::FileMap;
+    let note = |maps: &[FileMap], record_size: u32| {
+        let mut desc = vec![0u8; crate::filemaps::note_len(maps.len())];
+        let mut w = Writer::new(&mut desc);
+        w.u32(maps.len() as u32);
+        w.u32(record_size);
+        for m in maps {
+            m.write(&mut w);
+        }
+        let mut n = vec![0u8; note_size(CKPT_NOTE_NAME, desc.len())];
+        write_note(&mut Writer::new(&mut n), CKPT_NOTE_NAME, NT_CKPT_FILEMAPS, &desc);
+        n
+    };
+    let m = FileMap { region: 0, size: 4096, mtime_sec: 1, mtime_nsec: 2, content_hash: 3 };
+    let rec = crate::filemaps::FILEMAP_RECORD_SIZE as u32;
+    assert_eq!(
+        parse_changed(|d| d.trailing_notes = note(&[m], rec)),
+        malformed("a file mapping record names a region that is not mapped from its file")
+    );
+    assert_eq!(parse_changed(|d| d.trailing_notes = note(&[m], rec + 8)), malformed("bad file mapping table"));
+    assert_eq!(
+        parse_changed(|d| d.records[0].flags |= crate::region::RF_MAP_PRIVATE_FILE),
+        malformed("a region mapped from its file has no record")
+    );
+    assert_eq!(parse_changed(|d| d.trailing_notes = note(&[FileMap { mtime_nsec: 2_000_000_000, ..m }], rec)), malformed("bad file mapping record"));
 }

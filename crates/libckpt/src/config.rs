@@ -15,6 +15,9 @@ pub struct Config {
     pub sync: bool,
     /// Compress region data with LZ4.
     pub compress: bool,
+    /// `CKPT_SELF_CONTAINED=1`: store the bytes of libraries and program text too, instead of
+    /// naming their files.
+    pub self_contained: bool,
     /// The checkpoint signal.
     pub signal: i32,
     /// Seconds between periodic checkpoints (0: only on the signal).
@@ -49,7 +52,7 @@ struct Slot(UnsafeCell<Config>);
 // any other thread can exist; read-only afterwards.
 unsafe impl Sync for Slot {}
 
-static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, signal: 12, interval_secs: 0, keep: 0, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false }));
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, self_contained: false, signal: 12, interval_secs: 0, keep: 0, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false }));
 
 /// The settings. Valid once [`crate::init`] has run.
 pub fn get() -> &'static Config {

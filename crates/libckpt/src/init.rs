@@ -91,6 +91,7 @@ extern "C" fn ckpt_init() {
     // SAFETY: unsetenv in a constructor, before any thread exists.
     unsafe { libc::unsetenv(INTERVAL_ENV.as_ptr()) };
     cfg.keep = env(KEEP_ENV).and_then(parse_u32).unwrap_or(0).min(99);
+    cfg.self_contained = matches!(env(c"CKPT_SELF_CONTAINED"), Some(v) if !v.is_empty() && v != b"0");
     cfg.compress = match env(COMPRESS_ENV) {
         None | Some(b"" | b"none" | b"0") => false,
         Some(b"lz4") => true,

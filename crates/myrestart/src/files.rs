@@ -583,7 +583,7 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
         let r = image.region(i).map_err(|e| refuse(image_path, format_args!("{e}")))?;
         let rec = r.record;
         let shared_memory = rec.is_shared() && !rec.from_file() && !rec.kind.is_kernel_special();
-        if !rec.from_file() && !shared_memory {
+        if !rec.from_file() && !shared_memory && !rec.maps_private_file() {
             continue;
         }
         if p.nfile_maps == MAX_FILE_MAPS {
@@ -592,13 +592,70 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
         }
         let slot = if shared_memory {
             shared_memory_slot(image_path, image, p, i, &r)?
+        } else if rec.maps_private_file() {
+            MapSlot { region: i as u32, fd: open_same_file(image_path, image, p, i, &r, buf)?, fill: false, private: true }
         } else {
-            MapSlot { region: i as u32, fd: open_mapped_file(image_path, p, &r, buf)?, fill: false }
+            MapSlot { region: i as u32, fd: open_mapped_file(image_path, p, &r, buf)?, fill: false, private: false }
         };
         p.file_maps[p.nfile_maps] = slot;
         p.nfile_maps += 1;
     }
     Ok(())
+}
+
+/// The file that private region `i` (code, a library, read-only data the program never wrote)
+/// maps again, checked to be the file it was: same inode, size and time, and the same bytes
+/// where the region maps it. Anything else is refused by name: the image holds no copy.
+fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
+    let Some(m) = image.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i) else {
+        refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it"));
+        return Err(());
+    };
+    let Some(c) = cpath(r.name, buf) else {
+        refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name)));
+        return Err(());
+    };
+    let changed = |what: &str| {
+        refuse(image_path, format_args!(
+            "{} changed since the checkpoint ({what}); the image names it instead of holding a copy of its pages (CKPT_SELF_CONTAINED=1 at checkpoint time makes images that carry one)",
+            Lossy(r.name)
+        ));
+    };
+    let fd = rustix::fs::open(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
+        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {} (the image names it instead of holding a copy)", Lossy(r.name), describe(e))))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_ino != r.record.inode {
+        changed("it is another file now");
+        return Err(());
+    }
+    if st.st_size as u64 != m.size || (st.st_mtime as u64, st.st_mtime_nsec as u64) != (m.mtime_sec, m.mtime_nsec) {
+        changed("its size or modification time differ");
+        return Err(());
+    }
+    // The bytes the region maps, hashed as the checkpoint hashed them.
+    let mut h = ckpt_image::Hasher::new();
+    let mut off = r.record.file_offset;
+    let end = off + m.hashed_len(off, r.record.size());
+    while off < end {
+        let want = ((end - off) as usize).min(buf.len());
+        match rustix::io::pread(&fd, &mut buf[..want], off) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                off += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => {
+                refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e)));
+                return Err(());
+            }
+        }
+    }
+    if off < end || h.digest() != m.content_hash {
+        changed("its contents differ");
+        return Err(());
+    }
+    park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
 }
 
 fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
@@ -638,7 +695,7 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
     for s in &p.file_maps[..p.nfile_maps] {
         let Ok(o) = image.region(s.region as usize) else { continue };
         if !o.record.from_file() && o.record.inode == rec.inode && o.record.dev == rec.dev {
-            return Ok(MapSlot { region: i as u32, fd: s.fd, fill });
+            return Ok(MapSlot { region: i as u32, fd: s.fd, fill, private: false });
         }
     }
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("shared memory {} at {:#x}: {what}: {}", Lossy(r.name), rec.start, describe(e)));
@@ -652,7 +709,7 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
             let mode = if rec.prot & 2 != 0 || (fill && !sealed) { OFlags::RDWR } else { OFlags::RDONLY };
             let fd = rustix::fs::open(l, mode | OFlags::CLOEXEC, Mode::empty()).map_err(|e| bad("reopening its descriptor", e))?;
             let fd = park(fd, p.fd_base).map_err(|e| bad("parking", e))?;
-            return Ok(MapSlot { region: i as u32, fd, fill: fill && !sealed });
+            return Ok(MapSlot { region: i as u32, fd, fill: fill && !sealed, private: false });
         }
     }
     // Shared memory of a tree: made once for all its processes.
@@ -660,7 +717,7 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
         let s = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
         // SAFETY: the pool's descriptors stay open until the point of no return.
         let fd = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(s.fd) }, p.fd_base).map_err(|e| bad("sharing it", e))?;
-        return Ok(MapSlot { region: i as u32, fd: fd.into_raw_fd(), fill });
+        return Ok(MapSlot { region: i as u32, fd: fd.into_raw_fd(), fill, private: false });
     }
     // Shared memory without a descriptor: a new memfd covering every mapping of it.
     let size = (0..image.region_count())
@@ -675,7 +732,7 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
     let fd = rustix::fs::memfd_create(c, rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| bad("making a memfd for it", e))?;
     rustix::fs::ftruncate(&fd, size).map_err(|e| bad("sizing its memfd", e))?;
     let fd = park(fd, p.fd_base).map_err(|e| bad("parking", e))?;
-    Ok(MapSlot { region: i as u32, fd, fill })
+    Ok(MapSlot { region: i as u32, fd, fill, private: false })
 }
 
 /// Before the processes of a tree exist: the kernel objects they share, made once so that each

@@ -107,6 +107,8 @@ pub struct MapSlot {
     pub region: u32,
     pub fd: i32,
     pub fill: bool,
+    /// Mapped privately (a file the program never wrote), not shared.
+    pub private: bool,
 }
 
 pub const MAX_FDS: usize = 4096;
@@ -214,7 +216,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     fds: [FdSlot { target: 0, src: 0, cloexec: false }; MAX_FDS],
     nfds: 0,
     close_std: [false; 3],
-    file_maps: [MapSlot { region: 0, fd: -1, fill: false }; MAX_FILE_MAPS],
+    file_maps: [MapSlot { region: 0, fd: -1, fill: false, private: false }; MAX_FILE_MAPS],
     nfile_maps: 0,
     pipes: [PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false, pooled: false }; MAX_FDS],
     npipes: 0,

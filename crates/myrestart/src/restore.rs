@@ -238,7 +238,7 @@ fn map_regions(p: &Plan, image: &Image) {
             // mapped, so its mappings and descriptors still share it).
             // SAFETY: the descriptor was opened at plan time for this region; the range is free.
             let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(slot.fd) };
-            let flags = MapFlags::SHARED | MapFlags::FIXED_NOREPLACE;
+            let flags = if slot.private { MapFlags::PRIVATE } else { MapFlags::SHARED } | MapFlags::FIXED_NOREPLACE;
             let map_prot = if slot.fill { fill_prot } else { prot };
             // SAFETY: maps the file over a free range, as the process had it.
             if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, map_prot, flags, fd, rec.file_offset) } {

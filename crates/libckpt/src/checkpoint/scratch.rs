@@ -53,8 +53,10 @@ pub const MAX_SHADOWS: usize = 4096;
 const SHADOWS_LEN: usize = MAX_SHADOWS * core::mem::size_of::<Shadow>();
 const SHARED_AT: usize = SHADOWS_AT + SHADOWS_LEN.next_multiple_of(MIB);
 const SHARED_LEN: usize = ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS);
+const FILEMAPS_AT: usize = SHARED_AT + SHARED_LEN.next_multiple_of(MIB);
+const FILEMAPS_LEN: usize = ckpt_image::filemaps::note_len(SLOTS);
 /// Where the copies of shared memory start (they take what the checkpoint needs beyond this).
-const TOTAL: usize = SHARED_AT + SHARED_LEN.next_multiple_of(MIB);
+const TOTAL: usize = FILEMAPS_AT + FILEMAPS_LEN.next_multiple_of(MIB);
 
 /// A copy of a shared memory region, made while the program was stopped (the forked writer
 /// shares such memory with the program instead of getting a snapshot of it).
@@ -132,6 +134,8 @@ pub struct Parts<'a> {
     pub nshadows: usize,
     /// A tree member's `NT_CKPT_SHARED` descriptor under construction.
     pub shared: &'a mut [u8],
+    /// The `NT_CKPT_FILEMAPS` descriptor under construction.
+    pub filemaps: &'a mut [u8],
     pub shadow_room: &'a mut [u8],
 }
 
@@ -232,6 +236,7 @@ impl Scratch {
                 shadows: core::slice::from_raw_parts_mut((b + SHADOWS_AT) as *mut Shadow, MAX_SHADOWS),
                 nshadows: 0,
                 shared: s(SHARED_AT, SHARED_LEN),
+                filemaps: s(FILEMAPS_AT, FILEMAPS_LEN),
                 shadow_room: s(TOTAL, self.len - TOTAL),
             }
         }

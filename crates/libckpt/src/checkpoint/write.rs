@@ -11,9 +11,9 @@ use ckpt_image::elf::{pflags_from_prot, Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOA
 use ckpt_image::fds::{self, FdKind};
 use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
 use ckpt_image::note::{self, begin_note, note_size, write_note};
-use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_SHARED, RF_SHARES_PAGES};
+use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_MAP_PRIVATE_FILE, RF_SHARED, RF_SHARES_PAGES};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
-use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -48,6 +48,9 @@ pub(super) enum Saved {
     Data = 1,
     /// A `MAP_SHARED` mapping of a file that still exists: restart maps the file again.
     FromFile = 2,
+    /// A private mapping of a file that still exists, none of whose pages the program wrote:
+    /// restart maps the file again, privately (its identity goes into `NT_CKPT_FILEMAPS`).
+    PrivateFile = 3,
 }
 
 /// What the writer decided and learned about one region: one per region, in the scratch area.
@@ -265,6 +268,79 @@ fn plan_sharing(joined: &super::tree::Joined, stored: &Stored, pm_buf: &mut [u64
     runs.finish()
 }
 
+/// Whether no page of a private file mapping was written: each is either not in memory or
+/// still the file's own page (pagemap: present pages are file pages, none is swapped out,
+/// which only written copies can be).
+fn unwritten(r: &MapsEntry, pagemap: Option<&OwnedFd>, pm_buf: &mut [u64]) -> bool {
+    const PM_FILE: u64 = 1 << 61;
+    let Some(pm) = pagemap else { return false };
+    let src = PageSource { pagemap: Some(pm.as_raw_fd()), zero_below: 0, frame_page: None, bounce: false };
+    let pages = (r.end - r.start) / PAGE;
+    let mut p = 0;
+    while p < pages {
+        let n = (pages - p).min(pm_buf.len());
+        let entries = &mut pm_buf[..n];
+        entries.fill(0);
+        read_pagemap(&src, r.start + p * PAGE, entries);
+        if entries.iter().any(|&e| e & PM_SWAPPED != 0 || (e & PM_PRESENT != 0 && e & PM_FILE == 0)) {
+            return false;
+        }
+        p += n;
+    }
+    true
+}
+
+/// What the file behind region `r` (index `region`) is now, if it is a program or library:
+/// size, time and a hash of the bytes the region maps, read from the file through `buf`;
+/// `None` if it is something else or cannot be read.
+fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8]) -> Option<ckpt_image::filemaps::FileMap> {
+    if !is_same_regular_file(r, pathbuf) {
+        return None;
+    }
+    let path = CStr::from_bytes_until_nul(pathbuf).ok()?;
+    let file = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).ok()?;
+    let st = rustix::fs::fstat(&file).ok()?;
+    if st.st_ino != r.inode {
+        return None;
+    }
+    // Programs and libraries only (ELF executables and shared objects): a data file, or a ckpt
+    // image (an ELF core file) that a restored process maps, may well be gone or rewritten by
+    // the time of a restart.
+    let mut head = [0u8; 18];
+    // SAFETY: `head` is 18 writable bytes.
+    if unsafe { sys::pread_into(file.as_raw_fd(), head.as_mut_ptr() as usize, head.len(), 0) } != Ok(head.len())
+        || head[..4] != *b"\x7fELF"
+        || !matches!(u16::from_le_bytes([head[16], head[17]]), 2 | 3)
+    {
+        return None;
+    }
+    let mut m = ckpt_image::filemaps::FileMap {
+        region,
+        size: st.st_size as u64,
+        mtime_sec: st.st_mtime as u64,
+        mtime_nsec: st.st_mtime_nsec as u64,
+        content_hash: 0,
+    };
+    let mut h = Hasher::new();
+    let mut off = r.offset;
+    let end = r.offset + m.hashed_len(r.offset, (r.end - r.start) as u64);
+    while off < end {
+        let want = ((end - off) as usize).min(buf.len());
+        // SAFETY: `buf` is `want` or more writable bytes.
+        match unsafe { sys::pread_into(file.as_raw_fd(), buf.as_mut_ptr() as usize, want, off) } {
+            Ok(0) => return None,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                off += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    m.content_hash = h.digest();
+    Some(m)
+}
+
 /// Whether the mapping's path still names the regular file that is mapped.
 fn is_same_regular_file(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
     if !e.name.starts_with(b"/") || e.name.ends_with(b" (deleted)") || e.name.len() >= pathbuf.len() {
@@ -304,16 +380,41 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     let maps = &parts.maps[..parts.maps_len];
 
     // First, what each region keeps: decided once, so that the data and the headers agree.
+    let pagemap = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+    let by_file = !crate::config::get().self_contained;
+    let mut filemaps = ckpt_image::bytes::Writer::new(&mut parts.filemaps[..]);
+    let mut nfilemaps = 0usize;
     let mut count = 0usize;
     let mut names_len = 0usize;
     for r in regions(maps, &exclude) {
         let Some(slot) = parts.slots.get_mut(count) else {
             return Err(Failure::plain("the program has too many memory regions for one image"));
         };
-        *slot = RegionSlot { saved: saved(&r, parts.pathbuf), ..RegionSlot::EMPTY };
+        let mut how = saved(&r, parts.pathbuf);
+        // Code, libraries and read-only data the program never wrote: named, not copied. A
+        // mapping of a file's start is still copied: it holds the ELF and program headers,
+        // through which debuggers find the libraries in the image (as the kernel's core dumps
+        // keep them).
+        if how == Saved::Data && by_file && r.inode != 0 && !r.shared && r.offset != 0 && unwritten(&r, pagemap.as_ref(), parts.pm_buf) {
+            if let Some(m) = file_identity(&r, count as u32, parts.pathbuf, parts.copybuf) {
+                if nfilemaps == 0 {
+                    filemaps.zeros(ckpt_image::filemaps::FILEMAP_HEADER_SIZE);
+                }
+                m.write(&mut filemaps);
+                nfilemaps += 1;
+                how = Saved::PrivateFile;
+            }
+        }
+        *slot = RegionSlot { saved: how, ..RegionSlot::EMPTY };
         count += 1;
         names_len += r.name.len();
     }
+    let filemaps_len = if nfilemaps > 0 {
+        ckpt_image::filemaps::write_header(&mut ckpt_image::bytes::Writer::new(&mut parts.filemaps[..]), nfilemaps);
+        ckpt_image::filemaps::note_len(nfilemaps)
+    } else {
+        0
+    };
 
     let compress = crate::config::get().compress;
     // The root's table of pages for its members: made below, or (dropped unpublished, on any
@@ -334,7 +435,6 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         parts.page[..below].fill(0);
         parts.page[below..PAGE].copy_from_slice(&live[below..]);
     }
-    let pagemap = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
     let frame_copy: &[u8] = &parts.page[..PAGE];
     let source = |r: &MapsEntry| {
         let holds_frame = (r.start..r.end).contains(&frame);
@@ -376,7 +476,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         + note_size(CORE, parts.auxv_len)
         + note_size(CKPT_NOTE_NAME, regions_desc_len)
         + note_size(CKPT_NOTE_NAME, parts.fds_len)
-        + optional_notes(parts, &role, shared_len).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
+        + optional_notes(parts, &role, shared_len, filemaps_len).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
     let meta_len = phdrs_end + notes_len;
     if meta_len > parts.meta.len() {
         return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
@@ -447,7 +547,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
 
     // The headers last, when every offset and hash is known, sealed with their checksum.
-    let optional = optional_notes(parts, &role, shared_len);
+    let optional = optional_notes(parts, &role, shared_len, filemaps_len);
     let st: &mut ProcessState = parts.state;
     st.meta_len = meta_len as u64;
     st.meta_hash = 0;
@@ -531,6 +631,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             Saved::Data if compress => flags |= RF_HAS_DATA | RF_COMPRESSED,
             Saved::Data => flags |= RF_HAS_DATA,
             Saved::FromFile => flags |= RF_FROM_FILE,
+            Saved::PrivateFile => flags |= RF_MAP_PRIVATE_FILE,
             Saved::Nothing => {}
         }
         if r.inode != 0 {
@@ -562,7 +663,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     for (i, (ty, len)) in optional.into_iter().enumerate() {
         if len > 0 {
             let zeros = [0u8; ckpt_image::mac::MAC_LEN];
-            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &*parts.shared, &zeros[..]][i];
+            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &*parts.shared, &*parts.filemaps, &zeros[..]][i];
             write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
         }
     }
@@ -581,7 +682,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
 
 /// The notes written only when they have records: their types and lengths, in image order.
 /// (`NT_CKPT_MAC` is written as zeros, then filled in by [`authenticate`].)
-fn optional_notes(parts: &Parts, role: &Role, shared_len: usize) -> [(u32, usize); 8] {
+fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: usize) -> [(u32, usize); 9] {
     // A member's part has room for its MAC too, which the root's writer fills in.
     let keyed = crate::config::get().key_file().is_some();
     [
@@ -592,6 +693,7 @@ fn optional_notes(parts: &Parts, role: &Role, shared_len: usize) -> [(u32, usize
         (NT_CKPT_INOTIFY, parts.inotify_len),
         (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }),
         (NT_CKPT_SHARED, shared_len),
+        (NT_CKPT_FILEMAPS, filemaps_len),
         (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }),
     ]
 }

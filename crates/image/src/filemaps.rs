@@ -1,0 +1,113 @@
+//! `NT_CKPT_FILEMAPS`: regions that restart maps from their files again instead of storing them.
+//!
+//! A private mapping of a regular file whose pages the program never wrote (program text,
+//! libraries, read-only data) holds nothing the file does not. Its region (flag
+//! `RF_MAP_PRIVATE_FILE`, no stored bytes) names the file; this note says what the file was, so
+//! that restart can tell it is still the same:
+//!
+//! ```text
+//!   u32 count, u32 record size (40)
+//!   count records, in region order:
+//!     u32 region        index of the region
+//!     u32 reserved      0
+//!     u64 size          the file's size
+//!     u64 mtime_sec, mtime_nsec   its modification time
+//!     u64 content_hash  xxh3-64 of the file's bytes the region maps (from its file offset to
+//!                       the end of the region or of the file, whichever comes first)
+//! ```
+//! The device and inode are in the region record. Restart refuses, by name, a file whose inode,
+//! size, time or contents differ.
+
+use crate::bytes::{Reader, Records, Writer};
+use crate::image::Image;
+use crate::ImageError;
+
+pub const FILEMAP_RECORD_SIZE: usize = 40;
+pub const FILEMAP_HEADER_SIZE: usize = 8;
+
+/// What the file behind a region was at checkpoint time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileMap {
+    pub region: u32,
+    pub size: u64,
+    pub mtime_sec: u64,
+    pub mtime_nsec: u64,
+    pub content_hash: u64,
+}
+
+impl FileMap {
+    pub fn write(&self, w: &mut Writer) {
+        w.u32(self.region);
+        w.u32(0);
+        w.u64(self.size);
+        w.u64(self.mtime_sec);
+        w.u64(self.mtime_nsec);
+        w.u64(self.content_hash);
+    }
+
+    pub fn read(r: &mut Reader) -> Result<FileMap, ImageError> {
+        let region = r.u32()?;
+        r.skip(4)?;
+        let m = FileMap { region, size: r.u64()?, mtime_sec: r.u64()?, mtime_nsec: r.u64()?, content_hash: r.u64()? };
+        if m.mtime_nsec >= 1_000_000_000 {
+            return Err(ImageError::Malformed("bad file mapping record"));
+        }
+        Ok(m)
+    }
+
+    /// The stretch of the file the region maps that the content hash covers: from `offset`,
+    /// `len` bytes but not past the end of the file.
+    pub fn hashed_len(&self, offset: u64, len: u64) -> u64 {
+        self.size.saturating_sub(offset).min(len)
+    }
+}
+
+/// Bytes of an `NT_CKPT_FILEMAPS` descriptor with `count` records.
+pub const fn note_len(count: usize) -> usize {
+    FILEMAP_HEADER_SIZE + FILEMAP_RECORD_SIZE * count
+}
+
+pub fn write_header(w: &mut Writer, count: usize) {
+    w.u32(count as u32);
+    w.u32(FILEMAP_RECORD_SIZE as u32);
+}
+
+/// The records of a descriptor, after checking its header.
+pub fn records(desc: &[u8]) -> Result<Records<'_, FileMap>, ImageError> {
+    let mut r = Reader::new(desc);
+    let count = r.u32()? as usize;
+    if r.u32()? as usize != FILEMAP_RECORD_SIZE || desc.len() != note_len(count) {
+        return Err(ImageError::Malformed("bad file mapping table"));
+    }
+    Ok(Records::new(&desc[FILEMAP_HEADER_SIZE..], FileMap::read))
+}
+
+/// Checks that the regions mapped from their files and the records match one to one: each
+/// record names a region with the flag (a private file mapping with no stored bytes), in
+/// order, and each such region has its record.
+pub(crate) fn check(image: &Image) -> Result<(), ImageError> {
+    let mut next = 0usize;
+    for m in image.file_maps() {
+        let m = m?;
+        let i = m.region as usize;
+        if i < next {
+            return Err(ImageError::Malformed("file mapping records are out of order"));
+        }
+        for j in next..i {
+            if image.region(j)?.record.maps_private_file() {
+                return Err(ImageError::Malformed("a region mapped from its file has no record"));
+            }
+        }
+        let rec = image.region(i)?.record;
+        if !rec.maps_private_file() || rec.has_data() || rec.is_shared() || rec.flags & crate::region::RF_FILE == 0 {
+            return Err(ImageError::Malformed("a file mapping record names a region that is not mapped from its file"));
+        }
+        next = i + 1;
+    }
+    for j in next..image.region_count() {
+        if image.region(j)?.record.maps_private_file() {
+            return Err(ImageError::Malformed("a region mapped from its file has no record"));
+        }
+    }
+    Ok(())
+}
