@@ -176,3 +176,32 @@ impl<T> Iterator for Records<'_, T> {
         Some(item)
     }
 }
+
+/// Bytes before the records of a table note: the number of records and the record size, u32
+/// each (`NT_CKPT_TREE`, `NT_CKPT_SHARED`, `NT_CKPT_FILEMAPS`).
+pub const TABLE_HEADER_SIZE: usize = 8;
+
+/// Writes a table note's header: `count` records of `record_size` bytes follow.
+pub fn write_table_header(w: &mut Writer, count: usize, record_size: usize) {
+    w.u32(count as u32);
+    w.u32(record_size as u32);
+}
+
+/// The records of a table note's descriptor, after checking its header: the record size is
+/// `record_size`, there are at most `max` records, and they fill the descriptor exactly.
+/// Returns their number too. `bad` names the table in the error.
+pub fn table<'a, T>(
+    desc: &'a [u8],
+    record_size: usize,
+    max: usize,
+    read: fn(&mut Reader<'a>) -> Result<T, ImageError>,
+    bad: &'static str,
+) -> Result<(usize, Records<'a, T>), ImageError> {
+    let mut r = Reader::new(desc);
+    let count = r.u32()? as usize;
+    let size = r.u32()? as usize;
+    if size != record_size || count > max || Some(desc.len()) != count.checked_mul(record_size).and_then(|n| n.checked_add(TABLE_HEADER_SIZE)) {
+        return Err(ImageError::Malformed(bad));
+    }
+    Ok((count, Records::new(&desc[TABLE_HEADER_SIZE..], read)))
+}

@@ -23,7 +23,7 @@ use crate::image::Image;
 use crate::ImageError;
 
 pub const FILEMAP_RECORD_SIZE: usize = 40;
-pub const FILEMAP_HEADER_SIZE: usize = 8;
+pub const FILEMAP_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
 
 /// What the file behind a region was at checkpoint time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,18 +68,12 @@ pub const fn note_len(count: usize) -> usize {
 }
 
 pub fn write_header(w: &mut Writer, count: usize) {
-    w.u32(count as u32);
-    w.u32(FILEMAP_RECORD_SIZE as u32);
+    crate::bytes::write_table_header(w, count, FILEMAP_RECORD_SIZE);
 }
 
 /// The records of a descriptor, after checking its header.
 pub fn records(desc: &[u8]) -> Result<Records<'_, FileMap>, ImageError> {
-    let mut r = Reader::new(desc);
-    let count = r.u32()? as usize;
-    if r.u32()? as usize != FILEMAP_RECORD_SIZE || desc.len() != note_len(count) {
-        return Err(ImageError::Malformed("bad file mapping table"));
-    }
-    Ok(Records::new(&desc[FILEMAP_HEADER_SIZE..], FileMap::read))
+    Ok(crate::bytes::table(desc, FILEMAP_RECORD_SIZE, crate::MAX_REGIONS, FileMap::read, "bad file mapping table")?.1)
 }
 
 /// Checks that the regions mapped from their files and the records match one to one: each

@@ -22,7 +22,7 @@ use crate::image::Image;
 use crate::{ImageError, PAGE_SIZE};
 
 pub const SHARED_RECORD_SIZE: usize = 32;
-pub const SHARED_HEADER_SIZE: usize = 8;
+pub const SHARED_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
 /// Most runs one part holds: each may cost the restored process a mapping of its own, and a
 /// process may have only so many (`vm.max_map_count`, 65530 by default).
 pub const MAX_SHARED_RUNS: usize = 8192;
@@ -72,18 +72,12 @@ pub const fn note_len(count: usize) -> usize {
 }
 
 pub fn write_header(w: &mut Writer, count: usize) {
-    w.u32(count as u32);
-    w.u32(SHARED_RECORD_SIZE as u32);
+    crate::bytes::write_table_header(w, count, SHARED_RECORD_SIZE);
 }
 
 /// The runs of a descriptor, after checking its header.
 pub fn records(desc: &[u8]) -> Result<Records<'_, SharedRun>, ImageError> {
-    let mut r = Reader::new(desc);
-    let count = r.u32()? as usize;
-    if r.u32()? as usize != SHARED_RECORD_SIZE || count > MAX_SHARED_RUNS || desc.len() != note_len(count) {
-        return Err(ImageError::Malformed("bad shared page table"));
-    }
-    Ok(Records::new(&desc[SHARED_HEADER_SIZE..], SharedRun::read))
+    Ok(crate::bytes::table(desc, SHARED_RECORD_SIZE, MAX_SHARED_RUNS, SharedRun::read, "bad shared page table")?.1)
 }
 
 /// Checks the runs of `image` against its own regions: each names a region that says it shares

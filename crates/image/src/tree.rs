@@ -25,7 +25,7 @@ use crate::region::{RegionRecord, HEADER_SIZE, RECORD_SIZE};
 use crate::{ImageError, CKPT_NOTE_NAME, NT_CKPT_FDS, NT_CKPT_REGIONS, PAGE_SIZE};
 
 pub const TREE_RECORD_SIZE: usize = 56;
-pub const TREE_HEADER_SIZE: usize = 8;
+pub const TREE_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
 /// Most processes one tree image holds.
 pub const MAX_TREE: usize = 512;
 
@@ -87,17 +87,15 @@ pub const fn note_len(count: usize) -> usize {
 }
 
 pub fn write_header(w: &mut Writer, count: usize) {
-    w.u32(count as u32);
-    w.u32(TREE_RECORD_SIZE as u32);
+    crate::bytes::write_table_header(w, count, TREE_RECORD_SIZE);
 }
 
 /// The records of a tree note's descriptor, checked as a whole: a known record size, the root
 /// first at base 0, no PID twice, every parent before its children, parts that do not overlap
 /// each other or the root's headers, and all within `file_len`.
 pub fn records(desc: &[u8], file_len: u64) -> Result<Records<'_, TreeRecord>, ImageError> {
-    let mut r = Reader::new(desc);
-    let count = r.u32()? as usize;
-    if r.u32()? as usize != TREE_RECORD_SIZE || count == 0 || count > MAX_TREE || desc.len() != note_len(count) {
+    let (count, _) = crate::bytes::table(desc, TREE_RECORD_SIZE, MAX_TREE, TreeRecord::read, "bad process tree table")?;
+    if count == 0 {
         return Err(ImageError::Malformed("bad process tree table"));
     }
     let body = &desc[TREE_HEADER_SIZE..];
