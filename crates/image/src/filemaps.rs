@@ -55,11 +55,27 @@ impl FileMap {
         Ok(m)
     }
 
-    /// The stretch of the file the region maps that the content hash covers: from `offset`,
-    /// `len` bytes but not past the end of the file.
-    pub fn hashed_len(&self, offset: u64, len: u64) -> u64 {
-        self.size.saturating_sub(offset).min(len)
+}
+
+/// The content hash of the bytes a region maps from a file of `size` bytes: from `offset`,
+/// `len` bytes but not past the end of the file, read with `read(at, buf)` (the number of bytes
+/// read; 0 at the end of the file) through `buf`. `None` if the file ends early; the reader's
+/// error is passed on. The checkpoint and the restart hash the file through this one function.
+pub fn content_hash<E>(size: u64, offset: u64, len: u64, buf: &mut [u8], mut read: impl FnMut(u64, &mut [u8]) -> Result<usize, E>) -> Result<Option<u64>, E> {
+    let mut h = crate::Hasher::new();
+    let end = offset + size.saturating_sub(offset).min(len);
+    let mut at = offset;
+    while at < end {
+        let want = ((end - at) as usize).min(buf.len());
+        match read(at, &mut buf[..want])? {
+            0 => return Ok(None),
+            n => {
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+        }
     }
+    Ok(Some(h.digest()))
 }
 
 /// Bytes of an `NT_CKPT_FILEMAPS` descriptor with `count` records.

@@ -633,25 +633,15 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
         return Err(());
     }
     // The bytes the region maps, hashed as the checkpoint hashed them.
-    let mut h = ckpt_image::Hasher::new();
-    let mut off = r.record.file_offset;
-    let end = off + m.hashed_len(off, r.record.size());
-    while off < end {
-        let want = ((end - off) as usize).min(buf.len());
-        match rustix::io::pread(&fd, &mut buf[..want], off) {
-            Ok(0) => break,
-            Ok(n) => {
-                h.update(&buf[..n]);
-                off += n as u64;
-            }
+    let read = |at: u64, into: &mut [u8]| loop {
+        match rustix::io::pread(&fd, &mut *into, at) {
             Err(Errno::INTR) => {}
-            Err(e) => {
-                refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e)));
-                return Err(());
-            }
+            other => break other,
         }
-    }
-    if off < end || h.digest() != m.content_hash {
+    };
+    let hash = ckpt_image::filemaps::content_hash(m.size, r.record.file_offset, r.record.size(), &mut buf[..], read)
+        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
+    if hash != Some(m.content_hash) {
         changed("its contents differ");
         return Err(());
     }

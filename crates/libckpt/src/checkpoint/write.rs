@@ -321,23 +321,14 @@ fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8])
         mtime_nsec: st.st_mtime_nsec as u64,
         content_hash: 0,
     };
-    let mut h = Hasher::new();
-    let mut off = r.offset;
-    let end = r.offset + m.hashed_len(r.offset, (r.end - r.start) as u64);
-    while off < end {
-        let want = ((end - off) as usize).min(buf.len());
-        // SAFETY: `buf` is `want` or more writable bytes.
-        match unsafe { sys::pread_into(file.as_raw_fd(), buf.as_mut_ptr() as usize, want, off) } {
-            Ok(0) => return None,
-            Ok(n) => {
-                h.update(&buf[..n]);
-                off += n as u64;
-            }
+    let read = |at: u64, into: &mut [u8]| loop {
+        // SAFETY: `into` is `into.len()` writable bytes.
+        match unsafe { sys::pread_into(file.as_raw_fd(), into.as_mut_ptr() as usize, into.len(), at) } {
             Err(Errno::INTR) => {}
-            Err(_) => return None,
+            other => break other,
         }
-    }
-    m.content_hash = h.digest();
+    };
+    m.content_hash = ckpt_image::filemaps::content_hash(m.size, r.offset, (r.end - r.start) as u64, buf, read).ok()??;
     Some(m)
 }
 
