@@ -166,6 +166,7 @@ impl<'a> Image<'a> {
                 t?;
             }
         }
+        crate::chain::check(self)?;
         crate::shared::check_runs(self)?;
         crate::filemaps::check(self)?;
         for reg in self.epoll_registrations() {
@@ -331,6 +332,12 @@ impl<'a> Image<'a> {
             Some(Ok(r)) => r,
             Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad file mapping table"))),
         }
+    }
+
+    /// The image's identity and its bases (`NT_CKPT_CHAIN`; `None` in images without one).
+    pub fn chain(&self) -> Option<Result<crate::chain::Chain<'a>, ImageError>> {
+        let desc = self.note(CKPT_NOTE_NAME, crate::NT_CKPT_CHAIN)?.desc;
+        Some(crate::chain::Chain::parse(desc))
     }
 
     /// The pages this tree part stores in the root's copy (`NT_CKPT_SHARED`; none elsewhere).

@@ -21,7 +21,8 @@
 //!                    "CKPT" NT_CKPT_TIMERFDS timerfds: clock and times
 //!                    "CKPT" NT_CKPT_INOTIFY  inotify watches: path and mask
 //!                    "CKPT" NT_CKPT_TREE     the processes of a tree checkpoint (see `tree`)
-//!                    "CKPT" NT_CKPT_SHARED   in a tree part: pages stored once, in the root's copy
+//!                    "CKPT" NT_CKPT_SHARED   pages stored elsewhere: the root's copy, or a base image
+//!                    "CKPT" NT_CKPT_CHAIN    the image's identity and the base images it needs
 //!                    "CKPT" NT_CKPT_FILEMAPS the files of the regions mapped from them again
 //!                    "CKPT" NT_CKPT_MAC      keyed authentication, when the image has a key
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
@@ -42,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bytes;
+pub mod chain;
 pub mod compress;
 pub mod elf;
 pub mod epoll;
@@ -68,7 +70,7 @@ pub use state::ProcessState;
 pub use thread::ThreadState;
 
 /// Bumped on any change to the layout of a ckpt note.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 /// The first eight bytes of the state note's descriptor.
 pub const STATE_MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// Owner name of our own notes.
@@ -92,6 +94,7 @@ pub const NT_CKPT_MAC: u32 = 0x434b_000a;
 pub const NT_CKPT_TREE: u32 = 0x434b_000b;
 pub const NT_CKPT_SHARED: u32 = 0x434b_000c;
 pub const NT_CKPT_FILEMAPS: u32 = 0x434b_000d;
+pub const NT_CKPT_CHAIN: u32 = 0x434b_000e;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,6 @@
-//! `NT_CKPT_SHARED`: in a tree part, the pages a process has in common with the root.
+//! `NT_CKPT_SHARED`: pages an image does not store itself, and where they are instead: in a
+//! tree part, the pages a process has in common with the root; in an incremental image, the
+//! pages the program did not write since an older image (a base, see `chain`) that holds them.
 //!
 //! A child that has not written a page since `fork` holds the same bytes at the same address as
 //! its parent. Such a page is stored once, in the root's copy of its region: the part's own copy
@@ -8,14 +10,14 @@
 //! ```text
 //!   u32 count, u32 record size (32)
 //!   count records, ordered by region, then page, none overlapping:
-//!     u32 region        index of the part's region (flag RF_SHARES_PAGES)
-//!     u32 reserved      0
+//!     u32 region        index of the region (flag RF_SHARES_PAGES)
+//!     u32 source        0: the root's copy, in this file; k >= 1: base k of NT_CKPT_CHAIN
 //!     u64 first_page    the run's first page, counted from the region's start
 //!     u64 pages         how many pages (at least 1)
-//!     u64 offset        where the root's copy of the first page is in the file
+//!     u64 offset        where the copy of the first page is, in this file or in the base
 //! ```
 //! The root's copy must be in the root's own stored data for the same addresses (checked by
-//! [`check_against_root`]).
+//! [`check_against_root`]); a base's likewise in the base's ([`crate::chain::check_against_base`]).
 
 use crate::bytes::{Reader, Records, Writer};
 use crate::image::Image;
@@ -25,7 +27,7 @@ pub const SHARED_RECORD_SIZE: usize = 32;
 pub const SHARED_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
 /// Most runs one part holds: each may cost the restored process a mapping of its own, and a
 /// process may have only so many (`vm.max_map_count`, 65530 by default).
-pub const MAX_SHARED_RUNS: usize = 8192;
+pub const MAX_SHARED_RUNS: usize = 16384;
 
 /// Pages of one region whose bytes are the root's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub struct SharedRun {
     pub first_page: u64,
     pub pages: u64,
     pub offset: u64,
+    /// 0: this file (the root's copy); k >= 1: base k of the image's `NT_CKPT_CHAIN`.
+    pub source: u32,
 }
 
 impl SharedRun {
@@ -49,7 +53,7 @@ impl SharedRun {
 
     pub fn write(&self, w: &mut Writer) {
         w.u32(self.region);
-        w.u32(0);
+        w.u32(self.source);
         w.u64(self.first_page);
         w.u64(self.pages);
         w.u64(self.offset);
@@ -57,8 +61,8 @@ impl SharedRun {
 
     pub fn read(r: &mut Reader) -> Result<SharedRun, ImageError> {
         let region = r.u32()?;
-        r.skip(4)?;
-        let run = SharedRun { region, first_page: r.u64()?, pages: r.u64()?, offset: r.u64()? };
+        let source = r.u32()?;
+        let run = SharedRun { region, source, first_page: r.u64()?, pages: r.u64()?, offset: r.u64()? };
         if run.pages == 0 || run.offset % PAGE_SIZE != 0 || run.pages > u64::MAX / PAGE_SIZE || run.first_page > u64::MAX / PAGE_SIZE {
             return Err(ImageError::Malformed("bad shared page run"));
         }
@@ -82,8 +86,12 @@ pub fn records(desc: &[u8]) -> Result<Records<'_, SharedRun>, ImageError> {
 
 /// Checks the runs of `image` against its own regions: each names a region that says it shares
 /// pages and holds plain private data, lies inside it, and comes after the one before; its
-/// bytes lie inside the file.
+/// bytes lie inside the file, or it names one of the image's bases.
 pub(crate) fn check_runs(image: &Image) -> Result<(), ImageError> {
+    let bases = match image.chain() {
+        Some(c) => c?.count,
+        None => 0,
+    };
     let mut prev: Option<(u32, u64)> = None;
     for run in image.shared_runs() {
         let run = run?;
@@ -99,7 +107,10 @@ pub(crate) fn check_runs(image: &Image) -> Result<(), ImageError> {
             return Err(ImageError::Malformed("shared page runs overlap or are out of order"));
         }
         prev = Some((run.region, end_page));
-        if run.offset.checked_add(run.bytes()).is_none_or(|end| end > image.file_len) {
+        if run.source as usize > bases {
+            return Err(ImageError::Malformed("a page run names a base image the image does not list"));
+        }
+        if run.offset.checked_add(run.bytes()).is_none_or(|end| run.source == 0 && end > image.file_len) {
             return Err(ImageError::Truncated);
         }
     }
@@ -112,6 +123,9 @@ pub(crate) fn check_runs(image: &Image) -> Result<(), ImageError> {
 pub fn check_against_root(member: &Image, root: &Image) -> Result<(), ImageError> {
     for run in member.shared_runs() {
         let run = run?;
+        if run.source != 0 {
+            return Err(ImageError::Malformed("a process of a tree names a base image"));
+        }
         let addr = run.addr(member.region(run.region as usize)?.record.start);
         let end = addr + run.bytes();
         let ok = (0..root.region_count()).filter_map(|i| root.region(i).ok()).any(|o| {

@@ -58,14 +58,14 @@ fn state_rejects_foreign_and_other_versions() {
     sample_state().write(&mut Writer::new(&mut buf));
     let mut out = std::boxed::Box::new(ProcessState::ZERO);
     let mut other = buf.clone();
-    other[8..12].copy_from_slice(&7u32.to_le_bytes());
-    assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(7)));
+    other[8..12].copy_from_slice(&8u32.to_le_bytes());
+    assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(8)));
     // Version 1 kept the thread's state in the state note: refused, by number.
     other[8..12].copy_from_slice(&1u32.to_le_bytes());
     assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(1)));
     assert_eq!(
         std::format!("{}", ImageError::UnsupportedVersion(1)),
-        "unsupported image format version 1 (this myrestart reads version 6)"
+        "unsupported image format version 1 (this myrestart reads version 7)"
     );
     let mut foreign = buf.clone();
     foreign[0] = b'X';
@@ -655,7 +655,7 @@ fn sharing_part(runs: &[crate::shared::SharedRun], flag: bool) -> Draft {
 #[test]
 fn shared_page_runs_are_checked_against_their_part() {
     use crate::shared::SharedRun;
-    let run = SharedRun { region: 0, first_page: 1, pages: 2, offset: DATA_AT };
+    let run = SharedRun { region: 0, first_page: 1, pages: 2, offset: DATA_AT, source: 0 };
     let runs_of = |buf: &[u8]| {
         let len = meta_len(buf).unwrap() as usize;
         let mut st = std::boxed::Box::new(ProcessState::ZERO);
@@ -692,7 +692,7 @@ fn shared_page_runs_point_at_the_roots_copy_of_the_same_pages() {
         let img = Image::parse(&part[..meta_len(&part).unwrap() as usize], part.len() as u64, &mut st).unwrap();
         check_against_root(&img, &root)
     };
-    let right = SharedRun { region: 0, first_page: 1, pages: 2, offset: DATA_AT + PAGE_SIZE };
+    let right = SharedRun { region: 0, first_page: 1, pages: 2, offset: DATA_AT + PAGE_SIZE, source: 0 };
     assert_eq!(check(right), Ok(()));
     let wrong = Err(ImageError::Malformed("a shared page run does not point at the root's copy of the same pages"));
     assert_eq!(check(SharedRun { offset: DATA_AT, ..right }), wrong);

@@ -35,6 +35,10 @@ pub const DEFAULT_SIGNAL: c_int = libc::SIGUSR2;
 pub const SIGNAL_ENV: &CStr = c"CKPT_SIGNAL";
 /// `CKPT_INTERVAL`: take a checkpoint every so many seconds.
 pub const INTERVAL_ENV: &CStr = c"CKPT_INTERVAL";
+/// `CKPT_INCREMENTAL`: most images in a chain of incremental ones (0 or 1: always full).
+pub const INCREMENTAL_ENV: &CStr = c"CKPT_INCREMENTAL";
+/// A full image, then at most seven built on it.
+const DEFAULT_CHAIN: u32 = 8;
 /// `CKPT_KEEP`: how many older images to keep.
 pub const KEEP_ENV: &CStr = c"CKPT_KEEP";
 
@@ -74,6 +78,7 @@ extern "C" fn ckpt_init() {
     crate::watches::prepare();
     crate::invisible::prepare();
     crate::exec::prepare();
+    crate::checkpoint::track::prepare();
     cfg.sync = env(SYNC_ENV) == Some(b"1");
     cfg.signal = match env(SIGNAL_ENV) {
         None => DEFAULT_SIGNAL,
@@ -91,6 +96,16 @@ extern "C" fn ckpt_init() {
     // SAFETY: unsetenv in a constructor, before any thread exists.
     unsafe { libc::unsetenv(INTERVAL_ENV.as_ptr()) };
     cfg.keep = env(KEEP_ENV).and_then(parse_u32).unwrap_or(0).min(99);
+    cfg.incremental = match env(INCREMENTAL_ENV) {
+        None | Some(b"") => DEFAULT_CHAIN,
+        Some(v) => match parse_u32(v) {
+            Some(n) => n.min(ckpt_image::chain::MAX_BASES as u32 + 1),
+            None => {
+                say!("ckpt: CKPT_INCREMENTAL takes a number (images in a chain; 0: every image full); using {DEFAULT_CHAIN}");
+                DEFAULT_CHAIN
+            }
+        },
+    };
     cfg.self_contained = matches!(env(c"CKPT_SELF_CONTAINED"), Some(v) if !v.is_empty() && v != b"0");
     cfg.compress = match env(COMPRESS_ENV) {
         None | Some(b"" | b"none" | b"0") => false,

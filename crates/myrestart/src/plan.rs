@@ -124,6 +124,9 @@ pub const MAX_FILE_MAPS: usize = 4096;
 /// block and the target's address space), so it stays valid when the program moves.
 pub struct Plan {
     pub image_fd: i32,
+    /// The base images of an incremental image (`NT_CKPT_CHAIN`), in its order: run source
+    /// k is `bases[k - 1]`.
+    pub bases: [i32; ckpt_image::chain::MAX_BASES],
     pub cwd_fd: i32,
     pub exe_fd: i32,
     pub meta: usize,
@@ -195,6 +198,7 @@ unsafe impl Sync for PlanCell {}
 
 static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     image_fd: -1,
+    bases: [-1; ckpt_image::chain::MAX_BASES],
     cwd_fd: -1,
     exe_fd: -1,
     meta: 0,
@@ -302,8 +306,12 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         }
     };
     p.key = key;
-    if image.shared_runs().next().is_some() {
+    if image.shared_runs().any(|r| r.is_ok_and(|r| r.source == 0)) {
         bad(ImageError::Malformed("the root's image says it shares pages with itself"));
+        return Err(());
+    }
+    if image.tree().is_some() && image.shared_runs().next().is_some() {
+        bad(ImageError::Malformed("a tree image names a base image"));
         return Err(());
     }
     // A tree's parts are each checked by the process that becomes it, all at once (see
@@ -355,6 +363,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let image_fd = files::park(fd, fd_base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
     p.image_fd = image_fd;
     p.file_len = file_len;
+    open_bases(path, &image, p, opts.verify)?;
     if p.ntree > 0 {
         files::pool(path, p)?;
         // The root's state again (the pool read the others'); its plan, like every process's,
@@ -424,6 +433,87 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     p.meta_len = meta_len;
     p.image = Some(image);
     Ok(())
+}
+
+/// Opens and checks the base images an incremental image names, before anything changes: each
+/// must be in the image's directory under its name, be the very image it was built on (its
+/// identity, length and header checksum), hold the pages each run names in its own bytes, and
+/// (unless `--no-verify`) have those regions' bytes match their hashes. Any failure names the
+/// base. Their descriptors are parked in `p.bases`.
+fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool) -> Result<(), ()> {
+    let Some(chain) = image.chain() else { return Ok(()) };
+    let chain = chain.map_err(|e| refuse(path, format_args!("{e}")))?;
+    let dir_len = path.to_bytes().iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
+    for (k, b) in chain.bases().enumerate() {
+        let b = b.map_err(|e| refuse(path, format_args!("{e}")))?;
+        let source = k as u32 + 1;
+        let name = Lossy(b.name());
+        let mut buf = [0u8; ckpt_image::state::PATH_MAX + 260];
+        let full_len = dir_len + b.name().len();
+        if full_len >= buf.len() {
+            refuse(path, format_args!("base image {name}: path too long"));
+            return Err(());
+        }
+        buf[..dir_len].copy_from_slice(&path.to_bytes()[..dir_len]);
+        buf[dir_len..full_len].copy_from_slice(b.name());
+        let bpath = CStr::from_bytes_with_nul(&buf[..full_len + 1]).map_err(|_| refuse(path, format_args!("base image {name}: bad name")))?;
+        let fd = rustix::fs::open(bpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+            refuse(path, format_args!("needs its base image {name}, which cannot be opened: {} (an incremental image restarts only with the images it was built on beside it)", describe(e)));
+        })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("base image {name}: cannot stat: {}", describe(e))))?;
+        let rewritten = || refuse(path, format_args!("base image {name} is not the image this one was built on (it was rewritten or replaced)"));
+        if st.st_size as u64 != b.file_len {
+            rewritten();
+            return Err(());
+        }
+        static mut BASE_STATE: ProcessState = ProcessState::ZERO;
+        // SAFETY: myrestart is single-threaded and this is the only use of the static.
+        let state = unsafe { &mut *core::ptr::addr_of_mut!(BASE_STATE) };
+        let base = read_headers(fd.as_raw_fd(), b.file_len, state).map_err(|e| match e {
+            Some(e) => refuse(path, format_args!("base image {name}: {e}")),
+            None => refuse(path, format_args!("base image {name}: cannot read its headers")),
+        })?;
+        let same = base.chain().and_then(Result::ok).is_some_and(|c| c.id == b.id) && state.meta_hash == b.meta_hash;
+        if !same {
+            rewritten();
+            return Err(());
+        }
+        ckpt_image::chain::check_against_base(image, source, &base).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
+        let referenced = |rec: &ckpt_image::RegionRecord| {
+            image.shared_runs().filter_map(Result::ok).filter(|r| r.source == source).any(|r| {
+                let at = image.region(r.region as usize).map_or(0, |o| r.addr(o.record.start));
+                rec.start <= at && at < rec.end
+            })
+        };
+        verify_data(fd.as_raw_fd(), &base, b.file_len, verify, None, |rec| !referenced(rec)).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
+        p.bases[k] = files::park(fd, p.fd_base).map_err(|e| refuse(path, format_args!("moving a base image's descriptor: {}", describe(e))))?;
+    }
+    Ok(())
+}
+
+/// Reads and checks the headers of another image (a base) into a mapping of their own.
+/// `Err(None)` if they cannot be read.
+fn read_headers(fd: i32, file_len: u64, state: &mut ProcessState) -> Result<Image<'static>, Option<ImageError>> {
+    let mut prefix = [0u8; PREFIX_LEN];
+    let got = read_at(fd, &mut prefix, 0).map_err(|_| None)?;
+    let total = meta_len(&prefix[..got]).map_err(Some)?;
+    if total > MAX_META {
+        return Err(Some(ImageError::Malformed("header block is implausibly large")));
+    }
+    if total > file_len {
+        return Err(Some(ImageError::Truncated));
+    }
+    let len = total as usize;
+    // SAFETY: a fresh anonymous mapping, kept for the rest of the run.
+    let meta = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| None)?;
+    // SAFETY: the mapping is len bytes, readable and writable, used only through this slice.
+    let buf = unsafe { core::slice::from_raw_parts_mut(meta as *mut u8, len) };
+    if read_at(fd, buf, 0).map_err(|_| None)? != len {
+        return Err(Some(ImageError::Truncated));
+    }
+    // SAFETY: never unmapped before the point of no return (the teardown removes it).
+    let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, len) };
+    Image::parse(meta_static, file_len, state).map_err(Some)
 }
 
 /// Reads and checks the headers of the image (or tree part) at `base` into a mapping of their

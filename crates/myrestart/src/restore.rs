@@ -269,13 +269,16 @@ fn map_regions(p: &Plan, image: &Image) {
             if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, prot, flags & !MapFlags::GROWSDOWN, img, r.data_offset) } {
                 lost("mapping a region from the image", rec.start, e);
             }
-            // The root's pages over it, from the root's copy, copy-on-write too.
+            // The pages stored elsewhere over it, from the root's copy or a base image,
+            // copy-on-write too.
             while let Some(run) = runs.next_if(|run| run.region as usize == i) {
                 let at = run.addr(rec.start);
+                // SAFETY: the image and base descriptors stay open until the end of the restore.
+                let from = unsafe { rustix::fd::BorrowedFd::borrow_raw(run_fd(p, &run)) };
                 // SAFETY: the run lies inside the region just mapped (checked at plan time),
-                // which MAP_FIXED replaces with the same bytes from the root's copy.
-                if let Err(e) = unsafe { rustix::mm::mmap(at as *mut _, run.bytes() as usize, prot, MapFlags::PRIVATE | MapFlags::FIXED, img, run.offset) } {
-                    lost("mapping the root's pages from the image", at, e);
+                // which MAP_FIXED replaces with the same bytes from the other copy.
+                if let Err(e) = unsafe { rustix::mm::mmap(at as *mut _, run.bytes() as usize, prot, MapFlags::PRIVATE | MapFlags::FIXED, from, run.offset) } {
+                    lost("mapping pages from the root's copy or a base image", at, e);
                 }
             }
             continue;
@@ -288,9 +291,17 @@ fn map_regions(p: &Plan, image: &Image) {
         fill_region(p, &r, || {
             // The root's pages, read over the region's own copy (whose holes they are).
             while let Some(run) = runs.next_if(|run| run.region as usize == i) {
-                read_region(p.image_fd, run.addr(rec.start) as usize, run.bytes() as usize, run.offset);
+                read_region(run_fd(p, &run), run.addr(rec.start) as usize, run.bytes() as usize, run.offset);
             }
         });
+    }
+}
+
+/// The file a run of pages stored elsewhere is in: the image (the root's copy) or a base.
+fn run_fd(p: &Plan, run: &ckpt_image::shared::SharedRun) -> i32 {
+    match run.source {
+        0 => p.image_fd,
+        k => p.bases.get(k as usize - 1).copied().unwrap_or(-1),
     }
 }
 

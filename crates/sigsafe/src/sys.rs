@@ -49,6 +49,7 @@ pub mod nr {
     pub const IOCTL: usize = k::__NR_ioctl as usize;
     pub const RT_SIGQUEUEINFO: usize = k::__NR_rt_sigqueueinfo as usize;
     pub const COPY_FILE_RANGE: usize = k::__NR_copy_file_range as usize;
+    pub const USERFAULTFD: usize = k::__NR_userfaultfd as usize;
 }
 
 // `arch_prctl` codes (asm/prctl.h); linux-raw-sys carries only ARCH_SET_FS.
@@ -246,6 +247,21 @@ pub fn same_open_file(pid: u32, a: i32, b: i32) -> bool {
 pub unsafe fn dup3(old: i32, new: i32, flags: u32) -> Result<(), Errno> {
     // SAFETY: descriptor numbers only; the caller owns `new`'s slot.
     check(unsafe { syscall6(nr::DUP3, old as usize, new as usize, flags as usize, 0, 0, 0) }).map(drop)
+}
+
+/// `userfaultfd(flags)`: a new userfaultfd descriptor.
+pub fn userfaultfd(flags: u32) -> Result<i32, Errno> {
+    // SAFETY: flags only; the kernel returns a new descriptor or an error.
+    check(unsafe { syscall6(nr::USERFAULTFD, flags as usize, 0, 0, 0, 0, 0) }).map(|fd| fd as i32)
+}
+
+/// `ioctl(fd, request, arg)` with a pointer argument; returns the kernel's non-negative result.
+///
+/// # Safety
+/// `arg` must point at the structure `request` reads and writes, valid for the whole call.
+pub unsafe fn ioctl(fd: i32, request: u32, arg: usize) -> Result<usize, Errno> {
+    // SAFETY: the caller passes the argument the request expects.
+    check(unsafe { syscall6(nr::IOCTL, fd as usize, request as usize, arg, 0, 0, 0) })
 }
 
 /// `close(fd)`, ignoring errors.

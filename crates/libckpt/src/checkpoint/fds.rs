@@ -71,7 +71,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         let name = entry.file_name();
         let Some(fd) = super::procfs::parse_dec(name.to_bytes()) else { continue };
         let fd = fd as i32;
-        if fd == dir_fd || fd == diag_fd || skip.contains(&fd) {
+        if fd == dir_fd || fd == diag_fd || fd == super::track::own_fd() || skip.contains(&fd) {
             continue;
         }
         let n = rustix::fs::readlinkat_raw(&dir, name, &mut target[..]).unwrap_or(0).min(target.len());

@@ -19,6 +19,7 @@
 
 mod busy;
 mod capture;
+mod chain;
 mod compress;
 mod fds;
 mod procfs;
@@ -26,6 +27,7 @@ mod scratch;
 mod share;
 mod sockets;
 pub mod threads;
+pub mod track;
 pub mod tree;
 mod write;
 
@@ -147,6 +149,13 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
     write::read_layout(&mut parts)?;
     if forked_writer {
         write::copy_for_writer(&mut parts, &exclude)?;
+    }
+    // What the program wrote since its previous checkpoint (a process checkpointed on its own
+    // only: a tree's images are always full).
+    if tree.is_none() && member.is_none() {
+        write::track_changes(&mut parts, &exclude);
+    } else {
+        track::forget();
     }
     crate::resume::prepare_for_restore();
     capture::process_state(&mut parts, uc, cfg)?;

@@ -56,7 +56,16 @@ const SHARED_LEN: usize = ckpt_image::shared::note_len(ckpt_image::shared::MAX_S
 const FILEMAPS_AT: usize = SHARED_AT + SHARED_LEN.next_multiple_of(MIB);
 const FILEMAPS_LEN: usize = ckpt_image::filemaps::note_len(SLOTS);
 /// Where the copies of shared memory start (they take what the checkpoint needs beyond this).
-const TOTAL: usize = FILEMAPS_AT + FILEMAPS_LEN.next_multiple_of(MIB);
+const DIRTY_AT: usize = FILEMAPS_AT + FILEMAPS_LEN.next_multiple_of(MIB);
+/// Ranges of written memory one checkpoint records (past that, the image is full).
+pub const MAX_DIRTY: usize = 65536;
+const DIRTY_LEN: usize = MAX_DIRTY * 16;
+const CHAIN_AT: usize = DIRTY_AT + DIRTY_LEN.next_multiple_of(MIB);
+const CHAIN_LEN: usize = ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES);
+const BASE_STATE_AT: usize = CHAIN_AT + CHAIN_LEN.next_multiple_of(MIB);
+const BASE_META_AT: usize = BASE_STATE_AT + MIB;
+pub const BASE_META_LEN: usize = 64 * MIB;
+const TOTAL: usize = BASE_META_AT + BASE_META_LEN;
 
 /// A copy of a shared memory region, made while the program was stopped (the forked writer
 /// shares such memory with the program instead of getting a snapshot of it).
@@ -137,6 +146,14 @@ pub struct Parts<'a> {
     /// The `NT_CKPT_FILEMAPS` descriptor under construction.
     pub filemaps: &'a mut [u8],
     pub shadow_room: &'a mut [u8],
+    /// Memory written since the previous checkpoint (see `track`), and what tracking learned.
+    pub dirty: &'a mut [[u64; 2]],
+    pub tracked: super::track::Tracked,
+    /// The `NT_CKPT_CHAIN` descriptor being built.
+    pub chain: &'a mut [u8],
+    /// The previous image's headers and state, read by the writer of an incremental image.
+    pub base_state: &'a mut ProcessState,
+    pub base_meta: &'a mut [u8],
 }
 
 impl Scratch {
@@ -238,6 +255,15 @@ impl Scratch {
                 shared: s(SHARED_AT, SHARED_LEN),
                 filemaps: s(FILEMAPS_AT, FILEMAPS_LEN),
                 shadow_room: s(TOTAL, self.len - TOTAL),
+                dirty: core::slice::from_raw_parts_mut((b + DIRTY_AT) as *mut [u64; 2], MAX_DIRTY),
+                tracked: super::track::Tracked::default(),
+                chain: s(CHAIN_AT, CHAIN_LEN),
+                base_state: {
+                    let st = (b + BASE_STATE_AT) as *mut ProcessState;
+                    st.write(ProcessState::ZERO);
+                    &mut *st
+                },
+                base_meta: s(BASE_META_AT, BASE_META_LEN),
             }
         }
     }
@@ -251,3 +277,4 @@ impl Drop for Scratch {
 }
 
 const _: () = assert!(core::mem::size_of::<ProcessState>() <= SMALL_AT);
+const _: () = assert!(core::mem::size_of::<ProcessState>() <= MIB);

@@ -248,8 +248,13 @@ impl<'b> Runs<'b> {
     /// Page `page` of region `region` is the root's, at `offset`. Returns false (and records
     /// nothing) when the table is full and the page would need a run of its own.
     pub fn add(&mut self, region: u32, page: u64, offset: u64) -> bool {
+        self.add_from(0, region, page, offset)
+    }
+
+    /// Page `page` of region `region` is in `source` (0: the root's copy; k: base k) at `offset`.
+    pub fn add_from(&mut self, source: u32, region: u32, page: u64, offset: u64) -> bool {
         if let Some(c) = &mut self.cur {
-            if c.region == region && c.first_page + c.pages == page && c.offset + c.bytes() == offset {
+            if c.source == source && c.region == region && c.first_page + c.pages == page && c.offset + c.bytes() == offset {
                 c.pages += 1;
                 return true;
             }
@@ -258,7 +263,7 @@ impl<'b> Runs<'b> {
         if !self.room() {
             return false;
         }
-        self.cur = Some(SharedRun { region, first_page: page, pages: 1, offset });
+        self.cur = Some(SharedRun { region, first_page: page, pages: 1, offset, source });
         true
     }
 

@@ -13,7 +13,7 @@ use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, P
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_MAP_PRIVATE_FILE, RF_SHARED, RF_SHARES_PAGES};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
-use ckpt_image::{NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_CHAIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -155,6 +155,14 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
     })
     .map_err(|e| Failure::new("reading /proc/self/smaps", e))?;
     result
+}
+
+/// In the handler: which private anonymous memory the program wrote since its previous
+/// checkpoint (see `track`), into `parts.dirty` and `parts.tracked`.
+pub fn track_changes(parts: &mut Parts, exclude: &Range<usize>) {
+    let maps = &parts.maps[..parts.maps_len];
+    let anon = regions(maps, exclude).filter(anonymous_private).map(|r| (r.start as u64, r.end as u64));
+    parts.tracked = super::track::snapshot(anon, parts.dirty);
 }
 
 /// Where the writer reads region `r` from: its copy, if it is shared memory, else the region.
@@ -438,12 +446,40 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     };
     // A member stores no page the root stores alike at the same address: which those are is
     // settled first, as the headers say it.
-    let shared_len = match role {
+    // A process checkpointed on its own stores no page that it did not write since its previous
+    // image, which holds it (see `chain`).
+    let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
+    let image_path: &[u8] = match role {
+        Role::Member(_) => &[],
+        _ => crate::config::this_process_image(&mut image_buf).ok_or(Failure::plain("image path is too long"))?,
+    };
+    let mut base_link = None;
+    let (shared_len, chain_len) = match role {
         Role::Member(j) if !compress => {
             let stored = Stored { maps, exclude: &exclude, slots: &parts.slots[..count], shadows: &parts.shadows[..parts.nshadows], source: &source };
-            plan_sharing(j, &stored, parts.pm_buf, parts.shared)
+            (plan_sharing(j, &stored, parts.pm_buf, parts.shared), 0)
         }
-        _ => 0,
+        Role::Single => {
+            let shadows = &parts.shadows[..parts.nshadows];
+            let mut candidates = regions(maps, &exclude)
+                .zip(parts.slots[..count].iter())
+                .enumerate()
+                .filter(|(_, (r, s))| s.saved == Saved::Data && anonymous_private(r) && read_address(shadows, r) == r.start && !(r.start..r.end).contains(&frame))
+                .map(|(i, (r, _))| super::chain::Candidate { index: i as u32, start: r.start as u64, end: r.end as u64 });
+            let bufs = super::chain::Bufs {
+                tracked: parts.tracked,
+                dirty: &parts.dirty[..],
+                shared: &mut parts.shared[..],
+                chain: &mut parts.chain[..],
+                base_meta: &mut parts.base_meta[..],
+                base_state: &mut *parts.base_state,
+                pm_buf: &mut parts.pm_buf[..],
+            };
+            let (s, c, link) = super::chain::plan(bufs, image_path, &mut candidates, pagemap.as_ref().map(|f| f.as_raw_fd()));
+            base_link = link;
+            (s, c)
+        }
+        _ => (0, 0),
     };
     let xstate_len = if parts.state.xfeatures != 0 { parts.state.xstate_size as usize } else { 0 };
     // Each thread's notes: its state, its registers, and (x86-64 frames always have one) its
@@ -467,7 +503,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         + note_size(CORE, parts.auxv_len)
         + note_size(CKPT_NOTE_NAME, regions_desc_len)
         + note_size(CKPT_NOTE_NAME, parts.fds_len)
-        + optional_notes(parts, &role, shared_len, filemaps_len).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
+        + optional_notes(parts, &role, shared_len, filemaps_len, chain_len).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
     let meta_len = phdrs_end + notes_len;
     if meta_len > parts.meta.len() {
         return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
@@ -538,7 +574,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
 
     // The headers last, when every offset and hash is known, sealed with their checksum.
-    let optional = optional_notes(parts, &role, shared_len, filemaps_len);
+    let optional = optional_notes(parts, &role, shared_len, filemaps_len, chain_len);
     let st: &mut ProcessState = parts.state;
     st.meta_len = meta_len as u64;
     st.meta_hash = 0;
@@ -654,7 +690,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     for (i, (ty, len)) in optional.into_iter().enumerate() {
         if len > 0 {
             let zeros = [0u8; ckpt_image::mac::MAC_LEN];
-            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &*parts.shared, &*parts.filemaps, &zeros[..]][i];
+            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &*parts.shared, &*parts.filemaps, &*parts.chain, &zeros[..]][i];
             write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
         }
     }
@@ -668,12 +704,19 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         authenticate(fd, meta, total, &key, parts.state)?;
     }
     write_all(fd, meta.as_ptr() as usize, meta_len, 0)?;
-    file.commit()
+    if let Some(b) = &base_link {
+        super::chain::link(b, image_path)?;
+    }
+    file.commit()?;
+    if !image_path.is_empty() {
+        super::chain::remove_unneeded(image_path, crate::config::get().keep, parts.base_meta, parts.base_state);
+    }
+    Ok(())
 }
 
 /// The notes written only when they have records: their types and lengths, in image order.
 /// (`NT_CKPT_MAC` is written as zeros, then filled in by [`authenticate`].)
-fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: usize) -> [(u32, usize); 9] {
+fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: usize, chain_len: usize) -> [(u32, usize); 10] {
     // A member's part has room for its MAC too, which the root's writer fills in.
     let keyed = crate::config::get().key_file().is_some();
     [
@@ -685,6 +728,7 @@ fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: u
         (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }),
         (NT_CKPT_SHARED, shared_len),
         (NT_CKPT_FILEMAPS, filemaps_len),
+        (NT_CKPT_CHAIN, chain_len),
         (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }),
     ]
 }

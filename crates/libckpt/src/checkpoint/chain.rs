@@ -1,0 +1,329 @@
+//! The writer's side of incremental images: which pages it leaves to older images (bases), the
+//! `NT_CKPT_CHAIN` note that names them, the base file names, and removing base files no kept
+//! image needs any more.
+//!
+//! # Signal-safety fence
+//! Runs in the image writer (a forked copy of the program, or with `CKPT_SYNC=1` the signal
+//! handler itself): raw system calls and the scratch area only; no allocation, no locks, no
+//! libc.
+//!
+//! The previous image (the one at the image path, which the program's last checkpoint wrote)
+//! is the base, if its identity is the one the program's tracking counted from. Its own bases
+//! stay bases: each page left out is named where its bytes really are, never through another
+//! image. A base is kept under a name of its own, `<image>.base-<id>`, a hard link to the
+//! image file, so rotating or replacing `<image>` never removes what a newer image needs.
+
+use super::share::Runs;
+use super::Failure;
+use ckpt_image::bytes::Writer;
+use ckpt_image::chain::{self, Base};
+use ckpt_image::shared::SharedRun;
+use ckpt_image::{Image, ProcessState, PAGE_SIZE};
+use core::ffi::CStr;
+use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+
+const PAGE: u64 = PAGE_SIZE;
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+
+/// The base this image names by file, kept open until its name is made at commit.
+pub struct BaseLink {
+    fd: OwnedFd,
+    name: [u8; 256],
+    name_len: usize,
+}
+
+/// A region the writer may leave pages of to the base: its index, its bounds.
+pub struct Candidate {
+    pub index: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// `pread` until `buf` is full or the file ends.
+fn read_full(fd: i32, buf: &mut [u8], at: u64) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the destination is the unfilled rest of `buf`.
+        match unsafe { ckpt_sigsafe::sys::pread_into(fd, buf.as_mut_ptr() as usize + done, buf.len() - done, at + done as u64) } {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    done
+}
+
+/// Reads and checks the headers of the image open as `fd` (of `len` bytes) into `meta`.
+fn read_headers<'m>(fd: i32, len: u64, meta: &'m mut [u8], state: &mut ProcessState) -> Option<Image<'m>> {
+    let mut prefix = [0u8; ckpt_image::image::PREFIX_LEN];
+    if read_full(fd, &mut prefix, 0) != prefix.len() {
+        return None;
+    }
+    let total = ckpt_image::image::meta_len(&prefix).ok()? as usize;
+    if total > meta.len() || total as u64 > len {
+        return None;
+    }
+    if read_full(fd, &mut meta[..total], 0) != total {
+        return None;
+    }
+    Image::parse(&meta[..total], len, state).ok()
+}
+
+/// The file name part of an image path.
+fn file_name(image: &[u8]) -> &[u8] {
+    image.rsplit(|&c| c == b'/').next().unwrap_or(image)
+}
+
+/// The directory part of an image path (absolute), NUL-terminated into `buf`.
+fn dir_of<'b>(image: &[u8], buf: &'b mut [u8]) -> Option<&'b CStr> {
+    let slash = image.iter().rposition(|&c| c == b'/')?;
+    let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
+    if dir.len() >= buf.len() {
+        return None;
+    }
+    buf[..dir.len()].copy_from_slice(dir);
+    buf[dir.len()] = 0;
+    CStr::from_bytes_with_nul(&buf[..dir.len() + 1]).ok()
+}
+
+/// The writer's buffers the plan fills or reads (see `scratch`).
+pub struct Bufs<'a> {
+    pub tracked: super::track::Tracked,
+    pub dirty: &'a [[u64; 2]],
+    pub shared: &'a mut [u8],
+    pub chain: &'a mut [u8],
+    pub base_meta: &'a mut [u8],
+    pub base_state: &'a mut ProcessState,
+    pub pm_buf: &'a mut [u64],
+}
+
+/// Writes the chain note of a full image (its identity, no bases).
+fn full(parts: &mut Bufs) -> usize {
+    chain::write_header(&mut Writer::new(&mut parts.chain[..]), parts.tracked.id, 0);
+    chain::note_len(0)
+}
+
+/// Decides which pages of the `candidates` (private anonymous regions stored as plain data, in
+/// address order) are left to the base images: a page the program did not write since its
+/// previous checkpoint (`parts.dirty`), that is in memory (a page that is not reads as zeros
+/// and is stored as such), and that the previous image holds, in its own bytes or its bases'.
+/// Fills `parts.shared` with the runs and `parts.chain` with the note. Returns their lengths,
+/// and the base to link at commit if the previous image itself is one. With no usable previous
+/// image, the image is full.
+pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = Candidate>, pagemap: Option<i32>) -> (usize, usize, Option<BaseLink>) {
+    let t = parts.tracked;
+    let limit = crate::config::get().incremental as usize;
+    let Some(pagemap) = pagemap.filter(|_| t.prev != 0) else { return (0, full(&mut parts), None) };
+    let mut path = [0u8; ckpt_image::state::PATH_MAX + 1];
+    if image.len() >= path.len() {
+        return (0, full(&mut parts), None);
+    }
+    path[..image.len()].copy_from_slice(image);
+    let Ok(cpath) = CStr::from_bytes_with_nul(&path[..image.len() + 1]) else { return (0, full(&mut parts), None) };
+    let Ok(fd) = rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) else {
+        return (0, full(&mut parts), None);
+    };
+    let Ok(st) = rustix::fs::fstat(&fd) else { return (0, full(&mut parts), None) };
+    let len = st.st_size as u64;
+    let Some(base) = read_headers(fd.as_raw_fd(), len, parts.base_meta, parts.base_state) else { return (0, full(&mut parts), None) };
+    let Some(Ok(bchain)) = base.chain() else { return (0, full(&mut parts), None) };
+    // The previous image must be the one the tracking counted from, alone (not a tree), and
+    // the chain not at its longest yet.
+    if bchain.id != t.prev || base.tree().is_some() || bchain.count + 2 > limit {
+        return (0, full(&mut parts), None);
+    }
+    let own_source = bchain.count as u32 + 1;
+    let mut runs = Runs::new(parts.shared);
+    let dirty = &parts.dirty[..t.ndirty.min(parts.dirty.len())];
+    let mut di = 0usize;
+    let mut breg = 0usize;
+    let mut bruns = base.shared_runs().map_while(Result::ok).peekable();
+    let pm_buf = &mut *parts.pm_buf;
+    for c in candidates {
+        let pages = (c.end - c.start) / PAGE;
+        let mut p = 0u64;
+        while p < pages {
+            let n = ((pages - p) as usize).min(pm_buf.len());
+            let chunk = c.start + p * PAGE;
+            let entries = &mut pm_buf[..n];
+            let want = n * 8;
+            // SAFETY: `entries` is n writable u64s.
+            if unsafe { ckpt_sigsafe::sys::pread_into(pagemap, entries.as_mut_ptr() as usize, want, chunk / PAGE * 8) } != Ok(want) {
+                // Unknown: stored, as in a full image.
+                p += n as u64;
+                continue;
+            }
+            for (i, &e) in entries.iter().enumerate() {
+                let addr = chunk + i as u64 * PAGE;
+                while di < dirty.len() && dirty[di][1] <= addr {
+                    di += 1;
+                }
+                if (di < dirty.len() && dirty[di][0] <= addr) || e & (PM_PRESENT | PM_SWAPPED) == 0 {
+                    continue;
+                }
+                // Where the previous image has this page's bytes.
+                while breg < base.region_count() && base.region(breg).is_ok_and(|r| r.record.end <= addr) {
+                    breg += 1;
+                }
+                let Ok(o) = base.region(breg) else { continue };
+                let rec = o.record;
+                if rec.start > addr || !rec.has_data() || rec.compressed() || rec.is_shared() || rec.kind.is_kernel_special() {
+                    continue;
+                }
+                let bp = (addr - rec.start) / PAGE;
+                while bruns.next_if(|r: &SharedRun| (r.region as usize, r.first_page + r.pages) <= (breg, bp)).is_some() {}
+                let (source, offset) = match bruns.peek() {
+                    Some(r) if r.region as usize == breg && r.first_page <= bp => {
+                        if r.source == 0 {
+                            continue;
+                        }
+                        (r.source, r.offset + (bp - r.first_page) * PAGE)
+                    }
+                    _ => (own_source, o.data_offset + (addr - rec.start)),
+                };
+                runs.add_from(source, c.index, p + i as u64, offset);
+            }
+            p += n as u64;
+        }
+    }
+    let shared_len = runs.finish();
+    // Only the bases some run names are listed, numbered in the order of the previous list.
+    let mut used = [false; chain::MAX_BASES + 2];
+    let mut renumber = [0u32; chain::MAX_BASES + 2];
+    if shared_len > 0 {
+        for r in ckpt_image::shared::records(&parts.shared[..shared_len]).into_iter().flatten().flatten() {
+            used[r.source as usize] = true;
+        }
+    }
+    let mut count = 0usize;
+    for k in 1..=own_source as usize {
+        if used[k] {
+            count += 1;
+            renumber[k] = count as u32;
+        }
+    }
+    if shared_len > 0 {
+        let body = &mut parts.shared[ckpt_image::shared::SHARED_HEADER_SIZE..shared_len];
+        for rec in body.chunks_exact_mut(ckpt_image::shared::SHARED_RECORD_SIZE) {
+            let Ok(mut r) = SharedRun::read(&mut ckpt_image::bytes::Reader::new(rec)) else { continue };
+            r.source = renumber[r.source as usize];
+            r.write(&mut Writer::new(rec));
+        }
+    }
+    let mut w = Writer::new(&mut parts.chain[..]);
+    chain::write_header(&mut w, t.id, count);
+    for (k, b) in bchain.bases().enumerate() {
+        if let Ok(b) = b {
+            if used[k + 1] {
+                b.write(&mut w);
+            }
+        }
+    }
+    let mut link = None;
+    if used[own_source as usize] {
+        let mut me = Base { id: bchain.id, meta_hash: parts.base_state.meta_hash, file_len: len, ..Base::EMPTY };
+        match chain::base_name(file_name(image), bchain.id, &mut me.name) {
+            Some(n) => me.name_len = n as u32,
+            None => return (0, full(&mut parts), None),
+        }
+        me.write(&mut w);
+        link = Some(BaseLink { fd, name: me.name, name_len: me.name_len as usize });
+    }
+    (shared_len, chain::note_len(count), link)
+}
+
+/// Gives the previous image its base name (a hard link to the very file the plan read), unless
+/// it has it already. Before the new image is committed: without it the new one is not.
+pub fn link(base: &BaseLink, image: &[u8]) -> Result<(), Failure> {
+    let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
+    let dir = dir_of(image, &mut dirbuf).ok_or(Failure::plain("image path"))?;
+    let dirfd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::on_file("opening the directory of", e))?;
+    let name = CStr::from_bytes_with_nul(&base.name[..base.name_len + 1]).map_err(|_| Failure::plain("base image name"))?;
+    let mut from = [0u8; 64];
+    let from = ckpt_sigsafe::proctext::numbered_path(&mut from, b"/proc/self/fd/", base.fd.as_raw_fd() as u64, b"").ok_or(Failure::plain("descriptor path"))?;
+    match rustix::fs::linkat(rustix::fs::CWD, from, &dirfd, name, rustix::fs::AtFlags::SYMLINK_FOLLOW) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => {
+            let here = rustix::fs::statat(&dirfd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Failure::on_file("naming the base image of", e))?;
+            let st = rustix::fs::fstat(&base.fd).map_err(|e| Failure::on_file("naming the base image of", e))?;
+            if (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino) {
+                Ok(())
+            } else {
+                Err(Failure::on_file("naming the base image of (another file has its name)", rustix::io::Errno::EXIST))
+            }
+        }
+        Err(e) => Err(Failure::on_file("naming the base image of", e)),
+    }
+}
+
+/// After a commit: removes the base files of `image` (`<name>.base-<id>`) that neither it nor
+/// any older image kept beside it (`<image>.1` … `<image>.keep`) names. Keeps everything if one
+/// of those cannot be read.
+pub fn remove_unneeded(image: &[u8], keep: u32, meta: &mut [u8], state: &mut ProcessState) {
+    let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
+    let Some(dir) = dir_of(image, &mut dirbuf) else { return };
+    let Ok(dirfd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
+    let name = file_name(image);
+    // The base files there are.
+    let mut found = [0u64; 64];
+    let mut nfound = 0;
+    let mut dirents = [core::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut raw = rustix::fs::RawDir::new(&dirfd, &mut dirents);
+    while let Some(Ok(e)) = raw.next() {
+        if let Some(id) = chain::parse_base_name(name, e.file_name().to_bytes()) {
+            if nfound < found.len() {
+                found[nfound] = id;
+                nfound += 1;
+            }
+        }
+    }
+    if nfound == 0 {
+        return;
+    }
+    // The bases the kept images name.
+    let mut needed = [0u64; 100 * chain::MAX_BASES];
+    let mut nneeded = 0;
+    for g in 0..=keep {
+        let mut pbuf = [0u8; ckpt_image::state::PATH_MAX + 32];
+        let mut w = Writer::new(&mut pbuf[..]);
+        w.bytes(image);
+        if g > 0 {
+            w.u8(b'.');
+            w.decimal(g as u64);
+        }
+        w.u8(0);
+        let Some(n) = w.finish() else { return };
+        let Ok(p) = CStr::from_bytes_with_nul(&pbuf[..n]) else { return };
+        let f = match rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+            Ok(f) => f,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(_) => return,
+        };
+        let Ok(st) = rustix::fs::fstat(&f) else { return };
+        let Some(img) = read_headers(f.as_raw_fd(), st.st_size as u64, meta, state) else { return };
+        if let Some(c) = img.chain() {
+            let Ok(c) = c else { return };
+            for b in c.bases() {
+                let Ok(b) = b else { return };
+                if nneeded < needed.len() {
+                    needed[nneeded] = b.id;
+                    nneeded += 1;
+                }
+            }
+        }
+    }
+    for &id in &found[..nfound] {
+        if needed[..nneeded].contains(&id) {
+            continue;
+        }
+        let mut nb = [0u8; 256];
+        if let Some(n) = chain::base_name(name, id, &mut nb) {
+            if let Ok(c) = CStr::from_bytes_with_nul(&nb[..n + 1]) {
+                let _ = rustix::fs::unlinkat(&dirfd, c, rustix::fs::AtFlags::empty());
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Which pages the program wrote since its previous checkpoint, for incremental images.
+//!
+//! # Signal-safety fence
+//! Runs in the checkpoint handler (and [`ioctl`], an interposed libc function that may be called
+//! anywhere): raw system calls, atomics and the caller's buffers only; no allocation, no locks,
+//! no libc.
+//!
+//! How: a `userfaultfd` of our own (`UFFD_USER_MODE_ONLY`, so no privilege is needed) with
+//! `UFFD_FEATURE_WP_ASYNC` has the program's private anonymous memory registered for
+//! write-protection. The kernel then resolves a write to a protected page by itself (the
+//! program never waits) and marks the page written. At each checkpoint, while every thread is
+//! stopped, one `PAGEMAP_SCAN` over `/proc/self/pagemap` with `PM_SCAN_WP_MATCHING` returns
+//! the pages written since the previous scan and protects them again; a second scan finds the
+//! memory that is not registered (mapped since, moved by `mremap`, or never registrable), which
+//! counts as written in full and is registered for the next time. The writer stores those
+//! pages, and names the others by where the previous image holds them.
+//!
+//! A program that uses userfaultfd itself registers its own ranges through `ioctl`: the
+//! interposed [`ioctl`] first takes the range out of ours (one range can belong to one
+//! userfaultfd only), and from then on every checkpoint is a full image.
+
+use crate::config;
+use ckpt_sigsafe::say;
+use ckpt_sigsafe::sys;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use linux_raw_sys::general as k;
+use rustix::io::Errno;
+
+/// `PAGEMAP_SCAN`: `_IOWR('f', 16, struct pm_scan_arg)` (linux/fs.h; linux-raw-sys has the
+/// structure but not the request number).
+const PAGEMAP_SCAN: u32 = 0xc000_0000 | ((core::mem::size_of::<k::pm_scan_arg>() as u32) << 16) | (b'f' as u32) << 8 | 16;
+/// `UFFDIO_WRITEPROTECT_MODE_WP` (linux/userfaultfd.h).
+const WRITEPROTECT_MODE_WP: u64 = 1;
+/// Where our descriptor is moved to: out of the way of the numbers programs use.
+const FD_FLOOR: i32 = 900;
+
+/// Our userfaultfd (-1: none yet), and the process that opened it (a forked child inherits
+/// the descriptor, but it stands for its parent's memory).
+static FD: AtomicI32 = AtomicI32::new(-1);
+static OWNER: AtomicU32 = AtomicU32::new(0);
+/// The identity of the image taken at the last scan: the base the next checkpoint may build on.
+static LAST_ID: AtomicU64 = AtomicU64::new(0);
+/// Tracking is off for good, and the program was told why.
+static OFF: AtomicBool = AtomicBool::new(false);
+static REAL_IOCTL: AtomicUsize = AtomicUsize::new(0);
+
+/// What a checkpoint learned: its image's identity, the identity of the image the changes are
+/// counted from (0: none, the image is full), and how many dirty ranges it recorded.
+#[derive(Clone, Copy, Default)]
+pub struct Tracked {
+    pub id: u64,
+    pub prev: u64,
+    pub ndirty: usize,
+}
+
+/// The descriptor to leave out of the image (-1: none).
+pub fn own_fd() -> i32 {
+    FD.load(Ordering::Relaxed)
+}
+
+/// A new image identity: never 0, never the same twice in practice.
+fn new_id() -> u64 {
+    let mut seed = [0u64; 4];
+    seed[0] = super::procfs::monotonic_ns();
+    seed[1] = rustix::time::clock_gettime(rustix::time::ClockId::Realtime).tv_nsec as u64;
+    seed[2] = rustix::process::getpid().as_raw_nonzero().get() as u64;
+    seed[3] = &seed as *const _ as u64;
+    // SAFETY: four u64s viewed as their 32 bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(seed.as_ptr() as *const u8, 32) };
+    ckpt_image::hash(bytes).max(1)
+}
+
+/// Says once why checkpoints are full images from now on.
+fn give_up(why: core::fmt::Arguments) {
+    if !OFF.swap(true, Ordering::Relaxed) {
+        say!("ckpt: incremental checkpoints are off ({}); every checkpoint writes a full image", why);
+    }
+}
+
+/// Whether `fd` is a userfaultfd (the link `/proc/self/fd/N` says `anon_inode:[userfaultfd]`).
+fn is_userfaultfd(fd: i32) -> bool {
+    let mut path = [0u8; 64];
+    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fd/", fd as u64, b"") else { return false };
+    let mut target = [0u8; 64];
+    matches!(rustix::fs::readlinkat_raw(rustix::fs::CWD, path, &mut target[..]), Ok(n) if target.get(..n) == Some(&b"anon_inode:[userfaultfd]"[..]))
+}
+
+/// Our userfaultfd, opened now if this process has none yet.
+fn ensure_fd() -> Option<i32> {
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let fd = FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        if OWNER.load(Ordering::Relaxed) == me && is_userfaultfd(fd) {
+            return Some(fd);
+        }
+        if OWNER.load(Ordering::Relaxed) != me && is_userfaultfd(fd) {
+            // Inherited from the parent, whose memory it stands for: not ours to use.
+            // SAFETY: our own descriptor (this process's copy of it); nothing else owns it.
+            unsafe { sys::close(fd) };
+        }
+        // A restored process: the number is free, or the program's now; never touched.
+        FD.store(-1, Ordering::Relaxed);
+    }
+    let flags = k::O_CLOEXEC | k::O_NONBLOCK | k::UFFD_USER_MODE_ONLY;
+    let raw = match sys::userfaultfd(flags) {
+        Ok(fd) => fd,
+        Err(e) => {
+            give_up(format_args!("userfaultfd: {}", ckpt_sigsafe::errno::describe(e)));
+            return None;
+        }
+    };
+    // SAFETY: just opened, owned here.
+    let owned = unsafe { rustix::fd::OwnedFd::from_raw_fd(raw) };
+    let mut api = k::uffdio_api { api: k::UFFD_API as u64, features: k::UFFD_FEATURE_WP_ASYNC as u64, ioctls: 0 };
+    // SAFETY: `api` is the uffdio_api structure UFFDIO_API reads and fills.
+    if let Err(e) = unsafe { sys::ioctl(raw, linux_raw_sys::ioctl::UFFDIO_API, &mut api as *mut _ as usize) } {
+        give_up(format_args!("userfaultfd without asynchronous write-protection: {}", ckpt_sigsafe::errno::describe(e)));
+        return None;
+    }
+    let high = rustix::io::fcntl_dupfd_cloexec(&owned, FD_FLOOR).ok()?;
+    use rustix::fd::IntoRawFd;
+    let fd = high.into_raw_fd();
+    FD.store(fd, Ordering::Relaxed);
+    OWNER.store(me, Ordering::Relaxed);
+    Some(fd)
+}
+
+use rustix::fd::FromRawFd;
+
+/// One `PAGEMAP_SCAN` walk over `start..end` (as many calls as it takes), calling `f` with each
+/// range of pages that match: with `written`, the pages written since they were last protected
+/// (protecting them again); otherwise the pages not registered for asynchronous
+/// write-protection. `Err` if the kernel cannot scan.
+fn scan(pm: i32, start: u64, end: u64, written: bool, mut f: impl FnMut(u64, u64)) -> Result<(), Errno> {
+    let mut vec = [k::page_region { start: 0, end: 0, categories: 0 }; 64];
+    let mut at = start;
+    while at < end {
+        let (flags, inverted, mask) = if written {
+            (k::PM_SCAN_WP_MATCHING as u64, 0, k::PAGE_IS_WRITTEN as u64)
+        } else {
+            (0, k::PAGE_IS_WPALLOWED as u64, k::PAGE_IS_WPALLOWED as u64)
+        };
+        let mut arg = k::pm_scan_arg {
+            size: core::mem::size_of::<k::pm_scan_arg>() as u64,
+            flags,
+            start: at,
+            end,
+            walk_end: 0,
+            vec: vec.as_mut_ptr() as u64,
+            vec_len: vec.len() as u64,
+            max_pages: 0,
+            category_inverted: inverted,
+            category_mask: mask,
+            category_anyof_mask: 0,
+            return_mask: mask,
+        };
+        // SAFETY: `arg` is a pm_scan_arg whose `vec` points at `vec.len()` page_regions.
+        let n = unsafe { sys::ioctl(pm, PAGEMAP_SCAN, &mut arg as *mut _ as usize) }?;
+        for r in &vec[..n.min(vec.len())] {
+            f(r.start, r.end);
+        }
+        if arg.walk_end <= at {
+            return Err(Errno::IO);
+        }
+        at = arg.walk_end;
+    }
+    Ok(())
+}
+
+/// Registers `start..end` with our userfaultfd and protects it, so that from now on writes to
+/// it are recorded. Memory that cannot be (another userfaultfd has it) stays unrecorded.
+fn track_range(fd: i32, start: u64, end: u64) {
+    let mut reg = k::uffdio_register { range: k::uffdio_range { start, len: end - start }, mode: k::UFFDIO_REGISTER_MODE_WP as u64, ioctls: 0 };
+    // SAFETY: `reg` is the uffdio_register structure the request reads and fills.
+    if unsafe { sys::ioctl(fd, linux_raw_sys::ioctl::UFFDIO_REGISTER, &mut reg as *mut _ as usize) }.is_err() {
+        return;
+    }
+    let mut wp = k::uffdio_writeprotect { range: k::uffdio_range { start, len: end - start }, mode: WRITEPROTECT_MODE_WP };
+    // SAFETY: `wp` is the uffdio_writeprotect structure the request reads.
+    let _ = unsafe { sys::ioctl(fd, linux_raw_sys::ioctl::UFFDIO_WRITEPROTECT, &mut wp as *mut _ as usize) };
+}
+
+/// In the handler of a process checkpointed on its own, every other thread stopped: records
+/// in `dirty` (sorted, disjoint `[start, end)` ranges) the private anonymous memory among
+/// `regions` written since the previous checkpoint or not tracked at all, and protects it all
+/// again for the next. `prev` in the result is 0 when the image must be full.
+pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]]) -> Tracked {
+    let id = new_id();
+    let prev = LAST_ID.swap(id, Ordering::Relaxed);
+    let mut t = Tracked { id, prev: 0, ndirty: 0 };
+    let cfg = config::get();
+    if cfg.incremental < 2 || cfg.compress || cfg.self_contained || cfg.key_file().is_some() || OFF.load(Ordering::Relaxed) {
+        return t;
+    }
+    let Some(fd) = ensure_fd() else { return t };
+    let Ok(pm) = rustix::fs::open(c"/proc/self/pagemap", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) else {
+        return t;
+    };
+    use rustix::fd::AsRawFd;
+    let pm = pm.as_raw_fd();
+    let mut n = 0usize;
+    let mut overflow = false;
+    for (start, end) in regions {
+        let first = n;
+        let mut push = |s: u64, e: u64| {
+            if n < dirty.len() {
+                dirty[n] = [s, e];
+                n += 1;
+            } else {
+                overflow = true;
+            }
+        };
+        // What is not tracked counts as written, and is tracked from now on.
+        let mut untracked = scan(pm, start, end, false, |s, e| {
+            push(s, e);
+        });
+        if untracked.is_ok() {
+            for i in first..n.min(dirty.len()) {
+                track_range(fd, dirty[i][0], dirty[i][1]);
+            }
+        }
+        if untracked.is_ok() {
+            untracked = scan(pm, start, end, true, |s, e| {
+                if n < dirty.len() {
+                    dirty[n] = [s, e];
+                    n += 1;
+                } else {
+                    overflow = true;
+                }
+            });
+        }
+        if let Err(e) = untracked {
+            give_up(format_args!("PAGEMAP_SCAN: {}", ckpt_sigsafe::errno::describe(e)));
+            return t;
+        }
+        dirty[first..n].sort_unstable_by_key(|r| r[0]);
+    }
+    if !overflow {
+        t.prev = prev;
+        t.ndirty = n;
+    }
+    t
+}
+
+/// A checkpoint that is not of this process alone (a tree's): the next one starts a new chain.
+pub fn forget() {
+    LAST_ID.store(0, Ordering::Relaxed);
+}
+
+/// Resolves libc's `ioctl` now, from the constructor.
+pub fn prepare() {
+    crate::guard::real(&REAL_IOCTL, c"ioctl");
+}
+
+type IoctlFn = unsafe extern "C" fn(core::ffi::c_int, core::ffi::c_ulong, ...) -> core::ffi::c_int;
+
+/// libc's `ioctl`, interposed: a program registering memory with a userfaultfd of its own
+/// gets it, even where ours has it registered (see the module's notes).
+///
+/// # Safety
+/// As libc's `ioctl`: `arg` is what `request` expects.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn ioctl(fd: core::ffi::c_int, request: core::ffi::c_ulong, arg: *mut core::ffi::c_void) -> core::ffi::c_int {
+    if request == linux_raw_sys::ioctl::UFFDIO_REGISTER as core::ffi::c_ulong && fd != FD.load(Ordering::Relaxed) && !arg.is_null() {
+        // SAFETY: UFFDIO_REGISTER's argument is a uffdio_register, readable as the caller's contract.
+        let range = unsafe { (*(arg as *const k::uffdio_register)).range };
+        program_uses_userfaultfd(range);
+    }
+    let f = crate::guard::real(&REAL_IOCTL, c"ioctl");
+    // SAFETY: libc's ioctl, with the caller's arguments.
+    unsafe { core::mem::transmute::<usize, IoctlFn>(f)(fd, request, arg) }
+}
+
+/// The program is about to register `range` with its own userfaultfd: ours lets go of it, and
+/// tracking stops for good.
+fn program_uses_userfaultfd(range: k::uffdio_range) {
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let fd = FD.load(Ordering::Relaxed);
+    if fd >= 0 && OWNER.load(Ordering::Relaxed) == me {
+        let mut r = range;
+        // SAFETY: `r` is the uffdio_range UFFDIO_UNREGISTER reads.
+        let _ = unsafe { sys::ioctl(fd, linux_raw_sys::ioctl::UFFDIO_UNREGISTER, &mut r as *mut _ as usize) };
+    }
+    give_up(format_args!("the program uses userfaultfd itself"));
+}
