@@ -1,0 +1,166 @@
+//! Incremental checkpoints: a later image stores only the pages written since the one before,
+//! and names older images (its bases) for the rest. Every generation restarts to its own state;
+//! a base that is missing, rewritten or damaged is refused by name.
+
+use ckpt_tests::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `changing MIB STEPS MS [nodrop]`.
+fn changing(mib: u32, steps: u32, ms: u32, drop: bool) -> Command {
+    let mut c = Command::new(prog("changing", &[]));
+    c.args([mib.to_string(), steps.to_string(), ms.to_string()]);
+    if !drop {
+        c.arg("nodrop");
+    }
+    c
+}
+
+/// The step number of a `step N HASH` line.
+fn step_of(line: &str) -> usize {
+    line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a step line: {line:?}"))
+}
+
+/// Runs the program preloaded (keeping three older images), takes `generations` checkpoints a
+/// few steps apart, kills it. Returns the images, oldest first.
+fn generations(wd: &Workdir, drop: bool, generations: u32) -> Vec<PathBuf> {
+    let image = wd.image();
+    let mut cmd = changing(16, 1_000_000, 20, drop);
+    cmd.env("CKPT_KEEP", "3");
+    let mut orig = Proc::preloaded(cmd, &image, "changing");
+    for g in 0..generations {
+        let n = orig.lines().len();
+        orig.wait_lines(n + 4, LONG);
+        orig.checkpoint(&image, LONG);
+        let _ = g;
+    }
+    orig.kill9();
+    assert!(!orig.stderr().contains("incremental checkpoints are off"), "tracking unavailable: {}", orig.stderr());
+    let mut images: Vec<PathBuf> = (1..generations).rev().map(|g| PathBuf::from(format!("{}.{g}", image.display()))).collect();
+    images.push(image);
+    images
+}
+
+fn allocated(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap().blocks() * 512
+}
+
+/// Restarts `image` (with `args`), lets it print a few steps and checks each against the
+/// uninterrupted run: the same step has the same checksum.
+fn restarts_right(image: &Path, args: &[&str], reference: &[String]) {
+    let mut cmd = Command::new(myrestart());
+    cmd.args(args).arg(image);
+    let mut r = Proc::spawn(cmd, &format!("myrestart {args:?} {}", image.display()));
+    let lines = r.wait_until(|l| l.len() >= 6, LONG, "six steps after the restart");
+    r.kill9();
+    for l in &lines {
+        let s = step_of(l);
+        assert_eq!(Some(l), reference.get(s - 1), "{}: step {s} differs from the uninterrupted run", image.display());
+    }
+}
+
+#[test]
+fn every_generation_of_incremental_images_restarts_to_its_own_state() {
+    let wd = Workdir::new("incr-gens");
+    // Pages rewritten, dropped (MADV_DONTNEED), a region unmapped and mapped again, brk grown.
+    let reference = reference_run(changing(16, 400, 0, true), LONG);
+    let images = generations(&wd, true, 4);
+    // The first image is full; the later ones hold only what changed.
+    let full = allocated(&images[0]);
+    assert!(full > 16 << 20, "first image holds the buffer: {full} bytes");
+    for img in &images[1..] {
+        let a = allocated(img);
+        assert!(a < full / 4, "{} is not incremental: {a} bytes allocated of a full {full}", img.display());
+    }
+    let bases: Vec<_> = std::fs::read_dir(&wd.path).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("myckpt.base-")).collect();
+    assert!(!bases.is_empty(), "no base files kept");
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&images[3]).output().unwrap();
+    assert!(inspect.status.success(), "inspect: {}", String::from_utf8_lossy(&inspect.stderr));
+    // Reading memory back into fresh anonymous memory keeps MADV_DONTNEED's zeros exact.
+    for img in &images {
+        restarts_right(img, &["--eager"], &reference);
+    }
+}
+
+#[test]
+fn incremental_images_restart_mapped_too() {
+    let wd = Workdir::new("incr-mapped");
+    let reference = reference_run(changing(16, 400, 0, false), LONG);
+    let images = generations(&wd, false, 3);
+    for img in &images {
+        restarts_right(img, &[], &reference);
+    }
+}
+
+/// The one base file of a two-image chain.
+fn only_base(wd: &Workdir) -> PathBuf {
+    let mut bases: Vec<PathBuf> = std::fs::read_dir(&wd.path).unwrap().flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("myckpt.base-")).collect();
+    assert_eq!(bases.len(), 1, "{bases:?}");
+    bases.pop().unwrap()
+}
+
+fn refused_naming(image: &Path, name: &str, why: &str) {
+    let out = Command::new(myrestart()).arg(image).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{why}: myrestart should refuse; stderr {err}");
+    assert!(err.contains(name), "{why}: the refusal does not name the base {name}: {err}");
+}
+
+#[test]
+fn a_missing_rewritten_or_damaged_base_is_refused_by_name() {
+    let wd = Workdir::new("incr-bases");
+    let images = generations(&wd, false, 2);
+    let newest = images.last().unwrap();
+    let base = only_base(&wd);
+    let name = base.file_name().unwrap().to_string_lossy().into_owned();
+    let saved = std::fs::read(&base).unwrap();
+
+    // A flipped bit in its memory: found by the region hashes.
+    let mut bytes = saved.clone();
+    let at = bytes.len() - 4096 * 64;
+    let page = (at..bytes.len()).find(|&i| bytes[i] != 0).expect("a stored byte near the end");
+    bytes[page] ^= 1;
+    std::fs::remove_file(&base).unwrap();
+    std::fs::write(&base, &bytes).unwrap();
+    refused_naming(newest, &name, "damaged base");
+
+    // Rewritten: another image under its name.
+    std::fs::remove_file(&base).unwrap();
+    std::fs::copy(newest, &base).unwrap();
+    refused_naming(newest, &name, "rewritten base");
+
+    // Missing.
+    std::fs::remove_file(&base).unwrap();
+    refused_naming(newest, &name, "missing base");
+
+    // Put back as it was: it restarts.
+    std::fs::write(&base, &saved).unwrap();
+    let mut r = Proc::restart(newest);
+    r.wait_lines(3, LONG);
+    r.kill9();
+}
+
+#[test]
+fn a_program_using_userfaultfd_itself_keeps_working() {
+    let wd = Workdir::new("incr-uffd");
+    let image = wd.image();
+    let mut orig = Proc::preloaded(Command::new(prog("ownuffd", &[])), &image, "ownuffd");
+    orig.wait_lines(3, LONG);
+    // The first checkpoint starts tracking the program's memory.
+    orig.checkpoint(&image, LONG);
+    orig.signal(libc::SIGUSR1);
+    let lines = orig.wait_until(|l| l.iter().any(|x| x.starts_with("register")), LONG, "the program's own registration");
+    assert!(lines.iter().any(|l| l == "registered"), "the program could not register its memory: {lines:?}");
+    orig.wait_stderr("the program uses userfaultfd itself", LONG);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 2, LONG);
+    orig.checkpoint(&image, LONG);
+    orig.kill9();
+    let sum = |l: &String| l.split(' ').nth(2).map(str::to_string);
+    let expect = orig.lines().iter().rev().find(|l| l.starts_with("tick")).and_then(sum);
+    let mut r = Proc::restart(&image);
+    let after = r.wait_lines(3, LONG);
+    r.kill9();
+    assert!(after.iter().all(|l| l.starts_with("tick") && sum(l) == expect), "restart went wrong: {after:?}");
+}
