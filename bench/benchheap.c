@@ -3,7 +3,7 @@
  * its copy of the heap, sleeps, and prints "resumed child" when it finds itself restored: its
  * start time changed), then spins
  * reading the clock and remembering the longest stall: SIGUSR1 makes it print that ("gap NS")
- * and start over; when it finds itself restored it prints "resumed". A restored process keeps its
+ * and start over; SIGHUP makes it write 64 MiB of the heap anew and print "rewritten"; when it finds itself restored it prints "resumed". A restored process keeps its
  * PID (in a PID namespace below myrestart, whose init becomes its parent) or, restored with new
  * IDs, gets myrestart's: either its parent or its PID changes. */
 #include <pthread.h>
@@ -15,8 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t report;
+static volatile sig_atomic_t report, rewrite;
 static void on_usr1(int sig) { (void)sig; report = 1; }
+static void on_hup(int sig) { (void)sig; rewrite = 1; }
 static void *idle(void *a) { for (;;) { struct timespec t = { 0, 10000000 }; nanosleep(&t, 0); } return a; }
 /* Field 22 of /proc/self/stat: when this process started (a restored one is a new process). */
 static unsigned long long start_time(void) {
@@ -53,6 +54,7 @@ int main(int argc, char **argv) {
         }
     }
     signal(SIGUSR1, on_usr1);
+    signal(SIGHUP, on_hup);
     pid_t me = getpid(), parent = getppid();
     printf("ready\n"); fflush(stdout);
     uint64_t last = now(), gap = 0;
@@ -60,6 +62,15 @@ int main(int argc, char **argv) {
         uint64_t t = now();
         if (t - last > gap) gap = t - last;
         last = t;
+        if (rewrite) {
+            /* SIGHUP: 64 MiB written anew, in 1 MiB pieces spread over the heap (for the
+             * incremental checkpoint that follows). */
+            rewrite = 0;
+            size_t piece = (1 << 20) / 8, pieces = 64, stride = words / pieces;
+            for (size_t k = 0; k < pieces && stride >= piece; k++)
+                for (size_t i = 0; i < piece; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; heap[k * stride + i] = x; }
+            printf("rewritten\n"); fflush(stdout); gap = 0; last = now();
+        }
         if (report) { report = 0; printf("gap %llu\n", (unsigned long long)gap); fflush(stdout); gap = 0; last = now(); }
         if (getpid() != me || getppid() != parent) { me = getpid(); parent = getppid(); printf("resumed %llu\n", (unsigned long long)heap[words / 3]); fflush(stdout); gap = 0; last = now(); }
     }

@@ -223,8 +223,26 @@ pub fn inspect(a: InspectArgs) -> Outcome {
             tree.push(entry);
         }
     }
+    // An incremental image: the older images it needs, each present and the very one it was
+    // built on or not (myrestart checks their bytes too), and how many pages each holds for it.
+    let mut bases = Vec::new();
+    if let Some(chain) = image.chain() {
+        let chain = chain.map_err(bad)?;
+        let dir = a.image.parent().map(|d| d.to_path_buf()).unwrap_or_default();
+        for (k, b) in chain.bases().enumerate() {
+            let b = b.map_err(bad)?;
+            let bname = String::from_utf8_lossy(b.name()).into_owned();
+            let pages: u64 = image.shared_runs().filter_map(Result::ok).filter(|r| r.source as usize == k + 1).map(|r| r.pages).sum();
+            let state = match std::fs::metadata(dir.join(&bname)) {
+                Err(e) => format!("missing: {e}"),
+                Ok(m) if m.len() != b.file_len => "rewritten (another length)".to_string(),
+                Ok(_) => "present".to_string(),
+            };
+            bases.push(json!({"name": bname, "id": format!("{:016x}", b.id), "pages": pages, "state": state}));
+        }
+    }
     let doc = json!({
-        "image": name, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
+        "image": name, "bases": bases, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
         "checksums_ok": all_ok, "authentication": has_mac, "authenticated": authenticated,
         "program": String::from_utf8_lossy(first.comm_bytes()), "exe": String::from_utf8_lossy(st.exe.as_bytes()),
         "threads": threads,
@@ -302,6 +320,9 @@ fn print_table(d: &Value) {
         (false, Some(false)) => println!("key          NOT AUTHENTICATED (made without a key)"),
         (true, None) => println!("key          authenticated image (give --key to check it)"),
         (false, None) => {}
+    }
+    for b in d["bases"].as_array().unwrap() {
+        println!("built on     {} ({} pages, {})", s(&b["name"]), b["pages"], s(&b["state"]));
     }
     println!("program      {} ({}), pid {}", s(&d["program"]), s(&d["exe"]), d["pid"]);
     for t in d["threads"].as_array().unwrap() {
