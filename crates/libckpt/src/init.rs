@@ -79,6 +79,7 @@ extern "C" fn ckpt_init() {
     crate::invisible::prepare();
     crate::exec::prepare();
     crate::checkpoint::track::prepare();
+    crate::dropped::prepare();
     cfg.sync = env(SYNC_ENV) == Some(b"1");
     cfg.signal = match env(SIGNAL_ENV) {
         None => DEFAULT_SIGNAL,

@@ -7,7 +7,8 @@
 //! - [`resume`] is the trampoline myrestart jumps to in the restored process.
 //! - [`guard`] interposes `sigaction`/`signal` to notice a program taking the checkpoint
 //!   signal for itself; [`invisible`] interposes the sleeps and waits a checkpoint would cut
-//!   short; [`watches`] `inotify_add_watch`, for the paths of watches.
+//!   short; [`watches`] `inotify_add_watch`, for the paths of watches; [`dropped`] `madvise`,
+//!   so that pages a restored process drops read as zeros again.
 //!
 //! The crate is `no_std` without `alloc`, so "the handler does not allocate" is checked by the
 //! compiler, not by review. (Unit tests build it for the host with std and the test harness;
@@ -18,6 +19,7 @@
 
 mod checkpoint;
 mod config;
+mod dropped;
 mod exec;
 mod guard;
 mod init;

@@ -85,7 +85,10 @@ impl Failure {
 /// Entry from the signal handler. `uc` is the address of the kernel's `ucontext`; `request` is
 /// set when the signal is a tree root's request to take part in its checkpoint.
 pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>) {
-    if let Err(f) = take(uc, request) {
+    let r = take(uc, request);
+    // The program goes on (the image, taken, holds "restored").
+    crate::dropped::clear();
+    if let Err(f) = r {
         f.report();
     }
 }
@@ -158,6 +161,7 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
         track::forget();
     }
     crate::resume::prepare_for_restore();
+    crate::dropped::mark_for_image();
     capture::process_state(&mut parts, uc, cfg)?;
     let mut own = [-1i32; 1 + ckpt_image::tree::MAX_TREE];
     let own: &[i32] = match &tree {

@@ -1,0 +1,171 @@
+//! Keeps `MADV_DONTNEED` exact in a restored process.
+//!
+//! A default (mapped) restart restores anonymous memory as a private mapping of the image file:
+//! its pages are read when first touched. But dropping such a page with `MADV_DONTNEED` (or
+//! `MADV_FREE`) makes the kernel bring back the file's bytes at the next touch, where the
+//! program, which had anonymous memory, expects zeros: allocators such as jemalloc and tcmalloc
+//! hand such memory out again as already zeroed.
+//!
+//! So `madvise` is interposed: in a restored process, advice to drop pages of a mapping of a
+//! ckpt image is carried out by mapping fresh anonymous memory (zeros, the same protection)
+//! over those pages instead. Everything else goes to libc's `madvise`. Whether this process was
+//! restored is a flag the image holds set ([`mark_for_image`], called while the program is
+//! stopped for a checkpoint) and the running program clears again ([`clear`]) once the image's
+//! snapshot is taken. Calls that bypass libc (`syscall(2)`, the Go runtime) are not seen.
+//!
+//! Ordinary context: called from the program's threads through `madvise`. Uses raw system calls,
+//! a buffer of its own and a spin lock that only this module takes.
+
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+/// 0: not restored (or nothing of the image mapped any more); 1: a restored process.
+static RESTORED: AtomicU32 = AtomicU32::new(0);
+static LOCK: AtomicBool = AtomicBool::new(false);
+static REAL_MADVISE: AtomicUsize = AtomicUsize::new(0);
+
+/// Room for `/proc/self/maps`.
+const MAPS_ROOM: usize = 4 << 20;
+
+struct Buf(core::cell::UnsafeCell<[u8; MAPS_ROOM]>);
+// SAFETY: only used with LOCK held.
+unsafe impl Sync for Buf {}
+static MAPS: Buf = Buf(core::cell::UnsafeCell::new([0; MAPS_ROOM]));
+
+/// Before a checkpoint's snapshot: the image holds "restored".
+pub fn mark_for_image() {
+    RESTORED.store(1, Ordering::SeqCst);
+}
+
+/// After it, in the program that goes on: not restored.
+pub fn clear() {
+    RESTORED.store(0, Ordering::SeqCst);
+}
+
+/// Resolves libc's `madvise` now, from the constructor.
+pub fn prepare() {
+    crate::guard::real(&REAL_MADVISE, c"madvise");
+}
+
+type MadviseFn = unsafe extern "C" fn(*mut c_void, usize, c_int) -> c_int;
+
+fn real_madvise(addr: usize, len: usize, advice: c_int) -> c_int {
+    let f = crate::guard::real(&REAL_MADVISE, c"madvise");
+    // SAFETY: libc's madvise with the caller's arguments.
+    unsafe { core::mem::transmute::<usize, MadviseFn>(f)(addr as *mut c_void, len, advice) }
+}
+
+/// libc's `madvise`, interposed (see the module's notes).
+///
+/// # Safety
+/// As libc's `madvise`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int {
+    let dropping = advice == linux_raw_sys::general::MADV_DONTNEED as c_int || advice == linux_raw_sys::general::MADV_FREE as c_int;
+    if dropping && RESTORED.load(Ordering::Relaxed) == 1 && len > 0 && addr as usize % 4096 == 0 {
+        if let Some(r) = drop_image_pages(addr as usize, len.next_multiple_of(4096), advice) {
+            return r;
+        }
+    }
+    real_madvise(addr as usize, len, advice)
+}
+
+/// What [`is_image`] found, by device and inode (with LOCK held): a few files, each looked at
+/// once.
+struct Seen(core::cell::UnsafeCell<([(u32, u32, u64, bool); 64], usize)>);
+// SAFETY: only used with LOCK held.
+unsafe impl Sync for Seen {}
+static SEEN: Seen = Seen(core::cell::UnsafeCell::new(([(0, 0, 0, false); 64], 0)));
+
+/// Whether the mapped file of `e` is a ckpt image (an ELF core file), remembered by inode.
+fn is_image_file(e: &ckpt_sigsafe::maps::MapsEntry, buf: &mut [u8]) -> bool {
+    // SAFETY: LOCK is held by the caller.
+    let (seen, next) = unsafe { &mut *SEEN.0.get() };
+    let key = (e.dev_major, e.dev_minor, e.inode);
+    if let Some(s) = seen.iter().find(|s| (s.0, s.1, s.2) == key) {
+        return s.3;
+    }
+    let v = is_image(buf, e.name);
+    seen[*next % seen.len()] = (key.0, key.1, key.2, v);
+    *next += 1;
+    v
+}
+
+/// Whether the file at `path` is a ckpt image: an ELF core file.
+fn is_image(buf: &mut [u8], path: &[u8]) -> bool {
+    if path.len() + 1 > buf.len() || !path.starts_with(b"/") {
+        return false;
+    }
+    buf[..path.len()].copy_from_slice(path);
+    buf[path.len()] = 0;
+    let Ok(p) = core::ffi::CStr::from_bytes_with_nul(&buf[..path.len() + 1]) else { return false };
+    let Ok(f) = rustix::fs::open(p, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NONBLOCK, rustix::fs::Mode::empty()) else {
+        return false;
+    };
+    let mut head = [0u8; 18];
+    matches!(rustix::io::pread(&f, &mut head, 0), Ok(18)) && head[..4] == *b"\x7fELF" && u16::from_le_bytes([head[16], head[17]]) == 4
+}
+
+/// Drops `addr..addr+len` where it is a private mapping of an image by mapping zeros over it,
+/// and the rest with libc's `madvise`. `None` when none of it is an image's (then libc's
+/// `madvise` does the whole call).
+fn drop_image_pages(addr: usize, len: usize, advice: c_int) -> Option<c_int> {
+    while LOCK.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    let result = (|| {
+        // SAFETY: LOCK is held: this is the only reference to the buffer.
+        let buf = unsafe { &mut *MAPS.0.get() };
+        let (maps, rest) = buf.split_at_mut(MAPS_ROOM - 8192);
+        let n = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps).ok()?;
+        let end = addr.checked_add(len)?;
+        let image_backed = |e: &ckpt_sigsafe::maps::MapsEntry, scratch: &mut [u8]| !e.shared && e.inode != 0 && is_image_file(e, scratch);
+        let mut any_image = false;
+        let mut any_here = false;
+        for e in ckpt_sigsafe::maps::entries(&maps[..n]) {
+            if image_backed(&e, rest) {
+                any_image = true;
+                if e.start < end && addr < e.end {
+                    any_here = true;
+                }
+            }
+        }
+        if !any_image {
+            // Nothing of an image is mapped any more: never look again.
+            RESTORED.store(0, Ordering::Relaxed);
+            return None;
+        }
+        if !any_here {
+            return None;
+        }
+        let mut at = addr;
+        for e in ckpt_sigsafe::maps::entries(&maps[..n]) {
+            if e.end <= at || e.start >= end {
+                continue;
+            }
+            let (s, t) = (e.start.max(at), e.end.min(end));
+            if s > at {
+                // A hole in the range: libc's madvise says what the kernel says.
+                return Some(real_madvise(addr, len, advice));
+            }
+            if image_backed(&e, rest) {
+                let prot = rustix::mm::ProtFlags::from_bits_truncate(e.prot);
+                // SAFETY: replaces pages of the caller's own mapping, which it asked to drop,
+                // with zeros under the same protection: what dropping anonymous pages does.
+                let r = unsafe { rustix::mm::mmap_anonymous(s as *mut c_void, t - s, prot, rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED) };
+                if r.is_err() {
+                    return Some(real_madvise(addr, len, advice));
+                }
+            } else if real_madvise(s, t - s, advice) != 0 {
+                return Some(-1);
+            }
+            at = t;
+        }
+        if at < end {
+            return Some(real_madvise(addr, len, advice));
+        }
+        Some(0)
+    })();
+    LOCK.store(false, Ordering::Release);
+    result
+}
