@@ -181,23 +181,10 @@ pub fn check_against_base(image: &Image, source: u32, base: &Image) -> Result<()
             continue;
         }
         let addr = run.addr(image.region(run.region as usize)?.record.start);
-        let end = addr + run.bytes();
-        let mut found = None;
-        for i in 0..base.region_count() {
-            let o = base.region(i)?;
-            let rec = o.record;
-            if rec.has_data()
-                && !rec.compressed()
-                && !rec.is_shared()
-                && !rec.kind.is_kernel_special()
-                && rec.start <= addr
-                && end <= rec.end
-                && o.data_offset.checked_add(addr - rec.start) == Some(run.offset)
-            {
-                found = Some((i as u32, (addr - rec.start) / PAGE_SIZE));
-                break;
-            }
-        }
+        let found = match crate::shared::holder(base, addr, run.bytes(), run.offset)? {
+            Some(i) => Some((i as u32, (addr - base.region(i)?.record.start) / PAGE_SIZE)),
+            None => None,
+        };
         let Some((region, first)) = found else {
             return Err(ImageError::Malformed("a page run does not point at its base image's copy of the same pages"));
         };

@@ -127,20 +127,31 @@ pub fn check_against_root(member: &Image, root: &Image) -> Result<(), ImageError
             return Err(ImageError::Malformed("a process of a tree names a base image"));
         }
         let addr = run.addr(member.region(run.region as usize)?.record.start);
-        let end = addr + run.bytes();
-        let ok = (0..root.region_count()).filter_map(|i| root.region(i).ok()).any(|o| {
-            let rec = o.record;
-            rec.has_data()
-                && !rec.compressed()
-                && !rec.is_shared()
-                && !rec.kind.is_kernel_special()
-                && rec.start <= addr
-                && end <= rec.end
-                && o.data_offset.checked_add(addr - rec.start) == Some(run.offset)
-        });
-        if !ok {
+        if holder(root, addr, run.bytes(), run.offset)?.is_none() {
             return Err(ImageError::Malformed("a shared page run does not point at the root's copy of the same pages"));
         }
     }
     Ok(())
+}
+
+/// The region of `other` whose own stored bytes for `addr..addr+len` are at file offset
+/// `offset`: plain data of a private region covering those addresses, at the place in its data
+/// that matches the address. Its index, if there is one.
+pub(crate) fn holder(other: &Image, addr: u64, len: u64, offset: u64) -> Result<Option<usize>, ImageError> {
+    let end = addr.checked_add(len).ok_or(ImageError::Truncated)?;
+    for i in 0..other.region_count() {
+        let o = other.region(i)?;
+        let rec = o.record;
+        if rec.has_data()
+            && !rec.compressed()
+            && !rec.is_shared()
+            && !rec.kind.is_kernel_special()
+            && rec.start <= addr
+            && end <= rec.end
+            && o.data_offset.checked_add(addr - rec.start) == Some(offset)
+        {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
 }

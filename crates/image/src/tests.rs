@@ -728,3 +728,69 @@ fn file_mapping_records_match_their_regions() {
     );
     assert_eq!(parse_changed(|d| d.trailing_notes = note(&[FileMap { mtime_nsec: 2_000_000_000, ..m }], rec)), malformed("bad file mapping record"));
 }
+
+/// An `NT_CKPT_CHAIN` note with identity `id` and `bases`.
+fn chain_note(id: u64, bases: &[crate::chain::Base]) -> Vec<u8> {
+    let mut desc = vec![0u8; crate::chain::note_len(bases.len())];
+    let mut w = Writer::new(&mut desc);
+    crate::chain::write_header(&mut w, id, bases.len());
+    for b in bases {
+        b.write(&mut w);
+    }
+    let mut note = vec![0u8; note_size(CKPT_NOTE_NAME, desc.len())];
+    write_note(&mut Writer::new(&mut note), CKPT_NOTE_NAME, crate::NT_CKPT_CHAIN, &desc);
+    note
+}
+
+fn base_named(name: &[u8], id: u64) -> crate::chain::Base {
+    let mut b = crate::chain::Base { id, meta_hash: 1, file_len: 4096, name_len: name.len() as u32, ..crate::chain::Base::EMPTY };
+    b.name[..name.len()].copy_from_slice(name);
+    b
+}
+
+/// Runs of an incremental image name a base it lists; the list itself is checked.
+#[test]
+fn base_image_runs_and_records_are_checked() {
+    use crate::shared::SharedRun;
+    let run = SharedRun { region: 0, first_page: 1, pages: 2, offset: 8 * PAGE_SIZE, source: 1 };
+    let with = |runs: &[SharedRun], bases: &[crate::chain::Base]| {
+        let mut d = sharing_part(runs, true);
+        d.trailing_notes.extend(chain_note(7, bases));
+        parse(&encode(&d))
+    };
+    // A base's offset may lie past this file's end: it is in the base.
+    assert!(with(&[run], &[base_named(b"myckpt.base-1", 9)]).is_ok());
+    assert_eq!(with(&[run], &[]).unwrap_err(), ImageError::Malformed("a page run names a base image the image does not list"));
+    assert_eq!(with(&[SharedRun { source: 2, ..run }], &[base_named(b"a", 9)]).unwrap_err(), ImageError::Malformed("a page run names a base image the image does not list"));
+    assert_eq!(with(&[run], &[base_named(b"../x", 9)]).unwrap_err(), ImageError::Malformed("bad base image record"));
+    assert_eq!(with(&[run], &[base_named(b"a", 7)]).unwrap_err(), ImageError::Malformed("an image lists itself as its base"));
+    assert_eq!(with(&[run], &[base_named(b"a", 9), base_named(b"a", 10)]).unwrap_err(), ImageError::Malformed("an image lists one base image twice"));
+    let mut name = [0u8; 256];
+    let n = crate::chain::base_name(b"myckpt", 0x0123_4567_89ab_cdef, &mut name).unwrap();
+    assert_eq!(&name[..n], b"myckpt.base-0123456789abcdef");
+    assert_eq!(crate::chain::parse_base_name(b"myckpt", &name[..n]), Some(0x0123_4567_89ab_cdef));
+    assert_eq!(crate::chain::parse_base_name(b"other", &name[..n]), None);
+}
+
+/// A run must point at the base's own stored bytes of the same addresses.
+#[test]
+fn base_image_runs_point_at_the_bases_own_copy() {
+    use crate::chain::check_against_base;
+    use crate::shared::SharedRun;
+    let base_buf = build_image(4);
+    let mut st = std::boxed::Box::new(ProcessState::ZERO);
+    let base = Image::parse(&base_buf[..meta_len(&base_buf).unwrap() as usize], base_buf.len() as u64, &mut st).unwrap();
+    let check = |run: SharedRun| {
+        let mut d = sharing_part(&[run], true);
+        d.trailing_notes.extend(chain_note(7, &[base_named(b"b", 9)]));
+        let buf = encode(&d);
+        let mut st = std::boxed::Box::new(ProcessState::ZERO);
+        let img = Image::parse(&buf[..meta_len(&buf).unwrap() as usize], buf.len() as u64, &mut st).unwrap();
+        check_against_base(&img, 1, &base)
+    };
+    let right = SharedRun { region: 0, first_page: 1, pages: 2, offset: DATA_AT + PAGE_SIZE, source: 1 };
+    assert_eq!(check(right), Ok(()));
+    let wrong = Err(ImageError::Malformed("a page run does not point at its base image's copy of the same pages"));
+    assert_eq!(check(SharedRun { offset: DATA_AT, ..right }), wrong);
+    assert_eq!(check(SharedRun { first_page: 2, ..right }), wrong);
+}

@@ -288,15 +288,7 @@ pub fn remove_unneeded(image: &[u8], keep: u32, meta: &mut [u8], state: &mut Pro
     let mut nneeded = 0;
     for g in 0..=keep {
         let mut pbuf = [0u8; ckpt_image::state::PATH_MAX + 32];
-        let mut w = Writer::new(&mut pbuf[..]);
-        w.bytes(image);
-        if g > 0 {
-            w.u8(b'.');
-            w.decimal(g as u64);
-        }
-        w.u8(0);
-        let Some(n) = w.finish() else { return };
-        let Ok(p) = CStr::from_bytes_with_nul(&pbuf[..n]) else { return };
+        let Some(p) = super::write::generation_name(image, g, &mut pbuf) else { return };
         let f = match rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
             Ok(f) => f,
             Err(rustix::io::Errno::NOENT) => continue,

@@ -1105,23 +1105,25 @@ pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32, also: impl Iterato
 /// Shifts older images along before a new one takes the name: `image.{keep-1}` becomes
 /// `image.{keep}`, …, `image` becomes `image.1`. Missing ones are skipped.
 fn keep_generations(image: &[u8], keep: u32) {
-    let name = |n: u32, buf: &mut [u8; 4200]| -> usize {
-        let mut w = Writer::new(&mut buf[..]);
-        w.bytes(image);
-        if n > 0 {
-            w.u8(b'.');
-            w.decimal(n as u64);
-        }
-        w.u8(0);
-        w.finish().unwrap_or(0)
-    };
     for n in (0..keep).rev() {
         let (mut from, mut to) = ([0u8; 4200], [0u8; 4200]);
-        let (a, b) = (name(n, &mut from), name(n + 1, &mut to));
-        if let (Ok(from), Ok(to)) = (CStr::from_bytes_with_nul(&from[..a]), CStr::from_bytes_with_nul(&to[..b])) {
+        if let (Some(from), Some(to)) = (generation_name(image, n, &mut from), generation_name(image, n + 1, &mut to)) {
             let _ = rustix::fs::rename(from, to);
         }
     }
+}
+
+/// The name of older image `n` of `image` (`image` itself for 0, else `image.n`), in `buf`.
+pub(super) fn generation_name<'b>(image: &[u8], n: u32, buf: &'b mut [u8]) -> Option<&'b CStr> {
+    let mut w = Writer::new(&mut buf[..]);
+    w.bytes(image);
+    if n > 0 {
+        w.u8(b'.');
+        w.decimal(n as u64);
+    }
+    w.u8(0);
+    let len = w.finish()?;
+    CStr::from_bytes_with_nul(&buf[..len]).ok()
 }
 
 /// `fsync` of the directory holding the image, so that the rename itself is durable.
