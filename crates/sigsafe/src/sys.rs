@@ -50,6 +50,7 @@ pub mod nr {
     pub const RT_SIGQUEUEINFO: usize = k::__NR_rt_sigqueueinfo as usize;
     pub const COPY_FILE_RANGE: usize = k::__NR_copy_file_range as usize;
     pub const USERFAULTFD: usize = k::__NR_userfaultfd as usize;
+    pub const EXIT: usize = k::__NR_exit as usize;
 }
 
 // `arch_prctl` codes (asm/prctl.h); linux-raw-sys carries only ARCH_SET_FS.
@@ -304,6 +305,57 @@ pub fn copy_own_memory(addr: usize, len: usize, buf: &mut [u8]) -> usize {
 
 const SIGCHLD: usize = k::SIGCHLD as usize;
 const WCLONE: usize = k::__WCLONE as usize;
+
+/// Starts a process that is nobody's child the caller could see, copying the address space
+/// once: a `vfork`-style child (`CLONE_VM | CLONE_VFORK`, no exit signal) shares this process's
+/// memory while the caller waits, forks the new process (with `SIGCHLD` to its parent, the
+/// intermediate, which exits at once so that init or a subreaper inherits it), writes its PID
+/// to `*pid` (or the negative errno) and exits. Returns 0 in the new process; in the caller,
+/// the intermediate's PID, to be reaped with [`reap_quiet_child`].
+///
+/// The intermediate runs only the instructions below, on no stack, and touches no memory but
+/// `*pid`, so sharing the caller's memory and stack is safe.
+pub fn spawn_detached(pid: &mut i32) -> Result<u32, Errno> {
+    let ret: isize;
+    // SAFETY: see above: the intermediate never leaves this block; the new process returns
+    // from it like a forked child, with a copy of the caller's memory as it was.
+    unsafe {
+        asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov eax, {clone}",
+            "mov edi, {sigchld}",
+            "xor esi, esi",
+            "xor edx, edx",
+            "xor r10d, r10d",
+            "xor r8d, r8d",
+            "syscall",
+            "test rax, rax",
+            "jz 2f",
+            "mov dword ptr [r9], eax",
+            "mov eax, {exit}",
+            "xor edi, edi",
+            "syscall",
+            "ud2",
+            "2:",
+            clone = const nr::CLONE,
+            sigchld = const SIGCHLD,
+            exit = const nr::EXIT,
+            inlateout("rax") nr::CLONE as isize => ret,
+            inout("rdi") (k::CLONE_VM | k::CLONE_VFORK) as usize => _,
+            inout("rsi") 0usize => _,
+            inout("rdx") 0usize => _,
+            inout("r10") 0usize => _,
+            inout("r8") 0usize => _,
+            in("r9") pid as *mut i32,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    check(ret).map(|p| p as u32)
+}
 
 /// `fork()` as a bare `clone` system call, without libc's fork handlers (which are not
 /// async-signal-safe). With `notify_parent` false the child's exit sends no signal and plain

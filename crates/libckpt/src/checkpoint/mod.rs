@@ -142,9 +142,9 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
         0
     } else {
         let range = scratch.range();
-        let (maps, path, smaps) = scratch.prep_buffers();
+        let (maps, path, smaps, not_inherited) = scratch.prep_buffers();
         let n = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
-        write::copy_len(&maps[..n], &range, path, smaps)?
+        write::copy_len(&maps[..n], &range, path, smaps, not_inherited)?
     };
     scratch.grow(copies)?;
     let exclude = scratch.range();
@@ -189,14 +189,22 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let writer_parent = ckpt_sigsafe::sys::fork_raw(false).map_err(|e| Failure::new("starting the image writer", e))?;
-    if writer_parent != 0 {
-        // The program: reap the short-lived intermediate child and go on at once.
+    // The writer: a process the program never sees (not its child), started by a short-lived
+    // intermediate that shares the program's memory, so the memory is copied once.
+    let mut writer = 0i32;
+    let intermediate = ckpt_sigsafe::sys::spawn_detached(&mut writer).map_err(|e| Failure::new("starting the image writer", e))?;
+    if intermediate != 0 {
+        // The program: reap the intermediate (gone already) and go on at once.
         file.hand_over();
-        // It exits 0 once the writer is started; anything else means no writer and no image.
-        if ckpt_sigsafe::sys::reap_quiet_child(writer_parent) != Some(0) {
+        let reaped = ckpt_sigsafe::sys::reap_quiet_child(intermediate);
+        if writer <= 0 || reaped != Some(0) {
             drop(stopped);
-            return Err(Failure::plain("starting the image writer (its parent process was killed)"));
+            let e = rustix::io::Errno::from_raw_os_error(-writer);
+            return Err(if writer < 0 { Failure::new("starting the image writer", e) } else { Failure::plain("starting the image writer (its parent process was killed)") });
+        }
+        busy::started(writer as u32);
+        if let Some(m) = &member {
+            m.writer_started(writer as u32);
         }
         if let Some(t) = tree.as_mut() {
             t.release();
@@ -206,26 +214,6 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
         }
         drop(stopped);
         return Ok(());
-    }
-    // The intermediate child: start the writer and exit, so that the writer is nobody's child
-    // that the program could see. Both take the writer's name at once, so that `pgrep PROG`
-    // does not match them.
-    let _ = rustix::thread::set_name(WRITER_NAME);
-    match ckpt_sigsafe::sys::fork_raw(true) {
-        Ok(0) => {}
-        Ok(writer) => {
-            busy::started(writer);
-            if let Some(m) = &member {
-                m.writer_started(writer);
-            }
-            file.hand_over();
-            ckpt_sigsafe::sys::exit_group(0)
-        }
-        Err(e) => {
-            Failure::new("starting the image writer", e).report();
-            drop(file);
-            ckpt_sigsafe::sys::exit_group(1)
-        }
     }
     // The writer: a snapshot of the program at the moment of the signal.
     let _ = rustix::thread::set_name(WRITER_NAME);

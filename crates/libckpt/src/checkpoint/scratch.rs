@@ -29,6 +29,10 @@ const MAPS_LEN: usize = 26 * MIB;
 const META_AT: usize = 32 * MIB;
 const META_LEN: usize = 64 * MIB;
 const SLOTS_AT: usize = META_AT + META_LEN;
+/// Where, inside the headers' room (unused until the writer encodes them), the handler keeps
+/// the ranges of memory a child does not inherit, found once in smaps (see `write::copy_len`).
+pub const NOT_INHERITED_AT: usize = 8192 + MIB;
+pub const NOT_INHERITED_LEN: usize = 64 * 1024;
 const SLOTS_LEN: usize = SLOTS * core::mem::size_of::<RegionSlot>();
 const TIDS_AT: usize = SLOTS_AT + SLOTS_LEN.next_multiple_of(MIB);
 const TIDS_LEN: usize = MAX_THREADS * 4;
@@ -179,19 +183,18 @@ impl Scratch {
 
     /// The maps buffer, a path buffer and a buffer for reading smaps, for use before
     /// [`Scratch::parts`].
-    pub fn prep_buffers(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
-        // SAFETY: three distinct parts of our own live read-write mapping, borrowed with `self`.
+    pub fn prep_buffers(&mut self) -> (&mut [u8], &mut [u8], &mut [u8], &mut [u8]) {
+        // SAFETY: disjoint ranges of our own mapping, all within TOTAL.
         unsafe {
             (
                 core::slice::from_raw_parts_mut((self.base + MAPS_AT) as *mut u8, MAPS_LEN),
                 core::slice::from_raw_parts_mut((self.base + META_AT) as *mut u8, 8192),
                 core::slice::from_raw_parts_mut((self.base + META_AT + 8192) as *mut u8, MIB),
+                core::slice::from_raw_parts_mut((self.base + META_AT + NOT_INHERITED_AT) as *mut u8, NOT_INHERITED_LEN),
             )
         }
     }
 
-    /// Makes room for `extra` bytes of copies after the fixed parts (the mapping may move:
-    /// call before [`Scratch::parts`]).
     pub fn grow(&mut self, extra: usize) -> Result<(), Failure> {
         if extra == 0 {
             return Ok(());

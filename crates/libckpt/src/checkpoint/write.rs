@@ -97,16 +97,27 @@ fn needs_copy(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
 const NOT_INHERITED: &[&[u8]] = &[b"dc", b"wf"];
 
 /// Bytes that [`copy_for_writer`] will copy: shared memory, and memory a child process does not
-/// inherit as it is.
-pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_buf: &mut [u8]) -> Result<usize, Failure> {
+/// inherit as it is. The ranges of the latter go into `ranges` (a count, then start and end of
+/// each, u64s; a count of u64::MAX if they do not fit), so that smaps, which costs the kernel a
+/// walk of all memory, is read once.
+pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_buf: &mut [u8], ranges: &mut [u8]) -> Result<usize, Failure> {
     let shared: usize = regions(maps, exclude).filter(|r| needs_copy(r, pathbuf)).map(|r| r.end - r.start).sum();
     let mut private = 0;
+    let room = ranges.len() / 16 - 1;
+    let mut n = 0usize;
     maps::smaps_with_flags(c"/proc/self/smaps", smaps_buf, NOT_INHERITED, |s, e| {
         if e <= exclude.start || s >= exclude.end {
             private += e - s;
+            if n < room {
+                ranges[16 + 16 * n..24 + 16 * n].copy_from_slice(&(s as u64).to_le_bytes());
+                ranges[24 + 16 * n..32 + 16 * n].copy_from_slice(&(e as u64).to_le_bytes());
+            }
+            n += 1;
         }
     })
     .map_err(|e| Failure::new("reading /proc/self/smaps", e))?;
+    let count = if n <= room { n as u64 } else { u64::MAX };
+    ranges[..8].copy_from_slice(&count.to_le_bytes());
     Ok(shared + private)
 }
 
@@ -145,8 +156,18 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
             copy(r.start, r.end)?;
         }
     }
-    // Regions a child does not inherit, found in smaps (read through the headers' room, which
-    // is not used until the writer encodes them).
+    // Regions a child does not inherit, as `copy_len` found them in smaps (kept in the headers'
+    // room, which is not used until the writer encodes them), or read again if they did not fit.
+    let at = super::scratch::NOT_INHERITED_AT;
+    let ranges = &meta[at..at + super::scratch::NOT_INHERITED_LEN];
+    let word = |i: usize| u64::from_le_bytes([ranges[i], ranges[i + 1], ranges[i + 2], ranges[i + 3], ranges[i + 4], ranges[i + 5], ranges[i + 6], ranges[i + 7]]);
+    let count = word(0);
+    if count != u64::MAX {
+        for k in 0..count as usize {
+            copy(word(16 + 16 * k) as usize, word(24 + 16 * k) as usize)?;
+        }
+        return Ok(());
+    }
     let mut result = Ok(());
     maps::smaps_with_flags(c"/proc/self/smaps", &mut meta[..1 << 20], NOT_INHERITED, |s, e| {
         if (e <= exclude.start || s >= exclude.end) && result.is_ok() {
