@@ -140,6 +140,7 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
     let dirty = &parts.dirty[..t.ndirty.min(parts.dirty.len())];
     let mut di = 0usize;
     let mut breg = 0usize;
+    let mut cur: Option<ckpt_image::RegionRef> = None;
     let mut bruns = base.shared_runs().map_while(Result::ok).peekable();
     let pm_buf = &mut *parts.pm_buf;
     for c in candidates {
@@ -164,11 +165,18 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
                 if (di < dirty.len() && dirty[di][0] <= addr) || e & (PM_PRESENT | PM_SWAPPED) == 0 {
                     continue;
                 }
-                // Where the previous image has this page's bytes.
-                while breg < base.region_count() && base.region(breg).is_ok_and(|r| r.record.end <= addr) {
-                    breg += 1;
+                // Where the previous image has this page's bytes (its region decoded once).
+                while cur.is_some_and(|o: ckpt_image::RegionRef| o.record.end <= addr) || (cur.is_none() && breg < base.region_count()) {
+                    if cur.is_some() {
+                        breg += 1;
+                    }
+                    cur = base.region(breg).ok();
+                    if cur.is_none() {
+                        breg = base.region_count();
+                        break;
+                    }
                 }
-                let Ok(o) = base.region(breg) else { continue };
+                let Some(o) = cur else { continue };
                 let rec = o.record;
                 if rec.start > addr || !rec.has_data() || rec.compressed() || rec.is_shared() || rec.kind.is_kernel_special() {
                     continue;

@@ -314,6 +314,15 @@ impl<'a> RunCursor<'a> {
         false
     }
 
+    /// Whether pages `first..first + n` of region `region` are all in one run; calls go up in
+    /// (region, page), as for [`RunCursor::covers`].
+    pub fn covers_all(&mut self, region: u32, first: u64, n: u64) -> bool {
+        if !self.covers(region, first) {
+            return false;
+        }
+        self.next.is_some_and(|r| r.region == region && r.first_page + r.pages >= first + n)
+    }
+
     /// Whether region `region` has any run.
     pub fn any_in(&mut self, region: u32) -> bool {
         while let Some(r) = self.next {
