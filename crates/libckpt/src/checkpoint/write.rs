@@ -539,26 +539,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         publish_pages(t, &stored, parts.pm_buf, data_start);
     }
 
-    // Region data, each region's place and hash noted in its slot. The hashes of plain data
-    // are computed meanwhile by a helper process on the other core (see `Hashes`), if it starts.
-    // (Not with CKPT_SYNC: the handler then writes the program's live memory itself, and a
-    // helper must never be the program's child.)
-    let in_handler = crate::config::get().sync && !matches!(role, Role::Member(_));
-    let hashes = if compress || in_handler {
-        None
-    } else {
-        let (pm_buf, bounce) = (&mut *parts.pm_buf, &mut *parts.copybuf);
-        let (slots, shadows, shared) = (&parts.slots[..count], &parts.shadows[..parts.nshadows], &parts.shared[..shared_len]);
-        Hashes::start(count, |out| {
-            // In the helper: its own copy of the buffers, the same decisions as the writer's.
-            let mut skip = super::share::RunCursor::new(shared);
-            for (i, (r, slot)) in regions(maps, &exclude).zip(slots.iter()).enumerate() {
-                if slot.saved == Saved::Data {
-                    out[i] = hash_region(read_address(shadows, &r), r.end - r.start, &source(&r), &mut skip, i as u32, pm_buf, bounce);
-                }
-            }
-        })
-    };
+    // Region data, each region's place and hash noted in its slot.
     let mut skip = super::share::RunCursor::new(&parts.shared[..shared_len]);
     let mut off = data_start;
     for (i, (r, slot)) in regions(maps, &exclude).zip(parts.slots.iter_mut()).enumerate() {
@@ -572,18 +553,10 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         if compress {
             (slot.stored_len, slot.data_hash) = super::compress::write_region(fd, from, len, off, &src, parts.copybuf, parts.outbuf)?;
         } else {
-            slot.data_hash = write_region(fd, from, len, off, &src, parts.pm_buf, parts.copybuf, (&mut skip, i as u32), hashes.is_none())?;
+            slot.data_hash = write_region(fd, from, len, off, &src, parts.pm_buf, parts.copybuf, (&mut skip, i as u32))?;
             slot.stored_len = len as u64;
         }
         off += slot.stored_len;
-    }
-    if let Some(h) = hashes {
-        let got = h.finish().ok_or(Failure::plain("hashing the image data"))?;
-        for (i, slot) in parts.slots[..count].iter_mut().enumerate() {
-            if slot.saved == Saved::Data {
-                slot.data_hash = got[i];
-            }
-        }
     }
     let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], off, parts.copybuf, parts.pipe_data)?;
     // The key, read once (a member's part is authenticated by the root's writer, after it
@@ -884,7 +857,6 @@ fn write_region(
     pm_buf: &mut [u64],
     bounce: &mut [u8],
     skip: (&mut super::share::RunCursor, u32),
-    hash: bool,
 ) -> Result<u64, Failure> {
     let mut h = RegionHasher::new();
     let pages = len / PAGE;
@@ -915,9 +887,7 @@ fn write_region(
                 };
                 match page {
                     Some(bytes) if !is_zero_page(bytes) => {
-                        if hash {
-                            h.add_nonzero(((addr - start) / PAGE) as u64, bytes);
-                        }
+                        h.add_nonzero(((addr - start) / PAGE) as u64, bytes);
                         true
                     }
                     _ => false,
@@ -940,90 +910,6 @@ fn write_region(
         p += n;
     }
     Ok(h.digest())
-}
-
-/// The [`RegionHasher`] hash of a region as [`write_region`] stores it (the same pages, the same
-/// decisions), without writing anything: what the helper of [`Hashes`] computes.
-fn hash_region(start: usize, len: usize, src: &PageSource, skip: &mut super::share::RunCursor, region: u32, pm: &mut [u64], bounce: &mut [u8]) -> u64 {
-    let mut h = RegionHasher::new();
-    let pages = len / PAGE;
-    let mut p = 0;
-    while p < pages {
-        let n = (pages - p).min(if src.bounce { bounce.len() / PAGE } else { pm.len() });
-        let chunk_start = start + p * PAGE;
-        if skip.covers_all(region, p as u64, n as u64) {
-            p += n;
-            continue;
-        }
-        let copied = if src.bounce { sys::copy_own_memory(chunk_start, n * PAGE, bounce) / PAGE } else { n };
-        let present = &mut pm[..n];
-        read_pagemap(src, chunk_start, present);
-        for i in 0..n {
-            let addr = chunk_start + i * PAGE;
-            if skip.covers(region, ((addr - start) / PAGE) as u64) {
-                continue;
-            }
-            let page = if src.bounce { (i < copied).then(|| &bounce[i * PAGE..(i + 1) * PAGE]) } else { page_bytes(addr, present[i], src) };
-            if let Some(bytes) = page.filter(|b| !is_zero_page(b)) {
-                h.add_nonzero(((addr - start) / PAGE) as u64, bytes);
-            }
-        }
-        p += n;
-    }
-    h.digest()
-}
-
-/// Region hashes computed by a helper process while the writer writes: a forked copy of the
-/// writer (the same memory, so the same pages) that hashes every stored region into memory
-/// shared with the writer, and exits. Two cores then share the work that one did.
-struct Hashes {
-    pid: i32,
-    table: usize,
-    len: usize,
-}
-
-impl Hashes {
-    /// Starts the helper, which runs `hash` on the table (`count` u64s, by region index) in its
-    /// own copy of the writer's memory. `None` if it cannot start (the writer then hashes as it
-    /// writes).
-    fn start(count: usize, hash: impl FnOnce(&mut [u64])) -> Option<Hashes> {
-        let len = (count * 8).next_multiple_of(PAGE).max(PAGE);
-        // SAFETY: a fresh shared anonymous mapping, unmapped by `finish` or the drop.
-        let table = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::SHARED) }.ok()? as usize;
-        let pid = match sys::fork_raw(true) {
-            Ok(0) => {
-                // SAFETY: the shared table is `len` bytes, `count` u64s fit in it.
-                hash(unsafe { core::slice::from_raw_parts_mut(table as *mut u64, count) });
-                sys::exit_group(0)
-            }
-            Ok(pid) => pid as i32,
-            Err(_) => {
-                // SAFETY: our own mapping, not used.
-                let _ = unsafe { rustix::mm::munmap(table as *mut _, len) };
-                return None;
-            }
-        };
-        Some(Hashes { pid, table, len })
-    }
-
-    /// Waits for the helper; the hashes, by region index, if it finished.
-    fn finish(self) -> Option<&'static [u64]> {
-        let done = matches!(sys::wait_child(self.pid, false), Ok(Some((_, 0))));
-        let len = self.len;
-        let table = self.table;
-        core::mem::forget(self);
-        // SAFETY: the table stays mapped for the rest of the writer's life (it exits soon).
-        done.then(|| unsafe { core::slice::from_raw_parts(table as *const u64, len / 8) })
-    }
-}
-
-impl Drop for Hashes {
-    fn drop(&mut self) {
-        let _ = sys::kill(self.pid as u32, 9);
-        let _ = sys::wait_child(self.pid, false);
-        // SAFETY: our own mapping, no longer used.
-        let _ = unsafe { rustix::mm::munmap(self.table as *mut _, self.len) };
-    }
 }
 
 /// The bytes of the page at `addr`, or `None` if it is known to be zero.
