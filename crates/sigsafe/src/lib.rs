@@ -29,6 +29,7 @@ pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Option<ckpt_image::ma
 }
 pub mod maps;
 pub mod out;
+pub mod pagescan;
 pub mod proctext;
 pub mod signals;
 pub mod sockets;

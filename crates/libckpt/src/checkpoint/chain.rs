@@ -150,13 +150,8 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
             let n = ((pages - p) as usize).min(pm_buf.len());
             let chunk = c.start + p * PAGE;
             let entries = &mut pm_buf[..n];
-            let want = n * 8;
-            // SAFETY: `entries` is n writable u64s.
-            if unsafe { ckpt_sigsafe::sys::pread_into(pagemap, entries.as_mut_ptr() as usize, want, chunk / PAGE * 8) } != Ok(want) {
-                // Unknown: stored, as in a full image.
-                p += n as u64;
-                continue;
-            }
+            let src = super::write::PageSource { pagemap: Some(pagemap), zero_below: 0, frame_page: None, bounce: false };
+            super::write::read_in_memory(&src, chunk as usize, entries);
             for (i, &e) in entries.iter().enumerate() {
                 let addr = chunk + i as u64 * PAGE;
                 while di < dirty.len() && dirty[di][1] <= addr {

@@ -26,9 +26,6 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsiz
 use linux_raw_sys::general as k;
 use rustix::io::Errno;
 
-/// `PAGEMAP_SCAN`: `_IOWR('f', 16, struct pm_scan_arg)` (linux/fs.h; linux-raw-sys has the
-/// structure but not the request number).
-const PAGEMAP_SCAN: u32 = 0xc000_0000 | ((core::mem::size_of::<k::pm_scan_arg>() as u32) << 16) | (b'f' as u32) << 8 | 16;
 /// `UFFDIO_WRITEPROTECT_MODE_WP` (linux/userfaultfd.h).
 const WRITEPROTECT_MODE_WP: u64 = 1;
 /// Where our descriptor is moved to: out of the way of the numbers programs use.
@@ -127,44 +124,17 @@ fn ensure_fd() -> Option<i32> {
 
 use rustix::fd::FromRawFd;
 
-/// One `PAGEMAP_SCAN` walk over `start..end` (as many calls as it takes), calling `f` with each
-/// range of pages that match: with `written`, the pages written since they were last protected
-/// (protecting them again); otherwise the pages not registered for asynchronous
-/// write-protection. `Err` if the kernel cannot scan.
+/// Scans `start..end`: with `written`, for the pages written since they were last protected
+/// (protecting them again); otherwise for the pages not registered for asynchronous
+/// write-protection.
 fn scan(pm: i32, start: u64, end: u64, written: bool, mut f: impl FnMut(u64, u64)) -> Result<(), Errno> {
-    let mut vec = [k::page_region { start: 0, end: 0, categories: 0 }; 64];
-    let mut at = start;
-    while at < end {
-        let (flags, inverted, mask) = if written {
-            (k::PM_SCAN_WP_MATCHING as u64, 0, k::PAGE_IS_WRITTEN as u64)
-        } else {
-            (0, k::PAGE_IS_WPALLOWED as u64, k::PAGE_IS_WPALLOWED as u64)
-        };
-        let mut arg = k::pm_scan_arg {
-            size: core::mem::size_of::<k::pm_scan_arg>() as u64,
-            flags,
-            start: at,
-            end,
-            walk_end: 0,
-            vec: vec.as_mut_ptr() as u64,
-            vec_len: vec.len() as u64,
-            max_pages: 0,
-            category_inverted: inverted,
-            category_mask: mask,
-            category_anyof_mask: 0,
-            return_mask: mask,
-        };
-        // SAFETY: `arg` is a pm_scan_arg whose `vec` points at `vec.len()` page_regions.
-        let n = unsafe { sys::ioctl(pm, PAGEMAP_SCAN, &mut arg as *mut _ as usize) }?;
-        for r in &vec[..n.min(vec.len())] {
-            f(r.start, r.end);
-        }
-        if arg.walk_end <= at {
-            return Err(Errno::IO);
-        }
-        at = arg.walk_end;
-    }
-    Ok(())
+    use ckpt_sigsafe::pagescan::Query;
+    let q = if written {
+        Query { flags: k::PM_SCAN_WP_MATCHING as u64, inverted: 0, all: k::PAGE_IS_WRITTEN as u64, any: 0 }
+    } else {
+        Query { flags: 0, inverted: k::PAGE_IS_WPALLOWED as u64, all: k::PAGE_IS_WPALLOWED as u64, any: 0 }
+    };
+    ckpt_sigsafe::pagescan::scan(pm, start, end, q, |s, e, _| f(s, e))
 }
 
 /// Registers `start..end` with our userfaultfd and protects it, so that from now on writes to

@@ -206,12 +206,24 @@ fn visit_pages(start: usize, len: usize, src: &PageSource, pm_buf: &mut [u64], m
         let n = (pages - p).min(pm_buf.len());
         let chunk_start = start + p * PAGE;
         let present = &mut pm_buf[..n];
-        read_pagemap(src, chunk_start, present);
+        read_in_memory(src, chunk_start, present);
         for (i, &entry) in present.iter().enumerate() {
             f(p + i, page_bytes(chunk_start + i * PAGE, entry, src));
         }
         p += n;
     }
+}
+
+/// For `out.len()` pages of private anonymous memory from `chunk_start`: `PM_PRESENT` for each
+/// page in memory or swapped out, 0 for the others (never touched: zeros). One `PAGEMAP_SCAN`
+/// where the kernel has it, else the pagemap's entries (all "present" without a pagemap).
+pub(super) fn read_in_memory(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
+    if let Some(pm) = src.pagemap {
+        if ckpt_sigsafe::pagescan::in_memory(pm, chunk_start as u64, out, PM_PRESENT).is_ok() {
+            return;
+        }
+    }
+    read_pagemap(src, chunk_start, out)
 }
 
 /// Pagemap entries for `out.len()` pages from `chunk_start` (all "present" without a pagemap).
@@ -871,7 +883,7 @@ fn write_region(
         }
         let copied = if src.bounce { sys::copy_own_memory(chunk_start, n * PAGE, bounce) / PAGE } else { n };
         let present = &mut pm_buf[..n];
-        read_pagemap(src, chunk_start, present);
+        read_in_memory(src, chunk_start, present);
         // Runs of non-zero pages are written with one call each.
         let mut run: Option<usize> = None;
         for i in 0..=n {
