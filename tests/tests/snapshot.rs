@@ -227,6 +227,28 @@ fn memory_a_child_does_not_inherit_is_saved() {
     }
 }
 
+/// Memory marked with the system call itself, which libckpt does not see: the first
+/// checkpoint's writer finds memory missing, fails (the program goes on), and from then on
+/// checkpoints look for such memory; the next one holds it.
+#[test]
+fn memory_marked_without_libc_is_found_at_the_next_checkpoint() {
+    let wd = Workdir::new("dontfork-raw");
+    let mut c = Command::new(prog("dontfork", &[]));
+    c.args(["1000000", "raw"]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "dontfork raw");
+    orig.wait_lines(3, SHORT);
+    orig.signal(libc::SIGUSR2);
+    orig.wait_stderr("checkpoints look for such memory from now on", LONG);
+    assert!(!wd.image().exists(), "an image without the program's memory was written");
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let restored = Proc::restart(&wd.image());
+    for l in restored.wait_lines(5, SHORT) {
+        let v: Vec<i64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+        assert_eq!((v[1], v[2]), (v[0] + 1, v[0] + 1), "lost memory: {l}");
+    }
+}
+
 /// Nothing planted next to the image can redirect, expose or block a checkpoint: a symlink at
 /// the old temporary name and at the names the writer may link its file under, a file someone
 /// else created (mode 0644) at one of them, and a lock held on them. The image is written,

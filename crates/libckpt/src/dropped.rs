@@ -1,4 +1,5 @@
-//! Keeps `MADV_DONTNEED` exact in a restored process.
+//! Keeps `MADV_DONTNEED` exact in a restored process, and notes memory a child process does
+//! not inherit.
 //!
 //! A default (mapped) restart restores anonymous memory as a private mapping of the image file:
 //! its pages are read when first touched. But dropping such a page with `MADV_DONTNEED` (or
@@ -23,6 +24,14 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 static RESTORED: AtomicU32 = AtomicU32::new(0);
 static LOCK: AtomicBool = AtomicBool::new(false);
 static REAL_MADVISE: AtomicUsize = AtomicUsize::new(0);
+/// The program asked (through libc) for memory a child does not inherit as it is
+/// (`MADV_DONTFORK`, `MADV_WIPEONFORK`): checkpoints must look for it (see `write::copy_len`).
+static NOT_INHERITED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the program ever marked memory `MADV_DONTFORK` or `MADV_WIPEONFORK` through libc.
+pub fn not_inherited_seen() -> bool {
+    NOT_INHERITED.load(Ordering::Relaxed)
+}
 
 /// Room for `/proc/self/maps`.
 const MAPS_ROOM: usize = 4 << 20;
@@ -61,6 +70,9 @@ fn real_madvise(addr: usize, len: usize, advice: c_int) -> c_int {
 /// As libc's `madvise`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int {
+    if advice == linux_raw_sys::general::MADV_DONTFORK as c_int || advice == linux_raw_sys::general::MADV_WIPEONFORK as c_int {
+        NOT_INHERITED.store(true, Ordering::Relaxed);
+    }
     let dropping = advice == linux_raw_sys::general::MADV_DONTNEED as c_int || advice == linux_raw_sys::general::MADV_FREE as c_int;
     if dropping && RESTORED.load(Ordering::Relaxed) == 1 && len > 0 && addr as usize % 4096 == 0 {
         if let Some(r) = drop_image_pages(addr as usize, len.next_multiple_of(4096), advice) {

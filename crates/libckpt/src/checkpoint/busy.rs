@@ -67,3 +67,23 @@ pub fn finished() {
         let _ = slot.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
     }
 }
+
+/// From now on every checkpoint looks in smaps for memory a child does not inherit: said by a
+/// writer that found such memory the program had marked without libc's `madvise` (shared page,
+/// word 1).
+pub fn need_smaps() {
+    if let Ok(slot) = writer_slot() {
+        // SAFETY: the word after the writer's PID, in the same page (see `writer_slot`).
+        let flag = unsafe { &*(slot as *const AtomicU32).add(1) };
+        flag.store(1, Ordering::Release);
+    }
+}
+
+/// Whether a writer asked for [`need_smaps`].
+pub fn smaps_needed() -> bool {
+    writer_slot().is_ok_and(|slot| {
+        // SAFETY: as in `need_smaps`.
+        let flag = unsafe { &*(slot as *const AtomicU32).add(1) };
+        flag.load(Ordering::Acquire) != 0
+    })
+}

@@ -221,7 +221,7 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
     // the program's sockets, pipes or files open after the program has closed them, or died.
     let keep = tree.as_ref().into_iter().flat_map(|t| t.part_fds());
     write::close_all_but_needed(&mut parts, file.raw_fd(), keep);
-    let ok = match write::write_image(&mut parts, all, started, exclude, file, role) {
+    let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| write::write_image(&mut parts, all, started, exclude, file, role)) {
         Ok(()) => true,
         Err(f) => {
             f.report();

@@ -105,6 +105,12 @@ pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_b
     let mut private = 0;
     let room = ranges.len() / 16 - 1;
     let mut n = 0usize;
+    // smaps costs the kernel a walk of all memory: read only when the program marked memory so
+    // (libc's madvise is interposed), or a writer found some marked without libc.
+    if !crate::dropped::not_inherited_seen() && !super::busy::smaps_needed() {
+        ranges[..8].copy_from_slice(&0u64.to_le_bytes());
+        return Ok(shared);
+    }
     maps::smaps_with_flags(c"/proc/self/smaps", smaps_buf, NOT_INHERITED, |s, e| {
         if e <= exclude.start || s >= exclude.end {
             private += e - s;
@@ -120,6 +126,29 @@ pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_b
     ranges[..8].copy_from_slice(&count.to_le_bytes());
     Ok(shared + private)
 }
+
+/// In a forked writer: checks that every region of the image's layout is in its own memory
+/// (memory marked `MADV_DONTFORK` without libc's `madvise` is not, and was not copied for it).
+/// If one is missing, the checkpoint fails and every later one reads smaps.
+pub fn check_inherited(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
+    let n = maps::read_file(c"/proc/self/maps", &mut parts.meta[..MAPS_CHECK_ROOM]).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    let mine = &parts.meta[..n];
+    let mut have = maps::entries(mine).peekable();
+    for r in regions(&parts.maps[..parts.maps_len], exclude) {
+        if parts.shadows[..parts.nshadows].iter().any(|s| s.start == r.start) {
+            continue;
+        }
+        while have.next_if(|e| e.end <= r.start).is_some() {}
+        if !have.peek().is_some_and(|e| e.start <= r.start && r.end <= e.end) {
+            super::busy::need_smaps();
+            return Err(Failure::plain("the program keeps memory from child processes (MADV_DONTFORK, set without libc); checkpoints look for such memory from now on"));
+        }
+    }
+    Ok(())
+}
+
+/// Room for the writer's own maps in the headers' buffer (unused until they are encoded).
+const MAPS_CHECK_ROOM: usize = 32 << 20;
 
 /// Reads the memory layout the image will have into `parts.maps`: the writer uses this text,
 /// not its own (a forked writer lacks `MADV_DONTFORK` memory).
