@@ -173,19 +173,34 @@ pub fn is_zero_page(page: &[u8]) -> bool {
     blocks.remainder().iter().all(|&b| b == 0)
 }
 
-/// The hash of a region's contents: xxh3-64 over `(page index as u64 LE, page bytes)` for every
-/// page that is not all zeros. Zero pages contribute nothing, so the hash does not depend on
-/// whether the image stores them as holes or as explicit zeros.
-pub struct RegionHasher(Hasher);
+/// Pages in a chunk of a region's hash: 1 MiB.
+pub const CHUNK_PAGES: u64 = 256;
+
+/// The hash of a region's contents, in two levels so that parts of a region can be hashed apart
+/// (on two cores) and put together: each chunk of [`CHUNK_PAGES`] pages has the digest xxh3-64
+/// over `(page index in the region as u64 LE, page bytes)` of its pages that are not all zeros;
+/// the region's hash is xxh3-64 over `(chunk index as u64 LE, chunk digest as u64 LE)` of every
+/// chunk with such a page. Zero pages contribute nothing, so the hash does not depend on whether
+/// the image stores them as holes or as explicit zeros.
+pub struct RegionHasher {
+    outer: Hasher,
+    inner: Hasher,
+    chunk: Option<u64>,
+}
 
 impl RegionHasher {
     pub fn new() -> Self {
-        RegionHasher(Hasher::new())
+        RegionHasher { outer: Hasher::new(), inner: Hasher::new(), chunk: None }
     }
-    /// Adds page `index`, which the caller knows is not all zeros.
+    /// Adds page `index` (indexes go up), which the caller knows is not all zeros.
     pub fn add_nonzero(&mut self, index: u64, page: &[u8]) {
-        self.0.update(&index.to_le_bytes());
-        self.0.update(page);
+        let c = index / CHUNK_PAGES;
+        if self.chunk != Some(c) {
+            self.flush();
+            self.chunk = Some(c);
+        }
+        self.inner.update(&index.to_le_bytes());
+        self.inner.update(page);
     }
     /// Adds page `index` if it is not all zeros.
     pub fn add(&mut self, index: u64, page: &[u8]) {
@@ -193,9 +208,44 @@ impl RegionHasher {
             self.add_nonzero(index, page);
         }
     }
-    pub fn digest(&self) -> u64 {
-        self.0.digest()
+    /// Adds a whole chunk's digest, computed apart (see [`chunk_digest`]); chunks go up.
+    pub fn add_chunk(&mut self, chunk: u64, digest: u64) {
+        self.flush();
+        self.outer.update(&chunk.to_le_bytes());
+        self.outer.update(&digest.to_le_bytes());
     }
+    fn flush(&mut self) {
+        if let Some(c) = self.chunk.take() {
+            let d = self.inner.digest();
+            self.inner.reset();
+            self.outer.update(&c.to_le_bytes());
+            self.outer.update(&d.to_le_bytes());
+        }
+    }
+    pub fn digest(&self) -> u64 {
+        match self.chunk {
+            None => self.outer.digest(),
+            Some(c) => {
+                let mut o = self.outer.clone();
+                o.update(&c.to_le_bytes());
+                o.update(&self.inner.digest().to_le_bytes());
+                o.digest()
+            }
+        }
+    }
+}
+
+/// The digest of one chunk: its pages, each `(index in the region, bytes)`, all not zeros, in
+/// order; `None` when there are none (the chunk adds nothing to the region's hash).
+pub fn chunk_digest<'p>(pages: impl Iterator<Item = (u64, &'p [u8])>) -> Option<u64> {
+    let mut h = Hasher::new();
+    let mut any = false;
+    for (i, page) in pages {
+        h.update(&i.to_le_bytes());
+        h.update(page);
+        any = true;
+    }
+    any.then(|| h.digest())
 }
 
 impl Default for RegionHasher {

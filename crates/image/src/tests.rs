@@ -794,3 +794,31 @@ fn base_image_runs_point_at_the_bases_own_copy() {
     assert_eq!(check(SharedRun { offset: DATA_AT, ..right }), wrong);
     assert_eq!(check(SharedRun { first_page: 2, ..right }), wrong);
 }
+
+/// Chunk digests computed apart, in two halves, put together give the same verdicts as checking
+/// each region page by page.
+#[test]
+fn chunk_digests_in_parts_check_like_the_whole() {
+    let page = PAGE_SIZE as usize;
+    // A region of 600 pages: three chunks, the middle one all zeros.
+    let mut d = draft(600);
+    for (i, p) in d.data[0].1.chunks_mut(page).enumerate() {
+        if (256..512).contains(&i) {
+            p.fill(0);
+        }
+    }
+    d.records[0].data_hash = region_hash(&d.data[0].1);
+    let buf = encode(&d);
+    let mut st = std::boxed::Box::new(ProcessState::ZERO);
+    let img = Image::parse(&buf[..meta_len(&buf).unwrap() as usize], buf.len() as u64, &mut st).unwrap();
+    img.check_data(&buf, &Dense).unwrap();
+    let n = img.plain_chunks(|_| false).unwrap();
+    assert_eq!(n, 3);
+    let mut out = vec![0u64; 2 * n as usize];
+    img.chunk_digests(&buf, &Dense, |_| false, 0, 1, &mut out).unwrap();
+    img.chunk_digests(&buf, &Dense, |_| false, 1, n, &mut out).unwrap();
+    assert_eq!(out[2], 0, "the zero chunk adds nothing");
+    img.check_data_with(&buf, &Dense, |_| false, &out).unwrap();
+    out[1] ^= 1;
+    assert_eq!(img.check_data_with(&buf, &Dense, |_| false, &out), Err(ImageError::DataChecksum { index: 0 }));
+}

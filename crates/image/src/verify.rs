@@ -10,7 +10,7 @@
 use crate::compress::check_stream;
 use crate::fds::FdRecord;
 use crate::image::{Image, RegionRef};
-use crate::{hash, is_zero_page, ImageError, RegionHasher, PAGE_SIZE};
+use crate::{hash, is_zero_page, ImageError, RegionHasher, CHUNK_PAGES, PAGE_SIZE};
 
 /// What checking one region found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,82 @@ impl Image<'_> {
         for i in 0..self.region_count() {
             let r = self.region(i)?;
             if !skip(&r.record) {
+                check_region(file, &r, holes)?;
+            }
+        }
+        for item in self.fds() {
+            check_saved_file(file, &item?.0, holes)?;
+        }
+        Ok(())
+    }
+
+    /// The regions [`Image::check_data_but`] hashes page by page (plain data, not in `skip`),
+    /// with the number of hash chunks of each: `f(region, chunks)`. Returns all their chunks.
+    fn plain_regions(&self, skip: &impl Fn(&crate::RegionRecord) -> bool, mut f: impl FnMut(&RegionRef, u64) -> Result<(), ImageError>) -> Result<u64, ImageError> {
+        let mut total = 0;
+        for i in 0..self.region_count() {
+            let r = self.region(i)?;
+            if r.record.has_data() && !r.record.compressed() && !skip(&r.record) {
+                let chunks = (r.record.size() / PAGE_SIZE).div_ceil(CHUNK_PAGES);
+                f(&r, chunks)?;
+                total += chunks;
+            }
+        }
+        Ok(total)
+    }
+
+    /// How many hash chunks [`Image::chunk_digests`] numbers.
+    pub fn plain_chunks(&self, skip: impl Fn(&crate::RegionRecord) -> bool) -> Result<u64, ImageError> {
+        self.plain_regions(&skip, |_, _| Ok(()))
+    }
+
+    /// Computes the digests of chunks `from..to` of the plain data of the regions not in
+    /// `skip`, numbered across them in order, into `out` (two u64s a chunk: 1 if it has a page
+    /// that is not zeros, then its digest). The work of checking can so be shared.
+    pub fn chunk_digests(&self, file: &[u8], holes: &impl Extents, skip: impl Fn(&crate::RegionRecord) -> bool, from: u64, to: u64, out: &mut [u64]) -> Result<(), ImageError> {
+        let mut base = 0u64;
+        self.plain_regions(&skip, |r, chunks| {
+            let data = stored(file, r.data_offset, r.record.size())?;
+            for c in from.max(base)..to.min(base + chunks) {
+                let k = c - base;
+                let (a, b) = (k * CHUNK_PAGES * PAGE_SIZE, ((k + 1) * CHUNK_PAGES * PAGE_SIZE).min(r.record.size()));
+                let pages = holes.extents(r.data_offset + a, r.data_offset + b).flat_map(|(x, y)| {
+                    let (x, y) = ((x - r.data_offset) as usize, (y - r.data_offset) as usize);
+                    data[x..y].chunks(PAGE_SIZE as usize).enumerate().map(move |(i, p)| (x as u64 / PAGE_SIZE + i as u64, p))
+                });
+                let d = crate::chunk_digest(pages.filter(|(_, p)| !is_zero_page(p)));
+                let at = 2 * c as usize;
+                out[at] = d.is_some() as u64;
+                out[at + 1] = d.unwrap_or(0);
+            }
+            base += chunks;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// [`Image::check_data_but`] with the chunk digests of its plain data already computed
+    /// (all of [`Image::chunk_digests`]): puts them together and compares each region's hash;
+    /// checks the compressed regions and the saved contents of descriptors itself.
+    pub fn check_data_with(&self, file: &[u8], holes: &impl Extents, skip: impl Fn(&crate::RegionRecord) -> bool, digests: &[u64]) -> Result<(), ImageError> {
+        let mut base = 0u64;
+        self.plain_regions(&skip, |r, chunks| {
+            let mut h = RegionHasher::new();
+            for k in 0..chunks {
+                let at = 2 * (base + k) as usize;
+                if digests[at] != 0 {
+                    h.add_chunk(k, digests[at + 1]);
+                }
+            }
+            base += chunks;
+            if h.digest() != r.record.data_hash {
+                return Err(ImageError::DataChecksum { index: r.index });
+            }
+            Ok(())
+        })?;
+        for i in 0..self.region_count() {
+            let r = self.region(i)?;
+            if r.record.compressed() && !skip(&r.record) {
                 check_region(file, &r, holes)?;
             }
         }

@@ -641,9 +641,48 @@ fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool, key: Option<&ck
     // The key first: a changed image is named as such, not as corrupt.
     let result = key
         .map_or(Ok(()), |k| ckpt_image::mac::check(k, file, image, &FileHoles(fd)))
-        .and_then(|()| if all { image.check_data_but(file, &FileHoles(fd), checked_elsewhere) } else { image.check_compressed(file) });
+        .and_then(|()| if all { check_on_two_cores(fd, file, image, &checked_elsewhere) } else { image.check_compressed(file) });
     // SAFETY: the view is ours and `file` is not used after this point.
     let _ = unsafe { rustix::mm::munmap(view, len) };
+    result
+}
+
+/// [`Image::check_data_but`], the hashing shared with a helper process on the other core: it
+/// computes the digests of the second half of the data's chunks into memory shared with this
+/// process, which computes the first half, then puts them together. Done alone for a small
+/// image, or if the helper cannot start or fails (then also for the exact error).
+fn check_on_two_cores(fd: i32, file: &[u8], image: &Image, skip: &dyn Fn(&ckpt_image::RegionRecord) -> bool) -> Result<(), ImageError> {
+    let holes = FileHoles(fd);
+    let n = image.plain_chunks(skip)?;
+    let alone = || image.check_data_but(file, &holes, skip);
+    if n < 64 {
+        return alone();
+    }
+    let len = (2 * n as usize * 8).next_multiple_of(4096);
+    // SAFETY: a fresh shared anonymous mapping, unmapped below.
+    let Ok(table) = (unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED) }) else {
+        return alone();
+    };
+    // SAFETY: the mapping is `len` bytes, 2 * n u64s, shared with the helper only.
+    let out = unsafe { core::slice::from_raw_parts_mut(table as *mut u64, 2 * n as usize) };
+    let half = n / 2;
+    let result = match ckpt_sigsafe::sys::fork_raw(true) {
+        Ok(0) => {
+            let ok = image.chunk_digests(file, &holes, skip, half, n, out).is_ok();
+            ckpt_sigsafe::sys::exit_group(if ok { 0 } else { 1 })
+        }
+        Ok(pid) => {
+            let mine = image.chunk_digests(file, &holes, skip, 0, half, out);
+            let helper = ckpt_sigsafe::sys::wait_child(pid as i32, false);
+            match (mine, helper) {
+                (Ok(()), Ok(Some((_, 0)))) => image.check_data_with(file, &holes, skip, out),
+                _ => alone(),
+            }
+        }
+        Err(_) => alone(),
+    };
+    // SAFETY: our own mapping; `out` is not used after this.
+    let _ = unsafe { rustix::mm::munmap(table, len) };
     result
 }
 
