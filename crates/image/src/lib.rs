@@ -199,8 +199,7 @@ impl RegionHasher {
             self.flush();
             self.chunk = Some(c);
         }
-        self.inner.update(&index.to_le_bytes());
-        self.inner.update(page);
+        chunk_add(&mut self.inner, index, page);
     }
     /// Adds page `index` if it is not all zeros.
     pub fn add(&mut self, index: u64, page: &[u8]) {
@@ -208,7 +207,7 @@ impl RegionHasher {
             self.add_nonzero(index, page);
         }
     }
-    /// Adds a whole chunk's digest, computed apart (see [`chunk_digest`]); chunks go up.
+    /// Adds a whole chunk's digest, computed apart (see [`chunk_add`]); chunks go up.
     pub fn add_chunk(&mut self, chunk: u64, digest: u64) {
         self.flush();
         self.outer.update(&chunk.to_le_bytes());
@@ -235,17 +234,11 @@ impl RegionHasher {
     }
 }
 
-/// The digest of one chunk: its pages, each `(index in the region, bytes)`, all not zeros, in
-/// order; `None` when there are none (the chunk adds nothing to the region's hash).
-pub fn chunk_digest<'p>(pages: impl Iterator<Item = (u64, &'p [u8])>) -> Option<u64> {
-    let mut h = Hasher::new();
-    let mut any = false;
-    for (i, page) in pages {
-        h.update(&i.to_le_bytes());
-        h.update(page);
-        any = true;
-    }
-    any.then(|| h.digest())
+/// Adds page `index` of a region (not all zeros) to the digest of its chunk: the one
+/// definition of a chunk digest, for [`RegionHasher`] and for chunks hashed apart.
+pub fn chunk_add(chunk: &mut Hasher, index: u64, page: &[u8]) {
+    chunk.update(&index.to_le_bytes());
+    chunk.update(page);
 }
 
 impl Default for RegionHasher {

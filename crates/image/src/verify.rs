@@ -156,18 +156,42 @@ impl Image<'_> {
     pub fn chunk_digests(&self, file: &[u8], holes: &impl Extents, skip: impl Fn(&crate::RegionRecord) -> bool, from: u64, to: u64, out: &mut [u64]) -> Result<(), ImageError> {
         let mut base = 0u64;
         self.plain_regions(&skip, |r, chunks| {
-            let data = stored(file, r.data_offset, r.record.size())?;
-            for c in from.max(base)..to.min(base + chunks) {
-                let k = c - base;
-                let (a, b) = (k * CHUNK_PAGES * PAGE_SIZE, ((k + 1) * CHUNK_PAGES * PAGE_SIZE).min(r.record.size()));
-                let pages = holes.extents(r.data_offset + a, r.data_offset + b).flat_map(|(x, y)| {
+            let (first, last) = (from.max(base), to.min(base + chunks));
+            if first < last {
+                let data = stored(file, r.data_offset, r.record.size())?;
+                let chunk_bytes = CHUNK_PAGES * PAGE_SIZE;
+                let (a, b) = ((first - base) * chunk_bytes, ((last - base) * chunk_bytes).min(r.record.size()));
+                for c in first..last {
+                    out[2 * c as usize] = 0;
+                }
+                // The stretches that hold data, found once for the whole range (a hole search
+                // per chunk would walk the file again and again), page by page into their chunks.
+                let mut cur: Option<(u64, crate::Hasher)> = None;
+                let mut finish = |cur: &mut Option<(u64, crate::Hasher)>| {
+                    if let Some((k, h)) = cur.take() {
+                        let at = 2 * (base + k) as usize;
+                        out[at] = 1;
+                        out[at + 1] = h.digest();
+                    }
+                };
+                for (x, y) in holes.extents(r.data_offset + a, r.data_offset + b) {
                     let (x, y) = ((x - r.data_offset) as usize, (y - r.data_offset) as usize);
-                    data[x..y].chunks(PAGE_SIZE as usize).enumerate().map(move |(i, p)| (x as u64 / PAGE_SIZE + i as u64, p))
-                });
-                let d = crate::chunk_digest(pages.filter(|(_, p)| !is_zero_page(p)));
-                let at = 2 * c as usize;
-                out[at] = d.is_some() as u64;
-                out[at + 1] = d.unwrap_or(0);
+                    for (i, page) in data[x..y].chunks(PAGE_SIZE as usize).enumerate() {
+                        if is_zero_page(page) {
+                            continue;
+                        }
+                        let index = x as u64 / PAGE_SIZE + i as u64;
+                        let k = index / CHUNK_PAGES;
+                        if cur.as_ref().is_none_or(|(c, _)| *c != k) {
+                            finish(&mut cur);
+                            cur = Some((k, crate::Hasher::new()));
+                        }
+                        if let Some((_, h)) = cur.as_mut() {
+                            crate::chunk_add(h, index, page);
+                        }
+                    }
+                }
+                finish(&mut cur);
             }
             base += chunks;
             Ok(())
