@@ -302,6 +302,9 @@ impl Proc {
     /// SIGKILL to the process and every process below it (all stopped first, so that none
     /// starts another meanwhile), then as [`Proc::kill9`].
     pub fn kill_tree(&mut self) {
+        // The root stops first: it must not see a child die (and say so) before it dies itself.
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(self.pid as i32, libc::SIGSTOP) };
         let mut all = vec![self.pid];
         loop {
             let now = descendants(self.pid);

@@ -11,18 +11,47 @@ use rustix::mm::{MapFlags, ProtFlags};
 /// The shared page's address, mapped at the first checkpoint.
 static PAGE: AtomicUsize = AtomicUsize::new(0);
 
+/// The writer's slot in this process's page. A child the program forked inherits the page
+/// (shared memory stays shared across `fork`): it maps one of its own at its first checkpoint,
+/// so that parent and child never take each other's writers for their own. The page's word 2
+/// holds the PID of the process it belongs to.
 fn writer_slot() -> Result<&'static AtomicU32, Failure> {
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let mut p = PAGE.load(Ordering::Acquire);
+    // SAFETY: a mapped page holds three atomics (see `page_words`).
+    if p != 0 && unsafe { page_words(p) }[2].load(Ordering::Acquire) != me {
+        p = 0;
+    }
     if p == 0 {
         // SAFETY: a fresh shared anonymous page overlaps nothing; checkpoints do not run
         // concurrently (the signal is blocked in its own handler), so only one is made.
         p = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), 4096, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED) }
             .map_err(|e| Failure::new("mapping the writer's page", e))? as usize;
+        // SAFETY: as above.
+        let words = unsafe { page_words(p) };
+        words[2].store(me, Ordering::Release);
         PAGE.store(p, Ordering::Release);
     }
-    // SAFETY: the page is mapped for the life of the process (and of its writers), zero-filled
-    // at first, and only ever accessed through this atomic.
-    Ok(unsafe { &*(p as *const AtomicU32) })
+    // SAFETY: as above.
+    Ok(&unsafe { page_words(p) }[0])
+}
+
+/// In a writer: the page of the process that forked it (never a new one).
+fn parents_page() -> Option<&'static [AtomicU32; 4]> {
+    let p = PAGE.load(Ordering::Acquire);
+    // SAFETY: as in `writer_slot`.
+    (p != 0).then(|| unsafe { page_words(p) })
+}
+
+/// The page's words: the writer's PID, the smaps flag, the owner's PID, the PID of the writer
+/// that finished last.
+///
+/// # Safety
+/// `p` is the address of a mapped page of ours, zero-filled when made, for the life of the
+/// process and its writers, only ever accessed through these atomics.
+unsafe fn page_words(p: usize) -> &'static [AtomicU32; 4] {
+    // SAFETY: as the caller promises.
+    unsafe { &*(p as *const [AtomicU32; 4]) }
 }
 
 /// Whether process `pid` is still one of our writers (it has the writer's name and is not a
@@ -53,18 +82,27 @@ pub fn check() -> Result<(), Failure> {
     Ok(())
 }
 
-/// The writer `pid` has started (said by its parent, before the program goes on).
+/// The writer `pid` has started (said by the program once the intermediate that started it
+/// is gone, before it goes on).
 pub fn started(pid: u32) {
     if let Ok(slot) = writer_slot() {
-        slot.store(pid, Ordering::Release);
+        slot.store(pid, Ordering::SeqCst);
+        // A writer may be done already (it runs while this process is being scheduled): it
+        // said so in word 3, and found the slot empty. Then the slot is empty again.
+        // SAFETY: the slot is word 0 of this process's page (see `page_words`).
+        let words = unsafe { &*(slot as *const AtomicU32 as *const [AtomicU32; 4]) };
+        if words[3].load(Ordering::SeqCst) == pid {
+            let _ = slot.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
     }
 }
 
 /// The writer is done, whether the image was written or not (said by the writer itself).
 pub fn finished() {
-    if let Ok(slot) = writer_slot() {
+    if let Some(words) = parents_page() {
         let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        let _ = slot.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+        words[3].store(me, Ordering::SeqCst);
+        let _ = words[0].compare_exchange(me, 0, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 
@@ -72,18 +110,16 @@ pub fn finished() {
 /// writer that found such memory the program had marked without libc's `madvise` (shared page,
 /// word 1).
 pub fn need_smaps() {
-    if let Ok(slot) = writer_slot() {
-        // SAFETY: the word after the writer's PID, in the same page (see `writer_slot`).
-        let flag = unsafe { &*(slot as *const AtomicU32).add(1) };
-        flag.store(1, Ordering::Release);
+    if let Some(words) = parents_page() {
+        words[1].store(1, Ordering::Release);
     }
 }
 
 /// Whether a writer asked for [`need_smaps`].
 pub fn smaps_needed() -> bool {
     writer_slot().is_ok_and(|slot| {
-        // SAFETY: as in `need_smaps`.
-        let flag = unsafe { &*(slot as *const AtomicU32).add(1) };
-        flag.load(Ordering::Acquire) != 0
+        // SAFETY: the slot is word 0 of this process's page (see `page_words`).
+        let words = unsafe { &*(slot as *const AtomicU32 as *const [AtomicU32; 4]) };
+        words[1].load(Ordering::Acquire) != 0
     })
 }
