@@ -84,7 +84,9 @@ pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -
 
 /// What [`is_image`] found, by device and inode (with LOCK held): a few files, each looked at
 /// once.
-struct Seen(core::cell::UnsafeCell<([(u32, u32, u64, bool); 64], usize)>);
+/// (device major, minor, inode, is an image), and where the next goes.
+type SeenFiles = ([(u32, u32, u64, bool); 64], usize);
+struct Seen(core::cell::UnsafeCell<SeenFiles>);
 // SAFETY: only used with LOCK held.
 unsafe impl Sync for Seen {}
 static SEEN: Seen = Seen(core::cell::UnsafeCell::new(([(0, 0, 0, false); 64], 0)));

@@ -24,6 +24,7 @@ use ckpt_sigsafe::say;
 use ckpt_sigsafe::sys;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use linux_raw_sys::general as k;
+use rustix::fd::FromRawFd;
 use rustix::io::Errno;
 
 /// `UFFDIO_WRITEPROTECT_MODE_WP` (linux/userfaultfd.h).
@@ -122,8 +123,6 @@ fn ensure_fd() -> Option<i32> {
     Some(fd)
 }
 
-use rustix::fd::FromRawFd;
-
 /// Scans `start..end`: with `written`, for the pages written since they were last protected
 /// (protecting them again); otherwise for the pages not registered for asynchronous
 /// write-protection.
@@ -185,8 +184,8 @@ pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]
             push(s, e);
         });
         if untracked.is_ok() {
-            for i in first..n.min(dirty.len()) {
-                track_range(fd, dirty[i][0], dirty[i][1]);
+            for r in &dirty[first..n.min(dirty.len())] {
+                track_range(fd, r[0], r[1]);
             }
         }
         if untracked.is_ok() {
