@@ -19,7 +19,6 @@ use core::ffi::CStr;
 use crate::files;
 use rustix::fd::AsRawFd;
 use rustix::fs::{Mode, OFlags};
-use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 pub use myrestart::TASK_END;
@@ -495,7 +494,7 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool) -> Result<
 /// `Err(None)` if they cannot be read.
 fn read_headers(fd: i32, file_len: u64, state: &mut ProcessState) -> Result<Image<'static>, Option<ImageError>> {
     let mut prefix = [0u8; PREFIX_LEN];
-    let got = read_at(fd, &mut prefix, 0).map_err(|_| None)?;
+    let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, 0).map_err(|_| None)?;
     let total = meta_len(&prefix[..got]).map_err(Some)?;
     if total > MAX_META {
         return Err(Some(ImageError::Malformed("header block is implausibly large")));
@@ -508,7 +507,7 @@ fn read_headers(fd: i32, file_len: u64, state: &mut ProcessState) -> Result<Imag
     let meta = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| None)?;
     // SAFETY: the mapping is len bytes, readable and writable, used only through this slice.
     let buf = unsafe { core::slice::from_raw_parts_mut(meta as *mut u8, len) };
-    if read_at(fd, buf, 0).map_err(|_| None)? != len {
+    if ckpt_sigsafe::sys::pread_full(fd, buf, 0).map_err(|_| None)? != len {
         return Err(Some(ImageError::Truncated));
     }
     // SAFETY: never unmapped before the point of no return (the teardown removes it).
@@ -521,7 +520,7 @@ fn read_headers(fd: i32, file_len: u64, state: &mut ProcessState) -> Result<Imag
 fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Result<(&'static [u8], Image<'static>), ()> {
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let mut prefix = [0u8; PREFIX_LEN];
-    let got = read_at(fd, &mut prefix, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
+    let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
     let total = meta_len(&prefix[..got]).map_err(|e| {
         // A file that starts like ELF but ends early is truncated, not foreign.
         bad(if got < PREFIX_LEN && prefix[..got.min(4)] == [0x7f, b'E', b'L', b'F'][..got.min(4)] && got >= 4 {
@@ -546,7 +545,7 @@ fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Re
     .map_err(|e| refuse(path, format_args!("cannot allocate {meta_len} bytes for the headers: {}", describe(e))))?;
     // SAFETY: the mapping is meta_len bytes, readable and writable, and only used through this slice.
     let meta_buf = unsafe { core::slice::from_raw_parts_mut(meta as *mut u8, meta_len) };
-    let n = read_at(fd, meta_buf, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
+    let n = ckpt_sigsafe::sys::pread_full(fd, meta_buf, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
     if n != meta_len {
         bad(ImageError::Truncated);
         return Err(());
@@ -591,20 +590,6 @@ fn adopt(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
     find_specials(path, image, p)
 }
 
-/// `pread` until `buf` is full or the file ends.
-fn read_at(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: the destination is the unfilled part of `buf`.
-        match unsafe { ckpt_sigsafe::sys::pread_into(fd, buf.as_mut_ptr() as usize + done, buf.len() - done, off + done as u64) } {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
 
 /// The image file's data stretches, from `SEEK_DATA`/`SEEK_HOLE`.
 struct FileHoles(i32);
@@ -888,7 +873,7 @@ fn check_mm_map_allowed(path: &CStr) -> Result<(), ()> {
     let mut buf = [0u8; 1024];
     let n = {
         let fd = rustix::fs::open(c"/proc/self/stat", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|_| ())?;
-        read_at(fd.as_raw_fd(), &mut buf, 0).map_err(|_| ())?
+        ckpt_sigsafe::sys::pread_full(fd.as_raw_fd(), &mut buf, 0).map_err(|_| ())?
     };
     let stat = &buf[..n];
     let field = |i| ckpt_sigsafe::proctext::stat_field(stat, i).unwrap_or(0);

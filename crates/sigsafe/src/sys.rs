@@ -194,6 +194,21 @@ pub unsafe fn pread_into(fd: i32, addr: usize, len: usize, offset: u64) -> Resul
 
 
 /// `brk(0)`: the current program break.
+/// `pread` until `buf` is full or the file ends (interrupted calls are repeated); the bytes read.
+pub fn pread_full(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the destination is the unfilled part of `buf`.
+        match unsafe { pread_into(fd, buf.as_mut_ptr() as usize + done, buf.len() - done, off + done as u64) } {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 pub fn current_brk() -> u64 {
     // SAFETY: brk(0) changes nothing; it only reports the break.
     unsafe { syscall6(nr::BRK, 0, 0, 0, 0, 0, 0) as u64 }

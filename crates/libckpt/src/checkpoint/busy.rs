@@ -11,14 +11,14 @@ use rustix::mm::{MapFlags, ProtFlags};
 /// The shared page's address, mapped at the first checkpoint.
 static PAGE: AtomicUsize = AtomicUsize::new(0);
 
-/// The writer's slot in this process's page. A child the program forked inherits the page
+/// This process's page (see `page_words`). A child the program forked inherits the page
 /// (shared memory stays shared across `fork`): it maps one of its own at its first checkpoint,
 /// so that parent and child never take each other's writers for their own. The page's word 2
 /// holds the PID of the process it belongs to.
-fn writer_slot() -> Result<&'static AtomicU32, Failure> {
+fn own_page() -> Result<&'static [AtomicU32; 4], Failure> {
     let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let mut p = PAGE.load(Ordering::Acquire);
-    // SAFETY: a mapped page holds three atomics (see `page_words`).
+    // SAFETY: a mapped page holds the four atomics of `page_words`.
     if p != 0 && unsafe { page_words(p) }[2].load(Ordering::Acquire) != me {
         p = 0;
     }
@@ -33,13 +33,13 @@ fn writer_slot() -> Result<&'static AtomicU32, Failure> {
         PAGE.store(p, Ordering::Release);
     }
     // SAFETY: as above.
-    Ok(&unsafe { page_words(p) }[0])
+    Ok(unsafe { page_words(p) })
 }
 
 /// In a writer: the page of the process that forked it (never a new one).
 fn parents_page() -> Option<&'static [AtomicU32; 4]> {
     let p = PAGE.load(Ordering::Acquire);
-    // SAFETY: as in `writer_slot`.
+    // SAFETY: as in `own_page`.
     (p != 0).then(|| unsafe { page_words(p) })
 }
 
@@ -69,7 +69,7 @@ fn is_live_writer(pid: u32) -> bool {
 
 /// Before a checkpoint: refuses while the previous writer is at work; names one that died.
 pub fn check() -> Result<(), Failure> {
-    let slot = writer_slot()?;
+    let slot = &own_page()?[0];
     let pid = slot.load(Ordering::Acquire);
     if pid == 0 {
         return Ok(());
@@ -85,14 +85,12 @@ pub fn check() -> Result<(), Failure> {
 /// The writer `pid` has started (said by the program once the intermediate that started it
 /// is gone, before it goes on).
 pub fn started(pid: u32) {
-    if let Ok(slot) = writer_slot() {
-        slot.store(pid, Ordering::SeqCst);
+    if let Ok(words) = own_page() {
+        words[0].store(pid, Ordering::SeqCst);
         // A writer may be done already (it runs while this process is being scheduled): it
         // said so in word 3, and found the slot empty. Then the slot is empty again.
-        // SAFETY: the slot is word 0 of this process's page (see `page_words`).
-        let words = unsafe { &*(slot as *const AtomicU32 as *const [AtomicU32; 4]) };
         if words[3].load(Ordering::SeqCst) == pid {
-            let _ = slot.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+            let _ = words[0].compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
         }
     }
 }
@@ -117,9 +115,5 @@ pub fn need_smaps() {
 
 /// Whether a writer asked for [`need_smaps`].
 pub fn smaps_needed() -> bool {
-    writer_slot().is_ok_and(|slot| {
-        // SAFETY: the slot is word 0 of this process's page (see `page_words`).
-        let words = unsafe { &*(slot as *const AtomicU32 as *const [AtomicU32; 4]) };
-        words[1].load(Ordering::Acquire) != 0
-    })
+    own_page().is_ok_and(|words| words[1].load(Ordering::Acquire) != 0)
 }

@@ -41,32 +41,18 @@ pub struct Candidate {
     pub end: u64,
 }
 
-/// `pread` until `buf` is full or the file ends.
-fn read_full(fd: i32, buf: &mut [u8], at: u64) -> usize {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: the destination is the unfilled rest of `buf`.
-        match unsafe { ckpt_sigsafe::sys::pread_into(fd, buf.as_mut_ptr() as usize + done, buf.len() - done, at + done as u64) } {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => break,
-        }
-    }
-    done
-}
 
 /// Reads and checks the headers of the image open as `fd` (of `len` bytes) into `meta`.
 fn read_headers<'m>(fd: i32, len: u64, meta: &'m mut [u8], state: &mut ProcessState) -> Option<Image<'m>> {
     let mut prefix = [0u8; ckpt_image::image::PREFIX_LEN];
-    if read_full(fd, &mut prefix, 0) != prefix.len() {
+    if ckpt_sigsafe::sys::pread_full(fd, &mut prefix, 0) != Ok(prefix.len()) {
         return None;
     }
     let total = ckpt_image::image::meta_len(&prefix).ok()? as usize;
     if total > meta.len() || total as u64 > len {
         return None;
     }
-    if read_full(fd, &mut meta[..total], 0) != total {
+    if ckpt_sigsafe::sys::pread_full(fd, &mut meta[..total], 0) != Ok(total) {
         return None;
     }
     Image::parse(&meta[..total], len, state).ok()
@@ -75,18 +61,6 @@ fn read_headers<'m>(fd: i32, len: u64, meta: &'m mut [u8], state: &mut ProcessSt
 /// The file name part of an image path.
 fn file_name(image: &[u8]) -> &[u8] {
     image.rsplit(|&c| c == b'/').next().unwrap_or(image)
-}
-
-/// The directory part of an image path (absolute), NUL-terminated into `buf`.
-fn dir_of<'b>(image: &[u8], buf: &'b mut [u8]) -> Option<&'b CStr> {
-    let slash = image.iter().rposition(|&c| c == b'/')?;
-    let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
-    if dir.len() >= buf.len() {
-        return None;
-    }
-    buf[..dir.len()].copy_from_slice(dir);
-    buf[dir.len()] = 0;
-    CStr::from_bytes_with_nul(&buf[..dir.len() + 1]).ok()
 }
 
 /// The writer's buffers the plan fills or reads (see `scratch`).
@@ -160,15 +134,17 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
                 if (di < dirty.len() && dirty[di][0] <= addr) || e & (PM_PRESENT | PM_SWAPPED) == 0 {
                     continue;
                 }
-                // Where the previous image has this page's bytes (its region decoded once).
-                while cur.is_some_and(|o: ckpt_image::RegionRef| o.record.end <= addr) || (cur.is_none() && breg < base.region_count()) {
-                    if cur.is_some() {
-                        breg += 1;
-                    }
-                    cur = base.region(breg).ok();
+                // Where the previous image has this page's bytes (each region decoded once).
+                loop {
                     if cur.is_none() {
-                        breg = base.region_count();
-                        break;
+                        cur = base.region(breg).ok();
+                    }
+                    match cur {
+                        Some(o) if o.record.end <= addr => {
+                            breg += 1;
+                            cur = None;
+                        }
+                        _ => break,
                     }
                 }
                 let Some(o) = cur else { continue };
@@ -242,7 +218,7 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
 /// it has it already. Before the new image is committed: without it the new one is not.
 pub fn link(base: &BaseLink, image: &[u8]) -> Result<(), Failure> {
     let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
-    let dir = dir_of(image, &mut dirbuf).ok_or(Failure::plain("image path"))?;
+    let dir = super::write::dir_of(image, &mut dirbuf).ok_or(Failure::plain("image path"))?;
     let dirfd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::on_file("opening the directory of", e))?;
     let name = CStr::from_bytes_with_nul(&base.name[..base.name_len + 1]).map_err(|_| Failure::plain("base image name"))?;
     let mut from = [0u8; 64];
@@ -267,7 +243,7 @@ pub fn link(base: &BaseLink, image: &[u8]) -> Result<(), Failure> {
 /// of those cannot be read.
 pub fn remove_unneeded(image: &[u8], keep: u32, meta: &mut [u8], state: &mut ProcessState) {
     let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
-    let Some(dir) = dir_of(image, &mut dirbuf) else { return };
+    let Some(dir) = super::write::dir_of(image, &mut dirbuf) else { return };
     let Ok(dirfd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
     let name = file_name(image);
     // The base files there are.

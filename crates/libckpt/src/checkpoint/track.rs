@@ -169,36 +169,22 @@ pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]
     let pm = pm.as_raw_fd();
     let mut n = 0usize;
     let mut overflow = false;
+    // Records a dirty range, or that there were more than `dirty` holds (the image is then full).
+    let push = |dirty: &mut [[u64; 2]], n: &mut usize, overflow: &mut bool, s: u64, e: u64| match dirty.get_mut(*n) {
+        Some(slot) => {
+            *slot = [s, e];
+            *n += 1;
+        }
+        None => *overflow = true,
+    };
     for (start, end) in regions {
         let first = n;
-        let mut push = |s: u64, e: u64| {
-            if n < dirty.len() {
-                dirty[n] = [s, e];
-                n += 1;
-            } else {
-                overflow = true;
-            }
-        };
-        // What is not tracked counts as written, and is tracked from now on.
-        let mut untracked = scan(pm, start, end, false, |s, e| {
-            push(s, e);
-        });
-        if untracked.is_ok() {
-            for r in &dirty[first..n.min(dirty.len())] {
-                track_range(fd, r[0], r[1]);
-            }
-        }
-        if untracked.is_ok() {
-            untracked = scan(pm, start, end, true, |s, e| {
-                if n < dirty.len() {
-                    dirty[n] = [s, e];
-                    n += 1;
-                } else {
-                    overflow = true;
-                }
-            });
-        }
-        if let Err(e) = untracked {
+        // What is not tracked counts as written, and is tracked from now on; then what was
+        // written since the last scan.
+        let scanned = scan(pm, start, end, false, |s, e| push(dirty, &mut n, &mut overflow, s, e))
+            .inspect(|()| dirty[first..n].iter().for_each(|r| track_range(fd, r[0], r[1])))
+            .and_then(|()| scan(pm, start, end, true, |s, e| push(dirty, &mut n, &mut overflow, s, e)));
+        if let Err(e) = scanned {
             give_up(format_args!("PAGEMAP_SCAN: {}", ckpt_sigsafe::errno::describe(e)));
             return t;
         }

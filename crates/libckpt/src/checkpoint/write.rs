@@ -189,7 +189,7 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
     // room, which is not used until the writer encodes them), or read again if they did not fit.
     let at = super::scratch::NOT_INHERITED_AT;
     let ranges = &meta[at..at + super::scratch::NOT_INHERITED_LEN];
-    let word = |i: usize| u64::from_le_bytes([ranges[i], ranges[i + 1], ranges[i + 2], ranges[i + 3], ranges[i + 4], ranges[i + 5], ranges[i + 6], ranges[i + 7]]);
+    let word = |i: usize| ckpt_image::bytes::le_u64_at(ranges, i).unwrap_or(0);
     let count = word(0);
     if count != u64::MAX {
         for k in 0..count as usize {
@@ -1195,18 +1195,24 @@ pub(super) fn generation_name<'b>(image: &[u8], n: u32, buf: &'b mut [u8]) -> Op
 
 /// `fsync` of the directory holding the image, so that the rename itself is durable.
 fn sync_parent_dir(image: &[u8]) {
-    let Some(slash) = image.iter().rposition(|&c| c == b'/') else { return };
     let mut buf = [0u8; ckpt_image::state::PATH_MAX];
-    let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
-    if dir.len() >= buf.len() {
-        return;
-    }
-    buf[..dir.len()].copy_from_slice(dir);
-    if let Ok(path) = CStr::from_bytes_with_nul(&buf[..dir.len() + 1]) {
+    if let Some(path) = dir_of(image, &mut buf) {
         if let Ok(fd) = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
             let _ = rustix::fs::fsync(&fd);
         }
     }
+}
+
+/// The directory part of an absolute image path, NUL-terminated into `buf`.
+pub(super) fn dir_of<'b>(image: &[u8], buf: &'b mut [u8]) -> Option<&'b CStr> {
+    let slash = image.iter().rposition(|&c| c == b'/')?;
+    let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
+    if dir.len() >= buf.len() {
+        return None;
+    }
+    buf[..dir.len()].copy_from_slice(dir);
+    buf[dir.len()] = 0;
+    CStr::from_bytes_with_nul(&buf[..dir.len() + 1]).ok()
 }
 
 #[cfg(test)]
