@@ -479,7 +479,7 @@ pub fn free_port() -> u16 {
 
 /// Waits until no checkpoint writer (a process named `ckpt-writer`) writes `image`: one whose
 /// environment names it as `CKPT_IMAGE`.
-fn wait_writers_gone(image: &Path, deadline: Instant) {
+pub fn wait_writers_gone(image: &Path, deadline: Instant) {
     use std::os::unix::ffi::OsStrExt;
     let mut want = b"CKPT_IMAGE=".to_vec();
     want.extend_from_slice(image.as_os_str().as_bytes());

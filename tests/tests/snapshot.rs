@@ -240,6 +240,9 @@ fn memory_marked_without_libc_is_found_at_the_next_checkpoint() {
     orig.signal(libc::SIGUSR2);
     orig.wait_stderr("checkpoints look for such memory from now on", LONG);
     assert!(!wd.image().exists(), "an image without the program's memory was written");
+    // The failed writer ends just after saying so; a checkpoint asked for before that is
+    // refused as one still being written.
+    wait_writers_gone(&wd.image(), std::time::Instant::now() + LONG);
     orig.checkpoint(&wd.image(), LONG);
     orig.kill9();
     let restored = Proc::restart(&wd.image());
