@@ -44,7 +44,10 @@ pub fn prog(name: &str, flags: &[&str]) -> PathBuf {
 }
 
 /// Compiles one C or C++ source file into `target/ckpt-tests/bin` (or `CKPT_TEST_BIN`: the
-/// userland tests keep each userland's programs apart), once per test process.
+/// userland tests keep each userland's programs apart), in a directory named by a hash of the
+/// source and the flags. A program once built there is never replaced: tests run in parallel
+/// processes, and an image names the program file it ran (another file at that path would
+/// make its restart refuse).
 pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let key = format!("{name}{}", flags.join(""));
@@ -56,12 +59,24 @@ pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
     let out_dir = std::env::var_os("CKPT_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| root().join("target/ckpt-tests/bin"));
     std::fs::create_dir_all(&out_dir).unwrap();
     let suffix: String = flags.iter().map(|f| f.trim_start_matches('-')).collect::<Vec<_>>().join("_");
+    let version = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (std::fs::read(src).unwrap_or_default(), flags, cc).hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    let out_dir = out_dir.join(version);
+    std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(if suffix.is_empty() { name.to_string() } else { format!("{name}-{suffix}") });
-    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-    // -pthread and -lrt: before glibc 2.34 threads and POSIX timers had libraries of their own.
-    let status = Command::new(cc).args(["-O1", "-g", "-Wall", "-pthread", "-o"]).arg(&tmp).arg(src).args(flags).arg("-lrt").status().unwrap();
-    assert!(status.success(), "compiling {}", src.display());
-    std::fs::rename(&tmp, &out).unwrap();
+    if !out.exists() {
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        // -pthread and -lrt: before glibc 2.34 threads and POSIX timers had libraries of their own.
+        let status = Command::new(cc).args(["-O1", "-g", "-Wall", "-pthread", "-o"]).arg(&tmp).arg(src).args(flags).arg("-lrt").status().unwrap();
+        assert!(status.success(), "compiling {}", src.display());
+        // The first to finish names it; the others' copies go.
+        let _ = std::fs::hard_link(&tmp, &out);
+        let _ = std::fs::remove_file(&tmp);
+    }
     map.insert(key, out.clone());
     out
 }

@@ -2,6 +2,7 @@
 //! it (a process without libckpt would be killed by it), and with `--wait` follows the image
 //! until it is in place.
 
+use crate::job::identity;
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
 use clap::Args;
 use std::io::{IsTerminal, Write};
@@ -20,7 +21,8 @@ pub struct CheckpointArgs {
     /// Return only when the new image is complete; print its path, size and how long it took.
     #[arg(long)]
     wait: bool,
-    /// Kill the process (SIGKILL) once its image is complete (implies --wait).
+    /// Take the process's last checkpoint: it is written with the process stopped, and the
+    /// process then ends (SIGKILL), so it never runs past its image (implies --wait).
     #[arg(long)]
     kill: bool,
     /// Give up waiting after SECS seconds.
@@ -44,9 +46,6 @@ pub fn signal_number(s: &str) -> Option<i32> {
     ckpt_sigsafe::signals::parse_signal(s, libc::SIGRTMIN())
 }
 
-fn identity(path: &Path) -> Option<(u64, i64, i64)> {
-    std::fs::metadata(path).ok().map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
-}
 
 /// The file the writer of process `pid` is writing the image at `image` into, if one is at work:
 /// the program itself, or a process named ckpt-writer with the program's environment, holding a
@@ -116,9 +115,13 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     };
     let before = identity(&image);
     let started = Instant::now();
-    // SAFETY: kill(2) with a PID and a signal number.
-    if unsafe { libc::kill(pid as i32, signal) } != 0 {
-        return Err((EXIT_FAILED, format!("cannot signal process {pid}: {}", std::io::Error::last_os_error())));
+    let sent = if a.kill {
+        ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT)
+    } else {
+        ckpt_sigsafe::sys::kill(pid, signal as u32)
+    };
+    if let Err(e) = sent {
+        return Err((EXIT_FAILED, format!("cannot signal process {pid}: {}", std::io::Error::from_raw_os_error(e.raw_os_error()))));
     }
     if !(a.wait || a.kill) {
         return Ok(ExitCode::SUCCESS);
@@ -128,7 +131,9 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     let mut saw_writer = false;
     let mut last_progress = Instant::now();
     loop {
-        if identity(&image).is_some_and(|id| Some(id) != before) {
+        // A last checkpoint is over when the process has ended (an earlier image may still
+        // have been in the works when it was asked for).
+        if identity(&image).is_some_and(|id| Some(id) != before) && !(a.kill && alive(pid)) {
             break;
         }
         let writing = writer_file(pid, &image).map(|size| size.blocks() * 512);
@@ -139,12 +144,12 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
                 let _ = std::io::stderr().flush();
                 last_progress = Instant::now();
             }
-        } else if saw_writer && identity(&image) == before {
+        } else if (if a.kill { !alive(pid) } else { saw_writer }) && identity(&image) == before {
             return Err((EXIT_FAILED, format!("the checkpoint of process {pid} failed (its stderr says why); {} is unchanged", image.display())));
         }
         // The writer starts at once; if none appears, the process refused the checkpoint
         // (another still being written, say) and said why on its stderr.
-        if !saw_writer && started.elapsed() > Duration::from_secs(3) {
+        if !saw_writer && !a.kill && started.elapsed() > Duration::from_secs(3) {
             return Err((EXIT_FAILED, format!("process {pid} did not start writing {} (its stderr says why)", image.display())));
         }
         if Instant::now() > deadline {
@@ -163,9 +168,11 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
         meta.blocks() * 512,
         started.elapsed().as_secs_f64()
     );
-    if a.kill {
-        // SAFETY: kill(2) with a PID.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether process `pid` still runs (exists and is not a zombie).
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()).is_some_and(|state| state != "Z" && state != "X")
 }

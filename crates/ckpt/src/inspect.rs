@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -99,8 +99,21 @@ impl Drop for View {
 }
 
 pub fn inspect(a: InspectArgs) -> Outcome {
-    let name = a.image.display().to_string();
-    let f = File::open(&a.image).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
+    let (doc, all_ok) = examine(&a.image, a.key.as_deref())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+    } else {
+        print_table(&doc);
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+}
+
+/// Everything `inspect` shows of the image at `path`, as JSON, and whether all of it checks
+/// out (every checksum, the MAC with a key). An image that cannot be read or parsed at all is
+/// an error.
+pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, String)> {
+    let name = path.display().to_string();
+    let f = File::open(path).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
     let fmeta = f.metadata().map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
     let mut prefix = vec![0u8; PREFIX_LEN];
     let got = f.read_at(&mut prefix, 0).unwrap_or(0);
@@ -190,7 +203,7 @@ pub fn inspect(a: InspectArgs) -> Outcome {
         .collect();
     // Authentication: absent, present (unchecked without a key), or checked with --key.
     let has_mac = image.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_MAC).is_some();
-    let authenticated = match &a.key {
+    let authenticated = match key {
         None => None,
         Some(k) => {
             let secret = std::fs::read(k).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", k.display())))?;
@@ -212,7 +225,7 @@ pub fn inspect(a: InspectArgs) -> Outcome {
                 entry["program"] = json!(String::from_utf8_lossy(first.comm_bytes()));
                 entry["threads"] = json!(image.threads().count());
             } else {
-                let part = part_summary(&f, file, &holes, t.base, fmeta.len(), a.key.as_deref(), &image).map_err(bad)?;
+                let part = part_summary(&f, file, &holes, t.base, fmeta.len(), key, &image).map_err(bad)?;
                 all_ok &= part.1;
                 entry["program"] = json!(part.0);
                 entry["threads"] = json!(part.2);
@@ -228,7 +241,7 @@ pub fn inspect(a: InspectArgs) -> Outcome {
     let mut bases = Vec::new();
     if let Some(chain) = image.chain() {
         let chain = chain.map_err(bad)?;
-        let dir = a.image.parent().map(|d| d.to_path_buf()).unwrap_or_default();
+        let dir = path.parent().map(|d| d.to_path_buf()).unwrap_or_default();
         for (k, b) in chain.bases().enumerate() {
             let b = b.map_err(bad)?;
             let bname = String::from_utf8_lossy(b.name()).into_owned();
@@ -253,12 +266,7 @@ pub fn inspect(a: InspectArgs) -> Outcome {
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
         "timers": timers, "descriptors": fds, "regions": regions, "tree": tree,
     });
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap());
-    } else {
-        print_table(&doc);
-    }
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+    Ok((doc, all_ok))
 }
 
 /// A tree part at `base`: its program name, whether its data (and MAC, with a key) check out,

@@ -4,6 +4,7 @@
 
 mod checkpoint;
 mod inspect;
+mod job;
 mod locate;
 mod run;
 
@@ -33,6 +34,10 @@ enum Command {
     Restart {
         /// The image file.
         image: PathBuf,
+        /// IMAGE names a set: restart the newest complete one of IMAGE, IMAGE.1, IMAGE.2, …
+        /// (every checksum verified, every base it needs there), and say which.
+        #[arg(long)]
+        newest: bool,
         /// Leave the restored process stopped (SIGSTOP) at its checkpoint, so that a debugger
         /// can attach (`gdb -p PID`); `kill -CONT PID` lets it run.
         #[arg(long)]
@@ -64,6 +69,10 @@ enum Command {
     },
     /// Show what an image holds and whether its checksums verify.
     Inspect(inspect::InspectArgs),
+    /// Run PROG as a batch job that outlives its time limit: restart the newest complete image
+    /// if there is one, else start PROG; on the stop signal, take a last checkpoint, stop, and
+    /// requeue. Exits with PROG's status when PROG ends, 3 when stopped for a later restart.
+    Job(job::JobArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,10 +84,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, key } => {
-            run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, key })
+        Command::Restart { image, newest, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, key } => {
+            let chosen = if newest {
+                match job::newest(&image, key.as_deref()) {
+                    Ok(Some(found)) => {
+                        eprintln!("ckpt: restarting from {} (taken {})", found.path.display(), found.taken);
+                        Ok(found.path)
+                    }
+                    Ok(None) => Err((EXIT_REFUSED, format!("no image at {}", image.display()))),
+                    Err(e) => Err(e),
+                }
+            } else {
+                Ok(image)
+            };
+            chosen.and_then(|image| run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, key }))
         }
         Command::Inspect(a) => inspect::inspect(a),
+        Command::Job(a) => job::job(a),
     };
     match result {
         Ok(code) => code,

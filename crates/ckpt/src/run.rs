@@ -1,5 +1,6 @@
 //! `ckpt run` and `ckpt restart`: both end by `exec`ing, so the program (or the restored
-//! process) keeps ckpt's PID and its exit status becomes ckpt's.
+//! process) keeps ckpt's PID and its exit status becomes ckpt's. (`ckpt job` starts the same
+//! commands as its children instead.)
 
 use crate::{locate, Outcome, EXIT_REFUSED};
 use clap::Args;
@@ -12,7 +13,7 @@ use std::process::Command;
 pub struct RunArgs {
     /// Where images go (default: myckpt in the current directory).
     #[arg(long, value_name = "PATH")]
-    image: Option<PathBuf>,
+    pub image: Option<PathBuf>,
     /// Take a checkpoint every SECS seconds.
     #[arg(long, value_name = "SECS")]
     interval: Option<u32>,
@@ -21,7 +22,7 @@ pub struct RunArgs {
     keep: Option<u32>,
     /// The checkpoint signal (default USR2), by name or number.
     #[arg(long, value_name = "SIG")]
-    signal: Option<String>,
+    pub signal: Option<String>,
     /// Write images with the program stopped, instead of in a forked writer.
     #[arg(long)]
     sync: bool,
@@ -31,10 +32,10 @@ pub struct RunArgs {
     /// Authenticate images with a key derived from this file (restart them with the same
     /// `--key`).
     #[arg(long, value_name = "FILE")]
-    key: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROG ARGS")]
-    command: Vec<OsString>,
+    pub command: Vec<OsString>,
 }
 
 /// `PROG` as the shell would find it.
@@ -62,6 +63,21 @@ fn is_static_elf(path: &Path) -> std::io::Result<bool> {
 }
 
 pub fn run(a: RunArgs) -> Outcome {
+    let (mut cmd, path) = run_command(a)?;
+    let err = cmd.exec();
+    Err((EXIT_REFUSED, format!("{}: {err}", path.display())))
+}
+
+/// The image path `ckpt run` gives the program: `--image`, else myckpt, from the current
+/// directory.
+pub fn image_path(image: Option<&Path>) -> Result<PathBuf, (u8, String)> {
+    let cwd = std::env::current_dir().map_err(|e| (EXIT_REFUSED, format!("current directory: {e}")))?;
+    Ok(cwd.join(image.unwrap_or(Path::new("myckpt"))))
+}
+
+/// The command `ckpt run` executes (the program, with libckpt preloaded and its settings in
+/// the environment), and the program's path.
+pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     let prog = PathBuf::from(&a.command[0]);
     let path = resolve(&prog).ok_or((EXIT_REFUSED, format!("{}: command not found", prog.display())))?;
     match is_static_elf(&path) {
@@ -75,8 +91,7 @@ pub fn run(a: RunArgs) -> Outcome {
         Err(e) => return Err((EXIT_REFUSED, format!("{}: {e}", path.display()))),
     }
     let lib = locate::libckpt()?;
-    let cwd = std::env::current_dir().map_err(|e| (EXIT_REFUSED, format!("current directory: {e}")))?;
-    let image = cwd.join(a.image.unwrap_or_else(|| PathBuf::from("myckpt")));
+    let image = image_path(a.image.as_deref())?;
     let mut preload = OsString::from(lib.as_os_str());
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
         preload.push(":");
@@ -106,11 +121,11 @@ pub fn run(a: RunArgs) -> Outcome {
     if a.compress {
         cmd.env("CKPT_COMPRESS", "lz4");
     }
-    let err = cmd.exec();
-    Err((EXIT_REFUSED, format!("{}: {err}", path.display())))
+    Ok((cmd, path))
 }
 
 /// `ckpt restart`'s options, each passed on to myrestart.
+#[derive(Default)]
 pub struct RestartFlags {
     pub stopped: bool,
     pub eager: bool,
@@ -123,6 +138,13 @@ pub struct RestartFlags {
 }
 
 pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
+    let (mut cmd, myrestart) = restart_command(image, f)?;
+    let err = cmd.exec();
+    Err((EXIT_REFUSED, format!("{}: {err}", myrestart.display())))
+}
+
+/// The myrestart command that `ckpt restart` executes, and myrestart's path.
+pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathBuf), (u8, String)> {
     let myrestart = locate::myrestart()?;
     let mut cmd = Command::new(&myrestart);
     cmd.arg("--announce");
@@ -143,6 +165,5 @@ pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
         cmd.arg("--key").arg(key);
     }
     cmd.arg(image);
-    let err = cmd.exec();
-    Err((EXIT_REFUSED, format!("{}: {err}", myrestart.display())))
+    Ok((cmd, myrestart))
 }

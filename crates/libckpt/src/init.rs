@@ -233,15 +233,17 @@ fn install_handler(signal: c_int) {
 
 extern "C" fn on_signal(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
     crate::invisible::bump();
-    // A root of a tree checkpoint asks with sigqueue and a tagged value; a user with kill.
-    let request = if info.is_null() {
-        None
+    // A root of a tree checkpoint asks with sigqueue and a tagged value, and so does `ckpt job`
+    // for a last checkpoint; a user with kill.
+    let (code, sender, value) = if info.is_null() {
+        (0, 0, 0)
     } else {
         // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; for si_code
         // SI_QUEUE its pid and value fields are the ones set by the sender.
-        unsafe { checkpoint::tree::request((*info).si_code, (*info).si_pid() as u32, (*info).si_value().sival_ptr as u64) }
+        unsafe { ((*info).si_code, (*info).si_pid() as u32, (*info).si_value().sival_ptr as u64) }
     };
-    checkpoint::on_checkpoint_signal(uc as usize, request);
+    let last = code == -1 && value == ckpt_sigsafe::signals::LAST_CHECKPOINT;
+    checkpoint::on_checkpoint_signal(uc as usize, checkpoint::tree::request(code, sender, value), last);
 }
 
 /// The handler of the internal signal that stops the other threads during a checkpoint.

@@ -398,14 +398,18 @@ fn supervise(child: u32, mask: u64, job: bool) -> ! {
         let mut info = [0u8; 128];
         match rustix::io::read(sfd, &mut info) {
             Ok(128) => {
-                // struct signalfd_siginfo: ssi_signo, ssi_errno, ssi_code, ...
+                // struct signalfd_siginfo (<linux/signalfd.h>, which linux-raw-sys does not
+                // carry): ssi_signo at 0, ssi_code at 8, ssi_ptr (a queued signal's value) at 48.
                 let sig = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
                 let code = i32::from_ne_bytes([info[8], info[9], info[10], info[11]]);
                 // Signals the kernel made (a terminal's ^C, say: si_code SI_KERNEL) went to the
                 // whole process group, the program included; only those a process sent (kill,
                 // sigqueue: si_code <= 0) are passed on, so none arrives twice.
                 if sig != k::SIGCHLD && code <= 0 && exit.is_none() {
-                    let _ = sys::kill(child, sig);
+                    // A queued signal keeps its value (`ckpt job`'s request for a last
+                    // checkpoint is one), not its sender, whose PID means nothing inside.
+                    let value = u64::from_ne_bytes(info[48..56].try_into().unwrap_or([0; 8]));
+                    let _ = if code == -1 { sys::sigqueue_as(child, sig, value, 0) } else { sys::kill(child, sig) };
                 }
                 if job && sig == k::SIGTSTP && exit.is_none() {
                     let _ = sys::kill(own_pid(), k::SIGSTOP);

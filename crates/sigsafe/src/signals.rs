@@ -1,6 +1,13 @@
 //! Signal names as `CKPT_SIGNAL` and `ckpt run --signal` accept them, parsed the same way by
 //! the library and the command.
 
+/// The value a checkpoint signal carries (sent with `sigqueue`) to ask for the *last*
+/// checkpoint of a process: written with the process stopped, after which the process ends
+/// (`SIGKILL`), whether the image was written or not. It never runs past the moment its image
+/// holds, so nothing it does is done twice when it is restarted. `ckpt job` and
+/// `ckpt checkpoint --kill` send it; libckpt and myrestart's signal forwarding read it.
+pub const LAST_CHECKPOINT: u64 = 0x434b_4c53 << 32;
+
 /// A signal by name (`USR1`, `SIGUSR1`, `HUP`, `RTMIN+2`) or number. `rtmin` is the C
 /// library's `SIGRTMIN`. Signals the kernel raises on its own, or that cannot be caught, are
 /// refused.

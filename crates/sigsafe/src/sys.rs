@@ -462,11 +462,17 @@ pub fn kill(pid: u32, sig: u32) -> Result<(), Errno> {
 /// `sigqueue(pid, sig, value)`: a signal to process `pid` carrying `value` (`si_code`
 /// `SI_QUEUE`, with the sender's PID and UID, as glibc's `sigqueue` sends it).
 pub fn sigqueue(pid: u32, sig: u32, value: u64) -> Result<(), Errno> {
+    sigqueue_as(pid, sig, value, rustix::process::getpid().as_raw_nonzero().get() as u32)
+}
+
+/// [`sigqueue`] naming `sender` as the sending process (0 when passing on another's signal,
+/// whose PID means nothing in the receiver's PID namespace).
+pub fn sigqueue_as(pid: u32, sig: u32, value: u64, sender: u32) -> Result<(), Errno> {
     // The kernel's siginfo for SI_QUEUE: signo, errno, code, (padding), pid, uid, sigval.
     let mut info = [0u32; 32];
     info[0] = sig;
     info[2] = -1i32 as u32; // SI_QUEUE
-    info[4] = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    info[4] = sender;
     info[5] = rustix::process::getuid().as_raw();
     info[6] = value as u32;
     info[7] = (value >> 32) as u32;

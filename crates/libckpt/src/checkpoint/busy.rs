@@ -82,6 +82,18 @@ pub fn check() -> Result<(), Failure> {
     Ok(())
 }
 
+/// Waits (up to two minutes) until no earlier checkpoint is still being written, for a last
+/// checkpoint, which must not be refused as busy.
+pub fn wait_idle() {
+    for _ in 0..12_000 {
+        if check().is_ok() {
+            return;
+        }
+        let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+        let _ = rustix::thread::nanosleep(&ts);
+    }
+}
+
 /// The writer `pid` has started (said by the program once the intermediate that started it
 /// is gone, before it goes on).
 pub fn started(pid: u32) {

@@ -64,6 +64,11 @@ impl Failure {
     }
 
     pub fn report(&self) {
+        self.report_as(false);
+    }
+
+    /// The one line saying why, `last` for a last checkpoint (after which the program ends).
+    pub fn report_as(&self, last: bool) {
         if self.step.is_empty() {
             return;
         }
@@ -77,23 +82,33 @@ impl Failure {
         if let Some(e) = self.errno {
             let _ = write!(line, ": {}", describe(e));
         }
-        let _ = write!(line, " (the program goes on; the previous image is kept)");
+        let _ = write!(line, "{}", if last { " (the previous image is kept; the program ends, as asked)" } else { " (the program goes on; the previous image is kept)" });
         line.emit();
     }
 }
 
 /// Entry from the signal handler. `uc` is the address of the kernel's `ucontext`; `request` is
-/// set when the signal is a tree root's request to take part in its checkpoint.
-pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>) {
-    let r = take(uc, request);
+/// set when the signal is a tree root's request to take part in its checkpoint; `last` when it
+/// asks for the last checkpoint ([`ckpt_sigsafe::signals::LAST_CHECKPOINT`]): the image is
+/// written with the program (and its tree) stopped, and then the program ends, written or not.
+pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: bool) {
+    let last = last && request.is_none();
+    if last {
+        busy::wait_idle();
+    }
+    let r = take(uc, request, last);
+    if let Err(f) = &r {
+        f.report_as(last);
+    }
+    if last {
+        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGKILL);
+    }
     // The program goes on (the image, taken, holds "restored").
     crate::dropped::clear();
-    if let Err(f) = r {
-        f.report();
-    }
 }
 
-fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
+fn take(uc: usize, request: Option<tree::Request>, last: bool) -> Result<(), Failure> {
     let started = procfs::monotonic_ns();
     let cfg = crate::config::get();
     // A member of a tree checkpoint writes its part for the root; anyone else its own image
@@ -108,7 +123,7 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
     if member.is_none() && cfg.key_unreadable {
         return Err(Failure::plain("the key file (CKPT_KEY) could not be read at startup"));
     }
-    let forked_writer = !cfg.sync || member.is_some();
+    let forked_writer = (!cfg.sync && !last) || member.is_some();
     if forked_writer {
         busy::check()?;
     }
@@ -183,11 +198,15 @@ fn take(uc: usize, request: Option<tree::Request>) -> Result<(), Failure> {
     };
     if !forked_writer {
         // CKPT_SYNC: the whole tree stays stopped until the image is written.
-        write::write_image(&mut parts, all, started, exclude, file, role)?;
+        let written = write::write_image(&mut parts, all, started, exclude, file, role);
         if let Some(t) = tree.as_mut() {
+            if last {
+                // Nothing of the tree runs past its last checkpoint.
+                t.kill_members();
+            }
             t.release();
         }
-        return Ok(());
+        return written;
     }
     // The writer: a process the program never sees (not its child), started by a short-lived
     // intermediate that shares the program's memory, so the memory is copied once.

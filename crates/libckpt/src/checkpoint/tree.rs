@@ -364,6 +364,16 @@ impl Tree {
         wake(&self.ctl.phase);
     }
 
+    /// Ends every member (`SIGKILL`), for a last checkpoint: none runs past it.
+    pub fn kill_members(&self) {
+        for m in self.members() {
+            let pid = m.pid.load(SeqCst);
+            if pid != 0 {
+                let _ = ckpt_sigsafe::sys::kill(pid, linux_raw_sys::general::SIGKILL);
+            }
+        }
+    }
+
     /// The descriptors the writer must keep: the part files.
     pub fn part_fds(&self) -> impl Iterator<Item = i32> + '_ {
         self.members().iter().map(|m| m.part_fd.load(SeqCst)).filter(|&fd| fd >= 0)

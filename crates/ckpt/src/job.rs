@@ -1,0 +1,276 @@
+//! `ckpt job`: a program that outlives the time limit of the batch job it runs in.
+//!
+//! The job's command is the same on every start: `ckpt job [options] -- PROG ARGS`. On the
+//! first start there is no image, and PROG starts as under `ckpt run`; on a later one the
+//! newest complete image of the set (`IMAGE`, `IMAGE.1`, …) is restarted instead. Either way
+//! `ckpt job` stays as the parent and waits. A stop signal (default `SIGUSR1`, what
+//! `sbatch --signal=B:USR1@SECS` sends the batch shell) asks for the *last* checkpoint: the
+//! program is stopped, written, and ended, so it never runs past the moment its image holds
+//! (nothing it prints is printed twice). Then the requeue command runs, and `ckpt job` exits
+//! with [`EXIT_STOPPED`]. Other signals sent to `ckpt job` are passed on to the program. When
+//! the program ends on its own, its exit status is `ckpt job`'s.
+
+use crate::run::{self, RestartFlags, RunArgs};
+use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
+use clap::Args;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// Exit status of `ckpt job` when it stopped the program for a later restart.
+pub const EXIT_STOPPED: u8 = 3;
+
+#[derive(Args)]
+pub struct JobArgs {
+    /// On this signal, take the last checkpoint and stop the program (repeatable; default
+    /// USR1, the signal of `sbatch --signal=B:USR1@SECS`).
+    #[arg(long = "stop-on", value_name = "SIG")]
+    stop_on: Vec<String>,
+    /// A command run with `sh -c` once the program has stopped (whether its last checkpoint
+    /// was written or not), e.g. 'scontrol requeue $SLURM_JOB_ID'.
+    #[arg(long, value_name = "CMD")]
+    requeue: Option<String>,
+    /// How long the last checkpoint may take before the program is killed without it.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    timeout: u64,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// A file's inode and modification time.
+pub type FileId = (u64, i64, i64);
+
+/// The [`FileId`] of the file at `path`: a new image has another.
+pub fn identity(path: &Path) -> Option<FileId> {
+    std::fs::metadata(path).ok().map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+/// An image of the set that can be restarted: its path and when it was taken.
+pub struct Found {
+    pub path: PathBuf,
+    pub taken: String,
+}
+
+/// The newest complete image among `image`, `image.1`, `image.2`, … (what `CKPT_KEEP` keeps):
+/// every checksum verifies and every older image it is built on is there. `None` if there is
+/// none at all; an error if there are some but none is complete. Each image passed over is
+/// named on stderr with the reason.
+pub fn newest(image: &Path, key: Option<&Path>) -> Result<Option<Found>, (u8, String)> {
+    let mut names = vec![image.to_path_buf()];
+    names.extend((1..=99).map(|k| PathBuf::from(format!("{}.{k}", image.display()))).filter(|p| p.exists()));
+    let mut best: Option<(u64, Found)> = None;
+    let mut seen = Vec::new();
+    for path in names {
+        if !path.exists() {
+            continue;
+        }
+        seen.push(path.display().to_string());
+        let why = match crate::inspect::examine(&path, key) {
+            Err((_, message)) => message,
+            Ok((doc, ok)) => {
+                let missing = doc["bases"].as_array().into_iter().flatten().find(|b| b["state"] != "present");
+                if let Some(b) = missing {
+                    format!("it is built on {}, which is {}", b["name"].as_str().unwrap_or("?"), b["state"].as_str().unwrap_or("?"))
+                } else if !ok {
+                    "its checksums do not verify (`ckpt inspect` shows where)".to_string()
+                } else {
+                    let taken = doc["taken_unix_ns"].as_u64().unwrap_or(0);
+                    if best.as_ref().is_none_or(|(t, _)| taken > *t) {
+                        best = Some((taken, Found { path: path.clone(), taken: doc["taken"].as_str().unwrap_or("?").to_string() }));
+                    }
+                    continue;
+                }
+            }
+        };
+        eprintln!("ckpt: passing over {}: {why}", path.display());
+    }
+    match best {
+        Some((_, found)) => Ok(Some(found)),
+        None if seen.is_empty() => Ok(None),
+        None => Err((
+            EXIT_REFUSED,
+            format!("no image of {} can be restarted ({}); remove them to start from the beginning", image.display(), seen.join(", ")),
+        )),
+    }
+}
+
+/// The signals `ckpt job` waits for: the stop signals, those it passes on, and `SIGCHLD`.
+fn watched() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset fill a sigset_t we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM, libc::SIGTERM, libc::SIGCONT, libc::SIGWINCH, libc::SIGPWR, libc::SIGCHLD]
+            .into_iter()
+            .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+        {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+pub fn job(a: JobArgs) -> Outcome {
+    let stop_on: Vec<i32> = if a.stop_on.is_empty() {
+        vec![libc::SIGUSR1]
+    } else {
+        a.stop_on
+            .iter()
+            .map(|s| crate::checkpoint::signal_number(s).ok_or((EXIT_REFUSED, format!("--stop-on {s}: not a signal ckpt job can catch"))))
+            .collect::<Result<_, _>>()?
+    };
+    let ckpt_signal = match &a.run.signal {
+        Some(s) => crate::checkpoint::signal_number(s).ok_or((EXIT_REFUSED, format!("--signal {s}: not a signal libckpt can use")))?,
+        None => libc::SIGUSR2,
+    };
+    if stop_on.contains(&ckpt_signal) {
+        return Err((EXIT_REFUSED, "a stop signal cannot also be the checkpoint signal (--signal)".to_string()));
+    }
+    let image = run::image_path(a.run.image.as_deref())?;
+    let prog = a.run.command[0].to_string_lossy().into_owned();
+    let key = a.run.key.clone();
+    let (mut cmd, what) = match newest(&image, a.run.key.as_deref())? {
+        Some(found) => {
+            eprintln!("ckpt: restarting {prog} from {} (taken {})", found.path.display(), found.taken);
+            let flags = RestartFlags { key: a.run.key.clone(), ..Default::default() };
+            (run::restart_command(&found.path, &flags)?.0, "myrestart")
+        }
+        None => {
+            eprintln!("ckpt: no image at {} yet: starting {prog}", image.display());
+            (run::run_command(a.run)?.0, "the program")
+        }
+    };
+    let set = watched();
+    // SAFETY: blocks signals in this single-threaded process, so that they wait for sigwaitinfo.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // Orphans of the program (a tree's processes when its root ends) come to us, to be ended.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // SAFETY: the closure only calls sigprocmask, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        })
+    };
+    let child = cmd.spawn().map_err(|e| (EXIT_REFUSED, format!("cannot start {what}: {e}")))?;
+    let child = child.id() as i32;
+
+    // Since when the last checkpoint was asked for, and the image before it.
+    let mut stopping: Option<(Instant, Option<FileId>)> = None;
+    let mut timed_out = false;
+    let status = loop {
+        let timeout = libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 };
+        // SAFETY: siginfo_t is plain data the kernel fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for one of the blocked signals of `set`, or the timeout.
+        let sig = unsafe { libc::sigtimedwait(&set, &mut info, &timeout) };
+        if let Some((since, _)) = stopping {
+            if !timed_out && since.elapsed() > Duration::from_secs(a.timeout) {
+                eprintln!("ckpt: the last checkpoint took more than {} s: killing {prog} without it", a.timeout);
+                timed_out = true;
+                // SAFETY: kill(2) with our child's PID.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+            }
+        }
+        if sig <= 0 {
+            continue;
+        }
+        if sig == libc::SIGCHLD {
+            match reap(child) {
+                Some(status) => break status,
+                None => continue,
+            }
+        }
+        if stop_on.contains(&sig) {
+            if stopping.is_none() {
+                eprintln!("ckpt: {}: taking the last checkpoint of {prog}; it stops then", signal_name(sig));
+                stopping = Some((Instant::now(), identity(&image)));
+                let _ = ckpt_sigsafe::sys::sigqueue(child as u32, ckpt_signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT);
+            }
+            continue;
+        }
+        // Signals a process sent (si_code <= 0) are passed on; those the kernel made (a
+        // terminal's ^C) went to the whole process group, the program included.
+        if info.si_code <= 0 {
+            let _ = if info.si_code == libc::SI_QUEUE {
+                // SAFETY: for SI_QUEUE the value field is the one the sender set.
+                let value = unsafe { info.si_value() }.sival_ptr as u64;
+                ckpt_sigsafe::sys::sigqueue_as(child as u32, sig as u32, value, 0)
+            } else {
+                ckpt_sigsafe::sys::kill(child as u32, sig as u32)
+            };
+        }
+    };
+    end_orphans();
+    let Some((since, before)) = stopping else {
+        // The program ended on its own.
+        return Ok(ExitCode::from(ckpt_sigsafe::sys::shell_status(status) as u8));
+    };
+    let written = !timed_out && identity(&image).is_some_and(|now| Some(now) != before);
+    if written {
+        let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
+        eprintln!("ckpt: {prog} stopped at its last checkpoint: {} ({} MB, {:.1} s)", image.display(), size / 1_000_000, since.elapsed().as_secs_f64());
+    } else {
+        match newest(&image, key.as_deref()) {
+            Ok(Some(f)) => eprintln!("ckpt: the last checkpoint of {prog} failed; it stopped, and a restart goes on from {} (taken {})", f.path.display(), f.taken),
+            _ => eprintln!("ckpt: the last checkpoint of {prog} failed; it stopped, and a restart begins it anew (no image)"),
+        }
+    }
+    if let Some(requeue) = &a.requeue {
+        match Command::new("/bin/sh").arg("-c").arg(requeue).status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => return Err((EXIT_FAILED, format!("the requeue command failed ({s}): {requeue}"))),
+            Err(e) => return Err((EXIT_FAILED, format!("the requeue command could not run: {e}"))),
+        }
+    }
+    Ok(ExitCode::from(EXIT_STOPPED))
+}
+
+/// `SIGUSR1`, … for the signals a batch system sends; the number for others.
+fn signal_name(sig: i32) -> String {
+    let names = [(libc::SIGUSR1, "SIGUSR1"), (libc::SIGUSR2, "SIGUSR2"), (libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP"), (libc::SIGINT, "SIGINT"), (libc::SIGALRM, "SIGALRM"), (libc::SIGPWR, "SIGPWR")];
+    names.iter().find(|(n, _)| *n == sig).map_or_else(|| format!("signal {sig}"), |(_, name)| name.to_string())
+}
+
+/// Reaps what has ended; the child's wait status once it has.
+fn reap(child: i32) -> Option<i32> {
+    let mut found = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG and a status we own.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return found;
+        }
+        if pid == child {
+            found = Some(status);
+        }
+    }
+}
+
+/// Ends the processes the program left behind (they came to us, the subreaper) and reaps them.
+fn end_orphans() {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    loop {
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(me) {
+                // SAFETY: kill(2) of a child of ours.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waitpid for any child, blocking; ECHILD when none is left.
+        if unsafe { libc::waitpid(-1, &mut status, 0) } < 0 {
+            return;
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `ckpt job` (a program that outlives its batch job: stopped at a last checkpoint on a signal,
+//! restarted from the newest image on the next start) and `ckpt restart --newest`. The Slurm
+//! test drives the same command through a real Slurm (tests/tests/slurm.rs).
+
+use ckpt_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Lines of a file (none if it is not there yet).
+fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
+}
+
+/// Waits until the file has at least `n` lines.
+fn wait_file_lines(path: &Path, n: usize, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let l = file_lines(path);
+        if l.len() >= n {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "{}: {} lines after {timeout:?}, waiting for {n}", path.display(), l.len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `ckpt job ARGS -- counter N 10000` (a line every 10 ms) with its stdout and stderr appended
+/// to `out` and `err`, as a batch system does with a job's output file. `prefix` runs it in
+/// another mount namespace (`nsenter`).
+fn start_job(prefix: &[String], args: &[&str], n: usize, out: &Path, err: &Path) -> Proc {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(r#"out=$1 err=$2; shift 2; exec "$@" >> "$out" 2>> "$err""#).arg("sh").arg(out).arg(err);
+    c.args(prefix).arg(ckpt()).arg("job").args(args).arg("--").arg(prog("counter", &[])).arg(n.to_string()).arg("10000");
+    Proc::spawn(c, "ckpt job")
+}
+
+fn reference(n: usize) -> Vec<String> {
+    let mut c = Command::new(prog("counter", &[]));
+    c.args([n.to_string(), "10000".to_string()]);
+    reference_run(c, LONG)
+}
+
+/// Three starts of one job: the first two are stopped by SIGUSR1 at a last checkpoint (exit
+/// status 3, the requeue command run), each next start restarts from the image, and the third
+/// runs to the end with the program's own status. The output, appended over the three runs,
+/// is exactly an uninterrupted run's: nothing is printed twice or lost.
+#[test]
+fn job_stops_at_its_last_checkpoint_and_goes_on_from_it_exactly() {
+    let wd = Workdir::new("job");
+    let (out, err, requeued) = (wd.path.join("out"), wd.path.join("err"), wd.path.join("requeued"));
+    let n = 400;
+    let reference = reference(n);
+    let image = wd.image();
+    let requeue = format!("echo requeued >> '{}'", requeued.display());
+    let args = ["--image", image.to_str().unwrap(), "--requeue", &requeue];
+    for (run, at) in [(1, 30), (2, 120)] {
+        let mut job = start_job(&[], &args, n, &out, &err);
+        wait_file_lines(&out, at, LONG);
+        job.signal(libc::SIGUSR1);
+        let st = job.wait_exit(LONG);
+        let e = std::fs::read_to_string(&err).unwrap();
+        assert_eq!(st.code(), Some(3), "run {run}: {e}");
+        assert!(e.matches("stopped at its last checkpoint").count() == run, "run {run}: {e}");
+        assert_eq!(file_lines(&requeued).len(), run, "run {run}: the requeue command did not run");
+        let lines = file_lines(&out);
+        assert!(lines.len() < reference.len(), "run {run} finished before it was stopped");
+    }
+    let mut job = start_job(&[], &args, n, &out, &err);
+    let st = job.wait_exit(LONG);
+    let e = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(st.code(), Some(0), "{e}");
+    assert_eq!(e.matches("ckpt: restarting").count(), 2, "{e}");
+    assert_eq!(file_lines(&out), reference, "the job's output differs from an uninterrupted run; stderr: {e}");
+    assert_eq!(file_lines(&requeued).len(), 2);
+}
+
+/// A last checkpoint that cannot be written (a full disk: a 4 MiB tmpfs in a private mount
+/// namespace; the images carry their libraries, so one fits and two do not) says so in one
+/// line, and the next start restarts from the previous image. Needs root for the mount.
+#[test]
+fn job_whose_last_checkpoint_fails_goes_on_from_the_previous_image() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success()) || Command::new("nsenter").arg("--version").output().is_err() {
+        eprintln!("job_whose_last_checkpoint_fails_goes_on_from_the_previous_image: skipped: it mounts a tmpfs in a private mount namespace, which needs root and nsenter (CI has both)");
+        return;
+    }
+    let wd = Workdir::new("job-full");
+    let small = wd.path.join("small");
+    std::fs::create_dir(&small).unwrap();
+    // A process that keeps the namespace (and its small tmpfs) for the test's runs.
+    let mut c = Command::new("unshare");
+    let script = format!("mount -t tmpfs -o size=4m tmpfs '{}' && echo mounted && exec sleep 600", small.display());
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    let mut holder = Proc::spawn(c, "namespace holder");
+    holder.wait_lines(1, SHORT);
+    let prefix = ["nsenter".to_string(), "-t".to_string(), holder.pid.to_string(), "-m".to_string(), "--".to_string(), "env".to_string(), "CKPT_SELF_CONTAINED=1".to_string()];
+    let (out, err) = (wd.path.join("out"), wd.path.join("err"));
+    let image: PathBuf = small.join("myckpt");
+    let args = ["--image", image.to_str().unwrap()];
+    let n = 400;
+    let reference = reference(n);
+
+    let mut job = start_job(&prefix, &args, n, &out, &err);
+    let first = wait_file_lines(&out, 30, LONG).len();
+    job.signal(libc::SIGUSR1);
+    assert_eq!(job.wait_exit(LONG).code(), Some(3), "{}", std::fs::read_to_string(&err).unwrap());
+    let at_first = file_lines(&out).len();
+    assert!(at_first >= first);
+
+    let mut job = start_job(&prefix, &args, n, &out, &err);
+    wait_file_lines(&out, at_first + 30, LONG);
+    job.signal(libc::SIGUSR1);
+    assert_eq!(job.wait_exit(LONG).code(), Some(3));
+    let e = std::fs::read_to_string(&err).unwrap();
+    assert!(e.contains("No space left on device (the previous image is kept; the program ends, as asked)"), "{e}");
+    let failed: Vec<&str> = e.lines().filter(|l| l.contains("failed; it stopped")).collect();
+    assert_eq!(failed.len(), 1, "{e}");
+    assert!(failed[0].contains("a restart goes on from") && failed[0].contains("myckpt"), "{e}");
+    let at_second = file_lines(&out).len();
+
+    let mut job = start_job(&prefix, &args, n, &out, &err);
+    assert_eq!(job.wait_exit(LONG).code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    // The third run went on from the first image: after the second run's lines, the
+    // reference from the first stop on.
+    let lines = file_lines(&out);
+    assert_eq!(lines[..at_first], reference[..at_first]);
+    assert_eq!(lines[at_second..], reference[at_first..], "the third run did not go on from the first image");
+    holder.kill9();
+}
+
+/// With images kept (`CKPT_KEEP`), `ckpt restart --newest` takes the newest one that is
+/// complete: a damaged newest image is passed over, by name and with the reason, and the one
+/// before it is restarted.
+#[test]
+fn restart_newest_passes_over_a_damaged_image() {
+    let wd = Workdir::new("newest");
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["100000", "10000"]).env("CKPT_KEEP", "1");
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.wait_lines(orig.lines().len() + 3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let seen = orig.lines().len();
+    orig.kill9();
+    let older = PathBuf::from(format!("{}.1", wd.image().display()));
+    assert!(older.exists());
+    let good = std::fs::read(wd.image()).unwrap();
+    std::fs::write(wd.image(), &good[..good.len() / 2]).unwrap();
+
+    let mut c = Command::new(ckpt());
+    c.args(["restart", "--newest", "--inherit-stdio"]).arg(wd.image());
+    let mut restored = Proc::spawn(c, "ckpt restart --newest");
+    let l = restored.wait_lines(3, SHORT);
+    let e = restored.stderr();
+    assert!(e.contains(&format!("passing over {}: ", wd.image().display())) && e.contains("truncated"), "{e}");
+    assert!(e.contains(&format!("restarting from {}", older.display())), "{e}");
+    let i: usize = l[0].split(' ').next().unwrap().parse().unwrap();
+    assert!(i < seen, "restarted at line {i}, not from the older image");
+    restored.kill9();
+
+    // No complete image: refused, exit status 2, nothing started.
+    std::fs::write(&older, &good[..100]).unwrap();
+    let out = Command::new(ckpt()).args(["restart", "--newest"]).arg(wd.image()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("can be restarted"), "{}", String::from_utf8_lossy(&out.stderr));
+}
