@@ -74,8 +74,16 @@ check: libckpt.so myrestart hello.c
 restart:
 	./myrestart $(RESTART_FLAGS) myckpt
 
+# The Slurm test (tests/tests/slurm.rs, about four minutes, mostly waiting for Slurm) runs in
+# the background beside the others; its output follows theirs.
 test: all
-	$(CARGO) test --release --locked --workspace
+	$(CARGO) test --release --locked --workspace --no-run
+	@bin=$$($(CARGO) test --release --locked -p ckpt-tests --test slurm --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\))$$/\1/p'); \
+	  [ -x "$$bin" ] || { echo "make test: cannot find the Slurm test's binary"; exit 1; }; \
+	  "$$bin" --ignored > target/slurm-test.log 2>&1 & slurm=$$!; \
+	  $(CARGO) test --release --locked --workspace; others=$$?; \
+	  wait $$slurm; s=$$?; echo "--- the Slurm test (tests/tests/slurm.rs):"; cat target/slurm-test.log; \
+	  [ $$others -eq 0 ] && [ $$s -eq 0 ]
 
 # Older and newer C libraries, compilers, Python and Perl: see tests/userlands.sh.
 test-userlands: all

@@ -42,7 +42,7 @@ fn reference(n: usize) -> Vec<String> {
 }
 
 /// Three starts of one job: the first two are stopped by SIGUSR1 at a last checkpoint (exit
-/// status 3, the requeue command run), each next start restarts from the image, and the third
+/// status 75, the requeue command run), each next start restarts from the image, and the third
 /// runs to the end with the program's own status. The output, appended over the three runs,
 /// is exactly an uninterrupted run's: nothing is printed twice or lost.
 #[test]
@@ -60,7 +60,7 @@ fn job_stops_at_its_last_checkpoint_and_goes_on_from_it_exactly() {
         job.signal(libc::SIGUSR1);
         let st = job.wait_exit(LONG);
         let e = std::fs::read_to_string(&err).unwrap();
-        assert_eq!(st.code(), Some(3), "run {run}: {e}");
+        assert_eq!(st.code(), Some(75), "run {run}: {e}");
         assert!(e.matches("stopped at its last checkpoint").count() == run, "run {run}: {e}");
         assert_eq!(file_lines(&requeued).len(), run, "run {run}: the requeue command did not run");
         let lines = file_lines(&out);
@@ -105,14 +105,14 @@ fn job_whose_last_checkpoint_fails_goes_on_from_the_previous_image() {
     let mut job = start_job(&prefix, &args, n, &out, &err);
     let first = wait_file_lines(&out, 30, LONG).len();
     job.signal(libc::SIGUSR1);
-    assert_eq!(job.wait_exit(LONG).code(), Some(3), "{}", std::fs::read_to_string(&err).unwrap());
+    assert_eq!(job.wait_exit(LONG).code(), Some(75), "{}", std::fs::read_to_string(&err).unwrap());
     let at_first = file_lines(&out).len();
     assert!(at_first >= first);
 
     let mut job = start_job(&prefix, &args, n, &out, &err);
     wait_file_lines(&out, at_first + 30, LONG);
     job.signal(libc::SIGUSR1);
-    assert_eq!(job.wait_exit(LONG).code(), Some(3));
+    assert_eq!(job.wait_exit(LONG).code(), Some(75));
     let e = std::fs::read_to_string(&err).unwrap();
     assert!(e.contains("No space left on device (the previous image is kept; the program ends, as asked)"), "{e}");
     let failed: Vec<&str> = e.lines().filter(|l| l.contains("failed; it stopped")).collect();

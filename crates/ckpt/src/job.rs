@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-/// Exit status of `ckpt job` when it stopped the program for a later restart.
-pub const EXIT_STOPPED: u8 = 3;
+/// Exit status of `ckpt job` when it stopped the program for a later restart: `EX_TEMPFAIL`
+/// of sysexits.h ("try again later"), apart from myrestart's 2 and 3.
+pub const EXIT_STOPPED: u8 = 75;
 
 #[derive(Args)]
 pub struct JobArgs {

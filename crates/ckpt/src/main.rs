@@ -71,7 +71,7 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run PROG as a batch job that outlives its time limit: restart the newest complete image
     /// if there is one, else start PROG; on the stop signal, take a last checkpoint, stop, and
-    /// requeue. Exits with PROG's status when PROG ends, 3 when stopped for a later restart.
+    /// requeue. Exits with PROG's status when PROG ends, 75 when stopped for a later restart.
     Job(job::JobArgs),
 }
 
