@@ -177,6 +177,52 @@ fn periodic_checkpoints_keep_generations_and_go_on_after_restart() {
     r.kill9();
 }
 
+/// `--interval` reaches the program through the programs that become it by `exec` (`env`, a
+/// script's `#!/usr/bin/env` line and its shell), which drop nothing they do not know; the
+/// children a program forks do not start timers of their own (they are in the tree's image
+/// instead; a child's own image would be `IMAGE-PID`).
+#[test]
+fn interval_reaches_the_program_through_exec_wrappers_but_not_its_children() {
+    use std::os::unix::fs::PermissionsExt;
+    let wd = Workdir::new("cli-interval-wrappers");
+    let p = prog("counter", &[]);
+    let script = wd.path.join("run-counter");
+    std::fs::write(&script, format!("#!/usr/bin/env sh\nexec '{}' \"$@\"\n", p.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let forks = format!("'{}' 1000000 10000; echo the end", p.display());
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("env", vec!["env", "CKPT_TEST=1", p.to_str().unwrap(), "1000000", "10000"]),
+        ("shebang", vec![script.to_str().unwrap(), "1000000", "10000"]),
+        ("tree", vec!["sh", "-c", &forks]),
+    ];
+    for (name, command) in runs {
+        let img = wd.path.join(format!("img-{name}"));
+        let mut c = ckpt_cmd(&["run", "--interval", "1", "--image", img.to_str().unwrap(), "--"]);
+        c.args(&command);
+        let mut orig = Proc::spawn(c, name);
+        orig.wait_lines(1, SHORT);
+        let deadline = Instant::now() + LONG;
+        while !img.exists() {
+            assert!(Instant::now() < deadline, "{name}: no periodic image; stderr {}", orig.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let first = std::fs::metadata(&img).unwrap().modified().unwrap();
+        while std::fs::metadata(&img).unwrap().modified().unwrap() == first {
+            assert!(Instant::now() < deadline, "{name}: no second periodic image; stderr {}", orig.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        wait_writers_gone(&img, deadline);
+        orig.kill_tree();
+        let own: Vec<_> = std::fs::read_dir(&wd.path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with(&format!("img-{name}-")))
+            .collect();
+        assert!(own.is_empty(), "{name}: a child took periodic checkpoints of its own: {own:?}");
+        assert!(!orig.stderr().contains("checkpoint failed"), "{name}: {}", orig.stderr());
+    }
+}
+
 #[test]
 fn refuses_static_programs_and_processes_without_the_library() {
     let wd = Workdir::new("cli-refuse");
@@ -235,4 +281,39 @@ fn a_program_that_takes_the_checkpoint_signal_is_left_alone() {
         let lines = orig.wait_lines(n + 3, SHORT);
         assert!(lines.last().unwrap().ends_with("got=0"), "{how}: the program was signalled");
     }
+}
+
+/// A restart while the checkpointed process still runs is refused by default (the two would
+/// share its files and write over each other's output); `--allow-running` restores a second
+/// copy anyway, and once the original has ended the restart goes ahead.
+#[test]
+fn restart_refused_while_the_original_runs() {
+    let wd = Workdir::new("cli-still-running");
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["1000000", "10000"]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    for cmd in [vec![myrestart()], vec![ckpt(), "restart".into()]] {
+        let out = Command::new(&cmd[0]).args(&cmd[1..]).arg(wd.image()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(err.contains(&format!("the checkpointed process still runs (PID {}", orig.pid)) && err.contains("--allow-running"), "{cmd:?}: {err}");
+        assert!(!err.contains("ckpt: myrestart"), "{err}");
+    }
+    let mut second = Proc::spawn(
+        {
+            let mut c = ckpt_cmd(&["restart", "--allow-running", "--inherit-stdio"]);
+            c.arg(wd.image());
+            c
+        },
+        "a second copy",
+    );
+    second.wait_lines(3, SHORT);
+    assert!(second.stderr().contains("restoring a second copy of it, as asked"), "{}", second.stderr());
+    second.kill9();
+    orig.kill9();
+    let mut restored = Proc::restart(&wd.image());
+    restored.wait_lines(3, SHORT);
+    restored.kill9();
 }

@@ -8,7 +8,7 @@
 //! stopped by Slurm's own warning before the time limit (`--signal=B:USR1@30`), as often as it
 //! takes. A second job from the same script and directory runs beside it and is preempted
 //! once. Each job's output, over all its starts, must be exactly an uninterrupted run's. Slurm
-//! holds a requeued job for a while (`BeginTime`); the test releases it at once
+//! holds a requeued job for a while (`BeginTime`); the test releases it two seconds later
 //! (`scontrol update StartTime=now`). `make test` runs it (`--ignored`) beside the other tests,
 //! since it mostly waits.
 
@@ -175,6 +175,8 @@ struct Job {
     running: bool,
     /// Whether it was preempted since it last started.
     signalled: bool,
+    /// Since when it waits to start again.
+    pending_since: Option<Instant>,
     reference: Vec<String>,
     done: bool,
 }
@@ -229,6 +231,7 @@ fn batch_job_outlives_its_time_limit_through_preemptions_and_requeues() {
             lines_at_start: 0,
             running: false,
             signalled: false,
+            pending_since: None,
             reference,
             done: false,
         });
@@ -240,15 +243,21 @@ fn batch_job_outlives_its_time_limit_through_preemptions_and_requeues() {
             let err = || std::fs::read_to_string(&j.err).unwrap_or_default();
             match state.as_str() {
                 "PENDING" => {
-                    // Requeued and held back for a while: released at once.
+                    // Requeued and held back for a while: released soon. Not in the second it
+                    // was requeued in: slurmd refuses a launch credential made in the second its
+                    // job was killed ("Job credential revoked"), and the job fails.
+                    if j.running || j.pending_since.is_none() {
+                        j.pending_since = Some(Instant::now());
+                    }
                     j.running = false;
-                    if restarts > 0 {
+                    if restarts > 0 && j.pending_since.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
                         cluster.run("scontrol", &["update", &format!("JobId={}", j.id), "StartTime=now"]);
                     }
                 }
                 "RUNNING" => {
                     if !j.running {
                         j.running = true;
+                        j.pending_since = None;
                         j.signalled = false;
                         j.lines_at_start = lines(&j.out);
                     }

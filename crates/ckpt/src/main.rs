@@ -63,6 +63,10 @@ enum Command {
         /// default: restoring runs the image's code with your rights).
         #[arg(long)]
         trust_image: bool,
+        /// Restore even though the checkpointed process still runs (refused by default: the
+        /// two copies would share its files and write over each other's output).
+        #[arg(long)]
+        allow_running: bool,
         /// The image must carry a MAC made with this key file (`ckpt run --key`, `CKPT_KEY`).
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
@@ -84,7 +88,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, newest, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, key } => {
+        Command::Restart { image, newest, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, key } => {
             let chosen = if newest {
                 match job::newest(&image, key.as_deref()) {
                     Ok(Some(found)) => {
@@ -97,7 +101,7 @@ fn main() -> ExitCode {
             } else {
                 Ok(image)
             };
-            chosen.and_then(|image| run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, key }))
+            chosen.and_then(|image| run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, key }))
         }
         Command::Inspect(a) => inspect::inspect(a),
         Command::Job(a) => job::job(a),

@@ -134,6 +134,7 @@ pub struct RestartFlags {
     pub inherit_stdio: bool,
     pub foreground: bool,
     pub trust_image: bool,
+    pub allow_running: bool,
     pub key: Option<PathBuf>,
 }
 
@@ -156,6 +157,7 @@ pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathB
         (f.inherit_stdio, "--inherit-stdio"),
         (f.foreground, "--foreground"),
         (f.trust_image, "--trust-image"),
+        (f.allow_running, "--allow-running"),
     ] {
         if on {
             cmd.arg(flag);

@@ -91,11 +91,11 @@ extern "C" fn ckpt_init() {
             }
         },
     };
-    cfg.interval_secs = env(INTERVAL_ENV).and_then(parse_u32).unwrap_or(0);
-    // Periodic checkpoints are for this process only: programs it runs inherit LD_PRELOAD, but
-    // must not start timers of their own that would write over its image.
-    // SAFETY: unsetenv in a constructor, before any thread exists.
-    unsafe { libc::unsetenv(INTERVAL_ENV.as_ptr()) };
+    // Periodic checkpoints are for the process that was started with them, through every
+    // program it becomes by `exec` (`env`, a script's interpreter, a shim that runs the real
+    // program): it keeps its PID, and CKPT_PARENT names it. Its children, which inherit the
+    // environment, ignore the variable: a tree checkpoint of the root takes them along.
+    cfg.interval_secs = if config::is_descendant() { 0 } else { env(INTERVAL_ENV).and_then(parse_u32).unwrap_or(0) };
     cfg.keep = env(KEEP_ENV).and_then(parse_u32).unwrap_or(0).min(99);
     cfg.incremental = match env(INCREMENTAL_ENV) {
         None | Some(b"") => DEFAULT_CHAIN,

@@ -9,7 +9,7 @@ pub struct Args {
     argv: *const *const u8,
 }
 
-const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] [--foreground] [--trust-image] [--key FILE] IMAGE\n\
+const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] [--foreground] [--trust-image] [--allow-running] [--key FILE] IMAGE\n\
   Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.\n\
   --eager      read all memory from the image now, instead of mapping the image file\n\
                (use it if the image file may change or disappear while the program runs)\n\
@@ -24,6 +24,8 @@ const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new
                Ctrl-Z here reach the tree; myrestart stops with it and goes on with `fg`\n\
   --trust-image  restore an image that another user owns or that others may write (refused\n\
                by default: restoring runs the image's code with your rights)\n\
+  --allow-running  restore even though the checkpointed process still runs (refused by\n\
+               default: two copies would share its files and write over each other)\n\
   --key FILE   the image must carry a MAC made with this key file (CKPT_KEY at checkpoint)\n\
   Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed midway.";
 
@@ -42,6 +44,8 @@ pub struct Options {
     pub trust_image: bool,
     /// The tree's root joins the restart's job (session and group) even if it led a session.
     pub foreground: bool,
+    /// Restore even if the checkpointed process still runs.
+    pub allow_running: bool,
     /// The key file the image must be authenticated with.
     pub key: Option<&'static CStr>,
 }
@@ -82,6 +86,7 @@ impl Args {
             inherit_stdio: false,
             trust_image: false,
             foreground: false,
+            allow_running: false,
             key: None,
         };
         let mut image = None;
@@ -113,6 +118,7 @@ impl Args {
                 b"--inherit-stdio" => opts.inherit_stdio = true,
                 b"--trust-image" => opts.trust_image = true,
                 b"--foreground" => opts.foreground = true,
+                b"--allow-running" => opts.allow_running = true,
                 b"" => {}
                 arg if arg.starts_with(b"-") || image.is_some() => {
                     say!("myrestart: unexpected argument {}", ckpt_sigsafe::out::Lossy(arg));

@@ -170,8 +170,20 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     // Opened non-blocking, so that a path that is now a FIFO (or a device that waits for a
     // carrier) cannot hang the restart; its type is checked before anything else.
     let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC | k::O_NONBLOCK);
+    // The program's output or error stream in a regular file (a log): if the file was rotated,
+    // truncated or removed since, the program's output goes on at its end, or in a new file at
+    // that path, rather than no restart at all.
+    let log = rec.kind == FdKind::File && (rec.fd == 1 || rec.fd == 2) && rec.open_flags & k::O_ACCMODE != k::O_RDONLY;
+    let mut offset = rec.offset;
     let fd = match rustix::fs::open(c, flags, Mode::empty()) {
         Ok(fd) => fd,
+        Err(Errno::NOENT) if log => {
+            let fd = rustix::fs::open(c, flags | OFlags::CREATE, Mode::from_raw_mode(0o666))
+                .map_err(|e| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", rec.fd, Lossy(path), describe(e))))?;
+            say!("myrestart: fd {}: {} is gone; the program writes to a new file at that path (--inherit-stdio gives it this restart's own stdout and stderr instead)", rec.fd, Lossy(path));
+            offset = 0;
+            fd
+        }
         // A file the kernel makes (/proc, /sys) that is not there now: a process's own
         // /proc/PID before its PID exists again, or another process's that has gone. The
         // program's descriptor then reads as empty (/dev/null), rather than no restart at all.
@@ -210,7 +222,13 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         matches!(f.f_type as u32, k::PROC_SUPER_MAGIC | k::SYSFS_MAGIC | k::CGROUP2_SUPER_MAGIC | k::CGROUP_SUPER_MAGIC)
     });
     if rec.kind == FdKind::File && !generated {
-        if (st.st_size as u64) < rec.offset {
+        if log && (st.st_size as u64) < offset {
+            say!(
+                "myrestart: fd {}: {} is now {} bytes, shorter than at the checkpoint ({}); the program's output goes on at its end (--inherit-stdio gives it this restart's own stdout and stderr instead)",
+                rec.fd, Lossy(path), st.st_size, offset
+            );
+            offset = st.st_size as u64;
+        } else if (st.st_size as u64) < offset {
             refuse(image_path, format_args!(
                 "fd {}: {} is now {} bytes, shorter than its saved offset {} (it changed since the checkpoint)",
                 rec.fd, Lossy(path), st.st_size, rec.offset
@@ -221,8 +239,8 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             say!("myrestart: fd {}: {} was replaced since the checkpoint; using the file now at that path", rec.fd, Lossy(path));
         }
     }
-    if rec.offset != 0 {
-        if let Err(e) = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset)) {
+    if offset != 0 {
+        if let Err(e) = rustix::fs::seek(&fd, SeekFrom::Start(offset)) {
             if rec.kind == FdKind::File && !generated {
                 refuse(image_path, format_args!("fd {}: {}: cannot restore the offset: {}", rec.fd, Lossy(path), describe(e)));
                 return Err(());

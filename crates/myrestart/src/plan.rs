@@ -289,6 +289,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let file_len = st.st_size as u64;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
+    check_not_running(path, &p.state, opts.allow_running)?;
     let key = match opts.key {
         None => None,
         Some(k) => {
@@ -669,6 +670,57 @@ fn check_on_two_cores(fd: i32, file: &[u8], image: &Image, skip: &dyn Fn(&ckpt_i
     // SAFETY: our own mapping; `out` is not used after this.
     let _ = unsafe { rustix::mm::munmap(table, len) };
     result
+}
+
+/// The checkpointed process must not still be running (unless `allow`): a second copy would
+/// share its files and sockets, and each would write over the other's output.
+fn check_not_running(path: &CStr, st: &ProcessState, allow: bool) -> Result<(), ()> {
+    if !still_runs(st) {
+        return Ok(());
+    }
+    let exe = Lossy(st.exe.as_bytes());
+    if allow {
+        say!("myrestart: {}: process {} ({exe}) still runs; restoring a second copy of it, as asked (--allow-running)", Lossy(path.to_bytes()), st.pid);
+        return Ok(());
+    }
+    refuse(path, format_args!(
+        "the checkpointed process still runs (PID {}, {exe}): a second copy would share its files and write over its output; end it first, or give --allow-running",
+        st.pid
+    ));
+    Err(())
+}
+
+/// Whether the process the image was taken from runs here: its PID belongs to a live process
+/// of the same program that started before the image was taken (a later process with the PID
+/// cannot be it). An image taken inside a PID namespace names a PID this test cannot see.
+fn still_runs(st: &ProcessState) -> bool {
+    let mut path = [0u8; 64];
+    let mut stat = [0u8; 1024];
+    let mut uptime = [0u8; 128];
+    let mut exe = [0u8; 4096];
+    let pid = st.pid as u64;
+    if pid == 0 || pid == rustix::process::getpid().as_raw_nonzero().get() as u64 {
+        return false;
+    }
+    let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid, b"/stat") else { return false };
+    let Ok(n) = maps::read_file(p, &mut stat) else { return false };
+    if matches!(ckpt_sigsafe::proctext::stat_state(&stat[..n]), Some(b'Z' | b'X') | None) {
+        return false;
+    }
+    let Ok(u) = maps::read_file(c"/proc/uptime", &mut uptime) else { return false };
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let now = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+    let Some(started) = ckpt_sigsafe::proctext::start_unix_ns(&stat[..n], &uptime[..u], now) else { return false };
+    // Ticks and uptime are in hundredths of a second.
+    if started > st.created_unix_ns + 50_000_000 {
+        return false;
+    }
+    let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid, b"/exe") else { return false };
+    match rustix::fs::readlinkat_raw(rustix::fs::CWD, p, &mut exe[..]) {
+        Ok(n) => exe.get(..n) == Some(st.exe.as_bytes()),
+        // Not ours to look at: the same PID and an earlier start are enough.
+        Err(_) => true,
+    }
 }
 
 /// The CPU must support the register state the image saved.

@@ -204,6 +204,21 @@ pub fn stat_comm(stat: &[u8]) -> &[u8] {
     stat.get(open..close).unwrap_or(&[])
 }
 
+/// When a process started, in nanoseconds since the epoch: from its `/proc/PID/stat` (field
+/// 22, clock ticks since boot; 100 a second, as on every x86-64 Linux), `/proc/uptime` (seconds
+/// since boot, to hundredths) and the current time. Accurate to about 10 ms.
+pub fn start_unix_ns(stat: &[u8], uptime: &[u8], now_unix_ns: u64) -> Option<u64> {
+    let started = stat_field(stat, 22)?;
+    let first = uptime.split(|c| c.is_ascii_whitespace()).next()?;
+    let (whole, frac) = match first.iter().position(|&c| c == b'.') {
+        Some(dot) => (&first[..dot], &first[dot + 1..]),
+        None => (first, &b""[..]),
+    };
+    let hundredths = parse_dec(whole)? * 100 + frac.iter().take(2).try_fold(0u64, |a, &d| d.is_ascii_digit().then(|| a * 10 + (d - b'0') as u64))? * if frac.len() == 1 { 10 } else { 1 };
+    let age_ns = hundredths.checked_sub(started)? * 10_000_000;
+    now_unix_ns.checked_sub(age_ns)
+}
+
 /// The PIDs listed in a `/proc/PID/task/TID/children` file.
 pub fn pid_list(text: &[u8]) -> impl Iterator<Item = u32> + '_ {
     text.split(|c| c.is_ascii_whitespace()).filter_map(|f| parse_dec(f).map(|v| v as u32))
@@ -212,6 +227,16 @@ pub fn pid_list(text: &[u8]) -> impl Iterator<Item = u32> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_time_from_stat_and_uptime() {
+        let stat = b"42 (a prog) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 1500 1000 10 0";
+        // Up 20.5 s, started 15 s after boot: 5.5 s ago.
+        assert_eq!(start_unix_ns(stat, b"20.50 30.00\n", 100_000_000_000), Some(94_500_000_000));
+        assert_eq!(start_unix_ns(stat, b"20.5 30.0\n", 100_000_000_000), Some(94_500_000_000));
+        assert_eq!(start_unix_ns(stat, b"10.00 1.00\n", 100_000_000_000), None);
+        assert_eq!(start_unix_ns(b"garbage", b"20.50 1\n", 1), None);
+    }
 
     #[test]
     fn eventfd_signalfd_and_epoll_fdinfo() {
