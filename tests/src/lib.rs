@@ -197,9 +197,25 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn spawn(mut cmd: Command, what: &str) -> Proc {
+    pub fn spawn(cmd: Command, what: &str) -> Proc {
+        Proc::spawn_passing(cmd, what, None)
+    }
+
+    /// [`Proc::spawn`], the child also getting our descriptor `pass.0` as its `pass.1`.
+    pub fn spawn_passing(mut cmd: Command, what: &str, pass: Option<(i32, i32)>) -> Proc {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         hermetic(&mut cmd);
+        if let Some((ours, theirs)) = pass {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: dup2 is async-signal-safe; it runs after `hermetic`'s hook, and the new
+            // descriptor is not close-on-exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::dup2(ours, theirs);
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
         let stdout: Shared = Default::default();
         let stderr: Shared = Default::default();

@@ -61,7 +61,7 @@ fn restart_stopped_lets_gdb_attach_then_continues() {
     let restored = Proc::spawn(ckpt_cmd(&["restart", "--stopped", img.to_str().unwrap()]), "ckpt restart --stopped");
     let err = restored.wait_stderr("will stop (SIGSTOP)", SHORT);
     // The PID to attach to, as myrestart says it: the program's, in this PID namespace.
-    let said: u32 = err.split("myrestart: process ").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).expect(&err);
+    let said: u32 = err.split("ckpt: process ").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).expect(&err);
     let pid = restored.program_pid();
     assert_eq!(said, pid, "{err}");
     let deadline = Instant::now() + SHORT;
@@ -299,7 +299,9 @@ fn restart_refused_while_the_original_runs() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
         assert!(err.contains(&format!("the checkpointed process still runs (PID {}", orig.pid)) && err.contains("--allow-running"), "{cmd:?}: {err}");
-        assert!(!err.contains("ckpt: myrestart"), "{err}");
+        // Each names itself: `ckpt restart` as ckpt, though myrestart does the work.
+        let name = if cmd.len() > 1 { "ckpt: " } else { "myrestart: " };
+        assert!(err.starts_with(name), "{cmd:?}: {err}");
     }
     let mut second = Proc::spawn(
         {
@@ -316,4 +318,118 @@ fn restart_refused_while_the_original_runs() {
     let mut restored = Proc::restart(&wd.image());
     restored.wait_lines(3, SHORT);
     restored.kill9();
+}
+
+/// A program started with SIGINT and SIGQUIT ignored (in the background by a script) comes
+/// back ignoring them; restarted on a terminal, where Ctrl-C would then silently do nothing,
+/// myrestart says so in one line. Not on a terminal: nothing is said.
+#[test]
+fn restart_on_a_terminal_says_when_ctrl_c_is_ignored() {
+    let wd = Workdir::new("cli-ignored-int");
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(r#"trap "" INT QUIT; exec "$0" 1000000 10000"#).arg(prog("counter", &[]));
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter ignoring SIGINT");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors; no name, termios or size asked for.
+    assert_eq!(unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) }, 0);
+    for on_tty in [true, false] {
+        let mut c = Command::new(myrestart());
+        c.arg(wd.image());
+        let mut r = Proc::spawn_passing(c, "myrestart", on_tty.then_some((slave, 0)));
+        r.wait_lines(3, SHORT);
+        r.kill9();
+        let said: Vec<String> = r.stderr().lines().filter(|l| l.contains("ignores SIGINT")).map(String::from).collect();
+        if on_tty {
+            assert_eq!(said.len(), 1, "{}", r.stderr());
+            assert!(said[0].contains("SIGINT and SIGQUIT") && said[0].contains("Ctrl-C will not stop it"), "{said:?}");
+        } else {
+            assert!(said.is_empty(), "{said:?}");
+        }
+    }
+    // SAFETY: our own descriptors.
+    unsafe {
+        libc::close(master);
+        libc::close(slave);
+    }
+}
+
+/// Arguments that cannot work are refused with exit status 2 and a message that says why;
+/// `--help` names the exit statuses and the variables.
+#[test]
+fn bad_arguments_are_refused_and_help_names_statuses_and_variables() {
+    for sig in ["FOO", "KILL", "9"] {
+        let out = ckpt_cmd(&["run", "--signal", sig, "--", "true"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--signal {sig}: {err}");
+        assert!(err.contains(&format!("--signal {sig}: not a signal")), "{err}");
+    }
+    let out = ckpt_cmd(&["checkpoint", "--timeout", "0.5", "999999999"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no process 999999999"), "--timeout 0.5 must be accepted: {err}");
+    let out = ckpt_cmd(&["inspect", "no-such-image"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "ckpt: no-such-image: No such file or directory");
+    let help = String::from_utf8_lossy(&ckpt_cmd(&["--help"]).output().unwrap().stdout).into_owned();
+    for word in ["Exit status", "75", "CKPT_IMAGE", "CKPT_INTERVAL", "CKPT_KEEP", "CKPT_SIGNAL", "CKPT_LIBCKPT"] {
+        assert!(help.contains(word), "ckpt --help does not name {word}");
+    }
+    // A copied ckpt says where it looked for libckpt.so and how to point it elsewhere.
+    let wd = Workdir::new("cli-copied");
+    let copy = wd.path.join("ckpt");
+    std::fs::copy(ckpt(), &copy).unwrap();
+    let out = Command::new(&copy).args(["run", "--", "true"]).env_remove("CKPT_LIBCKPT").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("looked for {}", wd.path.join("libckpt.so").display())) && err.contains("set CKPT_LIBCKPT"), "{err}");
+    let out = Command::new(&copy).args(["run", "--", "true"]).env("CKPT_LIBCKPT", libckpt()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `checkpoint --image` cannot move where a process writes (it chose that when it started):
+/// another path is refused, saying where the process writes; its own path is fine.
+#[test]
+fn checkpoint_image_option_must_name_the_process_own_image() {
+    let wd = Workdir::new("cli-image-option");
+    let mut c = ckpt_cmd(&["run", "--image", wd.image().to_str().unwrap(), "--"]);
+    c.arg(prog("counter", &[])).args(["1000000", "10000"]);
+    let mut orig = Proc::spawn(c, "counter");
+    orig.wait_lines(3, SHORT);
+    let other = wd.path.join("other.img");
+    let out = ckpt_cmd(&["checkpoint", &orig.pid.to_string(), "--wait", "--image", other.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("writes its image to {}", wd.image().display())) && err.contains("none was sent"), "{err}");
+    assert!(!other.exists() && !wd.image().exists());
+    let out = ckpt_cmd(&["checkpoint", &orig.pid.to_string(), "--wait", "--image", wd.image().to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(wd.image().exists());
+    orig.kill9();
+}
+
+/// A process the user may not inspect is named as such, not as missing.
+#[test]
+fn checkpoint_of_a_process_of_another_user_says_so() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("checkpoint_of_a_process_of_another_user_says_so: skipped: needs root and setpriv, to be another user");
+        return;
+    }
+    let wd = Workdir::new("cli-other-user");
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["1000000", "10000"]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter");
+    orig.wait_lines(1, SHORT);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(ckpt())
+        .args(["checkpoint", &orig.pid.to_string()])
+        .env("CKPT_LIBCKPT", libckpt())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("process {} may not be inspected by this user", orig.pid)), "{err}");
+    orig.kill9();
 }

@@ -371,3 +371,38 @@ fn restart_goes_on_when_its_output_log_was_truncated_or_removed() {
     // Its standard input is not a log: a shorter input file still refuses the restart
     // (restart_refuses_when_an_input_file_was_truncated).
 }
+
+/// A pipe the program merely inherited (a shell's, say) is not warned about at each
+/// checkpoint; the restart names it once, where it matters: it comes back with its other end
+/// closed.
+#[test]
+fn an_inherited_pipe_is_named_once_at_restart_not_at_each_checkpoint() {
+    let wd = Workdir::new("inherited-pipe");
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two descriptors we own (closed below).
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["1000000", "10000"]);
+    c.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", wd.image());
+    // The child gets the pipe's write end as fd 7.
+    let mut orig = Proc::spawn_passing(c, "counter with an inherited pipe", Some((fds[1], 7)));
+    orig.wait_lines(3, SHORT);
+    for _ in 0..2 {
+        orig.checkpoint(&wd.image(), LONG);
+    }
+    wait_writers_gone(&wd.image(), Instant::now() + LONG);
+    orig.kill9();
+    assert!(!orig.stderr().contains("pipe"), "a checkpoint warned about the pipe: {}", orig.stderr());
+    let mut restored = Proc::restart(&wd.image());
+    restored.wait_lines(3, SHORT);
+    restored.kill9();
+    let ino = std::fs::metadata(format!("/proc/self/fd/{}", fds[0])).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    let named: Vec<String> = restored.stderr().lines().filter(|l| l.contains(&format!("pipe:[{ino}]"))).map(String::from).collect();
+    assert_eq!(named.len(), 1, "{}", restored.stderr());
+    assert!(named[0].contains("comes back with its read end closed"), "{named:?}");
+    // SAFETY: our own descriptors.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+}

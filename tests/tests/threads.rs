@@ -267,7 +267,7 @@ fn restart_stopped_stops_every_thread() {
     let mut restored = Proc::spawn(c, "ckpt restart --stopped");
     let err = restored.wait_stderr("will stop (SIGSTOP)", SHORT);
     let pid = restored.program_pid();
-    assert!(err.contains(&format!("myrestart: the restored program is process {pid} (PID ")), "{err}");
+    assert!(err.contains(&format!("ckpt: the restored program is process {pid} (PID ")), "{err}");
     let tasks = || std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().map(|e| e.unwrap().path()).collect::<Vec<_>>();
     let deadline = std::time::Instant::now() + SHORT;
     while !tasks().iter().all(|t| std::fs::read_to_string(t.join("stat")).is_ok_and(|s| s.contains(") t ") || s.contains(") T "))) {

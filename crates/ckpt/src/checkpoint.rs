@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 pub struct CheckpointArgs {
     /// The process to checkpoint.
     pid: u32,
-    /// The image the process writes (default: its CKPT_IMAGE, else myckpt in its directory).
+    /// Where the process writes its image, for ckpt to follow it when it cannot read the
+    /// process's environment (its CKPT_IMAGE). The process chose its image path when it started:
+    /// a path other than that one is refused.
     #[arg(long, value_name = "PATH")]
     image: Option<PathBuf>,
     /// Return only when the new image is complete; print its path, size and how long it took.
@@ -25,9 +27,17 @@ pub struct CheckpointArgs {
     /// process then ends (SIGKILL), so it never runs past its image (implies --wait).
     #[arg(long)]
     kill: bool,
-    /// Give up waiting after SECS seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
-    timeout: u64,
+    /// Give up waiting after SECS seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value_t = 600.0, value_parser = seconds)]
+    timeout: f64,
+}
+
+/// A positive number of seconds, whole or not.
+pub fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s} is not a positive number of seconds")),
+    }
 }
 
 /// The process's initial environment, as `(name, value)` pairs.
@@ -82,7 +92,14 @@ fn writer_file(pid: u32, image: &Path) -> Option<std::fs::Metadata> {
 
 pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     let pid = a.pid;
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|_| (EXIT_REFUSED, format!("no process {pid}")))?;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => format!("no process {pid}"),
+            std::io::ErrorKind::PermissionDenied => format!("process {pid} may not be inspected by this user (it belongs to another user, or is not dumpable): checkpoint it as its owner"),
+            _ => format!("process {pid}: /proc/{pid}/maps: {}", crate::io_message(&e)),
+        };
+        (EXIT_REFUSED, why)
+    })?;
     if !maps.lines().any(|l| l.ends_with("/libckpt.so")) {
         return Err((EXIT_REFUSED, format!("process {pid} is not running under libckpt.so; the checkpoint signal would kill it, so none was sent")));
     }
@@ -104,7 +121,7 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     if caught & (1u64 << (signal - 1)) == 0 {
         return Err((EXIT_REFUSED, format!("process {pid} does not handle signal {signal}; the checkpoint signal would kill it, so none was sent")));
     }
-    let image = match a.image.or_else(|| get("CKPT_IMAGE").map(PathBuf::from)) {
+    let resolve = |p: Option<PathBuf>| match p {
         Some(p) if p.is_absolute() => p,
         other => {
             // A relative or default path is relative to where the process started; its
@@ -112,6 +129,23 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
             cwd.join(other.unwrap_or_else(|| PathBuf::from("myckpt")))
         }
+    };
+    // ckpt run always gives an absolute path; a relative one depends on where the process
+    // started, which ckpt can only guess.
+    let configured = get("CKPT_IMAGE").map(PathBuf::from).filter(|p| p.is_absolute());
+    let image = match (a.image, configured) {
+        (Some(asked), Some(conf)) => {
+            let asked = std::path::absolute(&asked).unwrap_or(asked);
+            if asked != conf {
+                return Err((
+                    EXIT_REFUSED,
+                    format!("process {pid} writes its image to {} (chosen when it started: CKPT_IMAGE, or `ckpt run --image`), not to {}; none was sent (copy the image afterwards)", conf.display(), asked.display()),
+                ));
+            }
+            conf
+        }
+        (_, Some(conf)) => conf,
+        (asked, None) => resolve(asked.or_else(|| get("CKPT_IMAGE").map(PathBuf::from))),
     };
     let before = identity(&image);
     let started = Instant::now();
@@ -127,7 +161,7 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
         return Ok(ExitCode::SUCCESS);
     }
     let tty = std::io::stderr().is_terminal();
-    let deadline = started + Duration::from_secs(a.timeout);
+    let deadline = started + Duration::from_secs_f64(a.timeout);
     let mut saw_writer = false;
     let mut last_progress = Instant::now();
     loop {

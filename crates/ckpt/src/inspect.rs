@@ -113,7 +113,7 @@ pub fn inspect(a: InspectArgs) -> Outcome {
 /// an error.
 pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, String)> {
     let name = path.display().to_string();
-    let f = File::open(path).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
+    let f = File::open(path).map_err(|e| (EXIT_REFUSED, format!("{name}: {}", crate::io_message(&e))))?;
     let fmeta = f.metadata().map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
     let mut prefix = vec![0u8; PREFIX_LEN];
     let got = f.read_at(&mut prefix, 0).unwrap_or(0);
@@ -353,9 +353,10 @@ fn print_table(d: &Value) {
     }
     println!("descriptors");
     for f in d["descriptors"].as_array().unwrap() {
+        // (A JSON value ignores widths: each is made a string first.)
         println!(
             "  {:>4}  {:<11} flags {:<8} offset {:<12} {}{}",
-            f["fd"], s(&f["kind"]), s(&f["flags"]), f["offset"], f["socket"].as_str().unwrap_or(&s(&f["path"])),
+            s(&f["fd"]), s(&f["kind"]), s(&f["flags"]), s(&f["offset"]), f["socket"].as_str().unwrap_or(&s(&f["path"])),
             if f["restored"] == true { "" } else { "  (not restored)" }
         );
     }
@@ -387,8 +388,8 @@ fn print_table(d: &Value) {
     for g in d["regions"].as_array().unwrap() {
         let zero = g["zero_pages"].as_u64().map(|z| z.to_string()).unwrap_or_default();
         println!(
-            "  {}-{:<18} {:<4} {:<10} {:<16} {:>12} {:>10}  {}",
-            s(&g["start"]), s(&g["end"]), s(&g["prot"]), s(&g["kind"]), s(&g["how"]), g["bytes_stored"], zero, s(&g["file"])
+            "  {:<33} {:<4} {:<10} {:<16} {:>12} {:>10}  {}",
+            format!("{}-{}", s(&g["start"]), s(&g["end"])), s(&g["prot"]), s(&g["kind"]), s(&g["how"]), s(&g["bytes_stored"]), zero, s(&g["file"])
         );
     }
 }

@@ -34,8 +34,8 @@ pub struct JobArgs {
     #[arg(long, value_name = "CMD")]
     requeue: Option<String>,
     /// How long the last checkpoint may take before the program is killed without it.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
-    timeout: u64,
+    #[arg(long, value_name = "SECS", default_value_t = 600.0, value_parser = crate::checkpoint::seconds)]
+    timeout: f64,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -171,7 +171,7 @@ pub fn job(a: JobArgs) -> Outcome {
         // SAFETY: waits for one of the blocked signals of `set`, or the timeout.
         let sig = unsafe { libc::sigtimedwait(&set, &mut info, &timeout) };
         if let Some((since, _)) = stopping {
-            if !timed_out && since.elapsed() > Duration::from_secs(a.timeout) {
+            if !timed_out && since.elapsed() > Duration::from_secs_f64(a.timeout) {
                 eprintln!("ckpt: the last checkpoint took more than {} s: killing {prog} without it", a.timeout);
                 timed_out = true;
                 // SAFETY: kill(2) with our child's PID.

@@ -17,8 +17,31 @@ pub const EXIT_REFUSED: u8 = 2;
 /// Exit status when the operation was tried and failed (checkpoint not written in time, …).
 pub const EXIT_FAILED: u8 = 1;
 
+/// What `ckpt --help` adds after the commands: exit statuses and the variables libckpt reads.
+const AFTER_HELP: &str = "\
+Exit status:
+  run, restart, job  the program's own (128 + N if signal N ended it); restart: 2 if the image
+                     cannot be restored (nothing changed), 3 if restoring failed midway; job: 75
+                     when it stopped the program at a last checkpoint, for a later restart
+  others             0 done, 1 tried and failed (a checkpoint not written, checksums that do not
+                     verify), 2 refused (bad arguments, a missing or foreign image, a process
+                     without libckpt)
+
+Environment of the program (ckpt run sets them from its options; read when the program starts):
+  CKPT_IMAGE=PATH          where the image goes (default: myckpt where the program started)
+  CKPT_SIGNAL=SIG          the checkpoint signal (default USR2)
+  CKPT_INTERVAL=SECS       also a checkpoint every SECS seconds
+  CKPT_KEEP=N              keep N older images, IMAGE.1 ... IMAGE.N
+  CKPT_INCREMENTAL=N       images in an incremental chain (default 8; 0: every image full)
+  CKPT_SYNC=1              write images with the program stopped, not in a forked writer
+  CKPT_COMPRESS=lz4        compress memory in images
+  CKPT_SELF_CONTAINED=1    copy the program's and libraries' pages too (no files needed)
+  CKPT_KEY=FILE            authenticate images with a key from FILE
+Environment of ckpt:
+  CKPT_LIBCKPT=PATH, CKPT_MYRESTART=PATH  where libckpt.so and myrestart are, if not next to ckpt";
+
 #[derive(Parser)]
-#[command(name = "ckpt", version, about = "Transparent checkpoint/restart for Linux processes")]
+#[command(name = "ckpt", version, about = "Transparent checkpoint/restart for Linux processes", after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,6 +135,15 @@ fn main() -> ExitCode {
             eprintln!("ckpt: {message}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// An I/O error's description, without Rust's "(os error N)".
+pub fn io_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }
 

@@ -108,6 +108,10 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
         cmd.env("CKPT_KEEP", keep.to_string());
     }
     if let Some(sig) = a.signal {
+        crate::checkpoint::signal_number(&sig).ok_or((
+            EXIT_REFUSED,
+            format!("--signal {sig}: not a signal libckpt can use (a name such as USR1, HUP, RTMIN+3, or a number; not KILL, STOP, or one the kernel raises for faults)"),
+        ))?;
         cmd.env("CKPT_SIGNAL", sig);
     }
     if a.sync {
@@ -148,7 +152,8 @@ pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
 pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathBuf), (u8, String)> {
     let myrestart = locate::myrestart()?;
     let mut cmd = Command::new(&myrestart);
-    cmd.arg("--announce");
+    // As `ckpt`, myrestart's messages begin `ckpt:`.
+    cmd.arg0("ckpt").arg("--announce");
     for (on, flag) in [
         (f.stopped, "--stopped"),
         (f.eager, "--eager"),

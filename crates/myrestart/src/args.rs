@@ -89,6 +89,10 @@ impl Args {
             allow_running: false,
             key: None,
         };
+        // Started by `ckpt restart` (as `ckpt`): speak as the command the user ran.
+        if self.arg(0).is_some_and(|a| a.to_bytes().rsplit(|&c| c == b'/').next() == Some(b"ckpt")) {
+            ckpt_sigsafe::out::speak_as_ckpt();
+        }
         let mut image = None;
         let mut i = 0;
         while i + 1 < self.argc {

@@ -290,6 +290,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
     check_not_running(path, &p.state, opts.allow_running)?;
+    let ignored = ignored_interrupts(&p.state);
     let key = match opts.key {
         None => None,
         Some(k) => {
@@ -355,6 +356,9 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     }
     check_mm_map_allowed(path)?;
     report_rlimits(&p.state);
+    if let Some(which) = ignored {
+        say!("myrestart: the program ignores {which}, as it did when checkpointed (started in the background by a script, say): Ctrl-C will not stop it; `kill` will");
+    }
 
     // Every descriptor myrestart holds from here on sits above all the target's numbers (of
     // every process of a tree), so that installing the target's descriptors can never
@@ -670,6 +674,20 @@ fn check_on_two_cores(fd: i32, file: &[u8], image: &Image, skip: &dyn Fn(&ckpt_i
     // SAFETY: our own mapping; `out` is not used after this.
     let _ = unsafe { rustix::mm::munmap(table, len) };
     result
+}
+
+/// Which of `SIGINT` and `SIGQUIT` (a terminal's Ctrl-C and Ctrl-\\) the program ignores, when
+/// myrestart runs on a terminal: restored faithfully, they would silently do nothing there.
+fn ignored_interrupts(st: &ProcessState) -> Option<&'static str> {
+    // SAFETY: descriptors 0 and 2 are only borrowed for the check (a closed one is no terminal).
+    let on_tty = [0, 2].into_iter().any(|fd| rustix::termios::isatty(unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) }));
+    let ignores = |sig: u32| st.sigactions[sig as usize - 1].handler == 1;
+    match (on_tty, ignores(linux_raw_sys::general::SIGINT), ignores(linux_raw_sys::general::SIGQUIT)) {
+        (false, _, _) | (true, false, false) => None,
+        (true, true, true) => Some("SIGINT and SIGQUIT"),
+        (true, true, false) => Some("SIGINT"),
+        (true, false, true) => Some("SIGQUIT"),
+    }
 }
 
 /// The checkpointed process must not still be running (unless `allow`): a second copy would

@@ -30,12 +30,28 @@ impl Line {
     /// Adds the newline and writes the line to stderr.
     pub fn emit(&mut self) {
         self.buf[self.len] = b'\n';
-        let all = &self.buf[..self.len + 1];
+        let mut end = self.len + 1;
+        if AS_CKPT.load(core::sync::atomic::Ordering::Relaxed) && self.buf[..end].starts_with(b"myrestart: ") {
+            const AS: &[u8] = b"ckpt: ";
+            self.buf.copy_within(11..end, AS.len());
+            self.buf[..AS.len()].copy_from_slice(AS);
+            end -= 11 - AS.len();
+        }
+        let all = &self.buf[..end];
         // SAFETY: fd 2 is only borrowed for this one write; if it is closed, the write fails
         // harmlessly with EBADF.
         let stderr = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
         let _ = rustix::io::write(stderr, all);
     }
+}
+
+/// Set when myrestart runs as `ckpt restart` (which starts it with that name): its messages
+/// then begin `ckpt:`, the command the user ran, instead of `myrestart:`.
+static AS_CKPT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Messages that begin `myrestart:` say `ckpt:` from now on.
+pub fn speak_as_ckpt() {
+    AS_CKPT.store(true, core::sync::atomic::Ordering::Relaxed);
 }
 
 impl Default for Line {

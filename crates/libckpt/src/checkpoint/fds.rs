@@ -184,9 +184,8 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     parts.timerfds_len = timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
     parts.inotify_len = watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
     super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree);
-    if !tree {
-        warn_about_lone_pipe_ends(parts);
-    }
+    // A pipe end whose other end is outside the process (often one it merely inherited) is
+    // named at restart, where it comes back with that end closed: nothing is wrong yet now.
     Ok(())
 }
 
@@ -316,22 +315,6 @@ fn record_watches(fd: i32, buf: &mut [u8], pathbuf: &mut [u8], out: &mut Writer)
     }
     if ckpt_sigsafe::sys::bytes_to_read(fd).is_ok_and(|n| n > 0) {
         say!("ckpt: inotify fd {fd} has events waiting; a restarted process will not get them");
-    }
-}
-
-/// Names each pipe end whose other end is not in the process: it comes back with that end
-/// closed.
-fn warn_about_lone_pipe_ends(parts: &Parts) {
-    let recs = || ckpt_image::fds::records(&parts.fds[..parts.fds_len]).filter_map(Result::ok);
-    for (rec, _) in recs().filter(|(r, _)| r.kind == FdKind::Pipe) {
-        let reader = rec.open_flags & 3 == 0;
-        if !recs().any(|(o, _)| o.kind == FdKind::Pipe && o.ino == rec.ino && (o.open_flags & 3 == 0) != reader) {
-            say!(
-                "ckpt: fd {} (pipe:[{}]) has its other end outside the process; a restarted process gets it with that end closed",
-                rec.fd,
-                rec.ino
-            );
-        }
     }
 }
 
