@@ -167,3 +167,30 @@ fn restart_newest_passes_over_a_damaged_image() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("can be restarted"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A stop signal at once, before the program has even loaded libckpt: the checkpoint signal
+/// waits (blocked) for the library's handler instead of ending the program, and the program
+/// stops at a last checkpoint that restarts.
+#[test]
+fn job_stopped_the_moment_it_starts_still_stops_at_a_checkpoint() {
+    let wd = Workdir::new("job-early");
+    let (out, err) = (wd.path.join("out"), wd.path.join("err"));
+    let image = wd.image();
+    let args = ["--image", image.to_str().unwrap()];
+    let mut job = start_job(&[], &args, 400, &out, &err);
+    // ckpt job blocks its signals before it says what it starts; the program is started right
+    // after, and has not loaded libckpt yet.
+    let deadline = Instant::now() + SHORT;
+    while !std::fs::read_to_string(&err).unwrap_or_default().contains("starting") {
+        assert!(Instant::now() < deadline, "ckpt job said nothing");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    job.signal(libc::SIGUSR1);
+    let st = job.wait_exit(LONG);
+    let e = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(st.code(), Some(75), "{e}");
+    assert!(e.contains("stopped at its last checkpoint"), "{e}");
+    let mut job = start_job(&[], &args, 400, &out, &err);
+    assert_eq!(job.wait_exit(LONG).code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    assert_eq!(file_lines(&out), reference(400));
+}

@@ -114,6 +114,10 @@ fn watched() -> libc::sigset_t {
 }
 
 pub fn job(a: JobArgs) -> Outcome {
+    // From the first moment, a signal waits for the loop below instead of ending ckpt.
+    let set = watched();
+    // SAFETY: blocks signals in this single-threaded process, so that they wait for sigwaitinfo.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     let stop_on: Vec<i32> = if a.stop_on.is_empty() {
         vec![libc::SIGUSR1]
     } else {
@@ -143,18 +147,20 @@ pub fn job(a: JobArgs) -> Outcome {
             (run::run_command(a.run)?.0, "the program")
         }
     };
-    let set = watched();
-    // SAFETY: blocks signals in this single-threaded process, so that they wait for sigwaitinfo.
-    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     // Orphans of the program (a tree's processes when its root ends) come to us, to be ended.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    // SAFETY: the closure only calls sigprocmask, async-signal-safe, between fork and exec.
+    // The child starts with only the checkpoint signal blocked: one sent before libckpt's
+    // handler is in place waits for it (the library unblocks it then; myrestart passes it on)
+    // instead of ending the program.
+    // SAFETY: the closure only calls sigemptyset, sigaddset and sigprocmask, async-signal-safe,
+    // between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        cmd.pre_exec(move || {
+            let mut only: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut only);
+            libc::sigaddset(&mut only, ckpt_signal);
+            libc::sigprocmask(libc::SIG_SETMASK, &only, std::ptr::null_mut());
             Ok(())
         })
     };
