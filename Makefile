@@ -74,7 +74,7 @@ check: libckpt.so myrestart hello.c
 restart:
 	./myrestart $(RESTART_FLAGS) myckpt
 
-# The Slurm test (tests/tests/slurm.rs, about four minutes, mostly waiting for Slurm) runs in
+# The Slurm test (tests/tests/slurm.rs, about three and a half minutes, mostly waiting for Slurm) runs in
 # the background beside the others; its output follows theirs.
 test: all
 	$(CARGO) test --release --locked --workspace --no-run

@@ -182,7 +182,7 @@ struct Job {
 }
 
 #[test]
-#[ignore = "`make test` runs it in the background beside the others (about four minutes)"]
+#[ignore = "`make test` runs it in the background beside the others (about three and a half minutes)"]
 fn batch_job_outlives_its_time_limit_through_preemptions_and_requeues() {
     if let Some(p) = slurm_missing() {
         eprintln!("batch_job_outlives_its_time_limit_through_preemptions_and_requeues: skipped: {p} is not installed (apt-get install slurmctld slurmd slurm-client munge)");
