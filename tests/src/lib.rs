@@ -336,23 +336,7 @@ impl Proc {
         // The root stops first: it must not see a child die (and say so) before it dies itself.
         // SAFETY: kill(2) of our own child.
         unsafe { libc::kill(self.pid as i32, libc::SIGSTOP) };
-        let mut all = vec![self.pid];
-        loop {
-            let now = descendants(self.pid);
-            let new: Vec<u32> = now.into_iter().filter(|p| !all.contains(p)).collect();
-            if new.is_empty() {
-                break;
-            }
-            for &p in &new {
-                // SAFETY: kill(2) of a process below our own child.
-                unsafe { libc::kill(p as i32, libc::SIGSTOP) };
-            }
-            all.extend(new);
-        }
-        for &p in &all[1..] {
-            // SAFETY: as above.
-            unsafe { libc::kill(p as i32, libc::SIGKILL) };
-        }
+        kill_all_below(self.pid);
         self.kill9();
     }
 
@@ -529,6 +513,45 @@ pub fn wait_writers_gone(image: &Path, deadline: Instant) {
 }
 
 /// Every process below `pid`: the children of each of its threads, and theirs.
+/// SIGKILL to every process below `pid` (not `pid` itself), all stopped first, so that none
+/// starts another meanwhile.
+pub fn kill_all_below(pid: u32) {
+    let mut all = Vec::new();
+    loop {
+        let new: Vec<u32> = descendants(pid).into_iter().filter(|p| !all.contains(p)).collect();
+        if new.is_empty() {
+            break;
+        }
+        for &p in &new {
+            // SAFETY: kill(2) of a process below `pid`, one of ours.
+            unsafe { libc::kill(p as i32, libc::SIGSTOP) };
+        }
+        all.extend(new);
+    }
+    for &p in &all {
+        // SAFETY: as above.
+        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+    }
+}
+
+/// The lines of a file (none if it is not there yet).
+pub fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
+}
+
+/// Waits until the file at `path` has at least `n` lines, and returns them.
+pub fn wait_file_lines(path: &Path, n: usize, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let l = file_lines(path);
+        if l.len() >= n {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "{}: {} lines after {timeout:?}, waiting for {n}", path.display(), l.len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn descendants(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut todo = vec![pid];

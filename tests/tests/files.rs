@@ -331,17 +331,11 @@ fn restart_goes_on_when_its_output_log_was_truncated_or_removed() {
     let counter = prog("counter", &[]);
     let mut c = Command::new("sh");
     c.arg("-c").arg(r#"exec "$0" 100000 10000 >> "$1" 2>> "$2""#).arg(&counter).arg(&out).arg(&err);
-    let orig = Proc::preloaded(c, &wd.image(), "counter writing to a log");
-    let lines_of = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default().lines().map(String::from).collect::<Vec<_>>();
-    let deadline = std::time::Instant::now() + LONG;
-    while lines_of(&out).len() < 5 {
-        assert!(std::time::Instant::now() < deadline, "the counter wrote nothing to {}", out.display());
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter writing to a log");
+    wait_file_lines(&out, 5, LONG);
     orig.checkpoint(&wd.image(), LONG);
-    let mut orig = orig;
     orig.kill9();
-    let at_kill = lines_of(&out).len();
+    let at_kill = file_lines(&out).len();
     for how in ["truncated", "removed"] {
         if how == "truncated" {
             std::fs::write(&out, b"").unwrap();
@@ -351,11 +345,7 @@ fn restart_goes_on_when_its_output_log_was_truncated_or_removed() {
         let mut c = Command::new(myrestart());
         c.arg(wd.image());
         let mut restored = Proc::spawn(c, "myrestart");
-        let deadline = std::time::Instant::now() + LONG;
-        while lines_of(&out).len() < 3 {
-            assert!(std::time::Instant::now() < deadline, "{how}: nothing written to {}; stderr {}", out.display(), restored.stderr());
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_file_lines(&out, 3, LONG);
         let said = restored.stderr();
         let line = said.lines().find(|l| l.contains("out.log")).unwrap_or_else(|| panic!("{how}: no line names the log: {said}"));
         let expect = if how == "truncated" { "is now 0 bytes, shorter than at the checkpoint" } else { "is gone; the program writes to a new file at that path" };
@@ -365,7 +355,7 @@ fn restart_goes_on_when_its_output_log_was_truncated_or_removed() {
         // hole as long as the old file was).
         let text = std::fs::read(&out).unwrap();
         assert!(!text.starts_with(b"\0"), "{how}: the log starts with a hole");
-        let first: usize = lines_of(&out)[0].split(' ').next().unwrap().parse().unwrap();
+        let first: usize = file_lines(&out)[0].split(' ').next().unwrap().parse().unwrap();
         assert!(first >= 5 && first <= at_kill, "{how}: went on at line {first}; the checkpoint was after 5, the kill after {at_kill}");
     }
     // Its standard input is not a log: a shorter input file still refuses the restart

@@ -7,24 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Lines of a file (none if it is not there yet).
-fn file_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
-}
-
-/// Waits until the file has at least `n` lines.
-fn wait_file_lines(path: &Path, n: usize, timeout: Duration) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let l = file_lines(path);
-        if l.len() >= n {
-            return l;
-        }
-        assert!(Instant::now() < deadline, "{}: {} lines after {timeout:?}, waiting for {n}", path.display(), l.len());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `ckpt job ARGS -- counter N 10000` (a line every 10 ms) with its stdout and stderr appended
 /// to `out` and `err`, as a batch system does with a job's output file. `prefix` runs it in
 /// another mount namespace (`nsenter`).

@@ -129,24 +129,8 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Everything below this process: daemons, slurmstepd (which come here when slurmd
-        // daemonizes them), jobs. Stopped first, so that none starts another meanwhile.
-        let me = std::process::id();
-        let mut all = Vec::new();
-        loop {
-            let new: Vec<u32> = descendants(me).into_iter().filter(|p| !all.contains(p)).collect();
-            if new.is_empty() {
-                break;
-            }
-            for &p in &new {
-                // SAFETY: kill(2) of a process below this one.
-                unsafe { libc::kill(p as i32, libc::SIGSTOP) };
-            }
-            all.extend(new);
-        }
-        for &p in &all {
-            // SAFETY: as above.
-            unsafe { libc::kill(p as i32, libc::SIGKILL) };
-        }
+        // daemonizes them), jobs.
+        kill_all_below(std::process::id());
         for d in &mut self.daemons {
             let _ = d.wait();
         }
@@ -154,10 +138,6 @@ impl Drop for Cluster {
         // SAFETY: waitpid with WNOHANG on any child; ECHILD or 0 ends it.
         while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
     }
-}
-
-fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
 }
 
 /// One job of the test: its ID, its output file, and how many preemptions it is to get.
@@ -259,10 +239,10 @@ fn batch_job_outlives_its_time_limit_through_preemptions_and_requeues() {
                         j.running = true;
                         j.pending_since = None;
                         j.signalled = false;
-                        j.lines_at_start = lines(&j.out);
+                        j.lines_at_start = file_lines(&j.out).len();
                     }
                     // A preemption once this start has made progress.
-                    if j.preempted < j.preempt && !j.signalled && lines(&j.out) >= j.lines_at_start + 40 {
+                    if j.preempted < j.preempt && !j.signalled && file_lines(&j.out).len() >= j.lines_at_start + 40 {
                         cluster.run("scancel", &["--signal=USR1", "--batch", &j.id]);
                         j.preempted += 1;
                         j.signalled = true;
@@ -270,7 +250,7 @@ fn batch_job_outlives_its_time_limit_through_preemptions_and_requeues() {
                 }
                 "COMPLETED" => {
                     assert_eq!(exit, "0:0", "job {}: {}", j.id, err());
-                    let out: Vec<String> = std::fs::read_to_string(&j.out).unwrap().lines().map(String::from).collect();
+                    let out = file_lines(&j.out);
                     assert!(out == j.reference, "job {}: its output over {restarts} requeues differs from an uninterrupted run ({} lines, {} expected); stderr:\n{}", j.id, out.len(), j.reference.len(), err());
                     assert_eq!(j.preempted, j.preempt, "job {}: finished before its preemptions", j.id);
                     if j.timed {

@@ -112,12 +112,8 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
         Some(s) => signal_number(&s).ok_or((EXIT_REFUSED, format!("process {pid} has an unusable CKPT_SIGNAL={s}")))?,
         None => libc::SIGUSR2,
     };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let caught = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
+    let status = std::fs::read(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caught = ckpt_sigsafe::proctext::status_field(&status, b"SigCgt:").and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
     if caught & (1u64 << (signal - 1)) == 0 {
         return Err((EXIT_REFUSED, format!("process {pid} does not handle signal {signal}; the checkpoint signal would kill it, so none was sent")));
     }
@@ -207,6 +203,6 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
 
 /// Whether process `pid` still runs (exists and is not a zombie).
 fn alive(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()).is_some_and(|state| state != "Z" && state != "X")
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+    ckpt_sigsafe::proctext::stat_state(&stat).is_some_and(|state| state != b'Z' && state != b'X')
 }

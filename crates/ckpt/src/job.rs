@@ -59,16 +59,15 @@ pub struct Found {
 /// none at all; an error if there are some but none is complete. Each image passed over is
 /// named on stderr with the reason.
 pub fn newest(image: &Path, key: Option<&Path>) -> Result<Option<Found>, (u8, String)> {
-    let mut names = vec![image.to_path_buf()];
-    names.extend((1..=99).map(|k| PathBuf::from(format!("{}.{k}", image.display()))).filter(|p| p.exists()));
+    use std::os::unix::ffi::OsStrExt;
+    let generation = |k: u32| {
+        let mut buf = vec![0u8; image.as_os_str().len() + 8];
+        ckpt_image::chain::generation_name(image.as_os_str().as_bytes(), k, &mut buf).map(|c| PathBuf::from(std::ffi::OsStr::from_bytes(c.to_bytes())))
+    };
+    let names: Vec<PathBuf> = (0..=ckpt_image::chain::MAX_KEEP).filter_map(generation).filter(|p| p.exists()).collect();
     let mut best: Option<(u64, Found)> = None;
-    let mut seen = Vec::new();
-    for path in names {
-        if !path.exists() {
-            continue;
-        }
-        seen.push(path.display().to_string());
-        let why = match crate::inspect::examine(&path, key) {
+    for path in &names {
+        let why = match crate::inspect::examine(path, key) {
             Err((_, message)) => message,
             Ok((doc, ok)) => {
                 let missing = doc["bases"].as_array().into_iter().flatten().find(|b| b["state"] != "present");
@@ -89,11 +88,11 @@ pub fn newest(image: &Path, key: Option<&Path>) -> Result<Option<Found>, (u8, St
     }
     match best {
         Some((_, found)) => Ok(Some(found)),
-        None if seen.is_empty() => Ok(None),
-        None => Err((
-            EXIT_REFUSED,
-            format!("no image of {} can be restarted ({}); remove them to start from the beginning", image.display(), seen.join(", ")),
-        )),
+        None if names.is_empty() => Ok(None),
+        None => {
+            let seen: Vec<String> = names.iter().map(|p| p.display().to_string()).collect();
+            Err((EXIT_REFUSED, format!("no image of {} can be restarted ({}); remove them to start from the beginning", image.display(), seen.join(", "))))
+        }
     }
 }
 
@@ -126,10 +125,7 @@ pub fn job(a: JobArgs) -> Outcome {
             .map(|s| crate::checkpoint::signal_number(s).ok_or((EXIT_REFUSED, format!("--stop-on {s}: not a signal ckpt job can catch"))))
             .collect::<Result<_, _>>()?
     };
-    let ckpt_signal = match &a.run.signal {
-        Some(s) => crate::checkpoint::signal_number(s).ok_or((EXIT_REFUSED, format!("--signal {s}: not a signal libckpt can use")))?,
-        None => libc::SIGUSR2,
-    };
+    let ckpt_signal = a.run.checkpoint_signal()?;
     if stop_on.contains(&ckpt_signal) {
         return Err((EXIT_REFUSED, "a stop signal cannot also be the checkpoint signal (--signal)".to_string()));
     }
@@ -265,14 +261,11 @@ fn end_orphans() {
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     loop {
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|p| p.parse::<i32>().ok());
-            if ppid == Some(me) {
-                // SAFETY: kill(2) of a child of ours.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+        // Single-threaded: the main thread's children are all of ours.
+        let children = std::fs::read(format!("/proc/{me}/task/{me}/children")).unwrap_or_default();
+        for pid in ckpt_sigsafe::proctext::pid_list(&children) {
+            // SAFETY: kill(2) of a child of ours.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         let mut status = 0;
         // SAFETY: waitpid for any child, blocking; ECHILD when none is left.

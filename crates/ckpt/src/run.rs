@@ -38,6 +38,19 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+impl RunArgs {
+    /// The checkpoint signal `--signal` names (SIGUSR2 without it), checked as libckpt would.
+    pub fn checkpoint_signal(&self) -> Result<i32, (u8, String)> {
+        match &self.signal {
+            None => Ok(libc::SIGUSR2),
+            Some(sig) => crate::checkpoint::signal_number(sig).ok_or((
+                EXIT_REFUSED,
+                format!("--signal {sig}: not a signal libckpt can use (a name such as USR1, HUP, RTMIN+3, or a number; not KILL, STOP, or one the kernel raises for faults)"),
+            )),
+        }
+    }
+}
+
 /// `PROG` as the shell would find it.
 fn resolve(prog: &Path) -> Option<PathBuf> {
     if prog.components().count() > 1 {
@@ -107,11 +120,8 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     } else if let Some(keep) = a.keep {
         cmd.env("CKPT_KEEP", keep.to_string());
     }
+    a.checkpoint_signal()?;
     if let Some(sig) = a.signal {
-        crate::checkpoint::signal_number(&sig).ok_or((
-            EXIT_REFUSED,
-            format!("--signal {sig}: not a signal libckpt can use (a name such as USR1, HUP, RTMIN+3, or a number; not KILL, STOP, or one the kernel raises for faults)"),
-        ))?;
         cmd.env("CKPT_SIGNAL", sig);
     }
     if a.sync {

@@ -80,6 +80,23 @@ pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&c| c == b'/' || c == 0)
 }
 
+/// The most older images kept beside an image (`CKPT_KEEP`): `<image>.1` … `<image>.99`.
+pub const MAX_KEEP: u32 = 99;
+
+/// The path of older image `n` of `image` (`image` itself for 0, else `image.n`), NUL-ended,
+/// in `buf`.
+pub fn generation_name<'b>(image: &[u8], n: u32, buf: &'b mut [u8]) -> Option<&'b core::ffi::CStr> {
+    let mut w = crate::bytes::Writer::new(&mut buf[..]);
+    w.bytes(image);
+    if n > 0 {
+        w.u8(b'.');
+        w.decimal(n as u64);
+    }
+    w.u8(0);
+    let len = w.finish()?;
+    core::ffi::CStr::from_bytes_with_nul(&buf[..len]).ok()
+}
+
 /// The name a base file gets: `<image file name>.base-<id as 16 hex digits>`, written into
 /// `out`. Returns its length, or `None` if it does not fit.
 pub fn base_name(image_name: &[u8], id: u64, out: &mut [u8; 256]) -> Option<usize> {

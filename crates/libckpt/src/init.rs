@@ -96,7 +96,7 @@ extern "C" fn ckpt_init() {
     // program): it keeps its PID, and CKPT_PARENT names it. Its children, which inherit the
     // environment, ignore the variable: a tree checkpoint of the root takes them along.
     cfg.interval_secs = if config::is_descendant() { 0 } else { env(INTERVAL_ENV).and_then(parse_u32).unwrap_or(0) };
-    cfg.keep = env(KEEP_ENV).and_then(parse_u32).unwrap_or(0).min(99);
+    cfg.keep = env(KEEP_ENV).and_then(parse_u32).unwrap_or(0).min(ckpt_image::chain::MAX_KEEP);
     cfg.incremental = match env(INCREMENTAL_ENV) {
         None | Some(b"") => DEFAULT_CHAIN,
         Some(v) => match parse_u32(v) {

@@ -214,7 +214,10 @@ pub fn start_unix_ns(stat: &[u8], uptime: &[u8], now_unix_ns: u64) -> Option<u64
         Some(dot) => (&first[..dot], &first[dot + 1..]),
         None => (first, &b""[..]),
     };
-    let hundredths = parse_dec(whole)? * 100 + frac.iter().take(2).try_fold(0u64, |a, &d| d.is_ascii_digit().then(|| a * 10 + (d - b'0') as u64))? * if frac.len() == 1 { 10 } else { 1 };
+    let mut hundredths = parse_dec(whole)? * 100;
+    for (&d, weight) in frac.iter().zip([10, 1]) {
+        hundredths += weight * (d as char).to_digit(10)? as u64;
+    }
     let age_ns = hundredths.checked_sub(started)? * 10_000_000;
     now_unix_ns.checked_sub(age_ns)
 }

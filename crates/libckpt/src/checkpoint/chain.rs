@@ -267,7 +267,7 @@ pub fn remove_unneeded(image: &[u8], keep: u32, meta: &mut [u8], state: &mut Pro
     let mut nneeded = 0;
     for g in 0..=keep {
         let mut pbuf = [0u8; ckpt_image::state::PATH_MAX + 32];
-        let Some(p) = super::write::generation_name(image, g, &mut pbuf) else { return };
+        let Some(p) = ckpt_image::chain::generation_name(image, g, &mut pbuf) else { return };
         let f = match rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
             Ok(f) => f,
             Err(rustix::io::Errno::NOENT) => continue,

@@ -1174,23 +1174,10 @@ pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32, also: impl Iterato
 fn keep_generations(image: &[u8], keep: u32) {
     for n in (0..keep).rev() {
         let (mut from, mut to) = ([0u8; 4200], [0u8; 4200]);
-        if let (Some(from), Some(to)) = (generation_name(image, n, &mut from), generation_name(image, n + 1, &mut to)) {
+        if let (Some(from), Some(to)) = (ckpt_image::chain::generation_name(image, n, &mut from), ckpt_image::chain::generation_name(image, n + 1, &mut to)) {
             let _ = rustix::fs::rename(from, to);
         }
     }
-}
-
-/// The name of older image `n` of `image` (`image` itself for 0, else `image.n`), in `buf`.
-pub(super) fn generation_name<'b>(image: &[u8], n: u32, buf: &'b mut [u8]) -> Option<&'b CStr> {
-    let mut w = Writer::new(&mut buf[..]);
-    w.bytes(image);
-    if n > 0 {
-        w.u8(b'.');
-        w.decimal(n as u64);
-    }
-    w.u8(0);
-    let len = w.finish()?;
-    CStr::from_bytes_with_nul(&buf[..len]).ok()
 }
 
 /// `fsync` of the directory holding the image, so that the rename itself is durable.
