@@ -58,14 +58,14 @@ fn state_rejects_foreign_and_other_versions() {
     sample_state().write(&mut Writer::new(&mut buf));
     let mut out = std::boxed::Box::new(ProcessState::ZERO);
     let mut other = buf.clone();
-    other[8..12].copy_from_slice(&8u32.to_le_bytes());
-    assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(8)));
+    other[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(FORMAT_VERSION + 1)));
     // Version 1 kept the thread's state in the state note: refused, by number.
     other[8..12].copy_from_slice(&1u32.to_le_bytes());
     assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(1)));
     assert_eq!(
         std::format!("{}", ImageError::UnsupportedVersion(1)),
-        "unsupported image format version 1 (this myrestart reads version 7)"
+        "unsupported image format version 1 (this myrestart reads version 8)"
     );
     let mut foreign = buf.clone();
     foreign[0] = b'X';
