@@ -96,8 +96,8 @@ fn job_whose_last_checkpoint_fails_goes_on_from_the_previous_image() {
     job.signal(libc::SIGUSR1);
     assert_eq!(job.wait_exit(LONG).code(), Some(75));
     let e = std::fs::read_to_string(&err).unwrap();
-    assert!(e.contains("No space left on device (the previous image is kept; the program ends, as asked)"), "{e}");
-    let failed: Vec<&str> = e.lines().filter(|l| l.contains("failed; it stopped")).collect();
+    assert!(e.contains("No space left on device (the image taken before it is kept; the program ends, as asked)"), "{e}");
+    let failed: Vec<&str> = e.lines().filter(|l| l.contains("failed: ") && l.contains("; it stopped")).collect();
     assert_eq!(failed.len(), 1, "{e}");
     assert!(failed[0].contains("a restart goes on from") && failed[0].contains("myckpt"), "{e}");
     let at_second = file_lines(&out).len();

@@ -91,31 +91,33 @@ fn writer_file(pid: u32, image: &Path) -> Option<std::fs::Metadata> {
 }
 
 pub fn checkpoint(a: CheckpointArgs) -> Outcome {
-    let pid = a.pid;
+    // `ckpt restart`'s PID is myrestart's: the program it restored is below it.
+    let asked = a.pid;
+    let pid = crate::report::program_behind(asked);
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
         let why = match e.kind() {
-            std::io::ErrorKind::NotFound => format!("no process {pid}"),
-            std::io::ErrorKind::PermissionDenied => format!("process {pid} may not be inspected by this user (it belongs to another user, or is not dumpable): checkpoint it as its owner"),
-            _ => format!("process {pid}: /proc/{pid}/maps: {}", crate::io_message(&e)),
+            std::io::ErrorKind::NotFound => format!("no process {asked}"),
+            std::io::ErrorKind::PermissionDenied => format!("process {asked} may not be inspected by this user (it belongs to another user, or is not dumpable): checkpoint it as its owner"),
+            _ => format!("process {asked}: /proc/{pid}/maps: {}", crate::io_message(&e)),
         };
         (EXIT_REFUSED, why)
     })?;
     if !maps.lines().any(|l| l.ends_with("/libckpt.so")) {
-        return Err((EXIT_REFUSED, format!("process {pid} is not running under libckpt.so; the checkpoint signal would kill it, so none was sent")));
+        return Err((EXIT_REFUSED, format!("process {asked} is not running under libckpt.so; the checkpoint signal would kill it, so none was sent")));
     }
     if maps.lines().any(|l| l.contains("/memfd:ckpt-signal-taken")) {
-        return Err((EXIT_REFUSED, format!("process {pid} installed its own handler for the checkpoint signal, so checkpoints are disabled and the signal could harm it; none was sent (start it with `ckpt run --signal` to use another)")));
+        return Err((EXIT_REFUSED, format!("process {asked} installed its own handler for the checkpoint signal, so checkpoints are disabled and the signal could harm it; none was sent (start it with `ckpt run --signal` to use another)")));
     }
     let env = environ(pid);
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let signal = match get("CKPT_SIGNAL") {
-        Some(s) => signal_number(&s).ok_or((EXIT_REFUSED, format!("process {pid} has an unusable CKPT_SIGNAL={s}")))?,
+        Some(s) => signal_number(&s).ok_or((EXIT_REFUSED, format!("process {asked} has an unusable CKPT_SIGNAL={s}")))?,
         None => libc::SIGUSR2,
     };
     let status = std::fs::read(format!("/proc/{pid}/status")).unwrap_or_default();
     let caught = ckpt_sigsafe::proctext::status_field(&status, b"SigCgt:").and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
     if caught & (1u64 << (signal - 1)) == 0 {
-        return Err((EXIT_REFUSED, format!("process {pid} does not handle signal {signal}; the checkpoint signal would kill it, so none was sent")));
+        return Err((EXIT_REFUSED, format!("process {asked} does not handle signal {signal}; the checkpoint signal would kill it, so none was sent")));
     }
     let resolve = |p: Option<PathBuf>| match p {
         Some(p) if p.is_absolute() => p,
@@ -130,19 +132,22 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     // started, which ckpt can only guess.
     let configured = get("CKPT_IMAGE").map(PathBuf::from).filter(|p| p.is_absolute());
     let image = match (a.image, configured) {
-        (Some(asked), Some(conf)) => {
-            let asked = std::path::absolute(&asked).unwrap_or(asked);
-            if asked != conf {
+        (Some(asked_image), Some(conf)) => {
+            let asked_image = std::path::absolute(&asked_image).unwrap_or(asked_image);
+            if asked_image != conf {
                 return Err((
                     EXIT_REFUSED,
-                    format!("process {pid} writes its image to {} (chosen when it started: CKPT_IMAGE, or `ckpt run --image`), not to {}; none was sent (copy the image afterwards)", conf.display(), asked.display()),
+                    format!("process {asked} writes its image to {} (chosen when it started: CKPT_IMAGE, or `ckpt run --image`), not to {}; none was sent (copy the image afterwards)", conf.display(), asked_image.display()),
                 ));
             }
             conf
         }
         (_, Some(conf)) => conf,
-        (asked, None) => resolve(asked.or_else(|| get("CKPT_IMAGE").map(PathBuf::from))),
+        (asked_image, None) => resolve(asked_image.or_else(|| get("CKPT_IMAGE").map(PathBuf::from))),
     };
+    let mut page = crate::report::Page::of(pid);
+    // Checkpoints the process had begun before this one: ours is a later one.
+    let base = page.read().map_or(0, |s| s.started);
     let before = identity(&image);
     let started = Instant::now();
     let sent = if a.kill {
@@ -151,7 +156,7 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
         ckpt_sigsafe::sys::kill(pid, signal as u32)
     };
     if let Err(e) = sent {
-        return Err((EXIT_FAILED, format!("cannot signal process {pid}: {}", std::io::Error::from_raw_os_error(e.raw_os_error()))));
+        return Err((EXIT_FAILED, format!("cannot signal process {asked}: {}", std::io::Error::from_raw_os_error(e.raw_os_error()))));
     }
     if !(a.wait || a.kill) {
         return Ok(ExitCode::SUCCESS);
@@ -160,45 +165,98 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     let deadline = started + Duration::from_secs_f64(a.timeout);
     let mut saw_writer = false;
     let mut last_progress = Instant::now();
-    loop {
-        // A last checkpoint is over when the process has ended (an earlier image may still
-        // have been in the works when it was asked for).
-        if identity(&image).is_some_and(|id| Some(id) != before) && !(a.kill && alive(pid)) {
-            break;
+    let end_progress = || {
+        if tty {
+            eprint!("\r\x1b[K");
         }
-        let writing = writer_file(pid, &image).map(|size| size.blocks() * 512);
-        if let Some(size) = writing {
-            saw_writer = true;
+    };
+    loop {
+        if page.exists() {
+            // The process says what became of the checkpoint.
+            if let Some(s) = page.read().filter(|s| crate::report::outcome_after(s, base).is_some()) {
+                end_progress();
+                return outcome(asked, pid, &image, &s, started, deadline);
+            }
+            if !alive(pid) {
+                end_progress();
+                return Err((EXIT_FAILED, format!("process {asked} ended before its checkpoint was written; {} is as it was", image.display())));
+            }
+            if page.read().is_some_and(|s| s.started == base) && started.elapsed() > Duration::from_secs(1) && stopped(pid) {
+                end_progress();
+                return Err((EXIT_FAILED, format!("process {asked} is stopped, so it cannot take the checkpoint now (`kill -CONT {asked}` lets it go on; it takes the checkpoint then)")));
+            }
+        } else {
+            // A process without its report page (it closed the descriptor): followed by its
+            // image file and its writer.
+            if identity(&image).is_some_and(|id| Some(id) != before) && !(a.kill && alive(pid)) {
+                break;
+            }
+            let writing = writer_file(pid, &image).is_some();
+            saw_writer |= writing;
+            if !writing && (if a.kill { !alive(pid) } else { saw_writer }) && identity(&image) == before {
+                return Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed (its stderr says why); {} is unchanged", image.display())));
+            }
+            if !saw_writer && !a.kill && started.elapsed() > Duration::from_secs(3) {
+                return Err((EXIT_FAILED, format!("process {asked} did not start writing {} (its stderr says why)", image.display())));
+            }
+        }
+        if let Some(size) = writer_file(pid, &image).map(|m| m.blocks() * 512) {
             if tty && last_progress.elapsed() > Duration::from_millis(200) {
                 eprint!("\rckpt: writing {}: {} MB ", image.display(), size / 1_000_000);
                 let _ = std::io::stderr().flush();
                 last_progress = Instant::now();
             }
-        } else if (if a.kill { !alive(pid) } else { saw_writer }) && identity(&image) == before {
-            return Err((EXIT_FAILED, format!("the checkpoint of process {pid} failed (its stderr says why); {} is unchanged", image.display())));
-        }
-        // The writer starts at once; if none appears, the process refused the checkpoint
-        // (another still being written, say) and said why on its stderr.
-        if !saw_writer && !a.kill && started.elapsed() > Duration::from_secs(3) {
-            return Err((EXIT_FAILED, format!("process {pid} did not start writing {} (its stderr says why)", image.display())));
         }
         if Instant::now() > deadline {
+            end_progress();
             return Err((EXIT_FAILED, format!("no new image at {} after {} s", image.display(), a.timeout)));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    if tty {
-        eprint!("\r\x1b[K");
-    }
-    let meta = std::fs::metadata(&image).map_err(|e| (EXIT_FAILED, format!("{}: {e}", image.display())))?;
-    println!(
-        "{} {} bytes ({} allocated) in {:.3} s",
-        image.display(),
-        meta.len(),
-        meta.blocks() * 512,
-        started.elapsed().as_secs_f64()
-    );
+    end_progress();
+    print_written(&image, started)
+}
+
+/// Prints the line `--wait` promises: the image's path, size, space and how long it took.
+fn print_written(image: &Path, started: Instant) -> Outcome {
+    let meta = std::fs::metadata(image).map_err(|e| (EXIT_FAILED, format!("{}: {e}", image.display())))?;
+    println!("{} {} bytes ({} allocated) in {:.3} s", image.display(), meta.len(), meta.blocks() * 512, started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits (until `deadline`) for process `pid` to end, as it does after a last checkpoint.
+fn wait_gone(pid: u32, deadline: Instant) {
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What `ckpt checkpoint` says of the checkpoint the process reported in `s`.
+fn outcome(asked: u32, pid: u32, image: &Path, s: &crate::report::Snapshot, started: Instant, deadline: Instant) -> Outcome {
+    use ckpt_image::report::Outcome as O;
+    let why = &s.message;
+    let shown = image.display();
+    match s.outcome {
+        Some(O::Written) => print_written(image, started),
+        Some(O::LastWritten) => {
+            wait_gone(pid, deadline);
+            print_written(image, started)
+        }
+        Some(O::LastFailedEnds) => {
+            wait_gone(pid, deadline);
+            let taken = crate::inspect::taken(image).map(|t| format!(", taken {t}")).unwrap_or_default();
+            Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; it ended, as asked: its last image is {shown}{taken}")))
+        }
+        Some(O::LastFailedGoesOn) => Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; no image of it exists, so it was not ended: it goes on running"))),
+        Some(O::LastFailedStopped) => Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; no image of it exists, so it was not ended: it is stopped (`kill -CONT {asked}` lets it go on)"))),
+        Some(O::Failed) | None => Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed: {why}; it goes on, and {shown} is as it was"))),
+    }
+}
+
+/// Whether process `pid` is stopped (by SIGSTOP, or a terminal).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+    ckpt_sigsafe::proctext::stat_state(&stat) == Some(b'T')
 }
 
 /// Whether process `pid` still runs (exists and is not a zombie).

@@ -111,7 +111,8 @@ pub fn inspect(a: InspectArgs) -> Outcome {
 /// Everything `inspect` shows of the image at `path`, as JSON, and whether all of it checks
 /// out (every checksum, the MAC with a key). An image that cannot be read or parsed at all is
 /// an error.
-pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, String)> {
+/// The image file at `path`, open, with its metadata and its header block (not yet parsed).
+fn read_headers(path: &Path) -> Result<(File, std::fs::Metadata, Vec<u8>), (u8, String)> {
     let name = path.display().to_string();
     let f = File::open(path).map_err(|e| (EXIT_REFUSED, format!("{name}: {}", crate::io_message(&e))))?;
     let fmeta = f.metadata().map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
@@ -124,6 +125,39 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
     }
     let mut meta = vec![0u8; len as usize];
     f.read_exact_at(&mut meta, 0).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
+    Ok((f, fmeta, meta))
+}
+
+/// The image's origin note (what its program was started as): `Ok(None)` if it has none,
+/// `Err` if its headers (the note included) do not check out.
+pub fn origin_note(path: &Path) -> Result<Option<Vec<u8>>, ()> {
+    let (_, fmeta, meta) = read_headers(path).map_err(|_| ())?;
+    let mut st = Box::new(ProcessState::ZERO);
+    let image = Image::parse(&meta, fmeta.len(), &mut st).map_err(|_| ())?;
+    match image.origin() {
+        None => Ok(None),
+        Some(Ok(_)) => Ok(image.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_ORIGIN).map(|n| n.desc.to_vec())),
+        Some(Err(_)) => Err(()),
+    }
+}
+
+/// When the image at `path` was taken (nanoseconds since the epoch), if its headers check out.
+pub fn taken_ns(path: &Path) -> Option<u64> {
+    let (_, fmeta, meta) = read_headers(path).ok()?;
+    let mut st = Box::new(ProcessState::ZERO);
+    Image::parse(&meta, fmeta.len(), &mut st).ok()?;
+    Some(st.created_unix_ns)
+}
+
+/// The same, as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn taken(path: &Path) -> Option<String> {
+    taken_ns(path).map(utc)
+}
+
+pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, String)> {
+    let name = path.display().to_string();
+    let (f, fmeta, meta) = read_headers(path)?;
+    let bad = |e: ckpt_image::ImageError| (EXIT_REFUSED, format!("{name}: {e}"));
     let mut st = Box::new(ProcessState::ZERO);
     let image = Image::parse(&meta, fmeta.len(), &mut st).map_err(bad)?;
 
@@ -254,6 +288,22 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
             bases.push(json!({"name": bname, "id": format!("{:016x}", b.id), "pages": pages, "state": state}));
         }
     }
+    // What the program was started as (images of ckpt 0.1 with format 8 and later).
+    let origin = match image.origin() {
+        None => Value::Null,
+        Some(Err(e)) => return Err(bad(e)),
+        Some(Ok(o)) => json!({
+            "run": format!("{:016x}", o.run_id),
+            "program": String::from_utf8_lossy(o.program),
+            "directory": String::from_utf8_lossy(o.cwd),
+            "command": if o.has_args() { json!(o.args().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>()) } else { Value::Null },
+            "arguments": o.argc,
+            "files": o.files.iter().flatten().map(|f| json!({
+                "argument": f.arg, "size": f.size,
+                "known_by": if f.how == ckpt_image::origin::SAME_CONTENTS { "contents" } else { "mtime" },
+            })).collect::<Vec<_>>(),
+        }),
+    };
     let doc = json!({
         "image": name, "bases": bases, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
         "checksums_ok": all_ok, "authentication": has_mac, "authenticated": authenticated,
@@ -262,7 +312,7 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
         "command_line": cmdline, "cwd": String::from_utf8_lossy(st.cwd.as_bytes()),
         "pid": st.pid, "taken": utc(st.created_unix_ns), "taken_unix_ns": st.created_unix_ns, "write_ms": st.write_ns as f64 / 1e6,
         "kernel": st.kernel_str(), "xsave_features": format!("{:#x}", st.xfeatures), "xsave_bytes": st.xstate_size,
-        "checkpoint_signal": st.ckpt_signal, "interval_secs": st.interval_secs,
+        "checkpoint_signal": st.ckpt_signal, "interval_ms": st.interval_ms, "origin": origin,
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
         "timers": timers, "descriptors": fds, "regions": regions, "tree": tree,
     });
@@ -338,11 +388,19 @@ fn print_table(d: &Value) {
     }
     let args: Vec<String> = d["command_line"].as_array().unwrap().iter().map(s).collect();
     println!("command      {}", args.join(" "));
+    let o = &d["origin"];
+    if !o.is_null() {
+        let cmd = match o["command"].as_array() {
+            Some(words) => words.iter().map(s).collect::<Vec<_>>().join(" "),
+            None => format!("a command of {} arguments", o["arguments"]),
+        };
+        println!("started as   {} ({}) in {}, run {}", cmd, s(&o["program"]), s(&o["directory"]), s(&o["run"]));
+    }
     println!("directory    {}", s(&d["cwd"]));
     println!("taken        {}, written in {:.1} ms", s(&d["taken"]), d["write_ms"].as_f64().unwrap_or(0.0));
     println!("needs        kernel {}, XSAVE features {} ({} bytes of register state)", s(&d["kernel"]), s(&d["xsave_features"]), d["xsave_bytes"]);
-    let interval = d["interval_secs"].as_u64().unwrap_or(0);
-    println!("checkpoints  on signal {}{}", d["checkpoint_signal"], if interval > 0 { format!(", every {interval} s") } else { String::new() });
+    let interval = d["interval_ms"].as_u64().unwrap_or(0);
+    println!("checkpoints  on signal {}{}", d["checkpoint_signal"], if interval > 0 { format!(", every {} s", interval as f64 / 1000.0) } else { String::new() });
     let r = &d["registers"];
     println!("registers    rip {} rsp {} rbp {} rax {}", s(&r["rip"]), s(&r["rsp"]), s(&r["rbp"]), s(&r["rax"]));
     println!("             rbx {} rcx {} rdx {} rsi {} rdi {}", s(&r["rbx"]), s(&r["rcx"]), s(&r["rdx"]), s(&r["rsi"]), s(&r["rdi"]));

@@ -11,11 +11,12 @@
 //! the program ends on its own, its exit status is `ckpt job`'s.
 
 use crate::run::{self, RestartFlags, RunArgs};
+use crate::set::{self, Want};
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
 use clap::Args;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ pub struct JobArgs {
     /// How long the last checkpoint may take before the program is killed without it.
     #[arg(long, value_name = "SECS", default_value_t = 600.0, value_parser = crate::checkpoint::seconds)]
     timeout: f64,
+    /// Restart the newest image even if it was taken of another command, in another directory,
+    /// or before the script it runs was changed (refused by default, naming what differs).
+    #[arg(long)]
+    allow_changed: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -46,54 +51,6 @@ pub type FileId = (u64, i64, i64);
 /// The [`FileId`] of the file at `path`: a new image has another.
 pub fn identity(path: &Path) -> Option<FileId> {
     std::fs::metadata(path).ok().map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
-}
-
-/// An image of the set that can be restarted: its path and when it was taken.
-pub struct Found {
-    pub path: PathBuf,
-    pub taken: String,
-}
-
-/// The newest complete image among `image`, `image.1`, `image.2`, … (what `CKPT_KEEP` keeps):
-/// every checksum verifies and every older image it is built on is there. `None` if there is
-/// none at all; an error if there are some but none is complete. Each image passed over is
-/// named on stderr with the reason.
-pub fn newest(image: &Path, key: Option<&Path>) -> Result<Option<Found>, (u8, String)> {
-    use std::os::unix::ffi::OsStrExt;
-    let generation = |k: u32| {
-        let mut buf = vec![0u8; image.as_os_str().len() + 8];
-        ckpt_image::chain::generation_name(image.as_os_str().as_bytes(), k, &mut buf).map(|c| PathBuf::from(std::ffi::OsStr::from_bytes(c.to_bytes())))
-    };
-    let names: Vec<PathBuf> = (0..=ckpt_image::chain::MAX_KEEP).filter_map(generation).filter(|p| p.exists()).collect();
-    let mut best: Option<(u64, Found)> = None;
-    for path in &names {
-        let why = match crate::inspect::examine(path, key) {
-            Err((_, message)) => message,
-            Ok((doc, ok)) => {
-                let missing = doc["bases"].as_array().into_iter().flatten().find(|b| b["state"] != "present");
-                if let Some(b) = missing {
-                    format!("it is built on {}, which is {}", b["name"].as_str().unwrap_or("?"), b["state"].as_str().unwrap_or("?"))
-                } else if !ok {
-                    "its checksums do not verify (`ckpt inspect` shows where)".to_string()
-                } else {
-                    let taken = doc["taken_unix_ns"].as_u64().unwrap_or(0);
-                    if best.as_ref().is_none_or(|(t, _)| taken > *t) {
-                        best = Some((taken, Found { path: path.clone(), taken: doc["taken"].as_str().unwrap_or("?").to_string() }));
-                    }
-                    continue;
-                }
-            }
-        };
-        eprintln!("ckpt: passing over {}: {why}", path.display());
-    }
-    match best {
-        Some((_, found)) => Ok(Some(found)),
-        None if names.is_empty() => Ok(None),
-        None => {
-            let seen: Vec<String> = names.iter().map(|p| p.display().to_string()).collect();
-            Err((EXIT_REFUSED, format!("no image of {} can be restarted ({}); remove them to start from the beginning", image.display(), seen.join(", "))))
-        }
-    }
 }
 
 /// The signals `ckpt job` waits for: the stop signals, those it passes on, and `SIGCHLD`.
@@ -130,12 +87,17 @@ pub fn job(a: JobArgs) -> Outcome {
         return Err((EXIT_REFUSED, "a stop signal cannot also be the checkpoint signal (--signal)".to_string()));
     }
     let image = run::image_path(a.run.image.as_deref())?;
+    run::check_image_dir(&image)?;
     let prog = a.run.command[0].to_string_lossy().into_owned();
     let key = a.run.key.clone();
-    let (mut cmd, what) = match newest(&image, a.run.key.as_deref())? {
+    // What this job runs, to tell its own images from another command's.
+    let program = run::resolve(Path::new(&a.run.command[0])).ok_or((EXIT_REFUSED, format!("{prog}: command not found")))?;
+    let started = crate::origin::Started::new(&a.run.command, &program).and_then(|s| s.encode()).map_err(|e| (EXIT_REFUSED, e))?;
+    let want = if a.allow_changed { Want::Any } else { Want::Command(&started) };
+    let (mut cmd, what) = match set::newest(&image, a.run.key.as_deref(), want)? {
         Some(found) => {
-            eprintln!("ckpt: restarting {prog} from {} (taken {})", found.path.display(), found.taken);
             let flags = RestartFlags { key: a.run.key.clone(), ..Default::default() };
+            eprintln!("ckpt: restarting {prog} from {} (taken {})", found.path.display(), found.taken);
             (run::restart_command(&found.path, &flags)?.0, "myrestart")
         }
         None => {
@@ -163,21 +125,37 @@ pub fn job(a: JobArgs) -> Outcome {
     let child = cmd.spawn().map_err(|e| (EXIT_REFUSED, format!("cannot start {what}: {e}")))?;
     let child = child.id() as i32;
 
-    // Since when the last checkpoint was asked for, and the image before it.
-    let mut stopping: Option<(Instant, Option<FileId>)> = None;
+    // Since when the last checkpoint was asked for, the image before it, and the program's
+    // report page with the count of checkpoints it had begun then.
+    let mut stopping: Option<Stopping> = None;
+    // The last checkpoint failed without any image of this run: the program is kept, stopped.
+    let mut kept_stopped = false;
     let mut timed_out = false;
+    // A signal that may end the program came (and was passed on, or reached it from the
+    // terminal): if it ends now, it did not end on its own.
+    let mut told_to_end = false;
     let status = loop {
         let timeout = libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 };
         // SAFETY: siginfo_t is plain data the kernel fills in.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waits for one of the blocked signals of `set`, or the timeout.
         let sig = unsafe { libc::sigtimedwait(&set, &mut info, &timeout) };
-        if let Some((since, _)) = stopping {
-            if !timed_out && since.elapsed() > Duration::from_secs_f64(a.timeout) {
+        if let Some(s) = stopping.as_mut() {
+            if !timed_out && s.since.elapsed() > Duration::from_secs_f64(a.timeout) {
                 eprintln!("ckpt: the last checkpoint took more than {} s: killing {prog} without it", a.timeout);
                 timed_out = true;
                 // SAFETY: kill(2) with our child's PID.
                 unsafe { libc::kill(child, libc::SIGKILL) };
+            }
+            let report = s.page.read();
+            if report.as_ref().and_then(|r| crate::report::outcome_after(r, s.base)) == Some(ckpt_image::report::Outcome::LastFailedStopped) {
+                let why = report.map(|r| r.message).unwrap_or_default();
+                eprintln!(
+                    "ckpt: the last checkpoint of {prog} failed: {why}; no image of it exists, so it is kept alive, stopped: {} again tries again, SIGCONT lets it run on",
+                    signal_name(stop_on[0])
+                );
+                stopping = None;
+                kept_stopped = true;
             }
         }
         if sig <= 0 {
@@ -192,10 +170,24 @@ pub fn job(a: JobArgs) -> Outcome {
         if stop_on.contains(&sig) {
             if stopping.is_none() {
                 eprintln!("ckpt: {}: taking the last checkpoint of {prog}; it stops then", signal_name(sig));
-                stopping = Some((Instant::now(), identity(&image)));
-                let _ = ckpt_sigsafe::sys::sigqueue(child as u32, ckpt_signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT);
+                let mut page = crate::report::Page::of(crate::report::program_behind(child as u32));
+                let base = page.read().map_or(0, |r| r.started);
+                stopping = Some(Stopping { since: Instant::now(), before: identity(&image), page, base });
+                let value = ckpt_sigsafe::signals::LAST_CHECKPOINT | ckpt_sigsafe::signals::LAST_STOP_IF_UNSAVED;
+                let _ = ckpt_sigsafe::sys::sigqueue(child as u32, ckpt_signal as u32, value);
+                if kept_stopped {
+                    // It was stopped: it takes the request once continued.
+                    let _ = ckpt_sigsafe::sys::kill(child as u32, libc::SIGCONT as u32);
+                    kept_stopped = false;
+                }
             }
             continue;
+        }
+        if ![libc::SIGCONT, libc::SIGWINCH, ckpt_signal].contains(&sig) {
+            told_to_end = true;
+        }
+        if sig == libc::SIGCONT {
+            kept_stopped = false;
         }
         // Signals a process sent (si_code <= 0) are passed on; those the kernel made (a
         // terminal's ^C) went to the whole process group, the program included.
@@ -210,18 +202,26 @@ pub fn job(a: JobArgs) -> Outcome {
         }
     };
     end_orphans();
-    let Some((since, before)) = stopping else {
-        // The program ended on its own.
+    let Some(stop) = stopping else {
+        // The program ended: on its own, its images are retired so that the next start of the
+        // job starts afresh; after a signal that ends it, they stay for a restart.
+        if !told_to_end {
+            if let Some(line) = set::retire(&image, &prog, status) {
+                eprintln!("ckpt: {line}");
+            }
+        }
         return Ok(ExitCode::from(ckpt_sigsafe::sys::shell_status(status) as u8));
     };
+    let Stopping { since, before, mut page, base } = stop;
     let written = !timed_out && identity(&image).is_some_and(|now| Some(now) != before);
     if written {
         let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
         eprintln!("ckpt: {prog} stopped at its last checkpoint: {} ({} MB, {:.1} s)", image.display(), size / 1_000_000, since.elapsed().as_secs_f64());
     } else {
-        match newest(&image, key.as_deref()) {
-            Ok(Some(f)) => eprintln!("ckpt: the last checkpoint of {prog} failed; it stopped, and a restart goes on from {} (taken {})", f.path.display(), f.taken),
-            _ => eprintln!("ckpt: the last checkpoint of {prog} failed; it stopped, and a restart begins it anew (no image)"),
+        let why = page.read().filter(|r| crate::report::outcome_after(r, base).is_some()).map(|r| format!(": {}", r.message)).unwrap_or_default();
+        match set::newest(&image, key.as_deref(), Want::Command(&started)) {
+            Ok(Some(f)) => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart goes on from {} (taken {})", f.path.display(), f.taken),
+            _ => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart begins it anew (no image)"),
         }
     }
     if let Some(requeue) = &a.requeue {
@@ -232,6 +232,16 @@ pub fn job(a: JobArgs) -> Outcome {
         }
     }
     Ok(ExitCode::from(EXIT_STOPPED))
+}
+
+/// A last checkpoint under way.
+struct Stopping {
+    since: Instant,
+    /// The image at the path before it.
+    before: Option<FileId>,
+    /// The program's report page, and how many checkpoints it had begun when it was asked.
+    page: crate::report::Page,
+    base: u32,
 }
 
 /// `SIGUSR1`, … for the signals a batch system sends; the number for others.

@@ -6,7 +6,10 @@ mod checkpoint;
 mod inspect;
 mod job;
 mod locate;
+mod origin;
+mod report;
 mod run;
+mod set;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -58,9 +61,13 @@ enum Command {
         /// The image file.
         image: PathBuf,
         /// IMAGE names a set: restart the newest complete one of IMAGE, IMAGE.1, IMAGE.2, …
-        /// (every checksum verified, every base it needs there), and say which.
+        /// (every checksum verified, every base it needs there, taken of the same command as
+        /// the newest of them), and say which.
         #[arg(long)]
         newest: bool,
+        /// With --newest: take an older image even if it was taken of another command.
+        #[arg(long, requires = "newest")]
+        allow_changed: bool,
         /// Leave the restored process stopped (SIGSTOP) at its checkpoint, so that a debugger
         /// can attach (`gdb -p PID`); `kill -CONT PID` lets it run.
         #[arg(long)]
@@ -111,9 +118,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, newest, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, key } => {
+        Command::Restart { image, newest, allow_changed, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, key } => {
             let chosen = if newest {
-                match job::newest(&image, key.as_deref()) {
+                let want = if allow_changed { set::Want::Any } else { set::Want::SameAsNewest };
+                match set::newest(&image, key.as_deref(), want) {
                     Ok(Some(found)) => {
                         eprintln!("ckpt: restarting from {} (taken {})", found.path.display(), found.taken);
                         Ok(found.path)

@@ -14,9 +14,9 @@ pub struct RunArgs {
     /// Where images go (default: myckpt in the current directory).
     #[arg(long, value_name = "PATH")]
     pub image: Option<PathBuf>,
-    /// Take a checkpoint every SECS seconds.
-    #[arg(long, value_name = "SECS")]
-    interval: Option<u32>,
+    /// Take a checkpoint every SECS seconds (fractions allowed: 0.5).
+    #[arg(long, value_name = "SECS", value_parser = crate::checkpoint::seconds)]
+    interval: Option<f64>,
     /// Older images to keep as IMAGE.1, IMAGE.2, … (default 2 with --interval, else 0).
     #[arg(long, value_name = "N")]
     keep: Option<u32>,
@@ -52,7 +52,7 @@ impl RunArgs {
 }
 
 /// `PROG` as the shell would find it.
-fn resolve(prog: &Path) -> Option<PathBuf> {
+pub fn resolve(prog: &Path) -> Option<PathBuf> {
     if prog.components().count() > 1 {
         return prog.exists().then(|| prog.to_path_buf());
     }
@@ -88,6 +88,27 @@ pub fn image_path(image: Option<&Path>) -> Result<PathBuf, (u8, String)> {
     Ok(cwd.join(image.unwrap_or(Path::new("myckpt"))))
 }
 
+/// Refuses at once an image path whose directory cannot take images (missing, not a
+/// directory, not writable), rather than fail at every checkpoint later.
+pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = image.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let cannot = |why: String| (EXIT_REFUSED, format!("cannot write images to {}: {why}", dir.display()));
+    let m = std::fs::metadata(dir).map_err(|e| cannot(crate::io_message(&e)))?;
+    if !m.is_dir() {
+        return Err(cannot("not a directory".into()));
+    }
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| cannot("a NUL in the path".into()))?;
+    // SAFETY: access(2) with a NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(cannot(crate::io_message(&std::io::Error::last_os_error())));
+    }
+    if std::fs::symlink_metadata(image).is_ok_and(|m| m.is_dir()) {
+        return Err((EXIT_REFUSED, format!("{} is a directory, not an image", image.display())));
+    }
+    Ok(())
+}
+
 /// The command `ckpt run` executes (the program, with libckpt preloaded and its settings in
 /// the environment), and the program's path.
 pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
@@ -105,6 +126,8 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     }
     let lib = locate::libckpt()?;
     let image = image_path(a.image.as_deref())?;
+    check_image_dir(&image)?;
+    let origin = crate::origin::Started::new(&a.command, &path).and_then(|s| s.env_value()).map_err(|e| (EXIT_REFUSED, e))?;
     let mut preload = OsString::from(lib.as_os_str());
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
         preload.push(":");
@@ -113,8 +136,8 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     let mut cmd = Command::new(&path);
     // PROG is the process whose image this is, even when ckpt itself runs below one that
     // checkpoints (which marks what it runs as its descendants).
-    cmd.arg0(&a.command[0]).args(&a.command[1..]).env("LD_PRELOAD", preload).env("CKPT_IMAGE", &image).env_remove("CKPT_PARENT");
-    if let Some(secs) = a.interval.filter(|&s| s > 0) {
+    cmd.arg0(&a.command[0]).args(&a.command[1..]).env("LD_PRELOAD", preload).env("CKPT_IMAGE", &image).env("CKPT_ORIGIN", origin).env_remove("CKPT_PARENT");
+    if let Some(secs) = a.interval {
         cmd.env("CKPT_INTERVAL", secs.to_string());
         cmd.env("CKPT_KEEP", a.keep.unwrap_or(2).to_string());
     } else if let Some(keep) = a.keep {

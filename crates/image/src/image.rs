@@ -340,6 +340,12 @@ impl<'a> Image<'a> {
         Some(crate::chain::Chain::parse(desc))
     }
 
+    /// What the process was started as (`NT_CKPT_ORIGIN`; `None` in images without one).
+    pub fn origin(&self) -> Option<Result<crate::origin::Origin<'a>, ImageError>> {
+        let desc = self.note(CKPT_NOTE_NAME, crate::NT_CKPT_ORIGIN)?.desc;
+        Some(crate::origin::Origin::parse(desc))
+    }
+
     /// The pages this tree part stores in the root's copy (`NT_CKPT_SHARED`; none elsewhere).
     pub fn shared_runs(&self) -> crate::bytes::Records<'a, crate::shared::SharedRun> {
         match self.note(CKPT_NOTE_NAME, crate::NT_CKPT_SHARED).map(|n| crate::shared::records(n.desc)) {

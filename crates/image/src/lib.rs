@@ -24,6 +24,7 @@
 //!                    "CKPT" NT_CKPT_SHARED   pages stored elsewhere: the root's copy, or a base image
 //!                    "CKPT" NT_CKPT_CHAIN    the image's identity and the base images it needs
 //!                    "CKPT" NT_CKPT_FILEMAPS the files of the regions mapped from them again
+//!                    "CKPT" NT_CKPT_ORIGIN   what the process was started as (command, directory, run)
 //!                    "CKPT" NT_CKPT_MAC      keyed authentication, when the image has a key
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
 //!  page-aligned    contents of deleted-but-open files and memfds, bytes in pipes and socket
@@ -54,7 +55,9 @@ pub mod image;
 pub mod inotify;
 pub mod mac;
 pub mod note;
+pub mod origin;
 pub mod region;
+pub mod report;
 pub mod shared;
 pub mod sockets;
 pub mod state;
@@ -95,6 +98,7 @@ pub const NT_CKPT_TREE: u32 = 0x434b_000b;
 pub const NT_CKPT_SHARED: u32 = 0x434b_000c;
 pub const NT_CKPT_FILEMAPS: u32 = 0x434b_000d;
 pub const NT_CKPT_CHAIN: u32 = 0x434b_000e;
+pub const NT_CKPT_ORIGIN: u32 = 0x434b_000f;
 
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -141,8 +141,9 @@ pub struct ProcessState {
     pub exe: Path,
     /// The checkpoint signal the library listens on.
     pub ckpt_signal: u32,
-    /// Seconds between periodic checkpoints (0: none); restart re-arms the timer.
-    pub interval_secs: u32,
+    /// Milliseconds between periodic checkpoints (0: none). The timer itself is one of the
+    /// process's POSIX timers, restored with them.
+    pub interval_ms: u32,
     /// `uname` release and machine of the kernel the image was taken on, NUL-padded.
     pub kernel: [u8; 72],
     /// Signals pending for the whole process (bit `n - 1` for signal `n`), sent again at restart.
@@ -175,7 +176,7 @@ impl ProcessState {
         cwd: Path::EMPTY,
         exe: Path::EMPTY,
         ckpt_signal: 0,
-        interval_secs: 0,
+        interval_ms: 0,
         kernel: [0; 72],
         shared_pending: 0,
         rlimits: [[u64::MAX; 2]; RLIMITS],
@@ -225,7 +226,7 @@ impl ProcessState {
             w.bytes(&p.bytes);
         }
         w.u32(self.ckpt_signal);
-        w.u32(self.interval_secs);
+        w.u32(self.interval_ms);
         w.bytes(&self.kernel);
         w.u64(self.shared_pending);
         for l in &self.rlimits {
@@ -289,7 +290,7 @@ impl ProcessState {
             }
         }
         out.ckpt_signal = r.u32()?;
-        out.interval_secs = r.u32()?;
+        out.interval_ms = r.u32()?;
         out.kernel = r.array()?;
         out.shared_pending = r.u64()?;
         if out.shared_pending & NEVER_PENDING != 0 {

@@ -822,3 +822,63 @@ fn chunk_digests_in_parts_check_like_the_whole() {
     out[1] ^= 1;
     assert_eq!(img.check_data_with(&buf, &Dense, |_| false, &out), Err(ImageError::DataChecksum { index: 0 }));
 }
+
+#[test]
+fn origin_round_trips_and_refuses_bad_notes() {
+    use crate::origin::{self, FileId, Origin};
+    let args = b"python3\0train.py\0--steps\x0010\0";
+    let mut o = Origin::new(42, b"/usr/bin/python3.11", b"/home/u/run", args, 4);
+    o.files[0] = Some(FileId { arg: 1, how: origin::SAME_CONTENTS, size: 2301, value: 7 });
+    let mut buf = vec![0u8; origin::MAX_LEN];
+    let n = o.write(&mut buf).unwrap();
+    assert_eq!(n, o.encoded_len());
+    let back = Origin::parse(&buf[..n]).unwrap();
+    assert_eq!(back, o);
+    let got: Vec<&[u8]> = back.args().collect();
+    assert_eq!(got, [&b"python3"[..], b"train.py", b"--steps", b"10"]);
+    // Hex for the environment, both ways.
+    let mut hex = vec![0u8; origin::MAX_HEX];
+    let h = origin::to_hex(&buf[..n], &mut hex).unwrap().to_vec();
+    let mut raw = vec![0u8; origin::MAX_LEN];
+    assert_eq!(origin::from_hex(&h, &mut raw).unwrap(), &buf[..n]);
+    assert!(origin::from_hex(b"0g", &mut raw).is_none());
+    assert!(origin::from_hex(b"abc", &mut raw).is_none());
+    // Arguments that do not hash to their hash, a file naming no argument, trailing bytes.
+    let mut bad = buf[..n].to_vec();
+    bad[40 + 19 + 11] ^= 1;
+    assert!(Origin::parse(&bad).is_err());
+    let mut bad = buf[..n].to_vec();
+    let rec = n - 24;
+    bad[rec..rec + 4].copy_from_slice(&9u32.to_le_bytes());
+    assert!(Origin::parse(&bad).is_err());
+    let mut bad = buf[..n].to_vec();
+    bad.extend_from_slice(&[0; 8]);
+    assert!(Origin::parse(&bad).is_err());
+    // Arguments too long to keep are kept as their hash.
+    let long = vec![b'x'; origin::MAX_ARGS + 1];
+    let mut long = long;
+    long.push(0);
+    let o = Origin::new(1, b"/bin/p", b"/", &long, 1);
+    assert!(!o.has_args());
+    let n = o.write(&mut buf).unwrap();
+    let back = Origin::parse(&buf[..n]).unwrap();
+    assert_eq!(back.args_hash, origin::args_hash(&long));
+    assert_eq!(back.args().count(), 0);
+}
+
+#[test]
+fn report_page_reads_back() {
+    use crate::report::{self, Outcome, Report};
+    let mut page = vec![0u8; report::REPORT_LEN];
+    assert!(Report::read(&page).is_none());
+    let mut set = |i: usize, v: u32| page[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    set(report::MAGIC, report::MAGIC_VALUE);
+    set(report::STARTED, 3);
+    set(report::DONE, 3);
+    set(report::OUTCOME, Outcome::LastFailedGoesOn as u32);
+    set(report::MESSAGE_LEN, 5);
+    page[report::MESSAGE_AT..report::MESSAGE_AT + 5].copy_from_slice(b"full!");
+    let r = Report::read(&page).unwrap();
+    assert_eq!((r.started, r.done, r.outcome, r.message), (3, 3, Some(Outcome::LastFailedGoesOn), &b"full!"[..]));
+    assert!(!Outcome::LastFailedGoesOn.written() && Outcome::LastWritten.written());
+}

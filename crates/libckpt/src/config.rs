@@ -20,8 +20,8 @@ pub struct Config {
     pub self_contained: bool,
     /// The checkpoint signal.
     pub signal: i32,
-    /// Seconds between periodic checkpoints (0: only on the signal).
-    pub interval_secs: u32,
+    /// Milliseconds between periodic checkpoints (0: only on the signal).
+    pub interval_ms: u32,
     /// How many older images to keep (`myckpt.1`, `myckpt.2`, …).
     pub keep: u32,
     /// `CKPT_INCREMENTAL`: most images in a chain (a full image and the incremental ones built
@@ -55,7 +55,7 @@ struct Slot(UnsafeCell<Config>);
 // any other thread can exist; read-only afterwards.
 unsafe impl Sync for Slot {}
 
-static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, self_contained: false, signal: 12, interval_secs: 0, keep: 0, incremental: 8, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false }));
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, self_contained: false, signal: 12, interval_ms: 0, keep: 0, incremental: 8, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false }));
 
 /// The settings. Valid once [`crate::init`] has run.
 pub fn get() -> &'static Config {

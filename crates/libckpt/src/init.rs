@@ -80,6 +80,8 @@ extern "C" fn ckpt_init() {
     crate::exec::prepare();
     crate::checkpoint::track::prepare();
     crate::dropped::prepare();
+    crate::checkpoint::report::prepare();
+    crate::origin::prepare(!config::is_descendant());
     cfg.sync = env(SYNC_ENV) == Some(b"1");
     cfg.signal = match env(SIGNAL_ENV) {
         None => DEFAULT_SIGNAL,
@@ -95,7 +97,13 @@ extern "C" fn ckpt_init() {
     // program it becomes by `exec` (`env`, a script's interpreter, a shim that runs the real
     // program): it keeps its PID, and CKPT_PARENT names it. Its children, which inherit the
     // environment, ignore the variable: a tree checkpoint of the root takes them along.
-    cfg.interval_secs = if config::is_descendant() { 0 } else { env(INTERVAL_ENV).and_then(parse_u32).unwrap_or(0) };
+    cfg.interval_ms = match env(INTERVAL_ENV) {
+        Some(v) if !config::is_descendant() && !v.is_empty() => parse_millis(v).unwrap_or_else(|| {
+            say!("ckpt: CKPT_INTERVAL={} is not a number of seconds (such as 60 or 0.5); no periodic checkpoints", ckpt_sigsafe::out::Lossy(v));
+            0
+        }),
+        _ => 0,
+    };
     cfg.keep = env(KEEP_ENV).and_then(parse_u32).unwrap_or(0).min(ckpt_image::chain::MAX_KEEP);
     cfg.incremental = match env(INCREMENTAL_ENV) {
         None | Some(b"") => DEFAULT_CHAIN,
@@ -136,17 +144,26 @@ extern "C" fn ckpt_init() {
     install_handler(cfg.signal);
     install_stop_handler();
     crate::exec::unblock_after_exec();
-    if cfg.interval_secs > 0 {
-        start_interval_timer(cfg.signal, cfg.interval_secs);
+    if cfg.interval_ms > 0 {
+        start_interval_timer(cfg.signal, cfg.interval_ms);
     }
 }
 
 extern "C" fn on_fork_child() {
     config::mark_descendant();
+    checkpoint::report::after_fork();
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
     core::str::from_utf8(s).ok()?.trim().parse().ok()
+}
+
+/// Seconds, whole or with a fraction (`60`, `0.5`), as milliseconds: at least 1 ms, at most
+/// about 49 days.
+fn parse_millis(s: &[u8]) -> Option<u32> {
+    let secs: f64 = core::str::from_utf8(s).ok()?.trim().parse().ok()?;
+    let ms = secs * 1000.0;
+    (secs.is_finite() && secs >= 0.0 && ms < u32::MAX as f64).then(|| if secs > 0.0 { (ms as u32).max(1) } else { 0 })
 }
 
 /// A signal by number or name (see `ckpt_sigsafe::signals`).
@@ -154,9 +171,9 @@ pub fn parse_signal(s: &[u8]) -> Option<c_int> {
     ckpt_sigsafe::signals::parse_signal(core::str::from_utf8(s).ok()?, libc::SIGRTMIN())
 }
 
-/// A POSIX timer that sends the checkpoint signal every `secs` seconds. It is not in the
-/// image (no timer survives a restart); myrestart creates it again from `interval_secs`.
-fn start_interval_timer(signal: c_int, secs: u32) {
+/// A POSIX timer that sends the checkpoint signal every `ms` milliseconds. It is one of the
+/// process's timers, so images hold it and a restored process has it again.
+fn start_interval_timer(signal: c_int, ms: u32) {
     // The kernel's timer, made with the system call itself: glibc's `timer_create` lived in
     // librt before 2.34, and the program never sees this timer's ID anyway.
     let sigev_signal = linux_raw_sys::general::SIGEV_SIGNAL;
@@ -169,8 +186,8 @@ fn start_interval_timer(signal: c_int, secs: u32) {
     };
     // Kept as ID + 1: 0 says there is none.
     crate::guard::TIMER.store(id as usize + 1, core::sync::atomic::Ordering::Relaxed);
-    let every = secs as i64;
-    let _ = ckpt_sigsafe::sys::timer_settime(id, &[every, 0, every, 0]);
+    let (secs, nanos) = ((ms / 1000) as i64, (ms % 1000) as i64 * 1_000_000);
+    let _ = ckpt_sigsafe::sys::timer_settime(id, &[secs, nanos, secs, nanos]);
 }
 
 /// Fixes the absolute image path now, so that a later `chdir` in the program does not move it.
@@ -242,7 +259,10 @@ extern "C" fn on_signal(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void
         // SI_QUEUE its pid and value fields are the ones set by the sender.
         unsafe { ((*info).si_code, (*info).si_pid() as u32, (*info).si_value().sival_ptr as u64) }
     };
-    let last = code == -1 && value == ckpt_sigsafe::signals::LAST_CHECKPOINT;
+    let last = ckpt_sigsafe::signals::last_request(value).filter(|_| code == -1).map(|flags| checkpoint::Last {
+        stop_if_unsaved: flags & ckpt_sigsafe::signals::LAST_STOP_IF_UNSAVED != 0,
+        kept: false,
+    });
     checkpoint::on_checkpoint_signal(uc as usize, checkpoint::tree::request(code, sender, value), last);
 }
 
@@ -276,6 +296,13 @@ mod tests {
         assert_eq!(parse_u32(b" 60 "), Some(60));
         assert_eq!(parse_u32(b"-1"), None);
         assert_eq!(parse_u32(b"ten"), None);
+        assert_eq!(parse_millis(b"60"), Some(60_000));
+        assert_eq!(parse_millis(b" 0.5 "), Some(500));
+        assert_eq!(parse_millis(b"0.0001"), Some(1));
+        assert_eq!(parse_millis(b"0"), Some(0));
+        assert_eq!(parse_millis(b"-1"), None);
+        assert_eq!(parse_millis(b"1e12"), None);
+        assert_eq!(parse_millis(b"soon"), None);
         assert_eq!(parse_signal(b"USR1"), Some(libc::SIGUSR1));
         assert_eq!(parse_signal(b"SIGRTMIN+2"), Some(libc::SIGRTMIN() + 2));
         assert_eq!(parse_signal(b"9"), None, "SIGKILL cannot be caught");

@@ -24,6 +24,7 @@ mod exec;
 mod guard;
 mod init;
 mod invisible;
+mod origin;
 mod resume;
 mod watches;
 

@@ -3,10 +3,22 @@
 
 /// The value a checkpoint signal carries (sent with `sigqueue`) to ask for the *last*
 /// checkpoint of a process: written with the process stopped, after which the process ends
-/// (`SIGKILL`), whether the image was written or not. It never runs past the moment its image
-/// holds, so nothing it does is done twice when it is restarted. `ckpt job` and
+/// (`SIGKILL`), if the image was written or an earlier image of this run of it exists. It
+/// never runs past the moment its image holds, so nothing it does is done twice when it is
+/// restarted, and it never ends with nothing saved. `ckpt job` and
 /// `ckpt checkpoint --kill` send it; libckpt and myrestart's signal forwarding read it.
 pub const LAST_CHECKPOINT: u64 = 0x434b_4c53 << 32;
+
+/// A flag of [`LAST_CHECKPOINT`]'s value: if the image cannot be written and no image of this
+/// run of the program exists, the program stops (SIGSTOP) instead of going on, alive, for the
+/// caller to try again or let it go on (`ckpt job`). Without it, it goes on running. Either way
+/// it never ends without an image.
+pub const LAST_STOP_IF_UNSAVED: u64 = 1;
+
+/// The flags of a request for the last checkpoint, if the queued value `value` is one.
+pub fn last_request(value: u64) -> Option<u64> {
+    (value & !LAST_STOP_IF_UNSAVED == LAST_CHECKPOINT).then_some(value & LAST_STOP_IF_UNSAVED)
+}
 
 /// A signal by name (`USR1`, `SIGUSR1`, `HUP`, `RTMIN+2`) or number. `rtmin` is the C
 /// library's `SIGRTMIN`. Signals the kernel raises on its own, or that cannot be caught, are

@@ -36,7 +36,7 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     let st: &mut ProcessState = parts.state;
     st.created_unix_ns = procfs::realtime_ns();
     st.ckpt_signal = cfg.signal as u32;
-    st.interval_secs = cfg.interval_secs;
+    st.interval_ms = cfg.interval_ms;
     let uts = rustix::system::uname();
     let release = uts.release().to_bytes();
     let machine = uts.machine().to_bytes();

@@ -298,3 +298,58 @@ pub fn remove_unneeded(image: &[u8], keep: u32, meta: &mut [u8], state: &mut Pro
         }
     }
 }
+
+/// Whether the file at `image` is a complete image of this run of this process: its headers
+/// check out, it was taken of this process (its PID) in this run (the run identity of its
+/// origin note), and every base it names is beside it, the very file it was built on (identity,
+/// length and header checksum). Its data is not read again: an image is only ever replaced
+/// whole, by rename, so one this process wrote stays as it was written. For a last checkpoint
+/// that could not be written: the program may then end, as asked, without losing its work.
+pub fn is_image_of_this_run(image: &[u8]) -> bool {
+    let Ok(mut scratch) = super::scratch::Scratch::map() else { return false };
+    let parts = scratch.parts();
+    let (meta, state) = (parts.base_meta, parts.base_state);
+    let mut path = [0u8; ckpt_image::state::PATH_MAX + 1];
+    let Some(cpath) = path.get_mut(..image.len() + 1).and_then(|p| {
+        p[..image.len()].copy_from_slice(image);
+        p[image.len()] = 0;
+        CStr::from_bytes_with_nul(p).ok()
+    }) else {
+        return false;
+    };
+    let Ok(fd) = rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) else { return false };
+    let Ok(st) = rustix::fs::fstat(&fd) else { return false };
+    let mut bases = [Base::EMPTY; chain::MAX_BASES];
+    let mut nbases = 0;
+    {
+        let Some(img) = read_headers(fd.as_raw_fd(), st.st_size as u64, meta, state) else { return false };
+        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        let ours = matches!(img.origin(), Some(Ok(o)) if o.run_id == crate::origin::run_id());
+        if !ours || state.pid != me {
+            return false;
+        }
+        if let Some(c) = img.chain() {
+            let Ok(c) = c else { return false };
+            for b in c.bases() {
+                let Ok(b) = b else { return false };
+                if nbases < bases.len() {
+                    bases[nbases] = b;
+                    nbases += 1;
+                }
+            }
+        }
+    }
+    let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
+    let Some(dir) = super::write::dir_of(image, &mut dirbuf) else { return false };
+    let Ok(dirfd) = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return false };
+    bases[..nbases].iter().all(|b| {
+        let Ok(name) = CStr::from_bytes_with_nul(b.name_with_nul()) else { return false };
+        let Ok(f) = rustix::fs::openat(&dirfd, name, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) else { return false };
+        let Ok(st) = rustix::fs::fstat(&f) else { return false };
+        if st.st_size as u64 != b.file_len {
+            return false;
+        }
+        let Some(img) = read_headers(f.as_raw_fd(), b.file_len, meta, state) else { return false };
+        state.meta_hash == b.meta_hash && matches!(img.chain(), Some(Ok(c)) if c.id == b.id)
+    })
+}

@@ -17,7 +17,7 @@
 //! image stays as it was, and one line on stderr says why. A lock on the temporary file keeps
 //! two checkpoints of one image from being written at once.
 
-mod busy;
+pub mod report;
 mod capture;
 mod chain;
 mod compress;
@@ -63,17 +63,9 @@ impl Failure {
         Failure { step, errno: Some(errno), names_file: true }
     }
 
-    pub fn report(&self) {
-        self.report_as(false);
-    }
-
-    /// The one line saying why, `last` for a last checkpoint (after which the program ends).
-    pub fn report_as(&self, last: bool) {
-        if self.step.is_empty() {
-            return;
-        }
-        let mut line = Line::new();
-        let _ = write!(line, "ckpt: checkpoint failed: {}", self.step);
+    /// Why, in a few words: the step, the file, the error (nothing for a silent failure).
+    fn reason(&self, line: &mut Line) {
+        let _ = write!(line, "{}", self.step);
         if self.names_file {
             let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
             let path = crate::config::this_process_image(&mut image).unwrap_or(crate::config::get().image_path());
@@ -82,33 +74,90 @@ impl Failure {
         if let Some(e) = self.errno {
             let _ = write!(line, ": {}", describe(e));
         }
-        let _ = write!(line, "{}", if last { " (the previous image is kept; the program ends, as asked)" } else { " (the program goes on; the previous image is kept)" });
+    }
+
+    /// Says on stderr why checkpoint `n` failed, and what the program does now (`then`), and
+    /// records the reason and `outcome` in the report page.
+    fn report(&self, n: u32, outcome: report::Outcome, then: &str) {
+        if self.step.is_empty() {
+            report::end(n, outcome, b"see the program's stderr");
+            return;
+        }
+        let mut why = Line::new();
+        self.reason(&mut why);
+        report::end(n, outcome, why.as_bytes());
+        let mut line = Line::new();
+        let _ = write!(line, "ckpt: checkpoint failed: {} ({then})", Lossy(why.as_bytes()));
         line.emit();
     }
 }
 
+/// A request for the last checkpoint (see [`ckpt_sigsafe::signals::LAST_CHECKPOINT`]).
+#[derive(Clone, Copy)]
+pub struct Last {
+    /// If it cannot be written and no image of this run exists, stop (SIGSTOP) rather than go
+    /// on (`ckpt job`: the program stays as it is, for another try).
+    pub stop_if_unsaved: bool,
+    /// A complete image of this run is at the image path already (taken before this one).
+    pub kept: bool,
+}
+
+/// What a checkpoint that did not fail left to do.
+enum Taken {
+    /// A forked writer writes the image and reports its outcome.
+    ByWriter,
+    /// The image was written here (`CKPT_SYNC`, or a last checkpoint).
+    Written,
+    /// A member of a tree whose root called the checkpoint off: nothing to say.
+    CalledOff,
+}
+
 /// Entry from the signal handler. `uc` is the address of the kernel's `ucontext`; `request` is
 /// set when the signal is a tree root's request to take part in its checkpoint; `last` when it
-/// asks for the last checkpoint ([`ckpt_sigsafe::signals::LAST_CHECKPOINT`]): the image is
-/// written with the program (and its tree) stopped, and then the program ends, written or not.
-pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: bool) {
-    let last = last && request.is_none();
-    if last {
-        busy::wait_idle();
+/// asks for the last checkpoint: the image is written with the program (and its tree) stopped,
+/// and then the program ends, unless the image could not be written and no earlier image of
+/// this run exists, in which case it goes on (or stops itself, if asked to).
+pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Option<Last>) {
+    let mut last = last.filter(|_| request.is_none());
+    if let Some(l) = last.as_mut() {
+        report::wait_idle();
+        // Whether the program may end even if this image cannot be written: the image at its
+        // path (which a failed write leaves as it is) is one of this run, complete.
+        let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
+        l.kept = crate::config::this_process_image(&mut image).is_some_and(chain::is_image_of_this_run);
     }
-    let r = take(uc, request, last);
-    if let Err(f) = &r {
-        f.report_as(last);
-    }
-    if last {
-        let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGKILL);
+    // A member's outcome is its root's to report.
+    let n = if request.is_none() { report::begin() } else { 0 };
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    match (take(uc, request, last, n), last) {
+        (Ok(Taken::Written), Some(_)) => {
+            report::end(n, report::Outcome::LastWritten, b"");
+            let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGKILL);
+        }
+        (Ok(Taken::Written), None) => report::end(n, report::Outcome::Written, b""),
+        (Ok(_), _) => {}
+        (Err(f), None) => f.report(n, report::Outcome::Failed, "the program goes on; the previous image is kept"),
+        (Err(f), Some(l)) => {
+            if l.kept {
+                f.report(n, report::Outcome::LastFailedEnds, "the image taken before it is kept; the program ends, as asked");
+                let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGKILL);
+            } else if l.stop_if_unsaved {
+                f.report(n, report::Outcome::LastFailedStopped, "no image of this program exists, so it does not end: it stops (SIGSTOP) until it is continued or asked again");
+                let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGSTOP);
+                // Continued: so are the processes below it, stopped with it.
+                tree::continue_descendants(me);
+            } else {
+                f.report(n, report::Outcome::LastFailedGoesOn, "no image of this program exists, so it does not end: it goes on");
+            }
+        }
     }
     // The program goes on (the image, taken, holds "restored").
     crate::dropped::clear();
 }
 
-fn take(uc: usize, request: Option<tree::Request>, last: bool) -> Result<(), Failure> {
+/// Takes the checkpoint: captures the process (and its tree), then writes the image here or
+/// in a forked writer. `n` numbers it in the report page (0 for a tree member's part).
+fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -> Result<Taken, Failure> {
     let started = procfs::monotonic_ns();
     let cfg = crate::config::get();
     // A member of a tree checkpoint writes its part for the root; anyone else its own image
@@ -123,9 +172,9 @@ fn take(uc: usize, request: Option<tree::Request>, last: bool) -> Result<(), Fai
     if member.is_none() && cfg.key_unreadable {
         return Err(Failure::plain("the key file (CKPT_KEY) could not be read at startup"));
     }
-    let forked_writer = (!cfg.sync && !last) || member.is_some();
+    let forked_writer = (!cfg.sync && last.is_none()) || member.is_some();
     if forked_writer {
-        busy::check()?;
+        report::check()?;
     }
     let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
     let image = crate::config::this_process_image(&mut image).ok_or(Failure::plain("image path is too long"))?;
@@ -144,7 +193,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: bool) -> Result<(), Fai
         Some(m) => {
             if !m.parked_wait() {
                 // Called off by the root: nothing to report here (the root says why).
-                return Ok(());
+                return Ok(Taken::CalledOff);
             }
         }
         None => tree = tree::Tree::gather(cfg.signal, image)?,
@@ -199,14 +248,19 @@ fn take(uc: usize, request: Option<tree::Request>, last: bool) -> Result<(), Fai
     if !forked_writer {
         // CKPT_SYNC: the whole tree stays stopped until the image is written.
         let written = write::write_image(&mut parts, all, started, exclude, file, role);
-        if let Some(t) = tree.as_mut() {
-            if last {
-                // Nothing of the tree runs past its last checkpoint.
-                t.kill_members();
+        if let (Some(t), Some(l)) = (tree.as_mut(), last) {
+            // Nothing of the tree runs past its last checkpoint, if the program ends (see
+            // `on_checkpoint_signal`); asked to stop, the tree stops with it.
+            if written.is_ok() || l.kept {
+                t.signal_members(linux_raw_sys::general::SIGKILL);
+            } else if l.stop_if_unsaved {
+                t.signal_members(linux_raw_sys::general::SIGSTOP);
             }
+        }
+        if let Some(t) = tree.as_mut() {
             t.release();
         }
-        return written;
+        return written.map(|()| Taken::Written);
     }
     // The writer: a process the program never sees (not its child), started by a short-lived
     // intermediate that shares the program's memory, so the memory is copied once.
@@ -221,7 +275,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: bool) -> Result<(), Fai
             let e = rustix::io::Errno::from_raw_os_error(-writer);
             return Err(if writer < 0 { Failure::new("starting the image writer", e) } else { Failure::plain("starting the image writer (its parent process was killed)") });
         }
-        busy::started(writer as u32);
+        report::started(writer as u32);
         if let Some(m) = &member {
             m.writer_started(writer as u32);
         }
@@ -232,7 +286,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: bool) -> Result<(), Fai
             m.captured_wait();
         }
         drop(stopped);
-        return Ok(());
+        return Ok(Taken::ByWriter);
     }
     // The writer: a snapshot of the program at the moment of the signal.
     let _ = rustix::thread::set_name(WRITER_NAME);
@@ -241,15 +295,18 @@ fn take(uc: usize, request: Option<tree::Request>, last: bool) -> Result<(), Fai
     let keep = tree.as_ref().into_iter().flat_map(|t| t.part_fds());
     write::close_all_but_needed(&mut parts, file.raw_fd(), keep);
     let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| write::write_image(&mut parts, all, started, exclude, file, role)) {
-        Ok(()) => true,
+        Ok(()) => {
+            report::end(n, report::Outcome::Written, b"");
+            true
+        }
         Err(f) => {
-            f.report();
+            f.report(n, report::Outcome::Failed, "the program goes on; the previous image is kept");
             false
         }
     };
     if let Some(m) = &member {
         m.written(ok);
     }
-    busy::finished();
+    report::finished();
     ckpt_sigsafe::sys::exit_group(if ok { 0 } else { 1 })
 }

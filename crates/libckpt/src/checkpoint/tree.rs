@@ -364,12 +364,13 @@ impl Tree {
         wake(&self.ctl.phase);
     }
 
-    /// Ends every member (`SIGKILL`), for a last checkpoint: none runs past it.
-    pub fn kill_members(&self) {
+    /// Sends `sig` to every member: `SIGKILL` after a last checkpoint (none runs past it), or
+    /// `SIGSTOP` when the tree stops instead.
+    pub fn signal_members(&self, sig: u32) {
         for m in self.members() {
             let pid = m.pid.load(SeqCst);
             if pid != 0 {
-                let _ = ckpt_sigsafe::sys::kill(pid, linux_raw_sys::general::SIGKILL);
+                let _ = ckpt_sigsafe::sys::kill(pid, sig);
             }
         }
     }
@@ -500,6 +501,30 @@ fn unmap_control(ctl: &Control) {
 }
 
 /// Calls `f` with each child of process `pid` (children of all its threads).
+/// Continues (`SIGCONT`) every process below `pid`: they stopped with it, after a last
+/// checkpoint that could not be written, and it has been continued.
+pub fn continue_descendants(pid: u32) {
+    let mut todo = [0u32; ckpt_image::tree::MAX_TREE];
+    let mut n = 0;
+    for_each_child(pid, |c| {
+        if n < todo.len() {
+            todo[n] = c;
+            n += 1;
+        }
+    });
+    while n > 0 {
+        n -= 1;
+        let p = todo[n];
+        let _ = ckpt_sigsafe::sys::kill(p, linux_raw_sys::general::SIGCONT);
+        for_each_child(p, |c| {
+            if n < todo.len() {
+                todo[n] = c;
+                n += 1;
+            }
+        });
+    }
+}
+
 fn for_each_child(pid: u32, mut f: impl FnMut(u32)) {
     let mut path = [0u8; 64];
     let Some(task) = numbered_path(&mut path, b"/proc/", pid as u64, b"/task") else { return };

@@ -13,7 +13,7 @@ use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, P
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_MAP_PRIVATE_FILE, RF_SHARED, RF_SHARES_PAGES};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
-use ckpt_image::{NT_CKPT_CHAIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_CHAIN, NT_CKPT_ORIGIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -107,7 +107,7 @@ pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_b
     let mut n = 0usize;
     // smaps costs the kernel a walk of all memory: read only when the program marked memory so
     // (libc's madvise is interposed), or a writer found some marked without libc.
-    if !crate::dropped::not_inherited_seen() && !super::busy::smaps_needed() {
+    if !crate::dropped::not_inherited_seen() && !super::report::smaps_needed() {
         ranges[..8].copy_from_slice(&0u64.to_le_bytes());
         return Ok(shared);
     }
@@ -140,7 +140,7 @@ pub fn check_inherited(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
         }
         while have.next_if(|e| e.end <= r.start).is_some() {}
         if !have.peek().is_some_and(|e| e.start <= r.start && r.end <= e.end) {
-            super::busy::need_smaps();
+            super::report::need_smaps();
             return Err(Failure::plain("the program keeps memory from child processes (MADV_DONTFORK, set without libc); checkpoints look for such memory from now on"));
         }
     }
@@ -752,7 +752,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     for (i, (ty, len)) in optional.into_iter().enumerate() {
         if len > 0 {
             let zeros = [0u8; ckpt_image::mac::MAC_LEN];
-            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &*parts.shared, &*parts.filemaps, &*parts.chain, &zeros[..]][i];
+            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &*parts.shared, &*parts.filemaps, &*parts.chain, crate::origin::note(), &zeros[..]][i];
             write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
         }
     }
@@ -778,7 +778,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
 
 /// The notes written only when they have records: their types and lengths, in image order.
 /// (`NT_CKPT_MAC` is written as zeros, then filled in by [`authenticate`].)
-fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: usize, chain_len: usize) -> [(u32, usize); 10] {
+fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: usize, chain_len: usize) -> [(u32, usize); 11] {
     // A member's part has room for its MAC too, which the root's writer fills in.
     let keyed = crate::config::get().key_file().is_some();
     [
@@ -791,6 +791,7 @@ fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: u
         (NT_CKPT_SHARED, shared_len),
         (NT_CKPT_FILEMAPS, filemaps_len),
         (NT_CKPT_CHAIN, chain_len),
+        (NT_CKPT_ORIGIN, crate::origin::note().len()),
         (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }),
     ]
 }

@@ -1,0 +1,116 @@
+//! A running program seen from outside: which process it is (behind a `ckpt restart`, the
+//! program is below myrestart), and what its report page (`ckpt_image::report`) says became
+//! of the checkpoint asked for: written, or failed and why, and what the program did then.
+
+use ckpt_image::report::{Outcome, Report};
+use ckpt_sigsafe::proctext;
+
+/// The name `/proc/PID/fd/N` shows for the page.
+fn page_link() -> String {
+    format!("/memfd:{} (deleted)", ckpt_image::report::REPORT_NAME.to_string_lossy())
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_default()
+}
+
+/// The children of process `pid` (of its main thread, which is where a single-threaded
+/// supervisor's are).
+fn children(pid: u32) -> Vec<u32> {
+    let text = std::fs::read(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    proctext::pid_list(&text).collect()
+}
+
+/// The process that runs the program when `pid` is a myrestart (the PID `ckpt restart … &`
+/// leaves in `$!`): myrestart, then its init in the program's PID namespace, then the program
+/// (the root of a tree); checkpoint writers, which end up below init too, are not it. `pid`
+/// itself otherwise.
+pub fn program_behind(pid: u32) -> u32 {
+    let mut at = pid;
+    for _ in 0..2 {
+        if comm(at) != "myrestart" {
+            return at;
+        }
+        let below: Vec<u32> = children(at).into_iter().filter(|&c| comm(c) != "ckpt-writer").collect();
+        match below[..] {
+            [only] => at = only,
+            _ => return pid,
+        }
+    }
+    if comm(at) == "myrestart" { pid } else { at }
+}
+
+/// The PID `pid` has in its own PID namespace (what its report page names as its owner).
+fn own_pid(pid: u32) -> u32 {
+    let status = std::fs::read(format!("/proc/{pid}/status")).unwrap_or_default();
+    proctext::status_field(&status, b"NSpid:")
+        .and_then(|v| v.split(|c| c.is_ascii_whitespace()).rfind(|w| !w.is_empty()))
+        .and_then(proctext::parse_dec)
+        .map_or(pid, |p| p as u32)
+}
+
+/// What a report page said when it was read.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub started: u32,
+    pub done: u32,
+    pub outcome: Option<Outcome>,
+    pub message: String,
+}
+
+/// The report page of process `pid`: found by its name among the process's descriptors, and
+/// kept open (it can still be read once the process has ended).
+pub struct Page {
+    pid: u32,
+    owner: u32,
+    file: Option<std::fs::File>,
+}
+
+impl Page {
+    pub fn of(pid: u32) -> Page {
+        let mut p = Page { pid, owner: own_pid(pid), file: None };
+        p.find();
+        p
+    }
+
+    fn find(&mut self) {
+        let want = page_link();
+        self.file = std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .ok()
+            .and_then(|fds| fds.flatten().map(|e| e.path()).find(|p| std::fs::read_link(p).is_ok_and(|t| t.as_os_str() == want.as_str())))
+            .and_then(|p| std::fs::File::open(p).ok());
+    }
+
+    /// The page now, if the process has one of its own (a forked child may still hold its
+    /// parent's until its first checkpoint makes its own: then the page is looked for again).
+    pub fn read(&mut self) -> Option<Snapshot> {
+        use std::os::unix::fs::FileExt;
+        for _ in 0..2 {
+            let Some(f) = &self.file else {
+                self.find();
+                continue;
+            };
+            let mut bytes = vec![0u8; ckpt_image::report::REPORT_LEN];
+            let n = f.read_at(&mut bytes, 0).unwrap_or(0);
+            match Report::read(&bytes[..n]) {
+                Some(r) if r.owner == self.owner => {
+                    return Some(Snapshot { started: r.started, done: r.done, outcome: r.outcome, message: String::from_utf8_lossy(r.message).into_owned() });
+                }
+                _ => self.find(),
+            }
+        }
+        None
+    }
+
+    /// Whether the process has a page at all (a program that closed every descriptor it did not
+    /// open itself has none, and is followed the old way, by its image file).
+    pub fn exists(&self) -> bool {
+        self.file.is_some()
+    }
+}
+
+/// The outcome of the checkpoint asked for after `base` (the page's `started` then), once the
+/// page says it.
+pub fn outcome_after(s: &Snapshot, base: u32) -> Option<Outcome> {
+    s.outcome.filter(|_| s.done.wrapping_sub(base) as i32 > 0)
+}

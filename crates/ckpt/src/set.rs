@@ -1,0 +1,175 @@
+//! An image set: `IMAGE`, the older images kept beside it (`IMAGE.1` … `IMAGE.N`, what
+//! `CKPT_KEEP` keeps) and the base images they are built on (`IMAGE.base-<id>`). Which one to
+//! restart (`ckpt job`, `ckpt restart --newest`), and what becomes of the set when a job's
+//! program has ended.
+
+use crate::{EXIT_REFUSED};
+use ckpt_image::origin::Origin;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// An image of the set that can be restarted: its path and when it was taken.
+pub struct Found {
+    pub path: PathBuf,
+    pub taken: String,
+}
+
+/// Which images of the set may be restarted, as to what their program was started as.
+pub enum Want<'a> {
+    /// Any (`--allow-changed`).
+    Any,
+    /// Only images of this command (an encoded origin note: what `ckpt job` starts).
+    Command(&'a [u8]),
+    /// Only images of the command the newest image of the set was taken of
+    /// (`ckpt restart --newest`: an older image of another program is never taken for it).
+    SameAsNewest,
+}
+
+/// The images of the set that exist: `image`, `image.1`, …
+pub fn generations(image: &Path) -> Vec<PathBuf> {
+    let generation = |k: u32| {
+        let mut buf = vec![0u8; image.as_os_str().len() + 8];
+        ckpt_image::chain::generation_name(image.as_os_str().as_bytes(), k, &mut buf).map(|c| PathBuf::from(std::ffi::OsStr::from_bytes(c.to_bytes())))
+    };
+    (0..=ckpt_image::chain::MAX_KEEP).filter_map(generation).filter(|p| p.exists()).collect()
+}
+
+/// Every file of the set: its images and the base files beside them.
+pub fn files(image: &Path) -> Vec<PathBuf> {
+    let mut out = generations(image);
+    let (Some(dir), Some(name)) = (image.parent(), image.file_name()) else { return out };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if ckpt_image::chain::parse_base_name(name.as_bytes(), e.file_name().as_bytes()).is_some() {
+                out.push(dir.join(e.file_name()));
+            }
+        }
+    }
+    out
+}
+
+/// The newest complete image of the set: every checksum verifies, every older image it is built
+/// on is there, and its program was started as `want` says. `None` if there is no image at
+/// all; an error if there are some but none will do. Each image passed over is named on stderr
+/// with the reason.
+pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Found>, (u8, String)> {
+    let names = generations(image);
+    // Each image's origin note; an image whose headers do not check out is judged by
+    // `examine` below, which says why.
+    let origins: Vec<Result<Option<Vec<u8>>, ()>> = names.iter().map(|p| crate::inspect::origin_note(p)).collect();
+    // For --newest: the command of the image taken last, whatever its state.
+    let newest_origin = match want {
+        Want::SameAsNewest => names
+            .iter()
+            .zip(&origins)
+            .filter_map(|(p, o)| Some((crate::inspect::taken_ns(p)?, o.as_ref().ok()?.as_ref()?)))
+            .max_by_key(|(t, _)| *t)
+            .map(|(_, o)| o.clone()),
+        _ => None,
+    };
+    let reference: Option<&[u8]> = match &want {
+        Want::Command(o) => Some(o),
+        Want::SameAsNewest => newest_origin.as_deref(),
+        Want::Any => None,
+    };
+    let mut best: Option<(u64, Found)> = None;
+    let mut mismatch: Option<String> = None;
+    for (path, origin) in names.iter().zip(&origins) {
+        let differs = reference.and_then(|r| match (origin, Origin::parse(r)) {
+            (Ok(Some(o)), Ok(r)) => crate::origin::differences(&Origin::parse(o).ok()?, &r),
+            (Ok(None), _) => Some("it does not say what it was started as (it was taken by an older ckpt)".to_string()),
+            _ => None,
+        });
+        let why = if let Some(d) = differs {
+            mismatch.get_or_insert_with(|| format!("{}: {d}", path.display()));
+            format!("it is of another command: {d}")
+        } else {
+            match crate::inspect::examine(path, key) {
+                Err((_, message)) => message,
+                Ok((doc, ok)) => {
+                    let missing = doc["bases"].as_array().into_iter().flatten().find(|b| b["state"] != "present");
+                    if let Some(b) = missing {
+                        format!("it is built on {}, which is {}", b["name"].as_str().unwrap_or("?"), b["state"].as_str().unwrap_or("?"))
+                    } else if !ok {
+                        "its checksums do not verify (`ckpt inspect` shows where)".to_string()
+                    } else {
+                        let taken = doc["taken_unix_ns"].as_u64().unwrap_or(0);
+                        if best.as_ref().is_none_or(|(t, _)| taken > *t) {
+                            best = Some((taken, Found { path: path.clone(), taken: doc["taken"].as_str().unwrap_or("?").to_string() }));
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        eprintln!("ckpt: passing over {}: {why}", path.display());
+    }
+    match (best, mismatch) {
+        (Some((_, found)), _) => Ok(Some(found)),
+        (None, _) if names.is_empty() => Ok(None),
+        (None, Some(m)) if matches!(want, Want::Command(_)) => Err((
+            EXIT_REFUSED,
+            format!("the images at {} are not of this job's command ({m}): give --allow-changed to restart them anyway, or move them away to start afresh", image.display()),
+        )),
+        (None, _) => {
+            let seen: Vec<String> = names.iter().map(|p| p.display().to_string()).collect();
+            Err((EXIT_REFUSED, format!("no image of {} can be restarted ({}); remove them to start from the beginning", image.display(), seen.join(", "))))
+        }
+    }
+}
+
+/// What becomes of a job's image set once its program has ended on its own, so that the next
+/// `ckpt job` starts afresh: after exit status 0 the work is done, and the images go; after any
+/// other end they are moved into `IMAGE.ended/` (replacing an older one), where
+/// `ckpt restart --newest IMAGE.ended/NAME` can still go on from the last of them. Returns the
+/// line that says so (`None` if there were no images).
+pub fn retire(image: &Path, prog: &str, status: i32) -> Option<String> {
+    let files = files(image);
+    if files.is_empty() {
+        return None;
+    }
+    let ended = if status == 0 { "finished (exit status 0)".to_string() } else { format!("ended with {}", describe_status(status)) };
+    if status == 0 {
+        let mut left = Vec::new();
+        for f in &files {
+            if let Err(e) = std::fs::remove_file(f) {
+                left.push(format!("{} ({})", f.display(), crate::io_message(&e)));
+            }
+        }
+        return Some(if left.is_empty() {
+            format!("{prog} {ended}: its images were removed ({} files)", files.len())
+        } else {
+            format!("{prog} {ended}: its images were removed, but for {}", left.join(", "))
+        });
+    }
+    let mut aside = image.as_os_str().to_owned();
+    aside.push(".ended");
+    let aside = PathBuf::from(aside);
+    let _ = std::fs::remove_dir_all(&aside);
+    if let Err(e) = std::fs::create_dir(&aside) {
+        return Some(format!("{prog} {ended}; its images stay where they are: {}: {}", aside.display(), crate::io_message(&e)));
+    }
+    for f in &files {
+        if let Some(name) = f.file_name() {
+            if let Err(e) = std::fs::rename(f, aside.join(name)) {
+                return Some(format!("{prog} {ended}; moving its images into {} failed at {}: {}", aside.display(), f.display(), crate::io_message(&e)));
+            }
+        }
+    }
+    let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Some(format!(
+        "{prog} {ended}: its images are kept in {}/ (`ckpt restart --newest {}/{name}` goes on from the last), and the next `ckpt job` starts afresh",
+        aside.display(),
+        aside.display()
+    ))
+}
+
+/// "exit status N" or "signal N (NAME)" for a wait status.
+fn describe_status(status: i32) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    }
+}

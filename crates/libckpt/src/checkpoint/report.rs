@@ -1,0 +1,203 @@
+//! The report page (layout: `ckpt_image::report`): one page of memory that this process, every
+//! writer it forks and the `ckpt` command share. It says which writer is at work (a checkpoint
+//! that finds a live writer there is refused; one that finds a writer gone without clearing it
+//! says that checkpoint was lost) and what became of the last checkpoint, with the reason when
+//! it failed, so that `ckpt checkpoint` can say it too. Nothing outside the process can hold
+//! or fake the writer's slot (unlike a lock on a file), and a writer killed with SIGKILL cannot
+//! leave it held.
+//!
+//! The page is a memfd, kept open at a high descriptor number (close-on-exec), through which
+//! `ckpt` reads it (`/proc/PID/fd/N`). It is part of the process like any memfd: its images
+//! hold it, and a restored process has it back at the same number. A child the program forks
+//! gets a page of its own (at fork, or at its first checkpoint if it was forked without libc),
+//! at the same descriptor number, so that parent and child never take each other's writers or
+//! reports for their own.
+//!
+//! # Signal-safety fence
+//! Runs in the checkpoint handler, the writer, and `fork`'s child handler: raw system calls and
+//! atomics only; no allocation, no locks, no libc.
+
+use super::Failure;
+use ckpt_image::report as layout;
+pub use ckpt_image::report::Outcome;
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use rustix::fd::{AsRawFd, IntoRawFd};
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// The page's address (0: none yet) and its descriptor (-1: none).
+static PAGE: AtomicUsize = AtomicUsize::new(0);
+static FD: AtomicI32 = AtomicI32::new(-1);
+/// Where the descriptor goes: out of the way of the numbers programs use.
+const FD_FLOOR: i32 = 900;
+
+fn me() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// The words of the page at `p`.
+///
+/// # Safety
+/// `p` is the address of a mapped report page of ours, which stays mapped for the life of the
+/// process and its writers, and is only ever accessed through these atomics.
+unsafe fn words(p: usize) -> &'static [AtomicU32; layout::WORDS] {
+    // SAFETY: as the caller promises; the page is page-aligned and larger than the table.
+    unsafe { &*(p as *const [AtomicU32; layout::WORDS]) }
+}
+
+/// The message bytes of the page at `p` (same contract as [`words`]).
+unsafe fn message(p: usize) -> &'static [AtomicU8; layout::MAX_MESSAGE] {
+    // SAFETY: as for `words`; the message lies inside the page.
+    unsafe { &*((p + layout::MESSAGE_AT) as *const [AtomicU8; layout::MAX_MESSAGE]) }
+}
+
+/// Makes a new page for this process and puts its descriptor at the number the old one had
+/// (or the first free one from `FD_FLOOR`). An old page (a parent's, inherited) stays mapped
+/// but is no longer used here.
+fn make_page() -> Result<usize, rustix::io::Errno> {
+    let fd = rustix::fs::memfd_create(layout::REPORT_NAME, rustix::fs::MemfdFlags::CLOEXEC)?;
+    rustix::fs::ftruncate(&fd, layout::REPORT_LEN as u64)?;
+    // SAFETY: a new shared mapping of our own memfd, which overlaps nothing.
+    let p = unsafe { rustix::mm::mmap(core::ptr::null_mut(), layout::REPORT_LEN, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0) }? as usize;
+    let old = FD.load(Ordering::Relaxed);
+    if old >= 0 {
+        // SAFETY: `old` is the number our page had (inherited from the parent, or closed by
+        // the program since); it becomes this page's.
+        unsafe { ckpt_sigsafe::sys::dup3(fd.as_raw_fd(), old, linux_raw_sys::general::O_CLOEXEC) }?;
+    } else {
+        let high = rustix::io::fcntl_dupfd_cloexec(&fd, FD_FLOOR)?;
+        FD.store(high.into_raw_fd(), Ordering::Relaxed);
+    }
+    // SAFETY: just mapped, zero-filled, ours for the life of the process.
+    let w = unsafe { words(p) };
+    w[layout::MAGIC].store(layout::MAGIC_VALUE, Ordering::Relaxed);
+    w[layout::OWNER].store(me(), Ordering::Release);
+    PAGE.store(p, Ordering::Release);
+    Ok(p)
+}
+
+/// Made by the constructor, so that `ckpt` finds the page before the first checkpoint.
+pub fn prepare() {
+    let _ = make_page();
+}
+
+/// In the child of a `fork`: a page of its own.
+pub fn after_fork() {
+    let _ = make_page();
+}
+
+/// This process's page, made now if it has none of its own yet (a child forked without
+/// libc's `fork`).
+fn own() -> Result<&'static [AtomicU32; layout::WORDS], Failure> {
+    let mut p = PAGE.load(Ordering::Acquire);
+    // SAFETY: a page we mapped (see `words`).
+    if p == 0 || unsafe { words(p) }[layout::OWNER].load(Ordering::Acquire) != me() {
+        p = make_page().map_err(|e| Failure::new("making the report page", e))?;
+    }
+    // SAFETY: as above.
+    Ok(unsafe { words(p) })
+}
+
+/// In a writer: the page of the process that forked it (never a new one).
+fn parents() -> Option<&'static [AtomicU32; layout::WORDS]> {
+    let p = PAGE.load(Ordering::Acquire);
+    // SAFETY: as in `own`.
+    (p != 0).then(|| unsafe { words(p) })
+}
+
+/// Whether process `pid` is still one of our writers (it has the writer's name and is not a
+/// zombie).
+fn is_live_writer(pid: u32) -> bool {
+    let mut path = [0u8; 64];
+    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid as u64, b"/stat") else { return false };
+    let mut buf = [0u8; 512];
+    let Ok(n) = super::procfs::read_small(path, &mut buf) else { return false };
+    let stat = &buf[..n];
+    let named = stat.windows(super::WRITER_NAME.to_bytes().len() + 2).any(|w| w[0] == b'(' && &w[1..w.len() - 1] == super::WRITER_NAME.to_bytes());
+    let state = stat.iter().rposition(|&c| c == b')').and_then(|i| stat.get(i + 2)).copied();
+    named && !matches!(state, Some(b'Z' | b'X'))
+}
+
+/// A checkpoint begins: counts it, and returns its number (0 if the page cannot be had).
+pub fn begin() -> u32 {
+    own().map_or(0, |w| w[layout::STARTED].fetch_add(1, Ordering::AcqRel).wrapping_add(1))
+}
+
+/// Says what became of checkpoint `n` (its message first, then the outcome, then its number),
+/// in this process's page or, from a writer, in its parent's.
+pub fn end(n: u32, outcome: Outcome, why: &[u8]) {
+    let p = PAGE.load(Ordering::Acquire);
+    if p == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: a page we mapped (see `words`).
+    let (w, m) = unsafe { (words(p), message(p)) };
+    let len = why.len().min(layout::MAX_MESSAGE);
+    for (slot, &b) in m.iter().zip(&why[..len]) {
+        slot.store(b, Ordering::Relaxed);
+    }
+    w[layout::MESSAGE_LEN].store(len as u32, Ordering::Relaxed);
+    w[layout::OUTCOME].store(outcome as u32, Ordering::Relaxed);
+    w[layout::DONE].store(n, Ordering::Release);
+}
+
+/// Before a checkpoint: refuses while the previous writer is at work; names one that died.
+pub fn check() -> Result<(), Failure> {
+    let slot = &own()?[layout::WRITER];
+    let pid = slot.load(Ordering::Acquire);
+    if pid == 0 {
+        return Ok(());
+    }
+    if is_live_writer(pid) {
+        return Err(Failure::plain("the previous checkpoint is still being written"));
+    }
+    ckpt_sigsafe::say!("ckpt: the writer of the previous checkpoint (process {pid}) was killed before it finished; that image was not written");
+    slot.store(0, Ordering::Release);
+    Ok(())
+}
+
+/// Waits (up to two minutes) until no earlier checkpoint is still being written, for a last
+/// checkpoint, which must not be refused as busy.
+pub fn wait_idle() {
+    for _ in 0..12_000 {
+        if check().is_ok() {
+            return;
+        }
+        let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+        let _ = rustix::thread::nanosleep(&ts);
+    }
+}
+
+/// The writer `pid` has started (said by the program once the intermediate that started it
+/// is gone, before it goes on).
+pub fn started(pid: u32) {
+    if let Ok(w) = own() {
+        w[layout::WRITER].store(pid, Ordering::SeqCst);
+        // A writer may be done already (it runs while this process is being scheduled): it
+        // said so in FINISHED, and found the slot empty. Then the slot is empty again.
+        if w[layout::FINISHED].load(Ordering::SeqCst) == pid {
+            let _ = w[layout::WRITER].compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The writer is done, whether the image was written or not (said by the writer itself).
+pub fn finished() {
+    if let Some(w) = parents() {
+        let me = me();
+        w[layout::FINISHED].store(me, Ordering::SeqCst);
+        let _ = w[layout::WRITER].compare_exchange(me, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// From now on every checkpoint looks in smaps for memory a child does not inherit: said by a
+/// writer that found such memory the program had marked without libc's `madvise`.
+pub fn need_smaps() {
+    if let Some(w) = parents() {
+        w[layout::SMAPS].store(1, Ordering::Release);
+    }
+}
+
+/// Whether a writer asked for [`need_smaps`].
+pub fn smaps_needed() -> bool {
+    own().is_ok_and(|w| w[layout::SMAPS].load(Ordering::Acquire) != 0)
+}
