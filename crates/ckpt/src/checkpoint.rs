@@ -171,12 +171,15 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
         }
     };
     loop {
-        if page.exists() {
-            // The process says what became of the checkpoint.
-            if let Some(s) = page.read().filter(|s| crate::report::outcome_after(s, base).is_some()) {
+        // The process says what became of the checkpoint in its report page (a restored
+        // process makes its page when the checkpoint begins: it is looked for again).
+        if let Some(s) = page.read() {
+            if crate::report::outcome_after(&s, base).is_some() {
                 end_progress();
                 return outcome(asked, pid, &image, &s, started, deadline);
             }
+        }
+        if page.exists() {
             if !alive(pid) {
                 end_progress();
                 return Err((EXIT_FAILED, format!("process {asked} ended before its checkpoint was written; {} is as it was", image.display())));
@@ -185,9 +188,9 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
                 end_progress();
                 return Err((EXIT_FAILED, format!("process {asked} is stopped, so it cannot take the checkpoint now (`kill -CONT {asked}` lets it go on; it takes the checkpoint then)")));
             }
-        } else {
-            // A process without its report page (it closed the descriptor): followed by its
-            // image file and its writer.
+        } else if started.elapsed() > Duration::from_secs(1) {
+            // A process without a report page (it could not have one): followed by its image
+            // file and its writer.
             if identity(&image).is_some_and(|id| Some(id) != before) && !(a.kill && alive(pid)) {
                 break;
             }

@@ -33,13 +33,14 @@ Exit status:
 Environment of the program (ckpt run sets them from its options; read when the program starts):
   CKPT_IMAGE=PATH          where the image goes (default: myckpt where the program started)
   CKPT_SIGNAL=SIG          the checkpoint signal (default USR2)
-  CKPT_INTERVAL=SECS       also a checkpoint every SECS seconds
+  CKPT_INTERVAL=SECS       also a checkpoint every SECS seconds (fractions allowed)
   CKPT_KEEP=N              keep N older images, IMAGE.1 ... IMAGE.N
   CKPT_INCREMENTAL=N       images in an incremental chain (default 8; 0: every image full)
   CKPT_SYNC=1              write images with the program stopped, not in a forked writer
   CKPT_COMPRESS=lz4        compress memory in images
   CKPT_SELF_CONTAINED=1    copy the program's and libraries' pages too (no files needed)
   CKPT_KEY=FILE            authenticate images with a key from FILE
+  CKPT_ORIGIN              set by ckpt run and ckpt job: what the program was started as
 Environment of ckpt:
   CKPT_LIBCKPT=PATH, CKPT_MYRESTART=PATH  where libckpt.so and myrestart are, if not next to ckpt";
 

@@ -66,12 +66,14 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     // Opened before the listing, so that it shows in it and is skipped like the listing's own.
     let diag = ckpt_sigsafe::sockets::open_diag().ok();
     let diag_fd = diag.as_ref().map_or(-1, |d| d.as_raw_fd());
+    // libckpt's own report page: not the program's (see `report`).
+    let report_fd = super::report::own_fd();
     while let Some(entry) = raw.next() {
         let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
         let name = entry.file_name();
         let Some(fd) = super::procfs::parse_dec(name.to_bytes()) else { continue };
         let fd = fd as i32;
-        if fd == dir_fd || fd == diag_fd || fd == super::track::own_fd() || skip.contains(&fd) {
+        if fd == dir_fd || fd == diag_fd || fd == super::track::own_fd() || fd == report_fd || skip.contains(&fd) {
             continue;
         }
         let n = rustix::fs::readlinkat_raw(&dir, name, &mut target[..]).unwrap_or(0).min(target.len());

@@ -7,11 +7,13 @@
 //! leave it held.
 //!
 //! The page is a memfd, kept open at a high descriptor number (close-on-exec), through which
-//! `ckpt` reads it (`/proc/PID/fd/N`). It is part of the process like any memfd: its images
-//! hold it, and a restored process has it back at the same number. A child the program forks
-//! gets a page of its own (at fork, or at its first checkpoint if it was forked without libc),
-//! at the same descriptor number, so that parent and child never take each other's writers or
-//! reports for their own.
+//! `ckpt` reads it (`/proc/PID/fd/N`). Images hold the page's memory but not its descriptor
+//! (libckpt's own, like its userfaultfd, which would otherwise make every restart keep a
+//! descriptor numbered 900 or more): a restored process makes a new page at its first
+//! checkpoint, and `ckpt` looks for it again then. A child the program forks gets a page of its
+//! own (at fork, or at its first checkpoint if it was forked without libc), at the same
+//! descriptor number, so that parent and child never take each other's writers or reports for
+//! their own.
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint handler, the writer, and `fork`'s child handler: raw system calls and
@@ -20,13 +22,15 @@
 use super::Failure;
 use ckpt_image::report as layout;
 pub use ckpt_image::report::Outcome;
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use rustix::fd::{AsRawFd, IntoRawFd};
 use rustix::mm::{MapFlags, ProtFlags};
 
-/// The page's address (0: none yet) and its descriptor (-1: none).
+/// The page's address (0: none yet), its descriptor (-1: none) and that memfd's inode: after a
+/// restart the number may be free, or the program's own file.
 static PAGE: AtomicUsize = AtomicUsize::new(0);
 static FD: AtomicI32 = AtomicI32::new(-1);
+static INODE: AtomicU64 = AtomicU64::new(0);
 /// Where the descriptor goes: out of the way of the numbers programs use.
 const FD_FLOOR: i32 = 900;
 
@@ -50,28 +54,60 @@ unsafe fn message(p: usize) -> &'static [AtomicU8; layout::MAX_MESSAGE] {
     unsafe { &*((p + layout::MESSAGE_AT) as *const [AtomicU8; layout::MAX_MESSAGE]) }
 }
 
-/// Makes a new page for this process and puts its descriptor at the number the old one had
-/// (or the first free one from `FD_FLOOR`). An old page (a parent's, inherited) stays mapped
-/// but is no longer used here.
+/// The descriptor of our page, if it is still open at its number (and not some other file
+/// there since a restart).
+pub fn own_fd() -> i32 {
+    let fd = FD.load(Ordering::Relaxed);
+    // SAFETY: only looked at, for the duration of the call.
+    let st = (fd >= 0).then(|| rustix::fs::fstat(unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) }).ok()).flatten();
+    if st.is_some_and(|st| st.st_ino as u64 == INODE.load(Ordering::Relaxed)) {
+        fd
+    } else {
+        -1
+    }
+}
+
+/// Makes a new page for this process. Its descriptor takes the number of the old page's, if
+/// that is still open (a parent's page, inherited across `fork`), or the first free one from
+/// `FD_FLOOR` (lower if the descriptor limit is lower; none if that fails too: the page then
+/// works without it, and `ckpt` cannot read it). The old page is unmapped; if it was this
+/// process's own (whose descriptor the program closed, or which a restored process came back
+/// with), which writer is at work carries over; the counts start at zero.
 fn make_page() -> Result<usize, rustix::io::Errno> {
     let fd = rustix::fs::memfd_create(layout::REPORT_NAME, rustix::fs::MemfdFlags::CLOEXEC)?;
     rustix::fs::ftruncate(&fd, layout::REPORT_LEN as u64)?;
+    let ino = rustix::fs::fstat(&fd)?.st_ino as u64;
     // SAFETY: a new shared mapping of our own memfd, which overlaps nothing.
     let p = unsafe { rustix::mm::mmap(core::ptr::null_mut(), layout::REPORT_LEN, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0) }? as usize;
-    let old = FD.load(Ordering::Relaxed);
+    let old = own_fd();
     if old >= 0 {
-        // SAFETY: `old` is the number our page had (inherited from the parent, or closed by
-        // the program since); it becomes this page's.
+        // SAFETY: `old` holds our previous page (inherited from the parent); it becomes this
+        // page's.
         unsafe { ckpt_sigsafe::sys::dup3(fd.as_raw_fd(), old, linux_raw_sys::general::O_CLOEXEC) }?;
     } else {
-        let high = rustix::io::fcntl_dupfd_cloexec(&fd, FD_FLOOR)?;
-        FD.store(high.into_raw_fd(), Ordering::Relaxed);
+        let limit = ckpt_sigsafe::sys::prlimit(linux_raw_sys::general::RLIMIT_NOFILE, None).map_or(u64::MAX, |l| l[0]);
+        let floor = (limit.saturating_sub(64).min(FD_FLOOR as u64) as i32).max(3);
+        let placed = rustix::io::fcntl_dupfd_cloexec(&fd, floor).map_or(-1, |high| high.into_raw_fd());
+        FD.store(placed, Ordering::Relaxed);
     }
+    INODE.store(ino, Ordering::Relaxed);
     // SAFETY: just mapped, zero-filled, ours for the life of the process.
     let w = unsafe { words(p) };
     w[layout::MAGIC].store(layout::MAGIC_VALUE, Ordering::Relaxed);
+    let previous = PAGE.swap(p, Ordering::AcqRel);
+    if previous != 0 {
+        // SAFETY: a page this process mapped (see `words`), still mapped until just below.
+        let prev = unsafe { words(previous) };
+        if prev[layout::OWNER].load(Ordering::Acquire) == me() {
+            for i in [layout::WRITER, layout::SMAPS, layout::FINISHED] {
+                w[i].store(prev[i].load(Ordering::Acquire), Ordering::Relaxed);
+            }
+        }
+        // SAFETY: the old page is no longer used by this process (PAGE names the new one), and
+        // no writer of ours is being started meanwhile (it would share this one).
+        let _ = unsafe { rustix::mm::munmap(previous as *mut core::ffi::c_void, layout::REPORT_LEN) };
+    }
     w[layout::OWNER].store(me(), Ordering::Release);
-    PAGE.store(p, Ordering::Release);
     Ok(p)
 }
 
@@ -85,12 +121,14 @@ pub fn after_fork() {
     let _ = make_page();
 }
 
-/// This process's page, made now if it has none of its own yet (a child forked without
-/// libc's `fork`).
+/// This process's page, made now if it has none of its own with its descriptor open (a child
+/// forked without libc's `fork`; a restored process).
 fn own() -> Result<&'static [AtomicU32; layout::WORDS], Failure> {
     let mut p = PAGE.load(Ordering::Acquire);
     // SAFETY: a page we mapped (see `words`).
-    if p == 0 || unsafe { words(p) }[layout::OWNER].load(Ordering::Acquire) != me() {
+    // (A page whose descriptor could never be placed stays as it is.)
+    let lost_fd = FD.load(Ordering::Relaxed) >= 0 && own_fd() < 0;
+    if p == 0 || unsafe { words(p) }[layout::OWNER].load(Ordering::Acquire) != me() || lost_fd {
         p = make_page().map_err(|e| Failure::new("making the report page", e))?;
     }
     // SAFETY: as above.

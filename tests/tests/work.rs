@@ -1,0 +1,320 @@
+//! A job's work is never silently lost or mixed up: `ckpt job` restarts only images of its own
+//! command and retires them when the program is done; a last checkpoint that cannot be written
+//! never ends a program that has no image; a checkpoint that fails says why; an image directory
+//! that cannot take images is refused at once; `ckpt checkpoint` reaches a restarted program
+//! by the PID `ckpt restart` has.
+
+use ckpt_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn ckpt_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(ckpt());
+    c.args(args);
+    hermetic(&mut c);
+    c
+}
+
+/// `ckpt job ARGS -- COMMAND` run in `dir`, its stdout and stderr appended to `out` and `err`
+/// (as a batch system does with a job's output files). `prefix` runs it in another mount
+/// namespace (`nsenter`).
+fn start_job(dir: &Path, prefix: &[String], args: &[&str], command: &[&str], out: &Path, err: &Path) -> Proc {
+    let mut c = Command::new("sh");
+    c.current_dir(dir);
+    c.arg("-c").arg(r#"out=$1 err=$2; shift 2; exec "$@" >> "$out" 2>> "$err""#).arg("sh").arg(out).arg(err);
+    c.args(prefix).arg(ckpt()).arg("job").args(args).arg("--").args(command);
+    Proc::spawn(c, "ckpt job")
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The names in `dir` that begin with `prefix`.
+fn names(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect();
+    v.sort();
+    v
+}
+
+/// A Python script that prints `i` for i below its argument, one line every 10 ms, then `done`
+/// and exits with the status given as its second argument (0 without one).
+const COUNT_PY: &str = "import sys, time\nn = int(sys.argv[1])\nfor i in range(n):\n    print(i, flush=True)\n    time.sleep(0.01)\nprint('done', flush=True)\nsys.exit(int(sys.argv[2]) if len(sys.argv) > 2 else 0)\n";
+
+/// A job stopped at a last checkpoint is not restarted by a job of another command in the same
+/// directory, nor after its script was edited: each is refused, naming what differs, until
+/// `--allow-changed` accepts it. When the program finishes, its images are removed, so that
+/// another job there starts afresh.
+#[test]
+fn job_restarts_only_its_own_command_and_retires_its_images() {
+    let wd = Workdir::new("work-origin");
+    let dir = &wd.path;
+    std::fs::write(dir.join("count.py"), COUNT_PY).unwrap();
+    let (out, err) = (dir.join("out"), dir.join("err"));
+    let ours = ["python3", "count.py", "300"];
+    let reference = reference_run({
+        let mut c = Command::new("python3");
+        c.current_dir(dir).args(["count.py", "300"]);
+        c
+    }, LONG);
+
+    let mut job = start_job(dir, &[], &[], &ours, &out, &err);
+    wait_file_lines(&out, 30, LONG);
+    job.signal(libc::SIGUSR1);
+    assert_eq!(job.wait_exit(LONG).code(), Some(75), "{}", read(&err));
+    let stopped_at = file_lines(&out).len();
+    assert!(dir.join("myckpt").exists());
+
+    // Another command in the same directory: refused, and nothing runs.
+    let mut other = start_job(dir, &[], &[], &["python3", "-c", "print('a different program')"], &out, &err);
+    assert_eq!(other.wait_exit(LONG).code(), Some(2), "{}", read(&err));
+    let e = read(&err);
+    assert!(e.contains("it was started as `python3 count.py 300`, not `python3 -c 'print('\\''a different program'\\'')'`"), "{e}");
+    assert!(e.contains("--allow-changed"), "{e}");
+    assert_eq!(file_lines(&out).len(), stopped_at, "the other command printed something");
+
+    // The same command after its script changed: refused, naming the script.
+    std::fs::write(dir.join("count.py"), format!("{COUNT_PY}# edited\n")).unwrap();
+    let mut edited = start_job(dir, &[], &[], &ours, &out, &err);
+    assert_eq!(edited.wait_exit(LONG).code(), Some(2), "{}", read(&err));
+    assert!(read(&err).contains("count.py changed since it was taken"), "{}", read(&err));
+    assert_eq!(file_lines(&out).len(), stopped_at);
+
+    // Accepted when asked; it goes on to the end, and its images are removed.
+    let mut accepted = start_job(dir, &[], &["--allow-changed"], &ours, &out, &err);
+    assert_eq!(accepted.wait_exit(LONG).code(), Some(0), "{}", read(&err));
+    assert_eq!(file_lines(&out), reference, "the job did not go on exactly from its image: {}", read(&err));
+    assert!(read(&err).contains("its images were removed"), "{}", read(&err));
+    assert_eq!(names(dir, "myckpt"), Vec::<String>::new());
+
+    // A job started there now starts afresh.
+    std::fs::write(&out, "").unwrap();
+    let mut fresh = start_job(dir, &[], &[], &["python3", "-c", "print('a different program')"], &out, &err);
+    assert_eq!(fresh.wait_exit(LONG).code(), Some(0), "{}", read(&err));
+    assert_eq!(file_lines(&out), ["a different program"]);
+}
+
+/// A job whose program fails on its own (exit status 3) keeps its images, moved aside into
+/// `myckpt.ended/`, from where `ckpt restart --newest` still goes on; the next job starts
+/// afresh.
+#[test]
+fn job_that_fails_moves_its_images_aside() {
+    let wd = Workdir::new("work-ended");
+    let dir = &wd.path;
+    std::fs::write(dir.join("count.py"), COUNT_PY).unwrap();
+    let (out, err) = (dir.join("out"), dir.join("err"));
+    let mut job = start_job(dir, &[], &["--interval", "0.2"], &["python3", "count.py", "150", "3"], &out, &err);
+    assert_eq!(job.wait_exit(LONG).code(), Some(3), "{}", read(&err));
+    let e = read(&err);
+    assert!(e.contains("ended with exit status 3: its images are kept in") && e.contains("myckpt.ended/"), "{e}");
+    let aside = dir.join("myckpt.ended");
+    assert!(aside.join("myckpt").exists(), "{:?}", names(&aside, ""));
+    assert_eq!(names(dir, "myckpt"), ["myckpt.ended"]);
+    let inspect = ckpt_cmd(&["inspect", aside.join("myckpt").to_str().unwrap()]).output().unwrap();
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stdout));
+    let said = String::from_utf8_lossy(&inspect.stdout);
+    assert!(said.contains("started as   python3 count.py 150 3"), "{said}");
+
+    let mut again = start_job(dir, &[], &[], &["python3", "count.py", "5"], &out, &err);
+    assert_eq!(again.wait_exit(LONG).code(), Some(0));
+    assert!(read(&err).matches("yet: starting").count() == 2, "{}", read(&err));
+}
+
+/// Whether this test may mount a small tmpfs in a private mount namespace (root, unshare and
+/// nsenter: CI has them).
+fn can_fill_a_disk(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ok = root && Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success()) && Command::new("nsenter").arg("--version").output().is_ok();
+    if !ok {
+        eprintln!("{test}: skipped: it mounts a tmpfs in a private mount namespace, which needs root and nsenter");
+    }
+    ok
+}
+
+/// A process that keeps a private mount namespace with a 1 MiB tmpfs at `small`; the prefix
+/// that runs a command in it (with images that carry their libraries, so none fits).
+fn full_disk(small: &Path) -> (Proc, Vec<String>) {
+    std::fs::create_dir(small).unwrap();
+    let mut c = Command::new("unshare");
+    let script = format!("mount -t tmpfs -o size=1m tmpfs '{}' && echo mounted && exec sleep 600", small.display());
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    let holder = Proc::spawn(c, "namespace holder");
+    holder.wait_lines(1, SHORT);
+    let prefix = ["nsenter", "-t", &holder.pid.to_string(), "-m", "--", "env", "CKPT_SELF_CONTAINED=1"].map(String::from).to_vec();
+    (holder, prefix)
+}
+
+/// The first child of process `pid` (waited for).
+fn child_of(pid: u32) -> u32 {
+    let deadline = Instant::now() + SHORT;
+    loop {
+        let c = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(c) = c.split_whitespace().next().and_then(|c| c.parse().ok()) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "process {pid} has no child");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(") ").next()?.chars().next()
+}
+
+/// `ckpt checkpoint --kill` on a full disk, with no earlier image: the program is not ended
+/// (all its work would be gone); it goes on, and ckpt says why and that it goes on.
+#[test]
+fn kill_without_any_image_leaves_the_program_running() {
+    if !can_fill_a_disk("kill_without_any_image_leaves_the_program_running") {
+        return;
+    }
+    let wd = Workdir::new("work-kill-full");
+    let small = wd.path.join("small");
+    let (mut holder, prefix) = full_disk(&small);
+    let image = small.join("myckpt");
+    let mut c = Command::new(&prefix[0]);
+    c.args(&prefix[1..]).arg(ckpt()).args(["run", "--image", image.to_str().unwrap(), "--"]).arg(prog("counter", &[])).args(["100000", "10000"]);
+    let mut orig = Proc::spawn(c, "ckpt run counter");
+    orig.wait_lines(10, SHORT);
+    let pid = orig.program_pid();
+    let mut c = Command::new(&prefix[0]);
+    c.args(&prefix[1..]).arg(ckpt()).args(["checkpoint", &pid.to_string(), "--kill"]);
+    let out = c.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("No space left on device") && said.contains("no image of it exists, so it was not ended: it goes on running"), "{said}");
+    // It goes on.
+    let n = orig.lines().len();
+    orig.wait_lines(n + 10, SHORT);
+    assert!(matches!(state_of(pid), Some('S' | 'R')), "{:?}", state_of(pid));
+    assert!(orig.stderr().contains("it does not end: it goes on"), "{}", orig.stderr());
+    orig.kill9();
+    holder.kill9();
+}
+
+/// The same for a job: its program is kept alive, stopped; the job neither ends nor requeues;
+/// SIGCONT to the job lets the program run on.
+#[test]
+fn job_stop_without_any_image_keeps_the_program_stopped_and_alive() {
+    if !can_fill_a_disk("job_stop_without_any_image_keeps_the_program_stopped_and_alive") {
+        return;
+    }
+    let wd = Workdir::new("work-job-full");
+    let small = wd.path.join("small");
+    let (mut holder, prefix) = full_disk(&small);
+    let (out, err, requeued) = (wd.path.join("out"), wd.path.join("err"), wd.path.join("requeued"));
+    let image = small.join("myckpt");
+    let requeue = format!("echo requeued >> '{}'", requeued.display());
+    let counter = prog("counter", &[]);
+    let mut job = start_job(&wd.path, &prefix, &["--image", image.to_str().unwrap(), "--requeue", &requeue], &[counter.to_str().unwrap(), "100000", "10000"], &out, &err);
+    wait_file_lines(&out, 10, LONG);
+    job.signal(libc::SIGUSR1);
+    let deadline = Instant::now() + LONG;
+    while !read(&err).contains("kept alive, stopped") {
+        assert!(Instant::now() < deadline, "{}", read(&err));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = read(&err);
+    assert!(e.contains("No space left on device"), "{e}");
+    let pid = child_of(job.pid);
+    assert_eq!(state_of(pid), Some('T'));
+    assert!(state_of(job.pid).is_some_and(|s| s != 'Z'), "the job ended");
+    assert!(!requeued.exists(), "requeued although nothing was saved");
+    // Let it run on.
+    job.signal(libc::SIGCONT);
+    let n = file_lines(&out).len();
+    wait_file_lines(&out, n + 10, LONG);
+    job.signal(libc::SIGTERM);
+    job.wait_exit(LONG);
+    holder.kill9();
+}
+
+/// An image directory that cannot take images is refused when the program starts, not at every
+/// checkpoint after; and a checkpoint that fails later says the writer's own reason.
+#[test]
+fn unwritable_image_directory_is_refused_and_failures_say_why() {
+    for sub in ["run", "job"] {
+        let started = Instant::now();
+        let out = ckpt_cmd(&[sub, "--image", "/nonexistent/dir/img", "--interval", "1", "--", "true"]).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{sub}: {e}");
+        assert!(e.contains("cannot write images to /nonexistent/dir: No such file or directory"), "{sub}: {e}");
+        assert!(started.elapsed() < SHORT);
+    }
+    let wd = Workdir::new("work-why");
+    let sub = wd.path.join("images");
+    std::fs::create_dir(&sub).unwrap();
+    let image = sub.join("myckpt");
+    let mut c = ckpt_cmd(&["run", "--image", image.to_str().unwrap(), "--"]);
+    c.arg(prog("counter", &[])).args(["100000", "10000"]);
+    let mut orig = Proc::spawn(c, "ckpt run counter");
+    orig.wait_lines(5, SHORT);
+    std::fs::remove_dir(&sub).unwrap();
+    let out = ckpt_cmd(&["checkpoint", &orig.pid.to_string(), "--wait"]).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains(&format!("the checkpoint of process {} failed: ", orig.pid)) && e.contains("No such file or directory"), "{e}");
+    assert!(!e.contains("stderr says why"), "{e}");
+    orig.kill9();
+}
+
+/// `ckpt checkpoint PID` where PID is what `ckpt restart … &` left in `$!` (myrestart's):
+/// the program restored below it is checkpointed, and with `--kill` ended at its image.
+#[test]
+fn checkpoint_by_the_pid_of_ckpt_restart() {
+    let wd = Workdir::new("work-restart-pid");
+    let p = prog("counter", &[]);
+    let img = wd.image();
+    let reference = reference_run({
+        let mut c = Command::new(&p);
+        c.args(["400", "10000"]);
+        c
+    }, LONG);
+    let mut c = ckpt_cmd(&["run", "--image", img.to_str().unwrap(), "--"]);
+    c.arg(&p).args(["400", "10000"]);
+    let mut orig = Proc::spawn(c, "ckpt run counter");
+    orig.wait_lines(20, SHORT);
+    orig.checkpoint(&img, LONG);
+    orig.kill9();
+
+    let mut restored = Proc::spawn(ckpt_cmd(&["restart", img.to_str().unwrap()]), "ckpt restart");
+    restored.wait_lines(20, SHORT);
+    let pid = restored.pid.to_string();
+    let out = ckpt_cmd(&["checkpoint", &pid, "--wait"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    restored.wait_lines(restored.lines().len() + 10, SHORT);
+    let at = restored.lines().len();
+    let out = ckpt_cmd(&["checkpoint", &pid, "--kill"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    restored.wait_exit(LONG);
+    let kill = restored.lines().len();
+    let mut again = Proc::spawn(ckpt_cmd(&["restart", img.to_str().unwrap()]), "ckpt restart");
+    assert!(again.wait_exit(LONG).success(), "{}", again.stderr());
+    // The first restart continued the original, and the second the first, from its last image.
+    let first: Vec<String> = restored.lines();
+    let c = assert_continues(&reference, 0, reference.len(), &first);
+    assert_continues(&reference, c + at, c + kill, &again.lines());
+}
+
+/// `--interval` takes fractions of a second.
+#[test]
+fn interval_takes_fractions() {
+    let wd = Workdir::new("work-interval");
+    let img = wd.image();
+    let mut c = ckpt_cmd(&["run", "--interval", "0.3", "--image", img.to_str().unwrap(), "--"]);
+    c.arg(prog("counter", &[])).args(["100000", "10000"]);
+    let mut orig = Proc::spawn(c, "ckpt run counter");
+    let second: PathBuf = format!("{}.1", img.display()).into();
+    let deadline = Instant::now() + LONG;
+    while !second.exists() {
+        assert!(Instant::now() < deadline, "no second periodic image: {}", orig.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    orig.kill9();
+    let out = ckpt_cmd(&["inspect", "--json", img.to_str().unwrap()]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["interval_ms"], 300);
+}
