@@ -318,3 +318,33 @@ fn interval_takes_fractions() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["interval_ms"], 300);
 }
+
+/// `ckpt restart --newest` never goes on from an older image of another command: with the
+/// newest image (of one command) damaged, the older one (of another) is passed over, naming
+/// what differs, and the restart is refused; `--allow-changed` takes it.
+#[test]
+fn restart_newest_keeps_to_the_newest_images_command() {
+    let wd = Workdir::new("work-newest");
+    let img = wd.image();
+    let p = prog("counter", &[]);
+    for n in ["100000", "200000"] {
+        let mut c = ckpt_cmd(&["run", "--keep", "1", "--image", img.to_str().unwrap(), "--"]);
+        c.arg(&p).args([n, "10000"]);
+        let mut orig = Proc::spawn(c, "ckpt run counter");
+        orig.wait_lines(3, SHORT);
+        orig.checkpoint(&img, LONG);
+        orig.kill9();
+    }
+    let good = std::fs::read(&img).unwrap();
+    std::fs::write(&img, &good[..good.len() / 2]).unwrap();
+    let out = ckpt_cmd(&["restart", "--newest", img.to_str().unwrap()]).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains(&format!("passing over {}.1: it is of another command: it was started as `{} 100000 10000`, not `{} 200000 10000`", img.display(), p.display(), p.display())), "{e}");
+    let mut c = ckpt_cmd(&["restart", "--newest", "--allow-changed", "--inherit-stdio", img.to_str().unwrap()]);
+    c.current_dir(&wd.path);
+    let mut older = Proc::spawn(c, "ckpt restart --newest --allow-changed");
+    older.wait_lines(3, SHORT);
+    assert!(older.stderr().contains(&format!("restarting from {}.1", img.display())), "{}", older.stderr());
+    older.kill9();
+}
