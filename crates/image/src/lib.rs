@@ -57,6 +57,7 @@ pub mod note;
 pub mod region;
 pub mod shared;
 pub mod sockets;
+pub mod standalone;
 pub mod state;
 pub mod thread;
 pub mod timerfd;
