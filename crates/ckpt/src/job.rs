@@ -69,12 +69,9 @@ pub fn newest(image: &Path, key: Option<&Path>) -> Result<Option<Found>, (u8, St
     for path in &names {
         let why = match crate::inspect::examine(path, key) {
             Err((_, message)) => message,
-            Ok((doc, ok)) => {
-                let missing = doc["bases"].as_array().into_iter().flatten().find(|b| b["state"] != "present");
-                if let Some(b) = missing {
-                    format!("it is built on {}, which is {}", b["name"].as_str().unwrap_or("?"), b["state"].as_str().unwrap_or("?"))
-                } else if !ok {
-                    "its checksums do not verify (`ckpt inspect` shows where)".to_string()
+            Ok((doc, restartable)) => {
+                if !restartable {
+                    doc["restartable_reason"].as_str().unwrap_or("it cannot be restarted").to_string()
                 } else {
                     let taken = doc["taken_unix_ns"].as_u64().unwrap_or(0);
                     if best.as_ref().is_none_or(|(t, _)| taken > *t) {

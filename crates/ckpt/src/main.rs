@@ -3,6 +3,8 @@
 //! hand. The only crate that uses `std` freely.
 
 mod checkpoint;
+mod copy;
+mod imagefile;
 mod inspect;
 mod job;
 mod locate;
@@ -94,8 +96,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
     },
-    /// Show what an image holds and whether its checksums verify.
+    /// Show what an image holds, whether its checksums verify and whether it can be restarted
+    /// (every base image it is built on there and undamaged); exits 1 if it cannot.
     Inspect(inspect::InspectArgs),
+    /// Copy IMAGE to DEST as one file that restarts on its own: an incremental image's pages
+    /// that are in its base images (IMAGE.base-*) are copied in. IMAGE is verified first.
+    Copy(copy::CopyArgs),
     /// Run PROG as a batch job that outlives its time limit: restart the newest complete image
     /// if there is one, else start PROG; on the stop signal, take a last checkpoint, stop, and
     /// requeue. Exits with PROG's status when PROG ends, 75 when stopped for a later restart.
@@ -127,6 +133,7 @@ fn main() -> ExitCode {
             chosen.and_then(|image| run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, key }))
         }
         Command::Inspect(a) => inspect::inspect(a),
+        Command::Copy(a) => copy::copy(a),
         Command::Job(a) => job::job(a),
     };
     match result {
