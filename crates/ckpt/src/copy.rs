@@ -83,7 +83,7 @@ pub fn copy(a: CopyArgs) -> Outcome {
     if let Ok(d) = std::fs::metadata(&dest) {
         for f in std::iter::once(&src).chain(&bases) {
             if f.file.metadata().is_ok_and(|m| (m.dev(), m.ino()) == (d.dev(), d.ino())) {
-                return Err((EXIT_REFUSED, format!("{shown} is {} itself: copy to another file", f.path.display())));
+                return Err((EXIT_REFUSED, format!("{shown} is the same file as {}, which the image needs: copy to another file", f.path.display())));
             }
         }
     }
@@ -92,7 +92,7 @@ pub fn copy(a: CopyArgs) -> Outcome {
     let plan = Standalone::plan(&image, &base_images).map_err(bad)?;
 
     let failed = |what: &str, e: std::io::Error| (EXIT_FAILED, format!("{shown}: {what}: {}", crate::io_message(&e)));
-    let tmp = Temp::beside(&dest).map_err(|e| failed("cannot create a file beside it", e))?;
+    let tmp = Temp::beside(&dest).map_err(|e| (EXIT_REFUSED, format!("{shown}: cannot create a file beside it: {}", crate::io_message(&e))))?;
     tmp.file.set_len(plan.file_len()).map_err(|e| failed("cannot size the copy", e))?;
     for m in plan.moves(&image) {
         let m = m.map_err(bad)?;

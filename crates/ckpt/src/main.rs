@@ -26,8 +26,9 @@ Exit status:
                      cannot be restored (nothing changed), 3 if restoring failed midway; job: 75
                      when it stopped the program at a last checkpoint, for a later restart
   others             0 done, 1 tried and failed (a checkpoint not written, checksums that do not
-                     verify), 2 refused (bad arguments, a missing or foreign image, a process
-                     without libckpt)
+                     verify; inspect: an image that cannot be restarted), 2 refused (bad
+                     arguments, a missing or foreign image, a process without libckpt; copy: an
+                     image that cannot be restarted)
 
 Environment of the program (ckpt run sets them from its options; read when the program starts):
   CKPT_IMAGE=PATH          where the image goes (default: myckpt where the program started)
