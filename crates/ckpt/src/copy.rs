@@ -28,6 +28,11 @@ pub struct CopyArgs {
     dest: PathBuf,
 }
 
+/// The directory a path is in.
+fn dir_of(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
 /// The file being written, removed unless it was renamed into place.
 struct Temp {
     path: PathBuf,
@@ -38,7 +43,7 @@ struct Temp {
 impl Temp {
     /// A new file, readable and writable by its owner only, beside `dest`.
     fn beside(dest: &Path) -> std::io::Result<Temp> {
-        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = dir_of(dest);
         let mut name = std::ffi::OsString::from(".");
         name.push(dest.file_name().unwrap_or_default());
         name.push(format!(".copy-{}", std::process::id()));
@@ -92,7 +97,7 @@ pub fn copy(a: CopyArgs) -> Outcome {
     let plan = Standalone::plan(&image, &base_images).map_err(bad)?;
 
     let failed = |what: &str, e: std::io::Error| (EXIT_FAILED, format!("{shown}: {what}: {}", crate::io_message(&e)));
-    let tmp = Temp::beside(&dest).map_err(|e| (EXIT_REFUSED, format!("{shown}: cannot create a file beside it: {}", crate::io_message(&e))))?;
+    let mut tmp = Temp::beside(&dest).map_err(|e| (EXIT_REFUSED, format!("{shown}: cannot create a file beside it: {}", crate::io_message(&e))))?;
     tmp.file.set_len(plan.file_len()).map_err(|e| failed("cannot size the copy", e))?;
     for m in plan.moves(&image) {
         let m = m.map_err(bad)?;
@@ -120,11 +125,9 @@ pub fn copy(a: CopyArgs) -> Outcome {
 
     tmp.file.sync_all().map_err(|e| failed("cannot sync the copy", e))?;
     std::fs::rename(&tmp.path, &dest).map_err(|e| failed("cannot put the copy in place", e))?;
-    let mut tmp = tmp;
     tmp.done = true;
-    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()).or(Some(Path::new("."))) {
-        let _ = File::open(dir).and_then(|d| d.sync_all());
-    }
+    // The rename itself is durable once the directory is.
+    let _ = File::open(dir_of(&dest)).and_then(|d| d.sync_all());
     let m = tmp.file.metadata().map_err(|e| failed("cannot stat the copy", e))?;
     let taken: u64 = image.shared_runs().filter(|_| !bases.is_empty()).filter_map(Result::ok).map(|r| r.pages).sum();
     let how = match bases.len() {
