@@ -578,3 +578,73 @@ pub fn wait_for_path(path: &Path, timeout: Duration, what: &str) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// `changing MIB STEPS MS [nodrop]` (tests/progs/changing.c): memory that keeps changing, for
+/// incremental images. Each step prints `step N HASH`.
+pub fn changing(mib: u32, steps: u32, ms: u32, drop: bool) -> Command {
+    let mut c = Command::new(prog("changing", &[]));
+    c.args([mib.to_string(), steps.to_string(), ms.to_string()]);
+    if !drop {
+        c.arg("nodrop");
+    }
+    c
+}
+
+/// The step number of a `step N HASH` line of `changing`.
+pub fn step_of(line: &str) -> usize {
+    line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a step line: {line:?}"))
+}
+
+/// A chain of incremental images of `changing`, taken a few steps apart.
+pub struct Generations {
+    /// The images, oldest first: `myckpt.N` … `myckpt.1`, `myckpt`.
+    pub images: Vec<PathBuf>,
+    /// For each image, the lines seen when its checkpoint was asked for and when the next one
+    /// was (or the program was killed): the state it holds lies between (see
+    /// [`assert_continues`]). Lines are read as they come, so the second bound is one seen only
+    /// after more lines came, which follow every line printed before the image was taken.
+    pub seen: Vec<(usize, usize)>,
+}
+
+/// Runs `changing` (16 MiB, 20 ms a step) preloaded, keeping three older images, takes
+/// `generations` checkpoints a few steps apart, and kills it.
+pub fn generations(wd: &Workdir, drop: bool, generations: u32) -> Generations {
+    let image = wd.image();
+    let mut cmd = changing(16, 1_000_000, 20, drop);
+    cmd.env("CKPT_KEEP", "3");
+    let mut orig = Proc::preloaded(cmd, &image, "changing");
+    let mut asked = Vec::new();
+    for _ in 0..generations {
+        let n = orig.lines().len();
+        orig.wait_lines(n + 4, LONG);
+        asked.push(orig.lines().len());
+        orig.checkpoint(&image, LONG);
+    }
+    orig.kill9();
+    asked.push(orig.lines().len());
+    let seen = asked.windows(2).map(|w| (w[0], w[1])).collect();
+    assert!(!orig.stderr().contains("incremental checkpoints are off"), "tracking unavailable: {}", orig.stderr());
+    let mut images: Vec<PathBuf> = (1..generations).rev().map(|g| PathBuf::from(format!("{}.{g}", image.display()))).collect();
+    images.push(image);
+    Generations { images, seen }
+}
+
+/// The base files (`myckpt.base-*`) in `wd`.
+pub fn base_files(wd: &Workdir) -> Vec<PathBuf> {
+    let mut bases: Vec<PathBuf> =
+        std::fs::read_dir(&wd.path).unwrap().flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("myckpt.base-")).collect();
+    bases.sort();
+    bases
+}
+
+/// A chain of two images of `changing` (without dropped pages) in a fresh [`Workdir`]: the
+/// directory, the newer image, and its one base file (the older image under its base name).
+pub fn two_image_chain(name: &str) -> (Workdir, PathBuf, PathBuf) {
+    let wd = Workdir::new(name);
+    let newest = generations(&wd, false, 2).images.pop().unwrap();
+    let mut bases = base_files(&wd);
+    assert_eq!(bases.len(), 1, "{bases:?}");
+    let base = bases.pop().unwrap();
+    (wd, newest, base)
+}
+

@@ -244,7 +244,7 @@ fn refuses_static_programs_and_processes_without_the_library() {
 
     // Exit status passes through, and every subcommand has --help.
     assert_eq!(ckpt_cmd(&["run", "sh", "-c", "exit 7"]).status().unwrap().code(), Some(7));
-    for sub in ["run", "checkpoint", "restart", "inspect"] {
+    for sub in ["run", "checkpoint", "restart", "inspect", "copy", "job"] {
         assert!(ckpt_cmd(&[sub, "--help"]).output().unwrap().status.success(), "{sub} --help");
     }
     assert!(String::from_utf8_lossy(&ckpt_cmd(&["--version"]).output().unwrap().stdout).starts_with("ckpt "));

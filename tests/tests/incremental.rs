@@ -4,43 +4,8 @@
 
 use ckpt_tests::*;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// `changing MIB STEPS MS [nodrop]`.
-fn changing(mib: u32, steps: u32, ms: u32, drop: bool) -> Command {
-    let mut c = Command::new(prog("changing", &[]));
-    c.args([mib.to_string(), steps.to_string(), ms.to_string()]);
-    if !drop {
-        c.arg("nodrop");
-    }
-    c
-}
-
-/// The step number of a `step N HASH` line.
-fn step_of(line: &str) -> usize {
-    line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a step line: {line:?}"))
-}
-
-/// Runs the program preloaded (keeping three older images), takes `generations` checkpoints a
-/// few steps apart, kills it. Returns the images, oldest first.
-fn generations(wd: &Workdir, drop: bool, generations: u32) -> Vec<PathBuf> {
-    let image = wd.image();
-    let mut cmd = changing(16, 1_000_000, 20, drop);
-    cmd.env("CKPT_KEEP", "3");
-    let mut orig = Proc::preloaded(cmd, &image, "changing");
-    for g in 0..generations {
-        let n = orig.lines().len();
-        orig.wait_lines(n + 4, LONG);
-        orig.checkpoint(&image, LONG);
-        let _ = g;
-    }
-    orig.kill9();
-    assert!(!orig.stderr().contains("incremental checkpoints are off"), "tracking unavailable: {}", orig.stderr());
-    let mut images: Vec<PathBuf> = (1..generations).rev().map(|g| PathBuf::from(format!("{}.{g}", image.display()))).collect();
-    images.push(image);
-    images
-}
 
 fn allocated(p: &Path) -> u64 {
     std::fs::metadata(p).unwrap().blocks() * 512
@@ -65,7 +30,7 @@ fn every_generation_of_incremental_images_restarts_to_its_own_state() {
     let wd = Workdir::new("incr-gens");
     // Pages rewritten, dropped (MADV_DONTNEED), a region unmapped and mapped again, brk grown.
     let reference = reference_run(changing(16, 400, 0, true), LONG);
-    let images = generations(&wd, true, 4);
+    let images = generations(&wd, true, 4).images;
     // The first image is full; the later ones hold only what changed.
     let full = allocated(&images[0]);
     assert!(full > 16 << 20, "first image holds the buffer: {full} bytes");
@@ -73,8 +38,7 @@ fn every_generation_of_incremental_images_restarts_to_its_own_state() {
         let a = allocated(img);
         assert!(a < full / 4, "{} is not incremental: {a} bytes allocated of a full {full}", img.display());
     }
-    let bases: Vec<_> = std::fs::read_dir(&wd.path).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("myckpt.base-")).collect();
-    assert!(!bases.is_empty(), "no base files kept");
+    assert!(!base_files(&wd).is_empty(), "no base files kept");
     let inspect = Command::new(ckpt()).arg("inspect").arg(&images[3]).output().unwrap();
     assert!(inspect.status.success(), "inspect: {}", String::from_utf8_lossy(&inspect.stderr));
     // Reading memory back into fresh anonymous memory keeps MADV_DONTNEED's zeros exact.
@@ -89,17 +53,10 @@ fn every_generation_of_incremental_images_restarts_to_its_own_state() {
 fn incremental_images_restart_mapped_too_and_dropped_pages_read_as_zeros() {
     let wd = Workdir::new("incr-mapped");
     let reference = reference_run(changing(16, 400, 0, true), LONG);
-    let images = generations(&wd, true, 3);
+    let images = generations(&wd, true, 3).images;
     for img in &images {
         restarts_right(img, &[], &reference);
     }
-}
-
-/// The one base file of a two-image chain.
-fn only_base(wd: &Workdir) -> PathBuf {
-    let mut bases: Vec<PathBuf> = std::fs::read_dir(&wd.path).unwrap().flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("myckpt.base-")).collect();
-    assert_eq!(bases.len(), 1, "{bases:?}");
-    bases.pop().unwrap()
 }
 
 fn refused_naming(image: &Path, name: &str, why: &str) {
@@ -112,10 +69,8 @@ fn refused_naming(image: &Path, name: &str, why: &str) {
 
 #[test]
 fn a_missing_rewritten_or_damaged_base_is_refused_by_name() {
-    let wd = Workdir::new("incr-bases");
-    let images = generations(&wd, false, 2);
-    let newest = images.last().unwrap();
-    let base = only_base(&wd);
+    let (_wd, newest, base) = two_image_chain("incr-bases");
+    let newest = &newest;
     let name = base.file_name().unwrap().to_string_lossy().into_owned();
     let saved = std::fs::read(&base).unwrap();
 

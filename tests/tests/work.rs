@@ -337,9 +337,10 @@ fn restart_newest_keeps_to_the_newest_images_command() {
     }
     let good = std::fs::read(&img).unwrap();
     std::fs::write(&img, &good[..good.len() / 2]).unwrap();
-    let out = ckpt_cmd(&["restart", "--newest", img.to_str().unwrap()]).output().unwrap();
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{e}");
+    let mut refused = Proc::spawn(ckpt_cmd(&["restart", "--newest", img.to_str().unwrap()]), "ckpt restart --newest");
+    let st = refused.wait_exit(LONG);
+    let e = refused.stderr();
+    assert_eq!(st.code(), Some(2), "{e}");
     assert!(e.contains(&format!("passing over {}.1: it is of another command: it was started as `{} 100000 10000`, not `{} 200000 10000`", img.display(), p.display(), p.display())), "{e}");
     let mut c = ckpt_cmd(&["restart", "--newest", "--allow-changed", "--inherit-stdio", img.to_str().unwrap()]);
     c.current_dir(&wd.path);

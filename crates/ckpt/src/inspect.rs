@@ -3,10 +3,9 @@
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
 use ckpt_image::fds::FdKind;
 use ckpt_image::frame::{Prstatus, USER_REGS};
-use ckpt_image::image::{meta_len, PREFIX_LEN};
-use ckpt_image::verify::{check_region, check_saved_file, Extents};
+use crate::imagefile::{check_bases, read_meta, BaseCheck, FileHoles, ImageFile};
+use ckpt_image::verify::{check_region, check_saved_file};
 use ckpt_image::{note, Image, ProcessState, PAGE_SIZE};
-use ckpt_sigsafe::extents::{data_extents, BorrowedFd};
 use clap::Args;
 use serde_json::{json, Value};
 use std::fs::File;
@@ -47,93 +46,34 @@ fn utc(ns: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// The image file's data stretches, from `SEEK_DATA`/`SEEK_HOLE`.
-struct FileHoles<'f>(&'f File);
-
-impl Extents for FileHoles<'_> {
-    fn extents(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)> {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: the file outlives the iterator, which is used up within one check.
-        data_extents(unsafe { BorrowedFd::borrow_raw(self.0.as_raw_fd()) }, from, to)
-    }
-}
-
-/// A read-only mapping of a whole file.
-struct View {
-    addr: *mut libc::c_void,
-    len: usize,
-}
-
-impl View {
-    fn map(f: &File, len: u64) -> std::io::Result<View> {
-        use std::os::unix::io::AsRawFd;
-        let len = usize::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        if len == 0 {
-            return Ok(View { addr: std::ptr::null_mut(), len });
-        }
-        // SAFETY: a fresh read-only private mapping of an open file, unmapped in Drop.
-        let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
-        if addr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(View { addr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`. (Images are
-        // replaced by rename, never shortened in place, so the pages stay backed.)
-        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
-    }
-}
-
-impl Drop for View {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: our own mapping, no longer borrowed.
-            unsafe { libc::munmap(self.addr, self.len) };
-        }
-    }
-}
-
 pub fn inspect(a: InspectArgs) -> Outcome {
-    let (doc, all_ok) = examine(&a.image, a.key.as_deref())?;
+    let (doc, restartable) = examine(&a.image, a.key.as_deref())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap());
     } else {
         print_table(&doc);
     }
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+    Ok(if restartable { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
 
-/// Everything `inspect` shows of the image at `path`, as JSON, and whether all of it checks
-/// out (every checksum, the MAC with a key). An image that cannot be read or parsed at all is
-/// an error.
-/// The image file at `path`, open, with its metadata and its header block (not yet parsed).
-fn read_headers(path: &Path) -> Result<(File, std::fs::Metadata, Vec<u8>), (u8, String)> {
-    let name = path.display().to_string();
-    let f = File::open(path).map_err(|e| (EXIT_REFUSED, format!("{name}: {}", crate::io_message(&e))))?;
-    let fmeta = f.metadata().map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
-    let mut prefix = vec![0u8; PREFIX_LEN];
-    let got = f.read_at(&mut prefix, 0).unwrap_or(0);
-    let bad = |e: ckpt_image::ImageError| (EXIT_REFUSED, format!("{name}: {e}"));
-    let len = meta_len(&prefix[..got]).map_err(bad)?;
-    if len > fmeta.len() || len > 1 << 30 {
-        return Err(bad(ckpt_image::ImageError::Truncated));
-    }
-    let mut meta = vec![0u8; len as usize];
-    f.read_exact_at(&mut meta, 0).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
-    Ok((f, fmeta, meta))
+/// The headers of the image at `path`, checked against their own checksum only (its data
+/// may be cut short or damaged): what an image's origin and time are read from, even when it
+/// cannot be restarted.
+fn checked_headers(path: &Path) -> Option<(Vec<u8>, Box<ProcessState>)> {
+    let f = File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let meta = crate::imagefile::read_meta(&f, 0, len).ok()?;
+    let mut st = Box::new(ProcessState::ZERO);
+    // Where the data lies is not checked against the file's length here.
+    Image::parse(&meta, u64::MAX, &mut st).ok()?;
+    Some((meta, st))
 }
 
 /// The image's origin note (what its program was started as): `Ok(None)` if it has none,
 /// `Err` if its headers (the note included) do not check out.
 pub fn origin_note(path: &Path) -> Result<Option<Vec<u8>>, ()> {
-    let (_, fmeta, meta) = read_headers(path).map_err(|_| ())?;
-    let mut st = Box::new(ProcessState::ZERO);
-    let image = Image::parse(&meta, fmeta.len(), &mut st).map_err(|_| ())?;
+    let (meta, mut st) = checked_headers(path).ok_or(())?;
+    let image = Image::parse(&meta, u64::MAX, &mut st).map_err(|_| ())?;
     match image.origin() {
         None => Ok(None),
         Some(Ok(_)) => Ok(image.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_ORIGIN).map(|n| n.desc.to_vec())),
@@ -143,10 +83,7 @@ pub fn origin_note(path: &Path) -> Result<Option<Vec<u8>>, ()> {
 
 /// When the image at `path` was taken (nanoseconds since the epoch), if its headers check out.
 pub fn taken_ns(path: &Path) -> Option<u64> {
-    let (_, fmeta, meta) = read_headers(path).ok()?;
-    let mut st = Box::new(ProcessState::ZERO);
-    Image::parse(&meta, fmeta.len(), &mut st).ok()?;
-    Some(st.created_unix_ns)
+    checked_headers(path).map(|(_, st)| st.created_unix_ns)
 }
 
 /// The same, as `YYYY-MM-DD HH:MM:SS UTC`.
@@ -154,23 +91,42 @@ pub fn taken(path: &Path) -> Option<String> {
     taken_ns(path).map(utc)
 }
 
+/// Everything `inspect` shows of the image at `path`, as JSON, and whether it can be restarted:
+/// every checksum verifies (the MAC too, with a key), and every base image it needs is there,
+/// is the image it was built on, and holds undamaged the pages it takes from it. The reason it
+/// cannot is `restartable_reason`. An image that cannot be read or parsed at all is an error.
 pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, String)> {
+    let opened = ImageFile::open(path).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", path.display())))?;
+    examine_file(&opened, key).map(|(doc, restartable, _)| (doc, restartable))
+}
+
+/// [`examine`] of an image file already open, which also gives back what checking its base
+/// images found (each base open, if it checked out).
+pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bool, Vec<BaseCheck>), (u8, String)> {
+    let path = opened.path.as_path();
     let name = path.display().to_string();
-    let (f, fmeta, meta) = read_headers(path)?;
     let bad = |e: ckpt_image::ImageError| (EXIT_REFUSED, format!("{name}: {e}"));
     let mut st = Box::new(ProcessState::ZERO);
-    let image = Image::parse(&meta, fmeta.len(), &mut st).map_err(bad)?;
-
-    let view = View::map(&f, fmeta.len()).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
-    let file = view.bytes();
-    let holes = FileHoles(&f);
+    let image = opened.image(&mut st).map_err(bad)?;
+    let f = &opened.file;
+    let fmeta = f.metadata().map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
+    let file = opened.bytes();
+    let holes = opened.holes();
+    // The first thing found wrong that stops a restart.
+    let mut problem: Option<String> = None;
+    let mut blocker = |why: String| {
+        problem.get_or_insert(why);
+    };
     let mut regions = Vec::new();
     let mut all_ok = true;
     for i in 0..image.region_count() {
         let r = image.region(i).map_err(bad)?;
         let rec = r.record;
         let check = rec.has_data().then(|| check_region(file, &r, &holes));
-        all_ok &= check.is_none_or(|c| c.is_ok());
+        if let Some(Err(e)) = check {
+            all_ok = false;
+            blocker(format!("{name}: {e}"));
+        }
         let nonzero = check.and_then(Result::ok).map(|c| c.nonzero_pages);
         let stored = if !rec.has_data() {
             0
@@ -210,7 +166,10 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
             "restored": !matches!(rec.kind, FdKind::Unsupported),
             "socket": sock.map(|s| describe_socket(&s)), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
         }));
-        all_ok &= check_saved_file(file, &rec, &holes).is_ok();
+        if let Err(e) = check_saved_file(file, &rec, &holes) {
+            all_ok = false;
+            blocker(format!("{name}: {e}"));
+        }
     }
     let prstatus = image.note(b"CORE", note::NT_PRSTATUS).and_then(|n| Prstatus::read(n.desc).ok());
     let mut regs = serde_json::Map::new();
@@ -228,7 +187,7 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
         .filter(|(_, t)| t.is_armed())
         .map(|(n, t)| json!({"timer": n, "value_us": t.value_sec * 1_000_000 + t.value_usec, "interval_us": t.interval_sec * 1_000_000 + t.interval_usec}))
         .collect();
-    let cmdline = command_line(&f, &image, &st);
+    let cmdline = command_line(f, &image, &st);
     let first = image.first_thread().map_err(bad)?;
     let threads: Vec<Value> = image
         .threads()
@@ -241,9 +200,12 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
         None => None,
         Some(k) => {
             let secret = std::fs::read(k).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", k.display())))?;
-            let ok = ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, &holes).is_ok();
-            all_ok &= ok;
-            Some(ok)
+            let ok = ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, &holes);
+            if let Err(e) = ok {
+                all_ok = false;
+                blocker(format!("{name}: {e}"));
+            }
+            Some(ok.is_ok())
         }
     };
     // A tree: each process, its relations and its part (checked like the root's).
@@ -259,8 +221,11 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
                 entry["program"] = json!(String::from_utf8_lossy(first.comm_bytes()));
                 entry["threads"] = json!(image.threads().count());
             } else {
-                let part = part_summary(&f, file, &holes, t.base, fmeta.len(), key, &image).map_err(bad)?;
-                all_ok &= part.1;
+                let part = part_summary(f, file, &holes, t.base, fmeta.len(), key, &image).map_err(bad)?;
+                if !part.1 {
+                    all_ok = false;
+                    blocker(format!("{name}: the part of process {} does not verify", t.pid));
+                }
                 entry["program"] = json!(part.0);
                 entry["threads"] = json!(part.2);
                 entry["bytes"] = json!(t.len);
@@ -270,23 +235,22 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
             tree.push(entry);
         }
     }
-    // An incremental image: the older images it needs, each present and the very one it was
-    // built on or not (myrestart checks their bytes too), and how many pages each holds for it.
+    // An incremental image: the older images it needs, each checked as myrestart checks it,
+    // and how many pages each holds for it.
     let mut bases = Vec::new();
-    if let Some(chain) = image.chain() {
-        let chain = chain.map_err(bad)?;
-        let dir = path.parent().map(|d| d.to_path_buf()).unwrap_or_default();
-        for (k, b) in chain.bases().enumerate() {
-            let b = b.map_err(bad)?;
-            let bname = String::from_utf8_lossy(b.name()).into_owned();
-            let pages: u64 = image.shared_runs().filter_map(Result::ok).filter(|r| r.source as usize == k + 1).map(|r| r.pages).sum();
-            let state = match std::fs::metadata(dir.join(&bname)) {
-                Err(e) => format!("missing: {e}"),
-                Ok(m) if m.len() != b.file_len => "rewritten (another length)".to_string(),
-                Ok(_) => "present".to_string(),
-            };
-            bases.push(json!({"name": bname, "id": format!("{:016x}", b.id), "pages": pages, "state": state}));
-        }
+    let mut bases_ok = true;
+    let checked = check_bases(path, &image).map_err(bad)?;
+    for b in &checked {
+        let state = match &b.found {
+            Ok(_) => "verified".to_string(),
+            Err(why) => {
+                bases_ok = false;
+                all_ok &= !why.is_checksum();
+                blocker(format!("base image {} is {why}", b.name));
+                why.to_string()
+            }
+        };
+        bases.push(json!({"name": b.name, "id": format!("{:016x}", b.id), "pages": b.pages, "state": state}));
     }
     // What the program was started as (images of ckpt 0.1 with format 8 and later).
     let origin = match image.origin() {
@@ -306,7 +270,8 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
     };
     let doc = json!({
         "image": name, "bases": bases, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
-        "checksums_ok": all_ok, "authentication": has_mac, "authenticated": authenticated,
+        "restartable": problem.is_none(), "restartable_reason": problem,
+        "checksums_ok": all_ok, "bases_verified": bases_ok, "authentication": has_mac, "authenticated": authenticated,
         "program": String::from_utf8_lossy(first.comm_bytes()), "exe": String::from_utf8_lossy(st.exe.as_bytes()),
         "threads": threads,
         "command_line": cmdline, "cwd": String::from_utf8_lossy(st.cwd.as_bytes()),
@@ -316,7 +281,8 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
         "timers": timers, "descriptors": fds, "regions": regions, "tree": tree,
     });
-    Ok((doc, all_ok))
+    let restartable = problem.is_none();
+    Ok((doc, restartable, checked))
 }
 
 /// A tree part at `base`: its program name, whether its data (and MAC, with a key) check out,
@@ -330,14 +296,7 @@ fn part_summary(
     key: Option<&std::path::Path>,
     root: &Image,
 ) -> Result<(String, bool, usize, u64), ckpt_image::ImageError> {
-    let mut prefix = vec![0u8; PREFIX_LEN];
-    let got = f.read_at(&mut prefix, base).unwrap_or(0);
-    let len = meta_len(&prefix[..got])?;
-    if base + len > file_len || len > 1 << 30 {
-        return Err(ckpt_image::ImageError::Truncated);
-    }
-    let mut meta = vec![0u8; len as usize];
-    f.read_exact_at(&mut meta, base).map_err(|_| ckpt_image::ImageError::Truncated)?;
+    let meta = read_meta(f, base, file_len)?;
     let mut st = Box::new(ProcessState::ZERO);
     let image = Image::parse(&meta, file_len, &mut st)?;
     let mut ok = (0..image.region_count()).filter_map(|i| image.region(i).ok()).filter(|r| r.record.has_data()).all(|r| check_region(file, &r, holes).is_ok());
@@ -371,7 +330,19 @@ fn command_line(f: &File, image: &Image, st: &ProcessState) -> Vec<String> {
 fn print_table(d: &Value) {
     let s = |v: &Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
     println!("image        {} ({} bytes, {} allocated), format {}", s(&d["image"]), d["size"], d["allocated"], d["format_version"]);
-    println!("checksums    {}", if d["checksums_ok"] == true { "verified" } else { "MISMATCH" });
+    match &d["restartable_reason"] {
+        Value::String(why) => println!("restartable  no: {why}"),
+        _ => println!("restartable  yes"),
+    }
+    let bases = d["bases"].as_array().map_or(0, Vec::len);
+    let checksums = match (d["checksums_ok"] == true, d["bases_verified"] == true, bases) {
+        (false, _, _) => "MISMATCH".to_string(),
+        (true, true, 0) => "verified".to_string(),
+        (true, true, 1) => "verified (this file and the base image it needs)".to_string(),
+        (true, true, n) => format!("verified (this file and the {n} base images it needs)"),
+        (true, false, _) => "verified in this file only (a base image it needs cannot be checked)".to_string(),
+    };
+    println!("checksums    {checksums}");
     match (d["authentication"] == true, d["authenticated"].as_bool()) {
         (_, Some(true)) => println!("key          authenticated"),
         (true, Some(false)) => println!("key          AUTHENTICATION FAILED"),

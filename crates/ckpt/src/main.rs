@@ -3,6 +3,8 @@
 //! hand. The only crate that uses `std` freely.
 
 mod checkpoint;
+mod copy;
+mod imagefile;
 mod inspect;
 mod job;
 mod locate;
@@ -27,8 +29,9 @@ Exit status:
                      cannot be restored (nothing changed), 3 if restoring failed midway; job: 75
                      when it stopped the program at a last checkpoint, for a later restart
   others             0 done, 1 tried and failed (a checkpoint not written, checksums that do not
-                     verify), 2 refused (bad arguments, a missing or foreign image, a process
-                     without libckpt)
+                     verify; inspect: an image that cannot be restarted), 2 refused (bad
+                     arguments, a missing or foreign image, a process without libckpt; copy: an
+                     image that cannot be restarted)
 
 Environment of the program (ckpt run sets them from its options; read when the program starts):
   CKPT_IMAGE=PATH          where the image goes (default: myckpt where the program started)
@@ -102,8 +105,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
     },
-    /// Show what an image holds and whether its checksums verify.
+    /// Show what an image holds, whether its checksums verify and whether it can be restarted
+    /// (every base image it is built on there and undamaged); exits 1 if it cannot.
     Inspect(inspect::InspectArgs),
+    /// Copy IMAGE to DEST as one file that restarts on its own: an incremental image's pages
+    /// that are in its base images (IMAGE.base-*) are copied in. IMAGE is verified first.
+    Copy(copy::CopyArgs),
     /// Run PROG as a batch job that outlives its time limit: restart the newest complete image
     /// if there is one, else start PROG; on the stop signal, take a last checkpoint, stop, and
     /// requeue. Exits with PROG's status when PROG ends, 75 when stopped for a later restart.
@@ -136,6 +143,7 @@ fn main() -> ExitCode {
             chosen.and_then(|image| run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, key }))
         }
         Command::Inspect(a) => inspect::inspect(a),
+        Command::Copy(a) => copy::copy(a),
         Command::Job(a) => job::job(a),
     };
     match result {

@@ -58,14 +58,10 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
     // Each image's origin note; an image whose headers do not check out is judged by
     // `examine` below, which says why.
     let origins: Vec<Result<Option<Vec<u8>>, ()>> = names.iter().map(|p| crate::inspect::origin_note(p)).collect();
-    // For --newest: the command of the image taken last, whatever its state.
+    // For --newest: the command of the newest image (the set is in order, newest first) whose
+    // headers can be read, whatever the state of its data.
     let newest_origin = match want {
-        Want::SameAsNewest => names
-            .iter()
-            .zip(&origins)
-            .filter_map(|(p, o)| Some((crate::inspect::taken_ns(p)?, o.as_ref().ok()?.as_ref()?)))
-            .max_by_key(|(t, _)| *t)
-            .map(|(_, o)| o.clone()),
+        Want::SameAsNewest => origins.iter().find_map(|o| o.as_ref().ok()).cloned().flatten(),
         _ => None,
     };
     let reference: Option<&[u8]> = match &want {
@@ -87,12 +83,9 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
         } else {
             match crate::inspect::examine(path, key) {
                 Err((_, message)) => message,
-                Ok((doc, ok)) => {
-                    let missing = doc["bases"].as_array().into_iter().flatten().find(|b| b["state"] != "present");
-                    if let Some(b) = missing {
-                        format!("it is built on {}, which is {}", b["name"].as_str().unwrap_or("?"), b["state"].as_str().unwrap_or("?"))
-                    } else if !ok {
-                        "its checksums do not verify (`ckpt inspect` shows where)".to_string()
+                Ok((doc, restartable)) => {
+                    if !restartable {
+                        doc["restartable_reason"].as_str().unwrap_or("it cannot be restarted").to_string()
                     } else {
                         let taken = doc["taken_unix_ns"].as_u64().unwrap_or(0);
                         if best.as_ref().is_none_or(|(t, _)| taken > *t) {

@@ -54,6 +54,13 @@ impl Base {
         &self.name[..self.name_len as usize + 1]
     }
 
+    /// Whether `base` is the very image this record names: the identity, header checksum and
+    /// length recorded when the image was built on it. (A file put in its place, even another
+    /// image of the same program, is not.)
+    pub fn is(&self, base: &Image) -> bool {
+        base.file_len == self.file_len && base.meta_hash() == self.meta_hash && base.chain().and_then(Result::ok).is_some_and(|c| c.id == self.id)
+    }
+
     pub fn write(&self, w: &mut Writer) {
         w.u64(self.id);
         w.u64(self.meta_hash);
@@ -185,6 +192,16 @@ pub(crate) fn check(image: &Image) -> Result<(), ImageError> {
         }
     }
     Ok(())
+}
+
+/// Whether a run of `image` that names base `source` takes its pages from `rec`, a region of
+/// that base: the bytes whose hash must then be checked ([`check_against_base`] has made sure
+/// each run lies in one region of the base).
+pub fn takes_from(image: &Image, source: u32, rec: &crate::RegionRecord) -> bool {
+    image.shared_runs().filter_map(Result::ok).filter(|r| r.source == source).any(|r| {
+        let at = image.region(r.region as usize).map_or(0, |o| r.addr(o.record.start));
+        rec.start <= at && at < rec.end
+    })
 }
 
 /// Checks that every run of `image` that names base `source` points at `base`'s own stored

@@ -260,6 +260,11 @@ impl<'a> Image<'a> {
         self.meta
     }
 
+    /// The header checksum (`meta_hash`) the headers were checked against.
+    pub fn meta_hash(&self) -> u64 {
+        crate::bytes::le_u64_at(self.meta, self.meta_hash_range().start).unwrap_or(0)
+    }
+
     /// Where the header checksum (`meta_hash`) is in [`Image::meta`].
     pub fn meta_hash_range(&self) -> core::ops::Range<usize> {
         let at = state_note(self.meta).map_or(0, |(_, at)| at);

@@ -60,6 +60,7 @@ pub mod region;
 pub mod report;
 pub mod shared;
 pub mod sockets;
+pub mod standalone;
 pub mod state;
 pub mod thread;
 pub mod timerfd;

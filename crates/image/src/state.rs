@@ -7,6 +7,8 @@ use crate::{ImageError, FORMAT_VERSION, STATE_MAGIC};
 /// SIGKILL and SIGSTOP take effect at once.
 pub const NEVER_PENDING: u64 = 1 << (9 - 1) | 1 << (19 - 1);
 
+/// Offset of `meta_len` inside the state descriptor.
+pub const META_LEN_OFFSET: usize = 16;
 /// Offset of `meta_hash` inside the state descriptor (fixed across versions).
 pub const META_HASH_OFFSET: usize = 24;
 /// Longest path the state records (Linux `PATH_MAX`).
@@ -195,7 +197,7 @@ impl ProcessState {
         w.bytes(&STATE_MAGIC);
         w.u32(self.version);
         w.u32(self.flags);
-        w.u64(self.meta_len);
+        w.u64(self.meta_len); // at META_LEN_OFFSET
         w.u64(self.meta_hash); // at META_HASH_OFFSET
         w.u64(self.created_unix_ns);
         w.u64(self.write_ns);

@@ -882,3 +882,89 @@ fn report_page_reads_back() {
     assert_eq!((r.started, r.done, r.outcome, r.message), (3, 3, Some(Outcome::LastFailedGoesOn), &b"full!"[..]));
     assert!(!Outcome::LastFailedGoesOn.written() && Outcome::LastWritten.written());
 }
+
+/// The self-contained copy of an incremental image holds the pages it took from its base, names
+/// no base, keeps its identity, moves its data and saved bytes with its shorter headers, and
+/// checks out on its own; an image without bases is copied as it is.
+#[test]
+fn a_standalone_copy_takes_its_pages_in_from_the_base() {
+    use crate::shared::SharedRun;
+    use crate::standalone::Standalone;
+    let page = PAGE_SIZE as usize;
+    let headers = |buf: &[u8]| buf[..meta_len(buf).unwrap() as usize].to_vec();
+    let mut base_draft = draft(4);
+    base_draft.trailing_notes = chain_note(9, &[]);
+    let base_buf = encode(&base_draft);
+    let base_meta = headers(&base_buf);
+    let mut st = std::boxed::Box::new(ProcessState::ZERO);
+    let base = Image::parse(&base_meta, base_buf.len() as u64, &mut st).unwrap();
+    let record = crate::chain::Base { meta_hash: base.meta_hash(), file_len: base_buf.len() as u64, ..base_named(b"b", 9) };
+
+    // Pages 1 and 2 are the base's; a deleted file's saved bytes follow the region's.
+    let run = SharedRun { region: 0, first_page: 1, pages: 2, offset: DATA_AT + PAGE_SIZE, source: 1 };
+    let mut d = sharing_part(&[run], true);
+    d.trailing_notes.extend(chain_note(7, &[record]));
+    let blob_at = DATA_AT + 4 * PAGE_SIZE;
+    let saved = b"the contents of a deleted file".to_vec();
+    let fd = FdRecord {
+        fd: 3, kind: FdKind::Deleted, open_flags: 2, fd_flags: 0, offset: 0, same_as: -1, mode: 0o100600, dev: 1, ino: 2, size: saved.len() as u64,
+        mtime_sec: 0, mtime_nsec: 0, blob_offset: blob_at, blob_len: saved.len() as u64, blob_hash: hash(&saved), aux: 0,
+    };
+    d.fds = vec![0u8; FdRecord::encoded_len(4)];
+    fd.write(&mut Writer::new(&mut d.fds), b"/x/y");
+    d.file_len = blob_at + PAGE_SIZE;
+    d.data.push((blob_at, saved.clone()));
+    // A note of another owner (copied as it is) makes the headers end just past a page, so
+    // that the copy's shorter ones end a page earlier.
+    let unpadded = meta_len(&encode(&d)).unwrap() as usize;
+    let target = unpadded.next_multiple_of(page) + 64;
+    let mut pad = vec![0u8; target - unpadded];
+    write_note(&mut Writer::new(&mut pad), b"PAD", 1, &vec![7u8; target - unpadded - note_size(b"PAD", 0)]);
+    d.trailing_notes.extend(pad);
+    let buf = encode(&d);
+    parse(&buf).unwrap();
+    let meta = headers(&buf);
+    let mut st = std::boxed::Box::new(ProcessState::ZERO);
+    let img = Image::parse(&meta, buf.len() as u64, &mut st).unwrap();
+
+    assert_eq!(Standalone::plan(&img, &[]), Err(ImageError::Malformed("the copy of an image needs every base image it names")));
+    let other_buf = encode(&draft(4));
+    let other_meta = headers(&other_buf);
+    let mut st2 = std::boxed::Box::new(ProcessState::ZERO);
+    let other = Image::parse(&other_meta, other_buf.len() as u64, &mut st2).unwrap();
+    assert_eq!(Standalone::plan(&img, &[other]), Err(ImageError::Malformed("a base image is not the one the image was built on")));
+
+    let plan = Standalone::plan(&img, core::slice::from_ref(&base)).unwrap();
+    assert!(plan.meta_len() < meta.len());
+    let mut copy = vec![0u8; plan.file_len() as usize];
+    for m in plan.moves(&img) {
+        let m = m.unwrap();
+        let from: &[u8] = if m.source == 0 { &buf } else { &base_buf };
+        copy[m.to as usize..(m.to + m.len) as usize].copy_from_slice(&from[m.from as usize..(m.from + m.len) as usize]);
+    }
+    let mut new_meta = vec![0u8; plan.meta_len()];
+    let snapshot = copy.clone();
+    plan.write_headers(&img, |r| Ok(region_hash(&snapshot[r.data_offset as usize..(r.data_offset + r.record.size()) as usize])), &mut new_meta).unwrap();
+    copy[..new_meta.len()].copy_from_slice(&new_meta);
+    parse(&copy).unwrap();
+    let mut st3 = std::boxed::Box::new(ProcessState::ZERO);
+    let out = Image::parse(&new_meta, copy.len() as u64, &mut st3).unwrap();
+    let chain = out.chain().unwrap().unwrap();
+    assert_eq!((chain.id, chain.count), (7, 0));
+    assert_eq!(out.shared_runs().count(), 0);
+    let r = out.region(0).unwrap();
+    assert!(!r.record.shares_pages());
+    assert_eq!(&copy[r.data_offset as usize..r.data_offset as usize + 4 * page], &base_draft.data[0].1[..], "the region holds all its pages");
+    let (rec, _) = out.fds().next().unwrap().unwrap();
+    assert_eq!(&copy[rec.blob_offset as usize..rec.blob_offset as usize + saved.len()], &saved[..]);
+    assert!(rec.blob_offset < blob_at, "the shorter headers let the data move");
+    assert_eq!(copy.len() as u64 + (blob_at - rec.blob_offset), buf.len() as u64);
+
+    // Without bases: the whole file, as it is.
+    let plan = Standalone::plan(&base, &[]).unwrap();
+    let moves: Vec<_> = plan.moves(&base).map(Result::unwrap).collect();
+    assert_eq!(moves, vec![crate::standalone::Move { source: 0, from: 0, to: 0, len: base_buf.len() as u64 }]);
+    let mut same = vec![0u8; plan.meta_len()];
+    plan.write_headers(&base, |_| unreachable!(), &mut same).unwrap();
+    assert_eq!(same, base_meta);
+}

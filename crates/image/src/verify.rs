@@ -55,10 +55,21 @@ pub fn check_region(file: &[u8], r: &RegionRef, holes: &impl Extents) -> Result<
         }
         return Ok(RegionCheck { nonzero_pages: nonzero.div_ceil(PAGE_SIZE) });
     }
-    let data = stored(file, r.data_offset, rec.size())?;
+    let (digest, nonzero) = plain_digest(file, r, holes)?;
+    if digest != rec.data_hash {
+        return Err(mismatch);
+    }
+    Ok(RegionCheck { nonzero_pages: nonzero })
+}
+
+/// The [`RegionHasher`] hash of the plain data of region `r` in `file` (its `size` bytes at its
+/// `data_offset`; holes and zero pages add nothing), and how many of its pages are not zeros.
+pub fn plain_digest(file: &[u8], r: &RegionRef, holes: &impl Extents) -> Result<(u64, u64), ImageError> {
+    let size = r.record.size();
+    let data = stored(file, r.data_offset, size)?;
     let mut h = RegionHasher::new();
     let mut nonzero = 0;
-    for (from, to) in holes.extents(r.data_offset, r.data_offset + rec.size()) {
+    for (from, to) in holes.extents(r.data_offset, r.data_offset + size) {
         let (a, b) = ((from - r.data_offset) as usize, (to - r.data_offset) as usize);
         for (i, page) in data[a..b].chunks(PAGE_SIZE as usize).enumerate() {
             if !is_zero_page(page) {
@@ -67,10 +78,7 @@ pub fn check_region(file: &[u8], r: &RegionRef, holes: &impl Extents) -> Result<
             }
         }
     }
-    if h.digest() != rec.data_hash {
-        return Err(mismatch);
-    }
-    Ok(RegionCheck { nonzero_pages: nonzero })
+    Ok((h.digest(), nonzero))
 }
 
 /// Checks the saved contents of a deleted file (or the bytes of a pipe or socket) against

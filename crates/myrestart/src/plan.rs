@@ -477,19 +477,12 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool) -> Result<
             Some(e) => refuse(path, format_args!("base image {name}: {e}")),
             None => refuse(path, format_args!("base image {name}: cannot read its headers")),
         })?;
-        let same = base.chain().and_then(Result::ok).is_some_and(|c| c.id == b.id) && state.meta_hash == b.meta_hash;
-        if !same {
+        if !b.is(&base) {
             rewritten();
             return Err(());
         }
         ckpt_image::chain::check_against_base(image, source, &base).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
-        let referenced = |rec: &ckpt_image::RegionRecord| {
-            image.shared_runs().filter_map(Result::ok).filter(|r| r.source == source).any(|r| {
-                let at = image.region(r.region as usize).map_or(0, |o| r.addr(o.record.start));
-                rec.start <= at && at < rec.end
-            })
-        };
-        verify_data(fd.as_raw_fd(), &base, b.file_len, verify, None, |rec| !referenced(rec)).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
+        verify_data(fd.as_raw_fd(), &base, b.file_len, verify, None, |rec| !ckpt_image::chain::takes_from(image, source, rec)).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
         p.bases[k] = files::park(fd, p.fd_base).map_err(|e| refuse(path, format_args!("moving a base image's descriptor: {}", describe(e))))?;
     }
     Ok(())

@@ -60,7 +60,7 @@ pub fn own_fd() -> i32 {
     let fd = FD.load(Ordering::Relaxed);
     // SAFETY: only looked at, for the duration of the call.
     let st = (fd >= 0).then(|| rustix::fs::fstat(unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) }).ok()).flatten();
-    if st.is_some_and(|st| st.st_ino as u64 == INODE.load(Ordering::Relaxed)) {
+    if st.is_some_and(|st| st.st_ino == INODE.load(Ordering::Relaxed)) {
         fd
     } else {
         -1
@@ -125,9 +125,9 @@ pub fn after_fork() {
 /// forked without libc's `fork`; a restored process).
 fn own() -> Result<&'static [AtomicU32; layout::WORDS], Failure> {
     let mut p = PAGE.load(Ordering::Acquire);
-    // SAFETY: a page we mapped (see `words`).
     // (A page whose descriptor could never be placed stays as it is.)
     let lost_fd = FD.load(Ordering::Relaxed) >= 0 && own_fd() < 0;
+    // SAFETY: a page we mapped (see `words`).
     if p == 0 || unsafe { words(p) }[layout::OWNER].load(Ordering::Acquire) != me() || lost_fd {
         p = make_page().map_err(|e| Failure::new("making the report page", e))?;
     }
