@@ -10,8 +10,9 @@
 //! rdx = the address of the leader's saved `ucontext`, rcx = nonzero to stop (SIGSTOP) just
 //! before resuming, r8 = how many other threads myrestart created. It uses no stack of its own:
 //! it points rsp at the frame first. It waits until every other thread has left myrestart's
-//! block (each counts itself in [`THREADS_STARTED`]), unmaps the block, then lets them all go
-//! ([`THREADS_GO`]) and resumes.
+//! block (each counts itself in [`THREADS_STARTED`]), unmaps the block, makes again what the
+//! image leaves out of the process (libckpt's report page descriptor: [`after_restore`], on the
+//! stack below the frame), then lets them all go ([`THREADS_GO`]) and resumes.
 //!
 //! `ckpt_thread_resume` is where each other thread goes, straight from the `clone3` that made
 //! it (with its TLS base, TID address and TID already set by that call). Registers on entry:
@@ -75,6 +76,12 @@ core::arch::global_asm!(
     "mov rsi, r15",
     "mov eax, {munmap}", // munmap(block, len)
     "syscall",
+    // libckpt's own descriptors, which images leave out, made again (on the stack below the
+    // frame: the checkpoint handler's, which it no longer needs).
+    "mov rbx, rsp",
+    "and rsp, -16",
+    "call {after_restore}",
+    "mov rsp, rbx",
     "test r12, r12",
     "jnz 4f",
     "mov dword ptr [rip + {go}], 1",
@@ -166,7 +173,15 @@ core::arch::global_asm!(
     started = sym THREADS_STARTED,
     go = sym THREADS_GO,
     poll = sym POLL,
+    after_restore = sym after_restore,
 );
+
+/// Called by the leader once the process is whole, before any thread of the program runs again:
+/// makes again what images leave out of the process (its report page's descriptor, which `ckpt`
+/// reads). Runs on the stack below the saved frame, with every other thread waiting.
+extern "C" fn after_restore() {
+    crate::checkpoint::report::after_restore();
+}
 
 // The bytes of `__restore_rt` above spell this system call number.
 const _: () = assert!(nr::RT_SIGRETURN == 15);

@@ -9,15 +9,15 @@
 //! The page is a memfd, kept open at a high descriptor number (close-on-exec), through which
 //! `ckpt` reads it (`/proc/PID/fd/N`). Images hold the page's memory but not its descriptor
 //! (libckpt's own, like its userfaultfd, which would otherwise make every restart keep a
-//! descriptor numbered 900 or more): a restored process makes a new page at its first
-//! checkpoint, and `ckpt` looks for it again then. A child the program forks gets a page of its
+//! descriptor numbered 900 or more): a restored process makes a new page before it runs again
+//! (`resume`), or at its first checkpoint if it could not then. A child the program forks gets a page of its
 //! own (at fork, or at its first checkpoint if it was forked without libc), at the same
 //! descriptor number, so that parent and child never take each other's writers or reports for
 //! their own.
 //!
 //! # Signal-safety fence
-//! Runs in the checkpoint handler, the writer, and `fork`'s child handler: raw system calls and
-//! atomics only; no allocation, no locks, no libc.
+//! Runs in the checkpoint handler, the writer, `fork`'s child handler and the last steps of a
+//! restart: raw system calls and atomics only; no allocation, no locks, no libc.
 
 use super::Failure;
 use ckpt_image::report as layout;
@@ -118,6 +118,12 @@ pub fn prepare() {
 
 /// In the child of a `fork`: a page of its own.
 pub fn after_fork() {
+    let _ = make_page();
+}
+
+/// In a restored process, before it runs again: its page, with a descriptor `ckpt` can find
+/// (images leave the descriptor out).
+pub fn after_restore() {
     let _ = make_page();
 }
 
