@@ -746,7 +746,7 @@ fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), ()> {
     if st.xfeatures == 0 {
         return Ok(());
     }
-    let have = xcr0();
+    let have = ckpt_sigsafe::cpu::xcr0();
     if st.xfeatures & !have != 0 {
         refuse(path, format_args!(
             "the image needs CPU register state this machine does not enable (XSAVE features {:#x}, this machine has {:#x})",
@@ -755,21 +755,6 @@ fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), ()> {
         return Err(());
     }
     Ok(())
-}
-
-/// XCR0: the XSAVE features the kernel enabled (0 if the CPU has no XSAVE).
-fn xcr0() -> u64 {
-    // SAFETY: CPUID exists on every x86-64 CPU (the block is `unsafe` for Rust before 1.87,
-    // where this intrinsic was not yet safe to call).
-    #[allow(unused_unsafe)]
-    let ecx = unsafe { core::arch::x86_64::__cpuid(1) }.ecx;
-    if ecx & (1 << 27) == 0 {
-        return 0;
-    }
-    let (lo, hi): (u32, u32);
-    // SAFETY: OSXSAVE is set, so xgetbv with ecx = 0 is allowed in user mode.
-    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
-    (hi as u64) << 32 | lo as u64
 }
 
 /// Every region must be user memory.
