@@ -115,6 +115,8 @@ fn a_zombie_and_shared_memory_with_a_mutex_come_back() {
     let out = Command::new(ckpt()).arg("inspect").arg(wd.image()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("tree         3 processes"), "{text}");
+    // One thread each, said so.
+    assert!(text.contains(" (1 thread)") && text.contains(" (1 thread, ") && !text.contains("1 threads"), "{text}");
     assert!(text.contains(&format!("pid {zombie:<7}")) && text.contains("zombie, exit status 5"), "{text}");
     let mut restored = Proc::restart(&wd.image());
     let st = restored.wait_exit(LONG);

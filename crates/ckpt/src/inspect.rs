@@ -330,7 +330,7 @@ fn print_table(d: &Value) {
         (false, None) => {}
     }
     for b in d["bases"].as_array().unwrap() {
-        println!("built on     {} ({} pages, {})", s(&b["name"]), b["pages"], s(&b["state"]));
+        println!("built on     {} ({}, {})", s(&b["name"]), counted(b["pages"].as_u64().unwrap_or(0), "page", "pages"), s(&b["state"]));
     }
     println!("program      {} ({}), pid {}", s(&d["program"]), s(&d["exe"]), d["pid"]);
     for t in d["threads"].as_array().unwrap() {
@@ -362,7 +362,7 @@ fn print_table(d: &Value) {
     }
     let tree = d["tree"].as_array().unwrap();
     if !tree.is_empty() {
-        println!("tree         {} processes", tree.len());
+        println!("tree         {}", counted(tree.len() as u64, "process", "processes"));
         for t in tree {
             let what = if t["zombie"] == true {
                 match (t["exit"]["code"].as_u64(), t["exit"]["signal"].as_u64()) {
@@ -373,11 +373,11 @@ fn print_table(d: &Value) {
             } else {
                 let size = t["bytes"].as_u64().map(|b| format!(", {b} bytes")).unwrap_or_default();
                 let shared = match t["pages_in_root"].as_u64() {
-                    Some(n) if n > 0 => format!(", {n} pages stored once with the root's"),
+                    Some(n) if n > 0 => format!(", {} stored once with the root's", counted(n, "page", "pages")),
                     _ => String::new(),
                 };
                 let bad = if t["checksums_ok"] == false { ", CHECKSUM MISMATCH" } else { "" };
-                format!("{} ({} threads{size}{shared}{bad})", s(&t["program"]), t["threads"])
+                format!("{} ({}{size}{shared}{bad})", s(&t["program"]), counted(t["threads"].as_u64().unwrap_or(0), "thread", "threads"))
             };
             let n = |k: &str| t[k].as_u64().unwrap_or(0);
             println!("  pid {:<7} ppid {:<7} pgid {:<7} sid {:<7} {}", n("pid"), n("ppid"), n("pgid"), n("sid"), what);
@@ -394,6 +394,10 @@ fn print_table(d: &Value) {
     }
 }
 
+/// `1 thread`, `2 threads`: a number with its noun, singular or plural.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
 
 /// A socket as people say it: "unix stream listening on /run/x.sock", "tcp to 10.0.0.1:80".
 fn describe_socket(s: &ckpt_image::sockets::SocketRecord) -> String {
@@ -431,5 +435,8 @@ mod tests {
         assert_eq!(prot(5), "r-x");
         assert_eq!(prot(0), "---");
         assert_eq!(prot(3), "rw-");
+        assert_eq!(counted(1, "thread", "threads"), "1 thread");
+        assert_eq!(counted(2, "thread", "threads"), "2 threads");
+        assert_eq!(counted(0, "page", "pages"), "0 pages");
     }
 }
