@@ -289,7 +289,11 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let file_len = st.st_size as u64;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
-    check_not_running(path, &p.state, opts.allow_running)?;
+    let mut running = StillRunning::new();
+    running.note(&p.state);
+    if image.tree().is_none() {
+        running.judge(path, false, opts.allow_running)?;
+    }
     let ignored = ignored_interrupts(&p.state);
     let key = match opts.key {
         None => None,
@@ -348,11 +352,15 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
             ckpt_image::shared::check_against_root(&part, &image).map_err(|e| {
                 refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
             })?;
+            running.note(&p.state);
             adopt(path, &part, p)?;
             fd_base = fd_base.max(files::fd_base(&part));
             p.tree[i].meta = m.as_ptr() as usize;
             p.tree[i].meta_len = m.len();
         }
+        // Every process of the tree, not only its root: `kill -9` of a pipeline's root leaves
+        // the rest running, writing the files a restored tree would write.
+        running.judge(path, true, opts.allow_running)?;
     }
     check_mm_map_allowed(path)?;
     report_rlimits(&p.state);
@@ -690,22 +698,56 @@ fn ignored_interrupts(st: &ProcessState) -> Option<&'static str> {
     }
 }
 
-/// The checkpointed process must not still be running (unless `allow`): a second copy would
-/// share its files and sockets, and each would write over the other's output.
-fn check_not_running(path: &CStr, st: &ProcessState, allow: bool) -> Result<(), ()> {
-    if !still_runs(st) {
-        return Ok(());
+/// The processes of an image that still run here (see [`still_runs`]), named for one line. A
+/// second copy of them would share their files and sockets, and each would write over the
+/// other's output: refused unless `--allow-running`.
+struct StillRunning {
+    /// `PID n, EXE` of each, `; ` between them.
+    names: ckpt_sigsafe::out::Line,
+    count: usize,
+}
+
+impl StillRunning {
+    fn new() -> StillRunning {
+        StillRunning { names: ckpt_sigsafe::out::Line::new(), count: 0 }
     }
-    let exe = Lossy(st.exe.as_bytes());
-    if allow {
-        say!("myrestart: {}: process {} ({exe}) still runs; restoring a second copy of it, as asked (--allow-running)", Lossy(path.to_bytes()), st.pid);
-        return Ok(());
+
+    fn note(&mut self, st: &ProcessState) {
+        if !still_runs(st) {
+            return;
+        }
+        use core::fmt::Write;
+        let sep = if self.count > 0 { "; " } else { "" };
+        let _ = write!(self.names, "{sep}PID {}, {}", st.pid, Lossy(st.exe.as_bytes()));
+        self.count += 1;
     }
-    refuse(path, format_args!(
-        "the checkpointed process still runs (PID {}, {exe}): a second copy would share its files and write over its output; end it first, or give --allow-running",
-        st.pid
-    ));
-    Err(())
+
+    /// Refuses (or, with `allow`, says it goes on) if any still runs; `tree` for a tree image.
+    fn judge(&self, path: &CStr, tree: bool, allow: bool) -> Result<(), ()> {
+        let (n, names) = (self.count, Lossy(self.names.as_bytes()));
+        let what = if n == 1 { "process" } else { "processes" };
+        match (n, tree, allow) {
+            (0, _, _) => return Ok(()),
+            (_, false, false) => refuse(path, format_args!(
+                "the checkpointed process still runs ({names}): a second copy would share its files and write over its output; end it first, or give --allow-running"
+            )),
+            (_, false, true) => say!("myrestart: {}: the checkpointed process still runs ({names}); restoring a second copy of it, as asked (--allow-running)", Lossy(path.to_bytes())),
+            (_, true, false) => refuse(path, format_args!(
+                "{n} {what} of the checkpointed tree still {}: second copies would share their files and write over their output; end them first, or give --allow-running ({names})",
+                if n == 1 { "runs" } else { "run" }
+            )),
+            (_, true, true) => say!(
+                "myrestart: {}: {n} {what} of the checkpointed tree still {}; restoring second copies, as asked (--allow-running) ({names})",
+                Lossy(path.to_bytes()),
+                if n == 1 { "runs" } else { "run" }
+            ),
+        }
+        if allow {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
 }
 
 /// Whether the process the image was taken from runs here: its PID belongs to a live process
