@@ -238,7 +238,8 @@ fn restart_refuses_when_an_input_file_was_truncated() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     let line = err.lines().find(|l| l.contains("input.txt")).unwrap_or_else(|| panic!("no line names the file: {err}"));
-    assert!(line.contains("shorter than its saved offset"), "{line}");
+    // A file the program reads: only the file as it was lets the restart go on.
+    assert!(line.contains("shorter than its saved offset") && line.contains("put the file back as it was") && !line.contains("truncate -s"), "{line}");
 }
 
 /// A file replaced by another at the same path is used, with a warning naming it; the program
@@ -394,5 +395,36 @@ fn an_inherited_pipe_is_named_once_at_restart_not_at_each_checkpoint() {
     unsafe {
         libc::close(fds[0]);
         libc::close(fds[1]);
+    }
+}
+
+/// A log the program opened itself (not its stdout or stderr), emptied or deleted since the
+/// checkpoint, refuses the restart with a line that says how to go on: give the file its old
+/// length (`truncate -s N PATH`); done, the restart goes on.
+#[test]
+fn a_log_emptied_or_deleted_says_how_the_restart_can_go_on() {
+    let wd = Workdir::new("log-emptied");
+    let input = wd.path.join("input.txt");
+    let log = wd.path.join("log.txt");
+    write_input(&input, 2000);
+    let mut c = Command::new(prog("files", &[]));
+    c.arg(&input).arg(&log).arg("2000");
+    checkpointed(c, &wd, 300);
+    for how in ["emptied", "deleted"] {
+        if how == "emptied" {
+            std::fs::write(&log, b"").unwrap();
+        } else {
+            std::fs::remove_file(&log).unwrap();
+        }
+        let out = Command::new(myrestart()).arg(wd.image()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{how}: {err}");
+        let line = err.lines().find(|l| l.contains("log.txt")).unwrap_or_else(|| panic!("{how}: no line names the log: {err}"));
+        let advice = line.split("`truncate -s ").nth(1).and_then(|r| r.split('`').next()).unwrap_or_else(|| panic!("{how}: no way on: {line}"));
+        assert!(advice.ends_with(&format!("'{}'", log.display())), "{how}: {line}");
+        sh(&format!("truncate -s {advice}"));
+        let mut restored = Proc::restart(&wd.image());
+        assert!(restored.wait_exit(LONG).success(), "{how}: {}", restored.stderr());
+        assert_eq!(restored.lines().last().map(String::as_str), Some("done 2000"), "{how}");
     }
 }

@@ -193,6 +193,10 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
                 .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
             return park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))));
         }
+        Err(Errno::NOENT) if rec.kind == FdKind::File => {
+            refuse(image_path, format_args!("fd {}: {} is gone since the checkpoint: {}", rec.fd, Lossy(path), GoOn(rec, path)));
+            return Err(());
+        }
         Err(e) => {
             refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
             return Err(());
@@ -230,8 +234,8 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             offset = st.st_size as u64;
         } else if (st.st_size as u64) < offset {
             refuse(image_path, format_args!(
-                "fd {}: {} is now {} bytes, shorter than its saved offset {} (it changed since the checkpoint)",
-                rec.fd, Lossy(path), st.st_size, rec.offset
+                "fd {}: {} is now {} bytes, shorter than its saved offset {} (it changed since the checkpoint): {}",
+                rec.fd, Lossy(path), st.st_size, rec.offset, GoOn(rec, path)
             ));
             return Err(());
         }
@@ -248,6 +252,21 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         }
     }
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
+}
+
+/// What lets a restart go on when a regular file the program had open is gone or shorter than
+/// its offset: the file as it was; or, for one the program writes (a log), any file of its old
+/// length at that path, where the program then goes on writing.
+struct GoOn<'a>(&'a FdRecord, &'a [u8]);
+
+impl core::fmt::Display for GoOn<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let GoOn(rec, path) = *self;
+        if rec.open_flags & k::O_ACCMODE == k::O_RDONLY {
+            return write!(f, "put the file back as it was to restart");
+        }
+        write!(f, "put it back, or give it its old length to restart (`truncate -s {} '{}'`)", rec.size.max(rec.offset), Lossy(path))
+    }
 }
 
 /// An eventfd with its counter, its mode (semaphore or not) and non-blocking flag.
