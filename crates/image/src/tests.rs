@@ -359,6 +359,7 @@ fn rejects_each_malformed_header_by_name() {
     );
     assert_eq!(parse_changed(|d| d.threads.clear()), malformed("no thread state"));
     assert_eq!(parse_changed(|d| d.state.flags = 4), malformed("unknown process flags"));
+    assert_eq!(parse_changed(|d| d.state.flags = crate::state::FLAG_LAST_CHECKPOINT), Ok(()), "a last checkpoint's flag is known");
     assert_eq!(
         parse_changed(|d| {
             d.records[0].prot = 3;
