@@ -162,8 +162,9 @@ pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
 pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathBuf), (u8, String)> {
     let myrestart = locate::myrestart()?;
     let mut cmd = Command::new(&myrestart);
-    // As `ckpt`, myrestart's messages begin `ckpt:`.
-    cmd.arg0("ckpt").arg("--announce");
+    // Started as `ckpt restart`, myrestart speaks as ckpt (its messages begin `ckpt:`), says
+    // which process the program is, and `ps` shows it (and the init below it) as that.
+    cmd.arg0("ckpt").arg("restart");
     for (on, flag) in [
         (f.stopped, "--stopped"),
         (f.eager, "--eager"),
