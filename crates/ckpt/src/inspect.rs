@@ -261,6 +261,7 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
         "threads": threads,
         "command_line": cmdline, "cwd": String::from_utf8_lossy(st.cwd.as_bytes()),
         "pid": st.pid, "taken": utc(st.created_unix_ns), "taken_unix_ns": st.created_unix_ns, "write_ms": st.write_ns as f64 / 1e6,
+        "last_checkpoint": st.is_last_checkpoint(),
         "kernel": st.kernel_str(), "xsave_features": format!("{:#x}", st.xfeatures), "xsave_bytes": st.xstate_size,
         "checkpoint_signal": st.ckpt_signal, "interval_secs": st.interval_secs,
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
@@ -339,7 +340,8 @@ fn print_table(d: &Value) {
     let args: Vec<String> = d["command_line"].as_array().unwrap().iter().map(s).collect();
     println!("command      {}", args.join(" "));
     println!("directory    {}", s(&d["cwd"]));
-    println!("taken        {}, written in {:.1} ms", s(&d["taken"]), d["write_ms"].as_f64().unwrap_or(0.0));
+    let last = if d["last_checkpoint"] == true { " (a last checkpoint: the program ended there)" } else { "" };
+    println!("taken        {}, written in {:.1} ms{last}", s(&d["taken"]), d["write_ms"].as_f64().unwrap_or(0.0));
     println!("needs        kernel {}, XSAVE features {} ({} bytes of register state)", s(&d["kernel"]), s(&d["xsave_features"]), d["xsave_bytes"]);
     let interval = d["interval_secs"].as_u64().unwrap_or(0);
     println!("checkpoints  on signal {}{}", d["checkpoint_signal"], if interval > 0 { format!(", every {interval} s") } else { String::new() });

@@ -134,8 +134,8 @@ pub fn job(a: JobArgs) -> Outcome {
     let key = a.run.key.clone();
     let (mut cmd, what) = match newest(&image, a.run.key.as_deref())? {
         Some(found) => {
-            eprintln!("ckpt: restarting {prog} from {} (taken {})", found.path.display(), found.taken);
-            let flags = RestartFlags { key: a.run.key.clone(), ..Default::default() };
+            let say = format!("ckpt: restarting {prog} from {} (taken {})", found.path.display(), found.taken);
+            let flags = RestartFlags { key: a.run.key.clone(), say: Some(say), ..Default::default() };
             (run::restart_command(&found.path, &flags)?.0, "myrestart")
         }
         None => {

@@ -149,7 +149,12 @@ pub struct RestartFlags {
     pub foreground: bool,
     pub trust_image: bool,
     pub allow_running: bool,
+    pub keep_logs: bool,
     pub key: Option<PathBuf>,
+    /// A line of ckpt's own for stderr (`ckpt: restarting …`), which myrestart prints once the
+    /// program's logs are in order: printed before, it could be cut from them with what the
+    /// program printed after its checkpoint.
+    pub say: Option<String>,
 }
 
 pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
@@ -174,6 +179,7 @@ pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathB
         (f.foreground, "--foreground"),
         (f.trust_image, "--trust-image"),
         (f.allow_running, "--allow-running"),
+        (f.keep_logs, "--keep-logs"),
     ] {
         if on {
             cmd.arg(flag);
@@ -183,5 +189,9 @@ pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathB
         cmd.arg("--key").arg(key);
     }
     cmd.arg(image);
+    // Last, where myrestart blanks it out once read (`ps` need not show it).
+    if let Some(line) = &f.say {
+        cmd.arg("--say").arg(line);
+    }
     Ok((cmd, myrestart))
 }

@@ -110,6 +110,19 @@ pub struct MapSlot {
     pub private: bool,
 }
 
+/// A log to cut back at the point of no return (see `files::plan_cut`).
+#[derive(Clone, Copy)]
+pub struct LogCut {
+    /// The program's descriptor for it (1 or 2), for the message.
+    pub target: i32,
+    /// A descriptor of ours on the file (parked), opened to read and write, not appending.
+    pub fd: i32,
+    pub dev: u64,
+    pub ino: u64,
+    /// Its length at the checkpoint.
+    pub size: u64,
+}
+
 pub const MAX_FDS: usize = 4096;
 /// Most threads an image may have.
 pub const MAX_THREADS: usize = 4096;
@@ -186,6 +199,26 @@ pub struct Plan {
     pub stopped: bool,
     /// Say which PID the restored process has.
     pub announce: bool,
+    /// Never cut a log: `--keep-logs`, or a last checkpoint (the program printed nothing past
+    /// it, and what follows in its logs is others').
+    pub keep_logs: bool,
+    /// Each log of the image (a device and inode, see `files::plan_cut`) and the process (its
+    /// index in `tree`) that cuts it: the first that has it, so that each log is cut once.
+    pub log_owners: [(u64, u64, usize); 2 * MAX_TREE],
+    pub nlog_owners: usize,
+    /// This process's logs to cut at its point of no return.
+    pub cuts: [LogCut; 2],
+    pub ncuts: usize,
+    /// myrestart's own stderr when it started, if a regular file (device, inode, length):
+    /// what was written to it since is myrestart's own, and stays when that file is cut.
+    pub own_stderr: Option<(u64, u64, u64)>,
+    /// `--say`: a line (with its newline) for stderr once the logs are in order.
+    pub say: [u8; 1024],
+    pub say_len: usize,
+    /// A pipe's read end (parked) that reaches its end once the outer myrestart has said which
+    /// process the program is (`--announce`, `--stopped`): logs are cut only then, so that its
+    /// lines stay in one that is its stderr too. -1 without namespaces (nothing outside).
+    pub said: i32,
 }
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
@@ -237,6 +270,15 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     eager: false,
     stopped: false,
     announce: false,
+    keep_logs: false,
+    log_owners: [(0, 0, 0); 2 * MAX_TREE],
+    nlog_owners: 0,
+    cuts: [LogCut { target: 0, fd: -1, dev: 0, ino: 0, size: 0 }; 2],
+    ncuts: 0,
+    own_stderr: None,
+    say: [0; 1024],
+    say_len: 0,
+    said: -1,
 }));
 
 /// The plan, once: `entry` takes it and hands it down explicitly. It lives in a static (not on
@@ -266,6 +308,19 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     p.eager = opts.eager;
     p.stopped = opts.stopped;
     p.announce = opts.announce;
+    // Before anything is said: what myrestart writes to its stderr from here on is its own.
+    // SAFETY: descriptor 2 is only borrowed for the look.
+    p.own_stderr = rustix::fs::fstat(unsafe { rustix::fd::BorrowedFd::borrow_raw(2) })
+        .ok()
+        .filter(|st| (st.st_mode & 0o170000) == 0o100000)
+        .map(|st| (st.st_dev, st.st_ino, st.st_size as u64));
+    if let Some((text, _)) = opts.say {
+        let text = text.to_bytes();
+        let n = text.len().min(p.say.len() - 1);
+        p.say[..n].copy_from_slice(&text[..n]);
+        p.say[n] = b'\n';
+        p.say_len = n + 1;
+    }
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
         refuse(path, format_args!("cannot open: {}", describe(e)));
     })?;
@@ -289,6 +344,9 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let file_len = st.st_size as u64;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
+    p.keep_logs = opts.keep_logs || p.state.is_last_checkpoint();
+    p.nlog_owners = 0;
+    files::note_logs(&image, 0, p);
     let mut running = StillRunning::new();
     running.note(&p.state);
     if image.tree().is_none() {
@@ -353,6 +411,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
                 refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
             })?;
             running.note(&p.state);
+            files::note_logs(&part, i, p);
             adopt(path, &part, p)?;
             fd_base = fd_base.max(files::fd_base(&part));
             p.tree[i].meta = m.as_ptr() as usize;
