@@ -31,7 +31,8 @@ pub fn log_tail_hash<E>(size: u64, buf: &mut [u8], read: impl FnMut(u64, &mut [u
 pub enum FdKind {
     /// stdin/stdout/stderr on a terminal, pipe or socket: the restored process uses myrestart's.
     Inherit = 0,
-    /// A regular file: reopened by path, never truncated, at its offset.
+    /// A regular file: reopened by path, at its offset; never truncated, but for a log's lines
+    /// printed after the checkpoint (see [`FdRecord::is_std_log`]).
     File = 1,
     /// A regular file that was deleted while open: its contents are in the image.
     Deleted = 2,
