@@ -320,6 +320,47 @@ fn restart_refused_while_the_original_runs() {
     restored.kill9();
 }
 
+/// `ps` shows the restored program's parents (myrestart outside, the init of its namespace) as
+/// what the user ran: `ckpt restart IMAGE` (not the options ckpt passes myrestart, nor its line
+/// for `--newest`), or `myrestart IMAGE`.
+#[test]
+fn the_restored_programs_parents_show_the_command_that_was_run() {
+    let wd = Workdir::new("cli-ps");
+    let image = wd.image();
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["1000000", "10000"]);
+    checkpointed(c, &wd, 3);
+    let args = |pid: u32| -> Vec<String> {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+    };
+    let ppid = |pid: u32| -> u32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let img = image.display().to_string();
+    for (cmd, want) in [
+        (vec![ckpt().display().to_string(), "restart".into(), "--newest".into(), img.clone()], vec!["ckpt".to_string(), "restart".into(), img.clone()]),
+        (vec![myrestart().display().to_string(), img.clone()], vec![myrestart().display().to_string(), img.clone()]),
+    ] {
+        let mut c = Command::new(&cmd[0]);
+        c.args(&cmd[1..]);
+        let mut restored = Proc::spawn(c, &cmd.join(" "));
+        restored.wait_lines(3, SHORT);
+        let program = restored.program_pid();
+        let init = ppid(program);
+        assert_eq!(ppid(init), restored.pid, "{cmd:?}");
+        assert_eq!(args(restored.pid), want, "{cmd:?}: myrestart");
+        assert_eq!(args(init), want, "{cmd:?}: the init below it");
+        if cmd[1] == "restart" {
+            // ckpt's own line, printed by myrestart, and myrestart speaking as ckpt.
+            let err = restored.wait_stderr("ckpt: restarting from", SHORT);
+            assert!(err.contains(&format!("ckpt: restarting from {img} (taken ")) && err.contains("ckpt: the restored program is process"), "{err}");
+        }
+        restored.kill9();
+    }
+}
+
 /// A program started with SIGINT and SIGQUIT ignored (in the background by a script) comes
 /// back ignoring them; restarted on a terminal, where Ctrl-C would then silently do nothing,
 /// myrestart says so in one line. Not on a terminal: nothing is said.

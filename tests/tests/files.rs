@@ -238,7 +238,8 @@ fn restart_refuses_when_an_input_file_was_truncated() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     let line = err.lines().find(|l| l.contains("input.txt")).unwrap_or_else(|| panic!("no line names the file: {err}"));
-    assert!(line.contains("shorter than its saved offset"), "{line}");
+    // A file the program reads: only the file as it was lets the restart go on.
+    assert!(line.contains("shorter than its saved offset") && line.contains("put the file back as it was") && !line.contains("truncate -s"), "{line}");
 }
 
 /// A file replaced by another at the same path is used, with a warning naming it; the program
@@ -394,5 +395,122 @@ fn an_inherited_pipe_is_named_once_at_restart_not_at_each_checkpoint() {
     unsafe {
         libc::close(fds[0]);
         libc::close(fds[1]);
+    }
+}
+
+/// `counter 300` with its stdout appended (`>>`) to `log` after a line written there before,
+/// as a batch system appends a job's output: the command, and the log's lines an uninterrupted
+/// run leaves.
+fn appending_counter(log: &Path) -> (Command, Vec<String>) {
+    let counter = prog("counter", &[]);
+    std::fs::write(log, "written before the program\n").unwrap();
+    let mut expect = vec!["written before the program".to_string()];
+    expect.extend(reference_run(
+        {
+            let mut c = Command::new(&counter);
+            c.args(["300", "10000"]);
+            c
+        },
+        LONG,
+    ));
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(r#"exec "$0" 300 10000 >> "$1""#).arg(&counter).arg(log);
+    (c, expect)
+}
+
+/// Runs `cmd` (appending to `log`) preloaded, checkpoints it, lets it print 30 more lines
+/// into the log and kills it (a crash); returns how many lines the log had at the checkpoint.
+fn crash_after_a_checkpoint(cmd: Command, wd: &Workdir, log: &Path) -> usize {
+    let mut orig = Proc::preloaded(cmd, &wd.image(), "counter appending to a log");
+    wait_file_lines(log, 40, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    let at = file_lines(log).len();
+    wait_file_lines(log, at + 30, LONG);
+    orig.kill9();
+    at
+}
+
+/// A crash after a checkpoint leaves in an appended log (`>>`) the lines printed since; the
+/// restart cuts them (the restored program prints them again) and says so in one line: the
+/// log is then exactly what an uninterrupted run leaves. With `--keep-logs` they stay, twice.
+#[test]
+fn an_appended_log_holds_no_line_twice_after_a_crash_and_a_restart() {
+    for keep in [false, true] {
+        let wd = Workdir::new("log-append");
+        let log = wd.path.join("out.log");
+        let (c, expect) = appending_counter(&log);
+        crash_after_a_checkpoint(c, &wd, &log);
+        let mut c = Command::new(myrestart());
+        if keep {
+            c.arg("--keep-logs");
+        }
+        c.arg(wd.image());
+        let mut restored = Proc::spawn(c, "myrestart");
+        assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+        let got = file_lines(&log);
+        let said = restored.stderr();
+        if keep {
+            assert!(got.len() > expect.len() + 20 && got.ends_with(&expect[expect.len() - 20..]), "--keep-logs: {got:?}");
+            assert!(!said.contains("cut back"), "{said}");
+            continue;
+        }
+        assert_eq!(got, expect, "the log differs from an uninterrupted run's; stderr: {said}");
+        let line = said.lines().find(|l| l.contains("cut back")).unwrap_or_else(|| panic!("no line says the log was cut: {said}"));
+        assert!(line.starts_with(&format!("myrestart: fd 1: {}: cut back to its ", log.display())) && line.contains("printed them after the checkpoint") && line.contains("--keep-logs"), "{line}");
+    }
+}
+
+/// A last checkpoint (`ckpt checkpoint --kill`): the program printed nothing after it, so what
+/// follows in its log is someone else's (here a line added by hand), and stays.
+#[test]
+fn a_last_checkpoints_log_is_never_cut() {
+    let wd = Workdir::new("log-last");
+    let log = wd.path.join("out.log");
+    let (c, expect) = appending_counter(&log);
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter appending to a log");
+    wait_file_lines(&log, 40, LONG);
+    let out = Command::new(ckpt()).args(["checkpoint", &orig.pid.to_string(), "--kill"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    orig.kill9();
+    let inspect = Command::new(ckpt()).arg("inspect").arg(wd.image()).output().unwrap();
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("(a last checkpoint: the program ended there)"), "{}", String::from_utf8_lossy(&inspect.stdout));
+    let at = file_lines(&log).len();
+    sh(&format!("echo 'added by hand' >> '{}'", log.display()));
+    let mut restored = Proc::restart(&wd.image());
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    let mut want = expect[..at].to_vec();
+    want.push("added by hand".to_string());
+    want.extend_from_slice(&expect[at..]);
+    assert_eq!(file_lines(&log), want, "stderr: {}", restored.stderr());
+}
+
+/// A log the program opened itself (not its stdout or stderr), emptied or deleted since the
+/// checkpoint, refuses the restart with a line that says how to go on: give the file its old
+/// length (`truncate -s N PATH`); done, the restart goes on.
+#[test]
+fn a_log_emptied_or_deleted_says_how_the_restart_can_go_on() {
+    let wd = Workdir::new("log-emptied");
+    let input = wd.path.join("input.txt");
+    let log = wd.path.join("log.txt");
+    write_input(&input, 2000);
+    let mut c = Command::new(prog("files", &[]));
+    c.arg(&input).arg(&log).arg("2000");
+    checkpointed(c, &wd, 300);
+    for how in ["emptied", "deleted"] {
+        if how == "emptied" {
+            std::fs::write(&log, b"").unwrap();
+        } else {
+            std::fs::remove_file(&log).unwrap();
+        }
+        let out = Command::new(myrestart()).arg(wd.image()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{how}: {err}");
+        let line = err.lines().find(|l| l.contains("log.txt")).unwrap_or_else(|| panic!("{how}: no line names the log: {err}"));
+        let advice = line.split("`truncate -s ").nth(1).and_then(|r| r.split('`').next()).unwrap_or_else(|| panic!("{how}: no way on: {line}"));
+        assert!(advice.ends_with(&format!("'{}'", log.display())), "{how}: {line}");
+        sh(&format!("truncate -s {advice}"));
+        let mut restored = Proc::restart(&wd.image());
+        assert!(restored.wait_exit(LONG).success(), "{how}: {}", restored.stderr());
+        assert_eq!(restored.lines().last().map(String::as_str), Some("done 2000"), "{how}");
     }
 }

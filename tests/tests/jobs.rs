@@ -57,6 +57,44 @@ fn job_stops_at_its_last_checkpoint_and_goes_on_from_it_exactly() {
     assert_eq!(file_lines(&requeued).len(), 2);
 }
 
+/// A crash: the program killed after a checkpoint, its output and ckpt's messages appended to
+/// one file, as a batch system keeps a job's. The next start restarts it from the image; the
+/// lines it printed after the checkpoint are cut from the file (one line says so), ckpt's own
+/// lines stay (myrestart says which image it restarts once the file is in order), and the
+/// program's lines are exactly an uninterrupted run's.
+#[test]
+fn a_job_that_crashed_after_a_checkpoint_prints_no_line_twice() {
+    let wd = Workdir::new("job-crash");
+    let out = wd.path.join("out");
+    let n = 400;
+    let reference = reference(n);
+    let image = wd.image();
+    let args = ["--image", image.to_str().unwrap()];
+    let program_lines = || file_lines(&out).into_iter().filter(|l| !l.starts_with("ckpt: ")).collect::<Vec<_>>();
+    let mut job = start_job(&[], &args, n, &out, &out);
+    wait_file_lines(&out, 40, LONG);
+    let program = *descendants(job.pid).first().expect("the program");
+    let o = Command::new(ckpt()).args(["checkpoint", &program.to_string(), "--wait"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let at = program_lines().len();
+    wait_file_lines(&out, at + 40, LONG);
+    // SAFETY: kill(2) of the program this test's job started.
+    unsafe { libc::kill(program as i32, libc::SIGKILL) };
+    assert_eq!(job.wait_exit(LONG).code(), Some(128 + 9));
+    assert!(program_lines().len() >= at + 30, "{:?}", file_lines(&out));
+
+    let mut job = start_job(&[], &args, n, &out, &out);
+    assert_eq!(job.wait_exit(LONG).code(), Some(0), "{:?}", file_lines(&out));
+    let all = file_lines(&out);
+    assert_eq!(program_lines(), reference, "the program's lines differ from an uninterrupted run's");
+    let said: Vec<&String> = all.iter().filter(|l| l.starts_with("ckpt: ")).collect();
+    let once = |what: &str| assert_eq!(said.iter().filter(|l| l.contains(what)).count(), 1, "{what}: {said:?}");
+    once("ckpt: restarting ");
+    once("ckpt: the restored program is process ");
+    once("fd 1: ");
+    assert!(said.iter().any(|l| l.contains("cut back to its ")), "{said:?}");
+}
+
 /// A last checkpoint that cannot be written (a full disk: a 4 MiB tmpfs in a private mount
 /// namespace; the images carry their libraries, so one fits and two do not) says so in one
 /// line, and the next start restarts from the previous image. Needs root for the mount.
@@ -136,7 +174,7 @@ fn restart_newest_passes_over_a_damaged_image() {
     c.args(["restart", "--newest", "--inherit-stdio"]).arg(wd.image());
     let mut restored = Proc::spawn(c, "ckpt restart --newest");
     let l = restored.wait_lines(3, SHORT);
-    let e = restored.stderr();
+    let e = restored.wait_stderr("restarting from", SHORT);
     assert!(e.contains(&format!("passing over {}: ", wd.image().display())) && e.contains("truncated"), "{e}");
     assert!(e.contains(&format!("restarting from {}", older.display())), "{e}");
     let i: usize = l[0].split(' ').next().unwrap().parse().unwrap();

@@ -245,11 +245,25 @@ fn vector_registers_survive_restart() {
     let wd = Workdir::new("avx");
     let p = prog("avx", &[]);
     let image = wd.image();
-    let mut orig = Proc::preloaded(cmd(p, &["1000000"]), &image, "avx");
+    let mut orig = Proc::preloaded(cmd(p.clone(), &["1000000"]), &image, "avx");
     orig.wait_lines(3, SHORT);
     orig.checkpoint(&image, LONG);
     orig.kill9();
     let checkpointed = orig.lines().len();
+    // gdb reads the vector registers from the image as a core file: its XSAVE note has the
+    // size gdb expects, and each register where gdb looks for it, whatever this CPU's own
+    // layout. zmm16 holds the pattern of the last AVX-512 round (round r: `0xa5 r 16 j`).
+    let gdb = Command::new("gdb").args(["-nx", "-batch", "-ex", "p/x $zmm16.v8_int64"]).arg(&p).arg(&image).output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&gdb.stdout), String::from_utf8_lossy(&gdb.stderr));
+    assert!(!err.contains("in core file too small") && !err.contains("Unexpected size"), "gdb: {err}");
+    if orig.lines()[0].ends_with("avx512=1") {
+        let words: Vec<u64> = out.split_once("= {").and_then(|(_, r)| r.split_once('}')).map_or(vec![], |(v, _)| {
+            v.split(", ").filter_map(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok()).collect()
+        });
+        let round = words.first().map_or(0, |w| w & 0xffff_ffff_0000_0000);
+        let want: Vec<u64> = (0..8).map(|j| round | 0x1000 | j).collect();
+        assert!(words == want && round >> 56 == 0xa5, "gdb's zmm16: {out}");
+    }
     let restored = Proc::restart(&image);
     let after = restored.wait_lines(10, SHORT);
     let first: usize = after[0].split(' ').nth(1).unwrap().parse().unwrap();

@@ -115,6 +115,8 @@ fn a_zombie_and_shared_memory_with_a_mutex_come_back() {
     let out = Command::new(ckpt()).arg("inspect").arg(wd.image()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("tree         3 processes"), "{text}");
+    // One thread each, said so.
+    assert!(text.contains(" (1 thread)") && text.contains(" (1 thread, ") && !text.contains("1 threads"), "{text}");
     assert!(text.contains(&format!("pid {zombie:<7}")) && text.contains("zombie, exit status 5"), "{text}");
     let mut restored = Proc::restart(&wd.image());
     let st = restored.wait_exit(LONG);
@@ -308,6 +310,71 @@ fn a_tree_is_the_foreground_job_of_the_restarts_terminal() {
     unsafe { libc::kill(mr as i32, libc::SIGTERM) };
     tty.wait_for("the job's end", |t| t.contains(&format!("ended {}", 128 + libc::SIGTERM)));
     let _ = shell.wait();
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+}
+
+fn wait_ended(pid: u32) {
+    let deadline = std::time::Instant::now() + SHORT;
+    while runs(pid) {
+        assert!(std::time::Instant::now() < deadline, "process {pid} did not end");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// `kill -9` of a pipeline's root leaves the rest of it running, still writing its file: a
+/// restart then is refused (exit status 2), in one line naming each process of the tree that
+/// still runs, by `myrestart` and `ckpt restart` alike. Once they have ended, the restart goes
+/// on, and the pipeline goes on numbering the file where it was.
+#[test]
+fn a_restart_is_refused_while_any_process_of_the_tree_still_runs() {
+    let wd = Workdir::new("tree-still-running");
+    let out = wd.path.join("numbered");
+    let counter = prog("counter", &[]);
+    let mut c = Command::new("bash");
+    c.args(["-c", &format!("'{}' 1000000 10000 | cat -n > '{}'", counter.display(), out.display())]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "a pipeline into a file");
+    wait_file_lines(&out, 5, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    let below = descendants(orig.pid);
+    assert_eq!(below.len(), 2, "{below:?}");
+    // SAFETY: kill(2) of our own child, the root alone.
+    unsafe { libc::kill(orig.pid as i32, libc::SIGKILL) };
+    wait_ended(orig.pid);
+    assert!(below.iter().all(|&p| runs(p)), "the pipeline ended with its root");
+    let exe = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap().display().to_string();
+    let named: Vec<String> = below.iter().map(|&p| format!("PID {p}, {}", exe(p))).collect();
+    for cmd in [vec![myrestart()], vec![ckpt(), "restart".into()]] {
+        let mut c = Command::new(&cmd[0]);
+        c.args(&cmd[1..]).arg(wd.image());
+        let mut refused = Proc::spawn(c, "a restart beside the running pipeline");
+        let st = refused.wait_exit(SHORT);
+        let err = refused.stderr();
+        assert_eq!(st.code(), Some(2), "{cmd:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{cmd:?}: {err}");
+        assert!(err.contains("2 processes of the checkpointed tree still run") && err.contains("--allow-running"), "{cmd:?}: {err}");
+        for n in &named {
+            assert!(err.contains(n.as_str()), "{cmd:?}: {n} not named: {err}");
+        }
+    }
+    for &p in &below {
+        // SAFETY: kill(2) of what is left of the pipeline this test started.
+        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        wait_ended(p);
+    }
+    orig.kill9();
+    let at_kill = file_lines(&out).len();
+    let mut restored = Proc::restart(&wd.image());
+    let lines = wait_file_lines(&out, at_kill + 20, LONG);
+    restored.kill9();
+    for (i, l) in lines.iter().enumerate().take(at_kill + 20) {
+        let mut f = l.split_whitespace();
+        let (n, counted): (usize, usize) = (f.next().unwrap().parse().unwrap(), f.next().unwrap().parse().unwrap());
+        assert!(n == i + 1 && counted == i, "line {}: {l:?}; stderr {}", i + 1, restored.stderr());
+    }
 }
 
 /// A process of the tree that did not load the library (started without `LD_PRELOAD`) is never

@@ -276,6 +276,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bo
         "threads": threads,
         "command_line": cmdline, "cwd": String::from_utf8_lossy(st.cwd.as_bytes()),
         "pid": st.pid, "taken": utc(st.created_unix_ns), "taken_unix_ns": st.created_unix_ns, "write_ms": st.write_ns as f64 / 1e6,
+        "last_checkpoint": st.is_last_checkpoint(),
         "kernel": st.kernel_str(), "xsave_features": format!("{:#x}", st.xfeatures), "xsave_bytes": st.xstate_size,
         "checkpoint_signal": st.ckpt_signal, "interval_ms": st.interval_ms, "origin": origin,
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
@@ -351,7 +352,7 @@ fn print_table(d: &Value) {
         (false, None) => {}
     }
     for b in d["bases"].as_array().unwrap() {
-        println!("built on     {} ({} pages, {})", s(&b["name"]), b["pages"], s(&b["state"]));
+        println!("built on     {} ({}, {})", s(&b["name"]), counted(b["pages"].as_u64().unwrap_or(0), "page", "pages"), s(&b["state"]));
     }
     println!("program      {} ({}), pid {}", s(&d["program"]), s(&d["exe"]), d["pid"]);
     for t in d["threads"].as_array().unwrap() {
@@ -368,7 +369,8 @@ fn print_table(d: &Value) {
         println!("started as   {} ({}) in {}, run {}", cmd, s(&o["program"]), s(&o["directory"]), s(&o["run"]));
     }
     println!("directory    {}", s(&d["cwd"]));
-    println!("taken        {}, written in {:.1} ms", s(&d["taken"]), d["write_ms"].as_f64().unwrap_or(0.0));
+    let last = if d["last_checkpoint"] == true { " (a last checkpoint: the program ended there)" } else { "" };
+    println!("taken        {}, written in {:.1} ms{last}", s(&d["taken"]), d["write_ms"].as_f64().unwrap_or(0.0));
     println!("needs        kernel {}, XSAVE features {} ({} bytes of register state)", s(&d["kernel"]), s(&d["xsave_features"]), d["xsave_bytes"]);
     let interval = d["interval_ms"].as_u64().unwrap_or(0);
     println!("checkpoints  on signal {}{}", d["checkpoint_signal"], if interval > 0 { format!(", every {} s", interval as f64 / 1000.0) } else { String::new() });
@@ -391,7 +393,7 @@ fn print_table(d: &Value) {
     }
     let tree = d["tree"].as_array().unwrap();
     if !tree.is_empty() {
-        println!("tree         {} processes", tree.len());
+        println!("tree         {}", counted(tree.len() as u64, "process", "processes"));
         for t in tree {
             let what = if t["zombie"] == true {
                 match (t["exit"]["code"].as_u64(), t["exit"]["signal"].as_u64()) {
@@ -402,11 +404,11 @@ fn print_table(d: &Value) {
             } else {
                 let size = t["bytes"].as_u64().map(|b| format!(", {b} bytes")).unwrap_or_default();
                 let shared = match t["pages_in_root"].as_u64() {
-                    Some(n) if n > 0 => format!(", {n} pages stored once with the root's"),
+                    Some(n) if n > 0 => format!(", {} stored once with the root's", counted(n, "page", "pages")),
                     _ => String::new(),
                 };
                 let bad = if t["checksums_ok"] == false { ", CHECKSUM MISMATCH" } else { "" };
-                format!("{} ({} threads{size}{shared}{bad})", s(&t["program"]), t["threads"])
+                format!("{} ({}{size}{shared}{bad})", s(&t["program"]), counted(t["threads"].as_u64().unwrap_or(0), "thread", "threads"))
             };
             let n = |k: &str| t[k].as_u64().unwrap_or(0);
             println!("  pid {:<7} ppid {:<7} pgid {:<7} sid {:<7} {}", n("pid"), n("ppid"), n("pgid"), n("sid"), what);
@@ -423,6 +425,10 @@ fn print_table(d: &Value) {
     }
 }
 
+/// `1 thread`, `2 threads`: a number with its noun, singular or plural.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
 
 /// A socket as people say it: "unix stream listening on /run/x.sock", "tcp to 10.0.0.1:80".
 fn describe_socket(s: &ckpt_image::sockets::SocketRecord) -> String {
@@ -460,5 +466,8 @@ mod tests {
         assert_eq!(prot(5), "r-x");
         assert_eq!(prot(0), "---");
         assert_eq!(prot(3), "rw-");
+        assert_eq!(counted(1, "thread", "threads"), "1 thread");
+        assert_eq!(counted(2, "thread", "threads"), "2 threads");
+        assert_eq!(counted(0, "page", "pages"), "0 pages");
     }
 }

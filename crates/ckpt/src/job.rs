@@ -96,8 +96,8 @@ pub fn job(a: JobArgs) -> Outcome {
     let want = if a.allow_changed { Want::Any } else { Want::Command(&started) };
     let (mut cmd, what) = match set::newest(&image, a.run.key.as_deref(), want)? {
         Some(found) => {
-            let flags = RestartFlags { key: a.run.key.clone(), ..Default::default() };
-            eprintln!("ckpt: restarting {prog} from {} (taken {})", found.path.display(), found.taken);
+            let say = format!("ckpt: restarting {prog} from {} (taken {})", found.path.display(), found.taken);
+            let flags = RestartFlags { key: a.run.key.clone(), say: Some(say), ..Default::default() };
             (run::restart_command(&found.path, &flags)?.0, "myrestart")
         }
         None => {

@@ -101,6 +101,11 @@ enum Command {
         /// two copies would share its files and write over each other's output).
         #[arg(long)]
         allow_running: bool,
+        /// Leave the program's stdout and stderr log files as they are. By default a log it
+        /// appends to that has only grown since the checkpoint is cut back to its length then
+        /// (the restored program prints those lines again), except after a last checkpoint.
+        #[arg(long)]
+        keep_logs: bool,
         /// The image must carry a MAC made with this key file (`ckpt run --key`, `CKPT_KEY`).
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
@@ -126,21 +131,21 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, newest, allow_changed, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, key } => {
+        Command::Restart { image, newest, allow_changed, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, key } => {
             let chosen = if newest {
                 let want = if allow_changed { set::Want::Any } else { set::Want::SameAsNewest };
                 match set::newest(&image, key.as_deref(), want) {
-                    Ok(Some(found)) => {
-                        eprintln!("ckpt: restarting from {} (taken {})", found.path.display(), found.taken);
-                        Ok(found.path)
-                    }
+                    // Said by myrestart once the program's logs are in order.
+                    Ok(Some(found)) => Ok((Some(format!("ckpt: restarting from {} (taken {})", found.path.display(), found.taken)), found.path)),
                     Ok(None) => Err((EXIT_REFUSED, format!("no image at {}", image.display()))),
                     Err(e) => Err(e),
                 }
             } else {
-                Ok(image)
+                Ok((None, image))
             };
-            chosen.and_then(|image| run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, key }))
+            chosen.and_then(|(say, image)| {
+                run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, key, say })
+            })
         }
         Command::Inspect(a) => inspect::inspect(a),
         Command::Copy(a) => copy::copy(a),

@@ -172,7 +172,12 @@ pub struct RestartFlags {
     pub foreground: bool,
     pub trust_image: bool,
     pub allow_running: bool,
+    pub keep_logs: bool,
     pub key: Option<PathBuf>,
+    /// A line of ckpt's own for stderr (`ckpt: restarting …`), which myrestart prints once the
+    /// program's logs are in order: printed before, it could be cut from them with what the
+    /// program printed after its checkpoint.
+    pub say: Option<String>,
 }
 
 pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
@@ -185,8 +190,9 @@ pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
 pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathBuf), (u8, String)> {
     let myrestart = locate::myrestart()?;
     let mut cmd = Command::new(&myrestart);
-    // As `ckpt`, myrestart's messages begin `ckpt:`.
-    cmd.arg0("ckpt").arg("--announce");
+    // Started as `ckpt restart`, myrestart speaks as ckpt (its messages begin `ckpt:`), says
+    // which process the program is, and `ps` shows it (and the init below it) as that.
+    cmd.arg0("ckpt").arg("restart");
     for (on, flag) in [
         (f.stopped, "--stopped"),
         (f.eager, "--eager"),
@@ -196,6 +202,7 @@ pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathB
         (f.foreground, "--foreground"),
         (f.trust_image, "--trust-image"),
         (f.allow_running, "--allow-running"),
+        (f.keep_logs, "--keep-logs"),
     ] {
         if on {
             cmd.arg(flag);
@@ -205,5 +212,9 @@ pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathB
         cmd.arg("--key").arg(key);
     }
     cmd.arg(image);
+    // Last, where myrestart blanks it out once read (`ps` need not show it).
+    if let Some(line) = &f.say {
+        cmd.arg("--say").arg(line);
+    }
     Ok((cmd, myrestart))
 }

@@ -12,13 +12,27 @@ pub const MAX_FD: i32 = 1 << 30;
 /// Bytes of a record before its path.
 pub const FD_RECORD_SIZE: usize = 112;
 
+/// How many bytes before a log's size at the checkpoint its tail hash covers (see
+/// [`FdRecord::is_std_log`]).
+pub const LOG_TAIL: u64 = 4096;
+
+/// The tail hash of a log of `size` bytes: the xxh3-64 of its last `min(size, LOG_TAIL)` bytes
+/// before `size`, read with `read(at, buf)` through `buf` (as
+/// [`crate::filemaps::content_hash`] reads). `None` if the file ends before `size`. The
+/// checkpoint and the restart hash a log through this one function.
+pub fn log_tail_hash<E>(size: u64, buf: &mut [u8], read: impl FnMut(u64, &mut [u8]) -> Result<usize, E>) -> Result<Option<u64>, E> {
+    let tail = size.min(LOG_TAIL);
+    crate::filemaps::content_hash(size, size - tail, tail, buf, read)
+}
+
 /// What a descriptor was, and so how restart brings it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum FdKind {
     /// stdin/stdout/stderr on a terminal, pipe or socket: the restored process uses myrestart's.
     Inherit = 0,
-    /// A regular file: reopened by path, never truncated, at its offset.
+    /// A regular file: reopened by path, at its offset; never truncated, but for a log's lines
+    /// printed after the checkpoint (see [`FdRecord::is_std_log`]).
     File = 1,
     /// A regular file that was deleted while open: its contents are in the image.
     Deleted = 2,
@@ -96,11 +110,19 @@ pub struct FdRecord {
     pub blob_hash: u64,
     /// Kind-specific: a signalfd's mask, a memfd's seals, for a socket the bytes queued for it
     /// that the image does not hold (a UDP socket's datagrams), with [`LOST_PASSED_FDS`] if
-    /// descriptors passed in its queued messages were not saved; 0 otherwise.
+    /// descriptors passed in its queued messages were not saved; for a log
+    /// ([`FdRecord::is_std_log`]) the [`log_tail_hash`] at `size` (0: none was taken, the file
+    /// could not be read); 0 otherwise.
     pub aux: u64,
 }
 
 impl FdRecord {
+    /// The program's stdout or stderr in a regular file it writes (a log): the checkpoint
+    /// records its tail hash in `aux`, and the restart is lenient with it (see myrestart).
+    pub fn is_std_log(&self) -> bool {
+        (self.fd == 1 || self.fd == 2) && self.kind == FdKind::File && self.open_flags & 3 != 0
+    }
+
     /// Whether the record carries saved bytes in the image (`blob_*`).
     pub fn has_blob(&self) -> bool {
         match self.kind {

@@ -152,14 +152,68 @@ impl Prstatus {
     }
 }
 
-/// Writes an `NT_X86_XSTATE` descriptor from the XSAVE area of a signal frame. In a core file,
-/// the software-reserved bytes of the FXSAVE part hold XCR0 (which debuggers read to learn the
-/// register set); in a signal frame they describe the frame. They are written the core-file way.
-pub fn write_xstate(w: &mut Writer, xsave: &[u8], xcr0: u64) {
+/// The XSAVE components a debugger reads from a core file's `NT_X86_XSTATE`, at the places
+/// gdb expects them whatever the CPU (the standard layout of Intel's CPUs): feature bit,
+/// offset, size. A CPU may keep them elsewhere in its own XSAVE areas (AMD's Zen 4 puts AVX-512
+/// right after AVX, as it has no MPX).
+pub const CORE_XSTATE_COMPONENTS: [(u32, usize, usize); 7] = [
+    (2, 576, 256),   // AVX: the upper halves of ymm0-15
+    (3, 960, 64),    // MPX bound registers
+    (4, 1024, 64),   // MPX configuration
+    (5, 1088, 64),   // AVX-512 opmask registers k0-7
+    (6, 1152, 512),  // the upper halves of zmm0-15
+    (7, 1664, 1024), // zmm16-31
+    (9, 2688, 8),    // PKRU
+];
+
+/// Where a CPU keeps XSAVE component `i` in a signal frame's (standard format) XSAVE area:
+/// entry `i` is its `(offset, size)` from CPUID leaf 0xD, `(0, 0)` if unknown.
+pub type XsaveLayout = [(u32, u32); 10];
+
+/// Bytes of the `NT_X86_XSTATE` descriptor for XSAVE features `xcr0`: what gdb computes from
+/// XCR0 (its `X86_XSTATE_SIZE`: the end of the last group of components it knows that XCR0
+/// enables) and wants the note to be exactly; it warns "in core file too small" otherwise.
+pub fn core_xstate_len(xcr0: u64) -> usize {
+    let has = |bits: u64| xcr0 & bits != 0;
+    if has(1 << 9) {
+        2696
+    } else if has(0b111 << 5) {
+        2688
+    } else if has(0b11 << 3) {
+        1088
+    } else if has(1 << 2) {
+        832
+    } else {
+        FXSAVE_SIZE + 64
+    }
+}
+
+/// Writes an `NT_X86_XSTATE` descriptor of [`core_xstate_len`] bytes from the XSAVE area of a
+/// signal frame (at least the FXSAVE area and the XSAVE header), whose components are where
+/// `layout` says. In a core file, the software-reserved bytes of the FXSAVE part hold XCR0
+/// (which debuggers read to learn the register set); in a signal frame they describe the frame.
+/// They are written the core-file way, and each component a debugger knows is moved to its
+/// place in the layout it assumes ([`CORE_XSTATE_COMPONENTS`]; zeros where the frame has none).
+pub fn write_xstate(w: &mut Writer, xsave: &[u8], xcr0: u64, layout: &XsaveLayout) {
+    let len = core_xstate_len(xcr0);
     w.bytes(&xsave[..XSTATE_SW_BYTES]);
     w.u64(xcr0);
     w.zeros(FXSAVE_SIZE - XSTATE_SW_BYTES - 8);
-    w.bytes(&xsave[FXSAVE_SIZE..]);
+    // The XSAVE header: which components hold state (XSTATE_BV), standard format.
+    w.bytes(&xsave[FXSAVE_SIZE..FXSAVE_SIZE + 64]);
+    let mut at = FXSAVE_SIZE + 64;
+    for &(bit, offset, size) in CORE_XSTATE_COMPONENTS.iter().filter(|&&(_, o, s)| o + s <= len) {
+        w.zeros(offset - at);
+        let (from, from_len) = layout[bit as usize];
+        let from = from as usize;
+        let bytes = xsave.get(from..from + size).filter(|_| xcr0 & 1 << bit != 0 && from_len as usize == size && from >= FXSAVE_SIZE + 64);
+        match bytes {
+            Some(b) => w.bytes(b),
+            None => w.zeros(size),
+        }
+        at = offset + size;
+    }
+    w.zeros(len - at);
 }
 
 /// Writes the `NT_PRPSINFO` descriptor.

@@ -17,6 +17,11 @@ pub const PATH_MAX: usize = 4096;
 pub const NSIG: usize = 64;
 /// Resource limits kept (`RLIM_NLIMITS`).
 pub const RLIMITS: usize = 16;
+/// A `flags` bit: the image is a *last* checkpoint, after which the program ended at once (it
+/// printed nothing past it, so restart never cuts its logs: what follows in them is others').
+pub const FLAG_LAST_CHECKPOINT: u32 = 1;
+/// Every `flags` bit a reader knows; any other is refused.
+const KNOWN_FLAGS: u32 = FLAG_LAST_CHECKPOINT;
 
 
 /// The kernel's bookkeeping for the address space (`PR_SET_MM_MAP` fields).
@@ -117,7 +122,7 @@ impl core::fmt::Debug for Path {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessState {
     pub version: u32,
-    /// No process-wide flags are defined yet; must be 0.
+    /// [`FLAG_LAST_CHECKPOINT`], or 0.
     pub flags: u32,
     /// Bytes at the start of the file covered by `meta_hash`.
     pub meta_len: u64,
@@ -188,6 +193,11 @@ impl ProcessState {
     pub const ENCODED_LEN: usize =
         8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72 + 8 + 16 * RLIMITS;
 
+    /// Whether the program ended right after this checkpoint ([`FLAG_LAST_CHECKPOINT`]).
+    pub fn is_last_checkpoint(&self) -> bool {
+        self.flags & FLAG_LAST_CHECKPOINT != 0
+    }
+
     pub fn kernel_str(&self) -> &str {
         let n = self.kernel.iter().position(|&b| b == 0).unwrap_or(self.kernel.len());
         core::str::from_utf8(&self.kernel[..n]).unwrap_or("?")
@@ -253,7 +263,7 @@ impl ProcessState {
         }
         out.version = version;
         out.flags = r.u32()?;
-        if out.flags != 0 {
+        if out.flags & !KNOWN_FLAGS != 0 {
             return Err(ImageError::Malformed("unknown process flags"));
         }
         out.meta_len = r.u64()?;

@@ -359,6 +359,7 @@ fn rejects_each_malformed_header_by_name() {
     );
     assert_eq!(parse_changed(|d| d.threads.clear()), malformed("no thread state"));
     assert_eq!(parse_changed(|d| d.state.flags = 4), malformed("unknown process flags"));
+    assert_eq!(parse_changed(|d| d.state.flags = crate::state::FLAG_LAST_CHECKPOINT), Ok(()), "a last checkpoint's flag is known");
     assert_eq!(
         parse_changed(|d| {
             d.records[0].prot = 3;
@@ -506,6 +507,40 @@ fn xstate_software_bytes() {
     fx[472..480].copy_from_slice(&0xe7u64.to_le_bytes());
     fx[480..484].copy_from_slice(&2696u32.to_le_bytes());
     assert_eq!(frame::xstate_info(&fx), Some(frame::XstateInfo { xfeatures: 0xe7, xstate_size: 2696 }));
+}
+
+/// The `NT_X86_XSTATE` note is as long as gdb computes from XCR0, with each component where
+/// gdb looks for it, whatever the CPU's own layout (here AMD's, AVX-512 right after AVX).
+#[test]
+fn xstate_notes_have_the_size_and_layout_debuggers_expect() {
+    assert_eq!(frame::core_xstate_len(0x3), 576);
+    assert_eq!(frame::core_xstate_len(0x7), 832);
+    assert_eq!(frame::core_xstate_len(0x1f), 1088);
+    assert_eq!(frame::core_xstate_len(0xe7), 2688);
+    assert_eq!(frame::core_xstate_len(0x2e7), 2696);
+    assert_eq!(frame::core_xstate_len(0x602e7), 2696, "components gdb does not know (AMX) add nothing");
+    let mut layout: frame::XsaveLayout = [(0, 0); 10];
+    layout[2] = (576, 256);
+    layout[5] = (832, 64);
+    layout[6] = (896, 512);
+    layout[7] = (1408, 1024);
+    let mut xsave = vec![0u8; 2432];
+    for (i, b) in xsave.iter_mut().enumerate() {
+        *b = (i % 251) as u8 + 1;
+    }
+    let mut note = vec![0u8; 4096];
+    let mut w = Writer::new(&mut note);
+    frame::write_xstate(&mut w, &xsave, 0xe7, &layout);
+    let len = w.finish().unwrap();
+    assert_eq!(len, 2688);
+    assert_eq!(note[..464], xsave[..464]);
+    assert_eq!(note[464..472], 0xe7u64.to_le_bytes(), "XCR0 where debuggers read it");
+    assert_eq!(note[512..576], xsave[512..576], "the XSAVE header");
+    assert_eq!(note[576..832], xsave[576..832], "AVX in place");
+    assert!(note[832..1088].iter().all(|&b| b == 0), "no MPX here");
+    assert_eq!(note[1088..1152], xsave[832..896], "opmask moved");
+    assert_eq!(note[1152..1664], xsave[896..1408], "zmm upper halves moved");
+    assert_eq!(note[1664..2688], xsave[1408..2432], "zmm16-31 moved");
 }
 
 #[test]

@@ -9,25 +9,33 @@ pub struct Args {
     argv: *const *const u8,
 }
 
-const USAGE: &str = "usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce] [--inherit-stdio] [--foreground] [--trust-image] [--allow-running] [--key FILE] IMAGE\n\
-  Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.\n\
-  --eager      read all memory from the image now, instead of mapping the image file\n\
-               (use it if the image file may change or disappear while the program runs)\n\
-  --no-verify  skip the checksums of memory contents (headers are always checked)\n\
-  --stopped    leave the process stopped (SIGSTOP) at its checkpoint, for a debugger\n\
-  --new-ids    restore with new IDs (myrestart's PID) instead of the process's own in new\n\
-               user and PID namespaces (the default, where the kernel allows them)\n\
-  --announce   say on stderr which PID the restored program has (as seen from here)\n\
-  --inherit-stdio  give the program this stdin, stdout and stderr, even where it had files\n\
-  --foreground give a process tree whose root led its own session to this terminal's job\n\
-               too (a root that led only its process group always joins it): Ctrl-C and\n\
-               Ctrl-Z here reach the tree; myrestart stops with it and goes on with `fg`\n\
-  --trust-image  restore an image that another user owns or that others may write (refused\n\
-               by default: restoring runs the image's code with your rights)\n\
-  --allow-running  restore even though the checkpointed process still runs (refused by\n\
-               default: two copies would share its files and write over each other)\n\
-  --key FILE   the image must carry a MAC made with this key file (CKPT_KEY at checkpoint)\n\
-  Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed midway.";
+/// The text of `--help`. The option column starts at 19; a description that goes on to another
+/// line goes on there.
+const USAGE: &str = r"usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce]
+                 [--inherit-stdio] [--foreground] [--trust-image] [--allow-running]
+                 [--keep-logs] [--key FILE] IMAGE
+Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.
+  --eager          read all memory from the image now, instead of mapping the image file
+                   (use it if the image file may change or disappear while the program runs)
+  --no-verify      skip the checksums of memory contents (headers are always checked)
+  --stopped        leave the process stopped (SIGSTOP) at its checkpoint, for a debugger
+  --new-ids        restore with new IDs (myrestart's PID) instead of the process's own in new
+                   user and PID namespaces (the default, where the kernel allows them)
+  --announce       say on stderr which PID the restored program has (as seen from here)
+  --inherit-stdio  give the program this stdin, stdout and stderr, even where it had files
+  --foreground     give a process tree whose root led its own session to this terminal's job
+                   too (a root that led only its process group always joins it): Ctrl-C and
+                   Ctrl-Z here reach the tree; myrestart stops with it and goes on with `fg`
+  --trust-image    restore an image that another user owns or that others may write (refused
+                   by default: restoring runs the image's code with your rights)
+  --allow-running  restore even though the checkpointed process still runs (refused by
+                   default: two copies would share its files and write over each other)
+  --keep-logs      leave stdout and stderr log files (opened to append) as they are; by
+                   default what the program printed after the checkpoint is cut from them,
+                   since the restored program prints it again (never after a last checkpoint)
+  --key FILE       the image must carry a MAC made with this key file (CKPT_KEY at checkpoint)
+Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed
+             midway; otherwise the program's own (128 + N if signal N ended it).";
 
 /// What the command line asks for.
 pub struct Options {
@@ -36,7 +44,7 @@ pub struct Options {
     pub verify: bool,
     pub stopped: bool,
     pub new_ids: bool,
-    /// Say which PID the restored program has (for `ckpt restart`).
+    /// Say which PID the restored program has (`--announce`, or started as `ckpt restart`).
     pub announce: bool,
     /// Give the program myrestart's own stdin, stdout and stderr, whatever it had.
     pub inherit_stdio: bool,
@@ -46,8 +54,44 @@ pub struct Options {
     pub foreground: bool,
     /// Restore even if the checkpointed process still runs.
     pub allow_running: bool,
+    /// Never cut what the program printed after the checkpoint from its logs.
+    pub keep_logs: bool,
     /// The key file the image must be authenticated with.
     pub key: Option<&'static CStr>,
+    /// A line to print on stderr once the logs are in order (`--say`, for `ckpt`), and where
+    /// the option is on the command line (see [`Args::blank`]).
+    pub say: Option<(&'static CStr, usize)>,
+}
+
+/// Why the command line gives no options to go on with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// `--help`: the usage on stdout, exit status 0.
+    Help,
+    /// `--key` or `--say` without its value.
+    NoValue(&'static str),
+    /// An unknown option, or a second image.
+    Unexpected(&'static [u8]),
+    /// No image named.
+    NoImage,
+}
+
+impl Stop {
+    /// Says why (a mistake in one line, then the usage, on stderr; the help on stdout) and
+    /// returns the exit status.
+    pub fn report(&self) -> i32 {
+        match self {
+            Stop::Help => {
+                print_usage(1);
+                return 0;
+            }
+            Stop::NoValue(opt) => say!("myrestart: {opt} needs a value"),
+            Stop::Unexpected(arg) => say!("myrestart: unexpected argument {}", ckpt_sigsafe::out::Lossy(arg)),
+            Stop::NoImage => {}
+        }
+        print_usage(2);
+        EXIT_REFUSED
+    }
 }
 
 /// Writes the whole usage text to `fd` (1 or 2); it is longer than one message line.
@@ -74,8 +118,25 @@ impl Args {
         unsafe { Some(CStr::from_ptr(*self.argv.add(i) as *const core::ffi::c_char)) }
     }
 
-    /// The options and the image path, or the exit status for a usage error (0 for --help).
-    pub fn parse(&self) -> Result<Options, i32> {
+    /// Overwrites arguments `i` and `i + 1` with NUL bytes, so that `ps` (which shows the
+    /// arguments' memory) no longer shows them: `--say TEXT`, which is ckpt's business.
+    ///
+    /// # Safety
+    /// Only in the program itself, whose arguments lie in its writable initial stack, and only
+    /// once nothing refers to those two arguments any more.
+    pub unsafe fn blank(&self, i: usize) {
+        for j in [i, i + 1] {
+            let Some(a) = self.arg(j) else { continue };
+            let len = a.to_bytes().len();
+            // SAFETY: the argument's bytes are writable stack memory (see above), `len` long.
+            unsafe { core::ptr::write_bytes(*self.argv.add(j) as *mut u8, 0, len) };
+        }
+    }
+
+    /// The options and the image path. Started as `ckpt restart` (argv[0] `ckpt`, argv[1]
+    /// `restart`: what `ps` then shows for the restored program's parents), myrestart speaks
+    /// as `ckpt` and says which process the program is.
+    pub fn parse(&self) -> Result<Options, Stop> {
         let mut opts = Options {
             image: c"",
             eager: false,
@@ -87,33 +148,32 @@ impl Args {
             trust_image: false,
             foreground: false,
             allow_running: false,
+            keep_logs: false,
             key: None,
+            say: None,
         };
-        // Started by `ckpt restart` (as `ckpt`): speak as the command the user ran.
+        let mut i = 0;
         if self.arg(0).is_some_and(|a| a.to_bytes().rsplit(|&c| c == b'/').next() == Some(b"ckpt")) {
             ckpt_sigsafe::out::speak_as_ckpt();
+            if self.arg(1).is_some_and(|a| a.to_bytes() == b"restart") {
+                opts.announce = true;
+                i = 1;
+            }
         }
         let mut image = None;
-        let mut i = 0;
         while i + 1 < self.argc {
             i += 1;
             let Some(a) = self.arg(i) else { break };
             match a.to_bytes() {
-                b"--key" => match self.arg(i + 1) {
-                    Some(k) => {
-                        opts.key = Some(k);
-                        i += 1;
-                    }
-                    None => {
-                        say!("myrestart: --key needs a key file");
-                        print_usage(2);
-                        return Err(EXIT_REFUSED);
-                    }
-                },
-                b"-h" | b"--help" => {
-                    print_usage(1);
-                    return Err(0);
+                b"--key" => {
+                    opts.key = Some(self.arg(i + 1).ok_or(Stop::NoValue("--key"))?);
+                    i += 1;
                 }
+                b"--say" => {
+                    opts.say = Some((self.arg(i + 1).ok_or(Stop::NoValue("--say"))?, i));
+                    i += 1;
+                }
+                b"-h" | b"--help" => return Err(Stop::Help),
                 b"--eager" => opts.eager = true,
                 b"--no-verify" => opts.verify = false,
                 b"--stopped" => opts.stopped = true,
@@ -123,25 +183,14 @@ impl Args {
                 b"--trust-image" => opts.trust_image = true,
                 b"--foreground" => opts.foreground = true,
                 b"--allow-running" => opts.allow_running = true,
+                b"--keep-logs" => opts.keep_logs = true,
                 b"" => {}
-                arg if arg.starts_with(b"-") || image.is_some() => {
-                    say!("myrestart: unexpected argument {}", ckpt_sigsafe::out::Lossy(arg));
-                    print_usage(2);
-                    return Err(EXIT_REFUSED);
-                }
+                arg if arg.starts_with(b"-") || image.is_some() => return Err(Stop::Unexpected(a.to_bytes())),
                 _ => image = Some(a),
             }
         }
-        match image {
-            Some(img) => {
-                opts.image = img;
-                Ok(opts)
-            }
-            None => {
-                print_usage(2);
-                Err(EXIT_REFUSED)
-            }
-        }
+        opts.image = image.ok_or(Stop::NoImage)?;
+        Ok(opts)
     }
 }
 
@@ -150,7 +199,7 @@ mod tests {
     use super::*;
 
     /// Parses `argv` laid out as the kernel lays out an initial stack.
-    fn parse(argv: &[&'static CStr]) -> Result<Options, i32> {
+    fn parse(argv: &[&'static CStr]) -> Result<Options, Stop> {
         let mut stack: std::vec::Vec<usize> = std::vec![argv.len()];
         stack.extend(argv.iter().map(|a| a.as_ptr() as usize));
         stack.push(0);
@@ -162,16 +211,59 @@ mod tests {
     #[test]
     fn options_and_image() {
         let o = parse(&[c"myrestart", c"--eager", c"--no-verify", c"img"]).ok().unwrap();
-        assert!(o.eager && !o.verify && !o.stopped);
+        assert!(o.eager && !o.verify && !o.stopped && !o.announce && !o.keep_logs);
         assert_eq!(o.image, c"img");
-        let o = parse(&[c"myrestart", c"--stopped", c"other"]).ok().unwrap();
-        assert!(o.stopped && o.verify && !o.eager);
+        let o = parse(&[c"myrestart", c"--stopped", c"other", c"--keep-logs"]).ok().unwrap();
+        assert!(o.stopped && o.verify && !o.eager && o.keep_logs);
+        assert_eq!(o.image, c"other");
+    }
+
+    /// As `ckpt restart` starts it: the word `restart` is no image, the program is announced,
+    /// and `--say` gives a line (and its place, to hide it from `ps`).
+    #[test]
+    fn started_as_ckpt_restart() {
+        let o = parse(&[c"/usr/bin/ckpt", c"restart", c"img", c"--say", c"ckpt: restarting"]).ok().unwrap();
+        assert!(o.announce);
+        assert_eq!(o.image, c"img");
+        assert_eq!(o.say, Some((c"ckpt: restarting", 3)));
+        // Started by its own name, `restart` is an image like any other word.
+        let o = parse(&[c"myrestart", c"restart"]).ok().unwrap();
+        assert_eq!(o.image, c"restart");
+        assert!(!o.announce);
     }
 
     #[test]
     fn usage_errors() {
-        assert_eq!(parse(&[c"myrestart"]).err(), Some(EXIT_REFUSED));
-        assert_eq!(parse(&[c"myrestart", c"--what", c"img"]).err(), Some(EXIT_REFUSED));
-        assert_eq!(parse(&[c"myrestart", c"a", c"b"]).err(), Some(EXIT_REFUSED));
+        assert_eq!(parse(&[c"myrestart"]).err(), Some(Stop::NoImage));
+        assert_eq!(parse(&[c"myrestart", c"--what", c"img"]).err(), Some(Stop::Unexpected(b"--what")));
+        assert_eq!(parse(&[c"myrestart", c"a", c"b"]).err(), Some(Stop::Unexpected(b"b")));
+        assert_eq!(parse(&[c"myrestart", c"img", c"--key"]).err(), Some(Stop::NoValue("--key")));
+        assert_eq!(parse(&[c"myrestart", c"img", c"--say"]).err(), Some(Stop::NoValue("--say")));
+        assert_eq!(parse(&[c"myrestart", c"--help", c"img"]).err(), Some(Stop::Help));
+    }
+
+    /// Every line of the help that goes on from the one above is indented under where that one's
+    /// text starts; each option's description starts in one column.
+    #[test]
+    fn the_usage_reads_in_columns() {
+        const COLUMN: usize = 19;
+        let mut lines = USAGE.lines();
+        let first = lines.next().unwrap();
+        let synopsis = first.find('[').unwrap();
+        for line in lines {
+            let indent = line.len() - line.trim_start().len();
+            if line.starts_with("  --") {
+                let (opt, desc) = line.split_at(COLUMN);
+                assert!(opt.ends_with("  ") && !desc.starts_with(' '), "option column: {line:?}");
+            } else if line.trim_start().starts_with('[') {
+                assert_eq!(indent, synopsis, "synopsis: {line:?}");
+            } else if indent > 0 {
+                assert!(indent == COLUMN || line.starts_with("             midway"), "continuation: {line:?}");
+            } else {
+                assert!(line.starts_with("Restores") || line.starts_with("Exit status:"), "not indented: {line:?}");
+            }
+        }
+        assert!(USAGE.lines().all(|l| l.len() <= 100), "a line longer than 100 columns");
+        assert!(USAGE.lines().filter(|l| l.starts_with("  --")).count() == 11);
     }
 }

@@ -3,8 +3,12 @@
 //! numbers above all the target's. After it, [`install`] puts each at its old number.
 //!
 //! What counts as safe (also in the README):
-//! - a regular file must still exist and be at least as long as the saved offset; a file that
-//!   was replaced (another inode) is used with a warning; other changes are the user's business;
+//! - a regular file must still exist and be at least as long as the saved offset (the refusal
+//!   says what lets the restart go on); a file that was replaced (another inode) is used with a
+//!   warning; other changes are the user's business;
+//! - except the program's stdout and stderr in a regular file (a log): truncated or gone, the
+//!   output goes on at its end or in a new file; appended to and only grown since, it is cut
+//!   back to its length at the checkpoint, at the point of no return ([`plan_cut`]);
 //! - a file mapped `MAP_SHARED` must still exist and cover the mapped range;
 //! - deleted files come back from their saved contents as new unlinked files;
 //! - stdin/stdout/stderr on a terminal, pipe or socket are myrestart's own;
@@ -18,7 +22,7 @@
 //! - other special descriptors (netlink sockets, io_uring, …) are not restored: named, and left
 //!   closed.
 
-use crate::plan::{FdSlot, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot, MAX_FDS, MAX_FILE_MAPS};
+use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot, MAX_FDS, MAX_FILE_MAPS};
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
@@ -90,6 +94,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
     let mut buf = [0u8; 4096];
     let mut open_std = [false; 3];
     p.nfds = 0;
+    p.ncuts = 0;
     for item in image.fds() {
         let (rec, path) = item.map_err(|e| refuse(image_path, format_args!("{e}")))?;
         if (0..3).contains(&rec.fd) {
@@ -149,6 +154,9 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
         }
         p.fds[p.nfds] = FdSlot { target: rec.fd, src, cloexec: rec.fd_flags & 1 != 0 };
         p.nfds += 1;
+        if cuts_log(&rec) {
+            plan_cut(&rec, src, p);
+        }
     }
     p.close_std = [!open_std[0], !open_std[1], !open_std[2]];
     close_missing_pipe_ends(p);
@@ -162,6 +170,127 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
     open_mapped_files(image_path, image, p, &mut buf)
 }
 
+/// A log a restart may cut: the program's stdout or stderr appended to a regular file
+/// (`>>`, a batch system's output), whose tail hash the checkpoint took.
+fn cuts_log(rec: &FdRecord) -> bool {
+    rec.is_std_log() && rec.open_flags & k::O_APPEND != 0 && rec.aux != 0
+}
+
+/// Notes the logs of process `member`'s image that no earlier process of it has: that process
+/// cuts each (see [`plan_cut`]).
+pub fn note_logs(image: &Image, member: usize, p: &mut Plan) {
+    for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| cuts_log(r)) {
+        let known = p.log_owners[..p.nlog_owners].iter().any(|o| (o.0, o.1) == (rec.dev, rec.ino));
+        if !known && p.nlog_owners < p.log_owners.len() {
+            p.log_owners[p.nlog_owners] = (rec.dev, rec.ino, member);
+            p.nlog_owners += 1;
+        }
+    }
+}
+
+/// A log ([`cuts_log`]) that has only grown since the checkpoint (it is longer now, and its
+/// bytes before its length then still end as they did) holds, after that length, what the
+/// program printed after the checkpoint, which the restored program prints again: it is cut
+/// back to that length at the point of no return ([`cut_logs`]). Planned here, where looking
+/// changes nothing; a log changed otherwise (truncated, rotated, rewritten) is left as it is,
+/// and so is every log with `--keep-logs` or after a last checkpoint. `src` is the program's
+/// descriptor for it, parked.
+fn plan_cut(rec: &FdRecord, src: i32, p: &mut Plan) {
+    let mine = p.log_owners[..p.nlog_owners].iter().any(|o| (o.0, o.1, o.2) == (rec.dev, rec.ino, p.member));
+    let planned = p.cuts[..p.ncuts].iter().any(|c| (c.dev, c.ino) == (rec.dev, rec.ino));
+    if p.keep_logs || !mine || planned || p.ncuts == p.cuts.len() {
+        return;
+    }
+    // A description of our own, to read and to write where we choose (the program's may be
+    // write-only, and appends wherever it writes).
+    let mut link = [0u8; 64];
+    let Some(l) = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", src as u64, b"") else { return };
+    let Ok(fd) = rustix::fs::open(l, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) else { return };
+    let Ok(st) = rustix::fs::fstat(&fd) else { return };
+    if (st.st_dev, st.st_ino) != (rec.dev, rec.ino) || st.st_size as u64 <= rec.size {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    let read = |at: u64, into: &mut [u8]| loop {
+        match rustix::io::pread(&fd, &mut *into, at) {
+            Err(Errno::INTR) => {}
+            other => break other,
+        }
+    };
+    if ckpt_image::fds::log_tail_hash(rec.size, &mut buf, read) != Ok(Some(rec.aux)) {
+        return;
+    }
+    let Ok(fd) = park(fd, p.fd_base) else { return };
+    p.cuts[p.ncuts] = LogCut { target: rec.fd, fd, dev: rec.dev, ino: rec.ino, size: rec.size };
+    p.ncuts += 1;
+}
+
+/// At the point of no return: each log [`plan_cut`] chose is cut back to its length at the
+/// checkpoint, and one line says so. What myrestart itself wrote to it since it started (it is
+/// myrestart's stderr too: a batch job's output file) stays, moved up to the cut.
+pub fn cut_logs(p: &Plan, image: &Image) {
+    for c in &p.cuts[..p.ncuts] {
+        // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
+        let fd = unsafe { BorrowedFd::borrow_raw(c.fd) };
+        let path = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == c.target).map_or(&b"?"[..], |(_, path)| path);
+        let Ok(st) = rustix::fs::fstat(fd) else { continue };
+        let now = st.st_size as u64;
+        let ours = match p.own_stderr {
+            Some((dev, ino, at)) if (dev, ino) == (c.dev, c.ino) => at.clamp(c.size, now),
+            _ => now,
+        };
+        if ours <= c.size {
+            continue;
+        }
+        let moved = keep_from(fd, ours, now, c.size).and_then(|end| rustix::fs::ftruncate(fd, end));
+        match moved {
+            Ok(()) => say!(
+                "myrestart: fd {}: {}: cut back to its {} bytes at the checkpoint ({} bytes less): the program printed them after the checkpoint, and the restored program prints them again (--keep-logs keeps them)",
+                c.target, Lossy(path), c.size, ours - c.size
+            ),
+            Err(e) => say!("myrestart: fd {}: {}: cannot cut back what the program printed after the checkpoint ({}); it may be there twice", c.target, Lossy(path), describe(e)),
+        }
+    }
+}
+
+/// Moves what is in `fd` from `from` on (`to` is its end now) down to `at`, and what is added
+/// to it meanwhile (another process's message); returns where it all ends.
+fn keep_from(fd: BorrowedFd, mut from: u64, mut to: u64, mut at: u64) -> Result<u64, Errno> {
+    loop {
+        at = move_down(fd, from, to, at)?;
+        let end = rustix::fs::fstat(fd)?.st_size as u64;
+        if end <= to {
+            return Ok(at);
+        }
+        (from, to) = (to, end);
+    }
+}
+
+/// Copies the bytes `from..to` of `fd` to `at` (below `from`); returns where they end.
+fn move_down(fd: BorrowedFd, mut from: u64, to: u64, mut at: u64) -> Result<u64, Errno> {
+    let mut buf = [0u8; 8192];
+    while from < to {
+        let want = ((to - from) as usize).min(buf.len());
+        let n = match rustix::io::pread(fd, &mut buf[..want], from) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        };
+        let mut done = 0;
+        while done < n {
+            match rustix::io::pwrite(fd, &buf[done..n], at + done as u64) {
+                Ok(m) => done += m,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        from += n as u64;
+        at += n as u64;
+    }
+    Ok(at)
+}
+
 fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32) -> Result<i32, ()> {
     let Some(c) = cpath(path, buf) else {
         refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path)));
@@ -173,7 +302,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     // The program's output or error stream in a regular file (a log): if the file was rotated,
     // truncated or removed since, the program's output goes on at its end, or in a new file at
     // that path, rather than no restart at all.
-    let log = rec.kind == FdKind::File && (rec.fd == 1 || rec.fd == 2) && rec.open_flags & k::O_ACCMODE != k::O_RDONLY;
+    let log = rec.is_std_log();
     let mut offset = rec.offset;
     let fd = match rustix::fs::open(c, flags, Mode::empty()) {
         Ok(fd) => fd,
@@ -192,6 +321,10 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
             return park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))));
+        }
+        Err(Errno::NOENT) if rec.kind == FdKind::File => {
+            refuse(image_path, format_args!("fd {}: {} is gone since the checkpoint: {}", rec.fd, Lossy(path), GoOn(rec, path)));
+            return Err(());
         }
         Err(e) => {
             refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
@@ -230,8 +363,8 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             offset = st.st_size as u64;
         } else if (st.st_size as u64) < offset {
             refuse(image_path, format_args!(
-                "fd {}: {} is now {} bytes, shorter than its saved offset {} (it changed since the checkpoint)",
-                rec.fd, Lossy(path), st.st_size, rec.offset
+                "fd {}: {} is now {} bytes, shorter than its saved offset {} (it changed since the checkpoint): {}",
+                rec.fd, Lossy(path), st.st_size, rec.offset, GoOn(rec, path)
             ));
             return Err(());
         }
@@ -248,6 +381,21 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         }
     }
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
+}
+
+/// What lets a restart go on when a regular file the program had open is gone or shorter than
+/// its offset: the file as it was; or, for one the program writes (a log), any file of its old
+/// length at that path, where the program then goes on writing.
+struct GoOn<'a>(&'a FdRecord, &'a [u8]);
+
+impl core::fmt::Display for GoOn<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let GoOn(rec, path) = *self;
+        if rec.open_flags & k::O_ACCMODE == k::O_RDONLY {
+            return write!(f, "put the file back as it was to restart");
+        }
+        write!(f, "put it back, or give it its old length to restart (`truncate -s {} '{}'`)", rec.size.max(rec.offset), Lossy(path))
+    }
 }
 
 /// An eventfd with its counter, its mode (semaphore or not) and non-blocking flag.

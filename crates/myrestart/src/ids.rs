@@ -120,6 +120,9 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     // that the program's process exists (0), or the errno of what failed.
     let (go_rd, go_wr) = pipe()?;
     let (ready_rd, ready_wr) = pipe()?;
+    // said: this process closes it once it has said which process the program is (see
+    // `Plan::said`); nobody else keeps its write end.
+    let (said_rd, said_wr) = pipe()?;
     // With CAP_SYS_ADMIN (root, as a rule) a PID namespace alone will do, and the program keeps
     // its privileges over everything outside (a user namespace would confine them to itself).
     let privileged = rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN));
@@ -130,15 +133,16 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
         _ => (sys::clone_raw(with_user).map_err(|e| Fallback::Because("cannot create user and PID namespaces", Some(e)))?, true),
     };
     if init == 0 {
-        drop((go_wr, ready_rd));
+        drop((go_wr, ready_rd, said_wr));
         let mut go = [0u8; 1];
         if read_full(go_rd.as_fd(), &mut go) != 1 {
             sys::exit_group(crate::EXIT_REFUSED);
         }
         drop(go_rd);
+        p.said = crate::files::park(said_rd, p.fd_base).unwrap_or(-1);
         return run_init(p, pid, ready_wr);
     }
-    drop((go_rd, ready_wr));
+    drop((go_rd, ready_wr, said_rd));
     // The maps are written from here, outside the new namespace: only a process with
     // CAP_SETUID over the parent namespace may map more than its own ID.
     if let Err(e) = if own_user_ns { write_id_maps(init, uid, gid) } else { Ok(()) } {
@@ -159,6 +163,7 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     drop(ready_rd);
     let program = if pid == 1 { Some(init) } else { find_child(init) };
     say_stopped(p, program.unwrap_or(init), true);
+    drop(said_wr);
     drop_parked(p);
     supervise(init, forwarded_mask(), true)
 }

@@ -73,12 +73,18 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     let args = unsafe { args::Args::from_stack(sp) };
     let opts = match args.parse() {
         Ok(o) => o,
-        Err(code) => sys::exit_group(code),
+        Err(stop) => sys::exit_group(stop.report()),
     };
     // SAFETY: the one call of this run.
     let p = unsafe { plan::take() };
     if plan::make(&opts, p).is_err() {
         sys::exit_group(EXIT_REFUSED);
+    }
+    // ckpt's line is in the plan now; `ps` shows the restored program's parents as what the
+    // user ran, without it.
+    if let Some((_, at)) = opts.say {
+        // SAFETY: the arguments are this program's own, and the plan took its copy of the line.
+        unsafe { args.blank(at) };
     }
     // Nothing may interrupt the rebuild from here on (signals meant for the program are passed
     // on to it by `ids`); the restored mask comes back with rt_sigreturn.

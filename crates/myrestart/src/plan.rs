@@ -110,6 +110,19 @@ pub struct MapSlot {
     pub private: bool,
 }
 
+/// A log to cut back at the point of no return (see `files::plan_cut`).
+#[derive(Clone, Copy)]
+pub struct LogCut {
+    /// The program's descriptor for it (1 or 2), for the message.
+    pub target: i32,
+    /// A descriptor of ours on the file (parked), opened to read and write, not appending.
+    pub fd: i32,
+    pub dev: u64,
+    pub ino: u64,
+    /// Its length at the checkpoint.
+    pub size: u64,
+}
+
 pub const MAX_FDS: usize = 4096;
 /// Most threads an image may have.
 pub const MAX_THREADS: usize = 4096;
@@ -186,6 +199,26 @@ pub struct Plan {
     pub stopped: bool,
     /// Say which PID the restored process has.
     pub announce: bool,
+    /// Never cut a log: `--keep-logs`, or a last checkpoint (the program printed nothing past
+    /// it, and what follows in its logs is others').
+    pub keep_logs: bool,
+    /// Each log of the image (a device and inode, see `files::plan_cut`) and the process (its
+    /// index in `tree`) that cuts it: the first that has it, so that each log is cut once.
+    pub log_owners: [(u64, u64, usize); 2 * MAX_TREE],
+    pub nlog_owners: usize,
+    /// This process's logs to cut at its point of no return.
+    pub cuts: [LogCut; 2],
+    pub ncuts: usize,
+    /// myrestart's own stderr when it started, if a regular file (device, inode, length):
+    /// what was written to it since is myrestart's own, and stays when that file is cut.
+    pub own_stderr: Option<(u64, u64, u64)>,
+    /// `--say`: a line (with its newline) for stderr once the logs are in order.
+    pub say: [u8; 1024],
+    pub say_len: usize,
+    /// A pipe's read end (parked) that reaches its end once the outer myrestart has said which
+    /// process the program is (`--announce`, `--stopped`): logs are cut only then, so that its
+    /// lines stay in one that is its stderr too. -1 without namespaces (nothing outside).
+    pub said: i32,
 }
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
@@ -237,6 +270,15 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     eager: false,
     stopped: false,
     announce: false,
+    keep_logs: false,
+    log_owners: [(0, 0, 0); 2 * MAX_TREE],
+    nlog_owners: 0,
+    cuts: [LogCut { target: 0, fd: -1, dev: 0, ino: 0, size: 0 }; 2],
+    ncuts: 0,
+    own_stderr: None,
+    say: [0; 1024],
+    say_len: 0,
+    said: -1,
 }));
 
 /// The plan, once: `entry` takes it and hands it down explicitly. It lives in a static (not on
@@ -266,6 +308,19 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     p.eager = opts.eager;
     p.stopped = opts.stopped;
     p.announce = opts.announce;
+    // Before anything is said: what myrestart writes to its stderr from here on is its own.
+    // SAFETY: descriptor 2 is only borrowed for the look.
+    p.own_stderr = rustix::fs::fstat(unsafe { rustix::fd::BorrowedFd::borrow_raw(2) })
+        .ok()
+        .filter(|st| (st.st_mode & 0o170000) == 0o100000)
+        .map(|st| (st.st_dev, st.st_ino, st.st_size as u64));
+    if let Some((text, _)) = opts.say {
+        let text = text.to_bytes();
+        let n = text.len().min(p.say.len() - 1);
+        p.say[..n].copy_from_slice(&text[..n]);
+        p.say[n] = b'\n';
+        p.say_len = n + 1;
+    }
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
         refuse(path, format_args!("cannot open: {}", describe(e)));
     })?;
@@ -289,7 +344,14 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let file_len = st.st_size as u64;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
-    check_not_running(path, &p.state, opts.allow_running)?;
+    p.keep_logs = opts.keep_logs || p.state.is_last_checkpoint();
+    p.nlog_owners = 0;
+    files::note_logs(&image, 0, p);
+    let mut running = StillRunning::new();
+    running.note(&p.state);
+    if image.tree().is_none() {
+        running.judge(path, false, opts.allow_running)?;
+    }
     let ignored = ignored_interrupts(&p.state);
     let key = match opts.key {
         None => None,
@@ -348,11 +410,16 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
             ckpt_image::shared::check_against_root(&part, &image).map_err(|e| {
                 refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
             })?;
+            running.note(&p.state);
+            files::note_logs(&part, i, p);
             adopt(path, &part, p)?;
             fd_base = fd_base.max(files::fd_base(&part));
             p.tree[i].meta = m.as_ptr() as usize;
             p.tree[i].meta_len = m.len();
         }
+        // Every process of the tree, not only its root: `kill -9` of a pipeline's root leaves
+        // the rest running, writing the files a restored tree would write.
+        running.judge(path, true, opts.allow_running)?;
     }
     check_mm_map_allowed(path)?;
     report_rlimits(&p.state);
@@ -683,22 +750,56 @@ fn ignored_interrupts(st: &ProcessState) -> Option<&'static str> {
     }
 }
 
-/// The checkpointed process must not still be running (unless `allow`): a second copy would
-/// share its files and sockets, and each would write over the other's output.
-fn check_not_running(path: &CStr, st: &ProcessState, allow: bool) -> Result<(), ()> {
-    if !still_runs(st) {
-        return Ok(());
+/// The processes of an image that still run here (see [`still_runs`]), named for one line. A
+/// second copy of them would share their files and sockets, and each would write over the
+/// other's output: refused unless `--allow-running`.
+struct StillRunning {
+    /// `PID n, EXE` of each, `; ` between them.
+    names: ckpt_sigsafe::out::Line,
+    count: usize,
+}
+
+impl StillRunning {
+    fn new() -> StillRunning {
+        StillRunning { names: ckpt_sigsafe::out::Line::new(), count: 0 }
     }
-    let exe = Lossy(st.exe.as_bytes());
-    if allow {
-        say!("myrestart: {}: process {} ({exe}) still runs; restoring a second copy of it, as asked (--allow-running)", Lossy(path.to_bytes()), st.pid);
-        return Ok(());
+
+    fn note(&mut self, st: &ProcessState) {
+        if !still_runs(st) {
+            return;
+        }
+        use core::fmt::Write;
+        let sep = if self.count > 0 { "; " } else { "" };
+        let _ = write!(self.names, "{sep}PID {}, {}", st.pid, Lossy(st.exe.as_bytes()));
+        self.count += 1;
     }
-    refuse(path, format_args!(
-        "the checkpointed process still runs (PID {}, {exe}): a second copy would share its files and write over its output; end it first, or give --allow-running",
-        st.pid
-    ));
-    Err(())
+
+    /// Refuses (or, with `allow`, says it goes on) if any still runs; `tree` for a tree image.
+    fn judge(&self, path: &CStr, tree: bool, allow: bool) -> Result<(), ()> {
+        let (n, names) = (self.count, Lossy(self.names.as_bytes()));
+        let what = if n == 1 { "process" } else { "processes" };
+        match (n, tree, allow) {
+            (0, _, _) => return Ok(()),
+            (_, false, false) => refuse(path, format_args!(
+                "the checkpointed process still runs ({names}): a second copy would share its files and write over its output; end it first, or give --allow-running"
+            )),
+            (_, false, true) => say!("myrestart: {}: the checkpointed process still runs ({names}); restoring a second copy of it, as asked (--allow-running)", Lossy(path.to_bytes())),
+            (_, true, false) => refuse(path, format_args!(
+                "{n} {what} of the checkpointed tree still {}: second copies would share their files and write over their output; end them first, or give --allow-running ({names})",
+                if n == 1 { "runs" } else { "run" }
+            )),
+            (_, true, true) => say!(
+                "myrestart: {}: {n} {what} of the checkpointed tree still {}; restoring second copies, as asked (--allow-running) ({names})",
+                Lossy(path.to_bytes()),
+                if n == 1 { "runs" } else { "run" }
+            ),
+        }
+        if allow {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
 }
 
 /// Whether the process the image was taken from runs here: its PID belongs to a live process
@@ -739,7 +840,7 @@ fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), ()> {
     if st.xfeatures == 0 {
         return Ok(());
     }
-    let have = xcr0();
+    let have = ckpt_sigsafe::cpu::xcr0();
     if st.xfeatures & !have != 0 {
         refuse(path, format_args!(
             "the image needs CPU register state this machine does not enable (XSAVE features {:#x}, this machine has {:#x})",
@@ -748,21 +849,6 @@ fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), ()> {
         return Err(());
     }
     Ok(())
-}
-
-/// XCR0: the XSAVE features the kernel enabled (0 if the CPU has no XSAVE).
-fn xcr0() -> u64 {
-    // SAFETY: CPUID exists on every x86-64 CPU (the block is `unsafe` for Rust before 1.87,
-    // where this intrinsic was not yet safe to call).
-    #[allow(unused_unsafe)]
-    let ecx = unsafe { core::arch::x86_64::__cpuid(1) }.ecx;
-    if ecx & (1 << 27) == 0 {
-        return 0;
-    }
-    let (lo, hi): (u32, u32);
-    // SAFETY: OSXSAVE is set, so xgetbv with ecx = 0 is allowed in user mode.
-    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
-    (hi as u64) << 32 | lo as u64
 }
 
 /// Every region must be user memory.

@@ -1,6 +1,7 @@
 //! After the point of no return: runs from myrestart's copy inside the block, on the block's
 //! stack. It follows the plan without deciding anything:
 //!
+//! 0. cut back the logs the plan chose (what the program printed after the checkpoint);
 //! 1. unmap everything except the block and the kernel's vdso/vvar mappings;
 //! 2. move vdso/vvar to the addresses the image recorded (via a parking spot in the block, so
 //!    that old and new places may overlap);
@@ -33,6 +34,15 @@ fn lost(step: &str, addr: u64, e: Errno) -> ! {
 /// the block's copy of the program.
 pub extern "C" fn run(p: &'static Plan) -> ! {
     let Some(image) = p.image.as_ref() else { sys::exit_group(EXIT_LOST) };
+    // The logs first, now that the restart can no longer be refused (and the outer myrestart
+    // has said its piece); then ckpt's line (`--say`), once, on myrestart's own stderr (the
+    // program's descriptors come later).
+    wait_for_eof(p.said);
+    crate::files::cut_logs(p, image);
+    if p.member == 0 && p.say_len > 0 {
+        // SAFETY: descriptor 2 is still myrestart's own here, only borrowed for the write.
+        let _ = rustix::io::write(unsafe { rustix::fd::BorrowedFd::borrow_raw(2) }, &p.say[..p.say_len]);
+    }
     unmap_all_but_block(p);
     move_specials(p);
     map_regions(p, image);
@@ -42,6 +52,23 @@ pub extern "C" fn run(p: &'static Plan) -> ! {
     restore_timers(p, image, &tids[..p.nothers]);
     send_pending_signals(p);
     resume(p)
+}
+
+/// Waits until the pipe whose read end is `fd` has no writer left (nothing if `fd` is -1).
+fn wait_for_eof(fd: i32) {
+    if fd < 0 {
+        return;
+    }
+    let mut b = [0u8; 16];
+    // SAFETY: a parked descriptor of ours, only borrowed here.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    loop {
+        match rustix::io::read(fd, &mut b) {
+            Ok(n) if n > 0 => {}
+            Err(Errno::INTR) => {}
+            _ => return,
+        }
+    }
 }
 
 /// The POSIX timers, each with its ID (`PR_TIMER_CREATE_RESTORE_IDS`), clock, notification and

@@ -6,6 +6,7 @@
 //! does not) and buffers that the caller owns.
 #![no_std]
 
+pub mod cpu;
 pub mod errno;
 pub mod extents;
 

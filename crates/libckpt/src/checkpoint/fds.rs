@@ -160,7 +160,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         if kind == FdKind::Unsupported {
             say!("ckpt: fd {fd} ({}) cannot be saved ({why}); a restarted process will not have it", Lossy(path));
         }
-        let rec = FdRecord {
+        let mut rec = FdRecord {
             fd,
             kind,
             open_flags,
@@ -178,6 +178,9 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
             blob_hash: 0,
             aux,
         };
+        if rec.is_std_log() {
+            rec.aux = log_tail_hash(fd, rec.size, parts.text);
+        }
         rec.write(&mut w, path);
     }
     parts.fds_len = w.finish().ok_or(Failure::plain("too many open descriptors to record"))?;
@@ -189,6 +192,23 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     // A pipe end whose other end is outside the process (often one it merely inherited) is
     // named at restart, where it comes back with that end closed: nothing is wrong yet now.
     Ok(())
+}
+
+/// The tail hash of the log on `fd` (stdout or stderr in a regular file) at `size`, its length
+/// now, by which a restart knows whether the file has only grown since; read through a
+/// descriptor of its own (the program's may be write-only, and its offset must not move). 0 if
+/// it cannot be read: a restart then leaves the file as it finds it.
+fn log_tail_hash(fd: i32, size: u64, buf: &mut [u8]) -> u64 {
+    let mut path = [0u8; 64];
+    let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fd/", fd as u64, b"") else { return 0 };
+    let Ok(file) = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) else { return 0 };
+    let read = |at: u64, into: &mut [u8]| loop {
+        match rustix::io::pread(&file, &mut *into, at) {
+            Err(rustix::io::Errno::INTR) => {}
+            other => break other,
+        }
+    };
+    ckpt_image::fds::log_tail_hash(size, buf, read).ok().flatten().unwrap_or(0)
 }
 
 /// Copies the bytes in the pipe whose read end is `fd` into `data` at `*used`, without taking

@@ -227,6 +227,10 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     crate::resume::prepare_for_restore();
     crate::dropped::mark_for_image();
     capture::process_state(&mut parts, uc, cfg)?;
+    if last.is_some() {
+        // The program prints nothing past this image: a restart leaves its logs as they are.
+        parts.state.flags |= ckpt_image::state::FLAG_LAST_CHECKPOINT;
+    }
     let mut own = [-1i32; 1 + ckpt_image::tree::MAX_TREE];
     let own: &[i32] = match &tree {
         Some(t) => t.own_fds(&mut own),

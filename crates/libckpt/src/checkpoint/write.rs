@@ -543,7 +543,10 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         }
         _ => (0, 0),
     };
+    // The frame's XSAVE area, and the note made from it (as long as debuggers expect).
     let xstate_len = if parts.state.xfeatures != 0 { parts.state.xstate_size as usize } else { 0 };
+    let xstate_note_len = ckpt_image::frame::core_xstate_len(parts.state.xfeatures);
+    let xsave_layout = ckpt_sigsafe::cpu::xsave_layout();
     // Each thread's notes: its state, its registers, and (x86-64 frames always have one) its
     // FXSAVE and XSAVE areas.
     let mut thread_notes_len = 0;
@@ -552,7 +555,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         thread_notes_len += note_size(CKPT_NOTE_NAME, ThreadState::ENCODED_LEN)
             + note_size(CORE, PRSTATUS_SIZE)
             + if has_fpu { note_size(CORE, FXSAVE_SIZE) } else { 0 }
-            + if has_fpu && xstate_len > 0 { note_size(LINUX, xstate_len) } else { 0 };
+            + if has_fpu && xstate_len > 0 { note_size(LINUX, xstate_note_len) } else { 0 };
     }
 
     // Layout: headers, notes, then data from the first page boundary after them.
@@ -696,8 +699,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             if xstate_len > 0 {
                 // SAFETY: the software bytes of that area say an XSAVE area of this size follows it.
                 let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, xstate_len) };
-                begin_note(&mut w, LINUX, note::NT_X86_XSTATE, xstate_len);
-                write_xstate(&mut w, xs, st.xfeatures);
+                begin_note(&mut w, LINUX, note::NT_X86_XSTATE, xstate_note_len);
+                write_xstate(&mut w, xs, st.xfeatures, &xsave_layout);
                 w.align(4);
             }
         }

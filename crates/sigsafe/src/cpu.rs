@@ -1,0 +1,33 @@
+//! What the CPU says about its register state: the XSAVE features the kernel enabled (XCR0)
+//! and where each of them lies in an XSAVE area (CPUID leaf 0xD).
+
+/// XCR0: the XSAVE features the kernel enabled (0 if the CPU has no XSAVE).
+pub fn xcr0() -> u64 {
+    // SAFETY: CPUID exists on every x86-64 CPU (the block is `unsafe` for Rust before 1.87,
+    // where this intrinsic was not yet safe to call).
+    #[allow(unused_unsafe)]
+    let ecx = unsafe { core::arch::x86_64::__cpuid(1) }.ecx;
+    if ecx & (1 << 27) == 0 {
+        return 0;
+    }
+    let (lo, hi): (u32, u32);
+    // SAFETY: OSXSAVE is set, so xgetbv with ecx = 0 is allowed in user mode.
+    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (hi as u64) << 32 | lo as u64
+}
+
+/// Where each XSAVE component the kernel enabled lies in a standard-format XSAVE area (a
+/// signal frame's): CPUID leaf 0xD, sub-leaf `i`, gives its size (EAX) and offset (EBX).
+pub fn xsave_layout() -> ckpt_image::frame::XsaveLayout {
+    let mut layout = [(0, 0); 10];
+    let enabled = xcr0();
+    for (i, slot) in layout.iter_mut().enumerate().skip(2) {
+        if enabled & 1 << i != 0 {
+            // SAFETY: as in `xcr0`; leaf 0xD exists where XSAVE does, which XCR0 shows.
+            #[allow(unused_unsafe)]
+            let r = unsafe { core::arch::x86_64::__cpuid_count(0xd, i as u32) };
+            *slot = (r.ebx, r.eax);
+        }
+    }
+    layout
+}
