@@ -2,7 +2,7 @@
 //! `MAP_SHARED` region maps, check that doing so is safe, and park the results on descriptor
 //! numbers above all the target's. After it, [`install`] puts each at its old number.
 //!
-//! What counts as safe (also in the README):
+//! What counts as safe (also in docs/guide.md):
 //! - a regular file must still exist and be at least as long as the saved offset (the refusal
 //!   says what lets the restart go on); a file that was replaced (another inode) is used with a
 //!   warning; other changes are the user's business;
