@@ -203,12 +203,16 @@ pub fn job(a: JobArgs) -> Outcome {
     };
     end_orphans();
     let Some(stop) = stopping else {
-        // The program ended: on its own, its images are retired so that the next start of the
-        // job starts afresh; after a signal that ends it, they stay for a restart.
-        if !told_to_end {
+        // The program ended. If it exited, on its own, its run is over: its images are retired
+        // so that the next start of the job starts afresh. If a signal ended it (a crash, the
+        // OOM killer, `kill -9`, or a signal passed on from the batch system), they stay: the
+        // next start goes on from the newest.
+        if libc::WIFEXITED(status) && !told_to_end {
             if let Some(line) = set::retire(&image, &prog, status) {
                 eprintln!("ckpt: {line}");
             }
+        } else if libc::WIFSIGNALED(status) && !set::generations(&image).is_empty() {
+            eprintln!("ckpt: {prog} was ended by signal {}; its images stay, and the next `ckpt job` goes on from the newest", libc::WTERMSIG(status));
         }
         return Ok(ExitCode::from(ckpt_sigsafe::sys::shell_status(status) as u8));
     };

@@ -112,9 +112,9 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
     }
 }
 
-/// What becomes of a job's image set once its program has ended on its own, so that the next
+/// What becomes of a job's image set once its program has exited on its own, so that the next
 /// `ckpt job` starts afresh: after exit status 0 the work is done, and the images go; after any
-/// other end they are moved into `IMAGE.ended/` (replacing an older one), where
+/// other status they are moved into `IMAGE.ended/` (replacing an older one), where
 /// `ckpt restart --newest IMAGE.ended/NAME` can still go on from the last of them. Returns the
 /// line that says so (`None` if there were no images).
 pub fn retire(image: &Path, prog: &str, status: i32) -> Option<String> {
@@ -122,7 +122,7 @@ pub fn retire(image: &Path, prog: &str, status: i32) -> Option<String> {
     if files.is_empty() {
         return None;
     }
-    let ended = if status == 0 { "finished (exit status 0)".to_string() } else { format!("ended with {}", describe_status(status)) };
+    let ended = if status == 0 { "finished (exit status 0)".to_string() } else { format!("ended with exit status {}", libc::WEXITSTATUS(status)) };
     if status == 0 {
         let mut left = Vec::new();
         for f in &files {
@@ -156,13 +156,4 @@ pub fn retire(image: &Path, prog: &str, status: i32) -> Option<String> {
         aside.display(),
         aside.display()
     ))
-}
-
-/// "exit status N" or "signal N (NAME)" for a wait status.
-fn describe_status(status: i32) -> String {
-    if libc::WIFSIGNALED(status) {
-        format!("signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("exit status {}", libc::WEXITSTATUS(status))
-    }
 }
