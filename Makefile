@@ -26,14 +26,16 @@ all: libckpt.so myrestart ckpt
 
 # Cargo decides what is out of date; the copies land where the brief expects them. Each is
 # copied beside its place and renamed over it: a program running with the old libckpt.so
-# mapped keeps the old file (overwriting it in place would change the code under it).
+# mapped keeps the old file (overwriting it in place would change the code under it). A file
+# that is already the same is left as it is: images name libckpt.so by its inode, and a new
+# one, however alike, would make every earlier image refuse to restart.
 # ckpt is linked statically (glibc's static-pie), so that it runs on any Linux whatever its C
 # library; myrestart is static by construction; libckpt.so takes only symbols glibc 2.28 has.
 libckpt.so myrestart ckpt &: FORCE
 	$(CARGO) build --release --locked -p libckpt -p myrestart
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked -p ckpt --target $(HOST)
-	for f in libckpt.so myrestart; do cp -f $(RELEASE)/$$f .$$f.new && mv -f .$$f.new $$f; done
-	cp -f target/$(HOST)/release/ckpt .ckpt.new && mv -f .ckpt.new ckpt
+	for f in $(RELEASE)/libckpt.so $(RELEASE)/myrestart target/$(HOST)/release/ckpt; do \
+	  n=$$(basename $$f); cmp -s $$f $$n || { cp -f $$f .$$n.new && mv -f .$$n.new $$n; }; done
 
 # ckpt finds the other two from its own place: PREFIX/bin/myrestart, PREFIX/lib/ckpt/libckpt.so.
 install: all

@@ -185,7 +185,7 @@ fn kill_without_any_image_leaves_the_program_running() {
     let out = c.output().unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("No space left on device") && said.contains("no image of it exists, so it was not ended: it goes on running"), "{said}");
+    assert!(said.contains("No space left on device") && said.contains("no image of this run of it exists, so it was not ended: it goes on running"), "{said}");
     // It goes on.
     let n = orig.lines().len();
     orig.wait_lines(n + 10, SHORT);
@@ -348,4 +348,133 @@ fn restart_newest_keeps_to_the_newest_images_command() {
     older.wait_lines(3, SHORT);
     assert!(older.stderr().contains(&format!("restarting from {}.1", img.display())), "{}", older.stderr());
     older.kill9();
+}
+
+/// `ckpt job` tells a restart that did not happen from the program's own end: a refused restart
+/// (exit status 2, nothing changed) keeps the images for another try, and so does a restored
+/// program killed by a signal (as the OOM killer would); only a program that exits retires them.
+#[test]
+fn job_keeps_its_images_when_the_restart_is_refused_or_the_program_is_killed() {
+    let wd = Workdir::new("work-refused");
+    let dir = &wd.path;
+    let (out, err) = (dir.join("out"), dir.join("err"));
+    let n = 300;
+    let reference = reference_run({
+        let mut c = Command::new(prog("counter", &[]));
+        c.args([n.to_string(), "10000".to_string()]);
+        c
+    }, LONG);
+    let counter = prog("counter", &[]);
+    let cmd = [counter.to_str().unwrap(), "300", "10000"];
+    let mut job = start_job(dir, &[], &[], &cmd, &out, &err);
+    wait_file_lines(&out, 30, LONG);
+    job.signal(libc::SIGUSR1);
+    assert_eq!(job.wait_exit(LONG).code(), Some(75), "{}", read(&err));
+
+    // An image others may write is refused by myrestart: nothing ran, the images stay.
+    use std::os::unix::fs::PermissionsExt;
+    let image = dir.join("myckpt");
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut refused = start_job(dir, &[], &[], &cmd, &out, &err);
+    assert_eq!(refused.wait_exit(LONG).code(), Some(2), "{}", read(&err));
+    assert!(read(&err).contains("was not restarted (myrestart's exit status 2); its images stay as they are"), "{}", read(&err));
+    assert!(image.exists() && !dir.join("myckpt.ended").exists(), "{:?}", names(dir, "myckpt"));
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Restarted (from a last checkpoint: ckpt job takes a fresh image at once, to go back to if
+    // it crashes), then killed by a signal: the images stay, and the next start goes on.
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| std::fs::metadata(p).map(|m| m.ino()).unwrap_or(0);
+    let last = ino(&image);
+    let mut restarted = start_job(dir, &[], &[], &cmd, &out, &err);
+    let at = file_lines(&out).len();
+    wait_file_lines(&out, at + 20, LONG);
+    let deadline = Instant::now() + LONG;
+    while ino(&image) == last {
+        assert!(Instant::now() < deadline, "no fresh image after the restart: {}", read(&err));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_file_lines(&out, file_lines(&out).len() + 10, LONG);
+    let program = program_of(restarted.pid);
+    // SAFETY: kill(2) of the restored program this test's job started.
+    unsafe { libc::kill(program as i32, libc::SIGKILL) };
+    assert_eq!(restarted.wait_exit(LONG).code(), Some(128 + 9), "{}", read(&err));
+    assert!(read(&err).contains("was ended by signal 9; its images stay"), "{}", read(&err));
+    assert!(image.exists() && !dir.join("myckpt.ended").exists(), "{:?}", names(dir, "myckpt"));
+    let mut finish = start_job(dir, &[], &[], &cmd, &out, &err);
+    assert_eq!(finish.wait_exit(LONG).code(), Some(0), "{}", read(&err));
+    // Every line once: the lines the killed run printed after the image were cut.
+    assert_eq!(file_lines(&out), reference, "{}", read(&err));
+    assert_eq!(names(dir, "myckpt"), Vec::<String>::new());
+}
+
+/// The program behind a job's or a restart's supervisors: below `ckpt job`, below myrestart
+/// and its init.
+fn program_of(pid: u32) -> u32 {
+    let deadline = Instant::now() + SHORT;
+    let comm = |p: u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default().trim().to_string();
+    let mut at = pid;
+    while matches!(comm(at).as_str(), "ckpt" | "myrestart") {
+        let kids = std::fs::read_to_string(format!("/proc/{at}/task/{at}/children")).unwrap_or_default();
+        match kids.split_whitespace().next().and_then(|c| c.parse().ok()) {
+            Some(c) => at = c,
+            None => {
+                assert!(Instant::now() < deadline, "no program below {pid}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    at
+}
+
+/// A shell script run by `ckpt job`: bash defines its own `getenv`, which the library's settings
+/// must be read before; the job stops and goes on, and an edited script is refused.
+#[test]
+fn a_bash_script_job_goes_on_and_its_edits_are_seen() {
+    let wd = Workdir::new("work-bash");
+    let dir = &wd.path;
+    let script = "i=0\nwhile [ $i -lt 150 ]; do echo $i; i=$((i+1)); sleep 0.01; done\n";
+    std::fs::write(dir.join("count.sh"), script).unwrap();
+    let (out, err) = (dir.join("out"), dir.join("err"));
+    let cmd = ["bash", "count.sh"];
+    let mut job = start_job(dir, &[], &["--interval", "0.2"], &cmd, &out, &err);
+    wait_file_lines(&out, 30, LONG);
+    // Periodic images come (the interval reached bash's libckpt).
+    let second = dir.join("myckpt.1");
+    let deadline = Instant::now() + LONG;
+    while !second.exists() {
+        assert!(Instant::now() < deadline, "no periodic images: {}", read(&err));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    job.signal(libc::SIGUSR1);
+    assert_eq!(job.wait_exit(LONG).code(), Some(75), "{}", read(&err));
+    let said = ckpt_cmd(&["inspect", dir.join("myckpt").to_str().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&said.stdout).contains("started as   bash count.sh"), "{}", String::from_utf8_lossy(&said.stdout));
+
+    std::fs::write(dir.join("count.sh"), format!("echo edited\n{script}")).unwrap();
+    let mut edited = start_job(dir, &[], &[], &cmd, &out, &err);
+    assert_eq!(edited.wait_exit(LONG).code(), Some(2), "{}", read(&err));
+    assert!(read(&err).contains("count.sh changed since it was taken"), "{}", read(&err));
+    std::fs::write(dir.join("count.sh"), script).unwrap();
+    let mut again = start_job(dir, &[], &[], &cmd, &out, &err);
+    assert_eq!(again.wait_exit(LONG).code(), Some(0), "{}", read(&err));
+    let want: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    assert_eq!(file_lines(&out), want, "{}", read(&err));
+}
+
+/// A Python program that ran a subprocess (CPython resets the signal handlers in a `vfork`
+/// child, which shares the program's memory) is still checkpointed by `ckpt checkpoint`.
+#[test]
+fn a_python_program_that_ran_a_subprocess_is_checkpointed() {
+    let wd = Workdir::new("work-subprocess");
+    let img = wd.image();
+    let code = "import subprocess, time\nsubprocess.run(['true'])\nfor i in range(100000):\n    print(i, flush=True)\n    time.sleep(0.01)\n";
+    let mut c = ckpt_cmd(&["run", "--image", img.to_str().unwrap(), "--", "python3", "-c", code]);
+    c.current_dir(&wd.path);
+    let mut orig = Proc::spawn(c, "ckpt run python3");
+    orig.wait_lines(5, SHORT);
+    let out = ckpt_cmd(&["checkpoint", &orig.pid.to_string(), "--wait"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!orig.stderr().contains("installed its own handler"), "{}", orig.stderr());
+    orig.kill9();
 }

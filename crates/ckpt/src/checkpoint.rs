@@ -91,6 +91,7 @@ fn writer_file(pid: u32, image: &Path) -> Option<std::fs::Metadata> {
 }
 
 pub fn checkpoint(a: CheckpointArgs) -> Outcome {
+    use ckpt_image::report::Outcome as O;
     // `ckpt restart`'s PID is myrestart's: the program it restored is below it.
     let asked = a.pid;
     let pid = crate::report::program_behind(asked);
@@ -147,7 +148,7 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     };
     let mut page = crate::report::Page::of(pid);
     // Checkpoints the process had begun before this one: ours is a later one.
-    let base = page.read().map_or(0, |s| s.started);
+    let mut base = page.read().map_or(0, |s| s.started);
     let before = identity(&image);
     let started = Instant::now();
     let sent = if a.kill {
@@ -174,15 +175,24 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
         // The process says what became of the checkpoint in its report page (a restored
         // process makes its page when the checkpoint begins: it is looked for again).
         if let Some(s) = page.read() {
-            if crate::report::outcome_after(&s, base).is_some() {
-                end_progress();
-                return outcome(asked, pid, &image, &s, started, deadline);
+            match crate::report::outcome_after(&s, base) {
+                // Asked for the last checkpoint, an ordinary one answered: a periodic one, or
+                // the request merged into a checkpoint signal already pending. Asked again.
+                Some(O::Written | O::Failed) if a.kill => {
+                    base = s.done;
+                    let _ = ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT);
+                }
+                Some(_) => {
+                    end_progress();
+                    return outcome(asked, pid, &image, &s, started, deadline);
+                }
+                None => {}
             }
         }
         if page.exists() {
             if !alive(pid) {
                 end_progress();
-                return Err((EXIT_FAILED, format!("process {asked} ended before its checkpoint was written; {} is as it was", image.display())));
+                return Err((EXIT_FAILED, format!("process {asked} ended before its checkpoint was written; nothing at {} changed", image.display())));
             }
             if page.read().is_some_and(|s| s.started == base) && started.elapsed() > Duration::from_secs(1) && stopped(pid) {
                 end_progress();
@@ -250,9 +260,9 @@ fn outcome(asked: u32, pid: u32, image: &Path, s: &crate::report::Snapshot, star
             let taken = crate::inspect::taken(image).map(|t| format!(", taken {t}")).unwrap_or_default();
             Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; it ended, as asked: its last image is {shown}{taken}")))
         }
-        Some(O::LastFailedGoesOn) => Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; no image of it exists, so it was not ended: it goes on running"))),
-        Some(O::LastFailedStopped) => Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; no image of it exists, so it was not ended: it is stopped (`kill -CONT {asked}` lets it go on)"))),
-        Some(O::Failed) | None => Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed: {why}; it goes on, and {shown} is as it was"))),
+        Some(O::LastFailedGoesOn) => Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; no image of this run of it exists, so it was not ended: it goes on running"))),
+        Some(O::LastFailedStopped) => Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; no image of this run of it exists, so it was not ended: it is stopped (`kill -CONT {asked}` lets it go on)"))),
+        Some(O::Failed) | None => Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed: {why}; it goes on, and nothing at {shown} changed"))),
     }
 }
 

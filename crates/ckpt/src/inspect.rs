@@ -86,6 +86,11 @@ pub fn taken_ns(path: &Path) -> Option<u64> {
     checked_headers(path).map(|(_, st)| st.created_unix_ns)
 }
 
+/// Whether the image at `path` is a last checkpoint (its program ended right after it).
+pub fn is_last_checkpoint(path: &Path) -> bool {
+    checked_headers(path).is_some_and(|(_, st)| st.is_last_checkpoint())
+}
+
 /// The same, as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn taken(path: &Path) -> Option<String> {
     taken_ns(path).map(utc)

@@ -12,6 +12,7 @@
 
 use crate::run::{self, RestartFlags, RunArgs};
 use crate::set::{self, Want};
+use ckpt_image::report::Outcome as Ended;
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
 use clap::Args;
 use std::os::unix::fs::MetadataExt;
@@ -94,10 +95,29 @@ pub fn job(a: JobArgs) -> Outcome {
     let program = run::resolve(Path::new(&a.run.command[0])).ok_or((EXIT_REFUSED, format!("{prog}: command not found")))?;
     let started = crate::origin::Started::new(&a.run.command, &program).and_then(|s| s.encode()).map_err(|e| (EXIT_REFUSED, e))?;
     let want = if a.allow_changed { Want::Any } else { Want::Command(&started) };
+    // A restart: myrestart says on this pipe whether the restart went past its point of no
+    // return, and how the program ended (its exit status alone cannot say a refusal, 2, from a
+    // program's exit status 2, nor 128 + N from a signal).
+    let mut restart_status: Option<(std::fs::File, i32)> = None;
+    // Gone on from a last checkpoint: a fresh image is taken at once, so that a crash from
+    // then on goes back to the moment of the restart, and a restart then cuts from the logs what
+    // the program printed since (a last checkpoint's own image never cuts them).
+    let mut fresh_image_due = false;
     let (mut cmd, what) = match set::newest(&image, a.run.key.as_deref(), want)? {
-        Some(found) => {
-            let say = format!("ckpt: restarting {prog} from {} (taken {})", found.path.display(), found.taken);
-            let flags = RestartFlags { key: a.run.key.clone(), say: Some(say), ..Default::default() };
+        Some(mut found) => {
+            if a.allow_changed {
+                let differs = crate::inspect::origin_note(&found.path).ok().flatten().and_then(|was| {
+                    let (was, now) = (ckpt_image::origin::Origin::parse(&was).ok()?, ckpt_image::origin::Origin::parse(&started).ok()?);
+                    crate::origin::differences(&was, &now)
+                });
+                if let Some(d) = differs {
+                    found.passed_over.push(format!("ckpt: {} is not of this command ({d}); restarting it all the same, as asked (--allow-changed)", found.path.display()));
+                }
+            }
+            fresh_image_due = crate::inspect::is_last_checkpoint(&found.path);
+            let (rd, wr) = status_pipe().map_err(|e| (EXIT_REFUSED, format!("cannot make a pipe: {}", crate::io_message(&e))))?;
+            let flags = RestartFlags { key: a.run.key.clone(), say: Some(found.say(&format!("ckpt: restarting {prog}"))), status_fd: Some(wr), ..Default::default() };
+            restart_status = Some((rd, wr));
             (run::restart_command(&found.path, &flags)?.0, "myrestart")
         }
         None => {
@@ -105,6 +125,7 @@ pub fn job(a: JobArgs) -> Outcome {
             (run::run_command(a.run)?.0, "the program")
         }
     };
+    let status_wr = restart_status.as_ref().map_or(-1, |(_, wr)| *wr);
     // Orphans of the program (a tree's processes when its root ends) come to us, to be ended.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -113,17 +134,25 @@ pub fn job(a: JobArgs) -> Outcome {
     // instead of ending the program.
     // SAFETY: the closure only calls sigemptyset, sigaddset and sigprocmask, async-signal-safe,
     // between fork and exec.
+    // SAFETY (also): fcntl on the status pipe's write end, which myrestart inherits.
     unsafe {
         cmd.pre_exec(move || {
             let mut only: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut only);
             libc::sigaddset(&mut only, ckpt_signal);
             libc::sigprocmask(libc::SIG_SETMASK, &only, std::ptr::null_mut());
+            if status_wr >= 0 {
+                libc::fcntl(status_wr, libc::F_SETFD, 0);
+            }
             Ok(())
         })
     };
-    let child = cmd.spawn().map_err(|e| (EXIT_REFUSED, format!("cannot start {what}: {e}")))?;
-    let child = child.id() as i32;
+    let spawned = cmd.spawn().map_err(|e| (EXIT_REFUSED, format!("cannot start {what}: {e}")));
+    if status_wr >= 0 {
+        // SAFETY: our write end, which only the child keeps now.
+        unsafe { libc::close(status_wr) };
+    }
+    let child = spawned?.id() as i32;
 
     // Since when the last checkpoint was asked for, the image before it, and the program's
     // report page with the count of checkpoints it had begun then.
@@ -142,20 +171,41 @@ pub fn job(a: JobArgs) -> Outcome {
         let sig = unsafe { libc::sigtimedwait(&set, &mut info, &timeout) };
         if let Some(s) = stopping.as_mut() {
             if !timed_out && s.since.elapsed() > Duration::from_secs_f64(a.timeout) {
-                eprintln!("ckpt: the last checkpoint took more than {} s: killing {prog} without it", a.timeout);
                 timed_out = true;
-                // SAFETY: kill(2) with our child's PID.
-                unsafe { libc::kill(child, libc::SIGKILL) };
+                if matches!(set::newest(&image, key.as_deref(), Want::Command(&started)), Ok(Some(_))) {
+                    eprintln!("ckpt: the last checkpoint took more than {} s: killing {prog} without it (a restart goes on from its previous image)", a.timeout);
+                    // SAFETY: kill(2) with our child's PID.
+                    unsafe { libc::kill(child, libc::SIGKILL) };
+                } else {
+                    eprintln!("ckpt: the last checkpoint of {prog} takes more than {} s; with no other image of it, ckpt job waits for it", a.timeout);
+                }
             }
             let report = s.page.read();
-            if report.as_ref().and_then(|r| crate::report::outcome_after(r, s.base)) == Some(ckpt_image::report::Outcome::LastFailedStopped) {
-                let why = report.map(|r| r.message).unwrap_or_default();
-                eprintln!(
-                    "ckpt: the last checkpoint of {prog} failed: {why}; no image of it exists, so it is kept alive, stopped: {} again tries again, SIGCONT lets it run on",
-                    signal_name(stop_on[0])
-                );
-                stopping = None;
-                kept_stopped = true;
+            match report.as_ref().and_then(|r| crate::report::outcome_after(r, s.base)) {
+                Some(Ended::LastFailedStopped) => {
+                    let why = report.map(|r| r.message).unwrap_or_default();
+                    eprintln!(
+                        "ckpt: the last checkpoint of {prog} failed: {why}; no image of this run of it exists, so it is kept alive, stopped: {} again tries again, SIGCONT lets it run on",
+                        signal_name(stop_on[0])
+                    );
+                    stopping = None;
+                    kept_stopped = true;
+                }
+                // An ordinary checkpoint (a periodic one, or the request merged into one whose
+                // signal was pending): the request is made again.
+                Some(Ended::Written | Ended::Failed) => {
+                    s.base = report.map_or(s.base, |r| r.done);
+                    let _ = ckpt_sigsafe::sys::sigqueue(child as u32, ckpt_signal as u32, LAST_REQUEST);
+                }
+                _ => {}
+            }
+        }
+        if fresh_image_due && stopping.is_none() {
+            // Once the restored program is whole (its report page is there).
+            let program = crate::report::program_behind(child as u32);
+            if crate::report::Page::of(program).read().is_some() {
+                let _ = ckpt_sigsafe::sys::kill(program, ckpt_signal as u32);
+                fresh_image_due = false;
             }
         }
         if sig <= 0 {
@@ -173,8 +223,7 @@ pub fn job(a: JobArgs) -> Outcome {
                 let mut page = crate::report::Page::of(crate::report::program_behind(child as u32));
                 let base = page.read().map_or(0, |r| r.started);
                 stopping = Some(Stopping { since: Instant::now(), before: identity(&image), page, base });
-                let value = ckpt_sigsafe::signals::LAST_CHECKPOINT | ckpt_sigsafe::signals::LAST_STOP_IF_UNSAVED;
-                let _ = ckpt_sigsafe::sys::sigqueue(child as u32, ckpt_signal as u32, value);
+                let _ = ckpt_sigsafe::sys::sigqueue(child as u32, ckpt_signal as u32, LAST_REQUEST);
                 if kept_stopped {
                     // It was stopped: it takes the request once continued.
                     let _ = ckpt_sigsafe::sys::kill(child as u32, libc::SIGCONT as u32);
@@ -202,7 +251,32 @@ pub fn job(a: JobArgs) -> Outcome {
         }
     };
     end_orphans();
-    let Some(stop) = stopping else {
+    // How the program ended: the child's own status, or, when the child is myrestart, what
+    // myrestart said of it (nothing: the restart was refused, or failed before the program ran).
+    let child_status = status;
+    let status = match restart_status {
+        None => Some(status),
+        Some((mut rd, _)) => {
+            let mut said = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut rd, &mut said);
+            match said.as_slice() {
+                [b'R', raw @ ..] if raw.len() == 4 => Some(i32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]])),
+                // Restored without namespaces: myrestart became the program itself.
+                [b'R', ..] => Some(status),
+                _ => None,
+            }
+        }
+    };
+    let Some(status) = status else {
+        // myrestart said why; the images are as they were, for another try.
+        let code = ckpt_sigsafe::sys::shell_status(child_status);
+        eprintln!("ckpt: {prog} was not restarted (myrestart's exit status {code}); its images stay as they are");
+        return Ok(ExitCode::from(code as u8));
+    };
+    // Asked to stop, it may still have ended on its own before it took the request: a program
+    // that exited (a last checkpoint ends it with SIGKILL).
+    let stop = stopping.filter(|_| !libc::WIFEXITED(status));
+    let Some(stop) = stop else {
         // The program ended. If it exited, on its own, its run is over: its images are retired
         // so that the next start of the job starts afresh. If a signal ended it (a crash, the
         // OOM killer, `kill -9`, or a signal passed on from the batch system), they stay: the
@@ -236,6 +310,23 @@ pub fn job(a: JobArgs) -> Outcome {
         }
     }
     Ok(ExitCode::from(EXIT_STOPPED))
+}
+
+/// The request for the last checkpoint: if it cannot be written and no image of this run
+/// exists, the program stops rather than go on (it stays as it is, for another try).
+const LAST_REQUEST: u64 = ckpt_sigsafe::signals::LAST_CHECKPOINT | ckpt_sigsafe::signals::LAST_STOP_IF_UNSAVED;
+
+/// A pipe whose read end (close-on-exec) stays here and whose write end a child inherits (it is
+/// made inheritable in the child only, between fork and exec).
+fn status_pipe() -> std::io::Result<(std::fs::File, i32)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two descriptors it makes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the read end is ours alone from here.
+    Ok((unsafe { std::fs::File::from_raw_fd(fds[0]) }, fds[1]))
 }
 
 /// A last checkpoint under way.

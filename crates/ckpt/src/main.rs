@@ -25,9 +25,12 @@ pub const EXIT_FAILED: u8 = 1;
 /// What `ckpt --help` adds after the commands: exit statuses and the variables libckpt reads.
 const AFTER_HELP: &str = "\
 Exit status:
-  run, restart, job  the program's own (128 + N if signal N ended it); restart: 2 if the image
-                     cannot be restored (nothing changed), 3 if restoring failed midway; job: 75
-                     when it stopped the program at a last checkpoint, for a later restart
+  run, restart       the program's own: its exit status, or ended by the same signal (a shell
+                     shows 128 + N); restart: 2 if the image cannot be restored (nothing
+                     changed), 3 if restoring failed midway
+  job                the program's exit status (128 + N if signal N ended it); 75 when it
+                     stopped the program at a last checkpoint, for a later restart; myrestart's
+                     2 or 3 when a restart was refused or failed
   others             0 done, 1 tried and failed (a checkpoint not written, checksums that do not
                      verify; inspect: an image that cannot be restarted), 2 refused (bad
                      arguments, a missing or foreign image, a process without libckpt; copy: an
@@ -136,7 +139,7 @@ fn main() -> ExitCode {
                 let want = if allow_changed { set::Want::Any } else { set::Want::SameAsNewest };
                 match set::newest(&image, key.as_deref(), want) {
                     // Said by myrestart once the program's logs are in order.
-                    Ok(Some(found)) => Ok((Some(format!("ckpt: restarting from {} (taken {})", found.path.display(), found.taken)), found.path)),
+                    Ok(Some(found)) => Ok((Some(found.say("ckpt: restarting")), found.path)),
                     Ok(None) => Err((EXIT_REFUSED, format!("no image at {}", image.display()))),
                     Err(e) => Err(e),
                 }
@@ -144,7 +147,7 @@ fn main() -> ExitCode {
                 Ok((None, image))
             };
             chosen.and_then(|(say, image)| {
-                run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, key, say })
+                run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, key, say, status_fd: None })
             })
         }
         Command::Inspect(a) => inspect::inspect(a),

@@ -59,12 +59,42 @@ fn scripts(command: &[OsString], program: &Path, cwd: &Path) -> Vec<FileId> {
         }
     }
     if interp {
-        if let Some((k, arg)) = command.iter().enumerate().skip(i).find(|(_, a)| !a.as_bytes().starts_with(b"-")) {
-            out.extend(file_identity(&cwd.join(arg), k as u32));
+        if let Some(k) = script_argument(command, i) {
+            out.extend(file_identity(&cwd.join(&command[k]), k as u32));
         }
     }
     out.truncate(origin::MAX_FILES);
     out
+}
+
+/// Which argument, from `first` on, names the script an interpreter runs: the first that is not
+/// an option, nor the value of one that takes a value (`python3 -W ignore x.py`); none if an
+/// option says the program comes from the command line (`-c`, `-e`, `-m`).
+fn script_argument(command: &[OsString], first: usize) -> Option<usize> {
+    const TAKES_VALUE: &[&[u8]] = &[b"-W", b"-X", b"-o", b"-O", b"-r", b"--require", b"-I"];
+    const NO_FILE: &[&[u8]] = &[b"-c", b"-e", b"-E", b"-m", b"-p", b"-r", b"--eval", b"--print"];
+    let mut k = first;
+    while k < command.len() {
+        let a = command[k].as_bytes();
+        if a == b"--" {
+            return (k + 1 < command.len()).then_some(k + 1);
+        }
+        if !a.starts_with(b"-") || a == b"-" {
+            return (a != b"-").then_some(k);
+        }
+        // php's -r runs code; node's -r loads a module first: both kinds are listed, and code
+        // on the command line wins (nothing is recorded).
+        if NO_FILE.contains(&a) && !(a == b"-r" && is_interpreter_named(command, "node")) {
+            return None;
+        }
+        k += if TAKES_VALUE.contains(&a) { 2 } else { 1 };
+    }
+    None
+}
+
+/// Whether the command's interpreter is `name` (`node`, say).
+fn is_interpreter_named(command: &[OsString], name: &str) -> bool {
+    command.iter().take(3).any(|c| Path::new(c).file_name().is_some_and(|n| n.to_string_lossy().trim_end_matches(|ch: char| ch.is_ascii_digit() || ch == '.') == name))
 }
 
 /// A fresh run identity: random, never 0.
@@ -179,6 +209,13 @@ mod tests {
         assert_eq!((found[0].arg, found[0].size), (2, 9));
         let cmd: Vec<OsString> = ["env", "FOO=1", "python3", "train.py"].iter().map(OsString::from).collect();
         assert_eq!(scripts(&cmd, Path::new("/usr/bin/env"), &dir)[0].arg, 3);
+        // Options that take a value, and code given on the command line.
+        let cmd: Vec<OsString> = ["python3", "-W", "ignore", "train.py"].iter().map(OsString::from).collect();
+        assert_eq!(scripts(&cmd, Path::new("/usr/bin/python3"), &dir)[0].arg, 3);
+        let cmd: Vec<OsString> = ["python3", "-c", "print(1)", "train.py"].iter().map(OsString::from).collect();
+        assert!(scripts(&cmd, Path::new("/usr/bin/python3"), &dir).is_empty());
+        let cmd: Vec<OsString> = ["bash", "--", "train.py"].iter().map(OsString::from).collect();
+        assert_eq!(scripts(&cmd, Path::new("/usr/bin/bash"), &dir)[0].arg, 2);
         // A program that is not an interpreter: its data files are its own business.
         let cmd: Vec<OsString> = ["./sim", "train.py"].iter().map(OsString::from).collect();
         assert!(scripts(&cmd, Path::new("/bin/true"), &dir).is_empty());

@@ -21,14 +21,15 @@ fn children(pid: u32) -> Vec<u32> {
     proctext::pid_list(&text).collect()
 }
 
-/// The process that runs the program when `pid` is a myrestart (the PID `ckpt restart … &`
-/// leaves in `$!`): myrestart, then its init in the program's PID namespace, then the program
-/// (the root of a tree); checkpoint writers, which end up below init too, are not it. `pid`
-/// itself otherwise.
+/// The process that runs the program when `pid` is a supervisor of it: a `ckpt job` (the PID
+/// `ckpt job … &` leaves in `$!`), above the program or the myrestart that restored it; a
+/// myrestart (what `ckpt restart … &` leaves), above its init in the program's PID namespace,
+/// above the program (the root of a tree). Checkpoint writers, which end up below init too, are
+/// not it. `pid` itself otherwise.
 pub fn program_behind(pid: u32) -> u32 {
     let mut at = pid;
-    for _ in 0..2 {
-        if comm(at) != "myrestart" {
+    for _ in 0..3 {
+        if !matches!(comm(at).as_str(), "myrestart" | "ckpt") {
             return at;
         }
         let below: Vec<u32> = children(at).into_iter().filter(|&c| comm(c) != "ckpt-writer").collect();
@@ -37,7 +38,7 @@ pub fn program_behind(pid: u32) -> u32 {
             _ => return pid,
         }
     }
-    if comm(at) == "myrestart" { pid } else { at }
+    if matches!(comm(at).as_str(), "myrestart" | "ckpt") { pid } else { at }
 }
 
 /// The PID `pid` has in its own PID namespace (what its report page names as its owner).
@@ -85,18 +86,28 @@ impl Page {
     /// parent's until its first checkpoint makes its own: then the page is looked for again).
     pub fn read(&mut self) -> Option<Snapshot> {
         use std::os::unix::fs::FileExt;
-        for _ in 0..2 {
+        let mut tries = 0;
+        while tries < 50 {
+            tries += 1;
             let Some(f) = &self.file else {
                 self.find();
+                self.file.as_ref()?;
                 continue;
             };
             let mut bytes = vec![0u8; ckpt_image::report::REPORT_LEN];
             let n = f.read_at(&mut bytes, 0).unwrap_or(0);
             match Report::read(&bytes[..n]) {
+                // An outcome half written: a moment later it is whole.
+                Some(r) if r.busy => std::thread::sleep(std::time::Duration::from_millis(1)),
                 Some(r) if r.owner == self.owner => {
                     return Some(Snapshot { started: r.started, done: r.done, outcome: r.outcome, message: String::from_utf8_lossy(r.message).into_owned() });
                 }
-                _ => self.find(),
+                // Not (or no longer) the process's page: a forked child's inherited one, or one
+                // it stopped using; its page is looked for again.
+                _ => {
+                    self.find();
+                    tries += 10;
+                }
             }
         }
         None

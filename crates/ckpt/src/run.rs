@@ -138,6 +138,10 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     // checkpoints (which marks what it runs as its descendants).
     cmd.arg0(&a.command[0]).args(&a.command[1..]).env("LD_PRELOAD", preload).env("CKPT_IMAGE", &image).env("CKPT_ORIGIN", origin).env_remove("CKPT_PARENT");
     if let Some(secs) = a.interval {
+        // libckpt keeps it in milliseconds, in 32 bits.
+        if secs * 1000.0 >= u32::MAX as f64 {
+            return Err((EXIT_REFUSED, format!("--interval {secs}: at most {} seconds (49 days)", u32::MAX / 1000)));
+        }
         cmd.env("CKPT_INTERVAL", secs.to_string());
         cmd.env("CKPT_KEEP", a.keep.unwrap_or(2).to_string());
     } else if let Some(keep) = a.keep {
@@ -178,6 +182,9 @@ pub struct RestartFlags {
     /// program's logs are in order: printed before, it could be cut from them with what the
     /// program printed after its checkpoint.
     pub say: Option<String>,
+    /// A descriptor (open, inherited) myrestart tells what became of the restart
+    /// (`--status-fd`: see `job`).
+    pub status_fd: Option<i32>,
 }
 
 pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
@@ -215,6 +222,9 @@ pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathB
     // Last, where myrestart blanks it out once read (`ps` need not show it).
     if let Some(line) = &f.say {
         cmd.arg("--say").arg(line);
+    }
+    if let Some(fd) = f.status_fd {
+        cmd.arg("--status-fd").arg(fd.to_string());
     }
     Ok((cmd, myrestart))
 }

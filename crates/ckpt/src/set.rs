@@ -8,10 +8,31 @@ use ckpt_image::origin::Origin;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// An image of the set that can be restarted: its path and when it was taken.
+/// An image of the set that can be restarted: its path and when it was taken, and a line for
+/// each newer image passed over, saying why.
 pub struct Found {
     pub path: PathBuf,
     pub taken: String,
+    pub passed_over: Vec<String>,
+}
+
+impl Found {
+    /// The lines to say when restarting it (the images passed over, then `restarting`), for
+    /// myrestart's `--say`, which says them once the program's logs are in order.
+    pub fn say(&self, restarting: &str) -> String {
+        let line = format!("{restarting} from {} (taken {})", self.path.display(), self.taken);
+        let all: Vec<&str> = self.passed_over.iter().map(String::as_str).chain([line.as_str()]).collect();
+        let text = all.join("\n");
+        // myrestart keeps about a kilobyte of it: the images passed over are said here instead
+        // if there are many (a cut of a log may then take those lines).
+        if text.len() < 1000 {
+            return text;
+        }
+        for p in &self.passed_over {
+            eprintln!("{p}");
+        }
+        line
+    }
 }
 
 /// Which images of the set may be restarted, as to what their program was started as.
@@ -51,8 +72,8 @@ pub fn files(image: &Path) -> Vec<PathBuf> {
 
 /// The newest complete image of the set: every checksum verifies, every older image it is built
 /// on is there, and its program was started as `want` says. `None` if there is no image at
-/// all; an error if there are some but none will do. Each image passed over is named on stderr
-/// with the reason.
+/// all; an error if there are some but none will do. Each image passed over is named with the
+/// reason: in the image found, or on stderr.
 pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Found>, (u8, String)> {
     let names = generations(image);
     // Each image's origin note; an image whose headers do not check out is judged by
@@ -71,6 +92,8 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
     };
     let mut best: Option<(u64, Found)> = None;
     let mut mismatch: Option<String> = None;
+    // Each image passed over: the line that says why, and whether only its command differs.
+    let mut passed_over: Vec<(String, bool)> = Vec::new();
     for (path, origin) in names.iter().zip(&origins) {
         let differs = reference.and_then(|r| match (origin, Origin::parse(r)) {
             (Ok(Some(o)), Ok(r)) => crate::origin::differences(&Origin::parse(o).ok()?, &r),
@@ -79,7 +102,8 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
         });
         let why = if let Some(d) = differs {
             mismatch.get_or_insert_with(|| format!("{}: {d}", path.display()));
-            format!("it is of another command: {d}")
+            passed_over.push((format!("ckpt: passing over {}: it is of another command: {d}", path.display()), true));
+            continue;
         } else {
             match crate::inspect::examine(path, key) {
                 Err((_, message)) => message,
@@ -89,23 +113,33 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
                     } else {
                         let taken = doc["taken_unix_ns"].as_u64().unwrap_or(0);
                         if best.as_ref().is_none_or(|(t, _)| taken > *t) {
-                            best = Some((taken, Found { path: path.clone(), taken: doc["taken"].as_str().unwrap_or("?").to_string() }));
+                            best = Some((taken, Found { path: path.clone(), taken: doc["taken"].as_str().unwrap_or("?").to_string(), passed_over: Vec::new() }));
                         }
                         continue;
                     }
                 }
             }
         };
-        eprintln!("ckpt: passing over {}: {why}", path.display());
+        passed_over.push((format!("ckpt: passing over {}: {why}", path.display()), false));
     }
-    match (best, mismatch) {
-        (Some((_, found)), _) => Ok(Some(found)),
-        (None, _) if names.is_empty() => Ok(None),
-        (None, Some(m)) if matches!(want, Want::Command(_)) => Err((
+    if let Some((_, mut found)) = best {
+        found.passed_over = passed_over.into_iter().map(|(line, _)| line).collect();
+        return Ok(Some(found));
+    }
+    // (A job refused for another command's images says so in one line, below.)
+    let refused_for_command = mismatch.is_some() && matches!(want, Want::Command(_));
+    for (line, other_command) in &passed_over {
+        if !(refused_for_command && *other_command) {
+            eprintln!("{line}");
+        }
+    }
+    match mismatch {
+        _ if names.is_empty() => Ok(None),
+        Some(m) if matches!(want, Want::Command(_)) => Err((
             EXIT_REFUSED,
             format!("the images at {} are not of this job's command ({m}): give --allow-changed to restart them anyway, or move them away to start afresh", image.display()),
         )),
-        (None, _) => {
+        _ => {
             let seen: Vec<String> = names.iter().map(|p| p.display().to_string()).collect();
             Err((EXIT_REFUSED, format!("no image of {} can be restarted ({}); remove them to start from the beginning", image.display(), seen.join(", "))))
         }
@@ -131,7 +165,7 @@ pub fn retire(image: &Path, prog: &str, status: i32) -> Option<String> {
             }
         }
         return Some(if left.is_empty() {
-            format!("{prog} {ended}: its images were removed ({} files)", files.len())
+            format!("{prog} {ended}: its images were removed ({} {})", files.len(), if files.len() == 1 { "file" } else { "files" })
         } else {
             format!("{prog} {ended}: its images were removed, but for {}", left.join(", "))
         });

@@ -23,8 +23,13 @@
 //!                     after OUTCOME and the message
 //!   word 7  OUTCOME   see [`Outcome`]
 //!   word 8  MESSAGE_LEN
+//!   word 9  LOCK      PID of the process writing an outcome (0: none); DONE, OUTCOME and the
+//!                     message change only under it, and DONE only ever grows
 //!   bytes 64..64+MAX_MESSAGE  why the checkpoint failed (no "ckpt: " prefix)
 //! ```
+//!
+//! A page the process stopped using (it made a new one: a descriptor it had lost, after a
+//! restart) has OWNER 0, so that a reader that still holds it open looks for the new one.
 
 /// The memfd's name (`/proc/PID/fd/N` links to `/memfd:ckpt-report (deleted)`).
 pub const REPORT_NAME: &core::ffi::CStr = c"ckpt-report";
@@ -40,6 +45,7 @@ pub const STARTED: usize = 5;
 pub const DONE: usize = 6;
 pub const OUTCOME: usize = 7;
 pub const MESSAGE_LEN: usize = 8;
+pub const LOCK: usize = 9;
 /// Words in the table.
 pub const WORDS: usize = 16;
 /// The value of word [`MAGIC`].
@@ -53,7 +59,7 @@ pub const MAX_MESSAGE: usize = 1024;
 pub enum Outcome {
     /// The image is in place; the program goes on.
     Written = 1,
-    /// Not written; the program goes on, and the previous image is as it was.
+    /// Not written; the program goes on, and nothing at the image path changed.
     Failed = 2,
     /// A last checkpoint: the image is in place, and the program ends.
     LastWritten = 3,
@@ -97,6 +103,8 @@ pub struct Report<'a> {
     /// The outcome of checkpoint `done` (`None` before the first one ends).
     pub outcome: Option<Outcome>,
     pub message: &'a [u8],
+    /// An outcome was being written when the page was read: read it again.
+    pub busy: bool,
 }
 
 fn word(page: &[u8], i: usize) -> u32 {
@@ -118,6 +126,7 @@ impl<'a> Report<'a> {
             done: word(page, DONE),
             outcome: Outcome::from_u32(word(page, OUTCOME)),
             message: &page[MESSAGE_AT..MESSAGE_AT + len],
+            busy: word(page, LOCK) != 0,
         })
     }
 }

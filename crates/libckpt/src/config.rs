@@ -80,6 +80,21 @@ static DESCENDANT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBo
 /// The PID of the process that started with the library (set by the constructor).
 static OWNER: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
+/// The PID of the process whose memory this is: set when the library starts, in the child of a
+/// `fork`, and in a restored process. A process that runs with another PID in this memory is a
+/// `vfork` child (CPython's `subprocess` makes them), about to `exec`: what it does to its
+/// signal handlers is not the program's doing.
+static MEMORY_OWNER: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+pub fn set_memory_owner() {
+    MEMORY_OWNER.store(rustix::process::getpid().as_raw_nonzero().get() as u32, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this process is the one whose memory this is (not a `vfork` child sharing it).
+pub fn in_own_memory() -> bool {
+    MEMORY_OWNER.load(core::sync::atomic::Ordering::Relaxed) == rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
 pub fn mark_descendant() {
     DESCENDANT.store(true, core::sync::atomic::Ordering::Relaxed);
 }

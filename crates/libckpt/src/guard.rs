@@ -80,6 +80,11 @@ pub fn set_our_handler(addr: usize) {
 }
 
 fn note_new_handler(sig: c_int, handler: usize) {
+    // A `vfork` child resets the handlers of the memory it shares with the program before it
+    // runs another program: not the program taking the signal.
+    if !config::in_own_memory() {
+        return;
+    }
     let stop = STOP_HANDLER.load(Ordering::Relaxed);
     if stop != 0 && sig == crate::checkpoint::threads::STOP_SIGNAL && handler != stop && !STOP_TAKEN.swap(true, Ordering::Relaxed) {
         say!("ckpt: the program installed its own handler for signal {sig}, which ckpt uses to stop threads; it keeps it, and checkpoints of this program are refused while it has more than one thread");

@@ -59,17 +59,9 @@ extern "C" fn ckpt_init() {
     // descends from it.
     let me = rustix::process::getpid().as_raw_nonzero().get() as u64;
     config::set_owner(me as u32);
+    config::set_memory_owner();
     if env(PARENT_ENV).is_some_and(|p| parse_u32(p).map(u64::from) != Some(me)) {
         config::mark_descendant();
-    }
-    let mut pid = [0u8; 24];
-    let mut w = ckpt_image::bytes::Writer::new(&mut pid[..]);
-    w.decimal(me);
-    w.u8(0);
-    if let Some(n) = w.finish() {
-        // SAFETY: setenv in a constructor, before any thread exists; both strings are
-        // NUL-terminated.
-        unsafe { libc::setenv(PARENT_ENV.as_ptr(), pid[..n].as_ptr().cast(), 1) };
     }
     // A child forked by the program (not run with exec) is a descendant too.
     // SAFETY: registers a plain function; nothing else is passed.
@@ -141,6 +133,18 @@ extern "C" fn ckpt_init() {
         }
         buf.fill(0);
     }
+    // Last, once every setting has been read: in a program that defines its own `setenv` and
+    // `getenv` (bash does), a `setenv` before `main` makes the program's own table of variables,
+    // where its `getenv` looks from then on, and which holds none of the settings.
+    let mut pid = [0u8; 24];
+    let mut w = ckpt_image::bytes::Writer::new(&mut pid[..]);
+    w.decimal(me);
+    w.u8(0);
+    if let Some(n) = w.finish() {
+        // SAFETY: setenv in a constructor, before any thread exists; both strings are
+        // NUL-terminated.
+        unsafe { libc::setenv(PARENT_ENV.as_ptr(), pid[..n].as_ptr().cast(), 1) };
+    }
     install_handler(cfg.signal);
     install_stop_handler();
     crate::exec::unblock_after_exec();
@@ -150,6 +154,7 @@ extern "C" fn ckpt_init() {
 }
 
 extern "C" fn on_fork_child() {
+    config::set_memory_owner();
     config::mark_descendant();
     checkpoint::report::after_fork();
 }

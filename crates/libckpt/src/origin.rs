@@ -4,10 +4,11 @@
 //!
 //! The process `ckpt run` or `ckpt job` started (through every `exec` it makes, as long as it
 //! keeps its PID) takes the description those commands made of what the user asked for, from
-//! `CKPT_ORIGIN`. Any other process running the library describes itself: its program, its
+//! `CKPT_ORIGIN`. Any other program starting with the library describes itself: its program, its
 //! directory and its arguments, as `/proc/self` shows them when it starts, under a run identity
-//! of its own. The description lives in this library's memory, so a restored process has it
-//! back, run identity and all.
+//! of its own. A child the program forks keeps its parent's (its images are told apart by their
+//! PID). The description lives in this library's memory, so a restored process has it back, run
+//! identity and all.
 
 use ckpt_image::origin::{self, Origin, MAX_LEN};
 use core::cell::UnsafeCell;

@@ -180,6 +180,7 @@ core::arch::global_asm!(
 /// makes again what images leave out of the process (its report page's descriptor, which `ckpt`
 /// reads). Runs on the stack below the saved frame, with every other thread waiting.
 extern "C" fn after_restore() {
+    crate::config::set_memory_owner();
     crate::checkpoint::report::after_restore();
 }
 

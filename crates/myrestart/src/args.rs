@@ -35,7 +35,8 @@ Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes 
                    since the restored program prints it again (never after a last checkpoint)
   --key FILE       the image must carry a MAC made with this key file (CKPT_KEY at checkpoint)
 Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed
-             midway; otherwise the program's own (128 + N if signal N ended it).";
+             midway; otherwise myrestart ends as the program did (by the same signal, if one
+             ended it: a shell shows 128 + N).";
 
 /// What the command line asks for.
 pub struct Options {
@@ -61,6 +62,10 @@ pub struct Options {
     /// A line to print on stderr once the logs are in order (`--say`, for `ckpt`), and where
     /// the option is on the command line (see [`Args::blank`]).
     pub say: Option<(&'static CStr, usize)>,
+    /// A descriptor to tell what became of the restart (`--status-fd N`, for `ckpt job`): "R"
+    /// once the restore crosses its point of no return, then the program's wait status (four
+    /// bytes) when it has ended. With where the option is on the command line.
+    pub status_fd: Option<(i32, usize)>,
 }
 
 /// Why the command line gives no options to go on with.
@@ -68,7 +73,7 @@ pub struct Options {
 pub enum Stop {
     /// `--help`: the usage on stdout, exit status 0.
     Help,
-    /// `--key` or `--say` without its value.
+    /// `--key`, `--say` or `--status-fd` without its value.
     NoValue(&'static str),
     /// An unknown option, or a second image.
     Unexpected(&'static [u8]),
@@ -119,7 +124,8 @@ impl Args {
     }
 
     /// Overwrites arguments `i` and `i + 1` with NUL bytes, so that `ps` (which shows the
-    /// arguments' memory) no longer shows them: `--say TEXT`, which is ckpt's business.
+    /// arguments' memory) no longer shows them: `--say TEXT` or `--status-fd N`, which are
+    /// ckpt's business.
     ///
     /// # Safety
     /// Only in the program itself, whose arguments lie in its writable initial stack, and only
@@ -151,6 +157,7 @@ impl Args {
             keep_logs: false,
             key: None,
             say: None,
+            status_fd: None,
         };
         let mut i = 0;
         if self.arg(0).is_some_and(|a| a.to_bytes().rsplit(|&c| c == b'/').next() == Some(b"ckpt")) {
@@ -171,6 +178,12 @@ impl Args {
                 }
                 b"--say" => {
                     opts.say = Some((self.arg(i + 1).ok_or(Stop::NoValue("--say"))?, i));
+                    i += 1;
+                }
+                b"--status-fd" => {
+                    let v = self.arg(i + 1).ok_or(Stop::NoValue("--status-fd"))?;
+                    let fd = ckpt_sigsafe::proctext::parse_dec(v.to_bytes()).filter(|&n| n < i32::MAX as u64).ok_or(Stop::Unexpected(v.to_bytes()))?;
+                    opts.status_fd = Some((fd as i32, i));
                     i += 1;
                 }
                 b"-h" | b"--help" => return Err(Stop::Help),
@@ -258,7 +271,8 @@ mod tests {
             } else if line.trim_start().starts_with('[') {
                 assert_eq!(indent, synopsis, "synopsis: {line:?}");
             } else if indent > 0 {
-                assert!(indent == COLUMN || line.starts_with("             midway"), "continuation: {line:?}");
+                // The exit status lines go on under the text after "Exit status: ".
+                assert!(indent == COLUMN || indent == "Exit status: ".len(), "continuation: {line:?}");
             } else {
                 assert!(line.starts_with("Restores") || line.starts_with("Exit status:"), "not indented: {line:?}");
             }

@@ -235,6 +235,10 @@ pub fn cut_logs(p: &Plan, image: &Image) {
         let path = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == c.target).map_or(&b"?"[..], |(_, path)| path);
         let Ok(st) = rustix::fs::fstat(fd) else { continue };
         let now = st.st_size as u64;
+        // Shorter than at the checkpoint since it was planned (rotated, say): nothing to cut.
+        if now <= c.size {
+            continue;
+        }
         let ours = match p.own_stderr {
             Some((dev, ino, at)) if (dev, ino) == (c.dev, c.ino) => at.clamp(c.size, now),
             _ => now,
@@ -245,7 +249,7 @@ pub fn cut_logs(p: &Plan, image: &Image) {
         let moved = keep_from(fd, ours, now, c.size).and_then(|end| rustix::fs::ftruncate(fd, end));
         match moved {
             Ok(()) => say!(
-                "myrestart: fd {}: {}: cut back to its {} bytes at the checkpoint ({} bytes less): the program printed them after the checkpoint, and the restored program prints them again (--keep-logs keeps them)",
+                "myrestart: fd {}: {}: cut back to its {} bytes at the checkpoint ({} bytes less, written since: the program's lines there, which the restored program prints again, and anything else appended meanwhile; --keep-logs keeps them)",
                 c.target, Lossy(path), c.size, ours - c.size
             ),
             Err(e) => say!("myrestart: fd {}: {}: cannot cut back what the program printed after the checkpoint ({}); it may be there twice", c.target, Lossy(path), describe(e)),

@@ -123,6 +123,8 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     // said: this process closes it once it has said which process the program is (see
     // `Plan::said`); nobody else keeps its write end.
     let (said_rd, said_wr) = pipe()?;
+    // ended: init tells this process the program's wait status (see `Relay`).
+    let (ended_rd, ended_wr) = pipe()?;
     // With CAP_SYS_ADMIN (root, as a rule) a PID namespace alone will do, and the program keeps
     // its privileges over everything outside (a user namespace would confine them to itself).
     let privileged = rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN));
@@ -133,16 +135,18 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
         _ => (sys::clone_raw(with_user).map_err(|e| Fallback::Because("cannot create user and PID namespaces", Some(e)))?, true),
     };
     if init == 0 {
-        drop((go_wr, ready_rd, said_wr));
+        drop((go_wr, ready_rd, said_wr, ended_rd));
         let mut go = [0u8; 1];
         if read_full(go_rd.as_fd(), &mut go) != 1 {
             sys::exit_group(crate::EXIT_REFUSED);
         }
         drop(go_rd);
         p.said = crate::files::park(said_rd, p.fd_base).unwrap_or(-1);
-        return run_init(p, pid, ready_wr);
+        let to_outer = crate::files::park(ended_wr, p.fd_base).unwrap_or(-1);
+        return run_init(p, pid, ready_wr, to_outer);
     }
-    drop((go_rd, ready_wr, said_rd));
+    drop((go_rd, ready_wr, said_rd, ended_wr));
+    let from_init = crate::files::park(ended_rd, p.fd_base).unwrap_or(-1);
     // The maps are written from here, outside the new namespace: only a process with
     // CAP_SETUID over the parent namespace may map more than its own ID.
     if let Err(e) = if own_user_ns { write_id_maps(init, uid, gid) } else { Ok(()) } {
@@ -164,8 +168,8 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     let program = if pid == 1 { Some(init) } else { find_child(init) };
     say_stopped(p, program.unwrap_or(init), true);
     drop(said_wr);
-    drop_parked(p);
-    supervise(init, forwarded_mask(), true)
+    drop_parked(p, &[from_init, p.status]);
+    supervise(init, forwarded_mask(), true, Relay { from_init, status: p.status, ..Relay::NONE })
 }
 
 /// Identity maps for `init`'s user namespace: the program sees the user and group IDs it had.
@@ -237,7 +241,7 @@ fn find_child(parent: u32) -> Option<u32> {
 
 /// Init of the new namespace: a /proc of its own, then the program's process with its PID.
 /// Returns in the program's process (or, if the program was PID 1 itself, in init).
-fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
+fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(), Fallback> {
     let fail = |e: Errno| -> ! {
         let _ = rustix::io::write(&ready, &(e.raw_os_error() as u32).to_ne_bytes());
         sys::exit_group(crate::EXIT_REFUSED)
@@ -301,17 +305,35 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd) -> Result<(), Fallback> {
             }
         }
     }
-    drop_parked(p);
-    supervise(program, forwarded_mask(), false)
+    drop_parked(p, &[to_outer]);
+    supervise(program, forwarded_mask(), false, Relay { to_outer, ..Relay::NONE })
 }
 
 /// A supervising process lets go of everything the plan parked (the program's files, pipes,
-/// sockets, the image), so that, say, a pipe's reader sees it closed when the program's own
-/// writers close it. Call only with no `OwnedFd` of ours at or above `fd_base` alive.
-fn drop_parked(p: &Plan) {
+/// sockets, the image) but the descriptors in `keep` (at most two: its own pipes of `Relay`), so
+/// that, say, a pipe's reader sees it closed when the program's own writers close it. Call only
+/// with no `OwnedFd` of ours at or above `fd_base` alive.
+fn drop_parked(p: &Plan, keep: &[i32]) {
+    let mut from = p.fd_base as u32;
+    let mut kept = [u32::MAX; 2];
+    for (slot, &fd) in kept.iter_mut().zip(keep.iter().filter(|&&fd| fd >= p.fd_base)) {
+        *slot = fd as u32;
+    }
+    kept.sort_unstable();
+    for k in kept {
+        if k == u32::MAX {
+            break;
+        }
+        if k > from {
+            // SAFETY: as below, for the parked descriptors below one that is kept.
+            unsafe { sys::close_range(from, k - 1) };
+        }
+        from = k + 1;
+    }
     // SAFETY: every descriptor at or above fd_base is a parked one, which this process (a
-    // supervisor, never the program) uses no more; none is owned by an `OwnedFd` here.
-    let _ = unsafe { sys::close_from(p.fd_base as u32) };
+    // supervisor, never the program) uses no more (but those in `keep`, skipped above); none
+    // is owned by an `OwnedFd` here.
+    let _ = unsafe { sys::close_from(from) };
 }
 
 /// In init, once the program is gone: SIGKILL to every other process of the namespace but the
@@ -345,36 +367,99 @@ fn mount_own_proc() -> Result<(), Errno> {
     mount(c"proc", c"/proc", c"proc", MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC, None)
 }
 
+/// What a supervisor passes on about the program's end: init tells the outer myrestart the
+/// program's wait status (its own exit status can only say 128 + N for a signal), and the outer
+/// myrestart tells `--status-fd`.
+#[derive(Clone, Copy)]
+struct Relay {
+    /// In init: the pipe to the outer myrestart (-1: none).
+    to_outer: i32,
+    /// In the outer myrestart: the pipe from init (-1: none).
+    from_init: i32,
+    /// In the outer myrestart: `--status-fd` (-1: none).
+    status: i32,
+}
+
+impl Relay {
+    const NONE: Relay = Relay { to_outer: -1, from_init: -1, status: -1 };
+}
+
+/// Writes all of `data` to descriptor `fd`, if there is one (a reader that is gone is no
+/// matter).
+fn tell(fd: i32, data: &[u8]) {
+    if fd >= 0 {
+        // SAFETY: a descriptor of ours, borrowed for the call.
+        let _ = rustix::io::write(unsafe { BorrowedFd::borrow_raw(fd) }, data);
+    }
+}
+
+/// The restoring root, at its point of no return: tells `--status-fd` that the restart is
+/// under way ("R"), so that `ckpt job` knows it from a refusal.
+pub fn tell_restoring(p: &Plan) {
+    if p.member == 0 {
+        tell(p.status, b"R");
+    }
+}
+
+/// Ends the supervisor once the program has ended with wait status `raw`, passing the status
+/// on (see [`Relay`]). The outer myrestart (`job`) ends as the program did: with its exit
+/// status, or killed by the same signal (without a core file of its own), so that a shell, or a
+/// batch system, sees what it would have seen of the program; init exits with the status as a
+/// shell reports it.
+fn finish(raw: i32, relay: Relay, job: bool) -> ! {
+    tell(relay.to_outer, &raw.to_ne_bytes());
+    let mut raw = raw;
+    if relay.from_init >= 0 {
+        let mut word = [0u8; 4];
+        // SAFETY: the pipe's read end, ours; init, its only writer, has ended.
+        if read_full(unsafe { BorrowedFd::borrow_raw(relay.from_init) }, &mut word) == 4 {
+            raw = i32::from_ne_bytes(word);
+        }
+    }
+    tell(relay.status, &raw.to_ne_bytes());
+    let sig = (raw & 0x7f) as u32;
+    if job && sig != 0 && sig != 0x7f {
+        let _ = sys::prlimit(k::RLIMIT_CORE, Some([0, 0]));
+        // SAFETY: the default disposition (every field 0) for a signal this process does not
+        // handle; it is about to end by it.
+        let _ = unsafe { sys::rt_sigaction(sig, Some(&[0u64; 4]), None) };
+        let _ = sys::rt_sigprocmask(k::SIG_UNBLOCK as usize, bit(sig));
+        let _ = sys::kill(own_pid(), sig);
+    }
+    sys::exit_group(sys::shell_status(raw))
+}
+
 /// Waits for `child`, passing on the signals of `mask` to it, reaping every other child
-/// (orphans of the namespace come to init), and exits with `child`'s status as a shell would
-/// report it. Once `child` is gone, the others (a checkpoint writer finishing its image, say)
-/// get a bounded time to end. The outer myrestart (`job`) is the job a shell waits for: when
-/// the terminal stops the job (Ctrl-Z, which stops the program too), it stops itself, so that
-/// the shell gets its prompt back; `fg` continues them all.
-fn supervise(child: u32, mask: u64, job: bool) -> ! {
+/// (orphans of the namespace come to init), and ends as `child` did (see [`finish`]). Once
+/// `child` is gone, the others (a checkpoint writer finishing its image, say) get a bounded time
+/// to end. The outer myrestart (`job`) is the job a shell waits for: when the terminal stops
+/// the job (Ctrl-Z, which stops the program too), it stops itself, so that the shell gets its
+/// prompt back; `fg` continues them all.
+fn supervise(child: u32, mask: u64, job: bool, relay: Relay) -> ! {
     let sfd = match sys::signalfd(mask | bit(k::SIGCHLD)) {
         Ok(fd) => fd,
         Err(e) => {
             say!("myrestart: cannot watch signals: {}", describe(e));
             // Still wait for the child, without passing signals on.
-            let status = sys::wait_child(child as i32, false).ok().flatten().map_or(1, |(_, s)| sys::shell_status(s));
-            sys::exit_group(status)
+            let status = sys::wait_child(child as i32, false).ok().flatten().map_or(1 << 8, |(_, s)| s);
+            finish(status, relay, job)
         }
     };
     // SAFETY: the signalfd is ours, open for the rest of this process's life.
     let sfd = unsafe { BorrowedFd::borrow_raw(sfd) };
+    // The child's wait status, once it has ended.
     let mut exit: Option<i32> = None;
     let mut deadline_ms: i64 = 10_000;
     loop {
         // Reap whatever has ended.
         loop {
             match sys::wait_child(-1, true) {
-                Ok(Some((pid, status))) if pid == child => exit = Some(sys::shell_status(status)),
+                Ok(Some((pid, status))) if pid == child => exit = Some(status),
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(Errno::CHILD) => {
-                    if let Some(code) = exit {
-                        sys::exit_group(code)
+                    if let Some(status) = exit {
+                        finish(status, relay, job)
                     }
                     break;
                 }
@@ -394,7 +479,7 @@ fn supervise(child: u32, mask: u64, job: bool) -> ! {
             let _ = rustix::event::poll(&mut fds, Some(&ts));
             deadline_ms -= 100;
             if deadline_ms <= 0 {
-                sys::exit_group(exit.unwrap_or(1))
+                finish(exit.unwrap_or(1 << 8), relay, job)
             }
             if !fds[0].revents().contains(rustix::event::PollFlags::IN) {
                 continue;
@@ -421,7 +506,7 @@ fn supervise(child: u32, mask: u64, job: bool) -> ! {
                 }
             }
             Ok(_) | Err(Errno::INTR) | Err(Errno::AGAIN) => {}
-            Err(_) => sys::exit_group(exit.unwrap_or(1)),
+            Err(_) => finish(exit.unwrap_or(1 << 8), relay, job),
         }
     }
 }

@@ -82,8 +82,8 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     }
     // ckpt's line is in the plan now; `ps` shows the restored program's parents as what the
     // user ran, without it.
-    if let Some((_, at)) = opts.say {
-        // SAFETY: the arguments are this program's own, and the plan took its copy of the line.
+    for at in [opts.say.map(|(_, at)| at), opts.status_fd.map(|(_, at)| at)].into_iter().flatten() {
+        // SAFETY: the arguments are this program's own, and the plan took its copy of them.
         unsafe { args.blank(at) };
     }
     // Nothing may interrupt the rebuild from here on (signals meant for the program are passed
@@ -98,6 +98,7 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     }
     // A tree's processes cross their points of no return together, once each has its plan.
     tree::barrier(p, 0);
+    ids::tell_restoring(p);
     hole::move_and_restore(&me, p)
 }
 

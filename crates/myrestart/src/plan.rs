@@ -219,6 +219,9 @@ pub struct Plan {
     /// process the program is (`--announce`, `--stopped`): logs are cut only then, so that its
     /// lines stay in one that is its stderr too. -1 without namespaces (nothing outside).
     pub said: i32,
+    /// `--status-fd`, parked (-1: none): told "R" by the restoring root at its point of no
+    /// return, and the program's wait status by the outer myrestart at the end.
+    pub status: i32,
 }
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
@@ -279,6 +282,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     say: [0; 1024],
     say_len: 0,
     said: -1,
+    status: -1,
 }));
 
 /// The plan, once: `entry` takes it and hands it down explicitly. It lives in a static (not on
@@ -351,6 +355,8 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     running.note(&p.state);
     if image.tree().is_none() {
         running.judge(path, false, opts.allow_running)?;
+        // A second copy beside the first (--allow-running): the logs are the running one's too.
+        p.keep_logs |= running.count > 0;
     }
     let ignored = ignored_interrupts(&p.state);
     let key = match opts.key {
@@ -420,6 +426,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         // Every process of the tree, not only its root: `kill -9` of a pipeline's root leaves
         // the rest running, writing the files a restored tree would write.
         running.judge(path, true, opts.allow_running)?;
+        p.keep_logs |= running.count > 0;
     }
     check_mm_map_allowed(path)?;
     report_rlimits(&p.state);
@@ -433,6 +440,15 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     p.fd_base = fd_base;
     let image_fd = files::park(fd, fd_base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
     p.image_fd = image_fd;
+    p.status = -1;
+    if let Some((n, _)) = opts.status_fd {
+        // The caller's descriptor, moved up out of the program's way (a restored descriptor
+        // may want its number).
+        // SAFETY: borrowed only to duplicate it; `--status-fd` names a descriptor the caller
+        // passed open, which nothing else here owns.
+        let moved = rustix::io::fcntl_dupfd_cloexec(unsafe { rustix::fd::BorrowedFd::borrow_raw(n) }, fd_base);
+        p.status = moved.map(rustix::fd::IntoRawFd::into_raw_fd).map_err(|e| refuse(path, format_args!("--status-fd {n}: {}", describe(e))))?;
+    }
     p.file_len = file_len;
     open_bases(path, &image, p, opts.verify)?;
     if p.ntree > 0 {

@@ -136,18 +136,18 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
         }
         (Ok(Taken::Written), None) => report::end(n, report::Outcome::Written, b""),
         (Ok(_), _) => {}
-        (Err(f), None) => f.report(n, report::Outcome::Failed, "the program goes on; the previous image is kept"),
+        (Err(f), None) => f.report(n, report::Outcome::Failed, "the program goes on; nothing at the image path changed"),
         (Err(f), Some(l)) => {
             if l.kept {
                 f.report(n, report::Outcome::LastFailedEnds, "the image taken before it is kept; the program ends, as asked");
                 let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGKILL);
             } else if l.stop_if_unsaved {
-                f.report(n, report::Outcome::LastFailedStopped, "no image of this program exists, so it does not end: it stops (SIGSTOP) until it is continued or asked again");
+                f.report(n, report::Outcome::LastFailedStopped, "no image of this run of the program exists, so it does not end: it stops (SIGSTOP) until it is continued or asked again");
                 let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGSTOP);
                 // Continued: so are the processes below it, stopped with it.
                 tree::continue_descendants(me);
             } else {
-                f.report(n, report::Outcome::LastFailedGoesOn, "no image of this program exists, so it does not end: it goes on");
+                f.report(n, report::Outcome::LastFailedGoesOn, "no image of this run of the program exists, so it does not end: it goes on");
             }
         }
     }
@@ -304,7 +304,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
             true
         }
         Err(f) => {
-            f.report(n, report::Outcome::Failed, "the program goes on; the previous image is kept");
+            f.report(n, report::Outcome::Failed, "the program goes on; nothing at the image path changed");
             false
         }
     };

@@ -2,9 +2,9 @@
 //! writer it forks and the `ckpt` command share. It says which writer is at work (a checkpoint
 //! that finds a live writer there is refused; one that finds a writer gone without clearing it
 //! says that checkpoint was lost) and what became of the last checkpoint, with the reason when
-//! it failed, so that `ckpt checkpoint` can say it too. Nothing outside the process can hold
-//! or fake the writer's slot (unlike a lock on a file), and a writer killed with SIGKILL cannot
-//! leave it held.
+//! it failed, so that `ckpt checkpoint` can say it too. Only the process and its user can reach
+//! the writer's slot (a lock on a file in the image's directory could be held by anyone who can
+//! write there), and a writer killed with SIGKILL cannot leave it held.
 //!
 //! The page is a memfd, kept open at a high descriptor number (close-on-exec), through which
 //! `ckpt` reads it (`/proc/PID/fd/N`). Images hold the page's memory but not its descriptor
@@ -26,10 +26,11 @@ use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 use rustix::fd::{AsRawFd, IntoRawFd};
 use rustix::mm::{MapFlags, ProtFlags};
 
-/// The page's address (0: none yet), its descriptor (-1: none) and that memfd's inode: after a
-/// restart the number may be free, or the program's own file.
+/// The page's address (0: none yet), its descriptor (-1: none) and that memfd's device and
+/// inode: after a restart the number may be free, or the program's own file.
 static PAGE: AtomicUsize = AtomicUsize::new(0);
 static FD: AtomicI32 = AtomicI32::new(-1);
+static DEV: AtomicU64 = AtomicU64::new(0);
 static INODE: AtomicU64 = AtomicU64::new(0);
 /// Where the descriptor goes: out of the way of the numbers programs use.
 const FD_FLOOR: i32 = 900;
@@ -54,43 +55,58 @@ unsafe fn message(p: usize) -> &'static [AtomicU8; layout::MAX_MESSAGE] {
     unsafe { &*((p + layout::MESSAGE_AT) as *const [AtomicU8; layout::MAX_MESSAGE]) }
 }
 
-/// The descriptor of our page, if it is still open at its number (and not some other file
-/// there since a restart).
+/// The descriptor of our page, if it is still open at its number: the same memfd (device and
+/// inode), not some other file the program has there since a restart or a `dup2`.
 pub fn own_fd() -> i32 {
     let fd = FD.load(Ordering::Relaxed);
-    // SAFETY: only looked at, for the duration of the call.
-    let st = (fd >= 0).then(|| rustix::fs::fstat(unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) }).ok()).flatten();
-    if st.is_some_and(|st| st.st_ino == INODE.load(Ordering::Relaxed)) {
-        fd
-    } else {
-        -1
+    if fd < 0 {
+        return -1;
+    }
+    // SAFETY: the number is only looked at (fstat), for the duration of the call.
+    let st = rustix::fs::fstat(unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) });
+    match st {
+        Ok(st) if st.st_ino == INODE.load(Ordering::Relaxed) && st.st_dev == DEV.load(Ordering::Relaxed) => fd,
+        _ => -1,
     }
 }
 
-/// Makes a new page for this process. Its descriptor takes the number of the old page's, if
-/// that is still open (a parent's page, inherited across `fork`), or the first free one from
-/// `FD_FLOOR` (lower if the descriptor limit is lower; none if that fails too: the page then
-/// works without it, and `ckpt` cannot read it). The old page is unmapped; if it was this
-/// process's own (whose descriptor the program closed, or which a restored process came back
-/// with), which writer is at work carries over; the counts start at zero.
-fn make_page() -> Result<usize, rustix::io::Errno> {
-    let fd = rustix::fs::memfd_create(layout::REPORT_NAME, rustix::fs::MemfdFlags::CLOEXEC)?;
+/// A new page of shared memory: a memfd, mapped, with its descriptor placed (at the number of
+/// the old page's, if that is still open: a parent's page, inherited across `fork`; else the
+/// first free one from `FD_FLOOR`, lower if the descriptor limit is lower). Without a memfd,
+/// an anonymous shared page: the checkpoint works, `ckpt` cannot read it.
+fn new_page() -> Result<usize, rustix::io::Errno> {
+    let Ok(fd) = rustix::fs::memfd_create(layout::REPORT_NAME, rustix::fs::MemfdFlags::CLOEXEC) else {
+        // SAFETY: a new shared anonymous page, which overlaps nothing.
+        let p = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), layout::REPORT_LEN, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED) }?;
+        FD.store(-1, Ordering::Relaxed);
+        return Ok(p as usize);
+    };
     rustix::fs::ftruncate(&fd, layout::REPORT_LEN as u64)?;
-    let ino = rustix::fs::fstat(&fd)?.st_ino as u64;
+    let st = rustix::fs::fstat(&fd)?;
     // SAFETY: a new shared mapping of our own memfd, which overlaps nothing.
     let p = unsafe { rustix::mm::mmap(core::ptr::null_mut(), layout::REPORT_LEN, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0) }? as usize;
     let old = own_fd();
-    if old >= 0 {
-        // SAFETY: `old` holds our previous page (inherited from the parent); it becomes this
+    let placed = if old >= 0 {
+        // SAFETY: `old` holds our previous page (checked: the same memfd); it becomes this
         // page's.
-        unsafe { ckpt_sigsafe::sys::dup3(fd.as_raw_fd(), old, linux_raw_sys::general::O_CLOEXEC) }?;
+        unsafe { ckpt_sigsafe::sys::dup3(fd.as_raw_fd(), old, linux_raw_sys::general::O_CLOEXEC) }.map_or(-1, |()| old)
     } else {
         let limit = ckpt_sigsafe::sys::prlimit(linux_raw_sys::general::RLIMIT_NOFILE, None).map_or(u64::MAX, |l| l[0]);
         let floor = (limit.saturating_sub(64).min(FD_FLOOR as u64) as i32).max(3);
-        let placed = rustix::io::fcntl_dupfd_cloexec(&fd, floor).map_or(-1, |high| high.into_raw_fd());
-        FD.store(placed, Ordering::Relaxed);
-    }
-    INODE.store(ino, Ordering::Relaxed);
+        rustix::io::fcntl_dupfd_cloexec(&fd, floor).map_or(-1, |high| high.into_raw_fd())
+    };
+    FD.store(placed, Ordering::Relaxed);
+    DEV.store(st.st_dev, Ordering::Relaxed);
+    INODE.store(st.st_ino, Ordering::Relaxed);
+    Ok(p)
+}
+
+/// Makes this process a new page and stops using the old one. The old page, if it was this
+/// process's own (whose descriptor the program closed, or which a restored process came back
+/// with), hands on which writer is at work and the counts, and is marked as no longer used
+/// (OWNER 0) for a reader that holds it open; a parent's page is left as it is.
+fn make_page() -> Result<usize, rustix::io::Errno> {
+    let p = new_page()?;
     // SAFETY: just mapped, zero-filled, ours for the life of the process.
     let w = unsafe { words(p) };
     w[layout::MAGIC].store(layout::MAGIC_VALUE, Ordering::Relaxed);
@@ -99,9 +115,10 @@ fn make_page() -> Result<usize, rustix::io::Errno> {
         // SAFETY: a page this process mapped (see `words`), still mapped until just below.
         let prev = unsafe { words(previous) };
         if prev[layout::OWNER].load(Ordering::Acquire) == me() {
-            for i in [layout::WRITER, layout::SMAPS, layout::FINISHED] {
+            for i in [layout::WRITER, layout::SMAPS, layout::FINISHED, layout::STARTED, layout::DONE, layout::OUTCOME] {
                 w[i].store(prev[i].load(Ordering::Acquire), Ordering::Relaxed);
             }
+            prev[layout::OWNER].store(0, Ordering::Release);
         }
         // SAFETY: the old page is no longer used by this process (PAGE names the new one), and
         // no writer of ours is being started meanwhile (it would share this one).
@@ -127,15 +144,21 @@ pub fn after_restore() {
     let _ = make_page();
 }
 
-/// This process's page, made now if it has none of its own with its descriptor open (a child
-/// forked without libc's `fork`; a restored process).
+/// This process's page: made now if it has none of its own (a child forked without libc's
+/// `fork`), or again if its descriptor is gone (the program closed it, or a restart could not
+/// make it again). If no new page can be had (the descriptor limit reached, say), the page it
+/// has serves, without a descriptor.
 fn own() -> Result<&'static [AtomicU32; layout::WORDS], Failure> {
     let mut p = PAGE.load(Ordering::Acquire);
-    // (A page whose descriptor could never be placed stays as it is.)
-    let lost_fd = FD.load(Ordering::Relaxed) >= 0 && own_fd() < 0;
     // SAFETY: a page we mapped (see `words`).
-    if p == 0 || unsafe { words(p) }[layout::OWNER].load(Ordering::Acquire) != me() || lost_fd {
-        p = make_page().map_err(|e| Failure::new("making the report page", e))?;
+    let ours = p != 0 && unsafe { words(p) }[layout::OWNER].load(Ordering::Acquire) == me();
+    let lost_fd = FD.load(Ordering::Relaxed) >= 0 && own_fd() < 0;
+    if !ours || lost_fd {
+        match make_page() {
+            Ok(new) => p = new,
+            Err(e) if !ours => return Err(Failure::new("making the report page", e)),
+            Err(_) => {}
+        }
     }
     // SAFETY: as above.
     Ok(unsafe { words(p) })
@@ -156,9 +179,7 @@ fn is_live_writer(pid: u32) -> bool {
     let mut buf = [0u8; 512];
     let Ok(n) = super::procfs::read_small(path, &mut buf) else { return false };
     let stat = &buf[..n];
-    let named = stat.windows(super::WRITER_NAME.to_bytes().len() + 2).any(|w| w[0] == b'(' && &w[1..w.len() - 1] == super::WRITER_NAME.to_bytes());
-    let state = stat.iter().rposition(|&c| c == b')').and_then(|i| stat.get(i + 2)).copied();
-    named && !matches!(state, Some(b'Z' | b'X'))
+    ckpt_sigsafe::proctext::stat_comm(stat) == super::WRITER_NAME.to_bytes() && !matches!(ckpt_sigsafe::proctext::stat_state(stat), Some(b'Z' | b'X') | None)
 }
 
 /// A checkpoint begins: counts it, and returns its number (0 if the page cannot be had).
@@ -166,8 +187,11 @@ pub fn begin() -> u32 {
     own().map_or(0, |w| w[layout::STARTED].fetch_add(1, Ordering::AcqRel).wrapping_add(1))
 }
 
-/// Says what became of checkpoint `n` (its message first, then the outcome, then its number),
-/// in this process's page or, from a writer, in its parent's.
+/// Says what became of checkpoint `n`, in this process's page or, from a writer, in its
+/// parent's: its message, its outcome, then its number, under the page's lock, and only if no
+/// later checkpoint has said its own outcome already (a checkpoint refused while this one was
+/// being written, say). The lock is waited for a short while only: a holder killed in the
+/// middle cannot keep it.
 pub fn end(n: u32, outcome: Outcome, why: &[u8]) {
     let p = PAGE.load(Ordering::Acquire);
     if p == 0 || n == 0 {
@@ -175,13 +199,25 @@ pub fn end(n: u32, outcome: Outcome, why: &[u8]) {
     }
     // SAFETY: a page we mapped (see `words`).
     let (w, m) = unsafe { (words(p), message(p)) };
-    let len = why.len().min(layout::MAX_MESSAGE);
-    for (slot, &b) in m.iter().zip(&why[..len]) {
-        slot.store(b, Ordering::Relaxed);
+    let me = me();
+    for _ in 0..200 {
+        if w[layout::LOCK].compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            break;
+        }
+        let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000 };
+        let _ = rustix::thread::nanosleep(&ts);
     }
-    w[layout::MESSAGE_LEN].store(len as u32, Ordering::Relaxed);
-    w[layout::OUTCOME].store(outcome as u32, Ordering::Relaxed);
-    w[layout::DONE].store(n, Ordering::Release);
+    let done = w[layout::DONE].load(Ordering::Acquire);
+    if (n.wrapping_sub(done) as i32) > 0 {
+        let len = why.len().min(layout::MAX_MESSAGE);
+        for (slot, &b) in m.iter().zip(&why[..len]) {
+            slot.store(b, Ordering::Relaxed);
+        }
+        w[layout::MESSAGE_LEN].store(len as u32, Ordering::Relaxed);
+        w[layout::OUTCOME].store(outcome as u32, Ordering::Relaxed);
+        w[layout::DONE].store(n, Ordering::Release);
+    }
+    let _ = w[layout::LOCK].compare_exchange(me, 0, Ordering::AcqRel, Ordering::Acquire);
 }
 
 /// Before a checkpoint: refuses while the previous writer is at work; names one that died.

@@ -276,7 +276,7 @@ impl Tree {
             if now_ns() - started > 1_000_000_000 {
                 let mut line = ckpt_sigsafe::out::Line::new();
                 let _ = core::fmt::Write::write_fmt(&mut line, format_args!(
-                    "ckpt: checkpoint failed: process {pid} ({}) of the tree does not run libckpt.so (a static program, or one started without LD_PRELOAD); the tree goes on and the previous image is kept",
+                    "ckpt: checkpoint failed: process {pid} ({}) of the tree does not run libckpt.so (a static program, or one started without LD_PRELOAD); the tree goes on and nothing at the image path changed",
                     ckpt_sigsafe::out::Lossy(stat_comm(st))
                 ));
                 line.emit();
@@ -297,7 +297,7 @@ impl Tree {
                 let s = m.state.load(SeqCst);
                 if s == FAILED {
                     let mut buf = [0u8; 512];
-                    say!("ckpt: checkpoint failed: process {} ({}) of the tree could not {what}; the tree goes on and the previous image is kept", m.pid.load(SeqCst), ckpt_sigsafe::out::Lossy(name_of(m.pid.load(SeqCst), &mut buf)));
+                    say!("ckpt: checkpoint failed: process {} ({}) of the tree could not {what}; the tree goes on and nothing at the image path changed", m.pid.load(SeqCst), ckpt_sigsafe::out::Lossy(name_of(m.pid.load(SeqCst), &mut buf)));
                     return Err(Failure::silent());
                 }
                 if s != from {
@@ -320,7 +320,7 @@ impl Tree {
             let Some(pid) = waiting else { return Ok(()) };
             if now_ns() - started > STOP_TIMEOUT_NS {
                 let mut buf = [0u8; 512];
-                say!("ckpt: checkpoint failed: process {pid} ({}) of the tree did not {what} within {} s; the tree goes on and the previous image is kept", ckpt_sigsafe::out::Lossy(name_of(pid, &mut buf)), STOP_TIMEOUT_NS / 1_000_000_000);
+                say!("ckpt: checkpoint failed: process {pid} ({}) of the tree did not {what} within {} s; the tree goes on and nothing at the image path changed", ckpt_sigsafe::out::Lossy(name_of(pid, &mut buf)), STOP_TIMEOUT_NS / 1_000_000_000);
                 return Err(Failure::silent());
             }
             wait_change(&self.ctl.events, seen, 50_000_000);
@@ -462,7 +462,7 @@ impl Tree {
             match m.state.load(SeqCst) {
                 WRITTEN => return Ok(()),
                 FAILED => {
-                    say!("ckpt: checkpoint failed: process {} of the tree could not write its image; the previous image is kept", m.pid.load(SeqCst));
+                    say!("ckpt: checkpoint failed: process {} of the tree could not write its image; nothing at the image path changed", m.pid.load(SeqCst));
                     return Err(Failure::silent());
                 }
                 _ => {}
@@ -470,7 +470,7 @@ impl Tree {
             let writer = m.writer.load(SeqCst);
             // A writer that is gone may have said WRITTEN just before it went.
             if (writer == 0 || sys::kill(writer, 0) == Err(Errno::SRCH)) && m.state.load(SeqCst) != WRITTEN {
-                say!("ckpt: checkpoint failed: the image writer of process {} of the tree ended before it finished; the previous image is kept", m.pid.load(SeqCst));
+                say!("ckpt: checkpoint failed: the image writer of process {} of the tree ended before it finished; nothing at the image path changed", m.pid.load(SeqCst));
                 return Err(Failure::silent());
             }
             wait_change(&self.ctl.events, seen, 100_000_000);
@@ -500,7 +500,6 @@ fn unmap_control(ctl: &Control) {
     let _ = unsafe { rustix::mm::munmap(ctl as *const Control as *mut core::ffi::c_void, CONTROL_LEN) };
 }
 
-/// Calls `f` with each child of process `pid` (children of all its threads).
 /// Continues (`SIGCONT`) every process below `pid`: they stopped with it, after a last
 /// checkpoint that could not be written, and it has been continued.
 pub fn continue_descendants(pid: u32) {
@@ -525,6 +524,7 @@ pub fn continue_descendants(pid: u32) {
     }
 }
 
+/// Calls `f` with each child of process `pid` (children of all its threads).
 fn for_each_child(pid: u32, mut f: impl FnMut(u32)) {
     let mut path = [0u8; 64];
     let Some(task) = numbered_path(&mut path, b"/proc/", pid as u64, b"/task") else { return };
