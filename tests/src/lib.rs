@@ -532,6 +532,15 @@ pub fn kill_all_below(pid: u32) {
         // SAFETY: as above.
         unsafe { libc::kill(p as i32, libc::SIGKILL) };
     }
+    // Dead (gone, or a zombie nobody reaped yet), not only told to die: a restart refuses while
+    // a process of the tree still runs.
+    let deadline = Instant::now() + LONG;
+    for &p in &all {
+        while std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))) {
+            assert!(Instant::now() < deadline, "process {p} lives on after SIGKILL");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 /// The lines of a file (none if it is not there yet).
