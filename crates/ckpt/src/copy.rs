@@ -28,11 +28,6 @@ pub struct CopyArgs {
     dest: PathBuf,
 }
 
-/// The directory a path is in.
-fn dir_of(path: &Path) -> &Path {
-    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
-}
-
 /// The file being written, removed unless it was renamed into place.
 struct Temp {
     path: PathBuf,
@@ -43,7 +38,7 @@ struct Temp {
 impl Temp {
     /// A new file, readable and writable by its owner only, beside `dest`.
     fn beside(dest: &Path) -> std::io::Result<Temp> {
-        let dir = dir_of(dest);
+        let dir = crate::dir_of(dest);
         let mut name = std::ffi::OsString::from(".");
         name.push(dest.file_name().unwrap_or_default());
         name.push(format!(".copy-{}", std::process::id()));
@@ -127,7 +122,7 @@ pub fn copy(a: CopyArgs) -> Outcome {
     std::fs::rename(&tmp.path, &dest).map_err(|e| failed("cannot put the copy in place", e))?;
     tmp.done = true;
     // The rename itself is durable once the directory is.
-    let _ = File::open(dir_of(&dest)).and_then(|d| d.sync_all());
+    let _ = File::open(crate::dir_of(&dest)).and_then(|d| d.sync_all());
     let m = tmp.file.metadata().map_err(|e| failed("cannot stat the copy", e))?;
     let taken: u64 = image.shared_runs().filter(|_| !bases.is_empty()).filter_map(Result::ok).map(|r| r.pages).sum();
     let how = match bases.len() {

@@ -171,7 +171,7 @@ pub struct BaseCheck {
 /// own bytes, and those regions' bytes matching their hashes.
 pub fn check_bases(path: &Path, image: &Image) -> Result<Vec<BaseCheck>, ImageError> {
     let Some(chain) = image.chain().transpose()? else { return Ok(Vec::new()) };
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = crate::dir_of(path);
     let mut out = Vec::new();
     for (k, b) in chain.bases().enumerate() {
         let b = b?;

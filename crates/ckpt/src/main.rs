@@ -172,5 +172,11 @@ pub fn io_message(e: &std::io::Error) -> String {
     }
 }
 
+/// The directory a file is in (`.` for a bare name): where an image's bases and older images
+/// are, and where a file beside it goes.
+pub fn dir_of(path: &std::path::Path) -> &std::path::Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."))
+}
+
 /// What a subcommand returns: its exit status, or one that goes with a one-line message.
 pub type Outcome = Result<ExitCode, (u8, String)>;

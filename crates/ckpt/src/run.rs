@@ -92,7 +92,7 @@ pub fn image_path(image: Option<&Path>) -> Result<PathBuf, (u8, String)> {
 /// directory, not writable), rather than fail at every checkpoint later.
 pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
     use std::os::unix::ffi::OsStrExt;
-    let dir = image.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = crate::dir_of(image);
     let cannot = |why: String| (EXIT_REFUSED, format!("cannot write images to {}: {why}", dir.display()));
     let m = std::fs::metadata(dir).map_err(|e| cannot(crate::io_message(&e)))?;
     if !m.is_dir() {

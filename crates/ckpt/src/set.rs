@@ -58,8 +58,8 @@ pub fn generations(image: &Path) -> Vec<PathBuf> {
 /// Every file of the set: its images and the base files beside them.
 pub fn files(image: &Path) -> Vec<PathBuf> {
     let mut out = generations(image);
-    let (Some(dir), Some(name)) = (image.parent(), image.file_name()) else { return out };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let Some(name) = image.file_name() else { return out };
+    let dir = crate::dir_of(image);
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if ckpt_image::chain::parse_base_name(name.as_bytes(), e.file_name().as_bytes()).is_some() {
