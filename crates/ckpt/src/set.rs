@@ -75,12 +75,15 @@ pub fn files(image: &Path) -> Vec<PathBuf> {
 /// all; an error if there are some but none will do. Each image passed over is named with the
 /// reason: in the image found, or on stderr.
 pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Found>, (u8, String)> {
-    let names = generations(image);
+    // Newest first, by when each was taken (as its headers say; one whose headers do not read
+    // last): the first complete one is the answer, and older ones are not verified for nothing.
+    let mut names = generations(image);
+    names.sort_by_key(|p| std::cmp::Reverse(crate::inspect::taken_ns(p).unwrap_or(0)));
     // Each image's origin note; an image whose headers do not check out is judged by
     // `examine` below, which says why.
     let origins: Vec<Result<Option<Vec<u8>>, ()>> = names.iter().map(|p| crate::inspect::origin_note(p)).collect();
-    // For --newest: the command of the newest image (the set is in order, newest first) whose
-    // headers can be read, whatever the state of its data.
+    // For --newest: the command of the newest image whose headers can be read, whatever the
+    // state of its data.
     let newest_origin = match want {
         Want::SameAsNewest => origins.iter().find_map(|o| o.as_ref().ok()).cloned().flatten(),
         _ => None,
@@ -90,7 +93,7 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
         Want::SameAsNewest => newest_origin.as_deref(),
         Want::Any => None,
     };
-    let mut best: Option<(u64, Found)> = None;
+    let mut best: Option<Found> = None;
     let mut mismatch: Option<String> = None;
     // Each image passed over: the line that says why, and whether only its command differs.
     let mut passed_over: Vec<(String, bool)> = Vec::new();
@@ -111,18 +114,15 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
                     if !restartable {
                         doc["restartable_reason"].as_str().unwrap_or("it cannot be restarted").to_string()
                     } else {
-                        let taken = doc["taken_unix_ns"].as_u64().unwrap_or(0);
-                        if best.as_ref().is_none_or(|(t, _)| taken > *t) {
-                            best = Some((taken, Found { path: path.clone(), taken: doc["taken"].as_str().unwrap_or("?").to_string(), passed_over: Vec::new() }));
-                        }
-                        continue;
+                        best = Some(Found { path: path.clone(), taken: doc["taken"].as_str().unwrap_or("?").to_string(), passed_over: Vec::new() });
+                        break;
                     }
                 }
             }
         };
         passed_over.push((format!("ckpt: passing over {}: {why}", path.display()), false));
     }
-    if let Some((_, mut found)) = best {
+    if let Some(mut found) = best {
         found.passed_over = passed_over.into_iter().map(|(line, _)| line).collect();
         return Ok(Some(found));
     }
