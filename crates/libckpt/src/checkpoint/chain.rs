@@ -34,11 +34,14 @@ pub struct BaseLink {
     name_len: usize,
 }
 
-/// A region the writer may leave pages of to the base: its index, its bounds.
+/// A region the writer may leave pages of to the base: its index, its bounds, and whether it
+/// is memory a restart mapped from an image (whose pages not in memory hold the image's bytes,
+/// not zeros).
 pub struct Candidate {
     pub index: u32,
     pub start: u64,
     pub end: u64,
+    pub restored: bool,
 }
 
 
@@ -80,10 +83,11 @@ fn full(parts: &mut Bufs) -> usize {
     chain::note_len(0)
 }
 
-/// Decides which pages of the `candidates` (private anonymous regions stored as plain data, in
-/// address order) are left to the base images: a page the program did not write since its
-/// previous checkpoint (`parts.dirty`), that is in memory (a page that is not reads as zeros
-/// and is stored as such), and that the previous image holds, in its own bytes or its bases'.
+/// Decides which pages of the `candidates` (private anonymous regions, and memory a restart
+/// mapped from an image, stored as plain data, in address order) are left to the base images:
+/// a page the program did not write since its previous checkpoint (`parts.dirty`), that is in
+/// memory (an anonymous page that is not reads as zeros and is stored as such; one mapped from
+/// an image holds the image's bytes), and that the previous image holds, in its own bytes or its bases'.
 /// Fills `parts.shared` with the runs and `parts.chain` with the note. Returns their lengths,
 /// and the base to link at commit if the previous image itself is one. With no usable previous
 /// image, the image is full.
@@ -131,7 +135,7 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
                 while di < dirty.len() && dirty[di][1] <= addr {
                     di += 1;
                 }
-                if (di < dirty.len() && dirty[di][0] <= addr) || e & (PM_PRESENT | PM_SWAPPED) == 0 {
+                if (di < dirty.len() && dirty[di][0] <= addr) || (e & (PM_PRESENT | PM_SWAPPED) == 0 && !c.restored) {
                     continue;
                 }
                 // Where the previous image has this page's bytes (each region decoded once).

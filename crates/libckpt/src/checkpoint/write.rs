@@ -211,8 +211,8 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
 /// checkpoint (see `track`), into `parts.dirty` and `parts.tracked`.
 pub fn track_changes(parts: &mut Parts, exclude: &Range<usize>) {
     let maps = &parts.maps[..parts.maps_len];
-    let anon = regions(maps, exclude).filter(anonymous_private).map(|r| (r.start as u64, r.end as u64));
-    parts.tracked = super::track::snapshot(anon, parts.dirty);
+    let tracked = regions(maps, exclude).filter(|r| anonymous_private(r) || super::track::is_restored_memory(r)).map(|r| (r.start as u64, r.end as u64));
+    parts.tracked = super::track::snapshot(tracked, parts.dirty);
 }
 
 /// Where the writer reads region `r` from: its copy, if it is shared memory, else the region.
@@ -526,8 +526,11 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             let mut candidates = regions(maps, &exclude)
                 .zip(parts.slots[..count].iter())
                 .enumerate()
-                .filter(|(_, (r, s))| s.saved == Saved::Data && anonymous_private(r) && read_address(shadows, r) == r.start && !(r.start..r.end).contains(&frame))
-                .map(|(i, (r, _))| super::chain::Candidate { index: i as u32, start: r.start as u64, end: r.end as u64 });
+                .filter(|(_, (r, s))| s.saved == Saved::Data && read_address(shadows, r) == r.start && !(r.start..r.end).contains(&frame))
+                .filter_map(|(i, (r, _))| {
+                    let restored = super::track::is_restored_memory(&r);
+                    (anonymous_private(&r) || restored).then_some(super::chain::Candidate { index: i as u32, start: r.start as u64, end: r.end as u64, restored })
+                });
             let bufs = super::chain::Bufs {
                 tracked: parts.tracked,
                 dirty: &parts.dirty[..],
