@@ -378,3 +378,44 @@ fn sleeps_and_waits_go_on_through_a_checkpoint() {
         check(&restored.lines()[0], mode, ms, "the restored program");
     }
 }
+
+/// With `CKPT_KEEP`, a name of the image set that someone else planted (here `myckpt.1`, in a
+/// shared sticky directory such as /tmp) is never moved, replaced or built on, and the previous
+/// image is not lost: the checkpoint fails, naming it, and the image stays as it was. Once the
+/// planted file is gone, the next checkpoint keeps the previous image as `myckpt.1`.
+#[test]
+fn a_planted_older_image_name_keeps_the_previous_image() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("a_planted_older_image_name_keeps_the_previous_image: skipped: needs root and setpriv, to be two users");
+        return;
+    }
+    let wd = Workdir::new("planted-generation");
+    std::fs::set_permissions(&wd.path, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let image = wd.image();
+    let older = wd.path.join("myckpt.1");
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]).arg(prog("counter", &[])).args(["1000000", "10000"]);
+    c.env("CKPT_KEEP", "2");
+    let orig = Proc::preloaded(c, &image, "counter as nobody");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&image, LONG);
+    let previous = std::fs::read(&image).unwrap();
+    let ino = std::fs::metadata(&image).unwrap().ino();
+    // Planted by root, which nobody may neither move nor replace in a sticky directory.
+    std::fs::write(&older, "someone else's").unwrap();
+    orig.signal(libc::SIGUSR2);
+    orig.wait_stderr(&format!("{} is a file of uid 0, not one of this user's images", older.display()), LONG);
+    wait_writers_gone(&image, Instant::now() + LONG);
+    assert_eq!(std::fs::metadata(&image).unwrap().ino(), ino, "the previous image was replaced");
+    assert!(std::fs::read(&image).unwrap() == previous, "the previous image changed");
+    assert_eq!(std::fs::read_to_string(&older).unwrap(), "someone else's");
+    assert!(!wd.path.join("myckpt.2").exists(), "something was moved to myckpt.2");
+    std::fs::remove_file(&older).unwrap();
+    orig.checkpoint(&image, LONG);
+    assert_eq!(std::fs::metadata(&older).unwrap().ino(), ino, "the previous image is not kept as myckpt.1");
+    assert_ne!(std::fs::metadata(&image).unwrap().ino(), ino);
+    let out = Command::new(ckpt()).arg("inspect").arg(&older).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -1046,7 +1046,14 @@ impl<'a> TempImage<'a> {
         tail[..dir.len()].copy_from_slice(dir);
         tail[dir.len()] = 0;
         let dir = CStr::from_bytes_with_nul(&tail[..dir.len() + 1]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-        let _ = head;
+        // A directory at the image path: no image can take its place, which is said before
+        // one is written.
+        let path = CStr::from_bytes_with_nul(&head[..image_len]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
+        if let Ok(st) = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                return Err(Failure::blocked(super::Blocker { generation: 0, kind: "a directory", uid: st.st_uid, then: CANNOT_REPLACE }, None));
+            }
+        }
         let mode = Mode::from_raw_mode(0o600);
         match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, mode) {
             Ok(fd) => {
@@ -1122,10 +1129,16 @@ impl<'a> TempImage<'a> {
         let cfg = crate::config::get();
         let (from, to) = self.name.ok_or(Failure::plain("temporary name"))?;
         let image_path = &self.buf[..self.image_len - 1];
-        keep_generations(image_path, cfg.keep);
+        keep_generations(image_path, cfg.keep)?;
         let image = CStr::from_bytes_with_nul(&self.buf[..self.image_len]).map_err(|_| Failure::plain("bad image path"))?;
         let tmp = CStr::from_bytes_with_nul(&self.buf[from..to]).map_err(|_| Failure::plain("bad image path"))?;
-        rustix::fs::rename(tmp, image).map_err(|e| Failure::on_file("renaming the new image to", e))?;
+        rustix::fs::rename(tmp, image).map_err(|e| match in_the_way(image, 0, CANNOT_REPLACE) {
+            Err(mut f) => {
+                f.errno = Some(e);
+                f
+            }
+            Ok(_) => Failure::on_file("renaming the new image to", e),
+        })?;
         self.committed = true;
         sync_parent_dir(image_path);
         Ok(())
@@ -1176,15 +1189,74 @@ pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32, also: impl Iterato
     let _ = unsafe { sys::close_from(from) };
 }
 
-/// Shifts older images along before a new one takes the name: `image.{keep-1}` becomes
-/// `image.{keep}`, …, `image` becomes `image.1`. Missing ones are skipped.
-fn keep_generations(image: &[u8], keep: u32) {
-    for n in (0..keep).rev() {
-        let (mut from, mut to) = ([0u8; 4200], [0u8; 4200]);
-        if let (Some(from), Some(to)) = (ckpt_image::chain::generation_name(image, n, &mut from), ckpt_image::chain::generation_name(image, n + 1, &mut to)) {
-            let _ = rustix::fs::rename(from, to);
+/// Why something at the image path stops a checkpoint.
+const CANNOT_REPLACE: &str = ", which this user's image cannot replace";
+
+/// What is at `path` (generation `generation` of the image): `Ok(false)` nothing, `Ok(true)`
+/// one of this user's images (a regular file of ours that starts as a ckpt image does), or
+/// else a failure that names what is there and says `then`.
+fn in_the_way(path: &CStr, generation: u32, then: &'static str) -> Result<bool, Failure> {
+    let st = match rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(Failure::blocked(super::Blocker { generation, kind: "something that cannot be looked at", uid: 0, then }, Some(e))),
+    };
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => "a file",
+        FileType::Directory => "a directory",
+        FileType::Fifo => "a FIFO",
+        FileType::Symlink => "a symbolic link",
+        FileType::Socket => "a socket",
+        _ => "a device",
+    };
+    let blocker = |kind| Failure::blocked(super::Blocker { generation, kind, uid: st.st_uid, then }, None);
+    if kind != "a file" || st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(blocker(kind));
+    }
+    let mut prefix = [0u8; ckpt_image::image::PREFIX_LEN];
+    let read = rustix::fs::open(path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
+        .is_ok_and(|f| ckpt_sigsafe::sys::pread_full(f.as_raw_fd(), &mut prefix, 0) == Ok(prefix.len()));
+    if !read || ckpt_image::image::meta_len(&prefix).is_err() {
+        return Err(blocker("a file that is not a ckpt image"));
+    }
+    Ok(true)
+}
+
+/// With `CKPT_KEEP=keep`: moves the older images along before a new one takes the name, so
+/// that `image.{keep}` … `image.2` get the images `image.{keep-1}` … `image.1` had, and
+/// `image.1` the one at `image` (a second name for it until the new image replaces it: the
+/// image path always holds an image). Everything at those names must be one of this user's
+/// images: anything else (planted by someone else, say) is never moved, replaced or built on,
+/// and the checkpoint fails naming it, with nothing moved. Nothing is moved either when no
+/// image of ours is at `image`.
+fn keep_generations(image: &[u8], keep: u32) -> Result<(), Failure> {
+    const NOT_OURS: &str = ", not one of this user's images: older images are not moved over it";
+    fn name<'b>(image: &[u8], n: u32, buf: &'b mut [u8]) -> Result<&'b CStr, Failure> {
+        ckpt_image::chain::generation_name(image, n, buf).ok_or(Failure::plain("image path is too long"))
+    }
+    let mut buf = [0u8; ckpt_image::state::PATH_MAX + 32];
+    // Only an image of ours at the image path is kept; anything else is replaced, if it can be.
+    if keep == 0 || !matches!(in_the_way(name(image, 0, &mut buf)?, 0, CANNOT_REPLACE), Ok(true)) {
+        return Ok(());
+    }
+    for n in 1..=keep {
+        in_the_way(name(image, n, &mut buf)?, n, NOT_OURS)?;
+    }
+    let mut other = [0u8; ckpt_image::state::PATH_MAX + 32];
+    for n in (1..keep).rev() {
+        match rustix::fs::rename(name(image, n, &mut buf)?, name(image, n + 1, &mut other)?) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(Failure::on_file("moving an older image along, next to", e)),
         }
     }
+    let first = name(image, 1, &mut other)?;
+    if keep == 1 {
+        match rustix::fs::unlink(first) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(Failure::on_file("removing the oldest image kept, next to", e)),
+        }
+    }
+    rustix::fs::link(name(image, 0, &mut buf)?, first).map_err(|e| Failure::on_file("keeping the previous image as an older one, next to", e))
 }
 
 /// `fsync` of the directory holding the image, so that the rename itself is durable.
