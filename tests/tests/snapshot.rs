@@ -296,6 +296,61 @@ fn the_temporary_file_cannot_be_redirected_exposed_or_blocked() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// Asks `orig` for a checkpoint and returns its writer, caught (and stopped: SIGSTOP) before
+/// the image is in place.
+fn catch_writer(orig: &Proc, wd: &Workdir) -> u32 {
+    orig.signal(libc::SIGUSR2);
+    let deadline = Instant::now() + LONG;
+    loop {
+        // The writer itself, not its short-lived parent (the program's child).
+        if let Some((pid, _)) = processes_named("ckpt-writer").into_iter().find(|(pid, ppid)| *ppid != orig.pid && writer_of(*pid, wd)) {
+            // SAFETY: kill(2) of the writer just found.
+            unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+            assert!(!wd.image().exists(), "the image was written before the writer could be caught");
+            return pid;
+        }
+        assert!(!wd.image().exists(), "the image was written before the writer could be caught");
+        assert!(Instant::now() < deadline, "no writer");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until process `pid` is dead (a zombie, or gone).
+fn wait_dead(pid: u32) {
+    let deadline = Instant::now() + LONG;
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+        assert!(Instant::now() < deadline, "process {pid} did not die");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A writer killed right after it renamed its file over the image leaves that image, and the
+/// program's next checkpoint says so (not that the image was not written). The writer is held
+/// by a debugger at the return from that rename, then killed.
+#[test]
+fn a_writer_killed_after_its_rename_is_said_to_have_written_the_image() {
+    let wd = Workdir::new("killed-after-rename");
+    let mut c = Command::new(prog("quiet", &[]));
+    c.arg("256");
+    let orig = Proc::preloaded(c, &wd.image(), "quiet");
+    orig.wait_lines(3, LONG);
+    let writer = catch_writer(&orig, &wd);
+    // Stops at the rename's entry, then at its return; then the writer is killed.
+    let out = Command::new("gdb")
+        .args(["-batch", "-nx", "-p", &writer.to_string()])
+        .args(["-ex", "handle SIGSTOP nostop noprint nopass", "-ex", "catch syscall rename renameat renameat2", "-ex", "continue", "-ex", "continue", "-ex", "kill"])
+        .output()
+        .unwrap();
+    wait_dead(writer);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.matches("syscall ").count() >= 2 && wd.image().exists(), "the writer was not held at its rename: {text}");
+    let ino = std::fs::metadata(wd.image()).unwrap().ino();
+    orig.checkpoint(&wd.image(), LONG);
+    orig.wait_stderr(&format!("process {writer}) was killed as it finished; its image is in place at {}", wd.image().display()), SHORT);
+    assert!(!orig.stderr().contains("that image was not written"), "{}", orig.stderr());
+    assert_ne!(std::fs::metadata(wd.image()).unwrap().ino(), ino, "no new image");
+}
+
 /// A writer killed mid-write leaves nothing behind next to the image, and the program hears of
 /// it at its next checkpoint, which works.
 #[test]
@@ -306,22 +361,10 @@ fn a_killed_writer_leaves_nothing_and_is_reported() {
     c.arg("768");
     let orig = Proc::preloaded(c, &wd.image(), "quiet");
     orig.wait_lines(3, LONG);
-    orig.signal(libc::SIGUSR2);
-    let deadline = Instant::now() + LONG;
-    let writer = loop {
-        // The writer itself, not its short-lived parent (the program's child).
-        if let Some((pid, _)) = processes_named("ckpt-writer").into_iter().find(|(pid, ppid)| *ppid != orig.pid && writer_of(*pid, &wd)) {
-            break pid;
-        }
-        assert!(!wd.image().exists(), "the image was written before the writer could be caught");
-        assert!(Instant::now() < deadline, "no writer");
-        std::thread::sleep(Duration::from_millis(1));
-    };
+    let writer = catch_writer(&orig, &wd);
     // SAFETY: kill(2) of the writer found above.
     unsafe { libc::kill(writer as i32, libc::SIGKILL) };
-    while std::fs::read_to_string(format!("/proc/{writer}/stat")).is_ok_and(|s| !s.contains(") Z")) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_dead(writer);
     let left: Vec<_> = std::fs::read_dir(&wd.path).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     orig.checkpoint(&wd.image(), LONG);

@@ -299,6 +299,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     let intermediate = ckpt_sigsafe::sys::spawn_detached(&mut writer).map_err(|e| Failure::new("starting the image writer", e))?;
     if intermediate != 0 {
         // The program: reap the intermediate (gone already) and go on at once.
+        let made = file.identity();
         file.hand_over();
         let reaped = ckpt_sigsafe::sys::reap_quiet_child(intermediate);
         if writer <= 0 || reaped != Some(0) {
@@ -306,7 +307,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
             let e = rustix::io::Errno::from_raw_os_error(-writer);
             return Err(if writer < 0 { Failure::new("starting the image writer", e) } else { Failure::plain("starting the image writer (its parent process was killed)") });
         }
-        report::started(writer as u32);
+        report::started(writer as u32, made);
         if let Some(m) = &member {
             m.writer_started(writer as u32);
         }

@@ -1106,6 +1106,12 @@ impl<'a> TempImage<'a> {
         self.fd.as_raw_fd()
     }
 
+    /// The file's device and inode, which the image at the image path has once it is renamed
+    /// there ((0, 0) if they cannot be had).
+    pub fn identity(&self) -> (u64, u64) {
+        rustix::fs::fstat(&self.fd).map_or((0, 0), |st| (st.st_dev, st.st_ino))
+    }
+
     /// Lets go of the file without removing it: another process (the writer) owns it now.
     pub fn hand_over(mut self) {
         self.committed = true;
