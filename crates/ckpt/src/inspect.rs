@@ -20,7 +20,8 @@ pub struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Check the image's authentication with this key file (`ckpt run --key`, `CKPT_KEY`).
+    /// Check the image's authentication with this key file (`ckpt run --key`); without --key,
+    /// CKPT_KEY in the environment names it, if set.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
 }
@@ -47,7 +48,8 @@ fn utc(ns: u64) -> String {
 }
 
 pub fn inspect(a: InspectArgs) -> Outcome {
-    let (doc, restartable) = examine(&a.image, a.key.as_deref())?;
+    let key = crate::key::configured(a.key.as_deref());
+    let (doc, restartable) = examine(&a.image, key.as_deref())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap());
     } else {
@@ -204,8 +206,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bo
     let authenticated = match key {
         None => None,
         Some(k) => {
-            let secret = std::fs::read(k).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", k.display())))?;
-            let ok = ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, &holes);
+            let ok = ckpt_image::mac::check(&crate::key::read(k)?, file, &image, &holes);
             if let Err(e) = ok {
                 all_ok = false;
                 blocker(format!("{name}: {e}"));
@@ -308,8 +309,7 @@ fn part_summary(
     let mut ok = (0..image.region_count()).filter_map(|i| image.region(i).ok()).filter(|r| r.record.has_data()).all(|r| check_region(file, &r, holes).is_ok());
     ok &= image.fds().filter_map(Result::ok).all(|(rec, _)| check_saved_file(file, &rec, holes).is_ok());
     if let Some(k) = key {
-        let secret = std::fs::read(k).unwrap_or_default();
-        ok &= ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, holes).is_ok();
+        ok &= crate::key::read(k).is_ok_and(|k| ckpt_image::mac::check(&k, file, &image, holes).is_ok());
     }
     ok &= ckpt_image::shared::check_against_root(&image, root).is_ok();
     let in_root = image.shared_runs().filter_map(Result::ok).map(|r| r.pages).sum();

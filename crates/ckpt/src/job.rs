@@ -90,7 +90,7 @@ pub fn job(a: JobArgs) -> Outcome {
     let image = run::image_path(a.run.image.as_deref())?;
     run::check_image_dir(&image)?;
     let prog = a.run.command[0].to_string_lossy().into_owned();
-    let key = a.run.key.clone();
+    let key = crate::key::configured(a.run.key.as_deref());
     // What this job runs, to tell its own images from another command's.
     let program = run::resolve(Path::new(&a.run.command[0])).ok_or((EXIT_REFUSED, format!("{prog}: command not found")))?;
     let started = crate::origin::Started::new(&a.run.command, &program).and_then(|s| s.encode()).map_err(|e| (EXIT_REFUSED, e))?;
@@ -103,7 +103,7 @@ pub fn job(a: JobArgs) -> Outcome {
     // then on goes back to the moment of the restart, and a restart then cuts from the logs what
     // the program printed since (a last checkpoint's own image never cuts them).
     let mut fresh_image_due = false;
-    let (mut cmd, what) = match set::newest(&image, a.run.key.as_deref(), want)? {
+    let (mut cmd, what) = match set::newest(&image, key.as_deref(), want)? {
         Some(mut found) => {
             if a.allow_changed {
                 let differs = crate::inspect::origin_note(&found.path).ok().flatten().and_then(|was| {
@@ -116,7 +116,7 @@ pub fn job(a: JobArgs) -> Outcome {
             }
             fresh_image_due = crate::inspect::is_last_checkpoint(&found.path);
             let (rd, wr) = status_pipe().map_err(|e| (EXIT_REFUSED, format!("cannot make a pipe: {}", crate::io_message(&e))))?;
-            let flags = RestartFlags { key: a.run.key.clone(), say: Some(found.say(&format!("ckpt: restarting {prog}"))), status_fd: Some(wr), ..Default::default() };
+            let flags = RestartFlags { key: key.clone(), say: Some(found.say(&format!("ckpt: restarting {prog}"))), status_fd: Some(wr), ..Default::default() };
             restart_status = Some((rd, wr));
             (run::restart_command(&found.path, &flags)?.0, "myrestart")
         }

@@ -29,8 +29,9 @@ pub struct RunArgs {
     /// Compress memory in images (LZ4).
     #[arg(long)]
     compress: bool,
-    /// Authenticate images with a key derived from this file (restart them with the same
-    /// `--key`).
+    /// Authenticate images with the key in this file, which must be private (mode 0600;
+    /// `ckpt key new FILE` makes one); restart them with the same `--key`. Without --key,
+    /// CKPT_KEY in the environment names it, if set.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// The program and its arguments.
@@ -154,9 +155,11 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     if a.sync {
         cmd.env("CKPT_SYNC", "1");
     }
-    if let Some(key) = &a.key {
-        let key = std::path::absolute(key).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", key.display())))?;
-        std::fs::File::open(&key).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", key.display())))?;
+    // The key (--key, or CKPT_KEY inherited) is checked now, as libckpt would when the program
+    // starts: a key file others may read is refused.
+    if let Some(key) = crate::key::configured(a.key.as_deref()) {
+        let key = std::path::absolute(&key).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", crate::shown(&key))))?;
+        crate::key::read(&key)?;
         cmd.env("CKPT_KEY", key);
     }
     if a.compress {

@@ -75,6 +75,10 @@ pub fn files(image: &Path) -> Vec<PathBuf> {
 /// all; an error if there are some but none will do. Each image passed over is named with the
 /// reason: in the image found, or on stderr.
 pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Found>, (u8, String)> {
+    // A key file that cannot be used refuses at once (not as a reason to pass over each image).
+    if let Some(k) = key {
+        crate::key::read(k)?;
+    }
     let names = generations(image);
     // Each image's origin note; an image whose headers do not check out is judged by
     // `examine` below, which says why.

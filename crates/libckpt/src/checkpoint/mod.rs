@@ -197,7 +197,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
         return Err(Failure::plain("no image path was set at startup"));
     }
     if member.is_none() && cfg.key_unreadable {
-        return Err(Failure::plain("the key file (CKPT_KEY) could not be read at startup"));
+        return Err(Failure::plain("the key file (CKPT_KEY) was refused when the program started (its stderr said why then)"));
     }
     let forked_writer = (!cfg.sync && last.is_none()) || member.is_some();
     if forked_writer {

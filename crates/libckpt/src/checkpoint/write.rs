@@ -610,7 +610,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     // takes the part in).
     let key = match crate::config::get().key_file() {
         Some(path) if !matches!(role, Role::Member(_)) => {
-            Some(ckpt_sigsafe::read_key(path, parts.copybuf).ok_or(Failure::plain("reading the key file (CKPT_KEY)"))?)
+            Some(ckpt_sigsafe::read_key(path, parts.copybuf).map_err(|_| Failure::plain("the key file (CKPT_KEY) cannot be read, or is no longer private"))?)
         }
         _ => None,
     };
