@@ -409,3 +409,39 @@ fn private_file(path: &Path, text: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap().write_all(text.as_bytes()).unwrap();
 }
+
+/// Control characters in a path never reach the terminal raw: libckpt's, ckpt's and
+/// myrestart's messages, and `ckpt inspect`'s table, show them escaped (`\x1b`). Here a
+/// directory sits where the image goes: the checkpoint fails, and the line names it truly.
+#[test]
+fn control_characters_in_paths_are_escaped_in_messages() {
+    let wd = Workdir::new("escapes");
+    let dir = wd.path.join("red\x1b[31m\nline");
+    std::fs::create_dir(&dir).unwrap();
+    let image = dir.join("myckpt");
+    let shown = format!("{}/red\\x1b[31m\\x0aline/myckpt", wd.path.display());
+    std::fs::create_dir(&image).unwrap();
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["100000", "10000"]);
+    let mut orig = Proc::preloaded(c, &image, "counter");
+    orig.wait_lines(1, SHORT);
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let out = Command::new(ckpt()).args(["checkpoint", "--wait", &orig.pid.to_string()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let why = format!("{shown} is a directory of uid {uid}, which this user's image cannot replace");
+    assert!(err.contains(&why) && err.lines().count() == 1, "want {why:?} in one line: {err:?}");
+    let said = orig.wait_stderr(&why, SHORT);
+    std::fs::remove_dir(&image).unwrap();
+    orig.checkpoint(&image, LONG);
+    orig.kill9();
+    let missing = Command::new(myrestart()).arg(dir.join("none")).output().unwrap();
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+    let table = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    assert!(inspect.status.success() && table.contains(&format!("image        {shown} (")), "{table}");
+    for text in [err.as_bytes(), said.as_bytes(), &missing.stderr, &inspect.stdout] {
+        assert!(!text.contains(&0x1b), "a raw escape: {}", String::from_utf8_lossy(text));
+    }
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("red\\x1b[31m\\x0aline/none"), "{}", String::from_utf8_lossy(&missing.stderr));
+}

@@ -111,7 +111,7 @@ pub fn job(a: JobArgs) -> Outcome {
                     crate::origin::differences(&was, &now)
                 });
                 if let Some(d) = differs {
-                    found.passed_over.push(format!("ckpt: {} is not of this command ({d}); restarting it all the same, as asked (--allow-changed)", found.path.display()));
+                    found.passed_over.push(format!("ckpt: {} is not of this command ({d}); restarting it all the same, as asked (--allow-changed)", crate::shown(&found.path)));
                 }
             }
             fresh_image_due = crate::inspect::is_last_checkpoint(&found.path);
@@ -121,7 +121,7 @@ pub fn job(a: JobArgs) -> Outcome {
             (run::restart_command(&found.path, &flags)?.0, "myrestart")
         }
         None => {
-            eprintln!("ckpt: no image at {} yet: starting {prog}", image.display());
+            eprintln!("ckpt: no image at {} yet: starting {prog}", crate::shown(&image));
             (run::run_command(a.run)?.0, "the program")
         }
     };
@@ -294,11 +294,11 @@ pub fn job(a: JobArgs) -> Outcome {
     let written = !timed_out && identity(&image).is_some_and(|now| Some(now) != before);
     if written {
         let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
-        eprintln!("ckpt: {prog} stopped at its last checkpoint: {} ({} MB, {:.1} s)", image.display(), size / 1_000_000, since.elapsed().as_secs_f64());
+        eprintln!("ckpt: {prog} stopped at its last checkpoint: {} ({} MB, {:.1} s)", crate::shown(&image), size / 1_000_000, since.elapsed().as_secs_f64());
     } else {
         let why = page.read().filter(|r| crate::report::outcome_after(r, base).is_some()).map(|r| format!(": {}", r.message)).unwrap_or_default();
         match set::newest(&image, key.as_deref(), Want::Command(&started)) {
-            Ok(Some(f)) => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart goes on from {} (taken {})", f.path.display(), f.taken),
+            Ok(Some(f)) => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart goes on from {} (taken {})", crate::shown(&f.path), f.taken),
             _ => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart begins it anew (no image)"),
         }
     }

@@ -155,7 +155,7 @@ fn main() -> ExitCode {
                 match set::newest(&image, key.as_deref(), want) {
                     // Said by myrestart once the program's logs are in order.
                     Ok(Some(found)) => Ok((Some(found.say("ckpt: restarting")), found.path)),
-                    Ok(None) => Err((EXIT_REFUSED, format!("no image at {}", image.display()))),
+                    Ok(None) => Err((EXIT_REFUSED, format!("no image at {}", crate::shown(&image)))),
                     Err(e) => Err(e),
                 }
             } else {

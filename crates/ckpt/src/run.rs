@@ -79,7 +79,7 @@ fn is_static_elf(path: &Path) -> std::io::Result<bool> {
 pub fn run(a: RunArgs) -> Outcome {
     let (mut cmd, path) = run_command(a)?;
     let err = cmd.exec();
-    Err((EXIT_REFUSED, format!("{}: {err}", path.display())))
+    Err((EXIT_REFUSED, format!("{}: {err}", crate::shown(&path))))
 }
 
 /// The image path `ckpt run` gives the program: `--image`, else myckpt, from the current
@@ -94,7 +94,7 @@ pub fn image_path(image: Option<&Path>) -> Result<PathBuf, (u8, String)> {
 pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
     use std::os::unix::ffi::OsStrExt;
     let dir = crate::dir_of(image);
-    let cannot = |why: String| (EXIT_REFUSED, format!("cannot write images to {}: {why}", dir.display()));
+    let cannot = |why: String| (EXIT_REFUSED, format!("cannot write images to {}: {why}", crate::shown(dir)));
     let m = std::fs::metadata(dir).map_err(|e| cannot(crate::io_message(&e)))?;
     if !m.is_dir() {
         return Err(cannot("not a directory".into()));
@@ -105,7 +105,7 @@ pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
         return Err(cannot(crate::io_message(&std::io::Error::last_os_error())));
     }
     if std::fs::symlink_metadata(image).is_ok_and(|m| m.is_dir()) {
-        return Err((EXIT_REFUSED, format!("{} is a directory, not an image", image.display())));
+        return Err((EXIT_REFUSED, format!("{} is a directory, not an image", crate::shown(image))));
     }
     Ok(())
 }
@@ -114,16 +114,16 @@ pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
 /// the environment), and the program's path.
 pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     let prog = PathBuf::from(&a.command[0]);
-    let path = resolve(&prog).ok_or((EXIT_REFUSED, format!("{}: command not found", prog.display())))?;
+    let path = resolve(&prog).ok_or((EXIT_REFUSED, format!("{}: command not found", crate::shown(&prog))))?;
     match is_static_elf(&path) {
         Ok(true) => {
             return Err((
                 EXIT_REFUSED,
-                format!("{} is statically linked: libckpt.so cannot be preloaded into it, and the checkpoint signal would kill it", path.display()),
+                format!("{} is statically linked: libckpt.so cannot be preloaded into it, and the checkpoint signal would kill it", crate::shown(&path)),
             ))
         }
         Ok(false) => {}
-        Err(e) => return Err((EXIT_REFUSED, format!("{}: {e}", path.display()))),
+        Err(e) => return Err((EXIT_REFUSED, format!("{}: {e}", crate::shown(&path)))),
     }
     let lib = locate::libckpt()?;
     let image = image_path(a.image.as_deref())?;
@@ -193,7 +193,7 @@ pub struct RestartFlags {
 pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
     let (mut cmd, myrestart) = restart_command(image, f)?;
     let err = cmd.exec();
-    Err((EXIT_REFUSED, format!("{}: {err}", myrestart.display())))
+    Err((EXIT_REFUSED, format!("{}: {err}", crate::shown(&myrestart))))
 }
 
 /// The myrestart command that `ckpt restart` executes, and myrestart's path.
