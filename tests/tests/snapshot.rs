@@ -429,9 +429,7 @@ fn sleeps_and_waits_go_on_through_a_checkpoint() {
 #[test]
 fn a_planted_older_image_name_keeps_the_previous_image() {
     use std::os::unix::fs::PermissionsExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("a_planted_older_image_name_keeps_the_previous_image: skipped: needs root and setpriv, to be two users");
+    if !can_be_another_user("a_planted_older_image_name_keeps_the_previous_image") {
         return;
     }
     let wd = Workdir::new("planted-generation");
