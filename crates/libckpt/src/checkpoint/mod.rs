@@ -58,7 +58,8 @@ pub struct Blocker {
     pub generation: u32,
     /// "a directory", "a FIFO", …, or "a file".
     pub kind: &'static str,
-    pub uid: u32,
+    /// Its owner, when that is another user.
+    pub uid: Option<u32>,
     /// Why it stops the checkpoint, e.g. ", not one of this user's images: older images are
     /// not moved over it".
     pub then: &'static str,
@@ -91,7 +92,11 @@ impl Failure {
             if b.generation > 0 {
                 let _ = write!(line, ".{}", b.generation);
             }
-            let _ = write!(line, " is {} of uid {}{}", b.kind, b.uid, b.then);
+            let _ = write!(line, " is {}", b.kind);
+            if let Some(uid) = b.uid {
+                let _ = write!(line, " of uid {uid}");
+            }
+            let _ = write!(line, "{}", b.then);
         } else {
             let _ = write!(line, "{}", self.step);
             if self.names_file {

@@ -1051,7 +1051,7 @@ impl<'a> TempImage<'a> {
         let path = CStr::from_bytes_with_nul(&head[..image_len]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
         if let Ok(st) = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                return Err(Failure::blocked(super::Blocker { generation: 0, kind: "a directory", uid: st.st_uid, then: CANNOT_REPLACE }, None));
+                return Err(Failure::blocked(super::Blocker { generation: 0, kind: "a directory", uid: other_user(st.st_uid), then: CANNOT_REPLACE }, None));
             }
         }
         let mode = Mode::from_raw_mode(0o600);
@@ -1138,12 +1138,16 @@ impl<'a> TempImage<'a> {
         keep_generations(image_path, cfg.keep)?;
         let image = CStr::from_bytes_with_nul(&self.buf[..self.image_len]).map_err(|_| Failure::plain("bad image path"))?;
         let tmp = CStr::from_bytes_with_nul(&self.buf[from..to]).map_err(|_| Failure::plain("bad image path"))?;
-        rustix::fs::rename(tmp, image).map_err(|e| match in_the_way(image, 0, CANNOT_REPLACE) {
-            Err(mut f) => {
-                f.errno = Some(e);
-                f
+        rustix::fs::rename(tmp, image).map_err(|e| {
+            // Refused because of what is there: named, with its owner.
+            let refused = matches!(e, Errno::PERM | Errno::ACCESS | Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST | Errno::BUSY);
+            match in_the_way(image, 0, CANNOT_REPLACE) {
+                Err(mut f) if refused => {
+                    f.errno = Some(e);
+                    f
+                }
+                _ => Failure::on_file("renaming the new image to", e),
             }
-            Ok(_) => Failure::on_file("renaming the new image to", e),
         })?;
         self.committed = true;
         sync_parent_dir(image_path);
@@ -1195,6 +1199,11 @@ pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32, also: impl Iterato
     let _ = unsafe { sys::close_from(from) };
 }
 
+/// `uid` if it is another user's.
+fn other_user(uid: u32) -> Option<u32> {
+    (uid != rustix::process::geteuid().as_raw()).then_some(uid)
+}
+
 /// Why something at the image path stops a checkpoint.
 const CANNOT_REPLACE: &str = ", which this user's image cannot replace";
 
@@ -1205,7 +1214,7 @@ fn in_the_way(path: &CStr, generation: u32, then: &'static str) -> Result<bool, 
     let st = match rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(false),
-        Err(e) => return Err(Failure::blocked(super::Blocker { generation, kind: "something that cannot be looked at", uid: 0, then }, Some(e))),
+        Err(e) => return Err(Failure::blocked(super::Blocker { generation, kind: "something that cannot be looked at", uid: None, then }, Some(e))),
     };
     let kind = match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => "a file",
@@ -1215,15 +1224,15 @@ fn in_the_way(path: &CStr, generation: u32, then: &'static str) -> Result<bool, 
         FileType::Socket => "a socket",
         _ => "a device",
     };
-    let blocker = |kind| Failure::blocked(super::Blocker { generation, kind, uid: st.st_uid, then }, None);
-    if kind != "a file" || st.st_uid != rustix::process::geteuid().as_raw() {
+    let blocker = |kind| Failure::blocked(super::Blocker { generation, kind, uid: other_user(st.st_uid), then }, None);
+    if kind != "a file" || other_user(st.st_uid).is_some() {
         return Err(blocker(kind));
     }
     let mut prefix = [0u8; ckpt_image::image::PREFIX_LEN];
     let read = rustix::fs::open(path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
         .is_ok_and(|f| ckpt_sigsafe::sys::pread_full(f.as_raw_fd(), &mut prefix, 0) == Ok(prefix.len()));
     if !read || ckpt_image::image::meta_len(&prefix).is_err() {
-        return Err(blocker("a file that is not a ckpt image"));
+        return Err(blocker("a file other than a ckpt image"));
     }
     Ok(true)
 }
