@@ -657,3 +657,14 @@ pub fn two_image_chain(name: &str) -> (Workdir, PathBuf, PathBuf) {
     (wd, newest, base)
 }
 
+
+/// Whether this test can act as two users (root, with `setpriv` to become another); if not, it
+/// says that `test` is skipped, and why.
+pub fn can_be_another_user(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let able = unsafe { libc::geteuid() } == 0 && Command::new("setpriv").arg("--version").output().is_ok();
+    if !able {
+        eprintln!("{test}: skipped: needs root and setpriv, to be another user");
+    }
+    able
+}

@@ -263,9 +263,9 @@ fn images_others_could_have_written_are_refused_unless_trusted() {
 fn authenticated_images_refuse_tampering_and_other_keys() {
     let wd = Workdir::new("bad-key");
     let key = wd.path.join("key");
-    std::fs::write(&key, "a long secret only this site knows").unwrap();
+    private_file(&key, "a long secret only this site knows");
     let other = wd.path.join("other-key");
-    std::fs::write(&other, "another secret").unwrap();
+    private_file(&other, "another secret");
     let mut c = Command::new(prog("counter", &[]));
     c.args(["100000", "10000"]).env("CKPT_KEY", &key);
     let mut orig = Proc::preloaded(c, &wd.image(), "counter with a key");
@@ -334,4 +334,112 @@ fn authenticated_images_refuse_tampering_and_other_keys() {
     let plain = Workdir::new("bad-key-plain");
     real_image(&plain);
     refused(&mut with(&key, &plain.image()), "not authenticated");
+}
+
+/// A key file someone else may read is refused, with one line naming it and why, wherever a
+/// key is read: `ckpt run --key`, a program started with `CKPT_KEY` (which then writes no image),
+/// `myrestart --key`, and `ckpt restart` and `ckpt inspect` taking `CKPT_KEY` from their
+/// environment. `ckpt key new` makes a private one and never overwrites a file. Where
+/// `CKPT_KEY` is set, an image without a MAC (stripped of it) is refused.
+#[test]
+fn a_key_file_others_may_read_is_refused_and_a_configured_key_catches_a_stripped_image() {
+    use std::os::unix::fs::PermissionsExt;
+    let wd = Workdir::new("key-private");
+    let key = wd.path.join("key");
+    let out = Command::new(ckpt()).args(["key", "new"]).arg(&key).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let made = std::fs::read(&key).unwrap();
+    let again = Command::new(ckpt()).args(["key", "new"]).arg(&key).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(std::fs::read(&key).unwrap(), made, "ckpt key new overwrote a key");
+    // An image made with the private key.
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["100000", "10000"]).env("CKPT_KEY", &key);
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter with a key");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    // Readable by the group: refused everywhere, by name.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let why = format!("the key file {} may be read or written by other users (mode 640)", key.display());
+    let refused = |c: &mut Command| {
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(&why) && err.lines().count() == 1, "want one line with {why:?}: {err:?}");
+    };
+    refused(Command::new(ckpt()).args(["run", "--key"]).arg(&key).args(["--image"]).arg(wd.path.join("other")).arg(prog("counter", &[])));
+    refused(Command::new(myrestart()).arg("--key").arg(&key).arg(wd.image()));
+    refused(Command::new(ckpt()).args(["restart"]).arg(wd.image()).env("CKPT_KEY", &key));
+    refused(Command::new(ckpt()).args(["inspect"]).arg(wd.image()).env("CKPT_KEY", &key));
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["100000", "10000"]).env("CKPT_KEY", &key);
+    let image = wd.path.join("refused");
+    let orig = Proc::preloaded(c, &image, "counter with a key others may read");
+    orig.wait_stderr(&format!("CKPT_KEY={}: the key file may be read or written by other users (mode 640): a key file must be private (chmod 600); no image will be written without it", key.display()), SHORT);
+    // Running (its handler installed): a checkpoint asked for is refused.
+    orig.wait_lines(1, SHORT);
+    orig.signal(libc::SIGUSR2);
+    orig.wait_stderr("checkpoint failed: the key file (CKPT_KEY) was refused when the program started", SHORT);
+    assert!(!image.exists());
+    // Private again: an image without a MAC at the image's place (stripped) is refused where
+    // CKPT_KEY is set, though no --key is given.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let plain = Workdir::new("key-stripped");
+    real_image(&plain);
+    for c in [Command::new(myrestart()).arg(plain.image()), Command::new(ckpt()).arg("restart").arg(plain.image())].iter_mut() {
+        let out = c.env("CKPT_KEY", &key).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("not authenticated"), "{err}");
+    }
+    let restored = Proc::spawn({
+        let mut c = Command::new(ckpt());
+        c.arg("restart").arg(wd.image()).env("CKPT_KEY", &key);
+        c
+    }, "ckpt restart with CKPT_KEY");
+    restored.wait_lines(2, SHORT);
+}
+
+/// Writes `text` into a new file at `path` that only its owner may read (a key file).
+fn private_file(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+}
+
+/// Control characters in a path never reach the terminal raw: libckpt's, ckpt's and
+/// myrestart's messages, and `ckpt inspect`'s table, show them escaped (`\x1b`). Here a
+/// directory sits where the image goes: the checkpoint fails, and the line names it truly.
+#[test]
+fn control_characters_in_paths_are_escaped_in_messages() {
+    let wd = Workdir::new("escapes");
+    let dir = wd.path.join("red\x1b[31m\nline");
+    std::fs::create_dir(&dir).unwrap();
+    let image = dir.join("myckpt");
+    let shown = format!("{}/red\\x1b[31m\\x0aline/myckpt", wd.path.display());
+    std::fs::create_dir(&image).unwrap();
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["100000", "10000"]);
+    let mut orig = Proc::preloaded(c, &image, "counter");
+    orig.wait_lines(1, SHORT);
+    let out = Command::new(ckpt()).args(["checkpoint", "--wait", &orig.pid.to_string()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let why = format!("{shown} is a directory, which this user's image cannot replace");
+    assert!(err.contains(&why) && err.lines().count() == 1, "want {why:?} in one line: {err:?}");
+    let said = orig.wait_stderr(&why, SHORT);
+    std::fs::remove_dir(&image).unwrap();
+    orig.checkpoint(&image, LONG);
+    orig.kill9();
+    let missing = Command::new(myrestart()).arg(dir.join("none")).output().unwrap();
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+    let table = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    assert!(inspect.status.success() && table.contains(&format!("image        {shown} (")), "{table}");
+    for text in [err.as_bytes(), said.as_bytes(), &missing.stderr, &inspect.stdout] {
+        assert!(!text.contains(&0x1b), "a raw escape: {}", String::from_utf8_lossy(text));
+    }
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("red\\x1b[31m\\x0aline/none"), "{}", String::from_utf8_lossy(&missing.stderr));
 }

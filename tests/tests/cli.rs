@@ -452,9 +452,7 @@ fn checkpoint_image_option_must_name_the_process_own_image() {
 /// A process the user may not inspect is named as such, not as missing.
 #[test]
 fn checkpoint_of_a_process_of_another_user_says_so() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("checkpoint_of_a_process_of_another_user_says_so: skipped: needs root and setpriv, to be another user");
+    if !can_be_another_user("checkpoint_of_a_process_of_another_user_says_so") {
         return;
     }
     let wd = Workdir::new("cli-other-user");

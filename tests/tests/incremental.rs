@@ -123,3 +123,35 @@ fn a_program_using_userfaultfd_itself_keeps_working() {
     r.kill9();
     assert!(after.iter().all(|l| l.starts_with("tick") && sum(l) == expect), "restart went wrong: {after:?}");
 }
+
+/// A restored process takes incremental images too: its memory, mapped from the image it was
+/// restored from, is tracked again, so its first checkpoint is full and the next one holds only
+/// what changed (naming a base); that image restarts to its own state.
+#[test]
+fn checkpoints_after_a_restart_are_incremental_again() {
+    let wd = Workdir::new("incr-after-restart");
+    let image = wd.image();
+    let reference = reference_run(changing(16, 400, 0, true), LONG);
+    let _ = generations(&wd, true, 2);
+    // Restored the default way (memory mapped from the image), it goes on from there.
+    let mut restored = Proc::restart(&image);
+    let mut images = Vec::new();
+    for g in 0..2 {
+        let n = restored.lines().len();
+        restored.wait_lines(n + 4, LONG);
+        restored.checkpoint(&image, LONG);
+        let kept = wd.path.join(format!("after-restart-{g}"));
+        std::fs::hard_link(&image, &kept).unwrap();
+        images.push(kept);
+    }
+    restored.kill9();
+    assert!(!restored.stderr().contains("incremental checkpoints are off"), "{}", restored.stderr());
+    let (first, second) = (allocated(&images[0]), allocated(&images[1]));
+    assert!(first > 16 << 20, "the first image after the restart holds the buffer: {first} bytes");
+    assert!(second < first / 4, "the second image after the restart is not incremental: {second} bytes allocated of a full {first}");
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success() && text.contains("built on"), "the image names no base: {text}");
+    restarts_right(&image, &[], &reference);
+    restarts_right(&image, &["--eager"], &reference);
+}

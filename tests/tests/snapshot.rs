@@ -296,6 +296,61 @@ fn the_temporary_file_cannot_be_redirected_exposed_or_blocked() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// Asks `orig` for a checkpoint and returns its writer, caught (and stopped: SIGSTOP) before
+/// the image is in place.
+fn catch_writer(orig: &Proc, wd: &Workdir) -> u32 {
+    orig.signal(libc::SIGUSR2);
+    let deadline = Instant::now() + LONG;
+    loop {
+        // The writer itself, not its short-lived parent (the program's child).
+        if let Some((pid, _)) = processes_named("ckpt-writer").into_iter().find(|(pid, ppid)| *ppid != orig.pid && writer_of(*pid, wd)) {
+            // SAFETY: kill(2) of the writer just found.
+            unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+            assert!(!wd.image().exists(), "the image was written before the writer could be caught");
+            return pid;
+        }
+        assert!(!wd.image().exists(), "the image was written before the writer could be caught");
+        assert!(Instant::now() < deadline, "no writer");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until process `pid` is dead (a zombie, or gone).
+fn wait_dead(pid: u32) {
+    let deadline = Instant::now() + LONG;
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+        assert!(Instant::now() < deadline, "process {pid} did not die");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A writer killed right after it renamed its file over the image leaves that image, and the
+/// program's next checkpoint says so (not that the image was not written). The writer is held
+/// by a debugger at the return from that rename, then killed.
+#[test]
+fn a_writer_killed_after_its_rename_is_said_to_have_written_the_image() {
+    let wd = Workdir::new("killed-after-rename");
+    let mut c = Command::new(prog("quiet", &[]));
+    c.arg("256");
+    let orig = Proc::preloaded(c, &wd.image(), "quiet");
+    orig.wait_lines(3, LONG);
+    let writer = catch_writer(&orig, &wd);
+    // Stops at the rename's entry, then at its return; then the writer is killed.
+    let out = Command::new("gdb")
+        .args(["-batch", "-nx", "-p", &writer.to_string()])
+        .args(["-ex", "handle SIGSTOP nostop noprint nopass", "-ex", "catch syscall rename renameat renameat2", "-ex", "continue", "-ex", "continue", "-ex", "kill"])
+        .output()
+        .unwrap();
+    wait_dead(writer);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.matches("syscall ").count() >= 2 && wd.image().exists(), "the writer was not held at its rename: {text}");
+    let ino = std::fs::metadata(wd.image()).unwrap().ino();
+    orig.checkpoint(&wd.image(), LONG);
+    orig.wait_stderr(&format!("process {writer}) was killed as it finished; its image is in place at {}", wd.image().display()), SHORT);
+    assert!(!orig.stderr().contains("that image was not written"), "{}", orig.stderr());
+    assert_ne!(std::fs::metadata(wd.image()).unwrap().ino(), ino, "no new image");
+}
+
 /// A writer killed mid-write leaves nothing behind next to the image, and the program hears of
 /// it at its next checkpoint, which works.
 #[test]
@@ -306,22 +361,10 @@ fn a_killed_writer_leaves_nothing_and_is_reported() {
     c.arg("768");
     let orig = Proc::preloaded(c, &wd.image(), "quiet");
     orig.wait_lines(3, LONG);
-    orig.signal(libc::SIGUSR2);
-    let deadline = Instant::now() + LONG;
-    let writer = loop {
-        // The writer itself, not its short-lived parent (the program's child).
-        if let Some((pid, _)) = processes_named("ckpt-writer").into_iter().find(|(pid, ppid)| *ppid != orig.pid && writer_of(*pid, &wd)) {
-            break pid;
-        }
-        assert!(!wd.image().exists(), "the image was written before the writer could be caught");
-        assert!(Instant::now() < deadline, "no writer");
-        std::thread::sleep(Duration::from_millis(1));
-    };
+    let writer = catch_writer(&orig, &wd);
     // SAFETY: kill(2) of the writer found above.
     unsafe { libc::kill(writer as i32, libc::SIGKILL) };
-    while std::fs::read_to_string(format!("/proc/{writer}/stat")).is_ok_and(|s| !s.contains(") Z")) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_dead(writer);
     let left: Vec<_> = std::fs::read_dir(&wd.path).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     orig.checkpoint(&wd.image(), LONG);
@@ -377,4 +420,43 @@ fn sleeps_and_waits_go_on_through_a_checkpoint() {
         assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
         check(&restored.lines()[0], mode, ms, "the restored program");
     }
+}
+
+/// With `CKPT_KEEP`, a name of the image set that someone else planted (here `myckpt.1`, in a
+/// shared sticky directory such as /tmp) is never moved, replaced or built on, and the previous
+/// image is not lost: the checkpoint fails, naming it, and the image stays as it was. Once the
+/// planted file is gone, the next checkpoint keeps the previous image as `myckpt.1`.
+#[test]
+fn a_planted_older_image_name_keeps_the_previous_image() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_be_another_user("a_planted_older_image_name_keeps_the_previous_image") {
+        return;
+    }
+    let wd = Workdir::new("planted-generation");
+    std::fs::set_permissions(&wd.path, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let image = wd.image();
+    let older = wd.path.join("myckpt.1");
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]).arg(prog("counter", &[])).args(["1000000", "10000"]);
+    c.env("CKPT_KEEP", "2");
+    let orig = Proc::preloaded(c, &image, "counter as nobody");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&image, LONG);
+    let previous = std::fs::read(&image).unwrap();
+    let ino = std::fs::metadata(&image).unwrap().ino();
+    // Planted by root, which nobody may neither move nor replace in a sticky directory.
+    std::fs::write(&older, "someone else's").unwrap();
+    orig.signal(libc::SIGUSR2);
+    orig.wait_stderr(&format!("{} is a file of uid 0, not one of this user's images", older.display()), LONG);
+    wait_writers_gone(&image, Instant::now() + LONG);
+    assert_eq!(std::fs::metadata(&image).unwrap().ino(), ino, "the previous image was replaced");
+    assert!(std::fs::read(&image).unwrap() == previous, "the previous image changed");
+    assert_eq!(std::fs::read_to_string(&older).unwrap(), "someone else's");
+    assert!(!wd.path.join("myckpt.2").exists(), "something was moved to myckpt.2");
+    std::fs::remove_file(&older).unwrap();
+    orig.checkpoint(&image, LONG);
+    assert_eq!(std::fs::metadata(&older).unwrap().ino(), ino, "the previous image is not kept as myckpt.1");
+    assert_ne!(std::fs::metadata(&image).unwrap().ino(), ino);
+    let out = Command::new(ckpt()).arg("inspect").arg(&older).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }

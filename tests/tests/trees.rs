@@ -509,9 +509,12 @@ if __name__ == '__main__':
 fn an_authenticated_tree_image_restarts_with_its_key_only() {
     let wd = Workdir::new("tree-key");
     let key = wd.path.join("key");
-    std::fs::write(&key, "the tree's secret").unwrap();
     let other = wd.path.join("other");
-    std::fs::write(&other, "not the tree's secret").unwrap();
+    for (path, secret) in [(&key, "the tree's secret"), (&other, "not the tree's secret")] {
+        std::fs::write(path, secret).unwrap();
+        // Key files must be private.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
     let mut c = family(1500);
     c.env("CKPT_KEY", &key);
     let mut orig = Proc::preloaded(c, &wd.image(), "family with a key");

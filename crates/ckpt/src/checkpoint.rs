@@ -138,7 +138,7 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
             if asked_image != conf {
                 return Err((
                     EXIT_REFUSED,
-                    format!("process {asked} writes its image to {} (chosen when it started: CKPT_IMAGE, or `ckpt run --image`), not to {}; none was sent (copy the image afterwards)", conf.display(), asked_image.display()),
+                    format!("process {asked} writes its image to {} (chosen when it started: CKPT_IMAGE, or `ckpt run --image`), not to {}; none was sent (copy the image afterwards)", crate::shown(&conf), crate::shown(&asked_image)),
                 ));
             }
             conf
@@ -192,7 +192,7 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
         if page.exists() {
             if !alive(pid) {
                 end_progress();
-                return Err((EXIT_FAILED, format!("process {asked} ended before its checkpoint was written; nothing at {} changed", image.display())));
+                return Err((EXIT_FAILED, format!("process {asked} ended before its checkpoint was written; nothing at {} changed", crate::shown(&image))));
             }
             if page.read().is_some_and(|s| s.started == base) && started.elapsed() > Duration::from_secs(1) && stopped(pid) {
                 end_progress();
@@ -207,22 +207,22 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
             let writing = writer_file(pid, &image).is_some();
             saw_writer |= writing;
             if !writing && (if a.kill { !alive(pid) } else { saw_writer }) && identity(&image) == before {
-                return Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed (its stderr says why); {} is unchanged", image.display())));
+                return Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed (its stderr says why); {} is unchanged", crate::shown(&image))));
             }
             if !saw_writer && !a.kill && started.elapsed() > Duration::from_secs(3) {
-                return Err((EXIT_FAILED, format!("process {asked} did not start writing {} (its stderr says why)", image.display())));
+                return Err((EXIT_FAILED, format!("process {asked} did not start writing {} (its stderr says why)", crate::shown(&image))));
             }
         }
         if let Some(size) = writer_file(pid, &image).map(|m| m.blocks() * 512) {
             if tty && last_progress.elapsed() > Duration::from_millis(200) {
-                eprint!("\rckpt: writing {}: {} MB ", image.display(), size / 1_000_000);
+                eprint!("\rckpt: writing {}: {} MB ", crate::shown(&image), size / 1_000_000);
                 let _ = std::io::stderr().flush();
                 last_progress = Instant::now();
             }
         }
         if Instant::now() > deadline {
             end_progress();
-            return Err((EXIT_FAILED, format!("no new image at {} after {} s", image.display(), a.timeout)));
+            return Err((EXIT_FAILED, format!("no new image at {} after {} s", crate::shown(&image), a.timeout)));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -232,8 +232,8 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
 
 /// Prints the line `--wait` promises: the image's path, size, space and how long it took.
 fn print_written(image: &Path, started: Instant) -> Outcome {
-    let meta = std::fs::metadata(image).map_err(|e| (EXIT_FAILED, format!("{}: {e}", image.display())))?;
-    println!("{} {} bytes ({} allocated) in {:.3} s", image.display(), meta.len(), meta.blocks() * 512, started.elapsed().as_secs_f64());
+    let meta = std::fs::metadata(image).map_err(|e| (EXIT_FAILED, format!("{}: {e}", crate::shown(image))))?;
+    println!("{} {} bytes ({} allocated) in {:.3} s", crate::shown(image), meta.len(), meta.blocks() * 512, started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -248,7 +248,7 @@ fn wait_gone(pid: u32, deadline: Instant) {
 fn outcome(asked: u32, pid: u32, image: &Path, s: &crate::report::Snapshot, started: Instant, deadline: Instant) -> Outcome {
     use ckpt_image::report::Outcome as O;
     let why = &s.message;
-    let shown = image.display();
+    let shown = crate::shown(image);
     match s.outcome {
         Some(O::Written) => print_written(image, started),
         Some(O::LastWritten) => {

@@ -57,16 +57,16 @@ impl Drop for Temp {
 }
 
 pub fn copy(a: CopyArgs) -> Outcome {
-    let name = a.image.display().to_string();
+    let name = crate::shown(&a.image);
     let bad = |e: ckpt_image::ImageError| (EXIT_REFUSED, format!("{name}: {e}"));
     let dest = if a.dest.is_dir() {
         a.dest.join(a.image.file_name().ok_or_else(|| (EXIT_REFUSED, format!("{name}: not a file name")))?)
     } else if a.dest.as_os_str().as_encoded_bytes().ends_with(b"/") {
-        return Err((EXIT_REFUSED, format!("{}: no such directory", a.dest.display())));
+        return Err((EXIT_REFUSED, format!("{}: no such directory", crate::shown(&a.dest))));
     } else {
         a.dest.clone()
     };
-    let shown = dest.display().to_string();
+    let shown = crate::shown(&dest);
 
     // Verified as `ckpt inspect` verifies it, through the very descriptors the copy reads.
     let src = ImageFile::open(&a.image).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
@@ -83,7 +83,7 @@ pub fn copy(a: CopyArgs) -> Outcome {
     if let Ok(d) = std::fs::metadata(&dest) {
         for f in std::iter::once(&src).chain(&bases) {
             if f.file.metadata().is_ok_and(|m| (m.dev(), m.ino()) == (d.dev(), d.ino())) {
-                return Err((EXIT_REFUSED, format!("{shown} is the same file as {}, which the image needs: copy to another file", f.path.display())));
+                return Err((EXIT_REFUSED, format!("{shown} is the same file as {}, which the image needs: copy to another file", crate::shown(&f.path))));
             }
         }
     }

@@ -20,7 +20,8 @@ pub struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Check the image's authentication with this key file (`ckpt run --key`, `CKPT_KEY`).
+    /// Check the image's authentication with this key file (`ckpt run --key`); without --key,
+    /// CKPT_KEY in the environment names it, if set.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
 }
@@ -47,7 +48,8 @@ fn utc(ns: u64) -> String {
 }
 
 pub fn inspect(a: InspectArgs) -> Outcome {
-    let (doc, restartable) = examine(&a.image, a.key.as_deref())?;
+    let key = crate::key::configured(a.key.as_deref());
+    let (doc, restartable) = examine(&a.image, key.as_deref())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap());
     } else {
@@ -101,7 +103,7 @@ pub fn taken(path: &Path) -> Option<String> {
 /// is the image it was built on, and holds undamaged the pages it takes from it. The reason it
 /// cannot is `restartable_reason`. An image that cannot be read or parsed at all is an error.
 pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, String)> {
-    let opened = ImageFile::open(path).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", path.display())))?;
+    let opened = ImageFile::open(path).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", crate::shown(path))))?;
     examine_file(&opened, key).map(|(doc, restartable, _)| (doc, restartable))
 }
 
@@ -109,7 +111,7 @@ pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, St
 /// images found (each base open, if it checked out).
 pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bool, Vec<BaseCheck>), (u8, String)> {
     let path = opened.path.as_path();
-    let name = path.display().to_string();
+    let name = crate::shown(path);
     let bad = |e: ckpt_image::ImageError| (EXIT_REFUSED, format!("{name}: {e}"));
     let mut st = Box::new(ProcessState::ZERO);
     let image = opened.image(&mut st).map_err(bad)?;
@@ -204,8 +206,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bo
     let authenticated = match key {
         None => None,
         Some(k) => {
-            let secret = std::fs::read(k).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", k.display())))?;
-            let ok = ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, &holes);
+            let ok = ckpt_image::mac::check(&crate::key::read(k)?, file, &image, &holes);
             if let Err(e) = ok {
                 all_ok = false;
                 blocker(format!("{name}: {e}"));
@@ -274,7 +275,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bo
         }),
     };
     let doc = json!({
-        "image": name, "bases": bases, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
+        "image": path.to_string_lossy(), "bases": bases, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
         "restartable": problem.is_none(), "restartable_reason": problem,
         "checksums_ok": all_ok, "bases_verified": bases_ok, "authentication": has_mac, "authenticated": authenticated,
         "program": String::from_utf8_lossy(first.comm_bytes()), "exe": String::from_utf8_lossy(st.exe.as_bytes()),
@@ -308,8 +309,7 @@ fn part_summary(
     let mut ok = (0..image.region_count()).filter_map(|i| image.region(i).ok()).filter(|r| r.record.has_data()).all(|r| check_region(file, &r, holes).is_ok());
     ok &= image.fds().filter_map(Result::ok).all(|(rec, _)| check_saved_file(file, &rec, holes).is_ok());
     if let Some(k) = key {
-        let secret = std::fs::read(k).unwrap_or_default();
-        ok &= ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, holes).is_ok();
+        ok &= crate::key::read(k).is_ok_and(|k| ckpt_image::mac::check(&k, file, &image, holes).is_ok());
     }
     ok &= ckpt_image::shared::check_against_root(&image, root).is_ok();
     let in_root = image.shared_runs().filter_map(Result::ok).map(|r| r.pages).sum();
@@ -333,12 +333,20 @@ fn command_line(f: &File, image: &Image, st: &ProcessState) -> Vec<String> {
     Vec::new()
 }
 
+/// One line of the table on stdout, with control characters escaped: names in it come from
+/// the image (file names, the command line), which must not drive the terminal.
+macro_rules! row {
+    ($($arg:tt)*) => {
+        println!("{}", ckpt_sigsafe::out::Lossy(format!($($arg)*).as_bytes()))
+    };
+}
+
 fn print_table(d: &Value) {
     let s = |v: &Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
-    println!("image        {} ({} bytes, {} allocated), format {}", s(&d["image"]), d["size"], d["allocated"], d["format_version"]);
+    row!("image        {} ({} bytes, {} allocated), format {}", s(&d["image"]), d["size"], d["allocated"], d["format_version"]);
     match &d["restartable_reason"] {
-        Value::String(why) => println!("restartable  no: {why}"),
-        _ => println!("restartable  yes"),
+        Value::String(why) => row!("restartable  no: {why}"),
+        _ => row!("restartable  yes"),
     }
     let bases = d["bases"].as_array().map_or(0, Vec::len);
     let checksums = match (d["checksums_ok"] == true, d["bases_verified"] == true, bases) {
@@ -348,49 +356,49 @@ fn print_table(d: &Value) {
         (true, true, n) => format!("verified (this file and the {n} base images it needs)"),
         (true, false, _) => "verified in this file only (a base image it needs cannot be checked)".to_string(),
     };
-    println!("checksums    {checksums}");
+    row!("checksums    {checksums}");
     match (d["authentication"] == true, d["authenticated"].as_bool()) {
-        (_, Some(true)) => println!("key          authenticated"),
-        (true, Some(false)) => println!("key          AUTHENTICATION FAILED"),
-        (false, Some(false)) => println!("key          NOT AUTHENTICATED (made without a key)"),
-        (true, None) => println!("key          authenticated image (give --key to check it)"),
+        (_, Some(true)) => row!("key          authenticated"),
+        (true, Some(false)) => row!("key          AUTHENTICATION FAILED"),
+        (false, Some(false)) => row!("key          NOT AUTHENTICATED (made without a key)"),
+        (true, None) => row!("key          authenticated image (give --key to check it)"),
         (false, None) => {}
     }
     for b in d["bases"].as_array().unwrap() {
-        println!("built on     {} ({}, {})", s(&b["name"]), counted(b["pages"].as_u64().unwrap_or(0), "page", "pages"), s(&b["state"]));
+        row!("built on     {} ({}, {})", s(&b["name"]), counted(b["pages"].as_u64().unwrap_or(0), "page", "pages"), s(&b["state"]));
     }
-    println!("program      {} ({}), pid {}", s(&d["program"]), s(&d["exe"]), d["pid"]);
+    row!("program      {} ({}), pid {}", s(&d["program"]), s(&d["exe"]), d["pid"]);
     for t in d["threads"].as_array().unwrap() {
-        println!("thread       {} {} (TLS {}, signal frame {})", t["tid"], s(&t["name"]), s(&t["fs_base"]), s(&t["signal_frame"]));
+        row!("thread       {} {} (TLS {}, signal frame {})", t["tid"], s(&t["name"]), s(&t["fs_base"]), s(&t["signal_frame"]));
     }
     let args: Vec<String> = d["command_line"].as_array().unwrap().iter().map(s).collect();
-    println!("command      {}", args.join(" "));
+    row!("command      {}", args.join(" "));
     let o = &d["origin"];
     if !o.is_null() {
         let cmd = match o["command"].as_array() {
             Some(words) => words.iter().map(s).collect::<Vec<_>>().join(" "),
             None => format!("a command of {} arguments", o["arguments"]),
         };
-        println!("started as   {} ({}) in {}, run {}", cmd, s(&o["program"]), s(&o["directory"]), s(&o["run"]));
+        row!("started as   {} ({}) in {}, run {}", cmd, s(&o["program"]), s(&o["directory"]), s(&o["run"]));
     }
-    println!("directory    {}", s(&d["cwd"]));
+    row!("directory    {}", s(&d["cwd"]));
     let last = if d["last_checkpoint"] == true { " (a last checkpoint: the program ended there)" } else { "" };
-    println!("taken        {}, written in {:.1} ms{last}", s(&d["taken"]), d["write_ms"].as_f64().unwrap_or(0.0));
-    println!("needs        kernel {}, XSAVE features {} ({} bytes of register state)", s(&d["kernel"]), s(&d["xsave_features"]), d["xsave_bytes"]);
+    row!("taken        {}, written in {:.1} ms{last}", s(&d["taken"]), d["write_ms"].as_f64().unwrap_or(0.0));
+    row!("needs        kernel {}, XSAVE features {} ({} bytes of register state)", s(&d["kernel"]), s(&d["xsave_features"]), d["xsave_bytes"]);
     let interval = d["interval_ms"].as_u64().unwrap_or(0);
-    println!("checkpoints  on signal {}{}", d["checkpoint_signal"], if interval > 0 { format!(", every {} s", interval as f64 / 1000.0) } else { String::new() });
+    row!("checkpoints  on signal {}{}", d["checkpoint_signal"], if interval > 0 { format!(", every {} s", interval as f64 / 1000.0) } else { String::new() });
     let r = &d["registers"];
-    println!("registers    rip {} rsp {} rbp {} rax {}", s(&r["rip"]), s(&r["rsp"]), s(&r["rbp"]), s(&r["rax"]));
-    println!("             rbx {} rcx {} rdx {} rsi {} rdi {}", s(&r["rbx"]), s(&r["rcx"]), s(&r["rdx"]), s(&r["rsi"]), s(&r["rdi"]));
-    println!("             fs_base {} eflags {}", s(&r["fs_base"]), s(&r["eflags"]));
-    println!("signals      handled {} ignored {} blocked {}", d["signals"]["handled"], d["signals"]["ignored"], s(&d["signals"]["blocked_mask"]));
+    row!("registers    rip {} rsp {} rbp {} rax {}", s(&r["rip"]), s(&r["rsp"]), s(&r["rbp"]), s(&r["rax"]));
+    row!("             rbx {} rcx {} rdx {} rsi {} rdi {}", s(&r["rbx"]), s(&r["rcx"]), s(&r["rdx"]), s(&r["rsi"]), s(&r["rdi"]));
+    row!("             fs_base {} eflags {}", s(&r["fs_base"]), s(&r["eflags"]));
+    row!("signals      handled {} ignored {} blocked {}", d["signals"]["handled"], d["signals"]["ignored"], s(&d["signals"]["blocked_mask"]));
     for t in d["timers"].as_array().unwrap() {
-        println!("timer        ITIMER_{} in {} us, every {} us", s(&t["timer"]).to_uppercase(), t["value_us"], t["interval_us"]);
+        row!("timer        ITIMER_{} in {} us, every {} us", s(&t["timer"]).to_uppercase(), t["value_us"], t["interval_us"]);
     }
-    println!("descriptors");
+    row!("descriptors");
     for f in d["descriptors"].as_array().unwrap() {
         // (A JSON value ignores widths: each is made a string first.)
-        println!(
+        row!(
             "  {:>4}  {:<11} flags {:<8} offset {:<12} {}{}",
             s(&f["fd"]), s(&f["kind"]), s(&f["flags"]), s(&f["offset"]), f["socket"].as_str().unwrap_or(&s(&f["path"])),
             if f["restored"] == true { "" } else { "  (not restored)" }
@@ -398,7 +406,7 @@ fn print_table(d: &Value) {
     }
     let tree = d["tree"].as_array().unwrap();
     if !tree.is_empty() {
-        println!("tree         {}", counted(tree.len() as u64, "process", "processes"));
+        row!("tree         {}", counted(tree.len() as u64, "process", "processes"));
         for t in tree {
             let what = if t["zombie"] == true {
                 match (t["exit"]["code"].as_u64(), t["exit"]["signal"].as_u64()) {
@@ -416,14 +424,14 @@ fn print_table(d: &Value) {
                 format!("{} ({}{size}{shared}{bad})", s(&t["program"]), counted(t["threads"].as_u64().unwrap_or(0), "thread", "threads"))
             };
             let n = |k: &str| t[k].as_u64().unwrap_or(0);
-            println!("  pid {:<7} ppid {:<7} pgid {:<7} sid {:<7} {}", n("pid"), n("ppid"), n("pgid"), n("sid"), what);
+            row!("  pid {:<7} ppid {:<7} pgid {:<7} sid {:<7} {}", n("pid"), n("ppid"), n("pgid"), n("sid"), what);
         }
     }
-    println!("regions      {}", d["regions"].as_array().unwrap().len());
-    println!("  {:<33} {:<4} {:<10} {:<16} {:>12} {:>10}  file", "address", "prot", "kind", "how", "bytes stored", "zero pages");
+    row!("regions      {}", d["regions"].as_array().unwrap().len());
+    row!("  {:<33} {:<4} {:<10} {:<16} {:>12} {:>10}  file", "address", "prot", "kind", "how", "bytes stored", "zero pages");
     for g in d["regions"].as_array().unwrap() {
         let zero = g["zero_pages"].as_u64().map(|z| z.to_string()).unwrap_or_default();
-        println!(
+        row!(
             "  {:<33} {:<4} {:<10} {:<16} {:>12} {:>10}  {}",
             format!("{}-{}", s(&g["start"]), s(&g["end"])), s(&g["prot"]), s(&g["kind"]), s(&g["how"]), s(&g["bytes_stored"]), zero, s(&g["file"])
         );

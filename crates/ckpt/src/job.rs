@@ -90,7 +90,7 @@ pub fn job(a: JobArgs) -> Outcome {
     let image = run::image_path(a.run.image.as_deref())?;
     run::check_image_dir(&image)?;
     let prog = a.run.command[0].to_string_lossy().into_owned();
-    let key = a.run.key.clone();
+    let key = crate::key::configured(a.run.key.as_deref());
     // What this job runs, to tell its own images from another command's.
     let program = run::resolve(Path::new(&a.run.command[0])).ok_or((EXIT_REFUSED, format!("{prog}: command not found")))?;
     let started = crate::origin::Started::new(&a.run.command, &program).and_then(|s| s.encode()).map_err(|e| (EXIT_REFUSED, e))?;
@@ -103,7 +103,7 @@ pub fn job(a: JobArgs) -> Outcome {
     // then on goes back to the moment of the restart, and a restart then cuts from the logs what
     // the program printed since (a last checkpoint's own image never cuts them).
     let mut fresh_image_due = false;
-    let (mut cmd, what) = match set::newest(&image, a.run.key.as_deref(), want)? {
+    let (mut cmd, what) = match set::newest(&image, key.as_deref(), want)? {
         Some(mut found) => {
             if a.allow_changed {
                 let differs = crate::inspect::origin_note(&found.path).ok().flatten().and_then(|was| {
@@ -111,17 +111,17 @@ pub fn job(a: JobArgs) -> Outcome {
                     crate::origin::differences(&was, &now)
                 });
                 if let Some(d) = differs {
-                    found.passed_over.push(format!("ckpt: {} is not of this command ({d}); restarting it all the same, as asked (--allow-changed)", found.path.display()));
+                    found.passed_over.push(format!("ckpt: {} is not of this command ({d}); restarting it all the same, as asked (--allow-changed)", crate::shown(&found.path)));
                 }
             }
             fresh_image_due = crate::inspect::is_last_checkpoint(&found.path);
             let (rd, wr) = status_pipe().map_err(|e| (EXIT_REFUSED, format!("cannot make a pipe: {}", crate::io_message(&e))))?;
-            let flags = RestartFlags { key: a.run.key.clone(), say: Some(found.say(&format!("ckpt: restarting {prog}"))), status_fd: Some(wr), ..Default::default() };
+            let flags = RestartFlags { key: key.clone(), say: Some(found.say(&format!("ckpt: restarting {prog}"))), status_fd: Some(wr), ..Default::default() };
             restart_status = Some((rd, wr));
             (run::restart_command(&found.path, &flags)?.0, "myrestart")
         }
         None => {
-            eprintln!("ckpt: no image at {} yet: starting {prog}", image.display());
+            eprintln!("ckpt: no image at {} yet: starting {prog}", crate::shown(&image));
             (run::run_command(a.run)?.0, "the program")
         }
     };
@@ -294,11 +294,11 @@ pub fn job(a: JobArgs) -> Outcome {
     let written = !timed_out && identity(&image).is_some_and(|now| Some(now) != before);
     if written {
         let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
-        eprintln!("ckpt: {prog} stopped at its last checkpoint: {} ({} MB, {:.1} s)", image.display(), size / 1_000_000, since.elapsed().as_secs_f64());
+        eprintln!("ckpt: {prog} stopped at its last checkpoint: {} ({} MB, {:.1} s)", crate::shown(&image), size / 1_000_000, since.elapsed().as_secs_f64());
     } else {
         let why = page.read().filter(|r| crate::report::outcome_after(r, base).is_some()).map(|r| format!(": {}", r.message)).unwrap_or_default();
         match set::newest(&image, key.as_deref(), Want::Command(&started)) {
-            Ok(Some(f)) => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart goes on from {} (taken {})", f.path.display(), f.taken),
+            Ok(Some(f)) => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart goes on from {} (taken {})", crate::shown(&f.path), f.taken),
             _ => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart begins it anew (no image)"),
         }
     }

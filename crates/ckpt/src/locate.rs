@@ -11,12 +11,12 @@ fn exe_dir() -> Option<PathBuf> {
 fn find(variable: &str, candidates: &[&str]) -> Result<PathBuf, (u8, String)> {
     if let Some(path) = std::env::var_os(variable).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        return path.canonicalize().map_err(|e| (crate::EXIT_REFUSED, format!("{variable}={}: {}", path.display(), crate::io_message(&e))));
+        return path.canonicalize().map_err(|e| (crate::EXIT_REFUSED, format!("{variable}={}: {}", crate::shown(&path), crate::io_message(&e))));
     }
     let dir = exe_dir().ok_or((crate::EXIT_REFUSED, "cannot tell where the ckpt binary is".to_string()))?;
     let tried: Vec<PathBuf> = candidates.iter().map(|c| dir.join(c)).collect();
     tried.iter().find(|p| p.exists()).and_then(|p| p.canonicalize().ok()).ok_or_else(|| {
-        let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        let list: Vec<String> = tried.iter().map(|p| crate::shown(p)).collect();
         (crate::EXIT_REFUSED, format!("cannot find {}: looked for {} (next to ckpt, or where `make install` puts it); set {variable} to its path", candidates[0], list.join(" and ")))
     })
 }

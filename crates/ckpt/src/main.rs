@@ -7,6 +7,7 @@ mod copy;
 mod imagefile;
 mod inspect;
 mod job;
+mod key;
 mod locate;
 mod origin;
 mod report;
@@ -45,9 +46,10 @@ Environment of the program (ckpt run sets them from its options; read when the p
   CKPT_SYNC=1              write images with the program stopped, not in a forked writer
   CKPT_COMPRESS=lz4        compress memory in images
   CKPT_SELF_CONTAINED=1    copy the program's and libraries' pages too (no files needed)
-  CKPT_KEY=FILE            authenticate images with a key from FILE
+  CKPT_KEY=FILE            authenticate images with the key in FILE (private: mode 0600)
   CKPT_ORIGIN              set by ckpt run and ckpt job: what the program was started as
 Environment of ckpt:
+  CKPT_KEY=FILE            the key restart, inspect and job check images with, without --key
   CKPT_LIBCKPT=PATH, CKPT_MYRESTART=PATH  where libckpt.so and myrestart are, if not next to ckpt";
 
 #[derive(Parser)]
@@ -109,7 +111,8 @@ enum Command {
         /// (the restored program prints those lines again), except after a last checkpoint.
         #[arg(long)]
         keep_logs: bool,
-        /// The image must carry a MAC made with this key file (`ckpt run --key`, `CKPT_KEY`).
+        /// The image must carry a MAC made with this key file (`ckpt run --key`); without
+        /// --key, CKPT_KEY in the environment names it, if set.
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
     },
@@ -119,10 +122,21 @@ enum Command {
     /// Copy IMAGE to DEST as one file that restarts on its own: an incremental image's pages
     /// that are in its base images (IMAGE.base-*) are copied in. IMAGE is verified first.
     Copy(copy::CopyArgs),
+    /// Image keys (authenticated images: see `ckpt run --key`).
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Run PROG as a batch job that outlives its time limit: restart the newest complete image
     /// if there is one, else start PROG; on the stop signal, take a last checkpoint, stop, and
     /// requeue. Exits with PROG's status when PROG ends, 75 when stopped for a later restart.
     Job(job::JobArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a new key file FILE: 256 random bits, mode 0600 (it never overwrites a file).
+    New {
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -135,12 +149,13 @@ fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
         Command::Restart { image, newest, allow_changed, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, key } => {
+            let key = key::configured(key.as_deref());
             let chosen = if newest {
                 let want = if allow_changed { set::Want::Any } else { set::Want::SameAsNewest };
                 match set::newest(&image, key.as_deref(), want) {
                     // Said by myrestart once the program's logs are in order.
                     Ok(Some(found)) => Ok((Some(found.say("ckpt: restarting")), found.path)),
-                    Ok(None) => Err((EXIT_REFUSED, format!("no image at {}", image.display()))),
+                    Ok(None) => Err((EXIT_REFUSED, format!("no image at {}", crate::shown(&image)))),
                     Err(e) => Err(e),
                 }
             } else {
@@ -153,6 +168,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::inspect(a),
         Command::Copy(a) => copy::copy(a),
         Command::Job(a) => job::job(a),
+        Command::Key(KeyCommand::New { file }) => key::new(&file),
     };
     match result {
         Ok(code) => code,
@@ -170,6 +186,13 @@ pub fn io_message(e: &std::io::Error) -> String {
         Some(i) => text[..i].to_string(),
         None => text,
     }
+}
+
+/// A path as messages show it: control characters escaped (`\x1b`), so that a name cannot
+/// move the cursor or recolour the terminal, and bytes that are not UTF-8 shown as `\xNN`.
+pub fn shown(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    ckpt_sigsafe::out::Lossy(path.as_os_str().as_bytes()).to_string()
 }
 
 /// The directory a file is in (`.` for a bare name): where an image's bases and older images

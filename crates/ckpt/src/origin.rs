@@ -118,7 +118,7 @@ impl Started {
     /// `command`, whose program ckpt found at `program`, started in the current directory.
     pub fn new(command: &[OsString], program: &Path) -> Result<Started, String> {
         let cwd = std::env::current_dir().map_err(|e| format!("current directory: {}", crate::io_message(&e)))?;
-        let program = std::fs::canonicalize(program).map_err(|e| format!("{}: {}", program.display(), crate::io_message(&e)))?;
+        let program = std::fs::canonicalize(program).map_err(|e| format!("{}: {}", crate::shown(program), crate::io_message(&e)))?;
         Ok(Started { command: command.to_vec(), program, cwd })
     }
 

@@ -100,7 +100,7 @@ impl Page {
                 // An outcome half written: a moment later it is whole.
                 Some(r) if r.busy => std::thread::sleep(std::time::Duration::from_millis(1)),
                 Some(r) if r.owner == self.owner => {
-                    return Some(Snapshot { started: r.started, done: r.done, outcome: r.outcome, message: String::from_utf8_lossy(r.message).into_owned() });
+                    return Some(Snapshot { started: r.started, done: r.done, outcome: r.outcome, message: ckpt_sigsafe::out::Lossy(r.message).to_string() });
                 }
                 // Not (or no longer) the process's page: a forked child's inherited one, or one
                 // it stopped using; its page is looked for again.

@@ -29,8 +29,9 @@ pub struct RunArgs {
     /// Compress memory in images (LZ4).
     #[arg(long)]
     compress: bool,
-    /// Authenticate images with a key derived from this file (restart them with the same
-    /// `--key`).
+    /// Authenticate images with the key in this file, which must be private (mode 0600;
+    /// `ckpt key new FILE` makes one); restart them with the same `--key`. Without --key,
+    /// CKPT_KEY in the environment names it, if set.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// The program and its arguments.
@@ -78,7 +79,7 @@ fn is_static_elf(path: &Path) -> std::io::Result<bool> {
 pub fn run(a: RunArgs) -> Outcome {
     let (mut cmd, path) = run_command(a)?;
     let err = cmd.exec();
-    Err((EXIT_REFUSED, format!("{}: {err}", path.display())))
+    Err((EXIT_REFUSED, format!("{}: {err}", crate::shown(&path))))
 }
 
 /// The image path `ckpt run` gives the program: `--image`, else myckpt, from the current
@@ -93,7 +94,7 @@ pub fn image_path(image: Option<&Path>) -> Result<PathBuf, (u8, String)> {
 pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
     use std::os::unix::ffi::OsStrExt;
     let dir = crate::dir_of(image);
-    let cannot = |why: String| (EXIT_REFUSED, format!("cannot write images to {}: {why}", dir.display()));
+    let cannot = |why: String| (EXIT_REFUSED, format!("cannot write images to {}: {why}", crate::shown(dir)));
     let m = std::fs::metadata(dir).map_err(|e| cannot(crate::io_message(&e)))?;
     if !m.is_dir() {
         return Err(cannot("not a directory".into()));
@@ -104,7 +105,7 @@ pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
         return Err(cannot(crate::io_message(&std::io::Error::last_os_error())));
     }
     if std::fs::symlink_metadata(image).is_ok_and(|m| m.is_dir()) {
-        return Err((EXIT_REFUSED, format!("{} is a directory, not an image", image.display())));
+        return Err((EXIT_REFUSED, format!("{} is a directory, not an image", crate::shown(image))));
     }
     Ok(())
 }
@@ -113,16 +114,16 @@ pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
 /// the environment), and the program's path.
 pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     let prog = PathBuf::from(&a.command[0]);
-    let path = resolve(&prog).ok_or((EXIT_REFUSED, format!("{}: command not found", prog.display())))?;
+    let path = resolve(&prog).ok_or((EXIT_REFUSED, format!("{}: command not found", crate::shown(&prog))))?;
     match is_static_elf(&path) {
         Ok(true) => {
             return Err((
                 EXIT_REFUSED,
-                format!("{} is statically linked: libckpt.so cannot be preloaded into it, and the checkpoint signal would kill it", path.display()),
+                format!("{} is statically linked: libckpt.so cannot be preloaded into it, and the checkpoint signal would kill it", crate::shown(&path)),
             ))
         }
         Ok(false) => {}
-        Err(e) => return Err((EXIT_REFUSED, format!("{}: {e}", path.display()))),
+        Err(e) => return Err((EXIT_REFUSED, format!("{}: {e}", crate::shown(&path)))),
     }
     let lib = locate::libckpt()?;
     let image = image_path(a.image.as_deref())?;
@@ -154,9 +155,11 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     if a.sync {
         cmd.env("CKPT_SYNC", "1");
     }
-    if let Some(key) = &a.key {
-        let key = std::path::absolute(key).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", key.display())))?;
-        std::fs::File::open(&key).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", key.display())))?;
+    // The key (--key, or CKPT_KEY inherited) is checked now, as libckpt would when the program
+    // starts: a key file others may read is refused.
+    if let Some(key) = crate::key::configured(a.key.as_deref()) {
+        let key = std::path::absolute(&key).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", crate::shown(&key))))?;
+        crate::key::read(&key)?;
         cmd.env("CKPT_KEY", key);
     }
     if a.compress {
@@ -190,7 +193,7 @@ pub struct RestartFlags {
 pub fn restart(image: &Path, f: &RestartFlags) -> Outcome {
     let (mut cmd, myrestart) = restart_command(image, f)?;
     let err = cmd.exec();
-    Err((EXIT_REFUSED, format!("{}: {err}", myrestart.display())))
+    Err((EXIT_REFUSED, format!("{}: {err}", crate::shown(&myrestart))))
 }
 
 /// The myrestart command that `ckpt restart` executes, and myrestart's path.

@@ -20,7 +20,7 @@ impl Found {
     /// The lines to say when restarting it (the images passed over, then `restarting`), for
     /// myrestart's `--say`, which says them once the program's logs are in order.
     pub fn say(&self, restarting: &str) -> String {
-        let line = format!("{restarting} from {} (taken {})", self.path.display(), self.taken);
+        let line = format!("{restarting} from {} (taken {})", crate::shown(&self.path), self.taken);
         let all: Vec<&str> = self.passed_over.iter().map(String::as_str).chain([line.as_str()]).collect();
         let text = all.join("\n");
         // myrestart keeps about a kilobyte of it: the images passed over are said here instead
@@ -75,6 +75,10 @@ pub fn files(image: &Path) -> Vec<PathBuf> {
 /// all; an error if there are some but none will do. Each image passed over is named with the
 /// reason: in the image found, or on stderr.
 pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Found>, (u8, String)> {
+    // A key file that cannot be used refuses at once (not as a reason to pass over each image).
+    if let Some(k) = key {
+        crate::key::read(k)?;
+    }
     // Newest first, by when each was taken (as its headers say; one whose headers do not read
     // last): the first complete one is the answer, and older ones are not verified for nothing.
     let mut names = generations(image);
@@ -104,8 +108,8 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
             _ => None,
         });
         let why = if let Some(d) = differs {
-            mismatch.get_or_insert_with(|| format!("{}: {d}", path.display()));
-            passed_over.push((format!("ckpt: passing over {}: it is of another command: {d}", path.display()), true));
+            mismatch.get_or_insert_with(|| format!("{}: {d}", crate::shown(path)));
+            passed_over.push((format!("ckpt: passing over {}: it is of another command: {d}", crate::shown(path)), true));
             continue;
         } else {
             match crate::inspect::examine(path, key) {
@@ -120,7 +124,7 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
                 }
             }
         };
-        passed_over.push((format!("ckpt: passing over {}: {why}", path.display()), false));
+        passed_over.push((format!("ckpt: passing over {}: {why}", crate::shown(path)), false));
     }
     if let Some(mut found) = best {
         found.passed_over = passed_over.into_iter().map(|(line, _)| line).collect();
@@ -137,11 +141,11 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
         _ if names.is_empty() => Ok(None),
         Some(m) if matches!(want, Want::Command(_)) => Err((
             EXIT_REFUSED,
-            format!("the images at {} are not of this job's command ({m}): give --allow-changed to restart them anyway, or move them away to start afresh", image.display()),
+            format!("the images at {} are not of this job's command ({m}): give --allow-changed to restart them anyway, or move them away to start afresh", crate::shown(image)),
         )),
         _ => {
-            let seen: Vec<String> = names.iter().map(|p| p.display().to_string()).collect();
-            Err((EXIT_REFUSED, format!("no image of {} can be restarted ({}); remove them to start from the beginning", image.display(), seen.join(", "))))
+            let seen: Vec<String> = names.iter().map(|p| crate::shown(p)).collect();
+            Err((EXIT_REFUSED, format!("no image of {} can be restarted ({}); remove them to start from the beginning", crate::shown(image), seen.join(", "))))
         }
     }
 }
@@ -161,7 +165,7 @@ pub fn retire(image: &Path, prog: &str, status: i32) -> Option<String> {
         let mut left = Vec::new();
         for f in &files {
             if let Err(e) = std::fs::remove_file(f) {
-                left.push(format!("{} ({})", f.display(), crate::io_message(&e)));
+                left.push(format!("{} ({})", crate::shown(f), crate::io_message(&e)));
             }
         }
         return Some(if left.is_empty() {
@@ -175,19 +179,19 @@ pub fn retire(image: &Path, prog: &str, status: i32) -> Option<String> {
     let aside = PathBuf::from(aside);
     let _ = std::fs::remove_dir_all(&aside);
     if let Err(e) = std::fs::create_dir(&aside) {
-        return Some(format!("{prog} {ended}; its images stay where they are: {}: {}", aside.display(), crate::io_message(&e)));
+        return Some(format!("{prog} {ended}; its images stay where they are: {}: {}", crate::shown(&aside), crate::io_message(&e)));
     }
     for f in &files {
         if let Some(name) = f.file_name() {
             if let Err(e) = std::fs::rename(f, aside.join(name)) {
-                return Some(format!("{prog} {ended}; moving its images into {} failed at {}: {}", aside.display(), f.display(), crate::io_message(&e)));
+                return Some(format!("{prog} {ended}; moving its images into {} failed at {}: {}", crate::shown(&aside), crate::shown(f), crate::io_message(&e)));
             }
         }
     }
     let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Some(format!(
         "{prog} {ended}: its images are kept in {}/ (`ckpt restart --newest {}/{name}` goes on from the last), and the next `ckpt job` starts afresh",
-        aside.display(),
-        aside.display()
+        crate::shown(&aside),
+        crate::shown(&aside)
     ))
 }

@@ -11,8 +11,8 @@
 //! ckpt image is carried out by mapping fresh anonymous memory (zeros, the same protection)
 //! over those pages instead. Everything else goes to libc's `madvise`. Whether this process was
 //! restored is a flag the image holds set ([`mark_for_image`], called while the program is
-//! stopped for a checkpoint) and the running program clears again ([`clear`]) once the image's
-//! snapshot is taken. Calls that bypass libc (`syscall(2)`, the Go runtime) are not seen.
+//! stopped for a checkpoint) and the running program sets back ([`clear`]) once the image's
+//! snapshot is taken: cleared, unless it is itself a restored process ([`after_restore`]). Calls that bypass libc (`syscall(2)`, the Go runtime) are not seen.
 //!
 //! Ordinary context: called from the program's threads through `madvise`. Uses raw system calls,
 //! a buffer of its own and a spin lock that only this module takes.
@@ -41,14 +41,26 @@ struct Buf(core::cell::UnsafeCell<[u8; MAPS_ROOM]>);
 unsafe impl Sync for Buf {}
 static MAPS: Buf = Buf(core::cell::UnsafeCell::new([0; MAPS_ROOM]));
 
+/// What [`RESTORED`] was before [`mark_for_image`] set it for the image.
+static BEFORE_IMAGE: AtomicU32 = AtomicU32::new(0);
+
 /// Before a checkpoint's snapshot: the image holds "restored".
 pub fn mark_for_image() {
+    BEFORE_IMAGE.store(RESTORED.swap(1, Ordering::SeqCst), Ordering::SeqCst);
+}
+
+/// In a restored process, before it runs again: restored, also once its own checkpoints are
+/// taken (the image may hold an earlier "before" from the process it was taken of).
+pub fn after_restore() {
+    BEFORE_IMAGE.store(1, Ordering::SeqCst);
     RESTORED.store(1, Ordering::SeqCst);
 }
 
-/// After it, in the program that goes on: not restored.
+/// After it, in the program that goes on: as it was before. A restored process that takes a
+/// checkpoint still has memory mapped from its image, whose dropped pages must still read as
+/// zeros.
 pub fn clear() {
-    RESTORED.store(0, Ordering::SeqCst);
+    RESTORED.store(BEFORE_IMAGE.load(Ordering::SeqCst), Ordering::SeqCst);
 }
 
 /// Resolves libc's `madvise` now, from the constructor.
@@ -105,8 +117,8 @@ fn is_image_file(e: &ckpt_sigsafe::maps::MapsEntry, buf: &mut [u8]) -> bool {
     v
 }
 
-/// Whether the file at `path` is a ckpt image: an ELF core file.
-fn is_image(buf: &mut [u8], path: &[u8]) -> bool {
+/// Whether the file at `path` is a ckpt image: an ELF core file (read through `buf`).
+pub(crate) fn is_image(buf: &mut [u8], path: &[u8]) -> bool {
     if path.len() + 1 > buf.len() || !path.starts_with(b"/") {
         return false;
     }

@@ -123,15 +123,18 @@ extern "C" fn ckpt_init() {
             cfg.key_path[path.len()] = 0;
             cfg.key_path_len = path.len();
         }
-        // Read once now only to say at once if it cannot be.
-        static mut PROBE: [u8; 4096] = [0; 4096];
+        // Read once now only to say at once if it cannot be used.
+        static mut PROBE: [u8; ckpt_sigsafe::KEY_FILE_MAX + 1] = [0; ckpt_sigsafe::KEY_FILE_MAX + 1];
         // SAFETY: the constructor runs once, single-threaded; nothing else uses the buffer.
         let buf = unsafe { &mut *core::ptr::addr_of_mut!(PROBE) };
-        if !fits || cfg.key_file().and_then(|k| ckpt_sigsafe::read_key(k, buf)).is_none() {
-            say!("ckpt: CKPT_KEY={}: cannot read the key file; no image will be written without it", ckpt_sigsafe::out::Lossy(path));
+        let read = match cfg.key_file() {
+            Some(k) if fits => ckpt_sigsafe::read_key(k, buf).map(|_| ()),
+            _ => Err(ckpt_sigsafe::KeyError::Unreadable(rustix::io::Errno::NAMETOOLONG)),
+        };
+        if let Err(why) = read {
+            say!("ckpt: CKPT_KEY={}: the key file {why}; no image will be written without it", ckpt_sigsafe::out::Lossy(path));
             cfg.key_unreadable = true;
         }
-        buf.fill(0);
     }
     // Last, once every setting has been read: in a program that defines its own `setenv` and
     // `getenv` (bash does), a `setenv` before `main` makes the program's own table of variables,

@@ -178,10 +178,13 @@ core::arch::global_asm!(
 
 /// Called by the leader once the process is whole, before any thread of the program runs again:
 /// makes again what images leave out of the process (its report page's descriptor, which `ckpt`
-/// reads). Runs on the stack below the saved frame, with every other thread waiting.
+/// reads), and notes that its memory is mapped from image files (which [`crate::dropped`] and
+/// incremental checkpoints need to know). Runs on the stack below the saved frame, with every other thread waiting.
 extern "C" fn after_restore() {
     crate::config::set_memory_owner();
     crate::checkpoint::report::after_restore();
+    crate::dropped::after_restore();
+    crate::checkpoint::track::after_restore();
 }
 
 // The bytes of `__restore_rt` above spell this system call number.

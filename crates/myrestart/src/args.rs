@@ -33,7 +33,8 @@ Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes 
   --keep-logs      leave stdout and stderr log files (opened to append) as they are; by
                    default what the program printed after the checkpoint is cut from them,
                    since the restored program prints it again (never after a last checkpoint)
-  --key FILE       the image must carry a MAC made with this key file (CKPT_KEY at checkpoint)
+  --key FILE       the image must carry a MAC made with this key file (CKPT_KEY at checkpoint;
+                   without --key, CKPT_KEY in this environment is the key, if set)
 Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed
              midway; otherwise myrestart ends as the program did (by the same signal, if one
              ended it: a shell shows 128 + N).";
@@ -57,7 +58,9 @@ pub struct Options {
     pub allow_running: bool,
     /// Never cut what the program printed after the checkpoint from its logs.
     pub keep_logs: bool,
-    /// The key file the image must be authenticated with.
+    /// The key file the image must be authenticated with: `--key`, else `CKPT_KEY` in the
+    /// environment (the variable that keys images at checkpoint time: where it is set, an image
+    /// without its MAC, one someone stripped, is refused).
     pub key: Option<&'static CStr>,
     /// A line to print on stderr once the logs are in order (`--say`, for `ckpt`), and where
     /// the option is on the command line (see [`Args::blank`]).
@@ -203,7 +206,28 @@ impl Args {
             }
         }
         opts.image = image.ok_or(Stop::NoImage)?;
+        if opts.key.is_none() {
+            opts.key = self.env(b"CKPT_KEY").filter(|k| !k.is_empty());
+        }
         Ok(opts)
+    }
+
+    /// The value of the environment variable `name`, from the environment that follows argv
+    /// on the initial stack.
+    fn env(&self, name: &[u8]) -> Option<&'static CStr> {
+        // SAFETY: argv is followed by its NULL and then the environment's NULL-terminated array
+        // of NUL-terminated strings, all living for the whole run.
+        unsafe {
+            let mut at = self.argv.add(self.argc + 1);
+            while !(*at).is_null() {
+                let var = CStr::from_ptr(*at as *const core::ffi::c_char).to_bytes();
+                if var.len() > name.len() && var.starts_with(name) && var[name.len()] == b'=' {
+                    return Some(CStr::from_ptr((*at).add(name.len() + 1) as *const core::ffi::c_char));
+                }
+                at = at.add(1);
+            }
+        }
+        None
     }
 }
 
@@ -211,14 +235,32 @@ impl Args {
 mod tests {
     use super::*;
 
-    /// Parses `argv` laid out as the kernel lays out an initial stack.
-    fn parse(argv: &[&'static CStr]) -> Result<Options, Stop> {
+    /// Parses `argv` laid out as the kernel lays out an initial stack, with the environment
+    /// `envp`.
+    fn parse_with(argv: &[&'static CStr], envp: &[&'static CStr]) -> Result<Options, Stop> {
         let mut stack: std::vec::Vec<usize> = std::vec![argv.len()];
         stack.extend(argv.iter().map(|a| a.as_ptr() as usize));
         stack.push(0);
-        // SAFETY: `stack` has the initial stack's shape: argc, then argc string pointers.
+        stack.extend(envp.iter().map(|a| a.as_ptr() as usize));
+        stack.push(0);
+        // SAFETY: `stack` has the initial stack's shape: argc, argc string pointers and a NULL,
+        // then the environment's string pointers and a NULL.
         let args = unsafe { Args::from_stack(stack.as_ptr() as usize) };
         args.parse()
+    }
+
+    fn parse(argv: &[&'static CStr]) -> Result<Options, Stop> {
+        parse_with(argv, &[c"PATH=/bin"])
+    }
+
+    /// `CKPT_KEY` in the environment is the key unless `--key` names one.
+    #[test]
+    fn the_key_comes_from_the_environment_unless_given() {
+        let env = [c"CKPT_KEYS=no", c"CKPT_KEY=/k/env", c"HOME=/"];
+        assert_eq!(parse_with(&[c"myrestart", c"img"], &env).ok().unwrap().key, Some(c"/k/env"));
+        assert_eq!(parse_with(&[c"myrestart", c"--key", c"/k/arg", c"img"], &env).ok().unwrap().key, Some(c"/k/arg"));
+        assert_eq!(parse_with(&[c"myrestart", c"img"], &[c"CKPT_KEY="]).ok().unwrap().key, None);
+        assert_eq!(parse(&[c"myrestart", c"img"]).ok().unwrap().key, None);
     }
 
     #[test]

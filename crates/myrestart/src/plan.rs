@@ -362,13 +362,13 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     let key = match opts.key {
         None => None,
         Some(k) => {
-            static mut SECRET: [u8; 65536] = [0; 65536];
+            static mut SECRET: [u8; ckpt_sigsafe::KEY_FILE_MAX + 1] = [0; ckpt_sigsafe::KEY_FILE_MAX + 1];
             // SAFETY: single-threaded, and the only use of the buffer.
             let buf = unsafe { &mut *core::ptr::addr_of_mut!(SECRET) };
             match ckpt_sigsafe::read_key(k, buf) {
-                Some(key) => Some(key),
-                None => {
-                    refuse(path, format_args!("cannot read the key file {}", Lossy(k.to_bytes())));
+                Ok(key) => Some(key),
+                Err(why) => {
+                    refuse(path, format_args!("the key file {} {why}", Lossy(k.to_bytes())));
                     return Err(());
                 }
             }

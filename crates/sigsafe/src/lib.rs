@@ -10,24 +10,78 @@ pub mod cpu;
 pub mod errno;
 pub mod extents;
 
-/// The key of an image key file (`CKPT_KEY`, `myrestart --key`): derived from the file's
-/// contents, read through `buf` (wiped after); `None` if it cannot be read or is empty.
-pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Option<ckpt_image::mac::Key> {
+/// The longest key file: more is refused, so that every reader derives the key from the
+/// same bytes.
+pub const KEY_FILE_MAX: usize = 4096;
+
+/// Why a key file was refused (see [`read_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    /// It cannot be opened or read.
+    Unreadable(rustix::io::Errno),
+    NotAFile,
+    /// Another user owns it.
+    NotOwn { uid: u32 },
+    /// Group or others may read or write it.
+    NotPrivate { mode: u32 },
+    Empty,
+    TooLong,
+}
+
+impl core::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            KeyError::Unreadable(e) => write!(f, "cannot be read: {}", errno::describe(e)),
+            KeyError::NotAFile => f.write_str("is not a regular file"),
+            KeyError::NotOwn { uid } => write!(f, "belongs to another user (uid {uid}): a key file must be your own"),
+            KeyError::NotPrivate { mode } => write!(f, "may be read or written by other users (mode {mode:o}): a key file must be private (chmod 600)"),
+            KeyError::Empty => f.write_str("is empty"),
+            KeyError::TooLong => write!(f, "is longer than {KEY_FILE_MAX} bytes"),
+        }
+    }
+}
+
+/// The key of an image key file (`CKPT_KEY`, `--key`): derived from the file's contents, read
+/// through `buf` (at least [`KEY_FILE_MAX`] + 1 bytes; wiped after). Whoever can read the file
+/// can make images that check out with it, so, as ssh does with private keys, it must be a
+/// regular file of this user's that no one else may read or write.
+pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<ckpt_image::mac::Key, KeyError> {
     use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).map_err(KeyError::Unreadable)?;
+    let st = rustix::fs::fstat(&fd).map_err(KeyError::Unreadable)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(KeyError::NotAFile);
+    }
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(KeyError::NotOwn { uid: st.st_uid });
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(KeyError::NotPrivate { mode: st.st_mode & 0o7777 });
+    }
+    let room = (KEY_FILE_MAX + 1).min(buf.len());
+    let buf = &mut buf[..room];
     let mut len = 0;
+    let mut result = Ok(());
     while len < buf.len() {
         match rustix::io::read(&fd, &mut buf[len..]) {
             Ok(0) => break,
             Ok(n) => len += n,
             Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return None,
+            Err(e) => {
+                result = Err(KeyError::Unreadable(e));
+                break;
+            }
         }
     }
-    let key = (len > 0).then(|| ckpt_image::mac::key_from(&buf[..len]));
+    let key = result.and_then(|()| match len {
+        0 => Err(KeyError::Empty),
+        n if n > KEY_FILE_MAX => Err(KeyError::TooLong),
+        n => Ok(ckpt_image::mac::key_from(&buf[..n])),
+    });
     buf[..len].fill(0);
     key
 }
+
 pub mod maps;
 pub mod out;
 pub mod pagescan;

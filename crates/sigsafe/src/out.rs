@@ -67,15 +67,24 @@ impl fmt::Write for Line {
     }
 }
 
-/// Writes bytes that may not be UTF-8, replacing what is not printable.
+/// Writes bytes that may not be UTF-8 (a path, a name from an image) for a terminal: control
+/// characters (an escape sequence could move the cursor, recolour or retitle the terminal, a
+/// newline forge a line) and bytes that are not UTF-8 are written as `\xNN`.
 pub struct Lossy<'a>(pub &'a [u8]);
 
 impl fmt::Display for Lossy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for chunk in self.0.utf8_chunks() {
-            f.write_str(chunk.valid())?;
-            if !chunk.invalid().is_empty() {
-                f.write_str("\u{fffd}")?;
+            let mut text = chunk.valid();
+            while let Some(at) = text.find(|c: char| c.is_control()) {
+                f.write_str(&text[..at])?;
+                let c = text[at..].chars().next().unwrap_or('\0');
+                write!(f, "\\x{:02x}", c as u32)?;
+                text = &text[at + c.len_utf8()..];
+            }
+            f.write_str(text)?;
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
             }
         }
         Ok(())
@@ -90,4 +99,17 @@ macro_rules! say {
         let _ = ::core::fmt::Write::write_fmt(&mut line, format_args!($($arg)*));
         line.emit();
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::ToString;
+
+    #[test]
+    fn control_characters_and_other_bytes_are_escaped() {
+        assert_eq!(super::Lossy(b"/tmp/a b/\xc3\xa9t\xc3\xa9").to_string(), "/tmp/a b/\u{e9}t\u{e9}");
+        assert_eq!(super::Lossy(b"x\x1b[31mred\n\x7f\xc2\x9b").to_string(), "x\\x1b[31mred\\x0a\\x7f\\x9b");
+        assert_eq!(super::Lossy(b"bad\xff\xfe.").to_string(), "bad\\xff\\xfe.");
+    }
 }

@@ -12,6 +12,9 @@
 //! stay bases: each page left out is named where its bytes really are, never through another
 //! image. A base is kept under a name of its own, `<image>.base-<id>`, a hard link to the
 //! image file, so rotating or replacing `<image>` never removes what a newer image needs.
+//!
+//! Files at the image's names are opened without blocking (`O_NONBLOCK`): a FIFO someone put
+//! there must not hold the writer forever, and every later checkpoint with it.
 
 use super::share::Runs;
 use super::Failure;
@@ -34,11 +37,14 @@ pub struct BaseLink {
     name_len: usize,
 }
 
-/// A region the writer may leave pages of to the base: its index, its bounds.
+/// A region the writer may leave pages of to the base: its index, its bounds, and whether it
+/// is memory a restart mapped from an image (whose pages not in memory hold the image's bytes,
+/// not zeros).
 pub struct Candidate {
     pub index: u32,
     pub start: u64,
     pub end: u64,
+    pub restored: bool,
 }
 
 
@@ -80,10 +86,11 @@ fn full(parts: &mut Bufs) -> usize {
     chain::note_len(0)
 }
 
-/// Decides which pages of the `candidates` (private anonymous regions stored as plain data, in
-/// address order) are left to the base images: a page the program did not write since its
-/// previous checkpoint (`parts.dirty`), that is in memory (a page that is not reads as zeros
-/// and is stored as such), and that the previous image holds, in its own bytes or its bases'.
+/// Decides which pages of the `candidates` (private anonymous regions, and memory a restart
+/// mapped from an image, stored as plain data, in address order) are left to the base images:
+/// a page the program did not write since its previous checkpoint (`parts.dirty`), that is in
+/// memory (an anonymous page that is not reads as zeros and is stored as such; one mapped from
+/// an image holds the image's bytes), and that the previous image holds, in its own bytes or its bases'.
 /// Fills `parts.shared` with the runs and `parts.chain` with the note. Returns their lengths,
 /// and the base to link at commit if the previous image itself is one. With no usable previous
 /// image, the image is full.
@@ -97,7 +104,7 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
     }
     path[..image.len()].copy_from_slice(image);
     let Ok(cpath) = CStr::from_bytes_with_nul(&path[..image.len() + 1]) else { return (0, full(&mut parts), None) };
-    let Ok(fd) = rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) else {
+    let Ok(fd) = rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK, Mode::empty()) else {
         return (0, full(&mut parts), None);
     };
     let Ok(st) = rustix::fs::fstat(&fd) else { return (0, full(&mut parts), None) };
@@ -131,7 +138,7 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
                 while di < dirty.len() && dirty[di][1] <= addr {
                     di += 1;
                 }
-                if (di < dirty.len() && dirty[di][0] <= addr) || e & (PM_PRESENT | PM_SWAPPED) == 0 {
+                if (di < dirty.len() && dirty[di][0] <= addr) || (e & (PM_PRESENT | PM_SWAPPED) == 0 && !c.restored) {
                     continue;
                 }
                 // Where the previous image has this page's bytes (each region decoded once).
@@ -268,7 +275,7 @@ pub fn remove_unneeded(image: &[u8], keep: u32, meta: &mut [u8], state: &mut Pro
     for g in 0..=keep {
         let mut pbuf = [0u8; ckpt_image::state::PATH_MAX + 32];
         let Some(p) = ckpt_image::chain::generation_name(image, g, &mut pbuf) else { return };
-        let f = match rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+        let f = match rustix::fs::open(p, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK, Mode::empty()) {
             Ok(f) => f,
             Err(rustix::io::Errno::NOENT) => continue,
             Err(_) => return,
@@ -317,7 +324,7 @@ pub fn is_image_of_this_run(image: &[u8]) -> bool {
     }) else {
         return false;
     };
-    let Ok(fd) = rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) else { return false };
+    let Ok(fd) = rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK, Mode::empty()) else { return false };
     let Ok(st) = rustix::fs::fstat(&fd) else { return false };
     let mut bases = [Base::EMPTY; chain::MAX_BASES];
     let mut nbases = 0;
@@ -344,7 +351,7 @@ pub fn is_image_of_this_run(image: &[u8]) -> bool {
     let Ok(dirfd) = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return false };
     bases[..nbases].iter().all(|b| {
         let Ok(name) = CStr::from_bytes_with_nul(b.name_with_nul()) else { return false };
-        let Ok(f) = rustix::fs::openat(&dirfd, name, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) else { return false };
+        let Ok(f) = rustix::fs::openat(&dirfd, name, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK, Mode::empty()) else { return false };
         let Ok(st) = rustix::fs::fstat(&f) else { return false };
         if st.st_size as u64 != b.file_len {
             return false;

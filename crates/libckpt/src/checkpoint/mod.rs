@@ -46,30 +46,62 @@ pub struct Failure {
     pub errno: Option<Errno>,
     /// Whether to name the temporary file in the message.
     pub names_file: bool,
+    /// What is in the way at one of the image's names, if that is why.
+    pub blocker: Option<Blocker>,
+}
+
+/// Something at one of the image's names (the image path, or `<image>.N` with `CKPT_KEEP`)
+/// that is not one of this user's images, and what the checkpoint would not do because of it.
+#[derive(Clone, Copy)]
+pub struct Blocker {
+    /// 0 for the image path, N for `<image>.N`.
+    pub generation: u32,
+    /// "a directory", "a FIFO", …, or "a file".
+    pub kind: &'static str,
+    /// Its owner, when that is another user.
+    pub uid: Option<u32>,
+    /// Why it stops the checkpoint, e.g. ", not one of this user's images: older images are
+    /// not moved over it".
+    pub then: &'static str,
 }
 
 impl Failure {
     pub fn new(step: &'static str, errno: Errno) -> Failure {
-        Failure { step, errno: Some(errno), names_file: false }
+        Failure { step, errno: Some(errno), names_file: false, blocker: None }
     }
     pub fn plain(step: &'static str) -> Failure {
-        Failure { step, errno: None, names_file: false }
+        Failure { step, errno: None, names_file: false, blocker: None }
     }
     /// A failure already reported in full.
     pub fn silent() -> Failure {
-        Failure { step: "", errno: None, names_file: false }
+        Failure { step: "", errno: None, names_file: false, blocker: None }
     }
     pub fn on_file(step: &'static str, errno: Errno) -> Failure {
-        Failure { step, errno: Some(errno), names_file: true }
+        Failure { step, errno: Some(errno), names_file: true, blocker: None }
+    }
+    pub fn blocked(blocker: Blocker, errno: Option<Errno>) -> Failure {
+        Failure { step: "blocked", errno, names_file: false, blocker: Some(blocker) }
     }
 
     /// Why, in a few words: the step, the file, the error (nothing for a silent failure).
     fn reason(&self, line: &mut Line) {
-        let _ = write!(line, "{}", self.step);
-        if self.names_file {
-            let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
-            let path = crate::config::this_process_image(&mut image).unwrap_or(crate::config::get().image_path());
-            let _ = write!(line, " {}", Lossy(path));
+        let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
+        let path = crate::config::this_process_image(&mut image).unwrap_or(crate::config::get().image_path());
+        if let Some(b) = self.blocker {
+            let _ = write!(line, "{}", Lossy(path));
+            if b.generation > 0 {
+                let _ = write!(line, ".{}", b.generation);
+            }
+            let _ = write!(line, " is {}", b.kind);
+            if let Some(uid) = b.uid {
+                let _ = write!(line, " of uid {uid}");
+            }
+            let _ = write!(line, "{}", b.then);
+        } else {
+            let _ = write!(line, "{}", self.step);
+            if self.names_file {
+                let _ = write!(line, " {}", Lossy(path));
+            }
         }
         if let Some(e) = self.errno {
             let _ = write!(line, ": {}", describe(e));
@@ -170,7 +202,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
         return Err(Failure::plain("no image path was set at startup"));
     }
     if member.is_none() && cfg.key_unreadable {
-        return Err(Failure::plain("the key file (CKPT_KEY) could not be read at startup"));
+        return Err(Failure::plain("the key file (CKPT_KEY) was refused when the program started (its stderr said why then)"));
     }
     let forked_writer = (!cfg.sync && last.is_none()) || member.is_some();
     if forked_writer {
@@ -272,6 +304,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     let intermediate = ckpt_sigsafe::sys::spawn_detached(&mut writer).map_err(|e| Failure::new("starting the image writer", e))?;
     if intermediate != 0 {
         // The program: reap the intermediate (gone already) and go on at once.
+        let made = file.identity();
         file.hand_over();
         let reaped = ckpt_sigsafe::sys::reap_quiet_child(intermediate);
         if writer <= 0 || reaped != Some(0) {
@@ -279,7 +312,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
             let e = rustix::io::Errno::from_raw_os_error(-writer);
             return Err(if writer < 0 { Failure::new("starting the image writer", e) } else { Failure::plain("starting the image writer (its parent process was killed)") });
         }
-        report::started(writer as u32);
+        report::started(writer as u32, made);
         if let Some(m) = &member {
             m.writer_started(writer as u32);
         }

@@ -1,7 +1,7 @@
 //! The report page (layout: `ckpt_image::report`): one page of memory that this process, every
 //! writer it forks and the `ckpt` command share. It says which writer is at work (a checkpoint
 //! that finds a live writer there is refused; one that finds a writer gone without clearing it
-//! says that checkpoint was lost) and what became of the last checkpoint, with the reason when
+//! says whether its image got in place) and what became of the last checkpoint, with the reason when
 //! it failed, so that `ckpt checkpoint` can say it too. Only the process and its user can reach
 //! the writer's slot (a lock on a file in the image's directory could be held by anyone who can
 //! write there), and a writer killed with SIGKILL cannot leave it held.
@@ -220,7 +220,13 @@ pub fn end(n: u32, outcome: Outcome, why: &[u8]) {
     let _ = w[layout::LOCK].compare_exchange(me, 0, Ordering::AcqRel, Ordering::Acquire);
 }
 
-/// Before a checkpoint: refuses while the previous writer is at work; names one that died.
+/// The file (device, inode) the writer in the WRITER slot writes the image into: a writer
+/// killed once it had renamed it over the image left its image in place, one killed before
+/// left none. Set and read by this process only, in its checkpoint handler.
+static WRITER_FILE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Before a checkpoint: refuses while the previous writer is at work; names one that died, and
+/// says whether its image is in place.
 pub fn check() -> Result<(), Failure> {
     let slot = &own()?[layout::WRITER];
     let pid = slot.load(Ordering::Acquire);
@@ -230,7 +236,24 @@ pub fn check() -> Result<(), Failure> {
     if is_live_writer(pid) {
         return Err(Failure::plain("the previous checkpoint is still being written"));
     }
-    ckpt_sigsafe::say!("ckpt: the writer of the previous checkpoint (process {pid}) was killed before it finished; that image was not written");
+    let mut buf = [0u8; ckpt_image::state::PATH_MAX + 32];
+    let image = crate::config::this_process_image(&mut buf).unwrap_or(&[]);
+    let made = (WRITER_FILE[0].load(Ordering::Relaxed), WRITER_FILE[1].load(Ordering::Relaxed));
+    let mut path = [0u8; ckpt_image::state::PATH_MAX + 33];
+    let at_path = path.get_mut(..image.len() + 1).and_then(|p| {
+        p[..image.len()].copy_from_slice(image);
+        p[image.len()] = 0;
+        core::ffi::CStr::from_bytes_with_nul(p).ok()
+    });
+    let in_place = at_path
+        .and_then(|p| rustix::fs::statat(rustix::fs::CWD, p, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok())
+        .is_some_and(|st| made != (0, 0) && (st.st_dev, st.st_ino) == made);
+    let image = ckpt_sigsafe::out::Lossy(image);
+    if in_place {
+        ckpt_sigsafe::say!("ckpt: the writer of the previous checkpoint (process {pid}) was killed as it finished; its image is in place at {image}");
+    } else {
+        ckpt_sigsafe::say!("ckpt: the writer of the previous checkpoint (process {pid}) was killed before it finished; that image was not written, and nothing at {image} changed");
+    }
     slot.store(0, Ordering::Release);
     Ok(())
 }
@@ -247,9 +270,11 @@ pub fn wait_idle() {
     }
 }
 
-/// The writer `pid` has started (said by the program once the intermediate that started it
-/// is gone, before it goes on).
-pub fn started(pid: u32) {
+/// The writer `pid` has started, writing the image into the file `file` (device, inode), said
+/// by the program once the intermediate that started it is gone, before it goes on.
+pub fn started(pid: u32, file: (u64, u64)) {
+    WRITER_FILE[0].store(file.0, Ordering::Relaxed);
+    WRITER_FILE[1].store(file.1, Ordering::Relaxed);
     if let Ok(w) = own() {
         w[layout::WRITER].store(pid, Ordering::SeqCst);
         // A writer may be done already (it runs while this process is being scheduled): it

@@ -18,6 +18,13 @@
 //! A program that uses userfaultfd itself registers its own ranges through `ioctl`: the
 //! interposed [`ioctl`] first takes the range out of ours (one range can belong to one
 //! userfaultfd only), and from then on every checkpoint is a full image.
+//!
+//! A restored process (restarted the default way, memory mapped from the image) has its
+//! anonymous memory as private mappings of the image files: [`after_restore`] notes which
+//! files those are, and their mappings are tracked like anonymous memory (asynchronous
+//! write-protection takes any kind of memory). Their pages not in memory hold the file's bytes,
+//! which never change: images are replaced by rename, never rewritten. Its first checkpoint
+//! finds nothing registered and is full; the next ones are incremental again.
 
 use crate::config;
 use ckpt_sigsafe::say;
@@ -41,6 +48,52 @@ static LAST_ID: AtomicU64 = AtomicU64::new(0);
 /// Tracking is off for good, and the program was told why.
 static OFF: AtomicBool = AtomicBool::new(false);
 static REAL_IOCTL: AtomicUsize = AtomicUsize::new(0);
+
+/// The files a restart mapped this process's memory from (the image and its bases), as
+/// (device, inode) with the device as `major << 32 | minor`: set before the restored process
+/// runs again, read by checkpoints.
+static RESTORED_FROM: [[AtomicU64; 2]; 32] = [const { [AtomicU64::new(0), AtomicU64::new(0)] }; 32];
+static NRESTORED: AtomicUsize = AtomicUsize::new(0);
+
+/// In a restored process, before it runs again: notes the image files its memory is mapped
+/// from (see the module's notes). With no room to read its memory map, none is noted, and its
+/// checkpoints stay full images.
+pub fn after_restore() {
+    NRESTORED.store(0, Ordering::Relaxed);
+    const ROOM: usize = 8 << 20;
+    // SAFETY: a new private anonymous mapping, which overlaps nothing; unmapped below.
+    let Ok(p) = (unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), ROOM, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::PRIVATE) }) else {
+        return;
+    };
+    // SAFETY: the mapping just made: ROOM writable bytes, used only here.
+    let buf = unsafe { core::slice::from_raw_parts_mut(p as *mut u8, ROOM) };
+    let (maps, path) = buf.split_at_mut(ROOM - ckpt_image::state::PATH_MAX - 1);
+    if let Ok(n) = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps) {
+        let mut count = 0;
+        for e in ckpt_sigsafe::maps::entries(&maps[..n]) {
+            let dev = (e.dev_major as u64) << 32 | e.dev_minor as u64;
+            if e.shared || e.inode == 0 || RESTORED_FROM[..count].iter().any(|f| f[0].load(Ordering::Relaxed) == dev && f[1].load(Ordering::Relaxed) == e.inode) {
+                continue;
+            }
+            if count < RESTORED_FROM.len() && crate::dropped::is_image(path, e.name) {
+                RESTORED_FROM[count][0].store(dev, Ordering::Relaxed);
+                RESTORED_FROM[count][1].store(e.inode, Ordering::Relaxed);
+                count += 1;
+            }
+        }
+        NRESTORED.store(count, Ordering::Release);
+    }
+    // SAFETY: our own mapping, no longer used.
+    let _ = unsafe { rustix::mm::munmap(p, ROOM) };
+}
+
+/// Whether `e` is memory a restart mapped from an image (a private mapping of one of the files
+/// [`after_restore`] noted).
+pub fn is_restored_memory(e: &ckpt_sigsafe::maps::MapsEntry) -> bool {
+    let dev = (e.dev_major as u64) << 32 | e.dev_minor as u64;
+    let n = NRESTORED.load(Ordering::Acquire).min(RESTORED_FROM.len());
+    !e.shared && e.inode != 0 && RESTORED_FROM[..n].iter().any(|f| f[0].load(Ordering::Relaxed) == dev && f[1].load(Ordering::Relaxed) == e.inode)
+}
 
 /// What a checkpoint learned: its image's identity, the identity of the image the changes are
 /// counted from (0: none, the image is full), and how many dirty ranges it recorded.
@@ -150,8 +203,8 @@ fn track_range(fd: i32, start: u64, end: u64) {
 }
 
 /// In the handler of a process checkpointed on its own, every other thread stopped: records
-/// in `dirty` (sorted, disjoint `[start, end)` ranges) the private anonymous memory among
-/// `regions` written since the previous checkpoint or not tracked at all, and protects it all
+/// in `dirty` (sorted, disjoint `[start, end)` ranges) the memory among `regions` (private
+/// anonymous memory, and memory a restart mapped from an image) written since the previous checkpoint or not tracked at all, and protects it all
 /// again for the next. `prev` in the result is 0 when the image must be full.
 pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]]) -> Tracked {
     let id = new_id();

@@ -211,8 +211,8 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
 /// checkpoint (see `track`), into `parts.dirty` and `parts.tracked`.
 pub fn track_changes(parts: &mut Parts, exclude: &Range<usize>) {
     let maps = &parts.maps[..parts.maps_len];
-    let anon = regions(maps, exclude).filter(anonymous_private).map(|r| (r.start as u64, r.end as u64));
-    parts.tracked = super::track::snapshot(anon, parts.dirty);
+    let tracked = regions(maps, exclude).filter(|r| anonymous_private(r) || super::track::is_restored_memory(r)).map(|r| (r.start as u64, r.end as u64));
+    parts.tracked = super::track::snapshot(tracked, parts.dirty);
 }
 
 /// Where the writer reads region `r` from: its copy, if it is shared memory, else the region.
@@ -526,8 +526,11 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             let mut candidates = regions(maps, &exclude)
                 .zip(parts.slots[..count].iter())
                 .enumerate()
-                .filter(|(_, (r, s))| s.saved == Saved::Data && anonymous_private(r) && read_address(shadows, r) == r.start && !(r.start..r.end).contains(&frame))
-                .map(|(i, (r, _))| super::chain::Candidate { index: i as u32, start: r.start as u64, end: r.end as u64 });
+                .filter(|(_, (r, s))| s.saved == Saved::Data && read_address(shadows, r) == r.start && !(r.start..r.end).contains(&frame))
+                .filter_map(|(i, (r, _))| {
+                    let restored = super::track::is_restored_memory(&r);
+                    (anonymous_private(&r) || restored).then_some(super::chain::Candidate { index: i as u32, start: r.start as u64, end: r.end as u64, restored })
+                });
             let bufs = super::chain::Bufs {
                 tracked: parts.tracked,
                 dirty: &parts.dirty[..],
@@ -607,7 +610,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     // takes the part in).
     let key = match crate::config::get().key_file() {
         Some(path) if !matches!(role, Role::Member(_)) => {
-            Some(ckpt_sigsafe::read_key(path, parts.copybuf).ok_or(Failure::plain("reading the key file (CKPT_KEY)"))?)
+            Some(ckpt_sigsafe::read_key(path, parts.copybuf).map_err(|_| Failure::plain("the key file (CKPT_KEY) cannot be read, or is no longer private"))?)
         }
         _ => None,
     };
@@ -1043,7 +1046,14 @@ impl<'a> TempImage<'a> {
         tail[..dir.len()].copy_from_slice(dir);
         tail[dir.len()] = 0;
         let dir = CStr::from_bytes_with_nul(&tail[..dir.len() + 1]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-        let _ = head;
+        // A directory at the image path: no image can take its place, which is said before
+        // one is written.
+        let path = CStr::from_bytes_with_nul(&head[..image_len]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
+        if let Ok(st) = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                return Err(Failure::blocked(super::Blocker { generation: 0, kind: "a directory", uid: other_user(st.st_uid), then: CANNOT_REPLACE }, None));
+            }
+        }
         let mode = Mode::from_raw_mode(0o600);
         match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, mode) {
             Ok(fd) => {
@@ -1096,6 +1106,12 @@ impl<'a> TempImage<'a> {
         self.fd.as_raw_fd()
     }
 
+    /// The file's device and inode, which the image at the image path has once it is renamed
+    /// there ((0, 0) if they cannot be had).
+    pub fn identity(&self) -> (u64, u64) {
+        rustix::fs::fstat(&self.fd).map_or((0, 0), |st| (st.st_dev, st.st_ino))
+    }
+
     /// Lets go of the file without removing it: another process (the writer) owns it now.
     pub fn hand_over(mut self) {
         self.committed = true;
@@ -1119,10 +1135,20 @@ impl<'a> TempImage<'a> {
         let cfg = crate::config::get();
         let (from, to) = self.name.ok_or(Failure::plain("temporary name"))?;
         let image_path = &self.buf[..self.image_len - 1];
-        keep_generations(image_path, cfg.keep);
+        keep_generations(image_path, cfg.keep)?;
         let image = CStr::from_bytes_with_nul(&self.buf[..self.image_len]).map_err(|_| Failure::plain("bad image path"))?;
         let tmp = CStr::from_bytes_with_nul(&self.buf[from..to]).map_err(|_| Failure::plain("bad image path"))?;
-        rustix::fs::rename(tmp, image).map_err(|e| Failure::on_file("renaming the new image to", e))?;
+        rustix::fs::rename(tmp, image).map_err(|e| {
+            // Refused because of what is there: named, with its owner.
+            let refused = matches!(e, Errno::PERM | Errno::ACCESS | Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST | Errno::BUSY);
+            match in_the_way(image, 0, CANNOT_REPLACE) {
+                Err(mut f) if refused => {
+                    f.errno = Some(e);
+                    f
+                }
+                _ => Failure::on_file("renaming the new image to", e),
+            }
+        })?;
         self.committed = true;
         sync_parent_dir(image_path);
         Ok(())
@@ -1173,15 +1199,79 @@ pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32, also: impl Iterato
     let _ = unsafe { sys::close_from(from) };
 }
 
-/// Shifts older images along before a new one takes the name: `image.{keep-1}` becomes
-/// `image.{keep}`, …, `image` becomes `image.1`. Missing ones are skipped.
-fn keep_generations(image: &[u8], keep: u32) {
-    for n in (0..keep).rev() {
-        let (mut from, mut to) = ([0u8; 4200], [0u8; 4200]);
-        if let (Some(from), Some(to)) = (ckpt_image::chain::generation_name(image, n, &mut from), ckpt_image::chain::generation_name(image, n + 1, &mut to)) {
-            let _ = rustix::fs::rename(from, to);
+/// `uid` if it is another user's.
+fn other_user(uid: u32) -> Option<u32> {
+    (uid != rustix::process::geteuid().as_raw()).then_some(uid)
+}
+
+/// Why something at the image path stops a checkpoint.
+const CANNOT_REPLACE: &str = ", which this user's image cannot replace";
+
+/// What is at `path` (generation `generation` of the image): `Ok(false)` nothing, `Ok(true)`
+/// one of this user's images (a regular file of ours that starts as a ckpt image does), or
+/// else a failure that names what is there and says `then`.
+fn in_the_way(path: &CStr, generation: u32, then: &'static str) -> Result<bool, Failure> {
+    let st = match rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(Failure::blocked(super::Blocker { generation, kind: "something that cannot be looked at", uid: None, then }, Some(e))),
+    };
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => "a file",
+        FileType::Directory => "a directory",
+        FileType::Fifo => "a FIFO",
+        FileType::Symlink => "a symbolic link",
+        FileType::Socket => "a socket",
+        _ => "a device",
+    };
+    let blocker = |kind| Failure::blocked(super::Blocker { generation, kind, uid: other_user(st.st_uid), then }, None);
+    if kind != "a file" || other_user(st.st_uid).is_some() {
+        return Err(blocker(kind));
+    }
+    let mut prefix = [0u8; ckpt_image::image::PREFIX_LEN];
+    let read = rustix::fs::open(path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
+        .is_ok_and(|f| ckpt_sigsafe::sys::pread_full(f.as_raw_fd(), &mut prefix, 0) == Ok(prefix.len()));
+    if !read || ckpt_image::image::meta_len(&prefix).is_err() {
+        return Err(blocker("a file other than a ckpt image"));
+    }
+    Ok(true)
+}
+
+/// With `CKPT_KEEP=keep`: moves the older images along before a new one takes the name, so
+/// that `image.{keep}` … `image.2` get the images `image.{keep-1}` … `image.1` had, and
+/// `image.1` the one at `image` (a second name for it until the new image replaces it: the
+/// image path always holds an image). Everything at those names must be one of this user's
+/// images: anything else (planted by someone else, say) is never moved, replaced or built on,
+/// and the checkpoint fails naming it, with nothing moved. Nothing is moved either when no
+/// image of ours is at `image`.
+fn keep_generations(image: &[u8], keep: u32) -> Result<(), Failure> {
+    const NOT_OURS: &str = ", not one of this user's images: older images are not moved over it";
+    fn name<'b>(image: &[u8], n: u32, buf: &'b mut [u8]) -> Result<&'b CStr, Failure> {
+        ckpt_image::chain::generation_name(image, n, buf).ok_or(Failure::plain("image path is too long"))
+    }
+    let mut buf = [0u8; ckpt_image::state::PATH_MAX + 32];
+    // Only an image of ours at the image path is kept; anything else is replaced, if it can be.
+    if keep == 0 || !matches!(in_the_way(name(image, 0, &mut buf)?, 0, CANNOT_REPLACE), Ok(true)) {
+        return Ok(());
+    }
+    for n in 1..=keep {
+        in_the_way(name(image, n, &mut buf)?, n, NOT_OURS)?;
+    }
+    let mut other = [0u8; ckpt_image::state::PATH_MAX + 32];
+    for n in (1..keep).rev() {
+        match rustix::fs::rename(name(image, n, &mut buf)?, name(image, n + 1, &mut other)?) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(Failure::on_file("moving an older image along, next to", e)),
         }
     }
+    let first = name(image, 1, &mut other)?;
+    if keep == 1 {
+        match rustix::fs::unlink(first) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(Failure::on_file("removing the oldest image kept, next to", e)),
+        }
+    }
+    rustix::fs::link(name(image, 0, &mut buf)?, first).map_err(|e| Failure::on_file("keeping the previous image as an older one, next to", e))
 }
 
 /// `fsync` of the directory holding the image, so that the rename itself is durable.
