@@ -532,14 +532,19 @@ pub fn kill_all_below(pid: u32) {
         // SAFETY: as above.
         unsafe { libc::kill(p as i32, libc::SIGKILL) };
     }
-    // Dead (gone, or a zombie nobody reaped yet), not only told to die: a restart refuses while
-    // a process of the tree still runs.
-    let deadline = Instant::now() + LONG;
+    // Dead, not only told to die: a restart refuses while a process of the tree still runs.
     for &p in &all {
-        while std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))) {
-            assert!(Instant::now() < deadline, "process {p} lives on after SIGKILL");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_dead(p);
+    }
+}
+
+/// Waits until process `pid` is dead: gone, or a zombie nobody has reaped yet (a `SIGKILL` takes
+/// a moment on a loaded machine, and a restart refuses while the checkpointed process runs).
+pub fn wait_dead(pid: u32) {
+    let deadline = Instant::now() + LONG;
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))) {
+        assert!(Instant::now() < deadline, "process {pid} lives on after SIGKILL");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -162,6 +162,7 @@ fn a_child_never_replaces_its_parents_image() {
     // The child ends first (a restart of a process that still runs is refused).
     // SAFETY: kill(2) of the child the shell started.
     unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    wait_dead(child);
     let restored = Proc::restart(&own);
     restored.wait_lines(3, SHORT);
 
