@@ -60,7 +60,7 @@ pub fn inspect(a: InspectArgs) -> Outcome {
 /// may be cut short or damaged): what an image's origin and time are read from, even when it
 /// cannot be restarted.
 fn checked_headers(path: &Path) -> Option<(Vec<u8>, Box<ProcessState>)> {
-    let f = File::open(path).ok()?;
+    let f = crate::imagefile::open_regular(path).ok()?;
     let len = f.metadata().ok()?.len();
     let meta = crate::imagefile::read_meta(&f, 0, len).ok()?;
     let mut st = Box::new(ProcessState::ZERO);
@@ -204,7 +204,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bo
     let authenticated = match key {
         None => None,
         Some(k) => {
-            let secret = std::fs::read(k).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", k.display())))?;
+            let secret = crate::imagefile::read_regular(k).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", k.display())))?;
             let ok = ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, &holes);
             if let Err(e) = ok {
                 all_ok = false;
@@ -308,7 +308,7 @@ fn part_summary(
     let mut ok = (0..image.region_count()).filter_map(|i| image.region(i).ok()).filter(|r| r.record.has_data()).all(|r| check_region(file, &r, holes).is_ok());
     ok &= image.fds().filter_map(Result::ok).all(|(rec, _)| check_saved_file(file, &rec, holes).is_ok());
     if let Some(k) = key {
-        let secret = std::fs::read(k).unwrap_or_default();
+        let secret = crate::imagefile::read_regular(k).unwrap_or_default();
         ok &= ckpt_image::mac::check(&ckpt_image::mac::key_from(&secret), file, &image, holes).is_ok();
     }
     ok &= ckpt_image::shared::check_against_root(&image, root).is_ok();

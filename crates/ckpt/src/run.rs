@@ -156,7 +156,7 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     }
     if let Some(key) = &a.key {
         let key = std::path::absolute(key).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", key.display())))?;
-        std::fs::File::open(&key).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", key.display())))?;
+        crate::imagefile::open_regular(&key).map_err(|e| (EXIT_REFUSED, format!("key file {}: {e}", key.display())))?;
         cmd.env("CKPT_KEY", key);
     }
     if a.compress {

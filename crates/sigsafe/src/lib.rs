@@ -11,10 +11,14 @@ pub mod errno;
 pub mod extents;
 
 /// The key of an image key file (`CKPT_KEY`, `myrestart --key`): derived from the file's
-/// contents, read through `buf` (wiped after); `None` if it cannot be read or is empty.
+/// contents, read through `buf` (wiped after); `None` if it cannot be read or is empty, or is
+/// not a regular file (opened non-blocking: a FIFO there would block `open` forever).
 pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Option<ckpt_image::mac::Key> {
-    use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    use rustix::fs::{FileType, Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).ok()?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd).ok()?.st_mode) != FileType::RegularFile {
+        return None;
+    }
     let mut len = 0;
     while len < buf.len() {
         match rustix::io::read(&fd, &mut buf[len..]) {
