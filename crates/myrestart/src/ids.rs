@@ -264,7 +264,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
         return Ok(());
     }
     // A tree's barriers: each process says "ready" on one pipe and waits on the other.
-    let mut held = [None, None];
+    let mut held = [None, None, None];
     if p.ntree > 0 {
         for (stage, slot) in held.iter_mut().enumerate() {
             let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC);
@@ -295,12 +295,13 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
                 sys::close(b[1]);
             }
         }
-        // Every process checked and planned: all cross their points of no return. One that
-        // could not means nothing was restored (2); one lost after it, the tree is lost (3).
-        // Init's end ends the namespace, and with it every process of the tree.
-        for (stage, code) in [(0, crate::EXIT_REFUSED), (1, crate::EXIT_LOST)] {
+        // Every process checked and planned, then each with its changes outside made: all
+        // cross their points of no return. One that could not means nothing was restored (2);
+        // one lost after it, the tree is lost (3). Init's end ends the namespace, and with it
+        // every process of the tree.
+        for (stage, code) in [(0, crate::EXIT_REFUSED), (1, crate::EXIT_REFUSED), (2, crate::EXIT_LOST)] {
             let Some((ready, go)) = held[stage].take() else { continue };
-            if !crate::tree::hold_barrier(ready.as_fd(), go.as_fd(), crate::tree::live_count(p), stage == 0) {
+            if !crate::tree::hold_barrier(ready.as_fd(), go.as_fd(), crate::tree::live_count(p), stage < 2) {
                 sys::exit_group(code)
             }
         }

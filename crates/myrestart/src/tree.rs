@@ -111,9 +111,10 @@ fn exit_as(status: u32) -> ! {
     sys::exit_group(128 + sig as i32)
 }
 
-/// Says this process has reached barrier `stage` (0: planned, before the point of no return;
-/// 1: restored, before it runs again) and waits until init says every process has. A process
-/// whose init is gone ends.
+/// Says this process has reached barrier `stage` (0: planned; 1: its changes outside made,
+/// just before the point of no return; 2: restored, before it runs again) and waits until init
+/// says every process has. A process whose init is gone ends: before its point of no return,
+/// having taken back its changes outside (another process could not go on).
 pub fn barrier(p: &Plan, stage: usize) {
     let [ready, go] = p.barrier[stage];
     if ready < 0 {
@@ -130,7 +131,11 @@ pub fn barrier(p: &Plan, stage: usize) {
         match rustix::io::read(unsafe { BorrowedFd::borrow_raw(go) }, &mut b) {
             Ok(1) => break,
             Err(Errno::INTR) => {}
-            _ => sys::exit_group(if stage == 0 { crate::EXIT_REFUSED } else { crate::EXIT_LOST }),
+            _ if stage < 2 => {
+                crate::acts::undo(p);
+                sys::exit_group(crate::EXIT_REFUSED)
+            }
+            _ => sys::exit_group(crate::EXIT_LOST),
         }
     }
     // SAFETY: as above.

@@ -1,0 +1,131 @@
+//! Changes outside the process that the plan prepares but does not make. They wait until every
+//! check of every part of the image has passed (in a tree, until every process has made its
+//! plan: the first barrier), so that a refused restart leaves the filesystem as it found it.
+//! Each process makes its own ([`run`]) just before its point of no return; if the restart is
+//! refused even so (an act fails here, or in another process of the tree), each process takes
+//! back what it made ([`undo`]) before it ends.
+//!
+//! - a log that was gone is made again at its path (`files::make_log`): the plan parked a
+//!   placeholder on the program's descriptor, which the new file replaces. In a tree, a log
+//!   that several processes share (one open file description) was made by the pool as a file
+//!   without a name (`O_TMPFILE`), which gets its name here;
+//! - a unix socket with a path is bound to it, and listens if it did (`sockets::bind_planned`);
+//!   a dead socket file of the user's own at that path (the checkpointed program's, whose
+//!   listener is gone) is removed first. The plan probed the path, harmlessly: nothing there, or
+//!   such a socket file; anything else was refused.
+//!
+//! # Restrictions
+//! Runs before the point of no return in myrestart: no allocation, raw system calls only.
+
+use crate::plan::Plan;
+use ckpt_image::Image;
+
+/// Most changes one process's plan may prepare: a socket for each descriptor, and the logs.
+const MAX_ACTS: usize = crate::plan::MAX_FDS + 2 * crate::plan::MAX_TREE;
+
+/// What to do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    /// Make the log the program's descriptor had (it was gone), and put it on the placeholder.
+    NewLog,
+    /// Give the log made without a name its name.
+    NameLog,
+    /// Bind the socket to its path (and listen, if it did); `stale`: the device and inode of a
+    /// dead socket file to remove first.
+    Bind { stale: Option<(u64, u64)> },
+}
+
+/// One change, and once made, what now has the path (device and inode), to take it back.
+#[derive(Clone, Copy)]
+pub struct Act {
+    /// The process of the tree that makes it (0 for a single process).
+    pub member: usize,
+    /// The program's descriptor it concerns, whose record names the path.
+    pub target: i32,
+    /// The parked descriptor it works on: the placeholder, the unnamed log, the socket.
+    pub fd: i32,
+    pub what: What,
+    pub made: Option<(u64, u64)>,
+}
+
+const NO_ACT: Act = Act { member: 0, target: -1, fd: -1, what: What::NewLog, made: None };
+
+/// The changes a plan prepares, and for whom they are being prepared now.
+pub struct Acts {
+    list: [Act; MAX_ACTS],
+    n: usize,
+    /// The process of the tree whose descriptors the plan is opening.
+    pub member: usize,
+    /// Whether they are the tree's shared files, opened once before its processes exist.
+    pub pooled: bool,
+}
+
+impl Acts {
+    pub const NONE: Acts = Acts { list: [NO_ACT; MAX_ACTS], n: 0, member: 0, pooled: false };
+
+    /// Notes a change for the process whose plan is being made. `false` if there are too many.
+    pub fn add(&mut self, target: i32, fd: i32, what: What) -> bool {
+        if self.n == MAX_ACTS {
+            return false;
+        }
+        self.list[self.n] = Act { member: self.member, target, fd, what, made: None };
+        self.n += 1;
+        true
+    }
+}
+
+/// Makes this process's changes, in the order the plan noted them (every bind before the
+/// connections that may need it). On a failure, said in one line, what was made is taken back.
+pub fn run(image_path: &core::ffi::CStr, p: &mut Plan) -> Result<(), ()> {
+    let Some(image) = p.image else { return Ok(()) };
+    for i in 0..p.acts.n {
+        let a = p.acts.list[i];
+        if a.member != p.member {
+            continue;
+        }
+        let made = match a.what {
+            What::NewLog | What::NameLog => crate::files::make_log(image_path, &image, &a),
+            What::Bind { stale } => crate::sockets::bind_planned(image_path, &image, &a, stale),
+        };
+        match made {
+            Ok(made) => p.acts.list[i].made = Some(made),
+            Err(()) => {
+                undo(p);
+                return Err(());
+            }
+        }
+    }
+    crate::sockets::connect_planned(&image, p);
+    Ok(())
+}
+
+/// Takes back what [`run`] made: each path it gave a file or socket is removed, if that file
+/// or socket is still what has it.
+pub fn undo(p: &Plan) {
+    let Some(image) = p.image else { return };
+    for a in p.acts.list[..p.acts.n].iter().rev() {
+        let Some((dev, ino)) = a.made else { continue };
+        let mut buf = [0u8; 4096];
+        let Some(path) = path_of(&image, a, &mut buf) else { continue };
+        if rustix::fs::lstat(path).is_ok_and(|st| (st.st_dev, st.st_ino) == (dev, ino)) {
+            let _ = rustix::fs::unlink(path);
+        }
+    }
+}
+
+/// The path an act gives a name: the log's, or the socket's (not abstract).
+pub fn path_of<'b>(image: &Image, a: &Act, buf: &'b mut [u8; 4096]) -> Option<&'b core::ffi::CStr> {
+    let mut put = |bytes: &[u8]| {
+        if bytes.len() >= buf.len() || bytes.contains(&0) {
+            return None;
+        }
+        buf[..bytes.len()].copy_from_slice(bytes);
+        buf[bytes.len()] = 0;
+        Some(bytes.len())
+    };
+    let n = match a.what {
+        What::NewLog | What::NameLog => put(image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target && r.same_as < 0)?.1)?,
+        What::Bind { .. } => put(crate::sockets::unix_path(&image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target)?)?)?,
+    };
+    core::ffi::CStr::from_bytes_with_nul(&buf[..=n]).ok()
+}
