@@ -44,11 +44,15 @@ pub struct Act {
     pub target: i32,
     /// The parked descriptor it works on: the placeholder, the unnamed log, the socket.
     pub fd: i32,
+    /// For the unnamed log, its directory as the pool opened it (parked): the name is given
+    /// there, in the mount namespace the file was made in (a link across mounts, even of the
+    /// same filesystem, is refused).
+    pub dir: i32,
     pub what: What,
     pub made: Option<(u64, u64)>,
 }
 
-const NO_ACT: Act = Act { member: 0, target: -1, fd: -1, what: What::NewLog, made: None };
+const NO_ACT: Act = Act { member: 0, target: -1, fd: -1, dir: -1, what: What::NewLog, made: None };
 
 /// The changes a plan prepares, and for whom they are being prepared now.
 pub struct Acts {
@@ -64,11 +68,11 @@ impl Acts {
     pub const NONE: Acts = Acts { list: [NO_ACT; MAX_ACTS], n: 0, member: 0, pooled: false };
 
     /// Notes a change for the process whose plan is being made. `false` if there are too many.
-    pub fn add(&mut self, target: i32, fd: i32, what: What) -> bool {
+    pub fn add(&mut self, target: i32, fd: i32, dir: i32, what: What) -> bool {
         if self.n == MAX_ACTS {
             return false;
         }
-        self.list[self.n] = Act { member: self.member, target, fd, what, made: None };
+        self.list[self.n] = Act { member: self.member, target, fd, dir, what, made: None };
         self.n += 1;
         true
     }
@@ -107,8 +111,10 @@ pub fn undo(p: &Plan) {
         let Some((dev, ino)) = a.made else { continue };
         let mut buf = [0u8; 4096];
         let Some(path) = path_of(&image, a, &mut buf) else { continue };
-        if rustix::fs::lstat(path).is_ok_and(|st| (st.st_dev, st.st_ino) == (dev, ino)) {
-            let _ = rustix::fs::unlink(path);
+        let (dir, name) = where_named(a, path);
+        let ours = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| (st.st_dev, st.st_ino) == (dev, ino));
+        if ours {
+            let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
         }
     }
 }
@@ -128,4 +134,17 @@ pub fn path_of<'b>(image: &Image, a: &Act, buf: &'b mut [u8; 4096]) -> Option<&'
         What::Bind { .. } => put(crate::sockets::unix_path(&image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target)?)?)?,
     };
     core::ffi::CStr::from_bytes_with_nul(&buf[..=n]).ok()
+}
+
+/// The directory and name by which an act names its path: the pool's directory and the last
+/// component for the unnamed log, the path itself (from the working directory) otherwise.
+pub fn where_named<'p>(a: &Act, path: &'p core::ffi::CStr) -> (rustix::fd::BorrowedFd<'static>, &'p core::ffi::CStr) {
+    if a.dir < 0 {
+        return (rustix::fs::CWD, path);
+    }
+    let bytes = path.to_bytes_with_nul();
+    let from = path.to_bytes().iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    let name = core::ffi::CStr::from_bytes_with_nul(&bytes[from..]).unwrap_or(path);
+    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
+    (unsafe { rustix::fd::BorrowedFd::borrow_raw(a.dir) }, name)
 }

@@ -392,7 +392,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
 fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], c: &CStr, base: i32, acts: &mut Acts) -> Result<i32, ()> {
     let cannot = |e: Errno| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", rec.fd, Lossy(path), describe(e)));
     let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
-    let (fd, what) = if acts.pooled {
+    let (fd, dir, what) = if acts.pooled {
         let dir = match path.iter().rposition(|&b| b == b'/') {
             Some(0) => &b"/"[..],
             Some(i) => &path[..i],
@@ -400,10 +400,12 @@ fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], c: &CStr, base: i
         };
         let mut dbuf = [0u8; 4096];
         let unnamed = cpath(dir, &mut dbuf).ok_or(Errno::NAMETOOLONG).and_then(|d| {
-            rustix::fs::open(d, (flags & !(OFlags::ACCMODE | OFlags::DIRECTORY | OFlags::PATH)) | OFlags::TMPFILE | OFlags::RDWR, Mode::from_raw_mode(0o666))
+            let dir = rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+            let how = (flags & !(OFlags::ACCMODE | OFlags::DIRECTORY | OFlags::PATH)) | OFlags::TMPFILE | OFlags::RDWR;
+            Ok((rustix::fs::openat(&dir, c".", how, Mode::from_raw_mode(0o666))?, dir))
         });
         match unnamed {
-            Ok(fd) => (fd, What::NameLog),
+            Ok((fd, dir)) => (fd, park(dir, base).map_err(cannot)?, What::NameLog),
             Err(_) => {
                 // Exclusive: never through a symlink, nor into a file put there meanwhile.
                 let fd = rustix::fs::open(c, flags | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(0o666)).map_err(cannot)?;
@@ -412,10 +414,10 @@ fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], c: &CStr, base: i
             }
         }
     } else {
-        (rustix::fs::open(c"/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(cannot)?, What::NewLog)
+        (rustix::fs::open(c"/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(cannot)?, -1, What::NewLog)
     };
     let fd = park(fd, base).map_err(cannot)?;
-    if !acts.add(rec.fd, fd, what) {
+    if !acts.add(rec.fd, fd, dir, what) {
         refuse(image_path, format_args!("too many files and sockets to make again"));
         return Err(());
     }
@@ -442,7 +444,8 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
     let st = if a.what == What::NameLog {
         let mut link = [0u8; 64];
         let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", a.fd as u64, b"").ok_or(())?;
-        rustix::fs::linkat(rustix::fs::CWD, l, rustix::fs::CWD, c, rustix::fs::AtFlags::SYMLINK_FOLLOW).map_err(cannot)?;
+        let (dir, name) = crate::acts::where_named(a, c);
+        rustix::fs::linkat(rustix::fs::CWD, l, dir, name, rustix::fs::AtFlags::SYMLINK_FOLLOW).map_err(cannot)?;
         rustix::fs::fstat(held).map_err(cannot)?
     } else {
         let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC) | OFlags::CREATE | OFlags::EXCL;

@@ -150,11 +150,11 @@ fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<Opti
     };
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::Socket {
-        refused(format_args!("{} is {}, not a socket; it is left as it is (move it away to restart)", Lossy(path), file_kind(kind)));
+        refused(format_args!("{} is at that path, not a socket; it is left as it is (move it away to restart)", file_kind(kind)));
         return Err(());
     }
     if st.st_uid != rustix::process::geteuid().as_raw() {
-        refused(format_args!("{} is another user's socket (uid {}); it is left as it is", Lossy(path), st.st_uid));
+        refused(format_args!("another user's socket (uid {}) is at that path; it is left as it is", st.st_uid));
         return Err(());
     }
     let probe = new_socket(rec).map_err(|e| refused(format_args!("{}", describe(e))))?;
@@ -179,7 +179,7 @@ fn file_kind(t: FileType) -> &'static str {
         FileType::Symlink => "a symbolic link",
         FileType::Fifo => "a FIFO",
         FileType::CharacterDevice | FileType::BlockDevice => "a device",
-        _ => "not a socket",
+        _ => "something",
     }
 }
 
@@ -378,7 +378,7 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
     set_nonblocking(sock.as_fd(), fdrec).map_err(|e| fail("setting its flags", e))?;
     let parked = park(sock, p.fd_base).map_err(|e| fail("parking it", e))?;
     if let Some(stale) = planned {
-        if !p.acts.add(fd, parked, What::Bind { stale }) {
+        if !p.acts.add(fd, parked, -1, What::Bind { stale }) {
             refuse(image_path, format_args!("too many files and sockets to make again"));
             return Err(());
         }
