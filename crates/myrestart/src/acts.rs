@@ -1,9 +1,10 @@
 //! Changes outside the process that the plan prepares but does not make. They wait until every
 //! check of every part of the image has passed (in a tree, until every process has made its
 //! plan: the first barrier), so that a refused restart leaves the filesystem as it found it.
-//! Each process makes its own ([`run`]) just before its point of no return; if the restart is
-//! refused even so (an act fails here, or in another process of the tree), each process takes
-//! back what it made ([`undo`]) before it ends.
+//! Each process makes its own ([`run`]) just before its point of no return: first those that
+//! can be taken back, then (in a tree, once every process has made those) the dead socket
+//! files replaced. If the restart is refused even so (an act fails here, or in another process
+//! of the tree), each process takes back what it made ([`undo`]) before it ends.
 //!
 //! - a log that was gone is made again at its path (`files::make_log`): the plan parked a
 //!   placeholder on the program's descriptor, which the new file replaces. In a tree, a log
@@ -78,13 +79,17 @@ impl Acts {
     }
 }
 
-/// Makes this process's changes, in the order the plan noted them (every bind before the
-/// connections that may need it). On a failure, said in one line, what was made is taken back.
-pub fn run(image_path: &core::ffi::CStr, p: &mut Plan) -> Result<(), ()> {
+/// Makes this process's changes, in the order the plan noted them: first (`replacing` false)
+/// all but the dead socket files to replace, then (in a tree, once every process has made
+/// those: a barrier) the replacements, and the connections that may need the sockets bound.
+/// What else is made can be taken back, a removed socket file cannot (and a bind just after
+/// the removal at the same place all but never fails). On a failure, said in one line, what
+/// was made is taken back.
+pub fn run(image_path: &core::ffi::CStr, p: &mut Plan, replacing: bool) -> Result<(), ()> {
     let Some(image) = p.image else { return Ok(()) };
     for i in 0..p.acts.n {
         let a = p.acts.list[i];
-        if a.member != p.member {
+        if a.member != p.member || matches!(a.what, What::Bind { stale: Some(_) }) != replacing {
             continue;
         }
         let made = match a.what {
@@ -99,7 +104,9 @@ pub fn run(image_path: &core::ffi::CStr, p: &mut Plan) -> Result<(), ()> {
             }
         }
     }
-    crate::sockets::connect_planned(&image, p);
+    if replacing {
+        crate::sockets::connect_planned(&image, p);
+    }
     Ok(())
 }
 

@@ -109,8 +109,8 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
         }
         // What the tree made once for every process that has it (`pool`).
         let pooled = match rec.kind {
-            FdKind::File => shared_file(p, &rec),
-            FdKind::Deleted | FdKind::MemFd => shared_object(p, u64::MAX, rec.ino),
+            FdKind::File => shared_file(p, &rec).map(|f| (f, true)).or_else(|| gone_log(p, &rec).map(|f| (f, false))),
+            FdKind::Deleted | FdKind::MemFd => shared_object(p, u64::MAX, rec.ino).map(|f| (f, false)),
             _ => None,
         };
         let src = match rec.kind {
@@ -123,7 +123,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                 Some(s) => s.src,
                 None => continue,
             },
-            _ if pooled.is_some() => from_pool(image_path, &rec, path, pooled.unwrap_or(-1), base)?,
+            _ if pooled.is_some() => from_pool(image_path, &rec, path, pooled.unwrap_or((-1, false)), base)?,
             FdKind::Deleted => recreate_deleted(image_path, &rec, path, image_fd, base)?,
             FdKind::File | FdKind::Directory | FdKind::Device => reopen(image_path, &rec, path, &mut buf, base, &mut p.acts)?,
             FdKind::EventFd => make_eventfd(image_path, &rec, base)?,
@@ -1091,18 +1091,23 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
         crate::sockets::pool_pairs(image_path, &image, &socks[..nsocks], p)?;
         // A regular file open in more than one process with the same offset and flags: the
         // description they share since fork, opened once (two processes that each opened it
-        // at the same place are taken for one: the offsets then move together).
+        // at the same place are taken for one: the offsets then move together). And a log
+        // that is gone, made once for the whole tree (without a name until every check has
+        // passed), whichever processes have it.
         for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
             let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
             let shared = keys[..nkeys].iter().any(|k| (k.0, k.1, k.2, k.3) == key && k.4 > 1);
-            if !shared || shared_file(p, &rec).is_some() || p.nfiles == p.files.len() {
+            let mut gone = || rec.is_std_log() && gone_log(p, &rec).is_none() && cpath(path, &mut buf).is_some_and(|c| matches!(rustix::fs::stat(c), Err(Errno::NOENT)));
+            if !(shared || gone()) || shared_file(p, &rec).is_some() || p.nfiles == p.files.len() {
                 continue;
             }
             (p.acts.member, p.acts.pooled) = (m, true);
             let fd = reopen(image_path, &rec, path, &mut buf, p.fd_base, &mut p.acts);
             p.acts.pooled = false;
             let fd = fd?;
-            p.files[p.nfiles] = SharedFile { dev: rec.dev, ino: rec.ino, offset: rec.offset, flags: rec.open_flags, fd };
+            // SAFETY: the parked descriptor just made, only borrowed.
+            let unnamed = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(fd) }).is_ok_and(|st| st.st_nlink == 0);
+            p.files[p.nfiles] = SharedFile { dev: rec.dev, ino: rec.ino, offset: rec.offset, flags: rec.open_flags, fd, gone: unnamed };
             p.nfiles += 1;
         }
         // A memfd or deleted file open (or mapped) in more than one process: one file for all,
@@ -1179,19 +1184,27 @@ fn part_image(image_path: &CStr, p: &mut Plan, m: usize) -> Result<Option<Image<
     Image::parse(meta, p.file_len, &mut p.state).map(Some).map_err(|e| refuse(image_path, format_args!("{e}")))
 }
 
-/// Descriptor `rec` from the tree's one copy of its file, `f`: a regular file shares that open
-/// file description (and so its offset) with the other processes; a memfd or deleted file is
-/// opened again with this descriptor's own flags and offset.
-fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], f: i32, base: i32) -> Result<i32, ()> {
+/// Descriptor `rec` from the tree's one copy of its file, `f`: with `same`, a regular file
+/// shares that open file description (and so its offset) with the other processes; otherwise
+/// it is opened again with this descriptor's own flags: a memfd or deleted file at its offset,
+/// a log made again (empty) at its start.
+fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], (f, same): (i32, bool), base: i32) -> Result<i32, ()> {
     let bad = |e: Errno| refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
     // SAFETY: a parked descriptor of ours (the tree's), only borrowed.
     let tree_copy = unsafe { BorrowedFd::borrow_raw(f) };
-    if rec.kind == FdKind::File {
+    if same {
         return Ok(rustix::io::fcntl_dupfd_cloexec(tree_copy, base).map_err(bad)?.into_raw_fd());
     }
     let fd = reopen_as_saved(tree_copy, rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
-    let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
+    if rec.kind != FdKind::File {
+        let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
+    }
     park(fd, base).map_err(bad)
+}
+
+/// The tree's log made again for `rec`'s (it was gone), if the pool made one.
+fn gone_log(p: &Plan, rec: &FdRecord) -> Option<i32> {
+    p.files[..p.nfiles].iter().find(|f| f.gone && (f.dev, f.ino) == (rec.dev, rec.ino)).map(|f| f.fd)
 }
 
 /// The tree's one copy of a shared memory object: by device and inode as a region names it,

@@ -101,12 +101,15 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     }
     // Every check of every part has passed once each of a tree's processes has its plan: only
     // now the changes outside (a log made again, a socket bound to its path), each process its
-    // own; they cross their points of no return together, once each has made them.
-    tree::barrier(p, 0);
-    if acts::run(opts.image, p).is_err() {
-        sys::exit_group(EXIT_REFUSED);
+    // own, the dead socket files replaced last; they cross their points of no return together,
+    // once each has made them.
+    tree::barrier(p, tree::PLANNED);
+    for (replacing, then) in [(false, tree::CHANGED), (true, tree::REPLACED)] {
+        if acts::run(opts.image, p, replacing).is_err() {
+            sys::exit_group(EXIT_REFUSED);
+        }
+        tree::barrier(p, then);
     }
-    tree::barrier(p, 1);
     ids::tell_restoring(p);
     hole::move_and_restore(&me, p)
 }

@@ -96,6 +96,9 @@ pub struct SharedFile {
     pub offset: u64,
     pub flags: u32,
     pub fd: i32,
+    /// A log that was gone, made by the pool without a name: a process that had it open by
+    /// itself (another description) opens it again through this one.
+    pub gone: bool,
 }
 
 /// The open file behind region `region`, which is mapped from it: a file mapped `MAP_SHARED`,
@@ -187,11 +190,9 @@ pub struct Plan {
     /// Shared memory made once for the whole tree.
     pub shared: [SharedSlot; MAX_FILE_MAPS],
     pub nshared: usize,
-    /// The tree's three barriers (parked), each a pair: say "ready" on the first descriptor,
-    /// wait for "go" on the second. The first once every process has made and checked its plan,
-    /// the second once each has made its changes outside (`acts.rs`), just before the point of
-    /// no return, the third before the program runs again.
-    pub barrier: [[i32; 2]; 3],
+    /// The tree's barriers (parked, see `tree::PLANNED`), each a pair: say "ready" on the first
+    /// descriptor, wait for "go" on the second.
+    pub barrier: [[i32; 2]; crate::tree::BARRIERS],
     /// The key the image must be authenticated with (`--key`).
     pub key: Option<ckpt_image::mac::Key>,
     /// Read all memory from the image instead of mapping the image file.
@@ -263,7 +264,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     pipes: [PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false, pooled: false }; MAX_FDS],
     npipes: 0,
     pairs: [PairSlot { ino: [0; 2], fd: [-1; 2], pooled: false }; MAX_FDS],
-    files: [SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: -1 }; MAX_FDS],
+    files: [SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: -1, gone: false }; MAX_FDS],
     nfiles: 0,
     npairs: 0,
     tree: [TreePart { rec: TreeRecord { pid: 0, ppid: 0, pgid: 0, sid: 0, state: 0, wait_status: 0, base: 0, len: 0, meta_hash: 0 }, meta: 0, meta_len: 0 }; MAX_TREE],
@@ -271,7 +272,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     member: 0,
     shared: [SharedSlot { dev: 0, ino: 0, fd: -1 }; MAX_FILE_MAPS],
     nshared: 0,
-    barrier: [[-1; 2]; 3],
+    barrier: [[-1; 2]; crate::tree::BARRIERS],
     key: None,
     eager: false,
     stopped: false,

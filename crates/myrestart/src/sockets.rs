@@ -140,6 +140,17 @@ fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<Opti
     }
     buf[..path.len()].copy_from_slice(path);
     let c = CStr::from_bytes_with_nul(&buf[..=path.len()]).map_err(|_| refused(format_args!("its path is not usable")))?;
+    // The directory must let us make the socket file there (bound only after every check, a
+    // bind that fails then would have to take back what was made before it).
+    let dir_len = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i.max(1));
+    let mut dbuf = [0u8; 4096];
+    dbuf[..dir_len].copy_from_slice(&path[..dir_len]);
+    let dir = if dir_len == 0 { c"." } else { CStr::from_bytes_with_nul(&dbuf[..=dir_len]).unwrap_or(c".") };
+    let usable = rustix::fs::accessat(rustix::fs::CWD, dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK, rustix::fs::AtFlags::EACCESS);
+    if let Err(e) = usable {
+        refused(format_args!("its directory: {}", describe(e)));
+        return Err(());
+    }
     let st = match rustix::fs::lstat(c) {
         Err(Errno::NOENT) => return Ok(None),
         Err(e) => {
