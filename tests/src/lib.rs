@@ -340,6 +340,13 @@ impl Proc {
         self.kill9();
     }
 
+    /// How the process ended, if it has (then with all it printed read).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let st = self.child.try_wait().unwrap()?;
+        self.wait_output_closed(LONG);
+        Some(st)
+    }
+
     /// Waits for the process to exit by itself, and for its output to be read.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
