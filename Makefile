@@ -95,7 +95,8 @@ test: all
 test-userlands: all
 	bash tests/userlands.sh
 
-# A long mutation campaign against myrestart and ckpt inspect (make test runs a short one).
+# Long mutation and crafted-image campaigns against myrestart and ckpt inspect (make test runs
+# short ones).
 fuzz: all
 	CKPT_FUZZ_CASES=$${CKPT_FUZZ_CASES:-5000} $(CARGO) test --release --locked -p ckpt-tests --test fuzz -- --nocapture
 

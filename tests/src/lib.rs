@@ -340,6 +340,13 @@ impl Proc {
         self.kill9();
     }
 
+    /// How the process ended, if it has (then with all it printed read).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let st = self.child.try_wait().unwrap()?;
+        self.wait_output_closed(LONG);
+        Some(st)
+    }
+
     /// Waits for the process to exit by itself, and for its output to be read.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
@@ -672,4 +679,80 @@ pub fn can_be_another_user(test: &str) -> bool {
         eprintln!("{test}: skipped: needs root and setpriv, to be another user");
     }
     able
+}
+
+/// An image changed the way anyone who may write it could: one byte of the root's heap data
+/// flipped, and that region's hash and the header checksum recomputed (both public: only a MAC
+/// needs the key).
+pub fn tampered(bytes: &[u8]) -> Vec<u8> {
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let meta_len = ckpt_image::image::meta_len(bytes).unwrap() as usize;
+    let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
+    let region = (0..img.region_count()).find(|&i| img.region(i).unwrap().name == b"[heap]").expect("a heap");
+    let r = img.region(region).unwrap();
+    let at = r.data_offset as usize;
+    let mut t = bytes.to_vec();
+    t[at] ^= 0x55;
+    assert!(ckpt_image::verify::check_region(&t, &r, &ckpt_image::verify::Dense).is_err(), "the change shows in the region hash");
+    let mut h = ckpt_image::RegionHasher::new();
+    for (k, page) in t[at..at + r.record.size() as usize].chunks(4096).enumerate() {
+        if !ckpt_image::is_zero_page(page) {
+            h.add_nonzero(k as u64, page);
+        }
+    }
+    let desc = img.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_REGIONS).unwrap().desc;
+    let rec_at = desc.as_ptr() as usize - bytes.as_ptr() as usize + ckpt_image::region::HEADER_SIZE + region * ckpt_image::region::RECORD_SIZE;
+    let mut rec = r.record;
+    rec.data_hash = h.digest();
+    rec.write(&mut ckpt_image::bytes::Writer::new(&mut t[rec_at..rec_at + ckpt_image::region::RECORD_SIZE]));
+    ckpt_image::seal(&mut t[..meta_len]).unwrap();
+    t
+}
+
+/// What a directory holds, recursively (each entry's path, type, size, inode and time of
+/// change), but the names in `except` at its top: to show that a refused restart left it as
+/// it found it.
+pub fn snapshot(dir: &Path, except: &[&str]) -> Vec<(PathBuf, u32, u64, u64, i64, i64)> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            if d == dir && except.iter().any(|x| e.file_name() == *x) {
+                continue;
+            }
+            let m = e.path().symlink_metadata().unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            }
+            all.push((e.path(), m.mode() & 0o170000, m.len(), m.ino(), m.ctime(), m.ctime_nsec()));
+        }
+    }
+    all.sort();
+    all
+}
+
+/// Runs `cmd` to its end, which must come within `limit`: it is killed otherwise, and the test
+/// fails. Returns how it ended and what it printed.
+pub fn run_within(mut cmd: Command, limit: Duration) -> std::process::Output {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    hermetic(&mut cmd);
+    let started = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{cmd:?} did not end within {limit:?}: stderr {:?}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Writes `text` into a new file at `path` that only its owner may read: a key file (a key
+/// file others may read is refused).
+pub fn private_file(path: &Path, text: impl AsRef<[u8]>) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap().write_all(text.as_ref()).unwrap();
 }

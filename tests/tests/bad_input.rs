@@ -4,6 +4,7 @@
 use ckpt_tests::*;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// A real image of a running counter program, written into `wd`.
 fn real_image(wd: &Workdir) -> Vec<u8> {
@@ -294,35 +295,7 @@ fn authenticated_images_refuse_tampering_and_other_keys() {
     // Changed in memory (a byte of the heap's stored data) with every checksum recomputed: the
     // region hash and the header checksum are public, the key is not.
     let tampered = wd.path.join("tampered");
-    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
-    let meta_len = ckpt_image::image::meta_len(&bytes).unwrap() as usize;
-    let mut t = bytes.clone();
-    let (at, region) = {
-        let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
-        let i = (0..img.region_count()).find(|&i| img.region(i).unwrap().name == b"[heap]").unwrap();
-        (img.region(i).unwrap().data_offset as usize, i)
-    };
-    t[at] ^= 0x55;
-    let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
-    let r = img.region(region).unwrap();
-    let fixed = ckpt_image::verify::check_region(&t, &r, &ckpt_image::verify::Dense).err();
-    assert!(fixed.is_some(), "the change shows in the region hash");
-    // Recompute that region's hash the way anyone can, and seal the headers again.
-    let mut h = ckpt_image::RegionHasher::new();
-    for (k, page) in t[at..at + r.record.size() as usize].chunks(4096).enumerate() {
-        if !ckpt_image::is_zero_page(page) {
-            h.add_nonzero(k as u64, page);
-        }
-    }
-    let (regions_at, _) = {
-        let desc = img.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_REGIONS).unwrap().desc;
-        (desc.as_ptr() as usize - bytes.as_ptr() as usize, ())
-    };
-    let rec_at = regions_at + ckpt_image::region::HEADER_SIZE + region * ckpt_image::region::RECORD_SIZE;
-    let mut rec = r.record;
-    rec.data_hash = h.digest();
-    rec.write(&mut ckpt_image::bytes::Writer::new(&mut t[rec_at..rec_at + ckpt_image::region::RECORD_SIZE]));
-    ckpt_image::seal(&mut t[..meta_len]).unwrap();
+    let t = ckpt_tests::tampered(&bytes);
     std::fs::write(&tampered, &t).unwrap();
     // Without a key it passes every checksum (integrity is not authenticity); with it, refused.
     let out = Command::new(ckpt()).args(["inspect"]).arg(&tampered).output().unwrap();
@@ -403,13 +376,6 @@ fn a_key_file_others_may_read_is_refused_and_a_configured_key_catches_a_stripped
     restored.wait_lines(2, SHORT);
 }
 
-/// Writes `text` into a new file at `path` that only its owner may read (a key file).
-fn private_file(path: &Path, text: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap().write_all(text.as_bytes()).unwrap();
-}
-
 /// Control characters in a path never reach the terminal raw: libckpt's, ckpt's and
 /// myrestart's messages, and `ckpt inspect`'s table, show them escaped (`\x1b`). Here a
 /// directory sits where the image goes: the checkpoint fails, and the line names it truly.
@@ -442,4 +408,69 @@ fn control_characters_in_paths_are_escaped_in_messages() {
         assert!(!text.contains(&0x1b), "a raw escape: {}", String::from_utf8_lossy(text));
     }
     assert!(String::from_utf8_lossy(&missing.stderr).contains("red\\x1b[31m\\x0aline/none"), "{}", String::from_utf8_lossy(&missing.stderr));
+}
+
+/// Where myrestart or ckpt opens a file by its path, a FIFO put there (by anyone who may write
+/// the directory: at a missing base image's name, say) is refused at once instead of holding
+/// `open` forever: the image (also for `ckpt inspect` and `ckpt copy`), the key file, a base
+/// image. At the recorded program's path it is passed over: the program is restored all the same.
+#[test]
+fn fifos_where_files_are_expected_are_refused_at_once() {
+    let wd = Workdir::new("bad-fifos");
+    let mkfifo = |p: &Path| assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+    let at_once = |c: Command, expect: &str| {
+        let what = format!("{c:?}");
+        let started = Instant::now();
+        let out = run_within(c, SHORT);
+        let took = started.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains(expect), "{what}: want {expect:?} in {err:?}");
+        assert!(took < Duration::from_secs(1), "{what} took {took:?} to refuse");
+    };
+    let image = wd.path.join("fifo-image");
+    mkfifo(&image);
+    let mut c = Command::new(myrestart());
+    c.arg(&image);
+    at_once(c, "not a regular file");
+    let mut c = Command::new(ckpt());
+    c.arg("inspect").arg(&image);
+    at_once(c, "not a regular file");
+    let mut c = Command::new(ckpt());
+    c.arg("copy").arg(&image).arg(wd.path.join("copy"));
+    at_once(c, "not a regular file");
+    assert!(!wd.path.join("copy").exists());
+
+    real_image(&wd);
+    let key = wd.path.join("fifo-key");
+    mkfifo(&key);
+    let mut c = Command::new(myrestart());
+    c.arg("--key").arg(&key).arg(wd.image());
+    at_once(c, "is not a regular file");
+    let mut c = Command::new(ckpt());
+    c.args(["inspect", "--key"]).arg(&key).arg(wd.image());
+    at_once(c, "not a regular file");
+
+    let (chain, newest, base) = two_image_chain("bad-fifo-base");
+    std::fs::remove_file(&base).unwrap();
+    mkfifo(&base);
+    let mut c = Command::new(myrestart());
+    c.arg(&newest);
+    at_once(c, "is not a regular file");
+    drop(chain);
+
+    // The program itself: a copy of it, replaced by a FIFO after the checkpoint (its pages are
+    // all in the image, `CKPT_SELF_CONTAINED=1`).
+    let program = wd.path.join("counter");
+    std::fs::copy(prog("counter", &[]), &program).unwrap();
+    let mut c = Command::new(&program);
+    c.args(["100000", "10000"]).env("CKPT_SELF_CONTAINED", "1");
+    let mut orig = Proc::preloaded(c, &wd.image(), "a copy of counter");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    std::fs::remove_file(&program).unwrap();
+    mkfifo(&program);
+    let restored = Proc::restart(&wd.image());
+    restored.wait_lines(3, SHORT);
 }

@@ -305,3 +305,68 @@ print("got", b.recv(100).decode(), flush=True)
     assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
     assert_eq!(restored.lines().last().unwrap(), "got after", "{}", restored.stderr());
 }
+
+/// A dead unix socket file at `path`, as a killed program leaves one behind.
+fn dead_socket(path: &std::path::Path, datagram: bool) {
+    let _ = std::fs::remove_file(path);
+    if datagram {
+        drop(std::os::unix::net::UnixDatagram::bind(path).unwrap());
+    } else {
+        drop(std::os::unix::net::UnixListener::bind(path).unwrap());
+    }
+}
+
+/// A unix socket is bound to its path again only where the path is free or holds a dead socket
+/// file of the user's own (the checkpointed program's), and only once every check has passed.
+/// A regular file, a FIFO or another user's socket there is left as it is and the restart
+/// refused; a restart refused for such a reason at another socket leaves the dead socket file
+/// of the first as it was, and the log that was gone is not made either. With dead sockets of
+/// its own at both paths, the program is restored and listens again.
+#[test]
+fn only_a_dead_socket_of_ones_own_is_replaced_and_only_once_every_check_passed() {
+    let wd = Workdir::new("socket-paths");
+    let log = wd.path.join("log");
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(r#"exec "$0" "$1" 100000 > "$2""#).arg(prog("allkinds", &[])).arg(&wd.path).arg(&log);
+    let mut orig = Proc::preloaded(c, &wd.image(), "allkinds");
+    wait_file_lines(&log, 3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    std::fs::remove_file(&log).unwrap();
+    let (sock, dgram) = (wd.path.join("sock"), wd.path.join("dgram"));
+    let refused = |expect: &str| {
+        let before = snapshot(&wd.path, &[]);
+        let mut c = Command::new(myrestart());
+        c.arg(wd.image());
+        let out = run_within(c, LONG);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expect), "want {expect:?} in {err:?}");
+        assert_eq!(snapshot(&wd.path, &[]), before, "the refused restart changed {}: {err}", wd.path.display());
+    };
+    // The first socket's path still holds its dead socket file; the second's, a regular file.
+    std::fs::remove_file(&dgram).unwrap();
+    std::fs::write(&dgram, "precious").unwrap();
+    refused(&format!("fd 9 (socket {}): a regular file is at that path, not a socket", dgram.display()));
+    assert_eq!(std::fs::read_to_string(&dgram).unwrap(), "precious");
+    dead_socket(&dgram, true);
+    std::fs::remove_file(&sock).unwrap();
+    assert!(Command::new("mkfifo").arg(&sock).status().unwrap().success());
+    refused(&format!("fd 8 (socket {}): a FIFO is at that path, not a socket", sock.display()));
+    dead_socket(&sock, false);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::lchown(&sock, Some(65534), None).unwrap();
+        refused("another user's socket (uid 65534) is at that path");
+        dead_socket(&sock, false);
+    }
+    let restored = Proc::restart(&wd.image());
+    let deadline = Instant::now() + LONG;
+    let n = wait_file_lines(&log, 1, LONG).len();
+    wait_file_lines(&log, n + 3, LONG);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {} again: {}", sock.display(), restored.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -2,49 +2,106 @@
 //! status 2, one line), or restored; none crashes, hangs or fails after the point of no return
 //! (exit 3), and `ckpt inspect` never aborts.
 //!
-//! `crafted_images_are_refused_before_anything_changes` tries, one by one, values an attacker
-//! would write into an image and re-sign (the header checksum recomputed, as anyone can). The
-//! mutation campaign tries random damage and random re-signed field values: `make test` runs a
-//! few dozen cases, `make fuzz` thousands (`CKPT_FUZZ_CASES`).
+//! `crafted_images_are_refused_before_anything_changes` and
+//! `crafted_ids_timers_addresses_and_watches_are_refused_before_anything_changes` try, one by
+//! one, values an attacker would write into an image and re-sign (the header checksum
+//! recomputed, as anyone can; with the key, the MAC too). The mutation campaign tries random
+//! damage and random re-signed field values; `every_note_type_crafted`, re-signed values in the
+//! records of every kind of note, and that a refused restart changed nothing outside. `make
+//! test` runs a few dozen cases of each, `make fuzz` thousands (`CKPT_FUZZ_CASES`).
 
 use ckpt_image::bytes::{Reader, Writer};
 use ckpt_image::elf::{Phdr, EHDR_SIZE, PHDR_SIZE};
 use ckpt_image::note::Notes;
 use ckpt_image::region::{RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_HAS_DATA};
-use ckpt_image::{Image, ProcessState, ThreadState, CKPT_NOTE_NAME, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD};
+use ckpt_image::{Image, ProcessState, ThreadState, CKPT_NOTE_NAME, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TREE};
 use ckpt_tests::*;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// An image in memory, with the means to change its records and sign it again.
+/// An image in memory, with the means to change its records and sign it again: its header
+/// checksums, a tree's record of its parts' checksums, and with the key (which an attacker
+/// would not have) its MACs.
 #[derive(Clone)]
 struct Img {
     bytes: Vec<u8>,
     meta_len: usize,
+    key: Option<ckpt_image::mac::Key>,
 }
 
 impl Img {
     fn load(path: &Path) -> Img {
         let bytes = std::fs::read(path).unwrap();
         let meta_len = ckpt_image::image::meta_len(&bytes).unwrap() as usize;
-        Img { bytes, meta_len }
+        Img { bytes, meta_len, key: None }
     }
 
-    /// Where the descriptor of the `nth` CKPT note of type `ty` is: (offset, length).
-    fn note(&self, ty: u32, nth: usize) -> (usize, usize) {
-        let mut st = Box::new(ProcessState::ZERO);
-        let meta = &self.bytes[..self.meta_len];
-        Image::parse(meta, self.bytes.len() as u64, &mut st).unwrap();
+    /// The image's parts, each where its headers start and how long they are: the root, then
+    /// a tree's other live processes.
+    fn parts(&self) -> Vec<(usize, usize)> {
+        let mut parts = vec![(0, self.meta_len)];
+        if let Some((at, len)) = self.note_in((0, self.meta_len), NT_CKPT_TREE, 0) {
+            for rec in ckpt_image::tree::records(&self.bytes[at..at + len], self.bytes.len() as u64).into_iter().flatten().flatten() {
+                if !rec.is_zombie() && rec.base != 0 {
+                    let base = rec.base as usize;
+                    parts.push((base, ckpt_image::image::meta_len(&self.bytes[base..]).unwrap() as usize));
+                }
+            }
+        }
+        parts
+    }
+
+    /// Where the descriptor of the `nth` CKPT note of type `ty` of a part is: (offset in the
+    /// file, length).
+    fn note_in(&self, (base, len): (usize, usize), ty: u32, nth: usize) -> Option<(usize, usize)> {
+        let meta = &self.bytes[base..base + len];
         let phnum = ckpt_image::elf::Ehdr::read(meta).unwrap().phnum as usize;
         let notes = &meta[EHDR_SIZE + PHDR_SIZE * phnum..];
-        let n = Notes::new(notes).map(Result::unwrap).filter(|n| n.name == CKPT_NOTE_NAME && n.n_type == ty).nth(nth).unwrap();
-        (n.desc.as_ptr() as usize - meta.as_ptr() as usize, n.desc.len())
+        let n = Notes::new(notes).map_while(Result::ok).filter(|n| n.name == CKPT_NOTE_NAME && n.n_type == ty).nth(nth)?;
+        Some((n.desc.as_ptr() as usize - self.bytes.as_ptr() as usize, n.desc.len()))
     }
 
+    /// [`Img::note_in`] of the root, which must have it.
+    fn note(&self, ty: u32, nth: usize) -> (usize, usize) {
+        self.note_in((0, self.meta_len), ty, nth).unwrap()
+    }
+
+    /// Signs every part again, then the root, whose tree record names each part's checksum.
     fn seal(&mut self) {
-        ckpt_image::seal(&mut self.bytes[..self.meta_len]).unwrap();
+        let parts = self.parts();
+        for &part in &parts[1..] {
+            self.sign(part);
+        }
+        if let Some((at, len)) = self.note_in((0, self.meta_len), NT_CKPT_TREE, 0) {
+            let size = ckpt_image::tree::TREE_RECORD_SIZE;
+            for rec_at in (at + ckpt_image::tree::TREE_HEADER_SIZE..at + len).step_by(size) {
+                let Ok(mut rec) = ckpt_image::tree::TreeRecord::read(&mut Reader::new(&self.bytes[rec_at..rec_at + size])) else { continue };
+                if let Some(&(base, _)) = parts[1..].iter().find(|p| p.0 == rec.base as usize) {
+                    let hash_at = base + ckpt_image::image::meta_hash_offset(&self.bytes[base..]).unwrap();
+                    rec.meta_hash = u64::from_le_bytes(self.bytes[hash_at..hash_at + 8].try_into().unwrap());
+                    rec.write(&mut Writer::new(&mut self.bytes[rec_at..rec_at + size]));
+                }
+            }
+        }
+        self.sign((0, self.meta_len));
+    }
+
+    /// One part's header checksum, and with the key its MAC (then the checksum again, which
+    /// covers it), as the writer makes them.
+    fn sign(&mut self, (base, len): (usize, usize)) {
+        let _ = ckpt_image::seal(&mut self.bytes[base..base + len]);
+        let Some(key) = self.key else { return };
+        let mut st = Box::new(ProcessState::ZERO);
+        let signed = Image::parse(&self.bytes[base..base + len], self.bytes.len() as u64, &mut st).ok().and_then(|img| {
+            let mac = ckpt_image::mac::compute(&key, &self.bytes, &img, &ckpt_image::verify::Dense).ok()?;
+            Some((mac, img.note_range(CKPT_NOTE_NAME, ckpt_image::NT_CKPT_MAC)?))
+        });
+        if let Some((mac, at)) = signed {
+            self.bytes[base + at.start..base + at.end].copy_from_slice(&mac);
+            let _ = ckpt_image::seal(&mut self.bytes[base..base + len]);
+        }
     }
 
     fn state(&mut self, f: impl FnOnce(&mut ProcessState)) {
@@ -56,11 +113,52 @@ impl Img {
         self.seal();
     }
 
-    fn thread(&mut self, f: impl FnOnce(&mut ThreadState)) {
-        let (at, len) = self.note(NT_CKPT_THREAD, 0);
+    /// Changes the root's `nth` thread.
+    fn thread_n(&mut self, nth: usize, f: impl FnOnce(&mut ThreadState)) {
+        let (at, len) = self.note(NT_CKPT_THREAD, nth);
         let mut t = ThreadState::read(&self.bytes[at..at + len]).unwrap();
         f(&mut t);
         t.write(&mut Writer::new(&mut self.bytes[at..at + len]));
+        self.seal();
+    }
+
+    fn thread(&mut self, f: impl FnOnce(&mut ThreadState)) {
+        self.thread_n(0, f)
+    }
+
+    /// The TIDs of the root's threads, in note order.
+    fn tids(&self) -> Vec<u32> {
+        (0..).map_while(|n| self.note_in((0, self.meta_len), NT_CKPT_THREAD, n)).map(|(at, len)| ThreadState::read(&self.bytes[at..at + len]).unwrap().tid).collect()
+    }
+
+    /// Changes record `i` of one of the root's notes of fixed-size records.
+    fn record<R>(&mut self, ty: u32, i: usize, size: usize, read: fn(&mut Reader) -> Result<R, ckpt_image::ImageError>, write: fn(&R, &mut Writer), f: impl FnOnce(&mut R)) {
+        let (at, _) = self.note(ty, 0);
+        let rec_at = at + i * size;
+        let mut rec = read(&mut Reader::new(&self.bytes[rec_at..rec_at + size])).unwrap();
+        f(&mut rec);
+        write(&rec, &mut Writer::new(&mut self.bytes[rec_at..rec_at + size]));
+        self.seal();
+    }
+
+    fn timer(&mut self, i: usize, f: impl FnOnce(&mut ckpt_image::timers::TimerRecord)) {
+        use ckpt_image::timers::{TimerRecord, TIMER_RECORD_SIZE};
+        self.record(ckpt_image::NT_CKPT_TIMERS, i, TIMER_RECORD_SIZE, TimerRecord::read, TimerRecord::write, f)
+    }
+
+    fn socket(&mut self, i: usize, f: impl FnOnce(&mut ckpt_image::sockets::SocketRecord)) {
+        use ckpt_image::sockets::{SocketRecord, SOCKET_RECORD_SIZE};
+        self.record(ckpt_image::NT_CKPT_SOCKETS, i, SOCKET_RECORD_SIZE, SocketRecord::read, SocketRecord::write, f)
+    }
+
+    /// Changes the root's inotify watch whose number is `wd`.
+    fn watch(&mut self, wd: i32, f: impl FnOnce(&mut ckpt_image::inotify::WatchRecord)) {
+        let (at, len) = self.note(ckpt_image::NT_CKPT_INOTIFY, 0);
+        let desc = &self.bytes[at..at + len];
+        let (place, (mut w, path)) = ckpt_image::inotify::placed(desc).map(|(p, w)| (p, w.unwrap())).find(|(_, (w, _))| w.wd == wd).unwrap();
+        let path = path.to_vec();
+        f(&mut w);
+        w.write(&mut Writer::new(&mut self.bytes[at + place..at + len]), &path);
         self.seal();
     }
 
@@ -282,5 +380,240 @@ fn mutation_campaign() {
         }
         inspect_survives(&path);
         let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// The secret of the key file the images of these tests are signed with.
+const SECRET: &[u8] = b"the crafted images' secret";
+
+/// An image to craft from, with what restarting it needs and what it may change outside.
+struct Subject {
+    wd: Workdir,
+    img: Img,
+    /// The key file, for `--key`.
+    key: Option<PathBuf>,
+    /// The program's stdout, a log removed after the checkpoint: a restart makes it again, but
+    /// only once every check has passed.
+    log: Option<PathBuf>,
+}
+
+impl Subject {
+    /// `program ARGS > log` run with libckpt and a key, checkpointed once, killed (with its
+    /// children), its log removed; `args` are made from the subject's directory.
+    fn signed(name: &str, program: &Path, args: impl Fn(&Path) -> Vec<String>) -> Subject {
+        let wd = Workdir::new(name);
+        let key = wd.path.join("key");
+        private_file(&key, SECRET);
+        let log = wd.path.join("log");
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(r#"log=$1; shift; exec "$@" > "$log""#).arg("sh").arg(&log).arg(program).args(args(&wd.path)).env("CKPT_KEY", &key);
+        let mut orig = Proc::preloaded(c, &wd.image(), name);
+        wait_file_lines(&log, 3, SHORT);
+        orig.checkpoint(&wd.image(), LONG);
+        orig.kill_tree();
+        std::fs::remove_file(&log).unwrap();
+        let mut img = Img::load(&wd.image());
+        img.key = Some(ckpt_image::mac::key_from(SECRET));
+        Subject { wd, img, key: Some(key), log: Some(log) }
+    }
+
+    /// `allkinds` (its sockets and watched directories in the subject's directory): a note of
+    /// every kind one process has (two threads, POSIX timers, epoll, sockets, a timerfd,
+    /// inotify watches, files it maps named rather than copied, its origin, the MAC).
+    fn kinds(name: &str) -> Subject {
+        Subject::signed(name, &prog("allkinds", &[]), |dir| vec![dir.display().to_string(), "100000000".into()])
+    }
+
+    /// Restarts a changed copy, `what`, and checks the outcome: refused (exit status 2) with
+    /// nothing printed and nothing changed in the subject's directory, or restored (it crossed
+    /// its point of no return, `--status-fd` says) and then not lost there (exit status 3),
+    /// whatever the restored program then does with what it was given; never a crash of
+    /// myrestart, nor a hang. A restored program is ended once it shows life, or after a while.
+    fn try_restart(&self, img: &Img, what: &str) -> bool {
+        let path = self.wd.path.join("case");
+        img.save(&path);
+        let before = snapshot(&self.wd.path, &["case"]);
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 into a two-int array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let mut c = Command::new(myrestart());
+        c.args(["--status-fd", "3"]);
+        if let Some(k) = &self.key {
+            c.arg("--key").arg(k);
+        }
+        c.arg(&path);
+        let mut p = Proc::spawn_passing(c, what, Some((fds[1], 3)));
+        // SAFETY: our copy of the write end, which the child has as its descriptor 3.
+        unsafe { libc::close(fds[1]) };
+        let said = |timeout_ms: i32| {
+            let mut pfd = libc::pollfd { fd: fds[0], events: libc::POLLIN, revents: 0 };
+            // SAFETY: one pollfd; then a read of one byte into a local.
+            unsafe {
+                if libc::poll(&mut pfd, 1, timeout_ms) != 1 {
+                    return None;
+                }
+                let mut b = 0u8;
+                Some(if libc::read(fds[0], (&mut b as *mut u8).cast(), 1) == 1 { b } else { 0 })
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let restored = loop {
+            match said(20) {
+                Some(b'R') => break true,
+                Some(_) => break false,
+                None if Instant::now() > deadline => {
+                    p.kill_tree();
+                    panic!("{what}: neither refused nor restored within 30 s; stderr {:?}", p.stderr());
+                }
+                None => {}
+            }
+        };
+        // SAFETY: our read end, used no more.
+        unsafe { libc::close(fds[0]) };
+        if restored {
+            let alive = |p: &Proc| self.log.as_ref().map_or(!p.lines().is_empty(), |l| std::fs::metadata(l).is_ok_and(|m| m.len() > 0));
+            let until = Instant::now() + Duration::from_secs(5);
+            let mut ended = None;
+            while ended.is_none() && !alive(&p) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+                ended = p.try_exit();
+            }
+            if ended.is_none() {
+                p.kill_tree();
+            }
+            let err = p.stderr();
+            assert!(ended.is_none_or(|st| st.code() != Some(3)), "{what}: lost after the point of no return: {err:?}");
+            assert!(!err.contains("after the point of no return") && !err.contains("internal error"), "{what}: {err:?}");
+            if let Some(l) = &self.log {
+                let _ = std::fs::remove_file(l);
+            }
+        } else {
+            let st = p.wait_exit(LONG);
+            let err = p.stderr();
+            assert_eq!(st.code(), Some(2), "{what}: {st}; stderr {err:?}");
+            assert!(!err.contains("internal error"), "{what}: {err:?}");
+            assert!(p.lines().is_empty(), "{what}: refused after the program ran: {:?}", p.lines());
+            assert_eq!(snapshot(&self.wd.path, &["case"]), before, "{what}: the refused restart changed {}: {err:?}", self.wd.path.display());
+        }
+        inspect_survives(&path);
+        restored
+    }
+}
+
+/// Values an attacker would write into an image's records and sign again (checksums and MAC
+/// recomputed), each for what a restart would otherwise find only after its point of no
+/// return, or never: thread and process IDs the kernel will not give, POSIX timers it will not
+/// make, socket addresses too short to be one, an inotify watch number far beyond the others.
+/// Each is refused at once with one line (exit status 2), and nothing outside has changed.
+#[test]
+fn crafted_ids_timers_addresses_and_watches_are_refused_before_anything_changes() {
+    let s = Subject::kinds("crafted-kinds");
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse::<u32>().unwrap();
+    let mut st = Box::new(ProcessState::ZERO);
+    let image = Image::parse(&s.img.bytes[..s.img.meta_len], s.img.bytes.len() as u64, &mut st).unwrap();
+    let timer0 = image.timers().next().unwrap().unwrap().id;
+    let pid = st.pid;
+    let tids = s.img.tids();
+    let leader = tids.iter().position(|&t| t == pid).unwrap();
+    let other = tids.iter().position(|&t| t != pid).unwrap();
+    let cpu_clock_of_1 = (!1i32 << 3) | 2;
+    type Craft = Box<dyn Fn(&mut Img)>;
+    let cases: Vec<(&str, Craft, &str)> = vec![
+        ("a TID twice", Box::new(move |i| i.thread_n(other, |t| t.tid = pid)), "appears twice"),
+        ("TID 0", Box::new(move |i| i.thread_n(other, |t| t.tid = 0)), "a thread ID is 0 or above 2^31 - 1"),
+        ("TID 2^31", Box::new(move |i| i.thread_n(other, |t| t.tid = 1 << 31)), "a thread ID is 0 or above 2^31 - 1"),
+        ("TID 1", Box::new(move |i| i.thread_n(other, |t| t.tid = 1)), "has TID 1"),
+        ("a TID at pid_max", Box::new(move |i| i.thread_n(other, |t| t.tid = pid_max)), "pid_max"),
+        ("PID 0", Box::new(|i| i.state(|s| s.pid = 0)), "the process ID is 0"),
+        (
+            "a PID above pid_max",
+            Box::new(move |i| {
+                i.state(|s| s.pid = pid_max + 1);
+                i.thread_n(leader, |t| t.tid = pid_max + 1);
+                // The timer that signals the main thread names it by its TID.
+                for n in 0..2 {
+                    i.timer(n, |t| if t.tid == pid { t.tid = pid_max + 1 });
+                }
+            }),
+            "pid_max",
+        ),
+        ("a timer on no clock", Box::new(|i| i.timer(0, |t| t.clock = 99)), "cannot be made again here"),
+        ("a timer on another process's CPU clock", Box::new(move |i| i.timer(0, |t| t.clock = cpu_clock_of_1)), "CPU-time clock"),
+        ("a timer ID twice", Box::new(move |i| i.timer(1, |t| t.id = timer0)), "appears twice"),
+        ("a socket address of one byte", Box::new(|i| i.socket(0, |r| r.addr_len = 1)), "bad socket address"),
+        ("a listening socket without an address", Box::new(|i| i.socket(0, |r| r.addr_len = 0)), "bad socket address"),
+        ("an inotify watch number 2^31 - 1", Box::new(|i| i.watch(3, |w| w.wd = i32::MAX)), "unused watch numbers"),
+    ];
+    for (what, craft, expect) in cases {
+        let mut img = s.img.clone();
+        craft(&mut img);
+        let path = s.wd.path.join("crafted");
+        img.save(&path);
+        let before = snapshot(&s.wd.path, &["crafted"]);
+        let mut c = Command::new(myrestart());
+        c.arg("--key").arg(s.key.as_ref().unwrap()).arg(&path);
+        let started = Instant::now();
+        let out = run_within(c, LONG);
+        let took = started.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err:?}");
+        assert_eq!(err.lines().count(), 1, "{what}: {err:?}");
+        assert!(err.contains(expect), "{what}: want {expect:?} in {err:?}");
+        assert!(took < Duration::from_secs(1), "{what}: took {took:?} to refuse");
+        assert_eq!(snapshot(&s.wd.path, &["crafted"]), before, "{what}: changed {}", s.wd.path.display());
+        inspect_survives(&path);
+    }
+}
+
+/// The crafted-image campaign: for every kind of ckpt note (found in one of three images: a
+/// process with a note of each kind its own, signed with a key; a signed process tree; an
+/// incremental image and its base), words of its records set to chosen or random values and
+/// every checksum and MAC signed again, so that they reach the deepest checks. Each restart is
+/// refused with nothing changed outside, or restores (see [`Subject::try_restart`]). `make
+/// test` tries two of each kind; `make fuzz` hundreds (`CKPT_FUZZ_CASES` in all).
+#[test]
+fn every_note_type_crafted() {
+    use ckpt_image::*;
+    let cases: usize = std::env::var("CKPT_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let seed: u64 = std::env::var("CKPT_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0xc4af_7ed0);
+    let kinds = Subject::kinds("notes-kinds");
+    let tree = Subject::signed("notes-tree", &prog("family", &[]), |_| vec!["100000000".into(), "2000".into()]);
+    let (wd, newest, _base) = two_image_chain("notes-chain");
+    let chain = Subject { img: Img::load(&newest), wd, key: None, log: None };
+    let subjects = [&kinds, &tree, &chain];
+    let types = [
+        (NT_CKPT_STATE, "state"), (NT_CKPT_THREAD, "thread"), (NT_CKPT_REGIONS, "regions"), (NT_CKPT_FDS, "fds"),
+        (NT_CKPT_TIMERS, "timers"), (NT_CKPT_EPOLL, "epoll"), (NT_CKPT_SOCKETS, "sockets"), (NT_CKPT_TIMERFDS, "timerfds"),
+        (NT_CKPT_INOTIFY, "inotify"), (NT_CKPT_TREE, "tree"), (NT_CKPT_SHARED, "shared"), (NT_CKPT_FILEMAPS, "filemaps"),
+        (NT_CKPT_CHAIN, "chain"), (NT_CKPT_ORIGIN, "origin"), (NT_CKPT_MAC, "mac"),
+    ];
+    let per_type = (cases / types.len()).max(2);
+    let interesting = [0u64, 1, 2, 3, 4095, 4096, 1 << 31, (1 << 31) - 1, 0x7fff_ffff_f000, 0xffff_8000_0000_0000, u64::MAX, u64::MAX - 4095, 1 << 32, i64::MAX as u64];
+    let mut rng = Rng(seed);
+    for (ty, name) in types {
+        // Every note of this type: its subject, its part and which of the part's notes it is.
+        let notes: Vec<(&Subject, (usize, usize), usize)> = subjects
+            .iter()
+            .flat_map(|s| s.img.parts().into_iter().flat_map(move |part| (0..).map_while(move |n| s.img.note_in(part, ty, n).map(|_| (*s, part, n)))))
+            .collect();
+        assert!(!notes.is_empty(), "no image has a {name} note");
+        let mut restored = 0;
+        for case in 0..per_type {
+            let (s, part, n) = notes[rng.below(notes.len() as u64) as usize];
+            let mut img = s.img.clone();
+            let (at, len) = img.note_in(part, ty, n).unwrap();
+            let width = if len >= 8 { [4usize, 8][rng.below(2) as usize] } else { len.min(4) };
+            let off = at + rng.below(((len - width) / width + 1) as u64) as usize * width;
+            let v = if rng.below(2) == 0 { interesting[rng.below(interesting.len() as u64) as usize] } else { rng.next() };
+            img.bytes[off..off + width].copy_from_slice(&v.to_le_bytes()[..width]);
+            if ty == NT_CKPT_MAC {
+                // A MAC changed by someone without the key: the checksums can be made again,
+                // the MAC cannot.
+                img.key = None;
+            }
+            img.seal();
+            restored += s.try_restart(&img, &format!("{name} case {case} (seed {seed}: {width} bytes at {} of the note set to {v:#x})", off - at)) as usize;
+        }
+        eprintln!("{name}: {per_type} crafted images, {restored} restored, the others refused");
     }
 }

@@ -602,3 +602,39 @@ fn a_synchronous_tree_checkpoint_is_waited_for_and_restarts() {
         assert_eq!(sum(&after, "resumed"), sum(&ready, "ready"), "{who}: {after:?}");
     }
 }
+
+/// A keyed tree image changed and signed again the way anyone could (a byte of the root's heap,
+/// and every checksum), whose processes' shared log is gone: refused as not authentic before
+/// anything outside is made or opened, so the log is not made again and the directory is as it
+/// was. The image as written restores, its log made again (one file for both processes).
+#[test]
+fn a_tampered_keyed_tree_image_leaves_no_file_behind() {
+    let wd = Workdir::new("tree-tampered");
+    let key = wd.path.join("key");
+    private_file(&key, "the tree's secret");
+    let log = wd.path.join("log");
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(r#"exec "$0" 1500 2000 > "$1""#).arg(prog("family", &[])).arg(&log).env("CKPT_KEY", &key);
+    let mut orig = Proc::preloaded(c, &wd.image(), "family writing to a log");
+    let child = child_of(&wait_file_lines(&log, 3, SHORT));
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    std::fs::remove_file(&log).unwrap();
+    let tampered = wd.path.join("tampered");
+    std::fs::write(&tampered, ckpt_tests::tampered(&std::fs::read(wd.image()).unwrap())).unwrap();
+    let before = snapshot(&wd.path, &[]);
+    let mut c = Command::new(myrestart());
+    c.arg("--key").arg(&key).arg(&tampered);
+    let out = run_within(c, LONG);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!log.exists(), "the refused restart made {}", log.display());
+    assert_eq!(snapshot(&wd.path, &[]), before, "the refused restart changed {}", wd.path.display());
+    let mut c = Command::new(myrestart());
+    c.arg("--key").arg(&key).arg(wd.image());
+    let mut restored = Proc::spawn(c, "myrestart --key");
+    let st = restored.wait_exit(LONG);
+    assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
+    assert_family_finished(&file_lines(&log), child, 1500, &restored.stderr());
+}

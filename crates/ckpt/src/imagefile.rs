@@ -79,6 +79,18 @@ impl std::fmt::Display for OpenError {
     }
 }
 
+/// Opens the regular file at `path` to read: non-blocking, since a FIFO (or a device) put where
+/// an image or a key file is expected would hold `open` forever, and refused unless it is a
+/// regular file.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
 /// Reads the headers (`meta_len` bytes) of the image that starts at `at` in `f`, a file of
 /// `file_len` bytes: a whole image at 0, a tree's part further on.
 pub fn read_meta(f: &File, at: u64, file_len: u64) -> Result<Vec<u8>, ImageError> {
@@ -105,7 +117,7 @@ pub struct ImageFile {
 impl ImageFile {
     /// Opens the image at `path` and reads its headers (checked by [`ImageFile::image`]).
     pub fn open(path: &Path) -> Result<ImageFile, OpenError> {
-        let file = File::open(path).map_err(OpenError::Io)?;
+        let file = open_regular(path).map_err(OpenError::Io)?;
         let len = file.metadata().map_err(OpenError::Io)?.len();
         let meta = read_meta(&file, 0, len).map_err(OpenError::Image)?;
         let view = View::map(&file, len).map_err(OpenError::Io)?;

@@ -62,7 +62,7 @@ pub fn inspect(a: InspectArgs) -> Outcome {
 /// may be cut short or damaged): what an image's origin and time are read from, even when it
 /// cannot be restarted.
 fn checked_headers(path: &Path) -> Option<(Vec<u8>, Box<ProcessState>)> {
-    let f = File::open(path).ok()?;
+    let f = crate::imagefile::open_regular(path).ok()?;
     let len = f.metadata().ok()?.len();
     let meta = crate::imagefile::read_meta(&f, 0, len).ok()?;
     let mut st = Box::new(ProcessState::ZERO);

@@ -47,6 +47,7 @@ pub struct RegionRef<'a> {
 }
 
 /// A checked view of an image's metadata.
+#[derive(Clone, Copy)]
 pub struct Image<'a> {
     meta: &'a [u8],
     phnum: usize,
@@ -300,7 +301,13 @@ impl<'a> Image<'a> {
 
     /// The inotify watches, with their paths (none when the note is absent).
     pub fn inotify_watches(&self) -> WatchIter<'a> {
-        crate::inotify::records(self.note(CKPT_NOTE_NAME, NT_CKPT_INOTIFY).map(|n| n.desc).unwrap_or(&[]))
+        crate::inotify::records(self.inotify_desc())
+    }
+
+    /// The encoded `NT_CKPT_INOTIFY` descriptor (empty when the note is absent), for
+    /// [`crate::inotify::placed`] and [`crate::inotify::record_at`].
+    pub fn inotify_desc(&self) -> &'a [u8] {
+        self.note(CKPT_NOTE_NAME, NT_CKPT_INOTIFY).map(|n| n.desc).unwrap_or(&[])
     }
 
     /// The POSIX timers (none when the note is absent).

@@ -53,3 +53,25 @@ pub type WatchIter<'a> = Records<'a, (WatchRecord, &'a [u8])>;
 pub fn records(desc: &[u8]) -> WatchIter<'_> {
     Records::new(desc, WatchRecord::read)
 }
+
+/// The records of an `NT_CKPT_INOTIFY` descriptor, each with where it starts (for
+/// [`record_at`]): a reader that wants them in another order (by watch number) sorts these
+/// places rather than reading every record again for each one.
+pub fn placed(desc: &[u8]) -> impl Iterator<Item = (usize, Result<(WatchRecord, &[u8]), ImageError>)> {
+    let mut r = Reader::new(desc);
+    let mut failed = false;
+    core::iter::from_fn(move || {
+        if failed || r.remaining() == 0 {
+            return None;
+        }
+        let at = desc.len() - r.remaining();
+        let item = WatchRecord::read(&mut r);
+        failed = item.is_err();
+        Some((at, item))
+    })
+}
+
+/// The record that starts at `at` (a place [`placed`] gave).
+pub fn record_at(desc: &[u8], at: usize) -> Result<(WatchRecord, &[u8]), ImageError> {
+    WatchRecord::read(&mut Reader::new(desc.get(at..).ok_or(ImageError::Truncated)?))
+}

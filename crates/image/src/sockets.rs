@@ -136,8 +136,19 @@ impl SocketRecord {
         s.peer_len = r.u32()?;
         s.addr = r.array()?;
         s.peer = r.array()?;
-        if s.fd < 0 || s.addr_len as usize > ADDR_MAX || s.peer_len as usize > ADDR_MAX || s.state & !(LISTENING | CONNECTED | BOUND | PAIRED) != 0 {
+        if s.fd < 0 || s.state & !(LISTENING | CONNECTED | BOUND | PAIRED) != 0 {
             return Err(ImageError::Malformed("bad socket record"));
+        }
+        // Each address is what `getsockname`/`getpeername` gave: none, or at least its family
+        // field, which names the socket's own family. A socket that listens or is bound has
+        // one, and so has a connected one.
+        let addr_ok = |len: u32, bytes: &[u8; ADDR_MAX], needed: bool| match len as usize {
+            0 => !needed,
+            1 => false,
+            n => n <= ADDR_MAX && u16::from_ne_bytes([bytes[0], bytes[1]]) == s.family,
+        };
+        if !addr_ok(s.addr_len, &s.addr, s.state & (LISTENING | BOUND) != 0) || !addr_ok(s.peer_len, &s.peer, s.state & CONNECTED != 0) {
+            return Err(ImageError::Malformed("bad socket address"));
         }
         Ok(s)
     }

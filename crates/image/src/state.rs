@@ -314,6 +314,9 @@ impl ProcessState {
                 return Err(ImageError::Malformed("a soft resource limit above its hard limit"));
             }
         }
+        if !crate::thread::is_id(out.pid) {
+            return Err(ImageError::Malformed("the process ID is 0 or above 2^31 - 1"));
+        }
         Ok(())
     }
 }

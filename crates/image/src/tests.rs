@@ -558,6 +558,25 @@ fn socket_timerfd_and_watch_records_round_trip_and_are_checked() {
     assert_eq!(back[0].unwrap().addr(), &sock.addr[..16]);
     v[12] = 0x80; // an unknown state bit
     assert_eq!(sockets::records(&v).next(), Some(Err(ImageError::Malformed("bad socket record"))));
+    // Addresses shorter than their family field, of another family, or missing where the
+    // state needs one.
+    let bad_addr = Some(Err(ImageError::Malformed("bad socket address")));
+    for f in [
+        |s: &mut SocketRecord| s.addr_len = 1,
+        |s: &mut SocketRecord| s.addr_len = 0,
+        |s: &mut SocketRecord| s.addr[0] = 1,
+        |s: &mut SocketRecord| (s.state, s.peer_len) = (sockets::CONNECTED, 1),
+        |s: &mut SocketRecord| (s.state, s.peer_len) = (sockets::CONNECTED, 0),
+        |s: &mut SocketRecord| s.addr_len = 129,
+    ] {
+        let mut bad = sock;
+        f(&mut bad);
+        bad.write(&mut Writer::new(&mut v));
+        assert_eq!(sockets::records(&v).next(), bad_addr, "{bad:?}");
+    }
+    let unbound = SocketRecord { state: 0, addr_len: 0, ..sock };
+    unbound.write(&mut Writer::new(&mut v));
+    assert_eq!(sockets::records(&v).next(), Some(Ok(unbound)));
 
     let mut blob = Vec::new();
     for m in [&b"d1"[..], b"", b"longer"] {

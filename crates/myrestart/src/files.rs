@@ -22,6 +22,7 @@
 //! - other special descriptors (netlink sockets, io_uring, …) are not restored: named, and left
 //!   closed.
 
+use crate::acts::{Act, Acts, What};
 use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot, MAX_FDS, MAX_FILE_MAPS};
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
@@ -108,8 +109,8 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
         }
         // What the tree made once for every process that has it (`pool`).
         let pooled = match rec.kind {
-            FdKind::File => shared_file(p, &rec),
-            FdKind::Deleted | FdKind::MemFd => shared_object(p, u64::MAX, rec.ino),
+            FdKind::File => shared_file(p, &rec).map(|f| (f, true)).or_else(|| gone_log(p, &rec).map(|f| (f, false))),
+            FdKind::Deleted | FdKind::MemFd => shared_object(p, u64::MAX, rec.ino).map(|f| (f, false)),
             _ => None,
         };
         let src = match rec.kind {
@@ -122,9 +123,9 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                 Some(s) => s.src,
                 None => continue,
             },
-            _ if pooled.is_some() => from_pool(image_path, &rec, path, pooled.unwrap_or(-1), base)?,
+            _ if pooled.is_some() => from_pool(image_path, &rec, path, pooled.unwrap_or((-1, false)), base)?,
             FdKind::Deleted => recreate_deleted(image_path, &rec, path, image_fd, base)?,
-            FdKind::File | FdKind::Directory | FdKind::Device => reopen(image_path, &rec, path, &mut buf, base)?,
+            FdKind::File | FdKind::Directory | FdKind::Device => reopen(image_path, &rec, path, &mut buf, base, &mut p.acts)?,
             FdKind::EventFd => make_eventfd(image_path, &rec, base)?,
             FdKind::Epoll => {
                 let fd = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)
@@ -295,7 +296,7 @@ fn move_down(fd: BorrowedFd, mut from: u64, to: u64, mut at: u64) -> Result<u64,
     Ok(at)
 }
 
-fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32) -> Result<i32, ()> {
+fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32, acts: &mut Acts) -> Result<i32, ()> {
     let Some(c) = cpath(path, buf) else {
         refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path)));
         return Err(());
@@ -310,13 +311,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     let mut offset = rec.offset;
     let fd = match rustix::fs::open(c, flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) if log => {
-            let fd = rustix::fs::open(c, flags | OFlags::CREATE, Mode::from_raw_mode(0o666))
-                .map_err(|e| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", rec.fd, Lossy(path), describe(e))))?;
-            say!("myrestart: fd {}: {} is gone; the program writes to a new file at that path (--inherit-stdio gives it this restart's own stdout and stderr instead)", rec.fd, Lossy(path));
-            offset = 0;
-            fd
-        }
+        Err(Errno::NOENT) if log => return planned_log(image_path, rec, path, c, base, acts),
         // A file the kernel makes (/proc, /sys) that is not there now: a process's own
         // /proc/PID before its PID exists again, or another process's that has gone. The
         // program's descriptor then reads as empty (/dev/null), rather than no restart at all.
@@ -385,6 +380,90 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         }
     }
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
+}
+
+/// The program's stdout or stderr in a log that is gone: made again at its path only once every
+/// check has passed (`acts.rs`, [`make_log`]), so that a refused restart leaves nothing behind.
+/// Until then the program's descriptor holds a placeholder. A log the processes of a tree
+/// share (the pool's) is one open file description they all inherit: that is made now, without
+/// a name (`O_TMPFILE` in its directory), and named then; where the filesystem cannot make such
+/// a file, it is made at once, the one change a tree's plan makes before its processes have
+/// checked theirs (every part of the image has been verified by then).
+fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], c: &CStr, base: i32, acts: &mut Acts) -> Result<i32, ()> {
+    let cannot = |e: Errno| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", rec.fd, Lossy(path), describe(e)));
+    let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
+    let (fd, dir, what) = if acts.pooled {
+        let dir = match path.iter().rposition(|&b| b == b'/') {
+            Some(0) => &b"/"[..],
+            Some(i) => &path[..i],
+            None => &b"."[..],
+        };
+        let mut dbuf = [0u8; 4096];
+        let unnamed = cpath(dir, &mut dbuf).ok_or(Errno::NAMETOOLONG).and_then(|d| {
+            let dir = rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+            let how = (flags & !(OFlags::ACCMODE | OFlags::DIRECTORY | OFlags::PATH)) | OFlags::TMPFILE | OFlags::RDWR;
+            Ok((rustix::fs::openat(&dir, c".", how, Mode::from_raw_mode(0o666))?, dir))
+        });
+        match unnamed {
+            Ok((fd, dir)) => (fd, park(dir, base).map_err(cannot)?, What::NameLog),
+            Err(_) => {
+                // Exclusive: never through a symlink, nor into a file put there meanwhile.
+                let fd = rustix::fs::open(c, flags | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(0o666)).map_err(cannot)?;
+                say_new_log(rec.fd, path);
+                return park(fd, base).map_err(cannot);
+            }
+        }
+    } else {
+        (rustix::fs::open(c"/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(cannot)?, -1, What::NewLog)
+    };
+    let fd = park(fd, base).map_err(cannot)?;
+    if !acts.add(rec.fd, fd, dir, what) {
+        refuse(image_path, format_args!("too many files and sockets to make again"));
+        return Err(());
+    }
+    Ok(fd)
+}
+
+fn say_new_log(fd: i32, path: &[u8]) {
+    say!("myrestart: fd {fd}: {} is gone; the program writes to a new file at that path (--inherit-stdio gives it this restart's own stdout and stderr instead)", Lossy(path));
+}
+
+/// Once every check has passed: the log [`planned_log`] prepared gets its path, made
+/// exclusively (a file or symlink put there since the plan is not the program's: the restart
+/// is refused then). Returns the device and inode now at the path.
+pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64), ()> {
+    let mut buf = [0u8; 4096];
+    let rec = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target && r.same_as < 0).map(|(r, _)| r);
+    let (Some(rec), Some(c)) = (rec, crate::acts::path_of(image, a, &mut buf)) else {
+        refuse(image_path, format_args!("fd {}: the log to make again has no record", a.target));
+        return Err(());
+    };
+    let cannot = |e: Errno| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", a.target, Lossy(c.to_bytes()), describe(e)));
+    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
+    let held = unsafe { BorrowedFd::borrow_raw(a.fd) };
+    let st = if a.what == What::NameLog {
+        let mut link = [0u8; 64];
+        let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", a.fd as u64, b"").ok_or(())?;
+        let (dir, name) = crate::acts::where_named(a, c);
+        rustix::fs::linkat(rustix::fs::CWD, l, dir, name, rustix::fs::AtFlags::SYMLINK_FOLLOW).map_err(cannot)?;
+        rustix::fs::fstat(held).map_err(cannot)?
+    } else {
+        let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC) | OFlags::CREATE | OFlags::EXCL;
+        let fd = rustix::fs::open(c, flags, Mode::from_raw_mode(0o666)).map_err(cannot)?;
+        let st = rustix::fs::fstat(&fd);
+        // SAFETY: `a.fd` is the placeholder parked for this log, which the new file replaces.
+        let put = unsafe { sys::dup3(fd.as_raw_fd(), a.fd, O_CLOEXEC) };
+        match (st, put) {
+            (Ok(st), Ok(())) => st,
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = rustix::fs::unlink(c);
+                cannot(e);
+                return Err(());
+            }
+        }
+    };
+    say_new_log(a.target, c.to_bytes());
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// What lets a restart go on when a regular file the program had open is gone or shorter than
@@ -629,47 +708,71 @@ fn make_timerfd(image_path: &CStr, rec: &FdRecord, t: Option<ckpt_image::timerfd
     park(fd, base).map_err(|e| bad("parking", e))
 }
 
+/// Most throwaway watches one inotify instance may take to fill the gaps in its numbers: each
+/// costs microseconds, and a watch number near 2^31 in an image would otherwise hold the
+/// restart for hours.
+const MAX_FILLERS: u64 = 1 << 16;
+
 /// An inotify instance with its watches added again by path, in watch-descriptor order, so
 /// each gets the number the program knows. A gap in the numbers (a watch removed before the
-/// checkpoint) is filled with a throwaway watch removed at once; its removal event is drained
-/// before the program runs.
+/// checkpoint) is filled with a throwaway watch removed at once (at most [`MAX_FILLERS`] of
+/// them); its removal event is drained before the program runs.
 fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+    use ckpt_image::inotify::{placed, record_at};
     use rustix::fs::inotify;
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (inotify): {what}: {}", rec.fd, describe(e)));
     let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).map_err(|e| bad("making it", e))?;
-    let mut next = 1i32;
-    let mut fillers = false;
-    let mut buf = [0u8; 4096];
-    let mut last = 0;
-    // Each time, the watch with the lowest number above the last one added (records may come
-    // in any order).
-    let next_watch = |last: i32| image.inotify_watches().filter_map(Result::ok).filter(|(w, _)| w.fd == rec.fd && w.wd > last).min_by_key(|(w, _)| w.wd);
-    while let Some((w, path)) = next_watch(last) {
-        last = w.wd;
-        while next < w.wd {
-            // A throwaway watch on a pipe of our own takes the missing number.
-            let Ok((r, _w)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) else { break };
-            let mut link = [0u8; 64];
-            let Some(l) = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", r.as_raw_fd() as u64, b"") else { break };
-            match inotify::add_watch(&fd, l, inotify::WatchFlags::ACCESS) {
+    let desc = image.inotify_desc();
+    let mine = || placed(desc).filter_map(|(at, w)| w.ok().filter(|(w, _)| w.fd == rec.fd).map(|(w, _)| (at, w)));
+    // This instance's watches by number: each its number and where its record starts, sorted
+    // (records may come in any order).
+    let watched = crate::plan::with_table(mine().count(), |order| {
+        for (slot, (at, w)) in order.iter_mut().zip(mine()) {
+            *slot = (w.wd as u64) << 32 | at as u64;
+        }
+        order.sort_unstable();
+        // A throwaway watch on a pipe of our own takes each missing number: added, removed,
+        // then the same again for the next (a watch removed frees its inode for a new one).
+        let throwaway = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| bad("making a pipe", e))?;
+        let mut link = [0u8; 64];
+        let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", throwaway.0.as_raw_fd() as u64, b"").ok_or(())?;
+        let mut buf = [0u8; 4096];
+        let (mut next, mut fillers) = (1i32, 0u64);
+        for &e in order.iter() {
+            let (w, path) = record_at(desc, (e & 0xffff_ffff) as usize).map_err(|e| refuse(image_path, format_args!("{e}")))?;
+            if w.wd < next {
+                continue; // a number taken twice: the first watch has it
+            }
+            fillers += (w.wd - next) as u64;
+            if fillers > MAX_FILLERS {
+                refuse(image_path, format_args!(
+                    "fd {} (inotify): watch {} lies beyond more than {MAX_FILLERS} unused watch numbers, which would take too long to fill again",
+                    rec.fd, w.wd
+                ));
+                return Err(());
+            }
+            while next < w.wd {
+                match inotify::add_watch(&fd, l, inotify::WatchFlags::ACCESS) {
+                    Ok(wd) => {
+                        let _ = inotify::remove_watch(&fd, wd);
+                        next = wd + 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Some(c) = cpath(path, &mut buf) else { continue };
+            match inotify::add_watch(&fd, c, inotify::WatchFlags::from_bits_retain(w.mask)) {
+                Ok(wd) if wd == w.wd => next = wd + 1,
                 Ok(wd) => {
-                    let _ = inotify::remove_watch(&fd, wd);
-                    fillers = true;
+                    say!("myrestart: inotify fd {}: {} is watched again as {wd}, not {} as before", rec.fd, Lossy(path), w.wd);
                     next = wd + 1;
                 }
-                Err(_) => break,
+                Err(e) => say!("myrestart: inotify fd {}: {} cannot be watched again ({}); that watch is lost", rec.fd, Lossy(path), describe(e)),
             }
         }
-        let Some(c) = cpath(path, &mut buf) else { continue };
-        match inotify::add_watch(&fd, c, inotify::WatchFlags::from_bits_retain(w.mask)) {
-            Ok(wd) if wd == w.wd => next = wd + 1,
-            Ok(wd) => {
-                say!("myrestart: inotify fd {}: {} is watched again as {wd}, not {} as before", rec.fd, Lossy(path), w.wd);
-                next = wd + 1;
-            }
-            Err(e) => say!("myrestart: inotify fd {}: {} cannot be watched again ({}); that watch is lost", rec.fd, Lossy(path), describe(e)),
-        }
-    }
+        Ok(fillers > 0)
+    });
+    let fillers = watched.map_err(|e| bad("ordering its watches", e))??;
     if fillers {
         let mut drain = [0u8; 4096];
         while rustix::io::read(&fd, &mut drain).is_ok_and(|n| n > 0) {}
@@ -988,15 +1091,23 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
         crate::sockets::pool_pairs(image_path, &image, &socks[..nsocks], p)?;
         // A regular file open in more than one process with the same offset and flags: the
         // description they share since fork, opened once (two processes that each opened it
-        // at the same place are taken for one: the offsets then move together).
+        // at the same place are taken for one: the offsets then move together). And a log
+        // that is gone, made once for the whole tree (without a name until every check has
+        // passed), whichever processes have it.
         for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
             let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
             let shared = keys[..nkeys].iter().any(|k| (k.0, k.1, k.2, k.3) == key && k.4 > 1);
-            if !shared || shared_file(p, &rec).is_some() || p.nfiles == p.files.len() {
+            let mut gone = || rec.is_std_log() && gone_log(p, &rec).is_none() && cpath(path, &mut buf).is_some_and(|c| matches!(rustix::fs::stat(c), Err(Errno::NOENT)));
+            if !(shared || gone()) || shared_file(p, &rec).is_some() || p.nfiles == p.files.len() {
                 continue;
             }
-            let fd = reopen(image_path, &rec, path, &mut buf, p.fd_base)?;
-            p.files[p.nfiles] = SharedFile { dev: rec.dev, ino: rec.ino, offset: rec.offset, flags: rec.open_flags, fd };
+            (p.acts.member, p.acts.pooled) = (m, true);
+            let fd = reopen(image_path, &rec, path, &mut buf, p.fd_base, &mut p.acts);
+            p.acts.pooled = false;
+            let fd = fd?;
+            // SAFETY: the parked descriptor just made, only borrowed.
+            let unnamed = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(fd) }).is_ok_and(|st| st.st_nlink == 0);
+            p.files[p.nfiles] = SharedFile { dev: rec.dev, ino: rec.ino, offset: rec.offset, flags: rec.open_flags, fd, gone: unnamed };
             p.nfiles += 1;
         }
         // A memfd or deleted file open (or mapped) in more than one process: one file for all,
@@ -1073,19 +1184,27 @@ fn part_image(image_path: &CStr, p: &mut Plan, m: usize) -> Result<Option<Image<
     Image::parse(meta, p.file_len, &mut p.state).map(Some).map_err(|e| refuse(image_path, format_args!("{e}")))
 }
 
-/// Descriptor `rec` from the tree's one copy of its file, `f`: a regular file shares that open
-/// file description (and so its offset) with the other processes; a memfd or deleted file is
-/// opened again with this descriptor's own flags and offset.
-fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], f: i32, base: i32) -> Result<i32, ()> {
+/// Descriptor `rec` from the tree's one copy of its file, `f`: with `same`, a regular file
+/// shares that open file description (and so its offset) with the other processes; otherwise
+/// it is opened again with this descriptor's own flags: a memfd or deleted file at its offset,
+/// a log made again (empty) at its start.
+fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], (f, same): (i32, bool), base: i32) -> Result<i32, ()> {
     let bad = |e: Errno| refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
     // SAFETY: a parked descriptor of ours (the tree's), only borrowed.
     let tree_copy = unsafe { BorrowedFd::borrow_raw(f) };
-    if rec.kind == FdKind::File {
+    if same {
         return Ok(rustix::io::fcntl_dupfd_cloexec(tree_copy, base).map_err(bad)?.into_raw_fd());
     }
     let fd = reopen_as_saved(tree_copy, rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
-    let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
+    if rec.kind != FdKind::File {
+        let _ = rustix::fs::seek(&fd, SeekFrom::Start(rec.offset));
+    }
     park(fd, base).map_err(bad)
+}
+
+/// The tree's log made again for `rec`'s (it was gone), if the pool made one.
+fn gone_log(p: &Plan, rec: &FdRecord) -> Option<i32> {
+    p.files[..p.nfiles].iter().find(|f| f.gone && (f.dev, f.ino) == (rec.dev, rec.ino)).map(|f| f.fd)
 }
 
 /// The tree's one copy of a shared memory object: by device and inode as a region names it,

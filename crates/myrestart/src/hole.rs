@@ -28,7 +28,7 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
 
     let Some(block) = find_block(p, block_len) else {
         say!("myrestart: no free address range of {block_len} bytes outside the image's memory");
-        sys::exit_group(EXIT_REFUSED);
+        refused(p);
     };
     // SAFETY: the range is free in our own layout (checked against /proc/self/maps), and
     // FIXED_NOREPLACE makes the kernel refuse rather than replace anything.
@@ -42,7 +42,7 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     };
     if let Err(e) = got {
         say!("myrestart: cannot map a {block_len}-byte block at {block:#x}: {}", describe(e));
-        sys::exit_group(EXIT_REFUSED);
+        refused(p);
     }
 
     // Headers into the block, and the plan pointed at them. The old buffer stays mapped (the
@@ -57,7 +57,7 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
         Ok(img) => Some(img),
         Err(e) => {
             say!("myrestart: image headers changed while reading: {e}");
-            sys::exit_group(EXIT_REFUSED);
+            refused(p);
         }
     };
     p.block = block;
@@ -72,7 +72,7 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     // SAFETY: the copy is writable and the relocation table of the original is still mapped.
     if !unsafe { relocate::apply(me, block) } {
         say!("myrestart: cannot relocate itself");
-        sys::exit_group(EXIT_REFUSED);
+        refused(p);
     }
     protect_copy(me, block);
     // The guard page between the program copy and the stack: an overflowing stack faults
@@ -80,7 +80,7 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     // SAFETY: the page lies in the block, between the copy and the stack, and nothing uses it.
     if let Err(e) = unsafe { rustix::mm::mprotect((block + me.span) as *mut _, PAGE, MprotectFlags::empty()) } {
         say!("myrestart: cannot protect the stack's guard page: {}", describe(e));
-        sys::exit_group(EXIT_REFUSED);
+        refused(p);
     }
 
     let run = restore::run as *const () as usize - me.base + block;
@@ -141,4 +141,11 @@ fn find_block(p: &Plan, len: usize) -> Option<usize> {
         .map(|r| (r.record.start as usize, r.record.end as usize))
         .filter(|&(s, _)| s < TASK_END);
     find_gap(merge_sorted(own, target), len)
+}
+
+/// Refused before the point of no return, after the changes outside were made: they are taken
+/// back first.
+fn refused(p: &Plan) -> ! {
+    crate::acts::undo(p);
+    sys::exit_group(EXIT_REFUSED)
 }

@@ -264,7 +264,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
         return Ok(());
     }
     // A tree's barriers: each process says "ready" on one pipe and waits on the other.
-    let mut held = [None, None];
+    let mut held: [Option<(OwnedFd, OwnedFd)>; crate::tree::BARRIERS] = core::array::from_fn(|_| None);
     if p.ntree > 0 {
         for (stage, slot) in held.iter_mut().enumerate() {
             let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC);
@@ -295,12 +295,23 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
                 sys::close(b[1]);
             }
         }
-        // Every process checked and planned: all cross their points of no return. One that
-        // could not means nothing was restored (2); one lost after it, the tree is lost (3).
-        // Init's end ends the namespace, and with it every process of the tree.
-        for (stage, code) in [(0, crate::EXIT_REFUSED), (1, crate::EXIT_LOST)] {
+        // Every process checked and planned, then each with its changes outside made: all
+        // cross their points of no return. One that could not means nothing was restored (2);
+        // one lost after it, the tree is lost (3). Init's end ends the namespace, and with it
+        // every process of the tree.
+        for stage in 0..crate::tree::BARRIERS {
+            let before_no_return = stage < crate::tree::RESTORED;
+            let code = if before_no_return { crate::EXIT_REFUSED } else { crate::EXIT_LOST };
             let Some((ready, go)) = held[stage].take() else { continue };
-            if !crate::tree::hold_barrier(ready.as_fd(), go.as_fd(), crate::tree::live_count(p), stage == 0) {
+            if !crate::tree::hold_barrier(ready.as_fd(), go.as_fd(), crate::tree::live_count(p), before_no_return) {
+                if before_no_return {
+                    // Before the points of no return: the barriers' ends closed, each process
+                    // takes back its changes outside and ends (`tree::barrier`); init ends only
+                    // then, since its end would kill them first.
+                    drop((ready, go));
+                    held.iter_mut().for_each(|h| *h = None);
+                    while matches!(sys::wait_child(-1, false), Ok(Some(_)) | Err(Errno::INTR)) {}
+                }
                 sys::exit_group(code)
             }
         }

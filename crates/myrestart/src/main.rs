@@ -10,6 +10,8 @@
 //!     │            this process stays outside as the parent (see `ids.rs`)
 //!     ├─ tree      in a tree image, the root creates the other processes with their PIDs;
 //!     │            each makes its own plan and goes on alone (see `tree.rs`)
+//!     ├─ acts      once every check has passed: the changes outside that the plan prepared
+//!     │            (a log made again, a socket bound to its path; see `acts.rs`)
 //!     ├─ hole      find a block free in our layout and the target's; copy ourselves there,
 //!     │            re-relocate the copy, switch to a stack inside it
 //!     │  ── point of no return ──────────────────────────────────────────────────────────
@@ -24,6 +26,7 @@
 #![no_std]
 #![no_main]
 
+mod acts;
 mod files;
 mod hole;
 mod ids;
@@ -96,8 +99,17 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     if tree::spawn(p, &opts).is_err() {
         sys::exit_group(EXIT_REFUSED);
     }
-    // A tree's processes cross their points of no return together, once each has its plan.
-    tree::barrier(p, 0);
+    // Every check of every part has passed once each of a tree's processes has its plan: only
+    // now the changes outside (a log made again, a socket bound to its path), each process its
+    // own, the dead socket files replaced last; they cross their points of no return together,
+    // once each has made them.
+    tree::barrier(p, tree::PLANNED);
+    for (replacing, then) in [(false, tree::CHANGED), (true, tree::REPLACED)] {
+        if acts::run(opts.image, p, replacing).is_err() {
+            sys::exit_group(EXIT_REFUSED);
+        }
+        tree::barrier(p, then);
+    }
     ids::tell_restoring(p);
     hole::move_and_restore(&me, p)
 }

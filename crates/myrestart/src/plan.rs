@@ -96,6 +96,9 @@ pub struct SharedFile {
     pub offset: u64,
     pub flags: u32,
     pub fd: i32,
+    /// A log that was gone, made by the pool without a name: a process that had it open by
+    /// itself (another description) opens it again through this one.
+    pub gone: bool,
 }
 
 /// The open file behind region `region`, which is mapped from it: a file mapped `MAP_SHARED`,
@@ -187,10 +190,9 @@ pub struct Plan {
     /// Shared memory made once for the whole tree.
     pub shared: [SharedSlot; MAX_FILE_MAPS],
     pub nshared: usize,
-    /// The tree's two barriers (parked), each a pair: say "ready" on the first descriptor, wait
-    /// for "go" on the second. The first before the point of no return (every process has made
-    /// and checked its plan), the second before the program runs again.
-    pub barrier: [[i32; 2]; 2],
+    /// The tree's barriers (parked, see `tree::PLANNED`), each a pair: say "ready" on the first
+    /// descriptor, wait for "go" on the second.
+    pub barrier: [[i32; 2]; crate::tree::BARRIERS],
     /// The key the image must be authenticated with (`--key`).
     pub key: Option<ckpt_image::mac::Key>,
     /// Read all memory from the image instead of mapping the image file.
@@ -222,6 +224,8 @@ pub struct Plan {
     /// `--status-fd`, parked (-1: none): told "R" by the restoring root at its point of no
     /// return, and the program's wait status by the outer myrestart at the end.
     pub status: i32,
+    /// The changes outside the process the plan prepares, made once every check has passed.
+    pub acts: crate::acts::Acts,
 }
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
@@ -260,7 +264,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     pipes: [PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false, pooled: false }; MAX_FDS],
     npipes: 0,
     pairs: [PairSlot { ino: [0; 2], fd: [-1; 2], pooled: false }; MAX_FDS],
-    files: [SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: -1 }; MAX_FDS],
+    files: [SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: -1, gone: false }; MAX_FDS],
     nfiles: 0,
     npairs: 0,
     tree: [TreePart { rec: TreeRecord { pid: 0, ppid: 0, pgid: 0, sid: 0, state: 0, wait_status: 0, base: 0, len: 0, meta_hash: 0 }, meta: 0, meta_len: 0 }; MAX_TREE],
@@ -268,7 +272,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     member: 0,
     shared: [SharedSlot { dev: 0, ino: 0, fd: -1 }; MAX_FILE_MAPS],
     nshared: 0,
-    barrier: [[-1; 2]; 2],
+    barrier: [[-1; 2]; crate::tree::BARRIERS],
     key: None,
     eager: false,
     stopped: false,
@@ -283,6 +287,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     say_len: 0,
     said: -1,
     status: -1,
+    acts: crate::acts::Acts::NONE,
 }));
 
 /// The plan, once: `entry` takes it and hands it down explicitly. It lives in a static (not on
@@ -325,7 +330,9 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         p.say[n] = b'\n';
         p.say_len = n + 1;
     }
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+    // Non-blocking: a FIFO (or a device) at the path would hold `open` forever; its type is
+    // checked next.
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).map_err(|e| {
         refuse(path, format_args!("cannot open: {}", describe(e)));
     })?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("cannot stat: {}", describe(e))))?;
@@ -346,6 +353,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         say!("myrestart: {}: the image {why}; restoring it anyway (--trust-image)", Lossy(path.to_bytes()));
     }
     let file_len = st.st_size as u64;
+    p.file_len = file_len;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
     p.keep_logs = opts.keep_logs || p.state.is_last_checkpoint();
@@ -383,11 +391,9 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         bad(ImageError::Malformed("a tree image names a base image"));
         return Err(());
     }
-    // A tree's parts are each checked by the process that becomes it, all at once (see
-    // `become_member`); nothing of any crosses its point of no return before all are.
-    if image.tree().is_none() {
-        verify_data(fd.as_raw_fd(), &image, file_len, opts.verify, key.as_ref(), |_| false).map_err(bad)?;
-    }
+    // Every part's data (and MAC) is checked here, first, before anything is opened or made:
+    // the root's now, a tree's other processes' as their headers are read (below).
+    verify_data(fd.as_raw_fd(), &image, file_len, opts.verify, key.as_ref(), |_| false).map_err(bad)?;
     adopt(path, &image, p)?;
     p.ntree = 0;
     p.member = 0;
@@ -416,6 +422,17 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
             ckpt_image::shared::check_against_root(&part, &image).map_err(|e| {
                 refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
             })?;
+            // A region that points at the root's bytes (the same bytes, stored once) was
+            // checked with the root's; that it is the root's copy of the same addresses was
+            // checked just above.
+            let in_root = |r: &ckpt_image::RegionRecord| {
+                (0..image.region_count()).filter_map(|i| image.region(i).ok()).any(|o| {
+                    o.record.has_data() && !o.record.compressed() && (o.data_offset, o.record.stored_len, o.record.data_hash) == (r.data_offset, r.stored_len, r.data_hash)
+                })
+            };
+            verify_data(fd.as_raw_fd(), &part, file_len, opts.verify, key.as_ref(), in_root).map_err(|e| {
+                refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
+            })?;
             running.note(&p.state);
             files::note_logs(&part, i, p);
             adopt(path, &part, p)?;
@@ -428,6 +445,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         running.judge(path, true, opts.allow_running)?;
         p.keep_logs |= running.count > 0;
     }
+    check_ids(path, &image, p, opts.new_ids)?;
     check_mm_map_allowed(path)?;
     report_rlimits(&p.state);
     if let Some(which) = ignored {
@@ -449,7 +467,6 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         let moved = rustix::io::fcntl_dupfd_cloexec(unsafe { rustix::fd::BorrowedFd::borrow_raw(n) }, fd_base);
         p.status = moved.map(rustix::fd::IntoRawFd::into_raw_fd).map_err(|e| refuse(path, format_args!("--status-fd {n}: {}", describe(e))))?;
     }
-    p.file_len = file_len;
     open_bases(path, &image, p, opts.verify)?;
     if p.ntree > 0 {
         files::pool(path, p)?;
@@ -471,32 +488,11 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     // SAFETY: the headers' mapping made by `read_part` is never unmapped before the point of
     // no return (see there).
     let meta_static: &'static [u8] = unsafe { core::slice::from_raw_parts(meta as *const u8, meta_len) };
-    // In a tree, the root's headers first: a region of another process that points at the
-    // root's bytes (the same bytes, stored once) is checked by the root's process alone.
-    let root = match (p.ntree > 0 && member > 0).then(|| p.tree[0]) {
-        Some(t) => {
-            // SAFETY: as for `meta_static`.
-            let m: &'static [u8] = unsafe { core::slice::from_raw_parts(t.meta as *const u8, t.meta_len) };
-            Some(Image::parse(m, p.file_len, &mut p.state).map_err(bad)?)
-        }
-        None => None,
-    };
+    // Its data was checked by `make`, with every other part's.
     let image = Image::parse(meta_static, p.file_len, &mut p.state).map_err(bad)?;
-    if p.ntree > 0 {
-        let pid = p.state.pid;
-        let in_root = |r: &ckpt_image::RegionRecord| {
-            root.as_ref().is_some_and(|root| {
-                (0..root.region_count()).filter_map(|i| root.region(i).ok()).any(|o| {
-                    o.record.has_data() && !o.record.compressed() && (o.data_offset, o.record.stored_len, o.record.data_hash) == (r.data_offset, r.stored_len, r.data_hash)
-                })
-            })
-        };
-        verify_data(p.image_fd, &image, p.file_len, opts.verify, p.key.as_ref(), in_root).map_err(|e| {
-            refuse(path, format_args!("process {pid} of the tree: {e}"));
-        })?;
-    }
     adopt(path, &image, p)?;
     p.member = member;
+    p.acts.member = member;
     let base = p.fd_base;
     let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
     let cwd_fd = rustix::fs::open(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
@@ -511,9 +507,12 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     }
     p.cwd_fd = files::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
+    // Only a regular file can be the program (opened non-blocking: a FIFO put at its path
+    // would block `open`).
     p.exe_fd = CStr::from_bytes_with_nul(p.state.exe.with_nul())
         .ok()
-        .and_then(|exe| rustix::fs::open(exe, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok())
+        .and_then(|exe| rustix::fs::open(exe, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).ok())
+        .filter(|f| rustix::fs::fstat(f).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile))
         .and_then(|f| files::park(f, base).ok())
         .unwrap_or(-1);
     p.meta = meta;
@@ -544,10 +543,16 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool) -> Result<
         buf[..dir_len].copy_from_slice(&path.to_bytes()[..dir_len]);
         buf[dir_len..full_len].copy_from_slice(b.name());
         let bpath = CStr::from_bytes_with_nul(&buf[..full_len + 1]).map_err(|_| refuse(path, format_args!("base image {name}: bad name")))?;
-        let fd = rustix::fs::open(bpath, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        // Non-blocking, and then only a regular file: anyone who may write the directory could
+        // have put a FIFO at a missing base's name.
+        let fd = rustix::fs::open(bpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).map_err(|e| {
             refuse(path, format_args!("needs its base image {name}, which cannot be opened: {} (an incremental image restarts only with the images it was built on beside it)", describe(e)));
         })?;
         let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("base image {name}: cannot stat: {}", describe(e))))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            refuse(path, format_args!("base image {name} is not a regular file"));
+            return Err(());
+        }
         let rewritten = || refuse(path, format_args!("base image {name} is not the image this one was built on (it was rewritten or replaced)"));
         if st.st_size as u64 != b.file_len {
             rewritten();
@@ -665,12 +670,164 @@ fn adopt(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
         return Err(());
     };
     p.thread = leader;
+    check_timers(path, image, p)?;
     check_machine(path, &p.state)?;
     check_regions_fit(path, image)?;
     check_mm(path, &p.state)?;
     find_specials(path, image, p)
 }
 
+
+/// Runs `f` on a zeroed scratch table of `n` entries, mapped for the call (an image may need
+/// any number) and unmapped after.
+pub fn with_table<R>(n: usize, f: impl FnOnce(&mut [u64]) -> R) -> Result<R, rustix::io::Errno> {
+    let len = (n.max(1) * 8).next_multiple_of(4096);
+    // SAFETY: a fresh private anonymous mapping, unmapped below.
+    let table = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }?;
+    // SAFETY: the mapping is `len` zeroed bytes, room for `n` u64s, used only through this slice.
+    let r = f(unsafe { core::slice::from_raw_parts_mut(table as *mut u64, n) });
+    // SAFETY: our own mapping; the slice is gone with `f`.
+    let _ = unsafe { rustix::mm::munmap(table, len) };
+    Ok(r)
+}
+
+/// The first value found twice among the `n` that `fill` writes into a scratch table.
+fn first_duplicate(n: usize, fill: impl FnOnce(&mut [u64])) -> Result<Option<u64>, rustix::io::Errno> {
+    with_table(n, |ids| {
+        fill(ids);
+        ids.sort_unstable();
+        ids.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+    })
+}
+
+/// Every PID and TID the restore asks the kernel for (`clone3` with `set_tid`), of every
+/// process of the image (a tree's zombies too): none twice (a thread may not have another
+/// process's PID either), TID 1 only for a process's own main thread (PID 1 of the new
+/// namespace is init, unless the program was PID 1 itself), and, unless the program gets new
+/// IDs anyway (`--new-ids`), each below this system's `pid_max`. The restore would otherwise
+/// fail only after its point of no return, or quietly fall back to new IDs.
+fn check_ids(path: &CStr, image: &Image, p: &Plan, new_ids: bool) -> Result<(), ()> {
+    static mut STATE: ProcessState = ProcessState::ZERO;
+    // SAFETY: single-threaded, and the only use of the static.
+    let scratch = unsafe { &mut *core::ptr::addr_of_mut!(STATE) };
+    let bad = |e: ImageError| refuse(path, format_args!("{e}"));
+    // Each process's image (`None` for a zombie) with its PID, in the image's order.
+    let part = |i: usize, st: &mut ProcessState| -> Result<(u32, Option<Image<'static>>), ImageError> {
+        if p.ntree == 0 {
+            return Ok((p.state.pid, None));
+        }
+        let t = p.tree[i];
+        if t.rec.is_zombie() {
+            return Ok((t.rec.pid, None));
+        }
+        // SAFETY: the part's headers, mapped by the plan and never unmapped before the point
+        // of no return.
+        let meta: &'static [u8] = unsafe { core::slice::from_raw_parts(t.meta as *const u8, t.meta_len) };
+        Ok((t.rec.pid, Some(Image::parse(meta, p.file_len, st)?)))
+    };
+    let parts = p.ntree.max(1);
+    let mut n = 0;
+    for i in 0..parts {
+        let (pid, img) = part(i, scratch).map_err(bad)?;
+        let img = img.as_ref().unwrap_or(image);
+        if p.ntree > 0 && pid == 1 {
+            refuse(path, format_args!("a process of the tree had PID 1, which its namespace's init has"));
+            return Err(());
+        }
+        if img.threads().any(|t| t.is_ok_and(|t| t.tid == 1 && pid != 1)) {
+            refuse(path, format_args!("a thread of process {pid} has TID 1, which only a PID namespace's first process has"));
+            return Err(());
+        }
+        n += if p.ntree > 0 && p.tree[i].rec.is_zombie() { 1 } else { img.threads().count() };
+    }
+    let pid_max = if new_ids { None } else { maps::read_number(c"/proc/sys/kernel/pid_max") };
+    let mut too_high = None;
+    let dup = first_duplicate(n, |ids| {
+        let mut k = 0;
+        for i in 0..parts {
+            let Ok((pid, img)) = part(i, scratch) else { continue };
+            let tids = match (&img, p.ntree > 0 && p.tree[i].rec.is_zombie()) {
+                (_, true) => None,
+                (Some(img), false) => Some(img),
+                (None, false) => Some(image),
+            };
+            let mut put = |id: u32| {
+                if pid_max.is_some_and(|max| id as u64 >= max) {
+                    too_high = too_high.or(Some(id));
+                }
+                if k < ids.len() {
+                    ids[k] = id as u64;
+                    k += 1;
+                }
+            };
+            match tids {
+                Some(img) => img.threads().filter_map(Result::ok).for_each(|t| put(t.tid)),
+                None => put(pid),
+            }
+        }
+    })
+    .map_err(|e| refuse(path, format_args!("cannot check the image's thread IDs: {}", describe(e))))?;
+    if let Some(id) = dup {
+        refuse(path, format_args!("process or thread ID {id} appears twice in the image"));
+        return Err(());
+    }
+    if let (Some(id), Some(max)) = (too_high, pid_max) {
+        refuse(path, format_args!(
+            "process or thread ID {id} is not below this system's pid_max ({max}), so it cannot be had again (--new-ids restores with new IDs)"
+        ));
+        return Err(());
+    }
+    Ok(())
+}
+
+/// Every POSIX timer must be one `timer_create` will make again: no ID twice, and a clock,
+/// signal and target this system accepts. A clock of the kernel's own is tried now, with a
+/// throwaway timer of this process that never runs; a CPU-time clock must be the process's or
+/// one of its threads' (another process's would not be there).
+fn check_timers(path: &CStr, image: &Image, p: &Plan) -> Result<(), ()> {
+    use ckpt_image::timers::SIGEV_THREAD_ID;
+    let n = image.timers().count();
+    let dup = first_duplicate(n, |ids| {
+        for (slot, t) in ids.iter_mut().zip(image.timers().filter_map(Result::ok)) {
+            *slot = t.id as u64;
+        }
+    })
+    .map_err(|e| refuse(path, format_args!("cannot check the image's timers: {}", describe(e))))?;
+    if let Some(id) = dup {
+        refuse(path, format_args!("POSIX timer {id} appears twice in the image"));
+        return Err(());
+    }
+    let me = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    for t in image.timers() {
+        let t = t.map_err(|e| refuse(path, format_args!("{e}")))?;
+        if t.clock < 0 {
+            // A CPU-time clock: `~(clock >> 3)` is a PID (a TID with bit 2 set; 0 for the
+            // caller), the low two bits which of its times (3 is none).
+            let id = !(t.clock >> 3) as u32;
+            let thread = t.clock & 4 != 0;
+            let ours = id == 0
+                || if thread {
+                    id == p.thread.tid || p.others[..p.nothers].iter().any(|o| o.tid == id)
+                } else {
+                    id == p.state.pid
+                };
+            if t.clock & 3 == 3 || !ours {
+                refuse(path, format_args!("POSIX timer {} is on a CPU-time clock ({}) that is not this process's", t.id, t.clock));
+                return Err(());
+            }
+            continue;
+        }
+        let tid = if t.notify & SIGEV_THREAD_ID != 0 { me } else { 0 };
+        match ckpt_sigsafe::sys::timer_create_with(t.clock, t.notify, t.signo, t.value, tid, 0) {
+            Ok(id) => ckpt_sigsafe::sys::timer_delete(id),
+            Err(e) => {
+                refuse(path, format_args!("POSIX timer {} cannot be made again here (clock {}, signal {}): {}", t.id, t.clock, t.signo, describe(e)));
+                return Err(());
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The image file's data stretches, from `SEEK_DATA`/`SEEK_HOLE`.
 struct FileHoles(i32);
@@ -870,9 +1027,7 @@ fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), ()> {
 /// Every region must be user memory.
 /// The lowest address this process may map (`vm.mmap_min_addr`, at least one page).
 fn mmap_min_addr() -> u64 {
-    let mut buf = [0u8; 32];
-    let n = maps::read_file(c"/proc/sys/vm/mmap_min_addr", &mut buf).unwrap_or(0);
-    ckpt_sigsafe::proctext::parse_dec(buf[..n].trim_ascii()).unwrap_or(65536).max(4096)
+    maps::read_number(c"/proc/sys/vm/mmap_min_addr").unwrap_or(65536).max(4096)
 }
 
 /// Every region must be mappable here: inside the user address space, above the lowest
@@ -912,9 +1067,7 @@ fn check_regions_fit(path: &CStr, image: &Image) -> Result<(), ()> {
 /// than memory and swap together; 2 counts everything against `CommitLimit`; 1 never refuses).
 fn commit_limit() -> (u64, &'static str) {
     let mut buf = [0u8; 4096];
-    let n = maps::read_file(c"/proc/sys/vm/overcommit_memory", &mut buf).unwrap_or(0);
-    let mode = ckpt_sigsafe::proctext::parse_dec(buf[..n].trim_ascii()).unwrap_or(0);
-    match mode {
+    match maps::read_number(c"/proc/sys/vm/overcommit_memory").unwrap_or(0) {
         1 => (u64::MAX, "unlimited"),
         2 => {
             let n = maps::read_file(c"/proc/meminfo", &mut buf).unwrap_or(0);

@@ -509,7 +509,7 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
         }
     }
     // In a tree, no process runs again before every one is restored.
-    crate::tree::barrier(p, 1);
+    crate::tree::barrier(p, crate::tree::RESTORED);
     // SAFETY: descriptors from fd_base on are myrestart's parked ones, used no more; their
     // `OwnedFd`s were all turned into raw numbers when they were parked.
     let _ = unsafe { sys::close_from(p.fd_base as u32) };

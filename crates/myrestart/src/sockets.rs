@@ -3,9 +3,13 @@
 //!
 //! - a pair of `AF_UNIX` sockets both in the process comes back as a new pair, with the bytes
 //!   that were queued each way (message by message for datagrams) and its shutdown state;
-//! - a listening socket is bound to its address again and listens (a stale socket file at a
-//!   path nobody answers on is removed first); pending, unaccepted connections are gone;
-//! - a bound datagram socket is bound again; one connected to an address is connected again;
+//! - a listening socket is bound to its address again and listens; pending, unaccepted
+//!   connections are gone. A unix socket with a path is bound (and listens) only once every
+//!   check has passed (`acts.rs`), after a look that changes nothing: the path must be free,
+//!   or hold a dead socket file of the user's own (one that refuses connections), which is
+//!   then replaced; anything else there is left alone and the restart refused;
+//! - a bound datagram socket is bound again (a path, as above); one connected to an address is
+//!   connected again (a unix one once its process's sockets are bound);
 //! - a stream socket connected to something outside the process cannot be resumed: it comes
 //!   back reset, so the program's next read fails with ECONNRESET (and a write with EPIPE) and
 //!   its own reconnect logic runs; a unix one whose peer had closed comes back with its peer
@@ -14,17 +18,20 @@
 //!
 //! Each socket that does not come back whole is named on stderr, one line.
 
+use crate::acts::{Act, What};
 use crate::files::{park, refuse, set_nonblocking};
 use crate::plan::{PairSlot, Plan};
 use ckpt_image::fds::FdRecord;
 use ckpt_image::sockets::{self as s, SocketRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::say;
 use ckpt_sigsafe::sockets::Addr;
 use core::ffi::CStr;
 use linux_raw_sys::net as n;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::FileType;
 use rustix::io::Errno;
 use rustix::net::{sockopt, AddressFamily, Protocol, SendFlags, SocketAddrAny, SocketFlags, SocketType};
 
@@ -97,24 +104,14 @@ fn set_options(fd: BorrowedFd, rec: &SocketRecord) {
     }
 }
 
-/// Binds `fd` to the record's address. An internet address is taken even if connections of
-/// the dead process linger on it (`SO_REUSEADDR` for the bind, then as it was); a socket file
-/// that nothing answers on any more is a leftover of the checkpointed process and is replaced.
+/// Binds `fd` to the record's address, when that leaves nothing on disk: an internet address,
+/// taken even if connections of the dead process linger on it (`SO_REUSEADDR` for the bind,
+/// then as it was), or an abstract or unnamed unix one. A unix socket with a path is bound once
+/// every check has passed ([`bind_planned`]).
 fn bind_again(fd: BorrowedFd, rec: &SocketRecord) -> Result<(), Errno> {
     let addr = sockaddr(rec.addr());
     if unix(rec) {
-        return match rustix::net::bind(fd, &addr) {
-            Err(Errno::ADDRINUSE) if stale_socket_file(rec) => {
-                let path = &rec.addr()[2..];
-                let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
-                let mut buf = [0u8; 4096];
-                buf[..end].copy_from_slice(&path[..end]);
-                let c = CStr::from_bytes_with_nul(&buf[..end + 1]).map_err(|_| Errno::INVAL)?;
-                rustix::fs::unlink(c)?;
-                rustix::net::bind(fd, &addr)
-            }
-            r => r,
-        };
+        return rustix::net::bind(fd, &addr);
     }
     sockopt::set_socket_reuseaddr(fd, true)?;
     let r = rustix::net::bind(fd, &addr);
@@ -122,14 +119,118 @@ fn bind_again(fd: BorrowedFd, rec: &SocketRecord) -> Result<(), Errno> {
     r
 }
 
-/// Whether the record's path names a socket file that refuses connections (its listener died).
-fn stale_socket_file(rec: &SocketRecord) -> bool {
-    let path = &rec.addr()[2..];
-    if path.first().is_none_or(|&c| c == 0) {
-        return false; // abstract: nothing on disk
+/// The path a unix socket was bound to (none for an abstract or unnamed one).
+pub fn unix_path(rec: &SocketRecord) -> Option<&[u8]> {
+    let path = rec.addr().get(2..).filter(|_| unix(rec))?;
+    let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
+    (end > 0).then(|| &path[..end])
+}
+
+/// Before a unix socket is bound to its path again, a look that changes nothing: the path must
+/// be free, or hold a socket file of this user's own that refuses connections (the
+/// checkpointed program's, whose listener died), which is replaced once every check has
+/// passed. Anything else there (a regular file, a FIFO, another user's socket, a socket that
+/// answers) is left alone, and the restart refused. Returns the dead socket's device and inode.
+fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<Option<(u64, u64)>, ()> {
+    let refused = |what: core::fmt::Arguments| refuse(image_path, format_args!("fd {} (socket {}): {what}", rec.fd, Addr(rec.addr())));
+    let mut buf = [0u8; 4096];
+    if path.len() >= buf.len() {
+        refused(format_args!("its path is too long"));
+        return Err(());
     }
-    let Ok(probe) = new_socket(&SocketRecord { sock_type: rec.sock_type, ..*rec }) else { return false };
-    matches!(rustix::net::connect(&probe, &sockaddr(rec.addr())), Err(Errno::CONNREFUSED))
+    buf[..path.len()].copy_from_slice(path);
+    let c = CStr::from_bytes_with_nul(&buf[..=path.len()]).map_err(|_| refused(format_args!("its path is not usable")))?;
+    // The directory must let us make the socket file there (bound only after every check, a
+    // bind that fails then would have to take back what was made before it).
+    let dir_len = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i.max(1));
+    let mut dbuf = [0u8; 4096];
+    dbuf[..dir_len].copy_from_slice(&path[..dir_len]);
+    let dir = if dir_len == 0 { c"." } else { CStr::from_bytes_with_nul(&dbuf[..=dir_len]).unwrap_or(c".") };
+    let usable = rustix::fs::accessat(rustix::fs::CWD, dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK, rustix::fs::AtFlags::EACCESS);
+    if let Err(e) = usable {
+        refused(format_args!("its directory: {}", describe(e)));
+        return Err(());
+    }
+    let st = match rustix::fs::lstat(c) {
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => {
+            refused(format_args!("{}", describe(e)));
+            return Err(());
+        }
+        Ok(st) => st,
+    };
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::Socket {
+        refused(format_args!("{} is at that path, not a socket; it is left as it is (move it away to restart)", file_kind(kind)));
+        return Err(());
+    }
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        refused(format_args!("another user's socket (uid {}) is at that path; it is left as it is", st.st_uid));
+        return Err(());
+    }
+    let probe = new_socket(rec).map_err(|e| refused(format_args!("{}", describe(e))))?;
+    match rustix::net::connect(&probe, &sockaddr(rec.addr())) {
+        Err(Errno::CONNREFUSED) => Ok(Some((st.st_dev, st.st_ino))),
+        Ok(()) => {
+            refused(format_args!("a process listens on {} now: {}", Lossy(path), describe(Errno::ADDRINUSE)));
+            Err(())
+        }
+        Err(e) => {
+            refused(format_args!("{}: {}", Lossy(path), describe(e)));
+            Err(())
+        }
+    }
+}
+
+/// A file type, named for a message.
+fn file_kind(t: FileType) -> &'static str {
+    match t {
+        FileType::RegularFile => "a regular file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link",
+        FileType::Fifo => "a FIFO",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        _ => "something",
+    }
+}
+
+/// Once every check has passed: socket `a.fd` bound to its path, the dead socket file the plan
+/// found there (`stale`) removed first if it is still the one there; then it listens, if it
+/// did. Returns the device and inode of the socket file made.
+pub fn bind_planned(image_path: &CStr, image: &Image, a: &Act, stale: Option<(u64, u64)>) -> Result<(u64, u64), ()> {
+    let Some(rec) = image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target) else { return Err(()) };
+    let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (socket {}): {what}: {}", rec.fd, Addr(rec.addr()), describe(e)));
+    let mut buf = [0u8; 4096];
+    let Some(c) = crate::acts::path_of(image, a, &mut buf) else { return Err(()) };
+    if let Some(dead) = stale {
+        match rustix::fs::lstat(c) {
+            Ok(st) if (st.st_dev, st.st_ino) == dead => rustix::fs::unlink(c).map_err(|e| fail("removing the dead socket file at its path", e))?,
+            Err(Errno::NOENT) => {}
+            _ => {
+                refuse(image_path, format_args!("fd {} (socket {}): its path changed while the restart was planned; nothing there was touched", rec.fd, Addr(rec.addr())));
+                return Err(());
+            }
+        }
+    }
+    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
+    let sock = unsafe { BorrowedFd::borrow_raw(a.fd) };
+    rustix::net::bind(sock, &sockaddr(rec.addr())).map_err(|e| fail("binding it to its address again", e))?;
+    let made = rustix::fs::lstat(c).map(|st| (st.st_dev, st.st_ino));
+    let listening = if rec.state & s::LISTENING != 0 { rustix::net::listen(sock, backlog(&rec)) } else { Ok(()) };
+    match (made, listening) {
+        (Ok(made), Ok(())) => Ok(made),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = rustix::fs::unlink(c);
+            fail("listening", e);
+            Err(())
+        }
+    }
+}
+
+/// The backlog a listening socket gets again: as it was; 4096, the kernel's default SOMAXCONN,
+/// when unknown (the kernel caps any backlog at net.core.somaxconn).
+fn backlog(rec: &SocketRecord) -> i32 {
+    if rec.backlog > 0 { rec.backlog as i32 } else { 4096 }
 }
 
 /// Puts the queued bytes of `rec` (its blob) back, by sending them through `through`, the
@@ -241,15 +342,20 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
     }
     let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {fd} (socket {}): {what}: {}", Addr(rec.addr()), describe(e)));
     let pooled = p.pairs[..p.npairs].iter().any(|s| s.pooled && s.ino.contains(&rec.ino));
+    // A unix socket to bind to its path later, and the dead socket file there to replace.
+    let mut planned = None;
     let sock = if rec.state & s::PAIRED != 0 || pooled {
         return pair_end(image_path, fdrec, rec, image_fd, p);
     } else if rec.state & s::LISTENING != 0 {
         let sock = new_socket(rec).map_err(|e| fail("making it", e))?;
         set_options(sock.as_fd(), rec);
-        bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?;
-        // 4096 is the kernel's default SOMAXCONN; it caps any backlog at net.core.somaxconn.
-        let backlog = if rec.backlog > 0 { rec.backlog as i32 } else { 4096 };
-        rustix::net::listen(&sock, backlog).map_err(|e| fail("listening", e))?;
+        if let Some(path) = unix_path(rec) {
+            // Bound and listening once every check has passed (`acts.rs`).
+            planned = Some(probe_path(image_path, rec, path)?);
+        } else {
+            bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?;
+            rustix::net::listen(&sock, backlog(rec)).map_err(|e| fail("listening", e))?;
+        }
         sock
     } else if unix(rec) && is_stream(rec) && rec.peer_ino != 0 {
         outside_unix_stream(rec, fdrec, image_fd).map_err(|e| fail("making it", e))?
@@ -265,8 +371,10 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
     } else {
         let sock = new_socket(rec).map_err(|e| fail("making it", e))?;
         set_options(sock.as_fd(), rec);
-        if rec.state & s::BOUND != 0 {
-            bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?;
+        match unix_path(rec) {
+            Some(path) if rec.state & s::BOUND != 0 => planned = Some(probe_path(image_path, rec, path)?),
+            _ if rec.state & s::BOUND != 0 => bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?,
+            _ => {}
         }
         // A unix datagram socket is connected again in `finish`, once every socket of the
         // process is bound (its peer may be one of them).
@@ -279,7 +387,14 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
         sock
     };
     set_nonblocking(sock.as_fd(), fdrec).map_err(|e| fail("setting its flags", e))?;
-    park(sock, p.fd_base).map_err(|e| fail("parking it", e))
+    let parked = park(sock, p.fd_base).map_err(|e| fail("parking it", e))?;
+    if let Some(stale) = planned {
+        if !p.acts.add(fd, parked, -1, What::Bind { stale }) {
+            refuse(image_path, format_args!("too many files and sockets to make again"));
+            return Err(());
+        }
+    }
+    Ok(parked)
 }
 
 /// An `AF_UNIX` stream socket whose peer was outside the process (reset) or already closed
@@ -389,18 +504,31 @@ fn reconnect(sock: BorrowedFd, rec: &SocketRecord) {
     }
 }
 
-/// Once every socket is back: unix datagram sockets connected to an address again, and the
-/// shutdowns of socket pairs (after both ends' queues are filled, which needs both open for
-/// writing).
-pub fn finish(image: &Image, p: &Plan) {
+/// The socket made again for the program's descriptor `rec.fd`, parked, and whether it is one
+/// end of a socket pair.
+fn made_socket(p: &Plan, rec: &SocketRecord) -> Option<(BorrowedFd<'static>, bool)> {
+    let slot = p.fds[..p.nfds].iter().find(|f| f.target == rec.fd)?;
+    let paired = rec.state & s::PAIRED != 0 || p.pairs[..p.npairs].iter().any(|s| s.pooled && s.ino.contains(&rec.ino));
+    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
+    Some((unsafe { BorrowedFd::borrow_raw(slot.src) }, paired))
+}
+
+/// Once this process's sockets are bound (`acts.rs`): unix datagram sockets connected to an
+/// address again (their peer may be one of them).
+pub fn connect_planned(image: &Image, p: &Plan) {
     for rec in image.sockets().filter_map(Result::ok) {
-        let Some(slot) = p.fds[..p.nfds].iter().find(|f| f.target == rec.fd) else { continue };
-        // SAFETY: a parked descriptor of ours, open for the whole plan.
-        let sock = unsafe { BorrowedFd::borrow_raw(slot.src) };
-        let paired = rec.state & s::PAIRED != 0 || p.pairs[..p.npairs].iter().any(|s| s.pooled && s.ino.contains(&rec.ino));
+        let Some((sock, paired)) = made_socket(p, &rec) else { continue };
         if unix(&rec) && !is_stream(&rec) && !paired && rec.state & s::CONNECTED != 0 && rec.peer_len > 2 {
             reconnect(sock, &rec);
         }
+    }
+}
+
+/// Once every socket is back: the shutdowns of socket pairs (after both ends' queues are
+/// filled, which needs both open for writing).
+pub fn finish(image: &Image, p: &Plan) {
+    for rec in image.sockets().filter_map(Result::ok) {
+        let Some((sock, paired)) = made_socket(p, &rec) else { continue };
         if paired && rec.shutdown != 0 {
             let how = match rec.shutdown & (s::SHUT_READ | s::SHUT_WRITE) {
                 s::SHUT_READ => rustix::net::Shutdown::Read,

@@ -23,6 +23,16 @@ use linux_raw_sys::general as k;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 
+/// The barriers every live process of a tree reaches, in order, and init lets all pass at once:
+/// each has made and checked its plan; each has made its changes outside that can be taken
+/// back (`acts.rs`); each has replaced the dead socket files it replaces (its point of no
+/// return follows); each is restored (the program runs next).
+pub const PLANNED: usize = 0;
+pub const CHANGED: usize = 1;
+pub const REPLACED: usize = 2;
+pub const RESTORED: usize = 3;
+pub const BARRIERS: usize = 4;
+
 /// The processes that take part in the barrier: every live one of the tree.
 pub fn live_count(p: &Plan) -> usize {
     p.tree[..p.ntree].iter().filter(|t| !t.rec.is_zombie()).count()
@@ -111,9 +121,10 @@ fn exit_as(status: u32) -> ! {
     sys::exit_group(128 + sig as i32)
 }
 
-/// Says this process has reached barrier `stage` (0: planned, before the point of no return;
-/// 1: restored, before it runs again) and waits until init says every process has. A process
-/// whose init is gone ends.
+/// Says this process has reached barrier `stage` (see [`PLANNED`]) and waits until init says
+/// every process has. A process whose init is gone ends: before its point of no return (any
+/// barrier but [`RESTORED`]), having taken back its changes outside (another process could not
+/// go on).
 pub fn barrier(p: &Plan, stage: usize) {
     let [ready, go] = p.barrier[stage];
     if ready < 0 {
@@ -130,7 +141,11 @@ pub fn barrier(p: &Plan, stage: usize) {
         match rustix::io::read(unsafe { BorrowedFd::borrow_raw(go) }, &mut b) {
             Ok(1) => break,
             Err(Errno::INTR) => {}
-            _ => sys::exit_group(if stage == 0 { crate::EXIT_REFUSED } else { crate::EXIT_LOST }),
+            _ if stage < RESTORED => {
+                crate::acts::undo(p);
+                sys::exit_group(crate::EXIT_REFUSED)
+            }
+            _ => sys::exit_group(crate::EXIT_LOST),
         }
     }
     // SAFETY: as above.

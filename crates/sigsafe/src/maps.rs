@@ -113,6 +113,14 @@ pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno>
     }
 }
 
+/// The number a one-number file holds (a sysctl such as `/proc/sys/kernel/pid_max`), if it
+/// can be read.
+pub fn read_number(path: &core::ffi::CStr) -> Option<u64> {
+    let mut buf = [0u8; 32];
+    let n = read_file(path, &mut buf).ok()?;
+    crate::proctext::parse_dec(buf[..n].trim_ascii())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,157 @@
+//! Changes outside the process that the plan prepares but does not make. They wait until every
+//! check of every part of the image has passed (in a tree, until every process has made its
+//! plan: the first barrier), so that a refused restart leaves the filesystem as it found it.
+//! Each process makes its own ([`run`]) just before its point of no return: first those that
+//! can be taken back, then (in a tree, once every process has made those) the dead socket
+//! files replaced. If the restart is refused even so (an act fails here, or in another process
+//! of the tree), each process takes back what it made ([`undo`]) before it ends.
+//!
+//! - a log that was gone is made again at its path (`files::make_log`): the plan parked a
+//!   placeholder on the program's descriptor, which the new file replaces. In a tree, a log
+//!   that several processes share (one open file description) was made by the pool as a file
+//!   without a name (`O_TMPFILE`), which gets its name here;
+//! - a unix socket with a path is bound to it, and listens if it did (`sockets::bind_planned`);
+//!   a dead socket file of the user's own at that path (the checkpointed program's, whose
+//!   listener is gone) is removed first. The plan probed the path, harmlessly: nothing there, or
+//!   such a socket file; anything else was refused.
+//!
+//! # Restrictions
+//! Runs before the point of no return in myrestart: no allocation, raw system calls only.
+
+use crate::plan::Plan;
+use ckpt_image::Image;
+
+/// Most changes one process's plan may prepare: a socket for each descriptor, and the logs.
+const MAX_ACTS: usize = crate::plan::MAX_FDS + 2 * crate::plan::MAX_TREE;
+
+/// What to do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    /// Make the log the program's descriptor had (it was gone), and put it on the placeholder.
+    NewLog,
+    /// Give the log made without a name its name.
+    NameLog,
+    /// Bind the socket to its path (and listen, if it did); `stale`: the device and inode of a
+    /// dead socket file to remove first.
+    Bind { stale: Option<(u64, u64)> },
+}
+
+/// One change, and once made, what now has the path (device and inode), to take it back.
+#[derive(Clone, Copy)]
+pub struct Act {
+    /// The process of the tree that makes it (0 for a single process).
+    pub member: usize,
+    /// The program's descriptor it concerns, whose record names the path.
+    pub target: i32,
+    /// The parked descriptor it works on: the placeholder, the unnamed log, the socket.
+    pub fd: i32,
+    /// For the unnamed log, its directory as the pool opened it (parked): the name is given
+    /// there, in the mount namespace the file was made in (a link across mounts, even of the
+    /// same filesystem, is refused).
+    pub dir: i32,
+    pub what: What,
+    pub made: Option<(u64, u64)>,
+}
+
+const NO_ACT: Act = Act { member: 0, target: -1, fd: -1, dir: -1, what: What::NewLog, made: None };
+
+/// The changes a plan prepares, and for whom they are being prepared now.
+pub struct Acts {
+    list: [Act; MAX_ACTS],
+    n: usize,
+    /// The process of the tree whose descriptors the plan is opening.
+    pub member: usize,
+    /// Whether they are the tree's shared files, opened once before its processes exist.
+    pub pooled: bool,
+}
+
+impl Acts {
+    pub const NONE: Acts = Acts { list: [NO_ACT; MAX_ACTS], n: 0, member: 0, pooled: false };
+
+    /// Notes a change for the process whose plan is being made. `false` if there are too many.
+    pub fn add(&mut self, target: i32, fd: i32, dir: i32, what: What) -> bool {
+        if self.n == MAX_ACTS {
+            return false;
+        }
+        self.list[self.n] = Act { member: self.member, target, fd, dir, what, made: None };
+        self.n += 1;
+        true
+    }
+}
+
+/// Makes this process's changes, in the order the plan noted them: first (`replacing` false)
+/// all but the dead socket files to replace, then (in a tree, once every process has made
+/// those: a barrier) the replacements, and the connections that may need the sockets bound.
+/// What else is made can be taken back, a removed socket file cannot (and a bind just after
+/// the removal at the same place all but never fails). On a failure, said in one line, what
+/// was made is taken back.
+pub fn run(image_path: &core::ffi::CStr, p: &mut Plan, replacing: bool) -> Result<(), ()> {
+    let Some(image) = p.image else { return Ok(()) };
+    for i in 0..p.acts.n {
+        let a = p.acts.list[i];
+        if a.member != p.member || matches!(a.what, What::Bind { stale: Some(_) }) != replacing {
+            continue;
+        }
+        let made = match a.what {
+            What::NewLog | What::NameLog => crate::files::make_log(image_path, &image, &a),
+            What::Bind { stale } => crate::sockets::bind_planned(image_path, &image, &a, stale),
+        };
+        match made {
+            Ok(made) => p.acts.list[i].made = Some(made),
+            Err(()) => {
+                undo(p);
+                return Err(());
+            }
+        }
+    }
+    if replacing {
+        crate::sockets::connect_planned(&image, p);
+    }
+    Ok(())
+}
+
+/// Takes back what [`run`] made: each path it gave a file or socket is removed, if that file
+/// or socket is still what has it.
+pub fn undo(p: &Plan) {
+    let Some(image) = p.image else { return };
+    for a in p.acts.list[..p.acts.n].iter().rev() {
+        let Some((dev, ino)) = a.made else { continue };
+        let mut buf = [0u8; 4096];
+        let Some(path) = path_of(&image, a, &mut buf) else { continue };
+        let (dir, name) = where_named(a, path);
+        let ours = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| (st.st_dev, st.st_ino) == (dev, ino));
+        if ours {
+            let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
+        }
+    }
+}
+
+/// The path an act gives a name: the log's, or the socket's (not abstract).
+pub fn path_of<'b>(image: &Image, a: &Act, buf: &'b mut [u8; 4096]) -> Option<&'b core::ffi::CStr> {
+    let mut put = |bytes: &[u8]| {
+        if bytes.len() >= buf.len() || bytes.contains(&0) {
+            return None;
+        }
+        buf[..bytes.len()].copy_from_slice(bytes);
+        buf[bytes.len()] = 0;
+        Some(bytes.len())
+    };
+    let n = match a.what {
+        What::NewLog | What::NameLog => put(image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target && r.same_as < 0)?.1)?,
+        What::Bind { .. } => put(crate::sockets::unix_path(&image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target)?)?)?,
+    };
+    core::ffi::CStr::from_bytes_with_nul(&buf[..=n]).ok()
+}
+
+/// The directory and name by which an act names its path: the pool's directory and the last
+/// component for the unnamed log, the path itself (from the working directory) otherwise.
+pub fn where_named<'p>(a: &Act, path: &'p core::ffi::CStr) -> (rustix::fd::BorrowedFd<'static>, &'p core::ffi::CStr) {
+    if a.dir < 0 {
+        return (rustix::fs::CWD, path);
+    }
+    let bytes = path.to_bytes_with_nul();
+    let from = path.to_bytes().iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    let name = core::ffi::CStr::from_bytes_with_nul(&bytes[from..]).unwrap_or(path);
+    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
+    (unsafe { rustix::fd::BorrowedFd::borrow_raw(a.dir) }, name)
+}
