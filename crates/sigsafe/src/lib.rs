@@ -9,6 +9,7 @@
 pub mod cpu;
 pub mod errno;
 pub mod extents;
+pub mod fileid;
 
 /// The key of an image key file (`CKPT_KEY`, `myrestart --key`): derived from the file's
 /// contents, read through `buf` (wiped after); `None` if it cannot be read or is empty.
