@@ -707,28 +707,33 @@ fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i3
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
 }
 
-fn copy_from_image(image_fd: i32, mut from: u64, to: &OwnedFd, len: u64) -> Result<(), Errno> {
+/// Copies `len` bytes of the image from `from` to the start of `to`.
+fn copy_from_image(image_fd: i32, from: u64, to: &OwnedFd, len: u64) -> Result<(), Errno> {
     // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
-    let img = unsafe { BorrowedFd::borrow_raw(image_fd) };
-    let mut at = 0u64;
-    while at < len {
-        let want = (len - at).min(1 << 30) as usize;
-        match rustix::fs::copy_file_range(img, Some(&mut from), to, Some(&mut at), want) {
+    copy_range(unsafe { BorrowedFd::borrow_raw(image_fd) }, from, to.as_fd(), 0, len)
+}
+
+/// Copies `len` bytes of `src` from `from` into `to` at `at`; an error if `src` ends first.
+fn copy_range(src: BorrowedFd, mut from: u64, to: BorrowedFd, mut at: u64, len: u64) -> Result<(), Errno> {
+    let end = at + len;
+    while at < end {
+        let want = (end - at).min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut from), to, Some(&mut at), want) {
             Ok(0) => return Err(Errno::IO),
             Ok(_) => {}
             Err(Errno::INTR) => {}
-            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return copy_slowly(img, from, to, at, len),
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return copy_slowly(src, from, to, at, end),
             Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
-fn copy_slowly(img: BorrowedFd, mut from: u64, to: &OwnedFd, mut at: u64, len: u64) -> Result<(), Errno> {
+fn copy_slowly(src: BorrowedFd, mut from: u64, to: BorrowedFd, mut at: u64, end: u64) -> Result<(), Errno> {
     let mut buf = [0u8; 16384];
-    while at < len {
-        let want = ((len - at) as usize).min(buf.len());
-        let n = rustix::io::pread(img, &mut buf[..want], from)?;
+    while at < end {
+        let want = ((end - at) as usize).min(buf.len());
+        let n = rustix::io::pread(src, &mut buf[..want], from)?;
         if n == 0 {
             return Err(Errno::IO);
         }
@@ -740,6 +745,29 @@ fn copy_slowly(img: BorrowedFd, mut from: u64, to: &OwnedFd, mut at: u64, len: u
         at += n as u64;
     }
     Ok(())
+}
+
+/// A copy of a file that others could change (see `myrestart::trust`), to check and restore
+/// from instead: a memfd of `size` bytes holding `src`'s bytes from `from` to `to` at the same
+/// offsets (where `src` has holes, so does the copy). Nobody else can write it, so the bytes
+/// checked are the bytes the program gets. `exec`: it is to be mapped executable.
+pub(crate) fn private_copy(src: BorrowedFd, from: u64, to: u64, size: u64, name: &CStr, exec: bool) -> Result<OwnedFd, Errno> {
+    use rustix::fs::MemfdFlags;
+    let mut flags = MemfdFlags::CLOEXEC;
+    if exec {
+        // Where `vm.memfd_noexec` is set, a memfd is not executable unless asked; a kernel
+        // before 6.3 does not know the flag, and any memfd is.
+        flags |= MemfdFlags::EXEC;
+    }
+    let copy = match rustix::fs::memfd_create(name, flags) {
+        Err(Errno::INVAL) if exec => rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?,
+        other => other?,
+    };
+    rustix::fs::ftruncate(&copy, size)?;
+    for (s, e) in ckpt_sigsafe::extents::data_extents(src, from, to.min(size)) {
+        copy_range(src, s, copy.as_fd(), s, e - s)?;
+    }
+    Ok(copy)
 }
 
 /// `MAP_SHARED` file mappings are mapped from their files again, so the file must still cover
@@ -775,7 +803,9 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
 
 /// The file that private region `i` (code, a library, read-only data the program never wrote)
 /// maps again, checked to be the file it was: same inode, size and time, and the same bytes
-/// where the region maps it. Anything else is refused by name: the image holds no copy.
+/// where the region maps it. Anything else is refused by name: the image holds no copy. A file
+/// that others could change (`myrestart::trust`) is not mapped itself: the bytes the region
+/// maps are copied first, and the copy is checked and mapped.
 fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
     let Some(m) = image.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i) else {
         refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it"));
@@ -802,6 +832,17 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
         changed("its size or modification time differ");
         return Err(());
     }
+    let me = rustix::process::geteuid().as_raw();
+    let fd = if myrestart::trust::doubt(st.st_uid, st.st_mode, me, true).is_some() {
+        let (from, to) = (r.record.file_offset, r.record.file_offset.saturating_add(r.record.size()));
+        let name = r.name.rsplit(|&c| c == b'/').next().unwrap_or(b"");
+        let mut nbuf = [0u8; 4096];
+        let name = cpath(&name[..name.len().min(240)], &mut nbuf).unwrap_or(c"ckpt-copy");
+        private_copy(fd.as_fd(), from, to, m.size, name, r.record.prot & 4 != 0)
+            .map_err(|e| refuse(image_path, format_args!("mapped file {}: copying it (others may change it): {}", Lossy(r.name), describe(e))))?
+    } else {
+        fd
+    };
     // The bytes the region maps, hashed as the checkpoint hashed them.
     let read = |at: u64, into: &mut [u8]| loop {
         match rustix::io::pread(&fd, &mut *into, at) {
