@@ -3,13 +3,20 @@
 //! numbers above all the target's. After it, [`install`] puts each at its old number.
 //!
 //! What counts as safe (also in docs/guide.md):
+//! - a path is opened without following symbolic links ([`open_recorded`]): the checkpoint's
+//!   path had none, so one there now was put there since, and is refused;
 //! - a regular file must still exist and be at least as long as the saved offset (the refusal
-//!   says what lets the restart go on); a file that was replaced (another inode) is used with a
+//!   says what lets the restart go on); a file that was the restarting user's own and is
+//!   another user's now is refused (`myrestart::trust::taken_over`); one that was replaced
+//!   otherwise (another inode, or the old inode number with another birth time) is used with a
 //!   warning; other changes are the user's business;
 //! - except the program's stdout and stderr in a regular file (a log): truncated or gone, the
-//!   output goes on at its end or in a new file; appended to and only grown since, it is cut
+//!   output goes on at its end or in a new file (made exclusively, never through a link);
+//!   appended to and only grown since, it is cut
 //!   back to its length at the checkpoint, at the point of no return ([`plan_cut`]);
-//! - a file mapped `MAP_SHARED` must still exist and cover the mapped range;
+//! - a file mapped `MAP_SHARED` must still exist and cover the mapped range; a program or
+//!   library mapped privately must be the file it was, and is copied first if others could
+//!   change it (`myrestart::trust`);
 //! - deleted files come back from their saved contents as new unlinked files;
 //! - stdin/stdout/stderr on a terminal, pipe or socket are myrestart's own;
 //! - pipes come back with the bytes that were in them (an end that was outside the process is
@@ -207,7 +214,7 @@ fn plan_cut(rec: &FdRecord, src: i32, p: &mut Plan) {
     let Some(l) = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", src as u64, b"") else { return };
     let Ok(fd) = rustix::fs::open(l, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) else { return };
     let Ok(st) = rustix::fs::fstat(&fd) else { return };
-    if (st.st_dev, st.st_ino) != (rec.dev, rec.ino) || st.st_size as u64 <= rec.size {
+    if !rec.is_same_file(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) || st.st_size as u64 <= rec.size {
         return;
     }
     let mut buf = [0u8; 4096];
@@ -295,6 +302,33 @@ fn move_down(fd: BorrowedFd, mut from: u64, to: u64, mut at: u64) -> Result<u64,
     Ok(at)
 }
 
+/// Opens a path the checkpoint recorded. It is the kernel's own name for the file (from
+/// `/proc`), with every symbolic link resolved, so a symbolic link on it now was put there
+/// since: it is not followed (the open fails with `ELOOP`), since one planted in a shared
+/// directory such as /tmp would lead the program, with the restarting user's rights, to
+/// another file, or make one where the link points.
+fn open_recorded(path: &CStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+    match rustix::fs::openat2(rustix::fs::CWD, path, flags, mode, rustix::fs::ResolveFlags::NO_SYMLINKS) {
+        // Before Linux 5.6: the last component at least.
+        Err(Errno::NOSYS) => rustix::fs::open(path, flags | OFlags::NOFOLLOW, mode),
+        other => other,
+    }
+}
+
+/// Why a recorded path did not open ([`open_recorded`]), in words.
+struct NotOpened(Errno);
+
+impl core::fmt::Display for NotOpened {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Errno::LOOP => f.write_str("a symbolic link is in its path now, where the checkpoint found none; it is not followed (remove it, or put the file back)"),
+            e => f.write_str(describe(e)),
+        }
+    }
+}
+
+/// A regular file, directory or device, opened again by its path (see the module's notes for
+/// what is refused, what warned about and what forgiven).
 fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32) -> Result<i32, ()> {
     let Some(c) = cpath(path, buf) else {
         refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path)));
@@ -308,13 +342,16 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     // that path, rather than no restart at all.
     let log = rec.is_std_log();
     let mut offset = rec.offset;
-    let fd = match rustix::fs::open(c, flags, Mode::empty()) {
+    let mut made = false;
+    let fd = match open_recorded(c, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) if log => {
-            let fd = rustix::fs::open(c, flags | OFlags::CREATE, Mode::from_raw_mode(0o666))
+            // Made anew, never taking over what appeared at the path meanwhile.
+            let fd = open_recorded(c, flags | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(0o666))
                 .map_err(|e| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", rec.fd, Lossy(path), describe(e))))?;
             say!("myrestart: fd {}: {} is gone; the program writes to a new file at that path (--inherit-stdio gives it this restart's own stdout and stderr instead)", rec.fd, Lossy(path));
             offset = 0;
+            made = true;
             fd
         }
         // A file the kernel makes (/proc, /sys) that is not there now: a process's own
@@ -322,16 +359,14 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         // program's descriptor then reads as empty (/dev/null), rather than no restart at all.
         Err(e) if rec.kind == FdKind::File && (path.starts_with(b"/proc/") || path.starts_with(b"/sys/")) => {
             say!("myrestart: fd {}: {}: {}; the descriptor reads as empty after the restart", rec.fd, Lossy(path), describe(e));
-            let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
-            return park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))));
+            return reads_as_empty(image_path, rec, base);
         }
         Err(Errno::NOENT) if rec.kind == FdKind::File => {
             refuse(image_path, format_args!("fd {}: {} is gone since the checkpoint: {}", rec.fd, Lossy(path), GoOn(rec, path)));
             return Err(());
         }
         Err(e) => {
-            refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
+            refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), NotOpened(e)));
             return Err(());
         }
     };
@@ -350,14 +385,31 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         }));
         return Err(());
     }
-    if rec.open_flags & k::O_NONBLOCK == 0 {
-        let _ = rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(rec.open_flags & REOPEN_FLAGS) & !OFlags::NONBLOCK);
-    }
     // A file of the kernel's (/proc, /sys, cgroups) has no real size: its contents are made
     // when read, so its offset is put back as far as it goes, and nothing is refused for it.
     let generated = rustix::fs::fstatfs(&fd).is_ok_and(|f| {
         matches!(f.f_type as u32, k::PROC_SUPER_MAGIC | k::SYSFS_MAGIC | k::CGROUP2_SUPER_MAGIC | k::CGROUP_SUPER_MAGIC)
     });
+    // Another user's file where the program had one of the restarting user's own is never
+    // given to it: in a shared directory it is what someone else put there, and the program
+    // would write it, or believe it, with our rights. Any other file now at the path is only
+    // named below, as replaced.
+    let me = rustix::process::geteuid().as_raw();
+    if myrestart::trust::taken_over(rec.uid, st.st_uid, me) {
+        if generated {
+            // Another user's process now has the PID whose /proc files these were.
+            say!("myrestart: fd {}: {} is another user's now; the descriptor reads as empty after the restart", rec.fd, Lossy(path));
+            return reads_as_empty(image_path, rec, base);
+        }
+        refuse(image_path, format_args!(
+            "fd {}: {} belongs to uid {} now, where the program had a file of yours (uid {}): another user's file is not given to it (remove it, or put the file back)",
+            rec.fd, Lossy(path), st.st_uid, rec.uid
+        ));
+        return Err(());
+    }
+    if rec.open_flags & k::O_NONBLOCK == 0 {
+        let _ = rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(rec.open_flags & REOPEN_FLAGS) & !OFlags::NONBLOCK);
+    }
     if rec.kind == FdKind::File && !generated {
         if log && (st.st_size as u64) < offset {
             say!(
@@ -372,7 +424,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             ));
             return Err(());
         }
-        if st.st_ino != rec.ino || st.st_dev != rec.dev {
+        if !made && !rec.is_same_file(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: fd {}: {} was replaced since the checkpoint; using the file now at that path", rec.fd, Lossy(path));
         }
     }
@@ -385,6 +437,14 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         }
     }
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
+}
+
+/// `/dev/null` for descriptor `rec`, parked: for a file of the kernel's that is not the one
+/// the program had.
+fn reads_as_empty(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+    let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
+    park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
 }
 
 /// What lets a restart go on when a regular file the program had open is gone or shorter than
@@ -511,7 +571,8 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
         return Err(());
     };
     let nb = OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let hold = rustix::fs::open(c, OFlags::RDWR | nb, Mode::empty()).map_err(|e| bad("opening it", e))?;
+    let opening = |e: Errno| refuse(image_path, format_args!("fd {} (FIFO {}): opening it: {}", rec.fd, Lossy(path), NotOpened(e)));
+    let hold = open_recorded(c, OFlags::RDWR | nb, Mode::empty()).map_err(opening)?;
     let st = rustix::fs::fstat(&hold).map_err(|e| bad("opening it", e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
         refuse(image_path, format_args!("fd {}: {} is no longer a FIFO", rec.fd, Lossy(path)));
@@ -519,7 +580,7 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
     }
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
     let mode = if reader { OFlags::RDONLY } else if rec.open_flags & k::O_ACCMODE == k::O_RDWR { OFlags::RDWR } else { OFlags::WRONLY };
-    let end = rustix::fs::open(c, mode | nb, Mode::empty()).map_err(|e| bad("opening it", e))?;
+    let end = open_recorded(c, mode | nb, Mode::empty()).map_err(opening)?;
     if rec.blob_len > 0 {
         fill_pipe(image_fd, rec.blob_offset, hold.as_fd(), rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
     }
@@ -821,8 +882,8 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
             Lossy(r.name)
         ));
     };
-    let fd = rustix::fs::open(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
-        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {} (the image names it instead of holding a copy)", Lossy(r.name), describe(e))))?;
+    let fd = open_recorded(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
+        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {} (the image names it instead of holding a copy)", Lossy(r.name), NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_ino != r.record.inode {
         changed("it is another file now");
@@ -866,8 +927,8 @@ fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf:
     };
     let flags = if r.record.prot & 2 != 0 { OFlags::RDWR } else { OFlags::RDONLY };
     // Non-blocking, so that a path that is now a FIFO cannot hang the restart.
-    let fd = rustix::fs::open(c, flags | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
-        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
+    let fd = open_recorded(c, flags | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
+        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         refuse(image_path, format_args!("mapped file {} is no longer a regular file", Lossy(r.name)));
