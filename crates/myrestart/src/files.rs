@@ -12,8 +12,8 @@
 //!   warning; other changes are the user's business;
 //! - except the program's stdout and stderr in a regular file (a log): truncated or gone, the
 //!   output goes on at its end or in a new file (made exclusively, never through a link);
-//!   appended to and only grown since, it is cut
-//!   back to its length at the checkpoint, at the point of no return ([`plan_cut`]);
+//!   appended to and only grown since, it is cut back to its length at the checkpoint, at the
+//!   point of no return ([`plan_cut`]);
 //! - a file mapped `MAP_SHARED` must still exist and cover the mapped range; a program or
 //!   library mapped privately must be the file it was, and is copied first if others could
 //!   change it (`myrestart::trust`);
