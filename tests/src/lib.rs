@@ -81,6 +81,37 @@ pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
     out
 }
 
+/// Builds `tests/progs/libtick.c` as libtick.so (with `step`) and usetick linked to it, in
+/// `dir`; a library already there is rewritten in place (the same inode, other bytes).
+pub fn build_tick(dir: &Path, step: u32) -> (PathBuf, PathBuf) {
+    let progs = root().join("tests/progs");
+    let lib = dir.join("libtick.so");
+    let tmp = dir.join("libtick.so.new");
+    let st = Command::new("gcc").args(["-O1", "-shared", "-fPIC", &format!("-DTICK_STEP={step}"), "-o"]).arg(&tmp).arg(progs.join("libtick.c")).status().unwrap();
+    assert!(st.success(), "building libtick");
+    if lib.exists() {
+        // Rewritten in place, as a careless update would: the same file (inode), other bytes.
+        std::fs::write(&lib, std::fs::read(&tmp).unwrap()).unwrap();
+        std::fs::remove_file(&tmp).unwrap();
+    } else {
+        std::fs::rename(&tmp, &lib).unwrap();
+    }
+    let exe = dir.join("usetick");
+    if !exe.exists() {
+        let st = Command::new("gcc")
+            .args(["-O1", "-o"])
+            .arg(&exe)
+            .arg(progs.join("usetick.c"))
+            .arg(format!("-L{}", dir.display()))
+            .arg("-ltick")
+            .arg(format!("-Wl,-rpath,{}", dir.display()))
+            .status()
+            .unwrap();
+        assert!(st.success(), "building usetick");
+    }
+    (exe, lib)
+}
+
 /// A fresh directory for one test's images, on tmpfs when there is one.
 pub struct Workdir {
     pub path: PathBuf,
@@ -88,7 +119,6 @@ pub struct Workdir {
 
 impl Workdir {
     pub fn new(name: &str) -> Workdir {
-        static N: AtomicUsize = AtomicUsize::new(0);
         let base = std::env::var_os("CKPT_TEST_DIR").map(PathBuf::from).unwrap_or_else(|| {
             if Path::new("/dev/shm").is_dir() {
                 PathBuf::from("/dev/shm/ckpt-tests")
@@ -96,6 +126,17 @@ impl Workdir {
                 root().join("target/ckpt-tests/run")
             }
         });
+        Workdir::under(&base, name)
+    }
+
+    /// A fresh directory on the disk that holds the build (not tmpfs): for what only a disk
+    /// file system does, such as handing a deleted file's inode number to the next new file.
+    pub fn on_disk(name: &str) -> Workdir {
+        Workdir::under(&root().join("target/ckpt-tests/run"), name)
+    }
+
+    fn under(base: &Path, name: &str) -> Workdir {
+        static N: AtomicUsize = AtomicUsize::new(0);
         let path = base.join(format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();

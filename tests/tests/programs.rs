@@ -378,36 +378,6 @@ asyncio.run(main())
     assert!(lines.iter().all(|l| l.starts_with("got ")), "{lines:?}");
 }
 
-/// Builds libtick.so (with `step`) and usetick linked to it, in `dir`.
-fn build_tick(dir: &std::path::Path, step: u32) -> (std::path::PathBuf, std::path::PathBuf) {
-    let progs = root().join("tests/progs");
-    let lib = dir.join("libtick.so");
-    let tmp = dir.join("libtick.so.new");
-    let st = Command::new("gcc").args(["-O1", "-shared", "-fPIC", &format!("-DTICK_STEP={step}"), "-o"]).arg(&tmp).arg(progs.join("libtick.c")).status().unwrap();
-    assert!(st.success(), "building libtick");
-    if lib.exists() {
-        // Rewritten in place, as a careless update would: the same file (inode), other bytes.
-        std::fs::write(&lib, std::fs::read(&tmp).unwrap()).unwrap();
-        std::fs::remove_file(&tmp).unwrap();
-    } else {
-        std::fs::rename(&tmp, &lib).unwrap();
-    }
-    let exe = dir.join("usetick");
-    if !exe.exists() {
-        let st = Command::new("gcc")
-            .args(["-O1", "-o"])
-            .arg(&exe)
-            .arg(progs.join("usetick.c"))
-            .arg(format!("-L{}", dir.display()))
-            .arg("-ltick")
-            .arg(format!("-Wl,-rpath,{}", dir.display()))
-            .status()
-            .unwrap();
-        assert!(st.success(), "building usetick");
-    }
-    (exe, lib)
-}
-
 /// Libraries and program text the program never wrote are not copied into the image: restart
 /// maps them from their files again, so /proc/PID/maps names them; a library rewritten on disk
 /// after the checkpoint is refused by name (nothing runs), unless the image was made with

@@ -98,8 +98,9 @@ enum Command {
         /// that led only its process group always is): Ctrl-C and Ctrl-Z here reach it.
         #[arg(long)]
         foreground: bool,
-        /// Restore an image that another user owns or that others may write (refused by
-        /// default: restoring runs the image's code with your rights).
+        /// Restore an image (or base image) that another user owns or that others may write
+        /// (refused by default: restoring runs the image's code with your rights), from a copy
+        /// made before it is checked.
         #[arg(long)]
         trust_image: bool,
         /// Restore even though the checkpointed process still runs (refused by default: the

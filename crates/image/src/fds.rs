@@ -10,7 +10,10 @@ pub const LOST_PASSED_FDS: u64 = 1 << 63;
 pub const MAX_FD: i32 = 1 << 30;
 
 /// Bytes of a record before its path.
-pub const FD_RECORD_SIZE: usize = 112;
+pub const FD_RECORD_SIZE: usize = 128;
+
+/// In a record's flags: the file's birth time is known ([`FdRecord::birth`]).
+const HAS_BIRTH: u32 = 1;
 
 /// How many bytes before a log's size at the checkpoint its tail hash covers (see
 /// [`FdRecord::is_std_log`]).
@@ -114,6 +117,11 @@ pub struct FdRecord {
     /// ([`FdRecord::is_std_log`]) the [`log_tail_hash`] at `size` (0: none was taken, the file
     /// could not be read); 0 otherwise.
     pub aux: u64,
+    /// The file's owner (`st_uid`).
+    pub uid: u32,
+    /// When the file was made (`statx` birth time: seconds, nanoseconds), where its file system
+    /// keeps one.
+    pub birth: Option<(i64, u32)>,
 }
 
 impl FdRecord {
@@ -121,6 +129,13 @@ impl FdRecord {
     /// records its tail hash in `aux`, and the restart is lenient with it (see myrestart).
     pub fn is_std_log(&self) -> bool {
         (self.fd == 1 || self.fd == 2) && self.kind == FdKind::File && self.open_flags & 3 != 0
+    }
+
+    /// Whether `dev`, `ino`, born at `birth`, is the file the descriptor had open: the same
+    /// device and inode, and where both birth times are known, the same one (a file deleted
+    /// since may leave its inode number to a new file, born later).
+    pub fn is_same_file(&self, dev: u64, ino: u64, birth: Option<(i64, u32)>) -> bool {
+        (self.dev, self.ino) == (dev, ino) && !matches!((self.birth, birth), (Some(then), Some(now)) if then != now)
     }
 
     /// Whether the record carries saved bytes in the image (`blob_*`).
@@ -157,11 +172,15 @@ impl FdRecord {
         w.u64(self.blob_hash);
         w.u64(self.aux);
         w.u32(path_len as u32);
-        w.u32(0);
+        w.u32(self.uid);
+        let (sec, nsec) = self.birth.unwrap_or((0, 0));
+        w.u64(sec as u64);
+        w.u32(nsec);
+        w.u32(if self.birth.is_some() { HAS_BIRTH } else { 0 });
     }
 
     pub fn read<'a>(r: &mut Reader<'a>) -> Result<(FdRecord, &'a [u8]), ImageError> {
-        let rec = FdRecord {
+        let mut rec = FdRecord {
             fd: r.u32()? as i32,
             kind: FdKind::from_u32(r.u32()?)?,
             open_flags: r.u32()?,
@@ -178,12 +197,19 @@ impl FdRecord {
             blob_len: r.u64()?,
             blob_hash: r.u64()?,
             aux: r.u64()?,
+            uid: 0,
+            birth: None,
         };
         if !(0..MAX_FD).contains(&rec.fd) || rec.same_as >= rec.fd || rec.same_as < -1 {
             return Err(ImageError::Malformed("bad descriptor number"));
         }
         let len = r.u32()? as usize;
-        r.skip(4)?;
+        rec.uid = r.u32()?;
+        let (sec, nsec, flags) = (r.u64()? as i64, r.u32()?, r.u32()?);
+        if flags & !HAS_BIRTH != 0 || nsec >= 1_000_000_000 {
+            return Err(ImageError::Malformed("bad descriptor record"));
+        }
+        rec.birth = (flags & HAS_BIRTH != 0).then_some((sec, nsec));
         let path = r.bytes(len)?;
         r.align(8)?;
         Ok((rec, path))

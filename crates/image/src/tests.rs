@@ -386,7 +386,7 @@ fn rejects_unknown_kinds_by_name() {
     let fd = |kind: FdKind, blob_offset: u64| {
         let rec = FdRecord {
             fd: 5, kind, open_flags: 0, fd_flags: 0, offset: 0, same_as: -1, mode: 0o100644, dev: 1, ino: 2, size: 3,
-            mtime_sec: 0, mtime_nsec: 0, blob_offset, blob_len: 3, blob_hash: hash(b"abc"), aux: 0,
+            mtime_sec: 0, mtime_nsec: 0, blob_offset, blob_len: 3, blob_hash: hash(b"abc"), aux: 0, uid: 0, birth: None,
         };
         let mut v = vec![0u8; FdRecord::encoded_len(4)];
         rec.write(&mut Writer::new(&mut v), b"/a/b");
@@ -423,7 +423,7 @@ fn rejects_a_state_note_of_the_wrong_size() {
 fn fd_records_are_updated_in_place() {
     let rec = FdRecord {
         fd: 7, kind: FdKind::Deleted, open_flags: 2, fd_flags: 1, offset: 9, same_as: -1, mode: 0o100600, dev: 1, ino: 2,
-        size: 10, mtime_sec: 3, mtime_nsec: 4, blob_offset: 0, blob_len: 0, blob_hash: 0, aux: 5,
+        size: 10, mtime_sec: 3, mtime_nsec: 4, blob_offset: 0, blob_len: 0, blob_hash: 0, aux: 5, uid: 1000, birth: Some((6, 7)),
     };
     let mut desc = vec![0u8; FdRecord::encoded_len(5) * 2];
     let mut w = Writer::new(&mut desc);
@@ -440,6 +440,29 @@ fn fd_records_are_updated_in_place() {
     let back: Vec<_> = crate::fds::records(&desc).map(Result::unwrap).collect();
     assert_eq!(back[0].0, FdRecord { blob_offset: 4096, blob_len: 10, blob_hash: 99, ..rec });
     assert_eq!((back[1].0.fd, back[1].1), (8, &b"/tmp2"[..]));
+}
+
+#[test]
+fn a_file_is_the_same_only_with_the_birth_time_it_had() {
+    let rec = FdRecord {
+        fd: 3, kind: FdKind::File, open_flags: 0, fd_flags: 0, offset: 0, same_as: -1, mode: 0o100644, dev: 1, ino: 2,
+        size: 10, mtime_sec: 3, mtime_nsec: 4, blob_offset: 0, blob_len: 0, blob_hash: 0, aux: 0, uid: 1000, birth: Some((6, 7)),
+    };
+    assert!(rec.is_same_file(1, 2, Some((6, 7))));
+    assert!(!rec.is_same_file(1, 2, Some((6, 8))), "a new file with the old one's inode number");
+    assert!(!rec.is_same_file(1, 3, Some((6, 7))));
+    assert!(rec.is_same_file(1, 2, None), "a file system without birth times: device and inode it is");
+    assert!(FdRecord { birth: None, ..rec }.is_same_file(1, 2, Some((9, 9))));
+    // Round trip, and a record with flags this version does not know, or a bad birth time.
+    let mut v = vec![0u8; FdRecord::encoded_len(2)];
+    rec.write(&mut Writer::new(&mut v), b"/a");
+    assert_eq!(crate::fds::records(&v).next().unwrap().unwrap(), (rec, &b"/a"[..]));
+    let flags_at = crate::fds::FD_RECORD_SIZE - 4;
+    let mut bad = v.clone();
+    bad[flags_at] = 3;
+    assert_eq!(crate::fds::records(&bad).next().unwrap().map(|(r, _)| r), Err(ImageError::Malformed("bad descriptor record")));
+    FdRecord { birth: Some((6, 1_000_000_000)), ..rec }.write(&mut Writer::new(&mut bad), b"/a");
+    assert_eq!(crate::fds::records(&bad).next().unwrap().map(|(r, _)| r), Err(ImageError::Malformed("bad descriptor record")));
 }
 
 #[test]
@@ -962,7 +985,7 @@ fn a_standalone_copy_takes_its_pages_in_from_the_base() {
     let saved = b"the contents of a deleted file".to_vec();
     let fd = FdRecord {
         fd: 3, kind: FdKind::Deleted, open_flags: 2, fd_flags: 0, offset: 0, same_as: -1, mode: 0o100600, dev: 1, ino: 2, size: saved.len() as u64,
-        mtime_sec: 0, mtime_nsec: 0, blob_offset: blob_at, blob_len: saved.len() as u64, blob_hash: hash(&saved), aux: 0,
+        mtime_sec: 0, mtime_nsec: 0, blob_offset: blob_at, blob_len: saved.len() as u64, blob_hash: hash(&saved), aux: 0, uid: 0, birth: None,
     };
     d.fds = vec![0u8; FdRecord::encoded_len(4)];
     fd.write(&mut Writer::new(&mut d.fds), b"/x/y");

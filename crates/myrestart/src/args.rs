@@ -26,8 +26,9 @@ Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes 
   --foreground     give a process tree whose root led its own session to this terminal's job
                    too (a root that led only its process group always joins it): Ctrl-C and
                    Ctrl-Z here reach the tree; myrestart stops with it and goes on with `fg`
-  --trust-image    restore an image that another user owns or that others may write (refused
-                   by default: restoring runs the image's code with your rights)
+  --trust-image    restore an image (or base image) that another user owns or that others
+                   may write (refused by default: restoring runs the image's code with your
+                   rights), from a copy made before it is checked
   --allow-running  restore even though the checkpointed process still runs (refused by
                    default: two copies would share its files and write over each other)
   --keep-logs      leave stdout and stderr log files (opened to append) as they are; by

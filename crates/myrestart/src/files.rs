@@ -3,13 +3,20 @@
 //! numbers above all the target's. After it, [`install`] puts each at its old number.
 //!
 //! What counts as safe (also in docs/guide.md):
+//! - a path is opened without following symbolic links ([`open_recorded`]): the checkpoint's
+//!   path had none, so one there now was put there since, and is refused;
 //! - a regular file must still exist and be at least as long as the saved offset (the refusal
-//!   says what lets the restart go on); a file that was replaced (another inode) is used with a
+//!   says what lets the restart go on); a file that was the restarting user's own and is
+//!   another user's now is refused (`myrestart::trust::taken_over`); one that was replaced
+//!   otherwise (another inode, or the old inode number with another birth time) is used with a
 //!   warning; other changes are the user's business;
 //! - except the program's stdout and stderr in a regular file (a log): truncated or gone, the
-//!   output goes on at its end or in a new file; appended to and only grown since, it is cut
-//!   back to its length at the checkpoint, at the point of no return ([`plan_cut`]);
-//! - a file mapped `MAP_SHARED` must still exist and cover the mapped range;
+//!   output goes on at its end or in a new file (made exclusively, never through a link);
+//!   appended to and only grown since, it is cut back to its length at the checkpoint, at the
+//!   point of no return ([`plan_cut`]);
+//! - a file mapped `MAP_SHARED` must still exist and cover the mapped range; a program or
+//!   library mapped privately must be the file it was, and is copied first if others could
+//!   change it (`myrestart::trust`);
 //! - deleted files come back from their saved contents as new unlinked files;
 //! - stdin/stdout/stderr on a terminal, pipe or socket are myrestart's own;
 //! - pipes come back with the bytes that were in them (an end that was outside the process is
@@ -208,7 +215,7 @@ fn plan_cut(rec: &FdRecord, src: i32, p: &mut Plan) {
     let Some(l) = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", src as u64, b"") else { return };
     let Ok(fd) = rustix::fs::open(l, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) else { return };
     let Ok(st) = rustix::fs::fstat(&fd) else { return };
-    if (st.st_dev, st.st_ino) != (rec.dev, rec.ino) || st.st_size as u64 <= rec.size {
+    if !rec.is_same_file(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) || st.st_size as u64 <= rec.size {
         return;
     }
     let mut buf = [0u8; 4096];
@@ -296,6 +303,33 @@ fn move_down(fd: BorrowedFd, mut from: u64, to: u64, mut at: u64) -> Result<u64,
     Ok(at)
 }
 
+/// Opens a path the checkpoint recorded. It is the kernel's own name for the file (from
+/// `/proc`), with every symbolic link resolved, so a symbolic link on it now was put there
+/// since: it is not followed (the open fails with `ELOOP`), since one planted in a shared
+/// directory such as /tmp would lead the program, with the restarting user's rights, to
+/// another file, or make one where the link points.
+fn open_recorded(path: &CStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+    match rustix::fs::openat2(rustix::fs::CWD, path, flags, mode, rustix::fs::ResolveFlags::NO_SYMLINKS) {
+        // Before Linux 5.6: the last component at least.
+        Err(Errno::NOSYS) => rustix::fs::open(path, flags | OFlags::NOFOLLOW, mode),
+        other => other,
+    }
+}
+
+/// Why a recorded path did not open ([`open_recorded`]), in words.
+struct NotOpened(Errno);
+
+impl core::fmt::Display for NotOpened {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Errno::LOOP => f.write_str("a symbolic link is in its path now, where the checkpoint found none; it is not followed (remove it, or put the file back)"),
+            e => f.write_str(describe(e)),
+        }
+    }
+}
+
+/// A regular file, directory or device, opened again by its path (see the module's notes for
+/// what is refused, what warned about and what forgiven).
 fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32, acts: &mut Acts) -> Result<i32, ()> {
     let Some(c) = cpath(path, buf) else {
         refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path)));
@@ -309,7 +343,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     // that path, rather than no restart at all.
     let log = rec.is_std_log();
     let mut offset = rec.offset;
-    let fd = match rustix::fs::open(c, flags, Mode::empty()) {
+    let fd = match open_recorded(c, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) if log => return planned_log(image_path, rec, path, c, base, acts),
         // A file the kernel makes (/proc, /sys) that is not there now: a process's own
@@ -317,16 +351,14 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         // program's descriptor then reads as empty (/dev/null), rather than no restart at all.
         Err(e) if rec.kind == FdKind::File && (path.starts_with(b"/proc/") || path.starts_with(b"/sys/")) => {
             say!("myrestart: fd {}: {}: {}; the descriptor reads as empty after the restart", rec.fd, Lossy(path), describe(e));
-            let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
-            return park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))));
+            return reads_as_empty(image_path, rec, base);
         }
         Err(Errno::NOENT) if rec.kind == FdKind::File => {
             refuse(image_path, format_args!("fd {}: {} is gone since the checkpoint: {}", rec.fd, Lossy(path), GoOn(rec, path)));
             return Err(());
         }
         Err(e) => {
-            refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
+            refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), NotOpened(e)));
             return Err(());
         }
     };
@@ -345,14 +377,31 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
         }));
         return Err(());
     }
-    if rec.open_flags & k::O_NONBLOCK == 0 {
-        let _ = rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(rec.open_flags & REOPEN_FLAGS) & !OFlags::NONBLOCK);
-    }
     // A file of the kernel's (/proc, /sys, cgroups) has no real size: its contents are made
     // when read, so its offset is put back as far as it goes, and nothing is refused for it.
     let generated = rustix::fs::fstatfs(&fd).is_ok_and(|f| {
         matches!(f.f_type as u32, k::PROC_SUPER_MAGIC | k::SYSFS_MAGIC | k::CGROUP2_SUPER_MAGIC | k::CGROUP_SUPER_MAGIC)
     });
+    // Another user's file where the program had one of the restarting user's own is never
+    // given to it: in a shared directory it is what someone else put there, and the program
+    // would write it, or believe it, with our rights. Any other file now at the path is only
+    // named below, as replaced.
+    let me = rustix::process::geteuid().as_raw();
+    if myrestart::trust::taken_over(rec.uid, st.st_uid, me) {
+        if generated {
+            // Another user's process now has the PID whose /proc files these were.
+            say!("myrestart: fd {}: {} is another user's now; the descriptor reads as empty after the restart", rec.fd, Lossy(path));
+            return reads_as_empty(image_path, rec, base);
+        }
+        refuse(image_path, format_args!(
+            "fd {}: {} belongs to uid {} now, where the program had a file of yours (uid {}): another user's file is not given to it (remove it, or put the file back)",
+            rec.fd, Lossy(path), st.st_uid, rec.uid
+        ));
+        return Err(());
+    }
+    if rec.open_flags & k::O_NONBLOCK == 0 {
+        let _ = rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(rec.open_flags & REOPEN_FLAGS) & !OFlags::NONBLOCK);
+    }
     if rec.kind == FdKind::File && !generated {
         if log && (st.st_size as u64) < offset {
             say!(
@@ -367,7 +416,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             ));
             return Err(());
         }
-        if st.st_ino != rec.ino || st.st_dev != rec.dev {
+        if !rec.is_same_file(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: fd {}: {} was replaced since the checkpoint; using the file now at that path", rec.fd, Lossy(path));
         }
     }
@@ -400,7 +449,7 @@ fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], c: &CStr, base: i
         };
         let mut dbuf = [0u8; 4096];
         let unnamed = cpath(dir, &mut dbuf).ok_or(Errno::NAMETOOLONG).and_then(|d| {
-            let dir = rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+            let dir = open_recorded(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
             let how = (flags & !(OFlags::ACCMODE | OFlags::DIRECTORY | OFlags::PATH)) | OFlags::TMPFILE | OFlags::RDWR;
             Ok((rustix::fs::openat(&dir, c".", how, Mode::from_raw_mode(0o666))?, dir))
         });
@@ -408,7 +457,7 @@ fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], c: &CStr, base: i
             Ok((fd, dir)) => (fd, park(dir, base).map_err(cannot)?, What::NameLog),
             Err(_) => {
                 // Exclusive: never through a symlink, nor into a file put there meanwhile.
-                let fd = rustix::fs::open(c, flags | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(0o666)).map_err(cannot)?;
+                let fd = open_recorded(c, flags | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(0o666)).map_err(cannot)?;
                 say_new_log(rec.fd, path);
                 return park(fd, base).map_err(cannot);
             }
@@ -449,7 +498,7 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
         rustix::fs::fstat(held).map_err(cannot)?
     } else {
         let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC) | OFlags::CREATE | OFlags::EXCL;
-        let fd = rustix::fs::open(c, flags, Mode::from_raw_mode(0o666)).map_err(cannot)?;
+        let fd = open_recorded(c, flags, Mode::from_raw_mode(0o666)).map_err(cannot)?;
         let st = rustix::fs::fstat(&fd);
         // SAFETY: `a.fd` is the placeholder parked for this log, which the new file replaces.
         let put = unsafe { sys::dup3(fd.as_raw_fd(), a.fd, O_CLOEXEC) };
@@ -464,6 +513,14 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
     };
     say_new_log(a.target, c.to_bytes());
     Ok((st.st_dev, st.st_ino))
+}
+
+/// `/dev/null` for descriptor `rec`, parked: for a file of the kernel's that is not the one
+/// the program had.
+fn reads_as_empty(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+    let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
+    park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
 }
 
 /// What lets a restart go on when a regular file the program had open is gone or shorter than
@@ -590,7 +647,8 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
         return Err(());
     };
     let nb = OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let hold = rustix::fs::open(c, OFlags::RDWR | nb, Mode::empty()).map_err(|e| bad("opening it", e))?;
+    let opening = |e: Errno| refuse(image_path, format_args!("fd {} (FIFO {}): opening it: {}", rec.fd, Lossy(path), NotOpened(e)));
+    let hold = open_recorded(c, OFlags::RDWR | nb, Mode::empty()).map_err(opening)?;
     let st = rustix::fs::fstat(&hold).map_err(|e| bad("opening it", e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
         refuse(image_path, format_args!("fd {}: {} is no longer a FIFO", rec.fd, Lossy(path)));
@@ -598,7 +656,7 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
     }
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
     let mode = if reader { OFlags::RDONLY } else if rec.open_flags & k::O_ACCMODE == k::O_RDWR { OFlags::RDWR } else { OFlags::WRONLY };
-    let end = rustix::fs::open(c, mode | nb, Mode::empty()).map_err(|e| bad("opening it", e))?;
+    let end = open_recorded(c, mode | nb, Mode::empty()).map_err(opening)?;
     if rec.blob_len > 0 {
         fill_pipe(image_fd, rec.blob_offset, hold.as_fd(), rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
     }
@@ -810,28 +868,33 @@ fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i3
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
 }
 
-fn copy_from_image(image_fd: i32, mut from: u64, to: &OwnedFd, len: u64) -> Result<(), Errno> {
+/// Copies `len` bytes of the image from `from` to the start of `to`.
+fn copy_from_image(image_fd: i32, from: u64, to: &OwnedFd, len: u64) -> Result<(), Errno> {
     // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
-    let img = unsafe { BorrowedFd::borrow_raw(image_fd) };
-    let mut at = 0u64;
-    while at < len {
-        let want = (len - at).min(1 << 30) as usize;
-        match rustix::fs::copy_file_range(img, Some(&mut from), to, Some(&mut at), want) {
+    copy_range(unsafe { BorrowedFd::borrow_raw(image_fd) }, from, to.as_fd(), 0, len)
+}
+
+/// Copies `len` bytes of `src` from `from` into `to` at `at`; an error if `src` ends first.
+fn copy_range(src: BorrowedFd, mut from: u64, to: BorrowedFd, mut at: u64, len: u64) -> Result<(), Errno> {
+    let end = at + len;
+    while at < end {
+        let want = (end - at).min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut from), to, Some(&mut at), want) {
             Ok(0) => return Err(Errno::IO),
             Ok(_) => {}
             Err(Errno::INTR) => {}
-            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return copy_slowly(img, from, to, at, len),
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return copy_slowly(src, from, to, at, end),
             Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
-fn copy_slowly(img: BorrowedFd, mut from: u64, to: &OwnedFd, mut at: u64, len: u64) -> Result<(), Errno> {
+fn copy_slowly(src: BorrowedFd, mut from: u64, to: BorrowedFd, mut at: u64, end: u64) -> Result<(), Errno> {
     let mut buf = [0u8; 16384];
-    while at < len {
-        let want = ((len - at) as usize).min(buf.len());
-        let n = rustix::io::pread(img, &mut buf[..want], from)?;
+    while at < end {
+        let want = ((end - at) as usize).min(buf.len());
+        let n = rustix::io::pread(src, &mut buf[..want], from)?;
         if n == 0 {
             return Err(Errno::IO);
         }
@@ -843,6 +906,29 @@ fn copy_slowly(img: BorrowedFd, mut from: u64, to: &OwnedFd, mut at: u64, len: u
         at += n as u64;
     }
     Ok(())
+}
+
+/// A copy of a file that others could change (see `myrestart::trust`), to check and restore
+/// from instead: a memfd of `size` bytes holding `src`'s bytes from `from` to `to` at the same
+/// offsets (where `src` has holes, so does the copy). Nobody else can write it, so the bytes
+/// checked are the bytes the program gets. `exec`: it is to be mapped executable.
+pub(crate) fn private_copy(src: BorrowedFd, from: u64, to: u64, size: u64, name: &CStr, exec: bool) -> Result<OwnedFd, Errno> {
+    use rustix::fs::MemfdFlags;
+    let mut flags = MemfdFlags::CLOEXEC;
+    if exec {
+        // Where `vm.memfd_noexec` is set, a memfd is not executable unless asked; a kernel
+        // before 6.3 does not know the flag, and any memfd is.
+        flags |= MemfdFlags::EXEC;
+    }
+    let copy = match rustix::fs::memfd_create(name, flags) {
+        Err(Errno::INVAL) if exec => rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?,
+        other => other?,
+    };
+    rustix::fs::ftruncate(&copy, size)?;
+    for (s, e) in ckpt_sigsafe::extents::data_extents(src, from, to.min(size)) {
+        copy_range(src, s, copy.as_fd(), s, e - s)?;
+    }
+    Ok(copy)
 }
 
 /// `MAP_SHARED` file mappings are mapped from their files again, so the file must still cover
@@ -878,7 +964,9 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
 
 /// The file that private region `i` (code, a library, read-only data the program never wrote)
 /// maps again, checked to be the file it was: same inode, size and time, and the same bytes
-/// where the region maps it. Anything else is refused by name: the image holds no copy.
+/// where the region maps it. Anything else is refused by name: the image holds no copy. A file
+/// that others could change (`myrestart::trust`) is not mapped itself: the bytes the region
+/// maps are copied first, and the copy is checked and mapped.
 fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
     let Some(m) = image.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i) else {
         refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it"));
@@ -894,8 +982,8 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
             Lossy(r.name)
         ));
     };
-    let fd = rustix::fs::open(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
-        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {} (the image names it instead of holding a copy)", Lossy(r.name), describe(e))))?;
+    let fd = open_recorded(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
+        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {} (the image names it instead of holding a copy)", Lossy(r.name), NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_ino != r.record.inode {
         changed("it is another file now");
@@ -905,6 +993,17 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
         changed("its size or modification time differ");
         return Err(());
     }
+    let me = rustix::process::geteuid().as_raw();
+    let fd = if myrestart::trust::doubt(st.st_uid, st.st_mode, me, true).is_some() {
+        let (from, to) = (r.record.file_offset, r.record.file_offset.saturating_add(r.record.size()));
+        let name = r.name.rsplit(|&c| c == b'/').next().unwrap_or(b"");
+        let mut nbuf = [0u8; 4096];
+        let name = cpath(&name[..name.len().min(240)], &mut nbuf).unwrap_or(c"ckpt-copy");
+        private_copy(fd.as_fd(), from, to, m.size, name, r.record.prot & 4 != 0)
+            .map_err(|e| refuse(image_path, format_args!("mapped file {}: copying it (others may change it): {}", Lossy(r.name), describe(e))))?
+    } else {
+        fd
+    };
     // The bytes the region maps, hashed as the checkpoint hashed them.
     let read = |at: u64, into: &mut [u8]| loop {
         match rustix::io::pread(&fd, &mut *into, at) {
@@ -928,8 +1027,8 @@ fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf:
     };
     let flags = if r.record.prot & 2 != 0 { OFlags::RDWR } else { OFlags::RDONLY };
     // Non-blocking, so that a path that is now a FIFO cannot hang the restart.
-    let fd = rustix::fs::open(c, flags | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
-        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
+    let fd = open_recorded(c, flags | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
+        .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         refuse(image_path, format_args!("mapped file {} is no longer a regular file", Lossy(r.name)));

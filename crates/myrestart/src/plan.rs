@@ -17,7 +17,7 @@ use ckpt_sigsafe::say;
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use crate::files;
-use rustix::fd::AsRawFd;
+use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -307,6 +307,28 @@ pub fn plan_in_copy(base: usize, copy_base: usize) -> usize {
     PLAN.0.get() as usize - base + copy_base
 }
 
+/// The image, or a base of it (`what`), whose code runs with our rights: like ssh with its
+/// keys, only a file that is ours and that nobody else may write is trusted without being told
+/// (`myrestart::trust`). One that others could change is refused, or with `--trust-image` read
+/// from a copy of our own made now, before anything of it is checked: the restore then reads
+/// the program's memory from the copy (as `--eager` does) instead of mapping it, so that what
+/// was checked is what the program gets. Returns the descriptor to read the file through.
+fn trusted(path: &CStr, what: &dyn core::fmt::Display, fd: OwnedFd, st: &rustix::fs::Stat, trust: bool, p: &mut Plan) -> Result<OwnedFd, ()> {
+    let me = rustix::process::geteuid().as_raw();
+    let Some(doubt) = myrestart::trust::doubt(st.st_uid, st.st_mode, me, false) else { return Ok(fd) };
+    if !trust {
+        refuse(path, format_args!(
+            "{what} {doubt} (uid {}, mode {:o}); restoring it would run its code as you: give --trust-image if you mean it",
+            st.st_uid, st.st_mode & 0o7777
+        ));
+        return Err(());
+    }
+    say!("myrestart: {}: {what} {doubt}; restoring it anyway (--trust-image), from a copy made now", Lossy(path.to_bytes()));
+    p.eager = true;
+    let len = st.st_size as u64;
+    files::private_copy(fd.as_fd(), 0, len, len, c"ckpt-image", false).map_err(|e| refuse(path, format_args!("{what}: copying it: {}", describe(e))))
+}
+
 /// Reports a refusal for the image at `path`.
 fn refuse(path: &CStr, what: core::fmt::Arguments) {
     say!("myrestart: {}: {}", Lossy(path.to_bytes()), what);
@@ -340,18 +362,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         refuse(path, format_args!("not a regular file"));
         return Err(());
     }
-    // Restoring an image runs its code with our rights: like ssh with its keys, only an image
-    // that is ours and that nobody else may write is trusted without being told.
-    let me = rustix::process::geteuid().as_raw();
-    let others_write = st.st_mode & 0o022 != 0;
-    if st.st_uid != me || others_write {
-        let why = if st.st_uid != me { "is owned by another user" } else { "may be written by other users" };
-        if !opts.trust_image {
-            refuse(path, format_args!("the image {why} (uid {}, mode {:o}); restoring it would run its code as you: give --trust-image if you mean it", st.st_uid, st.st_mode & 0o7777));
-            return Err(());
-        }
-        say!("myrestart: {}: the image {why}; restoring it anyway (--trust-image)", Lossy(path.to_bytes()));
-    }
+    let fd = trusted(path, &"the image", fd, &st, opts.trust_image, p)?;
     let file_len = st.st_size as u64;
     p.file_len = file_len;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
@@ -467,7 +478,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         let moved = rustix::io::fcntl_dupfd_cloexec(unsafe { rustix::fd::BorrowedFd::borrow_raw(n) }, fd_base);
         p.status = moved.map(rustix::fd::IntoRawFd::into_raw_fd).map_err(|e| refuse(path, format_args!("--status-fd {n}: {}", describe(e))))?;
     }
-    open_bases(path, &image, p, opts.verify)?;
+    open_bases(path, &image, p, opts.verify, opts.trust_image)?;
     if p.ntree > 0 {
         files::pool(path, p)?;
         // The root's state again (the pool read the others'); its plan, like every process's,
@@ -524,9 +535,10 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
 /// Opens and checks the base images an incremental image names, before anything changes: each
 /// must be in the image's directory under its name, be the very image it was built on (its
 /// identity, length and header checksum), hold the pages each run names in its own bytes, and
-/// (unless `--no-verify`) have those regions' bytes match their hashes. Any failure names the
-/// base. Their descriptors are parked in `p.bases`.
-fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool) -> Result<(), ()> {
+/// (unless `--no-verify`) have those regions' bytes match their hashes, and be trusted as the
+/// image is ([`trusted`]). Any failure names the base. Their descriptors are parked in
+/// `p.bases`.
+fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: bool) -> Result<(), ()> {
     let Some(chain) = image.chain() else { return Ok(()) };
     let chain = chain.map_err(|e| refuse(path, format_args!("{e}")))?;
     let dir_len = path.to_bytes().iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
@@ -558,6 +570,7 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool) -> Result<
             rewritten();
             return Err(());
         }
+        let fd = trusted(path, &format_args!("base image {name}"), fd, &st, trust, p)?;
         static mut BASE_STATE: ProcessState = ProcessState::ZERO;
         // SAFETY: myrestart is single-threaded and this is the only use of the static.
         let state = unsafe { &mut *core::ptr::addr_of_mut!(BASE_STATE) };

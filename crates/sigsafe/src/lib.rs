@@ -9,6 +9,7 @@
 pub mod cpu;
 pub mod errno;
 pub mod extents;
+pub mod fileid;
 
 /// The longest key file: more is refused, so that every reader derives the key from the
 /// same bytes.

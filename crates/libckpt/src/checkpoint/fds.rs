@@ -177,6 +177,10 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
             blob_len: if matches!(kind, FdKind::Deleted | FdKind::MemFd) { st.st_size as u64 } else { blob_len },
             blob_hash: 0,
             aux,
+            // Who owns the file, and when it was made: a restart that finds another file at
+            // its path (a new one may even have its inode number) knows it is not this one.
+            uid: st.st_uid,
+            birth: if matches!(kind, FdKind::File | FdKind::Directory | FdKind::Device) { ckpt_sigsafe::fileid::birth_time(bfd) } else { None },
         };
         if rec.is_std_log() {
             rec.aux = log_tail_hash(fd, rec.size, parts.text);
