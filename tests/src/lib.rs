@@ -711,13 +711,38 @@ pub fn two_image_chain(name: &str) -> (Workdir, PathBuf, PathBuf) {
 }
 
 
+/// Says that `test` is skipped, and why, where it cannot fail unseen: on stderr, and as a line
+/// of `target/ckpt-tests/skipped`, which `make test` counts and prints after the tests (a
+/// skipped test passes in cargo's own count).
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    eprintln!("{test}: skipped: {why}");
+    let dir = root().join("target/ckpt-tests");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("skipped")) {
+        let _ = writeln!(f, "{test}: {why}");
+    }
+}
+
 /// Whether this test can act as two users (root, with `setpriv` to become another); if not, it
-/// says that `test` is skipped, and why.
+/// is [`skip`]ped.
 pub fn can_be_another_user(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
-    let able = unsafe { libc::geteuid() } == 0 && Command::new("setpriv").arg("--version").output().is_ok();
+    let able = unsafe { libc::geteuid() } == 0 && Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
     if !able {
-        eprintln!("{test}: skipped: needs root and setpriv, to be another user");
+        skip(test, "needs root and setpriv, to be another user");
+    }
+    able
+}
+
+/// Whether this test may mount a small tmpfs in a private mount namespace, to fill a disk
+/// (root, `unshare` and `nsenter`: CI has them); if not, it is [`skip`]ped.
+pub fn can_fill_a_disk(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let able = root && Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success()) && Command::new("nsenter").arg("--version").output().is_ok();
+    if !able {
+        skip(test, "it mounts a tmpfs in a private mount namespace, which needs root, unshare and nsenter");
     }
     able
 }

@@ -2,7 +2,8 @@
 //! inspect, periodic checkpoints with generations, and its refusals.
 
 use ckpt_tests::*;
-use std::process::Command;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn ckpt_cmd(args: &[&str]) -> Command {
@@ -250,15 +251,47 @@ fn refuses_static_programs_and_processes_without_the_library() {
     assert!(String::from_utf8_lossy(&ckpt_cmd(&["--version"]).output().unwrap().stdout).starts_with("ckpt "));
 }
 
+/// Children inherit `LD_PRELOAD` and the settings `ckpt run` gives the program, but only the
+/// program takes periodic checkpoints: while a child runs through two more intervals, the
+/// image is replaced by the program's, and no child writes an image of its own (`IMAGE-PID`).
 #[test]
 fn programs_run_by_the_program_do_not_take_periodic_checkpoints() {
     let wd = Workdir::new("cli-children");
     let img = wd.image();
-    // The shell waits for its own first periodic checkpoint, then runs a child through more
-    // checkpoint intervals; the child inherits LD_PRELOAD but must not write images.
-    let script = format!("while [ ! -e '{}' ]; do sleep 0.05; done; sleep 2.2; echo done", img.display());
-    let out = ckpt_cmd(&["run", "--interval", "1", "--image", img.to_str().unwrap(), "--", "sh", "-c", &script]).output().unwrap();
+    let (started, stop) = (wd.path.join("started"), wd.path.join("stop"));
+    // The shell waits for its own first periodic checkpoint, then runs a child (another sh,
+    // itself running `sleep`s) until the test says stop.
+    let script = format!(
+        "while [ ! -e '{img}' ]; do sleep 0.05; done; sh -c 'touch {started}; while [ ! -e {stop} ]; do sleep 0.05; done'; echo done",
+        img = img.display(),
+        started = started.display(),
+        stop = stop.display()
+    );
+    let run = ckpt_cmd(&["run", "--interval", "0.3", "--image", img.to_str().unwrap(), "--", "sh", "-c", &script]).stdout(Stdio::piped()).spawn().unwrap();
+    wait_for_path(&started, LONG, "the child starting");
+    // Two more periodic images while the child runs (each is renamed into place: a new inode).
+    let mut seen = vec![std::fs::metadata(&img).unwrap().ino()];
+    let deadline = Instant::now() + LONG;
+    while seen.len() < 3 {
+        assert!(Instant::now() < deadline, "no periodic checkpoints while the child ran");
+        if let Ok(m) = std::fs::metadata(&img) {
+            if !seen.contains(&m.ino()) {
+                seen.push(m.ino());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(&stop, "").unwrap();
+    let out = run.wait_with_output().unwrap();
     assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    let name = img.file_name().unwrap().to_str().unwrap().to_string();
+    let others: Vec<String> = std::fs::read_dir(&wd.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{name}-")))
+        .collect();
+    assert!(others.is_empty(), "a child wrote an image of its own: {others:?}");
     let json = ckpt_cmd(&["inspect", "--json", img.to_str().unwrap()]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["program"], "sh", "the image was written by another process than the one ckpt ran");

@@ -114,7 +114,7 @@ fn new_ids_with_a_warning_where_user_namespaces_are_refused() {
     let wd = Workdir::new("ids-refused");
     let pid = checkpointed_ids(&wd, "20");
     if !Command::new("unshare").args(["-Ur", "true"]).status().is_ok_and(|s| s.success()) {
-        eprintln!("new_ids_with_a_warning_where_user_namespaces_are_refused: skipped: no user namespaces here at all");
+        skip("new_ids_with_a_warning_where_user_namespaces_are_refused", "no user namespaces here at all");
         return;
     }
     // Inside a user namespace whose limit on further user namespaces is 0, and without

@@ -100,10 +100,7 @@ fn a_job_that_crashed_after_a_checkpoint_prints_no_line_twice() {
 /// line, and the next start restarts from the previous image. Needs root for the mount.
 #[test]
 fn job_whose_last_checkpoint_fails_goes_on_from_the_previous_image() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root || !Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success()) || Command::new("nsenter").arg("--version").output().is_err() {
-        eprintln!("job_whose_last_checkpoint_fails_goes_on_from_the_previous_image: skipped: it mounts a tmpfs in a private mount namespace, which needs root and nsenter (CI has both)");
+    if !can_fill_a_disk("job_whose_last_checkpoint_fails_goes_on_from_the_previous_image") {
         return;
     }
     let wd = Workdir::new("job-full");

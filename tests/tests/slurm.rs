@@ -165,12 +165,12 @@ struct Job {
 #[ignore = "`make test` runs it in the background beside the others (about three and a half minutes)"]
 fn batch_job_outlives_its_time_limit_through_preemptions_and_requeues() {
     if let Some(p) = slurm_missing() {
-        eprintln!("batch_job_outlives_its_time_limit_through_preemptions_and_requeues: skipped: {p} is not installed (apt-get install slurmctld slurmd slurm-client munge)");
+        skip("batch_job_outlives_its_time_limit_through_preemptions_and_requeues", &format!("{p} is not installed (apt-get install slurmctld slurmd slurm-client munge)"));
         return;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("batch_job_outlives_its_time_limit_through_preemptions_and_requeues: skipped: slurmd runs jobs as their users only as root (CI runs as root)");
+        skip("batch_job_outlives_its_time_limit_through_preemptions_and_requeues", "slurmd runs jobs as their users only as root");
         return;
     }
     let wd = Workdir::new("slurm");

@@ -290,7 +290,7 @@ fn restart_stopped_stops_every_thread() {
 #[test]
 fn node_set_interval() {
     if Command::new("node").arg("--version").output().is_err() {
-        eprintln!("node_set_interval: skipped: node is not installed");
+        skip("node_set_interval", "node is not installed");
         return;
     }
     let wd = Workdir::new("node");

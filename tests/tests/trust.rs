@@ -12,16 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Whether this run can act as another user; says why not if it cannot.
-fn two_users(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let ok = unsafe { libc::geteuid() } == 0 && Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("{test}: skipped: needs root and setpriv, to act as another user");
-    }
-    ok
-}
-
 /// Runs `args` as `nobody` and checks that it worked.
 fn as_nobody(args: &[&str]) {
     let out = Command::new("setpriv").args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]).args(args).output().unwrap();
@@ -113,7 +103,7 @@ const PWNED: &str = "PWNED!!!";
 /// reach it.
 #[test]
 fn a_base_others_may_write_is_refused_and_never_read_after_its_check() {
-    if !two_users("a_base_others_may_write_is_refused_and_never_read_after_its_check") {
+    if !can_be_another_user("a_base_others_may_write_is_refused_and_never_read_after_its_check") {
         return;
     }
     let (wd, newest, base) = two_image_chain("trust-base");
@@ -147,7 +137,7 @@ fn a_base_others_may_write_is_refused_and_never_read_after_its_check() {
 /// touched.
 #[test]
 fn an_image_trusted_though_others_may_write_it_is_never_read_after_its_check() {
-    if !two_users("an_image_trusted_though_others_may_write_it_is_never_read_after_its_check") {
+    if !can_be_another_user("an_image_trusted_though_others_may_write_it_is_never_read_after_its_check") {
         return;
     }
     let wd = Workdir::new("trust-image");
@@ -179,7 +169,7 @@ fn an_image_trusted_though_others_may_write_it_is_never_read_after_its_check() {
 /// into the file afterwards does not become the program's code.
 #[test]
 fn a_library_others_may_write_is_copied_when_checked() {
-    if !two_users("a_library_others_may_write_is_copied_when_checked") {
+    if !can_be_another_user("a_library_others_may_write_is_copied_when_checked") {
         return;
     }
     let wd = Workdir::new("trust-library");
@@ -211,7 +201,7 @@ fn a_library_others_may_write_is_copied_when_checked() {
 /// untouched and none is made. With the link gone, the log is made again at its path.
 #[test]
 fn a_log_replaced_by_a_symbolic_link_is_not_followed() {
-    if !two_users("a_log_replaced_by_a_symbolic_link_is_not_followed") {
+    if !can_be_another_user("a_log_replaced_by_a_symbolic_link_is_not_followed") {
         return;
     }
     let wd = Workdir::new("trust-log-link");
@@ -266,7 +256,7 @@ fn input_gone(wd: &Workdir, dir: &Path) -> (PathBuf, String, u64) {
 /// another user's file.
 #[test]
 fn another_users_file_at_a_data_files_path_is_refused() {
-    if !two_users("another_users_file_at_a_data_files_path_is_refused") {
+    if !can_be_another_user("another_users_file_at_a_data_files_path_is_refused") {
         return;
     }
     let wd = Workdir::on_disk("trust-owner");

@@ -121,18 +121,6 @@ fn job_that_fails_moves_its_images_aside() {
     assert!(read(&err).matches("yet: starting").count() == 2, "{}", read(&err));
 }
 
-/// Whether this test may mount a small tmpfs in a private mount namespace (root, unshare and
-/// nsenter: CI has them).
-fn can_fill_a_disk(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let ok = root && Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success()) && Command::new("nsenter").arg("--version").output().is_ok();
-    if !ok {
-        eprintln!("{test}: skipped: it mounts a tmpfs in a private mount namespace, which needs root and nsenter");
-    }
-    ok
-}
-
 /// A process that keeps a private mount namespace with a 1 MiB tmpfs at `small`; the prefix
 /// that runs a command in it (with images that carry their libraries, so none fits).
 fn full_disk(small: &Path) -> (Proc, Vec<String>) {
