@@ -156,6 +156,9 @@ fn a_child_never_replaces_its_parents_image() {
     unsafe { libc::kill(child as i32, libc::SIGUSR2) };
     let own = wd.path.join(format!("myckpt-{child}"));
     wait_for_path(&own, LONG, "the image of the child");
+    // Its writer ends just after the rename; the parent's checkpoint (of its tree, the child
+    // included) would meet the child still writing and be refused.
+    wait_writers_gone(&image, Instant::now() + LONG);
     assert!(!image.exists(), "the child wrote the parent's image");
     // The parent's own checkpoint still goes to the image path.
     parent.checkpoint(&image, LONG);
