@@ -41,7 +41,7 @@ Environment of the program (ckpt run sets them from its options; read when the p
   CKPT_IMAGE=PATH          where the image goes (default: myckpt where the program started)
   CKPT_SIGNAL=SIG          the checkpoint signal (default USR2)
   CKPT_INTERVAL=SECS       also a checkpoint every SECS seconds (fractions allowed)
-  CKPT_KEEP=N              keep N older images, IMAGE.1 ... IMAGE.N
+  CKPT_KEEP=N              keep N older images, IMAGE.1 ... IMAGE.N (N at most 99)
   CKPT_INCREMENTAL=N       images in an incremental chain (default 8; 0: every image full)
   CKPT_SYNC=1              write images with the program stopped, not in a forked writer
   CKPT_COMPRESS=lz4        compress memory in images
