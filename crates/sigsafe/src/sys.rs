@@ -246,12 +246,19 @@ pub fn is_epoll_target(pid: u32, fd: i32, epfd: i32, tfd: i32) -> bool {
     r == 0
 }
 
-/// `kcmp(pid, pid, KCMP_FILE, a, b) == 0`: descriptors `a` and `b` of process `pid` share one
-/// open file description (one was `dup`ed from the other). False if unknown.
-pub fn same_open_file(pid: u32, a: i32, b: i32) -> bool {
+/// How the open file descriptions of descriptors `a` and `b` of process `pid` compare in the
+/// kernel's own order (`kcmp(KCMP_FILE)`: `Equal` when they are one description, one `dup`ed
+/// from the other). The order is total and stable while both stay open, so descriptions can be
+/// kept sorted and searched. `None` if unknown (no kcmp, or a descriptor is not open).
+pub fn compare_open_files(pid: u32, a: i32, b: i32) -> Option<core::cmp::Ordering> {
     // SAFETY: kcmp only compares kernel objects; no memory is passed.
     let r = unsafe { syscall6(nr::KCMP, pid as usize, pid as usize, KCMP_FILE, a as usize, b as usize, 0) };
-    r == 0
+    match r {
+        0 => Some(core::cmp::Ordering::Equal),
+        1 => Some(core::cmp::Ordering::Less),
+        2 => Some(core::cmp::Ordering::Greater),
+        _ => None,
+    }
 }
 
 
