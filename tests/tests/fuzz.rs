@@ -14,7 +14,7 @@ use ckpt_image::bytes::{Reader, Writer};
 use ckpt_image::elf::{Phdr, EHDR_SIZE, PHDR_SIZE};
 use ckpt_image::note::Notes;
 use ckpt_image::region::{RegionRecord, HEADER_SIZE, RECORD_SIZE, RF_HAS_DATA};
-use ckpt_image::{Image, ProcessState, ThreadState, CKPT_NOTE_NAME, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TREE};
+use ckpt_image::{Image, ProcessState, ThreadState, CKPT_NOTE_NAME, NT_CKPT_FDS, NT_CKPT_IGNORABLE, NT_CKPT_ORIGIN, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TREE};
 use ckpt_tests::*;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -315,6 +315,41 @@ fn crafted_images_are_refused_before_anything_changes() {
     assert!(run.stderr.contains("hole"), "{}", run.stderr);
     assert!(started.elapsed() < Duration::from_secs(1), "took {:?} to refuse", started.elapsed());
     inspect_survives(&path);
+}
+
+/// An image that holds a note of a later version (here: its origin note, given a type this
+/// version does not know) restores when the type says an older reader may ignore it, and is
+/// refused by name before anything changes when it does not (the compatibility rule in
+/// docs/image-format.md).
+#[test]
+fn a_note_of_a_later_version_is_ignored_or_refused_as_its_type_says() {
+    let wd = Workdir::new("later-note");
+    let good = counter_image(&wd);
+    let reference = reference_run({
+        let mut c = Command::new(prog("counter", &[]));
+        c.args(["12", "5000"]);
+        c
+    }, LONG);
+    for (ty, restores) in [(0x434b_0000 | NT_CKPT_IGNORABLE | 0x77, true), (0x434b_0077, false)] {
+        let mut img = good.clone();
+        // A note: namesz, descsz, type, then the name ("CKPT\0", padded to 8), then the descriptor.
+        let (at, _) = img.note(NT_CKPT_ORIGIN, 0);
+        img.bytes[at - 12..at - 8].copy_from_slice(&u32::to_le_bytes(ty));
+        img.seal();
+        let path = wd.path.join(format!("note-{ty:x}"));
+        img.save(&path);
+        let run = run_restart(&path);
+        if restores {
+            assert_eq!(run.code, Some(0), "{ty:#x}: {}", run.stderr);
+            let lines: Vec<&str> = run.stdout.lines().collect();
+            assert!(!lines.is_empty() && reference.ends_with(&lines.iter().map(|l| l.to_string()).collect::<Vec<_>>()), "{ty:#x}: {lines:?}");
+        } else {
+            assert_eq!(run.code, Some(2), "{ty:#x}: {}", run.stderr);
+            assert!(run.stderr.contains("made by a newer ckpt"), "{}", run.stderr);
+            assert!(run.stdout.is_empty());
+        }
+        inspect_survives(&path);
+    }
 }
 
 /// A small deterministic generator (xorshift), so that a failing case can be run again.

@@ -83,6 +83,9 @@ impl<'a> Image<'a> {
             if note.name == CKPT_NOTE_NAME && note.n_type == NT_CKPT_REGIONS {
                 regions_desc = note.desc;
             }
+            if note.name == CKPT_NOTE_NAME && !crate::note_type_understood(note.n_type) {
+                return Err(ImageError::NewerNote(note.n_type));
+            }
         }
         let mut r = Reader::new(regions_desc);
         let count = r.u32().map_err(|_| ImageError::Malformed("no region table"))? as usize;

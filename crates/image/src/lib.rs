@@ -32,8 +32,12 @@
 //!  page-aligned    in a tree image: each other process's whole image, one after another
 //! ```
 //!
-//! Compatibility rule: the state note carries [`FORMAT_VERSION`]. A reader accepts exactly the
-//! versions it knows and rejects any other by number; a change to any note layout bumps it.
+//! Compatibility rule (since version 8; docs/image-format.md says it whole): the state note
+//! carries [`FORMAT_VERSION`]. A reader accepts every version from [`OLDEST_FORMAT`] to its own
+//! (an upgrade never orphans a job's images) and names any other by number. A change to a note's
+//! layout or meaning bumps the version, and the reader keeps reading the older one. Adding a
+//! note does not: a note type with [`NT_CKPT_IGNORABLE`] set is one an older reader may ignore;
+//! one without it, unknown to the reader, refuses the image as made by a newer ckpt.
 //! Integrity: `meta_hash` (xxh3-64) covers bytes `0..meta_len` (headers and notes) with the hash
 //! field itself read as zero; each region record holds the [`RegionHasher`] hash of its
 //! contents. Pages that hold only zeros are holes in the file: they take no space.
@@ -73,8 +77,16 @@ pub use region::{RegionKind, RegionRecord};
 pub use state::ProcessState;
 pub use thread::ThreadState;
 
-/// Bumped on any change to the layout of a ckpt note.
+/// The format this crate writes. Bumped on any change to the layout or meaning of a ckpt note;
+/// a new note does not bump it (see [`NT_CKPT_IGNORABLE`]).
 pub const FORMAT_VERSION: u32 = 8;
+/// The oldest format this crate still reads: every image made since the compatibility rule
+/// began restores with any later ckpt. Never raised.
+pub const OLDEST_FORMAT: u32 = 8;
+/// Set in a "CKPT" note type that a reader may ignore if it does not know it (a note added in a
+/// later version whose absence only loses something the restore can do without). A note type
+/// without it that the reader does not know refuses the image ([`ImageError::NewerNote`]).
+pub const NT_CKPT_IGNORABLE: u32 = 0x8000;
 /// The first eight bytes of the state note's descriptor.
 pub const STATE_MAGIC: [u8; 8] = *b"CKPTIMG\0";
 /// Owner name of our own notes.
@@ -101,6 +113,12 @@ pub const NT_CKPT_FILEMAPS: u32 = 0x434b_000d;
 pub const NT_CKPT_CHAIN: u32 = 0x434b_000e;
 pub const NT_CKPT_ORIGIN: u32 = 0x434b_000f;
 
+/// Whether this reader knows "CKPT" note type `t` (or may ignore it): an image holding any other
+/// was made by a newer ckpt, and restoring it without that note would not be the process.
+pub fn note_type_understood(t: u32) -> bool {
+    (NT_CKPT_STATE..=NT_CKPT_ORIGIN).contains(&t) || t & NT_CKPT_IGNORABLE != 0
+}
+
 /// Why an image cannot be trusted. Each message is one line naming the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageError {
@@ -112,8 +130,12 @@ pub enum ImageError {
     NotCore,
     /// An ELF core file without a ckpt state note (for example a kernel core dump).
     Foreign,
-    /// A ckpt image of a format version this reader does not know.
+    /// A ckpt image of a format version this reader does not read: older than
+    /// [`OLDEST_FORMAT`], or newer than [`FORMAT_VERSION`].
     UnsupportedVersion(u32),
+    /// A "CKPT" note of a type this reader does not know and may not ignore: made by a newer
+    /// ckpt.
+    NewerNote(u32),
     /// The headers or notes do not match their checksum.
     MetaChecksum,
     /// A region's data does not match its checksum.
@@ -137,9 +159,18 @@ impl core::fmt::Display for ImageError {
             ImageError::NotElf => f.write_str("not a ckpt image (no ELF header)"),
             ImageError::NotCore => f.write_str("not a ckpt image (not an x86-64 ELF core file)"),
             ImageError::Foreign => f.write_str("not a ckpt image (an ELF core file without ckpt state)"),
-            ImageError::UnsupportedVersion(v) => {
-                write!(f, "unsupported image format version {v} (this myrestart reads version {FORMAT_VERSION})")
-            }
+            ImageError::UnsupportedVersion(v) if *v > FORMAT_VERSION => write!(
+                f,
+                "made by a newer ckpt: image format version {v} (this one reads versions {OLDEST_FORMAT} to {FORMAT_VERSION}); restart it with the ckpt that made it"
+            ),
+            ImageError::UnsupportedVersion(v) => write!(
+                f,
+                "unsupported image format version {v}, from before the format's compatibility rule (this ckpt reads versions {OLDEST_FORMAT} to {FORMAT_VERSION}); restart it with the ckpt that made it"
+            ),
+            ImageError::NewerNote(t) => write!(
+                f,
+                "made by a newer ckpt: it holds state this one does not know (note type {t:#x}); restart it with the ckpt that made it"
+            ),
             ImageError::MetaChecksum => f.write_str("corrupt image (header checksum mismatch)"),
             ImageError::DataChecksum { index } => write!(f, "corrupt image (region {index} data checksum mismatch)"),
             ImageError::BlobChecksum { fd } => write!(f, "corrupt image (saved contents of fd {fd} checksum mismatch)"),

@@ -1,7 +1,7 @@
 //! `NT_CKPT_STATE`: the process state that is not memory and not registers.
 
 use crate::bytes::{Reader, Writer};
-use crate::{ImageError, FORMAT_VERSION, STATE_MAGIC};
+use crate::{ImageError, FORMAT_VERSION, OLDEST_FORMAT, STATE_MAGIC};
 
 /// Signals a process that is running (a checkpoint handler) never has pending, as a mask:
 /// SIGKILL and SIGSTOP take effect at once.
@@ -255,7 +255,7 @@ impl ProcessState {
             return Err(ImageError::Foreign);
         }
         let version = r.u32()?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&version) {
             return Err(ImageError::UnsupportedVersion(version));
         }
         if desc.len() != Self::ENCODED_LEN {

@@ -65,8 +65,14 @@ fn state_rejects_foreign_and_other_versions() {
     assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(1)));
     assert_eq!(
         std::format!("{}", ImageError::UnsupportedVersion(1)),
-        "unsupported image format version 1 (this myrestart reads version 8)"
+        "unsupported image format version 1, from before the format's compatibility rule (this ckpt reads versions 8 to 8); restart it with the ckpt that made it"
     );
+    // Every version since the rule began is read.
+    for v in OLDEST_FORMAT..=FORMAT_VERSION {
+        other[8..12].copy_from_slice(&v.to_le_bytes());
+        assert_eq!(ProcessState::read_into(&other, &mut out), Ok(()), "version {v}");
+        assert_eq!(out.version, v);
+    }
     let mut foreign = buf.clone();
     foreign[0] = b'X';
     assert_eq!(ProcessState::read_into(&foreign, &mut out), Err(ImageError::Foreign));
@@ -408,6 +414,28 @@ fn rejects_unknown_kinds_by_name() {
     };
     assert_eq!(with_blob(b"abc"), Ok(()));
     assert_eq!(with_blob(b"abd"), Err(ImageError::BlobChecksum { fd: 5 }));
+}
+
+/// A note added by a later version: ignored when its type says it may be, and the image
+/// refused as made by a newer ckpt when not. Notes under another owner name are never ours to
+/// judge.
+#[test]
+fn notes_of_later_versions_are_ignored_or_refused_as_their_type_says() {
+    let with_note = |name: &[u8], t: u32| {
+        parse_changed(|d| {
+            let mut note = vec![0u8; note_size(name, 8)];
+            write_note(&mut Writer::new(&mut note), name, t, b"12345678");
+            d.trailing_notes = note;
+        })
+    };
+    assert_eq!(with_note(CKPT_NOTE_NAME, 0x434b_0000 | NT_CKPT_IGNORABLE | 0x42), Ok(()));
+    assert_eq!(with_note(CKPT_NOTE_NAME, 0x434b_0042), Err(ImageError::NewerNote(0x434b_0042)));
+    assert_eq!(with_note(b"LINUX", 0x434b_0042), Ok(()));
+    assert!(std::format!("{}", ImageError::NewerNote(0x434b_0042)).starts_with("made by a newer ckpt"));
+    // Every note type this version writes is understood.
+    for t in NT_CKPT_STATE..=NT_CKPT_ORIGIN {
+        assert!(note_type_understood(t));
+    }
 }
 
 #[test]
