@@ -174,9 +174,9 @@ fn an_image_trusted_though_others_may_write_it_is_never_read_after_its_check() {
     r.kill9();
 }
 
-/// A library that others may write (here mode 666), which the image names instead of holding
-/// its pages: its pages are copied when the restart checks them, so that what `nobody` writes
-/// into the file afterwards does not become the program's code.
+/// A library that others may write (here mode 666 since the checkpoint), which the image names
+/// instead of holding its pages: its pages are copied when the restart checks them, so that
+/// what `nobody` writes into the file afterwards does not become the program's code.
 #[test]
 fn a_library_others_may_write_is_copied_when_checked() {
     if !two_users("a_library_others_may_write_is_copied_when_checked") {
@@ -184,10 +184,10 @@ fn a_library_others_may_write_is_copied_when_checked() {
     }
     let wd = Workdir::new("trust-library");
     let (exe, lib) = build_tick(&wd.path, 1);
-    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
     let mut c = Command::new(&exe);
     c.args(["100000", "10000"]);
     checkpointed(c, &wd, 3);
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
     let (offset, addr) = with_image(&std::fs::read(wd.image()).unwrap(), |img| {
         let code = (0..img.region_count())
             .map(|i| img.region(i).unwrap())
@@ -203,6 +203,45 @@ fn a_library_others_may_write_is_copied_when_checked() {
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
     r.wait_lines(3, SHORT);
     r.kill9();
+}
+
+/// A library others may write at checkpoint time (mode 666), or another user's: the image
+/// holds its pages rather than naming it by path and hash (its bytes could be other bytes with
+/// the same hash by the restart), and what `nobody` writes into it after the checkpoint never
+/// reaches the restored program.
+#[test]
+fn a_library_others_may_write_or_own_is_stored_in_the_image() {
+    if !two_users("a_library_others_may_write_or_own_is_stored_in_the_image") {
+        return;
+    }
+    for (what, mode, nobodys) in [("writable by others", 0o666, false), ("another user's", 0o755, true)] {
+        let wd = Workdir::new("trust-library-stored");
+        let (exe, lib) = build_tick(&wd.path, 1);
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(mode)).unwrap();
+        if nobodys {
+            give_to_nobody(&lib);
+        }
+        let mut c = Command::new(&exe);
+        c.args(["100000", "10000"]);
+        checkpointed(c, &wd, 3);
+        let (offset, addr) = with_image(&std::fs::read(wd.image()).unwrap(), |img| {
+            let code = (0..img.region_count())
+                .map(|i| img.region(i).unwrap())
+                .find(|r| r.name == lib.as_os_str().as_encoded_bytes() && r.record.prot & 4 != 0)
+                .expect("the library's code");
+            assert!(!code.record.maps_private_file() && code.record.has_data(), "a library {what} is named by the image, not held: {:?}", code.record);
+            (code.record.file_offset, code.record.start)
+        });
+        let checked = file_at(&lib, offset);
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
+        nobody_writes(&lib, offset, PWNED);
+        let (mut r, pid) = restored_stopped(&[], &wd.image());
+        assert_eq!(memory_at(pid, addr), checked, "bytes written into a library {what} after the checkpoint reached the program");
+        // SAFETY: kill(2) of the restored program, a process of ours.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        r.wait_lines(3, SHORT);
+        r.kill9();
+    }
 }
 
 /// The program's stdout, appended to a log in a shared directory: after the checkpoint the log
@@ -291,6 +330,139 @@ fn a_new_file_with_an_old_inode_number_is_named_as_replaced() {
     let mut r = Proc::restart(&wd.image());
     let err = r.wait_stderr("was replaced since the checkpoint", SHORT);
     assert!(err.contains(&format!("{} was replaced since the checkpoint; using the file now at that path", input.display())), "{err}");
+    r.wait_lines(3, SHORT);
+    r.kill9();
+}
+
+/// Gives `path` (a file or directory root made) to `nobody`, as if that user had put it there.
+fn give_to_nobody(path: &Path) {
+    std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+}
+
+/// A file the program maps `MAP_SHARED` in a shared directory is removed after the checkpoint:
+/// a symbolic link `nobody` puts at its path is not followed, and a file of `nobody`'s there
+/// is refused, naming its owner (the program would write it with our rights); a file of ours
+/// there is used, named as replaced.
+#[test]
+fn another_users_file_at_a_shared_mappings_path_is_refused() {
+    if !two_users("another_users_file_at_a_shared_mappings_path_is_refused") {
+        return;
+    }
+    let wd = Workdir::new("trust-mapped");
+    let dir = shared_dir(&wd.path);
+    let file = dir.join("counter.dat");
+    let mut c = Command::new(prog("mapcount", &[]));
+    c.arg(&file).arg("100000");
+    checkpointed(c, &wd, 20);
+    std::fs::remove_file(&file).unwrap();
+
+    let victim = wd.path.join("victim");
+    std::fs::write(&victim, vec![7u8; 4096]).unwrap();
+    as_nobody(&["ln", "-s", path_str(&victim), path_str(&file)]);
+    refused(&[], &wd.image(), &[&format!("mapped file {}: a symbolic link is in its path now", file.display())]);
+    assert_eq!(std::fs::read(&victim).unwrap(), vec![7u8; 4096], "the restart mapped the file the link leads to");
+
+    std::fs::remove_file(&file).unwrap();
+    as_nobody(&["sh", "-c", &format!("head -c 4096 /dev/zero > '{}'", file.display())]);
+    refused(&[], &wd.image(), &[&format!("mapped file: {} belongs to uid 65534 now, where the program had a file of yours (uid 0)", file.display())]);
+
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, vec![0u8; 4096]).unwrap();
+    let mut r = Proc::restart(&wd.image());
+    r.wait_stderr(&format!("mapped file {} was replaced since the checkpoint", file.display()), SHORT);
+    r.wait_lines(3, SHORT);
+    r.kill9();
+}
+
+/// The program file in a shared directory, its pages all in the image (so that only the path
+/// names it): a symbolic link put at its path is not followed, and another user's file there
+/// is refused, as any file the program had would be.
+#[test]
+fn another_users_program_file_is_refused() {
+    if !two_users("another_users_program_file_is_refused") {
+        return;
+    }
+    let wd = Workdir::new("trust-exe");
+    let dir = shared_dir(&wd.path);
+    let exe = dir.join("counter");
+    std::fs::copy(prog("counter", &[]), &exe).unwrap();
+    let mut c = Command::new(&exe);
+    c.args(["100000", "10000"]).env("CKPT_SELF_CONTAINED", "1");
+    checkpointed(c, &wd, 3);
+    std::fs::rename(&exe, wd.path.join("counter.old")).unwrap();
+
+    as_nobody(&["ln", "-s", path_str(&wd.path.join("counter.old")), path_str(&exe)]);
+    refused(&[], &wd.image(), &[&format!("program file {}: a symbolic link is in its path now", exe.display())]);
+
+    std::fs::remove_file(&exe).unwrap();
+    std::fs::copy(wd.path.join("counter.old"), &exe).unwrap();
+    give_to_nobody(&exe);
+    refused(&[], &wd.image(), &[&format!("program file: {} belongs to uid 65534 now", exe.display())]);
+
+    std::fs::remove_file(&exe).unwrap();
+    std::fs::rename(wd.path.join("counter.old"), &exe).unwrap();
+    let mut r = Proc::restart(&wd.image());
+    r.wait_lines(3, SHORT);
+    let pid = r.program_pid();
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(), exe);
+    r.kill9();
+}
+
+/// The program's working directory in a shared directory is moved away after the checkpoint: a
+/// symbolic link put at its path is not entered, nor is another user's directory there; the
+/// directory put back is.
+#[test]
+fn another_users_directory_at_the_working_directorys_path_is_refused() {
+    if !two_users("another_users_directory_at_the_working_directorys_path_is_refused") {
+        return;
+    }
+    let wd = Workdir::new("trust-cwd");
+    let dir = shared_dir(&wd.path);
+    let work = dir.join("work");
+    std::fs::create_dir(&work).unwrap();
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["100000", "10000"]).current_dir(&work);
+    checkpointed(c, &wd, 3);
+    let moved = wd.path.join("work.old");
+    std::fs::rename(&work, &moved).unwrap();
+
+    as_nobody(&["ln", "-s", path_str(&moved), path_str(&work)]);
+    refused(&[], &wd.image(), &[&format!("working directory {}: a symbolic link is in its path now", work.display())]);
+
+    std::fs::remove_file(&work).unwrap();
+    as_nobody(&["mkdir", path_str(&work)]);
+    refused(&[], &wd.image(), &[&format!("working directory: {} belongs to uid 65534 now", work.display())]);
+
+    std::fs::remove_dir(&work).unwrap();
+    std::fs::rename(&moved, &work).unwrap();
+    let mut r = Proc::restart(&wd.image());
+    r.wait_lines(3, SHORT);
+    assert_eq!(std::fs::read_link(format!("/proc/{}/cwd", r.program_pid())).unwrap(), work);
+    r.kill9();
+}
+
+/// A named pipe the program had open, in a shared directory, is removed after the checkpoint
+/// and `nobody` makes one at its path: the restart refuses it (the program would read what that
+/// user writes there).
+#[test]
+fn another_users_fifo_at_a_fifos_path_is_refused() {
+    if !two_users("another_users_fifo_at_a_fifos_path_is_refused") {
+        return;
+    }
+    let wd = Workdir::new("trust-fifo");
+    let dir = shared_dir(&wd.path);
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut c = Command::new("sh");
+    c.args(["-c", "exec 3<>\"$1\"; exec \"$0\" 100000 10000"]).arg(prog("counter", &[])).arg(&fifo);
+    checkpointed(c, &wd, 3);
+    std::fs::remove_file(&fifo).unwrap();
+    as_nobody(&["mkfifo", path_str(&fifo)]);
+    refused(&[], &wd.image(), &[&format!("fd 3 (FIFO): {} belongs to uid 65534 now", fifo.display())]);
+
+    std::fs::remove_file(&fifo).unwrap();
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut r = Proc::restart(&wd.image());
     r.wait_lines(3, SHORT);
     r.kill9();
 }

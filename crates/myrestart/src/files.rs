@@ -308,7 +308,7 @@ fn move_down(fd: BorrowedFd, mut from: u64, to: u64, mut at: u64) -> Result<u64,
 /// since: it is not followed (the open fails with `ELOOP`), since one planted in a shared
 /// directory such as /tmp would lead the program, with the restarting user's rights, to
 /// another file, or make one where the link points.
-fn open_recorded(path: &CStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_recorded(path: &CStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
     match rustix::fs::openat2(rustix::fs::CWD, path, flags, mode, rustix::fs::ResolveFlags::NO_SYMLINKS) {
         // Before Linux 5.6: the last component at least.
         Err(Errno::NOSYS) => rustix::fs::open(path, flags | OFlags::NOFOLLOW, mode),
@@ -316,8 +316,18 @@ fn open_recorded(path: &CStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errn
     }
 }
 
+/// The refusal of another user's file (`st_uid` `now`) found at `path`, where the program had
+/// one of the restarting user's own (`then`): see `myrestart::trust::taken_over`. `what` says
+/// what the program had there (a descriptor, a mapping, its working directory).
+pub(crate) fn refuse_taken(image_path: &CStr, what: core::fmt::Arguments, path: &[u8], now: u32, then: u32) {
+    refuse(image_path, format_args!(
+        "{what}: {} belongs to uid {now} now, where the program had a file of yours (uid {then}): another user's file is not given to it (remove it, or put the file back)",
+        Lossy(path)
+    ));
+}
+
 /// Why a recorded path did not open ([`open_recorded`]), in words.
-struct NotOpened(Errno);
+pub(crate) struct NotOpened(pub(crate) Errno);
 
 impl core::fmt::Display for NotOpened {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -393,10 +403,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             say!("myrestart: fd {}: {} is another user's now; the descriptor reads as empty after the restart", rec.fd, Lossy(path));
             return reads_as_empty(image_path, rec, base);
         }
-        refuse(image_path, format_args!(
-            "fd {}: {} belongs to uid {} now, where the program had a file of yours (uid {}): another user's file is not given to it (remove it, or put the file back)",
-            rec.fd, Lossy(path), st.st_uid, rec.uid
-        ));
+        refuse_taken(image_path, format_args!("fd {}", rec.fd), path, st.st_uid, rec.uid);
         return Err(());
     }
     if rec.open_flags & k::O_NONBLOCK == 0 {
@@ -652,6 +659,12 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
     let st = rustix::fs::fstat(&hold).map_err(|e| bad("opening it", e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
         refuse(image_path, format_args!("fd {}: {} is no longer a FIFO", rec.fd, Lossy(path)));
+        return Err(());
+    }
+    // Another user's FIFO where the program had one of ours: it would read what that user
+    // writes, and write to that user's reader.
+    if myrestart::trust::taken_over(rec.uid, st.st_uid, rustix::process::geteuid().as_raw()) {
+        refuse_taken(image_path, format_args!("fd {} (FIFO)", rec.fd), path, st.st_uid, rec.uid);
         return Err(());
     }
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
@@ -954,7 +967,7 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
         } else if rec.maps_private_file() {
             MapSlot { region: i as u32, fd: open_same_file(image_path, image, p, i, &r, buf)?, fill: false, private: true }
         } else {
-            MapSlot { region: i as u32, fd: open_mapped_file(image_path, p, &r, buf)?, fill: false, private: false }
+            MapSlot { region: i as u32, fd: open_mapped_file(image_path, image, p, i, &r, buf)?, fill: false, private: false }
         };
         p.file_maps[p.nfile_maps] = slot;
         p.nfile_maps += 1;
@@ -985,7 +998,7 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
     let fd = open_recorded(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
         .map_err(|e| refuse(image_path, format_args!("mapped file {}: {} (the image names it instead of holding a copy)", Lossy(r.name), NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_ino != r.record.inode {
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_ino != r.record.inode || !m.owner.same_birth(ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
         changed("it is another file now");
         return Err(());
     }
@@ -1020,7 +1033,11 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
     park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
 }
 
-fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
+/// The file `MAP_SHARED` region `i` maps, opened again by its path (never through a symbolic
+/// link: [`open_recorded`]), under the rule for the files the program had open: another user's
+/// file where the program mapped one of ours is refused, another file of ours is named as
+/// replaced and used.
+fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
     let Some(c) = cpath(r.name, buf) else {
         refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name)));
         return Err(());
@@ -1033,6 +1050,19 @@ fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf:
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         refuse(image_path, format_args!("mapped file {} is no longer a regular file", Lossy(r.name)));
         return Err(());
+    }
+    let Some(m) = image.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i) else {
+        refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it"));
+        return Err(());
+    };
+    if let Some(then) = m.owner.uid {
+        if myrestart::trust::taken_over(then, st.st_uid, rustix::process::geteuid().as_raw()) {
+            refuse_taken(image_path, format_args!("mapped file"), r.name, st.st_uid, then);
+            return Err(());
+        }
+    }
+    if st.st_ino != r.record.inode || !m.owner.same_birth(ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
+        say!("myrestart: mapped file {} was replaced since the checkpoint; using the file now at that path", Lossy(r.name));
     }
     // The mapping's last page may run past the end of the file, as it did when mapped.
     let Some(need) = r.record.file_offset.checked_add(r.record.size()) else {

@@ -1,3 +1,8 @@
+//! Which files a restore takes as they lie: one rule, used by myrestart when it restores, by
+//! `ckpt` when it says whether an image is restartable, and by libckpt when it decides whether
+//! an image may name a file instead of holding a copy (one others could change is copied).
+//! Pure logic over owners and modes.
+//!
 //! Which files a restore takes as they lie. Restoring runs the image's code, and code from the
 //! files it names, with the restarting user's rights, and reads them at leisure: the image's
 //! memory is mapped from it and read when first touched. So a file someone else could change
