@@ -466,3 +466,44 @@ fn another_users_fifo_at_a_fifos_path_is_refused() {
     r.wait_lines(3, SHORT);
     r.kill9();
 }
+
+/// A user with no name and no files (not `nobody`, whose ID is the one a user namespace shows
+/// for every ID it does not map).
+const SOMEONE: u32 = 4321;
+
+/// `setpriv` running `args` as user [`SOMEONE`]: for a `Proc`.
+fn someone_command(args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([format!("--reuid={SOMEONE}"), format!("--regid={SOMEONE}"), "--clear-groups".into(), "--".into()]).args(args);
+    c
+}
+
+/// A user other than root checkpoints a process tree and restarts it. Its processes come back in
+/// a user namespace of that user's own, where every other user's file (root's libraries, say)
+/// looks like the overflow user's: the restart judges owners by the IDs outside, so a library
+/// of root's is mapped from its file (not copied as if another user's), and nothing is refused.
+#[test]
+fn a_tree_of_another_user_restarts_judging_owners_by_the_real_ids() {
+    if !two_users("a_tree_of_another_user_restarts_judging_owners_by_the_real_ids") {
+        return;
+    }
+    let wd = Workdir::new("trust-tree-user");
+    std::os::unix::fs::chown(&wd.path, Some(SOMEONE), Some(SOMEONE)).unwrap();
+    let family = prog("family", &[]);
+    let mut orig = Proc::preloaded(someone_command(&[family.as_os_str(), "100000".as_ref(), "2000".as_ref()]), &wd.image(), "family as another user");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    let libc_named = with_image(&std::fs::read(wd.image()).unwrap(), |img| {
+        (0..img.region_count()).map(|i| img.region(i).unwrap()).any(|r| r.record.maps_private_file() && r.name.ends_with(b".so.6"))
+    });
+    assert!(libc_named, "the image holds the C library instead of naming it");
+    let mut r = Proc::spawn(someone_command(&[myrestart().as_os_str(), wd.image().as_os_str()]), "myrestart as another user");
+    r.wait_lines(3, LONG);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", r.program_pid())).unwrap();
+    let err = r.stderr();
+    assert!(maps.lines().any(|l| l.contains("libc.so.6")), "the C library is not mapped from its file: {maps}\n{err}");
+    let copied = |l: &&str| l.contains("/memfd:") && (l.contains(".so") || l.contains("family"));
+    assert!(!maps.lines().any(|l| copied(&l)), "the program or a library was copied: {maps}\n{err}");
+    r.kill_tree();
+}

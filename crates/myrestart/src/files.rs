@@ -396,14 +396,14 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     // given to it: in a shared directory it is what someone else put there, and the program
     // would write it, or believe it, with our rights. Any other file now at the path is only
     // named below, as replaced.
-    let me = rustix::process::geteuid().as_raw();
-    if myrestart::trust::taken_over(rec.uid, st.st_uid, me) {
+    let (me, now) = (rustix::process::geteuid().as_raw(), owner(&st));
+    if myrestart::trust::taken_over(rec.uid, now, me) {
         if generated {
             // Another user's process now has the PID whose /proc files these were.
             say!("myrestart: fd {}: {} is another user's now; the descriptor reads as empty after the restart", rec.fd, Lossy(path));
             return reads_as_empty(image_path, rec, base);
         }
-        refuse_taken(image_path, format_args!("fd {}", rec.fd), path, st.st_uid, rec.uid);
+        refuse_taken(image_path, format_args!("fd {}", rec.fd), path, now, rec.uid);
         return Err(());
     }
     if rec.open_flags & k::O_NONBLOCK == 0 {
@@ -663,8 +663,8 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
     }
     // Another user's FIFO where the program had one of ours: it would read what that user
     // writes, and write to that user's reader.
-    if myrestart::trust::taken_over(rec.uid, st.st_uid, rustix::process::geteuid().as_raw()) {
-        refuse_taken(image_path, format_args!("fd {} (FIFO)", rec.fd), path, st.st_uid, rec.uid);
+    if myrestart::trust::taken_over(rec.uid, owner(&st), rustix::process::geteuid().as_raw()) {
+        refuse_taken(image_path, format_args!("fd {} (FIFO)", rec.fd), path, owner(&st), rec.uid);
         return Err(());
     }
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
@@ -1007,7 +1007,7 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
         return Err(());
     }
     let me = rustix::process::geteuid().as_raw();
-    let fd = if myrestart::trust::doubt(st.st_uid, st.st_mode, me, true).is_some() {
+    let fd = if myrestart::trust::doubt(owner(&st), st.st_mode, me, true).is_some() {
         let (from, to) = (r.record.file_offset, r.record.file_offset.saturating_add(r.record.size()));
         let name = r.name.rsplit(|&c| c == b'/').next().unwrap_or(b"");
         let mut nbuf = [0u8; 4096];
@@ -1056,8 +1056,8 @@ fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ck
         return Err(());
     };
     if let Some(then) = m.owner.uid {
-        if myrestart::trust::taken_over(then, st.st_uid, rustix::process::geteuid().as_raw()) {
-            refuse_taken(image_path, format_args!("mapped file"), r.name, st.st_uid, then);
+        if myrestart::trust::taken_over(then, owner(&st), rustix::process::geteuid().as_raw()) {
+            refuse_taken(image_path, format_args!("mapped file"), r.name, owner(&st), then);
             return Err(());
         }
     }
@@ -1294,6 +1294,67 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
                 // SAFETY: a parked descriptor of ours that nothing else refers to.
                 unsafe { sys::close(*fd) };
                 *fd = -1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Most files whose owners [`learn_owners`] keeps.
+const MAX_OWNERS: usize = 2048;
+
+/// The owners of the files a tree's processes will judge, as the user IDs outside any user
+/// namespace: device, inode, owner. Filled by the first myrestart before the tree's processes
+/// exist, which each inherit a copy.
+struct Owners {
+    n: usize,
+    e: [(u64, u64, u32); MAX_OWNERS],
+}
+
+static mut OWNERS: Owners = Owners { n: 0, e: [(0, 0, 0); MAX_OWNERS] };
+
+/// Who owns the file `st` describes, in the user IDs outside: a tree's processes are planned in
+/// a user namespace of the restarting user's own when that user is not root, where every ID but
+/// the user's own shows as the overflow ID (65534), so root's files (the system's libraries)
+/// would look like another user's. What [`learn_owners`] found outside comes first.
+pub(crate) fn owner(st: &rustix::fs::Stat) -> u32 {
+    // SAFETY: myrestart is single-threaded; `OWNERS` is written only by `learn_owners`, before
+    // the tree's processes exist, and only read here.
+    let owners = unsafe { &*core::ptr::addr_of!(OWNERS) };
+    owners.e[..owners.n].iter().find(|e| (e.0, e.1) == (st.st_dev, st.st_ino)).map_or(st.st_uid, |e| e.2)
+}
+
+/// Before a tree's processes are made (and enter a user namespace, [`owner`]): the owner of
+/// every file any of them will open or map by its path, its working directory and its program
+/// file, as they are now. A path that does not open is skipped: the process that needs it says
+/// why.
+pub fn learn_owners(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
+    // SAFETY: as in `owner`; the only reference to `OWNERS` while it lives.
+    let owners = unsafe { &mut *core::ptr::addr_of_mut!(OWNERS) };
+    owners.n = 0;
+    let mut note = |path: &[u8]| {
+        let mut buf = [0u8; 4096];
+        let Some(c) = cpath(path, &mut buf) else { return };
+        let Ok(fd) = open_recorded(c, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else { return };
+        let Ok(st) = rustix::fs::fstat(&fd) else { return };
+        if owners.n < MAX_OWNERS && !owners.e[..owners.n].iter().any(|e| (e.0, e.1) == (st.st_dev, st.st_ino)) {
+            owners.e[owners.n] = (st.st_dev, st.st_ino, st.st_uid);
+            owners.n += 1;
+        }
+    };
+    for m in 0..p.ntree {
+        let Some(image) = part_image(image_path, p, m)? else { continue };
+        note(p.state.cwd.as_bytes());
+        note(p.state.exe.as_bytes());
+        for (rec, path) in image.fds().filter_map(Result::ok) {
+            let named = matches!(rec.kind, FdKind::File | FdKind::Directory | FdKind::Device) || (rec.kind == FdKind::Pipe && !path.starts_with(b"pipe:["));
+            if named && rec.same_as < 0 {
+                note(path);
+            }
+        }
+        for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
+            if ckpt_image::filemaps::needs_record(&r.record) {
+                note(r.name);
             }
         }
     }

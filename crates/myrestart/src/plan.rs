@@ -481,6 +481,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     open_bases(path, &image, p, opts.verify, opts.trust_image)?;
     if p.ntree > 0 {
         files::pool(path, p)?;
+        files::learn_owners(path, p)?;
         // The root's state again (the pool read the others'); its plan, like every process's,
         // is made in its own process, all at once (`tree::spawn`).
         Image::parse(meta, file_len, &mut p.state).map_err(bad)?;
@@ -536,8 +537,8 @@ fn open_cwd(path: &CStr, cwd: &CStr, id: &ckpt_image::fileid::FileId) -> Result<
         .map_err(|e| refuse(path, format_args!("working directory {name}: {}", files::NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("working directory {name}: {}", describe(e))))?;
     if let Some(then) = id.owner.uid {
-        if myrestart::trust::taken_over(then, st.st_uid, rustix::process::geteuid().as_raw()) {
-            files::refuse_taken(path, format_args!("working directory"), cwd.to_bytes(), st.st_uid, then);
+        if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
+            files::refuse_taken(path, format_args!("working directory"), cwd.to_bytes(), files::owner(&st), then);
             return Err(());
         }
         if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
@@ -570,8 +571,8 @@ fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid:
         return Ok(None);
     }
     if let Some(then) = id.owner.uid {
-        if myrestart::trust::taken_over(then, st.st_uid, rustix::process::geteuid().as_raw()) {
-            files::refuse_taken(path, format_args!("program file"), c.to_bytes(), st.st_uid, then);
+        if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
+            files::refuse_taken(path, format_args!("program file"), c.to_bytes(), files::owner(&st), then);
             return Err(());
         }
         if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
