@@ -507,3 +507,57 @@ fn a_tree_of_another_user_restarts_judging_owners_by_the_real_ids() {
     assert!(!maps.lines().any(|l| copied(&l)), "the program or a library was copied: {maps}\n{err}");
     r.kill_tree();
 }
+
+/// `ckpt ARGS`: exit status, stdout, stderr.
+fn run_ckpt(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = Command::new(ckpt()).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `ckpt` holds images to myrestart's rule of ownership: a base image others may write (or an
+/// image another user owns) makes `ckpt inspect` call the image not restartable and say why,
+/// `ckpt restart --newest` pass it over, and `ckpt copy` refuse to make a copy of the user's own
+/// from it; each unless `--trust-image`.
+#[test]
+fn ckpt_calls_an_image_others_could_change_not_restartable() {
+    if !two_users("ckpt_calls_an_image_others_could_change_not_restartable") {
+        return;
+    }
+    let (wd, newest, base) = two_image_chain("trust-ckpt");
+    let name = base.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let why = format!("base image {name} may be written by other users (uid 0, mode 666); restoring it would run its code as you: give --trust-image if you mean it");
+
+    let (code, out, err) = run_ckpt(&["inspect".as_ref(), "--json".as_ref(), newest.as_os_str()]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(code, Some(1), "{out} {err}");
+    assert_eq!(doc["restartable"], false, "{out}");
+    assert_eq!(doc["trusted"], false, "{out}");
+    assert_eq!(doc["restartable_reason"].as_str(), Some(why.as_str()), "{out}");
+    let (code, out, err) = run_ckpt(&["inspect".as_ref(), "--trust-image".as_ref(), newest.as_os_str()]);
+    assert_eq!(code, Some(0), "{out} {err}");
+
+    let dest = wd.path.join("copy");
+    let (code, _, err) = run_ckpt(&["copy".as_ref(), newest.as_os_str(), dest.as_os_str()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is not copied: it cannot be restarted") && err.contains(&why), "{err}");
+    assert!(!dest.exists());
+    let (code, _, err) = run_ckpt(&["copy".as_ref(), "--trust-image".as_ref(), newest.as_os_str(), dest.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(dest.exists());
+
+    let (code, _, err) = run_ckpt(&["restart".as_ref(), "--newest".as_ref(), wd.image().as_os_str()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&format!("passing over {}: {why}", newest.display())), "{err}");
+    assert!(err.contains("can be restarted"), "{err}");
+
+    // An image another user owns: the same.
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&dest, Some(65534), None).unwrap();
+    let (code, out, err) = run_ckpt(&["inspect".as_ref(), "--json".as_ref(), dest.as_os_str()]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(code, Some(1), "{out} {err}");
+    let reason = doc["restartable_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("the image is owned by another user (uid 65534"), "{out}");
+}

@@ -315,15 +315,12 @@ pub fn plan_in_copy(base: usize, copy_base: usize) -> usize {
 /// was checked is what the program gets. Returns the descriptor to read the file through.
 fn trusted(path: &CStr, what: &dyn core::fmt::Display, fd: OwnedFd, st: &rustix::fs::Stat, trust: bool, p: &mut Plan) -> Result<OwnedFd, ()> {
     let me = rustix::process::geteuid().as_raw();
-    let Some(doubt) = myrestart::trust::doubt(st.st_uid, st.st_mode, me, false) else { return Ok(fd) };
+    let Some(why) = myrestart::trust::untrusted_image(what, st.st_uid, st.st_mode, me) else { return Ok(fd) };
     if !trust {
-        refuse(path, format_args!(
-            "{what} {doubt} (uid {}, mode {:o}); restoring it would run its code as you: give --trust-image if you mean it",
-            st.st_uid, st.st_mode & 0o7777
-        ));
+        refuse(path, format_args!("{why}"));
         return Err(());
     }
-    say!("myrestart: {}: {what} {doubt}; restoring it anyway (--trust-image), from a copy made now", Lossy(path.to_bytes()));
+    say!("myrestart: {}: {what} {}; restoring it anyway (--trust-image), from a copy made now", Lossy(path.to_bytes()), why.doubt);
     p.eager = true;
     let len = st.st_size as u64;
     files::private_copy(fd.as_fd(), 0, len, len, c"ckpt-image", false).map_err(|e| refuse(path, format_args!("{what}: copying it: {}", describe(e))))

@@ -52,6 +52,32 @@ pub fn doubt(uid: u32, mode: u32, me: u32, root_owned_ok: bool) -> Option<Doubt>
     }
 }
 
+/// Why an image or base image ([`doubt`] without `root_owned_ok`) is not restored unless the
+/// user says to trust it: the one sentence myrestart refuses it with and `ckpt` reports.
+pub struct Untrusted<'a> {
+    /// What the file is to the restart: "the image", "base image NAME".
+    pub what: &'a dyn core::fmt::Display,
+    pub doubt: Doubt,
+    pub uid: u32,
+    pub mode: u32,
+}
+
+impl core::fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} {} (uid {}, mode {:o}); restoring it would run its code as you: give --trust-image if you mean it",
+            self.what, self.doubt, self.uid, self.mode & 0o7777
+        )
+    }
+}
+
+/// An image or base image owned by `uid` with mode `mode`, judged for user `me`: `Some` if it is
+/// not to be restored without `--trust-image` (see [`Untrusted`]).
+pub fn untrusted_image<'a>(what: &'a dyn core::fmt::Display, uid: u32, mode: u32, me: u32) -> Option<Untrusted<'a>> {
+    doubt(uid, mode, me, false).map(|doubt| Untrusted { what, doubt, uid, mode })
+}
+
 /// Whether a file owned by `now` at the path where the program had a file owned by `then` was
 /// put there by another user while that file was the restarting user's (`me`) own. A file of
 /// root's is not counted (root may replace any file: logrotate makes new logs as root), nor is
