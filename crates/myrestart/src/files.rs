@@ -14,7 +14,10 @@
 //!   output goes on at its end or in a new file (made exclusively, never through a link);
 //!   appended to and only grown since, it is cut back to its length at the checkpoint, at the
 //!   point of no return ([`plan_cut`]);
-//! - a file mapped `MAP_SHARED` must still exist and cover the mapped range; a program or
+//! - a file mapped `MAP_SHARED` must still exist and cover the mapped range, and is held to
+//!   the rule for regular files above (no symbolic link, another user's where ours was refused,
+//!   another one named as replaced; its owner and birth time are in `NT_CKPT_FILEMAPS`); a
+//!   FIFO to the owner rule too; a program or
 //!   library mapped privately must be the file it was, and is copied first if others could
 //!   change it (`myrestart::trust`);
 //! - deleted files come back from their saved contents as new unlinked files;
