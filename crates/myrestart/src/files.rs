@@ -658,8 +658,11 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
     };
     let nb = OFlags::NONBLOCK | OFlags::CLOEXEC;
     let opening = |e: Errno| refuse(image_path, format_args!("fd {} (FIFO {}): opening it: {}", rec.fd, Lossy(path), NotOpened(e)));
-    let hold = open_recorded(c, OFlags::RDWR | nb, Mode::empty()).map_err(opening)?;
-    let st = rustix::fs::fstat(&hold).map_err(|e| bad("opening it", e))?;
+    // Looked at before it is opened for reading or writing (an `O_PATH` descriptor opens
+    // nothing), and then opened through that descriptor, so that each end is of the FIFO
+    // looked at, whatever is put at its path meanwhile.
+    let found = open_recorded(c, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(opening)?;
+    let st = rustix::fs::fstat(&found).map_err(|e| bad("opening it", e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
         refuse(image_path, format_args!("fd {}: {} is no longer a FIFO", rec.fd, Lossy(path)));
         return Err(());
@@ -670,9 +673,12 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
         refuse_taken(image_path, format_args!("fd {} (FIFO)", rec.fd), path, owner(&st), rec.uid);
         return Err(());
     }
+    let mut link = [0u8; 64];
+    let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", found.as_raw_fd() as u64, b"").ok_or(())?;
+    let hold = rustix::fs::open(l, OFlags::RDWR | nb, Mode::empty()).map_err(opening)?;
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
     let mode = if reader { OFlags::RDONLY } else if rec.open_flags & k::O_ACCMODE == k::O_RDWR { OFlags::RDWR } else { OFlags::WRONLY };
-    let end = open_recorded(c, mode | nb, Mode::empty()).map_err(opening)?;
+    let end = rustix::fs::open(l, mode | nb, Mode::empty()).map_err(opening)?;
     if rec.blob_len > 0 {
         fill_pipe(image_fd, rec.blob_offset, hold.as_fd(), rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
     }

@@ -105,6 +105,27 @@ mod tests {
     }
 
     #[test]
+    fn an_untrusted_image_is_named_with_its_owner_mode_and_the_way_on() {
+        use core::fmt::Write;
+        struct Buf([u8; 256], usize);
+        impl Write for Buf {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                self.0[self.1..self.1 + s.len()].copy_from_slice(s.as_bytes());
+                self.1 += s.len();
+                Ok(())
+            }
+        }
+        assert!(untrusted_image(&"the image", 1000, 0o100600, 1000).is_none());
+        assert!(untrusted_image(&"the image", 0, 0o100644, 1000).is_some(), "root's image, restored by another user");
+        let mut b = Buf([0; 256], 0);
+        write!(b, "{}", untrusted_image(&"base image x", 1000, 0o100664, 1000).unwrap()).unwrap();
+        assert_eq!(
+            core::str::from_utf8(&b.0[..b.1]).unwrap(),
+            "base image x may be written by other users (uid 1000, mode 664); restoring it would run its code as you: give --trust-image if you mean it"
+        );
+    }
+
+    #[test]
     fn only_ones_own_file_taken_over_by_another_user_counts() {
         assert!(!taken_over(1000, 1000, 1000));
         assert!(taken_over(1000, 65534, 1000));
