@@ -164,9 +164,9 @@ fn an_image_trusted_though_others_may_write_it_is_never_read_after_its_check() {
     r.kill9();
 }
 
-/// A library that others may write (here mode 666), which the image names instead of holding
-/// its pages: its pages are copied when the restart checks them, so that what `nobody` writes
-/// into the file afterwards does not become the program's code.
+/// A library that others may write (here mode 666 since the checkpoint), which the image names
+/// instead of holding its pages: its pages are copied when the restart checks them, so that
+/// what `nobody` writes into the file afterwards does not become the program's code.
 #[test]
 fn a_library_others_may_write_is_copied_when_checked() {
     if !can_be_another_user("a_library_others_may_write_is_copied_when_checked") {
@@ -174,10 +174,10 @@ fn a_library_others_may_write_is_copied_when_checked() {
     }
     let wd = Workdir::new("trust-library");
     let (exe, lib) = build_tick(&wd.path, 1);
-    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
     let mut c = Command::new(&exe);
     c.args(["100000", "10000"]);
     checkpointed(c, &wd, 3);
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
     let (offset, addr) = with_image(&std::fs::read(wd.image()).unwrap(), |img| {
         let code = (0..img.region_count())
             .map(|i| img.region(i).unwrap())
@@ -193,6 +193,45 @@ fn a_library_others_may_write_is_copied_when_checked() {
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
     r.wait_lines(3, SHORT);
     r.kill9();
+}
+
+/// A library others may write at checkpoint time (mode 666), or another user's: the image
+/// holds its pages rather than naming it by path and hash (its bytes could be other bytes with
+/// the same hash by the restart), and what `nobody` writes into it after the checkpoint never
+/// reaches the restored program.
+#[test]
+fn a_library_others_may_write_or_own_is_stored_in_the_image() {
+    if !two_users("a_library_others_may_write_or_own_is_stored_in_the_image") {
+        return;
+    }
+    for (what, mode, nobodys) in [("writable by others", 0o666, false), ("another user's", 0o755, true)] {
+        let wd = Workdir::new("trust-library-stored");
+        let (exe, lib) = build_tick(&wd.path, 1);
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(mode)).unwrap();
+        if nobodys {
+            give_to_nobody(&lib);
+        }
+        let mut c = Command::new(&exe);
+        c.args(["100000", "10000"]);
+        checkpointed(c, &wd, 3);
+        let (offset, addr) = with_image(&std::fs::read(wd.image()).unwrap(), |img| {
+            let code = (0..img.region_count())
+                .map(|i| img.region(i).unwrap())
+                .find(|r| r.name == lib.as_os_str().as_encoded_bytes() && r.record.prot & 4 != 0)
+                .expect("the library's code");
+            assert!(!code.record.maps_private_file() && code.record.has_data(), "a library {what} is named by the image, not held: {:?}", code.record);
+            (code.record.file_offset, code.record.start)
+        });
+        let checked = file_at(&lib, offset);
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o666)).unwrap();
+        nobody_writes(&lib, offset, PWNED);
+        let (mut r, pid) = restored_stopped(&[], &wd.image());
+        assert_eq!(memory_at(pid, addr), checked, "bytes written into a library {what} after the checkpoint reached the program");
+        // SAFETY: kill(2) of the restored program, a process of ours.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        r.wait_lines(3, SHORT);
+        r.kill9();
+    }
 }
 
 /// The program's stdout, appended to a log in a shared directory: after the checkpoint the log
@@ -283,4 +322,232 @@ fn a_new_file_with_an_old_inode_number_is_named_as_replaced() {
     assert!(err.contains(&format!("{} was replaced since the checkpoint; using the file now at that path", input.display())), "{err}");
     r.wait_lines(3, SHORT);
     r.kill9();
+}
+
+/// Gives `path` (a file or directory root made) to `nobody`, as if that user had put it there.
+fn give_to_nobody(path: &Path) {
+    std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+}
+
+/// A file the program maps `MAP_SHARED` in a shared directory is removed after the checkpoint:
+/// a symbolic link `nobody` puts at its path is not followed, and a file of `nobody`'s there
+/// is refused, naming its owner (the program would write it with our rights); a file of ours
+/// there is used, named as replaced.
+#[test]
+fn another_users_file_at_a_shared_mappings_path_is_refused() {
+    if !two_users("another_users_file_at_a_shared_mappings_path_is_refused") {
+        return;
+    }
+    let wd = Workdir::new("trust-mapped");
+    let dir = shared_dir(&wd.path);
+    let file = dir.join("counter.dat");
+    let mut c = Command::new(prog("mapcount", &[]));
+    c.arg(&file).arg("100000");
+    checkpointed(c, &wd, 20);
+    std::fs::remove_file(&file).unwrap();
+
+    let victim = wd.path.join("victim");
+    std::fs::write(&victim, vec![7u8; 4096]).unwrap();
+    as_nobody(&["ln", "-s", path_str(&victim), path_str(&file)]);
+    refused(&[], &wd.image(), &[&format!("mapped file {}: a symbolic link is in its path now", file.display())]);
+    assert_eq!(std::fs::read(&victim).unwrap(), vec![7u8; 4096], "the restart mapped the file the link leads to");
+
+    std::fs::remove_file(&file).unwrap();
+    as_nobody(&["sh", "-c", &format!("head -c 4096 /dev/zero > '{}'", file.display())]);
+    refused(&[], &wd.image(), &[&format!("mapped file: {} belongs to uid 65534 now, where the program had a file of yours (uid 0)", file.display())]);
+
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, vec![0u8; 4096]).unwrap();
+    let mut r = Proc::restart(&wd.image());
+    r.wait_stderr(&format!("mapped file {} was replaced since the checkpoint", file.display()), SHORT);
+    r.wait_lines(3, SHORT);
+    r.kill9();
+}
+
+/// The program file in a shared directory, its pages all in the image (so that only the path
+/// names it): a symbolic link put at its path is not followed, and another user's file there
+/// is refused, as any file the program had would be.
+#[test]
+fn another_users_program_file_is_refused() {
+    if !two_users("another_users_program_file_is_refused") {
+        return;
+    }
+    let wd = Workdir::new("trust-exe");
+    let dir = shared_dir(&wd.path);
+    let exe = dir.join("counter");
+    std::fs::copy(prog("counter", &[]), &exe).unwrap();
+    let mut c = Command::new(&exe);
+    c.args(["100000", "10000"]).env("CKPT_SELF_CONTAINED", "1");
+    checkpointed(c, &wd, 3);
+    std::fs::rename(&exe, wd.path.join("counter.old")).unwrap();
+
+    as_nobody(&["ln", "-s", path_str(&wd.path.join("counter.old")), path_str(&exe)]);
+    refused(&[], &wd.image(), &[&format!("program file {}: a symbolic link is in its path now", exe.display())]);
+
+    std::fs::remove_file(&exe).unwrap();
+    std::fs::copy(wd.path.join("counter.old"), &exe).unwrap();
+    give_to_nobody(&exe);
+    refused(&[], &wd.image(), &[&format!("program file: {} belongs to uid 65534 now", exe.display())]);
+
+    std::fs::remove_file(&exe).unwrap();
+    std::fs::rename(wd.path.join("counter.old"), &exe).unwrap();
+    let mut r = Proc::restart(&wd.image());
+    r.wait_lines(3, SHORT);
+    let pid = r.program_pid();
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(), exe);
+    r.kill9();
+}
+
+/// The program's working directory in a shared directory is moved away after the checkpoint: a
+/// symbolic link put at its path is not entered, nor is another user's directory there; the
+/// directory put back is.
+#[test]
+fn another_users_directory_at_the_working_directorys_path_is_refused() {
+    if !two_users("another_users_directory_at_the_working_directorys_path_is_refused") {
+        return;
+    }
+    let wd = Workdir::new("trust-cwd");
+    let dir = shared_dir(&wd.path);
+    let work = dir.join("work");
+    std::fs::create_dir(&work).unwrap();
+    let mut c = Command::new(prog("counter", &[]));
+    c.args(["100000", "10000"]).current_dir(&work);
+    checkpointed(c, &wd, 3);
+    let moved = wd.path.join("work.old");
+    std::fs::rename(&work, &moved).unwrap();
+
+    as_nobody(&["ln", "-s", path_str(&moved), path_str(&work)]);
+    refused(&[], &wd.image(), &[&format!("working directory {}: a symbolic link is in its path now", work.display())]);
+
+    std::fs::remove_file(&work).unwrap();
+    as_nobody(&["mkdir", path_str(&work)]);
+    refused(&[], &wd.image(), &[&format!("working directory: {} belongs to uid 65534 now", work.display())]);
+
+    std::fs::remove_dir(&work).unwrap();
+    std::fs::rename(&moved, &work).unwrap();
+    let mut r = Proc::restart(&wd.image());
+    r.wait_lines(3, SHORT);
+    assert_eq!(std::fs::read_link(format!("/proc/{}/cwd", r.program_pid())).unwrap(), work);
+    r.kill9();
+}
+
+/// A named pipe the program had open, in a shared directory, is removed after the checkpoint
+/// and `nobody` makes one at its path: the restart refuses it (the program would read what that
+/// user writes there).
+#[test]
+fn another_users_fifo_at_a_fifos_path_is_refused() {
+    if !two_users("another_users_fifo_at_a_fifos_path_is_refused") {
+        return;
+    }
+    let wd = Workdir::new("trust-fifo");
+    let dir = shared_dir(&wd.path);
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut c = Command::new("sh");
+    c.args(["-c", "exec 3<>\"$1\"; exec \"$0\" 100000 10000"]).arg(prog("counter", &[])).arg(&fifo);
+    checkpointed(c, &wd, 3);
+    std::fs::remove_file(&fifo).unwrap();
+    as_nobody(&["mkfifo", path_str(&fifo)]);
+    refused(&[], &wd.image(), &[&format!("fd 3 (FIFO): {} belongs to uid 65534 now", fifo.display())]);
+
+    std::fs::remove_file(&fifo).unwrap();
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut r = Proc::restart(&wd.image());
+    r.wait_lines(3, SHORT);
+    r.kill9();
+}
+
+/// A user with no name and no files (not `nobody`, whose ID is the one a user namespace shows
+/// for every ID it does not map).
+const SOMEONE: u32 = 4321;
+
+/// `setpriv` running `args` as user [`SOMEONE`]: for a `Proc`.
+fn someone_command(args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([format!("--reuid={SOMEONE}"), format!("--regid={SOMEONE}"), "--clear-groups".into(), "--".into()]).args(args);
+    c
+}
+
+/// A user other than root checkpoints a process tree and restarts it. Its processes come back in
+/// a user namespace of that user's own, where every other user's file (root's libraries, say)
+/// looks like the overflow user's: the restart judges owners by the IDs outside, so a library
+/// of root's is mapped from its file (not copied as if another user's), and nothing is refused.
+#[test]
+fn a_tree_of_another_user_restarts_judging_owners_by_the_real_ids() {
+    if !two_users("a_tree_of_another_user_restarts_judging_owners_by_the_real_ids") {
+        return;
+    }
+    let wd = Workdir::new("trust-tree-user");
+    std::os::unix::fs::chown(&wd.path, Some(SOMEONE), Some(SOMEONE)).unwrap();
+    let family = prog("family", &[]);
+    let mut orig = Proc::preloaded(someone_command(&[family.as_os_str(), "100000".as_ref(), "2000".as_ref()]), &wd.image(), "family as another user");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    let libc_named = with_image(&std::fs::read(wd.image()).unwrap(), |img| {
+        (0..img.region_count()).map(|i| img.region(i).unwrap()).any(|r| r.record.maps_private_file() && r.name.ends_with(b".so.6"))
+    });
+    assert!(libc_named, "the image holds the C library instead of naming it");
+    let mut r = Proc::spawn(someone_command(&[myrestart().as_os_str(), wd.image().as_os_str()]), "myrestart as another user");
+    r.wait_lines(3, LONG);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", r.program_pid())).unwrap();
+    let err = r.stderr();
+    assert!(maps.lines().any(|l| l.contains("libc.so.6")), "the C library is not mapped from its file: {maps}\n{err}");
+    let copied = |l: &&str| l.contains("/memfd:") && (l.contains(".so") || l.contains("family"));
+    assert!(!maps.lines().any(|l| copied(&l)), "the program or a library was copied: {maps}\n{err}");
+    r.kill_tree();
+}
+
+/// `ckpt ARGS`: exit status, stdout, stderr.
+fn run_ckpt(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = Command::new(ckpt()).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `ckpt` holds images to myrestart's rule of ownership: a base image others may write (or an
+/// image another user owns) makes `ckpt inspect` call the image not restartable and say why,
+/// `ckpt restart --newest` pass it over, and `ckpt copy` refuse to make a copy of the user's own
+/// from it; each unless `--trust-image`.
+#[test]
+fn ckpt_calls_an_image_others_could_change_not_restartable() {
+    if !two_users("ckpt_calls_an_image_others_could_change_not_restartable") {
+        return;
+    }
+    let (wd, newest, base) = two_image_chain("trust-ckpt");
+    let name = base.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let why = format!("base image {name} may be written by other users (uid 0, mode 666); restoring it would run its code as you: give --trust-image if you mean it");
+
+    let (code, out, err) = run_ckpt(&["inspect".as_ref(), "--json".as_ref(), newest.as_os_str()]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(code, Some(1), "{out} {err}");
+    assert_eq!(doc["restartable"], false, "{out}");
+    assert_eq!(doc["trusted"], false, "{out}");
+    assert_eq!(doc["restartable_reason"].as_str(), Some(why.as_str()), "{out}");
+    let (code, out, err) = run_ckpt(&["inspect".as_ref(), "--trust-image".as_ref(), newest.as_os_str()]);
+    assert_eq!(code, Some(0), "{out} {err}");
+
+    let dest = wd.path.join("copy");
+    let (code, _, err) = run_ckpt(&["copy".as_ref(), newest.as_os_str(), dest.as_os_str()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is not copied: it cannot be restarted") && err.contains(&why), "{err}");
+    assert!(!dest.exists());
+    let (code, _, err) = run_ckpt(&["copy".as_ref(), "--trust-image".as_ref(), newest.as_os_str(), dest.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(dest.exists());
+
+    let (code, _, err) = run_ckpt(&["restart".as_ref(), "--newest".as_ref(), wd.image().as_os_str()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&format!("passing over {}: {why}", newest.display())), "{err}");
+    assert!(err.contains("can be restarted"), "{err}");
+
+    // An image another user owns: the same.
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&dest, Some(65534), None).unwrap();
+    let (code, out, err) = run_ckpt(&["inspect".as_ref(), "--json".as_ref(), dest.as_os_str()]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(code, Some(1), "{out} {err}");
+    let reason = doc["restartable_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("the image is owned by another user (uid 65534"), "{out}");
 }

@@ -345,7 +345,10 @@ fn restart_newest_keeps_to_the_newest_images_command() {
 fn job_keeps_its_images_when_the_restart_is_refused_or_the_program_is_killed() {
     let wd = Workdir::new("work-refused");
     let dir = &wd.path;
-    let (out, err) = (dir.join("out"), dir.join("err"));
+    // The output in a directory of its own, which can be swapped for a symbolic link.
+    let logs = dir.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let (out, err) = (logs.join("out"), dir.join("err"));
     let n = 300;
     let reference = reference_run({
         let mut c = Command::new(prog("counter", &[]));
@@ -359,13 +362,27 @@ fn job_keeps_its_images_when_the_restart_is_refused_or_the_program_is_killed() {
     job.signal(libc::SIGUSR1);
     assert_eq!(job.wait_exit(LONG).code(), Some(75), "{}", read(&err));
 
-    // An image others may write is refused by myrestart: nothing ran, the images stay.
-    use std::os::unix::fs::PermissionsExt;
+    // A symbolic link on the path of the program's output (which the checkpoint found none
+    // on) is refused by myrestart, which alone reopens the files an image names: nothing ran,
+    // the images stay.
     let image = dir.join("myckpt");
+    let real = dir.join("logs.real");
+    std::fs::rename(&logs, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &logs).unwrap();
+    let mut refused = start_job(dir, &[], &[], &cmd, &out, &err);
+    assert_eq!(refused.wait_exit(LONG).code(), Some(2), "{}", read(&err));
+    assert!(read(&err).contains("a symbolic link is in its path now"), "{}", read(&err));
+    assert!(read(&err).contains("was not restarted (myrestart's exit status 2); its images stay as they are"), "{}", read(&err));
+    assert!(image.exists() && !dir.join("myckpt.ended").exists(), "{:?}", names(dir, "myckpt"));
+    std::fs::remove_file(&logs).unwrap();
+    std::fs::rename(&real, &logs).unwrap();
+    // An image others may write is not restarted (ckpt passes it over, as myrestart would
+    // refuse it): the images stay.
+    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o666)).unwrap();
     let mut refused = start_job(dir, &[], &[], &cmd, &out, &err);
     assert_eq!(refused.wait_exit(LONG).code(), Some(2), "{}", read(&err));
-    assert!(read(&err).contains("was not restarted (myrestart's exit status 2); its images stay as they are"), "{}", read(&err));
+    assert!(read(&err).contains("the image may be written by other users (uid ") && read(&err).contains("mode 666)"), "{}", read(&err));
     assert!(image.exists() && !dir.join("myckpt.ended").exists(), "{:?}", names(dir, "myckpt"));
     std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o600)).unwrap();
 

@@ -26,6 +26,10 @@ pub struct CopyArgs {
     /// Where the copy goes: a file (replaced if it exists), or an existing directory (the copy
     /// gets IMAGE's file name there).
     dest: PathBuf,
+    /// Copy an image (or base image) that another user owns or others may write (refused by
+    /// default, as `ckpt restart` refuses it: the copy would be yours, and restore as yours).
+    #[arg(long)]
+    trust_image: bool,
 }
 
 /// The file being written, removed unless it was renamed into place.
@@ -70,7 +74,7 @@ pub fn copy(a: CopyArgs) -> Outcome {
 
     // Verified as `ckpt inspect` verifies it, through the very descriptors the copy reads.
     let src = ImageFile::open(&a.image).map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
-    let (doc, restartable, checked) = examine_file(&src, None)?;
+    let (doc, restartable, checked) = examine_file(&src, None, a.trust_image)?;
     if !restartable {
         // A checksum that fails is a failure (1); anything else a refusal (2).
         let code = if doc["checksums_ok"] == true { EXIT_REFUSED } else { EXIT_FAILED };

@@ -24,6 +24,10 @@ pub struct InspectArgs {
     /// CKPT_KEY in the environment names it, if set.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// Judge the image restartable though another user owns it or others may write it (or a
+    /// base of it), as `ckpt restart --trust-image` would restore it.
+    #[arg(long)]
+    trust_image: bool,
 }
 
 fn prot(p: u32) -> String {
@@ -49,7 +53,7 @@ fn utc(ns: u64) -> String {
 
 pub fn inspect(a: InspectArgs) -> Outcome {
     let key = crate::key::configured(a.key.as_deref());
-    let (doc, restartable) = examine(&a.image, key.as_deref())?;
+    let (doc, restartable) = examine(&a.image, key.as_deref(), a.trust_image)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap());
     } else {
@@ -102,14 +106,24 @@ pub fn taken(path: &Path) -> Option<String> {
 /// every checksum verifies (the MAC too, with a key), and every base image it needs is there,
 /// is the image it was built on, and holds undamaged the pages it takes from it. The reason it
 /// cannot is `restartable_reason`. An image that cannot be read or parsed at all is an error.
-pub fn examine(path: &Path, key: Option<&Path>) -> Result<(Value, bool), (u8, String)> {
+pub fn examine(path: &Path, key: Option<&Path>, trust: bool) -> Result<(Value, bool), (u8, String)> {
     let opened = ImageFile::open(path).map_err(|e| (EXIT_REFUSED, format!("{}: {e}", crate::shown(path))))?;
-    examine_file(&opened, key).map(|(doc, restartable, _)| (doc, restartable))
+    examine_file(&opened, key, trust).map(|(doc, restartable, _)| (doc, restartable))
+}
+
+/// Why the image or base image `what`, whose file has `meta`, is not restored unless trusted
+/// (`--trust-image`): myrestart's rule (`ckpt_sigsafe::trust`), in myrestart's words.
+fn untrusted(what: &dyn std::fmt::Display, meta: &std::fs::Metadata) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    ckpt_sigsafe::trust::untrusted_image(what, meta.uid(), meta.mode(), me).map(|u| u.to_string())
 }
 
 /// [`examine`] of an image file already open, which also gives back what checking its base
 /// images found (each base open, if it checked out).
-pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bool, Vec<BaseCheck>), (u8, String)> {
+/// With `trust`, an image or base that another user owns or others may write is judged as
+/// `--trust-image` restores it; without, it is not restartable, and says why.
+pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Result<(Value, bool, Vec<BaseCheck>), (u8, String)> {
     let path = opened.path.as_path();
     let name = crate::shown(path);
     let bad = |e: ckpt_image::ImageError| (EXIT_REFUSED, format!("{name}: {e}"));
@@ -124,6 +138,15 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bo
     let mut blocker = |why: String| {
         problem.get_or_insert(why);
     };
+    // Whose it is comes first: an image others could change is no image of ours, whatever its
+    // checksums say.
+    let mut trusted = true;
+    if let Some(why) = untrusted(&"the image", &fmeta) {
+        trusted = false;
+        if !trust {
+            blocker(format!("{name}: {why}"));
+        }
+    }
     let mut regions = Vec::new();
     let mut all_ok = true;
     for i in 0..image.region_count() {
@@ -248,7 +271,16 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bo
     let checked = check_bases(path, &image).map_err(bad)?;
     for b in &checked {
         let state = match &b.found {
-            Ok(_) => "verified".to_string(),
+            Ok(f) => match f.file.metadata().ok().and_then(|m| untrusted(&format_args!("base image {}", b.name), &m)) {
+                Some(why) => {
+                    trusted = false;
+                    if !trust {
+                        blocker(why.clone());
+                    }
+                    why
+                }
+                None => "verified".to_string(),
+            },
             Err(why) => {
                 bases_ok = false;
                 all_ok &= !why.is_checksum();
@@ -277,7 +309,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>) -> Result<(Value, bo
     let doc = json!({
         "image": path.to_string_lossy(), "bases": bases, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
         "restartable": problem.is_none(), "restartable_reason": problem,
-        "checksums_ok": all_ok, "bases_verified": bases_ok, "authentication": has_mac, "authenticated": authenticated,
+        "checksums_ok": all_ok, "bases_verified": bases_ok, "trusted": trusted, "authentication": has_mac, "authenticated": authenticated,
         "program": String::from_utf8_lossy(first.comm_bytes()), "exe": String::from_utf8_lossy(st.exe.as_bytes()),
         "threads": threads,
         "command_line": cmdline, "cwd": String::from_utf8_lossy(st.cwd.as_bytes()),

@@ -103,7 +103,7 @@ pub fn job(a: JobArgs) -> Outcome {
     // then on goes back to the moment of the restart, and a restart then cuts from the logs what
     // the program printed since (a last checkpoint's own image never cuts them).
     let mut fresh_image_due = false;
-    let (mut cmd, what) = match set::newest(&image, key.as_deref(), want)? {
+    let (mut cmd, what) = match set::newest(&image, key.as_deref(), want, false)? {
         Some(mut found) => {
             if a.allow_changed {
                 let differs = crate::inspect::origin_note(&found.path).ok().flatten().and_then(|was| {
@@ -172,7 +172,7 @@ pub fn job(a: JobArgs) -> Outcome {
         if let Some(s) = stopping.as_mut() {
             if !timed_out && s.since.elapsed() > Duration::from_secs_f64(a.timeout) {
                 timed_out = true;
-                if matches!(set::newest(&image, key.as_deref(), Want::Command(&started)), Ok(Some(_))) {
+                if matches!(set::newest(&image, key.as_deref(), Want::Command(&started), false), Ok(Some(_))) {
                     eprintln!("ckpt: the last checkpoint took more than {} s: killing {prog} without it (a restart goes on from its previous image)", a.timeout);
                     // SAFETY: kill(2) with our child's PID.
                     unsafe { libc::kill(child, libc::SIGKILL) };
@@ -297,7 +297,7 @@ pub fn job(a: JobArgs) -> Outcome {
         eprintln!("ckpt: {prog} stopped at its last checkpoint: {} ({} MB, {:.1} s)", crate::shown(&image), size / 1_000_000, since.elapsed().as_secs_f64());
     } else {
         let why = page.read().filter(|r| crate::report::outcome_after(r, base).is_some()).map(|r| format!(": {}", r.message)).unwrap_or_default();
-        match set::newest(&image, key.as_deref(), Want::Command(&started)) {
+        match set::newest(&image, key.as_deref(), Want::Command(&started), false) {
             Ok(Some(f)) => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart goes on from {} (taken {})", crate::shown(&f.path), f.taken),
             _ => eprintln!("ckpt: the last checkpoint of {prog} failed{why}; it stopped, and a restart begins it anew (no image)"),
         }

@@ -153,7 +153,7 @@ fn main() -> ExitCode {
             let key = key::configured(key.as_deref());
             let chosen = if newest {
                 let want = if allow_changed { set::Want::Any } else { set::Want::SameAsNewest };
-                match set::newest(&image, key.as_deref(), want) {
+                match set::newest(&image, key.as_deref(), want, trust_image) {
                     // Said by myrestart once the program's logs are in order.
                     Ok(Some(found)) => Ok((Some(found.say("ckpt: restarting")), found.path)),
                     Ok(None) => Err((EXIT_REFUSED, format!("no image at {}", crate::shown(&image)))),

@@ -71,10 +71,11 @@ pub fn files(image: &Path) -> Vec<PathBuf> {
 }
 
 /// The newest complete image of the set: every checksum verifies, every older image it is built
-/// on is there, and its program was started as `want` says. `None` if there is no image at
+/// on is there, it and they are trusted as myrestart trusts them (the user's own, writable by
+/// nobody else; or `trust`, `--trust-image`), and its program was started as `want` says. `None` if there is no image at
 /// all; an error if there are some but none will do. Each image passed over is named with the
 /// reason: in the image found, or on stderr.
-pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Found>, (u8, String)> {
+pub fn newest(image: &Path, key: Option<&Path>, want: Want, trust: bool) -> Result<Option<Found>, (u8, String)> {
     // A key file that cannot be used refuses at once (not as a reason to pass over each image).
     if let Some(k) = key {
         crate::key::read(k)?;
@@ -112,7 +113,7 @@ pub fn newest(image: &Path, key: Option<&Path>, want: Want) -> Result<Option<Fou
             passed_over.push((format!("ckpt: passing over {}: it is of another command: {d}", crate::shown(path)), true));
             continue;
         } else {
-            match crate::inspect::examine(path, key) {
+            match crate::inspect::examine(path, key, trust) {
                 Err((_, message)) => message,
                 Ok((doc, restartable)) => {
                     if !restartable {

@@ -3,26 +3,31 @@
 //! A private mapping of a regular file whose pages the program never wrote (program text,
 //! libraries, read-only data) holds nothing the file does not. Its region (flag
 //! `RF_MAP_PRIVATE_FILE`, no stored bytes) names the file; this note says what the file was, so
-//! that restart can tell it is still the same:
+//! that restart can tell it is still the same. A `MAP_SHARED` mapping of a file (flag
+//! `RF_FROM_FILE`) is the file itself, changes and all; its record says whose it was and when
+//! it was made, so that restart can tell it from a file put at its path since:
 //!
 //! ```text
-//!   u32 count, u32 record size (40)
-//!   count records, in region order:
+//!   u32 count, u32 record size (64)
+//!   count records, in region order, one for each region of either kind:
 //!     u32 region        index of the region
 //!     u32 reserved      0
 //!     u64 size          the file's size
 //!     u64 mtime_sec, mtime_nsec   its modification time
 //!     u64 content_hash  xxh3-64 of the file's bytes the region maps (from its file offset to
-//!                       the end of the region or of the file, whichever comes first)
+//!                       the end of the region or of the file, whichever comes first); 0 for
+//!                       a shared mapping, whose bytes are the file's business
+//!     24 bytes          its owner and birth time (crate::fileid::Owner)
 //! ```
-//! The device and inode are in the region record. Restart refuses, by name, a file whose inode,
-//! size, time or contents differ.
+//! The device and inode are in the region record. Restart refuses, by name, a private mapping's
+//! file whose inode, birth time, size, time or contents differ, and a shared mapping's file that
+//! was the restarting user's own and is another user's now.
 
 use crate::bytes::{Reader, Records, Writer};
 use crate::image::Image;
 use crate::ImageError;
 
-pub const FILEMAP_RECORD_SIZE: usize = 40;
+pub const FILEMAP_RECORD_SIZE: usize = 40 + crate::fileid::OWNER_SIZE;
 pub const FILEMAP_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
 
 /// What the file behind a region was at checkpoint time.
@@ -33,6 +38,7 @@ pub struct FileMap {
     pub mtime_sec: u64,
     pub mtime_nsec: u64,
     pub content_hash: u64,
+    pub owner: crate::fileid::Owner,
 }
 
 impl FileMap {
@@ -43,12 +49,20 @@ impl FileMap {
         w.u64(self.mtime_sec);
         w.u64(self.mtime_nsec);
         w.u64(self.content_hash);
+        self.owner.write(w);
     }
 
     pub fn read(r: &mut Reader) -> Result<FileMap, ImageError> {
         let region = r.u32()?;
         r.skip(4)?;
-        let m = FileMap { region, size: r.u64()?, mtime_sec: r.u64()?, mtime_nsec: r.u64()?, content_hash: r.u64()? };
+        let m = FileMap {
+            region,
+            size: r.u64()?,
+            mtime_sec: r.u64()?,
+            mtime_nsec: r.u64()?,
+            content_hash: r.u64()?,
+            owner: crate::fileid::Owner::read(r)?,
+        };
         if m.mtime_nsec >= 1_000_000_000 {
             return Err(ImageError::Malformed("bad file mapping record"));
         }
@@ -93,8 +107,8 @@ pub fn records(desc: &[u8]) -> Result<Records<'_, FileMap>, ImageError> {
 }
 
 /// Checks that the regions mapped from their files and the records match one to one: each
-/// record names a region with the flag (a private file mapping with no stored bytes), in
-/// order, and each such region has its record.
+/// record names, in order, a private file mapping with no stored bytes or a shared mapping of
+/// a file, and each such region has its record.
 pub(crate) fn check(image: &Image) -> Result<(), ImageError> {
     let mut next = 0usize;
     for m in image.file_maps() {
@@ -104,20 +118,28 @@ pub(crate) fn check(image: &Image) -> Result<(), ImageError> {
             return Err(ImageError::Malformed("file mapping records are out of order"));
         }
         for j in next..i {
-            if image.region(j)?.record.maps_private_file() {
+            if needs_record(&image.region(j)?.record) {
                 return Err(ImageError::Malformed("a region mapped from its file has no record"));
             }
         }
         let rec = image.region(i)?.record;
-        if !rec.maps_private_file() || rec.has_data() || rec.is_shared() || rec.flags & crate::region::RF_FILE == 0 {
+        let private = rec.maps_private_file() && !rec.has_data() && !rec.is_shared();
+        let shared = rec.from_file() && rec.is_shared() && !rec.maps_private_file();
+        if !(private || shared) || rec.flags & crate::region::RF_FILE == 0 {
             return Err(ImageError::Malformed("a file mapping record names a region that is not mapped from its file"));
         }
         next = i + 1;
     }
     for j in next..image.region_count() {
-        if image.region(j)?.record.maps_private_file() {
+        if needs_record(&image.region(j)?.record) {
             return Err(ImageError::Malformed("a region mapped from its file has no record"));
         }
     }
     Ok(())
+}
+
+/// Whether a region has a record in `NT_CKPT_FILEMAPS`: it is mapped from its file again,
+/// privately or shared.
+pub fn needs_record(rec: &crate::RegionRecord) -> bool {
+    rec.maps_private_file() || rec.from_file()
 }

@@ -53,6 +53,7 @@ pub mod compress;
 pub mod elf;
 pub mod epoll;
 pub mod fds;
+pub mod fileid;
 pub mod filemaps;
 pub mod frame;
 pub mod image;

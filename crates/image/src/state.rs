@@ -1,6 +1,7 @@
 //! `NT_CKPT_STATE`: the process state that is not memory and not registers.
 
 use crate::bytes::{Reader, Writer};
+use crate::fileid::{FileId, FILE_ID_SIZE};
 use crate::{ImageError, FORMAT_VERSION, OLDEST_FORMAT, STATE_MAGIC};
 
 /// Signals a process that is running (a checkpoint handler) never has pending, as a mask:
@@ -157,6 +158,10 @@ pub struct ProcessState {
     pub shared_pending: u64,
     /// Every resource limit, `[soft, hard]` (`u64::MAX`: unlimited), `RLIMIT_CPU` first.
     pub rlimits: [[u64; 2]; RLIMITS],
+    /// What `cwd` and `exe` were (owner and birth time too), so that a restart can tell them
+    /// from files put at their paths since ([`crate::fileid`]).
+    pub cwd_id: FileId,
+    pub exe_id: FileId,
 }
 
 impl ProcessState {
@@ -187,11 +192,13 @@ impl ProcessState {
         kernel: [0; 72],
         shared_pending: 0,
         rlimits: [[u64::MAX; 2]; RLIMITS],
+        cwd_id: FileId::UNKNOWN,
+        exe_id: FileId::UNKNOWN,
     };
 
     /// Size of the encoded descriptor.
     pub const ENCODED_LEN: usize =
-        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72 + 8 + 16 * RLIMITS;
+        8 + 4 + 4 + 8 * 4 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 * 11 + 32 * 3 + 32 * NSIG + 2 * (4 + PATH_MAX) + 4 + 4 + 72 + 8 + 16 * RLIMITS + 2 * FILE_ID_SIZE;
 
     /// Whether the program ended right after this checkpoint ([`FLAG_LAST_CHECKPOINT`]).
     pub fn is_last_checkpoint(&self) -> bool {
@@ -245,6 +252,8 @@ impl ProcessState {
             w.u64(l[0]);
             w.u64(l[1]);
         }
+        self.cwd_id.write(w);
+        self.exe_id.write(w);
     }
 
     /// Decodes the descriptor into `out` (large: the caller chooses where it lives).
@@ -314,6 +323,8 @@ impl ProcessState {
                 return Err(ImageError::Malformed("a soft resource limit above its hard limit"));
             }
         }
+        out.cwd_id = FileId::read(&mut r)?;
+        out.exe_id = FileId::read(&mut r)?;
         if !crate::thread::is_id(out.pid) {
             return Err(ImageError::Malformed("the process ID is 0 or above 2^31 - 1"));
         }

@@ -820,7 +820,7 @@ fn file_mapping_records_match_their_regions() {
         write_note(&mut Writer::new(&mut n), CKPT_NOTE_NAME, NT_CKPT_FILEMAPS, &desc);
         n
     };
-    let m = FileMap { region: 0, size: 4096, mtime_sec: 1, mtime_nsec: 2, content_hash: 3 };
+    let m = FileMap { region: 0, size: 4096, mtime_sec: 1, mtime_nsec: 2, content_hash: 3, owner: crate::fileid::Owner { uid: Some(1000), birth: Some((5, 6)) } };
     let rec = crate::filemaps::FILEMAP_RECORD_SIZE as u32;
     assert_eq!(
         parse_changed(|d| d.trailing_notes = note(&[m], rec)),
@@ -832,6 +832,29 @@ fn file_mapping_records_match_their_regions() {
         malformed("a region mapped from its file has no record")
     );
     assert_eq!(parse_changed(|d| d.trailing_notes = note(&[FileMap { mtime_nsec: 2_000_000_000, ..m }], rec)), malformed("bad file mapping record"));
+    // A shared mapping of a file has its record too.
+    assert_eq!(
+        parse_changed(|d| d.records[0].flags |= crate::region::RF_FROM_FILE | crate::region::RF_SHARED),
+        malformed("a region mapped from its file has no record")
+    );
+}
+
+#[test]
+fn a_file_id_keeps_its_owner_and_birth_time_or_that_they_were_unknown() {
+    use crate::fileid::{FileId, Owner, FILE_ID_SIZE};
+    for id in [FileId::UNKNOWN, FileId { dev: 8 << 32 | 1, ino: 12, owner: Owner { uid: Some(0), birth: None } }, FileId { dev: 1, ino: 2, owner: Owner { uid: Some(1000), birth: Some((-1, 999_999_999)) } }] {
+        let mut buf = [0u8; FILE_ID_SIZE];
+        id.write(&mut Writer::new(&mut buf));
+        assert_eq!(FileId::read(&mut crate::bytes::Reader::new(&buf)), Ok(id));
+    }
+    let id = FileId { dev: 1, ino: 2, owner: Owner { uid: Some(1000), birth: Some((7, 8)) } };
+    assert!(id.is_same(1, 2, Some((7, 8))) && id.is_same(1, 2, None));
+    assert!(!id.is_same(1, 2, Some((7, 9))), "the old inode number, born later");
+    assert!(!id.is_same(1, 3, Some((7, 8))));
+    let mut buf = [0u8; FILE_ID_SIZE];
+    id.write(&mut Writer::new(&mut buf));
+    buf[20] |= 4;
+    assert_eq!(FileId::read(&mut crate::bytes::Reader::new(&buf)), Err(ImageError::Malformed("bad file owner record")));
 }
 
 /// An `NT_CKPT_CHAIN` note with identity `id` and `bases`.

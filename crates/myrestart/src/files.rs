@@ -14,7 +14,10 @@
 //!   output goes on at its end or in a new file (made exclusively, never through a link);
 //!   appended to and only grown since, it is cut back to its length at the checkpoint, at the
 //!   point of no return ([`plan_cut`]);
-//! - a file mapped `MAP_SHARED` must still exist and cover the mapped range; a program or
+//! - a file mapped `MAP_SHARED` must still exist and cover the mapped range, and is held to
+//!   the rule for regular files above (no symbolic link, another user's where ours was refused,
+//!   another one named as replaced; its owner and birth time are in `NT_CKPT_FILEMAPS`); a
+//!   FIFO to the owner rule too; a program or
 //!   library mapped privately must be the file it was, and is copied first if others could
 //!   change it (`myrestart::trust`);
 //! - deleted files come back from their saved contents as new unlinked files;
@@ -308,7 +311,7 @@ fn move_down(fd: BorrowedFd, mut from: u64, to: u64, mut at: u64) -> Result<u64,
 /// since: it is not followed (the open fails with `ELOOP`), since one planted in a shared
 /// directory such as /tmp would lead the program, with the restarting user's rights, to
 /// another file, or make one where the link points.
-fn open_recorded(path: &CStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_recorded(path: &CStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
     match rustix::fs::openat2(rustix::fs::CWD, path, flags, mode, rustix::fs::ResolveFlags::NO_SYMLINKS) {
         // Before Linux 5.6: the last component at least.
         Err(Errno::NOSYS) => rustix::fs::open(path, flags | OFlags::NOFOLLOW, mode),
@@ -316,8 +319,18 @@ fn open_recorded(path: &CStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errn
     }
 }
 
+/// The refusal of another user's file (`st_uid` `now`) found at `path`, where the program had
+/// one of the restarting user's own (`then`): see `myrestart::trust::taken_over`. `what` says
+/// what the program had there (a descriptor, a mapping, its working directory).
+pub(crate) fn refuse_taken(image_path: &CStr, what: core::fmt::Arguments, path: &[u8], now: u32, then: u32) {
+    refuse(image_path, format_args!(
+        "{what}: {} belongs to uid {now} now, where the program had a file of yours (uid {then}): another user's file is not given to it (remove it, or put the file back)",
+        Lossy(path)
+    ));
+}
+
 /// Why a recorded path did not open ([`open_recorded`]), in words.
-struct NotOpened(Errno);
+pub(crate) struct NotOpened(pub(crate) Errno);
 
 impl core::fmt::Display for NotOpened {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -386,17 +399,14 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     // given to it: in a shared directory it is what someone else put there, and the program
     // would write it, or believe it, with our rights. Any other file now at the path is only
     // named below, as replaced.
-    let me = rustix::process::geteuid().as_raw();
-    if myrestart::trust::taken_over(rec.uid, st.st_uid, me) {
+    let (me, now) = (rustix::process::geteuid().as_raw(), owner(&st));
+    if myrestart::trust::taken_over(rec.uid, now, me) {
         if generated {
             // Another user's process now has the PID whose /proc files these were.
             say!("myrestart: fd {}: {} is another user's now; the descriptor reads as empty after the restart", rec.fd, Lossy(path));
             return reads_as_empty(image_path, rec, base);
         }
-        refuse(image_path, format_args!(
-            "fd {}: {} belongs to uid {} now, where the program had a file of yours (uid {}): another user's file is not given to it (remove it, or put the file back)",
-            rec.fd, Lossy(path), st.st_uid, rec.uid
-        ));
+        refuse_taken(image_path, format_args!("fd {}", rec.fd), path, now, rec.uid);
         return Err(());
     }
     if rec.open_flags & k::O_NONBLOCK == 0 {
@@ -648,15 +658,27 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
     };
     let nb = OFlags::NONBLOCK | OFlags::CLOEXEC;
     let opening = |e: Errno| refuse(image_path, format_args!("fd {} (FIFO {}): opening it: {}", rec.fd, Lossy(path), NotOpened(e)));
-    let hold = open_recorded(c, OFlags::RDWR | nb, Mode::empty()).map_err(opening)?;
-    let st = rustix::fs::fstat(&hold).map_err(|e| bad("opening it", e))?;
+    // Looked at before it is opened for reading or writing (an `O_PATH` descriptor opens
+    // nothing), and then opened through that descriptor, so that each end is of the FIFO
+    // looked at, whatever is put at its path meanwhile.
+    let found = open_recorded(c, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(opening)?;
+    let st = rustix::fs::fstat(&found).map_err(|e| bad("opening it", e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
         refuse(image_path, format_args!("fd {}: {} is no longer a FIFO", rec.fd, Lossy(path)));
         return Err(());
     }
+    // Another user's FIFO where the program had one of ours: it would read what that user
+    // writes, and write to that user's reader.
+    if myrestart::trust::taken_over(rec.uid, owner(&st), rustix::process::geteuid().as_raw()) {
+        refuse_taken(image_path, format_args!("fd {} (FIFO)", rec.fd), path, owner(&st), rec.uid);
+        return Err(());
+    }
+    let mut link = [0u8; 64];
+    let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", found.as_raw_fd() as u64, b"").ok_or(())?;
+    let hold = rustix::fs::open(l, OFlags::RDWR | nb, Mode::empty()).map_err(opening)?;
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
     let mode = if reader { OFlags::RDONLY } else if rec.open_flags & k::O_ACCMODE == k::O_RDWR { OFlags::RDWR } else { OFlags::WRONLY };
-    let end = open_recorded(c, mode | nb, Mode::empty()).map_err(opening)?;
+    let end = rustix::fs::open(l, mode | nb, Mode::empty()).map_err(opening)?;
     if rec.blob_len > 0 {
         fill_pipe(image_fd, rec.blob_offset, hold.as_fd(), rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
     }
@@ -954,7 +976,7 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
         } else if rec.maps_private_file() {
             MapSlot { region: i as u32, fd: open_same_file(image_path, image, p, i, &r, buf)?, fill: false, private: true }
         } else {
-            MapSlot { region: i as u32, fd: open_mapped_file(image_path, p, &r, buf)?, fill: false, private: false }
+            MapSlot { region: i as u32, fd: open_mapped_file(image_path, image, p, i, &r, buf)?, fill: false, private: false }
         };
         p.file_maps[p.nfile_maps] = slot;
         p.nfile_maps += 1;
@@ -985,7 +1007,7 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
     let fd = open_recorded(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
         .map_err(|e| refuse(image_path, format_args!("mapped file {}: {} (the image names it instead of holding a copy)", Lossy(r.name), NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_ino != r.record.inode {
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_ino != r.record.inode || !m.owner.same_birth(ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
         changed("it is another file now");
         return Err(());
     }
@@ -994,7 +1016,7 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
         return Err(());
     }
     let me = rustix::process::geteuid().as_raw();
-    let fd = if myrestart::trust::doubt(st.st_uid, st.st_mode, me, true).is_some() {
+    let fd = if myrestart::trust::doubt(owner(&st), st.st_mode, me, true).is_some() {
         let (from, to) = (r.record.file_offset, r.record.file_offset.saturating_add(r.record.size()));
         let name = r.name.rsplit(|&c| c == b'/').next().unwrap_or(b"");
         let mut nbuf = [0u8; 4096];
@@ -1020,7 +1042,11 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
     park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
 }
 
-fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
+/// The file `MAP_SHARED` region `i` maps, opened again by its path (never through a symbolic
+/// link: [`open_recorded`]), under the rule for the files the program had open: another user's
+/// file where the program mapped one of ours is refused, another file of ours is named as
+/// replaced and used.
+fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
     let Some(c) = cpath(r.name, buf) else {
         refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name)));
         return Err(());
@@ -1033,6 +1059,19 @@ fn open_mapped_file(image_path: &CStr, p: &Plan, r: &ckpt_image::RegionRef, buf:
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         refuse(image_path, format_args!("mapped file {} is no longer a regular file", Lossy(r.name)));
         return Err(());
+    }
+    let Some(m) = image.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i) else {
+        refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it"));
+        return Err(());
+    };
+    if let Some(then) = m.owner.uid {
+        if myrestart::trust::taken_over(then, owner(&st), rustix::process::geteuid().as_raw()) {
+            refuse_taken(image_path, format_args!("mapped file"), r.name, owner(&st), then);
+            return Err(());
+        }
+    }
+    if st.st_ino != r.record.inode || !m.owner.same_birth(ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
+        say!("myrestart: mapped file {} was replaced since the checkpoint; using the file now at that path", Lossy(r.name));
     }
     // The mapping's last page may run past the end of the file, as it did when mapped.
     let Some(need) = r.record.file_offset.checked_add(r.record.size()) else {
@@ -1264,6 +1303,67 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
                 // SAFETY: a parked descriptor of ours that nothing else refers to.
                 unsafe { sys::close(*fd) };
                 *fd = -1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Most files whose owners [`learn_owners`] keeps.
+const MAX_OWNERS: usize = 2048;
+
+/// The owners of the files a tree's processes will judge, as the user IDs outside any user
+/// namespace: device, inode, owner. Filled by the first myrestart before the tree's processes
+/// exist, which each inherit a copy.
+struct Owners {
+    n: usize,
+    e: [(u64, u64, u32); MAX_OWNERS],
+}
+
+static mut OWNERS: Owners = Owners { n: 0, e: [(0, 0, 0); MAX_OWNERS] };
+
+/// Who owns the file `st` describes, in the user IDs outside: a tree's processes are planned in
+/// a user namespace of the restarting user's own when that user is not root, where every ID but
+/// the user's own shows as the overflow ID (65534), so root's files (the system's libraries)
+/// would look like another user's. What [`learn_owners`] found outside comes first.
+pub(crate) fn owner(st: &rustix::fs::Stat) -> u32 {
+    // SAFETY: myrestart is single-threaded; `OWNERS` is written only by `learn_owners`, before
+    // the tree's processes exist, and only read here.
+    let owners = unsafe { &*core::ptr::addr_of!(OWNERS) };
+    owners.e[..owners.n].iter().find(|e| (e.0, e.1) == (st.st_dev, st.st_ino)).map_or(st.st_uid, |e| e.2)
+}
+
+/// Before a tree's processes are made (and enter a user namespace, [`owner`]): the owner of
+/// every file any of them will open or map by its path, its working directory and its program
+/// file, as they are now. A path that does not open is skipped: the process that needs it says
+/// why.
+pub fn learn_owners(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
+    // SAFETY: as in `owner`; the only reference to `OWNERS` while it lives.
+    let owners = unsafe { &mut *core::ptr::addr_of_mut!(OWNERS) };
+    owners.n = 0;
+    let mut note = |path: &[u8]| {
+        let mut buf = [0u8; 4096];
+        let Some(c) = cpath(path, &mut buf) else { return };
+        let Ok(fd) = open_recorded(c, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else { return };
+        let Ok(st) = rustix::fs::fstat(&fd) else { return };
+        if owners.n < MAX_OWNERS && !owners.e[..owners.n].iter().any(|e| (e.0, e.1) == (st.st_dev, st.st_ino)) {
+            owners.e[owners.n] = (st.st_dev, st.st_ino, st.st_uid);
+            owners.n += 1;
+        }
+    };
+    for m in 0..p.ntree {
+        let Some(image) = part_image(image_path, p, m)? else { continue };
+        note(p.state.cwd.as_bytes());
+        note(p.state.exe.as_bytes());
+        for (rec, path) in image.fds().filter_map(Result::ok) {
+            let named = matches!(rec.kind, FdKind::File | FdKind::Directory | FdKind::Device) || (rec.kind == FdKind::Pipe && !path.starts_with(b"pipe:["));
+            if named && rec.same_as < 0 {
+                note(path);
+            }
+        }
+        for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
+            if ckpt_image::filemaps::needs_record(&r.record) {
+                note(r.name);
             }
         }
     }

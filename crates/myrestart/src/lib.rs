@@ -8,7 +8,7 @@
 pub mod args;
 pub mod gap;
 pub mod relocate;
-pub mod trust;
+pub use ckpt_sigsafe::trust;
 
 /// Exit status for "the image cannot be restored" (bad input, refused before any change).
 pub const EXIT_REFUSED: i32 = 2;

@@ -315,15 +315,12 @@ pub fn plan_in_copy(base: usize, copy_base: usize) -> usize {
 /// was checked is what the program gets. Returns the descriptor to read the file through.
 fn trusted(path: &CStr, what: &dyn core::fmt::Display, fd: OwnedFd, st: &rustix::fs::Stat, trust: bool, p: &mut Plan) -> Result<OwnedFd, ()> {
     let me = rustix::process::geteuid().as_raw();
-    let Some(doubt) = myrestart::trust::doubt(st.st_uid, st.st_mode, me, false) else { return Ok(fd) };
+    let Some(why) = myrestart::trust::untrusted_image(what, st.st_uid, st.st_mode, me) else { return Ok(fd) };
     if !trust {
-        refuse(path, format_args!(
-            "{what} {doubt} (uid {}, mode {:o}); restoring it would run its code as you: give --trust-image if you mean it",
-            st.st_uid, st.st_mode & 0o7777
-        ));
+        refuse(path, format_args!("{why}"));
         return Err(());
     }
-    say!("myrestart: {}: {what} {doubt}; restoring it anyway (--trust-image), from a copy made now", Lossy(path.to_bytes()));
+    say!("myrestart: {}: {what} {}; restoring it anyway (--trust-image), from a copy made now", Lossy(path.to_bytes()), why.doubt);
     p.eager = true;
     let len = st.st_size as u64;
     files::private_copy(fd.as_fd(), 0, len, len, c"ckpt-image", false).map_err(|e| refuse(path, format_args!("{what}: copying it: {}", describe(e))))
@@ -481,6 +478,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     open_bases(path, &image, p, opts.verify, opts.trust_image)?;
     if p.ntree > 0 {
         files::pool(path, p)?;
+        files::learn_owners(path, p)?;
         // The root's state again (the pool read the others'); its plan, like every process's,
         // is made in its own process, all at once (`tree::spawn`).
         Image::parse(meta, file_len, &mut p.state).map_err(bad)?;
@@ -506,9 +504,7 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     p.acts.member = member;
     let base = p.fd_base;
     let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
-    let cwd_fd = rustix::fs::open(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
-        refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e)));
-    })?;
+    let cwd_fd = open_cwd(path, cwd, &p.state.cwd_id)?;
     // From here on relative paths (a socket bound to `./sock`, say) mean what they meant to
     // the program.
     rustix::process::fchdir(&cwd_fd).map_err(|e| refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e))))?;
@@ -518,18 +514,69 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     }
     p.cwd_fd = files::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
-    // Only a regular file can be the program (opened non-blocking: a FIFO put at its path
-    // would block `open`).
-    p.exe_fd = CStr::from_bytes_with_nul(p.state.exe.with_nul())
-        .ok()
-        .and_then(|exe| rustix::fs::open(exe, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).ok())
-        .filter(|f| rustix::fs::fstat(f).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile))
-        .and_then(|f| files::park(f, base).ok())
-        .unwrap_or(-1);
+    p.exe_fd = match open_exe(path, &p.state.exe, &p.state.exe_id)? {
+        Some(f) => files::park(f, base).unwrap_or(-1),
+        None => -1,
+    };
     p.meta = meta;
     p.meta_len = meta_len;
     p.image = Some(image);
     Ok(())
+}
+
+/// The program's working directory, entered again by its path under the rule for the files
+/// it had open (`files.rs`): never through a symbolic link (the checkpoint's path, the
+/// kernel's own, had none), and not another user's directory where the program's was the
+/// restarting user's own; another directory of ours there is named as replaced.
+fn open_cwd(path: &CStr, cwd: &CStr, id: &ckpt_image::fileid::FileId) -> Result<OwnedFd, ()> {
+    let name = Lossy(cwd.to_bytes());
+    let fd = files::open_recorded(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| refuse(path, format_args!("working directory {name}: {}", files::NotOpened(e))))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("working directory {name}: {}", describe(e))))?;
+    if let Some(then) = id.owner.uid {
+        if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
+            files::refuse_taken(path, format_args!("working directory"), cwd.to_bytes(), files::owner(&st), then);
+            return Err(());
+        }
+        if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
+            say!("myrestart: working directory {name} was replaced since the checkpoint; the program works in the directory now at that path");
+        }
+    }
+    Ok(fd)
+}
+
+/// The program file, for `/proc/self/exe` of the restored process: opened by its path under
+/// the same rule as the working directory ([`open_cwd`]); only a regular file (opened
+/// non-blocking: a FIFO put at its path would block `open`). `None` where there is none to
+/// be had (gone, or never known): the restored process then keeps myrestart's.
+fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid::FileId) -> Result<Option<OwnedFd>, ()> {
+    let Ok(c) = CStr::from_bytes_with_nul(exe.with_nul()) else { return Ok(None) };
+    if c.is_empty() {
+        return Ok(None);
+    }
+    let name = Lossy(c.to_bytes());
+    let fd = match files::open_recorded(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e @ rustix::io::Errno::LOOP) => {
+            refuse(path, format_args!("program file {name}: {}", files::NotOpened(e)));
+            return Err(());
+        }
+        Err(_) => return Ok(None),
+    };
+    let Ok(st) = rustix::fs::fstat(&fd) else { return Ok(None) };
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Ok(None);
+    }
+    if let Some(then) = id.owner.uid {
+        if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
+            files::refuse_taken(path, format_args!("program file"), c.to_bytes(), files::owner(&st), then);
+            return Err(());
+        }
+        if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
+            say!("myrestart: program file {name} was replaced since the checkpoint; /proc/PID/exe of the restored process names the file now at that path");
+        }
+    }
+    Ok(Some(fd))
 }
 
 /// Opens and checks the base images an incremental image names, before anything changes: each

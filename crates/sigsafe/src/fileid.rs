@@ -2,7 +2,7 @@
 //! it and the restart that compares: device and inode alone do not, since a file system hands a
 //! deleted file's inode number to a new file (ext4 at once), but the new one is born later.
 
-use rustix::fd::BorrowedFd;
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, StatxFlags};
 
 /// When the file behind `fd` was made (`statx` birth time: seconds, nanoseconds), where its
@@ -10,4 +10,20 @@ use rustix::fs::{AtFlags, StatxFlags};
 pub fn birth_time(fd: BorrowedFd) -> Option<(i64, u32)> {
     let st = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::BTIME).ok()?;
     (st.stx_mask & StatxFlags::BTIME.bits() != 0).then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec))
+}
+
+/// The owner and birth time of the file behind `fd`, as a record keeps them.
+pub fn owner(fd: BorrowedFd) -> ckpt_image::fileid::Owner {
+    ckpt_image::fileid::Owner { uid: rustix::fs::fstat(fd).ok().map(|st| st.st_uid), birth: birth_time(fd) }
+}
+
+/// The file at `path` (symbolic links followed: `/proc/self/cwd` and `/proc/self/exe` are
+/// what they lead to), as a record keeps it; unknown if it cannot be looked at.
+pub fn file_id_at(path: &core::ffi::CStr) -> ckpt_image::fileid::FileId {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(fd) = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else { return ckpt_image::fileid::FileId::UNKNOWN };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) => ckpt_image::fileid::FileId { dev: st.st_dev, ino: st.st_ino, owner: owner(fd.as_fd()) },
+        Err(_) => ckpt_image::fileid::FileId::UNKNOWN,
+    }
 }

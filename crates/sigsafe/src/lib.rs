@@ -90,6 +90,7 @@ pub mod proctext;
 pub mod signals;
 pub mod sockets;
 pub mod sys;
+pub mod trust;
 
 /// Page size on x86-64.
 pub const PAGE: usize = 4096;

@@ -86,6 +86,9 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     st.umask = status_field(status, b"Umask:").and_then(parse_oct).unwrap_or(0o022);
     read_path(c"/proc/self/cwd", &mut st.cwd).map_err(|e| Failure::new("reading the working directory", e))?;
     let _ = read_path(c"/proc/self/exe", &mut st.exe);
+    // What they are, so that a restart knows them from a directory or file put there since.
+    st.cwd_id = ckpt_sigsafe::fileid::file_id_at(c"/proc/self/cwd");
+    st.exe_id = ckpt_sigsafe::fileid::file_id_at(c"/proc/self/exe");
 
     capture_timers(parts)?;
     for (i, l) in parts.state.rlimits.iter_mut().enumerate() {

@@ -18,7 +18,7 @@ use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
 use core::ops::Range;
-use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
@@ -373,6 +373,12 @@ fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8])
     if st.st_ino != r.inode {
         return None;
     }
+    // A file another user (root aside) owns, or others may write, could hold other bytes by
+    // the restart, with the same hash (xxh3 is no defence against someone choosing bytes): its
+    // pages go into the image instead.
+    if ckpt_sigsafe::trust::doubt(st.st_uid, st.st_mode, rustix::process::geteuid().as_raw(), true).is_some() {
+        return None;
+    }
     // Programs and libraries only (ELF executables and shared objects): a data file, or a ckpt
     // image (an ELF core file) that a restored process maps, may well be gone or rewritten by
     // the time of a restart.
@@ -390,6 +396,7 @@ fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8])
         mtime_sec: st.st_mtime as u64,
         mtime_nsec: st.st_mtime_nsec as u64,
         content_hash: 0,
+        owner: ckpt_sigsafe::fileid::owner(file.as_fd()),
     };
     let read = |at: u64, into: &mut [u8]| loop {
         // SAFETY: `into` is `into.len()` writable bytes.
@@ -400,6 +407,21 @@ fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8])
     };
     m.content_hash = ckpt_image::filemaps::content_hash(m.size, r.offset, (r.end - r.start) as u64, buf, read).ok()??;
     Some(m)
+}
+
+/// The record of `MAP_SHARED` file region `r` (index `region`): whose the file is and when it
+/// was made, so that a restart knows it from a file put at its path since (what it holds is
+/// the program's business: no hash). Owner unknown if it cannot be looked at now.
+fn shared_file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8]) -> ckpt_image::filemaps::FileMap {
+    let mut m = ckpt_image::filemaps::FileMap { region, ..Default::default() };
+    let path = CStr::from_bytes_until_nul(pathbuf).ok();
+    let file = path.and_then(|p| rustix::fs::open(p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).ok());
+    if let Some(st) = file.as_ref().and_then(|f| rustix::fs::fstat(f).ok().filter(|st| st.st_ino == r.inode).map(|st| (f, st))) {
+        let (f, st) = st;
+        (m.size, m.mtime_sec, m.mtime_nsec) = (st.st_size as u64, st.st_mtime as u64, st.st_mtime_nsec);
+        m.owner = ckpt_sigsafe::fileid::owner(f.as_fd());
+    }
+    m
 }
 
 /// Whether the mapping's path still names the regular file that is mapped.
@@ -465,6 +487,14 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
                 nfilemaps += 1;
                 how = Saved::PrivateFile;
             }
+        }
+        if how == Saved::FromFile {
+            // `saved` left the region's path in `pathbuf`.
+            if nfilemaps == 0 {
+                filemaps.zeros(ckpt_image::filemaps::FILEMAP_HEADER_SIZE);
+            }
+            shared_file_identity(&r, count as u32, parts.pathbuf).write(&mut filemaps);
+            nfilemaps += 1;
         }
         *slot = RegionSlot { saved: how, ..RegionSlot::EMPTY };
         count += 1;

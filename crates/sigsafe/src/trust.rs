@@ -1,3 +1,8 @@
+//! Which files a restore takes as they lie: one rule, used by myrestart when it restores, by
+//! `ckpt` when it says whether an image is restartable, and by libckpt when it decides whether
+//! an image may name a file instead of holding a copy (one others could change is copied).
+//! Pure logic over owners and modes.
+//!
 //! Which files a restore takes as they lie. Restoring runs the image's code, and code from the
 //! files it names, with the restarting user's rights, and reads them at leisure: the image's
 //! memory is mapped from it and read when first touched. So a file someone else could change
@@ -47,6 +52,32 @@ pub fn doubt(uid: u32, mode: u32, me: u32, root_owned_ok: bool) -> Option<Doubt>
     }
 }
 
+/// Why an image or base image ([`doubt`] without `root_owned_ok`) is not restored unless the
+/// user says to trust it: the one sentence myrestart refuses it with and `ckpt` reports.
+pub struct Untrusted<'a> {
+    /// What the file is to the restart: "the image", "base image NAME".
+    pub what: &'a dyn core::fmt::Display,
+    pub doubt: Doubt,
+    pub uid: u32,
+    pub mode: u32,
+}
+
+impl core::fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} {} (uid {}, mode {:o}); restoring it would run its code as you: give --trust-image if you mean it",
+            self.what, self.doubt, self.uid, self.mode & 0o7777
+        )
+    }
+}
+
+/// An image or base image owned by `uid` with mode `mode`, judged for user `me`: `Some` if it is
+/// not to be restored without `--trust-image` (see [`Untrusted`]).
+pub fn untrusted_image<'a>(what: &'a dyn core::fmt::Display, uid: u32, mode: u32, me: u32) -> Option<Untrusted<'a>> {
+    doubt(uid, mode, me, false).map(|doubt| Untrusted { what, doubt, uid, mode })
+}
+
 /// Whether a file owned by `now` at the path where the program had a file owned by `then` was
 /// put there by another user while that file was the restarting user's (`me`) own. A file of
 /// root's is not counted (root may replace any file: logrotate makes new logs as root), nor is
@@ -71,6 +102,27 @@ mod tests {
         assert_eq!(doubt(0, 0o100755, 1000, true), None, "a system library");
         assert_eq!(doubt(0, 0o100777, 1000, true), Some(Doubt::Writable));
         assert_eq!(doubt(0, 0o100600, 0, false), None, "root's own");
+    }
+
+    #[test]
+    fn an_untrusted_image_is_named_with_its_owner_mode_and_the_way_on() {
+        use core::fmt::Write;
+        struct Buf([u8; 256], usize);
+        impl Write for Buf {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                self.0[self.1..self.1 + s.len()].copy_from_slice(s.as_bytes());
+                self.1 += s.len();
+                Ok(())
+            }
+        }
+        assert!(untrusted_image(&"the image", 1000, 0o100600, 1000).is_none());
+        assert!(untrusted_image(&"the image", 0, 0o100644, 1000).is_some(), "root's image, restored by another user");
+        let mut b = Buf([0; 256], 0);
+        write!(b, "{}", untrusted_image(&"base image x", 1000, 0o100664, 1000).unwrap()).unwrap();
+        assert_eq!(
+            core::str::from_utf8(&b.0[..b.1]).unwrap(),
+            "base image x may be written by other users (uid 1000, mode 664); restoring it would run its code as you: give --trust-image if you mean it"
+        );
     }
 
     #[test]
