@@ -352,6 +352,83 @@ fn a_note_of_a_later_version_is_ignored_or_refused_as_its_type_says() {
     }
 }
 
+/// The image rewritten in version 8's layout, as a ckpt of that version wrote it: the state
+/// note without the two file identities at its end, file mapping records of 40 bytes (no
+/// owner), and none for shared file mappings. Everything else is the same in both versions.
+/// The headers shrink; the data stays where it is.
+fn as_version_8(img: &mut Img) {
+    use ckpt_image::filemaps::{FILEMAP_RECORD_SIZE, FILEMAP_RECORD_SIZE_V8};
+    let meta = img.bytes[..img.meta_len].to_vec();
+    let phnum = ckpt_image::elf::Ehdr::read(&meta).unwrap().phnum as usize;
+    let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
+    let mut st = Box::new(ProcessState::ZERO);
+    let image = Image::parse(&meta, img.bytes.len() as u64, &mut st).unwrap();
+    assert!(image.note(CKPT_NOTE_NAME, ckpt_image::NT_CKPT_MAC).is_none() && image.tree().is_none());
+    let shared = |region: u32| image.region(region as usize).is_ok_and(|r| r.record.from_file() && r.record.is_shared());
+    let mut notes: Vec<(Vec<u8>, u32, Vec<u8>)> = Vec::new();
+    for n in Notes::new(&meta[notes_at..]).map(Result::unwrap) {
+        let mut desc = n.desc.to_vec();
+        if n.name == CKPT_NOTE_NAME && n.n_type == NT_CKPT_STATE {
+            desc = vec![0; ProcessState::ENCODED_LEN_V8]; // written below, once the length is known
+        } else if n.name == CKPT_NOTE_NAME && n.n_type == ckpt_image::NT_CKPT_FILEMAPS {
+            let records: Vec<&[u8]> = n.desc[8..].chunks(FILEMAP_RECORD_SIZE).filter(|r| !shared(u32::from_le_bytes(r[..4].try_into().unwrap()))).collect();
+            desc = [(records.len() as u32).to_le_bytes(), (FILEMAP_RECORD_SIZE_V8 as u32).to_le_bytes()].concat();
+            for r in records {
+                desc.extend_from_slice(&r[..FILEMAP_RECORD_SIZE_V8]);
+            }
+        }
+        notes.push((n.name.to_vec(), n.n_type, desc));
+    }
+    let notes_len: usize = notes.iter().map(|(name, _, d)| ckpt_image::note::note_size(name, d.len())).sum();
+    let new_len = notes_at + notes_len;
+    st.version = 8;
+    st.meta_len = new_len as u64;
+    let mut buf = vec![0u8; ProcessState::ENCODED_LEN_V8];
+    st.write(&mut Writer::new(&mut buf));
+    notes[0].2 = buf;
+    let mut out = vec![0u8; img.meta_len];
+    out[..notes_at].copy_from_slice(&meta[..notes_at]);
+    let mut note_ph = Phdr::read(&mut Reader::new(&meta[EHDR_SIZE..])).unwrap();
+    note_ph.filesz = notes_len as u64;
+    note_ph.write(&mut Writer::new(&mut out[EHDR_SIZE..EHDR_SIZE + PHDR_SIZE]));
+    let mut w = Writer::new(&mut out[notes_at..new_len]);
+    for (name, t, d) in &notes {
+        ckpt_image::note::write_note(&mut w, name, *t, d);
+    }
+    assert_eq!(w.finish(), Some(notes_len));
+    img.bytes[..img.meta_len].copy_from_slice(&out);
+    img.meta_len = new_len;
+    img.seal();
+}
+
+/// An image of the previous format version restores with this version's myrestart (the
+/// compatibility rule: an upgrade between two checkpoints of a job loses nothing), here one
+/// of a program counting in a shared file mapping, whose record version 8 did not have.
+#[test]
+fn an_image_of_the_previous_format_version_restores() {
+    let wd = Workdir::new("version-8");
+    let file = wd.path.join("counter.dat");
+    let read_counter = || i64::from_le_bytes(std::fs::read(&file).unwrap()[..8].try_into().unwrap());
+    let mut c = Command::new(prog("mapcount", &[]));
+    c.arg(&file).arg("300");
+    let mut orig = Proc::preloaded(c, &wd.image(), "mapcount");
+    orig.wait_lines(50, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let at_kill = read_counter();
+    let mut img = Img::load(&wd.image());
+    as_version_8(&mut img);
+    img.save(&wd.image());
+    let out = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format_version"], 8, "{}", String::from_utf8_lossy(&out.stderr));
+    let mut restored = Proc::restart(&wd.image());
+    let first = restored.wait_lines(10, SHORT);
+    assert_eq!(first[0].parse::<i64>().unwrap(), at_kill + 1, "the counter did not continue from the file's value");
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert_eq!(restored.lines().last().unwrap(), "done 300");
+}
+
 /// A small deterministic generator (xorshift), so that a failing case can be run again.
 struct Rng(u64);
 impl Rng {

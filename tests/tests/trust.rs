@@ -201,7 +201,7 @@ fn a_library_others_may_write_is_copied_when_checked() {
 /// reaches the restored program.
 #[test]
 fn a_library_others_may_write_or_own_is_stored_in_the_image() {
-    if !two_users("a_library_others_may_write_or_own_is_stored_in_the_image") {
+    if !can_be_another_user("a_library_others_may_write_or_own_is_stored_in_the_image") {
         return;
     }
     for (what, mode, nobodys) in [("writable by others", 0o666, false), ("another user's", 0o755, true)] {
@@ -335,7 +335,7 @@ fn give_to_nobody(path: &Path) {
 /// there is used, named as replaced.
 #[test]
 fn another_users_file_at_a_shared_mappings_path_is_refused() {
-    if !two_users("another_users_file_at_a_shared_mappings_path_is_refused") {
+    if !can_be_another_user("another_users_file_at_a_shared_mappings_path_is_refused") {
         return;
     }
     let wd = Workdir::new("trust-mapped");
@@ -369,7 +369,7 @@ fn another_users_file_at_a_shared_mappings_path_is_refused() {
 /// is refused, as any file the program had would be.
 #[test]
 fn another_users_program_file_is_refused() {
-    if !two_users("another_users_program_file_is_refused") {
+    if !can_be_another_user("another_users_program_file_is_refused") {
         return;
     }
     let wd = Workdir::new("trust-exe");
@@ -403,7 +403,7 @@ fn another_users_program_file_is_refused() {
 /// directory put back is.
 #[test]
 fn another_users_directory_at_the_working_directorys_path_is_refused() {
-    if !two_users("another_users_directory_at_the_working_directorys_path_is_refused") {
+    if !can_be_another_user("another_users_directory_at_the_working_directorys_path_is_refused") {
         return;
     }
     let wd = Workdir::new("trust-cwd");
@@ -436,7 +436,7 @@ fn another_users_directory_at_the_working_directorys_path_is_refused() {
 /// user writes there).
 #[test]
 fn another_users_fifo_at_a_fifos_path_is_refused() {
-    if !two_users("another_users_fifo_at_a_fifos_path_is_refused") {
+    if !can_be_another_user("another_users_fifo_at_a_fifos_path_is_refused") {
         return;
     }
     let wd = Workdir::new("trust-fifo");
@@ -474,7 +474,7 @@ fn someone_command(args: &[&std::ffi::OsStr]) -> Command {
 /// of root's is mapped from its file (not copied as if another user's), and nothing is refused.
 #[test]
 fn a_tree_of_another_user_restarts_judging_owners_by_the_real_ids() {
-    if !two_users("a_tree_of_another_user_restarts_judging_owners_by_the_real_ids") {
+    if !can_be_another_user("a_tree_of_another_user_restarts_judging_owners_by_the_real_ids") {
         return;
     }
     let wd = Workdir::new("trust-tree-user");
@@ -510,7 +510,7 @@ fn run_ckpt(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
 /// from it; each unless `--trust-image`.
 #[test]
 fn ckpt_calls_an_image_others_could_change_not_restartable() {
-    if !two_users("ckpt_calls_an_image_others_could_change_not_restartable") {
+    if !can_be_another_user("ckpt_calls_an_image_others_could_change_not_restartable") {
         return;
     }
     let (wd, newest, base) = two_image_chain("trust-ckpt");

@@ -27,7 +27,9 @@ use crate::bytes::{Reader, Records, Writer};
 use crate::image::Image;
 use crate::ImageError;
 
-pub const FILEMAP_RECORD_SIZE: usize = 40 + crate::fileid::OWNER_SIZE;
+pub const FILEMAP_RECORD_SIZE: usize = FILEMAP_RECORD_SIZE_V8 + crate::fileid::OWNER_SIZE;
+/// A record in a version 8 image: no owner.
+pub const FILEMAP_RECORD_SIZE_V8: usize = 40;
 pub const FILEMAP_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
 
 /// What the file behind a region was at checkpoint time.
@@ -53,6 +55,12 @@ impl FileMap {
     }
 
     pub fn read(r: &mut Reader) -> Result<FileMap, ImageError> {
+        let m = FileMap::read_v8(r)?;
+        Ok(FileMap { owner: crate::fileid::Owner::read(r)?, ..m })
+    }
+
+    /// A record of a version 8 image, whose owner is unknown.
+    pub fn read_v8(r: &mut Reader) -> Result<FileMap, ImageError> {
         let region = r.u32()?;
         r.skip(4)?;
         let m = FileMap {
@@ -61,7 +69,7 @@ impl FileMap {
             mtime_sec: r.u64()?,
             mtime_nsec: r.u64()?,
             content_hash: r.u64()?,
-            owner: crate::fileid::Owner::read(r)?,
+            owner: crate::fileid::Owner::UNKNOWN,
         };
         if m.mtime_nsec >= 1_000_000_000 {
             return Err(ImageError::Malformed("bad file mapping record"));
@@ -101,9 +109,14 @@ pub fn write_header(w: &mut Writer, count: usize) {
     crate::bytes::write_table_header(w, count, FILEMAP_RECORD_SIZE);
 }
 
-/// The records of a descriptor, after checking its header.
-pub fn records(desc: &[u8]) -> Result<Records<'_, FileMap>, ImageError> {
-    Ok(crate::bytes::table(desc, FILEMAP_RECORD_SIZE, crate::MAX_REGIONS, FileMap::read, "bad file mapping table")?.1)
+/// The records of a descriptor of an image of format `version`, after checking its header.
+pub fn records(desc: &[u8], version: u32) -> Result<Records<'_, FileMap>, ImageError> {
+    let bad = "bad file mapping table";
+    Ok(if version >= crate::FILE_IDS_SINCE {
+        crate::bytes::table(desc, FILEMAP_RECORD_SIZE, crate::MAX_REGIONS, FileMap::read, bad)?.1
+    } else {
+        crate::bytes::table(desc, FILEMAP_RECORD_SIZE_V8, crate::MAX_REGIONS, FileMap::read_v8, bad)?.1
+    })
 }
 
 /// Checks that the regions mapped from their files and the records match one to one: each
@@ -118,28 +131,33 @@ pub(crate) fn check(image: &Image) -> Result<(), ImageError> {
             return Err(ImageError::Malformed("file mapping records are out of order"));
         }
         for j in next..i {
-            if needs_record(&image.region(j)?.record) {
+            if has_record(&image.region(j)?.record, image.version) {
                 return Err(ImageError::Malformed("a region mapped from its file has no record"));
             }
         }
         let rec = image.region(i)?.record;
         let private = rec.maps_private_file() && !rec.has_data() && !rec.is_shared();
-        let shared = rec.from_file() && rec.is_shared() && !rec.maps_private_file();
+        let shared = rec.from_file() && rec.is_shared() && !rec.maps_private_file() && image.version >= crate::FILE_IDS_SINCE;
         if !(private || shared) || rec.flags & crate::region::RF_FILE == 0 {
             return Err(ImageError::Malformed("a file mapping record names a region that is not mapped from its file"));
         }
         next = i + 1;
     }
     for j in next..image.region_count() {
-        if needs_record(&image.region(j)?.record) {
+        if has_record(&image.region(j)?.record, image.version) {
             return Err(ImageError::Malformed("a region mapped from its file has no record"));
         }
     }
     Ok(())
 }
 
-/// Whether a region has a record in `NT_CKPT_FILEMAPS`: it is mapped from its file again,
-/// privately or shared.
+/// Whether a region is mapped from its file again at restart, privately or shared.
 pub fn needs_record(rec: &crate::RegionRecord) -> bool {
     rec.maps_private_file() || rec.from_file()
+}
+
+/// Whether such a region has a record in `NT_CKPT_FILEMAPS` of an image of format `version`:
+/// every one since [`crate::FILE_IDS_SINCE`], only private mappings before.
+pub fn has_record(rec: &crate::RegionRecord, version: u32) -> bool {
+    rec.maps_private_file() || (rec.from_file() && version >= crate::FILE_IDS_SINCE)
 }

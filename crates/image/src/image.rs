@@ -55,6 +55,8 @@ pub struct Image<'a> {
     regions_desc: &'a [u8],
     region_count: usize,
     pub file_len: u64,
+    /// The format version of the image (from its state note): what older layouts to expect.
+    pub version: u32,
 }
 
 impl<'a> Image<'a> {
@@ -96,7 +98,7 @@ impl<'a> Image<'a> {
         if rec_size != RECORD_SIZE || count + 1 != phnum || regions_desc.len() < HEADER_SIZE + count * RECORD_SIZE {
             return Err(ImageError::Malformed("region table does not match the program headers"));
         }
-        let image = Image { meta, phnum, notes, regions_desc, region_count: count, file_len };
+        let image = Image { meta, phnum, notes, regions_desc, region_count: count, file_len, version: state.version };
         image.check_regions(total, state)?;
         Ok(image)
     }
@@ -342,11 +344,20 @@ impl<'a> Image<'a> {
 
     /// What the files of the regions mapped from them again were (`NT_CKPT_FILEMAPS`).
     pub fn file_maps(&self) -> crate::bytes::Records<'a, crate::filemaps::FileMap> {
-        match self.note(CKPT_NOTE_NAME, crate::NT_CKPT_FILEMAPS).map(|n| crate::filemaps::records(n.desc)) {
+        match self.note(CKPT_NOTE_NAME, crate::NT_CKPT_FILEMAPS).map(|n| crate::filemaps::records(n.desc, self.version)) {
             None => crate::bytes::Records::new(&[], crate::filemaps::FileMap::read),
             Some(Ok(r)) => r,
             Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad file mapping table"))),
         }
+    }
+
+    /// The record of the file region `i` maps again (`NT_CKPT_FILEMAPS`). A shared mapping in a
+    /// version 8 image, which recorded none, has one that knows only its region: its owner and
+    /// birth time unknown. `None` if the image has none for it.
+    pub fn file_map(&self, i: usize) -> Option<crate::filemaps::FileMap> {
+        let found = self.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i);
+        let unrecorded = self.region(i).is_ok_and(|r| crate::filemaps::needs_record(&r.record) && !crate::filemaps::has_record(&r.record, self.version));
+        found.or(unrecorded.then(|| crate::filemaps::FileMap { region: i as u32, ..Default::default() }))
     }
 
     /// The image's identity and its bases (`NT_CKPT_CHAIN`; `None` in images without one).

@@ -80,10 +80,15 @@ pub use thread::ThreadState;
 
 /// The format this crate writes. Bumped on any change to the layout or meaning of a ckpt note;
 /// a new note does not bump it (see [`NT_CKPT_IGNORABLE`]).
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 /// The oldest format this crate still reads: every image made since the compatibility rule
 /// began restores with any later ckpt. Never raised.
 pub const OLDEST_FORMAT: u32 = 8;
+/// The version that began recording files' identities where only a path was kept: the working
+/// directory's and the program file's at the end of `NT_CKPT_STATE`, and an owner in each
+/// `NT_CKPT_FILEMAPS` record (64 bytes; 40 before), which has a record for every shared file
+/// mapping too. A version 8 image restores with those identities unknown.
+pub const FILE_IDS_SINCE: u32 = 9;
 /// Set in a "CKPT" note type that a reader may ignore if it does not know it (a note added in a
 /// later version whose absence only loses something the restore can do without). A note type
 /// without it that the reader does not know refuses the image ([`ImageError::NewerNote`]).

@@ -65,13 +65,24 @@ fn state_rejects_foreign_and_other_versions() {
     assert_eq!(ProcessState::read_into(&other, &mut out), Err(ImageError::UnsupportedVersion(1)));
     assert_eq!(
         std::format!("{}", ImageError::UnsupportedVersion(1)),
-        "unsupported image format version 1, from before the format's compatibility rule (this ckpt reads versions 8 to 8); restart it with the ckpt that made it"
+        "unsupported image format version 1, from before the format's compatibility rule (this ckpt reads versions 8 to 9); restart it with the ckpt that made it"
     );
-    // Every version since the rule began is read.
+    // Every version since the rule began is read, each in its own layout, and written back so.
     for v in OLDEST_FORMAT..=FORMAT_VERSION {
-        other[8..12].copy_from_slice(&v.to_le_bytes());
-        assert_eq!(ProcessState::read_into(&other, &mut out), Ok(()), "version {v}");
+        let mut st = sample_state();
+        st.version = v;
+        st.cwd_id.ino = 77;
+        let len = if v >= FILE_IDS_SINCE { ProcessState::ENCODED_LEN } else { ProcessState::ENCODED_LEN_V8 };
+        let mut old = vec![0u8; len];
+        let mut w = Writer::new(&mut old);
+        st.write(&mut w);
+        assert_eq!(w.finish(), Some(len), "version {v}");
+        assert_eq!(ProcessState::read_into(&old, &mut out), Ok(()), "version {v}");
         assert_eq!(out.version, v);
+        assert_eq!(out.cwd_id.ino, if v >= FILE_IDS_SINCE { 77 } else { 0 }, "version {v}: identities only since {FILE_IDS_SINCE}");
+        let mut wrong = vec![0u8; ProcessState::ENCODED_LEN + ProcessState::ENCODED_LEN_V8 - len];
+        st.write(&mut Writer::new(&mut wrong));
+        assert!(ProcessState::read_into(&wrong, &mut out).is_err(), "version {v} in the other layout");
     }
     let mut foreign = buf.clone();
     foreign[0] = b'X';

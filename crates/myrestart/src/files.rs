@@ -990,7 +990,7 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
 /// that others could change (`myrestart::trust`) is not mapped itself: the bytes the region
 /// maps are copied first, and the copy is checked and mapped.
 fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
-    let Some(m) = image.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i) else {
+    let Some(m) = image.file_map(i) else {
         refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it"));
         return Err(());
     };
@@ -1060,7 +1060,7 @@ fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ck
         refuse(image_path, format_args!("mapped file {} is no longer a regular file", Lossy(r.name)));
         return Err(());
     }
-    let Some(m) = image.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i) else {
+    let Some(m) = image.file_map(i) else {
         refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it"));
         return Err(());
     };
