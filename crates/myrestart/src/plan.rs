@@ -214,8 +214,9 @@ pub struct Plan {
     /// myrestart's own stderr when it started, if a regular file (device, inode, length):
     /// what was written to it since is myrestart's own, and stays when that file is cut.
     pub own_stderr: Option<(u64, u64, u64)>,
-    /// `--say`: a line (with its newline) for stderr once the logs are in order.
-    pub say: [u8; 1024],
+    /// `--say`: lines for stderr once the logs are in order, escaped (control characters as
+    /// `\xNN`), each with its newline.
+    pub say: [u8; 4096],
     pub say_len: usize,
     /// A pipe's read end (parked) that reaches its end once the outer myrestart has said which
     /// process the program is (`--announce`, `--stopped`): logs are cut only then, so that its
@@ -283,7 +284,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     cuts: [LogCut { target: 0, fd: -1, dev: 0, ino: 0, size: 0 }; 2],
     ncuts: 0,
     own_stderr: None,
-    say: [0; 1024],
+    say: [0; 4096],
     say_len: 0,
     said: -1,
     status: -1,
@@ -346,11 +347,9 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         .filter(|st| (st.st_mode & 0o170000) == 0o100000)
         .map(|st| (st.st_dev, st.st_ino, st.st_size as u64));
     if let Some((text, _)) = opts.say {
-        let text = text.to_bytes();
-        let n = text.len().min(p.say.len() - 1);
-        p.say[..n].copy_from_slice(&text[..n]);
-        p.say[n] = b'\n';
-        p.say_len = n + 1;
+        // Another program's words, but they name files and commands from images: escaped like
+        // every name myrestart prints.
+        p.say_len = ckpt_sigsafe::out::escaped_lines(text.to_bytes(), &mut p.say);
     }
     // Non-blocking: a FIFO (or a device) at the path would hold `open` forever; its type is
     // checked next.
