@@ -434,13 +434,29 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
             })?;
             // A region that points at the root's bytes (the same bytes, stored once) was
             // checked with the root's; that it is the root's copy of the same addresses was
-            // checked just above.
-            let in_root = |r: &ckpt_image::RegionRecord| {
-                (0..image.region_count()).filter_map(|i| image.region(i).ok()).any(|o| {
-                    o.record.has_data() && !o.record.compressed() && (o.data_offset, o.record.stored_len, o.record.data_hash) == (r.data_offset, r.stored_len, r.data_hash)
-                })
-            };
-            verify_data(fd.as_raw_fd(), &part, file_len, opts.verify, key.as_ref(), in_root).map_err(|e| {
+            // checked just above. The root's plain regions are looked up by where their bytes
+            // are (a table of their indices sorted by data offset), not scanned for each.
+            let roots = image.region_count();
+            let verified = with_table(roots, |t| {
+                let plain = |i: u64| image.region(i as usize).ok().filter(|o| o.record.has_data() && !o.record.compressed());
+                let mut n = 0;
+                for i in 0..roots as u64 {
+                    if plain(i).is_some() {
+                        t[n] = i;
+                        n += 1;
+                    }
+                }
+                let at = |i: &u64| plain(*i).map_or(u64::MAX, |o| o.data_offset);
+                let sorted = &mut t[..n];
+                sorted.sort_unstable_by_key(at);
+                let in_root = |r: &ckpt_image::RegionRecord| {
+                    let from = sorted.partition_point(|i| at(i) < r.data_offset);
+                    sorted[from..].iter().filter_map(|&i| plain(i)).take_while(|o| o.data_offset == r.data_offset).any(|o| (o.record.stored_len, o.record.data_hash) == (r.stored_len, r.data_hash))
+                };
+                verify_data(fd.as_raw_fd(), &part, file_len, opts.verify, key.as_ref(), in_root)
+            })
+            .map_err(|e| refuse(path, format_args!("cannot check process {} of the tree: {}", rec.pid, describe(e))))?;
+            verified.map_err(|e| {
                 refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
             })?;
             running.note(&p.state);
