@@ -457,3 +457,36 @@ fn a_busy_listener_at_a_sockets_path_refuses_the_restart_without_waiting() {
     assert!(err.contains(&format!("a process listens on {} now", path.display())), "{err}");
     drop((clients, listener));
 }
+
+/// The dead socket file the plan found is removed by its name in the directory the plan
+/// opened, never by its path again: a directory renamed away and replaced (here, just as
+/// myrestart is about to remove the file: held there by a debugger) cannot make it remove what
+/// the new directory holds at that name. The restart is refused then (the bind finds the name
+/// taken), and the file there is left as it was.
+#[test]
+fn a_directory_swapped_before_the_dead_socket_is_removed_loses_nothing() {
+    let wd = Workdir::new("swapped-dir");
+    let (sub, old) = (wd.path.join("sub"), wd.path.join("old"));
+    std::fs::create_dir(&sub).unwrap();
+    let mut c = Command::new(prog("listeners", &[]));
+    c.arg(&sub).arg(format!("ckpt-swap-{}", std::process::id())).arg(free_port().to_string()).arg(free_port().to_string());
+    let mut orig = Proc::preloaded(c, &wd.image(), "listeners");
+    orig.wait_lines(1, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let sock = sub.join("sock");
+    assert!(std::fs::symlink_metadata(&sock).is_ok(), "the dead server's socket file is left behind");
+    // At myrestart's first removal of a file, the directory is swapped for one that holds a
+    // file of someone else's at the socket's name.
+    let swap = format!("mv '{}' '{}' && mkdir '{}' && echo precious > '{}'", sub.display(), old.display(), sub.display(), sock.display());
+    let mut c = Command::new("gdb");
+    c.args(["-batch", "-nx", "-ex", "set confirm off", "-ex", "catch syscall unlink unlinkat", "-ex", "run", "-ex"]).arg(format!("shell {swap}"));
+    for _ in 0..4 {
+        c.args(["-ex", "continue"]);
+    }
+    c.arg("--args").arg(myrestart()).arg("--new-ids").arg(wd.image());
+    let out = run_within(c, LONG);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(old.exists(), "myrestart removed no file (the swap never happened): {text}");
+    assert_eq!(std::fs::read_to_string(&sock).ok().as_deref(), Some("precious\n"), "{text}");
+}
