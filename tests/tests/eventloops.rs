@@ -370,3 +370,123 @@ fn only_a_dead_socket_of_ones_own_is_replaced_and_only_once_every_check_passed()
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The bytes a FIFO held go back into it only once every check has passed: a restart refused
+/// (a file the program had open is gone) puts nothing into the FIFO, which another process
+/// holds open and would read from.
+#[test]
+fn a_refused_restart_puts_no_bytes_into_a_fifo_others_hold() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let wd = Workdir::new("fifo-refused");
+    let script = r#"
+import os, sys, time
+d = sys.argv[1]
+os.mkfifo(d + "/fifo")
+r = os.open(d + "/fifo", os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(d + "/fifo", os.O_WRONLY)
+os.write(w, b"held bytes")
+data = open(d + "/data", "w")
+print("ready", flush=True)
+while True:
+    time.sleep(0.01)
+"#;
+    let mut c = Command::new("python3");
+    c.args(["-c", script]).arg(&wd.path);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python holding a FIFO");
+    orig.wait_lines(1, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    std::fs::remove_file(wd.path.join("data")).unwrap();
+    // Another process's hold on the FIFO, as a reader outside would have.
+    let mut held = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(wd.path.join("fifo")).unwrap();
+    let mut c = Command::new(myrestart());
+    c.arg(wd.image());
+    let out = run_within(c, LONG);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("data"), "{err}");
+    let mut buf = [0u8; 64];
+    let got = held.read(&mut buf);
+    assert!(got.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "the refused restart put {:?} into the FIFO", got.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()));
+}
+
+/// A listener of another process's at a socket's path whose queue of connections is full (a
+/// blocking connect to it would wait until it accepts) refuses the restart at once, as any
+/// socket that answers does.
+#[test]
+fn a_busy_listener_at_a_sockets_path_refuses_the_restart_without_waiting() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let wd = Workdir::new("busy-listener");
+    let mut c = Command::new(prog("listeners", &[]));
+    c.arg(&wd.path).arg(format!("ckpt-busy-{}", std::process::id())).arg(free_port().to_string()).arg(free_port().to_string());
+    let mut orig = Proc::preloaded(c, &wd.image(), "listeners");
+    orig.wait_lines(1, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let path = wd.path.join("sock");
+    std::fs::remove_file(&path).unwrap();
+    // SAFETY: plain socket calls on descriptors this test owns; the address is a valid
+    // sockaddr_un for the path.
+    let (listener, clients) = unsafe {
+        let l = OwnedFd::from_raw_fd(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0));
+        let mut a: libc::sockaddr_un = std::mem::zeroed();
+        a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in a.sun_path.iter_mut().zip(path.to_str().unwrap().bytes()) {
+            *d = s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        assert_eq!(libc::bind(l.as_raw_fd(), &a as *const _ as *const libc::sockaddr, len), 0);
+        assert_eq!(libc::listen(l.as_raw_fd(), 0), 0);
+        // Connections nobody accepts, until the queue is full.
+        let mut clients = Vec::new();
+        loop {
+            let c = OwnedFd::from_raw_fd(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0));
+            if libc::connect(c.as_raw_fd(), &a as *const _ as *const libc::sockaddr, len) != 0 {
+                break;
+            }
+            clients.push(c);
+            assert!(clients.len() < 1000, "the listener's queue never filled");
+        }
+        (l, clients)
+    };
+    let mut c = Command::new(myrestart());
+    c.arg(wd.image());
+    let out = run_within(c, LONG);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("a process listens on {} now", path.display())), "{err}");
+    drop((clients, listener));
+}
+
+/// The dead socket file the plan found is removed by its name in the directory the plan
+/// opened, never by its path again: a directory renamed away and replaced (here, just as
+/// myrestart is about to remove the file: held there by a debugger) cannot make it remove what
+/// the new directory holds at that name. The restart is refused then (the bind finds the name
+/// taken), and the file there is left as it was.
+#[test]
+fn a_directory_swapped_before_the_dead_socket_is_removed_loses_nothing() {
+    let wd = Workdir::new("swapped-dir");
+    let (sub, old) = (wd.path.join("sub"), wd.path.join("old"));
+    std::fs::create_dir(&sub).unwrap();
+    let mut c = Command::new(prog("listeners", &[]));
+    c.arg(&sub).arg(format!("ckpt-swap-{}", std::process::id())).arg(free_port().to_string()).arg(free_port().to_string());
+    let mut orig = Proc::preloaded(c, &wd.image(), "listeners");
+    orig.wait_lines(1, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let sock = sub.join("sock");
+    assert!(std::fs::symlink_metadata(&sock).is_ok(), "the dead server's socket file is left behind");
+    // At myrestart's first removal of a file, the directory is swapped for one that holds a
+    // file of someone else's at the socket's name.
+    let swap = format!("mv '{}' '{}' && mkdir '{}' && echo precious > '{}'", sub.display(), old.display(), sub.display(), sock.display());
+    let mut c = Command::new("gdb");
+    c.args(["-batch", "-nx", "-ex", "set confirm off", "-ex", "catch syscall unlink unlinkat", "-ex", "run", "-ex"]).arg(format!("shell {swap}"));
+    for _ in 0..4 {
+        c.args(["-ex", "continue"]);
+    }
+    c.arg("--args").arg(myrestart()).arg("--new-ids").arg(wd.image());
+    let out = run_within(c, LONG);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(old.exists(), "myrestart removed no file (the swap never happened): {text}");
+    assert_eq!(std::fs::read_to_string(&sock).ok().as_deref(), Some("precious\n"), "{text}");
+}

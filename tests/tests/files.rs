@@ -225,6 +225,35 @@ fn unlinked_temporary_file_is_restored_with_its_contents() {
     assert_eq!(restored.lines().last().unwrap(), "PASS 200");
 }
 
+/// A deleted file comes back as a new unnamed file in its old directory, but never through a
+/// symbolic link put at that directory's path since: the file is made elsewhere then (in
+/// /dev/shm), not where the link points.
+#[test]
+fn a_deleted_files_directory_replaced_by_a_link_is_not_followed() {
+    let wd = Workdir::new("tmpfile-link");
+    let (sub, elsewhere) = (wd.path.join("sub"), wd.path.join("elsewhere"));
+    std::fs::create_dir(&sub).unwrap();
+    let mut c = Command::new(prog("tmpfile", &[]));
+    c.arg(&sub).arg("100000");
+    let mut orig = Proc::preloaded(c, &wd.image(), "tmpfile");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    std::fs::rename(&sub, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &sub).unwrap();
+    let restored = Proc::restart(&wd.image());
+    let n = restored.wait_lines(1, LONG).len();
+    restored.wait_lines(n + 2, LONG);
+    let deleted: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", restored.program_pid()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| t.ends_with("(deleted)") && !t.starts_with("/memfd:"))
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}: {}", restored.stderr());
+    assert!(!deleted[0].starts_with(&*elsewhere.to_string_lossy()), "made through the link: {deleted:?}");
+}
+
 #[test]
 fn restart_refuses_when_an_input_file_was_truncated() {
     let wd = Workdir::new("truncated-input");
@@ -320,6 +349,33 @@ fn proc_files_open_at_an_offset_read_on_after_restart() {
         c
     };
     checkpoint_kill_restart_matches(make, 100, &wd);
+}
+
+/// A log that is gone with its directory is refused while the restart is planned, naming the
+/// directory, and nothing is made: the directory a log is made in again must be there (and
+/// writable) before anything changes.
+#[test]
+fn a_log_whose_directory_is_gone_is_refused_at_once() {
+    let wd = Workdir::new("log-dir-gone");
+    let logs = wd.path.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("out");
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(r#"exec "$0" 100000 10000 > "$1""#).arg(prog("counter", &[])).arg(&log);
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter");
+    wait_file_lines(&log, 3, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    std::fs::remove_dir_all(&logs).unwrap();
+    let before = snapshot(&wd.path, &[]);
+    let mut c = Command::new(myrestart());
+    c.arg(wd.image());
+    let out = run_within(c, LONG);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("fd 1: {} is gone, and cannot be made again: its directory:", log.display())), "{err}");
+    assert_eq!(snapshot(&wd.path, &[]), before, "the refused restart changed {}: {err}", wd.path.display());
 }
 
 /// The program's stdout and stderr in a log file that was truncated (`> out.log` again) or

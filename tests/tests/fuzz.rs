@@ -309,11 +309,11 @@ fn crafted_images_are_refused_before_anything_changes() {
     img.save(&path);
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(at + (64 << 30)).unwrap();
-    let started = Instant::now();
+    // Refused for the hole (`run_restart` bounds the wait): not read through, which would take
+    // the whole of the 64 GiB.
     let run = run_restart(&path);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("hole"), "{}", run.stderr);
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?} to refuse", started.elapsed());
     inspect_survives(&path);
 }
 
@@ -664,14 +664,12 @@ fn crafted_ids_timers_addresses_and_watches_are_refused_before_anything_changes(
         let before = snapshot(&s.wd.path, &["crafted"]);
         let mut c = Command::new(myrestart());
         c.arg("--key").arg(s.key.as_ref().unwrap()).arg(&path);
-        let started = Instant::now();
+        // A bounded wait (a loop the image drives would not end within it); no timing.
         let out = run_within(c, LONG);
-        let took = started.elapsed();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{what}: {err:?}");
         assert_eq!(err.lines().count(), 1, "{what}: {err:?}");
         assert!(err.contains(expect), "{what}: want {expect:?} in {err:?}");
-        assert!(took < Duration::from_secs(1), "{what}: took {took:?} to refuse");
         assert_eq!(snapshot(&s.wd.path, &["crafted"]), before, "{what}: changed {}", s.wd.path.display());
         inspect_survives(&path);
     }

@@ -273,32 +273,35 @@ fn vector_registers_survive_restart() {
     }
 }
 
-/// `ITIMER_VIRTUAL` and `ITIMER_PROF` (CPU-time timers) go on firing at the program's handlers.
+/// `ITIMER_VIRTUAL` and `ITIMER_PROF` (CPU-time timers), and a POSIX timer on the process's
+/// CPU-time clock (`CLOCK_PROCESS_CPUTIME_ID`, which `/proc` lists with a negative clock ID),
+/// go on firing at the program's handlers.
 #[test]
 fn cpu_time_timers_keep_firing() {
     let wd = Workdir::new("vtimers");
     let p = prog("vtimers", &[]);
     let image = wd.image();
-    let counts = |l: &str| -> (i64, i64, i64) {
+    let counts = |l: &str| -> [i64; 4] {
         let f: Vec<&str> = l.split(' ').collect();
         let v = |s: &str, k: &str| s.strip_prefix(k).unwrap().parse::<i64>().unwrap();
-        (f[0].parse().unwrap(), v(f[1], "virtual="), v(f[2], "prof="))
+        [f[0].parse().unwrap(), v(f[1], "virtual="), v(f[2], "prof="), v(f[3], "posix=")]
     };
+    let all_above = |l: &str, floor: [i64; 4]| counts(l)[1..].iter().zip(&floor[1..]).all(|(c, f)| c > f);
     let mut orig = Proc::preloaded(cmd(p, &[]), &image, "vtimers");
-    orig.wait_until(|l| l.last().is_some_and(|l| counts(l).1 > 3 && counts(l).2 > 3), LONG, "the timers to fire");
+    orig.wait_until(|l| l.last().is_some_and(|l| all_above(l, [0, 3, 3, 3])), LONG, "the timers to fire");
     orig.checkpoint(&image, LONG);
     orig.kill9();
-    let (_, v0, p0) = counts(orig.lines().last().unwrap());
+    let at_kill = counts(orig.lines().last().unwrap());
     let json = Command::new(ckpt()).args(["inspect", "--json"]).arg(&image).output().unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let timers: Vec<&str> = doc["timers"].as_array().unwrap().iter().map(|t| t["timer"].as_str().unwrap()).collect();
-    assert_eq!(timers, ["virtual", "prof"], "timers in the image");
+    assert_eq!(timers, ["virtual", "prof"], "interval timers in the image");
     let restored = Proc::restart(&image);
     let first = counts(&restored.wait_lines(1, SHORT)[0]);
-    let after = restored.wait_until(|l| l.last().is_some_and(|l| counts(l).1 > first.1 + 5 && counts(l).2 > first.2 + 5), LONG, "the timers to fire after restart");
+    let after = restored.wait_until(|l| l.last().is_some_and(|l| all_above(l, first.map(|c| c + 5))), LONG, "the timers to fire after restart");
     let last = counts(after.last().unwrap());
-    assert!(first.1 > 3 && first.2 > 3, "counts did not resume from the checkpoint: {first:?}");
-    assert!(last.1 > v0 && last.2 > p0);
+    assert!(first[1..].iter().all(|&c| c > 3), "counts did not resume from the checkpoint: {first:?}");
+    assert!(last[1..].iter().zip(&at_kill[1..]).all(|(l, k)| l > k), "{last:?} after {at_kill:?}: {}", restored.stderr());
 }
 
 /// Resource limits the program set for itself come back as they were, whatever the restart's.

@@ -95,6 +95,37 @@ fn job_restarts_only_its_own_command_and_retires_its_images() {
     assert_eq!(file_lines(&out), ["a different program"]);
 }
 
+/// What differs between an image's command and a job's is said with the image's names escaped
+/// (`\x1b`), by ckpt when it refuses and by myrestart's `--say` line when it goes on all the
+/// same: a program named with an escape sequence (an image planted in the job's directory, say)
+/// cannot recolour or drive the terminal.
+#[test]
+fn differences_from_an_image_reach_the_terminal_escaped() {
+    let wd = Workdir::new("work-escaped");
+    let dir = &wd.path;
+    let named = "c\x1b[31mRED";
+    std::fs::copy(prog("counter", &[]), dir.join(named)).unwrap();
+    let (out, err) = (dir.join("out"), dir.join("err"));
+    let mut job = start_job(dir, &[], &[], &[&format!("./{named}"), "100000", "10000"], &out, &err);
+    wait_file_lines(&out, 3, LONG);
+    job.signal(libc::SIGUSR1);
+    assert_eq!(job.wait_exit(LONG).code(), Some(75), "{}", read(&err));
+    let counter = prog("counter", &[]);
+    let other = [counter.to_str().unwrap(), "100000", "10000"];
+    let mut refused = start_job(dir, &[], &[], &other, &out, &err);
+    assert_eq!(refused.wait_exit(LONG).code(), Some(2), "{}", read(&err));
+    let stopped_at = file_lines(&out).len();
+    let mut accepted = start_job(dir, &[], &["--allow-changed"], &other, &out, &err);
+    wait_file_lines(&out, stopped_at + 3, LONG);
+    accepted.signal(libc::SIGUSR1);
+    assert_eq!(accepted.wait_exit(LONG).code(), Some(75), "{}", read(&err));
+    let e = std::fs::read(&err).unwrap();
+    let text = String::from_utf8_lossy(&e);
+    assert!(!e.contains(&0x1b), "a raw escape reached the terminal: {text:?}");
+    assert_eq!(text.matches("it was started as `'./c\\x1b[31mRED' 100000 10000`").count(), 2, "{text}");
+    assert!(text.contains("restarting it all the same"), "{text}");
+}
+
 /// A job whose program fails on its own (exit status 3) keeps its images, moved aside into
 /// `myckpt.ended/`, from where `ckpt restart --newest` still goes on; the next job starts
 /// afresh.

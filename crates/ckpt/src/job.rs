@@ -89,7 +89,8 @@ pub fn job(a: JobArgs) -> Outcome {
     }
     let image = run::image_path(a.run.image.as_deref())?;
     run::check_image_dir(&image)?;
-    let prog = a.run.command[0].to_string_lossy().into_owned();
+    // The command as messages name it (escaped: a name from the user, or from an image).
+    let prog = crate::shown(Path::new(&a.run.command[0]));
     let key = crate::key::configured(a.run.key.as_deref());
     // What this job runs, to tell its own images from another command's.
     let program = run::resolve(Path::new(&a.run.command[0])).ok_or((EXIT_REFUSED, format!("{prog}: command not found")))?;

@@ -193,7 +193,13 @@ pub fn io_message(e: &std::io::Error) -> String {
 /// move the cursor or recolour the terminal, and bytes that are not UTF-8 shown as `\xNN`.
 pub fn shown(path: &std::path::Path) -> String {
     use std::os::unix::ffi::OsStrExt;
-    ckpt_sigsafe::out::Lossy(path.as_os_str().as_bytes()).to_string()
+    shown_bytes(path.as_os_str().as_bytes())
+}
+
+/// Bytes from an image or a command line (a program's path, an argument) as messages show
+/// them, escaped as [`shown`] escapes a path.
+pub fn shown_bytes(bytes: &[u8]) -> String {
+    ckpt_sigsafe::out::Lossy(bytes).to_string()
 }
 
 /// The directory a file is in (`.` for a bare name): where an image's bases and older images

@@ -3,6 +3,7 @@
 //! image's, so that an image of another command, another directory or an edited script is
 //! never restarted in its place without being told.
 
+use crate::shown_bytes;
 use ckpt_image::origin::{self, FileId, Origin};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -152,21 +153,22 @@ impl Started {
 /// What differs between the origin an image was taken of (`was`) and another (`now`: what is
 /// being started, or another image's), in a few words; `None` if they are the same command,
 /// program, directory and script. The run identity does not count: each start has its own.
+/// Names from the image are escaped ([`crate::shown_bytes`]): the words reach a terminal.
 pub fn differences(was: &Origin, now: &Origin) -> Option<String> {
     let words = |o: &Origin| if o.has_args() { format!("`{}`", shell_words(o.args())) } else { format!("a command of {} arguments", o.argc) };
     if was.args_hash != now.args_hash || was.argc != now.argc {
         return Some(format!("it was started as {}, not {}", words(was), words(now)));
     }
     if was.program != now.program {
-        return Some(format!("its program was {}, not {}", String::from_utf8_lossy(was.program), String::from_utf8_lossy(now.program)));
+        return Some(format!("its program was {}, not {}", shown_bytes(was.program), shown_bytes(now.program)));
     }
     if was.cwd != now.cwd {
-        return Some(format!("it was started in {}, not in {}", String::from_utf8_lossy(was.cwd), String::from_utf8_lossy(now.cwd)));
+        return Some(format!("it was started in {}, not in {}", shown_bytes(was.cwd), shown_bytes(now.cwd)));
     }
     for f in was.files.iter().flatten() {
         let name = match (f.arg, was.args().nth(f.arg as usize)) {
-            (0, _) => String::from_utf8_lossy(was.program).into_owned(),
-            (_, Some(a)) => String::from_utf8_lossy(a).into_owned(),
+            (0, _) => shown_bytes(was.program),
+            (_, Some(a)) => shown_bytes(a),
             (_, None) => continue,
         };
         match now.files.iter().flatten().find(|g| g.arg == f.arg) {
@@ -179,12 +181,13 @@ pub fn differences(was: &Origin, now: &Origin) -> Option<String> {
     None
 }
 
-/// Arguments as a shell would need them typed (quoted where they hold anything unusual).
+/// Arguments as a shell would need them typed (quoted where they hold anything unusual), control
+/// characters escaped ([`crate::shown_bytes`]).
 fn shell_words<'a>(args: impl Iterator<Item = &'a [u8]>) -> String {
     args.map(|a| {
-        let s = String::from_utf8_lossy(a);
+        let s = shown_bytes(a);
         if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
-            s.into_owned()
+            s
         } else {
             format!("'{}'", s.replace('\'', r"'\''"))
         }
@@ -226,5 +229,7 @@ mod tests {
     fn words_are_quoted_as_a_shell_needs() {
         let args: [&[u8]; 3] = [b"python3", b"-c", b"print('a b')"];
         assert_eq!(shell_words(args.into_iter()), r#"python3 -c 'print('\''a b'\'')'"#);
+        let args: [&[u8]; 2] = [b"./c\x1b[31mRED", b"a\nb"];
+        assert_eq!(shell_words(args.into_iter()), r#"'./c\x1b[31mRED' 'a\x0ab'"#);
     }
 }

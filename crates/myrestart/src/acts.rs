@@ -13,7 +13,18 @@
 //! - a unix socket with a path is bound to it, and listens if it did (`sockets::bind_planned`);
 //!   a dead socket file of the user's own at that path (the checkpointed program's, whose
 //!   listener is gone) is removed first. The plan probed the path, harmlessly: nothing there, or
-//!   such a socket file; anything else was refused.
+//!   such a socket file; anything else was refused;
+//! - the bytes a FIFO held are put back into it (`files::fill_fifo`): whoever else has it open
+//!   could read them. Like the replaced socket files, they cannot be taken back, and come last.
+//!
+//! Each act's directory was opened by the plan and parked (`Act::dir`): what is looked at,
+//! made, removed or taken back is named there, by its last component, so that a directory
+//! renamed or replaced between the plan and the act cannot turn a check made on one file into
+//! a removal of another. A file is removed only if it is still the very one (device and inode)
+//! looked at, just before.
+//!
+//! Unix datagram sockets are connected to their addresses again after all this ([`connect`]):
+//! in a tree, once every process's sockets are bound.
 //!
 //! # Restrictions
 //! Runs before the point of no return in myrestart: no allocation, raw system calls only.
@@ -34,6 +45,16 @@ pub enum What {
     /// Bind the socket to its path (and listen, if it did); `stale`: the device and inode of a
     /// dead socket file to remove first.
     Bind { stale: Option<(u64, u64)> },
+    /// Put the bytes a FIFO held back into it (others who have it open would read them).
+    FillFifo,
+}
+
+impl What {
+    /// Whether it cannot be taken back, and so waits until every other change is made (in a
+    /// tree, every process's: the second barrier).
+    fn for_good(self) -> bool {
+        matches!(self, What::Bind { stale: Some(_) } | What::FillFifo)
+    }
 }
 
 /// One change, and once made, what now has the path (device and inode), to take it back.
@@ -45,9 +66,10 @@ pub struct Act {
     pub target: i32,
     /// The parked descriptor it works on: the placeholder, the unnamed log, the socket.
     pub fd: i32,
-    /// For the unnamed log, its directory as the pool opened it (parked): the name is given
-    /// there, in the mount namespace the file was made in (a link across mounts, even of the
-    /// same filesystem, is refused).
+    /// The directory of its path as the plan opened it (parked): the name is made, looked at
+    /// and removed there, by its last component. For the unnamed log, that is also the mount
+    /// namespace the file was made in (a link across mounts, even of the same filesystem, is
+    /// refused).
     pub dir: i32,
     pub what: What,
     pub made: Option<(u64, u64)>,
@@ -80,8 +102,8 @@ impl Acts {
 }
 
 /// Makes this process's changes, in the order the plan noted them: first (`replacing` false)
-/// all but the dead socket files to replace, then (in a tree, once every process has made
-/// those: a barrier) the replacements, and the connections that may need the sockets bound.
+/// all that can be taken back, then (in a tree, once every process has made those: a barrier)
+/// the dead socket files replaced and the FIFOs' bytes put back.
 /// What else is made can be taken back, a removed socket file cannot (and a bind just after
 /// the removal at the same place all but never fails). On a failure, said in one line, what
 /// was made is taken back.
@@ -89,25 +111,33 @@ pub fn run(image_path: &core::ffi::CStr, p: &mut Plan, replacing: bool) -> Resul
     let Some(image) = p.image else { return Ok(()) };
     for i in 0..p.acts.n {
         let a = p.acts.list[i];
-        if a.member != p.member || matches!(a.what, What::Bind { stale: Some(_) }) != replacing {
+        if a.member != p.member || a.what.for_good() != replacing {
             continue;
         }
         let made = match a.what {
-            What::NewLog | What::NameLog => crate::files::make_log(image_path, &image, &a),
-            What::Bind { stale } => crate::sockets::bind_planned(image_path, &image, &a, stale),
+            What::NewLog | What::NameLog => crate::files::make_log(image_path, &image, &a).map(Some),
+            What::Bind { stale } => crate::sockets::bind_planned(image_path, &image, &a, stale).map(Some),
+            What::FillFifo => crate::files::fill_fifo(image_path, &image, p.image_fd, &a).map(|()| None),
         };
         match made {
-            Ok(made) => p.acts.list[i].made = Some(made),
+            Ok(made) => p.acts.list[i].made = made,
             Err(()) => {
                 undo(p);
                 return Err(());
             }
         }
     }
-    if replacing {
+    Ok(())
+}
+
+/// Once every process of a tree has made its changes (the last barrier before the points of
+/// no return): unix datagram sockets connected again, to addresses that any process of the
+/// tree may have just bound. A connection that fails is said, and the socket comes back
+/// unconnected.
+pub fn connect(p: &Plan) {
+    if let Some(image) = p.image {
         crate::sockets::connect_planned(&image, p);
     }
-    Ok(())
 }
 
 /// Takes back what [`run`] made: each path it gave a file or socket is removed, if that file
@@ -139,12 +169,13 @@ pub fn path_of<'b>(image: &Image, a: &Act, buf: &'b mut [u8; 4096]) -> Option<&'
     let n = match a.what {
         What::NewLog | What::NameLog => put(image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target && r.same_as < 0)?.1)?,
         What::Bind { .. } => put(crate::sockets::unix_path(&image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target)?)?)?,
+        What::FillFifo => return None,
     };
     core::ffi::CStr::from_bytes_with_nul(&buf[..=n]).ok()
 }
 
-/// The directory and name by which an act names its path: the pool's directory and the last
-/// component for the unnamed log, the path itself (from the working directory) otherwise.
+/// The directory and name by which an act names its path: the parked directory and the last
+/// component (the path itself, from the working directory, for an act without one).
 pub fn where_named<'p>(a: &Act, path: &'p core::ffi::CStr) -> (rustix::fd::BorrowedFd<'static>, &'p core::ffi::CStr) {
     if a.dir < 0 {
         return (rustix::fs::CWD, path);

@@ -63,7 +63,7 @@ pub(crate) fn refuse(image: &CStr, what: core::fmt::Arguments) {
 }
 
 /// A path from the image as a C string, in `buf`.
-fn cpath<'b>(path: &[u8], buf: &'b mut [u8; 4096]) -> Option<&'b CStr> {
+pub(crate) fn cpath<'b>(path: &[u8], buf: &'b mut [u8; 4096]) -> Option<&'b CStr> {
     if path.len() >= buf.len() || path.contains(&0) {
         return None;
     }
@@ -142,7 +142,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                     .map_err(|e| refuse(image_path, format_args!("fd {}: making an epoll descriptor: {}", rec.fd, describe(e))))?;
                 park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))?
             }
-            FdKind::Pipe if !path.starts_with(b"pipe:[") => fifo_end(image_path, &rec, path, image_fd, p)?,
+            FdKind::Pipe if !path.starts_with(b"pipe:[") => fifo_end(image_path, &rec, path, p)?,
             FdKind::Pipe => pipe_end(image_path, &rec, image_fd, p)?,
             FdKind::MemFd => recreate_memfd(image_path, &rec, path, image_fd, base)?,
             FdKind::SignalFd => make_signalfd(image_path, &rec, base)?,
@@ -358,7 +358,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     let mut offset = rec.offset;
     let fd = match open_recorded(c, flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) if log => return planned_log(image_path, rec, path, c, base, acts),
+        Err(Errno::NOENT) if log => return planned_log(image_path, rec, path, base, acts),
         // A file the kernel makes (/proc, /sys) that is not there now: a process's own
         // /proc/PID before its PID exists again, or another process's that has gone. The
         // program's descriptor then reads as empty (/dev/null), rather than no restart at all.
@@ -443,39 +443,46 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
 
 /// The program's stdout or stderr in a log that is gone: made again at its path only once every
 /// check has passed (`acts.rs`, [`make_log`]), so that a refused restart leaves nothing behind.
-/// Until then the program's descriptor holds a placeholder. A log the processes of a tree
-/// share (the pool's) is one open file description they all inherit: that is made now, without
-/// a name (`O_TMPFILE` in its directory), and named then; where the filesystem cannot make such
-/// a file, it is made at once, the one change a tree's plan makes before its processes have
-/// checked theirs (every part of the image has been verified by then).
-fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], c: &CStr, base: i32, acts: &mut Acts) -> Result<i32, ()> {
+/// Its directory is opened now (never through a symbolic link, as every recorded path) and
+/// parked, and must let us make the file: a directory that is gone, or that we may not write
+/// to, refuses the restart here, and the file is made in that very directory then, whatever
+/// was renamed meanwhile. Until then the program's descriptor holds a placeholder. A log the
+/// processes of a tree share (the pool's) is one open file description they all inherit: that
+/// is made now, without a name (`O_TMPFILE` in its directory), and named then; where the
+/// filesystem cannot make such a file (NFS, say), the restart is refused: made with its name
+/// now, it would be a change before every process of the tree has checked its part.
+fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], base: i32, acts: &mut Acts) -> Result<i32, ()> {
     let cannot = |e: Errno| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", rec.fd, Lossy(path), describe(e)));
     let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
-    let (fd, dir, what) = if acts.pooled {
-        let dir = match path.iter().rposition(|&b| b == b'/') {
-            Some(0) => &b"/"[..],
-            Some(i) => &path[..i],
-            None => &b"."[..],
-        };
-        let mut dbuf = [0u8; 4096];
-        let unnamed = cpath(dir, &mut dbuf).ok_or(Errno::NAMETOOLONG).and_then(|d| {
-            let dir = open_recorded(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-            let how = (flags & !(OFlags::ACCMODE | OFlags::DIRECTORY | OFlags::PATH)) | OFlags::TMPFILE | OFlags::RDWR;
-            Ok((rustix::fs::openat(&dir, c".", how, Mode::from_raw_mode(0o666))?, dir))
-        });
-        match unnamed {
-            Ok((fd, dir)) => (fd, park(dir, base).map_err(cannot)?, What::NameLog),
-            Err(_) => {
-                // Exclusive: never through a symlink, nor into a file put there meanwhile.
-                let fd = open_recorded(c, flags | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(0o666)).map_err(cannot)?;
-                say_new_log(rec.fd, path);
-                return park(fd, base).map_err(cannot);
-            }
-        }
+    let dir = match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => &b"/"[..],
+        Some(i) => &path[..i],
+        None => &b"."[..],
+    };
+    let mut dbuf = [0u8; 4096];
+    let d = cpath(dir, &mut dbuf).ok_or(Errno::NAMETOOLONG).map_err(cannot)?;
+    let dir = open_recorded(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: its directory: {}", rec.fd, Lossy(path), NotOpened(e))))?;
+    rustix::fs::accessat(&dir, c".", rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK, rustix::fs::AtFlags::EACCESS).map_err(cannot)?;
+    let (fd, what) = if acts.pooled {
+        let how = (flags & !(OFlags::ACCMODE | OFlags::DIRECTORY | OFlags::PATH)) | OFlags::TMPFILE | OFlags::RDWR;
+        let fd = rustix::fs::openat(&dir, c".", how, Mode::from_raw_mode(0o666)).map_err(|e| {
+            refuse(
+                image_path,
+                format_args!(
+                    "fd {}: {} is gone, and its filesystem cannot make the file the processes of the tree share without a name first ({}); put a file at that path to restart",
+                    rec.fd,
+                    Lossy(path),
+                    describe(e)
+                ),
+            )
+        })?;
+        (fd, What::NameLog)
     } else {
-        (rustix::fs::open(c"/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(cannot)?, -1, What::NewLog)
+        (rustix::fs::open(c"/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(cannot)?, What::NewLog)
     };
     let fd = park(fd, base).map_err(cannot)?;
+    let dir = park(dir, base).map_err(cannot)?;
     if !acts.add(rec.fd, fd, dir, what) {
         refuse(image_path, format_args!("too many files and sockets to make again"));
         return Err(());
@@ -500,22 +507,28 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
     let cannot = |e: Errno| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", a.target, Lossy(c.to_bytes()), describe(e)));
     // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
     let held = unsafe { BorrowedFd::borrow_raw(a.fd) };
+    // By its name in the directory the plan parked.
+    let (dir, name) = crate::acts::where_named(a, c);
     let st = if a.what == What::NameLog {
         let mut link = [0u8; 64];
         let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", a.fd as u64, b"").ok_or(())?;
-        let (dir, name) = crate::acts::where_named(a, c);
         rustix::fs::linkat(rustix::fs::CWD, l, dir, name, rustix::fs::AtFlags::SYMLINK_FOLLOW).map_err(cannot)?;
         rustix::fs::fstat(held).map_err(cannot)?
     } else {
-        let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC) | OFlags::CREATE | OFlags::EXCL;
-        let fd = open_recorded(c, flags, Mode::from_raw_mode(0o666)).map_err(cannot)?;
+        // Exclusive (and so never through a symbolic link, nor into a file put there since).
+        let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC) | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o666)).map_err(cannot)?;
         let st = rustix::fs::fstat(&fd);
         // SAFETY: `a.fd` is the placeholder parked for this log, which the new file replaces.
         let put = unsafe { sys::dup3(fd.as_raw_fd(), a.fd, O_CLOEXEC) };
         match (st, put) {
             (Ok(st), Ok(())) => st,
             (Err(e), _) | (_, Err(e)) => {
-                let _ = rustix::fs::unlink(c);
+                // Only the file just made, if it is still what has the name.
+                let made = rustix::fs::fstat(&fd).map(|st| (st.st_dev, st.st_ino));
+                if made.is_ok() && rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).map(|st| (st.st_dev, st.st_ino)) == made {
+                    let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
+                }
                 cannot(e);
                 return Err(());
             }
@@ -646,10 +659,11 @@ fn fill_pipe(image_fd: i32, mut from: u64, wr: BorrowedFd, len: u64) -> Result<(
 }
 
 /// One end of a named pipe (FIFO), opened by its path again. Opening never blocks: the FIFO is
-/// first held open for reading and writing, so either end opens at once; once the ends the
-/// program had are open (and the bytes it held are back), that hold is let go, and an end
-/// whose peer was outside the process sees it closed until someone opens it again.
-fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
+/// first held open for reading and writing, so either end opens at once; the bytes it held go
+/// back through that hold once every check has passed ([`fill_fifo`]); once the program runs,
+/// the hold is let go, and an end whose peer was outside the process sees it closed until
+/// someone opens it again.
+fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Result<i32, ()> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (FIFO {}): {what}: {}", rec.fd, Lossy(path), describe(e)));
     let mut buf = [0u8; 4096];
     let Some(c) = cpath(path, &mut buf) else {
@@ -674,20 +688,33 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, p: &m
         return Err(());
     }
     let mut link = [0u8; 64];
-    let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", found.as_raw_fd() as u64, b"").ok_or(())?;
+    let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", found.as_raw_fd() as u64, b"").ok_or_else(|| opening(Errno::NAMETOOLONG))?;
     let hold = rustix::fs::open(l, OFlags::RDWR | nb, Mode::empty()).map_err(opening)?;
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
     let mode = if reader { OFlags::RDONLY } else if rec.open_flags & k::O_ACCMODE == k::O_RDWR { OFlags::RDWR } else { OFlags::WRONLY };
     let end = rustix::fs::open(l, mode | nb, Mode::empty()).map_err(opening)?;
-    if rec.blob_len > 0 {
-        fill_pipe(image_fd, rec.blob_offset, hold.as_fd(), rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
-    }
     set_nonblocking(end.as_fd(), rec).map_err(|e| bad("setting its flags", e))?;
-    // The hold must outlive every end this FIFO has in the image (or the bytes just written
-    // would go with the last opener); keeping it parked until the restore closes the parking
-    // area does that.
-    park(hold, p.fd_base).map_err(|e| bad("parking", e))?;
+    // The hold must outlive every end this FIFO has in the image (or the bytes put back would
+    // go with the last opener); keeping it parked until the restore closes the parking area
+    // does that.
+    let hold = park(hold, p.fd_base).map_err(|e| bad("parking", e))?;
+    // The bytes it held go back only once every check has passed (`acts.rs`): whoever else has
+    // the FIFO open would read them even from a restart that is then refused.
+    if rec.blob_len > 0 && !p.acts.add(rec.fd, hold, -1, What::FillFifo) {
+        refuse(image_path, format_args!("too many files and sockets to make again"));
+        return Err(());
+    }
     park(end, p.fd_base).map_err(|e| bad("parking", e))
+}
+
+/// Once every check has passed: the bytes FIFO `a.target` held put back, through the hold
+/// [`fifo_end`] parked (`a.fd`).
+pub fn fill_fifo(image_path: &CStr, image: &Image, image_fd: i32, a: &Act) -> Result<(), ()> {
+    let Some((rec, path)) = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target) else { return Err(()) };
+    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
+    let hold = unsafe { BorrowedFd::borrow_raw(a.fd) };
+    fill_pipe(image_fd, rec.blob_offset, hold, rec.blob_len)
+        .map_err(|e| refuse(image_path, format_args!("fd {} (FIFO {}): putting back the bytes it held: {}", rec.fd, Lossy(path), describe(e))))
 }
 
 /// A pipe end that was outside the process is closed now: the restored program then reads EOF
@@ -862,7 +889,9 @@ fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> 
 }
 
 /// A deleted-but-open file comes back as a new unlinked file (`O_TMPFILE`) with the saved
-/// contents, opened as before and at the same offset.
+/// contents, opened as before and at the same offset. Its directory is opened as every
+/// recorded path is, never through a symbolic link ([`open_recorded`]), and the file made in
+/// it without a name: nothing at any path is made or followed.
 fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, base: i32) -> Result<i32, ()> {
     let original = path.strip_suffix(b" (deleted)").unwrap_or(path);
     let dir = match original.iter().rposition(|&c| c == b'/') {
@@ -875,7 +904,8 @@ fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i3
     let candidates: [&[u8]; 3] = [dir, b"/dev/shm", b"/tmp"];
     let tmp = candidates.iter().find_map(|d| {
         let c = cpath(d, &mut buf)?;
-        rustix::fs::open(c, tmp_flags, perm).ok()
+        let dir = open_recorded(c, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        rustix::fs::openat(&dir, c".", tmp_flags, perm).ok()
     });
     let Some(tmp) = tmp else {
         refuse(image_path, format_args!("fd {}: cannot create a file to hold the contents of {}", rec.fd, Lossy(path)));

@@ -20,7 +20,10 @@ use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
 const STACK_LEN: usize = 256 * 1024;
 
-pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
+/// Step 1 of 2, before any change outside (in a tree, before the first barrier): everything
+/// that may fail: a block found and mapped, the image's headers moved into it, the stack's
+/// guard page. A refusal here leaves nothing to take back, in this process or another.
+pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), ()> {
     let park_len: usize = p.specials.iter().filter(|s| s.present).map(|s| s.len).sum();
     let staging_len = page_up(ckpt_image::compress::MAX_STORED);
     let meta_at = me.span + PAGE + STACK_LEN + park_len + staging_len;
@@ -28,7 +31,7 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
 
     let Some(block) = find_block(p, block_len) else {
         say!("myrestart: no free address range of {block_len} bytes outside the image's memory");
-        refused(p);
+        return Err(());
     };
     // SAFETY: the range is free in our own layout (checked against /proc/self/maps), and
     // FIXED_NOREPLACE makes the kernel refuse rather than replace anything.
@@ -42,7 +45,7 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     };
     if let Err(e) = got {
         say!("myrestart: cannot map a {block_len}-byte block at {block:#x}: {}", describe(e));
-        refused(p);
+        return Err(());
     }
 
     // Headers into the block, and the plan pointed at them. The old buffer stays mapped (the
@@ -57,7 +60,7 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
         Ok(img) => Some(img),
         Err(e) => {
             say!("myrestart: image headers changed while reading: {e}");
-            refused(p);
+            return Err(());
         }
     };
     p.block = block;
@@ -65,6 +68,24 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     p.stack_top = block + me.span + PAGE + STACK_LEN;
     p.park = p.stack_top;
     p.staging = p.park + park_len;
+    // The guard page between the program copy and the stack: an overflowing stack faults
+    // instead of overwriting the program's data (the plan included).
+    // SAFETY: the page lies in the fresh block, between the copy and the stack, and nothing
+    // uses it.
+    if let Err(e) = unsafe { rustix::mm::mprotect((block + me.span) as *mut _, PAGE, MprotectFlags::empty()) } {
+        say!("myrestart: cannot protect the stack's guard page: {}", describe(e));
+        return Err(());
+    }
+    Ok(())
+}
+
+/// Step 2 of 2, once every change outside is made (in a tree, after the last barrier before
+/// the point of no return): the program copied into the block [`prepare`] made, with its
+/// statics (the plan included) as they are now, relocated there, and entered on the block's
+/// stack. Nothing here fails but what failed already at start (the same relocations were
+/// applied then).
+pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
+    let block = p.block;
 
     // The program itself, with its statics (this plan included) as they are now.
     // SAFETY: copying our own mapped image into the fresh block; the source stays mapped.
@@ -75,13 +96,6 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
         refused(p);
     }
     protect_copy(me, block);
-    // The guard page between the program copy and the stack: an overflowing stack faults
-    // instead of overwriting the program's data (the plan included).
-    // SAFETY: the page lies in the block, between the copy and the stack, and nothing uses it.
-    if let Err(e) = unsafe { rustix::mm::mprotect((block + me.span) as *mut _, PAGE, MprotectFlags::empty()) } {
-        say!("myrestart: cannot protect the stack's guard page: {}", describe(e));
-        refused(p);
-    }
 
     let run = restore::run as *const () as usize - me.base + block;
     let stack_top = p.stack_top;

@@ -99,9 +99,14 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     if tree::spawn(p, &opts).is_err() {
         sys::exit_group(EXIT_REFUSED);
     }
-    // Every check of every part has passed once each of a tree's processes has its plan: only
-    // now the changes outside (a log made again, a socket bound to its path), each process its
-    // own, the dead socket files replaced last; they cross their points of no return together,
+    // What may still fail without changing anything outside: the block myrestart moves into.
+    if hole::prepare(&me, p).is_err() {
+        sys::exit_group(EXIT_REFUSED);
+    }
+    // Every check of every part has passed once each of a tree's processes has its plan and its
+    // block: only now the changes outside (a log made again, a socket bound to its path), each
+    // process its own, the dead socket files replaced last; then, once every socket of the
+    // tree is bound, the connections to them. They cross their points of no return together,
     // once each has made them.
     tree::barrier(p, tree::PLANNED);
     for (replacing, then) in [(false, tree::CHANGED), (true, tree::REPLACED)] {
@@ -110,6 +115,7 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
         }
         tree::barrier(p, then);
     }
+    acts::connect(p);
     ids::tell_restoring(p);
     hole::move_and_restore(&me, p)
 }

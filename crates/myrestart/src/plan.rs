@@ -214,8 +214,9 @@ pub struct Plan {
     /// myrestart's own stderr when it started, if a regular file (device, inode, length):
     /// what was written to it since is myrestart's own, and stays when that file is cut.
     pub own_stderr: Option<(u64, u64, u64)>,
-    /// `--say`: a line (with its newline) for stderr once the logs are in order.
-    pub say: [u8; 1024],
+    /// `--say`: lines for stderr once the logs are in order, escaped (control characters as
+    /// `\xNN`), each with its newline.
+    pub say: [u8; 4096],
     pub say_len: usize,
     /// A pipe's read end (parked) that reaches its end once the outer myrestart has said which
     /// process the program is (`--announce`, `--stopped`): logs are cut only then, so that its
@@ -283,7 +284,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     cuts: [LogCut { target: 0, fd: -1, dev: 0, ino: 0, size: 0 }; 2],
     ncuts: 0,
     own_stderr: None,
-    say: [0; 1024],
+    say: [0; 4096],
     say_len: 0,
     said: -1,
     status: -1,
@@ -343,11 +344,9 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
         .filter(|st| (st.st_mode & 0o170000) == 0o100000)
         .map(|st| (st.st_dev, st.st_ino, st.st_size as u64));
     if let Some((text, _)) = opts.say {
-        let text = text.to_bytes();
-        let n = text.len().min(p.say.len() - 1);
-        p.say[..n].copy_from_slice(&text[..n]);
-        p.say[n] = b'\n';
-        p.say_len = n + 1;
+        // Another program's words, but they name files and commands from images: escaped like
+        // every name myrestart prints.
+        p.say_len = ckpt_sigsafe::out::escaped_lines(text.to_bytes(), &mut p.say);
     }
     // Non-blocking: a FIFO (or a device) at the path would hold `open` forever; its type is
     // checked next.
@@ -432,13 +431,29 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
             })?;
             // A region that points at the root's bytes (the same bytes, stored once) was
             // checked with the root's; that it is the root's copy of the same addresses was
-            // checked just above.
-            let in_root = |r: &ckpt_image::RegionRecord| {
-                (0..image.region_count()).filter_map(|i| image.region(i).ok()).any(|o| {
-                    o.record.has_data() && !o.record.compressed() && (o.data_offset, o.record.stored_len, o.record.data_hash) == (r.data_offset, r.stored_len, r.data_hash)
-                })
-            };
-            verify_data(fd.as_raw_fd(), &part, file_len, opts.verify, key.as_ref(), in_root).map_err(|e| {
+            // checked just above. The root's plain regions are looked up by where their bytes
+            // are (a table of their indices sorted by data offset), not scanned for each.
+            let roots = image.region_count();
+            let verified = with_table(roots, |t| {
+                let plain = |i: u64| image.region(i as usize).ok().filter(|o| o.record.has_data() && !o.record.compressed());
+                let mut n = 0;
+                for i in 0..roots as u64 {
+                    if plain(i).is_some() {
+                        t[n] = i;
+                        n += 1;
+                    }
+                }
+                let at = |i: &u64| plain(*i).map_or(u64::MAX, |o| o.data_offset);
+                let sorted = &mut t[..n];
+                sorted.sort_unstable_by_key(at);
+                let in_root = |r: &ckpt_image::RegionRecord| {
+                    let from = sorted.partition_point(|i| at(i) < r.data_offset);
+                    sorted[from..].iter().filter_map(|&i| plain(i)).take_while(|o| o.data_offset == r.data_offset).any(|o| (o.record.stored_len, o.record.data_hash) == (r.stored_len, r.data_hash))
+                };
+                verify_data(fd.as_raw_fd(), &part, file_len, opts.verify, key.as_ref(), in_root)
+            })
+            .map_err(|e| refuse(path, format_args!("cannot check process {} of the tree: {}", rec.pid, describe(e))))?;
+            verified.map_err(|e| {
                 refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
             })?;
             running.note(&p.state);

@@ -90,7 +90,7 @@ fn restore_timers(p: &Plan, image: &Image, tids: &[u32]) {
                 None => sys::exit_group(EXIT_LOST), // checked when the image was read
             }
         };
-        let id = match sys::timer_create_with(t.clock, t.notify, t.signo, t.value, tid, t.id) {
+        let id = match sys::timer_create_with(cpu_clock_now(p, t.clock, tids), t.notify, t.signo, t.value, tid, t.id) {
             Ok(id) => id,
             Err(e) => lost("creating a timer", t.id as u64, e),
         };
@@ -106,6 +106,24 @@ fn restore_timers(p: &Plan, image: &Image, tids: &[u32]) {
     if chosen {
         let _ = sys::timer_ids_chosen(false);
     }
+}
+
+/// The clock a timer is made on again. A CPU-time clock (negative: `(~ID << 3) | which`, bit 2
+/// for a thread's) names a process or thread: the program's own process (by its PID, or 0 for
+/// "the caller") is named as the caller's, whatever PID it has now; one of its threads by the
+/// TID that thread has now (the leader, which makes every timer, as the caller). The plan let
+/// no other through (`plan::check_timers`). Other clocks are the kernel's, the same anywhere.
+fn cpu_clock_now(p: &Plan, clock: i32, tids: &[u32]) -> i32 {
+    if clock >= 0 {
+        return clock;
+    }
+    let (id, thread, which) = (!(clock >> 3) as u32, clock & 4, clock & 3);
+    let now = if thread == 0 || id == 0 || id == p.thread.tid {
+        0
+    } else {
+        p.others[..p.nothers].iter().position(|o| o.tid == id).map_or(id, |i| tids[i])
+    };
+    (!(now as i32) << 3) | thread | which
 }
 
 /// Signals that were pending at the checkpoint, for the process and for the leader, are sent

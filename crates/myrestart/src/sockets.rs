@@ -126,33 +126,44 @@ pub fn unix_path(rec: &SocketRecord) -> Option<&[u8]> {
     (end > 0).then(|| &path[..end])
 }
 
+/// The directory part of a socket's path (`.` for a bare name, `/` for one at the root) and
+/// its last component.
+fn split_path(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => (b"/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b".", path),
+    }
+}
+
 /// Before a unix socket is bound to its path again, a look that changes nothing: the path must
 /// be free, or hold a socket file of this user's own that refuses connections (the
 /// checkpointed program's, whose listener died), which is replaced once every check has
 /// passed. Anything else there (a regular file, a FIFO, another user's socket, a socket that
-/// answers) is left alone, and the restart refused. Returns the dead socket's device and inode.
-fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<Option<(u64, u64)>, ()> {
+/// answers) is left alone, and the restart refused. Returns the dead socket's device and inode,
+/// and the socket's directory, opened (`O_PATH`) to be parked: the dead file is looked at and
+/// removed again through it, by its name there ([`bind_planned`]), so that a directory renamed
+/// or replaced meanwhile cannot make another file go.
+fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<(Option<(u64, u64)>, OwnedFd), ()> {
     let refused = |what: core::fmt::Arguments| refuse(image_path, format_args!("fd {} (socket {}): {what}", rec.fd, Addr(rec.addr())));
-    let mut buf = [0u8; 4096];
-    if path.len() >= buf.len() {
-        refused(format_args!("its path is too long"));
+    let (dir, name) = split_path(path);
+    let (mut dbuf, mut nbuf) = ([0u8; 4096], [0u8; 4096]);
+    let (Some(dir), Some(name)) = (crate::files::cpath(dir, &mut dbuf), crate::files::cpath(name, &mut nbuf)) else {
+        refused(format_args!("its path is not usable"));
         return Err(());
-    }
-    buf[..path.len()].copy_from_slice(path);
-    let c = CStr::from_bytes_with_nul(&buf[..=path.len()]).map_err(|_| refused(format_args!("its path is not usable")))?;
-    // The directory must let us make the socket file there (bound only after every check, a
-    // bind that fails then would have to take back what was made before it).
-    let dir_len = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i.max(1));
-    let mut dbuf = [0u8; 4096];
-    dbuf[..dir_len].copy_from_slice(&path[..dir_len]);
-    let dir = if dir_len == 0 { c"." } else { CStr::from_bytes_with_nul(&dbuf[..=dir_len]).unwrap_or(c".") };
-    let usable = rustix::fs::accessat(rustix::fs::CWD, dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK, rustix::fs::AtFlags::EACCESS);
+    };
+    // The directory as the program's bind found it (symbolic links followed, as bind does); it
+    // must let us make the socket file there (bound only after every check, a bind that fails
+    // then would have to take back what was made before it).
+    let dir_fd = rustix::fs::open(dir, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .map_err(|e| refused(format_args!("its directory: {}", describe(e))))?;
+    let usable = rustix::fs::accessat(&dir_fd, c".", rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK, rustix::fs::AtFlags::EACCESS);
     if let Err(e) = usable {
         refused(format_args!("its directory: {}", describe(e)));
         return Err(());
     }
-    let st = match rustix::fs::lstat(c) {
-        Err(Errno::NOENT) => return Ok(None),
+    let st = match rustix::fs::statat(&dir_fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => return Ok((None, dir_fd)),
         Err(e) => {
             refused(format_args!("{}", describe(e)));
             return Err(());
@@ -168,10 +179,14 @@ fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<Opti
         refused(format_args!("another user's socket (uid {}) is at that path; it is left as it is", st.st_uid));
         return Err(());
     }
-    let probe = new_socket(rec).map_err(|e| refused(format_args!("{}", describe(e))))?;
+    // Non-blocking: a listener whose queue of connections is full would hold a blocking connect
+    // until it accepts one (maybe never); such a socket is alive.
+    let proto = core::num::NonZeroU32::new(rec.protocol).map(Protocol::from_raw);
+    let probe = rustix::net::socket_with(family(rec), sock_type(rec), SocketFlags::CLOEXEC | SocketFlags::NONBLOCK, proto)
+        .map_err(|e| refused(format_args!("{}", describe(e))))?;
     match rustix::net::connect(&probe, &sockaddr(rec.addr())) {
-        Err(Errno::CONNREFUSED) => Ok(Some((st.st_dev, st.st_ino))),
-        Ok(()) => {
+        Err(Errno::CONNREFUSED) => Ok((Some((st.st_dev, st.st_ino)), dir_fd)),
+        Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS) => {
             refused(format_args!("a process listens on {} now: {}", Lossy(path), describe(Errno::ADDRINUSE)));
             Err(())
         }
@@ -196,18 +211,25 @@ fn file_kind(t: FileType) -> &'static str {
 
 /// Once every check has passed: socket `a.fd` bound to its path, the dead socket file the plan
 /// found there (`stale`) removed first if it is still the one there; then it listens, if it
-/// did. Returns the device and inode of the socket file made.
+/// did. The dead file is looked at and removed by its name in the directory the plan parked
+/// (`a.dir`), so that nothing but that file can go. The bind itself takes the socket's own
+/// address (which the program, and its peers, see again with `getsockname`), and the file it
+/// makes is then found in the parked directory, or the restart is refused (the directory was
+/// moved meanwhile). Returns the device and inode of the socket file made.
 pub fn bind_planned(image_path: &CStr, image: &Image, a: &Act, stale: Option<(u64, u64)>) -> Result<(u64, u64), ()> {
     let Some(rec) = image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target) else { return Err(()) };
     let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (socket {}): {what}: {}", rec.fd, Addr(rec.addr()), describe(e)));
+    let moved = || refuse(image_path, format_args!("fd {} (socket {}): its path changed while the restart was planned; nothing there was touched", rec.fd, Addr(rec.addr())));
     let mut buf = [0u8; 4096];
     let Some(c) = crate::acts::path_of(image, a, &mut buf) else { return Err(()) };
+    let (dir, name) = crate::acts::where_named(a, c);
+    let now = |flags| rustix::fs::statat(dir, name, flags).map(|st| (st.st_dev, st.st_ino));
     if let Some(dead) = stale {
-        match rustix::fs::lstat(c) {
-            Ok(st) if (st.st_dev, st.st_ino) == dead => rustix::fs::unlink(c).map_err(|e| fail("removing the dead socket file at its path", e))?,
+        match now(rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(there) if there == dead => rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()).map_err(|e| fail("removing the dead socket file at its path", e))?,
             Err(Errno::NOENT) => {}
             _ => {
-                refuse(image_path, format_args!("fd {} (socket {}): its path changed while the restart was planned; nothing there was touched", rec.fd, Addr(rec.addr())));
+                moved();
                 return Err(());
             }
         }
@@ -215,16 +237,26 @@ pub fn bind_planned(image_path: &CStr, image: &Image, a: &Act, stale: Option<(u6
     // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
     let sock = unsafe { BorrowedFd::borrow_raw(a.fd) };
     rustix::net::bind(sock, &sockaddr(rec.addr())).map_err(|e| fail("binding it to its address again", e))?;
-    let made = rustix::fs::lstat(c).map(|st| (st.st_dev, st.st_ino));
-    let listening = if rec.state & s::LISTENING != 0 { rustix::net::listen(sock, backlog(&rec)) } else { Ok(()) };
-    match (made, listening) {
-        (Ok(made), Ok(())) => Ok(made),
-        (Err(e), _) | (_, Err(e)) => {
-            let _ = rustix::fs::unlink(c);
-            fail("listening", e);
-            Err(())
+    // What the bind made, as the parked directory has it and as its path has it: the same file,
+    // unless the directory was moved or replaced since the plan (the file made elsewhere is
+    // then left, the restart refused: removing by path what another directory holds is what
+    // must not happen).
+    let made = match (now(rustix::fs::AtFlags::SYMLINK_NOFOLLOW), rustix::fs::lstat(c).map(|st| (st.st_dev, st.st_ino))) {
+        (Ok(here), Ok(there)) if here == there => here,
+        _ => {
+            moved();
+            return Err(());
         }
+    };
+    let listening = if rec.state & s::LISTENING != 0 { rustix::net::listen(sock, backlog(&rec)) } else { Ok(()) };
+    if let Err(e) = listening {
+        if now(rustix::fs::AtFlags::SYMLINK_NOFOLLOW) == Ok(made) {
+            let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
+        }
+        fail("listening", e);
+        return Err(());
     }
+    Ok(made)
 }
 
 /// The backlog a listening socket gets again: as it was; 4096, the kernel's default SOMAXCONN,
@@ -342,7 +374,8 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
     }
     let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {fd} (socket {}): {what}: {}", Addr(rec.addr()), describe(e)));
     let pooled = p.pairs[..p.npairs].iter().any(|s| s.pooled && s.ino.contains(&rec.ino));
-    // A unix socket to bind to its path later, and the dead socket file there to replace.
+    // A unix socket to bind to its path later, the dead socket file there to replace, and the
+    // directory it is in.
     let mut planned = None;
     let sock = if rec.state & s::PAIRED != 0 || pooled {
         return pair_end(image_path, fdrec, rec, image_fd, p);
@@ -388,8 +421,9 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
     };
     set_nonblocking(sock.as_fd(), fdrec).map_err(|e| fail("setting its flags", e))?;
     let parked = park(sock, p.fd_base).map_err(|e| fail("parking it", e))?;
-    if let Some(stale) = planned {
-        if !p.acts.add(fd, parked, -1, What::Bind { stale }) {
+    if let Some((stale, dir)) = planned {
+        let dir = park(dir, p.fd_base).map_err(|e| fail("parking its directory", e))?;
+        if !p.acts.add(fd, parked, dir, What::Bind { stale }) {
             refuse(image_path, format_args!("too many files and sockets to make again"));
             return Err(());
         }

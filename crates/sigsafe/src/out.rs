@@ -91,6 +91,38 @@ impl fmt::Display for Lossy<'_> {
     }
 }
 
+/// Text of several lines (from another program: `ckpt`'s `--say`) made fit for a terminal into
+/// `into`: each line escaped as [`Lossy`] does, ended by a newline. What does not fit is cut
+/// off, and the text still ends with a newline. Returns the length written.
+pub fn escaped_lines(text: &[u8], into: &mut [u8]) -> usize {
+    struct Into<'a>(&'a mut [u8], usize);
+    impl fmt::Write for Into<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let n = s.len().min(self.0.len() - self.1);
+            self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.1 += n;
+            if n < s.len() { Err(fmt::Error) } else { Ok(()) }
+        }
+    }
+    if into.is_empty() {
+        return 0;
+    }
+    let last = into.len() - 1;
+    let mut w = Into(&mut into[..last], 0);
+    for line in text.strip_suffix(b"\n").unwrap_or(text).split(|&c| c == b'\n') {
+        let full = fmt::Write::write_fmt(&mut w, format_args!("{}\n", Lossy(line))).is_ok();
+        if !full {
+            break;
+        }
+    }
+    let n = w.1;
+    if n == 0 || into[n - 1] != b'\n' {
+        into[n] = b'\n';
+        return n + 1;
+    }
+    n
+}
+
 /// `eprintln!` for restricted code: formats into a [`Line`] on the stack and emits it.
 #[macro_export]
 macro_rules! say {
@@ -111,5 +143,18 @@ mod tests {
         assert_eq!(super::Lossy(b"/tmp/a b/\xc3\xa9t\xc3\xa9").to_string(), "/tmp/a b/\u{e9}t\u{e9}");
         assert_eq!(super::Lossy(b"x\x1b[31mred\n\x7f\xc2\x9b").to_string(), "x\\x1b[31mred\\x0a\\x7f\\x9b");
         assert_eq!(super::Lossy(b"bad\xff\xfe.").to_string(), "bad\\xff\\xfe.");
+    }
+
+    #[test]
+    fn lines_keep_their_newlines_and_lose_their_escapes() {
+        let mut buf = [0u8; 64];
+        let n = super::escaped_lines(b"ckpt: one \x1b[31mred\nckpt: two\r", &mut buf);
+        assert_eq!(&buf[..n], b"ckpt: one \\x1b[31mred\nckpt: two\\x0d\n");
+        let n = super::escaped_lines(b"a\n", &mut buf);
+        assert_eq!(&buf[..n], b"a\n");
+        // Cut where it does not fit, and still ended by a newline.
+        let mut small = [0u8; 8];
+        let n = super::escaped_lines(b"abc\ndefghijk", &mut small);
+        assert_eq!(&small[..n], b"abc\ndef\n");
     }
 }

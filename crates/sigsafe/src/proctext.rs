@@ -42,6 +42,14 @@ pub fn parse_dec(s: &[u8]) -> Option<u64> {
     s.iter().try_fold(0u64, |v, &c| c.is_ascii_digit().then(|| v * 10 + (c - b'0') as u64))
 }
 
+/// A decimal that may be negative (`-6`: a CPU-time clock's ID).
+pub fn parse_signed(s: &[u8]) -> Option<i64> {
+    match s.strip_prefix(b"-") {
+        Some(digits) => parse_dec(digits).filter(|&v| v <= i64::MAX as u64 + 1).map(|v| (v as i64).wrapping_neg()),
+        None => parse_dec(s).filter(|&v| v <= i64::MAX as u64).map(|v| v as i64),
+    }
+}
+
 pub fn parse_oct(s: &[u8]) -> Option<u32> {
     if s.is_empty() {
         return None;
@@ -97,7 +105,9 @@ pub fn timers(text: &[u8]) -> impl Iterator<Item = ProcTimer> + '_ {
             },
             to_thread: &target[..dot] == b"tid",
             target: parse_dec(&target[dot + 1..])? as u32,
-            clock: parse_dec(clock)? as i32,
+            // Negative for a CPU-time clock: `(~PID << 3) | which`, with bit 2 for a thread's
+            // (CLOCK_PROCESS_CPUTIME_ID shows as -6, CLOCK_THREAD_CPUTIME_ID as -2).
+            clock: i32::try_from(parse_signed(clock)?).ok()?,
         })
     })
 }
@@ -310,6 +320,14 @@ mod tests {
         assert_eq!(t[0], ProcTimer { id: 0, signo: 10, value: 0x1234, notify: 0, to_thread: false, target: 707, clock: 1 });
         assert_eq!((t[1].id, t[1].signo, t[1].to_thread, t[1].target, t[1].clock), (3, 34, true, 709, 0));
         assert_eq!(timers(b"ID: x\n").next(), None);
+        // CPU-time clocks: the process's and a thread's of its own, and another process's.
+        let cpu = b"ID: 1\nsignal: 36/0000000000000000\nnotify: signal/pid.707\nClockID: -6\n\
+                    ID: 2\nsignal: 36/0000000000000000\nnotify: signal/pid.707\nClockID: -2\n\
+                    ID: 4\nsignal: 36/0000000000000000\nnotify: signal/pid.707\nClockID: -5658\n";
+        let clocks: [i32; 3] = core::array::from_fn(|i| timers(cpu).nth(i).unwrap().clock);
+        assert_eq!(clocks, [-6, -2, -5658]);
+        assert_eq!(parse_signed(b"-"), None);
+        assert_eq!(parse_signed(b"--1"), None);
     }
 
     #[test]
