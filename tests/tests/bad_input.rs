@@ -65,7 +65,7 @@ fn damaged_images_are_named_as_such() {
 
     let mut v = good.clone();
     v[magic + 8..magic + 12].copy_from_slice(&99u32.to_le_bytes());
-    refuses(&write("version-99", &v), "unsupported image format version 99");
+    refuses(&write("version-99", &v), "made by a newer ckpt: image format version 99");
 
     let mut f = good.clone();
     f[magic - 8..magic - 4].copy_from_slice(b"XXXX");
