@@ -16,8 +16,8 @@
 //! Files at the image's names are opened without blocking (`O_NONBLOCK`): a FIFO someone put
 //! there must not hold the writer forever, and every later checkpoint with it.
 
-use super::share::Runs;
-use super::Failure;
+use super::runs::Runs;
+use super::failure::Failure;
 use ckpt_image::bytes::Writer;
 use ckpt_image::chain::{self, Base};
 use ckpt_image::shared::SharedRun;
@@ -131,8 +131,8 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
             let n = ((pages - p) as usize).min(pm_buf.len());
             let chunk = c.start + p * PAGE;
             let entries = &mut pm_buf[..n];
-            let src = super::write::PageSource { pagemap: Some(pagemap), zero_below: 0, frame_page: None, bounce: false };
-            super::write::read_in_memory(&src, chunk as usize, entries);
+            let src = super::pages::PageSource { pagemap: Some(pagemap), zero_below: 0, frame_page: None, bounce: false };
+            super::pages::read_in_memory(&src, chunk as usize, entries);
             for (i, &e) in entries.iter().enumerate() {
                 let addr = chunk + i as u64 * PAGE;
                 while di < dirty.len() && dirty[di][1] <= addr {
@@ -225,7 +225,7 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
 /// it has it already. Before the new image is committed: without it the new one is not.
 pub fn link(base: &BaseLink, image: &[u8]) -> Result<(), Failure> {
     let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
-    let dir = super::write::dir_of(image, &mut dirbuf).ok_or(Failure::plain("image path"))?;
+    let dir = super::imagefile::dir_of(image, &mut dirbuf).ok_or(Failure::plain("image path"))?;
     let dirfd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::on_file("opening the directory of", e))?;
     let name = CStr::from_bytes_with_nul(&base.name[..base.name_len + 1]).map_err(|_| Failure::plain("base image name"))?;
     let mut from = [0u8; 64];
@@ -250,7 +250,7 @@ pub fn link(base: &BaseLink, image: &[u8]) -> Result<(), Failure> {
 /// of those cannot be read.
 pub fn remove_unneeded(image: &[u8], keep: u32, meta: &mut [u8], state: &mut ProcessState) {
     let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
-    let Some(dir) = super::write::dir_of(image, &mut dirbuf) else { return };
+    let Some(dir) = super::imagefile::dir_of(image, &mut dirbuf) else { return };
     let Ok(dirfd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
     let name = file_name(image);
     // The base files there are.
@@ -347,7 +347,7 @@ pub fn is_image_of_this_run(image: &[u8]) -> bool {
         }
     }
     let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
-    let Some(dir) = super::write::dir_of(image, &mut dirbuf) else { return false };
+    let Some(dir) = super::imagefile::dir_of(image, &mut dirbuf) else { return false };
     let Ok(dirfd) = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return false };
     bases[..nbases].iter().all(|b| {
         let Ok(name) = CStr::from_bytes_with_nul(b.name_with_nul()) else { return false };

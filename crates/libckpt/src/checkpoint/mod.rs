@@ -18,96 +18,31 @@
 //! two checkpoints of one image from being written at once.
 
 pub mod report;
+mod auth;
 mod capture;
 mod chain;
 mod compress;
+mod failure;
 mod fds;
+mod imagefile;
+mod pages;
 mod procfs;
+mod runs;
 mod scratch;
 mod share;
+mod slots;
 mod sockets;
+pub mod stop;
 pub mod threads;
 pub mod track;
 pub mod tree;
 mod write;
 
-use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::out::{Line, Lossy};
 use core::fmt::Write;
-use rustix::io::Errno;
-
-/// The name (`comm`) of the process that writes the image.
-const WRITER_NAME: &core::ffi::CStr = c"ckpt-writer";
-
-/// Why a checkpoint was not taken.
-pub struct Failure {
-    /// The step that failed, e.g. "writing".
-    pub step: &'static str,
-    pub errno: Option<Errno>,
-    /// Whether to name the temporary file in the message.
-    pub names_file: bool,
-    /// What is in the way at one of the image's names, if that is why.
-    pub blocker: Option<Blocker>,
-}
-
-/// Something at one of the image's names (the image path, or `<image>.N` with `CKPT_KEEP`)
-/// that is not one of this user's images, and what the checkpoint would not do because of it.
-#[derive(Clone, Copy)]
-pub struct Blocker {
-    /// 0 for the image path, N for `<image>.N`.
-    pub generation: u32,
-    /// "a directory", "a FIFO", …, or "a file".
-    pub kind: &'static str,
-    /// Its owner, when that is another user.
-    pub uid: Option<u32>,
-    /// Why it stops the checkpoint, e.g. ", not one of this user's images: older images are
-    /// not moved over it".
-    pub then: &'static str,
-}
+use failure::Failure;
 
 impl Failure {
-    pub fn new(step: &'static str, errno: Errno) -> Failure {
-        Failure { step, errno: Some(errno), names_file: false, blocker: None }
-    }
-    pub fn plain(step: &'static str) -> Failure {
-        Failure { step, errno: None, names_file: false, blocker: None }
-    }
-    /// A failure already reported in full.
-    pub fn silent() -> Failure {
-        Failure { step: "", errno: None, names_file: false, blocker: None }
-    }
-    pub fn on_file(step: &'static str, errno: Errno) -> Failure {
-        Failure { step, errno: Some(errno), names_file: true, blocker: None }
-    }
-    pub fn blocked(blocker: Blocker, errno: Option<Errno>) -> Failure {
-        Failure { step: "blocked", errno, names_file: false, blocker: Some(blocker) }
-    }
-
-    /// Why, in a few words: the step, the file, the error (nothing for a silent failure).
-    fn reason(&self, line: &mut Line) {
-        let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
-        let path = crate::config::this_process_image(&mut image).unwrap_or(crate::config::get().image_path());
-        if let Some(b) = self.blocker {
-            let _ = write!(line, "{}", Lossy(path));
-            if b.generation > 0 {
-                let _ = write!(line, ".{}", b.generation);
-            }
-            let _ = write!(line, " is {}", b.kind);
-            if let Some(uid) = b.uid {
-                let _ = write!(line, " of uid {uid}");
-            }
-            let _ = write!(line, "{}", b.then);
-        } else {
-            let _ = write!(line, "{}", self.step);
-            if self.names_file {
-                let _ = write!(line, " {}", Lossy(path));
-            }
-        }
-        if let Some(e) = self.errno {
-            let _ = write!(line, ": {}", describe(e));
-        }
-    }
-
     /// Says on stderr why checkpoint `n` failed, and what the program does now (`then`), and
     /// records the reason and `outcome` in the report page.
     fn report(&self, n: u32, outcome: report::Outcome, then: &str) {
@@ -270,8 +205,8 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     };
     fds::capture(&mut parts, own, tree.is_some() || member.is_some())?;
     let file = match &member {
-        Some(m) => write::TempImage::part(m.open_part()?, core::mem::take(&mut parts.tmp_path)),
-        None => write::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?,
+        Some(m) => imagefile::TempImage::part(m.open_part()?, core::mem::take(&mut parts.tmp_path)),
+        None => imagefile::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?,
     };
     if let Some(t) = &tree {
         t.wait_captured()?;
@@ -326,7 +261,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
         return Ok(Taken::ByWriter);
     }
     // The writer: a snapshot of the program at the moment of the signal.
-    let _ = rustix::thread::set_name(WRITER_NAME);
+    let _ = rustix::thread::set_name(report::WRITER_NAME);
     // It lets go at once of every descriptor it does not read from, so that it never holds
     // the program's sockets, pipes or files open after the program has closed them, or died.
     let keep = tree.as_ref().into_iter().flat_map(|t| t.part_fds());

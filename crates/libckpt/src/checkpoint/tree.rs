@@ -31,7 +31,7 @@
 //! futexes on the shared block, fixed buffers; no allocation, no locks, no libc.
 
 use super::procfs::{parse_dec, read_small};
-use super::Failure;
+use super::failure::Failure;
 use ckpt_image::tree::{TreeRecord, MAX_TREE, TREE_LIVE, TREE_ZOMBIE};
 use ckpt_sigsafe::proctext::{numbered_path, pid_list, proc_path2, stat_comm, stat_field, stat_state, status_field};
 use ckpt_sigsafe::{say, sys};
@@ -621,7 +621,7 @@ fn authenticate_part(img: i32, file_len: u64, meta: &mut [u8], key: &ckpt_image:
         (room as *mut ckpt_image::ProcessState).write(ckpt_image::ProcessState::ZERO);
         &mut *(room as *mut ckpt_image::ProcessState)
     };
-    let r = super::write::authenticate(img, meta, file_len, key, state);
+    let r = super::auth::authenticate(img, meta, file_len, key, state);
     // SAFETY: our own mapping; `state` is not used after this.
     let _ = unsafe { rustix::mm::munmap(room, size) };
     r

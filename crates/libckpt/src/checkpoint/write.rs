@@ -4,15 +4,19 @@
 //! and an atomic `rename` over the old image.
 
 use super::procfs::monotonic_ns;
+use super::auth::authenticate;
+use super::imagefile::TempImage;
+use super::pages::{page_bytes, read_in_memory, read_pagemap, write_all, PageSource, PAGE, PM_PRESENT, PM_SWAPPED};
 use super::scratch::{Parts, Shadow};
-use super::Failure;
+use super::slots::{RegionSlot, Saved};
+use super::failure::Failure;
 use ckpt_image::bytes::Writer;
 use ckpt_image::elf::{pflags_from_prot, Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
 use ckpt_image::fds::{self, FdKind};
 use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_MAP_PRIVATE_FILE, RF_SHARED, RF_SHARES_PAGES};
-use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
+use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME};
 use ckpt_image::{NT_CKPT_CHAIN, NT_CKPT_ORIGIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
@@ -37,39 +41,6 @@ fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item 
         before.into_iter().chain(after).filter(|r| r.start < r.end)
     })
 }
-
-/// How a region is saved.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(super) enum Saved {
-    /// Nothing to store: PROT_NONE, or kernel data pages that may fault when read.
-    Nothing = 0,
-    /// Its bytes go into the image.
-    Data = 1,
-    /// A `MAP_SHARED` mapping of a file that still exists: restart maps the file again.
-    FromFile = 2,
-    /// A private mapping of a file that still exists, none of whose pages the program wrote:
-    /// restart maps the file again, privately (its identity goes into `NT_CKPT_FILEMAPS`).
-    PrivateFile = 3,
-}
-
-/// What the writer decided and learned about one region: one per region, in the scratch area.
-/// All zeros is a valid value (nothing saved).
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub(super) struct RegionSlot {
-    saved: Saved,
-    data_hash: u64,
-    data_offset: u64,
-    stored_len: u64,
-}
-
-impl RegionSlot {
-    const EMPTY: RegionSlot = RegionSlot { saved: Saved::Nothing, data_hash: 0, data_offset: 0, stored_len: 0 };
-}
-
-/// Room for a slot per region an image may hold.
-pub(super) const SLOTS: usize = MAX_REGIONS;
 
 fn kind_of(e: &MapsEntry) -> RegionKind {
     RegionKind::from_maps_name(e.name)
@@ -243,31 +214,6 @@ fn visit_pages(start: usize, len: usize, src: &PageSource, pm_buf: &mut [u64], m
     }
 }
 
-/// For `out.len()` pages of private anonymous memory from `chunk_start`: `PM_PRESENT` for each
-/// page in memory or swapped out, 0 for the others (never touched: zeros). One `PAGEMAP_SCAN`
-/// where the kernel has it, else the pagemap's entries (all "present" without a pagemap).
-pub(super) fn read_in_memory(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
-    if let Some(pm) = src.pagemap {
-        if ckpt_sigsafe::pagescan::in_memory(pm, chunk_start as u64, out, PM_PRESENT).is_ok() {
-            return;
-        }
-    }
-    read_pagemap(src, chunk_start, out)
-}
-
-/// Pagemap entries for `out.len()` pages from `chunk_start` (all "present" without a pagemap).
-fn read_pagemap(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
-    out.fill(PM_PRESENT);
-    if let Some(pm) = src.pagemap {
-        let want = out.len() * 8;
-        // SAFETY: `out` is out.len() u64s of writable memory.
-        let got = unsafe { sys::pread_into(pm, out.as_mut_ptr() as usize, want, (chunk_start / PAGE * 8) as u64) };
-        if got != Ok(want) {
-            out.fill(PM_PRESENT);
-        }
-    }
-}
-
 /// The regions this process stores, as both ends of page sharing walk them (see `share`).
 struct Stored<'a, 's> {
     maps: &'a [u8],
@@ -324,7 +270,7 @@ fn publish_pages(table: &mut super::share::Table, stored: &Stored, pm_buf: &mut 
 /// the length of the `NT_CKPT_SHARED` descriptor built there (0: nothing shared).
 fn plan_sharing(joined: &super::tree::Joined, stored: &Stored, pm_buf: &mut [u64], buf: &mut [u8]) -> usize {
     let Some(mut root) = super::share::RootPages::open(joined) else { return 0 };
-    let mut runs = super::share::Runs::new(buf);
+    let mut runs = super::runs::Runs::new(buf);
     for (i, r, _) in stored.regions().filter(|&(_, _, anonymous)| anonymous) {
         stored.pages(&r, pm_buf, |p, page| {
             let Some(page) = page.filter(|p| !is_zero_page(p)) else { return };
@@ -587,7 +533,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
 
     // Region data, each region's place and hash noted in its slot.
-    let mut skip = super::share::RunCursor::new(&parts.shared[..shared_len]);
+    let mut skip = super::runs::RunCursor::new(&parts.shared[..shared_len]);
     let mut off = data_start;
     for (i, (r, slot)) in regions(maps, &exclude).zip(parts.slots.iter_mut()).enumerate() {
         if slot.saved != Saved::Data {
@@ -713,7 +659,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_desc_len);
     region::write_table_header(&mut w, count);
     let mut name_off = 0u32;
-    let mut sharing = super::share::RunCursor::new(&parts.shared[..shared_len]);
+    let mut sharing = super::runs::RunCursor::new(&parts.shared[..shared_len]);
     for (i, (r, slot)) in regions(maps, &exclude).zip(parts.slots.iter()).enumerate() {
         let mut flags = 0;
         if sharing.any_in(i as u32) {
@@ -802,31 +748,6 @@ fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: u
     ]
 }
 
-/// With a key (`CKPT_KEY`): computes the image's MAC over the data already in the file and the
-/// sealed headers in `meta`, puts it in the `NT_CKPT_MAC` note and seals the headers again.
-pub(super) fn authenticate(fd: i32, meta: &mut [u8], file_len: u64, key: &ckpt_image::mac::Key, state: &mut ProcessState) -> Result<(), Failure> {
-    let len = file_len as usize;
-    // SAFETY: a read-only shared view of our own image file, unmapped below; nothing shortens
-    // the file meanwhile (it is ours and unnamed, or named only by us).
-    let view = unsafe {
-        rustix::mm::mmap(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::SHARED, rustix::fd::BorrowedFd::borrow_raw(fd), 0)
-    }
-    .map_err(|e| Failure::new("mapping the image to authenticate it", e))?;
-    // SAFETY: the view is `len` readable bytes, alive until the munmap below.
-    let file = unsafe { core::slice::from_raw_parts(view as *const u8, len) };
-    let result = (|| {
-        let image = ckpt_image::Image::parse(meta, file_len, state).map_err(|_| Failure::plain("reading back the image headers"))?;
-        let mac = ckpt_image::mac::compute(key, file, &image, &ckpt_image::verify::Dense).map_err(|_| Failure::plain("authenticating the image"))?;
-        let at = image.note_range(CKPT_NOTE_NAME, NT_CKPT_MAC).ok_or(Failure::plain("authenticating the image"))?;
-        Ok((mac, at))
-    })();
-    // SAFETY: our own view; `file` is not used after this.
-    let _ = unsafe { rustix::mm::munmap(view, len) };
-    let (mac, at) = result?;
-    meta[at].copy_from_slice(&mac);
-    seal(meta).map_err(|_| Failure::plain("sealing the image headers"))
-}
-
 /// Copies the contents of each deleted-but-open file after the region data, page-aligned, and
 /// fills in where they are in its record of `fds_desc` (the encoded `NT_CKPT_FDS`). Returns
 /// the end of the file.
@@ -873,24 +794,6 @@ fn copy_deleted_file(fd: i32, img: i32, at: u64, buf: &mut [u8]) -> Result<(u64,
     Ok((done, h.digest()))
 }
 
-/// How a region's pages are read.
-pub(super) struct PageSource<'a> {
-    /// `/proc/self/pagemap`, when the region is private anonymous memory: pages it reports as
-    /// neither present nor swapped were never touched and are zero without being read.
-    pub pagemap: Option<i32>,
-    /// Pages below this address are stored as zeros (the checkpoint handler's own stack).
-    pub zero_below: usize,
-    /// The page holding the signal frame, with the part below the frame already zeroed.
-    pub frame_page: Option<(usize, &'a [u8])>,
-    /// Copy the memory through `process_vm_readv` into a buffer first: for memory that may fault
-    /// when read (file mappings past the end of the file), which ends the copy instead.
-    pub bounce: bool,
-}
-
-pub(super) const PAGE: usize = PAGE_SIZE as usize;
-const PM_PRESENT: u64 = 1 << 63;
-const PM_SWAPPED: u64 = 1 << 62;
-
 /// Writes one region (region `skip.1` of the image): its non-zero pages, each at its place in
 /// the region's span of the file, so that zero pages (and never-touched ones) are holes that
 /// take no space, and so are the pages `skip.0` says the root stores. Returns the region's
@@ -904,7 +807,7 @@ fn write_region(
     src: &PageSource,
     pm_buf: &mut [u64],
     bounce: &mut [u8],
-    skip: (&mut super::share::RunCursor, u32),
+    skip: (&mut super::runs::RunCursor, u32),
 ) -> Result<u64, Failure> {
     let mut h = RegionHasher::new();
     let pages = len / PAGE;
@@ -960,22 +863,6 @@ fn write_region(
     Ok(h.digest())
 }
 
-/// The bytes of the page at `addr`, or `None` if it is known to be zero.
-fn page_bytes<'a>(addr: usize, pagemap_entry: u64, src: &'a PageSource) -> Option<&'a [u8]> {
-    if addr < src.zero_below || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 {
-        return None;
-    }
-    if let Some((fp, bytes)) = src.frame_page {
-        if fp == addr {
-            return Some(bytes);
-        }
-    }
-    // SAFETY: private anonymous memory (the only kind read directly) listed readable in
-    // /proc/self/maps cannot fault when read: an untouched page reads as zeros, a swapped one is
-    // brought back. Nothing in this single-threaded process unmaps it meanwhile.
-    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, PAGE) })
-}
-
 /// Writes pages `from..to` of the chunk at `chunk_start` (a run of non-zero pages).
 fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize, off: u64, src: &PageSource) -> Result<(), Failure> {
     let addr = chunk_start + from * PAGE;
@@ -989,179 +876,6 @@ fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize,
             write_all(img, fp + PAGE, addr + len - fp - PAGE, file_at + (fp + PAGE - addr) as u64)
         }
         _ => write_all(img, addr, len, file_at),
-    }
-}
-
-pub(super) fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(), Failure> {
-    while len > 0 {
-        match sys::pwrite_from(fd, addr, len, off) {
-            Ok(0) => return Err(Failure::on_file("writing", Errno::NOSPC)),
-            Ok(n) => {
-                addr += n;
-                len -= n;
-                off += n as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(Failure::on_file("writing", e)),
-        }
-    }
-    Ok(())
-}
-
-/// The image while it is written: an unnamed file (`O_TMPFILE`) in the image's directory,
-/// created by this process with mode 0600, that nothing at any path can redirect, expose or
-/// block. At commit it is linked under a name no other file has (`<image>.<pid>.<n>.tmp`,
-/// made with `linkat`, which never follows or replaces what is there) and renamed over the
-/// image. A writer that dies leaves nothing behind: the unnamed file goes with it.
-///
-/// Where the filesystem has no `O_TMPFILE`, that unique name is created at once instead
-/// (`O_CREAT | O_EXCL | O_NOFOLLOW`) and removed unless committed.
-pub struct TempImage<'a> {
-    fd: OwnedFd,
-    /// `buf[..image_len]` is the image path, NUL-terminated; the temporary name follows it.
-    buf: &'a mut [u8],
-    image_len: usize,
-    /// Where the temporary name is in `buf` once it exists.
-    name: Option<(usize, usize)>,
-    committed: bool,
-    /// A member's part of a tree image: nothing to name or rename.
-    part: bool,
-}
-
-/// Room in the buffer for the image path and its temporary name (or, at first, its directory).
-const NAME_ROOM: usize = 2 * (ckpt_image::state::PATH_MAX + 64);
-
-impl<'a> TempImage<'a> {
-    /// Creates the file that will become the image at `image` (this process's image path).
-    pub fn create(image: &[u8], buf: &'a mut [u8]) -> Result<TempImage<'a>, Failure> {
-        if buf.len() < NAME_ROOM || image.len() > ckpt_image::state::PATH_MAX {
-            return Err(Failure::plain("image path is too long"));
-        }
-        buf[..image.len()].copy_from_slice(image);
-        buf[image.len()] = 0;
-        let image_len = image.len() + 1;
-        let slash = image.iter().rposition(|&c| c == b'/').ok_or(Failure::plain("image path is not absolute"))?;
-        let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
-        let (head, tail) = buf.split_at_mut(image_len);
-        tail[..dir.len()].copy_from_slice(dir);
-        tail[dir.len()] = 0;
-        let dir = CStr::from_bytes_with_nul(&tail[..dir.len() + 1]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-        // A directory at the image path: no image can take its place, which is said before
-        // one is written.
-        let path = CStr::from_bytes_with_nul(&head[..image_len]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-        if let Ok(st) = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                return Err(Failure::blocked(super::Blocker { generation: 0, kind: "a directory", uid: other_user(st.st_uid), then: CANNOT_REPLACE }, None));
-            }
-        }
-        let mode = Mode::from_raw_mode(0o600);
-        match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, mode) {
-            Ok(fd) => {
-                // O_TMPFILE applies the umask; the image is exactly 0600, whatever it is.
-                rustix::fs::fchmod(&fd, mode).map_err(|e| Failure::on_file("creating", e))?;
-                Ok(TempImage { fd, buf, image_len, name: None, committed: false, part: false })
-            }
-            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
-                let mut t = TempImage { fd: rustix::fs::open(c"/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("opening /", e))?, buf, image_len, name: None, committed: false, part: false };
-                t.fd = t.make_name(|name| rustix::fs::open(name, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, mode))?;
-                Ok(t)
-            }
-            Err(e) => Err(Failure::on_file("creating a file in the directory of", e)),
-        }
-    }
-
-    /// Tries `make` on `<image>.<pid>.<n>.tmp` for n = 0, 1, … until a name is free (`EEXIST`
-    /// means someone has it: never touched). Records the name that worked.
-    fn make_name<T>(&mut self, mut make: impl FnMut(&CStr) -> Result<T, Errno>) -> Result<T, Failure> {
-        let pid = rustix::process::getpid().as_raw_nonzero().get() as u64;
-        let (head, tail) = self.buf.split_at_mut(self.image_len);
-        for n in 0..1000u64 {
-            let mut w = Writer::new(&mut tail[..]);
-            w.bytes(&head[..self.image_len - 1]);
-            w.u8(b'.');
-            w.decimal(pid);
-            w.u8(b'.');
-            w.decimal(n);
-            w.bytes(b".tmp\0");
-            let len = w.finish().ok_or(Failure::plain("image path is too long"))?;
-            let name = CStr::from_bytes_with_nul(&tail[..len]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-            match make(name) {
-                Ok(v) => {
-                    self.name = Some((self.image_len, self.image_len + len));
-                    return Ok(v);
-                }
-                Err(Errno::EXIST) => continue,
-                Err(e) => return Err(Failure::on_file("creating a temporary name next to", e)),
-            }
-        }
-        Err(Failure::on_file("finding a free temporary name next to", Errno::EXIST))
-    }
-
-    /// A member's part file (opened from the root's descriptor).
-    pub fn part(fd: OwnedFd, buf: &'a mut [u8]) -> TempImage<'a> {
-        TempImage { fd, buf, image_len: 0, name: None, committed: false, part: true }
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        self.fd.as_raw_fd()
-    }
-
-    /// The file's device and inode, which the image at the image path has once it is renamed
-    /// there ((0, 0) if they cannot be had).
-    pub fn identity(&self) -> (u64, u64) {
-        rustix::fs::fstat(&self.fd).map_or((0, 0), |st| (st.st_dev, st.st_ino))
-    }
-
-    /// Lets go of the file without removing it: another process (the writer) owns it now.
-    pub fn hand_over(mut self) {
-        self.committed = true;
-    }
-
-    /// Makes the image durable and puts it in place of the old one.
-    fn commit(mut self) -> Result<(), Failure> {
-        if self.part {
-            self.committed = true;
-            return Ok(());
-        }
-        rustix::fs::fsync(&self.fd).map_err(|e| Failure::on_file("syncing", e))?;
-        if self.name.is_none() {
-            // The unnamed file gets a name of its own first (linkat through /proc needs no
-            // privilege, unlike AT_EMPTY_PATH).
-            let mut link = [0u8; 64];
-            let from = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", self.fd.as_raw_fd() as u64, b"")
-                .ok_or(Failure::plain("descriptor path"))?;
-            self.make_name(|name| rustix::fs::linkat(rustix::fs::CWD, from, rustix::fs::CWD, name, rustix::fs::AtFlags::SYMLINK_FOLLOW))?;
-        }
-        let cfg = crate::config::get();
-        let (from, to) = self.name.ok_or(Failure::plain("temporary name"))?;
-        let image_path = &self.buf[..self.image_len - 1];
-        keep_generations(image_path, cfg.keep)?;
-        let image = CStr::from_bytes_with_nul(&self.buf[..self.image_len]).map_err(|_| Failure::plain("bad image path"))?;
-        let tmp = CStr::from_bytes_with_nul(&self.buf[from..to]).map_err(|_| Failure::plain("bad image path"))?;
-        rustix::fs::rename(tmp, image).map_err(|e| {
-            // Refused because of what is there: named, with its owner.
-            let refused = matches!(e, Errno::PERM | Errno::ACCESS | Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST | Errno::BUSY);
-            match in_the_way(image, 0, CANNOT_REPLACE) {
-                Err(mut f) if refused => {
-                    f.errno = Some(e);
-                    f
-                }
-                _ => Failure::on_file("renaming the new image to", e),
-            }
-        })?;
-        self.committed = true;
-        sync_parent_dir(image_path);
-        Ok(())
-    }
-}
-
-impl Drop for TempImage<'_> {
-    fn drop(&mut self) {
-        if let (false, Some((from, to))) = (self.committed, self.name) {
-            if let Ok(tmp) = CStr::from_bytes_with_nul(&self.buf[from..to]) {
-                let _ = rustix::fs::unlink(tmp);
-            }
-        }
     }
 }
 
@@ -1199,103 +913,6 @@ pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32, also: impl Iterato
     let _ = unsafe { sys::close_from(from) };
 }
 
-/// `uid` if it is another user's.
-fn other_user(uid: u32) -> Option<u32> {
-    (uid != rustix::process::geteuid().as_raw()).then_some(uid)
-}
-
-/// Why something at the image path stops a checkpoint.
-const CANNOT_REPLACE: &str = ", which this user's image cannot replace";
-
-/// What is at `path` (generation `generation` of the image): `Ok(false)` nothing, `Ok(true)`
-/// one of this user's images (a regular file of ours that starts as a ckpt image does), or
-/// else a failure that names what is there and says `then`.
-fn in_the_way(path: &CStr, generation: u32, then: &'static str) -> Result<bool, Failure> {
-    let st = match rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
-        Err(Errno::NOENT) => return Ok(false),
-        Err(e) => return Err(Failure::blocked(super::Blocker { generation, kind: "something that cannot be looked at", uid: None, then }, Some(e))),
-    };
-    let kind = match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => "a file",
-        FileType::Directory => "a directory",
-        FileType::Fifo => "a FIFO",
-        FileType::Symlink => "a symbolic link",
-        FileType::Socket => "a socket",
-        _ => "a device",
-    };
-    let blocker = |kind| Failure::blocked(super::Blocker { generation, kind, uid: other_user(st.st_uid), then }, None);
-    if kind != "a file" || other_user(st.st_uid).is_some() {
-        return Err(blocker(kind));
-    }
-    let mut prefix = [0u8; ckpt_image::image::PREFIX_LEN];
-    let read = rustix::fs::open(path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
-        .is_ok_and(|f| ckpt_sigsafe::sys::pread_full(f.as_raw_fd(), &mut prefix, 0) == Ok(prefix.len()));
-    if !read || ckpt_image::image::meta_len(&prefix).is_err() {
-        return Err(blocker("a file other than a ckpt image"));
-    }
-    Ok(true)
-}
-
-/// With `CKPT_KEEP=keep`: moves the older images along before a new one takes the name, so
-/// that `image.{keep}` … `image.2` get the images `image.{keep-1}` … `image.1` had, and
-/// `image.1` the one at `image` (a second name for it until the new image replaces it: the
-/// image path always holds an image). Everything at those names must be one of this user's
-/// images: anything else (planted by someone else, say) is never moved, replaced or built on,
-/// and the checkpoint fails naming it, with nothing moved. Nothing is moved either when no
-/// image of ours is at `image`.
-fn keep_generations(image: &[u8], keep: u32) -> Result<(), Failure> {
-    const NOT_OURS: &str = ", not one of this user's images: older images are not moved over it";
-    fn name<'b>(image: &[u8], n: u32, buf: &'b mut [u8]) -> Result<&'b CStr, Failure> {
-        ckpt_image::chain::generation_name(image, n, buf).ok_or(Failure::plain("image path is too long"))
-    }
-    let mut buf = [0u8; ckpt_image::state::PATH_MAX + 32];
-    // Only an image of ours at the image path is kept; anything else is replaced, if it can be.
-    if keep == 0 || !matches!(in_the_way(name(image, 0, &mut buf)?, 0, CANNOT_REPLACE), Ok(true)) {
-        return Ok(());
-    }
-    for n in 1..=keep {
-        in_the_way(name(image, n, &mut buf)?, n, NOT_OURS)?;
-    }
-    let mut other = [0u8; ckpt_image::state::PATH_MAX + 32];
-    for n in (1..keep).rev() {
-        match rustix::fs::rename(name(image, n, &mut buf)?, name(image, n + 1, &mut other)?) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(Failure::on_file("moving an older image along, next to", e)),
-        }
-    }
-    let first = name(image, 1, &mut other)?;
-    if keep == 1 {
-        match rustix::fs::unlink(first) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(Failure::on_file("removing the oldest image kept, next to", e)),
-        }
-    }
-    rustix::fs::link(name(image, 0, &mut buf)?, first).map_err(|e| Failure::on_file("keeping the previous image as an older one, next to", e))
-}
-
-/// `fsync` of the directory holding the image, so that the rename itself is durable.
-fn sync_parent_dir(image: &[u8]) {
-    let mut buf = [0u8; ckpt_image::state::PATH_MAX];
-    if let Some(path) = dir_of(image, &mut buf) {
-        if let Ok(fd) = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
-            let _ = rustix::fs::fsync(&fd);
-        }
-    }
-}
-
-/// The directory part of an absolute image path, NUL-terminated into `buf`.
-pub(super) fn dir_of<'b>(image: &[u8], buf: &'b mut [u8]) -> Option<&'b CStr> {
-    let slash = image.iter().rposition(|&c| c == b'/')?;
-    let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
-    if dir.len() >= buf.len() {
-        return None;
-    }
-    buf[..dir.len()].copy_from_slice(dir);
-    buf[dir.len()] = 0;
-    CStr::from_bytes_with_nul(&buf[..dir.len() + 1]).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1315,14 +932,5 @@ mod tests {
         // A whole region, and nothing at all.
         assert_eq!(cut(0xa000..0xb000), [(0x1000, 0x5000, 0), (0x5000, 0x9000, 0x1000)]);
         assert_eq!(cut(0..0).len(), 3);
-    }
-
-    #[test]
-    fn zeroed_slots_save_nothing() {
-        // The scratch area hands out slots as zeroed memory; that must read as "nothing saved".
-        let zeros = [0u8; core::mem::size_of::<RegionSlot>()];
-        // SAFETY: RegionSlot is repr(C) with a repr(u8) enum whose 0 is a variant, and u64s.
-        let slot: RegionSlot = unsafe { core::mem::transmute(zeros) };
-        assert!(slot.saved == Saved::Nothing && slot.data_offset == 0 && slot.stored_len == 0);
     }
 }
