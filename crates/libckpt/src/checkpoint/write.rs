@@ -370,8 +370,6 @@ fn context_of(t: &ThreadState) -> Result<SigContext, Failure> {
     SigContext::parse(uc_bytes).map_err(|_| Failure::plain("reading a signal frame"))
 }
 
-/// Writes the image of the process whose threads are `threads` (the one that took the
-/// checkpoint signal first, running this code).
 /// Which image a writer writes.
 pub enum Role<'t> {
     /// A process's own image.
@@ -382,18 +380,126 @@ pub enum Role<'t> {
     Member(&'t super::tree::Joined),
 }
 
-pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
-    let uc = threads[0].sigframe as usize;
-    let maps = &parts.maps[..parts.maps_len];
+/// What the writer settles before it writes anything, so that the data and the headers agree.
+struct Plan {
+    /// How many regions the image has, and the length of all their names.
+    count: usize,
+    names_len: usize,
+    /// Whether region data is compressed (`CKPT_COMPRESS`).
+    compress: bool,
+    /// The lengths of the notes made while planning (0: the note is left out).
+    filemaps_len: usize,
+    shared_len: usize,
+    chain_len: usize,
+}
 
-    // First, what each region keeps: decided once, so that the data and the headers agree.
-    let pagemap = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+/// Where the headers end and the data begins, and the sizes the headers are made of.
+struct Layout {
+    /// Program headers: one `PT_NOTE`, then one `PT_LOAD` per region.
+    phnum: usize,
+    phdrs_end: usize,
+    regions_desc_len: usize,
+    notes_len: usize,
+    /// The headers' length (program headers and notes), and the data's start after them.
+    meta_len: usize,
+    data_start: u64,
+    /// Each frame's XSAVE area (0: none), and the length of the note made from it.
+    xstate_len: usize,
+    xstate_note_len: usize,
+}
+
+/// Writes the image of the process whose threads are `threads` (the one that took the
+/// checkpoint signal first, running this code): the plan (what each region keeps, which pages
+/// are stored elsewhere), the region data, the contents of deleted files (and, in a tree's
+/// root, the members' parts), then the headers, and the commit.
+pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
+    let pagemap_file = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+    let (count, names_len, filemaps_len) = decide_regions(parts, &exclude, pagemap_file.as_ref())?;
+    let pagemap = pagemap_file.as_ref().map(|f| f.as_raw_fd());
+    let compress = crate::config::get().compress;
+    // The root's table of pages for its members: made below, or (dropped unpublished, on any
+    // way out) the members are told there is none.
+    let mut table = match role {
+        Role::Root(t) => Some(super::share::Table::new(t)),
+        _ => None,
+    };
+    let frame = keep_frame_page(parts.page, threads[0].sigframe as usize);
+    let frame_copy: &[u8] = &parts.page[..PAGE];
+    let source = |r: &MapsEntry| page_source(r, pagemap, frame, frame_copy);
+    let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
+    let image_path: &[u8] = match role {
+        Role::Member(_) => &[],
+        _ => crate::config::this_process_image(&mut image_buf).ok_or(Failure::plain("image path is too long"))?,
+    };
+    let maps = &parts.maps[..parts.maps_len];
+    let stored = Stored { maps, exclude: &exclude, slots: &parts.slots[..count], shadows: &parts.shadows[..parts.nshadows], source: &source };
+    let bufs = super::chain::Bufs {
+        tracked: parts.tracked,
+        dirty: &parts.dirty[..],
+        shared: &mut parts.shared[..],
+        chain: &mut parts.chain[..],
+        base_meta: &mut parts.base_meta[..],
+        base_state: &mut *parts.base_state,
+        pm_buf: &mut parts.pm_buf[..],
+    };
+    let (shared_len, chain_len, base_link) = plan_stored_elsewhere(&role, compress, &stored, frame, image_path, pagemap, bufs);
+    let plan = Plan { count, names_len, compress, filemaps_len, shared_len, chain_len };
+    let layout = lay_out(parts, threads, &role, &plan)?;
+    let fd = file.fd.as_raw_fd();
+    // The root's members learn, before it writes anything, which of its pages they may leave
+    // to it (plain data only: where each region's bytes will be is known now).
+    if let Some(t) = table.as_mut().filter(|_| !compress) {
+        publish_pages(t, &stored, parts.pm_buf, layout.data_start);
+    }
+    let data_end = write_region_data(parts, fd, &exclude, pagemap, frame, &plan, layout.data_start)?;
+    let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], data_end, parts.copybuf, parts.pipe_data)?;
+    // The key, read once (a member's part is authenticated by the root's writer, after it
+    // takes the part in).
+    let key = match crate::config::get().key_file() {
+        Some(path) if !matches!(role, Role::Member(_)) => {
+            Some(ckpt_sigsafe::read_key(path, parts.copybuf).map_err(|_| Failure::plain("the key file (CKPT_KEY) cannot be read, or is no longer private"))?)
+        }
+        _ => None,
+    };
+    let mut tree_note: &[u8] = &[];
+    if let Role::Root(tree) = role {
+        (file_len, tree_note) = append_members(parts, tree, fd, &exclude, &plan, file_len.max(layout.data_start), key.as_ref())?;
+    }
+    // The headers last, when every offset and hash is known, sealed with their checksum.
+    parts.state.meta_len = layout.meta_len as u64;
+    parts.state.meta_hash = 0;
+    parts.state.write_ns = monotonic_ns().saturating_sub(started);
+    let meta = core::mem::take(&mut parts.meta);
+    let meta = &mut meta[..layout.meta_len];
+    write_headers(meta, parts, threads, &exclude, &plan, &layout, optional_notes(parts, &role, tree_note, &plan))?;
+    seal(meta).map_err(|_| Failure::plain("sealing the image headers"))?;
+    let total = file_len.max(layout.data_start);
+    rustix::fs::ftruncate(&file.fd, total).map_err(|e| Failure::on_file("sizing", e))?;
+    if let Some(key) = key {
+        authenticate(fd, meta, total, &key, parts.state)?;
+    }
+    write_all(fd, meta.as_ptr() as usize, layout.meta_len, 0)?;
+    if let Some(b) = &base_link {
+        super::chain::link(b, image_path)?;
+    }
+    file.commit()?;
+    if !image_path.is_empty() {
+        super::chain::remove_unneeded(image_path, crate::config::get().keep, parts.base_meta, parts.base_state);
+    }
+    Ok(())
+}
+
+/// Decides what each region keeps (its slot's [`Saved`]), once, so that the data and the
+/// headers agree, and makes the `NT_CKPT_FILEMAPS` note of the file mappings named rather than
+/// copied. Returns the number of regions, the length of their names and that note's length.
+fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&OwnedFd>) -> Result<(usize, usize, usize), Failure> {
+    let maps = &parts.maps[..parts.maps_len];
     let by_file = !crate::config::get().self_contained;
     let mut filemaps = ckpt_image::bytes::Writer::new(&mut parts.filemaps[..]);
     let mut nfilemaps = 0usize;
     let mut count = 0usize;
     let mut names_len = 0usize;
-    for r in regions(maps, &exclude) {
+    for r in regions(maps, exclude) {
         let Some(slot) = parts.slots.get_mut(count) else {
             return Err(Failure::plain("the program has too many memory regions for one image"));
         };
@@ -402,7 +508,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         // mapping of a file's start is still copied: it holds the ELF and program headers,
         // through which debuggers find the libraries in the image (as the kernel's core dumps
         // keep them).
-        if how == Saved::Data && by_file && r.inode != 0 && !r.shared && r.offset != 0 && unwritten(&r, pagemap.as_ref(), parts.pm_buf) {
+        if how == Saved::Data && by_file && r.inode != 0 && !r.shared && r.offset != 0 && unwritten(&r, pagemap, parts.pm_buf) {
             if let Some(m) = file_identity(&r, count as u32, parts.pathbuf, parts.copybuf) {
                 if nfilemaps == 0 {
                     filemaps.zeros(ckpt_image::filemaps::FILEMAP_HEADER_SIZE);
@@ -422,80 +528,66 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     } else {
         0
     };
+    Ok((count, names_len, filemaps_len))
+}
 
-    let compress = crate::config::get().compress;
-    // The root's table of pages for its members: made below, or (dropped unpublished, on any
-    // way out) the members are told there is none.
-    let mut table = match role {
-        Role::Root(t) => Some(super::share::Table::new(t)),
-        _ => None,
-    };
-    // The page that holds the signal frame is stored with everything below the frame zeroed:
-    // below it, this handler's own calls keep changing the memory while it is written, and none
-    // of it matters after a restart (execution resumes from the frame).
+/// The signal frame at `uc` (the ucontext of the thread running this), and its page: copied
+/// into `page` with everything below the frame zeroed, which is how that page is stored. Below
+/// the frame, this handler's own calls keep changing the memory while it is written, and none of
+/// it matters after a restart (execution resumes from the frame). Returns the frame's address.
+fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
     let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
     let frame_page = frame & !(PAGE - 1);
-    {
-        // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
-        let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
-        let below = frame - frame_page;
-        parts.page[..below].fill(0);
-        parts.page[below..PAGE].copy_from_slice(&live[below..]);
+    // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
+    let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
+    let below = frame - frame_page;
+    page[..below].fill(0);
+    page[below..PAGE].copy_from_slice(&live[below..]);
+    frame
+}
+
+/// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
+/// (else copied through a buffer), with the frame's page taken from `frame_copy` (see
+/// [`keep_frame_page`]) and what is below the frame as zeros.
+fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8]) -> PageSource<'a> {
+    let frame_page = frame & !(PAGE - 1);
+    let holds_frame = (r.start..r.end).contains(&frame);
+    PageSource {
+        pagemap: if anonymous_private(r) { pagemap } else { None },
+        zero_below: if holds_frame { frame_page } else { 0 },
+        frame_page: if holds_frame { Some((frame_page, frame_copy)) } else { None },
+        bounce: !anonymous_private(r),
     }
-    let frame_copy: &[u8] = &parts.page[..PAGE];
-    let source = |r: &MapsEntry| {
-        let holds_frame = (r.start..r.end).contains(&frame);
-        PageSource {
-            pagemap: if anonymous_private(r) { pagemap.as_ref().map(|f| f.as_raw_fd()) } else { None },
-            zero_below: if holds_frame { frame_page } else { 0 },
-            frame_page: if holds_frame { Some((frame_page, frame_copy)) } else { None },
-            bounce: !anonymous_private(r),
-        }
-    };
-    // A member stores no page the root stores alike at the same address: which those are is
-    // settled first, as the headers say it.
-    // A process checkpointed on its own stores no page that it did not write since its previous
-    // image, which holds it (see `chain`).
-    let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
-    let image_path: &[u8] = match role {
-        Role::Member(_) => &[],
-        _ => crate::config::this_process_image(&mut image_buf).ok_or(Failure::plain("image path is too long"))?,
-    };
-    let mut base_link = None;
-    let (shared_len, chain_len) = match role {
-        Role::Member(j) if !compress => {
-            let stored = Stored { maps, exclude: &exclude, slots: &parts.slots[..count], shadows: &parts.shadows[..parts.nshadows], source: &source };
-            (plan_sharing(j, &stored, parts.pm_buf, parts.shared), 0)
-        }
+}
+
+/// Which pages are stored elsewhere, settled before anything is written, as the headers say it.
+/// A member stores no page the root stores alike at the same address (`NT_CKPT_SHARED`). A
+/// process checkpointed on its own stores no page that it did not write since its previous
+/// image, which holds it (see `chain`). Returns the lengths of the shared and chain notes, and
+/// the base to name at commit.
+fn plan_stored_elsewhere(role: &Role, compress: bool, stored: &Stored, frame: usize, image_path: &[u8], pagemap: Option<i32>, bufs: super::chain::Bufs) -> (usize, usize, Option<super::chain::BaseLink>) {
+    match role {
+        Role::Member(j) if !compress => (plan_sharing(j, stored, bufs.pm_buf, bufs.shared), 0, None),
         Role::Single => {
-            let shadows = &parts.shadows[..parts.nshadows];
-            let mut candidates = regions(maps, &exclude)
-                .zip(parts.slots[..count].iter())
+            let mut candidates = regions(stored.maps, stored.exclude)
+                .zip(stored.slots.iter())
                 .enumerate()
-                .filter(|(_, (r, s))| s.saved == Saved::Data && read_address(shadows, r) == r.start && !(r.start..r.end).contains(&frame))
+                .filter(|(_, (r, s))| s.saved == Saved::Data && read_address(stored.shadows, r) == r.start && !(r.start..r.end).contains(&frame))
                 .filter_map(|(i, (r, _))| {
                     let restored = super::track::is_restored_memory(&r);
                     (anonymous_private(&r) || restored).then_some(super::chain::Candidate { index: i as u32, start: r.start as u64, end: r.end as u64, restored })
                 });
-            let bufs = super::chain::Bufs {
-                tracked: parts.tracked,
-                dirty: &parts.dirty[..],
-                shared: &mut parts.shared[..],
-                chain: &mut parts.chain[..],
-                base_meta: &mut parts.base_meta[..],
-                base_state: &mut *parts.base_state,
-                pm_buf: &mut parts.pm_buf[..],
-            };
-            let (s, c, link) = super::chain::plan(bufs, image_path, &mut candidates, pagemap.as_ref().map(|f| f.as_raw_fd()));
-            base_link = link;
-            (s, c)
+            super::chain::plan(bufs, image_path, &mut candidates, pagemap)
         }
-        _ => (0, 0),
-    };
+        _ => (0, 0, None),
+    }
+}
+
+/// The layout: headers, notes, then data from the first page boundary after them.
+fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> Result<Layout, Failure> {
     // The frame's XSAVE area, and the note made from it (as long as debuggers expect).
     let xstate_len = if parts.state.xfeatures != 0 { parts.state.xstate_size as usize } else { 0 };
     let xstate_note_len = ckpt_image::frame::core_xstate_len(parts.state.xfeatures);
-    let xsave_layout = ckpt_sigsafe::cpu::xsave_layout();
     // Each thread's notes: its state, its registers, and (x86-64 frames always have one) its
     // FXSAVE and XSAVE areas.
     let mut thread_notes_len = 0;
@@ -506,44 +598,65 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             + if has_fpu { note_size(CORE, FXSAVE_SIZE) } else { 0 }
             + if has_fpu && xstate_len > 0 { note_size(LINUX, xstate_note_len) } else { 0 };
     }
-
-    // Layout: headers, notes, then data from the first page boundary after them.
-    let phnum = count + 1;
+    let phnum = plan.count + 1;
     let phdrs_end = EHDR_SIZE + PHDR_SIZE * phnum;
-    let regions_desc_len = region::table_len(count, names_len);
+    let regions_desc_len = region::table_len(plan.count, plan.names_len);
     let notes_len = note_size(CKPT_NOTE_NAME, ProcessState::ENCODED_LEN)
         + thread_notes_len
         + note_size(CORE, PRPSINFO_SIZE)
         + note_size(CORE, parts.auxv_len)
         + note_size(CKPT_NOTE_NAME, regions_desc_len)
         + note_size(CKPT_NOTE_NAME, parts.fds_len)
-        + optional_notes(parts, &role, shared_len, filemaps_len, chain_len).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
+        + optional_notes(parts, role, &[], plan).iter().map(|&(_, len, _)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
     let meta_len = phdrs_end + notes_len;
     if meta_len > parts.meta.len() {
         return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
     }
-    let data_start = page_up(meta_len as u64);
-    let fd = file.fd.as_raw_fd();
+    Ok(Layout { phnum, phdrs_end, regions_desc_len, notes_len, meta_len, data_start: page_up(meta_len as u64), xstate_len, xstate_note_len })
+}
 
-    // The root's members learn, before it writes anything, which of its pages they may leave
-    // to it (plain data only: where each region's bytes will be is known now).
-    if let Some(t) = table.as_mut().filter(|_| !compress) {
-        let stored = Stored { maps, exclude: &exclude, slots: &parts.slots[..count], shadows: &parts.shadows[..parts.nshadows], source: &source };
-        publish_pages(t, &stored, parts.pm_buf, data_start);
-    }
+/// The notes written only when they have records, in image order, in one table: each one's
+/// type, length (0: the note is left out) and descriptor. The layout takes the lengths from it
+/// and the headers the descriptors, so the two cannot disagree. The tree note is made after the
+/// layout, which knows only its length (`tree_note` is empty until then); `NT_CKPT_MAC` is
+/// written as zeros, then filled in by [`authenticate`].
+fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); 11] {
+    // A member's part has room for its MAC too, which the root's writer fills in.
+    let keyed = crate::config::get().key_file().is_some();
+    let origin = crate::origin::note();
+    [
+        (NT_CKPT_TIMERS, parts.timers_len, &parts.timers[..]),
+        (NT_CKPT_EPOLL, parts.epoll_len, &parts.epoll[..]),
+        (NT_CKPT_SOCKETS, parts.sockets_len, &parts.sockets[..]),
+        (NT_CKPT_TIMERFDS, parts.timerfds_len, &parts.timerfds[..]),
+        (NT_CKPT_INOTIFY, parts.inotify_len, &parts.inotify[..]),
+        (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }, tree_note),
+        (NT_CKPT_SHARED, plan.shared_len, &parts.shared[..]),
+        (NT_CKPT_FILEMAPS, plan.filemaps_len, &parts.filemaps[..]),
+        (NT_CKPT_CHAIN, plan.chain_len, &parts.chain[..]),
+        (NT_CKPT_ORIGIN, origin.len(), origin),
+        (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }, &[0u8; ckpt_image::mac::MAC_LEN]),
+    ]
+}
 
-    // Region data, each region's place and hash noted in its slot.
-    let mut skip = super::runs::RunCursor::new(&parts.shared[..shared_len]);
+/// Writes the region data from `data_start`, each region's place, stored length and hash noted
+/// in its slot (pages are read as [`page_source`] says, from `pagemap` and the frame at `frame`).
+/// Returns where the data ends.
+fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap: Option<i32>, frame: usize, plan: &Plan, data_start: u64) -> Result<u64, Failure> {
+    let maps = &parts.maps[..parts.maps_len];
+    let shadows = &parts.shadows[..parts.nshadows];
+    let frame_copy: &[u8] = &parts.page[..PAGE];
+    let mut skip = super::runs::RunCursor::new(&parts.shared[..plan.shared_len]);
     let mut off = data_start;
-    for (i, (r, slot)) in regions(maps, &exclude).zip(parts.slots.iter_mut()).enumerate() {
+    for (i, (r, slot)) in regions(maps, exclude).zip(parts.slots.iter_mut()).enumerate() {
         if slot.saved != Saved::Data {
             continue;
         }
         let len = r.end - r.start;
-        let src = source(&r);
+        let src = page_source(&r, pagemap, frame, frame_copy);
         slot.data_offset = off;
-        let from = read_address(&parts.shadows[..parts.nshadows], &r);
-        if compress {
+        let from = read_address(shadows, &r);
+        if plan.compress {
             (slot.stored_len, slot.data_hash) = super::compress::write_region(fd, from, len, off, &src, parts.copybuf, parts.outbuf)?;
         } else {
             slot.data_hash = write_region(fd, from, len, off, &src, parts.pm_buf, parts.copybuf, (&mut skip, i as u32))?;
@@ -551,55 +664,49 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         }
         off += slot.stored_len;
     }
-    let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], off, parts.copybuf, parts.pipe_data)?;
-    // The key, read once (a member's part is authenticated by the root's writer, after it
-    // takes the part in).
-    let key = match crate::config::get().key_file() {
-        Some(path) if !matches!(role, Role::Member(_)) => {
-            Some(ckpt_sigsafe::read_key(path, parts.copybuf).map_err(|_| Failure::plain("the key file (CKPT_KEY) cannot be read, or is no longer private"))?)
-        }
-        _ => None,
-    };
-    let mut tree_note: &[u8] = &[];
-    if let Role::Root(tree) = role {
-        let own = ckpt_image::tree::TreeRecord {
-            pid: parts.state.pid,
-            ppid: parts.state.ppid,
-            pgid: rustix::process::getpgrp().as_raw_nonzero().get() as u32,
-            sid: rustix::process::getsid(None).map_or(0, |p| p.as_raw_nonzero().get() as u32),
-            len: file_len.max(data_start),
-            ..Default::default()
-        };
-        // A part's region with the same bytes as one of the root's (a child's copy of code or
-        // memory it never wrote since fork) points at the root's copy instead.
-        let slots = &parts.slots[..count];
-        let in_root = |r: &RegionRecord| -> Option<u64> {
-            if compress || r.compressed() || r.shares_pages() {
-                return None;
-            }
-            regions(maps, &exclude)
-                .zip(slots.iter())
-                .find(|(m, s)| {
-                    (m.start as u64, m.end as u64) == (r.start, r.end) && s.saved == Saved::Data && (s.data_hash, s.stored_len) == (r.data_hash, r.stored_len)
-                })
-                .map(|(_, s)| s.data_offset)
-        };
-        (file_len, tree_note) = tree.append_parts(fd, file_len.max(data_start), key.as_ref(), own, &in_root)?;
-    }
+    Ok(off)
+}
 
-    // The headers last, when every offset and hash is known, sealed with their checksum.
-    let optional = optional_notes(parts, &role, shared_len, filemaps_len, chain_len);
-    let st: &mut ProcessState = parts.state;
-    st.meta_len = meta_len as u64;
-    st.meta_hash = 0;
-    st.write_ns = monotonic_ns().saturating_sub(started);
-    let meta = &mut parts.meta[..meta_len];
+/// In the root's writer, once its own image ends at `end`: takes in each member's part and
+/// makes the tree note (see `Tree::append_parts`). Returns the file's new end and the note.
+fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, fd: i32, exclude: &Range<usize>, plan: &Plan, end: u64, key: Option<&ckpt_image::mac::Key>) -> Result<(u64, &'t [u8]), Failure> {
+    let own = ckpt_image::tree::TreeRecord {
+        pid: parts.state.pid,
+        ppid: parts.state.ppid,
+        pgid: rustix::process::getpgrp().as_raw_nonzero().get() as u32,
+        sid: rustix::process::getsid(None).map_or(0, |p| p.as_raw_nonzero().get() as u32),
+        len: end,
+        ..Default::default()
+    };
+    // A part's region with the same bytes as one of the root's (a child's copy of code or
+    // memory it never wrote since fork) points at the root's copy instead.
+    let maps = &parts.maps[..parts.maps_len];
+    let slots = &parts.slots[..plan.count];
+    let in_root = |r: &RegionRecord| -> Option<u64> {
+        if plan.compress || r.compressed() || r.shares_pages() {
+            return None;
+        }
+        regions(maps, exclude)
+            .zip(slots.iter())
+            .find(|(m, s)| {
+                (m.start as u64, m.end as u64) == (r.start, r.end) && s.saved == Saved::Data && (s.data_hash, s.stored_len) == (r.data_hash, r.stored_len)
+            })
+            .map(|(_, s)| s.data_offset)
+    };
+    tree.append_parts(fd, end, key, own, &in_root)
+}
+
+/// Encodes the headers into `meta`, once every offset and hash is known: the ELF header and
+/// program headers, the process's and each thread's notes, the core-file notes, the regions,
+/// the descriptors and the optional notes (`optional`, see [`optional_notes`]).
+fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); 11]) -> Result<(), Failure> {
+    let maps = &parts.maps[..parts.maps_len];
     let mut w = Writer::new(meta);
-    Ehdr { phoff: EHDR_SIZE as u64, phnum: phnum as u16 }.write(&mut w);
-    Phdr { p_type: PT_NOTE, offset: phdrs_end as u64, filesz: notes_len as u64, align: 4, ..Phdr::default() }.write(&mut w);
-    for (r, slot) in regions(maps, &exclude).zip(parts.slots.iter()) {
+    Ehdr { phoff: EHDR_SIZE as u64, phnum: layout.phnum as u16 }.write(&mut w);
+    Phdr { p_type: PT_NOTE, offset: layout.phdrs_end as u64, filesz: layout.notes_len as u64, align: 4, ..Phdr::default() }.write(&mut w);
+    for (r, slot) in regions(maps, exclude).zip(parts.slots.iter()) {
         let len = (r.end - r.start) as u64;
-        let plain = slot.saved == Saved::Data && !compress;
+        let plain = slot.saved == Saved::Data && !plan.compress;
         Phdr {
             p_type: PT_LOAD,
             flags: pflags_from_prot(r.prot),
@@ -613,54 +720,79 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
 
     begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
-    st.write(&mut w);
+    parts.state.write(&mut w);
     w.align(4);
     for th in threads {
         begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_THREAD, ThreadState::ENCODED_LEN);
         th.write(&mut w);
         w.align(4);
     }
+    write_core_notes(&mut w, parts, threads, layout)?;
+    write_regions_note(&mut w, parts, exclude, plan, layout.regions_desc_len);
+    write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
+    for (ty, len, desc) in optional {
+        if len > 0 {
+            write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
+        }
+    }
+    if w.finish() != Some(layout.meta_len) {
+        return Err(Failure::plain("laying out the image headers"));
+    }
+    Ok(())
+}
 
-    // The core-file notes, thread by thread as debuggers expect them: each NT_PRSTATUS, then
-    // that thread's FPU notes; NT_PRPSINFO after the first.
+/// The core-file notes, thread by thread as debuggers expect them: each NT_PRSTATUS, then
+/// that thread's FPU notes; NT_PRPSINFO after the first; NT_AUXV last.
+fn write_core_notes(w: &mut Writer, parts: &Parts, threads: &[ThreadState], layout: &Layout) -> Result<(), Failure> {
+    let st = &*parts.state;
+    let xsave_layout = ckpt_sigsafe::cpu::xsave_layout();
     for (i, th) in threads.iter().enumerate() {
         let ctx = context_of(th)?;
-        begin_note(&mut w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
-        ctx.write_prstatus(&mut w, st.ckpt_signal, th.tid, st.ppid, th.fs_base, th.gs_base);
+        begin_note(w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
+        ctx.write_prstatus(w, st.ckpt_signal, th.tid, st.ppid, th.fs_base, th.gs_base);
         w.align(4);
         if i == 0 {
-            begin_note(&mut w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
-            let args = &mut parts.cmdline[..parts.cmdline_len.min(80)];
-            for c in args.iter_mut() {
+            begin_note(w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
+            // The start of the command line, its arguments separated by spaces.
+            let mut args = [0u8; 80];
+            let n = parts.cmdline_len.min(80);
+            args[..n].copy_from_slice(&parts.cmdline[..n]);
+            for c in args[..n].iter_mut() {
                 if *c == 0 {
                     *c = b' ';
                 }
             }
             let uid = rustix::process::getuid().as_raw();
             let gid = rustix::process::getgid().as_raw();
-            write_prpsinfo(&mut w, st.pid, st.ppid, uid, gid, th.comm_bytes(), args.trim_ascii_end());
+            write_prpsinfo(w, st.pid, st.ppid, uid, gid, th.comm_bytes(), args[..n].trim_ascii_end());
             w.align(4);
         }
         if ctx.fpstate != 0 {
             // SAFETY: the frame's fpstate points at the FXSAVE area the kernel saved with it.
             let fx = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, FXSAVE_SIZE) };
-            write_note(&mut w, CORE, note::NT_FPREGSET, fx);
-            if xstate_len > 0 {
+            write_note(w, CORE, note::NT_FPREGSET, fx);
+            if layout.xstate_len > 0 {
                 // SAFETY: the software bytes of that area say an XSAVE area of this size follows it.
-                let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, xstate_len) };
-                begin_note(&mut w, LINUX, note::NT_X86_XSTATE, xstate_note_len);
-                write_xstate(&mut w, xs, st.xfeatures, &xsave_layout);
+                let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, layout.xstate_len) };
+                begin_note(w, LINUX, note::NT_X86_XSTATE, layout.xstate_note_len);
+                write_xstate(w, xs, st.xfeatures, &xsave_layout);
                 w.align(4);
             }
         }
     }
-    write_note(&mut w, CORE, note::NT_AUXV, &parts.auxv[..parts.auxv_len]);
+    write_note(w, CORE, note::NT_AUXV, &parts.auxv[..parts.auxv_len]);
+    Ok(())
+}
 
-    begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_desc_len);
-    region::write_table_header(&mut w, count);
+/// The `NT_CKPT_REGIONS` note: a record per region (where its data is, how it is saved), then
+/// the regions' names.
+fn write_regions_note(w: &mut Writer, parts: &Parts, exclude: &Range<usize>, plan: &Plan, desc_len: usize) {
+    let maps = &parts.maps[..parts.maps_len];
+    begin_note(w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, desc_len);
+    region::write_table_header(w, plan.count);
     let mut name_off = 0u32;
-    let mut sharing = super::runs::RunCursor::new(&parts.shared[..shared_len]);
-    for (i, (r, slot)) in regions(maps, &exclude).zip(parts.slots.iter()).enumerate() {
+    let mut sharing = super::runs::RunCursor::new(&parts.shared[..plan.shared_len]);
+    for (i, (r, slot)) in regions(maps, exclude).zip(parts.slots.iter()).enumerate() {
         let mut flags = 0;
         if sharing.any_in(i as u32) {
             flags |= RF_SHARES_PAGES;
@@ -669,7 +801,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             flags |= RF_SHARED;
         }
         match slot.saved {
-            Saved::Data if compress => flags |= RF_HAS_DATA | RF_COMPRESSED,
+            Saved::Data if plan.compress => flags |= RF_HAS_DATA | RF_COMPRESSED,
             Saved::Data => flags |= RF_HAS_DATA,
             Saved::FromFile => flags |= RF_FROM_FILE,
             Saved::PrivateFile => flags |= RF_MAP_PRIVATE_FILE,
@@ -693,59 +825,13 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             data_offset: slot.data_offset,
             stored_len: slot.stored_len,
         }
-        .write(&mut w);
+        .write(w);
         name_off += r.name.len() as u32;
     }
-    for r in regions(maps, &exclude) {
+    for r in regions(maps, exclude) {
         w.bytes(r.name);
     }
     w.align(4);
-    write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
-    for (i, (ty, len)) in optional.into_iter().enumerate() {
-        if len > 0 {
-            let zeros = [0u8; ckpt_image::mac::MAC_LEN];
-            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &*parts.shared, &*parts.filemaps, &*parts.chain, crate::origin::note(), &zeros[..]][i];
-            write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
-        }
-    }
-    if w.finish() != Some(meta_len) {
-        return Err(Failure::plain("laying out the image headers"));
-    }
-    seal(meta).map_err(|_| Failure::plain("sealing the image headers"))?;
-    let total = file_len.max(data_start);
-    rustix::fs::ftruncate(&file.fd, total).map_err(|e| Failure::on_file("sizing", e))?;
-    if let Some(key) = key {
-        authenticate(fd, meta, total, &key, parts.state)?;
-    }
-    write_all(fd, meta.as_ptr() as usize, meta_len, 0)?;
-    if let Some(b) = &base_link {
-        super::chain::link(b, image_path)?;
-    }
-    file.commit()?;
-    if !image_path.is_empty() {
-        super::chain::remove_unneeded(image_path, crate::config::get().keep, parts.base_meta, parts.base_state);
-    }
-    Ok(())
-}
-
-/// The notes written only when they have records: their types and lengths, in image order.
-/// (`NT_CKPT_MAC` is written as zeros, then filled in by [`authenticate`].)
-fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: usize, chain_len: usize) -> [(u32, usize); 11] {
-    // A member's part has room for its MAC too, which the root's writer fills in.
-    let keyed = crate::config::get().key_file().is_some();
-    [
-        (NT_CKPT_TIMERS, parts.timers_len),
-        (NT_CKPT_EPOLL, parts.epoll_len),
-        (NT_CKPT_SOCKETS, parts.sockets_len),
-        (NT_CKPT_TIMERFDS, parts.timerfds_len),
-        (NT_CKPT_INOTIFY, parts.inotify_len),
-        (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }),
-        (NT_CKPT_SHARED, shared_len),
-        (NT_CKPT_FILEMAPS, filemaps_len),
-        (NT_CKPT_CHAIN, chain_len),
-        (NT_CKPT_ORIGIN, crate::origin::note().len()),
-        (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }),
-    ]
 }
 
 /// Copies the contents of each deleted-but-open file after the region data, page-aligned, and
