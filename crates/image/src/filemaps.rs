@@ -22,6 +22,9 @@ use crate::bytes::{Reader, Records, Writer};
 use crate::image::Image;
 use crate::ImageError;
 
+/// Where the checkpoint and the restart have always found it.
+pub use crate::hash::content_hash;
+
 pub const FILEMAP_RECORD_SIZE: usize = 40;
 pub const FILEMAP_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
 
@@ -55,27 +58,6 @@ impl FileMap {
         Ok(m)
     }
 
-}
-
-/// The content hash of the bytes a region maps from a file of `size` bytes: from `offset`,
-/// `len` bytes but not past the end of the file, read with `read(at, buf)` (the number of bytes
-/// read; 0 at the end of the file) through `buf`. `None` if the file ends early; the reader's
-/// error is passed on. The checkpoint and the restart hash the file through this one function.
-pub fn content_hash<E>(size: u64, offset: u64, len: u64, buf: &mut [u8], mut read: impl FnMut(u64, &mut [u8]) -> Result<usize, E>) -> Result<Option<u64>, E> {
-    let mut h = crate::Hasher::new();
-    let end = offset + size.saturating_sub(offset).min(len);
-    let mut at = offset;
-    while at < end {
-        let want = ((end - at) as usize).min(buf.len());
-        match read(at, &mut buf[..want])? {
-            0 => return Ok(None),
-            n => {
-                h.update(&buf[..n]);
-                at += n as u64;
-            }
-        }
-    }
-    Ok(Some(h.digest()))
 }
 
 /// Bytes of an `NT_CKPT_FILEMAPS` descriptor with `count` records.
@@ -120,4 +102,16 @@ pub(crate) fn check(image: &Image) -> Result<(), ImageError> {
         }
     }
     Ok(())
+}
+
+/// How an image gives its `NT_CKPT_FILEMAPS` note.
+impl<'a> Image<'a> {
+    /// What the files of the regions mapped from them again were (`NT_CKPT_FILEMAPS`).
+    pub fn file_maps(&self) -> crate::bytes::Records<'a, FileMap> {
+        match self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_FILEMAPS).map(|n| records(n.desc)) {
+            None => crate::bytes::Records::new(&[], FileMap::read),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad file mapping table"))),
+        }
+    }
 }

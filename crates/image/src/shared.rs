@@ -155,3 +155,16 @@ pub(crate) fn holder(other: &Image, addr: u64, len: u64, offset: u64) -> Result<
     }
     Ok(None)
 }
+
+/// How an image gives its `NT_CKPT_SHARED` note.
+impl<'a> Image<'a> {
+    /// The pages this tree part stores in the root's copy (`NT_CKPT_SHARED`; none elsewhere).
+    pub fn shared_runs(&self) -> crate::bytes::Records<'a, SharedRun> {
+        match self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHARED).map(|n| records(n.desc)) {
+            None => crate::bytes::Records::new(&[], SharedRun::read),
+            Some(Ok(r)) => r,
+            // A bad header reads as one bad record, so every user sees the error.
+            Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad shared page table"))),
+        }
+    }
+}

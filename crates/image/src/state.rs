@@ -314,9 +314,15 @@ impl ProcessState {
                 return Err(ImageError::Malformed("a soft resource limit above its hard limit"));
             }
         }
-        if !crate::thread::is_id(out.pid) {
+        if !is_id(out.pid) {
             return Err(ImageError::Malformed("the process ID is 0 or above 2^31 - 1"));
         }
         Ok(())
     }
+}
+
+/// Whether `id` can be a process or thread ID: a positive `pid_t`. (Whether it is below the
+/// restarting system's `pid_max`, and unique, is for the restart to check.)
+pub fn is_id(id: u32) -> bool {
+    (1..=i32::MAX as u32).contains(&id)
 }
