@@ -16,7 +16,11 @@ impl<'a> Image<'a> {
         let image = Image::read(meta, file_len, state)?;
         let seen = image.check_layout(state)?;
         crate::chain::check(&image)?;
-        crate::shared::check_runs(&image)?;
+        let bases = match image.chain() {
+            Some(c) => c?.count,
+            None => 0,
+        };
+        crate::shared::check_runs(&image, bases)?;
         crate::filemaps::check(&image)?;
         image.check_records(seen)?;
         Ok(image)

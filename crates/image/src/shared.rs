@@ -86,12 +86,9 @@ pub fn records(desc: &[u8]) -> Result<Records<'_, SharedRun>, ImageError> {
 
 /// Checks the runs of `image` against its own regions: each names a region that says it shares
 /// pages and holds plain private data, lies inside it, and comes after the one before; its
-/// bytes lie inside the file, or it names one of the image's bases.
-pub(crate) fn check_runs(image: &Image) -> Result<(), ImageError> {
-    let bases = match image.chain() {
-        Some(c) => c?.count,
-        None => 0,
-    };
+/// bytes lie inside the file, or it names one of the image's `bases` (how many its chain note
+/// lists).
+pub(crate) fn check_runs(image: &Image, bases: usize) -> Result<(), ImageError> {
     let mut prev: Option<(u32, u64)> = None;
     for run in image.shared_runs() {
         let run = run?;
