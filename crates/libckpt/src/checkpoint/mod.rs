@@ -32,7 +32,6 @@ mod scratch;
 mod share;
 mod slots;
 mod sockets;
-pub mod stop;
 pub mod threads;
 pub mod track;
 pub mod tree;

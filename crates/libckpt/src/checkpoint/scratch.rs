@@ -3,7 +3,7 @@
 //!
 //! Only the pages actually used cost anything (`MAP_NORESERVE`, touched on demand).
 
-use super::stop::MAX_THREADS;
+use crate::stop::MAX_THREADS;
 use super::slots::{RegionSlot, SLOTS};
 use super::failure::Failure;
 use ckpt_image::ProcessState;

@@ -15,7 +15,7 @@
 
 use super::capture::thread_state;
 use super::procfs::parse_dec;
-use super::stop::{MAX_THREADS, STOP_SIGNAL};
+use crate::stop::{MAX_THREADS, STOP_SIGNAL};
 use super::failure::Failure;
 use ckpt_image::ThreadState;
 use ckpt_sigsafe::sys;
