@@ -18,6 +18,7 @@
 //! two checkpoints of one image from being written at once.
 
 pub mod report;
+mod assembly;
 mod auth;
 mod capture;
 mod chain;
