@@ -1,7 +1,13 @@
 //! Writes the image: region data first (page-aligned, zero pages left as holes, hashed as it
-//! goes), then the contents of
-//! deleted-but-open files, then the headers and notes at the start of the file, then `fsync`
-//! and an atomic `rename` over the old image.
+//! goes), then the contents of deleted-but-open files, then the headers and notes at the start
+//! of the file, then `fsync` and an atomic `rename` over the old image. [`write_image`] is the
+//! driver; the steps are named functions below it. Before the writer starts, the handler uses
+//! the first part of this file: the regions as the image will have them, and the copies a
+//! forked writer needs.
+//!
+//! # Signal-safety fence
+//! Runs in the checkpoint signal handler and the writer: raw system calls, the scratch area and
+//! a few hundred bytes of stack; no allocation, no locks, no libc.
 
 use super::procfs::monotonic_ns;
 use super::auth::authenticate;
