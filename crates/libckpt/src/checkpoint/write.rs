@@ -7,7 +7,7 @@
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint signal handler and the writer: raw system calls, the scratch area and
-//! a few hundred bytes of stack; no allocation, no locks, no libc.
+//! its stack (kept small: buffers of a path or a page at most); no allocation, no locks, no libc.
 
 use super::procfs::monotonic_ns;
 use super::auth::authenticate;
