@@ -8,6 +8,7 @@
 #   make test-userlands  the core integration tests inside Debian bullseye and trixie userlands
 #                   (made once with debootstrap, kept in USERLANDS_DIR=/var/cache/ckpt-userlands)
 #   make bench      checkpoint/restart times against the machine's own limits
+#   make imports    each source directory's module import graph; fails on a circle (tools/import-graph)
 #   make clean
 
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ RELEASE := target/release
 # The machine's own target, named so that ckpt's static build gets a directory of its own.
 HOST := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 
-.PHONY: all check restart test test-userlands bench fuzz install clean FORCE
+.PHONY: all check restart test test-userlands bench fuzz imports install clean FORCE
 
 PREFIX ?= /usr/local
 
@@ -104,6 +105,11 @@ test-userlands: all
 # short ones).
 fuzz: all
 	CKPT_FUZZ_CASES=$${CKPT_FUZZ_CASES:-5000} $(CARGO) test --release --locked -p ckpt-tests --test fuzz -- --nocapture
+
+# No module of a source directory may depend, through others, on itself (tools/import-graph
+# says how it reads the sources; -v shows the edges of a circle, or the layers when there is none).
+imports:
+	python3 tools/import-graph
 
 clean:
 	$(CARGO) clean

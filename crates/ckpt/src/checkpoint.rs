@@ -2,7 +2,7 @@
 //! it (a process without libckpt would be killed by it), and with `--wait` follows the image
 //! until it is in place.
 
-use crate::job::identity;
+use crate::imagefile::identity;
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
 use clap::Args;
 use std::io::{IsTerminal, Write};

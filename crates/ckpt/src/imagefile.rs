@@ -1,7 +1,7 @@
 //! Image files as ckpt reads them (`inspect`, `copy`, `restart --newest`): the headers read and
 //! checked, a read-only view of the whole file with where its holes are; and the base images
 //! an incremental image needs, found and checked the way myrestart checks them before it
-//! restores anything.
+//! restores anything; and a file's identity, by which a new image is told from the one before.
 
 use ckpt_image::image::{meta_len, PREFIX_LEN};
 use ckpt_image::verify::{check_region, Extents};
@@ -11,6 +11,15 @@ use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// A file's inode and modification time.
+pub type FileId = (u64, i64, i64);
+
+/// The [`FileId`] of the file at `path`: a new image has another.
+pub fn identity(path: &std::path::Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+}
 
 /// The image file's data stretches, from `SEEK_DATA`/`SEEK_HOLE`.
 pub struct FileHoles<'f>(pub &'f File);

@@ -13,9 +13,9 @@
 use crate::run::{self, RestartFlags, RunArgs};
 use crate::set::{self, Want};
 use ckpt_image::report::Outcome as Ended;
+use crate::imagefile::{identity, FileId};
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
 use clap::Args;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -44,14 +44,6 @@ pub struct JobArgs {
     allow_changed: bool,
     #[command(flatten)]
     run: RunArgs,
-}
-
-/// A file's inode and modification time.
-pub type FileId = (u64, i64, i64);
-
-/// The [`FileId`] of the file at `path`: a new image has another.
-pub fn identity(path: &Path) -> Option<FileId> {
-    std::fs::metadata(path).ok().map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
 /// The signals `ckpt job` waits for: the stop signals, those it passes on, and `SIGCHLD`.

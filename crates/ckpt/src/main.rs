@@ -10,6 +10,7 @@ mod job;
 mod key;
 mod locate;
 mod origin;
+mod outcome;
 mod report;
 mod run;
 mod set;
@@ -18,10 +19,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit status when the command cannot do what was asked (bad input, a refusal).
-pub const EXIT_REFUSED: u8 = 2;
-/// Exit status when the operation was tried and failed (checkpoint not written in time, …).
-pub const EXIT_FAILED: u8 = 1;
+pub use outcome::{dir_of, io_message, shown, shown_bytes, Outcome, EXIT_FAILED, EXIT_REFUSED};
 
 /// What `ckpt --help` adds after the commands: exit statuses and the variables libckpt reads.
 const AFTER_HELP: &str = "\
@@ -179,34 +177,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// An I/O error's description, without Rust's "(os error N)".
-pub fn io_message(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
-
-/// A path as messages show it: control characters escaped (`\x1b`), so that a name cannot
-/// move the cursor or recolour the terminal, and bytes that are not UTF-8 shown as `\xNN`.
-pub fn shown(path: &std::path::Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    shown_bytes(path.as_os_str().as_bytes())
-}
-
-/// Bytes from an image or a command line (a program's path, an argument) as messages show
-/// them, escaped as [`shown`] escapes a path.
-pub fn shown_bytes(bytes: &[u8]) -> String {
-    ckpt_sigsafe::out::Lossy(bytes).to_string()
-}
-
-/// The directory a file is in (`.` for a bare name): where an image's bases and older images
-/// are, and where a file beside it goes.
-pub fn dir_of(path: &std::path::Path) -> &std::path::Path {
-    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."))
-}
-
-/// What a subcommand returns: its exit status, or one that goes with a one-line message.
-pub type Outcome = Result<ExitCode, (u8, String)>;

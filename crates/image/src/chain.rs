@@ -232,3 +232,12 @@ pub fn check_against_base(image: &Image, source: u32, base: &Image) -> Result<()
     }
     Ok(())
 }
+
+/// How an image gives its `NT_CKPT_CHAIN` note.
+impl<'a> Image<'a> {
+    /// The image's identity and its bases (`NT_CKPT_CHAIN`; `None` in images without one).
+    pub fn chain(&self) -> Option<Result<Chain<'a>, ImageError>> {
+        let desc = self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_CHAIN)?.desc;
+        Some(Chain::parse(desc))
+    }
+}

@@ -21,11 +21,11 @@ pub const LOG_TAIL: u64 = 4096;
 
 /// The tail hash of a log of `size` bytes: the xxh3-64 of its last `min(size, LOG_TAIL)` bytes
 /// before `size`, read with `read(at, buf)` through `buf` (as
-/// [`crate::filemaps::content_hash`] reads). `None` if the file ends before `size`. The
+/// [`crate::hash::content_hash`] reads). `None` if the file ends before `size`. The
 /// checkpoint and the restart hash a log through this one function.
 pub fn log_tail_hash<E>(size: u64, buf: &mut [u8], read: impl FnMut(u64, &mut [u8]) -> Result<usize, E>) -> Result<Option<u64>, E> {
     let tail = size.min(LOG_TAIL);
-    crate::filemaps::content_hash(size, size - tail, tail, buf, read)
+    crate::hash::content_hash(size, size - tail, tail, buf, read)
 }
 
 /// What a descriptor was, and so how restart brings it back.

@@ -27,6 +27,9 @@ use crate::bytes::{Reader, Records, Writer};
 use crate::image::Image;
 use crate::ImageError;
 
+/// Where the checkpoint and the restart have always found it.
+pub use crate::hash::content_hash;
+
 pub const FILEMAP_RECORD_SIZE: usize = FILEMAP_RECORD_SIZE_V8 + crate::fileid::OWNER_SIZE;
 /// A record in a version 8 image: no owner.
 pub const FILEMAP_RECORD_SIZE_V8: usize = 40;
@@ -77,27 +80,6 @@ impl FileMap {
         Ok(m)
     }
 
-}
-
-/// The content hash of the bytes a region maps from a file of `size` bytes: from `offset`,
-/// `len` bytes but not past the end of the file, read with `read(at, buf)` (the number of bytes
-/// read; 0 at the end of the file) through `buf`. `None` if the file ends early; the reader's
-/// error is passed on. The checkpoint and the restart hash the file through this one function.
-pub fn content_hash<E>(size: u64, offset: u64, len: u64, buf: &mut [u8], mut read: impl FnMut(u64, &mut [u8]) -> Result<usize, E>) -> Result<Option<u64>, E> {
-    let mut h = crate::Hasher::new();
-    let end = offset + size.saturating_sub(offset).min(len);
-    let mut at = offset;
-    while at < end {
-        let want = ((end - at) as usize).min(buf.len());
-        match read(at, &mut buf[..want])? {
-            0 => return Ok(None),
-            n => {
-                h.update(&buf[..n]);
-                at += n as u64;
-            }
-        }
-    }
-    Ok(Some(h.digest()))
 }
 
 /// Bytes of an `NT_CKPT_FILEMAPS` descriptor with `count` records.
@@ -160,4 +142,25 @@ pub fn needs_record(rec: &crate::RegionRecord) -> bool {
 /// every one since [`crate::FILE_IDS_SINCE`], only private mappings before.
 pub fn has_record(rec: &crate::RegionRecord, version: u32) -> bool {
     rec.maps_private_file() || (rec.from_file() && version >= crate::FILE_IDS_SINCE)
+}
+
+/// How an image gives its `NT_CKPT_FILEMAPS` note.
+impl<'a> Image<'a> {
+    /// What the files of the regions mapped from them again were (`NT_CKPT_FILEMAPS`).
+    pub fn file_maps(&self) -> crate::bytes::Records<'a, FileMap> {
+        match self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_FILEMAPS).map(|n| records(n.desc, self.version)) {
+            None => crate::bytes::Records::new(&[], FileMap::read),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad file mapping table"))),
+        }
+    }
+
+    /// The record of the file region `i` maps again (`NT_CKPT_FILEMAPS`). A shared mapping in a
+    /// version 8 image, which recorded none, has one that knows only its region: its owner and
+    /// birth time unknown. `None` if the image has none for it.
+    pub fn file_map(&self, i: usize) -> Option<FileMap> {
+        let found = self.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i);
+        let unrecorded = self.region(i).is_ok_and(|r| needs_record(&r.record) && !has_record(&r.record, self.version));
+        found.or(unrecorded.then(|| FileMap { region: i as u32, ..Default::default() }))
+    }
 }

@@ -59,11 +59,19 @@ pub struct Image<'a> {
     pub version: u32,
 }
 
+/// What [`Image::check_layout`] found that the last checks need: how many threads the image
+/// has, and whether the resume and thread trampolines are in executable regions.
+pub(crate) struct Seen {
+    threads: usize,
+    trampoline_ok: bool,
+    thread_trampoline_ok: bool,
+}
+
 impl<'a> Image<'a> {
-    /// Checks the metadata block (`meta_len` bytes from offset 0) of a file of `file_len` bytes
-    /// and decodes the state into `state`. Region data checksums are left to the caller, who
-    /// holds the file.
-    pub fn parse(meta: &'a [u8], file_len: u64, state: &mut ProcessState) -> Result<Image<'a>, ImageError> {
+    /// Reads the metadata block (`meta_len` bytes from offset 0) of a file of `file_len` bytes:
+    /// checks its length, the state note (decoded into `state`) and its checksum, and finds the
+    /// region table. The checks of what the notes say are [`Image::parse`]'s (see `parse`).
+    pub(crate) fn read(meta: &'a [u8], file_len: u64, state: &mut ProcessState) -> Result<Image<'a>, ImageError> {
         let total = meta_len(meta)?;
         if total != meta.len() as u64 || total > file_len {
             return Err(ImageError::Truncated);
@@ -98,12 +106,14 @@ impl<'a> Image<'a> {
         if rec_size != RECORD_SIZE || count + 1 != phnum || regions_desc.len() < HEADER_SIZE + count * RECORD_SIZE {
             return Err(ImageError::Malformed("region table does not match the program headers"));
         }
-        let image = Image { meta, phnum, notes, regions_desc, region_count: count, file_len, version: state.version };
-        image.check_regions(total, state)?;
-        Ok(image)
+        Ok(Image { meta, phnum, notes, regions_desc, region_count: count, file_len, version: state.version })
     }
 
-    fn check_regions(&self, meta_len: u64, state: &ProcessState) -> Result<(), ImageError> {
+    /// The first checks of what the notes say: the regions (in order, aligned, their data in the
+    /// file), the saved file contents, the threads' signal frames, the tree's records. Returns
+    /// what the later checks ([`Image::check_records`]) need.
+    pub(crate) fn check_layout(&self, state: &ProcessState) -> Result<Seen, ImageError> {
+        let meta_len = self.meta.len() as u64;
         let mut prev_end = 0u64;
         let mut trampoline_ok = false;
         let mut thread_trampoline_ok = false;
@@ -172,9 +182,14 @@ impl<'a> Image<'a> {
                 t?;
             }
         }
-        crate::chain::check(self)?;
-        crate::shared::check_runs(self)?;
-        crate::filemaps::check(self)?;
+        Ok(Seen { threads, trampoline_ok, thread_trampoline_ok })
+    }
+
+    /// The last checks: every record of epoll, sockets, timerfds and inotify names a descriptor
+    /// of its kind and each such descriptor has its record, timers signal threads of the image,
+    /// and the trampolines are in executable memory (as `seen` found).
+    pub(crate) fn check_records(&self, seen: Seen) -> Result<(), ImageError> {
+        let Seen { threads, trampoline_ok, thread_trampoline_ok } = seen;
         for reg in self.epoll_registrations() {
             let reg = reg?;
             if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == reg.epfd && f.kind == crate::fds::FdKind::Epoll)) {
@@ -342,44 +357,10 @@ impl<'a> Image<'a> {
         Some(crate::tree::records(desc, self.file_len))
     }
 
-    /// What the files of the regions mapped from them again were (`NT_CKPT_FILEMAPS`).
-    pub fn file_maps(&self) -> crate::bytes::Records<'a, crate::filemaps::FileMap> {
-        match self.note(CKPT_NOTE_NAME, crate::NT_CKPT_FILEMAPS).map(|n| crate::filemaps::records(n.desc, self.version)) {
-            None => crate::bytes::Records::new(&[], crate::filemaps::FileMap::read),
-            Some(Ok(r)) => r,
-            Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad file mapping table"))),
-        }
-    }
-
-    /// The record of the file region `i` maps again (`NT_CKPT_FILEMAPS`). A shared mapping in a
-    /// version 8 image, which recorded none, has one that knows only its region: its owner and
-    /// birth time unknown. `None` if the image has none for it.
-    pub fn file_map(&self, i: usize) -> Option<crate::filemaps::FileMap> {
-        let found = self.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i);
-        let unrecorded = self.region(i).is_ok_and(|r| crate::filemaps::needs_record(&r.record) && !crate::filemaps::has_record(&r.record, self.version));
-        found.or(unrecorded.then(|| crate::filemaps::FileMap { region: i as u32, ..Default::default() }))
-    }
-
-    /// The image's identity and its bases (`NT_CKPT_CHAIN`; `None` in images without one).
-    pub fn chain(&self) -> Option<Result<crate::chain::Chain<'a>, ImageError>> {
-        let desc = self.note(CKPT_NOTE_NAME, crate::NT_CKPT_CHAIN)?.desc;
-        Some(crate::chain::Chain::parse(desc))
-    }
-
     /// What the process was started as (`NT_CKPT_ORIGIN`; `None` in images without one).
     pub fn origin(&self) -> Option<Result<crate::origin::Origin<'a>, ImageError>> {
         let desc = self.note(CKPT_NOTE_NAME, crate::NT_CKPT_ORIGIN)?.desc;
         Some(crate::origin::Origin::parse(desc))
-    }
-
-    /// The pages this tree part stores in the root's copy (`NT_CKPT_SHARED`; none elsewhere).
-    pub fn shared_runs(&self) -> crate::bytes::Records<'a, crate::shared::SharedRun> {
-        match self.note(CKPT_NOTE_NAME, crate::NT_CKPT_SHARED).map(|n| crate::shared::records(n.desc)) {
-            None => crate::bytes::Records::new(&[], crate::shared::SharedRun::read),
-            Some(Ok(r)) => r,
-            // A bad header reads as one bad record, so every user sees the error.
-            Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad shared page table"))),
-        }
     }
 
     pub fn fds(&self) -> FdIter<'a> {

@@ -86,12 +86,9 @@ pub fn records(desc: &[u8]) -> Result<Records<'_, SharedRun>, ImageError> {
 
 /// Checks the runs of `image` against its own regions: each names a region that says it shares
 /// pages and holds plain private data, lies inside it, and comes after the one before; its
-/// bytes lie inside the file, or it names one of the image's bases.
-pub(crate) fn check_runs(image: &Image) -> Result<(), ImageError> {
-    let bases = match image.chain() {
-        Some(c) => c?.count,
-        None => 0,
-    };
+/// bytes lie inside the file, or it names one of the image's `bases` (how many its chain note
+/// lists).
+pub(crate) fn check_runs(image: &Image, bases: usize) -> Result<(), ImageError> {
     let mut prev: Option<(u32, u64)> = None;
     for run in image.shared_runs() {
         let run = run?;
@@ -154,4 +151,17 @@ pub(crate) fn holder(other: &Image, addr: u64, len: u64, offset: u64) -> Result<
         }
     }
     Ok(None)
+}
+
+/// How an image gives its `NT_CKPT_SHARED` note.
+impl<'a> Image<'a> {
+    /// The pages this tree part stores in the root's copy (`NT_CKPT_SHARED`; none elsewhere).
+    pub fn shared_runs(&self) -> crate::bytes::Records<'a, SharedRun> {
+        match self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHARED).map(|n| records(n.desc)) {
+            None => crate::bytes::Records::new(&[], SharedRun::read),
+            Some(Ok(r)) => r,
+            // A bad header reads as one bad record, so every user sees the error.
+            Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad shared page table"))),
+        }
+    }
 }

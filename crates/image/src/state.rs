@@ -331,9 +331,15 @@ impl ProcessState {
             }
         }
         (out.cwd_id, out.exe_id) = if ids { (FileId::read(&mut r)?, FileId::read(&mut r)?) } else { (FileId::UNKNOWN, FileId::UNKNOWN) };
-        if !crate::thread::is_id(out.pid) {
+        if !is_id(out.pid) {
             return Err(ImageError::Malformed("the process ID is 0 or above 2^31 - 1"));
         }
         Ok(())
     }
+}
+
+/// Whether `id` can be a process or thread ID: a positive `pid_t`. (Whether it is below the
+/// restarting system's `pid_max`, and unique, is for the restart to check.)
+pub fn is_id(id: u32) -> bool {
+    (1..=i32::MAX as u32).contains(&id)
 }

@@ -85,15 +85,9 @@ impl ThreadState {
         if t.sigpending & crate::state::NEVER_PENDING != 0 {
             return Err(ImageError::Malformed("SIGKILL or SIGSTOP pending"));
         }
-        if !is_id(t.tid) {
+        if !crate::state::is_id(t.tid) {
             return Err(ImageError::Malformed("a thread ID is 0 or above 2^31 - 1"));
         }
         Ok(t)
     }
-}
-
-/// Whether `id` can be a process or thread ID: a positive `pid_t`. (Whether it is below the
-/// restarting system's `pid_max`, and unique, is for the restart to check.)
-pub fn is_id(id: u32) -> bool {
-    (1..=i32::MAX as u32).contains(&id)
 }

@@ -74,7 +74,7 @@ impl TreeRecord {
             meta_hash: r.u64()?,
         };
         r.skip(8)?;
-        if !crate::thread::is_id(t.pid) || t.state > TREE_ZOMBIE || t.base % PAGE_SIZE != 0 || (t.is_zombie() && t.len != 0) {
+        if !crate::state::is_id(t.pid) || t.state > TREE_ZOMBIE || t.base % PAGE_SIZE != 0 || (t.is_zombie() && t.len != 0) {
             return Err(ImageError::Malformed("bad process tree record"));
         }
         Ok(t)

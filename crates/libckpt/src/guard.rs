@@ -86,7 +86,7 @@ fn note_new_handler(sig: c_int, handler: usize) {
         return;
     }
     let stop = STOP_HANDLER.load(Ordering::Relaxed);
-    if stop != 0 && sig == crate::checkpoint::threads::STOP_SIGNAL && handler != stop && !STOP_TAKEN.swap(true, Ordering::Relaxed) {
+    if stop != 0 && sig == crate::stop::STOP_SIGNAL && handler != stop && !STOP_TAKEN.swap(true, Ordering::Relaxed) {
         say!("ckpt: the program installed its own handler for signal {sig}, which ckpt uses to stop threads; it keeps it, and checkpoints of this program are refused while it has more than one thread");
     }
     let ours = OUR_HANDLER.load(Ordering::Relaxed);
@@ -160,7 +160,7 @@ unsafe fn mask_keeping_stop(f: usize, how: c_int, set: *const libc::sigset_t, ol
     if f == 0 {
         return libc::EINVAL;
     }
-    let stop = crate::checkpoint::threads::STOP_SIGNAL;
+    let stop = crate::stop::STOP_SIGNAL;
     if set.is_null() || how == libc::SIG_UNBLOCK || STOP_TAKEN.load(Ordering::Relaxed) {
         // SAFETY: f is libc's function, called with the caller's arguments.
         return unsafe { core::mem::transmute::<usize, SigmaskFn>(f)(how, set, old) };

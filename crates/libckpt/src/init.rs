@@ -288,7 +288,7 @@ fn install_stop_handler() {
     // SAFETY: sa_mask is a valid sigset_t owned by `sa`.
     unsafe { libc::sigfillset(&mut sa.sa_mask) };
     // SAFETY: `on_stop_signal` is an `extern "C"` SA_SIGINFO handler with the matching signature.
-    if unsafe { libc::sigaction(checkpoint::threads::STOP_SIGNAL, &sa, core::ptr::null_mut()) } != 0 {
+    if unsafe { libc::sigaction(crate::stop::STOP_SIGNAL, &sa, core::ptr::null_mut()) } != 0 {
         say!("ckpt: cannot install the thread-stop signal handler; multi-threaded checkpoints will fail");
     }
 }

@@ -5,6 +5,8 @@
 //! - [`checkpoint`] is everything the signal handler does. It is async-signal-safe: no
 //!   allocation, no locks, no libc, only raw system calls and memory it maps itself.
 //! - [`resume`] is the trampoline myrestart jumps to in the restored process.
+//! - [`stop`] is the internal signal that stops the other threads for a checkpoint, which the
+//!   handler sends and [`guard`] keeps the program from taking.
 //! - [`guard`] interposes `sigaction`/`signal` to notice a program taking the checkpoint
 //!   signal for itself; [`invisible`] interposes the sleeps and waits a checkpoint would cut
 //!   short; [`watches`] `inotify_add_watch`, for the paths of watches; [`dropped`] `madvise`,
@@ -26,6 +28,7 @@ mod init;
 mod invisible;
 mod origin;
 mod resume;
+mod stop;
 mod watches;
 
 #[cfg(not(test))]

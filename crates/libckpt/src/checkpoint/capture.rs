@@ -3,7 +3,7 @@
 
 use super::procfs::{self, parse_oct, read_small, readlink, stat_field, status_field};
 use super::scratch::Parts;
-use super::Failure;
+use super::failure::Failure;
 use crate::config::Config;
 use ckpt_image::frame::{xstate_info, SigContext, FXSAVE_SIZE, UCONTEXT_SIZE};
 use ckpt_image::state::{Path, NSIG};
@@ -133,7 +133,7 @@ fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
     let mut buf = [0u8; 2048];
     let Ok(n) = read_small(path, &mut buf) else { return 0 };
     let mask = status_field(&buf[..n], field).and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
-    let ours = 1u64 << (cfg.signal - 1) | 1u64 << (super::threads::STOP_SIGNAL - 1);
+    let ours = 1u64 << (cfg.signal - 1) | 1u64 << (crate::stop::STOP_SIGNAL - 1);
     mask & !ours
 }
 

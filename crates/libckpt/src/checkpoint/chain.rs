@@ -16,8 +16,9 @@
 //! Files at the image's names are opened without blocking (`O_NONBLOCK`): a FIFO someone put
 //! there must not hold the writer forever, and every later checkpoint with it.
 
-use super::share::Runs;
-use super::Failure;
+use super::pages::{PM_PRESENT, PM_SWAPPED};
+use super::runs::Runs;
+use super::failure::Failure;
 use ckpt_image::bytes::Writer;
 use ckpt_image::chain::{self, Base};
 use ckpt_image::shared::SharedRun;
@@ -27,8 +28,6 @@ use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 
 const PAGE: u64 = PAGE_SIZE;
-const PM_PRESENT: u64 = 1 << 63;
-const PM_SWAPPED: u64 = 1 << 62;
 
 /// The base this image names by file, kept open until its name is made at commit.
 pub struct BaseLink {
@@ -119,11 +118,41 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
     let own_source = bchain.count as u32 + 1;
     let mut runs = Runs::new(parts.shared);
     let dirty = &parts.dirty[..t.ndirty.min(parts.dirty.len())];
+    leave_to_bases(&base, own_source, dirty, &mut *parts.pm_buf, pagemap, candidates, &mut runs);
+    let shared_len = runs.finish();
+    // Only the bases some run names are listed, numbered in the order of the previous list.
+    let (used, count) = renumber_bases(&mut parts.shared[..shared_len], own_source);
+    let mut w = Writer::new(&mut parts.chain[..]);
+    chain::write_header(&mut w, t.id, count);
+    for (k, b) in bchain.bases().enumerate() {
+        if let Ok(b) = b {
+            if used[k + 1] {
+                b.write(&mut w);
+            }
+        }
+    }
+    let mut link = None;
+    if used[own_source as usize] {
+        let mut me = Base { id: bchain.id, meta_hash: parts.base_state.meta_hash, file_len: len, ..Base::EMPTY };
+        match chain::base_name(file_name(image), bchain.id, &mut me.name) {
+            Some(n) => me.name_len = n as u32,
+            None => return (0, full(&mut parts), None),
+        }
+        me.write(&mut w);
+        link = Some(BaseLink { fd, name: me.name, name_len: me.name_len as usize });
+    }
+    (shared_len, chain::note_len(count), link)
+}
+
+/// For [`plan`]: records in `runs` each page of the `candidates` that is left to the bases: one
+/// the program did not write since its previous checkpoint (`dirty`), that is in memory (read
+/// through `pagemap` into `pm_buf`), and that `base` (the previous image, base `own_source`)
+/// holds, in its own bytes or, through its runs, its bases'.
+fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], pm_buf: &mut [u64], pagemap: i32, candidates: &mut dyn Iterator<Item = Candidate>, runs: &mut Runs) {
     let mut di = 0usize;
     let mut breg = 0usize;
     let mut cur: Option<ckpt_image::RegionRef> = None;
     let mut bruns = base.shared_runs().map_while(Result::ok).peekable();
-    let pm_buf = &mut *parts.pm_buf;
     for c in candidates {
         let pages = (c.end - c.start) / PAGE;
         let mut p = 0u64;
@@ -131,8 +160,8 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
             let n = ((pages - p) as usize).min(pm_buf.len());
             let chunk = c.start + p * PAGE;
             let entries = &mut pm_buf[..n];
-            let src = super::write::PageSource { pagemap: Some(pagemap), zero_below: 0, frame_page: None, bounce: false };
-            super::write::read_in_memory(&src, chunk as usize, entries);
+            let src = super::pages::PageSource { pagemap: Some(pagemap), zero_below: 0, frame_page: None, bounce: false };
+            super::pages::read_in_memory(&src, chunk as usize, entries);
             for (i, &e) in entries.iter().enumerate() {
                 let addr = chunk + i as u64 * PAGE;
                 while di < dirty.len() && dirty[di][1] <= addr {
@@ -175,12 +204,16 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
             p += n as u64;
         }
     }
-    let shared_len = runs.finish();
-    // Only the bases some run names are listed, numbered in the order of the previous list.
+}
+
+/// For [`plan`]: which bases (1 to `own_source`) the runs of the `shared` descriptor name, and
+/// the runs renumbered to count only those, in the order of the previous list. Returns which
+/// are used, and how many.
+fn renumber_bases(shared: &mut [u8], own_source: u32) -> ([bool; chain::MAX_BASES + 2], usize) {
     let mut used = [false; chain::MAX_BASES + 2];
     let mut renumber = [0u32; chain::MAX_BASES + 2];
-    if shared_len > 0 {
-        for r in ckpt_image::shared::records(&parts.shared[..shared_len]).into_iter().flatten().flatten() {
+    if !shared.is_empty() {
+        for r in ckpt_image::shared::records(shared).into_iter().flatten().flatten() {
             used[r.source as usize] = true;
         }
     }
@@ -191,41 +224,22 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
             renumber[k] = count as u32;
         }
     }
-    if shared_len > 0 {
-        let body = &mut parts.shared[ckpt_image::shared::SHARED_HEADER_SIZE..shared_len];
+    if !shared.is_empty() {
+        let body = &mut shared[ckpt_image::shared::SHARED_HEADER_SIZE..];
         for rec in body.chunks_exact_mut(ckpt_image::shared::SHARED_RECORD_SIZE) {
             let Ok(mut r) = SharedRun::read(&mut ckpt_image::bytes::Reader::new(rec)) else { continue };
             r.source = renumber[r.source as usize];
             r.write(&mut Writer::new(rec));
         }
     }
-    let mut w = Writer::new(&mut parts.chain[..]);
-    chain::write_header(&mut w, t.id, count);
-    for (k, b) in bchain.bases().enumerate() {
-        if let Ok(b) = b {
-            if used[k + 1] {
-                b.write(&mut w);
-            }
-        }
-    }
-    let mut link = None;
-    if used[own_source as usize] {
-        let mut me = Base { id: bchain.id, meta_hash: parts.base_state.meta_hash, file_len: len, ..Base::EMPTY };
-        match chain::base_name(file_name(image), bchain.id, &mut me.name) {
-            Some(n) => me.name_len = n as u32,
-            None => return (0, full(&mut parts), None),
-        }
-        me.write(&mut w);
-        link = Some(BaseLink { fd, name: me.name, name_len: me.name_len as usize });
-    }
-    (shared_len, chain::note_len(count), link)
+    (used, count)
 }
 
 /// Gives the previous image its base name (a hard link to the very file the plan read), unless
 /// it has it already. Before the new image is committed: without it the new one is not.
 pub fn link(base: &BaseLink, image: &[u8]) -> Result<(), Failure> {
     let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
-    let dir = super::write::dir_of(image, &mut dirbuf).ok_or(Failure::plain("image path"))?;
+    let dir = super::imagefile::dir_of(image, &mut dirbuf).ok_or(Failure::plain("image path"))?;
     let dirfd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::on_file("opening the directory of", e))?;
     let name = CStr::from_bytes_with_nul(&base.name[..base.name_len + 1]).map_err(|_| Failure::plain("base image name"))?;
     let mut from = [0u8; 64];
@@ -250,7 +264,7 @@ pub fn link(base: &BaseLink, image: &[u8]) -> Result<(), Failure> {
 /// of those cannot be read.
 pub fn remove_unneeded(image: &[u8], keep: u32, meta: &mut [u8], state: &mut ProcessState) {
     let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
-    let Some(dir) = super::write::dir_of(image, &mut dirbuf) else { return };
+    let Some(dir) = super::imagefile::dir_of(image, &mut dirbuf) else { return };
     let Ok(dirfd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
     let name = file_name(image);
     // The base files there are.
@@ -347,7 +361,7 @@ pub fn is_image_of_this_run(image: &[u8]) -> bool {
         }
     }
     let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
-    let Some(dir) = super::write::dir_of(image, &mut dirbuf) else { return false };
+    let Some(dir) = super::imagefile::dir_of(image, &mut dirbuf) else { return false };
     let Ok(dirfd) = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return false };
     bases[..nbases].iter().all(|b| {
         let Ok(name) = CStr::from_bytes_with_nul(b.name_with_nul()) else { return false };

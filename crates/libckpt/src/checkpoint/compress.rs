@@ -3,8 +3,8 @@
 //! copied through `process_vm_readv`, so that nothing here can fault. Chunks are compressed
 //! into a buffer of the scratch area.
 
-use super::write::{write_all, PageSource, PAGE};
-use super::Failure;
+use super::pages::{write_all, PageSource, PAGE};
+use super::failure::Failure;
 use ckpt_image::compress::{ChunkHeader, CHUNK, HEADER};
 use ckpt_image::{is_zero_page, Hasher};
 use ckpt_sigsafe::sys;

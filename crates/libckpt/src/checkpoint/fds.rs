@@ -2,7 +2,7 @@
 //! descriptors share one open file description. Signal-safe like the rest of `checkpoint`.
 
 use super::scratch::Parts;
-use super::Failure;
+use super::failure::Failure;
 use ckpt_image::bytes::Writer;
 use ckpt_image::epoll::EpollRecord;
 use ckpt_image::fds::{FdKind, FdRecord};

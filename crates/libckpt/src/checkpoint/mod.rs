@@ -18,96 +18,31 @@
 //! two checkpoints of one image from being written at once.
 
 pub mod report;
+mod assembly;
+mod auth;
 mod capture;
 mod chain;
 mod compress;
+mod failure;
 mod fds;
+mod imagefile;
+mod pages;
 mod procfs;
+mod runs;
 mod scratch;
 mod share;
+mod slots;
 mod sockets;
 pub mod threads;
 pub mod track;
 pub mod tree;
 mod write;
 
-use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::out::{Line, Lossy};
 use core::fmt::Write;
-use rustix::io::Errno;
-
-/// The name (`comm`) of the process that writes the image.
-const WRITER_NAME: &core::ffi::CStr = c"ckpt-writer";
-
-/// Why a checkpoint was not taken.
-pub struct Failure {
-    /// The step that failed, e.g. "writing".
-    pub step: &'static str,
-    pub errno: Option<Errno>,
-    /// Whether to name the temporary file in the message.
-    pub names_file: bool,
-    /// What is in the way at one of the image's names, if that is why.
-    pub blocker: Option<Blocker>,
-}
-
-/// Something at one of the image's names (the image path, or `<image>.N` with `CKPT_KEEP`)
-/// that is not one of this user's images, and what the checkpoint would not do because of it.
-#[derive(Clone, Copy)]
-pub struct Blocker {
-    /// 0 for the image path, N for `<image>.N`.
-    pub generation: u32,
-    /// "a directory", "a FIFO", …, or "a file".
-    pub kind: &'static str,
-    /// Its owner, when that is another user.
-    pub uid: Option<u32>,
-    /// Why it stops the checkpoint, e.g. ", not one of this user's images: older images are
-    /// not moved over it".
-    pub then: &'static str,
-}
+use failure::Failure;
 
 impl Failure {
-    pub fn new(step: &'static str, errno: Errno) -> Failure {
-        Failure { step, errno: Some(errno), names_file: false, blocker: None }
-    }
-    pub fn plain(step: &'static str) -> Failure {
-        Failure { step, errno: None, names_file: false, blocker: None }
-    }
-    /// A failure already reported in full.
-    pub fn silent() -> Failure {
-        Failure { step: "", errno: None, names_file: false, blocker: None }
-    }
-    pub fn on_file(step: &'static str, errno: Errno) -> Failure {
-        Failure { step, errno: Some(errno), names_file: true, blocker: None }
-    }
-    pub fn blocked(blocker: Blocker, errno: Option<Errno>) -> Failure {
-        Failure { step: "blocked", errno, names_file: false, blocker: Some(blocker) }
-    }
-
-    /// Why, in a few words: the step, the file, the error (nothing for a silent failure).
-    fn reason(&self, line: &mut Line) {
-        let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
-        let path = crate::config::this_process_image(&mut image).unwrap_or(crate::config::get().image_path());
-        if let Some(b) = self.blocker {
-            let _ = write!(line, "{}", Lossy(path));
-            if b.generation > 0 {
-                let _ = write!(line, ".{}", b.generation);
-            }
-            let _ = write!(line, " is {}", b.kind);
-            if let Some(uid) = b.uid {
-                let _ = write!(line, " of uid {uid}");
-            }
-            let _ = write!(line, "{}", b.then);
-        } else {
-            let _ = write!(line, "{}", self.step);
-            if self.names_file {
-                let _ = write!(line, " {}", Lossy(path));
-            }
-        }
-        if let Some(e) = self.errno {
-            let _ = write!(line, ": {}", describe(e));
-        }
-    }
-
     /// Says on stderr why checkpoint `n` failed, and what the program does now (`then`), and
     /// records the reason and `outcome` in the report page.
     fn report(&self, n: u32, outcome: report::Outcome, then: &str) {
@@ -230,18 +165,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
         }
         None => tree = tree::Tree::gather(cfg.signal, image)?,
     }
-    let all = threads::slots(&stopped);
-    // Room to copy the memory a forked writer would not see as it is now: shared memory, and
-    // memory a child does not inherit (with CKPT_SYNC the handler writes it all itself, the
-    // program stopped meanwhile).
-    let copies = if !forked_writer {
-        0
-    } else {
-        let range = scratch.range();
-        let (maps, path, smaps, not_inherited) = scratch.prep_buffers();
-        let n = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
-        write::copy_len(&maps[..n], &range, path, smaps, not_inherited)?
-    };
+    let copies = if forked_writer { room_for_copies(&mut scratch)? } else { 0 };
     scratch.grow(copies)?;
     let exclude = scratch.range();
     let mut parts = scratch.parts();
@@ -270,68 +194,115 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     };
     fds::capture(&mut parts, own, tree.is_some() || member.is_some())?;
     let file = match &member {
-        Some(m) => write::TempImage::part(m.open_part()?, core::mem::take(&mut parts.tmp_path)),
-        None => write::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?,
+        Some(m) => imagefile::TempImage::part(m.open_part()?, core::mem::take(&mut parts.tmp_path)),
+        None => imagefile::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?,
     };
     if let Some(t) = &tree {
         t.wait_captured()?;
     }
-    let role = match (&tree, &member) {
+    let captured = Captured { parts, started, exclude, file };
+    if !forked_writer {
+        // CKPT_SYNC: the whole tree stays stopped until the image is written.
+        return write_here(captured, &stopped, tree.as_mut(), member.as_ref(), last);
+    }
+    start_writer(stopped, captured, tree.as_mut(), member.as_mut(), n)
+}
+
+/// Room to copy the memory a forked writer would not see as it is now: shared memory, and
+/// memory a child does not inherit (with CKPT_SYNC the handler writes it all itself, the
+/// program stopped meanwhile).
+fn room_for_copies(scratch: &mut scratch::Scratch) -> Result<usize, Failure> {
+    let range = scratch.range();
+    let (maps, path, smaps, not_inherited) = scratch.prep_buffers();
+    let n = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    write::copy_len(&maps[..n], &range, path, smaps, not_inherited)
+}
+
+/// The process as captured, ready to be written: its state and layout in the scratch area
+/// (`parts`), the start of the checkpoint, the scratch range left out of the image, and the
+/// file the image goes into.
+struct Captured<'s> {
+    parts: scratch::Parts<'s>,
+    started: u64,
+    exclude: core::ops::Range<usize>,
+    file: imagefile::TempImage<'s>,
+}
+
+/// Which image this process writes: a tree's root writes the tree's, a member its part, any
+/// other process its own.
+fn role_of<'t>(tree: Option<&'t tree::Tree>, member: Option<&'t tree::Joined>) -> write::Role<'t> {
+    match (tree, member) {
         (Some(t), _) => write::Role::Root(t),
         (None, Some(m)) => write::Role::Member(m),
         (None, None) => write::Role::Single,
-    };
-    if !forked_writer {
-        // CKPT_SYNC: the whole tree stays stopped until the image is written.
-        let written = write::write_image(&mut parts, all, started, exclude, file, role);
-        if let (Some(t), Some(l)) = (tree.as_mut(), last) {
-            // Nothing of the tree runs past its last checkpoint, if the program ends (see
-            // `on_checkpoint_signal`); asked to stop, the tree stops with it.
-            if written.is_ok() || l.kept {
-                t.signal_members(linux_raw_sys::general::SIGKILL);
-            } else if l.stop_if_unsaved {
-                t.signal_members(linux_raw_sys::general::SIGSTOP);
-            }
-        }
-        if let Some(t) = tree.as_mut() {
-            t.release();
-        }
-        return written.map(|()| Taken::Written);
     }
-    // The writer: a process the program never sees (not its child), started by a short-lived
-    // intermediate that shares the program's memory, so the memory is copied once.
+}
+
+/// Writes the image here, with the program (and its tree) stopped until it is written
+/// (`CKPT_SYNC`, or a last checkpoint).
+fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tree::Tree>, member: Option<&tree::Joined>, last: Option<Last>) -> Result<Taken, Failure> {
+    let Captured { mut parts, started, exclude, file } = c;
+    let role = role_of(tree.as_deref(), member);
+    let written = write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role);
+    if let (Some(t), Some(l)) = (tree.as_mut(), last) {
+        // Nothing of the tree runs past its last checkpoint, if the program ends (see
+        // `on_checkpoint_signal`); asked to stop, the tree stops with it.
+        if written.is_ok() || l.kept {
+            t.signal_members(linux_raw_sys::general::SIGKILL);
+        } else if l.stop_if_unsaved {
+            t.signal_members(linux_raw_sys::general::SIGSTOP);
+        }
+    }
+    if let Some(t) = tree.as_mut() {
+        t.release();
+    }
+    written.map(|()| Taken::Written)
+}
+
+/// Starts the writer: a process the program never sees (not its child), started by a
+/// short-lived intermediate that shares the program's memory, so the memory is copied once.
+/// The program goes on at once (its threads, and the tree, let go); the writer writes the
+/// image and ends.
+fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tree::Tree>, mut member: Option<&mut tree::Joined>, n: u32) -> Result<Taken, Failure> {
     let mut writer = 0i32;
     let intermediate = ckpt_sigsafe::sys::spawn_detached(&mut writer).map_err(|e| Failure::new("starting the image writer", e))?;
-    if intermediate != 0 {
-        // The program: reap the intermediate (gone already) and go on at once.
-        let made = file.identity();
-        file.hand_over();
-        let reaped = ckpt_sigsafe::sys::reap_quiet_child(intermediate);
-        if writer <= 0 || reaped != Some(0) {
-            drop(stopped);
-            let e = rustix::io::Errno::from_raw_os_error(-writer);
-            return Err(if writer < 0 { Failure::new("starting the image writer", e) } else { Failure::plain("starting the image writer (its parent process was killed)") });
-        }
-        report::started(writer as u32, made);
-        if let Some(m) = &member {
-            m.writer_started(writer as u32);
-        }
-        if let Some(t) = tree.as_mut() {
-            t.release();
-        }
-        if let Some(m) = member.as_mut() {
-            m.captured_wait();
-        }
-        drop(stopped);
-        return Ok(Taken::ByWriter);
+    if intermediate == 0 {
+        run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n);
     }
-    // The writer: a snapshot of the program at the moment of the signal.
-    let _ = rustix::thread::set_name(WRITER_NAME);
+    // The program: reap the intermediate (gone already) and go on at once.
+    let made = c.file.identity();
+    c.file.hand_over();
+    let reaped = ckpt_sigsafe::sys::reap_quiet_child(intermediate);
+    if writer <= 0 || reaped != Some(0) {
+        drop(stopped);
+        let e = rustix::io::Errno::from_raw_os_error(-writer);
+        return Err(if writer < 0 { Failure::new("starting the image writer", e) } else { Failure::plain("starting the image writer (its parent process was killed)") });
+    }
+    report::started(writer as u32, made);
+    if let Some(m) = member.as_deref() {
+        m.writer_started(writer as u32);
+    }
+    if let Some(t) = tree.as_mut() {
+        t.release();
+    }
+    if let Some(m) = member.as_mut() {
+        m.captured_wait();
+    }
+    drop(stopped);
+    Ok(Taken::ByWriter)
+}
+
+/// The writer, a snapshot of the program at the moment of the signal: writes the image,
+/// reports how that went, and ends.
+fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>, member: Option<&tree::Joined>, n: u32) -> ! {
+    let Captured { mut parts, started, exclude, file } = c;
+    let _ = rustix::thread::set_name(report::WRITER_NAME);
     // It lets go at once of every descriptor it does not read from, so that it never holds
     // the program's sockets, pipes or files open after the program has closed them, or died.
-    let keep = tree.as_ref().into_iter().flat_map(|t| t.part_fds());
+    let keep = tree.into_iter().flat_map(|t| t.part_fds());
     write::close_all_but_needed(&mut parts, file.raw_fd(), keep);
-    let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| write::write_image(&mut parts, all, started, exclude, file, role)) {
+    let role = role_of(tree, member);
+    let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role)) {
         Ok(()) => {
             report::end(n, report::Outcome::Written, b"");
             true
@@ -341,7 +312,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
             false
         }
     };
-    if let Some(m) = &member {
+    if let Some(m) = member {
         m.written(ok);
     }
     report::finished();

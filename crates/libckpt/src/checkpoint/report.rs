@@ -19,12 +19,15 @@
 //! Runs in the checkpoint handler, the writer, `fork`'s child handler and the last steps of a
 //! restart: raw system calls and atomics only; no allocation, no locks, no libc.
 
-use super::Failure;
+use super::failure::Failure;
 use ckpt_image::report as layout;
 pub use ckpt_image::report::Outcome;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use rustix::fd::{AsRawFd, IntoRawFd};
 use rustix::mm::{MapFlags, ProtFlags};
+
+/// The name (`comm`) of the process that writes the image.
+pub const WRITER_NAME: &core::ffi::CStr = c"ckpt-writer";
 
 /// The page's address (0: none yet), its descriptor (-1: none) and that memfd's device and
 /// inode: after a restart the number may be free, or the program's own file.
@@ -179,7 +182,7 @@ fn is_live_writer(pid: u32) -> bool {
     let mut buf = [0u8; 512];
     let Ok(n) = super::procfs::read_small(path, &mut buf) else { return false };
     let stat = &buf[..n];
-    ckpt_sigsafe::proctext::stat_comm(stat) == super::WRITER_NAME.to_bytes() && !matches!(ckpt_sigsafe::proctext::stat_state(stat), Some(b'Z' | b'X') | None)
+    ckpt_sigsafe::proctext::stat_comm(stat) == WRITER_NAME.to_bytes() && !matches!(ckpt_sigsafe::proctext::stat_state(stat), Some(b'Z' | b'X') | None)
 }
 
 /// A checkpoint begins: counts it, and returns its number (0 if the page cannot be had).

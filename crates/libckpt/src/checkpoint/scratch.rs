@@ -3,9 +3,9 @@
 //!
 //! Only the pages actually used cost anything (`MAP_NORESERVE`, touched on demand).
 
-use super::threads::MAX_THREADS;
-use super::write::{RegionSlot, SLOTS};
-use super::Failure;
+use crate::stop::MAX_THREADS;
+use super::slots::{RegionSlot, SLOTS};
+use super::failure::Failure;
 use ckpt_image::ProcessState;
 use core::ops::Range;
 use rustix::mm::{MapFlags, ProtFlags};

@@ -2,7 +2,7 @@
 //! the bytes queued for it to read (peeked, so the program still finds them). Signal-safe like
 //! the rest of `checkpoint`.
 
-use super::Failure;
+use super::failure::Failure;
 use ckpt_image::sockets::{self as s, SocketRecord};
 use ckpt_sigsafe::say;
 use ckpt_sigsafe::sockets::{unix_diag, Addr};

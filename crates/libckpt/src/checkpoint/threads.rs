@@ -15,7 +15,8 @@
 
 use super::capture::thread_state;
 use super::procfs::parse_dec;
-use super::Failure;
+use crate::stop::{MAX_THREADS, STOP_SIGNAL};
+use super::failure::Failure;
 use ckpt_image::ThreadState;
 use ckpt_sigsafe::sys;
 use core::cell::UnsafeCell;
@@ -25,10 +26,6 @@ use rustix::fs::{Mode, OFlags};
 use rustix::thread::futex;
 use rustix::time::Timespec;
 
-/// The internal signal that stops a thread for a checkpoint (`SIGRTMAX - 1`).
-pub const STOP_SIGNAL: i32 = 63;
-/// Most threads one image holds.
-pub const MAX_THREADS: usize = 4096;
 /// How long the coordinator waits for the other threads to stop.
 const STOP_TIMEOUT_NS: i64 = 2_000_000_000;
 /// How long a stopped thread waits to be let go before it goes on by itself.

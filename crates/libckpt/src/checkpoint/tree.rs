@@ -24,14 +24,14 @@
 //! processes share are seen at one moment. Zombies are recorded with their status. A
 //! descendant that does not handle the checkpoint signal (it did not load the library) is never
 //! sent it: the checkpoint fails naming it. Any failure sets phase ABORT; everyone goes on and
-//! the previous image stays.
+//! the previous image stays. How a written part is copied into the root's image is `assembly`'s.
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint signal handler and in the writers: raw system calls, atomics and
 //! futexes on the shared block, fixed buffers; no allocation, no locks, no libc.
 
 use super::procfs::{parse_dec, read_small};
-use super::Failure;
+use super::failure::Failure;
 use ckpt_image::tree::{TreeRecord, MAX_TREE, TREE_LIVE, TREE_ZOMBIE};
 use ckpt_sigsafe::proctext::{numbered_path, pid_list, proc_path2, stat_comm, stat_field, stat_state, status_field};
 use ckpt_sigsafe::{say, sys};
@@ -432,8 +432,8 @@ impl Tree {
                     let part = m.part_fd.load(SeqCst);
                     // SAFETY: the part file is open in this writer for its whole run.
                     let part_len = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(part) }).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
-                    copy_part(part, img, base, part_len)?;
-                    rec.meta_hash = rebase_part(img, base, part_len, key, in_root)?;
+                    super::assembly::copy_part(part, img, base, part_len)?;
+                    rec.meta_hash = super::assembly::rebase_part(img, base, part_len, key, in_root)?;
                     rec.base = base;
                     rec.len = part_len;
                     end = base + part_len;
@@ -550,81 +550,6 @@ fn handles(pid: u32, signal: i32) -> bool {
     let mut buf = [0u8; 4096];
     let Ok(n) = read_small(p, &mut buf) else { return false };
     status_field(&buf[..n], b"SigCgt:").and_then(ckpt_sigsafe::proctext::parse_hex).is_some_and(|m| m & 1 << (signal - 1) != 0)
-}
-
-/// Copies a part file into the image at `base`, its data stretches only (holes stay holes), and
-/// makes the image that long (a part may end in a hole: pages the root stores).
-fn copy_part(part: i32, img: i32, base: u64, len: u64) -> Result<(), Failure> {
-    // SAFETY: the part file is open in this writer for its whole run.
-    let from = unsafe { BorrowedFd::borrow_raw(part) };
-    // SAFETY: the image is this writer's own descriptor, open throughout; it grows only.
-    rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(img) }, base + len).map_err(|e| Failure::new("making room for a part of the tree", e))?;
-    for (a, b) in ckpt_sigsafe::extents::data_extents(from, 0, len) {
-        let mut off = a;
-        while off < b {
-            match sys::copy_file_range(part, off, img, base + off, (b - off).min(1 << 30) as usize) {
-                Ok(0) => return Err(Failure::plain("copying a part of the tree (it ended early)")),
-                Ok(n) => off += n as u64,
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(Failure::new("copying a part of the tree into the image", e)),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Moves the offsets of the part now at `base` to count from the start of the image, seals its
-/// headers again and, with a key, authenticates it again. A region with the same bytes as one
-/// of the root's (`in_root` says where those are) points there, and its own copy is punched
-/// out of the file. Returns the part's header checksum.
-fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>, in_root: &dyn Fn(&ckpt_image::RegionRecord) -> Option<u64>) -> Result<u64, Failure> {
-    let bad = |_| Failure::plain("reading back a part of the tree");
-    // SAFETY: a shared writable view of our own image file, from the page-aligned start of
-    // the part to its end, unmapped below; nothing else writes the file meanwhile.
-    let view = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len as usize, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, BorrowedFd::borrow_raw(img), base) }
-        .map_err(|e| Failure::new("mapping a part of the tree", e))?;
-    // SAFETY: `len` bytes mapped above, used only through this slice until the munmap.
-    let part = unsafe { core::slice::from_raw_parts_mut(view as *mut u8, len as usize) };
-    let result = (|| {
-        let meta_len = ckpt_image::image::meta_len(part).map_err(bad)? as usize;
-        let meta = part.get_mut(..meta_len).ok_or(Failure::plain("reading back a part of the tree"))?;
-        // Only where the root's copy lies after this part's headers would (a reader checks
-        // that data never overlaps the headers).
-        let floor = meta_len as u64;
-        let punch = |off: u64, n: u64| {
-            // SAFETY: the image is this writer's own descriptor, open throughout; the stretch
-            // punched is one no header refers to any more.
-            let file = unsafe { BorrowedFd::borrow_raw(img) };
-            let _ = rustix::fs::fallocate(file, rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE, base + off, n);
-        };
-        ckpt_image::tree::rebase_sharing(meta, base, |r| in_root(r).filter(|&off| off >= floor), punch).map_err(bad)?;
-        ckpt_image::seal(meta).map_err(bad)?;
-        if let Some(key) = key {
-            authenticate_part(img, base + len, meta, key)?;
-        }
-        ckpt_image::bytes::le_u64_at(meta, ckpt_image::image::meta_hash_offset(meta).map_err(bad)?).ok_or(Failure::plain("reading back a part of the tree"))
-    })();
-    // SAFETY: our own view; `part` is not used after this.
-    let _ = unsafe { rustix::mm::munmap(view, len as usize) };
-    result
-}
-
-/// The part's MAC, over the image file up to `file_len` (the part's end).
-fn authenticate_part(img: i32, file_len: u64, meta: &mut [u8], key: &ckpt_image::mac::Key) -> Result<(), Failure> {
-    // The state decodes into memory of its own (it is large for a signal stack).
-    let size = core::mem::size_of::<ckpt_image::ProcessState>();
-    // SAFETY: a fresh private anonymous mapping, unmapped below.
-    let room = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
-        .map_err(|e| Failure::new("authenticating a part of the tree", e))?;
-    // SAFETY: the mapping is large enough and aligned for a ProcessState, written before use.
-    let state = unsafe {
-        (room as *mut ckpt_image::ProcessState).write(ckpt_image::ProcessState::ZERO);
-        &mut *(room as *mut ckpt_image::ProcessState)
-    };
-    let r = super::write::authenticate(img, meta, file_len, key, state);
-    // SAFETY: our own mapping; `state` is not used after this.
-    let _ = unsafe { rustix::mm::munmap(room, size) };
-    r
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,18 +1,28 @@
 //! Writes the image: region data first (page-aligned, zero pages left as holes, hashed as it
-//! goes), then the contents of
-//! deleted-but-open files, then the headers and notes at the start of the file, then `fsync`
-//! and an atomic `rename` over the old image.
+//! goes), then the contents of deleted-but-open files, then the headers and notes at the start
+//! of the file, then `fsync` and an atomic `rename` over the old image. [`write_image`] is the
+//! driver; the steps are named functions below it. Before the writer starts, the handler uses
+//! the first part of this file: the regions as the image will have them, and the copies a
+//! forked writer needs.
+//!
+//! # Signal-safety fence
+//! Runs in the checkpoint signal handler and the writer: raw system calls, the scratch area and
+//! its stack (kept small: buffers of a path or a page at most); no allocation, no locks, no libc.
 
 use super::procfs::monotonic_ns;
+use super::auth::authenticate;
+use super::imagefile::TempImage;
+use super::pages::{page_bytes, read_in_memory, read_pagemap, write_all, PageSource, PAGE, PM_PRESENT, PM_SWAPPED};
 use super::scratch::{Parts, Shadow};
-use super::Failure;
+use super::slots::{RegionSlot, Saved};
+use super::failure::Failure;
 use ckpt_image::bytes::Writer;
 use ckpt_image::elf::{pflags_from_prot, Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
 use ckpt_image::fds::{self, FdKind};
 use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, PRPSINFO_SIZE, PRSTATUS_SIZE, UCONTEXT_SIZE};
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_MAP_PRIVATE_FILE, RF_SHARED, RF_SHARES_PAGES};
-use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME, MAX_REGIONS};
+use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME};
 use ckpt_image::{NT_CKPT_CHAIN, NT_CKPT_ORIGIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
@@ -37,39 +47,6 @@ fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item 
         before.into_iter().chain(after).filter(|r| r.start < r.end)
     })
 }
-
-/// How a region is saved.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(super) enum Saved {
-    /// Nothing to store: PROT_NONE, or kernel data pages that may fault when read.
-    Nothing = 0,
-    /// Its bytes go into the image.
-    Data = 1,
-    /// A `MAP_SHARED` mapping of a file that still exists: restart maps the file again.
-    FromFile = 2,
-    /// A private mapping of a file that still exists, none of whose pages the program wrote:
-    /// restart maps the file again, privately (its identity goes into `NT_CKPT_FILEMAPS`).
-    PrivateFile = 3,
-}
-
-/// What the writer decided and learned about one region: one per region, in the scratch area.
-/// All zeros is a valid value (nothing saved).
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub(super) struct RegionSlot {
-    saved: Saved,
-    data_hash: u64,
-    data_offset: u64,
-    stored_len: u64,
-}
-
-impl RegionSlot {
-    const EMPTY: RegionSlot = RegionSlot { saved: Saved::Nothing, data_hash: 0, data_offset: 0, stored_len: 0 };
-}
-
-/// Room for a slot per region an image may hold.
-pub(super) const SLOTS: usize = MAX_REGIONS;
 
 fn kind_of(e: &MapsEntry) -> RegionKind {
     RegionKind::from_maps_name(e.name)
@@ -243,31 +220,6 @@ fn visit_pages(start: usize, len: usize, src: &PageSource, pm_buf: &mut [u64], m
     }
 }
 
-/// For `out.len()` pages of private anonymous memory from `chunk_start`: `PM_PRESENT` for each
-/// page in memory or swapped out, 0 for the others (never touched: zeros). One `PAGEMAP_SCAN`
-/// where the kernel has it, else the pagemap's entries (all "present" without a pagemap).
-pub(super) fn read_in_memory(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
-    if let Some(pm) = src.pagemap {
-        if ckpt_sigsafe::pagescan::in_memory(pm, chunk_start as u64, out, PM_PRESENT).is_ok() {
-            return;
-        }
-    }
-    read_pagemap(src, chunk_start, out)
-}
-
-/// Pagemap entries for `out.len()` pages from `chunk_start` (all "present" without a pagemap).
-fn read_pagemap(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
-    out.fill(PM_PRESENT);
-    if let Some(pm) = src.pagemap {
-        let want = out.len() * 8;
-        // SAFETY: `out` is out.len() u64s of writable memory.
-        let got = unsafe { sys::pread_into(pm, out.as_mut_ptr() as usize, want, (chunk_start / PAGE * 8) as u64) };
-        if got != Ok(want) {
-            out.fill(PM_PRESENT);
-        }
-    }
-}
-
 /// The regions this process stores, as both ends of page sharing walk them (see `share`).
 struct Stored<'a, 's> {
     maps: &'a [u8],
@@ -324,7 +276,7 @@ fn publish_pages(table: &mut super::share::Table, stored: &Stored, pm_buf: &mut 
 /// the length of the `NT_CKPT_SHARED` descriptor built there (0: nothing shared).
 fn plan_sharing(joined: &super::tree::Joined, stored: &Stored, pm_buf: &mut [u64], buf: &mut [u8]) -> usize {
     let Some(mut root) = super::share::RootPages::open(joined) else { return 0 };
-    let mut runs = super::share::Runs::new(buf);
+    let mut runs = super::runs::Runs::new(buf);
     for (i, r, _) in stored.regions().filter(|&(_, _, anonymous)| anonymous) {
         stored.pages(&r, pm_buf, |p, page| {
             let Some(page) = page.filter(|p| !is_zero_page(p)) else { return };
@@ -446,8 +398,6 @@ fn context_of(t: &ThreadState) -> Result<SigContext, Failure> {
     SigContext::parse(uc_bytes).map_err(|_| Failure::plain("reading a signal frame"))
 }
 
-/// Writes the image of the process whose threads are `threads` (the one that took the
-/// checkpoint signal first, running this code).
 /// Which image a writer writes.
 pub enum Role<'t> {
     /// A process's own image.
@@ -458,18 +408,126 @@ pub enum Role<'t> {
     Member(&'t super::tree::Joined),
 }
 
-pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
-    let uc = threads[0].sigframe as usize;
-    let maps = &parts.maps[..parts.maps_len];
+/// What the writer settles before it writes anything, so that the data and the headers agree.
+struct Plan {
+    /// How many regions the image has, and the length of all their names.
+    count: usize,
+    names_len: usize,
+    /// Whether region data is compressed (`CKPT_COMPRESS`).
+    compress: bool,
+    /// The lengths of the notes made while planning (0: the note is left out).
+    filemaps_len: usize,
+    shared_len: usize,
+    chain_len: usize,
+}
 
-    // First, what each region keeps: decided once, so that the data and the headers agree.
-    let pagemap = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+/// Where the headers end and the data begins, and the sizes the headers are made of.
+struct Layout {
+    /// Program headers: one `PT_NOTE`, then one `PT_LOAD` per region.
+    phnum: usize,
+    phdrs_end: usize,
+    regions_desc_len: usize,
+    notes_len: usize,
+    /// The headers' length (program headers and notes), and the data's start after them.
+    meta_len: usize,
+    data_start: u64,
+    /// Each frame's XSAVE area (0: none), and the length of the note made from it.
+    xstate_len: usize,
+    xstate_note_len: usize,
+}
+
+/// Writes the image of the process whose threads are `threads` (the one that took the
+/// checkpoint signal first, running this code): the plan (what each region keeps, which pages
+/// are stored elsewhere), the region data, the contents of deleted files (and, in a tree's
+/// root, the members' parts), then the headers, and the commit.
+pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
+    let pagemap_file = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
+    let (count, names_len, filemaps_len) = decide_regions(parts, &exclude, pagemap_file.as_ref())?;
+    let pagemap = pagemap_file.as_ref().map(|f| f.as_raw_fd());
+    let compress = crate::config::get().compress;
+    // The root's table of pages for its members: made below, or (dropped unpublished, on any
+    // way out) the members are told there is none.
+    let mut table = match role {
+        Role::Root(t) => Some(super::share::Table::new(t)),
+        _ => None,
+    };
+    let frame = keep_frame_page(parts.page, threads[0].sigframe as usize);
+    let frame_copy: &[u8] = &parts.page[..PAGE];
+    let source = |r: &MapsEntry| page_source(r, pagemap, frame, frame_copy);
+    let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
+    let image_path: &[u8] = match role {
+        Role::Member(_) => &[],
+        _ => crate::config::this_process_image(&mut image_buf).ok_or(Failure::plain("image path is too long"))?,
+    };
+    let maps = &parts.maps[..parts.maps_len];
+    let stored = Stored { maps, exclude: &exclude, slots: &parts.slots[..count], shadows: &parts.shadows[..parts.nshadows], source: &source };
+    let bufs = super::chain::Bufs {
+        tracked: parts.tracked,
+        dirty: &parts.dirty[..],
+        shared: &mut parts.shared[..],
+        chain: &mut parts.chain[..],
+        base_meta: &mut parts.base_meta[..],
+        base_state: &mut *parts.base_state,
+        pm_buf: &mut parts.pm_buf[..],
+    };
+    let (shared_len, chain_len, base_link) = plan_stored_elsewhere(&role, compress, &stored, frame, image_path, pagemap, bufs);
+    let plan = Plan { count, names_len, compress, filemaps_len, shared_len, chain_len };
+    let layout = lay_out(parts, threads, &role, &plan)?;
+    let fd = file.fd.as_raw_fd();
+    // The root's members learn, before it writes anything, which of its pages they may leave
+    // to it (plain data only: where each region's bytes will be is known now).
+    if let Some(t) = table.as_mut().filter(|_| !compress) {
+        publish_pages(t, &stored, parts.pm_buf, layout.data_start);
+    }
+    let data_end = write_region_data(parts, fd, &exclude, pagemap, frame, &plan, layout.data_start)?;
+    let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], data_end, parts.copybuf, parts.pipe_data)?;
+    // The key, read once (a member's part is authenticated by the root's writer, after it
+    // takes the part in).
+    let key = match crate::config::get().key_file() {
+        Some(path) if !matches!(role, Role::Member(_)) => {
+            Some(ckpt_sigsafe::read_key(path, parts.copybuf).map_err(|_| Failure::plain("the key file (CKPT_KEY) cannot be read, or is no longer private"))?)
+        }
+        _ => None,
+    };
+    let mut tree_note: &[u8] = &[];
+    if let Role::Root(tree) = role {
+        (file_len, tree_note) = append_members(parts, tree, fd, &exclude, &plan, file_len.max(layout.data_start), key.as_ref())?;
+    }
+    // The headers last, when every offset and hash is known, sealed with their checksum.
+    parts.state.meta_len = layout.meta_len as u64;
+    parts.state.meta_hash = 0;
+    parts.state.write_ns = monotonic_ns().saturating_sub(started);
+    let meta = core::mem::take(&mut parts.meta);
+    let meta = &mut meta[..layout.meta_len];
+    write_headers(meta, parts, threads, &exclude, &plan, &layout, optional_notes(parts, &role, tree_note, &plan))?;
+    seal(meta).map_err(|_| Failure::plain("sealing the image headers"))?;
+    let total = file_len.max(layout.data_start);
+    rustix::fs::ftruncate(&file.fd, total).map_err(|e| Failure::on_file("sizing", e))?;
+    if let Some(key) = key {
+        authenticate(fd, meta, total, &key, parts.state)?;
+    }
+    write_all(fd, meta.as_ptr() as usize, layout.meta_len, 0)?;
+    if let Some(b) = &base_link {
+        super::chain::link(b, image_path)?;
+    }
+    file.commit()?;
+    if !image_path.is_empty() {
+        super::chain::remove_unneeded(image_path, crate::config::get().keep, parts.base_meta, parts.base_state);
+    }
+    Ok(())
+}
+
+/// Decides what each region keeps (its slot's [`Saved`]), once, so that the data and the
+/// headers agree, and makes the `NT_CKPT_FILEMAPS` note of the file mappings named rather than
+/// copied. Returns the number of regions, the length of their names and that note's length.
+fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&OwnedFd>) -> Result<(usize, usize, usize), Failure> {
+    let maps = &parts.maps[..parts.maps_len];
     let by_file = !crate::config::get().self_contained;
     let mut filemaps = ckpt_image::bytes::Writer::new(&mut parts.filemaps[..]);
     let mut nfilemaps = 0usize;
     let mut count = 0usize;
     let mut names_len = 0usize;
-    for r in regions(maps, &exclude) {
+    for r in regions(maps, exclude) {
         let Some(slot) = parts.slots.get_mut(count) else {
             return Err(Failure::plain("the program has too many memory regions for one image"));
         };
@@ -478,7 +536,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         // mapping of a file's start is still copied: it holds the ELF and program headers,
         // through which debuggers find the libraries in the image (as the kernel's core dumps
         // keep them).
-        if how == Saved::Data && by_file && r.inode != 0 && !r.shared && r.offset != 0 && unwritten(&r, pagemap.as_ref(), parts.pm_buf) {
+        if how == Saved::Data && by_file && r.inode != 0 && !r.shared && r.offset != 0 && unwritten(&r, pagemap, parts.pm_buf) {
             if let Some(m) = file_identity(&r, count as u32, parts.pathbuf, parts.copybuf) {
                 if nfilemaps == 0 {
                     filemaps.zeros(ckpt_image::filemaps::FILEMAP_HEADER_SIZE);
@@ -506,80 +564,66 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     } else {
         0
     };
+    Ok((count, names_len, filemaps_len))
+}
 
-    let compress = crate::config::get().compress;
-    // The root's table of pages for its members: made below, or (dropped unpublished, on any
-    // way out) the members are told there is none.
-    let mut table = match role {
-        Role::Root(t) => Some(super::share::Table::new(t)),
-        _ => None,
-    };
-    // The page that holds the signal frame is stored with everything below the frame zeroed:
-    // below it, this handler's own calls keep changing the memory while it is written, and none
-    // of it matters after a restart (execution resumes from the frame).
+/// The signal frame at `uc` (the ucontext of the thread running this), and its page: copied
+/// into `page` with everything below the frame zeroed, which is how that page is stored. Below
+/// the frame, this handler's own calls keep changing the memory while it is written, and none of
+/// it matters after a restart (execution resumes from the frame). Returns the frame's address.
+fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
     let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
     let frame_page = frame & !(PAGE - 1);
-    {
-        // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
-        let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
-        let below = frame - frame_page;
-        parts.page[..below].fill(0);
-        parts.page[below..PAGE].copy_from_slice(&live[below..]);
+    // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
+    let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
+    let below = frame - frame_page;
+    page[..below].fill(0);
+    page[below..PAGE].copy_from_slice(&live[below..]);
+    frame
+}
+
+/// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
+/// (else copied through a buffer), with the frame's page taken from `frame_copy` (see
+/// [`keep_frame_page`]) and what is below the frame as zeros.
+fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8]) -> PageSource<'a> {
+    let frame_page = frame & !(PAGE - 1);
+    let holds_frame = (r.start..r.end).contains(&frame);
+    PageSource {
+        pagemap: if anonymous_private(r) { pagemap } else { None },
+        zero_below: if holds_frame { frame_page } else { 0 },
+        frame_page: if holds_frame { Some((frame_page, frame_copy)) } else { None },
+        bounce: !anonymous_private(r),
     }
-    let frame_copy: &[u8] = &parts.page[..PAGE];
-    let source = |r: &MapsEntry| {
-        let holds_frame = (r.start..r.end).contains(&frame);
-        PageSource {
-            pagemap: if anonymous_private(r) { pagemap.as_ref().map(|f| f.as_raw_fd()) } else { None },
-            zero_below: if holds_frame { frame_page } else { 0 },
-            frame_page: if holds_frame { Some((frame_page, frame_copy)) } else { None },
-            bounce: !anonymous_private(r),
-        }
-    };
-    // A member stores no page the root stores alike at the same address: which those are is
-    // settled first, as the headers say it.
-    // A process checkpointed on its own stores no page that it did not write since its previous
-    // image, which holds it (see `chain`).
-    let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
-    let image_path: &[u8] = match role {
-        Role::Member(_) => &[],
-        _ => crate::config::this_process_image(&mut image_buf).ok_or(Failure::plain("image path is too long"))?,
-    };
-    let mut base_link = None;
-    let (shared_len, chain_len) = match role {
-        Role::Member(j) if !compress => {
-            let stored = Stored { maps, exclude: &exclude, slots: &parts.slots[..count], shadows: &parts.shadows[..parts.nshadows], source: &source };
-            (plan_sharing(j, &stored, parts.pm_buf, parts.shared), 0)
-        }
+}
+
+/// Which pages are stored elsewhere, settled before anything is written, as the headers say it.
+/// A member stores no page the root stores alike at the same address (`NT_CKPT_SHARED`). A
+/// process checkpointed on its own stores no page that it did not write since its previous
+/// image, which holds it (see `chain`). Returns the lengths of the shared and chain notes, and
+/// the base to name at commit.
+fn plan_stored_elsewhere(role: &Role, compress: bool, stored: &Stored, frame: usize, image_path: &[u8], pagemap: Option<i32>, bufs: super::chain::Bufs) -> (usize, usize, Option<super::chain::BaseLink>) {
+    match role {
+        Role::Member(j) if !compress => (plan_sharing(j, stored, bufs.pm_buf, bufs.shared), 0, None),
         Role::Single => {
-            let shadows = &parts.shadows[..parts.nshadows];
-            let mut candidates = regions(maps, &exclude)
-                .zip(parts.slots[..count].iter())
+            let mut candidates = regions(stored.maps, stored.exclude)
+                .zip(stored.slots.iter())
                 .enumerate()
-                .filter(|(_, (r, s))| s.saved == Saved::Data && read_address(shadows, r) == r.start && !(r.start..r.end).contains(&frame))
+                .filter(|(_, (r, s))| s.saved == Saved::Data && read_address(stored.shadows, r) == r.start && !(r.start..r.end).contains(&frame))
                 .filter_map(|(i, (r, _))| {
                     let restored = super::track::is_restored_memory(&r);
                     (anonymous_private(&r) || restored).then_some(super::chain::Candidate { index: i as u32, start: r.start as u64, end: r.end as u64, restored })
                 });
-            let bufs = super::chain::Bufs {
-                tracked: parts.tracked,
-                dirty: &parts.dirty[..],
-                shared: &mut parts.shared[..],
-                chain: &mut parts.chain[..],
-                base_meta: &mut parts.base_meta[..],
-                base_state: &mut *parts.base_state,
-                pm_buf: &mut parts.pm_buf[..],
-            };
-            let (s, c, link) = super::chain::plan(bufs, image_path, &mut candidates, pagemap.as_ref().map(|f| f.as_raw_fd()));
-            base_link = link;
-            (s, c)
+            super::chain::plan(bufs, image_path, &mut candidates, pagemap)
         }
-        _ => (0, 0),
-    };
+        _ => (0, 0, None),
+    }
+}
+
+/// The layout: headers, notes, then data from the first page boundary after them.
+fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> Result<Layout, Failure> {
     // The frame's XSAVE area, and the note made from it (as long as debuggers expect).
     let xstate_len = if parts.state.xfeatures != 0 { parts.state.xstate_size as usize } else { 0 };
     let xstate_note_len = ckpt_image::frame::core_xstate_len(parts.state.xfeatures);
-    let xsave_layout = ckpt_sigsafe::cpu::xsave_layout();
     // Each thread's notes: its state, its registers, and (x86-64 frames always have one) its
     // FXSAVE and XSAVE areas.
     let mut thread_notes_len = 0;
@@ -590,44 +634,65 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             + if has_fpu { note_size(CORE, FXSAVE_SIZE) } else { 0 }
             + if has_fpu && xstate_len > 0 { note_size(LINUX, xstate_note_len) } else { 0 };
     }
-
-    // Layout: headers, notes, then data from the first page boundary after them.
-    let phnum = count + 1;
+    let phnum = plan.count + 1;
     let phdrs_end = EHDR_SIZE + PHDR_SIZE * phnum;
-    let regions_desc_len = region::table_len(count, names_len);
+    let regions_desc_len = region::table_len(plan.count, plan.names_len);
     let notes_len = note_size(CKPT_NOTE_NAME, ProcessState::ENCODED_LEN)
         + thread_notes_len
         + note_size(CORE, PRPSINFO_SIZE)
         + note_size(CORE, parts.auxv_len)
         + note_size(CKPT_NOTE_NAME, regions_desc_len)
         + note_size(CKPT_NOTE_NAME, parts.fds_len)
-        + optional_notes(parts, &role, shared_len, filemaps_len, chain_len).iter().map(|&(_, len)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
+        + optional_notes(parts, role, &[], plan).iter().map(|&(_, len, _)| if len > 0 { note_size(CKPT_NOTE_NAME, len) } else { 0 }).sum::<usize>();
     let meta_len = phdrs_end + notes_len;
     if meta_len > parts.meta.len() {
         return Err(Failure::plain("the image headers do not fit in the scratch buffer"));
     }
-    let data_start = page_up(meta_len as u64);
-    let fd = file.fd.as_raw_fd();
+    Ok(Layout { phnum, phdrs_end, regions_desc_len, notes_len, meta_len, data_start: page_up(meta_len as u64), xstate_len, xstate_note_len })
+}
 
-    // The root's members learn, before it writes anything, which of its pages they may leave
-    // to it (plain data only: where each region's bytes will be is known now).
-    if let Some(t) = table.as_mut().filter(|_| !compress) {
-        let stored = Stored { maps, exclude: &exclude, slots: &parts.slots[..count], shadows: &parts.shadows[..parts.nshadows], source: &source };
-        publish_pages(t, &stored, parts.pm_buf, data_start);
-    }
+/// The notes written only when they have records, in image order, in one table: each one's
+/// type, length (0: the note is left out) and descriptor. The layout takes the lengths from it
+/// and the headers the descriptors, so the two cannot disagree. The tree note is made after the
+/// layout, which knows only its length (`tree_note` is empty until then); `NT_CKPT_MAC` is
+/// written as zeros, then filled in by [`authenticate`].
+fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); 11] {
+    // A member's part has room for its MAC too, which the root's writer fills in.
+    let keyed = crate::config::get().key_file().is_some();
+    let origin = crate::origin::note();
+    [
+        (NT_CKPT_TIMERS, parts.timers_len, &parts.timers[..]),
+        (NT_CKPT_EPOLL, parts.epoll_len, &parts.epoll[..]),
+        (NT_CKPT_SOCKETS, parts.sockets_len, &parts.sockets[..]),
+        (NT_CKPT_TIMERFDS, parts.timerfds_len, &parts.timerfds[..]),
+        (NT_CKPT_INOTIFY, parts.inotify_len, &parts.inotify[..]),
+        (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }, tree_note),
+        (NT_CKPT_SHARED, plan.shared_len, &parts.shared[..]),
+        (NT_CKPT_FILEMAPS, plan.filemaps_len, &parts.filemaps[..]),
+        (NT_CKPT_CHAIN, plan.chain_len, &parts.chain[..]),
+        (NT_CKPT_ORIGIN, origin.len(), origin),
+        (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }, &[0u8; ckpt_image::mac::MAC_LEN]),
+    ]
+}
 
-    // Region data, each region's place and hash noted in its slot.
-    let mut skip = super::share::RunCursor::new(&parts.shared[..shared_len]);
+/// Writes the region data from `data_start`, each region's place, stored length and hash noted
+/// in its slot (pages are read as [`page_source`] says, from `pagemap` and the frame at `frame`).
+/// Returns where the data ends.
+fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap: Option<i32>, frame: usize, plan: &Plan, data_start: u64) -> Result<u64, Failure> {
+    let maps = &parts.maps[..parts.maps_len];
+    let shadows = &parts.shadows[..parts.nshadows];
+    let frame_copy: &[u8] = &parts.page[..PAGE];
+    let mut skip = super::runs::RunCursor::new(&parts.shared[..plan.shared_len]);
     let mut off = data_start;
-    for (i, (r, slot)) in regions(maps, &exclude).zip(parts.slots.iter_mut()).enumerate() {
+    for (i, (r, slot)) in regions(maps, exclude).zip(parts.slots.iter_mut()).enumerate() {
         if slot.saved != Saved::Data {
             continue;
         }
         let len = r.end - r.start;
-        let src = source(&r);
+        let src = page_source(&r, pagemap, frame, frame_copy);
         slot.data_offset = off;
-        let from = read_address(&parts.shadows[..parts.nshadows], &r);
-        if compress {
+        let from = read_address(shadows, &r);
+        if plan.compress {
             (slot.stored_len, slot.data_hash) = super::compress::write_region(fd, from, len, off, &src, parts.copybuf, parts.outbuf)?;
         } else {
             slot.data_hash = write_region(fd, from, len, off, &src, parts.pm_buf, parts.copybuf, (&mut skip, i as u32))?;
@@ -635,55 +700,49 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         }
         off += slot.stored_len;
     }
-    let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], off, parts.copybuf, parts.pipe_data)?;
-    // The key, read once (a member's part is authenticated by the root's writer, after it
-    // takes the part in).
-    let key = match crate::config::get().key_file() {
-        Some(path) if !matches!(role, Role::Member(_)) => {
-            Some(ckpt_sigsafe::read_key(path, parts.copybuf).map_err(|_| Failure::plain("the key file (CKPT_KEY) cannot be read, or is no longer private"))?)
-        }
-        _ => None,
-    };
-    let mut tree_note: &[u8] = &[];
-    if let Role::Root(tree) = role {
-        let own = ckpt_image::tree::TreeRecord {
-            pid: parts.state.pid,
-            ppid: parts.state.ppid,
-            pgid: rustix::process::getpgrp().as_raw_nonzero().get() as u32,
-            sid: rustix::process::getsid(None).map_or(0, |p| p.as_raw_nonzero().get() as u32),
-            len: file_len.max(data_start),
-            ..Default::default()
-        };
-        // A part's region with the same bytes as one of the root's (a child's copy of code or
-        // memory it never wrote since fork) points at the root's copy instead.
-        let slots = &parts.slots[..count];
-        let in_root = |r: &RegionRecord| -> Option<u64> {
-            if compress || r.compressed() || r.shares_pages() {
-                return None;
-            }
-            regions(maps, &exclude)
-                .zip(slots.iter())
-                .find(|(m, s)| {
-                    (m.start as u64, m.end as u64) == (r.start, r.end) && s.saved == Saved::Data && (s.data_hash, s.stored_len) == (r.data_hash, r.stored_len)
-                })
-                .map(|(_, s)| s.data_offset)
-        };
-        (file_len, tree_note) = tree.append_parts(fd, file_len.max(data_start), key.as_ref(), own, &in_root)?;
-    }
+    Ok(off)
+}
 
-    // The headers last, when every offset and hash is known, sealed with their checksum.
-    let optional = optional_notes(parts, &role, shared_len, filemaps_len, chain_len);
-    let st: &mut ProcessState = parts.state;
-    st.meta_len = meta_len as u64;
-    st.meta_hash = 0;
-    st.write_ns = monotonic_ns().saturating_sub(started);
-    let meta = &mut parts.meta[..meta_len];
+/// In the root's writer, once its own image ends at `end`: takes in each member's part and
+/// makes the tree note (see `Tree::append_parts`). Returns the file's new end and the note.
+fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, fd: i32, exclude: &Range<usize>, plan: &Plan, end: u64, key: Option<&ckpt_image::mac::Key>) -> Result<(u64, &'t [u8]), Failure> {
+    let own = ckpt_image::tree::TreeRecord {
+        pid: parts.state.pid,
+        ppid: parts.state.ppid,
+        pgid: rustix::process::getpgrp().as_raw_nonzero().get() as u32,
+        sid: rustix::process::getsid(None).map_or(0, |p| p.as_raw_nonzero().get() as u32),
+        len: end,
+        ..Default::default()
+    };
+    // A part's region with the same bytes as one of the root's (a child's copy of code or
+    // memory it never wrote since fork) points at the root's copy instead.
+    let maps = &parts.maps[..parts.maps_len];
+    let slots = &parts.slots[..plan.count];
+    let in_root = |r: &RegionRecord| -> Option<u64> {
+        if plan.compress || r.compressed() || r.shares_pages() {
+            return None;
+        }
+        regions(maps, exclude)
+            .zip(slots.iter())
+            .find(|(m, s)| {
+                (m.start as u64, m.end as u64) == (r.start, r.end) && s.saved == Saved::Data && (s.data_hash, s.stored_len) == (r.data_hash, r.stored_len)
+            })
+            .map(|(_, s)| s.data_offset)
+    };
+    tree.append_parts(fd, end, key, own, &in_root)
+}
+
+/// Encodes the headers into `meta`, once every offset and hash is known: the ELF header and
+/// program headers, the process's and each thread's notes, the core-file notes, the regions,
+/// the descriptors and the optional notes (`optional`, see [`optional_notes`]).
+fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); 11]) -> Result<(), Failure> {
+    let maps = &parts.maps[..parts.maps_len];
     let mut w = Writer::new(meta);
-    Ehdr { phoff: EHDR_SIZE as u64, phnum: phnum as u16 }.write(&mut w);
-    Phdr { p_type: PT_NOTE, offset: phdrs_end as u64, filesz: notes_len as u64, align: 4, ..Phdr::default() }.write(&mut w);
-    for (r, slot) in regions(maps, &exclude).zip(parts.slots.iter()) {
+    Ehdr { phoff: EHDR_SIZE as u64, phnum: layout.phnum as u16 }.write(&mut w);
+    Phdr { p_type: PT_NOTE, offset: layout.phdrs_end as u64, filesz: layout.notes_len as u64, align: 4, ..Phdr::default() }.write(&mut w);
+    for (r, slot) in regions(maps, exclude).zip(parts.slots.iter()) {
         let len = (r.end - r.start) as u64;
-        let plain = slot.saved == Saved::Data && !compress;
+        let plain = slot.saved == Saved::Data && !plan.compress;
         Phdr {
             p_type: PT_LOAD,
             flags: pflags_from_prot(r.prot),
@@ -697,54 +756,79 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
 
     begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_STATE, ProcessState::ENCODED_LEN);
-    st.write(&mut w);
+    parts.state.write(&mut w);
     w.align(4);
     for th in threads {
         begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_THREAD, ThreadState::ENCODED_LEN);
         th.write(&mut w);
         w.align(4);
     }
+    write_core_notes(&mut w, parts, threads, layout)?;
+    write_regions_note(&mut w, parts, exclude, plan, layout.regions_desc_len);
+    write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
+    for (ty, len, desc) in optional {
+        if len > 0 {
+            write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
+        }
+    }
+    if w.finish() != Some(layout.meta_len) {
+        return Err(Failure::plain("laying out the image headers"));
+    }
+    Ok(())
+}
 
-    // The core-file notes, thread by thread as debuggers expect them: each NT_PRSTATUS, then
-    // that thread's FPU notes; NT_PRPSINFO after the first.
+/// The core-file notes, thread by thread as debuggers expect them: each NT_PRSTATUS, then
+/// that thread's FPU notes; NT_PRPSINFO after the first; NT_AUXV last.
+fn write_core_notes(w: &mut Writer, parts: &Parts, threads: &[ThreadState], layout: &Layout) -> Result<(), Failure> {
+    let st = &*parts.state;
+    let xsave_layout = ckpt_sigsafe::cpu::xsave_layout();
     for (i, th) in threads.iter().enumerate() {
         let ctx = context_of(th)?;
-        begin_note(&mut w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
-        ctx.write_prstatus(&mut w, st.ckpt_signal, th.tid, st.ppid, th.fs_base, th.gs_base);
+        begin_note(w, CORE, note::NT_PRSTATUS, PRSTATUS_SIZE);
+        ctx.write_prstatus(w, st.ckpt_signal, th.tid, st.ppid, th.fs_base, th.gs_base);
         w.align(4);
         if i == 0 {
-            begin_note(&mut w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
-            let args = &mut parts.cmdline[..parts.cmdline_len.min(80)];
-            for c in args.iter_mut() {
+            begin_note(w, CORE, note::NT_PRPSINFO, PRPSINFO_SIZE);
+            // The start of the command line, its arguments separated by spaces.
+            let mut args = [0u8; 80];
+            let n = parts.cmdline_len.min(80);
+            args[..n].copy_from_slice(&parts.cmdline[..n]);
+            for c in args[..n].iter_mut() {
                 if *c == 0 {
                     *c = b' ';
                 }
             }
             let uid = rustix::process::getuid().as_raw();
             let gid = rustix::process::getgid().as_raw();
-            write_prpsinfo(&mut w, st.pid, st.ppid, uid, gid, th.comm_bytes(), args.trim_ascii_end());
+            write_prpsinfo(w, st.pid, st.ppid, uid, gid, th.comm_bytes(), args[..n].trim_ascii_end());
             w.align(4);
         }
         if ctx.fpstate != 0 {
             // SAFETY: the frame's fpstate points at the FXSAVE area the kernel saved with it.
             let fx = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, FXSAVE_SIZE) };
-            write_note(&mut w, CORE, note::NT_FPREGSET, fx);
-            if xstate_len > 0 {
+            write_note(w, CORE, note::NT_FPREGSET, fx);
+            if layout.xstate_len > 0 {
                 // SAFETY: the software bytes of that area say an XSAVE area of this size follows it.
-                let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, xstate_len) };
-                begin_note(&mut w, LINUX, note::NT_X86_XSTATE, xstate_note_len);
-                write_xstate(&mut w, xs, st.xfeatures, &xsave_layout);
+                let xs = unsafe { core::slice::from_raw_parts(ctx.fpstate as *const u8, layout.xstate_len) };
+                begin_note(w, LINUX, note::NT_X86_XSTATE, layout.xstate_note_len);
+                write_xstate(w, xs, st.xfeatures, &xsave_layout);
                 w.align(4);
             }
         }
     }
-    write_note(&mut w, CORE, note::NT_AUXV, &parts.auxv[..parts.auxv_len]);
+    write_note(w, CORE, note::NT_AUXV, &parts.auxv[..parts.auxv_len]);
+    Ok(())
+}
 
-    begin_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, regions_desc_len);
-    region::write_table_header(&mut w, count);
+/// The `NT_CKPT_REGIONS` note: a record per region (where its data is, how it is saved), then
+/// the regions' names.
+fn write_regions_note(w: &mut Writer, parts: &Parts, exclude: &Range<usize>, plan: &Plan, desc_len: usize) {
+    let maps = &parts.maps[..parts.maps_len];
+    begin_note(w, CKPT_NOTE_NAME, NT_CKPT_REGIONS, desc_len);
+    region::write_table_header(w, plan.count);
     let mut name_off = 0u32;
-    let mut sharing = super::share::RunCursor::new(&parts.shared[..shared_len]);
-    for (i, (r, slot)) in regions(maps, &exclude).zip(parts.slots.iter()).enumerate() {
+    let mut sharing = super::runs::RunCursor::new(&parts.shared[..plan.shared_len]);
+    for (i, (r, slot)) in regions(maps, exclude).zip(parts.slots.iter()).enumerate() {
         let mut flags = 0;
         if sharing.any_in(i as u32) {
             flags |= RF_SHARES_PAGES;
@@ -753,7 +837,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             flags |= RF_SHARED;
         }
         match slot.saved {
-            Saved::Data if compress => flags |= RF_HAS_DATA | RF_COMPRESSED,
+            Saved::Data if plan.compress => flags |= RF_HAS_DATA | RF_COMPRESSED,
             Saved::Data => flags |= RF_HAS_DATA,
             Saved::FromFile => flags |= RF_FROM_FILE,
             Saved::PrivateFile => flags |= RF_MAP_PRIVATE_FILE,
@@ -777,84 +861,13 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
             data_offset: slot.data_offset,
             stored_len: slot.stored_len,
         }
-        .write(&mut w);
+        .write(w);
         name_off += r.name.len() as u32;
     }
-    for r in regions(maps, &exclude) {
+    for r in regions(maps, exclude) {
         w.bytes(r.name);
     }
     w.align(4);
-    write_note(&mut w, CKPT_NOTE_NAME, NT_CKPT_FDS, &parts.fds[..parts.fds_len]);
-    for (i, (ty, len)) in optional.into_iter().enumerate() {
-        if len > 0 {
-            let zeros = [0u8; ckpt_image::mac::MAC_LEN];
-            let desc: &[u8] = [&*parts.timers, &*parts.epoll, &*parts.sockets, &*parts.timerfds, &*parts.inotify, tree_note, &*parts.shared, &*parts.filemaps, &*parts.chain, crate::origin::note(), &zeros[..]][i];
-            write_note(&mut w, CKPT_NOTE_NAME, ty, &desc[..len]);
-        }
-    }
-    if w.finish() != Some(meta_len) {
-        return Err(Failure::plain("laying out the image headers"));
-    }
-    seal(meta).map_err(|_| Failure::plain("sealing the image headers"))?;
-    let total = file_len.max(data_start);
-    rustix::fs::ftruncate(&file.fd, total).map_err(|e| Failure::on_file("sizing", e))?;
-    if let Some(key) = key {
-        authenticate(fd, meta, total, &key, parts.state)?;
-    }
-    write_all(fd, meta.as_ptr() as usize, meta_len, 0)?;
-    if let Some(b) = &base_link {
-        super::chain::link(b, image_path)?;
-    }
-    file.commit()?;
-    if !image_path.is_empty() {
-        super::chain::remove_unneeded(image_path, crate::config::get().keep, parts.base_meta, parts.base_state);
-    }
-    Ok(())
-}
-
-/// The notes written only when they have records: their types and lengths, in image order.
-/// (`NT_CKPT_MAC` is written as zeros, then filled in by [`authenticate`].)
-fn optional_notes(parts: &Parts, role: &Role, shared_len: usize, filemaps_len: usize, chain_len: usize) -> [(u32, usize); 11] {
-    // A member's part has room for its MAC too, which the root's writer fills in.
-    let keyed = crate::config::get().key_file().is_some();
-    [
-        (NT_CKPT_TIMERS, parts.timers_len),
-        (NT_CKPT_EPOLL, parts.epoll_len),
-        (NT_CKPT_SOCKETS, parts.sockets_len),
-        (NT_CKPT_TIMERFDS, parts.timerfds_len),
-        (NT_CKPT_INOTIFY, parts.inotify_len),
-        (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }),
-        (NT_CKPT_SHARED, shared_len),
-        (NT_CKPT_FILEMAPS, filemaps_len),
-        (NT_CKPT_CHAIN, chain_len),
-        (NT_CKPT_ORIGIN, crate::origin::note().len()),
-        (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }),
-    ]
-}
-
-/// With a key (`CKPT_KEY`): computes the image's MAC over the data already in the file and the
-/// sealed headers in `meta`, puts it in the `NT_CKPT_MAC` note and seals the headers again.
-pub(super) fn authenticate(fd: i32, meta: &mut [u8], file_len: u64, key: &ckpt_image::mac::Key, state: &mut ProcessState) -> Result<(), Failure> {
-    let len = file_len as usize;
-    // SAFETY: a read-only shared view of our own image file, unmapped below; nothing shortens
-    // the file meanwhile (it is ours and unnamed, or named only by us).
-    let view = unsafe {
-        rustix::mm::mmap(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::SHARED, rustix::fd::BorrowedFd::borrow_raw(fd), 0)
-    }
-    .map_err(|e| Failure::new("mapping the image to authenticate it", e))?;
-    // SAFETY: the view is `len` readable bytes, alive until the munmap below.
-    let file = unsafe { core::slice::from_raw_parts(view as *const u8, len) };
-    let result = (|| {
-        let image = ckpt_image::Image::parse(meta, file_len, state).map_err(|_| Failure::plain("reading back the image headers"))?;
-        let mac = ckpt_image::mac::compute(key, file, &image, &ckpt_image::verify::Dense).map_err(|_| Failure::plain("authenticating the image"))?;
-        let at = image.note_range(CKPT_NOTE_NAME, NT_CKPT_MAC).ok_or(Failure::plain("authenticating the image"))?;
-        Ok((mac, at))
-    })();
-    // SAFETY: our own view; `file` is not used after this.
-    let _ = unsafe { rustix::mm::munmap(view, len) };
-    let (mac, at) = result?;
-    meta[at].copy_from_slice(&mac);
-    seal(meta).map_err(|_| Failure::plain("sealing the image headers"))
 }
 
 /// Copies the contents of each deleted-but-open file after the region data, page-aligned, and
@@ -903,24 +916,6 @@ fn copy_deleted_file(fd: i32, img: i32, at: u64, buf: &mut [u8]) -> Result<(u64,
     Ok((done, h.digest()))
 }
 
-/// How a region's pages are read.
-pub(super) struct PageSource<'a> {
-    /// `/proc/self/pagemap`, when the region is private anonymous memory: pages it reports as
-    /// neither present nor swapped were never touched and are zero without being read.
-    pub pagemap: Option<i32>,
-    /// Pages below this address are stored as zeros (the checkpoint handler's own stack).
-    pub zero_below: usize,
-    /// The page holding the signal frame, with the part below the frame already zeroed.
-    pub frame_page: Option<(usize, &'a [u8])>,
-    /// Copy the memory through `process_vm_readv` into a buffer first: for memory that may fault
-    /// when read (file mappings past the end of the file), which ends the copy instead.
-    pub bounce: bool,
-}
-
-pub(super) const PAGE: usize = PAGE_SIZE as usize;
-const PM_PRESENT: u64 = 1 << 63;
-const PM_SWAPPED: u64 = 1 << 62;
-
 /// Writes one region (region `skip.1` of the image): its non-zero pages, each at its place in
 /// the region's span of the file, so that zero pages (and never-touched ones) are holes that
 /// take no space, and so are the pages `skip.0` says the root stores. Returns the region's
@@ -934,7 +929,7 @@ fn write_region(
     src: &PageSource,
     pm_buf: &mut [u64],
     bounce: &mut [u8],
-    skip: (&mut super::share::RunCursor, u32),
+    skip: (&mut super::runs::RunCursor, u32),
 ) -> Result<u64, Failure> {
     let mut h = RegionHasher::new();
     let pages = len / PAGE;
@@ -990,22 +985,6 @@ fn write_region(
     Ok(h.digest())
 }
 
-/// The bytes of the page at `addr`, or `None` if it is known to be zero.
-fn page_bytes<'a>(addr: usize, pagemap_entry: u64, src: &'a PageSource) -> Option<&'a [u8]> {
-    if addr < src.zero_below || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 {
-        return None;
-    }
-    if let Some((fp, bytes)) = src.frame_page {
-        if fp == addr {
-            return Some(bytes);
-        }
-    }
-    // SAFETY: private anonymous memory (the only kind read directly) listed readable in
-    // /proc/self/maps cannot fault when read: an untouched page reads as zeros, a swapped one is
-    // brought back. Nothing in this single-threaded process unmaps it meanwhile.
-    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, PAGE) })
-}
-
 /// Writes pages `from..to` of the chunk at `chunk_start` (a run of non-zero pages).
 fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize, off: u64, src: &PageSource) -> Result<(), Failure> {
     let addr = chunk_start + from * PAGE;
@@ -1019,179 +998,6 @@ fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize,
             write_all(img, fp + PAGE, addr + len - fp - PAGE, file_at + (fp + PAGE - addr) as u64)
         }
         _ => write_all(img, addr, len, file_at),
-    }
-}
-
-pub(super) fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(), Failure> {
-    while len > 0 {
-        match sys::pwrite_from(fd, addr, len, off) {
-            Ok(0) => return Err(Failure::on_file("writing", Errno::NOSPC)),
-            Ok(n) => {
-                addr += n;
-                len -= n;
-                off += n as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(Failure::on_file("writing", e)),
-        }
-    }
-    Ok(())
-}
-
-/// The image while it is written: an unnamed file (`O_TMPFILE`) in the image's directory,
-/// created by this process with mode 0600, that nothing at any path can redirect, expose or
-/// block. At commit it is linked under a name no other file has (`<image>.<pid>.<n>.tmp`,
-/// made with `linkat`, which never follows or replaces what is there) and renamed over the
-/// image. A writer that dies leaves nothing behind: the unnamed file goes with it.
-///
-/// Where the filesystem has no `O_TMPFILE`, that unique name is created at once instead
-/// (`O_CREAT | O_EXCL | O_NOFOLLOW`) and removed unless committed.
-pub struct TempImage<'a> {
-    fd: OwnedFd,
-    /// `buf[..image_len]` is the image path, NUL-terminated; the temporary name follows it.
-    buf: &'a mut [u8],
-    image_len: usize,
-    /// Where the temporary name is in `buf` once it exists.
-    name: Option<(usize, usize)>,
-    committed: bool,
-    /// A member's part of a tree image: nothing to name or rename.
-    part: bool,
-}
-
-/// Room in the buffer for the image path and its temporary name (or, at first, its directory).
-const NAME_ROOM: usize = 2 * (ckpt_image::state::PATH_MAX + 64);
-
-impl<'a> TempImage<'a> {
-    /// Creates the file that will become the image at `image` (this process's image path).
-    pub fn create(image: &[u8], buf: &'a mut [u8]) -> Result<TempImage<'a>, Failure> {
-        if buf.len() < NAME_ROOM || image.len() > ckpt_image::state::PATH_MAX {
-            return Err(Failure::plain("image path is too long"));
-        }
-        buf[..image.len()].copy_from_slice(image);
-        buf[image.len()] = 0;
-        let image_len = image.len() + 1;
-        let slash = image.iter().rposition(|&c| c == b'/').ok_or(Failure::plain("image path is not absolute"))?;
-        let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
-        let (head, tail) = buf.split_at_mut(image_len);
-        tail[..dir.len()].copy_from_slice(dir);
-        tail[dir.len()] = 0;
-        let dir = CStr::from_bytes_with_nul(&tail[..dir.len() + 1]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-        // A directory at the image path: no image can take its place, which is said before
-        // one is written.
-        let path = CStr::from_bytes_with_nul(&head[..image_len]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-        if let Ok(st) = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                return Err(Failure::blocked(super::Blocker { generation: 0, kind: "a directory", uid: other_user(st.st_uid), then: CANNOT_REPLACE }, None));
-            }
-        }
-        let mode = Mode::from_raw_mode(0o600);
-        match rustix::fs::open(dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, mode) {
-            Ok(fd) => {
-                // O_TMPFILE applies the umask; the image is exactly 0600, whatever it is.
-                rustix::fs::fchmod(&fd, mode).map_err(|e| Failure::on_file("creating", e))?;
-                Ok(TempImage { fd, buf, image_len, name: None, committed: false, part: false })
-            }
-            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
-                let mut t = TempImage { fd: rustix::fs::open(c"/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Failure::new("opening /", e))?, buf, image_len, name: None, committed: false, part: false };
-                t.fd = t.make_name(|name| rustix::fs::open(name, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, mode))?;
-                Ok(t)
-            }
-            Err(e) => Err(Failure::on_file("creating a file in the directory of", e)),
-        }
-    }
-
-    /// Tries `make` on `<image>.<pid>.<n>.tmp` for n = 0, 1, … until a name is free (`EEXIST`
-    /// means someone has it: never touched). Records the name that worked.
-    fn make_name<T>(&mut self, mut make: impl FnMut(&CStr) -> Result<T, Errno>) -> Result<T, Failure> {
-        let pid = rustix::process::getpid().as_raw_nonzero().get() as u64;
-        let (head, tail) = self.buf.split_at_mut(self.image_len);
-        for n in 0..1000u64 {
-            let mut w = Writer::new(&mut tail[..]);
-            w.bytes(&head[..self.image_len - 1]);
-            w.u8(b'.');
-            w.decimal(pid);
-            w.u8(b'.');
-            w.decimal(n);
-            w.bytes(b".tmp\0");
-            let len = w.finish().ok_or(Failure::plain("image path is too long"))?;
-            let name = CStr::from_bytes_with_nul(&tail[..len]).map_err(|_| Failure::plain("image path contains a NUL byte"))?;
-            match make(name) {
-                Ok(v) => {
-                    self.name = Some((self.image_len, self.image_len + len));
-                    return Ok(v);
-                }
-                Err(Errno::EXIST) => continue,
-                Err(e) => return Err(Failure::on_file("creating a temporary name next to", e)),
-            }
-        }
-        Err(Failure::on_file("finding a free temporary name next to", Errno::EXIST))
-    }
-
-    /// A member's part file (opened from the root's descriptor).
-    pub fn part(fd: OwnedFd, buf: &'a mut [u8]) -> TempImage<'a> {
-        TempImage { fd, buf, image_len: 0, name: None, committed: false, part: true }
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        self.fd.as_raw_fd()
-    }
-
-    /// The file's device and inode, which the image at the image path has once it is renamed
-    /// there ((0, 0) if they cannot be had).
-    pub fn identity(&self) -> (u64, u64) {
-        rustix::fs::fstat(&self.fd).map_or((0, 0), |st| (st.st_dev, st.st_ino))
-    }
-
-    /// Lets go of the file without removing it: another process (the writer) owns it now.
-    pub fn hand_over(mut self) {
-        self.committed = true;
-    }
-
-    /// Makes the image durable and puts it in place of the old one.
-    fn commit(mut self) -> Result<(), Failure> {
-        if self.part {
-            self.committed = true;
-            return Ok(());
-        }
-        rustix::fs::fsync(&self.fd).map_err(|e| Failure::on_file("syncing", e))?;
-        if self.name.is_none() {
-            // The unnamed file gets a name of its own first (linkat through /proc needs no
-            // privilege, unlike AT_EMPTY_PATH).
-            let mut link = [0u8; 64];
-            let from = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", self.fd.as_raw_fd() as u64, b"")
-                .ok_or(Failure::plain("descriptor path"))?;
-            self.make_name(|name| rustix::fs::linkat(rustix::fs::CWD, from, rustix::fs::CWD, name, rustix::fs::AtFlags::SYMLINK_FOLLOW))?;
-        }
-        let cfg = crate::config::get();
-        let (from, to) = self.name.ok_or(Failure::plain("temporary name"))?;
-        let image_path = &self.buf[..self.image_len - 1];
-        keep_generations(image_path, cfg.keep)?;
-        let image = CStr::from_bytes_with_nul(&self.buf[..self.image_len]).map_err(|_| Failure::plain("bad image path"))?;
-        let tmp = CStr::from_bytes_with_nul(&self.buf[from..to]).map_err(|_| Failure::plain("bad image path"))?;
-        rustix::fs::rename(tmp, image).map_err(|e| {
-            // Refused because of what is there: named, with its owner.
-            let refused = matches!(e, Errno::PERM | Errno::ACCESS | Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST | Errno::BUSY);
-            match in_the_way(image, 0, CANNOT_REPLACE) {
-                Err(mut f) if refused => {
-                    f.errno = Some(e);
-                    f
-                }
-                _ => Failure::on_file("renaming the new image to", e),
-            }
-        })?;
-        self.committed = true;
-        sync_parent_dir(image_path);
-        Ok(())
-    }
-}
-
-impl Drop for TempImage<'_> {
-    fn drop(&mut self) {
-        if let (false, Some((from, to))) = (self.committed, self.name) {
-            if let Ok(tmp) = CStr::from_bytes_with_nul(&self.buf[from..to]) {
-                let _ = rustix::fs::unlink(tmp);
-            }
-        }
     }
 }
 
@@ -1229,103 +1035,6 @@ pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32, also: impl Iterato
     let _ = unsafe { sys::close_from(from) };
 }
 
-/// `uid` if it is another user's.
-fn other_user(uid: u32) -> Option<u32> {
-    (uid != rustix::process::geteuid().as_raw()).then_some(uid)
-}
-
-/// Why something at the image path stops a checkpoint.
-const CANNOT_REPLACE: &str = ", which this user's image cannot replace";
-
-/// What is at `path` (generation `generation` of the image): `Ok(false)` nothing, `Ok(true)`
-/// one of this user's images (a regular file of ours that starts as a ckpt image does), or
-/// else a failure that names what is there and says `then`.
-fn in_the_way(path: &CStr, generation: u32, then: &'static str) -> Result<bool, Failure> {
-    let st = match rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
-        Err(Errno::NOENT) => return Ok(false),
-        Err(e) => return Err(Failure::blocked(super::Blocker { generation, kind: "something that cannot be looked at", uid: None, then }, Some(e))),
-    };
-    let kind = match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => "a file",
-        FileType::Directory => "a directory",
-        FileType::Fifo => "a FIFO",
-        FileType::Symlink => "a symbolic link",
-        FileType::Socket => "a socket",
-        _ => "a device",
-    };
-    let blocker = |kind| Failure::blocked(super::Blocker { generation, kind, uid: other_user(st.st_uid), then }, None);
-    if kind != "a file" || other_user(st.st_uid).is_some() {
-        return Err(blocker(kind));
-    }
-    let mut prefix = [0u8; ckpt_image::image::PREFIX_LEN];
-    let read = rustix::fs::open(path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
-        .is_ok_and(|f| ckpt_sigsafe::sys::pread_full(f.as_raw_fd(), &mut prefix, 0) == Ok(prefix.len()));
-    if !read || ckpt_image::image::meta_len(&prefix).is_err() {
-        return Err(blocker("a file other than a ckpt image"));
-    }
-    Ok(true)
-}
-
-/// With `CKPT_KEEP=keep`: moves the older images along before a new one takes the name, so
-/// that `image.{keep}` … `image.2` get the images `image.{keep-1}` … `image.1` had, and
-/// `image.1` the one at `image` (a second name for it until the new image replaces it: the
-/// image path always holds an image). Everything at those names must be one of this user's
-/// images: anything else (planted by someone else, say) is never moved, replaced or built on,
-/// and the checkpoint fails naming it, with nothing moved. Nothing is moved either when no
-/// image of ours is at `image`.
-fn keep_generations(image: &[u8], keep: u32) -> Result<(), Failure> {
-    const NOT_OURS: &str = ", not one of this user's images: older images are not moved over it";
-    fn name<'b>(image: &[u8], n: u32, buf: &'b mut [u8]) -> Result<&'b CStr, Failure> {
-        ckpt_image::chain::generation_name(image, n, buf).ok_or(Failure::plain("image path is too long"))
-    }
-    let mut buf = [0u8; ckpt_image::state::PATH_MAX + 32];
-    // Only an image of ours at the image path is kept; anything else is replaced, if it can be.
-    if keep == 0 || !matches!(in_the_way(name(image, 0, &mut buf)?, 0, CANNOT_REPLACE), Ok(true)) {
-        return Ok(());
-    }
-    for n in 1..=keep {
-        in_the_way(name(image, n, &mut buf)?, n, NOT_OURS)?;
-    }
-    let mut other = [0u8; ckpt_image::state::PATH_MAX + 32];
-    for n in (1..keep).rev() {
-        match rustix::fs::rename(name(image, n, &mut buf)?, name(image, n + 1, &mut other)?) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(Failure::on_file("moving an older image along, next to", e)),
-        }
-    }
-    let first = name(image, 1, &mut other)?;
-    if keep == 1 {
-        match rustix::fs::unlink(first) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(Failure::on_file("removing the oldest image kept, next to", e)),
-        }
-    }
-    rustix::fs::link(name(image, 0, &mut buf)?, first).map_err(|e| Failure::on_file("keeping the previous image as an older one, next to", e))
-}
-
-/// `fsync` of the directory holding the image, so that the rename itself is durable.
-fn sync_parent_dir(image: &[u8]) {
-    let mut buf = [0u8; ckpt_image::state::PATH_MAX];
-    if let Some(path) = dir_of(image, &mut buf) {
-        if let Ok(fd) = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
-            let _ = rustix::fs::fsync(&fd);
-        }
-    }
-}
-
-/// The directory part of an absolute image path, NUL-terminated into `buf`.
-pub(super) fn dir_of<'b>(image: &[u8], buf: &'b mut [u8]) -> Option<&'b CStr> {
-    let slash = image.iter().rposition(|&c| c == b'/')?;
-    let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
-    if dir.len() >= buf.len() {
-        return None;
-    }
-    buf[..dir.len()].copy_from_slice(dir);
-    buf[dir.len()] = 0;
-    CStr::from_bytes_with_nul(&buf[..dir.len() + 1]).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1345,14 +1054,5 @@ mod tests {
         // A whole region, and nothing at all.
         assert_eq!(cut(0xa000..0xb000), [(0x1000, 0x5000, 0), (0x5000, 0x9000, 0x1000)]);
         assert_eq!(cut(0..0).len(), 3);
-    }
-
-    #[test]
-    fn zeroed_slots_save_nothing() {
-        // The scratch area hands out slots as zeroed memory; that must read as "nothing saved".
-        let zeros = [0u8; core::mem::size_of::<RegionSlot>()];
-        // SAFETY: RegionSlot is repr(C) with a repr(u8) enum whose 0 is a variant, and u64s.
-        let slot: RegionSlot = unsafe { core::mem::transmute(zeros) };
-        assert!(slot.saved == Saved::Nothing && slot.data_offset == 0 && slot.stored_len == 0);
     }
 }

@@ -1,0 +1,90 @@
+//! Reading the process's pages, and writing bytes into the image file: where a region's pages
+//! are read from ([`PageSource`]), which pages are known to be zero without being read (the
+//! pagemap), and [`write_all`].
+//!
+//! # Signal-safety fence
+//! Runs in the checkpoint signal handler and the writer: raw system calls (`pread`, `pwrite`,
+//! `PAGEMAP_SCAN`) into caller-owned buffers; no allocation, no locks, no libc.
+
+use super::failure::Failure;
+use ckpt_image::PAGE_SIZE;
+use ckpt_sigsafe::sys;
+use rustix::io::Errno;
+
+/// How a region's pages are read.
+pub struct PageSource<'a> {
+    /// `/proc/self/pagemap`, when the region is private anonymous memory: pages it reports as
+    /// neither present nor swapped were never touched and are zero without being read.
+    pub pagemap: Option<i32>,
+    /// Pages below this address are stored as zeros (the checkpoint handler's own stack).
+    pub zero_below: usize,
+    /// The page holding the signal frame, with the part below the frame already zeroed.
+    pub frame_page: Option<(usize, &'a [u8])>,
+    /// Copy the memory through `process_vm_readv` into a buffer first: for memory that may fault
+    /// when read (file mappings past the end of the file), which ends the copy instead.
+    pub bounce: bool,
+}
+
+/// The page size, as an index.
+pub const PAGE: usize = PAGE_SIZE as usize;
+/// A pagemap entry's bits: the page is in memory; it is swapped out.
+pub const PM_PRESENT: u64 = 1 << 63;
+pub const PM_SWAPPED: u64 = 1 << 62;
+
+/// For `out.len()` pages of private anonymous memory from `chunk_start`: `PM_PRESENT` for each
+/// page in memory or swapped out, 0 for the others (never touched: zeros). One `PAGEMAP_SCAN`
+/// where the kernel has it, else the pagemap's entries (all "present" without a pagemap).
+pub fn read_in_memory(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
+    if let Some(pm) = src.pagemap {
+        if ckpt_sigsafe::pagescan::in_memory(pm, chunk_start as u64, out, PM_PRESENT).is_ok() {
+            return;
+        }
+    }
+    read_pagemap(src, chunk_start, out)
+}
+
+/// Pagemap entries for `out.len()` pages from `chunk_start` (all "present" without a pagemap).
+pub fn read_pagemap(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
+    out.fill(PM_PRESENT);
+    if let Some(pm) = src.pagemap {
+        let want = out.len() * 8;
+        // SAFETY: `out` is out.len() u64s of writable memory.
+        let got = unsafe { sys::pread_into(pm, out.as_mut_ptr() as usize, want, (chunk_start / PAGE * 8) as u64) };
+        if got != Ok(want) {
+            out.fill(PM_PRESENT);
+        }
+    }
+}
+
+/// The bytes of the page at `addr`, or `None` if it is known to be zero.
+pub fn page_bytes<'a>(addr: usize, pagemap_entry: u64, src: &'a PageSource) -> Option<&'a [u8]> {
+    if addr < src.zero_below || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 {
+        return None;
+    }
+    if let Some((fp, bytes)) = src.frame_page {
+        if fp == addr {
+            return Some(bytes);
+        }
+    }
+    // SAFETY: private anonymous memory (the only kind read directly) listed readable in
+    // /proc/self/maps cannot fault when read: an untouched page reads as zeros, a swapped one is
+    // brought back. Nothing in this single-threaded process unmaps it meanwhile.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, PAGE) })
+}
+
+/// Writes `len` bytes from address `addr` into the image file `fd` at `off`, all of them.
+pub fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(), Failure> {
+    while len > 0 {
+        match sys::pwrite_from(fd, addr, len, off) {
+            Ok(0) => return Err(Failure::on_file("writing", Errno::NOSPC)),
+            Ok(n) => {
+                addr += n;
+                len -= n;
+                off += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(Failure::on_file("writing", e)),
+        }
+    }
+    Ok(())
+}
