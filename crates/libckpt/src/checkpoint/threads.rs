@@ -27,8 +27,8 @@ use rustix::time::Timespec;
 
 /// The internal signal that stops a thread for a checkpoint (`SIGRTMAX - 1`).
 pub const STOP_SIGNAL: i32 = 63;
-/// Most threads one image holds.
-pub const MAX_THREADS: usize = 4096;
+/// Most threads one image holds (the restart's limit too).
+pub use ckpt_image::limits::MAX_THREADS;
 /// How long the coordinator waits for the other threads to stop.
 const STOP_TIMEOUT_NS: i64 = 2_000_000_000;
 /// How long a stopped thread waits to be let go before it goes on by itself.
