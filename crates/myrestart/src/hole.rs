@@ -6,7 +6,9 @@
 //! the new address, and continues on a stack inside the block. From then on nothing outside
 //! the block is needed, and the restore may unmap everything else.
 //!
-//! Block layout: `[program copy][guard][stack][vdso parking][staging][image headers]`.
+//! Block layout: `[program copy][guard][stack][vdso parking][staging][image headers][tables]`;
+//! the plan's tables are not part of the program (they are sized from the image) and are moved
+//! into the block rather than copied (`tables::follow`).
 
 use crate::plan::{plan_in_copy, Plan};
 use crate::restore;
@@ -24,7 +26,8 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     let park_len: usize = p.specials.iter().filter(|s| s.present).map(|s| s.len).sum();
     let staging_len = page_up(ckpt_image::compress::MAX_STORED);
     let meta_at = me.span + PAGE + STACK_LEN + park_len + staging_len;
-    let block_len = meta_at + page_up(p.meta_len);
+    let tables_at = meta_at + page_up(p.meta_len);
+    let block_len = tables_at + p.arena.len;
 
     let Some(block) = find_block(p, block_len) else {
         say!("myrestart: no free address range of {block_len} bytes outside the image's memory");
@@ -65,6 +68,12 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     p.stack_top = block + me.span + PAGE + STACK_LEN;
     p.park = p.stack_top;
     p.staging = p.park + park_len;
+
+    // The tables into the block, before the plan (which points at them) is copied.
+    if let Err(e) = crate::tables::follow(p, block + tables_at) {
+        say!("myrestart: cannot move the restore's tables into its block: {}", describe(e));
+        refused(p);
+    }
 
     // The program itself, with its statics (this plan included) as they are now.
     // SAFETY: copying our own mapped image into the fresh block; the source stays mapped.
