@@ -21,7 +21,6 @@
 use crate::plan::Plan;
 use ckpt_image::Image;
 
-
 /// What to do.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum What {
