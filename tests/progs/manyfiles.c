@@ -3,6 +3,9 @@
  *   manyfiles fds N DIR ROUNDS    N descriptors, each on its own file DIR/fI holding "I\n"
  *   manyfiles maps N DIR ROUNDS   N MAP_SHARED mappings, each of its own file DIR/mI (the
  *                                 descriptors closed once mapped)
+ *   manyfiles forkfds N DIR ROUNDS  as fds, and then a child (forked) checks them too, sharing
+ *                                 each open file description: every round it moves each
+ *                                 offset, and the parent finds it moved
  *   manyfiles nulls N DIR ROUNDS  N descriptors on /dev/null, not checked (more than an image
  *                                 holds: the checkpoint must refuse them)
  *
@@ -21,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int n;
@@ -38,7 +42,9 @@ static uint64_t value(int i, int round) {
     return (uint64_t)i * STEP + (uint64_t)round + 1;
 }
 
-static int check_fds(int round) {
+/* Each descriptor on its file, `back` bytes before the file's end; with `move`, then moved to
+ * `move` bytes before it (a restart refuses an offset past the end: the file got shorter). */
+static int check_fds(int round, int back, int move) {
     char path[4096], want[32], got[32];
     for (int i = 0; i < n; i++) {
         struct stat a, b;
@@ -52,10 +58,12 @@ static int check_fds(int round) {
             printf("round %d: descriptor %d does not read what %s held\n", round, fds[i], path);
             return 1;
         }
-        if (lseek(fds[i], 0, SEEK_CUR) != len) {
-            printf("round %d: descriptor %d is not at the end of %s\n", round, fds[i], path);
+        if (lseek(fds[i], 0, SEEK_CUR) != len - back) {
+            printf("round %d: descriptor %d is not %d bytes before the end of %s\n", round, fds[i], back, path);
             return 1;
         }
+        if (move)
+            lseek(fds[i], len - move, SEEK_SET);
     }
     return 0;
 }
@@ -94,10 +102,11 @@ static int check_maps(int round) {
 
 int main(int argc, char **argv) {
     if (argc != 5) {
-        fprintf(stderr, "usage: manyfiles fds|maps|nulls N DIR ROUNDS\n");
+        fprintf(stderr, "usage: manyfiles fds|forkfds|maps|nulls N DIR ROUNDS\n");
         return 2;
     }
     int use_maps = strcmp(argv[1], "maps") == 0, nulls = strcmp(argv[1], "nulls") == 0;
+    int forked = strcmp(argv[1], "forkfds") == 0;
     n = atoi(argv[2]);
     dir = argv[3];
     int rounds = atoi(argv[4]);
@@ -137,12 +146,50 @@ int main(int argc, char **argv) {
             fds[i] = fd;
         }
     }
+    /* The child answers each of the parent's rounds ('k': all well) once it has checked every
+     * descriptor and moved its offset to 1 or 2 bytes before the end (by round). */
+    int go[2], back[2];
+    pid_t child = -1;
+    if (forked) {
+        if (pipe(go) != 0 || pipe(back) != 0 || (child = fork()) < 0) {
+            perror("pipe or fork");
+            return 1;
+        }
+        if (child == 0) {
+            close(go[1]);
+            close(back[0]);
+            char c;
+            for (int round = 0; read(go[0], &c, 1) == 1; round++) {
+                int bad = check_fds(round, round == 0 ? 0 : 1 + (round - 1) % 2, 1 + round % 2);
+                if (write(back[1], bad ? "x" : "k", 1) != 1)
+                    _exit(1);
+            }
+            _exit(0);
+        }
+        close(go[0]);
+        close(back[1]);
+    }
     for (int round = 0; round < rounds; round++) {
-        if (!nulls && (use_maps ? check_maps(round) : check_fds(round)))
+        if (forked) {
+            char c = 0;
+            if (write(go[1], "g", 1) != 1 || read(back[0], &c, 1) != 1 || c != 'k') {
+                printf("round %d: the child found a descriptor off its file\n", round);
+                return 1;
+            }
+        }
+        if (!nulls && (use_maps ? check_maps(round) : check_fds(round, forked ? 1 + round % 2 : 0, 0)))
             return 1;
         printf("round %d ok\n", round);
         fflush(stdout);
         usleep(50000);
+    }
+    if (forked) {
+        int st;
+        close(go[1]);
+        if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            printf("the child did not end well\n");
+            return 1;
+        }
     }
     return 0;
 }

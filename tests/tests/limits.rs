@@ -32,6 +32,24 @@ fn five_thousand_shared_file_mappings_restart_each_mapping_its_file() {
     five_thousand("maps");
 }
 
+/// A tree of two processes that share 5,000 open file descriptions (a parent and the child it
+/// forked): 10,000 descriptor records, which the restart's pool for the tree takes together,
+/// each description opened once and shared again (the child moves every offset each round, and
+/// the parent checks that it moved).
+#[test]
+fn a_parent_and_child_sharing_five_thousand_descriptions_restart_sharing_them() {
+    let wd = Workdir::new("limits-forkfds");
+    let files = wd.path.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let exe = prog("manyfiles", &[]);
+    let make = || {
+        let mut c = Command::new(&exe);
+        c.arg("forkfds").arg("5000").arg(&files).arg("40");
+        c
+    };
+    tree_checkpoint_kill_restart_matches(make, 10, &wd);
+}
+
 /// One descriptor more than an image holds: the checkpoint says so on the program's stderr,
 /// writes no image, and the program goes on.
 #[test]
