@@ -24,8 +24,8 @@ pub const STATE_MAGIC: [u8; 8] = *b"CKPTIMG\0";
 pub const CKPT_NOTE_NAME: &[u8] = b"CKPT";
 /// Page size the format is laid out for (x86-64).
 pub const PAGE_SIZE: u64 = 4096;
-/// Largest number of regions an image may hold (ELF `e_phnum` is 16 bits, minus the note).
-pub const MAX_REGIONS: usize = 65_000;
+/// Largest number of regions an image may hold (see `limits`).
+pub use crate::limits::MAX_REGIONS;
 
 /// Note types under the "CKPT" owner.
 pub const NT_CKPT_STATE: u32 = 0x434b_0001;

@@ -58,6 +58,7 @@ pub mod filemaps;
 pub mod frame;
 pub mod image;
 pub mod inotify;
+pub mod limits;
 pub mod mac;
 pub mod note;
 pub mod origin;

@@ -26,8 +26,7 @@ use crate::{ImageError, CKPT_NOTE_NAME, NT_CKPT_FDS, NT_CKPT_REGIONS, PAGE_SIZE}
 
 pub const TREE_RECORD_SIZE: usize = 56;
 pub const TREE_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
-/// Most processes one tree image holds.
-pub const MAX_TREE: usize = 512;
+pub use crate::limits::MAX_TREE;
 
 pub const TREE_LIVE: u32 = 0;
 pub const TREE_ZOMBIE: u32 = 1;

@@ -9,5 +9,5 @@
 
 /// The internal signal that stops a thread for a checkpoint (`SIGRTMAX - 1`).
 pub const STOP_SIGNAL: i32 = 63;
-/// Most threads one image holds.
-pub const MAX_THREADS: usize = 4096;
+/// Most threads one image holds (the restart's limit too: one place, `ckpt_image::limits`).
+pub use ckpt_image::limits::MAX_THREADS;

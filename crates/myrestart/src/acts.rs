@@ -32,9 +32,6 @@
 use crate::plan::Plan;
 use ckpt_image::Image;
 
-/// Most changes one process's plan may prepare: a socket for each descriptor, and the logs.
-const MAX_ACTS: usize = crate::plan::MAX_FDS + 2 * crate::plan::MAX_TREE;
-
 /// What to do.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum What {
@@ -75,11 +72,12 @@ pub struct Act {
     pub made: Option<(u64, u64)>,
 }
 
-const NO_ACT: Act = Act { member: 0, target: -1, fd: -1, dir: -1, what: What::NewLog, made: None };
+pub const NO_ACT: Act = Act { member: 0, target: -1, fd: -1, dir: -1, what: What::NewLog, made: None };
 
 /// The changes a plan prepares, and for whom they are being prepared now.
 pub struct Acts {
-    list: [Act; MAX_ACTS],
+    /// Room for a socket for each descriptor, and the logs (see `tables`).
+    pub list: crate::tables::Table<Act>,
     n: usize,
     /// The process of the tree whose descriptors the plan is opening.
     pub member: usize,
@@ -88,11 +86,11 @@ pub struct Acts {
 }
 
 impl Acts {
-    pub const NONE: Acts = Acts { list: [NO_ACT; MAX_ACTS], n: 0, member: 0, pooled: false };
+    pub const NONE: Acts = Acts { list: crate::tables::Table::EMPTY, n: 0, member: 0, pooled: false };
 
     /// Notes a change for the process whose plan is being made. `false` if there are too many.
     pub fn add(&mut self, target: i32, fd: i32, dir: i32, what: What) -> bool {
-        if self.n == MAX_ACTS {
+        if self.n == self.list.len() {
             return false;
         }
         self.list[self.n] = Act { member: self.member, target, fd, dir, what, made: None };

@@ -33,7 +33,8 @@
 //!   closed.
 
 use crate::acts::{Act, Acts, What};
-use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot, MAX_FDS, MAX_FILE_MAPS};
+use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot};
+use crate::tables::Scratch;
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
@@ -159,8 +160,8 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                 crate::sockets::make(image_path, &rec, &sock, image_fd, p)?
             }
         };
-        if p.nfds == MAX_FDS {
-            refuse(image_path, format_args!("more than {MAX_FDS} descriptors to restore"));
+        if p.nfds == p.fds.len() {
+            refuse(image_path, format_args!("more than {} descriptors to restore", p.fds.len()));
             return Err(());
         }
         p.fds[p.nfds] = FdSlot { target: rec.fd, src, cloexec: rec.fd_flags & 1 != 0 };
@@ -997,8 +998,8 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
         if !rec.from_file() && !shared_memory && !rec.maps_private_file() {
             continue;
         }
-        if p.nfile_maps == MAX_FILE_MAPS {
-            refuse(image_path, format_args!("more than {MAX_FILE_MAPS} shared mappings"));
+        if p.nfile_maps == p.file_maps.len() {
+            refuse(image_path, format_args!("more than {} shared mappings", p.file_maps.len()));
             return Err(());
         }
         let slot = if shared_memory {
@@ -1174,16 +1175,16 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("making the tree's shared objects: {what}: {}", describe(e)));
     // First what the tree has: its unix sockets, and its regular files by description (the
     // members each of them is open in).
-    static mut SOCKS: [u64; 2 * MAX_FDS] = [0; 2 * MAX_FDS];
-    static mut KEYS: [(u64, u64, u64, u32, u32, usize); MAX_FDS] = [(0, 0, 0, 0, 0, usize::MAX); MAX_FDS];
-    // SAFETY: single-threaded; the only references to these buffers.
-    let (socks, keys) = unsafe { (&mut *core::ptr::addr_of_mut!(SOCKS), &mut *core::ptr::addr_of_mut!(KEYS)) };
+    // Sized for every descriptor of the tree (`tables`).
+    let all = p.arena.needs.total;
+    let table = |e| bad("a table", e);
+    let mut socks = Scratch::new(all.fds, 0u64).map_err(table)?;
+    let mut keys = Scratch::new(all.fds, (0u64, 0u64, 0u64, 0u32, 0u32, usize::MAX)).map_err(table)?;
     // Memfds and deleted files (by inode), with the members that have them open or mapped.
     // Each: inode, members that have it, the last of them, and how far any mapping of it
     // reaches (the size its memfd needs).
-    static mut OBJS: [(u64, u32, usize, u64); MAX_FDS] = [(0, 0, usize::MAX, 0); MAX_FDS];
-    // SAFETY: as above.
-    let objs = unsafe { &mut *core::ptr::addr_of_mut!(OBJS) };
+    let mut objs = Scratch::new(all.fds.saturating_add(all.regions), (0u64, 0u32, usize::MAX, 0u64)).map_err(table)?;
+    let (max_objs, max_keys) = (objs.len(), keys.len());
     let mut nobjs = 0usize;
     let mut seen_obj = |ino: u64, m: usize, end: u64, objs: &mut [(u64, u32, usize, u64)]| match objs[..nobjs].iter_mut().find(|o| o.0 == ino) {
         Some(o) => {
@@ -1193,7 +1194,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
             }
             o.3 = o.3.max(end);
         }
-        None if nobjs < MAX_FDS => {
+        None if nobjs < max_objs => {
             objs[nobjs] = (ino, 1, m, end);
             nobjs += 1;
         }
@@ -1224,7 +1225,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
                     k.5 = m;
                 }
                 Some(_) => {}
-                None if nkeys < MAX_FDS => {
+                None if nkeys < max_keys => {
                     keys[nkeys] = (key.0, key.1, key.2, key.3, 1, m);
                     nkeys += 1;
                 }
@@ -1234,7 +1235,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     }
     let mut buf = [0u8; 4096];
     // Per pipe: a read end seen, a write end seen, only ever as a standard descriptor.
-    let mut ends = [(false, false, true); MAX_FDS];
+    let mut ends = Scratch::new(p.pipes.len(), (false, false, true)).map_err(table)?;
     for m in 0..p.ntree {
         let Some(image) = part_image(image_path, p, m)? else { continue };
         for (rec, path) in image.fds().filter_map(Result::ok) {
@@ -1339,18 +1340,17 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     Ok(())
 }
 
-/// Most files whose owners [`learn_owners`] keeps.
-const MAX_OWNERS: usize = 2048;
-
 /// The owners of the files a tree's processes will judge, as the user IDs outside any user
 /// namespace: device, inode, owner. Filled by the first myrestart before the tree's processes
 /// exist, which each inherit a copy.
+/// Its table is sized from the image (a file for each descriptor, region, working directory and
+/// program file of the tree), mapped for it, and inherited by the tree's processes.
 struct Owners {
     n: usize,
-    e: [(u64, u64, u32); MAX_OWNERS],
+    e: Option<crate::tables::Scratch<(u64, u64, u32)>>,
 }
 
-static mut OWNERS: Owners = Owners { n: 0, e: [(0, 0, 0); MAX_OWNERS] };
+static mut OWNERS: Owners = Owners { n: 0, e: None };
 
 /// Who owns the file `st` describes, in the user IDs outside: a tree's processes are planned in
 /// a user namespace of the restarting user's own when that user is not root, where every ID but
@@ -1360,7 +1360,8 @@ pub(crate) fn owner(st: &rustix::fs::Stat) -> u32 {
     // SAFETY: myrestart is single-threaded; `OWNERS` is written only by `learn_owners`, before
     // the tree's processes exist, and only read here.
     let owners = unsafe { &*core::ptr::addr_of!(OWNERS) };
-    owners.e[..owners.n].iter().find(|e| (e.0, e.1) == (st.st_dev, st.st_ino)).map_or(st.st_uid, |e| e.2)
+    let known = owners.e.as_deref().map_or(&[][..], |e| &e[..owners.n]);
+    known.iter().find(|e| (e.0, e.1) == (st.st_dev, st.st_ino)).map_or(st.st_uid, |e| e.2)
 }
 
 /// Before a tree's processes are made (and enter a user namespace, [`owner`]): the owner of
@@ -1371,13 +1372,18 @@ pub fn learn_owners(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
     // SAFETY: as in `owner`; the only reference to `OWNERS` while it lives.
     let owners = unsafe { &mut *core::ptr::addr_of_mut!(OWNERS) };
     owners.n = 0;
+    let all = p.arena.needs.total;
+    let most = all.fds.saturating_add(all.regions).saturating_add(2 * p.ntree + 2);
+    let table = crate::tables::Scratch::new(most, (0, 0, 0))
+        .map_err(|e| refuse(image_path, format_args!("cannot map a table for the owners of {most} files: {}", describe(e))))?;
+    let e = owners.e.insert(table);
     let mut note = |path: &[u8]| {
         let mut buf = [0u8; 4096];
         let Some(c) = cpath(path, &mut buf) else { return };
         let Ok(fd) = open_recorded(c, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else { return };
         let Ok(st) = rustix::fs::fstat(&fd) else { return };
-        if owners.n < MAX_OWNERS && !owners.e[..owners.n].iter().any(|e| (e.0, e.1) == (st.st_dev, st.st_ino)) {
-            owners.e[owners.n] = (st.st_dev, st.st_ino, st.st_uid);
+        if owners.n < e.len() && !e[..owners.n].iter().any(|e| (e.0, e.1) == (st.st_dev, st.st_ino)) {
+            e[owners.n] = (st.st_dev, st.st_ino, st.st_uid);
             owners.n += 1;
         }
     };

@@ -6,7 +6,9 @@
 //! the new address, and continues on a stack inside the block. From then on nothing outside
 //! the block is needed, and the restore may unmap everything else.
 //!
-//! Block layout: `[program copy][guard][stack][vdso parking][staging][image headers]`.
+//! Block layout: `[program copy][guard][stack][vdso parking][staging][image headers][tables]`;
+//! the plan's tables are not part of the program (they are sized from the image) and are moved
+//! into the block rather than copied (`tables::follow`).
 
 use crate::plan::{plan_in_copy, Plan};
 use crate::restore;
@@ -27,7 +29,8 @@ pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), ()> {
     let park_len: usize = p.specials.iter().filter(|s| s.present).map(|s| s.len).sum();
     let staging_len = page_up(ckpt_image::compress::MAX_STORED);
     let meta_at = me.span + PAGE + STACK_LEN + park_len + staging_len;
-    let block_len = meta_at + page_up(p.meta_len);
+    let tables_at = meta_at + page_up(p.meta_len);
+    let block_len = tables_at + p.arena.len;
 
     let Some(block) = find_block(p, block_len) else {
         say!("myrestart: no free address range of {block_len} bytes outside the image's memory");
@@ -74,6 +77,12 @@ pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), ()> {
     // uses it.
     if let Err(e) = unsafe { rustix::mm::mprotect((block + me.span) as *mut _, PAGE, MprotectFlags::empty()) } {
         say!("myrestart: cannot protect the stack's guard page: {}", describe(e));
+        return Err(());
+    }
+    // The tables into the block now (`mremap`, which may fail), the plan pointed at them there:
+    // when the program is copied after the changes, its plan goes with tables already in place.
+    if let Err(e) = crate::tables::follow(p, block + tables_at) {
+        say!("myrestart: cannot move the restore's tables into its block: {}", describe(e));
         return Err(());
     }
     Ok(())

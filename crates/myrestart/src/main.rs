@@ -34,6 +34,7 @@ mod mem;
 mod plan;
 mod restore;
 mod sockets;
+mod tables;
 mod tree;
 
 use myrestart::{args, relocate, EXIT_LOST, EXIT_REFUSED};

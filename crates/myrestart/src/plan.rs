@@ -17,13 +17,15 @@ use ckpt_sigsafe::say;
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use crate::files;
+use crate::tables::{self, Arena, Table};
+use ckpt_image::limits::Counts;
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 pub use myrestart::TASK_END;
-/// Largest header block we accept (64 MiB holds tens of thousands of regions).
-const MAX_META: u64 = 64 << 20;
+/// Largest header block we accept (the checkpoint writes no larger).
+const MAX_META: u64 = ckpt_image::limits::MAX_HEADERS as u64;
 
 /// One of the kernel's special mappings: where ours is, where the image needs it.
 #[derive(Clone, Copy, Default)]
@@ -126,17 +128,16 @@ pub struct LogCut {
     pub size: u64,
 }
 
-pub const MAX_FDS: usize = 4096;
-/// Most threads an image may have.
-pub const MAX_THREADS: usize = 4096;
-const NO_THREAD: ThreadState = ThreadState {
+/// A thread slot not yet filled.
+pub const NO_THREAD: ThreadState = ThreadState {
     tid: 0, flags: 0, sigframe: 0, fs_base: 0, gs_base: 0, rseq_addr: 0, rseq_len: 0, rseq_sig: 0, tid_address: 0,
     robust_list: 0, robust_len: 0, comm: [0; 16], sigpending: 0,
 };
-pub const MAX_FILE_MAPS: usize = 4096;
 
 /// Everything the restore step needs. Holds no pointers into myrestart itself (only into the
-/// block and the target's address space), so it stays valid when the program moves.
+/// block, the target's address space, and the arena of its tables, which `hole` moves into the
+/// block with it: see `tables`), so it stays valid when the program moves. Its tables are
+/// sized from the image (`tables::fit`).
 pub struct Plan {
     pub image_fd: i32,
     /// The base images of an incremental image (`NT_CKPT_CHAIN`), in its order: run source
@@ -153,7 +154,7 @@ pub struct Plan {
     /// The thread-group leader (its TID is the PID): the thread myrestart's process becomes.
     pub thread: ThreadState,
     /// Every other thread, created by the leader at the end of the restore.
-    pub others: [ThreadState; MAX_THREADS],
+    pub others: Table<ThreadState>,
     pub nothers: usize,
     /// The process has its own PID again (a PID namespace of its own): threads get their TIDs.
     pub own_ids: bool,
@@ -167,17 +168,17 @@ pub struct Plan {
     pub image: Option<Image<'static>>,
     /// Every descriptor myrestart keeps open is at or above this number.
     pub fd_base: i32,
-    pub fds: [FdSlot; MAX_FDS],
+    pub fds: Table<FdSlot>,
     pub nfds: usize,
     /// stdin/stdout/stderr that were closed at checkpoint time.
     pub close_std: [bool; 3],
-    pub file_maps: [MapSlot; MAX_FILE_MAPS],
+    pub file_maps: Table<MapSlot>,
     pub nfile_maps: usize,
     /// The pipes made again, by inode: their parked read and write ends.
-    pub pipes: [PipeSlot; MAX_FDS],
+    pub pipes: Table<PipeSlot>,
     pub npipes: usize,
     /// The socket pairs made again.
-    pub pairs: [PairSlot; MAX_FDS],
+    pub pairs: Table<PairSlot>,
     pub npairs: usize,
     /// The processes of a tree image, the root first (none for a single process).
     pub tree: [TreePart; MAX_TREE],
@@ -185,10 +186,10 @@ pub struct Plan {
     /// Which of them this process becomes.
     pub member: usize,
     /// Open file descriptions shared between processes of the tree, opened once.
-    pub files: [SharedFile; MAX_FDS],
+    pub files: Table<SharedFile>,
     pub nfiles: usize,
     /// Shared memory made once for the whole tree.
-    pub shared: [SharedSlot; MAX_FILE_MAPS],
+    pub shared: Table<SharedSlot>,
     pub nshared: usize,
     /// The tree's barriers (parked, see `tree::PLANNED`), each a pair: say "ready" on the first
     /// descriptor, wait for "go" on the second.
@@ -227,6 +228,8 @@ pub struct Plan {
     pub status: i32,
     /// The changes outside the process the plan prepares, made once every check has passed.
     pub acts: crate::acts::Acts,
+    /// The mapping that holds the tables above.
+    pub arena: Arena,
 }
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
@@ -247,7 +250,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     specials: [Special { present: false, own_start: 0, target_start: 0, len: 0 }; 3],
     state: ProcessState::ZERO,
     thread: NO_THREAD,
-    others: [NO_THREAD; MAX_THREADS],
+    others: Table::EMPTY,
     nothers: 0,
     own_ids: false,
     block: 0,
@@ -257,21 +260,21 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     staging: 0,
     image: None,
     fd_base: 3,
-    fds: [FdSlot { target: 0, src: 0, cloexec: false }; MAX_FDS],
+    fds: Table::EMPTY,
     nfds: 0,
     close_std: [false; 3],
-    file_maps: [MapSlot { region: 0, fd: -1, fill: false, private: false }; MAX_FILE_MAPS],
+    file_maps: Table::EMPTY,
     nfile_maps: 0,
-    pipes: [PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false, pooled: false }; MAX_FDS],
+    pipes: Table::EMPTY,
     npipes: 0,
-    pairs: [PairSlot { ino: [0; 2], fd: [-1; 2], pooled: false }; MAX_FDS],
-    files: [SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: -1, gone: false }; MAX_FDS],
+    pairs: Table::EMPTY,
+    files: Table::EMPTY,
     nfiles: 0,
     npairs: 0,
     tree: [TreePart { rec: TreeRecord { pid: 0, ppid: 0, pgid: 0, sid: 0, state: 0, wait_status: 0, base: 0, len: 0, meta_hash: 0 }, meta: 0, meta_len: 0 }; MAX_TREE],
     ntree: 0,
     member: 0,
-    shared: [SharedSlot { dev: 0, ino: 0, fd: -1 }; MAX_FILE_MAPS],
+    shared: Table::EMPTY,
     nshared: 0,
     barrier: [[-1; 2]; crate::tree::BARRIERS],
     key: None,
@@ -289,6 +292,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     said: -1,
     status: -1,
     acts: crate::acts::Acts::NONE,
+    arena: Arena::NONE,
 }));
 
 /// The plan, once: `entry` takes it and hands it down explicitly. It lives in a static (not on
@@ -363,6 +367,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     p.file_len = file_len;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
+    tables::fit(path, p, Counts::of(&image))?;
     p.keep_logs = opts.keep_logs || p.state.is_last_checkpoint();
     p.nlog_owners = 0;
     files::note_logs(&image, 0, p);
@@ -422,6 +427,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
                 continue;
             }
             let (m, part) = read_part(path, fd.as_raw_fd(), rec.base, file_len, p)?;
+            tables::fit(path, p, Counts::of(&part))?;
             if p.state.meta_hash != rec.meta_hash || p.state.pid != rec.pid {
                 refuse(path, format_args!("process {} of the tree does not match its part of the image", rec.pid));
                 return Err(());
@@ -732,8 +738,8 @@ fn adopt(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
         check_targets(path, image, &t)?;
         if t.tid == p.state.pid && leader.is_none() {
             leader = Some(t);
-        } else if p.nothers == MAX_THREADS {
-            refuse(path, format_args!("more than {MAX_THREADS} threads"));
+        } else if p.nothers == p.others.len() {
+            refuse(path, format_args!("more than {} threads", p.others.len()));
             return Err(());
         } else {
             p.others[p.nothers] = t;

@@ -15,7 +15,8 @@
 //! This code must not allocate, must not touch memory outside the block before it is rebuilt,
 //! and cannot return: a failure prints one line and ends the process (exit status 3).
 
-use crate::plan::{Plan, MAX_THREADS, TASK_END};
+use crate::plan::{Plan, TASK_END};
+use ckpt_image::limits::MAX_THREADS;
 use myrestart::EXIT_LOST;
 use ckpt_image::region::RegionKind;
 use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};

@@ -7,6 +7,7 @@ use ckpt_image::bytes::Writer;
 use ckpt_image::epoll::EpollRecord;
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::inotify::WatchRecord;
+use ckpt_image::limits::MAX_FDS;
 use ckpt_image::timerfd::{TimerFdRecord, TFD_TIMER_ABSTIME};
 use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::{say, sys};
@@ -43,6 +44,13 @@ fn classify(fd: i32, ft: FileType, nlink: u64, path: &[u8]) -> (FdKind, &'static
     }
 }
 
+/// Refused past [`MAX_FDS`] (one image's limit, which the restart takes as well).
+const TOO_MANY_FDS: &str = "the program has more than 65536 open descriptors, more than one image holds";
+const _: () = assert!(MAX_FDS == 65536, "TOO_MANY_FDS names the limit");
+/// Refused past the pipes whose bytes one checkpoint copies (see `scratch`).
+const TOO_MANY_PIPES: &str = "the program has more than 4096 pipes open for reading, more than one checkpoint copies";
+const _: () = assert!(super::scratch::MAX_PIPES == 4096, "TOO_MANY_PIPES names the limit");
+
 /// Fills `parts.fds` with the `NT_CKPT_FDS` records, and names on stderr each descriptor that
 /// a restart will not bring back. The descriptors in `skip` are the checkpoint's own. In a tree
 /// checkpoint (`tree`), a pipe's other end may be in another process of the tree: the restart
@@ -57,6 +65,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     let mut w = Writer::new(parts.fds);
     let mut target = [0u8; 1024];
     let mut seen = 0usize;
+    let mut recorded = 0usize;
     let mut npipes = 0usize;
     let mut pipe_used = 0usize;
     let mut epoll = Writer::new(parts.epoll);
@@ -76,6 +85,10 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         if fd == dir_fd || fd == diag_fd || fd == super::track::own_fd() || fd == report_fd || skip.contains(&fd) {
             continue;
         }
+        if recorded == MAX_FDS {
+            return Err(Failure::plain(TOO_MANY_FDS));
+        }
+        recorded += 1;
         let n = rustix::fs::readlinkat_raw(&dir, name, &mut target[..]).unwrap_or(0).min(target.len());
         let path = &target[..n];
         // SAFETY: `fd` is open in this process (it is listed in /proc/self/fd, and nothing else
@@ -107,7 +120,10 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
                 let size = rustix::pipe::fcntl_getpipe_size(bfd).unwrap_or(0) as u64;
                 let reader = open_flags & 3 == 0;
                 let first = !parts.pipes[..npipes].contains(&st.st_ino);
-                if reader && first && npipes < parts.pipes.len() {
+                if reader && first && npipes == parts.pipes.len() {
+                    return Err(Failure::plain(TOO_MANY_PIPES));
+                }
+                if reader && first {
                     parts.pipes[npipes] = st.st_ino;
                     npipes += 1;
                     let (at, len) = copy_pipe(bfd, size as usize, parts.pipe_data, &mut pipe_used)?;

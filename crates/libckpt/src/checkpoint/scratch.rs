@@ -3,7 +3,8 @@
 //!
 //! Only the pages actually used cost anything (`MAP_NORESERVE`, touched on demand).
 
-use crate::stop::MAX_THREADS;
+use ckpt_image::fds::FdRecord;
+use ckpt_image::limits::{MAX_FDS, MAX_HEADERS, MAX_THREADS};
 use super::slots::{RegionSlot, SLOTS};
 use super::failure::Failure;
 use ckpt_image::ProcessState;
@@ -13,10 +14,9 @@ use rustix::mm::{MapFlags, ProtFlags};
 const MIB: usize = 1 << 20;
 const STATE_AT: usize = 0;
 const SMALL_AT: usize = 64 * 1024;
-const FDS_AT: usize = MIB;
-const FDS_LEN: usize = MIB;
 const FD_LIST_AT: usize = 2 * MIB;
-const FD_LIST_LEN: usize = 65536;
+/// One entry per descriptor: the checkpoint refuses a program with more than one image holds.
+const FD_LIST_LEN: usize = MAX_FDS;
 const COPY_AT: usize = 3 * MIB;
 const COPY_LEN: usize = MIB;
 const PAGEMAP_AT: usize = FD_LIST_AT + FD_LIST_LEN * 4;
@@ -27,7 +27,7 @@ const OUT_LEN: usize = 2 * MIB;
 const MAPS_AT: usize = 6 * MIB;
 const MAPS_LEN: usize = 26 * MIB;
 const META_AT: usize = 32 * MIB;
-const META_LEN: usize = 64 * MIB;
+const META_LEN: usize = MAX_HEADERS;
 const SLOTS_AT: usize = META_AT + META_LEN;
 /// Where, inside the headers' room (unused until the writer encodes them), the handler keeps
 /// the ranges of memory a child does not inherit, found once in smaps (see `write::copy_len`).
@@ -42,7 +42,7 @@ const PIPES_AT: usize = TIMERS_AT + TIMERS_LEN;
 /// Most bytes in pipes and socket queues one checkpoint keeps.
 const PIPE_DATA_LEN: usize = 16 * MIB;
 /// Pipes (by inode) whose bytes were copied, at most.
-const MAX_PIPES: usize = 4096;
+pub const MAX_PIPES: usize = 4096;
 const EPOLL_AT: usize = PIPES_AT + PIPE_DATA_LEN + MIB;
 const EPOLL_LEN: usize = MIB;
 const SOCKETS_AT: usize = EPOLL_AT + EPOLL_LEN;
@@ -68,8 +68,12 @@ const CHAIN_AT: usize = DIRTY_AT + DIRTY_LEN.next_multiple_of(MIB);
 const CHAIN_LEN: usize = ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES);
 const BASE_STATE_AT: usize = CHAIN_AT + CHAIN_LEN.next_multiple_of(MIB);
 const BASE_META_AT: usize = BASE_STATE_AT + MIB;
-pub const BASE_META_LEN: usize = 64 * MIB;
-const TOTAL: usize = BASE_META_AT + BASE_META_LEN;
+pub const BASE_META_LEN: usize = MAX_HEADERS;
+/// The `NT_CKPT_FDS` records: room for the most descriptors an image holds, with paths of 112
+/// bytes on average (the pages are touched only as records are written).
+const FDS_AT: usize = BASE_META_AT + BASE_META_LEN;
+const FDS_LEN: usize = MAX_FDS * FdRecord::encoded_len(112);
+const TOTAL: usize = FDS_AT + FDS_LEN.next_multiple_of(MIB);
 
 /// A copy of a shared memory region, made while the program was stopped (the forked writer
 /// shares such memory with the program instead of getting a snapshot of it).

@@ -134,6 +134,10 @@ pub fn read_layout(parts: &mut Parts) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Refused past [`super::scratch::MAX_SHADOWS`].
+const TOO_MANY_SHADOWS: &str = "the program has more than 4096 regions of shared memory (or memory a child does not inherit), more than one checkpoint copies";
+const _: () = assert!(super::scratch::MAX_SHADOWS == 4096, "TOO_MANY_SHADOWS names the limit");
+
 /// Copies into the scratch area (`parts.shadow_room`) the memory the forked writer would not
 /// see as it is now: shared memory (the program goes on writing it) and memory a child does not
 /// inherit (`MADV_DONTFORK`, `MADV_WIPEONFORK`). The writer reads these copies instead.
@@ -146,7 +150,10 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
         if shadows[..*nshadows].iter().any(|s| s.start == start) {
             return Ok(());
         }
-        if *nshadows == shadows.len() || at + len > shadow_room.len() {
+        if *nshadows == shadows.len() {
+            return Err(Failure::plain(TOO_MANY_SHADOWS));
+        }
+        if at + len > shadow_room.len() {
             return Err(Failure::plain("the program's memory changed while it was copied"));
         }
         let room = &mut shadow_room[at..at + len];

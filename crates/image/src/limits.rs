@@ -1,0 +1,100 @@
+//! How much one image may hold: the single place both sides take their limits from.
+//!
+//! The checkpoint refuses (with a message, leaving the program running) a program that has more
+//! than these; the restart refuses an image that says it has more, before anything changes,
+//! and otherwise sizes its tables from what the image holds ([`Counts`]), so that whatever was
+//! checkpointed can be restarted.
+
+use crate::Image;
+
+/// Most memory regions (ELF program headers) one process's image holds: `e_phnum` is 16 bits,
+/// and the first program header is the note.
+pub const MAX_REGIONS: usize = 65_000;
+
+/// Most open descriptors one process's image holds.
+pub const MAX_FDS: usize = 65_536;
+
+/// Most threads one process's image holds (the main thread included).
+pub const MAX_THREADS: usize = 4096;
+
+/// Most processes one tree image holds.
+pub const MAX_TREE: usize = 512;
+
+/// Largest header block (ELF headers and notes) of one process's image. The descriptor records
+/// are the part that grows most: 65,536 descriptors with paths of about 100 bytes take 15 MiB.
+pub const MAX_HEADERS: usize = 64 << 20;
+
+/// What one process's image holds of what the restart keeps tables for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub regions: usize,
+    pub fds: usize,
+    pub threads: usize,
+}
+
+/// A count of an image past its limit: what, how many, and the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverLimit {
+    pub what: &'static str,
+    pub count: usize,
+    pub max: usize,
+}
+
+impl core::fmt::Display for OverLimit {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        write!(f, "the image holds {} {} in one process, more than the {} a restart takes", self.count, self.what, self.max)
+    }
+}
+
+impl Counts {
+    /// The counts of `image` (records that do not decode count too: they are refused later,
+    /// by whatever reads them).
+    pub fn of(image: &Image) -> Counts {
+        Counts { regions: image.region_count(), fds: image.fds().count(), threads: image.threads().count() }
+    }
+
+    /// The first count past its limit, if any.
+    pub fn over_limit(&self) -> Option<OverLimit> {
+        [("regions", self.regions, MAX_REGIONS), ("descriptors", self.fds, MAX_FDS), ("threads", self.threads, MAX_THREADS)]
+            .into_iter()
+            .find(|&(_, count, max)| count > max)
+            .map(|(what, count, max)| OverLimit { what, count, max })
+    }
+
+    /// Each count the larger of the two.
+    pub fn max(self, o: Counts) -> Counts {
+        Counts { regions: self.regions.max(o.regions), fds: self.fds.max(o.fds), threads: self.threads.max(o.threads) }
+    }
+
+    /// The counts added (saturating: only compared and used to size tables).
+    pub fn plus(self, o: Counts) -> Counts {
+        Counts {
+            regions: self.regions.saturating_add(o.regions),
+            fds: self.fds.saturating_add(o.fds),
+            threads: self.threads.saturating_add(o.threads),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_past_its_limit_is_named() {
+        let at = Counts { regions: MAX_REGIONS, fds: MAX_FDS, threads: MAX_THREADS };
+        assert_eq!(at.over_limit(), None, "the limits themselves are allowed");
+        let over = Counts { fds: MAX_FDS + 1, ..at }.over_limit().unwrap();
+        assert_eq!((over.what, over.count, over.max), ("descriptors", MAX_FDS + 1, MAX_FDS));
+        assert_eq!(Counts { threads: MAX_THREADS + 1, ..at }.over_limit().map(|o| o.what), Some("threads"));
+        assert_eq!(Counts { regions: MAX_REGIONS + 1, ..at }.over_limit().map(|o| o.what), Some("regions"));
+    }
+
+    #[test]
+    fn counts_combine_per_field() {
+        let a = Counts { regions: 5, fds: 1, threads: 9 };
+        let b = Counts { regions: 2, fds: 7, threads: 3 };
+        assert_eq!(a.max(b), Counts { regions: 5, fds: 7, threads: 9 });
+        assert_eq!(a.plus(b), Counts { regions: 7, fds: 8, threads: 12 });
+    }
+}
