@@ -357,6 +357,12 @@ impl<'a> Image<'a> {
         Some(crate::tree::records(desc, self.file_len))
     }
 
+    /// What this process's image holds of what the restart keeps tables for (records that do
+    /// not decode count too: they are refused later, by whatever reads them).
+    pub fn counts(&self) -> crate::limits::Counts {
+        crate::limits::Counts { regions: self.region_count(), fds: self.fds().count(), threads: self.threads().count() }
+    }
+
     /// What the process was started as (`NT_CKPT_ORIGIN`; `None` in images without one).
     pub fn origin(&self) -> Option<Result<crate::origin::Origin<'a>, ImageError>> {
         let desc = self.note(CKPT_NOTE_NAME, crate::NT_CKPT_ORIGIN)?.desc;

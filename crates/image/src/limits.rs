@@ -2,10 +2,9 @@
 //!
 //! The checkpoint refuses (with a message, leaving the program running) a program that has more
 //! than these; the restart refuses an image that says it has more, before anything changes,
-//! and otherwise sizes its tables from what the image holds ([`Counts`]), so that whatever was
+//! and otherwise sizes its tables from what the image holds ([`Counts`], from
+//! `Image::counts`), so that whatever was
 //! checkpointed can be restarted.
-
-use crate::Image;
 
 /// Most memory regions (ELF program headers) one process's image holds: `e_phnum` is 16 bits,
 /// and the first program header is the note.
@@ -47,12 +46,6 @@ impl core::fmt::Display for OverLimit {
 }
 
 impl Counts {
-    /// The counts of `image` (records that do not decode count too: they are refused later,
-    /// by whatever reads them).
-    pub fn of(image: &Image) -> Counts {
-        Counts { regions: image.region_count(), fds: image.fds().count(), threads: image.threads().count() }
-    }
-
     /// The first count past its limit, if any.
     pub fn over_limit(&self) -> Option<OverLimit> {
         [("regions", self.regions, MAX_REGIONS), ("descriptors", self.fds, MAX_FDS), ("threads", self.threads, MAX_THREADS)]

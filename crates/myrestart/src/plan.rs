@@ -18,7 +18,6 @@ use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use crate::files;
 use crate::tables::{self, Arena, Table};
-use ckpt_image::limits::Counts;
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
@@ -367,7 +366,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     p.file_len = file_len;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
-    tables::fit(path, p, Counts::of(&image))?;
+    tables::fit(path, p, image.counts())?;
     p.keep_logs = opts.keep_logs || p.state.is_last_checkpoint();
     p.nlog_owners = 0;
     files::note_logs(&image, 0, p);
@@ -427,7 +426,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
                 continue;
             }
             let (m, part) = read_part(path, fd.as_raw_fd(), rec.base, file_len, p)?;
-            tables::fit(path, p, Counts::of(&part))?;
+            tables::fit(path, p, part.counts())?;
             if p.state.meta_hash != rec.meta_hash || p.state.pid != rec.pid {
                 refuse(path, format_args!("process {} of the tree does not match its part of the image", rec.pid));
                 return Err(());
