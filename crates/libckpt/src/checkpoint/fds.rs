@@ -51,6 +51,38 @@ const _: () = assert!(MAX_FDS == 65536, "TOO_MANY_FDS names the limit");
 const TOO_MANY_PIPES: &str = "the program has more than 4096 pipes open for reading, more than one checkpoint copies";
 const _: () = assert!(super::scratch::MAX_PIPES == 4096, "TOO_MANY_PIPES names the limit");
 
+/// Where one checkpoint's descriptor records go (the notes under construction), and what of
+/// the pipe-bytes room and the pipe table they have used so far.
+struct Out<'a> {
+    fds: Writer<'a>,
+    epoll: Writer<'a>,
+    sockets: Writer<'a>,
+    timerfds: Writer<'a>,
+    watches: Writer<'a>,
+    npipes: usize,
+    pipe_used: usize,
+}
+
+/// The scratch buffers recording a descriptor uses: the descriptors seen (by description),
+/// the pipes whose bytes are copied and those bytes, and room to read /proc text.
+struct Bufs<'a> {
+    first_fds: &'a mut [i32],
+    seen: usize,
+    pipes: &'a mut [u64],
+    pipe_data: &'a mut [u8],
+    text: &'a mut [u8],
+    meta: &'a mut [u8],
+    pathbuf: &'a mut [u8],
+}
+
+/// What this process is while its descriptors are recorded: its PID (for `kcmp`), whether it is
+/// part of a tree checkpoint, and the sock_diag socket that describes unix sockets.
+struct Context {
+    pid: u32,
+    tree: bool,
+    diag: Option<rustix::fd::OwnedFd>,
+}
+
 /// Fills `parts.fds` with the `NT_CKPT_FDS` records, and names on stderr each descriptor that
 /// a restart will not bring back. The descriptors in `skip` are the checkpoint's own. In a tree
 /// checkpoint (`tree`), a pipe's other end may be in another process of the tree: the restart
@@ -59,24 +91,32 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Failure::new("listing /proc/self/fd", e))?;
     let dir_fd = dir.as_raw_fd();
-    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let mut dirbuf = [MaybeUninit::<u8>::uninit(); 2048];
     let mut raw = rustix::fs::RawDir::new(&dir, &mut dirbuf);
-    let mut w = Writer::new(parts.fds);
-    let mut target = [0u8; 1024];
-    let mut seen = 0usize;
-    let mut recorded = 0usize;
-    let mut npipes = 0usize;
-    let mut pipe_used = 0usize;
-    let mut epoll = Writer::new(parts.epoll);
-    let mut socks = Writer::new(parts.sockets);
-    let mut timerfds = Writer::new(parts.timerfds);
-    let mut watches = Writer::new(parts.inotify);
+    let mut out = Out {
+        fds: Writer::new(parts.fds),
+        epoll: Writer::new(parts.epoll),
+        sockets: Writer::new(parts.sockets),
+        timerfds: Writer::new(parts.timerfds),
+        watches: Writer::new(parts.inotify),
+        npipes: 0,
+        pipe_used: 0,
+    };
+    let mut bufs = Bufs {
+        first_fds: parts.fd_list,
+        seen: 0,
+        pipes: parts.pipes,
+        pipe_data: parts.pipe_data,
+        text: parts.text,
+        meta: parts.meta,
+        pathbuf: parts.pathbuf,
+    };
     // Opened before the listing, so that it shows in it and is skipped like the listing's own.
-    let diag = ckpt_sigsafe::sockets::open_diag().ok();
-    let diag_fd = diag.as_ref().map_or(-1, |d| d.as_raw_fd());
+    let cx = Context { pid: rustix::process::getpid().as_raw_nonzero().get() as u32, tree, diag: ckpt_sigsafe::sockets::open_diag().ok() };
+    let diag_fd = cx.diag.as_ref().map_or(-1, |d| d.as_raw_fd());
     // libckpt's own report page: not the program's (see `report`).
     let report_fd = super::report::own_fd();
+    let mut recorded = 0usize;
     while let Some(entry) = raw.next() {
         let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
         let name = entry.file_name();
@@ -89,125 +129,158 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
             return Err(Failure::plain(TOO_MANY_FDS));
         }
         recorded += 1;
-        let n = rustix::fs::readlinkat_raw(&dir, name, &mut target[..]).unwrap_or(0).min(target.len());
-        let path = &target[..n];
-        // SAFETY: `fd` is open in this process (it is listed in /proc/self/fd, and nothing else
-        // runs to close it); it is only borrowed for these queries.
-        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let Ok(st) = rustix::fs::fstat(bfd) else { continue };
-        let ft = FileType::from_raw_mode(st.st_mode);
-        let (mut kind, mut why) = classify(fd, ft, st.st_nlink, path);
-        // In a tree, a standard descriptor may be a pipe to another process of the tree (a
-        // shell pipeline, a `$(...)`): saved as a pipe, bytes and all; the restart decides, for
-        // the tree as a whole, whether it leads outside (and is then myrestart's own).
-        if tree && kind == FdKind::Inherit && ft == FileType::Fifo && path.starts_with(b"pipe:[") {
-            kind = FdKind::Pipe;
-        }
-        let same_as = earlier_same_file(parts.fd_list, &mut seen, pid, fd);
-        let offset = match kind {
-            FdKind::File | FdKind::Deleted | FdKind::Directory | FdKind::Device | FdKind::MemFd => {
-                rustix::fs::seek(bfd, SeekFrom::Current(0)).unwrap_or(0)
-            }
-            FdKind::EventFd => eventfd_state(fd, parts.text).0,
-            _ => 0,
-        };
-        let open_flags = rustix::fs::fcntl_getfl(bfd).map(|f| f.bits()).unwrap_or(0);
-        let mut aux = 0;
-        // A pipe's size; and for the first read end of each pipe, the bytes in it, copied
-        // (tee) without taking them from the program. A socket's queued bytes likewise.
-        let (size, blob_offset, blob_len) = match kind {
-            FdKind::Pipe => {
-                let size = rustix::pipe::fcntl_getpipe_size(bfd).unwrap_or(0) as u64;
-                let reader = open_flags & 3 == 0;
-                let first = !parts.pipes[..npipes].contains(&st.st_ino);
-                if reader && first && npipes == parts.pipes.len() {
-                    return Err(Failure::plain(TOO_MANY_PIPES));
-                }
-                if reader && first {
-                    parts.pipes[npipes] = st.st_ino;
-                    npipes += 1;
-                    let (at, len) = copy_pipe(bfd, size as usize, parts.pipe_data, &mut pipe_used)?;
-                    (size, at, len)
-                } else {
-                    (size, 0, 0)
-                }
-            }
-            FdKind::Socket if same_as < 0 => match super::sockets::describe(fd, bfd, st.st_ino, &diag, parts.text) {
-                Ok(rec) => {
-                    rec.write(&mut socks);
-                    let (at, len, passed_fds) = super::sockets::copy_queue(bfd, &rec, parts.pipe_data, &mut pipe_used)?;
-                    aux = super::sockets::unsaved_bytes(fd, &rec) | if passed_fds { ckpt_image::fds::LOST_PASSED_FDS } else { 0 };
-                    (0, at, len)
-                }
-                Err(reason) => {
-                    (kind, why) = (FdKind::Unsupported, reason);
-                    (0, 0, 0)
-                }
-            },
-            FdKind::EventFd => (eventfd_state(fd, parts.text).1 as u64, 0, 0),
-            FdKind::TimerFd if same_as < 0 => {
-                match timerfd_state(fd, parts.text) {
-                    Some(t) => t.write(&mut timerfds),
-                    None => (kind, why) = (FdKind::Unsupported, "its timer settings could not be read"),
-                }
-                (0, 0, 0)
-            }
-            FdKind::SignalFd => {
-                aux = signalfd_mask(fd, parts.text);
-                (0, 0, 0)
-            }
-            FdKind::Inotify if same_as < 0 => {
-                record_watches(fd, parts.meta, parts.pathbuf, &mut watches);
-                (0, 0, 0)
-            }
-            FdKind::MemFd => {
-                aux = rustix::fs::fcntl_get_seals(bfd).map(|s| s.bits() as u64).unwrap_or(0);
-                (st.st_size as u64, 0, 0)
-            }
-            _ => (st.st_size as u64, 0, 0),
-        };
-        if kind == FdKind::Epoll && same_as < 0 {
-            record_epoll(pid, fd, parts.meta, &mut epoll)?;
-        }
-        if kind == FdKind::Unsupported {
-            say!("ckpt: fd {fd} ({}) cannot be saved ({why}); a restarted process will not have it", Lossy(path));
-        }
-        let mut rec = FdRecord {
-            fd,
-            kind,
-            open_flags,
-            fd_flags: rustix::io::fcntl_getfd(bfd).map(|f| f.bits()).unwrap_or(0),
-            offset,
-            same_as,
-            mode: st.st_mode,
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size,
-            mtime_sec: st.st_mtime,
-            mtime_nsec: st.st_mtime_nsec as i64,
-            blob_offset,
-            blob_len: if matches!(kind, FdKind::Deleted | FdKind::MemFd) { st.st_size as u64 } else { blob_len },
-            blob_hash: 0,
-            aux,
-            // Who owns the file, and when it was made: a restart that finds another file at
-            // its path (a new one may even have its inode number) knows it is not this one.
-            uid: st.st_uid,
-            birth: if matches!(kind, FdKind::File | FdKind::Directory | FdKind::Device) { ckpt_sigsafe::fileid::birth_time(bfd) } else { None },
-        };
-        if rec.is_std_log() {
-            rec.aux = log_tail_hash(fd, rec.size, parts.text);
-        }
-        rec.write(&mut w, path);
+        record_one(&cx, &dir, name, fd, &mut out, &mut bufs)?;
     }
-    parts.fds_len = w.finish().ok_or(Failure::plain("too many open descriptors to record"))?;
-    parts.epoll_len = epoll.finish().ok_or(Failure::plain("too many epoll registrations to record"))?;
-    parts.sockets_len = socks.finish().ok_or(Failure::plain("too many sockets to record"))?;
-    parts.timerfds_len = timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
-    parts.inotify_len = watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
+    parts.fds_len = out.fds.finish().ok_or(Failure::plain("too many open descriptors to record"))?;
+    parts.epoll_len = out.epoll.finish().ok_or(Failure::plain("too many epoll registrations to record"))?;
+    parts.sockets_len = out.sockets.finish().ok_or(Failure::plain("too many sockets to record"))?;
+    parts.timerfds_len = out.timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
+    parts.inotify_len = out.watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
     super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree);
     // A pipe end whose other end is outside the process (often one it merely inherited) is
     // named at restart, where it comes back with that end closed: nothing is wrong yet now.
     Ok(())
+}
+
+/// Records descriptor `fd` (`name` in the listing `dir`): what it is, how it was opened, where
+/// its offset is, which earlier descriptor shares its open file description, and what its kind
+/// keeps (see [`kind_state`]); names it on stderr if a restart cannot bring it back.
+fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, fd: i32, out: &mut Out, bufs: &mut Bufs) -> Result<(), Failure> {
+    let mut target = [0u8; 1024];
+    let n = rustix::fs::readlinkat_raw(dir, name, &mut target[..]).unwrap_or(0).min(target.len());
+    let path = &target[..n];
+    // SAFETY: `fd` is open in this process (it is listed in /proc/self/fd, and nothing else
+    // runs to close it); it is only borrowed for these queries.
+    let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let Ok(st) = rustix::fs::fstat(bfd) else { return Ok(()) };
+    let ft = FileType::from_raw_mode(st.st_mode);
+    let (mut kind, mut why) = classify(fd, ft, st.st_nlink, path);
+    // In a tree, a standard descriptor may be a pipe to another process of the tree (a shell
+    // pipeline, a `$(...)`): saved as a pipe, bytes and all; the restart decides, for the tree
+    // as a whole, whether it leads outside (and is then myrestart's own).
+    if cx.tree && kind == FdKind::Inherit && ft == FileType::Fifo && path.starts_with(b"pipe:[") {
+        kind = FdKind::Pipe;
+    }
+    let same_as = earlier_same_file(bufs.first_fds, &mut bufs.seen, cx.pid, fd);
+    let offset = match kind {
+        FdKind::File | FdKind::Deleted | FdKind::Directory | FdKind::Device | FdKind::MemFd => rustix::fs::seek(bfd, SeekFrom::Current(0)).unwrap_or(0),
+        FdKind::EventFd => eventfd_state(fd, bufs.text).0,
+        _ => 0,
+    };
+    let open_flags = rustix::fs::fcntl_getfl(bfd).map(|f| f.bits()).unwrap_or(0);
+    let kept = kind_state(cx, fd, bfd, &st, kind, same_as, open_flags, out, bufs)?;
+    if let Err(reason) = kept {
+        (kind, why) = (FdKind::Unsupported, reason);
+    }
+    let Kept { size, blob_offset, blob_len, aux } = kept.unwrap_or_default();
+    if kind == FdKind::Epoll && same_as < 0 {
+        record_epoll(cx.pid, fd, bufs.meta, &mut out.epoll)?;
+    }
+    if kind == FdKind::Unsupported {
+        say!("ckpt: fd {fd} ({}) cannot be saved ({why}); a restarted process will not have it", Lossy(path));
+    }
+    let mut rec = FdRecord {
+        fd,
+        kind,
+        open_flags,
+        fd_flags: rustix::io::fcntl_getfd(bfd).map(|f| f.bits()).unwrap_or(0),
+        offset,
+        same_as,
+        mode: st.st_mode,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size,
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec as i64,
+        blob_offset,
+        blob_len: if matches!(kind, FdKind::Deleted | FdKind::MemFd) { st.st_size as u64 } else { blob_len },
+        blob_hash: 0,
+        aux,
+        // Who owns the file, and when it was made: a restart that finds another file at its
+        // path (a new one may even have its inode number) knows it is not this one.
+        uid: st.st_uid,
+        birth: if matches!(kind, FdKind::File | FdKind::Directory | FdKind::Device) { ckpt_sigsafe::fileid::birth_time(bfd) } else { None },
+    };
+    if rec.is_std_log() {
+        rec.aux = log_tail_hash(fd, rec.size, bufs.text);
+    }
+    rec.write(&mut out.fds, path);
+    Ok(())
+}
+
+/// What a descriptor's record keeps beside its kind: a size (a pipe's capacity, a file's
+/// length, an eventfd's flags), where its saved bytes are in the image, and `aux` (see
+/// `FdRecord`).
+#[derive(Default)]
+struct Kept {
+    size: u64,
+    blob_offset: u64,
+    blob_len: u64,
+    aux: u64,
+}
+
+/// What descriptor `fd` of kind `kind` keeps: for the first read end of each pipe the bytes in
+/// it, copied (tee) without taking them from the program, and a socket's queued bytes likewise;
+/// a socket's, timerfd's or inotify descriptor's own record (written to `out`), an eventfd's
+/// count, a signalfd's mask, a memfd's seals. `Ok(Err(reason))` when the descriptor cannot be
+/// saved after all (it is recorded as unsupported).
+#[allow(clippy::too_many_arguments)]
+fn kind_state(
+    cx: &Context,
+    fd: i32,
+    bfd: BorrowedFd,
+    st: &rustix::fs::Stat,
+    kind: FdKind,
+    same_as: i32,
+    open_flags: u32,
+    out: &mut Out,
+    bufs: &mut Bufs,
+) -> Result<Result<Kept, &'static str>, Failure> {
+    let plain = |size: u64| Ok(Ok(Kept { size, ..Kept::default() }));
+    match kind {
+        FdKind::Pipe => {
+            let size = rustix::pipe::fcntl_getpipe_size(bfd).unwrap_or(0) as u64;
+            let reader = open_flags & 3 == 0;
+            let first = !bufs.pipes[..out.npipes].contains(&st.st_ino);
+            if !(reader && first) {
+                return plain(size);
+            }
+            if out.npipes == bufs.pipes.len() {
+                return Err(Failure::plain(TOO_MANY_PIPES));
+            }
+            bufs.pipes[out.npipes] = st.st_ino;
+            out.npipes += 1;
+            let (at, len) = copy_pipe(bfd, size as usize, bufs.pipe_data, &mut out.pipe_used)?;
+            Ok(Ok(Kept { size, blob_offset: at, blob_len: len, aux: 0 }))
+        }
+        FdKind::Socket if same_as < 0 => match super::sockets::describe(fd, bfd, st.st_ino, &cx.diag, bufs.text) {
+            Ok(rec) => {
+                rec.write(&mut out.sockets);
+                let (at, len, passed_fds) = super::sockets::copy_queue(bfd, &rec, bufs.pipe_data, &mut out.pipe_used)?;
+                let aux = super::sockets::unsaved_bytes(fd, &rec) | if passed_fds { ckpt_image::fds::LOST_PASSED_FDS } else { 0 };
+                Ok(Ok(Kept { size: 0, blob_offset: at, blob_len: len, aux }))
+            }
+            Err(reason) => Ok(Err(reason)),
+        },
+        FdKind::EventFd => plain(eventfd_state(fd, bufs.text).1 as u64),
+        FdKind::TimerFd if same_as < 0 => match timerfd_state(fd, bufs.text) {
+            Some(t) => {
+                t.write(&mut out.timerfds);
+                plain(0)
+            }
+            None => Ok(Err("its timer settings could not be read")),
+        },
+        FdKind::SignalFd => Ok(Ok(Kept { aux: signalfd_mask(fd, bufs.text), ..Kept::default() })),
+        FdKind::Inotify if same_as < 0 => {
+            record_watches(fd, bufs.meta, bufs.pathbuf, &mut out.watches);
+            plain(0)
+        }
+        FdKind::MemFd => {
+            let seals = rustix::fs::fcntl_get_seals(bfd).map(|s| s.bits() as u64).unwrap_or(0);
+            Ok(Ok(Kept { size: st.st_size as u64, aux: seals, ..Kept::default() }))
+        }
+        _ => plain(st.st_size as u64),
+    }
 }
 
 /// The tail hash of the log on `fd` (stdout or stderr in a regular file) at `size`, its length
