@@ -29,6 +29,7 @@
 //! # Restrictions
 //! Runs before the point of no return in myrestart: no allocation, raw system calls only.
 
+use crate::refusal::Refusal;
 use crate::plan::Plan;
 use ckpt_image::Image;
 
@@ -105,7 +106,7 @@ impl Acts {
 /// What else is made can be taken back, a removed socket file cannot (and a bind just after
 /// the removal at the same place all but never fails). On a failure, said in one line, what
 /// was made is taken back.
-pub fn run(image_path: &core::ffi::CStr, p: &mut Plan, replacing: bool) -> Result<(), ()> {
+pub fn run(image_path: &core::ffi::CStr, p: &mut Plan, replacing: bool) -> Result<(), Refusal> {
     let Some(image) = p.image else { return Ok(()) };
     for i in 0..p.acts.n {
         let a = p.acts.list[i];
@@ -119,9 +120,9 @@ pub fn run(image_path: &core::ffi::CStr, p: &mut Plan, replacing: bool) -> Resul
         };
         match made {
             Ok(made) => p.acts.list[i].made = made,
-            Err(()) => {
+            Err(refusal) => {
                 undo(p);
-                return Err(());
+                return Err(refusal);
             }
         }
     }

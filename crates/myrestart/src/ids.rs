@@ -27,6 +27,7 @@
 //! # Restrictions
 //! Runs before the point of no return in myrestart: no allocation, raw system calls only.
 
+use crate::refusal::Refusal;
 use crate::args::Options;
 use crate::plan::Plan;
 use ckpt_sigsafe::errno::describe;
@@ -57,7 +58,7 @@ fn forwarded_mask() -> u64 {
 /// Sets up the new PID namespace and returns in the process that is to become the program: the
 /// one created there with the program's PID, or (fallback) this one. `Err` means refused
 /// (exit status 2), with the reason said. The supervising processes never return.
-pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), ()> {
+pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     let pid = p.state.pid;
     if !opts.new_ids {
         match enter_namespaces(p, pid) {
@@ -67,13 +68,12 @@ pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), ()> {
                 return Ok(());
             }
             Err(Fallback::Because(why, e)) if p.ntree > 0 => {
-                say!(
-                    "myrestart: {}: {why}{}{}: a process tree cannot be restored without its PIDs",
+                return Err(Refusal::new(format_args!(
+                    "{}: {why}{}{}: a process tree cannot be restored without its PIDs",
                     ckpt_sigsafe::out::Lossy(opts.image.to_bytes()),
                     if e.is_some() { ": " } else { "" },
                     e.map_or("", describe)
-                );
-                return Err(());
+                )));
             }
             Err(Fallback::Because(why, e)) => {
                 say!(

@@ -4,6 +4,7 @@
 //! Every problem found here is reported as one line, `myrestart: IMAGE: what is wrong`, and
 //! nothing of this process has been changed yet.
 
+use crate::refusal::{refuse, Refusal};
 use crate::args::Options;
 use ckpt_image::image::{meta_len, PREFIX_LEN};
 use ckpt_image::region::RegionKind;
@@ -318,12 +319,11 @@ pub fn plan_in_copy(base: usize, copy_base: usize) -> usize {
 /// from a copy of our own made now, before anything of it is checked: the restore then reads
 /// the program's memory from the copy (as `--eager` does) instead of mapping it, so that what
 /// was checked is what the program gets. Returns the descriptor to read the file through.
-fn trusted(path: &CStr, what: &dyn core::fmt::Display, fd: OwnedFd, st: &rustix::fs::Stat, trust: bool, p: &mut Plan) -> Result<OwnedFd, ()> {
+fn trusted(path: &CStr, what: &dyn core::fmt::Display, fd: OwnedFd, st: &rustix::fs::Stat, trust: bool, p: &mut Plan) -> Result<OwnedFd, Refusal> {
     let me = rustix::process::geteuid().as_raw();
     let Some(why) = myrestart::trust::untrusted_image(what, st.st_uid, st.st_mode, me) else { return Ok(fd) };
     if !trust {
-        refuse(path, format_args!("{why}"));
-        return Err(());
+        return Err(refuse(path, format_args!("{why}")));
     }
     say!("myrestart: {}: {what} {}; restoring it anyway (--trust-image), from a copy made now", Lossy(path.to_bytes()), why.doubt);
     p.eager = true;
@@ -331,12 +331,8 @@ fn trusted(path: &CStr, what: &dyn core::fmt::Display, fd: OwnedFd, st: &rustix:
     files::private_copy(fd.as_fd(), 0, len, len, c"ckpt-image", false).map_err(|e| refuse(path, format_args!("{what}: copying it: {}", describe(e))))
 }
 
-/// Reports a refusal for the image at `path`.
-fn refuse(path: &CStr, what: core::fmt::Arguments) {
-    say!("myrestart: {}: {}", Lossy(path.to_bytes()), what);
-}
 
-pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
+pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
     let path = opts.image;
     p.eager = opts.eager;
     p.stopped = opts.stopped;
@@ -354,13 +350,10 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     }
     // Non-blocking: a FIFO (or a device) at the path would hold `open` forever; its type is
     // checked next.
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).map_err(|e| {
-        refuse(path, format_args!("cannot open: {}", describe(e)));
-    })?;
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).map_err(|e| refuse(path, format_args!("cannot open: {}", describe(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("cannot stat: {}", describe(e))))?;
     if (st.st_mode & 0o170000) != 0o100000 {
-        refuse(path, format_args!("not a regular file"));
-        return Err(());
+        return Err(refuse(path, format_args!("not a regular file")));
     }
     let fd = trusted(path, &"the image", fd, &st, opts.trust_image, p)?;
     let file_len = st.st_size as u64;
@@ -388,20 +381,17 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
             match ckpt_sigsafe::read_key(k, buf) {
                 Ok(key) => Some(key),
                 Err(why) => {
-                    refuse(path, format_args!("the key file {} {why}", Lossy(k.to_bytes())));
-                    return Err(());
+                    return Err(refuse(path, format_args!("the key file {} {why}", Lossy(k.to_bytes()))));
                 }
             }
         }
     };
     p.key = key;
     if image.shared_runs().any(|r| r.is_ok_and(|r| r.source == 0)) {
-        bad(ImageError::Malformed("the root's image says it shares pages with itself"));
-        return Err(());
+        return Err(bad(ImageError::Malformed("the root's image says it shares pages with itself")));
     }
     if image.tree().is_some() && image.shared_runs().next().is_some() {
-        bad(ImageError::Malformed("a tree image names a base image"));
-        return Err(());
+        return Err(bad(ImageError::Malformed("a tree image names a base image")));
     }
     // Every part's data (and MAC) is checked here, first, before anything is opened or made:
     // the root's now, a tree's other processes' as their headers are read (below).
@@ -413,8 +403,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
     if let Some(tree) = image.tree() {
         // A tree: every process's part is read and checked now, before anything changes.
         if opts.new_ids {
-            refuse(path, format_args!("the image holds a process tree, whose processes need their own PIDs back: --new-ids cannot restore it"));
-            return Err(());
+            return Err(refuse(path, format_args!("the image holds a process tree, whose processes need their own PIDs back: --new-ids cannot restore it")));
         }
         for rec in tree.map_err(bad)? {
             let rec = rec.map_err(bad)?;
@@ -429,12 +418,9 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
             let (m, part) = read_part(path, fd.as_raw_fd(), rec.base, file_len, p)?;
             tables::fit(path, p, Counts::of(&part))?;
             if p.state.meta_hash != rec.meta_hash || p.state.pid != rec.pid {
-                refuse(path, format_args!("process {} of the tree does not match its part of the image", rec.pid));
-                return Err(());
+                return Err(refuse(path, format_args!("process {} of the tree does not match its part of the image", rec.pid)));
             }
-            ckpt_image::shared::check_against_root(&part, &image).map_err(|e| {
-                refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
-            })?;
+            ckpt_image::shared::check_against_root(&part, &image).map_err(|e| refuse(path, format_args!("process {} of the tree: {e}", rec.pid)))?;
             // A region that points at the root's bytes (the same bytes, stored once) was
             // checked with the root's; that it is the root's copy of the same addresses was
             // checked just above. The root's plain regions are looked up by where their bytes
@@ -459,9 +445,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
                 verify_data(fd.as_raw_fd(), &part, file_len, opts.verify, key.as_ref(), in_root)
             })
             .map_err(|e| refuse(path, format_args!("cannot check process {} of the tree: {}", rec.pid, describe(e))))?;
-            verified.map_err(|e| {
-                refuse(path, format_args!("process {} of the tree: {e}", rec.pid));
-            })?;
+            verified.map_err(|e| refuse(path, format_args!("process {} of the tree: {e}", rec.pid)))?;
             running.note(&p.state);
             files::note_logs(&part, i, p);
             adopt(path, &part, p)?;
@@ -511,7 +495,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), ()> {
 /// Makes the plan for process `member` of the image (0: the root, or the only process), whose
 /// part was checked by [`make`]: its state, threads and descriptors. In a tree, runs in the
 /// process that becomes that member.
-pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), ()> {
+pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), Refusal> {
     let path = opts.image;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, meta_len) = if p.ntree > 0 { (p.tree[member].meta, p.tree[member].meta_len) } else { (p.meta, p.meta_len) };
@@ -549,15 +533,14 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
 /// it had open (`files.rs`): never through a symbolic link (the checkpoint's path, the
 /// kernel's own, had none), and not another user's directory where the program's was the
 /// restarting user's own; another directory of ours there is named as replaced.
-fn open_cwd(path: &CStr, cwd: &CStr, id: &ckpt_image::fileid::FileId) -> Result<OwnedFd, ()> {
+fn open_cwd(path: &CStr, cwd: &CStr, id: &ckpt_image::fileid::FileId) -> Result<OwnedFd, Refusal> {
     let name = Lossy(cwd.to_bytes());
     let fd = files::open_recorded(cwd, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| refuse(path, format_args!("working directory {name}: {}", files::NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("working directory {name}: {}", describe(e))))?;
     if let Some(then) = id.owner.uid {
         if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
-            files::refuse_taken(path, format_args!("working directory"), cwd.to_bytes(), files::owner(&st), then);
-            return Err(());
+            return Err(files::refuse_taken(path, format_args!("working directory"), cwd.to_bytes(), files::owner(&st), then));
         }
         if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: working directory {name} was replaced since the checkpoint; the program works in the directory now at that path");
@@ -570,7 +553,7 @@ fn open_cwd(path: &CStr, cwd: &CStr, id: &ckpt_image::fileid::FileId) -> Result<
 /// the same rule as the working directory ([`open_cwd`]); only a regular file (opened
 /// non-blocking: a FIFO put at its path would block `open`). `None` where there is none to
 /// be had (gone, or never known): the restored process then keeps myrestart's.
-fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid::FileId) -> Result<Option<OwnedFd>, ()> {
+fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid::FileId) -> Result<Option<OwnedFd>, Refusal> {
     let Ok(c) = CStr::from_bytes_with_nul(exe.with_nul()) else { return Ok(None) };
     if c.is_empty() {
         return Ok(None);
@@ -579,8 +562,7 @@ fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid:
     let fd = match files::open_recorded(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) {
         Ok(fd) => fd,
         Err(e @ rustix::io::Errno::LOOP) => {
-            refuse(path, format_args!("program file {name}: {}", files::NotOpened(e)));
-            return Err(());
+            return Err(refuse(path, format_args!("program file {name}: {}", files::NotOpened(e))));
         }
         Err(_) => return Ok(None),
     };
@@ -590,8 +572,7 @@ fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid:
     }
     if let Some(then) = id.owner.uid {
         if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
-            files::refuse_taken(path, format_args!("program file"), c.to_bytes(), files::owner(&st), then);
-            return Err(());
+            return Err(files::refuse_taken(path, format_args!("program file"), c.to_bytes(), files::owner(&st), then));
         }
         if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: program file {name} was replaced since the checkpoint; /proc/PID/exe of the restored process names the file now at that path");
@@ -606,7 +587,7 @@ fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid:
 /// (unless `--no-verify`) have those regions' bytes match their hashes, and be trusted as the
 /// image is ([`trusted`]). Any failure names the base. Their descriptors are parked in
 /// `p.bases`.
-fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: bool) -> Result<(), ()> {
+fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: bool) -> Result<(), Refusal> {
     let Some(chain) = image.chain() else { return Ok(()) };
     let chain = chain.map_err(|e| refuse(path, format_args!("{e}")))?;
     let dir_len = path.to_bytes().iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
@@ -617,26 +598,21 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: boo
         let mut buf = [0u8; ckpt_image::state::PATH_MAX + 260];
         let full_len = dir_len + b.name().len();
         if full_len >= buf.len() {
-            refuse(path, format_args!("base image {name}: path too long"));
-            return Err(());
+            return Err(refuse(path, format_args!("base image {name}: path too long")));
         }
         buf[..dir_len].copy_from_slice(&path.to_bytes()[..dir_len]);
         buf[dir_len..full_len].copy_from_slice(b.name());
         let bpath = CStr::from_bytes_with_nul(&buf[..full_len + 1]).map_err(|_| refuse(path, format_args!("base image {name}: bad name")))?;
         // Non-blocking, and then only a regular file: anyone who may write the directory could
         // have put a FIFO at a missing base's name.
-        let fd = rustix::fs::open(bpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).map_err(|e| {
-            refuse(path, format_args!("needs its base image {name}, which cannot be opened: {} (an incremental image restarts only with the images it was built on beside it)", describe(e)));
-        })?;
+        let fd = rustix::fs::open(bpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).map_err(|e| refuse(path, format_args!("needs its base image {name}, which cannot be opened: {} (an incremental image restarts only with the images it was built on beside it)", describe(e))))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("base image {name}: cannot stat: {}", describe(e))))?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-            refuse(path, format_args!("base image {name} is not a regular file"));
-            return Err(());
+            return Err(refuse(path, format_args!("base image {name} is not a regular file")));
         }
         let rewritten = || refuse(path, format_args!("base image {name} is not the image this one was built on (it was rewritten or replaced)"));
         if st.st_size as u64 != b.file_len {
-            rewritten();
-            return Err(());
+            return Err(rewritten());
         }
         let fd = trusted(path, &format_args!("base image {name}"), fd, &st, trust, p)?;
         static mut BASE_STATE: ProcessState = ProcessState::ZERO;
@@ -647,8 +623,7 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: boo
             None => refuse(path, format_args!("base image {name}: cannot read its headers")),
         })?;
         if !b.is(&base) {
-            rewritten();
-            return Err(());
+            return Err(rewritten());
         }
         ckpt_image::chain::check_against_base(image, source, &base).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
         verify_data(fd.as_raw_fd(), &base, b.file_len, verify, None, |rec| !ckpt_image::chain::takes_from(image, source, rec)).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
@@ -684,7 +659,7 @@ fn read_headers(fd: i32, file_len: u64, state: &mut ProcessState) -> Result<Imag
 
 /// Reads and checks the headers of the image (or tree part) at `base` into a mapping of their
 /// own, decoding the state into `p.state`.
-fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Result<(&'static [u8], Image<'static>), ()> {
+fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Result<(&'static [u8], Image<'static>), Refusal> {
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let mut prefix = [0u8; PREFIX_LEN];
     let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
@@ -697,12 +672,10 @@ fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Re
         })
     })?;
     if total > MAX_META {
-        bad(ImageError::Malformed("header block is implausibly large"));
-        return Err(());
+        return Err(bad(ImageError::Malformed("header block is implausibly large")));
     }
     if base.saturating_add(total) > file_len {
-        bad(ImageError::Truncated);
-        return Err(());
+        return Err(bad(ImageError::Truncated));
     }
     let meta_len = total as usize;
     // SAFETY: a fresh anonymous mapping, owned by the plan from here on.
@@ -714,8 +687,7 @@ fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Re
     let meta_buf = unsafe { core::slice::from_raw_parts_mut(meta as *mut u8, meta_len) };
     let n = ckpt_sigsafe::sys::pread_full(fd, meta_buf, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
     if n != meta_len {
-        bad(ImageError::Truncated);
-        return Err(());
+        return Err(bad(ImageError::Truncated));
     }
     // SAFETY: this mapping is never unmapped before the point of no return (`hole` copies the
     // headers it restores into the block and the teardown removes the rest), so 'static holds
@@ -729,7 +701,7 @@ fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Re
 
 /// The checks of one process's image that need no file opened, and its threads into the plan:
 /// the leader (whose TID is the PID; this process becomes it) and the others.
-fn adopt(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
+fn adopt(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), Refusal> {
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let mut leader = None;
     p.nothers = 0;
@@ -739,16 +711,14 @@ fn adopt(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
         if t.tid == p.state.pid && leader.is_none() {
             leader = Some(t);
         } else if p.nothers == p.others.len() {
-            refuse(path, format_args!("more than {} threads", p.others.len()));
-            return Err(());
+            return Err(refuse(path, format_args!("more than {} threads", p.others.len())));
         } else {
             p.others[p.nothers] = t;
             p.nothers += 1;
         }
     }
     let Some(leader) = leader else {
-        refuse(path, format_args!("the program's main thread (TID {}) had exited; a process without it cannot be restored", p.state.pid));
-        return Err(());
+        return Err(refuse(path, format_args!("the program's main thread (TID {}) had exited; a process without it cannot be restored", p.state.pid)));
     };
     p.thread = leader;
     check_timers(path, image, p)?;
@@ -787,7 +757,7 @@ fn first_duplicate(n: usize, fill: impl FnOnce(&mut [u64])) -> Result<Option<u64
 /// namespace is init, unless the program was PID 1 itself), and, unless the program gets new
 /// IDs anyway (`--new-ids`), each below this system's `pid_max`. The restore would otherwise
 /// fail only after its point of no return, or quietly fall back to new IDs.
-fn check_ids(path: &CStr, image: &Image, p: &Plan, new_ids: bool) -> Result<(), ()> {
+fn check_ids(path: &CStr, image: &Image, p: &Plan, new_ids: bool) -> Result<(), Refusal> {
     static mut STATE: ProcessState = ProcessState::ZERO;
     // SAFETY: single-threaded, and the only use of the static.
     let scratch = unsafe { &mut *core::ptr::addr_of_mut!(STATE) };
@@ -812,12 +782,10 @@ fn check_ids(path: &CStr, image: &Image, p: &Plan, new_ids: bool) -> Result<(), 
         let (pid, img) = part(i, scratch).map_err(bad)?;
         let img = img.as_ref().unwrap_or(image);
         if p.ntree > 0 && pid == 1 {
-            refuse(path, format_args!("a process of the tree had PID 1, which its namespace's init has"));
-            return Err(());
+            return Err(refuse(path, format_args!("a process of the tree had PID 1, which its namespace's init has")));
         }
         if img.threads().any(|t| t.is_ok_and(|t| t.tid == 1 && pid != 1)) {
-            refuse(path, format_args!("a thread of process {pid} has TID 1, which only a PID namespace's first process has"));
-            return Err(());
+            return Err(refuse(path, format_args!("a thread of process {pid} has TID 1, which only a PID namespace's first process has")));
         }
         n += if p.ntree > 0 && p.tree[i].rec.is_zombie() { 1 } else { img.threads().count() };
     }
@@ -849,14 +817,12 @@ fn check_ids(path: &CStr, image: &Image, p: &Plan, new_ids: bool) -> Result<(), 
     })
     .map_err(|e| refuse(path, format_args!("cannot check the image's thread IDs: {}", describe(e))))?;
     if let Some(id) = dup {
-        refuse(path, format_args!("process or thread ID {id} appears twice in the image"));
-        return Err(());
+        return Err(refuse(path, format_args!("process or thread ID {id} appears twice in the image")));
     }
     if let (Some(id), Some(max)) = (too_high, pid_max) {
-        refuse(path, format_args!(
+        return Err(refuse(path, format_args!(
             "process or thread ID {id} is not below this system's pid_max ({max}), so it cannot be had again (--new-ids restores with new IDs)"
-        ));
-        return Err(());
+        )));
     }
     Ok(())
 }
@@ -865,7 +831,7 @@ fn check_ids(path: &CStr, image: &Image, p: &Plan, new_ids: bool) -> Result<(), 
 /// signal and target this system accepts. A clock of the kernel's own is tried now, with a
 /// throwaway timer of this process that never runs; a CPU-time clock must be the process's or
 /// one of its threads' (another process's would not be there).
-fn check_timers(path: &CStr, image: &Image, p: &Plan) -> Result<(), ()> {
+fn check_timers(path: &CStr, image: &Image, p: &Plan) -> Result<(), Refusal> {
     use ckpt_image::timers::SIGEV_THREAD_ID;
     let n = image.timers().count();
     let dup = first_duplicate(n, |ids| {
@@ -875,8 +841,7 @@ fn check_timers(path: &CStr, image: &Image, p: &Plan) -> Result<(), ()> {
     })
     .map_err(|e| refuse(path, format_args!("cannot check the image's timers: {}", describe(e))))?;
     if let Some(id) = dup {
-        refuse(path, format_args!("POSIX timer {id} appears twice in the image"));
-        return Err(());
+        return Err(refuse(path, format_args!("POSIX timer {id} appears twice in the image")));
     }
     let me = rustix::thread::gettid().as_raw_nonzero().get() as u32;
     for t in image.timers() {
@@ -893,8 +858,7 @@ fn check_timers(path: &CStr, image: &Image, p: &Plan) -> Result<(), ()> {
                     id == p.state.pid
                 };
             if t.clock & 3 == 3 || !ours {
-                refuse(path, format_args!("POSIX timer {} is on a CPU-time clock ({}) that is not this process's", t.id, t.clock));
-                return Err(());
+                return Err(refuse(path, format_args!("POSIX timer {} is on a CPU-time clock ({}) that is not this process's", t.id, t.clock)));
             }
             continue;
         }
@@ -902,8 +866,7 @@ fn check_timers(path: &CStr, image: &Image, p: &Plan) -> Result<(), ()> {
         match ckpt_sigsafe::sys::timer_create_with(t.clock, t.notify, t.signo, t.value, tid, 0) {
             Ok(id) => ckpt_sigsafe::sys::timer_delete(id),
             Err(e) => {
-                refuse(path, format_args!("POSIX timer {} cannot be made again here (clock {}, signal {}): {}", t.id, t.clock, t.signo, describe(e)));
-                return Err(());
+                return Err(refuse(path, format_args!("POSIX timer {} cannot be made again here (clock {}, signal {}): {}", t.id, t.clock, t.signo, describe(e))));
             }
         }
     }
@@ -1029,29 +992,30 @@ impl StillRunning {
     }
 
     /// Refuses (or, with `allow`, says it goes on) if any still runs; `tree` for a tree image.
-    fn judge(&self, path: &CStr, tree: bool, allow: bool) -> Result<(), ()> {
+    fn judge(&self, path: &CStr, tree: bool, allow: bool) -> Result<(), Refusal> {
         let (n, names) = (self.count, Lossy(self.names.as_bytes()));
         let what = if n == 1 { "process" } else { "processes" };
         match (n, tree, allow) {
-            (0, _, _) => return Ok(()),
-            (_, false, false) => refuse(path, format_args!(
+            (0, _, _) => Ok(()),
+            (_, false, false) => Err(refuse(path, format_args!(
                 "the checkpointed process still runs ({names}): a second copy would share its files and write over its output; end it first, or give --allow-running"
-            )),
-            (_, false, true) => say!("myrestart: {}: the checkpointed process still runs ({names}); restoring a second copy of it, as asked (--allow-running)", Lossy(path.to_bytes())),
-            (_, true, false) => refuse(path, format_args!(
+            ))),
+            (_, false, true) => {
+                say!("myrestart: {}: the checkpointed process still runs ({names}); restoring a second copy of it, as asked (--allow-running)", Lossy(path.to_bytes()));
+                Ok(())
+            }
+            (_, true, false) => Err(refuse(path, format_args!(
                 "{n} {what} of the checkpointed tree still {}: second copies would share their files and write over their output; end them first, or give --allow-running ({names})",
                 if n == 1 { "runs" } else { "run" }
-            )),
-            (_, true, true) => say!(
-                "myrestart: {}: {n} {what} of the checkpointed tree still {}; restoring second copies, as asked (--allow-running) ({names})",
-                Lossy(path.to_bytes()),
-                if n == 1 { "runs" } else { "run" }
-            ),
-        }
-        if allow {
-            Ok(())
-        } else {
-            Err(())
+            ))),
+            (_, true, true) => {
+                say!(
+                    "myrestart: {}: {n} {what} of the checkpointed tree still {}; restoring second copies, as asked (--allow-running) ({names})",
+                    Lossy(path.to_bytes()),
+                    if n == 1 { "runs" } else { "run" }
+                );
+                Ok(())
+            }
         }
     }
 }
@@ -1090,17 +1054,16 @@ fn still_runs(st: &ProcessState) -> bool {
 }
 
 /// The CPU must support the register state the image saved.
-fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), ()> {
+fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), Refusal> {
     if st.xfeatures == 0 {
         return Ok(());
     }
     let have = ckpt_sigsafe::cpu::xcr0();
     if st.xfeatures & !have != 0 {
-        refuse(path, format_args!(
+        return Err(refuse(path, format_args!(
             "the image needs CPU register state this machine does not enable (XSAVE features {:#x}, this machine has {:#x})",
             st.xfeatures, have
-        ));
-        return Err(());
+        )));
     }
     Ok(())
 }
@@ -1114,7 +1077,7 @@ fn mmap_min_addr() -> u64 {
 /// Every region must be mappable here: inside the user address space, above the lowest
 /// address this process may map, and (writable private memory counts against the kernel's
 /// overcommit limit) within what the kernel will grant.
-fn check_regions_fit(path: &CStr, image: &Image) -> Result<(), ()> {
+fn check_regions_fit(path: &CStr, image: &Image) -> Result<(), Refusal> {
     let floor = mmap_min_addr();
     let mut committed = 0u64;
     for i in 0..image.region_count() {
@@ -1124,12 +1087,10 @@ fn check_regions_fit(path: &CStr, image: &Image) -> Result<(), ()> {
             continue; // the kernel's own, at its fixed address (checked with the image)
         }
         if rec.end as usize > TASK_END {
-            refuse(path, format_args!("region {:#x}-{:#x} is above the 47-bit user address space", rec.start, rec.end));
-            return Err(());
+            return Err(refuse(path, format_args!("region {:#x}-{:#x} is above the 47-bit user address space", rec.start, rec.end)));
         }
         if rec.start < floor && !rec.kind.is_kernel_special() {
-            refuse(path, format_args!("region {:#x}-{:#x} is below the lowest address a process may map ({floor:#x})", rec.start, rec.end));
-            return Err(());
+            return Err(refuse(path, format_args!("region {:#x}-{:#x} is below the lowest address a process may map ({floor:#x})", rec.start, rec.end)));
         }
         if rec.prot & 2 != 0 && !rec.is_shared() && !rec.kind.is_kernel_special() {
             committed = committed.saturating_add(rec.size());
@@ -1137,8 +1098,7 @@ fn check_regions_fit(path: &CStr, image: &Image) -> Result<(), ()> {
     }
     let (limit, what) = commit_limit();
     if committed > limit {
-        refuse(path, format_args!("the image needs {} MiB of writable memory, more than {what} ({} MiB)", committed >> 20, limit >> 20));
-        return Err(());
+        return Err(refuse(path, format_args!("the image needs {} MiB of writable memory, more than {what} ({} MiB)", committed >> 20, limit >> 20)));
     }
     Ok(())
 }
@@ -1171,7 +1131,7 @@ fn commit_limit() -> (u64, &'static str) {
 /// The bounds `PR_SET_MM_MAP` will be given must pass the kernel's own checks: every address
 /// inside the user address space, each pair in order, and the data segment within
 /// `RLIMIT_DATA`.
-fn check_mm(path: &CStr, st: &ProcessState) -> Result<(), ()> {
+fn check_mm(path: &CStr, st: &ProcessState) -> Result<(), Refusal> {
     let mm = &st.mm;
     let floor = mmap_min_addr();
     let fields = [
@@ -1185,20 +1145,18 @@ fn check_mm(path: &CStr, st: &ProcessState) -> Result<(), ()> {
         && mm.arg_start <= mm.arg_end
         && mm.env_start <= mm.env_end;
     if !inside || !ordered {
-        refuse(path, format_args!("the memory layout fields (code, data, heap, stack, arguments) are out of range or out of order"));
-        return Err(());
+        return Err(refuse(path, format_args!("the memory layout fields (code, data, heap, stack, arguments) are out of range or out of order")));
     }
     let data = (mm.brk - mm.start_brk).saturating_add(mm.end_data - mm.start_data);
     let limit = ckpt_sigsafe::sys::prlimit(linux_raw_sys::general::RLIMIT_DATA, None).map_or(u64::MAX, |l| l[0]);
     if data > limit {
-        refuse(path, format_args!("the heap and data ({} MiB) exceed this process's RLIMIT_DATA ({} MiB)", data >> 20, limit >> 20));
-        return Err(());
+        return Err(refuse(path, format_args!("the heap and data ({} MiB) exceed this process's RLIMIT_DATA ({} MiB)", data >> 20, limit >> 20)));
     }
     Ok(())
 }
 
 /// A thread's own pointers must land in restored memory, and its TLS bases in user space.
-fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()> {
+fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), Refusal> {
     let writable = |addr: u64, len: u64| {
         (0..image.region_count()).filter_map(|i| image.region(i).ok()).any(|r| {
             r.record.prot & 2 != 0
@@ -1209,22 +1167,18 @@ fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()>
     };
     for (what, base) in [("TLS base (fs)", st.fs_base), ("gs base", st.gs_base)] {
         if base as usize >= TASK_END {
-            refuse(path, format_args!("{what} {base:#x} of thread {} is outside user space", st.tid));
-            return Err(());
+            return Err(refuse(path, format_args!("{what} {base:#x} of thread {} is outside user space", st.tid)));
         }
     }
     // The kernel takes an rseq area of at least 32 bytes, aligned to 32.
     if st.flags & FLAG_RSEQ != 0 && (!writable(st.rseq_addr, st.rseq_len as u64) || st.rseq_len < 32 || st.rseq_addr % 32 != 0) {
-        refuse(path, format_args!("rseq area {:#x} of thread {} is not in writable memory", st.rseq_addr, st.tid));
-        return Err(());
+        return Err(refuse(path, format_args!("rseq area {:#x} of thread {} is not in writable memory", st.rseq_addr, st.tid)));
     }
     if st.flags & FLAG_PATCH_TID != 0 && !writable(st.tid_address, 4) {
-        refuse(path, format_args!("thread id cache {:#x} of thread {} is not in writable memory", st.tid_address, st.tid));
-        return Err(());
+        return Err(refuse(path, format_args!("thread id cache {:#x} of thread {} is not in writable memory", st.tid_address, st.tid)));
     }
     if st.tid_address as usize >= TASK_END || st.robust_list as usize >= TASK_END {
-        refuse(path, format_args!("thread {}'s TID or robust-list address is outside user space", st.tid));
-        return Err(());
+        return Err(refuse(path, format_args!("thread {}'s TID or robust-list address is outside user space", st.tid)));
     }
     Ok(())
 }
@@ -1232,7 +1186,7 @@ fn check_targets(path: &CStr, image: &Image, st: &ThreadState) -> Result<(), ()>
 /// Pairs the kernel's special mappings of this process with those in the image. The vdso
 /// finds its data pages at fixed offsets from itself, so sizes and relative placement must
 /// match: they do when checkpoint and restart run on the same kernel build.
-fn find_specials(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
+fn find_specials(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), Refusal> {
     static mut OWN_MAPS: [u8; 65536] = [0; 65536];
     // SAFETY: single-threaded; this is the only reference to the buffer.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(OWN_MAPS) };
@@ -1244,13 +1198,11 @@ fn find_specials(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
         match (own, target) {
             (_, None) => {}
             (None, Some(_)) => {
-                refuse(path, format_args!("the image uses the kernel's {kind:?} mapping, which this kernel does not provide"));
-                return Err(());
+                return Err(refuse(path, format_args!("the image uses the kernel's {kind:?} mapping, which this kernel does not provide")));
             }
             (Some(o), Some(t)) => {
                 if (o.end - o.start) as u64 != t.record.size() {
-                    refuse(path, format_args!("the kernel's {kind:?} mapping differs in size from the image's (taken on another kernel?)"));
-                    return Err(());
+                    return Err(refuse(path, format_args!("the kernel's {kind:?} mapping differs in size from the image's (taken on another kernel?)")));
                 }
                 *slot = Special { present: true, own_start: o.start, target_start: t.record.start as usize, len: o.end - o.start };
             }
@@ -1259,8 +1211,7 @@ fn find_specials(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
     let vdso = p.specials[2];
     for s in &p.specials[..2] {
         if s.present && vdso.present && s.own_start.wrapping_sub(vdso.own_start) != s.target_start.wrapping_sub(vdso.target_start) {
-            refuse(path, format_args!("the vdso and its data pages are laid out differently from the image (taken on another kernel?)"));
-            return Err(());
+            return Err(refuse(path, format_args!("the vdso and its data pages are laid out differently from the image (taken on another kernel?)")));
         }
     }
     Ok(())
@@ -1268,11 +1219,12 @@ fn find_specials(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
 
 /// `PR_SET_MM_MAP` is how the heap bounds come back; try it now, harmlessly, with our own
 /// current values, so that a kernel that refuses it is found before anything is changed.
-fn check_mm_map_allowed(path: &CStr) -> Result<(), ()> {
+fn check_mm_map_allowed(path: &CStr) -> Result<(), Refusal> {
     let mut buf = [0u8; 1024];
     let n = {
-        let fd = rustix::fs::open(c"/proc/self/stat", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|_| ())?;
-        ckpt_sigsafe::sys::pread_full(fd.as_raw_fd(), &mut buf, 0).map_err(|_| ())?
+        let unread = |e| refuse(path, format_args!("cannot read /proc/self/stat: {}", describe(e)));
+        let fd = rustix::fs::open(c"/proc/self/stat", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(unread)?;
+        ckpt_sigsafe::sys::pread_full(fd.as_raw_fd(), &mut buf, 0).map_err(unread)?
     };
     let stat = &buf[..n];
     let field = |i| ckpt_sigsafe::proctext::stat_field(stat, i).unwrap_or(0);
@@ -1294,8 +1246,7 @@ fn check_mm_map_allowed(path: &CStr) -> Result<(), ()> {
     };
     // SAFETY: these are this process's current values, so setting them changes nothing.
     if let Err(e) = unsafe { rustix::process::configure_virtual_memory_map(&map) } {
-        refuse(path, format_args!("the kernel refuses prctl(PR_SET_MM_MAP), needed to restore the heap: {}", describe(e)));
-        return Err(());
+        return Err(refuse(path, format_args!("the kernel refuses prctl(PR_SET_MM_MAP), needed to restore the heap: {}", describe(e))));
     }
     Ok(())
 }

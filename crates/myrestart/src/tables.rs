@@ -16,9 +16,10 @@
 //! Runs before the point of no return in myrestart: no allocation (memory comes from `mmap`),
 //! raw system calls only.
 
+use crate::refusal::{refuse, Refusal};
 use crate::plan::{FdSlot, MapSlot, PairSlot, PipeSlot, Plan, SharedFile, SharedSlot, NO_THREAD};
 use ckpt_image::limits::{Counts, MAX_TREE};
-use ckpt_sigsafe::{page_up, say};
+use ckpt_sigsafe::page_up;
 use ckpt_sigsafe::out::Lossy;
 use core::ffi::CStr;
 use core::ops::{Deref, DerefMut};
@@ -133,10 +134,9 @@ fn place<T: Copy>(t: &mut Table<T>, at: &mut usize, len: usize, mode: Mode, empt
 /// Makes sure the tables hold a process of `counts` more (the image's, or the next part of a
 /// tree): refuses the image if a count is past its limit; otherwise grows the arena when it
 /// is too small, keeping what the tables hold.
-pub fn fit(path: &CStr, p: &mut Plan, counts: Counts) -> Result<(), ()> {
+pub fn fit(path: &CStr, p: &mut Plan, counts: Counts) -> Result<(), Refusal> {
     if let Some(over) = counts.over_limit() {
-        say!("myrestart: {}: {over}", Lossy(path.to_bytes()));
-        return Err(());
+        return Err(Refusal::new(format_args!("{}: {over}", Lossy(path.to_bytes()))));
     }
     let old = p.arena;
     let needs = Needs { largest: old.needs.largest.max(counts), total: old.needs.total.plus(counts) };
@@ -147,7 +147,7 @@ pub fn fit(path: &CStr, p: &mut Plan, counts: Counts) -> Result<(), ()> {
     let base = unsafe {
         rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | MapFlags::NORESERVE)
     }
-    .map_err(|e| say!("myrestart: {}: cannot map {len} bytes for the restore's tables: {}", Lossy(path.to_bytes()), ckpt_sigsafe::errno::describe(e)))?;
+    .map_err(|e| refuse(path, format_args!("cannot map {len} bytes for the restore's tables: {}", ckpt_sigsafe::errno::describe(e))))?;
     lay_out(p, base as usize, &needs, Mode::Fill);
     if old.len > 0 {
         // SAFETY: the old arena, which no table points into any more.

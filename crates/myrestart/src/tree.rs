@@ -15,6 +15,7 @@
 //! Runs before the point of no return in myrestart (and the barrier after it): no allocation,
 //! raw system calls only.
 
+use crate::refusal::Refusal;
 use crate::args::Options;
 use crate::plan::Plan;
 use ckpt_sigsafe::errno::describe;
@@ -40,7 +41,7 @@ pub fn live_count(p: &Plan) -> usize {
 
 /// In the root's process: creates every other process of the tree. Returns in each live one
 /// (the root included), its plan made and its part checked (`Err`: refused, said).
-pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), ()> {
+pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     if p.ntree == 0 {
         return Ok(());
     }
@@ -64,8 +65,7 @@ pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), ()> {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    say!("myrestart: cannot create process {} of the tree with its PID: {}", rec.pid, describe(e));
-                    return Err(());
+                    return Err(Refusal::new(format_args!("cannot create process {} of the tree with its PID: {}", rec.pid, describe(e))));
                 }
             }
         }
