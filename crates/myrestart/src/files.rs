@@ -32,10 +32,11 @@
 //! - other special descriptors (netlink sockets, io_uring, …) are not restored: named, and left
 //!   closed.
 
-use crate::refusal::{refuse, Refusal};
 use crate::acts::{Act, Acts, What};
+use crate::arena::Scratch;
+use crate::fds::{cpath, park, set_nonblocking};
 use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot};
-use crate::tables::Scratch;
+use crate::refusal::{refuse, Refusal};
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
@@ -61,25 +62,9 @@ const REOPEN_FLAGS: u32 = k::O_ACCMODE
 const O_CLOEXEC: u32 = k::O_CLOEXEC;
 
 
-/// A path from the image as a C string, in `buf`.
-pub(crate) fn cpath<'b>(path: &[u8], buf: &'b mut [u8; 4096]) -> Option<&'b CStr> {
-    if path.len() >= buf.len() || path.contains(&0) {
-        return None;
-    }
-    buf[..path.len()].copy_from_slice(path);
-    buf[path.len()] = 0;
-    CStr::from_bytes_with_nul(&buf[..path.len() + 1]).ok()
-}
-
 /// The first descriptor number above every descriptor the image will use.
 pub fn fd_base(image: &Image) -> i32 {
     image.fds().filter_map(Result::ok).map(|(r, _)| r.fd).max().unwrap_or(2).max(2) + 1
-}
-
-/// Gives `fd` the non-blocking flag the saved descriptor had (and no other status flag).
-pub(crate) fn set_nonblocking(fd: BorrowedFd, rec: &FdRecord) -> Result<(), Errno> {
-    let flags = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
-    rustix::fs::fcntl_setfl(fd, flags)
 }
 
 /// Opens the file behind `fd` again through `/proc/self/fd`, with the saved descriptor's access
@@ -89,12 +74,6 @@ fn reopen_as_saved(fd: BorrowedFd, rec: &FdRecord) -> Option<OwnedFd> {
     let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
     let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", fd.as_raw_fd() as u64, b"")?;
     rustix::fs::open(l, flags, Mode::empty()).ok()
-}
-
-/// Moves `fd` to the lowest free number at or above `base`, close-on-exec.
-pub fn park(fd: OwnedFd, base: i32) -> Result<i32, Errno> {
-    let moved = rustix::io::fcntl_dupfd_cloexec(&fd, base)?;
-    Ok(moved.into_raw_fd())
 }
 
 /// Opens everything; fills `p.fds` and `p.file_maps`. Refuses with one line on any problem.
@@ -813,7 +792,7 @@ fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> 
     let mine = || placed(desc).filter_map(|(at, w)| w.ok().filter(|(w, _)| w.fd == rec.fd).map(|(w, _)| (at, w)));
     // This instance's watches by number: each its number and where its record starts, sorted
     // (records may come in any order).
-    let watched = crate::plan::with_table(mine().count(), |order| {
+    let watched = crate::arena::with_table(mine().count(), |order| {
         for (slot, (at, w)) in order.iter_mut().zip(mine()) {
             *slot = (w.wd as u64) << 32 | at as u64;
         }
@@ -1311,7 +1290,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
 /// program file of the tree), mapped for it, and inherited by the tree's processes.
 struct Owners {
     n: usize,
-    e: Option<crate::tables::Scratch<(u64, u64, u32)>>,
+    e: Option<crate::arena::Scratch<(u64, u64, u32)>>,
 }
 
 static mut OWNERS: Owners = Owners { n: 0, e: None };
@@ -1338,7 +1317,7 @@ pub fn learn_owners(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
     owners.n = 0;
     let all = p.arena.needs.total;
     let most = all.fds.saturating_add(all.regions).saturating_add(2 * p.ntree + 2);
-    let table = crate::tables::Scratch::new(most, (0, 0, 0))
+    let table = crate::arena::Scratch::new(most, (0, 0, 0))
         .map_err(|e| refuse(image_path, format_args!("cannot map a table for the owners of {most} files: {}", describe(e))))?;
     let e = owners.e.insert(table);
     let mut note = |path: &[u8]| {

@@ -10,8 +10,8 @@
 //! the plan's tables are not part of the program (they are sized from the image) and are moved
 //! into the block rather than copied (`tables::follow`).
 
-use crate::refusal::Refusal;
 use crate::plan::{plan_in_copy, Plan};
+use crate::refusal::Refusal;
 use crate::restore;
 use myrestart::gap::{find_gap, merge_sorted};
 use myrestart::relocate::{self, SelfImage};
@@ -164,6 +164,6 @@ fn find_block(p: &Plan, len: usize) -> Option<usize> {
 /// Refused before the point of no return, after the changes outside were made: they are taken
 /// back first.
 fn refused(p: &Plan, why: Refusal) -> ! {
-    crate::acts::undo(p);
+    p.acts.undo(p.image);
     why.exit()
 }

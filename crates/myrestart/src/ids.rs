@@ -27,9 +27,9 @@
 //! # Restrictions
 //! Runs before the point of no return in myrestart: no allocation, raw system calls only.
 
-use crate::refusal::Refusal;
 use crate::args::Options;
 use crate::plan::Plan;
+use crate::refusal::Refusal;
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::{say, sys};
 use core::ffi::CStr;
@@ -141,12 +141,12 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
             sys::exit_group(crate::EXIT_REFUSED);
         }
         drop(go_rd);
-        p.said = crate::files::park(said_rd, p.fd_base).unwrap_or(-1);
-        let to_outer = crate::files::park(ended_wr, p.fd_base).unwrap_or(-1);
+        p.said = crate::fds::park(said_rd, p.fd_base).unwrap_or(-1);
+        let to_outer = crate::fds::park(ended_wr, p.fd_base).unwrap_or(-1);
         return run_init(p, pid, ready_wr, to_outer);
     }
     drop((go_rd, ready_wr, said_rd, ended_wr));
-    let from_init = crate::files::park(ended_rd, p.fd_base).unwrap_or(-1);
+    let from_init = crate::fds::park(ended_rd, p.fd_base).unwrap_or(-1);
     // The maps are written from here, outside the new namespace: only a process with
     // CAP_SETUID over the parent namespace may map more than its own ID.
     if let Err(e) = if own_user_ns { write_id_maps(init, uid, gid) } else { Ok(()) } {
@@ -272,7 +272,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
                 (Ok(a), Ok(b)) => (a, b),
                 (Err(e), _) | (_, Err(e)) => fail(e),
             };
-            let park = |fd: OwnedFd| crate::files::park(fd, p.fd_base).unwrap_or_else(|e| fail(e));
+            let park = |fd: OwnedFd| crate::fds::park(fd, p.fd_base).unwrap_or_else(|e| fail(e));
             p.barrier[stage] = [park(ready_wr), park(go_rd)];
             *slot = Some((ready_rd, go_wr));
         }

@@ -18,11 +18,10 @@
 //!
 //! Each socket that does not come back whole is named on stderr, one line.
 
-use crate::refusal::Refusal;
 use crate::acts::{Act, What};
-use crate::files::{park, set_nonblocking};
-use crate::refusal::refuse;
+use crate::fds::{park, set_nonblocking, unix, unix_path};
 use crate::plan::{PairSlot, Plan};
+use crate::refusal::{refuse, Refusal};
 use ckpt_image::fds::FdRecord;
 use ckpt_image::sockets::{self as s, SocketRecord};
 use ckpt_image::Image;
@@ -47,10 +46,6 @@ fn sock_type(rec: &SocketRecord) -> SocketType {
 
 fn is_stream(rec: &SocketRecord) -> bool {
     rec.sock_type as u32 != n::SOCK_DGRAM
-}
-
-fn unix(rec: &SocketRecord) -> bool {
-    rec.family as u32 == n::AF_UNIX
 }
 
 /// A socket address from its saved bytes.
@@ -121,13 +116,6 @@ fn bind_again(fd: BorrowedFd, rec: &SocketRecord) -> Result<(), Errno> {
     r
 }
 
-/// The path a unix socket was bound to (none for an abstract or unnamed one).
-pub fn unix_path(rec: &SocketRecord) -> Option<&[u8]> {
-    let path = rec.addr().get(2..).filter(|_| unix(rec))?;
-    let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
-    (end > 0).then(|| &path[..end])
-}
-
 /// The directory part of a socket's path (`.` for a bare name, `/` for one at the root) and
 /// its last component.
 fn split_path(path: &[u8]) -> (&[u8], &[u8]) {
@@ -150,7 +138,7 @@ fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<(Opt
     let refused = |what: core::fmt::Arguments| refuse(image_path, format_args!("fd {} (socket {}): {what}", rec.fd, Addr(rec.addr())));
     let (dir, name) = split_path(path);
     let (mut dbuf, mut nbuf) = ([0u8; 4096], [0u8; 4096]);
-    let (Some(dir), Some(name)) = (crate::files::cpath(dir, &mut dbuf), crate::files::cpath(name, &mut nbuf)) else {
+    let (Some(dir), Some(name)) = (crate::fds::cpath(dir, &mut dbuf), crate::fds::cpath(name, &mut nbuf)) else {
         return Err(refused(format_args!("its path is not usable")));
     };
     // The directory as the program's bind found it (symbolic links followed, as bind does); it

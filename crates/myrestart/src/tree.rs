@@ -15,24 +15,16 @@
 //! Runs before the point of no return in myrestart (and the barrier after it): no allocation,
 //! raw system calls only.
 
-use crate::refusal::Refusal;
 use crate::args::Options;
 use crate::plan::Plan;
+use crate::refusal::Refusal;
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::{say, sys};
 use linux_raw_sys::general as k;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 
-/// The barriers every live process of a tree reaches, in order, and init lets all pass at once:
-/// each has made and checked its plan; each has made its changes outside that can be taken
-/// back (`acts.rs`); each has replaced the dead socket files it replaces (its point of no
-/// return follows); each is restored (the program runs next).
-pub const PLANNED: usize = 0;
-pub const CHANGED: usize = 1;
-pub const REPLACED: usize = 2;
-pub const RESTORED: usize = 3;
-pub const BARRIERS: usize = 4;
+pub use crate::plan::{BARRIERS, CHANGED, PLANNED, REPLACED, RESTORED};
 
 /// The processes that take part in the barrier: every live one of the tree.
 pub fn live_count(p: &Plan) -> usize {
@@ -71,7 +63,7 @@ pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
         }
         break;
     }
-    crate::plan::become_member(opts, p, me)
+    crate::planner::become_member(opts, p, me)
 }
 
 /// Session and process group of member `i`, as they were where they can be. The job a shell
@@ -142,7 +134,7 @@ pub fn barrier(p: &Plan, stage: usize) {
             Ok(1) => break,
             Err(Errno::INTR) => {}
             _ if stage < RESTORED => {
-                crate::acts::undo(p);
+                p.acts.undo(p.image);
                 sys::exit_group(crate::EXIT_REFUSED)
             }
             _ => sys::exit_group(crate::EXIT_LOST),
