@@ -13,8 +13,8 @@ use core::ffi::CStr;
 /// all that can be taken back, then (in a tree, once every process has made those: a barrier)
 /// the dead socket files replaced and the FIFOs' bytes put back.
 /// What else is made can be taken back, a removed socket file cannot (and a bind just after
-/// the removal at the same place all but never fails). On a failure, said in one line, what
-/// was made is taken back.
+/// the removal at the same place all but never fails). On a failure, what was made is taken
+/// back, and the refusal returned.
 pub fn run(image_path: &CStr, p: &mut Plan, replacing: bool) -> Result<(), Refusal> {
     let Some(image) = p.image else { return Ok(()) };
     for i in 0..p.acts.noted() {

@@ -76,7 +76,7 @@ fn reopen_as_saved(fd: BorrowedFd, rec: &FdRecord) -> Option<OwnedFd> {
     rustix::fs::open(l, flags, Mode::empty()).ok()
 }
 
-/// Opens everything; fills `p.fds` and `p.file_maps`. Refuses with one line on any problem.
+/// Opens everything; fills `p.fds` and `p.file_maps`. Refuses on any problem.
 /// With `inherit_stdio`, descriptors 0, 1 and 2 are myrestart's own, whatever they were.
 pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, inherit_stdio: bool) -> Result<(), Refusal> {
     let base = p.fd_base;

@@ -29,7 +29,7 @@
 
 use crate::args::Options;
 use crate::plan::Plan;
-use crate::refusal::Refusal;
+use crate::refusal::{refuse, Refusal};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::{say, sys};
 use core::ffi::CStr;
@@ -57,7 +57,7 @@ fn forwarded_mask() -> u64 {
 
 /// Sets up the new PID namespace and returns in the process that is to become the program: the
 /// one created there with the program's PID, or (fallback) this one. `Err` means refused
-/// (exit status 2), with the reason said. The supervising processes never return.
+/// (exit status 2), with the line that says why. The supervising processes never return.
 pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     let pid = p.state.pid;
     if !opts.new_ids {
@@ -68,9 +68,8 @@ pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
                 return Ok(());
             }
             Err(Fallback::Because(why, e)) if p.ntree > 0 => {
-                return Err(Refusal::new(format_args!(
-                    "{}: {why}{}{}: a process tree cannot be restored without its PIDs",
-                    ckpt_sigsafe::out::Lossy(opts.image.to_bytes()),
+                return Err(refuse(opts.image, format_args!(
+                    "{why}{}{}: a process tree cannot be restored without its PIDs",
                     if e.is_some() { ": " } else { "" },
                     e.map_or("", describe)
                 )));

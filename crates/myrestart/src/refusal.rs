@@ -1,16 +1,17 @@
 //! A refusal: why the restart cannot go on, before its point of no return, as a value. It holds
 //! its one line, formatted when the problem is found; nothing prints it but the place that
-//! decides to end the process (`main.rs`), so each problem is said once, and a refusal cannot
-//! go unsaid: a function that refuses returns `Err(Refusal)`, and there is no empty one.
+//! decides to end the process ([`Refusal::exit`], from `main.rs`, or from `hole.rs` if its last
+//! step fails), so each problem is said once, and a refusal cannot go unsaid: a function that
+//! refuses returns `Err(Refusal)`, and there is no empty one.
 //!
 //! # Restrictions
 //! Made before the point of no return in myrestart: no allocation. The line lives in a fixed
 //! buffer inside the value ([`ckpt_sigsafe::out::Line`], cut at its length).
 
 use ckpt_sigsafe::out::{Line, Lossy};
-use myrestart::EXIT_REFUSED;
 use core::ffi::CStr;
 use core::fmt::{self, Write};
+use myrestart::EXIT_REFUSED;
 
 /// One problem, said in one line: `myrestart: IMAGE: what` ([`refuse`]) or `myrestart: what`
 /// ([`Refusal::new`]); `ckpt:` when run as `ckpt restart` (the line's [`Line::emit`] does that).
@@ -25,17 +26,11 @@ impl Refusal {
         Refusal(line)
     }
 
-    /// Says the line on stderr and ends the process with [`EXIT_REFUSED`]: the one place a
+    /// Says the line on stderr and ends the process with [`EXIT_REFUSED`]: the only way a
     /// refusal is printed.
     pub fn exit(mut self) -> ! {
         self.0.emit();
         ckpt_sigsafe::sys::exit_group(EXIT_REFUSED)
-    }
-}
-
-impl fmt::Debug for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Refusal({})", Lossy(self.0.as_bytes()))
     }
 }
 

@@ -32,7 +32,8 @@ pub fn live_count(p: &Plan) -> usize {
 }
 
 /// In the root's process: creates every other process of the tree. Returns in each live one
-/// (the root included), its plan made and its part checked (`Err`: refused, said).
+/// (the root included), its plan made and its part checked (`Err`: refused, with the line
+/// that says why).
 pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     if p.ntree == 0 {
         return Ok(());
