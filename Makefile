@@ -83,7 +83,7 @@ restart:
 
 # The Slurm test (tests/tests/slurm.rs, about three and a half minutes, mostly waiting for Slurm) runs in
 # the background beside the others; its output follows theirs.
-test: all
+test: all imports
 	$(CARGO) test --release --locked --workspace --no-run
 	@rm -f target/ckpt-tests/skipped
 	@bin=$$($(CARGO) test --release --locked -p ckpt-tests --test slurm --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\))$$/\1/p'); \

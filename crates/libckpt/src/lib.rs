@@ -22,6 +22,7 @@
 mod checkpoint;
 mod config;
 mod dropped;
+mod entry;
 mod exec;
 mod guard;
 mod init;

@@ -26,22 +26,6 @@
 //! through the frame to the program's own code.
 
 use ckpt_sigsafe::sys::nr;
-use core::sync::atomic::{AtomicU32, Ordering};
-
-/// Other threads that have left myrestart's block (futex word).
-static THREADS_STARTED: AtomicU32 = AtomicU32::new(0);
-/// Set by the leader when the process is whole: the other threads may resume (futex word).
-static THREADS_GO: AtomicU32 = AtomicU32::new(0);
-/// How long a waiting thread sleeps before it looks again (`struct timespec`): with
-/// `--stopped`, the go is given without a wake, while every thread is stopped.
-static POLL: [i64; 2] = [0, 10_000_000];
-
-/// Clears the counters, so that the image (taken right after this) holds them at zero for the
-/// restart. Called by the checkpoint's coordinator while every other thread is stopped.
-pub fn prepare_for_restore() {
-    THREADS_STARTED.store(0, Ordering::SeqCst);
-    THREADS_GO.store(0, Ordering::SeqCst);
-}
 
 const FUTEX_WAIT_PRIVATE: u32 = linux_raw_sys::general::FUTEX_WAIT | linux_raw_sys::general::FUTEX_PRIVATE_FLAG;
 const FUTEX_WAKE_PRIVATE: u32 = linux_raw_sys::general::FUTEX_WAKE | linux_raw_sys::general::FUTEX_PRIVATE_FLAG;
@@ -170,9 +154,9 @@ core::arch::global_asm!(
     wait = const FUTEX_WAIT_PRIVATE,
     wake = const FUTEX_WAKE_PRIVATE,
     arch_set_gs = const ARCH_SET_GS,
-    started = sym THREADS_STARTED,
-    go = sym THREADS_GO,
-    poll = sym POLL,
+    started = sym crate::entry::THREADS_STARTED,
+    go = sym crate::entry::THREADS_GO,
+    poll = sym crate::entry::POLL,
     after_restore = sym after_restore,
 );
 
@@ -190,15 +174,3 @@ extern "C" fn after_restore() {
 // The bytes of `__restore_rt` above spell this system call number.
 const _: () = assert!(nr::RT_SIGRETURN == 15);
 
-unsafe extern "C" {
-    fn ckpt_resume() -> !;
-    fn ckpt_thread_resume() -> !;
-}
-
-pub fn trampoline_address() -> usize {
-    ckpt_resume as *const () as usize
-}
-
-pub fn thread_trampoline_address() -> usize {
-    ckpt_thread_resume as *const () as usize
-}

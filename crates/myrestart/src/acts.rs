@@ -1,10 +1,10 @@
 //! Changes outside the process that the plan prepares but does not make. They wait until every
 //! check of every part of the image has passed (in a tree, until every process has made its
 //! plan: the first barrier), so that a refused restart leaves the filesystem as it found it.
-//! Each process makes its own ([`run`]) just before its point of no return: first those that
+//! Each process makes its own (`changes::run`) just before its point of no return: first those that
 //! can be taken back, then (in a tree, once every process has made those) the dead socket
 //! files replaced. If the restart is refused even so (an act fails here, or in another process
-//! of the tree), each process takes back what it made ([`undo`]) before it ends.
+//! of the tree), each process takes back what it made ([`Acts::undo`]) before it ends.
 //!
 //! - a log that was gone is made again at its path (`files::make_log`): the plan parked a
 //!   placeholder on the program's descriptor, which the new file replaces. In a tree, a log
@@ -23,13 +23,14 @@
 //! a removal of another. A file is removed only if it is still the very one (device and inode)
 //! looked at, just before.
 //!
-//! Unix datagram sockets are connected to their addresses again after all this ([`connect`]):
+//! Unix datagram sockets are connected to their addresses again after all this
+//! (`changes::connect`):
 //! in a tree, once every process's sockets are bound.
 //!
 //! # Restrictions
 //! Runs before the point of no return in myrestart: no allocation, raw system calls only.
 
-use crate::plan::Plan;
+use crate::arena::Table;
 use ckpt_image::Image;
 
 /// What to do.
@@ -49,7 +50,7 @@ pub enum What {
 impl What {
     /// Whether it cannot be taken back, and so waits until every other change is made (in a
     /// tree, every process's: the second barrier).
-    fn for_good(self) -> bool {
+    pub fn for_good(self) -> bool {
         matches!(self, What::Bind { stale: Some(_) } | What::FillFifo)
     }
 }
@@ -77,7 +78,7 @@ pub const NO_ACT: Act = Act { member: 0, target: -1, fd: -1, dir: -1, what: What
 /// The changes a plan prepares, and for whom they are being prepared now.
 pub struct Acts {
     /// Room for a socket for each descriptor, and the logs (see `tables`).
-    pub list: crate::tables::Table<Act>,
+    pub list: Table<Act>,
     n: usize,
     /// The process of the tree whose descriptors the plan is opening.
     pub member: usize,
@@ -86,7 +87,7 @@ pub struct Acts {
 }
 
 impl Acts {
-    pub const NONE: Acts = Acts { list: crate::tables::Table::EMPTY, n: 0, member: 0, pooled: false };
+    pub const NONE: Acts = Acts { list: Table::EMPTY, n: 0, member: 0, pooled: false };
 
     /// Notes a change for the process whose plan is being made. `false` if there are too many.
     pub fn add(&mut self, target: i32, fd: i32, dir: i32, what: What) -> bool {
@@ -97,59 +98,25 @@ impl Acts {
         self.n += 1;
         true
     }
-}
 
-/// Makes this process's changes, in the order the plan noted them: first (`replacing` false)
-/// all that can be taken back, then (in a tree, once every process has made those: a barrier)
-/// the dead socket files replaced and the FIFOs' bytes put back.
-/// What else is made can be taken back, a removed socket file cannot (and a bind just after
-/// the removal at the same place all but never fails). On a failure, said in one line, what
-/// was made is taken back.
-pub fn run(image_path: &core::ffi::CStr, p: &mut Plan, replacing: bool) -> Result<(), ()> {
-    let Some(image) = p.image else { return Ok(()) };
-    for i in 0..p.acts.n {
-        let a = p.acts.list[i];
-        if a.member != p.member || a.what.for_good() != replacing {
-            continue;
-        }
-        let made = match a.what {
-            What::NewLog | What::NameLog => crate::files::make_log(image_path, &image, &a).map(Some),
-            What::Bind { stale } => crate::sockets::bind_planned(image_path, &image, &a, stale).map(Some),
-            What::FillFifo => crate::files::fill_fifo(image_path, &image, p.image_fd, &a).map(|()| None),
-        };
-        match made {
-            Ok(made) => p.acts.list[i].made = made,
-            Err(()) => {
-                undo(p);
-                return Err(());
+    /// How many acts are noted (for every process of a tree).
+    pub fn noted(&self) -> usize {
+        self.n
+    }
+
+    /// Takes back what `changes::run` made of these acts, of the image `image`: each path it
+    /// gave a file or socket is removed, if that file or socket is still what has it.
+    pub fn undo(&self, image: Option<Image>) {
+        let Some(image) = image else { return };
+        for a in self.list[..self.n].iter().rev() {
+            let Some((dev, ino)) = a.made else { continue };
+            let mut buf = [0u8; 4096];
+            let Some(path) = path_of(&image, a, &mut buf) else { continue };
+            let (dir, name) = where_named(a, path);
+            let ours = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| (st.st_dev, st.st_ino) == (dev, ino));
+            if ours {
+                let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
             }
-        }
-    }
-    Ok(())
-}
-
-/// Once every process of a tree has made its changes (the last barrier before the points of
-/// no return): unix datagram sockets connected again, to addresses that any process of the
-/// tree may have just bound. A connection that fails is said, and the socket comes back
-/// unconnected.
-pub fn connect(p: &Plan) {
-    if let Some(image) = p.image {
-        crate::sockets::connect_planned(&image, p);
-    }
-}
-
-/// Takes back what [`run`] made: each path it gave a file or socket is removed, if that file
-/// or socket is still what has it.
-pub fn undo(p: &Plan) {
-    let Some(image) = p.image else { return };
-    for a in p.acts.list[..p.acts.n].iter().rev() {
-        let Some((dev, ino)) = a.made else { continue };
-        let mut buf = [0u8; 4096];
-        let Some(path) = path_of(&image, a, &mut buf) else { continue };
-        let (dir, name) = where_named(a, path);
-        let ours = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| (st.st_dev, st.st_ino) == (dev, ino));
-        if ours {
-            let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
         }
     }
 }
@@ -166,7 +133,7 @@ pub fn path_of<'b>(image: &Image, a: &Act, buf: &'b mut [u8; 4096]) -> Option<&'
     };
     let n = match a.what {
         What::NewLog | What::NameLog => put(image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target && r.same_as < 0)?.1)?,
-        What::Bind { .. } => put(crate::sockets::unix_path(&image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target)?)?)?,
+        What::Bind { .. } => put(crate::fds::unix_path(&image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target)?)?)?,
         What::FillFifo => return None,
     };
     core::ffi::CStr::from_bytes_with_nul(&buf[..=n]).ok()

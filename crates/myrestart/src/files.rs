@@ -33,8 +33,10 @@
 //!   closed.
 
 use crate::acts::{Act, Acts, What};
+use crate::arena::Scratch;
+use crate::fds::{cpath, park, set_nonblocking};
 use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot};
-use crate::tables::Scratch;
+use crate::refusal::{refuse, Refusal};
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
@@ -59,29 +61,10 @@ const REOPEN_FLAGS: u32 = k::O_ACCMODE
     | k::O_PATH;
 const O_CLOEXEC: u32 = k::O_CLOEXEC;
 
-pub(crate) fn refuse(image: &CStr, what: core::fmt::Arguments) {
-    say!("myrestart: {}: {}", Lossy(image.to_bytes()), what);
-}
-
-/// A path from the image as a C string, in `buf`.
-pub(crate) fn cpath<'b>(path: &[u8], buf: &'b mut [u8; 4096]) -> Option<&'b CStr> {
-    if path.len() >= buf.len() || path.contains(&0) {
-        return None;
-    }
-    buf[..path.len()].copy_from_slice(path);
-    buf[path.len()] = 0;
-    CStr::from_bytes_with_nul(&buf[..path.len() + 1]).ok()
-}
 
 /// The first descriptor number above every descriptor the image will use.
 pub fn fd_base(image: &Image) -> i32 {
     image.fds().filter_map(Result::ok).map(|(r, _)| r.fd).max().unwrap_or(2).max(2) + 1
-}
-
-/// Gives `fd` the non-blocking flag the saved descriptor had (and no other status flag).
-pub(crate) fn set_nonblocking(fd: BorrowedFd, rec: &FdRecord) -> Result<(), Errno> {
-    let flags = if rec.open_flags & k::O_NONBLOCK != 0 { OFlags::NONBLOCK } else { OFlags::empty() };
-    rustix::fs::fcntl_setfl(fd, flags)
 }
 
 /// Opens the file behind `fd` again through `/proc/self/fd`, with the saved descriptor's access
@@ -93,15 +76,9 @@ fn reopen_as_saved(fd: BorrowedFd, rec: &FdRecord) -> Option<OwnedFd> {
     rustix::fs::open(l, flags, Mode::empty()).ok()
 }
 
-/// Moves `fd` to the lowest free number at or above `base`, close-on-exec.
-pub fn park(fd: OwnedFd, base: i32) -> Result<i32, Errno> {
-    let moved = rustix::io::fcntl_dupfd_cloexec(&fd, base)?;
-    Ok(moved.into_raw_fd())
-}
-
-/// Opens everything; fills `p.fds` and `p.file_maps`. Refuses with one line on any problem.
+/// Opens everything; fills `p.fds` and `p.file_maps`. Refuses on any problem.
 /// With `inherit_stdio`, descriptors 0, 1 and 2 are myrestart's own, whatever they were.
-pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, inherit_stdio: bool) -> Result<(), ()> {
+pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, inherit_stdio: bool) -> Result<(), Refusal> {
     let base = p.fd_base;
     let mut buf = [0u8; 4096];
     let mut open_std = [false; 3];
@@ -154,15 +131,13 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
             FdKind::Inotify => make_inotify(image_path, image, &rec, base)?,
             FdKind::Socket => {
                 let Some(sock) = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd) else {
-                    refuse(image_path, format_args!("fd {}: the socket has no record", rec.fd));
-                    return Err(());
+                    return Err(refuse(image_path, format_args!("fd {}: the socket has no record", rec.fd)));
                 };
                 crate::sockets::make(image_path, &rec, &sock, image_fd, p)?
             }
         };
         if p.nfds == p.fds.len() {
-            refuse(image_path, format_args!("more than {} descriptors to restore", p.fds.len()));
-            return Err(());
+            return Err(refuse(image_path, format_args!("more than {} descriptors to restore", p.fds.len())));
         }
         p.fds[p.nfds] = FdSlot { target: rec.fd, src, cloexec: rec.fd_flags & 1 != 0 };
         p.nfds += 1;
@@ -323,11 +298,11 @@ pub(crate) fn open_recorded(path: &CStr, flags: OFlags, mode: Mode) -> Result<Ow
 /// The refusal of another user's file (`st_uid` `now`) found at `path`, where the program had
 /// one of the restarting user's own (`then`): see `myrestart::trust::taken_over`. `what` says
 /// what the program had there (a descriptor, a mapping, its working directory).
-pub(crate) fn refuse_taken(image_path: &CStr, what: core::fmt::Arguments, path: &[u8], now: u32, then: u32) {
+pub(crate) fn refuse_taken(image_path: &CStr, what: core::fmt::Arguments, path: &[u8], now: u32, then: u32) -> Refusal {
     refuse(image_path, format_args!(
         "{what}: {} belongs to uid {now} now, where the program had a file of yours (uid {then}): another user's file is not given to it (remove it, or put the file back)",
         Lossy(path)
-    ));
+    ))
 }
 
 /// Why a recorded path did not open ([`open_recorded`]), in words.
@@ -344,10 +319,9 @@ impl core::fmt::Display for NotOpened {
 
 /// A regular file, directory or device, opened again by its path (see the module's notes for
 /// what is refused, what warned about and what forgiven).
-fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32, acts: &mut Acts) -> Result<i32, ()> {
+fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32, acts: &mut Acts) -> Result<i32, Refusal> {
     let Some(c) = cpath(path, buf) else {
-        refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path)));
-        return Err(());
+        return Err(refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path))));
     };
     // Opened non-blocking, so that a path that is now a FIFO (or a device that waits for a
     // carrier) cannot hang the restart; its type is checked before anything else.
@@ -368,12 +342,10 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             return reads_as_empty(image_path, rec, base);
         }
         Err(Errno::NOENT) if rec.kind == FdKind::File => {
-            refuse(image_path, format_args!("fd {}: {} is gone since the checkpoint: {}", rec.fd, Lossy(path), GoOn(rec, path)));
-            return Err(());
+            return Err(refuse(image_path, format_args!("fd {}: {} is gone since the checkpoint: {}", rec.fd, Lossy(path), GoOn(rec, path))));
         }
         Err(e) => {
-            refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), NotOpened(e)));
-            return Err(());
+            return Err(refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), NotOpened(e))));
         }
     };
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(path), describe(e))))?;
@@ -384,12 +356,11 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             | (FdKind::Device, FileType::CharacterDevice | FileType::BlockDevice)
     );
     if !type_ok {
-        refuse(image_path, format_args!("fd {}: {} is no longer what it was (a {})", rec.fd, Lossy(path), match rec.kind {
+        return Err(refuse(image_path, format_args!("fd {}: {} is no longer what it was (a {})", rec.fd, Lossy(path), match rec.kind {
             FdKind::File => "regular file",
             FdKind::Directory => "directory",
             _ => "device",
-        }));
-        return Err(());
+        })));
     }
     // A file of the kernel's (/proc, /sys, cgroups) has no real size: its contents are made
     // when read, so its offset is put back as far as it goes, and nothing is refused for it.
@@ -407,8 +378,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             say!("myrestart: fd {}: {} is another user's now; the descriptor reads as empty after the restart", rec.fd, Lossy(path));
             return reads_as_empty(image_path, rec, base);
         }
-        refuse_taken(image_path, format_args!("fd {}", rec.fd), path, now, rec.uid);
-        return Err(());
+        return Err(refuse_taken(image_path, format_args!("fd {}", rec.fd), path, now, rec.uid));
     }
     if rec.open_flags & k::O_NONBLOCK == 0 {
         let _ = rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(rec.open_flags & REOPEN_FLAGS) & !OFlags::NONBLOCK);
@@ -421,11 +391,10 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
             );
             offset = st.st_size as u64;
         } else if (st.st_size as u64) < offset {
-            refuse(image_path, format_args!(
+            return Err(refuse(image_path, format_args!(
                 "fd {}: {} is now {} bytes, shorter than its saved offset {} (it changed since the checkpoint): {}",
                 rec.fd, Lossy(path), st.st_size, rec.offset, GoOn(rec, path)
-            ));
-            return Err(());
+            )));
         }
         if !rec.is_same_file(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: fd {}: {} was replaced since the checkpoint; using the file now at that path", rec.fd, Lossy(path));
@@ -434,8 +403,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
     if offset != 0 {
         if let Err(e) = rustix::fs::seek(&fd, SeekFrom::Start(offset)) {
             if rec.kind == FdKind::File && !generated {
-                refuse(image_path, format_args!("fd {}: {}: cannot restore the offset: {}", rec.fd, Lossy(path), describe(e)));
-                return Err(());
+                return Err(refuse(image_path, format_args!("fd {}: {}: cannot restore the offset: {}", rec.fd, Lossy(path), describe(e))));
             }
         }
     }
@@ -452,7 +420,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
 /// is made now, without a name (`O_TMPFILE` in its directory), and named then; where the
 /// filesystem cannot make such a file (NFS, say), the restart is refused: made with its name
 /// now, it would be a change before every process of the tree has checked its part.
-fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], base: i32, acts: &mut Acts) -> Result<i32, ()> {
+fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], base: i32, acts: &mut Acts) -> Result<i32, Refusal> {
     let cannot = |e: Errno| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", rec.fd, Lossy(path), describe(e)));
     let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
     let dir = match path.iter().rposition(|&b| b == b'/') {
@@ -485,8 +453,7 @@ fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], base: i32, acts: 
     let fd = park(fd, base).map_err(cannot)?;
     let dir = park(dir, base).map_err(cannot)?;
     if !acts.add(rec.fd, fd, dir, what) {
-        refuse(image_path, format_args!("too many files and sockets to make again"));
-        return Err(());
+        return Err(refuse(image_path, format_args!("too many files and sockets to make again")));
     }
     Ok(fd)
 }
@@ -498,12 +465,11 @@ fn say_new_log(fd: i32, path: &[u8]) {
 /// Once every check has passed: the log [`planned_log`] prepared gets its path, made
 /// exclusively (a file or symlink put there since the plan is not the program's: the restart
 /// is refused then). Returns the device and inode now at the path.
-pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64), ()> {
+pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64), Refusal> {
     let mut buf = [0u8; 4096];
     let rec = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target && r.same_as < 0).map(|(r, _)| r);
     let (Some(rec), Some(c)) = (rec, crate::acts::path_of(image, a, &mut buf)) else {
-        refuse(image_path, format_args!("fd {}: the log to make again has no record", a.target));
-        return Err(());
+        return Err(refuse(image_path, format_args!("fd {}: the log to make again has no record", a.target)));
     };
     let cannot = |e: Errno| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", a.target, Lossy(c.to_bytes()), describe(e)));
     // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
@@ -512,7 +478,7 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
     let (dir, name) = crate::acts::where_named(a, c);
     let st = if a.what == What::NameLog {
         let mut link = [0u8; 64];
-        let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", a.fd as u64, b"").ok_or(())?;
+        let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", a.fd as u64, b"").ok_or_else(|| cannot(Errno::NAMETOOLONG))?;
         rustix::fs::linkat(rustix::fs::CWD, l, dir, name, rustix::fs::AtFlags::SYMLINK_FOLLOW).map_err(cannot)?;
         rustix::fs::fstat(held).map_err(cannot)?
     } else {
@@ -530,8 +496,7 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
                 if made.is_ok() && rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).map(|st| (st.st_dev, st.st_ino)) == made {
                     let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
                 }
-                cannot(e);
-                return Err(());
+                return Err(cannot(e));
             }
         }
     };
@@ -541,7 +506,7 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
 
 /// `/dev/null` for descriptor `rec`, parked: for a file of the kernel's that is not the one
 /// the program had.
-fn reads_as_empty(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+fn reads_as_empty(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, Refusal> {
     let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
     park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
@@ -563,7 +528,7 @@ impl core::fmt::Display for GoOn<'_> {
 }
 
 /// An eventfd with its counter, its mode (semaphore or not) and non-blocking flag.
-fn make_eventfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+fn make_eventfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, Refusal> {
     use rustix::event::{eventfd, EventfdFlags};
     let mut flags = EventfdFlags::CLOEXEC;
     if rec.size == 1 {
@@ -576,8 +541,7 @@ fn make_eventfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()>
     if rec.offset > 0 {
         // The counter is added by a write (the initial value would take only 32 bits).
         if rec.offset == u64::MAX || rustix::io::write(&fd, &rec.offset.to_ne_bytes()).is_err() {
-            refuse(image_path, format_args!("fd {}: cannot set the eventfd's counter to {}", rec.fd, rec.offset));
-            return Err(());
+            return Err(refuse(image_path, format_args!("fd {}: cannot set the eventfd's counter to {}", rec.fd, rec.offset)));
         }
     }
     park(fd, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
@@ -585,14 +549,13 @@ fn make_eventfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()>
 
 /// The slot of the pipe `rec` is an end of: found by inode, or made now (with the saved size),
 /// both ends parked.
-fn pipe_slot(image_path: &CStr, rec: &FdRecord, p: &mut Plan, pooled: bool) -> Result<usize, ()> {
+fn pipe_slot(image_path: &CStr, rec: &FdRecord, p: &mut Plan, pooled: bool) -> Result<usize, Refusal> {
     if let Some(i) = p.pipes[..p.npipes].iter().position(|s| s.ino == rec.ino) {
         return Ok(i);
     }
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (pipe): {what}: {}", rec.fd, describe(e)));
     if p.npipes == p.pipes.len() {
-        refuse(image_path, format_args!("more than {} pipes", p.pipes.len()));
-        return Err(());
+        return Err(refuse(image_path, format_args!("more than {} pipes", p.pipes.len())));
     }
     let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| bad("making a pipe", e))?;
     if rec.size > 0 {
@@ -607,7 +570,7 @@ fn pipe_slot(image_path: &CStr, rec: &FdRecord, p: &mut Plan, pooled: bool) -> R
 
 /// One end of a pipe: the pipe is made once, with its size and the bytes it held (from the
 /// record that carries them); each end takes the record's non-blocking flag.
-fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
+fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> Result<i32, Refusal> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (pipe): {what}: {}", rec.fd, describe(e)));
     let i = pipe_slot(image_path, rec, p, false)?;
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
@@ -622,8 +585,7 @@ fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> R
     let end_fd = unsafe { BorrowedFd::borrow_raw(end) };
     if end < 0 {
         // A pipe of the tree whose end no process had: none has it now either.
-        refuse(image_path, format_args!("fd {} (pipe): its end is missing", rec.fd));
-        return Err(());
+        return Err(refuse(image_path, format_args!("fd {} (pipe): its end is missing", rec.fd)));
     }
     if rec.blob_len > 0 && !slot.pooled {
         // SAFETY: as above.
@@ -664,12 +626,11 @@ fn fill_pipe(image_fd: i32, mut from: u64, wr: BorrowedFd, len: u64) -> Result<(
 /// back through that hold once every check has passed ([`fill_fifo`]); once the program runs,
 /// the hold is let go, and an end whose peer was outside the process sees it closed until
 /// someone opens it again.
-fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Result<i32, ()> {
+fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Result<i32, Refusal> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (FIFO {}): {what}: {}", rec.fd, Lossy(path), describe(e)));
     let mut buf = [0u8; 4096];
     let Some(c) = cpath(path, &mut buf) else {
-        refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path)));
-        return Err(());
+        return Err(refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path))));
     };
     let nb = OFlags::NONBLOCK | OFlags::CLOEXEC;
     let opening = |e: Errno| refuse(image_path, format_args!("fd {} (FIFO {}): opening it: {}", rec.fd, Lossy(path), NotOpened(e)));
@@ -679,14 +640,12 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Res
     let found = open_recorded(c, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(opening)?;
     let st = rustix::fs::fstat(&found).map_err(|e| bad("opening it", e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
-        refuse(image_path, format_args!("fd {}: {} is no longer a FIFO", rec.fd, Lossy(path)));
-        return Err(());
+        return Err(refuse(image_path, format_args!("fd {}: {} is no longer a FIFO", rec.fd, Lossy(path))));
     }
     // Another user's FIFO where the program had one of ours: it would read what that user
     // writes, and write to that user's reader.
     if myrestart::trust::taken_over(rec.uid, owner(&st), rustix::process::geteuid().as_raw()) {
-        refuse_taken(image_path, format_args!("fd {} (FIFO)", rec.fd), path, owner(&st), rec.uid);
-        return Err(());
+        return Err(refuse_taken(image_path, format_args!("fd {} (FIFO)", rec.fd), path, owner(&st), rec.uid));
     }
     let mut link = [0u8; 64];
     let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", found.as_raw_fd() as u64, b"").ok_or_else(|| opening(Errno::NAMETOOLONG))?;
@@ -702,16 +661,17 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Res
     // The bytes it held go back only once every check has passed (`acts.rs`): whoever else has
     // the FIFO open would read them even from a restart that is then refused.
     if rec.blob_len > 0 && !p.acts.add(rec.fd, hold, -1, What::FillFifo) {
-        refuse(image_path, format_args!("too many files and sockets to make again"));
-        return Err(());
+        return Err(refuse(image_path, format_args!("too many files and sockets to make again")));
     }
     park(end, p.fd_base).map_err(|e| bad("parking", e))
 }
 
 /// Once every check has passed: the bytes FIFO `a.target` held put back, through the hold
 /// [`fifo_end`] parked (`a.fd`).
-pub fn fill_fifo(image_path: &CStr, image: &Image, image_fd: i32, a: &Act) -> Result<(), ()> {
-    let Some((rec, path)) = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target) else { return Err(()) };
+pub fn fill_fifo(image_path: &CStr, image: &Image, image_fd: i32, a: &Act) -> Result<(), Refusal> {
+    let Some((rec, path)) = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target) else {
+        return Err(refuse(image_path, format_args!("fd {}: the FIFO to fill again has no record", a.target)));
+    };
     // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
     let hold = unsafe { BorrowedFd::borrow_raw(a.fd) };
     fill_pipe(image_fd, rec.blob_offset, hold, rec.blob_len)
@@ -734,7 +694,7 @@ fn close_missing_pipe_ends(p: &mut Plan) {
 
 /// A memfd comes back as a new memfd of the same name, with its contents and seals, opened as
 /// before and at the same offset.
-fn recreate_memfd(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, base: i32) -> Result<i32, ()> {
+fn recreate_memfd(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, base: i32) -> Result<i32, Refusal> {
     use rustix::fs::{MemfdFlags, SealFlags};
     let name = path.strip_prefix(b"/memfd:").unwrap_or(path);
     let name = name.strip_suffix(b" (deleted)").unwrap_or(name);
@@ -761,7 +721,7 @@ fn recreate_memfd(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32,
 }
 
 /// A signalfd for the saved mask, non-blocking as it was.
-fn make_signalfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+fn make_signalfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, Refusal> {
     let bad = |e: Errno| refuse(image_path, format_args!("fd {} (signalfd): {}", rec.fd, describe(e)));
     // SAFETY: a new descriptor, owned from here on.
     let fd = unsafe { rustix::fd::FromRawFd::from_raw_fd(sys::signalfd(rec.aux).map_err(bad)?) };
@@ -772,12 +732,11 @@ fn make_signalfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, ()
 
 /// A timerfd on its clock, armed as it was: a relative timer with the time it had left, an
 /// absolute one with its deadline; unread expirations are set back where the kernel allows it.
-fn make_timerfd(image_path: &CStr, rec: &FdRecord, t: Option<ckpt_image::timerfd::TimerFdRecord>, base: i32) -> Result<i32, ()> {
+fn make_timerfd(image_path: &CStr, rec: &FdRecord, t: Option<ckpt_image::timerfd::TimerFdRecord>, base: i32) -> Result<i32, Refusal> {
     use rustix::time::{timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (timerfd): {what}: {}", rec.fd, describe(e)));
     let Some(t) = t else {
-        refuse(image_path, format_args!("fd {}: the timerfd has no record", rec.fd));
-        return Err(());
+        return Err(refuse(image_path, format_args!("fd {}: the timerfd has no record", rec.fd)));
     };
     let clock = match t.clock {
         0 => TimerfdClockId::Realtime,
@@ -786,8 +745,7 @@ fn make_timerfd(image_path: &CStr, rec: &FdRecord, t: Option<ckpt_image::timerfd
         8 => TimerfdClockId::RealtimeAlarm,
         9 => TimerfdClockId::BoottimeAlarm,
         _ => {
-            refuse(image_path, format_args!("fd {}: timerfd on unknown clock {}", rec.fd, t.clock));
-            return Err(());
+            return Err(refuse(image_path, format_args!("fd {}: timerfd on unknown clock {}", rec.fd, t.clock)));
         }
     };
     let mut flags = TimerfdFlags::CLOEXEC;
@@ -825,7 +783,7 @@ const MAX_FILLERS: u64 = 1 << 16;
 /// each gets the number the program knows. A gap in the numbers (a watch removed before the
 /// checkpoint) is filled with a throwaway watch removed at once (at most [`MAX_FILLERS`] of
 /// them); its removal event is drained before the program runs.
-fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> Result<i32, ()> {
+fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> Result<i32, Refusal> {
     use ckpt_image::inotify::{placed, record_at};
     use rustix::fs::inotify;
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (inotify): {what}: {}", rec.fd, describe(e)));
@@ -834,7 +792,7 @@ fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> 
     let mine = || placed(desc).filter_map(|(at, w)| w.ok().filter(|(w, _)| w.fd == rec.fd).map(|(w, _)| (at, w)));
     // This instance's watches by number: each its number and where its record starts, sorted
     // (records may come in any order).
-    let watched = crate::plan::with_table(mine().count(), |order| {
+    let watched = crate::arena::with_table(mine().count(), |order| {
         for (slot, (at, w)) in order.iter_mut().zip(mine()) {
             *slot = (w.wd as u64) << 32 | at as u64;
         }
@@ -843,7 +801,7 @@ fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> 
         // then the same again for the next (a watch removed frees its inode for a new one).
         let throwaway = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| bad("making a pipe", e))?;
         let mut link = [0u8; 64];
-        let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", throwaway.0.as_raw_fd() as u64, b"").ok_or(())?;
+        let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", throwaway.0.as_raw_fd() as u64, b"").ok_or_else(|| bad("naming a pipe", Errno::NAMETOOLONG))?;
         let mut buf = [0u8; 4096];
         let (mut next, mut fillers) = (1i32, 0u64);
         for &e in order.iter() {
@@ -853,11 +811,10 @@ fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> 
             }
             fillers += (w.wd - next) as u64;
             if fillers > MAX_FILLERS {
-                refuse(image_path, format_args!(
+                return Err(refuse(image_path, format_args!(
                     "fd {} (inotify): watch {} lies beyond more than {MAX_FILLERS} unused watch numbers, which would take too long to fill again",
                     rec.fd, w.wd
-                ));
-                return Err(());
+                )));
             }
             while next < w.wd {
                 match inotify::add_watch(&fd, l, inotify::WatchFlags::ACCESS) {
@@ -893,7 +850,7 @@ fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> 
 /// contents, opened as before and at the same offset. Its directory is opened as every
 /// recorded path is, never through a symbolic link ([`open_recorded`]), and the file made in
 /// it without a name: nothing at any path is made or followed.
-fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, base: i32) -> Result<i32, ()> {
+fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, base: i32) -> Result<i32, Refusal> {
     let original = path.strip_suffix(b" (deleted)").unwrap_or(path);
     let dir = match original.iter().rposition(|&c| c == b'/') {
         Some(0) | None => &b"/"[..],
@@ -909,8 +866,7 @@ fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i3
         rustix::fs::openat(&dir, c".", tmp_flags, perm).ok()
     });
     let Some(tmp) = tmp else {
-        refuse(image_path, format_args!("fd {}: cannot create a file to hold the contents of {}", rec.fd, Lossy(path)));
-        return Err(());
+        return Err(refuse(image_path, format_args!("fd {}: cannot create a file to hold the contents of {}", rec.fd, Lossy(path))));
     };
     copy_from_image(image_fd, rec.blob_offset, &tmp, rec.blob_len)
         .map_err(|e| refuse(image_path, format_args!("fd {}: restoring the contents of {}: {}", rec.fd, Lossy(path), describe(e))))?;
@@ -989,7 +945,7 @@ pub(crate) fn private_copy(src: BorrowedFd, from: u64, to: u64, size: u64, name:
 /// memfd per object, so that the mappings of one object, and a descriptor open on it, still
 /// share their pages: the restored memfd or deleted file when the process had it open, else a
 /// new memfd as large as its mappings reach.
-fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [u8; 4096]) -> Result<(), ()> {
+fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [u8; 4096]) -> Result<(), Refusal> {
     p.nfile_maps = 0;
     for i in 0..image.region_count() {
         let r = image.region(i).map_err(|e| refuse(image_path, format_args!("{e}")))?;
@@ -999,8 +955,7 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
             continue;
         }
         if p.nfile_maps == p.file_maps.len() {
-            refuse(image_path, format_args!("more than {} shared mappings", p.file_maps.len()));
-            return Err(());
+            return Err(refuse(image_path, format_args!("more than {} shared mappings", p.file_maps.len())));
         }
         let slot = if shared_memory {
             shared_memory_slot(image_path, image, p, i, &r)?
@@ -1020,31 +975,27 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
 /// where the region maps it. Anything else is refused by name: the image holds no copy. A file
 /// that others could change (`myrestart::trust`) is not mapped itself: the bytes the region
 /// maps are copied first, and the copy is checked and mapped.
-fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
+fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, Refusal> {
     let Some(m) = image.file_map(i) else {
-        refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it"));
-        return Err(());
+        return Err(refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it")));
     };
     let Some(c) = cpath(r.name, buf) else {
-        refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name)));
-        return Err(());
+        return Err(refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name))));
     };
     let changed = |what: &str| {
         refuse(image_path, format_args!(
             "{} changed since the checkpoint ({what}); the image names it instead of holding a copy of its pages (CKPT_SELF_CONTAINED=1 at checkpoint time makes images that carry one)",
             Lossy(r.name)
-        ));
+        ))
     };
     let fd = open_recorded(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
         .map_err(|e| refuse(image_path, format_args!("mapped file {}: {} (the image names it instead of holding a copy)", Lossy(r.name), NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_ino != r.record.inode || !m.owner.same_birth(ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
-        changed("it is another file now");
-        return Err(());
+        return Err(changed("it is another file now"));
     }
     if st.st_size as u64 != m.size || (st.st_mtime as u64, st.st_mtime_nsec as u64) != (m.mtime_sec, m.mtime_nsec) {
-        changed("its size or modification time differ");
-        return Err(());
+        return Err(changed("its size or modification time differ"));
     }
     let me = rustix::process::geteuid().as_raw();
     let fd = if myrestart::trust::doubt(owner(&st), st.st_mode, me, true).is_some() {
@@ -1067,8 +1018,7 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
     let hash = ckpt_image::filemaps::content_hash(m.size, r.record.file_offset, r.record.size(), &mut buf[..], read)
         .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
     if hash != Some(m.content_hash) {
-        changed("its contents differ");
-        return Err(());
+        return Err(changed("its contents differ"));
     }
     park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
 }
@@ -1077,10 +1027,9 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
 /// link: [`open_recorded`]), under the rule for the files the program had open: another user's
 /// file where the program mapped one of ours is refused, another file of ours is named as
 /// replaced and used.
-fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, ()> {
+fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, Refusal> {
     let Some(c) = cpath(r.name, buf) else {
-        refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name)));
-        return Err(());
+        return Err(refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name))));
     };
     let flags = if r.record.prot & 2 != 0 { OFlags::RDWR } else { OFlags::RDONLY };
     // Non-blocking, so that a path that is now a FIFO cannot hang the restart.
@@ -1088,17 +1037,14 @@ fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ck
         .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        refuse(image_path, format_args!("mapped file {} is no longer a regular file", Lossy(r.name)));
-        return Err(());
+        return Err(refuse(image_path, format_args!("mapped file {} is no longer a regular file", Lossy(r.name))));
     }
     let Some(m) = image.file_map(i) else {
-        refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it"));
-        return Err(());
+        return Err(refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it")));
     };
     if let Some(then) = m.owner.uid {
         if myrestart::trust::taken_over(then, owner(&st), rustix::process::geteuid().as_raw()) {
-            refuse_taken(image_path, format_args!("mapped file"), r.name, owner(&st), then);
-            return Err(());
+            return Err(refuse_taken(image_path, format_args!("mapped file"), r.name, owner(&st), then));
         }
     }
     if st.st_ino != r.record.inode || !m.owner.same_birth(ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
@@ -1106,21 +1052,19 @@ fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ck
     }
     // The mapping's last page may run past the end of the file, as it did when mapped.
     let Some(need) = r.record.file_offset.checked_add(r.record.size()) else {
-        refuse(image_path, format_args!("mapped file {}: its offset and size overflow", Lossy(r.name)));
-        return Err(());
+        return Err(refuse(image_path, format_args!("mapped file {}: its offset and size overflow", Lossy(r.name))));
     };
     if ckpt_image::page_up(st.st_size as u64) < need {
-        refuse(image_path, format_args!(
+        return Err(refuse(image_path, format_args!(
             "mapped file {} is now {} bytes, too short for its mapping (offset {} + {} bytes)",
             Lossy(r.name), st.st_size, r.record.file_offset, r.record.size()
-        ));
-        return Err(());
+        )));
     }
     park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
 }
 
 /// The memfd (or restored deleted file) behind shared-memory region `i`.
-fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef) -> Result<MapSlot, ()> {
+fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef) -> Result<MapSlot, Refusal> {
     let rec = r.record;
     let fill = rec.has_data();
     // Another mapping of the same object, already provided for.
@@ -1136,7 +1080,7 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
     if let Some((f, _)) = open {
         if let Some(s) = p.fds[..p.nfds].iter().find(|s| s.target == f.fd) {
             let mut link = [0u8; 64];
-            let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", s.src as u64, b"").ok_or(())?;
+            let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", s.src as u64, b"").ok_or_else(|| bad("reopening its descriptor", Errno::NAMETOOLONG))?;
             let sealed = f.kind == FdKind::MemFd && f.aux as u32 & (k::F_SEAL_WRITE | k::F_SEAL_FUTURE_WRITE) != 0;
             let mode = if rec.prot & 2 != 0 || (fill && !sealed) { OFlags::RDWR } else { OFlags::RDONLY };
             let fd = rustix::fs::open(l, mode | OFlags::CLOEXEC, Mode::empty()).map_err(|e| bad("reopening its descriptor", e))?;
@@ -1171,7 +1115,7 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
 /// process (created below this one) inherits them: every pipe, holding its bytes, and shared
 /// memory that no descriptor stands for. Each process then takes its ends and mappings from
 /// these, by inode ([`pipe_end`], [`shared_memory_slot`]).
-pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
+pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("making the tree's shared objects: {what}: {}", describe(e)));
     // First what the tree has: its unix sockets, and its regular files by description (the
     // members each of them is open in).
@@ -1307,8 +1251,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
                 continue;
             }
             if p.nshared == p.shared.len() {
-                refuse(image_path, format_args!("more than {} shared memory objects", p.shared.len()));
-                return Err(());
+                return Err(refuse(image_path, format_args!("more than {} shared memory objects", p.shared.len())));
             }
             let fd = rustix::fs::memfd_create(c"ckpt-shared", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| bad("a memfd", e))?;
             let fd = park(fd, p.fd_base).map_err(|e| bad("parking", e))?;
@@ -1347,7 +1290,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
 /// program file of the tree), mapped for it, and inherited by the tree's processes.
 struct Owners {
     n: usize,
-    e: Option<crate::tables::Scratch<(u64, u64, u32)>>,
+    e: Option<crate::arena::Scratch<(u64, u64, u32)>>,
 }
 
 static mut OWNERS: Owners = Owners { n: 0, e: None };
@@ -1368,13 +1311,13 @@ pub(crate) fn owner(st: &rustix::fs::Stat) -> u32 {
 /// every file any of them will open or map by its path, its working directory and its program
 /// file, as they are now. A path that does not open is skipped: the process that needs it says
 /// why.
-pub fn learn_owners(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
+pub fn learn_owners(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
     // SAFETY: as in `owner`; the only reference to `OWNERS` while it lives.
     let owners = unsafe { &mut *core::ptr::addr_of_mut!(OWNERS) };
     owners.n = 0;
     let all = p.arena.needs.total;
     let most = all.fds.saturating_add(all.regions).saturating_add(2 * p.ntree + 2);
-    let table = crate::tables::Scratch::new(most, (0, 0, 0))
+    let table = crate::arena::Scratch::new(most, (0, 0, 0))
         .map_err(|e| refuse(image_path, format_args!("cannot map a table for the owners of {most} files: {}", describe(e))))?;
     let e = owners.e.insert(table);
     let mut note = |path: &[u8]| {
@@ -1408,7 +1351,7 @@ pub fn learn_owners(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
 
 /// The image of process `m` of a tree (its state decoded into `p.state`), or `None` for a
 /// zombie, which has none.
-fn part_image(image_path: &CStr, p: &mut Plan, m: usize) -> Result<Option<Image<'static>>, ()> {
+fn part_image(image_path: &CStr, p: &mut Plan, m: usize) -> Result<Option<Image<'static>>, Refusal> {
     let part = p.tree[m];
     if part.rec.is_zombie() {
         return Ok(None);
@@ -1423,7 +1366,7 @@ fn part_image(image_path: &CStr, p: &mut Plan, m: usize) -> Result<Option<Image<
 /// shares that open file description (and so its offset) with the other processes; otherwise
 /// it is opened again with this descriptor's own flags: a memfd or deleted file at its offset,
 /// a log made again (empty) at its start.
-fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], (f, same): (i32, bool), base: i32) -> Result<i32, ()> {
+fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], (f, same): (i32, bool), base: i32) -> Result<i32, Refusal> {
     let bad = |e: Errno| refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
     // SAFETY: a parked descriptor of ours (the tree's), only borrowed.
     let tree_copy = unsafe { BorrowedFd::borrow_raw(f) };

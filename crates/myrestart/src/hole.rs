@@ -11,13 +11,14 @@
 //! into the block rather than copied (`tables::follow`).
 
 use crate::plan::{plan_in_copy, Plan};
+use crate::refusal::Refusal;
 use crate::restore;
 use myrestart::gap::{find_gap, merge_sorted};
 use myrestart::relocate::{self, SelfImage};
-use myrestart::{EXIT_REFUSED, TASK_END};
+use myrestart::TASK_END;
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
-use ckpt_sigsafe::{maps, page_up, say, sys, PAGE};
+use ckpt_sigsafe::{maps, page_up, PAGE};
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
 const STACK_LEN: usize = 256 * 1024;
@@ -25,7 +26,7 @@ const STACK_LEN: usize = 256 * 1024;
 /// Step 1 of 2, before any change outside (in a tree, before the first barrier): everything
 /// that may fail: a block found and mapped, the image's headers moved into it, the stack's
 /// guard page. A refusal here leaves nothing to take back, in this process or another.
-pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), ()> {
+pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), Refusal> {
     let park_len: usize = p.specials.iter().filter(|s| s.present).map(|s| s.len).sum();
     let staging_len = page_up(ckpt_image::compress::MAX_STORED);
     let meta_at = me.span + PAGE + STACK_LEN + park_len + staging_len;
@@ -33,8 +34,7 @@ pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), ()> {
     let block_len = tables_at + p.arena.len;
 
     let Some(block) = find_block(p, block_len) else {
-        say!("myrestart: no free address range of {block_len} bytes outside the image's memory");
-        return Err(());
+        return Err(Refusal::new(format_args!("no free address range of {block_len} bytes outside the image's memory")));
     };
     // SAFETY: the range is free in our own layout (checked against /proc/self/maps), and
     // FIXED_NOREPLACE makes the kernel refuse rather than replace anything.
@@ -47,8 +47,7 @@ pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), ()> {
         )
     };
     if let Err(e) = got {
-        say!("myrestart: cannot map a {block_len}-byte block at {block:#x}: {}", describe(e));
-        return Err(());
+        return Err(Refusal::new(format_args!("cannot map a {block_len}-byte block at {block:#x}: {}", describe(e))));
     }
 
     // Headers into the block, and the plan pointed at them. The old buffer stays mapped (the
@@ -62,8 +61,7 @@ pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), ()> {
     p.image = match Image::parse(meta, p.file_len, &mut p.state) {
         Ok(img) => Some(img),
         Err(e) => {
-            say!("myrestart: image headers changed while reading: {e}");
-            return Err(());
+            return Err(Refusal::new(format_args!("image headers changed while reading: {e}")));
         }
     };
     p.block = block;
@@ -76,14 +74,12 @@ pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), ()> {
     // SAFETY: the page lies in the fresh block, between the copy and the stack, and nothing
     // uses it.
     if let Err(e) = unsafe { rustix::mm::mprotect((block + me.span) as *mut _, PAGE, MprotectFlags::empty()) } {
-        say!("myrestart: cannot protect the stack's guard page: {}", describe(e));
-        return Err(());
+        return Err(Refusal::new(format_args!("cannot protect the stack's guard page: {}", describe(e))));
     }
     // The tables into the block now (`mremap`, which may fail), the plan pointed at them there:
     // when the program is copied after the changes, its plan goes with tables already in place.
     if let Err(e) = crate::tables::follow(p, block + tables_at) {
-        say!("myrestart: cannot move the restore's tables into its block: {}", describe(e));
-        return Err(());
+        return Err(Refusal::new(format_args!("cannot move the restore's tables into its block: {}", describe(e))));
     }
     Ok(())
 }
@@ -101,8 +97,7 @@ pub fn move_and_restore(me: &SelfImage, p: &'static mut Plan) -> ! {
     unsafe { core::ptr::copy_nonoverlapping(me.base as *const u8, block as *mut u8, me.span) };
     // SAFETY: the copy is writable and the relocation table of the original is still mapped.
     if !unsafe { relocate::apply(me, block) } {
-        say!("myrestart: cannot relocate itself");
-        refused(p);
+        refused(p, Refusal::new(format_args!("cannot relocate itself")));
     }
     protect_copy(me, block);
 
@@ -168,7 +163,7 @@ fn find_block(p: &Plan, len: usize) -> Option<usize> {
 
 /// Refused before the point of no return, after the changes outside were made: they are taken
 /// back first.
-fn refused(p: &Plan) -> ! {
-    crate::acts::undo(p);
-    sys::exit_group(EXIT_REFUSED)
+fn refused(p: &Plan, why: Refusal) -> ! {
+    p.acts.undo(p.image);
+    why.exit()
 }

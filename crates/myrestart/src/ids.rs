@@ -29,6 +29,7 @@
 
 use crate::args::Options;
 use crate::plan::Plan;
+use crate::refusal::{refuse, Refusal};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::{say, sys};
 use core::ffi::CStr;
@@ -56,8 +57,8 @@ fn forwarded_mask() -> u64 {
 
 /// Sets up the new PID namespace and returns in the process that is to become the program: the
 /// one created there with the program's PID, or (fallback) this one. `Err` means refused
-/// (exit status 2), with the reason said. The supervising processes never return.
-pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), ()> {
+/// (exit status 2), with the line that says why. The supervising processes never return.
+pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     let pid = p.state.pid;
     if !opts.new_ids {
         match enter_namespaces(p, pid) {
@@ -67,13 +68,11 @@ pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), ()> {
                 return Ok(());
             }
             Err(Fallback::Because(why, e)) if p.ntree > 0 => {
-                say!(
-                    "myrestart: {}: {why}{}{}: a process tree cannot be restored without its PIDs",
-                    ckpt_sigsafe::out::Lossy(opts.image.to_bytes()),
+                return Err(refuse(opts.image, format_args!(
+                    "{why}{}{}: a process tree cannot be restored without its PIDs",
                     if e.is_some() { ": " } else { "" },
                     e.map_or("", describe)
-                );
-                return Err(());
+                )));
             }
             Err(Fallback::Because(why, e)) => {
                 say!(
@@ -141,12 +140,12 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
             sys::exit_group(crate::EXIT_REFUSED);
         }
         drop(go_rd);
-        p.said = crate::files::park(said_rd, p.fd_base).unwrap_or(-1);
-        let to_outer = crate::files::park(ended_wr, p.fd_base).unwrap_or(-1);
+        p.said = crate::fds::park(said_rd, p.fd_base).unwrap_or(-1);
+        let to_outer = crate::fds::park(ended_wr, p.fd_base).unwrap_or(-1);
         return run_init(p, pid, ready_wr, to_outer);
     }
     drop((go_rd, ready_wr, said_rd, ended_wr));
-    let from_init = crate::files::park(ended_rd, p.fd_base).unwrap_or(-1);
+    let from_init = crate::fds::park(ended_rd, p.fd_base).unwrap_or(-1);
     // The maps are written from here, outside the new namespace: only a process with
     // CAP_SETUID over the parent namespace may map more than its own ID.
     if let Err(e) = if own_user_ns { write_id_maps(init, uid, gid) } else { Ok(()) } {
@@ -272,7 +271,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
                 (Ok(a), Ok(b)) => (a, b),
                 (Err(e), _) | (_, Err(e)) => fail(e),
             };
-            let park = |fd: OwnedFd| crate::files::park(fd, p.fd_base).unwrap_or_else(|e| fail(e));
+            let park = |fd: OwnedFd| crate::fds::park(fd, p.fd_base).unwrap_or_else(|e| fail(e));
             p.barrier[stage] = [park(ready_wr), park(go_rd)];
             *slot = Some((ready_rd, go_wr));
         }

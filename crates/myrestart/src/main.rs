@@ -4,13 +4,13 @@
 //!   _start ── relocate ourselves (static PIE, no loader) ── block all signals but the ones
 //!     │        that stop a program (HUP, INT, QUIT, TERM: nothing has changed yet)
 //!     │
-//!     ├─ plan      open and check the whole image; refuse with one line if anything is off;
-//!     │            then block every signal
+//!     ├─ planner   open and check the whole image, fill in the plan (`plan.rs`); refuse with
+//!     │            one line if anything is off; then block every signal
 //!     ├─ ids       new user and PID namespaces, so that the process gets its old PID back;
 //!     │            this process stays outside as the parent (see `ids.rs`)
 //!     ├─ tree      in a tree image, the root creates the other processes with their PIDs;
 //!     │            each makes its own plan and goes on alone (see `tree.rs`)
-//!     ├─ acts      once every check has passed: the changes outside that the plan prepared
+//!     ├─ changes   once every check has passed: the changes outside that the plan prepared
 //!     │            (a log made again, a socket bound to its path; see `acts.rs`)
 //!     ├─ hole      find a block free in our layout and the target's; copy ourselves there,
 //!     │            re-relocate the copy, switch to a stack inside it
@@ -20,18 +20,28 @@
 //!                  in the restored memory, which unmaps our block and calls rt_sigreturn
 //! ```
 //!
-//! Before the point of no return every failure is one line on stderr and exit status 2. After
-//! it, the old process image is gone, so a failure can only be reported and end the process.
+//! Before the point of no return every failure is one line on stderr and exit status 2: each
+//! step returns its refusal as a value (`refusal.rs`), and only here is it said, as the process
+//! ends. After it, the old process image is gone, so a failure can only be reported and end the
+//! process.
 //! No allocator, no libc: `no_std`, raw system calls, fixed buffers and `mmap`.
 #![no_std]
 #![no_main]
+// A refusal carries its line in a fixed buffer (`refusal.rs`): there is no heap to box it in, it
+// moves only on the way out, and the stack has room for it.
+#![allow(clippy::result_large_err, reason = "a refusal is its line, on the stack (no heap)")]
 
 mod acts;
+mod arena;
+mod changes;
+mod fds;
 mod files;
 mod hole;
 mod ids;
 mod mem;
 mod plan;
+mod planner;
+mod refusal;
 mod restore;
 mod sockets;
 mod tables;
@@ -81,9 +91,7 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     };
     // SAFETY: the one call of this run.
     let p = unsafe { plan::take() };
-    if plan::make(&opts, p).is_err() {
-        sys::exit_group(EXIT_REFUSED);
-    }
+    planner::make(&opts, p).unwrap_or_else(|r| r.exit());
     // ckpt's line is in the plan now; `ps` shows the restored program's parents as what the
     // user ran, without it.
     for at in [opts.say.map(|(_, at)| at), opts.status_fd.map(|(_, at)| at)].into_iter().flatten() {
@@ -93,17 +101,11 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     // Nothing may interrupt the rebuild from here on (signals meant for the program are passed
     // on to it by `ids`); the restored mask comes back with rt_sigreturn.
     let _ = sys::rt_sigprocmask(k::SIG_SETMASK as usize, !0);
-    if ids::arrange(p, &opts).is_err() {
-        sys::exit_group(EXIT_REFUSED);
-    }
+    ids::arrange(p, &opts).unwrap_or_else(|r| r.exit());
     // A tree: the root (this process) creates the others; each goes on as itself from here.
-    if tree::spawn(p, &opts).is_err() {
-        sys::exit_group(EXIT_REFUSED);
-    }
+    tree::spawn(p, &opts).unwrap_or_else(|r| r.exit());
     // What may still fail without changing anything outside: the block myrestart moves into.
-    if hole::prepare(&me, p).is_err() {
-        sys::exit_group(EXIT_REFUSED);
-    }
+    hole::prepare(&me, p).unwrap_or_else(|r| r.exit());
     // Every check of every part has passed once each of a tree's processes has its plan and its
     // block: only now the changes outside (a log made again, a socket bound to its path), each
     // process its own, the dead socket files replaced last; then, once every socket of the
@@ -111,12 +113,10 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     // once each has made them.
     tree::barrier(p, tree::PLANNED);
     for (replacing, then) in [(false, tree::CHANGED), (true, tree::REPLACED)] {
-        if acts::run(opts.image, p, replacing).is_err() {
-            sys::exit_group(EXIT_REFUSED);
-        }
+        changes::run(opts.image, p, replacing).unwrap_or_else(|r| r.exit());
         tree::barrier(p, then);
     }
-    acts::connect(p);
+    changes::connect(p);
     ids::tell_restoring(p);
     hole::move_and_restore(&me, p)
 }

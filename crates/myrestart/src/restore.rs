@@ -113,7 +113,7 @@ fn restore_timers(p: &Plan, image: &Image, tids: &[u32]) {
 /// for a thread's) names a process or thread: the program's own process (by its PID, or 0 for
 /// "the caller") is named as the caller's, whatever PID it has now; one of its threads by the
 /// TID that thread has now (the leader, which makes every timer, as the caller). The plan let
-/// no other through (`plan::check_timers`). Other clocks are the kernel's, the same anywhere.
+/// no other through (`planner::check_timers`). Other clocks are the kernel's, the same anywhere.
 fn cpu_clock_now(p: &Plan, clock: i32, tids: &[u32]) -> i32 {
     if clock >= 0 {
         return clock;

@@ -19,8 +19,9 @@
 //! Each socket that does not come back whole is named on stderr, one line.
 
 use crate::acts::{Act, What};
-use crate::files::{park, refuse, set_nonblocking};
+use crate::fds::{park, set_nonblocking, unix, unix_path};
 use crate::plan::{PairSlot, Plan};
+use crate::refusal::{refuse, Refusal};
 use ckpt_image::fds::FdRecord;
 use ckpt_image::sockets::{self as s, SocketRecord};
 use ckpt_image::Image;
@@ -45,10 +46,6 @@ fn sock_type(rec: &SocketRecord) -> SocketType {
 
 fn is_stream(rec: &SocketRecord) -> bool {
     rec.sock_type as u32 != n::SOCK_DGRAM
-}
-
-fn unix(rec: &SocketRecord) -> bool {
-    rec.family as u32 == n::AF_UNIX
 }
 
 /// A socket address from its saved bytes.
@@ -119,13 +116,6 @@ fn bind_again(fd: BorrowedFd, rec: &SocketRecord) -> Result<(), Errno> {
     r
 }
 
-/// The path a unix socket was bound to (none for an abstract or unnamed one).
-pub fn unix_path(rec: &SocketRecord) -> Option<&[u8]> {
-    let path = rec.addr().get(2..).filter(|_| unix(rec))?;
-    let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
-    (end > 0).then(|| &path[..end])
-}
-
 /// The directory part of a socket's path (`.` for a bare name, `/` for one at the root) and
 /// its last component.
 fn split_path(path: &[u8]) -> (&[u8], &[u8]) {
@@ -144,13 +134,12 @@ fn split_path(path: &[u8]) -> (&[u8], &[u8]) {
 /// and the socket's directory, opened (`O_PATH`) to be parked: the dead file is looked at and
 /// removed again through it, by its name there ([`bind_planned`]), so that a directory renamed
 /// or replaced meanwhile cannot make another file go.
-fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<(Option<(u64, u64)>, OwnedFd), ()> {
+fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<(Option<(u64, u64)>, OwnedFd), Refusal> {
     let refused = |what: core::fmt::Arguments| refuse(image_path, format_args!("fd {} (socket {}): {what}", rec.fd, Addr(rec.addr())));
     let (dir, name) = split_path(path);
     let (mut dbuf, mut nbuf) = ([0u8; 4096], [0u8; 4096]);
-    let (Some(dir), Some(name)) = (crate::files::cpath(dir, &mut dbuf), crate::files::cpath(name, &mut nbuf)) else {
-        refused(format_args!("its path is not usable"));
-        return Err(());
+    let (Some(dir), Some(name)) = (crate::fds::cpath(dir, &mut dbuf), crate::fds::cpath(name, &mut nbuf)) else {
+        return Err(refused(format_args!("its path is not usable")));
     };
     // The directory as the program's bind found it (symbolic links followed, as bind does); it
     // must let us make the socket file there (bound only after every check, a bind that fails
@@ -159,25 +148,21 @@ fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<(Opt
         .map_err(|e| refused(format_args!("its directory: {}", describe(e))))?;
     let usable = rustix::fs::accessat(&dir_fd, c".", rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK, rustix::fs::AtFlags::EACCESS);
     if let Err(e) = usable {
-        refused(format_args!("its directory: {}", describe(e)));
-        return Err(());
+        return Err(refused(format_args!("its directory: {}", describe(e))));
     }
     let st = match rustix::fs::statat(&dir_fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
         Err(Errno::NOENT) => return Ok((None, dir_fd)),
         Err(e) => {
-            refused(format_args!("{}", describe(e)));
-            return Err(());
+            return Err(refused(format_args!("{}", describe(e))));
         }
         Ok(st) => st,
     };
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::Socket {
-        refused(format_args!("{} is at that path, not a socket; it is left as it is (move it away to restart)", file_kind(kind)));
-        return Err(());
+        return Err(refused(format_args!("{} is at that path, not a socket; it is left as it is (move it away to restart)", file_kind(kind))));
     }
     if st.st_uid != rustix::process::geteuid().as_raw() {
-        refused(format_args!("another user's socket (uid {}) is at that path; it is left as it is", st.st_uid));
-        return Err(());
+        return Err(refused(format_args!("another user's socket (uid {}) is at that path; it is left as it is", st.st_uid)));
     }
     // Non-blocking: a listener whose queue of connections is full would hold a blocking connect
     // until it accepts one (maybe never); such a socket is alive.
@@ -187,12 +172,10 @@ fn probe_path(image_path: &CStr, rec: &SocketRecord, path: &[u8]) -> Result<(Opt
     match rustix::net::connect(&probe, &sockaddr(rec.addr())) {
         Err(Errno::CONNREFUSED) => Ok((Some((st.st_dev, st.st_ino)), dir_fd)),
         Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS) => {
-            refused(format_args!("a process listens on {} now: {}", Lossy(path), describe(Errno::ADDRINUSE)));
-            Err(())
+            Err(refused(format_args!("a process listens on {} now: {}", Lossy(path), describe(Errno::ADDRINUSE))))
         }
         Err(e) => {
-            refused(format_args!("{}: {}", Lossy(path), describe(e)));
-            Err(())
+            Err(refused(format_args!("{}: {}", Lossy(path), describe(e))))
         }
     }
 }
@@ -216,12 +199,16 @@ fn file_kind(t: FileType) -> &'static str {
 /// address (which the program, and its peers, see again with `getsockname`), and the file it
 /// makes is then found in the parked directory, or the restart is refused (the directory was
 /// moved meanwhile). Returns the device and inode of the socket file made.
-pub fn bind_planned(image_path: &CStr, image: &Image, a: &Act, stale: Option<(u64, u64)>) -> Result<(u64, u64), ()> {
-    let Some(rec) = image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target) else { return Err(()) };
+pub fn bind_planned(image_path: &CStr, image: &Image, a: &Act, stale: Option<(u64, u64)>) -> Result<(u64, u64), Refusal> {
+    let Some(rec) = image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target) else {
+        return Err(refuse(image_path, format_args!("fd {}: the socket to bind again has no record", a.target)));
+    };
     let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (socket {}): {what}: {}", rec.fd, Addr(rec.addr()), describe(e)));
     let moved = || refuse(image_path, format_args!("fd {} (socket {}): its path changed while the restart was planned; nothing there was touched", rec.fd, Addr(rec.addr())));
     let mut buf = [0u8; 4096];
-    let Some(c) = crate::acts::path_of(image, a, &mut buf) else { return Err(()) };
+    let Some(c) = crate::acts::path_of(image, a, &mut buf) else {
+        return Err(refuse(image_path, format_args!("fd {} (socket {}): its path is not usable", rec.fd, Addr(rec.addr()))));
+    };
     let (dir, name) = crate::acts::where_named(a, c);
     let now = |flags| rustix::fs::statat(dir, name, flags).map(|st| (st.st_dev, st.st_ino));
     if let Some(dead) = stale {
@@ -229,8 +216,7 @@ pub fn bind_planned(image_path: &CStr, image: &Image, a: &Act, stale: Option<(u6
             Ok(there) if there == dead => rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()).map_err(|e| fail("removing the dead socket file at its path", e))?,
             Err(Errno::NOENT) => {}
             _ => {
-                moved();
-                return Err(());
+                return Err(moved());
             }
         }
     }
@@ -244,8 +230,7 @@ pub fn bind_planned(image_path: &CStr, image: &Image, a: &Act, stale: Option<(u6
     let made = match (now(rustix::fs::AtFlags::SYMLINK_NOFOLLOW), rustix::fs::lstat(c).map(|st| (st.st_dev, st.st_ino))) {
         (Ok(here), Ok(there)) if here == there => here,
         _ => {
-            moved();
-            return Err(());
+            return Err(moved());
         }
     };
     let listening = if rec.state & s::LISTENING != 0 { rustix::net::listen(sock, backlog(&rec)) } else { Ok(()) };
@@ -253,8 +238,7 @@ pub fn bind_planned(image_path: &CStr, image: &Image, a: &Act, stale: Option<(u6
         if now(rustix::fs::AtFlags::SYMLINK_NOFOLLOW) == Ok(made) {
             let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
         }
-        fail("listening", e);
-        return Err(());
+        return Err(fail("listening", e));
     }
     Ok(made)
 }
@@ -367,7 +351,7 @@ fn reset_tcp(rec: &SocketRecord) -> Result<OwnedFd, Errno> {
 }
 
 /// Makes socket `rec` (descriptor record `fdrec`) again; returns its parked descriptor.
-pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
+pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i32, p: &mut Plan) -> Result<i32, Refusal> {
     let fd = rec.fd;
     if fdrec.aux & ckpt_image::fds::LOST_PASSED_FDS != 0 {
         say!("myrestart: fd {fd}: descriptors passed in messages queued on it were not saved; they are lost");
@@ -424,8 +408,7 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
     if let Some((stale, dir)) = planned {
         let dir = park(dir, p.fd_base).map_err(|e| fail("parking its directory", e))?;
         if !p.acts.add(fd, parked, dir, What::Bind { stale }) {
-            refuse(image_path, format_args!("too many files and sockets to make again"));
-            return Err(());
+            return Err(refuse(image_path, format_args!("too many files and sockets to make again")));
         }
     }
     Ok(parked)
@@ -453,15 +436,14 @@ fn outside_unix_stream(rec: &SocketRecord, fdrec: &FdRecord, image_fd: i32) -> R
 
 /// One end of a socket pair: the pair is made with the first end's record, and each end's
 /// queued bytes are sent through the other.
-fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i32, p: &mut Plan) -> Result<i32, ()> {
+fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i32, p: &mut Plan) -> Result<i32, Refusal> {
     let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (socket pair): {what}: {}", rec.fd, describe(e)));
     let found = p.pairs[..p.npairs].iter().enumerate().find_map(|(i, slot)| slot.ino.iter().position(|&x| x == rec.ino).map(|side| (i, side)));
     let (i, side) = match found {
         Some(f) => f,
         None => {
             if p.npairs == p.pairs.len() {
-                refuse(image_path, format_args!("more than {} socket pairs", p.pairs.len()));
-                return Err(());
+                return Err(refuse(image_path, format_args!("more than {} socket pairs", p.pairs.len())));
             }
             let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, sock_type(rec), SocketFlags::CLOEXEC, None).map_err(|e| fail("making it", e))?;
             let a = park(a, p.fd_base).map_err(|e| fail("parking it", e))?;
@@ -488,7 +470,7 @@ fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
 /// Before the processes of a tree exist: the unix socket pairs of the tree, whether both ends
 /// are in one process or in two (`in_tree` says which sockets the tree has), made once, and
 /// each end's queued bytes put back once (by the first process that had that end).
-pub fn pool_pairs(image_path: &CStr, image: &Image, in_tree: &[u64], p: &mut Plan) -> Result<(), ()> {
+pub fn pool_pairs(image_path: &CStr, image: &Image, in_tree: &[u64], p: &mut Plan) -> Result<(), Refusal> {
     for rec in image.sockets().filter_map(Result::ok) {
         if !unix(&rec) || rec.peer_ino == 0 || (rec.state & s::PAIRED == 0 && !in_tree.contains(&rec.peer_ino)) {
             continue;
@@ -500,8 +482,7 @@ pub fn pool_pairs(image_path: &CStr, image: &Image, in_tree: &[u64], p: &mut Pla
             Some(i) => i,
             None => {
                 if p.npairs == p.pairs.len() {
-                    refuse(image_path, format_args!("more than {} socket pairs", p.pairs.len()));
-                    return Err(());
+                    return Err(refuse(image_path, format_args!("more than {} socket pairs", p.pairs.len())));
                 }
                 let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, sock_type(&rec), SocketFlags::CLOEXEC, None).map_err(|e| fail("making it", e))?;
                 let a = park(a, p.fd_base).map_err(|e| fail("parking it", e))?;

@@ -17,21 +17,14 @@
 
 use crate::args::Options;
 use crate::plan::Plan;
+use crate::refusal::Refusal;
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::{say, sys};
 use linux_raw_sys::general as k;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 
-/// The barriers every live process of a tree reaches, in order, and init lets all pass at once:
-/// each has made and checked its plan; each has made its changes outside that can be taken
-/// back (`acts.rs`); each has replaced the dead socket files it replaces (its point of no
-/// return follows); each is restored (the program runs next).
-pub const PLANNED: usize = 0;
-pub const CHANGED: usize = 1;
-pub const REPLACED: usize = 2;
-pub const RESTORED: usize = 3;
-pub const BARRIERS: usize = 4;
+pub use crate::plan::{BARRIERS, CHANGED, PLANNED, REPLACED, RESTORED};
 
 /// The processes that take part in the barrier: every live one of the tree.
 pub fn live_count(p: &Plan) -> usize {
@@ -39,8 +32,9 @@ pub fn live_count(p: &Plan) -> usize {
 }
 
 /// In the root's process: creates every other process of the tree. Returns in each live one
-/// (the root included), its plan made and its part checked (`Err`: refused, said).
-pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), ()> {
+/// (the root included), its plan made and its part checked (`Err`: refused, with the line
+/// that says why).
+pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     if p.ntree == 0 {
         return Ok(());
     }
@@ -64,14 +58,13 @@ pub fn spawn(p: &mut Plan, opts: &Options) -> Result<(), ()> {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    say!("myrestart: cannot create process {} of the tree with its PID: {}", rec.pid, describe(e));
-                    return Err(());
+                    return Err(Refusal::new(format_args!("cannot create process {} of the tree with its PID: {}", rec.pid, describe(e))));
                 }
             }
         }
         break;
     }
-    crate::plan::become_member(opts, p, me)
+    crate::planner::become_member(opts, p, me)
 }
 
 /// Session and process group of member `i`, as they were where they can be. The job a shell
@@ -142,7 +135,7 @@ pub fn barrier(p: &Plan, stage: usize) {
             Ok(1) => break,
             Err(Errno::INTR) => {}
             _ if stage < RESTORED => {
-                crate::acts::undo(p);
+                p.acts.undo(p.image);
                 sys::exit_group(crate::EXIT_REFUSED)
             }
             _ => sys::exit_group(crate::EXIT_LOST),

@@ -47,8 +47,8 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     st.kernel[n + 1..n + 1 + m].copy_from_slice(&machine[..m]);
     st.pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     st.ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
-    st.resume_trampoline = crate::resume::trampoline_address() as u64;
-    st.thread_trampoline = crate::resume::thread_trampoline_address() as u64;
+    st.resume_trampoline = crate::entry::trampoline_address() as u64;
+    st.thread_trampoline = crate::entry::thread_trampoline_address() as u64;
     st.shared_pending = pending(c"/proc/self/status", b"ShdPnd:", cfg);
 
     // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.

@@ -180,7 +180,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     } else {
         track::forget();
     }
-    crate::resume::prepare_for_restore();
+    crate::entry::prepare_for_restore();
     crate::dropped::mark_for_image();
     capture::process_state(&mut parts, uc, cfg)?;
     if last.is_some() {
