@@ -241,6 +241,36 @@ fn incremental_case(target: &Path, image: &Path, mib: usize) -> (f64, f64, u64, 
     (checkpoint, pause, allocated, restart)
 }
 
+/// A process with 5,000 of something the restorer keeps a table for (`mode`: `fds`, open
+/// descriptors each on its own file; `maps`, `MAP_SHARED` file mappings; tests/progs/manyfiles.c,
+/// which checks every one of them each round): the checkpoint's time, from SIGUSR2 until the
+/// image is in place, and the restart's, from starting myrestart until the program's next round.
+fn many_case(prog: &Path, image: &Path, dir: &Path, mode: &str) -> (f64, f64) {
+    let _ = std::fs::remove_file(image);
+    let files = dir.join(format!("ckpt-bench-{mode}"));
+    let _ = std::fs::remove_dir_all(&files);
+    std::fs::create_dir_all(&files).unwrap();
+    let mut c = Command::new(prog);
+    c.args([mode, "5000"]).arg(&files).arg("100000000");
+    let mut p = Proc::preloaded(c, image, "manyfiles");
+    p.wait_lines(1, TIMEOUT);
+    let t = Instant::now();
+    p.signal(libc::SIGUSR2);
+    wait_for_file(image);
+    let checkpoint = secs(t.elapsed());
+    p.kill_tree();
+    let t = Instant::now();
+    let mut c = Command::new(myrestart());
+    c.arg(image);
+    let mut r = Proc::spawn(c, "myrestart");
+    r.wait_lines(1, TIMEOUT);
+    let restart = secs(t.elapsed());
+    r.kill9();
+    let _ = std::fs::remove_file(image);
+    let _ = std::fs::remove_dir_all(&files);
+    (checkpoint, restart)
+}
+
 /// Runs a case `RUNS` times; each figure is the median of its runs.
 fn run_median(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     let rows: Vec<Row> = (0..RUNS).map(|_| run_case(target, image, mib, fill)).collect();
@@ -308,6 +338,15 @@ fn main() {
         println!("| 2048 MiB random, 64 MiB written since the previous image | {:.0} ms | {:.1} ms | {:.1} MB | {:.1} ms |", r.0 * 1e3, r.1 * 1e3, r.2 as f64 / 1e6, r.3 * 1e3);
         incremental = Some(r);
     }
+    let many = compile(&root().join("tests/progs/manyfiles.c"), "manyfiles", &["-O2"]);
+    println!();
+    println!("| 5,000 of one kind | checkpoint | restart |");
+    println!("|---|---:|---:|");
+    for (mode, what) in [("fds", "open descriptors, each on its own file"), ("maps", "MAP_SHARED file mappings")] {
+        let runs: Vec<(f64, f64)> = (0..RUNS).map(|_| many_case(&many, &image, &o.dir, mode)).collect();
+        let (c, r) = (median(runs.iter().map(|x| x.0).collect()), median(runs.iter().map(|x| x.1).collect()));
+        println!("| {what} | {:.0} ms | {:.0} ms |", c * 1e3, r * 1e3);
+    }
     print_targets(&results, incremental);
     println!();
     println!("checkpoint: from SIGUSR2 until the image is renamed into place (fsynced).");
@@ -318,6 +357,8 @@ fn main() {
     println!("+64 threads: the same program with 64 more threads, idle in nanosleep (all are stopped for the checkpoint).");
     println!("+4 processes: the program and 3 children it forked, each with its copy of the heap: one tree image");
     println!("(restart: until all 4 run again; compare with the single process of the same size).");
+    println!("5,000 of one kind: tests/progs/manyfiles.c; its restart is timed until the program's first round after");
+    println!("it, and a round (checking all 5,000) itself takes tens of milliseconds.");
     println!("Figures are medians of {RUNS} runs; ratios are our time over the machine's limit.");
 }
 

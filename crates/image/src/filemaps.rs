@@ -144,6 +144,28 @@ pub fn has_record(rec: &crate::RegionRecord, version: u32) -> bool {
     rec.maps_private_file() || (rec.from_file() && version >= crate::FILE_IDS_SINCE)
 }
 
+/// The record of region `i` in a descriptor of an image of format `version`, found by binary
+/// search (records are in region order, which [`check`] holds the image to): a restart looks up
+/// every mapped region's record, and 5,000 mappings made a linear search quadratic.
+fn find(desc: &[u8], version: u32, i: usize) -> Option<FileMap> {
+    type Read = fn(&mut Reader) -> Result<FileMap, ImageError>;
+    let (size, read): (usize, Read) =
+        if version >= crate::FILE_IDS_SINCE { (FILEMAP_RECORD_SIZE, FileMap::read) } else { (FILEMAP_RECORD_SIZE_V8, FileMap::read_v8) };
+    let (count, _) = crate::bytes::table(desc, size, crate::MAX_REGIONS, read, "bad file mapping table").ok()?;
+    let rec = |k: usize| desc.get(FILEMAP_HEADER_SIZE + k * size..FILEMAP_HEADER_SIZE + (k + 1) * size);
+    let region = |k: usize| rec(k).and_then(|r| r.get(..4)).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let (mut lo, mut hi) = (0, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match region(mid)?.cmp(&i) {
+            core::cmp::Ordering::Equal => return read(&mut Reader::new(rec(mid)?)).ok(),
+            core::cmp::Ordering::Less => lo = mid + 1,
+            core::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    None
+}
+
 /// How an image gives its `NT_CKPT_FILEMAPS` note.
 impl<'a> Image<'a> {
     /// What the files of the regions mapped from them again were (`NT_CKPT_FILEMAPS`).
@@ -159,7 +181,7 @@ impl<'a> Image<'a> {
     /// version 8 image, which recorded none, has one that knows only its region: its owner and
     /// birth time unknown. `None` if the image has none for it.
     pub fn file_map(&self, i: usize) -> Option<FileMap> {
-        let found = self.file_maps().filter_map(Result::ok).find(|m| m.region as usize == i);
+        let found = self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_FILEMAPS).and_then(|n| find(n.desc, self.version, i));
         let unrecorded = self.region(i).is_ok_and(|r| needs_record(&r.record) && !has_record(&r.record, self.version));
         found.or(unrecorded.then(|| FileMap { region: i as u32, ..Default::default() }))
     }
