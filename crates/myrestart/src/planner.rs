@@ -169,7 +169,7 @@ fn check_root(c: &Checking, image: &Image, p: &mut Plan) -> Result<(), Refusal> 
         return Err(bad(ImageError::Malformed("a tree image names a base image")));
     }
     // Every part's data (and MAC) is checked here, first, before anything is opened or made:
-    // the root's now, a tree's other processes' as their headers are read ([`check_tree`]).
+    // the root's now, a tree's other processes' as their headers are read (`check_member`).
     verify_data(c.fd, image, c.file_len, c.opts.verify, c.key, |_| false).map_err(bad)?;
     adopt(path, image, p)
 }
