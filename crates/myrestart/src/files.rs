@@ -1116,155 +1116,225 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
 /// memory that no descriptor stands for. Each process then takes its ends and mappings from
 /// these, by inode ([`pipe_end`], [`shared_memory_slot`]).
 pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
-    let bad = |what: &str, e: Errno| refuse(image_path, format_args!("making the tree's shared objects: {what}: {}", describe(e)));
-    // First what the tree has: its unix sockets, and its regular files by description (the
-    // members each of them is open in).
-    // Sized for every descriptor of the tree (`tables`).
-    let all = p.arena.needs.total;
-    let table = |e| bad("a table", e);
-    let mut socks = Scratch::new(all.fds, 0u64).map_err(table)?;
-    let mut keys = Scratch::new(all.fds, (0u64, 0u64, 0u64, 0u32, 0u32, usize::MAX)).map_err(table)?;
-    // Memfds and deleted files (by inode), with the members that have them open or mapped.
-    // Each: inode, members that have it, the last of them, and how far any mapping of it
-    // reaches (the size its memfd needs).
-    let mut objs = Scratch::new(all.fds.saturating_add(all.regions), (0u64, 0u32, usize::MAX, 0u64)).map_err(table)?;
-    let (max_objs, max_keys) = (objs.len(), keys.len());
-    let mut nobjs = 0usize;
-    let mut seen_obj = |ino: u64, m: usize, end: u64, objs: &mut [(u64, u32, usize, u64)]| match objs[..nobjs].iter_mut().find(|o| o.0 == ino) {
-        Some(o) => {
-            if o.2 != m {
-                o.1 += 1;
-                o.2 = m;
-            }
-            o.3 = o.3.max(end);
-        }
-        None if nobjs < max_objs => {
-            objs[nobjs] = (ino, 1, m, end);
-            nobjs += 1;
-        }
-        None => {}
-    };
-    let (mut nsocks, mut nkeys) = (0usize, 0usize);
+    let tree = TreeHas::find(image_path, p)?;
+    // Per pipe: a read end seen, a write end seen, only ever as a standard descriptor.
+    let mut ends = Scratch::new(p.pipes.len(), (false, false, true)).map_err(|e| pool_failed(image_path, "a table", e))?;
     for m in 0..p.ntree {
         let Some(image) = part_image(image_path, p, m)? else { continue };
+        pool_pipes(image_path, &image, &mut ends, p)?;
+        crate::sockets::pool_pairs(image_path, &image, &tree.socks[..tree.nsocks], p)?;
+        pool_files(image_path, &image, m, &tree, p)?;
+        pool_objects(image_path, &image, &tree, p)?;
+        pool_shared_memory(image_path, &image, p)?;
+    }
+    size_shared_memory(image_path, &tree, p)?;
+    close_ends_outside(&ends, p);
+    Ok(())
+}
+
+/// A refusal of [`pool`]: `what` it was doing failed with `e`.
+fn pool_failed(image_path: &CStr, what: &str, e: Errno) -> Refusal {
+    refuse(image_path, format_args!("making the tree's shared objects: {what}: {}", describe(e)))
+}
+
+/// What a tree has, found before [`pool`] makes anything: its unix sockets, and its regular
+/// files by description (the members each of them is open in).
+struct TreeHas {
+    /// The inodes of its unix sockets.
+    socks: Scratch<u64>,
+    nsocks: usize,
+    /// Each regular file description: device, inode, offset, flags, the members that have it,
+    /// the last of them.
+    keys: Scratch<(u64, u64, u64, u32, u32, usize)>,
+    nkeys: usize,
+    /// Memfds and deleted files (by inode), with the members that have them open or mapped.
+    /// Each: inode, members that have it, the last of them, and how far any mapping of it
+    /// reaches (the size its memfd needs).
+    objs: Scratch<(u64, u32, usize, u64)>,
+    nobjs: usize,
+}
+
+impl TreeHas {
+    /// First what the tree has: every member's part read once, its tables filled.
+    fn find(image_path: &CStr, p: &mut Plan) -> Result<TreeHas, Refusal> {
+        // Sized for every descriptor of the tree (`tables`).
+        let all = p.arena.needs.total;
+        let table = |e| pool_failed(image_path, "a table", e);
+        let socks = Scratch::new(all.fds, 0u64).map_err(table)?;
+        let keys = Scratch::new(all.fds, (0u64, 0u64, 0u64, 0u32, 0u32, usize::MAX)).map_err(table)?;
+        let objs = Scratch::new(all.fds.saturating_add(all.regions), (0u64, 0u32, usize::MAX, 0u64)).map_err(table)?;
+        let mut has = TreeHas { socks, nsocks: 0, keys, nkeys: 0, objs, nobjs: 0 };
+        for m in 0..p.ntree {
+            let Some(image) = part_image(image_path, p, m)? else { continue };
+            has.note_member(&image, m);
+        }
+        Ok(has)
+    }
+
+    /// What member `m` (its part `image`) has.
+    fn note_member(&mut self, image: &Image, m: usize) {
         for s in image.sockets().filter_map(Result::ok) {
-            if nsocks < socks.len() {
-                socks[nsocks] = s.ino;
-                nsocks += 1;
+            if self.nsocks < self.socks.len() {
+                self.socks[self.nsocks] = s.ino;
+                self.nsocks += 1;
             }
         }
         for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| matches!(r.kind, FdKind::MemFd | FdKind::Deleted) && r.same_as < 0) {
-            seen_obj(rec.ino, m, 0, &mut objs[..]);
+            self.seen_obj(rec.ino, m, 0);
         }
         for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
             if r.record.is_shared() && !r.record.from_file() && !r.record.kind.is_kernel_special() {
-                seen_obj(r.record.inode, m, r.record.file_offset.saturating_add(r.record.size()), &mut objs[..]);
+                self.seen_obj(r.record.inode, m, r.record.file_offset.saturating_add(r.record.size()));
             }
         }
+        let max_keys = self.keys.len();
         for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
             let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
-            match keys[..nkeys].iter_mut().find(|k| (k.0, k.1, k.2, k.3) == key) {
+            match self.keys[..self.nkeys].iter_mut().find(|k| (k.0, k.1, k.2, k.3) == key) {
                 Some(k) if k.5 != m => {
                     k.4 += 1;
                     k.5 = m;
                 }
                 Some(_) => {}
-                None if nkeys < max_keys => {
-                    keys[nkeys] = (key.0, key.1, key.2, key.3, 1, m);
-                    nkeys += 1;
+                None if self.nkeys < max_keys => {
+                    self.keys[self.nkeys] = (key.0, key.1, key.2, key.3, 1, m);
+                    self.nkeys += 1;
                 }
                 None => {}
             }
         }
     }
+
+    /// The memfd or deleted file `ino`, open or mapped by member `m` up to `end`.
+    fn seen_obj(&mut self, ino: u64, m: usize, end: u64) {
+        let max_objs = self.objs.len();
+        match self.objs[..self.nobjs].iter_mut().find(|o| o.0 == ino) {
+            Some(o) => {
+                if o.2 != m {
+                    o.1 += 1;
+                    o.2 = m;
+                }
+                o.3 = o.3.max(end);
+            }
+            None if self.nobjs < max_objs => {
+                self.objs[self.nobjs] = (ino, 1, m, end);
+                self.nobjs += 1;
+            }
+            None => {}
+        }
+    }
+}
+
+/// The pipes of one member (its part `image`): which ends of each the tree has (`ends`, by
+/// pipe slot), and the bytes in each, put back once.
+fn pool_pipes(image_path: &CStr, image: &Image, ends: &mut [(bool, bool, bool)], p: &mut Plan) -> Result<(), Refusal> {
+    for (rec, path) in image.fds().filter_map(Result::ok) {
+        if rec.kind != FdKind::Pipe || !path.starts_with(b"pipe:[") || rec.same_as >= 0 {
+            continue;
+        }
+        let i = pipe_slot(image_path, &rec, p, true)?;
+        let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
+        if reader {
+            ends[i].0 = true;
+        } else {
+            ends[i].1 = true;
+        }
+        ends[i].2 &= rec.fd < 3;
+        // The bytes in it, once (every process that had a read end saw the same bytes).
+        if rec.blob_len > 0 && !core::mem::replace(&mut p.pipes[i].has_rd, true) {
+            // SAFETY: a parked descriptor of ours.
+            let wr = unsafe { BorrowedFd::borrow_raw(p.pipes[i].wr) };
+            fill_pipe(p.image_fd, rec.blob_offset, wr, rec.blob_len).map_err(|e| pool_failed(image_path, "putting back a pipe's bytes", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// A regular file open in more than one process with the same offset and flags: the
+/// description they share since fork, opened once (two processes that each opened it at the
+/// same place are taken for one: the offsets then move together). And a log that is gone, made
+/// once for the whole tree (without a name until every check has passed), whichever processes
+/// have it. For member `m`, whose part is `image`.
+fn pool_files(image_path: &CStr, image: &Image, m: usize, tree: &TreeHas, p: &mut Plan) -> Result<(), Refusal> {
     let mut buf = [0u8; 4096];
-    // Per pipe: a read end seen, a write end seen, only ever as a standard descriptor.
-    let mut ends = Scratch::new(p.pipes.len(), (false, false, true)).map_err(table)?;
-    for m in 0..p.ntree {
-        let Some(image) = part_image(image_path, p, m)? else { continue };
-        for (rec, path) in image.fds().filter_map(Result::ok) {
-            if rec.kind != FdKind::Pipe || !path.starts_with(b"pipe:[") || rec.same_as >= 0 {
-                continue;
-            }
-            let i = pipe_slot(image_path, &rec, p, true)?;
-            let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
-            if reader {
-                ends[i].0 = true;
-            } else {
-                ends[i].1 = true;
-            }
-            ends[i].2 &= rec.fd < 3;
-            // The bytes in it, once (every process that had a read end saw the same bytes).
-            if rec.blob_len > 0 && !core::mem::replace(&mut p.pipes[i].has_rd, true) {
-                // SAFETY: a parked descriptor of ours.
-                let wr = unsafe { BorrowedFd::borrow_raw(p.pipes[i].wr) };
-                fill_pipe(p.image_fd, rec.blob_offset, wr, rec.blob_len).map_err(|e| bad("putting back a pipe's bytes", e))?;
-            }
+    for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
+        let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
+        let shared = tree.keys[..tree.nkeys].iter().any(|k| (k.0, k.1, k.2, k.3) == key && k.4 > 1);
+        let mut gone = || rec.is_std_log() && gone_log(p, &rec).is_none() && cpath(path, &mut buf).is_some_and(|c| matches!(rustix::fs::stat(c), Err(Errno::NOENT)));
+        if !(shared || gone()) || shared_file(p, &rec).is_some() || p.nfiles == p.files.len() {
+            continue;
         }
-        crate::sockets::pool_pairs(image_path, &image, &socks[..nsocks], p)?;
-        // A regular file open in more than one process with the same offset and flags: the
-        // description they share since fork, opened once (two processes that each opened it
-        // at the same place are taken for one: the offsets then move together). And a log
-        // that is gone, made once for the whole tree (without a name until every check has
-        // passed), whichever processes have it.
-        for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
-            let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
-            let shared = keys[..nkeys].iter().any(|k| (k.0, k.1, k.2, k.3) == key && k.4 > 1);
-            let mut gone = || rec.is_std_log() && gone_log(p, &rec).is_none() && cpath(path, &mut buf).is_some_and(|c| matches!(rustix::fs::stat(c), Err(Errno::NOENT)));
-            if !(shared || gone()) || shared_file(p, &rec).is_some() || p.nfiles == p.files.len() {
-                continue;
-            }
-            (p.acts.member, p.acts.pooled) = (m, true);
-            let fd = reopen(image_path, &rec, path, &mut buf, p.fd_base, &mut p.acts);
-            p.acts.pooled = false;
-            let fd = fd?;
-            // SAFETY: the parked descriptor just made, only borrowed.
-            let unnamed = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(fd) }).is_ok_and(|st| st.st_nlink == 0);
-            p.files[p.nfiles] = SharedFile { dev: rec.dev, ino: rec.ino, offset: rec.offset, flags: rec.open_flags, fd, gone: unnamed };
-            p.nfiles += 1;
-        }
-        // A memfd or deleted file open (or mapped) in more than one process: one file for all,
-        // its contents put back once.
-        for (rec, path) in image.fds().filter_map(Result::ok) {
-            if !matches!(rec.kind, FdKind::MemFd | FdKind::Deleted) || rec.same_as >= 0 || shared_object(p, u64::MAX, rec.ino).is_some() {
-                continue;
-            }
-            if !objs[..nobjs].iter().any(|o| o.0 == rec.ino && o.1 > 1) || p.nshared == p.shared.len() {
-                continue;
-            }
-            let rw = FdRecord { open_flags: (rec.open_flags & !k::O_ACCMODE) | k::O_RDWR, offset: 0, ..rec };
-            let fd = if rec.kind == FdKind::MemFd {
-                recreate_memfd(image_path, &rw, path, p.image_fd, p.fd_base)?
-            } else {
-                recreate_deleted(image_path, &rw, path, p.image_fd, p.fd_base)?
-            };
-            p.shared[p.nshared] = SharedSlot { dev: u64::MAX, ino: rec.ino, fd };
-            p.nshared += 1;
-        }
-        for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
-            let rec = r.record;
-            if !rec.is_shared() || rec.from_file() || rec.kind.is_kernel_special() {
-                continue;
-            }
-            let open = image.fds().filter_map(Result::ok).any(|(f, _)| matches!(f.kind, FdKind::MemFd | FdKind::Deleted) && f.ino == rec.inode);
-            if open || shared_object(p, rec.dev, rec.inode).is_some() {
-                continue;
-            }
-            if p.nshared == p.shared.len() {
-                return Err(refuse(image_path, format_args!("more than {} shared memory objects", p.shared.len())));
-            }
-            let fd = rustix::fs::memfd_create(c"ckpt-shared", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| bad("a memfd", e))?;
-            let fd = park(fd, p.fd_base).map_err(|e| bad("parking", e))?;
-            p.shared[p.nshared] = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
-            p.nshared += 1;
-        }
+        (p.acts.member, p.acts.pooled) = (m, true);
+        let fd = reopen(image_path, &rec, path, &mut buf, p.fd_base, &mut p.acts);
+        p.acts.pooled = false;
+        let fd = fd?;
+        // SAFETY: the parked descriptor just made, only borrowed.
+        let unnamed = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(fd) }).is_ok_and(|st| st.st_nlink == 0);
+        p.files[p.nfiles] = SharedFile { dev: rec.dev, ino: rec.ino, offset: rec.offset, flags: rec.open_flags, fd, gone: unnamed };
+        p.nfiles += 1;
     }
-    // Each shared memfd made for mappings as large as the furthest any process maps it.
+    Ok(())
+}
+
+/// A memfd or deleted file open (or mapped) in more than one process: one file for all, its
+/// contents put back once. For one member, whose part is `image`.
+fn pool_objects(image_path: &CStr, image: &Image, tree: &TreeHas, p: &mut Plan) -> Result<(), Refusal> {
+    for (rec, path) in image.fds().filter_map(Result::ok) {
+        if !matches!(rec.kind, FdKind::MemFd | FdKind::Deleted) || rec.same_as >= 0 || shared_object(p, u64::MAX, rec.ino).is_some() {
+            continue;
+        }
+        if !tree.objs[..tree.nobjs].iter().any(|o| o.0 == rec.ino && o.1 > 1) || p.nshared == p.shared.len() {
+            continue;
+        }
+        let rw = FdRecord { open_flags: (rec.open_flags & !k::O_ACCMODE) | k::O_RDWR, offset: 0, ..rec };
+        let fd = if rec.kind == FdKind::MemFd {
+            recreate_memfd(image_path, &rw, path, p.image_fd, p.fd_base)?
+        } else {
+            recreate_deleted(image_path, &rw, path, p.image_fd, p.fd_base)?
+        };
+        p.shared[p.nshared] = SharedSlot { dev: u64::MAX, ino: rec.ino, fd };
+        p.nshared += 1;
+    }
+    Ok(())
+}
+
+/// Shared memory of one member (its part `image`) that no descriptor of it stands for: a memfd
+/// for each, once for the tree (sized by [`size_shared_memory`]).
+fn pool_shared_memory(image_path: &CStr, image: &Image, p: &mut Plan) -> Result<(), Refusal> {
+    for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
+        let rec = r.record;
+        if !rec.is_shared() || rec.from_file() || rec.kind.is_kernel_special() {
+            continue;
+        }
+        let open = image.fds().filter_map(Result::ok).any(|(f, _)| matches!(f.kind, FdKind::MemFd | FdKind::Deleted) && f.ino == rec.inode);
+        if open || shared_object(p, rec.dev, rec.inode).is_some() {
+            continue;
+        }
+        if p.nshared == p.shared.len() {
+            return Err(refuse(image_path, format_args!("more than {} shared memory objects", p.shared.len())));
+        }
+        let fd = rustix::fs::memfd_create(c"ckpt-shared", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| pool_failed(image_path, "a memfd", e))?;
+        let fd = park(fd, p.fd_base).map_err(|e| pool_failed(image_path, "parking", e))?;
+        p.shared[p.nshared] = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
+        p.nshared += 1;
+    }
+    Ok(())
+}
+
+/// Each shared memfd made for mappings as large as the furthest any process maps it.
+fn size_shared_memory(image_path: &CStr, tree: &TreeHas, p: &Plan) -> Result<(), Refusal> {
     for s in p.shared[..p.nshared].iter().filter(|s| s.dev != u64::MAX) {
-        let size = objs[..nobjs].iter().find(|o| o.0 == s.ino).map_or(0, |o| o.3);
+        let size = tree.objs[..tree.nobjs].iter().find(|o| o.0 == s.ino).map_or(0, |o| o.3);
         // SAFETY: a parked descriptor of ours.
-        rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(s.fd) }, size).map_err(|e| bad("sizing a memfd", e))?;
+        rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(s.fd) }, size).map_err(|e| pool_failed(image_path, "sizing a memfd", e))?;
     }
+    Ok(())
+}
+
+/// Closes each pooled pipe's end that no process of the tree had (`ends`, from
+/// [`pool_pipes`]): that end was outside the tree. Each pipe's `has_rd`, which marked there
+/// that its bytes were put back, is cleared.
+fn close_ends_outside(ends: &[(bool, bool, bool)], p: &mut Plan) {
     for (s, &(rd, wr, std_only)) in p.pipes[..p.npipes].iter_mut().zip(ends.iter()) {
         s.has_rd = false;
         for (had, fd, which) in [(rd, &mut s.rd, "read"), (wr, &mut s.wr, "write")] {
@@ -1280,7 +1350,6 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
             }
         }
     }
-    Ok(())
 }
 
 /// The owners of the files a tree's processes will judge, as the user IDs outside any user

@@ -15,7 +15,9 @@ use crate::refusal::{refuse, Refusal};
 use crate::tables;
 use ckpt_image::image::{meta_len, PREFIX_LEN};
 use ckpt_image::region::RegionKind;
+use ckpt_image::bytes::Records;
 use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
+use ckpt_image::tree::TreeRecord;
 use ckpt_image::{Image, ImageError, ProcessState, ThreadState};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::maps;
@@ -48,32 +50,22 @@ fn trusted(path: &CStr, what: &dyn core::fmt::Display, fd: OwnedFd, st: &rustix:
 }
 
 
+/// What the checks of the image read it through: the options (the image's path, `--verify`,
+/// `--allow-running`), the image's descriptor and length, and the key its MAC is checked with.
+struct Checking<'a> {
+    opts: &'a Options,
+    fd: i32,
+    file_len: u64,
+    key: Option<&'a ckpt_image::mac::Key>,
+}
+
+/// Checks the image `opts` names, everything that can be checked before anything changes,
+/// and makes the plan that the restore follows; or says why not.
 pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
     let path = opts.image;
-    p.eager = opts.eager;
-    p.stopped = opts.stopped;
-    p.announce = opts.announce;
-    // Before anything is said: what myrestart writes to its stderr from here on is its own.
-    // SAFETY: descriptor 2 is only borrowed for the look.
-    p.own_stderr = rustix::fs::fstat(unsafe { rustix::fd::BorrowedFd::borrow_raw(2) })
-        .ok()
-        .filter(|st| (st.st_mode & 0o170000) == 0o100000)
-        .map(|st| (st.st_dev, st.st_ino, st.st_size as u64));
-    if let Some((text, _)) = opts.say {
-        // Another program's words, but they name files and commands from images: escaped like
-        // every name myrestart prints.
-        p.say_len = ckpt_sigsafe::out::escaped_lines(text.to_bytes(), &mut p.say);
-    }
-    // Non-blocking: a FIFO (or a device) at the path would hold `open` forever; its type is
-    // checked next.
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).map_err(|e| refuse(path, format_args!("cannot open: {}", describe(e))))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("cannot stat: {}", describe(e))))?;
-    if (st.st_mode & 0o170000) != 0o100000 {
-        return Err(refuse(path, format_args!("not a regular file")));
-    }
-    let fd = trusted(path, &"the image", fd, &st, opts.trust_image, p)?;
-    let file_len = st.st_size as u64;
-    p.file_len = file_len;
+    take_options(opts, p);
+    let fd = open_image(opts, p)?;
+    let file_len = p.file_len;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
     tables::fit(path, p, image.counts())?;
@@ -88,91 +80,15 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
         p.keep_logs |= running.count > 0;
     }
     let ignored = ignored_interrupts(&p.state);
-    let key = match opts.key {
-        None => None,
-        Some(k) => {
-            static mut SECRET: [u8; ckpt_sigsafe::KEY_FILE_MAX + 1] = [0; ckpt_sigsafe::KEY_FILE_MAX + 1];
-            // SAFETY: single-threaded, and the only use of the buffer.
-            let buf = unsafe { &mut *core::ptr::addr_of_mut!(SECRET) };
-            match ckpt_sigsafe::read_key(k, buf) {
-                Ok(key) => Some(key),
-                Err(why) => {
-                    return Err(refuse(path, format_args!("the key file {} {why}", Lossy(k.to_bytes()))));
-                }
-            }
-        }
-    };
+    let key = read_key(opts)?;
     p.key = key;
-    if image.shared_runs().any(|r| r.is_ok_and(|r| r.source == 0)) {
-        return Err(bad(ImageError::Malformed("the root's image says it shares pages with itself")));
-    }
-    if image.tree().is_some() && image.shared_runs().next().is_some() {
-        return Err(bad(ImageError::Malformed("a tree image names a base image")));
-    }
-    // Every part's data (and MAC) is checked here, first, before anything is opened or made:
-    // the root's now, a tree's other processes' as their headers are read (below).
-    verify_data(fd.as_raw_fd(), &image, file_len, opts.verify, key.as_ref(), |_| false).map_err(bad)?;
-    adopt(path, &image, p)?;
+    let c = Checking { opts, fd: fd.as_raw_fd(), file_len, key: key.as_ref() };
+    check_root(&c, &image, p)?;
     p.ntree = 0;
     p.member = 0;
     let mut fd_base = files::fd_base(&image);
     if let Some(tree) = image.tree() {
-        // A tree: every process's part is read and checked now, before anything changes.
-        if opts.new_ids {
-            return Err(refuse(path, format_args!("the image holds a process tree, whose processes need their own PIDs back: --new-ids cannot restore it")));
-        }
-        for rec in tree.map_err(bad)? {
-            let rec = rec.map_err(bad)?;
-            p.tree[p.ntree] = TreePart { rec, meta: meta.as_ptr() as usize, meta_len: meta.len() };
-            p.ntree += 1;
-        }
-        for i in 1..p.ntree {
-            let rec = p.tree[i].rec;
-            if rec.is_zombie() {
-                continue;
-            }
-            let (m, part) = read_part(path, fd.as_raw_fd(), rec.base, file_len, p)?;
-            tables::fit(path, p, part.counts())?;
-            if p.state.meta_hash != rec.meta_hash || p.state.pid != rec.pid {
-                return Err(refuse(path, format_args!("process {} of the tree does not match its part of the image", rec.pid)));
-            }
-            ckpt_image::shared::check_against_root(&part, &image).map_err(|e| refuse(path, format_args!("process {} of the tree: {e}", rec.pid)))?;
-            // A region that points at the root's bytes (the same bytes, stored once) was
-            // checked with the root's; that it is the root's copy of the same addresses was
-            // checked just above. The root's plain regions are looked up by where their bytes
-            // are (a table of their indices sorted by data offset), not scanned for each.
-            let roots = image.region_count();
-            let verified = with_table(roots, |t| {
-                let plain = |i: u64| image.region(i as usize).ok().filter(|o| o.record.has_data() && !o.record.compressed());
-                let mut n = 0;
-                for i in 0..roots as u64 {
-                    if plain(i).is_some() {
-                        t[n] = i;
-                        n += 1;
-                    }
-                }
-                let at = |i: &u64| plain(*i).map_or(u64::MAX, |o| o.data_offset);
-                let sorted = &mut t[..n];
-                sorted.sort_unstable_by_key(at);
-                let in_root = |r: &ckpt_image::RegionRecord| {
-                    let from = sorted.partition_point(|i| at(i) < r.data_offset);
-                    sorted[from..].iter().filter_map(|&i| plain(i)).take_while(|o| o.data_offset == r.data_offset).any(|o| (o.record.stored_len, o.record.data_hash) == (r.stored_len, r.data_hash))
-                };
-                verify_data(fd.as_raw_fd(), &part, file_len, opts.verify, key.as_ref(), in_root)
-            })
-            .map_err(|e| refuse(path, format_args!("cannot check process {} of the tree: {}", rec.pid, describe(e))))?;
-            verified.map_err(|e| refuse(path, format_args!("process {} of the tree: {e}", rec.pid)))?;
-            running.note(&p.state);
-            files::note_logs(&part, i, p);
-            adopt(path, &part, p)?;
-            fd_base = fd_base.max(files::fd_base(&part));
-            p.tree[i].meta = m.as_ptr() as usize;
-            p.tree[i].meta_len = m.len();
-        }
-        // Every process of the tree, not only its root: `kill -9` of a pipeline's root leaves
-        // the rest running, writing the files a restored tree would write.
-        running.judge(path, true, opts.allow_running)?;
-        p.keep_logs |= running.count > 0;
+        fd_base = check_tree(&c, &image, tree, meta, &mut running, fd_base, p)?;
     }
     check_ids(path, &image, p, opts.new_ids)?;
     check_mm_map_allowed(path)?;
@@ -180,10 +96,165 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
     if let Some(which) = ignored {
         say!("myrestart: the program ignores {which}, as it did when checkpointed (started in the background by a script, say): Ctrl-C will not stop it; `kill` will");
     }
+    park_own_descriptors(opts, fd, fd_base, p)?;
+    open_bases(path, &image, p, opts.verify, opts.trust_image)?;
+    if p.ntree > 0 {
+        files::pool(path, p)?;
+        files::learn_owners(path, p)?;
+        // The root's state again (the pool read the others'); its plan, like every process's,
+        // is made in its own process, all at once (`tree::spawn`).
+        Image::parse(meta, file_len, &mut p.state).map_err(bad)?;
+        return Ok(());
+    }
+    become_member(opts, p, 0)
+}
 
-    // Every descriptor myrestart holds from here on sits above all the target's numbers (of
-    // every process of a tree), so that installing the target's descriptors can never
-    // overwrite one still needed.
+/// Takes into the plan what the options say of the restart itself (`--eager`, `--stopped`,
+/// announcements, ckpt's line from `--say`), and notes what myrestart's stderr is now.
+fn take_options(opts: &Options, p: &mut Plan) {
+    p.eager = opts.eager;
+    p.stopped = opts.stopped;
+    p.announce = opts.announce;
+    // Before anything is said: what myrestart writes to its stderr from here on is its own.
+    // SAFETY: descriptor 2 is only borrowed for the look.
+    p.own_stderr = rustix::fs::fstat(unsafe { rustix::fd::BorrowedFd::borrow_raw(2) })
+        .ok()
+        .filter(|st| (st.st_mode & 0o170000) == 0o100000)
+        .map(|st| (st.st_dev, st.st_ino, st.st_size as u64));
+    if let Some((text, _)) = opts.say {
+        // Another program's words, but they name files and commands from images: escaped like
+        // every name myrestart prints.
+        p.say_len = ckpt_sigsafe::out::escaped_lines(text.to_bytes(), &mut p.say);
+    }
+}
+
+/// Opens the image, which must be a regular file, and decides whether it is trusted
+/// ([`trusted`]); notes its length in the plan. Returns the descriptor to read it through.
+fn open_image(opts: &Options, p: &mut Plan) -> Result<OwnedFd, Refusal> {
+    let path = opts.image;
+    // Non-blocking: a FIFO (or a device) at the path would hold `open` forever; its type is
+    // checked next.
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()).map_err(|e| refuse(path, format_args!("cannot open: {}", describe(e))))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| refuse(path, format_args!("cannot stat: {}", describe(e))))?;
+    if (st.st_mode & 0o170000) != 0o100000 {
+        return Err(refuse(path, format_args!("not a regular file")));
+    }
+    let fd = trusted(path, &"the image", fd, &st, opts.trust_image, p)?;
+    p.file_len = st.st_size as u64;
+    Ok(fd)
+}
+
+/// The key that the image's MAC is checked with, read from the file `--key` names (none
+/// without it).
+fn read_key(opts: &Options) -> Result<Option<ckpt_image::mac::Key>, Refusal> {
+    let Some(k) = opts.key else { return Ok(None) };
+    static mut SECRET: [u8; ckpt_sigsafe::KEY_FILE_MAX + 1] = [0; ckpt_sigsafe::KEY_FILE_MAX + 1];
+    // SAFETY: single-threaded, and the only use of the buffer.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(SECRET) };
+    match ckpt_sigsafe::read_key(k, buf) {
+        Ok(key) => Ok(Some(key)),
+        Err(why) => Err(refuse(opts.image, format_args!("the key file {} {why}", Lossy(k.to_bytes())))),
+    }
+}
+
+/// The root's part (or the only process's): what it says of base images must make sense; its
+/// data is checked; its threads and state are adopted into the plan.
+fn check_root(c: &Checking, image: &Image, p: &mut Plan) -> Result<(), Refusal> {
+    let path = c.opts.image;
+    let bad = |e: ImageError| refuse(path, format_args!("{e}"));
+    if image.shared_runs().any(|r| r.is_ok_and(|r| r.source == 0)) {
+        return Err(bad(ImageError::Malformed("the root's image says it shares pages with itself")));
+    }
+    if image.tree().is_some() && image.shared_runs().next().is_some() {
+        return Err(bad(ImageError::Malformed("a tree image names a base image")));
+    }
+    // Every part's data (and MAC) is checked here, first, before anything is opened or made:
+    // the root's now, a tree's other processes' as their headers are read (`check_member`).
+    verify_data(c.fd, image, c.file_len, c.opts.verify, c.key, |_| false).map_err(bad)?;
+    adopt(path, image, p)
+}
+
+/// A tree: every process's part (the records of `tree`) is read and checked now, before
+/// anything changes, and refused if any of them still runs (unless `--allow-running`). Returns
+/// `fd_base` (the root's) raised above every descriptor number of the other processes.
+fn check_tree(c: &Checking, image: &Image, tree: Result<Records<'_, TreeRecord>, ImageError>, meta: &[u8], running: &mut StillRunning, mut fd_base: i32, p: &mut Plan) -> Result<i32, Refusal> {
+    let path = c.opts.image;
+    let bad = |e: ImageError| refuse(path, format_args!("{e}"));
+    if c.opts.new_ids {
+        return Err(refuse(path, format_args!("the image holds a process tree, whose processes need their own PIDs back: --new-ids cannot restore it")));
+    }
+    for rec in tree.map_err(bad)? {
+        let rec = rec.map_err(bad)?;
+        p.tree[p.ntree] = TreePart { rec, meta: meta.as_ptr() as usize, meta_len: meta.len() };
+        p.ntree += 1;
+    }
+    for i in 1..p.ntree {
+        if !p.tree[i].rec.is_zombie() {
+            fd_base = fd_base.max(check_member(c, image, i, running, p)?);
+        }
+    }
+    // Every process of the tree, not only its root: `kill -9` of a pipeline's root leaves
+    // the rest running, writing the files a restored tree would write.
+    running.judge(path, true, c.opts.allow_running)?;
+    p.keep_logs |= running.count > 0;
+    Ok(fd_base)
+}
+
+/// Process `i` of a tree (not a zombie): its part read and fitted to the tables, matched with
+/// its record in the tree and with the root's part, its data checked, and adopted into the plan
+/// as the root's was. Returns the lowest descriptor number above all of its own.
+fn check_member(c: &Checking, image: &Image, i: usize, running: &mut StillRunning, p: &mut Plan) -> Result<i32, Refusal> {
+    let path = c.opts.image;
+    let rec = p.tree[i].rec;
+    let (m, part) = read_part(path, c.fd, rec.base, c.file_len, p)?;
+    tables::fit(path, p, part.counts())?;
+    if p.state.meta_hash != rec.meta_hash || p.state.pid != rec.pid {
+        return Err(refuse(path, format_args!("process {} of the tree does not match its part of the image", rec.pid)));
+    }
+    ckpt_image::shared::check_against_root(&part, image).map_err(|e| refuse(path, format_args!("process {} of the tree: {e}", rec.pid)))?;
+    let verified = verify_member_data(c, image, &part).map_err(|e| refuse(path, format_args!("cannot check process {} of the tree: {}", rec.pid, describe(e))))?;
+    verified.map_err(|e| refuse(path, format_args!("process {} of the tree: {e}", rec.pid)))?;
+    running.note(&p.state);
+    files::note_logs(&part, i, p);
+    adopt(path, &part, p)?;
+    p.tree[i].meta = m.as_ptr() as usize;
+    p.tree[i].meta_len = m.len();
+    Ok(files::fd_base(&part))
+}
+
+/// Checks the data (and MAC) of `part`, a tree's process other than its root (`image`). A
+/// region that points at the root's bytes (the same bytes, stored once) was checked with the
+/// root's; that it is the root's copy of the same addresses was checked before
+/// (`check_against_root`). The root's plain regions are looked up by where their bytes are (a
+/// table of their indices sorted by data offset), not scanned for each. Fails with the errno
+/// only if that table cannot be made.
+fn verify_member_data(c: &Checking, image: &Image, part: &Image) -> Result<Result<(), ImageError>, rustix::io::Errno> {
+    let roots = image.region_count();
+    with_table(roots, |t| {
+        let plain = |i: u64| image.region(i as usize).ok().filter(|o| o.record.has_data() && !o.record.compressed());
+        let mut n = 0;
+        for i in 0..roots as u64 {
+            if plain(i).is_some() {
+                t[n] = i;
+                n += 1;
+            }
+        }
+        let at = |i: &u64| plain(*i).map_or(u64::MAX, |o| o.data_offset);
+        let sorted = &mut t[..n];
+        sorted.sort_unstable_by_key(at);
+        let in_root = |r: &ckpt_image::RegionRecord| {
+            let from = sorted.partition_point(|i| at(i) < r.data_offset);
+            sorted[from..].iter().filter_map(|&i| plain(i)).take_while(|o| o.data_offset == r.data_offset).any(|o| (o.record.stored_len, o.record.data_hash) == (r.stored_len, r.data_hash))
+        };
+        verify_data(c.fd, part, c.file_len, c.opts.verify, c.key, in_root)
+    })
+}
+
+/// Every descriptor myrestart holds from here on sits above all the target's numbers (of
+/// every process of a tree), at `fd_base` or above, so that installing the target's
+/// descriptors can never overwrite one still needed: the image's, and `--status-fd`'s.
+fn park_own_descriptors(opts: &Options, fd: OwnedFd, fd_base: i32, p: &mut Plan) -> Result<(), Refusal> {
+    let path = opts.image;
     p.fd_base = fd_base;
     let image_fd = crate::fds::park(fd, fd_base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
     p.image_fd = image_fd;
@@ -196,16 +267,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
         let moved = rustix::io::fcntl_dupfd_cloexec(unsafe { rustix::fd::BorrowedFd::borrow_raw(n) }, fd_base);
         p.status = moved.map(rustix::fd::IntoRawFd::into_raw_fd).map_err(|e| refuse(path, format_args!("--status-fd {n}: {}", describe(e))))?;
     }
-    open_bases(path, &image, p, opts.verify, opts.trust_image)?;
-    if p.ntree > 0 {
-        files::pool(path, p)?;
-        files::learn_owners(path, p)?;
-        // The root's state again (the pool read the others'); its plan, like every process's,
-        // is made in its own process, all at once (`tree::spawn`).
-        Image::parse(meta, file_len, &mut p.state).map_err(bad)?;
-        return Ok(());
-    }
-    become_member(opts, p, 0)
+    Ok(())
 }
 
 /// Makes the plan for process `member` of the image (0: the root, or the only process), whose

@@ -20,7 +20,7 @@ use ckpt_image::limits::MAX_THREADS;
 use myrestart::EXIT_LOST;
 use ckpt_image::region::RegionKind;
 use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
-use ckpt_image::{note, Image};
+use ckpt_image::{note, Image, ProcessState, ThreadState};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::{page_up, say, sys};
 use rustix::io::Errno;
@@ -436,7 +436,26 @@ fn mprotect_flags(prot: u32) -> MprotectFlags {
     MprotectFlags::from_bits_truncate(prot)
 }
 
+/// Step 4: the kernel's state of the process and of its main thread, in this order: the mm
+/// fields, the thread's registers and lists, the process's settings, the descriptors (and, in
+/// a tree, the wait for every other process), myrestart's own descriptors closed, then limits
+/// and timers.
 fn restore_kernel_state(p: &Plan, image: &Image) {
+    restore_mm(p, image);
+    restore_thread(&p.thread);
+    restore_settings(p);
+    restore_descriptors(p, image);
+    // In a tree, no process runs again before every one is restored.
+    crate::tree::barrier(p, crate::tree::RESTORED);
+    // SAFETY: descriptors from fd_base on are myrestart's parked ones, used no more; their
+    // `OwnedFd`s were all turned into raw numbers when they were parked.
+    let _ = unsafe { sys::close_from(p.fd_base as u32) };
+    restore_limits_and_timers(&p.state);
+}
+
+/// What the kernel keeps of the address space (code, data, heap and stack bounds, arguments,
+/// environment, auxv) and, where allowed, the program file: `PR_SET_MM_MAP`.
+fn restore_mm(p: &Plan, image: &Image) {
     let st = &p.state;
     let auxv = image.note(b"CORE", note::NT_AUXV).map(|n| n.desc).unwrap_or(&[]);
     // The kernel keeps at most this much auxv (AT_VECTOR_SIZE words).
@@ -467,8 +486,10 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
             lost("restoring the heap bounds (PR_SET_MM_MAP)", mm.brk, e);
         }
     }
+}
 
-    let th = &p.thread;
+/// The restored main thread's kernel state: TLS base, TID cache, robust list, rseq.
+fn restore_thread(th: &ThreadState) {
     // SAFETY: the thread pointer of the restored thread; nothing here uses TLS.
     if let Err(e) = unsafe { sys::arch_set(sys::ARCH_SET_FS, th.fs_base) } {
         lost("restoring the TLS base", th.fs_base, e);
@@ -495,6 +516,12 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
             lost("registering rseq", th.rseq_addr, e);
         }
     }
+}
+
+/// The process's settings: signal dispositions, umask, working directory, and the main
+/// thread's name.
+fn restore_settings(p: &Plan) {
+    let st = &p.state;
     for (i, a) in st.sigactions.iter().enumerate() {
         let sig = i as u32 + 1;
         if sig == 9 || sig == 19 {
@@ -511,15 +538,19 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
         lost("changing to the working directory", 0, e);
     }
     let mut name = [0u8; 17];
-    name[..16].copy_from_slice(&th.comm);
+    name[..16].copy_from_slice(&p.thread.comm);
     if let Ok(c) = core::ffi::CStr::from_bytes_until_nul(&name) {
         let _ = rustix::thread::set_name(c);
     }
-    // Descriptors at their old numbers; then nothing of myrestart's is left open.
+}
+
+/// Descriptors at their old numbers, nothing of myrestart's left among them (the parked ones
+/// above are closed after the barrier); then the epoll registrations, now that every
+/// descriptor is at its number.
+fn restore_descriptors(p: &Plan, image: &Image) {
     if let Err((fd, e)) = crate::files::install(p) {
         lost("restoring a descriptor", fd as u64, e);
     }
-    // Epoll registrations, now that every descriptor is at its number.
     for reg in image.epoll_registrations().filter_map(Result::ok) {
         if crate::files::restored_fd(p, reg.tfd) {
             if let Err(e) = sys::epoll_add(reg.epfd, reg.tfd, reg.events, reg.data) {
@@ -527,13 +558,11 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
             }
         }
     }
-    // In a tree, no process runs again before every one is restored.
-    crate::tree::barrier(p, crate::tree::RESTORED);
-    // SAFETY: descriptors from fd_base on are myrestart's parked ones, used no more; their
-    // `OwnedFd`s were all turned into raw numbers when they were parked.
-    let _ = unsafe { sys::close_from(p.fd_base as u32) };
-    // Resource limits, now that every descriptor is in place; a hard limit that cannot be
-    // raised again (which plan said) keeps the current one.
+}
+
+/// Resource limits, now that every descriptor is in place; a hard limit that cannot be raised
+/// again (which plan said) keeps the current one. Then the interval timers that were armed.
+fn restore_limits_and_timers(st: &ProcessState) {
     for (i, l) in st.rlimits.iter().enumerate() {
         if sys::prlimit(i as u32, Some(*l)).is_err() {
             if let Ok(now) = sys::prlimit(i as u32, None) {
