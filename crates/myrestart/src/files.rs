@@ -726,7 +726,7 @@ fn close_missing_pipe_ends(p: &mut Plan) {
             if !had {
                 say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process)", s.ino);
                 // SAFETY: a parked descriptor of ours that nothing else refers to.
-                unsafe { sys::close(fd) };
+                unsafe { rustix::io::close(fd) };
             }
         }
     }
@@ -1332,7 +1332,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), ()> {
                     say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process tree)", s.ino);
                 }
                 // SAFETY: a parked descriptor of ours that nothing else refers to.
-                unsafe { sys::close(*fd) };
+                unsafe { rustix::io::close(*fd) };
                 *fd = -1;
             }
         }
@@ -1473,7 +1473,7 @@ pub fn install(p: &Plan) -> Result<(), (i32, Errno)> {
     for (fd, close) in p.close_std.iter().enumerate() {
         if *close {
             // SAFETY: as above.
-            unsafe { sys::close(fd as i32) };
+            unsafe { rustix::io::close(fd as i32) };
         }
     }
     for s in &p.fds[..p.nfds] {

@@ -291,8 +291,8 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
         // SAFETY: init's copies of the processes' ends, which it uses no more.
         unsafe {
             for b in p.barrier {
-                sys::close(b[0]);
-                sys::close(b[1]);
+                rustix::io::close(b[0]);
+                rustix::io::close(b[1]);
             }
         }
         // Every process checked and planned, then each with its changes outside made: all

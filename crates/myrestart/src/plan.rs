@@ -531,7 +531,7 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     rustix::process::fchdir(&cwd_fd).map_err(|e| refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e))))?;
     if p.cwd_fd >= 0 {
         // SAFETY: the parked descriptor of another member's working directory, ours alone.
-        unsafe { ckpt_sigsafe::sys::close(p.cwd_fd) };
+        unsafe { rustix::io::close(p.cwd_fd) };
     }
     p.cwd_fd = files::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;

@@ -133,7 +133,7 @@ pub fn barrier(p: &Plan, stage: usize) {
     // SAFETY: parked descriptors of ours, made by init and inherited; closed right here.
     unsafe {
         let _ = rustix::io::write(BorrowedFd::borrow_raw(ready), b"r");
-        sys::close(ready);
+        rustix::io::close(ready);
     }
     let mut b = [0u8; 1];
     loop {
@@ -149,7 +149,7 @@ pub fn barrier(p: &Plan, stage: usize) {
         }
     }
     // SAFETY: as above.
-    unsafe { sys::close(go) };
+    unsafe { rustix::io::close(go) };
 }
 
 /// In init: waits until each of `n` processes says it has reached a barrier, then lets them all

@@ -10,22 +10,19 @@
 //! allocation, locks or libc.
 
 use super::failure::Failure;
-use ckpt_sigsafe::sys;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// Copies a part file into the image at `base`, its data stretches only (holes stay holes), and
 /// makes the image that long (a part may end in a hole: pages the root stores).
-pub fn copy_part(part: i32, img: i32, base: u64, len: u64) -> Result<(), Failure> {
-    // SAFETY: the part file is open in this writer for its whole run.
-    let from = unsafe { BorrowedFd::borrow_raw(part) };
-    // SAFETY: the image is this writer's own descriptor, open throughout; it grows only.
-    rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(img) }, base + len).map_err(|e| Failure::new("making room for a part of the tree", e))?;
+pub fn copy_part(from: BorrowedFd<'_>, to: BorrowedFd<'_>, base: u64, len: u64) -> Result<(), Failure> {
+    rustix::fs::ftruncate(to, base + len).map_err(|e| Failure::new("making room for a part of the tree", e))?;
     for (a, b) in ckpt_sigsafe::extents::data_extents(from, 0, len) {
         let mut off = a;
         while off < b {
-            match sys::copy_file_range(part, off, img, base + off, (b - off).min(1 << 30) as usize) {
+            let (mut src, mut dst) = (off, base + off);
+            match rustix::fs::copy_file_range(from, Some(&mut src), to, Some(&mut dst), (b - off).min(1 << 30) as usize) {
                 Ok(0) => return Err(Failure::plain("copying a part of the tree (it ended early)")),
                 Ok(n) => off += n as u64,
                 Err(Errno::INTR) => {}

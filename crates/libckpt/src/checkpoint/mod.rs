@@ -41,6 +41,7 @@ mod write;
 use ckpt_sigsafe::out::{Line, Lossy};
 use core::fmt::Write;
 use failure::Failure;
+use rustix::process::Signal;
 
 impl Failure {
     /// Says on stderr why checkpoint `n` failed, and what the program does now (`then`), and
@@ -99,7 +100,7 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
     match (take(uc, request, last, n), last) {
         (Ok(Taken::Written), Some(_)) => {
             report::end(n, report::Outcome::LastWritten, b"");
-            let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGKILL);
+            let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
         }
         (Ok(Taken::Written), None) => report::end(n, report::Outcome::Written, b""),
         (Ok(_), _) => {}
@@ -107,10 +108,10 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
         (Err(f), Some(l)) => {
             if l.kept {
                 f.report(n, report::Outcome::LastFailedEnds, "the image taken before it is kept; the program ends, as asked");
-                let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGKILL);
+                let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
             } else if l.stop_if_unsaved {
                 f.report(n, report::Outcome::LastFailedStopped, "no image of this run of the program exists, so it does not end: it stops (SIGSTOP) until it is continued or asked again");
-                let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGSTOP);
+                let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
                 // Continued: so are the processes below it, stopped with it.
                 tree::continue_descendants(me);
             } else {
@@ -248,9 +249,9 @@ fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tre
         // Nothing of the tree runs past its last checkpoint, if the program ends (see
         // `on_checkpoint_signal`); asked to stop, the tree stops with it.
         if written.is_ok() || l.kept {
-            t.signal_members(linux_raw_sys::general::SIGKILL);
+            t.signal_members(Signal::KILL);
         } else if l.stop_if_unsaved {
-            t.signal_members(linux_raw_sys::general::SIGSTOP);
+            t.signal_members(Signal::STOP);
         }
     }
     if let Some(t) = tree.as_mut() {

@@ -31,7 +31,7 @@ use ckpt_sigsafe::say;
 use ckpt_sigsafe::sys;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use linux_raw_sys::general as k;
-use rustix::fd::FromRawFd;
+use rustix::fd::AsRawFd;
 use rustix::io::Errno;
 
 /// `UFFDIO_WRITEPROTECT_MODE_WP` (linux/userfaultfd.h).
@@ -147,21 +147,23 @@ fn ensure_fd() -> Option<i32> {
         if OWNER.load(Ordering::Relaxed) != me && is_userfaultfd(fd) {
             // Inherited from the parent, whose memory it stands for: not ours to use.
             // SAFETY: our own descriptor (this process's copy of it); nothing else owns it.
-            unsafe { sys::close(fd) };
+            unsafe { rustix::io::close(fd) };
         }
         // A restored process: the number is free, or the program's now; never touched.
         FD.store(-1, Ordering::Relaxed);
     }
     let flags = k::O_CLOEXEC | k::O_NONBLOCK | k::UFFD_USER_MODE_ONLY;
-    let raw = match sys::userfaultfd(flags) {
+    let flags = rustix::mm::UserfaultfdFlags::from_bits_retain(flags);
+    // SAFETY: the descriptor is used only to write-protect and read back this process's own
+    // pages (UFFDIO_WRITEPROTECT, PAGEMAP_SCAN); nothing moves or fills memory through it.
+    let owned = match unsafe { rustix::mm::userfaultfd(flags) } {
         Ok(fd) => fd,
         Err(e) => {
             give_up(format_args!("userfaultfd: {}", ckpt_sigsafe::errno::describe(e)));
             return None;
         }
     };
-    // SAFETY: just opened, owned here.
-    let owned = unsafe { rustix::fd::OwnedFd::from_raw_fd(raw) };
+    let raw = owned.as_raw_fd();
     let mut api = k::uffdio_api { api: k::UFFD_API as u64, features: k::UFFD_FEATURE_WP_ASYNC as u64, ioctls: 0 };
     // SAFETY: `api` is the uffdio_api structure UFFDIO_API reads and fills.
     if let Err(e) = unsafe { sys::ioctl(raw, linux_raw_sys::ioctl::UFFDIO_API, &mut api as *mut _ as usize) } {

@@ -41,6 +41,7 @@ use core::sync::atomic::{AtomicI32, AtomicU32, Ordering::SeqCst};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::thread::futex;
 use rustix::time::Timespec;
@@ -366,11 +367,10 @@ impl Tree {
 
     /// Sends `sig` to every member: `SIGKILL` after a last checkpoint (none runs past it), or
     /// `SIGSTOP` when the tree stops instead.
-    pub fn signal_members(&self, sig: u32) {
+    pub fn signal_members(&self, sig: Signal) {
         for m in self.members() {
-            let pid = m.pid.load(SeqCst);
-            if pid != 0 {
-                let _ = ckpt_sigsafe::sys::kill(pid, sig);
+            if let Some(pid) = Pid::from_raw(m.pid.load(SeqCst) as i32) {
+                let _ = rustix::process::kill_process(pid, sig);
             }
         }
     }
@@ -431,8 +431,10 @@ impl Tree {
                     let base = ckpt_image::page_up(end);
                     let part = m.part_fd.load(SeqCst);
                     // SAFETY: the part file is open in this writer for its whole run.
-                    let part_len = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(part) }).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
-                    super::assembly::copy_part(part, img, base, part_len)?;
+                    let part = unsafe { BorrowedFd::borrow_raw(part) };
+                    let part_len = rustix::fs::fstat(part).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
+                    // SAFETY: the image is the root writer's own descriptor, open throughout.
+                    super::assembly::copy_part(part, unsafe { BorrowedFd::borrow_raw(img) }, base, part_len)?;
                     rec.meta_hash = super::assembly::rebase_part(img, base, part_len, key, in_root)?;
                     rec.base = base;
                     rec.len = part_len;
@@ -469,7 +471,7 @@ impl Tree {
             }
             let writer = m.writer.load(SeqCst);
             // A writer that is gone may have said WRITTEN just before it went.
-            if (writer == 0 || sys::kill(writer, 0) == Err(Errno::SRCH)) && m.state.load(SeqCst) != WRITTEN {
+            if Pid::from_raw(writer as i32).is_none_or(|w| rustix::process::test_kill_process(w) == Err(Errno::SRCH)) && m.state.load(SeqCst) != WRITTEN {
                 say!("ckpt: checkpoint failed: the image writer of process {} of the tree ended before it finished; nothing at the image path changed", m.pid.load(SeqCst));
                 return Err(Failure::silent());
             }
@@ -487,7 +489,7 @@ impl Drop for Tree {
         for fd in self.part_fds() {
             // SAFETY: the part files are the root's own descriptors, made by `make_part_files`
             // and used by nothing else in this process (the writer has its own copies).
-            unsafe { sys::close(fd) };
+            unsafe { rustix::io::close(fd) };
         }
         unmap_control(self.ctl);
     }
@@ -514,7 +516,9 @@ pub fn continue_descendants(pid: u32) {
     while n > 0 {
         n -= 1;
         let p = todo[n];
-        let _ = ckpt_sigsafe::sys::kill(p, linux_raw_sys::general::SIGCONT);
+        if let Some(pid) = Pid::from_raw(p as i32) {
+            let _ = rustix::process::kill_process(pid, Signal::CONT);
+        }
         for_each_child(p, |c| {
             if n < todo.len() {
                 todo[n] = c;
@@ -622,7 +626,7 @@ impl Joined {
             if p != from {
                 return p;
             }
-            if now_ns() - started > HOLD_TIMEOUT_NS || sys::kill(self.root, 0) == Err(Errno::SRCH) {
+            if now_ns() - started > HOLD_TIMEOUT_NS || Pid::from_raw(self.root as i32).is_some_and(|r| rustix::process::test_kill_process(r) == Err(Errno::SRCH)) {
                 return PHASE_ABORT;
             }
             wait_change(&self.ctl.phase, from, 200_000_000);
