@@ -2,14 +2,23 @@
 //! (`LD_PRELOAD=libckpt.so`, a signal, `myrestart`), so everything it does can also be done by
 //! hand. The only crate that uses `std` freely.
 
+#![deny(unsafe_code)]
+
 mod checkpoint;
 mod copy;
+// unsafe: maps an image file read-only and borrows its descriptor for rustix.
+#[allow(unsafe_code)]
 mod imagefile;
 mod inspect;
+// unsafe: `ckpt job` is a subreaper: signal masks, `sigtimedwait`, `waitpid`, pipes by number.
+#[allow(unsafe_code)]
 mod job;
 mod key;
 mod locate;
 mod origin;
+// unsafe: the C library calls `std` lacks (`getrandom`, `geteuid`, `access`, `signal`).
+#[allow(unsafe_code)]
+mod os;
 mod outcome;
 mod report;
 mod run;
@@ -141,8 +150,7 @@ enum KeyCommand {
 fn main() -> ExitCode {
     // Like other command-line tools, end quietly when the reader of our output goes away
     // (`ckpt inspect IMAGE | head`).
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    crate::os::default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(a),

@@ -5,7 +5,10 @@
 //! libc. It uses only raw system calls (through `rustix` where it offers them, [`sys`] where it
 //! does not) and buffers that the caller owns.
 #![no_std]
+#![deny(unsafe_code)]
 
+// unsafe: CPUID and XGETBV, to learn the size of the registers' save area.
+#[allow(unsafe_code)]
 pub mod cpu;
 pub mod errno;
 pub mod extents;
@@ -84,11 +87,17 @@ pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<ckpt_image::ma
 }
 
 pub mod maps;
+// unsafe: writes to descriptor 2, borrowed by number (no owner to borrow it from).
+#[allow(unsafe_code)]
 pub mod out;
+// unsafe: the PAGEMAP_SCAN ioctl, which takes a pointer to its argument.
+#[allow(unsafe_code)]
 pub mod pagescan;
 pub mod proctext;
 pub mod signals;
 pub mod sockets;
+// unsafe: system calls by number (the `syscall` instruction), each wrapped in a safe call where it can be.
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod trust;
 

@@ -17,25 +17,55 @@
 //! image stays as it was, and one line on stderr says why. A lock on the temporary file keeps
 //! two checkpoints of one image from being written at once.
 
+// unsafe: the report page, a mapping shared with the `ckpt` command.
+#[allow(unsafe_code)]
 pub mod report;
+// unsafe: maps the image file to move a member's offsets.
+#[allow(unsafe_code)]
 mod assembly;
+// unsafe: maps the image file to authenticate it.
+#[allow(unsafe_code)]
 mod auth;
+// unsafe: reads the kernel's signal frame (`ucontext`) and saved signal actions.
+#[allow(unsafe_code)]
 mod capture;
 mod chain;
+// unsafe: reads the program's memory in place.
+#[allow(unsafe_code)]
 mod compress;
 mod failure;
+// unsafe: borrows the program's descriptors by number (it owns them, not us).
+#[allow(unsafe_code)]
 mod fds;
 mod imagefile;
+// unsafe: reads the program's memory in place, and `pread` into a buffer by address.
+#[allow(unsafe_code)]
 mod pages;
 mod procfs;
 mod runs;
+// unsafe: carves the scratch mapping into the writer's typed tables.
+#[allow(unsafe_code)]
 mod scratch;
+// unsafe: the tree's page table in a mapping shared between processes.
+#[allow(unsafe_code)]
 mod share;
+// unsafe: makes a zeroed region slot for the scratch tables.
+#[allow(unsafe_code)]
 mod slots;
+// unsafe: reads a socket address's bytes.
+#[allow(unsafe_code)]
 mod sockets;
+// unsafe: per-thread slots written by the threads themselves, and the signal frames they stop in.
+#[allow(unsafe_code)]
 pub mod threads;
+// unsafe: the userfaultfd that write-protects the program's pages.
+#[allow(unsafe_code)]
 pub mod track;
+// unsafe: the tree's control block in a mapping shared between processes, and futexes on it.
+#[allow(unsafe_code)]
 pub mod tree;
+// unsafe: the signal frame's XSAVE area, and closing descriptors the writer inherited.
+#[allow(unsafe_code)]
 mod write;
 
 use ckpt_sigsafe::out::{Line, Lossy};
