@@ -142,7 +142,7 @@ const _: () = assert!(super::scratch::MAX_SHADOWS == 4096, "TOO_MANY_SHADOWS nam
 /// see as it is now: shared memory (the program goes on writing it) and memory a child does not
 /// inherit (`MADV_DONTFORK`, `MADV_WIPEONFORK`). The writer reads these copies instead.
 pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
-    let Parts { maps, maps_len, pathbuf, shadows, nshadows, shadow_room, meta, .. } = parts;
+    let Parts { maps, maps_len, pathbuf, shadows, nshadows, shadow_room, meta, not_inherited, .. } = parts;
     let mut at = 0usize;
     *nshadows = 0;
     let mut copy = |start: usize, end: usize| -> Result<(), Failure> {
@@ -169,10 +169,9 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
             copy(r.start, r.end)?;
         }
     }
-    // Regions a child does not inherit, as `copy_len` found them in smaps (kept in the headers'
-    // room, which is not used until the writer encodes them), or read again if they did not fit.
-    let at = super::scratch::NOT_INHERITED_AT;
-    let ranges = &meta[at..at + super::scratch::NOT_INHERITED_LEN];
+    // Regions a child does not inherit, as `copy_len` found them in smaps, or read again if
+    // they did not fit.
+    let ranges = &not_inherited[..];
     let word = |i: usize| ckpt_image::bytes::le_u64_at(ranges, i).unwrap_or(0);
     let count = word(0);
     if count != u64::MAX {
