@@ -361,7 +361,7 @@ fn end_all_but_writers() {
         let mut path = [0u8; 64];
         let Some(comm) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid, b"/comm") else { continue };
         let mut name = [0u8; 32];
-        let n = ckpt_sigsafe::maps::read_file(comm, &mut name).unwrap_or(0);
+        let n = ckpt_sigsafe::file::read_whole(comm, &mut name).unwrap_or(0);
         if name[..n].trim_ascii() != b"ckpt-writer" {
             let _ = sys::kill(pid as u32, k::SIGKILL);
         }

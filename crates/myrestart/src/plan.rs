@@ -1069,11 +1069,11 @@ fn still_runs(st: &ProcessState) -> bool {
         return false;
     }
     let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid, b"/stat") else { return false };
-    let Ok(n) = maps::read_file(p, &mut stat) else { return false };
+    let Ok(n) = ckpt_sigsafe::file::read_whole(p, &mut stat) else { return false };
     if matches!(ckpt_sigsafe::proctext::stat_state(&stat[..n]), Some(b'Z' | b'X') | None) {
         return false;
     }
-    let Ok(u) = maps::read_file(c"/proc/uptime", &mut uptime) else { return false };
+    let Ok(u) = ckpt_sigsafe::file::read_whole(c"/proc/uptime", &mut uptime) else { return false };
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
     let now = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
     let Some(started) = ckpt_sigsafe::proctext::start_unix_ns(&stat[..n], &uptime[..u], now) else { return false };
@@ -1151,7 +1151,7 @@ fn commit_limit() -> (u64, &'static str) {
     match maps::read_number(c"/proc/sys/vm/overcommit_memory").unwrap_or(0) {
         1 => (u64::MAX, "unlimited"),
         2 => {
-            let n = maps::read_file(c"/proc/meminfo", &mut buf).unwrap_or(0);
+            let n = ckpt_sigsafe::file::read_whole(c"/proc/meminfo", &mut buf).unwrap_or(0);
             let kb = |key: &[u8]| {
                 ckpt_sigsafe::proctext::status_field(&buf[..n], key)
                     .and_then(|v| v.strip_suffix(b" kB"))
@@ -1236,7 +1236,7 @@ fn find_specials(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), ()> {
     static mut OWN_MAPS: [u8; 65536] = [0; 65536];
     // SAFETY: single-threaded; this is the only reference to the buffer.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(OWN_MAPS) };
-    let n = maps::read_file(c"/proc/self/maps", buf).map_err(|e| refuse(path, format_args!("reading /proc/self/maps: {}", describe(e))))?;
+    let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", buf).map_err(|e| refuse(path, format_args!("reading /proc/self/maps: {}", describe(e))))?;
     for (slot, kind) in p.specials.iter_mut().zip(SPECIAL_KINDS) {
         *slot = Special::default();
         let own = maps::entries(&buf[..n]).find(|e| RegionKind::from_maps_name(e.name) == kind);

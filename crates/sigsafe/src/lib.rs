@@ -12,6 +12,7 @@
 pub mod cpu;
 pub mod errno;
 pub mod extents;
+pub mod file;
 pub mod fileid;
 
 /// The longest key file: more is refused, so that every reader derives the key from the
@@ -64,25 +65,12 @@ pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<ckpt_image::ma
     }
     let room = (KEY_FILE_MAX + 1).min(buf.len());
     let buf = &mut buf[..room];
-    let mut len = 0;
-    let mut result = Ok(());
-    while len < buf.len() {
-        match rustix::io::read(&fd, &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                result = Err(KeyError::Unreadable(e));
-                break;
-            }
-        }
-    }
-    let key = result.and_then(|()| match len {
+    let key = file::fill(&fd, buf).map_err(KeyError::Unreadable).and_then(|len| match len {
         0 => Err(KeyError::Empty),
         n if n > KEY_FILE_MAX => Err(KeyError::TooLong),
         n => Ok(ckpt_image::mac::key_from(&buf[..n])),
     });
-    buf[..len].fill(0);
+    buf.fill(0);
     key
 }
 

@@ -260,7 +260,7 @@ fn copy_pipe(fd: BorrowedFd, size: usize, data: &mut [u8], used: &mut usize) -> 
 fn fdinfo(fd: i32, buf: &mut [u8]) -> Result<&[u8], rustix::io::Errno> {
     let mut path = [0u8; 64];
     let path = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"").ok_or(rustix::io::Errno::NAMETOOLONG)?;
-    let len = ckpt_sigsafe::maps::read_file(path, buf)?;
+    let len = ckpt_sigsafe::file::read_whole(path, buf)?;
     Ok(&buf[..len])
 }
 

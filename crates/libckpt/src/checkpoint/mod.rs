@@ -245,7 +245,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
 fn room_for_copies(scratch: &mut scratch::Scratch) -> Result<usize, Failure> {
     let range = scratch.range();
     let (maps, path, smaps, not_inherited) = scratch.prep_buffers();
-    let n = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     write::copy_len(&maps[..n], &range, path, smaps, not_inherited)
 }
 

@@ -68,7 +68,7 @@ pub fn after_restore() {
     // SAFETY: the mapping just made: ROOM writable bytes, used only here.
     let buf = unsafe { core::slice::from_raw_parts_mut(p as *mut u8, ROOM) };
     let (maps, path) = buf.split_at_mut(ROOM - ckpt_image::state::PATH_MAX - 1);
-    if let Ok(n) = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps) {
+    if let Ok(n) = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", maps) {
         let mut count = 0;
         for e in ckpt_sigsafe::maps::entries(&maps[..n]) {
             let dev = (e.dev_major as u64) << 32 | e.dev_minor as u64;

@@ -30,7 +30,8 @@
 //! Runs in the checkpoint signal handler and in the writers: raw system calls, atomics and
 //! futexes on the shared block, fixed buffers; no allocation, no locks, no libc.
 
-use super::procfs::{parse_dec, read_small};
+use super::procfs::parse_dec;
+use ckpt_sigsafe::file::read_start;
 use super::failure::Failure;
 use ckpt_image::tree::{TreeRecord, MAX_TREE, TREE_LIVE, TREE_ZOMBIE};
 use ckpt_sigsafe::proctext::{numbered_path, pid_list, proc_path2, stat_comm, stat_field, stat_state, status_field};
@@ -147,7 +148,7 @@ fn now_ns() -> u64 {
 /// `/proc/PID/stat` of a process, or `None` once it is gone.
 fn stat(pid: u32, buf: &mut [u8]) -> Option<usize> {
     let mut path = [0u8; 64];
-    read_small(numbered_path(&mut path, b"/proc/", pid as u64, b"/stat")?, buf).ok().filter(|&n| n > 0)
+    read_start(numbered_path(&mut path, b"/proc/", pid as u64, b"/stat")?, buf).ok().filter(|&n| n > 0)
 }
 
 fn name_of(pid: u32, buf: &mut [u8; 512]) -> &[u8] {
@@ -540,7 +541,7 @@ fn for_each_child(pid: u32, mut f: impl FnMut(u32)) {
         let mut p = [0u8; 96];
         let Some(c) = proc_path2(&mut p, pid as u64, b"/task/", tid, b"/children") else { continue };
         let mut text = [0u8; 4096];
-        if let Ok(n) = read_small(c, &mut text) {
+        if let Ok(n) = read_start(c, &mut text) {
             pid_list(&text[..n]).for_each(&mut f);
         }
     }
@@ -552,7 +553,7 @@ fn handles(pid: u32, signal: i32) -> bool {
     let mut path = [0u8; 64];
     let Some(p) = numbered_path(&mut path, b"/proc/", pid as u64, b"/status") else { return false };
     let mut buf = [0u8; 4096];
-    let Ok(n) = read_small(p, &mut buf) else { return false };
+    let Ok(n) = read_start(p, &mut buf) else { return false };
     status_field(&buf[..n], b"SigCgt:").and_then(ckpt_sigsafe::proctext::parse_hex).is_some_and(|m| m & 1 << (signal - 1) != 0)
 }
 

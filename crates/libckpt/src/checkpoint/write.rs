@@ -108,7 +108,7 @@ pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_b
 /// (memory marked `MADV_DONTFORK` without libc's `madvise` is not, and was not copied for it).
 /// If one is missing, the checkpoint fails and every later one reads smaps.
 pub fn check_inherited(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
-    let n = maps::read_file(c"/proc/self/maps", &mut parts.meta[..MAPS_CHECK_ROOM]).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", &mut parts.meta[..MAPS_CHECK_ROOM]).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     let mine = &parts.meta[..n];
     let mut have = maps::entries(mine).peekable();
     for r in regions(&parts.maps[..parts.maps_len], exclude) {
@@ -130,7 +130,7 @@ const MAPS_CHECK_ROOM: usize = 32 << 20;
 /// Reads the memory layout the image will have into `parts.maps`: the writer uses this text,
 /// not its own (a forked writer lacks `MADV_DONTFORK` memory).
 pub fn read_layout(parts: &mut Parts) -> Result<(), Failure> {
-    parts.maps_len = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    parts.maps_len = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     Ok(())
 }
 
