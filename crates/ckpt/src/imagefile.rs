@@ -3,7 +3,7 @@
 //! an incremental image needs, found and checked the way myrestart checks them before it
 //! restores anything; and a file's identity, by which a new image is told from the one before.
 
-use ckpt_image::image::{meta_len, PREFIX_LEN};
+use ckpt_image::image::{headers_len, PREFIX_LEN};
 use ckpt_image::verify::{check_region, Extents};
 use ckpt_image::{Image, ImageError, ProcessState};
 use ckpt_sigsafe::extents::{data_extents, BorrowedFd};
@@ -103,13 +103,12 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
 /// Reads the headers (`meta_len` bytes) of the image that starts at `at` in `f`, a file of
 /// `file_len` bytes: a whole image at 0, a tree's part further on.
 pub fn read_meta(f: &File, at: u64, file_len: u64) -> Result<Vec<u8>, ImageError> {
-    let mut prefix = vec![0u8; PREFIX_LEN];
-    let got = f.read_at(&mut prefix, at).unwrap_or(0);
-    let len = meta_len(&prefix[..got])?;
-    if at.saturating_add(len) > file_len || len > 1 << 30 {
-        return Err(ImageError::Truncated);
-    }
-    let mut meta = vec![0u8; len as usize];
+    let mut prefix = [0u8; PREFIX_LEN];
+    // The prefix, or as much of it as the file holds.
+    let got = PREFIX_LEN.min(file_len.saturating_sub(at) as usize);
+    f.read_exact_at(&mut prefix[..got], at).map_err(|_| ImageError::Truncated)?;
+    let len = headers_len(&prefix[..got], at, file_len)?;
+    let mut meta = vec![0u8; len];
     f.read_exact_at(&mut meta, at).map_err(|_| ImageError::Truncated)?;
     Ok(meta)
 }

@@ -5,7 +5,7 @@
 //! nothing of this process has been changed yet.
 
 use crate::args::Options;
-use ckpt_image::image::{meta_len, PREFIX_LEN};
+use ckpt_image::image::{headers_len, PREFIX_LEN};
 use ckpt_image::region::RegionKind;
 use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
 use ckpt_image::tree::TreeRecord;
@@ -24,8 +24,6 @@ use rustix::fs::{Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 pub use myrestart::TASK_END;
-/// Largest header block we accept (the checkpoint writes no larger).
-const MAX_META: u64 = ckpt_image::limits::MAX_HEADERS as u64;
 
 /// One of the kernel's special mappings: where ours is, where the image needs it.
 #[derive(Clone, Copy, Default)]
@@ -609,7 +607,7 @@ fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid:
 fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: bool) -> Result<(), ()> {
     let Some(chain) = image.chain() else { return Ok(()) };
     let chain = chain.map_err(|e| refuse(path, format_args!("{e}")))?;
-    let dir_len = path.to_bytes().iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
+    let dir_len = ckpt_image::chain::name_start(path.to_bytes());
     for (k, b) in chain.bases().enumerate() {
         let b = b.map_err(|e| refuse(path, format_args!("{e}")))?;
         let source = k as u32 + 1;
@@ -662,14 +660,7 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: boo
 fn read_headers(fd: i32, file_len: u64, state: &mut ProcessState) -> Result<Image<'static>, Option<ImageError>> {
     let mut prefix = [0u8; PREFIX_LEN];
     let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, 0).map_err(|_| None)?;
-    let total = meta_len(&prefix[..got]).map_err(Some)?;
-    if total > MAX_META {
-        return Err(Some(ImageError::Malformed("header block is implausibly large")));
-    }
-    if total > file_len {
-        return Err(Some(ImageError::Truncated));
-    }
-    let len = total as usize;
+    let len = headers_len(&prefix[..got], 0, file_len).map_err(Some)?;
     // SAFETY: a fresh anonymous mapping, kept for the rest of the run.
     let meta = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| None)?;
     // SAFETY: the mapping is len bytes, readable and writable, used only through this slice.
@@ -688,23 +679,7 @@ fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Re
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let mut prefix = [0u8; PREFIX_LEN];
     let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
-    let total = meta_len(&prefix[..got]).map_err(|e| {
-        // A file that starts like ELF but ends early is truncated, not foreign.
-        bad(if got < PREFIX_LEN && prefix[..got.min(4)] == [0x7f, b'E', b'L', b'F'][..got.min(4)] && got >= 4 {
-            ImageError::Truncated
-        } else {
-            e
-        })
-    })?;
-    if total > MAX_META {
-        bad(ImageError::Malformed("header block is implausibly large"));
-        return Err(());
-    }
-    if base.saturating_add(total) > file_len {
-        bad(ImageError::Truncated);
-        return Err(());
-    }
-    let meta_len = total as usize;
+    let meta_len = headers_len(&prefix[..got], base, file_len).map_err(bad)?;
     // SAFETY: a fresh anonymous mapping, owned by the plan from here on.
     let meta = unsafe {
         rustix::mm::mmap_anonymous(core::ptr::null_mut(), meta_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)

@@ -332,11 +332,8 @@ impl Tree {
     /// An unnamed file next to the image for each stopped member, which it opens through
     /// `/proc/ROOT/fd/N` and its writer fills.
     fn make_part_files(&mut self, image: &[u8]) -> Result<(), Failure> {
-        let slash = image.iter().rposition(|&c| c == b'/').ok_or(Failure::plain("image path is not absolute"))?;
         let mut buf = [0u8; ckpt_image::state::PATH_MAX + 1];
-        let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
-        buf[..dir.len()].copy_from_slice(dir);
-        let dir = core::ffi::CStr::from_bytes_with_nul(&buf[..dir.len() + 1]).map_err(|_| Failure::plain("bad image path"))?;
+        let dir = super::imagefile::dir_of(image, &mut buf).ok_or(Failure::plain("image path is not absolute"))?;
         for m in self.members() {
             if m.state.load(SeqCst) != PARKED {
                 continue;
