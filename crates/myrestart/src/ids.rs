@@ -218,10 +218,9 @@ fn write_file(path: &CStr, data: &[u8]) -> Result<(), Errno> {
 fn read_full(fd: BorrowedFd, buf: &mut [u8]) -> usize {
     let mut got = 0;
     while got < buf.len() {
-        match rustix::io::read(fd, &mut buf[got..]) {
+        match rustix::io::retry_on_intr(|| rustix::io::read(fd, &mut buf[got..])) {
             Ok(0) => break,
             Ok(n) => got += n,
-            Err(Errno::INTR) => {}
             Err(_) => break,
         }
     }
@@ -310,7 +309,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
                     // then, since its end would kill them first.
                     drop((ready, go));
                     held.iter_mut().for_each(|h| *h = None);
-                    while matches!(sys::wait_child(-1, false), Ok(Some(_)) | Err(Errno::INTR)) {}
+                    while matches!(rustix::io::retry_on_intr(|| sys::wait_child(-1, false)), Ok(Some(_))) {}
                 }
                 sys::exit_group(code)
             }
@@ -464,7 +463,7 @@ fn supervise(child: u32, mask: u64, job: bool, relay: Relay) -> ! {
     loop {
         // Reap whatever has ended.
         loop {
-            match sys::wait_child(-1, true) {
+            match rustix::io::retry_on_intr(|| sys::wait_child(-1, true)) {
                 Ok(Some((pid, status))) if pid == child => exit = Some(status),
                 Ok(Some(_)) => {}
                 Ok(None) => break,
@@ -474,7 +473,6 @@ fn supervise(child: u32, mask: u64, job: bool, relay: Relay) -> ! {
                     }
                     break;
                 }
-                Err(Errno::INTR) => {}
                 Err(_) => break,
             }
         }

@@ -141,11 +141,7 @@ pub fn smaps_with_flags(path: &core::ffi::CStr, buf: &mut [u8], flags: &[&[u8]],
         if kept == buf.len() {
             return Err(Errno::FBIG); // a line longer than the buffer
         }
-        let n = match rustix::io::read(&fd, &mut buf[kept..]) {
-            Ok(n) => n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
-        };
+        let n = rustix::io::retry_on_intr(|| rustix::io::read(&fd, &mut buf[kept..]))?;
         let end = kept + n;
         let mut at = 0;
         while let Some(nl) = buf[at..end].iter().position(|&c| c == b'\n') {

@@ -205,10 +205,9 @@ pub fn pread_full(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
     let mut done = 0;
     while done < buf.len() {
         // SAFETY: the destination is the unfilled part of `buf`.
-        match unsafe { pread_into(fd, buf.as_mut_ptr() as usize + done, buf.len() - done, off + done as u64) } {
+        match rustix::io::retry_on_intr(|| unsafe { pread_into(fd, buf.as_mut_ptr() as usize + done, buf.len() - done, off + done as u64) }) {
             Ok(0) => break,
             Ok(n) => done += n,
-            Err(Errno::INTR) => {}
             Err(e) => return Err(e),
         }
     }
@@ -392,16 +391,9 @@ pub fn clone_raw(flags: usize) -> Result<u32, Errno> {
 /// Waits for a child created by [`fork_raw`]`(false)` to exit, and reaps it; its wait status.
 pub fn reap_quiet_child(pid: u32) -> Option<i32> {
     let mut status = 0i32;
-    loop {
-        // SAFETY: `status` is a writable i32; no rusage.
-        let r = unsafe { syscall6(nr::WAIT4, pid as usize, &mut status as *mut i32 as usize, WCLONE, 0, 0, 0) };
-        if r == pid as isize {
-            return Some(status);
-        }
-        if r != -(Errno::INTR.raw_os_error() as isize) {
-            return None;
-        }
-    }
+    // SAFETY: `status` is a writable i32; no rusage.
+    let r = rustix::io::retry_on_intr(|| check(unsafe { syscall6(nr::WAIT4, pid as usize, &mut status as *mut i32 as usize, WCLONE, 0, 0, 0) }));
+    (r == Ok(pid as usize)).then_some(status)
 }
 
 

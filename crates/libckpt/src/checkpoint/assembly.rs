@@ -11,7 +11,6 @@
 
 use super::failure::Failure;
 use rustix::fd::BorrowedFd;
-use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// Copies a part file into the image at `base`, its data stretches only (holes stay holes), and
@@ -22,10 +21,9 @@ pub fn copy_part(from: BorrowedFd<'_>, to: BorrowedFd<'_>, base: u64, len: u64) 
         let mut off = a;
         while off < b {
             let (mut src, mut dst) = (off, base + off);
-            match rustix::fs::copy_file_range(from, Some(&mut src), to, Some(&mut dst), (b - off).min(1 << 30) as usize) {
+            match rustix::io::retry_on_intr(|| rustix::fs::copy_file_range(from, Some(&mut src), to, Some(&mut dst), (b - off).min(1 << 30) as usize)) {
                 Ok(0) => return Err(Failure::plain("copying a part of the tree (it ended early)")),
                 Ok(n) => off += n as u64,
-                Err(Errno::INTR) => {}
                 Err(e) => return Err(Failure::new("copying a part of the tree into the image", e)),
             }
         }

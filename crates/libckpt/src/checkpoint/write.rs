@@ -30,7 +30,6 @@ use core::ffi::CStr;
 use core::ops::Range;
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags};
-use rustix::io::Errno;
 
 const CORE: &[u8] = b"CORE";
 const LINUX: &[u8] = b"LINUX";
@@ -356,13 +355,7 @@ fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8])
         content_hash: 0,
         owner: ckpt_sigsafe::fileid::owner(file.as_fd()),
     };
-    let read = |at: u64, into: &mut [u8]| loop {
-        // SAFETY: `into` is `into.len()` writable bytes.
-        match unsafe { sys::pread_into(file.as_raw_fd(), into.as_mut_ptr() as usize, into.len(), at) } {
-            Err(Errno::INTR) => {}
-            other => break other,
-        }
-    };
+    let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&file, &mut *into, at));
     m.content_hash = ckpt_image::filemaps::content_hash(m.size, r.offset, (r.end - r.start) as u64, buf, read).ok()??;
     Some(m)
 }
@@ -909,10 +902,9 @@ fn copy_deleted_file(fd: i32, img: i32, at: u64, buf: &mut [u8]) -> Result<(u64,
     let mut h = Hasher::new();
     let mut done = 0u64;
     loop {
-        let got = match rustix::io::pread(&src, &mut *buf, done) {
+        let got = match rustix::io::retry_on_intr(|| rustix::io::pread(&src, &mut *buf, done)) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(Errno::INTR) => continue,
             Err(e) => return Err(Failure::new("reading a deleted file to save it", e)),
         };
         write_all(img, buf.as_ptr() as usize, got, at + done)?;
