@@ -35,11 +35,11 @@ pub fn copy_part(from: BorrowedFd<'_>, to: BorrowedFd<'_>, base: u64, len: u64) 
 /// headers again and, with a key, authenticates it again. A region with the same bytes as one
 /// of the root's (`in_root` says where those are) points there, and its own copy is punched
 /// out of the file. Returns the part's header checksum.
-pub fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>, in_root: &dyn Fn(&ckpt_image::RegionRecord) -> Option<u64>) -> Result<u64, Failure> {
+pub fn rebase_part(img: BorrowedFd<'_>, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>, in_root: &dyn Fn(&ckpt_image::RegionRecord) -> Option<u64>) -> Result<u64, Failure> {
     let bad = |_| Failure::plain("reading back a part of the tree");
     // SAFETY: a shared writable view of our own image file, from the page-aligned start of
     // the part to its end, unmapped below; nothing else writes the file meanwhile.
-    let view = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len as usize, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, BorrowedFd::borrow_raw(img), base) }
+    let view = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len as usize, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, img, base) }
         .map_err(|e| Failure::new("mapping a part of the tree", e))?;
     // SAFETY: `len` bytes mapped above, used only through this slice until the munmap.
     let part = unsafe { core::slice::from_raw_parts_mut(view as *mut u8, len as usize) };
@@ -50,10 +50,8 @@ pub fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::
         // that data never overlaps the headers).
         let floor = meta_len as u64;
         let punch = |off: u64, n: u64| {
-            // SAFETY: the image is this writer's own descriptor, open throughout; the stretch
-            // punched is one no header refers to any more.
-            let file = unsafe { BorrowedFd::borrow_raw(img) };
-            let _ = rustix::fs::fallocate(file, rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE, base + off, n);
+            // The stretch punched is one no header refers to any more.
+            let _ = rustix::fs::fallocate(img, rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE, base + off, n);
         };
         ckpt_image::tree::rebase_sharing(meta, base, |r| in_root(r).filter(|&off| off >= floor), punch).map_err(bad)?;
         ckpt_image::seal(meta).map_err(bad)?;
@@ -68,7 +66,7 @@ pub fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::
 }
 
 /// The part's MAC, over the image file up to `file_len` (the part's end).
-fn authenticate_part(img: i32, file_len: u64, meta: &mut [u8], key: &ckpt_image::mac::Key) -> Result<(), Failure> {
+fn authenticate_part(img: BorrowedFd<'_>, file_len: u64, meta: &mut [u8], key: &ckpt_image::mac::Key) -> Result<(), Failure> {
     // The state decodes into memory of its own (it is large for a signal stack).
     let size = core::mem::size_of::<ckpt_image::ProcessState>();
     // SAFETY: a fresh private anonymous mapping, unmapped below.

@@ -10,12 +10,12 @@ use ckpt_image::{seal, ProcessState, CKPT_NOTE_NAME, NT_CKPT_MAC};
 
 /// With a key (`CKPT_KEY`): computes the image's MAC over the data already in the file and the
 /// sealed headers in `meta`, puts it in the `NT_CKPT_MAC` note and seals the headers again.
-pub fn authenticate(fd: i32, meta: &mut [u8], file_len: u64, key: &ckpt_image::mac::Key, state: &mut ProcessState) -> Result<(), Failure> {
+pub fn authenticate(fd: rustix::fd::BorrowedFd<'_>, meta: &mut [u8], file_len: u64, key: &ckpt_image::mac::Key, state: &mut ProcessState) -> Result<(), Failure> {
     let len = file_len as usize;
     // SAFETY: a read-only shared view of our own image file, unmapped below; nothing shortens
     // the file meanwhile (it is ours and unnamed, or named only by us).
     let view = unsafe {
-        rustix::mm::mmap(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::SHARED, rustix::fd::BorrowedFd::borrow_raw(fd), 0)
+        rustix::mm::mmap(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::SHARED, fd, 0)
     }
     .map_err(|e| Failure::new("mapping the image to authenticate it", e))?;
     // SAFETY: the view is `len` readable bytes, alive until the munmap below.

@@ -401,7 +401,7 @@ impl Tree {
     /// the note.
     pub fn append_parts(
         &self,
-        img: i32,
+        img: BorrowedFd<'_>,
         end: u64,
         key: Option<&ckpt_image::mac::Key>,
         own: TreeRecord,
@@ -431,8 +431,7 @@ impl Tree {
                     // SAFETY: the part file is open in this writer for its whole run.
                     let part = unsafe { BorrowedFd::borrow_raw(part) };
                     let part_len = rustix::fs::fstat(part).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
-                    // SAFETY: the image is the root writer's own descriptor, open throughout.
-                    super::assembly::copy_part(part, unsafe { BorrowedFd::borrow_raw(img) }, base, part_len)?;
+                    super::assembly::copy_part(part, img, base, part_len)?;
                     rec.meta_hash = super::assembly::rebase_part(img, base, part_len, key, in_root)?;
                     rec.base = base;
                     rec.len = part_len;

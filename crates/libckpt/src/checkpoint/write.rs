@@ -490,7 +490,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     };
     let mut tree_note: &[u8] = &[];
     if let Role::Root(tree) = role {
-        (file_len, tree_note) = append_members(parts, tree, fd, &exclude, &plan, file_len.max(layout.data_start), key.as_ref())?;
+        (file_len, tree_note) = append_members(parts, tree, file.fd.as_fd(), &exclude, &plan, file_len.max(layout.data_start), key.as_ref())?;
     }
     // The headers last, when every offset and hash is known, sealed with their checksum.
     parts.state.meta_len = layout.meta_len as u64;
@@ -503,7 +503,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     let total = file_len.max(layout.data_start);
     rustix::fs::ftruncate(&file.fd, total).map_err(|e| Failure::on_file("sizing", e))?;
     if let Some(key) = key {
-        authenticate(fd, meta, total, &key, parts.state)?;
+        authenticate(file.fd.as_fd(), meta, total, &key, parts.state)?;
     }
     write_all(fd, meta.as_ptr() as usize, layout.meta_len, 0)?;
     if let Some(b) = &base_link {
@@ -704,7 +704,7 @@ fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap
 
 /// In the root's writer, once its own image ends at `end`: takes in each member's part and
 /// makes the tree note (see `Tree::append_parts`). Returns the file's new end and the note.
-fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, fd: i32, exclude: &Range<usize>, plan: &Plan, end: u64, key: Option<&ckpt_image::mac::Key>) -> Result<(u64, &'t [u8]), Failure> {
+fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, img: rustix::fd::BorrowedFd<'_>, exclude: &Range<usize>, plan: &Plan, end: u64, key: Option<&ckpt_image::mac::Key>) -> Result<(u64, &'t [u8]), Failure> {
     let own = ckpt_image::tree::TreeRecord {
         pid: parts.state.pid,
         ppid: parts.state.ppid,
@@ -728,7 +728,7 @@ fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, fd: i32, exclu
             })
             .map(|(_, s)| s.data_offset)
     };
-    tree.append_parts(fd, end, key, own, &in_root)
+    tree.append_parts(img, end, key, own, &in_root)
 }
 
 /// Encodes the headers into `meta`, once every offset and hash is known: the ELF header and
