@@ -49,8 +49,6 @@ mod scratch;
 // unsafe: the tree's page table in a mapping shared between processes.
 #[allow(unsafe_code)]
 mod share;
-// unsafe: makes a zeroed region slot for the scratch tables.
-#[allow(unsafe_code)]
 mod slots;
 // unsafe: reads a socket address's bytes.
 #[allow(unsafe_code)]
