@@ -75,6 +75,9 @@ pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<ckpt_image::ma
 }
 
 pub mod maps;
+// unsafe: owns the mappings it makes (mmap, munmap) and lends them out as slices.
+#[allow(unsafe_code)]
+pub mod mapping;
 // unsafe: writes to descriptor 2, borrowed by number (no owner to borrow it from).
 #[allow(unsafe_code)]
 pub mod out;

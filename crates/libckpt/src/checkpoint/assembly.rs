@@ -11,7 +11,6 @@
 
 use super::failure::Failure;
 use rustix::fd::BorrowedFd;
-use rustix::mm::{MapFlags, ProtFlags};
 
 /// Copies a part file into the image at `base`, its data stretches only (holes stay holes), and
 /// makes the image that long (a part may end in a hole: pages the root stores).
@@ -37,15 +36,13 @@ pub fn copy_part(from: BorrowedFd<'_>, to: BorrowedFd<'_>, base: u64, len: u64) 
 /// out of the file. Returns the part's header checksum.
 pub fn rebase_part(img: BorrowedFd<'_>, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>, in_root: &dyn Fn(&ckpt_image::RegionRecord) -> Option<u64>) -> Result<u64, Failure> {
     let bad = |_| Failure::plain("reading back a part of the tree");
-    // SAFETY: a shared writable view of our own image file, from the page-aligned start of
-    // the part to its end, unmapped below; nothing else writes the file meanwhile.
-    let view = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len as usize, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, img, base) }
-        .map_err(|e| Failure::new("mapping a part of the tree", e))?;
-    // SAFETY: `len` bytes mapped above, used only through this slice until the munmap.
-    let part = unsafe { core::slice::from_raw_parts_mut(view as *mut u8, len as usize) };
-    let result = (|| {
-        let meta_len = ckpt_image::image::meta_len(part).map_err(bad)? as usize;
-        let meta = part.get_mut(..meta_len).ok_or(Failure::plain("reading back a part of the tree"))?;
+    // SAFETY: a view of our own image file, from the page-aligned start of the part to its end;
+    // nothing else writes the file meanwhile. Past the first look, only the headers are
+    // borrowed from the view, and what is punched out lies after them.
+    let mut view = unsafe { ckpt_sigsafe::mapping::Mapping::file(img, len as usize, base, true) }.map_err(|e| Failure::new("mapping a part of the tree", e))?;
+    {
+        let meta_len = ckpt_image::image::meta_len(view.bytes()).map_err(bad)? as usize;
+        let meta = view.bytes_mut().get_mut(..meta_len).ok_or(Failure::plain("reading back a part of the tree"))?;
         // Only where the root's copy lies after this part's headers would (a reader checks
         // that data never overlaps the headers).
         let floor = meta_len as u64;
@@ -59,26 +56,14 @@ pub fn rebase_part(img: BorrowedFd<'_>, base: u64, len: u64, key: Option<&ckpt_i
             authenticate_part(img, base + len, meta, key)?;
         }
         ckpt_image::bytes::le_u64_at(meta, ckpt_image::image::meta_hash_offset(meta).map_err(bad)?).ok_or(Failure::plain("reading back a part of the tree"))
-    })();
-    // SAFETY: our own view; `part` is not used after this.
-    let _ = unsafe { rustix::mm::munmap(view, len as usize) };
-    result
+    }
 }
 
 /// The part's MAC, over the image file up to `file_len` (the part's end).
 fn authenticate_part(img: BorrowedFd<'_>, file_len: u64, meta: &mut [u8], key: &ckpt_image::mac::Key) -> Result<(), Failure> {
     // The state decodes into memory of its own (it is large for a signal stack).
-    let size = core::mem::size_of::<ckpt_image::ProcessState>();
-    // SAFETY: a fresh private anonymous mapping, unmapped below.
-    let room = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
+    let mut room = ckpt_sigsafe::mapping::Mapping::anonymous(core::mem::size_of::<ckpt_image::ProcessState>())
         .map_err(|e| Failure::new("authenticating a part of the tree", e))?;
-    // SAFETY: the mapping is large enough and aligned for a ProcessState, written before use.
-    let state = unsafe {
-        (room as *mut ckpt_image::ProcessState).write(ckpt_image::ProcessState::ZERO);
-        &mut *(room as *mut ckpt_image::ProcessState)
-    };
-    let r = super::auth::authenticate(img, meta, file_len, key, state);
-    // SAFETY: our own mapping; `state` is not used after this.
-    let _ = unsafe { rustix::mm::munmap(room, size) };
-    r
+    let state = room.place(ckpt_image::ProcessState::ZERO).ok_or(Failure::plain("authenticating a part of the tree"))?;
+    super::auth::authenticate(img, meta, file_len, key, state)
 }

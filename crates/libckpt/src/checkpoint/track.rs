@@ -61,13 +61,8 @@ static NRESTORED: AtomicUsize = AtomicUsize::new(0);
 pub fn after_restore() {
     NRESTORED.store(0, Ordering::Relaxed);
     const ROOM: usize = 8 << 20;
-    // SAFETY: a new private anonymous mapping, which overlaps nothing; unmapped below.
-    let Ok(p) = (unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), ROOM, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::PRIVATE) }) else {
-        return;
-    };
-    // SAFETY: the mapping just made: ROOM writable bytes, used only here.
-    let buf = unsafe { core::slice::from_raw_parts_mut(p as *mut u8, ROOM) };
-    let (maps, path) = buf.split_at_mut(ROOM - ckpt_image::state::PATH_MAX - 1);
+    let Ok(mut room) = ckpt_sigsafe::mapping::Mapping::anonymous(ROOM) else { return };
+    let (maps, path) = room.bytes_mut().split_at_mut(ROOM - ckpt_image::state::PATH_MAX - 1);
     if let Ok(n) = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", maps) {
         let mut count = 0;
         for e in ckpt_sigsafe::maps::entries(&maps[..n]) {
@@ -83,8 +78,6 @@ pub fn after_restore() {
         }
         NRESTORED.store(count, Ordering::Release);
     }
-    // SAFETY: our own mapping, no longer used.
-    let _ = unsafe { rustix::mm::munmap(p, ROOM) };
 }
 
 /// Whether `e` is memory a restart mapped from an image (a private mapping of one of the files
