@@ -6,17 +6,15 @@
 
 mod checkpoint;
 mod copy;
-// unsafe: maps an image file read-only and borrows its descriptor for rustix.
-#[allow(unsafe_code)]
 mod imagefile;
 mod inspect;
-// unsafe: `ckpt job` is a subreaper: signal masks, `sigtimedwait`, `waitpid`, pipes by number.
-#[allow(unsafe_code)]
 mod job;
 mod key;
 mod locate;
 mod origin;
-// unsafe: the C library calls `std` lacks (`getrandom`, `geteuid`, `access`, `signal`).
+// unsafe: the only module that needs it: the C library calls `std` lacks (`getrandom`,
+// `geteuid`, `access`, signal sets and `sigtimedwait`, a subreaper, a hook before exec, pipes
+// by descriptor number, a read-only mapping of an image).
 #[allow(unsafe_code)]
 mod os;
 mod outcome;
