@@ -2,8 +2,9 @@
 //! the same job:
 //! - calls rustix lacks (`kcmp`, `process_vm_readv`, `getitimer`/`setitimer`, POSIX timers,
 //!   `signalfd4`, `rt_sigqueueinfo`, `tgkill`, `close_range`, `clone`/`clone3`, `wait4` with
-//!   `__WCLONE`, `set_tid_address`, robust lists, `rseq`, `arch_prctl`, `brk`) or offers only in
-//!   its experimental `runtime` module (`exit_group`, `rt_sigprocmask`);
+//!   `__WALL` or `__WCLONE`, `set_tid_address`, robust lists, `rseq`, `arch_prctl`, `brk`, the
+//!   `prctl` of `PR_TIMER_CREATE_RESTORE_IDS`, and `PR_GET_NAME`, for which rustix allocates) or
+//!   offers only in its experimental `runtime` module (`exit_group`, `rt_sigprocmask`);
 //! - calls whose rustix form takes a typed value that cannot carry what an image holds: a saved
 //!   kernel `sigaction` record (`SIG_IGN`, say), any signal number, any `RLIMIT_*` number, a
 //!   socket option or `ioctl` rustix has no type for, epoll events exactly as recorded;
