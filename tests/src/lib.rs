@@ -2,6 +2,7 @@
 //! the checkpoint signal, kills, restarts with myrestart, and reads what they print.
 //!
 //! Every wait is bounded; a process still running when its handle drops is killed.
+#![deny(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -215,8 +216,28 @@ fn wait_stream(stream: &Shared, deadline: Instant, pred: impl Fn(&Stream) -> boo
     }
 }
 
+// unsafe: the C library calls the tests make that `std` lacks, each with no pointer that
+// outlives it.
+#[allow(unsafe_code)]
+mod os {
+    /// `kill(pid, sig)` (`sig` 0: only whether `pid` exists): 0, or -1 if the kernel refused.
+    /// Only the tests' own processes, or ones they were told the PID of just now, are signalled.
+    pub fn send_signal(pid: i32, sig: i32) -> i32 {
+        // SAFETY: kill(2) takes no pointers.
+        unsafe { libc::kill(pid, sig) }
+    }
+
+    /// The tests' effective user ID.
+    pub fn euid() -> u32 {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() }
+    }
+}
+pub use os::{euid, send_signal};
+
 /// Makes `cmd` start with only stdin, stdout and stderr open, whatever the test runner has
 /// inherited: descriptors 3 and up are marked close-on-exec in the child.
+#[allow(unsafe_code)] // a `pre_exec` hook runs between fork and exec
 pub fn hermetic(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: close_range is async-signal-safe, as a pre_exec hook must be.
@@ -243,6 +264,7 @@ impl Proc {
     }
 
     /// [`Proc::spawn`], the child also getting our descriptor `pass.0` as its `pass.1`.
+    #[allow(unsafe_code)] // a `pre_exec` hook runs between fork and exec
     pub fn spawn_passing(mut cmd: Command, what: &str, pass: Option<(i32, i32)>) -> Proc {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         hermetic(&mut cmd);
@@ -360,8 +382,8 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's PID, which we have not reaped yet.
-        unsafe { libc::kill(self.pid as i32, sig) };
+        // kill(2) on our own child's PID, which we have not reaped yet.
+        send_signal(self.pid as i32, sig);
     }
 
     /// SIGKILL, then reap, then wait until what it printed has all been read.
@@ -375,8 +397,8 @@ impl Proc {
     /// starts another meanwhile), then as [`Proc::kill9`].
     pub fn kill_tree(&mut self) {
         // The root stops first: it must not see a child die (and say so) before it dies itself.
-        // SAFETY: kill(2) of our own child.
-        unsafe { libc::kill(self.pid as i32, libc::SIGSTOP) };
+        // kill(2) of our own child.
+        send_signal(self.pid as i32, libc::SIGSTOP);
         kill_all_below(self.pid);
         self.kill9();
     }
@@ -571,14 +593,13 @@ pub fn kill_all_below(pid: u32) {
             break;
         }
         for &p in &new {
-            // SAFETY: kill(2) of a process below `pid`, one of ours.
-            unsafe { libc::kill(p as i32, libc::SIGSTOP) };
+            // kill(2) of a process below `pid`, one of ours.
+            send_signal(p as i32, libc::SIGSTOP);
         }
         all.extend(new);
     }
     for &p in &all {
-        // SAFETY: as above.
-        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        send_signal(p as i32, libc::SIGKILL);
     }
     // Dead, not only told to die: a restart refuses while a process of the tree still runs.
     for &p in &all {
@@ -727,8 +748,7 @@ pub fn skip(test: &str, why: &str) {
 /// Whether this test can act as two users (root, with `setpriv` to become another); if not, it
 /// is [`skip`]ped.
 pub fn can_be_another_user(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let able = unsafe { libc::geteuid() } == 0 && Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    let able = euid() == 0 && Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
     if !able {
         skip(test, "needs root and setpriv, to be another user");
     }
@@ -738,8 +758,7 @@ pub fn can_be_another_user(test: &str) -> bool {
 /// Whether this test may mount a small tmpfs in a private mount namespace, to fill a disk
 /// (root, `unshare` and `nsenter`: CI has them); if not, it is [`skip`]ped.
 pub fn can_fill_a_disk(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = euid() == 0;
     let able = root && Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success()) && Command::new("nsenter").arg("--version").output().is_ok();
     if !able {
         skip(test, "it mounts a tmpfs in a private mount namespace, which needs root, unshare and nsenter");

@@ -1,5 +1,6 @@
 //! What goes wrong must be said in one line, with a non-zero exit and nothing lost: images that
 //! cannot be trusted, and checkpoints that cannot be written.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! `ckpt inspect` checks all of them and says whether the image can be restarted; `ckpt restart
 //! --newest` passes over an image whose base is missing or damaged; `ckpt copy` makes one file
 //! of a chain, which restarts after the image and every base are gone.
+#![deny(unsafe_code)]
 
 use ckpt_image::image::{meta_len, PREFIX_LEN};
 use ckpt_image::{Image, ProcessState};

@@ -1,5 +1,6 @@
 //! The `ckpt` command on real programs: run, checkpoint, restart (also stopped, under gdb),
 //! inspect, periodic checkpoints with generations, and its refusals.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::os::unix::fs::MetadataExt;
@@ -80,8 +81,8 @@ fn restart_stopped_lets_gdb_attach_then_continues() {
     // Stopped all along (and still): nothing printed, though gdb took its time.
     assert!(std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap().contains("State:\tT"), "gdb let the process run");
     assert!(restored.stdout_text().is_empty(), "the stopped process printed");
-    // SAFETY: kill(2) with the PID myrestart named.
-    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    // kill(2) with the PID myrestart named.
+    send_signal(pid as i32, libc::SIGCONT);
     let lines = restored.wait_lines(5, SHORT);
     let first: usize = lines[0].split(' ').next().unwrap().parse().unwrap();
     assert!(first >= 10, "resumed from line {first}");
@@ -398,6 +399,7 @@ fn the_restored_programs_parents_show_the_command_that_was_run() {
 /// back ignoring them; restarted on a terminal, where Ctrl-C would then silently do nothing,
 /// myrestart says so in one line. Not on a terminal: nothing is said.
 #[test]
+#[allow(unsafe_code)] // a pseudo-terminal from openpty, by descriptor number
 fn restart_on_a_terminal_says_when_ctrl_c_is_ignored() {
     let wd = Workdir::new("cli-ignored-int");
     let mut c = Command::new("sh");

@@ -1,6 +1,7 @@
 //! The kernel objects event loops are built from, across a restart: pipes, socket pairs,
 //! eventfd, timerfd, signalfd, inotify, memfd and epoll over all of them; listening sockets;
 //! and connections to the outside world, which come back reset so the program reconnects.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -355,8 +356,7 @@ fn only_a_dead_socket_of_ones_own_is_replaced_and_only_once_every_check_passed()
     assert!(Command::new("mkfifo").arg(&sock).status().unwrap().success());
     refused(&format!("fd 8 (socket {}): a FIFO is at that path, not a socket", sock.display()));
     dead_socket(&sock, false);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if euid() == 0 {
         std::os::unix::fs::lchown(&sock, Some(65534), None).unwrap();
         refused("another user's socket (uid 65534) is at that path");
         dead_socket(&sock, false);
@@ -414,6 +414,7 @@ while True:
 /// blocking connect to it would wait until it accepts) refuses the restart at once, as any
 /// socket that answers does.
 #[test]
+#[allow(unsafe_code)] // a listening socket made with libc, to fill its backlog
 fn a_busy_listener_at_a_sockets_path_refuses_the_restart_without_waiting() {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let wd = Workdir::new("busy-listener");

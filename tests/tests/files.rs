@@ -1,5 +1,6 @@
 //! Open files across a restart: descriptors with their offsets and flags, redirected stdout,
 //! deleted files, shared file mappings, and the refusals when a file changed under us.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::fs::File;
@@ -45,8 +46,8 @@ fn gzip_of_a_large_file_finishes_correctly_after_restart() {
     let mut child = c.spawn().unwrap();
     let pid = child.id();
     wait_for("gzip to be under way", LONG, || fd_pos(pid, &input) > 20 << 20);
-    // SAFETY: signalling our own unreaped child.
-    unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
+    // Our own child, not yet reaped.
+    send_signal(pid as i32, libc::SIGUSR2);
     wait_for("the image", LONG, || wd.image().exists());
     let at_checkpoint = std::fs::metadata(&output).unwrap().len();
     wait_for("more output", LONG, || std::fs::metadata(&output).unwrap().len() > at_checkpoint + (1 << 20));
@@ -152,8 +153,8 @@ fn redirected_stdout_continues_in_the_same_file() {
     let mut child = c.spawn().unwrap();
     let lines = |p: &Path| std::fs::read_to_string(p).unwrap_or_default().lines().count();
     wait_for("output", SHORT, || lines(&out_path) >= 60);
-    // SAFETY: signalling our own unreaped child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGUSR2) };
+    // Our own child, not yet reaped.
+    send_signal(child.id() as i32, libc::SIGUSR2);
     wait_for("the image", LONG, || wd.image().exists());
     let at = lines(&out_path);
     wait_for("more output", SHORT, || lines(&out_path) >= at + 10);
@@ -424,6 +425,7 @@ fn restart_goes_on_when_its_output_log_was_truncated_or_removed() {
 /// checkpoint; the restart names it once, where it matters: it comes back with its other end
 /// closed.
 #[test]
+#[allow(unsafe_code)] // a pipe made with pipe2, by descriptor number
 fn an_inherited_pipe_is_named_once_at_restart_not_at_each_checkpoint() {
     let wd = Workdir::new("inherited-pipe");
     let mut fds = [0i32; 2];

@@ -9,6 +9,7 @@
 //! damage and random re-signed field values; `every_note_type_crafted`, re-signed values in the
 //! records of every kind of note, and that a refused restart changed nothing outside. `make
 //! test` runs a few dozen cases of each, `make fuzz` thousands (`CKPT_FUZZ_CASES`).
+#![deny(unsafe_code)]
 
 use ckpt_image::bytes::{Reader, Writer};
 use ckpt_image::elf::{Phdr, EHDR_SIZE, PHDR_SIZE};
@@ -541,6 +542,7 @@ impl Subject {
     /// its point of no return, `--status-fd` says) and then not lost there (exit status 3),
     /// whatever the restored program then does with what it was given; never a crash of
     /// myrestart, nor a hang. A restored program is ended once it shows life, or after a while.
+    #[allow(unsafe_code)] // a pipe by descriptor number, polled for the restart's signal
     fn try_restart(&self, img: &Img, what: &str) -> bool {
         let path = self.wd.path.join("case");
         img.save(&path);

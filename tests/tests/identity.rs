@@ -2,6 +2,7 @@
 //! glibc stored in the mutexes it holds. myrestart stays its parent, passes signals on, and
 //! exits with its status. Where the namespaces this needs are refused, or with `--new-ids`,
 //! restart goes on with new IDs and says what may break.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::os::unix::process::ExitStatusExt;
@@ -79,8 +80,8 @@ fn myrestart_passes_signals_on_and_ends_as_the_program_did() {
     let said: i32 = err.split("the restored program is process ").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).expect(&err);
     assert_eq!(said as u32, restored.program_pid());
     restored.wait_lines(2, SHORT);
-    // SAFETY: kill(2) on the restored program's PID in this namespace.
-    unsafe { libc::kill(said, libc::SIGKILL) };
+    // kill(2) on the restored program's PID in this namespace.
+    send_signal(said, libc::SIGKILL);
     let st = restored.wait_exit(SHORT);
     assert_eq!(st.signal(), Some(libc::SIGKILL), "{st}");
 }

@@ -1,6 +1,7 @@
 //! Incremental checkpoints: a later image stores only the pages written since the one before,
 //! and names older images (its bases) for the rest. Every generation restarts to its own state;
 //! a base that is missing, rewritten or damaged is refused by name.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::os::unix::fs::MetadataExt;

@@ -1,6 +1,7 @@
 //! `ckpt job` (a program that outlives its batch job: stopped at a last checkpoint on a signal,
 //! restarted from the newest image on the next start) and `ckpt restart --newest`. The Slurm
 //! test drives the same command through a real Slurm (tests/tests/slurm.rs).
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::path::{Path, PathBuf};
@@ -78,8 +79,8 @@ fn a_job_that_crashed_after_a_checkpoint_prints_no_line_twice() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let at = program_lines().len();
     wait_file_lines(&out, at + 40, LONG);
-    // SAFETY: kill(2) of the program this test's job started.
-    unsafe { libc::kill(program as i32, libc::SIGKILL) };
+    // kill(2) of the program this test's job started.
+    send_signal(program as i32, libc::SIGKILL);
     assert_eq!(job.wait_exit(LONG).code(), Some(128 + 9));
     assert!(program_lines().len() >= at + 30, "{:?}", file_lines(&out));
 

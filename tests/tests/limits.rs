@@ -1,6 +1,7 @@
 //! The limits of one image (`ckpt_image::limits`) hold on both sides: a program with more
 //! descriptors, or more shared file mappings, than the restorer's tables once had room for
 //! (4096) is checkpointed, killed and restarted, and goes on with each still on its own file.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! Real programs, checkpointed, SIGKILLed and restarted from the image: their output must go
 //! on from the checkpointed state, as an uninterrupted run would.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::process::Command;

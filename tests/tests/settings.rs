@@ -1,6 +1,7 @@
 //! What README promises about settings and files: the checkpoint signal can be changed, a
 //! relative image path is taken from where the program started, images are private (0600),
 //! and an installed ckpt finds its pieces.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::os::unix::fs::PermissionsExt;
@@ -152,8 +153,8 @@ fn a_child_never_replaces_its_parents_image() {
     parent.wait_until(|l| l.iter().any(|l| l.starts_with("child ")), SHORT, "the child's PID");
     let child: u32 = parent.lines().iter().find_map(|l| l.strip_prefix("child ")).unwrap().parse().unwrap();
     parent.wait_until(|l| l.len() >= 4, SHORT, "the child counting");
-    // SAFETY: kill(2) of the child the shell started (it has not been reaped: sh waits).
-    unsafe { libc::kill(child as i32, libc::SIGUSR2) };
+    // kill(2) of the child the shell started (it has not been reaped: sh waits).
+    send_signal(child as i32, libc::SIGUSR2);
     let own = wd.path.join(format!("myckpt-{child}"));
     wait_for_path(&own, LONG, "the image of the child");
     // Its writer ends just after the rename; the parent's checkpoint (of its tree, the child
@@ -163,8 +164,8 @@ fn a_child_never_replaces_its_parents_image() {
     // The parent's own checkpoint still goes to the image path.
     parent.checkpoint(&image, LONG);
     // The child ends first (a restart of a process that still runs is refused).
-    // SAFETY: kill(2) of the child the shell started.
-    unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    // kill(2) of the child the shell started.
+    send_signal(child as i32, libc::SIGKILL);
     wait_dead(child);
     let restored = Proc::restart(&own);
     restored.wait_lines(3, SHORT);
@@ -177,13 +178,12 @@ fn a_child_never_replaces_its_parents_image() {
     let parent = Proc::preloaded(c, &image2, "python forking");
     parent.wait_until(|l| !l.is_empty(), SHORT, "the child's PID");
     let child: u32 = parent.lines()[0].strip_prefix("child ").unwrap().parse().unwrap();
-    // SAFETY: kill(2) of python's child, which python waits for.
-    unsafe { libc::kill(child as i32, libc::SIGUSR2) };
+    // kill(2) of python's child, which python waits for.
+    send_signal(child as i32, libc::SIGUSR2);
     let own = wd.path.join(format!("forked-{child}"));
     wait_for_path(&own, LONG, "the image of the forked child");
     assert!(!image2.exists(), "the forked child wrote the parent's image");
-    // SAFETY: as above.
-    unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    send_signal(child as i32, libc::SIGKILL);
 }
 
 /// libckpt.so loads on glibc 2.28 and later whatever glibc built it: every C function it takes

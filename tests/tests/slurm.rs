@@ -11,6 +11,7 @@
 //! holds a requeued job for a while (`BeginTime`); the test releases it two seconds later
 //! (`scontrol update StartTime=now`). `make test` runs it (`--ignored`) beside the other tests,
 //! since it mostly waits.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ struct Cluster {
 }
 
 impl Cluster {
+    #[allow(unsafe_code)] // becomes a subreaper; random bytes for the munge key
     fn start(dir: &Path) -> Cluster {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -127,6 +129,7 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
+    #[allow(unsafe_code)] // reaps the daemons it inherited as a subreaper
     fn drop(&mut self) {
         // Everything below this process: daemons, slurmstepd (which come here when slurmd
         // daemonizes them), jobs.
@@ -168,8 +171,7 @@ fn batch_job_outlives_its_time_limit_through_preemptions_and_requeues() {
         skip("batch_job_outlives_its_time_limit_through_preemptions_and_requeues", &format!("{p} is not installed (apt-get install slurmctld slurmd slurm-client munge)"));
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if euid() != 0 {
         skip("batch_job_outlives_its_time_limit_through_preemptions_and_requeues", "slurmd runs jobs as their users only as root");
         return;
     }

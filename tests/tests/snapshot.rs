@@ -1,5 +1,6 @@
 //! How checkpoints are taken and images used: a forked writer the program never sees, zero
 //! pages that take no space, and the two ways of restoring memory (mapped and eager).
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::os::unix::fs::MetadataExt;
@@ -100,12 +101,11 @@ fn a_second_signal_during_a_write_is_refused_and_the_image_is_whole() {
         assert!(Instant::now() < deadline, "no writer started; stderr {:?}", orig.stderr());
         std::thread::sleep(Duration::from_millis(1));
     };
-    // SAFETY: kill(2) on the writer's PID, seen just now; it exits only after writing.
-    unsafe { libc::kill(writer as i32, libc::SIGSTOP) };
+    // kill(2) on the writer's PID, seen just now; it exits only after writing.
+    send_signal(writer as i32, libc::SIGSTOP);
     orig.signal(libc::SIGUSR2);
     orig.wait_stderr("the previous checkpoint is still being written", LONG);
-    // SAFETY: as above.
-    unsafe { libc::kill(writer as i32, libc::SIGCONT) };
+    send_signal(writer as i32, libc::SIGCONT);
     while !wd.image().exists() {
         assert!(Instant::now() < deadline, "no image");
         std::thread::sleep(Duration::from_millis(5));
@@ -257,6 +257,7 @@ fn memory_marked_without_libc_is_found_at_the_next_checkpoint() {
 /// else created (mode 0644) at one of them, and a lock held on them. The image is written,
 /// 0600 and ours; the planted files and the file they point at are untouched.
 #[test]
+#[allow(unsafe_code)] // locks a file with flock
 fn the_temporary_file_cannot_be_redirected_exposed_or_blocked() {
     use std::os::unix::fs::{symlink, PermissionsExt};
     let wd = Workdir::new("tmpfile");
@@ -285,8 +286,7 @@ fn the_temporary_file_cannot_be_redirected_exposed_or_blocked() {
     let meta = std::fs::symlink_metadata(wd.image()).unwrap();
     assert!(meta.file_type().is_file(), "the image is a regular file");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    // SAFETY: geteuid has no arguments and cannot fail.
-    assert_eq!(meta.uid(), unsafe { libc::geteuid() });
+    assert_eq!(meta.uid(), euid());
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "the checkpoint wrote through a planted symlink");
     for pid in orig.pid..orig.pid + 64 {
         assert!(std::fs::symlink_metadata(format!("{image}.{pid}.0.tmp")).unwrap().file_type().is_symlink());
@@ -309,8 +309,8 @@ fn catch_writer(orig: &Proc, wd: &Workdir) -> u32 {
         let caught = loop {
             // The writer itself, not its short-lived parent (the program's child).
             if let Some((pid, _)) = processes_named("ckpt-writer").into_iter().find(|(pid, ppid)| *ppid != orig.pid && writer_of(*pid, wd)) {
-                // SAFETY: kill(2) of the writer just found.
-                unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+                // kill(2) of the writer just found.
+                send_signal(pid as i32, libc::SIGSTOP);
                 while !stopped(pid) {
                     assert!(Instant::now() < deadline, "the writer {pid} did not stop");
                     std::thread::sleep(Duration::from_millis(1));
@@ -326,8 +326,8 @@ fn catch_writer(orig: &Proc, wd: &Workdir) -> u32 {
         match caught {
             Some(pid) if !wd.image().exists() => return pid,
             Some(pid) => {
-                // SAFETY: kill(2) of the writer found above, stopped by us.
-                unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+                // kill(2) of the writer found above, stopped by us.
+                send_signal(pid as i32, libc::SIGCONT);
             }
             None => {}
         }
@@ -382,8 +382,8 @@ fn a_killed_writer_leaves_nothing_and_is_reported() {
     let orig = Proc::preloaded(c, &wd.image(), "quiet");
     orig.wait_lines(3, LONG);
     let writer = catch_writer(&orig, &wd);
-    // SAFETY: kill(2) of the writer found above.
-    unsafe { libc::kill(writer as i32, libc::SIGKILL) };
+    // kill(2) of the writer found above.
+    send_signal(writer as i32, libc::SIGKILL);
     wait_dead(writer);
     let left: Vec<_> = std::fs::read_dir(&wd.path).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");

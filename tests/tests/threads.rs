@@ -1,5 +1,6 @@
 //! Multi-threaded programs: every thread stopped at one moment, checkpointed, and restored
 //! with its TID, name, thread-local state, locks and signal mask.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::process::Command;
@@ -279,8 +280,8 @@ fn restart_stopped_stops_every_thread() {
     let out = String::from_utf8_lossy(&gdb.stdout);
     assert_eq!(out.lines().filter(|l| l.contains("Thread 0x")).count(), 5, "{out}");
     assert!(restored.stdout_text().is_empty());
-    // SAFETY: kill(2) with the PID myrestart named.
-    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    // kill(2) with the PID myrestart named.
+    send_signal(pid as i32, libc::SIGCONT);
     restored.wait_lines(3, SHORT);
     restored.kill9();
 }

@@ -1,6 +1,7 @@
 //! Process trees: a program and its children are checkpointed at one moment (`kill -12` of the
 //! root), killed together, and come back together with their PIDs, the pipes and shared
 //! memory between them, and their zombies.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::process::Command;
@@ -186,6 +187,7 @@ struct Pty {
     text: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+#[allow(unsafe_code)] // openpty, a pre_exec hook that makes it the controlling terminal, raw reads and writes
 impl Pty {
     fn new() -> Pty {
         use std::os::fd::{FromRawFd, AsRawFd};
@@ -274,14 +276,14 @@ fn a_tree_is_the_foreground_job_of_the_restarts_terminal() {
     let mut shell = sh.spawn().unwrap();
     let text = pty.wait_for("the root's PID", |t| t.contains("root ") && t.contains("child tick 1"));
     let root: u32 = text.split("root ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-    // SAFETY: kill(2) of the ticker the shell started (the shell waits for it).
-    unsafe { libc::kill(root as i32, libc::SIGUSR2) };
+    // kill(2) of the ticker the shell started (the shell waits for it).
+    send_signal(root as i32, libc::SIGUSR2);
     pty.wait_for("the tree's image", |_| wd.image().exists());
     let mut all = vec![root];
     all.extend(descendants(root));
     for p in &all {
-        // SAFETY: kill(2) of the processes below our own child.
-        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+        // kill(2) of the processes below our own child.
+        send_signal(*p as i32, libc::SIGKILL);
     }
     let _ = shell.kill();
     let _ = shell.wait();
@@ -306,8 +308,8 @@ fn a_tree_is_the_foreground_job_of_the_restarts_terminal() {
         after.contains("parent tick") && after.contains("child tick")
     });
     assert_eq!(count(&t, "parent SIGINT"), 1, "{t}");
-    // SAFETY: kill(2) of the restart below our own child.
-    unsafe { libc::kill(mr as i32, libc::SIGTERM) };
+    // kill(2) of the restart below our own child.
+    send_signal(mr as i32, libc::SIGTERM);
     tty.wait_for("the job's end", |t| t.contains(&format!("ended {}", 128 + libc::SIGTERM)));
     let _ = shell.wait();
 }
@@ -341,8 +343,8 @@ fn a_restart_is_refused_while_any_process_of_the_tree_still_runs() {
     orig.checkpoint(&wd.image(), LONG);
     let below = descendants(orig.pid);
     assert_eq!(below.len(), 2, "{below:?}");
-    // SAFETY: kill(2) of our own child, the root alone.
-    unsafe { libc::kill(orig.pid as i32, libc::SIGKILL) };
+    // kill(2) of our own child, the root alone.
+    send_signal(orig.pid as i32, libc::SIGKILL);
     wait_ended(orig.pid);
     assert!(below.iter().all(|&p| runs(p)), "the pipeline ended with its root");
     let exe = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap().display().to_string();
@@ -361,8 +363,8 @@ fn a_restart_is_refused_while_any_process_of_the_tree_still_runs() {
         }
     }
     for &p in &below {
-        // SAFETY: kill(2) of what is left of the pipeline this test started.
-        unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        // kill(2) of what is left of the pipeline this test started.
+        send_signal(p as i32, libc::SIGKILL);
         wait_ended(p);
     }
     orig.kill9();
@@ -396,8 +398,8 @@ fn a_child_without_the_library_fails_the_checkpoint_and_the_tree_goes_on() {
     assert_eq!(std::fs::read_to_string(&image).unwrap(), "the previous image");
     let n = tree.lines().len();
     tree.wait_lines(n + 5, SHORT);
-    // SAFETY: kill(2) with signal 0 only asks whether the process exists.
-    assert_eq!(unsafe { libc::kill(child as i32, 0) }, 0, "the unpreloaded child is gone");
+    // kill(2) with signal 0 only asks whether the process exists.
+    assert_eq!(send_signal(child as i32, 0), 0, "the unpreloaded child is gone");
     tree.kill_tree();
 }
 

@@ -4,6 +4,7 @@
 //! symbolic link planted at its path, and another user's file at its path is refused.
 //!
 //! The other user is `nobody`, through `setpriv`: these tests need root (as CI has).
+#![deny(unsafe_code)]
 
 use ckpt_image::{Image, ProcessState};
 use ckpt_tests::*;
@@ -189,8 +190,8 @@ fn a_library_others_may_write_is_copied_when_checked() {
     let (mut r, pid) = restored_stopped(&[], &wd.image());
     nobody_writes(&lib, offset, PWNED);
     assert_eq!(memory_at(pid, addr), checked, "bytes written into the library after it was checked reached the program");
-    // SAFETY: kill(2) of the restored program, a process of ours.
-    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    // kill(2) of the restored program, a process of ours.
+    send_signal(pid as i32, libc::SIGCONT);
     r.wait_lines(3, SHORT);
     r.kill9();
 }
@@ -227,8 +228,8 @@ fn a_library_others_may_write_or_own_is_stored_in_the_image() {
         nobody_writes(&lib, offset, PWNED);
         let (mut r, pid) = restored_stopped(&[], &wd.image());
         assert_eq!(memory_at(pid, addr), checked, "bytes written into a library {what} after the checkpoint reached the program");
-        // SAFETY: kill(2) of the restored program, a process of ours.
-        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        // kill(2) of the restored program, a process of ours.
+        send_signal(pid as i32, libc::SIGCONT);
         r.wait_lines(3, SHORT);
         r.kill9();
     }

@@ -3,6 +3,7 @@
 //! never ends a program that has no image; a checkpoint that fails says why; an image directory
 //! that cannot take images is refused at once; `ckpt checkpoint` reaches a restarted program
 //! by the PID `ckpt restart` has.
+#![deny(unsafe_code)]
 
 use ckpt_tests::*;
 use std::path::{Path, PathBuf};
@@ -432,8 +433,8 @@ fn job_keeps_its_images_when_the_restart_is_refused_or_the_program_is_killed() {
     }
     wait_file_lines(&out, file_lines(&out).len() + 10, LONG);
     let program = program_of(restarted.pid);
-    // SAFETY: kill(2) of the restored program this test's job started.
-    unsafe { libc::kill(program as i32, libc::SIGKILL) };
+    // kill(2) of the restored program this test's job started.
+    send_signal(program as i32, libc::SIGKILL);
     assert_eq!(restarted.wait_exit(LONG).code(), Some(128 + 9), "{}", read(&err));
     assert!(read(&err).contains("was ended by signal 9; its images stay"), "{}", read(&err));
     assert!(image.exists() && !dir.join("myckpt.ended").exists(), "{:?}", names(dir, "myckpt"));

@@ -3,10 +3,10 @@
 //! an incremental image needs, found and checked the way myrestart checks them before it
 //! restores anything; and a file's identity, by which a new image is told from the one before.
 
-use ckpt_image::image::{meta_len, PREFIX_LEN};
+use ckpt_image::image::{headers_len, PREFIX_LEN};
 use ckpt_image::verify::{check_region, Extents};
 use ckpt_image::{Image, ImageError, ProcessState};
-use ckpt_sigsafe::extents::{data_extents, BorrowedFd};
+pub use crate::os::View;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -26,50 +26,7 @@ pub struct FileHoles<'f>(pub &'f File);
 
 impl Extents for FileHoles<'_> {
     fn extents(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)> {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: the file outlives the iterator, which is used up within one check.
-        data_extents(unsafe { BorrowedFd::borrow_raw(self.0.as_raw_fd()) }, from, to)
-    }
-}
-
-/// A read-only mapping of a whole file.
-pub struct View {
-    addr: *mut libc::c_void,
-    len: usize,
-}
-
-impl View {
-    pub fn map(f: &File, len: u64) -> std::io::Result<View> {
-        use std::os::unix::io::AsRawFd;
-        let len = usize::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        if len == 0 {
-            return Ok(View { addr: std::ptr::null_mut(), len });
-        }
-        // SAFETY: a fresh read-only shared mapping of an open file, unmapped in Drop. (Shared,
-        // so that a file ckpt writes itself reads back as written.)
-        let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0) };
-        if addr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(View { addr, len })
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`. (Images are
-        // replaced by rename, never shortened in place, so the pages stay backed.)
-        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
-    }
-}
-
-impl Drop for View {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: our own mapping, no longer borrowed.
-            unsafe { libc::munmap(self.addr, self.len) };
-        }
+        crate::os::data_extents(self.0, from, to)
     }
 }
 
@@ -103,13 +60,12 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
 /// Reads the headers (`meta_len` bytes) of the image that starts at `at` in `f`, a file of
 /// `file_len` bytes: a whole image at 0, a tree's part further on.
 pub fn read_meta(f: &File, at: u64, file_len: u64) -> Result<Vec<u8>, ImageError> {
-    let mut prefix = vec![0u8; PREFIX_LEN];
-    let got = f.read_at(&mut prefix, at).unwrap_or(0);
-    let len = meta_len(&prefix[..got])?;
-    if at.saturating_add(len) > file_len || len > 1 << 30 {
-        return Err(ImageError::Truncated);
-    }
-    let mut meta = vec![0u8; len as usize];
+    let mut prefix = [0u8; PREFIX_LEN];
+    // The prefix, or as much of it as the file holds.
+    let got = PREFIX_LEN.min(file_len.saturating_sub(at) as usize);
+    f.read_exact_at(&mut prefix[..got], at).map_err(|_| ImageError::Truncated)?;
+    let len = headers_len(&prefix[..got], at, file_len)?;
+    let mut meta = vec![0u8; len];
     f.read_exact_at(&mut meta, at).map_err(|_| ImageError::Truncated)?;
     Ok(meta)
 }

@@ -114,8 +114,7 @@ pub fn examine(path: &Path, key: Option<&Path>, trust: bool) -> Result<(Value, b
 /// Why the image or base image `what`, whose file has `meta`, is not restored unless trusted
 /// (`--trust-image`): myrestart's rule (`ckpt_sigsafe::trust`), in myrestart's words.
 fn untrusted(what: &dyn std::fmt::Display, meta: &std::fs::Metadata) -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::os::euid();
     ckpt_sigsafe::trust::untrusted_image(what, meta.uid(), meta.mode(), me).map(|u| u.to_string())
 }
 

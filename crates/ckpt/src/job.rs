@@ -14,9 +14,9 @@ use crate::run::{self, RestartFlags, RunArgs};
 use crate::set::{self, Want};
 use ckpt_image::report::Outcome as Ended;
 use crate::imagefile::{identity, FileId};
+use crate::os;
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
 use clap::Args;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -47,26 +47,15 @@ pub struct JobArgs {
 }
 
 /// The signals `ckpt job` waits for: the stop signals, those it passes on, and `SIGCHLD`.
-fn watched() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset fill a sigset_t we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM, libc::SIGTERM, libc::SIGCONT, libc::SIGWINCH, libc::SIGPWR, libc::SIGCHLD]
-            .into_iter()
-            .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
-        {
-            libc::sigaddset(&mut set, sig);
-        }
-        set
-    }
+fn watched() -> os::SignalSet {
+    let named = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM, libc::SIGTERM, libc::SIGCONT, libc::SIGWINCH, libc::SIGPWR, libc::SIGCHLD];
+    os::SignalSet::of(named.into_iter().chain(os::realtime_signals()))
 }
 
 pub fn job(a: JobArgs) -> Outcome {
     // From the first moment, a signal waits for the loop below instead of ending ckpt.
     let set = watched();
-    // SAFETY: blocks signals in this single-threaded process, so that they wait for sigwaitinfo.
-    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    set.block();
     let stop_on: Vec<i32> = if a.stop_on.is_empty() {
         vec![libc::SIGUSR1]
     } else {
@@ -120,30 +109,16 @@ pub fn job(a: JobArgs) -> Outcome {
     };
     let status_wr = restart_status.as_ref().map_or(-1, |(_, wr)| *wr);
     // Orphans of the program (a tree's processes when its root ends) come to us, to be ended.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    os::become_subreaper();
     // The child starts with only the checkpoint signal blocked: one sent before libckpt's
     // handler is in place waits for it (the library unblocks it then; myrestart passes it on)
     // instead of ending the program.
-    // SAFETY: the closure only calls sigemptyset, sigaddset and sigprocmask, async-signal-safe,
-    // between fork and exec.
-    // SAFETY (also): fcntl on the status pipe's write end, which myrestart inherits.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut only: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut only);
-            libc::sigaddset(&mut only, ckpt_signal);
-            libc::sigprocmask(libc::SIG_SETMASK, &only, std::ptr::null_mut());
-            if status_wr >= 0 {
-                libc::fcntl(status_wr, libc::F_SETFD, 0);
-            }
-            Ok(())
-        })
-    };
+    // The status pipe's write end goes to myrestart.
+    os::start_with(&mut cmd, ckpt_signal, status_wr);
     let spawned = cmd.spawn().map_err(|e| (EXIT_REFUSED, format!("cannot start {what}: {e}")));
     if status_wr >= 0 {
-        // SAFETY: our write end, which only the child keeps now.
-        unsafe { libc::close(status_wr) };
+        // Our write end, which only the child keeps now.
+        os::close(status_wr);
     }
     let child = spawned?.id() as i32;
 
@@ -157,18 +132,13 @@ pub fn job(a: JobArgs) -> Outcome {
     // terminal): if it ends now, it did not end on its own.
     let mut told_to_end = false;
     let status = loop {
-        let timeout = libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 };
-        // SAFETY: siginfo_t is plain data the kernel fills in.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for one of the blocked signals of `set`, or the timeout.
-        let sig = unsafe { libc::sigtimedwait(&set, &mut info, &timeout) };
+        let got = set.wait(Duration::from_millis(200));
         if let Some(s) = stopping.as_mut() {
             if !timed_out && s.since.elapsed() > Duration::from_secs_f64(a.timeout) {
                 timed_out = true;
                 if matches!(set::newest(&image, key.as_deref(), Want::Command(&started), false), Ok(Some(_))) {
                     eprintln!("ckpt: the last checkpoint took more than {} s: killing {prog} without it (a restart goes on from its previous image)", a.timeout);
-                    // SAFETY: kill(2) with our child's PID.
-                    unsafe { libc::kill(child, libc::SIGKILL) };
+                    let _ = ckpt_sigsafe::sys::kill(child as u32, libc::SIGKILL as u32);
                 } else {
                     eprintln!("ckpt: the last checkpoint of {prog} takes more than {} s; with no other image of it, ckpt job waits for it", a.timeout);
                 }
@@ -201,9 +171,7 @@ pub fn job(a: JobArgs) -> Outcome {
                 fresh_image_due = false;
             }
         }
-        if sig <= 0 {
-            continue;
-        }
+        let Some(os::Received { sig, code, value }) = got else { continue };
         if sig == libc::SIGCHLD {
             match reap(child) {
                 Some(status) => break status,
@@ -233,13 +201,10 @@ pub fn job(a: JobArgs) -> Outcome {
         }
         // Signals a process sent (si_code <= 0) are passed on; those the kernel made (a
         // terminal's ^C) went to the whole process group, the program included.
-        if info.si_code <= 0 {
-            let _ = if info.si_code == libc::SI_QUEUE {
-                // SAFETY: for SI_QUEUE the value field is the one the sender set.
-                let value = unsafe { info.si_value() }.sival_ptr as u64;
-                ckpt_sigsafe::sys::sigqueue_as(child as u32, sig as u32, value, 0)
-            } else {
-                ckpt_sigsafe::sys::kill(child as u32, sig as u32)
+        if code <= 0 {
+            let _ = match value {
+                Some(value) => ckpt_sigsafe::sys::sigqueue_as(child as u32, sig as u32, value, 0),
+                None => ckpt_sigsafe::sys::kill(child as u32, sig as u32),
             };
         }
     };
@@ -312,14 +277,7 @@ const LAST_REQUEST: u64 = ckpt_sigsafe::signals::LAST_CHECKPOINT | ckpt_sigsafe:
 /// A pipe whose read end (close-on-exec) stays here and whose write end a child inherits (it is
 /// made inheritable in the child only, between fork and exec).
 fn status_pipe() -> std::io::Result<(std::fs::File, i32)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 fills the two descriptors it makes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the read end is ours alone from here.
-    Ok((unsafe { std::fs::File::from_raw_fd(fds[0]) }, fds[1]))
+    os::pipe()
 }
 
 /// A last checkpoint under way.
@@ -341,33 +299,25 @@ fn signal_name(sig: i32) -> String {
 /// Reaps what has ended; the child's wait status once it has.
 fn reap(child: i32) -> Option<i32> {
     let mut found = None;
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid with WNOHANG and a status we own.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return found;
-        }
-        if pid == child {
+    while let Ok(Some((pid, status))) = ckpt_sigsafe::sys::wait_child(-1, true) {
+        if pid as i32 == child {
             found = Some(status);
         }
     }
+    found
 }
 
 /// Ends the processes the program left behind (they came to us, the subreaper) and reaps them.
 fn end_orphans() {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = std::process::id();
     loop {
         // Single-threaded: the main thread's children are all of ours.
         let children = std::fs::read(format!("/proc/{me}/task/{me}/children")).unwrap_or_default();
         for pid in ckpt_sigsafe::proctext::pid_list(&children) {
-            // SAFETY: kill(2) of a child of ours.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let _ = ckpt_sigsafe::sys::kill(pid, libc::SIGKILL as u32);
         }
-        let mut status = 0;
-        // SAFETY: waitpid for any child, blocking; ECHILD when none is left.
-        if unsafe { libc::waitpid(-1, &mut status, 0) } < 0 {
+        // Blocking; ECHILD when none is left.
+        if ckpt_sigsafe::sys::wait_child(-1, false).is_err() {
             return;
         }
     }

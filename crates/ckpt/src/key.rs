@@ -31,9 +31,7 @@ pub fn read(path: &Path) -> Result<ckpt_image::mac::Key, (u8, String)> {
 /// never over an existing file.
 pub fn new(file: &Path) -> Outcome {
     let mut secret = [0u8; 32];
-    // SAFETY: getrandom(2) fills the buffer it is given, at most its length.
-    let n = unsafe { libc::getrandom(secret.as_mut_ptr().cast(), secret.len(), 0) };
-    if n != secret.len() as isize {
+    if !crate::os::random(&mut secret) {
         return Err((crate::EXIT_FAILED, format!("no random bytes from the kernel: {}", crate::io_message(&std::io::Error::last_os_error()))));
     }
     let text: String = secret.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n";

@@ -2,6 +2,8 @@
 //! (`LD_PRELOAD=libckpt.so`, a signal, `myrestart`), so everything it does can also be done by
 //! hand. The only crate that uses `std` freely.
 
+#![deny(unsafe_code)]
+
 mod checkpoint;
 mod copy;
 mod imagefile;
@@ -10,6 +12,11 @@ mod job;
 mod key;
 mod locate;
 mod origin;
+// unsafe: the only module that needs it: the C library calls `std` lacks (`getrandom`,
+// `geteuid`, `access`, signal sets and `sigtimedwait`, a subreaper, a hook before exec, pipes
+// by descriptor number, a read-only mapping of an image).
+#[allow(unsafe_code)]
+mod os;
 mod outcome;
 mod report;
 mod run;
@@ -141,8 +148,7 @@ enum KeyCommand {
 fn main() -> ExitCode {
     // Like other command-line tools, end quietly when the reader of our output goes away
     // (`ckpt inspect IMAGE | head`).
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    crate::os::default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(a),

@@ -34,7 +34,9 @@ pub fn shown_bytes(bytes: &[u8]) -> String {
 /// The directory a file is in (`.` for a bare name): where an image's bases and older images
 /// are, and where a file beside it goes.
 pub fn dir_of(path: &std::path::Path) -> &std::path::Path {
-    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."))
+    use std::os::unix::ffi::OsStrExt;
+    let dir = ckpt_image::chain::image_dir(path.as_os_str().as_bytes());
+    std::path::Path::new(dir.map_or(std::ffi::OsStr::new("."), std::ffi::OsStr::from_bytes))
 }
 
 /// What a subcommand returns: its exit status, or one that goes with a one-line message.

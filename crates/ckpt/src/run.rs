@@ -100,10 +100,7 @@ pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
         return Err(cannot("not a directory".into()));
     }
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| cannot("a NUL in the path".into()))?;
-    // SAFETY: access(2) with a NUL-terminated path.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-        return Err(cannot(crate::io_message(&std::io::Error::last_os_error())));
-    }
+    crate::os::may_write_in(&c).map_err(|e| cannot(crate::io_message(&e)))?;
     if std::fs::symlink_metadata(image).is_ok_and(|m| m.is_dir()) {
         return Err((EXIT_REFUSED, format!("{} is a directory, not an image", crate::shown(image))));
     }

@@ -82,6 +82,28 @@ impl Base {
     }
 }
 
+/// Where the file name starts in an image path: just after its last `/` (0 for a bare name).
+/// What comes before it, slash included, is the image's directory, where its bases and older
+/// images are.
+pub fn name_start(path: &[u8]) -> usize {
+    path.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1)
+}
+
+/// The file name of an image path (the path itself when it has no `/`).
+pub fn file_name(path: &[u8]) -> &[u8] {
+    &path[name_start(path)..]
+}
+
+/// The directory an image path puts its file in, as a path: `/` for a file at the root, the
+/// path up to its last `/` otherwise; `None` for a bare name (the current directory).
+pub fn image_dir(path: &[u8]) -> Option<&[u8]> {
+    match name_start(path) {
+        0 => None,
+        1 => Some(&path[..1]),
+        n => Some(&path[..n - 1]),
+    }
+}
+
 /// Whether `name` may name a base: a plain file name in the image's directory.
 pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&c| c == b'/' || c == 0)

@@ -35,6 +35,22 @@ pub fn meta_len(prefix: &[u8]) -> Result<u64, ImageError> {
     note.offset.checked_add(note.filesz).ok_or(ImageError::Malformed("note segment size overflows"))
 }
 
+/// How many bytes of headers the image (or tree part) that starts at `at` in a file of
+/// `file_len` bytes has, from the bytes read there first: `prefix`, [`PREFIX_LEN`] of them, or
+/// fewer where the file ends sooner. The length is [`meta_len`], at most
+/// [`crate::limits::MAX_HEADERS`] and ending inside the file. A file that starts like ELF but
+/// ends before its first headers do is truncated, not foreign.
+pub fn headers_len(prefix: &[u8], at: u64, file_len: u64) -> Result<usize, ImageError> {
+    let total = meta_len(prefix).map_err(|e| if prefix.len() >= 4 && prefix.len() < PREFIX_LEN && prefix[..4] == *b"\x7fELF" { ImageError::Truncated } else { e })?;
+    if total > crate::limits::MAX_HEADERS as u64 {
+        return Err(ImageError::Malformed("header block is implausibly large"));
+    }
+    if at.saturating_add(total) > file_len {
+        return Err(ImageError::Truncated);
+    }
+    Ok(total as usize)
+}
+
 /// A region as the image describes it: its record and its PT_LOAD.
 #[derive(Debug, Clone, Copy)]
 pub struct RegionRef<'a> {

@@ -7,7 +7,7 @@ use std::vec::Vec;
 use crate::bytes::Writer;
 use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
 use crate::fds::{FdKind, FdRecord};
-use crate::image::{meta_len, PREFIX_LEN};
+use crate::image::{headers_len, meta_len, PREFIX_LEN};
 use crate::note::{begin_note, note_size, write_note, Notes};
 use crate::region::{self, RegionKind, RegionRecord, RECORD_SIZE, RF_HAS_DATA};
 use crate::verify::Dense;
@@ -260,6 +260,29 @@ fn parse_changed(change: impl FnOnce(&mut Draft)) -> Result<(), ImageError> {
 
 fn malformed(what: &'static str) -> Result<(), ImageError> {
     Err(ImageError::Malformed(what))
+}
+
+#[test]
+fn an_image_path_splits_into_directory_and_name() {
+    use crate::chain::{file_name, image_dir, name_start};
+    assert_eq!((image_dir(b"/a/b/img"), file_name(b"/a/b/img"), name_start(b"/a/b/img")), (Some(&b"/a/b"[..]), &b"img"[..], 5));
+    assert_eq!((image_dir(b"/img"), file_name(b"/img"), name_start(b"/img")), (Some(&b"/"[..]), &b"img"[..], 1));
+    assert_eq!((image_dir(b"img"), file_name(b"img"), name_start(b"img")), (None, &b"img"[..], 0));
+    assert_eq!((image_dir(b"d/img"), file_name(b"d/img")), (Some(&b"d"[..]), &b"img"[..]));
+}
+
+#[test]
+fn headers_len_checks_where_the_headers_end() {
+    let buf = build_image(2);
+    let len = meta_len(&buf).unwrap() as usize;
+    let file_len = buf.len() as u64;
+    assert_eq!(headers_len(&buf[..PREFIX_LEN], 0, file_len), Ok(len));
+    // A tree part further on: its headers must end inside the file too.
+    assert_eq!(headers_len(&buf[..PREFIX_LEN], file_len - len as u64, file_len), Ok(len));
+    assert_eq!(headers_len(&buf[..PREFIX_LEN], file_len - len as u64 + 1, file_len), Err(ImageError::Truncated));
+    // A file that ends inside the first headers: truncated if it starts like ELF.
+    assert_eq!(headers_len(&buf[..10], 0, 10), Err(ImageError::Truncated));
+    assert!(headers_len(b"#!/bin/sh\n", 0, 10).is_err_and(|e| e != ImageError::Truncated));
 }
 
 #[test]

@@ -143,7 +143,7 @@ fn drop_image_pages(addr: usize, len: usize, advice: c_int) -> Option<c_int> {
         // SAFETY: LOCK is held: this is the only reference to the buffer.
         let buf = unsafe { &mut *MAPS.0.get() };
         let (maps, rest) = buf.split_at_mut(MAPS_ROOM - 8192);
-        let n = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps).ok()?;
+        let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", maps).ok()?;
         let end = addr.checked_add(len)?;
         let image_backed = |e: &ckpt_sigsafe::maps::MapsEntry, scratch: &mut [u8]| !e.shared && e.inode != 0 && is_image_file(e, scratch);
         let mut any_image = false;

@@ -18,18 +18,39 @@
 #![cfg_attr(not(test), no_std)]
 // Without the constructor (left out of unit tests) most of the crate is unreachable there.
 #![cfg_attr(test, allow(dead_code))]
+#![deny(unsafe_code)]
 
 mod checkpoint;
+// unsafe: settings in a static written once by the constructor, read by the handler.
+#[allow(unsafe_code)]
 mod config;
+// unsafe: interposes libc's `madvise` (found by `dlsym`) and refills dropped pages.
+#[allow(unsafe_code)]
 mod dropped;
+// unsafe: declares the trampolines (`unsafe extern`), which `resume`'s assembly defines.
+#[allow(unsafe_code)]
 mod entry;
+// unsafe: interposes the `exec` family, passing C pointers on to libc.
+#[allow(unsafe_code)]
 mod exec;
+// unsafe: interposes `sigaction`, `signal` and `sigprocmask`, passing C pointers on to libc.
+#[allow(unsafe_code)]
 mod guard;
+// unsafe: the constructor: reads `environ`, installs the handler with `sigaction`.
+#[allow(unsafe_code)]
 mod init;
+// unsafe: interposes sleeps and waits, passing C pointers on to libc.
+#[allow(unsafe_code)]
 mod invisible;
+// unsafe: a static written once by the constructor, read by the writer.
+#[allow(unsafe_code)]
 mod origin;
+// unsafe: the trampoline: assembly that the restored process jumps to.
+#[allow(unsafe_code)]
 mod resume;
 mod stop;
+// unsafe: interposes `inotify_add_watch`; a table of watches in a mapping shared with the handler.
+#[allow(unsafe_code)]
 mod watches;
 
 #[cfg(not(test))]
@@ -46,5 +67,6 @@ fn on_panic(info: &core::panic::PanicInfo) -> ! {
 /// built with `panic = "abort"` and never unwinds; this definition satisfies the linker and is
 /// never called.
 #[cfg(not(test))]
+#[allow(unsafe_code)] // an exported symbol by name, which Rust cannot check for clashes
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}

@@ -198,12 +198,7 @@ fn plan_cut(rec: &FdRecord, src: i32, p: &mut Plan) {
         return;
     }
     let mut buf = [0u8; 4096];
-    let read = |at: u64, into: &mut [u8]| loop {
-        match rustix::io::pread(&fd, &mut *into, at) {
-            Err(Errno::INTR) => {}
-            other => break other,
-        }
-    };
+    let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&fd, &mut *into, at));
     if ckpt_image::fds::log_tail_hash(rec.size, &mut buf, read) != Ok(Some(rec.aux)) {
         return;
     }
@@ -262,17 +257,15 @@ fn move_down(fd: BorrowedFd, mut from: u64, to: u64, mut at: u64) -> Result<u64,
     let mut buf = [0u8; 8192];
     while from < to {
         let want = ((to - from) as usize).min(buf.len());
-        let n = match rustix::io::pread(fd, &mut buf[..want], from) {
+        let n = match rustix::io::retry_on_intr(|| rustix::io::pread(fd, &mut buf[..want], from)) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(Errno::INTR) => continue,
             Err(e) => return Err(e),
         };
         let mut done = 0;
         while done < n {
-            match rustix::io::pwrite(fd, &buf[done..n], at + done as u64) {
+            match rustix::io::retry_on_intr(|| rustix::io::pwrite(fd, &buf[done..n], at + done as u64)) {
                 Ok(m) => done += m,
-                Err(Errno::INTR) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -686,7 +679,7 @@ fn close_missing_pipe_ends(p: &mut Plan) {
             if !had {
                 say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process)", s.ino);
                 // SAFETY: a parked descriptor of ours that nothing else refers to.
-                unsafe { sys::close(fd) };
+                unsafe { rustix::io::close(fd) };
             }
         }
     }
@@ -888,10 +881,9 @@ fn copy_range(src: BorrowedFd, mut from: u64, to: BorrowedFd, mut at: u64, len: 
     let end = at + len;
     while at < end {
         let want = (end - at).min(1 << 30) as usize;
-        match rustix::fs::copy_file_range(src, Some(&mut from), to, Some(&mut at), want) {
+        match rustix::io::retry_on_intr(|| rustix::fs::copy_file_range(src, Some(&mut from), to, Some(&mut at), want)) {
             Ok(0) => return Err(Errno::IO),
             Ok(_) => {}
-            Err(Errno::INTR) => {}
             Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return copy_slowly(src, from, to, at, end),
             Err(e) => return Err(e),
         }
@@ -1009,12 +1001,7 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
         fd
     };
     // The bytes the region maps, hashed as the checkpoint hashed them.
-    let read = |at: u64, into: &mut [u8]| loop {
-        match rustix::io::pread(&fd, &mut *into, at) {
-            Err(Errno::INTR) => {}
-            other => break other,
-        }
-    };
+    let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&fd, &mut *into, at));
     let hash = ckpt_image::filemaps::content_hash(m.size, r.record.file_offset, r.record.size(), &mut buf[..], read)
         .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
     if hash != Some(m.content_hash) {
@@ -1345,7 +1332,7 @@ fn close_ends_outside(ends: &[(bool, bool, bool)], p: &mut Plan) {
                     say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process tree)", s.ino);
                 }
                 // SAFETY: a parked descriptor of ours that nothing else refers to.
-                unsafe { sys::close(*fd) };
+                unsafe { rustix::io::close(*fd) };
                 *fd = -1;
             }
         }
@@ -1485,7 +1472,7 @@ pub fn install(p: &Plan) -> Result<(), (i32, Errno)> {
     for (fd, close) in p.close_std.iter().enumerate() {
         if *close {
             // SAFETY: as above.
-            unsafe { sys::close(fd as i32) };
+            unsafe { rustix::io::close(fd as i32) };
         }
     }
     for s in &p.fds[..p.nfds] {

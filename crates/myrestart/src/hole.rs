@@ -151,7 +151,7 @@ fn find_block(p: &Plan, len: usize) -> Option<usize> {
     static mut OWN: [u8; 65536] = [0; 65536];
     // SAFETY: single-threaded; the only reference to this buffer.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(OWN) };
-    let n = maps::read_file(c"/proc/self/maps", buf).ok()?;
+    let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", buf).ok()?;
     let own = maps::entries(&buf[..n]).map(|e| (e.start, e.end)).filter(|&(s, _)| s < TASK_END);
     let image = p.image.as_ref()?;
     let target = (0..image.region_count())

@@ -217,10 +217,9 @@ fn write_file(path: &CStr, data: &[u8]) -> Result<(), Errno> {
 fn read_full(fd: BorrowedFd, buf: &mut [u8]) -> usize {
     let mut got = 0;
     while got < buf.len() {
-        match rustix::io::read(fd, &mut buf[got..]) {
+        match rustix::io::retry_on_intr(|| rustix::io::read(fd, &mut buf[got..])) {
             Ok(0) => break,
             Ok(n) => got += n,
-            Err(Errno::INTR) => {}
             Err(_) => break,
         }
     }
@@ -290,8 +289,8 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
         // SAFETY: init's copies of the processes' ends, which it uses no more.
         unsafe {
             for b in p.barrier {
-                sys::close(b[0]);
-                sys::close(b[1]);
+                rustix::io::close(b[0]);
+                rustix::io::close(b[1]);
             }
         }
         // Every process checked and planned, then each with its changes outside made: all
@@ -309,7 +308,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
                     // then, since its end would kill them first.
                     drop((ready, go));
                     held.iter_mut().for_each(|h| *h = None);
-                    while matches!(sys::wait_child(-1, false), Ok(Some(_)) | Err(Errno::INTR)) {}
+                    while matches!(rustix::io::retry_on_intr(|| sys::wait_child(-1, false)), Ok(Some(_))) {}
                 }
                 sys::exit_group(code)
             }
@@ -360,7 +359,7 @@ fn end_all_but_writers() {
         let mut path = [0u8; 64];
         let Some(comm) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid, b"/comm") else { continue };
         let mut name = [0u8; 32];
-        let n = ckpt_sigsafe::maps::read_file(comm, &mut name).unwrap_or(0);
+        let n = ckpt_sigsafe::file::read_whole(comm, &mut name).unwrap_or(0);
         if name[..n].trim_ascii() != b"ckpt-writer" {
             let _ = sys::kill(pid as u32, k::SIGKILL);
         }
@@ -463,7 +462,7 @@ fn supervise(child: u32, mask: u64, job: bool, relay: Relay) -> ! {
     loop {
         // Reap whatever has ended.
         loop {
-            match sys::wait_child(-1, true) {
+            match rustix::io::retry_on_intr(|| sys::wait_child(-1, true)) {
                 Ok(Some((pid, status))) if pid == child => exit = Some(status),
                 Ok(Some(_)) => {}
                 Ok(None) => break,
@@ -473,7 +472,6 @@ fn supervise(child: u32, mask: u64, job: bool, relay: Relay) -> ! {
                     }
                     break;
                 }
-                Err(Errno::INTR) => {}
                 Err(_) => break,
             }
         }

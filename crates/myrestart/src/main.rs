@@ -30,21 +30,50 @@
 // A refusal carries its line in a fixed buffer (`refusal.rs`): there is no heap to box it in, it
 // moves only on the way out, and the stack has room for it.
 #![allow(clippy::result_large_err, reason = "a refusal is its line, on the stack (no heap)")]
+#![deny(unsafe_code)]
 
+// unsafe: borrows parked descriptors by number.
+#[allow(unsafe_code)]
 mod acts;
+// unsafe: the tables' memory: a mapping of its own, handed out as slices.
+#[allow(unsafe_code)]
 mod arena;
+// unsafe: borrows parked descriptors by number to make the changes outside.
+#[allow(unsafe_code)]
 mod changes;
+// unsafe: moves and borrows descriptors by number (parking them above the program's).
+#[allow(unsafe_code)]
 mod fds;
+// unsafe: borrows parked and image descriptors by number, maps files, `dup3` onto fixed numbers.
+#[allow(unsafe_code)]
 mod files;
+// unsafe: moves the program itself: copies its own code and stack to a new block and jumps there.
+#[allow(unsafe_code)]
 mod hole;
+// unsafe: forks by `clone` with chosen PIDs and namespaces, sets signal actions and closes by number.
+#[allow(unsafe_code)]
 mod ids;
+// unsafe: the `memcpy` family, over raw pointers.
+#[allow(unsafe_code)]
 mod mem;
+// unsafe: maps the image and reads its headers in place; sets thread state by raw calls.
+#[allow(unsafe_code)]
 mod plan;
+// unsafe: maps the image and reads its headers in place; borrows descriptors by number.
+#[allow(unsafe_code)]
 mod planner;
 mod refusal;
+// unsafe: after the point of no return: remaps memory, sets registers and jumps into the program.
+#[allow(unsafe_code)]
 mod restore;
+// unsafe: borrows parked descriptors by number; a mapping of its own.
+#[allow(unsafe_code)]
 mod sockets;
+// unsafe: tables carved out of a mapping sized from the image.
+#[allow(unsafe_code)]
 mod tables;
+// unsafe: forks the tree's processes and hands descriptors between them by number.
+#[allow(unsafe_code)]
 mod tree;
 
 use myrestart::{args, relocate, EXIT_LOST, EXIT_REFUSED};
@@ -55,22 +84,26 @@ use linux_raw_sys::general as k;
 
 
 // The entry point: the initial stack, our own ELF header and dynamic section to `entry`, on
-// an aligned stack.
-core::arch::global_asm!(
-    ".globl _start",
-    ".type _start, @function",
-    "_start:",
-    "mov rdi, rsp",
-    "lea rsi, [rip + __ehdr_start]",
-    "lea rdx, [rip + _DYNAMIC]",
-    "and rsp, -16",
-    "call {entry}",
-    "ud2",
-    ".size _start, . - _start",
-    entry = sym entry,
-);
+// an aligned stack (the program's first instructions: unsafe).
+#[allow(unsafe_code)]
+mod start {
+    core::arch::global_asm!(
+        ".globl _start",
+        ".type _start, @function",
+        "_start:",
+        "mov rdi, rsp",
+        "lea rsi, [rip + __ehdr_start]",
+        "lea rdx, [rip + _DYNAMIC]",
+        "and rsp, -16",
+        "call {entry}",
+        "ud2",
+        ".size _start, . - _start",
+        entry = sym super::entry,
+    );
+}
 
 /// First Rust code. `sp` is the initial stack (argc, argv, envp, auxv).
+#[allow(unsafe_code)] // called by `_start` with raw pointers; relocates the program before anything else
 unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     // SAFETY: _start passes our own ELF header and dynamic section.
     let Some(me) = (unsafe { relocate::inspect(ehdr, dynamic) }) else { sys::exit_group(EXIT_REFUSED) };
@@ -129,5 +162,6 @@ fn on_panic(info: &core::panic::PanicInfo) -> ! {
 
 /// The precompiled `core` names the unwinding personality routine; with `panic = "abort"` it is
 /// never called.
+#[allow(unsafe_code)] // an exported symbol by name, which Rust cannot check for clashes
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}

@@ -13,7 +13,7 @@ use crate::files;
 use crate::plan::{Plan, Special, TreePart, SPECIAL_KINDS, TASK_END};
 use crate::refusal::{refuse, Refusal};
 use crate::tables;
-use ckpt_image::image::{meta_len, PREFIX_LEN};
+use ckpt_image::image::{headers_len, PREFIX_LEN};
 use ckpt_image::region::RegionKind;
 use ckpt_image::bytes::Records;
 use ckpt_image::thread::{FLAG_PATCH_TID, FLAG_RSEQ};
@@ -28,8 +28,6 @@ use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
-/// Largest header block we accept (the checkpoint writes no larger).
-const MAX_META: u64 = ckpt_image::limits::MAX_HEADERS as u64;
 
 /// The image, or a base of it (`what`), whose code runs with our rights: like ssh with its
 /// keys, only a file that is ours and that nobody else may write is trusted without being told
@@ -293,7 +291,7 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     rustix::process::fchdir(&cwd_fd).map_err(|e| refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e))))?;
     if p.cwd_fd >= 0 {
         // SAFETY: the parked descriptor of another member's working directory, ours alone.
-        unsafe { ckpt_sigsafe::sys::close(p.cwd_fd) };
+        unsafe { rustix::io::close(p.cwd_fd) };
     }
     p.cwd_fd = crate::fds::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
@@ -368,7 +366,7 @@ fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid:
 fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: bool) -> Result<(), Refusal> {
     let Some(chain) = image.chain() else { return Ok(()) };
     let chain = chain.map_err(|e| refuse(path, format_args!("{e}")))?;
-    let dir_len = path.to_bytes().iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
+    let dir_len = ckpt_image::chain::name_start(path.to_bytes());
     for (k, b) in chain.bases().enumerate() {
         let b = b.map_err(|e| refuse(path, format_args!("{e}")))?;
         let source = k as u32 + 1;
@@ -415,14 +413,7 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: boo
 fn read_headers(fd: i32, file_len: u64, state: &mut ProcessState) -> Result<Image<'static>, Option<ImageError>> {
     let mut prefix = [0u8; PREFIX_LEN];
     let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, 0).map_err(|_| None)?;
-    let total = meta_len(&prefix[..got]).map_err(Some)?;
-    if total > MAX_META {
-        return Err(Some(ImageError::Malformed("header block is implausibly large")));
-    }
-    if total > file_len {
-        return Err(Some(ImageError::Truncated));
-    }
-    let len = total as usize;
+    let len = headers_len(&prefix[..got], 0, file_len).map_err(Some)?;
     // SAFETY: a fresh anonymous mapping, kept for the rest of the run.
     let meta = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| None)?;
     // SAFETY: the mapping is len bytes, readable and writable, used only through this slice.
@@ -441,21 +432,7 @@ fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Re
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let mut prefix = [0u8; PREFIX_LEN];
     let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
-    let total = meta_len(&prefix[..got]).map_err(|e| {
-        // A file that starts like ELF but ends early is truncated, not foreign.
-        bad(if got < PREFIX_LEN && prefix[..got.min(4)] == [0x7f, b'E', b'L', b'F'][..got.min(4)] && got >= 4 {
-            ImageError::Truncated
-        } else {
-            e
-        })
-    })?;
-    if total > MAX_META {
-        return Err(bad(ImageError::Malformed("header block is implausibly large")));
-    }
-    if base.saturating_add(total) > file_len {
-        return Err(bad(ImageError::Truncated));
-    }
-    let meta_len = total as usize;
+    let meta_len = headers_len(&prefix[..got], base, file_len).map_err(bad)?;
     // SAFETY: a fresh anonymous mapping, owned by the plan from here on.
     let meta = unsafe {
         rustix::mm::mmap_anonymous(core::ptr::null_mut(), meta_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)
@@ -798,11 +775,11 @@ fn still_runs(st: &ProcessState) -> bool {
         return false;
     }
     let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid, b"/stat") else { return false };
-    let Ok(n) = maps::read_file(p, &mut stat) else { return false };
+    let Ok(n) = ckpt_sigsafe::file::read_whole(p, &mut stat) else { return false };
     if matches!(ckpt_sigsafe::proctext::stat_state(&stat[..n]), Some(b'Z' | b'X') | None) {
         return false;
     }
-    let Ok(u) = maps::read_file(c"/proc/uptime", &mut uptime) else { return false };
+    let Ok(u) = ckpt_sigsafe::file::read_whole(c"/proc/uptime", &mut uptime) else { return false };
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
     let now = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
     let Some(started) = ckpt_sigsafe::proctext::start_unix_ns(&stat[..n], &uptime[..u], now) else { return false };
@@ -876,7 +853,7 @@ fn commit_limit() -> (u64, &'static str) {
     match maps::read_number(c"/proc/sys/vm/overcommit_memory").unwrap_or(0) {
         1 => (u64::MAX, "unlimited"),
         2 => {
-            let n = maps::read_file(c"/proc/meminfo", &mut buf).unwrap_or(0);
+            let n = ckpt_sigsafe::file::read_whole(c"/proc/meminfo", &mut buf).unwrap_or(0);
             let kb = |key: &[u8]| {
                 ckpt_sigsafe::proctext::status_field(&buf[..n], key)
                     .and_then(|v| v.strip_suffix(b" kB"))
@@ -955,7 +932,7 @@ fn find_specials(path: &CStr, image: &Image, p: &mut Plan) -> Result<(), Refusal
     static mut OWN_MAPS: [u8; 65536] = [0; 65536];
     // SAFETY: single-threaded; this is the only reference to the buffer.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(OWN_MAPS) };
-    let n = maps::read_file(c"/proc/self/maps", buf).map_err(|e| refuse(path, format_args!("reading /proc/self/maps: {}", describe(e))))?;
+    let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", buf).map_err(|e| refuse(path, format_args!("reading /proc/self/maps: {}", describe(e))))?;
     for (slot, kind) in p.specials.iter_mut().zip(SPECIAL_KINDS) {
         *slot = Special::default();
         let own = maps::entries(&buf[..n]).find(|e| RegionKind::from_maps_name(e.name) == kind);

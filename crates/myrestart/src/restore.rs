@@ -64,9 +64,8 @@ fn wait_for_eof(fd: i32) {
     // SAFETY: a parked descriptor of ours, only borrowed here.
     let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
     loop {
-        match rustix::io::read(fd, &mut b) {
+        match rustix::io::retry_on_intr(|| rustix::io::read(fd, &mut b)) {
             Ok(n) if n > 0 => {}
-            Err(Errno::INTR) => {}
             _ => return,
         }
     }
@@ -415,14 +414,13 @@ fn read_region(fd: i32, mut addr: usize, mut len: usize, mut off: u64) {
     while len > 0 {
         let step = len.min(1 << 30);
         // SAFETY: addr..addr+step is a region we just mapped writable.
-        match unsafe { sys::pread_into(fd, addr, step, off) } {
+        match rustix::io::retry_on_intr(|| unsafe { sys::pread_into(fd, addr, step, off) }) {
             Ok(0) => lost("reading region data (image shrank)", addr as u64, Errno::IO),
             Ok(n) => {
                 addr += n;
                 len -= n;
                 off += n as u64;
             }
-            Err(Errno::INTR) => {}
             Err(e) => lost("reading region data", addr as u64, e),
         }
     }

@@ -306,13 +306,12 @@ fn refill(through: BorrowedFd, rec: &FdRecord, image_fd: i32, stream: bool) -> R
 fn read_exact(img: BorrowedFd, buf: &mut [u8], mut from: u64) -> Result<(), Errno> {
     let mut got = 0;
     while got < buf.len() {
-        match rustix::io::pread(img, &mut buf[got..], from) {
+        match rustix::io::retry_on_intr(|| rustix::io::pread(img, &mut buf[got..], from)) {
             Ok(0) => return Err(Errno::IO),
             Ok(k) => {
                 got += k;
                 from += k as u64;
             }
-            Err(Errno::INTR) => {}
             Err(e) => return Err(e),
         }
     }
@@ -321,9 +320,8 @@ fn read_exact(img: BorrowedFd, buf: &mut [u8], mut from: u64) -> Result<(), Errn
 
 fn send_all(fd: BorrowedFd, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
-        match rustix::net::send(fd, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+        match rustix::io::retry_on_intr(|| rustix::net::send(fd, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)) {
             Ok(k) => buf = &buf[k..],
-            Err(Errno::INTR) => {}
             Err(e) => return Err(e),
         }
     }

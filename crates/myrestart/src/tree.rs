@@ -126,23 +126,20 @@ pub fn barrier(p: &Plan, stage: usize) {
     // SAFETY: parked descriptors of ours, made by init and inherited; closed right here.
     unsafe {
         let _ = rustix::io::write(BorrowedFd::borrow_raw(ready), b"r");
-        sys::close(ready);
+        rustix::io::close(ready);
     }
     let mut b = [0u8; 1];
-    loop {
-        // SAFETY: as above.
-        match rustix::io::read(unsafe { BorrowedFd::borrow_raw(go) }, &mut b) {
-            Ok(1) => break,
-            Err(Errno::INTR) => {}
-            _ if stage < RESTORED => {
-                p.acts.undo(p.image);
-                sys::exit_group(crate::EXIT_REFUSED)
-            }
-            _ => sys::exit_group(crate::EXIT_LOST),
+    // SAFETY: as above.
+    match rustix::io::retry_on_intr(|| rustix::io::read(unsafe { BorrowedFd::borrow_raw(go) }, &mut b)) {
+        Ok(1) => {}
+        _ if stage < RESTORED => {
+            p.acts.undo(p.image);
+            sys::exit_group(crate::EXIT_REFUSED)
         }
+        _ => sys::exit_group(crate::EXIT_LOST),
     }
     // SAFETY: as above.
-    unsafe { sys::close(go) };
+    unsafe { rustix::io::close(go) };
 }
 
 /// In init: waits until each of `n` processes says it has reached a barrier, then lets them all
@@ -151,10 +148,9 @@ pub fn hold_barrier(done: BorrowedFd, go: BorrowedFd, n: usize, before_no_return
     let mut got = 0usize;
     let mut buf = [0u8; 64];
     while got < n {
-        match rustix::io::read(done, &mut buf) {
+        match rustix::io::retry_on_intr(|| rustix::io::read(done, &mut buf)) {
             Ok(0) => break,
             Ok(m) => got += m,
-            Err(Errno::INTR) => {}
             Err(_) => break,
         }
     }
@@ -169,9 +165,8 @@ pub fn hold_barrier(done: BorrowedFd, go: BorrowedFd, n: usize, before_no_return
     let mut left = n;
     while left > 0 {
         let chunk = left.min(buf.len());
-        match rustix::io::write(go, &buf[..chunk]) {
+        match rustix::io::retry_on_intr(|| rustix::io::write(go, &buf[..chunk])) {
             Ok(m) => left -= m,
-            Err(Errno::INTR) => {}
             Err(_) => return false,
         }
     }

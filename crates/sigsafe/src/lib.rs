@@ -5,10 +5,14 @@
 //! libc. It uses only raw system calls (through `rustix` where it offers them, [`sys`] where it
 //! does not) and buffers that the caller owns.
 #![no_std]
+#![deny(unsafe_code)]
 
+// unsafe: CPUID and XGETBV, to learn the size of the registers' save area.
+#[allow(unsafe_code)]
 pub mod cpu;
 pub mod errno;
 pub mod extents;
+pub mod file;
 pub mod fileid;
 
 /// The longest key file: more is refused, so that every reader derives the key from the
@@ -61,34 +65,30 @@ pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<ckpt_image::ma
     }
     let room = (KEY_FILE_MAX + 1).min(buf.len());
     let buf = &mut buf[..room];
-    let mut len = 0;
-    let mut result = Ok(());
-    while len < buf.len() {
-        match rustix::io::read(&fd, &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                result = Err(KeyError::Unreadable(e));
-                break;
-            }
-        }
-    }
-    let key = result.and_then(|()| match len {
+    let key = file::fill(&fd, buf).map_err(KeyError::Unreadable).and_then(|len| match len {
         0 => Err(KeyError::Empty),
         n if n > KEY_FILE_MAX => Err(KeyError::TooLong),
         n => Ok(ckpt_image::mac::key_from(&buf[..n])),
     });
-    buf[..len].fill(0);
+    buf.fill(0);
     key
 }
 
 pub mod maps;
+// unsafe: owns the mappings it makes (mmap, munmap) and lends them out as slices.
+#[allow(unsafe_code)]
+pub mod mapping;
+// unsafe: writes to descriptor 2, borrowed by number (no owner to borrow it from).
+#[allow(unsafe_code)]
 pub mod out;
+// unsafe: the PAGEMAP_SCAN ioctl, which takes a pointer to its argument.
+#[allow(unsafe_code)]
 pub mod pagescan;
 pub mod proctext;
 pub mod signals;
 pub mod sockets;
+// unsafe: system calls by number (the `syscall` instruction), each wrapped in a safe call where it can be.
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod trust;
 

@@ -96,28 +96,11 @@ pub fn entries(text: &[u8]) -> impl Iterator<Item = MapsEntry<'_>> {
     text.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map_while(parse_line)
 }
 
-/// Reads a whole (proc) file into `buf`. Fails with `FBIG` if it does not fit.
-pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
-    let fd: OwnedFd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            return Err(Errno::FBIG);
-        }
-        match rustix::io::read(&fd, &mut buf[len..]) {
-            Ok(0) => return Ok(len),
-            Ok(n) => len += n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// The number a one-number file holds (a sysctl such as `/proc/sys/kernel/pid_max`), if it
 /// can be read.
 pub fn read_number(path: &core::ffi::CStr) -> Option<u64> {
     let mut buf = [0u8; 32];
-    let n = read_file(path, &mut buf).ok()?;
+    let n = crate::file::read_whole(path, &mut buf).ok()?;
     crate::proctext::parse_dec(buf[..n].trim_ascii())
 }
 
@@ -158,11 +141,7 @@ pub fn smaps_with_flags(path: &core::ffi::CStr, buf: &mut [u8], flags: &[&[u8]],
         if kept == buf.len() {
             return Err(Errno::FBIG); // a line longer than the buffer
         }
-        let n = match rustix::io::read(&fd, &mut buf[kept..]) {
-            Ok(n) => n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
-        };
+        let n = rustix::io::retry_on_intr(|| rustix::io::read(&fd, &mut buf[kept..]))?;
         let end = kept + n;
         let mut at = 0;
         while let Some(nl) = buf[at..end].iter().position(|&c| c == b'\n') {

@@ -58,13 +58,7 @@ pub fn unix_diag(diag: BorrowedFd, ino: u64, buf: &mut [u8]) -> Result<UnixDiag,
     body[12..16].copy_from_slice(&(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_ne_bytes());
     body[16..24].copy_from_slice(&[0xff; 8]); // no cookie
     rustix::net::send(diag, &req, rustix::net::SendFlags::empty())?;
-    let got = loop {
-        match rustix::net::recv(diag, &mut *buf, rustix::net::RecvFlags::empty()) {
-            Ok((got, _)) => break got,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    };
+    let (got, _) = rustix::io::retry_on_intr(|| rustix::net::recv(diag, &mut *buf, rustix::net::RecvFlags::empty()))?;
     parse_reply(&buf[..got], ino)
 }
 

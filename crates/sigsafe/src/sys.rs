@@ -1,5 +1,16 @@
-//! The few system calls that `rustix` does not offer, or offers only in a typed form that cannot
-//! carry an opaque saved value (a kernel `sigaction` record with `SIG_IGN`, say).
+//! System calls made by number, each kept here because rustix offers no stable call that does
+//! the same job:
+//! - calls rustix lacks (`kcmp`, `process_vm_readv`, `getitimer`/`setitimer`, POSIX timers,
+//!   `signalfd4`, `rt_sigqueueinfo`, `tgkill`, `close_range`, `clone`/`clone3`, `wait4` with
+//!   `__WALL` or `__WCLONE`, `set_tid_address`, robust lists, `rseq`, `arch_prctl`, `brk`, the
+//!   `prctl` of `PR_TIMER_CREATE_RESTORE_IDS`, and `PR_GET_NAME`, for which rustix allocates) or
+//!   offers only in its experimental `runtime` module (`exit_group`, `rt_sigprocmask`);
+//! - calls whose rustix form takes a typed value that cannot carry what an image holds: a saved
+//!   kernel `sigaction` record (`SIG_IGN`, say), any signal number, any `RLIMIT_*` number, a
+//!   socket option or `ioctl` rustix has no type for, epoll events exactly as recorded;
+//! - calls on memory by address rather than by slice (`pread_into`, `pwrite_from`), where a
+//!   fault must become an error, and `dup3` onto a descriptor number no `OwnedFd` owns;
+//! - `FIONREAD` (`bytes_to_read`) on descriptors the program owns, known only by number.
 //!
 //! Each wrapper is a direct `syscall` instruction; none touches libc, errno or TLS.
 #![allow(clippy::missing_safety_doc)]
@@ -21,7 +32,6 @@ pub mod nr {
     pub const SET_ROBUST_LIST: usize = k::__NR_set_robust_list as usize;
     pub const GET_ROBUST_LIST: usize = k::__NR_get_robust_list as usize;
     pub const RSEQ: usize = k::__NR_rseq as usize;
-    pub const CLOSE: usize = k::__NR_close as usize;
     pub const CLOSE_RANGE: usize = k::__NR_close_range as usize;
     pub const DUP3: usize = k::__NR_dup3 as usize;
     pub const PREAD64: usize = k::__NR_pread64 as usize;
@@ -48,8 +58,6 @@ pub mod nr {
     pub const SETSOCKOPT: usize = k::__NR_setsockopt as usize;
     pub const IOCTL: usize = k::__NR_ioctl as usize;
     pub const RT_SIGQUEUEINFO: usize = k::__NR_rt_sigqueueinfo as usize;
-    pub const COPY_FILE_RANGE: usize = k::__NR_copy_file_range as usize;
-    pub const USERFAULTFD: usize = k::__NR_userfaultfd as usize;
     pub const EXIT: usize = k::__NR_exit as usize;
 }
 
@@ -193,28 +201,28 @@ pub unsafe fn pread_into(fd: i32, addr: usize, len: usize, offset: u64) -> Resul
 }
 
 
-/// `brk(0)`: the current program break.
 /// `pread` until `buf` is full or the file ends (interrupted calls are repeated); the bytes read.
 pub fn pread_full(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
     let mut done = 0;
     while done < buf.len() {
         // SAFETY: the destination is the unfilled part of `buf`.
-        match unsafe { pread_into(fd, buf.as_mut_ptr() as usize + done, buf.len() - done, off + done as u64) } {
+        match rustix::io::retry_on_intr(|| unsafe { pread_into(fd, buf.as_mut_ptr() as usize + done, buf.len() - done, off + done as u64) }) {
             Ok(0) => break,
             Ok(n) => done += n,
-            Err(Errno::INTR) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(done)
 }
 
+/// `brk(0)`: the current program break.
 pub fn current_brk() -> u64 {
     // SAFETY: brk(0) changes nothing; it only reports the break.
     unsafe { syscall6(nr::BRK, 0, 0, 0, 0, 0, 0) as u64 }
 }
 
-/// `exit_group(code)`.
+/// `exit_group(code)`. rustix has one only in its experimental `runtime` module, which it hides
+/// from its documentation under a name that changes with each release: no stable API to build on.
 pub fn exit_group(code: i32) -> ! {
     // SAFETY: ends the process; no memory is involved.
     unsafe { syscall6(nr::EXIT_GROUP, code as usize, 0, 0, 0, 0, 0) };
@@ -272,12 +280,6 @@ pub unsafe fn dup3(old: i32, new: i32, flags: u32) -> Result<(), Errno> {
     check(unsafe { syscall6(nr::DUP3, old as usize, new as usize, flags as usize, 0, 0, 0) }).map(drop)
 }
 
-/// `userfaultfd(flags)`: a new userfaultfd descriptor.
-pub fn userfaultfd(flags: u32) -> Result<i32, Errno> {
-    // SAFETY: flags only; the kernel returns a new descriptor or an error.
-    check(unsafe { syscall6(nr::USERFAULTFD, flags as usize, 0, 0, 0, 0, 0) }).map(|fd| fd as i32)
-}
-
 /// `ioctl(fd, request, arg)` with a pointer argument; returns the kernel's non-negative result.
 ///
 /// # Safety
@@ -285,15 +287,6 @@ pub fn userfaultfd(flags: u32) -> Result<i32, Errno> {
 pub unsafe fn ioctl(fd: i32, request: u32, arg: usize) -> Result<usize, Errno> {
     // SAFETY: the caller passes the argument the request expects.
     check(unsafe { syscall6(nr::IOCTL, fd as usize, request as usize, arg, 0, 0, 0) })
-}
-
-/// `close(fd)`, ignoring errors.
-///
-/// # Safety
-/// The caller must own `fd`: no `OwnedFd` or other owner may still use that number.
-pub unsafe fn close(fd: i32) {
-    // SAFETY: descriptor number only; the caller owns it.
-    unsafe { syscall6(nr::CLOSE, fd as usize, 0, 0, 0, 0, 0) };
 }
 
 /// `close_range(first, last, 0)`.
@@ -313,10 +306,9 @@ pub fn copy_own_memory(addr: usize, len: usize, buf: &mut [u8]) -> usize {
     let len = len.min(buf.len());
     let local = [buf.as_mut_ptr() as usize, len];
     let remote = [addr, len];
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as usize;
     // SAFETY: the kernel writes at most `len` bytes into `buf` and reads `addr..addr+len` of
     // our own address space checking each page itself; the iovec arrays outlive the call.
-    let pid = unsafe { syscall6(nr::GETPID, 0, 0, 0, 0, 0, 0) } as usize;
-    // SAFETY: as above.
     let r = unsafe { syscall6(nr::PROCESS_VM_READV, pid, local.as_ptr() as usize, 1, remote.as_ptr() as usize, 1, 0) };
     if r < 0 {
         0
@@ -400,16 +392,9 @@ pub fn clone_raw(flags: usize) -> Result<u32, Errno> {
 /// Waits for a child created by [`fork_raw`]`(false)` to exit, and reaps it; its wait status.
 pub fn reap_quiet_child(pid: u32) -> Option<i32> {
     let mut status = 0i32;
-    loop {
-        // SAFETY: `status` is a writable i32; no rusage.
-        let r = unsafe { syscall6(nr::WAIT4, pid as usize, &mut status as *mut i32 as usize, WCLONE, 0, 0, 0) };
-        if r == pid as isize {
-            return Some(status);
-        }
-        if r != -(Errno::INTR.raw_os_error() as isize) {
-            return None;
-        }
-    }
+    // SAFETY: `status` is a writable i32; no rusage.
+    let r = rustix::io::retry_on_intr(|| check(unsafe { syscall6(nr::WAIT4, pid as usize, &mut status as *mut i32 as usize, WCLONE, 0, 0, 0) }));
+    (r == Ok(pid as usize)).then_some(status)
 }
 
 
@@ -460,7 +445,10 @@ pub fn shell_status(status: i32) -> i32 {
     }
 }
 
-/// `kill(pid, sig)`.
+/// `kill(pid, sig)` with a bare signal number (0: only whether `pid` exists). rustix's
+/// `kill_process` takes a `Signal`, whose unchecked constructor forbids sending the numbers libc
+/// keeps for itself; restarts pass on a program's own pending signals, whatever their number,
+/// and the signal ckpt is told to use may be any. Named signals go through rustix.
 pub fn kill(pid: u32, sig: u32) -> Result<(), Errno> {
     // SAFETY: sends a signal; no memory is involved.
     check(unsafe { syscall6(nr::KILL, pid as usize, sig as usize, 0, 0, 0, 0) }).map(drop)
@@ -485,14 +473,6 @@ pub fn sigqueue_as(pid: u32, sig: u32, value: u64, sender: u32) -> Result<(), Er
     info[7] = (value >> 32) as u32;
     // SAFETY: the kernel reads the 128-byte siginfo, which outlives the call.
     check(unsafe { syscall6(nr::RT_SIGQUEUEINFO, pid as usize, sig as usize, info.as_ptr() as usize, 0, 0, 0) }).map(drop)
-}
-
-/// `copy_file_range(from, &from_off, to, &to_off, len, 0)`: bytes copied (0 at the end of
-/// `from`).
-pub fn copy_file_range(from: i32, from_off: u64, to: i32, to_off: u64, len: usize) -> Result<usize, Errno> {
-    let (mut a, mut b) = (from_off as i64, to_off as i64);
-    // SAFETY: the kernel reads and updates the two offsets, which outlive the call.
-    check(unsafe { syscall6(nr::COPY_FILE_RANGE, from as usize, &mut a as *mut i64 as usize, to as usize, &mut b as *mut i64 as usize, len, 0) })
 }
 
 /// `tgkill(pid, tid, sig)`: a signal to one thread.

@@ -10,25 +10,19 @@
 //! allocation, locks or libc.
 
 use super::failure::Failure;
-use ckpt_sigsafe::sys;
 use rustix::fd::BorrowedFd;
-use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
 
 /// Copies a part file into the image at `base`, its data stretches only (holes stay holes), and
 /// makes the image that long (a part may end in a hole: pages the root stores).
-pub fn copy_part(part: i32, img: i32, base: u64, len: u64) -> Result<(), Failure> {
-    // SAFETY: the part file is open in this writer for its whole run.
-    let from = unsafe { BorrowedFd::borrow_raw(part) };
-    // SAFETY: the image is this writer's own descriptor, open throughout; it grows only.
-    rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(img) }, base + len).map_err(|e| Failure::new("making room for a part of the tree", e))?;
+pub fn copy_part(from: BorrowedFd<'_>, to: BorrowedFd<'_>, base: u64, len: u64) -> Result<(), Failure> {
+    rustix::fs::ftruncate(to, base + len).map_err(|e| Failure::new("making room for a part of the tree", e))?;
     for (a, b) in ckpt_sigsafe::extents::data_extents(from, 0, len) {
         let mut off = a;
         while off < b {
-            match sys::copy_file_range(part, off, img, base + off, (b - off).min(1 << 30) as usize) {
+            let (mut src, mut dst) = (off, base + off);
+            match rustix::io::retry_on_intr(|| rustix::fs::copy_file_range(from, Some(&mut src), to, Some(&mut dst), (b - off).min(1 << 30) as usize)) {
                 Ok(0) => return Err(Failure::plain("copying a part of the tree (it ended early)")),
                 Ok(n) => off += n as u64,
-                Err(Errno::INTR) => {}
                 Err(e) => return Err(Failure::new("copying a part of the tree into the image", e)),
             }
         }
@@ -40,25 +34,21 @@ pub fn copy_part(part: i32, img: i32, base: u64, len: u64) -> Result<(), Failure
 /// headers again and, with a key, authenticates it again. A region with the same bytes as one
 /// of the root's (`in_root` says where those are) points there, and its own copy is punched
 /// out of the file. Returns the part's header checksum.
-pub fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>, in_root: &dyn Fn(&ckpt_image::RegionRecord) -> Option<u64>) -> Result<u64, Failure> {
+pub fn rebase_part(img: BorrowedFd<'_>, base: u64, len: u64, key: Option<&ckpt_image::mac::Key>, in_root: &dyn Fn(&ckpt_image::RegionRecord) -> Option<u64>) -> Result<u64, Failure> {
     let bad = |_| Failure::plain("reading back a part of the tree");
-    // SAFETY: a shared writable view of our own image file, from the page-aligned start of
-    // the part to its end, unmapped below; nothing else writes the file meanwhile.
-    let view = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len as usize, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, BorrowedFd::borrow_raw(img), base) }
-        .map_err(|e| Failure::new("mapping a part of the tree", e))?;
-    // SAFETY: `len` bytes mapped above, used only through this slice until the munmap.
-    let part = unsafe { core::slice::from_raw_parts_mut(view as *mut u8, len as usize) };
-    let result = (|| {
-        let meta_len = ckpt_image::image::meta_len(part).map_err(bad)? as usize;
-        let meta = part.get_mut(..meta_len).ok_or(Failure::plain("reading back a part of the tree"))?;
+    // SAFETY: a view of our own image file, from the page-aligned start of the part to its end;
+    // nothing else writes the file meanwhile. Past the first look, only the headers are
+    // borrowed from the view, and what is punched out lies after them.
+    let mut view = unsafe { ckpt_sigsafe::mapping::Mapping::file(img, len as usize, base, true) }.map_err(|e| Failure::new("mapping a part of the tree", e))?;
+    {
+        let meta_len = ckpt_image::image::meta_len(view.bytes()).map_err(bad)? as usize;
+        let meta = view.bytes_mut().get_mut(..meta_len).ok_or(Failure::plain("reading back a part of the tree"))?;
         // Only where the root's copy lies after this part's headers would (a reader checks
         // that data never overlaps the headers).
         let floor = meta_len as u64;
         let punch = |off: u64, n: u64| {
-            // SAFETY: the image is this writer's own descriptor, open throughout; the stretch
-            // punched is one no header refers to any more.
-            let file = unsafe { BorrowedFd::borrow_raw(img) };
-            let _ = rustix::fs::fallocate(file, rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE, base + off, n);
+            // The stretch punched is one no header refers to any more.
+            let _ = rustix::fs::fallocate(img, rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE, base + off, n);
         };
         ckpt_image::tree::rebase_sharing(meta, base, |r| in_root(r).filter(|&off| off >= floor), punch).map_err(bad)?;
         ckpt_image::seal(meta).map_err(bad)?;
@@ -66,26 +56,14 @@ pub fn rebase_part(img: i32, base: u64, len: u64, key: Option<&ckpt_image::mac::
             authenticate_part(img, base + len, meta, key)?;
         }
         ckpt_image::bytes::le_u64_at(meta, ckpt_image::image::meta_hash_offset(meta).map_err(bad)?).ok_or(Failure::plain("reading back a part of the tree"))
-    })();
-    // SAFETY: our own view; `part` is not used after this.
-    let _ = unsafe { rustix::mm::munmap(view, len as usize) };
-    result
+    }
 }
 
 /// The part's MAC, over the image file up to `file_len` (the part's end).
-fn authenticate_part(img: i32, file_len: u64, meta: &mut [u8], key: &ckpt_image::mac::Key) -> Result<(), Failure> {
+fn authenticate_part(img: BorrowedFd<'_>, file_len: u64, meta: &mut [u8], key: &ckpt_image::mac::Key) -> Result<(), Failure> {
     // The state decodes into memory of its own (it is large for a signal stack).
-    let size = core::mem::size_of::<ckpt_image::ProcessState>();
-    // SAFETY: a fresh private anonymous mapping, unmapped below.
-    let room = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
+    let mut room = ckpt_sigsafe::mapping::Mapping::anonymous(core::mem::size_of::<ckpt_image::ProcessState>())
         .map_err(|e| Failure::new("authenticating a part of the tree", e))?;
-    // SAFETY: the mapping is large enough and aligned for a ProcessState, written before use.
-    let state = unsafe {
-        (room as *mut ckpt_image::ProcessState).write(ckpt_image::ProcessState::ZERO);
-        &mut *(room as *mut ckpt_image::ProcessState)
-    };
-    let r = super::auth::authenticate(img, meta, file_len, key, state);
-    // SAFETY: our own mapping; `state` is not used after this.
-    let _ = unsafe { rustix::mm::munmap(room, size) };
-    r
+    let state = room.place(ckpt_image::ProcessState::ZERO).ok_or(Failure::plain("authenticating a part of the tree"))?;
+    super::auth::authenticate(img, meta, file_len, key, state)
 }

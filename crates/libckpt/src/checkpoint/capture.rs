@@ -1,7 +1,8 @@
 //! Captures the process state that is not plain memory: registers' whereabouts, TLS, rseq, the
 //! TID cache, robust futexes, the mm fields, signal dispositions, timers, cwd, umask, name.
 
-use super::procfs::{self, parse_oct, read_small, readlink, stat_field, status_field};
+use super::procfs::{self, parse_oct, readlink, stat_field, status_field};
+use ckpt_sigsafe::file::{read_start, read_whole};
 use super::scratch::Parts;
 use super::failure::Failure;
 use crate::config::Config;
@@ -21,7 +22,7 @@ const RSEQ_MIN_LEN: u32 = 32;
 
 /// Refuses what this version cannot restore faithfully, before writing anything.
 pub fn refuse_unsupported(parts: &mut Parts) -> Result<(), Failure> {
-    let n = read_small(c"/proc/self/status", parts.text).map_err(|e| Failure::new("reading /proc/self/status", e))?;
+    let n = read_whole(c"/proc/self/status", parts.text).map_err(|e| Failure::new("reading /proc/self/status", e))?;
     let status = &parts.text[..n];
     if let Some(f) = status_field(status, b"x86_Thread_features:") {
         if f.windows(5).any(|w| w == b"shstk") {
@@ -94,8 +95,8 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     for (i, l) in parts.state.rlimits.iter_mut().enumerate() {
         *l = sys::prlimit(i as u32, None).map_err(|e| Failure::new("reading resource limits", e))?;
     }
-    parts.auxv_len = read_small(c"/proc/self/auxv", parts.auxv).map_err(|e| Failure::new("reading /proc/self/auxv", e))?;
-    parts.cmdline_len = read_small(c"/proc/self/cmdline", parts.cmdline).unwrap_or(0);
+    parts.auxv_len = read_whole(c"/proc/self/auxv", parts.auxv).map_err(|e| Failure::new("reading /proc/self/auxv", e))?;
+    parts.cmdline_len = read_start(c"/proc/self/cmdline", parts.cmdline).unwrap_or(0);
     Ok(())
 }
 
@@ -131,7 +132,7 @@ pub fn thread_state(uc: usize, cfg: &Config) -> ThreadState {
 /// checkpoint signal and the thread-stop signal belong to this checkpoint).
 fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
     let mut buf = [0u8; 2048];
-    let Ok(n) = read_small(path, &mut buf) else { return 0 };
+    let Ok(n) = read_start(path, &mut buf) else { return 0 };
     let mask = status_field(&buf[..n], field).and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
     let ours = 1u64 << (cfg.signal - 1) | 1u64 << (crate::stop::STOP_SIGNAL - 1);
     mask & !ours
@@ -141,7 +142,7 @@ fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
 fn capture_timers(parts: &mut Parts) -> Result<(), Failure> {
     use ckpt_image::timers::{TimerRecord, SIGEV_THREAD_ID};
     // The headers' room is free until the writer encodes them (`parts.maps` holds the layout).
-    let n = ckpt_sigsafe::maps::read_file(c"/proc/self/timers", parts.meta).map_err(|e| Failure::new("reading /proc/self/timers", e))?;
+    let n = ckpt_sigsafe::file::read_whole(c"/proc/self/timers", parts.meta).map_err(|e| Failure::new("reading /proc/self/timers", e))?;
     let mut w = ckpt_image::bytes::Writer::new(parts.timers);
     for t in ckpt_sigsafe::proctext::timers(&parts.meta[..n]) {
         if t.notify > 1 {
@@ -185,7 +186,7 @@ fn capture_rseq(th: &mut ThreadState, cfg: &Config) {
 
 /// The kernel's view of the address space, from `/proc/self/stat` and `brk(0)`.
 fn capture_mm(parts: &mut Parts) -> Result<(), Failure> {
-    let n = read_small(c"/proc/self/stat", parts.cmdline).map_err(|e| Failure::new("reading /proc/self/stat", e))?;
+    let n = read_whole(c"/proc/self/stat", parts.cmdline).map_err(|e| Failure::new("reading /proc/self/stat", e))?;
     let stat = &parts.cmdline[..n];
     let f = |i| stat_field(stat, i).ok_or(Failure::plain("parsing /proc/self/stat"));
     let mm = &mut parts.state.mm;

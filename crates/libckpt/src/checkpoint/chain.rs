@@ -50,22 +50,15 @@ pub struct Candidate {
 /// Reads and checks the headers of the image open as `fd` (of `len` bytes) into `meta`.
 fn read_headers<'m>(fd: i32, len: u64, meta: &'m mut [u8], state: &mut ProcessState) -> Option<Image<'m>> {
     let mut prefix = [0u8; ckpt_image::image::PREFIX_LEN];
-    if ckpt_sigsafe::sys::pread_full(fd, &mut prefix, 0) != Ok(prefix.len()) {
-        return None;
-    }
-    let total = ckpt_image::image::meta_len(&prefix).ok()? as usize;
-    if total > meta.len() || total as u64 > len {
+    let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, 0).ok()?;
+    let total = ckpt_image::image::headers_len(&prefix[..got], 0, len).ok()?;
+    if total > meta.len() {
         return None;
     }
     if ckpt_sigsafe::sys::pread_full(fd, &mut meta[..total], 0) != Ok(total) {
         return None;
     }
     Image::parse(&meta[..total], len, state).ok()
-}
-
-/// The file name part of an image path.
-fn file_name(image: &[u8]) -> &[u8] {
-    image.rsplit(|&c| c == b'/').next().unwrap_or(image)
 }
 
 /// The writer's buffers the plan fills or reads (see `scratch`).
@@ -134,7 +127,7 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
     let mut link = None;
     if used[own_source as usize] {
         let mut me = Base { id: bchain.id, meta_hash: parts.base_state.meta_hash, file_len: len, ..Base::EMPTY };
-        match chain::base_name(file_name(image), bchain.id, &mut me.name) {
+        match chain::base_name(chain::file_name(image), bchain.id, &mut me.name) {
             Some(n) => me.name_len = n as u32,
             None => return (0, full(&mut parts), None),
         }
@@ -266,7 +259,7 @@ pub fn remove_unneeded(image: &[u8], keep: u32, meta: &mut [u8], state: &mut Pro
     let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
     let Some(dir) = super::imagefile::dir_of(image, &mut dirbuf) else { return };
     let Ok(dirfd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
-    let name = file_name(image);
+    let name = chain::file_name(image);
     // The base files there are.
     let mut found = [0u64; 64];
     let mut nfound = 0;

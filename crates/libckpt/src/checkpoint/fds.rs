@@ -291,12 +291,7 @@ fn log_tail_hash(fd: i32, size: u64, buf: &mut [u8]) -> u64 {
     let mut path = [0u8; 64];
     let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fd/", fd as u64, b"") else { return 0 };
     let Ok(file) = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) else { return 0 };
-    let read = |at: u64, into: &mut [u8]| loop {
-        match rustix::io::pread(&file, &mut *into, at) {
-            Err(rustix::io::Errno::INTR) => {}
-            other => break other,
-        }
-    };
+    let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&file, &mut *into, at));
     ckpt_image::fds::log_tail_hash(size, buf, read).ok().flatten().unwrap_or(0)
 }
 
@@ -318,10 +313,9 @@ fn copy_pipe(fd: BorrowedFd, size: usize, data: &mut [u8], used: &mut usize) -> 
     let at = *used;
     let mut got = 0;
     while got < n {
-        match rustix::io::read(&rd, &mut data[at + got..at + n]) {
+        match rustix::io::retry_on_intr(|| rustix::io::read(&rd, &mut data[at + got..at + n])) {
             Ok(0) => break,
             Ok(k) => got += k,
-            Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(Failure::new("copying the bytes in a pipe", e)),
         }
     }
@@ -333,7 +327,7 @@ fn copy_pipe(fd: BorrowedFd, size: usize, data: &mut [u8], used: &mut usize) -> 
 fn fdinfo(fd: i32, buf: &mut [u8]) -> Result<&[u8], rustix::io::Errno> {
     let mut path = [0u8; 64];
     let path = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/fdinfo/", fd as u64, b"").ok_or(rustix::io::Errno::NAMETOOLONG)?;
-    let len = ckpt_sigsafe::maps::read_file(path, buf)?;
+    let len = ckpt_sigsafe::file::read_whole(path, buf)?;
     Ok(&buf[..len])
 }
 

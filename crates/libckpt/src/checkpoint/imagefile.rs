@@ -45,8 +45,7 @@ impl<'a> TempImage<'a> {
         buf[..image.len()].copy_from_slice(image);
         buf[image.len()] = 0;
         let image_len = image.len() + 1;
-        let slash = image.iter().rposition(|&c| c == b'/').ok_or(Failure::plain("image path is not absolute"))?;
-        let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
+        let dir = ckpt_image::chain::image_dir(image).ok_or(Failure::plain("image path is not absolute"))?;
         let (head, tail) = buf.split_at_mut(image_len);
         tail[..dir.len()].copy_from_slice(dir);
         tail[dir.len()] = 0;
@@ -257,8 +256,7 @@ fn sync_parent_dir(image: &[u8]) {
 
 /// The directory part of an absolute image path, NUL-terminated into `buf`.
 pub fn dir_of<'b>(image: &[u8], buf: &'b mut [u8]) -> Option<&'b CStr> {
-    let slash = image.iter().rposition(|&c| c == b'/')?;
-    let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
+    let dir = ckpt_image::chain::image_dir(image)?;
     if dir.len() >= buf.len() {
         return None;
     }

@@ -17,30 +17,59 @@
 //! image stays as it was, and one line on stderr says why. A lock on the temporary file keeps
 //! two checkpoints of one image from being written at once.
 
+// unsafe: the report page, a mapping shared with the `ckpt` command.
+#[allow(unsafe_code)]
 pub mod report;
+// unsafe: maps the image file to move a member's offsets.
+#[allow(unsafe_code)]
 mod assembly;
+// unsafe: maps the image file to authenticate it.
+#[allow(unsafe_code)]
 mod auth;
+// unsafe: reads the kernel's signal frame (`ucontext`) and saved signal actions.
+#[allow(unsafe_code)]
 mod capture;
 mod chain;
+// unsafe: reads the program's memory in place.
+#[allow(unsafe_code)]
 mod compress;
 mod failure;
+// unsafe: borrows the program's descriptors by number (it owns them, not us).
+#[allow(unsafe_code)]
 mod fds;
 mod imagefile;
+// unsafe: reads the program's memory in place, and `pread` into a buffer by address.
+#[allow(unsafe_code)]
 mod pages;
 mod procfs;
 mod runs;
+// unsafe: carves the scratch mapping into the writer's typed tables.
+#[allow(unsafe_code)]
 mod scratch;
+// unsafe: the tree's page table in a mapping shared between processes.
+#[allow(unsafe_code)]
 mod share;
 mod slots;
+// unsafe: reads a socket address's bytes.
+#[allow(unsafe_code)]
 mod sockets;
+// unsafe: per-thread slots written by the threads themselves, and the signal frames they stop in.
+#[allow(unsafe_code)]
 pub mod threads;
+// unsafe: the userfaultfd that write-protects the program's pages.
+#[allow(unsafe_code)]
 pub mod track;
+// unsafe: the tree's control block in a mapping shared between processes, and futexes on it.
+#[allow(unsafe_code)]
 pub mod tree;
+// unsafe: the signal frame's XSAVE area, and closing descriptors the writer inherited.
+#[allow(unsafe_code)]
 mod write;
 
 use ckpt_sigsafe::out::{Line, Lossy};
 use core::fmt::Write;
 use failure::Failure;
+use rustix::process::Signal;
 
 impl Failure {
     /// Says on stderr why checkpoint `n` failed, and what the program does now (`then`), and
@@ -99,7 +128,7 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
     match (take(uc, request, last, n), last) {
         (Ok(Taken::Written), Some(_)) => {
             report::end(n, report::Outcome::LastWritten, b"");
-            let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGKILL);
+            let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
         }
         (Ok(Taken::Written), None) => report::end(n, report::Outcome::Written, b""),
         (Ok(_), _) => {}
@@ -107,10 +136,10 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
         (Err(f), Some(l)) => {
             if l.kept {
                 f.report(n, report::Outcome::LastFailedEnds, "the image taken before it is kept; the program ends, as asked");
-                let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGKILL);
+                let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
             } else if l.stop_if_unsaved {
                 f.report(n, report::Outcome::LastFailedStopped, "no image of this run of the program exists, so it does not end: it stops (SIGSTOP) until it is continued or asked again");
-                let _ = ckpt_sigsafe::sys::kill(me, linux_raw_sys::general::SIGSTOP);
+                let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
                 // Continued: so are the processes below it, stopped with it.
                 tree::continue_descendants(me);
             } else {
@@ -214,7 +243,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
 fn room_for_copies(scratch: &mut scratch::Scratch) -> Result<usize, Failure> {
     let range = scratch.range();
     let (maps, path, smaps, not_inherited) = scratch.prep_buffers();
-    let n = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     write::copy_len(&maps[..n], &range, path, smaps, not_inherited)
 }
 
@@ -248,9 +277,9 @@ fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tre
         // Nothing of the tree runs past its last checkpoint, if the program ends (see
         // `on_checkpoint_signal`); asked to stop, the tree stops with it.
         if written.is_ok() || l.kept {
-            t.signal_members(linux_raw_sys::general::SIGKILL);
+            t.signal_members(Signal::KILL);
         } else if l.stop_if_unsaved {
-            t.signal_members(linux_raw_sys::general::SIGSTOP);
+            t.signal_members(Signal::STOP);
         }
     }
     if let Some(t) = tree.as_mut() {

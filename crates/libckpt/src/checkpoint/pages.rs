@@ -75,14 +75,13 @@ pub fn page_bytes<'a>(addr: usize, pagemap_entry: u64, src: &'a PageSource) -> O
 /// Writes `len` bytes from address `addr` into the image file `fd` at `off`, all of them.
 pub fn write_all(fd: i32, mut addr: usize, mut len: usize, mut off: u64) -> Result<(), Failure> {
     while len > 0 {
-        match sys::pwrite_from(fd, addr, len, off) {
+        match rustix::io::retry_on_intr(|| sys::pwrite_from(fd, addr, len, off)) {
             Ok(0) => return Err(Failure::on_file("writing", Errno::NOSPC)),
             Ok(n) => {
                 addr += n;
                 len -= n;
                 off += n as u64;
             }
-            Err(Errno::INTR) => {}
             Err(e) => return Err(Failure::on_file("writing", e)),
         }
     }

@@ -1,6 +1,5 @@
 //! Small readers for `/proc/self/*` files and clocks, into caller-owned buffers.
 
-use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::time::{clock_gettime, ClockId};
 
@@ -25,17 +24,3 @@ pub fn readlink(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> 
     Ok(n)
 }
 
-/// Reads a small file into `buf`, returning its length.
-pub fn read_small(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let mut len = 0;
-    while len < buf.len() {
-        match rustix::io::read(&fd, &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(len)
-}

@@ -180,7 +180,7 @@ fn is_live_writer(pid: u32) -> bool {
     let mut path = [0u8; 64];
     let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid as u64, b"/stat") else { return false };
     let mut buf = [0u8; 512];
-    let Ok(n) = super::procfs::read_small(path, &mut buf) else { return false };
+    let Ok(n) = ckpt_sigsafe::file::read_start(path, &mut buf) else { return false };
     let stat = &buf[..n];
     ckpt_sigsafe::proctext::stat_comm(stat) == WRITER_NAME.to_bytes() && !matches!(ckpt_sigsafe::proctext::stat_state(stat), Some(b'Z' | b'X') | None)
 }

@@ -12,68 +12,88 @@ use core::ops::Range;
 use rustix::mm::{MapFlags, ProtFlags};
 
 const MIB: usize = 1 << 20;
-const STATE_AT: usize = 0;
-const SMALL_AT: usize = 64 * 1024;
-const FD_LIST_AT: usize = 2 * MIB;
+const PAGE: usize = 4096;
+
+/// One part of the scratch area: `len` bytes from offset `at`.
+#[derive(Clone, Copy)]
+struct Span {
+    at: usize,
+    len: usize,
+}
+
+impl Span {
+    /// The first part, at the start of the area.
+    const fn first(len: usize) -> Span {
+        Span { at: 0, len }
+    }
+
+    /// The next part, `len` bytes on the first page boundary after this one: parts follow one
+    /// another, so no two overlap, and each starts page-aligned (enough for every element type
+    /// below, checked at the end of this file).
+    const fn then(self, len: usize) -> Span {
+        Span { at: (self.at + self.len).next_multiple_of(PAGE), len }
+    }
+
+    const fn end(self) -> usize {
+        self.at + self.len
+    }
+}
+
+const fn room_for<T>(n: usize) -> usize {
+    n * core::mem::size_of::<T>()
+}
+
+// The layout, computed: each part placed after the one before it. Only the pages actually
+// touched cost anything, so generous parts are free.
+const STATE: Span = Span::first(room_for::<ProcessState>(1));
+/// `/proc/self/auxv`, `/proc/self/status` and `stat`, the cmdline.
+const AUXV: Span = STATE.then(8192);
+const TEXT: Span = AUXV.then(16384);
+const CMDLINE: Span = TEXT.then(8192);
+/// The stack page that holds the signal frame.
+const STACK_PAGE: Span = CMDLINE.then(PAGE);
+const PATHBUF: Span = STACK_PAGE.then(8192);
+const TMP_PATH: Span = PATHBUF.then(16384);
 /// One entry per descriptor: the checkpoint refuses a program with more than one image holds.
-const FD_LIST_LEN: usize = MAX_FDS;
-const COPY_AT: usize = 3 * MIB;
-const COPY_LEN: usize = MIB;
-const PAGEMAP_AT: usize = FD_LIST_AT + FD_LIST_LEN * 4;
-/// 512 entries: regions are handled 2 MiB at a time.
-const PAGEMAP_LEN: usize = 512;
-const OUT_AT: usize = 4 * MIB;
-const OUT_LEN: usize = 2 * MIB;
-const MAPS_AT: usize = 6 * MIB;
-const MAPS_LEN: usize = 26 * MIB;
-const META_AT: usize = 32 * MIB;
-const META_LEN: usize = MAX_HEADERS;
-const SLOTS_AT: usize = META_AT + META_LEN;
-/// Where, inside the headers' room (unused until the writer encodes them), the handler keeps
-/// the ranges of memory a child does not inherit, found once in smaps (see `write::copy_len`).
-pub const NOT_INHERITED_AT: usize = 8192 + MIB;
-pub const NOT_INHERITED_LEN: usize = 64 * 1024;
-const SLOTS_LEN: usize = SLOTS * core::mem::size_of::<RegionSlot>();
-const TIDS_AT: usize = SLOTS_AT + SLOTS_LEN.next_multiple_of(MIB);
-const TIDS_LEN: usize = MAX_THREADS * 4;
-const TIMERS_AT: usize = TIDS_AT + TIDS_LEN.next_multiple_of(MIB);
-const TIMERS_LEN: usize = MIB;
-const PIPES_AT: usize = TIMERS_AT + TIMERS_LEN;
+const FD_LIST: Span = TMP_PATH.then(room_for::<i32>(MAX_FDS));
+/// 512 pagemap entries: regions are handled 2 MiB at a time.
+const PAGEMAP_ENTRIES: usize = 512;
+const PAGEMAP: Span = FD_LIST.then(room_for::<u64>(PAGEMAP_ENTRIES));
+const COPY: Span = PAGEMAP.then(MIB);
+const OUT: Span = COPY.then(2 * MIB);
+const MAPS: Span = OUT.then(26 * MIB);
+const META: Span = MAPS.then(MAX_HEADERS);
+/// The ranges of memory a child does not inherit, found once in smaps by the handler before
+/// the rest is cut up (see `write::copy_len`), read when the copies are made.
+const NOT_INHERITED: Span = META.then(64 * 1024);
+const SLOTS_PART: Span = NOT_INHERITED.then(room_for::<RegionSlot>(SLOTS));
+const TIDS: Span = SLOTS_PART.then(room_for::<u32>(MAX_THREADS));
+const TIMERS: Span = TIDS.then(MIB);
 /// Most bytes in pipes and socket queues one checkpoint keeps.
-const PIPE_DATA_LEN: usize = 16 * MIB;
+const PIPE_DATA: Span = TIMERS.then(16 * MIB);
 /// Pipes (by inode) whose bytes were copied, at most.
 pub const MAX_PIPES: usize = 4096;
-const EPOLL_AT: usize = PIPES_AT + PIPE_DATA_LEN + MIB;
-const EPOLL_LEN: usize = MIB;
-const SOCKETS_AT: usize = EPOLL_AT + EPOLL_LEN;
-const SOCKETS_LEN: usize = 2 * MIB;
-const TIMERFDS_AT: usize = SOCKETS_AT + SOCKETS_LEN;
-const TIMERFDS_LEN: usize = MIB;
-const INOTIFY_AT: usize = TIMERFDS_AT + TIMERFDS_LEN;
-const INOTIFY_LEN: usize = 4 * MIB;
-const SHADOWS_AT: usize = INOTIFY_AT + INOTIFY_LEN;
+const PIPES: Span = PIPE_DATA.then(room_for::<u64>(MAX_PIPES));
+const EPOLL: Span = PIPES.then(MIB);
+const SOCKETS: Span = EPOLL.then(2 * MIB);
+const TIMERFDS: Span = SOCKETS.then(MIB);
+const INOTIFY: Span = TIMERFDS.then(4 * MIB);
 /// Most shared memory regions a checkpoint copies.
 pub const MAX_SHADOWS: usize = 4096;
-const SHADOWS_LEN: usize = MAX_SHADOWS * core::mem::size_of::<Shadow>();
-const SHARED_AT: usize = SHADOWS_AT + SHADOWS_LEN.next_multiple_of(MIB);
-const SHARED_LEN: usize = ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS);
-const FILEMAPS_AT: usize = SHARED_AT + SHARED_LEN.next_multiple_of(MIB);
-const FILEMAPS_LEN: usize = ckpt_image::filemaps::note_len(SLOTS);
-/// Where the copies of shared memory start (they take what the checkpoint needs beyond this).
-const DIRTY_AT: usize = FILEMAPS_AT + FILEMAPS_LEN.next_multiple_of(MIB);
+const SHADOWS: Span = INOTIFY.then(room_for::<Shadow>(MAX_SHADOWS));
+const SHARED: Span = SHADOWS.then(ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS));
+const FILEMAPS: Span = SHARED.then(ckpt_image::filemaps::note_len(SLOTS));
 /// Ranges of written memory one checkpoint records (past that, the image is full).
 pub const MAX_DIRTY: usize = 65536;
-const DIRTY_LEN: usize = MAX_DIRTY * 16;
-const CHAIN_AT: usize = DIRTY_AT + DIRTY_LEN.next_multiple_of(MIB);
-const CHAIN_LEN: usize = ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES);
-const BASE_STATE_AT: usize = CHAIN_AT + CHAIN_LEN.next_multiple_of(MIB);
-const BASE_META_AT: usize = BASE_STATE_AT + MIB;
-pub const BASE_META_LEN: usize = MAX_HEADERS;
+const DIRTY: Span = FILEMAPS.then(room_for::<[u64; 2]>(MAX_DIRTY));
+const CHAIN: Span = DIRTY.then(ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES));
+const BASE_STATE: Span = CHAIN.then(room_for::<ProcessState>(1));
+const BASE_META: Span = BASE_STATE.then(MAX_HEADERS);
 /// The `NT_CKPT_FDS` records: room for the most descriptors an image holds, with paths of 112
 /// bytes on average (the pages are touched only as records are written).
-const FDS_AT: usize = BASE_META_AT + BASE_META_LEN;
-const FDS_LEN: usize = MAX_FDS * FdRecord::encoded_len(112);
-const TOTAL: usize = FDS_AT + FDS_LEN.next_multiple_of(MIB);
+const FDS: Span = BASE_META.then(MAX_FDS * FdRecord::encoded_len(112));
+/// The fixed parts end here; the copies of shared memory follow (as much as they need).
+const TOTAL: usize = FDS.end().next_multiple_of(PAGE);
 
 /// A copy of a shared memory region, made while the program was stopped (the forked writer
 /// shares such memory with the program instead of getting a snapshot of it).
@@ -124,6 +144,8 @@ pub struct Parts<'a> {
     pub maps: &'a mut [u8],
     pub maps_len: usize,
     pub meta: &'a mut [u8],
+    /// The ranges of memory a child does not inherit (see `write::copy_len`).
+    pub not_inherited: &'a mut [u8],
     /// What the writer keeps of each region.
     pub slots: &'a mut [RegionSlot],
     /// Room for the TIDs of the threads being stopped.
@@ -188,14 +210,44 @@ impl Scratch {
     /// The maps buffer, a path buffer and a buffer for reading smaps, for use before
     /// [`Scratch::parts`].
     pub fn prep_buffers(&mut self) -> (&mut [u8], &mut [u8], &mut [u8], &mut [u8]) {
-        // SAFETY: disjoint ranges of our own mapping, all within TOTAL.
+        // SAFETY: four distinct parts of our own mapping, which outlives the borrow of `self`.
+        unsafe { (self.bytes(MAPS), self.bytes(PATHBUF), self.bytes(Span { at: META.at, len: MIB }), self.bytes(NOT_INHERITED)) }
+    }
+
+    /// Part `span` as bytes.
+    ///
+    /// # Safety
+    /// No other live borrow may cover `span`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn bytes(&self, span: Span) -> &mut [u8] {
+        // SAFETY: `span` lies inside the mapping (every part ends before TOTAL, checked below);
+        // the caller vouches that nothing else borrows it.
+        unsafe { core::slice::from_raw_parts_mut((self.base + span.at) as *mut u8, span.len) }
+    }
+
+    /// Part `span` as a table of `T`s, as many as fit.
+    ///
+    /// # Safety
+    /// As for [`Scratch::bytes`]; all-zero bytes (or what the part already holds) must be a
+    /// valid `T`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn table<T>(&self, span: Span) -> &mut [T] {
+        // SAFETY: as for `bytes`; every part is page-aligned, enough for any T used here.
+        unsafe { core::slice::from_raw_parts_mut((self.base + span.at) as *mut T, span.len / core::mem::size_of::<T>()) }
+    }
+
+    /// The process state at the start of part `span`, set to all zeros.
+    ///
+    /// # Safety
+    /// As for [`Scratch::bytes`].
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn state(&self, span: Span) -> &mut ProcessState {
+        let st = (self.base + span.at) as *mut ProcessState;
+        // SAFETY: the part is page-aligned and sized for one ProcessState (see the layout); the
+        // value is written before the reference is made.
         unsafe {
-            (
-                core::slice::from_raw_parts_mut((self.base + MAPS_AT) as *mut u8, MAPS_LEN),
-                core::slice::from_raw_parts_mut((self.base + META_AT) as *mut u8, 8192),
-                core::slice::from_raw_parts_mut((self.base + META_AT + 8192) as *mut u8, MIB),
-                core::slice::from_raw_parts_mut((self.base + META_AT + NOT_INHERITED_AT) as *mut u8, NOT_INHERITED_LEN),
-            )
+            st.write(ProcessState::ZERO);
+            &mut *st
         }
     }
 
@@ -213,64 +265,57 @@ impl Scratch {
     }
 
     pub fn parts(&mut self) -> Parts<'_> {
-        let b = self.base;
-        // SAFETY: each slice is a distinct part of our own live read-write mapping, which
-        // outlives the borrow of `self`; the state part is page-aligned, large enough and
-        // initialised by the write before the reference is made. The rest is fresh anonymous
-        // memory, all zeros, which is a valid value of every element type (u8, i32, u32, u64,
-        // `Shadow` (plain integers) and `RegionSlot`, whose all-zero value is documented as
-        // valid).
+        // SAFETY: every call below names a different part of the layout, and parts never
+        // overlap (each is placed after the one before it), so the borrows are disjoint; they
+        // live as long as the borrow of `self`. The mapping is fresh anonymous memory, all
+        // zeros, a valid value of every element type (u8, i32, u32, u64, `Shadow` (plain
+        // integers) and `RegionSlot`, whose all-zero value is documented as valid); the
+        // not-inherited ranges hold what `copy_len` wrote, plain bytes.
         unsafe {
-            let state = (b + STATE_AT) as *mut ProcessState;
-            state.write(ProcessState::ZERO);
-            let s = |at: usize, len: usize| core::slice::from_raw_parts_mut((b + at) as *mut u8, len);
             Parts {
-                state: &mut *state,
-                auxv: s(SMALL_AT, 8192),
-                text: s(SMALL_AT + 8192, 16384),
-                cmdline: s(SMALL_AT + 24576, 8192),
-                tmp_path: s(SMALL_AT + 53248, 16384),
-                page: s(SMALL_AT + 40960, 4096),
-                pathbuf: s(SMALL_AT + 45056, 8192),
-                fd_list: core::slice::from_raw_parts_mut((b + FD_LIST_AT) as *mut i32, FD_LIST_LEN),
-                copybuf: s(COPY_AT, COPY_LEN),
-                pm_buf: core::slice::from_raw_parts_mut((b + PAGEMAP_AT) as *mut u64, PAGEMAP_LEN),
-                outbuf: s(OUT_AT, OUT_LEN),
-                fds: s(FDS_AT, FDS_LEN),
+                state: self.state(STATE),
+                auxv: self.bytes(AUXV),
+                text: self.bytes(TEXT),
+                cmdline: self.bytes(CMDLINE),
+                tmp_path: self.bytes(TMP_PATH),
+                page: self.bytes(STACK_PAGE),
+                pathbuf: self.bytes(PATHBUF),
+                fd_list: self.table(FD_LIST),
+                copybuf: self.bytes(COPY),
+                pm_buf: self.table(PAGEMAP),
+                outbuf: self.bytes(OUT),
+                fds: self.bytes(FDS),
                 fds_len: 0,
                 auxv_len: 0,
                 cmdline_len: 0,
-                maps: s(MAPS_AT, MAPS_LEN),
+                maps: self.bytes(MAPS),
                 maps_len: 0,
-                meta: s(META_AT, META_LEN),
-                slots: core::slice::from_raw_parts_mut((b + SLOTS_AT) as *mut RegionSlot, SLOTS),
-                tids: core::slice::from_raw_parts_mut((b + TIDS_AT) as *mut u32, MAX_THREADS),
-                timers: s(TIMERS_AT, TIMERS_LEN),
-                epoll: s(EPOLL_AT, EPOLL_LEN),
+                meta: self.bytes(META),
+                not_inherited: self.bytes(NOT_INHERITED),
+                slots: self.table(SLOTS_PART),
+                tids: self.table(TIDS),
+                timers: self.bytes(TIMERS),
+                epoll: self.bytes(EPOLL),
                 epoll_len: 0,
-                sockets: s(SOCKETS_AT, SOCKETS_LEN),
+                sockets: self.bytes(SOCKETS),
                 sockets_len: 0,
-                timerfds: s(TIMERFDS_AT, TIMERFDS_LEN),
+                timerfds: self.bytes(TIMERFDS),
                 timerfds_len: 0,
-                inotify: s(INOTIFY_AT, INOTIFY_LEN),
+                inotify: self.bytes(INOTIFY),
                 inotify_len: 0,
-                pipe_data: s(PIPES_AT, PIPE_DATA_LEN),
-                pipes: core::slice::from_raw_parts_mut((b + PIPES_AT + PIPE_DATA_LEN) as *mut u64, MAX_PIPES),
+                pipe_data: self.bytes(PIPE_DATA),
+                pipes: self.table(PIPES),
                 timers_len: 0,
-                shadows: core::slice::from_raw_parts_mut((b + SHADOWS_AT) as *mut Shadow, MAX_SHADOWS),
+                shadows: self.table(SHADOWS),
                 nshadows: 0,
-                shared: s(SHARED_AT, SHARED_LEN),
-                filemaps: s(FILEMAPS_AT, FILEMAPS_LEN),
-                shadow_room: s(TOTAL, self.len - TOTAL),
-                dirty: core::slice::from_raw_parts_mut((b + DIRTY_AT) as *mut [u64; 2], MAX_DIRTY),
+                shared: self.bytes(SHARED),
+                filemaps: self.bytes(FILEMAPS),
+                shadow_room: self.bytes(Span { at: TOTAL, len: self.len - TOTAL }),
+                dirty: self.table(DIRTY),
                 tracked: super::track::Tracked::default(),
-                chain: s(CHAIN_AT, CHAIN_LEN),
-                base_state: {
-                    let st = (b + BASE_STATE_AT) as *mut ProcessState;
-                    st.write(ProcessState::ZERO);
-                    &mut *st
-                },
-                base_meta: s(BASE_META_AT, BASE_META_LEN),
+                chain: self.bytes(CHAIN),
+                base_state: self.state(BASE_STATE),
+                base_meta: self.bytes(BASE_META),
             }
         }
     }
@@ -283,5 +328,8 @@ impl Drop for Scratch {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<ProcessState>() <= SMALL_AT);
-const _: () = assert!(core::mem::size_of::<ProcessState>() <= MIB);
+// Every element type fits the page alignment each part starts at.
+const _: () = assert!(core::mem::align_of::<ProcessState>() <= PAGE && core::mem::align_of::<RegionSlot>() <= PAGE);
+const _: () = assert!(core::mem::align_of::<Shadow>() <= PAGE && core::mem::align_of::<[u64; 2]>() <= PAGE);
+// The smaps buffer `prep_buffers` lends out of the headers' part fits in it.
+const _: () = assert!(META.len >= MIB);

@@ -132,7 +132,7 @@ fn copy_queue_frames(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used
             // here; the kernel only says they were there (MSG_CTRUNC).
             let mut iov = [rustix::io::IoSliceMut::new(room)];
             let mut control = rustix::net::RecvAncillaryBuffer::default();
-            let got = rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::PEEK | RecvFlags::DONTWAIT | RecvFlags::TRUNC)
+            let got = rustix::io::retry_on_intr(|| rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::PEEK | RecvFlags::DONTWAIT | RecvFlags::TRUNC))
                 .map(|m| {
                     if m.flags.contains(rustix::net::ReturnFlags::CTRUNC) && rec.options & s::OPT_PASSCRED == 0 {
                         *passed_fds = true;
@@ -149,7 +149,6 @@ fn copy_queue_frames(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used
                     *used = at + got;
                 }
                 Err(Errno::AGAIN) => return Ok(()),
-                Err(Errno::INTR) => {}
                 Err(e) => return Err(Failure::new("copying the bytes queued on a socket", e)),
             }
         }

@@ -199,7 +199,7 @@ fn thread_exists(tid: u32) -> bool {
 fn thread_comm(tid: u32, out: &mut [u8; 16]) {
     let mut buf = [0u8; 64];
     if let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut buf, b"/proc/self/task/", tid as u64, b"/comm") {
-        let len = super::procfs::read_small(p, out).unwrap_or(0);
+        let len = ckpt_sigsafe::file::read_whole(p, out).unwrap_or(0);
         out[len.saturating_sub(1).min(15)..].fill(0);
     }
 }

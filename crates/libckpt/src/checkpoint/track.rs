@@ -31,7 +31,7 @@ use ckpt_sigsafe::say;
 use ckpt_sigsafe::sys;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use linux_raw_sys::general as k;
-use rustix::fd::FromRawFd;
+use rustix::fd::AsRawFd;
 use rustix::io::Errno;
 
 /// `UFFDIO_WRITEPROTECT_MODE_WP` (linux/userfaultfd.h).
@@ -61,14 +61,9 @@ static NRESTORED: AtomicUsize = AtomicUsize::new(0);
 pub fn after_restore() {
     NRESTORED.store(0, Ordering::Relaxed);
     const ROOM: usize = 8 << 20;
-    // SAFETY: a new private anonymous mapping, which overlaps nothing; unmapped below.
-    let Ok(p) = (unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), ROOM, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::PRIVATE) }) else {
-        return;
-    };
-    // SAFETY: the mapping just made: ROOM writable bytes, used only here.
-    let buf = unsafe { core::slice::from_raw_parts_mut(p as *mut u8, ROOM) };
-    let (maps, path) = buf.split_at_mut(ROOM - ckpt_image::state::PATH_MAX - 1);
-    if let Ok(n) = ckpt_sigsafe::maps::read_file(c"/proc/self/maps", maps) {
+    let Ok(mut room) = ckpt_sigsafe::mapping::Mapping::anonymous(ROOM) else { return };
+    let (maps, path) = room.bytes_mut().split_at_mut(ROOM - ckpt_image::state::PATH_MAX - 1);
+    if let Ok(n) = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", maps) {
         let mut count = 0;
         for e in ckpt_sigsafe::maps::entries(&maps[..n]) {
             let dev = (e.dev_major as u64) << 32 | e.dev_minor as u64;
@@ -83,8 +78,6 @@ pub fn after_restore() {
         }
         NRESTORED.store(count, Ordering::Release);
     }
-    // SAFETY: our own mapping, no longer used.
-    let _ = unsafe { rustix::mm::munmap(p, ROOM) };
 }
 
 /// Whether `e` is memory a restart mapped from an image (a private mapping of one of the files
@@ -147,21 +140,23 @@ fn ensure_fd() -> Option<i32> {
         if OWNER.load(Ordering::Relaxed) != me && is_userfaultfd(fd) {
             // Inherited from the parent, whose memory it stands for: not ours to use.
             // SAFETY: our own descriptor (this process's copy of it); nothing else owns it.
-            unsafe { sys::close(fd) };
+            unsafe { rustix::io::close(fd) };
         }
         // A restored process: the number is free, or the program's now; never touched.
         FD.store(-1, Ordering::Relaxed);
     }
     let flags = k::O_CLOEXEC | k::O_NONBLOCK | k::UFFD_USER_MODE_ONLY;
-    let raw = match sys::userfaultfd(flags) {
+    let flags = rustix::mm::UserfaultfdFlags::from_bits_retain(flags);
+    // SAFETY: the descriptor is used only to write-protect and read back this process's own
+    // pages (UFFDIO_WRITEPROTECT, PAGEMAP_SCAN); nothing moves or fills memory through it.
+    let owned = match unsafe { rustix::mm::userfaultfd(flags) } {
         Ok(fd) => fd,
         Err(e) => {
             give_up(format_args!("userfaultfd: {}", ckpt_sigsafe::errno::describe(e)));
             return None;
         }
     };
-    // SAFETY: just opened, owned here.
-    let owned = unsafe { rustix::fd::OwnedFd::from_raw_fd(raw) };
+    let raw = owned.as_raw_fd();
     let mut api = k::uffdio_api { api: k::UFFD_API as u64, features: k::UFFD_FEATURE_WP_ASYNC as u64, ioctls: 0 };
     // SAFETY: `api` is the uffdio_api structure UFFDIO_API reads and fills.
     if let Err(e) = unsafe { sys::ioctl(raw, linux_raw_sys::ioctl::UFFDIO_API, &mut api as *mut _ as usize) } {

@@ -30,7 +30,8 @@
 //! Runs in the checkpoint signal handler and in the writers: raw system calls, atomics and
 //! futexes on the shared block, fixed buffers; no allocation, no locks, no libc.
 
-use super::procfs::{parse_dec, read_small};
+use super::procfs::parse_dec;
+use ckpt_sigsafe::file::read_start;
 use super::failure::Failure;
 use ckpt_image::tree::{TreeRecord, MAX_TREE, TREE_LIVE, TREE_ZOMBIE};
 use ckpt_sigsafe::proctext::{numbered_path, pid_list, proc_path2, stat_comm, stat_field, stat_state, status_field};
@@ -41,6 +42,7 @@ use core::sync::atomic::{AtomicI32, AtomicU32, Ordering::SeqCst};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::thread::futex;
 use rustix::time::Timespec;
@@ -146,7 +148,7 @@ fn now_ns() -> u64 {
 /// `/proc/PID/stat` of a process, or `None` once it is gone.
 fn stat(pid: u32, buf: &mut [u8]) -> Option<usize> {
     let mut path = [0u8; 64];
-    read_small(numbered_path(&mut path, b"/proc/", pid as u64, b"/stat")?, buf).ok().filter(|&n| n > 0)
+    read_start(numbered_path(&mut path, b"/proc/", pid as u64, b"/stat")?, buf).ok().filter(|&n| n > 0)
 }
 
 fn name_of(pid: u32, buf: &mut [u8; 512]) -> &[u8] {
@@ -330,11 +332,8 @@ impl Tree {
     /// An unnamed file next to the image for each stopped member, which it opens through
     /// `/proc/ROOT/fd/N` and its writer fills.
     fn make_part_files(&mut self, image: &[u8]) -> Result<(), Failure> {
-        let slash = image.iter().rposition(|&c| c == b'/').ok_or(Failure::plain("image path is not absolute"))?;
         let mut buf = [0u8; ckpt_image::state::PATH_MAX + 1];
-        let dir = if slash == 0 { &b"/"[..] } else { &image[..slash] };
-        buf[..dir.len()].copy_from_slice(dir);
-        let dir = core::ffi::CStr::from_bytes_with_nul(&buf[..dir.len() + 1]).map_err(|_| Failure::plain("bad image path"))?;
+        let dir = super::imagefile::dir_of(image, &mut buf).ok_or(Failure::plain("image path is not absolute"))?;
         for m in self.members() {
             if m.state.load(SeqCst) != PARKED {
                 continue;
@@ -366,11 +365,10 @@ impl Tree {
 
     /// Sends `sig` to every member: `SIGKILL` after a last checkpoint (none runs past it), or
     /// `SIGSTOP` when the tree stops instead.
-    pub fn signal_members(&self, sig: u32) {
+    pub fn signal_members(&self, sig: Signal) {
         for m in self.members() {
-            let pid = m.pid.load(SeqCst);
-            if pid != 0 {
-                let _ = ckpt_sigsafe::sys::kill(pid, sig);
+            if let Some(pid) = Pid::from_raw(m.pid.load(SeqCst) as i32) {
+                let _ = rustix::process::kill_process(pid, sig);
             }
         }
     }
@@ -403,7 +401,7 @@ impl Tree {
     /// the note.
     pub fn append_parts(
         &self,
-        img: i32,
+        img: BorrowedFd<'_>,
         end: u64,
         key: Option<&ckpt_image::mac::Key>,
         own: TreeRecord,
@@ -431,7 +429,8 @@ impl Tree {
                     let base = ckpt_image::page_up(end);
                     let part = m.part_fd.load(SeqCst);
                     // SAFETY: the part file is open in this writer for its whole run.
-                    let part_len = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(part) }).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
+                    let part = unsafe { BorrowedFd::borrow_raw(part) };
+                    let part_len = rustix::fs::fstat(part).map_err(|e| Failure::new("reading a part of the tree", e))?.st_size as u64;
                     super::assembly::copy_part(part, img, base, part_len)?;
                     rec.meta_hash = super::assembly::rebase_part(img, base, part_len, key, in_root)?;
                     rec.base = base;
@@ -469,7 +468,7 @@ impl Tree {
             }
             let writer = m.writer.load(SeqCst);
             // A writer that is gone may have said WRITTEN just before it went.
-            if (writer == 0 || sys::kill(writer, 0) == Err(Errno::SRCH)) && m.state.load(SeqCst) != WRITTEN {
+            if Pid::from_raw(writer as i32).is_none_or(|w| rustix::process::test_kill_process(w) == Err(Errno::SRCH)) && m.state.load(SeqCst) != WRITTEN {
                 say!("ckpt: checkpoint failed: the image writer of process {} of the tree ended before it finished; nothing at the image path changed", m.pid.load(SeqCst));
                 return Err(Failure::silent());
             }
@@ -487,7 +486,7 @@ impl Drop for Tree {
         for fd in self.part_fds() {
             // SAFETY: the part files are the root's own descriptors, made by `make_part_files`
             // and used by nothing else in this process (the writer has its own copies).
-            unsafe { sys::close(fd) };
+            unsafe { rustix::io::close(fd) };
         }
         unmap_control(self.ctl);
     }
@@ -514,7 +513,9 @@ pub fn continue_descendants(pid: u32) {
     while n > 0 {
         n -= 1;
         let p = todo[n];
-        let _ = ckpt_sigsafe::sys::kill(p, linux_raw_sys::general::SIGCONT);
+        if let Some(pid) = Pid::from_raw(p as i32) {
+            let _ = rustix::process::kill_process(pid, Signal::CONT);
+        }
         for_each_child(p, |c| {
             if n < todo.len() {
                 todo[n] = c;
@@ -536,7 +537,7 @@ fn for_each_child(pid: u32, mut f: impl FnMut(u32)) {
         let mut p = [0u8; 96];
         let Some(c) = proc_path2(&mut p, pid as u64, b"/task/", tid, b"/children") else { continue };
         let mut text = [0u8; 4096];
-        if let Ok(n) = read_small(c, &mut text) {
+        if let Ok(n) = read_start(c, &mut text) {
             pid_list(&text[..n]).for_each(&mut f);
         }
     }
@@ -548,7 +549,7 @@ fn handles(pid: u32, signal: i32) -> bool {
     let mut path = [0u8; 64];
     let Some(p) = numbered_path(&mut path, b"/proc/", pid as u64, b"/status") else { return false };
     let mut buf = [0u8; 4096];
-    let Ok(n) = read_small(p, &mut buf) else { return false };
+    let Ok(n) = read_start(p, &mut buf) else { return false };
     status_field(&buf[..n], b"SigCgt:").and_then(ckpt_sigsafe::proctext::parse_hex).is_some_and(|m| m & 1 << (signal - 1) != 0)
 }
 
@@ -622,7 +623,7 @@ impl Joined {
             if p != from {
                 return p;
             }
-            if now_ns() - started > HOLD_TIMEOUT_NS || sys::kill(self.root, 0) == Err(Errno::SRCH) {
+            if now_ns() - started > HOLD_TIMEOUT_NS || Pid::from_raw(self.root as i32).is_some_and(|r| rustix::process::test_kill_process(r) == Err(Errno::SRCH)) {
                 return PHASE_ABORT;
             }
             wait_change(&self.ctl.phase, from, 200_000_000);

@@ -30,7 +30,6 @@ use core::ffi::CStr;
 use core::ops::Range;
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags};
-use rustix::io::Errno;
 
 const CORE: &[u8] = b"CORE";
 const LINUX: &[u8] = b"LINUX";
@@ -108,7 +107,7 @@ pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_b
 /// (memory marked `MADV_DONTFORK` without libc's `madvise` is not, and was not copied for it).
 /// If one is missing, the checkpoint fails and every later one reads smaps.
 pub fn check_inherited(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
-    let n = maps::read_file(c"/proc/self/maps", &mut parts.meta[..MAPS_CHECK_ROOM]).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", &mut parts.meta[..MAPS_CHECK_ROOM]).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     let mine = &parts.meta[..n];
     let mut have = maps::entries(mine).peekable();
     for r in regions(&parts.maps[..parts.maps_len], exclude) {
@@ -130,7 +129,7 @@ const MAPS_CHECK_ROOM: usize = 32 << 20;
 /// Reads the memory layout the image will have into `parts.maps`: the writer uses this text,
 /// not its own (a forked writer lacks `MADV_DONTFORK` memory).
 pub fn read_layout(parts: &mut Parts) -> Result<(), Failure> {
-    parts.maps_len = maps::read_file(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    parts.maps_len = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     Ok(())
 }
 
@@ -142,7 +141,7 @@ const _: () = assert!(super::scratch::MAX_SHADOWS == 4096, "TOO_MANY_SHADOWS nam
 /// see as it is now: shared memory (the program goes on writing it) and memory a child does not
 /// inherit (`MADV_DONTFORK`, `MADV_WIPEONFORK`). The writer reads these copies instead.
 pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
-    let Parts { maps, maps_len, pathbuf, shadows, nshadows, shadow_room, meta, .. } = parts;
+    let Parts { maps, maps_len, pathbuf, shadows, nshadows, shadow_room, meta, not_inherited, .. } = parts;
     let mut at = 0usize;
     *nshadows = 0;
     let mut copy = |start: usize, end: usize| -> Result<(), Failure> {
@@ -169,10 +168,9 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
             copy(r.start, r.end)?;
         }
     }
-    // Regions a child does not inherit, as `copy_len` found them in smaps (kept in the headers'
-    // room, which is not used until the writer encodes them), or read again if they did not fit.
-    let at = super::scratch::NOT_INHERITED_AT;
-    let ranges = &meta[at..at + super::scratch::NOT_INHERITED_LEN];
+    // Regions a child does not inherit, as `copy_len` found them in smaps, or read again if
+    // they did not fit.
+    let ranges = &not_inherited[..];
     let word = |i: usize| ckpt_image::bytes::le_u64_at(ranges, i).unwrap_or(0);
     let count = word(0);
     if count != u64::MAX {
@@ -357,13 +355,7 @@ fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8])
         content_hash: 0,
         owner: ckpt_sigsafe::fileid::owner(file.as_fd()),
     };
-    let read = |at: u64, into: &mut [u8]| loop {
-        // SAFETY: `into` is `into.len()` writable bytes.
-        match unsafe { sys::pread_into(file.as_raw_fd(), into.as_mut_ptr() as usize, into.len(), at) } {
-            Err(Errno::INTR) => {}
-            other => break other,
-        }
-    };
+    let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&file, &mut *into, at));
     m.content_hash = ckpt_image::filemaps::content_hash(m.size, r.offset, (r.end - r.start) as u64, buf, read).ok()??;
     Some(m)
 }
@@ -498,7 +490,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     };
     let mut tree_note: &[u8] = &[];
     if let Role::Root(tree) = role {
-        (file_len, tree_note) = append_members(parts, tree, fd, &exclude, &plan, file_len.max(layout.data_start), key.as_ref())?;
+        (file_len, tree_note) = append_members(parts, tree, file.fd.as_fd(), &exclude, &plan, file_len.max(layout.data_start), key.as_ref())?;
     }
     // The headers last, when every offset and hash is known, sealed with their checksum.
     parts.state.meta_len = layout.meta_len as u64;
@@ -511,7 +503,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     let total = file_len.max(layout.data_start);
     rustix::fs::ftruncate(&file.fd, total).map_err(|e| Failure::on_file("sizing", e))?;
     if let Some(key) = key {
-        authenticate(fd, meta, total, &key, parts.state)?;
+        authenticate(file.fd.as_fd(), meta, total, &key, parts.state)?;
     }
     write_all(fd, meta.as_ptr() as usize, layout.meta_len, 0)?;
     if let Some(b) = &base_link {
@@ -712,7 +704,7 @@ fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap
 
 /// In the root's writer, once its own image ends at `end`: takes in each member's part and
 /// makes the tree note (see `Tree::append_parts`). Returns the file's new end and the note.
-fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, fd: i32, exclude: &Range<usize>, plan: &Plan, end: u64, key: Option<&ckpt_image::mac::Key>) -> Result<(u64, &'t [u8]), Failure> {
+fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, img: rustix::fd::BorrowedFd<'_>, exclude: &Range<usize>, plan: &Plan, end: u64, key: Option<&ckpt_image::mac::Key>) -> Result<(u64, &'t [u8]), Failure> {
     let own = ckpt_image::tree::TreeRecord {
         pid: parts.state.pid,
         ppid: parts.state.ppid,
@@ -736,7 +728,7 @@ fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, fd: i32, exclu
             })
             .map(|(_, s)| s.data_offset)
     };
-    tree.append_parts(fd, end, key, own, &in_root)
+    tree.append_parts(img, end, key, own, &in_root)
 }
 
 /// Encodes the headers into `meta`, once every offset and hash is known: the ELF header and
@@ -910,10 +902,9 @@ fn copy_deleted_file(fd: i32, img: i32, at: u64, buf: &mut [u8]) -> Result<(u64,
     let mut h = Hasher::new();
     let mut done = 0u64;
     loop {
-        let got = match rustix::io::pread(&src, &mut *buf, done) {
+        let got = match rustix::io::retry_on_intr(|| rustix::io::pread(&src, &mut *buf, done)) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(Errno::INTR) => continue,
             Err(e) => return Err(Failure::new("reading a deleted file to save it", e)),
         };
         write_all(img, buf.as_ptr() as usize, got, at + done)?;

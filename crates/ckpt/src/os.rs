@@ -1,0 +1,181 @@
+//! The command's calls into the C library that `std` does not offer, and the few into rustix
+//! that take a descriptor by number: the only module of `ckpt` that needs `unsafe`. Each call
+//! is small; a mapping is owned by a value ([`View`]) that unmaps it.
+
+/// Fills `buf` from the kernel's random source (`getrandom(2)`); whether it filled all of it.
+pub fn random(buf: &mut [u8]) -> bool {
+    // SAFETY: getrandom(2) writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    n == buf.len() as isize
+}
+
+/// The effective user ID.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether this process may create and enter files in directory `dir` (`access(W_OK | X_OK)`).
+pub fn may_write_in(dir: &std::ffi::CStr) -> std::io::Result<()> {
+    // SAFETY: access(2) with a NUL-terminated path that outlives the call.
+    if unsafe { libc::access(dir.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Gives `SIGPIPE` its default action back (Rust's runtime ignores it), so that the command
+/// ends quietly when the reader of its output goes away.
+pub fn default_sigpipe() {
+    // SAFETY: restoring a default disposition; called before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// A set of signals (`sigset_t`).
+pub struct SignalSet(libc::sigset_t);
+
+/// A signal taken by [`SignalSet::wait`]: its number, its `si_code`, and for a queued signal
+/// (`SI_QUEUE`) the value its sender gave it.
+pub struct Received {
+    pub sig: i32,
+    pub code: i32,
+    pub value: Option<u64>,
+}
+
+impl SignalSet {
+    pub fn of(signals: impl IntoIterator<Item = i32>) -> SignalSet {
+        // SAFETY: sigemptyset and sigaddset fill a sigset_t we own; a zeroed one is a valid
+        // starting point.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in signals {
+                libc::sigaddset(&mut set, sig);
+            }
+            SignalSet(set)
+        }
+    }
+
+    /// Blocks these signals in this (single-threaded) process, so that they wait for [`wait`].
+    ///
+    /// [`wait`]: SignalSet::wait
+    pub fn block(&self) {
+        // SAFETY: the set is ours; no old mask is asked for.
+        unsafe { libc::sigprocmask(libc::SIG_BLOCK, &self.0, std::ptr::null_mut()) };
+    }
+
+    /// Takes one of these (blocked) signals, waiting at most `timeout`; `None` when none came.
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<Received> {
+        let timeout = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };
+        // SAFETY: siginfo_t is plain data, which the kernel fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the set, the siginfo and the timeout are ours and outlive the call.
+        let sig = unsafe { libc::sigtimedwait(&self.0, &mut info, &timeout) };
+        if sig <= 0 {
+            return None;
+        }
+        // SAFETY: for SI_QUEUE the value field is the one the sender set.
+        let value = (info.si_code == libc::SI_QUEUE).then(|| unsafe { info.si_value() }.sival_ptr as u64);
+        Some(Received { sig, code: info.si_code, value })
+    }
+}
+
+/// The real-time signals this C library leaves to programs.
+pub fn realtime_signals() -> std::ops::RangeInclusive<i32> {
+    libc::SIGRTMIN()..=libc::SIGRTMAX()
+}
+
+/// Makes this process the subreaper of what it starts: orphans below it come to it.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Makes `cmd`'s process start with only `blocked` blocked, and with descriptor `keep` (if
+/// not -1) no longer close-on-exec, so that the program it runs inherits it.
+pub fn start_with(cmd: &mut std::process::Command, blocked: i32, keep: i32) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook only calls sigemptyset, sigaddset, sigprocmask and fcntl, which are
+    // async-signal-safe, as a hook between fork and exec must be.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut only: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut only);
+            libc::sigaddset(&mut only, blocked);
+            libc::sigprocmask(libc::SIG_SETMASK, &only, std::ptr::null_mut());
+            if keep >= 0 {
+                libc::fcntl(keep, libc::F_SETFD, 0);
+            }
+            Ok(())
+        })
+    };
+}
+
+/// A pipe: its read end (close-on-exec) as a file, and its write end's number, which the
+/// caller owns and closes with [`close`].
+pub fn pipe() -> std::io::Result<(std::fs::File, i32)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two descriptors it makes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the read end is ours alone from here.
+    Ok((unsafe { std::fs::File::from_raw_fd(fds[0]) }, fds[1]))
+}
+
+/// Closes descriptor `fd`, which the caller owns (no `File` or other owner holds it).
+pub fn close(fd: i32) {
+    // SAFETY: the caller's descriptor, by the contract above; nothing uses it afterwards.
+    unsafe { libc::close(fd) };
+}
+
+/// The data stretches of `f` from `from` to `to` (`SEEK_DATA`/`SEEK_HOLE`).
+pub fn data_extents(f: &std::fs::File, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: the descriptor is `f`'s, which the returned iterator borrows, so it stays open
+    // while the iterator lives.
+    ckpt_sigsafe::extents::data_extents(unsafe { ckpt_sigsafe::extents::BorrowedFd::borrow_raw(f.as_raw_fd()) }, from, to)
+}
+
+/// A read-only mapping of a whole file.
+pub struct View {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl View {
+    pub fn map(f: &std::fs::File, len: u64) -> std::io::Result<View> {
+        use std::os::unix::io::AsRawFd;
+        let len = usize::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        if len == 0 {
+            return Ok(View { addr: std::ptr::null_mut(), len });
+        }
+        // SAFETY: a fresh read-only shared mapping of an open file, unmapped in Drop. (Shared,
+        // so that a file ckpt writes itself reads back as written.)
+        let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0) };
+        if addr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(View { addr, len })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`. (Images are
+        // replaced by rename, never shortened in place, so the pages stay backed.)
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: our own mapping, no longer borrowed.
+            unsafe { libc::munmap(self.addr, self.len) };
+        }
+    }
+}
+
