@@ -91,10 +91,36 @@ fn writer_file(pid: u32, image: &Path) -> Option<std::fs::Metadata> {
 }
 
 pub fn checkpoint(a: CheckpointArgs) -> Outcome {
-    use ckpt_image::report::Outcome as O;
     // `ckpt restart`'s PID is myrestart's: the program it restored is below it.
     let asked = a.pid;
     let pid = crate::report::program_behind(asked);
+    check_runs_libckpt(asked, pid)?;
+    let env = environ(pid);
+    let signal = checkpoint_signal_of(asked, pid, &env)?;
+    let image = image_of(asked, pid, a.image, &env)?;
+    let mut page = crate::report::Page::of(pid);
+    // Checkpoints the process had begun before this one: ours is a later one.
+    let base = page.read().map_or(0, |s| s.started);
+    let before = identity(&image);
+    let started = Instant::now();
+    let sent = if a.kill {
+        ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT)
+    } else {
+        ckpt_sigsafe::sys::kill(pid, signal as u32)
+    };
+    if let Err(e) = sent {
+        return Err((EXIT_FAILED, format!("cannot signal process {asked}: {}", std::io::Error::from_raw_os_error(e.raw_os_error()))));
+    }
+    if !(a.wait || a.kill) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let request = Request { asked, pid, image, signal, kill: a.kill, timeout: a.timeout, started, before };
+    request.wait(page, base)
+}
+
+/// Refuses a process that is not running under libckpt.so, or that took the checkpoint
+/// signal for a handler of its own: the signal would kill or harm it.
+fn check_runs_libckpt(asked: u32, pid: u32) -> Result<(), (u8, String)> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound => format!("no process {asked}"),
@@ -109,9 +135,17 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     if maps.lines().any(|l| l.contains("/memfd:ckpt-signal-taken")) {
         return Err((EXIT_REFUSED, format!("process {asked} installed its own handler for the checkpoint signal, so checkpoints are disabled and the signal could harm it; none was sent (start it with `ckpt run --signal` to use another)")));
     }
-    let env = environ(pid);
-    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let signal = match get("CKPT_SIGNAL") {
+    Ok(())
+}
+
+/// The value of `k` in the process's environment `env`.
+fn env_var(env: &[(String, String)], k: &str) -> Option<String> {
+    env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+}
+
+/// The process's checkpoint signal (its CKPT_SIGNAL, default SIGUSR2), which it must handle.
+fn checkpoint_signal_of(asked: u32, pid: u32, env: &[(String, String)]) -> Result<i32, (u8, String)> {
+    let signal = match env_var(env, "CKPT_SIGNAL") {
         Some(s) => signal_number(&s).ok_or((EXIT_REFUSED, format!("process {asked} has an unusable CKPT_SIGNAL={s}")))?,
         None => libc::SIGUSR2,
     };
@@ -120,6 +154,12 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     if caught & (1u64 << (signal - 1)) == 0 {
         return Err((EXIT_REFUSED, format!("process {asked} does not handle signal {signal}; the checkpoint signal would kill it, so none was sent")));
     }
+    Ok(signal)
+}
+
+/// Where the process writes its image: the CKPT_IMAGE it started with, which `--image` (if
+/// given) must name; without one, `--image` or the default, from the process's directory.
+fn image_of(asked: u32, pid: u32, given: Option<PathBuf>, env: &[(String, String)]) -> Result<PathBuf, (u8, String)> {
     let resolve = |p: Option<PathBuf>| match p {
         Some(p) if p.is_absolute() => p,
         other => {
@@ -131,8 +171,8 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     };
     // ckpt run always gives an absolute path; a relative one depends on where the process
     // started, which ckpt can only guess.
-    let configured = get("CKPT_IMAGE").map(PathBuf::from).filter(|p| p.is_absolute());
-    let image = match (a.image, configured) {
+    let configured = env_var(env, "CKPT_IMAGE").map(PathBuf::from).filter(|p| p.is_absolute());
+    Ok(match (given, configured) {
         (Some(asked_image), Some(conf)) => {
             let asked_image = std::path::absolute(&asked_image).unwrap_or(asked_image);
             if asked_image != conf {
@@ -144,90 +184,104 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
             conf
         }
         (_, Some(conf)) => conf,
-        (asked_image, None) => resolve(asked_image.or_else(|| get("CKPT_IMAGE").map(PathBuf::from))),
-    };
-    let mut page = crate::report::Page::of(pid);
-    // Checkpoints the process had begun before this one: ours is a later one.
-    let mut base = page.read().map_or(0, |s| s.started);
-    let before = identity(&image);
-    let started = Instant::now();
-    let sent = if a.kill {
-        ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT)
-    } else {
-        ckpt_sigsafe::sys::kill(pid, signal as u32)
-    };
-    if let Err(e) = sent {
-        return Err((EXIT_FAILED, format!("cannot signal process {asked}: {}", std::io::Error::from_raw_os_error(e.raw_os_error()))));
-    }
-    if !(a.wait || a.kill) {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let tty = std::io::stderr().is_terminal();
-    let deadline = started + Duration::from_secs_f64(a.timeout);
-    let mut saw_writer = false;
-    let mut last_progress = Instant::now();
-    let end_progress = || {
-        if tty {
-            eprint!("\r\x1b[K");
-        }
-    };
-    loop {
-        // The process says what became of the checkpoint in its report page (a restored
-        // process makes its page when the checkpoint begins: it is looked for again).
-        if let Some(s) = page.read() {
-            match crate::report::outcome_after(&s, base) {
-                // Asked for the last checkpoint, an ordinary one answered: a periodic one, or
-                // the request merged into a checkpoint signal already pending. Asked again.
-                Some(O::Written | O::Failed) if a.kill => {
-                    base = s.done;
-                    let _ = ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT);
+        (asked_image, None) => resolve(asked_image.or_else(|| env_var(env, "CKPT_IMAGE").map(PathBuf::from))),
+    })
+}
+
+/// A checkpoint asked of a process, followed until it is written (`--wait`, `--kill`).
+struct Request {
+    /// The PID the user gave, and the process behind it.
+    asked: u32,
+    pid: u32,
+    image: PathBuf,
+    signal: i32,
+    /// The last checkpoint was asked for.
+    kill: bool,
+    timeout: f64,
+    started: Instant,
+    /// The image at the path before it.
+    before: Option<crate::imagefile::FileId>,
+}
+
+impl Request {
+    /// Waits for the checkpoint: for what the process's report page says of it, or, without
+    /// one, for its image file; shows the writer's progress on a terminal.
+    fn wait(&self, mut page: crate::report::Page, mut base: u32) -> Outcome {
+        use ckpt_image::report::Outcome as O;
+        let (asked, pid, image, started) = (self.asked, self.pid, &self.image, self.started);
+        let tty = std::io::stderr().is_terminal();
+        let deadline = started + Duration::from_secs_f64(self.timeout);
+        let mut saw_writer = false;
+        let mut last_progress = Instant::now();
+        let end_progress = || {
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+        };
+        loop {
+            // The process says what became of the checkpoint in its report page (a restored
+            // process makes its page when the checkpoint begins: it is looked for again).
+            if let Some(s) = page.read() {
+                match crate::report::outcome_after(&s, base) {
+                    // Asked for the last checkpoint, an ordinary one answered: a periodic one, or
+                    // the request merged into a checkpoint signal already pending. Asked again.
+                    Some(O::Written | O::Failed) if self.kill => {
+                        base = s.done;
+                        let _ = ckpt_sigsafe::sys::sigqueue(pid, self.signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT);
+                    }
+                    Some(_) => {
+                        end_progress();
+                        return outcome(asked, pid, image, &s, started, deadline);
+                    }
+                    None => {}
                 }
-                Some(_) => {
+            }
+            if page.exists() {
+                if !alive(pid) {
                     end_progress();
-                    return outcome(asked, pid, &image, &s, started, deadline);
+                    return Err((EXIT_FAILED, format!("process {asked} ended before its checkpoint was written; nothing at {} changed", crate::shown(image))));
                 }
-                None => {}
-            }
-        }
-        if page.exists() {
-            if !alive(pid) {
-                end_progress();
-                return Err((EXIT_FAILED, format!("process {asked} ended before its checkpoint was written; nothing at {} changed", crate::shown(&image))));
-            }
-            if page.read().is_some_and(|s| s.started == base) && started.elapsed() > Duration::from_secs(1) && stopped(pid) {
-                end_progress();
-                return Err((EXIT_FAILED, format!("process {asked} is stopped, so it cannot take the checkpoint now (`kill -CONT {asked}` lets it go on; it takes the checkpoint then)")));
-            }
-        } else if started.elapsed() > Duration::from_secs(1) {
-            // A process without a report page (it could not have one): followed by its image
-            // file and its writer.
-            if identity(&image).is_some_and(|id| Some(id) != before) && !(a.kill && alive(pid)) {
+                if page.read().is_some_and(|s| s.started == base) && started.elapsed() > Duration::from_secs(1) && stopped(pid) {
+                    end_progress();
+                    return Err((EXIT_FAILED, format!("process {asked} is stopped, so it cannot take the checkpoint now (`kill -CONT {asked}` lets it go on; it takes the checkpoint then)")));
+                }
+            } else if started.elapsed() > Duration::from_secs(1) && self.written_without_page(&mut saw_writer)? {
                 break;
             }
-            let writing = writer_file(pid, &image).is_some();
-            saw_writer |= writing;
-            if !writing && (if a.kill { !alive(pid) } else { saw_writer }) && identity(&image) == before {
-                return Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed (its stderr says why); {} is unchanged", crate::shown(&image))));
+            if let Some(size) = writer_file(pid, image).map(|m| m.blocks() * 512) {
+                if tty && last_progress.elapsed() > Duration::from_millis(200) {
+                    eprint!("\rckpt: writing {}: {} MB ", crate::shown(image), size / 1_000_000);
+                    let _ = std::io::stderr().flush();
+                    last_progress = Instant::now();
+                }
             }
-            if !saw_writer && !a.kill && started.elapsed() > Duration::from_secs(3) {
-                return Err((EXIT_FAILED, format!("process {asked} did not start writing {} (its stderr says why)", crate::shown(&image))));
+            if Instant::now() > deadline {
+                end_progress();
+                return Err((EXIT_FAILED, format!("no new image at {} after {} s", crate::shown(image), self.timeout)));
             }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        if let Some(size) = writer_file(pid, &image).map(|m| m.blocks() * 512) {
-            if tty && last_progress.elapsed() > Duration::from_millis(200) {
-                eprint!("\rckpt: writing {}: {} MB ", crate::shown(&image), size / 1_000_000);
-                let _ = std::io::stderr().flush();
-                last_progress = Instant::now();
-            }
-        }
-        if Instant::now() > deadline {
-            end_progress();
-            return Err((EXIT_FAILED, format!("no new image at {} after {} s", crate::shown(&image), a.timeout)));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        end_progress();
+        print_written(image, started)
     }
-    end_progress();
-    print_written(&image, started)
+
+    /// A process without a report page (it could not have one), followed by its image file
+    /// and its writer: whether the new image is there, or why the checkpoint failed.
+    fn written_without_page(&self, saw_writer: &mut bool) -> Result<bool, (u8, String)> {
+        let (asked, pid, image) = (self.asked, self.pid, &self.image);
+        if identity(image).is_some_and(|id| Some(id) != self.before) && !(self.kill && alive(pid)) {
+            return Ok(true);
+        }
+        let writing = writer_file(pid, image).is_some();
+        *saw_writer |= writing;
+        if !writing && (if self.kill { !alive(pid) } else { *saw_writer }) && identity(image) == self.before {
+            return Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed (its stderr says why); {} is unchanged", crate::shown(image))));
+        }
+        if !*saw_writer && !self.kill && self.started.elapsed() > Duration::from_secs(3) {
+            return Err((EXIT_FAILED, format!("process {asked} did not start writing {} (its stderr says why)", crate::shown(image))));
+        }
+        Ok(false)
+    }
 }
 
 /// Prints the line `--wait` promises: the image's path, size, space and how long it took.

@@ -130,92 +130,21 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Resu
     let image = opened.image(&mut st).map_err(bad)?;
     let f = &opened.file;
     let fmeta = f.metadata().map_err(|e| (EXIT_REFUSED, format!("{name}: {e}")))?;
-    let file = opened.bytes();
-    let holes = opened.holes();
-    // The first thing found wrong that stops a restart.
-    let mut problem: Option<String> = None;
-    let mut blocker = |why: String| {
-        problem.get_or_insert(why);
-    };
+    let mut v = Verdict { problem: None, all_ok: true, trusted: true };
     // Whose it is comes first: an image others could change is no image of ours, whatever its
     // checksums say.
-    let mut trusted = true;
     if let Some(why) = untrusted(&"the image", &fmeta) {
-        trusted = false;
+        v.trusted = false;
         if !trust {
-            blocker(format!("{name}: {why}"));
+            v.blocker(format!("{name}: {why}"));
         }
     }
-    let mut regions = Vec::new();
-    let mut all_ok = true;
-    for i in 0..image.region_count() {
-        let r = image.region(i).map_err(bad)?;
-        let rec = r.record;
-        let check = rec.has_data().then(|| check_region(file, &r, &holes));
-        if let Some(Err(e)) = check {
-            all_ok = false;
-            blocker(format!("{name}: {e}"));
-        }
-        let nonzero = check.and_then(Result::ok).map(|c| c.nonzero_pages);
-        let stored = if !rec.has_data() {
-            0
-        } else if rec.compressed() {
-            rec.stored_len
-        } else {
-            nonzero.unwrap_or(0) * PAGE_SIZE
-        };
-        let how = if rec.from_file() {
-            "mapped from file"
-        } else if rec.maps_private_file() {
-            "file, unwritten"
-        } else if rec.compressed() {
-            "lz4"
-        } else if rec.has_data() {
-            "stored"
-        } else if rec.kind.is_kernel_special() {
-            "kernel's"
-        } else {
-            "empty"
-        };
-        regions.push(json!({
-            "start": format!("{:#x}", rec.start), "end": format!("{:#x}", rec.end), "prot": prot(rec.prot),
-            "kind": format!("{:?}", rec.kind).to_lowercase(), "shared": rec.is_shared(), "how": how,
-            "file": String::from_utf8_lossy(r.name), "bytes_stored": stored,
-            "zero_pages": nonzero.filter(|_| !rec.compressed()).map(|n| rec.size() / PAGE_SIZE - n),
-            "checksum_ok": check.map(|c| c.is_ok()),
-        }));
-    }
-    let mut fds = Vec::new();
-    for item in image.fds() {
-        let (rec, path) = item.map_err(bad)?;
-        let sock = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd);
-        fds.push(json!({
-            "fd": rec.fd, "kind": format!("{:?}", rec.kind).to_lowercase(), "flags": format!("{:#o}", rec.open_flags),
-            "cloexec": rec.fd_flags & 1 != 0, "offset": rec.offset, "path": String::from_utf8_lossy(path),
-            "restored": !matches!(rec.kind, FdKind::Unsupported),
-            "socket": sock.map(|s| describe_socket(&s)), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
-        }));
-        if let Err(e) = check_saved_file(file, &rec, &holes) {
-            all_ok = false;
-            blocker(format!("{name}: {e}"));
-        }
-    }
-    let prstatus = image.note(b"CORE", note::NT_PRSTATUS).and_then(|n| Prstatus::read(n.desc).ok());
-    let mut regs = serde_json::Map::new();
-    if let Some(pr) = &prstatus {
-        for (name, v) in USER_REGS.iter().zip(pr.regs) {
-            regs.insert(name.to_string(), json!(format!("{v:#x}")));
-        }
-    }
-    let blocked = prstatus.map_or(0, |pr| pr.sighold);
+    let regions = regions_json(opened, &image, &name, &mut v).map_err(bad)?;
+    let fds = descriptors_json(opened, &image, &name, &mut v).map_err(bad)?;
+    let (regs, blocked) = registers_json(&image);
     let handled: Vec<u32> = (0..64).filter(|&i| st.sigactions[i].handler > 1).map(|i| i as u32 + 1).collect();
     let ignored: Vec<u32> = (0..64).filter(|&i| st.sigactions[i].handler == 1).map(|i| i as u32 + 1).collect();
-    let timers: Vec<Value> = ["real", "virtual", "prof"]
-        .iter()
-        .zip(st.itimers.iter())
-        .filter(|(_, t)| t.is_armed())
-        .map(|(n, t)| json!({"timer": n, "value_us": t.value_sec * 1_000_000 + t.value_usec, "interval_us": t.interval_sec * 1_000_000 + t.interval_usec}))
-        .collect();
+    let timers = timers_json(&st);
     let cmdline = command_line(f, &image, &st);
     let first = image.first_thread().map_err(bad)?;
     let threads: Vec<Value> = image
@@ -223,93 +152,17 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Resu
         .filter_map(Result::ok)
         .map(|t| json!({"tid": t.tid, "name": String::from_utf8_lossy(t.comm_bytes()), "fs_base": format!("{:#x}", t.fs_base), "signal_frame": format!("{:#x}", t.sigframe)}))
         .collect();
-    // Authentication: absent, present (unchecked without a key), or checked with --key.
-    let has_mac = image.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_MAC).is_some();
-    let authenticated = match key {
-        None => None,
-        Some(k) => {
-            let ok = ckpt_image::mac::check(&crate::key::read(k)?, file, &image, &holes);
-            if let Err(e) = ok {
-                all_ok = false;
-                blocker(format!("{name}: {e}"));
-            }
-            Some(ok.is_ok())
-        }
-    };
-    // A tree: each process, its relations and its part (checked like the root's).
-    let mut tree = Vec::new();
-    if let Some(records) = image.tree() {
-        for t in records.map_err(bad)? {
-            let t = t.map_err(bad)?;
-            let mut entry = json!({"pid": t.pid, "ppid": t.ppid, "pgid": t.pgid, "sid": t.sid, "zombie": t.is_zombie()});
-            if t.is_zombie() {
-                let st = t.wait_status;
-                entry["exit"] = if st & 0x7f == 0 { json!({"code": (st >> 8) & 0xff}) } else { json!({"signal": st & 0x7f}) };
-            } else if t.base == 0 {
-                entry["program"] = json!(String::from_utf8_lossy(first.comm_bytes()));
-                entry["threads"] = json!(image.threads().count());
-            } else {
-                let part = part_summary(f, file, &holes, t.base, fmeta.len(), key, &image).map_err(bad)?;
-                if !part.1 {
-                    all_ok = false;
-                    blocker(format!("{name}: the part of process {} does not verify", t.pid));
-                }
-                entry["program"] = json!(part.0);
-                entry["threads"] = json!(part.2);
-                entry["bytes"] = json!(t.len);
-                entry["checksums_ok"] = json!(part.1);
-                entry["pages_in_root"] = json!(part.3);
-            }
-            tree.push(entry);
-        }
-    }
-    // An incremental image: the older images it needs, each checked as myrestart checks it,
-    // and how many pages each holds for it.
-    let mut bases = Vec::new();
-    let mut bases_ok = true;
-    let checked = check_bases(path, &image).map_err(bad)?;
-    for b in &checked {
-        let state = match &b.found {
-            Ok(f) => match f.file.metadata().ok().and_then(|m| untrusted(&format_args!("base image {}", b.name), &m)) {
-                Some(why) => {
-                    trusted = false;
-                    if !trust {
-                        blocker(why.clone());
-                    }
-                    why
-                }
-                None => "verified".to_string(),
-            },
-            Err(why) => {
-                bases_ok = false;
-                all_ok &= !why.is_checksum();
-                blocker(format!("base image {} is {why}", b.name));
-                why.to_string()
-            }
-        };
-        bases.push(json!({"name": b.name, "id": format!("{:016x}", b.id), "pages": b.pages, "state": state}));
-    }
-    // What the program was started as (images of ckpt 0.1 with format 8 and later).
-    let origin = match image.origin() {
-        None => Value::Null,
-        Some(Err(e)) => return Err(bad(e)),
-        Some(Ok(o)) => json!({
-            "run": format!("{:016x}", o.run_id),
-            "program": String::from_utf8_lossy(o.program),
-            "directory": String::from_utf8_lossy(o.cwd),
-            "command": if o.has_args() { json!(o.args().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>()) } else { Value::Null },
-            "arguments": o.argc,
-            "files": o.files.iter().flatten().map(|f| json!({
-                "argument": f.arg, "size": f.size,
-                "known_by": if f.how == ckpt_image::origin::SAME_CONTENTS { "contents" } else { "mtime" },
-            })).collect::<Vec<_>>(),
-        }),
-    };
+    let (has_mac, authenticated) = authentication_json(opened, &image, key, &name, &mut v)?;
+    let program = String::from_utf8_lossy(first.comm_bytes());
+    let tree = tree_json(opened, &image, &program, fmeta.len(), key, &name, &mut v).map_err(bad)?;
+    let (bases, bases_ok, checked) = bases_json(path, &image, trust, &mut v).map_err(bad)?;
+    let origin = origin_json(&image).map_err(bad)?;
+    let Verdict { problem, all_ok, trusted } = v;
     let doc = json!({
         "image": path.to_string_lossy(), "bases": bases, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
         "restartable": problem.is_none(), "restartable_reason": problem,
         "checksums_ok": all_ok, "bases_verified": bases_ok, "trusted": trusted, "authentication": has_mac, "authenticated": authenticated,
-        "program": String::from_utf8_lossy(first.comm_bytes()), "exe": String::from_utf8_lossy(st.exe.as_bytes()),
+        "program": program, "exe": String::from_utf8_lossy(st.exe.as_bytes()),
         "threads": threads,
         "command_line": cmdline, "cwd": String::from_utf8_lossy(st.cwd.as_bytes()),
         "pid": st.pid, "taken": utc(st.created_unix_ns), "taken_unix_ns": st.created_unix_ns, "write_ms": st.write_ns as f64 / 1e6,
@@ -321,6 +174,214 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Resu
     });
     let restartable = problem.is_none();
     Ok((doc, restartable, checked))
+}
+
+/// What examining an image found that decides whether it can be restarted.
+struct Verdict {
+    /// The first thing found wrong that stops a restart.
+    problem: Option<String>,
+    /// Every checksum (and the MAC, with a key) verifies.
+    all_ok: bool,
+    /// Neither the image nor a base of it is another user's, or writable by others.
+    trusted: bool,
+}
+
+impl Verdict {
+    /// Something that stops a restart (the first one is the reason given).
+    fn blocker(&mut self, why: String) {
+        self.problem.get_or_insert(why);
+    }
+
+    /// Damage (a checksum or the MAC does not verify), which stops a restart.
+    fn damaged(&mut self, why: String) {
+        self.all_ok = false;
+        self.blocker(why);
+    }
+}
+
+/// How a region's contents are kept, as the table and the JSON say it.
+fn how_stored(rec: &ckpt_image::region::RegionRecord) -> &'static str {
+    if rec.from_file() {
+        "mapped from file"
+    } else if rec.maps_private_file() {
+        "file, unwritten"
+    } else if rec.compressed() {
+        "lz4"
+    } else if rec.has_data() {
+        "stored"
+    } else if rec.kind.is_kernel_special() {
+        "kernel's"
+    } else {
+        "empty"
+    }
+}
+
+/// The memory regions, each with its data checked.
+fn regions_json(opened: &ImageFile, image: &Image, name: &str, v: &mut Verdict) -> Result<Vec<Value>, ckpt_image::ImageError> {
+    let (file, holes) = (opened.bytes(), opened.holes());
+    let mut regions = Vec::new();
+    for i in 0..image.region_count() {
+        let r = image.region(i)?;
+        let rec = r.record;
+        let check = rec.has_data().then(|| check_region(file, &r, &holes));
+        if let Some(Err(e)) = check {
+            v.damaged(format!("{name}: {e}"));
+        }
+        let nonzero = check.and_then(Result::ok).map(|c| c.nonzero_pages);
+        let stored = if !rec.has_data() {
+            0
+        } else if rec.compressed() {
+            rec.stored_len
+        } else {
+            nonzero.unwrap_or(0) * PAGE_SIZE
+        };
+        regions.push(json!({
+            "start": format!("{:#x}", rec.start), "end": format!("{:#x}", rec.end), "prot": prot(rec.prot),
+            "kind": format!("{:?}", rec.kind).to_lowercase(), "shared": rec.is_shared(), "how": how_stored(&rec),
+            "file": String::from_utf8_lossy(r.name), "bytes_stored": stored,
+            "zero_pages": nonzero.filter(|_| !rec.compressed()).map(|n| rec.size() / PAGE_SIZE - n),
+            "checksum_ok": check.map(|c| c.is_ok()),
+        }));
+    }
+    Ok(regions)
+}
+
+/// The file descriptors, each with the data saved for it checked.
+fn descriptors_json(opened: &ImageFile, image: &Image, name: &str, v: &mut Verdict) -> Result<Vec<Value>, ckpt_image::ImageError> {
+    let (file, holes) = (opened.bytes(), opened.holes());
+    let mut fds = Vec::new();
+    for item in image.fds() {
+        let (rec, path) = item?;
+        let sock = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd);
+        fds.push(json!({
+            "fd": rec.fd, "kind": format!("{:?}", rec.kind).to_lowercase(), "flags": format!("{:#o}", rec.open_flags),
+            "cloexec": rec.fd_flags & 1 != 0, "offset": rec.offset, "path": String::from_utf8_lossy(path),
+            "restored": !matches!(rec.kind, FdKind::Unsupported),
+            "socket": sock.map(|s| describe_socket(&s)), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
+        }));
+        if let Err(e) = check_saved_file(file, &rec, &holes) {
+            v.damaged(format!("{name}: {e}"));
+        }
+    }
+    Ok(fds)
+}
+
+/// The main thread's registers by name, and its blocked-signal mask.
+fn registers_json(image: &Image) -> (serde_json::Map<String, Value>, u64) {
+    let prstatus = image.note(b"CORE", note::NT_PRSTATUS).and_then(|n| Prstatus::read(n.desc).ok());
+    let mut regs = serde_json::Map::new();
+    if let Some(pr) = &prstatus {
+        for (name, v) in USER_REGS.iter().zip(pr.regs) {
+            regs.insert(name.to_string(), json!(format!("{v:#x}")));
+        }
+    }
+    (regs, prstatus.map_or(0, |pr| pr.sighold))
+}
+
+/// The interval timers that were armed.
+fn timers_json(st: &ProcessState) -> Vec<Value> {
+    ["real", "virtual", "prof"]
+        .iter()
+        .zip(st.itimers.iter())
+        .filter(|(_, t)| t.is_armed())
+        .map(|(n, t)| json!({"timer": n, "value_us": t.value_sec * 1_000_000 + t.value_usec, "interval_us": t.interval_sec * 1_000_000 + t.interval_usec}))
+        .collect()
+}
+
+/// Authentication: whether the image has a MAC, and, with `--key`, whether it checks out
+/// (`None`: unchecked without a key).
+fn authentication_json(opened: &ImageFile, image: &Image, key: Option<&Path>, name: &str, v: &mut Verdict) -> Result<(bool, Option<bool>), (u8, String)> {
+    let has_mac = image.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_MAC).is_some();
+    let authenticated = match key {
+        None => None,
+        Some(k) => {
+            let ok = ckpt_image::mac::check(&crate::key::read(k)?, opened.bytes(), image, &opened.holes());
+            if let Err(e) = ok {
+                v.damaged(format!("{name}: {e}"));
+            }
+            Some(ok.is_ok())
+        }
+    };
+    Ok((has_mac, authenticated))
+}
+
+/// A tree: each process, its relations and its part (checked like the root's, whose program
+/// is `program`).
+fn tree_json(opened: &ImageFile, image: &Image, program: &str, file_len: u64, key: Option<&Path>, name: &str, v: &mut Verdict) -> Result<Vec<Value>, ckpt_image::ImageError> {
+    let mut tree = Vec::new();
+    let Some(records) = image.tree() else { return Ok(tree) };
+    for t in records? {
+        let t = t?;
+        let mut entry = json!({"pid": t.pid, "ppid": t.ppid, "pgid": t.pgid, "sid": t.sid, "zombie": t.is_zombie()});
+        if t.is_zombie() {
+            let st = t.wait_status;
+            entry["exit"] = if st & 0x7f == 0 { json!({"code": (st >> 8) & 0xff}) } else { json!({"signal": st & 0x7f}) };
+        } else if t.base == 0 {
+            entry["program"] = json!(program);
+            entry["threads"] = json!(image.threads().count());
+        } else {
+            let part = part_summary(&opened.file, opened.bytes(), &opened.holes(), t.base, file_len, key, image)?;
+            if !part.1 {
+                v.damaged(format!("{name}: the part of process {} does not verify", t.pid));
+            }
+            entry["program"] = json!(part.0);
+            entry["threads"] = json!(part.2);
+            entry["bytes"] = json!(t.len);
+            entry["checksums_ok"] = json!(part.1);
+            entry["pages_in_root"] = json!(part.3);
+        }
+        tree.push(entry);
+    }
+    Ok(tree)
+}
+
+/// An incremental image: the older images it needs, each checked as myrestart checks it, and
+/// how many pages each holds for it; whether all of them verified, and what checking found.
+fn bases_json(path: &Path, image: &Image, trust: bool, v: &mut Verdict) -> Result<(Vec<Value>, bool, Vec<BaseCheck>), ckpt_image::ImageError> {
+    let mut bases = Vec::new();
+    let mut bases_ok = true;
+    let checked = check_bases(path, image)?;
+    for b in &checked {
+        let state = match &b.found {
+            Ok(f) => match f.file.metadata().ok().and_then(|m| untrusted(&format_args!("base image {}", b.name), &m)) {
+                Some(why) => {
+                    v.trusted = false;
+                    if !trust {
+                        v.blocker(why.clone());
+                    }
+                    why
+                }
+                None => "verified".to_string(),
+            },
+            Err(why) => {
+                bases_ok = false;
+                v.all_ok &= !why.is_checksum();
+                v.blocker(format!("base image {} is {why}", b.name));
+                why.to_string()
+            }
+        };
+        bases.push(json!({"name": b.name, "id": format!("{:016x}", b.id), "pages": b.pages, "state": state}));
+    }
+    Ok((bases, bases_ok, checked))
+}
+
+/// What the program was started as (images of ckpt 0.1 with format 8 and later).
+fn origin_json(image: &Image) -> Result<Value, ckpt_image::ImageError> {
+    Ok(match image.origin() {
+        None => Value::Null,
+        Some(Err(e)) => return Err(e),
+        Some(Ok(o)) => json!({
+            "run": format!("{:016x}", o.run_id),
+            "program": String::from_utf8_lossy(o.program),
+            "directory": String::from_utf8_lossy(o.cwd),
+            "command": if o.has_args() { json!(o.args().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>()) } else { Value::Null },
+            "arguments": o.argc,
+            "files": o.files.iter().flatten().map(|f| json!({
+                "argument": f.arg, "size": f.size,
+                "known_by": if f.how == ckpt_image::origin::SAME_CONTENTS { "contents" } else { "mtime" },
+            })).collect::<Vec<_>>(),
+        }),
+    })
 }
 
 /// A tree part at `base`: its program name, whether its data (and MAC, with a key) check out,
@@ -372,8 +433,22 @@ macro_rules! row {
     };
 }
 
+/// The table `inspect` prints without `--json`, made from the JSON document.
 fn print_table(d: &Value) {
-    let s = |v: &Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+    print_verdict(d);
+    print_process(d);
+    print_descriptors(d);
+    print_tree(d);
+    print_regions(d);
+}
+
+/// A JSON value as the table shows it: a string without its quotes, anything else as JSON.
+fn s(v: &Value) -> String {
+    v.as_str().map(String::from).unwrap_or_else(|| v.to_string())
+}
+
+/// The image, whether it can be restarted, its checksums, its key, and its base images.
+fn print_verdict(d: &Value) {
     row!("image        {} ({} bytes, {} allocated), format {}", s(&d["image"]), d["size"], d["allocated"], d["format_version"]);
     match &d["restartable_reason"] {
         Value::String(why) => row!("restartable  no: {why}"),
@@ -398,6 +473,11 @@ fn print_table(d: &Value) {
     for b in d["bases"].as_array().unwrap() {
         row!("built on     {} ({}, {})", s(&b["name"]), counted(b["pages"].as_u64().unwrap_or(0), "page", "pages"), s(&b["state"]));
     }
+}
+
+/// The program: its threads, command, origin, when it was taken, what it needs, its
+/// registers, signals and timers.
+fn print_process(d: &Value) {
     row!("program      {} ({}), pid {}", s(&d["program"]), s(&d["exe"]), d["pid"]);
     for t in d["threads"].as_array().unwrap() {
         row!("thread       {} {} (TLS {}, signal frame {})", t["tid"], s(&t["name"]), s(&t["fs_base"]), s(&t["signal_frame"]));
@@ -426,6 +506,10 @@ fn print_table(d: &Value) {
     for t in d["timers"].as_array().unwrap() {
         row!("timer        ITIMER_{} in {} us, every {} us", s(&t["timer"]).to_uppercase(), t["value_us"], t["interval_us"]);
     }
+}
+
+/// The file descriptors.
+fn print_descriptors(d: &Value) {
     row!("descriptors");
     for f in d["descriptors"].as_array().unwrap() {
         // (A JSON value ignores widths: each is made a string first.)
@@ -435,6 +519,10 @@ fn print_table(d: &Value) {
             if f["restored"] == true { "" } else { "  (not restored)" }
         );
     }
+}
+
+/// The processes of a tree (nothing for a single process).
+fn print_tree(d: &Value) {
     let tree = d["tree"].as_array().unwrap();
     if !tree.is_empty() {
         row!("tree         {}", counted(tree.len() as u64, "process", "processes"));
@@ -458,6 +546,10 @@ fn print_table(d: &Value) {
             row!("  pid {:<7} ppid {:<7} pgid {:<7} sid {:<7} {}", n("pid"), n("ppid"), n("pgid"), n("sid"), what);
         }
     }
+}
+
+/// The memory regions.
+fn print_regions(d: &Value) {
     row!("regions      {}", d["regions"].as_array().unwrap().len());
     row!("  {:<33} {:<4} {:<10} {:<16} {:>12} {:>10}  file", "address", "prot", "kind", "how", "bytes stored", "zero pages");
     for g in d["regions"].as_array().unwrap() {

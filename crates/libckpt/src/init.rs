@@ -57,17 +57,40 @@ extern "C" fn ckpt_init() {
         return;
     }
     find_rseq(cfg);
-    // Set by another process (not by this one before an `exec` that kept its PID): this one
-    // descends from it.
     let me = rustix::process::getpid().as_raw_nonzero().get() as u64;
+    note_lineage(me);
+    prepare_modules();
+    read_settings(cfg);
+    read_key_setting(cfg);
+    // Last, once every setting has been read: in a program that defines its own `setenv` and
+    // `getenv` (bash does), a `setenv` before `main` makes the program's own table of variables,
+    // where its `getenv` looks from then on, and which holds none of the settings.
+    export_parent(me);
+    install_handler(cfg.signal);
+    install_stop_handler();
+    crate::exec::unblock_after_exec();
+    if cfg.interval_ms > 0 {
+        start_interval_timer(cfg.signal, cfg.interval_ms);
+    }
+}
+
+/// Whose the process's memory and images are (this process, PID `me`), and whether it descends
+/// from a process that checkpoints (constructor only).
+fn note_lineage(me: u64) {
     config::set_owner(me as u32);
     config::set_memory_owner();
+    // CKPT_PARENT set by another process (not by this one before an `exec` that kept its PID):
+    // this one descends from it.
     if env(PARENT_ENV).is_some_and(|p| parse_u32(p).map(u64::from) != Some(me)) {
         config::mark_descendant();
     }
     // A child forked by the program (not run with exec) is a descendant too.
     // SAFETY: registers a plain function; nothing else is passed.
     unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+}
+
+/// What the other modules make ready before the handler can run (constructor only).
+fn prepare_modules() {
     crate::guard::prepare();
     crate::watches::prepare();
     crate::invisible::prepare();
@@ -76,6 +99,12 @@ extern "C" fn ckpt_init() {
     crate::dropped::prepare();
     crate::checkpoint::report::prepare();
     crate::origin::prepare(!config::is_descendant());
+}
+
+/// The settings from the environment, but the key (constructor only): whether images are
+/// written in the handler, the checkpoint signal, the interval, how many images to keep, the
+/// chain of incremental images, whether they are self-contained, compression.
+fn read_settings(cfg: &mut config::Config) {
     cfg.sync = env(SYNC_ENV) == Some(b"1");
     cfg.signal = match env(SIGNAL_ENV) {
         None => DEFAULT_SIGNAL,
@@ -118,6 +147,11 @@ extern "C" fn ckpt_init() {
             false
         }
     };
+}
+
+/// `CKPT_KEY`: the key file's path, read once now only to say at once if it cannot be used
+/// (constructor only).
+fn read_key_setting(cfg: &mut config::Config) {
     if let Some(path) = env(KEY_ENV) {
         let fits = !path.is_empty() && path.len() < cfg.key_path.len() && !path.contains(&0);
         if fits {
@@ -138,9 +172,11 @@ extern "C" fn ckpt_init() {
             cfg.key_unreadable = true;
         }
     }
-    // Last, once every setting has been read: in a program that defines its own `setenv` and
-    // `getenv` (bash does), a `setenv` before `main` makes the program's own table of variables,
-    // where its `getenv` looks from then on, and which holds none of the settings.
+}
+
+/// `CKPT_PARENT=<me>` in the environment, for what the program runs (constructor only; after
+/// every setting has been read, see [`ckpt_init`]).
+fn export_parent(me: u64) {
     let mut pid = [0u8; 24];
     let mut w = ckpt_image::bytes::Writer::new(&mut pid[..]);
     w.decimal(me);
@@ -149,12 +185,6 @@ extern "C" fn ckpt_init() {
         // SAFETY: setenv in a constructor, before any thread exists; both strings are
         // NUL-terminated.
         unsafe { libc::setenv(PARENT_ENV.as_ptr(), pid[..n].as_ptr().cast(), 1) };
-    }
-    install_handler(cfg.signal);
-    install_stop_handler();
-    crate::exec::unblock_after_exec();
-    if cfg.interval_ms > 0 {
-        start_interval_timer(cfg.signal, cfg.interval_ms);
     }
 }
 
