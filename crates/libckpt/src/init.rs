@@ -2,8 +2,9 @@
 //!
 //! It decides where images go (`$CKPT_IMAGE`, or `myckpt` in the directory the program started
 //! in), reads the other settings (`CKPT_SIGNAL`, `CKPT_INTERVAL`, `CKPT_KEEP`,
-//! `CKPT_INCREMENTAL`, `CKPT_SYNC`, `CKPT_COMPRESS`, `CKPT_KEY`, `CKPT_SELF_CONTAINED`; and
-//! `CKPT_PARENT`, which the library itself sets for what the program runs), learns glibc's rseq
+//! `CKPT_INCREMENTAL`, `CKPT_SYNC`, `CKPT_COMPRESS`, `CKPT_KEY`, `CKPT_SELF_CONTAINED`;
+//! `CKPT_PARENT`, which the library itself sets for what the program runs; and, through
+//! `origin.rs`, `CKPT_ORIGIN`, which `ckpt run` and `ckpt job` set), learns glibc's rseq
 //! layout, and installs the checkpoint signal handler.
 
 use crate::{checkpoint, config};

@@ -10,10 +10,12 @@
 //!     │            this process stays outside as the parent (see `ids.rs`)
 //!     ├─ tree      in a tree image, the root creates the other processes with their PIDs;
 //!     │            each makes its own plan and goes on alone (see `tree.rs`)
+//!     ├─ hole      find a block free in our layout and the target's, and map it (what may
+//!     │            still fail, before anything outside changes)
 //!     ├─ changes   once every check has passed: the changes outside that the plan prepared
 //!     │            (a log made again, a socket bound to its path; see `acts.rs`)
-//!     ├─ hole      find a block free in our layout and the target's; copy ourselves there,
-//!     │            re-relocate the copy, switch to a stack inside it
+//!     ├─ hole      copy ourselves into the block, re-relocate the copy, switch to a stack
+//!     │            inside it
 //!     │  ── point of no return ──────────────────────────────────────────────────────────
 //!     └─ restore   unmap everything else, move the kernel's vdso/vvar to the old addresses,
 //!                  map every region, restore kernel state, then jump to libckpt's trampoline

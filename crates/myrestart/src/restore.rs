@@ -7,8 +7,10 @@
 //!    that old and new places may overlap);
 //! 3. map every region at its address and read its bytes from the image;
 //! 4. restore kernel state: mm fields and brk, TLS base, TID cache, robust list, rseq, signal
-//!    dispositions, umask, cwd, name, open files, interval timers;
-//! 5. jump to libckpt's `ckpt_resume` in the restored memory, which unmaps the block and
+//!    dispositions, umask, cwd, name, open files and epoll registrations (in a tree, then the
+//!    last barrier), resource limits, interval timers;
+//! 5. create the other threads, then the POSIX timers, and send the pending signals again;
+//! 6. jump to libckpt's `ckpt_resume` in the restored memory, which unmaps the block and
 //!    resumes the program with `rt_sigreturn`.
 //!
 //! # Restrictions

@@ -14,8 +14,9 @@
 //! image itself instead.
 //!
 //! On failure nothing of the program is touched: the temporary file is removed, the previous
-//! image stays as it was, and one line on stderr says why. A lock on the temporary file keeps
-//! two checkpoints of one image from being written at once.
+//! image stays as it was, and one line on stderr says why. The report page (`report.rs`) names
+//! the writer at work, and a checkpoint that finds a live one is refused, so two checkpoints of
+//! one process are never written at once.
 
 // unsafe: the report page, a mapping shared with the `ckpt` command.
 #[allow(unsafe_code)]
