@@ -23,6 +23,22 @@ pub const MAX_TREE: usize = 512;
 /// are the part that grows most: 65,536 descriptors with paths of about 100 bytes take 15 MiB.
 pub const MAX_HEADERS: usize = 64 << 20;
 
+/// Most pipes (by inode) whose queued bytes one checkpoint copies: a program with more pipes
+/// open for reading is refused by the checkpoint, with a message, and goes on.
+pub const MAX_PIPES_COPIED: usize = 4096;
+
+/// Most regions of shared memory (or memory a child does not inherit) one checkpoint copies.
+pub const MAX_SHARED_COPIED: usize = 4096;
+
+/// Most inotify watches whose paths libckpt remembers (from the interposed
+/// `inotify_add_watch`); a watch past them is named at checkpoint and not restored.
+pub const MAX_WATCHES: usize = 8192;
+
+/// Most unused watch numbers a restart fills (with throwaway watches) to give an inotify
+/// instance's watches their numbers again: each costs microseconds, and a watch number near
+/// 2^31 would otherwise hold the restart for hours.
+pub const MAX_WATCH_GAP: u64 = 1 << 16;
+
 /// What one process's image holds of what the restart keeps tables for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 /// Longest path kept; longer ones are not remembered (their watch is then named at checkpoint).
 pub const PATH_MAX: usize = 4096;
 /// Most watches remembered.
-pub const MAX_WATCHES: usize = 8192;
+pub use ckpt_image::limits::MAX_WATCHES;
 
 const FREE: u32 = 0;
 const BUSY: u32 = 1;

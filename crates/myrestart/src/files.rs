@@ -767,10 +767,8 @@ fn make_timerfd(image_path: &CStr, rec: &FdRecord, t: Option<ckpt_image::timerfd
     park(fd, base).map_err(|e| bad("parking", e))
 }
 
-/// Most throwaway watches one inotify instance may take to fill the gaps in its numbers: each
-/// costs microseconds, and a watch number near 2^31 in an image would otherwise hold the
-/// restart for hours.
-const MAX_FILLERS: u64 = 1 << 16;
+/// Most throwaway watches one inotify instance may take to fill the gaps in its numbers.
+use ckpt_image::limits::MAX_WATCH_GAP as MAX_FILLERS;
 
 /// An inotify instance with its watches added again by path, in watch-descriptor order, so
 /// each gets the number the program knows. A gap in the numbers (a watch removed before the

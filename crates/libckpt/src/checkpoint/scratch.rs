@@ -72,14 +72,14 @@ const TIMERS: Span = TIDS.then(MIB);
 /// Most bytes in pipes and socket queues one checkpoint keeps.
 const PIPE_DATA: Span = TIMERS.then(16 * MIB);
 /// Pipes (by inode) whose bytes were copied, at most.
-pub const MAX_PIPES: usize = 4096;
+pub use ckpt_image::limits::MAX_PIPES_COPIED as MAX_PIPES;
 const PIPES: Span = PIPE_DATA.then(room_for::<u64>(MAX_PIPES));
 const EPOLL: Span = PIPES.then(MIB);
 const SOCKETS: Span = EPOLL.then(2 * MIB);
 const TIMERFDS: Span = SOCKETS.then(MIB);
 const INOTIFY: Span = TIMERFDS.then(4 * MIB);
 /// Most shared memory regions a checkpoint copies.
-pub const MAX_SHADOWS: usize = 4096;
+pub use ckpt_image::limits::MAX_SHARED_COPIED as MAX_SHADOWS;
 const SHADOWS: Span = INOTIFY.then(room_for::<Shadow>(MAX_SHADOWS));
 const SHARED: Span = SHADOWS.then(ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS));
 const FILEMAPS: Span = SHARED.then(ckpt_image::filemaps::note_len(SLOTS));
