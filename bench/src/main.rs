@@ -39,7 +39,7 @@ fn options() -> Options {
             "--sizes" => o.sizes = value.split(',').map(|v| v.parse().expect("--sizes takes MiB numbers")).collect(),
             "--fills" => o.fills = value.split(',').map(String::from).collect(),
             "-h" | "--help" => {
-                println!("usage: ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4]");
+                println!("usage: ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads,random+4 processes]");
                 std::process::exit(0);
             }
             other => {
