@@ -23,10 +23,53 @@ pub(crate) fn cpath<'b>(path: &[u8], buf: &'b mut [u8; 4096]) -> Option<&'b CStr
     CStr::from_bytes_with_nul(&buf[..path.len() + 1]).ok()
 }
 
-/// Moves `fd` to the lowest free number at or above `base`, close-on-exec.
-pub fn park(fd: OwnedFd, base: i32) -> Result<i32, Errno> {
+/// A descriptor of ours in the parking area (at or above the plan's `fd_base`), which the plan
+/// owns: made only by [`park`], which takes an [`OwnedFd`], and open until the restore closes
+/// the parking area (`files::install`, `ids::drop_parked`), after the plan's last use of it.
+/// The plan lives in a static and moves with the program, so it holds the number, not an
+/// `OwnedFd`: copies are borrows of the one descriptor the plan owns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Parked(i32);
+
+impl Parked {
+    /// The placeholder of a table slot or plan field not filled yet; never used as a descriptor.
+    pub const NONE: Parked = Parked(-1);
+
+    /// The descriptor, borrowed.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        assert!(self.0 >= 0, "myrestart: a parked descriptor used before it was made");
+        // SAFETY: `park` made this number (NONE, the only other value, was refused above): a
+        // descriptor the plan owns, open until the restore closes the parking area, after the
+        // plan's last use of it.
+        unsafe { BorrowedFd::borrow_raw(self.0) }
+    }
+
+    /// Another parked descriptor on the same open file description, at or above `base`: the
+    /// plan owns it too.
+    pub fn dup(&self, base: i32) -> Result<Parked, Errno> {
+        Ok(Parked(rustix::io::fcntl_dupfd_cloexec(self.as_fd(), base)?.into_raw_fd()))
+    }
+
+    /// Its number, where the kernel wants one (a `dup3` onto the program's number, a path under
+    /// `/proc/self/fd`, `prctl`), or to close it.
+    pub fn raw(self) -> i32 {
+        self.0
+    }
+}
+
+/// Moves `fd` to the lowest free number at or above `base`, close-on-exec: the plan owns it now.
+pub fn park(fd: OwnedFd, base: i32) -> Result<Parked, Errno> {
     let moved = rustix::io::fcntl_dupfd_cloexec(&fd, base)?;
-    Ok(moved.into_raw_fd())
+    Ok(Parked(moved.into_raw_fd()))
+}
+
+/// A copy of the caller's descriptor `n` (`--status-fd`, not negative), parked: out of the way of
+/// the program's numbers. The caller's own stays as it is.
+pub fn park_status_fd(n: i32, base: i32) -> Result<Parked, Errno> {
+    // SAFETY: borrowed only to duplicate it; `--status-fd` names a descriptor the caller passed
+    // open (a closed one fails the duplication), which nothing here owns.
+    let theirs = unsafe { BorrowedFd::borrow_raw(n) };
+    Ok(Parked(rustix::io::fcntl_dupfd_cloexec(theirs, base)?.into_raw_fd()))
 }
 
 /// Gives `fd` the non-blocking flag the saved descriptor had (and no other status flag).

@@ -256,14 +256,12 @@ fn park_own_descriptors(opts: &Options, fd: OwnedFd, fd_base: i32, p: &mut Plan)
     p.fd_base = fd_base;
     let image_fd = crate::fds::park(fd, fd_base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
     p.image_fd = image_fd;
-    p.status = -1;
+    p.status = None;
     if let Some((n, _)) = opts.status_fd {
         // The caller's descriptor, moved up out of the program's way (a restored descriptor
         // may want its number).
-        // SAFETY: borrowed only to duplicate it; `--status-fd` names a descriptor the caller
-        // passed open, which nothing else here owns.
-        let moved = rustix::io::fcntl_dupfd_cloexec(unsafe { rustix::fd::BorrowedFd::borrow_raw(n) }, fd_base);
-        p.status = moved.map(rustix::fd::IntoRawFd::into_raw_fd).map_err(|e| refuse(path, format_args!("--status-fd {n}: {}", describe(e))))?;
+        let moved = crate::fds::park_status_fd(n, fd_base);
+        p.status = Some(moved.map_err(|e| refuse(path, format_args!("--status-fd {n}: {}", describe(e))))?);
     }
     Ok(())
 }
@@ -289,15 +287,15 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     // From here on relative paths (a socket bound to `./sock`, say) mean what they meant to
     // the program.
     rustix::process::fchdir(&cwd_fd).map_err(|e| refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e))))?;
-    if p.cwd_fd >= 0 {
+    if let Some(other) = p.cwd_fd {
         // SAFETY: the parked descriptor of another member's working directory, ours alone.
-        unsafe { rustix::io::close(p.cwd_fd) };
+        unsafe { rustix::io::close(other.raw()) };
     }
-    p.cwd_fd = crate::fds::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
+    p.cwd_fd = Some(crate::fds::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?);
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
     p.exe_fd = match open_exe(path, &p.state.exe, &p.state.exe_id)? {
-        Some(f) => crate::fds::park(f, base).unwrap_or(-1),
-        None => -1,
+        Some(f) => crate::fds::park(f, base).ok(),
+        None => None,
     };
     p.meta = meta;
     p.meta_len = meta_len;
