@@ -454,8 +454,10 @@ fn supervise(child: u32, mask: u64, job: bool, relay: Relay) -> ! {
             finish(status, relay, job)
         }
     };
-    // SAFETY: the signalfd is ours, open for the rest of this process's life.
-    let sfd = unsafe { BorrowedFd::borrow_raw(sfd) };
+    // SAFETY: the signalfd just made, ours alone; open for the rest of this process's life
+    // (it ends by `exit_group`, without dropping it).
+    let sfd: OwnedFd = unsafe { rustix::fd::FromRawFd::from_raw_fd(sfd) };
+    let sfd = sfd.as_fd();
     // The child's wait status, once it has ended.
     let mut exit: Option<i32> = None;
     let mut deadline_ms: i64 = 10_000;

@@ -39,8 +39,8 @@ mod acts;
 #[allow(unsafe_code)]
 mod arena;
 mod changes;
-// unsafe: `Parked::as_fd`, the one place a parked descriptor is borrowed by its number, and the
-// caller's `--status-fd`, borrowed to be parked.
+// unsafe: borrows descriptors by number, in one place each: a parked one (`Parked::as_fd`),
+// the caller's `--status-fd` (to park a copy), myrestart's own 0, 1 and 2 (`own_std`).
 #[allow(unsafe_code)]
 mod fds;
 // unsafe: closes parked descriptors, `dup3` onto fixed numbers, the tree's owners table.
@@ -58,7 +58,7 @@ mod mem;
 // unsafe: maps the image and reads its headers in place; sets thread state by raw calls.
 #[allow(unsafe_code)]
 mod plan;
-// unsafe: maps the image and reads its headers in place; borrows descriptors by number.
+// unsafe: maps the image and reads its headers in place.
 #[allow(unsafe_code)]
 mod planner;
 mod refusal;

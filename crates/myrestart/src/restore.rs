@@ -44,8 +44,8 @@ pub extern "C" fn run(p: &'static Plan) -> ! {
     wait_for_eof(p.said);
     crate::files::cut_logs(p, image);
     if p.member == 0 && p.say_len > 0 {
-        // SAFETY: descriptor 2 is still myrestart's own here, only borrowed for the write.
-        let _ = rustix::io::write(unsafe { rustix::fd::BorrowedFd::borrow_raw(2) }, &p.say[..p.say_len]);
+        // Descriptor 2 is still myrestart's own here.
+        let _ = rustix::io::write(crate::fds::own_std(2), &p.say[..p.say_len]);
     }
     unmap_all_but_block(p);
     move_specials(p);
