@@ -31,6 +31,7 @@
 //! Runs before the point of no return in myrestart: no allocation, raw system calls only.
 
 use crate::arena::Table;
+use crate::fds::Parked;
 use ckpt_image::Image;
 
 /// What to do.
@@ -63,17 +64,17 @@ pub struct Act {
     /// The program's descriptor it concerns, whose record names the path.
     pub target: i32,
     /// The parked descriptor it works on: the placeholder, the unnamed log, the socket.
-    pub fd: i32,
+    pub fd: Parked,
     /// The directory of its path as the plan opened it (parked): the name is made, looked at
     /// and removed there, by its last component. For the unnamed log, that is also the mount
     /// namespace the file was made in (a link across mounts, even of the same filesystem, is
-    /// refused).
-    pub dir: i32,
+    /// refused). None for an act without one (the FIFO's bytes).
+    pub dir: Option<Parked>,
     pub what: What,
     pub made: Option<(u64, u64)>,
 }
 
-pub const NO_ACT: Act = Act { member: 0, target: -1, fd: -1, dir: -1, what: What::NewLog, made: None };
+pub const NO_ACT: Act = Act { member: 0, target: -1, fd: Parked::NONE, dir: None, what: What::NewLog, made: None };
 
 /// The changes a plan prepares, and for whom they are being prepared now.
 pub struct Acts {
@@ -90,7 +91,7 @@ impl Acts {
     pub const NONE: Acts = Acts { list: Table::EMPTY, n: 0, member: 0, pooled: false };
 
     /// Notes a change for the process whose plan is being made. `false` if there are too many.
-    pub fn add(&mut self, target: i32, fd: i32, dir: i32, what: What) -> bool {
+    pub fn add(&mut self, target: i32, fd: Parked, dir: Option<Parked>, what: What) -> bool {
         if self.n == self.list.len() {
             return false;
         }
@@ -141,13 +142,12 @@ pub fn path_of<'b>(image: &Image, a: &Act, buf: &'b mut [u8; 4096]) -> Option<&'
 
 /// The directory and name by which an act names its path: the parked directory and the last
 /// component (the path itself, from the working directory, for an act without one).
-pub fn where_named<'p>(a: &Act, path: &'p core::ffi::CStr) -> (rustix::fd::BorrowedFd<'static>, &'p core::ffi::CStr) {
-    if a.dir < 0 {
+pub fn where_named<'a, 'p>(a: &'a Act, path: &'p core::ffi::CStr) -> (rustix::fd::BorrowedFd<'a>, &'p core::ffi::CStr) {
+    let Some(dir) = &a.dir else {
         return (rustix::fs::CWD, path);
-    }
+    };
     let bytes = path.to_bytes_with_nul();
     let from = path.to_bytes().iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
     let name = core::ffi::CStr::from_bytes_with_nul(&bytes[from..]).unwrap_or(path);
-    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
-    (unsafe { rustix::fd::BorrowedFd::borrow_raw(a.dir) }, name)
+    (dir.as_fd(), name)
 }

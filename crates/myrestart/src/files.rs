@@ -34,7 +34,7 @@
 
 use crate::acts::{Act, Acts, What};
 use crate::arena::Scratch;
-use crate::fds::{cpath, park, set_nonblocking};
+use crate::fds::{cpath, park, set_nonblocking, Parked};
 use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot};
 use crate::refusal::{refuse, Refusal};
 use ckpt_image::fds::{FdKind, FdRecord};
@@ -44,7 +44,7 @@ use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::{say, sys};
 use core::ffi::CStr;
 use linux_raw_sys::general as k;
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 
@@ -78,7 +78,7 @@ fn reopen_as_saved(fd: BorrowedFd, rec: &FdRecord) -> Option<OwnedFd> {
 
 /// Opens everything; fills `p.fds` and `p.file_maps`. Refuses on any problem.
 /// With `inherit_stdio`, descriptors 0, 1 and 2 are myrestart's own, whatever they were.
-pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, inherit_stdio: bool) -> Result<(), Refusal> {
+pub fn open_all(image_path: &CStr, image: &Image, image_fd: Parked, p: &mut Plan, inherit_stdio: bool) -> Result<(), Refusal> {
     let base = p.fd_base;
     let mut buf = [0u8; 4096];
     let mut open_std = [false; 3];
@@ -90,7 +90,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
             open_std[rec.fd as usize] = true;
             // A standard descriptor that is a pipe between processes of a tree is that pipe
             // again; one that leads outside the tree is myrestart's own, as with --inherit-stdio.
-            let internal = rec.kind == FdKind::Pipe && p.pipes[..p.npipes].iter().any(|s| s.ino == rec.ino && s.pooled && s.rd >= 0 && s.wr >= 0);
+            let internal = rec.kind == FdKind::Pipe && p.pipes[..p.npipes].iter().any(|s| s.ino == rec.ino && s.pooled && s.rd.is_some() && s.wr.is_some());
             if (inherit_stdio || rec.kind == FdKind::Pipe) && !internal {
                 continue;
             }
@@ -111,7 +111,7 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: i32, p: &mut Plan, i
                 Some(s) => s.src,
                 None => continue,
             },
-            _ if pooled.is_some() => from_pool(image_path, &rec, path, pooled.unwrap_or((-1, false)), base)?,
+            _ if pooled.is_some() => from_pool(image_path, &rec, path, pooled.unwrap_or((Parked::NONE, false)), base)?,
             FdKind::Deleted => recreate_deleted(image_path, &rec, path, image_fd, base)?,
             FdKind::File | FdKind::Directory | FdKind::Device => reopen(image_path, &rec, path, &mut buf, base, &mut p.acts)?,
             FdKind::EventFd => make_eventfd(image_path, &rec, base)?,
@@ -182,7 +182,7 @@ pub fn note_logs(image: &Image, member: usize, p: &mut Plan) {
 /// changes nothing; a log changed otherwise (truncated, rotated, rewritten) is left as it is,
 /// and so is every log with `--keep-logs` or after a last checkpoint. `src` is the program's
 /// descriptor for it, parked.
-fn plan_cut(rec: &FdRecord, src: i32, p: &mut Plan) {
+fn plan_cut(rec: &FdRecord, src: Parked, p: &mut Plan) {
     let mine = p.log_owners[..p.nlog_owners].iter().any(|o| (o.0, o.1, o.2) == (rec.dev, rec.ino, p.member));
     let planned = p.cuts[..p.ncuts].iter().any(|c| (c.dev, c.ino) == (rec.dev, rec.ino));
     if p.keep_logs || !mine || planned || p.ncuts == p.cuts.len() {
@@ -191,7 +191,7 @@ fn plan_cut(rec: &FdRecord, src: i32, p: &mut Plan) {
     // A description of our own, to read and to write where we choose (the program's may be
     // write-only, and appends wherever it writes).
     let mut link = [0u8; 64];
-    let Some(l) = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", src as u64, b"") else { return };
+    let Some(l) = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", src.raw() as u64, b"") else { return };
     let Ok(fd) = rustix::fs::open(l, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) else { return };
     let Ok(st) = rustix::fs::fstat(&fd) else { return };
     if !rec.is_same_file(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) || st.st_size as u64 <= rec.size {
@@ -212,8 +212,7 @@ fn plan_cut(rec: &FdRecord, src: i32, p: &mut Plan) {
 /// myrestart's stderr too: a batch job's output file) stays, moved up to the cut.
 pub fn cut_logs(p: &Plan, image: &Image) {
     for c in &p.cuts[..p.ncuts] {
-        // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
-        let fd = unsafe { BorrowedFd::borrow_raw(c.fd) };
+        let fd = c.fd.as_fd();
         let path = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == c.target).map_or(&b"?"[..], |(_, path)| path);
         let Ok(st) = rustix::fs::fstat(fd) else { continue };
         let now = st.st_size as u64;
@@ -312,7 +311,7 @@ impl core::fmt::Display for NotOpened {
 
 /// A regular file, directory or device, opened again by its path (see the module's notes for
 /// what is refused, what warned about and what forgiven).
-fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32, acts: &mut Acts) -> Result<i32, Refusal> {
+fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], base: i32, acts: &mut Acts) -> Result<Parked, Refusal> {
     let Some(c) = cpath(path, buf) else {
         return Err(refuse(image_path, format_args!("fd {}: unusable path {}", rec.fd, Lossy(path))));
     };
@@ -413,7 +412,7 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
 /// is made now, without a name (`O_TMPFILE` in its directory), and named then; where the
 /// filesystem cannot make such a file (NFS, say), the restart is refused: made with its name
 /// now, it would be a change before every process of the tree has checked its part.
-fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], base: i32, acts: &mut Acts) -> Result<i32, Refusal> {
+fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], base: i32, acts: &mut Acts) -> Result<Parked, Refusal> {
     let cannot = |e: Errno| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", rec.fd, Lossy(path), describe(e)));
     let flags = OFlags::from_bits_retain((rec.open_flags & REOPEN_FLAGS) | O_CLOEXEC);
     let dir = match path.iter().rposition(|&b| b == b'/') {
@@ -445,7 +444,7 @@ fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], base: i32, acts: 
     };
     let fd = park(fd, base).map_err(cannot)?;
     let dir = park(dir, base).map_err(cannot)?;
-    if !acts.add(rec.fd, fd, dir, what) {
+    if !acts.add(rec.fd, fd, Some(dir), what) {
         return Err(refuse(image_path, format_args!("too many files and sockets to make again")));
     }
     Ok(fd)
@@ -465,13 +464,12 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
         return Err(refuse(image_path, format_args!("fd {}: the log to make again has no record", a.target)));
     };
     let cannot = |e: Errno| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: {}", a.target, Lossy(c.to_bytes()), describe(e)));
-    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
-    let held = unsafe { BorrowedFd::borrow_raw(a.fd) };
+    let held = a.fd.as_fd();
     // By its name in the directory the plan parked.
     let (dir, name) = crate::acts::where_named(a, c);
     let st = if a.what == What::NameLog {
         let mut link = [0u8; 64];
-        let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", a.fd as u64, b"").ok_or_else(|| cannot(Errno::NAMETOOLONG))?;
+        let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", a.fd.raw() as u64, b"").ok_or_else(|| cannot(Errno::NAMETOOLONG))?;
         rustix::fs::linkat(rustix::fs::CWD, l, dir, name, rustix::fs::AtFlags::SYMLINK_FOLLOW).map_err(cannot)?;
         rustix::fs::fstat(held).map_err(cannot)?
     } else {
@@ -480,7 +478,7 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
         let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o666)).map_err(cannot)?;
         let st = rustix::fs::fstat(&fd);
         // SAFETY: `a.fd` is the placeholder parked for this log, which the new file replaces.
-        let put = unsafe { sys::dup3(fd.as_raw_fd(), a.fd, O_CLOEXEC) };
+        let put = unsafe { sys::dup3(fd.as_raw_fd(), a.fd.raw(), O_CLOEXEC) };
         match (st, put) {
             (Ok(st), Ok(())) => st,
             (Err(e), _) | (_, Err(e)) => {
@@ -499,7 +497,7 @@ pub fn make_log(image_path: &CStr, image: &Image, a: &Act) -> Result<(u64, u64),
 
 /// `/dev/null` for descriptor `rec`, parked: for a file of the kernel's that is not the one
 /// the program had.
-fn reads_as_empty(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, Refusal> {
+fn reads_as_empty(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<Parked, Refusal> {
     let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
     park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
@@ -521,7 +519,7 @@ impl core::fmt::Display for GoOn<'_> {
 }
 
 /// An eventfd with its counter, its mode (semaphore or not) and non-blocking flag.
-fn make_eventfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, Refusal> {
+fn make_eventfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<Parked, Refusal> {
     use rustix::event::{eventfd, EventfdFlags};
     let mut flags = EventfdFlags::CLOEXEC;
     if rec.size == 1 {
@@ -556,14 +554,14 @@ fn pipe_slot(image_path: &CStr, rec: &FdRecord, p: &mut Plan, pooled: bool) -> R
     }
     let rd = park(rd, p.fd_base).map_err(|e| bad("parking", e))?;
     let wr = park(wr, p.fd_base).map_err(|e| bad("parking", e))?;
-    p.pipes[p.npipes] = PipeSlot { ino: rec.ino, rd, wr, has_rd: false, has_wr: false, pooled };
+    p.pipes[p.npipes] = PipeSlot { ino: rec.ino, rd: Some(rd), wr: Some(wr), has_rd: false, has_wr: false, pooled };
     p.npipes += 1;
     Ok(p.npipes - 1)
 }
 
 /// One end of a pipe: the pipe is made once, with its size and the bytes it held (from the
 /// record that carries them); each end takes the record's non-blocking flag.
-fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> Result<i32, Refusal> {
+fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: Parked, p: &mut Plan) -> Result<Parked, Refusal> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (pipe): {what}: {}", rec.fd, describe(e)));
     let i = pipe_slot(image_path, rec, p, false)?;
     let reader = rec.open_flags & k::O_ACCMODE == k::O_RDONLY;
@@ -573,27 +571,21 @@ fn pipe_end(image_path: &CStr, rec: &FdRecord, image_fd: i32, p: &mut Plan) -> R
     } else {
         slot.has_wr = true;
     }
-    let end = if reader { slot.rd } else { slot.wr };
-    // SAFETY: `end` is a parked descriptor of ours, open for the whole plan.
-    let end_fd = unsafe { BorrowedFd::borrow_raw(end) };
-    if end < 0 {
+    let (Some(end), Some(wr)) = (if reader { slot.rd } else { slot.wr }, slot.wr) else {
         // A pipe of the tree whose end no process had: none has it now either.
         return Err(refuse(image_path, format_args!("fd {} (pipe): its end is missing", rec.fd)));
-    }
+    };
     if rec.blob_len > 0 && !slot.pooled {
-        // SAFETY: as above.
-        let wr = unsafe { BorrowedFd::borrow_raw(slot.wr) };
-        fill_pipe(image_fd, rec.blob_offset, wr, rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
+        fill_pipe(image_fd, rec.blob_offset, wr.as_fd(), rec.blob_len).map_err(|e| bad("putting back the bytes it held", e))?;
     }
-    set_nonblocking(end_fd, rec).map_err(|e| bad("setting its flags", e))?;
+    set_nonblocking(end.as_fd(), rec).map_err(|e| bad("setting its flags", e))?;
     Ok(end)
 }
 
 /// Writes `len` bytes of the image at `from` into a pipe (which has room for them: they were
 /// in a pipe of the same size).
-fn fill_pipe(image_fd: i32, mut from: u64, wr: BorrowedFd, len: u64) -> Result<(), Errno> {
-    // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
-    let img = unsafe { BorrowedFd::borrow_raw(image_fd) };
+fn fill_pipe(image_fd: Parked, mut from: u64, wr: BorrowedFd, len: u64) -> Result<(), Errno> {
+    let img = image_fd.as_fd();
     let mut buf = [0u8; 16384];
     let mut left = len;
     let flags = rustix::fs::fcntl_getfl(wr)?;
@@ -619,7 +611,7 @@ fn fill_pipe(image_fd: i32, mut from: u64, wr: BorrowedFd, len: u64) -> Result<(
 /// back through that hold once every check has passed ([`fill_fifo`]); once the program runs,
 /// the hold is let go, and an end whose peer was outside the process sees it closed until
 /// someone opens it again.
-fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Result<i32, Refusal> {
+fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Result<Parked, Refusal> {
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (FIFO {}): {what}: {}", rec.fd, Lossy(path), describe(e)));
     let mut buf = [0u8; 4096];
     let Some(c) = cpath(path, &mut buf) else {
@@ -653,7 +645,7 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Res
     let hold = park(hold, p.fd_base).map_err(|e| bad("parking", e))?;
     // The bytes it held go back only once every check has passed (`acts.rs`): whoever else has
     // the FIFO open would read them even from a restart that is then refused.
-    if rec.blob_len > 0 && !p.acts.add(rec.fd, hold, -1, What::FillFifo) {
+    if rec.blob_len > 0 && !p.acts.add(rec.fd, hold, None, What::FillFifo) {
         return Err(refuse(image_path, format_args!("too many files and sockets to make again")));
     }
     park(end, p.fd_base).map_err(|e| bad("parking", e))
@@ -661,12 +653,11 @@ fn fifo_end(image_path: &CStr, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Res
 
 /// Once every check has passed: the bytes FIFO `a.target` held put back, through the hold
 /// [`fifo_end`] parked (`a.fd`).
-pub fn fill_fifo(image_path: &CStr, image: &Image, image_fd: i32, a: &Act) -> Result<(), Refusal> {
+pub fn fill_fifo(image_path: &CStr, image: &Image, image_fd: Parked, a: &Act) -> Result<(), Refusal> {
     let Some((rec, path)) = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target) else {
         return Err(refuse(image_path, format_args!("fd {}: the FIFO to fill again has no record", a.target)));
     };
-    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
-    let hold = unsafe { BorrowedFd::borrow_raw(a.fd) };
+    let hold = a.fd.as_fd();
     fill_pipe(image_fd, rec.blob_offset, hold, rec.blob_len)
         .map_err(|e| refuse(image_path, format_args!("fd {} (FIFO {}): putting back the bytes it held: {}", rec.fd, Lossy(path), describe(e))))
 }
@@ -676,10 +667,10 @@ pub fn fill_fifo(image_path: &CStr, image: &Image, image_fd: i32, a: &Act) -> Re
 fn close_missing_pipe_ends(p: &mut Plan) {
     for s in p.pipes[..p.npipes].iter_mut().filter(|s| !s.pooled) {
         for (had, fd, which) in [(s.has_rd, s.rd, "read"), (s.has_wr, s.wr, "write")] {
-            if !had {
+            if let (false, Some(fd)) = (had, fd) {
                 say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process)", s.ino);
                 // SAFETY: a parked descriptor of ours that nothing else refers to.
-                unsafe { rustix::io::close(fd) };
+                unsafe { rustix::io::close(fd.raw()) };
             }
         }
     }
@@ -687,7 +678,7 @@ fn close_missing_pipe_ends(p: &mut Plan) {
 
 /// A memfd comes back as a new memfd of the same name, with its contents and seals, opened as
 /// before and at the same offset.
-fn recreate_memfd(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, base: i32) -> Result<i32, Refusal> {
+fn recreate_memfd(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: Parked, base: i32) -> Result<Parked, Refusal> {
     use rustix::fs::{MemfdFlags, SealFlags};
     let name = path.strip_prefix(b"/memfd:").unwrap_or(path);
     let name = name.strip_suffix(b" (deleted)").unwrap_or(name);
@@ -714,7 +705,7 @@ fn recreate_memfd(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32,
 }
 
 /// A signalfd for the saved mask, non-blocking as it was.
-fn make_signalfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, Refusal> {
+fn make_signalfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<Parked, Refusal> {
     let bad = |e: Errno| refuse(image_path, format_args!("fd {} (signalfd): {}", rec.fd, describe(e)));
     // SAFETY: a new descriptor, owned from here on.
     let fd = unsafe { rustix::fd::FromRawFd::from_raw_fd(sys::signalfd(rec.aux).map_err(bad)?) };
@@ -725,7 +716,7 @@ fn make_signalfd(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<i32, Re
 
 /// A timerfd on its clock, armed as it was: a relative timer with the time it had left, an
 /// absolute one with its deadline; unread expirations are set back where the kernel allows it.
-fn make_timerfd(image_path: &CStr, rec: &FdRecord, t: Option<ckpt_image::timerfd::TimerFdRecord>, base: i32) -> Result<i32, Refusal> {
+fn make_timerfd(image_path: &CStr, rec: &FdRecord, t: Option<ckpt_image::timerfd::TimerFdRecord>, base: i32) -> Result<Parked, Refusal> {
     use rustix::time::{timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (timerfd): {what}: {}", rec.fd, describe(e)));
     let Some(t) = t else {
@@ -774,7 +765,7 @@ use ckpt_image::limits::MAX_WATCH_GAP as MAX_FILLERS;
 /// each gets the number the program knows. A gap in the numbers (a watch removed before the
 /// checkpoint) is filled with a throwaway watch removed at once (at most [`MAX_FILLERS`] of
 /// them); its removal event is drained before the program runs.
-fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> Result<i32, Refusal> {
+fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> Result<Parked, Refusal> {
     use ckpt_image::inotify::{placed, record_at};
     use rustix::fs::inotify;
     let bad = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (inotify): {what}: {}", rec.fd, describe(e)));
@@ -841,7 +832,7 @@ fn make_inotify(image_path: &CStr, image: &Image, rec: &FdRecord, base: i32) -> 
 /// contents, opened as before and at the same offset. Its directory is opened as every
 /// recorded path is, never through a symbolic link ([`open_recorded`]), and the file made in
 /// it without a name: nothing at any path is made or followed.
-fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i32, base: i32) -> Result<i32, Refusal> {
+fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: Parked, base: i32) -> Result<Parked, Refusal> {
     let original = path.strip_suffix(b" (deleted)").unwrap_or(path);
     let dir = match original.iter().rposition(|&c| c == b'/') {
         Some(0) | None => &b"/"[..],
@@ -869,9 +860,8 @@ fn recreate_deleted(image_path: &CStr, rec: &FdRecord, path: &[u8], image_fd: i3
 }
 
 /// Copies `len` bytes of the image from `from` to the start of `to`.
-fn copy_from_image(image_fd: i32, from: u64, to: &OwnedFd, len: u64) -> Result<(), Errno> {
-    // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
-    copy_range(unsafe { BorrowedFd::borrow_raw(image_fd) }, from, to.as_fd(), 0, len)
+fn copy_from_image(image_fd: Parked, from: u64, to: &OwnedFd, len: u64) -> Result<(), Errno> {
+    copy_range(image_fd.as_fd(), from, to.as_fd(), 0, len)
 }
 
 /// Copies `len` bytes of `src` from `from` into `to` at `at`; an error if `src` ends first.
@@ -965,7 +955,7 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
 /// where the region maps it. Anything else is refused by name: the image holds no copy. A file
 /// that others could change (`myrestart::trust`) is not mapped itself: the bytes the region
 /// maps are copied first, and the copy is checked and mapped.
-fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, Refusal> {
+fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<Parked, Refusal> {
     let Some(m) = image.file_map(i) else {
         return Err(refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it")));
     };
@@ -1012,7 +1002,7 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
 /// link: [`open_recorded`]), under the rule for the files the program had open: another user's
 /// file where the program mapped one of ours is refused, another file of ours is named as
 /// replaced and used.
-fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<i32, Refusal> {
+fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<Parked, Refusal> {
     let Some(c) = cpath(r.name, buf) else {
         return Err(refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name))));
     };
@@ -1065,7 +1055,7 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
     if let Some((f, _)) = open {
         if let Some(s) = p.fds[..p.nfds].iter().find(|s| s.target == f.fd) {
             let mut link = [0u8; 64];
-            let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", s.src as u64, b"").ok_or_else(|| bad("reopening its descriptor", Errno::NAMETOOLONG))?;
+            let l = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", s.src.raw() as u64, b"").ok_or_else(|| bad("reopening its descriptor", Errno::NAMETOOLONG))?;
             let sealed = f.kind == FdKind::MemFd && f.aux as u32 & (k::F_SEAL_WRITE | k::F_SEAL_FUTURE_WRITE) != 0;
             let mode = if rec.prot & 2 != 0 || (fill && !sealed) { OFlags::RDWR } else { OFlags::RDONLY };
             let fd = rustix::fs::open(l, mode | OFlags::CLOEXEC, Mode::empty()).map_err(|e| bad("reopening its descriptor", e))?;
@@ -1076,9 +1066,8 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
     // Shared memory of a tree: made once for all its processes.
     if let Some(fd) = shared_object(p, rec.dev, rec.inode) {
         let s = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
-        // SAFETY: the pool's descriptors stay open until the point of no return.
-        let fd = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(s.fd) }, p.fd_base).map_err(|e| bad("sharing it", e))?;
-        return Ok(MapSlot { region: i as u32, fd: fd.into_raw_fd(), fill, private: false });
+        let fd = s.fd.dup(p.fd_base).map_err(|e| bad("sharing it", e))?;
+        return Ok(MapSlot { region: i as u32, fd, fill, private: false });
     }
     // Shared memory without a descriptor: a new memfd covering every mapping of it.
     let size = (0..image.region_count())
@@ -1227,9 +1216,8 @@ fn pool_pipes(image_path: &CStr, image: &Image, ends: &mut [(bool, bool, bool)],
         ends[i].2 &= rec.fd < 3;
         // The bytes in it, once (every process that had a read end saw the same bytes).
         if rec.blob_len > 0 && !core::mem::replace(&mut p.pipes[i].has_rd, true) {
-            // SAFETY: a parked descriptor of ours.
-            let wr = unsafe { BorrowedFd::borrow_raw(p.pipes[i].wr) };
-            fill_pipe(p.image_fd, rec.blob_offset, wr, rec.blob_len).map_err(|e| pool_failed(image_path, "putting back a pipe's bytes", e))?;
+            let wr = p.pipes[i].wr.ok_or(Errno::BADF).map_err(|e| pool_failed(image_path, "putting back a pipe's bytes", e))?;
+            fill_pipe(p.image_fd, rec.blob_offset, wr.as_fd(), rec.blob_len).map_err(|e| pool_failed(image_path, "putting back a pipe's bytes", e))?;
         }
     }
     Ok(())
@@ -1253,8 +1241,7 @@ fn pool_files(image_path: &CStr, image: &Image, m: usize, tree: &TreeHas, p: &mu
         let fd = reopen(image_path, &rec, path, &mut buf, p.fd_base, &mut p.acts);
         p.acts.pooled = false;
         let fd = fd?;
-        // SAFETY: the parked descriptor just made, only borrowed.
-        let unnamed = rustix::fs::fstat(unsafe { BorrowedFd::borrow_raw(fd) }).is_ok_and(|st| st.st_nlink == 0);
+        let unnamed = rustix::fs::fstat(fd.as_fd()).is_ok_and(|st| st.st_nlink == 0);
         p.files[p.nfiles] = SharedFile { dev: rec.dev, ino: rec.ino, offset: rec.offset, flags: rec.open_flags, fd, gone: unnamed };
         p.nfiles += 1;
     }
@@ -1310,8 +1297,7 @@ fn pool_shared_memory(image_path: &CStr, image: &Image, p: &mut Plan) -> Result<
 fn size_shared_memory(image_path: &CStr, tree: &TreeHas, p: &Plan) -> Result<(), Refusal> {
     for s in p.shared[..p.nshared].iter().filter(|s| s.dev != u64::MAX) {
         let size = tree.objs[..tree.nobjs].iter().find(|o| o.0 == s.ino).map_or(0, |o| o.3);
-        // SAFETY: a parked descriptor of ours.
-        rustix::fs::ftruncate(unsafe { BorrowedFd::borrow_raw(s.fd) }, size).map_err(|e| pool_failed(image_path, "sizing a memfd", e))?;
+        rustix::fs::ftruncate(s.fd.as_fd(), size).map_err(|e| pool_failed(image_path, "sizing a memfd", e))?;
     }
     Ok(())
 }
@@ -1329,9 +1315,10 @@ fn close_ends_outside(ends: &[(bool, bool, bool)], p: &mut Plan) {
                 if !std_only {
                     say!("myrestart: pipe:[{}] comes back with its {which} end closed (it was outside the process tree)", s.ino);
                 }
-                // SAFETY: a parked descriptor of ours that nothing else refers to.
-                unsafe { rustix::io::close(*fd) };
-                *fd = -1;
+                if let Some(fd) = fd.take() {
+                    // SAFETY: a parked descriptor of ours that nothing else refers to.
+                    unsafe { rustix::io::close(fd.raw()) };
+                }
             }
         }
     }
@@ -1420,12 +1407,11 @@ fn part_image(image_path: &CStr, p: &mut Plan, m: usize) -> Result<Option<Image<
 /// shares that open file description (and so its offset) with the other processes; otherwise
 /// it is opened again with this descriptor's own flags: a memfd or deleted file at its offset,
 /// a log made again (empty) at its start.
-fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], (f, same): (i32, bool), base: i32) -> Result<i32, Refusal> {
+fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], (f, same): (Parked, bool), base: i32) -> Result<Parked, Refusal> {
     let bad = |e: Errno| refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
-    // SAFETY: a parked descriptor of ours (the tree's), only borrowed.
-    let tree_copy = unsafe { BorrowedFd::borrow_raw(f) };
+    let tree_copy = f.as_fd();
     if same {
-        return Ok(rustix::io::fcntl_dupfd_cloexec(tree_copy, base).map_err(bad)?.into_raw_fd());
+        return f.dup(base).map_err(bad);
     }
     let fd = reopen_as_saved(tree_copy, rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
     if rec.kind != FdKind::File {
@@ -1435,19 +1421,19 @@ fn from_pool(image_path: &CStr, rec: &FdRecord, path: &[u8], (f, same): (i32, bo
 }
 
 /// The tree's log made again for `rec`'s (it was gone), if the pool made one.
-fn gone_log(p: &Plan, rec: &FdRecord) -> Option<i32> {
+fn gone_log(p: &Plan, rec: &FdRecord) -> Option<Parked> {
     p.files[..p.nfiles].iter().find(|f| f.gone && (f.dev, f.ino) == (rec.dev, rec.ino)).map(|f| f.fd)
 }
 
 /// The tree's one copy of a shared memory object: by device and inode as a region names it,
 /// or (a memfd or deleted file made from a descriptor's record, `dev` `u64::MAX` in the table)
 /// by inode alone.
-fn shared_object(p: &Plan, dev: u64, ino: u64) -> Option<i32> {
+fn shared_object(p: &Plan, dev: u64, ino: u64) -> Option<Parked> {
     p.shared[..p.nshared].iter().find(|s| s.ino == ino && (s.dev == dev || s.dev == u64::MAX)).map(|s| s.fd)
 }
 
 /// The tree's shared open file that `rec` stands for, if it is one.
-fn shared_file(p: &Plan, rec: &FdRecord) -> Option<i32> {
+fn shared_file(p: &Plan, rec: &FdRecord) -> Option<Parked> {
     p.files[..p.nfiles].iter().find(|f| (f.dev, f.ino, f.offset, f.flags) == (rec.dev, rec.ino, rec.offset, rec.open_flags)).map(|f| f.fd)
 }
 
@@ -1475,7 +1461,7 @@ pub fn install(p: &Plan) -> Result<(), (i32, Errno)> {
     }
     for s in &p.fds[..p.nfds] {
         // SAFETY: as above; `target` is below the parking area, `src` a parked descriptor.
-        unsafe { sys::dup3(s.src, s.target, if s.cloexec { O_CLOEXEC } else { 0 }) }.map_err(|e| (s.target, e))?;
+        unsafe { sys::dup3(s.src.raw(), s.target, if s.cloexec { O_CLOEXEC } else { 0 }) }.map_err(|e| (s.target, e))?;
     }
     Ok(())
 }

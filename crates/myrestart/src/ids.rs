@@ -28,6 +28,7 @@
 //! Runs before the point of no return in myrestart: no allocation, raw system calls only.
 
 use crate::args::Options;
+use crate::fds::Parked;
 use crate::plan::Plan;
 use crate::refusal::{refuse, Refusal};
 use ckpt_sigsafe::errno::describe;
@@ -140,12 +141,12 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
             sys::exit_group(crate::EXIT_REFUSED);
         }
         drop(go_rd);
-        p.said = crate::fds::park(said_rd, p.fd_base).unwrap_or(-1);
-        let to_outer = crate::fds::park(ended_wr, p.fd_base).unwrap_or(-1);
+        p.said = crate::fds::park(said_rd, p.fd_base).ok();
+        let to_outer = crate::fds::park(ended_wr, p.fd_base).ok();
         return run_init(p, pid, ready_wr, to_outer);
     }
     drop((go_rd, ready_wr, said_rd, ended_wr));
-    let from_init = crate::fds::park(ended_rd, p.fd_base).unwrap_or(-1);
+    let from_init = crate::fds::park(ended_rd, p.fd_base).ok();
     // The maps are written from here, outside the new namespace: only a process with
     // CAP_SETUID over the parent namespace may map more than its own ID.
     if let Err(e) = if own_user_ns { write_id_maps(init, uid, gid) } else { Ok(()) } {
@@ -239,7 +240,7 @@ fn find_child(parent: u32) -> Option<u32> {
 
 /// Init of the new namespace: a /proc of its own, then the program's process with its PID.
 /// Returns in the program's process (or, if the program was PID 1 itself, in init).
-fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(), Fallback> {
+fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) -> Result<(), Fallback> {
     let fail = |e: Errno| -> ! {
         let _ = rustix::io::write(&ready, &(e.raw_os_error() as u32).to_ne_bytes());
         sys::exit_group(crate::EXIT_REFUSED)
@@ -271,7 +272,7 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
                 (Err(e), _) | (_, Err(e)) => fail(e),
             };
             let park = |fd: OwnedFd| crate::fds::park(fd, p.fd_base).unwrap_or_else(|e| fail(e));
-            p.barrier[stage] = [park(ready_wr), park(go_rd)];
+            p.barrier[stage] = Some([park(ready_wr), park(go_rd)]);
             *slot = Some((ready_rd, go_wr));
         }
     }
@@ -288,9 +289,9 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
     if p.ntree > 0 {
         // SAFETY: init's copies of the processes' ends, which it uses no more.
         unsafe {
-            for b in p.barrier {
-                rustix::io::close(b[0]);
-                rustix::io::close(b[1]);
+            for [ready, go] in p.barrier.into_iter().flatten() {
+                rustix::io::close(ready.raw());
+                rustix::io::close(go.raw());
             }
         }
         // Every process checked and planned, then each with its changes outside made: all
@@ -322,10 +323,10 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: i32) -> Result<(),
 /// sockets, the image) but the descriptors in `keep` (at most two: its own pipes of `Relay`), so
 /// that, say, a pipe's reader sees it closed when the program's own writers close it. Call only
 /// with no `OwnedFd` of ours at or above `fd_base` alive.
-fn drop_parked(p: &Plan, keep: &[i32]) {
+fn drop_parked(p: &Plan, keep: &[Option<Parked>]) {
     let mut from = p.fd_base as u32;
     let mut kept = [u32::MAX; 2];
-    for (slot, &fd) in kept.iter_mut().zip(keep.iter().filter(|&&fd| fd >= p.fd_base)) {
+    for (slot, fd) in kept.iter_mut().zip(keep.iter().flatten().map(|fd| fd.raw()).filter(|&fd| fd >= p.fd_base)) {
         *slot = fd as u32;
     }
     kept.sort_unstable();
@@ -381,24 +382,23 @@ fn mount_own_proc() -> Result<(), Errno> {
 /// myrestart tells `--status-fd`.
 #[derive(Clone, Copy)]
 struct Relay {
-    /// In init: the pipe to the outer myrestart (-1: none).
-    to_outer: i32,
-    /// In the outer myrestart: the pipe from init (-1: none).
-    from_init: i32,
-    /// In the outer myrestart: `--status-fd` (-1: none).
-    status: i32,
+    /// In init: the pipe to the outer myrestart.
+    to_outer: Option<Parked>,
+    /// In the outer myrestart: the pipe from init.
+    from_init: Option<Parked>,
+    /// In the outer myrestart: `--status-fd`.
+    status: Option<Parked>,
 }
 
 impl Relay {
-    const NONE: Relay = Relay { to_outer: -1, from_init: -1, status: -1 };
+    const NONE: Relay = Relay { to_outer: None, from_init: None, status: None };
 }
 
 /// Writes all of `data` to descriptor `fd`, if there is one (a reader that is gone is no
 /// matter).
-fn tell(fd: i32, data: &[u8]) {
-    if fd >= 0 {
-        // SAFETY: a descriptor of ours, borrowed for the call.
-        let _ = rustix::io::write(unsafe { BorrowedFd::borrow_raw(fd) }, data);
+fn tell(fd: Option<Parked>, data: &[u8]) {
+    if let Some(fd) = fd {
+        let _ = rustix::io::write(fd.as_fd(), data);
     }
 }
 
@@ -418,10 +418,10 @@ pub fn tell_restoring(p: &Plan) {
 fn finish(raw: i32, relay: Relay, job: bool) -> ! {
     tell(relay.to_outer, &raw.to_ne_bytes());
     let mut raw = raw;
-    if relay.from_init >= 0 {
+    if let Some(from_init) = relay.from_init {
         let mut word = [0u8; 4];
-        // SAFETY: the pipe's read end, ours; init, its only writer, has ended.
-        if read_full(unsafe { BorrowedFd::borrow_raw(relay.from_init) }, &mut word) == 4 {
+        // The pipe's read end, ours; init, its only writer, has ended.
+        if read_full(from_init.as_fd(), &mut word) == 4 {
             raw = i32::from_ne_bytes(word);
         }
     }
@@ -454,8 +454,10 @@ fn supervise(child: u32, mask: u64, job: bool, relay: Relay) -> ! {
             finish(status, relay, job)
         }
     };
-    // SAFETY: the signalfd is ours, open for the rest of this process's life.
-    let sfd = unsafe { BorrowedFd::borrow_raw(sfd) };
+    // SAFETY: the signalfd just made, ours alone; open for the rest of this process's life
+    // (it ends by `exit_group`, without dropping it).
+    let sfd: OwnedFd = unsafe { rustix::fd::FromRawFd::from_raw_fd(sfd) };
+    let sfd = sfd.as_fd();
     // The child's wait status, once it has ended.
     let mut exit: Option<i32> = None;
     let mut deadline_ms: i64 = 10_000;

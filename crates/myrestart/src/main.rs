@@ -34,19 +34,16 @@
 #![allow(clippy::result_large_err, reason = "a refusal is its line, on the stack (no heap)")]
 #![deny(unsafe_code)]
 
-// unsafe: borrows parked descriptors by number.
-#[allow(unsafe_code)]
 mod acts;
 // unsafe: the tables' memory: a mapping of its own, handed out as slices.
 #[allow(unsafe_code)]
 mod arena;
-// unsafe: borrows parked descriptors by number to make the changes outside.
-#[allow(unsafe_code)]
 mod changes;
-// unsafe: moves and borrows descriptors by number (parking them above the program's).
+// unsafe: borrows descriptors by number, in one place each: a parked one (`Parked::as_fd`),
+// the caller's `--status-fd` (to park a copy), myrestart's own 0, 1 and 2 (`own_std`).
 #[allow(unsafe_code)]
 mod fds;
-// unsafe: borrows parked and image descriptors by number, maps files, `dup3` onto fixed numbers.
+// unsafe: closes parked descriptors, `dup3` onto fixed numbers, the tree's owners table.
 #[allow(unsafe_code)]
 mod files;
 // unsafe: moves the program itself: copies its own code and stack to a new block and jumps there.
@@ -61,20 +58,21 @@ mod mem;
 // unsafe: maps the image and reads its headers in place; sets thread state by raw calls.
 #[allow(unsafe_code)]
 mod plan;
-// unsafe: maps the image and reads its headers in place; borrows descriptors by number.
+// unsafe: maps the image and reads its headers in place.
 #[allow(unsafe_code)]
 mod planner;
 mod refusal;
 // unsafe: after the point of no return: remaps memory, sets registers and jumps into the program.
 #[allow(unsafe_code)]
 mod restore;
-// unsafe: borrows parked descriptors by number; a mapping of its own.
+// unsafe: a socket address built from its saved bytes; a mapping of its own.
 #[allow(unsafe_code)]
 mod sockets;
 // unsafe: tables carved out of a mapping sized from the image.
 #[allow(unsafe_code)]
 mod tables;
-// unsafe: forks the tree's processes and hands descriptors between them by number.
+// unsafe: a signal action reset before a process ends; closes each barrier's parked pipe ends
+// after their use.
 #[allow(unsafe_code)]
 mod tree;
 

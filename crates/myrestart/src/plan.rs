@@ -8,6 +8,7 @@
 
 use crate::acts::Acts;
 use crate::arena::{Arena, Table};
+use crate::fds::Parked;
 use ckpt_image::region::RegionKind;
 use ckpt_image::tree::TreeRecord;
 use ckpt_image::{Image, ProcessState, ThreadState};
@@ -29,7 +30,7 @@ pub struct Special {
 #[derive(Clone, Copy)]
 pub struct FdSlot {
     pub target: i32,
-    pub src: i32,
+    pub src: Parked,
     pub cloexec: bool,
 }
 
@@ -37,8 +38,8 @@ pub struct FdSlot {
 #[derive(Clone, Copy)]
 pub struct PipeSlot {
     pub ino: u64,
-    pub rd: i32,
-    pub wr: i32,
+    pub rd: Option<Parked>,
+    pub wr: Option<Parked>,
     pub has_rd: bool,
     pub has_wr: bool,
     /// Made for the whole tree before its processes (already holding its bytes; an end no
@@ -62,7 +63,7 @@ pub struct TreePart {
 pub struct SharedSlot {
     pub dev: u64,
     pub ino: u64,
-    pub fd: i32,
+    pub fd: Parked,
 }
 
 /// Most processes a tree image may hold.
@@ -72,7 +73,7 @@ pub const MAX_TREE: usize = ckpt_image::tree::MAX_TREE;
 #[derive(Clone, Copy)]
 pub struct PairSlot {
     pub ino: [u64; 2],
-    pub fd: [i32; 2],
+    pub fd: [Parked; 2],
     /// Made for the whole tree before its processes, each end's queued bytes already back.
     pub pooled: bool,
 }
@@ -85,7 +86,7 @@ pub struct SharedFile {
     pub ino: u64,
     pub offset: u64,
     pub flags: u32,
-    pub fd: i32,
+    pub fd: Parked,
     /// A log that was gone, made by the pool without a name: a process that had it open by
     /// itself (another description) opens it again through this one.
     pub gone: bool,
@@ -97,7 +98,7 @@ pub struct SharedFile {
 #[derive(Clone, Copy)]
 pub struct MapSlot {
     pub region: u32,
-    pub fd: i32,
+    pub fd: Parked,
     pub fill: bool,
     /// Mapped privately (a file the program never wrote), not shared.
     pub private: bool,
@@ -109,7 +110,7 @@ pub struct LogCut {
     /// The program's descriptor for it (1 or 2), for the message.
     pub target: i32,
     /// A descriptor of ours on the file (parked), opened to read and write, not appending.
-    pub fd: i32,
+    pub fd: Parked,
     pub dev: u64,
     pub ino: u64,
     /// Its length at the checkpoint.
@@ -127,12 +128,12 @@ pub const NO_THREAD: ThreadState = ThreadState {
 /// block with it: see `tables`), so it stays valid when the program moves. Its tables are
 /// sized from the image (`tables::fit`).
 pub struct Plan {
-    pub image_fd: i32,
+    pub image_fd: Parked,
     /// The base images of an incremental image (`NT_CKPT_CHAIN`), in its order: run source
     /// k is `bases[k - 1]`.
-    pub bases: [i32; ckpt_image::chain::MAX_BASES],
-    pub cwd_fd: i32,
-    pub exe_fd: i32,
+    pub bases: [Parked; ckpt_image::chain::MAX_BASES],
+    pub cwd_fd: Option<Parked>,
+    pub exe_fd: Option<Parked>,
     pub meta: usize,
     pub meta_len: usize,
     pub file_len: u64,
@@ -181,7 +182,7 @@ pub struct Plan {
     pub nshared: usize,
     /// The tree's barriers (parked, see [`PLANNED`]), each a pair: say "ready" on the first
     /// descriptor, wait for "go" on the second.
-    pub barrier: [[i32; 2]; BARRIERS],
+    pub barrier: [Option<[Parked; 2]>; BARRIERS],
     /// The key the image must be authenticated with (`--key`).
     pub key: Option<ckpt_image::mac::Key>,
     /// Read all memory from the image instead of mapping the image file.
@@ -209,11 +210,11 @@ pub struct Plan {
     pub say_len: usize,
     /// A pipe's read end (parked) that reaches its end once the outer myrestart has said which
     /// process the program is (`--announce`, `--stopped`): logs are cut only then, so that its
-    /// lines stay in one that is its stderr too. -1 without namespaces (nothing outside).
-    pub said: i32,
-    /// `--status-fd`, parked (-1: none): told "R" by the restoring root at its point of no
+    /// lines stay in one that is its stderr too. None without namespaces (nothing outside).
+    pub said: Option<Parked>,
+    /// `--status-fd`, parked: told "R" by the restoring root at its point of no
     /// return, and the program's wait status by the outer myrestart at the end.
-    pub status: i32,
+    pub status: Option<Parked>,
     /// The changes outside the process the plan prepares, made once every check has passed.
     pub acts: Acts,
     /// The mapping that holds the tables above.
@@ -228,10 +229,10 @@ struct PlanCell(UnsafeCell<Plan>);
 unsafe impl Sync for PlanCell {}
 
 static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
-    image_fd: -1,
-    bases: [-1; ckpt_image::chain::MAX_BASES],
-    cwd_fd: -1,
-    exe_fd: -1,
+    image_fd: Parked::NONE,
+    bases: [Parked::NONE; ckpt_image::chain::MAX_BASES],
+    cwd_fd: None,
+    exe_fd: None,
     meta: 0,
     meta_len: 0,
     file_len: 0,
@@ -264,7 +265,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     member: 0,
     shared: Table::EMPTY,
     nshared: 0,
-    barrier: [[-1; 2]; BARRIERS],
+    barrier: [None; BARRIERS],
     key: None,
     eager: false,
     stopped: false,
@@ -272,13 +273,13 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     keep_logs: false,
     log_owners: [(0, 0, 0); 2 * MAX_TREE],
     nlog_owners: 0,
-    cuts: [LogCut { target: 0, fd: -1, dev: 0, ino: 0, size: 0 }; 2],
+    cuts: [LogCut { target: 0, fd: Parked::NONE, dev: 0, ino: 0, size: 0 }; 2],
     ncuts: 0,
     own_stderr: None,
     say: [0; 4096],
     say_len: 0,
-    said: -1,
-    status: -1,
+    said: None,
+    status: None,
     acts: Acts::NONE,
     arena: Arena::NONE,
 }));

@@ -24,7 +24,7 @@ use ckpt_sigsafe::maps;
 use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::say;
 use core::ffi::CStr;
-use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -52,7 +52,7 @@ fn trusted(path: &CStr, what: &dyn core::fmt::Display, fd: OwnedFd, st: &rustix:
 /// `--allow-running`), the image's descriptor and length, and the key its MAC is checked with.
 struct Checking<'a> {
     opts: &'a Options,
-    fd: i32,
+    fd: BorrowedFd<'a>,
     file_len: u64,
     key: Option<&'a ckpt_image::mac::Key>,
 }
@@ -65,7 +65,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
     let fd = open_image(opts, p)?;
     let file_len = p.file_len;
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
-    let (meta, image) = read_part(path, fd.as_raw_fd(), 0, file_len, p)?;
+    let (meta, image) = read_part(path, fd.as_fd(), 0, file_len, p)?;
     tables::fit(path, p, image.counts())?;
     p.keep_logs = opts.keep_logs || p.state.is_last_checkpoint();
     p.nlog_owners = 0;
@@ -80,7 +80,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
     let ignored = ignored_interrupts(&p.state);
     let key = read_key(opts)?;
     p.key = key;
-    let c = Checking { opts, fd: fd.as_raw_fd(), file_len, key: key.as_ref() };
+    let c = Checking { opts, fd: fd.as_fd(), file_len, key: key.as_ref() };
     check_root(&c, &image, p)?;
     p.ntree = 0;
     p.member = 0;
@@ -114,8 +114,7 @@ fn take_options(opts: &Options, p: &mut Plan) {
     p.stopped = opts.stopped;
     p.announce = opts.announce;
     // Before anything is said: what myrestart writes to its stderr from here on is its own.
-    // SAFETY: descriptor 2 is only borrowed for the look.
-    p.own_stderr = rustix::fs::fstat(unsafe { rustix::fd::BorrowedFd::borrow_raw(2) })
+    p.own_stderr = rustix::fs::fstat(crate::fds::own_std(2))
         .ok()
         .filter(|st| (st.st_mode & 0o170000) == 0o100000)
         .map(|st| (st.st_dev, st.st_ino, st.st_size as u64));
@@ -256,14 +255,12 @@ fn park_own_descriptors(opts: &Options, fd: OwnedFd, fd_base: i32, p: &mut Plan)
     p.fd_base = fd_base;
     let image_fd = crate::fds::park(fd, fd_base).map_err(|e| refuse(path, format_args!("moving the image descriptor: {}", describe(e))))?;
     p.image_fd = image_fd;
-    p.status = -1;
+    p.status = None;
     if let Some((n, _)) = opts.status_fd {
         // The caller's descriptor, moved up out of the program's way (a restored descriptor
         // may want its number).
-        // SAFETY: borrowed only to duplicate it; `--status-fd` names a descriptor the caller
-        // passed open, which nothing else here owns.
-        let moved = rustix::io::fcntl_dupfd_cloexec(unsafe { rustix::fd::BorrowedFd::borrow_raw(n) }, fd_base);
-        p.status = moved.map(rustix::fd::IntoRawFd::into_raw_fd).map_err(|e| refuse(path, format_args!("--status-fd {n}: {}", describe(e))))?;
+        let moved = crate::fds::park_status_fd(n, fd_base);
+        p.status = Some(moved.map_err(|e| refuse(path, format_args!("--status-fd {n}: {}", describe(e))))?);
     }
     Ok(())
 }
@@ -289,15 +286,15 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     // From here on relative paths (a socket bound to `./sock`, say) mean what they meant to
     // the program.
     rustix::process::fchdir(&cwd_fd).map_err(|e| refuse(path, format_args!("working directory {}: {}", Lossy(cwd.to_bytes()), describe(e))))?;
-    if p.cwd_fd >= 0 {
+    if let Some(other) = p.cwd_fd {
         // SAFETY: the parked descriptor of another member's working directory, ours alone.
-        unsafe { rustix::io::close(p.cwd_fd) };
+        unsafe { rustix::io::close(other.raw()) };
     }
-    p.cwd_fd = crate::fds::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?;
+    p.cwd_fd = Some(crate::fds::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?);
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
     p.exe_fd = match open_exe(path, &p.state.exe, &p.state.exe_id)? {
-        Some(f) => crate::fds::park(f, base).unwrap_or(-1),
-        None => -1,
+        Some(f) => crate::fds::park(f, base).ok(),
+        None => None,
     };
     p.meta = meta;
     p.meta_len = meta_len;
@@ -394,7 +391,7 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: boo
         static mut BASE_STATE: ProcessState = ProcessState::ZERO;
         // SAFETY: myrestart is single-threaded and this is the only use of the static.
         let state = unsafe { &mut *core::ptr::addr_of_mut!(BASE_STATE) };
-        let base = read_headers(fd.as_raw_fd(), b.file_len, state).map_err(|e| match e {
+        let base = read_headers(fd.as_fd(), b.file_len, state).map_err(|e| match e {
             Some(e) => refuse(path, format_args!("base image {name}: {e}")),
             None => refuse(path, format_args!("base image {name}: cannot read its headers")),
         })?;
@@ -402,7 +399,7 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: boo
             return Err(rewritten());
         }
         ckpt_image::chain::check_against_base(image, source, &base).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
-        verify_data(fd.as_raw_fd(), &base, b.file_len, verify, None, |rec| !ckpt_image::chain::takes_from(image, source, rec)).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
+        verify_data(fd.as_fd(), &base, b.file_len, verify, None, |rec| !ckpt_image::chain::takes_from(image, source, rec)).map_err(|e| refuse(path, format_args!("base image {name}: {e}")))?;
         p.bases[k] = crate::fds::park(fd, p.fd_base).map_err(|e| refuse(path, format_args!("moving a base image's descriptor: {}", describe(e))))?;
     }
     Ok(())
@@ -410,15 +407,15 @@ fn open_bases(path: &CStr, image: &Image, p: &mut Plan, verify: bool, trust: boo
 
 /// Reads and checks the headers of another image (a base) into a mapping of their own.
 /// `Err(None)` if they cannot be read.
-fn read_headers(fd: i32, file_len: u64, state: &mut ProcessState) -> Result<Image<'static>, Option<ImageError>> {
+fn read_headers(fd: BorrowedFd, file_len: u64, state: &mut ProcessState) -> Result<Image<'static>, Option<ImageError>> {
     let mut prefix = [0u8; PREFIX_LEN];
-    let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, 0).map_err(|_| None)?;
+    let got = ckpt_sigsafe::sys::pread_full(fd.as_raw_fd(), &mut prefix, 0).map_err(|_| None)?;
     let len = headers_len(&prefix[..got], 0, file_len).map_err(Some)?;
     // SAFETY: a fresh anonymous mapping, kept for the rest of the run.
     let meta = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| None)?;
     // SAFETY: the mapping is len bytes, readable and writable, used only through this slice.
     let buf = unsafe { core::slice::from_raw_parts_mut(meta as *mut u8, len) };
-    if ckpt_sigsafe::sys::pread_full(fd, buf, 0).map_err(|_| None)? != len {
+    if ckpt_sigsafe::sys::pread_full(fd.as_raw_fd(), buf, 0).map_err(|_| None)? != len {
         return Err(Some(ImageError::Truncated));
     }
     // SAFETY: never unmapped before the point of no return (the teardown removes it).
@@ -428,10 +425,10 @@ fn read_headers(fd: i32, file_len: u64, state: &mut ProcessState) -> Result<Imag
 
 /// Reads and checks the headers of the image (or tree part) at `base` into a mapping of their
 /// own, decoding the state into `p.state`.
-fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Result<(&'static [u8], Image<'static>), Refusal> {
+fn read_part(path: &CStr, fd: BorrowedFd, base: u64, file_len: u64, p: &mut Plan) -> Result<(&'static [u8], Image<'static>), Refusal> {
     let bad = |e: ImageError| refuse(path, format_args!("{e}"));
     let mut prefix = [0u8; PREFIX_LEN];
-    let got = ckpt_sigsafe::sys::pread_full(fd, &mut prefix, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
+    let got = ckpt_sigsafe::sys::pread_full(fd.as_raw_fd(), &mut prefix, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
     let meta_len = headers_len(&prefix[..got], base, file_len).map_err(bad)?;
     // SAFETY: a fresh anonymous mapping, owned by the plan from here on.
     let meta = unsafe {
@@ -440,7 +437,7 @@ fn read_part(path: &CStr, fd: i32, base: u64, file_len: u64, p: &mut Plan) -> Re
     .map_err(|e| refuse(path, format_args!("cannot allocate {meta_len} bytes for the headers: {}", describe(e))))?;
     // SAFETY: the mapping is meta_len bytes, readable and writable, and only used through this slice.
     let meta_buf = unsafe { core::slice::from_raw_parts_mut(meta as *mut u8, meta_len) };
-    let n = ckpt_sigsafe::sys::pread_full(fd, meta_buf, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
+    let n = ckpt_sigsafe::sys::pread_full(fd.as_raw_fd(), meta_buf, base).map_err(|e| refuse(path, format_args!("cannot read: {}", describe(e))))?;
     if n != meta_len {
         return Err(bad(ImageError::Truncated));
     }
@@ -616,12 +613,11 @@ fn check_timers(path: &CStr, image: &Image, p: &Plan) -> Result<(), Refusal> {
 }
 
 /// The image file's data stretches, from `SEEK_DATA`/`SEEK_HOLE`.
-struct FileHoles(i32);
+struct FileHoles<'f>(BorrowedFd<'f>);
 
-impl ckpt_image::verify::Extents for FileHoles {
+impl ckpt_image::verify::Extents for FileHoles<'_> {
     fn extents(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, u64)> {
-        // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
-        ckpt_sigsafe::extents::data_extents(unsafe { rustix::fd::BorrowedFd::borrow_raw(self.0) }, from, to)
+        ckpt_sigsafe::extents::data_extents(self.0, from, to)
     }
 }
 
@@ -629,7 +625,7 @@ impl ckpt_image::verify::Extents for FileHoles {
 /// read-only mapping: all of them, or with `all` false (`--no-verify`) only the compressed
 /// streams, which restart reads whole and could otherwise find bad only after the point of no
 /// return. Regions `checked_elsewhere` names are left to the process that checks their bytes.
-fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool, key: Option<&ckpt_image::mac::Key>, checked_elsewhere: impl Fn(&ckpt_image::RegionRecord) -> bool) -> Result<(), ImageError> {
+fn verify_data(fd: BorrowedFd, image: &Image, file_len: u64, all: bool, key: Option<&ckpt_image::mac::Key>, checked_elsewhere: impl Fn(&ckpt_image::RegionRecord) -> bool) -> Result<(), ImageError> {
     image.check_saved_extents(&FileHoles(fd))?;
     let any_compressed = (0..image.region_count()).any(|i| image.region(i).is_ok_and(|r| r.record.compressed()));
     if !all && !any_compressed && key.is_none() {
@@ -639,10 +635,8 @@ fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool, key: Option<&ck
     if len == 0 {
         return Err(ImageError::Truncated);
     }
-    // SAFETY: a read-only private view of the image file, unmapped below; the fd is open.
-    let view = unsafe {
-        rustix::mm::mmap(core::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, rustix::fd::BorrowedFd::borrow_raw(fd), 0)
-    }
+    // SAFETY: a read-only private view of the image file, unmapped below.
+    let view = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, fd, 0) }
     .map_err(|_| ImageError::Malformed("image file cannot be mapped"))?;
     // SAFETY: the view is `len` readable bytes; image files are only ever replaced by a rename,
     // never shortened in place, so every page of it stays backed while it is read.
@@ -660,7 +654,7 @@ fn verify_data(fd: i32, image: &Image, file_len: u64, all: bool, key: Option<&ck
 /// computes the digests of the second half of the data's chunks into memory shared with this
 /// process, which computes the first half, then puts them together. Done alone for a small
 /// image, or if the helper cannot start or fails (then also for the exact error).
-fn check_on_two_cores(fd: i32, file: &[u8], image: &Image, skip: &dyn Fn(&ckpt_image::RegionRecord) -> bool) -> Result<(), ImageError> {
+fn check_on_two_cores(fd: BorrowedFd, file: &[u8], image: &Image, skip: &dyn Fn(&ckpt_image::RegionRecord) -> bool) -> Result<(), ImageError> {
     let holes = FileHoles(fd);
     let n = image.plain_chunks(skip)?;
     let alone = || image.check_data_but(file, &holes, skip);
@@ -698,8 +692,8 @@ fn check_on_two_cores(fd: i32, file: &[u8], image: &Image, skip: &dyn Fn(&ckpt_i
 /// Which of `SIGINT` and `SIGQUIT` (a terminal's Ctrl-C and Ctrl-\\) the program ignores, when
 /// myrestart runs on a terminal: restored faithfully, they would silently do nothing there.
 fn ignored_interrupts(st: &ProcessState) -> Option<&'static str> {
-    // SAFETY: descriptors 0 and 2 are only borrowed for the check (a closed one is no terminal).
-    let on_tty = [0, 2].into_iter().any(|fd| rustix::termios::isatty(unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) }));
+    // A closed one is no terminal.
+    let on_tty = [0, 2].into_iter().any(|fd| rustix::termios::isatty(crate::fds::own_std(fd)));
     let ignores = |sig: u32| st.sigactions[sig as usize - 1].handler == 1;
     match (on_tty, ignores(linux_raw_sys::general::SIGINT), ignores(linux_raw_sys::general::SIGQUIT)) {
         (false, _, _) | (true, false, false) => None,

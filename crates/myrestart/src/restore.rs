@@ -17,6 +17,7 @@
 //! This code must not allocate, must not touch memory outside the block before it is rebuilt,
 //! and cannot return: a failure prints one line and ends the process (exit status 3).
 
+use crate::fds::Parked;
 use crate::plan::{Plan, TASK_END};
 use ckpt_image::limits::MAX_THREADS;
 use myrestart::EXIT_LOST;
@@ -43,8 +44,8 @@ pub extern "C" fn run(p: &'static Plan) -> ! {
     wait_for_eof(p.said);
     crate::files::cut_logs(p, image);
     if p.member == 0 && p.say_len > 0 {
-        // SAFETY: descriptor 2 is still myrestart's own here, only borrowed for the write.
-        let _ = rustix::io::write(unsafe { rustix::fd::BorrowedFd::borrow_raw(2) }, &p.say[..p.say_len]);
+        // Descriptor 2 is still myrestart's own here.
+        let _ = rustix::io::write(crate::fds::own_std(2), &p.say[..p.say_len]);
     }
     unmap_all_but_block(p);
     move_specials(p);
@@ -57,14 +58,13 @@ pub extern "C" fn run(p: &'static Plan) -> ! {
     resume(p)
 }
 
-/// Waits until the pipe whose read end is `fd` has no writer left (nothing if `fd` is -1).
-fn wait_for_eof(fd: i32) {
-    if fd < 0 {
+/// Waits until the pipe whose read end is `fd` has no writer left (nothing without one).
+fn wait_for_eof(fd: Option<Parked>) {
+    let Some(fd) = fd else {
         return;
-    }
+    };
     let mut b = [0u8; 16];
-    // SAFETY: a parked descriptor of ours, only borrowed here.
-    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+    let fd = fd.as_fd();
     loop {
         match rustix::io::retry_on_intr(|| rustix::io::read(fd, &mut b)) {
             Ok(n) if n > 0 => {}
@@ -283,8 +283,7 @@ fn map_regions(p: &Plan, image: &Image) {
         if let Some(slot) = file_maps.next_if(|m| m.region as usize == i) {
             // A file, or shared memory made again as a memfd (one per object the program had
             // mapped, so its mappings and descriptors still share it).
-            // SAFETY: the descriptor was opened at plan time for this region; the range is free.
-            let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(slot.fd) };
+            let fd = slot.fd.as_fd();
             let flags = if slot.private { MapFlags::PRIVATE } else { MapFlags::SHARED } | MapFlags::FIXED_NOREPLACE;
             let map_prot = if slot.fill { fill_prot } else { prot };
             // SAFETY: maps the file over a free range, as the process had it.
@@ -310,8 +309,7 @@ fn map_regions(p: &Plan, image: &Image) {
         if rec.has_data() && !rec.compressed() && !p.eager && rec.kind != RegionKind::Stack && !rec.is_shared() {
             // Mapped restore: the image file itself backs the region, copy-on-write; pages are
             // read when first touched, and holes (zero pages) cost nothing until then.
-            // SAFETY: the image fd is open; the range is free.
-            let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
+            let img = p.image_fd.as_fd();
             // SAFETY: maps the image's copy of the region over a free range, copy-on-write.
             if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, prot, flags & !MapFlags::GROWSDOWN, img, r.data_offset) } {
                 lost("mapping a region from the image", rec.start, e);
@@ -320,8 +318,8 @@ fn map_regions(p: &Plan, image: &Image) {
             // copy-on-write too.
             while let Some(run) = runs.next_if(|run| run.region as usize == i) {
                 let at = run.addr(rec.start);
-                // SAFETY: the image and base descriptors stay open until the end of the restore.
-                let from = unsafe { rustix::fd::BorrowedFd::borrow_raw(run_fd(p, &run)) };
+                let Some(from) = run_fd(p, &run) else { lost("mapping pages from the root's copy or a base image", at, Errno::BADF) };
+                let from = from.as_fd();
                 // SAFETY: the run lies inside the region just mapped (checked at plan time),
                 // which MAP_FIXED replaces with the same bytes from the other copy.
                 if let Err(e) = unsafe { rustix::mm::mmap(at as *mut _, run.bytes() as usize, prot, MapFlags::PRIVATE | MapFlags::FIXED, from, run.offset) } {
@@ -338,17 +336,18 @@ fn map_regions(p: &Plan, image: &Image) {
         fill_region(p, &r, || {
             // The root's pages, read over the region's own copy (whose holes they are).
             while let Some(run) = runs.next_if(|run| run.region as usize == i) {
-                read_region(run_fd(p, &run), run.addr(rec.start) as usize, run.bytes() as usize, run.offset);
+                let Some(from) = run_fd(p, &run) else { lost("reading region data", run.addr(rec.start), Errno::BADF) };
+                read_region(from, run.addr(rec.start) as usize, run.bytes() as usize, run.offset);
             }
         });
     }
 }
 
 /// The file a run of pages stored elsewhere is in: the image (the root's copy) or a base.
-fn run_fd(p: &Plan, run: &ckpt_image::shared::SharedRun) -> i32 {
+fn run_fd(p: &Plan, run: &ckpt_image::shared::SharedRun) -> Option<Parked> {
     match run.source {
-        0 => p.image_fd,
-        k => p.bases.get(k as usize - 1).copied().unwrap_or(-1),
+        0 => Some(p.image_fd),
+        k => p.bases.get(k as usize - 1).copied().filter(|&b| b != Parked::NONE),
     }
 }
 
@@ -362,8 +361,7 @@ fn fill_region(p: &Plan, r: &ckpt_image::RegionRef, more: impl FnOnce()) {
     if rec.compressed() {
         decompress_region(p, rec.start as usize, rec.size() as usize, r.data_offset);
     } else {
-        // SAFETY: the image fd stays open until the end of the restore.
-        let img = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.image_fd) };
+        let img = p.image_fd.as_fd();
         for (from, to) in ckpt_sigsafe::extents::data_extents(img, r.data_offset, r.data_offset + rec.size()) {
             read_region(p.image_fd, rec.start as usize + (from - r.data_offset) as usize, (to - from) as usize, from);
         }
@@ -412,11 +410,11 @@ fn decompress_region(p: &Plan, start: usize, size: usize, mut off: u64) {
     }
 }
 
-fn read_region(fd: i32, mut addr: usize, mut len: usize, mut off: u64) {
+fn read_region(fd: Parked, mut addr: usize, mut len: usize, mut off: u64) {
     while len > 0 {
         let step = len.min(1 << 30);
         // SAFETY: addr..addr+step is a region we just mapped writable.
-        match rustix::io::retry_on_intr(|| unsafe { sys::pread_into(fd, addr, step, off) }) {
+        match rustix::io::retry_on_intr(|| unsafe { sys::pread_into(fd.raw(), addr, step, off) }) {
             Ok(0) => lost("reading region data (image shrank)", addr as u64, Errno::IO),
             Ok(n) => {
                 addr += n;
@@ -475,7 +473,7 @@ fn restore_mm(p: &Plan, image: &Image) {
         env_end: mm.env_end,
         auxv: if auxv_ok { auxv.as_ptr() as *mut u64 } else { core::ptr::null_mut() },
         auxv_size: if auxv_ok { auxv.len() as u32 } else { 0 },
-        exe_fd: p.exe_fd,
+        exe_fd: p.exe_fd.map_or(-1, Parked::raw),
     };
     // SAFETY: the values describe the address space we just rebuilt; auxv points into the block.
     if unsafe { rustix::process::configure_virtual_memory_map(&map) }.is_err() {
@@ -532,9 +530,7 @@ fn restore_settings(p: &Plan) {
         let _ = unsafe { sys::rt_sigaction(sig, Some(&rec), None) };
     }
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(st.umask));
-    // SAFETY: cwd_fd was opened at plan time and is still open.
-    let cwd = unsafe { rustix::fd::BorrowedFd::borrow_raw(p.cwd_fd) };
-    if let Err(e) = rustix::process::fchdir(cwd) {
+    if let Err(e) = p.cwd_fd.ok_or(Errno::BADF).and_then(|cwd| rustix::process::fchdir(cwd.as_fd())) {
         lost("changing to the working directory", 0, e);
     }
     let mut name = [0u8; 17];

@@ -19,7 +19,7 @@
 //! Each socket that does not come back whole is named on stderr, one line.
 
 use crate::acts::{Act, What};
-use crate::fds::{park, set_nonblocking, unix, unix_path};
+use crate::fds::{park, set_nonblocking, unix, unix_path, Parked};
 use crate::plan::{PairSlot, Plan};
 use crate::refusal::{refuse, Refusal};
 use ckpt_image::fds::FdRecord;
@@ -220,8 +220,7 @@ pub fn bind_planned(image_path: &CStr, image: &Image, a: &Act, stale: Option<(u6
             }
         }
     }
-    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
-    let sock = unsafe { BorrowedFd::borrow_raw(a.fd) };
+    let sock = a.fd.as_fd();
     rustix::net::bind(sock, &sockaddr(rec.addr())).map_err(|e| fail("binding it to its address again", e))?;
     // What the bind made, as the parked directory has it and as its path has it: the same file,
     // unless the directory was moved or replaced since the plan (the file made elsewhere is
@@ -251,12 +250,11 @@ fn backlog(rec: &SocketRecord) -> i32 {
 
 /// Puts the queued bytes of `rec` (its blob) back, by sending them through `through`, the
 /// other end of its new pair. Returns the bytes that could not be put back.
-fn refill(through: BorrowedFd, rec: &FdRecord, image_fd: i32, stream: bool) -> Result<u64, Errno> {
+fn refill(through: BorrowedFd, rec: &FdRecord, image_fd: Parked, stream: bool) -> Result<u64, Errno> {
     if rec.blob_len == 0 {
         return Ok(0);
     }
-    // SAFETY: the image descriptor stays open for the whole plan; only borrowed here.
-    let img = unsafe { BorrowedFd::borrow_raw(image_fd) };
+    let img = image_fd.as_fd();
     let (mut at, end) = (rec.blob_offset, rec.blob_offset + rec.blob_len);
     let mut buf = [0u8; 16384];
     let mut lost = 0u64;
@@ -349,7 +347,7 @@ fn reset_tcp(rec: &SocketRecord) -> Result<OwnedFd, Errno> {
 }
 
 /// Makes socket `rec` (descriptor record `fdrec`) again; returns its parked descriptor.
-pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i32, p: &mut Plan) -> Result<i32, Refusal> {
+pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: Parked, p: &mut Plan) -> Result<Parked, Refusal> {
     let fd = rec.fd;
     if fdrec.aux & ckpt_image::fds::LOST_PASSED_FDS != 0 {
         say!("myrestart: fd {fd}: descriptors passed in messages queued on it were not saved; they are lost");
@@ -405,7 +403,7 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
     let parked = park(sock, p.fd_base).map_err(|e| fail("parking it", e))?;
     if let Some((stale, dir)) = planned {
         let dir = park(dir, p.fd_base).map_err(|e| fail("parking its directory", e))?;
-        if !p.acts.add(fd, parked, dir, What::Bind { stale }) {
+        if !p.acts.add(fd, parked, Some(dir), What::Bind { stale }) {
             return Err(refuse(image_path, format_args!("too many files and sockets to make again")));
         }
     }
@@ -414,7 +412,7 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
 
 /// An `AF_UNIX` stream socket whose peer was outside the process (reset) or already closed
 /// (end of file after the queued bytes).
-fn outside_unix_stream(rec: &SocketRecord, fdrec: &FdRecord, image_fd: i32) -> Result<OwnedFd, Errno> {
+fn outside_unix_stream(rec: &SocketRecord, fdrec: &FdRecord, image_fd: Parked) -> Result<OwnedFd, Errno> {
     let (sock, other) = rustix::net::socketpair(AddressFamily::UNIX, sock_type(rec), SocketFlags::CLOEXEC, None)?;
     set_options(sock.as_fd(), rec);
     let lost = refill(other.as_fd(), fdrec, image_fd, true)?;
@@ -434,7 +432,7 @@ fn outside_unix_stream(rec: &SocketRecord, fdrec: &FdRecord, image_fd: i32) -> R
 
 /// One end of a socket pair: the pair is made with the first end's record, and each end's
 /// queued bytes are sent through the other.
-fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i32, p: &mut Plan) -> Result<i32, Refusal> {
+fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: Parked, p: &mut Plan) -> Result<Parked, Refusal> {
     let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (socket pair): {what}: {}", rec.fd, describe(e)));
     let found = p.pairs[..p.npairs].iter().enumerate().find_map(|(i, slot)| slot.ino.iter().position(|&x| x == rec.ino).map(|side| (i, side)));
     let (i, side) = match found {
@@ -452,8 +450,7 @@ fn pair_end(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: i
         }
     };
     let slot = p.pairs[i];
-    // SAFETY: both are parked descriptors of ours, open for the whole plan.
-    let (me, other) = unsafe { (BorrowedFd::borrow_raw(slot.fd[side]), BorrowedFd::borrow_raw(slot.fd[1 - side])) };
+    let (me, other) = (slot.fd[side].as_fd(), slot.fd[1 - side].as_fd());
     set_options(me, rec);
     if !slot.pooled {
         let lost = refill(other, fdrec, image_fd, rec.sock_type as u32 == n::SOCK_STREAM).map_err(|e| fail("putting back its queued bytes", e))?;
@@ -493,8 +490,7 @@ pub fn pool_pairs(image_path: &CStr, image: &Image, in_tree: &[u64], p: &mut Pla
         let slot = p.pairs[i];
         let side = if slot.ino[0] == rec.ino { 0 } else { 1 };
         if fdrec.blob_len > 0 && !filled(slot.fd[side]) {
-            // SAFETY: parked descriptors of ours, open for the whole plan.
-            let other = unsafe { BorrowedFd::borrow_raw(slot.fd[1 - side]) };
+            let other = slot.fd[1 - side].as_fd();
             let lost = refill(other, &fdrec, p.image_fd, rec.sock_type as u32 == n::SOCK_STREAM).map_err(|e| fail("putting back its queued bytes", e))?;
             if lost > 0 {
                 say!("myrestart: a socket pair of the tree: {lost} bytes queued on it could not be put back");
@@ -506,8 +502,8 @@ pub fn pool_pairs(image_path: &CStr, image: &Image, in_tree: &[u64], p: &mut Pla
 
 /// Whether the socket `fd` already has bytes queued to read (put back by another process's
 /// record of the same end).
-fn filled(fd: i32) -> bool {
-    ckpt_sigsafe::sys::bytes_to_read(fd).is_ok_and(|n| n > 0)
+fn filled(fd: Parked) -> bool {
+    ckpt_sigsafe::sys::bytes_to_read(fd.raw()).is_ok_and(|n| n > 0)
 }
 
 /// Connects a datagram socket to its peer's address again, or says it could not.
@@ -519,11 +515,10 @@ fn reconnect(sock: BorrowedFd, rec: &SocketRecord) {
 
 /// The socket made again for the program's descriptor `rec.fd`, parked, and whether it is one
 /// end of a socket pair.
-fn made_socket(p: &Plan, rec: &SocketRecord) -> Option<(BorrowedFd<'static>, bool)> {
+fn made_socket<'p>(p: &'p Plan, rec: &SocketRecord) -> Option<(BorrowedFd<'p>, bool)> {
     let slot = p.fds[..p.nfds].iter().find(|f| f.target == rec.fd)?;
     let paired = rec.state & s::PAIRED != 0 || p.pairs[..p.npairs].iter().any(|s| s.pooled && s.ino.contains(&rec.ino));
-    // SAFETY: a parked descriptor of ours, open until the restore closes the parking area.
-    Some((unsafe { BorrowedFd::borrow_raw(slot.src) }, paired))
+    Some((slot.src.as_fd(), paired))
 }
 
 /// Once this process's sockets are bound (`acts.rs`): unix datagram sockets connected to an

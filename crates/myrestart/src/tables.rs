@@ -18,6 +18,7 @@
 //! raw system calls only.
 
 use crate::arena::{place, Arena, Mode, Needs};
+use crate::fds::Parked;
 use crate::plan::{FdSlot, MapSlot, PairSlot, PipeSlot, Plan, SharedFile, SharedSlot, NO_THREAD};
 use crate::refusal::{refuse, Refusal};
 use ckpt_image::limits::{Counts, MAX_TREE};
@@ -33,16 +34,16 @@ fn lay_out(p: &mut Plan, base: usize, n: &Needs, mode: Mode) -> usize {
     let (one, all) = (n.largest, n.total);
     let mut at = base;
     place(&mut p.others, &mut at, one.threads, mode, NO_THREAD);
-    place(&mut p.fds, &mut at, one.fds, mode, FdSlot { target: 0, src: 0, cloexec: false });
+    place(&mut p.fds, &mut at, one.fds, mode, FdSlot { target: 0, src: Parked::NONE, cloexec: false });
     // A slot per region at most (each shared or file-backed one).
-    place(&mut p.file_maps, &mut at, one.regions, mode, MapSlot { region: 0, fd: -1, fill: false, private: false });
+    place(&mut p.file_maps, &mut at, one.regions, mode, MapSlot { region: 0, fd: Parked::NONE, fill: false, private: false });
     // Those of a tree's pool and a process's own: a pipe or socket pair, or a shared open file,
     // has a descriptor in some process.
-    place(&mut p.pipes, &mut at, all.fds, mode, PipeSlot { ino: 0, rd: -1, wr: -1, has_rd: false, has_wr: false, pooled: false });
-    place(&mut p.pairs, &mut at, all.fds, mode, PairSlot { ino: [0; 2], fd: [-1; 2], pooled: false });
-    place(&mut p.files, &mut at, all.fds, mode, SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: -1, gone: false });
+    place(&mut p.pipes, &mut at, all.fds, mode, PipeSlot { ino: 0, rd: None, wr: None, has_rd: false, has_wr: false, pooled: false });
+    place(&mut p.pairs, &mut at, all.fds, mode, PairSlot { ino: [0; 2], fd: [Parked::NONE; 2], pooled: false });
+    place(&mut p.files, &mut at, all.fds, mode, SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: Parked::NONE, gone: false });
     // Shared memory: a memfd or deleted file open, or a region mapping it.
-    place(&mut p.shared, &mut at, all.fds.saturating_add(all.regions), mode, SharedSlot { dev: 0, ino: 0, fd: -1 });
+    place(&mut p.shared, &mut at, all.fds.saturating_add(all.regions), mode, SharedSlot { dev: 0, ino: 0, fd: Parked::NONE });
     // A socket to bind for each descriptor, and each process's two logs.
     place(&mut p.acts.list, &mut at, all.fds.saturating_add(2 * MAX_TREE), mode, crate::acts::NO_ACT);
     at - base

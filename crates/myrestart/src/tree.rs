@@ -119,18 +119,15 @@ fn exit_as(status: u32) -> ! {
 /// barrier but [`RESTORED`]), having taken back its changes outside (another process could not
 /// go on).
 pub fn barrier(p: &Plan, stage: usize) {
-    let [ready, go] = p.barrier[stage];
-    if ready < 0 {
+    let Some([ready, go]) = p.barrier[stage] else {
         return;
-    }
-    // SAFETY: parked descriptors of ours, made by init and inherited; closed right here.
-    unsafe {
-        let _ = rustix::io::write(BorrowedFd::borrow_raw(ready), b"r");
-        rustix::io::close(ready);
-    }
+    };
+    let _ = rustix::io::write(ready.as_fd(), b"r");
+    // SAFETY: parked descriptors of ours, made by init and inherited; each is closed right
+    // after its last use here (no barrier is reached twice).
+    unsafe { rustix::io::close(ready.raw()) };
     let mut b = [0u8; 1];
-    // SAFETY: as above.
-    match rustix::io::retry_on_intr(|| rustix::io::read(unsafe { BorrowedFd::borrow_raw(go) }, &mut b)) {
+    match rustix::io::retry_on_intr(|| rustix::io::read(go.as_fd(), &mut b)) {
         Ok(1) => {}
         _ if stage < RESTORED => {
             p.acts.undo(p.image);
@@ -139,7 +136,7 @@ pub fn barrier(p: &Plan, stage: usize) {
         _ => sys::exit_group(crate::EXIT_LOST),
     }
     // SAFETY: as above.
-    unsafe { rustix::io::close(go) };
+    unsafe { rustix::io::close(go.raw()) };
 }
 
 /// In init: waits until each of `n` processes says it has reached a barrier, then lets them all
