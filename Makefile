@@ -60,7 +60,7 @@ check: libckpt.so myrestart hello.c
 	sleep 3 && kill -12 $$pid && sleep 2 && kill -9 $$pid; \
 	wait $$pid 2>/dev/null; \
 	echo; echo "check: hello (pid $$pid) checkpointed at 3 s, killed at 5 s; make restart:"; \
-	$(MAKE) --no-print-directory -s restart RESTART_FLAGS=--inherit-stdio RESTART_ENDS=143 > >(tee .check-restart.out) 2> >(grep -v '\] Terminated' >&2) & mk=$$!; \
+	$(MAKE) --no-print-directory -s restart RESTART_FLAGS=--inherit-stdio RESTART_ENDS=143 > >(tee .check-restart.out) 2> >(grep -v -e '\] Terminated' -e '^Terminated$$' >&2) & mk=$$!; \
 	sleep 4; \
 	sh=$$(pgrep -d, -P $$mk); \
 	mr=$$(pgrep -x -P "$$sh" myrestart || pgrep -x -P "$$sh" hello); \
