@@ -640,3 +640,39 @@ fn a_tampered_keyed_tree_image_leaves_no_file_behind() {
     assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
     assert_family_finished(&file_lines(&log), child, 1500, &restored.stderr());
 }
+
+/// A tree whose stdout log is gone with its whole directory: the restart is refused with one
+/// line that says how to let it (`--inherit-stdio`), and with `--inherit-stdio` every process
+/// of the tree writes to the restart's own stdout, and the tree goes on.
+#[test]
+fn a_tree_whose_log_directory_is_gone_restarts_on_the_restarts_own_stdout() {
+    let wd = Workdir::new("tree-gone-log");
+    let logs = wd.path.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("log");
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(r#"exec "$0" 1500 2000 > "$1""#).arg(prog("family", &[])).arg(&log);
+    let mut orig = Proc::preloaded(c, &wd.image(), "family writing to a log");
+    let child = child_of(&wait_file_lines(&log, 3, SHORT));
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    std::fs::remove_dir_all(&logs).unwrap();
+    let out = run_within(
+        {
+            let mut c = Command::new(myrestart());
+            c.arg(wd.image());
+            c
+        },
+        LONG,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is gone, and cannot be made again") && err.contains("--inherit-stdio"), "{err}");
+    let mut c = Command::new(myrestart());
+    c.arg("--inherit-stdio").arg(wd.image());
+    let mut restored = Proc::spawn(c, "myrestart --inherit-stdio");
+    let st = restored.wait_exit(LONG);
+    assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
+    assert_family_finished(&restored.lines(), child, 1500, &restored.stderr());
+    assert!(!logs.exists(), "the restart made {}", logs.display());
+}

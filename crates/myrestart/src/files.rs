@@ -422,8 +422,17 @@ fn planned_log(image_path: &CStr, rec: &FdRecord, path: &[u8], base: i32, acts: 
     };
     let mut dbuf = [0u8; 4096];
     let d = cpath(dir, &mut dbuf).ok_or(Errno::NAMETOOLONG).map_err(cannot)?;
-    let dir = open_recorded(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| refuse(image_path, format_args!("fd {}: {} is gone, and cannot be made again: its directory: {}", rec.fd, Lossy(path), NotOpened(e))))?;
+    let dir = open_recorded(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        refuse(
+            image_path,
+            format_args!(
+                "fd {}: {} is gone, and cannot be made again: its directory: {} (--inherit-stdio gives the program this restart's own stdout and stderr instead)",
+                rec.fd,
+                Lossy(path),
+                NotOpened(e)
+            ),
+        )
+    })?;
     rustix::fs::accessat(&dir, c".", rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK, rustix::fs::AtFlags::EACCESS).map_err(cannot)?;
     let (fd, what) = if acts.pooled {
         let how = (flags & !(OFlags::ACCMODE | OFlags::DIRECTORY | OFlags::PATH)) | OFlags::TMPFILE | OFlags::RDWR;
@@ -1089,7 +1098,9 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
 /// process (created below this one) inherits them: every pipe, holding its bytes, and shared
 /// memory that no descriptor stands for. Each process then takes its ends and mappings from
 /// these, by inode ([`pipe_end`], [`shared_memory_slot`]).
-pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
+/// With `inherit_stdio`, no process's descriptors 0, 1 and 2 are made (each has myrestart's own,
+/// as [`open_all`] gives them).
+pub fn pool(image_path: &CStr, p: &mut Plan, inherit_stdio: bool) -> Result<(), Refusal> {
     let tree = TreeHas::find(image_path, p)?;
     // Per pipe: a read end seen, a write end seen, only ever as a standard descriptor.
     let mut ends = Scratch::new(p.pipes.len(), (false, false, true)).map_err(|e| pool_failed(image_path, "a table", e))?;
@@ -1097,7 +1108,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
         let Some(image) = part_image(image_path, p, m)? else { continue };
         pool_pipes(image_path, &image, &mut ends, p)?;
         crate::sockets::pool_pairs(image_path, &image, &tree.socks[..tree.nsocks], p)?;
-        pool_files(image_path, &image, m, &tree, p)?;
+        pool_files(image_path, &image, m, &tree, p, inherit_stdio)?;
         pool_objects(image_path, &image, &tree, p)?;
         pool_shared_memory(image_path, &image, p)?;
     }
@@ -1228,9 +1239,10 @@ fn pool_pipes(image_path: &CStr, image: &Image, ends: &mut [(bool, bool, bool)],
 /// same place are taken for one: the offsets then move together). And a log that is gone, made
 /// once for the whole tree (without a name until every check has passed), whichever processes
 /// have it. For member `m`, whose part is `image`.
-fn pool_files(image_path: &CStr, image: &Image, m: usize, tree: &TreeHas, p: &mut Plan) -> Result<(), Refusal> {
+fn pool_files(image_path: &CStr, image: &Image, m: usize, tree: &TreeHas, p: &mut Plan, inherit_stdio: bool) -> Result<(), Refusal> {
     let mut buf = [0u8; 4096];
-    for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
+    let wanted = |r: &FdRecord| r.kind == FdKind::File && r.same_as < 0 && !(inherit_stdio && (0..3).contains(&r.fd));
+    for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| wanted(r)) {
         let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
         let shared = tree.keys[..tree.nkeys].iter().any(|k| (k.0, k.1, k.2, k.3) == key && k.4 > 1);
         let mut gone = || rec.is_std_log() && gone_log(p, &rec).is_none() && cpath(path, &mut buf).is_some_and(|c| matches!(rustix::fs::stat(c), Err(Errno::NOENT)));

@@ -97,7 +97,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
     park_own_descriptors(opts, fd, fd_base, p)?;
     open_bases(path, &image, p, opts.verify, opts.trust_image)?;
     if p.ntree > 0 {
-        files::pool(path, p)?;
+        files::pool(path, p, opts.inherit_stdio)?;
         files::learn_owners(path, p)?;
         // The root's state again (the pool read the others'); its plan, like every process's,
         // is made in its own process, all at once (`tree::spawn`).
