@@ -816,6 +816,21 @@ pub fn snapshot(dir: &Path, except: &[&str]) -> Vec<(PathBuf, u32, u64, u64, i64
     all
 }
 
+/// Runs myrestart on `image` and checks that it refuses it before changing anything: exit
+/// status 2, one line on stderr that contains `expect`, and `dir` as it was. Returns that line.
+pub fn refused_leaving_unchanged(image: &Path, dir: &Path, expect: &str) -> String {
+    let before = snapshot(dir, &[]);
+    let mut c = Command::new(myrestart());
+    c.arg(image);
+    let out = run_within(c, LONG);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(expect), "want {expect:?} in {err:?}");
+    assert_eq!(snapshot(dir, &[]), before, "the refused restart changed {}: {err}", dir.display());
+    err
+}
+
 /// Runs `cmd` to its end, which must come within `limit`: it is killed otherwise, and the test
 /// fails. Returns how it ended and what it printed.
 pub fn run_within(mut cmd: Command, limit: Duration) -> std::process::Output {

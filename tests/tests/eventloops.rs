@@ -336,15 +336,7 @@ fn only_a_dead_socket_of_ones_own_is_replaced_and_only_once_every_check_passed()
     std::fs::remove_file(&log).unwrap();
     let (sock, dgram) = (wd.path.join("sock"), wd.path.join("dgram"));
     let refused = |expect: &str| {
-        let before = snapshot(&wd.path, &[]);
-        let mut c = Command::new(myrestart());
-        c.arg(wd.image());
-        let out = run_within(c, LONG);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains(expect), "want {expect:?} in {err:?}");
-        assert_eq!(snapshot(&wd.path, &[]), before, "the refused restart changed {}: {err}", wd.path.display());
+        refused_leaving_unchanged(&wd.image(), &wd.path, expect);
     };
     // The first socket's path still holds its dead socket file; the second's, a regular file.
     std::fs::remove_file(&dgram).unwrap();

@@ -368,15 +368,7 @@ fn a_log_whose_directory_is_gone_is_refused_at_once() {
     orig.checkpoint(&wd.image(), LONG);
     orig.kill9();
     std::fs::remove_dir_all(&logs).unwrap();
-    let before = snapshot(&wd.path, &[]);
-    let mut c = Command::new(myrestart());
-    c.arg(wd.image());
-    let out = run_within(c, LONG);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains(&format!("fd 1: {} is gone, and cannot be made again: its directory:", log.display())), "{err}");
-    assert_eq!(snapshot(&wd.path, &[]), before, "the refused restart changed {}: {err}", wd.path.display());
+    refused_leaving_unchanged(&wd.image(), &wd.path, &format!("fd 1: {} is gone, and cannot be made again: its directory:", log.display()));
 }
 
 /// The program's stdout and stderr in a log file that was truncated (`> out.log` again) or
