@@ -39,6 +39,24 @@ pub const OPT_OOBINLINE: u32 = 128;
 pub const SHUT_READ: u32 = 1;
 pub const SHUT_WRITE: u32 = 2;
 
+/// A connected TCP socket's descriptor record (`NT_CKPT_FDS`) keeps, in its blob, first the
+/// bytes queued for it to read (frames), then, when it had bytes not yet sent to its peer,
+/// those as one last frame; its `aux` is then their count (low 32 bits). [`TCP_UNSENT_LOST`]
+/// in `aux`: it had bytes not yet sent that the checkpoint could not read. Its `shutdown` has
+/// [`SHUT_WRITE`] once it had sent its end of stream (FIN).
+pub const TCP_UNSENT_LOST: u64 = 1 << 62;
+
+/// For a connected TCP socket's descriptor record: how many bytes at the start of its blob are
+/// the frames of its receive queue, and how many bytes it had not yet sent (the blob's last
+/// frame, after those).
+pub fn tcp_blob_parts(blob_len: u64, aux: u64) -> (u64, u64) {
+    let unsent = aux & 0xffff_ffff;
+    if unsent == 0 {
+        return (blob_len, 0);
+    }
+    (blob_len.saturating_sub(unsent + FRAME_HEADER as u64), unsent)
+}
+
 /// One socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketRecord {

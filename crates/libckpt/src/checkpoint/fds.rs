@@ -256,6 +256,10 @@ fn kind_state(
         FdKind::Socket if same_as < 0 => match super::sockets::describe(fd, bfd, st.st_ino, &cx.diag, bufs.text) {
             Ok(rec) => {
                 rec.write(&mut out.sockets);
+                if super::tcp::is_connection(&rec) {
+                    let (at, len, aux) = super::tcp::copy_queues(bfd, &rec, bufs.pipe_data, &mut out.pipe_used)?;
+                    return Ok(Ok(Kept { size: 0, blob_offset: at, blob_len: len, aux }));
+                }
                 let (at, len, passed_fds) = super::sockets::copy_queue(bfd, &rec, bufs.pipe_data, &mut out.pipe_used)?;
                 let aux = super::sockets::unsaved_bytes(fd, &rec) | if passed_fds { ckpt_image::fds::LOST_PASSED_FDS } else { 0 };
                 Ok(Ok(Kept { size: 0, blob_offset: at, blob_len: len, aux }))

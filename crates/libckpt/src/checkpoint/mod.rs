@@ -54,6 +54,7 @@ mod slots;
 // unsafe: reads a socket address's bytes.
 #[allow(unsafe_code)]
 mod sockets;
+mod tcp;
 // unsafe: per-thread slots written by the threads themselves, and the signal frames they stop in.
 #[allow(unsafe_code)]
 pub mod threads;

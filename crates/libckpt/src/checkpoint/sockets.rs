@@ -54,6 +54,9 @@ pub fn describe(fd: i32, sock: BorrowedFd, ino: u64, diag: &Option<OwnedFd>, buf
         put(&mut rec.peer, &mut rec.peer_len, &a);
         rec.state |= s::CONNECTED;
     }
+    if super::tcp::is_connection(&rec) {
+        rec.shutdown = super::tcp::shutdown_state(fd);
+    }
     if sockopt::socket_acceptconn(sock).unwrap_or(false) {
         rec.state |= s::LISTENING;
     }
@@ -191,10 +194,21 @@ pub fn pair_up(desc: &mut [u8], tree: bool) {
         if rec.peer_ino != 0 && s::records(desc).filter_map(Result::ok).any(|o| o.ino == rec.peer_ino) {
             continue;
         }
+        // A TCP connection to another socket of the process (its addresses the other's, the
+        // other way round) comes back connected; in a tree, its far end may be in another
+        // process: the restart judges that too.
+        if super::tcp::is_connection(&rec) && (tree || tcp_peer_inside(desc, &rec)) {
+            continue;
+        }
         if !(tree && rec.family as u32 == linux_raw_sys::net::AF_UNIX && rec.peer_ino != 0) {
             warn_outside(&rec);
         }
     }
+}
+
+/// Whether the TCP connection `rec` has its far end among the records `desc`.
+fn tcp_peer_inside(desc: &[u8], rec: &SocketRecord) -> bool {
+    s::records(desc).filter_map(Result::ok).any(|o| o.ino != rec.ino && super::tcp::is_connection(&o) && o.addr() == rec.peer() && o.peer() == rec.addr())
 }
 
 /// One line for a socket connected to something outside the process.
