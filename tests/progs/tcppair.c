@@ -13,7 +13,8 @@
  * MODE "full": one process holds both ends; first end A is filled until a write would block
  * (B's receive queue full, A holding bytes not sent yet), "filled K" printed with K the bytes
  * written, then each round B reads one 4096-byte record and A writes one more, "round N" with
- * the record's number read. Every record carries its number in each of its 4-byte words. */
+ * the record's number read, and how many bytes A still holds unsent ("round N unsent U").
+ * Every record carries its number in each of its 4-byte words. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -186,7 +189,9 @@ static void full(void) {
         write_exact(a, (char *)rec + partial, 4096 - partial);
         partial = 0;
         next++;
-        printf("round %ld\n", n);
+        int unsent = 0;
+        ioctl(a, SIOCOUTQNSD, &unsent);
+        printf("round %ld unsent %d\n", n, unsent);
         fflush(stdout);
         nap(20);
     }
