@@ -41,10 +41,11 @@ pub const SHUT_WRITE: u32 = 2;
 
 /// A connected TCP socket's descriptor record (`NT_CKPT_FDS`) keeps, in its blob, first the
 /// bytes queued for it to read (frames), then, when it had bytes not yet sent to its peer,
-/// those as one last frame; its `aux` is then their count (low 32 bits). [`TCP_UNSENT_LOST`]
-/// in `aux`: it had bytes not yet sent that the checkpoint could not read. Its `shutdown` has
+/// those as one last frame; its `aux` is then their count (low 32 bits). [`TCP_BYTES_LOST`]
+/// in `aux`: bytes of its stream that the checkpoint could not read (not yet sent, without
+/// `CAP_NET_ADMIN`; after an urgent mark): it can only come back reset. Its `shutdown` has
 /// [`SHUT_WRITE`] once it had sent its end of stream (FIN).
-pub const TCP_UNSENT_LOST: u64 = 1 << 62;
+pub const TCP_BYTES_LOST: u64 = 1 << 62;
 
 /// For a connected TCP socket's descriptor record: how many bytes at the start of its blob are
 /// the frames of its receive queue, and how many bytes it had not yet sent (the blob's last

@@ -16,8 +16,9 @@
 //! once every descriptor of the process is made (`sockets::finish`); options and flags as for
 //! any socket (`sockets::pair_end`).
 //!
-//! An end whose unsent bytes the checkpoint could not read (`TCP_UNSENT_LOST`) is not made
-//! here: both ends come back reset, named, as a connection to outside does.
+//! A connection with bytes the checkpoint could not read (`TCP_BYTES_LOST`: unsent bytes
+//! without `CAP_NET_ADMIN`, urgent data) is not made here: both ends come back reset, named,
+//! as a connection to outside does.
 
 use crate::fds::{park, Parked};
 use crate::plan::{PairSlot, Plan};
@@ -81,8 +82,8 @@ pub fn connect_ends(image_path: &CStr, a: (&SocketRecord, &FdRecord), b: (&Socke
     let (ra, fa) = a;
     let (rb, fb) = b;
     let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (TCP connection {} to {}): {what}: {}", ra.fd, Addr(ra.addr()), Addr(ra.peer()), describe(e)));
-    if (fa.aux | fb.aux) & s::TCP_UNSENT_LOST != 0 {
-        say!("myrestart: fd {} (TCP connection {} to {}): bytes not yet sent were not saved; both ends come back reset", ra.fd, Addr(ra.addr()), Addr(ra.peer()));
+    if (fa.aux | fb.aux) & s::TCP_BYTES_LOST != 0 {
+        say!("myrestart: fd {} (TCP connection {} to {}): bytes of it were not saved; both ends come back reset", ra.fd, Addr(ra.addr()), Addr(ra.peer()));
         return Ok(());
     }
     if p.npairs == p.pairs.len() {

@@ -5,15 +5,16 @@
 //! - the bytes it holds that it has not sent yet (`SIOCOUTQNSD`). On loopback these exist only
 //!   while the far end's receive window is full. Their content is read from the send queue in
 //!   repair mode (`TCP_REPAIR`, then `TCP_REPAIR_QUEUE` = send queue and a peek), which the
-//!   kernel allows with `CAP_NET_ADMIN` only; without it they are named, and marked so that a
-//!   restart brings that connection back reset rather than short of bytes. Bytes sent and not
+//!   kernel allows with `CAP_NET_ADMIN` only; without it they are named, and marked
+//!   (`TCP_BYTES_LOST`) so that a restart brings that connection back reset rather than short
+//!   of bytes. Bytes sent and not
 //!   yet acknowledged are already in the far end's receive queue (loopback delivers at once),
 //!   so they are not taken again;
 //! - whether it had sent its end of stream (`shutdown(SHUT_WR)`, `close` of a duplicate): its
 //!   TCP state says so.
 //!
-//! The blob and `aux` layout is `ckpt_image::sockets`'s. Urgent data is not kept: a socket
-//! with an urgent byte pending makes the checkpoint fail, named, the program left running.
+//! The blob and `aux` layout is `ckpt_image::sockets`'s. Urgent data is not kept: a connection
+//! with an urgent byte pending is named and marked like one whose unsent bytes are unknown.
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint signal handler: raw system calls into caller-owned buffers; no
@@ -57,17 +58,26 @@ pub fn copy_queues(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: 
     let fd = sock.as_raw_fd();
     let start = *used;
     let waiting = sys::bytes_to_read(fd).unwrap_or(0) as usize;
+    let mut aux = 0;
     if waiting > 0 {
-        let got = peek_frame(sock, waiting, data, used, RecvFlags::empty())?;
-        if got < waiting {
-            // A peek stops at the urgent mark.
-            say!("ckpt: fd {fd} (TCP connection to {}) has urgent (out-of-band) data pending, which a checkpoint does not keep", Addr(rec.peer()));
-            return Err(Failure::plain("a TCP connection has urgent data pending"));
+        // A peek starts at the socket's peek offset when the program set one (`SO_PEEK_OFF`,
+        // TCP since Linux 6.10), and moves it: from 0 here, and set back.
+        let peek_off = sys::getsockopt_int(fd, n::SOL_SOCKET, n::SO_PEEK_OFF).unwrap_or(-1);
+        if peek_off >= 0 {
+            let _ = sys::setsockopt_int(fd, n::SOL_SOCKET, n::SO_PEEK_OFF, 0);
+        }
+        let got = peek_frame(sock, waiting, data, used, RecvFlags::empty());
+        if peek_off >= 0 {
+            let _ = sys::setsockopt_int(fd, n::SOL_SOCKET, n::SO_PEEK_OFF, peek_off);
+        }
+        if got? < waiting {
+            // A peek stops at the urgent mark: what follows it is not kept.
+            say!("ckpt: fd {fd} (TCP connection to {}) has urgent (out-of-band) data pending, which a checkpoint does not keep; a restart brings it back reset", Addr(rec.peer()));
+            aux = s::TCP_BYTES_LOST;
         }
     }
-    let mut aux = 0;
     let unsent = sys::bytes_not_sent(fd).unwrap_or(0) as usize;
-    if unsent > 0 {
+    if unsent > 0 && aux == 0 {
         match copy_unsent(sock, unsent, data, used) {
             Ok(()) => aux = unsent as u64,
             Err(Some(f)) => return Err(f),
@@ -76,7 +86,7 @@ pub fn copy_queues(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: 
                     "ckpt: fd {fd} (TCP connection to {}): {unsent} bytes not yet sent cannot be read without CAP_NET_ADMIN; a restart brings it back reset",
                     Addr(rec.peer())
                 );
-                aux = s::TCP_UNSENT_LOST;
+                aux = s::TCP_BYTES_LOST;
             }
         }
     }
