@@ -14,7 +14,11 @@
  * (B's receive queue full, A holding bytes not sent yet), "filled K" printed with K the bytes
  * written, then each round B reads one 4096-byte record and A writes one more, "round N" with
  * the record's number read, and how many bytes A still holds unsent ("round N unsent U").
- * Every record carries its number in each of its 4-byte words. */
+ * Every record carries its number in each of its 4-byte words.
+ *
+ * MODE "shut": one process holds both ends; end A writes records 1 to 20 and shuts down its
+ * sending side (SHUT_WR); each round end B reads one record (at round 21 it must find the end
+ * of stream: "end of stream after 20"), and a record goes from B to A, which stays open. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -197,10 +201,37 @@ static void full(void) {
     }
 }
 
+static void shut(void) {
+    int lst, a, b;
+    connection(&lst, &a, &b);
+    char r[100];
+    for (long n = 1; n <= 20; n++) {
+        record(r, n);
+        write_exact(a, r, 100);
+    }
+    if (shutdown(a, SHUT_WR)) bad("shutdown");
+    for (long n = 1;; n++) {
+        if (n <= 20) expect(b, n, "b");
+        if (n == 21) {
+            char c;
+            if (read(b, &c, 1) != 0) bad("no end of stream");
+            printf("end of stream after 20\n");
+        }
+        /* The other way stays open. */
+        record(r, -n);
+        write_exact(b, r, 100);
+        expect(a, -n, "a");
+        printf("round %ld\n", n);
+        fflush(stdout);
+        nap(20);
+    }
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && !strcmp(argv[1], "fork")) forked();
     if (argc > 1 && !strcmp(argv[1], "self")) self();
     if (argc > 1 && !strcmp(argv[1], "full")) full();
+    if (argc > 1 && !strcmp(argv[1], "shut")) shut();
     return 2;
 }

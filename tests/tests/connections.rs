@@ -15,6 +15,24 @@ fn tcppair(mode: &str) -> Command {
     c
 }
 
+/// `cmd` as the user `nobody` (no `CAP_NET_ADMIN`): through `setpriv`, which execs it.
+fn as_nobody(cmd: Command) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]).arg(cmd.get_program()).args(cmd.get_args());
+    c
+}
+
+/// Who runs the program and its restart: the tests' user, or `nobody`.
+#[derive(Clone, Copy, PartialEq)]
+enum Who {
+    Us,
+    Nobody,
+}
+
+fn run_as(who: Who, cmd: Command) -> Command {
+    if who == Who::Nobody { as_nobody(cmd) } else { cmd }
+}
+
 /// The round numbers in `tcppair`'s lines ("round N …").
 fn rounds(lines: &[String]) -> Vec<u64> {
     lines.iter().filter_map(|l| l.strip_prefix("round ")?.split(' ').next()?.parse().ok()).collect()
@@ -28,9 +46,12 @@ fn assert_no_bad(lines: &[String], what: &str, stderr: &str) {
 /// connection must not have lost anything to the checkpoint), killed with its tree, restarted:
 /// the restarted run goes on from the round after the checkpoint, round after round, for 20
 /// rounds; the program itself checks every byte. Returns what the original printed.
-fn goes_on_after_restart(name: &str, mode: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
+fn goes_on_after_restart(name: &str, mode: &str, ready: impl Fn(&[String]) -> bool, who: Who) -> Vec<String> {
     let wd = Workdir::new(name);
-    let mut orig = Proc::preloaded(tcppair(mode), &wd.image(), "tcppair");
+    if who == Who::Nobody {
+        std::fs::set_permissions(&wd.path, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    }
+    let mut orig = Proc::preloaded(run_as(who, tcppair(mode)), &wd.image(), "tcppair");
     orig.wait_until(&ready, SHORT, "the connection at work");
     let before = rounds(&orig.lines()).last().copied().unwrap_or(0);
     orig.checkpoint(&wd.image(), LONG);
@@ -40,7 +61,13 @@ fn goes_on_after_restart(name: &str, mode: &str, ready: impl Fn(&[String]) -> bo
     let seen = orig.lines();
     orig.kill_tree();
 
-    let mut restored = Proc::restart(&wd.image());
+    let mut restored = if who == Who::Nobody {
+        let mut c = Command::new(myrestart());
+        c.arg(wd.image());
+        Proc::spawn(as_nobody(c), "myrestart as nobody")
+    } else {
+        Proc::restart(&wd.image())
+    };
     let after = restored.wait_until(|l| rounds(l).len() >= 20 || l.iter().any(|x| x.starts_with("BAD")), LONG, "20 rounds after the restart");
     let stderr = restored.stderr();
     assert_no_bad(&after, "the restarted connection lost or repeated bytes", &stderr);
@@ -56,13 +83,23 @@ fn goes_on_after_restart(name: &str, mode: &str, ready: impl Fn(&[String]) -> bo
 /// (the child also holds the listening socket, shared over fork, which must be made once).
 #[test]
 fn a_tcp_connection_between_parent_and_child_goes_on() {
-    goes_on_after_restart("tcp-fork", "fork", |l| rounds(l).len() >= 5);
+    goes_on_after_restart("tcp-fork", "fork", |l| rounds(l).len() >= 5, Who::Us);
+}
+
+/// The same without privilege (`nobody`, restarted in a user namespace of its own): the
+/// connection's addresses, which the killed program's connection still holds for a while
+/// (`TIME_WAIT`), are bound again all the same.
+#[test]
+fn a_tcp_connection_between_parent_and_child_goes_on_without_privilege() {
+    if can_be_another_user("a_tcp_connection_between_parent_and_child_goes_on_without_privilege") {
+        goes_on_after_restart("tcp-fork-nobody", "fork", |l| rounds(l).len() >= 5, Who::Nobody);
+    }
 }
 
 /// One process holding both ends, with two records queued each way at every moment.
 #[test]
 fn a_tcp_connection_within_one_process_goes_on_with_its_queued_bytes() {
-    goes_on_after_restart("tcp-self", "self", |l| rounds(l).len() >= 5);
+    goes_on_after_restart("tcp-self", "self", |l| rounds(l).len() >= 5, Who::Us);
 }
 
 /// The receiver's window full: the sender holds bytes it has not sent yet (the program
@@ -70,9 +107,54 @@ fn a_tcp_connection_within_one_process_goes_on_with_its_queued_bytes() {
 #[test]
 fn a_tcp_connection_with_bytes_not_yet_sent_goes_on() {
     let unsent = |l: &String| l.rsplit(' ').next().and_then(|u| u.parse::<u64>().ok()).unwrap_or(0);
-    let seen = goes_on_after_restart("tcp-full", "full", |l| rounds(l).len() >= 5);
+    let seen = goes_on_after_restart("tcp-full", "full", |l| rounds(l).len() >= 5, Who::Us);
     let last = seen.iter().rev().find(|l| l.starts_with("round ")).expect("rounds");
     assert!(unsent(last) > 0, "the sender held nothing unsent, so this test proves nothing: {last}");
+}
+
+/// Without `CAP_NET_ADMIN` the bytes a sender had not sent cannot be read: the checkpoint
+/// names the connection, and the restart brings both ends back reset (never short of bytes).
+#[test]
+fn without_privilege_a_connection_with_unsent_bytes_is_named_and_comes_back_reset() {
+    const TEST: &str = "without_privilege_a_connection_with_unsent_bytes_is_named_and_comes_back_reset";
+    if !can_be_another_user(TEST) {
+        return;
+    }
+    let wd = Workdir::new("tcp-full-nobody");
+    std::fs::set_permissions(&wd.path, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let mut orig = Proc::preloaded(as_nobody(tcppair("full")), &wd.image(), "tcppair as nobody");
+    orig.wait_until(|l| rounds(l).len() >= 3, SHORT, "3 rounds");
+    orig.checkpoint(&wd.image(), LONG);
+    let err = orig.wait_stderr("without CAP_NET_ADMIN", SHORT);
+    assert!(err.contains("bytes not yet sent cannot be read without CAP_NET_ADMIN; a restart brings it back reset"), "{err}");
+    orig.kill_tree();
+    let mut c = Command::new(myrestart());
+    c.arg(wd.image());
+    let mut restored = Proc::spawn(as_nobody(c), "myrestart as nobody");
+    let st = restored.wait_exit(LONG);
+    let (after, err) = (restored.lines(), restored.stderr());
+    assert!(err.contains("bytes of it were not saved; both ends come back reset"), "{err}");
+    // Its next read or write on the connection fails (ECONNRESET, or EPIPE), and it stops.
+    assert!(after.len() == 1 && after[0].starts_with("BAD "), "{after:?}; stderr {err}");
+    assert_eq!(st.code(), Some(1));
+}
+
+/// One end shut down for sending (`shutdown(SHUT_WR)`) with records still queued behind: after
+/// the restart the reader gets them, then the end of the stream; the other way stays open.
+#[test]
+fn a_half_closed_tcp_connection_keeps_its_bytes_then_ends() {
+    let wd = Workdir::new("tcp-shut");
+    let mut orig = Proc::preloaded(tcppair("shut"), &wd.image(), "tcppair");
+    orig.wait_until(|l| rounds(l).len() >= 3, SHORT, "3 rounds");
+    orig.checkpoint(&wd.image(), LONG);
+    let done = rounds(&orig.lines()).last().copied().unwrap_or(0);
+    assert!(done < 15, "the checkpoint came too late to prove anything: round {done}");
+    orig.kill_tree();
+    let mut restored = Proc::restart(&wd.image());
+    let after = restored.wait_until(|l| rounds(l).len() >= 25 || l.iter().any(|x| x.starts_with("BAD")), LONG, "25 rounds after the restart");
+    assert_no_bad(&after, "the restarted connection", &restored.stderr());
+    assert_eq!(after.iter().filter(|l| l.starts_with("end of stream")).count(), 1, "{after:?}");
+    restored.kill_tree();
 }
 
 /// `tests/progs/mpiring.c` built with Open MPI's compiler wrapper into `dir`, or `None` where

@@ -13,6 +13,10 @@
 //! - whether it had sent its end of stream (`shutdown(SHUT_WR)`, `close` of a duplicate): its
 //!   TCP state says so.
 //!
+//! The one change to the live program: its connected TCP sockets get `SO_REUSEADDR`, so that
+//! what lingers of them once it is killed (`TIME_WAIT`) does not hold the addresses its
+//! restart binds again (see `copy_queues`).
+//!
 //! The blob and `aux` layout is `ckpt_image::sockets`'s. Urgent data is not kept: a connection
 //! with an urgent byte pending is named and marked like one whose unsent bytes are unknown.
 //!
@@ -57,6 +61,11 @@ pub fn shutdown_state(fd: i32) -> u32 {
 pub fn copy_queues(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: &mut usize) -> Result<(u64, u64, u64), Failure> {
     let fd = sock.as_raw_fd();
     let start = *used;
+    // Once the program is killed, the kernel may keep its connection's addresses a minute
+    // (TIME_WAIT), and only a bind with SO_REUSEADDR to a socket that had it too gets past
+    // that without privilege: so it has it from now on (it changes nothing for a connected
+    // socket but which later binds to its port may share it; the record keeps it as it was).
+    let _ = rustix::net::sockopt::set_socket_reuseaddr(sock, true);
     let waiting = sys::bytes_to_read(fd).unwrap_or(0) as usize;
     let mut aux = 0;
     if waiting > 0 {
