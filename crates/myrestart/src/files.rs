@@ -1121,10 +1121,16 @@ pub fn pool(image_path: &CStr, p: &mut Plan, inherit_stdio: bool) -> Result<(), 
 /// bytes (`tcp`), before any process binds its listening sockets again; then the internet
 /// listening sockets that several processes share, made once.
 fn pool_connections(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
+    let mut ports = crate::tcp::Ports::NONE;
+    for m in 0..p.ntree {
+        if let Some(image) = part_image(image_path, p, m)? {
+            ports.note(&image);
+        }
+    }
     for m in 0..p.ntree {
         let Some(image) = part_image(image_path, p, m)? else { continue };
-        for (rec, fdrec) in crate::tcp::connections(&image) {
-            if crate::tcp::made(p, rec.ino) {
+        for rec in crate::tcp::connections(&image) {
+            if crate::tcp::made(p, rec.ino) || !ports.may_have_peer(&rec) {
                 continue;
             }
             let mut far = None;
@@ -1135,7 +1141,7 @@ fn pool_connections(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
                     break;
                 }
             }
-            if let Some((far, far_fd)) = far {
+            if let (Some((far, far_fd)), Some(fdrec)) = (far, crate::tcp::fd_record(&image, &rec)) {
                 crate::tcp::connect_ends(image_path, (&rec, &fdrec), (&far, &far_fd), p)?;
             }
         }

@@ -44,17 +44,47 @@ pub fn is_connection(rec: &SocketRecord) -> bool {
     rec.family as u32 != n::AF_UNIX && rec.sock_type as u32 == n::SOCK_STREAM && rec.state & s::CONNECTED != 0
 }
 
-/// The connected TCP sockets of `image`, each with its descriptor record.
-pub fn connections<'i>(image: &'i Image<'i>) -> impl Iterator<Item = (SocketRecord, FdRecord)> + 'i {
-    image.sockets().filter_map(Result::ok).filter(is_connection).filter_map(move |rec| {
-        let (fdrec, _) = image.fds().filter_map(Result::ok).find(|(f, _)| f.fd == rec.fd && f.same_as < 0)?;
-        Some((rec, fdrec))
-    })
+/// The connected TCP sockets of `image`.
+pub fn connections<'i>(image: &'i Image<'i>) -> impl Iterator<Item = SocketRecord> + 'i {
+    image.sockets().filter_map(Result::ok).filter(is_connection)
 }
 
-/// The far end of connection `rec` in `image`, if it is there.
+/// The port of a socket address (internet families: bytes 2 and 3, big-endian).
+fn port(addr: &[u8]) -> u16 {
+    addr.get(2..4).map_or(0, |p| u16::from_be_bytes([p[0], p[1]]))
+}
+
+/// The local ports of the connections of an image (or of every part of a tree), so that the
+/// search for a connection's far end is made only where one may be: a server with thousands
+/// of clients outside has none of their ports among its own.
+pub struct Ports([u64; 1024]);
+
+impl Ports {
+    pub const NONE: Ports = Ports([0; 1024]);
+
+    pub fn note(&mut self, image: &Image) {
+        for rec in connections(image) {
+            let p = port(rec.addr()) as usize;
+            self.0[p / 64] |= 1 << (p % 64);
+        }
+    }
+
+    /// Whether the far end of `rec` may be among the connections noted.
+    pub fn may_have_peer(&self, rec: &SocketRecord) -> bool {
+        let p = port(rec.peer()) as usize;
+        self.0[p / 64] & (1 << (p % 64)) != 0
+    }
+}
+
+/// The descriptor record of socket `rec` in `image`.
+pub fn fd_record(image: &Image, rec: &SocketRecord) -> Option<FdRecord> {
+    image.fds().filter_map(Result::ok).find(|(f, _)| f.fd == rec.fd && f.same_as < 0).map(|(f, _)| f)
+}
+
+/// The far end of connection `rec` in `image`, if it is there, with its descriptor record.
 pub fn far_end(image: &Image, rec: &SocketRecord) -> Option<(SocketRecord, FdRecord)> {
-    connections(image).find(|(o, _)| o.ino != rec.ino && o.addr() == rec.peer() && o.peer() == rec.addr())
+    let far = connections(image).find(|o| o.ino != rec.ino && o.addr() == rec.peer() && o.peer() == rec.addr())?;
+    Some((far, fd_record(image, &far)?))
 }
 
 /// Whether the socket `ino` is already made (as an end of a connection or pair).
@@ -64,11 +94,13 @@ pub fn made(p: &Plan, ino: u64) -> bool {
 
 /// A single process: every connection whose two ends it has.
 pub fn pool_own(image_path: &CStr, image: &Image, p: &mut Plan) -> Result<(), Refusal> {
-    for (rec, fdrec) in connections(image) {
-        if made(p, rec.ino) {
+    let mut ports = Ports::NONE;
+    ports.note(image);
+    for rec in connections(image) {
+        if made(p, rec.ino) || !ports.may_have_peer(&rec) {
             continue;
         }
-        if let Some((far, far_fd)) = far_end(image, &rec) {
+        if let (Some((far, far_fd)), Some(fdrec)) = (far_end(image, &rec), fd_record(image, &rec)) {
             connect_ends(image_path, (&rec, &fdrec), (&far, &far_fd), p)?;
         }
     }
