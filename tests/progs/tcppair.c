@@ -1,5 +1,5 @@
 /* tcppair MODE: a TCP connection on loopback whose two ends are both in the checkpointed
- * program, on an ephemeral port of a listener it keeps open.
+ * program, on an ephemeral port of a listener it keeps open (first line: "port N").
  *
  * MODE "fork": a parent and its forked child ping-pong a counter over the connection. Each
  * message is "SEQ\n"; each side checks that it gets exactly the number it expects (a byte lost
@@ -53,6 +53,8 @@ static void connection(int *lst, int *a, int *b) {
     socklen_t len = sizeof at;
     *lst = socket(AF_INET, SOCK_STREAM, 0);
     if (bind(*lst, (struct sockaddr *)&at, sizeof at) || listen(*lst, 4) || getsockname(*lst, (struct sockaddr *)&at, &len)) bad("listen");
+    printf("port %d\n", ntohs(at.sin_port));
+    fflush(stdout);
     *a = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(*a, (struct sockaddr *)&at, sizeof at)) bad("connect");
     *b = accept(*lst, NULL, NULL);

@@ -139,6 +139,23 @@ fn without_privilege_a_connection_with_unsent_bytes_is_named_and_comes_back_rese
     assert_eq!(st.code(), Some(1));
 }
 
+/// Another program listening on the address of one end now: the connection cannot be made
+/// there again, and the restart is refused in one line naming it, nothing changed.
+#[test]
+fn a_restart_is_refused_by_name_when_a_connections_address_is_taken() {
+    let wd = Workdir::new("tcp-taken");
+    let mut orig = Proc::preloaded(tcppair("self"), &wd.image(), "tcppair");
+    orig.wait_until(|l| rounds(l).len() >= 3, SHORT, "3 rounds");
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    let port: u16 = orig.lines()[0].strip_prefix("port ").and_then(|p| p.parse().ok()).expect("the port line");
+    // The listener's port, which the accepted end of the connection has too.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free after the kill");
+    let err = refused_leaving_unchanged(&wd.image(), &wd.path, "Address already in use");
+    assert!(err.contains("TCP connection") && err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    drop(taken);
+}
+
 /// One end shut down for sending (`shutdown(SHUT_WR)`) with records still queued behind: after
 /// the restart the reader gets them, then the end of the stream; the other way stays open.
 #[test]
