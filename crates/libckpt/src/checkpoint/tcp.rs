@@ -67,6 +67,13 @@ pub fn copy_queues(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: 
     // socket but which later binds to its port may share it; the record keeps it as it was).
     let _ = rustix::net::sockopt::set_socket_reuseaddr(sock, true);
     let waiting = sys::bytes_to_read(fd).unwrap_or(0) as usize;
+    let unsent = sys::bytes_not_sent(fd).unwrap_or(0) as usize;
+    if start + 2 * s::FRAME_HEADER + waiting + unsent > data.len() {
+        // Kept, they would fail the checkpoint, which did not need them when the far end is
+        // outside: named, and the connection marked instead.
+        say!("ckpt: fd {fd} (TCP connection to {}): its {} queued bytes do not fit in this checkpoint; a restart brings it back reset", Addr(rec.peer()), waiting + unsent);
+        return Ok((start as u64, 0, s::TCP_BYTES_LOST));
+    }
     let mut aux = 0;
     if waiting > 0 {
         // A peek starts at the socket's peek offset when the program set one (`SO_PEEK_OFF`,
@@ -85,7 +92,6 @@ pub fn copy_queues(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: 
             aux = s::TCP_BYTES_LOST;
         }
     }
-    let unsent = sys::bytes_not_sent(fd).unwrap_or(0) as usize;
     if unsent > 0 && aux == 0 {
         match copy_unsent(sock, unsent, data, used) {
             Ok(()) => aux = unsent as u64,
