@@ -10,6 +10,9 @@
 //!   then replaced; anything else there is left alone and the restart refused;
 //! - a bound datagram socket is bound again (a path, as above); one connected to an address is
 //!   connected again (a unix one once its process's sockets are bound);
+//! - a TCP connection whose far end is in the image too was made by `tcp` before anything
+//!   else, and is taken from there like one end of a pair; an internet listening socket that
+//!   several processes of a tree share is made once for them ([`pool_listener`]);
 //! - a stream socket connected to something outside the process cannot be resumed: it comes
 //!   back reset, so the program's next read fails with ECONNRESET (and a write with EPIPE) and
 //!   its own reconnect logic runs; a unix one whose peer had closed comes back with its peer
