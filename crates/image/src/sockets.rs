@@ -199,3 +199,21 @@ pub fn frames(blob: &[u8]) -> Records<'_, &[u8]> {
         r.bytes(len)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tcp_blob_splits_into_its_queue_and_its_unsent_bytes() {
+        // No unsent bytes: all of it is the receive queue, whatever bit 62 says.
+        assert_eq!(tcp_blob_parts(104, 0), (104, 0));
+        assert_eq!(tcp_blob_parts(0, TCP_BYTES_LOST), (0, 0));
+        // One frame of 100 queued bytes, then one of 7 unsent.
+        assert_eq!(tcp_blob_parts(104 + 4 + 7, 7), (104, 7));
+        // Only unsent bytes.
+        assert_eq!(tcp_blob_parts(4 + 7, 7), (0, 7));
+        // A count beyond the blob names no queue (a damaged record reads nothing before it).
+        assert_eq!(tcp_blob_parts(3, 7), (0, 7));
+    }
+}

@@ -118,6 +118,9 @@ pub fn connect_ends(image_path: &CStr, a: (&SocketRecord, &FdRecord), b: (&Socke
         say!("myrestart: fd {} (TCP connection {} to {}): bytes of it were not saved; both ends come back reset", ra.fd, Addr(ra.addr()), Addr(ra.peer()));
         return Ok(());
     }
+    if !whole(fa) || !whole(fb) {
+        return Err(refuse(image_path, format_args!("fd {} (TCP connection {} to {}): its saved bytes do not add up", ra.fd, Addr(ra.addr()), Addr(ra.peer()))));
+    }
     if p.npairs == p.pairs.len() {
         return Err(refuse(image_path, format_args!("more than {} socket pairs and connections", p.pairs.len())));
     }
@@ -131,6 +134,12 @@ pub fn connect_ends(image_path: &CStr, a: (&SocketRecord, &FdRecord), b: (&Socke
     p.pairs[p.npairs] = PairSlot { ino: [ra.ino, rb.ino], fd: [pa, pb], pooled: true };
     p.npairs += 1;
     Ok(())
+}
+
+/// Whether a connection end's blob is its queue and then exactly its unsent bytes, as one frame.
+fn whole(f: &FdRecord) -> bool {
+    let (queued, unsent) = s::tcp_blob_parts(f.blob_len, f.aux);
+    unsent == 0 || queued + s::FRAME_HEADER as u64 + unsent == f.blob_len
 }
 
 /// The bytes end `to` (descriptor record) is to read again: its queue and what `from` had not
