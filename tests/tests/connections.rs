@@ -112,6 +112,50 @@ fn a_tcp_connection_with_bytes_not_yet_sent_goes_on() {
     assert!(unsent(last) > 0, "the sender held nothing unsent, so this test proves nothing: {last}");
 }
 
+/// Python, over IPv6 loopback: one process with both ends, counting over the connection and
+/// checking every number and both ends' addresses (an `assert` ends it otherwise).
+#[test]
+fn a_python_tcp_connection_over_ipv6_goes_on() {
+    const SCRIPT: &str = r#"
+import socket, time
+l = socket.socket(socket.AF_INET6)
+l.bind(("::1", 0))
+l.listen(1)
+a = socket.create_connection(("::1", l.getsockname()[1]))
+b, _ = l.accept()
+names = (a.getsockname(), a.getpeername(), b.getsockname(), b.getpeername())
+n = 0
+a.sendall(b"%08d" % 0)
+while True:
+    got = b.recv(8, socket.MSG_WAITALL)
+    if int(got) != n:
+        print("BAD got", got, "wanted", n, flush=True)
+        raise SystemExit(1)
+    n += 1
+    a.sendall(b"%08d" % n)
+    if (a.getsockname(), a.getpeername(), b.getsockname(), b.getpeername()) != names:
+        print("BAD addresses", flush=True)
+        raise SystemExit(1)
+    print("round", n, flush=True)
+    time.sleep(0.02)
+"#;
+    let wd = Workdir::new("tcp-python6");
+    let mut c = Command::new("python3");
+    c.args(["-c", SCRIPT]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python3");
+    orig.wait_until(|l| rounds(l).len() >= 5, SHORT, "5 rounds");
+    let before = rounds(&orig.lines()).last().copied().unwrap_or(0);
+    orig.checkpoint(&wd.image(), LONG);
+    let done = rounds(&orig.lines()).last().copied().unwrap_or(0);
+    orig.kill9();
+    let mut restored = Proc::restart(&wd.image());
+    let after = restored.wait_until(|l| rounds(l).len() >= 20 || l.iter().any(|x| x.starts_with("BAD")), LONG, "20 rounds after the restart");
+    assert_no_bad(&after, "the restarted connection", &restored.stderr());
+    let r = rounds(&after);
+    assert!(r[0] > before && r[0] <= done + 1 && r.windows(2).all(|w| w[1] == w[0] + 1), "{r:?} (checkpoint between {before} and {done})");
+    restored.kill9();
+}
+
 /// Without `CAP_NET_ADMIN` the bytes a sender had not sent cannot be read: the checkpoint
 /// names the connection, and the restart brings both ends back reset (never short of bytes).
 #[test]
