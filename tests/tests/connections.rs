@@ -58,6 +58,7 @@ fn goes_on_after_restart(name: &str, mode: &str, ready: impl Fn(&[String]) -> bo
     let done = rounds(&orig.lines()).last().copied().unwrap_or(0);
     orig.wait_until(|l| rounds(l).last().is_some_and(|&r| r >= done + 3), SHORT, "rounds after the checkpoint");
     assert_no_bad(&orig.lines(), "the checkpoint disturbed the live connection", &orig.stderr());
+    assert!(!orig.stderr().contains("leads outside"), "the checkpoint took the connection for one to outside: {}", orig.stderr());
     let seen = orig.lines();
     orig.kill_tree();
 

@@ -136,7 +136,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     parts.sockets_len = out.sockets.finish().ok_or(Failure::plain("too many sockets to record"))?;
     parts.timerfds_len = out.timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
     parts.inotify_len = out.watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
-    super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree);
+    super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree, parts.text);
     // A pipe end whose other end is outside the process (often one it merely inherited) is
     // named at restart, where it comes back with that end closed: nothing is wrong yet now.
     Ok(())
