@@ -260,7 +260,7 @@ fn assert_laps_exact(laps: &[String]) {
 /// each other), checkpointed at one moment, killed, restarted: the ring goes on with every
 /// message. The log is rewritten in place from the checkpoint's offset on, so the laps the
 /// killed run wrote after it are written again, the same if nothing was lost.
-fn open_mpi_ring_goes_on(test: &str, btl: &str) {
+fn open_mpi_ring_goes_on(test: &str, btl: &str, how: Ending) {
     if Command::new("mpirun").arg("--version").output().map_or(true, |o| !o.status.success()) {
         return skip(test, "Open MPI's mpirun is not installed (Debian's openmpi-bin and libopenmpi-dev)");
     }
@@ -273,18 +273,19 @@ fn open_mpi_ring_goes_on(test: &str, btl: &str) {
     cmd.env("OMPI_MCA_btl", btl);
     let mut orig = Proc::preloaded(cmd, &wd.image(), "mpirun");
     wait_file_lines(&log, 10, LONG);
-    let out = run_within(
-        {
-            let mut c = Command::new(ckpt());
-            c.args(["checkpoint", "--wait", "--image"]).arg(wd.image()).arg(orig.pid.to_string());
-            c
-        },
-        LONG,
-    );
+    let mut c = Command::new(ckpt());
+    c.args(["checkpoint", if how == Ending::LastCheckpoint { "--kill" } else { "--wait" }, "--image"]).arg(wd.image()).arg(orig.pid.to_string());
+    let out = run_within(c, LONG);
     assert!(out.status.success(), "ckpt checkpoint: {}", String::from_utf8_lossy(&out.stderr));
-    let at_checkpoint = file_lines(&log).len();
-    wait_file_lines(&log, at_checkpoint + 3, LONG);
-    orig.kill_tree();
+    if how == Ending::LastCheckpoint {
+        // The tree ended with its image: nothing of it runs on, nothing of it is left.
+        wait_dead(orig.pid);
+        kill_all_below(orig.pid);
+    } else {
+        let at_checkpoint = file_lines(&log).len();
+        wait_file_lines(&log, at_checkpoint + 3, LONG);
+        orig.kill_tree();
+    }
     let at_kill = file_lines(&log).len();
 
     let mut restored = Proc::restart(&wd.image());
@@ -299,15 +300,31 @@ fn open_mpi_ring_goes_on(test: &str, btl: &str) {
     assert_laps_exact(&file_lines(&log));
 }
 
+/// How the checkpointed run ends.
+#[derive(Clone, Copy, PartialEq)]
+enum Ending {
+    /// Checkpointed, left running a few laps, then killed.
+    Killed,
+    /// `ckpt checkpoint --kill`: the last checkpoint, after which the tree ends at once.
+    LastCheckpoint,
+}
+
 /// The ranks pass the counter over TCP too.
 #[test]
 fn an_open_mpi_ring_over_tcp_goes_on() {
-    open_mpi_ring_goes_on("an_open_mpi_ring_over_tcp_goes_on", "self,tcp");
+    open_mpi_ring_goes_on("an_open_mpi_ring_over_tcp_goes_on", "self,tcp", Ending::Killed);
 }
 
 /// The ranks pass the counter through shared memory (`vader`, Open MPI's default on one node);
 /// mpirun's connections to them are TCP.
 #[test]
 fn an_open_mpi_ring_in_shared_memory_goes_on() {
-    open_mpi_ring_goes_on("an_open_mpi_ring_in_shared_memory_goes_on", "self,vader,tcp");
+    open_mpi_ring_goes_on("an_open_mpi_ring_in_shared_memory_goes_on", "self,vader,tcp", Ending::Killed);
+}
+
+/// The same after `ckpt checkpoint --kill`: mpirun's own threads never run after its ranks
+/// are killed (they would remove the ranks' shared memory files, which the restart maps).
+#[test]
+fn an_open_mpi_ring_in_shared_memory_goes_on_after_its_last_checkpoint() {
+    open_mpi_ring_goes_on("an_open_mpi_ring_in_shared_memory_goes_on_after_its_last_checkpoint", "self,vader,tcp", Ending::LastCheckpoint);
 }
