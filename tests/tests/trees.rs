@@ -379,6 +379,49 @@ fn a_restart_is_refused_while_any_process_of_the_tree_still_runs() {
     }
 }
 
+/// A restored tree checkpointed again names the PIDs of its namespace: a process it forked after
+/// the restart has a low one there, which here is one of the kernel's threads (a PostgreSQL
+/// backend for a client that connected after the restart, say). Such a thread is not the
+/// program still running: that image restarts (it was refused, "1 process of the checkpointed
+/// tree still runs").
+#[test]
+fn a_child_forked_after_a_restart_is_not_taken_for_a_kernel_thread_of_its_pid() {
+    let wd = Workdir::new("tree-low-pid");
+    let image = wd.image();
+    let go = wd.path.join("go");
+    let mut c = Command::new("bash");
+    c.args(["-c", &format!("i=0; while :; do i=$((i+1)); echo $i; if [ -e '{0}' ]; then rm '{0}'; sleep 1000 & echo child $!; fi; sleep 0.05; done", go.display())]);
+    let mut orig = Proc::preloaded(c, &image, "bash");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&image, LONG);
+    orig.kill_tree();
+
+    let mut first = Proc::restart(&image);
+    first.wait_lines(3, LONG);
+    std::fs::write(&go, "").unwrap();
+    let lines = first.wait_until(|l| l.iter().any(|l| l.starts_with("child ")), LONG, "a child forked after the restart");
+    let child: u32 = lines.iter().find_map(|l| l.strip_prefix("child ")).unwrap().parse().unwrap();
+    first.checkpoint(&image, LONG);
+    first.kill_tree();
+    // Its PID in the namespace, seen here: field 9 of stat, the flags, has PF_KTHREAD.
+    let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+    let flags: u64 = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(6)).and_then(|f| f.parse().ok()).unwrap_or(0);
+    if flags & 0x0020_0000 == 0 {
+        skip("a_child_forked_after_a_restart_is_not_taken_for_a_kernel_thread_of_its_pid", &format!("PID {child} is no kernel thread on this machine"));
+        return;
+    }
+    let mut again = Proc::restart(&image);
+    let deadline = std::time::Instant::now() + LONG;
+    while again.lines().len() < 3 {
+        if let Some(st) = again.try_exit() {
+            panic!("the second generation was not restarted ({st}): {}", again.stderr());
+        }
+        assert!(std::time::Instant::now() < deadline, "the restarted bash printed nothing: {}", again.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    again.kill_tree();
+}
+
 /// A process of the tree that did not load the library (started without `LD_PRELOAD`) is never
 /// sent the checkpoint signal: the checkpoint fails with one line naming it, the whole tree
 /// runs on, and the previous image stays as it was.
