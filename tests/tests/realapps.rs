@@ -1,0 +1,284 @@
+//! Real programs as their users run them: a PostgreSQL cluster (the postmaster and all its
+//! processes, one tree) with clients on its unix socket and TCP port, and a program inside a
+//! tmux session (the tmux server and the program, one tree). Each is checkpointed, killed with
+//! SIGKILL, restarted with `ckpt restart`, and must go on from its checkpointed state.
+//!
+//! Skipped, with a line saying why, where PostgreSQL (Debian's `postgresql` and `libpq-dev`) or
+//! tmux is not installed; `.ci/run` installs them.
+#![deny(unsafe_code)]
+
+use ckpt_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The directory of PostgreSQL's server programs (`initdb`, `postgres`): Debian keeps them out
+/// of `PATH`, one directory per major version; the newest is taken.
+fn postgres_bin() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin): &(u32, PathBuf)| bin.join("postgres").exists() && bin.join("initdb").exists() && bin.join("psql").exists())
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// Whether PostgreSQL can be run here: its programs, libpq's header (for the client), and a
+/// user other than root to run the server as (the server refuses root); if not, the test is
+/// [`skip`]ped.
+fn can_run_postgres(test: &str) -> Option<PathBuf> {
+    let Some(bin) = postgres_bin() else {
+        skip(test, "needs PostgreSQL's server (Debian's postgresql package: /usr/lib/postgresql/N/bin)");
+        return None;
+    };
+    if !Path::new("/usr/include/postgresql/libpq-fe.h").exists() {
+        skip(test, "needs libpq's header, for its client (Debian's libpq-dev)");
+        return None;
+    }
+    if euid() == 0 && !can_be_another_user(test) {
+        return None;
+    }
+    Some(bin)
+}
+
+/// `args` run as the server's user: `nobody` when the tests run as root (PostgreSQL refuses to
+/// run as root), else as ourselves.
+fn as_server_user<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    if euid() == 0 {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]).args(args);
+        c
+    } else {
+        let mut c = Command::new(&args[0]);
+        c.args(&args[1..]);
+        c
+    }
+}
+
+/// A PostgreSQL cluster in a test's directory: its data directory, made by `initdb`, and the
+/// socket directory and TCP port its server listens on.
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    /// `initdb` in `wd` (given to the server's user), with trusted local connections.
+    fn init(bin: &Path, wd: &Workdir) -> Cluster {
+        if euid() == 0 {
+            let st = Command::new("chown").args(["nobody:nogroup"]).arg(&wd.path).status().unwrap();
+            assert!(st.success(), "chown of {}", wd.path.display());
+        }
+        let data = wd.path.join("data");
+        let mut c = as_server_user(&[bin.join("initdb").as_os_str(), "-D".as_ref(), data.as_os_str(), "-A".as_ref(), "trust".as_ref(), "-U".as_ref(), "postgres".as_ref(), "--no-sync".as_ref()]);
+        c.current_dir(&wd.path);
+        let out = run_within(c, LONG);
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        Cluster { bin: bin.to_path_buf(), dir: wd.path.clone(), port: free_port() }
+    }
+
+    /// `ckpt run --signal 40 -- postgres …` (PostgreSQL owns SIGUSR2), its image `myckpt` in the
+    /// cluster's directory. Autovacuum is off and the server's own checkpoints far apart: the
+    /// tree must write nothing between its image and its kill (files written after an image are
+    /// a matter of their own).
+    fn start_under_ckpt(&self) -> Proc {
+        let port = self.port.to_string();
+        let data = self.dir.join("data");
+        let image = self.dir.join("myckpt");
+        let postgres = self.bin.join("postgres");
+        let ckpt = ckpt();
+        let args: Vec<&std::ffi::OsStr> = vec![
+            ckpt.as_os_str(),
+            "run".as_ref(),
+            "--signal".as_ref(),
+            "40".as_ref(),
+            "--image".as_ref(),
+            image.as_os_str(),
+            "--".as_ref(),
+            postgres.as_os_str(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-k".as_ref(),
+            self.dir.as_os_str(),
+            "-p".as_ref(),
+            port.as_ref(),
+            "-c".as_ref(),
+            "listen_addresses=127.0.0.1".as_ref(),
+            "-c".as_ref(),
+            "shared_buffers=16MB".as_ref(),
+            "-c".as_ref(),
+            "max_connections=10".as_ref(),
+            "-c".as_ref(),
+            "autovacuum=off".as_ref(),
+            "-c".as_ref(),
+            "checkpoint_timeout=1h".as_ref(),
+        ];
+        let mut c = as_server_user(&args);
+        c.current_dir(&self.dir);
+        let server = Proc::spawn(c, "postgres under ckpt run");
+        server.wait_stderr("database system is ready to accept connections", LONG);
+        server
+    }
+
+    /// `psql` running `sql` over the unix socket (`tcp`: over TCP), its rows as `a|b` lines; it
+    /// must succeed.
+    fn psql(&self, sql: &str, tcp: bool) -> String {
+        let host = if tcp { "127.0.0.1".to_string() } else { self.dir.display().to_string() };
+        let mut c = Command::new(self.bin.join("psql"));
+        c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", &host, "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql]);
+        let out = run_within(c, LONG);
+        assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Waits until the server answers a query (a restored server says nothing when it is back).
+    fn wait_answering(&self, server: &mut Proc) {
+        let deadline = Instant::now() + LONG;
+        loop {
+            let mut c = Command::new(self.bin.join("psql"));
+            c.args(["-X", "-A", "-t", "-h", &self.dir.display().to_string(), "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", "select 1"]);
+            if run_within(c, LONG).status.success() {
+                return;
+            }
+            if let Some(st) = server.try_exit() {
+                panic!("the server ended ({st}): {}", server.stderr());
+            }
+            assert!(Instant::now() < deadline, "the server does not answer: {}", server.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every row of `t` is `i, 'row ' || i` for `i` in 1..=n, and no other.
+    fn assert_rows(&self, n: u64, tcp: bool) {
+        let got = self.psql("select count(*), coalesce(sum(i), 0), count(*) filter (where s = 'row ' || i), coalesce(min(i), 0), coalesce(max(i), 0) from t", tcp);
+        assert_eq!(got, format!("{n}|{}|{n}|{}|{n}", n * (n + 1) / 2, n.min(1)), "the rows of t");
+    }
+
+    /// A client ([`pgclient`]) connected over TCP: idle until the file `go` exists, then it
+    /// counts the rows, inserts `rows` from `first` on, and ends.
+    fn client(&self, go: &Path, rows: u64, first: u64) -> Proc {
+        let mut c = Command::new(prog("pgclient", &["-lpq"]));
+        c.arg(format!("host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=10", self.port)).arg(go).arg(rows.to_string()).arg(first.to_string());
+        let client = Proc::spawn(c, "pgclient");
+        client.wait_lines(1, LONG);
+        assert_eq!(client.lines(), ["connected"], "{}", client.stderr());
+        client
+    }
+
+    /// `ckpt checkpoint PID --wait` (the server's PID, or its `ckpt restart`'s).
+    fn checkpoint(&self, pid: u32) {
+        let mut c = Command::new(ckpt());
+        c.args(["checkpoint", &pid.to_string(), "--wait"]);
+        let out = run_within(c, LONG);
+        assert!(out.status.success(), "ckpt checkpoint {pid}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `ckpt restart myckpt`, as the server's user, in the cluster's directory.
+    fn restart(&self) -> Proc {
+        let image = self.dir.join("myckpt");
+        let mut c = as_server_user(&[ckpt().as_os_str(), "restart".as_ref(), image.as_os_str()]);
+        c.current_dir(&self.dir);
+        Proc::spawn(c, "ckpt restart of the postgres tree")
+    }
+
+    /// The SysV shared memory segment named in `postmaster.pid` (its key and ID), which a
+    /// killed server leaves behind.
+    fn segment(&self) -> Option<(String, String)> {
+        let pidfile = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok()?;
+        let mut f = pidfile.lines().nth(6)?.split_whitespace();
+        Some((f.next()?.to_string(), f.next()?.to_string()))
+    }
+}
+
+/// Removes the SysV segments a killed server left (PostgreSQL removes its own when it shuts
+/// down), each only if it still has the cluster's key: the test leaves nothing behind.
+struct Segments(Vec<(String, String)>);
+
+impl Drop for Segments {
+    fn drop(&mut self) {
+        let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+        for (key, id) in &self.0 {
+            let ours = table.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 1 && f[0] == key && f[1] == id
+            });
+            if ours {
+                let _ = Command::new("ipcrm").args(["-m", id]).status();
+            }
+        }
+    }
+}
+
+/// The whole life of a database across two checkpoints: a cluster made by `initdb`, its server
+/// under `ckpt run`, a table of 2,000 rows written over the unix socket, and a client connected
+/// over TCP, idle. The tree (postmaster, checkpointer, background writer, WAL writer, the
+/// launchers and the client's backend) is checkpointed at one moment, nothing written after,
+/// and SIGKILLed. Restarted: the client finds its connection gone, reconnects, reads every row
+/// and commits 500 more; new clients over both sockets read all 2,500; the server's own
+/// checkpoint (`CHECKPOINT`) writes its restored buffers. The restored tree, with another client
+/// connected (a backend forked after the restart), is checkpointed again, killed and restarted,
+/// and goes on the same way; then it shuts down cleanly, and a plain server started on the data
+/// directory afterwards recovers nothing and reads every row.
+#[test]
+fn postgres_continues_with_every_committed_row_and_its_clients_reconnect() {
+    let test = "postgres_continues_with_every_committed_row_and_its_clients_reconnect";
+    let Some(bin) = can_run_postgres(test) else { return };
+    let wd = Workdir::new("postgres");
+    let cluster = Cluster::init(&bin, &wd);
+    let mut segments = Segments(Vec::new());
+    let mut server = cluster.start_under_ckpt();
+    segments.0.extend(cluster.segment());
+    cluster.psql("create table t (i int primary key, s text); insert into t select g, 'row ' || g from generate_series(1, 2000) g", false);
+    cluster.assert_rows(2000, true);
+
+    let go = wd.path.join("go");
+    let mut client = cluster.client(&go, 500, 2001);
+    cluster.checkpoint(server.pid);
+    server.kill_tree();
+    let mut restored = cluster.restart();
+    cluster.wait_answering(&mut restored);
+    cluster.assert_rows(2000, false);
+    std::fs::write(&go, "").unwrap();
+    let st = client.wait_exit(LONG);
+    assert!(st.success(), "the client: {st}; {:?}, {}", client.lines(), client.stderr());
+    let lines = client.lines();
+    assert!(lines[1].starts_with("lost: "), "the client did not see its connection go: {lines:?}");
+    assert_eq!(lines[2..], ["reconnected", "count 2000", "inserted 500"], "{lines:?}");
+    cluster.assert_rows(2500, true);
+    cluster.psql("checkpoint", false);
+
+    // A second generation: the restored tree, with a backend it forked for a new client.
+    std::fs::remove_file(&go).unwrap();
+    let mut client = cluster.client(&go, 500, 2501);
+    cluster.checkpoint(restored.pid);
+    restored.kill_tree();
+    let mut again = cluster.restart();
+    cluster.wait_answering(&mut again);
+    cluster.assert_rows(2500, true);
+    std::fs::write(&go, "").unwrap();
+    let st = client.wait_exit(LONG);
+    assert!(st.success(), "the second client: {st}; {:?}, {}", client.lines(), client.stderr());
+    assert_eq!(client.lines()[2..], ["reconnected", "count 2500", "inserted 500"], "{:?}", client.lines());
+    cluster.assert_rows(3000, false);
+
+    // A clean shutdown (SIGINT, passed on to the postmaster) writes everything out; a server
+    // started afterwards on the data directory finds it shut down cleanly and every row there.
+    again.signal(libc::SIGINT);
+    let st = again.wait_exit(LONG);
+    assert!(st.success(), "the restored server's shutdown: {st}; {}", again.stderr());
+    assert!(again.stderr().contains("database system is shut down"), "{}", again.stderr());
+    let data = wd.path.join("data");
+    let postgres = bin.join("postgres");
+    let port = cluster.port.to_string();
+    let mut c = as_server_user(&[postgres.as_os_str(), "-D".as_ref(), data.as_os_str(), "-k".as_ref(), wd.path.as_os_str(), "-p".as_ref(), port.as_ref(), "-c".as_ref(), "listen_addresses=127.0.0.1".as_ref()]);
+    c.current_dir(&wd.path);
+    let mut plain = Proc::spawn(c, "postgres after the restored one");
+    let log = plain.wait_stderr("database system is ready to accept connections", LONG);
+    assert!(log.contains("database system was shut down at") && !log.contains("recovery"), "{log}");
+    cluster.assert_rows(3000, true);
+    plain.signal(libc::SIGINT);
+    assert!(plain.wait_exit(LONG).success(), "{}", plain.stderr());
+}
