@@ -282,3 +282,53 @@ fn postgres_continues_with_every_committed_row_and_its_clients_reconnect() {
     plain.signal(libc::SIGINT);
     assert!(plain.wait_exit(LONG).success(), "{}", plain.stderr());
 }
+
+/// PostgreSQL keeps a second server off a data directory in use by two checks of
+/// `postmaster.pid`: whether the PID it names runs, and whether the SysV shared memory segment
+/// it names (by key and ID) still has processes attached. A restored server's PID there is its
+/// PID in its namespace, which names no process (or another) outside it, so only the segment can
+/// tell. A second server started on the restored server's data directory must refuse to start,
+/// not run crash recovery over the live cluster.
+#[test]
+#[ignore = "needs the restored SysV shm segment under its shmid, attached where other processes see it: ipc (issue 27 point 6)"]
+fn a_second_postgres_server_is_kept_off_a_restored_servers_data_directory() {
+    let test = "a_second_postgres_server_is_kept_off_a_restored_servers_data_directory";
+    let Some(bin) = can_run_postgres(test) else { return };
+    let wd = Workdir::new("postgres-interlock");
+    let cluster = Cluster::init(&bin, &wd);
+    let mut segments = Segments(Vec::new());
+    let mut server = cluster.start_under_ckpt();
+    segments.0.extend(cluster.segment());
+    cluster.psql("create table t (i int primary key, s text); insert into t select g, 'row ' || g from generate_series(1, 100) g", false);
+    cluster.checkpoint(server.pid);
+    server.kill_tree();
+    let mut restored = cluster.restart();
+    cluster.wait_answering(&mut restored);
+
+    let other = wd.path.join("other");
+    std::fs::create_dir(&other).unwrap();
+    if euid() == 0 {
+        assert!(Command::new("chown").arg("nobody:nogroup").arg(&other).status().unwrap().success());
+    }
+    let (data, postgres, port) = (wd.path.join("data"), bin.join("postgres"), free_port().to_string());
+    let mut c = as_server_user(&[postgres.as_os_str(), "-D".as_ref(), data.as_os_str(), "-k".as_ref(), other.as_os_str(), "-p".as_ref(), port.as_ref(), "-c".as_ref(), "listen_addresses=".as_ref()]);
+    c.current_dir(&wd.path);
+    let mut second = Proc::spawn(c, "a second postgres on the same data directory");
+    let deadline = Instant::now() + LONG;
+    let st = loop {
+        if let Some(st) = second.try_exit() {
+            break st;
+        }
+        if second.stderr().contains("ready to accept connections") {
+            segments.0.extend(cluster.segment());
+            second.kill_tree();
+            panic!("a second server started on the restored server's data directory: {}", second.stderr());
+        }
+        assert!(Instant::now() < deadline, "the second server neither started nor refused: {}", second.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(!st.success() && second.stderr().contains("FATAL"), "{st}: {}", second.stderr());
+    cluster.assert_rows(100, true);
+    restored.signal(libc::SIGINT);
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+}
