@@ -57,6 +57,15 @@ fn as_server_user<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
     }
 }
 
+/// The user ID of [`as_server_user`]'s user.
+fn server_uid() -> u32 {
+    if euid() != 0 {
+        return euid();
+    }
+    let out = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("nobody's user ID")
+}
+
 /// A PostgreSQL cluster in a test's directory: its data directory, made by `initdb`, and the
 /// socket directory and TCP port its server listens on.
 struct Cluster {
@@ -193,20 +202,48 @@ impl Cluster {
     }
 }
 
-/// Removes the SysV segments a killed server left (PostgreSQL removes its own when it shuts
-/// down), each only if it still has the cluster's key: the test leaves nothing behind.
-struct Segments(Vec<(String, String)>);
+/// What a killed PostgreSQL server leaves behind, removed when the test ends (a server that
+/// shuts down removes its own): the SysV segment named in `postmaster.pid` (each only if it
+/// still has the cluster's key), and the POSIX shared memory of its dynamic segments
+/// (`/dev/shm/PostgreSQL.N`: each that appeared during the test, of the server's user). It also
+/// keeps the tests that run a server to one at a time.
+struct Leftovers {
+    segments: Vec<(String, String)>,
+    posix_before: Vec<std::ffi::OsString>,
+    _one_server: std::sync::MutexGuard<'static, ()>,
+}
 
-impl Drop for Segments {
+fn posix_segments() -> Vec<std::ffi::OsString> {
+    let named = |e: &std::fs::DirEntry| e.file_name().to_string_lossy().starts_with("PostgreSQL.");
+    std::fs::read_dir("/dev/shm").into_iter().flatten().flatten().filter(named).map(|e| e.file_name()).collect()
+}
+
+impl Leftovers {
+    fn new() -> Leftovers {
+        static ONE_SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = ONE_SERVER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Leftovers { segments: Vec::new(), posix_before: posix_segments(), _one_server: guard }
+    }
+}
+
+impl Drop for Leftovers {
     fn drop(&mut self) {
         let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
-        for (key, id) in &self.0 {
+        for (key, id) in &self.segments {
             let ours = table.lines().any(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
                 f.len() > 1 && f[0] == key && f[1] == id
             });
             if ours {
                 let _ = Command::new("ipcrm").args(["-m", id]).status();
+            }
+        }
+        use std::os::unix::fs::MetadataExt;
+        let server_uid = server_uid();
+        for name in posix_segments().into_iter().filter(|n| !self.posix_before.contains(n)) {
+            let path = Path::new("/dev/shm").join(name);
+            if std::fs::metadata(&path).is_ok_and(|m| m.uid() == server_uid) {
+                let _ = std::fs::remove_file(path);
             }
         }
     }
@@ -228,9 +265,9 @@ fn postgres_continues_with_every_committed_row_and_its_clients_reconnect() {
     let Some(bin) = can_run_postgres(test) else { return };
     let wd = Workdir::new("postgres");
     let cluster = Cluster::init(&bin, &wd);
-    let mut segments = Segments(Vec::new());
+    let mut leftovers = Leftovers::new();
     let mut server = cluster.start_under_ckpt();
-    segments.0.extend(cluster.segment());
+    leftovers.segments.extend(cluster.segment());
     cluster.psql("create table t (i int primary key, s text); insert into t select g, 'row ' || g from generate_series(1, 2000) g", false);
     cluster.assert_rows(2000, true);
 
@@ -296,9 +333,9 @@ fn a_second_postgres_server_is_kept_off_a_restored_servers_data_directory() {
     let Some(bin) = can_run_postgres(test) else { return };
     let wd = Workdir::new("postgres-interlock");
     let cluster = Cluster::init(&bin, &wd);
-    let mut segments = Segments(Vec::new());
+    let mut leftovers = Leftovers::new();
     let mut server = cluster.start_under_ckpt();
-    segments.0.extend(cluster.segment());
+    leftovers.segments.extend(cluster.segment());
     cluster.psql("create table t (i int primary key, s text); insert into t select g, 'row ' || g from generate_series(1, 100) g", false);
     cluster.checkpoint(server.pid);
     server.kill_tree();
@@ -320,7 +357,7 @@ fn a_second_postgres_server_is_kept_off_a_restored_servers_data_directory() {
             break st;
         }
         if second.stderr().contains("ready to accept connections") {
-            segments.0.extend(cluster.segment());
+            leftovers.segments.extend(cluster.segment());
             second.kill_tree();
             panic!("a second server started on the restored server's data directory: {}", second.stderr());
         }
