@@ -422,6 +422,37 @@ fn a_child_forked_after_a_restart_is_not_taken_for_a_kernel_thread_of_its_pid() 
     again.kill_tree();
 }
 
+/// A tree whose child cannot be restored (a file it mapped shared, and holds open as Python's
+/// `mmap` does, is gone: PostgreSQL's parallel query segments, removed once the query ended) is
+/// refused whole, exit status 2, and
+/// `ckpt restart` does not first say which process "the restored program is": nothing was
+/// restored. The child's line says why.
+#[test]
+fn a_tree_refused_by_one_of_its_processes_announces_no_restored_program() {
+    let wd = Workdir::new("tree-refused-member");
+    let shared = wd.path.join("shared");
+    std::fs::write(&shared, vec![0u8; 4096]).unwrap();
+    let script = "import mmap, os, sys, time\n\
+        if os.fork() == 0:\n    f = open(sys.argv[1], 'r+b'); m = mmap.mmap(f.fileno(), 4096); f.close()\n    while True: m[0] = (m[0] + 1) % 256; time.sleep(0.01)\n\
+        i = 0\nwhile True:\n    i += 1; print(i, flush=True); time.sleep(0.02)\n";
+    let mut c = Command::new("python3");
+    c.args(["-c", script]).arg(&shared);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python3 and its child mapping a file");
+    orig.wait_lines(5, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    std::fs::remove_file(&shared).unwrap();
+    let mut c = Command::new(ckpt());
+    c.arg("restart").arg(wd.image());
+    let mut refused = Proc::spawn(c, "ckpt restart of the tree");
+    let st = refused.wait_exit(LONG);
+    let err = refused.stderr();
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{} is gone since the checkpoint", shared.display())) && err.contains("nothing was restored"), "{err}");
+    assert!(!err.contains("the restored program is process"), "{err}");
+    assert!(refused.lines().is_empty(), "{:?}", refused.lines());
+}
+
 /// A process of the tree that did not load the library (started without `LD_PRELOAD`) is never
 /// sent the checkpoint signal: the checkpoint fails with one line naming it, the whole tree
 /// runs on, and the previous image stays as it was.
