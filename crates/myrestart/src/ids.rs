@@ -164,9 +164,15 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
         let errno = (got == 4).then(|| Errno::from_raw_os_error(u32::from_ne_bytes(word) as i32));
         return Err(Fallback::Because("cannot give the program its PID in a new namespace", errno));
     }
+    // A tree: its processes check their own parts now, and any of them may refuse the restart;
+    // init says when all have passed every check (or ends, and nothing was restored, which the
+    // program's process is then not said to be).
+    let checked = p.ntree == 0 || read_full(ready_rd.as_fd(), &mut [0u8; 1]) == 1;
     drop(ready_rd);
     let program = if pid == 1 { Some(init) } else { find_child(init) };
-    say_stopped(p, program.unwrap_or(init), true);
+    if checked {
+        say_stopped(p, program.unwrap_or(init), true);
+    }
     drop(said_wr);
     drop_parked(p, &[from_init, p.status]);
     supervise(init, forwarded_mask(), true, Relay { from_init, status: p.status, ..Relay::NONE })
@@ -285,7 +291,8 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) ->
         }
     };
     let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
-    drop(ready);
+    // A tree's: kept until every process has passed every check (below).
+    let mut checked = (p.ntree > 0).then_some(ready);
     if p.ntree > 0 {
         // SAFETY: init's copies of the processes' ends, which it uses no more.
         unsafe {
@@ -313,8 +320,16 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) ->
                 }
                 sys::exit_group(code)
             }
+            if stage + 1 == crate::tree::RESTORED {
+                // Every process is past its checks: the outer myrestart may say which process
+                // the program is (they wait for that before the point of no return).
+                if let Some(fd) = checked.take() {
+                    let _ = rustix::io::write(&fd, b"c");
+                }
+            }
         }
     }
+    drop(checked);
     drop_parked(p, &[to_outer]);
     supervise(program, forwarded_mask(), false, Relay { to_outer, ..Relay::NONE })
 }
