@@ -1,0 +1,99 @@
+//! Pseudo-terminals whose two ends are in the image, as under `script`, `tmux` or `expect`: a
+//! parent holding the master and a child on the slave, its controlling terminal, checkpointed
+//! as a tree, killed, restarted: the pair is made again with its termios and window size, the
+//! child's session has it as its terminal with the same foreground group, and the bytes queued
+//! in it each way at the checkpoint arrive.
+#![deny(unsafe_code)]
+
+use ckpt_tests::*;
+use std::path::Path;
+use std::process::Command;
+
+/// Leaves `line` for the parent to write into the master (`tests/progs/ptypair.c`).
+fn say(dir: &Path, line: &str) {
+    let tmp = dir.join("say.tmp");
+    std::fs::write(&tmp, format!("{line}\n")).unwrap();
+    std::fs::rename(&tmp, dir.join("say")).unwrap();
+}
+
+/// The counts the child printed, in the order the parent relayed them.
+fn counts(lines: &[String]) -> Vec<u64> {
+    lines.iter().filter_map(|l| l.strip_prefix("count ")?.parse().ok()).collect()
+}
+
+/// What the child last wrote to DIR/progress: its mode and its count.
+fn progress(dir: &Path) -> (String, u64) {
+    let text = std::fs::read_to_string(dir.join("progress")).unwrap_or_default();
+    let mut it = text.split_whitespace();
+    (it.next().unwrap_or("").to_string(), it.next().and_then(|n| n.parse().ok()).unwrap_or(0))
+}
+
+fn wait_progress(dir: &Path, what: &str, pred: impl Fn(&str, u64) -> bool) {
+    let deadline = std::time::Instant::now() + LONG;
+    while !{
+        let (mode, n) = progress(dir);
+        pred(&mode, n)
+    } {
+        assert!(std::time::Instant::now() < deadline, "the child never reached {what}: {:?}", progress(dir));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn line_starting<'a>(lines: &'a [String], prefix: &str) -> Option<&'a String> {
+    lines.iter().find(|l| l.starts_with(prefix))
+}
+
+/// The child counts through the pty after the restart from exactly where it was (the counts
+/// it had written that the parent had not read yet were in the pty), reads the line the
+/// parent had written into the master before the checkpoint and a line written after, and
+/// sees the same terminal: still a tty on 0, 1 and 2, its session's controlling terminal with
+/// its own group in the foreground, the same termios and window size.
+#[test]
+fn a_child_on_its_parents_pty_continues_through_it_with_the_bytes_queued() {
+    let wd = Workdir::new("pty-pair");
+    let dir = wd.path.clone();
+    let mut cmd = Command::new(prog("ptypair", &[]));
+    cmd.arg(&dir);
+    let mut orig = Proc::preloaded(cmd, &wd.image(), "ptypair");
+    orig.wait_until(|l| counts(l).len() >= 5, SHORT, "five counts");
+    say(&dir, "info");
+    let lines = orig.wait_until(|l| line_starting(l, "info ").is_some(), SHORT, "the child's terminal");
+    let info = line_starting(&lines, "info ").unwrap().clone();
+    assert!(info.starts_with("info tty=111 fg=1 sid=1 "), "{info}");
+    say(&dir, "before");
+    orig.wait_until(|l| l.iter().any(|l| l == "child got: before"), SHORT, "the first line to reach the child");
+    // The parent stops reading the master; the child goes on writing into it.
+    std::fs::write(dir.join("hold"), "").unwrap();
+    let lines = orig.wait_until(|l| l.iter().any(|l| l == "parent holding"), SHORT, "the parent to hold");
+    let relayed = *counts(&lines).last().unwrap();
+    wait_progress(&dir, "five counts queued in the pty", |_, n| n >= relayed + 5);
+    // The child stops reading; a line goes into the master for it.
+    std::fs::write(dir.join("deaf"), "").unwrap();
+    wait_progress(&dir, "deafness", |m, _| m == "deaf");
+    say(&dir, "queued");
+    orig.wait_until(|l| l.iter().any(|l| l == "parent wrote queued"), SHORT, "the line written into the master");
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    let before = orig.lines();
+    assert_eq!(counts(&before).last(), Some(&relayed), "a count was relayed while the parent held: {before:?}");
+
+    let mut restored = Proc::restart(&wd.image());
+    std::fs::remove_file(dir.join("hold")).unwrap();
+    std::fs::remove_file(dir.join("deaf")).unwrap();
+    restored.wait_until(|l| l.iter().any(|l| l == "child got: queued"), LONG, "the line queued at the checkpoint to reach the child");
+    say(&dir, "after");
+    restored.wait_until(|l| l.iter().any(|l| l == "child got: after"), SHORT, "a line written after the restart to reach the child");
+    say(&dir, "info");
+    let after = restored.wait_until(|l| line_starting(l, "info ").is_some(), SHORT, "the child's terminal after the restart");
+    assert_eq!(line_starting(&after, "info ").unwrap(), &info, "the child's terminal changed; stderr {:?}", restored.stderr());
+    say(&dir, "quit");
+    let st = restored.wait_exit(LONG);
+    let after = restored.lines();
+    assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
+    assert_eq!(after.last().map(String::as_str), Some("parent: child exit 0"), "{after:?}");
+    // Every count once, in order: those queued in the pty at the checkpoint came out first.
+    let all: Vec<u64> = counts(&before).into_iter().chain(counts(&after)).collect();
+    let first_after = counts(&after).first().copied();
+    assert_eq!(first_after, Some(relayed + 1), "the counts queued in the pty were lost; after: {after:?}");
+    assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "a count lost or repeated: {all:?}");
+}
