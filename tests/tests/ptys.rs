@@ -97,3 +97,17 @@ fn a_child_on_its_parents_pty_continues_through_it_with_the_bytes_queued() {
     assert_eq!(first_after, Some(relayed + 1), "the counts queued in the pty were lost; after: {after:?}");
     assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "a count lost or repeated: {all:?}");
 }
+
+/// One process holding both ends of a pair, with a line queued each way at every moment: the
+/// restarted process reads every line once and in order, and its slave has the termios and
+/// window size it set (the output is an uninterrupted run's from the checkpoint on).
+#[test]
+fn a_process_holding_both_ends_continues_with_a_line_queued_each_way() {
+    let wd = Workdir::new("pty-self");
+    let make = || {
+        let mut c = Command::new(prog("ptyself", &[]));
+        c.arg("400");
+        c
+    };
+    checkpoint_kill_restart_matches(make, 60, &wd);
+}
