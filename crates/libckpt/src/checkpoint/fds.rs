@@ -174,7 +174,7 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
     let open_flags = rustix::fs::fcntl_getfl(bfd).map(|f| f.bits()).unwrap_or(0);
     if ft == FileType::CharacterDevice && super::pty::is_pty(st.st_rdev) {
         // Scratch for its queued bytes: the room past the bytes kept so far, not kept itself.
-        super::pty::record(fd, bfd, st.st_rdev, same_as, &mut out.ptys, &mut bufs.pipe_data[out.pipe_used..])?;
+        super::pty::record(fd, bfd, st.st_rdev, same_as, &mut out.ptys, &mut bufs.pipe_data[out.pipe_used..]);
     }
     let kept = kind_state(cx, fd, bfd, &st, kind, same_as, open_flags, out, bufs)?;
     if let Err(reason) = kept {

@@ -13,7 +13,6 @@
 //! was queued as one pending input: one `read` may return lines that it would have read one by
 //! one, and a line not yet ended is returned without waiting for its end.
 
-use super::failure::Failure;
 use ckpt_image::bytes::Writer;
 use ckpt_image::pty::{PtyRecord, Termios, CTTY, LOCKED, MASTER, MAX_PTY_QUEUE, PACKET};
 use ckpt_sigsafe::say;
@@ -36,12 +35,18 @@ pub fn is_pty(rdev: u64) -> bool {
 /// Records descriptor `fd` on a pty (`rdev` its device), the first of its open file
 /// description unless `same_as` names an earlier one; `room` is scratch for the queued bytes
 /// (two [`MAX_PTY_QUEUE`] halves, or less: then fewer bytes are kept).
-pub fn record(fd: i32, bfd: BorrowedFd, rdev: u64, same_as: i32, out: &mut PtyOut, room: &mut [u8]) -> Result<(), Failure> {
-    let Some(end) = tty::pty_end(rdev) else { return Ok(()) };
+pub fn record(fd: i32, bfd: BorrowedFd, rdev: u64, same_as: i32, out: &mut PtyOut, room: &mut [u8]) {
+    let Some(end) = tty::pty_end(rdev) else { return };
     let master = end.is_none();
     let index = match end {
         Some(n) => n,
-        None => tty::number(bfd).map_err(|e| Failure::new("asking a pty master its number", e))?,
+        None => match tty::number(bfd) {
+            Ok(n) => n,
+            Err(_) => {
+                say!("ckpt: fd {fd}: a pty master that does not say its number; a restarted process gets a new, unrelated pty there");
+                return;
+            }
+        },
     };
     let termios = tty::termios(bfd).unwrap_or_default();
     let mut rec = PtyRecord { fd, index, termios, winsize: tty::winsize(bfd).unwrap_or([0; 4]), ..PtyRecord::default() };
@@ -64,7 +69,6 @@ pub fn record(fd: i32, bfd: BorrowedFd, rdev: u64, same_as: i32, out: &mut PtyOu
     let (a, b) = if master && same_as < 0 { take_and_put_back(fd, bfd, &termios, rec.flags & PACKET != 0, to_slave, &mut to_master[..to_master_len]) } else { (0, 0) };
     out.master |= master;
     rec.write(&mut out.w, &to_slave[..a], &to_master[..b]);
-    Ok(())
 }
 
 /// The bytes queued in the pair of `master` each way (into `to_slave` and `to_master`), taken
@@ -107,7 +111,7 @@ fn take_and_put_back(fd: i32, master: BorrowedFd, saved: &Termios, packet: bool,
         let _ = tty::set_packet_mode(master, true);
     }
     let _ = rustix::fs::fcntl_setfl(master, flags);
-    if got.0 == to_slave.len() || got.1 == to_master.len() {
+    if (got.0 > 0 && got.0 == to_slave.len()) || (got.1 > 0 && got.1 == to_master.len()) {
         say!("ckpt: fd {fd}: its pty holds more than {} bytes one way; a restarted process gets the first {}", to_master.len(), to_master.len());
     }
     got
