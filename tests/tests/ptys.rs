@@ -75,6 +75,11 @@ fn a_child_on_its_parents_pty_continues_through_it_with_the_bytes_queued() {
     orig.checkpoint(&wd.image(), LONG);
     orig.kill_tree();
     let before = orig.lines();
+    // `ckpt inspect` names the root's master, the session its pair controls, the bytes queued.
+    let inspect = Command::new(ckpt()).arg("inspect").arg(wd.image()).output().unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    let master = text.lines().find(|l| l.contains("pty master of /dev/pts/")).unwrap_or_else(|| panic!("{text}"));
+    assert!(master.contains("terminal of session") && master.contains("bytes queued to the slave"), "{master}");
     assert_eq!(counts(&before).last(), Some(&relayed), "a count was relayed while the parent held: {before:?}");
 
     let mut restored = Proc::restart(&wd.image());
