@@ -6,11 +6,14 @@
  * (the child's lines queue up in the pty); DIR/deaf, the child stops reading its input (the
  * parent's lines queue up). The child writes its count and mode to DIR/progress too, so that a
  * test knows what is queued. The line "info" makes the child print its terminal as it sees it;
- * "quit" ends it, and then the parent, with the child's exit status. */
+ * "quit" ends it, and then the parent, with the child's exit status. With a second argument
+ * "job" the child is a shell of sorts: the counter runs in a grandchild, in a process group of
+ * its own that is the terminal's foreground. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,18 +47,38 @@ static void info(void) {
     struct winsize w;
     tcgetattr(0, &t);
     ioctl(0, TIOCGWINSZ, &w);
-    printf("info tty=%d%d%d fg=%d sid=%d lflag=%o iflag=%o oflag=%o erase=%d rows=%d cols=%d\n",
-           isatty(0), isatty(1), isatty(2), tcgetpgrp(0) == getpgrp(), getsid(0) == getpid() && tcgetsid(0) == getpid(),
+    printf("info tty=%d%d%d fg=%d ctty=%d leader=%d lflag=%o iflag=%o oflag=%o erase=%d rows=%d cols=%d\n",
+           isatty(0), isatty(1), isatty(2), tcgetpgrp(0) == getpgrp(), tcgetsid(0) == getsid(0), getsid(0) == getpid(),
            (unsigned)t.c_lflag, (unsigned)t.c_iflag, (unsigned)t.c_oflag, t.c_cc[VERASE], w.ws_row, w.ws_col);
     fflush(stdout);
 }
 
-static int child(const char *slave) {
+static int counter(void);
+
+/* The session leader on the slave; with `job`, like a shell, it runs the counter in a process
+ * group of its own that it makes the terminal's foreground, and waits for it. */
+static int child(const char *slave, int job) {
     setsid();
     int s = open(slave, O_RDWR);
     if (s < 0 || ioctl(s, TIOCSCTTY, 0) != 0) { perror("slave"); return 1; }
     dup2(s, 0); dup2(s, 1); dup2(s, 2);
     if (s > 2) close(s);
+    if (!job) return counter();
+    pid_t j = fork();
+    if (j == 0) {
+        setpgid(0, 0);
+        while (tcgetpgrp(0) != getpid()) usleep(1000);
+        return counter();
+    }
+    setpgid(j, j);
+    signal(SIGTTOU, SIG_IGN);
+    tcsetpgrp(0, j);
+    int st;
+    while (waitpid(j, &st, 0) < 0) {}
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+static int counter(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     char line[256];
     for (long n = 1;; n++) {
@@ -96,7 +119,7 @@ int main(int argc, char **argv) {
     ioctl(m, TIOCSWINSZ, &w);
     close(s);
     pid_t c = fork();
-    if (c == 0) { close(m); return child(slave); }
+    if (c == 0) { close(m); return child(slave, argc > 2 && !strcmp(argv[2], "job")); }
     printf("child %d\n", c);
     fflush(stdout);
     char buf[4096], acc[8192];

@@ -50,16 +50,32 @@ fn line_starting<'a>(lines: &'a [String], prefix: &str) -> Option<&'a String> {
 /// its own group in the foreground, the same termios and window size.
 #[test]
 fn a_child_on_its_parents_pty_continues_through_it_with_the_bytes_queued() {
+    relayed_through_a_pty(false);
+}
+
+/// As above, the counter running as a job of a shell on the pty: in a process group of its
+/// own, the terminal's foreground, below the session's leader; that group is the foreground
+/// again after the restart.
+#[test]
+fn a_job_in_the_foreground_of_a_pty_is_the_foreground_again() {
+    relayed_through_a_pty(true);
+}
+
+fn relayed_through_a_pty(job: bool) {
     let wd = Workdir::new("pty-pair");
     let dir = wd.path.clone();
     let mut cmd = Command::new(prog("ptypair", &[]));
     cmd.arg(&dir);
+    if job {
+        cmd.arg("job");
+    }
     let mut orig = Proc::preloaded(cmd, &wd.image(), "ptypair");
     orig.wait_until(|l| counts(l).len() >= 5, SHORT, "five counts");
     say(&dir, "info");
     let lines = orig.wait_until(|l| line_starting(l, "info ").is_some(), SHORT, "the child's terminal");
     let info = line_starting(&lines, "info ").unwrap().clone();
-    assert!(info.starts_with("info tty=111 fg=1 sid=1 "), "{info}");
+    let leader = if job { 0 } else { 1 };
+    assert!(info.starts_with(&format!("info tty=111 fg=1 ctty=1 leader={leader} ")), "{info}");
     say(&dir, "before");
     orig.wait_until(|l| l.iter().any(|l| l == "child got: before"), SHORT, "the first line to reach the child");
     // The parent stops reading the master; the child goes on writing into it.
