@@ -50,6 +50,7 @@ static void info(void) {
     printf("info tty=%d%d%d fg=%d ctty=%d leader=%d lflag=%o iflag=%o oflag=%o erase=%d rows=%d cols=%d\n",
            isatty(0), isatty(1), isatty(2), tcgetpgrp(0) == getpgrp(), tcgetsid(0) == getsid(0), getsid(0) == getpid(),
            (unsigned)t.c_lflag, (unsigned)t.c_iflag, (unsigned)t.c_oflag, t.c_cc[VERASE], w.ws_row, w.ws_col);
+    printf("ttyname %s\n", ttyname(0) ? ttyname(0) : "none");
     fflush(stdout);
 }
 

@@ -74,6 +74,8 @@ fn relayed_through_a_pty(job: bool) {
     say(&dir, "info");
     let lines = orig.wait_until(|l| line_starting(l, "info ").is_some(), SHORT, "the child's terminal");
     let info = line_starting(&lines, "info ").unwrap().clone();
+    let lines = orig.wait_until(|l| line_starting(l, "ttyname ").is_some(), SHORT, "the child's terminal's name");
+    let name = line_starting(&lines, "ttyname /dev/pts/").unwrap_or_else(|| panic!("{lines:?}")).clone();
     let leader = if job { 0 } else { 1 };
     assert!(info.starts_with(&format!("info tty=111 fg=1 ctty=1 leader={leader} ")), "{info}");
     say(&dir, "before");
@@ -107,6 +109,11 @@ fn relayed_through_a_pty(job: bool) {
     say(&dir, "info");
     let after = restored.wait_until(|l| line_starting(l, "info ").is_some(), SHORT, "the child's terminal after the restart");
     assert_eq!(line_starting(&after, "info ").unwrap(), &info, "the child's terminal changed; stderr {:?}", restored.stderr());
+    // The pair keeps its number, or the restart says which it has now.
+    let after = restored.wait_until(|l| line_starting(l, "ttyname ").is_some(), SHORT, "the child's terminal's name after the restart");
+    let name_now = line_starting(&after, "ttyname ").unwrap();
+    let moved = format!("comes back as {}", name_now.trim_start_matches("ttyname "));
+    assert!(name_now == &name || restored.stderr().contains(&moved), "{name} is now {name_now}; stderr {:?}", restored.stderr());
     say(&dir, "quit");
     let st = restored.wait_exit(LONG);
     let after = restored.lines();
