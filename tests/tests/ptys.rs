@@ -127,8 +127,9 @@ fn relayed_through_a_pty(job: bool) {
 }
 
 /// One process holding both ends of a pair, with a line queued each way at every moment: the
-/// restarted process reads every line once and in order, and its slave has the termios and
-/// window size it set (the output is an uninterrupted run's from the checkpoint on).
+/// restarted process reads every line once and in order, its slave has the termios and window
+/// size it set, and a second pair it holds idle is still locked and in packet mode (the output
+/// is an uninterrupted run's from the checkpoint on).
 #[test]
 fn a_process_holding_both_ends_continues_with_a_line_queued_each_way() {
     let wd = Workdir::new("pty-self");
