@@ -140,3 +140,47 @@ fn a_process_holding_both_ends_continues_with_a_line_queued_each_way() {
     };
     checkpoint_kill_restart_matches(make, 60, &wd);
 }
+
+/// The pair's old number is taken at the restart (held here): the pair comes back under
+/// another, the restart says which in one line, and the program goes on through it.
+#[test]
+#[allow(unsafe_code)] // posix_openpt and ioctl, to hold a pty
+fn a_pair_whose_number_is_taken_comes_back_under_another() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let wd = Workdir::new("pty-taken");
+    let make = || {
+        let mut c = Command::new(prog("ptyself", &[]));
+        c.arg("300");
+        c
+    };
+    let orig = checkpointed(make(), &wd, 40);
+    let at_kill = orig.lines().len();
+    let inspect = Command::new(ckpt()).arg("inspect").arg(wd.image()).output().unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    let number: u32 = text.lines().find_map(|l| l.split("pty master of /dev/pts/").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).unwrap_or_else(|| panic!("{text}"));
+    // Hold that number: open masters until the kernel gives it (or a higher one: then another
+    // program holds it, which does as well).
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        // SAFETY: posix_openpt returns a new descriptor of ours (or -1), owned from here.
+        let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        // SAFETY: as above.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut n: libc::c_uint = 0;
+        // SAFETY: TIOCGPTN writes one unsigned int, which outlives the call.
+        assert_eq!(unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::TIOCGPTN, &mut n) }, 0);
+        held.push(fd);
+        if n >= number {
+            break;
+        }
+    }
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
+    assert!(restored.stderr().contains(&format!("pseudo-terminal {number} comes back as /dev/pts/")), "{:?}", restored.stderr());
+    // From the checkpoint on, exactly what an uninterrupted run prints.
+    let reference = reference_run(make(), LONG);
+    assert_continues(&reference, 40, at_kill, &restored.lines());
+    drop(held);
+}
