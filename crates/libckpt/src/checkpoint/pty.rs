@@ -96,8 +96,9 @@ fn take_and_put_back(fd: i32, master: BorrowedFd, saved: &Termios, packet: bool,
         write_all(master, &to_slave[..got.0]);
         write_all(peer.as_fd(), &to_master[..got.1]);
         // The line discipline takes what is written to the other end in the background: wait
-        // (20 ms at most) until both ends have their bytes again, before their modes come back.
-        for _ in 0..20 {
+        // (200 ms at most, on a loaded machine; microseconds as a rule) until both ends have
+        // their bytes again, before their modes come back.
+        for _ in 0..200 {
             let slave_has = tty::queued(peer.as_fd()).unwrap_or(0) as usize;
             let master_has = tty::queued(master).unwrap_or(0) as usize;
             if slave_has >= got.0 && master_has >= got.1 {
