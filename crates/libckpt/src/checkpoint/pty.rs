@@ -98,13 +98,17 @@ fn take_and_put_back(fd: i32, master: BorrowedFd, saved: &Termios, packet: bool,
         // The line discipline takes what is written to the other end in the background: wait
         // (200 ms at most, on a loaded machine; microseconds as a rule) until both ends have
         // their bytes again, before their modes come back.
-        for _ in 0..200 {
+        let back = (0..200).any(|_| {
             let slave_has = tty::queued(peer.as_fd()).unwrap_or(0) as usize;
             let master_has = tty::queued(master).unwrap_or(0) as usize;
-            if slave_has >= got.0 && master_has >= got.1 {
-                break;
+            let done = slave_has >= got.0 && master_has >= got.1;
+            if !done {
+                let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 1_000_000 });
             }
-            let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 1_000_000 });
+            done
+        });
+        if !back {
+            say!("ckpt: fd {fd}: its pty had not taken back the bytes queued in it after 200 ms; the program may see them echoed or translated once more");
         }
         let _ = tty::set_termios(peer.as_fd(), saved);
     }
