@@ -253,11 +253,12 @@ fn descriptors_json(opened: &ImageFile, image: &Image, name: &str, v: &mut Verdi
     for item in image.fds() {
         let (rec, path) = item?;
         let sock = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd);
+        let pty = image.ptys().filter_map(Result::ok).find(|p| p.0.fd == rec.fd);
         fds.push(json!({
             "fd": rec.fd, "kind": format!("{:?}", rec.kind).to_lowercase(), "flags": format!("{:#o}", rec.open_flags),
             "cloexec": rec.fd_flags & 1 != 0, "offset": rec.offset, "path": String::from_utf8_lossy(path),
             "restored": !matches!(rec.kind, FdKind::Unsupported),
-            "socket": sock.map(|s| describe_socket(&s)), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
+            "socket": sock.map(|s| describe_socket(&s)), "pty": pty.map(|p| describe_pty(&p.0, p.1.len(), p.2.len())), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
         }));
         if let Err(e) = check_saved_file(file, &rec, &holes) {
             v.damaged(format!("{name}: {e}"));
@@ -515,7 +516,7 @@ fn print_descriptors(d: &Value) {
         // (A JSON value ignores widths: each is made a string first.)
         row!(
             "  {:>4}  {:<11} flags {:<8} offset {:<12} {}{}",
-            s(&f["fd"]), s(&f["kind"]), s(&f["flags"]), s(&f["offset"]), f["socket"].as_str().unwrap_or(&s(&f["path"])),
+            s(&f["fd"]), s(&f["kind"]), s(&f["flags"]), s(&f["offset"]), f["socket"].as_str().or(f["pty"].as_str()).unwrap_or(&s(&f["path"])),
             if f["restored"] == true { "" } else { "  (not restored)" }
         );
     }
@@ -567,6 +568,20 @@ fn counted(n: u64, one: &str, many: &str) -> String {
 }
 
 /// A socket as people say it: "unix stream listening on /run/x.sock", "tcp to 10.0.0.1:80".
+/// A descriptor on a pseudo-terminal, in words: which end of which pair, the session it
+/// controls, and the bytes queued in it each way.
+fn describe_pty(p: &ckpt_image::pty::PtyRecord, to_slave: usize, to_master: usize) -> String {
+    let end = if p.is_master() { "pty master of /dev/pts/" } else { "pty slave /dev/pts/" };
+    let mut text = format!("{end}{}", p.index);
+    if p.flags & ckpt_image::pty::CTTY != 0 {
+        text += &format!(", terminal of session {} (foreground {})", p.sid, p.fg_pgrp);
+    }
+    if to_slave + to_master > 0 {
+        text += &format!(", {to_slave} bytes queued to the slave, {to_master} to the master");
+    }
+    text
+}
+
 fn describe_socket(s: &ckpt_image::sockets::SocketRecord) -> String {
     use ckpt_image::sockets as k;
     use ckpt_sigsafe::sockets::Addr;

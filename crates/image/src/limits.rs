@@ -39,6 +39,13 @@ pub const MAX_WATCHES: usize = 8192;
 /// 2^31 would otherwise hold the restart for hours.
 pub const MAX_WATCH_GAP: u64 = 1 << 16;
 
+/// Most bytes a checkpoint keeps of what is queued in one direction of a pseudo-terminal pair
+/// (a line discipline holds 4 KiB, and its flip buffers up to 64 KiB more).
+pub const MAX_PTY_QUEUE: usize = 64 << 10;
+
+/// Most pseudo-terminal pairs a restart makes again for one image (a whole tree).
+pub const MAX_PTYS: usize = 64;
+
 /// What one process's image holds of what the restart keeps tables for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

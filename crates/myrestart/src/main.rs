@@ -61,6 +61,7 @@ mod plan;
 // unsafe: maps the image and reads its headers in place.
 #[allow(unsafe_code)]
 mod planner;
+mod pty;
 mod refusal;
 // unsafe: after the point of no return: remaps memory, sets registers and jumps into the program.
 #[allow(unsafe_code)]

@@ -91,6 +91,10 @@ pub mod sockets;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod trust;
+// unsafe: the terminal ioctls, which take pointers to their arguments, and the descriptor
+// TIOCGPTPEER returns.
+#[allow(unsafe_code)]
+pub mod tty;
 
 /// Page size on x86-64.
 pub const PAGE: usize = 4096;

@@ -59,6 +59,7 @@ struct Out<'a> {
     sockets: Writer<'a>,
     timerfds: Writer<'a>,
     watches: Writer<'a>,
+    ptys: super::pty::PtyOut<'a>,
     npipes: usize,
     pipe_used: usize,
 }
@@ -99,6 +100,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         sockets: Writer::new(parts.sockets),
         timerfds: Writer::new(parts.timerfds),
         watches: Writer::new(parts.inotify),
+        ptys: super::pty::PtyOut { w: Writer::new(parts.ptys), master: false },
         npipes: 0,
         pipe_used: 0,
     };
@@ -136,6 +138,8 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     parts.sockets_len = out.sockets.finish().ok_or(Failure::plain("too many sockets to record"))?;
     parts.timerfds_len = out.timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
     parts.inotify_len = out.watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
+    parts.ptys_master = out.ptys.master;
+    parts.ptys_len = out.ptys.w.finish().ok_or(Failure::plain("too many descriptors on pseudo-terminals to record"))?;
     super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree);
     // A pipe end whose other end is outside the process (often one it merely inherited) is
     // named at restart, where it comes back with that end closed: nothing is wrong yet now.
@@ -168,6 +172,10 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
         _ => 0,
     };
     let open_flags = rustix::fs::fcntl_getfl(bfd).map(|f| f.bits()).unwrap_or(0);
+    if ft == FileType::CharacterDevice && super::pty::is_pty(st.st_rdev) {
+        // Scratch for its queued bytes: the room past the bytes kept so far, not kept itself.
+        super::pty::record(fd, bfd, st.st_rdev, same_as, &mut out.ptys, &mut bufs.pipe_data[out.pipe_used..]);
+    }
     let kept = kind_state(cx, fd, bfd, &st, kind, same_as, open_flags, out, bufs)?;
     if let Err(reason) = kept {
         (kind, why) = (FdKind::Unsupported, reason);

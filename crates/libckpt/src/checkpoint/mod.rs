@@ -43,6 +43,7 @@ mod imagefile;
 #[allow(unsafe_code)]
 mod pages;
 mod procfs;
+mod pty;
 mod runs;
 // unsafe: carves the scratch mapping into the writer's typed tables.
 #[allow(unsafe_code)]
