@@ -107,3 +107,12 @@ mod tests {
         assert_eq!(a.plus(b), Counts { regions: 7, fds: 8, threads: 12 });
     }
 }
+
+/// Most System V IPC objects (segments, semaphore sets, message queues) whose IDs libckpt
+/// remembers (from the interposed `shmget`, `semget` and `msgget`) and one process's image
+/// records; one past them is named at checkpoint and not restored.
+pub const MAX_IPC_OBJECTS: usize = 256;
+
+/// Most bytes of System V IPC records (semaphore values and queued messages) in one process's
+/// image.
+pub const MAX_IPC_BYTES: usize = 4 << 20;
