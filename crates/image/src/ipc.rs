@@ -114,6 +114,21 @@ pub fn write_message(w: &mut Writer, mtype: i64, data: &[u8]) {
     w.align(8);
 }
 
+/// A queue's record written piece by piece: its head (with no body yet) now, then each message
+/// with [`write_message`], then [`end_queue`] with what [`begin_queue`] returned.
+pub fn begin_queue(w: &mut Writer, head: &IpcRecord) -> usize {
+    let start = w.pos();
+    IpcRecord { count: 0, body: &[], ..*head }.write_head(w);
+    start
+}
+
+/// Puts the number of messages and the body's length into the head begun at `start`.
+pub fn end_queue(w: &mut Writer, start: usize, count: u32) {
+    let body_len = w.pos().saturating_sub(start + IPC_HEAD_SIZE);
+    w.patch_u32(start + 32, count);
+    w.patch_u32(start + 36, body_len as u32);
+}
+
 /// The records of an `NT_CKPT_IPC` descriptor.
 pub fn records(desc: &[u8]) -> Records<'_, IpcRecord<'_>> {
     Records::new(desc, IpcRecord::read)
@@ -132,6 +147,14 @@ mod tests {
         write_message(&mut bw, 2, b"two");
         write_message(&mut bw, 1, b"one!");
         let blen = bw.finish().unwrap();
+        let mut qbuf = [0u8; 128];
+        let mut qw = Writer::new(&mut qbuf[..]);
+        let head = IpcRecord { kind: KIND_MSG, id: 9, key: 77, mode: 0o640, uid: 1, gid: 2, size: 16384, count: 0, body: &[] };
+        let at = begin_queue(&mut qw, &head);
+        write_message(&mut qw, 2, b"two");
+        write_message(&mut qw, 1, b"one!");
+        end_queue(&mut qw, at, 2);
+        let qn = qw.finish().unwrap();
         let mut buf = [0u8; 256];
         let mut w = Writer::new(&mut buf[..]);
         IpcRecord { kind: KIND_SEM, id: 5, key: 0, mode: 0o600, uid: 1, gid: 2, size: 0, count: 2, body: &[3, 0, 7, 0] }.write(&mut w);
@@ -142,6 +165,7 @@ mod tests {
         let msgs: Vec<_> = recs[1].messages().map(Result::unwrap).collect();
         assert_eq!(msgs, [(2, &b"two"[..]), (1, &b"one!"[..])]);
         assert_eq!(recs[1].key, 77);
+        assert_eq!(records(&qbuf[..qn]).next().unwrap().unwrap(), recs[1]);
         buf[0] = 0; // kind 0
         assert!(records(&buf[..n]).next().unwrap().is_err());
     }

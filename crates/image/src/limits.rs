@@ -39,6 +39,15 @@ pub const MAX_WATCHES: usize = 8192;
 /// 2^31 would otherwise hold the restart for hours.
 pub const MAX_WATCH_GAP: u64 = 1 << 16;
 
+/// Most System V IPC objects (segments, semaphore sets, message queues) whose IDs libckpt
+/// remembers (from the interposed `shmget`, `semget` and `msgget`) and one process's image
+/// records; one past them is named at checkpoint and not restored.
+pub const MAX_IPC_OBJECTS: usize = 256;
+
+/// Most bytes of System V IPC records (semaphore values and queued messages) in one process's
+/// image.
+pub const MAX_IPC_BYTES: usize = 4 << 20;
+
 /// What one process's image holds of what the restart keeps tables for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -108,11 +117,3 @@ mod tests {
     }
 }
 
-/// Most System V IPC objects (segments, semaphore sets, message queues) whose IDs libckpt
-/// remembers (from the interposed `shmget`, `semget` and `msgget`) and one process's image
-/// records; one past them is named at checkpoint and not restored.
-pub const MAX_IPC_OBJECTS: usize = 256;
-
-/// Most bytes of System V IPC records (semaphore values and queued messages) in one process's
-/// image.
-pub const MAX_IPC_BYTES: usize = 4 << 20;

@@ -293,6 +293,7 @@ fn map_regions(p: &Plan, image: &Image) {
             if slot.fill {
                 fill_region(p, &r, || {});
             }
+            crate::ipc::attach(p, &r);
             continue;
         }
         if rec.from_file() {

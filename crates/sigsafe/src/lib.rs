@@ -90,6 +90,9 @@ pub mod sockets;
 // unsafe: system calls by number (the `syscall` instruction), each wrapped in a safe call where it can be.
 #[allow(unsafe_code)]
 pub mod sys;
+// unsafe: System V IPC calls by number, which take pointers to the kernel's records.
+#[allow(unsafe_code)]
+pub mod sysvipc;
 pub mod trust;
 
 /// Page size on x86-64.

@@ -39,6 +39,7 @@ mod failure;
 #[allow(unsafe_code)]
 mod fds;
 mod imagefile;
+mod ipc;
 // unsafe: reads the program's memory in place, and `pread` into a buffer by address.
 #[allow(unsafe_code)]
 mod pages;

@@ -1,0 +1,111 @@
+//! Remembers the System V IPC objects the program got, so that a checkpoint records them and a
+//! restart makes them again under the same IDs.
+//!
+//! The kernel lists every object of the IPC namespace (`/proc/sysvipc`), the program's and
+//! everyone else's, and none says which process uses it. So `shmget`, `semget` and `msgget` are
+//! interposed: each ID they return is kept in a table (of this process, and inherited by its
+//! children through `fork`; a restored process has it back with its memory). The checkpoint
+//! handler reads the table, with the segments the process has attached (its maps), and records
+//! those objects that still exist. An object whose ID reached the program another way (from
+//! another program, or `syscall(SYS_shmget)`) is not in it unless attached.
+//!
+//! The table is a static array of words, each claimed with one atomic compare-and-swap; the
+//! handler reads only claimed words, and takes no lock.
+
+#[cfg(not(test))]
+use core::ffi::c_int;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+pub use ckpt_image::ipc::{KIND_MSG, KIND_SEM, KIND_SHM};
+use ckpt_image::limits::MAX_IPC_OBJECTS;
+
+static TABLE: [AtomicU64; MAX_IPC_OBJECTS] = [const { AtomicU64::new(0) }; MAX_IPC_OBJECTS];
+static REAL_SHMGET: AtomicUsize = AtomicUsize::new(0);
+static REAL_SEMGET: AtomicUsize = AtomicUsize::new(0);
+static REAL_MSGGET: AtomicUsize = AtomicUsize::new(0);
+
+pub fn prepare() {
+    crate::guard::real(&REAL_SHMGET, c"shmget");
+    crate::guard::real(&REAL_SEMGET, c"semget");
+    crate::guard::real(&REAL_MSGGET, c"msgget");
+}
+
+/// A word of the table: the kind in the high half, the ID + 1 in the low (0 is a free word).
+fn word(kind: u32, id: i32) -> u64 {
+    (kind as u64) << 32 | (id as u32 as u64 + 1)
+}
+
+/// Notes object `id` of `kind` (once); a full table keeps what it has.
+pub fn remember(kind: u32, id: i32) {
+    if id < 0 {
+        return;
+    }
+    let w = word(kind, id);
+    for slot in &TABLE {
+        match slot.compare_exchange(0, w, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(old) if old == w => return,
+            Err(_) => {}
+        }
+    }
+}
+
+/// The remembered objects (for the checkpoint handler): `(kind, id)`.
+pub fn each(mut f: impl FnMut(u32, i32)) {
+    for slot in &TABLE {
+        let w = slot.load(Ordering::Acquire);
+        if w == 0 {
+            break;
+        }
+        f((w >> 32) as u32, ((w & 0xffff_ffff) as u32).wrapping_sub(1) as i32);
+    }
+}
+
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn shmget(key: c_int, size: usize, flags: c_int) -> c_int {
+    let f = crate::guard::real(&REAL_SHMGET, c"shmget");
+    // SAFETY: libc's function, found by dlsym, with the type libc declares.
+    let real: extern "C" fn(c_int, usize, c_int) -> c_int = unsafe { core::mem::transmute(f) };
+    let id = real(key, size, flags);
+    remember(KIND_SHM, id);
+    id
+}
+
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn semget(key: c_int, nsems: c_int, flags: c_int) -> c_int {
+    let f = crate::guard::real(&REAL_SEMGET, c"semget");
+    // SAFETY: libc's function, found by dlsym, with the type libc declares.
+    let real: extern "C" fn(c_int, c_int, c_int) -> c_int = unsafe { core::mem::transmute(f) };
+    let id = real(key, nsems, flags);
+    remember(KIND_SEM, id);
+    id
+}
+
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn msgget(key: c_int, flags: c_int) -> c_int {
+    let f = crate::guard::real(&REAL_MSGGET, c"msgget");
+    // SAFETY: libc's function, found by dlsym, with the type libc declares.
+    let real: extern "C" fn(c_int, c_int) -> c_int = unsafe { core::mem::transmute(f) };
+    let id = real(key, flags);
+    remember(KIND_MSG, id);
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_remembered_once_each() {
+        remember(KIND_SEM, 0);
+        remember(KIND_SEM, 0);
+        remember(KIND_MSG, 7);
+        remember(KIND_SHM, -1);
+        let mut seen = Vec::new();
+        each(|k, id| seen.push((k, id)));
+        assert_eq!(seen, vec![(KIND_SEM, 0), (KIND_MSG, 7)]);
+    }
+}

@@ -1,0 +1,210 @@
+//! System V IPC objects made again under their old IDs (`NT_CKPT_IPC`).
+//!
+//! An ID is the kernel's choice, unique in its IPC namespace; the kernel lets a process with
+//! `CAP_CHECKPOINT_RESTORE` over the namespace choose the next one
+//! (`/proc/sys/kernel/{shm,sem,msg}_next_id`). So when the image records objects, init is made
+//! in an IPC namespace of its own (with the PID namespace, `ids`), where the IDs are free, and
+//! makes each object there before any process of the tree exists: key, owner and mode, a
+//! semaphore set's values, a queue's messages in their order. Each process, once its memory is
+//! back, attaches the segments it had attached at the same addresses (`attach`), in place of
+//! the memfd that held their pages, so that the pages it sees and those `shmat` by ID gives are
+//! one.
+//!
+//! # Restrictions
+//! `check`, `make_all`: before the point of no return (init); `attach`: after it. No
+//! allocation, raw system calls only.
+
+use crate::plan::Plan;
+use crate::refusal::{refuse, Refusal};
+use ckpt_image::ipc::{IpcRecord, KIND_SEM, KIND_SHM, MAX_MESSAGE};
+use ckpt_image::{Image, ProcessState, RegionRef};
+use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::say;
+use ckpt_sigsafe::sysvipc::{self as sv, Kind, Perm};
+use core::ffi::CStr;
+use rustix::io::Errno;
+
+/// Whether any process of the image recorded an object; every record must decode (else the
+/// image is refused, before anything changes).
+pub fn check(image_path: &CStr, p: &Plan) -> Result<bool, Refusal> {
+    let mut any = false;
+    let mut bad = None;
+    each_part(p, |part| {
+        for r in part.ipc_objects() {
+            match r {
+                Ok(_) => any = true,
+                Err(e) => bad = Some(e),
+            }
+        }
+    });
+    match bad {
+        Some(e) => Err(refuse(image_path, format_args!("{e}"))),
+        None => Ok(any),
+    }
+}
+
+/// `f` on the image of every live process: the root's, then each other's part.
+fn each_part(p: &Plan, mut f: impl FnMut(&Image)) {
+    if let Some(root) = p.image.as_ref() {
+        f(root);
+    }
+    for part in p.tree.iter().take(p.ntree).skip(1).filter(|t| !t.rec.is_zombie() && t.meta_len > 0) {
+        // SAFETY: the part's headers, mapped by the plan (and checked there), never unmapped
+        // before the point of no return.
+        let meta: &[u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
+        let mut state = ProcessState::ZERO;
+        if let Ok(image) = Image::parse(meta, p.file_len, &mut state) {
+            f(&image);
+        }
+    }
+}
+
+/// In init, in its new IPC namespace: every object of every process, each once. `Err` says what
+/// could not be made (init has said so in one line).
+pub fn make_all(p: &Plan) -> Result<(), Errno> {
+    // Room for one message with its type, in a mapping of our own (gone when init execs nothing:
+    // it is unmapped below).
+    let room = (8 + MAX_MESSAGE as usize).next_multiple_of(4096);
+    // SAFETY: a fresh private anonymous mapping overlaps nothing of the plan.
+    let buf = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), room, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::PRIVATE) }?;
+    // SAFETY: the mapping just made, ours alone until it is unmapped below.
+    let msgbuf = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, room) };
+    let mut outcome = Ok(());
+    each_part(p, |part| {
+        for rec in part.ipc_objects().map_while(Result::ok) {
+            // The namespace is new: an object there is one made already (two processes of a
+            // tree recorded it).
+            if outcome.is_err() || exists(&rec) {
+                continue;
+            }
+            outcome = make(&rec, msgbuf).map_err(|(what, e)| {
+                say!("myrestart: cannot make System V {} {} again ({what}): {}", noun(rec.kind), rec.id, describe(e));
+                e
+            });
+        }
+    });
+    // SAFETY: our own mapping; `msgbuf` is not used past here.
+    let _ = unsafe { rustix::mm::munmap(buf, room) };
+    outcome
+}
+
+fn exists(rec: &IpcRecord) -> bool {
+    match kind_of(rec.kind) {
+        Kind::Shm => sv::shm_stat(rec.id).is_ok(),
+        Kind::Sem => sv::sem_stat(rec.id).is_ok(),
+        Kind::Msg => sv::msg_stat(rec.id).is_ok(),
+    }
+}
+
+fn noun(kind: u32) -> &'static str {
+    match kind {
+        KIND_SHM => "shared memory segment",
+        KIND_SEM => "semaphore set",
+        _ => "message queue",
+    }
+}
+
+fn kind_of(kind: u32) -> Kind {
+    match kind {
+        KIND_SHM => Kind::Shm,
+        KIND_SEM => Kind::Sem,
+        _ => Kind::Msg,
+    }
+}
+
+/// One object under its ID, then its owner and mode, then what it held.
+fn make(rec: &IpcRecord, msgbuf: &mut [u8]) -> Result<(), (&'static str, Errno)> {
+    let kind = kind_of(rec.kind);
+    sv::set_next_id(kind, rec.id).map_err(|e| ("choosing its ID", e))?;
+    let flags = sv::IPC_CREAT | sv::IPC_EXCL | 0o600;
+    let got = match kind {
+        Kind::Shm => sv::shmget(rec.key, rec.size, flags),
+        Kind::Sem => sv::semget(rec.key, rec.count as usize, flags),
+        Kind::Msg => sv::msgget(rec.key, flags),
+    }
+    .map_err(|e| ("creating it", e))?;
+    let _ = sv::set_next_id(kind, -1);
+    if got != rec.id {
+        return Err(("it got another ID", Errno::EXIST));
+    }
+    // The owner and mode first: a queue's byte limit must hold its messages.
+    let perm = Perm { key: rec.key, uid: rec.uid, gid: rec.gid, mode: rec.mode };
+    let qbytes = if kind == Kind::Msg { rec.size } else { 0 };
+    if let Err(e) = sv::ipc_set(kind, rec.id, perm, qbytes) {
+        say!("myrestart: System V {} {}: cannot give it its owner {}:{} and mode {:o} ({}); it is the restarting user's, mode 600", noun(rec.kind), rec.id, rec.uid, rec.gid, rec.mode, describe(e));
+    }
+    match kind {
+        Kind::Sem => {
+            let mut values = [0u16; 512];
+            let mut from = rec.values();
+            let n = rec.count as usize;
+            if n > values.len() {
+                return Err(("more than 512 semaphores", Errno::TOOBIG));
+            }
+            values.iter_mut().take(n).for_each(|v| *v = from.next().unwrap_or(0));
+            sv::sem_setall(rec.id, &values[..n]).map_err(|e| ("setting its values", e))
+        }
+        Kind::Msg => {
+            for m in rec.messages() {
+                let (mtype, text) = m.map_err(|_| ("a message", Errno::INVAL))?;
+                sv::msgsnd(rec.id, mtype, text, msgbuf).map_err(|e| ("queuing its messages", e))?;
+            }
+            Ok(())
+        }
+        Kind::Shm => Ok(()),
+    }
+}
+
+/// After the point of no return: region `r`, a System V segment made again (`make_all`), now
+/// holding the segment's bytes in a memfd, is replaced by the segment itself, attached at the
+/// same address with those bytes. A region that is not the whole segment (part of it unmapped,
+/// or the segment not made again) keeps its memfd, and a line says that `shmat` by ID no longer
+/// shares its pages.
+pub fn attach(p: &Plan, r: &RegionRef) {
+    let rec = r.record;
+    if !p.own_ipc || !r.name.starts_with(b"/SYSV") {
+        return;
+    }
+    let id = rec.inode as i32;
+    let size = match sv::shm_stat(id) {
+        Ok((_, size, _)) => size,
+        Err(_) => return say!("myrestart: System V segment {id} at {:#x} was not recorded: it stays memory of its own, not shared with `shmat({id})`", rec.start),
+    };
+    if rec.file_offset != 0 || rec.size() != ckpt_image::page_up(size) {
+        return say!("myrestart: System V segment {id} at {:#x} is mapped in part: it stays memory of its own, not shared with `shmat({id})`", rec.start);
+    }
+    let (start, len) = (rec.start as usize, size as usize);
+    // The bytes: those of the region, put into the segment first (every process that maps it
+    // holds the same ones; none runs before all are restored).
+    if rec.prot & 1 != 0 {
+        // SAFETY: attached where the kernel chooses (a free range), detached below.
+        match unsafe { sv::shmat(id, 0, 0) } {
+            Ok(tmp) => {
+                // SAFETY: `start..start + len` is the region just mapped and filled (readable),
+                // `tmp..tmp + len` the segment just attached; they do not overlap.
+                unsafe { core::ptr::copy_nonoverlapping(start as *const u8, tmp as *mut u8, len) };
+                // SAFETY: the temporary attachment, used no more.
+                let _ = unsafe { sv::shmdt(tmp) };
+            }
+            Err(e) => return say!("myrestart: System V segment {id}: cannot attach it ({}); it stays memory of its own", describe(e)),
+        }
+    }
+    let mut flags = sv::SHM_REMAP;
+    if rec.prot & 2 == 0 {
+        flags |= sv::SHM_RDONLY;
+    }
+    if rec.prot & 4 != 0 {
+        flags |= sv::SHM_EXEC;
+    }
+    // SAFETY: replaces the region's memfd mapping (the same bytes) with the segment, exactly
+    // over the region's range (its size is the segment's, rounded to pages).
+    match unsafe { sv::shmat(id, start, flags) } {
+        Ok(_) => {
+            if rec.prot & 3 == 0 {
+                // SAFETY: the region's own range, given back the protection it had.
+                let _ = unsafe { rustix::mm::mprotect(start as *mut _, rec.size() as usize, rustix::mm::MprotectFlags::empty()) };
+            }
+        }
+        Err(e) => say!("myrestart: System V segment {id}: cannot attach it at {start:#x} ({}); it stays memory of its own", describe(e)),
+    }
+}
