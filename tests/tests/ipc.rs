@@ -88,3 +88,37 @@ fn a_tree_shares_its_system_v_segment_by_id() {
     let want = format!("final shm={n}/{n} size=10000 sem={},5,7 msgs=2:two,1:one,3:three", 3 + n);
     assert_eq!(lines.last(), Some(&want), "stderr {:?}", restored.stderr());
 }
+
+/// A POSIX message queue held open (non-blocking) with four messages of three priorities:
+/// checkpointed (which must leave the running program's queue as it was), killed, the queue
+/// removed, restarted: the descriptor is open again on a queue of the same name, sizes and
+/// flags, holding the same messages in the same order with their priorities.
+#[test]
+fn a_posix_message_queue_keeps_its_messages_and_priorities() {
+    let wd = Workdir::new("posixmq");
+    let p = prog("posixmq", &[]);
+    let want = "final max=8 size=64 cur=4 nonblock=1 msgs=5:high,3:mid,1:low0,1:low1";
+    // Checkpointed and going on: the checkpoint took the messages out and put them back.
+    let mut c = Command::new(&p);
+    c.arg("30");
+    let mut kept = Proc::preloaded(c, &wd.path.join("kept-image"), "posixmq");
+    kept.wait_lines(5, SHORT);
+    kept.checkpoint(&wd.path.join("kept-image"), LONG);
+    assert!(kept.wait_exit(LONG).success(), "{}", kept.stderr());
+    assert_eq!(kept.lines().last().map(String::as_str), Some(want), "the checkpoint disturbed the queue");
+    // Checkpointed, killed, its queue removed, restarted.
+    let mut c = Command::new(&p);
+    c.arg("300");
+    let mut orig = Proc::preloaded(c, &wd.image(), "posixmq");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let name = orig.lines()[0].strip_prefix("queue ").unwrap_or_else(|| panic!("no queue line: {:?}", orig.lines())).to_string();
+    assert!(Command::new(&p).args(["unlink", &name]).status().unwrap().success(), "removing {name}");
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    let lines = restored.lines();
+    assert!(st.success(), "{st}; {:?}; stderr {:?}", lines.last(), restored.stderr());
+    assert!(lines[0].starts_with("i "), "did not go on: {:?}", &lines[..lines.len().min(3)]);
+    assert_eq!(lines.last().map(String::as_str), Some(want), "stderr {:?}", restored.stderr());
+}

@@ -10,6 +10,12 @@
 //!         type u64, length u64, its bytes padded to 8; segment: empty (its pages are the
 //!         region that maps it)
 //! ```
+//! A POSIX message queue the process has open (kind 4) is recorded here too, once per
+//! descriptor: `id` is the descriptor, `size` the largest message, and the body begins with
+//! the queue's name (length u32, flags u32: the descriptor's open flags, and bit 31 for
+//! close-on-exec; the name, padded to 8), then its capacity in messages (u64), then its
+//! `count` messages as a System V queue's, with the priority as the type (0 allowed), in the
+//! order `mq_receive` takes them (highest priority first, oldest first within one).
 //! The note is absent when the process used none.
 
 use crate::bytes::{Reader, Records, Writer};
@@ -19,6 +25,11 @@ pub const IPC_HEAD_SIZE: usize = 40;
 pub const KIND_SHM: u32 = 1;
 pub const KIND_SEM: u32 = 2;
 pub const KIND_MSG: u32 = 3;
+pub const KIND_MQ: u32 = 4;
+/// In a POSIX queue's flags: the descriptor is close-on-exec.
+pub const MQ_CLOEXEC: u32 = 1 << 31;
+/// Longest POSIX queue name (NAME_MAX).
+pub const MAX_MQ_NAME: usize = 255;
 /// Longest message a queue record holds (the kernel's own ceiling, `MSGMAX` as raised by root, is
 /// far above the default 8192).
 pub const MAX_MESSAGE: u64 = 1 << 20;
@@ -75,9 +86,10 @@ impl<'a> IpcRecord<'a> {
         let body_ok = match kind {
             KIND_SHM => body.is_empty() && size > 0,
             KIND_SEM => body.len() == count as usize * 2 && count > 0,
-            KIND_MSG => rec.messages().try_fold(0u32, |n, m| m.map(|_| n + 1)).is_ok_and(|n| n == count),
+            KIND_MSG | KIND_MQ => rec.messages().try_fold(0u32, |n, m| m.map(|_| n + 1)).is_ok_and(|n| n == count),
             _ => false,
         };
+        let body_ok = body_ok && (kind != KIND_MQ || rec.mq().is_some());
         if id < 0 || mode > 0o777 || !body_ok {
             return Err(bad);
         }
@@ -89,10 +101,66 @@ impl<'a> IpcRecord<'a> {
         self.body.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]))
     }
 
-    /// A message queue's messages, in queue order: `(type, bytes)`.
+    /// A message queue's messages, in queue order: `(type, bytes)` (a POSIX queue's: the
+    /// priority for the type).
     pub fn messages(&self) -> Records<'a, (i64, &'a [u8])> {
-        Records::new(if self.kind == KIND_MSG { self.body } else { &[] }, read_message)
+        match self.kind {
+            KIND_MSG => Records::new(self.body, read_message),
+            KIND_MQ => Records::new(self.mq().map_or(&[][..], |(_, rest)| rest), read_mq_message),
+            _ => Records::new(&[], read_message),
+        }
     }
+
+    /// A POSIX queue's name, flags and capacity, and the bytes of its messages.
+    fn mq(&self) -> Option<(MqQueue<'a>, &'a [u8])> {
+        let mut r = Reader::new(self.body);
+        let len = r.u32().ok()? as usize;
+        let flags = r.u32().ok()?;
+        let name = r.bytes(len).ok()?;
+        r.align(8).ok()?;
+        let max_messages = r.u64().ok()?;
+        let ok = (1..=MAX_MQ_NAME).contains(&len) && !name.contains(&b'/') && !name.contains(&0);
+        ok.then(|| (MqQueue { name, flags, max_messages }, &self.body[r.pos()..]))
+    }
+
+    /// A POSIX queue record's queue (`None` for other kinds).
+    pub fn mq_queue(&self) -> Option<MqQueue<'a>> {
+        (self.kind == KIND_MQ).then(|| self.mq()).flatten().map(|(q, _)| q)
+    }
+}
+
+/// A POSIX message queue as a descriptor had it open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MqQueue<'a> {
+    /// Without its leading '/'.
+    pub name: &'a [u8],
+    /// The descriptor's open flags (`O_RDONLY`, `O_WRONLY`, `O_RDWR`, `O_NONBLOCK`), and
+    /// [`MQ_CLOEXEC`].
+    pub flags: u32,
+    pub max_messages: u64,
+}
+
+/// Begins a POSIX queue's record (its head and the start of its body); its messages follow with
+/// [`write_message`] (priority for type), then [`end_queue`].
+pub fn begin_mq(w: &mut Writer, head: &IpcRecord, q: &MqQueue) -> usize {
+    let start = begin_queue(w, head);
+    w.u32(q.name.len() as u32);
+    w.u32(q.flags);
+    w.bytes(q.name);
+    w.align(8);
+    w.u64(q.max_messages);
+    start
+}
+
+fn read_mq_message<'a>(r: &mut Reader<'a>) -> Result<(i64, &'a [u8]), ImageError> {
+    let prio = r.u64()? as i64;
+    let len = r.u64()?;
+    if !(0..1 << 15).contains(&prio) || len > MAX_MESSAGE {
+        return Err(ImageError::Malformed("bad message in a POSIX queue record"));
+    }
+    let data = r.bytes(len as usize)?;
+    r.align(8)?;
+    Ok((prio, data))
 }
 
 fn read_message<'a>(r: &mut Reader<'a>) -> Result<(i64, &'a [u8]), ImageError> {
@@ -166,6 +234,17 @@ mod tests {
         assert_eq!(msgs, [(2, &b"two"[..]), (1, &b"one!"[..])]);
         assert_eq!(recs[1].key, 77);
         assert_eq!(records(&qbuf[..qn]).next().unwrap().unwrap(), recs[1]);
+        let mut mbuf = [0u8; 160];
+        let mut mw = Writer::new(&mut mbuf[..]);
+        let q = MqQueue { name: b"jobs", flags: 2 | MQ_CLOEXEC, max_messages: 10 };
+        let at = begin_mq(&mut mw, &IpcRecord { kind: KIND_MQ, id: 4, key: 0, mode: 0o600, uid: 0, gid: 0, size: 64, count: 0, body: &[] }, &q);
+        write_message(&mut mw, 9, b"urgent");
+        write_message(&mut mw, 0, b"low");
+        end_queue(&mut mw, at, 2);
+        let mn = mw.finish().unwrap();
+        let mq = records(&mbuf[..mn]).next().unwrap().unwrap();
+        assert_eq!(mq.mq_queue(), Some(q));
+        assert_eq!(mq.messages().map(Result::unwrap).collect::<Vec<_>>(), [(9, &b"urgent"[..]), (0, &b"low"[..])]);
         buf[0] = 0; // kind 0
         assert!(records(&buf[..n]).next().unwrap().is_err());
     }

@@ -16,12 +16,15 @@
 
 use crate::plan::Plan;
 use crate::refusal::{refuse, Refusal};
-use ckpt_image::ipc::{IpcRecord, KIND_SEM, KIND_SHM, MAX_MESSAGE};
+use ckpt_image::ipc::{IpcRecord, KIND_MQ, KIND_SEM, KIND_SHM, MAX_MESSAGE, MAX_MQ_NAME, MQ_CLOEXEC};
 use ckpt_image::{Image, ProcessState, RegionRef};
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::say;
 use ckpt_sigsafe::sysvipc::{self as sv, Kind, Perm};
+use ckpt_sigsafe::mqueue as mq;
 use core::ffi::CStr;
+use rustix::fd::{AsFd, AsRawFd, IntoRawFd};
+use rustix::fs::OFlags;
 use rustix::io::Errno;
 
 /// Whether any process of the image recorded an object; every record must decode (else the
@@ -73,11 +76,12 @@ pub fn make_all(p: &Plan) -> Result<(), Errno> {
     each_part(p, |part| {
         for rec in part.ipc_objects().map_while(Result::ok) {
             // The namespace is new: an object there is one made already (two processes of a
-            // tree recorded it).
+            // tree recorded it, or two descriptors one queue).
             if outcome.is_err() || exists(&rec) {
                 continue;
             }
-            outcome = make(&rec, msgbuf).map_err(|(what, e)| {
+            let made = if rec.kind == KIND_MQ { make_queue(&rec) } else { make(&rec, msgbuf) };
+            outcome = made.map_err(|(what, e)| {
                 say!("myrestart: cannot make System V {} {} again ({what}): {}", noun(rec.kind), rec.id, describe(e));
                 e
             });
@@ -89,6 +93,10 @@ pub fn make_all(p: &Plan) -> Result<(), Errno> {
 }
 
 fn exists(rec: &IpcRecord) -> bool {
+    if rec.kind == KIND_MQ {
+        let mut buf = [0u8; MAX_MQ_NAME + 1];
+        return queue_name(rec, &mut buf).is_some_and(|c| mq::open(c, OFlags::RDONLY.bits(), 0, None).is_ok());
+    }
     match kind_of(rec.kind) {
         Kind::Shm => sv::shm_stat(rec.id).is_ok(),
         Kind::Sem => sv::sem_stat(rec.id).is_ok(),
@@ -100,6 +108,7 @@ fn noun(kind: u32) -> &'static str {
     match kind {
         KIND_SHM => "shared memory segment",
         KIND_SEM => "semaphore set",
+        KIND_MQ => "POSIX message queue of fd",
         _ => "message queue",
     }
 }
@@ -152,6 +161,63 @@ fn make(rec: &IpcRecord, msgbuf: &mut [u8]) -> Result<(), (&'static str, Errno)>
             Ok(())
         }
         Kind::Shm => Ok(()),
+    }
+}
+
+/// A POSIX queue's name, NUL-terminated in `buf`.
+fn queue_name<'b>(rec: &IpcRecord, buf: &'b mut [u8; MAX_MQ_NAME + 1]) -> Option<&'b CStr> {
+    let q = rec.mq_queue()?;
+    buf.fill(0);
+    buf[..q.name.len()].copy_from_slice(q.name);
+    CStr::from_bytes_until_nul(&buf[..]).ok()
+}
+
+/// A POSIX queue, with its sizes, mode and messages (sent in the order they were taken, each
+/// with its priority, which makes the same queue).
+fn make_queue(rec: &IpcRecord) -> Result<(), (&'static str, Errno)> {
+    let mut buf = [0u8; MAX_MQ_NAME + 1];
+    let q = rec.mq_queue().ok_or(("its name", Errno::INVAL))?;
+    let c = queue_name(rec, &mut buf).ok_or(("its name", Errno::INVAL))?;
+    let flags = (OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NONBLOCK).bits();
+    let fd = mq::open(c, flags, 0o600, Some((q.max_messages as i64, rec.size as i64))).map_err(|e| ("creating it with its sizes", e))?;
+    for m in rec.messages() {
+        let (prio, text) = m.map_err(|_| ("a message", Errno::INVAL))?;
+        mq::send(fd.as_fd(), text, prio as u32).map_err(|e| ("queuing its messages", e))?;
+    }
+    // Its mode, which the umask would have changed.
+    let _ = rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(rec.mode));
+    Ok(())
+}
+
+/// After the point of no return, once the process's descriptors are in place: each POSIX queue
+/// it had open, opened by name at its old descriptor number with its flags. One that cannot be
+/// is named, and its descriptor stays closed.
+pub fn open_queues(p: &Plan, image: &Image) {
+    for rec in image.ipc_objects().map_while(Result::ok).filter(|r| r.kind == KIND_MQ) {
+        let mut buf = [0u8; MAX_MQ_NAME + 1];
+        let (Some(q), Some(c)) = (rec.mq_queue(), queue_name(&rec, &mut buf)) else { continue };
+        if !p.own_ipc {
+            say!("myrestart: fd {} (POSIX message queue /{}) is not restored without an IPC namespace of the restart's own; it stays closed", rec.id, ckpt_sigsafe::out::Lossy(q.name));
+            continue;
+        }
+        let flags = q.flags & (OFlags::ACCMODE | OFlags::NONBLOCK).bits();
+        let put = mq::open(c, flags, 0, None).and_then(|fd| {
+            let cloexec = q.flags & MQ_CLOEXEC != 0;
+            if fd.as_raw_fd() == rec.id {
+                // The lowest free number was its own: it stays, with its close-on-exec flag.
+                let fd = rustix::fd::OwnedFd::into_raw_fd(fd);
+                // SAFETY: the descriptor just made, now the process's own at its number.
+                let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+                let fl = if cloexec { rustix::io::FdFlags::CLOEXEC } else { rustix::io::FdFlags::empty() };
+                return rustix::io::fcntl_setfd(fd, fl);
+            }
+            // SAFETY: `rec.id` is the descriptor the process had, which no restored descriptor
+            // and nothing of myrestart's (parked above all of them) holds now.
+            unsafe { ckpt_sigsafe::sys::dup3(fd.as_raw_fd(), rec.id, if cloexec { OFlags::CLOEXEC.bits() } else { 0 }) }
+        });
+        if let Err(e) = put {
+            say!("myrestart: fd {} (POSIX message queue /{}) cannot be opened again: {}; it stays closed", rec.id, ckpt_sigsafe::out::Lossy(q.name), describe(e));
+        }
     }
 }
 

@@ -75,6 +75,9 @@ pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<ckpt_image::ma
 }
 
 pub mod maps;
+// unsafe: POSIX message queue calls by number, which take pointers to buffers.
+#[allow(unsafe_code)]
+pub mod mqueue;
 // unsafe: owns the mappings it makes (mmap, munmap) and lends them out as slices.
 #[allow(unsafe_code)]
 pub mod mapping;

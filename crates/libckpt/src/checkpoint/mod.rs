@@ -40,6 +40,9 @@ mod failure;
 mod fds;
 mod imagefile;
 mod ipc;
+// unsafe: borrows the program's descriptors by number (it owns them, not us).
+#[allow(unsafe_code)]
+mod mqueue;
 // unsafe: reads the program's memory in place, and `pread` into a buffer by address.
 #[allow(unsafe_code)]
 mod pages;
