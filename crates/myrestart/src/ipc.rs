@@ -179,7 +179,18 @@ fn make_queue(rec: &IpcRecord) -> Result<(), (&'static str, Errno)> {
     let q = rec.mq_queue().ok_or(("its name", Errno::INVAL))?;
     let c = queue_name(rec, &mut buf).ok_or(("its name", Errno::INVAL))?;
     let flags = (OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NONBLOCK).bits();
-    let fd = mq::open(c, flags, 0o600, Some((q.max_messages as i64, rec.size as i64))).map_err(|e| ("creating it with its sizes", e))?;
+    let sizes = Some((q.max_messages as i64, rec.size as i64));
+    let fd = match mq::open(c, flags, 0o600, sizes) {
+        // Sizes above this namespace's ceilings (which the checkpointed one may have had
+        // raised): raised to them here, where init may.
+        Err(Errno::INVAL) => {
+            raise(c"/proc/sys/fs/mqueue/msg_max", q.max_messages);
+            raise(c"/proc/sys/fs/mqueue/msgsize_max", rec.size);
+            mq::open(c, flags, 0o600, sizes)
+        }
+        other => other,
+    }
+    .map_err(|e| ("creating it with its sizes", e))?;
     for m in rec.messages() {
         let (prio, text) = m.map_err(|_| ("a message", Errno::INVAL))?;
         mq::send(fd.as_fd(), text, prio as u32).map_err(|e| ("queuing its messages", e))?;
@@ -187,6 +198,18 @@ fn make_queue(rec: &IpcRecord) -> Result<(), (&'static str, Errno)> {
     // Its mode, which the umask would have changed.
     let _ = rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(rec.mode));
     Ok(())
+}
+
+/// Raises the number in sysctl `path` to `to`, if it is below (and may be).
+fn raise(path: &CStr, to: u64) {
+    if ckpt_sigsafe::maps::read_number(path).is_some_and(|now| now < to) {
+        let mut text = [0u8; 24];
+        let mut w = ckpt_image::bytes::Writer::new(&mut text[..]);
+        w.decimal(to);
+        if let (Some(n), Ok(fd)) = (w.finish(), rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, rustix::fs::Mode::empty())) {
+            let _ = rustix::io::write(&fd, &text[..n]);
+        }
+    }
 }
 
 /// After the point of no return, once the process's descriptors are in place: each POSIX queue
