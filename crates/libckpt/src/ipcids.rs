@@ -20,6 +20,8 @@ pub use ckpt_image::ipc::{KIND_MSG, KIND_SEM, KIND_SHM};
 use ckpt_image::limits::MAX_IPC_OBJECTS;
 
 static TABLE: [AtomicU64; MAX_IPC_OBJECTS] = [const { AtomicU64::new(0) }; MAX_IPC_OBJECTS];
+/// Set when an ID did not fit in the table (the checkpoint says so).
+pub static OVERFLOW: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 static REAL_SHMGET: AtomicUsize = AtomicUsize::new(0);
 static REAL_SEMGET: AtomicUsize = AtomicUsize::new(0);
 static REAL_MSGGET: AtomicUsize = AtomicUsize::new(0);
@@ -48,6 +50,7 @@ pub fn remember(kind: u32, id: i32) {
             Err(_) => {}
         }
     }
+    OVERFLOW.store(true, Ordering::Relaxed);
 }
 
 /// The remembered objects (for the checkpoint handler): `(kind, id)`.

@@ -143,16 +143,8 @@ fn make(rec: &IpcRecord, msgbuf: &mut [u8]) -> Result<(), (&'static str, Errno)>
         say!("myrestart: System V {} {}: cannot give it its owner {}:{} and mode {:o} ({}); it is the restarting user's, mode 600", noun(rec.kind), rec.id, rec.uid, rec.gid, rec.mode, describe(e));
     }
     match kind {
-        Kind::Sem => {
-            let mut values = [0u16; 512];
-            let mut from = rec.values();
-            let n = rec.count as usize;
-            if n > values.len() {
-                return Err(("more than 512 semaphores", Errno::TOOBIG));
-            }
-            values.iter_mut().take(n).for_each(|v| *v = from.next().unwrap_or(0));
-            sv::sem_setall(rec.id, &values[..n]).map_err(|e| ("setting its values", e))
-        }
+        // The values as the checkpoint read them (two bytes each, one per semaphore).
+        Kind::Sem => sv::sem_setall(rec.id, rec.body).map_err(|e| ("setting its values", e)),
         Kind::Msg => {
             for m in rec.messages() {
                 let (mtype, text) = m.map_err(|_| ("a message", Errno::INVAL))?;

@@ -106,9 +106,11 @@ pub fn sem_getall(id: i32, nsems: usize, out: &mut [u8]) -> Result<usize, Errno>
     Ok(out.len())
 }
 
-/// Sets every value of semaphore set `id` (as long as the set).
-pub fn sem_setall(id: i32, values: &[u16]) -> Result<(), Errno> {
-    // SAFETY: SETALL reads one u16 per semaphore of the set; `values` has that many.
+/// Sets every value of semaphore set `id` from `values`, two bytes each as [`sem_getall`]
+/// gives them (as many as the set has).
+pub fn sem_setall(id: i32, values: &[u8]) -> Result<(), Errno> {
+    // SAFETY: SETALL reads one u16 per semaphore of the set, byte-wise; `values` holds that
+    // many (the caller's record says how many the set has, and made it so).
     check(unsafe { syscall6(k::__NR_semctl as usize, id as u32 as usize, 0, SETALL, values.as_ptr() as usize, 0, 0) }).map(drop)
 }
 

@@ -29,6 +29,9 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         }
     });
     outcome?;
+    if crate::ipcids::OVERFLOW.load(core::sync::atomic::Ordering::Relaxed) {
+        say!("ckpt: the program got more than {} System V IPC IDs; those past them are not recorded (unless attached), and a restarted process will not have them", ckpt_image::limits::MAX_IPC_OBJECTS);
+    }
     let attached = ckpt_sigsafe::maps::entries(maps).filter(|e| e.name.starts_with(b"/SYSV")).enumerate();
     for (i, e) in attached {
         let id = e.inode as i32;
