@@ -1,11 +1,11 @@
 /* sysvipc: System V IPC by ID across a checkpoint. Makes a shared memory segment (attached), a
  * semaphore set of three and a message queue holding three typed messages, and prints their
- * IDs ("ids shm sem msg"). Then counts: tick i adds one to a counter in the segment (the
+ * IDs ("ids shm sem msg keyed"; the last a segment made with a key, written and detached). Then counts: tick i adds one to a counter in the segment (the
  * parent's, and with "tree" a forked child's own) and one to semaphore 0 (parent only), and
  * prints "p i counter" ("c i counter" for the child). At the end each process attaches the
  * segment again BY ID and reads it through IPC_STAT; the parent reads the semaphores and
- * drains the queue in its order, and prints
- *   "final shm=P/C size=SIZE sem=A,B,C msgs=T:TEXT,..."
+ * drains the queue in its order, finds the keyed segment by its key, and prints
+ *   "final shm=P/C size=SIZE sem=A,B,C msgs=T:TEXT,... keyed=same:TEXT"
  * (the child prints "child shm=C" first), so every ID, value and message is checked. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -58,7 +58,15 @@ int main(int argc, char **argv) {
         strcpy(m.text, texts[i]);
         if (msgsnd(msg, &m, strlen(m.text) + 1, 0) != 0) die("msgsnd");
     }
-    printf("ids %d %d %d\n", shm, sem, msg);
+    /* A segment made with a key, written and detached: found again by key at the end. */
+    key_t key = 0x43000000 | (getpid() & 0xffffff);
+    int kshm = shmget(key, 100, IPC_CREAT | IPC_EXCL | 0600);
+    if (kshm < 0) die("shmget key");
+    char *k = shmat(kshm, 0, 0);
+    if (k == (void *)-1) die("shmat key");
+    strcpy(k, "kept by key");
+    shmdt(k);
+    printf("ids %d %d %d %d\n", shm, sem, msg, kshm);
     fflush(stdout);
     pid_t child = tree ? fork() : -1;
     if (child < 0 && tree) die("fork");
@@ -87,10 +95,13 @@ int main(int argc, char **argv) {
     struct msg m;
     for (int first = 1; msgrcv(msg, &m, sizeof m.text, 0, IPC_NOWAIT) >= 0; first = 0)
         printf("%s%ld:%s", first ? "" : ",", m.type, m.text);
-    printf("\n");
+    int again = shmget(key, 0, 0);
+    char *k2 = again < 0 ? (void *)-1 : shmat(again, 0, SHM_RDONLY);
+    printf(" keyed=%s:%s\n", again == kshm ? "same" : "other", k2 == (void *)-1 ? "gone" : k2);
     fflush(stdout);
     shmctl(shm, IPC_RMID, 0);
     semctl(sem, 0, IPC_RMID);
     msgctl(msg, IPC_RMID, 0);
+    shmctl(kshm, IPC_RMID, 0);
     return 0;
 }

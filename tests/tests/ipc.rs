@@ -16,15 +16,15 @@ fn sysvipc(n: u32, tree: bool) -> Command {
     c
 }
 
-/// The IDs the program printed first: segment, semaphore set, queue.
-fn ids(lines: &[String]) -> [String; 3] {
+/// The IDs the program printed first: segment, semaphore set, queue, keyed segment.
+fn ids(lines: &[String]) -> [String; 4] {
     let f: Vec<&str> = lines[0].strip_prefix("ids ").unwrap_or_else(|| panic!("no ids line: {lines:?}")).split(' ').collect();
-    [f[0].to_string(), f[1].to_string(), f[2].to_string()]
+    [f[0].to_string(), f[1].to_string(), f[2].to_string(), f[3].to_string()]
 }
 
 /// Removes the objects the killed original left in this system's IPC namespace.
-fn remove(ids: &[String; 3]) {
-    let st = Command::new("ipcrm").args(["-m", &ids[0], "-s", &ids[1], "-q", &ids[2]]).status().expect("ipcrm");
+fn remove(ids: &[String; 4]) {
+    let st = Command::new("ipcrm").args(["-m", &ids[0], "-s", &ids[1], "-q", &ids[2], "-m", &ids[3]]).status().expect("ipcrm");
     assert!(st.success(), "ipcrm {ids:?}: {st}");
 }
 
@@ -37,7 +37,8 @@ fn last_count(lines: &[String], who: char) -> i64 {
 /// moved, killed, its objects removed, restarted: the segment is attached again by ID
 /// (`shmat`, `shmctl(IPC_STAT)`) and holds the counter, the semaphores hold their values and
 /// the queue its messages, in order with their types. The restored program is checkpointed
-/// and restarted again, which must hold as well.
+/// and restarted again, which must hold as well. A segment the program made with a key and
+/// detached (attached by no process) is found again by its key, with its ID and contents.
 #[test]
 fn system_v_objects_keep_their_ids_and_contents() {
     let wd = Workdir::new("sysvipc");
@@ -63,7 +64,7 @@ fn system_v_objects_keep_their_ids_and_contents() {
     assert!(st.success(), "{st}; {:?}; stderr {:?}", lines.last(), again.stderr());
     let first = lines.iter().find_map(|l| l.strip_prefix("p ")?.split(' ').nth(1)?.parse::<i64>().ok()).unwrap();
     assert!(first > at && first <= again_at + 1, "did not go on from the second checkpoint: {first} after {at}, {again_at}");
-    let want = format!("final shm={n}/0 size=10000 sem={},5,7 msgs=2:two,1:one,3:three", 3 + n);
+    let want = format!("final shm={n}/0 size=10000 sem={},5,7 msgs=2:two,1:one,3:three keyed=same:kept by key", 3 + n);
     assert_eq!(lines.last(), Some(&want), "stderr {:?}", again.stderr());
 }
 
@@ -85,7 +86,7 @@ fn a_tree_shares_its_system_v_segment_by_id() {
     let lines = restored.lines();
     assert!(st.success(), "{st}; {:?}; stderr {:?}", lines.last(), restored.stderr());
     assert!(lines.contains(&format!("child shm={n}")), "{lines:?}");
-    let want = format!("final shm={n}/{n} size=10000 sem={},5,7 msgs=2:two,1:one,3:three", 3 + n);
+    let want = format!("final shm={n}/{n} size=10000 sem={},5,7 msgs=2:two,1:one,3:three keyed=same:kept by key", 3 + n);
     assert_eq!(lines.last(), Some(&want), "stderr {:?}", restored.stderr());
 }
 

@@ -8,7 +8,7 @@
 //!   count u32 (semaphores, or messages), body_len u32
 //!   body: semaphore set: `count` values, u16 each; message queue: `count` messages, each
 //!         type u64, length u64, its bytes padded to 8; segment: empty (its pages are the
-//!         region that maps it)
+//!         region that maps it), or, for a segment no process attached, its `size` bytes
 //! ```
 //! A POSIX message queue the process has open (kind 4) is recorded here too, once per
 //! descriptor: `id` is the descriptor, `size` the largest message, and the body begins with
@@ -84,7 +84,7 @@ impl<'a> IpcRecord<'a> {
         r.align(8)?;
         let rec = IpcRecord { kind, id, key, mode, uid, gid, size, count, body };
         let body_ok = match kind {
-            KIND_SHM => body.is_empty() && size > 0,
+            KIND_SHM => (body.is_empty() || body.len() as u64 == size) && size > 0,
             KIND_SEM => body.len() == count as usize * 2 && count > 0,
             KIND_MSG | KIND_MQ => rec.messages().try_fold(0u32, |n, m| m.map(|_| n + 1)).is_ok_and(|n| n == count),
             _ => false,

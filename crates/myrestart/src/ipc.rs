@@ -152,7 +152,18 @@ fn make(rec: &IpcRecord, msgbuf: &mut [u8]) -> Result<(), (&'static str, Errno)>
             }
             Ok(())
         }
-        Kind::Shm => Ok(()),
+        Kind::Shm if rec.body.is_empty() => Ok(()),
+        // A segment no process attached: its bytes, through an attachment of init's own.
+        Kind::Shm => {
+            // SAFETY: attached where the kernel chooses (a free range), detached below.
+            let at = unsafe { sv::shmat(rec.id, 0, 0) }.map_err(|e| ("attaching it to fill it", e))?;
+            // SAFETY: the attachment covers the segment's `size` bytes, as many as the body
+            // holds (checked when the record was read); nothing else maps there.
+            unsafe { core::ptr::copy_nonoverlapping(rec.body.as_ptr(), at as *mut u8, rec.body.len()) };
+            // SAFETY: init's own attachment, used no more.
+            let _ = unsafe { sv::shmdt(at) };
+            Ok(())
+        }
     }
 }
 

@@ -2,15 +2,17 @@
 //! got from `shmget`, `semget` or `msgget` (`crate::ipcids`) and the segments it has attached,
 //! each with its key, owner and mode; a semaphore set with its values, a message queue with
 //! every message (type and text, in queue order). Nothing is taken from the objects: values are
-//! read with `GETALL` and messages copied with `MSG_COPY`, since the program goes on. A segment's
-//! pages are not here: where the process attaches it they are the region that maps it; a
-//! segment it does not attach is made again empty of data (zeros).
+//! read with `GETALL` and messages copied with `MSG_COPY`, since the program goes on. An
+//! attached segment's pages are not here: they are the region that maps it (in this process,
+//! or in the tree's process that attaches it); a segment that no process attaches has its
+//! bytes in its record. One attached only by processes outside the checkpoint comes back with
+//! zeros.
 
 use super::failure::Failure;
 use super::scratch::Parts;
 use crate::ipcids::{KIND_MSG, KIND_SEM, KIND_SHM};
 use ckpt_image::bytes::Writer;
-use ckpt_image::ipc::{begin_queue, end_queue, write_message, IpcRecord};
+use ckpt_image::ipc::{begin_queue, end_queue, write_message, IpcRecord, IPC_HEAD_SIZE};
 use ckpt_sigsafe::say;
 use ckpt_sigsafe::sysvipc as ipc;
 use rustix::io::Errno;
@@ -55,6 +57,7 @@ fn record(w: &mut Writer, buf: &mut [u8], kind: u32, id: i32) -> Result<(), Fail
     };
     match kind {
         KIND_SHM => match ipc::shm_stat(id) {
+            Ok((p, size, 0)) => detached(w, id, p, size)?,
             Ok((p, size, _)) => head(kind, id, p, size, 0, &[]).write(w),
             Err(e) if gone(e) => {}
             Err(e) => unreadable("shared memory segment", e),
@@ -70,6 +73,30 @@ fn record(w: &mut Writer, buf: &mut [u8], kind: u32, id: i32) -> Result<(), Fail
             Err(e) => unreadable("message queue", e),
         },
         _ => {}
+    }
+    Ok(())
+}
+
+/// A segment no process attaches: its record holds its bytes, read through an attachment of
+/// our own (read-only, detached at once), since no region of any process holds them.
+fn detached(w: &mut Writer, id: i32, p: ipc::Perm, size: u64) -> Result<(), Failure> {
+    if size as usize > w.room().saturating_sub(IPC_HEAD_SIZE) {
+        return Err(Failure::plain("a System V shared memory segment that no process attaches is too large to record its contents (4 MiB of IPC records at most)"));
+    }
+    // SAFETY: attached where the kernel chooses (a free range), read, and detached below.
+    match unsafe { ipc::shmat(id, 0, ipc::SHM_RDONLY) } {
+        Ok(at) => {
+            // SAFETY: the attachment just made covers `size` readable bytes, and nothing else
+            // unmaps it before the detach below.
+            let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, size as usize) };
+            head(KIND_SHM, id, p, size, 0, bytes).write(w);
+            // SAFETY: our own attachment, used no more.
+            let _ = unsafe { ipc::shmdt(at) };
+        }
+        Err(e) => {
+            say!("ckpt: System V shared memory segment {id} cannot be read ({}); a restarted process will find it filled with zeros", ckpt_sigsafe::errno::describe(e));
+            head(KIND_SHM, id, p, size, 0, &[]).write(w);
+        }
     }
     Ok(())
 }
