@@ -49,6 +49,9 @@ int main(int argc, char **argv) {
     if (sem < 0) die("semget");
     unsigned short init[3] = { 3, 5, 7 };
     if (semctl(sem, 0, SETALL, init) != 0) die("semctl SETALL");
+    /* Taken and given back with SEM_UNDO: the value stays, and the checkpoint names the set. */
+    struct sembuf undo[2] = { { 2, -1, SEM_UNDO }, { 2, 1, SEM_UNDO } };
+    if (semop(sem, undo, 2) != 0) die("semop SEM_UNDO");
     int msg = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
     if (msg < 0) die("msgget");
     const char *texts[3] = { "two", "one", "three" };

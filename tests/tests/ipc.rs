@@ -38,7 +38,8 @@ fn last_count(lines: &[String], who: char) -> i64 {
 /// (`shmat`, `shmctl(IPC_STAT)`) and holds the counter, the semaphores hold their values and
 /// the queue its messages, in order with their types. The restored program is checkpointed
 /// and restarted again, which must hold as well. A segment the program made with a key and
-/// detached (attached by no process) is found again by its key, with its ID and contents.
+/// detached (attached by no process) is found again by its key, with its ID and contents. The
+/// set it changed with `SEM_UNDO` is named at the checkpoint (those adjustments are not kept).
 #[test]
 fn system_v_objects_keep_their_ids_and_contents() {
     let wd = Workdir::new("sysvipc");
@@ -48,6 +49,8 @@ fn system_v_objects_keep_their_ids_and_contents() {
     orig.checkpoint(&wd.image(), LONG);
     orig.kill9();
     let ids = ids(&orig.lines());
+    let undo = format!("semaphore set {} was changed with SEM_UNDO", ids[1]);
+    assert!(orig.stderr().contains(&undo), "the checkpoint did not name the SEM_UNDO set: {:?}", orig.stderr());
     let at = last_count(&orig.lines(), 'p');
     remove(&ids);
     // Restarted, checkpointed again a few lines on, killed, restarted again.

@@ -43,7 +43,8 @@ mod init;
 // unsafe: interposes sleeps and waits, passing C pointers on to libc.
 #[allow(unsafe_code)]
 mod invisible;
-// unsafe: interposes `shmget`, `semget` and `msgget` (found by `dlsym`).
+// unsafe: interposes `shmget`, `semget`, `msgget`, `semop` and `semtimedop` (found by `dlsym`),
+// reading the operations a caller passes.
 #[allow(unsafe_code)]
 mod ipcids;
 // unsafe: a static written once by the constructor, read by the writer.

@@ -44,6 +44,12 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
             record(&mut w, buf, KIND_SHM, id)?;
         }
     }
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    crate::ipcids::each_undo(pid, |id| {
+        if ipc::sem_stat(id).is_ok() {
+            say!("ckpt: semaphore set {id} was changed with SEM_UNDO: a restarted process will not undo those changes when it exits");
+        }
+    });
     parts.ipc_len = w.finish().ok_or(Failure::plain("too many System V IPC objects or messages to record"))?;
     Ok(())
 }
