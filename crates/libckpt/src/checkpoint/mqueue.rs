@@ -48,6 +48,11 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
 /// The record of queue descriptor `fd` (named `path`, "/NAME") into `out`: its length. `buf` is
 /// room for one message.
 fn one(out: &mut [u8], buf: &mut [u8], fd: i32, bfd: BorrowedFd, path: &[u8]) -> Result<usize, Failure> {
+    if path.ends_with(b" (deleted)") {
+        // Removed from its namespace (`mq_unlink`): nothing can open it by name, here or later.
+        say!("ckpt: fd {fd} is a POSIX message queue that was unlinked ({}); a restarted process will not have it", ckpt_sigsafe::out::Lossy(path));
+        return Ok(0);
+    }
     let name = path.strip_prefix(b"/").unwrap_or(path);
     let attr = mqueue::attr(bfd).map_err(|e| Failure::new("reading a message queue's attributes", e))?;
     let st = rustix::fs::fstat(bfd).map_err(|e| Failure::new("reading a message queue's owner", e))?;
