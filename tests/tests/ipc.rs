@@ -118,6 +118,13 @@ fn a_posix_message_queue_keeps_its_messages_and_priorities() {
     orig.checkpoint(&wd.image(), LONG);
     orig.kill9();
     let name = orig.lines()[0].strip_prefix("queue ").unwrap_or_else(|| panic!("no queue line: {:?}", orig.lines())).to_string();
+    // `ckpt inspect` shows the descriptor as a queue that is restored, and the queue itself.
+    let inspect = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let fd = doc["descriptors"].as_array().unwrap().iter().find(|f| f["kind"] == "mqueue").unwrap_or_else(|| panic!("{}", doc["descriptors"]));
+    assert_eq!(fd["restored"], true, "{fd}");
+    assert_eq!(doc["ipc"][0]["name"], name.as_str(), "{}", doc["ipc"]);
+    assert_eq!(doc["ipc"][0]["count"], 4, "{}", doc["ipc"]);
     assert!(Command::new(&p).args(["unlink", &name]).status().unwrap().success(), "removing {name}");
     let mut restored = Proc::restart(&wd.image());
     let st = restored.wait_exit(LONG);
