@@ -400,6 +400,11 @@ impl<'a> Image<'a> {
         Some(crate::origin::Origin::parse(desc))
     }
 
+    /// The System V IPC objects the process used (none when the note is absent).
+    pub fn ipc_objects(&self) -> crate::bytes::Records<'a, crate::ipc::IpcRecord<'a>> {
+        crate::ipc::records(self.note(CKPT_NOTE_NAME, crate::NT_CKPT_IPC).map(|n| n.desc).unwrap_or(&[]))
+    }
+
     pub fn fds(&self) -> FdIter<'a> {
         let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_FDS).map(|n| n.desc).unwrap_or(&[]);
         crate::fds::records(desc)

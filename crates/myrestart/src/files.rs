@@ -114,6 +114,8 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: Parked, p: &mut Plan
         };
         let src = match rec.kind {
             FdKind::Inherit => continue,
+            // A POSIX message queue comes back with the IPC objects (`ipc::open_queues`).
+            FdKind::Unsupported if image.ipc_objects().map_while(Result::ok).any(|r| r.kind == ckpt_image::ipc::KIND_MQ && r.id == rec.fd) => continue,
             FdKind::Unsupported => {
                 say!("myrestart: fd {} ({}) is not restored (ckpt cannot save this kind of descriptor); it stays closed", rec.fd, Lossy(path));
                 continue;

@@ -61,6 +61,7 @@ fn forwarded_mask() -> u64 {
 /// (exit status 2), with the line that says why. The supervising processes never return.
 pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     let pid = p.state.pid;
+    p.ipc_wanted = crate::ipc::check(opts.image, p)?;
     if !opts.new_ids {
         match enter_namespaces(p, pid) {
             Ok(()) => {
@@ -84,6 +85,9 @@ pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
                 );
             }
         }
+    }
+    if p.ipc_wanted {
+        say!("myrestart: the program's System V IPC objects are not made again without the PID namespace: their IDs may name nothing, or another program's objects");
     }
     say_stopped(p, own_pid(), false);
     Ok(())
@@ -128,8 +132,10 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     // With CAP_SYS_ADMIN (root, as a rule) a PID namespace alone will do, and the program keeps
     // its privileges over everything outside (a user namespace would confine them to itself).
     let privileged = rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN));
-    let pid_only = (k::CLONE_NEWPID) as usize;
-    let with_user = (k::CLONE_NEWUSER | k::CLONE_NEWPID) as usize;
+    // The program's System V objects come back under their IDs in an IPC namespace of its own.
+    let ipc = if p.ipc_wanted { k::CLONE_NEWIPC } else { 0 };
+    let pid_only = (k::CLONE_NEWPID | ipc) as usize;
+    let with_user = (k::CLONE_NEWUSER | k::CLONE_NEWPID | ipc) as usize;
     let (init, own_user_ns) = match privileged.then(|| sys::clone_raw(pid_only)) {
         Some(Ok(init)) => (init, false),
         _ => (sys::clone_raw(with_user).map_err(|e| Fallback::Because("cannot create user and PID namespaces", Some(e)))?, true),
@@ -259,6 +265,12 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) ->
     if let Err(e) = mount_own_proc() {
         say!("myrestart: cannot mount /proc for the new PID namespace: {}", describe(e));
         fail(e);
+    }
+    if p.ipc_wanted {
+        if let Err(e) = crate::ipc::make_all(p) {
+            fail(e);
+        }
+        p.own_ipc = true;
     }
     if pid == 1 {
         if p.ntree > 0 {

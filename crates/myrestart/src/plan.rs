@@ -174,6 +174,11 @@ pub struct Plan {
     pub nothers: usize,
     /// The process has its own PID again (a PID namespace of its own): threads get their TIDs.
     pub own_ids: bool,
+    /// The image records System V IPC objects (`ipc::check`): the restart makes them in an
+    /// IPC namespace of its own.
+    pub ipc_wanted: bool,
+    /// Init made them there (`ipc::make_all`), so segments are attached again (`ipc::attach`).
+    pub own_ipc: bool,
     /// The block myrestart moves into, its stack top and the parking area for the specials.
     pub block: usize,
     pub block_len: usize,
@@ -272,6 +277,8 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     others: Table::EMPTY,
     nothers: 0,
     own_ids: false,
+    ipc_wanted: false,
+    own_ipc: false,
     block: 0,
     block_len: 0,
     stack_top: 0,

@@ -159,6 +159,12 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
     let Ok(st) = rustix::fs::fstat(bfd) else { return Ok(()) };
     let ft = FileType::from_raw_mode(st.st_mode);
     let (mut kind, mut why) = classify(fd, ft, st.st_nlink, path);
+    // A POSIX message queue is recorded with the IPC objects (`mqueue`); here it stays a
+    // descriptor an older restart leaves closed.
+    let queue = ckpt_sigsafe::mqueue::is_queue(bfd);
+    if queue {
+        (kind, why) = (FdKind::Unsupported, "a POSIX message queue");
+    }
     // In a tree, a standard descriptor may be a pipe to another process of the tree (a shell
     // pipeline, a `$(...)`): saved as a pipe, bytes and all; the restart decides, for the tree
     // as a whole, whether it leads outside (and is then myrestart's own).
@@ -184,7 +190,7 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
     if kind == FdKind::Epoll && same_as < 0 {
         record_epoll(cx.pid, fd, bufs.meta, &mut out.epoll)?;
     }
-    if kind == FdKind::Unsupported {
+    if kind == FdKind::Unsupported && !queue {
         say!("ckpt: fd {fd} ({}) cannot be saved ({why}); a restarted process will not have it", Lossy(path));
     }
     let mut rec = FdRecord {

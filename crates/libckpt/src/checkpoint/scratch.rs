@@ -92,7 +92,8 @@ const BASE_STATE: Span = CHAIN.then(room_for::<ProcessState>(1));
 const BASE_META: Span = BASE_STATE.then(MAX_HEADERS);
 /// The `NT_CKPT_FDS` records: room for the most descriptors an image holds, with paths of 112
 /// bytes on average (the pages are touched only as records are written).
-const FDS: Span = BASE_META.then(MAX_FDS * FdRecord::encoded_len(112));
+const IPC: Span = BASE_META.then(ckpt_image::limits::MAX_IPC_BYTES);
+const FDS: Span = IPC.then(MAX_FDS * FdRecord::encoded_len(112));
 /// The fixed parts end here; the copies of shared memory follow (as much as they need).
 const TOTAL: usize = FDS.end().next_multiple_of(PAGE);
 
@@ -170,6 +171,9 @@ pub struct Parts<'a> {
     pub ptys: &'a mut [u8],
     pub ptys_len: usize,
     pub ptys_master: bool,
+    /// The `NT_CKPT_IPC` descriptor under construction.
+    pub ipc: &'a mut [u8],
+    pub ipc_len: usize,
     /// The `NT_CKPT_TIMERS` descriptor under construction.
     pub timers: &'a mut [u8],
     pub timers_len: usize,
@@ -300,6 +304,8 @@ impl Scratch {
                 slots: self.table(SLOTS_PART),
                 tids: self.table(TIDS),
                 timers: self.bytes(TIMERS),
+                ipc: self.bytes(IPC),
+                ipc_len: 0,
                 epoll: self.bytes(EPOLL),
                 epoll_len: 0,
                 sockets: self.bytes(SOCKETS),
