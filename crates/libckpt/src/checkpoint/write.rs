@@ -650,12 +650,15 @@ fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> 
     Ok(Layout { phnum, phdrs_end, regions_desc_len, notes_len, meta_len, data_start: page_up(meta_len as u64), xstate_len, xstate_note_len })
 }
 
+/// How many notes `optional_notes` lists (each present only when it has something to say).
+const OPTIONAL_NOTES: usize = 13;
+
 /// The notes written only when they have records, in image order, in one table: each one's
 /// type, length (0: the note is left out) and descriptor. The layout takes the lengths from it
 /// and the headers the descriptors, so the two cannot disagree. The tree note is made after the
 /// layout, which knows only its length (`tree_note` is empty until then); `NT_CKPT_MAC` is
 /// written as zeros, then filled in by [`authenticate`].
-fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); 12] {
+fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); OPTIONAL_NOTES] {
     // A member's part has room for its MAC too, which the root's writer fills in.
     let keyed = crate::config::get().key_file().is_some();
     let origin = crate::origin::note();
@@ -738,7 +741,7 @@ fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, img: rustix::f
 /// Encodes the headers into `meta`, once every offset and hash is known: the ELF header and
 /// program headers, the process's and each thread's notes, the core-file notes, the regions,
 /// the descriptors and the optional notes (`optional`, see [`optional_notes`]).
-fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); 12]) -> Result<(), Failure> {
+fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); OPTIONAL_NOTES]) -> Result<(), Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let mut w = Writer::new(meta);
     Ehdr { phoff: EHDR_SIZE as u64, phnum: layout.phnum as u16 }.write(&mut w);
