@@ -414,7 +414,6 @@ fn wait_pane_lines(sock: &Path, n: usize, what: &str, stderr: impl Fn() -> Strin
 /// pane's lines, its history included, are the counter's from its first, each once, in order,
 /// well past the checkpoint (none of them on the restart's own output).
 #[test]
-#[ignore = "needs pty pairs restored with both ends in the image: pty (issue 27 point 4)"]
 fn a_program_in_a_tmux_session_goes_on_counting_in_its_pane() {
     let test = "a_program_in_a_tmux_session_goes_on_counting_in_its_pane";
     if !Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success()) {
