@@ -329,6 +329,18 @@ fn sigev_thread_timer_goes_on_after_restart() {
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(fire(l), (first + i as i64, true), "after restart: {lines:?}; stderr {}", restored.stderr());
     }
+    // The restored program (its helper thread stopped with ptrace again) is checkpointed
+    // again, and that image goes on counting too.
+    let mut restored = restored;
+    let out = Command::new(ckpt()).args(["checkpoint", "--wait", "--kill", &restored.program_pid().to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let at_kill = fire(restored.wait_output_closed(LONG).then(|| restored.lines()).unwrap().last().unwrap()).0;
+    restored.kill9();
+    let again = Proc::restart(&wd.image());
+    let lines = again.wait_lines(5, LONG);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(fire(l), (at_kill + 1 + i as i64, true), "after the second restart: {lines:?}; stderr {}", again.stderr());
+    }
 }
 
 /// A program whose only other thread blocks every signal with a raw `rt_sigprocmask` system

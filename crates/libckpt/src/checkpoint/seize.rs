@@ -29,7 +29,7 @@ use ckpt_sigsafe::sys;
 use rustix::io::Errno;
 
 /// The capturing child's name (`ps`, `/proc/PID/comm`).
-const NAME: &core::ffi::CStr = c"ckpt-seize";
+pub const NAME: &core::ffi::CStr = c"ckpt-seize";
 /// Most capturing children one checkpoint starts.
 pub const MAX_BATCHES: usize = 8;
 /// How long a capturing child keeps its threads stopped at most.
