@@ -5,7 +5,8 @@
  *   pipe   a blocking read() of one byte the main thread writes into a pipe every 5 ms;
  *   sleep  nanosleep for 5 ms (restarted with the time left when interrupted).
  * Each step it prints "step I x=X" (X a hash of everything so far), so its output is the same
- * in every run. With a second argument N it prints N steps and the program ends. */
+ * in every run. With a second argument N it prints N steps and the program ends. With
+ * RAWBLOCK_NODUMP set in its environment it makes itself not dumpable (PR_SET_DUMPABLE 0). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +64,8 @@ int main(int argc, char **argv) {
     mode = !strcmp(argv[1], "pipe") ? 1 : !strcmp(argv[1], "sleep") ? 2 : 0;
     if (argc > 2)
         steps = atol(argv[2]);
+    if (getenv("RAWBLOCK_NODUMP"))
+        prctl(PR_SET_DUMPABLE, 0);
     if (pipe(fds) != 0)
         return 1;
     pthread_t t;

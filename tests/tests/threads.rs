@@ -410,3 +410,37 @@ fn blocking_threads_go_on_after_a_checkpoint_without_kill() {
     }
     assert_eq!(lines[60], "done");
 }
+
+/// The thread that blocks every signal is stopped with ptrace by a process of the program's
+/// own user, no privilege needed; a program that made itself not dumpable cannot be traced so,
+/// and its checkpoint fails with one line saying why, the program going on.
+#[test]
+fn a_blocking_thread_of_an_unprivileged_program() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_be_another_user("a_blocking_thread_of_an_unprivileged_program") {
+        return;
+    }
+    for nodump in [false, true] {
+        let wd = Workdir::new(if nodump { "rawblock-nodump" } else { "rawblock-nobody" });
+        std::fs::set_permissions(&wd.path, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]).arg(prog("rawblock", &["-pthread"])).arg("pipe");
+        if nodump {
+            c.env("RAWBLOCK_NODUMP", "1");
+        }
+        let orig = Proc::preloaded(c, &wd.image(), "rawblock pipe as nobody");
+        orig.wait_lines(10, LONG);
+        if !nodump {
+            orig.checkpoint(&wd.image(), LONG);
+            let n = orig.lines().len();
+            orig.wait_lines(n + 5, LONG);
+            continue;
+        }
+        orig.signal(libc::SIGUSR2);
+        let err = orig.wait_stderr("checkpoint failed", LONG);
+        assert!(err.contains("blocks signal 63 and could not be stopped with ptrace instead: the program is not dumpable"), "{err}");
+        let n = orig.lines().len();
+        orig.wait_lines(n + 5, LONG);
+        assert!(!wd.image().exists());
+    }
+}

@@ -104,6 +104,11 @@ impl Seizer {
         if self.nchildren == MAX_BATCHES {
             return Err(fail(Failure::plain("threads that block every signal keep starting others")));
         }
+        // A process that is not dumpable cannot be traced, nor its memory written, by a
+        // process of the same user without privilege.
+        if rustix::process::dumpable_behavior().is_ok_and(|d| d != rustix::process::DumpableBehavior::Dumpable) && !privileged() {
+            return Err(fail(Failure::plain("the program is not dumpable (PR_SET_DUMPABLE), so it cannot be traced")));
+        }
         if buf.len() < 2 * geo.frame_room() {
             return Err(fail(Failure::plain("the FPU state is larger than ckpt has room for")));
         }
@@ -155,6 +160,14 @@ impl Seizer {
         }
         self.nchildren = 0;
     }
+}
+
+/// Whether this process may trace any process of its user namespace (`CAP_SYS_PTRACE`).
+fn privileged() -> bool {
+    let mut buf = [0u8; 2048];
+    let Ok(n) = ckpt_sigsafe::file::read_start(c"/proc/self/status", &mut buf) else { return false };
+    let cap_sys_ptrace = 1u64 << 19;
+    super::procfs::status_field(&buf[..n], b"CapEff:").and_then(ckpt_sigsafe::proctext::parse_hex).is_some_and(|c| c & cap_sys_ptrace != 0)
 }
 
 /// Whether process `pid` exists and is not a zombie.
