@@ -444,3 +444,32 @@ fn a_blocking_thread_of_an_unprivileged_program() {
         assert!(!wd.image().exists());
     }
 }
+
+/// The second image of a program whose thread blocks every signal is incremental: the page of
+/// that thread's stack where its frame was written since the first is in it, and the restart
+/// goes on from the second checkpoint, not the first.
+#[test]
+fn a_blocking_thread_in_an_incremental_image() {
+    let wd = Workdir::new("rawblock-incremental");
+    let p = prog("rawblock", &["-pthread"]);
+    let make = || {
+        let mut c = Command::new(&p);
+        c.args(["sleep", "400"]);
+        c
+    };
+    let reference = reference_run(make(), LONG);
+    let mut orig = Proc::preloaded(make(), &wd.image(), "rawblock sleep");
+    orig.wait_lines(20, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 20, LONG);
+    let at_ckpt = orig.lines().len();
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let at_kill = orig.lines().len();
+    assert!(!base_files(&wd).is_empty(), "the second image is not incremental");
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    assert!(st.success(), "{st}: {}", restored.stderr());
+    assert_continues(&reference, at_ckpt, at_kill, &restored.lines());
+}
