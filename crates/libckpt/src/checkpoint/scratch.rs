@@ -7,6 +7,7 @@ use ckpt_image::fds::FdRecord;
 use ckpt_image::limits::{MAX_FDS, MAX_HEADERS, MAX_THREADS};
 use super::slots::{RegionSlot, SLOTS};
 use super::failure::Failure;
+use super::seize::Seized;
 use ckpt_image::ProcessState;
 use core::ops::Range;
 use rustix::mm::{MapFlags, ProtFlags};
@@ -68,7 +69,11 @@ const META: Span = MAPS.then(MAX_HEADERS);
 const NOT_INHERITED: Span = META.then(64 * 1024);
 const SLOTS_PART: Span = NOT_INHERITED.then(room_for::<RegionSlot>(SLOTS));
 const TIDS: Span = SLOTS_PART.then(room_for::<u32>(MAX_THREADS));
-const TIMERS: Span = TIDS.then(MIB);
+/// The threads seized with ptrace (see `seize`), and the capturing child's buffers (a thread's
+/// FPU state and its frame: twice the largest XSAVE area, with room to spare).
+const SEIZED: Span = TIDS.then(room_for::<Seized>(MAX_THREADS));
+const SEIZE_BUF: Span = SEIZED.then(128 * 1024);
+const TIMERS: Span = SEIZE_BUF.then(MIB);
 /// Most bytes in pipes and socket queues one checkpoint keeps.
 const PIPE_DATA: Span = TIMERS.then(16 * MIB);
 /// Pipes (by inode) whose bytes were copied, at most.
@@ -152,6 +157,9 @@ pub struct Parts<'a> {
     pub slots: &'a mut [RegionSlot],
     /// Room for the TIDs of the threads being stopped.
     pub tids: &'a mut [u32],
+    /// The threads stopped with ptrace, and the capturing child's buffers.
+    pub seized: &'a mut [Seized],
+    pub seize_buf: &'a mut [u8],
     /// The bytes in the program's pipes and socket queues, and which pipes (inodes) they come
     /// from.
     pub pipe_data: &'a mut [u8],
@@ -278,7 +286,8 @@ impl Scratch {
         // overlap (each is placed after the one before it), so the borrows are disjoint; they
         // live as long as the borrow of `self`. The mapping is fresh anonymous memory, all
         // zeros, a valid value of every element type (u8, i32, u32, u64, `Shadow` (plain
-        // integers) and `RegionSlot`, whose all-zero value is documented as valid); the
+        // integers), `Seized` (plain integers) and `RegionSlot`, whose all-zero value is
+        // documented as valid); the
         // not-inherited ranges hold what `copy_len` wrote, plain bytes.
         unsafe {
             Parts {
@@ -303,6 +312,8 @@ impl Scratch {
                 not_inherited: self.bytes(NOT_INHERITED),
                 slots: self.table(SLOTS_PART),
                 tids: self.table(TIDS),
+                seized: self.table(SEIZED),
+                seize_buf: self.bytes(SEIZE_BUF),
                 timers: self.bytes(TIMERS),
                 ipc: self.bytes(IPC),
                 ipc_len: 0,
@@ -345,5 +356,6 @@ impl Drop for Scratch {
 // Every element type fits the page alignment each part starts at.
 const _: () = assert!(core::mem::align_of::<ProcessState>() <= PAGE && core::mem::align_of::<RegionSlot>() <= PAGE);
 const _: () = assert!(core::mem::align_of::<Shadow>() <= PAGE && core::mem::align_of::<[u64; 2]>() <= PAGE);
+const _: () = assert!(core::mem::align_of::<Seized>() <= PAGE);
 // The smaps buffer `prep_buffers` lends out of the headers' part fits in it.
 const _: () = assert!(META.len >= MIB);
