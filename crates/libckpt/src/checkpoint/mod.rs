@@ -252,7 +252,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
             // The program ends as soon as this returns (`on_checkpoint_signal`), and the tree's
             // other processes are gone already: its other threads must not run meanwhile (an
             // MPI launcher's would see its ranks die and remove their shared memory files).
-            core::mem::forget(stopped);
+            stopped.hold_until_the_end();
         }
         return taken;
     }
