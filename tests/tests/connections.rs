@@ -315,15 +315,12 @@ fn an_open_mpi_ring_over_tcp_goes_on() {
     open_mpi_ring_goes_on("an_open_mpi_ring_over_tcp_goes_on", "self,tcp", Ending::Killed);
 }
 
-/// The ranks pass the counter through shared memory (`vader`, Open MPI's default on one node);
-/// mpirun's connections to them are TCP.
-#[test]
-fn an_open_mpi_ring_in_shared_memory_goes_on() {
-    open_mpi_ring_goes_on("an_open_mpi_ring_in_shared_memory_goes_on", "self,vader,tcp", Ending::Killed);
-}
-
-/// The same after `ckpt checkpoint --kill`: mpirun's own threads never run after its ranks
-/// are killed (they would remove the ranks' shared memory files, which the restart maps).
+/// The ranks pass the counter through shared memory (`vader`, Open MPI's default on one node;
+/// mpirun's connections to them are TCP), after `ckpt checkpoint --kill`: mpirun's own threads
+/// never run after its ranks are killed (they would remove the ranks' shared memory files,
+/// which the restart maps). Only a last checkpoint restarts such a ring exactly: those files
+/// are files, which a restart maps as it finds them, and ranks left running after a
+/// checkpoint change them (docs/restored.md, "Not supported yet").
 #[test]
 fn an_open_mpi_ring_in_shared_memory_goes_on_after_its_last_checkpoint() {
     open_mpi_ring_goes_on("an_open_mpi_ring_in_shared_memory_goes_on_after_its_last_checkpoint", "self,vader,tcp", Ending::LastCheckpoint);
