@@ -86,8 +86,8 @@ fn note_lineage(me: u64) {
         config::mark_descendant();
     }
     // A child forked by the program (not run with exec) is a descendant too.
-    // SAFETY: registers a plain function; nothing else is passed.
-    unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+    // SAFETY: registers plain functions; nothing else is passed.
+    unsafe { libc::pthread_atfork(Some(on_fork_prepare), None, Some(on_fork_child)) };
 }
 
 /// What the other modules make ready before the handler can run (constructor only).
@@ -95,6 +95,7 @@ fn prepare_modules() {
     crate::guard::prepare();
     crate::watches::prepare();
     crate::invisible::prepare();
+    crate::sigwaits::prepare();
     crate::exec::prepare();
     crate::checkpoint::track::prepare();
     crate::dropped::prepare();
@@ -189,7 +190,12 @@ fn export_parent(me: u64) {
     }
 }
 
+extern "C" fn on_fork_prepare() {
+    crate::deliverable::before_fork();
+}
+
 extern "C" fn on_fork_child() {
+    crate::deliverable::after_fork_child();
     config::set_memory_owner();
     config::mark_descendant();
     checkpoint::report::after_fork();
