@@ -7,7 +7,10 @@
  *   wait  blocks with sigprocmask, ticks on a 10 ms interval timer, each SIGALRM taken with
  *         sigwaitinfo on the full set; any other signal is printed and ends it (exit 1).
  *   raw   blocks with the rt_sigprocmask system call itself (as static code or a Go runtime
- *         would), past libc, and sleeps 10 ms at a time. */
+ *         would), past libc, and sleeps 10 ms at a time.
+ *   traced  as raw, traced (PTRACE_SEIZE) by a child of its own that does nothing else, so
+ *         that no other tracer can attach to it.
+ *   tree  forks a child that runs as raw, and waits for it. */
 #define _GNU_SOURCE
 #include <poll.h>
 #include <signal.h>
@@ -15,9 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,8 +48,35 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "fd";
     int n = argc > 2 ? atoi(argv[2]) : 300;
     sigfillset(&asked);
+    if (!strcmp(mode, "tree")) {
+        pid_t child = fork();
+        if (child < 0) return 2;
+        if (child > 0) {
+            int st;
+            while (waitpid(child, &st, 0) != child) {}
+            printf("child ended %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+            return 0;
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* not left running if the test fails */
+        mode = "raw";
+    }
     int sfd = -1;
-    if (!strcmp(mode, "raw")) {
+    if (!strcmp(mode, "traced")) {
+        int ready[2];
+        if (pipe(ready) != 0) return 2;
+        pid_t parent = getpid();
+        if (fork() == 0) {
+            /* Gone with the program, so that the program can be reaped (a tracer sees its
+             * death first). */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            char ok = ptrace(PTRACE_SEIZE, parent, 0, 0) == 0 ? 'y' : 'n';
+            if (write(ready[1], &ok, 1) != 1) _exit(2);
+            for (;;) pause();
+        }
+        char ok = 0;
+        if (read(ready[0], &ok, 1) != 1 || ok != 'y') { fprintf(stderr, "sigblock: not traced\n"); return 2; }
+    }
+    if (!strcmp(mode, "raw") || !strcmp(mode, "traced")) {
         uint64_t all = ~0ull;
         syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
     } else {

@@ -63,3 +63,95 @@ fn ckpt_checkpoint_gets_the_image_of_a_program_blocking_every_signal() {
     restored.wait_until(|l| l.last().is_some_and(|l| l == "term"), SHORT, "term");
     let _ = restored.wait_exit(Duration::from_secs(10));
 }
+
+/// Every signal blocked with the system call itself, past libckpt: the checkpoint signal stays
+/// pending, and `ckpt checkpoint --wait` delivers it with ptrace. The program goes on with its
+/// mask as it set it, and so does its restart, from the checkpoint.
+#[test]
+fn ckpt_checkpoint_delivers_the_signal_a_program_blocks_past_libc() {
+    let wd = Workdir::new("sigblock-raw");
+    let image = wd.image();
+    let mut orig = Proc::preloaded(sigblock("raw", 100_000), &image, "sigblock raw");
+    orig.wait_lines(10, SHORT);
+    // A signal sent by kill waits, blocked; ckpt checkpoint finds it pending and delivers it.
+    let before = orig.lines().len();
+    orig.signal(libc::SIGUSR2);
+    let out = run_within(
+        {
+            let mut c = Command::new(ckpt());
+            c.args(["checkpoint", "--wait", &orig.pid.to_string()]);
+            c
+        },
+        LONG,
+    );
+    assert!(out.status.success(), "ckpt checkpoint: {}", String::from_utf8_lossy(&out.stderr));
+    let at = orig.lines().len();
+    let lines = orig.wait_lines(at + 5, SHORT);
+    assert!(lines.iter().all(|l| l.ends_with("mask=ok")), "the running program's mask changed: {lines:?}; {}", orig.stderr());
+    orig.kill9();
+
+    let mut restored = Proc::restart(&image);
+    let lines = restored.wait_lines(20, SHORT);
+    let first: usize = lines[0].split(' ').next().unwrap().parse().unwrap();
+    assert!(first >= before && first <= at, "restarted at line {first}: the signal was sent after line {before}, the image was there after line {at}");
+    assert!(lines.iter().all(|l| l.ends_with("mask=ok")), "{lines:?}; {}", restored.stderr());
+    restored.kill9();
+}
+
+/// The same program, traced by a child of its own (so that ckpt cannot trace it): ckpt
+/// checkpoint does not wait for the signal forever but says why no checkpoint can begin, and
+/// the program goes on untouched.
+#[test]
+fn ckpt_checkpoint_says_why_when_it_cannot_deliver_a_blocked_signal() {
+    let wd = Workdir::new("sigblock-traced");
+    let image = wd.image();
+    let mut orig = Proc::preloaded(sigblock("traced", 100_000), &image, "sigblock traced");
+    orig.wait_lines(10, SHORT);
+    let out = run_within(
+        {
+            let mut c = Command::new(ckpt());
+            c.args(["checkpoint", "--wait", &orig.pid.to_string()]);
+            c
+        },
+        LONG,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!("process {} blocks signal 12 in every thread", orig.pid);
+    assert!(err.contains(&want) && err.contains("ptrace") && err.lines().count() == 1, "{err}");
+    assert!(!image.exists());
+    let n = orig.lines().len();
+    let lines = orig.wait_lines(n + 5, SHORT);
+    assert!(lines.iter().all(|l| l.ends_with("mask=ok")), "{lines:?}");
+    orig.kill_tree();
+}
+
+/// A parent and its child, the child blocking every signal past libckpt: the tree checkpoint
+/// that `ckpt checkpoint` asks of the parent reaches the child too (ckpt delivers it the
+/// parent's request with ptrace), and the restarted tree goes on from the checkpoint.
+#[test]
+fn a_tree_checkpoint_reaches_a_child_blocking_the_signal_past_libc() {
+    let wd = Workdir::new("sigblock-tree");
+    let image = wd.image();
+    let mut orig = Proc::preloaded(sigblock("tree", 100_000), &image, "sigblock tree");
+    orig.wait_lines(10, SHORT);
+    let before = orig.lines().len();
+    let out = run_within(
+        {
+            let mut c = Command::new(ckpt());
+            c.args(["checkpoint", "--wait", &orig.pid.to_string()]);
+            c
+        },
+        LONG,
+    );
+    assert!(out.status.success(), "ckpt checkpoint: {}; {}", String::from_utf8_lossy(&out.stderr), orig.stderr());
+    let at = orig.lines().len();
+    orig.kill_tree();
+
+    let mut restored = Proc::restart(&image);
+    let lines = restored.wait_lines(20, SHORT);
+    let first: usize = lines[0].split(' ').next().unwrap().parse().unwrap();
+    assert!(first >= before && first <= at, "restarted at line {first}: asked after line {before}, the image was there after line {at}");
+    assert!(lines.iter().all(|l| l.ends_with("mask=ok")), "{lines:?}; {}", restored.stderr());
+    restored.kill_tree();
+}

@@ -111,10 +111,12 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     if let Err(e) = sent {
         return Err((EXIT_FAILED, format!("cannot signal process {asked}: {}", std::io::Error::from_raw_os_error(e.raw_os_error()))));
     }
+    let request = Request { asked, pid, image, signal, kill: a.kill, timeout: a.timeout, started, before };
     if !(a.wait || a.kill) {
+        // Not followed, but not left pending forever behind a mask either.
+        request.deliver_blocked(&mut Vec::new())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let request = Request { asked, pid, image, signal, kill: a.kill, timeout: a.timeout, started, before };
     request.wait(page, base)
 }
 
@@ -213,6 +215,7 @@ impl Request {
         let deadline = started + Duration::from_secs_f64(self.timeout);
         let mut saw_writer = false;
         let mut last_progress = Instant::now();
+        let (mut delivered, mut last_look) = (Vec::new(), started);
         let end_progress = || {
             if tty {
                 eprint!("\r\x1b[K");
@@ -248,6 +251,10 @@ impl Request {
             } else if started.elapsed() > Duration::from_secs(1) && self.written_without_page(&mut saw_writer)? {
                 break;
             }
+            if last_look.elapsed() > Duration::from_millis(100) {
+                last_look = Instant::now();
+                self.deliver_blocked(&mut delivered).inspect_err(|_| end_progress())?;
+            }
             if let Some(size) = writer_file(pid, image).map(|m| m.blocks() * 512) {
                 if tty && last_progress.elapsed() > Duration::from_millis(200) {
                     eprint!("\rckpt: writing {}: {} MB ", crate::shown(image), size / 1_000_000);
@@ -263,6 +270,32 @@ impl Request {
         }
         end_progress();
         print_written(image, started)
+    }
+
+    /// Delivers the checkpoint signal with ptrace to the process, or a process below it, that
+    /// blocks it in every thread (see `unblock`), once each (`done`); says why when it cannot.
+    fn deliver_blocked(&self, done: &mut Vec<u32>) -> Result<(), (u8, String)> {
+        use crate::unblock::{blocked_everywhere, deliver, descendants, runs_libckpt};
+        let sig = self.signal;
+        for p in std::iter::once(self.pid).chain(descendants(self.pid)) {
+            if done.contains(&p) || stopped(p) || blocked_everywhere(p, sig).is_none() {
+                continue;
+            }
+            // Not while it takes a checkpoint (its handler blocks every signal), and only a
+            // mask that holds a moment.
+            let busy = |p| crate::report::Page::of(p).read().is_some_and(|s| s.started != s.done);
+            if busy(p) {
+                continue;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let Some(tid) = blocked_everywhere(p, sig).filter(|_| !busy(p) && runs_libckpt(p)) else { continue };
+            done.push(p);
+            let shown = if p == self.pid { self.asked } else { p };
+            deliver(tid, sig).map_err(|why| {
+                (EXIT_FAILED, format!("process {shown} blocks signal {sig} in every thread (past libckpt: a system call made directly), so it cannot take the checkpoint, and delivering it with ptrace failed: {why}"))
+            })?;
+        }
+        Ok(())
     }
 
     /// A process without a report page (it could not have one), followed by its image file

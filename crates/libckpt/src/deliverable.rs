@@ -15,7 +15,8 @@
 //! signal, [`HANDLER_ASKED`] holds which of the two its handler's `sa_mask` named (the old
 //! action returned by `sigaction` shows them). A forked child keeps its forking thread's
 //! slot ([`after_fork_child`]). Not covered: a thread made by `pthread_create` starts seeing
-//! ckpt's signals unblocked though its creator asked to block them; the masks that
+//! ckpt's signals unblocked though its creator asked to block them; a mask put back without
+//! libc's `sigprocmask` (a handler's return, `siglongjmp`) leaves the slot as it was; the masks that
 //! `/proc/PID/status` shows; masks set by system calls made directly (`syscall(2)`, static
 //! code, Go), or inside libc (`sigset`, `sighold`, `setcontext`).
 //!
@@ -172,10 +173,11 @@ pub unsafe fn set_mask(f: usize, how: c_int, set: *const libc::sigset_t, old: *m
     }
     // SAFETY: f is libc's function of this type.
     let f = unsafe { core::mem::transmute::<usize, SigmaskFn>(f) };
-    let me = tid();
-    let before = asked_by(me);
     // SAFETY: the caller's set, valid when not null.
     let (copy, named) = unsafe { without_ours(set) };
+    // The thread's ID only when a slot may be involved (a system call saved otherwise).
+    let me = if named != 0 || TAKEN_SLOTS.load(Relaxed) != 0 { tid() } else { 0 };
+    let before = if me != 0 { asked_by(me) } else { 0 };
     let after = match how {
         _ if set.is_null() => before,
         libc::SIG_BLOCK => before | named,
@@ -195,7 +197,7 @@ pub unsafe fn set_mask(f: usize, how: c_int, set: *const libc::sigset_t, old: *m
         // SAFETY: libc just wrote a valid sigset_t there.
         add_ours(unsafe { &mut *old }, before);
     }
-    if after != before {
+    if after != before && me != 0 {
         set_asked(me, after);
     }
     r
