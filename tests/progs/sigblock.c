@@ -10,7 +10,9 @@
  *         would), past libc, and sleeps 10 ms at a time.
  *   traced  as raw, traced (PTRACE_SEIZE) by a child of its own that does nothing else, so
  *         that no other tracer can attach to it.
- *   tree  forks a child that runs as raw, and waits for it. */
+ *   tree  forks a child that runs as raw, and waits for it.
+ * sigblock exec PROG ARGS...: blocks every signal with the system call, then runs PROG, which
+ *   starts with every signal blocked. */
 #define _GNU_SOURCE
 #include <poll.h>
 #include <signal.h>
@@ -48,6 +50,13 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "fd";
     int n = argc > 2 ? atoi(argv[2]) : 300;
     sigfillset(&asked);
+    if (!strcmp(mode, "exec") && argc > 2) {
+        uint64_t all = ~0ull;
+        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
+        execvp(argv[2], argv + 2);
+        perror("execvp");
+        return 2;
+    }
     if (!strcmp(mode, "tree")) {
         pid_t child = fork();
         if (child < 0) return 2;

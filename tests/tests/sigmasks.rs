@@ -155,3 +155,26 @@ fn a_tree_checkpoint_reaches_a_child_blocking_the_signal_past_libc() {
     assert!(lines.iter().all(|l| l.ends_with("mask=ok")), "{lines:?}; {}", restored.stderr());
     restored.kill_tree();
 }
+
+/// A multi-threaded program started with every signal blocked (its parent blocked them all,
+/// past libc, before `exec`): every thread it starts still stops for a checkpoint, and the
+/// restarted program goes on with every worker moving.
+#[test]
+fn a_threaded_program_started_with_every_signal_blocked_is_checkpointed() {
+    let wd = Workdir::new("sigblock-exec-threads");
+    let mut c = Command::new(prog("sigblock", &[]));
+    c.arg("exec").arg(prog("threads", &["-pthread"])).arg("3");
+    let tick = |l: &str| -> (u64, String) {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f[1].parse().unwrap(), f[4].to_string())
+    };
+    let mut orig = Proc::preloaded(c, &wd.image(), "threads started with every signal blocked");
+    let before = orig.wait_until(|l| l.last().is_some_and(|l| l.starts_with("tick ") && tick(l).1 == "moved=3"), LONG, "every worker to move");
+    let before = tick(before.last().unwrap()).0;
+    orig.checkpoint(&wd.image(), SHORT);
+    orig.kill9();
+    let mut restored = Proc::restart(&wd.image());
+    let after = restored.wait_until(|l| l.len() > 12 && l.last().is_some_and(|l| tick(l).1 == "moved=3"), LONG, "every worker to move again");
+    assert!(tick(&after[0]).0 > before, "{after:?}");
+    restored.kill9();
+}

@@ -143,6 +143,22 @@ fn set_asked(tid: u64, bits: u8) {
     }
 }
 
+/// In the constructor, once the thread-stop handler is in place: a program started with the
+/// thread-stop signal blocked (its parent blocked every signal before `exec`, or
+/// `posix_spawn` was given such a mask) has it unblocked, and reads it back as blocked, as it
+/// was started. (The checkpoint signal is `exec`'s: see `exec::unblock_after_exec`.)
+pub fn adopt_inherited_mask() {
+    let stop = STOP_SIGNAL.load(Relaxed);
+    if stop == 0 {
+        return;
+    }
+    let bit = 1u64 << (stop - 1);
+    let blocked = ckpt_sigsafe::sys::rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK as usize, 0).unwrap_or(0);
+    if blocked & bit != 0 && ckpt_sigsafe::sys::rt_sigprocmask(linux_raw_sys::general::SIG_UNBLOCK as usize, bit).is_ok() {
+        set_asked(tid(), STOP_BIT);
+    }
+}
+
 /// Before `fork`: which thread forks.
 pub fn before_fork() {
     FORKING.store(tid(), Relaxed);

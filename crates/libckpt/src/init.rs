@@ -70,6 +70,7 @@ extern "C" fn ckpt_init() {
     install_handler(cfg.signal);
     install_stop_handler();
     crate::exec::unblock_after_exec();
+    crate::deliverable::adopt_inherited_mask();
     if cfg.interval_ms > 0 {
         start_interval_timer(cfg.signal, cfg.interval_ms);
     }
