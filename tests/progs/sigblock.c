@@ -15,6 +15,7 @@
  *   starts with every signal blocked. */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,6 +45,28 @@ static int mask_ok(void) {
         }
     }
     return 1;
+}
+
+static void on_winch(int sig) { (void)sig; }
+
+/* Whether blocking and unblocking SIGUSR2 alone reads back as asked, and SIGWINCH's handler
+ * still shows the full sa_mask it was given (modes that go through libc). */
+static int view_ok(void) {
+    sigset_t one, now;
+    sigemptyset(&one);
+    sigaddset(&one, SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+    sigprocmask(SIG_BLOCK, NULL, &now);
+    int ok = !sigismember(&now, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &one, NULL);
+    sigprocmask(SIG_BLOCK, NULL, &now);
+    ok = ok && sigismember(&now, SIGUSR2);
+    struct sigaction sa;
+    sigaction(SIGWINCH, NULL, &sa);
+    for (int s = 1; s <= 64; s++)
+        if (s != SIGKILL && s != SIGSTOP && s != 32 && s != 33 && sigismember(&sa.sa_mask, s) != 1) ok = 0;
+    if (!ok) fprintf(stderr, "sigblock: the masks read back are not the ones set\n");
+    return ok;
 }
 
 int main(int argc, char **argv) {
@@ -89,6 +112,11 @@ int main(int argc, char **argv) {
         uint64_t all = ~0ull;
         syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
     } else {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_winch;
+        sigfillset(&sa.sa_mask);
+        sigaction(SIGWINCH, &sa, NULL);
         sigprocmask(SIG_SETMASK, &asked, NULL);
     }
     if (!strcmp(mode, "fd")) {
@@ -102,10 +130,11 @@ int main(int argc, char **argv) {
         struct itimerval it = { { 0, 10000 }, { 0, 10000 } };
         setitimer(ITIMER_REAL, &it, NULL);
     }
+    int through_libc = sfd >= 0 || !strcmp(mode, "wait");
     uint64_t x = 88172645463325252ull;
     for (int i = 0; i < n; i++) {
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        printf("%d %llu mask=%s\n", i, (unsigned long long)x, mask_ok() ? "ok" : "changed");
+        printf("%d %llu mask=%s\n", i, (unsigned long long)x, mask_ok() && (!through_libc || view_ok()) ? "ok" : "changed");
         fflush(stdout);
         if (sfd >= 0) {
             struct pollfd p = { sfd, POLLIN, 0 };
