@@ -178,3 +178,33 @@ fn a_threaded_program_started_with_every_signal_blocked_is_checkpointed() {
     assert!(tick(&after[0]).0 > before, "{after:?}");
     restored.kill9();
 }
+
+/// `ckpt job` of a program that blocks every signal past libckpt: the batch system's stop
+/// signal still takes its last checkpoint (the job delivers the request with ptrace), the job
+/// ends with status 75, and the next start of the job goes on from the line after the last.
+#[test]
+fn ckpt_job_takes_the_last_checkpoint_of_a_program_blocking_the_signal_past_libc() {
+    let wd = Workdir::new("sigblock-job");
+    let (out, err) = (wd.path.join("out"), wd.path.join("err"));
+    let image = wd.image();
+    let start = || {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(r#"out=$1 err=$2; shift 2; exec "$@" >> "$out" 2>> "$err""#).arg("sh").arg(&out).arg(&err);
+        c.arg(ckpt()).args(["job", "--image", image.to_str().unwrap(), "--"]).arg(prog("sigblock", &[])).args(["raw", "100000"]);
+        Proc::spawn(c, "ckpt job")
+    };
+    let number = |l: &String| l.split(' ').next().unwrap().parse::<usize>().unwrap();
+    for run in 1..=2 {
+        let mut job = start();
+        let seen = file_lines(&out).len();
+        wait_file_lines(&out, seen + 20, LONG);
+        job.signal(libc::SIGUSR1);
+        let st = job.wait_exit(LONG);
+        let e = std::fs::read_to_string(&err).unwrap();
+        assert_eq!(st.code(), Some(75), "run {run}: {e}");
+    }
+    let lines = file_lines(&out);
+    assert!(lines.iter().all(|l| l.ends_with("mask=ok")), "{lines:?}");
+    let numbers: Vec<usize> = lines.iter().map(number).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1) && numbers[0] == 0, "a line lost or printed twice: {numbers:?}");
+}

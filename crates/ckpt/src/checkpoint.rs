@@ -275,27 +275,7 @@ impl Request {
     /// Delivers the checkpoint signal with ptrace to the process, or a process below it, that
     /// blocks it in every thread (see `unblock`), once each (`done`); says why when it cannot.
     fn deliver_blocked(&self, done: &mut Vec<u32>) -> Result<(), (u8, String)> {
-        use crate::unblock::{blocked_everywhere, deliver, descendants, runs_libckpt};
-        let sig = self.signal;
-        for p in std::iter::once(self.pid).chain(descendants(self.pid)) {
-            if done.contains(&p) || stopped(p) || blocked_everywhere(p, sig).is_none() {
-                continue;
-            }
-            // Not while it takes a checkpoint (its handler blocks every signal), and only a
-            // mask that holds a moment.
-            let busy = |p| crate::report::Page::of(p).read().is_some_and(|s| s.started != s.done);
-            if busy(p) {
-                continue;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            let Some(tid) = blocked_everywhere(p, sig).filter(|_| !busy(p) && runs_libckpt(p)) else { continue };
-            done.push(p);
-            let shown = if p == self.pid { self.asked } else { p };
-            deliver(tid, sig).map_err(|why| {
-                (EXIT_FAILED, format!("process {shown} blocks signal {sig} in every thread (past libckpt: a system call made directly), so it cannot take the checkpoint, and delivering it with ptrace failed: {why}"))
-            })?;
-        }
-        Ok(())
+        crate::unblock::deliver_where_blocked(self.pid, self.asked, self.signal, done).map_err(|why| (EXIT_FAILED, why))
     }
 
     /// A process without a report page (it could not have one), followed by its image file

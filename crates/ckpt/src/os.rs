@@ -251,6 +251,15 @@ impl Traced {
         }
     }
 
+    /// The stopped thread's instruction pointer (`PTRACE_GETREGS`).
+    pub fn instruction_pointer(&self) -> std::io::Result<u64> {
+        // SAFETY: a zeroed user_regs_struct is valid; the kernel fills the whole of it.
+        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        // SAFETY: PTRACE_GETREGS of a stopped thread we seized writes one user_regs_struct.
+        ptrace_result(unsafe { libc::ptrace(libc::PTRACE_GETREGS, self.tid, 0usize, &mut regs as *mut libc::user_regs_struct) })?;
+        Ok(regs.rip)
+    }
+
     /// The stopped thread's signal mask (`PTRACE_GETSIGMASK`).
     pub fn sigmask(&self) -> std::io::Result<u64> {
         let mut mask = 0u64;

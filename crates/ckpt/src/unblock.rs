@@ -40,7 +40,7 @@ fn catches(tid: u32, sig: i32) -> bool {
 
 /// If signal `sig` is pending for process `pid` and every one of its threads blocks it: the
 /// thread to deliver it to (the one it is pending for, or the first).
-pub fn blocked_everywhere(pid: u32, sig: i32) -> Option<u32> {
+fn blocked_everywhere(pid: u32, sig: i32) -> Option<u32> {
     let bit = 1u64 << (sig - 1);
     let threads = live_threads(pid);
     let mut pending = false;
@@ -58,9 +58,9 @@ pub fn blocked_everywhere(pid: u32, sig: i32) -> Option<u32> {
     target.or_else(|| pending.then(|| threads.first().map(|t| t.0)).flatten())
 }
 
-/// Delivers the pending signal `sig` to thread `tid`, which blocks it, as the module says;
-/// why not, if it could not.
-pub fn deliver(tid: u32, sig: i32) -> Result<(), String> {
+/// Delivers the pending signal `sig` to thread `tid`, which blocks it, as the module says:
+/// whether it did (not now: the thread is in a checkpoint's handler), or why it could not.
+fn deliver(tid: u32, sig: i32) -> Result<bool, String> {
     let bit = 1u64 << (sig - 1);
     let err = |what: &str, e: std::io::Error| format!("{what}: {}", crate::io_message(&e));
     let mut t = Traced::seize(tid as i32).map_err(|e| err("ptrace could not attach to it", e))?;
@@ -75,10 +75,16 @@ pub fn deliver(tid: u32, sig: i32) -> Result<(), String> {
             None => return Err(format!("its thread {tid} did not stop for ptrace within {} s", PATIENCE.as_secs())),
         }
     }
+    // A thread in libckpt's own code is in a checkpoint's handler, where every signal is
+    // blocked until it returns: a signal pending meanwhile is a later one, left for then.
+    let ip = t.instruction_pointer().map_err(|e| err("ptrace could not read its registers", e))?;
+    if in_libckpt(tid, ip) {
+        return Ok(false);
+    }
     let mask = t.sigmask().map_err(|e| err("ptrace could not read its signal mask", e))?;
     if mask & bit == 0 {
         // It let the signal through meanwhile: it takes it by itself.
-        return Ok(());
+        return Ok(true);
     }
     t.set_sigmask(mask & !bit).map_err(|e| err("ptrace could not change its signal mask", e))?;
     let taken = take_signal(&mut t, sig, deadline);
@@ -93,7 +99,13 @@ pub fn deliver(tid: u32, sig: i32) -> Result<(), String> {
             let _ = t.set_sigmask(mask);
         }
     }
-    taken
+    taken.map(|()| true)
+}
+
+/// Whether address `ip` of thread `tid`'s process lies in libckpt's code.
+fn in_libckpt(tid: u32, ip: u64) -> bool {
+    let maps = std::fs::read_to_string(format!("/proc/{tid}/maps")).unwrap_or_default();
+    maps.lines().filter(|l| l.ends_with("/libckpt.so")).filter_map(|l| ckpt_sigsafe::maps::parse_line(l.as_bytes())).any(|m| m.prot & 4 != 0 && (m.start as u64..m.end as u64).contains(&ip))
 }
 
 /// Lets thread `t`, which no longer blocks `sig`, run until it is about to take it; marks it
@@ -121,7 +133,7 @@ fn take_signal(t: &mut Traced, sig: i32, deadline: Instant) -> Result<(), String
 }
 
 /// The processes below `pid` (children of any of its threads, and theirs), but image writers.
-pub fn descendants(pid: u32) -> Vec<u32> {
+fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {
@@ -141,6 +153,43 @@ pub fn descendants(pid: u32) -> Vec<u32> {
 }
 
 /// Whether process `pid` has libckpt mapped.
-pub fn runs_libckpt(pid: u32) -> bool {
+fn runs_libckpt(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.lines().any(|l| l.ends_with("/libckpt.so")))
+}
+
+/// Delivers signal `sig` with ptrace to process `pid` (which the user knows as `asked`), or a
+/// process below it, where it is pending and blocked in every thread; says why when it cannot.
+/// `done` lists the processes it was delivered to (or could not be) and that have not taken
+/// it yet: each gets it once, and again only once it has taken it and another one waits.
+pub fn deliver_where_blocked(pid: u32, asked: u32, sig: i32, done: &mut Vec<u32>) -> Result<(), String> {
+    for p in std::iter::once(pid).chain(descendants(pid)) {
+        if blocked_everywhere(p, sig).is_none() {
+            done.retain(|&d| d != p);
+            continue;
+        }
+        if done.contains(&p) || stopped(p) {
+            continue;
+        }
+        // Only a mask that holds a moment.
+        std::thread::sleep(Duration::from_millis(50));
+        let Some(tid) = blocked_everywhere(p, sig).filter(|_| runs_libckpt(p)) else { continue };
+        match deliver(tid, sig) {
+            Ok(true) => done.push(p),
+            Ok(false) => {}
+            Err(why) => {
+                done.push(p);
+                let shown = if p == pid { asked } else { p };
+                return Err(format!(
+                    "process {shown} blocks signal {sig} in every thread (past libckpt: a system call made directly), so it cannot take the checkpoint, and delivering it with ptrace failed: {why}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether process `pid` is stopped (by SIGSTOP, or a terminal): it takes no signal now.
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+    ckpt_sigsafe::proctext::stat_state(&stat) == Some(b'T')
 }
