@@ -213,7 +213,8 @@ pub unsafe fn set_mask(f: usize, how: c_int, set: *const libc::sigset_t, old: *m
         // SAFETY: libc just wrote a valid sigset_t there.
         add_ours(unsafe { &mut *old }, before);
     }
-    if after != before && me != 0 {
+    // (A `vfork` child shares the table with its parent and is about to leave it: not noted.)
+    if after != before && me != 0 && crate::config::in_own_memory() {
         set_asked(me, after);
     }
     r
