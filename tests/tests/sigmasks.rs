@@ -65,8 +65,9 @@ fn ckpt_checkpoint_gets_the_image_of_a_program_blocking_every_signal() {
 }
 
 /// Every signal blocked with the system call itself, past libckpt: the checkpoint signal stays
-/// pending, and `ckpt checkpoint --wait` delivers it with ptrace. The program goes on with its
-/// mask as it set it, and so does its restart, from the checkpoint.
+/// pending, and `ckpt checkpoint --wait` delivers it with ptrace (and so does a plain
+/// `ckpt checkpoint`). The program goes on with its mask as it set it, and so does its restart,
+/// from the checkpoint.
 #[test]
 fn ckpt_checkpoint_delivers_the_signal_a_program_blocks_past_libc() {
     let wd = Workdir::new("sigblock-raw");
@@ -88,6 +89,25 @@ fn ckpt_checkpoint_delivers_the_signal_a_program_blocks_past_libc() {
     let at = orig.lines().len();
     let lines = orig.wait_lines(at + 5, SHORT);
     assert!(lines.iter().all(|l| l.ends_with("mask=ok")), "the running program's mask changed: {lines:?}; {}", orig.stderr());
+    // Without --wait too: the signal is delivered before ckpt returns, and the image comes.
+    let first_image = std::fs::metadata(&image).unwrap().modified().unwrap();
+    let out = run_within(
+        {
+            let mut c = Command::new(ckpt());
+            c.args(["checkpoint", &orig.pid.to_string()]);
+            c
+        },
+        LONG,
+    );
+    assert!(out.status.success(), "ckpt checkpoint: {}", String::from_utf8_lossy(&out.stderr));
+    let before = orig.lines().len();
+    let deadline = std::time::Instant::now() + LONG;
+    while std::fs::metadata(&image).unwrap().modified().unwrap() == first_image {
+        assert!(std::time::Instant::now() < deadline, "no second image; {}", orig.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait_writers_gone(&image, deadline);
+    let at = orig.lines().len();
     orig.kill9();
 
     let mut restored = Proc::restart(&image);
