@@ -75,7 +75,6 @@ fn ckpt_checkpoint_delivers_the_signal_a_program_blocks_past_libc() {
     let mut orig = Proc::preloaded(sigblock("raw", 100_000), &image, "sigblock raw");
     orig.wait_lines(10, SHORT);
     // A signal sent by kill waits, blocked; ckpt checkpoint finds it pending and delivers it.
-    let before = orig.lines().len();
     orig.signal(libc::SIGUSR2);
     let out = run_within(
         {
