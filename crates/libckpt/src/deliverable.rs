@@ -109,22 +109,33 @@ fn tid() -> u64 {
     rustix::thread::gettid().as_raw_nonzero().get() as u64
 }
 
-/// Which of ckpt's signals thread `tid` asked to block.
-fn asked_by(tid: u64) -> u8 {
-    if TAKEN_SLOTS.load(Relaxed) == 0 {
-        return 0;
-    }
-    ASKED.iter().map(|s| s.load(Relaxed)).find(|v| *v != 0 && v >> 8 == tid).map_or(0, |v| v as u8)
+/// Where thread `tid`'s search for its slot begins (and its slot most often is).
+fn first_slot(tid: u64) -> usize {
+    (tid as usize).wrapping_mul(2654435761) % SLOTS
 }
 
-/// Notes that thread `tid` now asks to block `bits` of ckpt's signals. Only the thread itself
-/// writes its slot (or a forked child, alone in its process).
-fn set_asked(tid: u64, bits: u8) {
-    let want = if bits == 0 { 0 } else { tid << 8 | bits as u64 };
-    if let Some(slot) = ASKED.iter().find(|s| {
+/// Thread `tid`'s slot, if it has one.
+fn slot_of(tid: u64) -> Option<&'static AtomicU64> {
+    if TAKEN_SLOTS.load(Relaxed) == 0 {
+        return None;
+    }
+    let start = first_slot(tid);
+    (0..SLOTS).map(|i| &ASKED[(start + i) % SLOTS]).find(|s| {
         let v = s.load(Relaxed);
         v != 0 && v >> 8 == tid
-    }) {
+    })
+}
+
+/// Which of ckpt's signals thread `tid` asked to block.
+fn asked_by(tid: u64) -> u8 {
+    slot_of(tid).map_or(0, |s| s.load(Relaxed) as u8)
+}
+
+/// Notes that thread `tid`, whose slot is `slot`, now asks to block `bits` of ckpt's signals.
+/// Only the thread itself writes its slot (or a forked child, alone in its process).
+fn set_asked_in(tid: u64, slot: Option<&AtomicU64>, bits: u8) {
+    let want = if bits == 0 { 0 } else { tid << 8 | bits as u64 };
+    if let Some(slot) = slot {
         slot.store(want, Relaxed);
         if want == 0 {
             TAKEN_SLOTS.fetch_sub(1, Relaxed);
@@ -134,13 +145,17 @@ fn set_asked(tid: u64, bits: u8) {
     if want == 0 {
         return;
     }
-    let start = (tid as usize).wrapping_mul(2654435761) % SLOTS;
+    let start = first_slot(tid);
     for i in 0..SLOTS {
         if ASKED[(start + i) % SLOTS].compare_exchange(0, want, Relaxed, Relaxed).is_ok() {
             TAKEN_SLOTS.fetch_add(1, Relaxed);
             return;
         }
     }
+}
+
+fn set_asked(tid: u64, bits: u8) {
+    set_asked_in(tid, slot_of(tid), bits);
 }
 
 /// In the constructor, once the thread-stop handler is in place: a program started with the
@@ -193,7 +208,8 @@ pub unsafe fn set_mask(f: usize, how: c_int, set: *const libc::sigset_t, old: *m
     let (copy, named) = unsafe { without_ours(set) };
     // The thread's ID only when a slot may be involved (a system call saved otherwise).
     let me = if named != 0 || TAKEN_SLOTS.load(Relaxed) != 0 { tid() } else { 0 };
-    let before = if me != 0 { asked_by(me) } else { 0 };
+    let slot = if me != 0 { slot_of(me) } else { None };
+    let before = slot.map_or(0, |s| s.load(Relaxed) as u8);
     let after = match how {
         _ if set.is_null() => before,
         libc::SIG_BLOCK => before | named,
@@ -213,9 +229,10 @@ pub unsafe fn set_mask(f: usize, how: c_int, set: *const libc::sigset_t, old: *m
         // SAFETY: libc just wrote a valid sigset_t there.
         add_ours(unsafe { &mut *old }, before);
     }
-    // (A `vfork` child shares the table with its parent and is about to leave it: not noted.)
-    if after != before && me != 0 && crate::config::in_own_memory() {
-        set_asked(me, after);
+    // (A `vfork` child, which shares the table with its parent, leaves a slot of its own there
+    // until its thread ID is used again; checking for one would cost a system call each time.)
+    if after != before && me != 0 {
+        set_asked_in(me, slot, after);
     }
     r
 }
