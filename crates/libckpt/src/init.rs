@@ -95,6 +95,7 @@ fn note_lineage(me: u64) {
 fn prepare_modules() {
     crate::guard::prepare();
     crate::watches::prepare();
+    crate::ipcids::prepare();
     crate::invisible::prepare();
     crate::sigwaits::prepare();
     crate::exec::prepare();

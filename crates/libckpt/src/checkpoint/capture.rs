@@ -92,6 +92,8 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     st.exe_id = ckpt_sigsafe::fileid::file_id_at(c"/proc/self/exe");
 
     capture_timers(parts)?;
+    super::ipc::capture(parts)?;
+    super::mqueue::capture(parts)?;
     for (i, l) in parts.state.rlimits.iter_mut().enumerate() {
         *l = sys::prlimit(i as u32, None).map_err(|e| Failure::new("reading resource limits", e))?;
     }

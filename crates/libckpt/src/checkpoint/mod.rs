@@ -39,10 +39,17 @@ mod failure;
 #[allow(unsafe_code)]
 mod fds;
 mod imagefile;
+// unsafe: reads a System V segment through an attachment of its own.
+#[allow(unsafe_code)]
+mod ipc;
+// unsafe: borrows the program's descriptors by number (it owns them, not us).
+#[allow(unsafe_code)]
+mod mqueue;
 // unsafe: reads the program's memory in place, and `pread` into a buffer by address.
 #[allow(unsafe_code)]
 mod pages;
 mod procfs;
+mod pty;
 mod runs;
 // unsafe: carves the scratch mapping into the writer's typed tables.
 #[allow(unsafe_code)]

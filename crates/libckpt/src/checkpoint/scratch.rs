@@ -78,9 +78,10 @@ const EPOLL: Span = PIPES.then(MIB);
 const SOCKETS: Span = EPOLL.then(2 * MIB);
 const TIMERFDS: Span = SOCKETS.then(MIB);
 const INOTIFY: Span = TIMERFDS.then(4 * MIB);
+const PTYS: Span = INOTIFY.then(4 * MIB);
 /// Most shared memory regions a checkpoint copies.
 pub use ckpt_image::limits::MAX_SHARED_COPIED as MAX_SHADOWS;
-const SHADOWS: Span = INOTIFY.then(room_for::<Shadow>(MAX_SHADOWS));
+const SHADOWS: Span = PTYS.then(room_for::<Shadow>(MAX_SHADOWS));
 const SHARED: Span = SHADOWS.then(ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS));
 const FILEMAPS: Span = SHARED.then(ckpt_image::filemaps::note_len(SLOTS));
 /// Ranges of written memory one checkpoint records (past that, the image is full).
@@ -91,7 +92,8 @@ const BASE_STATE: Span = CHAIN.then(room_for::<ProcessState>(1));
 const BASE_META: Span = BASE_STATE.then(MAX_HEADERS);
 /// The `NT_CKPT_FDS` records: room for the most descriptors an image holds, with paths of 112
 /// bytes on average (the pages are touched only as records are written).
-const FDS: Span = BASE_META.then(MAX_FDS * FdRecord::encoded_len(112));
+const IPC: Span = BASE_META.then(ckpt_image::limits::MAX_IPC_BYTES);
+const FDS: Span = IPC.then(MAX_FDS * FdRecord::encoded_len(112));
 /// The fixed parts end here; the copies of shared memory follow (as much as they need).
 const TOTAL: usize = FDS.end().next_multiple_of(PAGE);
 
@@ -165,6 +167,13 @@ pub struct Parts<'a> {
     pub timerfds_len: usize,
     pub inotify: &'a mut [u8],
     pub inotify_len: usize,
+    /// The `NT_CKPT_PTYS` descriptor under construction, and whether it has a master's record.
+    pub ptys: &'a mut [u8],
+    pub ptys_len: usize,
+    pub ptys_master: bool,
+    /// The `NT_CKPT_IPC` descriptor under construction.
+    pub ipc: &'a mut [u8],
+    pub ipc_len: usize,
     /// The `NT_CKPT_TIMERS` descriptor under construction.
     pub timers: &'a mut [u8],
     pub timers_len: usize,
@@ -295,6 +304,8 @@ impl Scratch {
                 slots: self.table(SLOTS_PART),
                 tids: self.table(TIDS),
                 timers: self.bytes(TIMERS),
+                ipc: self.bytes(IPC),
+                ipc_len: 0,
                 epoll: self.bytes(EPOLL),
                 epoll_len: 0,
                 sockets: self.bytes(SOCKETS),
@@ -303,6 +314,9 @@ impl Scratch {
                 timerfds_len: 0,
                 inotify: self.bytes(INOTIFY),
                 inotify_len: 0,
+                ptys: self.bytes(PTYS),
+                ptys_len: 0,
+                ptys_master: false,
                 pipe_data: self.bytes(PIPE_DATA),
                 pipes: self.table(PIPES),
                 timers_len: 0,
