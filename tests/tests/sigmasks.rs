@@ -227,3 +227,25 @@ fn ckpt_job_takes_the_last_checkpoint_of_a_program_blocking_the_signal_past_libc
     let numbers: Vec<usize> = lines.iter().map(number).collect();
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1) && numbers[0] == 0, "a line lost or printed twice: {numbers:?}");
 }
+
+/// `script -qfec COUNTER /dev/null`: script(1) blocks every signal and relays the pty it runs
+/// the counter on; `kill -12` checkpoints it and its child as a tree, and the restarted tree
+/// prints exactly the rest of an uninterrupted run's lines, through the pty made again.
+#[test]
+fn a_counter_under_script_is_checkpointed_and_continues() {
+    if Command::new("script").arg("--version").output().is_err() {
+        skip("a_counter_under_script_is_checkpointed_and_continues", "script(1) is not installed (util-linux's bsdutils)");
+        return;
+    }
+    let wd = Workdir::new("sigblock-script");
+    let counter = prog("counter", &[]);
+    tree_checkpoint_kill_restart_matches(
+        || {
+            let mut c = Command::new("script");
+            c.args(["-qfec", &format!("{} 300 10000", counter.display()), "/dev/null"]);
+            c
+        },
+        20,
+        &wd,
+    );
+}
