@@ -39,6 +39,25 @@ pub const OPT_OOBINLINE: u32 = 128;
 pub const SHUT_READ: u32 = 1;
 pub const SHUT_WRITE: u32 = 2;
 
+/// A connected TCP socket's descriptor record (`NT_CKPT_FDS`) keeps, in its blob, first the
+/// bytes queued for it to read (frames), then, when it had bytes not yet sent to its peer,
+/// those as one last frame; its `aux` is then their count (low 32 bits). [`TCP_BYTES_LOST`]
+/// in `aux`: bytes of its stream that the checkpoint could not read (not yet sent, without
+/// `CAP_NET_ADMIN`; after an urgent mark): it can only come back reset. Its `shutdown` has
+/// [`SHUT_WRITE`] once it had sent its end of stream (FIN).
+pub const TCP_BYTES_LOST: u64 = 1 << 62;
+
+/// For a connected TCP socket's descriptor record: how many bytes at the start of its blob are
+/// the frames of its receive queue, and how many bytes it had not yet sent (the blob's last
+/// frame, after those).
+pub fn tcp_blob_parts(blob_len: u64, aux: u64) -> (u64, u64) {
+    let unsent = aux & 0xffff_ffff;
+    if unsent == 0 {
+        return (blob_len, 0);
+    }
+    (blob_len.saturating_sub(unsent + FRAME_HEADER as u64), unsent)
+}
+
 /// One socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketRecord {
@@ -179,4 +198,22 @@ pub fn frames(blob: &[u8]) -> Records<'_, &[u8]> {
         let len = frame_len(r.array()?) as usize;
         r.bytes(len)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tcp_blob_splits_into_its_queue_and_its_unsent_bytes() {
+        // No unsent bytes: all of it is the receive queue, whatever bit 62 says.
+        assert_eq!(tcp_blob_parts(104, 0), (104, 0));
+        assert_eq!(tcp_blob_parts(0, TCP_BYTES_LOST), (0, 0));
+        // One frame of 100 queued bytes, then one of 7 unsent.
+        assert_eq!(tcp_blob_parts(104 + 4 + 7, 7), (104, 7));
+        // Only unsent bytes.
+        assert_eq!(tcp_blob_parts(4 + 7, 7), (0, 7));
+        // A count beyond the blob names no queue (a damaged record reads nothing before it).
+        assert_eq!(tcp_blob_parts(3, 7), (0, 7));
+    }
 }

@@ -1129,6 +1129,52 @@ pub fn pool(image_path: &CStr, p: &mut Plan, inherit_stdio: bool) -> Result<(), 
     }
     size_shared_memory(image_path, &tree, p)?;
     close_ends_outside(&ends, p);
+    pool_connections(image_path, p)
+}
+
+/// The TCP connections between processes of the tree (or within one), made once with their
+/// bytes (`tcp`), before any process binds its listening sockets again; then the internet
+/// listening sockets that several processes share, made once.
+fn pool_connections(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
+    let mut ports = crate::tcp::Ports::NONE;
+    for m in 0..p.ntree {
+        if let Some(image) = part_image(image_path, p, m)? {
+            ports.note(&image);
+        }
+    }
+    for m in 0..p.ntree {
+        let Some(image) = part_image(image_path, p, m)? else { continue };
+        for rec in crate::tcp::connections(&image) {
+            if crate::tcp::made(p, rec.ino) || !ports.may_have_peer(&rec) {
+                continue;
+            }
+            let mut far = None;
+            for other in 0..p.ntree {
+                let Some(o) = part_image(image_path, p, other)? else { continue };
+                far = crate::tcp::far_end(&o, &rec);
+                if far.is_some() {
+                    break;
+                }
+            }
+            if let (Some((far, far_fd)), Some(fdrec)) = (far, crate::tcp::fd_record(&image, &rec)) {
+                crate::tcp::connect_ends(image_path, (&rec, &fdrec), (&far, &far_fd), p)?;
+            }
+        }
+    }
+    // Listening sockets that more than one process has.
+    for m in 0..p.ntree {
+        let Some(image) = part_image(image_path, p, m)? else { continue };
+        for rec in image.sockets().filter_map(Result::ok).filter(|r| r.state & ckpt_image::sockets::LISTENING != 0) {
+            let mut shared = false;
+            for other in (0..p.ntree).filter(|&o| o != m) {
+                let Some(o) = part_image(image_path, p, other)? else { continue };
+                shared |= o.sockets().filter_map(Result::ok).any(|x| x.ino == rec.ino);
+            }
+            if shared {
+                crate::sockets::pool_listener(image_path, &rec, p)?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -75,6 +75,7 @@ mod sockets;
 // unsafe: tables carved out of a mapping sized from the image.
 #[allow(unsafe_code)]
 mod tables;
+mod tcp;
 // unsafe: a signal action reset before a process ends; closes each barrier's parked pipe ends
 // after their use.
 #[allow(unsafe_code)]

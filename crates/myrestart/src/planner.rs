@@ -291,6 +291,9 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
         unsafe { rustix::io::close(other.raw()) };
     }
     p.cwd_fd = Some(crate::fds::park(cwd_fd, base).map_err(|e| refuse(path, format_args!("{}", describe(e))))?);
+    if p.ntree == 0 {
+        crate::tcp::pool_own(path, &image, p)?;
+    }
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
     p.exe_fd = match open_exe(path, &p.state.exe, &p.state.exe_id)? {
         Some(f) => crate::fds::park(f, base).ok(),

@@ -10,6 +10,9 @@
 //!   then replaced; anything else there is left alone and the restart refused;
 //! - a bound datagram socket is bound again (a path, as above); one connected to an address is
 //!   connected again (a unix one once its process's sockets are bound);
+//! - a TCP connection whose far end is in the image too was made by `tcp` before anything
+//!   else, and is taken from there like one end of a pair; an internet listening socket that
+//!   several processes of a tree share is made once for them ([`pool_listener`]);
 //! - a stream socket connected to something outside the process cannot be resumed: it comes
 //!   back reset, so the program's next read fails with ECONNRESET (and a write with EPIPE) and
 //!   its own reconnect logic runs; a unix one whose peer had closed comes back with its peer
@@ -49,7 +52,7 @@ fn is_stream(rec: &SocketRecord) -> bool {
 }
 
 /// A socket address from its saved bytes.
-fn sockaddr(bytes: &[u8]) -> SocketAddrAny {
+pub(crate) fn sockaddr(bytes: &[u8]) -> SocketAddrAny {
     let mut storage = core::mem::MaybeUninit::<rustix::net::addr::SocketAddrStorage>::zeroed();
     let len = bytes.len().min(core::mem::size_of::<rustix::net::addr::SocketAddrStorage>());
     // SAFETY: `storage` is large enough for `len` bytes and is zeroed beyond them.
@@ -111,9 +114,14 @@ fn bind_again(fd: BorrowedFd, rec: &SocketRecord) -> Result<(), Errno> {
         return rustix::net::bind(fd, &addr);
     }
     sockopt::set_socket_reuseaddr(fd, true)?;
-    let r = rustix::net::bind(fd, &addr);
+    rustix::net::bind(fd, &addr)
+}
+
+/// `SO_REUSEADDR` as the record has it, once [`bind_again`]'s socket is bound and listens
+/// (`listen` checks the address again: a connection made again on the same port, `tcp`,
+/// would stand in the way of a listener without it).
+fn reuse_as_saved(fd: BorrowedFd, rec: &SocketRecord) {
     let _ = sockopt::set_socket_reuseaddr(fd, rec.options & s::OPT_REUSEADDR != 0);
-    r
 }
 
 /// The directory part of a socket's path (`.` for a bare name, `/` for one at the root) and
@@ -251,11 +259,17 @@ fn backlog(rec: &SocketRecord) -> i32 {
 /// Puts the queued bytes of `rec` (its blob) back, by sending them through `through`, the
 /// other end of its new pair. Returns the bytes that could not be put back.
 fn refill(through: BorrowedFd, rec: &FdRecord, image_fd: Parked, stream: bool) -> Result<u64, Errno> {
-    if rec.blob_len == 0 {
+    refill_span(through, image_fd, rec.blob_offset, rec.blob_offset + rec.blob_len, stream, None)
+}
+
+/// Sends the frames of the image from `at` to `end` through `through`; a send that finds no
+/// room waits for it up to `wait_ms` (with `Some`), else counts the bytes as not put back.
+/// Returns how many could not be.
+pub(crate) fn refill_span(through: BorrowedFd, image_fd: Parked, mut at: u64, end: u64, stream: bool, wait_ms: Option<i32>) -> Result<u64, Errno> {
+    if at >= end {
         return Ok(0);
     }
     let img = image_fd.as_fd();
-    let (mut at, end) = (rec.blob_offset, rec.blob_offset + rec.blob_len);
     let mut buf = [0u8; 16384];
     let mut lost = 0u64;
     while at < end {
@@ -271,7 +285,7 @@ fn refill(through: BorrowedFd, rec: &FdRecord, image_fd: Parked, stream: bool) -
             while done < len {
                 let want = ((len - done) as usize).min(buf.len());
                 read_exact(img, &mut buf[..want], at + done)?;
-                match send_all(through, &buf[..want]) {
+                match send_all(through, &buf[..want], wait_ms) {
                     Ok(()) => {}
                     Err(Errno::AGAIN) => lost += want as u64,
                     Err(e) => return Err(e),
@@ -316,10 +330,18 @@ fn read_exact(img: BorrowedFd, buf: &mut [u8], mut from: u64) -> Result<(), Errn
     Ok(())
 }
 
-fn send_all(fd: BorrowedFd, mut buf: &[u8]) -> Result<(), Errno> {
+fn send_all(fd: BorrowedFd, mut buf: &[u8], wait_ms: Option<i32>) -> Result<(), Errno> {
     while !buf.is_empty() {
         match rustix::io::retry_on_intr(|| rustix::net::send(fd, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)) {
             Ok(k) => buf = &buf[k..],
+            Err(Errno::AGAIN) if wait_ms.is_some() => {
+                let ms = wait_ms.unwrap_or(0);
+                let t = rustix::time::Timespec { tv_sec: (ms / 1000) as i64, tv_nsec: (ms % 1000) as i64 * 1_000_000 };
+                let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::OUT)];
+                if rustix::io::retry_on_intr(|| rustix::event::poll(&mut fds, Some(&t)))? == 0 {
+                    return Err(Errno::AGAIN);
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -368,6 +390,7 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: P
         } else {
             bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?;
             rustix::net::listen(&sock, backlog(rec)).map_err(|e| fail("listening", e))?;
+            reuse_as_saved(sock.as_fd(), rec);
         }
         sock
     } else if unix(rec) && is_stream(rec) && (rec.peer_ino != 0 || peer_gone(rec)) {
@@ -386,7 +409,10 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: P
         set_options(sock.as_fd(), rec);
         match unix_path(rec) {
             Some(path) if rec.state & s::BOUND != 0 => planned = Some(probe_path(image_path, rec, path)?),
-            _ if rec.state & s::BOUND != 0 => bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?,
+            _ if rec.state & s::BOUND != 0 => {
+                bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?;
+                reuse_as_saved(sock.as_fd(), rec);
+            }
             _ => {}
         }
         // A unix datagram socket is connected again in `finish`, once every socket of the
@@ -504,6 +530,29 @@ pub fn pool_pairs(image_path: &CStr, image: &Image, in_tree: &[u64], p: &mut Pla
             }
         }
     }
+    Ok(())
+}
+
+/// Before the processes of a tree exist: an internet listening socket that several of them
+/// share (inherited over `fork`), made once for all: bound again by each, the second bind
+/// would find the first. Made after the tree's connections (`tcp`), which may hold its port.
+pub fn pool_listener(image_path: &CStr, rec: &SocketRecord, p: &mut Plan) -> Result<(), Refusal> {
+    if unix(rec) || rec.state & s::LISTENING == 0 || p.pairs[..p.npairs].iter().any(|slot| slot.ino.contains(&rec.ino)) {
+        return Ok(());
+    }
+    let fail = |what: &str, e: Errno| refuse(image_path, format_args!("fd {} (socket {}, shared by processes of the tree): {what}: {}", rec.fd, Addr(rec.addr()), describe(e)));
+    if p.npairs == p.pairs.len() {
+        return Err(refuse(image_path, format_args!("more than {} socket pairs and shared sockets", p.pairs.len())));
+    }
+    let sock = new_socket(rec).map_err(|e| fail("making it", e))?;
+    set_options(sock.as_fd(), rec);
+    bind_again(sock.as_fd(), rec).map_err(|e| fail("binding it to its address again", e))?;
+    rustix::net::listen(&sock, backlog(rec)).map_err(|e| fail("listening", e))?;
+    reuse_as_saved(sock.as_fd(), rec);
+    let fd = park(sock, p.fd_base).map_err(|e| fail("parking it", e))?;
+    // Both "ends" are the one socket: each process takes it as its own.
+    p.pairs[p.npairs] = PairSlot { ino: [rec.ino, rec.ino], fd: [fd, fd], pooled: true };
+    p.npairs += 1;
     Ok(())
 }
 

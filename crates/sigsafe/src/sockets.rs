@@ -118,6 +118,13 @@ pub fn tcp_listen_queue(fd: i32) -> Option<(u32, u32)> {
     Some((u32_at(&info, UNACKED)?, u32_at(&info, SACKED)?))
 }
 
+/// The state of TCP socket `fd` (`TCP_ESTABLISHED`, `TCP_FIN_WAIT1`, … as `TCP_INFO` gives it).
+pub fn tcp_state(fd: i32) -> Option<u8> {
+    let mut info = [0u8; core::mem::size_of::<n::tcp_info>()];
+    let len = sys::getsockopt_bytes(fd, n::SOL_TCP, n::TCP_INFO, &mut info).ok()?;
+    (len > 0).then_some(info[core::mem::offset_of!(n::tcp_info, tcpi_state)])
+}
+
 /// A socket address as bytes (`struct sockaddr_*`), printed as people write it:
 /// `127.0.0.1:8000`, `[::1]:8000`, `/run/x.sock`, `@abstract`, `unnamed`.
 pub struct Addr<'a>(pub &'a [u8]);

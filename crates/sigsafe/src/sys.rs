@@ -672,6 +672,25 @@ pub fn timerfd_set_ticks(fd: i32, ticks: u64) -> Result<(), Errno> {
         .map(drop)
 }
 
+/// `ioctl(fd, SIOCOUTQNSD)`: bytes a TCP socket holds that it has not sent yet (the value is
+/// `linux/sockios.h`'s, which `linux-raw-sys` does not carry).
+pub fn bytes_not_sent(fd: i32) -> Result<u32, Errno> {
+    const SIOCOUTQNSD: usize = 0x894b;
+    let mut n = 0i32;
+    // SAFETY: the kernel writes one int, which outlives the call.
+    check(unsafe { syscall6(nr::IOCTL, fd as usize, SIOCOUTQNSD, &mut n as *mut i32 as usize, 0, 0, 0) })?;
+    Ok(n as u32)
+}
+
+/// `ioctl(fd, SIOCOUTQ)`: bytes in a TCP socket's send queue, sent but not acknowledged or
+/// not sent yet.
+pub fn bytes_in_send_queue(fd: i32) -> Result<u32, Errno> {
+    let mut n = 0i32;
+    // SAFETY: the kernel writes one int, which outlives the call.
+    check(unsafe { syscall6(nr::IOCTL, fd as usize, linux_raw_sys::ioctl::TIOCOUTQ as usize, &mut n as *mut i32 as usize, 0, 0, 0) })?;
+    Ok(n as u32)
+}
+
 /// `ioctl(fd, FIONREAD)`: bytes waiting to be read (inotify events, socket data).
 pub fn bytes_to_read(fd: i32) -> Result<u32, Errno> {
     let mut n = 0i32;

@@ -140,7 +140,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     parts.inotify_len = out.watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
     parts.ptys_master = out.ptys.master;
     parts.ptys_len = out.ptys.w.finish().ok_or(Failure::plain("too many descriptors on pseudo-terminals to record"))?;
-    super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree);
+    super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree, parts.text);
     // A pipe end whose other end is outside the process (often one it merely inherited) is
     // named at restart, where it comes back with that end closed: nothing is wrong yet now.
     Ok(())
@@ -270,6 +270,10 @@ fn kind_state(
         FdKind::Socket if same_as < 0 => match super::sockets::describe(fd, bfd, st.st_ino, &cx.diag, bufs.text) {
             Ok(rec) => {
                 rec.write(&mut out.sockets);
+                if super::tcp::is_connection(&rec) {
+                    let (at, len, aux) = super::tcp::copy_queues(bfd, &rec, bufs.pipe_data, &mut out.pipe_used)?;
+                    return Ok(Ok(Kept { size: 0, blob_offset: at, blob_len: len, aux }));
+                }
                 let (at, len, passed_fds) = super::sockets::copy_queue(bfd, &rec, bufs.pipe_data, &mut out.pipe_used)?;
                 let aux = super::sockets::unsaved_bytes(fd, &rec) | if passed_fds { ckpt_image::fds::LOST_PASSED_FDS } else { 0 };
                 Ok(Ok(Kept { size: 0, blob_offset: at, blob_len: len, aux }))

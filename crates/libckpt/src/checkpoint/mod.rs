@@ -64,6 +64,7 @@ mod slots;
 // unsafe: reads a socket address's bytes.
 #[allow(unsafe_code)]
 mod sockets;
+mod tcp;
 // unsafe: per-thread slots written by the threads themselves, and the signal frames they stop in.
 #[allow(unsafe_code)]
 pub mod threads;
@@ -246,7 +247,14 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     let captured = Captured { parts, started, exclude, file };
     if !forked_writer {
         // CKPT_SYNC: the whole tree stays stopped until the image is written.
-        return write_here(captured, &stopped, tree.as_mut(), member.as_ref(), last);
+        let taken = write_here(captured, &stopped, tree.as_mut(), member.as_ref(), last);
+        if last.is_some_and(|l| taken.is_ok() || l.kept) {
+            // The program ends as soon as this returns (`on_checkpoint_signal`), and the tree's
+            // other processes are gone already: its other threads must not run meanwhile (an
+            // MPI launcher's would see its ranks die and remove their shared memory files).
+            stopped.hold_until_the_end();
+        }
+        return taken;
     }
     start_writer(stopped, captured, tree.as_mut(), member.as_mut(), n)
 }

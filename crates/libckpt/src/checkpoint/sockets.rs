@@ -54,6 +54,9 @@ pub fn describe(fd: i32, sock: BorrowedFd, ino: u64, diag: &Option<OwnedFd>, buf
         put(&mut rec.peer, &mut rec.peer_len, &a);
         rec.state |= s::CONNECTED;
     }
+    if super::tcp::is_connection(&rec) {
+        rec.shutdown = super::tcp::shutdown_state(fd);
+    }
     if sockopt::socket_acceptconn(sock).unwrap_or(false) {
         rec.state |= s::LISTENING;
     }
@@ -173,8 +176,20 @@ pub fn unsaved_bytes(fd: i32, rec: &SocketRecord) -> u64 {
 /// Names on stderr what a restart will not give back of a socket whose peer is not in the
 /// process, now that every descriptor is known; marks those whose peer is. In a tree (`tree`),
 /// a unix socket's peer may be in another process of it: the restart judges that.
-pub fn pair_up(desc: &mut [u8], tree: bool) {
+pub fn pair_up(desc: &mut [u8], tree: bool, scratch: &mut [u8]) {
     let count = desc.len() / s::SOCKET_RECORD_SIZE;
+    // The local ports of the process's TCP connections, one bit each (when `scratch` holds
+    // them all): the far end of a connection is looked for only where its peer's port is one
+    // of them, so that a server with thousands of clients outside pays nothing.
+    let ports = (!tree && scratch.len() >= 8192).then(|| {
+        let bits = &mut scratch[..8192];
+        bits.fill(0);
+        for r in s::records(desc).filter_map(Result::ok).filter(super::tcp::is_connection) {
+            let p = port(r.addr());
+            bits[p / 8] |= 1 << (p % 8);
+        }
+        &*bits
+    });
     for i in 0..count {
         let at = i * s::SOCKET_RECORD_SIZE;
         let Ok(mut rec) = SocketRecord::read(&mut ckpt_image::bytes::Reader::new(&desc[at..])) else { continue };
@@ -191,10 +206,27 @@ pub fn pair_up(desc: &mut [u8], tree: bool) {
         if rec.peer_ino != 0 && s::records(desc).filter_map(Result::ok).any(|o| o.ino == rec.peer_ino) {
             continue;
         }
+        // A TCP connection to another socket of the process (its addresses the other's, the
+        // other way round) comes back connected; in a tree, its far end may be in another
+        // process: the restart judges that too.
+        let may_be_inside = |rec: &SocketRecord| ports.is_none_or(|bits| bits[port(rec.peer()) / 8] & (1 << (port(rec.peer()) % 8)) != 0);
+        if super::tcp::is_connection(&rec) && (tree || (may_be_inside(&rec) && tcp_peer_inside(desc, &rec))) {
+            continue;
+        }
         if !(tree && rec.family as u32 == linux_raw_sys::net::AF_UNIX && rec.peer_ino != 0) {
             warn_outside(&rec);
         }
     }
+}
+
+/// The port of an internet socket address (bytes 2 and 3, big-endian).
+fn port(addr: &[u8]) -> usize {
+    addr.get(2..4).map_or(0, |p| u16::from_be_bytes([p[0], p[1]]) as usize)
+}
+
+/// Whether the TCP connection `rec` has its far end among the records `desc`.
+fn tcp_peer_inside(desc: &[u8], rec: &SocketRecord) -> bool {
+    s::records(desc).filter_map(Result::ok).any(|o| o.ino != rec.ino && super::tcp::is_connection(&o) && o.addr() == rec.peer() && o.peer() == rec.addr())
 }
 
 /// One line for a socket connected to something outside the process.

@@ -85,6 +85,16 @@ pub struct Stopped {
     seizer: Seizer,
 }
 
+impl Stopped {
+    /// For a process that ends at once (after its last checkpoint): the threads the capturing
+    /// children hold are let go (those children must not outlive it), and the others stay
+    /// stopped until it ends, so that none runs past its image.
+    pub fn hold_until_the_end(mut self) {
+        self.seizer.release();
+        core::mem::forget(self);
+    }
+}
+
 impl Drop for Stopped {
     fn drop(&mut self) {
         COLLECTING.store(false, SeqCst);
