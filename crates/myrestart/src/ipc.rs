@@ -62,14 +62,15 @@ fn each_part(p: &Plan, mut f: impl FnMut(&Image)) {
     }
 }
 
-/// In init, in its new IPC namespace: every object of every process, each once. `Err` says what
-/// could not be made (init has said so in one line).
-pub fn make_all(p: &Plan) -> Result<(), Errno> {
+/// In init, in its new IPC namespace: every object of every process, each once. `Err` refuses
+/// the image, saying what could not be made.
+pub fn make_all(image_path: &CStr, p: &Plan) -> Result<(), Refusal> {
     // Room for one message with its type, in a mapping of our own (gone when init execs nothing:
     // it is unmapped below).
     let room = (8 + MAX_MESSAGE as usize).next_multiple_of(4096);
     // SAFETY: a fresh private anonymous mapping overlaps nothing of the plan.
-    let buf = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), room, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::PRIVATE) }?;
+    let buf = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), room, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::PRIVATE) }
+        .map_err(|e| refuse(image_path, format_args!("cannot map {room} bytes to make its System V message queues again: {}", describe(e))))?;
     // SAFETY: the mapping just made, ours alone until it is unmapped below.
     let msgbuf = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, room) };
     let mut outcome = Ok(());
@@ -81,10 +82,7 @@ pub fn make_all(p: &Plan) -> Result<(), Errno> {
                 continue;
             }
             let made = if rec.kind == KIND_MQ { make_queue(&rec) } else { make(&rec, msgbuf) };
-            outcome = made.map_err(|(what, e)| {
-                say!("myrestart: cannot make System V {} {} again ({what}): {}", noun(rec.kind), rec.id, describe(e));
-                e
-            });
+            outcome = made.map_err(|(what, e)| refuse(image_path, format_args!("cannot make {} {} again ({what}): {}", noun(rec.kind), rec.id, describe(e))));
         }
     });
     // SAFETY: our own mapping; `msgbuf` is not used past here.
@@ -106,10 +104,10 @@ fn exists(rec: &IpcRecord) -> bool {
 
 fn noun(kind: u32) -> &'static str {
     match kind {
-        KIND_SHM => "shared memory segment",
-        KIND_SEM => "semaphore set",
+        KIND_SHM => "System V shared memory segment",
+        KIND_SEM => "System V semaphore set",
         KIND_MQ => "POSIX message queue of fd",
-        _ => "message queue",
+        _ => "System V message queue",
     }
 }
 
@@ -140,7 +138,7 @@ fn make(rec: &IpcRecord, msgbuf: &mut [u8]) -> Result<(), (&'static str, Errno)>
     let perm = Perm { key: rec.key, uid: rec.uid, gid: rec.gid, mode: rec.mode };
     let qbytes = if kind == Kind::Msg { rec.size } else { 0 };
     if let Err(e) = sv::ipc_set(kind, rec.id, perm, qbytes) {
-        say!("myrestart: System V {} {}: cannot give it its owner {}:{} and mode {:o} ({}); it is the restarting user's, mode 600", noun(rec.kind), rec.id, rec.uid, rec.gid, rec.mode, describe(e));
+        say!("myrestart: {} {}: cannot give it its owner {}:{} and mode {:o} ({}); it is the restarting user's, mode 600", noun(rec.kind), rec.id, rec.uid, rec.gid, rec.mode, describe(e));
     }
     match kind {
         // The values as the checkpoint read them (two bytes each, one per semaphore).
