@@ -184,3 +184,18 @@ fn a_pair_whose_number_is_taken_comes_back_under_another() {
     assert_continues(&reference, 40, at_kill, &restored.lines());
     drop(held);
 }
+
+/// A process holding 100 pairs (more than the fixed table of 64 myrestart had, which refused
+/// the restart): every pair comes back (its myrestart's table is sized from the image), and
+/// each passes a line from its master to its slave after the restart, as in an uninterrupted
+/// run.
+#[test]
+fn a_process_holding_a_hundred_pairs_gets_every_one_back() {
+    let wd = Workdir::new("pty-many");
+    let make = || {
+        let mut c = Command::new(prog("manyptys", &[]));
+        c.args(["100", "60"]);
+        c
+    };
+    checkpoint_kill_restart_matches(make, 20, &wd);
+}

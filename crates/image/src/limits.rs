@@ -43,8 +43,6 @@ pub const MAX_WATCH_GAP: u64 = 1 << 16;
 /// (a line discipline holds 4 KiB, and its flip buffers up to 64 KiB more).
 pub const MAX_PTY_QUEUE: usize = 64 << 10;
 
-/// Most pseudo-terminal pairs a restart makes again for one image (a whole tree).
-pub const MAX_PTYS: usize = 64;
 /// Most System V IPC objects (segments, semaphore sets, message queues) whose IDs libckpt
 /// remembers (from the interposed `shmget`, `semget` and `msgget`) and one process's image
 /// records; one past them is named at checkpoint and not restored.
