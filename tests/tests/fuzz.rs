@@ -917,3 +917,42 @@ fn crafted_pty_notes_are_refused_in_one_line() {
         refused_in_one_line(&img, &path, what, expect);
     }
 }
+
+/// A POSIX queue's record given descriptor flags that no `mq_open` takes (`O_ACCMODE`): the
+/// restart, which opens the queue again before its point of no return, is refused in one line
+/// (it went on with the descriptor closed).
+#[test]
+fn a_posix_queue_that_cannot_be_opened_again_refuses_the_restart() {
+    use ckpt_image::ipc::{begin_mq, end_queue, records, write_message, MqQueue};
+    let wd = Workdir::new("crafted-mq");
+    let p = prog("posixmq", &[]);
+    let mut c = Command::new(&p);
+    c.arg("100000");
+    let mut orig = Proc::preloaded(c, &wd.image(), "posixmq");
+    let lines = orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let name = lines[0].strip_prefix("queue ").unwrap().to_string();
+    assert!(Command::new(&p).args(["unlink", &name]).status().unwrap().success(), "removing {name}");
+    let mut img = Img::load(&wd.image());
+    rewrite_note(&mut img, ckpt_image::NT_CKPT_IPC, |d| {
+        let old = d.clone();
+        let mut out = vec![0u8; old.len()];
+        let mut w = Writer::new(&mut out);
+        for r in records(&old).map(Result::unwrap) {
+            let Some(q) = r.mq_queue() else {
+                r.write(&mut w);
+                continue;
+            };
+            let at = begin_mq(&mut w, &r, &MqQueue { flags: libc::O_ACCMODE as u32, ..q });
+            for (prio, text) in r.messages().map(Result::unwrap) {
+                write_message(&mut w, prio, text);
+            }
+            end_queue(&mut w, at, r.count);
+        }
+        let n = w.finish().unwrap();
+        out.truncate(n);
+        *d = out;
+    });
+    refused_in_one_line(&img, &wd.path.join("crafted"), "a queue opened with O_ACCMODE", "cannot open it again");
+}

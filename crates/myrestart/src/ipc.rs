@@ -11,19 +11,21 @@
 //! one.
 //!
 //! # Restrictions
-//! `check`, `make_all`: before the point of no return (init); `attach`: after it. No
-//! allocation, raw system calls only.
+//! `check`, `make_all` (init), `open_queues`: before the point of no return; `attach`: after
+//! it. No allocation, raw system calls only.
 
-use crate::plan::Plan;
+use crate::fds::park;
+use crate::plan::{FdSlot, Plan};
 use crate::refusal::{refuse, Refusal};
 use ckpt_image::ipc::{IpcRecord, KIND_MQ, KIND_SEM, KIND_SHM, MAX_MESSAGE, MAX_MQ_NAME, MQ_CLOEXEC};
 use ckpt_image::{Image, ProcessState, RegionRef};
 use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::say;
 use ckpt_sigsafe::sysvipc::{self as sv, Kind, Perm};
 use ckpt_sigsafe::mqueue as mq;
 use core::ffi::CStr;
-use rustix::fd::{AsFd, AsRawFd, IntoRawFd};
+use rustix::fd::AsFd;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 
@@ -213,36 +215,30 @@ fn raise(path: &CStr, to: u64) {
     }
 }
 
-/// After the point of no return, once the process's descriptors are in place: each POSIX queue
-/// it had open, opened by name at its old descriptor number with its flags. One that cannot be
-/// is named, and its descriptor stays closed.
-pub fn open_queues(p: &Plan, image: &Image) {
+/// Before the point of no return, in the process that becomes the program (once init has made
+/// the queues in its IPC namespace): each POSIX queue it had open, opened by name with its
+/// flags and parked, so that `files::install` puts it at its old number with the other
+/// descriptors. One that cannot be opened refuses the restart; without an IPC namespace of the
+/// restart's own (`--new-ids`, the fallback) a line says the descriptor stays closed.
+pub fn open_queues(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
+    let Some(image) = p.image else { return Ok(()) };
     for rec in image.ipc_objects().map_while(Result::ok).filter(|r| r.kind == KIND_MQ) {
         let mut buf = [0u8; MAX_MQ_NAME + 1];
         let (Some(q), Some(c)) = (rec.mq_queue(), queue_name(&rec, &mut buf)) else { continue };
         if !p.own_ipc {
-            say!("myrestart: fd {} (POSIX message queue /{}) is not restored without an IPC namespace of the restart's own; it stays closed", rec.id, ckpt_sigsafe::out::Lossy(q.name));
+            say!("myrestart: fd {} (POSIX message queue /{}) is not restored without an IPC namespace of the restart's own; it stays closed", rec.id, Lossy(q.name));
             continue;
         }
+        let bad = |e: Errno| refuse(image_path, format_args!("fd {} (POSIX message queue /{}): cannot open it again: {}", rec.id, Lossy(q.name), describe(e)));
         let flags = q.flags & (OFlags::ACCMODE | OFlags::NONBLOCK).bits();
-        let put = mq::open(c, flags, 0, None).and_then(|fd| {
-            let cloexec = q.flags & MQ_CLOEXEC != 0;
-            if fd.as_raw_fd() == rec.id {
-                // The lowest free number was its own: it stays, with its close-on-exec flag.
-                let fd = rustix::fd::OwnedFd::into_raw_fd(fd);
-                // SAFETY: the descriptor just made, now the process's own at its number.
-                let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
-                let fl = if cloexec { rustix::io::FdFlags::CLOEXEC } else { rustix::io::FdFlags::empty() };
-                return rustix::io::fcntl_setfd(fd, fl);
-            }
-            // SAFETY: `rec.id` is the descriptor the process had, which no restored descriptor
-            // and nothing of myrestart's (parked above all of them) holds now.
-            unsafe { ckpt_sigsafe::sys::dup3(fd.as_raw_fd(), rec.id, if cloexec { OFlags::CLOEXEC.bits() } else { 0 }) }
-        });
-        if let Err(e) = put {
-            say!("myrestart: fd {} (POSIX message queue /{}) cannot be opened again: {}; it stays closed", rec.id, ckpt_sigsafe::out::Lossy(q.name), describe(e));
+        let src = mq::open(c, flags | OFlags::CLOEXEC.bits(), 0, None).and_then(|fd| park(fd, p.fd_base)).map_err(bad)?;
+        if p.nfds == p.fds.len() {
+            return Err(refuse(image_path, format_args!("more than {} descriptors to restore", p.fds.len())));
         }
+        p.fds[p.nfds] = FdSlot { target: rec.id, src, cloexec: q.flags & MQ_CLOEXEC != 0 };
+        p.nfds += 1;
     }
+    Ok(())
 }
 
 /// After the point of no return: region `r`, a System V segment made again (`make_all`), now
