@@ -6,6 +6,10 @@
 //! first, oldest first within one), and filled again at once in that same order, which gives
 //! the same queue back. The process is stopped meanwhile (and in a tree, every process of it);
 //! a process outside the checkpoint that reads the queue at that instant may find it empty.
+//!
+//! # Restrictions
+//! Runs in the checkpoint (the signal handler's writer, the program stopped): no allocation, no
+//! lock, no libc; raw system calls only, into the scratch buffers it is given.
 
 use super::failure::Failure;
 use super::scratch::Parts;
