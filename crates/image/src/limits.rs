@@ -48,6 +48,10 @@ pub const MAX_PTY_QUEUE: usize = 64 << 10;
 /// records; one past them is named at checkpoint and not restored.
 pub const MAX_IPC_OBJECTS: usize = 256;
 
+/// Longest message a System V or POSIX queue record holds (the kernel's own ceilings, `msgmax`
+/// and `msgsize_max` as root may raise them, are far above their defaults of 8 KiB).
+pub const MAX_IPC_MESSAGE: u64 = 1 << 20;
+
 /// Most bytes of System V IPC records (semaphore values and queued messages) in one process's
 /// image.
 pub const MAX_IPC_BYTES: usize = 4 << 20;
