@@ -241,6 +241,55 @@ pub fn open_queues(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Before the point of no return, in the process that becomes the program: each System V
+/// segment that [`attach`] will put over one of its regions is attached once here, as it will
+/// be there (read-only or not), and detached, so that a segment the process may not attach
+/// refuses the restart instead of leaving the region memory of its own after it.
+pub fn check_attach(image_path: &CStr, p: &Plan) -> Result<(), Refusal> {
+    let Some(image) = p.image else { return Ok(()) };
+    if !p.own_ipc {
+        return Ok(());
+    }
+    for r in (0..image.region_count()).filter_map(|i| image.region(i).ok()) {
+        let Some((id, _, flags)) = segment_of(&r) else { continue };
+        // Writable, to put the region's bytes in (when it has readable ones), then as the
+        // region maps it.
+        let copy = (r.record.prot & 1 != 0).then_some(0);
+        for f in copy.into_iter().chain([flags & !sv::SHM_REMAP]) {
+            // SAFETY: attached where the kernel chooses (a free range), detached at once.
+            match unsafe { sv::shmat(id, 0, f) } {
+                // SAFETY: the attachment just made, used by nothing.
+                Ok(at) => drop(unsafe { sv::shmdt(at) }),
+                Err(e) => return Err(refuse(image_path, format_args!("System V segment {id} at {:#x}: cannot attach it again: {}", r.record.start, describe(e)))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Region `r`'s System V segment, made again by init, when the region maps all of it: its ID,
+/// its size, and the `shmat` flags that put it over the region. `None` for any other region;
+/// [`attach`] says why a `/SYSV` region is not one.
+fn segment_of(r: &RegionRef) -> Option<(i32, u64, u32)> {
+    let rec = r.record;
+    if !r.name.starts_with(b"/SYSV") {
+        return None;
+    }
+    let id = rec.inode as i32;
+    let (_, size, _) = sv::shm_stat(id).ok()?;
+    if rec.file_offset != 0 || rec.size() != ckpt_image::page_up(size) {
+        return None;
+    }
+    let mut flags = sv::SHM_REMAP;
+    if rec.prot & 2 == 0 {
+        flags |= sv::SHM_RDONLY;
+    }
+    if rec.prot & 4 != 0 {
+        flags |= sv::SHM_EXEC;
+    }
+    Some((id, size, flags))
+}
+
 /// After the point of no return: region `r`, a System V segment made again (`make_all`), now
 /// holding the segment's bytes in a memfd, is replaced by the segment itself, attached at the
 /// same address with those bytes. A region that is not the whole segment (part of it unmapped,
@@ -252,13 +301,12 @@ pub fn attach(p: &Plan, r: &RegionRef) {
         return;
     }
     let id = rec.inode as i32;
-    let size = match sv::shm_stat(id) {
-        Ok((_, size, _)) => size,
-        Err(_) => return say!("myrestart: System V segment {id} at {:#x} was not recorded: it stays memory of its own, not shared with `shmat({id})`", rec.start),
+    let Some((_, size, flags)) = segment_of(r) else {
+        return match sv::shm_stat(id) {
+            Err(_) => say!("myrestart: System V segment {id} at {:#x} was not recorded: it stays memory of its own, not shared with `shmat({id})`", rec.start),
+            Ok(_) => say!("myrestart: System V segment {id} at {:#x} is mapped in part: it stays memory of its own, not shared with `shmat({id})`", rec.start),
+        };
     };
-    if rec.file_offset != 0 || rec.size() != ckpt_image::page_up(size) {
-        return say!("myrestart: System V segment {id} at {:#x} is mapped in part: it stays memory of its own, not shared with `shmat({id})`", rec.start);
-    }
     let (start, len) = (rec.start as usize, size as usize);
     // The bytes: those of the region, put into the segment first (every process that maps it
     // holds the same ones; none runs before all are restored).
@@ -274,13 +322,6 @@ pub fn attach(p: &Plan, r: &RegionRef) {
             }
             Err(e) => return say!("myrestart: System V segment {id}: cannot attach it ({}); it stays memory of its own", describe(e)),
         }
-    }
-    let mut flags = sv::SHM_REMAP;
-    if rec.prot & 2 == 0 {
-        flags |= sv::SHM_RDONLY;
-    }
-    if rec.prot & 4 != 0 {
-        flags |= sv::SHM_EXEC;
     }
     // SAFETY: replaces the region's memfd mapping (the same bytes) with the segment, exactly
     // over the region's range (its size is the segment's, rounded to pages).
