@@ -214,6 +214,13 @@ fn a_full_pair_comes_back_full_and_an_overfull_one_is_refused() {
         c.arg("60");
         c
     };
+    // Checkpointed and going on: the checkpoint took the bytes out and put every one back.
+    let reference = reference_run(make(), LONG);
+    let mut kept = Proc::preloaded(make(), &wd.path.join("kept-image"), "ptyfull");
+    kept.wait_lines(20, SHORT);
+    kept.checkpoint(&wd.path.join("kept-image"), LONG);
+    assert!(kept.wait_exit(LONG).success(), "{}", kept.stderr());
+    assert_eq!(kept.lines().last(), reference.last(), "the checkpoint lost bytes of the pair: {}", kept.stderr());
     checkpoint_kill_restart_matches(make, 20, &wd);
     // The same image, its record's two lengths made one (the bytes stay where they are).
     let mut bytes = std::fs::read(wd.image()).unwrap();
