@@ -918,12 +918,39 @@ fn crafted_pty_notes_are_refused_in_one_line() {
     }
 }
 
-/// A POSIX queue's record given descriptor flags that no `mq_open` takes (`O_ACCMODE`): the
+/// A POSIX queue's record changed by `f` (its head and its queue), its messages kept.
+fn mq_record(img: &mut Img, f: impl Fn(&mut ckpt_image::ipc::IpcRecord, &mut ckpt_image::ipc::MqQueue)) {
+    use ckpt_image::ipc::{begin_mq, end_queue, records, write_message};
+    rewrite_note(img, ckpt_image::NT_CKPT_IPC, |d| {
+        let old = d.clone();
+        let mut out = vec![0u8; old.len()];
+        let mut w = Writer::new(&mut out);
+        for r in records(&old).map(Result::unwrap) {
+            let Some(mut q) = r.mq_queue() else {
+                r.write(&mut w);
+                continue;
+            };
+            let mut head = r;
+            f(&mut head, &mut q);
+            let at = begin_mq(&mut w, &head, &q);
+            for (prio, text) in r.messages().map(Result::unwrap) {
+                write_message(&mut w, prio, text);
+            }
+            end_queue(&mut w, at, r.count);
+        }
+        let n = w.finish().unwrap();
+        out.truncate(n);
+        *d = out;
+    });
+}
+
+/// Crafted POSIX queue records: descriptor flags that no `mq_open` takes (`O_ACCMODE`): the
 /// restart, which opens the queue again before its point of no return, is refused in one line
-/// (it went on with the descriptor closed).
+/// (it went on with the descriptor closed); a record whose descriptor is not one of the
+/// image's (past any descriptor, or a number no process has), which the restart would have put
+/// over a descriptor of its own or failed after its point of no return.
 #[test]
-fn a_posix_queue_that_cannot_be_opened_again_refuses_the_restart() {
-    use ckpt_image::ipc::{begin_mq, end_queue, records, write_message, MqQueue};
+fn crafted_posix_queue_records_are_refused_in_one_line() {
     let wd = Workdir::new("crafted-mq");
     let p = prog("posixmq", &[]);
     let mut c = Command::new(&p);
@@ -934,25 +961,18 @@ fn a_posix_queue_that_cannot_be_opened_again_refuses_the_restart() {
     orig.kill9();
     let name = lines[0].strip_prefix("queue ").unwrap().to_string();
     assert!(Command::new(&p).args(["unlink", &name]).status().unwrap().success(), "removing {name}");
-    let mut img = Img::load(&wd.image());
-    rewrite_note(&mut img, ckpt_image::NT_CKPT_IPC, |d| {
-        let old = d.clone();
-        let mut out = vec![0u8; old.len()];
-        let mut w = Writer::new(&mut out);
-        for r in records(&old).map(Result::unwrap) {
-            let Some(q) = r.mq_queue() else {
-                r.write(&mut w);
-                continue;
-            };
-            let at = begin_mq(&mut w, &r, &MqQueue { flags: libc::O_ACCMODE as u32, ..q });
-            for (prio, text) in r.messages().map(Result::unwrap) {
-                write_message(&mut w, prio, text);
-            }
-            end_queue(&mut w, at, r.count);
-        }
-        let n = w.finish().unwrap();
-        out.truncate(n);
-        *d = out;
-    });
-    refused_in_one_line(&img, &wd.path.join("crafted"), "a queue opened with O_ACCMODE", "cannot open it again");
+    let good = Img::load(&wd.image());
+    type Craft = Box<dyn Fn(&mut Img)>;
+    let cases: Vec<(&str, Craft, &str)> = vec![
+        ("a queue opened with O_ACCMODE", Box::new(|i| mq_record(i, |_, q| q.flags = libc::O_ACCMODE as u32)), "cannot open it again"),
+        ("a queue on fd 2^31 - 1", Box::new(|i| mq_record(i, |r, _| r.id = i32::MAX)), "names no descriptor"),
+        ("a queue on fd 900", Box::new(|i| mq_record(i, |r, _| r.id = 900)), "names no descriptor"),
+        ("a queue on fd 1", Box::new(|i| mq_record(i, |r, _| r.id = 1)), "names no descriptor"),
+    ];
+    let path = wd.path.join("crafted");
+    for (what, craft, expect) in cases {
+        let mut img = good.clone();
+        craft(&mut img);
+        refused_in_one_line(&img, &path, what, expect);
+    }
 }
