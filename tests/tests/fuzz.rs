@@ -508,6 +508,8 @@ struct Subject {
     /// The program's stdout, a log removed after the checkpoint: a restart makes it again, but
     /// only once every check has passed.
     log: Option<PathBuf>,
+    /// The first line the original wrote there.
+    first: String,
 }
 
 impl Subject {
@@ -524,10 +526,21 @@ impl Subject {
         wait_file_lines(&log, 3, SHORT);
         orig.checkpoint(&wd.image(), LONG);
         orig.kill_tree();
+        let first = file_lines(&log).into_iter().next().unwrap_or_default();
         std::fs::remove_file(&log).unwrap();
         let mut img = Img::load(&wd.image());
         img.key = Some(ckpt_image::mac::key_from(SECRET));
-        Subject { wd, img, key: Some(key), log: Some(log) }
+        Subject { wd, img, key: Some(key), log: Some(log), first }
+    }
+
+    /// `sysvipc`: System V objects of every kind (`NT_CKPT_IPC`); those the killed original
+    /// left in this system's IPC namespace are removed (a restart makes its own).
+    fn sysv(name: &str) -> Subject {
+        let s = Subject::signed(name, &prog("sysvipc", &[]), |_| vec!["100000000".into()]);
+        let ids: Vec<&str> = s.first.strip_prefix("ids ").unwrap_or_else(|| panic!("no ids line: {:?}", s.first)).split(' ').collect();
+        let st = Command::new("ipcrm").args(["-m", ids[0], "-s", ids[1], "-q", ids[2], "-m", ids[3]]).status().expect("ipcrm");
+        assert!(st.success(), "ipcrm {ids:?}: {st}");
+        s
     }
 
     /// `allkinds` (its sockets and watched directories in the subject's directory): a note of
@@ -691,13 +704,16 @@ fn every_note_type_crafted() {
     let kinds = Subject::kinds("notes-kinds");
     let tree = Subject::signed("notes-tree", &prog("family", &[]), |_| vec!["100000000".into(), "2000".into()]);
     let (wd, newest, _base) = two_image_chain("notes-chain");
-    let chain = Subject { img: Img::load(&newest), wd, key: None, log: None };
-    let subjects = [&kinds, &tree, &chain];
+    let chain = Subject { img: Img::load(&newest), wd, key: None, log: None, first: String::new() };
+    let ipc = Subject::sysv("notes-ipc");
+    let ptys = Subject::signed("notes-ptys", &prog("ptyself", &[]), |_| vec!["100000000".into()]);
+    let subjects = [&kinds, &tree, &chain, &ipc, &ptys];
     let types = [
         (NT_CKPT_STATE, "state"), (NT_CKPT_THREAD, "thread"), (NT_CKPT_REGIONS, "regions"), (NT_CKPT_FDS, "fds"),
         (NT_CKPT_TIMERS, "timers"), (NT_CKPT_EPOLL, "epoll"), (NT_CKPT_SOCKETS, "sockets"), (NT_CKPT_TIMERFDS, "timerfds"),
         (NT_CKPT_INOTIFY, "inotify"), (NT_CKPT_TREE, "tree"), (NT_CKPT_SHARED, "shared"), (NT_CKPT_FILEMAPS, "filemaps"),
-        (NT_CKPT_CHAIN, "chain"), (NT_CKPT_ORIGIN, "origin"), (NT_CKPT_MAC, "mac"),
+        (NT_CKPT_CHAIN, "chain"), (NT_CKPT_ORIGIN, "origin"), (NT_CKPT_MAC, "mac"), (NT_CKPT_PTYS, "ptys"),
+        (NT_CKPT_IPC, "ipc"),
     ];
     let per_type = (cases / types.len()).max(2);
     let interesting = [0u64, 1, 2, 3, 4095, 4096, 1 << 31, (1 << 31) - 1, 0x7fff_ffff_f000, 0xffff_8000_0000_0000, u64::MAX, u64::MAX - 4095, 1 << 32, i64::MAX as u64];
