@@ -380,20 +380,34 @@ fn as_version_8(img: &mut Img) {
         }
         notes.push((n.name.to_vec(), n.n_type, desc));
     }
-    let notes_len: usize = notes.iter().map(|(name, _, d)| ckpt_image::note::note_size(name, d.len())).sum();
-    let new_len = notes_at + notes_len;
     st.version = 8;
-    st.meta_len = new_len as u64;
+    st.meta_len = (notes_at + notes_len(&notes)) as u64;
     let mut buf = vec![0u8; ProcessState::ENCODED_LEN_V8];
     st.write(&mut Writer::new(&mut buf));
     notes[0].2 = buf;
+    put_notes(img, notes_at, &notes);
+}
+
+/// The bytes notes `notes` (name, type, descriptor) take.
+fn notes_len(notes: &[(Vec<u8>, u32, Vec<u8>)]) -> usize {
+    notes.iter().map(|(name, _, d)| ckpt_image::note::note_size(name, d.len())).sum()
+}
+
+/// The root's headers made again with `notes` after its program headers (the note's one given
+/// their length), no longer than they were (the data stays where it is), and signed again. The
+/// state note, which holds the headers' length, must say `notes_at` + [`notes_len`] already.
+fn put_notes(img: &mut Img, notes_at: usize, notes: &[(Vec<u8>, u32, Vec<u8>)]) {
+    let meta = img.bytes[..img.meta_len].to_vec();
+    let notes_len = notes_len(notes);
+    let new_len = notes_at + notes_len;
+    assert!(new_len <= img.meta_len, "the headers may not grow");
     let mut out = vec![0u8; img.meta_len];
     out[..notes_at].copy_from_slice(&meta[..notes_at]);
     let mut note_ph = Phdr::read(&mut Reader::new(&meta[EHDR_SIZE..])).unwrap();
     note_ph.filesz = notes_len as u64;
     note_ph.write(&mut Writer::new(&mut out[EHDR_SIZE..EHDR_SIZE + PHDR_SIZE]));
     let mut w = Writer::new(&mut out[notes_at..new_len]);
-    for (name, t, d) in &notes {
+    for (name, t, d) in notes {
         ckpt_image::note::write_note(&mut w, name, *t, d);
     }
     assert_eq!(w.finish(), Some(notes_len));
@@ -762,9 +776,7 @@ fn rewrite_note(img: &mut Img, ty: u32, f: impl FnOnce(&mut Vec<u8>)) {
         notes.push((n.name.to_vec(), n.n_type, desc));
     }
     assert!(f.is_none(), "no note of type {ty:#x}");
-    let notes_len: usize = notes.iter().map(|(name, _, d)| ckpt_image::note::note_size(name, d.len())).sum();
-    let new_len = notes_at + notes_len;
-    assert!(new_len <= img.meta_len, "a rewritten note may not grow");
+    let new_len = notes_at + notes_len(&notes);
     for (name, t, d) in notes.iter_mut() {
         if name.as_slice() == CKPT_NOTE_NAME && *t == NT_CKPT_STATE {
             let mut st = Box::new(ProcessState::ZERO);
@@ -773,19 +785,7 @@ fn rewrite_note(img: &mut Img, ty: u32, f: impl FnOnce(&mut Vec<u8>)) {
             st.write(&mut Writer::new(d));
         }
     }
-    let mut out = vec![0u8; img.meta_len];
-    out[..notes_at].copy_from_slice(&meta[..notes_at]);
-    let mut note_ph = Phdr::read(&mut Reader::new(&meta[EHDR_SIZE..])).unwrap();
-    note_ph.filesz = notes_len as u64;
-    note_ph.write(&mut Writer::new(&mut out[EHDR_SIZE..EHDR_SIZE + PHDR_SIZE]));
-    let mut w = Writer::new(&mut out[notes_at..new_len]);
-    for (name, t, d) in &notes {
-        ckpt_image::note::write_note(&mut w, name, *t, d);
-    }
-    assert_eq!(w.finish(), Some(notes_len));
-    img.bytes[..img.meta_len].copy_from_slice(&out);
-    img.meta_len = new_len;
-    img.seal();
+    put_notes(img, notes_at, &notes);
 }
 
 /// Changes the head of the root's `nth` System V IPC record (its body stays; `body_len` is
