@@ -380,20 +380,34 @@ fn as_version_8(img: &mut Img) {
         }
         notes.push((n.name.to_vec(), n.n_type, desc));
     }
-    let notes_len: usize = notes.iter().map(|(name, _, d)| ckpt_image::note::note_size(name, d.len())).sum();
-    let new_len = notes_at + notes_len;
     st.version = 8;
-    st.meta_len = new_len as u64;
+    st.meta_len = (notes_at + notes_len(&notes)) as u64;
     let mut buf = vec![0u8; ProcessState::ENCODED_LEN_V8];
     st.write(&mut Writer::new(&mut buf));
     notes[0].2 = buf;
+    put_notes(img, notes_at, &notes);
+}
+
+/// The bytes notes `notes` (name, type, descriptor) take.
+fn notes_len(notes: &[(Vec<u8>, u32, Vec<u8>)]) -> usize {
+    notes.iter().map(|(name, _, d)| ckpt_image::note::note_size(name, d.len())).sum()
+}
+
+/// The root's headers made again with `notes` after its program headers (the note's one given
+/// their length), no longer than they were (the data stays where it is), and signed again. The
+/// state note, which holds the headers' length, must say `notes_at` + [`notes_len`] already.
+fn put_notes(img: &mut Img, notes_at: usize, notes: &[(Vec<u8>, u32, Vec<u8>)]) {
+    let meta = img.bytes[..img.meta_len].to_vec();
+    let notes_len = notes_len(notes);
+    let new_len = notes_at + notes_len;
+    assert!(new_len <= img.meta_len, "the headers may not grow");
     let mut out = vec![0u8; img.meta_len];
     out[..notes_at].copy_from_slice(&meta[..notes_at]);
     let mut note_ph = Phdr::read(&mut Reader::new(&meta[EHDR_SIZE..])).unwrap();
     note_ph.filesz = notes_len as u64;
     note_ph.write(&mut Writer::new(&mut out[EHDR_SIZE..EHDR_SIZE + PHDR_SIZE]));
     let mut w = Writer::new(&mut out[notes_at..new_len]);
-    for (name, t, d) in &notes {
+    for (name, t, d) in notes {
         ckpt_image::note::write_note(&mut w, name, *t, d);
     }
     assert_eq!(w.finish(), Some(notes_len));
@@ -508,6 +522,8 @@ struct Subject {
     /// The program's stdout, a log removed after the checkpoint: a restart makes it again, but
     /// only once every check has passed.
     log: Option<PathBuf>,
+    /// The first line the original wrote there.
+    first: String,
 }
 
 impl Subject {
@@ -524,10 +540,21 @@ impl Subject {
         wait_file_lines(&log, 3, SHORT);
         orig.checkpoint(&wd.image(), LONG);
         orig.kill_tree();
+        let first = file_lines(&log).into_iter().next().unwrap_or_default();
         std::fs::remove_file(&log).unwrap();
         let mut img = Img::load(&wd.image());
         img.key = Some(ckpt_image::mac::key_from(SECRET));
-        Subject { wd, img, key: Some(key), log: Some(log) }
+        Subject { wd, img, key: Some(key), log: Some(log), first }
+    }
+
+    /// `sysvipc`: System V objects of every kind (`NT_CKPT_IPC`); those the killed original
+    /// left in this system's IPC namespace are removed (a restart makes its own).
+    fn sysv(name: &str) -> Subject {
+        let s = Subject::signed(name, &prog("sysvipc", &[]), |_| vec!["100000000".into()]);
+        let ids: Vec<&str> = s.first.strip_prefix("ids ").unwrap_or_else(|| panic!("no ids line: {:?}", s.first)).split(' ').collect();
+        let st = Command::new("ipcrm").args(["-m", ids[0], "-s", ids[1], "-q", ids[2], "-m", ids[3]]).status().expect("ipcrm");
+        assert!(st.success(), "ipcrm {ids:?}: {st}");
+        s
     }
 
     /// `allkinds` (its sockets and watched directories in the subject's directory): a note of
@@ -691,13 +718,16 @@ fn every_note_type_crafted() {
     let kinds = Subject::kinds("notes-kinds");
     let tree = Subject::signed("notes-tree", &prog("family", &[]), |_| vec!["100000000".into(), "2000".into()]);
     let (wd, newest, _base) = two_image_chain("notes-chain");
-    let chain = Subject { img: Img::load(&newest), wd, key: None, log: None };
-    let subjects = [&kinds, &tree, &chain];
+    let chain = Subject { img: Img::load(&newest), wd, key: None, log: None, first: String::new() };
+    let ipc = Subject::sysv("notes-ipc");
+    let ptys = Subject::signed("notes-ptys", &prog("ptyself", &[]), |_| vec!["100000000".into()]);
+    let subjects = [&kinds, &tree, &chain, &ipc, &ptys];
     let types = [
         (NT_CKPT_STATE, "state"), (NT_CKPT_THREAD, "thread"), (NT_CKPT_REGIONS, "regions"), (NT_CKPT_FDS, "fds"),
         (NT_CKPT_TIMERS, "timers"), (NT_CKPT_EPOLL, "epoll"), (NT_CKPT_SOCKETS, "sockets"), (NT_CKPT_TIMERFDS, "timerfds"),
         (NT_CKPT_INOTIFY, "inotify"), (NT_CKPT_TREE, "tree"), (NT_CKPT_SHARED, "shared"), (NT_CKPT_FILEMAPS, "filemaps"),
-        (NT_CKPT_CHAIN, "chain"), (NT_CKPT_ORIGIN, "origin"), (NT_CKPT_MAC, "mac"),
+        (NT_CKPT_CHAIN, "chain"), (NT_CKPT_ORIGIN, "origin"), (NT_CKPT_MAC, "mac"), (NT_CKPT_PTYS, "ptys"),
+        (NT_CKPT_IPC, "ipc"),
     ];
     let per_type = (cases / types.len()).max(2);
     let interesting = [0u64, 1, 2, 3, 4095, 4096, 1 << 31, (1 << 31) - 1, 0x7fff_ffff_f000, 0xffff_8000_0000_0000, u64::MAX, u64::MAX - 4095, 1 << 32, i64::MAX as u64];
@@ -727,5 +757,238 @@ fn every_note_type_crafted() {
             restored += s.try_restart(&img, &format!("{name} case {case} (seed {seed}: {width} bytes at {} of the note set to {v:#x})", off - at)) as usize;
         }
         eprintln!("{name}: {per_type} crafted images, {restored} restored, the others refused");
+    }
+}
+
+/// The root's note of type `ty` with its descriptor made `f`'s, no longer than it was (the
+/// headers shrink, the data stays where it is), signed again: a note cut short, say.
+fn rewrite_note(img: &mut Img, ty: u32, f: impl FnOnce(&mut Vec<u8>)) {
+    let meta = img.bytes[..img.meta_len].to_vec();
+    let phnum = ckpt_image::elf::Ehdr::read(&meta).unwrap().phnum as usize;
+    let notes_at = EHDR_SIZE + PHDR_SIZE * phnum;
+    let mut f = Some(f);
+    let mut notes: Vec<(Vec<u8>, u32, Vec<u8>)> = Vec::new();
+    for n in Notes::new(&meta[notes_at..]).map(Result::unwrap) {
+        let mut desc = n.desc.to_vec();
+        if n.name == CKPT_NOTE_NAME && n.n_type == ty {
+            (f.take().expect("one note of the type"))(&mut desc);
+        }
+        notes.push((n.name.to_vec(), n.n_type, desc));
+    }
+    assert!(f.is_none(), "no note of type {ty:#x}");
+    let new_len = notes_at + notes_len(&notes);
+    for (name, t, d) in notes.iter_mut() {
+        if name.as_slice() == CKPT_NOTE_NAME && *t == NT_CKPT_STATE {
+            let mut st = Box::new(ProcessState::ZERO);
+            ProcessState::read_into(d, &mut st).unwrap();
+            st.meta_len = new_len as u64;
+            st.write(&mut Writer::new(d));
+        }
+    }
+    put_notes(img, notes_at, &notes);
+}
+
+/// Changes the head of the root's `nth` System V IPC record (its body stays; `body_len` is
+/// written as the changed record's body's length).
+fn ipc_record(img: &mut Img, nth: usize, f: impl FnOnce(&mut ckpt_image::ipc::IpcRecord)) {
+    use ckpt_image::ipc::{IpcRecord, IPC_HEAD_SIZE};
+    let (at, len) = img.note(ckpt_image::NT_CKPT_IPC, 0);
+    let desc = img.bytes[at..at + len].to_vec();
+    let mut r = Reader::new(&desc);
+    for _ in 0..nth {
+        IpcRecord::read(&mut r).unwrap();
+    }
+    let start = at + r.pos();
+    let mut rec = IpcRecord::read(&mut r).unwrap();
+    f(&mut rec);
+    let mut head = [0u8; IPC_HEAD_SIZE];
+    rec.write_head(&mut Writer::new(&mut head));
+    img.bytes[start..start + IPC_HEAD_SIZE].copy_from_slice(&head);
+    img.seal();
+}
+
+/// Changes the root's `nth` pty record and the lengths of its queued bytes (the bytes stay).
+fn pty_record(img: &mut Img, nth: usize, f: impl FnOnce(&mut ckpt_image::pty::PtyRecord, &mut usize, &mut usize)) {
+    use ckpt_image::pty::{PtyRecord, PTY_RECORD_SIZE};
+    let (at, len) = img.note_in((0, img.meta_len), ckpt_image::NT_CKPT_PTYS, 0).or_else(|| img.note_in((0, img.meta_len), ckpt_image::NT_CKPT_PTYS | NT_CKPT_IGNORABLE, 0)).unwrap();
+    let desc = img.bytes[at..at + len].to_vec();
+    let mut r = Reader::new(&desc);
+    for _ in 0..nth {
+        PtyRecord::read(&mut r).unwrap();
+    }
+    let start = at + r.pos();
+    let (mut rec, a, b) = PtyRecord::read(&mut r).unwrap();
+    let (mut la, mut lb) = (a.len(), b.len());
+    f(&mut rec, &mut la, &mut lb);
+    let (fake_a, fake_b) = (vec![0u8; la], vec![0u8; lb]);
+    let mut whole = vec![0u8; PTY_RECORD_SIZE + la + lb + 8];
+    rec.write(&mut Writer::new(&mut whole), &fake_a, &fake_b);
+    img.bytes[start..start + PTY_RECORD_SIZE].copy_from_slice(&whole[..PTY_RECORD_SIZE]);
+    img.seal();
+}
+
+/// Restarts `img` (saved as `path`) and `ckpt inspect`s it: the restart is refused in one line
+/// that says `expect`, before the program runs; `ckpt inspect` says one line, or reports.
+fn refused_in_one_line(img: &Img, path: &Path, what: &str, expect: &str) {
+    img.save(path);
+    let run = run_restart(path);
+    assert_eq!(run.code, Some(2), "{what}: exit {:?} signal {:?}; stderr {:?}", run.code, run.signal, run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{what}: {:?}", run.stderr);
+    assert!(run.stderr.contains(expect), "{what}: want {expect:?} in {:?}", run.stderr);
+    assert!(run.stdout.is_empty(), "{what}: the program ran: {:?}", run.stdout);
+    let out = Command::new(ckpt()).arg("inspect").arg(path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0..=2)), "ckpt inspect, {what}: {:?} {err:?}", out.status);
+    assert!(err.lines().count() <= 1 && !err.contains("panicked"), "ckpt inspect, {what}: {err:?}");
+}
+
+/// Crafted `NT_CKPT_IPC` notes (of a program holding a segment, a semaphore set, a queue with
+/// messages and a keyed segment): cut short, an unknown kind, a body longer than the note, a
+/// count of messages it does not hold, a negative ID, and two segments under one key (which
+/// the restart can only find out by making them: the second is refused, not restored without
+/// its objects). Each refused in one line before anything changes.
+#[test]
+fn crafted_ipc_notes_are_refused_in_one_line() {
+    use ckpt_image::ipc::{KIND_MSG, KIND_SHM};
+    let wd = Workdir::new("crafted-ipc");
+    let mut orig = Proc::preloaded({
+        let mut c = Command::new(prog("sysvipc", &[]));
+        c.arg("100000");
+        c
+    }, &wd.image(), "sysvipc");
+    let lines = orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let ids: Vec<&str> = lines[0].strip_prefix("ids ").unwrap().split(' ').collect();
+    let st = Command::new("ipcrm").args(["-m", ids[0], "-s", ids[1], "-q", ids[2], "-m", ids[3]]).status().expect("ipcrm");
+    assert!(st.success(), "ipcrm {ids:?}: {st}");
+    let good = Img::load(&wd.image());
+    let mut st = Box::new(ProcessState::ZERO);
+    let recs: Vec<(u32, i32, usize)> = Image::parse(&good.bytes[..good.meta_len], good.bytes.len() as u64, &mut st)
+        .unwrap()
+        .ipc_objects()
+        .map(Result::unwrap)
+        .map(|r| (r.kind, r.key, r.body.len()))
+        .collect();
+    let shm = recs.iter().position(|r| r.0 == KIND_SHM && r.2 == 0).unwrap();
+    let keyed = recs.iter().position(|r| r.0 == KIND_SHM && r.1 != 0).unwrap();
+    let queue = recs.iter().position(|r| r.0 == KIND_MSG).unwrap();
+    let key = recs[keyed].1;
+    static BIG: [u8; 1 << 20] = [0; 1 << 20];
+    type Craft = Box<dyn Fn(&mut Img)>;
+    let cases: Vec<(&str, Craft, &str)> = vec![
+        ("an IPC note cut short", Box::new(|i| rewrite_note(i, ckpt_image::NT_CKPT_IPC, |d| d.truncate(d.len() - 8))), "truncated"),
+        ("an IPC record of kind 9", Box::new(move |i| ipc_record(i, queue, |r| r.kind = 9)), "bad System V IPC record"),
+        ("an IPC body past the note", Box::new(move |i| ipc_record(i, queue, |r| r.body = &BIG[..])), "truncated"),
+        ("a queue of 2^32 - 1 messages", Box::new(move |i| ipc_record(i, queue, |r| r.count = u32::MAX)), "bad System V IPC record"),
+        ("a negative IPC ID", Box::new(move |i| ipc_record(i, queue, |r| r.id = -2)), "bad System V IPC record"),
+        ("a segment larger than its bytes", Box::new(move |i| ipc_record(i, keyed, |r| r.size += 4096)), "bad System V IPC record"),
+        ("two segments under one key", Box::new(move |i| ipc_record(i, shm, |r| r.key = key)), "cannot make System V shared memory segment"),
+    ];
+    let path = wd.path.join("crafted");
+    for (what, craft, expect) in cases {
+        let mut img = good.clone();
+        craft(&mut img);
+        refused_in_one_line(&img, &path, what, expect);
+    }
+}
+
+/// Crafted `NT_CKPT_PTYS` notes (of a process holding both ends of a pair, and a second pair):
+/// cut short, a descriptor number out of range or naming no device, unknown flags, more
+/// queued bytes than a pair holds or than the note has, bytes queued in a slave's record.
+/// Each refused in one line before anything changes.
+#[test]
+fn crafted_pty_notes_are_refused_in_one_line() {
+    use ckpt_image::limits::MAX_PTY_QUEUE;
+    let wd = Workdir::new("crafted-ptys");
+    let mut orig = Proc::preloaded({
+        let mut c = Command::new(prog("ptyself", &[]));
+        c.arg("100000");
+        c
+    }, &wd.image(), "ptyself");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let good = Img::load(&wd.image());
+    let mut st = Box::new(ProcessState::ZERO);
+    let recs: Vec<bool> = Image::parse(&good.bytes[..good.meta_len], good.bytes.len() as u64, &mut st).unwrap().ptys().map(|r| r.unwrap().0.is_master()).collect();
+    let master = recs.iter().position(|&m| m).unwrap();
+    let slave = recs.iter().position(|&m| !m).unwrap();
+    let ty = if recs.iter().any(|&m| m) { ckpt_image::NT_CKPT_PTYS } else { ckpt_image::NT_CKPT_PTYS | NT_CKPT_IGNORABLE };
+    type Craft = Box<dyn Fn(&mut Img)>;
+    let cases: Vec<(&str, Craft, &str)> = vec![
+        ("a pty note cut short", Box::new(move |i| rewrite_note(i, ty, |d| d.truncate(d.len() - 8))), "truncated"),
+        ("a pty record of fd 2^31 - 1", Box::new(move |i| pty_record(i, master, |r, _, _| r.fd = i32::MAX)), "bad pty record"),
+        ("a pty record of fd -1", Box::new(move |i| pty_record(i, master, |r, _, _| r.fd = -1)), "bad pty record"),
+        ("a pty record of a closed fd", Box::new(move |i| pty_record(i, master, |r, _, _| r.fd = 900)), "names no descriptor on a device"),
+        ("a pty record with unknown flags", Box::new(move |i| pty_record(i, master, |r, _, _| r.flags |= 1 << 20)), "bad pty record"),
+        ("more queued than a pair holds", Box::new(move |i| pty_record(i, master, |_, a, _| *a = MAX_PTY_QUEUE + 1)), "bad pty record"),
+        ("queued bytes past the note", Box::new(move |i| pty_record(i, master, |_, _, b| *b = MAX_PTY_QUEUE)), "truncated"),
+        ("bytes queued in a slave's record", Box::new(move |i| pty_record(i, slave, |_, a, _| *a = 1)), "bytes queued in a pty record of a slave"),
+    ];
+    let path = wd.path.join("crafted");
+    for (what, craft, expect) in cases {
+        let mut img = good.clone();
+        craft(&mut img);
+        refused_in_one_line(&img, &path, what, expect);
+    }
+}
+
+/// A POSIX queue's record changed by `f` (its head and its queue), its messages kept.
+fn mq_record(img: &mut Img, f: impl Fn(&mut ckpt_image::ipc::IpcRecord, &mut ckpt_image::ipc::MqQueue)) {
+    use ckpt_image::ipc::{begin_mq, end_queue, records, write_message};
+    rewrite_note(img, ckpt_image::NT_CKPT_IPC, |d| {
+        let old = d.clone();
+        let mut out = vec![0u8; old.len()];
+        let mut w = Writer::new(&mut out);
+        for r in records(&old).map(Result::unwrap) {
+            let Some(mut q) = r.mq_queue() else {
+                r.write(&mut w);
+                continue;
+            };
+            let mut head = r;
+            f(&mut head, &mut q);
+            let at = begin_mq(&mut w, &head, &q);
+            for (prio, text) in r.messages().map(Result::unwrap) {
+                write_message(&mut w, prio, text);
+            }
+            end_queue(&mut w, at, r.count);
+        }
+        let n = w.finish().unwrap();
+        out.truncate(n);
+        *d = out;
+    });
+}
+
+/// Crafted POSIX queue records: descriptor flags that no `mq_open` takes (`O_ACCMODE`): the
+/// restart, which opens the queue again before its point of no return, is refused in one line
+/// (it went on with the descriptor closed); a record whose descriptor is not one of the
+/// image's (past any descriptor, or a number no process has), which the restart would have put
+/// over a descriptor of its own or failed after its point of no return.
+#[test]
+fn crafted_posix_queue_records_are_refused_in_one_line() {
+    let wd = Workdir::new("crafted-mq");
+    let p = prog("posixmq", &[]);
+    let mut c = Command::new(&p);
+    c.arg("100000");
+    let mut orig = Proc::preloaded(c, &wd.image(), "posixmq");
+    let lines = orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let name = lines[0].strip_prefix("queue ").unwrap().to_string();
+    assert!(Command::new(&p).args(["unlink", &name]).status().unwrap().success(), "removing {name}");
+    let good = Img::load(&wd.image());
+    type Craft = Box<dyn Fn(&mut Img)>;
+    let cases: Vec<(&str, Craft, &str)> = vec![
+        ("a queue opened with O_ACCMODE", Box::new(|i| mq_record(i, |_, q| q.flags = libc::O_ACCMODE as u32)), "cannot open it again"),
+        ("a queue on fd 2^31 - 1", Box::new(|i| mq_record(i, |r, _| r.id = i32::MAX)), "names no descriptor"),
+        ("a queue on fd 900", Box::new(|i| mq_record(i, |r, _| r.id = 900)), "names no descriptor"),
+        ("a queue on fd 1", Box::new(|i| mq_record(i, |r, _| r.id = 1)), "names no descriptor"),
+    ];
+    let path = wd.path.join("crafted");
+    for (what, craft, expect) in cases {
+        let mut img = good.clone();
+        craft(&mut img);
+        refused_in_one_line(&img, &path, what, expect);
     }
 }

@@ -133,3 +133,24 @@ fn a_posix_message_queue_keeps_its_messages_and_priorities() {
     assert!(lines[0].starts_with("i "), "did not go on: {:?}", &lines[..lines.len().min(3)]);
     assert_eq!(lines.last().map(String::as_str), Some(want), "stderr {:?}", restored.stderr());
 }
+
+/// A POSIX queue registered in an epoll instance: after the restart the registration is
+/// there again (the queue is opened again before the descriptors are put in place, and the
+/// registrations made after them), and the queue's next message wakes the instance.
+#[test]
+fn an_epoll_registration_of_a_posix_queue_comes_back() {
+    let wd = Workdir::new("mqepoll");
+    let p = prog("mqepoll", &[]);
+    let mut c = Command::new(&p);
+    c.arg("60");
+    let mut orig = Proc::preloaded(c, &wd.image(), "mqepoll");
+    orig.wait_lines(10, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let name = orig.lines()[0].strip_prefix("queue ").unwrap_or_else(|| panic!("no queue line: {:?}", orig.lines())).to_string();
+    assert!(Command::new(&p).args(["unlink", &name]).status().unwrap().success(), "removing {name}");
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
+    assert_eq!(restored.lines().last().map(String::as_str), Some("ready 1 data 77"), "stderr {:?}", restored.stderr());
+}

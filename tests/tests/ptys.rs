@@ -184,3 +184,72 @@ fn a_pair_whose_number_is_taken_comes_back_under_another() {
     assert_continues(&reference, 40, at_kill, &restored.lines());
     drop(held);
 }
+
+/// A process holding 100 pairs (more than the fixed table of 64 myrestart had, which refused
+/// the restart): every pair comes back (its myrestart's table is sized from the image), and
+/// each passes a line from its master to its slave after the restart, as in an uninterrupted
+/// run.
+#[test]
+fn a_process_holding_a_hundred_pairs_gets_every_one_back() {
+    let wd = Workdir::new("pty-many");
+    let make = || {
+        let mut c = Command::new(prog("manyptys", &[]));
+        c.args(["100", "60"]);
+        c
+    };
+    checkpoint_kill_restart_matches(make, 20, &wd);
+}
+
+/// A pair filled each way with as many bytes as it holds: the restart puts them all back (the
+/// program reads as many at the end as an uninterrupted run); and an image whose record says
+/// all of them go one way, more than a pair holds, is refused in one line (a restart that
+/// wrote them with blocking writes waited forever for a reader that is not there yet).
+#[test]
+fn a_full_pair_comes_back_full_and_an_overfull_one_is_refused() {
+    use ckpt_image::bytes::{Reader, Writer};
+    use ckpt_image::pty::{PtyRecord, PTY_RECORD_SIZE};
+    let wd = Workdir::new("pty-full");
+    let make = || {
+        let mut c = Command::new(prog("ptyfull", &[]));
+        c.arg("60");
+        c
+    };
+    // Checkpointed and going on: the checkpoint took the bytes out and put every one back.
+    let reference = reference_run(make(), LONG);
+    let mut kept = Proc::preloaded(make(), &wd.path.join("kept-image"), "ptyfull");
+    kept.wait_lines(20, SHORT);
+    kept.checkpoint(&wd.path.join("kept-image"), LONG);
+    assert!(kept.wait_exit(LONG).success(), "{}", kept.stderr());
+    assert_eq!(kept.lines().last(), reference.last(), "the checkpoint lost bytes of the pair: {}", kept.stderr());
+    checkpoint_kill_restart_matches(make, 20, &wd);
+    // The same image, its record's two lengths made one (the bytes stay where they are).
+    let mut bytes = std::fs::read(wd.image()).unwrap();
+    let meta_len = ckpt_image::image::meta_len(&bytes).unwrap() as usize;
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let image = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
+    let (at, len) = [ckpt_image::NT_CKPT_PTYS, ckpt_image::NT_CKPT_PTYS | ckpt_image::NT_CKPT_IGNORABLE]
+        .iter()
+        .find_map(|&t| image.note_range(ckpt_image::CKPT_NOTE_NAME, t))
+        .map(|r| (r.start, r.end - r.start))
+        .expect("a pty note");
+    let mut r = Reader::new(&bytes[at..at + len]);
+    let (rec, a, b) = PtyRecord::read(&mut r).unwrap();
+    assert!(rec.is_master() && a.len() > 1000 && b.len() > 1000, "not full each way: {} and {} bytes", a.len(), b.len());
+    let (total, fake) = (a.len() + b.len(), vec![0u8; a.len() + b.len()]);
+    let mut whole = vec![0u8; PTY_RECORD_SIZE + total + 8];
+    rec.write(&mut Writer::new(&mut whole), &fake, &[]);
+    bytes[at..at + PTY_RECORD_SIZE].copy_from_slice(&whole[..PTY_RECORD_SIZE]);
+    ckpt_image::seal(&mut bytes[..meta_len]).unwrap();
+    let path = wd.path.join("overfull");
+    std::fs::write(&path, &bytes).unwrap();
+    let out = run_within({
+        let mut c = Command::new(myrestart());
+        c.arg(&path);
+        c
+    }, LONG);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err:?}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.contains("do not fit"), "{err:?}");
+    assert!(out.stdout.is_empty(), "the program ran");
+}

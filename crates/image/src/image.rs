@@ -236,6 +236,15 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Malformed("a pty record names no descriptor on a device"));
             }
         }
+        // A POSIX queue's record is one per descriptor, which the descriptor records list as
+        // of a kind an older reader does not restore.
+        for o in self.ipc_objects() {
+            let o = o?;
+            let on_fd = o.kind != crate::ipc::KIND_MQ || self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == o.id && f.kind == FdKind::Unsupported));
+            if !on_fd {
+                return Err(ImageError::Malformed("a POSIX message queue record names no descriptor of the image"));
+            }
+        }
         for f in self.fds() {
             let (f, _) = f?;
             let missing = f.same_as < 0

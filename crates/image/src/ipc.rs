@@ -30,9 +30,8 @@ pub const KIND_MQ: u32 = 4;
 pub const MQ_CLOEXEC: u32 = 1 << 31;
 /// Longest POSIX queue name (NAME_MAX).
 pub const MAX_MQ_NAME: usize = 255;
-/// Longest message a queue record holds (the kernel's own ceiling, `MSGMAX` as raised by root, is
-/// far above the default 8192).
-pub const MAX_MESSAGE: u64 = 1 << 20;
+/// Longest message a queue record holds (see `limits`).
+pub use crate::limits::MAX_IPC_MESSAGE as MAX_MESSAGE;
 
 /// One object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

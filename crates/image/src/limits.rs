@@ -43,12 +43,14 @@ pub const MAX_WATCH_GAP: u64 = 1 << 16;
 /// (a line discipline holds 4 KiB, and its flip buffers up to 64 KiB more).
 pub const MAX_PTY_QUEUE: usize = 64 << 10;
 
-/// Most pseudo-terminal pairs a restart makes again for one image (a whole tree).
-pub const MAX_PTYS: usize = 64;
 /// Most System V IPC objects (segments, semaphore sets, message queues) whose IDs libckpt
 /// remembers (from the interposed `shmget`, `semget` and `msgget`) and one process's image
 /// records; one past them is named at checkpoint and not restored.
 pub const MAX_IPC_OBJECTS: usize = 256;
+
+/// Longest message a System V or POSIX queue record holds (the kernel's own ceilings, `msgmax`
+/// and `msgsize_max` as root may raise them, are far above their defaults of 8 KiB).
+pub const MAX_IPC_MESSAGE: u64 = 1 << 20;
 
 /// Most bytes of System V IPC records (semaphore values and queued messages) in one process's
 /// image.

@@ -81,11 +81,15 @@ pub fn each_undo(pid: u32, mut f: impl FnMut(i32)) {
 }
 
 /// After a successful `semop`: notes `SEM_UNDO` in any of its operations.
-fn after_semop(id: i32, sops: *const SemBuf, n: usize) {
+///
+/// # Safety
+/// `sops` is null or points at `n` operations (the arguments libc's call just accepted).
+unsafe fn after_semop(id: i32, sops: *const SemBuf, n: usize) {
     if sops.is_null() {
         return;
     }
-    // SAFETY: the caller's array of `n` operations, which libc's call has just read.
+    // SAFETY: the caller's array of `n` operations (this function's contract), which libc's
+    // call has just read.
     let ops = unsafe { core::slice::from_raw_parts(sops, n) };
     if ops.iter().any(|o| o.flags & SEM_UNDO != 0) {
         note_undo(id, rustix::process::getpid().as_raw_nonzero().get() as u32);
@@ -103,7 +107,8 @@ pub unsafe extern "C" fn semop(id: c_int, sops: *mut SemBuf, n: usize) -> c_int 
     // SAFETY: the caller's arguments, passed on.
     let r = unsafe { real(id, sops, n) };
     if r == 0 {
-        after_semop(id, sops, n);
+        // SAFETY: the arguments the call just succeeded with: `n` operations at `sops`.
+        unsafe { after_semop(id, sops, n) };
     }
     r
 }
@@ -119,7 +124,8 @@ pub unsafe extern "C" fn semtimedop(id: c_int, sops: *mut SemBuf, n: usize, time
     // SAFETY: the caller's arguments, passed on.
     let r = unsafe { real(id, sops, n, timeout) };
     if r == 0 {
-        after_semop(id, sops, n);
+        // SAFETY: the arguments the call just succeeded with: `n` operations at `sops`.
+        unsafe { after_semop(id, sops, n) };
     }
     r
 }
@@ -207,8 +213,11 @@ mod tests {
     #[test]
     fn undo_is_noted_per_process() {
         let ops = [SemBuf { num: 0, op: 1, flags: 0 }, SemBuf { num: 1, op: -1, flags: SEM_UNDO }];
-        after_semop(5, ops.as_ptr(), 1);
-        after_semop(6, ops.as_ptr(), 2);
+        // SAFETY: `ops` holds the two operations named.
+        unsafe {
+            after_semop(5, ops.as_ptr(), 1);
+            after_semop(6, ops.as_ptr(), 2);
+        }
         note_undo(9, 1);
         let me = std::process::id();
         let mut seen = Vec::new();

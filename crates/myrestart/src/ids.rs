@@ -63,12 +63,15 @@ pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     let pid = p.state.pid;
     p.ipc_wanted = crate::ipc::check(opts.image, p)?;
     if !opts.new_ids {
-        match enter_namespaces(p, pid) {
+        match enter_namespaces(opts.image, p, pid) {
             Ok(()) => {
                 // In the new namespace: the other threads get their TIDs back too.
                 p.own_ids = true;
                 return Ok(());
             }
+            // Init refused the image (it said why, in one line) and is gone, with its
+            // namespaces and whatever it made in them: nothing changed.
+            Err(Fallback::Refused) => sys::exit_group(crate::EXIT_REFUSED),
             Err(Fallback::Because(why, e)) if p.ntree > 0 => {
                 return Err(refuse(opts.image, format_args!(
                     "{why}{}{}: a process tree cannot be restored without its PIDs",
@@ -111,12 +114,17 @@ fn say_stopped(p: &Plan, pid: u32, own_namespace: bool) {
 }
 
 /// Why the program cannot have its own IDs back; nothing of this process has changed, so it
-/// restores itself instead, with new IDs.
+/// restores itself instead, with new IDs; or (`Refused`) the namespaces were had but what the
+/// image needs in them could not be made (init said what), and the restart is refused.
 enum Fallback {
     Because(&'static str, Option<Errno>),
+    Refused,
 }
 
-fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
+/// What init writes on `ready` in place of an errno when it refused the image (and said why).
+const INIT_REFUSED: u32 = u32::MAX;
+
+fn enter_namespaces(image: &CStr, p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Fallback::Because("cannot create a pipe", Some(e)));
@@ -149,7 +157,7 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
         drop(go_rd);
         p.said = crate::fds::park(said_rd, p.fd_base).ok();
         let to_outer = crate::fds::park(ended_wr, p.fd_base).ok();
-        return run_init(p, pid, ready_wr, to_outer);
+        return run_init(image, p, pid, ready_wr, to_outer);
     }
     drop((go_rd, ready_wr, said_rd, ended_wr));
     let from_init = crate::fds::park(ended_rd, p.fd_base).ok();
@@ -164,6 +172,10 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     drop(go_wr);
     let mut word = [0u8; 4];
     let got = read_full(ready_rd.as_fd(), &mut word);
+    if got == 4 && u32::from_ne_bytes(word) == INIT_REFUSED {
+        let _ = sys::wait_child(init as i32, false);
+        return Err(Fallback::Refused);
+    }
     if got != 4 || u32::from_ne_bytes(word) != 0 {
         // Init failed before creating the program: it said why, and is gone or going.
         let _ = sys::wait_child(init as i32, false);
@@ -252,7 +264,7 @@ fn find_child(parent: u32) -> Option<u32> {
 
 /// Init of the new namespace: a /proc of its own, then the program's process with its PID.
 /// Returns in the program's process (or, if the program was PID 1 itself, in init).
-fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) -> Result<(), Fallback> {
+fn run_init(image: &CStr, p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) -> Result<(), Fallback> {
     let fail = |e: Errno| -> ! {
         let _ = rustix::io::write(&ready, &(e.raw_os_error() as u32).to_ne_bytes());
         sys::exit_group(crate::EXIT_REFUSED)
@@ -267,8 +279,12 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) ->
         fail(e);
     }
     if p.ipc_wanted {
-        if let Err(e) = crate::ipc::make_all(p) {
-            fail(e);
+        // An object that cannot be made would be the program's state lost: the image is
+        // refused (the objects made so far go with init's IPC namespace), not restored with
+        // new IDs and without them.
+        if let Err(r) = crate::ipc::make_all(image, p) {
+            let _ = rustix::io::write(&ready, &INIT_REFUSED.to_ne_bytes());
+            r.exit();
         }
         p.own_ipc = true;
     }

@@ -11,19 +11,21 @@
 //! one.
 //!
 //! # Restrictions
-//! `check`, `make_all`: before the point of no return (init); `attach`: after it. No
-//! allocation, raw system calls only.
+//! `check`, `make_all` (init), `open_queues`: before the point of no return; `attach`: after
+//! it. No allocation, raw system calls only.
 
-use crate::plan::Plan;
+use crate::fds::park;
+use crate::plan::{FdSlot, Plan};
 use crate::refusal::{refuse, Refusal};
 use ckpt_image::ipc::{IpcRecord, KIND_MQ, KIND_SEM, KIND_SHM, MAX_MESSAGE, MAX_MQ_NAME, MQ_CLOEXEC};
 use ckpt_image::{Image, ProcessState, RegionRef};
 use ckpt_sigsafe::errno::describe;
+use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::say;
 use ckpt_sigsafe::sysvipc::{self as sv, Kind, Perm};
 use ckpt_sigsafe::mqueue as mq;
 use core::ffi::CStr;
-use rustix::fd::{AsFd, AsRawFd, IntoRawFd};
+use rustix::fd::AsFd;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 
@@ -62,14 +64,15 @@ fn each_part(p: &Plan, mut f: impl FnMut(&Image)) {
     }
 }
 
-/// In init, in its new IPC namespace: every object of every process, each once. `Err` says what
-/// could not be made (init has said so in one line).
-pub fn make_all(p: &Plan) -> Result<(), Errno> {
+/// In init, in its new IPC namespace: every object of every process, each once. `Err` refuses
+/// the image, saying what could not be made.
+pub fn make_all(image_path: &CStr, p: &Plan) -> Result<(), Refusal> {
     // Room for one message with its type, in a mapping of our own (gone when init execs nothing:
     // it is unmapped below).
     let room = (8 + MAX_MESSAGE as usize).next_multiple_of(4096);
     // SAFETY: a fresh private anonymous mapping overlaps nothing of the plan.
-    let buf = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), room, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::PRIVATE) }?;
+    let buf = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), room, rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE, rustix::mm::MapFlags::PRIVATE) }
+        .map_err(|e| refuse(image_path, format_args!("cannot map {room} bytes to make its System V message queues again: {}", describe(e))))?;
     // SAFETY: the mapping just made, ours alone until it is unmapped below.
     let msgbuf = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, room) };
     let mut outcome = Ok(());
@@ -81,10 +84,7 @@ pub fn make_all(p: &Plan) -> Result<(), Errno> {
                 continue;
             }
             let made = if rec.kind == KIND_MQ { make_queue(&rec) } else { make(&rec, msgbuf) };
-            outcome = made.map_err(|(what, e)| {
-                say!("myrestart: cannot make System V {} {} again ({what}): {}", noun(rec.kind), rec.id, describe(e));
-                e
-            });
+            outcome = made.map_err(|(what, e)| refuse(image_path, format_args!("cannot make {} {} again ({what}): {}", noun(rec.kind), rec.id, describe(e))));
         }
     });
     // SAFETY: our own mapping; `msgbuf` is not used past here.
@@ -106,10 +106,10 @@ fn exists(rec: &IpcRecord) -> bool {
 
 fn noun(kind: u32) -> &'static str {
     match kind {
-        KIND_SHM => "shared memory segment",
-        KIND_SEM => "semaphore set",
+        KIND_SHM => "System V shared memory segment",
+        KIND_SEM => "System V semaphore set",
         KIND_MQ => "POSIX message queue of fd",
-        _ => "message queue",
+        _ => "System V message queue",
     }
 }
 
@@ -140,7 +140,7 @@ fn make(rec: &IpcRecord, msgbuf: &mut [u8]) -> Result<(), (&'static str, Errno)>
     let perm = Perm { key: rec.key, uid: rec.uid, gid: rec.gid, mode: rec.mode };
     let qbytes = if kind == Kind::Msg { rec.size } else { 0 };
     if let Err(e) = sv::ipc_set(kind, rec.id, perm, qbytes) {
-        say!("myrestart: System V {} {}: cannot give it its owner {}:{} and mode {:o} ({}); it is the restarting user's, mode 600", noun(rec.kind), rec.id, rec.uid, rec.gid, rec.mode, describe(e));
+        say!("myrestart: {} {}: cannot give it its owner {}:{} and mode {:o} ({}); it is the restarting user's, mode 600", noun(rec.kind), rec.id, rec.uid, rec.gid, rec.mode, describe(e));
     }
     match kind {
         // The values as the checkpoint read them (two bytes each, one per semaphore).
@@ -215,36 +215,79 @@ fn raise(path: &CStr, to: u64) {
     }
 }
 
-/// After the point of no return, once the process's descriptors are in place: each POSIX queue
-/// it had open, opened by name at its old descriptor number with its flags. One that cannot be
-/// is named, and its descriptor stays closed.
-pub fn open_queues(p: &Plan, image: &Image) {
+/// Before the point of no return, in the process that becomes the program (once init has made
+/// the queues in its IPC namespace): each POSIX queue it had open, opened by name with its
+/// flags and parked, so that `files::install` puts it at its old number with the other
+/// descriptors. One that cannot be opened refuses the restart; without an IPC namespace of the
+/// restart's own (`--new-ids`, the fallback) a line says the descriptor stays closed.
+pub fn open_queues(image_path: &CStr, p: &mut Plan) -> Result<(), Refusal> {
+    let Some(image) = p.image else { return Ok(()) };
     for rec in image.ipc_objects().map_while(Result::ok).filter(|r| r.kind == KIND_MQ) {
         let mut buf = [0u8; MAX_MQ_NAME + 1];
         let (Some(q), Some(c)) = (rec.mq_queue(), queue_name(&rec, &mut buf)) else { continue };
         if !p.own_ipc {
-            say!("myrestart: fd {} (POSIX message queue /{}) is not restored without an IPC namespace of the restart's own; it stays closed", rec.id, ckpt_sigsafe::out::Lossy(q.name));
+            say!("myrestart: fd {} (POSIX message queue /{}) is not restored without an IPC namespace of the restart's own; it stays closed", rec.id, Lossy(q.name));
             continue;
         }
+        let bad = |e: Errno| refuse(image_path, format_args!("fd {} (POSIX message queue /{}): cannot open it again: {}", rec.id, Lossy(q.name), describe(e)));
         let flags = q.flags & (OFlags::ACCMODE | OFlags::NONBLOCK).bits();
-        let put = mq::open(c, flags, 0, None).and_then(|fd| {
-            let cloexec = q.flags & MQ_CLOEXEC != 0;
-            if fd.as_raw_fd() == rec.id {
-                // The lowest free number was its own: it stays, with its close-on-exec flag.
-                let fd = rustix::fd::OwnedFd::into_raw_fd(fd);
-                // SAFETY: the descriptor just made, now the process's own at its number.
-                let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
-                let fl = if cloexec { rustix::io::FdFlags::CLOEXEC } else { rustix::io::FdFlags::empty() };
-                return rustix::io::fcntl_setfd(fd, fl);
+        let src = mq::open(c, flags | OFlags::CLOEXEC.bits(), 0, None).and_then(|fd| park(fd, p.fd_base)).map_err(bad)?;
+        if p.nfds == p.fds.len() {
+            return Err(refuse(image_path, format_args!("more than {} descriptors to restore", p.fds.len())));
+        }
+        p.fds[p.nfds] = FdSlot { target: rec.id, src, cloexec: q.flags & MQ_CLOEXEC != 0 };
+        p.nfds += 1;
+    }
+    Ok(())
+}
+
+/// Before the point of no return, in the process that becomes the program: each System V
+/// segment that [`attach`] will put over one of its regions is attached once here, as it will
+/// be there (read-only or not), and detached, so that a segment the process may not attach
+/// refuses the restart instead of leaving the region memory of its own after it.
+pub fn check_attach(image_path: &CStr, p: &Plan) -> Result<(), Refusal> {
+    let Some(image) = p.image else { return Ok(()) };
+    if !p.own_ipc {
+        return Ok(());
+    }
+    for r in (0..image.region_count()).filter_map(|i| image.region(i).ok()) {
+        let Some((id, _, flags)) = segment_of(&r) else { continue };
+        // Writable, to put the region's bytes in (when it has readable ones), then as the
+        // region maps it.
+        let copy = (r.record.prot & 1 != 0).then_some(0);
+        for f in copy.into_iter().chain([flags & !sv::SHM_REMAP]) {
+            // SAFETY: attached where the kernel chooses (a free range), detached at once.
+            match unsafe { sv::shmat(id, 0, f) } {
+                // SAFETY: the attachment just made, used by nothing.
+                Ok(at) => drop(unsafe { sv::shmdt(at) }),
+                Err(e) => return Err(refuse(image_path, format_args!("System V segment {id} at {:#x}: cannot attach it again: {}", r.record.start, describe(e)))),
             }
-            // SAFETY: `rec.id` is the descriptor the process had, which no restored descriptor
-            // and nothing of myrestart's (parked above all of them) holds now.
-            unsafe { ckpt_sigsafe::sys::dup3(fd.as_raw_fd(), rec.id, if cloexec { OFlags::CLOEXEC.bits() } else { 0 }) }
-        });
-        if let Err(e) = put {
-            say!("myrestart: fd {} (POSIX message queue /{}) cannot be opened again: {}; it stays closed", rec.id, ckpt_sigsafe::out::Lossy(q.name), describe(e));
         }
     }
+    Ok(())
+}
+
+/// Region `r`'s System V segment, made again by init, when the region maps all of it: its ID,
+/// its size, and the `shmat` flags that put it over the region. `None` for any other region;
+/// [`attach`] says why a `/SYSV` region is not one.
+fn segment_of(r: &RegionRef) -> Option<(i32, u64, u32)> {
+    let rec = r.record;
+    if !r.name.starts_with(b"/SYSV") {
+        return None;
+    }
+    let id = rec.inode as i32;
+    let (_, size, _) = sv::shm_stat(id).ok()?;
+    if rec.file_offset != 0 || rec.size() != ckpt_image::page_up(size) {
+        return None;
+    }
+    let mut flags = sv::SHM_REMAP;
+    if rec.prot & 2 == 0 {
+        flags |= sv::SHM_RDONLY;
+    }
+    if rec.prot & 4 != 0 {
+        flags |= sv::SHM_EXEC;
+    }
+    Some((id, size, flags))
 }
 
 /// After the point of no return: region `r`, a System V segment made again (`make_all`), now
@@ -258,13 +301,12 @@ pub fn attach(p: &Plan, r: &RegionRef) {
         return;
     }
     let id = rec.inode as i32;
-    let size = match sv::shm_stat(id) {
-        Ok((_, size, _)) => size,
-        Err(_) => return say!("myrestart: System V segment {id} at {:#x} was not recorded: it stays memory of its own, not shared with `shmat({id})`", rec.start),
+    let Some((_, size, flags)) = segment_of(r) else {
+        return match sv::shm_stat(id) {
+            Err(_) => say!("myrestart: System V segment {id} at {:#x} was not recorded: it stays memory of its own, not shared with `shmat({id})`", rec.start),
+            Ok(_) => say!("myrestart: System V segment {id} at {:#x} is mapped in part: it stays memory of its own, not shared with `shmat({id})`", rec.start),
+        };
     };
-    if rec.file_offset != 0 || rec.size() != ckpt_image::page_up(size) {
-        return say!("myrestart: System V segment {id} at {:#x} is mapped in part: it stays memory of its own, not shared with `shmat({id})`", rec.start);
-    }
     let (start, len) = (rec.start as usize, size as usize);
     // The bytes: those of the region, put into the segment first (every process that maps it
     // holds the same ones; none runs before all are restored).
@@ -280,13 +322,6 @@ pub fn attach(p: &Plan, r: &RegionRef) {
             }
             Err(e) => return say!("myrestart: System V segment {id}: cannot attach it ({}); it stays memory of its own", describe(e)),
         }
-    }
-    let mut flags = sv::SHM_REMAP;
-    if rec.prot & 2 == 0 {
-        flags |= sv::SHM_RDONLY;
-    }
-    if rec.prot & 4 != 0 {
-        flags |= sv::SHM_EXEC;
     }
     // SAFETY: replaces the region's memfd mapping (the same bytes) with the segment, exactly
     // over the region's range (its size is the segment's, rounded to pages).

@@ -142,6 +142,10 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     ids::arrange(p, &opts).unwrap_or_else(|r| r.exit());
     // A tree: the root (this process) creates the others; each goes on as itself from here.
     tree::spawn(p, &opts).unwrap_or_else(|r| r.exit());
+    // In its IPC namespace now: the POSIX queues it had open, parked with its descriptors, and
+    // its System V segments tried once where they will be attached.
+    ipc::open_queues(opts.image, p).unwrap_or_else(|r| r.exit());
+    ipc::check_attach(opts.image, p).unwrap_or_else(|r| r.exit());
     // What may still fail without changing anything outside: the block myrestart moves into.
     hole::prepare(&me, p).unwrap_or_else(|r| r.exit());
     // Every check of every part has passed once each of a tree's processes has its plan and its

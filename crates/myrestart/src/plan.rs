@@ -63,7 +63,7 @@ pub struct PtySlot {
     pub filled: bool,
 }
 
-const NO_PTY: PtySlot = PtySlot {
+pub const NO_PTY: PtySlot = PtySlot {
     index: 0,
     master: Parked::NONE,
     slave: Parked::NONE,
@@ -199,7 +199,7 @@ pub struct Plan {
     pub pipes: Table<PipeSlot>,
     pub npipes: usize,
     /// The pseudo-terminal pairs made again.
-    pub ptys: [PtySlot; ckpt_image::limits::MAX_PTYS],
+    pub ptys: Table<PtySlot>,
     pub nptys: usize,
     /// The socket pairs made again.
     pub pairs: Table<PairSlot>,
@@ -294,7 +294,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     pipes: Table::EMPTY,
     npipes: 0,
     pairs: Table::EMPTY,
-    ptys: [NO_PTY; ckpt_image::limits::MAX_PTYS],
+    ptys: Table::EMPTY,
     nptys: 0,
     files: Table::EMPTY,
     nfiles: 0,

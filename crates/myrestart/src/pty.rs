@@ -165,7 +165,8 @@ fn open_numbered(want: u32) -> Result<OwnedFd, Errno> {
 /// Writes the bytes that were queued in pair `s` back: toward the slave through the master
 /// with the slave raw (no echo, no translation), toward the master through the slave without
 /// output processing; waits (a second at most) until each end has them, then gives the slave
-/// its termios again.
+/// its termios again. The writes do not block (nothing reads the pair yet): bytes that do not
+/// fit in the new pair within that second refuse the image.
 fn fill(image_path: &CStr, s: &PtySlot, to_slave: &[u8], to_master: &[u8]) -> Result<(), Refusal> {
     if to_slave.is_empty() && to_master.is_empty() {
         return Ok(());
@@ -177,24 +178,51 @@ fn fill(image_path: &CStr, s: &PtySlot, to_slave: &[u8], to_master: &[u8]) -> Re
     raw.oflag &= !k::OPOST;
     raw.lflag &= !(k::ICANON | k::ECHO | k::ECHONL | k::ISIG | k::IEXTEN);
     tty::set_termios(m, &raw).map_err(bad)?;
-    write_all(m, to_slave).map_err(bad)?;
-    write_all(sl, to_master).map_err(bad)?;
+    let (mflags, sflags) = (rustix::fs::fcntl_getfl(m).map_err(bad)?, rustix::fs::fcntl_getfl(sl).map_err(bad)?);
+    rustix::fs::fcntl_setfl(m, mflags | OFlags::NONBLOCK).map_err(bad)?;
+    rustix::fs::fcntl_setfl(sl, sflags | OFlags::NONBLOCK).map_err(bad)?;
+    let mut waits = 0;
+    let written = [write_all(m, to_slave, &mut waits), write_all(sl, to_master, &mut waits)];
+    let _ = rustix::fs::fcntl_setfl(m, mflags);
+    let _ = rustix::fs::fcntl_setfl(sl, sflags);
+    for ((n, all), way) in written.into_iter().zip([to_slave.len(), to_master.len()]).zip(["to the slave", "to the master"]) {
+        let n = n.map_err(bad)?;
+        if n < all {
+            return Err(refuse(image_path, format_args!("pseudo-terminal {}: the {all} bytes queued {way} do not fit in a new pair (it took {n})", s.index)));
+        }
+    }
     for _ in 0..1000 {
         let (a, b) = (tty::queued(sl).unwrap_or(0) as usize, tty::queued(m).unwrap_or(0) as usize);
         if a >= to_slave.len() && b >= to_master.len() {
             break;
         }
-        let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 1_000_000 });
+        nap();
     }
     tty::set_termios(m, &s.termios).map_err(bad)
 }
 
-fn write_all(fd: BorrowedFd, mut data: &[u8]) -> Result<(), Errno> {
-    while !data.is_empty() {
-        let n = rustix::io::retry_on_intr(|| rustix::io::write(fd, data))?;
-        data = &data[n..];
+fn nap() {
+    let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 1_000_000 });
+}
+
+/// Writes `data` into non-blocking `fd` in small pieces, waiting a millisecond while the pair
+/// has no room (the line discipline takes bytes in the background), `waits` of them at most
+/// for the whole fill: how many bytes it took.
+fn write_all(fd: BorrowedFd, data: &[u8], waits: &mut u32) -> Result<usize, Errno> {
+    let mut n = 0;
+    while n < data.len() {
+        let piece = &data[n..data.len().min(n + 512)];
+        match rustix::io::retry_on_intr(|| rustix::io::write(fd, piece)) {
+            Ok(k) => n += k,
+            Err(Errno::AGAIN) if *waits < 1000 => {
+                *waits += 1;
+                nap();
+            }
+            Err(Errno::AGAIN) => break,
+            Err(e) => return Err(e),
+        }
     }
-    Ok(())
+    Ok(n)
 }
 
 /// In a process of a tree that has just joined its session and group (`pid`, leading session

@@ -1,4 +1,4 @@
-//! The plan's tables (threads, descriptors, file mappings, pipes, sockets, shared files and
+//! The plan's tables (threads, descriptors, file mappings, pipes, pty pairs, sockets, shared files and
 //! memory, the acts), sized from the image instead of fixed in the program. (The table itself
 //! and the arena that holds them are `arena.rs`'s.)
 //!
@@ -19,7 +19,7 @@
 
 use crate::arena::{place, Arena, Mode, Needs};
 use crate::fds::Parked;
-use crate::plan::{FdSlot, MapSlot, PairSlot, PipeSlot, Plan, SharedFile, SharedSlot, NO_THREAD};
+use crate::plan::{FdSlot, MapSlot, PairSlot, PipeSlot, Plan, SharedFile, SharedSlot, NO_PTY, NO_THREAD};
 use crate::refusal::{refuse, Refusal};
 use ckpt_image::limits::{Counts, MAX_TREE};
 use ckpt_sigsafe::page_up;
@@ -40,6 +40,8 @@ fn lay_out(p: &mut Plan, base: usize, n: &Needs, mode: Mode) -> usize {
     // Those of a tree's pool and a process's own: a pipe or socket pair, or a shared open file,
     // has a descriptor in some process.
     place(&mut p.pipes, &mut at, all.fds, mode, PipeSlot { ino: 0, rd: None, wr: None, has_rd: false, has_wr: false, pooled: false });
+    // A pty pair has its master's descriptor in some process.
+    place(&mut p.ptys, &mut at, all.fds, mode, NO_PTY);
     place(&mut p.pairs, &mut at, all.fds, mode, PairSlot { ino: [0; 2], fd: [Parked::NONE; 2], pooled: false });
     place(&mut p.files, &mut at, all.fds, mode, SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: Parked::NONE, gone: false });
     // Shared memory: a memfd or deleted file open, or a region mapping it.

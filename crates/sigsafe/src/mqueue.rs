@@ -6,21 +6,13 @@
 //! Used in libckpt's signal handler and in myrestart: no allocation, no libc, raw system calls
 //! only.
 
-use crate::sys::syscall6;
+use crate::sys::{check, syscall6};
 use linux_raw_sys::general as k;
 use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 
 /// `statfs` magic of the mqueue filesystem.
 const MQUEUE_MAGIC: i64 = 0x1980_0202;
-
-fn check(r: isize) -> Result<usize, Errno> {
-    if (-4095..0).contains(&r) {
-        Err(Errno::from_raw_os_error(-r as i32))
-    } else {
-        Ok(r as usize)
-    }
-}
 
 /// Whether `fd` is a POSIX message queue descriptor.
 pub fn is_queue(fd: BorrowedFd) -> bool {

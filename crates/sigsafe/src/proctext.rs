@@ -1,5 +1,9 @@
 //! Fields of `/proc/self/status` and `/proc/self/stat` text, read without allocation.
 
+/// What the kernel appends to the target of a `/proc/PID/fd/N` link (and to a name in
+/// `/proc/PID/maps`) whose file was removed from its directory.
+pub const DELETED_SUFFIX: &[u8] = b" (deleted)";
+
 /// A `/proc` path with a number in it, `prefix` + `n` + `suffix` (`/proc/self/fd/`, 7, ``),
 /// NUL-terminated in `buf` as system calls take it; `None` if it does not fit.
 pub fn numbered_path<'b>(buf: &'b mut [u8; 64], prefix: &[u8], n: u64, suffix: &[u8]) -> Option<&'b core::ffi::CStr> {

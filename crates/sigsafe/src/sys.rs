@@ -90,7 +90,8 @@ pub unsafe fn syscall6(nr: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5
     ret
 }
 
-fn check(r: isize) -> Result<usize, Errno> {
+/// A raw system call's return value as a result: -4095..-1 is an errno.
+pub(crate) fn check(r: isize) -> Result<usize, Errno> {
     if (-4095..0).contains(&r) {
         Err(Errno::from_raw_os_error(-r as i32))
     } else {

@@ -7,7 +7,7 @@
 //! Used in libckpt's signal handler and in myrestart before its point of no return: no
 //! allocation, no libc, raw system calls only.
 
-use crate::sys::syscall6;
+use crate::sys::{check, syscall6};
 use linux_raw_sys::general as k;
 use rustix::io::Errno;
 
@@ -34,14 +34,6 @@ const MSG_QNUM: usize = 80;
 const MSG_QBYTES: usize = 88;
 /// Room for any of the records (`shmid64_ds` is the largest, 112 bytes).
 const DS_LEN: usize = 128;
-
-fn check(r: isize) -> Result<usize, Errno> {
-    if (-4095..0).contains(&r) {
-        Err(Errno::from_raw_os_error(-r as i32))
-    } else {
-        Ok(r as usize)
-    }
-}
 
 fn u32_at(ds: &[u8; DS_LEN], at: usize) -> u32 {
     u32::from_ne_bytes([ds[at], ds[at + 1], ds[at + 2], ds[at + 3]])

@@ -15,7 +15,7 @@ use core::mem::MaybeUninit;
 use rustix::fd::{AsRawFd, BorrowedFd};
 use rustix::fs::{FileType, Mode, OFlags, SeekFrom};
 
-const DELETED_SUFFIX: &[u8] = b" (deleted)";
+use ckpt_sigsafe::proctext::DELETED_SUFFIX;
 
 fn is_terminal(path: &[u8]) -> bool {
     path.starts_with(b"/dev/pts/") || path.starts_with(b"/dev/tty") || path == b"/dev/console"

@@ -7,6 +7,10 @@
 //! or in the tree's process that attaches it); a segment that no process attaches has its
 //! bytes in its record. One attached only by processes outside the checkpoint comes back with
 //! zeros.
+//!
+//! # Restrictions
+//! Runs in the checkpoint (the signal handler's writer, the program stopped): no allocation, no
+//! lock, no libc; raw system calls only, into the scratch buffers it is given.
 
 use super::failure::Failure;
 use super::scratch::Parts;

@@ -6,6 +6,10 @@
 //! first, oldest first within one), and filled again at once in that same order, which gives
 //! the same queue back. The process is stopped meanwhile (and in a tree, every process of it);
 //! a process outside the checkpoint that reads the queue at that instant may find it empty.
+//!
+//! # Restrictions
+//! Runs in the checkpoint (the signal handler's writer, the program stopped): no allocation, no
+//! lock, no libc; raw system calls only, into the scratch buffers it is given.
 
 use super::failure::Failure;
 use super::scratch::Parts;
@@ -48,7 +52,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
 /// The record of queue descriptor `fd` (named `path`, "/NAME") into `out`: its length. `buf` is
 /// room for one message.
 fn one(out: &mut [u8], buf: &mut [u8], fd: i32, bfd: BorrowedFd, path: &[u8]) -> Result<usize, Failure> {
-    if path.ends_with(b" (deleted)") {
+    if path.ends_with(ckpt_sigsafe::proctext::DELETED_SUFFIX) {
         // Removed from its namespace (`mq_unlink`): nothing can open it by name, here or later.
         say!("ckpt: fd {fd} is a POSIX message queue that was unlinked ({}); a restarted process will not have it", ckpt_sigsafe::out::Lossy(path));
         return Ok(0);

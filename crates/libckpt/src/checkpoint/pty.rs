@@ -93,8 +93,11 @@ fn take_and_put_back(fd: i32, master: BorrowedFd, saved: &Termios, packet: bool,
     let mut got = (0, 0);
     if tty::set_termios(peer.as_fd(), &raw).is_ok() {
         got = (read_all(peer.as_fd(), to_slave), read_all(master, to_master));
-        write_all(master, &to_slave[..got.0]);
-        write_all(peer.as_fd(), &to_master[..got.1]);
+        let mut waits = 0;
+        let put = (write_all(master, &to_slave[..got.0], &mut waits), write_all(peer.as_fd(), &to_master[..got.1], &mut waits));
+        if put.0 < got.0 || put.1 < got.1 {
+            say!("ckpt: fd {fd}: its pty took back only {} of the {} bytes queued in it; the program lost the others", put.0 + put.1, got.0 + got.1);
+        }
         // The line discipline takes what is written to the other end in the background: wait
         // (200 ms at most, on a loaded machine; microseconds as a rule) until both ends have
         // their bytes again, before their modes come back.
@@ -134,13 +137,22 @@ fn read_all(fd: BorrowedFd, buf: &mut [u8]) -> usize {
     n
 }
 
-/// Writes `data` to `fd` (non-blocking) as far as it goes.
-fn write_all(fd: BorrowedFd, data: &[u8]) {
+/// Writes `data` to non-blocking `fd` in small pieces, waiting a millisecond while the pair has
+/// no room (its line discipline takes bytes in the background), `waits` of them at most (200,
+/// for both directions): how many bytes it took. (One large write takes fewer bytes than
+/// small ones did: the program's own were small.)
+fn write_all(fd: BorrowedFd, data: &[u8], waits: &mut u32) -> usize {
     let mut n = 0;
     while n < data.len() {
-        match rustix::io::retry_on_intr(|| rustix::io::write(fd, &data[n..])) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
+        let piece = &data[n..data.len().min(n + 512)];
+        match rustix::io::retry_on_intr(|| rustix::io::write(fd, piece)) {
+            Ok(k) if k > 0 => n += k,
+            Err(rustix::io::Errno::AGAIN) if *waits < 200 => {
+                *waits += 1;
+                let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 1_000_000 });
+            }
+            _ => break,
         }
     }
+    n
 }

@@ -377,7 +377,7 @@ fn shared_file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8]) -> ckpt_
 
 /// Whether the mapping's path still names the regular file that is mapped.
 fn is_same_regular_file(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
-    if !e.name.starts_with(b"/") || e.name.ends_with(b" (deleted)") || e.name.len() >= pathbuf.len() {
+    if !e.name.starts_with(b"/") || e.name.ends_with(ckpt_sigsafe::proctext::DELETED_SUFFIX) || e.name.len() >= pathbuf.len() {
         return false;
     }
     pathbuf[..e.name.len()].copy_from_slice(e.name);
