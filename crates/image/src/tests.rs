@@ -470,6 +470,40 @@ fn notes_of_later_versions_are_ignored_or_refused_as_their_type_says() {
     for t in NT_CKPT_STATE..=NT_CKPT_ORIGIN {
         assert!(note_type_understood(t));
     }
+    assert!(note_type_understood(NT_CKPT_LOCKS));
+    assert!(!note_type_understood(0x434b_0010), "a note of a later version is not taken for the locks' note");
+}
+
+#[test]
+fn lock_records_round_trip_and_bad_ones_are_refused() {
+    use crate::locks::{LockKind, LockRecord, LOCK_RECORD_SIZE, LOCK_WRITE};
+    let locks = [
+        LockRecord { fd: 3, kind: LockKind::Flock, flags: LOCK_WRITE, start: 0, len: 0 },
+        LockRecord { fd: 4, kind: LockKind::Posix, flags: LOCK_WRITE, start: 100, len: 100 },
+        LockRecord { fd: 5, kind: LockKind::Ofd, flags: 0, start: 10, len: 0 },
+        LockRecord { fd: 6, kind: LockKind::Lease, flags: 0, start: 0, len: 0 },
+    ];
+    let mut desc = vec![0u8; locks.len() * LOCK_RECORD_SIZE];
+    let mut w = Writer::new(&mut desc);
+    for l in &locks {
+        l.write(&mut w);
+    }
+    assert_eq!(w.finish(), Some(desc.len()));
+    let back: Vec<LockRecord> = crate::locks::records(&desc).map(Result::unwrap).collect();
+    assert_eq!(back, locks);
+    assert!(!back[3].restorable() && back[1].restorable());
+    assert_eq!(std::format!("{}", back[1]), "fcntl write lock on bytes 100-199");
+    assert_eq!(std::format!("{}", back[2]), "OFD read lock on bytes 10 to the end");
+    assert_eq!(std::format!("{}", back[0]), "flock write lock");
+    let bad = |l: LockRecord| {
+        let mut d = [0u8; LOCK_RECORD_SIZE];
+        l.write(&mut Writer::new(&mut d));
+        crate::locks::records(&d).next().unwrap().is_err()
+    };
+    assert!(bad(LockRecord { fd: -1, ..locks[1] }), "a negative descriptor");
+    assert!(bad(LockRecord { flags: 4, ..locks[1] }), "an unknown flag");
+    assert!(bad(LockRecord { start: 5, ..locks[0] }), "a flock lock on a part of the file");
+    assert!(bad(LockRecord { start: u64::MAX - 1, len: 10, ..locks[1] }), "a range past the largest offset");
 }
 
 #[test]
