@@ -59,6 +59,8 @@ struct Out<'a> {
     sockets: Writer<'a>,
     timerfds: Writer<'a>,
     watches: Writer<'a>,
+    locks: Writer<'a>,
+    nlocks: usize,
     npipes: usize,
     pipe_used: usize,
 }
@@ -99,6 +101,8 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         sockets: Writer::new(parts.sockets),
         timerfds: Writer::new(parts.timerfds),
         watches: Writer::new(parts.inotify),
+        locks: Writer::new(parts.locks),
+        nlocks: 0,
         npipes: 0,
         pipe_used: 0,
     };
@@ -136,6 +140,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     parts.sockets_len = out.sockets.finish().ok_or(Failure::plain("too many sockets to record"))?;
     parts.timerfds_len = out.timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
     parts.inotify_len = out.watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
+    parts.locks_len = out.locks.finish().ok_or(Failure::plain(TOO_MANY_LOCKS))?;
     super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree);
     // A pipe end whose other end is outside the process (often one it merely inherited) is
     // named at restart, where it comes back with that end closed: nothing is wrong yet now.
@@ -175,6 +180,9 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
     let Kept { size, blob_offset, blob_len, aux } = kept.unwrap_or_default();
     if kind == FdKind::Epoll && same_as < 0 {
         record_epoll(cx.pid, fd, bufs.meta, &mut out.epoll)?;
+    }
+    if same_as < 0 && may_hold_locks(kind) {
+        record_locks(fd, kind, path, bufs.meta, out)?;
     }
     if kind == FdKind::Unsupported {
         say!("ckpt: fd {fd} ({}) cannot be saved ({why}); a restarted process will not have it", Lossy(path));
@@ -293,6 +301,38 @@ fn log_tail_hash(fd: i32, size: u64, buf: &mut [u8]) -> u64 {
     let Ok(file) = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) else { return 0 };
     let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&file, &mut *into, at));
     ckpt_image::fds::log_tail_hash(size, buf, read).ok().flatten().unwrap_or(0)
+}
+
+/// Whether a descriptor of `kind` may hold file locks a restart can know of: files, directories
+/// and devices (taken again at restart), and the files the image stores (named).
+fn may_hold_locks(kind: FdKind) -> bool {
+    matches!(kind, FdKind::File | FdKind::Directory | FdKind::Device | FdKind::Deleted | FdKind::MemFd)
+}
+
+/// Refused past [`MAX_LOCKS`] (one image's limit).
+const TOO_MANY_LOCKS: &str = "the program holds more than 65536 file locks, more than one image holds";
+const _: () = assert!(ckpt_image::limits::MAX_LOCKS == 65536, "TOO_MANY_LOCKS names the limit");
+
+/// Records the file locks held through descriptor `fd`'s open file description (its fdinfo's
+/// `lock:` lines: the description's own `flock` and OFD locks, and the POSIX locks this process
+/// set through it), and names on stderr each that a restart will not take again: a lease, a
+/// mandatory lock, a kind unknown here, or any lock on a file the image stores rather than names.
+fn record_locks(fd: i32, kind: FdKind, path: &[u8], buf: &mut [u8], out: &mut Out) -> Result<(), Failure> {
+    let Ok(text) = fdinfo(fd, buf) else { return Ok(()) };
+    for lock in ckpt_sigsafe::locks::fd_locks(text, fd) {
+        if out.nlocks == ckpt_image::limits::MAX_LOCKS {
+            return Err(Failure::plain(TOO_MANY_LOCKS));
+        }
+        out.nlocks += 1;
+        lock.write(&mut out.locks);
+        let stored = !matches!(kind, FdKind::File | FdKind::Directory | FdKind::Device);
+        if stored {
+            say!("ckpt: fd {fd} ({}): its {lock} is not restored (the image stores the file rather than naming it); a restarted process will not hold it", Lossy(path));
+        } else if !lock.restorable() {
+            say!("ckpt: fd {fd} ({}): its {lock} cannot be restored; a restarted process will not hold it", Lossy(path));
+        }
+    }
+    Ok(())
 }
 
 /// Copies the bytes in the pipe whose read end is `fd` into `data` at `*used`, without taking

@@ -78,9 +78,11 @@ const EPOLL: Span = PIPES.then(MIB);
 const SOCKETS: Span = EPOLL.then(2 * MIB);
 const TIMERFDS: Span = SOCKETS.then(MIB);
 const INOTIFY: Span = TIMERFDS.then(4 * MIB);
+/// The `NT_CKPT_LOCKS` records: room for the most locks an image holds.
+const LOCKS: Span = INOTIFY.then(ckpt_image::limits::MAX_LOCKS * ckpt_image::locks::LOCK_RECORD_SIZE);
 /// Most shared memory regions a checkpoint copies.
 pub use ckpt_image::limits::MAX_SHARED_COPIED as MAX_SHADOWS;
-const SHADOWS: Span = INOTIFY.then(room_for::<Shadow>(MAX_SHADOWS));
+const SHADOWS: Span = LOCKS.then(room_for::<Shadow>(MAX_SHADOWS));
 const SHARED: Span = SHADOWS.then(ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS));
 const FILEMAPS: Span = SHARED.then(ckpt_image::filemaps::note_len(SLOTS));
 /// Ranges of written memory one checkpoint records (past that, the image is full).
@@ -165,6 +167,9 @@ pub struct Parts<'a> {
     pub timerfds_len: usize,
     pub inotify: &'a mut [u8],
     pub inotify_len: usize,
+    /// The `NT_CKPT_LOCKS` descriptor under construction.
+    pub locks: &'a mut [u8],
+    pub locks_len: usize,
     /// The `NT_CKPT_TIMERS` descriptor under construction.
     pub timers: &'a mut [u8],
     pub timers_len: usize,
@@ -303,6 +308,8 @@ impl Scratch {
                 timerfds_len: 0,
                 inotify: self.bytes(INOTIFY),
                 inotify_len: 0,
+                locks: self.bytes(LOCKS),
+                locks_len: 0,
                 pipe_data: self.bytes(PIPE_DATA),
                 pipes: self.table(PIPES),
                 timers_len: 0,

@@ -23,7 +23,7 @@ use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, P
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_MAP_PRIVATE_FILE, RF_SHARED, RF_SHARES_PAGES};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME};
-use ckpt_image::{NT_CKPT_CHAIN, NT_CKPT_ORIGIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_CHAIN, NT_CKPT_ORIGIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_LOCKS, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -655,7 +655,7 @@ fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> 
 /// and the headers the descriptors, so the two cannot disagree. The tree note is made after the
 /// layout, which knows only its length (`tree_note` is empty until then); `NT_CKPT_MAC` is
 /// written as zeros, then filled in by [`authenticate`].
-fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); 11] {
+fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); 12] {
     // A member's part has room for its MAC too, which the root's writer fills in.
     let keyed = crate::config::get().key_file().is_some();
     let origin = crate::origin::note();
@@ -665,6 +665,7 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
         (NT_CKPT_SOCKETS, parts.sockets_len, &parts.sockets[..]),
         (NT_CKPT_TIMERFDS, parts.timerfds_len, &parts.timerfds[..]),
         (NT_CKPT_INOTIFY, parts.inotify_len, &parts.inotify[..]),
+        (NT_CKPT_LOCKS, parts.locks_len, &parts.locks[..]),
         (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }, tree_note),
         (NT_CKPT_SHARED, plan.shared_len, &parts.shared[..]),
         (NT_CKPT_FILEMAPS, plan.filemaps_len, &parts.filemaps[..]),
@@ -734,7 +735,7 @@ fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, img: rustix::f
 /// Encodes the headers into `meta`, once every offset and hash is known: the ELF header and
 /// program headers, the process's and each thread's notes, the core-file notes, the regions,
 /// the descriptors and the optional notes (`optional`, see [`optional_notes`]).
-fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); 11]) -> Result<(), Failure> {
+fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); 12]) -> Result<(), Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let mut w = Writer::new(meta);
     Ehdr { phoff: EHDR_SIZE as u64, phnum: layout.phnum as u16 }.write(&mut w);
