@@ -8,6 +8,18 @@
 use crate::proctext::parse_dec;
 use ckpt_image::locks::{LockKind, LockRecord, LOCK_MANDATORY, LOCK_WRITE};
 
+/// The inode number of each lock line of a `/proc/locks` text (every lock of the system, of
+/// every holder, and the requests waiting for one, `->` lines): which files are locked at all,
+/// so that only their descriptors' fdinfo need be read. A line that does not parse is left
+/// out: the caller reads every fdinfo if it cannot trust the list.
+pub fn locked_inodes(text: &[u8]) -> impl Iterator<Item = Option<u64>> + '_ {
+    text.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map(|line| {
+        let file = line.split(|c| c.is_ascii_whitespace()).find(|w| w.iter().filter(|&&c| c == b':').count() == 2)?;
+        let colon = file.iter().rposition(|&c| c == b':')?;
+        parse_dec(&file[colon + 1..])
+    })
+}
+
 /// The locks of an fdinfo text, each as a record for descriptor `fd`; a `lock:` line that does
 /// not parse comes as a lock of [`LockKind::Other`] (named, never taken again).
 pub fn fd_locks(text: &[u8], fd: i32) -> impl Iterator<Item = LockRecord> + '_ {
@@ -72,5 +84,15 @@ mod tests {
         assert_eq!(next(), Some((LockKind::Other, 0, 0, 0)));
         assert_eq!(next(), None);
         assert_eq!(fd_locks(b"pos:\t0\n", 3).count(), 0);
+    }
+
+    #[test]
+    fn inodes_of_proc_locks() {
+        let text = b"1: OFDLCK ADVISORY  READ -1 fe:00:10011317 500 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 20767 fe:00:42 10 109\n\
+                     2: -> POSIX  ADVISORY  WRITE 20800 fe:00:42 10 109\n\
+                     3: garbled\n";
+        let mut it = locked_inodes(text);
+        assert_eq!([it.next(), it.next(), it.next(), it.next(), it.next()], [Some(Some(10011317)), Some(Some(42)), Some(Some(42)), Some(None), None]);
     }
 }

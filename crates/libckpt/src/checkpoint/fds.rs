@@ -75,6 +75,9 @@ struct Bufs<'a> {
     text: &'a mut [u8],
     meta: &'a mut [u8],
     pathbuf: &'a mut [u8],
+    /// The inode numbers of the files anyone holds a lock on, sorted; `None`: not known (every
+    /// file's locks are looked for).
+    locked: Option<&'a [u64]>,
 }
 
 /// What this process is while its descriptors are recorded: its PID (for `kcmp`), whether it is
@@ -114,7 +117,9 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         text: parts.text,
         meta: parts.meta,
         pathbuf: parts.pathbuf,
+        locked: None,
     };
+    bufs.locked = locked_files(parts.locked, bufs.meta);
     // Opened before the listing, so that it shows in it and is skipped like the listing's own.
     let cx = Context { pid: rustix::process::getpid().as_raw_nonzero().get() as u32, tree, diag: ckpt_sigsafe::sockets::open_diag().ok() };
     let diag_fd = cx.diag.as_ref().map_or(-1, |d| d.as_raw_fd());
@@ -181,7 +186,7 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
     if kind == FdKind::Epoll && same_as < 0 {
         record_epoll(cx.pid, fd, bufs.meta, &mut out.epoll)?;
     }
-    if same_as < 0 && may_hold_locks(kind) {
+    if same_as < 0 && may_hold_locks(kind) && bufs.locked.is_none_or(|l| l.binary_search(&st.st_ino).is_ok()) {
         record_locks(fd, kind, path, bufs.meta, out)?;
     }
     if kind == FdKind::Unsupported {
@@ -307,6 +312,29 @@ fn log_tail_hash(fd: i32, size: u64, buf: &mut [u8]) -> u64 {
 /// and devices (taken again at restart), and the files the image stores (named).
 fn may_hold_locks(kind: FdKind) -> bool {
     matches!(kind, FdKind::File | FdKind::Directory | FdKind::Device | FdKind::Deleted | FdKind::MemFd)
+}
+
+/// The inode numbers of the files anyone holds a lock on now, sorted in `room` (read through
+/// `buf`), or `None` if they cannot all be known (then every file's fdinfo is read): reading
+/// one `/proc/locks` spares reading the fdinfo of each of thousands of files. Outside the
+/// first PID namespace (a restored process is in one of its own) `/proc/locks` leaves out a
+/// `flock` lock whose taker is gone or outside it, though a description of ours may hold it:
+/// not known there.
+fn locked_files<'r>(room: &'r mut [u64], buf: &mut [u8]) -> Option<&'r [u64]> {
+    /// The inode of the first PID namespace's `/proc/PID/ns/pid` (the kernel's PROC_PID_INIT_INO).
+    const FIRST_PID_NS: u64 = 0xEFFF_FFFC;
+    if rustix::fs::stat(c"/proc/self/ns/pid").ok()?.st_ino != FIRST_PID_NS {
+        return None;
+    }
+    let len = ckpt_sigsafe::file::read_whole(c"/proc/locks", buf).ok()?;
+    let mut n = 0;
+    for ino in ckpt_sigsafe::locks::locked_inodes(&buf[..len]) {
+        *room.get_mut(n)? = ino?;
+        n += 1;
+    }
+    let found = &mut room[..n];
+    found.sort_unstable();
+    Some(found)
 }
 
 /// Refused past [`MAX_LOCKS`] (one image's limit).

@@ -80,9 +80,12 @@ const TIMERFDS: Span = SOCKETS.then(MIB);
 const INOTIFY: Span = TIMERFDS.then(4 * MIB);
 /// The `NT_CKPT_LOCKS` records: room for the most locks an image holds.
 const LOCKS: Span = INOTIFY.then(ckpt_image::limits::MAX_LOCKS * ckpt_image::locks::LOCK_RECORD_SIZE);
+/// The inode numbers of the files locked on the system (`/proc/locks`), sorted.
+pub const MAX_LOCKED_FILES: usize = 65536;
+const LOCKED: Span = LOCKS.then(room_for::<u64>(MAX_LOCKED_FILES));
 /// Most shared memory regions a checkpoint copies.
 pub use ckpt_image::limits::MAX_SHARED_COPIED as MAX_SHADOWS;
-const SHADOWS: Span = LOCKS.then(room_for::<Shadow>(MAX_SHADOWS));
+const SHADOWS: Span = LOCKED.then(room_for::<Shadow>(MAX_SHADOWS));
 const SHARED: Span = SHADOWS.then(ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS));
 const FILEMAPS: Span = SHARED.then(ckpt_image::filemaps::note_len(SLOTS));
 /// Ranges of written memory one checkpoint records (past that, the image is full).
@@ -170,6 +173,8 @@ pub struct Parts<'a> {
     /// The `NT_CKPT_LOCKS` descriptor under construction.
     pub locks: &'a mut [u8],
     pub locks_len: usize,
+    /// Room for the inode numbers of the files locked on the system (see `fds`).
+    pub locked: &'a mut [u64],
     /// The `NT_CKPT_TIMERS` descriptor under construction.
     pub timers: &'a mut [u8],
     pub timers_len: usize,
@@ -310,6 +315,7 @@ impl Scratch {
                 inotify_len: 0,
                 locks: self.bytes(LOCKS),
                 locks_len: 0,
+                locked: self.table(LOCKED),
                 pipe_data: self.bytes(PIPE_DATA),
                 pipes: self.table(PIPES),
                 timers_len: 0,
