@@ -103,6 +103,19 @@ fn flock_posix_and_ofd_locks_are_held_again_after_a_restart() {
     let orig = checkpointed(locks(&wd.path, false), &wd, 5);
     let at_kill = highest(&orig.lines(), "").unwrap();
     assert_nothing_locked(&wd.path);
+    // `ckpt inspect` lists them with their descriptors.
+    let out = run_within(
+        {
+            let mut c = Command::new(ckpt());
+            c.arg("inspect").arg(wd.image());
+            c
+        },
+        LONG,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for l in ["holds a flock write lock", "holds a fcntl write lock on bytes 100-199", "holds a OFD read lock on bytes 10 to the end"] {
+        assert!(text.contains(l), "no {l:?} in: {text}");
+    }
     let restored = Proc::restart(&wd.image());
     wait_counting(&restored, "", at_kill);
     assert_parent_locks_held(&wd.path);
@@ -110,6 +123,21 @@ fn flock_posix_and_ofd_locks_are_held_again_after_a_restart() {
     wait_counting(&restored, "", highest(&restored.lines(), "").unwrap());
     assert_parent_locks_held(&wd.path);
     assert!(!restored.stderr().contains("not restored"), "{}", restored.stderr());
+    // Checkpointed again (in the PID namespace of its restart), killed, restarted: its locks
+    // are in the new image, and held again.
+    let mut restored = restored;
+    restored.checkpoint(&wd.image(), LONG);
+    let at_kill = highest(&restored.lines(), "").unwrap();
+    restored.kill9();
+    let deadline = std::time::Instant::now() + LONG;
+    while !flock_n(&wd.path.join("flock.lck")) {
+        assert!(std::time::Instant::now() < deadline, "the killed restart still holds flock.lck");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_nothing_locked(&wd.path);
+    let again = Proc::restart(&wd.image());
+    wait_counting(&again, "", at_kill);
+    assert_parent_locks_held(&wd.path);
 }
 
 /// A process outside holds a lock that conflicts with one the image holds: the restart is
@@ -181,4 +209,21 @@ fn a_parent_and_child_each_hold_their_locks_again() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(!outside_gets("posix", &wd.path.join("posix.lck"), true, 150, 10), "the parent's lock went with its child");
+}
+
+/// The shell's idiom: `exec 9>FILE; flock 9; exec PROGRAM`: the lock is taken by `flock`, a
+/// process gone by the checkpoint, through the description the program has. The restored
+/// program holds it again.
+#[test]
+fn a_flock_lock_whose_taker_has_exited_is_held_again() {
+    let wd = Workdir::new("locks-idiom");
+    let file = wd.path.join("idiom.lck");
+    let mut c = Command::new("sh");
+    c.arg("-c").arg("exec 9>\"$1\" && flock -n 9 && exec \"$2\" 100000 20000").arg("sh").arg(&file).arg(prog("counter", &[]));
+    let orig = checkpointed(c, &wd, 5);
+    let at_kill: u64 = orig.lines().last().unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(flock_n(&file), "the lock outlived the program");
+    let restored = Proc::restart(&wd.image());
+    restored.wait_until(|l| l.iter().any(|l| l.split(' ').next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > at_kill + 2)), LONG, "counting on");
+    assert!(!flock_n(&file), "flock -n took {}: the restored program does not hold its lock", file.display());
 }
