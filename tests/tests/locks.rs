@@ -194,6 +194,27 @@ fn a_parent_and_child_each_hold_their_locks_again() {
     let (p_at, c_at) = (highest(&lines, "p ").unwrap(), highest(&lines, "c ").unwrap());
     assert_nothing_locked(&wd.path);
     assert!(outside_gets("posix", &wd.path.join("child.lck"), true, 0, 0), "child.lck is still locked");
+    // While another process holds a read lock on a byte of the child's file, the whole tree is
+    // refused, naming it; nothing is left locked.
+    {
+        let script = "import fcntl, os, sys, time\n\
+            fd = os.open(sys.argv[1], os.O_RDWR)\n\
+            fcntl.lockf(fd, fcntl.LOCK_SH, 1, 3)\n\
+            print('held', flush=True)\n\
+            time.sleep(600)\n";
+        let mut c = Command::new("python3");
+        c.args(["-c", script]).arg(wd.path.join("child.lck"));
+        let mut holder = Proc::spawn(c, "a process holding a lock");
+        holder.wait_lines(1, SHORT);
+        let mut r = Command::new(myrestart());
+        r.arg(wd.image());
+        let out = run_within(r, LONG);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("child.lck): another process holds a lock on it now that conflicts with the program's fcntl write lock on the whole file"), "{err}");
+        holder.kill9();
+        assert_nothing_locked(&wd.path);
+    }
     let restored = Proc::restart(&wd.image());
     wait_counting(&restored, "p ", p_at);
     wait_counting(&restored, "c ", c_at);
