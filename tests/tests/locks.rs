@@ -248,3 +248,39 @@ fn a_flock_lock_whose_taker_has_exited_is_held_again() {
     restored.wait_until(|l| l.iter().any(|l| l.split(' ').next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > at_kill + 2)), LONG, "counting on");
     assert!(!flock_n(&file), "flock -n took {}: the restored program does not hold its lock", file.display());
 }
+
+/// What cannot be taken again is named, at the checkpoint and at the restart, and the restart
+/// goes on without it: a lease, and a lock on a deleted file (the image stores it: it comes back
+/// as a new file no one else can have).
+#[test]
+fn a_lease_and_a_lock_on_a_deleted_file_are_named() {
+    let wd = Workdir::new("locks-named");
+    let script = "import fcntl, os, sys, time\n\
+        d = sys.argv[1]\n\
+        open(d + '/leased', 'w').close()\n\
+        lease = os.open(d + '/leased', os.O_RDONLY)\n\
+        fcntl.fcntl(lease, fcntl.F_SETLEASE, fcntl.F_RDLCK)\n\
+        gone = os.open(d + '/gone', os.O_RDWR | os.O_CREAT)\n\
+        fcntl.flock(gone, fcntl.LOCK_EX)\n\
+        os.unlink(d + '/gone')\n\
+        i = 0\n\
+        while True:\n\
+        \x20   print(i, flush=True)\n\
+        \x20   i += 1\n\
+        \x20   time.sleep(0.02)\n";
+    let mut c = Command::new("python3");
+    c.args(["-c", script]).arg(&wd.path);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python3 with a lease");
+    orig.wait_lines(5, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let said = orig.stderr();
+    assert!(said.contains("leased): its lease (read) is not restored (ckpt cannot take such a lock again)"), "{said}");
+    assert!(said.contains("gone (deleted)): its flock write lock is not restored (the image stores the file rather than naming it)"), "{said}");
+    let at_kill: u64 = orig.lines().last().unwrap().parse().unwrap();
+    let restored = Proc::restart(&wd.image());
+    restored.wait_until(|l| l.iter().any(|l| l.parse::<u64>().is_ok_and(|n| n > at_kill + 2)), LONG, "counting on");
+    let said = restored.stderr();
+    assert!(said.contains("leased): its lease (read) is not restored"), "{said}");
+    assert!(said.contains("gone (deleted)): its flock write lock is not restored"), "{said}");
+}

@@ -57,6 +57,19 @@ impl LockRecord {
         matches!(self.kind, LockKind::Flock | LockKind::Posix | LockKind::Ofd) && self.flags & LOCK_MANDATORY == 0
     }
 
+    /// Why a restart does not take this lock again on a descriptor of kind `fd_kind`, if it
+    /// does not (the checkpoint and the restart name it with these words).
+    pub fn why_not_restored(&self, fd_kind: crate::fds::FdKind) -> Option<&'static str> {
+        use crate::fds::FdKind;
+        match fd_kind {
+            FdKind::File | FdKind::Directory | FdKind::Device if self.restorable() => None,
+            FdKind::File | FdKind::Directory | FdKind::Device => Some("ckpt cannot take such a lock again"),
+            FdKind::Deleted | FdKind::MemFd => Some("the image stores the file rather than naming it"),
+            FdKind::Inherit => Some("the descriptor comes back as myrestart's own"),
+            _ => Some("ckpt takes locks again only on the files, directories and devices it reopens by path"),
+        }
+    }
+
     pub fn write(&self, w: &mut Writer) {
         w.u32(self.fd as u32);
         w.u32(self.kind as u32);

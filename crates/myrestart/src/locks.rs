@@ -10,15 +10,17 @@
 //!   drops them all, so the parked descriptors, closed at the end of the restore, would take
 //!   them away. They are taken before the point of no return too (the check, held meanwhile),
 //!   and again on the restored descriptors right after the parked ones are closed ([`retake`]).
-//! - Leases, mandatory locks, locks of a kind not known here and locks on a file the image
-//!   stores rather than names (a deleted file, a memfd) are not taken: each is named.
+//! - Leases, mandatory locks, locks of a kind not known here and locks on a descriptor not
+//!   reopened by path (a file the image stores rather than names, a deleted file or a memfd; a
+//!   pipe; one that comes back as myrestart's own) are not taken: each is named, in the words
+//!   of `LockRecord::why_not_restored`, which the checkpoint names them with too.
 //!
 //! # Restrictions
 //! Runs before and after the point of no return in myrestart: no allocation, raw system calls.
 
 use crate::plan::Plan;
 use crate::refusal::{refuse, Refusal};
-use ckpt_image::fds::{FdKind, FdRecord};
+use ckpt_image::fds::FdRecord;
 use ckpt_image::locks::{LockKind, LockRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
@@ -41,14 +43,11 @@ struct Fate<'a> {
 fn fate<'a>(image: &Image<'a>, p: &Plan, lock: &LockRecord) -> Option<Fate<'a>> {
     let (rec, path) = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == lock.fd)?;
     let slot = p.fds[..p.nfds].iter().find(|s| s.target == lock.fd);
-    let why = if !matches!(rec.kind, FdKind::File | FdKind::Directory | FdKind::Device) {
-        "the image stores the file rather than naming it"
-    } else if !lock.restorable() {
-        "ckpt cannot take such a lock again"
-    } else if slot.is_none() {
-        "its descriptor is myrestart's own"
-    } else {
-        ""
+    let why = match (lock.why_not_restored(rec.kind), slot) {
+        (Some(why), _) => why,
+        // `--inherit-stdio`, or a standard descriptor on a pipe that leads outside a tree.
+        (None, None) => "the descriptor comes back as myrestart's own",
+        (None, Some(_)) => "",
     };
     let parked = if why.is_empty() { slot.map(|s| s.src.raw()) } else { None };
     Some(Fate { rec, path, parked, why })

@@ -186,7 +186,7 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
     if kind == FdKind::Epoll && same_as < 0 {
         record_epoll(cx.pid, fd, bufs.meta, &mut out.epoll)?;
     }
-    if same_as < 0 && may_hold_locks(kind) && bufs.locked.is_none_or(|l| l.binary_search(&st.st_ino).is_ok()) {
+    if same_as < 0 && bufs.locked.is_none_or(|l| l.binary_search(&st.st_ino).is_ok()) {
         record_locks(fd, kind, path, bufs.meta, out)?;
     }
     if kind == FdKind::Unsupported {
@@ -308,12 +308,6 @@ fn log_tail_hash(fd: i32, size: u64, buf: &mut [u8]) -> u64 {
     ckpt_image::fds::log_tail_hash(size, buf, read).ok().flatten().unwrap_or(0)
 }
 
-/// Whether a descriptor of `kind` may hold file locks a restart can know of: files, directories
-/// and devices (taken again at restart), and the files the image stores (named).
-fn may_hold_locks(kind: FdKind) -> bool {
-    matches!(kind, FdKind::File | FdKind::Directory | FdKind::Device | FdKind::Deleted | FdKind::MemFd)
-}
-
 /// The inode numbers of the files anyone holds a lock on now, sorted in `room` (read through
 /// `buf`), or `None` if they cannot all be known (then every file's fdinfo is read): reading
 /// one `/proc/locks` spares reading the fdinfo of each of thousands of files. Outside the
@@ -344,7 +338,8 @@ const _: () = assert!(ckpt_image::limits::MAX_LOCKS == 65536, "TOO_MANY_LOCKS na
 /// Records the file locks held through descriptor `fd`'s open file description (its fdinfo's
 /// `lock:` lines: the description's own `flock` and OFD locks, and the POSIX locks this process
 /// set through it), and names on stderr each that a restart will not take again: a lease, a
-/// mandatory lock, a kind unknown here, or any lock on a file the image stores rather than names.
+/// mandatory lock, a kind unknown here, or any lock on a descriptor not reopened by path (a file
+/// the image stores rather than names, a pipe, a standard descriptor that is myrestart's own).
 fn record_locks(fd: i32, kind: FdKind, path: &[u8], buf: &mut [u8], out: &mut Out) -> Result<(), Failure> {
     let Ok(text) = fdinfo(fd, buf) else { return Ok(()) };
     for lock in ckpt_sigsafe::locks::fd_locks(text, fd) {
@@ -353,11 +348,8 @@ fn record_locks(fd: i32, kind: FdKind, path: &[u8], buf: &mut [u8], out: &mut Ou
         }
         out.nlocks += 1;
         lock.write(&mut out.locks);
-        let stored = !matches!(kind, FdKind::File | FdKind::Directory | FdKind::Device);
-        if stored {
-            say!("ckpt: fd {fd} ({}): its {lock} is not restored (the image stores the file rather than naming it); a restarted process will not hold it", Lossy(path));
-        } else if !lock.restorable() {
-            say!("ckpt: fd {fd} ({}): its {lock} cannot be restored; a restarted process will not hold it", Lossy(path));
+        if let Some(why) = lock.why_not_restored(kind) {
+            say!("ckpt: fd {fd} ({}): its {lock} is not restored ({why}); a restarted process will not hold it", Lossy(path));
         }
     }
     Ok(())
