@@ -1164,3 +1164,39 @@ fn a_standalone_copy_takes_its_pages_in_from_the_base() {
     plan.write_headers(&base, |_| unreachable!(), &mut same).unwrap();
     assert_eq!(same, base_meta);
 }
+
+/// A lock record must name a descriptor of the image (the first of its description), and be
+/// well formed; otherwise the image is refused before anything is restored.
+#[test]
+fn a_lock_naming_no_descriptor_is_refused() {
+    use crate::locks::{LockKind, LockRecord, LOCK_RECORD_SIZE, LOCK_WRITE};
+    let file = {
+        let rec = FdRecord {
+            fd: 5, kind: FdKind::File, open_flags: 2, fd_flags: 0, offset: 0, same_as: -1, mode: 0o100644, dev: 1, ino: 2, size: 3,
+            mtime_sec: 0, mtime_nsec: 0, blob_offset: 0, blob_len: 0, blob_hash: 0, aux: 0, uid: 0, birth: None,
+        };
+        let mut v = vec![0u8; FdRecord::encoded_len(4)];
+        rec.write(&mut Writer::new(&mut v), b"/a/b");
+        v
+    };
+    let locks_note = |fd: i32, kind_byte: Option<u8>| {
+        let mut rec = [0u8; LOCK_RECORD_SIZE];
+        LockRecord { fd, kind: LockKind::Posix, flags: LOCK_WRITE, start: 0, len: 1 }.write(&mut Writer::new(&mut rec));
+        if let Some(k) = kind_byte {
+            rec[4] = k;
+        }
+        let mut note = vec![0u8; note_size(CKPT_NOTE_NAME, LOCK_RECORD_SIZE)];
+        write_note(&mut Writer::new(&mut note), CKPT_NOTE_NAME, NT_CKPT_LOCKS, &rec);
+        note
+    };
+    let with = |fd: i32, kind_byte: Option<u8>| {
+        let (fds, note) = (file.clone(), locks_note(fd, kind_byte));
+        parse_changed(move |d| {
+            d.fds = fds;
+            d.trailing_notes = note;
+        })
+    };
+    assert_eq!(with(5, None), Ok(()));
+    assert_eq!(with(6, None), malformed("a lock record names no descriptor"));
+    assert_eq!(with(5, Some(9)), malformed("unknown lock kind"));
+}
