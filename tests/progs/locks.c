@@ -2,8 +2,8 @@
  *   flock.lck  flock(LOCK_EX)                                 (held by the open file description)
  *   posix.lck  fcntl(F_SETLK) write lock on bytes 100-199     (held by the process)
  *   ofd.lck    fcntl(F_OFD_SETLK) read lock from byte 10 on   (held by the open file description)
- * With "tree" it forks after taking them: the child (which shares flock.lck's description, and
- * so its lock) takes an fcntl write lock on the whole of child.lck, and both count ("p N",
+ * With "tree" it also takes flock(LOCK_EX) on DIR itself, then forks: the child (which shares
+ * flock.lck's and DIR's descriptions, and so their locks) takes an fcntl write lock on the whole of child.lck, and both count ("p N",
  * "c N"). Prints "locked" (each process) once its locks are held. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -52,6 +52,9 @@ int main(int argc, char **argv) {
     range_lock(open_in(dir, "posix.lck"), F_SETLK, F_WRLCK, 100, 100, "F_SETLK");
     range_lock(open_in(dir, "ofd.lck"), F_OFD_SETLK, F_RDLCK, 10, 0, "F_OFD_SETLK");
     if (!tree) count("");
+    /* The directory itself, locked through a description the child shares too. */
+    int d = open(dir, O_RDONLY | O_DIRECTORY);
+    if (d < 0 || flock(d, LOCK_EX | LOCK_NB) != 0) { perror("flock (directory)"); return 1; }
     pid_t pid = fork();
     if (pid < 0) { perror("fork"); return 1; }
     if (pid == 0) {

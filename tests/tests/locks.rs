@@ -180,8 +180,8 @@ fn a_restart_is_refused_while_another_process_holds_a_conflicting_lock() {
     assert_parent_locks_held(&wd.path);
 }
 
-/// A parent and its child, each holding its own POSIX lock (and both the flock lock of the
-/// description they share since `fork`, one lock): after a tree checkpoint, SIGKILL of both and
+/// A parent and its child, each holding its own POSIX lock (and both the flock locks of the
+/// descriptions of a file and of a directory they share since `fork`, one lock each): after a tree checkpoint, SIGKILL of both and
 /// a restart, each holds its own again and both go on.
 #[test]
 fn a_parent_and_child_each_hold_their_locks_again() {
@@ -193,6 +193,7 @@ fn a_parent_and_child_each_hold_their_locks_again() {
     let lines = orig.lines();
     let (p_at, c_at) = (highest(&lines, "p ").unwrap(), highest(&lines, "c ").unwrap());
     assert_nothing_locked(&wd.path);
+    assert!(flock_n(&wd.path), "the directory is still locked");
     assert!(outside_gets("posix", &wd.path.join("child.lck"), true, 0, 0), "child.lck is still locked");
     // While another process holds a read lock on a byte of the child's file, the whole tree is
     // refused, naming it; nothing is left locked.
@@ -219,6 +220,7 @@ fn a_parent_and_child_each_hold_their_locks_again() {
     wait_counting(&restored, "p ", p_at);
     wait_counting(&restored, "c ", c_at);
     assert_parent_locks_held(&wd.path);
+    assert!(!flock_n(&wd.path), "flock -n took the directory: the lock its description holds is not held");
     assert!(!outside_gets("posix", &wd.path.join("child.lck"), false, 5, 5), "the child's lock on child.lck is not held");
     // Whose is it: the child's. Killed, the child lets go of it; the parent's stay.
     let pid = restored.program_pid();
