@@ -286,3 +286,23 @@ fn a_lease_and_a_lock_on_a_deleted_file_are_named() {
     assert!(said.contains("leased): its lease (read) is not restored"), "{said}");
     assert!(said.contains("gone (deleted)): its flock write lock is not restored"), "{said}");
 }
+
+/// A lock on the program's log, a file that is gone at the restart: the program writes to a new
+/// file there, which it does not hold a lock on; the restart says so.
+#[test]
+fn a_lock_on_a_log_that_is_gone_is_named() {
+    let wd = Workdir::new("locks-log");
+    let log = wd.path.join("out.log");
+    let mut c = Command::new("sh");
+    c.arg("-c").arg("exec >\"$1\" && flock -n 1 && exec \"$2\" 100000 20000").arg("sh").arg(&log).arg(prog("counter", &[]));
+    let mut orig = Proc::preloaded(c, &wd.image(), "counter with a locked log");
+    wait_file_lines(&log, 5, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    assert!(flock_n(&log), "the lock outlived the program");
+    std::fs::remove_file(&log).unwrap();
+    let restored = Proc::restart(&wd.image());
+    let said = restored.wait_stderr("its flock write lock is not restored (the file is gone, and the program gets a new one)", LONG);
+    assert!(said.contains("out.log"), "{said}");
+    wait_file_lines(&log, 3, LONG);
+}

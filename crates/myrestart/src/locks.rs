@@ -40,13 +40,18 @@ struct Fate<'a> {
     why: &'static str,
 }
 
+/// What becomes of `lock` in this process: the descriptor record it names, and the parked
+/// descriptor it is taken on, or why it is not.
 fn fate<'a>(image: &Image<'a>, p: &Plan, lock: &LockRecord) -> Option<Fate<'a>> {
     let (rec, path) = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == lock.fd)?;
     let slot = p.fds[..p.nfds].iter().find(|s| s.target == lock.fd);
+    // A log that was gone holds a placeholder until step 2d makes a new file there.
+    let new_log = |src: crate::fds::Parked| p.acts.list[..p.acts.noted()].iter().any(|a| a.fd == src && a.what == crate::acts::What::NewLog);
     let why = match (lock.why_not_restored(rec.kind), slot) {
         (Some(why), _) => why,
         // `--inherit-stdio`, or a standard descriptor on a pipe that leads outside a tree.
         (None, None) => "the descriptor comes back as myrestart's own",
+        (None, Some(s)) if new_log(s.src) => "the file is gone, and the program gets a new one",
         (None, Some(_)) => "",
     };
     let parked = if why.is_empty() { slot.map(|s| s.src.raw()) } else { None };
