@@ -254,6 +254,7 @@ fn descriptors_json(opened: &ImageFile, image: &Image, name: &str, v: &mut Verdi
     for item in image.fds() {
         let (rec, path) = item?;
         let sock = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd);
+        let locks: Vec<String> = image.locks().filter_map(Result::ok).filter(|l| l.fd == rec.fd).map(|l| l.to_string()).collect();
         let pty = image.ptys().filter_map(Result::ok).find(|p| p.0.fd == rec.fd);
         // A POSIX message queue: an unsupported descriptor to an older reader, restored with the
         // IPC objects.
@@ -263,7 +264,7 @@ fn descriptors_json(opened: &ImageFile, image: &Image, name: &str, v: &mut Verdi
             "fd": rec.fd, "kind": kind, "flags": format!("{:#o}", rec.open_flags),
             "cloexec": rec.fd_flags & 1 != 0, "offset": rec.offset, "path": String::from_utf8_lossy(path),
             "restored": queue || !matches!(rec.kind, FdKind::Unsupported),
-            "socket": sock.map(|s| describe_socket(&s)), "pty": pty.map(|p| describe_pty(&p.0, p.1.len(), p.2.len())), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
+            "socket": sock.map(|s| describe_socket(&s)), "locks": locks, "pty": pty.map(|p| describe_pty(&p.0, p.1.len(), p.2.len())), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
         }));
         if let Err(e) = check_saved_file(file, &rec, &holes) {
             v.damaged(format!("{name}: {e}"));
@@ -545,6 +546,9 @@ fn print_descriptors(d: &Value) {
             s(&f["fd"]), s(&f["kind"]), s(&f["flags"]), s(&f["offset"]), f["socket"].as_str().or(f["pty"].as_str()).unwrap_or(&s(&f["path"])),
             if f["restored"] == true { "" } else { "  (not restored)" }
         );
+        for l in f["locks"].as_array().into_iter().flatten() {
+            row!("        holds a {}", s(l));
+        }
     }
 }
 

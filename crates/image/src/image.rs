@@ -12,7 +12,7 @@ use crate::epoll::EpollIter;
 use crate::inotify::WatchIter;
 use crate::sockets::SocketIter;
 use crate::timerfd::TimerFdIter;
-use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_EPOLL, NT_CKPT_INOTIFY, NT_CKPT_SOCKETS, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, PAGE_SIZE};
+use crate::{ImageError, CKPT_NOTE_NAME, MAX_REGIONS, NT_CKPT_FDS, NT_CKPT_REGIONS, NT_CKPT_STATE, NT_CKPT_EPOLL, NT_CKPT_INOTIFY, NT_CKPT_LOCKS, NT_CKPT_SOCKETS, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, PAGE_SIZE};
 
 /// Where x86-64 kernels put the legacy `[vsyscall]` page.
 pub const VSYSCALL: (u64, u64) = (0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000);
@@ -201,7 +201,7 @@ impl<'a> Image<'a> {
         Ok(Seen { threads, trampoline_ok, thread_trampoline_ok })
     }
 
-    /// The last checks: every record of epoll, sockets, timerfds and inotify names a descriptor
+    /// The last checks: every record of epoll, sockets, timerfds, inotify and locks names a descriptor
     /// of its kind and each such descriptor has its record, timers signal threads of the image,
     /// and the trampolines are in executable memory (as `seen` found).
     pub(crate) fn check_records(&self, seen: Seen) -> Result<(), ImageError> {
@@ -227,6 +227,12 @@ impl<'a> Image<'a> {
         for w in self.inotify_watches() {
             if !described(w?.0.fd, FdKind::Inotify) {
                 return Err(ImageError::Malformed("an inotify watch names no inotify descriptor"));
+            }
+        }
+        for l in self.locks() {
+            let fd = l?.fd;
+            if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == fd && f.same_as < 0)) {
+                return Err(ImageError::Malformed("a lock record names no descriptor"));
             }
         }
         for t in self.ptys() {
@@ -357,6 +363,11 @@ impl<'a> Image<'a> {
     /// The timerfds (none when the note is absent).
     pub fn timerfds(&self) -> TimerFdIter<'a> {
         crate::timerfd::records(self.note(CKPT_NOTE_NAME, NT_CKPT_TIMERFDS).map(|n| n.desc).unwrap_or(&[]))
+    }
+
+    /// The file locks held at the checkpoint (none when the note is absent).
+    pub fn locks(&self) -> crate::locks::LockIter<'a> {
+        crate::locks::records(self.note(CKPT_NOTE_NAME, NT_CKPT_LOCKS).map(|n| n.desc).unwrap_or(&[]))
     }
 
     /// The inotify watches, with their paths (none when the note is absent).

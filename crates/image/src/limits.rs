@@ -13,6 +13,10 @@ pub const MAX_REGIONS: usize = 65_000;
 /// Most open descriptors one process's image holds.
 pub const MAX_FDS: usize = 65_536;
 
+/// Most file locks (`NT_CKPT_LOCKS` records) one process's image holds: a checkpoint of a
+/// program holding more is refused, with a message, and the program goes on.
+pub const MAX_LOCKS: usize = 65_536;
+
 /// Most threads one process's image holds (the main thread included).
 pub const MAX_THREADS: usize = 4096;
 

@@ -470,6 +470,39 @@ fn notes_of_later_versions_are_ignored_or_refused_as_their_type_says() {
     for t in NT_CKPT_STATE..=NT_CKPT_ORIGIN {
         assert!(note_type_understood(t));
     }
+    assert!(note_type_understood(NT_CKPT_LOCKS));
+}
+
+#[test]
+fn lock_records_round_trip_and_bad_ones_are_refused() {
+    use crate::locks::{LockKind, LockRecord, LOCK_RECORD_SIZE, LOCK_WRITE};
+    let locks = [
+        LockRecord { fd: 3, kind: LockKind::Flock, flags: LOCK_WRITE, start: 0, len: 0 },
+        LockRecord { fd: 4, kind: LockKind::Posix, flags: LOCK_WRITE, start: 100, len: 100 },
+        LockRecord { fd: 5, kind: LockKind::Ofd, flags: 0, start: 10, len: 0 },
+        LockRecord { fd: 6, kind: LockKind::Lease, flags: 0, start: 0, len: 0 },
+    ];
+    let mut desc = vec![0u8; locks.len() * LOCK_RECORD_SIZE];
+    let mut w = Writer::new(&mut desc);
+    for l in &locks {
+        l.write(&mut w);
+    }
+    assert_eq!(w.finish(), Some(desc.len()));
+    let back: Vec<LockRecord> = crate::locks::records(&desc).map(Result::unwrap).collect();
+    assert_eq!(back, locks);
+    assert!(!back[3].restorable() && back[1].restorable());
+    assert_eq!(std::format!("{}", back[1]), "fcntl write lock on bytes 100-199");
+    assert_eq!(std::format!("{}", back[2]), "OFD read lock on bytes 10 to the end");
+    assert_eq!(std::format!("{}", back[0]), "flock write lock");
+    let bad = |l: LockRecord| {
+        let mut d = [0u8; LOCK_RECORD_SIZE];
+        l.write(&mut Writer::new(&mut d));
+        crate::locks::records(&d).next().unwrap().is_err()
+    };
+    assert!(bad(LockRecord { fd: -1, ..locks[1] }), "a negative descriptor");
+    assert!(bad(LockRecord { flags: 4, ..locks[1] }), "an unknown flag");
+    assert!(bad(LockRecord { start: 5, ..locks[0] }), "a flock lock on a part of the file");
+    assert!(bad(LockRecord { start: u64::MAX - 1, len: 10, ..locks[1] }), "a range past the largest offset");
 }
 
 #[test]
@@ -1129,6 +1162,42 @@ fn a_standalone_copy_takes_its_pages_in_from_the_base() {
     let mut same = vec![0u8; plan.meta_len()];
     plan.write_headers(&base, |_| unreachable!(), &mut same).unwrap();
     assert_eq!(same, base_meta);
+}
+
+/// A lock record must name a descriptor of the image (the first of its description), and be
+/// well formed; otherwise the image is refused before anything is restored.
+#[test]
+fn a_lock_naming_no_descriptor_is_refused() {
+    use crate::locks::{LockKind, LockRecord, LOCK_RECORD_SIZE, LOCK_WRITE};
+    let file = {
+        let rec = FdRecord {
+            fd: 5, kind: FdKind::File, open_flags: 2, fd_flags: 0, offset: 0, same_as: -1, mode: 0o100644, dev: 1, ino: 2, size: 3,
+            mtime_sec: 0, mtime_nsec: 0, blob_offset: 0, blob_len: 0, blob_hash: 0, aux: 0, uid: 0, birth: None,
+        };
+        let mut v = vec![0u8; FdRecord::encoded_len(4)];
+        rec.write(&mut Writer::new(&mut v), b"/a/b");
+        v
+    };
+    let locks_note = |fd: i32, kind_byte: Option<u8>| {
+        let mut rec = [0u8; LOCK_RECORD_SIZE];
+        LockRecord { fd, kind: LockKind::Posix, flags: LOCK_WRITE, start: 0, len: 1 }.write(&mut Writer::new(&mut rec));
+        if let Some(k) = kind_byte {
+            rec[4] = k;
+        }
+        let mut note = vec![0u8; note_size(CKPT_NOTE_NAME, LOCK_RECORD_SIZE)];
+        write_note(&mut Writer::new(&mut note), CKPT_NOTE_NAME, NT_CKPT_LOCKS, &rec);
+        note
+    };
+    let with = |fd: i32, kind_byte: Option<u8>| {
+        let (fds, note) = (file.clone(), locks_note(fd, kind_byte));
+        parse_changed(move |d| {
+            d.fds = fds;
+            d.trailing_notes = note;
+        })
+    };
+    assert_eq!(with(5, None), Ok(()));
+    assert_eq!(with(6, None), malformed("a lock record names no descriptor"));
+    assert_eq!(with(5, Some(9)), malformed("unknown lock kind"));
 }
 
 /// A pty note is read under either of its types, each record must name a descriptor on a

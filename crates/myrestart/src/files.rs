@@ -109,6 +109,8 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: Parked, p: &mut Plan
         // What the tree made once for every process that has it (`pool`).
         let pooled = match rec.kind {
             FdKind::File => shared_file(p, &rec).map(|f| (f, true)).or_else(|| gone_log(p, &rec).map(|f| (f, false))),
+            // A directory or device the tree shares (see `poolable`).
+            FdKind::Directory | FdKind::Device => shared_file(p, &rec).map(|f| (f, true)),
             FdKind::Deleted | FdKind::MemFd => shared_object(p, u64::MAX, rec.ino).map(|f| (f, false)),
             _ => None,
         };
@@ -1234,7 +1236,7 @@ impl TreeHas {
             }
         }
         let max_keys = self.keys.len();
-        for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| r.kind == FdKind::File && r.same_as < 0) {
+        for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| poolable(image, r)) {
             let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
             match self.keys[..self.nkeys].iter_mut().find(|k| (k.0, k.1, k.2, k.3) == key) {
                 Some(k) if k.5 != m => {
@@ -1295,6 +1297,16 @@ fn pool_pipes(image_path: &CStr, image: &Image, ends: &mut [(bool, bool, bool)],
     Ok(())
 }
 
+/// Whether `rec` (of the part `image`) may be an open file description its process shares with
+/// others of the tree (the first descriptor of a regular file), or surely is, if another holds
+/// it too: a directory or device with an exclusive `flock` lock on it, which no two
+/// descriptions can both hold (each process opening its own would make the second lock fail).
+fn poolable(image: &Image, rec: &FdRecord) -> bool {
+    use ckpt_image::locks::LockKind;
+    let locked = || image.locks().filter_map(Result::ok).any(|l| l.fd == rec.fd && l.kind == LockKind::Flock && l.write_lock());
+    rec.same_as < 0 && (rec.kind == FdKind::File || (matches!(rec.kind, FdKind::Directory | FdKind::Device) && locked()))
+}
+
 /// A regular file open in more than one process with the same offset and flags: the
 /// description they share since fork, opened once (two processes that each opened it at the
 /// same place are taken for one: the offsets then move together). And a log that is gone, made
@@ -1302,7 +1314,7 @@ fn pool_pipes(image_path: &CStr, image: &Image, ends: &mut [(bool, bool, bool)],
 /// have it. For member `m`, whose part is `image`.
 fn pool_files(image_path: &CStr, image: &Image, m: usize, tree: &TreeHas, p: &mut Plan, inherit_stdio: bool) -> Result<(), Refusal> {
     let mut buf = [0u8; 4096];
-    let wanted = |r: &FdRecord| r.kind == FdKind::File && r.same_as < 0 && !(inherit_stdio && (0..3).contains(&r.fd));
+    let wanted = |r: &FdRecord| poolable(image, r) && !(inherit_stdio && (0..3).contains(&r.fd));
     for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| wanted(r)) {
         let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
         let shared = tree.keys[..tree.nkeys].iter().any(|k| (k.0, k.1, k.2, k.3) == key && k.4 > 1);

@@ -12,6 +12,8 @@
 //!     │            each makes its own plan and goes on alone (see `tree.rs`)
 //!     ├─ hole      find a block free in our layout and the target's, and map it (what may
 //!     │            still fail, before anything outside changes)
+//!     ├─ locks     the file locks the program held, taken again; one held by another
+//!     │            process now refuses the restart (see `locks.rs`)
 //!     ├─ changes   once every check has passed: the changes outside that the plan prepared
 //!     │            (a log made again, a socket bound to its path; see `acts.rs`)
 //!     ├─ hole      copy ourselves into the block, re-relocate the copy, switch to a stack
@@ -52,6 +54,9 @@ mod hole;
 // unsafe: forks by `clone` with chosen PIDs and namespaces, sets signal actions and closes by number.
 #[allow(unsafe_code)]
 mod ids;
+// unsafe: borrows a descriptor by number to lock it (a parked one, or its restored number).
+#[allow(unsafe_code)]
+mod locks;
 // unsafe: the `memcpy` family, over raw pointers.
 #[allow(unsafe_code)]
 mod mem;
@@ -148,6 +153,9 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     ipc::check_attach(opts.image, p).unwrap_or_else(|r| r.exit());
     // What may still fail without changing anything outside: the block myrestart moves into.
     hole::prepare(&me, p).unwrap_or_else(|r| r.exit());
+    // The file locks the program held, taken again (never waiting) by the process that becomes
+    // it: one another process holds now refuses the restart, before anything outside changed.
+    locks::take(opts.image, p).unwrap_or_else(|r| r.exit());
     // Every check of every part has passed once each of a tree's processes has its plan and its
     // block: only now the changes outside (a log made again, a socket bound to its path), each
     // process its own, the dead socket files replaced last; then, once every socket of the

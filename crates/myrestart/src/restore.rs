@@ -449,6 +449,9 @@ fn restore_kernel_state(p: &Plan, image: &Image) {
     // SAFETY: descriptors from fd_base on are myrestart's parked ones, used no more; their
     // `OwnedFd`s were all turned into raw numbers when they were parked.
     let _ = unsafe { sys::close_from(p.fd_base as u32) };
+    // Those closes dropped this process's POSIX locks (any close of a file's descriptor does):
+    // taken again at once, on the restored descriptors.
+    crate::locks::retake(p);
     restore_limits_and_timers(&p.state);
 }
 

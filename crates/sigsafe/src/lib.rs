@@ -14,6 +14,7 @@ pub mod errno;
 pub mod extents;
 pub mod file;
 pub mod fileid;
+pub mod locks;
 
 /// The longest key file: more is refused, so that every reader derives the key from the
 /// same bytes.

@@ -60,6 +60,7 @@ pub mod nr {
     pub const IOCTL: usize = k::__NR_ioctl as usize;
     pub const RT_SIGQUEUEINFO: usize = k::__NR_rt_sigqueueinfo as usize;
     pub const EXIT: usize = k::__NR_exit as usize;
+    pub const FCNTL: usize = k::__NR_fcntl as usize;
     pub const PTRACE: usize = k::__NR_ptrace as usize;
     pub const PROCESS_VM_WRITEV: usize = k::__NR_process_vm_writev as usize;
 }
@@ -302,6 +303,23 @@ pub unsafe fn dup3(old: i32, new: i32, flags: u32) -> Result<(), Errno> {
 pub unsafe fn ioctl(fd: i32, request: u32, arg: usize) -> Result<usize, Errno> {
     // SAFETY: the caller passes the argument the request expects.
     check(unsafe { syscall6(nr::IOCTL, fd as usize, request as usize, arg, 0, 0, 0) })
+}
+
+/// Takes a byte-range lock on `fd` without waiting: `ofd` an OFD lock (`F_OFD_SETLK`, held by
+/// the open file description), else a POSIX one (`F_SETLK`, held by the process); a write lock
+/// if `write`, else a read lock; `len` 0 reaches to the end of the file. Another holder's
+/// conflicting lock fails it with `EAGAIN` (or `EACCES`).
+pub fn set_range_lock(fd: i32, ofd: bool, write: bool, start: u64, len: u64) -> Result<(), Errno> {
+    let lock = k::flock {
+        l_type: if write { k::F_WRLCK } else { k::F_RDLCK } as i16,
+        l_whence: k::SEEK_SET as i16,
+        l_start: start as i64,
+        l_len: len as i64,
+        l_pid: 0,
+    };
+    let cmd = if ofd { k::F_OFD_SETLK } else { k::F_SETLK };
+    // SAFETY: the kernel only reads the `struct flock`, which outlives the call.
+    check(unsafe { syscall6(nr::FCNTL, fd as usize, cmd as usize, &lock as *const k::flock as usize, 0, 0, 0) }).map(drop)
 }
 
 /// `close_range(first, last, 0)`.

@@ -59,6 +59,8 @@ struct Out<'a> {
     sockets: Writer<'a>,
     timerfds: Writer<'a>,
     watches: Writer<'a>,
+    locks: Writer<'a>,
+    nlocks: usize,
     ptys: super::pty::PtyOut<'a>,
     npipes: usize,
     pipe_used: usize,
@@ -74,6 +76,9 @@ struct Bufs<'a> {
     text: &'a mut [u8],
     meta: &'a mut [u8],
     pathbuf: &'a mut [u8],
+    /// The inode numbers of the files anyone holds a lock on, sorted; `None`: not known (every
+    /// file's locks are looked for).
+    locked: Option<&'a [u64]>,
 }
 
 /// What this process is while its descriptors are recorded: its PID (for `kcmp`), whether it is
@@ -100,6 +105,8 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         sockets: Writer::new(parts.sockets),
         timerfds: Writer::new(parts.timerfds),
         watches: Writer::new(parts.inotify),
+        locks: Writer::new(parts.locks),
+        nlocks: 0,
         ptys: super::pty::PtyOut { w: Writer::new(parts.ptys), master: false },
         npipes: 0,
         pipe_used: 0,
@@ -112,7 +119,9 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         text: parts.text,
         meta: parts.meta,
         pathbuf: parts.pathbuf,
+        locked: None,
     };
+    bufs.locked = locked_files(parts.locked, bufs.meta);
     // Opened before the listing, so that it shows in it and is skipped like the listing's own.
     let cx = Context { pid: rustix::process::getpid().as_raw_nonzero().get() as u32, tree, diag: ckpt_sigsafe::sockets::open_diag().ok() };
     let diag_fd = cx.diag.as_ref().map_or(-1, |d| d.as_raw_fd());
@@ -138,6 +147,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     parts.sockets_len = out.sockets.finish().ok_or(Failure::plain("too many sockets to record"))?;
     parts.timerfds_len = out.timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
     parts.inotify_len = out.watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
+    parts.locks_len = out.locks.finish().ok_or(Failure::plain(TOO_MANY_LOCKS))?;
     parts.ptys_master = out.ptys.master;
     parts.ptys_len = out.ptys.w.finish().ok_or(Failure::plain("too many descriptors on pseudo-terminals to record"))?;
     super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree, parts.text);
@@ -189,6 +199,9 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
     let Kept { size, blob_offset, blob_len, aux } = kept.unwrap_or_default();
     if kind == FdKind::Epoll && same_as < 0 {
         record_epoll(cx.pid, fd, bufs.meta, &mut out.epoll)?;
+    }
+    if same_as < 0 && bufs.locked.is_none_or(|l| l.binary_search(&st.st_ino).is_ok()) {
+        record_locks(fd, kind, path, bufs.meta, out)?;
     }
     if kind == FdKind::Unsupported && !queue {
         say!("ckpt: fd {fd} ({}) cannot be saved ({why}); a restarted process will not have it", Lossy(path));
@@ -311,6 +324,53 @@ fn log_tail_hash(fd: i32, size: u64, buf: &mut [u8]) -> u64 {
     let Ok(file) = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) else { return 0 };
     let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&file, &mut *into, at));
     ckpt_image::fds::log_tail_hash(size, buf, read).ok().flatten().unwrap_or(0)
+}
+
+/// The inode numbers of the files anyone holds a lock on now, sorted in `room` (read through
+/// `buf`), or `None` if they cannot all be known (then every file's fdinfo is read): reading
+/// one `/proc/locks` spares reading the fdinfo of each of thousands of files. Outside the
+/// first PID namespace (a restored process is in one of its own) `/proc/locks` leaves out a
+/// `flock` lock whose taker is gone or outside it, though a description of ours may hold it:
+/// not known there.
+fn locked_files<'r>(room: &'r mut [u64], buf: &mut [u8]) -> Option<&'r [u64]> {
+    /// The inode of the first PID namespace's `/proc/PID/ns/pid` (the kernel's PROC_PID_INIT_INO).
+    const FIRST_PID_NS: u64 = 0xEFFF_FFFC;
+    if rustix::fs::stat(c"/proc/self/ns/pid").ok()?.st_ino != FIRST_PID_NS {
+        return None;
+    }
+    let len = ckpt_sigsafe::file::read_whole(c"/proc/locks", buf).ok()?;
+    let mut n = 0;
+    for ino in ckpt_sigsafe::locks::locked_inodes(&buf[..len]) {
+        *room.get_mut(n)? = ino?;
+        n += 1;
+    }
+    let found = &mut room[..n];
+    found.sort_unstable();
+    Some(found)
+}
+
+/// Refused past [`MAX_LOCKS`] (one image's limit).
+const TOO_MANY_LOCKS: &str = "the program holds more than 65536 file locks, more than one image holds";
+const _: () = assert!(ckpt_image::limits::MAX_LOCKS == 65536, "TOO_MANY_LOCKS names the limit");
+
+/// Records the file locks held through descriptor `fd`'s open file description (its fdinfo's
+/// `lock:` lines: the description's own `flock` and OFD locks, and the POSIX locks this process
+/// set through it), and names on stderr each that a restart will not take again: a lease, a
+/// mandatory lock, a kind unknown here, or any lock on a descriptor not reopened by path (a file
+/// the image stores rather than names, a pipe, a standard descriptor that is myrestart's own).
+fn record_locks(fd: i32, kind: FdKind, path: &[u8], buf: &mut [u8], out: &mut Out) -> Result<(), Failure> {
+    let Ok(text) = fdinfo(fd, buf) else { return Ok(()) };
+    for lock in ckpt_sigsafe::locks::fd_locks(text, fd) {
+        if out.nlocks == ckpt_image::limits::MAX_LOCKS {
+            return Err(Failure::plain(TOO_MANY_LOCKS));
+        }
+        out.nlocks += 1;
+        lock.write(&mut out.locks);
+        if let Some(why) = lock.why_not_restored(kind) {
+            say!("ckpt: fd {fd} ({}): its {lock} is not restored ({why}); a restarted process will not hold it", Lossy(path));
+        }
+    }
+    Ok(())
 }
 
 /// Copies the bytes in the pipe whose read end is `fd` into `data` at `*used`, without taking

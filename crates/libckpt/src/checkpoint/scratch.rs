@@ -83,7 +83,12 @@ const EPOLL: Span = PIPES.then(MIB);
 const SOCKETS: Span = EPOLL.then(2 * MIB);
 const TIMERFDS: Span = SOCKETS.then(MIB);
 const INOTIFY: Span = TIMERFDS.then(4 * MIB);
-const PTYS: Span = INOTIFY.then(4 * MIB);
+/// The `NT_CKPT_LOCKS` records: room for the most locks an image holds.
+const LOCKS: Span = INOTIFY.then(ckpt_image::limits::MAX_LOCKS * ckpt_image::locks::LOCK_RECORD_SIZE);
+/// The inode numbers of the files locked on the system (`/proc/locks`), sorted.
+pub const MAX_LOCKED_FILES: usize = 65536;
+const LOCKED: Span = LOCKS.then(room_for::<u64>(MAX_LOCKED_FILES));
+const PTYS: Span = LOCKED.then(4 * MIB);
 /// Most shared memory regions a checkpoint copies.
 pub use ckpt_image::limits::MAX_SHARED_COPIED as MAX_SHADOWS;
 const SHADOWS: Span = PTYS.then(room_for::<Shadow>(MAX_SHADOWS));
@@ -175,6 +180,11 @@ pub struct Parts<'a> {
     pub timerfds_len: usize,
     pub inotify: &'a mut [u8],
     pub inotify_len: usize,
+    /// The `NT_CKPT_LOCKS` descriptor under construction.
+    pub locks: &'a mut [u8],
+    pub locks_len: usize,
+    /// Room for the inode numbers of the files locked on the system (see `fds`).
+    pub locked: &'a mut [u64],
     /// The `NT_CKPT_PTYS` descriptor under construction, and whether it has a master's record.
     pub ptys: &'a mut [u8],
     pub ptys_len: usize,
@@ -325,6 +335,9 @@ impl Scratch {
                 timerfds_len: 0,
                 inotify: self.bytes(INOTIFY),
                 inotify_len: 0,
+                locks: self.bytes(LOCKS),
+                locks_len: 0,
+                locked: self.table(LOCKED),
                 ptys: self.bytes(PTYS),
                 ptys_len: 0,
                 ptys_master: false,

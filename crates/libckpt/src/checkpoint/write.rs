@@ -23,7 +23,7 @@ use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, P
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_MAP_PRIVATE_FILE, RF_SHARED, RF_SHARES_PAGES};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME};
-use ckpt_image::{NT_CKPT_IGNORABLE, NT_CKPT_PTYS, NT_CKPT_CHAIN, NT_CKPT_ORIGIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_IPC, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_IGNORABLE, NT_CKPT_PTYS, NT_CKPT_CHAIN, NT_CKPT_ORIGIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_IPC, NT_CKPT_LOCKS, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -651,7 +651,7 @@ fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> 
 }
 
 /// How many notes `optional_notes` lists (each present only when it has something to say).
-const OPTIONAL_NOTES: usize = 13;
+const OPTIONAL_NOTES: usize = 14;
 
 /// The notes written only when they have records, in image order, in one table: each one's
 /// type, length (0: the note is left out) and descriptor. The layout takes the lengths from it
@@ -668,6 +668,7 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
         (NT_CKPT_SOCKETS, parts.sockets_len, &parts.sockets[..]),
         (NT_CKPT_TIMERFDS, parts.timerfds_len, &parts.timerfds[..]),
         (NT_CKPT_INOTIFY, parts.inotify_len, &parts.inotify[..]),
+        (NT_CKPT_LOCKS, parts.locks_len, &parts.locks[..]),
         // Slaves alone restore as before with a reader that skips the note; a master would
         // not (see `ckpt_image::pty`).
         (if parts.ptys_master { NT_CKPT_PTYS } else { NT_CKPT_PTYS | NT_CKPT_IGNORABLE }, parts.ptys_len, &parts.ptys[..]),
