@@ -368,6 +368,11 @@ fn as_version_8(img: &mut Img) {
     let shared = |region: u32| image.region(region as usize).is_ok_and(|r| r.record.from_file() && r.record.is_shared());
     let mut notes: Vec<(Vec<u8>, u32, Vec<u8>)> = Vec::new();
     for n in Notes::new(&meta[notes_at..]).map(Result::unwrap) {
+        // A note version 8 did not have: what the program wrote in place (and so no check
+        // that those files are as they were, as before it).
+        if n.name == CKPT_NOTE_NAME && n.n_type == ckpt_image::NT_CKPT_WRITTEN {
+            continue;
+        }
         let mut desc = n.desc.to_vec();
         if n.name == CKPT_NOTE_NAME && n.n_type == NT_CKPT_STATE {
             desc = vec![0; ProcessState::ENCODED_LEN_V8]; // written below, once the length is known

@@ -43,6 +43,9 @@ pub const NT_CKPT_SHARED: u32 = 0x434b_000c;
 pub const NT_CKPT_FILEMAPS: u32 = 0x434b_000d;
 pub const NT_CKPT_CHAIN: u32 = 0x434b_000e;
 pub const NT_CKPT_ORIGIN: u32 = 0x434b_000f;
+/// The files the program could write in place, as they were (see `written`). Ignorable: a
+/// reader without it restores without checking them, as before it.
+pub const NT_CKPT_WRITTEN: u32 = 0x434b_0015 | NT_CKPT_IGNORABLE;
 
 /// Whether this reader knows "CKPT" note type `t` (or may ignore it): an image holding any other
 /// was made by a newer ckpt, and restoring it without that note would not be the process.

@@ -75,6 +75,7 @@ mod tables;
 // after their use.
 #[allow(unsafe_code)]
 mod tree;
+mod written;
 
 use myrestart::{args, relocate, EXIT_LOST, EXIT_REFUSED};
 

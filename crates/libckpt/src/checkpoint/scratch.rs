@@ -92,8 +92,12 @@ const BASE_META: Span = BASE_STATE.then(MAX_HEADERS);
 /// The `NT_CKPT_FDS` records: room for the most descriptors an image holds, with paths of 112
 /// bytes on average (the pages are touched only as records are written).
 const FDS: Span = BASE_META.then(MAX_FDS * FdRecord::encoded_len(112));
+/// The `NT_CKPT_WRITTEN` records (a descriptor's or a mapping's file each, paths of 112 bytes
+/// on average) and the files they name, by device and inode.
+const WRITTEN: Span = FDS.then((MAX_FDS + SLOTS) * ckpt_image::written::WrittenRecord::encoded_len(112));
+const WRITTEN_SEEN: Span = WRITTEN.then(room_for::<[u64; 2]>(MAX_FDS + SLOTS));
 /// The fixed parts end here; the copies of shared memory follow (as much as they need).
-const TOTAL: usize = FDS.end().next_multiple_of(PAGE);
+const TOTAL: usize = WRITTEN_SEEN.end().next_multiple_of(PAGE);
 
 /// A copy of a shared memory region, made while the program was stopped (the forked writer
 /// shares such memory with the program instead of getting a snapshot of it).
@@ -184,6 +188,10 @@ pub struct Parts<'a> {
     /// The previous image's headers and state, read by the writer of an incremental image.
     pub base_state: &'a mut ProcessState,
     pub base_meta: &'a mut [u8],
+    /// The `NT_CKPT_WRITTEN` descriptor under construction, and the files it names so far.
+    pub written: &'a mut [u8],
+    pub written_len: usize,
+    pub written_seen: &'a mut [[u64; 2]],
 }
 
 impl Scratch {
@@ -316,6 +324,9 @@ impl Scratch {
                 chain: self.bytes(CHAIN),
                 base_state: self.state(BASE_STATE),
                 base_meta: self.bytes(BASE_META),
+                written: self.bytes(WRITTEN),
+                written_len: 0,
+                written_seen: self.table(WRITTEN_SEEN),
             }
         }
     }

@@ -655,7 +655,7 @@ fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> 
 /// and the headers the descriptors, so the two cannot disagree. The tree note is made after the
 /// layout, which knows only its length (`tree_note` is empty until then); `NT_CKPT_MAC` is
 /// written as zeros, then filled in by [`authenticate`].
-fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); 11] {
+fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); 12] {
     // A member's part has room for its MAC too, which the root's writer fills in.
     let keyed = crate::config::get().key_file().is_some();
     let origin = crate::origin::note();
@@ -670,6 +670,7 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
         (NT_CKPT_FILEMAPS, plan.filemaps_len, &parts.filemaps[..]),
         (NT_CKPT_CHAIN, plan.chain_len, &parts.chain[..]),
         (NT_CKPT_ORIGIN, origin.len(), origin),
+        (ckpt_image::NT_CKPT_WRITTEN, parts.written_len, &parts.written[..]),
         (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }, &[0u8; ckpt_image::mac::MAC_LEN]),
     ]
 }
@@ -734,7 +735,7 @@ fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, img: rustix::f
 /// Encodes the headers into `meta`, once every offset and hash is known: the ELF header and
 /// program headers, the process's and each thread's notes, the core-file notes, the regions,
 /// the descriptors and the optional notes (`optional`, see [`optional_notes`]).
-fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); 11]) -> Result<(), Failure> {
+fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); 12]) -> Result<(), Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let mut w = Writer::new(meta);
     Ehdr { phoff: EHDR_SIZE as u64, phnum: layout.phnum as u16 }.write(&mut w);
