@@ -3,7 +3,8 @@
  * the process, one for the main thread, both far off); an epoll instance watching a pipe and
  * a timerfd; an inotify instance with two watches on argv[1]/a and argv[1]/b and a gap in
  * their numbers; a unix stream listener at argv[1]/sock, a unix datagram socket bound to
- * argv[1]/dgram, a socket pair with bytes queued; an eventfd. Prints "ready", then "tick T"
+ * argv[1]/dgram, a socket pair with bytes queued; an eventfd; a file argv[1]/data open for
+ * writing in place, written once before "ready". Prints "ready", then "tick T"
  * every 20 ms until tick argv[2], then "done". */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -59,6 +60,11 @@ int main(int argc, char **argv) {
     ev2._sigev_un._tid = gettid();
     timer_create(CLOCK_REALTIME, &ev2, &t2);
     timer_settime(t2, 0, &far, NULL);
+
+    char data[4096];
+    snprintf(data, sizeof data, "%s/data", dir);
+    int df = open(data, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (df < 0 || write(df, "written once", 12) != 12) { perror(data); return 1; }
 
     int p[2];
     pipe2(p, O_CLOEXEC);

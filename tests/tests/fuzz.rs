@@ -702,7 +702,7 @@ fn every_note_type_crafted() {
         (NT_CKPT_STATE, "state"), (NT_CKPT_THREAD, "thread"), (NT_CKPT_REGIONS, "regions"), (NT_CKPT_FDS, "fds"),
         (NT_CKPT_TIMERS, "timers"), (NT_CKPT_EPOLL, "epoll"), (NT_CKPT_SOCKETS, "sockets"), (NT_CKPT_TIMERFDS, "timerfds"),
         (NT_CKPT_INOTIFY, "inotify"), (NT_CKPT_TREE, "tree"), (NT_CKPT_SHARED, "shared"), (NT_CKPT_FILEMAPS, "filemaps"),
-        (NT_CKPT_CHAIN, "chain"), (NT_CKPT_ORIGIN, "origin"), (NT_CKPT_MAC, "mac"),
+        (NT_CKPT_CHAIN, "chain"), (NT_CKPT_ORIGIN, "origin"), (NT_CKPT_WRITTEN, "written"), (NT_CKPT_MAC, "mac"),
     ];
     let per_type = (cases / types.len()).max(2);
     let interesting = [0u64, 1, 2, 3, 4095, 4096, 1 << 31, (1 << 31) - 1, 0x7fff_ffff_f000, 0xffff_8000_0000_0000, u64::MAX, u64::MAX - 4095, 1 << 32, i64::MAX as u64];

@@ -153,3 +153,44 @@ fn each_image_of_a_chain_carries_its_own_file_states() {
     assert_eq!(restored.lines().last().map(String::as_str), Some(&*format!("done {LIMIT}")));
     assert!(std::fs::read(&file).unwrap() == expected_records(LIMIT), "the file differs from an uninterrupted run's");
 }
+
+/// `ckpt job` after a crash: the program went on writing its file after the newest image, so
+/// the next start is refused (myrestart's status 2, the file named, the images kept); with
+/// `CKPT_FILES_AS_THEY_ARE=1` in the job's environment the start after goes on from that image
+/// and the program runs to its end.
+#[test]
+fn a_job_refuses_a_file_written_after_its_newest_image_unless_told() {
+    let wd = Workdir::new("written-job");
+    let (file, log) = (wd.path.join("table.dat"), wd.path.join("records.log"));
+    let image = wd.image();
+    let job = |accept: bool| {
+        let mut c = Command::new(ckpt());
+        c.args(["job", "--image", image.to_str().unwrap(), "--"]).arg(prog("records", &[])).arg(&file).arg(&log).arg(LIMIT.to_string());
+        if accept {
+            c.env("CKPT_FILES_AS_THEY_ARE", "1");
+        }
+        Proc::spawn(c, "ckpt job")
+    };
+    let mut first = job(false);
+    first.wait_lines(40, LONG);
+    let program = *descendants(first.pid).first().expect("the program");
+    let o = Command::new(ckpt()).args(["checkpoint", &program.to_string(), "--wait"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let n = first.lines().len();
+    first.wait_lines(n + 12, LONG);
+    send_signal(program as i32, libc::SIGKILL);
+    assert_eq!(first.wait_exit(LONG).code(), Some(128 + 9));
+
+    let mut second = job(false);
+    assert_eq!(second.wait_exit(LONG).code(), Some(2), "{}", second.stderr());
+    let e = second.stderr();
+    assert!(e.contains(&format!("fd 3: {} changed since the checkpoint", file.display())) && e.contains("its images stay"), "{e}");
+    assert!(image.exists(), "the image is gone");
+
+    let mut third = job(true);
+    let st = third.wait_exit(LONG);
+    assert!(st.success(), "{st}: {}", third.stderr());
+    assert!(third.stderr().contains("restored as it is now (--files-as-they-are)"), "{}", third.stderr());
+    assert_eq!(third.lines().last().map(String::as_str), Some(&*format!("done {LIMIT}")));
+    assert!(std::fs::read(&file).unwrap() == expected_records(LIMIT), "the file differs from an uninterrupted run's");
+}
