@@ -61,11 +61,6 @@ int main(int argc, char **argv) {
     timer_create(CLOCK_REALTIME, &ev2, &t2);
     timer_settime(t2, 0, &far, NULL);
 
-    char data[4096];
-    snprintf(data, sizeof data, "%s/data", dir);
-    int df = open(data, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (df < 0 || write(df, "written once", 12) != 12) { perror(data); return 1; }
-
     int p[2];
     pipe2(p, O_CLOEXEC);
     write(p[1], "in the pipe", 11);
@@ -99,6 +94,11 @@ int main(int argc, char **argv) {
     int efd = eventfd(3, EFD_CLOEXEC);
     (void)listener, (void)dgram, (void)efd;
 
+    /* Last, so that every other descriptor keeps its number (tests name them). */
+    char data[4096];
+    snprintf(data, sizeof data, "%s/data", dir);
+    int df = open(data, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (df < 0 || write(df, "written once", 12) != 12) { perror(data); return 1; }
     printf("ready\n");
     for (long t = 1; t <= ticks; t++) {
         struct timespec ts = { 0, 20 * 1000 * 1000 };

@@ -27,17 +27,12 @@ impl Out<'_> {
     /// it) while the checkpoint's total lasts. A file recorded already, or one the kernel makes
     /// (/proc, /sys), is left out.
     fn record(&mut self, st: &rustix::fs::Stat, read: Option<BorrowedFd>, path: &[u8], fd: i32, mapped: bool, buf: &mut [u8]) -> Result<(), Failure> {
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || self.seen[..self.nseen].contains(&[st.st_dev, st.st_ino]) {
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_dev == 0 || read.is_some_and(generated) {
             return Ok(());
         }
-        if read.is_some_and(generated) || st.st_dev == 0 {
+        if !self.first_time([st.st_dev, st.st_ino])? {
             return Ok(());
         }
-        if self.nseen == self.seen.len() {
-            return Err(Failure::plain("the program has more files open for writing than one checkpoint records"));
-        }
-        self.seen[self.nseen] = [st.st_dev, st.st_ino];
-        self.nseen += 1;
         let mut state: FileState = ckpt_sigsafe::fileid::written_state(st);
         if let Some(r) = read.filter(|_| hashes(state.size, self.hashed)) {
             state.hash = ckpt_sigsafe::fileid::bytes_hash(r, state.size, buf);
@@ -45,6 +40,30 @@ impl Out<'_> {
         }
         WrittenRecord { state, mapped, fd }.write(&mut self.w, path);
         Ok(())
+    }
+}
+
+impl Out<'_> {
+    /// Whether file `key` (device, inode; the device never 0) is seen for the first time:
+    /// `seen` is a table with open addressing, a power of two at least twice as long as the
+    /// files one image may name, so that a program with tens of thousands of them is not
+    /// held for a quadratic search.
+    fn first_time(&mut self, key: [u64; 2]) -> Result<bool, Failure> {
+        let mask = self.seen.len() - 1;
+        let mut i = (key[0].wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ key[1].wrapping_mul(0xc2b2_ae3d_27d4_eb4f)).rotate_left(29) as usize & mask;
+        loop {
+            match self.seen[i] {
+                [0, _] => break,
+                k if k == key => return Ok(false),
+                _ => i = (i + 1) & mask,
+            }
+        }
+        if self.nseen * 2 >= self.seen.len() {
+            return Err(Failure::plain("the program has more files open for writing than one checkpoint records"));
+        }
+        self.seen[i] = key;
+        self.nseen += 1;
+        Ok(true)
     }
 }
 
