@@ -508,7 +508,7 @@ pub fn checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd
 }
 
 /// [`checkpoint_kill_restart_matches`], myrestart given `restart_args` too (for a program
-/// that writes its files in place after the checkpoint: `--files-as-they-are`).
+/// that writes its files in place after the checkpoint: `--files-as-is`).
 pub fn checkpoint_kill_restart_matches_with(make: impl Fn() -> Command, at: usize, wd: &Workdir, restart_args: &[&str]) -> usize {
     scenario(make, at, wd, false, restart_args)
 }

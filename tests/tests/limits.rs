@@ -10,7 +10,7 @@ use std::process::Command;
 /// rounds, killed, restarted; the restart must print the rest of an uninterrupted run's rounds
 /// (each round checks every descriptor or mapping, and stops the program at the first that is
 /// not on its file). The mappings are written every round, after the checkpoint too: their
-/// files are taken as they are (`--files-as-they-are`), as the program expects.
+/// files are taken as they are (`--files-as-is`), as the program expects.
 fn five_thousand(mode: &str) {
     let wd = Workdir::new(&format!("limits-{mode}"));
     let files = wd.path.join("files");
@@ -21,7 +21,7 @@ fn five_thousand(mode: &str) {
         c.arg(mode).arg("5000").arg(&files).arg("40");
         c
     };
-    let accept: &[&str] = if mode == "maps" { &["--files-as-they-are"] } else { &[] };
+    let accept: &[&str] = if mode == "maps" { &["--files-as-is"] } else { &[] };
     checkpoint_kill_restart_matches_with(make, 10, &wd, accept);
 }
 

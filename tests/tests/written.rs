@@ -1,6 +1,6 @@
 //! Files the program writes in place, changed after its checkpoint (issue 27, point 8): a
 //! restart would bring the program back remembering its files as they were, while they hold
-//! what it wrote later. Refused by default, naming each file; `--files-as-they-are` restores it
+//! what it wrote later. Refused by default, naming each file; `--files-as-is` restores it
 //! all the same. Logs (appended to, or stdout in a file) grow after every checkpoint and never
 //! refuse a restart. Each image of a chain carries its files' states of its own moment.
 #![deny(unsafe_code)]
@@ -41,7 +41,7 @@ fn written_after_the_checkpoint(wd: &Workdir, file: &Path, log: &Path) {
 
 /// The file the program wrote in place after its checkpoint refuses the restart, by name, in
 /// one line, exit status 2, nothing changed (its log, appended to, is not named); with
-/// `--files-as-they-are` (`ckpt restart`), the restart goes on, saying so, and the program
+/// `--files-as-is` (`ckpt restart`), the restart goes on, saying so, and the program
 /// writes on, its records consistent to the end.
 #[test]
 fn a_file_written_in_place_after_the_checkpoint_is_refused_by_name() {
@@ -50,12 +50,12 @@ fn a_file_written_in_place_after_the_checkpoint_is_refused_by_name() {
     written_after_the_checkpoint(&wd, &file, &log);
 
     let line = refused_leaving_unchanged(&wd.image(), &wd.path, &format!("fd 3: {} changed since the checkpoint", file.display()));
-    assert!(line.contains("--files-as-they-are"), "{line}");
+    assert!(line.contains("--files-as-is"), "{line}");
     assert!(!line.contains("records.log"), "{line}");
 
     let mut c = Command::new(ckpt());
-    c.args(["restart", "--files-as-they-are"]).arg(wd.image());
-    let mut restored = Proc::spawn(c, "ckpt restart --files-as-they-are");
+    c.args(["restart", "--files-as-is"]).arg(wd.image());
+    let mut restored = Proc::spawn(c, "ckpt restart --files-as-is");
     restored.wait_stderr(&format!("fd 3: {} changed since the checkpoint", file.display()), LONG);
     let st = restored.wait_exit(LONG);
     let out = restored.lines();
@@ -156,7 +156,7 @@ fn each_image_of_a_chain_carries_its_own_file_states() {
 
 /// `ckpt job` after a crash: the program went on writing its file after the newest image, so
 /// the next start is refused (myrestart's status 2, the file named, the images kept); with
-/// `CKPT_FILES_AS_THEY_ARE=1` in the job's environment the start after goes on from that image
+/// `CKPT_FILES_AS_IS=1` in the job's environment the start after goes on from that image
 /// and the program runs to its end.
 #[test]
 fn a_job_refuses_a_file_written_after_its_newest_image_unless_told() {
@@ -167,7 +167,7 @@ fn a_job_refuses_a_file_written_after_its_newest_image_unless_told() {
         let mut c = Command::new(ckpt());
         c.args(["job", "--image", image.to_str().unwrap(), "--"]).arg(prog("records", &[])).arg(&file).arg(&log).arg(LIMIT.to_string());
         if accept {
-            c.env("CKPT_FILES_AS_THEY_ARE", "1");
+            c.env("CKPT_FILES_AS_IS", "1");
         }
         Proc::spawn(c, "ckpt job")
     };
@@ -190,7 +190,7 @@ fn a_job_refuses_a_file_written_after_its_newest_image_unless_told() {
     let mut third = job(true);
     let st = third.wait_exit(LONG);
     assert!(st.success(), "{st}: {}", third.stderr());
-    assert!(third.stderr().contains("restored as it is now (--files-as-they-are)"), "{}", third.stderr());
+    assert!(third.stderr().contains("restored as it is now (--files-as-is)"), "{}", third.stderr());
     assert_eq!(third.lines().last().map(String::as_str), Some(&*format!("done {LIMIT}")));
     assert!(std::fs::read(&file).unwrap() == expected_records(LIMIT), "the file differs from an uninterrupted run's");
 }

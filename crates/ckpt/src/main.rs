@@ -121,7 +121,7 @@ enum Command {
         /// to append, or mapped shared and writable) changed since the checkpoint (refused by
         /// default, naming each: the program would go on from what it knew of it then).
         #[arg(long)]
-        files_as_they_are: bool,
+        files_as_is: bool,
         /// The image must carry a MAC made with this key file (`ckpt run --key`); without
         /// --key, CKPT_KEY in the environment names it, if set.
         #[arg(long, value_name = "FILE")]
@@ -158,7 +158,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, newest, allow_changed, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, files_as_they_are, key } => {
+        Command::Restart { image, newest, allow_changed, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, files_as_is, key } => {
             let key = key::configured(key.as_deref());
             let chosen = if newest {
                 let want = if allow_changed { set::Want::Any } else { set::Want::SameAsNewest };
@@ -172,7 +172,7 @@ fn main() -> ExitCode {
                 Ok((None, image))
             };
             chosen.and_then(|(say, image)| {
-                run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, files_as_they_are, key, say, status_fd: None })
+                run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, files_as_is, key, say, status_fd: None })
             })
         }
         Command::Inspect(a) => inspect::inspect(a),

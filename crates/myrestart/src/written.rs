@@ -2,7 +2,7 @@
 //! changes with what they were at the checkpoint, by `ckpt_image::written`'s rule: a file that
 //! changed since would meet a program that goes on from its memory of it then (a database's
 //! log and tables, a cache, a model's saved weights), so the restart is refused, one line per
-//! such file, unless `--files-as-they-are` (then each is restored as it is, the first few
+//! such file, unless `--files-as-is` (then each is restored as it is, the first few
 //! named).
 //!
 //! A file that cannot be looked at here (gone, a symbolic link in its path, another user's) is
@@ -24,7 +24,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-/// How many changed files `--files-as-they-are` names, one line each; the rest are counted.
+/// How many changed files `--files-as-is` names, one line each; the rest are counted.
 const NAMED: usize = 8;
 
 /// What the program had the file as: a descriptor, or a mapping.
@@ -51,7 +51,7 @@ fn open_to_compare(path: &CStr) -> Option<(OwnedFd, bool)> {
 }
 
 /// Compares every file of the image's `NT_CKPT_WRITTEN` note with what it is now. With
-/// `accept` (`--files-as-they-are`), a changed file is named and the restart goes on;
+/// `accept` (`--files-as-is`), a changed file is named and the restart goes on;
 /// otherwise every changed file is named, one line each, the last as the refusal.
 pub fn check(image_path: &CStr, image: &Image, accept: bool) -> Result<(), Refusal> {
     let mut pbuf = [0u8; 4096];
@@ -72,12 +72,12 @@ pub fn check(image_path: &CStr, image: &Image, accept: bool) -> Result<(), Refus
         if accept {
             accepted += 1;
             if accepted <= NAMED {
-                say!("myrestart: {}: {} changed since the checkpoint ({how}); restored as it is now (--files-as-they-are)", Had(&rec), Lossy(path));
+                say!("myrestart: {}: {} changed since the checkpoint ({how}); restored as it is now (--files-as-is)", Had(&rec), Lossy(path));
             }
             continue;
         }
         let this = refuse(image_path, format_args!(
-            "{}: {} changed since the checkpoint ({how}); the program would go on from what it knew of it then: put the file back as it was, or give --files-as-they-are to restart with it as it is",
+            "{}: {} changed since the checkpoint ({how}); the program would go on from what it knew of it then: put the file back as it was, or give --files-as-is to restart with it as it is",
             Had(&rec), Lossy(path)
         ));
         if let Some(earlier) = refused.replace(this) {
@@ -85,7 +85,7 @@ pub fn check(image_path: &CStr, image: &Image, accept: bool) -> Result<(), Refus
         }
     }
     if accepted > NAMED {
-        say!("myrestart: and {} more files changed since the checkpoint, restored as they are now (--files-as-they-are)", accepted - NAMED);
+        say!("myrestart: and {} more files changed since the checkpoint, restored as they are now (--files-as-is)", accepted - NAMED);
     }
     refused.map_or(Ok(()), Err)
 }
