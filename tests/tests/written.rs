@@ -194,3 +194,27 @@ fn a_job_refuses_a_file_written_after_its_newest_image_unless_told() {
     assert_eq!(third.lines().last().map(String::as_str), Some(&*format!("done {LIMIT}")));
     assert!(std::fs::read(&file).unwrap() == expected_records(LIMIT), "the file differs from an uninterrupted run's");
 }
+
+/// A file larger than the checkpoint hashes (`WRITTEN_HASH_MAX`) is compared by size and times:
+/// unchanged, the restart goes on without a word; touched since (its time only, not a byte), it
+/// is refused, the line saying that its time differs.
+#[test]
+fn a_file_too_large_to_hash_is_compared_by_its_size_and_times() {
+    let wd = Workdir::new("written-large");
+    let big = wd.path.join("big.dat");
+    std::fs::write(&big, vec![7u8; (ckpt_image::limits::WRITTEN_HASH_MAX + 4096) as usize]).unwrap();
+    let mut c = Command::new("sh");
+    c.args(["-c", "exec 9<>\"$1\"; shift; exec \"$@\"", "sh"]).arg(&big).arg(prog("counter", &[])).args(["100000", "10000"]);
+    let orig = checkpointed(c, &wd, 20);
+    drop(orig);
+
+    let mut restored = Proc::restart(&wd.image());
+    let n = restored.wait_lines(1, LONG).len();
+    restored.wait_lines(n + 3, LONG);
+    assert!(!restored.stderr().contains("changed since the checkpoint"), "{}", restored.stderr());
+    restored.kill9();
+
+    let mtime = std::fs::metadata(&big).unwrap().modified().unwrap();
+    std::fs::File::options().write(true).open(&big).unwrap().set_modified(mtime + std::time::Duration::from_secs(1)).unwrap();
+    refused_leaving_unchanged(&wd.image(), &wd.path, &format!("fd 9: {} changed since the checkpoint ({} bytes, written since: its modification or change time differs)", big.display(), ckpt_image::limits::WRITTEN_HASH_MAX + 4096));
+}
