@@ -48,6 +48,26 @@ fn run_checkpoint_wait_kill_and_restart() {
     assert_continues(&reference, at, kill, &restored.lines());
 }
 
+/// A process the program forked (a subshell here; tmux's server, which the first `tmux`
+/// command forks, is another) writes its own image, `IMAGE-PID`: `ckpt checkpoint --wait` of it
+/// names that image (it waited for IMAGE, which the process never writes, and failed).
+#[test]
+fn checkpoint_wait_of_a_forked_process_names_its_own_image() {
+    let wd = Workdir::new("cli-forked");
+    let img = wd.image();
+    let c = ckpt_cmd(&["run", "--image", img.to_str().unwrap(), "--", "bash", "-c", "( while :; do echo tick; sleep 0.05; done ) & echo $!; wait"]);
+    let mut root = Proc::spawn(c, "bash with a forked subshell");
+    let lines = root.wait_until(|l| l.iter().filter(|l| *l == "tick").count() >= 2 && l.iter().any(|l| l.parse::<u32>().is_ok()), SHORT, "the subshell's PID and ticks");
+    let sub: u32 = lines.iter().find_map(|l| l.parse().ok()).unwrap();
+    let out = ckpt_cmd(&["checkpoint", &sub.to_string(), "--wait"]).output().unwrap();
+    let (said, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "checkpoint --wait of the subshell: {said} {err}");
+    let own = format!("{}-{sub}", img.display());
+    assert!(said.starts_with(&format!("{own} ")) && said.contains(" bytes ("), "{said}");
+    assert!(std::path::Path::new(&own).exists() && !img.exists());
+    root.kill_tree();
+}
+
 #[test]
 fn restart_stopped_lets_gdb_attach_then_continues() {
     let wd = Workdir::new("cli-stopped");

@@ -307,6 +307,57 @@ print("got", b.recv(100).decode(), flush=True)
     assert_eq!(restored.lines().last().unwrap(), "got after", "{}", restored.stderr());
 }
 
+/// A server's accepted unix connection whose client has sent its last bytes and closed (a
+/// PostgreSQL backend whose client just said goodbye): the accepted socket has the listener's
+/// path as its own address and no peer any more. It comes back with its bytes, then end of
+/// file, beside the listener, which listens on that path again (it was bound to the path too,
+/// and the restart refused: "its path changed while the restart was planned").
+#[test]
+fn an_accepted_unix_connection_whose_client_closed_comes_back_beside_its_listener() {
+    let wd = Workdir::new("accepted-closed");
+    let script = r#"
+import os, socket, sys, time
+p = sys.argv[1] + "/server.sock"
+l = socket.socket(socket.AF_UNIX)
+l.bind(p)
+l.listen()
+c = socket.socket(socket.AF_UNIX)
+c.connect(p)
+a, _ = l.accept()
+c.sendall(b"goodbye")
+c.close()
+print("ready", flush=True)
+while not os.path.exists(sys.argv[1] + "/go"):
+    time.sleep(0.01)
+print("got", a.recv(100).decode(), "then", len(a.recv(100)), flush=True)
+n, _ = l.accept()
+n.sendall(b"still listening")
+n.close()
+"#;
+    let mut c = Command::new("python3");
+    c.args(["-c", script]).arg(&wd.path);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python with a listener and a closed client's connection");
+    orig.wait_lines(1, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    std::fs::write(wd.path.join("go"), "").unwrap();
+    let mut restored = Proc::restart(&wd.image());
+    let deadline = Instant::now() + LONG;
+    while restored.lines().is_empty() {
+        if let Some(st) = restored.try_exit() {
+            panic!("the restart ended ({st}): {}", restored.stderr());
+        }
+        assert!(Instant::now() < deadline, "the restored server said nothing: {}", restored.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(restored.lines(), ["got goodbye then 0"], "{}", restored.stderr());
+    let mut client = std::os::unix::net::UnixStream::connect(wd.path.join("server.sock")).unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "still listening");
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+}
+
 /// A dead unix socket file at `path`, as a killed program leaves one behind.
 fn dead_socket(path: &std::path::Path, datagram: bool) {
     let _ = std::fs::remove_file(path);

@@ -302,3 +302,174 @@ fn node_set_interval() {
     };
     checkpoint_kill_restart_matches(make, 30, &wd);
 }
+
+/// "fire N ok=K" of the `sevthread` program: N, and whether K is 1.
+fn fire(l: &str) -> (i64, bool) {
+    let f: Vec<&str> = l.split(' ').collect();
+    assert!(f.len() == 3 && f[0] == "fire", "{l}");
+    (f[1].parse().unwrap(), f[2] == "ok=1")
+}
+
+/// A POSIX timer with `SIGEV_THREAD` notification (glibc's helper thread, which blocks every
+/// signal, gets the timer's signal and starts a thread for each expiry): checkpointed, killed
+/// and restarted, its notifications go on under the same `timer_t`, counting on from the
+/// checkpoint.
+#[test]
+fn sigev_thread_timer_goes_on_after_restart() {
+    let wd = Workdir::new("sevthread");
+    let mut orig = Proc::preloaded(Command::new(prog("sevthread", &["-pthread"])), &wd.image(), "sevthread");
+    let before = orig.wait_lines(5, LONG).len() as i64;
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let at_kill = orig.lines().len() as i64;
+    let restored = Proc::restart(&wd.image());
+    let lines = restored.wait_lines(10, LONG);
+    let (first, _) = fire(&lines[0]);
+    assert!(first > before && first <= at_kill + 1, "resumed at {first}: checkpoint asked after {before}, killed after {at_kill}");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(fire(l), (first + i as i64, true), "after restart: {lines:?}; stderr {}", restored.stderr());
+    }
+    // The restored program (its helper thread stopped with ptrace again) is checkpointed
+    // again, and that image goes on counting too.
+    let mut restored = restored;
+    let out = Command::new(ckpt()).args(["checkpoint", "--wait", "--kill", &restored.program_pid().to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let at_kill = fire(restored.wait_output_closed(LONG).then(|| restored.lines()).unwrap().last().unwrap()).0;
+    restored.kill9();
+    let again = Proc::restart(&wd.image());
+    let lines = again.wait_lines(5, LONG);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(fire(l), (at_kill + 1 + i as i64, true), "after the second restart: {lines:?}; stderr {}", again.stderr());
+    }
+}
+
+/// A program whose only other thread blocks every signal with a raw `rt_sigprocmask` system
+/// call, caught computing (`spin`), in a `read` of a pipe (restarted) or in `nanosleep`: each
+/// continues exactly after the restart, and the main thread still joins it at the end.
+fn a_thread_that_blocks_every_signal(mode: &str, steps: &str) {
+    let wd = Workdir::new(&format!("rawblock-{mode}"));
+    let p = prog("rawblock", &["-pthread"]);
+    let make = || {
+        let mut c = Command::new(&p);
+        c.args([mode, steps]);
+        c
+    };
+    checkpoint_kill_restart_matches(make, 40, &wd);
+}
+
+#[test]
+fn a_thread_that_blocks_every_signal_while_computing() {
+    a_thread_that_blocks_every_signal("spin", "1500");
+}
+
+#[test]
+fn a_thread_that_blocks_every_signal_in_read() {
+    a_thread_that_blocks_every_signal("pipe", "300");
+}
+
+#[test]
+fn a_thread_that_blocks_every_signal_in_nanosleep() {
+    a_thread_that_blocks_every_signal("sleep", "300");
+}
+
+/// Checkpoints that stop threads with ptrace leave the program running exactly as before: the
+/// thread blocked in `read` goes on with every byte, the timer's notifications go on counting,
+/// and both programs end as an uninterrupted run does.
+#[test]
+fn blocking_threads_go_on_after_a_checkpoint_without_kill() {
+    let wd = Workdir::new("rawblock-nokill");
+    let p = prog("rawblock", &["-pthread"]);
+    let make = || {
+        let mut c = Command::new(&p);
+        c.args(["pipe", "200"]);
+        c
+    };
+    let reference = reference_run(make(), LONG);
+    let mut orig = Proc::preloaded(make(), &wd.image(), "rawblock pipe");
+    orig.wait_lines(30, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 5, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    let st = orig.wait_exit(LONG);
+    assert!(st.success(), "{st}: {}", orig.stderr());
+    assert_eq!(orig.lines(), reference);
+
+    let wd = Workdir::new("sevthread-nokill");
+    let mut c = Command::new(prog("sevthread", &["-pthread"]));
+    c.arg("60");
+    let mut orig = Proc::preloaded(c, &wd.image(), "sevthread 60");
+    orig.wait_lines(10, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    let st = orig.wait_exit(LONG);
+    assert!(st.success(), "{st}: {}", orig.stderr());
+    let lines = orig.lines();
+    assert_eq!(lines.len(), 61, "{lines:?}");
+    for (i, l) in lines[..60].iter().enumerate() {
+        assert_eq!(fire(l), (i as i64 + 1, true), "{lines:?}");
+    }
+    assert_eq!(lines[60], "done");
+}
+
+/// The thread that blocks every signal is stopped with ptrace by a process of the program's
+/// own user, no privilege needed; a program that made itself not dumpable cannot be traced so,
+/// and its checkpoint fails with one line saying why, the program going on.
+#[test]
+fn a_blocking_thread_of_an_unprivileged_program() {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_be_another_user("a_blocking_thread_of_an_unprivileged_program") {
+        return;
+    }
+    for nodump in [false, true] {
+        let wd = Workdir::new(if nodump { "rawblock-nodump" } else { "rawblock-nobody" });
+        std::fs::set_permissions(&wd.path, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]).arg(prog("rawblock", &["-pthread"])).arg("pipe");
+        if nodump {
+            c.env("RAWBLOCK_NODUMP", "1");
+        }
+        let orig = Proc::preloaded(c, &wd.image(), "rawblock pipe as nobody");
+        orig.wait_lines(10, LONG);
+        if !nodump {
+            orig.checkpoint(&wd.image(), LONG);
+            let n = orig.lines().len();
+            orig.wait_lines(n + 5, LONG);
+            continue;
+        }
+        orig.signal(libc::SIGUSR2);
+        let err = orig.wait_stderr("checkpoint failed", LONG);
+        assert!(err.contains("blocks signal 63 and could not be stopped with ptrace instead: the program is not dumpable"), "{err}");
+        let n = orig.lines().len();
+        orig.wait_lines(n + 5, LONG);
+        assert!(!wd.image().exists());
+    }
+}
+
+/// The second image of a program whose thread blocks every signal is incremental: the page of
+/// that thread's stack where its frame was written since the first is in it, and the restart
+/// goes on from the second checkpoint, not the first.
+#[test]
+fn a_blocking_thread_in_an_incremental_image() {
+    let wd = Workdir::new("rawblock-incremental");
+    let p = prog("rawblock", &["-pthread"]);
+    let make = || {
+        let mut c = Command::new(&p);
+        c.args(["sleep", "400"]);
+        c
+    };
+    let reference = reference_run(make(), LONG);
+    let mut orig = Proc::preloaded(make(), &wd.image(), "rawblock sleep");
+    orig.wait_lines(20, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 20, LONG);
+    let at_ckpt = orig.lines().len();
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let at_kill = orig.lines().len();
+    assert!(!base_files(&wd).is_empty(), "the second image is not incremental");
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    assert!(st.success(), "{st}: {}", restored.stderr());
+    assert_continues(&reference, at_ckpt, at_kill, &restored.lines());
+}

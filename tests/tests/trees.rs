@@ -379,6 +379,80 @@ fn a_restart_is_refused_while_any_process_of_the_tree_still_runs() {
     }
 }
 
+/// A restored tree checkpointed again names the PIDs of its namespace: a process it forked after
+/// the restart has a low one there, which here is one of the kernel's threads (a PostgreSQL
+/// backend for a client that connected after the restart, say). Such a thread is not the
+/// program still running: that image restarts (it was refused, "1 process of the checkpointed
+/// tree still runs").
+#[test]
+fn a_child_forked_after_a_restart_is_not_taken_for_a_kernel_thread_of_its_pid() {
+    let wd = Workdir::new("tree-low-pid");
+    let image = wd.image();
+    let go = wd.path.join("go");
+    let mut c = Command::new("bash");
+    c.args(["-c", &format!("i=0; while :; do i=$((i+1)); echo $i; if [ -e '{0}' ]; then rm '{0}'; sleep 1000 & echo child $!; fi; sleep 0.05; done", go.display())]);
+    let mut orig = Proc::preloaded(c, &image, "bash");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&image, LONG);
+    orig.kill_tree();
+
+    let mut first = Proc::restart(&image);
+    first.wait_lines(3, LONG);
+    std::fs::write(&go, "").unwrap();
+    let lines = first.wait_until(|l| l.iter().any(|l| l.starts_with("child ")), LONG, "a child forked after the restart");
+    let child: u32 = lines.iter().find_map(|l| l.strip_prefix("child ")).unwrap().parse().unwrap();
+    first.checkpoint(&image, LONG);
+    first.kill_tree();
+    // Its PID in the namespace, seen here: field 9 of stat, the flags, has PF_KTHREAD.
+    let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+    let flags: u64 = stat.rsplit(") ").next().and_then(|r| r.split(' ').nth(6)).and_then(|f| f.parse().ok()).unwrap_or(0);
+    if flags & 0x0020_0000 == 0 {
+        skip("a_child_forked_after_a_restart_is_not_taken_for_a_kernel_thread_of_its_pid", &format!("PID {child} is no kernel thread on this machine"));
+        return;
+    }
+    let mut again = Proc::restart(&image);
+    let deadline = std::time::Instant::now() + LONG;
+    while again.lines().len() < 3 {
+        if let Some(st) = again.try_exit() {
+            panic!("the second generation was not restarted ({st}): {}", again.stderr());
+        }
+        assert!(std::time::Instant::now() < deadline, "the restarted bash printed nothing: {}", again.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    again.kill_tree();
+}
+
+/// A tree whose child cannot be restored (a file it mapped shared, and holds open as Python's
+/// `mmap` does, is gone: PostgreSQL's parallel query segments, removed once the query ended) is
+/// refused whole, exit status 2, and
+/// `ckpt restart` does not first say which process "the restored program is": nothing was
+/// restored. The child's line says why.
+#[test]
+fn a_tree_refused_by_one_of_its_processes_announces_no_restored_program() {
+    let wd = Workdir::new("tree-refused-member");
+    let shared = wd.path.join("shared");
+    std::fs::write(&shared, vec![0u8; 4096]).unwrap();
+    let script = "import mmap, os, sys, time\n\
+        if os.fork() == 0:\n    f = open(sys.argv[1], 'r+b'); m = mmap.mmap(f.fileno(), 4096); f.close()\n    while True: m[0] = (m[0] + 1) % 256; time.sleep(0.01)\n\
+        i = 0\nwhile True:\n    i += 1; print(i, flush=True); time.sleep(0.02)\n";
+    let mut c = Command::new("python3");
+    c.args(["-c", script]).arg(&shared);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python3 and its child mapping a file");
+    orig.wait_lines(5, LONG);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    std::fs::remove_file(&shared).unwrap();
+    let mut c = Command::new(ckpt());
+    c.arg("restart").arg(wd.image());
+    let mut refused = Proc::spawn(c, "ckpt restart of the tree");
+    let st = refused.wait_exit(LONG);
+    let err = refused.stderr();
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{} is gone since the checkpoint", shared.display())) && err.contains("nothing was restored"), "{err}");
+    assert!(!err.contains("the restored program is process"), "{err}");
+    assert!(refused.lines().is_empty(), "{:?}", refused.lines());
+}
+
 /// A process of the tree that did not load the library (started without `LD_PRELOAD`) is never
 /// sent the checkpoint signal: the checkpoint fails with one line naming it, the whole tree
 /// runs on, and the previous image stays as it was.

@@ -102,6 +102,8 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     // Checkpoints the process had begun before this one: ours is a later one.
     let base = page.read().map_or(0, |s| s.started);
     let before = identity(&image);
+    let own = own_image(&image, pid);
+    let before_own = identity(&own);
     let started = Instant::now();
     let sent = if a.kill {
         ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT)
@@ -114,8 +116,17 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     if !(a.wait || a.kill) {
         return Ok(ExitCode::SUCCESS);
     }
-    let request = Request { asked, pid, image, signal, kill: a.kill, timeout: a.timeout, started, before };
+    let request = Request { asked, pid, image, own, signal, kill: a.kill, timeout: a.timeout, started, before, before_own };
     request.wait(page, base)
+}
+
+/// The image a process writes when it descends from the one that started with the library (a
+/// child it ran, or forked: a daemon's server that left its tree): `IMAGE-PID`, by the PID it
+/// has in its own namespace.
+fn own_image(image: &Path, pid: u32) -> PathBuf {
+    let mut own = image.as_os_str().to_owned();
+    own.push(format!("-{}", crate::report::own_pid(pid)));
+    PathBuf::from(own)
 }
 
 /// Refuses a process that is not running under libckpt.so, or that took the checkpoint
@@ -194,16 +205,30 @@ struct Request {
     asked: u32,
     pid: u32,
     image: PathBuf,
+    /// Where the process writes instead if it descends from another ([`own_image`]).
+    own: PathBuf,
     signal: i32,
     /// The last checkpoint was asked for.
     kill: bool,
     timeout: f64,
     started: Instant,
-    /// The image at the path before it.
+    /// The image at the path before it, and at `own`.
     before: Option<crate::imagefile::FileId>,
+    before_own: Option<crate::imagefile::FileId>,
 }
 
 impl Request {
+    /// The image the process wrote: at its image path, or, when only its own (`IMAGE-PID`)
+    /// is new, that one.
+    fn written(&self) -> &Path {
+        let new_own = identity(&self.own).is_some_and(|id| Some(id) != self.before_own);
+        if new_own && identity(&self.image) == self.before {
+            &self.own
+        } else {
+            &self.image
+        }
+    }
+
     /// Waits for the checkpoint: for what the process's report page says of it, or, without
     /// one, for its image file; shows the writer's progress on a terminal.
     fn wait(&self, mut page: crate::report::Page, mut base: u32) -> Outcome {
@@ -231,7 +256,7 @@ impl Request {
                     }
                     Some(_) => {
                         end_progress();
-                        return outcome(asked, pid, image, &s, started, deadline);
+                        return outcome(asked, pid, self.written(), &s, started, deadline);
                     }
                     None => {}
                 }
@@ -262,14 +287,15 @@ impl Request {
             std::thread::sleep(Duration::from_millis(5));
         }
         end_progress();
-        print_written(image, started)
+        print_written(self.written(), started)
     }
 
     /// A process without a report page (it could not have one), followed by its image file
     /// and its writer: whether the new image is there, or why the checkpoint failed.
     fn written_without_page(&self, saw_writer: &mut bool) -> Result<bool, (u8, String)> {
         let (asked, pid, image) = (self.asked, self.pid, &self.image);
-        if identity(image).is_some_and(|id| Some(id) != self.before) && !(self.kill && alive(pid)) {
+        let new = identity(image).is_some_and(|id| Some(id) != self.before) || identity(&self.own).is_some_and(|id| Some(id) != self.before_own);
+        if new && !(self.kill && alive(pid)) {
             return Ok(true);
         }
         let writing = writer_file(pid, image).is_some();

@@ -5,7 +5,7 @@ use ckpt_image::fds::FdKind;
 use ckpt_image::frame::{Prstatus, USER_REGS};
 use crate::imagefile::{check_bases, read_meta, BaseCheck, FileHoles, ImageFile};
 use ckpt_image::verify::{check_region, check_saved_file};
-use ckpt_image::{note, Image, ProcessState, PAGE_SIZE};
+use ckpt_image::{ipc, note, Image, ProcessState, PAGE_SIZE};
 use clap::Args;
 use serde_json::{json, Value};
 use std::fs::File;
@@ -141,6 +141,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Resu
     }
     let regions = regions_json(opened, &image, &name, &mut v).map_err(bad)?;
     let fds = descriptors_json(opened, &image, &name, &mut v).map_err(bad)?;
+    let ipc_objects = ipc_json(&image).map_err(bad)?;
     let (regs, blocked) = registers_json(&image);
     let handled: Vec<u32> = (0..64).filter(|&i| st.sigactions[i].handler > 1).map(|i| i as u32 + 1).collect();
     let ignored: Vec<u32> = (0..64).filter(|&i| st.sigactions[i].handler == 1).map(|i| i as u32 + 1).collect();
@@ -170,7 +171,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Resu
         "kernel": st.kernel_str(), "xsave_features": format!("{:#x}", st.xfeatures), "xsave_bytes": st.xstate_size,
         "checkpoint_signal": st.ckpt_signal, "interval_ms": st.interval_ms, "origin": origin,
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
-        "timers": timers, "descriptors": fds, "regions": regions, "tree": tree,
+        "timers": timers, "descriptors": fds, "ipc": ipc_objects, "regions": regions, "tree": tree,
     });
     let restartable = problem.is_none();
     Ok((doc, restartable, checked))
@@ -253,17 +254,42 @@ fn descriptors_json(opened: &ImageFile, image: &Image, name: &str, v: &mut Verdi
     for item in image.fds() {
         let (rec, path) = item?;
         let sock = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd);
+        let pty = image.ptys().filter_map(Result::ok).find(|p| p.0.fd == rec.fd);
+        // A POSIX message queue: an unsupported descriptor to an older reader, restored with the
+        // IPC objects.
+        let queue = rec.kind == FdKind::Unsupported && image.ipc_objects().map_while(Result::ok).any(|o| o.kind == ipc::KIND_MQ && o.id == rec.fd);
+        let kind = if queue { "mqueue".to_string() } else { format!("{:?}", rec.kind).to_lowercase() };
         fds.push(json!({
-            "fd": rec.fd, "kind": format!("{:?}", rec.kind).to_lowercase(), "flags": format!("{:#o}", rec.open_flags),
+            "fd": rec.fd, "kind": kind, "flags": format!("{:#o}", rec.open_flags),
             "cloexec": rec.fd_flags & 1 != 0, "offset": rec.offset, "path": String::from_utf8_lossy(path),
-            "restored": !matches!(rec.kind, FdKind::Unsupported),
-            "socket": sock.map(|s| describe_socket(&s)), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
+            "restored": queue || !matches!(rec.kind, FdKind::Unsupported),
+            "socket": sock.map(|s| describe_socket(&s)), "pty": pty.map(|p| describe_pty(&p.0, p.1.len(), p.2.len())), "queued_bytes": (rec.blob_len > 0 && rec.kind != FdKind::Deleted && rec.kind != FdKind::MemFd).then_some(rec.blob_len),
         }));
         if let Err(e) = check_saved_file(file, &rec, &holes) {
             v.damaged(format!("{name}: {e}"));
         }
     }
     Ok(fds)
+}
+
+/// The System V objects and POSIX message queues the process used (`NT_CKPT_IPC`).
+fn ipc_json(image: &Image) -> Result<Vec<Value>, ckpt_image::ImageError> {
+    let mut out = Vec::new();
+    for o in image.ipc_objects() {
+        let o = o?;
+        let kind = match o.kind {
+            ipc::KIND_SHM => "shm",
+            ipc::KIND_SEM => "sem",
+            ipc::KIND_MSG => "msg",
+            _ => "mqueue",
+        };
+        let name = o.mq_queue().map(|q| format!("/{}", String::from_utf8_lossy(q.name)));
+        out.push(json!({
+            "kind": kind, "id": o.id, "key": format!("{:#x}", o.key as u32), "mode": format!("{:#o}", o.mode), "uid": o.uid, "gid": o.gid,
+            "size": o.size, "count": o.count, "name": name, "values": (o.kind == ipc::KIND_SEM).then(|| o.values().collect::<Vec<_>>()),
+        }));
+    }
+    Ok(out)
 }
 
 /// The main thread's registers by name, and its blocked-signal mask.
@@ -438,6 +464,7 @@ fn print_table(d: &Value) {
     print_verdict(d);
     print_process(d);
     print_descriptors(d);
+    print_ipc(d);
     print_tree(d);
     print_regions(d);
 }
@@ -515,9 +542,22 @@ fn print_descriptors(d: &Value) {
         // (A JSON value ignores widths: each is made a string first.)
         row!(
             "  {:>4}  {:<11} flags {:<8} offset {:<12} {}{}",
-            s(&f["fd"]), s(&f["kind"]), s(&f["flags"]), s(&f["offset"]), f["socket"].as_str().unwrap_or(&s(&f["path"])),
+            s(&f["fd"]), s(&f["kind"]), s(&f["flags"]), s(&f["offset"]), f["socket"].as_str().or(f["pty"].as_str()).unwrap_or(&s(&f["path"])),
             if f["restored"] == true { "" } else { "  (not restored)" }
         );
+    }
+}
+
+/// The System V objects and POSIX message queues (nothing when there are none).
+fn print_ipc(d: &Value) {
+    for o in d["ipc"].as_array().unwrap() {
+        let what = match s(&o["kind"]).as_str() {
+            "shm" => format!("shm segment {} key {} mode {} {} bytes", o["id"], s(&o["key"]), s(&o["mode"]), o["size"]),
+            "sem" => format!("semaphore set {} key {} mode {} values {}", o["id"], s(&o["key"]), s(&o["mode"]), o["values"]),
+            "msg" => format!("message queue {} key {} mode {} {} messages", o["id"], s(&o["key"]), s(&o["mode"]), o["count"]),
+            _ => format!("POSIX queue {} (fd {}) mode {} {} messages", s(&o["name"]), o["id"], s(&o["mode"]), o["count"]),
+        };
+        row!("ipc          {what}");
     }
 }
 
@@ -567,6 +607,20 @@ fn counted(n: u64, one: &str, many: &str) -> String {
 }
 
 /// A socket as people say it: "unix stream listening on /run/x.sock", "tcp to 10.0.0.1:80".
+/// A descriptor on a pseudo-terminal, in words: which end of which pair, the session it
+/// controls, and the bytes queued in it each way.
+fn describe_pty(p: &ckpt_image::pty::PtyRecord, to_slave: usize, to_master: usize) -> String {
+    let end = if p.is_master() { "pty master of /dev/pts/" } else { "pty slave /dev/pts/" };
+    let mut text = format!("{end}{}", p.index);
+    if p.flags & ckpt_image::pty::CTTY != 0 {
+        text += &format!(", terminal of session {} (foreground {})", p.sid, p.fg_pgrp);
+    }
+    if to_slave + to_master > 0 {
+        text += &format!(", {to_slave} bytes queued to the slave, {to_master} to the master");
+    }
+    text
+}
+
 fn describe_socket(s: &ckpt_image::sockets::SocketRecord) -> String {
     use ckpt_image::sockets as k;
     use ckpt_sigsafe::sockets::Addr;

@@ -42,7 +42,7 @@ pub fn program_behind(pid: u32) -> u32 {
 }
 
 /// The PID `pid` has in its own PID namespace (what its report page names as its owner).
-fn own_pid(pid: u32) -> u32 {
+pub fn own_pid(pid: u32) -> u32 {
     let status = std::fs::read(format!("/proc/{pid}/status")).unwrap_or_default();
     proctext::status_field(&status, b"NSpid:")
         .and_then(|v| v.split(|c| c.is_ascii_whitespace()).rfind(|w| !w.is_empty()))

@@ -40,6 +40,19 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Bytes still free in the buffer.
+    pub fn room(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Overwrites the u32 at `at`, already written (a length known only later).
+    pub fn patch_u32(&mut self, at: usize, v: u32) {
+        match self.buf.get_mut(at..at + 4).filter(|_| at + 4 <= self.pos) {
+            Some(dst) => dst.copy_from_slice(&v.to_le_bytes()),
+            None => self.overflow = true,
+        }
+    }
+
     pub fn zeros(&mut self, n: usize) {
         match self.buf.get_mut(self.pos..self.pos + n) {
             Some(dst) => {

@@ -43,6 +43,11 @@ pub const NT_CKPT_SHARED: u32 = 0x434b_000c;
 pub const NT_CKPT_FILEMAPS: u32 = 0x434b_000d;
 pub const NT_CKPT_CHAIN: u32 = 0x434b_000e;
 pub const NT_CKPT_ORIGIN: u32 = 0x434b_000f;
+/// Descriptors on pseudo-terminals (`crate::pty`); with [`NT_CKPT_IGNORABLE`] when it holds no
+/// master end.
+pub const NT_CKPT_PTYS: u32 = 0x434b_0013;
+/// The System V IPC objects the process used (see `ipc`); an older reader restores without them.
+pub const NT_CKPT_IPC: u32 = 0x434b_0014 | NT_CKPT_IGNORABLE;
 /// The files the program could write in place, as they were (see `written`). Ignorable: a
 /// reader without it restores without checking them, as before it.
 pub const NT_CKPT_WRITTEN: u32 = 0x434b_0015 | NT_CKPT_IGNORABLE;
@@ -50,7 +55,7 @@ pub const NT_CKPT_WRITTEN: u32 = 0x434b_0015 | NT_CKPT_IGNORABLE;
 /// Whether this reader knows "CKPT" note type `t` (or may ignore it): an image holding any other
 /// was made by a newer ckpt, and restoring it without that note would not be the process.
 pub fn note_type_understood(t: u32) -> bool {
-    (NT_CKPT_STATE..=NT_CKPT_ORIGIN).contains(&t) || t & NT_CKPT_IGNORABLE != 0
+    (NT_CKPT_STATE..=NT_CKPT_ORIGIN).contains(&t) || t == NT_CKPT_PTYS || t & NT_CKPT_IGNORABLE != 0
 }
 
 /// Rounds `v` up to a whole page.

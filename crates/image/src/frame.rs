@@ -51,6 +51,75 @@ pub mod greg {
     pub const CSGSFS: usize = 18;
 }
 
+/// Indices into `struct user_regs_struct` (what `PTRACE_GETREGSET` of `NT_PRSTATUS` gives, in
+/// the order of [`USER_REGS`]).
+pub mod ureg {
+    pub const R15: usize = 0;
+    pub const R14: usize = 1;
+    pub const R13: usize = 2;
+    pub const R12: usize = 3;
+    pub const RBP: usize = 4;
+    pub const RBX: usize = 5;
+    pub const R11: usize = 6;
+    pub const R10: usize = 7;
+    pub const R9: usize = 8;
+    pub const R8: usize = 9;
+    pub const RAX: usize = 10;
+    pub const RCX: usize = 11;
+    pub const RDX: usize = 12;
+    pub const RSI: usize = 13;
+    pub const RDI: usize = 14;
+    pub const ORIG_RAX: usize = 15;
+    pub const RIP: usize = 16;
+    pub const CS: usize = 17;
+    pub const EFLAGS: usize = 18;
+    pub const RSP: usize = 19;
+    pub const SS: usize = 20;
+    pub const FS_BASE: usize = 21;
+    pub const GS_BASE: usize = 22;
+    /// How many registers the structure holds.
+    pub const COUNT: usize = 27;
+}
+
+/// `FP_XSTATE_MAGIC2`: the word right after a signal frame's XSAVE area (at its
+/// `xstate_size`), which says the area is whole.
+pub const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
+/// Bytes of a frame's `rt_sigframe` below its FPU area: the return address, the `ucontext`
+/// and the `siginfo`.
+pub const RT_SIGFRAME_SIZE: usize = 8 + UCONTEXT_SIZE + 128;
+/// `uc_flags`: the frame's FPU area is an XSAVE area; `ss` is in the frame and is restored.
+const UC_FP_XSTATE: u64 = 1;
+const UC_SIGCONTEXT_SS: u64 = 2;
+const UC_STRICT_RESTORE_SS: u64 = 4;
+/// `SS_DISABLE`: no alternate signal stack.
+const SS_DISABLE: u32 = 2;
+
+/// Writes the `UCONTEXT_SIZE` bytes of a `ucontext` that `rt_sigreturn` resumes as a thread
+/// with registers `regs` (a `user_regs_struct`, see [`ureg`]), signal mask `sigmask` and its FPU
+/// state at `fpstate` (an XSAVE area if `xsave`, else a plain FXSAVE area), without an alternate
+/// signal stack. The kernel builds the same for a signal it delivers; this is for a thread
+/// that was stopped without one.
+pub fn write_ucontext(w: &mut Writer, regs: &[u64; ureg::COUNT], sigmask: u64, fpstate: u64, xsave: bool) {
+    use ureg::*;
+    w.u64(if xsave { UC_FP_XSTATE } else { 0 } | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS);
+    w.u64(0); // uc_link
+    w.u64(0); // uc_stack.ss_sp
+    w.u32(SS_DISABLE);
+    w.u32(0);
+    w.u64(0); // uc_stack.ss_size
+    let r = regs;
+    let csgsfs = (r[CS] & 0xffff) | (r[SS] & 0xffff) << 48;
+    for v in [
+        r[R8], r[R9], r[R10], r[R11], r[R12], r[R13], r[R14], r[R15], r[RDI], r[RSI], r[RBP], r[RBX], r[RDX], r[RAX], r[RCX],
+        r[RSP], r[RIP], r[EFLAGS], csgsfs, 0, /* err */ 0, /* trapno */ sigmask, /* oldmask */ 0, /* cr2 */
+    ] {
+        w.u64(v);
+    }
+    w.u64(fpstate);
+    w.zeros(8 * 8); // reserved
+    w.u64(sigmask);
+}
+
 /// The parts of a signal frame's `ucontext` that the image needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SigContext {

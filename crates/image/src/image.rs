@@ -229,6 +229,13 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Malformed("an inotify watch names no inotify descriptor"));
             }
         }
+        for t in self.ptys() {
+            let (t, _, _) = t?;
+            let on_device = self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == t.fd && matches!(f.kind, FdKind::Device | FdKind::Inherit)));
+            if !on_device {
+                return Err(ImageError::Malformed("a pty record names no descriptor on a device"));
+            }
+        }
         for f in self.fds() {
             let (f, _) = f?;
             let missing = f.same_as < 0
@@ -319,6 +326,14 @@ impl<'a> Image<'a> {
         Notes::new(self.notes).filter_map(Result::ok).find(|n| n.name == name && n.n_type == n_type)
     }
 
+    /// The descriptors on pseudo-terminals (none when the note is absent), whichever of its two
+    /// types it has (see [`crate::pty`]).
+    pub fn ptys(&self) -> crate::pty::PtyIter<'a> {
+        let t = crate::NT_CKPT_PTYS;
+        let note = self.note(CKPT_NOTE_NAME, t).or_else(|| self.note(CKPT_NOTE_NAME, t | crate::NT_CKPT_IGNORABLE));
+        crate::pty::records(note.map(|n| n.desc).unwrap_or(&[]))
+    }
+
     /// The epoll registrations (none when the note is absent).
     pub fn epoll_registrations(&self) -> EpollIter<'a> {
         let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_EPOLL).map(|n| n.desc).unwrap_or(&[]);
@@ -383,6 +398,11 @@ impl<'a> Image<'a> {
     pub fn origin(&self) -> Option<Result<crate::origin::Origin<'a>, ImageError>> {
         let desc = self.note(CKPT_NOTE_NAME, crate::NT_CKPT_ORIGIN)?.desc;
         Some(crate::origin::Origin::parse(desc))
+    }
+
+    /// The System V IPC objects the process used (none when the note is absent).
+    pub fn ipc_objects(&self) -> crate::bytes::Records<'a, crate::ipc::IpcRecord<'a>> {
+        crate::ipc::records(self.note(CKPT_NOTE_NAME, crate::NT_CKPT_IPC).map(|n| n.desc).unwrap_or(&[]))
     }
 
     /// The files the program could write in place, as they were (none when the note is absent:

@@ -39,6 +39,21 @@ pub const MAX_WATCHES: usize = 8192;
 /// 2^31 would otherwise hold the restart for hours.
 pub const MAX_WATCH_GAP: u64 = 1 << 16;
 
+/// Most bytes a checkpoint keeps of what is queued in one direction of a pseudo-terminal pair
+/// (a line discipline holds 4 KiB, and its flip buffers up to 64 KiB more).
+pub const MAX_PTY_QUEUE: usize = 64 << 10;
+
+/// Most pseudo-terminal pairs a restart makes again for one image (a whole tree).
+pub const MAX_PTYS: usize = 64;
+/// Most System V IPC objects (segments, semaphore sets, message queues) whose IDs libckpt
+/// remembers (from the interposed `shmget`, `semget` and `msgget`) and one process's image
+/// records; one past them is named at checkpoint and not restored.
+pub const MAX_IPC_OBJECTS: usize = 256;
+
+/// Most bytes of System V IPC records (semaphore values and queued messages) in one process's
+/// image.
+pub const MAX_IPC_BYTES: usize = 4 << 20;
+
 /// Largest file the checkpoint hashes whole among those the program could write in place
 /// (`NT_CKPT_WRITTEN`): a restart compares its bytes; a larger file, only its size and times.
 pub const WRITTEN_HASH_MAX: u64 = 4 << 20;
@@ -115,3 +130,4 @@ mod tests {
         assert_eq!(a.plus(b), Counts { regions: 7, fds: 8, threads: 12 });
     }
 }
+

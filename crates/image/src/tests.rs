@@ -1130,3 +1130,38 @@ fn a_standalone_copy_takes_its_pages_in_from_the_base() {
     plan.write_headers(&base, |_| unreachable!(), &mut same).unwrap();
     assert_eq!(same, base_meta);
 }
+
+/// A pty note is read under either of its types, each record must name a descriptor on a
+/// device (or a standard one), and only a note with a master's record is one an older reader
+/// must not skip.
+#[test]
+fn pty_records_name_their_descriptors() {
+    use crate::pty::{PtyRecord, MASTER};
+    let fds = |kind: FdKind| {
+        let rec = FdRecord {
+            fd: 5, kind, open_flags: 2, fd_flags: 0, offset: 0, same_as: -1, mode: 0o20620, dev: 1, ino: 2, size: 0,
+            mtime_sec: 0, mtime_nsec: 0, blob_offset: 0, blob_len: 0, blob_hash: 0, aux: 0, uid: 0, birth: None,
+        };
+        let mut v = vec![0u8; FdRecord::encoded_len(10)];
+        rec.write(&mut Writer::new(&mut v), b"/dev/pts/3");
+        v
+    };
+    let with = |kind: FdKind, flags: u32, t: u32| {
+        let mut desc = vec![0u8; 96];
+        let mut w = Writer::new(&mut desc);
+        PtyRecord { fd: 5, flags, index: 3, ..PtyRecord::default() }.write(&mut w, b"", b"queued");
+        let len = w.finish().unwrap();
+        let mut note = vec![0u8; note_size(CKPT_NOTE_NAME, len)];
+        write_note(&mut Writer::new(&mut note), CKPT_NOTE_NAME, t, &desc[..len]);
+        parse_changed(|d| {
+            d.fds = fds(kind);
+            d.trailing_notes = note;
+        })
+    };
+    assert_eq!(with(FdKind::Device, MASTER, NT_CKPT_PTYS), Ok(()));
+    assert_eq!(with(FdKind::Device, MASTER, NT_CKPT_PTYS | NT_CKPT_IGNORABLE), Ok(()));
+    assert_eq!(with(FdKind::File, MASTER, NT_CKPT_PTYS), malformed("a pty record names no descriptor on a device"));
+    assert_eq!(with(FdKind::Device, 0, NT_CKPT_PTYS), malformed("bytes queued in a pty record of a slave"));
+    assert_eq!(with(FdKind::Device, MASTER | 64, NT_CKPT_PTYS), malformed("bad pty record"));
+    assert!(note_type_understood(NT_CKPT_PTYS));
+}

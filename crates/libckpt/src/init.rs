@@ -94,6 +94,7 @@ fn note_lineage(me: u64) {
 fn prepare_modules() {
     crate::guard::prepare();
     crate::watches::prepare();
+    crate::ipcids::prepare();
     crate::invisible::prepare();
     crate::exec::prepare();
     crate::checkpoint::track::prepare();

@@ -9,7 +9,8 @@
 //!   handler sends and [`guard`] keeps the program from taking.
 //! - [`guard`] interposes `sigaction`/`signal` to notice a program taking the checkpoint
 //!   signal for itself; [`invisible`] interposes the sleeps and waits a checkpoint would cut
-//!   short; [`watches`] `inotify_add_watch`, for the paths of watches; [`dropped`] `madvise`,
+//!   short; [`watches`] `inotify_add_watch`, for the paths of watches; [`ipcids`]
+//!   `shmget`, `semget` and `msgget`, for the System V objects to record; [`dropped`] `madvise`,
 //!   so that pages a restored process drops read as zeros again.
 //!
 //! The crate is `no_std` without `alloc`, so "the handler does not allocate" is checked by the
@@ -42,6 +43,10 @@ mod init;
 // unsafe: interposes sleeps and waits, passing C pointers on to libc.
 #[allow(unsafe_code)]
 mod invisible;
+// unsafe: interposes `shmget`, `semget`, `msgget`, `semop` and `semtimedop` (found by `dlsym`),
+// reading the operations a caller passes.
+#[allow(unsafe_code)]
+mod ipcids;
 // unsafe: a static written once by the constructor, read by the writer.
 #[allow(unsafe_code)]
 mod origin;

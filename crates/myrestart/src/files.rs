@@ -89,6 +89,17 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: Parked, p: &mut Plan
         let (rec, path) = item.map_err(|e| refuse(image_path, format_args!("{e}")))?;
         if (0..3).contains(&rec.fd) {
             open_std[rec.fd as usize] = true;
+        }
+        // An end of a pseudo-terminal whose master is in the image: that pair's (`pty`).
+        if let Some(src) = crate::pty::end(image_path, image, &rec, p)? {
+            if p.nfds == p.fds.len() {
+                return Err(refuse(image_path, format_args!("more than {} descriptors to restore", p.fds.len())));
+            }
+            p.fds[p.nfds] = FdSlot { target: rec.fd, src, cloexec: rec.fd_flags & 1 != 0 };
+            p.nfds += 1;
+            continue;
+        }
+        if (0..3).contains(&rec.fd) {
             // A standard descriptor that is a pipe between processes of a tree is that pipe
             // again; one that leads outside the tree is myrestart's own, as with --inherit-stdio.
             let internal = rec.kind == FdKind::Pipe && p.pipes[..p.npipes].iter().any(|s| s.ino == rec.ino && s.pooled && s.rd.is_some() && s.wr.is_some());
@@ -104,6 +115,8 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: Parked, p: &mut Plan
         };
         let src = match rec.kind {
             FdKind::Inherit => continue,
+            // A POSIX message queue comes back with the IPC objects (`ipc::open_queues`).
+            FdKind::Unsupported if image.ipc_objects().map_while(Result::ok).any(|r| r.kind == ckpt_image::ipc::KIND_MQ && r.id == rec.fd) => continue,
             FdKind::Unsupported => {
                 say!("myrestart: fd {} ({}) is not restored (ckpt cannot save this kind of descriptor); it stays closed", rec.fd, Lossy(path));
                 continue;
@@ -1096,7 +1109,8 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
 }
 
 /// Before the processes of a tree exist: the kernel objects they share, made once so that each
-/// process (created below this one) inherits them: every pipe, holding its bytes, and shared
+/// process (created below this one) inherits them: every pipe, holding its bytes, every
+/// pseudo-terminal pair whose master is in the tree (`pty`), and shared
 /// memory that no descriptor stands for. Each process then takes its ends and mappings from
 /// these, by inode ([`pipe_end`], [`shared_memory_slot`]).
 /// With `inherit_stdio`, no process's descriptors 0, 1 and 2 are made (each has myrestart's own,
@@ -1108,6 +1122,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan, inherit_stdio: bool) -> Result<(), 
     for m in 0..p.ntree {
         let Some(image) = part_image(image_path, p, m)? else { continue };
         pool_pipes(image_path, &image, &mut ends, p)?;
+        crate::pty::pool_member(image_path, &image, p)?;
         crate::sockets::pool_pairs(image_path, &image, &tree.socks[..tree.nsocks], p)?;
         pool_files(image_path, &image, m, &tree, p, inherit_stdio)?;
         pool_objects(image_path, &image, &tree, p)?;

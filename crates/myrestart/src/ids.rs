@@ -61,6 +61,7 @@ fn forwarded_mask() -> u64 {
 /// (exit status 2), with the line that says why. The supervising processes never return.
 pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     let pid = p.state.pid;
+    p.ipc_wanted = crate::ipc::check(opts.image, p)?;
     if !opts.new_ids {
         match enter_namespaces(p, pid) {
             Ok(()) => {
@@ -84,6 +85,9 @@ pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
                 );
             }
         }
+    }
+    if p.ipc_wanted {
+        say!("myrestart: the program's System V IPC objects are not made again without the PID namespace: their IDs may name nothing, or another program's objects");
     }
     say_stopped(p, own_pid(), false);
     Ok(())
@@ -128,8 +132,10 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
     // With CAP_SYS_ADMIN (root, as a rule) a PID namespace alone will do, and the program keeps
     // its privileges over everything outside (a user namespace would confine them to itself).
     let privileged = rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN));
-    let pid_only = (k::CLONE_NEWPID) as usize;
-    let with_user = (k::CLONE_NEWUSER | k::CLONE_NEWPID) as usize;
+    // The program's System V objects come back under their IDs in an IPC namespace of its own.
+    let ipc = if p.ipc_wanted { k::CLONE_NEWIPC } else { 0 };
+    let pid_only = (k::CLONE_NEWPID | ipc) as usize;
+    let with_user = (k::CLONE_NEWUSER | k::CLONE_NEWPID | ipc) as usize;
     let (init, own_user_ns) = match privileged.then(|| sys::clone_raw(pid_only)) {
         Some(Ok(init)) => (init, false),
         _ => (sys::clone_raw(with_user).map_err(|e| Fallback::Because("cannot create user and PID namespaces", Some(e)))?, true),
@@ -164,9 +170,15 @@ fn enter_namespaces(p: &mut Plan, pid: u32) -> Result<(), Fallback> {
         let errno = (got == 4).then(|| Errno::from_raw_os_error(u32::from_ne_bytes(word) as i32));
         return Err(Fallback::Because("cannot give the program its PID in a new namespace", errno));
     }
+    // A tree: its processes check their own parts now, and any of them may refuse the restart;
+    // init says when all have passed every check (or ends, and nothing was restored, which the
+    // program's process is then not said to be).
+    let checked = p.ntree == 0 || read_full(ready_rd.as_fd(), &mut [0u8; 1]) == 1;
     drop(ready_rd);
     let program = if pid == 1 { Some(init) } else { find_child(init) };
-    say_stopped(p, program.unwrap_or(init), true);
+    if checked {
+        say_stopped(p, program.unwrap_or(init), true);
+    }
     drop(said_wr);
     drop_parked(p, &[from_init, p.status]);
     supervise(init, forwarded_mask(), true, Relay { from_init, status: p.status, ..Relay::NONE })
@@ -254,6 +266,12 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) ->
         say!("myrestart: cannot mount /proc for the new PID namespace: {}", describe(e));
         fail(e);
     }
+    if p.ipc_wanted {
+        if let Err(e) = crate::ipc::make_all(p) {
+            fail(e);
+        }
+        p.own_ipc = true;
+    }
     if pid == 1 {
         if p.ntree > 0 {
             say!("myrestart: the root of a process tree cannot be PID 1 of its namespace");
@@ -285,7 +303,8 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) ->
         }
     };
     let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
-    drop(ready);
+    // A tree's: kept until every process has passed every check (below).
+    let mut checked = (p.ntree > 0).then_some(ready);
     if p.ntree > 0 {
         // SAFETY: init's copies of the processes' ends, which it uses no more.
         unsafe {
@@ -313,8 +332,16 @@ fn run_init(p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Option<Parked>) ->
                 }
                 sys::exit_group(code)
             }
+            if stage + 1 == crate::tree::RESTORED {
+                // Every process is past its checks: the outer myrestart may say which process
+                // the program is (they wait for that before the point of no return).
+                if let Some(fd) = checked.take() {
+                    let _ = rustix::io::write(&fd, b"c");
+                }
+            }
         }
     }
+    drop(checked);
     drop_parked(p, &[to_outer]);
     supervise(program, forwarded_mask(), false, Relay { to_outer, ..Relay::NONE })
 }

@@ -61,6 +61,10 @@ mod plan;
 // unsafe: maps the image and reads its headers in place.
 #[allow(unsafe_code)]
 mod planner;
+mod pty;
+// unsafe: reads a tree part's headers in place; attaches System V segments over regions.
+#[allow(unsafe_code)]
+mod ipc;
 mod refusal;
 // unsafe: after the point of no return: remaps memory, sets registers and jumps into the program.
 #[allow(unsafe_code)]

@@ -47,6 +47,33 @@ pub struct PipeSlot {
     pub pooled: bool,
 }
 
+/// A pseudo-terminal pair made again (`pty.rs`): its number at the checkpoint, its two ends
+/// (parked), its termios, whether its slave is locked, and the session it is the controlling
+/// terminal of with that session's foreground group (0: none).
+#[derive(Clone, Copy)]
+pub struct PtySlot {
+    pub index: u32,
+    pub master: Parked,
+    pub slave: Parked,
+    pub termios: ckpt_image::pty::Termios,
+    pub locked: bool,
+    pub sid: u32,
+    pub fg_pgrp: u32,
+    /// The bytes queued at the checkpoint are back in it.
+    pub filled: bool,
+}
+
+const NO_PTY: PtySlot = PtySlot {
+    index: 0,
+    master: Parked::NONE,
+    slave: Parked::NONE,
+    termios: ckpt_image::pty::Termios { iflag: 0, oflag: 0, cflag: 0, lflag: 0, line: 0, cc: [0; 19], ispeed: 0, ospeed: 0 },
+    locked: false,
+    sid: 0,
+    fg_pgrp: 0,
+    filled: false,
+};
+
 /// A process of a tree image: its record, and its headers (read and checked by the plan).
 #[derive(Clone, Copy)]
 pub struct TreePart {
@@ -147,6 +174,11 @@ pub struct Plan {
     pub nothers: usize,
     /// The process has its own PID again (a PID namespace of its own): threads get their TIDs.
     pub own_ids: bool,
+    /// The image records System V IPC objects (`ipc::check`): the restart makes them in an
+    /// IPC namespace of its own.
+    pub ipc_wanted: bool,
+    /// Init made them there (`ipc::make_all`), so segments are attached again (`ipc::attach`).
+    pub own_ipc: bool,
     /// The block myrestart moves into, its stack top and the parking area for the specials.
     pub block: usize,
     pub block_len: usize,
@@ -166,6 +198,9 @@ pub struct Plan {
     /// The pipes made again, by inode: their parked read and write ends.
     pub pipes: Table<PipeSlot>,
     pub npipes: usize,
+    /// The pseudo-terminal pairs made again.
+    pub ptys: [PtySlot; ckpt_image::limits::MAX_PTYS],
+    pub nptys: usize,
     /// The socket pairs made again.
     pub pairs: Table<PairSlot>,
     pub npairs: usize,
@@ -242,6 +277,8 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     others: Table::EMPTY,
     nothers: 0,
     own_ids: false,
+    ipc_wanted: false,
+    own_ipc: false,
     block: 0,
     block_len: 0,
     stack_top: 0,
@@ -257,6 +294,8 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     pipes: Table::EMPTY,
     npipes: 0,
     pairs: Table::EMPTY,
+    ptys: [NO_PTY; ckpt_image::limits::MAX_PTYS],
+    nptys: 0,
     files: Table::EMPTY,
     nfiles: 0,
     npairs: 0,

@@ -759,7 +759,9 @@ impl StillRunning {
 
 /// Whether the process the image was taken from runs here: its PID belongs to a live process
 /// of the same program that started before the image was taken (a later process with the PID
-/// cannot be it). An image taken inside a PID namespace names a PID this test cannot see.
+/// cannot be it). An image taken inside a PID namespace (a restored tree checkpointed again)
+/// names PIDs of that namespace, which here are other processes: the low PIDs its processes
+/// forked after the restart got are the kernel's threads here, never taken for the program.
 fn still_runs(st: &ProcessState) -> bool {
     let mut path = [0u8; 64];
     let mut stat = [0u8; 1024];
@@ -774,6 +776,9 @@ fn still_runs(st: &ProcessState) -> bool {
     if matches!(ckpt_sigsafe::proctext::stat_state(&stat[..n]), Some(b'Z' | b'X') | None) {
         return false;
     }
+    if ckpt_sigsafe::proctext::stat_kernel_thread(&stat[..n]) {
+        return false;
+    }
     let Ok(u) = ckpt_sigsafe::file::read_whole(c"/proc/uptime", &mut uptime) else { return false };
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
     let now = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
@@ -785,9 +790,21 @@ fn still_runs(st: &ProcessState) -> bool {
     let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid, b"/exe") else { return false };
     match rustix::fs::readlinkat_raw(rustix::fs::CWD, p, &mut exe[..]) {
         Ok(n) => exe.get(..n) == Some(st.exe.as_bytes()),
-        // Not ours to look at: the same PID and an earlier start are enough.
-        Err(_) => true,
+        // No program at all: it is ending.
+        Err(rustix::io::Errno::NOENT) => false,
+        // Not ours to look at (a program that made itself undumpable): the same PID, an earlier
+        // start and our own user are enough. Another user's process is not the program.
+        Err(_) => same_real_user(pid),
     }
+}
+
+/// Whether process `pid` runs as our real user (`/proc/PID/status`, which anyone may read).
+fn same_real_user(pid: u64) -> bool {
+    let mut path = [0u8; 64];
+    let mut status = [0u8; 2048];
+    let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid, b"/status") else { return false };
+    let Ok(n) = ckpt_sigsafe::file::read_whole(p, &mut status) else { return false };
+    ckpt_sigsafe::proctext::status_real_uid(&status[..n]) == Some(rustix::process::getuid().as_raw())
 }
 
 /// The CPU must support the register state the image saved.

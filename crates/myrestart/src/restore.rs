@@ -293,6 +293,7 @@ fn map_regions(p: &Plan, image: &Image) {
             if slot.fill {
                 fill_region(p, &r, || {});
             }
+            crate::ipc::attach(p, &r);
             continue;
         }
         if rec.from_file() {
@@ -547,6 +548,7 @@ fn restore_descriptors(p: &Plan, image: &Image) {
     if let Err((fd, e)) = crate::files::install(p) {
         lost("restoring a descriptor", fd as u64, e);
     }
+    crate::ipc::open_queues(p, image);
     for reg in image.epoll_registrations().filter_map(Result::ok) {
         if crate::files::restored_fd(p, reg.tfd) {
             if let Err(e) = sys::epoll_add(reg.epfd, reg.tfd, reg.events, reg.data) {

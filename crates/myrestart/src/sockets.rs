@@ -370,7 +370,7 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: P
             rustix::net::listen(&sock, backlog(rec)).map_err(|e| fail("listening", e))?;
         }
         sock
-    } else if unix(rec) && is_stream(rec) && rec.peer_ino != 0 {
+    } else if unix(rec) && is_stream(rec) && (rec.peer_ino != 0 || peer_gone(rec)) {
         outside_unix_stream(rec, fdrec, image_fd).map_err(|e| fail("making it", e))?
     } else if !unix(rec) && is_stream(rec) && rec.state & s::CONNECTED != 0 {
         say!("myrestart: fd {fd} (TCP connection to {}) comes back reset: its next read fails with ECONNRESET", Addr(rec.peer()));
@@ -408,6 +408,13 @@ pub fn make(image_path: &CStr, fdrec: &FdRecord, rec: &SocketRecord, image_fd: P
         }
     }
     Ok(parked)
+}
+
+/// A unix stream socket that was connected and whose peer is gone, closed for good (the kernel
+/// names no peer any more): one a server accepted, whose client sent its last bytes and closed,
+/// say. Its own address is then its listener's path, which is not its to bind again.
+fn peer_gone(rec: &SocketRecord) -> bool {
+    rec.state & s::LISTENING == 0 && (rec.state & s::CONNECTED != 0 || rec.shutdown == s::SHUT_READ | s::SHUT_WRITE)
 }
 
 /// An `AF_UNIX` stream socket whose peer was outside the process (reset) or already closed

@@ -91,6 +91,7 @@ fn join_session_and_group(p: &Plan, i: usize, foreground: bool) {
             say!("myrestart: process {} cannot join its process group {} again: {}", rec.pid, rec.pgid, describe(e));
         }
     }
+    crate::pty::take_terminal(p, rec.pid, rec.sid);
 }
 
 fn setpgid(pgid: u32) -> Result<(), Errno> {

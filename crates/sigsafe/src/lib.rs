@@ -75,6 +75,9 @@ pub fn read_key(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<ckpt_image::ma
 }
 
 pub mod maps;
+// unsafe: POSIX message queue calls by number, which take pointers to buffers.
+#[allow(unsafe_code)]
+pub mod mqueue;
 // unsafe: owns the mappings it makes (mmap, munmap) and lends them out as slices.
 #[allow(unsafe_code)]
 pub mod mapping;
@@ -90,7 +93,14 @@ pub mod sockets;
 // unsafe: system calls by number (the `syscall` instruction), each wrapped in a safe call where it can be.
 #[allow(unsafe_code)]
 pub mod sys;
+// unsafe: System V IPC calls by number, which take pointers to the kernel's records.
+#[allow(unsafe_code)]
+pub mod sysvipc;
 pub mod trust;
+// unsafe: the terminal ioctls, which take pointers to their arguments, and the descriptor
+// TIOCGPTPEER returns.
+#[allow(unsafe_code)]
+pub mod tty;
 
 /// Page size on x86-64.
 pub const PAGE: usize = 4096;

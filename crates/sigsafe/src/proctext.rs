@@ -207,6 +207,20 @@ pub fn stat_state(stat: &[u8]) -> Option<u8> {
     stat.get(close + 2).copied()
 }
 
+/// Whether a `/proc/PID/stat` line is one of the kernel's own threads (`PF_KTHREAD` in its
+/// flags, field 9), which run no program. An unreadable line is taken for one.
+pub fn stat_kernel_thread(stat: &[u8]) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    stat_field(stat, 9).is_none_or(|flags| flags & PF_KTHREAD != 0)
+}
+
+/// The real user ID of a `/proc/PID/status` text (the first number of its `Uid:` line).
+pub fn status_real_uid(status: &[u8]) -> Option<u32> {
+    let uids = status_field(status, b"Uid:")?;
+    let first = uids.split(|c| c.is_ascii_whitespace()).find(|w| !w.is_empty())?;
+    u32::try_from(parse_dec(first)?).ok()
+}
+
 /// The command name of a `/proc/PID/stat` line (field 2, without its parentheses).
 pub fn stat_comm(stat: &[u8]) -> &[u8] {
     let open = stat.iter().position(|&c| c == b'(').map_or(0, |i| i + 1);
@@ -240,6 +254,16 @@ pub fn pid_list(text: &[u8]) -> impl Iterator<Item = u32> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_threads_and_real_users() {
+        // kthreadd's flags (PF_KTHREAD set), then a program's (4194560: PF_RANDOMIZE and more).
+        assert!(stat_kernel_thread(b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 3 0 0"));
+        assert!(!stat_kernel_thread(b"42 (a prog) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 1500 1000 10 0"));
+        assert!(stat_kernel_thread(b"garbage"));
+        assert_eq!(status_real_uid(b"Name:\tpostgres\nUid:\t65534\t0\t65534\t65534\nGid:\t0\t0\t0\t0\n"), Some(65534));
+        assert_eq!(status_real_uid(b"Name:\tx\n"), None);
+    }
 
     #[test]
     fn start_time_from_stat_and_uptime() {

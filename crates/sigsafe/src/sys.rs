@@ -3,7 +3,8 @@
 //! - calls rustix lacks (`kcmp`, `process_vm_readv`, `getitimer`/`setitimer`, POSIX timers,
 //!   `signalfd4`, `rt_sigqueueinfo`, `tgkill`, `close_range`, `clone`/`clone3`, `wait4` with
 //!   `__WALL` or `__WCLONE`, `set_tid_address`, robust lists, `rseq`, `arch_prctl`, `brk`, the
-//!   `prctl` of `PR_TIMER_CREATE_RESTORE_IDS`, and `PR_GET_NAME`, for which rustix allocates) or
+//!   `prctl` of `PR_TIMER_CREATE_RESTORE_IDS`, and `PR_GET_NAME`, for which rustix allocates,
+//!   `ptrace`, another thread's robust list, `process_vm_writev`) or
 //!   offers only in its experimental `runtime` module (`exit_group`, `rt_sigprocmask`);
 //! - calls whose rustix form takes a typed value that cannot carry what an image holds: a saved
 //!   kernel `sigaction` record (`SIG_IGN`, say), any signal number, any `RLIMIT_*` number, a
@@ -59,6 +60,8 @@ pub mod nr {
     pub const IOCTL: usize = k::__NR_ioctl as usize;
     pub const RT_SIGQUEUEINFO: usize = k::__NR_rt_sigqueueinfo as usize;
     pub const EXIT: usize = k::__NR_exit as usize;
+    pub const PTRACE: usize = k::__NR_ptrace as usize;
+    pub const PROCESS_VM_WRITEV: usize = k::__NR_process_vm_writev as usize;
 }
 
 // `arch_prctl` codes (asm/prctl.h); linux-raw-sys carries only ARCH_SET_FS.
@@ -152,6 +155,17 @@ pub fn get_robust_list() -> Result<(u64, u64), Errno> {
     // SAFETY: the kernel writes one pointer and one size.
     check(unsafe {
         syscall6(nr::GET_ROBUST_LIST, 0, &mut head as *mut u64 as usize, &mut len as *mut u64 as usize, 0, 0, 0)
+    })?;
+    Ok((head, len))
+}
+
+/// `get_robust_list(tid)`: the robust list head and length of thread `tid` (one of this
+/// process's, or one the caller may trace).
+pub fn get_robust_list_of(tid: u32) -> Result<(u64, u64), Errno> {
+    let (mut head, mut len) = (0u64, 0u64);
+    // SAFETY: the kernel writes one pointer and one size.
+    check(unsafe {
+        syscall6(nr::GET_ROBUST_LIST, tid as usize, &mut head as *mut u64 as usize, &mut len as *mut u64 as usize, 0, 0, 0)
     })?;
     Ok((head, len))
 }
@@ -317,6 +331,18 @@ pub fn copy_own_memory(addr: usize, len: usize, buf: &mut [u8]) -> usize {
     }
 }
 
+/// Copies `bytes` to `addr` in process `pid` (this one, or one the caller may trace) without
+/// risking a fault: memory that is not mapped writable makes it fail. Returns whether every
+/// byte was written.
+pub fn write_memory_of(pid: u32, addr: usize, bytes: &[u8]) -> bool {
+    let local = [bytes.as_ptr() as usize, bytes.len()];
+    let remote = [addr, bytes.len()];
+    // SAFETY: the kernel reads `bytes` and writes `addr..addr+len` of process `pid`, checking
+    // each page itself (an unmapped or read-only page fails the call); the iovecs outlive it.
+    let r = unsafe { syscall6(nr::PROCESS_VM_WRITEV, pid as usize, local.as_ptr() as usize, 1, remote.as_ptr() as usize, 1, 0) };
+    r >= 0 && r as usize == bytes.len()
+}
+
 const SIGCHLD: usize = k::SIGCHLD as usize;
 const WCLONE: usize = k::__WCLONE as usize;
 
@@ -414,6 +440,62 @@ pub fn fork_with_pid(pid: u32) -> Result<u32, Errno> {
     // kernel only reads `args` and `tids`, which outlive the call.
     check(unsafe { syscall6(nr::CLONE3, &args as *const _ as usize, core::mem::size_of::<k::clone_args>(), 0, 0, 0, 0) })
         .map(|p| p as u32)
+}
+
+/// The `ptrace` requests a capture of a thread that blocks every signal makes (see libckpt's
+/// `checkpoint::seize`), each on thread `tid`.
+pub mod ptrace {
+    use super::{check, nr, syscall6};
+    use linux_raw_sys::ptrace as p;
+    use rustix::io::Errno;
+
+    fn request(req: u32, tid: u32, addr: usize, data: usize) -> Result<usize, Errno> {
+        // SAFETY: every caller below passes for `addr` and `data` either plain values or the
+        // address and size of a buffer it owns that outlives the call, as `req` expects.
+        check(unsafe { syscall6(nr::PTRACE, req as usize, tid as usize, addr, data, 0, 0) })
+    }
+
+    /// `PTRACE_SEIZE`: trace `tid` without stopping it.
+    pub fn seize(tid: u32) -> Result<(), Errno> {
+        request(p::PTRACE_SEIZE, tid, 0, 0).map(drop)
+    }
+
+    /// `PTRACE_INTERRUPT`: stop a seized thread (it reports `PTRACE_EVENT_STOP`).
+    pub fn interrupt(tid: u32) -> Result<(), Errno> {
+        request(p::PTRACE_INTERRUPT, tid, 0, 0).map(drop)
+    }
+
+    /// `PTRACE_CONT` with signal `sig` (0: none) delivered.
+    pub fn cont(tid: u32, sig: u32) -> Result<(), Errno> {
+        request(p::PTRACE_CONT, tid, 0, sig as usize).map(drop)
+    }
+
+    /// `PTRACE_DETACH`: the thread goes on (with signal `sig` delivered, 0: none).
+    pub fn detach(tid: u32, sig: u32) -> Result<(), Errno> {
+        request(p::PTRACE_DETACH, tid, 0, sig as usize).map(drop)
+    }
+
+    /// `PTRACE_GETREGSET` of note type `nt` into `buf`; the bytes the kernel wrote.
+    pub fn get_regset(tid: u32, nt: u32, buf: &mut [u8]) -> Result<usize, Errno> {
+        let mut iov = [buf.as_mut_ptr() as usize, buf.len()];
+        request(p::PTRACE_GETREGSET, tid, nt as usize, iov.as_mut_ptr() as usize)?;
+        Ok(iov[1])
+    }
+
+    /// `PTRACE_GETSIGMASK`: the thread's blocked signals (bit `n - 1` for signal `n`).
+    pub fn sigmask(tid: u32) -> Result<u64, Errno> {
+        let mut mask = 0u64;
+        request(p::PTRACE_GETSIGMASK, tid, 8, &mut mask as *mut u64 as usize)?;
+        Ok(mask)
+    }
+
+    /// `PTRACE_GET_RSEQ_CONFIGURATION`: the thread's rseq area, its length and signature
+    /// (address 0: none registered).
+    pub fn rseq(tid: u32) -> Result<(u64, u32, u32), Errno> {
+        let mut c = p::ptrace_rseq_configuration { rseq_abi_pointer: 0, rseq_abi_size: 0, signature: 0, flags: 0, pad: 0 };
+        request(p::PTRACE_GET_RSEQ_CONFIGURATION, tid, core::mem::size_of_val(&c), &mut c as *mut _ as usize)?;
+        Ok((c.rseq_abi_pointer, c.rseq_abi_size, c.signature))
+    }
 }
 
 /// `signalfd4(-1, mask, 8, SFD_CLOEXEC)`: a descriptor that reads the signals of `mask` (which

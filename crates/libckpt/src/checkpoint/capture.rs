@@ -92,6 +92,8 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     st.exe_id = ckpt_sigsafe::fileid::file_id_at(c"/proc/self/exe");
 
     capture_timers(parts)?;
+    super::ipc::capture(parts)?;
+    super::mqueue::capture(parts)?;
     for (i, l) in parts.state.rlimits.iter_mut().enumerate() {
         *l = sys::prlimit(i as u32, None).map_err(|e| Failure::new("reading resource limits", e))?;
     }
@@ -126,6 +128,36 @@ pub fn thread_state(uc: usize, cfg: &Config) -> ThreadState {
     }
     th.sigpending = pending(c"/proc/thread-self/status", b"SigPnd:", cfg);
     th
+}
+
+/// Completes the state of another thread, stopped with ptrace (which gave its registers,
+/// frame, TLS bases and rseq area: see `tracee`): its robust list, name and pending signals,
+/// and its TID cache. That is where the kernel clears the TID when the thread exits, which
+/// `pthread_join` waits for, but no call reads it for another thread: glibc puts it at the
+/// same offset from the thread pointer in every thread, so it is taken at the coordinator's
+/// (`own`) offset, if the thread's own TID is there.
+pub fn other_thread_state(th: &mut ThreadState, own: &ThreadState, cfg: &Config) {
+    if own.flags & FLAG_PATCH_TID != 0 {
+        let at = th.fs_base.wrapping_add(own.tid_address.wrapping_sub(own.fs_base));
+        if read_own_u32(at) == Some(th.tid) {
+            th.tid_address = at;
+            th.flags |= FLAG_PATCH_TID;
+        }
+    }
+    if let Ok((head, len)) = sys::get_robust_list_of(th.tid) {
+        th.robust_list = head;
+        th.robust_len = len;
+    }
+    let mut path = [0u8; 64];
+    if let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", th.tid as u64, b"/comm") {
+        let mut name = [0u8; 17];
+        let n = read_whole(p, &mut name).unwrap_or(0);
+        let n = n.saturating_sub(1).min(15); // without its newline
+        th.comm[..n].copy_from_slice(&name[..n]);
+    }
+    if let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", th.tid as u64, b"/status") {
+        th.sigpending = pending(p, b"SigPnd:", cfg);
+    }
 }
 
 /// A pending-signal mask of a `/proc` status file, without ckpt's own signals (the

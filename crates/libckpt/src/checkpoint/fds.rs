@@ -59,6 +59,7 @@ struct Out<'a> {
     sockets: Writer<'a>,
     timerfds: Writer<'a>,
     watches: Writer<'a>,
+    ptys: super::pty::PtyOut<'a>,
     npipes: usize,
     pipe_used: usize,
 }
@@ -99,6 +100,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         sockets: Writer::new(parts.sockets),
         timerfds: Writer::new(parts.timerfds),
         watches: Writer::new(parts.inotify),
+        ptys: super::pty::PtyOut { w: Writer::new(parts.ptys), master: false },
         npipes: 0,
         pipe_used: 0,
     };
@@ -136,6 +138,8 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     parts.sockets_len = out.sockets.finish().ok_or(Failure::plain("too many sockets to record"))?;
     parts.timerfds_len = out.timerfds.finish().ok_or(Failure::plain("too many timerfds to record"))?;
     parts.inotify_len = out.watches.finish().ok_or(Failure::plain("too many inotify watches to record"))?;
+    parts.ptys_master = out.ptys.master;
+    parts.ptys_len = out.ptys.w.finish().ok_or(Failure::plain("too many descriptors on pseudo-terminals to record"))?;
     super::sockets::pair_up(&mut parts.sockets[..parts.sockets_len], tree);
     // A pipe end whose other end is outside the process (often one it merely inherited) is
     // named at restart, where it comes back with that end closed: nothing is wrong yet now.
@@ -155,6 +159,12 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
     let Ok(st) = rustix::fs::fstat(bfd) else { return Ok(()) };
     let ft = FileType::from_raw_mode(st.st_mode);
     let (mut kind, mut why) = classify(fd, ft, st.st_nlink, path);
+    // A POSIX message queue is recorded with the IPC objects (`mqueue`); here it stays a
+    // descriptor an older restart leaves closed.
+    let queue = ckpt_sigsafe::mqueue::is_queue(bfd);
+    if queue {
+        (kind, why) = (FdKind::Unsupported, "a POSIX message queue");
+    }
     // In a tree, a standard descriptor may be a pipe to another process of the tree (a shell
     // pipeline, a `$(...)`): saved as a pipe, bytes and all; the restart decides, for the tree
     // as a whole, whether it leads outside (and is then myrestart's own).
@@ -168,6 +178,10 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
         _ => 0,
     };
     let open_flags = rustix::fs::fcntl_getfl(bfd).map(|f| f.bits()).unwrap_or(0);
+    if ft == FileType::CharacterDevice && super::pty::is_pty(st.st_rdev) {
+        // Scratch for its queued bytes: the room past the bytes kept so far, not kept itself.
+        super::pty::record(fd, bfd, st.st_rdev, same_as, &mut out.ptys, &mut bufs.pipe_data[out.pipe_used..]);
+    }
     let kept = kind_state(cx, fd, bfd, &st, kind, same_as, open_flags, out, bufs)?;
     if let Err(reason) = kept {
         (kind, why) = (FdKind::Unsupported, reason);
@@ -176,7 +190,7 @@ fn record_one(cx: &Context, dir: &rustix::fd::OwnedFd, name: &core::ffi::CStr, f
     if kind == FdKind::Epoll && same_as < 0 {
         record_epoll(cx.pid, fd, bufs.meta, &mut out.epoll)?;
     }
-    if kind == FdKind::Unsupported {
+    if kind == FdKind::Unsupported && !queue {
         say!("ckpt: fd {fd} ({}) cannot be saved ({why}); a restarted process will not have it", Lossy(path));
     }
     let mut rec = FdRecord {

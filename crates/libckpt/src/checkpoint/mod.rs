@@ -39,14 +39,24 @@ mod failure;
 #[allow(unsafe_code)]
 mod fds;
 mod imagefile;
+// unsafe: reads a System V segment through an attachment of its own.
+#[allow(unsafe_code)]
+mod ipc;
+// unsafe: borrows the program's descriptors by number (it owns them, not us).
+#[allow(unsafe_code)]
+mod mqueue;
 // unsafe: reads the program's memory in place, and `pread` into a buffer by address.
 #[allow(unsafe_code)]
 mod pages;
 mod procfs;
+mod pty;
 mod runs;
 // unsafe: carves the scratch mapping into the writer's typed tables.
 #[allow(unsafe_code)]
 mod scratch;
+// unsafe: records written by the capturing child into this process's memory, read afresh.
+#[allow(unsafe_code)]
+mod seize;
 // unsafe: the tree's page table in a mapping shared between processes.
 #[allow(unsafe_code)]
 mod share;
@@ -57,6 +67,9 @@ mod sockets;
 // unsafe: per-thread slots written by the threads themselves, and the signal frames they stop in.
 #[allow(unsafe_code)]
 pub mod threads;
+// unsafe: a thread's registers read with ptrace, as bytes.
+#[allow(unsafe_code)]
+mod tracee;
 // unsafe: the userfaultfd that write-protects the program's pages.
 #[allow(unsafe_code)]
 pub mod track;
@@ -184,7 +197,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     let stopped = {
         let mut parts = scratch.parts();
         capture::refuse_unsupported(&mut parts)?;
-        threads::stop_others(capture::thread_state(uc, cfg), parts.tids)?
+        threads::stop_others(capture::thread_state(uc, cfg), threads::Room { tids: parts.tids, seized: parts.seized, seize_buf: parts.seize_buf })?
     };
     // The tree stops as one: a member waits for its root's word; a root with children stops
     // them all before anything is captured (and lets them go when `tree` is dropped).

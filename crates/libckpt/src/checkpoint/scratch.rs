@@ -7,6 +7,7 @@ use ckpt_image::fds::FdRecord;
 use ckpt_image::limits::{MAX_FDS, MAX_HEADERS, MAX_THREADS};
 use super::slots::{RegionSlot, SLOTS};
 use super::failure::Failure;
+use super::seize::Seized;
 use ckpt_image::ProcessState;
 use core::ops::Range;
 use rustix::mm::{MapFlags, ProtFlags};
@@ -68,7 +69,11 @@ const META: Span = MAPS.then(MAX_HEADERS);
 const NOT_INHERITED: Span = META.then(64 * 1024);
 const SLOTS_PART: Span = NOT_INHERITED.then(room_for::<RegionSlot>(SLOTS));
 const TIDS: Span = SLOTS_PART.then(room_for::<u32>(MAX_THREADS));
-const TIMERS: Span = TIDS.then(MIB);
+/// The threads seized with ptrace (see `seize`), and the capturing child's buffers (a thread's
+/// FPU state and its frame: twice the largest XSAVE area, with room to spare).
+const SEIZED: Span = TIDS.then(room_for::<Seized>(MAX_THREADS));
+const SEIZE_BUF: Span = SEIZED.then(128 * 1024);
+const TIMERS: Span = SEIZE_BUF.then(MIB);
 /// Most bytes in pipes and socket queues one checkpoint keeps.
 const PIPE_DATA: Span = TIMERS.then(16 * MIB);
 /// Pipes (by inode) whose bytes were copied, at most.
@@ -78,9 +83,10 @@ const EPOLL: Span = PIPES.then(MIB);
 const SOCKETS: Span = EPOLL.then(2 * MIB);
 const TIMERFDS: Span = SOCKETS.then(MIB);
 const INOTIFY: Span = TIMERFDS.then(4 * MIB);
+const PTYS: Span = INOTIFY.then(4 * MIB);
 /// Most shared memory regions a checkpoint copies.
 pub use ckpt_image::limits::MAX_SHARED_COPIED as MAX_SHADOWS;
-const SHADOWS: Span = INOTIFY.then(room_for::<Shadow>(MAX_SHADOWS));
+const SHADOWS: Span = PTYS.then(room_for::<Shadow>(MAX_SHADOWS));
 const SHARED: Span = SHADOWS.then(ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS));
 const FILEMAPS: Span = SHARED.then(ckpt_image::filemaps::note_len(SLOTS));
 /// Ranges of written memory one checkpoint records (past that, the image is full).
@@ -91,7 +97,8 @@ const BASE_STATE: Span = CHAIN.then(room_for::<ProcessState>(1));
 const BASE_META: Span = BASE_STATE.then(MAX_HEADERS);
 /// The `NT_CKPT_FDS` records: room for the most descriptors an image holds, with paths of 112
 /// bytes on average (the pages are touched only as records are written).
-const FDS: Span = BASE_META.then(MAX_FDS * FdRecord::encoded_len(112));
+const IPC: Span = BASE_META.then(ckpt_image::limits::MAX_IPC_BYTES);
+const FDS: Span = IPC.then(MAX_FDS * FdRecord::encoded_len(112));
 /// The `NT_CKPT_WRITTEN` records (a descriptor's or a mapping's file each, paths of 112 bytes
 /// on average) and the files they name, by device and inode (a table with open addressing,
 /// a power of two at least twice as long as the files one image names).
@@ -155,6 +162,9 @@ pub struct Parts<'a> {
     pub slots: &'a mut [RegionSlot],
     /// Room for the TIDs of the threads being stopped.
     pub tids: &'a mut [u32],
+    /// The threads stopped with ptrace, and the capturing child's buffers.
+    pub seized: &'a mut [Seized],
+    pub seize_buf: &'a mut [u8],
     /// The bytes in the program's pipes and socket queues, and which pipes (inodes) they come
     /// from.
     pub pipe_data: &'a mut [u8],
@@ -170,6 +180,13 @@ pub struct Parts<'a> {
     pub timerfds_len: usize,
     pub inotify: &'a mut [u8],
     pub inotify_len: usize,
+    /// The `NT_CKPT_PTYS` descriptor under construction, and whether it has a master's record.
+    pub ptys: &'a mut [u8],
+    pub ptys_len: usize,
+    pub ptys_master: bool,
+    /// The `NT_CKPT_IPC` descriptor under construction.
+    pub ipc: &'a mut [u8],
+    pub ipc_len: usize,
     /// The `NT_CKPT_TIMERS` descriptor under construction.
     pub timers: &'a mut [u8],
     pub timers_len: usize,
@@ -279,7 +296,8 @@ impl Scratch {
         // overlap (each is placed after the one before it), so the borrows are disjoint; they
         // live as long as the borrow of `self`. The mapping is fresh anonymous memory, all
         // zeros, a valid value of every element type (u8, i32, u32, u64, `Shadow` (plain
-        // integers) and `RegionSlot`, whose all-zero value is documented as valid); the
+        // integers), `Seized` (plain integers) and `RegionSlot`, whose all-zero value is
+        // documented as valid); the
         // not-inherited ranges hold what `copy_len` wrote, plain bytes.
         unsafe {
             Parts {
@@ -304,7 +322,11 @@ impl Scratch {
                 not_inherited: self.bytes(NOT_INHERITED),
                 slots: self.table(SLOTS_PART),
                 tids: self.table(TIDS),
+                seized: self.table(SEIZED),
+                seize_buf: self.bytes(SEIZE_BUF),
                 timers: self.bytes(TIMERS),
+                ipc: self.bytes(IPC),
+                ipc_len: 0,
                 epoll: self.bytes(EPOLL),
                 epoll_len: 0,
                 sockets: self.bytes(SOCKETS),
@@ -313,6 +335,9 @@ impl Scratch {
                 timerfds_len: 0,
                 inotify: self.bytes(INOTIFY),
                 inotify_len: 0,
+                ptys: self.bytes(PTYS),
+                ptys_len: 0,
+                ptys_master: false,
                 pipe_data: self.bytes(PIPE_DATA),
                 pipes: self.table(PIPES),
                 timers_len: 0,
@@ -344,5 +369,6 @@ impl Drop for Scratch {
 // Every element type fits the page alignment each part starts at.
 const _: () = assert!(core::mem::align_of::<ProcessState>() <= PAGE && core::mem::align_of::<RegionSlot>() <= PAGE);
 const _: () = assert!(core::mem::align_of::<Shadow>() <= PAGE && core::mem::align_of::<[u64; 2]>() <= PAGE);
+const _: () = assert!(core::mem::align_of::<Seized>() <= PAGE);
 // The smaps buffer `prep_buffers` lends out of the headers' part fits in it.
 const _: () = assert!(META.len >= MIB);

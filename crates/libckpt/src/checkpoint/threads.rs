@@ -7,16 +7,21 @@
 //! The coordinator lists `/proc/self/task` again until no thread is new (threads being created
 //! while it works), waits for every signalled thread, boundedly, then captures the process and
 //! forks the writer: the writer's copy of memory holds every thread's frame. Then it lets them
-//! all go. A thread that does not stop in time (one that blocks every signal, say) makes the
-//! checkpoint fail with one line naming it, and the others go on.
+//! all go. A thread that blocks the stop signal (glibc's timer helper, a thread that blocked
+//! every signal with a system call of its own) is not sent it: `seize` stops it with ptrace and
+//! writes its frame on its stack, and the coordinator records it from there, like the others.
+//! A thread that does not stop in time otherwise makes the checkpoint fail with one line naming
+//! it, and the others go on.
 //!
 //! # Signal-safety fence
 //! Like the rest of `checkpoint`: raw system calls, atomics and futexes, no allocation, no locks.
 
 use super::capture::thread_state;
-use super::procfs::parse_dec;
-use crate::stop::{MAX_THREADS, STOP_SIGNAL};
 use super::failure::Failure;
+use super::procfs::parse_dec;
+use super::seize::{NotCaptured, Seized, Seizer};
+use super::tracee::Geometry;
+use crate::stop::{MAX_THREADS, STOP_SIGNAL};
 use ckpt_image::ThreadState;
 use ckpt_sigsafe::sys;
 use core::cell::UnsafeCell;
@@ -76,6 +81,8 @@ pub fn on_stop_signal(uc: usize) {
 pub struct Stopped {
     /// How many slots hold a thread.
     pub count: usize,
+    /// The capturing children holding the threads that block the stop signal.
+    seizer: Seizer,
 }
 
 impl Drop for Stopped {
@@ -83,21 +90,29 @@ impl Drop for Stopped {
         COLLECTING.store(false, SeqCst);
         ROUND.fetch_add(1, SeqCst);
         let _ = futex::wake(&ROUND, futex::Flags::PRIVATE, i32::MAX as u32);
+        self.seizer.release();
     }
 }
 
 /// The state of every thread of the last [`stop_others`]: the coordinator first.
 pub fn slots(stopped: &Stopped) -> &[ThreadState] {
     // SAFETY: every slot below `count` was written by a thread that has counted itself in (or
-    // by the coordinator, slot 0), and none is written again until the next checkpoint, which
-    // cannot start while `stopped` is borrowed.
+    // by the coordinator: slot 0, and the threads seized with ptrace), and none is written
+    // again until the next checkpoint, which cannot start while `stopped` is borrowed.
     unsafe { &(&*SLOTS.0.get())[..stopped.count] }
 }
 
-/// Stops every thread but this one (whose state is `own`); `tids` is scratch room for the
-/// TIDs signalled.
-pub fn stop_others(own: ThreadState, tids: &mut [u32]) -> Result<Stopped, Failure> {
-    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+/// Room the stopping needs in the scratch area: the TIDs signalled, the threads seized with
+/// ptrace, and the capturing child's buffers.
+pub struct Room<'a> {
+    pub tids: &'a mut [u32],
+    pub seized: &'a mut [Seized],
+    pub seize_buf: &'a mut [u8],
+}
+
+/// Stops every thread but this one (whose state is `own`): those that take the stop signal
+/// with it, those that block it with ptrace (`seize`).
+pub fn stop_others(own: ThreadState, room: Room) -> Result<Stopped, Failure> {
     let me = own.tid;
     if crate::guard::stop_signal_taken() && has_other_threads(me) {
         return Err(Failure::plain("the program has more than one thread and took ckpt's thread-stop signal for itself"));
@@ -108,58 +123,106 @@ pub fn stop_others(own: ThreadState, tids: &mut [u32]) -> Result<Stopped, Failur
     ARRIVED.store(0, SeqCst);
     COLLECTING.store(true, SeqCst);
     // From here on, however this ends, the threads are let go when `stopped` is dropped.
-    let mut stopped = Stopped { count: 1 };
+    let mut stopped = Stopped { count: 1, seizer: Seizer::new() };
+    let geo = own_geometry(own.sigframe);
+    let Room { tids, seized, seize_buf } = room;
     let mut signalled = 0usize;
     // List the threads until a pass finds none new: a thread not yet stopped may be starting
-    // another.
+    // another. Those that block the stop signal are stopped before the next pass.
     loop {
-        let mut new = 0;
-        let dir = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Failure::new("listing /proc/self/task", e))?;
-        let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
-        let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
-        while let Some(e) = entries.next() {
-            let e = e.map_err(|e| Failure::new("listing /proc/self/task", e))?;
-            let Some(tid) = parse_dec(e.file_name().to_bytes()).map(|t| t as u32) else { continue };
-            if tid == me || tids[..signalled].contains(&tid) {
-                continue;
-            }
-            if signalled == tids.len() || signalled + 1 >= MAX_THREADS {
-                return Err(Failure::plain("the program has more threads than one image can hold"));
-            }
-            match sys::tgkill(pid, tid, STOP_SIGNAL as u32) {
-                Ok(()) => {
-                    tids[signalled] = tid;
-                    signalled += 1;
-                    new += 1;
-                }
-                Err(rustix::io::Errno::SRCH) => {} // it has just exited
-                Err(e) => return Err(Failure::new("signalling a thread", e)),
-            }
-        }
+        let new = signal_new(me, tids, &mut signalled, &mut stopped.seizer, seized)?;
+        stopped.seizer.run_batch(seized, seize_buf, &geo).map_err(not_captured)?;
         if new == 0 {
             break;
         }
     }
-    // Wait for each signalled thread, boundedly; threads that exited meanwhile do not count.
+    wait_arrivals(&tids[..signalled], &mut stopped.seizer, seized, seize_buf, &geo)?;
+    for mut th in stopped.seizer.captured(seized) {
+        if arrived_tid(th.tid) {
+            continue; // it unblocked the signal and took it before ptrace stopped it
+        }
+        super::capture::other_thread_state(&mut th, &own, crate::config::get());
+        let i = NEXT.fetch_add(1, SeqCst);
+        if i >= MAX_THREADS {
+            return Err(Failure::plain("the program has more threads than one image can hold"));
+        }
+        // SAFETY: slot `i` was handed out to this thread alone (see `Slots`).
+        unsafe { (SLOTS.0.get() as *mut ThreadState).add(i).write(th) };
+    }
+    stopped.count = NEXT.load(SeqCst).min(MAX_THREADS);
+    Ok(stopped)
+}
+
+/// One pass over `/proc/self/task`: each thread not seen yet is sent the stop signal, or, if it
+/// blocks it, handed to `seizer`. Returns how many were new.
+fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Seizer, seized: &mut [Seized]) -> Result<usize, Failure> {
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let mut new = 0;
+    let dir = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Failure::new("listing /proc/self/task", e))?;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+    while let Some(e) = entries.next() {
+        let e = e.map_err(|e| Failure::new("listing /proc/self/task", e))?;
+        let Some(tid) = parse_dec(e.file_name().to_bytes()).map(|t| t as u32) else { continue };
+        if tid == me || tids[..*signalled].contains(&tid) || seizer.has(seized, tid) {
+            continue;
+        }
+        if *signalled + seizer.count() == tids.len() || *signalled + seizer.count() + 1 >= MAX_THREADS {
+            return Err(Failure::plain("the program has more threads than one image can hold"));
+        }
+        if blocks_stop_signal(tid) {
+            seizer.add(seized, tid)?;
+            new += 1;
+            continue;
+        }
+        match sys::tgkill(pid, tid, STOP_SIGNAL as u32) {
+            Ok(()) => {
+                tids[*signalled] = tid;
+                *signalled += 1;
+                new += 1;
+            }
+            Err(rustix::io::Errno::SRCH) => {} // it has just exited
+            Err(e) => return Err(Failure::new("signalling a thread", e)),
+        }
+    }
+    Ok(new)
+}
+
+/// Waits for each signalled thread, boundedly; threads that exited meanwhile do not count. One
+/// that has not come when the time is up but blocks the signal now is seized instead; any
+/// other makes the checkpoint fail, named in one line.
+fn wait_arrivals(tids: &[u32], seizer: &mut Seizer, seized: &mut [Seized], buf: &mut [u8], geo: &Geometry) -> Result<(), Failure> {
     let start = super::procfs::monotonic_ns();
-    let mut expected = signalled as u32;
+    let mut expected = tids.len() as u32;
+    let mut seized_late = false;
     loop {
         let arrived = ARRIVED.load(SeqCst);
         if arrived >= expected {
-            break;
+            return Ok(());
         }
         let waited = (super::procfs::monotonic_ns() - start) as i64;
         if waited >= STOP_TIMEOUT_NS {
-            expected = tids[..signalled].iter().filter(|&&t| thread_exists(t)).count() as u32;
+            let missing = |t: u32, seizer: &Seizer, seized: &[Seized]| thread_exists(t) && !arrived_tid(t) && !seizer.has(seized, t);
+            expected = tids.iter().filter(|&&t| thread_exists(t) && !seizer.has(seized, t)).count() as u32;
             if arrived >= expected {
-                break;
+                return Ok(());
             }
-            let laggard = tids[..signalled].iter().copied().find(|&t| thread_exists(t) && !arrived_tid(t)).unwrap_or(0);
+            if !seized_late {
+                seized_late = true;
+                for &t in tids {
+                    if missing(t, seizer, seized) && blocks_stop_signal(t) {
+                        seizer.add(seized, t)?;
+                    }
+                }
+                seizer.run_batch(seized, buf, geo).map_err(not_captured)?;
+                continue;
+            }
+            let laggard = tids.iter().copied().find(|&t| missing(t, seizer, seized)).unwrap_or(0);
             let mut name = [0u8; 16];
             thread_comm(laggard, &mut name);
             ckpt_sigsafe::say!(
-                "ckpt: thread {laggard} ({}) did not stop for the checkpoint within 2 s (does it block signal {STOP_SIGNAL}, or run with signals blocked?)",
+                "ckpt: thread {laggard} ({}) did not stop for the checkpoint within 2 s (is it stuck in the kernel?)",
                 ckpt_sigsafe::out::Lossy(name.split(|&c| c == 0).next().unwrap_or(&[]))
             );
             return Err(Failure::plain("a thread did not stop"));
@@ -167,8 +230,47 @@ pub fn stop_others(own: ThreadState, tids: &mut [u32]) -> Result<Stopped, Failur
         let left = Timespec { tv_sec: 0, tv_nsec: (STOP_TIMEOUT_NS - waited).min(100_000_000) };
         let _ = futex::wait(&ARRIVED, futex::Flags::PRIVATE, arrived, Some(&left));
     }
-    stopped.count = NEXT.load(SeqCst).min(MAX_THREADS);
-    Ok(stopped)
+}
+
+/// Says which thread that blocks the stop signal could not be stopped with ptrace, and why.
+fn not_captured(n: NotCaptured) -> Failure {
+    let mut name = [0u8; 16];
+    thread_comm(n.tid, &mut name);
+    let mut why = ckpt_sigsafe::out::Line::new();
+    n.failure.reason(&mut why);
+    ckpt_sigsafe::say!(
+        "ckpt: thread {} ({}) blocks signal {STOP_SIGNAL} and could not be stopped with ptrace instead: {}",
+        n.tid,
+        ckpt_sigsafe::out::Lossy(name.split(|&c| c == 0).next().unwrap_or(&[])),
+        ckpt_sigsafe::out::Lossy(why.as_bytes())
+    );
+    Failure::plain("a thread did not stop")
+}
+
+/// Whether thread `tid` blocks the stop signal now (`SigBlk` of its status).
+fn blocks_stop_signal(tid: u32) -> bool {
+    let mut path = [0u8; 64];
+    let mut buf = [0u8; 2048];
+    let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", tid as u64, b"/status") else { return false };
+    let Ok(n) = ckpt_sigsafe::file::read_start(p, &mut buf) else { return false };
+    super::procfs::status_field(&buf[..n], b"SigBlk:")
+        .and_then(ckpt_sigsafe::proctext::parse_hex)
+        .is_some_and(|m| m & 1 << (STOP_SIGNAL - 1) != 0)
+}
+
+/// The FPU geometry of the frames the kernel builds for this process, read from the
+/// coordinator's own frame at `uc`.
+fn own_geometry(uc: u64) -> Geometry {
+    use ckpt_image::frame::{SigContext, FXSAVE_SIZE, UCONTEXT_SIZE};
+    // SAFETY: the kernel built a whole `ucontext` at `uc` for the handler this thread is in.
+    let ctx = SigContext::parse(unsafe { core::slice::from_raw_parts(uc as usize as *const u8, UCONTEXT_SIZE) });
+    match ctx {
+        Ok(c) if c.fpstate != 0 => {
+            // SAFETY: the frame's fpstate points at the FXSAVE area the kernel saved with it.
+            Geometry::of(unsafe { core::slice::from_raw_parts(c.fpstate as usize as *const u8, FXSAVE_SIZE) })
+        }
+        _ => Geometry::of(&[0u8; FXSAVE_SIZE]),
+    }
 }
 
 fn has_other_threads(me: u32) -> bool {

@@ -238,6 +238,12 @@ impl Tree {
                     }
                 });
                 for &pid in &found[..nfound] {
+                    // A process stopping threads with ptrace for a checkpoint (a member's, or
+                    // this one's) is nobody's child, but a subreaper inherits it: not the tree's.
+                    let mut buf = [0u8; 512];
+                    if name_of(pid, &mut buf) == super::seize::NAME.to_bytes() {
+                        continue;
+                    }
                     if !self.members().iter().any(|m| m.pid.load(SeqCst) == pid) {
                         self.admit(pid, signal, request)?;
                         new += 1;

@@ -23,7 +23,7 @@ use ckpt_image::frame::{write_prpsinfo, write_xstate, SigContext, FXSAVE_SIZE, P
 use ckpt_image::note::{self, begin_note, note_size, write_note};
 use ckpt_image::region::{self, RegionKind, RegionRecord, RF_COMPRESSED, RF_FILE, RF_FROM_FILE, RF_HAS_DATA, RF_MAP_PRIVATE_FILE, RF_SHARED, RF_SHARES_PAGES};
 use ckpt_image::{is_zero_page, page_up, seal, Hasher, ProcessState, RegionHasher, ThreadState, CKPT_NOTE_NAME};
-use ckpt_image::{NT_CKPT_CHAIN, NT_CKPT_ORIGIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
+use ckpt_image::{NT_CKPT_IGNORABLE, NT_CKPT_PTYS, NT_CKPT_CHAIN, NT_CKPT_ORIGIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_IPC, NT_CKPT_MAC, NT_CKPT_REGIONS, NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE};
 use ckpt_sigsafe::maps::{self, MapsEntry};
 use ckpt_sigsafe::sys;
 use core::ffi::CStr;
@@ -650,12 +650,15 @@ fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> 
     Ok(Layout { phnum, phdrs_end, regions_desc_len, notes_len, meta_len, data_start: page_up(meta_len as u64), xstate_len, xstate_note_len })
 }
 
+/// How many notes `optional_notes` lists (each present only when it has something to say).
+const OPTIONAL_NOTES: usize = 14;
+
 /// The notes written only when they have records, in image order, in one table: each one's
 /// type, length (0: the note is left out) and descriptor. The layout takes the lengths from it
 /// and the headers the descriptors, so the two cannot disagree. The tree note is made after the
 /// layout, which knows only its length (`tree_note` is empty until then); `NT_CKPT_MAC` is
 /// written as zeros, then filled in by [`authenticate`].
-fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); 12] {
+fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: &Plan) -> [(u32, usize, &'a [u8]); OPTIONAL_NOTES] {
     // A member's part has room for its MAC too, which the root's writer fills in.
     let keyed = crate::config::get().key_file().is_some();
     let origin = crate::origin::note();
@@ -665,11 +668,15 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
         (NT_CKPT_SOCKETS, parts.sockets_len, &parts.sockets[..]),
         (NT_CKPT_TIMERFDS, parts.timerfds_len, &parts.timerfds[..]),
         (NT_CKPT_INOTIFY, parts.inotify_len, &parts.inotify[..]),
+        // Slaves alone restore as before with a reader that skips the note; a master would
+        // not (see `ckpt_image::pty`).
+        (if parts.ptys_master { NT_CKPT_PTYS } else { NT_CKPT_PTYS | NT_CKPT_IGNORABLE }, parts.ptys_len, &parts.ptys[..]),
         (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }, tree_note),
         (NT_CKPT_SHARED, plan.shared_len, &parts.shared[..]),
         (NT_CKPT_FILEMAPS, plan.filemaps_len, &parts.filemaps[..]),
         (NT_CKPT_CHAIN, plan.chain_len, &parts.chain[..]),
         (NT_CKPT_ORIGIN, origin.len(), origin),
+        (NT_CKPT_IPC, parts.ipc_len, &parts.ipc[..]),
         (ckpt_image::NT_CKPT_WRITTEN, parts.written_len, &parts.written[..]),
         (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }, &[0u8; ckpt_image::mac::MAC_LEN]),
     ]
@@ -735,7 +742,7 @@ fn append_members<'t>(parts: &Parts, tree: &'t super::tree::Tree, img: rustix::f
 /// Encodes the headers into `meta`, once every offset and hash is known: the ELF header and
 /// program headers, the process's and each thread's notes, the core-file notes, the regions,
 /// the descriptors and the optional notes (`optional`, see [`optional_notes`]).
-fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); 12]) -> Result<(), Failure> {
+fn write_headers(meta: &mut [u8], parts: &Parts, threads: &[ThreadState], exclude: &Range<usize>, plan: &Plan, layout: &Layout, optional: [(u32, usize, &[u8]); OPTIONAL_NOTES]) -> Result<(), Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let mut w = Writer::new(meta);
     Ehdr { phoff: EHDR_SIZE as u64, phnum: layout.phnum as u16 }.write(&mut w);

@@ -1,0 +1,257 @@
+//! Stopping the threads that block the thread-stop signal, which its handler never reaches:
+//! glibc's helper thread for `SIGEV_THREAD` timers (glibc blocks every signal in it with a
+//! system call of its own), and any thread that blocks every signal with `rt_sigprocmask`
+//! itself. The kernel lets no thread trace another of its own process, but lets a process
+//! trace the threads of another of the same user: so the coordinator forks a capturing child
+//! which seizes each such thread with
+//! `PTRACE_SEIZE` and `PTRACE_INTERRUPT`, writes its signal frame on its stack (`tracee`), and
+//! writes its record into the coordinator's scratch memory (`process_vm_writev`), status last.
+//! The child is started like the image writer, as nobody's child (`spawn_detached`), so that
+//! neither the program nor a tree checkpoint that looks for the program's children sees it.
+//! The coordinator waits (boundedly) until every record of the batch has its status. The threads
+//! stay stopped as long as the child lives: it waits with every signal blocked, and the
+//! coordinator ends it with `SIGKILL` when it lets the other threads go; the kernel then
+//! detaches every thread it traced, and each goes on exactly where it was (a system call it
+//! was in restarts as after any stop). Should the program die first, the child ends by itself
+//! (it looks every 100 ms), and after [`HOLD_S`] in any case.
+//!
+//! A child serves one batch (the threads of one listing pass); a pass that finds more threads
+//! that block the signal starts another, up to [`MAX_BATCHES`].
+//!
+//! # Signal-safety fence
+//! Like the rest of `checkpoint`: raw system calls and the caller's buffers, no allocation, no
+//! locks, no libc.
+
+use super::failure::Failure;
+use super::tracee::{self, Geometry, Outcome, Step};
+use ckpt_image::ThreadState;
+use ckpt_sigsafe::sys;
+use rustix::io::Errno;
+
+/// The capturing child's name (`ps`, `/proc/PID/comm`).
+pub const NAME: &core::ffi::CStr = c"ckpt-seize";
+/// Most capturing children one checkpoint starts.
+pub const MAX_BATCHES: usize = 8;
+/// How long a capturing child keeps its threads stopped at most.
+const HOLD_S: u64 = 600;
+/// How long the coordinator waits for a batch to be captured.
+const CAPTURE_TIMEOUT_NS: u64 = 2_000_000_000;
+/// Record status: not yet written.
+const PENDING: i32 = 0;
+const CAPTURED: i32 = 1;
+const GONE: i32 = 2;
+
+/// One thread to seize, and what its capture found. In the coordinator's scratch memory; the
+/// capturing child writes `state` first, then `status` (and `step`).
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct Seized {
+    pub state: ThreadState,
+    /// [`PENDING`], [`CAPTURED`], [`GONE`], or a negative errno (with `step`).
+    status: i32,
+    step: u32,
+}
+
+/// The capturing children of one checkpoint, and the threads handed to them (in `records`).
+pub struct Seizer {
+    children: [u32; MAX_BATCHES],
+    nchildren: usize,
+    /// Threads handed over so far: `records[..count]`.
+    count: usize,
+    /// Threads whose batch has been started.
+    started: usize,
+}
+
+/// Why a thread could not be captured: its TID and what failed.
+pub struct NotCaptured {
+    pub tid: u32,
+    pub failure: Failure,
+}
+
+impl Seizer {
+    pub const fn new() -> Seizer {
+        Seizer { children: [0; MAX_BATCHES], nchildren: 0, count: 0, started: 0 }
+    }
+
+    /// Threads handed over so far.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Whether thread `tid` was handed over.
+    pub fn has(&self, records: &[Seized], tid: u32) -> bool {
+        records[..self.count].iter().any(|r| r.state.tid == tid)
+    }
+
+    /// Hands thread `tid` over (for the next [`Seizer::run_batch`]).
+    pub fn add(&mut self, records: &mut [Seized], tid: u32) -> Result<(), Failure> {
+        let r = records.get_mut(self.count).ok_or(Failure::plain("the program has more threads than one image can hold"))?;
+        *r = Seized { state: ThreadState { tid, ..ThreadState::default() }, status: PENDING, step: 0 };
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Captures the threads handed over since the last batch, in a new child, and waits until
+    /// each is captured (or gone). `geo` is the frame geometry, `buf` room for the child.
+    pub fn run_batch(&mut self, records: &mut [Seized], buf: &mut [u8], geo: &Geometry) -> Result<(), NotCaptured> {
+        let (from, to) = (self.started, self.count);
+        if from == to {
+            return Ok(());
+        }
+        self.started = to;
+        let first = records[from].state.tid;
+        let fail = |failure| NotCaptured { tid: first, failure };
+        if self.nchildren == MAX_BATCHES {
+            return Err(fail(Failure::plain("threads that block every signal keep starting others")));
+        }
+        // A process that is not dumpable cannot be traced, nor its memory written, by a
+        // process of the same user without privilege.
+        if rustix::process::dumpable_behavior().is_ok_and(|d| d != rustix::process::DumpableBehavior::Dumpable) && !privileged() {
+            return Err(fail(Failure::plain("the program is not dumpable (PR_SET_DUMPABLE), so it cannot be traced")));
+        }
+        if buf.len() < 2 * geo.frame_room() {
+            return Err(fail(Failure::plain("the FPU state is larger than ckpt has room for")));
+        }
+        let parent = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        let base = records.as_mut_ptr();
+        // Every signal blocked across the fork, so that none reaches the child before it
+        // blocks them itself (its handlers are the program's).
+        let old = sys::rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK as usize, !0).map_err(|e| fail(Failure::new("blocking signals", e)))?;
+        let mut pid = 0i32;
+        let forked = sys::spawn_detached(&mut pid);
+        let _ = sys::rt_sigprocmask(linux_raw_sys::general::SIG_SETMASK as usize, old);
+        match forked {
+            Ok(0) => child(parent, base, from, to, buf, geo),
+            Ok(intermediate) => {
+                let reaped = sys::reap_quiet_child(intermediate);
+                if pid <= 0 || reaped != Some(0) {
+                    return Err(fail(Failure::new("starting the process that stops threads with ptrace", Errno::from_raw_os_error(-pid.min(0)))));
+                }
+                self.children[self.nchildren] = pid as u32;
+                self.nchildren += 1;
+                wait_batch(base, from, to, pid as u32)
+            }
+            Err(e) => Err(fail(Failure::new("starting the process that stops threads with ptrace", e))),
+        }
+    }
+
+    /// The threads captured, to be completed and counted by the caller.
+    pub fn captured<'r>(&self, records: &'r [Seized]) -> impl Iterator<Item = ThreadState> + 'r {
+        let base = records.as_ptr();
+        (0..self.started).filter_map(move |i| {
+            // SAFETY: `i` is below `started`, inside `records`; the child wrote them with
+            // process_vm_writev, so they are read afresh.
+            let r = unsafe { base.add(i).read_volatile() };
+            (r.status == CAPTURED).then_some(r.state)
+        })
+    }
+
+    /// Ends every capturing child: the threads they stopped go on. Returns once each is gone
+    /// (a zombie, or reaped by whoever inherited it): the kernel has let its threads go then.
+    pub fn release(&mut self) {
+        for &pid in &self.children[..self.nchildren] {
+            let _ = sys::kill(pid, linux_raw_sys::general::SIGKILL);
+        }
+        for &pid in &self.children[..self.nchildren] {
+            let start = super::procfs::monotonic_ns();
+            while alive(pid) && super::procfs::monotonic_ns() - start < CAPTURE_TIMEOUT_NS {
+                let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000 });
+            }
+        }
+        self.nchildren = 0;
+    }
+}
+
+/// Whether this process may trace any process of its user namespace (`CAP_SYS_PTRACE`).
+fn privileged() -> bool {
+    let mut buf = [0u8; 2048];
+    let Ok(n) = ckpt_sigsafe::file::read_start(c"/proc/self/status", &mut buf) else { return false };
+    let cap_sys_ptrace = 1u64 << 19;
+    super::procfs::status_field(&buf[..n], b"CapEff:").and_then(ckpt_sigsafe::proctext::parse_hex).is_some_and(|c| c & cap_sys_ptrace != 0)
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    let mut path = [0u8; 64];
+    let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid as u64, b"/stat") else { return false };
+    let mut buf = [0u8; 512];
+    let Ok(n) = ckpt_sigsafe::file::read_start(p, &mut buf) else { return false };
+    !matches!(ckpt_sigsafe::proctext::stat_state(&buf[..n]), Some(b'Z' | b'X') | None)
+}
+
+/// Waits until every record of `from..to` has its status, or the child ended, or the time is
+/// up; the first failure found is returned.
+fn wait_batch(base: *mut Seized, from: usize, to: usize, child: u32) -> Result<(), NotCaptured> {
+    let start = super::procfs::monotonic_ns();
+    let status = |i: usize| {
+        // SAFETY: `i` is below `to`, inside the records the caller lent; the child writes the
+        // status with process_vm_writev, so it is read afresh each time.
+        unsafe { ((&raw const (*base.add(i)).status).read_volatile(), (&raw const (*base.add(i)).step).read_volatile()) }
+    };
+    let tid = |i: usize| {
+        // SAFETY: as above; the TID was written by this process before the fork.
+        unsafe { (*base.add(i)).state.tid }
+    };
+    loop {
+        let pending = (from..to).find(|&i| status(i).0 == PENDING);
+        if let Some(i) = (from..to).find(|&i| status(i).0 < 0) {
+            let (st, step) = status(i);
+            return Err(NotCaptured { tid: tid(i), failure: Failure::new(Step::from_code(step), Errno::from_raw_os_error(-st)) });
+        }
+        let Some(i) = pending else {
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+            return Ok(());
+        };
+        if !alive(child) {
+            return Err(NotCaptured { tid: tid(i), failure: Failure::plain("the process that stops threads with ptrace ended") });
+        }
+        if super::procfs::monotonic_ns() - start >= CAPTURE_TIMEOUT_NS {
+            return Err(NotCaptured { tid: tid(i), failure: Failure::plain("it did not stop for ptrace within 2 s") });
+        }
+        let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 200_000 });
+    }
+}
+
+/// The capturing child: seizes threads `from..to` of the records, writes each record back into
+/// the parent, then holds them stopped until it is killed.
+fn child(parent: u32, base: *mut Seized, from: usize, to: usize, buf: &mut [u8], geo: &Geometry) -> ! {
+    // It holds none of the program's descriptors.
+    // SAFETY: the child owns its copy of the descriptor table, and uses none of them.
+    unsafe { sys::close_range(0, u32::MAX) };
+    let _ = rustix::thread::set_name(NAME);
+    for i in from..to {
+        // SAFETY: `i` is inside the records, this process's own copy of them.
+        let record = unsafe { base.add(i) };
+        // SAFETY: as above.
+        let tid = unsafe { (*record).state.tid };
+        let (state, status, step) = match tracee::capture(parent, tid, geo, buf) {
+            Outcome::Captured(th) => (th, CAPTURED, 0),
+            Outcome::Gone => (ThreadState { tid, ..ThreadState::default() }, GONE, 0),
+            Outcome::Failed(step, e) => (ThreadState { tid, ..ThreadState::default() }, -e.raw_os_error(), step as u32),
+        };
+        // SAFETY: ThreadState and [i32, u32] are plain integers without padding (ThreadState's
+        // fields add up to its size, a multiple of 8), so their bytes are initialised.
+        let (state_bytes, tail) = unsafe {
+            (
+                core::slice::from_raw_parts(&state as *const ThreadState as *const u8, core::mem::size_of::<ThreadState>()),
+                core::mem::transmute::<[i32; 2], [u8; 8]>([status, step as i32]),
+            )
+        };
+        // SAFETY: a place inside the record, whose address only is taken.
+        let status_at = unsafe { &raw const (*record).status } as usize;
+        let written = sys::write_memory_of(parent, record as usize, state_bytes) && sys::write_memory_of(parent, status_at, &tail);
+        if !written {
+            sys::exit_group(1);
+        }
+    }
+    // Held until killed; ends by itself once the program is gone, or after HOLD_S.
+    let started = super::procfs::monotonic_ns();
+    while super::procfs::monotonic_ns() - started < HOLD_S * 1_000_000_000 && alive(parent) {
+        let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 });
+    }
+    sys::exit_group(0)
+}
+
+// The record is written as the bytes of a ThreadState, then its status and step.
+const _: () = assert!(core::mem::size_of::<ThreadState>() == ThreadState::ENCODED_LEN);
+const _: () = assert!(core::mem::size_of::<Seized>() == ThreadState::ENCODED_LEN + 8);

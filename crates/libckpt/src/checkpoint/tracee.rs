@@ -1,0 +1,247 @@
+//! One thread of the program stopped with `ptrace` (by the capturing process of `seize`), and
+//! what becomes of it: its registers, FPU state, signal mask and rseq area are read, and a
+//! signal frame holding them is written on its own stack, below its red zone, where the kernel
+//! would put the frame of a signal delivered to it. The image then records the thread like one
+//! stopped by the stop signal, whose frame is on its stack too, and a restart resumes it through
+//! that frame with `rt_sigreturn`.
+//!
+//! A thread stopped inside a system call is recorded as the kernel would go on with it, since
+//! `rt_sigreturn` never restarts anything: a call that would be restarted (`-ERESTARTSYS`,
+//! `-ERESTARTNOINTR`, `-ERESTARTNOHAND`, no handler running) is made again, its number back in
+//! rax and rip on its `syscall` instruction; a call whose restart the kernel keeps in the
+//! thread's restart block (`-ERESTART_RESTARTBLOCK`: a relative `nanosleep` or
+//! `clock_nanosleep`, `poll` with a timeout, a futex wait with a timeout), which a restored
+//! thread no longer has, returns `EINTR`, as it does when a handler runs (`nanosleep` has then
+//! written the time left already). The running program is not concerned: its thread goes on
+//! from the ptrace stop itself, the kernel's restart intact.
+//!
+//! # Signal-safety fence
+//! Runs in the capturing process forked by the signal handler: raw system calls and the
+//! caller's buffers only; no allocation, no locks, no libc.
+
+use ckpt_image::bytes::Writer;
+use ckpt_image::frame::{self, ureg, xstate_info, FXSAVE_SIZE, FP_XSTATE_MAGIC2, RT_SIGFRAME_SIZE, UCONTEXT_SIZE, XSTATE_SW_BYTES};
+use ckpt_image::thread::FLAG_RSEQ;
+use ckpt_image::ThreadState;
+use ckpt_sigsafe::sys::{self, ptrace};
+use linux_raw_sys::elf_uapi::{NT_PRFPREG, NT_PRSTATUS, NT_X86_XSTATE};
+use rustix::io::Errno;
+
+/// The kernel's own return values of a system call cut short by a signal (include/linux/errno.h,
+/// never seen by a program).
+const ERESTARTSYS: i64 = 512;
+const ERESTARTNOINTR: i64 = 513;
+const ERESTARTNOHAND: i64 = 514;
+const ERESTART_RESTARTBLOCK: i64 = 516;
+/// The x86-64 red zone, below the stack pointer, which a frame must not touch.
+const RED_ZONE: u64 = 128;
+/// Most signal-delivery stops a thread is let through before it reaches the requested stop.
+const MAX_SIGNAL_STOPS: u32 = 16;
+
+/// How the FPU area of the frames this process gets from the kernel is laid out (read from the
+/// checkpointing thread's own frame), so that the frames made here are the same.
+#[derive(Clone, Copy)]
+pub struct Geometry {
+    /// Bytes of the FPU area: an XSAVE area of this size, or a plain 512-byte FXSAVE area.
+    pub fpu_len: usize,
+    pub xsave: bool,
+    /// The software-reserved bytes that describe the XSAVE area to `rt_sigreturn`.
+    pub sw_bytes: [u8; FXSAVE_SIZE - XSTATE_SW_BYTES],
+}
+
+impl Geometry {
+    /// The geometry of the FXSAVE area a frame's `fpstate` points at (its first 512 bytes).
+    pub fn of(fxsave: &[u8]) -> Geometry {
+        let mut sw_bytes = [0u8; FXSAVE_SIZE - XSTATE_SW_BYTES];
+        sw_bytes.copy_from_slice(&fxsave[XSTATE_SW_BYTES..FXSAVE_SIZE]);
+        match xstate_info(fxsave) {
+            Some(x) => Geometry { fpu_len: x.xstate_size as usize, xsave: true, sw_bytes },
+            None => Geometry { fpu_len: FXSAVE_SIZE, xsave: false, sw_bytes },
+        }
+    }
+
+    /// Bytes a frame takes at most, below the red zone.
+    pub fn frame_room(&self) -> usize {
+        RT_SIGFRAME_SIZE + 16 + 64 + self.fpu_len + 4
+    }
+}
+
+/// Which step of a capture failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Seize = 1,
+    Stop = 2,
+    Registers = 3,
+    Frame = 4,
+}
+
+impl Step {
+    pub fn from_code(code: u32) -> &'static str {
+        match code {
+            1 => "attaching to it with ptrace",
+            2 => "stopping it with ptrace",
+            3 => "reading its registers",
+            _ => "writing its frame on its stack (no room below its stack pointer?)",
+        }
+    }
+}
+
+/// What a capture found.
+pub enum Outcome {
+    /// Stopped and recorded (the fields ptrace gives; the caller completes the rest).
+    Captured(ThreadState),
+    /// The thread exited meanwhile.
+    Gone,
+    Failed(Step, Errno),
+}
+
+/// Stops thread `tid` of process `pid` (which this process may trace) and writes its frame on
+/// its stack; it stays stopped until this process detaches or ends. `buf` is room for its FPU
+/// state and its frame (twice [`Geometry::frame_room`]).
+pub fn capture(pid: u32, tid: u32, geo: &Geometry, buf: &mut [u8]) -> Outcome {
+    match ptrace::seize(tid) {
+        Ok(()) => {}
+        Err(Errno::SRCH) => return Outcome::Gone,
+        Err(e) => return Outcome::Failed(Step::Seize, e),
+    }
+    match stop(tid) {
+        Ok(true) => {}
+        Ok(false) | Err(Errno::SRCH) => return Outcome::Gone,
+        Err(e) => return Outcome::Failed(Step::Stop, e),
+    }
+    let mut regs = [0u64; ureg::COUNT];
+    // SAFETY: a [u64; 27] is 216 plain bytes, any value of which is a valid u64 array.
+    let reg_bytes = unsafe { core::slice::from_raw_parts_mut(regs.as_mut_ptr() as *mut u8, core::mem::size_of_val(&regs)) };
+    let (fpu, rest) = buf.split_at_mut(geo.frame_room());
+    let fpu = &mut fpu[..geo.fpu_len];
+    let read = ptrace::get_regset(tid, NT_PRSTATUS, reg_bytes)
+        .and_then(|n| if n == reg_bytes.len() { Ok(()) } else { Err(Errno::IO) })
+        .and_then(|()| ptrace::get_regset(tid, if geo.xsave { NT_X86_XSTATE } else { NT_PRFPREG }, fpu))
+        .and_then(|n| if n >= FXSAVE_SIZE { Ok(()) } else { Err(Errno::IO) })
+        .and_then(|()| ptrace::sigmask(tid));
+    let mask = match read {
+        Ok(m) => m,
+        Err(e) => return Outcome::Failed(Step::Registers, e),
+    };
+    as_restarted(&mut regs);
+    let Some((start, len, uc)) = build_frame(&regs, mask, fpu, geo, rest) else { return Outcome::Failed(Step::Frame, Errno::FAULT) };
+    if !sys::write_memory_of(pid, start as usize, &rest[..len]) {
+        return Outcome::Failed(Step::Frame, Errno::FAULT);
+    }
+    let mut th = ThreadState { tid, sigframe: uc, fs_base: regs[ureg::FS_BASE], gs_base: regs[ureg::GS_BASE], ..ThreadState::default() };
+    if let Ok((area, len, sig)) = ptrace::rseq(tid) {
+        if area != 0 {
+            th.flags |= FLAG_RSEQ;
+            (th.rseq_addr, th.rseq_len, th.rseq_sig) = (area, len, sig);
+        }
+    }
+    Outcome::Captured(th)
+}
+
+/// Stops a seized thread: `Ok(false)` if it exited instead. A signal it was about to take on
+/// the way (one it does not block: a fault, say) is let through first, as it would have been.
+fn stop(tid: u32) -> Result<bool, Errno> {
+    ptrace::interrupt(tid)?;
+    for _ in 0..MAX_SIGNAL_STOPS {
+        let Some((_, status)) = sys::wait_child(tid as i32, false)? else { continue };
+        let stopped = status & 0xff == 0x7f;
+        if !stopped {
+            return Ok(false); // it exited, or was killed
+        }
+        if (status >> 16) as u32 == linux_raw_sys::ptrace::PTRACE_EVENT_STOP {
+            return Ok(true);
+        }
+        // A signal-delivery stop: deliver it, and wait for the requested stop.
+        ptrace::cont(tid, ((status >> 8) & 0xff) as u32)?;
+    }
+    Err(Errno::BUSY)
+}
+
+/// The registers of a thread stopped in a system call, as the kernel would go on with it (see
+/// the module's notes).
+fn as_restarted(regs: &mut [u64; ureg::COUNT]) {
+    if (regs[ureg::ORIG_RAX] as i64) < 0 {
+        return; // not in a system call
+    }
+    match -(regs[ureg::RAX] as i64) {
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+            regs[ureg::RAX] = regs[ureg::ORIG_RAX];
+            regs[ureg::RIP] = regs[ureg::RIP].wrapping_sub(2); // the `syscall` instruction again
+        }
+        ERESTART_RESTARTBLOCK => regs[ureg::RAX] = -(Errno::INTR.raw_os_error() as i64) as u64,
+        _ => {}
+    }
+}
+
+/// Lays out in `out` the frame the kernel would build on the thread's stack for a signal
+/// (return address, `ucontext`, `siginfo`, then the FPU area 64-byte aligned and, for XSAVE, its
+/// closing magic word), and returns where it goes: its start, its length and the `ucontext`'s
+/// address.
+fn build_frame(regs: &[u64; ureg::COUNT], mask: u64, fpu: &mut [u8], geo: &Geometry, out: &mut [u8]) -> Option<(u64, usize, u64)> {
+    let magic = if geo.xsave { 4 } else { 0 };
+    let sp = regs[ureg::RSP].checked_sub(RED_ZONE)?;
+    let fp = sp.checked_sub((geo.fpu_len + magic) as u64)? & !63;
+    let start = (fp.checked_sub(RT_SIGFRAME_SIZE as u64)? & !15).checked_sub(8)?;
+    let len = (fp - start) as usize + geo.fpu_len + magic;
+    let out = out.get_mut(..len)?;
+    out.fill(0);
+    frame::write_ucontext(&mut Writer::new(&mut out[8..8 + UCONTEXT_SIZE]), regs, mask, fp, geo.xsave);
+    if geo.xsave {
+        fpu[XSTATE_SW_BYTES..FXSAVE_SIZE].copy_from_slice(&geo.sw_bytes);
+    }
+    let at = (fp - start) as usize;
+    out[at..at + geo.fpu_len].copy_from_slice(fpu);
+    if geo.xsave {
+        out[at + geo.fpu_len..].copy_from_slice(&FP_XSTATE_MAGIC2.to_le_bytes());
+    }
+    Some((start, len, start + 8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_like_the_kernel() {
+        let mut r = [0u64; ureg::COUNT];
+        r[ureg::ORIG_RAX] = 0; // read
+        r[ureg::RAX] = -ERESTARTSYS as u64;
+        r[ureg::RIP] = 0x1002;
+        as_restarted(&mut r);
+        assert_eq!((r[ureg::RAX], r[ureg::RIP]), (0, 0x1000));
+        r[ureg::ORIG_RAX] = 35; // nanosleep
+        r[ureg::RAX] = -ERESTART_RESTARTBLOCK as u64;
+        as_restarted(&mut r);
+        assert_eq!((r[ureg::RAX] as i64, r[ureg::RIP]), (-4, 0x1000));
+        r[ureg::ORIG_RAX] = u64::MAX; // in user space: rax is the program's
+        r[ureg::RAX] = -ERESTARTSYS as u64;
+        as_restarted(&mut r);
+        assert_eq!(r[ureg::RAX] as i64, -ERESTARTSYS);
+    }
+
+    #[test]
+    fn frames_are_laid_out_as_the_kernel_lays_them() {
+        let mut fx = [0u8; 1024];
+        fx[XSTATE_SW_BYTES..XSTATE_SW_BYTES + 4].copy_from_slice(&ckpt_image::frame::FP_XSTATE_MAGIC1.to_le_bytes());
+        fx[XSTATE_SW_BYTES + 4..XSTATE_SW_BYTES + 8].copy_from_slice(&836u32.to_le_bytes());
+        fx[XSTATE_SW_BYTES + 8..XSTATE_SW_BYTES + 16].copy_from_slice(&7u64.to_le_bytes());
+        fx[XSTATE_SW_BYTES + 16..XSTATE_SW_BYTES + 20].copy_from_slice(&832u32.to_le_bytes());
+        let geo = Geometry::of(&fx[..FXSAVE_SIZE]);
+        assert!(geo.xsave && geo.fpu_len == 832);
+        let mut regs = [0u64; ureg::COUNT];
+        regs[ureg::RSP] = 0x7fff_0000_1238;
+        regs[ureg::RIP] = 0x4000_1234;
+        let mut fpu = [0u8; 832];
+        let mut out = [0u8; 4096];
+        let (start, len, uc) = build_frame(&regs, 0x55, &mut fpu, &geo, &mut out).unwrap();
+        assert_eq!(start % 16, 8);
+        assert_eq!(uc, start + 8);
+        assert!(start + len as u64 <= regs[ureg::RSP] - RED_ZONE);
+        let ctx = ckpt_image::frame::SigContext::parse(&out[8..8 + UCONTEXT_SIZE]).unwrap();
+        assert_eq!((ctx.rip(), ctx.rsp(), ctx.sigmask), (0x4000_1234, 0x7fff_0000_1238, 0x55));
+        assert_eq!(ctx.fpstate % 64, 0);
+        let fp = (ctx.fpstate - start) as usize;
+        assert_eq!(xstate_info(&out[fp..fp + FXSAVE_SIZE]).map(|x| x.xstate_size), Some(832));
+        assert_eq!(&out[fp + 832..fp + 836], &FP_XSTATE_MAGIC2.to_le_bytes());
+    }
+}
