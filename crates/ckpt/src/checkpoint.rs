@@ -113,10 +113,12 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     if let Err(e) = sent {
         return Err((EXIT_FAILED, format!("cannot signal process {asked}: {}", std::io::Error::from_raw_os_error(e.raw_os_error()))));
     }
+    let request = Request { asked, pid, image, own, signal, kill: a.kill, timeout: a.timeout, started, before, before_own };
     if !(a.wait || a.kill) {
+        // Not followed, but not left pending forever behind a mask either.
+        request.deliver_blocked(&mut Vec::new())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let request = Request { asked, pid, image, own, signal, kill: a.kill, timeout: a.timeout, started, before, before_own };
     request.wait(page, base)
 }
 
@@ -238,6 +240,7 @@ impl Request {
         let deadline = started + Duration::from_secs_f64(self.timeout);
         let mut saw_writer = false;
         let mut last_progress = Instant::now();
+        let (mut delivered, mut last_look) = (Vec::new(), started);
         let end_progress = || {
             if tty {
                 eprint!("\r\x1b[K");
@@ -273,6 +276,10 @@ impl Request {
             } else if started.elapsed() > Duration::from_secs(1) && self.written_without_page(&mut saw_writer)? {
                 break;
             }
+            if last_look.elapsed() > Duration::from_millis(100) {
+                last_look = Instant::now();
+                self.deliver_blocked(&mut delivered).inspect_err(|_| end_progress())?;
+            }
             if let Some(size) = writer_file(pid, image).map(|m| m.blocks() * 512) {
                 if tty && last_progress.elapsed() > Duration::from_millis(200) {
                     eprint!("\rckpt: writing {}: {} MB ", crate::shown(image), size / 1_000_000);
@@ -288,6 +295,12 @@ impl Request {
         }
         end_progress();
         print_written(self.written(), started)
+    }
+
+    /// Delivers the checkpoint signal with ptrace to the process, or a process below it, that
+    /// blocks it in every thread (see `unblock`), once each (`done`); says why when it cannot.
+    fn deliver_blocked(&self, done: &mut Vec<u32>) -> Result<(), (u8, String)> {
+        crate::unblock::deliver_where_blocked(self.pid, self.asked, self.signal, done).map_err(|why| (EXIT_FAILED, why))
     }
 
     /// A process without a report page (it could not have one), followed by its image file

@@ -247,6 +247,11 @@ impl Job {
                 eprintln!("ckpt: the last checkpoint of {prog} takes more than {} s; with no other image of it, ckpt job waits for it", self.timeout);
             }
         }
+        // A program (or a process of its tree) that blocks the signal in every thread past
+        // libckpt gets it with ptrace; if it cannot, the job's timeout applies.
+        if let Err(why) = crate::unblock::deliver_where_blocked(child as u32, child as u32, self.ckpt_signal, &mut s.delivered) {
+            eprintln!("ckpt: {why}");
+        }
         let report = s.page.read();
         match report.as_ref().and_then(|r| crate::report::outcome_after(r, s.base)) {
             Some(Ended::LastFailedStopped) => {
@@ -277,7 +282,7 @@ impl Job {
         eprintln!("ckpt: {}: taking the last checkpoint of {}; it stops then", signal_name(sig), self.prog);
         let mut page = crate::report::Page::of(crate::report::program_behind(child as u32));
         let base = page.read().map_or(0, |r| r.started);
-        w.stopping = Some(Stopping { since: Instant::now(), before: identity(&self.image), page, base });
+        w.stopping = Some(Stopping { since: Instant::now(), before: identity(&self.image), page, base, delivered: Vec::new() });
         let _ = ckpt_sigsafe::sys::sigqueue(child as u32, self.ckpt_signal as u32, LAST_REQUEST);
         if w.kept_stopped {
             // It was stopped: it takes the request once continued.
@@ -305,7 +310,7 @@ impl Job {
     /// restart goes on from.
     fn say_how_it_stopped(&self, stop: Stopping, timed_out: bool) {
         let prog = &self.prog;
-        let Stopping { since, before, mut page, base } = stop;
+        let Stopping { since, before, mut page, base, .. } = stop;
         let written = !timed_out && identity(&self.image).is_some_and(|now| Some(now) != before);
         if written {
             let size = std::fs::metadata(&self.image).map(|m| m.len()).unwrap_or(0);
@@ -383,6 +388,8 @@ struct Stopping {
     /// The program's report page, and how many checkpoints it had begun when it was asked.
     page: crate::report::Page,
     base: u32,
+    /// Processes the request was delivered to with ptrace (see `unblock`).
+    delivered: Vec<u32>,
 }
 
 /// `SIGUSR1`, … for the signals a batch system sends; the number for others.

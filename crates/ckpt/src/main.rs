@@ -14,13 +14,14 @@ mod locate;
 mod origin;
 // unsafe: the only module that needs it: the C library calls `std` lacks (`getrandom`,
 // `geteuid`, `access`, signal sets and `sigtimedwait`, a subreaper, a hook before exec, pipes
-// by descriptor number, a read-only mapping of an image).
+// by descriptor number, a read-only mapping of an image, `ptrace` of a thread).
 #[allow(unsafe_code)]
 mod os;
 mod outcome;
 mod report;
 mod run;
 mod set;
+mod unblock;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

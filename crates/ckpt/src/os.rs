@@ -179,3 +179,127 @@ impl Drop for View {
     }
 }
 
+
+/// A thread of another process, traced with `ptrace` (seized: it runs on until interrupted);
+/// dropping it detaches from it.
+pub struct Traced {
+    pub tid: i32,
+    /// The signal to deliver as it is let go, if any.
+    pub deliver: i32,
+}
+
+/// What a traced thread did, as `waitpid` tells.
+pub enum Stop {
+    /// Stopped at an event (the interrupt of [`Traced::interrupt`], or a group stop).
+    Event,
+    /// Stopped as it was about to take signal N.
+    Signal(i32),
+    /// Ended (or its process did).
+    Gone,
+}
+
+fn ptrace_result(r: libc::c_long) -> std::io::Result<()> {
+    if r == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Traced {
+    /// `PTRACE_SEIZE` of thread `tid` (a thread of a process of this user).
+    pub fn seize(tid: i32) -> std::io::Result<Traced> {
+        // SAFETY: PTRACE_SEIZE takes no memory from us (addr 0, no options).
+        ptrace_result(unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, 0usize, 0usize) })?;
+        Ok(Traced { tid, deliver: 0 })
+    }
+
+    /// `PTRACE_INTERRUPT`: the thread stops at its next chance, in an event stop.
+    pub fn interrupt(&self) -> std::io::Result<()> {
+        // SAFETY: PTRACE_INTERRUPT of a thread we seized; no memory passed.
+        ptrace_result(unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, self.tid, 0usize, 0usize) })
+    }
+
+    /// `PTRACE_CONT`, delivering signal `sig` (0: none).
+    pub fn cont(&self, sig: i32) -> std::io::Result<()> {
+        // SAFETY: PTRACE_CONT of a stopped thread we seized; the data is a signal number.
+        ptrace_result(unsafe { libc::ptrace(libc::PTRACE_CONT, self.tid, 0usize, sig as usize) })
+    }
+
+    /// Its next stop, if it comes before `deadline`.
+    pub fn next_stop(&self, deadline: std::time::Instant) -> Option<Stop> {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes the status into our integer.
+            let r = unsafe { libc::waitpid(self.tid, &mut status, libc::__WALL | libc::WNOHANG) };
+            if r == self.tid {
+                if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                    return Some(Stop::Gone);
+                }
+                if libc::WIFSTOPPED(status) {
+                    let event = status >> 16 != 0;
+                    return Some(if event { Stop::Event } else { Stop::Signal(libc::WSTOPSIG(status)) });
+                }
+                continue;
+            }
+            if r == -1 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return Some(Stop::Gone);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// The stopped thread's instruction pointer (`PTRACE_GETREGS`).
+    pub fn instruction_pointer(&self) -> std::io::Result<u64> {
+        // SAFETY: a zeroed user_regs_struct is valid; the kernel fills the whole of it.
+        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        // SAFETY: PTRACE_GETREGS of a stopped thread we seized writes one user_regs_struct.
+        ptrace_result(unsafe { libc::ptrace(libc::PTRACE_GETREGS, self.tid, 0usize, &mut regs as *mut libc::user_regs_struct) })?;
+        Ok(regs.rip)
+    }
+
+    /// The stopped thread's signal mask (`PTRACE_GETSIGMASK`).
+    pub fn sigmask(&self) -> std::io::Result<u64> {
+        let mut mask = 0u64;
+        // SAFETY: the kernel writes 8 bytes (the size passed) into our u64.
+        ptrace_result(unsafe { libc::ptrace(libc::PTRACE_GETSIGMASK, self.tid, 8usize, &mut mask as *mut u64) })?;
+        Ok(mask)
+    }
+
+    /// Sets the stopped thread's signal mask (`PTRACE_SETSIGMASK`).
+    pub fn set_sigmask(&self, mask: u64) -> std::io::Result<()> {
+        // SAFETY: the kernel reads 8 bytes (the size passed) from our u64.
+        ptrace_result(unsafe { libc::ptrace(libc::PTRACE_SETSIGMASK, self.tid, 8usize, &mask as *const u64) })
+    }
+
+    /// In a stop before taking a signal: sets that signal's `si_errno` to `tag`, leaving the
+    /// rest of what its sender gave it.
+    pub fn tag_signal(&self, tag: i32) -> std::io::Result<()> {
+        // SAFETY: a zeroed siginfo_t is valid; the kernel fills it (GETSIGINFO) and reads it
+        // back (SETSIGINFO), both of its size.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            ptrace_result(libc::ptrace(libc::PTRACE_GETSIGINFO, self.tid, 0usize, &mut info as *mut libc::siginfo_t))?;
+            info.si_errno = tag;
+            ptrace_result(libc::ptrace(libc::PTRACE_SETSIGINFO, self.tid, 0usize, &info as *const libc::siginfo_t))
+        }
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        // SAFETY: PTRACE_DETACH of a thread we seized; the data is a signal number. A thread
+        // that is running (not stopped) refuses it: it is interrupted first.
+        unsafe {
+            if libc::ptrace(libc::PTRACE_DETACH, self.tid, 0usize, self.deliver as usize) == -1
+                && libc::ptrace(libc::PTRACE_INTERRUPT, self.tid, 0usize, 0usize) == 0
+            {
+                let mut status = 0;
+                libc::waitpid(self.tid, &mut status, libc::__WALL);
+                libc::ptrace(libc::PTRACE_DETACH, self.tid, 0usize, self.deliver as usize);
+            }
+        }
+    }
+}

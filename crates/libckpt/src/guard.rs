@@ -6,6 +6,9 @@
 //! then disabled, the program is told once on stderr, the periodic timer is stopped, and a
 //! marker mapping (`/memfd:ckpt-signal-taken`) shows in `/proc/PID/maps`, so that
 //! `ckpt checkpoint` refuses to send a signal that would now reach the program's handler.
+//!
+//! `sigprocmask`, `pthread_sigmask` and `sigaction` pass the masks they are given through
+//! [`crate::deliverable`], which keeps ckpt's signals out of them.
 
 use crate::config;
 use ckpt_sigsafe::say;
@@ -67,6 +70,7 @@ pub fn prepare() {
 
 pub fn set_stop_handler(addr: usize) {
     STOP_HANDLER.store(addr, Ordering::Relaxed);
+    crate::deliverable::set_stop_signal(crate::stop::STOP_SIGNAL);
 }
 
 /// Whether the program took the thread-stop signal for itself (then only single-threaded
@@ -77,6 +81,7 @@ pub fn stop_signal_taken() -> bool {
 
 pub fn set_our_handler(addr: usize) {
     OUR_HANDLER.store(addr, Ordering::Relaxed);
+    crate::deliverable::set_checkpoint_signal(config::get().signal);
 }
 
 fn note_new_handler(sig: c_int, handler: usize) {
@@ -87,12 +92,14 @@ fn note_new_handler(sig: c_int, handler: usize) {
     }
     let stop = STOP_HANDLER.load(Ordering::Relaxed);
     if stop != 0 && sig == crate::stop::STOP_SIGNAL && handler != stop && !STOP_TAKEN.swap(true, Ordering::Relaxed) {
+        crate::deliverable::set_stop_signal(0);
         say!("ckpt: the program installed its own handler for signal {sig}, which ckpt uses to stop threads; it keeps it, and checkpoints of this program are refused while it has more than one thread");
     }
     let ours = OUR_HANDLER.load(Ordering::Relaxed);
     if ours == 0 || sig != config::get().signal || handler == ours || TAKEN.swap(true, Ordering::Relaxed) {
         return;
     }
+    crate::deliverable::set_checkpoint_signal(0);
     say!(
         "ckpt: the program installed its own handler for signal {sig}, the checkpoint signal; checkpoints are disabled (choose another signal with CKPT_SIGNAL or `ckpt run --signal`)"
     );
@@ -120,16 +127,29 @@ fn note_new_handler(sig: c_int, handler: usize) {
 /// As for libc's `sigaction`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+    let mut ours_handler = false;
     if !act.is_null() {
         // SAFETY: the caller passes a valid sigaction when act is not null.
-        note_new_handler(sig, unsafe { (*act).sa_sigaction });
+        let handler = unsafe { (*act).sa_sigaction };
+        note_new_handler(sig, handler);
+        ours_handler = handler != 0 && (handler == OUR_HANDLER.load(Ordering::Relaxed) || handler == STOP_HANDLER.load(Ordering::Relaxed));
     }
     let f = real(&REAL_SIGACTION, c"sigaction");
     if f == 0 {
         return -1;
     }
-    // SAFETY: f is libc's sigaction, called with the caller's arguments.
-    unsafe { core::mem::transmute::<usize, SigactionFn>(f)(sig, act, old) }
+    let was_asked = crate::deliverable::handler_asked(sig);
+    // The handler's mask without ckpt's signals (see `deliverable`).
+    // SAFETY: act is null or the caller's valid sigaction.
+    let copy = unsafe { crate::deliverable::handler_mask(sig, act, ours_handler) };
+    let given = copy.as_ref().map_or(act, |c| c as *const libc::sigaction);
+    // SAFETY: f is libc's sigaction, called with the caller's arguments or our copy of act.
+    let r = unsafe { core::mem::transmute::<usize, SigactionFn>(f)(sig, given, old) };
+    if r == 0 {
+        // SAFETY: old is null or the sigaction libc just wrote.
+        unsafe { crate::deliverable::show_handler_mask(old, was_asked) };
+    }
+    r
 }
 
 /// `signal(3)`, as the program calls it (libc's `signal` does not go through `sigaction`'s
@@ -148,47 +168,29 @@ pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc
     unsafe { core::mem::transmute::<usize, SignalFn>(f)(sig, handler) }
 }
 
-type SigmaskFn = unsafe extern "C" fn(c_int, *const libc::sigset_t, *mut libc::sigset_t) -> c_int;
-
-/// Calls libc's `f` with `set` minus the thread-stop signal when the call would block it: a
-/// thread that blocks every signal (one that waits in `sigwait`, say) still stops for a
-/// checkpoint.
-///
-/// # Safety
-/// As for libc's `pthread_sigmask`.
-unsafe fn mask_keeping_stop(f: usize, how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int {
-    if f == 0 {
-        return libc::EINVAL;
-    }
-    let stop = crate::stop::STOP_SIGNAL;
-    if set.is_null() || how == libc::SIG_UNBLOCK || STOP_TAKEN.load(Ordering::Relaxed) {
-        // SAFETY: f is libc's function, called with the caller's arguments.
-        return unsafe { core::mem::transmute::<usize, SigmaskFn>(f)(how, set, old) };
-    }
-    // SAFETY: the caller passes a valid sigset_t when set is not null; we change only a copy.
-    let mut copy = unsafe { *set };
-    // SAFETY: `copy` is a valid sigset_t.
-    unsafe { libc::sigdelset(&mut copy, stop) };
-    // SAFETY: f is libc's function, called with the caller's arguments and our copy.
-    unsafe { core::mem::transmute::<usize, SigmaskFn>(f)(how, &copy, old) }
-}
-
-/// `pthread_sigmask(3)`, as the program calls it.
+/// `pthread_sigmask(3)`, as the program calls it (see `deliverable`).
 ///
 /// # Safety
 /// As for libc's `pthread_sigmask`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn pthread_sigmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int {
     // SAFETY: as the caller's contract.
-    unsafe { mask_keeping_stop(real(&REAL_PTHREAD_SIGMASK, c"pthread_sigmask"), how, set, old) }
+    unsafe { crate::deliverable::set_mask(real(&REAL_PTHREAD_SIGMASK, c"pthread_sigmask"), how, set, old) }
 }
 
-/// `sigprocmask(2)`, as the program calls it.
+/// `sigprocmask(2)`, as the program calls it (see `deliverable`).
 ///
 /// # Safety
 /// As for libc's `sigprocmask`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn sigprocmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int {
     // SAFETY: as the caller's contract.
-    unsafe { mask_keeping_stop(real(&REAL_SIGPROCMASK, c"sigprocmask"), how, set, old) }
+    let r = unsafe { crate::deliverable::set_mask(real(&REAL_SIGPROCMASK, c"sigprocmask"), how, set, old) };
+    // sigprocmask reports its errors in errno (pthread_sigmask returns them).
+    if r > 0 {
+        // SAFETY: libc's thread-local errno.
+        unsafe { *libc::__errno_location() = r };
+        return -1;
+    }
+    r
 }

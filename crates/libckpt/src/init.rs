@@ -70,6 +70,7 @@ extern "C" fn ckpt_init() {
     install_handler(cfg.signal);
     install_stop_handler();
     crate::exec::unblock_after_exec();
+    crate::deliverable::adopt_inherited_mask();
     if cfg.interval_ms > 0 {
         start_interval_timer(cfg.signal, cfg.interval_ms);
     }
@@ -86,8 +87,8 @@ fn note_lineage(me: u64) {
         config::mark_descendant();
     }
     // A child forked by the program (not run with exec) is a descendant too.
-    // SAFETY: registers a plain function; nothing else is passed.
-    unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+    // SAFETY: registers plain functions; nothing else is passed.
+    unsafe { libc::pthread_atfork(Some(on_fork_prepare), None, Some(on_fork_child)) };
 }
 
 /// What the other modules make ready before the handler can run (constructor only).
@@ -96,6 +97,7 @@ fn prepare_modules() {
     crate::watches::prepare();
     crate::ipcids::prepare();
     crate::invisible::prepare();
+    crate::sigwaits::prepare();
     crate::exec::prepare();
     crate::checkpoint::track::prepare();
     crate::dropped::prepare();
@@ -190,7 +192,12 @@ fn export_parent(me: u64) {
     }
 }
 
+extern "C" fn on_fork_prepare() {
+    crate::deliverable::before_fork();
+}
+
 extern "C" fn on_fork_child() {
+    crate::deliverable::after_fork_child();
     config::set_memory_owner();
     config::mark_descendant();
     checkpoint::report::after_fork();
@@ -290,8 +297,12 @@ fn install_handler(signal: c_int) {
     }
 }
 
-extern "C" fn on_signal(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
     crate::invisible::bump();
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    if !info.is_null() && unsafe { (*info).si_errno } == ckpt_sigsafe::signals::UNBLOCKED_FOR_CHECKPOINT {
+        block_again_after(sig, uc);
+    }
     // A root of a tree checkpoint asks with sigqueue and a tagged value, and so does `ckpt job`
     // for a last checkpoint; a user with kill.
     let (code, sender, value) = if info.is_null() {
@@ -306,6 +317,21 @@ extern "C" fn on_signal(_sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void
         kept: false,
     });
     checkpoint::on_checkpoint_signal(uc as usize, checkpoint::tree::request(code, sender, value), last);
+}
+
+/// `ckpt checkpoint` unblocked the checkpoint signal in this thread, from outside, to deliver
+/// it (the thread, like every other, blocked it past libc): the thread blocks it again once
+/// the handler returns, in the context the image holds too. Signal-safe: one bit written.
+fn block_again_after(sig: c_int, uc: *mut c_void) {
+    if uc.is_null() || !(1..=64).contains(&sig) {
+        return;
+    }
+    // SAFETY: the kernel built a whole ucontext at `uc` for this handler; its saved mask
+    // begins with the kernel's 64-bit signal set, which sigreturn restores.
+    unsafe {
+        let mask = core::ptr::addr_of_mut!((*(uc as *mut libc::ucontext_t)).uc_sigmask) as *mut u64;
+        *mask |= 1u64 << (sig - 1);
+    }
 }
 
 /// The handler of the internal signal that stops the other threads during a checkpoint.

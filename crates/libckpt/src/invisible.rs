@@ -15,6 +15,9 @@
 //! happens: its threads come back inside these calls, which then see the `EINTR` of the
 //! checkpoint and go on.
 //!
+//! The masks that `ppoll`, `pselect` and `epoll_pwait` are given lose ckpt's signals on the
+//! way (see `deliverable`); `sigwaits` does the same for the calls that wait for signals.
+//!
 //! A signal of the program's own that arrives during the same call still ends it with `EINTR`
 //! unless the checkpoint's arrived in the same instant. Calls made with `syscall(2)` directly,
 //! and libc's internal calls, are not covered.
@@ -33,7 +36,7 @@ pub fn bump() {
     CHECKPOINTS.fetch_add(1, Ordering::SeqCst);
 }
 
-fn count() -> u64 {
+pub(crate) fn count() -> u64 {
     CHECKPOINTS.load(Ordering::SeqCst)
 }
 
@@ -99,7 +102,7 @@ macro_rules! real {
 
 /// Whether a call that began at checkpoint count `before` and failed with `errno` should go
 /// on: it was interrupted, and a checkpoint began meanwhile.
-fn interrupted_by_checkpoint(before: &mut u64) -> bool {
+pub(crate) fn interrupted_by_checkpoint(before: &mut u64) -> bool {
     let now = count();
     if errno() == libc::EINTR && now != *before {
         *before = now;
@@ -127,7 +130,7 @@ fn with_ms_timeout(timeout: c_int, mut call: impl FnMut(c_int) -> c_int) -> c_in
 
 /// The same for a call that takes its timeout as a `timespec` it does not change (null for
 /// none).
-fn with_ts_timeout(timeout: *const libc::timespec, mut call: impl FnMut(*const libc::timespec) -> c_int) -> c_int {
+pub(crate) fn with_ts_timeout(timeout: *const libc::timespec, mut call: impl FnMut(*const libc::timespec) -> c_int) -> c_int {
     let mut before = count();
     // SAFETY: the caller's timeout, when not null, is a valid timespec.
     let deadline = (!timeout.is_null()).then(|| Deadline::new(ts_ns(unsafe { &*timeout })));
@@ -248,7 +251,10 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: 
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn ppoll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: *const libc::timespec, mask: *const libc::sigset_t) -> c_int {
     let f = real!(PPOLL, c"ppoll", PpollFn);
-    // SAFETY: the caller's array and mask, and a valid timespec (or null).
+    // SAFETY: the caller's mask, valid when not null.
+    let (mask, _) = unsafe { crate::deliverable::without_ours(mask) };
+    let mask = crate::deliverable::ptr(&mask);
+    // SAFETY: the caller's array, our copy of its mask, and a valid timespec (or null).
     with_ts_timeout(timeout, |t| unsafe { f(fds, n, t, mask) })
 }
 
@@ -281,7 +287,10 @@ pub unsafe extern "C" fn pselect(
     mask: *const libc::sigset_t,
 ) -> c_int {
     let f = real!(PSELECT, c"pselect", PselectFn);
-    // SAFETY: the caller's sets and mask, and a valid timespec (or null).
+    // SAFETY: the caller's mask, valid when not null.
+    let (mask, _) = unsafe { crate::deliverable::without_ours(mask) };
+    let mask = crate::deliverable::ptr(&mask);
+    // SAFETY: the caller's sets, our copy of its mask, and a valid timespec (or null).
     with_ts_timeout(timeout, |t| unsafe { f(n, r, w, e, t, mask) })
 }
 
@@ -299,7 +308,10 @@ pub unsafe extern "C" fn epoll_wait(ep: c_int, events: *mut libc::epoll_event, m
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn epoll_pwait(ep: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const libc::sigset_t) -> c_int {
     let f = real!(EPOLL_PWAIT, c"epoll_pwait", EpollPwaitFn);
-    // SAFETY: the caller's arguments, passed on.
+    // SAFETY: the caller's mask, valid when not null.
+    let (mask, _) = unsafe { crate::deliverable::without_ours(mask) };
+    let mask = crate::deliverable::ptr(&mask);
+    // SAFETY: the caller's arguments, with our copy of its mask.
     with_ms_timeout(timeout, |ms| unsafe { f(ep, events, max, ms, mask) })
 }
 

@@ -8,7 +8,9 @@
 //! - [`stop`] is the internal signal that stops the other threads for a checkpoint, which the
 //!   handler sends and [`guard`] keeps the program from taking.
 //! - [`guard`] interposes `sigaction`/`signal` to notice a program taking the checkpoint
-//!   signal for itself; [`invisible`] interposes the sleeps and waits a checkpoint would cut
+//!   signal for itself; [`deliverable`] keeps ckpt's two signals out of the masks and waited
+//!   sets the program hands the kernel, and [`sigwaits`] interposes the calls that wait for
+//!   signals; [`invisible`] interposes the sleeps and waits a checkpoint would cut
 //!   short; [`watches`] `inotify_add_watch`, for the paths of watches; [`ipcids`]
 //!   `shmget`, `semget` and `msgget`, for the System V objects to record; [`dropped`] `madvise`,
 //!   so that pages a restored process drops read as zeros again.
@@ -28,13 +30,16 @@ mod config;
 // unsafe: interposes libc's `madvise` (found by `dlsym`) and refills dropped pages.
 #[allow(unsafe_code)]
 mod dropped;
+// unsafe: copies and changes the program's `sigset_t`s and `sigaction`s on their way to libc.
+#[allow(unsafe_code)]
+mod deliverable;
 // unsafe: declares the trampolines (`unsafe extern`), which `resume`'s assembly defines.
 #[allow(unsafe_code)]
 mod entry;
 // unsafe: interposes the `exec` family, passing C pointers on to libc.
 #[allow(unsafe_code)]
 mod exec;
-// unsafe: interposes `sigaction`, `signal` and `sigprocmask`, passing C pointers on to libc.
+// unsafe: interposes `sigaction`, `signal`, `sigprocmask` and `pthread_sigmask`, passing C pointers on to libc.
 #[allow(unsafe_code)]
 mod guard;
 // unsafe: the constructor: reads `environ`, installs the handler with `sigaction`.
@@ -53,6 +58,10 @@ mod origin;
 // unsafe: the trampoline: assembly that the restored process jumps to.
 #[allow(unsafe_code)]
 mod resume;
+// unsafe: interposes `sigsuspend`, `sigwait`, `sigwaitinfo`, `sigtimedwait`, `signalfd` and
+// `epoll_pwait2`, passing C pointers on to libc.
+#[allow(unsafe_code)]
+mod sigwaits;
 mod stop;
 // unsafe: interposes `inotify_add_watch`; a table of watches in a mapping shared with the handler.
 #[allow(unsafe_code)]

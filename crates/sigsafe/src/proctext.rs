@@ -35,6 +35,21 @@ pub fn status_field<'a>(status: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
         .map(|v| v.trim_ascii())
 }
 
+/// A thread's signal masks, from its `/proc/PID/task/TID/status`: the signals it blocks
+/// (`SigBlk`), those pending for it alone (`SigPnd`) and for its whole process (`ShdPnd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalMasks {
+    pub blocked: u64,
+    pub pending: u64,
+    pub shared_pending: u64,
+}
+
+/// The signal masks of a thread's status text, if it has all three.
+pub fn signal_masks(status: &[u8]) -> Option<SignalMasks> {
+    let hex = |key: &[u8]| status_field(status, key).and_then(parse_hex);
+    Some(SignalMasks { blocked: hex(b"SigBlk:")?, pending: hex(b"SigPnd:")?, shared_pending: hex(b"ShdPnd:")? })
+}
+
 pub fn parse_dec(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
@@ -254,6 +269,14 @@ pub fn pid_list(text: &[u8]) -> impl Iterator<Item = u32> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signal_masks_of_a_status() {
+        let st = b"Name:\tscript\nSigQ:\t1/63432\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000800\nSigBlk:\tfffffffe7ffbfeff\nSigIgn:\t0\n";
+        let m = signal_masks(st).unwrap();
+        assert_eq!(m, SignalMasks { blocked: 0xfffffffe7ffbfeff, pending: 0, shared_pending: 0x800 });
+        assert_eq!(signal_masks(b"SigPnd:\t0\nSigBlk:\t0\n"), None);
+    }
 
     #[test]
     fn kernel_threads_and_real_users() {

@@ -20,6 +20,13 @@ pub fn last_request(value: u64) -> Option<u64> {
     (value & !LAST_STOP_IF_UNSAVED == LAST_CHECKPOINT).then_some(value & LAST_STOP_IF_UNSAVED)
 }
 
+/// The `si_errno` that `ckpt checkpoint` gives a checkpoint signal it delivered with `ptrace`
+/// to a thread that blocked it (every thread of the process did, with a system call libckpt
+/// does not see): it unblocked the signal in that thread only for this delivery, and
+/// libckpt's handler blocks it again in the context the thread goes back to, and that the
+/// image holds. No signal sent by `kill` or `sigqueue` carries a non-zero `si_errno`.
+pub const UNBLOCKED_FOR_CHECKPOINT: i32 = 0x434b_5542;
+
 /// A signal by name (`USR1`, `SIGUSR1`, `HUP`, `RTMIN+2`) or number. `rtmin` is the C
 /// library's `SIGRTMIN`. Signals the kernel raises on its own, or that cannot be caught, are
 /// refused.
