@@ -3,7 +3,8 @@
  * the process, one for the main thread, both far off); an epoll instance watching a pipe and
  * a timerfd; an inotify instance with two watches on argv[1]/a and argv[1]/b and a gap in
  * their numbers; a unix stream listener at argv[1]/sock, a unix datagram socket bound to
- * argv[1]/dgram, a socket pair with bytes queued; an eventfd. Prints "ready", then "tick T"
+ * argv[1]/dgram, a socket pair with bytes queued; an eventfd; a file argv[1]/data open for
+ * writing in place, written once before "ready". Prints "ready", then "tick T"
  * every 20 ms until tick argv[2], then "done". */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -93,6 +94,11 @@ int main(int argc, char **argv) {
     int efd = eventfd(3, EFD_CLOEXEC);
     (void)listener, (void)dgram, (void)efd;
 
+    /* Last, so that every other descriptor keeps its number (tests name them). */
+    char data[4096];
+    snprintf(data, sizeof data, "%s/data", dir);
+    int df = open(data, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (df < 0 || write(df, "written once", 12) != 12) { perror(data); return 1; }
     printf("ready\n");
     for (long t = 1; t <= ticks; t++) {
         struct timespec ts = { 0, 20 * 1000 * 1000 };

@@ -504,10 +504,16 @@ pub const LONG: Duration = Duration::from_secs(60);
 /// checkpointed after `at` lines and killed a few lines later; restart runs to completion and
 /// must print exactly the rest of the reference. Returns the line the restart resumed from.
 pub fn checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd: &Workdir) -> usize {
-    scenario(make, at, wd, false)
+    scenario(make, at, wd, false, &[])
 }
 
-fn scenario(make: impl Fn() -> Command, at: usize, wd: &Workdir, tree: bool) -> usize {
+/// [`checkpoint_kill_restart_matches`], myrestart given `restart_args` too (for a program
+/// that writes its files in place after the checkpoint: `--files-as-is`).
+pub fn checkpoint_kill_restart_matches_with(make: impl Fn() -> Command, at: usize, wd: &Workdir, restart_args: &[&str]) -> usize {
+    scenario(make, at, wd, false, restart_args)
+}
+
+fn scenario(make: impl Fn() -> Command, at: usize, wd: &Workdir, tree: bool, restart_args: &[&str]) -> usize {
     let reference = reference_run(make(), LONG);
     assert!(reference.len() > at + 10, "reference run too short: {} lines", reference.len());
     let image = wd.image();
@@ -524,7 +530,9 @@ fn scenario(make: impl Fn() -> Command, at: usize, wd: &Workdir, tree: bool) -> 
     }
     let at_kill = orig.lines().len();
 
-    let mut restored = Proc::restart(&image);
+    let mut cmd = Command::new(myrestart());
+    cmd.args(restart_args).arg(&image);
+    let mut restored = Proc::spawn(cmd, &format!("myrestart {}", image.display()));
     let st = restored.wait_exit(LONG);
     let after = restored.lines();
     assert!(st.success(), "restarted run exited with {st}; stderr {:?}", restored.stderr());
@@ -535,7 +543,7 @@ fn scenario(make: impl Fn() -> Command, at: usize, wd: &Workdir, tree: bool) -> 
 /// tree is killed after the checkpoint, and the restarted tree must print the rest of the
 /// reference.
 pub fn tree_checkpoint_kill_restart_matches(make: impl Fn() -> Command, at: usize, wd: &Workdir) -> usize {
-    scenario(make, at, wd, true)
+    scenario(make, at, wd, true, &[])
 }
 
 /// A TCP and UDP port that is free now and outside the kernel's ephemeral range, for a server

@@ -167,6 +167,8 @@ fn redirected_stdout_continues_in_the_same_file() {
     assert_eq!(got, reference, "the file holds exactly one uninterrupted run's output");
 }
 
+/// A counter in a `MAP_SHARED` file mapping: the file moved on after the checkpoint, so the
+/// restart is refused by default; taken as it is, the counter goes on from the file's value.
 #[test]
 fn shared_file_mapping_keeps_counting_in_the_file() {
     let wd = Workdir::new("mapcount");
@@ -186,7 +188,13 @@ fn shared_file_mapping_keeps_counting_in_the_file() {
     orig.kill9();
     let at_kill = read_counter();
 
-    let mut restored = Proc::restart(&wd.image());
+    // The counter moved on in the file after the checkpoint: the restart is refused, naming
+    // the file, unless the file is taken as it is.
+    refused_leaving_unchanged(&wd.image(), &wd.path, &format!("mapped file: {} changed since the checkpoint (bytes it had then differ now)", file.display()));
+    let mut c = Command::new(myrestart());
+    c.arg("--files-as-is").arg(wd.image());
+    let mut restored = Proc::spawn(c, "myrestart --files-as-is");
+    restored.wait_stderr(&format!("mapped file: {} changed since the checkpoint", file.display()), SHORT);
     let first = restored.wait_lines(50, SHORT);
     let during = read_counter();
     assert!(during > at_kill, "the file does not see the restarted process's counting");
@@ -197,7 +205,7 @@ fn shared_file_mapping_keeps_counting_in_the_file() {
 
     // A mapped file that no longer covers its mapping is refused before anything changes.
     std::fs::File::options().write(true).open(&file).unwrap().set_len(0).unwrap();
-    let out = Command::new(myrestart()).arg(wd.image()).output().unwrap();
+    let out = Command::new(myrestart()).arg("--files-as-is").arg(wd.image()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("mapped file {} is now 0 bytes, too short for its mapping", file.display())), "{err}");

@@ -359,8 +359,12 @@ fn another_users_file_at_a_shared_mappings_path_is_refused() {
 
     std::fs::remove_file(&file).unwrap();
     std::fs::write(&file, vec![0u8; 4096]).unwrap();
-    let mut r = Proc::restart(&wd.image());
+    // Another file of ours: a file the program wrote that is not as it was, taken as it is.
+    let mut c = Command::new(myrestart());
+    c.arg("--files-as-is").arg(wd.image());
+    let mut r = Proc::spawn(c, "myrestart --files-as-is");
     r.wait_stderr(&format!("mapped file {} was replaced since the checkpoint", file.display()), SHORT);
+    r.wait_stderr(&format!("mapped file: {} changed since the checkpoint (another file is at its path now)", file.display()), SHORT);
     r.wait_lines(3, SHORT);
     r.kill9();
 }

@@ -42,6 +42,11 @@ pub struct JobArgs {
     /// or before the script it runs was changed (refused by default, naming what differs).
     #[arg(long)]
     allow_changed: bool,
+    /// Restart even though a file the program could write in place changed since the image
+    /// (refused by default, naming each; the images stay for another try). Also
+    /// CKPT_FILES_AS_IS=1 in the job's environment.
+    #[arg(long)]
+    files_as_is: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -57,8 +62,9 @@ pub fn job(a: JobArgs) -> Outcome {
     let signals = watched();
     signals.block();
     let job = Job::new(&a)?;
-    let JobArgs { requeue, allow_changed, run, .. } = a;
-    let Start { cmd, what, restart_status, fresh_image_due } = job.choose_start(run, allow_changed)?;
+    let JobArgs { requeue, allow_changed, files_as_is, run, .. } = a;
+    let files_as_is = files_as_is || std::env::var_os("CKPT_FILES_AS_IS").is_some_and(|v| v == "1");
+    let Start { cmd, what, restart_status, fresh_image_due } = job.choose_start(run, allow_changed, files_as_is)?;
     let status_wr = restart_status.as_ref().map_or(-1, |(_, wr)| *wr);
     let child = job.start_child(cmd, what, status_wr)?;
     let (child_status, waited) = job.wait(&signals, child, fresh_image_due);
@@ -150,7 +156,7 @@ impl Job {
     }
 
     /// Restarts the newest complete image of the set, or, with none, starts the program.
-    fn choose_start(&self, run: RunArgs, allow_changed: bool) -> Result<Start, (u8, String)> {
+    fn choose_start(&self, run: RunArgs, allow_changed: bool, files_as_is: bool) -> Result<Start, (u8, String)> {
         let prog = &self.prog;
         let want = if allow_changed { Want::Any } else { Want::Command(&self.started) };
         match set::newest(&self.image, self.key.as_deref(), want, false)? {
@@ -166,7 +172,7 @@ impl Job {
                 }
                 let fresh_image_due = crate::inspect::is_last_checkpoint(&found.path);
                 let (rd, wr) = status_pipe().map_err(|e| (EXIT_REFUSED, format!("cannot make a pipe: {}", crate::io_message(&e))))?;
-                let flags = RestartFlags { key: self.key.clone(), say: Some(found.say(&format!("ckpt: restarting {prog}"))), status_fd: Some(wr), ..Default::default() };
+                let flags = RestartFlags { key: self.key.clone(), say: Some(found.say(&format!("ckpt: restarting {prog}"))), status_fd: Some(wr), files_as_is, ..Default::default() };
                 let cmd = run::restart_command(&found.path, &flags)?.0;
                 Ok(Start { cmd, what: "myrestart", restart_status: Some((rd, wr)), fresh_image_due })
             }

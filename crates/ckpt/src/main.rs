@@ -118,6 +118,11 @@ enum Command {
         /// (the restored program prints those lines again), except after a last checkpoint.
         #[arg(long)]
         keep_logs: bool,
+        /// Restore even though a file the program could write in place (open for writing, not
+        /// to append, or mapped shared and writable) changed since the checkpoint (refused by
+        /// default, naming each: the program would go on from what it knew of it then).
+        #[arg(long)]
+        files_as_is: bool,
         /// The image must carry a MAC made with this key file (`ckpt run --key`); without
         /// --key, CKPT_KEY in the environment names it, if set.
         #[arg(long, value_name = "FILE")]
@@ -154,7 +159,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Checkpoint(a) => checkpoint::checkpoint(a),
-        Command::Restart { image, newest, allow_changed, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, key } => {
+        Command::Restart { image, newest, allow_changed, stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, files_as_is, key } => {
             let key = key::configured(key.as_deref());
             let chosen = if newest {
                 let want = if allow_changed { set::Want::Any } else { set::Want::SameAsNewest };
@@ -168,7 +173,7 @@ fn main() -> ExitCode {
                 Ok((None, image))
             };
             chosen.and_then(|(say, image)| {
-                run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, key, say, status_fd: None })
+                run::restart(&image, &run::RestartFlags { stopped, eager, no_verify, new_ids, inherit_stdio, foreground, trust_image, allow_running, keep_logs, files_as_is, key, say, status_fd: None })
             })
         }
         Command::Inspect(a) => inspect::inspect(a),

@@ -177,6 +177,7 @@ pub struct RestartFlags {
     pub trust_image: bool,
     pub allow_running: bool,
     pub keep_logs: bool,
+    pub files_as_is: bool,
     pub key: Option<PathBuf>,
     /// A line of ckpt's own for stderr (`ckpt: restarting …`), which myrestart prints once the
     /// program's logs are in order: printed before, it could be cut from them with what the
@@ -210,6 +211,7 @@ pub fn restart_command(image: &Path, f: &RestartFlags) -> Result<(Command, PathB
         (f.trust_image, "--trust-image"),
         (f.allow_running, "--allow-running"),
         (f.keep_logs, "--keep-logs"),
+        (f.files_as_is, "--files-as-is"),
     ] {
         if on {
             cmd.arg(flag);

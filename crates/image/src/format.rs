@@ -51,6 +51,9 @@ pub const NT_CKPT_LOCKS: u32 = 0x434b_0011;
 pub const NT_CKPT_PTYS: u32 = 0x434b_0013;
 /// The System V IPC objects the process used (see `ipc`); an older reader restores without them.
 pub const NT_CKPT_IPC: u32 = 0x434b_0014 | NT_CKPT_IGNORABLE;
+/// The files the program could write in place, as they were (see `written`). Ignorable: a
+/// reader without it restores without checking them, as before it.
+pub const NT_CKPT_WRITTEN: u32 = 0x434b_0015 | NT_CKPT_IGNORABLE;
 
 /// Whether this reader knows "CKPT" note type `t` (or may ignore it): an image holding any other
 /// was made by a newer ckpt, and restoring it without that note would not be the process.

@@ -425,6 +425,12 @@ impl<'a> Image<'a> {
         crate::ipc::records(self.note(CKPT_NOTE_NAME, crate::NT_CKPT_IPC).map(|n| n.desc).unwrap_or(&[]))
     }
 
+    /// The files the program could write in place, as they were (none when the note is absent:
+    /// an image made before it, whose files are not checked).
+    pub fn written_files(&self) -> crate::written::WrittenIter<'a> {
+        crate::written::records(self.note(CKPT_NOTE_NAME, crate::NT_CKPT_WRITTEN).map(|n| n.desc).unwrap_or(&[]))
+    }
+
     pub fn fds(&self) -> FdIter<'a> {
         let desc = self.note(CKPT_NOTE_NAME, NT_CKPT_FDS).map(|n| n.desc).unwrap_or(&[]);
         crate::fds::records(desc)

@@ -60,6 +60,14 @@ pub const MAX_IPC_MESSAGE: u64 = 1 << 20;
 /// image.
 pub const MAX_IPC_BYTES: usize = 4 << 20;
 
+/// Largest file the checkpoint hashes whole among those the program could write in place
+/// (`NT_CKPT_WRITTEN`): a restart compares its bytes; a larger file, only its size and times.
+pub const WRITTEN_HASH_MAX: u64 = 4 << 20;
+
+/// Most bytes of such files one process's checkpoint hashes in all (the program is stopped
+/// meanwhile); the files past it are compared by size and times.
+pub const WRITTEN_HASH_TOTAL: u64 = 64 << 20;
+
 /// What one process's image holds of what the restart keeps tables for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

@@ -13,7 +13,7 @@ pub struct Args {
 /// line goes on there.
 const USAGE: &str = r"usage: myrestart [--eager] [--no-verify] [--stopped] [--new-ids] [--announce]
                  [--inherit-stdio] [--foreground] [--trust-image] [--allow-running]
-                 [--keep-logs] [--key FILE] IMAGE
+                 [--keep-logs] [--files-as-is] [--key FILE] IMAGE
 Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes it.
   --eager          read all memory from the image now, instead of mapping the image file
                    (use it if the image file may change or disappear while the program runs)
@@ -34,6 +34,10 @@ Restores the process saved in IMAGE (made by libckpt.so on SIGUSR2) and resumes 
   --keep-logs      leave stdout and stderr log files (opened to append) as they are; by
                    default what the program printed after the checkpoint is cut from them,
                    since the restored program prints it again (never after a last checkpoint)
+  --files-as-is    restore even though a file the program could write in place (open for
+                   writing, not to append, or mapped shared) changed since the checkpoint
+                   (refused by default: the program would go on from its memory then, with
+                   its files as they are now)
   --key FILE       the image must carry a MAC made with this key file (CKPT_KEY at checkpoint;
                    without --key, CKPT_KEY in this environment is the key, if set)
 Exit status: 2 if the image cannot be restored (nothing was changed), 3 if restoring failed
@@ -59,6 +63,8 @@ pub struct Options {
     pub allow_running: bool,
     /// Never cut what the program printed after the checkpoint from its logs.
     pub keep_logs: bool,
+    /// Restore even though files the program could write in place changed since.
+    pub files_as_is: bool,
     /// The key file the image must be authenticated with: `--key`, else `CKPT_KEY` in the
     /// environment (the variable that keys images at checkpoint time: where it is set, an image
     /// without its MAC, one someone stripped, is refused).
@@ -159,6 +165,7 @@ impl Args {
             foreground: false,
             allow_running: false,
             keep_logs: false,
+            files_as_is: false,
             key: None,
             say: None,
             status_fd: None,
@@ -201,6 +208,7 @@ impl Args {
                 b"--foreground" => opts.foreground = true,
                 b"--allow-running" => opts.allow_running = true,
                 b"--keep-logs" => opts.keep_logs = true,
+                b"--files-as-is" => opts.files_as_is = true,
                 b"" => {}
                 arg if arg.starts_with(b"-") || image.is_some() => return Err(Stop::Unexpected(a.to_bytes())),
                 _ => image = Some(a),
@@ -270,7 +278,8 @@ mod tests {
         assert!(o.eager && !o.verify && !o.stopped && !o.announce && !o.keep_logs);
         assert_eq!(o.image, c"img");
         let o = parse(&[c"myrestart", c"--stopped", c"other", c"--keep-logs"]).ok().unwrap();
-        assert!(o.stopped && o.verify && !o.eager && o.keep_logs);
+        assert!(o.stopped && o.verify && !o.eager && o.keep_logs && !o.files_as_is);
+        assert!(parse(&[c"myrestart", c"--files-as-is", c"img"]).ok().unwrap().files_as_is);
         assert_eq!(o.image, c"other");
     }
 
@@ -321,6 +330,6 @@ mod tests {
             }
         }
         assert!(USAGE.lines().all(|l| l.len() <= 100), "a line longer than 100 columns");
-        assert!(USAGE.lines().filter(|l| l.starts_with("  --")).count() == 11);
+        assert!(USAGE.lines().filter(|l| l.starts_with("  --")).count() == 12);
     }
 }

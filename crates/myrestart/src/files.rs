@@ -9,7 +9,8 @@
 //!   says what lets the restart go on); a file that was the restarting user's own and is
 //!   another user's now is refused (`myrestart::trust::taken_over`); one that was replaced
 //!   otherwise (another inode, or the old inode number with another birth time) is used with a
-//!   warning; other changes are the user's business;
+//!   warning; a file the program could write in place that changed since is refused by
+//!   `written.rs` (unless `--files-as-is`); other changes are the user's business;
 //! - except the program's stdout and stderr in a regular file (a log): truncated or gone, the
 //!   output goes on at its end or in a new file (made exclusively, never through a link);
 //!   appended to and only grown since, it is cut back to its length at the checkpoint, at the

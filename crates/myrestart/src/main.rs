@@ -85,6 +85,7 @@ mod tcp;
 // after their use.
 #[allow(unsafe_code)]
 mod tree;
+mod written;
 
 use myrestart::{args, relocate, EXIT_LOST, EXIT_REFUSED};
 

@@ -295,6 +295,7 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
         crate::tcp::pool_own(path, &image, p)?;
     }
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
+    crate::written::check(path, &image, opts.files_as_is)?;
     p.exe_fd = match open_exe(path, &p.state.exe, &p.state.exe_id)? {
         Some(f) => crate::fds::park(f, base).ok(),
         None => None,

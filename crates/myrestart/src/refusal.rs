@@ -26,8 +26,15 @@ impl Refusal {
         Refusal(line)
     }
 
+    /// Says the line of one of several problems found together (files changed since the
+    /// checkpoint), each a line of its own: the last is returned as the refusal, and ends the
+    /// process.
+    pub fn say_one_of_several(mut self) {
+        self.0.emit();
+    }
+
     /// Says the line on stderr and ends the process with [`EXIT_REFUSED`]: the only way a
-    /// refusal is printed.
+    /// refusal is printed, but for [`Refusal::say_one_of_several`].
     pub fn exit(mut self) -> ! {
         self.0.emit();
         ckpt_sigsafe::sys::exit_group(EXIT_REFUSED)

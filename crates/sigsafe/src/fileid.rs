@@ -27,3 +27,24 @@ pub fn file_id_at(path: &core::ffi::CStr) -> ckpt_image::fileid::FileId {
         Err(_) => ckpt_image::fileid::FileId::UNKNOWN,
     }
 }
+
+/// A file as `NT_CKPT_WRITTEN` keeps it (`ckpt_image::written`), from its `fstat`: the
+/// checkpoint that records it and the restart that compares read it through this one function.
+/// No hash: see [`bytes_hash`].
+pub fn written_state(st: &rustix::fs::Stat) -> ckpt_image::written::FileState {
+    ckpt_image::written::FileState {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        mtime: (st.st_mtime, st.st_mtime_nsec as u32),
+        ctime: (st.st_ctime, st.st_ctime_nsec as u32),
+        hash: None,
+    }
+}
+
+/// The hash of the first `size` bytes of the file behind `fd` (open for reading), read through
+/// `buf`; `None` if it cannot be read or ends before `size`.
+pub fn bytes_hash(fd: BorrowedFd, size: u64, buf: &mut [u8]) -> Option<u64> {
+    let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(fd, &mut *into, at));
+    ckpt_image::filemaps::content_hash(size, 0, size, buf, read).ok().flatten()
+}

@@ -80,6 +80,9 @@ pub mod tree;
 // unsafe: the signal frame's XSAVE area, and closing descriptors the writer inherited.
 #[allow(unsafe_code)]
 mod write;
+// unsafe: borrowing the program's descriptors, listed just before, to look at their files.
+#[allow(unsafe_code)]
+mod written;
 
 use ckpt_sigsafe::out::{Line, Lossy};
 use core::fmt::Write;
@@ -237,6 +240,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
         None => &[],
     };
     fds::capture(&mut parts, own, tree.is_some() || member.is_some())?;
+    written::capture(&mut parts)?;
     let file = match &member {
         Some(m) => imagefile::TempImage::part(m.open_part()?, core::mem::take(&mut parts.tmp_path)),
         None => imagefile::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?,

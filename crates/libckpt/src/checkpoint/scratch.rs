@@ -104,8 +104,13 @@ const BASE_META: Span = BASE_STATE.then(MAX_HEADERS);
 /// bytes on average (the pages are touched only as records are written).
 const IPC: Span = BASE_META.then(ckpt_image::limits::MAX_IPC_BYTES);
 const FDS: Span = IPC.then(MAX_FDS * FdRecord::encoded_len(112));
+/// The `NT_CKPT_WRITTEN` records (a descriptor's or a mapping's file each, paths of 112 bytes
+/// on average) and the files they name, by device and inode (a table with open addressing,
+/// a power of two at least twice as long as the files one image names).
+const WRITTEN: Span = FDS.then((MAX_FDS + SLOTS) * ckpt_image::written::WrittenRecord::encoded_len(112));
+const WRITTEN_SEEN: Span = WRITTEN.then(room_for::<[u64; 2]>((2 * (MAX_FDS + SLOTS)).next_power_of_two()));
 /// The fixed parts end here; the copies of shared memory follow (as much as they need).
-const TOTAL: usize = FDS.end().next_multiple_of(PAGE);
+const TOTAL: usize = WRITTEN_SEEN.end().next_multiple_of(PAGE);
 
 /// A copy of a shared memory region, made while the program was stopped (the forked writer
 /// shares such memory with the program instead of getting a snapshot of it).
@@ -211,6 +216,11 @@ pub struct Parts<'a> {
     /// The previous image's headers and state, read by the writer of an incremental image.
     pub base_state: &'a mut ProcessState,
     pub base_meta: &'a mut [u8],
+    /// The `NT_CKPT_WRITTEN` descriptor under construction, and the files it names so far
+    /// (all zeros: none; its length a power of two).
+    pub written: &'a mut [u8],
+    pub written_len: usize,
+    pub written_seen: &'a mut [[u64; 2]],
 }
 
 impl Scratch {
@@ -354,6 +364,9 @@ impl Scratch {
                 chain: self.bytes(CHAIN),
                 base_state: self.state(BASE_STATE),
                 base_meta: self.bytes(BASE_META),
+                written: self.bytes(WRITTEN),
+                written_len: 0,
+                written_seen: self.table(WRITTEN_SEEN),
             }
         }
     }

@@ -678,6 +678,7 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
         (NT_CKPT_CHAIN, plan.chain_len, &parts.chain[..]),
         (NT_CKPT_ORIGIN, origin.len(), origin),
         (NT_CKPT_IPC, parts.ipc_len, &parts.ipc[..]),
+        (ckpt_image::NT_CKPT_WRITTEN, parts.written_len, &parts.written[..]),
         (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }, &[0u8; ckpt_image::mac::MAC_LEN]),
     ]
 }
