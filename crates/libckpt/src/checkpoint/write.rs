@@ -651,7 +651,7 @@ fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> 
 }
 
 /// How many notes `optional_notes` lists (each present only when it has something to say).
-const OPTIONAL_NOTES: usize = 14;
+const OPTIONAL_NOTES: usize = 15;
 
 /// The notes written only when they have records, in image order, in one table: each one's
 /// type, length (0: the note is left out) and descriptor. The layout takes the lengths from it
