@@ -14,7 +14,8 @@
  * (B's receive queue full, A holding bytes not sent yet), "filled K" printed with K the bytes
  * written, then each round B reads one 4096-byte record and A writes one more, "round N" with
  * the record's number read, and how many bytes A still holds unsent ("round N unsent U").
- * Every record carries its number in each of its 4-byte words.
+ * Every record carries its number in each of its 4-byte words. "full N" ends after round N
+ * ("done after N rounds").
  *
  * MODE "shut": one process holds both ends; end A writes records 1 to 20 and shuts down its
  * sending side (SHUT_WR); each round end B reads one record (at round 21 it must find the end
@@ -165,7 +166,7 @@ static void self(void) {
     }
 }
 
-static void full(void) {
+static void full(long last) {
     int lst, a, b;
     connection(&lst, &a, &b);
     fcntl(a, F_SETFL, O_NONBLOCK);
@@ -199,6 +200,10 @@ static void full(void) {
         ioctl(a, SIOCOUTQNSD, &unsent);
         printf("round %ld unsent %d\n", n, unsent);
         fflush(stdout);
+        if (n == last) {
+            printf("done after %ld rounds\n", n);
+            exit(0);
+        }
         nap(20);
     }
 }
@@ -233,7 +238,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && !strcmp(argv[1], "fork")) forked();
     if (argc > 1 && !strcmp(argv[1], "self")) self();
-    if (argc > 1 && !strcmp(argv[1], "full")) full();
+    if (argc > 1 && !strcmp(argv[1], "full")) full(argc > 2 ? atol(argv[2]) : 0);
     if (argc > 1 && !strcmp(argv[1], "shut")) shut();
     return 2;
 }

@@ -65,6 +65,9 @@ mod slots;
 #[allow(unsafe_code)]
 mod sockets;
 mod tcp;
+// unsafe: borrows the program's descriptors by number (it owns them, not us).
+#[allow(unsafe_code)]
+mod tcpdrain;
 // unsafe: per-thread slots written by the threads themselves, and the signal frames they stop in.
 #[allow(unsafe_code)]
 pub mod threads;
