@@ -28,7 +28,7 @@ fn put(dst: &mut [u8; s::ADDR_MAX], len: &mut u32, addr: &rustix::net::SocketAdd
 
 /// The family, type and addresses of `sock`, with [`s::CONNECTED`] when it has a peer.
 pub fn addresses(sock: BorrowedFd) -> SocketRecord {
-    let family = sockopt::socket_domain(sock).map(|d| d.as_raw() as u16).unwrap_or(0);
+    let family = sockopt::socket_domain(sock).map(|d| d.as_raw()).unwrap_or(0);
     let ty = sockopt::socket_type(sock).map(|t| t.as_raw() as u16).unwrap_or(0);
     let mut rec = SocketRecord { family, sock_type: ty, ..SocketRecord::ZERO };
     if let Ok(a) = rustix::net::getsockname(sock) {
