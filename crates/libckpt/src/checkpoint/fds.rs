@@ -95,7 +95,10 @@ struct Context {
 /// a restart will not bring back. The descriptors in `skip` are the checkpoint's own. In a tree
 /// checkpoint (`tree`), a pipe's other end may be in another process of the tree: the restart
 /// judges that, across the tree.
-pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failure> {
+///
+/// `drained`: a tree's table of connections its root drained (`treedrain`), whose frames for
+/// this process's sockets are their saved queues.
+pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool, drained: Option<&super::treedrain::DrainTable>) -> Result<(), Failure> {
     let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Failure::new("listing /proc/self/fd", e))?;
     let dir_fd = dir.as_raw_fd();
@@ -132,7 +135,8 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     let report_fd = super::report::own_fd();
     // Connections whose unsent bytes only a drain can read are drained first, and given back
     // once every descriptor is recorded, whatever happened meanwhile.
-    let recorded = out.drains.drain_all(bufs.pipe_data, &mut out.pipe_used).and_then(|()| {
+    let adopted = drained.into_iter().flat_map(|d| d.frames_of(cx.pid)).try_for_each(|(ino, frame)| out.drains.adopt(ino, frame, bufs.pipe_data, &mut out.pipe_used));
+    let recorded = adopted.and_then(|()| out.drains.drain_all(bufs.pipe_data, &mut out.pipe_used)).and_then(|()| {
         let mut recorded = 0usize;
         while let Some(entry) = raw.next() {
             let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;

@@ -103,8 +103,32 @@ impl Drains {
         Ok(())
     }
 
+    /// Takes as drained the frame `frame` (header and bytes) drained for socket `ino` of this
+    /// process by another (a tree's root, `treedrain`), copying it into `data` at `*used`; the
+    /// other process fills the connection again.
+    pub fn adopt(&mut self, ino: u64, frame: &[u8], data: &mut [u8], used: &mut usize) -> Result<(), Failure> {
+        if self.n == MAX_DRAINS || *used + frame.len() > data.len() {
+            return Err(Failure::plain("the program's pipes and sockets hold more bytes than one checkpoint keeps"));
+        }
+        data[*used..*used + frame.len()].copy_from_slice(frame);
+        self.list[self.n] = Drain { send: -1, recv: -1, recv_ino: ino, at: *used, len: frame.len() - s::FRAME_HEADER, peek_off: -1 };
+        self.n += 1;
+        *used += frame.len();
+        Ok(())
+    }
+
+    /// Whether no more connections can be drained.
+    pub fn full(&self) -> bool {
+        self.n == MAX_DRAINS
+    }
+
+    /// The drained connections: receiving socket's inode, and its frame in the data area.
+    pub fn each(&self) -> impl Iterator<Item = (u64, usize, usize)> + '_ {
+        self.list[..self.n].iter().map(|d| (d.recv_ino, d.at, s::FRAME_HEADER + d.len))
+    }
+
     /// Drains the connection from `send` to `recv` (see the module comment), when it can be.
-    fn drain(&mut self, send: i32, recv: i32, rec: &SocketRecord, data: &mut [u8], used: &mut usize) -> Result<(), Failure> {
+    pub fn drain(&mut self, send: i32, recv: i32, rec: &SocketRecord, data: &mut [u8], used: &mut usize) -> Result<(), Failure> {
         // SAFETY: an open descriptor of this process (just listed), borrowed only here.
         let rx = unsafe { BorrowedFd::borrow_raw(recv) };
         if !matches!(ckpt_sigsafe::sockets::tcp_state(send), Some(ESTABLISHED | CLOSE_WAIT)) {
@@ -138,7 +162,8 @@ impl Drains {
             if sys::bytes_in_send_queue(send).unwrap_or(1) == 0 && sys::bytes_to_read(recv).unwrap_or(1) == 0 {
                 break Ok(());
             }
-            if got == most || super::procfs::monotonic_ns() - started > WAIT_NS {
+            // Every byte may be in while the last acknowledgement is still to come: waited for.
+            if super::procfs::monotonic_ns() - started > WAIT_NS {
                 say!(
                     "ckpt: the TCP connection from {} to {} did not give up its bytes within {} s: the checkpoint fails; the {got} bytes read from it are written back behind those it still holds",
                     Addr(rec.addr()),
@@ -167,9 +192,9 @@ impl Drains {
     /// Writes every drained stream back through its sender, as it was (see the module
     /// comment), and sets each receiver's peek offset back.
     pub fn refill(&mut self, data: &[u8]) {
-        for d in &self.list[..self.n] {
-            // SAFETY: the sender is the program's open descriptor, still open (its threads are
-            // stopped); borrowed only here.
+        for d in self.list[..self.n].iter().filter(|d| d.send >= 0) {
+            // SAFETY: the sender is the program's open descriptor (or the tree root's copy of
+            // it), still open (its threads are stopped); borrowed only here.
             let tx = unsafe { BorrowedFd::borrow_raw(d.send) };
             let bytes = &data[d.at + s::FRAME_HEADER..d.at + s::FRAME_HEADER + d.len];
             let sent = send_all(tx, bytes);
@@ -208,7 +233,7 @@ fn wait(fd: BorrowedFd, what: PollFlags, ms: i64) {
 }
 
 /// The addresses of `sock` when it is a connected TCP socket (family, addresses).
-fn tcp_ends(sock: BorrowedFd) -> Option<SocketRecord> {
+pub fn tcp_ends(sock: BorrowedFd) -> Option<SocketRecord> {
     let st = rustix::fs::fstat(sock).ok()?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
         return None;
