@@ -15,7 +15,9 @@
 //!
 //! A connection is drained only when nothing of it can go astray: the sender still sending
 //! (established, or its peer closed), the receiver's queue free of urgent data, the bytes
-//! fitting the room left. Otherwise it is left to `tcp`, which names it. Draining is bounded
+//! fitting the room left. Otherwise it is left to `tcp`, which names it. A connection between
+//! two processes of a tree is drained the same way by the tree's root (`treedrain`). Draining
+//! is bounded
 //! ([`WAIT_NS`]); on loopback it ends within a few round trips.
 //!
 //! # Signal-safety fence

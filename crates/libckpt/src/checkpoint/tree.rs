@@ -12,9 +12,12 @@
 //!   sends each the signal with sigqueue ───────▶ joins the control block, stops its threads,
 //!   (again, until no new process appears)        says PARKED, waits
 //!   makes an unnamed part file per member
+//!   drains the TCP connections between two
+//!   processes that need it (`treedrain`)
 //!   phase CAPTURE ─────────────────────────────▶ captures itself, forks its writer into the
 //!   captures itself                               part file, says CAPTURED, waits
-//!   waits for every CAPTURED; forks its writer
+//!   waits for every CAPTURED; fills the
+//!   drained connections again; forks its writer
 //!   phase RESUME ──────────────────────────────▶ goes on
 //!   root's writer: its own image, then each       member's writer: its image, says WRITTEN
 //!   member's part appended and rebased, and the
