@@ -81,13 +81,17 @@ impl Drains {
         while let Some(Ok(entry)) = raw.next() {
             let Some(fd) = super::procfs::parse_dec(entry.file_name().to_bytes()) else { continue };
             let fd = fd as i32;
-            if fd == dir.as_raw_fd() || sys::bytes_not_sent(fd).unwrap_or(0) == 0 {
+            if fd == dir.as_raw_fd() {
                 continue;
             }
             // SAFETY: `fd` is open in this process (listed in /proc/self/fd, and no other
             // thread runs to close it); it is only borrowed for these calls.
             let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+            // A connected TCP socket first: the ioctl means something else to a device.
             let Some(rec) = tcp_ends(sock) else { continue };
+            if sys::bytes_not_sent(fd).unwrap_or(0) == 0 {
+                continue;
+            }
             // Repair mode, where allowed, reads the unsent bytes without moving them (`tcp`).
             if *repair.get_or_insert_with(|| super::tcp::repair_allowed(sock)) {
                 return Ok(());
@@ -241,7 +245,9 @@ pub fn tcp_ends(sock: BorrowedFd) -> Option<SocketRecord> {
         return None;
     }
     let rec = super::sockets::addresses(sock);
-    super::tcp::is_connection(&rec).then_some(rec)
+    let inet = matches!(rec.family as u32, n::AF_INET | n::AF_INET6);
+    let tcp = rustix::net::sockopt::socket_protocol(sock).ok().flatten().is_some_and(|p| p.as_raw().get() == n::IPPROTO_TCP as u32);
+    (inet && tcp && super::tcp::is_connection(&rec)).then_some(rec)
 }
 
 /// The lowest descriptor of this process holding the far end of connection `rec` (its own

@@ -84,10 +84,13 @@ impl TreeDrains {
         let mut failed = None;
         for &pid in pids {
             for_each_socket(pid, &mut |sock| {
-                if self.drains.full() || ckpt_sigsafe::sys::bytes_not_sent(sock.as_raw_fd()).unwrap_or(0) == 0 {
-                    return false;
+                if self.drains.full() {
+                    return true;
                 }
                 let Some(rec) = tcp_ends(sock.as_fd()) else { return false };
+                if ckpt_sigsafe::sys::bytes_not_sent(sock.as_raw_fd()).unwrap_or(0) == 0 {
+                    return false;
+                }
                 if *repair.get_or_insert_with(|| super::tcp::repair_allowed(sock.as_fd())) {
                     return true;
                 }
