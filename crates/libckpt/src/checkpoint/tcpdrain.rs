@@ -203,7 +203,15 @@ impl Drains {
             // it), still open (its threads are stopped); borrowed only here.
             let tx = unsafe { BorrowedFd::borrow_raw(d.send) };
             let bytes = &data[d.at + s::FRAME_HEADER..d.at + s::FRAME_HEADER + d.len];
+            // A limit on bytes not yet sent would stop the refill short: lifted meanwhile.
+            let lowat = sys::getsockopt_int(d.send, n::SOL_TCP, n::TCP_NOTSENT_LOWAT).ok();
+            if lowat.is_some() {
+                let _ = sys::setsockopt_int(d.send, n::SOL_TCP, n::TCP_NOTSENT_LOWAT, -1);
+            }
             let sent = send_all(tx, bytes);
+            if let Some(l) = lowat {
+                let _ = sys::setsockopt_int(d.send, n::SOL_TCP, n::TCP_NOTSENT_LOWAT, l);
+            }
             if sent < bytes.len() {
                 say!("ckpt: fd {}: {} bytes of its TCP connection could not be queued again after the checkpoint read them; the program's stream misses them", d.send, bytes.len() - sent);
             }
