@@ -25,6 +25,7 @@ pub mod nr {
     use super::k;
     pub const RT_SIGACTION: usize = k::__NR_rt_sigaction as usize;
     pub const RT_SIGPROCMASK: usize = k::__NR_rt_sigprocmask as usize;
+    pub const RT_SIGTIMEDWAIT: usize = k::__NR_rt_sigtimedwait as usize;
     pub const RT_SIGRETURN: usize = k::__NR_rt_sigreturn as usize;
     pub const GETITIMER: usize = k::__NR_getitimer as usize;
     pub const SETITIMER: usize = k::__NR_setitimer as usize;
@@ -116,6 +117,14 @@ pub fn rt_sigprocmask(how: usize, set: u64) -> Result<u64, Errno> {
     // SAFETY: both pointers point at 8-byte masks that live across the call.
     check(unsafe { syscall6(nr::RT_SIGPROCMASK, how, &set as *const u64 as usize, &mut old as *mut u64 as usize, 8, 0, 0) })?;
     Ok(old)
+}
+
+/// `rt_sigtimedwait(set, NULL, timeout, 8)` on a 64-bit mask of blocked signals: takes one of
+/// them, waiting at most `timeout_ns`. Returns its number; `Err(EAGAIN)` when none came.
+pub fn sigtimedwait(set: u64, timeout_ns: u64) -> Result<u32, Errno> {
+    let t = [(timeout_ns / 1_000_000_000) as i64, (timeout_ns % 1_000_000_000) as i64];
+    // SAFETY: the mask and the `struct timespec` live across the call; no siginfo is asked for.
+    check(unsafe { syscall6(nr::RT_SIGTIMEDWAIT, &set as *const u64 as usize, 0, t.as_ptr() as usize, 8, 0, 0) }).map(|s| s as u32)
 }
 
 /// `getitimer(which)` as `[interval_sec, interval_usec, value_sec, value_usec]`.

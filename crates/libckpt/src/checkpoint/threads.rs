@@ -86,11 +86,12 @@ pub struct Stopped {
 }
 
 impl Stopped {
-    /// For a process that ends at once (after its last checkpoint): the threads the capturing
-    /// children hold are let go (those children must not outlive it), and the others stay
-    /// stopped until it ends, so that none runs past its image.
-    pub fn hold_until_the_end(mut self) {
-        self.seizer.release();
+    /// For a process that ends at once (after its last checkpoint): every other thread stays
+    /// stopped until it ends, so that none runs past its image. The threads the capturing
+    /// children hold stay held too (let go, glibc's timer helper would take an expiry queued
+    /// meanwhile and start the program's function, which printed a line the restart printed
+    /// again); those children end with the program (`seize`).
+    pub fn hold_until_the_end(self) {
         core::mem::forget(self);
     }
 }
