@@ -55,6 +55,7 @@ mod ids;
 // unsafe: the `memcpy` family, over raw pointers.
 #[allow(unsafe_code)]
 mod mem;
+mod pending;
 // unsafe: maps the image and reads its headers in place; sets thread state by raw calls.
 #[allow(unsafe_code)]
 mod plan;
