@@ -113,6 +113,14 @@ pub fn slots(stopped: &Stopped) -> &[ThreadState] {
     unsafe { &(&*SLOTS.0.get())[..stopped.count] }
 }
 
+/// The same, to be completed by the coordinator (their pending signals read again).
+pub fn slots_mut(stopped: &mut Stopped) -> &mut [ThreadState] {
+    // SAFETY: as in `slots`: every thread below `count` has written its slot and waits to be
+    // let go, writing nothing more; `stopped` is borrowed mutably, so no other reference to
+    // the slots exists.
+    unsafe { &mut (&mut *SLOTS.0.get())[..stopped.count] }
+}
+
 /// Room the stopping needs in the scratch area: the TIDs signalled, the threads seized with
 /// ptrace, and the capturing child's buffers.
 pub struct Room<'a> {
