@@ -235,6 +235,7 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Malformed("a lock record names no descriptor"));
             }
         }
+        crate::written::check_hashed_total(self.written_files())?;
         for t in self.ptys() {
             let (t, _, _) = t?;
             let on_device = self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == t.fd && matches!(f.kind, FdKind::Device | FdKind::Inherit)));
