@@ -229,11 +229,8 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Malformed("an inotify watch names no inotify descriptor"));
             }
         }
-        for l in self.locks() {
-            let fd = l?.fd;
-            if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == fd && f.same_as < 0)) {
-                return Err(ImageError::Malformed("a lock record names no descriptor"));
-            }
+        for l in self.locks_on_descriptors() {
+            l?;
         }
         crate::written::check_hashed_total(self.written_files())?;
         for t in self.ptys() {
@@ -369,6 +366,11 @@ impl<'a> Image<'a> {
     /// The file locks held at the checkpoint (none when the note is absent).
     pub fn locks(&self) -> crate::locks::LockIter<'a> {
         crate::locks::records(self.note(CKPT_NOTE_NAME, NT_CKPT_LOCKS).map(|n| n.desc).unwrap_or(&[]))
+    }
+
+    /// The same, each with the record of its descriptor (see [`crate::locks::on_descriptors`]).
+    pub fn locks_on_descriptors(&self) -> crate::locks::OnDescriptors<'a> {
+        crate::locks::on_descriptors(self.locks(), self.fds())
     }
 
     /// The inotify watches, with their paths (none when the note is absent).
