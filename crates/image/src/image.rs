@@ -1,6 +1,6 @@
 //! Reading an image: find the metadata, check it, and give typed access to its parts.
 
-use crate::bytes::Reader;
+use crate::bytes::{find_from, Reader};
 use crate::fds::FdIter;
 use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
 use crate::note::{Note, Notes};
@@ -213,21 +213,30 @@ impl<'a> Image<'a> {
             }
         }
         use crate::fds::FdKind;
-        let described = |fd: i32, kind: FdKind| self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == fd && f.kind == kind && f.same_as < 0));
+        // Each record's descriptor looked for from where the last one was found: records kept
+        // in the order of their descriptors (as a checkpoint writes them) cost one walk.
+        let mut fds = self.fds();
+        let mut described = |fd: i32, kind: FdKind| find_from(&mut fds, || self.fds(), |(f, _)| f.fd == fd && f.kind == kind && f.same_as < 0).is_some();
+        let mut last = None;
         for s in self.sockets() {
-            if !described(s?.fd, FdKind::Socket) {
+            let fd = s?.fd;
+            if last != Some(fd) && !described(fd, FdKind::Socket) {
                 return Err(ImageError::Malformed("a socket record names no socket descriptor"));
             }
+            last = Some(fd);
         }
         for t in self.timerfds() {
             if !described(t?.fd, FdKind::TimerFd) {
                 return Err(ImageError::Malformed("a timerfd record names no timerfd descriptor"));
             }
         }
+        let mut last = None;
         for w in self.inotify_watches() {
-            if !described(w?.0.fd, FdKind::Inotify) {
+            let fd = w?.0.fd;
+            if last != Some(fd) && !described(fd, FdKind::Inotify) {
                 return Err(ImageError::Malformed("an inotify watch names no inotify descriptor"));
             }
+            last = Some(fd);
         }
         for l in self.locks_on_descriptors() {
             l?;
@@ -249,12 +258,13 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Malformed("a POSIX message queue record names no descriptor of the image"));
             }
         }
+        let (mut sockets, mut timerfds) = (self.sockets(), self.timerfds());
         for f in self.fds() {
             let (f, _) = f?;
             let missing = f.same_as < 0
                 && match f.kind {
-                    FdKind::Socket => !self.sockets().any(|s| s.is_ok_and(|s| s.fd == f.fd)),
-                    FdKind::TimerFd => !self.timerfds().any(|t| t.is_ok_and(|t| t.fd == f.fd)),
+                    FdKind::Socket => find_from(&mut sockets, || self.sockets(), |s| s.fd == f.fd).is_none(),
+                    FdKind::TimerFd => find_from(&mut timerfds, || self.timerfds(), |t| t.fd == f.fd).is_none(),
                     _ => false,
                 };
             if missing {
@@ -486,3 +496,4 @@ pub fn meta_hash(meta: &[u8], hash_at: usize) -> u64 {
     }
     h.digest()
 }
+

@@ -1270,3 +1270,21 @@ fn pty_records_name_their_descriptors() {
     assert_eq!(with(FdKind::Device, MASTER | 64, NT_CKPT_PTYS), malformed("bad pty record"));
     assert!(note_type_understood(NT_CKPT_PTYS));
 }
+
+/// A lookup from where the last one stopped finds records in any order, and none that is not
+/// there (the walk in order is what keeps 30,000 socket records from costing a walk each).
+#[test]
+fn lookups_from_the_last_find_records_in_any_order() {
+    use crate::bytes::{find_from, Reader, Records};
+    let mut buf = [0u8; 40];
+    let mut w = Writer::new(&mut buf);
+    for v in [1u32, 3, 5, 7, 9, 11, 13, 15, 17, 19] {
+        w.u32(v);
+    }
+    let all = || Records::new(&buf[..], |r: &mut Reader| r.u32());
+    let mut cursor = all();
+    for want in [3, 5, 5, 19, 1, 13, 13, 2, 7] {
+        let found = find_from(&mut cursor, all, |&v| v == want);
+        assert_eq!(found, (want % 2 == 1).then_some(want), "{want}");
+    }
+}
