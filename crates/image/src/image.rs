@@ -206,13 +206,17 @@ impl<'a> Image<'a> {
     /// and the trampolines are in executable memory (as `seen` found).
     pub(crate) fn check_records(&self, seen: Seen) -> Result<(), ImageError> {
         let Seen { threads, trampoline_ok, thread_trampoline_ok } = seen;
+        use crate::fds::FdKind;
+        // An epoll descriptor's registrations are many (a server's every connection): its
+        // record is looked for once for all of them.
+        let mut last = None;
         for reg in self.epoll_registrations() {
-            let reg = reg?;
-            if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == reg.epfd && f.kind == crate::fds::FdKind::Epoll)) {
+            let epfd = reg?.epfd;
+            if last != Some(epfd) && !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == epfd && f.kind == FdKind::Epoll)) {
                 return Err(ImageError::Malformed("an epoll registration names no epoll descriptor"));
             }
+            last = Some(epfd);
         }
-        use crate::fds::FdKind;
         // Each record's descriptor looked for from where the last one was found: records kept
         // in the order of their descriptors (as a checkpoint writes them) cost one walk.
         let mut fds = self.fds();
