@@ -52,6 +52,7 @@ pub mod nr {
     pub const CLONE3: usize = k::__NR_clone3 as usize;
     pub const SIGNALFD4: usize = k::__NR_signalfd4 as usize;
     pub const TGKILL: usize = k::__NR_tgkill as usize;
+    pub const TKILL: usize = k::__NR_tkill as usize;
     pub const TIMER_GETTIME: usize = k::__NR_timer_gettime as usize;
     pub const PRLIMIT64: usize = k::__NR_prlimit64 as usize;
     pub const EPOLL_CTL: usize = k::__NR_epoll_ctl as usize;
@@ -615,6 +616,13 @@ pub fn queue_timer_signal(pid: u32, tid: Option<u32>, sig: u32, timer: i32, valu
 pub fn tgkill(pid: u32, tid: u32, sig: u32) -> Result<(), Errno> {
     // SAFETY: sends a signal; no memory is involved.
     check(unsafe { syscall6(nr::TGKILL, pid as usize, tid as usize, sig as usize, 0, 0, 0) }).map(drop)
+}
+
+/// Whether a thread `tid` exists now, in any process (`tkill(tid, 0)`: only `ESRCH` says
+/// none does).
+pub fn thread_exists(tid: u32) -> bool {
+    // SAFETY: signal 0 sends nothing; no memory is involved.
+    check(unsafe { syscall6(nr::TKILL, tid as usize, 0, 0, 0, 0, 0) }) != Err(Errno::SRCH)
 }
 
 /// `prctl(PR_GET_NAME)`: the calling thread's name, NUL-padded.
