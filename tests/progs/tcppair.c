@@ -14,7 +14,12 @@
  * (B's receive queue full, A holding bytes not sent yet), "filled K" printed with K the bytes
  * written, then each round B reads one 4096-byte record and A writes one more, "round N" with
  * the record's number read, and how many bytes A still holds unsent ("round N unsent U").
- * Every record carries its number in each of its 4-byte words.
+ * Every record carries its number in each of its 4-byte words. "full N" ends after round N
+ * ("done after N rounds").
+ *
+ * MODE "fullfork": as "full", across a fork: the child holds end A and fills it, then writes
+ * one more record each time the parent, reading end B, sends it a 4-byte acknowledgement back
+ * over the connection; the parent prints "round N" for record N, the child "sender unsent U".
  *
  * MODE "shut": one process holds both ends; end A writes records 1 to 20 and shuts down its
  * sending side (SHUT_WR); each round end B reads one record (at round 21 it must find the end
@@ -165,7 +170,7 @@ static void self(void) {
     }
 }
 
-static void full(void) {
+static void full(long last) {
     int lst, a, b;
     connection(&lst, &a, &b);
     fcntl(a, F_SETFL, O_NONBLOCK);
@@ -198,6 +203,58 @@ static void full(void) {
         int unsent = 0;
         ioctl(a, SIOCOUTQNSD, &unsent);
         printf("round %ld unsent %d\n", n, unsent);
+        fflush(stdout);
+        if (n == last) {
+            printf("done after %ld rounds\n", n);
+            exit(0);
+        }
+        nap(20);
+    }
+}
+
+static void fill(int a, long *next, long *partial) {
+    static unsigned rec[1024];
+    fcntl(a, F_SETFL, O_NONBLOCK);
+    for (;;) {
+        for (int i = 0; i < 1024; i++) rec[i] = (unsigned)*next;
+        ssize_t k = write(a, (char *)rec + *partial, 4096 - *partial);
+        if (k < 0 && errno == EAGAIN) break;
+        if (k <= 0) bad("fill");
+        *partial += k;
+        if (*partial == 4096) { *partial = 0; (*next)++; }
+    }
+    fcntl(a, F_SETFL, fcntl(a, F_GETFL) & ~O_NONBLOCK);
+}
+
+static void fullfork(void) {
+    int lst, a, b;
+    connection(&lst, &a, &b);
+    if (fork() == 0) {
+        close(b);
+        long next = 1, partial = 0;
+        static unsigned rec[1024];
+        fill(a, &next, &partial);
+        for (;;) {
+            char ack[4];
+            read_exact(a, ack, 4);
+            for (int i = 0; i < 1024; i++) rec[i] = (unsigned)next;
+            write_exact(a, (char *)rec + partial, 4096 - partial);
+            partial = 0;
+            next++;
+            int unsent = 0;
+            ioctl(a, SIOCOUTQNSD, &unsent);
+            printf("sender unsent %d\n", unsent);
+            fflush(stdout);
+        }
+    }
+    close(a);
+    for (long n = 1;; n++) {
+        static unsigned got[1024];
+        read_exact(b, (char *)got, 4096);
+        for (int i = 0; i < 1024; i++)
+            if (got[i] != (unsigned)n) { printf("BAD record %ld word %d is %u\n", n, i, got[i]); fflush(stdout); exit(1); }
+        write_exact(b, "ack!", 4);
+        printf("round %ld\n", n);
         fflush(stdout);
         nap(20);
     }
@@ -233,7 +290,8 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && !strcmp(argv[1], "fork")) forked();
     if (argc > 1 && !strcmp(argv[1], "self")) self();
-    if (argc > 1 && !strcmp(argv[1], "full")) full();
+    if (argc > 1 && !strcmp(argv[1], "full")) full(argc > 2 ? atol(argv[2]) : 0);
     if (argc > 1 && !strcmp(argv[1], "shut")) shut();
+    if (argc > 1 && !strcmp(argv[1], "fullfork")) fullfork();
     return 2;
 }

@@ -30,6 +30,9 @@ pub const MAX_HEADERS: usize = 64 << 20;
 /// Most pipes (by inode) whose queued bytes one checkpoint copies: a program with more pipes
 /// open for reading is refused by the checkpoint, with a message, and goes on.
 pub const MAX_PIPES_COPIED: usize = 4096;
+/// Bytes a tree checkpoint drains, in all, from TCP connections between two of its processes
+/// (bytes not yet sent, read without `CAP_NET_ADMIN`): kept in its control block meanwhile.
+pub const MAX_TREE_DRAINED: usize = 16 * 1024 * 1024;
 
 /// Most regions of shared memory (or memory a child does not inherit) one checkpoint copies.
 pub const MAX_SHARED_COPIED: usize = 4096;

@@ -64,6 +64,8 @@ struct Out<'a> {
     ptys: super::pty::PtyOut<'a>,
     npipes: usize,
     pipe_used: usize,
+    /// TCP connections drained before the descriptors are recorded (see `tcpdrain`).
+    drains: super::tcpdrain::Drains,
 }
 
 /// The scratch buffers recording a descriptor uses: the descriptors seen (by description),
@@ -93,7 +95,10 @@ struct Context {
 /// a restart will not bring back. The descriptors in `skip` are the checkpoint's own. In a tree
 /// checkpoint (`tree`), a pipe's other end may be in another process of the tree: the restart
 /// judges that, across the tree.
-pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failure> {
+///
+/// `drained`: a tree's table of connections its root drained (`treedrain`), whose frames for
+/// this process's sockets are their saved queues.
+pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool, drained: Option<&super::treedrain::DrainTable>) -> Result<(), Failure> {
     let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Failure::new("listing /proc/self/fd", e))?;
     let dir_fd = dir.as_raw_fd();
@@ -110,6 +115,7 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
         ptys: super::pty::PtyOut { w: Writer::new(parts.ptys), master: false },
         npipes: 0,
         pipe_used: 0,
+        drains: super::tcpdrain::Drains::none(),
     };
     let mut bufs = Bufs {
         first_fds: parts.fd_list,
@@ -127,21 +133,29 @@ pub fn capture(parts: &mut Parts, skip: &[i32], tree: bool) -> Result<(), Failur
     let diag_fd = cx.diag.as_ref().map_or(-1, |d| d.as_raw_fd());
     // libckpt's own report page: not the program's (see `report`).
     let report_fd = super::report::own_fd();
-    let mut recorded = 0usize;
-    while let Some(entry) = raw.next() {
-        let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
-        let name = entry.file_name();
-        let Some(fd) = super::procfs::parse_dec(name.to_bytes()) else { continue };
-        let fd = fd as i32;
-        if fd == dir_fd || fd == diag_fd || fd == super::track::own_fd() || fd == report_fd || skip.contains(&fd) {
-            continue;
+    // Connections whose unsent bytes only a drain can read are drained first, and given back
+    // once every descriptor is recorded, whatever happened meanwhile.
+    let adopted = drained.into_iter().flat_map(|d| d.frames_of(cx.pid)).try_for_each(|(ino, frame)| out.drains.adopt(ino, frame, bufs.pipe_data, &mut out.pipe_used));
+    let recorded = adopted.and_then(|()| out.drains.drain_all(bufs.pipe_data, &mut out.pipe_used)).and_then(|()| {
+        let mut recorded = 0usize;
+        while let Some(entry) = raw.next() {
+            let entry = entry.map_err(|e| Failure::new("listing /proc/self/fd", e))?;
+            let name = entry.file_name();
+            let Some(fd) = super::procfs::parse_dec(name.to_bytes()) else { continue };
+            let fd = fd as i32;
+            if fd == dir_fd || fd == diag_fd || fd == super::track::own_fd() || fd == report_fd || skip.contains(&fd) {
+                continue;
+            }
+            if recorded == MAX_FDS {
+                return Err(Failure::plain(TOO_MANY_FDS));
+            }
+            recorded += 1;
+            record_one(&cx, &dir, name, fd, &mut out, &mut bufs)?;
         }
-        if recorded == MAX_FDS {
-            return Err(Failure::plain(TOO_MANY_FDS));
-        }
-        recorded += 1;
-        record_one(&cx, &dir, name, fd, &mut out, &mut bufs)?;
-    }
+        Ok(())
+    });
+    out.drains.refill(bufs.pipe_data);
+    recorded?;
     parts.fds_len = out.fds.finish().ok_or(Failure::plain("too many open descriptors to record"))?;
     parts.epoll_len = out.epoll.finish().ok_or(Failure::plain("too many epoll registrations to record"))?;
     parts.sockets_len = out.sockets.finish().ok_or(Failure::plain("too many sockets to record"))?;
@@ -284,7 +298,8 @@ fn kind_state(
             Ok(rec) => {
                 rec.write(&mut out.sockets);
                 if super::tcp::is_connection(&rec) {
-                    let (at, len, aux) = super::tcp::copy_queues(bfd, &rec, bufs.pipe_data, &mut out.pipe_used)?;
+                    let drained = out.drains.received(st.st_ino);
+                    let (at, len, aux) = super::tcp::copy_queues(bfd, &rec, bufs.pipe_data, &mut out.pipe_used, drained)?;
                     return Ok(Ok(Kept { size: 0, blob_offset: at, blob_len: len, aux }));
                 }
                 let (at, len, passed_fds) = super::sockets::copy_queue(bfd, &rec, bufs.pipe_data, &mut out.pipe_used)?;

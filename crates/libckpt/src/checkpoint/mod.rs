@@ -65,6 +65,12 @@ mod slots;
 #[allow(unsafe_code)]
 mod sockets;
 mod tcp;
+// unsafe: borrows the program's descriptors by number (it owns them, not us).
+#[allow(unsafe_code)]
+mod tcpdrain;
+// unsafe: the drained bytes in the tree's control block, and the root's copies of sockets.
+#[allow(unsafe_code)]
+mod treedrain;
 // unsafe: per-thread slots written by the threads themselves, and the signal frames they stop in.
 #[allow(unsafe_code)]
 pub mod threads;
@@ -239,14 +245,16 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
         Some(t) => t.own_fds(&mut own),
         None => &[],
     };
-    fds::capture(&mut parts, own, tree.is_some() || member.is_some())?;
+    let drained = tree.as_ref().map(|t| t.drained()).or(member.as_ref().map(|m| m.drained()));
+    fds::capture(&mut parts, own, tree.is_some() || member.is_some(), drained)?;
     written::capture(&mut parts)?;
     let file = match &member {
         Some(m) => imagefile::TempImage::part(m.open_part()?, core::mem::take(&mut parts.tmp_path)),
         None => imagefile::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?,
     };
-    if let Some(t) = &tree {
+    if let Some(t) = tree.as_mut() {
         t.wait_captured()?;
+        t.refill();
     }
     let captured = Captured { parts, started, exclude, file };
     if !forked_writer {

@@ -26,6 +26,21 @@ fn put(dst: &mut [u8; s::ADDR_MAX], len: &mut u32, addr: &rustix::net::SocketAdd
     *len = n as u32;
 }
 
+/// The family, type and addresses of `sock`, with [`s::CONNECTED`] when it has a peer.
+pub fn addresses(sock: BorrowedFd) -> SocketRecord {
+    let family = sockopt::socket_domain(sock).map(|d| d.as_raw()).unwrap_or(0);
+    let ty = sockopt::socket_type(sock).map(|t| t.as_raw() as u16).unwrap_or(0);
+    let mut rec = SocketRecord { family, sock_type: ty, ..SocketRecord::ZERO };
+    if let Ok(a) = rustix::net::getsockname(sock) {
+        put(&mut rec.addr, &mut rec.addr_len, &a);
+    }
+    if let Ok(Some(a)) = rustix::net::getpeername(sock) {
+        put(&mut rec.peer, &mut rec.peer_len, &a);
+        rec.state |= s::CONNECTED;
+    }
+    rec
+}
+
 /// What a socket was, or `Err(reason)` for a socket no restart can make again.
 pub fn describe(fd: i32, sock: BorrowedFd, ino: u64, diag: &Option<OwnedFd>, buf: &mut [u8]) -> Result<SocketRecord, &'static str> {
     let family = sockopt::socket_domain(sock).map(|d| d.as_raw() as u32).unwrap_or(0);

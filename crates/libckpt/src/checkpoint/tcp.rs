@@ -58,7 +58,10 @@ pub fn shutdown_state(fd: i32) -> u32 {
 /// Copies the queues of connected TCP socket `sock` into `data` at `*used`: its receive queue
 /// as one frame, then the bytes it has not sent as one more. Returns where they are, how many
 /// bytes they take, and the record's `aux` (see the module comment).
-pub fn copy_queues(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: &mut usize) -> Result<(u64, u64, u64), Failure> {
+///
+/// `drained`: its receive queue was drained (`tcpdrain`) into the frame there (offset, length
+/// with the header), which is then its blob.
+pub fn copy_queues(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: &mut usize, drained: Option<(u64, u64)>) -> Result<(u64, u64, u64), Failure> {
     let fd = sock.as_raw_fd();
     let start = *used;
     // Once the program is killed, the kernel may keep its connection's addresses a minute
@@ -66,6 +69,15 @@ pub fn copy_queues(sock: BorrowedFd, rec: &SocketRecord, data: &mut [u8], used: 
     // that without privilege: so it has it from now on (it changes nothing for a connected
     // socket but which later binds to its port may share it; the record keeps it as it was).
     let _ = rustix::net::sockopt::set_socket_reuseaddr(sock, true);
+    if let Some((at, len)) = drained {
+        // Its own unsent bytes would need a frame right after that one: its far end is
+        // elsewhere, or was not drained (named by `tcpdrain`).
+        if sys::bytes_not_sent(fd).unwrap_or(0) > 0 || sys::bytes_to_read(fd).unwrap_or(0) > 0 {
+            say!("ckpt: fd {fd} (TCP connection to {}): bytes queued each way could not all be read without CAP_NET_ADMIN; a restart brings it back reset", Addr(rec.peer()));
+            return Ok((at, 0, s::TCP_BYTES_LOST));
+        }
+        return Ok((at, len, 0));
+    }
     let waiting = sys::bytes_to_read(fd).unwrap_or(0) as usize;
     let unsent = sys::bytes_not_sent(fd).unwrap_or(0) as usize;
     if start + 2 * s::FRAME_HEADER + waiting + unsent > data.len() {
@@ -122,6 +134,19 @@ fn peek_frame(sock: BorrowedFd, want: usize, data: &mut [u8], used: &mut usize, 
     data[*used..at].copy_from_slice(&s::frame_header(got as u32));
     *used = at + got;
     Ok(got)
+}
+
+/// Whether repair mode may be entered on connected TCP socket `sock` (`CAP_NET_ADMIN` in the
+/// owner of its network namespace); tried, and left at once as it was.
+pub fn repair_allowed(sock: BorrowedFd) -> bool {
+    let fd = sock.as_raw_fd();
+    let reuse = rustix::net::sockopt::socket_reuseaddr(sock).unwrap_or(false);
+    if sys::setsockopt_int(fd, n::SOL_TCP, n::TCP_REPAIR, n::TCP_REPAIR_ON as i32).is_err() {
+        return false;
+    }
+    let _ = sys::setsockopt_int(fd, n::SOL_TCP, n::TCP_REPAIR, n::TCP_REPAIR_OFF_NO_WP);
+    let _ = rustix::net::sockopt::set_socket_reuseaddr(sock, reuse);
+    true
 }
 
 /// Copies the last `unsent` bytes of the send queue (those not sent yet) as one frame, in

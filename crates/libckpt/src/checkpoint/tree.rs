@@ -12,9 +12,12 @@
 //!   sends each the signal with sigqueue ───────▶ joins the control block, stops its threads,
 //!   (again, until no new process appears)        says PARKED, waits
 //!   makes an unnamed part file per member
+//!   drains the TCP connections between two
+//!   processes that need it (`treedrain`)
 //!   phase CAPTURE ─────────────────────────────▶ captures itself, forks its writer into the
 //!   captures itself                               part file, says CAPTURED, waits
-//!   waits for every CAPTURED; forks its writer
+//!   waits for every CAPTURED; fills the
+//!   drained connections again; forks its writer
 //!   phase RESUME ──────────────────────────────▶ goes on
 //!   root's writer: its own image, then each       member's writer: its image, says WRITTEN
 //!   member's part appended and rebased, and the
@@ -33,6 +36,7 @@
 use super::procfs::parse_dec;
 use ckpt_sigsafe::file::read_start;
 use super::failure::Failure;
+use super::treedrain::{DrainTable, TreeDrains};
 use ckpt_image::tree::{TreeRecord, MAX_TREE, TREE_LIVE, TREE_ZOMBIE};
 use ckpt_sigsafe::proctext::{numbered_path, pid_list, proc_path2, stat_comm, stat_field, stat_state, status_field};
 use ckpt_sigsafe::{say, sys};
@@ -109,6 +113,8 @@ struct Control {
     pages_fd: AtomicI32,
     /// The encoded `NT_CKPT_TREE` descriptor, filled by the root's writer alone.
     note: UnsafeCell<[u8; NOTE_ROOM]>,
+    /// TCP connections between processes of the tree, drained by the root (`treedrain`).
+    drained: DrainTable,
 }
 
 /// How the control block shows in `/proc/PID/maps`: never part of an image.
@@ -165,6 +171,8 @@ pub struct Tree {
     ctl: &'static Control,
     ctl_fd: OwnedFd,
     released: bool,
+    /// Connections between its processes drained, to be filled again (`treedrain`).
+    drains: TreeDrains,
 }
 
 impl Tree {
@@ -181,12 +189,39 @@ impl Tree {
         rustix::fs::ftruncate(&fd, CONTROL_LEN as u64).map_err(|e| Failure::new("making the tree's control block", e))?;
         let ctl = map_control(fd.as_fd()).map_err(|e| Failure::new("mapping the tree's control block", e))?;
         ctl.root.store(me, SeqCst);
-        let mut tree = Tree { ctl, ctl_fd: fd, released: false };
+        let mut tree = Tree { ctl, ctl_fd: fd, released: false, drains: TreeDrains::none() };
         tree.stop_all(me, signal)?;
         tree.make_part_files(image)?;
+        tree.drain_connections(me)?;
         tree.ctl.phase.store(PHASE_CAPTURE, SeqCst);
         wake(&tree.ctl.phase);
         Ok(Some(tree))
+    }
+
+    /// Drains the TCP connections between two processes of the tree whose unsent bytes only
+    /// that can read (`treedrain`), every process parked.
+    fn drain_connections(&mut self, me: u32) -> Result<(), Failure> {
+        let mut pids = [0u32; MAX_TREE + 1];
+        pids[0] = me;
+        let mut n = 1;
+        for m in self.members() {
+            if m.state.load(SeqCst) == PARKED {
+                pids[n] = m.pid.load(SeqCst);
+                n += 1;
+            }
+        }
+        self.drains.drain(&self.ctl.drained, &pids[..n])
+    }
+
+    /// The connections drained for the tree's processes (`treedrain`).
+    pub fn drained(&self) -> &DrainTable {
+        &self.ctl.drained
+    }
+
+    /// Fills again the connections drained between processes of the tree: once every process
+    /// has captured itself (and, if not done, when the checkpoint is called off).
+    pub fn refill(&mut self) {
+        self.drains.refill(&self.ctl.drained);
     }
 
     fn members(&self) -> &[Member] {
@@ -485,6 +520,7 @@ impl Tree {
 
 impl Drop for Tree {
     fn drop(&mut self) {
+        self.refill();
         if !self.released {
             self.ctl.phase.store(PHASE_ABORT, SeqCst);
             wake(&self.ctl.phase);
@@ -605,6 +641,11 @@ impl Joined {
 
     fn me(&self) -> &Member {
         &self.ctl.members[self.index]
+    }
+
+    /// The connections the root drained for the tree's processes (`treedrain`).
+    pub fn drained(&self) -> &DrainTable {
+        &self.ctl.drained
     }
 
     fn set(&self, state: u32) {
