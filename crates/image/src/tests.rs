@@ -1234,3 +1234,14 @@ fn pty_records_name_their_descriptors() {
     assert_eq!(with(FdKind::Device, MASTER | 64, NT_CKPT_PTYS), malformed("bad pty record"));
     assert!(note_type_understood(NT_CKPT_PTYS));
 }
+
+/// Which shared file mappings are stored as memory: POSIX shared memory objects only.
+#[test]
+fn only_posix_shared_memory_objects_are_stored() {
+    use crate::region::stores_shared_file;
+    assert!(stores_shared_file(b"/dev/shm/PostgreSQL.1234", true));
+    assert!(!stores_shared_file(b"/dev/shm/PostgreSQL.1234", false), "not on a tmpfs");
+    assert!(!stores_shared_file(b"/dev/shm/", true), "the directory itself");
+    assert!(!stores_shared_file(b"/dev/shm/ckpt-tests/data", true), "a file below a directory of /dev/shm");
+    assert!(!stores_shared_file(b"/tmp/data", true), "a tmpfs /tmp keeps its documents");
+}

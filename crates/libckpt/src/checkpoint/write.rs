@@ -52,7 +52,9 @@ fn kind_of(e: &MapsEntry) -> RegionKind {
 }
 
 fn saved(e: &MapsEntry, pathbuf: &mut [u8]) -> Saved {
-    if e.shared && e.inode != 0 && is_same_regular_file(e, pathbuf) {
+    // A POSIX shared memory object is memory, stored like any other shared memory (one object
+    // for all its mappings, see `ckpt_image::region::stores_shared_file`).
+    if e.shared && e.inode != 0 && is_same_regular_file(e, pathbuf) && !shm_object(e, pathbuf) {
         return Saved::FromFile;
     }
     if e.prot & 1 != 0 && !matches!(kind_of(e), RegionKind::Vvar | RegionKind::VvarVclock | RegionKind::Vsyscall) {
@@ -373,6 +375,12 @@ fn shared_file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8]) -> ckpt_
         m.owner = ckpt_sigsafe::fileid::owner(f.as_fd());
     }
     m
+}
+
+/// Whether the mapping, whose path [`is_same_regular_file`] left in `pathbuf`, is of a POSIX
+/// shared memory object.
+fn shm_object(e: &MapsEntry, pathbuf: &[u8]) -> bool {
+    CStr::from_bytes_with_nul(&pathbuf[..e.name.len() + 1]).is_ok_and(ckpt_sigsafe::file::is_shm_object)
 }
 
 /// Whether the mapping's path still names the regular file that is mapped.

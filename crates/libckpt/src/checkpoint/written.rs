@@ -103,7 +103,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         out.record(&st, Some(own.as_ref().map_or(fd, |f| f.as_fd())), path, rec.fd, false, buf)?;
     }
     for e in ckpt_sigsafe::maps::entries(&parts.maps[..parts.maps_len]) {
-        if !watches_mapping(e.shared, e.prot & 2 != 0) || e.inode == 0 || !e.name.starts_with(b"/") || e.name.ends_with(b" (deleted)") {
+        if !watches_mapping(e.shared, e.prot & 2 != 0, false) || e.inode == 0 || !e.name.starts_with(b"/") || e.name.ends_with(b" (deleted)") {
             continue;
         }
         if e.name.len() >= parts.pathbuf.len() {
@@ -112,6 +112,9 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         parts.pathbuf[..e.name.len()].copy_from_slice(e.name);
         parts.pathbuf[e.name.len()] = 0;
         let Ok(path) = core::ffi::CStr::from_bytes_with_nul(&parts.pathbuf[..e.name.len() + 1]) else { continue };
+        if !watches_mapping(true, true, ckpt_sigsafe::file::is_shm_object(path)) {
+            continue;
+        }
         // A file we may not read (mode 0200) is still looked at, without a hash.
         let (file, readable) = match open_to_read(path, true) {
             Some(f) => (f, true),
