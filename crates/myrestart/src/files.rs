@@ -1063,8 +1063,11 @@ fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ck
     park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
 }
 
+/// How `shmobj` opens paths and judges owners: as every file of the image is.
+const SHM_FILES: crate::shmobj::Files = crate::shmobj::Files { open: open_recorded, owner, taken: refuse_taken };
+
 /// The memfd (or restored deleted file) behind shared-memory region `i`.
-fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef) -> Result<MapSlot, Refusal> {
+fn shared_memory_slot(image_path: &CStr, image: &Image, p: &mut Plan, i: usize, r: &ckpt_image::RegionRef) -> Result<MapSlot, Refusal> {
     let rec = r.record;
     let fill = rec.has_data();
     // Another mapping of the same object, already provided for.
@@ -1090,8 +1093,13 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
     }
     // Shared memory of a tree: made once for all its processes.
     if let Some(fd) = shared_object(p, rec.dev, rec.inode) {
-        let s = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
+        let s = SharedSlot { dev: rec.dev, ino: rec.inode, fd, sized: false };
         let fd = s.fd.dup(p.fd_base).map_err(|e| bad("sharing it", e))?;
+        return Ok(MapSlot { region: i as u32, fd, fill, private: false });
+    }
+    // A POSIX shared memory object: put back at its path.
+    if let Some(m) = image.shm_file(i) {
+        let fd = crate::shmobj::object(image_path, r.name, i, &m, p.fd_base, &mut p.acts, &SHM_FILES)?;
         return Ok(MapSlot { region: i as u32, fd, fill, private: false });
     }
     // Shared memory without a descriptor: a new memfd covering every mapping of it.
@@ -1128,7 +1136,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan, inherit_stdio: bool) -> Result<(), 
         crate::sockets::pool_pairs(image_path, &image, &tree.socks[..tree.nsocks], p)?;
         pool_files(image_path, &image, m, &tree, p, inherit_stdio)?;
         pool_objects(image_path, &image, &tree, p)?;
-        pool_shared_memory(image_path, &image, p)?;
+        pool_shared_memory(image_path, &image, m, p)?;
     }
     size_shared_memory(image_path, &tree, p)?;
     close_ends_outside(&ends, p);
@@ -1350,7 +1358,7 @@ fn pool_objects(image_path: &CStr, image: &Image, tree: &TreeHas, p: &mut Plan) 
         } else {
             recreate_deleted(image_path, &rw, path, p.image_fd, p.fd_base)?
         };
-        p.shared[p.nshared] = SharedSlot { dev: u64::MAX, ino: rec.ino, fd };
+        p.shared[p.nshared] = SharedSlot { dev: u64::MAX, ino: rec.ino, fd, sized: false };
         p.nshared += 1;
     }
     Ok(())
@@ -1358,8 +1366,8 @@ fn pool_objects(image_path: &CStr, image: &Image, tree: &TreeHas, p: &mut Plan) 
 
 /// Shared memory of one member (its part `image`) that no descriptor of it stands for: a memfd
 /// for each, once for the tree (sized by [`size_shared_memory`]).
-fn pool_shared_memory(image_path: &CStr, image: &Image, p: &mut Plan) -> Result<(), Refusal> {
-    for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
+fn pool_shared_memory(image_path: &CStr, image: &Image, m: usize, p: &mut Plan) -> Result<(), Refusal> {
+    for (i, r) in (0..image.region_count()).filter_map(|j| image.region(j).ok().map(|r| (j, r))) {
         let rec = r.record;
         if !rec.is_shared() || rec.from_file() || rec.kind.is_kernel_special() {
             continue;
@@ -1371,9 +1379,18 @@ fn pool_shared_memory(image_path: &CStr, image: &Image, p: &mut Plan) -> Result<
         if p.nshared == p.shared.len() {
             return Err(refuse(image_path, format_args!("more than {} shared memory objects", p.shared.len())));
         }
+        // A POSIX shared memory object: put back at its path, sized as it was (by this member's
+        // acts).
+        if let Some(shm) = image.shm_file(i) {
+            p.acts.member = m;
+            let fd = crate::shmobj::object(image_path, r.name, i, &shm, p.fd_base, &mut p.acts, &SHM_FILES)?;
+            p.shared[p.nshared] = SharedSlot { dev: rec.dev, ino: rec.inode, fd, sized: true };
+            p.nshared += 1;
+            continue;
+        }
         let fd = rustix::fs::memfd_create(c"ckpt-shared", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| pool_failed(image_path, "a memfd", e))?;
         let fd = park(fd, p.fd_base).map_err(|e| pool_failed(image_path, "parking", e))?;
-        p.shared[p.nshared] = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
+        p.shared[p.nshared] = SharedSlot { dev: rec.dev, ino: rec.inode, fd, sized: false };
         p.nshared += 1;
     }
     Ok(())
@@ -1381,7 +1398,7 @@ fn pool_shared_memory(image_path: &CStr, image: &Image, p: &mut Plan) -> Result<
 
 /// Each shared memfd made for mappings as large as the furthest any process maps it.
 fn size_shared_memory(image_path: &CStr, tree: &TreeHas, p: &Plan) -> Result<(), Refusal> {
-    for s in p.shared[..p.nshared].iter().filter(|s| s.dev != u64::MAX) {
+    for s in p.shared[..p.nshared].iter().filter(|s| s.dev != u64::MAX && !s.sized) {
         let size = tree.objs[..tree.nobjs].iter().find(|o| o.0 == s.ino).map_or(0, |o| o.3);
         rustix::fs::ftruncate(s.fd.as_fd(), size).map_err(|e| pool_failed(image_path, "sizing a memfd", e))?;
     }

@@ -45,7 +45,7 @@ fn lay_out(p: &mut Plan, base: usize, n: &Needs, mode: Mode) -> usize {
     place(&mut p.pairs, &mut at, all.fds, mode, PairSlot { ino: [0; 2], fd: [Parked::NONE; 2], pooled: false });
     place(&mut p.files, &mut at, all.fds, mode, SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: Parked::NONE, gone: false });
     // Shared memory: a memfd or deleted file open, or a region mapping it.
-    place(&mut p.shared, &mut at, all.fds.saturating_add(all.regions), mode, SharedSlot { dev: 0, ino: 0, fd: Parked::NONE });
+    place(&mut p.shared, &mut at, all.fds.saturating_add(all.regions), mode, SharedSlot { dev: 0, ino: 0, fd: Parked::NONE, sized: false });
     // A socket to bind for each descriptor, and each process's two logs.
     place(&mut p.acts.list, &mut at, all.fds.saturating_add(2 * MAX_TREE), mode, crate::acts::NO_ACT);
     at - base
