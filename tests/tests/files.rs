@@ -588,7 +588,7 @@ enum ShmAfter {
 /// restart brings the object back at its path with the image's bytes (the counter goes on from
 /// its value at the checkpoint), its mode and size, and one object again: a reader that opens
 /// the path sees the restored program's counter move.
-fn shm_object_comes_back(case: &str, after: ShmAfter) {
+fn shm_object_comes_back(case: &str, after: ShmAfter, keep: bool) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let name = format!("ckpt-test-shmobj-{}-{case}", std::process::id());
     let path = PathBuf::from("/dev/shm").join(&name);
@@ -602,6 +602,9 @@ fn shm_object_comes_back(case: &str, after: ShmAfter) {
     let wd = Workdir::new(case);
     let mut c = Command::new(prog("shmobj", &[]));
     c.arg(format!("/{name}"));
+    if keep {
+        c.arg("keep");
+    }
     let mut orig = Proc::preloaded(c, &wd.image(), "shmobj");
     orig.wait_lines(5, SHORT);
     orig.checkpoint(&wd.image(), LONG);
@@ -617,6 +620,7 @@ fn shm_object_comes_back(case: &str, after: ShmAfter) {
     for l in &lines {
         let f: Vec<i64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
         assert_eq!(f[1], f[0] + 1, "the counter in the object is not the image's: {l}; stderr {}", restored.stderr());
+        assert!(!keep || f[2] == f[1], "the descriptor and the mapping do not share the object: {l}");
     }
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!((meta.permissions().mode() & 0o7777, meta.len()), (0o640, 3 * 4096 + 100), "the object's mode and size");
@@ -647,14 +651,24 @@ fn own_euid() -> u32 {
 /// (`mapped file /dev/shm/NAME: No such file or directory`): it is made again at its path.
 #[test]
 fn a_removed_posix_shared_memory_object_comes_back_at_its_path() {
-    shm_object_comes_back("shmobj-removed", ShmAfter::Removed);
+    shm_object_comes_back("shmobj-removed", ShmAfter::Removed, false);
 }
 
 /// A POSIX shared memory object written over after the checkpoint is no longer refused as a
 /// file written in place: its contents are the image's again.
 #[test]
 fn a_changed_posix_shared_memory_object_gets_the_images_bytes_back() {
-    shm_object_comes_back("shmobj-changed", ShmAfter::Changed);
+    shm_object_comes_back("shmobj-changed", ShmAfter::Changed, false);
+}
+
+/// A program that keeps its object's descriptor open (`shm_open` without `close`): the
+/// descriptor comes back on the object its mapping shares, at the object's path, whether the
+/// object was removed or written over since the checkpoint (both refused the restart before:
+/// the descriptor was opened by its path, as a file written in place).
+#[test]
+fn a_kept_descriptor_of_a_posix_shared_memory_object_shares_it_again() {
+    shm_object_comes_back("shmobj-kept-removed", ShmAfter::Removed, true);
+    shm_object_comes_back("shmobj-kept-changed", ShmAfter::Changed, true);
 }
 
 /// Another user's file at the path of the program's POSIX shared memory object (removed after

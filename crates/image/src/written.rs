@@ -6,7 +6,7 @@
 //! Which files are watched ([`watches_descriptor`], [`watches_mapping`]): regular files the
 //! program had open for writing (`O_WRONLY`, `O_RDWR`), and files it mapped `MAP_SHARED` and
 //! writable. Not watched: POSIX shared memory objects mapped shared (`/dev/shm`, whose bytes the
-//! image stores: [`crate::region::stores_shared_file`]), a descriptor opened `O_APPEND` (every write it makes goes to the end,
+//! image stores: [`crate::region::stores_shared_file`]), nor a descriptor of one so mapped, a descriptor opened `O_APPEND` (every write it makes goes to the end,
 //! so nothing the program knows of the bytes before is written over: logs), and the program's
 //! stdout and stderr in a regular file (its logs, which have their own rule: see
 //! [`crate::fds::FdRecord::is_std_log`]). Files of the kernel's (/proc, /sys) are not recorded.

@@ -107,6 +107,15 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: Parked, p: &mut Plan
                 continue;
             }
         }
+        // A descriptor of a POSIX shared memory object that the image stores: that object.
+        if let Some(src) = shm_descriptor(image_path, image, &rec, path, p)? {
+            if p.nfds == p.fds.len() {
+                return Err(refuse(image_path, format_args!("more than {} descriptors to restore", p.fds.len())));
+            }
+            p.fds[p.nfds] = FdSlot { target: rec.fd, src, cloexec: rec.fd_flags & 1 != 0 };
+            p.nfds += 1;
+            continue;
+        }
         // What the tree made once for every process that has it (`pool`).
         let pooled = match rec.kind {
             FdKind::File => shared_file(p, &rec).map(|f| (f, true)).or_else(|| gone_log(p, &rec).map(|f| (f, false))),
@@ -1063,6 +1072,42 @@ fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ck
     park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
 }
 
+/// The region of `image` that maps the POSIX shared memory object descriptor `rec` (path
+/// `path`) is open on, if the image stores that object (`NT_CKPT_SHMFILES`).
+fn shm_region_of(image: &Image, rec: &FdRecord, path: &[u8]) -> Option<(usize, ckpt_image::shmfiles::ShmFile)> {
+    if rec.kind != FdKind::File || rec.same_as >= 0 || !ckpt_image::region::stores_shared_file(path, true) {
+        return None;
+    }
+    image.shm_files().map_while(Result::ok).find_map(|m| {
+        let r = image.region(m.region as usize).ok()?;
+        (r.record.inode == rec.ino && r.name == path).then_some((m.region as usize, m))
+    })
+}
+
+/// Descriptor `rec` (path `path`) on a POSIX shared memory object that the image stores: opened
+/// again on the object its mappings share (made here if no mapping or pool made it yet), with
+/// its own flags and offset. `None` for any other descriptor.
+fn shm_descriptor(image_path: &CStr, image: &Image, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Result<Option<Parked>, Refusal> {
+    let Some((i, m)) = shm_region_of(image, rec, path) else { return Ok(None) };
+    let r = image.region(i).map_err(|e| refuse(image_path, format_args!("{e}")))?;
+    let object = match shared_object(p, r.record.dev, r.record.inode) {
+        Some(fd) => fd,
+        None => {
+            if p.nshared == p.shared.len() {
+                return Err(refuse(image_path, format_args!("more than {} shared memory objects", p.shared.len())));
+            }
+            let fd = crate::shmobj::object(image_path, r.name, i, &m, p.fd_base, &mut p.acts, &SHM_FILES)?;
+            p.shared[p.nshared] = SharedSlot { dev: r.record.dev, ino: r.record.inode, fd, sized: true };
+            p.nshared += 1;
+            fd
+        }
+    };
+    let bad = |e: Errno| refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
+    let fd = reopen_as_saved(object.as_fd(), rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
+    rustix::fs::seek(&fd, SeekFrom::Start(rec.offset)).map_err(bad)?;
+    park(fd, p.fd_base).map(Some).map_err(bad)
+}
+
 /// How `shmobj` opens paths and judges owners: as every file of the image is.
 const SHM_FILES: crate::shmobj::Files = crate::shmobj::Files { open: open_recorded, owner, taken: refuse_taken };
 
@@ -1245,7 +1290,7 @@ impl TreeHas {
             }
         }
         let max_keys = self.keys.len();
-        for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| poolable(image, r)) {
+        for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, path)| poolable(image, r, path)) {
             let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
             match self.keys[..self.nkeys].iter_mut().find(|k| (k.0, k.1, k.2, k.3) == key) {
                 Some(k) if k.5 != m => {
@@ -1310,10 +1355,11 @@ fn pool_pipes(image_path: &CStr, image: &Image, ends: &mut [(bool, bool, bool)],
 /// others of the tree (the first descriptor of a regular file), or surely is, if another holds
 /// it too: a directory or device with an exclusive `flock` lock on it, which no two
 /// descriptions can both hold (each process opening its own would make the second lock fail).
-fn poolable(image: &Image, rec: &FdRecord) -> bool {
+/// Not a descriptor of a POSIX shared memory object the image stores (`shm_descriptor`).
+fn poolable(image: &Image, rec: &FdRecord, path: &[u8]) -> bool {
     use ckpt_image::locks::LockKind;
     let locked = || image.locks().filter_map(Result::ok).any(|l| l.fd == rec.fd && l.kind == LockKind::Flock && l.write_lock());
-    rec.same_as < 0 && (rec.kind == FdKind::File || (matches!(rec.kind, FdKind::Directory | FdKind::Device) && locked()))
+    rec.same_as < 0 && ((rec.kind == FdKind::File && shm_region_of(image, rec, path).is_none()) || (matches!(rec.kind, FdKind::Directory | FdKind::Device) && locked()))
 }
 
 /// A regular file open in more than one process with the same offset and flags: the
@@ -1323,8 +1369,8 @@ fn poolable(image: &Image, rec: &FdRecord) -> bool {
 /// have it. For member `m`, whose part is `image`.
 fn pool_files(image_path: &CStr, image: &Image, m: usize, tree: &TreeHas, p: &mut Plan, inherit_stdio: bool) -> Result<(), Refusal> {
     let mut buf = [0u8; 4096];
-    let wanted = |r: &FdRecord| poolable(image, r) && !(inherit_stdio && (0..3).contains(&r.fd));
-    for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| wanted(r)) {
+    let wanted = |r: &FdRecord, path: &[u8]| poolable(image, r, path) && !(inherit_stdio && (0..3).contains(&r.fd));
+    for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, path)| wanted(r, path)) {
         let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
         let shared = tree.keys[..tree.nkeys].iter().any(|k| (k.0, k.1, k.2, k.3) == key && k.4 > 1);
         let mut gone = || rec.is_std_log() && gone_log(p, &rec).is_none() && cpath(path, &mut buf).is_some_and(|c| matches!(rustix::fs::stat(c), Err(Errno::NOENT)));
