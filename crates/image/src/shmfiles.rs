@@ -99,8 +99,23 @@ impl<'a> Image<'a> {
         }
     }
 
-    /// The record of region `i`, if it is a stored POSIX shared memory object.
+    /// The record of region `i`, if it is a stored POSIX shared memory object: found by binary
+    /// search (records are in region order, which [`check`] holds the image to), since a
+    /// restart asks for each shared region.
     pub fn shm_file(&self, i: usize) -> Option<ShmFile> {
-        self.shm_files().map_while(Result::ok).find(|m| m.region as usize == i)
+        let desc = self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHMFILES)?.desc;
+        let (count, _) = crate::bytes::table(desc, SHMFILE_RECORD_SIZE, crate::MAX_REGIONS, ShmFile::read, "bad shared memory object table").ok()?;
+        let rec = |k: usize| desc.get(crate::bytes::TABLE_HEADER_SIZE + k * SHMFILE_RECORD_SIZE..crate::bytes::TABLE_HEADER_SIZE + (k + 1) * SHMFILE_RECORD_SIZE);
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let m = ShmFile::read(&mut Reader::new(rec(mid)?)).ok()?;
+            match (m.region as usize).cmp(&i) {
+                core::cmp::Ordering::Equal => return Some(m),
+                core::cmp::Ordering::Less => lo = mid + 1,
+                core::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        None
     }
 }
