@@ -11,6 +11,8 @@
  *   traced  as raw, traced (PTRACE_SEIZE) by a child of its own that does nothing else, so
  *         that no other tracer can attach to it.
  *   tree  forks a child that runs as raw, and waits for it.
+ *   workers  first runs 600 threads one after the other, each blocking every signal with
+ *         pthread_sigmask and ending (a server's short-lived workers), then goes on as fd.
  * sigblock exec PROG ARGS...: blocks every signal with the system call, then runs PROG, which
  *   starts with every signal blocked. */
 #define _GNU_SOURCE
@@ -48,6 +50,13 @@ static int mask_ok(void) {
 }
 
 static void on_winch(int sig) { (void)sig; }
+
+static void *worker(void *arg) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    return arg;
+}
 
 /* Whether blocking and unblocking SIGUSR2 alone reads back as asked, and SIGWINCH's handler
  * still shows the full sa_mask it was given (modes that go through libc). */
@@ -93,6 +102,13 @@ int main(int argc, char **argv) {
         mode = "raw";
     }
     int sfd = -1;
+    if (!strcmp(mode, "workers")) {
+        for (int i = 0; i < 600; i++) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, worker, NULL) != 0 || pthread_join(t, NULL) != 0) return 2;
+        }
+        mode = "fd";
+    }
     if (!strcmp(mode, "traced")) {
         int ready[2];
         if (pipe(ready) != 0) return 2;

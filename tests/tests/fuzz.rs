@@ -711,7 +711,7 @@ fn crafted_ids_timers_addresses_and_watches_are_refused_before_anything_changes(
 
 /// The crafted-image campaign: for every kind of ckpt note (found in one of these images: a
 /// process with a note of each kind its own, signed with a key; a signed process tree; an
-/// incremental image and its base; System V objects; a pty pair; a POSIX shared memory
+/// incremental image and its base; System V objects; a pty pair; file locks; a POSIX shared memory
 /// object), words of its records set to chosen or random values and every checksum and MAC
 /// signed again, so that they reach the deepest checks. Each restart is
 /// refused with nothing changed outside, or restores (see [`Subject::try_restart`]). `make
@@ -738,13 +738,14 @@ fn every_note_type_crafted() {
     let shm_name = format!("ckpt-fuzz-shmobj-{}", std::process::id());
     let _shm_object = RemoveShm(Path::new("/dev/shm").join(&shm_name));
     let shm = Subject::signed("notes-shm", &prog("shmobj", &[]), |_| vec![format!("/{shm_name}")]);
-    let subjects = [&kinds, &tree, &chain, &ipc, &ptys, &shm];
+    let locks = Subject::signed("notes-locks", &prog("locks", &[]), |dir| vec![dir.display().to_string()]);
+    let subjects = [&kinds, &tree, &chain, &ipc, &ptys, &locks, &shm];
     let types = [
         (NT_CKPT_STATE, "state"), (NT_CKPT_THREAD, "thread"), (NT_CKPT_REGIONS, "regions"), (NT_CKPT_FDS, "fds"),
         (NT_CKPT_TIMERS, "timers"), (NT_CKPT_EPOLL, "epoll"), (NT_CKPT_SOCKETS, "sockets"), (NT_CKPT_TIMERFDS, "timerfds"),
         (NT_CKPT_INOTIFY, "inotify"), (NT_CKPT_TREE, "tree"), (NT_CKPT_SHARED, "shared"), (NT_CKPT_FILEMAPS, "filemaps"),
         (NT_CKPT_CHAIN, "chain"), (NT_CKPT_ORIGIN, "origin"), (NT_CKPT_MAC, "mac"), (NT_CKPT_PTYS, "ptys"),
-        (NT_CKPT_IPC, "ipc"), (NT_CKPT_WRITTEN, "written"), (NT_CKPT_SHMFILES, "shmfiles"),
+        (NT_CKPT_IPC, "ipc"), (NT_CKPT_WRITTEN, "written"), (NT_CKPT_LOCKS, "locks"), (NT_CKPT_SHMFILES, "shmfiles"),
     ];
     let per_type = (cases / types.len()).max(2);
     let interesting = [0u64, 1, 2, 3, 4095, 4096, 1 << 31, (1 << 31) - 1, 0x7fff_ffff_f000, 0xffff_8000_0000_0000, u64::MAX, u64::MAX - 4095, 1 << 32, i64::MAX as u64];
@@ -1007,5 +1008,113 @@ fn crafted_posix_queue_records_are_refused_in_one_line() {
         let mut img = good.clone();
         craft(&mut img);
         refused_in_one_line(&img, &path, what, expect);
+    }
+}
+
+/// Crafted records of the notes a restart acts on late: file locks (`NT_CKPT_LOCKS`), the files
+/// the program could write in place (`NT_CKPT_WRITTEN`), and a TCP connection's ends (the
+/// `aux` and blob of their descriptor records, the `shutdown` of their socket records), each
+/// signed again. Each is refused at once with one line and nothing changed, or restores
+/// without being lost after the point of no return ([`Subject::try_restart`]); the ones no
+/// checkpoint writes are refused.
+#[test]
+fn crafted_locks_written_files_and_connection_ends_are_refused_or_restored() {
+    use ckpt_image::locks::{LockKind, LockRecord, LOCK_RECORD_SIZE};
+    use ckpt_image::{NT_CKPT_LOCKS, NT_CKPT_WRITTEN};
+    let u32_at = |img: &mut Img, ty: u32, off: usize, v: u32| {
+        let (at, _) = img.note(ty, 0);
+        img.bytes[at + off..at + off + 4].copy_from_slice(&v.to_le_bytes());
+        img.seal();
+    };
+    let u64_at = |img: &mut Img, ty: u32, off: usize, v: u64| {
+        let (at, _) = img.note(ty, 0);
+        img.bytes[at + off..at + off + 8].copy_from_slice(&v.to_le_bytes());
+        img.seal();
+    };
+
+    // File locks: a descriptor out of range or of no record, an unknown kind or flag, a range
+    // past any file, a note cut short must be refused; a lock moved to another descriptor
+    // (stderr, a pipe) is named or taken.
+    let locks = Subject::signed("crafted-locks", &prog("locks", &[]), |dir| vec![dir.display().to_string()]);
+    let lock = |f: fn(&mut LockRecord)| {
+        let mut img = locks.img.clone();
+        img.record(NT_CKPT_LOCKS, 0, LOCK_RECORD_SIZE, LockRecord::read, LockRecord::write, f);
+        img
+    };
+    let refused: Vec<(Img, &str)> = vec![
+        (lock(|l| l.fd = -1), "a lock on fd -1"),
+        (lock(|l| l.fd = 1000), "a lock on a descriptor the image does not have"),
+        (lock(|l| l.fd = i32::MAX), "a lock on fd 2^31-1"),
+        (lock(|l| (l.kind, l.start, l.len) = (LockKind::Posix, u64::MAX, 1)), "a lock past any file"),
+        (lock(|l| (l.kind, l.start, l.len) = (LockKind::Ofd, i64::MAX as u64, 2)), "a lock ending past any file"),
+        (lock(|l| (l.kind, l.start, l.len) = (LockKind::Flock, 5, 0)), "a flock lock on a byte range"),
+        ({ let mut i = locks.img.clone(); u32_at(&mut i, NT_CKPT_LOCKS, 4, 9); i }, "a lock of kind 9"),
+        ({ let mut i = locks.img.clone(); u32_at(&mut i, NT_CKPT_LOCKS, 8, 4); i }, "a lock with an unknown flag"),
+        ({ let mut i = locks.img.clone(); rewrite_note(&mut i, NT_CKPT_LOCKS, |d| d.truncate(d.len() - 5)); i }, "a locks note cut short"),
+    ];
+    for (img, what) in &refused {
+        assert!(!locks.try_restart(img, what), "{what}: restored");
+    }
+    for (img, what) in [(lock(|l| l.fd = 2), "a lock moved to stderr"), (lock(|l| (l.kind, l.flags) = (LockKind::Lease, 1)), "a lease")] {
+        locks.try_restart(&img, what);
+    }
+
+    // Written files (record 0 of `allkinds`'s note): a hash of more bytes than a checkpoint
+    // hashes, a path longer than the note, a descriptor out of range, a note cut short; and a
+    // size no file has, which is a file changed since.
+    let kinds = Subject::kinds("crafted-written");
+    let written = |f: &dyn Fn(&mut Img)| {
+        let mut img = kinds.img.clone();
+        f(&mut img);
+        img
+    };
+    let big = ckpt_image::limits::WRITTEN_HASH_MAX + 1;
+    let refused: Vec<(Img, &str)> = vec![
+        (written(&|i| { u64_at(i, NT_CKPT_WRITTEN, 16, big); u32_at(i, NT_CKPT_WRITTEN, 56, 1) }), "a hash of a file larger than a checkpoint hashes"),
+        (written(&|i| u32_at(i, NT_CKPT_WRITTEN, 64, u32::MAX)), "a written file's path of 2^32-1 bytes"),
+        (written(&|i| u32_at(i, NT_CKPT_WRITTEN, 60, i32::MAX as u32)), "a written file on fd 2^31-1"),
+        (written(&|i| { u64_at(i, NT_CKPT_WRITTEN, 16, u64::MAX); u32_at(i, NT_CKPT_WRITTEN, 56, 0) }), "a written file of 2^64-1 bytes"),
+        (written(&|i| rewrite_note(i, NT_CKPT_WRITTEN, |d| d.truncate(d.len() - 3))), "a written-files note cut short"),
+    ];
+    for (img, what) in &refused {
+        assert!(!kinds.try_restart(img, what), "{what}: restored");
+    }
+
+    // A TCP connection within one process, with bytes queued and not yet sent: its ends'
+    // counts of unsent bytes, its blob's length, its shutdown bits.
+    let tcp = Subject::signed("crafted-tcp", &prog("tcppair", &[]), |_| vec!["full".into()]);
+    let mut st = Box::new(ProcessState::ZERO);
+    let image = Image::parse(&tcp.img.bytes[..tcp.img.meta_len], tcp.img.bytes.len() as u64, &mut st).unwrap();
+    let ends: Vec<(usize, i32)> =
+        image.sockets().map(Result::unwrap).enumerate().filter(|(_, s)| s.state & ckpt_image::sockets::CONNECTED != 0 && s.family as i32 == libc::AF_INET).map(|(i, s)| (i, s.fd)).collect();
+    assert_eq!(ends.len(), 2, "two ends of one connection: {ends:?}");
+    let end = |fd: i32, f: &dyn Fn(&mut ckpt_image::fds::FdRecord)| {
+        let mut img = tcp.img.clone();
+        img.fds(|r, _| {
+            if r.fd == fd {
+                f(r);
+            }
+            Ok(())
+        });
+        img
+    };
+    for &(i, fd) in &ends {
+        let refused = [
+            (end(fd, &|r| r.aux = 0xffff_ffff), "unsent bytes beyond its blob"),
+            (end(fd, &|r| r.aux = r.blob_len.saturating_sub(2)), "unsent bytes cutting its queue's frames"),
+            ({ let mut img = tcp.img.clone(); img.socket(i, |s| s.shutdown = 4); img }, "an unknown shutdown bit"),
+        ];
+        for (img, what) in &refused {
+            assert!(!tcp.try_restart(img, &format!("fd {fd}: {what}")), "fd {fd}: {what}: restored");
+        }
+        for (img, what) in [
+            (end(fd, &|r| r.aux |= ckpt_image::sockets::TCP_BYTES_LOST), "bytes lost"),
+            (end(fd, &|r| r.aux |= 1 << 40), "unknown bits in its aux"),
+            (end(fd, &|r| r.aux = 0), "no unsent bytes"),
+            (end(fd, &|r| r.blob_len = r.blob_len.saturating_sub(1)), "a blob one byte shorter"),
+            ({ let mut img = tcp.img.clone(); img.socket(i, |s| s.shutdown = 3); img }, "shut down both ways"),
+        ] {
+            tcp.try_restart(&img, &format!("fd {fd}: {what}"));
+        }
     }
 }

@@ -335,7 +335,7 @@ fn resource_limits_survive() {
 fn python_asyncio_queue() {
     let wd = Workdir::new("asyncio");
     let script = r#"
-import asyncio, itertools, threading, time
+import asyncio, itertools, sys, threading, time
 
 async def producer(q):
     for i in itertools.count():
@@ -350,7 +350,9 @@ def feeder(loop, q):
 async def consumer(q):
     while True:
         kind, i = await q.get()
-        print('got', kind, i, flush=True)
+        # One write per line: print() writes its parts one by one, and a checkpoint or the
+        # kill could come between them.
+        sys.stdout.write(f'got {kind} {i}\n')
 
 async def main():
     q = asyncio.Queue()

@@ -24,6 +24,14 @@ fn a_program_blocking_every_signal_and_reading_a_signalfd_is_checkpointed() {
     checkpoint_kill_restart_matches(|| sigblock("fd", 300), 20, &wd);
 }
 
+/// The same after 600 short-lived threads each blocked every signal and ended: what they
+/// asked does not crowd out what the main thread asks later (its mask reads back as it set it).
+#[test]
+fn a_program_whose_ended_threads_blocked_every_signal_reads_its_own_mask_back() {
+    let wd = Workdir::new("sigblock-workers");
+    checkpoint_kill_restart_matches(|| sigblock("workers", 300), 20, &wd);
+}
+
 /// Every signal blocked, each tick taken with sigwaitinfo on the full set: the checkpoint
 /// signal is not one of the signals it waits for (it would print it and end).
 #[test]

@@ -235,6 +235,21 @@ fn pending_signals_survive() {
     assert_eq!(restored.lines().last().map(String::as_str), Some("worker usr1=1 main hup=1"));
 }
 
+/// Expiries of POSIX timers pending at the checkpoint (their signals blocked), one for the
+/// process and one for a thread, come back as the timer sent them: `SI_TIMER`, the timer's ID
+/// and its `sigev_value` (as glibc's `SIGEV_THREAD` helper needs to act on one).
+#[test]
+fn pending_timer_signals_keep_their_siginfo() {
+    let wd = Workdir::new("timerpend");
+    let p = prog("timerpend", &[]);
+    let make = || {
+        let mut c = Command::new(&p);
+        c.arg("40");
+        c
+    };
+    checkpoint_kill_restart_matches(make, 20, &wd);
+}
+
 /// POSIX timers keep firing after the restart: at the process, and at their own thread, with
 /// their `sigev_value`, under the same `timer_t`.
 #[test]

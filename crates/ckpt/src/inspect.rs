@@ -251,10 +251,19 @@ fn regions_json(opened: &ImageFile, image: &Image, name: &str, v: &mut Verdict) 
 fn descriptors_json(opened: &ImageFile, image: &Image, name: &str, v: &mut Verdict) -> Result<Vec<Value>, ckpt_image::ImageError> {
     let (file, holes) = (opened.bytes(), opened.holes());
     let mut fds = Vec::new();
+    // By descriptor, read once (not once for each descriptor: an image may hold thousands).
+    let mut sockets = std::collections::HashMap::new();
+    for s in image.sockets().filter_map(Result::ok) {
+        sockets.entry(s.fd).or_insert(s);
+    }
+    let mut locks_of = std::collections::HashMap::<i32, Vec<String>>::new();
+    for l in image.locks().filter_map(Result::ok) {
+        locks_of.entry(l.fd).or_default().push(l.to_string());
+    }
     for item in image.fds() {
         let (rec, path) = item?;
-        let sock = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd);
-        let locks: Vec<String> = image.locks().filter_map(Result::ok).filter(|l| l.fd == rec.fd).map(|l| l.to_string()).collect();
+        let sock = sockets.get(&rec.fd).copied();
+        let locks = locks_of.remove(&rec.fd).unwrap_or_default();
         let pty = image.ptys().filter_map(Result::ok).find(|p| p.0.fd == rec.fd);
         // A POSIX message queue: an unsupported descriptor to an older reader, restored with the
         // IPC objects.

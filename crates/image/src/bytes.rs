@@ -190,6 +190,19 @@ impl<T> Iterator for Records<'_, T> {
     }
 }
 
+/// The first record of `all()` that satisfies `pred`, looked for in `cursor` from where its
+/// last search stopped, then from the start (records that do not read are passed over):
+/// lookups made in the order the records are stored (a checkpoint writes a descriptor's
+/// records in the order of the descriptors) cost one walk over them in all, where a search
+/// from the start for each would cost a walk each; any order stays correct.
+pub fn find_from<T, I: Iterator<Item = Result<T, ImageError>>>(cursor: &mut I, all: impl Fn() -> I, pred: impl Fn(&T) -> bool) -> Option<T> {
+    if let Some(found) = cursor.find_map(|r| r.ok().filter(|r| pred(r))) {
+        return Some(found);
+    }
+    *cursor = all();
+    cursor.find_map(|r| r.ok().filter(|r| pred(r)))
+}
+
 /// Bytes before the records of a table note: the number of records and the record size, u32
 /// each (`NT_CKPT_TREE`, `NT_CKPT_SHARED`, `NT_CKPT_FILEMAPS`).
 pub const TABLE_HEADER_SIZE: usize = 8;

@@ -1,6 +1,6 @@
 //! Reading an image: find the metadata, check it, and give typed access to its parts.
 
-use crate::bytes::Reader;
+use crate::bytes::{find_from, Reader};
 use crate::fds::FdIter;
 use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
 use crate::note::{Note, Notes};
@@ -206,35 +206,46 @@ impl<'a> Image<'a> {
     /// and the trampolines are in executable memory (as `seen` found).
     pub(crate) fn check_records(&self, seen: Seen) -> Result<(), ImageError> {
         let Seen { threads, trampoline_ok, thread_trampoline_ok } = seen;
+        use crate::fds::FdKind;
+        // An epoll descriptor's registrations are many (a server's every connection): its
+        // record is looked for once for all of them.
+        let mut last = None;
         for reg in self.epoll_registrations() {
-            let reg = reg?;
-            if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == reg.epfd && f.kind == crate::fds::FdKind::Epoll)) {
+            let epfd = reg?.epfd;
+            if last != Some(epfd) && !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == epfd && f.kind == FdKind::Epoll)) {
                 return Err(ImageError::Malformed("an epoll registration names no epoll descriptor"));
             }
+            last = Some(epfd);
         }
-        use crate::fds::FdKind;
-        let described = |fd: i32, kind: FdKind| self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == fd && f.kind == kind && f.same_as < 0));
+        // Each record's descriptor looked for from where the last one was found: records kept
+        // in the order of their descriptors (as a checkpoint writes them) cost one walk.
+        let mut fds = self.fds();
+        let mut described = |fd: i32, kind: FdKind| find_from(&mut fds, || self.fds(), |(f, _)| f.fd == fd && f.kind == kind && f.same_as < 0).is_some();
+        let mut last = None;
         for s in self.sockets() {
-            if !described(s?.fd, FdKind::Socket) {
+            let fd = s?.fd;
+            if last != Some(fd) && !described(fd, FdKind::Socket) {
                 return Err(ImageError::Malformed("a socket record names no socket descriptor"));
             }
+            last = Some(fd);
         }
         for t in self.timerfds() {
             if !described(t?.fd, FdKind::TimerFd) {
                 return Err(ImageError::Malformed("a timerfd record names no timerfd descriptor"));
             }
         }
+        let mut last = None;
         for w in self.inotify_watches() {
-            if !described(w?.0.fd, FdKind::Inotify) {
+            let fd = w?.0.fd;
+            if last != Some(fd) && !described(fd, FdKind::Inotify) {
                 return Err(ImageError::Malformed("an inotify watch names no inotify descriptor"));
             }
+            last = Some(fd);
         }
-        for l in self.locks() {
-            let fd = l?.fd;
-            if !self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == fd && f.same_as < 0)) {
-                return Err(ImageError::Malformed("a lock record names no descriptor"));
-            }
+        for l in self.locks_on_descriptors() {
+            l?;
         }
+        crate::written::check_hashed_total(self.written_files())?;
         for t in self.ptys() {
             let (t, _, _) = t?;
             let on_device = self.fds().any(|f| f.is_ok_and(|(f, _)| f.fd == t.fd && matches!(f.kind, FdKind::Device | FdKind::Inherit)));
@@ -251,12 +262,13 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Malformed("a POSIX message queue record names no descriptor of the image"));
             }
         }
+        let (mut sockets, mut timerfds) = (self.sockets(), self.timerfds());
         for f in self.fds() {
             let (f, _) = f?;
             let missing = f.same_as < 0
                 && match f.kind {
-                    FdKind::Socket => !self.sockets().any(|s| s.is_ok_and(|s| s.fd == f.fd)),
-                    FdKind::TimerFd => !self.timerfds().any(|t| t.is_ok_and(|t| t.fd == f.fd)),
+                    FdKind::Socket => find_from(&mut sockets, || self.sockets(), |s| s.fd == f.fd).is_none(),
+                    FdKind::TimerFd => find_from(&mut timerfds, || self.timerfds(), |t| t.fd == f.fd).is_none(),
                     _ => false,
                 };
             if missing {
@@ -368,6 +380,11 @@ impl<'a> Image<'a> {
     /// The file locks held at the checkpoint (none when the note is absent).
     pub fn locks(&self) -> crate::locks::LockIter<'a> {
         crate::locks::records(self.note(CKPT_NOTE_NAME, NT_CKPT_LOCKS).map(|n| n.desc).unwrap_or(&[]))
+    }
+
+    /// The same, each with the record of its descriptor (see [`crate::locks::on_descriptors`]).
+    pub fn locks_on_descriptors(&self) -> crate::locks::OnDescriptors<'a> {
+        crate::locks::on_descriptors(self.locks(), self.fds())
     }
 
     /// The inotify watches, with their paths (none when the note is absent).
@@ -483,3 +500,4 @@ pub fn meta_hash(meta: &[u8], hash_at: usize) -> u64 {
     }
     h.digest()
 }
+

@@ -108,6 +108,47 @@ pub fn records(desc: &[u8]) -> LockIter<'_> {
     Records::new(desc, LockRecord::read)
 }
 
+/// The locks of `locks`, each with the record of the descriptor it names (of `fds`, the same
+/// image's), found in one walk over both notes: a checkpoint records each descriptor's locks
+/// as it records the descriptor, so the locks come in the order of their descriptors' records
+/// (and name the first descriptor of their open file description). A lock that names no
+/// descriptor after the previous lock's is malformed: a lookup by descriptor costs no scan of
+/// every descriptor for each lock.
+pub fn on_descriptors<'a>(locks: LockIter<'a>, fds: crate::fds::FdIter<'a>) -> OnDescriptors<'a> {
+    OnDescriptors { locks, fds, current: None }
+}
+
+/// See [`on_descriptors`].
+pub struct OnDescriptors<'a> {
+    locks: LockIter<'a>,
+    fds: crate::fds::FdIter<'a>,
+    current: Option<(crate::fds::FdRecord, &'a [u8])>,
+}
+
+impl<'a> Iterator for OnDescriptors<'a> {
+    type Item = Result<(LockRecord, crate::fds::FdRecord, &'a [u8]), ImageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let lock = match self.locks.next()? {
+            Ok(l) => l,
+            Err(e) => return Some(Err(e)),
+        };
+        loop {
+            if let Some((f, path)) = self.current.filter(|(f, _)| f.fd == lock.fd && f.same_as < 0) {
+                return Some(Ok((lock, f, path)));
+            }
+            match self.fds.next() {
+                Some(Ok(f)) => self.current = Some(f),
+                Some(Err(e)) => return Some(Err(e)),
+                None => {
+                    self.locks = records(&[]);
+                    return Some(Err(ImageError::Malformed("a lock record names no descriptor, or not in the order of the descriptors")));
+                }
+            }
+        }
+    }
+}
+
 /// How the program took it, for messages: `flock write lock`, `fcntl read lock on bytes
 /// 10-109`, `OFD write lock on bytes 500 to the end`, `lease (read)`.
 impl core::fmt::Display for LockRecord {

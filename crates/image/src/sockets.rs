@@ -155,7 +155,7 @@ impl SocketRecord {
         s.peer_len = r.u32()?;
         s.addr = r.array()?;
         s.peer = r.array()?;
-        if s.fd < 0 || s.state & !(LISTENING | CONNECTED | BOUND | PAIRED) != 0 {
+        if s.fd < 0 || s.state & !(LISTENING | CONNECTED | BOUND | PAIRED) != 0 || s.shutdown & !(SHUT_READ | SHUT_WRITE) != 0 {
             return Err(ImageError::Malformed("bad socket record"));
         }
         // Each address is what `getsockname`/`getpeername` gave: none, or at least its family
@@ -215,5 +215,15 @@ mod tests {
         assert_eq!(tcp_blob_parts(4 + 7, 7), (0, 7));
         // A count beyond the blob names no queue (a damaged record reads nothing before it).
         assert_eq!(tcp_blob_parts(3, 7), (0, 7));
+    }
+
+    #[test]
+    fn a_shutdown_the_kernel_does_not_report_is_malformed() {
+        let mut buf = [0u8; SOCKET_RECORD_SIZE];
+        for (shutdown, ok) in [(0, true), (SHUT_READ | SHUT_WRITE, true), (4, false), (u32::MAX, false)] {
+            let rec = SocketRecord { fd: 3, family: 1, sock_type: 1, shutdown, ..SocketRecord::ZERO };
+            rec.write(&mut Writer::new(&mut buf));
+            assert_eq!(SocketRecord::read(&mut Reader::new(&buf)).is_ok(), ok, "{shutdown}");
+        }
     }
 }

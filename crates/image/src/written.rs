@@ -92,7 +92,9 @@ impl WrittenRecord {
         let (msec, csec, mnsec, cnsec) = (r.u64()? as i64, r.u64()? as i64, r.u32()?, r.u32()?);
         let (hash, flags, fd, len) = (r.u64()?, r.u32()?, r.u32()? as i32, r.u32()? as usize);
         r.skip(4)?;
-        if flags & !(HASHED | MAPPED) != 0 || mnsec >= 1_000_000_000 || cnsec >= 1_000_000_000 || !(-1..crate::fds::MAX_FD).contains(&fd) {
+        // A hash of more bytes than a checkpoint hashes would have a restart read them all.
+        let too_big = flags & HASHED != 0 && size > crate::limits::WRITTEN_HASH_MAX;
+        if flags & !(HASHED | MAPPED) != 0 || mnsec >= 1_000_000_000 || cnsec >= 1_000_000_000 || !(-1..crate::fds::MAX_FD).contains(&fd) || too_big {
             return Err(ImageError::Malformed("bad written-file record"));
         }
         let path = r.bytes(len)?;
@@ -131,6 +133,23 @@ pub fn watches_mapping(shared: bool, writable: bool, stored: bool) -> bool {
 /// total having gone to the files before it.
 pub fn hashes(size: u64, used: u64) -> bool {
     size <= crate::limits::WRITTEN_HASH_MAX && used.saturating_add(size) <= crate::limits::WRITTEN_HASH_TOTAL
+}
+
+/// Every record of an `NT_CKPT_WRITTEN` note well formed, and their hashes of no more bytes
+/// in all than one checkpoint hashes ([`crate::limits::WRITTEN_HASH_TOTAL`]): a restart reads
+/// those bytes again.
+pub fn check_hashed_total(records: WrittenIter) -> Result<(), ImageError> {
+    let mut hashed = 0u64;
+    for r in records {
+        let (rec, _) = r?;
+        if rec.state.hash.is_some() {
+            hashed = hashed.saturating_add(rec.state.size);
+        }
+    }
+    if hashed > crate::limits::WRITTEN_HASH_TOTAL {
+        return Err(ImageError::Malformed("written-file records hash more bytes than a checkpoint does"));
+    }
+    Ok(())
 }
 
 /// How a watched file changed since the checkpoint.
@@ -208,6 +227,42 @@ mod tests {
         assert!(it.next().is_none());
         buf[56] |= 8; // an unknown flag
         assert!(records(&buf[..len]).next().unwrap().is_err());
+    }
+
+    #[test]
+    fn a_hash_of_more_than_a_checkpoint_hashes_is_malformed() {
+        use crate::limits::WRITTEN_HASH_MAX;
+        let mut buf = [0u8; 128];
+        for (size, ok) in [(WRITTEN_HASH_MAX, true), (WRITTEN_HASH_MAX + 1, false), (u64::MAX, false)] {
+            let len = {
+                let mut w = Writer::new(&mut buf);
+                WrittenRecord { state: state(size, 1, Some(7)), mapped: false, fd: 3 }.write(&mut w, b"/f");
+                w.finish().unwrap()
+            };
+            assert_eq!(records(&buf[..len]).next().unwrap().is_ok(), ok, "{size}");
+        }
+        // Without a hash, any size is the file's.
+        let mut w = Writer::new(&mut buf);
+        WrittenRecord { state: state(u64::MAX, 1, None), mapped: false, fd: 3 }.write(&mut w, b"/f");
+        let len = w.finish().unwrap();
+        assert!(records(&buf[..len]).next().unwrap().is_ok());
+    }
+
+    #[test]
+    fn hashed_sizes_within_the_total() {
+        use crate::limits::{WRITTEN_HASH_MAX, WRITTEN_HASH_TOTAL};
+        let mut buf = [0u8; 80 * 20];
+        let mut w = Writer::new(&mut buf);
+        let n = (WRITTEN_HASH_TOTAL / WRITTEN_HASH_MAX) as usize;
+        for _ in 0..n {
+            WrittenRecord { state: state(WRITTEN_HASH_MAX, 1, Some(7)), mapped: false, fd: 3 }.write(&mut w, b"/f");
+        }
+        let at_total = w.finish().unwrap();
+        assert!(check_hashed_total(records(&buf[..at_total])).is_ok());
+        let mut w = Writer::new(&mut buf[at_total..]);
+        WrittenRecord { state: state(1, 1, Some(7)), mapped: false, fd: 3 }.write(&mut w, b"/f");
+        let more = w.finish().unwrap();
+        assert!(check_hashed_total(records(&buf[..at_total + more])).is_err());
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! ckpt's signals unblocked though its creator asked to block them; a mask put back without
 //! libc's `sigprocmask` (a handler's return, `siglongjmp`) leaves the slot as it was; the masks that
 //! `/proc/PID/status` shows; masks set by system calls made directly (`syscall(2)`, static
-//! code, Go), or inside libc (`sigset`, `sighold`, `setcontext`).
+//! code, Go), or inside libc (`sigset`, `sighold`, `setcontext`); a thread that ended while
+//! it asked leaves its slot until the table is full, and a new thread given its ID meanwhile
+//! (once the kernel's thread IDs wrapped around) reads ckpt's signals back as blocked.
 //!
 //! A signal the program takes for itself (its own handler, noticed by `guard`) is left to it:
 //! its sets pass unchanged.
@@ -35,7 +37,8 @@ const CHECKPOINT_BIT: u8 = 1;
 const STOP_BIT: u8 = 2;
 
 /// Threads that asked to block one of ckpt's signals at the same time, at most: past that, a
-/// thread's own `sigprocmask` shows them unblocked.
+/// thread's own `sigprocmask` shows them unblocked. The slot of a thread that ended is taken
+/// over once the table is full (see [`set_asked_in`]).
 const SLOTS: usize = 512;
 /// One slot per thread that asks to block ckpt's signals: `tid << 8 | bits`, 0 when free.
 static ASKED: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
@@ -149,6 +152,17 @@ fn set_asked_in(tid: u64, slot: Option<&AtomicU64>, bits: u8) {
     for i in 0..SLOTS {
         if ASKED[(start + i) % SLOTS].compare_exchange(0, want, Relaxed, Relaxed).is_ok() {
             TAKEN_SLOTS.fetch_add(1, Relaxed);
+            return;
+        }
+    }
+    // Full: a thread that ended while it asked (libc tells us of no thread's end) leaves its
+    // slot, and a program whose short-lived workers each block every signal would fill the
+    // table. Such a slot is taken over (a `vfork` child's parent still exists, in another
+    // process: `thread_exists` looks at every process).
+    for i in 0..SLOTS {
+        let slot = &ASKED[(start + i) % SLOTS];
+        let v = slot.load(Relaxed);
+        if v != 0 && !ckpt_sigsafe::sys::thread_exists((v >> 8) as u32) && slot.compare_exchange(v, want, Relaxed, Relaxed).is_ok() {
             return;
         }
     }

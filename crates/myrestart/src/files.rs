@@ -38,6 +38,7 @@ use crate::arena::Scratch;
 use crate::fds::{cpath, park, set_nonblocking, Parked};
 use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot};
 use crate::refusal::{refuse, Refusal};
+use ckpt_image::bytes::find_from;
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
@@ -85,6 +86,8 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: Parked, p: &mut Plan
     let mut open_std = [false; 3];
     p.nfds = 0;
     p.ncuts = 0;
+    // Socket and timerfd records come in the order of their descriptors: each found from the last.
+    let (mut sockets, mut timerfds) = (image.sockets(), image.timerfds());
     for item in image.fds() {
         let (rec, path) = item.map_err(|e| refuse(image_path, format_args!("{e}")))?;
         if (0..3).contains(&rec.fd) {
@@ -150,12 +153,12 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: Parked, p: &mut Plan
             FdKind::MemFd => recreate_memfd(image_path, &rec, path, image_fd, base)?,
             FdKind::SignalFd => make_signalfd(image_path, &rec, base)?,
             FdKind::TimerFd => {
-                let t = image.timerfds().filter_map(Result::ok).find(|t| t.fd == rec.fd);
+                let t = find_from(&mut timerfds, || image.timerfds(), |t| t.fd == rec.fd);
                 make_timerfd(image_path, &rec, t, base)?
             }
             FdKind::Inotify => make_inotify(image_path, image, &rec, base)?,
             FdKind::Socket => {
-                let Some(sock) = image.sockets().filter_map(Result::ok).find(|s| s.fd == rec.fd) else {
+                let Some(sock) = find_from(&mut sockets, || image.sockets(), |s| s.fd == rec.fd) else {
                     return Err(refuse(image_path, format_args!("fd {}: the socket has no record", rec.fd)));
                 };
                 crate::sockets::make(image_path, &rec, &sock, image_fd, p)?

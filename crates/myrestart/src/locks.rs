@@ -22,7 +22,6 @@ use crate::plan::Plan;
 use crate::refusal::{refuse, Refusal};
 use ckpt_image::fds::FdRecord;
 use ckpt_image::locks::{LockKind, LockRecord};
-use ckpt_image::Image;
 use ckpt_sigsafe::errno::describe;
 use ckpt_sigsafe::out::Lossy;
 use ckpt_sigsafe::{say, sys};
@@ -40,14 +39,28 @@ struct Fate<'a> {
     why: &'static str,
 }
 
-/// What becomes of `lock` in this process: the descriptor record it names, and the parked
-/// descriptor it is taken on, or why it is not.
-fn fate<'a>(image: &Image<'a>, p: &Plan, lock: &LockRecord) -> Option<Fate<'a>> {
-    let (rec, path) = image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == lock.fd)?;
-    let slot = p.fds[..p.nfds].iter().find(|s| s.target == lock.fd);
+/// What becomes of `lock` in this process, whose descriptor record is `rec` (with its `path`):
+/// the parked descriptor it is taken on, or why it is not. The plan's descriptors are in the
+/// image's order, as the locks are: `at` is where the search for `rec`'s begins, and the slot
+/// last found (the descriptor, and its slot if it has one), both kept from lock to lock, so
+/// that the locks of an image cost one walk over the descriptors.
+fn fate<'a>(p: &Plan, lock: &LockRecord, (rec, path): (FdRecord, &'a [u8]), at: &mut (usize, Option<(i32, Option<usize>)>)) -> Fate<'a> {
+    let why = lock.why_not_restored(rec.kind);
+    let slots = &p.fds[..p.nfds];
+    let slot = match at.1 {
+        _ if why.is_some() => None,
+        Some((fd, slot)) if fd == lock.fd => slot,
+        _ => {
+            let found = (at.0..slots.len()).chain(0..at.0).find(|&i| slots[i].target == lock.fd);
+            at.0 = found.unwrap_or(at.0);
+            at.1 = Some((lock.fd, found));
+            found
+        }
+    };
+    let slot = slot.map(|i| &slots[i]);
     // A log that was gone holds a placeholder until step 2d makes a new file there.
     let new_log = |src: crate::fds::Parked| p.acts.list[..p.acts.noted()].iter().any(|a| a.fd == src && a.what == crate::acts::What::NewLog);
-    let why = match (lock.why_not_restored(rec.kind), slot) {
+    let why = match (why, slot) {
         (Some(why), _) => why,
         // `--inherit-stdio`, or a standard descriptor on a pipe that leads outside a tree.
         (None, None) => "the descriptor comes back as myrestart's own",
@@ -55,7 +68,7 @@ fn fate<'a>(image: &Image<'a>, p: &Plan, lock: &LockRecord) -> Option<Fate<'a>> 
         (None, Some(_)) => "",
     };
     let parked = if why.is_empty() { slot.map(|s| s.src.raw()) } else { None };
-    Some(Fate { rec, path, parked, why })
+    Fate { rec, path, parked, why }
 }
 
 /// Takes lock `lock` on descriptor `fd`, without waiting.
@@ -80,9 +93,10 @@ fn take_one(fd: i32, lock: &LockRecord) -> Result<(), Errno> {
 /// process).
 pub fn take(image_path: &CStr, p: &Plan) -> Result<(), Refusal> {
     let Some(image) = p.image else { return Ok(()) };
-    for lock in image.locks() {
-        let lock = lock.map_err(|e| refuse(image_path, format_args!("{e}")))?;
-        let Some(f) = fate(&image, p, &lock) else { continue };
+    let mut at = (0, None);
+    for item in image.locks_on_descriptors() {
+        let (lock, rec, path) = item.map_err(|e| refuse(image_path, format_args!("{e}")))?;
+        let f = fate(p, &lock, (rec, path), &mut at);
         let Some(fd) = f.parked else {
             say!("myrestart: fd {} ({}): its {lock} is not restored ({})", f.rec.fd, Lossy(f.path), f.why);
             continue;
@@ -104,8 +118,9 @@ pub fn take(image_path: &CStr, p: &Plan) -> Result<(), Refusal> {
 /// fail; the program does not run without its lock then: one line, and the restore ends.
 pub fn retake(p: &Plan) {
     let Some(image) = p.image else { return };
-    for lock in image.locks().filter_map(Result::ok).filter(|l| l.kind == LockKind::Posix) {
-        let Some(f) = fate(&image, p, &lock) else { continue };
+    let mut at = (0, None);
+    for (lock, rec, path) in image.locks_on_descriptors().filter_map(Result::ok).filter(|(l, _, _)| l.kind == LockKind::Posix) {
+        let f = fate(p, &lock, (rec, path), &mut at);
         if f.parked.is_none() {
             continue;
         }

@@ -52,9 +52,9 @@ pub extern "C" fn run(p: &'static Plan) -> ! {
     map_regions(p, image);
     restore_kernel_state(p, image);
     let mut tids = [0u32; MAX_THREADS];
-    create_threads(p, &mut tids);
+    create_threads(p, image, &mut tids);
     restore_timers(p, image, &tids[..p.nothers]);
-    send_pending_signals(p);
+    send_pending_signals(p, image);
     resume(p)
 }
 
@@ -129,28 +129,19 @@ fn cpu_clock_now(p: &Plan, clock: i32, tids: &[u32]) -> i32 {
 }
 
 /// Signals that were pending at the checkpoint, for the process and for the leader, are sent
-/// again (every thread still blocks all signals; each gets them once its own mask comes back).
-/// Their siginfo is not kept. The other threads' are sent as each is created.
-fn send_pending_signals(p: &Plan) {
+/// again (every thread still blocks all signals; each gets them once its own mask comes back),
+/// a timer's with that timer's siginfo (`pending`). The other threads' are sent as each is created.
+fn send_pending_signals(p: &Plan, image: &Image) {
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-    for sig in signals(p.state.shared_pending) {
-        let _ = sys::kill(pid, sig);
-    }
-    for sig in signals(p.thread.sigpending) {
-        let _ = sys::tgkill(pid, tid, sig);
-    }
-}
-
-/// The signals of a mask (bit `n - 1` for signal `n`).
-fn signals(mask: u64) -> impl Iterator<Item = u32> {
-    (1..=64u32).filter(move |s| mask & 1 << (s - 1) != 0)
+    crate::pending::to_process(image, pid, p.state.shared_pending);
+    crate::pending::to_thread(image, pid, p.thread.tid, tid, p.thread.sigpending);
 }
 
 /// Creates every other thread, each straight into libckpt's `ckpt_thread_resume` with its TLS
 /// base, TID address and (in the process's own PID namespace) its TID set by `clone3`; there it
 /// restores the rest of its state and waits for the leader's go (see `resume.rs` in libckpt).
-fn create_threads(p: &Plan, tids: &mut [u32]) {
+fn create_threads(p: &Plan, image: &Image, tids: &mut [u32]) {
     use linux_raw_sys::general as k;
     for (i, t) in p.others[..p.nothers].iter().enumerate() {
         let want = [t.tid as i32];
@@ -207,9 +198,7 @@ fn create_threads(p: &Plan, tids: &mut [u32]) {
         tids[i] = ret as u32;
         name_thread(ret as u32, &t.comm);
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        for sig in signals(t.sigpending) {
-            let _ = sys::tgkill(pid, ret as u32, sig);
-        }
+        crate::pending::to_thread(image, pid, t.tid, ret as u32, t.sigpending);
     }
 }
 

@@ -19,6 +19,10 @@
 //! A connection with bytes the checkpoint could not read (`TCP_BYTES_LOST`: unsent bytes
 //! without `CAP_NET_ADMIN`, urgent data) is not made here: both ends come back reset, named,
 //! as a connection to outside does.
+//!
+//! # Restrictions
+//! Before the point of no return: no allocation, raw system calls (`rustix`); a failure is a
+//! refusal (`refusal.rs`), with nothing outside changed.
 
 use crate::fds::{park, Parked};
 use crate::plan::{PairSlot, Plan};

@@ -25,6 +25,7 @@ pub mod nr {
     use super::k;
     pub const RT_SIGACTION: usize = k::__NR_rt_sigaction as usize;
     pub const RT_SIGPROCMASK: usize = k::__NR_rt_sigprocmask as usize;
+    pub const RT_SIGTIMEDWAIT: usize = k::__NR_rt_sigtimedwait as usize;
     pub const RT_SIGRETURN: usize = k::__NR_rt_sigreturn as usize;
     pub const GETITIMER: usize = k::__NR_getitimer as usize;
     pub const SETITIMER: usize = k::__NR_setitimer as usize;
@@ -51,6 +52,7 @@ pub mod nr {
     pub const CLONE3: usize = k::__NR_clone3 as usize;
     pub const SIGNALFD4: usize = k::__NR_signalfd4 as usize;
     pub const TGKILL: usize = k::__NR_tgkill as usize;
+    pub const TKILL: usize = k::__NR_tkill as usize;
     pub const TIMER_GETTIME: usize = k::__NR_timer_gettime as usize;
     pub const PRLIMIT64: usize = k::__NR_prlimit64 as usize;
     pub const EPOLL_CTL: usize = k::__NR_epoll_ctl as usize;
@@ -59,6 +61,7 @@ pub mod nr {
     pub const SETSOCKOPT: usize = k::__NR_setsockopt as usize;
     pub const IOCTL: usize = k::__NR_ioctl as usize;
     pub const RT_SIGQUEUEINFO: usize = k::__NR_rt_sigqueueinfo as usize;
+    pub const RT_TGSIGQUEUEINFO: usize = k::__NR_rt_tgsigqueueinfo as usize;
     pub const EXIT: usize = k::__NR_exit as usize;
     pub const FCNTL: usize = k::__NR_fcntl as usize;
     pub const PTRACE: usize = k::__NR_ptrace as usize;
@@ -118,6 +121,14 @@ pub fn rt_sigprocmask(how: usize, set: u64) -> Result<u64, Errno> {
     // SAFETY: both pointers point at 8-byte masks that live across the call.
     check(unsafe { syscall6(nr::RT_SIGPROCMASK, how, &set as *const u64 as usize, &mut old as *mut u64 as usize, 8, 0, 0) })?;
     Ok(old)
+}
+
+/// `rt_sigtimedwait(set, NULL, timeout, 8)` on a 64-bit mask of blocked signals: takes one of
+/// them, waiting at most `timeout_ns`. Returns its number; `Err(EAGAIN)` when none came.
+pub fn sigtimedwait(set: u64, timeout_ns: u64) -> Result<u32, Errno> {
+    let t = [(timeout_ns / 1_000_000_000) as i64, (timeout_ns % 1_000_000_000) as i64];
+    // SAFETY: the mask and the `struct timespec` live across the call; no siginfo is asked for.
+    check(unsafe { syscall6(nr::RT_SIGTIMEDWAIT, &set as *const u64 as usize, 0, t.as_ptr() as usize, 8, 0, 0) }).map(|s| s as u32)
 }
 
 /// `getitimer(which)` as `[interval_sec, interval_usec, value_sec, value_usec]`.
@@ -576,10 +587,42 @@ pub fn sigqueue_as(pid: u32, sig: u32, value: u64, sender: u32) -> Result<(), Er
     check(unsafe { syscall6(nr::RT_SIGQUEUEINFO, pid as usize, sig as usize, info.as_ptr() as usize, 0, 0, 0) }).map(drop)
 }
 
+/// Queues signal `sig` as POSIX timer `timer` sends it when it expires (`si_code` `SI_TIMER`,
+/// its ID, no overrun, its `sigev_value` `value`): to thread `tid` of process `pid`, or to the
+/// process when `tid` is `None`. The kernel lets any process queue a siginfo whose code is
+/// negative but `SI_TKILL`'s, as `SI_TIMER`'s is; it treats it as any queued signal (the
+/// field it keeps for its own timers' signals is left zero).
+pub fn queue_timer_signal(pid: u32, tid: Option<u32>, sig: u32, timer: i32, value: u64) -> Result<(), Errno> {
+    // The kernel's siginfo for SI_TIMER: signo, errno, code, (padding), timer ID, overrun,
+    // sigval, and the kernel's private word.
+    let mut info = [0u32; 32];
+    info[0] = sig;
+    info[2] = k::SI_TIMER as u32;
+    info[4] = timer as u32;
+    info[6] = value as u32;
+    info[7] = (value >> 32) as u32;
+    let at = info.as_ptr() as usize;
+    // SAFETY: the kernel reads the 128-byte siginfo, which outlives the call.
+    let r = unsafe {
+        match tid {
+            Some(t) => syscall6(nr::RT_TGSIGQUEUEINFO, pid as usize, t as usize, sig as usize, at, 0, 0),
+            None => syscall6(nr::RT_SIGQUEUEINFO, pid as usize, sig as usize, at, 0, 0, 0),
+        }
+    };
+    check(r).map(drop)
+}
+
 /// `tgkill(pid, tid, sig)`: a signal to one thread.
 pub fn tgkill(pid: u32, tid: u32, sig: u32) -> Result<(), Errno> {
     // SAFETY: sends a signal; no memory is involved.
     check(unsafe { syscall6(nr::TGKILL, pid as usize, tid as usize, sig as usize, 0, 0, 0) }).map(drop)
+}
+
+/// Whether a thread `tid` exists now, in any process (`tkill(tid, 0)`: only `ESRCH` says
+/// none does).
+pub fn thread_exists(tid: u32) -> bool {
+    // SAFETY: signal 0 sends nothing; no memory is involved.
+    check(unsafe { syscall6(nr::TKILL, tid as usize, 0, 0, 0, 0, 0) }) != Err(Errno::SRCH)
 }
 
 /// `prctl(PR_GET_NAME)`: the calling thread's name, NUL-padded.

@@ -32,8 +32,9 @@ pub fn refuse_unsupported(parts: &mut Parts) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Fills `parts.state` (and the auxv/cmdline buffers) for the checkpoint of frame `uc`.
-pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), Failure> {
+/// Fills `parts.state` (and the auxv/cmdline buffers) for the checkpoint of frame `uc`; the
+/// stopped threads' pending signals (`threads`) are read again with the timers.
+pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config, threads: &mut [ThreadState]) -> Result<(), Failure> {
     let st: &mut ProcessState = parts.state;
     st.created_unix_ns = procfs::realtime_ns();
     st.ckpt_signal = cfg.signal as u32;
@@ -92,6 +93,7 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config) -> Result<(), F
     st.exe_id = ckpt_sigsafe::fileid::file_id_at(c"/proc/self/exe");
 
     capture_timers(parts)?;
+    settle_pending(parts, threads, cfg)?;
     super::ipc::capture(parts)?;
     super::mqueue::capture(parts)?;
     for (i, l) in parts.state.rlimits.iter_mut().enumerate() {
@@ -168,6 +170,34 @@ fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
     let mask = status_field(&buf[..n], field).and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
     let ours = 1u64 << (cfg.signal - 1) | 1u64 << (crate::stop::STOP_SIGNAL - 1);
     mask & !ours
+}
+
+/// Reads the pending signals again after the timers, and the timers again until no signal
+/// became pending meanwhile, so that the two agree: a timer that expired between the reading of
+/// its target's pending signals and its own (the thread stopped, its signal queued) would come
+/// back with the time to its next expiry and without this one, which is lost; one read the
+/// other way round would come back twice. Every thread is stopped, so no signal stops being
+/// pending meanwhile; an expiry whose signal is pending already is the kernel's overrun, not a
+/// new signal, in the running program too.
+fn settle_pending(parts: &mut Parts, threads: &mut [ThreadState], cfg: &Config) -> Result<(), Failure> {
+    let mut path = [0u8; 64];
+    for _ in 0..4 {
+        let mut changed = false;
+        let shared = pending(c"/proc/self/status", b"ShdPnd:", cfg);
+        changed |= shared != parts.state.shared_pending;
+        parts.state.shared_pending = shared;
+        for th in threads.iter_mut() {
+            let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", th.tid as u64, b"/status") else { continue };
+            let now = pending(p, b"SigPnd:", cfg);
+            changed |= now != th.sigpending;
+            th.sigpending = now;
+        }
+        if !changed {
+            return Ok(());
+        }
+        capture_timers(parts)?;
+    }
+    Ok(())
 }
 
 /// The POSIX timers: what `/proc/self/timers` says of each, and the time it has left.

@@ -195,7 +195,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     let mut scratch = scratch::Scratch::map()?;
     // Every other thread stops here, and goes on when `stopped` is dropped (on every path out
     // of this function, the writer's start included).
-    let stopped = {
+    let mut stopped = {
         let mut parts = scratch.parts();
         capture::refuse_unsupported(&mut parts)?;
         threads::stop_others(capture::thread_state(uc, cfg), threads::Room { tids: parts.tids, seized: parts.seized, seize_buf: parts.seize_buf })?
@@ -229,7 +229,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     }
     crate::entry::prepare_for_restore();
     crate::dropped::mark_for_image();
-    capture::process_state(&mut parts, uc, cfg)?;
+    capture::process_state(&mut parts, uc, cfg, threads::slots_mut(&mut stopped))?;
     if last.is_some() {
         // The program prints nothing past this image: a restart leaves its logs as they are.
         parts.state.flags |= ckpt_image::state::FLAG_LAST_CHECKPOINT;

@@ -12,8 +12,9 @@
 //! stay stopped as long as the child lives: it waits with every signal blocked, and the
 //! coordinator ends it with `SIGKILL` when it lets the other threads go; the kernel then
 //! detaches every thread it traced, and each goes on exactly where it was (a system call it
-//! was in restarts as after any stop). Should the program die first, the child ends by itself
-//! (it looks every 100 ms), and after [`HOLD_S`] in any case.
+//! was in restarts as after any stop). Should the program die first (a last checkpoint keeps
+//! its children, so that the threads they hold run no further than the image), the child ends
+//! with it (it reaps the held threads as they end, which the program's end waits for), and after [`HOLD_S`] in any case.
 //!
 //! A child serves one batch (the threads of one listing pass); a pass that finds more threads
 //! that block the signal starts another, up to [`MAX_BATCHES`].
@@ -244,10 +245,25 @@ fn child(parent: u32, base: *mut Seized, from: usize, to: usize, buf: &mut [u8],
             sys::exit_group(1);
         }
     }
-    // Held until killed; ends by itself once the program is gone, or after HOLD_S.
+    hold(parent)
+}
+
+/// Holds the seized threads stopped until this child is killed. Should the program die first
+/// (a last checkpoint keeps its children until it ends), each held thread's end is reported to
+/// this child, its tracer, with `SIGCHLD`, and the program is not gone until its tracer has
+/// reaped it: so the child reaps them as they end, and ends itself once none is left, or the
+/// program is gone anyway, or after [`HOLD_S`].
+fn hold(parent: u32) -> ! {
+    let chld = 1u64 << (linux_raw_sys::general::SIGCHLD - 1);
     let started = super::procfs::monotonic_ns();
     while super::procfs::monotonic_ns() - started < HOLD_S * 1_000_000_000 && alive(parent) {
-        let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 });
+        match sys::wait_child(-1, true) {
+            Ok(Some(_)) => continue, // one ended (or stopped again): look for more at once
+            Ok(None) => {}
+            Err(_) => break, // ECHILD: no thread is held any more
+        }
+        // Every signal is blocked here: SIGCHLD stays pending until taken.
+        let _ = sys::sigtimedwait(chld, 100_000_000);
     }
     sys::exit_group(0)
 }

@@ -86,11 +86,12 @@ pub struct Stopped {
 }
 
 impl Stopped {
-    /// For a process that ends at once (after its last checkpoint): the threads the capturing
-    /// children hold are let go (those children must not outlive it), and the others stay
-    /// stopped until it ends, so that none runs past its image.
-    pub fn hold_until_the_end(mut self) {
-        self.seizer.release();
+    /// For a process that ends at once (after its last checkpoint): every other thread stays
+    /// stopped until it ends, so that none runs past its image. The threads the capturing
+    /// children hold stay held too (let go, glibc's timer helper would take an expiry queued
+    /// meanwhile and start the program's function, which printed a line the restart printed
+    /// again); those children end with the program (`seize`).
+    pub fn hold_until_the_end(self) {
         core::mem::forget(self);
     }
 }
@@ -110,6 +111,14 @@ pub fn slots(stopped: &Stopped) -> &[ThreadState] {
     // by the coordinator: slot 0, and the threads seized with ptrace), and none is written
     // again until the next checkpoint, which cannot start while `stopped` is borrowed.
     unsafe { &(&*SLOTS.0.get())[..stopped.count] }
+}
+
+/// The same, to be completed by the coordinator (their pending signals read again).
+pub fn slots_mut(stopped: &mut Stopped) -> &mut [ThreadState] {
+    // SAFETY: as in `slots`: every thread below `count` has written its slot and waits to be
+    // let go, writing nothing more; `stopped` is borrowed mutably, so no other reference to
+    // the slots exists.
+    unsafe { &mut (&mut *SLOTS.0.get())[..stopped.count] }
 }
 
 /// Room the stopping needs in the scratch area: the TIDs signalled, the threads seized with
