@@ -611,6 +611,11 @@ fn shm_object_comes_back(case: &str, after: ShmAfter, keep: bool) {
     let at = orig.lines().len();
     orig.wait_lines(at + 5, SHORT);
     orig.kill_tree();
+    // `ckpt inspect` says which region is the object.
+    let inspect = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let hows: Vec<&str> = doc["regions"].as_array().unwrap().iter().filter(|r| r["file"] == path.to_str().unwrap()).map(|r| r["how"].as_str().unwrap()).collect();
+    assert_eq!(hows, ["shm object"], "ckpt inspect of the object's region");
     match after {
         ShmAfter::Removed => std::fs::remove_file(&path).unwrap(),
         ShmAfter::Changed => std::fs::write(&path, [0xffu8; 100]).unwrap(),
