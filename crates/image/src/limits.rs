@@ -31,7 +31,9 @@ pub const MAX_HEADERS: usize = 64 << 20;
 /// open for reading is refused by the checkpoint, with a message, and goes on.
 pub const MAX_PIPES_COPIED: usize = 4096;
 
-/// Most regions of shared memory (or memory a child does not inherit) one checkpoint copies.
+/// Most regions of shared memory (or memory a child does not inherit) one checkpoint copies;
+/// so also the most `NT_CKPT_SHMFILES` records an image holds (regions of POSIX shared memory
+/// objects).
 pub const MAX_SHARED_COPIED: usize = 4096;
 
 /// Most inotify watches whose paths libckpt remembers (from the interposed

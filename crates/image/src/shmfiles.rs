@@ -15,7 +15,9 @@
 //!     u64 size        its size
 //! ```
 //! Not ignorable: a reader that skipped it would bring the memory back in an object of its own
-//! that programs opening the path (`shm_open`) no longer share.
+//! that programs opening the path (`shm_open`) no longer share. At most
+//! [`crate::limits::MAX_SHARED_COPIED`] records: each region is shared memory the checkpoint
+//! copies, and no more of those fit one image.
 
 use crate::bytes::{Reader, Records, Writer};
 use crate::image::Image;
@@ -62,7 +64,7 @@ pub fn write_header(w: &mut Writer, count: usize) {
 
 /// The records of a descriptor, after checking its header.
 pub fn records(desc: &[u8]) -> Result<Records<'_, ShmFile>, ImageError> {
-    Ok(crate::bytes::table(desc, SHMFILE_RECORD_SIZE, crate::MAX_REGIONS, ShmFile::read, "bad shared memory object table")?.1)
+    Ok(crate::bytes::table(desc, SHMFILE_RECORD_SIZE, crate::limits::MAX_SHARED_COPIED, ShmFile::read, "bad shared memory object table")?.1)
 }
 
 /// Whether region record `rec` named `name` can be a stored POSIX shared memory object.
@@ -104,7 +106,7 @@ impl<'a> Image<'a> {
     /// restart asks for each shared region.
     pub fn shm_file(&self, i: usize) -> Option<ShmFile> {
         let desc = self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHMFILES)?.desc;
-        let (count, _) = crate::bytes::table(desc, SHMFILE_RECORD_SIZE, crate::MAX_REGIONS, ShmFile::read, "bad shared memory object table").ok()?;
+        let (count, _) = crate::bytes::table(desc, SHMFILE_RECORD_SIZE, crate::limits::MAX_SHARED_COPIED, ShmFile::read, "bad shared memory object table").ok()?;
         let rec = |k: usize| desc.get(crate::bytes::TABLE_HEADER_SIZE + k * SHMFILE_RECORD_SIZE..crate::bytes::TABLE_HEADER_SIZE + (k + 1) * SHMFILE_RECORD_SIZE);
         let (mut lo, mut hi) = (0, count);
         while lo < hi {
