@@ -4,7 +4,7 @@
 
 use ckpt_tests::*;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -572,4 +572,139 @@ fn a_log_emptied_or_deleted_says_how_the_restart_can_go_on() {
         assert!(restored.wait_exit(LONG).success(), "{how}: {}", restored.stderr());
         assert_eq!(restored.lines().last().map(String::as_str), Some("done 2000"), "{how}");
     }
+}
+
+/// What a test does to the program's POSIX shared memory object after the checkpoint.
+#[derive(Clone, Copy, PartialEq)]
+enum ShmAfter {
+    /// Removed (`shm_unlink`), as PostgreSQL removes a parallel query's segment.
+    Removed,
+    /// Written over and shortened in place.
+    Changed,
+}
+
+/// The counter of `shmobj` in its POSIX shared memory object (`/dev/shm/NAME`): checkpointed,
+/// left running (its object moves on), killed; the object is then removed or written over; the
+/// restart brings the object back at its path with the image's bytes (the counter goes on from
+/// its value at the checkpoint), its mode and size, and one object again: a reader that opens
+/// the path sees the restored program's counter move.
+fn shm_object_comes_back(case: &str, after: ShmAfter, keep: bool) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let name = format!("ckpt-test-shmobj-{}-{case}", std::process::id());
+    let path = PathBuf::from("/dev/shm").join(&name);
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _remove = Remove(path.clone());
+    let wd = Workdir::new(case);
+    let mut c = Command::new(prog("shmobj", &[]));
+    c.arg(format!("/{name}"));
+    if keep {
+        c.arg("keep");
+    }
+    let mut orig = Proc::preloaded(c, &wd.image(), "shmobj");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let at = orig.lines().len();
+    orig.wait_lines(at + 5, SHORT);
+    orig.kill_tree();
+    // `ckpt inspect` says which region is the object.
+    let inspect = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let hows: Vec<&str> = doc["regions"].as_array().unwrap().iter().filter(|r| r["file"] == path.to_str().unwrap()).map(|r| r["how"].as_str().unwrap()).collect();
+    assert_eq!(hows, ["shm object"], "ckpt inspect of the object's region");
+    match after {
+        ShmAfter::Removed => std::fs::remove_file(&path).unwrap(),
+        ShmAfter::Changed => std::fs::write(&path, [0xffu8; 100]).unwrap(),
+    }
+    let mut restored = Proc::restart(&wd.image());
+    let lines = restored.wait_lines(10, SHORT);
+    for l in &lines {
+        let f: Vec<i64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(f[1], f[0] + 1, "the counter in the object is not the image's: {l}; stderr {}", restored.stderr());
+        assert!(!keep || f[2] == f[1], "the descriptor and the mapping do not share the object: {l}");
+    }
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!((meta.permissions().mode() & 0o7777, meta.len()), (0o640, 3 * 4096 + 100), "the object's mode and size");
+    assert_eq!(meta.uid(), own_euid(), "the object's owner");
+    // The restored program and a reader of the path share the object.
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let last: i64 = restored.lines().last().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let seen = i64::from_le_bytes(bytes[..8].try_into().unwrap());
+        if seen > lines.len() as i64 && seen >= last {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the object at {} holds {seen}, the program counts {last}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    restored.kill_tree();
+}
+
+/// The effective user ID of the test, read from /proc (no libc call).
+fn own_euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    uid.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+/// A POSIX shared memory object removed after the checkpoint no longer refuses the restart
+/// (`mapped file /dev/shm/NAME: No such file or directory`): it is made again at its path.
+#[test]
+fn a_removed_posix_shared_memory_object_comes_back_at_its_path() {
+    shm_object_comes_back("shmobj-removed", ShmAfter::Removed, false);
+}
+
+/// A POSIX shared memory object written over after the checkpoint is no longer refused as a
+/// file written in place: its contents are the image's again.
+#[test]
+fn a_changed_posix_shared_memory_object_gets_the_images_bytes_back() {
+    shm_object_comes_back("shmobj-changed", ShmAfter::Changed, false);
+}
+
+/// A program that keeps its object's descriptor open (`shm_open` without `close`): the
+/// descriptor comes back on the object its mapping shares, at the object's path, whether the
+/// object was removed or written over since the checkpoint (both refused the restart before:
+/// the descriptor was opened by its path, as a file written in place).
+#[test]
+fn a_kept_descriptor_of_a_posix_shared_memory_object_shares_it_again() {
+    shm_object_comes_back("shmobj-kept-removed", ShmAfter::Removed, true);
+    shm_object_comes_back("shmobj-kept-changed", ShmAfter::Changed, true);
+}
+
+/// Another user's file at the path of the program's POSIX shared memory object (removed after
+/// the checkpoint) is not given to it: the restart is refused in one line naming it, and the
+/// file is left as it was. Needs root, to give the file another owner.
+#[test]
+fn another_users_file_at_a_shared_memory_objects_path_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let test = "another_users_file_at_a_shared_memory_objects_path_is_refused";
+    if own_euid() != 0 {
+        return skip(test, "giving a file another owner needs root");
+    }
+    let name = format!("ckpt-test-shmobj-{}-theirs", std::process::id());
+    let path = PathBuf::from("/dev/shm").join(&name);
+    let wd = Workdir::new("shmobj-theirs");
+    let mut c = Command::new(prog("shmobj", &[]));
+    c.arg(format!("/{name}"));
+    let mut orig = Proc::preloaded(c, &wd.image(), "shmobj");
+    orig.wait_lines(5, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"theirs").unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let mut restored = Proc::restart(&wd.image());
+    let status = restored.wait_exit(LONG);
+    let err = restored.stderr();
+    let left = (std::fs::read(&path).ok(), std::fs::metadata(&path).map(|m| m.uid()).ok());
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("shared memory object: {} belongs to uid 65534 now", path.display())), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(left, (Some(b"theirs".to_vec()), Some(65534)), "the file at the path was changed");
 }

@@ -709,10 +709,11 @@ fn crafted_ids_timers_addresses_and_watches_are_refused_before_anything_changes(
     }
 }
 
-/// The crafted-image campaign: for every kind of ckpt note (found in one of three images: a
+/// The crafted-image campaign: for every kind of ckpt note (found in one of these images: a
 /// process with a note of each kind its own, signed with a key; a signed process tree; an
-/// incremental image and its base), words of its records set to chosen or random values and
-/// every checksum and MAC signed again, so that they reach the deepest checks. Each restart is
+/// incremental image and its base; System V objects; a pty pair; file locks; a POSIX shared memory
+/// object), words of its records set to chosen or random values and every checksum and MAC
+/// signed again, so that they reach the deepest checks. Each restart is
 /// refused with nothing changed outside, or restores (see [`Subject::try_restart`]). `make
 /// test` tries two of each kind; `make fuzz` hundreds (`CKPT_FUZZ_CASES` in all).
 #[test]
@@ -726,14 +727,25 @@ fn every_note_type_crafted() {
     let chain = Subject { img: Img::load(&newest), wd, key: None, log: None, first: String::new() };
     let ipc = Subject::sysv("notes-ipc");
     let ptys = Subject::signed("notes-ptys", &prog("ptyself", &[]), |_| vec!["100000000".into()]);
+    // A POSIX shared memory object (`NT_CKPT_SHMFILES`), removed when the campaign ends (a
+    // crafted image that restores puts it back).
+    struct RemoveShm(std::path::PathBuf);
+    impl Drop for RemoveShm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let shm_name = format!("ckpt-fuzz-shmobj-{}", std::process::id());
+    let _shm_object = RemoveShm(Path::new("/dev/shm").join(&shm_name));
+    let shm = Subject::signed("notes-shm", &prog("shmobj", &[]), |_| vec![format!("/{shm_name}")]);
     let locks = Subject::signed("notes-locks", &prog("locks", &[]), |dir| vec![dir.display().to_string()]);
-    let subjects = [&kinds, &tree, &chain, &ipc, &ptys, &locks];
+    let subjects = [&kinds, &tree, &chain, &ipc, &ptys, &locks, &shm];
     let types = [
         (NT_CKPT_STATE, "state"), (NT_CKPT_THREAD, "thread"), (NT_CKPT_REGIONS, "regions"), (NT_CKPT_FDS, "fds"),
         (NT_CKPT_TIMERS, "timers"), (NT_CKPT_EPOLL, "epoll"), (NT_CKPT_SOCKETS, "sockets"), (NT_CKPT_TIMERFDS, "timerfds"),
         (NT_CKPT_INOTIFY, "inotify"), (NT_CKPT_TREE, "tree"), (NT_CKPT_SHARED, "shared"), (NT_CKPT_FILEMAPS, "filemaps"),
         (NT_CKPT_CHAIN, "chain"), (NT_CKPT_ORIGIN, "origin"), (NT_CKPT_MAC, "mac"), (NT_CKPT_PTYS, "ptys"),
-        (NT_CKPT_IPC, "ipc"), (NT_CKPT_WRITTEN, "written"), (NT_CKPT_LOCKS, "locks"),
+        (NT_CKPT_IPC, "ipc"), (NT_CKPT_WRITTEN, "written"), (NT_CKPT_LOCKS, "locks"), (NT_CKPT_SHMFILES, "shmfiles"),
     ];
     let per_type = (cases / types.len()).max(2);
     let interesting = [0u64, 1, 2, 3, 4095, 4096, 1 << 31, (1 << 31) - 1, 0x7fff_ffff_f000, 0xffff_8000_0000_0000, u64::MAX, u64::MAX - 4095, 1 << 32, i64::MAX as u64];

@@ -461,7 +461,6 @@ fn a_program_in_a_tmux_session_goes_on_counting_in_its_pane() {
 /// image must restart all the same (the workers and the leader come back, find their client
 /// gone, and end), and the server answer with every row.
 #[test]
-#[ignore = "needs shared memory files (/dev/shm) kept with the image, not mapped again from what is there at the restart: written (issue 27 point 8)"]
 fn postgres_restarts_from_an_image_taken_during_a_parallel_query() {
     let test = "postgres_restarts_from_an_image_taken_during_a_parallel_query";
     let Some(bin) = can_run_postgres(test) else { return };

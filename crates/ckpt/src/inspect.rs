@@ -200,9 +200,14 @@ impl Verdict {
     }
 }
 
-/// How a region's contents are kept, as the table and the JSON say it.
-fn how_stored(rec: &ckpt_image::region::RegionRecord) -> &'static str {
-    if rec.from_file() {
+/// How a region's contents are kept, as the table and the JSON say it (`shm`: it maps a POSIX
+/// shared memory object whose bytes are stored, which a restart puts back at its path).
+fn how_stored(rec: &ckpt_image::region::RegionRecord, shm: bool) -> &'static str {
+    if shm && rec.has_data() && !rec.compressed() {
+        "shm object"
+    } else if shm && rec.has_data() {
+        "shm object, lz4"
+    } else if rec.from_file() {
         "mapped from file"
     } else if rec.maps_private_file() {
         "file, unwritten"
@@ -238,7 +243,7 @@ fn regions_json(opened: &ImageFile, image: &Image, name: &str, v: &mut Verdict) 
         };
         regions.push(json!({
             "start": format!("{:#x}", rec.start), "end": format!("{:#x}", rec.end), "prot": prot(rec.prot),
-            "kind": format!("{:?}", rec.kind).to_lowercase(), "shared": rec.is_shared(), "how": how_stored(&rec),
+            "kind": format!("{:?}", rec.kind).to_lowercase(), "shared": rec.is_shared(), "how": how_stored(&rec, image.shm_file(i).is_some()),
             "file": String::from_utf8_lossy(r.name), "bytes_stored": stored,
             "zero_pages": nonzero.filter(|_| !rec.compressed()).map(|n| rec.size() / PAGE_SIZE - n),
             "checksum_ok": check.map(|c| c.is_ok()),

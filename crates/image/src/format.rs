@@ -54,11 +54,14 @@ pub const NT_CKPT_IPC: u32 = 0x434b_0014 | NT_CKPT_IGNORABLE;
 /// The files the program could write in place, as they were (see `written`). Ignorable: a
 /// reader without it restores without checking them, as before it.
 pub const NT_CKPT_WRITTEN: u32 = 0x434b_0015 | NT_CKPT_IGNORABLE;
+/// The POSIX shared memory objects whose bytes the image stores, put back at their paths (see
+/// `shmfiles`). Not ignorable: without it, programs that open them by name would not share them.
+pub const NT_CKPT_SHMFILES: u32 = 0x434b_0016;
 
 /// Whether this reader knows "CKPT" note type `t` (or may ignore it): an image holding any other
 /// was made by a newer ckpt, and restoring it without that note would not be the process.
 pub fn note_type_understood(t: u32) -> bool {
-    (NT_CKPT_STATE..=NT_CKPT_ORIGIN).contains(&t) || t == NT_CKPT_LOCKS || t == NT_CKPT_PTYS || t & NT_CKPT_IGNORABLE != 0
+    (NT_CKPT_STATE..=NT_CKPT_ORIGIN).contains(&t) || t == NT_CKPT_LOCKS || t == NT_CKPT_PTYS || t == NT_CKPT_SHMFILES || t & NT_CKPT_IGNORABLE != 0
 }
 
 /// Rounds `v` up to a whole page.

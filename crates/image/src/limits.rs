@@ -34,7 +34,9 @@ pub const MAX_PIPES_COPIED: usize = 4096;
 /// (bytes not yet sent, read without `CAP_NET_ADMIN`): kept in its control block meanwhile.
 pub const MAX_TREE_DRAINED: usize = 16 * 1024 * 1024;
 
-/// Most regions of shared memory (or memory a child does not inherit) one checkpoint copies.
+/// Most regions of shared memory (or memory a child does not inherit) one checkpoint copies;
+/// so also the most `NT_CKPT_SHMFILES` records an image holds (regions of POSIX shared memory
+/// objects).
 pub const MAX_SHARED_COPIED: usize = 4096;
 
 /// Most inotify watches whose paths libckpt remembers (from the interposed

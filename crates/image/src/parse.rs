@@ -22,6 +22,7 @@ impl<'a> Image<'a> {
         };
         crate::shared::check_runs(&image, bases)?;
         crate::filemaps::check(&image)?;
+        crate::shmfiles::check(&image)?;
         image.check_records(seen)?;
         Ok(image)
     }

@@ -26,6 +26,21 @@ pub const RF_SHARES_PAGES: u32 = 1 << 5;
 /// never wrote: code, libraries, read-only data); `NT_CKPT_FILEMAPS` says what the file was.
 pub const RF_MAP_PRIVATE_FILE: u32 = 1 << 6;
 
+/// Where `shm_open` makes POSIX shared memory objects (glibc and musl alike).
+pub const SHM_DIR: &[u8] = b"/dev/shm/";
+
+/// Whether a `MAP_SHARED` mapping of the regular file at `path` is stored in the image as shared
+/// memory (its bytes with the image, one object for all its mappings, like anonymous shared
+/// memory, a memfd or a deleted file) rather than mapped from the file again: a POSIX shared
+/// memory object, a file in [`SHM_DIR`] on a memory filesystem (`on_tmpfs`: statfs says tmpfs).
+/// Such a file is memory the program and its peers share, not a document: an image that named
+/// it would come back with what it holds at the restart, or without it (PostgreSQL's dynamic
+/// segments, Open MPI's shared-memory queues). Files of a tmpfs elsewhere (`/tmp`) stay files:
+/// a program's documents there may be read by name by others.
+pub fn stores_shared_file(path: &[u8], on_tmpfs: bool) -> bool {
+    on_tmpfs && path.len() > SHM_DIR.len() && path.starts_with(SHM_DIR) && !path[SHM_DIR.len()..].contains(&b'/')
+}
+
 /// What a region is, as far as restart cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]

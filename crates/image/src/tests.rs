@@ -1271,6 +1271,40 @@ fn pty_records_name_their_descriptors() {
     assert!(note_type_understood(NT_CKPT_PTYS));
 }
 
+/// Which shared file mappings are stored as memory: POSIX shared memory objects only.
+#[test]
+fn only_posix_shared_memory_objects_are_stored() {
+    use crate::region::stores_shared_file;
+    assert!(stores_shared_file(b"/dev/shm/PostgreSQL.1234", true));
+    assert!(!stores_shared_file(b"/dev/shm/PostgreSQL.1234", false), "not on a tmpfs");
+    assert!(!stores_shared_file(b"/dev/shm/", true), "the directory itself");
+    assert!(!stores_shared_file(b"/dev/shm/ckpt-tests/data", true), "a file below a directory of /dev/shm");
+    assert!(!stores_shared_file(b"/tmp/data", true), "a tmpfs /tmp keeps its documents");
+}
+
+/// `NT_CKPT_SHMFILES` records name, in order, regions of stored POSIX shared memory objects.
+#[test]
+fn shared_memory_object_records_name_such_regions() {
+    use crate::shmfiles::{ShmFile, SHMFILE_RECORD_SIZE};
+    let note = |objs: &[ShmFile], record_size: usize| {
+        let mut desc = vec![0u8; crate::shmfiles::note_len(objs.len())];
+        let mut w = Writer::new(&mut desc);
+        w.u32(objs.len() as u32);
+        w.u32(record_size as u32);
+        for m in objs {
+            m.write(&mut w);
+        }
+        let mut n = vec![0u8; note_size(CKPT_NOTE_NAME, desc.len())];
+        write_note(&mut Writer::new(&mut n), CKPT_NOTE_NAME, crate::NT_CKPT_SHMFILES, &desc);
+        n
+    };
+    let m = ShmFile { region: 0, mode: 0o600, uid: 1000, gid: 1000, size: 8192 };
+    assert_eq!(parse_changed(|d| d.trailing_notes = note(&[m], SHMFILE_RECORD_SIZE)), malformed("a shared memory object record names a region that is not one"));
+    assert_eq!(parse_changed(|d| d.trailing_notes = note(&[m], SHMFILE_RECORD_SIZE + 8)), malformed("bad shared memory object table"));
+    assert_eq!(parse_changed(|d| d.trailing_notes = note(&[ShmFile { mode: 0o10600, ..m }], SHMFILE_RECORD_SIZE)), malformed("bad shared memory object record"));
+    assert!(crate::note_type_understood(crate::NT_CKPT_SHMFILES));
+}
+
 /// A lookup from where the last one stopped finds records in any order, and none that is not
 /// there (the walk in order is what keeps 30,000 socket records from costing a walk each).
 #[test]

@@ -5,7 +5,8 @@
 //!
 //! Which files are watched ([`watches_descriptor`], [`watches_mapping`]): regular files the
 //! program had open for writing (`O_WRONLY`, `O_RDWR`), and files it mapped `MAP_SHARED` and
-//! writable. Not watched: a descriptor opened `O_APPEND` (every write it makes goes to the end,
+//! writable. Not watched: POSIX shared memory objects mapped shared (`/dev/shm`, whose bytes the
+//! image stores: [`crate::region::stores_shared_file`]), nor a descriptor of one so mapped, a descriptor opened `O_APPEND` (every write it makes goes to the end,
 //! so nothing the program knows of the bytes before is written over: logs), and the program's
 //! stdout and stderr in a regular file (its logs, which have their own rule: see
 //! [`crate::fds::FdRecord::is_std_log`]). Files of the kernel's (/proc, /sys) are not recorded.
@@ -121,9 +122,11 @@ pub fn watches_descriptor(rec: &FdRecord) -> bool {
     rec.kind == FdKind::File && rec.open_flags & O_ACCMODE != 0 && rec.open_flags & O_APPEND == 0 && !rec.is_std_log()
 }
 
-/// Whether a mapping of a regular file, shared (`MAP_SHARED`) and writable, is watched: always.
-pub fn watches_mapping(shared: bool, writable: bool) -> bool {
-    shared && writable
+/// Whether a mapping of a regular file, shared (`MAP_SHARED`) and writable, is watched: always,
+/// but for a POSIX shared memory object (`stored`: [`crate::region::stores_shared_file`]),
+/// whose bytes the image holds and a restart puts back.
+pub fn watches_mapping(shared: bool, writable: bool, stored: bool) -> bool {
+    shared && writable && !stored
 }
 
 /// Whether a file of `size` bytes gets a hash of its bytes, `used` bytes of the checkpoint's
@@ -290,7 +293,7 @@ mod tests {
         assert!(!watches_descriptor(&rec(3, FdKind::File, 1 | O_APPEND)), "appended to");
         assert!(!watches_descriptor(&rec(1, FdKind::File, 1)), "stdout in a file");
         assert!(!watches_descriptor(&rec(3, FdKind::Deleted, 2)), "its bytes are in the image");
-        assert!(watches_mapping(true, true) && !watches_mapping(true, false) && !watches_mapping(false, true));
+        assert!(watches_mapping(true, true, false) && !watches_mapping(true, false, false) && !watches_mapping(false, true, false) && !watches_mapping(true, true, true));
     }
 
     #[test]

@@ -14,8 +14,12 @@
 //!   a dead socket file of the user's own at that path (the checkpointed program's, whose
 //!   listener is gone) is removed first. The plan probed the path, harmlessly: nothing there, or
 //!   such a socket file; anything else was refused;
+//! - a POSIX shared memory object that was gone is given its path (`shmobj::name`): the plan
+//!   made it without a name, with its mode, owner and size;
 //! - the bytes a FIFO held are put back into it (`files::fill_fifo`): whoever else has it open
-//!   could read them. Like the replaced socket files, they cannot be taken back, and come last.
+//!   could read them. Like the replaced socket files, they cannot be taken back, and come last,
+//!   as does the emptying of a shared memory object of the program's found at its path
+//!   (`shmobj::reset`), whose contents the restore then replaces with the image's.
 //!
 //! Each act's directory was opened by the plan and parked (`Act::dir`): what is looked at,
 //! made, removed or taken back is named there, by its last component, so that a directory
@@ -46,13 +50,18 @@ pub enum What {
     Bind { stale: Option<(u64, u64)> },
     /// Put the bytes a FIFO held back into it (others who have it open would read them).
     FillFifo,
+    /// Give the POSIX shared memory object made without a name its path (`shmobj`).
+    NameShm,
+    /// Empty the program's shared memory object found at its path to `size` bytes, for the
+    /// image's bytes (`shmobj`).
+    ResetShm { size: u64 },
 }
 
 impl What {
     /// Whether it cannot be taken back, and so waits until every other change is made (in a
     /// tree, every process's: the second barrier).
     pub fn for_good(self) -> bool {
-        matches!(self, What::Bind { stale: Some(_) } | What::FillFifo)
+        matches!(self, What::Bind { stale: Some(_) } | What::FillFifo | What::ResetShm { .. })
     }
 }
 
@@ -61,7 +70,8 @@ impl What {
 pub struct Act {
     /// The process of the tree that makes it (0 for a single process).
     pub member: usize,
-    /// The program's descriptor it concerns, whose record names the path.
+    /// The program's descriptor it concerns, whose record names the path (for a shared memory
+    /// object, the index of a region mapping it, whose name is the path).
     pub target: i32,
     /// The parked descriptor it works on: the placeholder, the unnamed log, the socket.
     pub fd: Parked,
@@ -136,6 +146,7 @@ pub fn path_of<'b>(image: &Image, a: &Act, buf: &'b mut [u8; 4096]) -> Option<&'
         What::NewLog | What::NameLog => put(image.fds().filter_map(Result::ok).find(|(r, _)| r.fd == a.target && r.same_as < 0)?.1)?,
         What::Bind { .. } => put(crate::fds::unix_path(&image.sockets().filter_map(Result::ok).find(|s| s.fd == a.target)?)?)?,
         What::FillFifo => return None,
+        What::NameShm | What::ResetShm { .. } => put(image.region(usize::try_from(a.target).ok()?).ok()?.name)?,
     };
     core::ffi::CStr::from_bytes_with_nul(&buf[..=n]).ok()
 }

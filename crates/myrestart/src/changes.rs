@@ -26,6 +26,7 @@ pub fn run(image_path: &CStr, p: &mut Plan, replacing: bool) -> Result<(), Refus
             What::NewLog | What::NameLog => crate::files::make_log(image_path, &image, &a).map(Some),
             What::Bind { stale } => crate::sockets::bind_planned(image_path, &image, &a, stale).map(Some),
             What::FillFifo => crate::files::fill_fifo(image_path, &image, p.image_fd, &a).map(|()| None),
+            What::NameShm | What::ResetShm { .. } => shm(image_path, &image, &a),
         };
         match made {
             Ok(made) => p.acts.list[i].made = made,
@@ -45,5 +46,17 @@ pub fn run(image_path: &CStr, p: &mut Plan, replacing: bool) -> Result<(), Refus
 pub fn connect(p: &Plan) {
     if let Some(image) = p.image {
         crate::sockets::connect_planned(&image, p);
+    }
+}
+
+/// The act on a POSIX shared memory object (`shmobj`): its path given, or its contents emptied.
+fn shm(image_path: &CStr, image: &ckpt_image::Image, a: &crate::acts::Act) -> Result<Option<(u64, u64)>, Refusal> {
+    let mut buf = [0u8; 4096];
+    let Some(path) = crate::acts::path_of(image, a, &mut buf) else {
+        return Err(crate::refusal::refuse(image_path, format_args!("region {}: the shared memory object to make again has no path", a.target)));
+    };
+    match a.what {
+        What::ResetShm { size } => crate::shmobj::reset(image_path, path, a, size).map(|()| None),
+        _ => crate::shmobj::name(image_path, path, a).map(Some),
     }
 }

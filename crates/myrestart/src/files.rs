@@ -110,6 +110,15 @@ pub fn open_all(image_path: &CStr, image: &Image, image_fd: Parked, p: &mut Plan
                 continue;
             }
         }
+        // A descriptor of a POSIX shared memory object that the image stores: that object.
+        if let Some(src) = shm_descriptor(image_path, image, &rec, path, p)? {
+            if p.nfds == p.fds.len() {
+                return Err(refuse(image_path, format_args!("more than {} descriptors to restore", p.fds.len())));
+            }
+            p.fds[p.nfds] = FdSlot { target: rec.fd, src, cloexec: rec.fd_flags & 1 != 0 };
+            p.nfds += 1;
+            continue;
+        }
         // What the tree made once for every process that has it (`pool`).
         let pooled = match rec.kind {
             FdKind::File => shared_file(p, &rec).map(|f| (f, true)).or_else(|| gone_log(p, &rec).map(|f| (f, false))),
@@ -1066,8 +1075,47 @@ fn open_mapped_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ck
     park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
 }
 
+/// The region of `image` that maps the POSIX shared memory object descriptor `rec` (path
+/// `path`) is open on, if the image stores that object (`NT_CKPT_SHMFILES`).
+fn shm_region_of(image: &Image, rec: &FdRecord, path: &[u8]) -> Option<(usize, ckpt_image::shmfiles::ShmFile)> {
+    if rec.kind != FdKind::File || rec.same_as >= 0 || !ckpt_image::region::stores_shared_file(path, true) {
+        return None;
+    }
+    image.shm_files().map_while(Result::ok).find_map(|m| {
+        let r = image.region(m.region as usize).ok()?;
+        (r.record.inode == rec.ino && r.name == path).then_some((m.region as usize, m))
+    })
+}
+
+/// Descriptor `rec` (path `path`) on a POSIX shared memory object that the image stores: opened
+/// again on the object its mappings share (made here if no mapping or pool made it yet), with
+/// its own flags and offset. `None` for any other descriptor.
+fn shm_descriptor(image_path: &CStr, image: &Image, rec: &FdRecord, path: &[u8], p: &mut Plan) -> Result<Option<Parked>, Refusal> {
+    let Some((i, m)) = shm_region_of(image, rec, path) else { return Ok(None) };
+    let r = image.region(i).map_err(|e| refuse(image_path, format_args!("{e}")))?;
+    let object = match shared_object(p, r.record.dev, r.record.inode) {
+        Some(fd) => fd,
+        None => {
+            if p.nshared == p.shared.len() {
+                return Err(refuse(image_path, format_args!("more than {} shared memory objects", p.shared.len())));
+            }
+            let fd = crate::shmobj::object(image_path, r.name, i, &m, p.fd_base, &mut p.acts, &SHM_FILES)?;
+            p.shared[p.nshared] = SharedSlot { dev: r.record.dev, ino: r.record.inode, fd, sized: true };
+            p.nshared += 1;
+            fd
+        }
+    };
+    let bad = |e: Errno| refuse(image_path, format_args!("fd {}: {}: {}", rec.fd, Lossy(path), describe(e)));
+    let fd = reopen_as_saved(object.as_fd(), rec).ok_or_else(|| refuse(image_path, format_args!("fd {}: reopening the restored {}", rec.fd, Lossy(path))))?;
+    rustix::fs::seek(&fd, SeekFrom::Start(rec.offset)).map_err(bad)?;
+    park(fd, p.fd_base).map(Some).map_err(bad)
+}
+
+/// How `shmobj` opens paths and judges owners: as every file of the image is.
+const SHM_FILES: crate::shmobj::Files = crate::shmobj::Files { open: open_recorded, owner, taken: refuse_taken };
+
 /// The memfd (or restored deleted file) behind shared-memory region `i`.
-fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef) -> Result<MapSlot, Refusal> {
+fn shared_memory_slot(image_path: &CStr, image: &Image, p: &mut Plan, i: usize, r: &ckpt_image::RegionRef) -> Result<MapSlot, Refusal> {
     let rec = r.record;
     let fill = rec.has_data();
     // Another mapping of the same object, already provided for.
@@ -1093,8 +1141,13 @@ fn shared_memory_slot(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &
     }
     // Shared memory of a tree: made once for all its processes.
     if let Some(fd) = shared_object(p, rec.dev, rec.inode) {
-        let s = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
+        let s = SharedSlot { dev: rec.dev, ino: rec.inode, fd, sized: false };
         let fd = s.fd.dup(p.fd_base).map_err(|e| bad("sharing it", e))?;
+        return Ok(MapSlot { region: i as u32, fd, fill, private: false });
+    }
+    // A POSIX shared memory object: put back at its path.
+    if let Some(m) = image.shm_file(i) {
+        let fd = crate::shmobj::object(image_path, r.name, i, &m, p.fd_base, &mut p.acts, &SHM_FILES)?;
         return Ok(MapSlot { region: i as u32, fd, fill, private: false });
     }
     // Shared memory without a descriptor: a new memfd covering every mapping of it.
@@ -1131,7 +1184,7 @@ pub fn pool(image_path: &CStr, p: &mut Plan, inherit_stdio: bool) -> Result<(), 
         crate::sockets::pool_pairs(image_path, &image, &tree.socks[..tree.nsocks], p)?;
         pool_files(image_path, &image, m, &tree, p, inherit_stdio)?;
         pool_objects(image_path, &image, &tree, p)?;
-        pool_shared_memory(image_path, &image, p)?;
+        pool_shared_memory(image_path, &image, m, p)?;
     }
     size_shared_memory(image_path, &tree, p)?;
     close_ends_outside(&ends, p);
@@ -1240,7 +1293,7 @@ impl TreeHas {
             }
         }
         let max_keys = self.keys.len();
-        for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, _)| poolable(image, r)) {
+        for (rec, _) in image.fds().filter_map(Result::ok).filter(|(r, path)| poolable(image, r, path)) {
             let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
             match self.keys[..self.nkeys].iter_mut().find(|k| (k.0, k.1, k.2, k.3) == key) {
                 Some(k) if k.5 != m => {
@@ -1305,10 +1358,11 @@ fn pool_pipes(image_path: &CStr, image: &Image, ends: &mut [(bool, bool, bool)],
 /// others of the tree (the first descriptor of a regular file), or surely is, if another holds
 /// it too: a directory or device with an exclusive `flock` lock on it, which no two
 /// descriptions can both hold (each process opening its own would make the second lock fail).
-fn poolable(image: &Image, rec: &FdRecord) -> bool {
+/// Not a descriptor of a POSIX shared memory object the image stores (`shm_descriptor`).
+fn poolable(image: &Image, rec: &FdRecord, path: &[u8]) -> bool {
     use ckpt_image::locks::LockKind;
     let locked = || image.locks().filter_map(Result::ok).any(|l| l.fd == rec.fd && l.kind == LockKind::Flock && l.write_lock());
-    rec.same_as < 0 && (rec.kind == FdKind::File || (matches!(rec.kind, FdKind::Directory | FdKind::Device) && locked()))
+    rec.same_as < 0 && ((rec.kind == FdKind::File && shm_region_of(image, rec, path).is_none()) || (matches!(rec.kind, FdKind::Directory | FdKind::Device) && locked()))
 }
 
 /// A regular file open in more than one process with the same offset and flags: the
@@ -1318,8 +1372,8 @@ fn poolable(image: &Image, rec: &FdRecord) -> bool {
 /// have it. For member `m`, whose part is `image`.
 fn pool_files(image_path: &CStr, image: &Image, m: usize, tree: &TreeHas, p: &mut Plan, inherit_stdio: bool) -> Result<(), Refusal> {
     let mut buf = [0u8; 4096];
-    let wanted = |r: &FdRecord| poolable(image, r) && !(inherit_stdio && (0..3).contains(&r.fd));
-    for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, _)| wanted(r)) {
+    let wanted = |r: &FdRecord, path: &[u8]| poolable(image, r, path) && !(inherit_stdio && (0..3).contains(&r.fd));
+    for (rec, path) in image.fds().filter_map(Result::ok).filter(|(r, path)| wanted(r, path)) {
         let key = (rec.dev, rec.ino, rec.offset, rec.open_flags);
         let shared = tree.keys[..tree.nkeys].iter().any(|k| (k.0, k.1, k.2, k.3) == key && k.4 > 1);
         let mut gone = || rec.is_std_log() && gone_log(p, &rec).is_none() && cpath(path, &mut buf).is_some_and(|c| matches!(rustix::fs::stat(c), Err(Errno::NOENT)));
@@ -1353,7 +1407,7 @@ fn pool_objects(image_path: &CStr, image: &Image, tree: &TreeHas, p: &mut Plan) 
         } else {
             recreate_deleted(image_path, &rw, path, p.image_fd, p.fd_base)?
         };
-        p.shared[p.nshared] = SharedSlot { dev: u64::MAX, ino: rec.ino, fd };
+        p.shared[p.nshared] = SharedSlot { dev: u64::MAX, ino: rec.ino, fd, sized: false };
         p.nshared += 1;
     }
     Ok(())
@@ -1361,8 +1415,8 @@ fn pool_objects(image_path: &CStr, image: &Image, tree: &TreeHas, p: &mut Plan) 
 
 /// Shared memory of one member (its part `image`) that no descriptor of it stands for: a memfd
 /// for each, once for the tree (sized by [`size_shared_memory`]).
-fn pool_shared_memory(image_path: &CStr, image: &Image, p: &mut Plan) -> Result<(), Refusal> {
-    for r in (0..image.region_count()).filter_map(|j| image.region(j).ok()) {
+fn pool_shared_memory(image_path: &CStr, image: &Image, m: usize, p: &mut Plan) -> Result<(), Refusal> {
+    for (i, r) in (0..image.region_count()).filter_map(|j| image.region(j).ok().map(|r| (j, r))) {
         let rec = r.record;
         if !rec.is_shared() || rec.from_file() || rec.kind.is_kernel_special() {
             continue;
@@ -1374,9 +1428,18 @@ fn pool_shared_memory(image_path: &CStr, image: &Image, p: &mut Plan) -> Result<
         if p.nshared == p.shared.len() {
             return Err(refuse(image_path, format_args!("more than {} shared memory objects", p.shared.len())));
         }
+        // A POSIX shared memory object: put back at its path, sized as it was (by this member's
+        // acts).
+        if let Some(shm) = image.shm_file(i) {
+            p.acts.member = m;
+            let fd = crate::shmobj::object(image_path, r.name, i, &shm, p.fd_base, &mut p.acts, &SHM_FILES)?;
+            p.shared[p.nshared] = SharedSlot { dev: rec.dev, ino: rec.inode, fd, sized: true };
+            p.nshared += 1;
+            continue;
+        }
         let fd = rustix::fs::memfd_create(c"ckpt-shared", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| pool_failed(image_path, "a memfd", e))?;
         let fd = park(fd, p.fd_base).map_err(|e| pool_failed(image_path, "parking", e))?;
-        p.shared[p.nshared] = SharedSlot { dev: rec.dev, ino: rec.inode, fd };
+        p.shared[p.nshared] = SharedSlot { dev: rec.dev, ino: rec.inode, fd, sized: false };
         p.nshared += 1;
     }
     Ok(())
@@ -1384,7 +1447,7 @@ fn pool_shared_memory(image_path: &CStr, image: &Image, p: &mut Plan) -> Result<
 
 /// Each shared memfd made for mappings as large as the furthest any process maps it.
 fn size_shared_memory(image_path: &CStr, tree: &TreeHas, p: &Plan) -> Result<(), Refusal> {
-    for s in p.shared[..p.nshared].iter().filter(|s| s.dev != u64::MAX) {
+    for s in p.shared[..p.nshared].iter().filter(|s| s.dev != u64::MAX && !s.sized) {
         let size = tree.objs[..tree.nobjs].iter().find(|o| o.0 == s.ino).map_or(0, |o| o.3);
         rustix::fs::ftruncate(s.fd.as_fd(), size).map_err(|e| pool_failed(image_path, "sizing a memfd", e))?;
     }

@@ -75,6 +75,7 @@ mod refusal;
 // unsafe: after the point of no return: remaps memory, sets registers and jumps into the program.
 #[allow(unsafe_code)]
 mod restore;
+mod shmobj;
 // unsafe: a socket address built from its saved bytes; a mapping of its own.
 #[allow(unsafe_code)]
 mod sockets;

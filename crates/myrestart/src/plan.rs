@@ -91,6 +91,8 @@ pub struct SharedSlot {
     pub dev: u64,
     pub ino: u64,
     pub fd: Parked,
+    /// Whether it has its size already (a POSIX shared memory object: its recorded size).
+    pub sized: bool,
 }
 
 /// Most processes a tree image may hold.

@@ -45,9 +45,10 @@ fn lay_out(p: &mut Plan, base: usize, n: &Needs, mode: Mode) -> usize {
     place(&mut p.pairs, &mut at, all.fds, mode, PairSlot { ino: [0; 2], fd: [Parked::NONE; 2], pooled: false });
     place(&mut p.files, &mut at, all.fds, mode, SharedFile { dev: 0, ino: 0, offset: 0, flags: 0, fd: Parked::NONE, gone: false });
     // Shared memory: a memfd or deleted file open, or a region mapping it.
-    place(&mut p.shared, &mut at, all.fds.saturating_add(all.regions), mode, SharedSlot { dev: 0, ino: 0, fd: Parked::NONE });
-    // A socket to bind for each descriptor, and each process's two logs.
-    place(&mut p.acts.list, &mut at, all.fds.saturating_add(2 * MAX_TREE), mode, crate::acts::NO_ACT);
+    place(&mut p.shared, &mut at, all.fds.saturating_add(all.regions), mode, SharedSlot { dev: 0, ino: 0, fd: Parked::NONE, sized: false });
+    // A socket to bind for each descriptor, a shared memory object for each region, and each
+    // process's two logs.
+    place(&mut p.acts.list, &mut at, all.fds.saturating_add(all.regions).saturating_add(2 * MAX_TREE), mode, crate::acts::NO_ACT);
     at - base
 }
 /// Makes sure the tables hold a process of `counts` more (the image's, or the next part of a

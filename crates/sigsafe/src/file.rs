@@ -39,6 +39,15 @@ pub fn read_start(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno
     fill(open(path)?, buf)
 }
 
+/// Whether the file at `path` (the path of a `MAP_SHARED` mapping) is a POSIX shared memory
+/// object whose bytes an image stores ([`ckpt_image::region::stores_shared_file`]): a file in
+/// `/dev/shm` on a tmpfs (statfs is asked only for a path there).
+pub fn is_shm_object(path: &core::ffi::CStr) -> bool {
+    let bytes = path.to_bytes();
+    ckpt_image::region::stores_shared_file(bytes, true)
+        && ckpt_image::region::stores_shared_file(bytes, rustix::fs::statfs(path).is_ok_and(|s| s.f_type as u32 == linux_raw_sys::general::TMPFS_MAGIC))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

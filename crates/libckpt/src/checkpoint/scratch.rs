@@ -94,9 +94,10 @@ pub use ckpt_image::limits::MAX_SHARED_COPIED as MAX_SHADOWS;
 const SHADOWS: Span = PTYS.then(room_for::<Shadow>(MAX_SHADOWS));
 const SHARED: Span = SHADOWS.then(ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS));
 const FILEMAPS: Span = SHARED.then(ckpt_image::filemaps::note_len(SLOTS));
+const SHMFILES: Span = FILEMAPS.then(ckpt_image::shmfiles::note_len(SLOTS));
 /// Ranges of written memory one checkpoint records (past that, the image is full).
 pub const MAX_DIRTY: usize = 65536;
-const DIRTY: Span = FILEMAPS.then(room_for::<[u64; 2]>(MAX_DIRTY));
+const DIRTY: Span = SHMFILES.then(room_for::<[u64; 2]>(MAX_DIRTY));
 const CHAIN: Span = DIRTY.then(ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES));
 const BASE_STATE: Span = CHAIN.then(room_for::<ProcessState>(1));
 const BASE_META: Span = BASE_STATE.then(MAX_HEADERS);
@@ -207,6 +208,8 @@ pub struct Parts<'a> {
     pub shared: &'a mut [u8],
     /// The `NT_CKPT_FILEMAPS` descriptor under construction.
     pub filemaps: &'a mut [u8],
+    /// The `NT_CKPT_SHMFILES` descriptor under construction.
+    pub shmfiles: &'a mut [u8],
     pub shadow_room: &'a mut [u8],
     /// Memory written since the previous checkpoint (see `track`), and what tracking learned.
     pub dirty: &'a mut [[u64; 2]],
@@ -358,6 +361,7 @@ impl Scratch {
                 nshadows: 0,
                 shared: self.bytes(SHARED),
                 filemaps: self.bytes(FILEMAPS),
+                shmfiles: self.bytes(SHMFILES),
                 shadow_room: self.bytes(Span { at: TOTAL, len: self.len - TOTAL }),
                 dirty: self.table(DIRTY),
                 tracked: super::track::Tracked::default(),

@@ -52,7 +52,9 @@ fn kind_of(e: &MapsEntry) -> RegionKind {
 }
 
 fn saved(e: &MapsEntry, pathbuf: &mut [u8]) -> Saved {
-    if e.shared && e.inode != 0 && is_same_regular_file(e, pathbuf) {
+    // A POSIX shared memory object is memory, stored like any other shared memory (one object
+    // for all its mappings, see `ckpt_image::region::stores_shared_file`).
+    if e.shared && e.inode != 0 && is_same_regular_file(e, pathbuf) && !shm_object(e, pathbuf) {
         return Saved::FromFile;
     }
     if e.prot & 1 != 0 && !matches!(kind_of(e), RegionKind::Vvar | RegionKind::VvarVclock | RegionKind::Vsyscall) {
@@ -375,6 +377,24 @@ fn shared_file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8]) -> ckpt_
     m
 }
 
+/// Whether the mapping, whose path [`is_same_regular_file`] left in `pathbuf`, is of a POSIX
+/// shared memory object.
+fn shm_object(e: &MapsEntry, pathbuf: &[u8]) -> bool {
+    CStr::from_bytes_with_nul(&pathbuf[..e.name.len() + 1]).is_ok_and(ckpt_sigsafe::file::is_shm_object)
+}
+
+/// The record of region `r` (index `region`) if it maps a POSIX shared memory object, whose
+/// bytes the image stores: its mode, owner and size, so that a restart can make it again.
+fn shm_file_record(r: &MapsEntry, region: u32, pathbuf: &mut [u8]) -> Option<ckpt_image::shmfiles::ShmFile> {
+    if !r.shared || r.inode == 0 || !is_same_regular_file(r, pathbuf) || !shm_object(r, pathbuf) {
+        return None;
+    }
+    let path = CStr::from_bytes_until_nul(pathbuf).ok()?;
+    let file = rustix::fs::open(path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let st = rustix::fs::fstat(&file).ok().filter(|st| st.st_ino == r.inode)?;
+    Some(ckpt_image::shmfiles::ShmFile { region, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, size: st.st_size as u64 })
+}
+
 /// Whether the mapping's path still names the regular file that is mapped.
 fn is_same_regular_file(e: &MapsEntry, pathbuf: &mut [u8]) -> bool {
     if !e.name.starts_with(b"/") || e.name.ends_with(ckpt_sigsafe::proctext::DELETED_SUFFIX) || e.name.len() >= pathbuf.len() {
@@ -416,6 +436,7 @@ struct Plan {
     compress: bool,
     /// The lengths of the notes made while planning (0: the note is left out).
     filemaps_len: usize,
+    shmfiles_len: usize,
     shared_len: usize,
     chain_len: usize,
 }
@@ -441,7 +462,7 @@ struct Layout {
 /// root, the members' parts), then the headers, and the commit.
 pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
     let pagemap_file = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
-    let (count, names_len, filemaps_len) = decide_regions(parts, &exclude, pagemap_file.as_ref())?;
+    let (count, names_len, filemaps_len, shmfiles_len) = decide_regions(parts, &exclude, pagemap_file.as_ref())?;
     let pagemap = pagemap_file.as_ref().map(|f| f.as_raw_fd());
     let compress = crate::config::get().compress;
     // The root's table of pages for its members: made below, or (dropped unpublished, on any
@@ -470,7 +491,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         pm_buf: &mut parts.pm_buf[..],
     };
     let (shared_len, chain_len, base_link) = plan_stored_elsewhere(&role, compress, &stored, frame, image_path, pagemap, bufs);
-    let plan = Plan { count, names_len, compress, filemaps_len, shared_len, chain_len };
+    let plan = Plan { count, names_len, compress, filemaps_len, shmfiles_len, shared_len, chain_len };
     let layout = lay_out(parts, threads, &role, &plan)?;
     let fd = file.fd.as_raw_fd();
     // The root's members learn, before it writes anything, which of its pages they may leave
@@ -519,11 +540,13 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
 /// Decides what each region keeps (its slot's [`Saved`]), once, so that the data and the
 /// headers agree, and makes the `NT_CKPT_FILEMAPS` note of the file mappings named rather than
 /// copied. Returns the number of regions, the length of their names and that note's length.
-fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&OwnedFd>) -> Result<(usize, usize, usize), Failure> {
+fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&OwnedFd>) -> Result<(usize, usize, usize, usize), Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let by_file = !crate::config::get().self_contained;
     let mut filemaps = ckpt_image::bytes::Writer::new(&mut parts.filemaps[..]);
     let mut nfilemaps = 0usize;
+    let mut shmfiles = ckpt_image::bytes::Writer::new(&mut parts.shmfiles[..]);
+    let mut nshmfiles = 0usize;
     let mut count = 0usize;
     let mut names_len = 0usize;
     for r in regions(maps, exclude) {
@@ -553,6 +576,15 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
             shared_file_identity(&r, count as u32, parts.pathbuf).write(&mut filemaps);
             nfilemaps += 1;
         }
+        if how == Saved::Data {
+            if let Some(m) = shm_file_record(&r, count as u32, parts.pathbuf) {
+                if nshmfiles == 0 {
+                    shmfiles.zeros(ckpt_image::bytes::TABLE_HEADER_SIZE);
+                }
+                m.write(&mut shmfiles);
+                nshmfiles += 1;
+            }
+        }
         *slot = RegionSlot { saved: how, ..RegionSlot::EMPTY };
         count += 1;
         names_len += r.name.len();
@@ -563,7 +595,13 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
     } else {
         0
     };
-    Ok((count, names_len, filemaps_len))
+    let shmfiles_len = if nshmfiles > 0 {
+        ckpt_image::shmfiles::write_header(&mut ckpt_image::bytes::Writer::new(&mut parts.shmfiles[..]), nshmfiles);
+        ckpt_image::shmfiles::note_len(nshmfiles)
+    } else {
+        0
+    };
+    Ok((count, names_len, filemaps_len, shmfiles_len))
 }
 
 /// The signal frame at `uc` (the ucontext of the thread running this), and its page: copied
@@ -651,7 +689,7 @@ fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> 
 }
 
 /// How many notes `optional_notes` lists (each present only when it has something to say).
-const OPTIONAL_NOTES: usize = 15;
+const OPTIONAL_NOTES: usize = 16;
 
 /// The notes written only when they have records, in image order, in one table: each one's
 /// type, length (0: the note is left out) and descriptor. The layout takes the lengths from it
@@ -675,6 +713,7 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
         (NT_CKPT_TREE, if let Role::Root(t) = role { t.note_len() } else { 0 }, tree_note),
         (NT_CKPT_SHARED, plan.shared_len, &parts.shared[..]),
         (NT_CKPT_FILEMAPS, plan.filemaps_len, &parts.filemaps[..]),
+        (ckpt_image::NT_CKPT_SHMFILES, plan.shmfiles_len, &parts.shmfiles[..]),
         (NT_CKPT_CHAIN, plan.chain_len, &parts.chain[..]),
         (NT_CKPT_ORIGIN, origin.len(), origin),
         (NT_CKPT_IPC, parts.ipc_len, &parts.ipc[..]),

@@ -81,6 +81,19 @@ fn open_to_read(path: &core::ffi::CStr, nofollow: bool) -> Option<OwnedFd> {
     rustix::fs::open(path, flags, Mode::empty()).ok()
 }
 
+/// Whether the file at `path` (inode `ino`) is a POSIX shared memory object that the program
+/// maps shared, whose bytes the image stores and a restart puts back (a descriptor open on it
+/// then opens that object again): not a file written in place.
+fn stored_object(maps: &[u8], maps_len: usize, pathbuf: &mut [u8], path: &[u8], ino: u64) -> bool {
+    if path.len() >= pathbuf.len() {
+        return false;
+    }
+    pathbuf[..path.len()].copy_from_slice(path);
+    pathbuf[path.len()] = 0;
+    let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&pathbuf[..path.len() + 1]) else { return false };
+    ckpt_sigsafe::file::is_shm_object(c) && ckpt_sigsafe::maps::entries(&maps[..maps_len]).any(|e| e.shared && e.inode == ino && e.name == path)
+}
+
 /// Fills `parts.written` with the `NT_CKPT_WRITTEN` records: the regular files of the
 /// descriptors recorded in `parts.fds` that the rule watches, then those of the shared,
 /// writable file mappings in `parts.maps`; sets `parts.written_len` (0: none).
@@ -96,6 +109,9 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         // could close it (the program is stopped); it is only borrowed for these queries.
         let fd = unsafe { BorrowedFd::borrow_raw(rec.fd) };
         let Ok(st) = rustix::fs::fstat(fd) else { continue };
+        if stored_object(parts.maps, parts.maps_len, parts.pathbuf, path, st.st_ino) {
+            continue;
+        }
         // Read through a descriptor of our own: the program's may be write-only, and its
         // offset must not move.
         let mut link = [0u8; 64];
@@ -103,7 +119,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         out.record(&st, Some(own.as_ref().map_or(fd, |f| f.as_fd())), path, rec.fd, false, buf)?;
     }
     for e in ckpt_sigsafe::maps::entries(&parts.maps[..parts.maps_len]) {
-        if !watches_mapping(e.shared, e.prot & 2 != 0) || e.inode == 0 || !e.name.starts_with(b"/") || e.name.ends_with(b" (deleted)") {
+        if !watches_mapping(e.shared, e.prot & 2 != 0, false) || e.inode == 0 || !e.name.starts_with(b"/") || e.name.ends_with(b" (deleted)") {
             continue;
         }
         if e.name.len() >= parts.pathbuf.len() {
@@ -112,6 +128,9 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         parts.pathbuf[..e.name.len()].copy_from_slice(e.name);
         parts.pathbuf[e.name.len()] = 0;
         let Ok(path) = core::ffi::CStr::from_bytes_with_nul(&parts.pathbuf[..e.name.len() + 1]) else { continue };
+        if !watches_mapping(true, true, ckpt_sigsafe::file::is_shm_object(path)) {
+            continue;
+        }
         // A file we may not read (mode 0200) is still looked at, without a hash.
         let (file, readable) = match open_to_read(path, true) {
             Some(f) => (f, true),
