@@ -825,11 +825,14 @@ pub fn snapshot(dir: &Path, except: &[&str]) -> Vec<(PathBuf, u32, u64, u64, i64
 }
 
 /// Runs myrestart on `image` and checks that it refuses it before changing anything: exit
-/// status 2, one line on stderr that contains `expect`, and `dir` as it was. Returns that line.
+/// status 2, one line on stderr that contains `expect` (and none saying which process the
+/// program is), and `dir` as it was. Returns that line.
 pub fn refused_leaving_unchanged(image: &Path, dir: &Path, expect: &str) -> String {
     let before = snapshot(dir, &[]);
     let mut c = Command::new(myrestart());
-    c.arg(image);
+    // Asked to say which process the program is, as `ckpt restart` does: a refused restart
+    // must not have said so first.
+    c.arg("--announce").arg(image);
     let out = run_within(c, LONG);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -92,8 +92,23 @@ pub fn arrange(p: &mut Plan, opts: &Options) -> Result<(), Refusal> {
     if p.ipc_wanted {
         say!("myrestart: the program's System V IPC objects are not made again without the PID namespace: their IDs may name nothing, or another program's objects");
     }
-    say_stopped(p, own_pid(), false);
+    p.say_when_checked = true;
     Ok(())
+}
+
+/// In the process that becomes the program, once every check of its own has passed (before
+/// anything outside changes): the program may now be announced. Alone in its namespaces, it
+/// tells the outer myrestart, which says it; without them, it says it itself. (A tree's root is
+/// announced by init once every process of the tree has passed, at the first barrier.)
+pub fn passed_checks(p: &mut Plan) {
+    if let Some(fd) = p.checked.take() {
+        let _ = rustix::io::write(fd.as_fd(), b"c");
+        // SAFETY: the parked descriptor this plan owned, taken out of it above; used no more.
+        unsafe { rustix::io::close(fd.raw()) };
+    }
+    if core::mem::take(&mut p.say_when_checked) {
+        say_stopped(p, own_pid(), false);
+    }
 }
 
 fn own_pid() -> u32 {
@@ -182,10 +197,11 @@ fn enter_namespaces(image: &CStr, p: &mut Plan, pid: u32) -> Result<(), Fallback
         let errno = (got == 4).then(|| Errno::from_raw_os_error(u32::from_ne_bytes(word) as i32));
         return Err(Fallback::Because("cannot give the program its PID in a new namespace", errno));
     }
-    // A tree: its processes check their own parts now, and any of them may refuse the restart;
-    // init says when all have passed every check (or ends, and nothing was restored, which the
-    // program's process is then not said to be).
-    let checked = p.ntree == 0 || read_full(ready_rd.as_fd(), &mut [0u8; 1]) == 1;
+    // The program's process (a tree: every process) checks its part now, and may refuse the
+    // restart; it (for a tree, init) says when all have passed every check, or ends, and nothing
+    // was restored, which the program's process is then not said to be.
+    let mut word = [0u8; 1];
+    let checked = read_full(ready_rd.as_fd(), &mut word) == 1 && word[0] == b'c';
     drop(ready_rd);
     let program = if pid == 1 { Some(init) } else { find_child(init) };
     if checked {
@@ -294,6 +310,7 @@ fn run_init(image: &CStr, p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Opti
             fail(Errno::INVAL);
         }
         let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
+        p.checked = Some(crate::fds::park(ready, p.fd_base).unwrap_or_else(|_| sys::exit_group(crate::EXIT_REFUSED)));
         return Ok(());
     }
     // A tree's barriers: each process says "ready" on one pipe and waits on the other.
@@ -310,15 +327,28 @@ fn run_init(image: &CStr, p: &mut Plan, pid: u32, ready: OwnedFd, to_outer: Opti
             *slot = Some((ready_rd, go_wr));
         }
     }
+    if p.ntree == 0 {
+        // Alone, the program's process says "c" on `ready` itself once it has passed its checks:
+        // the word that it is being made goes first, so that the two cannot cross.
+        let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
+    }
     let program = match sys::fork_with_pid(pid) {
-        Ok(0) => return Ok(()),
+        Ok(0) => {
+            if p.ntree == 0 {
+                // Its own copy of `ready`: it says there when it has passed its checks.
+                p.checked = Some(crate::fds::park(ready, p.fd_base).unwrap_or_else(|_| sys::exit_group(crate::EXIT_REFUSED)));
+            }
+            return Ok(());
+        }
         Ok(child) => child,
         Err(e) => {
             say!("myrestart: cannot create a process with PID {pid} in the new namespace: {}", describe(e));
             fail(e)
         }
     };
-    let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
+    if p.ntree > 0 {
+        let _ = rustix::io::write(&ready, &0u32.to_ne_bytes());
+    }
     // A tree's: kept until every process has passed every check (below).
     let mut checked = (p.ntree > 0).then_some(ready);
     if p.ntree > 0 {

@@ -159,6 +159,8 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     // The file locks the program held, taken again (never waiting) by the process that becomes
     // it: one another process holds now refuses the restart, before anything outside changed.
     locks::take(opts.image, p).unwrap_or_else(|r| r.exit());
+    // Every check of this process has passed: only now is the program said to be restored.
+    ids::passed_checks(p);
     // Every check of every part has passed once each of a tree's processes has its plan and its
     // block: only now the changes outside (a log made again, a socket bound to its path), each
     // process its own, the dead socket files replaced last; then, once every socket of the

@@ -249,6 +249,13 @@ pub struct Plan {
     /// process the program is (`--announce`, `--stopped`): logs are cut only then, so that its
     /// lines stay in one that is its stderr too. None without namespaces (nothing outside).
     pub said: Option<Parked>,
+    /// A process restored alone in its namespaces: the pipe (parked) on which it tells the outer
+    /// myrestart that it passed every check, so that the program is announced only then (its
+    /// end closed unwritten: refused, and nothing is said to be restored).
+    pub checked: Option<Parked>,
+    /// Restored without namespaces: `--announce` and `--stopped` are said by this process itself,
+    /// once every check has passed.
+    pub say_when_checked: bool,
     /// `--status-fd`, parked: told "R" by the restoring root at its point of no
     /// return, and the program's wait status by the outer myrestart at the end.
     pub status: Option<Parked>,
@@ -320,6 +327,8 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     say: [0; 4096],
     say_len: 0,
     said: None,
+    checked: None,
+    say_when_checked: false,
     status: None,
     acts: Acts::NONE,
     arena: Arena::NONE,
