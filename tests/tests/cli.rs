@@ -524,6 +524,6 @@ fn checkpoint_of_a_process_of_another_user_says_so() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("process {} may not be inspected by this user", orig.pid)), "{err}");
+    assert!(err.contains(&format!("process {} belongs to another user: checkpoint it as its owner", orig.pid)), "{err}");
     orig.kill9();
 }

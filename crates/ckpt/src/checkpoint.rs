@@ -131,13 +131,29 @@ fn own_image(image: &Path, pid: u32) -> PathBuf {
     PathBuf::from(own)
 }
 
+/// Why this user may not read process `pid`'s memory map, and what would let them: its owner,
+/// for another user's process; root (`CAP_SYS_PTRACE`), for one of their own that made itself
+/// not dumpable (`prctl(PR_SET_DUMPABLE, 0)`, a setuid program), which its writer cannot
+/// checkpoint either.
+fn permission_denied(asked: u32, pid: u32) -> String {
+    // Its status stays readable when it is not dumpable (its /proc files then belong to root).
+    let status = std::fs::read(format!("/proc/{pid}/status")).unwrap_or_default();
+    let real_uid = ckpt_sigsafe::proctext::status_field(&status, b"Uid:").and_then(|ids| ids.split(|c| c.is_ascii_whitespace()).next()).and_then(|u| std::str::from_utf8(u).ok()?.parse::<u32>().ok());
+    let own = real_uid == Some(crate::os::euid());
+    if own {
+        format!("process {asked} is not dumpable (it called prctl(PR_SET_DUMPABLE, 0), or runs a setuid or unreadable program): it can be checkpointed only as root")
+    } else {
+        format!("process {asked} belongs to another user: checkpoint it as its owner")
+    }
+}
+
 /// Refuses a process that is not running under libckpt.so, or that took the checkpoint
 /// signal for a handler of its own: the signal would kill or harm it.
 fn check_runs_libckpt(asked: u32, pid: u32) -> Result<(), (u8, String)> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound => format!("no process {asked}"),
-            std::io::ErrorKind::PermissionDenied => format!("process {asked} may not be inspected by this user (it belongs to another user, or is not dumpable): checkpoint it as its owner"),
+            std::io::ErrorKind::PermissionDenied => permission_denied(asked, pid),
             _ => format!("process {asked}: /proc/{pid}/maps: {}", crate::io_message(&e)),
         };
         (EXIT_REFUSED, why)
