@@ -353,7 +353,11 @@ fn locked_files<'r>(room: &'r mut [u64], buf: &mut [u8]) -> Option<&'r [u64]> {
     if rustix::fs::stat(c"/proc/self/ns/pid").ok()?.st_ino != FIRST_PID_NS {
         return None;
     }
-    let len = ckpt_sigsafe::file::read_whole(c"/proc/locks", buf).ok()?;
+    // A read of /proc faults in all the room it is given, even when there is nothing to read
+    // (a fresh 64 MiB buffer: 17 ms with the program stopped): 64 KiB holds some 900 locks;
+    // past that read_whole fails, and each file's fdinfo is read instead.
+    let text_room = buf.len().min(LOCKS_TEXT_ROOM);
+    let len = ckpt_sigsafe::file::read_whole(c"/proc/locks", &mut buf[..text_room]).ok()?;
     let mut n = 0;
     for ino in ckpt_sigsafe::locks::locked_inodes(&buf[..len]) {
         *room.get_mut(n)? = ino?;
@@ -363,6 +367,9 @@ fn locked_files<'r>(room: &'r mut [u64], buf: &mut [u8]) -> Option<&'r [u64]> {
     found.sort_unstable();
     Some(found)
 }
+
+/// The most of `/proc/locks` read at a checkpoint (see [`locked_files`]).
+const LOCKS_TEXT_ROOM: usize = 64 << 10;
 
 /// Refused past [`MAX_LOCKS`] (one image's limit).
 const TOO_MANY_LOCKS: &str = "the program holds more than 65536 file locks, more than one image holds";
