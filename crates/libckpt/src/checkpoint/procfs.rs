@@ -3,6 +3,27 @@
 use rustix::io::Errno;
 use rustix::time::{clock_gettime, ClockId};
 
+/// Calls `each` with every descriptor open in this process (listed in `/proc/self/fd`, the
+/// listing's own left out) until it returns `Some`, which is then returned; `Ok(None)` if none
+/// did; `Err` if the listing cannot be opened. A stack buffer for the listing: signal-safe.
+pub fn find_own_fd<T>(mut each: impl FnMut(i32) -> Option<T>) -> Result<Option<T>, Errno> {
+    use rustix::fd::AsRawFd;
+    use rustix::fs::{Mode, OFlags};
+    let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut dirbuf = [core::mem::MaybeUninit::<u8>::uninit(); 2048];
+    let mut raw = rustix::fs::RawDir::new(&dir, &mut dirbuf);
+    while let Some(Ok(entry)) = raw.next() {
+        let Some(fd) = parse_dec(entry.file_name().to_bytes()) else { continue };
+        if fd as i32 == dir.as_raw_fd() {
+            continue;
+        }
+        if let Some(found) = each(fd as i32) {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
 pub fn monotonic_ns() -> u64 {
     let t = clock_gettime(ClockId::Monotonic);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64

@@ -28,11 +28,10 @@ use super::failure::Failure;
 use ckpt_image::sockets::{self as s, SocketRecord};
 use ckpt_sigsafe::sockets::Addr;
 use ckpt_sigsafe::{say, sys};
-use core::mem::MaybeUninit;
 use linux_raw_sys::net as n;
 use rustix::event::{poll, PollFd, PollFlags};
-use rustix::fd::{AsRawFd, BorrowedFd};
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fd::BorrowedFd;
+use rustix::fs::FileType;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 use rustix::time::Timespec;
@@ -73,40 +72,32 @@ impl Drains {
     /// Drains every connection of this process whose sender holds unsent bytes that repair
     /// mode cannot read, and whose receiver is here too, into `data` at `*used`.
     pub fn drain_all(&mut self, data: &mut [u8], used: &mut usize) -> Result<(), Failure> {
-        let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Failure::new("listing /proc/self/fd", e))?;
-        let mut dirbuf = [MaybeUninit::<u8>::uninit(); 2048];
-        let mut raw = rustix::fs::RawDir::new(&dir, &mut dirbuf);
         let mut repair: Option<bool> = None;
-        while let Some(Ok(entry)) = raw.next() {
-            let Some(fd) = super::procfs::parse_dec(entry.file_name().to_bytes()) else { continue };
-            let fd = fd as i32;
-            if fd == dir.as_raw_fd() {
-                continue;
-            }
+        let failed = super::procfs::find_own_fd(|fd| {
             // SAFETY: `fd` is open in this process (listed in /proc/self/fd, and no other
             // thread runs to close it); it is only borrowed for these calls.
             let sock = unsafe { BorrowedFd::borrow_raw(fd) };
             // A connected TCP socket first: the ioctl means something else to a device.
-            let Some(rec) = tcp_ends(sock) else { continue };
+            let rec = tcp_ends(sock)?;
             if sys::bytes_not_sent(fd).unwrap_or(0) == 0 {
-                continue;
+                return None;
             }
-            // Repair mode, where allowed, reads the unsent bytes without moving them (`tcp`).
+            // Repair mode, where allowed, reads the unsent bytes without moving them (`tcp`):
+            // nothing to drain then.
             if *repair.get_or_insert_with(|| super::tcp::repair_allowed(sock)) {
-                return Ok(());
+                return Some(Ok(()));
             }
-            let Some(recv) = far_end(&rec) else { continue };
+            let recv = far_end(&rec)?;
             if self.list[..self.n].iter().any(|d| d.send == fd) {
-                continue;
+                return None;
             }
             if self.n == MAX_DRAINS {
                 say!("ckpt: fd {fd} (TCP connection to {}): more connections hold unsent bytes than one checkpoint drains ({MAX_DRAINS})", Addr(rec.peer()));
-                continue;
+                return None;
             }
-            self.drain(fd, recv, &rec, data, used)?;
-        }
-        Ok(())
+            self.drain(fd, recv, &rec, data, used).err().map(Err)
+        });
+        failed.map_err(|e| Failure::new("listing /proc/self/fd", e))?.unwrap_or(Ok(()))
     }
 
     /// Takes as drained the frame `frame` (header and bytes) drained for socket `ino` of this
@@ -261,20 +252,11 @@ pub fn tcp_ends(sock: BorrowedFd) -> Option<SocketRecord> {
 /// The lowest descriptor of this process holding the far end of connection `rec` (its own
 /// address `rec`'s peer, its peer `rec`'s own).
 fn far_end(rec: &SocketRecord) -> Option<i32> {
-    let dir = rustix::fs::open(c"/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-    let mut dirbuf = [MaybeUninit::<u8>::uninit(); 2048];
-    let mut raw = rustix::fs::RawDir::new(&dir, &mut dirbuf);
-    while let Some(Ok(entry)) = raw.next() {
-        let Some(fd) = super::procfs::parse_dec(entry.file_name().to_bytes()) else { continue };
-        let fd = fd as i32;
-        if fd == dir.as_raw_fd() {
-            continue;
-        }
+    super::procfs::find_own_fd(|fd| {
         // SAFETY: as in `drain_all`: listed, open, borrowed for these calls only.
         let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-        if tcp_ends(sock).is_some_and(|o| o.addr() == rec.peer() && o.peer() == rec.addr()) {
-            return Some(fd);
-        }
-    }
-    None
+        tcp_ends(sock).is_some_and(|o| o.addr() == rec.peer() && o.peer() == rec.addr()).then_some(fd)
+    })
+    .ok()
+    .flatten()
 }
