@@ -21,8 +21,16 @@ pub const RLIMITS: usize = 16;
 /// A `flags` bit: the image is a *last* checkpoint, after which the program ended at once (it
 /// printed nothing past it, so restart never cuts its logs: what follows in them is others').
 pub const FLAG_LAST_CHECKPOINT: u32 = 1;
+/// A `flags` bit: the process had no libckpt (`ckpt checkpoint` attached to it from outside):
+/// the image names no resume trampolines, so myrestart resumes it with code of its own, and
+/// restores its private anonymous memory eagerly (see [`FLAG_RAW_MADVISE`]).
+pub const FLAG_ATTACHED: u32 = 2;
+/// A `flags` bit: the program may call `madvise` past libc (the Go runtime does), where no
+/// interposition sees it: its private anonymous memory must keep the kernel's semantics after a
+/// restart (`MADV_DONTNEED` gives zeros), so it is restored eagerly, never mapped from the image.
+pub const FLAG_RAW_MADVISE: u32 = 4;
 /// Every `flags` bit a reader knows; any other is refused.
-const KNOWN_FLAGS: u32 = FLAG_LAST_CHECKPOINT;
+const KNOWN_FLAGS: u32 = FLAG_LAST_CHECKPOINT | FLAG_ATTACHED | FLAG_RAW_MADVISE;
 
 
 /// The kernel's bookkeeping for the address space (`PR_SET_MM_MAP` fields).
@@ -123,7 +131,7 @@ impl core::fmt::Debug for Path {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessState {
     pub version: u32,
-    /// [`FLAG_LAST_CHECKPOINT`], or 0.
+    /// [`FLAG_LAST_CHECKPOINT`], [`FLAG_ATTACHED`], [`FLAG_RAW_MADVISE`], or 0.
     pub flags: u32,
     /// Bytes at the start of the file covered by `meta_hash`.
     pub meta_len: u64,
