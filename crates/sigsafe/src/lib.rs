@@ -7,6 +7,7 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+pub mod attach;
 // unsafe: CPUID and XGETBV, to learn the size of the registers' save area.
 #[allow(unsafe_code)]
 pub mod cpu;
