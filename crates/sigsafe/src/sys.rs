@@ -145,6 +145,15 @@ pub fn setitimer(which: usize, v: &[i64; 4]) -> Result<(), Errno> {
     check(unsafe { syscall6(nr::SETITIMER, which, v.as_ptr() as usize, 0, 0, 0, 0) }).map(drop)
 }
 
+/// Names the anonymous memory `[addr, addr + len)` (`prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)`):
+/// it shows as `[anon:NAME]` in `/proc/PID/maps`. Fails (`EINVAL`) on a kernel built without
+/// anonymous VMA names.
+pub fn name_anonymous(addr: usize, len: usize, name: &core::ffi::CStr) -> Result<(), Errno> {
+    use linux_raw_sys::prctl::{PR_SET_VMA, PR_SET_VMA_ANON_NAME};
+    // SAFETY: the kernel reads the NUL-terminated name, and changes nothing of the memory.
+    check(unsafe { syscall6(nr::PRCTL, PR_SET_VMA as usize, PR_SET_VMA_ANON_NAME as usize, addr, len, name.as_ptr() as usize, 0) }).map(|_| ())
+}
+
 /// `arch_prctl(ARCH_GET_FS or ARCH_GET_GS)`.
 pub fn arch_get(code: usize) -> Result<u64, Errno> {
     let mut v = 0u64;

@@ -297,6 +297,25 @@ pub fn finished() {
     }
 }
 
+/// The addresses of this process's page (empty if it has none): an attached checkpoint leaves
+/// it out of its image (a process restored from it has no libckpt to report through).
+pub fn page_range() -> core::ops::Range<usize> {
+    let p = PAGE.load(Ordering::Acquire);
+    p..if p == 0 { 0 } else { p + layout::REPORT_LEN }
+}
+
+/// Unmaps this process's page, after an attached checkpoint: its writer has a mapping of its
+/// own, and `ckpt` reads the page through the descriptor (which it closes itself); no code of
+/// libckpt's is left in the process to use it.
+pub fn unmap_page() {
+    let p = PAGE.swap(0, Ordering::AcqRel);
+    if p != 0 {
+        // SAFETY: the page was mapped by `new_page` and nothing refers to it any more: PAGE
+        // no longer names it, and the attached checkpoint that used it is over.
+        let _ = unsafe { rustix::mm::munmap(p as *mut core::ffi::c_void, layout::REPORT_LEN) };
+    }
+}
+
 /// From now on every checkpoint looks in smaps for memory a child does not inherit: said by a
 /// writer that found such memory the program had marked without libc's `madvise`.
 pub fn need_smaps() {

@@ -129,11 +129,24 @@ pub struct Room<'a> {
     pub seize_buf: &'a mut [u8],
 }
 
-/// Stops every thread but this one (whose state is `own`): those that take the stop signal
-/// with it, those that block it with ptrace (`seize`).
-pub fn stop_others(own: ThreadState, room: Room) -> Result<Stopped, Failure> {
+/// How the other threads are stopped.
+pub enum How {
+    /// Those that take the stop signal with it (their frames on their stacks, made by the
+    /// kernel), those that block it with ptrace (`seize`): a process that runs libckpt.
+    Signal,
+    /// Every one with ptrace, none signalled, its frame put into its slot of the frames region
+    /// (a process checkpointed by attaching to it, where no handler of libckpt's is installed).
+    Seize { geo: Geometry, frames: super::tracee::Frames },
+}
+
+/// Stops every thread but this one (whose state is `own`), as `how` says.
+pub fn stop_others(own: ThreadState, room: Room, how: How) -> Result<Stopped, Failure> {
     let me = own.tid;
-    if crate::guard::stop_signal_taken() && has_other_threads(me) {
+    let (geo, seizer, seize_all) = match how {
+        How::Signal => (own_geometry(own.sigframe), Seizer::new(), false),
+        How::Seize { geo, frames } => (geo, Seizer::into_region(frames), true),
+    };
+    if !seize_all && crate::guard::stop_signal_taken() && has_other_threads(me) {
         return Err(Failure::plain("the program has more than one thread and took ckpt's thread-stop signal for itself"));
     }
     // SAFETY: no thread writes slot 0 (NEXT hands out 1 and up), and no other checkpoint runs.
@@ -142,14 +155,13 @@ pub fn stop_others(own: ThreadState, room: Room) -> Result<Stopped, Failure> {
     ARRIVED.store(0, SeqCst);
     COLLECTING.store(true, SeqCst);
     // From here on, however this ends, the threads are let go when `stopped` is dropped.
-    let mut stopped = Stopped { count: 1, seizer: Seizer::new() };
-    let geo = own_geometry(own.sigframe);
+    let mut stopped = Stopped { count: 1, seizer };
     let Room { tids, seized, seize_buf } = room;
     let mut signalled = 0usize;
     // List the threads until a pass finds none new: a thread not yet stopped may be starting
     // another. Those that block the stop signal are stopped before the next pass.
     loop {
-        let new = signal_new(me, tids, &mut signalled, &mut stopped.seizer, seized)?;
+        let new = signal_new(me, tids, &mut signalled, &mut stopped.seizer, seized, seize_all)?;
         stopped.seizer.run_batch(seized, seize_buf, &geo).map_err(not_captured)?;
         if new == 0 {
             break;
@@ -173,8 +185,8 @@ pub fn stop_others(own: ThreadState, room: Room) -> Result<Stopped, Failure> {
 }
 
 /// One pass over `/proc/self/task`: each thread not seen yet is sent the stop signal, or, if it
-/// blocks it, handed to `seizer`. Returns how many were new.
-fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Seizer, seized: &mut [Seized]) -> Result<usize, Failure> {
+/// blocks it (or `seize_all`), handed to `seizer`. Returns how many were new.
+fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Seizer, seized: &mut [Seized], seize_all: bool) -> Result<usize, Failure> {
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let mut new = 0;
     let dir = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -190,7 +202,7 @@ fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Sei
         if *signalled + seizer.count() == tids.len() || *signalled + seizer.count() + 1 >= MAX_THREADS {
             return Err(Failure::plain("the program has more threads than one image can hold"));
         }
-        if blocks_stop_signal(tid) {
+        if seize_all || blocks_stop_signal(tid) {
             seizer.add(seized, tid)?;
             new += 1;
             continue;

@@ -1,0 +1,144 @@
+//! What an attached checkpoint needs besides the ordinary path: the checkpoint of a process
+//! that does not run libckpt, into which `ckpt` mapped a copy of this library and which it made
+//! call `crate::attached`'s entry on its leader thread, stopped with ptrace (see
+//! `ckpt_sigsafe::attach`). Here: the frames region, the leader's frame and state made from the
+//! registers `ckpt` read, and whether the program is a Go program. `super::attached_checkpoint`
+//! then takes the checkpoint as the signal handler does, with these.
+//!
+//! No thread of the process runs a handler of libckpt's, so no thread can be stopped in one:
+//! the leader is stopped by `ckpt`, every other thread by the capturing child (`seize`), and
+//! each one's signal frame is made from its ptrace registers (`tracee`), into a region of its
+//! own, `[anon:ckpt-frames]`, rather than on its stack, which may be a 2 KiB goroutine stack
+//! (a frame is about 3 KiB with AVX-512 state). The region is ordinary private anonymous memory
+//! in the image: the restored threads resume through it. In the running process it is unmapped
+//! once the writer has its copy, and the region a restored process inherits is left out of
+//! its next image (`write::LeaveOut`).
+//!
+//! # Signal-safety fence
+//! Runs in a process that never loaded libckpt: its libc functions are not there (this copy's
+//! imports lead to traps, `memcpy` and its kin aside), nor anything libckpt's constructor sets
+//! up. Raw system calls, the block `ckpt` wrote, the leader's stack (which `ckpt` mapped) and
+//! memory mapped here; no allocation, no locks, no libc.
+
+use super::failure::Failure;
+use super::tracee::{self, Frames, Geometry};
+use ckpt_image::frame::ureg;
+use ckpt_image::thread::FLAG_RSEQ;
+use ckpt_image::ThreadState;
+use ckpt_sigsafe::attach::{AttachArgs, XSTATE_MAX};
+use core::ops::Range;
+use rustix::fd::AsRawFd;
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// An attached checkpoint's particulars, for `super::take`.
+pub struct Attach<'a> {
+    /// The leader's state (its frame in slot 0 of `frames`).
+    pub own: ThreadState,
+    /// The FPU geometry of the frames made here (from the CPU).
+    pub geo: Geometry,
+    pub frames: Frames,
+    /// What `ckpt` mapped into the process, and the report page: left out of the image.
+    pub leave_out: &'a [Range<usize>],
+    /// A Go program: it drops memory with `madvise` of its own (`FLAG_RAW_MADVISE`).
+    pub raw_madvise: bool,
+}
+
+/// The frames region: one slot per thread the image can hold, each room for a frame. Its pages
+/// cost nothing until a frame is written there. Unmapped when dropped (the writer, forked
+/// before, keeps its own copy).
+pub struct FramesRegion {
+    pub frames: Frames,
+    len: usize,
+}
+
+impl FramesRegion {
+    pub fn map(geo: &Geometry) -> Result<FramesRegion, Failure> {
+        // Room for the frame below the slot's end whatever the alignment the frame needs.
+        let slot = (geo.frame_room() + 64 + 63) & !63;
+        let slots = ckpt_image::limits::MAX_THREADS;
+        let len = slot * slots;
+        // SAFETY: a new private anonymous mapping, placed by the kernel where nothing is.
+        let base = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
+            .map_err(|e| Failure::new("mapping the frames region", e))? as usize;
+        // Without a name (a kernel without anonymous VMA names) the region is still saved and
+        // restored; a later checkpoint of the restored process then keeps the stale frames too.
+        let _ = ckpt_sigsafe::sys::name_anonymous(base, len, ckpt_image::region::FRAMES_NAME);
+        Ok(FramesRegion { frames: Frames { base: base as u64, slot, slots }, len })
+    }
+}
+
+impl Drop for FramesRegion {
+    fn drop(&mut self) {
+        // SAFETY: the region mapped by `map`; the frames in it are read by nothing in this
+        // process any more (the writer and the capturing children have their own copies).
+        let _ = unsafe { rustix::mm::munmap(self.frames.base as usize as *mut core::ffi::c_void, self.len) };
+    }
+}
+
+/// The leader's frame, made from the registers, mask and XSAVE area `ckpt` read at its ptrace
+/// stop and written into slot 0 of `frames`, and its state. Returns the frame's `ucontext`
+/// address and the state. Its own function, so that its buffers leave the stack before the
+/// checkpoint goes on.
+#[inline(never)]
+pub fn leader(args: &AttachArgs, geo: &Geometry, frames: &Frames) -> Result<(usize, ThreadState), Failure> {
+    let xstate = args.xstate.get(..args.xstate_len as usize).ok_or(Failure::plain("ckpt passed an XSAVE area longer than its block holds"))?;
+    let fpu_state = xstate.get(..geo.fpu_len).ok_or(Failure::plain("ckpt passed an XSAVE area shorter than this machine's signal frames hold"))?;
+    let mut regs = args.regs;
+    let mut fpu = [0u8; XSTATE_MAX];
+    let fpu = &mut fpu[..geo.fpu_len];
+    fpu.copy_from_slice(fpu_state);
+    let mut out = [0u8; XSTATE_MAX + 1024];
+    let place = frames.place(0).ok_or(Failure::plain("the frames region has no slot"))?;
+    let (start, len, uc) = tracee::frame_of(&mut regs, args.sigmask, fpu, geo, place, &mut out).ok_or(Failure::plain("making the leader's frame"))?;
+    // SAFETY: `frame_of` placed the frame inside slot 0 of the frames region, which is mapped
+    // writable and used by nothing else; `out` holds its `len` bytes.
+    unsafe { core::ptr::copy_nonoverlapping(out.as_ptr(), start as usize as *mut u8, len) };
+    let mut own = super::capture::thread_state(uc as usize, crate::config::get());
+    own.fs_base = regs[ureg::FS_BASE];
+    own.gs_base = regs[ureg::GS_BASE];
+    if args.rseq_abi != 0 {
+        own.flags |= FLAG_RSEQ;
+        (own.rseq_addr, own.rseq_len, own.rseq_sig) = (args.rseq_abi, args.rseq_len, args.rseq_sig);
+    }
+    Ok((uc as usize, own))
+}
+
+/// Whether the program is a Go program: its executable has Go's build ID note (`Go`, type 4).
+/// The Go runtime calls `madvise` itself, so memory it dropped must read as zeros after a
+/// restart however the memory is restored.
+pub fn is_go() -> bool {
+    const PT_NOTE: u32 = 4;
+    const NT_GO_BUILDID: u32 = 4;
+    let Ok(exe) = rustix::fs::open(c"/proc/self/exe", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) else { return false };
+    let fd = exe.as_raw_fd();
+    let mut ehdr = [0u8; 64];
+    if ckpt_sigsafe::sys::pread_full(fd, &mut ehdr, 0) != Ok(64) || &ehdr[..5] != b"\x7fELF\x02" {
+        return false;
+    }
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
+    let (phoff, phentsize, phnum) = (u64_at(&ehdr, 32), u16_at(&ehdr, 54), u16_at(&ehdr, 56));
+    if phentsize < 56 {
+        return false;
+    }
+    let mut notes = [0u8; 1024];
+    for i in 0..phnum.min(64) {
+        let mut ph = [0u8; 56];
+        if ckpt_sigsafe::sys::pread_full(fd, &mut ph, phoff + (i * phentsize) as u64) != Ok(56) || u32_at(&ph, 0) != PT_NOTE {
+            continue;
+        }
+        let len = (u64_at(&ph, 32) as usize).min(notes.len());
+        let Ok(n) = ckpt_sigsafe::sys::pread_full(fd, &mut notes[..len], u64_at(&ph, 8)) else { continue };
+        let mut at = 0;
+        while at + 12 <= n {
+            let (namesz, descsz, kind) = (u32_at(&notes, at) as usize, u32_at(&notes, at + 4) as usize, u32_at(&notes, at + 8));
+            let name = notes.get(at + 12..(at + 12 + namesz).min(n)).unwrap_or(&[]);
+            if kind == NT_GO_BUILDID && name.starts_with(b"Go\0") {
+                return true;
+            }
+            at += 12 + ((namesz + 3) & !3) + ((descsz + 3) & !3);
+        }
+    }
+    false
+}
