@@ -184,3 +184,99 @@ fn refuses_when_ckpt_may_not_use_ptrace() {
     refused(&out, "ptrace is not allowed to ckpt here");
     untouched(&p, p.pid, 0);
 }
+
+/// Whether this tree's image code knows images of attached processes (the resume helper's
+/// work, `FLAG_ATTACHED` images with no trampolines); if not, what `inspect` said is shown and
+/// the rest of the test is skipped.
+fn attached_images_known(test: &str, inspect: &Output) -> bool {
+    let err = String::from_utf8_lossy(&inspect.stderr);
+    if err.contains("resume trampoline is not in executable memory") {
+        skip(test, "images of attached processes are not known to this tree's image code yet (inspect and restart need them)");
+        return false;
+    }
+    assert!(inspect.status.success(), "ckpt inspect: {err}");
+    true
+}
+
+/// The counting every attachee does, far enough for any test.
+fn counting() -> Vec<String> {
+    (0..100_000).map(|n: u32| n.to_string()).collect()
+}
+
+/// `ckpt checkpoint PID --wait` of a program started without ckpt: the image is written and
+/// passes `ckpt inspect`, the program goes on untouched; killed and restarted from the image,
+/// it goes on counting from where it was checkpointed, as an uninterrupted run would.
+fn checkpoint_by_pid(test: &str, statically: bool) {
+    let wd = Workdir::new(test);
+    let image = wd.image();
+    let mut p = Proc::spawn(attachee(statically, "read"), "attachee");
+    p.wait_lines(20, LONG);
+    let at_checkpoint = p.lines().len();
+    let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("{} ", image.display())), "{:?}", String::from_utf8_lossy(&out.stdout));
+    untouched(&p, p.pid, 0);
+    p.kill9();
+    let at_kill = p.lines().len();
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+    if !attached_images_known(test, &inspect) {
+        return;
+    }
+    let restored = Proc::restart(&image);
+    let after = restored.wait_lines(50, LONG);
+    assert_continues(&counting(), at_checkpoint, at_kill, &after);
+}
+
+#[test]
+fn checkpoint_by_pid_of_a_dynamic_program_started_without_ckpt() {
+    checkpoint_by_pid("checkpoint_by_pid_of_a_dynamic_program_started_without_ckpt", false);
+}
+
+#[test]
+fn checkpoint_by_pid_of_a_static_program_started_without_ckpt() {
+    checkpoint_by_pid("checkpoint_by_pid_of_a_static_program_started_without_ckpt", true);
+}
+
+/// `--kill`: the last checkpoint is written with the program stopped, and the program ends
+/// there (SIGKILL) without running past its image.
+#[test]
+fn last_checkpoint_by_pid_ends_the_program() {
+    let test = "last_checkpoint_by_pid_ends_the_program";
+    let wd = Workdir::new(test);
+    let image = wd.image();
+    let mut p = Proc::spawn(attachee(true, "read"), "attachee");
+    p.wait_lines(20, LONG);
+    let out = checkpoint_cmd(p.pid).args(["--kill", "--image"]).arg(&image).output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    let st = p.wait_exit(LONG);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "{st}");
+    let printed = p.lines().len();
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+    if !attached_images_known(test, &inspect) {
+        return;
+    }
+    // The image was taken after the last line the program printed: the restart goes on from
+    // exactly there.
+    let restored = Proc::restart(&image);
+    let after = restored.wait_lines(20, LONG);
+    assert_eq!(after[0], printed.to_string(), "the restart begins right after the last line printed");
+    assert_continues(&counting(), printed, printed, &after);
+}
+
+/// A checkpoint that fails (the image's directory does not exist) says why, in one line with
+/// status 1, and the program goes on untouched.
+#[test]
+fn a_failed_checkpoint_by_pid_says_why_and_the_program_goes_on() {
+    let wd = Workdir::new("attach-fails");
+    let image = wd.path.join("no-such-dir/myckpt");
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(20, LONG);
+    let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("ckpt: the checkpoint of process {} failed: ", p.pid)) && err.contains("it goes on"), "{err}");
+    untouched(&p, p.pid, 0);
+    assert!(!image.exists());
+}
