@@ -1,14 +1,16 @@
 /* A program started without ckpt, for `ckpt checkpoint PID` to attach to: it prints a counter
- * and waits between lines in nanosleep ("sleep", the default) or in a read of a timerfd
- * ("read"). Every wait's result is checked: a call the attach cut short (EINTR, a short read)
+ * and waits between lines in nanosleep ("sleep", the default), in a read of a timerfd
+ * ("read"), in select ("select"), or in a loop on the vdso's clock, without a system call
+ * ("spin"). Every wait's result is checked: a call the attach cut short (EINTR, a short read)
  * is printed as an ERROR line.
- *   attachee [sleep|read] [MS] [MIB]   MIB: touch that much anonymous memory first */
+ *   attachee [sleep|read|select|spin] [MS] [MIB]   MIB: touch that much anonymous memory first */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,7 +34,19 @@ int main(int argc, char **argv) {
     }
     for (unsigned long n = 0;; n++) {
         printf("%lu\n", n);
-        if (tfd >= 0) {
+        if (strcmp(how, "select") == 0) {
+            struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+            int r = select(0, NULL, NULL, NULL, &tv);
+            if (r != 0) printf("ERROR select returned %d: %s\n", r, r < 0 ? strerror(errno) : "?");
+        } else if (strcmp(how, "spin") == 0) {
+            struct timespec now, end;
+            clock_gettime(CLOCK_MONOTONIC, &end);
+            end.tv_nsec += ms * 1000000;
+            end.tv_sec += end.tv_nsec / 1000000000;
+            end.tv_nsec %= 1000000000;
+            do clock_gettime(CLOCK_MONOTONIC, &now);
+            while (now.tv_sec < end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec < end.tv_nsec));
+        } else if (tfd >= 0) {
             uint64_t ticks;
             ssize_t r = read(tfd, &ticks, sizeof ticks);
             if (r != (ssize_t)sizeof ticks) printf("ERROR read returned %zd: %s\n", r, r < 0 ? strerror(errno) : "short");

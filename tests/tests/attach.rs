@@ -19,7 +19,8 @@ fn tracer(pid: u32) -> u32 {
 }
 
 /// `attachee` (tests/progs/attachee.c): a counter that waits 3 ms between lines in `how`
-/// (`sleep`: nanosleep, `read`: a timerfd), linked statically or not.
+/// (`sleep`: nanosleep, `read`: a timerfd, `select`, `spin`: no system call), linked
+/// statically or not.
 fn attachee(statically: bool, how: &str) -> Command {
     let flags: &[&str] = if statically { &["-static"] } else { &[] };
     let mut c = Command::new(prog("attachee", flags));
@@ -105,6 +106,17 @@ fn probe_runs_in_a_static_program_sleeping_in_nanosleep() {
 #[test]
 fn probe_runs_in_a_static_program_sleeping_in_read() {
     probe_in(attachee(true, "read"), 10);
+}
+
+#[test]
+fn probe_runs_in_a_static_program_waiting_in_select() {
+    probe_in(attachee(true, "select"), 10);
+}
+
+/// Stopped in its own code, not in a system call.
+#[test]
+fn probe_runs_in_a_dynamic_program_that_makes_no_system_call() {
+    probe_in(attachee(false, "spin"), 10);
 }
 
 /// The program goes on as if nothing had happened, with no tracer (or still its own, `was`).
@@ -205,11 +217,14 @@ fn counting() -> Vec<String> {
 
 /// `ckpt checkpoint PID --wait` of a program started without ckpt: the image is written and
 /// passes `ckpt inspect`, the program goes on untouched; killed and restarted from the image,
-/// it goes on counting from where it was checkpointed, as an uninterrupted run would.
+/// it goes on counting from where it was checkpointed, as an uninterrupted run would. (It
+/// waits in select, which a restart resumes: a nanosleep would return EINTR there, as the
+/// design says of a call restarted through the restart block, and a timerfd comes back
+/// disarmed.)
 fn checkpoint_by_pid(test: &str, statically: bool) {
     let wd = Workdir::new(test);
     let image = wd.image();
-    let mut p = Proc::spawn(attachee(statically, "read"), "attachee");
+    let mut p = Proc::spawn(attachee(statically, "select"), "attachee");
     p.wait_lines(20, LONG);
     let at_checkpoint = p.lines().len();
     let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
@@ -244,7 +259,7 @@ fn last_checkpoint_by_pid_ends_the_program() {
     let test = "last_checkpoint_by_pid_ends_the_program";
     let wd = Workdir::new(test);
     let image = wd.image();
-    let mut p = Proc::spawn(attachee(true, "read"), "attachee");
+    let mut p = Proc::spawn(attachee(true, "select"), "attachee");
     p.wait_lines(20, LONG);
     let out = checkpoint_cmd(p.pid).args(["--kill", "--image"]).arg(&image).output().unwrap();
     assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
