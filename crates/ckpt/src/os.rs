@@ -70,6 +70,12 @@ impl SignalSet {
         unsafe { libc::sigprocmask(libc::SIG_BLOCK, &self.0, std::ptr::null_mut()) };
     }
 
+    /// Lets these signals through again (those pending are taken now).
+    pub fn unblock(&self) {
+        // SAFETY: the set is ours; no old mask is asked for.
+        unsafe { libc::sigprocmask(libc::SIG_UNBLOCK, &self.0, std::ptr::null_mut()) };
+    }
+
     /// Takes one of these (blocked) signals, waiting at most `timeout`; `None` when none came.
     pub fn wait(&self, timeout: std::time::Duration) -> Option<Received> {
         let timeout = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };

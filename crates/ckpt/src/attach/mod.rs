@@ -77,6 +77,16 @@ type Failure = (u8, String);
 /// Attaches to process `pid` (`asked` is what the user named), runs the entry, lets it go.
 pub fn run(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
     refuse::check(asked, pid)?;
+    // Ctrl-C (or a kill) of ckpt while the leader runs our code with our registers would let
+    // it go that way when the kernel detaches it: such signals wait until it is put back.
+    let deferred = crate::os::SignalSet::of([libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE]);
+    deferred.block();
+    let done = attach_and_call(asked, pid, req);
+    deferred.unblock();
+    done
+}
+
+fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
     let path = crate::locate::libckpt()?;
     let lib = std::fs::read(&path).map_err(|e| (EXIT_FAILED, format!("{}: {}", crate::shown(&path), crate::io_message(&e))))?;
     let lib = Library::parse(lib).map_err(|why| (EXIT_FAILED, format!("{}: {why}", crate::shown(&path))))?;

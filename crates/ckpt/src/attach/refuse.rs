@@ -31,7 +31,10 @@ pub fn check(asked: u32, pid: u32) -> Result<(), Refusal> {
         Err(e) => return refuse(format!("process {asked}: /proc/{pid}/status: {}", crate::io_message(&e))),
     };
     let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
     match stat_state(&stat) {
+        // The process goes on in other threads: ckpt works through the main one.
+        Some(b'Z') if threads > 1 => return refuse(format!("process {asked}'s main thread has ended (the others go on), and ckpt works through that thread: not supported")),
         Some(b'Z' | b'X') | None => return refuse(format!("process {asked} has ended")),
         Some(b'T') => return refuse(format!("process {asked} is stopped; ckpt attaches only to a running process (`kill -CONT {asked}` lets it go on)")),
         _ => {}
