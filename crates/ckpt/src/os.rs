@@ -15,6 +15,12 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The effective group ID.
+pub fn egid() -> u32 {
+    // SAFETY: getegid has no preconditions.
+    unsafe { libc::getegid() }
+}
+
 /// Whether this process may create and enter files in directory `dir` (`access(W_OK | X_OK)`).
 pub fn may_write_in(dir: &std::ffi::CStr) -> std::io::Result<()> {
     // SAFETY: access(2) with a NUL-terminated path that outlives the call.

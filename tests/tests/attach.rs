@@ -1,0 +1,186 @@
+//! `ckpt checkpoint PID` on processes started without ckpt (no libckpt preloaded): the
+//! processes it refuses to attach to, left untouched; the attach machinery (libckpt.so loaded
+//! into the process, an entry called on its stopped leader, everything taken away again)
+//! proven with libckpt's probe entry, in dynamically and statically linked programs sleeping in
+//! `nanosleep` and in `read`.
+#![deny(unsafe_code)]
+
+use ckpt_tests::*;
+use std::process::{Command, Output};
+
+/// A field of `/proc/PID/status`.
+fn status_field(pid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string()).unwrap_or_default()
+}
+
+fn tracer(pid: u32) -> u32 {
+    status_field(pid, "TracerPid:").parse().unwrap()
+}
+
+/// `attachee` (tests/progs/attachee.c): a counter that waits 3 ms between lines in `how`
+/// (`sleep`: nanosleep, `read`: a timerfd), linked statically or not.
+fn attachee(statically: bool, how: &str) -> Command {
+    let flags: &[&str] = if statically { &["-static"] } else { &[] };
+    let mut c = Command::new(prog("attachee", flags));
+    c.args([how, "3"]);
+    c
+}
+
+/// Waits for `more` lines beyond those printed so far, and checks every line so far is the
+/// next number: no wait was cut short (an ERROR line) and nothing was skipped or repeated.
+fn goes_on(p: &Proc, more: usize) {
+    let n = p.lines().len();
+    let lines = p.wait_lines(n + more, LONG);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l, &i.to_string(), "line {i} of the program; stderr {:?}", p.stderr());
+    }
+}
+
+fn checkpoint_cmd(pid: u32) -> Command {
+    let mut c = Command::new(ckpt());
+    c.args(["checkpoint", &pid.to_string()]);
+    c
+}
+
+/// `cmd` run as uid and gid 65534 (through `setpriv`, which execs it).
+fn as_nobody(cmd: &Command) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c
+}
+
+/// A refusal: exit status 2, one line on stderr holding `expect`, nothing on stdout.
+fn refused(out: &Output, expect: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains(expect), "{expect:?} not in {err:?}");
+    assert!(out.stdout.is_empty(), "stdout {:?}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The probe run in the program `cmd` makes, `times` times: the value it writes comes back
+/// each time, the program's memory map afterwards is the one before, and the program goes on
+/// counting, with no wait cut short and no tracer left.
+fn probe_in(cmd: Command, times: usize) {
+    let p = Proc::spawn(cmd, "attachee");
+    p.wait_lines(20, LONG);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap();
+    for _ in 0..times {
+        let out = checkpoint_cmd(p.pid).env("CKPT_ATTACH_PROBE", "1").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+        let pid = p.pid;
+        // The probe returns the PID it finds itself in, puts "probe" in the status, and names
+        // the process and thread it ran on.
+        let expect = format!("probe: returned {pid}, status 0x70726f6265, message: probe ran in process {pid} on thread {pid}, ");
+        assert!(said.starts_with(&expect), "{said:?}");
+        goes_on(&p, 5);
+    }
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap(), maps, "the memory map changed");
+    assert_eq!(tracer(p.pid), 0);
+    goes_on(&p, 20);
+}
+
+#[test]
+fn probe_runs_in_a_dynamic_program_sleeping_in_nanosleep() {
+    probe_in(attachee(false, "sleep"), 10);
+}
+
+#[test]
+fn probe_runs_in_a_dynamic_program_sleeping_in_read() {
+    probe_in(attachee(false, "read"), 10);
+}
+
+#[test]
+fn probe_runs_in_a_static_program_sleeping_in_nanosleep() {
+    probe_in(attachee(true, "sleep"), 10);
+}
+
+#[test]
+fn probe_runs_in_a_static_program_sleeping_in_read() {
+    probe_in(attachee(true, "read"), 10);
+}
+
+/// The program goes on as if nothing had happened, with no tracer (or still its own, `was`).
+fn untouched(p: &Proc, pid: u32, was: u32) {
+    goes_on(p, 5);
+    assert_eq!(tracer(pid), was, "its tracer");
+}
+
+#[test]
+fn refuses_another_users_process() {
+    if !can_be_another_user("refuses_another_users_process") {
+        return;
+    }
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(5, LONG);
+    let out = as_nobody(&checkpoint_cmd(p.pid)).env("CKPT_LIBCKPT", libckpt()).output().unwrap();
+    refused(&out, &format!("process {} belongs to another user: checkpoint it as its owner", p.pid));
+    untouched(&p, p.pid, 0);
+}
+
+#[test]
+fn refuses_a_setuid_program() {
+    if !can_be_another_user("refuses_a_setuid_program") {
+        return;
+    }
+    let wd = Workdir::new("attach-setuid");
+    let exe = wd.path.join("attachee-setuid");
+    std::fs::copy(prog("attachee", &[]), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let mut c = Command::new(&exe);
+    c.args(["sleep", "3"]);
+    let p = Proc::spawn(as_nobody(&c), "setuid attachee");
+    p.wait_lines(5, LONG);
+    assert!(status_field(p.pid, "Uid:").starts_with("65534\t0"), "a setuid-root program run by 65534");
+    let out = as_nobody(&checkpoint_cmd(p.pid)).env("CKPT_LIBCKPT", libckpt()).output().unwrap();
+    refused(&out, &format!("process {} is not dumpable", p.pid));
+    untouched(&p, p.pid, 0);
+}
+
+#[test]
+fn refuses_a_traced_process_naming_its_tracer() {
+    let mut c = Command::new("strace");
+    c.args(["-f", "-o", "/dev/null"]).arg(prog("attachee", &[])).args(["sleep", "3"]);
+    let p = Proc::spawn(c, "strace attachee");
+    p.wait_lines(5, LONG);
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", p.pid)).unwrap();
+    let target: u32 = children.split_whitespace().next().expect("strace's child").parse().unwrap();
+    assert_eq!(tracer(target), p.pid);
+    let out = checkpoint_cmd(target).output().unwrap();
+    refused(&out, &format!("process {target} is already traced by process {} (strace)", p.pid));
+    untouched(&p, target, p.pid);
+}
+
+#[test]
+fn refuses_a_process_under_a_seccomp_filter() {
+    let p = Proc::spawn(Command::new(prog("seccomped", &[])), "seccomped");
+    p.wait_lines(1, LONG);
+    assert_eq!(status_field(p.pid, "Seccomp:"), "2");
+    let out = checkpoint_cmd(p.pid).output().unwrap();
+    refused(&out, &format!("process {} runs under a seccomp filter", p.pid));
+    // A line a second: the next one shows it goes on.
+    let n = p.lines().len();
+    let lines = p.wait_lines(n + 1, LONG);
+    assert!(lines.iter().enumerate().all(|(i, l)| *l == i.to_string()), "{lines:?}");
+    assert_eq!(tracer(p.pid), 0);
+}
+
+#[test]
+fn refuses_when_ckpt_may_not_use_ptrace() {
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(5, LONG);
+    let mut c = Command::new(prog("noptrace", &[]));
+    // The probe: the refusal comes before any entry is looked for.
+    c.arg(ckpt()).args(["checkpoint", &p.pid.to_string()]).env("CKPT_ATTACH_PROBE", "1");
+    let out = c.output().unwrap();
+    refused(&out, "ptrace is not allowed to ckpt here");
+    untouched(&p, p.pid, 0);
+}
