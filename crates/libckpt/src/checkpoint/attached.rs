@@ -55,7 +55,11 @@ impl FramesRegion {
     pub fn map(geo: &Geometry) -> Result<FramesRegion, Failure> {
         // Room for the frame below the slot's end whatever the alignment the frame needs.
         let slot = (geo.frame_room() + 64 + 63) & !63;
-        let slots = ckpt_image::limits::MAX_THREADS;
+        // Twice the threads there are now, and some: threads are stopped one by one, and
+        // those still running may start others meanwhile. Far fewer than an image can hold, as
+        // the region stays in the restored process (and, on a kernel that names no anonymous
+        // memory, in its later images too).
+        let slots = (2 * count_threads() + 64).min(ckpt_image::limits::MAX_THREADS);
         let len = slot * slots;
         // SAFETY: a new private anonymous mapping, placed by the kernel where nothing is.
         let base = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
@@ -73,6 +77,19 @@ impl Drop for FramesRegion {
         // process any more (the writer and the capturing children have their own copies).
         let _ = unsafe { rustix::mm::munmap(self.frames.base as usize as *mut core::ffi::c_void, self.len) };
     }
+}
+
+/// How many threads the process has now.
+fn count_threads() -> usize {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(dir) = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return 0 };
+    let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 2048];
+    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+    let mut n = 0;
+    while let Some(Ok(e)) = entries.next() {
+        n += usize::from(e.file_name().to_bytes().first().is_some_and(u8::is_ascii_digit));
+    }
+    n
 }
 
 // A `syscall` instruction of this library's code, which the threads stopped with ptrace are
