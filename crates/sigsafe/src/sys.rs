@@ -382,6 +382,17 @@ pub fn read_memory_of(pid: u32, addr: usize, buf: &mut [u8]) -> bool {
     r >= 0 && r as usize == buf.len()
 }
 
+/// Sleeps `ns` nanoseconds (or less, if woken) without touching this thread's restart block,
+/// which `nanosleep` and `clock_nanosleep` reset on entry: the thread may be another
+/// program's, borrowed for a moment (the leader of a process `ckpt` attached to, stopped in a
+/// sleep that the kernel will go on with through that block when it is let go). A futex wait
+/// with a timeout leaves the block alone unless a signal interrupts it.
+pub fn sleep_ns(ns: u64) {
+    let word = core::sync::atomic::AtomicU32::new(0);
+    let t = rustix::time::Timespec { tv_sec: (ns / 1_000_000_000) as i64, tv_nsec: (ns % 1_000_000_000) as i64 };
+    let _ = rustix::thread::futex::wait(&word, rustix::thread::futex::Flags::PRIVATE, 0, Some(&t));
+}
+
 /// This thread's alternate signal stack (`sigaltstack`): its base, flags and size.
 pub fn sigaltstack() -> Result<(u64, u32, u64), Errno> {
     let mut ss = [0u64; 3];
