@@ -55,7 +55,11 @@ impl FramesRegion {
     pub fn map(geo: &Geometry) -> Result<FramesRegion, Failure> {
         // Room for the frame below the slot's end whatever the alignment the frame needs.
         let slot = (geo.frame_room() + 64 + 63) & !63;
-        let slots = ckpt_image::limits::MAX_THREADS;
+        // Twice the threads there are now, and some: threads are stopped one by one, and
+        // those still running may start others meanwhile. Far fewer than an image can hold, as
+        // the region stays in the restored process (and, on a kernel that names no anonymous
+        // memory, in its later images too).
+        let slots = (2 * count_threads() + 64).min(ckpt_image::limits::MAX_THREADS);
         let len = slot * slots;
         // SAFETY: a new private anonymous mapping, placed by the kernel where nothing is.
         let base = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
@@ -63,7 +67,7 @@ impl FramesRegion {
         // Without a name (a kernel without anonymous VMA names) the region is still saved and
         // restored; a later checkpoint of the restored process then keeps the stale frames too.
         let _ = ckpt_sigsafe::sys::name_anonymous(base, len, ckpt_image::region::FRAMES_NAME);
-        Ok(FramesRegion { frames: Frames { base: base as u64, slot, slots }, len })
+        Ok(FramesRegion { frames: Frames { base: base as u64, slot, slots, syscall: syscall_instruction() }, len })
     }
 }
 
@@ -73,6 +77,43 @@ impl Drop for FramesRegion {
         // process any more (the writer and the capturing children have their own copies).
         let _ = unsafe { rustix::mm::munmap(self.frames.base as usize as *mut core::ffi::c_void, self.len) };
     }
+}
+
+/// How many threads the process has now.
+fn count_threads() -> usize {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(dir) = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return 0 };
+    let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 2048];
+    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+    let mut n = 0;
+    while let Some(Ok(e)) = entries.next() {
+        n += usize::from(e.file_name().to_bytes().first().is_some_and(u8::is_ascii_digit));
+    }
+    n
+}
+
+// A `syscall` instruction of this library's code, which the threads stopped with ptrace are
+// made to run (`tracee::altstack`): it is in the process, at the same address in the capturing
+// child, a copy of it. The trap after it is never reached (the thread's registers are put back
+// as soon as the call is over).
+core::arch::global_asm!(
+    ".pushsection .text.ckpt_attached_syscall,\"ax\",@progbits",
+    ".p2align 4",
+    ".hidden ckpt_attached_syscall",
+    ".globl ckpt_attached_syscall",
+    "ckpt_attached_syscall:",
+    "syscall",
+    "ud2",
+    ".popsection",
+);
+
+unsafe extern "C" {
+    fn ckpt_attached_syscall();
+}
+
+/// The address of that instruction.
+fn syscall_instruction() -> u64 {
+    ckpt_attached_syscall as *const () as u64
 }
 
 /// The leader's frame, made from the registers, mask and XSAVE area `ckpt` read at its ptrace
@@ -89,7 +130,9 @@ pub fn leader(args: &AttachArgs, geo: &Geometry, frames: &Frames) -> Result<(usi
     fpu.copy_from_slice(fpu_state);
     let mut out = [0u8; XSTATE_MAX + 1024];
     let place = frames.place(0).ok_or(Failure::plain("the frames region has no slot"))?;
-    let (start, len, uc) = tracee::frame_of(&mut regs, args.sigmask, fpu, geo, place, &mut out).ok_or(Failure::plain("making the leader's frame"))?;
+    // This thread is the leader: its alternate signal stack is its own to ask for.
+    let ss = ckpt_sigsafe::sys::sigaltstack().map_err(|e| Failure::new("reading the leader's alternate signal stack", e))?;
+    let (start, len, uc) = tracee::frame_of(&mut regs, args.sigmask, fpu, geo, place, Some(ss), &mut out).ok_or(Failure::plain("making the leader's frame"))?;
     // SAFETY: `frame_of` placed the frame inside slot 0 of the frames region, which is mapped
     // writable and used by nothing else; `out` holds its `len` bytes.
     unsafe { core::ptr::copy_nonoverlapping(out.as_ptr(), start as usize as *mut u8, len) };

@@ -207,8 +207,7 @@ pub fn end(n: u32, outcome: Outcome, why: &[u8]) {
         if w[layout::LOCK].compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             break;
         }
-        let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000 };
-        let _ = rustix::thread::nanosleep(&ts);
+        ckpt_sigsafe::sys::sleep_ns(100_000);
     }
     let done = w[layout::DONE].load(Ordering::Acquire);
     if (n.wrapping_sub(done) as i32) > 0 {
@@ -268,8 +267,7 @@ pub fn wait_idle() {
         if check().is_ok() {
             return;
         }
-        let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 10_000_000 };
-        let _ = rustix::thread::nanosleep(&ts);
+        ckpt_sigsafe::sys::sleep_ns(10_000_000);
     }
 }
 

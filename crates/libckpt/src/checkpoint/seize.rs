@@ -168,7 +168,7 @@ impl Seizer {
         for &pid in &self.children[..self.nchildren] {
             let start = super::procfs::monotonic_ns();
             while alive(pid) && super::procfs::monotonic_ns() - start < CAPTURE_TIMEOUT_NS {
-                let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000 });
+                sys::sleep_ns(100_000);
             }
         }
         self.nchildren = 0;
@@ -221,7 +221,7 @@ fn wait_batch(base: *mut Seized, from: usize, to: usize, child: u32) -> Result<(
         if super::procfs::monotonic_ns() - start >= CAPTURE_TIMEOUT_NS {
             return Err(NotCaptured { tid: tid(i), failure: Failure::plain("it did not stop for ptrace within 2 s") });
         }
-        let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 200_000 });
+        sys::sleep_ns(200_000);
     }
 }
 

@@ -94,23 +94,28 @@ impl Geometry {
 pub enum Place {
     /// On its stack, below its red zone, where the kernel would put a signal's frame.
     Stack,
-    /// Just below this address (the end of its slot in the frames region).
-    Below(u64),
+    /// In a slot of the frames region: the frame just below `end`; `scratch` is the slot's
+    /// start, where the thread's alternate signal stack is written ([`altstack`]) by the
+    /// system call it is made to run at `syscall`.
+    Region { end: u64, scratch: u64, syscall: u64 },
 }
 
 /// The frames region of an attached checkpoint: one slot per thread, the leader's first.
 #[derive(Clone, Copy)]
 pub struct Frames {
     pub base: u64,
-    /// Bytes of each slot (at least [`Geometry::frame_room`], a multiple of 64).
+    /// Bytes of each slot (room for a frame, whatever its alignment, and 64 more).
     pub slot: usize,
     pub slots: usize,
+    /// A `syscall` instruction of libckpt's code in the process (see [`Place::Region`]).
+    pub syscall: u64,
 }
 
 impl Frames {
     /// Where slot `i`'s frame goes, if there is such a slot.
     pub fn place(&self, i: usize) -> Option<Place> {
-        (i < self.slots).then(|| Place::Below(self.base + ((i + 1) * self.slot) as u64))
+        let scratch = self.base + (i * self.slot) as u64;
+        (i < self.slots).then(|| Place::Region { end: scratch + self.slot as u64, scratch, syscall: self.syscall })
     }
 }
 
@@ -171,7 +176,18 @@ pub fn capture(pid: u32, tid: u32, geo: &Geometry, place: Place, buf: &mut [u8])
         Ok(m) => m,
         Err(e) => return Outcome::Failed(Step::Registers, e),
     };
-    let Some((start, len, uc)) = frame_of(&mut regs, mask, fpu, geo, place, rest) else { return Outcome::Failed(Step::Frame, Errno::FAULT) };
+    // A thread captured for an attached checkpoint has its frame in a region of its own, with
+    // its alternate signal stack, which a kernel-made frame would have held (a Go thread
+    // takes every signal on one, and dies of one that comes on another stack).
+    let ss = match place {
+        Place::Stack => None,
+        Place::Region { scratch, syscall, .. } => match altstack(pid, tid, &regs, mask, syscall, scratch) {
+            Ok(ss) => Some(ss),
+            Err(Errno::SRCH) => return Outcome::Gone,
+            Err(e) => return Outcome::Failed(Step::Registers, e),
+        },
+    };
+    let Some((start, len, uc)) = frame_of(&mut regs, mask, fpu, geo, place, ss, rest) else { return Outcome::Failed(Step::Frame, Errno::FAULT) };
     if !sys::write_memory_of(pid, start as usize, &rest[..len]) {
         return Outcome::Failed(Step::Frame, Errno::FAULT);
     }
@@ -189,6 +205,11 @@ pub fn capture(pid: u32, tid: u32, geo: &Geometry, place: Place, buf: &mut [u8])
 /// the way (one it does not block: a fault, say) is let through first, as it would have been.
 fn stop(tid: u32) -> Result<bool, Errno> {
     ptrace::interrupt(tid)?;
+    wait_stop(tid)
+}
+
+/// Waits for the stop `PTRACE_INTERRUPT` asked of thread `tid` (as [`stop`]).
+fn wait_stop(tid: u32) -> Result<bool, Errno> {
     for _ in 0..MAX_SIGNAL_STOPS {
         let Some((_, status)) = sys::wait_child(tid as i32, false)? else { continue };
         let stopped = status & 0xff == 0x7f;
@@ -202,6 +223,68 @@ fn stop(tid: u32) -> Result<bool, Errno> {
         ptrace::cont(tid, ((status >> 8) & 0xff) as u32)?;
     }
     Err(Errno::BUSY)
+}
+
+/// The alternate signal stack (base, flags, size) of thread `tid` of process `pid`, stopped with
+/// `PTRACE_INTERRUPT` with registers `regs` and signal mask `mask`. No ptrace request reads it,
+/// so the thread runs `sigaltstack(NULL, scratch)` itself: its registers are pointed at the
+/// `syscall` instruction at `syscall` (with `orig_rax` -1, so that the kernel does not restart
+/// the call it was in on the way), with every signal blocked, so that none is taken meanwhile;
+/// it is stopped on the way out of the call, and its registers and mask are put back. A last
+/// `PTRACE_INTERRUPT` stops it where it was stopped before: in the kernel, on the way back to
+/// user space, where a call it was in is restarted (or not) when it goes on, as after any stop.
+/// The thread runs none of its own code.
+fn altstack(pid: u32, tid: u32, regs: &[u64; ureg::COUNT], mask: u64, syscall: u64, scratch: u64) -> Result<(u64, u32, u64), Errno> {
+    let bytes = |r: &[u64; ureg::COUNT]| {
+        let mut b = [0u8; ureg::COUNT * 8];
+        for (i, v) in r.iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+        }
+        b
+    };
+    let mut call = *regs;
+    call[ureg::RIP] = syscall;
+    call[ureg::RAX] = linux_raw_sys::general::__NR_sigaltstack as u64;
+    call[ureg::ORIG_RAX] = u64::MAX;
+    call[ureg::RDI] = 0;
+    call[ureg::RSI] = scratch;
+    ptrace::set_sigmask(tid, !0)?;
+    ptrace::set_regset(tid, NT_PRSTATUS, &bytes(&call))?;
+    // Into the call, and out of it: two system-call stops.
+    let mut result = [0u8; ureg::COUNT * 8];
+    let ran = (|| {
+        for _ in 0..2 {
+            ptrace::syscall(tid)?;
+            let Some((_, status)) = sys::wait_child(tid as i32, false)? else { return Err(Errno::AGAIN) };
+            if status & 0xff != 0x7f {
+                return Err(Errno::SRCH); // it ended (killed)
+            }
+            if status >> 8 != linux_raw_sys::general::SIGTRAP as i32 {
+                return Err(Errno::INTR); // some other stop: it is put back as it was
+            }
+        }
+        ptrace::get_regset(tid, NT_PRSTATUS, &mut result)?;
+        Ok(())
+    })();
+    // Put back, and stopped again where it was, whatever happened.
+    ptrace::set_regset(tid, NT_PRSTATUS, &bytes(regs))?;
+    ptrace::set_sigmask(tid, mask)?;
+    ptrace::interrupt(tid)?;
+    ptrace::cont(tid, 0)?;
+    if !wait_stop(tid)? {
+        return Err(Errno::SRCH);
+    }
+    ran?;
+    let rax = u64::from_ne_bytes(result[ureg::RAX * 8..ureg::RAX * 8 + 8].try_into().unwrap_or([0xff; 8])) as i64;
+    if rax < 0 {
+        return Err(Errno::from_raw_os_error(-rax as i32));
+    }
+    let mut ss = [0u8; 24];
+    if !sys::read_memory_of(pid, scratch as usize, &mut ss) || !sys::write_memory_of(pid, scratch as usize, &[0u8; 24]) {
+        return Err(Errno::FAULT);
+    }
+    let word = |i: usize| u64::from_ne_bytes(ss[i..i + 8].try_into().unwrap_or([0; 8]));
+    Ok((word(0), word(8) as u32, word(16)))
 }
 
 /// The registers of a thread stopped in a system call, as the kernel would go on with it (see
@@ -223,15 +306,20 @@ fn as_restarted(regs: &mut [u64; ureg::COUNT]) {
 /// The frame of a thread stopped with ptrace: its registers (`regs`, as `NT_PRSTATUS` gives
 /// them, changed as the kernel would go on: see the module's notes), its blocked signals and
 /// its FPU area (`fpu`, `geo.fpu_len` bytes as `NT_X86_XSTATE` or `NT_PRFPREG` give it, whose
-/// description is replaced by `geo`'s), laid out in `out` for the place `place` says. Returns
+/// description is replaced by `geo`'s) and its alternate signal stack (`None`: none), laid out
+/// in `out` for the place `place` says. Returns
 /// the frame's address, its length and its `ucontext`'s address; `None` if it does not fit.
-pub fn frame_of(regs: &mut [u64; ureg::COUNT], mask: u64, fpu: &mut [u8], geo: &Geometry, place: Place, out: &mut [u8]) -> Option<(u64, usize, u64)> {
+pub fn frame_of(regs: &mut [u64; ureg::COUNT], mask: u64, fpu: &mut [u8], geo: &Geometry, place: Place, altstack: Option<(u64, u32, u64)>, out: &mut [u8]) -> Option<(u64, usize, u64)> {
     as_restarted(regs);
     let top = match place {
         Place::Stack => regs[ureg::RSP].checked_sub(RED_ZONE)?,
-        Place::Below(end) => end,
+        Place::Region { end, .. } => end,
     };
-    build_frame(regs, mask, fpu, geo, top, out)
+    let made = build_frame(regs, mask, fpu, geo, top, out)?;
+    if let Some((sp, flags, size)) = altstack {
+        frame::set_ucontext_altstack(&mut out[8..8 + UCONTEXT_SIZE], sp, flags, size);
+    }
+    Some(made)
 }
 
 /// Lays out in `out` the frame the kernel would build below `top` for a signal (return
@@ -293,7 +381,7 @@ mod tests {
         regs[ureg::RIP] = 0x4000_1234;
         let mut fpu = [0u8; 832];
         let mut out = [0u8; 4096];
-        let (start, len, uc) = frame_of(&mut regs, 0x55, &mut fpu, &geo, Place::Stack, &mut out).unwrap();
+        let (start, len, uc) = frame_of(&mut regs, 0x55, &mut fpu, &geo, Place::Stack, None, &mut out).unwrap();
         assert_eq!(start % 16, 8);
         assert_eq!(uc, start + 8);
         assert!(start + len as u64 <= regs[ureg::RSP] - RED_ZONE);
