@@ -197,9 +197,8 @@ fn refuses_when_ckpt_may_not_use_ptrace() {
     untouched(&p, p.pid, 0);
 }
 
-/// Whether this tree's image code knows images of attached processes (the resume helper's
-/// work, `FLAG_ATTACHED` images with no trampolines); if not, what `inspect` said is shown and
-/// the rest of the test is skipped.
+/// Whether this tree's image code knows images of attached processes (`FLAG_ATTACHED`, no
+/// trampolines); if not, what `inspect` said is shown and the rest of the test is skipped.
 fn attached_images_known(test: &str, inspect: &Output) -> bool {
     let err = String::from_utf8_lossy(&inspect.stderr);
     if err.contains("resume trampoline is not in executable memory") {
@@ -208,6 +207,16 @@ fn attached_images_known(test: &str, inspect: &Output) -> bool {
     }
     assert!(inspect.status.success(), "ckpt inspect: {err}");
     true
+}
+
+/// Whether this tree's myrestart resumes attached images (through its resume page,
+/// `ckpt-resume`, the resume helper's work); if not, the restart is skipped.
+fn myrestart_resumes_attached_images(test: &str) -> bool {
+    let known = std::fs::read(myrestart()).unwrap().windows(11).any(|w| w == b"ckpt-resume");
+    if !known {
+        skip(test, "this tree's myrestart does not resume images of attached processes yet");
+    }
+    known
 }
 
 /// The counting every attachee does, far enough for any test.
@@ -234,7 +243,7 @@ fn checkpoint_by_pid(test: &str, statically: bool) {
     p.kill9();
     let at_kill = p.lines().len();
     let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
-    if !attached_images_known(test, &inspect) {
+    if !attached_images_known(test, &inspect) || !myrestart_resumes_attached_images(test) {
         return;
     }
     let restored = Proc::restart(&image);
@@ -268,7 +277,7 @@ fn last_checkpoint_by_pid_ends_the_program() {
     assert_eq!(st.signal(), Some(libc::SIGKILL), "{st}");
     let printed = p.lines().len();
     let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
-    if !attached_images_known(test, &inspect) {
+    if !attached_images_known(test, &inspect) || !myrestart_resumes_attached_images(test) {
         return;
     }
     // The image was taken after the last line the program printed: the restart goes on from
