@@ -246,9 +246,22 @@ fn checkpoint_by_pid(test: &str, statically: bool) {
     if !attached_images_known(test, &inspect) || !myrestart_resumes_attached_images(test) {
         return;
     }
-    let restored = Proc::restart(&image);
+    let mut restored = Proc::restart(&image);
     let after = restored.wait_lines(50, LONG);
-    assert_continues(&counting(), at_checkpoint, at_kill, &after);
+    let from = assert_continues(&counting(), at_checkpoint, at_kill, &after);
+    // The restored process is checkpointed again the same way, by the PID `myrestart` has,
+    // and that image restarts too.
+    let second = wd.path.join("second");
+    let at_checkpoint = from + restored.lines().len();
+    let out = checkpoint_cmd(restored.pid).args(["--wait", "--image"]).arg(&second).output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    let n = restored.lines().len();
+    let lines = restored.wait_lines(n + 5, LONG);
+    assert_eq!(lines, counting()[from..from + lines.len()], "the restored process went on counting, untouched");
+    restored.kill_tree();
+    let at_kill = from + restored.lines().len();
+    let again = Proc::restart(&second);
+    assert_continues(&counting(), at_checkpoint, at_kill, &again.wait_lines(50, LONG));
 }
 
 #[test]
