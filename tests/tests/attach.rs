@@ -317,3 +317,25 @@ fn a_failed_checkpoint_by_pid_says_why_and_the_program_goes_on() {
     untouched(&p, p.pid, 0);
     assert!(!image.exists());
 }
+
+/// A 32-bit program is refused before anything touches it (its registers are not x86-64's).
+#[test]
+fn refuses_a_32_bit_program() {
+    let wd = Workdir::new("attach-32");
+    let src = wd.path.join("spin32.c");
+    std::fs::write(&src, "void _start(void) { for (;;) __asm__ volatile(\"pause\"); }\n").unwrap();
+    let exe = wd.path.join("spin32");
+    let built = Command::new("gcc").args(["-m32", "-nostdlib", "-static", "-o"]).arg(&exe).arg(&src).output().unwrap();
+    if !built.status.success() {
+        skip("refuses_a_32_bit_program", "gcc cannot build a 32-bit program here");
+        return;
+    }
+    let mut p = std::process::Command::new(&exe).spawn().unwrap();
+    let pid = p.id();
+    let out = checkpoint_cmd(pid).output().unwrap();
+    let still = p.try_wait().unwrap().is_none() && tracer(pid) == 0;
+    let _ = p.kill();
+    let _ = p.wait();
+    refused(&out, &format!("process {pid} runs a 32-bit program"));
+    assert!(still, "the program was touched");
+}

@@ -39,6 +39,12 @@ pub fn check(asked: u32, pid: u32) -> Result<(), Refusal> {
         Some(b'T') => return refuse(format!("process {asked} is stopped; ckpt attaches only to a running process (`kill -CONT {asked}` lets it go on)")),
         _ => {}
     }
+    // A 32-bit program (i386 or x32): its registers and calls are not those ckpt's code knows.
+    // (Its executable is readable to whoever may trace it.)
+    let mut ident = [0u8; 5];
+    if std::fs::File::open(format!("/proc/{pid}/exe")).and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut ident, 0)).is_ok() && ident[..4] == *b"\x7fELF" && ident[4] != 2 {
+        return refuse(format!("process {asked} runs a 32-bit program: ckpt checkpoints x86-64 programs only"));
+    }
     let me = crate::os::euid() as u64;
     let uids = ids(&status, b"Uid:");
     let gids = ids(&status, b"Gid:");
