@@ -339,3 +339,22 @@ fn refuses_a_32_bit_program() {
     refused(&out, &format!("process {pid} runs a 32-bit program"));
     assert!(still, "the program was touched");
 }
+
+/// A stopped process (SIGSTOP, Ctrl-Z) is refused, and stays as it was: stopped, untraced,
+/// and counting on from where it was once continued.
+#[test]
+fn refuses_a_stopped_process() {
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(5, LONG);
+    p.signal(libc::SIGSTOP);
+    let deadline = std::time::Instant::now() + LONG;
+    while !status_field(p.pid, "State:").starts_with('T') {
+        assert!(std::time::Instant::now() < deadline, "the program did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = checkpoint_cmd(p.pid).output().unwrap();
+    refused(&out, &format!("process {} is stopped", p.pid));
+    assert!(status_field(p.pid, "State:").starts_with('T'), "still stopped");
+    p.signal(libc::SIGCONT);
+    untouched(&p, p.pid, 0);
+}
