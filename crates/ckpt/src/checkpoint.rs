@@ -38,6 +38,21 @@ pub struct CheckpointArgs {
     /// For a process started without ckpt: keep N older images, IMAGE.1 ... IMAGE.N.
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=99))]
     keep: u32,
+    /// For a process started without ckpt: compress the memory in the image (lz4).
+    #[arg(long)]
+    compress: bool,
+    /// For a process started without ckpt: copy the program's and libraries' pages into the
+    /// image too, so that it restarts without those files.
+    #[arg(long)]
+    self_contained: bool,
+}
+
+impl CheckpointArgs {
+    /// The options that only a process started without ckpt takes (one under libckpt uses the
+    /// settings it started with), by name, if any was given.
+    fn attach_only(&self) -> Option<&'static str> {
+        [(self.key.is_some(), "--key"), (self.keep != 0, "--keep"), (self.compress, "--compress"), (self.self_contained, "--self-contained")].into_iter().find(|o| o.0).map(|o| o.1)
+    }
 }
 
 /// A positive number of seconds, whole or not.
@@ -107,6 +122,9 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     let probe = std::env::var_os("CKPT_ATTACH_PROBE").is_some_and(|v| v == "1");
     if probe || !runs_libckpt(asked, pid)? {
         return attached(asked, pid, a, probe);
+    }
+    if let Some(option) = a.attach_only() {
+        return Err((EXIT_REFUSED, format!("process {asked} runs under libckpt, which takes its images with the settings it started with: {option} is for a process started without ckpt (`ckpt run` takes it)")));
     }
     let env = environ(pid);
     let signal = checkpoint_signal_of(asked, pid, &env)?;
@@ -199,7 +217,7 @@ fn attached(asked: u32, pid: u32, a: CheckpointArgs, probe: bool) -> Outcome {
         image: image.clone(),
         key,
         keep: a.keep,
-        flags: if a.kill { abi::FLAG_LAST } else { 0 },
+        flags: [(a.kill, abi::FLAG_LAST), (a.compress, abi::FLAG_COMPRESS), (a.self_contained, abi::FLAG_SELF_CONTAINED)].into_iter().filter(|f| f.0).fold(0, |all, f| all | f.1),
         timeout: Duration::from_secs_f64(a.timeout),
         kill: a.kill,
     };
