@@ -358,3 +358,33 @@ fn refuses_a_stopped_process() {
     p.signal(libc::SIGCONT);
     untouched(&p, p.pid, 0);
 }
+
+/// `--keep`, `--compress` and `--self-contained` reach the attached checkpoint (two
+/// checkpoints keep the first as IMAGE.1; the images are compressed and hold the libraries'
+/// pages), and are refused, by name, for a process under libckpt, which keeps its own settings.
+#[test]
+fn image_options_for_a_process_started_without_ckpt() {
+    let test = "image_options_for_a_process_started_without_ckpt";
+    let wd = Workdir::new(test);
+    let image = wd.image();
+    let p = Proc::spawn(attachee(false, "select"), "attachee");
+    p.wait_lines(5, LONG);
+    for _ in 0..2 {
+        let out = checkpoint_cmd(p.pid).args(["--wait", "--keep", "1", "--compress", "--self-contained", "--image"]).arg(&image).output().unwrap();
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(wd.path.join("myckpt.1").exists(), "--keep 1 kept the first image");
+    untouched(&p, p.pid, 0);
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+    if attached_images_known(test, &inspect) {
+        // The C library's code is in the image, compressed.
+        let text = String::from_utf8_lossy(&inspect.stdout);
+        assert!(text.lines().any(|l| l.contains(" r-x ") && l.contains(" lz4 ") && l.contains("/libc.so")), "{text}");
+    }
+
+    let pre = wd.path.join("preloaded");
+    let q = Proc::preloaded(attachee(false, "select"), &pre, "preloaded attachee");
+    q.wait_lines(5, LONG);
+    let out = checkpoint_cmd(q.pid).arg("--compress").output().unwrap();
+    refused(&out, &format!("process {} runs under libckpt, which takes its images with the settings it started with: --compress is for a process started without ckpt", q.pid));
+}
