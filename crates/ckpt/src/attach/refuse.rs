@@ -31,6 +31,12 @@ pub fn check(asked: u32, pid: u32) -> Result<(), Refusal> {
         Err(e) => return refuse(format!("process {asked}: /proc/{pid}/status: {}", crate::io_message(&e))),
     };
     let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // ckpt's own processes (a supervisor whose program could not be told, a writer) are never
+    // checkpointed as programs.
+    let name = comm(pid as u64);
+    if matches!(name.as_str(), "ckpt" | "myrestart" | "ckpt-writer" | "ckpt-seize") {
+        return refuse(format!("process {asked} is ckpt's own {name}, not a program: checkpoint the program it runs (its PID is in `ps --ppid {pid}`, or further below)"));
+    }
     let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
     match stat_state(&stat) {
         // The process goes on in other threads: ckpt works through the main one.
