@@ -171,8 +171,9 @@ fn create_threads(p: &Plan, image: &Image, tids: &mut [u32]) {
         let ret: isize;
         // SAFETY: clone3 with CLONE_VM: the child shares this address space and leaves this
         // code at once (`jmp r12`) for the thread trampoline in the restored libckpt (or the
-        // resume page), touching no stack; the trampoline takes exactly these registers. `args` and `tids` outlive the
-        // call (the kernel reads them before it returns in either thread).
+        // resume page), touching no stack; the trampoline takes exactly these registers.
+        // `args` and `tids` outlive the call (the kernel reads them before it returns in
+        // either thread).
         unsafe {
             core::arch::asm!(
                 "syscall",

@@ -45,8 +45,6 @@ const GO: usize = PAGE + 4;
 
 const FUTEX_WAIT_PRIVATE: u32 = linux_raw_sys::general::FUTEX_WAIT | linux_raw_sys::general::FUTEX_PRIVATE_FLAG;
 const FUTEX_WAKE_PRIVATE: u32 = linux_raw_sys::general::FUTEX_WAKE | linux_raw_sys::general::FUTEX_PRIVATE_FLAG;
-/// `ARCH_SET_GS` (asm/prctl.h).
-const ARCH_SET_GS: u32 = 0x1001;
 
 // The template. Every address in it is relative to its first byte (`ckpt_resume_page`): the
 // counters one page on, the poll interval inside it. So its copy works wherever it lands.
@@ -173,7 +171,7 @@ core::arch::global_asm!(
     sigstop = const linux_raw_sys::general::SIGSTOP,
     wait = const FUTEX_WAIT_PRIVATE,
     wake = const FUTEX_WAKE_PRIVATE,
-    arch_set_gs = const ARCH_SET_GS,
+    arch_set_gs = const ckpt_sigsafe::sys::ARCH_SET_GS,
 );
 
 // The bytes of `__restore_rt` above spell this system call number.
