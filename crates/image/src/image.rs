@@ -5,7 +5,7 @@ use crate::fds::FdIter;
 use crate::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
 use crate::note::{Note, Notes};
 use crate::region::{RegionKind, RegionRecord, HEADER_SIZE, RECORD_SIZE};
-use crate::state::{ProcessState, META_HASH_OFFSET};
+use crate::state::{ProcessState, FLAG_ATTACHED, META_HASH_OFFSET};
 use crate::thread::ThreadState;
 use crate::timers::TimerIter;
 use crate::epoll::EpollIter;
@@ -76,11 +76,40 @@ pub struct Image<'a> {
 }
 
 /// What [`Image::check_layout`] found that the last checks need: how many threads the image
-/// has, and whether the resume and thread trampolines are in executable regions.
+/// has, what its state says of the resume trampolines, and whether they are in executable
+/// regions.
 pub(crate) struct Seen {
     threads: usize,
+    attached: bool,
+    trampolines: [u64; 2],
     trampoline_ok: bool,
     thread_trampoline_ok: bool,
+}
+
+impl Seen {
+    /// An image of a process that had libckpt names its two trampolines, in executable memory
+    /// (the other threads' only if there are other threads); one of a process `ckpt` attached
+    /// to from outside ([`FLAG_ATTACHED`]) names none: nothing of libckpt is in its memory, and
+    /// myrestart resumes it with code of its own. Anything else is refused: a restart would
+    /// jump to an address the image does not account for.
+    fn check_trampolines(&self) -> Result<(), ImageError> {
+        if self.attached {
+            if self.trampolines != [0, 0] {
+                return Err(ImageError::Malformed("an image of an attached process names resume trampolines"));
+            }
+            return Ok(());
+        }
+        if self.trampolines.contains(&0) {
+            return Err(ImageError::Malformed("no resume trampoline, but the image is not of an attached process"));
+        }
+        if self.threads > 1 && !self.thread_trampoline_ok {
+            return Err(ImageError::Malformed("thread trampoline is not in executable memory"));
+        }
+        if !self.trampoline_ok {
+            return Err(ImageError::Malformed("resume trampoline is not in executable memory"));
+        }
+        Ok(())
+    }
 }
 
 impl<'a> Image<'a> {
@@ -198,14 +227,15 @@ impl<'a> Image<'a> {
                 t?;
             }
         }
-        Ok(Seen { threads, trampoline_ok, thread_trampoline_ok })
+        let attached = state.flags & FLAG_ATTACHED != 0;
+        Ok(Seen { threads, attached, trampolines: [state.resume_trampoline, state.thread_trampoline], trampoline_ok, thread_trampoline_ok })
     }
 
     /// The last checks: every record of epoll, sockets, timerfds, inotify and locks names a descriptor
     /// of its kind and each such descriptor has its record, timers signal threads of the image,
-    /// and the trampolines are in executable memory (as `seen` found).
+    /// and the image names the resume trampolines its kind needs, in executable memory (as
+    /// `seen` found: [`Seen::check_trampolines`]).
     pub(crate) fn check_records(&self, seen: Seen) -> Result<(), ImageError> {
-        let Seen { threads, trampoline_ok, thread_trampoline_ok } = seen;
         use crate::fds::FdKind;
         // An epoll descriptor's registrations are many (a server's every connection): its
         // record is looked for once for all of them.
@@ -281,13 +311,7 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Malformed("a timer signals a thread that is not in the image"));
             }
         }
-        if threads > 1 && !thread_trampoline_ok {
-            return Err(ImageError::Malformed("thread trampoline is not in executable memory"));
-        }
-        if !trampoline_ok {
-            return Err(ImageError::Malformed("resume trampoline is not in executable memory"));
-        }
-        Ok(())
+        seen.check_trampolines()
     }
 
     pub fn region_count(&self) -> usize {

@@ -151,6 +151,7 @@ fn draft(pages: u64) -> Draft {
     let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
     let mut st = sample_state();
     st.resume_trampoline = START + 128;
+    st.thread_trampoline = START + 256;
     let name = b"/bin/x".to_vec();
     Draft {
         ehsize: EHDR_SIZE as u16,
@@ -398,7 +399,7 @@ fn rejects_each_malformed_header_by_name() {
         "every thread's frame is checked"
     );
     assert_eq!(parse_changed(|d| d.threads.clear()), malformed("no thread state"));
-    assert_eq!(parse_changed(|d| d.state.flags = 4), malformed("unknown process flags"));
+    assert_eq!(parse_changed(|d| d.state.flags = 8), malformed("unknown process flags"));
     assert_eq!(parse_changed(|d| d.state.flags = crate::state::FLAG_LAST_CHECKPOINT), Ok(()), "a last checkpoint's flag is known");
     assert_eq!(
         parse_changed(|d| {
@@ -407,6 +408,27 @@ fn rejects_each_malformed_header_by_name() {
         }),
         malformed("resume trampoline is not in executable memory")
     );
+}
+
+/// An image of a process `ckpt` attached to from outside names no trampolines (nothing of
+/// libckpt is in its memory); any other names both. Each mix is refused by name.
+#[test]
+fn trampolines_match_whether_the_process_was_attached() {
+    use crate::state::{FLAG_ATTACHED, FLAG_RAW_MADVISE};
+    let attached = |d: &mut Draft| {
+        d.state.flags = FLAG_ATTACHED;
+        (d.state.resume_trampoline, d.state.thread_trampoline) = (0, 0);
+    };
+    assert_eq!(parse_changed(attached), Ok(()), "an attached process's image without trampolines");
+    assert_eq!(parse_changed(|d| d.state.flags = FLAG_RAW_MADVISE), Ok(()), "the raw-madvise flag alone, with trampolines");
+    let named = malformed("an image of an attached process names resume trampolines");
+    assert_eq!(parse_changed(|d| d.state.flags = FLAG_ATTACHED), named);
+    assert_eq!(parse_changed(|d| { attached(d); d.state.thread_trampoline = START + 256 }), named);
+    assert_eq!(parse_changed(|d| { attached(d); d.state.resume_trampoline = START + 128 }), named);
+    let none = malformed("no resume trampoline, but the image is not of an attached process");
+    assert_eq!(parse_changed(|d| { attached(d); d.state.flags = 0 }), none);
+    assert_eq!(parse_changed(|d| { attached(d); d.state.flags = FLAG_RAW_MADVISE }), none);
+    assert_eq!(parse_changed(|d| d.state.thread_trampoline = 0), none, "one thread, still both named");
 }
 
 #[test]
