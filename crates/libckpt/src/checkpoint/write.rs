@@ -35,9 +35,13 @@ const CORE: &[u8] = b"CORE";
 const LINUX: &[u8] = b"LINUX";
 
 /// The regions of `/proc/self/maps`, with the scratch range and a tree checkpoint's control
-/// block cut out.
+/// block cut out, and myrestart's resume page: a process restarted from an image of a process
+/// that had no libckpt keeps the pages myrestart resumed it through (named `ckpt-resume`:
+/// [`region::is_resume_page`]). They are the restarter's, not the program's: the next restart
+/// makes its own, somewhere the image leaves free, so an image that held them would only hold a
+/// stale copy, which would come back as memory the program never had.
 fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = MapsEntry<'a>> + 'a {
-    maps::entries(maps).filter(|e| e.name != super::tree::CONTROL_NAME).flat_map(move |e| {
+    maps::entries(maps).filter(|e| e.name != super::tree::CONTROL_NAME && !region::is_resume_page(e.name)).flat_map(move |e| {
         let before = (e.start < exclude.start).then(|| MapsEntry { end: e.end.min(exclude.start), ..e });
         let after = (e.end > exclude.end).then(|| {
             let start = e.start.max(exclude.end);
@@ -1181,5 +1185,18 @@ c000-f000 rw-p 00000000 00:00 0
         // A whole region, and nothing at all.
         assert_eq!(cut(0xa000..0xb000), [(0x1000, 0x5000, 0), (0x5000, 0x9000, 0x1000)]);
         assert_eq!(cut(0..0).len(), 3);
+    }
+
+    #[test]
+    fn an_earlier_restarts_resume_page_is_left_out() {
+        let maps = b"1000-5000 rw-p 00000000 00:00 0 [heap]\n\
+                     7000-8000 r-xp 00000000 00:00 0 [anon:ckpt-resume]\n\
+                     8000-9000 rw-p 00000000 00:00 0 [anon:ckpt-resume]\n\
+                     a000-b000 rw-p 00000000 00:00 0 [anon:other]\n\
+                     c000-d000 r-xp 00000000 00:01 77 /memfd:ckpt-resume (deleted)\n\
+                     d000-e000 rw-p 00001000 00:01 77 /memfd:ckpt-resume (deleted)\n\
+                     e000-f000 rw-p 00000000 00:01 78 /memfd:ckpt-resumed (deleted)\n";
+        let kept: std::vec::Vec<(usize, usize)> = regions(maps, &(0..0)).map(|r| (r.start, r.end)).collect();
+        assert_eq!(kept, [(0x1000, 0x5000), (0xa000, 0xb000), (0xe000, 0xf000)]);
     }
 }
