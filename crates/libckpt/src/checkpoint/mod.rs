@@ -180,10 +180,10 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
 
 /// The checkpoint of a process that does not run libckpt, on its leader thread, from the block
 /// `ckpt` wrote (`crate::attached`, whose caller set the configuration). Returns the forked
-/// writer's PID (0: the image is written already) and the report page's descriptor, or why it
-/// failed, also said in the report page. Nothing is said on the program's stderr but what a
+/// writer's PID (0: the image is written already) and the report page's descriptor, or `None`
+/// with why it failed in `why`, also said in the report page. Nothing is said on the program's stderr but what a
 /// step says on its own (a thread that would not stop, a file that is not saved).
-pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs) -> Result<(u32, i32), Line> {
+pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Line) -> Option<(u32, i32)> {
     let n = report::begin();
     let taken = (|| {
         let geo = tracee::Geometry::from_cpu();
@@ -204,20 +204,19 @@ pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs) -> Result<(u
         take(uc, None, last, n, Some(&attach))
     })();
     let outcome = match taken {
-        Ok(Taken::ByWriter(pid)) => Ok((pid, report::own_fd())),
+        Ok(Taken::ByWriter(pid)) => Some((pid, report::own_fd())),
         Ok(_) => {
             let last = args.flags & ckpt_sigsafe::attach::FLAG_LAST != 0;
             report::end(n, if last { report::Outcome::LastWritten } else { report::Outcome::Written }, b"");
-            Ok((0, report::own_fd()))
+            Some((0, report::own_fd()))
         }
         Err(f) => {
-            let mut why = Line::new();
-            f.reason(&mut why);
+            f.reason(why);
             if why.as_bytes().is_empty() {
                 why.bytes(b"see the program's stderr");
             }
             report::end(n, report::Outcome::Failed, why.as_bytes());
-            Err(why)
+            None
         }
     };
     report::unmap_page();

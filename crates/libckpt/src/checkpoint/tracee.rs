@@ -423,14 +423,15 @@ mod kernel_frame {
         // to this thread alone.
         unsafe {
             let mut sa: libc::sigaction = core::mem::zeroed();
-            sa.sa_sigaction = handler as usize;
+            sa.sa_sigaction = handler as *const () as usize;
             sa.sa_flags = libc::SA_SIGINFO;
             assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, core::ptr::null_mut()), 0);
             assert_eq!(libc::pthread_kill(libc::pthread_self(), libc::SIGUSR1), 0);
         }
         assert!(GOT.load(Ordering::SeqCst));
         // SAFETY: the handler has run and written SEEN; nothing writes it any more.
-        let kernel = Geometry::of(unsafe { &*(&raw const SEEN) });
+        let seen = unsafe { (&raw const SEEN).read() };
+        let kernel = Geometry::of(&seen);
         let cpu = Geometry::from_cpu();
         assert_eq!((cpu.xsave, cpu.fpu_len), (kernel.xsave, kernel.fpu_len));
         assert_eq!(cpu.sw_bytes, kernel.sw_bytes);
