@@ -197,7 +197,7 @@ pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Li
             *l = e[0] as usize..e[1] as usize;
         }
         leave_out[nexcluded] = report::page_range();
-        let attach = attached::Attach { own, geo, frames: region.frames, leave_out: &leave_out[..nexcluded + 1], raw_madvise: attached::is_go() };
+        let attach = attached::Attach { own, geo, frames: region.frames, region: region.region, leave_out: &leave_out[..nexcluded + 1], raw_madvise: attached::is_go() };
         // The last checkpoint (`ckpt checkpoint --kill`): written with the threads held, which
         // stay held if it was, until `ckpt` kills the process.
         let last = (args.flags & ckpt_sigsafe::attach::FLAG_LAST != 0).then_some(Last { stop_if_unsaved: false, kept: false });
@@ -280,7 +280,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     scratch.grow(copies)?;
     let exclude = scratch.range();
     let mut parts = scratch.parts();
-    let leave_out = attach.map(|a| write::LeaveOut { ranges: a.leave_out, frames: a.frames.base as usize });
+    let leave_out = attach.map(|a| write::LeaveOut { ranges: a.leave_out, frames: a.region, earlier_frames: attached::FramesRegion::is_earlier });
     write::read_layout(&mut parts, leave_out.as_ref())?;
     if forked_writer {
         write::copy_for_writer(&mut parts, &exclude)?;

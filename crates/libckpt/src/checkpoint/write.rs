@@ -153,11 +153,13 @@ pub const MAX_LEFT_OUT: usize = 16;
 /// What the layout of an attached checkpoint (a process without libckpt, `crate::attached`)
 /// leaves out: the ranges `ckpt` mapped into the process for the checkpoint (libckpt's code,
 /// its stack, the arguments) and libckpt's report page, which are gone once it is over, and
-/// the frames region of an earlier restart, whose threads have long left it; not the frames
-/// region of this checkpoint (at `frames`), which the restored threads resume through.
+/// the frames region of an earlier restart, whose threads have long left it (as
+/// `earlier_frames` tells); not the frames region of this checkpoint (at `frames`), which the
+/// restored threads resume through.
 pub struct LeaveOut<'a> {
     pub ranges: &'a [Range<usize>],
     pub frames: usize,
+    pub earlier_frames: fn(&MapsEntry, usize) -> bool,
 }
 
 impl LeaveOut<'_> {
@@ -172,7 +174,7 @@ impl LeaveOut<'_> {
         sorted.sort_unstable_by_key(|r| r.start);
         let mut len = 0;
         for e in maps::entries(maps) {
-            if e.name == ckpt_image::region::FRAMES_MAPS_NAME && e.start != self.frames {
+            if (self.earlier_frames)(&e, self.frames) {
                 continue;
             }
             let mut rest = Some(e);
@@ -1153,7 +1155,7 @@ mod tests {
 c000-f000 rw-p 00000000 00:00 0 
 ";
         let ranges = [0x3000..0x4000, 0xd000..0x10000, 0x6000..0x7000, 0x1800..0x2000];
-        let leave = LeaveOut { ranges: &ranges, frames: 0x9000 };
+        let leave = LeaveOut { ranges: &ranges, frames: 0x9000, earlier_frames: |e, current| e.name == b"[anon:ckpt-frames]" && e.start != current };
         let mut out = [0u8; 4096];
         let n = leave.apply(maps, &mut out).unwrap();
         let kept: std::vec::Vec<(usize, usize, u64, &[u8])> = maps::entries(&out[..n]).map(|e| (e.start, e.end, e.offset, e.name)).collect();
