@@ -21,7 +21,7 @@
 // unsafe: the report page, a mapping shared with the `ckpt` command.
 #[allow(unsafe_code)]
 pub mod report;
-// unsafe: maps the frames region, and reads the block `ckpt` wrote into the process.
+// unsafe: maps the frames region, and writes the leader's frame and the region's marker there.
 #[allow(unsafe_code)]
 pub mod attached;
 // unsafe: maps the image file to move a member's offsets.
@@ -181,8 +181,8 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
 /// The checkpoint of a process that does not run libckpt, on its leader thread, from the block
 /// `ckpt` wrote (`crate::attached`, whose caller set the configuration). Returns the forked
 /// writer's PID (0: the image is written already) and the report page's descriptor, or `None`
-/// with why it failed in `why`, also said in the report page. Nothing is said on the program's stderr but what a
-/// step says on its own (a thread that would not stop, a file that is not saved).
+/// with why it failed in `why`, also said in the report page. Nothing is said on the program's
+/// stderr but what a step says on its own (a thread that would not stop, a file not saved).
 pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Line) -> Option<(u32, i32)> {
     let n = report::begin();
     let taken = (|| {
