@@ -802,6 +802,25 @@ pub fn tampered(bytes: &[u8]) -> Vec<u8> {
     t
 }
 
+/// An image with its state note changed by `f` (its flags and trampolines, say), and its
+/// header checksum made again as the writer makes it (an image without a MAC, of one process):
+/// an image ckpt cannot make yet, of a process it attached to from outside, made from one it
+/// can.
+pub fn restated(bytes: &[u8], f: impl FnOnce(&mut ckpt_image::ProcessState)) -> Vec<u8> {
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let meta_len = ckpt_image::image::meta_len(bytes).unwrap() as usize;
+    let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
+    assert!(img.tree().is_none() && img.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_MAC).is_none(), "one process, no MAC");
+    let desc = img.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_STATE).unwrap().desc;
+    let at = desc.as_ptr() as usize - bytes.as_ptr() as usize;
+    let len = desc.len();
+    f(&mut st);
+    let mut t = bytes.to_vec();
+    st.write(&mut ckpt_image::bytes::Writer::new(&mut t[at..at + len]));
+    ckpt_image::seal(&mut t[..meta_len]).unwrap();
+    t
+}
+
 /// What a directory holds, recursively (each entry's path, type, size, inode and time of
 /// change), but the names in `except` at its top: to show that a refused restart left it as
 /// it found it.

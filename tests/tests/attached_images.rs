@@ -259,3 +259,42 @@ fn a_go_program_restarts_from_its_attached_image() {
     }
     attached_restart_matches("attached-go-restart", || go_program(300).unwrap(), 30);
 }
+
+/// A process restored from an attached image still has that image's frames region (its
+/// threads resumed through it); its own next attached checkpoint leaves it out (recognised by
+/// its name, or by the marker its first page starts with where the kernel names no anonymous
+/// memory), and puts its frames in a region of its own.
+#[test]
+fn an_earlier_restarts_frames_are_left_out_of_the_next_image() {
+    let test = "an_earlier_restarts_frames_are_left_out_of_the_next_image";
+    if !restarts_attached_images() {
+        return skip(test, "this myrestart does not restore images of processes without libckpt yet");
+    }
+    let wd = Workdir::new("attached-frames-again");
+    let mut p = Proc::spawn(c_program(false, true, 100_000), "the program to attach to");
+    p.wait_lines(20, LONG);
+    let first = wd.path.join("first");
+    attach_checkpoint(p.pid, &first);
+    let doc = inspect(&first);
+    let frames_of = |doc: &Value| {
+        let frame = hex(&doc["threads"][0]["signal_frame"]);
+        doc["regions"].as_array().unwrap().iter().map(|r| (hex(&r["start"]), hex(&r["end"]))).find(|&(s, e)| s <= frame && frame < e).unwrap()
+    };
+    let old = frames_of(&doc);
+    p.kill9();
+    let mut restored = Proc::restart(&first);
+    let n = restored.wait_lines(1, LONG).len();
+    restored.wait_lines(n + 20, LONG);
+    let pid = restored.program_pid();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(maps.lines().any(|l| l.starts_with(&format!("{:x}-", old.0))), "the restored process has no region at {:#x}: {maps}", old.0);
+    let second = wd.path.join("second");
+    attach_checkpoint(pid, &second);
+    let doc = inspect(&second);
+    assert_eq!(doc["threads"].as_array().unwrap().len(), 8);
+    let now = frames_of(&doc);
+    assert_ne!(now, old);
+    let kept: Vec<String> = doc["regions"].as_array().unwrap().iter().filter(|r| hex(&r["start"]) < old.1 && old.0 < hex(&r["end"])).map(|r| r.to_string()).collect();
+    assert!(kept.is_empty(), "the earlier frames region {old:x?} is in the image: {kept:?}");
+    restored.kill9();
+}

@@ -41,6 +41,20 @@ pub fn stores_shared_file(path: &[u8], on_tmpfs: bool) -> bool {
     on_tmpfs && path.len() > SHM_DIR.len() && path.starts_with(SHM_DIR) && !path[SHM_DIR.len()..].contains(&b'/')
 }
 
+/// The name myrestart gives the pages its own resume code runs from, which it leaves in a
+/// process it restores from an attached image (see `resume_page.rs` in myrestart): anonymous
+/// memory named so (`PR_SET_VMA_ANON_NAME`), or where the kernel has no names for anonymous
+/// memory, a memfd of that name.
+pub const RESUME_PAGE_NAME: &core::ffi::CStr = c"ckpt-resume";
+/// How those pages show in `/proc/PID/maps`, named either way.
+pub const RESUME_PAGE_MAPS_NAMES: [&[u8]; 2] = [b"[anon:ckpt-resume]", b"/memfd:ckpt-resume (deleted)"];
+
+/// Whether a mapping named `name` in `/proc/PID/maps` is myrestart's resume page. Such pages are
+/// never part of an image: they are an earlier restart's, and the next restart makes its own.
+pub fn is_resume_page(name: &[u8]) -> bool {
+    RESUME_PAGE_MAPS_NAMES.contains(&name)
+}
+
 /// What a region is, as far as restart cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -133,6 +147,10 @@ impl RegionRecord {
     pub fn is_shared(&self) -> bool {
         self.flags & RF_SHARED != 0
     }
+    /// Mapped from a file in the process (whatever restart maps it from).
+    pub fn is_file(&self) -> bool {
+        self.flags & RF_FILE != 0
+    }
     pub fn from_file(&self) -> bool {
         self.flags & RF_FROM_FILE != 0
     }
@@ -199,3 +217,7 @@ pub const FRAMES_NAME: &core::ffi::CStr = c"ckpt-frames";
 /// How that region shows in `/proc/PID/maps`. One found by a later checkpoint (the frames of
 /// an earlier restart) is left out of its image.
 pub const FRAMES_MAPS_NAME: &[u8] = b"[anon:ckpt-frames]";
+/// The frames region's last page begins with this word, then the region's own address and its
+/// length (u64s), by which a later checkpoint knows an earlier restart's frames region where
+/// the kernel names no anonymous memory (the frames are in the pages before it).
+pub const FRAMES_MAGIC: u64 = u64::from_le_bytes(*b"ckptfrms");

@@ -216,6 +216,19 @@ impl ProcessState {
         self.flags & FLAG_LAST_CHECKPOINT != 0
     }
 
+    /// Whether the process had no libckpt ([`FLAG_ATTACHED`]): myrestart resumes it with code
+    /// of its own.
+    pub fn is_attached(&self) -> bool {
+        self.flags & FLAG_ATTACHED != 0
+    }
+
+    /// Whether the program's private anonymous memory must keep the kernel's `madvise`
+    /// semantics after a restart ([`FLAG_RAW_MADVISE`], or [`FLAG_ATTACHED`]: no libckpt saw its
+    /// calls): restored eagerly, never mapped from the image.
+    pub fn needs_plain_anonymous_memory(&self) -> bool {
+        self.flags & (FLAG_ATTACHED | FLAG_RAW_MADVISE) != 0
+    }
+
     pub fn kernel_str(&self) -> &str {
         let n = self.kernel.iter().position(|&b| b == 0).unwrap_or(self.kernel.len());
         core::str::from_utf8(&self.kernel[..n]).unwrap_or("?")

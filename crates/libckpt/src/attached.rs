@@ -20,7 +20,7 @@ use ckpt_sigsafe::attach::{AttachArgs, MAGIC, VERSION};
 #[unsafe(no_mangle)]
 pub extern "C" fn ckpt_attached_checkpoint(args: *mut AttachArgs) -> i64 {
     const EINVAL: i64 = -(linux_raw_sys::errno::EINVAL as i64);
-    if args.is_null() || !(args as usize).is_multiple_of(core::mem::align_of::<AttachArgs>()) {
+    if args.is_null() || (args as usize) % core::mem::align_of::<AttachArgs>() != 0 {
         return EINVAL;
     }
     // SAFETY: `ckpt` wrote the block at this aligned address and lends it for the call; its
@@ -49,15 +49,16 @@ pub extern "C" fn ckpt_attached_checkpoint(args: *mut AttachArgs) -> i64 {
     if !unsafe { crate::config::set_attached(image, key, args.keep, args.flags) } {
         return fail(args, b"the image or key path is too long");
     }
-    match crate::checkpoint::attached_checkpoint(args) {
-        Ok((writer, report_fd)) => {
+    let mut why = ckpt_sigsafe::out::Line::new();
+    match crate::checkpoint::attached_checkpoint(args, &mut why) {
+        Some((writer, report_fd)) => {
             args.writer_pid = writer;
             args.report_fd = report_fd;
             args.message[0] = 0;
             args.status = 0;
             0
         }
-        Err(why) => {
+        None => {
             args.report_fd = crate::checkpoint::report::own_fd();
             fail(args, why.as_bytes())
         }

@@ -33,7 +33,7 @@ pub fn prepare(me: &SelfImage, p: &mut Plan) -> Result<(), Refusal> {
     let tables_at = meta_at + page_up(p.meta_len);
     let block_len = tables_at + p.arena.len;
 
-    let Some(block) = find_block(p, block_len) else {
+    let Some(block) = find_room(p, block_len) else {
         return Err(Refusal::new(format_args!("no free address range of {block_len} bytes outside the image's memory")));
     };
     // SAFETY: the range is free in our own layout (checked against /proc/self/maps), and
@@ -146,8 +146,10 @@ fn protect_copy(me: &SelfImage, block: usize) {
     }
 }
 
-/// Finds `len` bytes (plus margins) free both in our layout and in the image's.
-fn find_block(p: &Plan, len: usize) -> Option<usize> {
+/// Finds `len` bytes (plus margins) free both in our layout (as it is now: once the block is
+/// mapped, outside it too) and in the image's: for the block, and for the resume page
+/// (`resume_page.rs`).
+pub fn find_room(p: &Plan, len: usize) -> Option<usize> {
     static mut OWN: [u8; 65536] = [0; 65536];
     // SAFETY: single-threaded; the only reference to this buffer.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(OWN) };

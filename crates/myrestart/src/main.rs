@@ -11,7 +11,8 @@
 //!     ├─ tree      in a tree image, the root creates the other processes with their PIDs;
 //!     │            each makes its own plan and goes on alone (see `tree.rs`)
 //!     ├─ hole      find a block free in our layout and the target's, and map it (what may
-//!     │            still fail, before anything outside changes)
+//!     │            still fail, before anything outside changes); for a process that had
+//!     │            no libckpt, the resume page too (`resume_page.rs`)
 //!     ├─ locks     the file locks the program held, taken again; one held by another
 //!     │            process now refuses the restart (see `locks.rs`)
 //!     ├─ changes   once every check has passed: the changes outside that the plan prepared
@@ -21,7 +22,8 @@
 //!     │  ── point of no return ──────────────────────────────────────────────────────────
 //!     └─ restore   unmap everything else, move the kernel's vdso/vvar to the old addresses,
 //!                  map every region, restore kernel state, then jump to libckpt's trampoline
-//!                  in the restored memory, which unmaps our block and calls rt_sigreturn
+//!                  in the restored memory (or to the resume page), which unmaps our block
+//!                  and calls rt_sigreturn
 //! ```
 //!
 //! Before the point of no return every failure is one line on stderr and exit status 2: each
@@ -75,6 +77,9 @@ mod refusal;
 // unsafe: after the point of no return: remaps memory, sets registers and jumps into the program.
 #[allow(unsafe_code)]
 mod restore;
+// unsafe: the resume code's template (assembly), copied into pages of its own.
+#[allow(unsafe_code)]
+mod resume_page;
 mod shmobj;
 // unsafe: a socket address built from its saved bytes; a mapping of its own.
 #[allow(unsafe_code)]
@@ -156,6 +161,8 @@ unsafe extern "C" fn entry(sp: usize, ehdr: usize, dynamic: usize) -> ! {
     ipc::check_attach(opts.image, p).unwrap_or_else(|r| r.exit());
     // What may still fail without changing anything outside: the block myrestart moves into.
     hole::prepare(&me, p).unwrap_or_else(|r| r.exit());
+    // A process that had no libckpt resumes through code of myrestart's own, in pages made now.
+    resume_page::prepare(p).unwrap_or_else(|r| r.exit());
     // The file locks the program held, taken again (never waiting) by the process that becomes
     // it: one another process holds now refuses the restart, before anything outside changed.
     locks::take(opts.image, p).unwrap_or_else(|r| r.exit());

@@ -9,7 +9,7 @@
 use crate::acts::Acts;
 use crate::arena::{Arena, Table};
 use crate::fds::Parked;
-use ckpt_image::region::RegionKind;
+use ckpt_image::region::{RegionKind, RegionRecord};
 use ckpt_image::tree::TreeRecord;
 use ckpt_image::{Image, ProcessState, ThreadState};
 use core::cell::UnsafeCell;
@@ -146,6 +146,16 @@ pub struct LogCut {
     pub size: u64,
 }
 
+/// The pages myrestart's own resume code runs from (`resume_page.rs`): where they are, how
+/// long, and where the leader and every other thread enter them.
+#[derive(Clone, Copy)]
+pub struct ResumePage {
+    pub at: usize,
+    pub len: usize,
+    pub leader: usize,
+    pub thread: usize,
+}
+
 /// A thread slot not yet filled.
 pub const NO_THREAD: ThreadState = ThreadState {
     tid: 0, flags: 0, sigframe: 0, fs_base: 0, gs_base: 0, rseq_addr: 0, rseq_len: 0, rseq_sig: 0, tid_address: 0,
@@ -188,6 +198,9 @@ pub struct Plan {
     pub park: usize,
     /// Room for one compressed chunk read from the image.
     pub staging: usize,
+    /// The resume page (`resume_page.rs`) the process resumes through, for an image of a
+    /// process without libckpt; none: libckpt's trampolines in the restored memory.
+    pub resume_page: Option<ResumePage>,
     pub image: Option<Image<'static>>,
     /// Every descriptor myrestart keeps open is at or above this number.
     pub fd_base: i32,
@@ -267,6 +280,28 @@ pub struct Plan {
 
 pub const SPECIAL_KINDS: [RegionKind; 3] = [RegionKind::Vvar, RegionKind::VvarVclock, RegionKind::Vdso];
 
+impl Plan {
+    /// The one rule for how a region's stored bytes come back, for a region restored from the
+    /// image (not from a file it was mapped from): whether it is mapped from the image file,
+    /// copy-on-write (*mapped* restore: pages read when first touched), rather than made
+    /// anonymous and read now (*eager*). Eager is for everything with `--eager` or an image
+    /// read from a private copy (`--trust-image`), and always for a stack (`MAP_GROWSDOWN`, so
+    /// that it can still grow), shared memory and compressed data; and for private anonymous
+    /// memory when the program's `madvise` calls must keep the kernel's meaning
+    /// ([`ProcessState::needs_plain_anonymous_memory`]): `MADV_DONTNEED` on a private mapping
+    /// of the image would give back the image's bytes, where the program expects zeros, and
+    /// no libckpt sees a call made past libc (the Go runtime's) to make up for it.
+    pub fn maps_from_image(&self, rec: &RegionRecord) -> bool {
+        let anonymous = !rec.is_file() && !rec.is_shared();
+        let eager = self.eager
+            || rec.kind == RegionKind::Stack
+            || rec.is_shared()
+            || rec.compressed()
+            || (anonymous && self.state.needs_plain_anonymous_memory());
+        rec.has_data() && !eager
+    }
+}
+
 struct PlanCell(UnsafeCell<Plan>);
 // SAFETY: myrestart is single-threaded and signals are blocked for its whole run; the one
 // reference to the plan comes from `take`.
@@ -293,6 +328,7 @@ static PLAN: PlanCell = PlanCell(UnsafeCell::new(Plan {
     stack_top: 0,
     park: 0,
     staging: 0,
+    resume_page: None,
     image: None,
     fd_base: 3,
     fds: Table::EMPTY,

@@ -2,7 +2,8 @@
 //! stack. It follows the plan without deciding anything:
 //!
 //! 0. cut back the logs the plan chose (what the program printed after the checkpoint);
-//! 1. unmap everything except the block and the kernel's vdso/vvar mappings;
+//! 1. unmap everything except the block, the resume page if any, and the kernel's vdso/vvar
+//!    mappings;
 //! 2. move vdso/vvar to the addresses the image recorded (via a parking spot in the block, so
 //!    that old and new places may overlap);
 //! 3. map every region at its address and read its bytes from the image;
@@ -10,7 +11,8 @@
 //!    dispositions, umask, cwd, name, open files and epoll registrations (in a tree, then the
 //!    last barrier), resource limits, interval timers;
 //! 5. create the other threads, then the POSIX timers, and send the pending signals again;
-//! 6. jump to libckpt's `ckpt_resume` in the restored memory, which unmaps the block and
+//! 6. jump to libckpt's `ckpt_resume` in the restored memory (for a process that had no
+//!    libckpt: to myrestart's resume page, `resume_page.rs`), which unmaps the block and
 //!    resumes the program with `rt_sigreturn`.
 //!
 //! # Restrictions
@@ -138,11 +140,13 @@ fn send_pending_signals(p: &Plan, image: &Image) {
     crate::pending::to_thread(image, pid, p.thread.tid, tid, p.thread.sigpending);
 }
 
-/// Creates every other thread, each straight into libckpt's `ckpt_thread_resume` with its TLS
-/// base, TID address and (in the process's own PID namespace) its TID set by `clone3`; there it
-/// restores the rest of its state and waits for the leader's go (see `resume.rs` in libckpt).
+/// Creates every other thread, each straight into libckpt's `ckpt_thread_resume` (or the
+/// resume page's code for other threads) with its TLS base, TID address and (in the process's
+/// own PID namespace) its TID set by `clone3`; there it restores the rest of its state and
+/// waits for the leader's go (see `resume.rs` in libckpt).
 fn create_threads(p: &Plan, image: &Image, tids: &mut [u32]) {
     use linux_raw_sys::general as k;
+    let entry = p.resume_page.map_or(p.state.thread_trampoline, |r| r.thread as u64);
     for (i, t) in p.others[..p.nothers].iter().enumerate() {
         let want = [t.tid as i32];
         // SAFETY: clone_args is plain data; zero is a valid value of every field.
@@ -166,9 +170,10 @@ fn create_threads(p: &Plan, image: &Image, tids: &mut [u32]) {
         let (rseq_addr, rseq_len, rseq_sig) = if t.flags & FLAG_RSEQ != 0 { (t.rseq_addr, t.rseq_len as u64, t.rseq_sig as u64) } else { (0, 0, 0) };
         let ret: isize;
         // SAFETY: clone3 with CLONE_VM: the child shares this address space and leaves this
-        // code at once (`jmp r12`) for the thread trampoline in the restored libckpt, touching
-        // no stack; the trampoline takes exactly these registers. `args` and `tids` outlive the
-        // call (the kernel reads them before it returns in either thread).
+        // code at once (`jmp r12`) for the thread trampoline in the restored libckpt (or the
+        // resume page), touching no stack; the trampoline takes exactly these registers.
+        // `args` and `tids` outlive the call (the kernel reads them before it returns in
+        // either thread).
         unsafe {
             core::arch::asm!(
                 "syscall",
@@ -179,7 +184,7 @@ fn create_threads(p: &Plan, image: &Image, tids: &mut [u32]) {
                 inlateout("rax") sys::nr::CLONE3 as isize => ret,
                 in("rdi") &args as *const k::clone_args as usize,
                 in("rsi") core::mem::size_of::<k::clone_args>(),
-                in("r12") p.state.thread_trampoline,
+                in("r12") entry,
                 in("r13") t.sigframe,
                 in("r14") t.robust_list,
                 in("r15") t.robust_len,
@@ -214,9 +219,13 @@ fn name_thread(tid: u32, comm: &[u8; 16]) {
 }
 
 fn unmap_all_but_block(p: &Plan) {
-    let mut keep = [(0usize, 0usize); 4];
+    let mut keep = [(0usize, 0usize); 5];
     keep[0] = (p.block, p.block + p.block_len);
     let mut n = 1;
+    if let Some(r) = p.resume_page {
+        keep[n] = (r.at, r.at + r.len);
+        n += 1;
+    }
     for s in p.specials.iter().filter(|s| s.present) {
         keep[n] = (s.own_start, s.own_start + s.len);
         n += 1;
@@ -296,7 +305,7 @@ fn map_regions(p: &Plan, image: &Image) {
         if rec.prot == 0 {
             flags |= MapFlags::NORESERVE;
         }
-        if rec.has_data() && !rec.compressed() && !p.eager && rec.kind != RegionKind::Stack && !rec.is_shared() {
+        if p.maps_from_image(&rec) {
             // Mapped restore: the image file itself backs the region, copy-on-write; pages are
             // read when first touched, and holes (zero pages) cost nothing until then.
             let img = p.image_fd.as_fd();
@@ -566,13 +575,15 @@ fn restore_limits_and_timers(st: &ProcessState) {
     }
 }
 
-/// Jumps to libckpt's trampoline in the restored process.
+/// Jumps to libckpt's trampoline in the restored process, or to the resume page.
 fn resume(p: &Plan) -> ! {
-    let (tramp, block, len, frame) = (p.state.resume_trampoline, p.block, page_up(p.block_len), p.thread.sigframe);
+    let tramp = p.resume_page.map_or(p.state.resume_trampoline, |r| r.leader as u64);
+    let (block, len, frame) = (p.block, page_up(p.block_len), p.thread.sigframe);
     let stop = p.stopped as usize;
     let others = p.nothers;
-    // SAFETY: the trampoline is restored code that takes exactly these registers, unmaps this
-    // block (which we never touch again) and calls rt_sigreturn on the saved frame.
+    // SAFETY: the trampoline is restored code (or the resume page's, made before the point of
+    // no return and kept) that takes exactly these registers, unmaps this block (which we
+    // never touch again) and calls rt_sigreturn on the saved frame.
     unsafe {
         core::arch::asm!(
             "jmp {t}",

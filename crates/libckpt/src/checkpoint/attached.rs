@@ -37,6 +37,8 @@ pub struct Attach<'a> {
     /// The FPU geometry of the frames made here (from the CPU).
     pub geo: Geometry,
     pub frames: Frames,
+    /// The frames region's address (`FramesRegion::region`).
+    pub region: usize,
     /// What `ckpt` mapped into the process, and the report page: left out of the image.
     pub leave_out: &'a [Range<usize>],
     /// A Go program: it drops memory with `madvise` of its own (`FLAG_RAW_MADVISE`).
@@ -48,8 +50,12 @@ pub struct Attach<'a> {
 /// before, keeps its own copy).
 pub struct FramesRegion {
     pub frames: Frames,
+    /// The whole region: the slots, then its marker page.
+    pub region: usize,
     len: usize,
 }
+
+const PAGE: usize = 4096;
 
 impl FramesRegion {
     pub fn map(geo: &Geometry) -> Result<FramesRegion, Failure> {
@@ -60,14 +66,45 @@ impl FramesRegion {
         // the region stays in the restored process (and, on a kernel that names no anonymous
         // memory, in its later images too).
         let slots = (2 * count_threads() + 64).min(ckpt_image::limits::MAX_THREADS);
-        let len = slot * slots;
+        // The last page says what the region is (`ckpt_image::region::FRAMES_MAGIC`): above
+        // every frame, since the writer stores what lies below the leader's frame, in the
+        // region that holds it, as zeros (as it does the handler's stack below its frame).
+        let slots_len = (slot * slots + PAGE - 1) & !(PAGE - 1);
+        let len = slots_len + PAGE;
         // SAFETY: a new private anonymous mapping, placed by the kernel where nothing is.
         let base = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
             .map_err(|e| Failure::new("mapping the frames region", e))? as usize;
         // Without a name (a kernel without anonymous VMA names) the region is still saved and
         // restored; a later checkpoint of the restored process then keeps the stale frames too.
         let _ = ckpt_sigsafe::sys::name_anonymous(base, len, ckpt_image::region::FRAMES_NAME);
-        Ok(FramesRegion { frames: Frames { base: base as u64, slot, slots, syscall: syscall_instruction() }, len })
+        let marker = [ckpt_image::region::FRAMES_MAGIC, base as u64, len as u64];
+        // SAFETY: the region was just mapped writable, and its last page is past the slots.
+        unsafe { ((base + slots_len) as *mut [u64; 3]).write(marker) };
+        Ok(FramesRegion { frames: Frames { base: base as u64, slot, slots, syscall: syscall_instruction() }, region: base, len })
+    }
+
+    /// Whether `e` is an earlier frames region (an earlier restart's), the region `current`
+    /// aside: named so, or, where the kernel names no anonymous memory, private anonymous memory
+    /// whose last page begins with the marker `map` writes, naming this very range.
+    pub fn is_earlier(e: &ckpt_sigsafe::maps::MapsEntry, current: usize) -> bool {
+        if e.start == current {
+            return false;
+        }
+        if e.name == ckpt_image::region::FRAMES_MAPS_NAME {
+            return true;
+        }
+        if !e.name.is_empty() || e.shared || e.inode != 0 || e.prot & 3 != 3 {
+            return false;
+        }
+        if e.end - e.start < 2 * PAGE || !in_memory(e.end - PAGE) {
+            return false;
+        }
+        let mut head = [0u8; 24];
+        if ckpt_sigsafe::sys::copy_own_memory(e.end - PAGE, head.len(), &mut head) != head.len() {
+            return false;
+        }
+        let word = |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        word(0) == ckpt_image::region::FRAMES_MAGIC && word(1) == e.start as u64 && word(2) == (e.end - e.start) as u64
     }
 }
 
@@ -75,8 +112,18 @@ impl Drop for FramesRegion {
     fn drop(&mut self) {
         // SAFETY: the region mapped by `map`; the frames in it are read by nothing in this
         // process any more (the writer and the capturing children have their own copies).
-        let _ = unsafe { rustix::mm::munmap(self.frames.base as usize as *mut core::ffi::c_void, self.len) };
+        let _ = unsafe { rustix::mm::munmap(self.region as *mut core::ffi::c_void, self.len) };
     }
+}
+
+/// Whether the page at `addr` is in memory or swapped out (the pagemap says so): reading it
+/// then neither makes a page of zeros nor waits for a userfaultfd the program may have
+/// registered there, whose handler is stopped with the rest of the program.
+fn in_memory(addr: usize) -> bool {
+    use super::pages::{PM_PRESENT, PM_SWAPPED};
+    let Ok(pm) = rustix::fs::open(c"/proc/self/pagemap", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) else { return false };
+    let mut entry = [0u8; 8];
+    ckpt_sigsafe::sys::pread_full(pm.as_raw_fd(), &mut entry, (addr / PAGE * 8) as u64) == Ok(8) && u64::from_ne_bytes(entry) & (PM_PRESENT | PM_SWAPPED) != 0
 }
 
 /// How many threads the process has now.

@@ -21,7 +21,7 @@
 // unsafe: the report page, a mapping shared with the `ckpt` command.
 #[allow(unsafe_code)]
 pub mod report;
-// unsafe: maps the frames region, and reads the block `ckpt` wrote into the process.
+// unsafe: maps the frames region, and writes the leader's frame and the region's marker there.
 #[allow(unsafe_code)]
 pub mod attached;
 // unsafe: maps the image file to move a member's offsets.
@@ -180,10 +180,10 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
 
 /// The checkpoint of a process that does not run libckpt, on its leader thread, from the block
 /// `ckpt` wrote (`crate::attached`, whose caller set the configuration). Returns the forked
-/// writer's PID (0: the image is written already) and the report page's descriptor, or why it
-/// failed, also said in the report page. Nothing is said on the program's stderr but what a
-/// step says on its own (a thread that would not stop, a file that is not saved).
-pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs) -> Result<(u32, i32), Line> {
+/// writer's PID (0: the image is written already) and the report page's descriptor, or `None`
+/// with why it failed in `why`, also said in the report page. Nothing is said on the program's
+/// stderr but what a step says on its own (a thread that would not stop, a file not saved).
+pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Line) -> Option<(u32, i32)> {
     let n = report::begin();
     let taken = (|| {
         let geo = tracee::Geometry::from_cpu();
@@ -197,27 +197,26 @@ pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs) -> Result<(u
             *l = e[0] as usize..e[1] as usize;
         }
         leave_out[nexcluded] = report::page_range();
-        let attach = attached::Attach { own, geo, frames: region.frames, leave_out: &leave_out[..nexcluded + 1], raw_madvise: attached::is_go() };
+        let attach = attached::Attach { own, geo, frames: region.frames, region: region.region, leave_out: &leave_out[..nexcluded + 1], raw_madvise: attached::is_go() };
         // The last checkpoint (`ckpt checkpoint --kill`): written with the threads held, which
         // stay held if it was, until `ckpt` kills the process.
         let last = (args.flags & ckpt_sigsafe::attach::FLAG_LAST != 0).then_some(Last { stop_if_unsaved: false, kept: false });
         take(uc, None, last, n, Some(&attach))
     })();
     let outcome = match taken {
-        Ok(Taken::ByWriter(pid)) => Ok((pid, report::own_fd())),
+        Ok(Taken::ByWriter(pid)) => Some((pid, report::own_fd())),
         Ok(_) => {
             let last = args.flags & ckpt_sigsafe::attach::FLAG_LAST != 0;
             report::end(n, if last { report::Outcome::LastWritten } else { report::Outcome::Written }, b"");
-            Ok((0, report::own_fd()))
+            Some((0, report::own_fd()))
         }
         Err(f) => {
-            let mut why = Line::new();
-            f.reason(&mut why);
+            f.reason(why);
             if why.as_bytes().is_empty() {
                 why.bytes(b"see the program's stderr");
             }
             report::end(n, report::Outcome::Failed, why.as_bytes());
-            Err(why)
+            None
         }
     };
     report::unmap_page();
@@ -281,7 +280,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     scratch.grow(copies)?;
     let exclude = scratch.range();
     let mut parts = scratch.parts();
-    let leave_out = attach.map(|a| write::LeaveOut { ranges: a.leave_out, frames: a.frames.base as usize });
+    let leave_out = attach.map(|a| write::LeaveOut { ranges: a.leave_out, frames: a.region, earlier_frames: attached::FramesRegion::is_earlier });
     write::read_layout(&mut parts, leave_out.as_ref())?;
     if forked_writer {
         write::copy_for_writer(&mut parts, &exclude)?;

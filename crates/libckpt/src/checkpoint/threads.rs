@@ -10,6 +10,9 @@
 //! all go. A thread that blocks the stop signal (glibc's timer helper, a thread that blocked
 //! every signal with a system call of its own) is not sent it: `seize` stops it with ptrace and
 //! writes its frame on its stack, and the coordinator records it from there, like the others.
+//! In a process checkpointed by attaching to it (`attached`), which has no handler of ours for
+//! the signal, every other thread goes that way ([`How::Seize`]), its frame into the frames
+//! region.
 //! A thread that does not stop in time otherwise makes the checkpoint fail with one line naming
 //! it, and the others go on.
 //!
@@ -162,7 +165,7 @@ pub fn stop_others(own: ThreadState, room: Room, how: How) -> Result<Stopped, Fa
     // another. Those that block the stop signal are stopped before the next pass.
     loop {
         let new = signal_new(me, tids, &mut signalled, &mut stopped.seizer, seized, seize_all)?;
-        stopped.seizer.run_batch(seized, seize_buf, &geo).map_err(not_captured)?;
+        stopped.seizer.run_batch(seized, seize_buf, &geo).map_err(|n| not_captured(n, seize_all))?;
         if new == 0 {
             break;
         }
@@ -246,7 +249,7 @@ fn wait_arrivals(tids: &[u32], seizer: &mut Seizer, seized: &mut [Seized], buf: 
                         seizer.add(seized, t)?;
                     }
                 }
-                seizer.run_batch(seized, buf, geo).map_err(not_captured)?;
+                seizer.run_batch(seized, buf, geo).map_err(|n| not_captured(n, false))?;
                 continue;
             }
             let laggard = tids.iter().copied().find(|&t| missing(t, seizer, seized)).unwrap_or(0);
@@ -263,18 +266,20 @@ fn wait_arrivals(tids: &[u32], seizer: &mut Seizer, seized: &mut [Seized], buf: 
     }
 }
 
-/// Says which thread that blocks the stop signal could not be stopped with ptrace, and why.
-fn not_captured(n: NotCaptured) -> Failure {
+/// Says which thread (one that blocks the stop signal, or any in an attached process: `all`)
+/// could not be stopped with ptrace, and why.
+fn not_captured(n: NotCaptured, all: bool) -> Failure {
     let mut name = [0u8; 16];
     thread_comm(n.tid, &mut name);
     let mut why = ckpt_sigsafe::out::Line::new();
     n.failure.reason(&mut why);
-    ckpt_sigsafe::say!(
-        "ckpt: thread {} ({}) blocks signal {STOP_SIGNAL} and could not be stopped with ptrace instead: {}",
-        n.tid,
-        ckpt_sigsafe::out::Lossy(name.split(|&c| c == 0).next().unwrap_or(&[])),
-        ckpt_sigsafe::out::Lossy(why.as_bytes())
-    );
+    let name = ckpt_sigsafe::out::Lossy(name.split(|&c| c == 0).next().unwrap_or(&[]));
+    let why = ckpt_sigsafe::out::Lossy(why.as_bytes());
+    if all {
+        ckpt_sigsafe::say!("ckpt: thread {} ({name}) could not be stopped with ptrace: {why}", n.tid);
+    } else {
+        ckpt_sigsafe::say!("ckpt: thread {} ({name}) blocks signal {STOP_SIGNAL} and could not be stopped with ptrace instead: {why}", n.tid);
+    }
     Failure::plain("a thread did not stop")
 }
 

@@ -6,11 +6,13 @@
 //! that frame with `rt_sigreturn`.
 //!
 //! A process checkpointed by attaching to it (`crate::attached`) has its frames put elsewhere:
-//! into a region of their own (`[anon:ckpt-frames]`, [`Place::Below`]), since a thread's stack
+//! into a region of their own (`[anon:ckpt-frames]`, [`Place::Region`]), since a thread's stack
 //! may be too small for one (a Go goroutine's starts at 2 KiB). Its leader's frame is made
 //! here too ([`frame_of`]), from the registers `ckpt` read with ptrace. Without a frame of the
 //! kernel's to copy the FPU area's description from, it comes from the CPU
-//! ([`Geometry::from_cpu`]).
+//! ([`Geometry::from_cpu`]). There no frame of the kernel's holds a thread's alternate signal
+//! stack either, which a Go thread cannot do without: each thread is made to read its own
+//! with one system call from its ptrace stop ([`altstack`]), and its frame holds it.
 //!
 //! A thread stopped inside a system call is recorded as the kernel would go on with it, since
 //! `rt_sigreturn` never restarts anything: a call that would be restarted (`-ERESTARTSYS`,
@@ -423,14 +425,15 @@ mod kernel_frame {
         // to this thread alone.
         unsafe {
             let mut sa: libc::sigaction = core::mem::zeroed();
-            sa.sa_sigaction = handler as usize;
+            sa.sa_sigaction = handler as *const () as usize;
             sa.sa_flags = libc::SA_SIGINFO;
             assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, core::ptr::null_mut()), 0);
             assert_eq!(libc::pthread_kill(libc::pthread_self(), libc::SIGUSR1), 0);
         }
         assert!(GOT.load(Ordering::SeqCst));
         // SAFETY: the handler has run and written SEEN; nothing writes it any more.
-        let kernel = Geometry::of(unsafe { &*(&raw const SEEN) });
+        let seen = unsafe { (&raw const SEEN).read() };
+        let kernel = Geometry::of(&seen);
         let cpu = Geometry::from_cpu();
         assert_eq!((cpu.xsave, cpu.fpu_len), (kernel.xsave, kernel.fpu_len));
         assert_eq!(cpu.sw_bytes, kernel.sw_bytes);

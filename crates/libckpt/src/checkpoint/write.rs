@@ -35,9 +35,13 @@ const CORE: &[u8] = b"CORE";
 const LINUX: &[u8] = b"LINUX";
 
 /// The regions of `/proc/self/maps`, with the scratch range and a tree checkpoint's control
-/// block cut out.
+/// block cut out, and myrestart's resume page: a process restarted from an image of a process
+/// that had no libckpt keeps the pages myrestart resumed it through (named `ckpt-resume`:
+/// [`region::is_resume_page`]). They are the restarter's, not the program's: the next restart
+/// makes its own, somewhere the image leaves free, so an image that held them would only hold a
+/// stale copy, which would come back as memory the program never had.
 fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = MapsEntry<'a>> + 'a {
-    maps::entries(maps).filter(|e| e.name != super::tree::CONTROL_NAME).flat_map(move |e| {
+    maps::entries(maps).filter(|e| e.name != super::tree::CONTROL_NAME && !region::is_resume_page(e.name)).flat_map(move |e| {
         let before = (e.start < exclude.start).then(|| MapsEntry { end: e.end.min(exclude.start), ..e });
         let after = (e.end > exclude.end).then(|| {
             let start = e.start.max(exclude.end);
@@ -149,11 +153,13 @@ pub const MAX_LEFT_OUT: usize = 16;
 /// What the layout of an attached checkpoint (a process without libckpt, `crate::attached`)
 /// leaves out: the ranges `ckpt` mapped into the process for the checkpoint (libckpt's code,
 /// its stack, the arguments) and libckpt's report page, which are gone once it is over, and
-/// the frames region of an earlier restart, whose threads have long left it; not the frames
-/// region of this checkpoint (at `frames`), which the restored threads resume through.
+/// the frames region of an earlier restart, whose threads have long left it (as
+/// `earlier_frames` tells); not the frames region of this checkpoint (at `frames`), which the
+/// restored threads resume through.
 pub struct LeaveOut<'a> {
     pub ranges: &'a [Range<usize>],
     pub frames: usize,
+    pub earlier_frames: fn(&MapsEntry, usize) -> bool,
 }
 
 impl LeaveOut<'_> {
@@ -168,7 +174,7 @@ impl LeaveOut<'_> {
         sorted.sort_unstable_by_key(|r| r.start);
         let mut len = 0;
         for e in maps::entries(maps) {
-            if e.name == ckpt_image::region::FRAMES_MAPS_NAME && e.start != self.frames {
+            if (self.earlier_frames)(&e, self.frames) {
                 continue;
             }
             let mut rest = Some(e);
@@ -1149,7 +1155,7 @@ mod tests {
 c000-f000 rw-p 00000000 00:00 0 
 ";
         let ranges = [0x3000..0x4000, 0xd000..0x10000, 0x6000..0x7000, 0x1800..0x2000];
-        let leave = LeaveOut { ranges: &ranges, frames: 0x9000 };
+        let leave = LeaveOut { ranges: &ranges, frames: 0x9000, earlier_frames: |e, current| e.name == b"[anon:ckpt-frames]" && e.start != current };
         let mut out = [0u8; 4096];
         let n = leave.apply(maps, &mut out).unwrap();
         let kept: std::vec::Vec<(usize, usize, u64, &[u8])> = maps::entries(&out[..n]).map(|e| (e.start, e.end, e.offset, e.name)).collect();
@@ -1181,5 +1187,18 @@ c000-f000 rw-p 00000000 00:00 0
         // A whole region, and nothing at all.
         assert_eq!(cut(0xa000..0xb000), [(0x1000, 0x5000, 0), (0x5000, 0x9000, 0x1000)]);
         assert_eq!(cut(0..0).len(), 3);
+    }
+
+    #[test]
+    fn an_earlier_restarts_resume_page_is_left_out() {
+        let maps = b"1000-5000 rw-p 00000000 00:00 0 [heap]\n\
+                     7000-8000 r-xp 00000000 00:00 0 [anon:ckpt-resume]\n\
+                     8000-9000 rw-p 00000000 00:00 0 [anon:ckpt-resume]\n\
+                     a000-b000 rw-p 00000000 00:00 0 [anon:other]\n\
+                     c000-d000 r-xp 00000000 00:01 77 /memfd:ckpt-resume (deleted)\n\
+                     d000-e000 rw-p 00001000 00:01 77 /memfd:ckpt-resume (deleted)\n\
+                     e000-f000 rw-p 00000000 00:01 78 /memfd:ckpt-resumed (deleted)\n";
+        let kept: std::vec::Vec<(usize, usize)> = regions(maps, &(0..0)).map(|r| (r.start, r.end)).collect();
+        assert_eq!(kept, [(0x1000, 0x5000), (0xa000, 0xb000), (0xe000, 0xf000)]);
     }
 }
