@@ -45,9 +45,9 @@ pub struct Attach<'a> {
     pub raw_madvise: bool,
 }
 
-/// The frames region: one slot per thread the image can hold, each room for a frame. Its pages
-/// cost nothing until a frame is written there. Unmapped when dropped (the writer, forked
-/// before, keeps its own copy).
+/// The frames region: a slot for each thread the process may have while it is stopped, each
+/// room for a frame, then a page with a marker. Its pages cost nothing until a frame is written
+/// there. Unmapped when dropped (the writer, forked before, keeps its own copy).
 pub struct FramesRegion {
     pub frames: Frames,
     /// The whole region: the slots, then its marker page.
@@ -55,7 +55,7 @@ pub struct FramesRegion {
     len: usize,
 }
 
-const PAGE: usize = 4096;
+use super::pages::PAGE;
 
 impl FramesRegion {
     pub fn map(geo: &Geometry) -> Result<FramesRegion, Failure> {
@@ -74,8 +74,8 @@ impl FramesRegion {
         // SAFETY: a new private anonymous mapping, placed by the kernel where nothing is.
         let base = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
             .map_err(|e| Failure::new("mapping the frames region", e))? as usize;
-        // Without a name (a kernel without anonymous VMA names) the region is still saved and
-        // restored; a later checkpoint of the restored process then keeps the stale frames too.
+        // Without a name (a kernel without anonymous VMA names) a later checkpoint knows the
+        // region by its marker instead.
         let _ = ckpt_sigsafe::sys::name_anonymous(base, len, ckpt_image::region::FRAMES_NAME);
         let marker = [ckpt_image::region::FRAMES_MAGIC, base as u64, len as u64];
         // SAFETY: the region was just mapped writable, and its last page is past the slots.
