@@ -245,8 +245,10 @@ fn interval_reaches_the_program_through_exec_wrappers_but_not_its_children() {
     }
 }
 
+/// `ckpt run` refuses a static program; `ckpt checkpoint` of a process without libckpt sends
+/// it no signal (which would kill it) but attaches to it (tests/tests/attach.rs has the rest).
 #[test]
-fn refuses_static_programs_and_processes_without_the_library() {
+fn refuses_static_programs_and_attaches_to_processes_without_the_library() {
     let wd = Workdir::new("cli-refuse");
     let src = wd.path.join("static.c");
     std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
@@ -257,10 +259,11 @@ fn refuses_static_programs_and_processes_without_the_library() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("statically linked"), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-    let out = ckpt_cmd(&["checkpoint", &sleeper.id().to_string()]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not running under libckpt.so"));
-    assert!(sleeper.try_wait().unwrap().is_none(), "the process was signalled anyway");
+    let image = wd.path.join("sleeper");
+    let out = ckpt_cmd(&["checkpoint", &sleeper.id().to_string(), "--wait", "--image", image.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(image.exists());
+    assert!(sleeper.try_wait().unwrap().is_none(), "the process was signalled");
     sleeper.kill().unwrap();
     let _ = sleeper.wait();
 

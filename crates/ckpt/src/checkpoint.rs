@@ -1,6 +1,7 @@
-//! `ckpt checkpoint PID`: sends the checkpoint signal, after making sure the process handles
-//! it (a process without libckpt would be killed by it), and with `--wait` follows the image
-//! until it is in place.
+//! `ckpt checkpoint PID`: sends the checkpoint signal to a process that runs libckpt, after
+//! making sure the process handles it; a process without libckpt is checkpointed from outside
+//! instead (`attach`: ckpt loads libckpt's checkpoint code into it for the duration). With
+//! `--wait` it follows the image until it is in place.
 
 use crate::imagefile::identity;
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
@@ -30,6 +31,28 @@ pub struct CheckpointArgs {
     /// Give up waiting after SECS seconds (fractions allowed).
     #[arg(long, value_name = "SECS", default_value_t = 600.0, value_parser = seconds)]
     timeout: f64,
+    /// For a process started without ckpt: authenticate the image with the key in FILE
+    /// (default: CKPT_KEY in ckpt's environment). A process under libckpt uses its own.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// For a process started without ckpt: keep N older images, IMAGE.1 ... IMAGE.N.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=99))]
+    keep: u32,
+    /// For a process started without ckpt: compress the memory in the image (lz4).
+    #[arg(long)]
+    compress: bool,
+    /// For a process started without ckpt: copy the program's and libraries' pages into the
+    /// image too, so that it restarts without those files.
+    #[arg(long)]
+    self_contained: bool,
+}
+
+impl CheckpointArgs {
+    /// The options that only a process started without ckpt takes (one under libckpt uses the
+    /// settings it started with), by name, if any was given.
+    fn attach_only(&self) -> Option<&'static str> {
+        [(self.key.is_some(), "--key"), (self.keep != 0, "--keep"), (self.compress, "--compress"), (self.self_contained, "--self-contained")].into_iter().find(|o| o.0).map(|o| o.1)
+    }
 }
 
 /// A positive number of seconds, whole or not.
@@ -94,7 +117,15 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     // `ckpt restart`'s PID is myrestart's: the program it restored is below it.
     let asked = a.pid;
     let pid = crate::report::program_behind(asked);
-    check_runs_libckpt(asked, pid)?;
+    // The tests' probe of the attach machinery (see libckpt's probe.rs), in place of the
+    // checkpoint entry.
+    let probe = std::env::var_os("CKPT_ATTACH_PROBE").is_some_and(|v| v == "1");
+    if probe || !runs_libckpt(asked, pid)? {
+        return attached(asked, pid, a, probe);
+    }
+    if let Some(option) = a.attach_only() {
+        return Err((EXIT_REFUSED, format!("process {asked} runs under libckpt, which takes its images with the settings it started with: {option} is for a process started without ckpt (`ckpt run` takes it)")));
+    }
     let env = environ(pid);
     let signal = checkpoint_signal_of(asked, pid, &env)?;
     let image = image_of(asked, pid, a.image, &env)?;
@@ -147,9 +178,9 @@ fn permission_denied(asked: u32, pid: u32) -> String {
     }
 }
 
-/// Refuses a process that is not running under libckpt.so, or that took the checkpoint
-/// signal for a handler of its own: the signal would kill or harm it.
-fn check_runs_libckpt(asked: u32, pid: u32) -> Result<(), (u8, String)> {
+/// Whether the process runs under libckpt.so (else it is checkpointed from outside); refuses
+/// one that took the checkpoint signal for a handler of its own: the signal would harm it.
+fn runs_libckpt(asked: u32, pid: u32) -> Result<bool, (u8, String)> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound => format!("no process {asked}"),
@@ -159,12 +190,78 @@ fn check_runs_libckpt(asked: u32, pid: u32) -> Result<(), (u8, String)> {
         (EXIT_REFUSED, why)
     })?;
     if !maps.lines().any(|l| l.ends_with("/libckpt.so")) {
-        return Err((EXIT_REFUSED, format!("process {asked} is not running under libckpt.so; the checkpoint signal would kill it, so none was sent")));
+        return Ok(false);
     }
     if maps.lines().any(|l| l.contains("/memfd:ckpt-signal-taken")) {
         return Err((EXIT_REFUSED, format!("process {asked} installed its own handler for the checkpoint signal, so checkpoints are disabled and the signal could harm it; none was sent (start it with `ckpt run --signal` to use another)")));
     }
-    Ok(())
+    Ok(true)
+}
+
+/// The checkpoint of a process without libckpt: ckpt attaches to it, runs libckpt's attached
+/// checkpoint entry in it, lets it go, and (with `--wait`, `--kill`) follows the writer the
+/// entry started as for a preloaded process.
+fn attached(asked: u32, pid: u32, a: CheckpointArgs, probe: bool) -> Outcome {
+    use ckpt_sigsafe::attach as abi;
+    let image = match a.image {
+        Some(p) => std::path::absolute(&p).unwrap_or(p),
+        // As a preloaded process's default: myckpt where it runs.
+        None => std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default().join("myckpt"),
+    };
+    let key = crate::key::configured(a.key.as_deref()).map(|k| std::path::absolute(&k).unwrap_or(k));
+    if let Some(k) = &key {
+        crate::key::read(k)?;
+    }
+    let req = crate::attach::Request {
+        entry: if probe { "ckpt_attach_probe".into() } else { abi::ENTRY.to_string_lossy().into_owned() },
+        image: image.clone(),
+        key,
+        keep: a.keep,
+        flags: [(a.kill, abi::FLAG_LAST), (a.compress, abi::FLAG_COMPRESS), (a.self_contained, abi::FLAG_SELF_CONTAINED)].into_iter().filter(|f| f.0).fold(0, |all, f| all | f.1),
+        timeout: Duration::from_secs_f64(a.timeout),
+        kill: a.kill,
+    };
+    let before = identity(&image);
+    let started = Instant::now();
+    let done = crate::attach::run(asked, pid, &req)?;
+    let r = &done.results;
+    let pause_ms = done.pause.as_secs_f64() * 1000.0;
+    if probe {
+        println!("probe: returned {}, status {:#x}, message: {}; process stopped {pause_ms:.3} ms", done.returned, r.status, r.message);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if std::env::var_os("CKPT_ATTACH_TIMES").is_some() {
+        eprintln!("ckpt: process {asked} was stopped for {pause_ms:.3} ms (its writer: process {})", r.writer_pid);
+    }
+    let shown = crate::shown(&image);
+    if r.status != 0 {
+        let why = if r.message.is_empty() { format!("status {}", r.status) } else { r.message.clone() };
+        return Err((
+            EXIT_FAILED,
+            if a.kill {
+                format!("the last checkpoint of process {asked} failed: {why}; no image of this run of it exists, so it was not ended: it goes on running")
+            } else {
+                format!("the checkpoint of process {asked} failed: {why}; it goes on, and nothing at {shown} changed")
+            },
+        ));
+    }
+    if done.killed {
+        wait_gone(pid, started + Duration::from_secs_f64(a.timeout));
+        return print_written(&image, started);
+    }
+    if !a.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut page = match done.report {
+        Some(f) => crate::report::Page::opened(pid, f),
+        None => crate::report::Page::none(pid),
+    };
+    // The page counts this process's checkpoints: ours is the last one begun.
+    let base = page.read().map_or(0, |s| s.started.wrapping_sub(1));
+    let own = own_image(&image, pid);
+    let before_own = identity(&own);
+    let request = Request { asked, pid, image, own, signal: 0, kill: false, timeout: a.timeout, started, before, before_own };
+    request.wait(page, base)
 }
 
 /// The value of `k` in the process's environment `env`.
@@ -316,6 +413,10 @@ impl Request {
     /// Delivers the checkpoint signal with ptrace to the process, or a process below it, that
     /// blocks it in every thread (see `unblock`), once each (`done`); says why when it cannot.
     fn deliver_blocked(&self, done: &mut Vec<u32>) -> Result<(), (u8, String)> {
+        // An attached process was sent no signal.
+        if self.signal == 0 {
+            return Ok(());
+        }
         crate::unblock::deliver_where_blocked(self.pid, self.asked, self.signal, done).map_err(|why| (EXIT_FAILED, why))
     }
 

@@ -4,6 +4,8 @@
 
 #![deny(unsafe_code)]
 
+// unsafe only in two of its modules, by name (ptrace requests, the stub's bytes).
+mod attach;
 mod checkpoint;
 mod copy;
 mod imagefile;
@@ -40,7 +42,7 @@ Exit status:
                      2 or 3 when a restart was refused or failed
   others             0 done, 1 tried and failed (a checkpoint not written, checksums that do not
                      verify; inspect: an image that cannot be restarted), 2 refused (bad
-                     arguments, a missing or foreign image, a process without libckpt; copy: an
+                     arguments, a missing or foreign image, a process ckpt may not attach to; copy: an
                      image that cannot be restarted)
 
 Environment of the program (ckpt run sets them from its options; read when the program starts):
@@ -69,7 +71,8 @@ struct Cli {
 enum Command {
     /// Run PROG with checkpointing enabled (libckpt.so preloaded); exits with PROG's status.
     Run(run::RunArgs),
-    /// Checkpoint a running process (one started by `ckpt run` or with libckpt.so preloaded).
+    /// Checkpoint a running process (one started by `ckpt run` or with libckpt.so preloaded, or
+    /// any other: ckpt attaches to it with ptrace).
     Checkpoint(checkpoint::CheckpointArgs),
     /// Restore the process saved in IMAGE; it continues where it was checkpointed.
     Restart {

@@ -15,6 +15,12 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The effective group ID.
+pub fn egid() -> u32 {
+    // SAFETY: getegid has no preconditions.
+    unsafe { libc::getegid() }
+}
+
 /// Whether this process may create and enter files in directory `dir` (`access(W_OK | X_OK)`).
 pub fn may_write_in(dir: &std::ffi::CStr) -> std::io::Result<()> {
     // SAFETY: access(2) with a NUL-terminated path that outlives the call.
@@ -62,6 +68,12 @@ impl SignalSet {
     pub fn block(&self) {
         // SAFETY: the set is ours; no old mask is asked for.
         unsafe { libc::sigprocmask(libc::SIG_BLOCK, &self.0, std::ptr::null_mut()) };
+    }
+
+    /// Lets these signals through again (those pending are taken now).
+    pub fn unblock(&self) {
+        // SAFETY: the set is ours; no old mask is asked for.
+        unsafe { libc::sigprocmask(libc::SIG_UNBLOCK, &self.0, std::ptr::null_mut()) };
     }
 
     /// Takes one of these (blocked) signals, waiting at most `timeout`; `None` when none came.

@@ -65,16 +65,32 @@ pub struct Page {
     pid: u32,
     owner: u32,
     file: Option<std::fs::File>,
+    /// The page was given, not found among the process's descriptors.
+    fixed: bool,
 }
 
 impl Page {
     pub fn of(pid: u32) -> Page {
-        let mut p = Page { pid, owner: own_pid(pid), file: None };
+        let mut p = Page { pid, owner: own_pid(pid), file: None, fixed: false };
         p.find();
         p
     }
 
+    /// The page behind `file`, which the process named (an attached checkpoint's: the
+    /// process no longer holds it, so it is never looked for again).
+    pub fn opened(pid: u32, file: std::fs::File) -> Page {
+        Page { pid, owner: own_pid(pid), file: Some(file), fixed: true }
+    }
+
+    /// No page: the checkpoint is followed by its image file.
+    pub fn none(pid: u32) -> Page {
+        Page { pid, owner: own_pid(pid), file: None, fixed: true }
+    }
+
     fn find(&mut self) {
+        if self.fixed {
+            return;
+        }
         let want = page_link();
         self.file = std::fs::read_dir(format!("/proc/{}/fd", self.pid))
             .ok()

@@ -120,6 +120,17 @@ pub fn write_ucontext(w: &mut Writer, regs: &[u64; ureg::COUNT], sigmask: u64, f
     w.u64(sigmask);
 }
 
+/// Sets the alternate signal stack (`uc_stack`: base, flags, size) of a `ucontext` written by
+/// [`write_ucontext`]: `rt_sigreturn` makes it the thread's again, as it does for a frame the
+/// kernel built (which records the thread's own).
+pub fn set_ucontext_altstack(uc: &mut [u8], sp: u64, flags: u32, size: u64) {
+    let mut w = Writer::new(&mut uc[16..40]);
+    w.u64(sp);
+    w.u32(flags);
+    w.u32(0);
+    w.u64(size);
+}
+
 /// The parts of a signal frame's `ucontext` that the image needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SigContext {

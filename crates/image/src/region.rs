@@ -208,3 +208,16 @@ impl RegionRecord {
         })
     }
 }
+
+/// The name (`PR_SET_VMA_ANON_NAME`) of the region an attached checkpoint puts every thread's
+/// signal frame in (a process checkpointed without libckpt: see libckpt's `attached.rs`). It is
+/// ordinary private anonymous memory in the image, and stays in the restored process, whose
+/// threads resume through the frames in it.
+pub const FRAMES_NAME: &core::ffi::CStr = c"ckpt-frames";
+/// How that region shows in `/proc/PID/maps`. One found by a later checkpoint (the frames of
+/// an earlier restart) is left out of its image.
+pub const FRAMES_MAPS_NAME: &[u8] = b"[anon:ckpt-frames]";
+/// The frames region's last page begins with this word, then the region's own address and its
+/// length (u64s), by which a later checkpoint knows an earlier restart's frames region where
+/// the kernel names no anonymous memory (the frames are in the pages before it).
+pub const FRAMES_MAGIC: u64 = u64::from_le_bytes(*b"ckptfrms");

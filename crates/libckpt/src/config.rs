@@ -34,6 +34,11 @@ pub struct Config {
     pub key_path_len: usize,
     /// `CKPT_KEY` named a file that could not be read: no image is written without its key.
     pub key_unreadable: bool,
+    /// The process does not run libckpt: `ckpt` mapped this copy of it there to take one
+    /// checkpoint (`crate::attached`), and set these settings from its arguments instead of
+    /// the constructor, which never ran. No signal, handler, interposed function or startup
+    /// state of libckpt's exists in the process.
+    pub attached: bool,
 }
 
 impl Config {
@@ -55,12 +60,48 @@ struct Slot(UnsafeCell<Config>);
 // any other thread can exist; read-only afterwards.
 unsafe impl Sync for Slot {}
 
-static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, self_contained: false, signal: 12, interval_ms: 0, keep: 0, incremental: 8, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false }));
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, self_contained: false, signal: 12, interval_ms: 0, keep: 0, incremental: 8, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false, attached: false }));
 
 /// The settings. Valid once [`crate::init`] has run.
 pub fn get() -> &'static Config {
     // SAFETY: see `Slot`: after the constructor nothing writes CONFIG.
     unsafe { &*CONFIG.0.get() }
+}
+
+/// The settings of an attached checkpoint (`crate::attached`), which takes the constructor's
+/// place: the image path and key file (without their NULs), how many older images to keep, and
+/// `ckpt_sigsafe::attach::FLAG_*`. Every image is full (the changes since an earlier one are
+/// tracked by libckpt only where it runs all along), and no signal is ckpt's. Returns `false`
+/// if a path is too long.
+///
+/// # Safety
+/// Call only before the checkpoint starts, in a process where no other code of this copy of
+/// libckpt runs (the attached entry, on the one thread that runs it).
+pub unsafe fn set_attached(image: &[u8], key: &[u8], keep: u32, flags: u32) -> bool {
+    use ckpt_sigsafe::attach::{FLAG_COMPRESS, FLAG_SELF_CONTAINED, FLAG_SYNC};
+    // SAFETY: as the caller promises, nothing else of libckpt reads or writes CONFIG now.
+    let cfg = unsafe { &mut *CONFIG.0.get() };
+    if image.is_empty() || image.len() >= PATH_MAX || key.len() >= PATH_MAX {
+        return false;
+    }
+    cfg.image[..image.len()].copy_from_slice(image);
+    cfg.image[image.len()] = 0;
+    cfg.image_len = image.len();
+    cfg.key_path[..key.len()].copy_from_slice(key);
+    cfg.key_path[key.len()] = 0;
+    cfg.key_path_len = key.len();
+    cfg.key_unreadable = false;
+    cfg.keep = keep;
+    cfg.sync = flags & FLAG_SYNC != 0;
+    cfg.compress = flags & FLAG_COMPRESS != 0;
+    cfg.self_contained = flags & FLAG_SELF_CONTAINED != 0;
+    cfg.incremental = 0;
+    cfg.interval_ms = 0;
+    cfg.signal = 0;
+    cfg.rseq_offset = 0;
+    cfg.rseq_size = 0;
+    cfg.attached = true;
+    true
 }
 
 /// Mutable access for the constructor only.

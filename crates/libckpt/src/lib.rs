@@ -5,6 +5,9 @@
 //! - [`checkpoint`] is everything the signal handler does. It is async-signal-safe: no
 //!   allocation, no locks, no libc, only raw system calls and memory it maps itself.
 //! - [`resume`] is the trampoline myrestart jumps to in the restored process.
+//! - [`attached`] is the entry `ckpt checkpoint PID` calls in a process that does not run
+//!   libckpt, after mapping a copy of this library there: the same checkpoint, without the
+//!   constructor or a signal handler.
 //! - [`stop`] is the internal signal that stops the other threads for a checkpoint, which the
 //!   handler sends and [`guard`] keeps the program from taking.
 //! - [`guard`] interposes `sigaction`/`signal` to notice a program taking the checkpoint
@@ -23,6 +26,9 @@
 #![cfg_attr(test, allow(dead_code))]
 #![deny(unsafe_code)]
 
+// unsafe: the exported entry `ckpt` calls with the address of the block it wrote.
+#[allow(unsafe_code)]
+mod attached;
 mod checkpoint;
 // unsafe: settings in a static written once by the constructor, read by the handler.
 #[allow(unsafe_code)]
@@ -55,6 +61,9 @@ mod ipcids;
 // unsafe: a static written once by the constructor, read by the writer.
 #[allow(unsafe_code)]
 mod origin;
+// unsafe: the attach probe, an exported function that writes into the block ckpt passes by address.
+#[allow(unsafe_code)]
+mod probe;
 // unsafe: the trampoline: assembly that the restored process jumps to.
 #[allow(unsafe_code)]
 mod resume;

@@ -31,3 +31,31 @@ pub fn xsave_layout() -> ckpt_image::frame::XsaveLayout {
     }
     layout
 }
+
+/// XSAVE components the kernel allocates only for a process that asks for them
+/// (`ARCH_REQ_XCOMP_PERM`): AMX tile data. A signal frame leaves them out unless the thread
+/// has them.
+const DYNAMIC_FEATURES: u64 = 1 << 18;
+
+/// The XSAVE features a signal frame of this process holds and the size of its XSAVE area
+/// (standard format: each component at the offset CPUID gives it), as the kernel describes
+/// them in the frame's software-reserved bytes; `None` without XSAVE (a frame then holds a
+/// plain 512-byte FXSAVE area). Computed from the CPU, for frames made without the kernel's
+/// help (a thread stopped with ptrace in a process whose own frame cannot be looked at).
+pub fn signal_xstate() -> Option<(u64, u32)> {
+    let features = xcr0() & !DYNAMIC_FEATURES;
+    if features == 0 {
+        return None;
+    }
+    // The legacy area and the XSAVE header, then the furthest component's end.
+    let mut size = 512 + 64;
+    for i in 2..64 {
+        if features & 1 << i != 0 {
+            // SAFETY: as in `xsave_layout`.
+            #[allow(unused_unsafe)]
+            let r = unsafe { core::arch::x86_64::__cpuid_count(0xd, i) };
+            size = size.max(r.ebx + r.eax);
+        }
+    }
+    Some((features, size))
+}

@@ -96,6 +96,59 @@ pub fn entries(text: &[u8]) -> impl Iterator<Item = MapsEntry<'_>> {
     text.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map_while(parse_line)
 }
 
+/// Writes entry `e` as a line of a maps text (newline included) at the start of `out`, in the
+/// kernel's format (what [`parse_line`] reads back as `e`); returns its length, or `None` if
+/// it does not fit. For a layout that leaves parts of the kernel's entries out.
+pub fn write_line(e: &MapsEntry, out: &mut [u8]) -> Option<usize> {
+    struct W<'a> {
+        out: &'a mut [u8],
+        len: usize,
+    }
+    impl W<'_> {
+        fn put(&mut self, b: &[u8]) -> Option<()> {
+            self.out.get_mut(self.len..self.len + b.len())?.copy_from_slice(b);
+            self.len += b.len();
+            Some(())
+        }
+        fn hex(&mut self, v: u64, width: usize) -> Option<()> {
+            let mut digits = [0u8; 16];
+            let mut n = 0;
+            let mut v = v;
+            while v != 0 || n < width {
+                digits[15 - n] = b"0123456789abcdef"[(v & 15) as usize];
+                v >>= 4;
+                n += 1;
+            }
+            self.put(&digits[16 - n..])
+        }
+    }
+    let mut w = W { out, len: 0 };
+    w.hex(e.start as u64, 8)?;
+    w.put(b"-")?;
+    w.hex(e.end as u64, 8)?;
+    let perm = |bit: u32, c: u8| if e.prot & bit != 0 { c } else { b'-' };
+    w.put(&[b' ', perm(1, b'r'), perm(2, b'w'), perm(4, b'x'), if e.shared { b's' } else { b'p' }, b' '])?;
+    w.hex(e.offset, 8)?;
+    w.put(b" ")?;
+    w.hex(e.dev_major as u64, 2)?;
+    w.put(b":")?;
+    w.hex(e.dev_minor as u64, 2)?;
+    w.put(b" ")?;
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut v = e.inode;
+    while v != 0 || n == 0 {
+        digits[19 - n] = b'0' + (v % 10) as u8;
+        v /= 10;
+        n += 1;
+    }
+    w.put(&digits[20 - n..])?;
+    w.put(b" ")?;
+    w.put(e.name)?;
+    w.put(b"\n")?;
+    Some(w.len)
+}
+
 /// The number a one-number file holds (a sysctl such as `/proc/sys/kernel/pid_max`), if it
 /// can be read.
 pub fn read_number(path: &core::ffi::CStr) -> Option<u64> {
@@ -121,6 +174,23 @@ mod tests {
         assert_eq!(v.prot, 4);
         assert_eq!(v.name, b"[vsyscall]");
         assert!(parse_line(b"garbage").is_none());
+    }
+
+    #[test]
+    fn lines_written_read_back_the_same() {
+        for line in [
+            &b"7f12a000-7f12b000 r-xp 00001000 fd:01 1234567 /usr/lib/x86_64-linux-gnu/libc.so.6"[..],
+            b"55d0c000-55d2d000 rw-s 00000000 00:00 0 ",
+            b"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]",
+            b"1000-2000 rw-p 00000000 08:01 42 /tmp/a b (deleted)",
+        ] {
+            let e = parse_line(line).unwrap();
+            let mut out = [0u8; 200];
+            let n = write_line(&e, &mut out).unwrap();
+            assert_eq!(out[n - 1], b'\n');
+            assert_eq!(parse_line(&out[..n - 1]), Some(e));
+            assert!(write_line(&e, &mut out[..n - 1]).is_none());
+        }
     }
 
     #[test]

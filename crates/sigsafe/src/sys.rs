@@ -65,6 +65,7 @@ pub mod nr {
     pub const EXIT: usize = k::__NR_exit as usize;
     pub const FCNTL: usize = k::__NR_fcntl as usize;
     pub const PTRACE: usize = k::__NR_ptrace as usize;
+    pub const SIGALTSTACK: usize = k::__NR_sigaltstack as usize;
     pub const PROCESS_VM_WRITEV: usize = k::__NR_process_vm_writev as usize;
 }
 
@@ -143,6 +144,15 @@ pub fn getitimer(which: usize) -> Result<[i64; 4], Errno> {
 pub fn setitimer(which: usize, v: &[i64; 4]) -> Result<(), Errno> {
     // SAFETY: `v` has the layout of `struct itimerval`.
     check(unsafe { syscall6(nr::SETITIMER, which, v.as_ptr() as usize, 0, 0, 0, 0) }).map(drop)
+}
+
+/// Names the anonymous memory `[addr, addr + len)` (`prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)`):
+/// it shows as `[anon:NAME]` in `/proc/PID/maps`. Fails (`EINVAL`) on a kernel built without
+/// anonymous VMA names.
+pub fn name_anonymous(addr: usize, len: usize, name: &core::ffi::CStr) -> Result<(), Errno> {
+    use linux_raw_sys::prctl::{PR_SET_VMA, PR_SET_VMA_ANON_NAME};
+    // SAFETY: the kernel reads the NUL-terminated name, and changes nothing of the memory.
+    check(unsafe { syscall6(nr::PRCTL, PR_SET_VMA as usize, PR_SET_VMA_ANON_NAME as usize, addr, len, name.as_ptr() as usize, 0) }).map(|_| ())
 }
 
 /// `arch_prctl(ARCH_GET_FS or ARCH_GET_GS)`.
@@ -361,6 +371,36 @@ pub fn copy_own_memory(addr: usize, len: usize, buf: &mut [u8]) -> usize {
     }
 }
 
+/// Copies `buf.len()` bytes at `addr` of process `pid` (one the caller may trace) into `buf`;
+/// returns whether every byte was read (memory that is not mapped readable makes it fail).
+pub fn read_memory_of(pid: u32, addr: usize, buf: &mut [u8]) -> bool {
+    let local = [buf.as_mut_ptr() as usize, buf.len()];
+    let remote = [addr, buf.len()];
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf` and reads process `pid`'s
+    // memory checking each page itself; the iovecs outlive the call.
+    let r = unsafe { syscall6(nr::PROCESS_VM_READV, pid as usize, local.as_ptr() as usize, 1, remote.as_ptr() as usize, 1, 0) };
+    r >= 0 && r as usize == buf.len()
+}
+
+/// Sleeps `ns` nanoseconds (or less, if woken) without touching this thread's restart block,
+/// which `nanosleep` and `clock_nanosleep` reset on entry: the thread may be another
+/// program's, borrowed for a moment (the leader of a process `ckpt` attached to, stopped in a
+/// sleep that the kernel will go on with through that block when it is let go). A futex wait
+/// with a timeout leaves the block alone unless a signal interrupts it.
+pub fn sleep_ns(ns: u64) {
+    let word = core::sync::atomic::AtomicU32::new(0);
+    let t = rustix::time::Timespec { tv_sec: (ns / 1_000_000_000) as i64, tv_nsec: (ns % 1_000_000_000) as i64 };
+    let _ = rustix::thread::futex::wait(&word, rustix::thread::futex::Flags::PRIVATE, 0, Some(&t));
+}
+
+/// This thread's alternate signal stack (`sigaltstack`): its base, flags and size.
+pub fn sigaltstack() -> Result<(u64, u32, u64), Errno> {
+    let mut ss = [0u64; 3];
+    // SAFETY: the kernel writes one `stack_t` (24 bytes) into `ss`, and sets nothing.
+    check(unsafe { syscall6(nr::SIGALTSTACK, 0, ss.as_mut_ptr() as usize, 0, 0, 0, 0) })?;
+    Ok((ss[0], ss[1] as u32, ss[2]))
+}
+
 /// Copies `bytes` to `addr` in process `pid` (this one, or one the caller may trace) without
 /// risking a fault: memory that is not mapped writable makes it fail. Returns whether every
 /// byte was written.
@@ -510,6 +550,22 @@ pub mod ptrace {
         let mut iov = [buf.as_mut_ptr() as usize, buf.len()];
         request(p::PTRACE_GETREGSET, tid, nt as usize, iov.as_mut_ptr() as usize)?;
         Ok(iov[1])
+    }
+
+    /// `PTRACE_SETREGSET` of note type `nt` from `buf`.
+    pub fn set_regset(tid: u32, nt: u32, buf: &[u8]) -> Result<(), Errno> {
+        let iov = [buf.as_ptr() as usize, buf.len()];
+        request(p::PTRACE_SETREGSET, tid, nt as usize, iov.as_ptr() as usize).map(drop)
+    }
+
+    /// `PTRACE_SYSCALL`: the thread goes on until it enters or leaves a system call.
+    pub fn syscall(tid: u32) -> Result<(), Errno> {
+        request(p::PTRACE_SYSCALL, tid, 0, 0).map(drop)
+    }
+
+    /// `PTRACE_SETSIGMASK`: sets the thread's blocked signals.
+    pub fn set_sigmask(tid: u32, mask: u64) -> Result<(), Errno> {
+        request(p::PTRACE_SETSIGMASK, tid, 8, &mask as *const u64 as usize).map(drop)
     }
 
     /// `PTRACE_GETSIGMASK`: the thread's blocked signals (bit `n - 1` for signal `n`).

@@ -168,7 +168,8 @@ fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
     let mut buf = [0u8; 2048];
     let Ok(n) = read_start(path, &mut buf) else { return 0 };
     let mask = status_field(&buf[..n], field).and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
-    let ours = 1u64 << (cfg.signal - 1) | 1u64 << (crate::stop::STOP_SIGNAL - 1);
+    // An attached process has no signal of ckpt's: every pending signal is the program's.
+    let ours = if cfg.attached { 0 } else { 1u64 << (cfg.signal - 1) | 1u64 << (crate::stop::STOP_SIGNAL - 1) };
     mask & !ours
 }
 

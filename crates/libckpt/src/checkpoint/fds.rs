@@ -318,6 +318,11 @@ fn kind_state(
         },
         FdKind::SignalFd => Ok(Ok(Kept { aux: signalfd_mask(fd, bufs.text), ..Kept::default() })),
         FdKind::Inotify if same_as < 0 => {
+            // A watch's path is known only from the call that added it, which libckpt sees
+            // when it runs from the program's start; the kernel keeps the inode alone.
+            if crate::config::get().attached && fdinfo(fd, bufs.meta).is_ok_and(|t| ckpt_sigsafe::proctext::inotify_watches(t).next().is_some()) {
+                return Err(Failure::plain("the program has inotify watches, whose paths ckpt cannot know when it attaches (start the program with `ckpt run` to checkpoint it)"));
+            }
             record_watches(fd, bufs.meta, bufs.pathbuf, &mut out.watches);
             plain(0)
         }

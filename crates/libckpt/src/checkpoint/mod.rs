@@ -21,6 +21,9 @@
 // unsafe: the report page, a mapping shared with the `ckpt` command.
 #[allow(unsafe_code)]
 pub mod report;
+// unsafe: maps the frames region, and writes the leader's frame and the region's marker there.
+#[allow(unsafe_code)]
+pub mod attached;
 // unsafe: maps the image file to move a member's offsets.
 #[allow(unsafe_code)]
 mod assembly;
@@ -124,8 +127,8 @@ pub struct Last {
 
 /// What a checkpoint that did not fail left to do.
 enum Taken {
-    /// A forked writer writes the image and reports its outcome.
-    ByWriter,
+    /// A forked writer (this PID) writes the image and reports its outcome.
+    ByWriter(u32),
     /// The image was written here (`CKPT_SYNC`, or a last checkpoint).
     Written,
     /// A member of a tree whose root called the checkpoint off: nothing to say.
@@ -149,7 +152,7 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
     // A member's outcome is its root's to report.
     let n = if request.is_none() { report::begin() } else { 0 };
     let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
-    match (take(uc, request, last, n), last) {
+    match (take(uc, request, last, n, None), last) {
         (Ok(Taken::Written), Some(_)) => {
             report::end(n, report::Outcome::LastWritten, b"");
             let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
@@ -175,9 +178,58 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
     crate::dropped::clear();
 }
 
+/// The checkpoint of a process that does not run libckpt, on its leader thread, from the block
+/// `ckpt` wrote (`crate::attached`, whose caller set the configuration). Returns the forked
+/// writer's PID (0: the image is written already) and the report page's descriptor, or `None`
+/// with why it failed in `why`, also said in the report page. Nothing is said on the program's
+/// stderr but what a step says on its own (a thread that would not stop, a file not saved).
+pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Line) -> Option<(u32, i32)> {
+    let n = report::begin();
+    let taken = (|| {
+        let geo = tracee::Geometry::from_cpu();
+        let nexcluded = args.nexcluded as usize;
+        let excluded = args.excluded.get(..nexcluded).ok_or(Failure::plain("ckpt passed more excluded ranges than its block holds"))?;
+        let region = attached::FramesRegion::map(&geo)?;
+        let (uc, own) = attached::leader(args, &geo, &region.frames)?;
+        const _: () = assert!(ckpt_sigsafe::attach::MAX_EXCLUDED < write::MAX_LEFT_OUT);
+        let mut leave_out: [core::ops::Range<usize>; write::MAX_LEFT_OUT] = core::array::from_fn(|_| 0..0);
+        for (l, e) in leave_out.iter_mut().zip(excluded) {
+            *l = e[0] as usize..e[1] as usize;
+        }
+        leave_out[nexcluded] = report::page_range();
+        let attach = attached::Attach { own, geo, frames: region.frames, region: region.region, leave_out: &leave_out[..nexcluded + 1], raw_madvise: attached::is_go() };
+        // The last checkpoint (`ckpt checkpoint --kill`): written with the threads held, which
+        // stay held if it was, until `ckpt` kills the process.
+        let last = (args.flags & ckpt_sigsafe::attach::FLAG_LAST != 0).then_some(Last { stop_if_unsaved: false, kept: false });
+        take(uc, None, last, n, Some(&attach))
+    })();
+    let outcome = match taken {
+        Ok(Taken::ByWriter(pid)) => Some((pid, report::own_fd())),
+        Ok(_) => {
+            let last = args.flags & ckpt_sigsafe::attach::FLAG_LAST != 0;
+            report::end(n, if last { report::Outcome::LastWritten } else { report::Outcome::Written }, b"");
+            Some((0, report::own_fd()))
+        }
+        Err(f) => {
+            f.reason(why);
+            if why.as_bytes().is_empty() {
+                why.bytes(b"see the program's stderr");
+            }
+            report::end(n, report::Outcome::Failed, why.as_bytes());
+            None
+        }
+    };
+    report::unmap_page();
+    outcome
+}
+
 /// Takes the checkpoint: captures the process (and its tree), then writes the image here or
 /// in a forked writer. `n` numbers it in the report page (0 for a tree member's part).
-fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -> Result<Taken, Failure> {
+/// `attach` is set in a process checkpointed by attaching to it (`attached`): its threads are
+/// all stopped with ptrace, its layout leaves out what `ckpt` mapped there, and nothing of
+/// what libckpt does in a process it runs in from the start (a tree, tracking writes, its
+/// trampolines) is there.
+fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, attach: Option<&attached::Attach>) -> Result<Taken, Failure> {
     let started = procfs::monotonic_ns();
     let cfg = crate::config::get();
     // A member of a tree checkpoint writes its part for the root; anyone else its own image
@@ -204,7 +256,11 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
     let mut stopped = {
         let mut parts = scratch.parts();
         capture::refuse_unsupported(&mut parts)?;
-        threads::stop_others(capture::thread_state(uc, cfg), threads::Room { tids: parts.tids, seized: parts.seized, seize_buf: parts.seize_buf })?
+        let room = threads::Room { tids: parts.tids, seized: parts.seized, seize_buf: parts.seize_buf };
+        match attach {
+            None => threads::stop_others(capture::thread_state(uc, cfg), room, threads::How::Signal)?,
+            Some(a) => threads::stop_others(a.own, room, threads::How::Seize { geo: a.geo, frames: a.frames })?,
+        }
     };
     // The tree stops as one: a member waits for its root's word; a root with children stops
     // them all before anything is captured (and lets them go when `tree` is dropped).
@@ -216,26 +272,37 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32) -
                 return Ok(Taken::CalledOff);
             }
         }
+        // An attached process's children run no libckpt to take part (nor is this signal ours).
+        None if attach.is_some() => {}
         None => tree = tree::Tree::gather(cfg.signal, image)?,
     }
     let copies = if forked_writer { room_for_copies(&mut scratch)? } else { 0 };
     scratch.grow(copies)?;
     let exclude = scratch.range();
     let mut parts = scratch.parts();
-    write::read_layout(&mut parts)?;
+    let leave_out = attach.map(|a| write::LeaveOut { ranges: a.leave_out, frames: a.region, earlier_frames: attached::FramesRegion::is_earlier });
+    write::read_layout(&mut parts, leave_out.as_ref())?;
     if forked_writer {
         write::copy_for_writer(&mut parts, &exclude)?;
     }
     // What the program wrote since its previous checkpoint (a process checkpointed on its own
     // only: a tree's images are always full).
-    if tree.is_none() && member.is_none() {
+    if tree.is_none() && member.is_none() && attach.is_none() {
         write::track_changes(&mut parts, &exclude);
     } else {
         track::forget();
     }
-    crate::entry::prepare_for_restore();
-    crate::dropped::mark_for_image();
+    if attach.is_none() {
+        crate::entry::prepare_for_restore();
+        crate::dropped::mark_for_image();
+    }
     capture::process_state(&mut parts, uc, cfg, threads::slots_mut(&mut stopped))?;
+    if let Some(a) = attach {
+        // No libckpt in the restored process: myrestart resumes it with code of its own.
+        parts.state.flags |= ckpt_image::state::FLAG_ATTACHED | if a.raw_madvise { ckpt_image::state::FLAG_RAW_MADVISE } else { 0 };
+        parts.state.resume_trampoline = 0;
+        parts.state.thread_trampoline = 0;
+    }
     if last.is_some() {
         // The program prints nothing past this image: a restart leaves its logs as they are.
         parts.state.flags |= ckpt_image::state::FLAG_LAST_CHECKPOINT;
@@ -352,7 +419,7 @@ fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tr
         m.captured_wait();
     }
     drop(stopped);
-    Ok(Taken::ByWriter)
+    Ok(Taken::ByWriter(writer as u32))
 }
 
 /// The writer, a snapshot of the program at the moment of the signal: writes the image,

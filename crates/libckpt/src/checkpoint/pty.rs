@@ -106,7 +106,7 @@ fn take_and_put_back(fd: i32, master: BorrowedFd, saved: &Termios, packet: bool,
             let master_has = tty::queued(master).unwrap_or(0) as usize;
             let done = slave_has >= got.0 && master_has >= got.1;
             if !done {
-                let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 1_000_000 });
+                ckpt_sigsafe::sys::sleep_ns(1_000_000);
             }
             done
         });
@@ -149,7 +149,7 @@ fn write_all(fd: BorrowedFd, data: &[u8], waits: &mut u32) -> usize {
             Ok(k) if k > 0 => n += k,
             Err(rustix::io::Errno::AGAIN) if *waits < 200 => {
                 *waits += 1;
-                let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 1_000_000 });
+                ckpt_sigsafe::sys::sleep_ns(1_000_000);
             }
             _ => break,
         }

@@ -207,8 +207,7 @@ pub fn end(n: u32, outcome: Outcome, why: &[u8]) {
         if w[layout::LOCK].compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             break;
         }
-        let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000 };
-        let _ = rustix::thread::nanosleep(&ts);
+        ckpt_sigsafe::sys::sleep_ns(100_000);
     }
     let done = w[layout::DONE].load(Ordering::Acquire);
     if (n.wrapping_sub(done) as i32) > 0 {
@@ -268,8 +267,7 @@ pub fn wait_idle() {
         if check().is_ok() {
             return;
         }
-        let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 10_000_000 };
-        let _ = rustix::thread::nanosleep(&ts);
+        ckpt_sigsafe::sys::sleep_ns(10_000_000);
     }
 }
 
@@ -294,6 +292,25 @@ pub fn finished() {
         let me = me();
         w[layout::FINISHED].store(me, Ordering::SeqCst);
         let _ = w[layout::WRITER].compare_exchange(me, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// The addresses of this process's page (empty if it has none): an attached checkpoint leaves
+/// it out of its image (a process restored from it has no libckpt to report through).
+pub fn page_range() -> core::ops::Range<usize> {
+    let p = PAGE.load(Ordering::Acquire);
+    p..if p == 0 { 0 } else { p + layout::REPORT_LEN }
+}
+
+/// Unmaps this process's page, after an attached checkpoint: its writer has a mapping of its
+/// own, and `ckpt` reads the page through the descriptor (which it closes itself); no code of
+/// libckpt's is left in the process to use it.
+pub fn unmap_page() {
+    let p = PAGE.swap(0, Ordering::AcqRel);
+    if p != 0 {
+        // SAFETY: the page was mapped by `new_page` and nothing refers to it any more: PAGE
+        // no longer names it, and the attached checkpoint that used it is over.
+        let _ = unsafe { rustix::mm::munmap(p as *mut core::ffi::c_void, layout::REPORT_LEN) };
     }
 }
 

@@ -16,6 +16,10 @@
 //! its children, so that the threads they hold run no further than the image), the child ends
 //! with it (it reaps the held threads as they end, which the program's end waits for), and after [`HOLD_S`] in any case.
 //!
+//! In a process checkpointed by attaching to it (`crate::attached`), every thread but the one
+//! running the checkpoint is captured this way, and each frame goes into that thread's slot of
+//! the frames region ([`Seizer::into_region`]) instead of onto its stack.
+//!
 //! A child serves one batch (the threads of one listing pass); a pass that finds more threads
 //! that block the signal starts another, up to [`MAX_BATCHES`].
 //!
@@ -24,7 +28,7 @@
 //! locks, no libc.
 
 use super::failure::Failure;
-use super::tracee::{self, Geometry, Outcome, Step};
+use super::tracee::{self, Frames, Geometry, Outcome, Place, Step};
 use ckpt_image::ThreadState;
 use ckpt_sigsafe::sys;
 use rustix::io::Errno;
@@ -61,6 +65,8 @@ pub struct Seizer {
     count: usize,
     /// Threads whose batch has been started.
     started: usize,
+    /// Where the frames go: the frames region (record `i` in slot `i + 1`), or the stacks.
+    frames: Option<Frames>,
 }
 
 /// Why a thread could not be captured: its TID and what failed.
@@ -71,7 +77,13 @@ pub struct NotCaptured {
 
 impl Seizer {
     pub const fn new() -> Seizer {
-        Seizer { children: [0; MAX_BATCHES], nchildren: 0, count: 0, started: 0 }
+        Seizer { children: [0; MAX_BATCHES], nchildren: 0, count: 0, started: 0, frames: None }
+    }
+
+    /// A seizer that puts each thread's frame into its slot of `frames` (slot 0 is the
+    /// caller's), not on its stack.
+    pub const fn into_region(frames: Frames) -> Seizer {
+        Seizer { frames: Some(frames), ..Seizer::new() }
     }
 
     /// Threads handed over so far.
@@ -122,7 +134,7 @@ impl Seizer {
         let forked = sys::spawn_detached(&mut pid);
         let _ = sys::rt_sigprocmask(linux_raw_sys::general::SIG_SETMASK as usize, old);
         match forked {
-            Ok(0) => child(parent, base, from, to, buf, geo),
+            Ok(0) => child(parent, base, from, to, buf, geo, self.frames),
             Ok(intermediate) => {
                 let reaped = sys::reap_quiet_child(intermediate);
                 if pid <= 0 || reaped != Some(0) {
@@ -156,7 +168,7 @@ impl Seizer {
         for &pid in &self.children[..self.nchildren] {
             let start = super::procfs::monotonic_ns();
             while alive(pid) && super::procfs::monotonic_ns() - start < CAPTURE_TIMEOUT_NS {
-                let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000 });
+                sys::sleep_ns(100_000);
             }
         }
         self.nchildren = 0;
@@ -209,13 +221,13 @@ fn wait_batch(base: *mut Seized, from: usize, to: usize, child: u32) -> Result<(
         if super::procfs::monotonic_ns() - start >= CAPTURE_TIMEOUT_NS {
             return Err(NotCaptured { tid: tid(i), failure: Failure::plain("it did not stop for ptrace within 2 s") });
         }
-        let _ = rustix::thread::nanosleep(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 200_000 });
+        sys::sleep_ns(200_000);
     }
 }
 
 /// The capturing child: seizes threads `from..to` of the records, writes each record back into
 /// the parent, then holds them stopped until it is killed.
-fn child(parent: u32, base: *mut Seized, from: usize, to: usize, buf: &mut [u8], geo: &Geometry) -> ! {
+fn child(parent: u32, base: *mut Seized, from: usize, to: usize, buf: &mut [u8], geo: &Geometry, frames: Option<Frames>) -> ! {
     // It holds none of the program's descriptors.
     // SAFETY: the child owns its copy of the descriptor table, and uses none of them.
     unsafe { sys::close_range(0, u32::MAX) };
@@ -225,7 +237,15 @@ fn child(parent: u32, base: *mut Seized, from: usize, to: usize, buf: &mut [u8],
         let record = unsafe { base.add(i) };
         // SAFETY: as above.
         let tid = unsafe { (*record).state.tid };
-        let (state, status, step) = match tracee::capture(parent, tid, geo, buf) {
+        let place = match frames {
+            None => Some(Place::Stack),
+            Some(f) => f.place(i + 1),
+        };
+        let captured = match place {
+            Some(place) => tracee::capture(parent, tid, geo, place, buf),
+            None => Outcome::Failed(Step::Frame, Errno::NOSPC),
+        };
+        let (state, status, step) = match captured {
             Outcome::Captured(th) => (th, CAPTURED, 0),
             Outcome::Gone => (ThreadState { tid, ..ThreadState::default() }, GONE, 0),
             Outcome::Failed(step, e) => (ThreadState { tid, ..ThreadState::default() }, -e.raw_os_error(), step as u32),

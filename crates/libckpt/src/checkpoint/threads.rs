@@ -10,6 +10,9 @@
 //! all go. A thread that blocks the stop signal (glibc's timer helper, a thread that blocked
 //! every signal with a system call of its own) is not sent it: `seize` stops it with ptrace and
 //! writes its frame on its stack, and the coordinator records it from there, like the others.
+//! In a process checkpointed by attaching to it (`attached`), which has no handler of ours for
+//! the signal, every other thread goes that way ([`How::Seize`]), its frame into the frames
+//! region.
 //! A thread that does not stop in time otherwise makes the checkpoint fail with one line naming
 //! it, and the others go on.
 //!
@@ -129,11 +132,24 @@ pub struct Room<'a> {
     pub seize_buf: &'a mut [u8],
 }
 
-/// Stops every thread but this one (whose state is `own`): those that take the stop signal
-/// with it, those that block it with ptrace (`seize`).
-pub fn stop_others(own: ThreadState, room: Room) -> Result<Stopped, Failure> {
+/// How the other threads are stopped.
+pub enum How {
+    /// Those that take the stop signal with it (their frames on their stacks, made by the
+    /// kernel), those that block it with ptrace (`seize`): a process that runs libckpt.
+    Signal,
+    /// Every one with ptrace, none signalled, its frame put into its slot of the frames region
+    /// (a process checkpointed by attaching to it, where no handler of libckpt's is installed).
+    Seize { geo: Geometry, frames: super::tracee::Frames },
+}
+
+/// Stops every thread but this one (whose state is `own`), as `how` says.
+pub fn stop_others(own: ThreadState, room: Room, how: How) -> Result<Stopped, Failure> {
     let me = own.tid;
-    if crate::guard::stop_signal_taken() && has_other_threads(me) {
+    let (geo, seizer, seize_all) = match how {
+        How::Signal => (own_geometry(own.sigframe), Seizer::new(), false),
+        How::Seize { geo, frames } => (geo, Seizer::into_region(frames), true),
+    };
+    if !seize_all && crate::guard::stop_signal_taken() && has_other_threads(me) {
         return Err(Failure::plain("the program has more than one thread and took ckpt's thread-stop signal for itself"));
     }
     // SAFETY: no thread writes slot 0 (NEXT hands out 1 and up), and no other checkpoint runs.
@@ -142,15 +158,14 @@ pub fn stop_others(own: ThreadState, room: Room) -> Result<Stopped, Failure> {
     ARRIVED.store(0, SeqCst);
     COLLECTING.store(true, SeqCst);
     // From here on, however this ends, the threads are let go when `stopped` is dropped.
-    let mut stopped = Stopped { count: 1, seizer: Seizer::new() };
-    let geo = own_geometry(own.sigframe);
+    let mut stopped = Stopped { count: 1, seizer };
     let Room { tids, seized, seize_buf } = room;
     let mut signalled = 0usize;
     // List the threads until a pass finds none new: a thread not yet stopped may be starting
     // another. Those that block the stop signal are stopped before the next pass.
     loop {
-        let new = signal_new(me, tids, &mut signalled, &mut stopped.seizer, seized)?;
-        stopped.seizer.run_batch(seized, seize_buf, &geo).map_err(not_captured)?;
+        let new = signal_new(me, tids, &mut signalled, &mut stopped.seizer, seized, seize_all)?;
+        stopped.seizer.run_batch(seized, seize_buf, &geo).map_err(|n| not_captured(n, seize_all))?;
         if new == 0 {
             break;
         }
@@ -173,8 +188,8 @@ pub fn stop_others(own: ThreadState, room: Room) -> Result<Stopped, Failure> {
 }
 
 /// One pass over `/proc/self/task`: each thread not seen yet is sent the stop signal, or, if it
-/// blocks it, handed to `seizer`. Returns how many were new.
-fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Seizer, seized: &mut [Seized]) -> Result<usize, Failure> {
+/// blocks it (or `seize_all`), handed to `seizer`. Returns how many were new.
+fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Seizer, seized: &mut [Seized], seize_all: bool) -> Result<usize, Failure> {
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let mut new = 0;
     let dir = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -190,7 +205,7 @@ fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Sei
         if *signalled + seizer.count() == tids.len() || *signalled + seizer.count() + 1 >= MAX_THREADS {
             return Err(Failure::plain("the program has more threads than one image can hold"));
         }
-        if blocks_stop_signal(tid) {
+        if seize_all || blocks_stop_signal(tid) {
             seizer.add(seized, tid)?;
             new += 1;
             continue;
@@ -234,7 +249,7 @@ fn wait_arrivals(tids: &[u32], seizer: &mut Seizer, seized: &mut [Seized], buf: 
                         seizer.add(seized, t)?;
                     }
                 }
-                seizer.run_batch(seized, buf, geo).map_err(not_captured)?;
+                seizer.run_batch(seized, buf, geo).map_err(|n| not_captured(n, false))?;
                 continue;
             }
             let laggard = tids.iter().copied().find(|&t| missing(t, seizer, seized)).unwrap_or(0);
@@ -251,18 +266,20 @@ fn wait_arrivals(tids: &[u32], seizer: &mut Seizer, seized: &mut [Seized], buf: 
     }
 }
 
-/// Says which thread that blocks the stop signal could not be stopped with ptrace, and why.
-fn not_captured(n: NotCaptured) -> Failure {
+/// Says which thread (one that blocks the stop signal, or any in an attached process: `all`)
+/// could not be stopped with ptrace, and why.
+fn not_captured(n: NotCaptured, all: bool) -> Failure {
     let mut name = [0u8; 16];
     thread_comm(n.tid, &mut name);
     let mut why = ckpt_sigsafe::out::Line::new();
     n.failure.reason(&mut why);
-    ckpt_sigsafe::say!(
-        "ckpt: thread {} ({}) blocks signal {STOP_SIGNAL} and could not be stopped with ptrace instead: {}",
-        n.tid,
-        ckpt_sigsafe::out::Lossy(name.split(|&c| c == 0).next().unwrap_or(&[])),
-        ckpt_sigsafe::out::Lossy(why.as_bytes())
-    );
+    let name = ckpt_sigsafe::out::Lossy(name.split(|&c| c == 0).next().unwrap_or(&[]));
+    let why = ckpt_sigsafe::out::Lossy(why.as_bytes());
+    if all {
+        ckpt_sigsafe::say!("ckpt: thread {} ({name}) could not be stopped with ptrace: {why}", n.tid);
+    } else {
+        ckpt_sigsafe::say!("ckpt: thread {} ({name}) blocks signal {STOP_SIGNAL} and could not be stopped with ptrace instead: {why}", n.tid);
+    }
     Failure::plain("a thread did not stop")
 }
 

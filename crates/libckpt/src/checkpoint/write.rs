@@ -89,7 +89,8 @@ pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_b
     let mut n = 0usize;
     // smaps costs the kernel a walk of all memory: read only when the program marked memory so
     // (libc's madvise is interposed), or a writer found some marked without libc.
-    if !crate::dropped::not_inherited_seen() && !super::report::smaps_needed() {
+    // (An attached process's `madvise` calls were never seen: smaps is read.)
+    if !crate::config::get().attached && !crate::dropped::not_inherited_seen() && !super::report::smaps_needed() {
         ranges[..8].copy_from_slice(&0u64.to_le_bytes());
         return Ok(shared);
     }
@@ -133,10 +134,66 @@ pub fn check_inherited(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
 const MAPS_CHECK_ROOM: usize = 32 << 20;
 
 /// Reads the memory layout the image will have into `parts.maps`: the writer uses this text,
-/// not its own (a forked writer lacks `MADV_DONTFORK` memory).
-pub fn read_layout(parts: &mut Parts) -> Result<(), Failure> {
-    parts.maps_len = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+/// not its own (a forked writer lacks `MADV_DONTFORK` memory). An attached checkpoint's
+/// layout leaves out what `leave_out` says.
+pub fn read_layout(parts: &mut Parts, leave_out: Option<&LeaveOut>) -> Result<(), Failure> {
+    let Some(leave_out) = leave_out else {
+        parts.maps_len = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", parts.maps).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+        return Ok(());
+    };
+    // The headers' room is free until the writer encodes them.
+    let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", parts.meta).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
+    parts.maps_len = leave_out.apply(&parts.meta[..n], parts.maps).ok_or(Failure::plain("the program has too many memory regions for one image"))?;
     Ok(())
+}
+
+/// Most ranges a [`LeaveOut`] has.
+pub const MAX_LEFT_OUT: usize = 16;
+
+/// What the layout of an attached checkpoint (a process without libckpt, `crate::attached`)
+/// leaves out: the ranges `ckpt` mapped into the process for the checkpoint (libckpt's code,
+/// its stack, the arguments) and libckpt's report page, which are gone once it is over, and
+/// the frames region of an earlier restart, whose threads have long left it (as
+/// `earlier_frames` tells); not the frames region of this checkpoint (at `frames`), which the
+/// restored threads resume through.
+pub struct LeaveOut<'a> {
+    pub ranges: &'a [Range<usize>],
+    pub frames: usize,
+    pub earlier_frames: fn(&MapsEntry, usize) -> bool,
+}
+
+impl LeaveOut<'_> {
+    /// Writes `maps` without what is left out into `out`; returns its length, or `None` if it
+    /// does not fit. A range may be a part of a region (the kernel merges an anonymous mapping
+    /// with its neighbours): the rest of the region stays, as one or two entries.
+    fn apply(&self, maps: &[u8], out: &mut [u8]) -> Option<usize> {
+        // The ranges in address order, so that each region is cut from its start up.
+        let mut sorted: [Range<usize>; MAX_LEFT_OUT] = core::array::from_fn(|_| 0..0);
+        let sorted = sorted.get_mut(..self.ranges.len())?;
+        sorted.clone_from_slice(self.ranges);
+        sorted.sort_unstable_by_key(|r| r.start);
+        let mut len = 0;
+        for e in maps::entries(maps) {
+            if (self.earlier_frames)(&e, self.frames) {
+                continue;
+            }
+            let mut rest = Some(e);
+            for r in sorted.iter().filter(|r| r.start < r.end) {
+                let Some(e) = rest else { break };
+                if r.end <= e.start || r.start >= e.end {
+                    continue;
+                }
+                if e.start < r.start {
+                    len += maps::write_line(&MapsEntry { end: r.start, ..e }, out.get_mut(len..)?)?;
+                }
+                rest = (r.end < e.end).then(|| MapsEntry { start: r.end, offset: e.offset + (r.end - e.start) as u64, ..e });
+            }
+            if let Some(e) = rest {
+                len += maps::write_line(&e, out.get_mut(len..)?)?;
+            }
+        }
+        Some(len)
+    }
 }
 
 /// Refused past [`super::scratch::MAX_SHADOWS`].
@@ -1088,6 +1145,32 @@ pub fn close_all_but_needed(parts: &mut Parts, image_fd: i32, also: impl Iterato
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attached_layout_leaves_out_ckpts_ranges_and_earlier_frames() {
+        let maps = b"1000-5000 rw-p 00000000 00:00 0 [heap]
+6000-7000 r-xp 00002000 fd:01 42 /bin/prog
+7000-9000 rw-p 00000000 00:00 0 [anon:ckpt-frames]
+9000-a000 rw-p 00000000 00:00 0 [anon:ckpt-frames]
+c000-f000 rw-p 00000000 00:00 0 
+";
+        let ranges = [0x3000..0x4000, 0xd000..0x10000, 0x6000..0x7000, 0x1800..0x2000];
+        let leave = LeaveOut { ranges: &ranges, frames: 0x9000, earlier_frames: |e, current| e.name == b"[anon:ckpt-frames]" && e.start != current };
+        let mut out = [0u8; 4096];
+        let n = leave.apply(maps, &mut out).unwrap();
+        let kept: std::vec::Vec<(usize, usize, u64, &[u8])> = maps::entries(&out[..n]).map(|e| (e.start, e.end, e.offset, e.name)).collect();
+        assert_eq!(
+            kept,
+            [
+                (0x1000, 0x1800, 0, &b"[heap]"[..]),
+                (0x2000, 0x3000, 0x1000, b"[heap]"),
+                (0x4000, 0x5000, 0x3000, b"[heap]"),
+                (0x9000, 0xa000, 0, b"[anon:ckpt-frames]"),
+                (0xc000, 0xd000, 0, b""),
+            ]
+        );
+        assert!(leave.apply(maps, &mut out[..40]).is_none());
+    }
 
     #[test]
     fn the_scratch_area_is_cut_out_of_the_regions() {

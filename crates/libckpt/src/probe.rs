@@ -1,0 +1,44 @@
+//! `ckpt_attach_probe`: a stand-in for the attached checkpoint's entry, for the tests of
+//! `ckpt`'s attach machinery (loading this library into a process that never loaded it,
+//! calling an entry on its stopped leader thread, taking everything away again). It only
+//! checks the block it is given and answers in it: a value, and a line naming the process it
+//! ran in. `ckpt` calls it instead of the real entry when its environment has
+//! `CKPT_ATTACH_PROBE=1`.
+//!
+//! Signal-safety fence: it runs where the library's constructor never ran and every libc
+//! import is a trap (`ud2`), so it calls no libc and relies on no state of the library: raw
+//! system calls only, and formatting into the block (which may call `memcpy`/`memset`, the
+//! routines `ckpt` supplies).
+
+use ckpt_sigsafe::attach::{AttachArgs, MAGIC, VERSION};
+use core::fmt::Write;
+
+/// What the probe puts in `status` when the block was right ("probe" in ASCII).
+pub const PROBE_STATUS: i64 = 0x70_72_6f_62_65;
+
+/// Fills `args`'s results; returns this process's PID.
+///
+/// # Safety
+/// `args` points to a writable [`AttachArgs`] that nothing else uses during the call.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn ckpt_attach_probe(args: *mut AttachArgs) -> i64 {
+    // SAFETY: by the function's contract, `args` is ckpt's block, ours for the call.
+    let a = unsafe { &mut *args };
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let mut line = ckpt_sigsafe::out::Line::new();
+    if a.magic != MAGIC || a.version != VERSION {
+        a.status = -1;
+        let _ = write!(line, "probe: not a block of version {VERSION} (magic {:#x}, version {})", a.magic, a.version);
+    } else {
+        a.status = PROBE_STATUS;
+        let tid = rustix::thread::gettid().as_raw_nonzero().get();
+        let _ = write!(line, "probe ran in process {pid} on thread {tid}, mask {:#x}, {} excluded range(s)", a.sigmask, a.nexcluded);
+    }
+    let text = line.as_bytes();
+    let n = text.len().min(a.message.len() - 1);
+    a.message[..n].copy_from_slice(&text[..n]);
+    a.message[n] = 0;
+    a.writer_pid = 0;
+    a.report_fd = -1;
+    pid as i64
+}

@@ -1,0 +1,390 @@
+//! `ckpt checkpoint PID` on processes started without ckpt (no libckpt preloaded): the
+//! processes it refuses to attach to, left untouched; the attach machinery (libckpt.so loaded
+//! into the process, an entry called on its stopped leader, everything taken away again)
+//! proven with libckpt's probe entry, in dynamically and statically linked programs sleeping in
+//! `nanosleep` and in `read`.
+#![deny(unsafe_code)]
+
+use ckpt_tests::*;
+use std::process::{Command, Output};
+
+/// A field of `/proc/PID/status`.
+fn status_field(pid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string()).unwrap_or_default()
+}
+
+fn tracer(pid: u32) -> u32 {
+    status_field(pid, "TracerPid:").parse().unwrap()
+}
+
+/// `attachee` (tests/progs/attachee.c): a counter that waits 3 ms between lines in `how`
+/// (`sleep`: nanosleep, `read`: a timerfd, `select`, `spin`: no system call), linked
+/// statically or not.
+fn attachee(statically: bool, how: &str) -> Command {
+    let flags: &[&str] = if statically { &["-static"] } else { &[] };
+    let mut c = Command::new(prog("attachee", flags));
+    c.args([how, "3"]);
+    c
+}
+
+/// Waits for `more` lines beyond those printed so far, and checks every line so far is the
+/// next number: no wait was cut short (an ERROR line) and nothing was skipped or repeated.
+fn goes_on(p: &Proc, more: usize) {
+    let n = p.lines().len();
+    let lines = p.wait_lines(n + more, LONG);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l, &i.to_string(), "line {i} of the program; stderr {:?}", p.stderr());
+    }
+}
+
+fn checkpoint_cmd(pid: u32) -> Command {
+    let mut c = Command::new(ckpt());
+    c.args(["checkpoint", &pid.to_string()]);
+    c
+}
+
+/// `cmd` run as uid and gid 65534 (through `setpriv`, which execs it).
+fn as_nobody(cmd: &Command) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c
+}
+
+/// A refusal: exit status 2, one line on stderr holding `expect`, nothing on stdout.
+fn refused(out: &Output, expect: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains(expect), "{expect:?} not in {err:?}");
+    assert!(out.stdout.is_empty(), "stdout {:?}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The probe run in the program `cmd` makes, `times` times: the value it writes comes back
+/// each time, the program's memory map afterwards is the one before, and the program goes on
+/// counting, with no wait cut short and no tracer left.
+fn probe_in(cmd: Command, times: usize) {
+    let p = Proc::spawn(cmd, "attachee");
+    p.wait_lines(20, LONG);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap();
+    for _ in 0..times {
+        let out = checkpoint_cmd(p.pid).env("CKPT_ATTACH_PROBE", "1").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+        let pid = p.pid;
+        // The probe returns the PID it finds itself in, puts "probe" in the status, and names
+        // the process and thread it ran on.
+        let expect = format!("probe: returned {pid}, status 0x70726f6265, message: probe ran in process {pid} on thread {pid}, ");
+        assert!(said.starts_with(&expect), "{said:?}");
+        goes_on(&p, 5);
+    }
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap(), maps, "the memory map changed");
+    assert_eq!(tracer(p.pid), 0);
+    goes_on(&p, 20);
+}
+
+#[test]
+fn probe_runs_in_a_dynamic_program_sleeping_in_nanosleep() {
+    probe_in(attachee(false, "sleep"), 10);
+}
+
+#[test]
+fn probe_runs_in_a_dynamic_program_sleeping_in_read() {
+    probe_in(attachee(false, "read"), 10);
+}
+
+#[test]
+fn probe_runs_in_a_static_program_sleeping_in_nanosleep() {
+    probe_in(attachee(true, "sleep"), 10);
+}
+
+#[test]
+fn probe_runs_in_a_static_program_sleeping_in_read() {
+    probe_in(attachee(true, "read"), 10);
+}
+
+#[test]
+fn probe_runs_in_a_static_program_waiting_in_select() {
+    probe_in(attachee(true, "select"), 10);
+}
+
+/// Stopped in its own code, not in a system call.
+#[test]
+fn probe_runs_in_a_dynamic_program_that_makes_no_system_call() {
+    probe_in(attachee(false, "spin"), 10);
+}
+
+/// The program goes on as if nothing had happened, with no tracer (or still its own, `was`).
+fn untouched(p: &Proc, pid: u32, was: u32) {
+    goes_on(p, 5);
+    assert_eq!(tracer(pid), was, "its tracer");
+}
+
+#[test]
+fn refuses_another_users_process() {
+    if !can_be_another_user("refuses_another_users_process") {
+        return;
+    }
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(5, LONG);
+    let out = as_nobody(&checkpoint_cmd(p.pid)).env("CKPT_LIBCKPT", libckpt()).output().unwrap();
+    refused(&out, &format!("process {} belongs to another user: checkpoint it as its owner", p.pid));
+    untouched(&p, p.pid, 0);
+}
+
+#[test]
+fn refuses_a_setuid_program() {
+    if !can_be_another_user("refuses_a_setuid_program") {
+        return;
+    }
+    let wd = Workdir::new("attach-setuid");
+    let exe = wd.path.join("attachee-setuid");
+    std::fs::copy(prog("attachee", &[]), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let mut c = Command::new(&exe);
+    c.args(["sleep", "3"]);
+    let p = Proc::spawn(as_nobody(&c), "setuid attachee");
+    p.wait_lines(5, LONG);
+    assert!(status_field(p.pid, "Uid:").starts_with("65534\t0"), "a setuid-root program run by 65534");
+    let out = as_nobody(&checkpoint_cmd(p.pid)).env("CKPT_LIBCKPT", libckpt()).output().unwrap();
+    refused(&out, &format!("process {} is not dumpable", p.pid));
+    untouched(&p, p.pid, 0);
+}
+
+#[test]
+fn refuses_a_traced_process_naming_its_tracer() {
+    let mut c = Command::new("strace");
+    c.args(["-f", "-o", "/dev/null"]).arg(prog("attachee", &[])).args(["sleep", "3"]);
+    let p = Proc::spawn(c, "strace attachee");
+    p.wait_lines(5, LONG);
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", p.pid)).unwrap();
+    let target: u32 = children.split_whitespace().next().expect("strace's child").parse().unwrap();
+    assert_eq!(tracer(target), p.pid);
+    let out = checkpoint_cmd(target).output().unwrap();
+    refused(&out, &format!("process {target} is already traced by process {} (strace)", p.pid));
+    untouched(&p, target, p.pid);
+}
+
+#[test]
+fn refuses_a_process_under_a_seccomp_filter() {
+    let p = Proc::spawn(Command::new(prog("seccomped", &[])), "seccomped");
+    p.wait_lines(1, LONG);
+    assert_eq!(status_field(p.pid, "Seccomp:"), "2");
+    let out = checkpoint_cmd(p.pid).output().unwrap();
+    refused(&out, &format!("process {} runs under a seccomp filter", p.pid));
+    // A line a second: the next one shows it goes on.
+    let n = p.lines().len();
+    let lines = p.wait_lines(n + 1, LONG);
+    assert!(lines.iter().enumerate().all(|(i, l)| *l == i.to_string()), "{lines:?}");
+    assert_eq!(tracer(p.pid), 0);
+}
+
+#[test]
+fn refuses_when_ckpt_may_not_use_ptrace() {
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(5, LONG);
+    let mut c = Command::new(prog("noptrace", &[]));
+    // The probe: the refusal comes before any entry is looked for.
+    c.arg(ckpt()).args(["checkpoint", &p.pid.to_string()]).env("CKPT_ATTACH_PROBE", "1");
+    let out = c.output().unwrap();
+    refused(&out, "ptrace is not allowed to ckpt here");
+    untouched(&p, p.pid, 0);
+}
+
+/// Whether this tree's image code knows images of attached processes (`FLAG_ATTACHED`, no
+/// trampolines); if not, what `inspect` said is shown and the rest of the test is skipped.
+fn attached_images_known(test: &str, inspect: &Output) -> bool {
+    let err = String::from_utf8_lossy(&inspect.stderr);
+    if err.contains("resume trampoline is not in executable memory") {
+        skip(test, "images of attached processes are not known to this tree's image code yet (inspect and restart need them)");
+        return false;
+    }
+    assert!(inspect.status.success(), "ckpt inspect: {err}");
+    true
+}
+
+/// Whether this tree's myrestart resumes attached images (through its resume page,
+/// `ckpt-resume`, the resume helper's work); if not, the restart is skipped.
+fn myrestart_resumes_attached_images(test: &str) -> bool {
+    let known = std::fs::read(myrestart()).unwrap().windows(11).any(|w| w == b"ckpt-resume");
+    if !known {
+        skip(test, "this tree's myrestart does not resume images of attached processes yet");
+    }
+    known
+}
+
+/// The counting every attachee does, far enough for any test.
+fn counting() -> Vec<String> {
+    (0..100_000).map(|n: u32| n.to_string()).collect()
+}
+
+/// `ckpt checkpoint PID --wait` of a program started without ckpt: the image is written and
+/// passes `ckpt inspect`, the program goes on untouched; killed and restarted from the image,
+/// it goes on counting from where it was checkpointed, as an uninterrupted run would. (It
+/// waits in select, which a restart resumes: a nanosleep would return EINTR there, as the
+/// design says of a call restarted through the restart block, and a timerfd comes back
+/// disarmed.)
+fn checkpoint_by_pid(test: &str, statically: bool) {
+    let wd = Workdir::new(test);
+    let image = wd.image();
+    let mut p = Proc::spawn(attachee(statically, "select"), "attachee");
+    p.wait_lines(20, LONG);
+    let at_checkpoint = p.lines().len();
+    let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("{} ", image.display())), "{:?}", String::from_utf8_lossy(&out.stdout));
+    untouched(&p, p.pid, 0);
+    p.kill9();
+    let at_kill = p.lines().len();
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+    if !attached_images_known(test, &inspect) || !myrestart_resumes_attached_images(test) {
+        return;
+    }
+    let mut restored = Proc::restart(&image);
+    let after = restored.wait_lines(50, LONG);
+    let from = assert_continues(&counting(), at_checkpoint, at_kill, &after);
+    // The restored process is checkpointed again the same way, by the PID `myrestart` has,
+    // and that image restarts too.
+    let second = wd.path.join("second");
+    let at_checkpoint = from + restored.lines().len();
+    let out = checkpoint_cmd(restored.pid).args(["--wait", "--image"]).arg(&second).output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    let n = restored.lines().len();
+    let lines = restored.wait_lines(n + 5, LONG);
+    assert_eq!(lines, counting()[from..from + lines.len()], "the restored process went on counting, untouched");
+    restored.kill_tree();
+    let at_kill = from + restored.lines().len();
+    let again = Proc::restart(&second);
+    assert_continues(&counting(), at_checkpoint, at_kill, &again.wait_lines(50, LONG));
+}
+
+#[test]
+fn checkpoint_by_pid_of_a_dynamic_program_started_without_ckpt() {
+    checkpoint_by_pid("checkpoint_by_pid_of_a_dynamic_program_started_without_ckpt", false);
+}
+
+#[test]
+fn checkpoint_by_pid_of_a_static_program_started_without_ckpt() {
+    checkpoint_by_pid("checkpoint_by_pid_of_a_static_program_started_without_ckpt", true);
+}
+
+/// `--kill`: the last checkpoint is written with the program stopped, and the program ends
+/// there (SIGKILL) without running past its image.
+#[test]
+fn last_checkpoint_by_pid_ends_the_program() {
+    let test = "last_checkpoint_by_pid_ends_the_program";
+    let wd = Workdir::new(test);
+    let image = wd.image();
+    let mut p = Proc::spawn(attachee(true, "select"), "attachee");
+    p.wait_lines(20, LONG);
+    let out = checkpoint_cmd(p.pid).args(["--kill", "--image"]).arg(&image).output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    let st = p.wait_exit(LONG);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "{st}");
+    let printed = p.lines().len();
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+    if !attached_images_known(test, &inspect) || !myrestart_resumes_attached_images(test) {
+        return;
+    }
+    // The image was taken after the last line the program printed: the restart goes on from
+    // exactly there.
+    let restored = Proc::restart(&image);
+    let after = restored.wait_lines(20, LONG);
+    assert_eq!(after[0], printed.to_string(), "the restart begins right after the last line printed");
+    assert_continues(&counting(), printed, printed, &after);
+}
+
+/// A checkpoint that fails (the image's directory does not exist) says why, in one line with
+/// status 1, and the program goes on untouched.
+#[test]
+fn a_failed_checkpoint_by_pid_says_why_and_the_program_goes_on() {
+    let wd = Workdir::new("attach-fails");
+    let image = wd.path.join("no-such-dir/myckpt");
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(20, LONG);
+    let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("ckpt: the checkpoint of process {} failed: ", p.pid)) && err.contains("it goes on"), "{err}");
+    untouched(&p, p.pid, 0);
+    assert!(!image.exists());
+}
+
+/// A 32-bit program is refused before anything touches it (its registers are not x86-64's).
+#[test]
+fn refuses_a_32_bit_program() {
+    let wd = Workdir::new("attach-32");
+    let src = wd.path.join("spin32.c");
+    std::fs::write(&src, "void _start(void) { for (;;) __asm__ volatile(\"pause\"); }\n").unwrap();
+    let exe = wd.path.join("spin32");
+    let built = Command::new("gcc").args(["-m32", "-nostdlib", "-static", "-o"]).arg(&exe).arg(&src).output().unwrap();
+    if !built.status.success() {
+        skip("refuses_a_32_bit_program", "gcc cannot build a 32-bit program here");
+        return;
+    }
+    let mut p = std::process::Command::new(&exe).spawn().unwrap();
+    let pid = p.id();
+    let out = checkpoint_cmd(pid).output().unwrap();
+    let still = p.try_wait().unwrap().is_none() && tracer(pid) == 0;
+    let _ = p.kill();
+    let _ = p.wait();
+    refused(&out, &format!("process {pid} runs a 32-bit program"));
+    assert!(still, "the program was touched");
+}
+
+/// A stopped process (SIGSTOP, Ctrl-Z) is refused, and stays as it was: stopped, untraced,
+/// and counting on from where it was once continued.
+#[test]
+fn refuses_a_stopped_process() {
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(5, LONG);
+    p.signal(libc::SIGSTOP);
+    let deadline = std::time::Instant::now() + LONG;
+    while !status_field(p.pid, "State:").starts_with('T') {
+        assert!(std::time::Instant::now() < deadline, "the program did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = checkpoint_cmd(p.pid).output().unwrap();
+    refused(&out, &format!("process {} is stopped", p.pid));
+    assert!(status_field(p.pid, "State:").starts_with('T'), "still stopped");
+    p.signal(libc::SIGCONT);
+    untouched(&p, p.pid, 0);
+}
+
+/// `--keep`, `--compress` and `--self-contained` reach the attached checkpoint (two
+/// checkpoints keep the first as IMAGE.1; the images are compressed and hold the libraries'
+/// pages), and are refused, by name, for a process under libckpt, which keeps its own settings.
+#[test]
+fn image_options_for_a_process_started_without_ckpt() {
+    let test = "image_options_for_a_process_started_without_ckpt";
+    let wd = Workdir::new(test);
+    let image = wd.image();
+    let p = Proc::spawn(attachee(false, "select"), "attachee");
+    p.wait_lines(5, LONG);
+    for _ in 0..2 {
+        let out = checkpoint_cmd(p.pid).args(["--wait", "--keep", "1", "--compress", "--self-contained", "--image"]).arg(&image).output().unwrap();
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(wd.path.join("myckpt.1").exists(), "--keep 1 kept the first image");
+    untouched(&p, p.pid, 0);
+    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+    if attached_images_known(test, &inspect) {
+        // The C library's code is in the image, compressed.
+        let text = String::from_utf8_lossy(&inspect.stdout);
+        assert!(text.lines().any(|l| l.contains(" r-x ") && l.contains(" lz4 ") && l.contains("/libc.so")), "{text}");
+    }
+
+    let pre = wd.path.join("preloaded");
+    let q = Proc::preloaded(attachee(false, "select"), &pre, "preloaded attachee");
+    q.wait_lines(5, LONG);
+    let out = checkpoint_cmd(q.pid).arg("--compress").output().unwrap();
+    refused(&out, &format!("process {} runs under libckpt, which takes its images with the settings it started with: --compress is for a process started without ckpt", q.pid));
+}
