@@ -197,26 +197,11 @@ fn refuses_when_ckpt_may_not_use_ptrace() {
     untouched(&p, p.pid, 0);
 }
 
-/// Whether this tree's image code knows images of attached processes (`FLAG_ATTACHED`, no
-/// trampolines); if not, what `inspect` said is shown and the rest of the test is skipped.
-fn attached_images_known(test: &str, inspect: &Output) -> bool {
-    let err = String::from_utf8_lossy(&inspect.stderr);
-    if err.contains("resume trampoline is not in executable memory") {
-        skip(test, "images of attached processes are not known to this tree's image code yet (inspect and restart need them)");
-        return false;
-    }
-    assert!(inspect.status.success(), "ckpt inspect: {err}");
-    true
-}
-
-/// Whether this tree's myrestart resumes attached images (through its resume page,
-/// `ckpt-resume`, the resume helper's work); if not, the restart is skipped.
-fn myrestart_resumes_attached_images(test: &str) -> bool {
-    let known = std::fs::read(myrestart()).unwrap().windows(11).any(|w| w == b"ckpt-resume");
-    if !known {
-        skip(test, "this tree's myrestart does not resume images of attached processes yet");
-    }
-    known
+/// `ckpt inspect` of an attached image accepts it.
+fn inspected(image: &std::path::Path) -> String {
+    let out = Command::new(ckpt()).arg("inspect").arg(image).output().unwrap();
+    assert!(out.status.success(), "ckpt inspect: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The counting every attachee does, far enough for any test.
@@ -242,10 +227,7 @@ fn checkpoint_by_pid(test: &str, statically: bool) {
     untouched(&p, p.pid, 0);
     p.kill9();
     let at_kill = p.lines().len();
-    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
-    if !attached_images_known(test, &inspect) || !myrestart_resumes_attached_images(test) {
-        return;
-    }
+    inspected(&image);
     let mut restored = Proc::restart(&image);
     let after = restored.wait_lines(50, LONG);
     let from = assert_continues(&counting(), at_checkpoint, at_kill, &after);
@@ -289,10 +271,7 @@ fn last_checkpoint_by_pid_ends_the_program() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(st.signal(), Some(libc::SIGKILL), "{st}");
     let printed = p.lines().len();
-    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
-    if !attached_images_known(test, &inspect) || !myrestart_resumes_attached_images(test) {
-        return;
-    }
+    inspected(&image);
     // The image was taken after the last line the program printed: the restart goes on from
     // exactly there.
     let restored = Proc::restart(&image);
@@ -375,12 +354,9 @@ fn image_options_for_a_process_started_without_ckpt() {
     }
     assert!(wd.path.join("myckpt.1").exists(), "--keep 1 kept the first image");
     untouched(&p, p.pid, 0);
-    let inspect = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
-    if attached_images_known(test, &inspect) {
-        // The C library's code is in the image, compressed.
-        let text = String::from_utf8_lossy(&inspect.stdout);
-        assert!(text.lines().any(|l| l.contains(" r-x ") && l.contains(" lz4 ") && l.contains("/libc.so")), "{text}");
-    }
+    // The C library's code is in the image, compressed.
+    let text = inspected(&image);
+    assert!(text.lines().any(|l| l.contains(" r-x ") && l.contains(" lz4 ") && l.contains("/libc.so")), "{text}");
 
     let pre = wd.path.join("preloaded");
     let q = Proc::preloaded(attachee(false, "select"), &pre, "preloaded attachee");
