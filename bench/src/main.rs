@@ -5,13 +5,14 @@
 //! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads,random+4 processes]`
 //! (`+lz4`: the image is written with `CKPT_COMPRESS=lz4`; `+64 threads`: the program has 64
 //! more threads; `+4 processes`: it is a tree of 4 processes, each with the heap; both measured
-//! at 512 MiB only).
+//! at 512 MiB only; `+attached`: the program runs without libckpt and `ckpt checkpoint PID`
+//! attaches to it, measured at 512 MiB only).
 //!
 //! The VM behind these machines takes freed memory back a couple of seconds after it is freed,
 //! and the next first touch then costs about a second per GiB. So a buffer of the working size
 //! is touched and freed right before every timed step, limits included.
 
-use ckpt_tests::{compile, myrestart, root, Proc};
+use ckpt_tests::{ckpt, compile, myrestart, root, Proc};
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ struct Options {
 }
 
 fn options() -> Options {
-    let fills = ["random", "zero", "half", "random+lz4", "half+lz4", "random+64 threads", "random+4 processes"];
+    let fills = ["random", "zero", "half", "random+lz4", "half+lz4", "random+64 threads", "random+4 processes", "random+attached"];
     let mut o = Options { dir: PathBuf::from("/dev/shm"), sizes: vec![64, 512, 2048], fills: fills.iter().map(|f| f.to_string()).collect() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -39,7 +40,7 @@ fn options() -> Options {
             "--sizes" => o.sizes = value.split(',').map(|v| v.parse().expect("--sizes takes MiB numbers")).collect(),
             "--fills" => o.fills = value.split(',').map(String::from).collect(),
             "-h" | "--help" => {
-                println!("usage: ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads,random+4 processes]");
+                println!("usage: ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads,random+4 processes,random+attached]");
                 std::process::exit(0);
             }
             other => {
@@ -162,6 +163,10 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
         Some(f) => (f, 4),
         None => (fill, 1),
     };
+    let (fill, attached) = match fill.strip_suffix("+attached") {
+        Some(f) => (f, true),
+        None => (fill, false),
+    };
     let (fill, lz4) = match fill.strip_suffix("+lz4") {
         Some(f) => (f, true),
         None => (fill, false),
@@ -171,14 +176,21 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     if lz4 {
         c.env("CKPT_COMPRESS", "lz4");
     }
-    let mut p = Proc::preloaded(c, image, "benchheap");
+    let mut p = if attached { Proc::spawn(c, "benchheap") } else { Proc::preloaded(c, image, "benchheap") };
     p.wait_lines(1, TIMEOUT);
     p.signal(libc::SIGUSR1);
     p.wait_lines(2, TIMEOUT);
     // Room for the image's page cache, fresh from the host.
     touch(2 * mib * MIB * procs);
     let t = Instant::now();
-    p.signal(libc::SIGUSR2);
+    if attached {
+        // ckpt attaches (ptrace), runs libckpt's code in the program, and leaves: the image is
+        // written by the writer it forked, as for a preloaded program.
+        let st = Command::new(ckpt()).args(["checkpoint", "--image"]).arg(image).arg(p.pid.to_string()).status().unwrap();
+        assert!(st.success(), "ckpt checkpoint {} failed", p.pid);
+    } else {
+        p.signal(libc::SIGUSR2);
+    }
     wait_for_file(image);
     let checkpoint = secs(t.elapsed());
     p.signal(libc::SIGUSR1);
@@ -303,7 +315,7 @@ fn main() {
         let write = median(runs.iter().map(|r| r.1).collect());
         let read = median(runs.iter().map(|r| r.2).collect());
         for fill in &o.fills {
-            if (fill.ends_with("threads") || fill.ends_with("processes")) && mib != 512 {
+            if (fill.ends_with("threads") || fill.ends_with("processes") || fill.ends_with("attached")) && mib != 512 {
                 continue; // one size is enough to compare with the single-threaded row
             }
             let r = run_median(&target, &image, mib, fill);
@@ -359,6 +371,8 @@ fn main() {
     println!("+64 threads: the same program with 64 more threads, idle in nanosleep (all are stopped for the checkpoint).");
     println!("+4 processes: the program and 3 children it forked, each with its copy of the heap: one tree image");
     println!("(restart: until all 4 run again; compare with the single process of the same size).");
+    println!("+attached: the program runs without libckpt; checkpoint: from starting `ckpt checkpoint PID` until the");
+    println!("image is in place; pause: the program's own measure, from ckpt's ptrace stop to its detach.");
     println!("5,000 of one kind: tests/progs/manyfiles.c; its restart is timed until the program's first round after");
     println!("it, and a round (checking all 5,000) itself takes tens of milliseconds.");
     println!("Figures are medians of {RUNS} runs; ratios are our time over the machine's limit.");
@@ -382,6 +396,10 @@ fn print_targets(results: &[(usize, String, Row, f64)], incremental: Option<(f64
     }
     if let Some((r, _)) = find(2048, "zero") {
         add("image of 2 GiB of zeros, allocated", format!("{:.1} MB", r.allocated as f64 / 1e6), "under 1 MiB", r.allocated < MIB as u64);
+    }
+    if let (Some((att, _)), Some((pre, _))) = (find(512, "random+attached"), find(512, "random")) {
+        // Reading 512 MiB while the program is stopped would take about half a second here.
+        add("pause of an attached checkpoint of 512 MiB random, beside a preloaded one", format!("{:.1} ms vs {:.1} ms", att.pause * 1e3, pre.pause * 1e3), "under 100 ms (no memory read while stopped)", att.pause < 0.100);
     }
     if let Some((r, _)) = find(64, "random") {
         add("checkpoint of 64 MiB random", format!("{:.0} ms", r.checkpoint * 1e3), "at most 30 ms", r.checkpoint <= 0.030);
