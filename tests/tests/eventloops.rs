@@ -1,6 +1,7 @@
 //! The kernel objects event loops are built from, across a restart: pipes, socket pairs,
 //! eventfd, timerfd, signalfd, inotify, memfd and epoll over all of them; listening sockets;
-//! and connections to the outside world, which come back reset so the program reconnects.
+//! and connections to the outside world, which come back reset so the program reconnects;
+//! timerfds that expired and were not read at the checkpoint.
 #![deny(unsafe_code)]
 
 use ckpt_tests::*;
@@ -533,4 +534,96 @@ fn a_directory_swapped_before_the_dead_socket_is_removed_loses_nothing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(old.exists(), "myrestart removed no file (the swap never happened): {text}");
     assert_eq!(std::fs::read_to_string(&sock).ok().as_deref(), Some("precious\n"), "{text}");
+}
+
+/// `timerfds ARGS` (tests/progs/timerfds.c).
+fn timerfds(args: &[&str]) -> Command {
+    let mut c = Command::new(prog("timerfds", &[]));
+    c.args(args);
+    c
+}
+
+/// The timerfd records an image holds.
+fn timerfd_records(image: &std::path::Path) -> Vec<ckpt_image::timerfd::TimerFdRecord> {
+    let bytes = std::fs::read(image).unwrap();
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let meta_len = ckpt_image::image::meta_len(&bytes).unwrap() as usize;
+    let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
+    img.timerfds().map(|t| t.unwrap()).collect()
+}
+
+/// A periodic timerfd read in a loop, every 3 ms, set with a relative time and with an
+/// absolute deadline: the checkpoint takes longer than a period, so the timer has expired and
+/// has not been read again when the checkpoint records it (its fdinfo shows no time left
+/// then). The restarted program goes on ticking and prints the rest of an uninterrupted
+/// run's lines (one a tick, whatever the reads grouped: an absolute timer counts the ticks
+/// due while the program was down).
+#[test]
+fn a_periodic_timerfd_goes_on_ticking_after_a_restart() {
+    for how in ["rel", "abs"] {
+        let wd = Workdir::new(&format!("timerfd-{how}"));
+        checkpoint_kill_restart_matches(|| timerfds(&[how, "3", "300"]), 40, &wd);
+        let t = timerfd_records(&wd.image());
+        assert!(t.len() == 1 && (t[0].interval_sec, t[0].interval_nsec) == (0, 3_000_000), "{how}: {t:?}");
+        assert!(t[0].value_sec != 0 || t[0].value_nsec != 0, "{how}: recorded disarmed: {t:?}");
+    }
+}
+
+/// `timerfds pending FIRST MS TOTAL GO` checkpointed while its timer's expirations are unread,
+/// killed, and restarted; and an uninterrupted run beside it. Both are let go on once the
+/// original is killed. The restarted run's ticks must be the uninterrupted run's. Returns the
+/// expirations the image holds as unread, what the restarted program's first read returned,
+/// and its lines; `None` for the read when this kernel cannot set a timerfd's expirations.
+fn pending_across_a_restart(first: &str, ms: &str, total: &str) -> (u64, Option<u64>, Vec<String>) {
+    let wd = Workdir::new(&format!("timerfd-pending-{ms}"));
+    let go = wd.path.join("go");
+    let make = || timerfds(&["pending", first, ms, total, go.to_str().unwrap()]);
+    let mut reference = Proc::spawn(make(), "uninterrupted run");
+    let mut orig = Proc::preloaded(make(), &wd.image(), "timerfds pending");
+    reference.wait_lines(1, SHORT);
+    orig.wait_lines(1, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    assert_eq!(orig.lines(), ["pending"], "{}", orig.stderr());
+    let t = timerfd_records(&wd.image());
+    assert_eq!(t.len(), 1, "{t:?}");
+    std::fs::write(&go, "").unwrap();
+    let mut restored = Proc::restart(&wd.image());
+    assert!(restored.wait_exit(LONG).success(), "{}", restored.stderr());
+    assert!(reference.wait_exit(LONG).success(), "{}", reference.stderr());
+    let lines = restored.lines();
+    let ticks = |l: &[String]| l.iter().filter(|l| !l.starts_with("first read ")).cloned().collect::<Vec<_>>();
+    // The restarted program goes on after its "pending".
+    assert_eq!(ticks(&lines), ticks(&reference.lines()[1..]), "stderr {}", restored.stderr());
+    let read = lines.iter().find_map(|l| l.strip_prefix("first read ")).expect("a first read").parse().unwrap();
+    let lost = restored.stderr().contains("expirations not yet read are lost");
+    (t[0].ticks, (!lost).then_some(read), lines)
+}
+
+/// A periodic timerfd whose expirations were not read at the checkpoint: with a short period
+/// (5 ms, several expirations waiting) and a long one (2 s, expired once, its next expiry
+/// still ahead). The first read after the restart returns at least the expirations that were
+/// waiting at the checkpoint (more if the timer expired again since the restart), and the
+/// timer goes on ticking.
+#[test]
+fn timerfd_expirations_unread_at_the_checkpoint_come_first_after_the_restart() {
+    for (first, ms, total) in [("5", "5", "100"), ("10", "2000", "3")] {
+        let (unread, read, _) = pending_across_a_restart(first, ms, total);
+        assert!(unread >= 1, "period {ms} ms: no expiration waiting in the image");
+        if let Some(read) = read {
+            assert!(read >= unread, "period {ms} ms: the first read after the restart got {read}, {unread} were waiting");
+        }
+    }
+}
+
+/// A timerfd that expires once, expired and not read at the checkpoint: the restarted program
+/// reads that one expiration, and the timer stays disarmed.
+#[test]
+fn a_one_shot_timerfd_expired_at_the_checkpoint_is_read_once_after_the_restart() {
+    let (unread, read, lines) = pending_across_a_restart("10", "0", "1");
+    assert_eq!(unread, 1);
+    if read.is_some() {
+        assert_eq!(read, Some(1));
+        assert_eq!(lines.last().map(String::as_str), Some("then disarmed"), "{lines:?}");
+    }
 }

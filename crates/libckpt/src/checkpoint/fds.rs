@@ -309,7 +309,7 @@ fn kind_state(
             Err(reason) => Ok(Err(reason)),
         },
         FdKind::EventFd => plain(eventfd_state(fd, bufs.text).1 as u64),
-        FdKind::TimerFd if same_as < 0 => match timerfd_state(fd, bufs.text) {
+        FdKind::TimerFd if same_as < 0 => match timerfd_state(fd, bfd, bufs.text) {
             Some(t) => {
                 t.write(&mut out.timerfds);
                 plain(0)
@@ -457,10 +457,36 @@ fn eventfd_state(fd: i32, buf: &mut [u8]) -> (u64, bool) {
     fdinfo(fd, buf).ok().and_then(ckpt_sigsafe::proctext::eventfd_info).unwrap_or((0, false))
 }
 
+/// Most times [`timerfd_state`] asks a periodic timer again that expired between the question
+/// and the fdinfo read.
+const TIMERFD_TRIES: usize = 8;
+
 /// A timerfd's clock and times, from its fdinfo. A timer set with an absolute deadline keeps
 /// that deadline (the time left plus the clock's time now).
-fn timerfd_state(fd: i32, buf: &mut [u8]) -> Option<TimerFdRecord> {
-    let t = ckpt_sigsafe::proctext::timerfd_info(fdinfo(fd, buf).ok()?)?;
+///
+/// A periodic timer that has expired is moved on to its next expiry only when the program
+/// reads it or asks for its time (`timerfd_gettime`); until then its fdinfo shows no time left,
+/// like a disarmed timer, and a restart would leave it disarmed. So it is asked first: that
+/// moves it on, and the expirations it missed join its unread count, as the program's next
+/// read would have found them. If it expired again before the fdinfo read (fdinfo shows no
+/// time left, a period and expirations: a timer disarmed by the program has none, since
+/// setting a timer clears its count), it is asked again; a timer whose period is too short
+/// to ever be caught between the two (a few microseconds) gets one whole period.
+fn timerfd_state(fd: i32, bfd: BorrowedFd, buf: &mut [u8]) -> Option<TimerFdRecord> {
+    let mut tries = 0;
+    let t = loop {
+        rustix::time::timerfd_gettime(bfd).ok()?;
+        let mut t = ckpt_sigsafe::proctext::timerfd_info(fdinfo(fd, buf).ok()?)?;
+        let expired_again = t.left == (0, 0) && t.interval != (0, 0) && t.ticks > 0;
+        tries += 1;
+        if !expired_again {
+            break t;
+        }
+        if tries == TIMERFD_TRIES {
+            t.left = t.interval;
+            break t;
+        }
+    };
     let (mut sec, mut nsec) = t.left;
     let armed = sec != 0 || nsec != 0;
     if armed && t.flags & TFD_TIMER_ABSTIME != 0 {
