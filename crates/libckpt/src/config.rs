@@ -34,6 +34,9 @@ pub struct Config {
     pub key_path_len: usize,
     /// `CKPT_KEY` named a file that could not be read: no image is written without its key.
     pub key_unreadable: bool,
+    /// The program calls `madvise` past libc (a Go program): its images say so
+    /// (`ckpt_image::state::FLAG_RAW_MADVISE`).
+    pub raw_madvise: bool,
 }
 
 impl Config {
@@ -55,7 +58,7 @@ struct Slot(UnsafeCell<Config>);
 // any other thread can exist; read-only afterwards.
 unsafe impl Sync for Slot {}
 
-static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, self_contained: false, signal: 12, interval_ms: 0, keep: 0, incremental: 8, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false }));
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, self_contained: false, signal: 12, interval_ms: 0, keep: 0, incremental: 8, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false, raw_madvise: false }));
 
 /// The settings. Valid once [`crate::init`] has run.
 pub fn get() -> &'static Config {

@@ -22,8 +22,9 @@
 //! it asked leaves its slot until the table is full, and a new thread given its ID meanwhile
 //! (once the kernel's thread IDs wrapped around) reads ckpt's signals back as blocked.
 //!
-//! A signal the program takes for itself (its own handler, noticed by `guard`) is left to it:
-//! its sets pass unchanged.
+//! The program may install handlers of its own for ckpt's signals (`actions` keeps them, and
+//! passes them the signals that are not ckpt's requests): a thread that asked to block one of
+//! them gets such a signal only once it unblocks it ([`asks_to_block`]).
 //!
 //! Ordinary context (not called from the checkpoint handler), but these functions may run in
 //! the program's signal handlers: they do not allocate or lock.
@@ -49,24 +50,22 @@ static FORKING: AtomicU64 = AtomicU64::new(0);
 /// Per signal, which of ckpt's signals its handler's `sa_mask` named.
 static HANDLER_ASKED: [AtomicU8; 65] = [const { AtomicU8::new(0) }; 65];
 
-/// The checkpoint signal once its handler is installed, 0 before or once the program took it
-/// for itself (`guard` says which).
+/// The checkpoint signal once its handler is installed (0 before).
 static CHECKPOINT_SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// The thread-stop signal, likewise.
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-/// The checkpoint signal is ckpt's from now on (`sig`), or no longer (0).
+/// The checkpoint signal is ckpt's from now on.
 pub fn set_checkpoint_signal(sig: c_int) {
     CHECKPOINT_SIGNAL.store(sig, Relaxed);
 }
 
-/// The thread-stop signal is ckpt's from now on (`sig`), or no longer (0).
+/// The thread-stop signal is ckpt's from now on.
 pub fn set_stop_signal(sig: c_int) {
     STOP_SIGNAL.store(sig, Relaxed);
 }
 
-/// ckpt's signals that the program has not taken for itself (0 for one it took), with their
-/// bits.
+/// ckpt's signals (0 for one whose handler is not installed), with their bits.
 fn ours() -> [(c_int, u8); 2] {
     [(CHECKPOINT_SIGNAL.load(Relaxed), CHECKPOINT_BIT), (STOP_SIGNAL.load(Relaxed), STOP_BIT)]
 }
@@ -168,6 +167,13 @@ fn set_asked_in(tid: u64, slot: Option<&AtomicU64>, bits: u8) {
     }
 }
 
+/// Whether the calling thread asked to block `sig`, one of ckpt's signals (signal-safe: it
+/// runs in libckpt's handlers).
+pub fn asks_to_block(sig: c_int) -> bool {
+    let bits = asked_by(tid());
+    ours().iter().any(|&(s, bit)| s == sig && bits & bit != 0)
+}
+
 fn set_asked(tid: u64, bits: u8) {
     set_asked_in(tid, slot_of(tid), bits);
 }
@@ -234,8 +240,24 @@ pub unsafe fn set_mask(f: usize, how: c_int, set: *const libc::sigset_t, old: *m
     // Unblocking passes the whole set: ckpt's signals are unblocked anyway, and a mask
     // inherited with them blocked lets them go.
     let given = if how == libc::SIG_UNBLOCK { set } else { ptr(&copy) };
+    // A signal of the program's kept pending for this thread while it asked to block it (see
+    // `actions`) comes as the call returns: the slot must say by then that it no longer asks.
+    let early = after & before;
+    let slot = if early != before && me != 0 {
+        set_asked_in(me, slot, early);
+        slot_of(me)
+    } else {
+        slot
+    };
     // SAFETY: libc's function, with the caller's pointers or our copy of the set.
     let r = unsafe { f(how, given, old) };
+    let now = if r == 0 { after } else { before };
+    if now != early && me != 0 {
+        // (A `vfork` child, which shares the table with its parent, leaves a slot of its own
+        // there until its thread ID is used again; checking for one would cost a system call
+        // each time.)
+        set_asked_in(me, slot, now);
+    }
     if r != 0 {
         return r;
     }
@@ -243,21 +265,16 @@ pub unsafe fn set_mask(f: usize, how: c_int, set: *const libc::sigset_t, old: *m
         // SAFETY: libc just wrote a valid sigset_t there.
         add_ours(unsafe { &mut *old }, before);
     }
-    // (A `vfork` child, which shares the table with its parent, leaves a slot of its own there
-    // until its thread ID is used again; checking for one would cost a system call each time.)
-    if after != before && me != 0 {
-        set_asked_in(me, slot, after);
-    }
     r
 }
 
-/// `act` as handed to the kernel: its `sa_mask` without ckpt's signals, unless `act` installs
-/// one of ckpt's own handlers (whose masks are meant). Notes what the program asked for `sig`.
+/// `act` as handed to the kernel: its `sa_mask` without ckpt's signals. Notes what the program
+/// asked for `sig`. (The actions of ckpt's own signals are `actions`'s.)
 ///
 /// # Safety
 /// `act` is null or points to a valid `sigaction`.
-pub unsafe fn handler_mask(sig: c_int, act: *const libc::sigaction, ours_handler: bool) -> Option<libc::sigaction> {
-    if act.is_null() || ours_handler || !(1..=64).contains(&sig) {
+pub unsafe fn handler_mask(sig: c_int, act: *const libc::sigaction) -> Option<libc::sigaction> {
+    if act.is_null() || !(1..=64).contains(&sig) {
         return None;
     }
     // SAFETY: the caller's valid sigaction, copied.

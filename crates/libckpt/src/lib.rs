@@ -6,9 +6,10 @@
 //!   allocation, no locks, no libc, only raw system calls and memory it maps itself.
 //! - [`resume`] is the trampoline myrestart jumps to in the restored process.
 //! - [`stop`] is the internal signal that stops the other threads for a checkpoint, which the
-//!   handler sends and [`guard`] keeps the program from taking.
-//! - [`guard`] interposes `sigaction`/`signal` to notice a program taking the checkpoint
-//!   signal for itself; [`deliverable`] keeps ckpt's two signals out of the masks and waited
+//!   handler sends (tagged, so that the program's own signals of that number reach it).
+//! - [`guard`] interposes `sigaction`/`signal`: the program's actions for ckpt's two signals are
+//!   kept by [`actions`], whose handlers stay installed and pass the program's signals on to
+//!   it; [`deliverable`] keeps ckpt's two signals out of the masks and waited
 //!   sets the program hands the kernel, and [`sigwaits`] interposes the calls that wait for
 //!   signals; [`invisible`] interposes the sleeps and waits a checkpoint would cut
 //!   short; [`watches`] `inotify_add_watch`, for the paths of watches; [`ipcids`]
@@ -23,6 +24,10 @@
 #![cfg_attr(test, allow(dead_code))]
 #![deny(unsafe_code)]
 
+// unsafe: calls the program's own handlers, with the kernel's siginfo and ucontext, and reads
+// and writes the program's `sigaction`s.
+#[allow(unsafe_code)]
+mod actions;
 mod checkpoint;
 // unsafe: settings in a static written once by the constructor, read by the handler.
 #[allow(unsafe_code)]
