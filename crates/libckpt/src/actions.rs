@@ -16,21 +16,28 @@
 //!
 //! On delivery the handler tells ckpt's requests by their `siginfo`: a checkpoint signal sent
 //! with `sigqueue` and one of ckpt's values (`ckpt checkpoint`, `ckpt job`, a tree root's
-//! request), a tick of libckpt's periodic timer, a signal `ckpt checkpoint` delivered with
-//! `ptrace`; a thread-stop signal queued by libckpt itself. Any other is the program's: its
-//! handler is called as the kernel would call it (with the `siginfo` and `ucontext` for
-//! `SA_SIGINFO`, its `sa_mask` and, unless `SA_NODEFER`, the signal itself blocked meanwhile,
-//! `SA_RESETHAND` honoured), and a thread that asked to block it (through libc: see
-//! `deliverable`) gets it once it unblocks it. A plain checkpoint signal (`kill -12`) to a
-//! program that has no handler of its own for it (the default action, or ignored) is a
+//! request), a tick of libckpt's periodic timer; a thread-stop signal queued by libckpt itself.
+//! Any other is the program's: its handler is called as the kernel would call it (with the
+//! `siginfo` and `ucontext` for `SA_SIGINFO`, its `sa_mask` and, unless `SA_NODEFER`, the signal
+//! itself blocked meanwhile, `SA_RESETHAND` honoured). A plain checkpoint signal (`kill -12`) to
+//! a program that has no handler of its own for it (the default action, or ignored) is a
 //! checkpoint, as it always was; a thread-stop signal that is not libckpt's and meets the
-//! default action ends the process, as it would have.
+//! default action ends the process, as it would have (unless the thread asked to block it: it
+//! is dropped then).
+//!
+//! Once the program installs a handler of its own for one of these signals, the masks it sets
+//! reach the kernel as they are (`deliverable::taken`): the kernel holds its signals while it
+//! blocks them, and ckpt's requests too (`ckpt checkpoint` delivers one with `ptrace` to a
+//! program that blocks the signal in every thread; should a signal of the program's be pending
+//! in that thread, that one is delivered in its place, and the handler takes the checkpoint and
+//! queues the program's signal again, still blocked).
 //!
 //! Not covered: `SA_RESTART` for a checkpoint when the program's handler for the checkpoint
-//! signal lacks it (above); a signal sent to the whole process and kept for a thread that
-//! asked to block it, where the kernel would have given it to another thread that did not;
-//! actions set past libc (`rt_sigaction` made directly), or with `sigset`, `bsd_signal` or
-//! `sysv_signal`, which call the kernel inside libc.
+//! signal lacks it (above); a request sent while a signal of the program's of the same
+//! (non-real-time) number is pending for the process, which the kernel merges into it; a thread
+//! that blocked the signal before the program installed its handler (but the one installing it)
+//! has it unblocked; actions set past libc (`rt_sigaction` made directly), or with `sigset`,
+//! `bsd_signal` or `sysv_signal`, which call the kernel inside libc.
 //!
 //! # Signal-safety fence
 //! [`pass_on_checkpoint_signal`], [`pass_on_stop_signal`] and what they call run in signal
@@ -137,11 +144,6 @@ pub fn slot(sig: c_int) -> Option<usize> {
     (0..2).find(|&i| sig > 0 && SIGNAL[i].load(Relaxed) == sig)
 }
 
-/// The 64-bit mask of ckpt's signals.
-fn ckpt_bits() -> u64 {
-    SIGNAL.iter().map(|s| s.load(Relaxed)).filter(|&s| (1..=64).contains(&s)).fold(0, |m, s| m | 1u64 << (s - 1))
-}
-
 /// The kernel's action for slot `i` while the program's action is `a`: libckpt's handler,
 /// every signal blocked while it runs, the program's `SA_ONSTACK`, and `SA_RESTART` unless the
 /// program's own handler goes without.
@@ -208,6 +210,9 @@ pub unsafe fn sigaction(i: usize, act: *const libc::sigaction, old: *mut libc::s
         let a = unsafe { Action { handler: (*act).sa_sigaction as u64, flags: (*act).sa_flags as u32 as u64, mask: *(&(*act).sa_mask as *const libc::sigset_t as *const u64) } };
         store(i, a);
         install(i, &a)?;
+        if a.handles() {
+            crate::deliverable::taken(SIGNAL[i].load(Relaxed));
+        }
     }
     if !old.is_null() {
         // SAFETY: the caller's sigaction, written whole: zeroed, then the program's action in
@@ -241,6 +246,29 @@ pub unsafe fn pass_on_checkpoint_signal(sig: c_int, info: *mut libc::siginfo_t, 
     true
 }
 
+/// A checkpoint signal of the program's, delivered by `ckpt checkpoint` with `ptrace` in place
+/// of its request (the thread had it pending, blocked): it is queued again for the thread, where
+/// it stays pending, blocked, as the program asked (the handler, taking the checkpoint, puts
+/// the thread's mask back). Only for a program with a handler of its own for it (for any other,
+/// the signal was a checkpoint anyway).
+///
+/// # Safety
+/// `info` is what the kernel passed the handler.
+pub unsafe fn queue_again(sig: c_int, info: *const libc::siginfo_t) {
+    if info.is_null() || !load(CHECKPOINT).handles() {
+        return;
+    }
+    let mut copy = [0u8; 128];
+    // SAFETY: the kernel's siginfo is 128 bytes.
+    unsafe { core::ptr::copy_nonoverlapping(info as *const u8, copy.as_mut_ptr(), 128) };
+    // Without ckpt's mark (si_errno, the second word).
+    copy[4..8].fill(0);
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    // SAFETY: `copy` holds a whole siginfo.
+    let _ = unsafe { sys::tgsigqueueinfo(pid, tid, sig as u32, copy.as_ptr()) };
+}
+
 /// A thread-stop signal that libckpt did not send: the program's, delivered as its action says
 /// (its handler, ignored, or the default action: the process ends).
 ///
@@ -266,19 +294,13 @@ unsafe fn deliver(i: usize, a: Action, sig: c_int, info: *mut libc::siginfo_t, u
     let bit = 1u64 << (sig - 1);
     // SAFETY: the kernel built a whole ucontext at `uc`; its saved mask, which `rt_sigreturn`
     // puts back, begins with the kernel's 64-bit set.
-    let saved = unsafe { &mut *(core::ptr::addr_of_mut!((*(uc as *mut libc::ucontext_t)).uc_sigmask) as *mut u64) };
-    if crate::deliverable::asks_to_block(sig) {
-        // The thread asked to block it: it stays pending for the thread, blocked from the
-        // moment the handler returns, until the thread unblocks it (`deliverable` lets it
-        // through then).
-        *saved |= bit;
-        let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-        // SAFETY: the kernel's siginfo is 128 bytes.
-        let _ = unsafe { sys::tgsigqueueinfo(pid, tid, sig as u32, info as *const u8) };
-        return;
-    }
+    let saved = unsafe { *(core::ptr::addr_of!((*(uc as *const libc::ucontext_t)).uc_sigmask) as *const u64) };
     if a.handler == libc::SIG_DFL as u64 {
+        if crate::deliverable::asks_to_block(sig) {
+            // The kernel would have kept it pending; libckpt cannot, and a process that blocks
+            // it is not ended by it.
+            return;
+        }
         // The default action of a real-time signal ends the process: it is given that action
         // and the signal again, unblocked.
         let k = [libc::SIG_DFL as u64, 0, 0, 0];
@@ -297,9 +319,9 @@ unsafe fn deliver(i: usize, a: Action, sig: c_int, info: *mut libc::siginfo_t, u
         let _ = install(i, &reset);
     }
     // The mask the kernel would have given the program's handler: the thread's, its handler's
-    // sa_mask (ckpt's signals left out, as `deliverable` leaves them out of every mask), and the
-    // signal itself unless SA_NODEFER.
-    let mut mask = *saved | (a.mask & !ckpt_bits());
+    // sa_mask (ckpt's signals left out unless the program took them, as `deliverable` leaves
+    // them out of every mask), and the signal itself unless SA_NODEFER.
+    let mut mask = saved | (a.mask & !crate::deliverable::untaken_bits());
     if a.flags & libc::SA_NODEFER as u64 == 0 {
         mask |= bit;
     }

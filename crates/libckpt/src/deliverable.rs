@@ -22,9 +22,10 @@
 //! it asked leaves its slot until the table is full, and a new thread given its ID meanwhile
 //! (once the kernel's thread IDs wrapped around) reads ckpt's signals back as blocked.
 //!
-//! The program may install handlers of its own for ckpt's signals (`actions` keeps them, and
-//! passes them the signals that are not ckpt's requests): a thread that asked to block one of
-//! them gets such a signal only once it unblocks it ([`asks_to_block`]).
+//! A signal the program takes for itself (its own handler for it, which `actions` keeps and
+//! passes its signals on to) is left to it from then on: its sets pass unchanged, so that the
+//! kernel holds the program's signals while it blocks them, as it expects. A checkpoint asked
+//! of a program that blocks it in every thread is delivered by `ckpt checkpoint` with `ptrace`.
 //!
 //! Ordinary context (not called from the checkpoint handler), but these functions may run in
 //! the program's signal handlers: they do not allocate or lock.
@@ -50,22 +51,24 @@ static FORKING: AtomicU64 = AtomicU64::new(0);
 /// Per signal, which of ckpt's signals its handler's `sa_mask` named.
 static HANDLER_ASKED: [AtomicU8; 65] = [const { AtomicU8::new(0) }; 65];
 
-/// The checkpoint signal once its handler is installed (0 before).
+/// The checkpoint signal once its handler is installed, 0 before or once the program took it
+/// for itself (`actions` says which).
 static CHECKPOINT_SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// The thread-stop signal, likewise.
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-/// The checkpoint signal is ckpt's from now on.
+/// The checkpoint signal is ckpt's from now on (until [`taken`]).
 pub fn set_checkpoint_signal(sig: c_int) {
     CHECKPOINT_SIGNAL.store(sig, Relaxed);
 }
 
-/// The thread-stop signal is ckpt's from now on.
+/// The thread-stop signal is ckpt's from now on (until [`taken`]).
 pub fn set_stop_signal(sig: c_int) {
     STOP_SIGNAL.store(sig, Relaxed);
 }
 
-/// ckpt's signals (0 for one whose handler is not installed), with their bits.
+/// ckpt's signals that the program has not taken for itself (0 for one it took), with their
+/// bits.
 fn ours() -> [(c_int, u8); 2] {
     [(CHECKPOINT_SIGNAL.load(Relaxed), CHECKPOINT_BIT), (STOP_SIGNAL.load(Relaxed), STOP_BIT)]
 }
@@ -167,8 +170,36 @@ fn set_asked_in(tid: u64, slot: Option<&AtomicU64>, bits: u8) {
     }
 }
 
-/// Whether the calling thread asked to block `sig`, one of ckpt's signals (signal-safe: it
-/// runs in libckpt's handlers).
+/// The program installed a handler of its own for `sig`, one of ckpt's signals: from now on its
+/// masks pass unchanged. If the calling thread asked to block it meanwhile, it is blocked now,
+/// as asked (other threads that did read it back unblocked, and have it unblocked).
+pub fn taken(sig: c_int) {
+    for (i, (s, bit)) in ours().into_iter().enumerate() {
+        if s != sig || sig <= 0 {
+            continue;
+        }
+        let me = tid();
+        let slot = slot_of(me);
+        let before = slot.map_or(0, |s| s.load(Relaxed) as u8);
+        if before & bit != 0 {
+            let _ = ckpt_sigsafe::sys::rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK as usize, 1u64 << (sig - 1));
+            set_asked_in(me, slot, before & !bit);
+        }
+        if i == 0 {
+            CHECKPOINT_SIGNAL.store(0, Relaxed);
+        } else {
+            STOP_SIGNAL.store(0, Relaxed);
+        }
+    }
+}
+
+/// The 64-bit mask of ckpt's signals that the program has not taken.
+pub fn untaken_bits() -> u64 {
+    ours().iter().filter(|(s, _)| (1..=64).contains(s)).fold(0, |m, (s, _)| m | 1u64 << (s - 1))
+}
+
+/// Whether the calling thread asked to block `sig`, one of ckpt's signals that the program has
+/// not taken (signal-safe: it runs in libckpt's handlers).
 pub fn asks_to_block(sig: c_int) -> bool {
     let bits = asked_by(tid());
     ours().iter().any(|&(s, bit)| s == sig && bits & bit != 0)
@@ -240,30 +271,19 @@ pub unsafe fn set_mask(f: usize, how: c_int, set: *const libc::sigset_t, old: *m
     // Unblocking passes the whole set: ckpt's signals are unblocked anyway, and a mask
     // inherited with them blocked lets them go.
     let given = if how == libc::SIG_UNBLOCK { set } else { ptr(&copy) };
-    // A signal of the program's kept pending for this thread while it asked to block it (see
-    // `actions`) comes as the call returns: the slot must say by then that it no longer asks.
-    let early = after & before;
-    let slot = if early != before && me != 0 {
-        set_asked_in(me, slot, early);
-        slot_of(me)
-    } else {
-        slot
-    };
     // SAFETY: libc's function, with the caller's pointers or our copy of the set.
     let r = unsafe { f(how, given, old) };
-    let now = if r == 0 { after } else { before };
-    if now != early && me != 0 {
-        // (A `vfork` child, which shares the table with its parent, leaves a slot of its own
-        // there until its thread ID is used again; checking for one would cost a system call
-        // each time.)
-        set_asked_in(me, slot, now);
-    }
     if r != 0 {
         return r;
     }
     if !old.is_null() {
         // SAFETY: libc just wrote a valid sigset_t there.
         add_ours(unsafe { &mut *old }, before);
+    }
+    // (A `vfork` child, which shares the table with its parent, leaves a slot of its own there
+    // until its thread ID is used again; checking for one would cost a system call each time.)
+    if after != before && me != 0 {
+        set_asked_in(me, slot, after);
     }
     r
 }

@@ -313,15 +313,25 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void)
         unsafe { ((*info).si_code, (*info).si_pid() as u32, (*info).si_value().sival_ptr as u64, (*info).si_errno) }
     };
     let request = checkpoint::tree::request(code, sender, value);
-    let asked = request.is_some() || ckpt_sigsafe::signals::is_checkpoint_request(code, value, errno);
+    let mut asked = request.is_some() || ckpt_sigsafe::signals::is_checkpoint_request(code, value);
+    if errno == ckpt_sigsafe::signals::UNBLOCKED_FOR_CHECKPOINT {
+        block_again_after(sig, uc);
+        if !asked {
+            // `ckpt checkpoint` delivered the request with ptrace, and the kernel gave this
+            // thread a signal of the program's that was pending before it: the checkpoint is
+            // taken, and the program's signal waits again, blocked, as it was.
+            // SAFETY: info is the kernel's.
+            unsafe { crate::actions::queue_again(sig, info) };
+            asked = true;
+        }
+    }
+    // Any other signal is the program's if it has a handler of its own for it; if not, it asks
+    // for a checkpoint too (a user's `kill -12`).
     // SAFETY: info and uc are the kernel's, passed on as they came.
     if !asked && unsafe { crate::actions::pass_on_checkpoint_signal(sig, info, uc) } {
         return;
     }
     crate::invisible::bump();
-    if errno == ckpt_sigsafe::signals::UNBLOCKED_FOR_CHECKPOINT {
-        block_again_after(sig, uc);
-    }
     let last = ckpt_sigsafe::signals::last_request(value).filter(|_| code == ckpt_sigsafe::signals::SI_QUEUE).map(|flags| checkpoint::Last {
         stop_if_unsaved: flags & ckpt_sigsafe::signals::LAST_STOP_IF_UNSAVED != 0,
         kept: false,

@@ -26,14 +26,14 @@ pub const STOP_REQUEST: u64 = 0x434b_5354 << 32;
 pub const SI_QUEUE: i32 = -1;
 pub const SI_TIMER: i32 = -2;
 
-/// Whether a checkpoint signal whose `siginfo` holds `code`, `value` and `errno` asks for a
-/// checkpoint by itself: an ordinary or a last checkpoint queued by `ckpt`, a tick of
-/// libckpt's periodic timer, or a signal `ckpt checkpoint` delivered with `ptrace`. (A tree
-/// root's request is libckpt's to recognise.)
-pub fn is_checkpoint_request(code: i32, value: u64, errno: i32) -> bool {
-    errno == UNBLOCKED_FOR_CHECKPOINT
-        || (code == SI_QUEUE && (value == CHECKPOINT_REQUEST || last_request(value).is_some()))
-        || (code == SI_TIMER && value == CHECKPOINT_REQUEST)
+/// Whether a checkpoint signal whose `siginfo` holds `code` and `value` asks for a checkpoint by
+/// itself: an ordinary or a last checkpoint queued by `ckpt`, or a tick of libckpt's periodic
+/// timer. (A tree root's request is libckpt's to recognise. A signal `ckpt checkpoint`
+/// delivered with `ptrace`, marked [`UNBLOCKED_FOR_CHECKPOINT`], is one of these; should the
+/// thread have had a signal of the program's pending before it, that one is delivered instead,
+/// marked, and stays the program's.)
+pub fn is_checkpoint_request(code: i32, value: u64) -> bool {
+    (code == SI_QUEUE && (value == CHECKPOINT_REQUEST || last_request(value).is_some())) || (code == SI_TIMER && value == CHECKPOINT_REQUEST)
 }
 
 /// A flag of [`LAST_CHECKPOINT`]'s value: if the image cannot be written and no image of this
@@ -83,14 +83,13 @@ mod tests {
 
     #[test]
     fn requests_and_others() {
-        assert!(is_checkpoint_request(SI_QUEUE, CHECKPOINT_REQUEST, 0));
-        assert!(is_checkpoint_request(SI_QUEUE, LAST_CHECKPOINT | LAST_STOP_IF_UNSAVED, 0));
-        assert!(is_checkpoint_request(SI_TIMER, CHECKPOINT_REQUEST, 0));
-        assert!(is_checkpoint_request(0, 0, UNBLOCKED_FOR_CHECKPOINT));
-        assert!(!is_checkpoint_request(0, 0, 0), "a plain kill");
-        assert!(!is_checkpoint_request(SI_QUEUE, 7, 0), "the program's own sigqueue");
-        assert!(!is_checkpoint_request(SI_TIMER, 0, 0), "the program's own timer");
-        assert!(!is_checkpoint_request(0, CHECKPOINT_REQUEST, 0), "a kill has no value");
+        assert!(is_checkpoint_request(SI_QUEUE, CHECKPOINT_REQUEST));
+        assert!(is_checkpoint_request(SI_QUEUE, LAST_CHECKPOINT | LAST_STOP_IF_UNSAVED));
+        assert!(is_checkpoint_request(SI_TIMER, CHECKPOINT_REQUEST));
+        assert!(!is_checkpoint_request(0, 0), "a plain kill");
+        assert!(!is_checkpoint_request(SI_QUEUE, 7), "the program's own sigqueue");
+        assert!(!is_checkpoint_request(SI_TIMER, 0), "the program's own timer");
+        assert!(!is_checkpoint_request(0, CHECKPOINT_REQUEST), "a kill has no value");
     }
 
     #[test]

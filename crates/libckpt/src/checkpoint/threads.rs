@@ -159,7 +159,7 @@ pub fn stop_others(own: ThreadState, room: Room) -> Result<Stopped, Failure> {
         if arrived_tid(th.tid) {
             continue; // it unblocked the signal and took it before ptrace stopped it
         }
-        super::capture::other_thread_state(&mut th, &own, crate::config::get());
+        super::capture::other_thread_state(&mut th, &own);
         let i = NEXT.fetch_add(1, SeqCst);
         if i >= MAX_THREADS {
             return Err(Failure::plain("the program has more threads than one image can hold"));
