@@ -78,6 +78,37 @@ fn a_go_program_is_checkpointed_killed_and_restarted() {
     assert_eq!(after.len(), reference.len() - from, "the restored program did not run to its end: {:?}", after.last());
 }
 
+/// The restored Go program is checkpointed again, killed and restarted again, and goes on
+/// exactly as an uninterrupted run: what libckpt set up for its first checkpoint (its own stack,
+/// the program's recorded actions) is whole in the restored process.
+#[test]
+fn a_restored_go_program_is_checkpointed_again() {
+    let Some(go) = go_prog("a_restored_go_program_is_checkpointed_again", "gotick") else { return };
+    let wd = Workdir::new("go-again");
+    let image = wd.image();
+    let go = go.to_str().unwrap();
+    let reference = reference_run(go_command(go, "200"), LONG);
+    let mut orig = ckpt_run(&image, &[], &[go, "200"], "gotick under ckpt run");
+    orig.wait_lines(30, SHORT);
+    let orig_at_ckpt = orig.lines().len();
+    checkpoint_now(orig.pid, "gotick");
+    orig.kill9();
+    let orig_at_kill = orig.lines().len();
+    let mut restored = Proc::spawn(ckpt_cmd(&["restart", image.to_str().unwrap()]), "ckpt restart");
+    restored.wait_lines(30, SHORT);
+    let at_ckpt = restored.lines().len();
+    checkpoint_now(restored.pid, "the restored gotick");
+    let n = restored.lines().len();
+    restored.wait_lines(n + 3, SHORT);
+    restored.kill9();
+    let at_kill = restored.lines().len();
+    let first: Vec<String> = restored.lines();
+    let from = assert_continues(&reference, orig_at_ckpt, orig_at_kill, &first);
+    let after = restart_to_the_end(&image);
+    assert_continues(&reference[from..], at_ckpt, at_kill, &after);
+    assert_eq!(after.last().map(String::as_str), Some("done"));
+}
+
 /// The Go program checkpointed three times as it runs (not killed) goes on undisturbed: it
 /// prints exactly an uninterrupted run's lines and ends well. Plain signals of the numbers ckpt
 /// uses (`kill -USR2`, `kill -63`) are the program's: they reach the Go runtime's handlers

@@ -154,6 +154,11 @@ fn kernel_action(i: usize, a: &Action) -> [u64; 4] {
     [OURS[i].load(Relaxed), flags, RESTORER.load(Relaxed), !0]
 }
 
+/// Whether the program has a handler of its own in slot `i`.
+pub fn program_handles(i: usize) -> bool {
+    load(i).handles()
+}
+
 /// Puts slot `i`'s kernel action in line with the program's action `a`.
 fn install(i: usize, a: &Action) -> Result<(), rustix::io::Errno> {
     let k = kernel_action(i, a);

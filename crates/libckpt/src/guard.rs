@@ -60,6 +60,9 @@ pub fn set_stop_handler(handler: usize) -> bool {
     let ok = crate::actions::take(crate::actions::STOP, crate::stop::STOP_SIGNAL, handler, real(&REAL_SIGACTION, c"sigaction"));
     if ok {
         crate::deliverable::set_stop_signal(crate::stop::STOP_SIGNAL);
+        if crate::actions::program_handles(crate::actions::STOP) {
+            crate::deliverable::taken(crate::stop::STOP_SIGNAL);
+        }
     }
     ok
 }
@@ -70,6 +73,10 @@ pub fn set_our_handler(handler: usize) -> bool {
     let ok = crate::actions::take(crate::actions::CHECKPOINT, sig, handler, real(&REAL_SIGACTION, c"sigaction"));
     if ok {
         crate::deliverable::set_checkpoint_signal(sig);
+        // A handler installed before this library's constructor ran (another library's).
+        if crate::actions::program_handles(crate::actions::CHECKPOINT) {
+            crate::deliverable::taken(sig);
+        }
     }
     ok
 }

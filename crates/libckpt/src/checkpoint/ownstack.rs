@@ -103,6 +103,14 @@ extern "C" fn call_on(go: usize) {
     go();
 }
 
+/// In a restored process: the image was taken with a checkpoint on the stack, which the
+/// restored process left (it resumed from the frame): the stack is free again.
+pub fn after_restore() {
+    IN_USE.store(0, SeqCst);
+    ALT_BOTTOM.store(0, SeqCst);
+    BUSY.store(false, SeqCst);
+}
+
 /// During a checkpoint (in its writer too): libckpt's stack if the checkpoint runs on it (empty
 /// if not), and the lowest address of the alternate stack the frame is on (0 if it is not).
 pub fn in_use() -> (Range<usize>, usize) {
