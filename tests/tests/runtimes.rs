@@ -208,6 +208,9 @@ fn jvm_scenario(test: &str, run_args: &[&str]) {
     orig.wait_lines(n + 3, SHORT);
     orig.kill9();
     assert_eq!(ckpt_lines(&orig), Vec::<String>::new(), "libckpt complained");
+    let out = Command::new(ckpt()).args(["inspect", "--json"]).arg(&image).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["raw_madvise"], false, "the JVM is no Go program");
     let at_kill = orig.lines().len();
     let after = restart_to_the_end(&image);
     assert_eq!(after.last().map(String::as_str), Some("done"));

@@ -40,10 +40,11 @@
 //! `bsd_signal` or `sysv_signal`, which call the kernel inside libc.
 //!
 //! # Signal-safety fence
-//! [`pass_on_checkpoint_signal`], [`pass_on_stop_signal`] and what they call run in signal
-//! handlers; the recording side runs in the program's `sigaction`, which may itself be called
-//! from a handler. All of it uses atomics and raw system calls only (`rt_sigaction`,
-//! `rt_sigprocmask`, `rt_tgsigqueueinfo`, `tgkill`): no libc, no allocation, no lock.
+//! [`pass_on_checkpoint_signal`], [`pass_on_stop_signal`], [`queue_again`] and what they call
+//! run in signal handlers; the recording side runs in the program's `sigaction`, which may
+//! itself be called from a handler. All of it uses atomics and raw system calls only
+//! (`rt_sigaction`, `rt_sigprocmask`, `rt_tgsigqueueinfo`, `tgkill`): no libc, no allocation,
+//! no lock. Only [`take`], in the constructor, calls the C library (its `sigaction`, once).
 
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
