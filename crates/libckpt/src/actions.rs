@@ -32,8 +32,9 @@
 //! in that thread, that one is delivered in its place, and the handler takes the checkpoint and
 //! queues the program's signal again, still blocked).
 //!
-//! Not covered: `SA_RESTART` for a checkpoint when the program's handler for the checkpoint
-//! signal lacks it (above); a request sent while a signal of the program's of the same
+//! Not covered: `SA_RESTART` for a checkpoint when the program's handler for one of these
+//! signals lacks it (above: a checkpoint, or a thread's stop for one, may then end a system call
+//! with `EINTR`); a request sent while a signal of the program's of the same
 //! (non-real-time) number is pending for the process, which the kernel merges into it; a thread
 //! that blocked the signal before the program installed its handler (but the one installing it)
 //! has it unblocked; actions set past libc (`rt_sigaction` made directly), or with `sigset`,
