@@ -8,8 +8,8 @@
 //! - [`stop`] is the internal signal that stops the other threads for a checkpoint, which the
 //!   handler sends (tagged, so that the program's own signals of that number reach it).
 //! - [`guard`] interposes `sigaction`/`signal`: the program's actions for ckpt's two signals are
-//!   kept by [`actions`], whose handlers stay installed and pass the program's signals on to
-//!   it; [`deliverable`] keeps ckpt's two signals out of the masks and waited
+//!   kept by [`actions`], while libckpt's handlers stay installed and pass the program's own
+//!   signals on to it; [`deliverable`] keeps ckpt's two signals out of the masks and waited
 //!   sets the program hands the kernel, and [`sigwaits`] interposes the calls that wait for
 //!   signals; [`invisible`] interposes the sleeps and waits a checkpoint would cut
 //!   short; [`watches`] `inotify_add_watch`, for the paths of watches; [`ipcids`]
