@@ -1,7 +1,8 @@
 /* ownusr2: takes SIGUSR2 for itself (as the JVM does), through signal() or sigaction(), and
- * counts the signals its handler gets: it prints `I got=N` every 20 ms. With `sigaction` its
- * handler takes the siginfo too (SA_SIGINFO) and checks that it is the one the signal came
- * with. */
+ * counts the signals its handler gets: it prints `I got=N` every 20 ms (and ` default` once
+ * SIGUSR2's action reads back as the default). With `sigaction` its handler takes the siginfo
+ * too (SA_SIGINFO) and checks that it is the one the signal came with; with `resethand` it is
+ * installed for one signal only (SA_RESETHAND). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +16,13 @@ static void on_usr2_info(int sig, siginfo_t *si, void *uc) {
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "sigaction") == 0) {
+    if (argc > 1 && strcmp(argv[1], "resethand") == 0) {
+        /* Once: the first SIGUSR2 reaches the handler, which is then reset to the default. */
+        struct sigaction sa = {0};
+        sa.sa_handler = on_usr2;
+        sa.sa_flags = SA_RESETHAND;
+        sigaction(SIGUSR2, &sa, 0);
+    } else if (argc > 1 && strcmp(argv[1], "sigaction") == 0) {
         struct sigaction sa = {0}, old;
         sa.sa_sigaction = on_usr2_info;
         sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -32,7 +39,9 @@ int main(int argc, char **argv) {
         }
     }
     for (int i = 0;; i++) {
-        printf("%d got=%d%s\n", i, (int)got, wrong ? " wrong siginfo" : "");
+        struct sigaction now;
+        sigaction(SIGUSR2, 0, &now);
+        printf("%d got=%d%s%s\n", i, (int)got, wrong ? " wrong siginfo" : "", now.sa_handler == SIG_DFL ? " default" : "");
         fflush(stdout);
         usleep(20000);
     }

@@ -355,6 +355,26 @@ fn a_program_with_its_own_checkpoint_signal_handler_keeps_it() {
     }
 }
 
+/// A handler installed with SA_RESETHAND gets one SIGUSR2, and the action reads back as the
+/// default afterwards, as the kernel would make it; a `kill -12` then, with no handler of the
+/// program's, is a checkpoint again (the brief's contract for a program without one).
+#[test]
+fn a_program_handler_for_one_sigusr2_then_checkpoints() {
+    let wd = Workdir::new("cli-resethand");
+    let mut c = Command::new(prog("ownusr2", &[]));
+    c.arg("resethand");
+    let orig = Proc::preloaded(c, &wd.image(), "ownusr2 resethand");
+    orig.wait_lines(3, SHORT);
+    assert!(orig.lines().last().is_some_and(|l| l.ends_with("got=0")), "{:?}", orig.lines());
+    orig.signal(libc::SIGUSR2);
+    orig.wait_until(|l| l.last().is_some_and(|l| l.ends_with("got=1 default")), SHORT, "its handler's one signal, then the default action");
+    assert!(!wd.image().exists(), "the handler's signal took a checkpoint");
+    orig.checkpoint(&wd.image(), LONG);
+    let n = orig.lines().len();
+    let lines = orig.wait_lines(n + 3, SHORT);
+    assert!(lines.last().unwrap().ends_with("got=1 default"), "{lines:?}");
+}
+
 /// A restart while the checkpointed process still runs is refused by default (the two would
 /// share its files and write over each other's output); `--allow-running` restores a second
 /// copy anyway, and once the original has ended the restart goes ahead.
