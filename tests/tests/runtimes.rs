@@ -166,6 +166,35 @@ fn a_go_programs_periodic_images_say_it_calls_madvise_past_libc() {
     assert_continues(&reference, 1, orig.lines().len(), &after);
 }
 
+/// `ckpt job` takes the last checkpoint of the Go program on SIGUSR1 (a `sigqueue` request with
+/// ckpt's value, which its runtime's handler never sees) and stops it; the next `ckpt job`
+/// restarts it, and the two runs' output is exactly an uninterrupted run's.
+#[test]
+fn ckpt_job_stops_and_resumes_a_go_program() {
+    let Some(go) = go_prog("ckpt_job_stops_and_resumes_a_go_program", "gotick") else { return };
+    let wd = Workdir::new("go-job");
+    let image = wd.image();
+    let go = go.to_str().unwrap();
+    let reference = reference_run(go_command(go, "200"), LONG);
+    let out = wd.path.join("out");
+    let job = |what: &str| {
+        let mut c = ckpt_cmd(&["job", "--image", image.to_str().unwrap(), "--", go, "200"]);
+        c.stdout(std::fs::OpenOptions::new().create(true).append(true).open(&out).unwrap());
+        c.stderr(std::process::Stdio::piped()).stdin(std::process::Stdio::null());
+        hermetic(&mut c);
+        c.spawn().unwrap_or_else(|e| panic!("{what}: {e}"))
+    };
+    let first = job("the first ckpt job");
+    wait_file_lines(&out, 40, SHORT);
+    assert_eq!(send_signal(first.id() as i32, libc::SIGUSR1), 0);
+    let done = first.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert!(said.contains("stopped at its last checkpoint"), "{said}");
+    let second = job("the second ckpt job").wait_with_output().unwrap();
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(file_lines(&out), reference);
+}
+
 /// The JDK's compiler and launcher, if installed; else the test is [`skip`]ped.
 fn jdk(test: &str) -> Option<(PathBuf, PathBuf)> {
     let found = |name: &str| Command::new(name).arg("-version").output().is_ok_and(|o| o.status.success()).then(|| PathBuf::from(name));
