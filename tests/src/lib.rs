@@ -82,6 +82,51 @@ pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
     out
 }
 
+/// Builds `tests/progs/NAME.go` with the Go toolchain (`go build`; its cgo makes a dynamically
+/// linked program, which libckpt can be preloaded into), into a directory of
+/// `target/ckpt-tests/bin` named by a hash of the source, like [`compile`]. `None`, the test
+/// [`skip`]ped, where `go` cannot be run (Debian's golang-go package).
+pub fn go_prog(test: &str, name: &str) -> Option<PathBuf> {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    if Command::new("go").arg("version").output().map_or(true, |o| !o.status.success()) {
+        skip(test, "needs the Go toolchain (Debian's golang-go package)");
+        return None;
+    }
+    let mut map = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(p) = map.get(name) {
+        return Some(p.clone());
+    }
+    let src = root().join("tests/progs").join(format!("{name}.go"));
+    let version = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(&src).unwrap_or_default().hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    let out_dir = std::env::var_os("CKPT_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| root().join("target/ckpt-tests/bin")).join(version);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join(name);
+    if !out.exists() {
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        // The build cache in the target directory: HOME may be unset or read-only.
+        let status = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .env("GOCACHE", root().join("target/ckpt-tests/gocache"))
+            .env("CGO_ENABLED", "1")
+            .env_remove("GOFLAGS")
+            .current_dir(src.parent().unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "building {}", src.display());
+        let _ = std::fs::hard_link(&tmp, &out);
+        let _ = std::fs::remove_file(&tmp);
+    }
+    map.insert(name.to_string(), out.clone());
+    Some(out)
+}
+
 /// Builds `tests/progs/libtick.c` as libtick.so (with `step`) and usetick linked to it, in
 /// `dir`; a library already there is rewritten in place (the same inode, other bytes).
 pub fn build_tick(dir: &Path, step: u32) -> (PathBuf, PathBuf) {

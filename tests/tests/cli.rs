@@ -321,23 +321,61 @@ fn programs_run_by_the_program_do_not_take_periodic_checkpoints() {
     assert_eq!(v["program"], "sh", "the image was written by another process than the one ckpt ran");
 }
 
+/// A program with its own SIGUSR2 handler (through `signal` or `sigaction`) keeps it: a plain
+/// `kill -12` reaches its handler (its count goes up) and takes no checkpoint, while
+/// `ckpt checkpoint` (which asks with `sigqueue` and ckpt's value) checkpoints it. Restarted,
+/// the handler is still its own.
 #[test]
-fn a_program_that_takes_the_checkpoint_signal_is_left_alone() {
+fn a_program_with_its_own_checkpoint_signal_handler_keeps_it() {
     let wd = Workdir::new("cli-own-signal");
     let p = prog("ownusr2", &[]);
+    let got = |lines: &[String]| lines.last().and_then(|l| l.split_once(" got=")).map(|(_, n)| n.to_string()).unwrap_or_default();
     for how in ["signal", "sigaction"] {
+        let img = wd.path.join(format!("img-{how}"));
         let mut c = Command::new(&p);
         c.arg(how);
-        let orig = Proc::preloaded(c, &wd.image(), "ownusr2");
-        orig.wait_stderr("installed its own handler for signal 12", SHORT);
+        let mut orig = Proc::preloaded(c, &img, "ownusr2");
         orig.wait_lines(3, SHORT);
-        let out = ckpt_cmd(&["checkpoint", &orig.pid.to_string()]).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{how}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("installed its own handler"));
+        orig.signal(libc::SIGUSR2);
+        orig.wait_until(|l| got(l) == "1", SHORT, "its handler's first signal");
+        orig.signal(libc::SIGUSR2);
+        orig.wait_until(|l| got(l) == "2", SHORT, "its handler's second signal");
+        assert!(!img.exists(), "{how}: kill -12 took a checkpoint");
+        let out = ckpt_cmd(&["checkpoint", &orig.pid.to_string(), "--wait"]).output().unwrap();
+        assert!(out.status.success(), "{how}: {}", String::from_utf8_lossy(&out.stderr));
         let n = orig.lines().len();
         let lines = orig.wait_lines(n + 3, SHORT);
-        assert!(lines.last().unwrap().ends_with("got=0"), "{how}: the program was signalled");
+        assert_eq!(got(&lines), "2", "{how}: the checkpoint request reached the program's handler");
+        orig.kill9();
+        assert!(!orig.stderr().contains("ckpt:"), "{how}: {}", orig.stderr());
+        assert!(!orig.lines().iter().any(|l| l.contains("wrong")), "{how}: {:?}", orig.lines());
+
+        let restored = Proc::restart(&img);
+        restored.wait_lines(3, SHORT);
+        restored.signal(libc::SIGUSR2);
+        let lines = restored.wait_until(|l| got(l) == "3", SHORT, "the restored handler's signal");
+        assert!(!lines.iter().any(|l| l.contains("wrong")), "{how}: {lines:?}");
     }
+}
+
+/// A handler installed with SA_RESETHAND gets one SIGUSR2, and the action reads back as the
+/// default afterwards, as the kernel would make it; a `kill -12` then, with no handler of the
+/// program's, is a checkpoint again (the brief's contract for a program without one).
+#[test]
+fn a_program_handler_for_one_sigusr2_then_checkpoints() {
+    let wd = Workdir::new("cli-resethand");
+    let mut c = Command::new(prog("ownusr2", &[]));
+    c.arg("resethand");
+    let orig = Proc::preloaded(c, &wd.image(), "ownusr2 resethand");
+    orig.wait_lines(3, SHORT);
+    assert!(orig.lines().last().is_some_and(|l| l.ends_with("got=0")), "{:?}", orig.lines());
+    orig.signal(libc::SIGUSR2);
+    orig.wait_until(|l| l.last().is_some_and(|l| l.ends_with("got=1 default")), SHORT, "its handler's one signal, then the default action");
+    assert!(!wd.image().exists(), "the handler's signal took a checkpoint");
+    orig.checkpoint(&wd.image(), LONG);
+    let n = orig.lines().len();
+    let lines = orig.wait_lines(n + 3, SHORT);
+    assert!(lines.last().unwrap().ends_with("got=1 default"), "{lines:?}");
 }
 
 /// A restart while the checkpointed process still runs is refused by default (the two would

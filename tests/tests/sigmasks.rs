@@ -260,3 +260,47 @@ fn a_counter_under_script_is_checkpointed_and_continues() {
         &wd,
     );
 }
+
+/// A program with its own SIGUSR2 handler that blocks SIGUSR2 (through libc) gets a `kill -12`
+/// only once it unblocks it: once the program has a handler of its own for the signal, its
+/// masks reach the kernel as it set them. `ckpt checkpoint` meanwhile (its request merged by the
+/// kernel into the pending signal, which it delivers with ptrace) takes the checkpoint, and the
+/// program's signal stays pending, in the image too: the restored program gets it when it
+/// unblocks it.
+#[test]
+fn a_program_blocking_its_own_sigusr2_gets_it_once_it_unblocks_it() {
+    let wd = Workdir::new("own-usr2-blocked");
+    let src = wd.path.join("blockusr2.c");
+    std::fs::write(
+        &src,
+        "#include <signal.h>\n#include <stdio.h>\n#include <unistd.h>\n\
+         static volatile sig_atomic_t got;\n\
+         static void h(int s) { got += s == SIGUSR2; }\n\
+         int main(int argc, char **argv) { signal(SIGUSR2, h); sigset_t s; sigemptyset(&s); sigaddset(&s, SIGUSR2);\n\
+         sigprocmask(SIG_BLOCK, &s, 0); int open = 0;\n\
+         for (int i = 0;; i++) { if (!open && access(argv[1], F_OK) == 0) { open = 1; sigprocmask(SIG_UNBLOCK, &s, 0); }\n\
+         printf(\"%d got=%d open=%d\\n\", i, (int)got, open); fflush(stdout); usleep(10000); } }\n",
+    )
+    .unwrap();
+    let p = compile(&src, "blockusr2", &[]);
+    let flag = wd.path.join("unblock");
+    let got = |lines: &[String]| lines.last().and_then(|l| l.split(' ').nth(1)).unwrap_or_default().to_string();
+    let mut c = Command::new(&p);
+    c.arg(&flag);
+    let mut orig = Proc::preloaded(c, &wd.image(), "blockusr2");
+    orig.wait_lines(3, SHORT);
+    orig.signal(libc::SIGUSR2);
+    let n = orig.lines().len();
+    let lines = orig.wait_lines(n + 5, SHORT);
+    assert_eq!(got(&lines), "got=0", "the handler ran while the program blocked its signal");
+    let out = Command::new(ckpt()).args(["checkpoint", &orig.pid.to_string(), "--wait"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let n = orig.lines().len();
+    assert_eq!(got(&orig.wait_lines(n + 3, SHORT)), "got=0");
+    orig.kill9();
+    let restored = Proc::restart(&wd.image());
+    restored.wait_lines(3, SHORT);
+    assert_eq!(got(&restored.lines()), "got=0");
+    std::fs::write(&flag, "").unwrap();
+    restored.wait_until(|l| l.last().is_some_and(|l| l.ends_with("got=1 open=1")), SHORT, "the signal once unblocked");
+}

@@ -139,7 +139,9 @@ pub fn checkpoint(a: CheckpointArgs) -> Outcome {
     let sent = if a.kill {
         ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT)
     } else {
-        ckpt_sigsafe::sys::kill(pid, signal as u32)
+        // Queued with ckpt's value: a program with a handler of its own for the signal (the
+        // JVM's SIGUSR2) gets every signal but ckpt's requests.
+        ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::CHECKPOINT_REQUEST)
     };
     if let Err(e) = sent {
         return Err((EXIT_FAILED, format!("cannot signal process {asked}: {}", std::io::Error::from_raw_os_error(e.raw_os_error()))));
@@ -178,8 +180,7 @@ fn permission_denied(asked: u32, pid: u32) -> String {
     }
 }
 
-/// Whether the process runs under libckpt.so (else it is checkpointed from outside); refuses
-/// one that took the checkpoint signal for a handler of its own: the signal would harm it.
+/// Whether the process runs under libckpt.so (else it is checkpointed from outside).
 fn runs_libckpt(asked: u32, pid: u32) -> Result<bool, (u8, String)> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
         let why = match e.kind() {
@@ -191,9 +192,6 @@ fn runs_libckpt(asked: u32, pid: u32) -> Result<bool, (u8, String)> {
     })?;
     if !maps.lines().any(|l| l.ends_with("/libckpt.so")) {
         return Ok(false);
-    }
-    if maps.lines().any(|l| l.contains("/memfd:ckpt-signal-taken")) {
-        return Err((EXIT_REFUSED, format!("process {asked} installed its own handler for the checkpoint signal, so checkpoints are disabled and the signal could harm it; none was sent (start it with `ckpt run --signal` to use another)")));
     }
     Ok(true)
 }

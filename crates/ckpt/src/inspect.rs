@@ -167,7 +167,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Resu
         "threads": threads,
         "command_line": cmdline, "cwd": String::from_utf8_lossy(st.cwd.as_bytes()),
         "pid": st.pid, "taken": utc(st.created_unix_ns), "taken_unix_ns": st.created_unix_ns, "write_ms": st.write_ns as f64 / 1e6,
-        "last_checkpoint": st.is_last_checkpoint(),
+        "last_checkpoint": st.is_last_checkpoint(), "raw_madvise": st.flags & ckpt_image::state::FLAG_RAW_MADVISE != 0,
         "kernel": st.kernel_str(), "xsave_features": format!("{:#x}", st.xfeatures), "xsave_bytes": st.xstate_size,
         "checkpoint_signal": st.ckpt_signal, "interval_ms": st.interval_ms, "origin": origin,
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
@@ -538,6 +538,9 @@ fn print_process(d: &Value) {
     let last = if d["last_checkpoint"] == true { " (a last checkpoint: the program ended there)" } else { "" };
     row!("taken        {}, written in {:.1} ms{last}", s(&d["taken"]), d["write_ms"].as_f64().unwrap_or(0.0));
     row!("needs        kernel {}, XSAVE features {} ({} bytes of register state)", s(&d["kernel"]), s(&d["xsave_features"]), d["xsave_bytes"]);
+    if d["raw_madvise"] == true {
+        row!("memory       restored eagerly: the program drops pages with madvise past libc (the Go runtime does)");
+    }
     let interval = d["interval_ms"].as_u64().unwrap_or(0);
     row!("checkpoints  on signal {}{}", d["checkpoint_signal"], if interval > 0 { format!(", every {} s", interval as f64 / 1000.0) } else { String::new() });
     let r = &d["registers"];

@@ -213,7 +213,7 @@ impl Job {
                 // Once the restored program is whole (its report page is there).
                 let program = crate::report::program_behind(child as u32);
                 if crate::report::Page::of(program).read().is_some() {
-                    let _ = ckpt_sigsafe::sys::kill(program, self.ckpt_signal as u32);
+                    let _ = ckpt_sigsafe::sys::sigqueue(program, self.ckpt_signal as u32, ckpt_sigsafe::signals::CHECKPOINT_REQUEST);
                     w.fresh_image_due = false;
                 }
             }

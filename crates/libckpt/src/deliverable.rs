@@ -22,8 +22,10 @@
 //! it asked leaves its slot until the table is full, and a new thread given its ID meanwhile
 //! (once the kernel's thread IDs wrapped around) reads ckpt's signals back as blocked.
 //!
-//! A signal the program takes for itself (its own handler, noticed by `guard`) is left to it:
-//! its sets pass unchanged.
+//! A signal the program takes for itself (its own handler for it, which `actions` keeps and
+//! passes its signals on to) is left to it from then on: its sets pass unchanged, so that the
+//! kernel holds the program's signals while it blocks them, as it expects. A checkpoint asked
+//! of a program that blocks it in every thread is delivered by `ckpt checkpoint` with `ptrace`.
 //!
 //! Ordinary context (not called from the checkpoint handler), but these functions may run in
 //! the program's signal handlers: they do not allocate or lock.
@@ -50,17 +52,17 @@ static FORKING: AtomicU64 = AtomicU64::new(0);
 static HANDLER_ASKED: [AtomicU8; 65] = [const { AtomicU8::new(0) }; 65];
 
 /// The checkpoint signal once its handler is installed, 0 before or once the program took it
-/// for itself (`guard` says which).
+/// for itself (`actions` says which).
 static CHECKPOINT_SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// The thread-stop signal, likewise.
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-/// The checkpoint signal is ckpt's from now on (`sig`), or no longer (0).
+/// The checkpoint signal is ckpt's from now on (until [`taken`]).
 pub fn set_checkpoint_signal(sig: c_int) {
     CHECKPOINT_SIGNAL.store(sig, Relaxed);
 }
 
-/// The thread-stop signal is ckpt's from now on (`sig`), or no longer (0).
+/// The thread-stop signal is ckpt's from now on (until [`taken`]).
 pub fn set_stop_signal(sig: c_int) {
     STOP_SIGNAL.store(sig, Relaxed);
 }
@@ -168,6 +170,41 @@ fn set_asked_in(tid: u64, slot: Option<&AtomicU64>, bits: u8) {
     }
 }
 
+/// The program installed a handler of its own for `sig`, one of ckpt's signals: from now on its
+/// masks pass unchanged. If the calling thread asked to block it meanwhile, it is blocked now,
+/// as asked (other threads that did read it back unblocked, and have it unblocked).
+pub fn taken(sig: c_int) {
+    for (i, (s, bit)) in ours().into_iter().enumerate() {
+        if s != sig || sig <= 0 {
+            continue;
+        }
+        let me = tid();
+        let slot = slot_of(me);
+        let before = slot.map_or(0, |s| s.load(Relaxed) as u8);
+        if before & bit != 0 {
+            let _ = ckpt_sigsafe::sys::rt_sigprocmask(linux_raw_sys::general::SIG_BLOCK as usize, 1u64 << (sig - 1));
+            set_asked_in(me, slot, before & !bit);
+        }
+        if i == 0 {
+            CHECKPOINT_SIGNAL.store(0, Relaxed);
+        } else {
+            STOP_SIGNAL.store(0, Relaxed);
+        }
+    }
+}
+
+/// The 64-bit mask of ckpt's signals that the program has not taken.
+pub fn untaken_bits() -> u64 {
+    ours().iter().filter(|(s, _)| (1..=64).contains(s)).fold(0, |m, (s, _)| m | 1u64 << (s - 1))
+}
+
+/// Whether the calling thread asked to block `sig`, one of ckpt's signals that the program has
+/// not taken (signal-safe: it runs in libckpt's handlers).
+pub fn asks_to_block(sig: c_int) -> bool {
+    let bits = asked_by(tid());
+    ours().iter().any(|&(s, bit)| s == sig && bits & bit != 0)
+}
+
 fn set_asked(tid: u64, bits: u8) {
     set_asked_in(tid, slot_of(tid), bits);
 }
@@ -251,13 +288,13 @@ pub unsafe fn set_mask(f: usize, how: c_int, set: *const libc::sigset_t, old: *m
     r
 }
 
-/// `act` as handed to the kernel: its `sa_mask` without ckpt's signals, unless `act` installs
-/// one of ckpt's own handlers (whose masks are meant). Notes what the program asked for `sig`.
+/// `act` as handed to the kernel: its `sa_mask` without ckpt's signals. Notes what the program
+/// asked for `sig`. (The actions of ckpt's own signals are `actions`'s.)
 ///
 /// # Safety
 /// `act` is null or points to a valid `sigaction`.
-pub unsafe fn handler_mask(sig: c_int, act: *const libc::sigaction, ours_handler: bool) -> Option<libc::sigaction> {
-    if act.is_null() || ours_handler || !(1..=64).contains(&sig) {
+pub unsafe fn handler_mask(sig: c_int, act: *const libc::sigaction) -> Option<libc::sigaction> {
+    if act.is_null() || !(1..=64).contains(&sig) {
         return None;
     }
     // SAFETY: the caller's valid sigaction, copied.

@@ -1,34 +1,21 @@
-//! Notices when the program takes the checkpoint signal for itself.
+//! The program's `sigaction` and `signal`, and its signal masks.
 //!
 //! `sigaction` and `signal` are interposed (this library is preloaded, so the program's calls
-//! reach these first). A program that installs its own handler for the checkpoint signal (the
-//! JVM uses SIGUSR2 for its own purposes, for one) keeps it, since it needs it: checkpoints are
-//! then disabled, the program is told once on stderr, the periodic timer is stopped, and a
-//! marker mapping (`/memfd:ckpt-signal-taken`) shows in `/proc/PID/maps`, so that
-//! `ckpt checkpoint` refuses to send a signal that would now reach the program's handler.
+//! reach these first). For ckpt's two signals (the checkpoint signal and the thread-stop
+//! signal) the program's action is recorded by [`crate::actions`] and read back as if it were
+//! installed, while libckpt's handler stays in the kernel and passes the program's signals on to
+//! it: a program that needs these signals for itself (the JVM uses `SIGUSR2`, a Go program built
+//! with cgo takes every signal) keeps them, and is checkpointed all the same.
 //!
 //! `sigprocmask`, `pthread_sigmask` and `sigaction` pass the masks they are given through
 //! [`crate::deliverable`], which keeps ckpt's signals out of them.
 
 use crate::config;
-use ckpt_sigsafe::say;
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-/// The name the marker mapping carries.
-pub const MARKER: &core::ffi::CStr = c"ckpt-signal-taken";
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
-/// Our handler's address, once installed.
-static OUR_HANDLER: AtomicUsize = AtomicUsize::new(0);
-/// The kernel timer of periodic checkpoints, if any, as its ID + 1 (0: none).
-pub static TIMER: AtomicUsize = AtomicUsize::new(0);
-static TAKEN: AtomicBool = AtomicBool::new(false);
-/// Our handler for the thread-stop signal, once installed.
-static STOP_HANDLER: AtomicUsize = AtomicUsize::new(0);
-/// The program installed its own handler for the thread-stop signal.
-static STOP_TAKEN: AtomicBool = AtomicBool::new(false);
 static REAL_PTHREAD_SIGMASK: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGPROCMASK: AtomicUsize = AtomicUsize::new(0);
 
@@ -68,57 +55,38 @@ pub fn prepare() {
     real(&REAL_SIGPROCMASK, c"sigprocmask");
 }
 
-pub fn set_stop_handler(addr: usize) {
-    STOP_HANDLER.store(addr, Ordering::Relaxed);
-    crate::deliverable::set_stop_signal(crate::stop::STOP_SIGNAL);
-}
-
-/// Whether the program took the thread-stop signal for itself (then only single-threaded
-/// checkpoints can be taken: the signal would reach the program's handler).
-pub fn stop_signal_taken() -> bool {
-    STOP_TAKEN.load(Ordering::Relaxed)
-}
-
-pub fn set_our_handler(addr: usize) {
-    OUR_HANDLER.store(addr, Ordering::Relaxed);
-    crate::deliverable::set_checkpoint_signal(config::get().signal);
-}
-
-fn note_new_handler(sig: c_int, handler: usize) {
-    // A `vfork` child resets the handlers of the memory it shares with the program before it
-    // runs another program: not the program taking the signal.
-    if !config::in_own_memory() {
-        return;
-    }
-    let stop = STOP_HANDLER.load(Ordering::Relaxed);
-    if stop != 0 && sig == crate::stop::STOP_SIGNAL && handler != stop && !STOP_TAKEN.swap(true, Ordering::Relaxed) {
-        crate::deliverable::set_stop_signal(0);
-        say!("ckpt: the program installed its own handler for signal {sig}, which ckpt uses to stop threads; it keeps it, and checkpoints of this program are refused while it has more than one thread");
-    }
-    let ours = OUR_HANDLER.load(Ordering::Relaxed);
-    if ours == 0 || sig != config::get().signal || handler == ours || TAKEN.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    crate::deliverable::set_checkpoint_signal(0);
-    say!(
-        "ckpt: the program installed its own handler for signal {sig}, the checkpoint signal; checkpoints are disabled (choose another signal with CKPT_SIGNAL or `ckpt run --signal`)"
-    );
-    let timer = TIMER.swap(0, Ordering::Relaxed);
-    if timer != 0 {
-        // The interval timer, created by us (kept as its ID + 1), deleted once.
-        ckpt_sigsafe::sys::timer_delete((timer - 1) as i32);
-    }
-    // SAFETY: memfd_create, ftruncate, mmap and close on objects we own; the mapping is never
-    // unmapped, so that /proc/PID/maps keeps showing it.
-    unsafe {
-        let fd = libc::memfd_create(MARKER.as_ptr(), libc::MFD_CLOEXEC);
-        if fd >= 0 {
-            if libc::ftruncate(fd, 4096) == 0 {
-                libc::mmap(core::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0);
-            }
-            libc::close(fd);
+/// libckpt's handler `handler` becomes the thread-stop signal's (constructor only).
+pub fn set_stop_handler(handler: usize) -> bool {
+    let ok = crate::actions::take(crate::actions::STOP, crate::stop::STOP_SIGNAL, handler, real(&REAL_SIGACTION, c"sigaction"));
+    if ok {
+        crate::deliverable::set_stop_signal(crate::stop::STOP_SIGNAL);
+        if crate::actions::program_handles(crate::actions::STOP) {
+            crate::deliverable::taken(crate::stop::STOP_SIGNAL);
         }
     }
+    ok
+}
+
+/// libckpt's handler `handler` becomes the checkpoint signal's (constructor only).
+pub fn set_our_handler(handler: usize) -> bool {
+    let sig = config::get().signal;
+    let ok = crate::actions::take(crate::actions::CHECKPOINT, sig, handler, real(&REAL_SIGACTION, c"sigaction"));
+    if ok {
+        crate::deliverable::set_checkpoint_signal(sig);
+        // A handler installed before this library's constructor ran (another library's).
+        if crate::actions::program_handles(crate::actions::CHECKPOINT) {
+            crate::deliverable::taken(sig);
+        }
+    }
+    ok
+}
+
+/// The slot of `sig` in [`crate::actions`] if it is one of ckpt's signals, as this process sets
+/// it. A `vfork` child, which shares the program's memory but has its own actions, resets its
+/// handlers before it runs another program: that is not the program's doing, and goes to the
+/// kernel as it is.
+fn ckpt_slot(sig: c_int) -> Option<usize> {
+    crate::actions::slot(sig).filter(|_| config::in_own_memory())
 }
 
 /// `sigaction(2)`, as the program calls it.
@@ -127,12 +95,16 @@ fn note_new_handler(sig: c_int, handler: usize) {
 /// As for libc's `sigaction`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
-    let mut ours_handler = false;
-    if !act.is_null() {
-        // SAFETY: the caller passes a valid sigaction when act is not null.
-        let handler = unsafe { (*act).sa_sigaction };
-        note_new_handler(sig, handler);
-        ours_handler = handler != 0 && (handler == OUR_HANDLER.load(Ordering::Relaxed) || handler == STOP_HANDLER.load(Ordering::Relaxed));
+    if let Some(i) = ckpt_slot(sig) {
+        // SAFETY: act and old are null or the caller's valid sigactions.
+        return match unsafe { crate::actions::sigaction(i, act, old) } {
+            Ok(()) => 0,
+            Err(e) => {
+                // SAFETY: libc's thread-local errno.
+                unsafe { *libc::__errno_location() = e.raw_os_error() };
+                -1
+            }
+        };
     }
     let f = real(&REAL_SIGACTION, c"sigaction");
     if f == 0 {
@@ -141,7 +113,7 @@ pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old:
     let was_asked = crate::deliverable::handler_asked(sig);
     // The handler's mask without ckpt's signals (see `deliverable`).
     // SAFETY: act is null or the caller's valid sigaction.
-    let copy = unsafe { crate::deliverable::handler_mask(sig, act, ours_handler) };
+    let copy = unsafe { crate::deliverable::handler_mask(sig, act) };
     let given = copy.as_ref().map_or(act, |c| c as *const libc::sigaction);
     // SAFETY: f is libc's sigaction, called with the caller's arguments or our copy of act.
     let r = unsafe { core::mem::transmute::<usize, SigactionFn>(f)(sig, given, old) };
@@ -159,7 +131,23 @@ pub unsafe extern "C" fn sigaction(sig: c_int, act: *const libc::sigaction, old:
 /// As for libc's `signal`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
-    note_new_handler(sig, handler);
+    if let Some(i) = ckpt_slot(sig) {
+        // What the C library's `signal` installs: BSD semantics (SA_RESTART), the signal itself
+        // blocked in its handler.
+        // SAFETY: a zeroed sigaction is valid; its mask is a valid sigset_t.
+        let mut act: libc::sigaction = unsafe { core::mem::zeroed() };
+        act.sa_sigaction = handler;
+        act.sa_flags = libc::SA_RESTART;
+        // SAFETY: as above.
+        unsafe { libc::sigaddset(&mut act.sa_mask, sig) };
+        // SAFETY: as above.
+        let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+        // SAFETY: both are valid sigactions of ours.
+        return match unsafe { crate::actions::sigaction(i, &act, &mut old) } {
+            Ok(()) => old.sa_sigaction,
+            Err(_) => libc::SIG_ERR,
+        };
+    }
     let f = real(&REAL_SIGNAL, c"signal");
     if f == 0 {
         return libc::SIG_ERR;

@@ -67,7 +67,8 @@ extern "C" fn ckpt_init() {
     // `getenv` (bash does), a `setenv` before `main` makes the program's own table of variables,
     // where its `getenv` looks from then on, and which holds none of the settings.
     export_parent(me);
-    install_handler(cfg.signal);
+    cfg.raw_madvise = calls_madvise_past_libc();
+    install_handler();
     install_stop_handler();
     crate::exec::unblock_after_exec();
     crate::deliverable::adopt_inherited_mask();
@@ -226,15 +227,16 @@ fn start_interval_timer(signal: c_int, ms: u32) {
     // The kernel's timer, made with the system call itself: glibc's `timer_create` lived in
     // librt before 2.34, and the program never sees this timer's ID anyway.
     let sigev_signal = linux_raw_sys::general::SIGEV_SIGNAL;
-    let id = match ckpt_sigsafe::sys::timer_create_with(libc::CLOCK_MONOTONIC, sigev_signal, signal as u32, 0, 0, 0) {
+    // Its signals carry ckpt's request value: a program with a handler of its own for the
+    // checkpoint signal gets the others, not these.
+    let request = ckpt_sigsafe::signals::CHECKPOINT_REQUEST;
+    let id = match ckpt_sigsafe::sys::timer_create_with(libc::CLOCK_MONOTONIC, sigev_signal, signal as u32, request, 0, 0) {
         Ok(id) => id,
         Err(_) => {
             say!("ckpt: cannot create the checkpoint timer; checkpoints come only on the signal");
             return;
         }
     };
-    // Kept as ID + 1: 0 says there is none.
-    crate::guard::TIMER.store(id as usize + 1, core::sync::atomic::Ordering::Relaxed);
     let (secs, nanos) = ((ms / 1000) as i64, (ms % 1000) as i64 * 1_000_000);
     let _ = ckpt_sigsafe::sys::timer_settime(id, &[secs, nanos, secs, nanos]);
 }
@@ -280,43 +282,62 @@ fn find_rseq(cfg: &mut config::Config) {
     }
 }
 
-fn install_handler(signal: c_int) {
-    // SAFETY: a zeroed sigaction is a valid starting point; we set every field we rely on.
-    let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
-    sa.sa_sigaction = on_signal as *const () as usize;
-    crate::guard::set_our_handler(sa.sa_sigaction);
-    // SA_RESTART: system calls the checkpoint interrupts resume as if nothing happened.
-    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-    // Block every other signal while the checkpoint is written, so that no handler of the
-    // program runs in the middle of it.
-    // SAFETY: sa_mask is a valid sigset_t owned by `sa`.
-    unsafe { libc::sigfillset(&mut sa.sa_mask) };
-    // SAFETY: `on_signal` is an `extern "C"` SA_SIGINFO handler with the matching signature.
-    if unsafe { libc::sigaction(signal, &sa, core::ptr::null_mut()) } != 0 {
+/// Whether the program is a Go program (built with cgo, as every Go program libckpt can be
+/// preloaded into is): the Go runtime calls `madvise` with the system call itself, which the
+/// interposed `madvise` never sees, so its images carry `FLAG_RAW_MADVISE` (constructor only).
+/// cgo's entry points are in the dynamic symbol table of every such program.
+fn calls_madvise_past_libc() -> bool {
+    [c"crosscall2", c"_cgo_topofstack"].iter().any(|name| !crate::guard::dlsym(libc::RTLD_DEFAULT, name).is_null())
+}
+
+fn install_handler() {
+    // libckpt's handler stays the kernel's whatever the program installs (`actions`): it blocks
+    // every other signal while the checkpoint is written, so that no handler of the program runs
+    // in the middle of it, and system calls it interrupts resume as if nothing happened
+    // (SA_RESTART, unless the program's own handler for the signal goes without).
+    if !crate::guard::set_our_handler(on_signal as *const () as usize) {
         say!("ckpt: cannot install the checkpoint signal handler; checkpoints are disabled");
     }
 }
 
 extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
-    crate::invisible::bump();
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    if !info.is_null() && unsafe { (*info).si_errno } == ckpt_sigsafe::signals::UNBLOCKED_FOR_CHECKPOINT {
-        block_again_after(sig, uc);
-    }
-    // A root of a tree checkpoint asks with sigqueue and a tagged value, and so does `ckpt job`
-    // for a last checkpoint; a user with kill.
-    let (code, sender, value) = if info.is_null() {
-        (0, 0, 0)
+    // A root of a tree checkpoint asks with sigqueue and a tagged value, and so does `ckpt
+    // checkpoint` (for a last checkpoint too), `ckpt job`, and the periodic timer; `ckpt
+    // checkpoint` marks a signal it delivered with ptrace; a user asks with kill.
+    let (code, sender, value, errno) = if info.is_null() {
+        (0, 0, 0, 0)
     } else {
         // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; for si_code
-        // SI_QUEUE its pid and value fields are the ones set by the sender.
-        unsafe { ((*info).si_code, (*info).si_pid() as u32, (*info).si_value().sival_ptr as u64) }
+        // SI_QUEUE and SI_TIMER its value field is the one set by the sender (for others, such
+        // as kill's, the kernel zeroes the rest of the siginfo).
+        unsafe { ((*info).si_code, (*info).si_pid() as u32, (*info).si_value().sival_ptr as u64, (*info).si_errno) }
     };
-    let last = ckpt_sigsafe::signals::last_request(value).filter(|_| code == -1).map(|flags| checkpoint::Last {
+    let request = checkpoint::tree::request(code, sender, value);
+    let mut asked = request.is_some() || ckpt_sigsafe::signals::is_checkpoint_request(code, value);
+    if errno == ckpt_sigsafe::signals::UNBLOCKED_FOR_CHECKPOINT {
+        block_again_after(sig, uc);
+        if !asked {
+            // `ckpt checkpoint` delivered the request with ptrace, and the kernel gave this
+            // thread a signal of the program's that was pending before it: the checkpoint is
+            // taken, and the program's signal waits again, blocked, as it was.
+            // SAFETY: info is the kernel's.
+            unsafe { crate::actions::queue_again(sig, info) };
+            asked = true;
+        }
+    }
+    // Any other signal is the program's if it has a handler of its own for it; if not, it asks
+    // for a checkpoint too (a user's `kill -12`).
+    // SAFETY: info and uc are the kernel's, passed on as they came.
+    if !asked && unsafe { crate::actions::pass_on_checkpoint_signal(sig, info, uc) } {
+        return;
+    }
+    crate::invisible::bump();
+    let last = ckpt_sigsafe::signals::last_request(value).filter(|_| code == ckpt_sigsafe::signals::SI_QUEUE).map(|flags| checkpoint::Last {
         stop_if_unsaved: flags & ckpt_sigsafe::signals::LAST_STOP_IF_UNSAVED != 0,
         kept: false,
     });
-    checkpoint::on_checkpoint_signal(uc as usize, checkpoint::tree::request(code, sender, value), last);
+    // On a small alternate stack of the program's (Go's), the checkpoint runs on libckpt's own.
+    checkpoint::ownstack::run(uc as usize, &mut || checkpoint::on_checkpoint_signal(uc as usize, request, last));
 }
 
 /// `ckpt checkpoint` unblocked the checkpoint signal in this thread, from outside, to deliver
@@ -334,25 +355,30 @@ fn block_again_after(sig: c_int, uc: *mut c_void) {
     }
 }
 
-/// The handler of the internal signal that stops the other threads during a checkpoint.
+/// The handler of the internal signal that stops the other threads during a checkpoint (it
+/// blocks every other signal while the thread is stopped).
 fn install_stop_handler() {
-    // SAFETY: a zeroed sigaction is a valid starting point; we set every field we rely on.
-    let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
-    sa.sa_sigaction = on_stop_signal as *const () as usize;
-    crate::guard::set_stop_handler(sa.sa_sigaction);
-    // SA_RESTART: the system call the stop interrupts goes on afterwards; every other signal
-    // waits while the thread is stopped.
-    sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-    // SAFETY: sa_mask is a valid sigset_t owned by `sa`.
-    unsafe { libc::sigfillset(&mut sa.sa_mask) };
-    // SAFETY: `on_stop_signal` is an `extern "C"` SA_SIGINFO handler with the matching signature.
-    if unsafe { libc::sigaction(crate::stop::STOP_SIGNAL, &sa, core::ptr::null_mut()) } != 0 {
+    if !crate::guard::set_stop_handler(on_stop_signal as *const () as usize) {
         say!("ckpt: cannot install the thread-stop signal handler; multi-threaded checkpoints will fail");
     }
 }
 
-extern "C" fn on_stop_signal(_sig: c_int, _info: *mut libc::siginfo_t, uc: *mut c_void) {
-    checkpoint::threads::on_stop_signal(uc as usize);
+extern "C" fn on_stop_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    // libckpt's own stop requests are queued by this process with ckpt's value; any other
+    // signal of this number is the program's.
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler (see `on_signal`).
+    let ours = !info.is_null()
+        && unsafe {
+            (*info).si_code == ckpt_sigsafe::signals::SI_QUEUE
+                && (*info).si_value().sival_ptr as u64 == ckpt_sigsafe::signals::STOP_REQUEST
+                && (*info).si_pid() == rustix::process::getpid().as_raw_nonzero().get()
+        };
+    if ours {
+        checkpoint::threads::on_stop_signal(uc as usize);
+    } else {
+        // SAFETY: info and uc are the kernel's, passed on as they came.
+        unsafe { crate::actions::pass_on_stop_signal(sig, info, uc) };
+    }
 }
 
 #[cfg(test)]

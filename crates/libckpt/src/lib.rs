@@ -9,9 +9,10 @@
 //!   libckpt, after mapping a copy of this library there: the same checkpoint, without the
 //!   constructor or a signal handler.
 //! - [`stop`] is the internal signal that stops the other threads for a checkpoint, which the
-//!   handler sends and [`guard`] keeps the program from taking.
-//! - [`guard`] interposes `sigaction`/`signal` to notice a program taking the checkpoint
-//!   signal for itself; [`deliverable`] keeps ckpt's two signals out of the masks and waited
+//!   handler sends (tagged, so that the program's own signals of that number reach it).
+//! - [`guard`] interposes `sigaction`/`signal`: the program's actions for ckpt's two signals are
+//!   kept by [`actions`], while libckpt's handlers stay installed and pass the program's own
+//!   signals on to it; [`deliverable`] keeps ckpt's two signals out of the masks and waited
 //!   sets the program hands the kernel, and [`sigwaits`] interposes the calls that wait for
 //!   signals; [`invisible`] interposes the sleeps and waits a checkpoint would cut
 //!   short; [`watches`] `inotify_add_watch`, for the paths of watches; [`ipcids`]
@@ -26,6 +27,10 @@
 #![cfg_attr(test, allow(dead_code))]
 #![deny(unsafe_code)]
 
+// unsafe: calls the program's own handlers, with the kernel's siginfo and ucontext, and reads
+// and writes the program's `sigaction`s.
+#[allow(unsafe_code)]
+mod actions;
 // unsafe: the exported entry `ckpt` calls with the address of the block it wrote.
 #[allow(unsafe_code)]
 mod attached;

@@ -169,6 +169,7 @@ extern "C" fn after_restore() {
     crate::checkpoint::report::after_restore();
     crate::dropped::after_restore();
     crate::checkpoint::track::after_restore();
+    crate::checkpoint::ownstack::after_restore();
 }
 
 // The bytes of `__restore_rt` above spell this system call number.

@@ -9,6 +9,33 @@
 /// `ckpt checkpoint --kill` send it; libckpt and myrestart's signal forwarding read it.
 pub const LAST_CHECKPOINT: u64 = 0x434b_4c53 << 32;
 
+/// The value a checkpoint signal carries (sent with `sigqueue`, or by libckpt's periodic timer
+/// as its `sigev_value`) to ask for an ordinary checkpoint. libckpt's handler for the signal
+/// stays installed even when the program installs its own: a signal carrying one of ckpt's
+/// values (this one, [`LAST_CHECKPOINT`], a tree root's request) is a checkpoint, any other goes
+/// to the program's handler. `ckpt checkpoint` and `ckpt job` send it; a plain `kill` is a
+/// checkpoint only for a program that has no handler of its own for the signal.
+pub const CHECKPOINT_REQUEST: u64 = 0x434b_5251 << 32;
+
+/// The value of libckpt's own thread-stop signals (sent by the thread that takes a
+/// checkpoint to each other thread, with `rt_tgsigqueueinfo`): any other signal of that number
+/// is the program's.
+pub const STOP_REQUEST: u64 = 0x434b_5354 << 32;
+
+/// `si_code` of a signal sent by `sigqueue` (`SI_QUEUE`), and of a POSIX timer's (`SI_TIMER`).
+pub const SI_QUEUE: i32 = -1;
+pub const SI_TIMER: i32 = -2;
+
+/// Whether a checkpoint signal whose `siginfo` holds `code` and `value` asks for a checkpoint by
+/// itself: an ordinary or a last checkpoint queued by `ckpt`, or a tick of libckpt's periodic
+/// timer. (A tree root's request is libckpt's to recognise. A signal `ckpt checkpoint`
+/// delivered with `ptrace`, marked [`UNBLOCKED_FOR_CHECKPOINT`], is one of these; should the
+/// thread have had a signal of the program's pending before it, that one is delivered instead,
+/// marked, and stays the program's.)
+pub fn is_checkpoint_request(code: i32, value: u64) -> bool {
+    (code == SI_QUEUE && (value == CHECKPOINT_REQUEST || last_request(value).is_some())) || (code == SI_TIMER && value == CHECKPOINT_REQUEST)
+}
+
 /// A flag of [`LAST_CHECKPOINT`]'s value: if the image cannot be written and no image of this
 /// run of the program exists, the program stops (SIGSTOP) instead of going on, alive, for the
 /// caller to try again or let it go on (`ckpt job`). Without it, it goes on running. Either way
@@ -52,7 +79,18 @@ pub fn parse_signal(s: &str, rtmin: i32) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_signal;
+    use super::*;
+
+    #[test]
+    fn requests_and_others() {
+        assert!(is_checkpoint_request(SI_QUEUE, CHECKPOINT_REQUEST));
+        assert!(is_checkpoint_request(SI_QUEUE, LAST_CHECKPOINT | LAST_STOP_IF_UNSAVED));
+        assert!(is_checkpoint_request(SI_TIMER, CHECKPOINT_REQUEST));
+        assert!(!is_checkpoint_request(0, 0), "a plain kill");
+        assert!(!is_checkpoint_request(SI_QUEUE, 7), "the program's own sigqueue");
+        assert!(!is_checkpoint_request(SI_TIMER, 0), "the program's own timer");
+        assert!(!is_checkpoint_request(0, CHECKPOINT_REQUEST), "a kill has no value");
+    }
 
     #[test]
     fn names_numbers_and_refusals() {

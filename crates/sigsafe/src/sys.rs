@@ -1,7 +1,7 @@
 //! System calls made by number, each kept here because rustix offers no stable call that does
 //! the same job:
 //! - calls rustix lacks (`kcmp`, `process_vm_readv`, `getitimer`/`setitimer`, POSIX timers,
-//!   `signalfd4`, `rt_sigqueueinfo`, `tgkill`, `close_range`, `clone`/`clone3`, `wait4` with
+//!   `signalfd4`, `rt_sigqueueinfo`, `rt_tgsigqueueinfo`, `tgkill`, `close_range`, `clone`/`clone3`, `wait4` with
 //!   `__WALL` or `__WCLONE`, `set_tid_address`, robust lists, `rseq`, `arch_prctl`, `brk`, the
 //!   `prctl` of `PR_TIMER_CREATE_RESTORE_IDS`, and `PR_GET_NAME`, for which rustix allocates,
 //!   `ptrace`, another thread's robust list, `process_vm_writev`) or
@@ -641,6 +641,30 @@ pub fn sigqueue_as(pid: u32, sig: u32, value: u64, sender: u32) -> Result<(), Er
     info[7] = (value >> 32) as u32;
     // SAFETY: the kernel reads the 128-byte siginfo, which outlives the call.
     check(unsafe { syscall6(nr::RT_SIGQUEUEINFO, pid as usize, sig as usize, info.as_ptr() as usize, 0, 0, 0) }).map(drop)
+}
+
+/// [`sigqueue`] to one thread `tid` of this process `pid` (`rt_tgsigqueueinfo`): `SI_QUEUE`,
+/// this process as the sender, `value`.
+pub fn tgsigqueue(pid: u32, tid: u32, sig: u32, value: u64) -> Result<(), Errno> {
+    let mut info = [0u32; 32];
+    info[0] = sig;
+    info[2] = -1i32 as u32; // SI_QUEUE
+    info[4] = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    info[5] = rustix::process::getuid().as_raw();
+    info[6] = value as u32;
+    info[7] = (value >> 32) as u32;
+    // SAFETY: the kernel reads the 128-byte siginfo, which outlives the call.
+    check(unsafe { syscall6(nr::RT_TGSIGQUEUEINFO, pid as usize, tid as usize, sig as usize, info.as_ptr() as usize, 0, 0) }).map(drop)
+}
+
+/// Queues signal `sig` again for thread `tid` of this process `pid`, with the `siginfo` it came
+/// with (128 bytes at `info`). The kernel takes any `si_code` from a process for itself.
+///
+/// # Safety
+/// `info` points at 128 readable bytes.
+pub unsafe fn tgsigqueueinfo(pid: u32, tid: u32, sig: u32, info: *const u8) -> Result<(), Errno> {
+    // SAFETY: the kernel reads 128 bytes at `info` (the caller's contract).
+    check(unsafe { syscall6(nr::RT_TGSIGQUEUEINFO, pid as usize, tid as usize, sig as usize, info as usize, 0, 0) }).map(drop)
 }
 
 /// Queues signal `sig` as POSIX timer `timer` sends it when it expires (`si_code` `SI_TIMER`,

@@ -51,7 +51,7 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config, threads: &mut [
     st.ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
     st.resume_trampoline = crate::entry::trampoline_address() as u64;
     st.thread_trampoline = crate::entry::thread_trampoline_address() as u64;
-    st.shared_pending = pending(c"/proc/self/status", b"ShdPnd:", cfg);
+    st.shared_pending = pending(c"/proc/self/status", b"ShdPnd:");
 
     // SAFETY: the kernel built a whole `ucontext` at `uc` for this handler invocation.
     let uc_bytes = unsafe { core::slice::from_raw_parts(uc as *const u8, UCONTEXT_SIZE) };
@@ -93,7 +93,7 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config, threads: &mut [
     st.exe_id = ckpt_sigsafe::fileid::file_id_at(c"/proc/self/exe");
 
     capture_timers(parts)?;
-    settle_pending(parts, threads, cfg)?;
+    settle_pending(parts, threads)?;
     super::ipc::capture(parts)?;
     super::mqueue::capture(parts)?;
     for (i, l) in parts.state.rlimits.iter_mut().enumerate() {
@@ -128,7 +128,7 @@ pub fn thread_state(uc: usize, cfg: &Config) -> ThreadState {
         th.robust_list = head;
         th.robust_len = len;
     }
-    th.sigpending = pending(c"/proc/thread-self/status", b"SigPnd:", cfg);
+    th.sigpending = pending(c"/proc/thread-self/status", b"SigPnd:");
     th
 }
 
@@ -138,7 +138,7 @@ pub fn thread_state(uc: usize, cfg: &Config) -> ThreadState {
 /// `pthread_join` waits for, but no call reads it for another thread: glibc puts it at the
 /// same offset from the thread pointer in every thread, so it is taken at the coordinator's
 /// (`own`) offset, if the thread's own TID is there.
-pub fn other_thread_state(th: &mut ThreadState, own: &ThreadState, cfg: &Config) {
+pub fn other_thread_state(th: &mut ThreadState, own: &ThreadState) {
     if own.flags & FLAG_PATCH_TID != 0 {
         let at = th.fs_base.wrapping_add(own.tid_address.wrapping_sub(own.fs_base));
         if read_own_u32(at) == Some(th.tid) {
@@ -158,18 +158,20 @@ pub fn other_thread_state(th: &mut ThreadState, own: &ThreadState, cfg: &Config)
         th.comm[..n].copy_from_slice(&name[..n]);
     }
     if let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", th.tid as u64, b"/status") {
-        th.sigpending = pending(p, b"SigPnd:", cfg);
+        th.sigpending = pending(p, b"SigPnd:");
     }
 }
 
 /// A pending-signal mask of a `/proc` status file, without ckpt's own signals (the
-/// checkpoint signal and the thread-stop signal belong to this checkpoint).
-fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
+/// checkpoint signal and the thread-stop signal belong to this checkpoint), but those the
+/// program took for itself: one of those pending is the program's, held while it blocks it.
+fn pending(path: &core::ffi::CStr, field: &[u8]) -> u64 {
     let mut buf = [0u8; 2048];
     let Ok(n) = read_start(path, &mut buf) else { return 0 };
     let mask = status_field(&buf[..n], field).and_then(ckpt_sigsafe::proctext::parse_hex).unwrap_or(0);
-    // An attached process has no signal of ckpt's: every pending signal is the program's.
-    let ours = if cfg.attached { 0 } else { 1u64 << (cfg.signal - 1) | 1u64 << (crate::stop::STOP_SIGNAL - 1) };
+    // An attached process has no signal of ckpt's: every pending signal is the program's; in a
+    // process that runs libckpt, ckpt's own signals are left out unless the program took them.
+    let ours = if crate::config::get().attached { 0 } else { crate::deliverable::untaken_bits() };
     mask & !ours
 }
 
@@ -180,16 +182,16 @@ fn pending(path: &core::ffi::CStr, field: &[u8], cfg: &Config) -> u64 {
 /// other way round would come back twice. Every thread is stopped, so no signal stops being
 /// pending meanwhile; an expiry whose signal is pending already is the kernel's overrun, not a
 /// new signal, in the running program too.
-fn settle_pending(parts: &mut Parts, threads: &mut [ThreadState], cfg: &Config) -> Result<(), Failure> {
+fn settle_pending(parts: &mut Parts, threads: &mut [ThreadState]) -> Result<(), Failure> {
     let mut path = [0u8; 64];
     for _ in 0..4 {
         let mut changed = false;
-        let shared = pending(c"/proc/self/status", b"ShdPnd:", cfg);
+        let shared = pending(c"/proc/self/status", b"ShdPnd:");
         changed |= shared != parts.state.shared_pending;
         parts.state.shared_pending = shared;
         for th in threads.iter_mut() {
             let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", th.tid as u64, b"/status") else { continue };
-            let now = pending(p, b"SigPnd:", cfg);
+            let now = pending(p, b"SigPnd:");
             changed |= now != th.sigpending;
             th.sigpending = now;
         }

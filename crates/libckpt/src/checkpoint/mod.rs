@@ -42,6 +42,9 @@ mod failure;
 #[allow(unsafe_code)]
 mod fds;
 mod imagefile;
+// unsafe: switches the stack pointer to a stack of libckpt's own, and reads the kernel's frame.
+#[allow(unsafe_code)]
+pub mod ownstack;
 // unsafe: reads a System V segment through an attachment of its own.
 #[allow(unsafe_code)]
 mod ipc;
@@ -306,6 +309,11 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     if last.is_some() {
         // The program prints nothing past this image: a restart leaves its logs as they are.
         parts.state.flags |= ckpt_image::state::FLAG_LAST_CHECKPOINT;
+    }
+    if cfg.raw_madvise {
+        // The Go runtime drops pages with `madvise` made past libc, which `dropped` never sees:
+        // the restart must give the kernel's zeros for them, not the image's bytes.
+        parts.state.flags |= ckpt_image::state::FLAG_RAW_MADVISE;
     }
     let mut own = [-1i32; 1 + ckpt_image::tree::MAX_TREE];
     let own: &[i32] = match &tree {

@@ -1,7 +1,9 @@
 //! Stopping every other thread at one moment, and capturing each one's own state.
 //!
 //! The thread that took the checkpoint signal coordinates. It sends each other thread the
-//! internal stop signal ([`STOP_SIGNAL`], with `tgkill`); that thread's handler records its
+//! internal stop signal ([`STOP_SIGNAL`], queued with `rt_tgsigqueueinfo` and ckpt's value, so
+//! that a program with a handler of its own for that signal gets only its own: see `actions`);
+//! that thread's handler records its
 //! state (its signal frame, TLS base, rseq area, robust list, TID address, name) in a slot of
 //! the scratch area, counts itself in, and waits on a futex until the coordinator lets it go.
 //! The coordinator lists `/proc/self/task` again until no thread is new (threads being created
@@ -149,9 +151,6 @@ pub fn stop_others(own: ThreadState, room: Room, how: How) -> Result<Stopped, Fa
         How::Signal => (own_geometry(own.sigframe), Seizer::new(), false),
         How::Seize { geo, frames } => (geo, Seizer::into_region(frames), true),
     };
-    if !seize_all && crate::guard::stop_signal_taken() && has_other_threads(me) {
-        return Err(Failure::plain("the program has more than one thread and took ckpt's thread-stop signal for itself"));
-    }
     // SAFETY: no thread writes slot 0 (NEXT hands out 1 and up), and no other checkpoint runs.
     unsafe { (SLOTS.0.get() as *mut ThreadState).write(own) };
     NEXT.store(1, SeqCst);
@@ -175,7 +174,7 @@ pub fn stop_others(own: ThreadState, room: Room, how: How) -> Result<Stopped, Fa
         if arrived_tid(th.tid) {
             continue; // it unblocked the signal and took it before ptrace stopped it
         }
-        super::capture::other_thread_state(&mut th, &own, crate::config::get());
+        super::capture::other_thread_state(&mut th, &own);
         let i = NEXT.fetch_add(1, SeqCst);
         if i >= MAX_THREADS {
             return Err(Failure::plain("the program has more threads than one image can hold"));
@@ -210,7 +209,9 @@ fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Sei
             new += 1;
             continue;
         }
-        match sys::tgkill(pid, tid, STOP_SIGNAL as u32) {
+        // Queued with ckpt's value: the program may have a handler of its own for the signal,
+        // which gets every other (see `actions`).
+        match sys::tgsigqueue(pid, tid, STOP_SIGNAL as u32, ckpt_sigsafe::signals::STOP_REQUEST) {
             Ok(()) => {
                 tids[*signalled] = tid;
                 *signalled += 1;
@@ -307,18 +308,6 @@ fn own_geometry(uc: u64) -> Geometry {
         }
         _ => Geometry::of(&[0u8; FXSAVE_SIZE]),
     }
-}
-
-fn has_other_threads(me: u32) -> bool {
-    let Ok(dir) = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return true };
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
-    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
-    while let Some(Ok(e)) = entries.next() {
-        if parse_dec(e.file_name().to_bytes()).is_some_and(|t| t as u32 != me) {
-            return true;
-        }
-    }
-    false
 }
 
 fn arrived_tid(tid: u32) -> bool {

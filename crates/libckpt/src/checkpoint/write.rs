@@ -675,20 +675,34 @@ fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
     // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
     let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
     let below = frame - frame_page;
-    page[..below].fill(0);
+    // On an alternate signal stack, what lies under the stack is the program's (`ownstack`).
+    let (_, alt_bottom) = super::ownstack::in_use();
+    let keep = alt_bottom.saturating_sub(frame_page).min(below);
+    page[..keep].copy_from_slice(&live[..keep]);
+    page[keep..below].fill(0);
     page[below..PAGE].copy_from_slice(&live[below..]);
     frame
 }
 
 /// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
 /// (else copied through a buffer), with the frame's page taken from `frame_copy` (see
-/// [`keep_frame_page`]) and what is below the frame as zeros.
+/// [`keep_frame_page`]) and what is below the frame as zeros (the handler's stack).
 fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8]) -> PageSource<'a> {
     let frame_page = frame & !(PAGE - 1);
     let holds_frame = (r.start..r.end).contains(&frame);
+    // A frame on an alternate signal stack: the handler ran on libckpt's own stack (stored as
+    // zeros), or on the alternate stack, under which the memory is the program's (`ownstack`).
+    let (own, alt_bottom) = super::ownstack::in_use();
+    let zero_below = if holds_frame && alt_bottom == 0 {
+        frame_page
+    } else if own.contains(&r.start) {
+        r.end
+    } else {
+        0
+    };
     PageSource {
         pagemap: if anonymous_private(r) { pagemap } else { None },
-        zero_below: if holds_frame { frame_page } else { 0 },
+        zero_below,
         frame_page: if holds_frame { Some((frame_page, frame_copy)) } else { None },
         bounce: !anonymous_private(r),
     }
