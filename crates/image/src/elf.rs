@@ -1,4 +1,5 @@
-//! ELF64 header and program header, as this format uses them.
+//! ELF64 header and program header, as this format uses them (and where an executable's
+//! program headers are, for libckpt to look for a Go build ID note).
 
 use crate::bytes::{Reader, Writer};
 use crate::ImageError;
@@ -64,6 +65,27 @@ impl Ehdr {
         }
         Ok(Ehdr { phoff, phnum })
     }
+}
+
+/// Where the program headers of a 64-bit little-endian x86-64 ELF file of any type (an
+/// executable, a library) are, from its first [`EHDR_SIZE`] bytes: their offset and count.
+/// `None` when it is no such file, or its program headers are not `Elf64_Phdr`s.
+pub fn program_headers(ehdr: &[u8]) -> Option<(u64, usize)> {
+    let mut r = Reader::new(ehdr);
+    let ident: [u8; 16] = r.array().ok()?;
+    if ident[..4] != [0x7f, b'E', b'L', b'F'] || ident[4] != 2 || ident[5] != 1 {
+        return None;
+    }
+    r.skip(2).ok()?; // e_type
+    if r.u16().ok()? != EM_X86_64 {
+        return None;
+    }
+    r.skip(4 + 8).ok()?; // version, entry
+    let phoff = r.u64().ok()?;
+    r.skip(8 + 4 + 2).ok()?; // shoff, flags, ehsize
+    let phentsize = r.u16().ok()?;
+    let phnum = r.u16().ok()?;
+    (phentsize as usize == PHDR_SIZE).then_some((phoff, phnum as usize))
 }
 
 /// `Elf64_Phdr`.

@@ -104,6 +104,7 @@ pub unsafe fn set_attached(image: &[u8], key: &[u8], keep: u32, flags: u32) -> b
     cfg.rseq_offset = 0;
     cfg.rseq_size = 0;
     cfg.attached = true;
+    cfg.raw_madvise = crate::golang::is_go();
     true
 }
 

@@ -67,7 +67,7 @@ extern "C" fn ckpt_init() {
     // `getenv` (bash does), a `setenv` before `main` makes the program's own table of variables,
     // where its `getenv` looks from then on, and which holds none of the settings.
     export_parent(me);
-    cfg.raw_madvise = calls_madvise_past_libc();
+    cfg.raw_madvise = crate::golang::is_go();
     install_handler();
     install_stop_handler();
     crate::exec::unblock_after_exec();
@@ -280,14 +280,6 @@ fn find_rseq(cfg: &mut config::Config) {
         cfg.rseq_offset = *(off as *const isize);
         cfg.rseq_size = *(size as *const u32);
     }
-}
-
-/// Whether the program is a Go program (built with cgo, as every Go program libckpt can be
-/// preloaded into is): the Go runtime calls `madvise` with the system call itself, which the
-/// interposed `madvise` never sees, so its images carry `FLAG_RAW_MADVISE` (constructor only).
-/// cgo's entry points are in the dynamic symbol table of every such program.
-fn calls_madvise_past_libc() -> bool {
-    [c"crosscall2", c"_cgo_topofstack"].iter().any(|name| !crate::guard::dlsym(libc::RTLD_DEFAULT, name).is_null())
 }
 
 fn install_handler() {

@@ -35,6 +35,7 @@ mod actions;
 #[allow(unsafe_code)]
 mod attached;
 mod checkpoint;
+mod golang;
 // unsafe: settings in a static written once by the constructor, read by the handler.
 #[allow(unsafe_code)]
 mod config;

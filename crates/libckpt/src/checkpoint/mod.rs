@@ -200,7 +200,7 @@ pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Li
             *l = e[0] as usize..e[1] as usize;
         }
         leave_out[nexcluded] = report::page_range();
-        let attach = attached::Attach { own, geo, frames: region.frames, region: region.region, leave_out: &leave_out[..nexcluded + 1], raw_madvise: attached::is_go() };
+        let attach = attached::Attach { own, geo, frames: region.frames, region: region.region, leave_out: &leave_out[..nexcluded + 1] };
         // The last checkpoint (`ckpt checkpoint --kill`): written with the threads held, which
         // stay held if it was, until `ckpt` kills the process.
         let last = (args.flags & ckpt_sigsafe::attach::FLAG_LAST != 0).then_some(Last { stop_if_unsaved: false, kept: false });
@@ -300,9 +300,9 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
         crate::dropped::mark_for_image();
     }
     capture::process_state(&mut parts, uc, cfg, threads::slots_mut(&mut stopped))?;
-    if let Some(a) = attach {
+    if attach.is_some() {
         // No libckpt in the restored process: myrestart resumes it with code of its own.
-        parts.state.flags |= ckpt_image::state::FLAG_ATTACHED | if a.raw_madvise { ckpt_image::state::FLAG_RAW_MADVISE } else { 0 };
+        parts.state.flags |= ckpt_image::state::FLAG_ATTACHED;
         parts.state.resume_trampoline = 0;
         parts.state.thread_trampoline = 0;
     }
@@ -312,7 +312,8 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     }
     if cfg.raw_madvise {
         // The Go runtime drops pages with `madvise` made past libc, which `dropped` never sees:
-        // the restart must give the kernel's zeros for them, not the image's bytes.
+        // the restart must give the kernel's zeros for them, not the image's bytes
+        // (`crate::golang`, read at startup or by the attached entry).
         parts.state.flags |= ckpt_image::state::FLAG_RAW_MADVISE;
     }
     let mut own = [-1i32; 1 + ckpt_image::tree::MAX_TREE];
