@@ -119,6 +119,20 @@ fn probe_runs_in_a_dynamic_program_that_makes_no_system_call() {
     probe_in(attachee(false, "spin"), 10);
 }
 
+/// The report descriptor ckpt reads back from the block is the program's to write: the probe
+/// (told so by `--keep 1`) names the program's standard output there instead of a report
+/// page, and ckpt neither takes it for one nor closes it in the program, which goes on
+/// printing.
+#[test]
+fn a_report_descriptor_that_is_not_a_report_page_is_left_alone() {
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(20, LONG);
+    let out = checkpoint_cmd(p.pid).args(["--keep", "1"]).env("CKPT_ATTACH_PROBE", "1").output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_link(format!("/proc/{}/fd/1", p.pid)).is_ok(), "its standard output was closed");
+    untouched(&p, p.pid, 0);
+}
+
 /// The program goes on as if nothing had happened, with no tracer (or still its own, `was`).
 fn untouched(p: &Proc, pid: u32, was: u32) {
     goes_on(p, 5);

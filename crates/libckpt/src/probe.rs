@@ -39,6 +39,8 @@ pub unsafe extern "C" fn ckpt_attach_probe(args: *mut AttachArgs) -> i64 {
     a.message[..n].copy_from_slice(&text[..n]);
     a.message[n] = 0;
     a.writer_pid = 0;
-    a.report_fd = -1;
+    // A block a thread of the program overwrote, as the tests make it: `keep` (`--keep N`)
+    // names one of the program's own descriptors as if it were the report page.
+    a.report_fd = if a.keep > 0 { a.keep as i32 } else { -1 };
     pid as i64
 }

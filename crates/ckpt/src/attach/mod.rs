@@ -237,9 +237,11 @@ fn call(asked: u32, pid: u32, remote: &Remote, (lib, prepared, runs, stub): (&Li
         let mut back = vec![0u8; block.0.len()];
         remote.read(block_at, &mut back).map_err(fail)?;
         let results = Block::results(&back);
-        // The report page is opened here before its descriptor in the process is closed.
+        // The report page is opened here before its descriptor in the process is closed. The
+        // block is in the program's memory, which any of its threads could have written: a
+        // descriptor that is not a report page is neither opened nor closed.
         let mut report = None;
-        if results.report_fd >= 0 {
+        if crate::report::is_page_fd(pid, results.report_fd) {
             report = std::fs::File::open(format!("/proc/{pid}/fd/{}", results.report_fd)).ok();
             remote.syscall(k::__NR_close, [results.report_fd as u64, 0, 0, 0, 0, 0]).map_err(fail)?;
         }
