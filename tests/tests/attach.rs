@@ -133,6 +133,23 @@ fn a_report_descriptor_that_is_not_a_report_page_is_left_alone() {
     untouched(&p, p.pid, 0);
 }
 
+/// A panic of ckpt's code in the program (the probe panics when its image is named
+/// `probe-panics`) stops only the call: ckpt says what the panic said, puts the program back,
+/// and the program goes on (libckpt's own panic handler would have ended it with SIGABRT).
+#[test]
+fn a_panic_of_ckpts_code_in_the_program_leaves_it_running() {
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(20, LONG);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap();
+    let out = checkpoint_cmd(p.pid).args(["--image", "/nonexistent/probe-panics"]).env("CKPT_ATTACH_PROBE", "1").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("crashed in it (signal 4 at libckpt.so+") && err.contains(": internal error: the probe was asked to panic);"), "{err:?}");
+    untouched(&p, p.pid, 0);
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap(), maps, "the memory map changed");
+}
+
 /// The program goes on as if nothing had happened, with no tracer (or still its own, `was`).
 fn untouched(p: &Proc, pid: u32, was: u32) {
     goes_on(p, 5);

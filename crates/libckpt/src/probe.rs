@@ -24,6 +24,11 @@ pub const PROBE_STATUS: i64 = 0x70_72_6f_62_65;
 pub unsafe extern "C" fn ckpt_attach_probe(args: *mut AttachArgs) -> i64 {
     // SAFETY: by the function's contract, `args` is ckpt's block, ours for the call.
     let a = unsafe { &mut *args };
+    crate::attached::enter(args);
+    // The tests' way to see a panic of ckpt's code in a program: an image named so.
+    if a.image.starts_with(b"/") && a.image.split(|&c| c == 0).next().is_some_and(|p| p.ends_with(b"/probe-panics")) {
+        panic!("the probe was asked to panic");
+    }
     let pid = rustix::process::getpid().as_raw_nonzero().get();
     let mut line = ckpt_sigsafe::out::Line::new();
     if a.magic != MAGIC || a.version != VERSION {

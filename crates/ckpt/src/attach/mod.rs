@@ -222,7 +222,11 @@ fn call(asked: u32, pid: u32, remote: &Remote, (lib, prepared, runs, stub): (&Li
                         break after[ureg::RAX] as i64;
                     }
                     let place = if (base..base + lib.span).contains(&rip) { format!("libckpt.so+{:#x}", rip - base) } else { format!("{rip:#x}") };
-                    return Err(fail(format!("ckpt's checkpoint code crashed in it (signal {sig} at {place}); it was put back as it was and goes on")));
+                    // The code may have said why first (a panic does: libckpt's `attached::panicked`).
+                    let mut back = vec![0u8; block.0.len()];
+                    let said = remote.read(block_at, &mut back).map(|()| Block::results(&back).message).unwrap_or_default();
+                    let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+                    return Err(fail(format!("ckpt's checkpoint code crashed in it (signal {sig} at {place}{said}); it was put back as it was and goes on")));
                 }
                 // A group stop (SIGSTOP sent meanwhile): our call goes on.
                 Some(Stop::Event) => t.cont(0).map_err(|e| io("ptrace could not run it", e))?,
