@@ -150,6 +150,30 @@ fn a_panic_of_ckpts_code_in_the_program_leaves_it_running() {
     assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap(), maps, "the memory map changed");
 }
 
+/// A process that ptrace cannot stop (a vfork parent waits for its child where no signal
+/// reaches it): ckpt gives up after its patience, says why in one line, and returns without
+/// waiting on it (it used to wait for the stop as long as the child lived); the process is
+/// left as it was and goes on once its child ends.
+#[test]
+fn a_process_that_never_stops_is_given_up_on() {
+    let wd = Workdir::new("vforker");
+    let go = wd.path.join("go");
+    let mut cmd = Command::new(prog("vforker", &[]));
+    cmd.arg(&go);
+    let p = Proc::spawn(cmd, "vforker");
+    p.wait_lines(1, LONG);
+    let mut c = checkpoint_cmd(p.pid);
+    c.env("CKPT_ATTACH_PROBE", "1");
+    let out = run_within(c, LONG);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("did not stop for ptrace") && err.contains("vfork parent"), "{err:?}");
+    assert_eq!(tracer(p.pid), 0, "ckpt is gone, and so is its hold on the process");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(p.wait_lines(2, LONG)[1], "after");
+}
+
 /// The program goes on as if nothing had happened, with no tracer (or still its own, `was`).
 fn untouched(p: &Proc, pid: u32, was: u32) {
     goes_on(p, 5);

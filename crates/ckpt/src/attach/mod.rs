@@ -113,7 +113,11 @@ fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure>
             // A signal it was about to take on the way: it takes it, and stops after.
             Some(Stop::Signal(s)) => thread.cont(s).map_err(|e| failed("ptrace", e))?,
             Some(Stop::Gone(_)) => return Err((EXIT_FAILED, format!("process {asked} ended as ckpt attached to it"))),
-            None => return Err((EXIT_FAILED, format!("process {asked} did not stop for ptrace within {} s; it was left as it was", STOP_PATIENCE.as_secs()))),
+            None => {
+                let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let why = if ckpt_sigsafe::proctext::stat_state(&stat) == Some(b'D') { " (it waits in the kernel where no signal reaches it, as a vfork parent waits for its child)" } else { "" };
+                return Err((EXIT_FAILED, format!("process {asked} did not stop for ptrace within {} s{why}; it was left as it was: try again once it runs", STOP_PATIENCE.as_secs())));
+            }
         }
     }
     let saved = thread.regs().map_err(|e| failed("ptrace could not read its registers", e))?;
