@@ -174,6 +174,43 @@ fn a_process_that_never_stops_is_given_up_on() {
     assert_eq!(p.wait_lines(2, LONG)[1], "after");
 }
 
+/// Waits until `pred` holds of process `pid`'s status field `key`.
+fn wait_status(pid: u32, key: &str, pred: impl Fn(&str) -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + LONG;
+    while !pred(&status_field(pid, key)) {
+        assert!(std::time::Instant::now() < deadline, "{what}: {key} {}", status_field(pid, key));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// SIGSTOP, the one signal the leader's mask cannot hold back while ckpt's code runs on it,
+/// sent meanwhile (the probe waits until the test has seen the leader take it): ckpt's call
+/// goes on to its end (it used to end it as a crash, losing the signal), and the program
+/// stops as asked once ckpt has let it go, and goes on after SIGCONT.
+#[test]
+fn a_sigstop_while_ckpts_code_runs_stops_the_program_after() {
+    let wd = Workdir::new("sigstop");
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(20, LONG);
+    let mut c = checkpoint_cmd(p.pid);
+    c.arg("--image").arg(wd.path.join("probe-waits")).env("CKPT_ATTACH_PROBE", "1");
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    wait_for_path(&wd.path.join("probe-running"), LONG, "the probe");
+    p.signal(libc::SIGSTOP);
+    // Pending for the process until the leader, the one thread, takes it.
+    let sigstop = 1u64 << (libc::SIGSTOP - 1);
+    wait_status(p.pid, "ShdPnd:", |v| u64::from_str_radix(v, 16).unwrap() & sigstop == 0, "SIGSTOP taken");
+    std::fs::write(wd.path.join("probe-go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("status 0x70726f6265"), "{:?}", String::from_utf8_lossy(&out.stdout));
+    wait_status(p.pid, "State:", |v| v.starts_with('T'), "stopped");
+    assert_eq!(tracer(p.pid), 0);
+    p.signal(libc::SIGCONT);
+    goes_on(&p, 5);
+}
+
 /// The program goes on as if nothing had happened, with no tracer (or still its own, `was`).
 fn untouched(p: &Proc, pid: u32, was: u32) {
     goes_on(p, 5);

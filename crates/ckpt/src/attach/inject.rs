@@ -54,11 +54,20 @@ impl<'a> Remote<'a> {
         }
         let io = |what: &str, e: std::io::Error| format!("{what}: {}", crate::io_message(&e));
         self.thread.set_regs(&r).map_err(|e| io("ptrace could not set its registers", e))?;
-        self.thread.step().map_err(|e| io("ptrace could not step it", e))?;
-        match self.thread.wait(None).map_err(|e| io("waiting for it", e))? {
-            Some(Stop::Signal(libc::SIGTRAP)) => {}
-            Some(Stop::Gone(_)) => return Err("it ended".into()),
-            other => return Err(format!("it stopped otherwise than expected after system call {nr} ({other:?})")),
+        self.thread.step(0).map_err(|e| io("ptrace could not step it", e))?;
+        // Every other signal is blocked in the thread meanwhile, but SIGSTOP cannot be: sent to
+        // the process, it may come here first. It is passed on (the process stops as asked,
+        // and the thread rejoins that stop when ckpt detaches), and the stop it makes (or an
+        // earlier one's) is stepped past: the system call then runs, or has run and its trap
+        // comes next.
+        loop {
+            match self.thread.wait(None).map_err(|e| io("waiting for it", e))? {
+                Some(Stop::Signal(libc::SIGTRAP)) => break,
+                Some(Stop::Signal(libc::SIGSTOP)) => self.thread.step(libc::SIGSTOP).map_err(|e| io("ptrace could not step it", e))?,
+                Some(Stop::Event) => self.thread.step(0).map_err(|e| io("ptrace could not step it", e))?,
+                Some(Stop::Gone(_)) => return Err("it ended".into()),
+                other => return Err(format!("it stopped otherwise than expected after system call {nr} ({other:?})")),
+            }
         }
         let after = self.thread.regs().map_err(|e| io("ptrace could not read its registers", e))?;
         if after[ureg::RIP] != self.syscall_at + 2 {

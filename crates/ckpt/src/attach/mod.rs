@@ -219,6 +219,10 @@ fn call(asked: u32, pid: u32, remote: &Remote, (lib, prepared, runs, stub): (&Li
         let deadline = Instant::now() + req.timeout;
         let returned = loop {
             match t.wait(Some(deadline)).map_err(|e| io("waiting for it", e))? {
+                // SIGSTOP, the one signal its mask cannot hold back: passed on (the process
+                // stops as asked; the leader rejoins that stop when ckpt detaches), and the
+                // group stop it makes is the next arm's.
+                Some(Stop::Signal(libc::SIGSTOP)) => t.cont(libc::SIGSTOP).map_err(|e| io("ptrace could not run it", e))?,
                 Some(Stop::Signal(sig)) => {
                     let after = t.regs().map_err(|e| io("ptrace could not read its registers", e))?;
                     let rip = after[ureg::RIP];

@@ -58,10 +58,11 @@ impl Thread {
         result(unsafe { libc::ptrace(p::PTRACE_CONT, self.tid, 0usize, sig as usize) }).map(drop)
     }
 
-    /// `PTRACE_SINGLESTEP`: one instruction (a `syscall` counts as one), then a `SIGTRAP` stop.
-    pub fn step(&self) -> io::Result<()> {
-        // SAFETY: PTRACE_SINGLESTEP of a stopped thread we seized; no signal delivered.
-        result(unsafe { libc::ptrace(p::PTRACE_SINGLESTEP, self.tid, 0usize, 0usize) }).map(drop)
+    /// `PTRACE_SINGLESTEP`, delivering signal `sig` (0: none): one instruction (a `syscall`
+    /// counts as one), then a `SIGTRAP` stop.
+    pub fn step(&self, sig: i32) -> io::Result<()> {
+        // SAFETY: PTRACE_SINGLESTEP of a stopped thread we seized; the data is a signal number.
+        result(unsafe { libc::ptrace(p::PTRACE_SINGLESTEP, self.tid, 0usize, sig as usize) }).map(drop)
     }
 
     /// Its next stop; `None` if none came by `deadline` (without one, waits as long as it
