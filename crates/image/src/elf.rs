@@ -40,6 +40,19 @@ impl Ehdr {
     }
 
     pub fn read(buf: &[u8]) -> Result<Ehdr, ImageError> {
+        // Another kind of ELF file is said to be so even when its header is cut short.
+        if buf.starts_with(b"\x7fELF") && buf.get(16..18).is_some_and(|t| t != ET_CORE.to_le_bytes()) {
+            return Err(ImageError::NotCore);
+        }
+        match Ehdr::read_any(buf)? {
+            (ET_CORE, h) => Ok(h),
+            _ => Err(ImageError::NotCore),
+        }
+    }
+
+    /// The header of any x86-64 ELF file (a program, a library, a core file), with its
+    /// `e_type`: where its program headers are.
+    pub fn read_any(buf: &[u8]) -> Result<(u16, Ehdr), ImageError> {
         if buf.len() < 4 || buf[..4] != [0x7f, b'E', b'L', b'F'] {
             return Err(ImageError::NotElf);
         }
@@ -50,7 +63,7 @@ impl Ehdr {
         }
         let e_type = r.u16()?;
         let machine = r.u16()?;
-        if e_type != ET_CORE || machine != EM_X86_64 {
+        if machine != EM_X86_64 {
             return Err(ImageError::NotCore);
         }
         r.skip(4 + 8)?; // version, entry
@@ -62,7 +75,7 @@ impl Ehdr {
         if ehsize as usize != EHDR_SIZE || phentsize as usize != PHDR_SIZE {
             return Err(ImageError::Malformed("unexpected ELF header sizes"));
         }
-        Ok(Ehdr { phoff, phnum })
+        Ok((e_type, Ehdr { phoff, phnum }))
     }
 }
 

@@ -197,37 +197,32 @@ pub fn leader(args: &AttachArgs, geo: &Geometry, frames: &Frames) -> Result<(usi
 /// The Go runtime calls `madvise` itself, so memory it dropped must read as zeros after a
 /// restart however the memory is restored.
 pub fn is_go() -> bool {
-    const PT_NOTE: u32 = 4;
+    use ckpt_image::elf::{Ehdr, Phdr, EHDR_SIZE, PHDR_SIZE, PT_NOTE};
     const NT_GO_BUILDID: u32 = 4;
     let Ok(exe) = rustix::fs::open(c"/proc/self/exe", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) else { return false };
     let fd = exe.as_raw_fd();
-    let mut ehdr = [0u8; 64];
-    if ckpt_sigsafe::sys::pread_full(fd, &mut ehdr, 0) != Ok(64) || &ehdr[..5] != b"\x7fELF\x02" {
+    let mut ehdr = [0u8; EHDR_SIZE];
+    if ckpt_sigsafe::sys::pread_full(fd, &mut ehdr, 0) != Ok(EHDR_SIZE) {
         return false;
     }
-    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
-    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
-    let (phoff, phentsize, phnum) = (u64_at(&ehdr, 32), u16_at(&ehdr, 54), u16_at(&ehdr, 56));
-    if phentsize < 56 {
-        return false;
-    }
+    let Ok((_, ehdr)) = Ehdr::read_any(&ehdr) else { return false };
     let mut notes = [0u8; 1024];
-    for i in 0..phnum.min(64) {
-        let mut ph = [0u8; 56];
-        if ckpt_sigsafe::sys::pread_full(fd, &mut ph, phoff + (i * phentsize) as u64) != Ok(56) || u32_at(&ph, 0) != PT_NOTE {
+    for i in 0..ehdr.phnum.min(64) as u64 {
+        let mut ph = [0u8; PHDR_SIZE];
+        if ckpt_sigsafe::sys::pread_full(fd, &mut ph, ehdr.phoff + i * PHDR_SIZE as u64) != Ok(PHDR_SIZE) {
             continue;
         }
-        let len = (u64_at(&ph, 32) as usize).min(notes.len());
-        let Ok(n) = ckpt_sigsafe::sys::pread_full(fd, &mut notes[..len], u64_at(&ph, 8)) else { continue };
-        let mut at = 0;
-        while at + 12 <= n {
-            let (namesz, descsz, kind) = (u32_at(&notes, at) as usize, u32_at(&notes, at + 4) as usize, u32_at(&notes, at + 8));
-            let name = notes.get(at + 12..(at + 12 + namesz).min(n)).unwrap_or(&[]);
-            if kind == NT_GO_BUILDID && name.starts_with(b"Go\0") {
-                return true;
-            }
-            at += 12 + ((namesz + 3) & !3) + ((descsz + 3) & !3);
+        let Ok(ph) = Phdr::read(&mut ckpt_image::bytes::Reader::new(&ph)) else { continue };
+        if ph.p_type != PT_NOTE {
+            continue;
+        }
+        let len = (ph.filesz as usize).min(notes.len());
+        let Ok(n) = ckpt_sigsafe::sys::pread_full(fd, &mut notes[..len], ph.offset) else { continue };
+        // A note cut off by the buffer ends the walk of this segment (Go's comes first). Go's
+        // linker pads the name with NULs of its own (`Go\0\0`).
+        let go = |n: &ckpt_image::note::Note| n.n_type == NT_GO_BUILDID && n.name.split(|&c| c == 0).next() == Some(b"Go");
+        if ckpt_image::note::Notes::new(&notes[..n]).map_while(Result::ok).any(|n| go(&n)) {
+            return true;
         }
     }
     false
