@@ -211,6 +211,34 @@ fn a_sigstop_while_ckpts_code_runs_stops_the_program_after() {
     goes_on(&p, 5);
 }
 
+/// A leader stopped inside an rseq critical section was preempted there, and the kernel would
+/// send it to the section's abort handler on its return; it forgets the section once the
+/// leader returns into ckpt's code instead, so ckpt does that itself: the registers the entry
+/// gets (and that the leader is put back with) are at the abort handler, not inside the
+/// section, where it would go on as if never preempted.
+#[test]
+fn a_leader_stopped_in_an_rseq_section_resumes_at_its_abort_handler() {
+    let p = Proc::spawn(Command::new(prog("rseqspin", &[])), "rseqspin");
+    let line = p.wait_lines(1, LONG)[0].clone();
+    if line == "no rseq" {
+        return skip("a_leader_stopped_in_an_rseq_section_resumes_at_its_abort_handler", "glibc registered no rseq");
+    }
+    let addr = |i: usize| u64::from_str_radix(line.split(' ').nth(i).unwrap().trim_start_matches("0x"), 16).unwrap();
+    let (start, end, abort) = (addr(1), addr(2), addr(3));
+    for _ in 0..5 {
+        let out = checkpoint_cmd(p.pid).env("CKPT_ATTACH_PROBE", "1").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+        let hex = said.split("stopped at 0x").nth(1).unwrap_or_else(|| panic!("{said}"));
+        let rip = u64::from_str_radix(&hex[..hex.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(hex.len())], 16).unwrap();
+        assert!(!(start..end).contains(&rip), "the entry got the leader inside its section ({start:#x}..{end:#x}) at {rip:#x}");
+        // It spins in the section; the few instructions from the abort handler back in are
+        // the only others it runs.
+        assert!(rip == abort || rip < start, "at {rip:#x}: {said}");
+    }
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap().split(' ').nth(2), Some("R"), "it spins on");
+}
+
 /// The program goes on as if nothing had happened, with no tracer (or still its own, `was`).
 fn untouched(p: &Proc, pid: u32, was: u32) {
     goes_on(p, 5);

@@ -43,7 +43,8 @@ pub unsafe extern "C" fn ckpt_attach_probe(args: *mut AttachArgs) -> i64 {
     } else {
         a.status = PROBE_STATUS;
         let tid = rustix::thread::gettid().as_raw_nonzero().get();
-        let _ = write!(line, "probe ran in process {pid} on thread {tid}, mask {:#x}, {} excluded range(s)", a.sigmask, a.nexcluded);
+        let rip = a.regs[ckpt_image::frame::ureg::RIP];
+        let _ = write!(line, "probe ran in process {pid} on thread {tid}, mask {:#x}, {} excluded range(s), stopped at {rip:#x}", a.sigmask, a.nexcluded);
     }
     let text = line.as_bytes();
     let n = text.len().min(a.message.len() - 1);

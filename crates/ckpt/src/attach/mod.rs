@@ -120,13 +120,16 @@ fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure>
             }
         }
     }
-    let saved = thread.regs().map_err(|e| failed("ptrace could not read its registers", e))?;
+    let mut saved = thread.regs().map_err(|e| failed("ptrace could not read its registers", e))?;
     let mut xstate = vec![0u8; ckpt_sigsafe::attach::XSTATE_MAX];
     let xlen = thread.xstate(&mut xstate).map_err(|e| failed("ptrace could not read its XSAVE area", e))?;
     xstate.truncate(xlen);
     let mask = thread.sigmask().map_err(|e| failed("ptrace could not read its signal mask", e))?;
     // A kernel without rseq reporting (before 5.13), or a thread without rseq: none.
     let rseq = thread.rseq().ok();
+    if let Some(r) = &rseq {
+        abort_rseq_section(pid, r, &mut saved);
+    }
 
     block.u64s(offset_of!(AttachArgs, regs), &saved);
     block.u32(offset_of!(AttachArgs, xstate_len), xlen as u32);
@@ -264,6 +267,40 @@ fn call(asked: u32, pid: u32, remote: &Remote, (lib, prepared, runs, stub): (&Li
     let outcome = outcome?;
     unmapped?;
     Ok(outcome)
+}
+
+/// Sends the leader to the abort handler of the rseq critical section it was stopped in, if
+/// any, as the kernel would on its next return to its own code: it was preempted there, which
+/// is what a section must abort on. (The kernel will not do it itself: the first code the leader
+/// returns to is ckpt's, outside the section, which makes the kernel forget the section.) The
+/// image then holds the leader at the abort handler too. A section the kernel would find
+/// invalid is left alone.
+fn abort_rseq_section(pid: u32, rseq: &linux_raw_sys::ptrace::ptrace_rseq_configuration, regs: &mut ptrace::Regs) {
+    use std::os::unix::fs::FileExt;
+    // Stopped in a system call (which a section may not make): its restart is left as it is.
+    if rseq.rseq_abi_pointer == 0 || regs[ureg::ORIG_RAX] != u64::MAX {
+        return;
+    }
+    let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else { return };
+    let word = |at: u64| {
+        let mut b = [0u8; 8];
+        mem.read_exact_at(&mut b, at).ok().map(|()| u64::from_le_bytes(b))
+    };
+    // `struct rseq`'s `rseq_cs` field (after two u32s), and the `struct rseq_cs` it points to
+    // (version and flags, start_ip, post_commit_offset, abort_ip): the kernel's ABI, which
+    // linux-raw-sys does not describe.
+    let Some(cs) = word(rseq.rseq_abi_pointer + 8).filter(|&a| a != 0) else { return };
+    let (Some(head), Some(start), Some(len), Some(abort)) = (word(cs), word(cs + 8), word(cs + 16), word(cs + 24)) else { return };
+    let rip = regs[ureg::RIP];
+    let inside = rip >= start && rip - start < len;
+    let version = head as u32;
+    let signed = abort >= 4 && {
+        let mut sig = [0u8; 4];
+        mem.read_exact_at(&mut sig, abort - 4).is_ok() && u32::from_le_bytes(sig) == rseq.signature
+    };
+    if inside && version == 0 && signed && !(abort >= start && abort - start < len) {
+        regs[ureg::RIP] = abort;
+    }
 }
 
 /// The runs of pages of `mem` that are not all zeros, as `(offset, length)`.
