@@ -287,6 +287,28 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The runs of pages, as `(offset, length)`, that must be written into the fresh (all
+    /// zeros) mapping: those with a byte that is not zero, and those with an address to
+    /// relocate, which may be zero here (a relative one with no addend) but not once moved.
+    pub fn written_pages(&self) -> Vec<(u64, u64)> {
+        let mut wanted: Vec<bool> = self.mem.chunks(PAGE as usize).map(|page| page.iter().any(|&b| b != 0)).collect();
+        for &at in &self.slots {
+            for page in [at / PAGE as usize, (at + 7) / PAGE as usize] {
+                wanted[page] = true;
+            }
+        }
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (i, _) in wanted.iter().enumerate().filter(|w| *w.1) {
+            let at = i as u64 * PAGE;
+            let len = (self.mem.len() as u64 - at).min(PAGE);
+            match runs.last_mut() {
+                Some(last) if last.0 + last.1 == at => last.1 += len,
+                _ => runs.push((at, len)),
+            }
+        }
+        runs
+    }
+
     /// Moved to `base`.
     pub fn at(mut self, base: u64) -> Vec<u8> {
         for &at in &self.slots {
@@ -325,6 +347,13 @@ mod tests {
         assert_eq!(word(0), 0x10_0040);
         assert_eq!(word(8), 0, "R_X86_64_NONE changes nothing");
         assert_eq!(word(16), 0x10_0000 + PAGE + stub.trap, "an import other than memcpy's kin goes to the trap");
+        // The first page has a byte that is not zero; the second only an address that is zero
+        // until moved; the third nothing.
+        let mut lib = library(vec![Rela { offset: PAGE + 8, kind: R_X86_64_RELATIVE, sym: 0, addend: 0 }]);
+        lib.bytes[0] = 1;
+        lib.segments[0].memsz = 3 * PAGE;
+        lib.span = 3 * PAGE;
+        assert_eq!(lib.prepare(&stub).unwrap().written_pages(), vec![(0, 2 * PAGE)]);
         for (kind, name) in [(37, "R_X86_64_IRELATIVE"), (18, "R_X86_64_TPOFF64"), (99, "unknown to ckpt")] {
             let why = library(vec![Rela { offset: 0, kind, sym: 0, addend: 0 }]).prepare(&stub).err().unwrap();
             assert!(why.contains(&format!("kind {kind} ({name})")), "{why}");

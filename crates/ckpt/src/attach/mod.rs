@@ -93,7 +93,7 @@ fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure>
     let stub = stub::Stub::new();
     let prepared = lib.prepare(&stub).map_err(|why| (EXIT_FAILED, format!("{}: {why}", crate::shown(&path))))?;
     // Done before the process is stopped: which pages are worth writing.
-    let runs = nonzero_pages(&prepared.mem);
+    let runs = prepared.written_pages();
     let entry = lib.symbol(&req.entry).ok_or_else(|| (EXIT_FAILED, format!("{} has no {} (it is older than this ckpt)", crate::shown(&path), req.entry)))?;
     let mut block = Block::new(req.flags);
     block.put_str(offset_of!(AttachArgs, image), ckpt_sigsafe::attach::PATH_MAX, req.image.as_os_str().as_encoded_bytes()).map_err(|w| (EXIT_REFUSED, w))?;
@@ -301,22 +301,4 @@ fn abort_rseq_section(pid: u32, rseq: &linux_raw_sys::ptrace::ptrace_rseq_config
     if inside && version == 0 && signed && !(abort >= start && abort - start < len) {
         regs[ureg::RIP] = abort;
     }
-}
-
-/// The runs of pages of `mem` that are not all zeros, as `(offset, length)`.
-fn nonzero_pages(mem: &[u8]) -> Vec<(u64, u64)> {
-    let mut runs: Vec<(u64, u64)> = Vec::new();
-    for (i, page) in mem.chunks(PAGE as usize).enumerate() {
-        // Relocated words change between here and the write, but a page holding one is
-        // not all zeros before either (its addend, or the symbol's offset, is there).
-        if page.iter().all(|&b| b == 0) {
-            continue;
-        }
-        let at = i as u64 * PAGE;
-        match runs.last_mut() {
-            Some(last) if last.0 + last.1 == at => last.1 += page.len() as u64,
-            _ => runs.push((at, page.len() as u64)),
-        }
-    }
-    runs
 }
