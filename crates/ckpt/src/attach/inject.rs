@@ -27,10 +27,10 @@ impl<'a> Remote<'a> {
     pub fn new(pid: u32, thread: &'a Thread, saved: Regs) -> Result<Remote<'a>, String> {
         let mem = std::fs::OpenOptions::new().read(true).write(true).open(format!("/proc/{pid}/mem")).map_err(|e| format!("/proc/{pid}/mem: {}", crate::io_message(&e)))?;
         let maps = std::fs::read(format!("/proc/{pid}/maps")).map_err(|e| format!("/proc/{pid}/maps: {}", crate::io_message(&e)))?;
-        let vdso = ckpt_sigsafe::maps::entries(&maps).find(|m| m.name == b"[vdso]").ok_or("it has no vdso (a kernel booted with vdso=0), where ckpt finds the system call instruction it uses")?;
+        let vdso = ckpt_sigsafe::maps::entries(&maps).find(|m| m.name == b"[vdso]").ok_or("it has no vdso (a kernel booted with vdso=0), where ckpt finds the system call instruction it uses: start the program with `ckpt run` to checkpoint it")?;
         let mut code = vec![0u8; vdso.end - vdso.start];
         mem.read_exact_at(&mut code, vdso.start as u64).map_err(|e| format!("reading its vdso: {}", crate::io_message(&e)))?;
-        let at = code.windows(2).position(|w| w == [0x0f, 0x05]).ok_or("its vdso has no system call instruction")?;
+        let at = code.windows(2).position(|w| w == [0x0f, 0x05]).ok_or("its vdso has no system call instruction, which ckpt uses: start the program with `ckpt run` to checkpoint it")?;
         Ok(Remote { thread, mem, syscall_at: (vdso.start + at) as u64, saved })
     }
 

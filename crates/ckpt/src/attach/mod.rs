@@ -245,7 +245,7 @@ fn call(asked: u32, pid: u32, remote: &Remote, (lib, prepared, runs, stub): (&Li
                 None => {
                     let _ = t.interrupt();
                     let _ = t.wait(Some(Instant::now() + STOP_PATIENCE));
-                    return Err(fail(format!("ckpt's checkpoint code did not return within {} s; it was stopped, put back as it was and goes on", req.timeout.as_secs_f64())));
+                    return Err(fail(format!("ckpt's checkpoint code did not return within {} s; it was stopped, put back as it was and goes on (a longer --timeout may let it finish)", req.timeout.as_secs_f64())));
                 }
             }
         };
