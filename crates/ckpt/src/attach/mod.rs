@@ -27,7 +27,7 @@ mod stub;
 
 use crate::{EXIT_FAILED, EXIT_REFUSED};
 use block::Block;
-pub use block::Results;
+pub use block::{Results, NOT_TAKEN};
 use ckpt_image::frame::ureg;
 use ckpt_sigsafe::attach::AttachArgs;
 use inject::Remote;
