@@ -119,6 +119,126 @@ fn probe_runs_in_a_dynamic_program_that_makes_no_system_call() {
     probe_in(attachee(false, "spin"), 10);
 }
 
+/// The report descriptor ckpt reads back from the block is the program's to write: the probe
+/// (told so by `--keep 1`) names the program's standard output there instead of a report
+/// page, and ckpt neither takes it for one nor closes it in the program, which goes on
+/// printing.
+#[test]
+fn a_report_descriptor_that_is_not_a_report_page_is_left_alone() {
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(20, LONG);
+    let out = checkpoint_cmd(p.pid).args(["--keep", "1"]).env("CKPT_ATTACH_PROBE", "1").output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_link(format!("/proc/{}/fd/1", p.pid)).is_ok(), "its standard output was closed");
+    untouched(&p, p.pid, 0);
+}
+
+/// A panic of ckpt's code in the program (the probe panics when its image is named
+/// `probe-panics`) stops only the call: ckpt says what the panic said, puts the program back,
+/// and the program goes on (libckpt's own panic handler would have ended it with SIGABRT).
+#[test]
+fn a_panic_of_ckpts_code_in_the_program_leaves_it_running() {
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(20, LONG);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap();
+    let out = checkpoint_cmd(p.pid).args(["--image", "/nonexistent/probe-panics"]).env("CKPT_ATTACH_PROBE", "1").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("crashed in it (signal 4 at libckpt.so+") && err.contains(": internal error: the probe was asked to panic);"), "{err:?}");
+    untouched(&p, p.pid, 0);
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap(), maps, "the memory map changed");
+}
+
+/// A process that ptrace cannot stop (a vfork parent waits for its child where no signal
+/// reaches it): ckpt gives up after its patience, says why in one line, and returns without
+/// waiting on it (it used to wait for the stop as long as the child lived); the process is
+/// left as it was and goes on once its child ends.
+#[test]
+fn a_process_that_never_stops_is_given_up_on() {
+    let wd = Workdir::new("vforker");
+    let go = wd.path.join("go");
+    let mut cmd = Command::new(prog("vforker", &[]));
+    cmd.arg(&go);
+    let p = Proc::spawn(cmd, "vforker");
+    p.wait_lines(1, LONG);
+    let mut c = checkpoint_cmd(p.pid);
+    c.env("CKPT_ATTACH_PROBE", "1");
+    let out = run_within(c, LONG);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("did not stop for ptrace") && err.contains("vfork parent"), "{err:?}");
+    assert_eq!(tracer(p.pid), 0, "ckpt is gone, and so is its hold on the process");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(p.wait_lines(2, LONG)[1], "after");
+}
+
+/// Waits until `pred` holds of process `pid`'s status field `key`.
+fn wait_status(pid: u32, key: &str, pred: impl Fn(&str) -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + LONG;
+    while !pred(&status_field(pid, key)) {
+        assert!(std::time::Instant::now() < deadline, "{what}: {key} {}", status_field(pid, key));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// SIGSTOP, the one signal the leader's mask cannot hold back while ckpt's code runs on it,
+/// sent meanwhile (the probe waits until the test has seen the leader take it): ckpt's call
+/// goes on to its end (it used to end it as a crash, losing the signal), and the program
+/// stops as asked once ckpt has let it go, and goes on after SIGCONT.
+#[test]
+fn a_sigstop_while_ckpts_code_runs_stops_the_program_after() {
+    let wd = Workdir::new("sigstop");
+    let p = Proc::spawn(attachee(false, "sleep"), "attachee");
+    p.wait_lines(20, LONG);
+    let mut c = checkpoint_cmd(p.pid);
+    c.arg("--image").arg(wd.path.join("probe-waits")).env("CKPT_ATTACH_PROBE", "1");
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    wait_for_path(&wd.path.join("probe-running"), LONG, "the probe");
+    p.signal(libc::SIGSTOP);
+    // Pending for the process until the leader, the one thread, takes it.
+    let sigstop = 1u64 << (libc::SIGSTOP - 1);
+    wait_status(p.pid, "ShdPnd:", |v| u64::from_str_radix(v, 16).unwrap() & sigstop == 0, "SIGSTOP taken");
+    std::fs::write(wd.path.join("probe-go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("status 0x70726f6265"), "{:?}", String::from_utf8_lossy(&out.stdout));
+    wait_status(p.pid, "State:", |v| v.starts_with('T'), "stopped");
+    assert_eq!(tracer(p.pid), 0);
+    p.signal(libc::SIGCONT);
+    goes_on(&p, 5);
+}
+
+/// A leader stopped inside an rseq critical section was preempted there, and the kernel would
+/// send it to the section's abort handler on its return; it forgets the section once the
+/// leader returns into ckpt's code instead, so ckpt does that itself: the registers the entry
+/// gets (and that the leader is put back with) are at the abort handler, not inside the
+/// section, where it would go on as if never preempted.
+#[test]
+fn a_leader_stopped_in_an_rseq_section_resumes_at_its_abort_handler() {
+    let p = Proc::spawn(Command::new(prog("rseqspin", &[])), "rseqspin");
+    let line = p.wait_lines(1, LONG)[0].clone();
+    if line == "no rseq" {
+        return skip("a_leader_stopped_in_an_rseq_section_resumes_at_its_abort_handler", "glibc registered no rseq");
+    }
+    let addr = |i: usize| u64::from_str_radix(line.split(' ').nth(i).unwrap().trim_start_matches("0x"), 16).unwrap();
+    let (start, end, abort) = (addr(1), addr(2), addr(3));
+    for _ in 0..5 {
+        let out = checkpoint_cmd(p.pid).env("CKPT_ATTACH_PROBE", "1").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+        let hex = said.split("stopped at 0x").nth(1).unwrap_or_else(|| panic!("{said}"));
+        let rip = u64::from_str_radix(&hex[..hex.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(hex.len())], 16).unwrap();
+        assert!(!(start..end).contains(&rip), "the entry got the leader inside its section ({start:#x}..{end:#x}) at {rip:#x}");
+        // It spins in the section; the few instructions from the abort handler back in are
+        // the only others it runs.
+        assert!(rip == abort || rip < start, "at {rip:#x}: {said}");
+    }
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap().split(' ').nth(2), Some("R"), "it spins on");
+}
+
 /// The program goes on as if nothing had happened, with no tracer (or still its own, `was`).
 fn untouched(p: &Proc, pid: u32, was: u32) {
     goes_on(p, 5);

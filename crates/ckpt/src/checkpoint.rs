@@ -233,7 +233,11 @@ fn attached(asked: u32, pid: u32, a: CheckpointArgs, probe: bool) -> Outcome {
     }
     let shown = crate::shown(&image);
     if r.status != 0 {
-        let why = if r.message.is_empty() { format!("status {}", r.status) } else { r.message.clone() };
+        let why = match (r.message.is_empty(), r.status) {
+            (false, _) => r.message.clone(),
+            (true, crate::attach::NOT_TAKEN) => format!("libckpt.so's checkpoint entry did not take ckpt's request (it returned {}): install ckpt and libckpt.so from the same build", done.returned),
+            (true, status) => format!("status {status}"),
+        };
         return Err((
             EXIT_FAILED,
             if a.kill {

@@ -10,6 +10,13 @@ fn page_link() -> String {
     format!("/memfd:{} (deleted)", ckpt_image::report::REPORT_NAME.to_string_lossy())
 }
 
+/// Whether descriptor `fd` of process `pid` is a report page (by the name the kernel shows for
+/// it): a descriptor number read back from a process's memory is checked so before ckpt
+/// opens or closes it.
+pub fn is_page_fd(pid: u32, fd: i32) -> bool {
+    fd >= 0 && std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|l| l.as_os_str() == page_link().as_str())
+}
+
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_default()
 }

@@ -1,5 +1,5 @@
-//! ELF64 header and program header, as this format uses them (and where an executable's
-//! program headers are, for libckpt to look for a Go build ID note).
+//! ELF64 header and program header, as this format uses them (and any x86-64 ELF file's
+//! header, for libckpt to look for a Go build ID note in a program).
 
 use crate::bytes::{Reader, Writer};
 use crate::ImageError;
@@ -41,6 +41,19 @@ impl Ehdr {
     }
 
     pub fn read(buf: &[u8]) -> Result<Ehdr, ImageError> {
+        // Another kind of ELF file is said to be so even when its header is cut short.
+        if buf.starts_with(b"\x7fELF") && buf.get(16..18).is_some_and(|t| t != ET_CORE.to_le_bytes()) {
+            return Err(ImageError::NotCore);
+        }
+        match Ehdr::read_any(buf)? {
+            (ET_CORE, h) => Ok(h),
+            _ => Err(ImageError::NotCore),
+        }
+    }
+
+    /// The header of any x86-64 ELF file (a program, a library, a core file), with its
+    /// `e_type`: where its program headers are.
+    pub fn read_any(buf: &[u8]) -> Result<(u16, Ehdr), ImageError> {
         if buf.len() < 4 || buf[..4] != [0x7f, b'E', b'L', b'F'] {
             return Err(ImageError::NotElf);
         }
@@ -51,7 +64,7 @@ impl Ehdr {
         }
         let e_type = r.u16()?;
         let machine = r.u16()?;
-        if e_type != ET_CORE || machine != EM_X86_64 {
+        if machine != EM_X86_64 {
             return Err(ImageError::NotCore);
         }
         r.skip(4 + 8)?; // version, entry
@@ -63,29 +76,8 @@ impl Ehdr {
         if ehsize as usize != EHDR_SIZE || phentsize as usize != PHDR_SIZE {
             return Err(ImageError::Malformed("unexpected ELF header sizes"));
         }
-        Ok(Ehdr { phoff, phnum })
+        Ok((e_type, Ehdr { phoff, phnum }))
     }
-}
-
-/// Where the program headers of a 64-bit little-endian x86-64 ELF file of any type (an
-/// executable, a library) are, from its first [`EHDR_SIZE`] bytes: their offset and count.
-/// `None` when it is no such file, or its program headers are not `Elf64_Phdr`s.
-pub fn program_headers(ehdr: &[u8]) -> Option<(u64, usize)> {
-    let mut r = Reader::new(ehdr);
-    let ident: [u8; 16] = r.array().ok()?;
-    if ident[..4] != [0x7f, b'E', b'L', b'F'] || ident[4] != 2 || ident[5] != 1 {
-        return None;
-    }
-    r.skip(2).ok()?; // e_type
-    if r.u16().ok()? != EM_X86_64 {
-        return None;
-    }
-    r.skip(4 + 8).ok()?; // version, entry
-    let phoff = r.u64().ok()?;
-    r.skip(8 + 4 + 2).ok()?; // shoff, flags, ehsize
-    let phentsize = r.u16().ok()?;
-    let phnum = r.u16().ok()?;
-    (phentsize as usize == PHDR_SIZE).then_some((phoff, phnum as usize))
 }
 
 /// `Elf64_Phdr`.

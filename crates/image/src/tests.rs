@@ -117,6 +117,23 @@ fn header_rejections() {
     assert_eq!(Ehdr::read(&exe[..20]), Err(ImageError::NotCore), "short header reads as not a core file");
 }
 
+/// Any x86-64 ELF file's header says where its program headers are (libckpt reads a
+/// program's notes so).
+#[test]
+fn any_elf_header() {
+    let mut exe = [0u8; 64];
+    exe[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    exe[16] = 3; // ET_DYN
+    exe[18] = 62;
+    exe[32] = 64; // e_phoff
+    exe[52] = 64; // e_ehsize
+    exe[54] = 56; // e_phentsize
+    exe[56] = 9; // e_phnum
+    assert_eq!(Ehdr::read_any(&exe), Ok((3, Ehdr { phoff: 64, phnum: 9 })));
+    exe[18] = 3; // EM_386
+    assert_eq!(Ehdr::read_any(&exe), Err(ImageError::NotCore));
+}
+
 /// The parts of a test image, before they are encoded. [`draft`] makes a valid one; each
 /// rejection test changes one thing, and [`encode`] writes it (resealed, unless `seal` is off).
 struct Draft {

@@ -13,6 +13,38 @@
 //! only; no allocation, no locks, no libc.
 
 use ckpt_sigsafe::attach::{AttachArgs, MAGIC, VERSION};
+use core::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+
+/// The block of the call running in the program's process, and that process's PID, for
+/// [`panicked`]. (The writer and the capturing child, forked meanwhile, inherit both but are
+/// other processes.)
+static BLOCK: AtomicPtr<AttachArgs> = AtomicPtr::new(core::ptr::null_mut());
+static CALLED_IN: AtomicI32 = AtomicI32::new(0);
+
+/// Notes that an entry (this one, or the tests' probe) runs on `args`, in this process.
+pub fn enter(args: *mut AttachArgs) {
+    CALLED_IN.store(rustix::process::getpid().as_raw_nonzero().get(), Ordering::Relaxed);
+    BLOCK.store(args, Ordering::Relaxed);
+}
+
+/// The panic handler's way out in the program's process: the handler's usual one (`SIGABRT`
+/// to the whole process) would end a program that never asked for ckpt's code. Instead the
+/// message goes into the block and the thread stops on an undefined instruction, which `ckpt`
+/// sees as the crash of its code: it puts the leader back and lets the program go on. Returns
+/// only elsewhere (the writer, the capturing child, a preloaded libckpt).
+pub fn panicked(info: &core::panic::PanicInfo) {
+    let block = BLOCK.load(Ordering::Relaxed);
+    if block.is_null() || CALLED_IN.load(Ordering::Relaxed) != rustix::process::getpid().as_raw_nonzero().get() {
+        return;
+    }
+    let mut line = ckpt_sigsafe::out::Line::new();
+    let _ = core::fmt::Write::write_fmt(&mut line, format_args!("internal error: {}", info.message()));
+    // SAFETY: `block` is the block `enter` was given, `ckpt`'s for the call, which is still
+    // running on this thread (the program's process runs our code nowhere else).
+    fail(unsafe { &mut *block }, line.as_bytes());
+    // SAFETY: `ud2` only raises SIGILL, which stops this thread for `ckpt`.
+    unsafe { core::arch::asm!("ud2", options(noreturn)) }
+}
 
 /// The entry. Returns the block's `status`: 0 when the checkpoint was taken (its writer
 /// started, or the image written), negative otherwise, with `message` saying why; `-EINVAL`,
@@ -29,6 +61,7 @@ pub extern "C" fn ckpt_attached_checkpoint(args: *mut AttachArgs) -> i64 {
     if magic != MAGIC || version < VERSION {
         return EINVAL;
     }
+    enter(args);
     // SAFETY: a block of this version (or a later one, which only adds fields at the end), the
     // leader's alone for the call.
     let args = unsafe { &mut *args };

@@ -29,7 +29,8 @@ pub fn is_go() -> bool {
     if ckpt_sigsafe::sys::pread_full(fd, &mut ehdr, 0) != Ok(ehdr.len()) {
         return false;
     }
-    let Some((phoff, phnum)) = ckpt_image::elf::program_headers(&ehdr) else { return false };
+    let Ok((_, ehdr)) = ckpt_image::elf::Ehdr::read_any(&ehdr) else { return false };
+    let (phoff, phnum) = (ehdr.phoff, ehdr.phnum as usize);
     let mut notes = [0u8; 1024];
     for i in 0..phnum.min(MAX_PHDRS) {
         let mut ph = [0u8; PHDR_SIZE];

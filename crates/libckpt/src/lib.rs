@@ -85,6 +85,8 @@ mod watches;
 #[cfg(not(test))]
 #[panic_handler]
 fn on_panic(info: &core::panic::PanicInfo) -> ! {
+    // In a program ckpt attached to, the thread stops for ckpt instead (returns otherwise).
+    attached::panicked(info);
     // Never unwind through someone else's program. Say what happened, then stop this process the
     // way an assertion failure would.
     ckpt_sigsafe::say!("ckpt: internal error: {}", info.message());

@@ -24,6 +24,17 @@ pub const PROBE_STATUS: i64 = 0x70_72_6f_62_65;
 pub unsafe extern "C" fn ckpt_attach_probe(args: *mut AttachArgs) -> i64 {
     // SAFETY: by the function's contract, `args` is ckpt's block, ours for the call.
     let a = unsafe { &mut *args };
+    crate::attached::enter(args);
+    // The tests' way to see a panic of ckpt's code in a program: an image named so.
+    let image = a.image.split(|&c| c == 0).next().unwrap_or(&[]);
+    if image.ends_with(b"/probe-panics") {
+        panic!("the probe was asked to panic");
+    }
+    // The tests' way to have something happen while ckpt's code runs: an image named
+    // `probe-waits` makes it create `probe-running` beside it, then wait for `probe-go` there.
+    if let Some(dir) = image.strip_suffix(b"probe-waits") {
+        wait_for_go(dir);
+    }
     let pid = rustix::process::getpid().as_raw_nonzero().get();
     let mut line = ckpt_sigsafe::out::Line::new();
     if a.magic != MAGIC || a.version != VERSION {
@@ -32,13 +43,39 @@ pub unsafe extern "C" fn ckpt_attach_probe(args: *mut AttachArgs) -> i64 {
     } else {
         a.status = PROBE_STATUS;
         let tid = rustix::thread::gettid().as_raw_nonzero().get();
-        let _ = write!(line, "probe ran in process {pid} on thread {tid}, mask {:#x}, {} excluded range(s)", a.sigmask, a.nexcluded);
+        let rip = a.regs[ckpt_image::frame::ureg::RIP];
+        let _ = write!(line, "probe ran in process {pid} on thread {tid}, mask {:#x}, {} excluded range(s), stopped at {rip:#x}", a.sigmask, a.nexcluded);
     }
     let text = line.as_bytes();
     let n = text.len().min(a.message.len() - 1);
     a.message[..n].copy_from_slice(&text[..n]);
     a.message[n] = 0;
     a.writer_pid = 0;
-    a.report_fd = -1;
+    // A block a thread of the program overwrote, as the tests make it: `keep` (`--keep N`)
+    // names one of the program's own descriptors as if it were the report page.
+    a.report_fd = if a.keep > 0 { a.keep as i32 } else { -1 };
     pid as i64
+}
+
+/// Creates `probe-running` in `dir` (which ends with `/`), then waits until `probe-go` is there.
+fn wait_for_go(dir: &[u8]) {
+    use rustix::fs::{Access, Mode, OFlags};
+    // `dir` followed by `name` and a NUL, in `buf`.
+    fn beside<'b>(buf: &'b mut [u8], dir: &[u8], name: &[u8]) -> Option<&'b core::ffi::CStr> {
+        let (d, n) = (dir.len(), name.len());
+        buf.get_mut(..d)?.copy_from_slice(dir);
+        buf.get_mut(d..d + n)?.copy_from_slice(name);
+        *buf.get_mut(d + n)? = 0;
+        core::ffi::CStr::from_bytes_until_nul(&buf[..d + n + 1]).ok()
+    }
+    let mut buf = [0u8; ckpt_sigsafe::attach::PATH_MAX + 16];
+    if let Some(running) = beside(&mut buf, dir, b"probe-running") {
+        let _ = rustix::fs::open(running, OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC, Mode::RUSR | Mode::WUSR);
+    }
+    let Some(go) = beside(&mut buf, dir, b"probe-go") else { return };
+    // Yields rather than sleeps: an interrupted sleep would leave its restart in the thread
+    // (the kernel keeps one per thread), in place of the program's own sleep's.
+    while rustix::fs::access(go, Access::EXISTS).is_err() {
+        rustix::thread::sched_yield();
+    }
 }

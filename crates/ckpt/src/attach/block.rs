@@ -15,6 +15,11 @@ pub struct Results {
     pub message: String,
 }
 
+/// The `status` the block starts with: the entry writes another on every path but one, its
+/// refusal of a block it does not know (`-EINVAL`, the block untouched), which must not read as
+/// success (0).
+pub const NOT_TAKEN: i64 = i64::MIN;
+
 impl Block {
     pub fn new(flags: u32) -> Block {
         let mut b = Block(vec![0u8; size_of::<AttachArgs>()]);
@@ -22,6 +27,7 @@ impl Block {
         b.put(offset_of!(AttachArgs, version), &VERSION.to_ne_bytes());
         b.put(offset_of!(AttachArgs, flags), &flags.to_ne_bytes());
         b.put(offset_of!(AttachArgs, report_fd), &(-1i32).to_ne_bytes());
+        b.put(offset_of!(AttachArgs, status), &NOT_TAKEN.to_ne_bytes());
         b
     }
 
@@ -62,5 +68,17 @@ impl Block {
             report_fd: half(offset_of!(AttachArgs, report_fd)) as i32,
             message: ckpt_sigsafe::out::Lossy(m).to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block the entry left untouched says the checkpoint was not taken.
+    #[test]
+    fn an_untouched_block_is_no_success() {
+        let r = Block::results(&Block::new(0).0);
+        assert_eq!((r.status, r.writer_pid, r.report_fd, r.message.as_str()), (NOT_TAKEN, 0, -1, ""));
     }
 }

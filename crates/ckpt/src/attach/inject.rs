@@ -27,10 +27,10 @@ impl<'a> Remote<'a> {
     pub fn new(pid: u32, thread: &'a Thread, saved: Regs) -> Result<Remote<'a>, String> {
         let mem = std::fs::OpenOptions::new().read(true).write(true).open(format!("/proc/{pid}/mem")).map_err(|e| format!("/proc/{pid}/mem: {}", crate::io_message(&e)))?;
         let maps = std::fs::read(format!("/proc/{pid}/maps")).map_err(|e| format!("/proc/{pid}/maps: {}", crate::io_message(&e)))?;
-        let vdso = ckpt_sigsafe::maps::entries(&maps).find(|m| m.name == b"[vdso]").ok_or("it has no vdso (a kernel booted with vdso=0), where ckpt finds the system call instruction it uses")?;
+        let vdso = ckpt_sigsafe::maps::entries(&maps).find(|m| m.name == b"[vdso]").ok_or("it has no vdso (a kernel booted with vdso=0), where ckpt finds the system call instruction it uses: start the program with `ckpt run` to checkpoint it")?;
         let mut code = vec![0u8; vdso.end - vdso.start];
         mem.read_exact_at(&mut code, vdso.start as u64).map_err(|e| format!("reading its vdso: {}", crate::io_message(&e)))?;
-        let at = code.windows(2).position(|w| w == [0x0f, 0x05]).ok_or("its vdso has no system call instruction")?;
+        let at = code.windows(2).position(|w| w == [0x0f, 0x05]).ok_or("its vdso has no system call instruction, which ckpt uses: start the program with `ckpt run` to checkpoint it")?;
         Ok(Remote { thread, mem, syscall_at: (vdso.start + at) as u64, saved })
     }
 
@@ -54,11 +54,20 @@ impl<'a> Remote<'a> {
         }
         let io = |what: &str, e: std::io::Error| format!("{what}: {}", crate::io_message(&e));
         self.thread.set_regs(&r).map_err(|e| io("ptrace could not set its registers", e))?;
-        self.thread.step().map_err(|e| io("ptrace could not step it", e))?;
-        match self.thread.wait(None).map_err(|e| io("waiting for it", e))? {
-            Some(Stop::Signal(libc::SIGTRAP)) => {}
-            Some(Stop::Gone(_)) => return Err("it ended".into()),
-            other => return Err(format!("it stopped otherwise than expected after system call {nr} ({other:?})")),
+        self.thread.step(0).map_err(|e| io("ptrace could not step it", e))?;
+        // Every other signal is blocked in the thread meanwhile, but SIGSTOP cannot be: sent to
+        // the process, it may come here first. It is passed on (the process stops as asked,
+        // and the thread rejoins that stop when ckpt detaches), and the stop it makes (or an
+        // earlier one's) is stepped past: the system call then runs, or has run and its trap
+        // comes next.
+        loop {
+            match self.thread.wait(None).map_err(|e| io("waiting for it", e))? {
+                Some(Stop::Signal(libc::SIGTRAP)) => break,
+                Some(Stop::Signal(libc::SIGSTOP)) => self.thread.step(libc::SIGSTOP).map_err(|e| io("ptrace could not step it", e))?,
+                Some(Stop::Event) => self.thread.step(0).map_err(|e| io("ptrace could not step it", e))?,
+                Some(Stop::Gone(_)) => return Err("it ended".into()),
+                other => return Err(format!("it stopped otherwise than expected after system call {nr} ({other:?})")),
+            }
         }
         let after = self.thread.regs().map_err(|e| io("ptrace could not read its registers", e))?;
         if after[ureg::RIP] != self.syscall_at + 2 {

@@ -17,6 +17,28 @@ const R_X86_64_64: u32 = 1;
 const R_X86_64_GLOB_DAT: u32 = 6;
 const R_X86_64_JUMP_SLOT: u32 = 7;
 const R_X86_64_RELATIVE: u32 = 8;
+/// No relocation (a linker may leave one where it dropped what it relocated).
+const R_X86_64_NONE: u32 = 0;
+/// The kinds a shared object may have that are refused, by name: ckpt does not apply them (a
+/// libckpt.so that has one was built otherwise than this ckpt knows).
+const REFUSED: [(u32, &str); 12] = [
+    (2, "R_X86_64_PC32"),
+    (3, "R_X86_64_GOT32"),
+    (4, "R_X86_64_PLT32"),
+    (5, "R_X86_64_COPY"),
+    (10, "R_X86_64_32"),
+    (11, "R_X86_64_32S"),
+    (16, "R_X86_64_DTPMOD64"),
+    (17, "R_X86_64_DTPOFF64"),
+    (18, "R_X86_64_TPOFF64"),
+    (24, "R_X86_64_PC64"),
+    (36, "R_X86_64_TLSDESC"),
+    (37, "R_X86_64_IRELATIVE"),
+];
+/// Packed relative relocations (`ld -z pack-relative-relocs`), which linux-raw-sys does not
+/// name: a table of them that this loader ignored would leave addresses unrelocated.
+const DT_RELRSZ: u32 = 35;
+const DT_RELR: u32 = 36;
 /// `EM_X86_64`.
 const EM_X86_64: u16 = 62;
 
@@ -148,6 +170,8 @@ impl Library {
                 elf::DT_JMPREL => jmprel = val,
                 elf::DT_PLTRELSZ => pltrelsz = val,
                 elf::DT_REL => return Err(bad("REL relocations (only RELA is understood)")),
+                DT_RELR | DT_RELRSZ => return Err(bad("packed relative relocations (DT_RELR: link it without `-z pack-relative-relocs`)")),
+                elf::DT_PLTREL if val != elf::DT_RELA as u64 => return Err(bad("REL relocations for its PLT (only RELA is understood)")),
                 _ => {}
             }
         }
@@ -217,10 +241,14 @@ impl Library {
                 Ok(if s.defined { s.value } else { self.span + stub.routine(&s.name) })
             };
             let value = match r.kind {
+                R_X86_64_NONE => continue,
                 R_X86_64_RELATIVE => r.addend as u64,
                 R_X86_64_64 => symbol_address()?.wrapping_add_signed(r.addend),
                 R_X86_64_GLOB_DAT | R_X86_64_JUMP_SLOT => symbol_address()?,
-                other => return Err(format!("libckpt.so has a relocation of kind {other}, which ckpt cannot apply")),
+                other => {
+                    let name = REFUSED.iter().find(|k| k.0 == other).map_or("unknown to ckpt", |k| k.1);
+                    return Err(format!("it has a relocation of kind {other} ({name}), which ckpt does not apply in a process it attaches to: use the libckpt.so built with this ckpt"));
+                }
             };
             let at = r.offset as usize;
             let slot = mem.get_mut(at..at.wrapping_add(8)).ok_or_else(|| format!("a relocation at {:#x}, outside the library", r.offset))?;
@@ -259,6 +287,28 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The runs of pages, as `(offset, length)`, that must be written into the fresh (all
+    /// zeros) mapping: those with a byte that is not zero, and those with an address to
+    /// relocate, which may be zero here (a relative one with no addend) but not once moved.
+    pub fn written_pages(&self) -> Vec<(u64, u64)> {
+        let mut wanted: Vec<bool> = self.mem.chunks(PAGE as usize).map(|page| page.iter().any(|&b| b != 0)).collect();
+        for &at in &self.slots {
+            for page in [at / PAGE as usize, (at + 7) / PAGE as usize] {
+                wanted[page] = true;
+            }
+        }
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (i, _) in wanted.iter().enumerate().filter(|w| *w.1) {
+            let at = i as u64 * PAGE;
+            let len = (self.mem.len() as u64 - at).min(PAGE);
+            match runs.last_mut() {
+                Some(last) if last.0 + last.1 == at => last.1 += len,
+                _ => runs.push((at, len)),
+            }
+        }
+        runs
+    }
+
     /// Moved to `base`.
     pub fn at(mut self, base: u64) -> Vec<u8> {
         for &at in &self.slots {
@@ -266,5 +316,47 @@ impl Prepared {
             self.mem[at..at + 8].copy_from_slice(&w.wrapping_add(base).to_le_bytes());
         }
         self.mem
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A library of one writable page with one symbol, and `relas`.
+    fn library(relas: Vec<Rela>) -> Library {
+        Library {
+            bytes: vec![0u8; 64],
+            segments: vec![Segment { vaddr: 0, memsz: PAGE, offset: 0, filesz: 64, flags: elf::PF_R | elf::PF_W }],
+            symbols: vec![Symbol { name: String::new(), value: 0, defined: false }, Symbol { name: "getenv".into(), value: 0, defined: false }],
+            relas,
+            span: PAGE,
+        }
+    }
+
+    #[test]
+    fn relocations_are_applied_skipped_or_refused_by_name() {
+        let stub = super::super::stub::Stub::new();
+        let lib = library(vec![
+            Rela { offset: 0, kind: R_X86_64_RELATIVE, sym: 0, addend: 0x40 },
+            Rela { offset: 8, kind: R_X86_64_NONE, sym: 0, addend: 0 },
+            Rela { offset: 16, kind: R_X86_64_GLOB_DAT, sym: 1, addend: 0 },
+        ]);
+        let mem = lib.prepare(&stub).unwrap().at(0x10_0000);
+        let word = |at: usize| u64::from_le_bytes(mem[at..at + 8].try_into().unwrap());
+        assert_eq!(word(0), 0x10_0040);
+        assert_eq!(word(8), 0, "R_X86_64_NONE changes nothing");
+        assert_eq!(word(16), 0x10_0000 + PAGE + stub.trap, "an import other than memcpy's kin goes to the trap");
+        // The first page has a byte that is not zero; the second only an address that is zero
+        // until moved; the third nothing.
+        let mut lib = library(vec![Rela { offset: PAGE + 8, kind: R_X86_64_RELATIVE, sym: 0, addend: 0 }]);
+        lib.bytes[0] = 1;
+        lib.segments[0].memsz = 3 * PAGE;
+        lib.span = 3 * PAGE;
+        assert_eq!(lib.prepare(&stub).unwrap().written_pages(), vec![(0, 2 * PAGE)]);
+        for (kind, name) in [(37, "R_X86_64_IRELATIVE"), (18, "R_X86_64_TPOFF64"), (99, "unknown to ckpt")] {
+            let why = library(vec![Rela { offset: 0, kind, sym: 0, addend: 0 }]).prepare(&stub).err().unwrap();
+            assert!(why.contains(&format!("kind {kind} ({name})")), "{why}");
+        }
     }
 }

@@ -27,7 +27,7 @@ mod stub;
 
 use crate::{EXIT_FAILED, EXIT_REFUSED};
 use block::Block;
-pub use block::Results;
+pub use block::{Results, NOT_TAKEN};
 use ckpt_image::frame::ureg;
 use ckpt_sigsafe::attach::AttachArgs;
 use inject::Remote;
@@ -93,7 +93,7 @@ fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure>
     let stub = stub::Stub::new();
     let prepared = lib.prepare(&stub).map_err(|why| (EXIT_FAILED, format!("{}: {why}", crate::shown(&path))))?;
     // Done before the process is stopped: which pages are worth writing.
-    let runs = nonzero_pages(&prepared.mem);
+    let runs = prepared.written_pages();
     let entry = lib.symbol(&req.entry).ok_or_else(|| (EXIT_FAILED, format!("{} has no {} (it is older than this ckpt)", crate::shown(&path), req.entry)))?;
     let mut block = Block::new(req.flags);
     block.put_str(offset_of!(AttachArgs, image), ckpt_sigsafe::attach::PATH_MAX, req.image.as_os_str().as_encoded_bytes()).map_err(|w| (EXIT_REFUSED, w))?;
@@ -113,16 +113,23 @@ fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure>
             // A signal it was about to take on the way: it takes it, and stops after.
             Some(Stop::Signal(s)) => thread.cont(s).map_err(|e| failed("ptrace", e))?,
             Some(Stop::Gone(_)) => return Err((EXIT_FAILED, format!("process {asked} ended as ckpt attached to it"))),
-            None => return Err((EXIT_FAILED, format!("process {asked} did not stop for ptrace within {} s; it was left as it was", STOP_PATIENCE.as_secs()))),
+            None => {
+                let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let why = if ckpt_sigsafe::proctext::stat_state(&stat) == Some(b'D') { " (it waits in the kernel where no signal reaches it, as a vfork parent waits for its child)" } else { "" };
+                return Err((EXIT_FAILED, format!("process {asked} did not stop for ptrace within {} s{why}; it was left as it was: try again once it runs", STOP_PATIENCE.as_secs())));
+            }
         }
     }
-    let saved = thread.regs().map_err(|e| failed("ptrace could not read its registers", e))?;
+    let mut saved = thread.regs().map_err(|e| failed("ptrace could not read its registers", e))?;
     let mut xstate = vec![0u8; ckpt_sigsafe::attach::XSTATE_MAX];
     let xlen = thread.xstate(&mut xstate).map_err(|e| failed("ptrace could not read its XSAVE area", e))?;
     xstate.truncate(xlen);
     let mask = thread.sigmask().map_err(|e| failed("ptrace could not read its signal mask", e))?;
     // A kernel without rseq reporting (before 5.13), or a thread without rseq: none.
     let rseq = thread.rseq().ok();
+    if let Some(r) = &rseq {
+        abort_rseq_section(pid, r, &mut saved);
+    }
 
     block.u64s(offset_of!(AttachArgs, regs), &saved);
     block.u32(offset_of!(AttachArgs, xstate_len), xlen as u32);
@@ -215,6 +222,10 @@ fn call(asked: u32, pid: u32, remote: &Remote, (lib, prepared, runs, stub): (&Li
         let deadline = Instant::now() + req.timeout;
         let returned = loop {
             match t.wait(Some(deadline)).map_err(|e| io("waiting for it", e))? {
+                // SIGSTOP, the one signal its mask cannot hold back: passed on (the process
+                // stops as asked; the leader rejoins that stop when ckpt detaches), and the
+                // group stop it makes is the next arm's.
+                Some(Stop::Signal(libc::SIGSTOP)) => t.cont(libc::SIGSTOP).map_err(|e| io("ptrace could not run it", e))?,
                 Some(Stop::Signal(sig)) => {
                     let after = t.regs().map_err(|e| io("ptrace could not read its registers", e))?;
                     let rip = after[ureg::RIP];
@@ -222,7 +233,11 @@ fn call(asked: u32, pid: u32, remote: &Remote, (lib, prepared, runs, stub): (&Li
                         break after[ureg::RAX] as i64;
                     }
                     let place = if (base..base + lib.span).contains(&rip) { format!("libckpt.so+{:#x}", rip - base) } else { format!("{rip:#x}") };
-                    return Err(fail(format!("ckpt's checkpoint code crashed in it (signal {sig} at {place}); it was put back as it was and goes on")));
+                    // The code may have said why first (a panic does: libckpt's `attached::panicked`).
+                    let mut back = vec![0u8; block.0.len()];
+                    let said = remote.read(block_at, &mut back).map(|()| Block::results(&back).message).unwrap_or_default();
+                    let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+                    return Err(fail(format!("ckpt's checkpoint code crashed in it (signal {sig} at {place}{said}); it was put back as it was and goes on")));
                 }
                 // A group stop (SIGSTOP sent meanwhile): our call goes on.
                 Some(Stop::Event) => t.cont(0).map_err(|e| io("ptrace could not run it", e))?,
@@ -230,16 +245,18 @@ fn call(asked: u32, pid: u32, remote: &Remote, (lib, prepared, runs, stub): (&Li
                 None => {
                     let _ = t.interrupt();
                     let _ = t.wait(Some(Instant::now() + STOP_PATIENCE));
-                    return Err(fail(format!("ckpt's checkpoint code did not return within {} s; it was stopped, put back as it was and goes on", req.timeout.as_secs_f64())));
+                    return Err(fail(format!("ckpt's checkpoint code did not return within {} s; it was stopped, put back as it was and goes on (a longer --timeout may let it finish)", req.timeout.as_secs_f64())));
                 }
             }
         };
         let mut back = vec![0u8; block.0.len()];
         remote.read(block_at, &mut back).map_err(fail)?;
         let results = Block::results(&back);
-        // The report page is opened here before its descriptor in the process is closed.
+        // The report page is opened here before its descriptor in the process is closed. The
+        // block is in the program's memory, which any of its threads could have written: a
+        // descriptor that is not a report page is neither opened nor closed.
         let mut report = None;
-        if results.report_fd >= 0 {
+        if crate::report::is_page_fd(pid, results.report_fd) {
             report = std::fs::File::open(format!("/proc/{pid}/fd/{}", results.report_fd)).ok();
             remote.syscall(k::__NR_close, [results.report_fd as u64, 0, 0, 0, 0, 0]).map_err(fail)?;
         }
@@ -252,20 +269,36 @@ fn call(asked: u32, pid: u32, remote: &Remote, (lib, prepared, runs, stub): (&Li
     Ok(outcome)
 }
 
-/// The runs of pages of `mem` that are not all zeros, as `(offset, length)`.
-fn nonzero_pages(mem: &[u8]) -> Vec<(u64, u64)> {
-    let mut runs: Vec<(u64, u64)> = Vec::new();
-    for (i, page) in mem.chunks(PAGE as usize).enumerate() {
-        // Relocated words change between here and the write, but a page holding one is
-        // not all zeros before either (its addend, or the symbol's offset, is there).
-        if page.iter().all(|&b| b == 0) {
-            continue;
-        }
-        let at = i as u64 * PAGE;
-        match runs.last_mut() {
-            Some(last) if last.0 + last.1 == at => last.1 += page.len() as u64,
-            _ => runs.push((at, page.len() as u64)),
-        }
+/// Sends the leader to the abort handler of the rseq critical section it was stopped in, if
+/// any, as the kernel would on its next return to its own code: it was preempted there, which
+/// is what a section must abort on. (The kernel will not do it itself: the first code the leader
+/// returns to is ckpt's, outside the section, which makes the kernel forget the section.) The
+/// image then holds the leader at the abort handler too. A section the kernel would find
+/// invalid is left alone.
+fn abort_rseq_section(pid: u32, rseq: &linux_raw_sys::ptrace::ptrace_rseq_configuration, regs: &mut ptrace::Regs) {
+    use std::os::unix::fs::FileExt;
+    // Stopped in a system call (which a section may not make): its restart is left as it is.
+    if rseq.rseq_abi_pointer == 0 || regs[ureg::ORIG_RAX] != u64::MAX {
+        return;
     }
-    runs
+    let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else { return };
+    let word = |at: u64| {
+        let mut b = [0u8; 8];
+        mem.read_exact_at(&mut b, at).ok().map(|()| u64::from_le_bytes(b))
+    };
+    // `struct rseq`'s `rseq_cs` field (after two u32s), and the `struct rseq_cs` it points to
+    // (version and flags, start_ip, post_commit_offset, abort_ip): the kernel's ABI, which
+    // linux-raw-sys does not describe.
+    let Some(cs) = word(rseq.rseq_abi_pointer + 8).filter(|&a| a != 0) else { return };
+    let (Some(head), Some(start), Some(len), Some(abort)) = (word(cs), word(cs + 8), word(cs + 16), word(cs + 24)) else { return };
+    let rip = regs[ureg::RIP];
+    let inside = rip >= start && rip - start < len;
+    let version = head as u32;
+    let signed = abort >= 4 && {
+        let mut sig = [0u8; 4];
+        mem.read_exact_at(&mut sig, abort - 4).is_ok() && u32::from_le_bytes(sig) == rseq.signature
+    };
+    if inside && version == 0 && signed && !(abort >= start && abort - start < len) {
+        regs[ureg::RIP] = abort;
+    }
 }

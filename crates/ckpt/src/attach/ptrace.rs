@@ -58,10 +58,11 @@ impl Thread {
         result(unsafe { libc::ptrace(p::PTRACE_CONT, self.tid, 0usize, sig as usize) }).map(drop)
     }
 
-    /// `PTRACE_SINGLESTEP`: one instruction (a `syscall` counts as one), then a `SIGTRAP` stop.
-    pub fn step(&self) -> io::Result<()> {
-        // SAFETY: PTRACE_SINGLESTEP of a stopped thread we seized; no signal delivered.
-        result(unsafe { libc::ptrace(p::PTRACE_SINGLESTEP, self.tid, 0usize, 0usize) }).map(drop)
+    /// `PTRACE_SINGLESTEP`, delivering signal `sig` (0: none): one instruction (a `syscall`
+    /// counts as one), then a `SIGTRAP` stop.
+    pub fn step(&self, sig: i32) -> io::Result<()> {
+        // SAFETY: PTRACE_SINGLESTEP of a stopped thread we seized; the data is a signal number.
+        result(unsafe { libc::ptrace(p::PTRACE_SINGLESTEP, self.tid, 0usize, sig as usize) }).map(drop)
     }
 
     /// Its next stop; `None` if none came by `deadline` (without one, waits as long as it
@@ -173,16 +174,24 @@ impl Thread {
 
 impl Drop for Thread {
     /// The last resort of a failed attach: let the thread go, as it is. (A thread that runs
-    /// refuses PTRACE_DETACH: it is interrupted first.)
+    /// refuses PTRACE_DETACH: it is interrupted first.) The wait for that stop is bounded: a
+    /// thread that never stops (one waiting uninterruptibly, as a vfork parent does for its
+    /// child) would keep ckpt waiting as long as it waits; it is left seized instead, and the
+    /// kernel lets it go, its interrupt forgotten, when ckpt exits.
     fn drop(&mut self) {
-        // SAFETY: PTRACE_DETACH / PTRACE_INTERRUPT of a thread we seized, no memory passed;
-        // waitpid writes into our integer.
-        unsafe {
-            if libc::ptrace(p::PTRACE_DETACH, self.tid, 0usize, 0usize) == -1 && libc::ptrace(p::PTRACE_INTERRUPT, self.tid, 0usize, 0usize) == 0 {
-                let mut status = 0;
-                libc::waitpid(self.tid, &mut status, libc::__WALL);
-                libc::ptrace(p::PTRACE_DETACH, self.tid, 0usize, 0usize);
-            }
+        // SAFETY: PTRACE_DETACH / PTRACE_INTERRUPT of a thread we seized, no memory passed.
+        let detached = unsafe { libc::ptrace(p::PTRACE_DETACH, self.tid, 0usize, 0usize) } == 0;
+        // SAFETY: as above.
+        if detached || unsafe { libc::ptrace(p::PTRACE_INTERRUPT, self.tid, 0usize, 0usize) } == -1 {
+            return;
         }
+        // A signal it stopped to take is passed on as it goes.
+        let sig = match self.wait(Some(Instant::now() + Duration::from_millis(500))) {
+            Ok(Some(Stop::Event)) => 0,
+            Ok(Some(Stop::Signal(s))) => s,
+            _ => return,
+        };
+        // SAFETY: as above; the data is a signal number.
+        unsafe { libc::ptrace(p::PTRACE_DETACH, self.tid, 0usize, sig as usize) };
     }
 }
