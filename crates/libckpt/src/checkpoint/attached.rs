@@ -43,6 +43,9 @@ pub struct Attach<'a> {
     pub leave_out: &'a [Range<usize>],
     /// A Go program: it drops memory with `madvise` of its own (`FLAG_RAW_MADVISE`).
     pub raw_madvise: bool,
+    /// The root of a tree `ckpt` attached to as a whole: the block it publishes the tree's
+    /// processes in, for `ckpt` to start each one's part (`tree::Summon::Attached`).
+    pub tree: Option<&'a AttachArgs>,
 }
 
 /// The frames region: a slot for each thread the process may have while it is stopped, each
