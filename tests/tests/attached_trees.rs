@@ -169,3 +169,29 @@ fn a_tree_with_a_traced_process_is_refused_whole() {
     strace.kill9();
     p.kill_tree();
 }
+
+/// A tree started without ckpt one of whose processes runs libckpt.so (started with it
+/// preloaded by a shell that was not): refused in one line naming that process, nothing
+/// written, and the tree goes on.
+#[test]
+fn a_tree_of_both_kinds_is_refused() {
+    let wd = Workdir::new("attached-tree-mixed");
+    let image = wd.image();
+    let attachee = prog("attachee", &[]);
+    let script = format!("LD_PRELOAD={} CKPT_IMAGE={} {} sleep 3 & wait", libckpt().display(), wd.path.join("own").display(), attachee.display());
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &script]);
+    let mut p = Proc::spawn(sh, "sh running a preloaded attachee");
+    p.wait_lines(5, LONG);
+    let child = child_of(p.pid);
+    let out = checkpoint(p.pid, &image);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr {err:?}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains(&format!("process {child} of the tree of process {} runs libckpt.so", p.pid)), "{err:?}");
+    assert!(!image.exists());
+    let n = p.lines().len();
+    let lines = p.wait_lines(n + 5, LONG);
+    assert!(lines.iter().enumerate().all(|(i, l)| *l == i.to_string()), "{lines:?}");
+    p.kill_tree();
+}

@@ -144,7 +144,9 @@ pub fn run(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
     let done = if req.kill && ok {
         // The last checkpoint is written: nothing of the tree runs past its image.
         for p in held.procs {
-            p.kill();
+            if p.state != State::Gone {
+                p.kill();
+            }
         }
         let (results, report) = outcome?;
         Ok(Done { returned: results.status, results, report, pause: stopped_at.elapsed(), killed: true })
@@ -192,14 +194,32 @@ fn gather(asked: u32, pid: u32, req: &Request, code: &Code, root_block: Block, h
         for m in descendants(pid) {
             if held.find(m).is_none() {
                 refuse(asked, m)?;
-                held.add(&member(asked, m), m, code, block(req, FLAG_TREE_MEMBER)?)?;
-                new += 1;
+                match held.add(&member(asked, m), m, code, block(req, FLAG_TREE_MEMBER)?) {
+                    Ok(()) => new += 1,
+                    // It ended meanwhile: the root records it as it finds it (a zombie).
+                    Err(_) if ended(m) => {}
+                    Err(f) => return Err(f),
+                }
             }
         }
         if new == 0 {
             return Ok(());
         }
     }
+}
+
+/// Starts process `m`'s entry as a member of the tree of `root`, whose control block is the
+/// root's descriptor `ctl_fd`; attaches to it first if it was forked after the tree was listed.
+fn start_member(asked: u32, root: u32, m: u32, ctl_fd: i32, req: &Request, code: &Code, held: &mut Held) -> Result<(), Failure> {
+    if held.find(m).is_none() {
+        refuse(asked, m)?;
+        held.add(&member(asked, m), m, code, block(req, FLAG_TREE_MEMBER)?)?;
+    }
+    let fail = |why: String| (EXIT_FAILED, format!("{}: {why}", member(asked, m)));
+    let p = held.find(m).ok_or_else(|| fail("ckpt lost it".into()))?;
+    p.put(offset_of!(AttachArgs, tree_root), &root.to_ne_bytes()).map_err(fail)?;
+    p.put(offset_of!(AttachArgs, tree_ctl_fd), &ctl_fd.to_ne_bytes()).map_err(fail)?;
+    p.start().map_err(fail)
 }
 
 /// Runs the root's entry, starts each process it publishes as a member, and waits until every
@@ -210,35 +230,39 @@ fn call(asked: u32, req: &Request, code: &Code, held: &mut Held) -> Result<(supe
     held.procs[0].start().map_err(|w| fail(root, w))?;
     let deadline = Instant::now() + req.timeout;
     let mut started = 0usize;
-    let mut crashed: Option<Failure> = None;
+    // The first thing that went wrong. Once the root's entry runs, every entry started is let
+    // finish before anything is put back (a process whose entry stops half-way would keep its
+    // threads seized): a process ckpt could not start makes the root's wait for it fail, and
+    // the tree goes on.
+    let mut failed: Option<Failure> = None;
     loop {
         // What the root published: its control block, then each process it waits for.
         if matches!(held.procs[0].state, State::Running) {
-            let b = held.procs[0].block().map_err(|w| fail(root, w))?;
-            let word = |at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
-            let ctl_fd = word(offset_of!(AttachArgs, tree_ctl_fd)) as i32;
-            let count = (word(offset_of!(AttachArgs, tree_count)) as usize).min(ckpt_sigsafe::attach::MAX_TREE);
-            while started < count {
-                let m = word(offset_of!(AttachArgs, tree_pids) + 4 * started);
-                if m == 0 {
-                    // Its count came before its PID in our copy: the next look has both.
-                    break;
+            match held.procs[0].block() {
+                Ok(b) => {
+                    let word = |at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
+                    let ctl_fd = word(offset_of!(AttachArgs, tree_ctl_fd)) as i32;
+                    let count = (word(offset_of!(AttachArgs, tree_count)) as usize).min(ckpt_sigsafe::attach::MAX_TREE);
+                    while started < count {
+                        let m = word(offset_of!(AttachArgs, tree_pids) + 4 * started);
+                        if m == 0 {
+                            // Its count came before its PID in our copy: the next look has both.
+                            break;
+                        }
+                        started += 1;
+                        if let Err(f) = start_member(asked, root, m, ctl_fd, req, code, held) {
+                            failed.get_or_insert(f);
+                        }
+                    }
                 }
-                started += 1;
-                if held.find(m).is_none() {
-                    // Forked after the tree was listed.
-                    refuse(asked, m)?;
-                    held.add(&member(asked, m), m, code, block(req, FLAG_TREE_MEMBER)?)?;
+                Err(why) => {
+                    failed.get_or_insert(fail(root, why));
                 }
-                let p = held.find(m).expect("held");
-                p.put(offset_of!(AttachArgs, tree_root), &root.to_ne_bytes()).map_err(|w| fail(m, w))?;
-                p.put(offset_of!(AttachArgs, tree_ctl_fd), &ctl_fd.to_ne_bytes()).map_err(|w| fail(m, w))?;
-                p.start().map_err(|w| fail(m, w))?;
             }
         }
         for p in held.procs.iter_mut() {
             if let Err(why) = p.poll() {
-                crashed.get_or_insert(fail(p.pid, format!("{why}; the tree was put back as it was and goes on")));
+                failed.get_or_insert(fail(p.pid, format!("{why}; the tree was put back as it was and goes on")));
             }
         }
         if !held.procs.iter().any(|p| p.state == State::Running) {
@@ -252,7 +276,7 @@ fn call(asked: u32, req: &Request, code: &Code, held: &mut Held) -> Result<(supe
         }
         std::thread::sleep(POLL);
     }
-    if let Some(f) = crashed {
+    if let Some(f) = failed {
         return Err(f);
     }
     match held.procs[0].state {
