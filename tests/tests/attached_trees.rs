@@ -4,9 +4,9 @@
 //! parent printing the numbered lines its child writes into a pipe (the child checking that
 //! its parent's PID never changes, the parent that `waitpid` of the PID `fork` gave it finds
 //! the child at the end). Killed after the checkpoint, the tree restarts from the image and
-//! prints what an uninterrupted run prints, both processes with the PIDs they had; not
-//! killed, both go on as if nothing happened; a tree one of whose processes is traced is
-//! refused whole, and left as it was.
+//! prints what an uninterrupted run prints, both processes with the PIDs they had (also when
+//! `--kill` ends the tree itself); not killed, both go on as if nothing happened; a tree one of
+//! whose processes is traced, or runs libckpt.so, is refused whole, and left as it was.
 #![deny(unsafe_code)]
 
 use ckpt_tests::*;
@@ -72,9 +72,10 @@ fn in_order(p: &Proc) {
 }
 
 /// Reference run; a run started without ckpt, checkpointed by its root's PID after 30 lines,
-/// both processes killed (SIGKILL) a few lines later; the restart prints the rest of the
-/// reference, with both processes at their old PIDs (in the restart's PID namespace).
-fn tree_restart_matches(test: &str, static_child: bool) {
+/// both processes killed (SIGKILL) a few lines later (or, `last`, by `ckpt checkpoint --kill`
+/// itself once the image is written); the restart prints the rest of the reference, with both
+/// processes at their old PIDs (in the restart's PID namespace).
+fn tree_restart_matches(test: &str, static_child: bool, last: bool) {
     let limit = 1000;
     let wd = Workdir::new(test);
     let reference = reference_run(pipepair(limit, static_child), LONG);
@@ -84,10 +85,19 @@ fn tree_restart_matches(test: &str, static_child: bool) {
     orig.wait_lines(30, LONG);
     let child = child_of(orig.pid);
     let at_ckpt = orig.lines().len();
-    checkpointed(orig.pid, child, &image);
-    let n = orig.lines().len();
-    orig.wait_lines(n + 3, LONG);
-    orig.kill_tree();
+    if last {
+        let out = Command::new(ckpt()).args(["checkpoint", &orig.pid.to_string(), "--kill", "--image"]).arg(&image).output().unwrap();
+        assert!(out.status.success(), "ckpt checkpoint --kill: {}", String::from_utf8_lossy(&out.stderr));
+        // Both end: the root (our child) is reaped, the child is gone or a zombie.
+        let st = orig.wait_exit(LONG);
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGKILL), "{st}");
+        wait_dead(child);
+    } else {
+        checkpointed(orig.pid, child, &image);
+        let n = orig.lines().len();
+        orig.wait_lines(n + 3, LONG);
+        orig.kill_tree();
+    }
     let at_kill = orig.lines().len();
     assert!(at_kill < reference.len() - 100, "the run was nearly over when killed ({at_kill} lines)");
 
@@ -105,12 +115,17 @@ fn tree_restart_matches(test: &str, static_child: bool) {
 
 #[test]
 fn a_two_process_tree_restarts_from_its_attached_image() {
-    tree_restart_matches("attached-tree-restart", false);
+    tree_restart_matches("attached-tree-restart", false, false);
 }
 
 #[test]
 fn a_tree_with_a_static_child_restarts_from_its_attached_image() {
-    tree_restart_matches("attached-tree-static-restart", true);
+    tree_restart_matches("attached-tree-static-restart", true, false);
+}
+
+#[test]
+fn a_tree_checkpointed_for_the_last_time_ends_and_restarts() {
+    tree_restart_matches("attached-tree-last", false, true);
 }
 
 /// Checkpointed twice without being killed, the tree goes on each time: every line in order,
