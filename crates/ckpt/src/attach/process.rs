@@ -9,7 +9,8 @@
 use super::block::{Block, Results};
 use super::inject::Remote;
 use super::load::{page_up, Library, Prepared, PAGE};
-use super::ptrace::{Regs, Stop, Thread};
+use super::ptrace::{Regs, Stop};
+pub use super::ptrace::Thread;
 use super::{STACK, STOP_PATIENCE};
 use ckpt_image::frame::ureg;
 use ckpt_sigsafe::attach::AttachArgs;
@@ -64,10 +65,9 @@ fn io(what: &str, e: std::io::Error) -> String {
 }
 
 impl Process {
-    /// Seizes process `pid`'s leader and waits until it is stopped; reads what putting it back
-    /// needs, and has every signal wait while ckpt's code runs on it.
-    pub fn attach(pid: u32) -> Result<Process, String> {
-        let thread = Thread::seize(pid as i32).map_err(|e| io("ptrace could not attach to it", e))?;
+    /// Takes process `pid`'s leader, seized (`Thread::seize`), and waits until it is stopped;
+    /// reads what putting it back needs, and has every signal wait while ckpt's code runs on it.
+    pub fn attach(pid: u32, thread: Thread) -> Result<Process, String> {
         thread.interrupt().map_err(|e| io("ptrace could not interrupt it", e))?;
         let deadline = Instant::now() + STOP_PATIENCE;
         loop {

@@ -23,7 +23,7 @@
 //! libckpt.so, started with `ckpt run`) are refused for now.
 
 use super::block::Block;
-use super::process::{Code, Process, State};
+use super::process::{Code, Process, State, Thread};
 use super::{Done, Failure, Request};
 use crate::{EXIT_FAILED, EXIT_REFUSED};
 use ckpt_sigsafe::attach::{AttachArgs, FLAG_TREE_MEMBER, FLAG_TREE_ROOT};
@@ -100,10 +100,21 @@ impl Held {
         self.procs.iter_mut().find(|p| p.pid == pid)
     }
 
-    /// Attaches to process `pid` (`who` names it) and lays the code and its block into it.
-    fn add(&mut self, who: &str, pid: u32, code: &Code, block: Block) -> Result<(), Failure> {
+    /// Attaches to process `pid` of the tree whose root the user named `asked` (the first one
+    /// added is the root) and lays the code and its block into it.
+    fn add(&mut self, asked: u32, pid: u32, code: &Code, block: Block) -> Result<(), Failure> {
+        let root = self.procs.is_empty();
+        let who = if root { format!("process {asked}") } else { member(asked, pid) };
+        // ptrace forbidden to ckpt is a refusal, as for a single process.
+        let thread = Thread::seize(pid as i32).map_err(|e| match root {
+            true => super::refuse::seize_failed(asked, &e),
+            false => {
+                let (code, why) = super::refuse::seize_failed(pid, &e);
+                (code, format!("{why} (it is in the tree of process {asked})"))
+            }
+        })?;
         let fail = |why: String| (EXIT_FAILED, format!("{who}: {why}"));
-        let p = Process::attach(pid).map_err(fail)?;
+        let p = Process::attach(pid, thread).map_err(fail)?;
         self.procs.push(p);
         let p = self.procs.last_mut().expect("just pushed");
         p.load(code, block).map_err(fail)
@@ -188,13 +199,13 @@ fn block(req: &Request, role: u32) -> Result<Block, Failure> {
 /// Stops the root and every process below it, listing the tree again once they are stopped
 /// until no process is new (one may fork meanwhile), and lays the code into each.
 fn gather(asked: u32, pid: u32, req: &Request, code: &Code, root_block: Block, held: &mut Held) -> Result<(), Failure> {
-    held.add(&format!("process {asked}"), pid, code, root_block)?;
+    held.add(asked, pid, code, root_block)?;
     loop {
         let mut new = 0;
         for m in descendants(pid) {
             if held.find(m).is_none() {
                 refuse(asked, m)?;
-                match held.add(&member(asked, m), m, code, block(req, FLAG_TREE_MEMBER)?) {
+                match held.add(asked, m, code, block(req, FLAG_TREE_MEMBER)?) {
                     Ok(()) => new += 1,
                     // It ended meanwhile: the root records it as it finds it (a zombie).
                     Err(_) if ended(m) => {}
@@ -213,7 +224,7 @@ fn gather(asked: u32, pid: u32, req: &Request, code: &Code, root_block: Block, h
 fn start_member(asked: u32, root: u32, m: u32, ctl_fd: i32, req: &Request, code: &Code, held: &mut Held) -> Result<(), Failure> {
     if held.find(m).is_none() {
         refuse(asked, m)?;
-        held.add(&member(asked, m), m, code, block(req, FLAG_TREE_MEMBER)?)?;
+        held.add(asked, m, code, block(req, FLAG_TREE_MEMBER)?)?;
     }
     let fail = |why: String| (EXIT_FAILED, format!("{}: {why}", member(asked, m)));
     let p = held.find(m).ok_or_else(|| fail("ckpt lost it".into()))?;
