@@ -6,7 +6,8 @@
 //! the child at the end). Killed after the checkpoint, the tree restarts from the image and
 //! prints what an uninterrupted run prints, both processes with the PIDs they had (also when
 //! `--kill` ends the tree itself); not killed, both go on as if nothing happened; a tree one of
-//! whose processes is traced, or runs libckpt.so, is refused whole, and left as it was.
+//! whose processes is traced, or runs libckpt.so, is refused whole, and left as it was; one
+//! whose child refuses from inside fails naming it, and goes on.
 #![deny(unsafe_code)]
 
 use ckpt_tests::*;
@@ -208,5 +209,30 @@ fn a_tree_of_both_kinds_is_refused() {
     let n = p.lines().len();
     let lines = p.wait_lines(n + 5, LONG);
     assert!(lines.iter().enumerate().all(|(i, l)| *l == i.to_string()), "{lines:?}");
+    p.kill_tree();
+}
+
+/// A tree whose child refuses the checkpoint from inside (libckpt's code there finds inotify
+/// watches, whose paths it cannot know): the checkpoint fails naming the child and why, nothing
+/// is written, and the tree goes on (the child still sees its watched directory's events).
+#[test]
+fn a_tree_whose_child_cannot_be_checkpointed_fails_naming_it_and_goes_on() {
+    let wd = Workdir::new("attached-tree-member-fails");
+    let dir = wd.path.join("watched");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = format!("{} {} & wait", prog("watches", &[]).display(), dir.display());
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &script]);
+    let mut p = Proc::spawn(sh, "sh running watches");
+    p.wait_lines(1, LONG);
+    let child = child_of(p.pid);
+    let image = wd.image();
+    let out = checkpoint(p.pid, &image);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("process {child} of the tree: the program has inotify watches")), "{err:?}");
+    assert!(!image.exists());
+    std::fs::write(dir.join("7/new"), b"").unwrap();
+    p.wait_until(|l| l.iter().any(|l| l.contains("new")), LONG, "the event of the new file");
     p.kill_tree();
 }

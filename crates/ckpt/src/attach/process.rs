@@ -41,6 +41,8 @@ pub struct Process {
     xstate: Vec<u8>,
     mask: u64,
     pub state: State,
+    /// `/proc/PID/mem`, for the block's fields read while the entry runs.
+    mem: std::fs::File,
     /// The mapping (library, stub page, block, guard page, stack) and where its parts are.
     base: u64,
     total: u64,
@@ -84,7 +86,8 @@ impl Process {
         let xlen = thread.xstate(&mut xstate).map_err(|e| io("ptrace could not read its XSAVE area", e))?;
         xstate.truncate(xlen);
         let mask = thread.sigmask().map_err(|e| io("ptrace could not read its signal mask", e))?;
-        let p = Process { pid, thread, saved, xstate, mask, state: State::Stopped, base: 0, total: 0, block_at: 0, block_len: 0, ret: 0, lib_span: 0 };
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).map_err(|e| io(&format!("/proc/{pid}/mem"), e))?;
+        let p = Process { pid, thread, saved, xstate, mask, state: State::Stopped, mem, base: 0, total: 0, block_at: 0, block_len: 0, ret: 0, lib_span: 0 };
         p.thread.set_sigmask(!0).map_err(|e| io("ptrace could not set its signal mask", e))?;
         Ok(p)
     }
@@ -165,11 +168,17 @@ impl Process {
         Ok(())
     }
 
-    /// Reads the block as it is now (the entry may be running: what it has published).
+    /// Reads the block as it is now.
     pub fn block(&self) -> Result<Vec<u8>, String> {
         let mut back = vec![0u8; self.block_len];
         self.remote()?.read(self.block_at, &mut back)?;
         Ok(back)
+    }
+
+    /// Reads `buf.len()` bytes of the block from field offset `at`, while the entry runs (what
+    /// it has published): one read, as the polling loop asks for it often.
+    pub fn peek(&self, at: usize, buf: &mut [u8]) -> Result<(), String> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.mem, buf, self.block_at + at as u64).map_err(|e| io("reading its memory", e))
     }
 
     /// Looks once whether the running entry returned (or crashed, or the process ended).

@@ -249,9 +249,12 @@ fn call(asked: u32, req: &Request, code: &Code, held: &mut Held) -> Result<(supe
     loop {
         // What the root published: its control block, then each process it waits for.
         if matches!(held.procs[0].state, State::Running) {
-            match held.procs[0].block() {
-                Ok(b) => {
-                    let word = |at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
+            // The tree fields, the last of the block.
+            let from = offset_of!(AttachArgs, tree_ctl_fd);
+            let mut b = vec![0u8; size_of::<AttachArgs>() - from];
+            match held.procs[0].peek(from, &mut b) {
+                Ok(()) => {
+                    let word = |at: usize| u32::from_ne_bytes(b[at - from..at - from + 4].try_into().unwrap());
                     let ctl_fd = word(offset_of!(AttachArgs, tree_ctl_fd)) as i32;
                     let count = (word(offset_of!(AttachArgs, tree_count)) as usize).min(ckpt_sigsafe::attach::MAX_TREE);
                     while started < count {
@@ -302,7 +305,11 @@ fn call(asked: u32, req: &Request, code: &Code, held: &mut Held) -> Result<(supe
         if matches!(p.state, State::Returned(_)) {
             let (r, _) = p.results().map_err(|w| fail(p.pid, w))?;
             if !told && r.status != 0 && !r.message.is_empty() {
-                results.message = format!("{} (process {}: {})", results.message, p.pid, r.message);
+                // The root's own line (on its stderr) only names the process that failed.
+                results.message = match results.message.as_str() {
+                    "" | "see the program's stderr" => format!("process {} of the tree: {}", p.pid, r.message),
+                    root => format!("{root} (process {}: {})", p.pid, r.message),
+                };
                 told = true;
             }
         }
