@@ -7,7 +7,8 @@
 //! prints what an uninterrupted run prints, both processes with the PIDs they had (also when
 //! `--kill` ends the tree itself); not killed, both go on as if nothing happened; a tree one of
 //! whose processes is traced, or runs libckpt.so, is refused whole, and left as it was; one
-//! whose child refuses from inside fails naming it, and goes on.
+//! whose child refuses from inside fails naming it, and goes on. A restored tree (in a PID
+//! namespace of its own) is checkpointed again the same way, and restarts again.
 #![deny(unsafe_code)]
 
 use ckpt_tests::*;
@@ -235,4 +236,43 @@ fn a_tree_whose_child_cannot_be_checkpointed_fails_naming_it_and_goes_on() {
     std::fs::write(dir.join("7/new"), b"").unwrap();
     p.wait_until(|l| l.iter().any(|l| l.contains("new")), LONG, "the event of the new file");
     p.kill_tree();
+}
+
+/// A tree restored from an attached image lives in a PID namespace of its own, where its root
+/// lists its processes: checkpointed again by attaching (ckpt finds each process the root
+/// names under the PID ckpt sees), killed, and restarted again, it still prints the rest of
+/// an uninterrupted run, both processes at their first PIDs.
+#[test]
+fn a_restored_tree_is_checkpointed_again_and_restarts_again() {
+    let limit = 1000;
+    let wd = Workdir::new("attached-tree-twice");
+    let reference = reference_run(pipepair(limit, false), LONG);
+    let mut orig = Proc::spawn(pipepair(limit, false), "original run");
+    orig.wait_lines(30, LONG);
+    let child = child_of(orig.pid);
+    let first = wd.path.join("first");
+    let at_ckpt = orig.lines().len();
+    checkpointed(orig.pid, child, &first);
+    orig.kill_tree();
+    let at_kill = orig.lines().len();
+
+    let mut again = Proc::restart(&first);
+    let lines = again.wait_lines(10, LONG);
+    let from = assert_continues(&reference, at_ckpt, at_kill, &lines);
+    let root = again.program_pid();
+    let second = wd.path.join("second");
+    let at_ckpt2 = from + again.lines().len();
+    let out = checkpoint(root, &second);
+    assert!(out.status.success(), "ckpt checkpoint {root}: {}", String::from_utf8_lossy(&out.stderr));
+    again.kill_tree();
+    let at_kill2 = from + again.lines().len();
+    assert!(again.lines().iter().all(|l| !l.starts_with("ERROR")), "{:?}", again.lines());
+
+    let mut last = Proc::restart(&second);
+    last.wait_lines(1, LONG);
+    let root = last.program_pid();
+    assert_eq!((own_pid(root), own_pid(child_of(root))), (orig.pid, child), "the PIDs after the second restart");
+    let st = last.wait_exit(LONG);
+    assert!(st.success(), "second restart exited with {st}; stderr {:?}", last.stderr());
+    assert_continues(&reference, at_ckpt2, at_kill2, &last.lines());
 }

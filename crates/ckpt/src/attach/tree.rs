@@ -69,6 +69,24 @@ fn descendants(pid: u32) -> Vec<u32> {
     }
 }
 
+/// The PIDs process `pid` has, from ckpt's PID namespace inwards (`NSpid:`; ckpt's alone on
+/// a kernel that does not say).
+fn ns_pids(pid: u32) -> Vec<u32> {
+    let status = std::fs::read(format!("/proc/{pid}/status")).unwrap_or_default();
+    match ckpt_sigsafe::proctext::status_field(&status, b"NSpid:") {
+        Some(v) => v.split(|c| c.is_ascii_whitespace()).filter_map(ckpt_sigsafe::proctext::parse_dec).map(|p| p as u32).collect(),
+        None => vec![pid],
+    }
+}
+
+/// The process of the tree of `root` that the root's entry names `seen`: it lists its tree in
+/// its own PID namespace (a tree restored by myrestart has one of its own), `level` deep in
+/// ckpt's. Those ckpt holds first, then the root's descendants (one forked meanwhile).
+fn in_ckpt_ns(root: u32, level: usize, seen: u32, held: &Held) -> Option<u32> {
+    let is = |p: u32| ns_pids(p).get(level) == Some(&seen);
+    held.procs.iter().map(|p| p.pid).find(|&p| is(p)).or_else(|| descendants(root).into_iter().find(|&p| is(p)))
+}
+
 /// Whether process `pid` has descendants: `ckpt checkpoint` of it is a tree's.
 pub fn has_descendants(pid: u32) -> bool {
     children(pid).into_iter().any(|c| !ended(c))
@@ -219,16 +237,21 @@ fn gather(asked: u32, pid: u32, req: &Request, code: &Code, root_block: Block, h
     }
 }
 
-/// Starts process `m`'s entry as a member of the tree of `root`, whose control block is the
-/// root's descriptor `ctl_fd`; attaches to it first if it was forked after the tree was listed.
+/// Starts process `m`'s entry (as the root names it, in its PID namespace) as a member of the
+/// tree of `root`, whose control block is the root's descriptor `ctl_fd`; attaches to it first
+/// if it was forked after the tree was listed.
 fn start_member(asked: u32, root: u32, m: u32, ctl_fd: i32, req: &Request, code: &Code, held: &mut Held) -> Result<(), Failure> {
+    let level = ns_pids(root).len().saturating_sub(1);
+    let m = in_ckpt_ns(root, level, m, held).ok_or_else(|| (EXIT_FAILED, format!("process {m} (as process {asked} sees it) of the tree of process {asked}: not found below it")))?;
     if held.find(m).is_none() {
         refuse(asked, m)?;
         held.add(asked, m, code, block(req, FLAG_TREE_MEMBER)?)?;
     }
     let fail = |why: String| (EXIT_FAILED, format!("{}: {why}", member(asked, m)));
     let p = held.find(m).ok_or_else(|| fail("ckpt lost it".into()))?;
-    p.put(offset_of!(AttachArgs, tree_root), &root.to_ne_bytes()).map_err(fail)?;
+    // The root as its members see it (in its PID namespace, where it lists them).
+    let root_there = ns_pids(root).last().copied().unwrap_or(root);
+    p.put(offset_of!(AttachArgs, tree_root), &root_there.to_ne_bytes()).map_err(fail)?;
     p.put(offset_of!(AttachArgs, tree_ctl_fd), &ctl_fd.to_ne_bytes()).map_err(fail)?;
     p.start().map_err(fail)
 }
