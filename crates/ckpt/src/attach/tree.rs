@@ -157,7 +157,12 @@ impl Held {
 /// and lets them all go (or, with `req.kill`, ends them once the image is written).
 pub fn run(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
     super::refuse::check(asked, pid)?;
-    for m in descendants(pid) {
+    let members = descendants(pid);
+    // `ckpt checkpoint $$` from a shell: ckpt would have to stop itself.
+    if members.contains(&std::process::id()) {
+        return Err((EXIT_REFUSED, format!("this ckpt is itself in the tree of process {asked} (one of its descendants), and cannot stop itself: run it from outside that tree")));
+    }
+    for m in members {
         refuse(asked, m)?;
     }
     let code = prepare(req)?;
