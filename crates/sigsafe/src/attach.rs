@@ -12,8 +12,9 @@
 
 /// The block's first field, so that the entry refuses anything else.
 pub const MAGIC: u64 = 0x4b43_5441_5441_4843; // "CHATATCK" read backwards: ckpt attach
-/// Raised when a field is added (fields are only ever added at the end).
-pub const VERSION: u32 = 1;
+/// Raised when a field is added (fields are only ever added at the end). Version 2 added the
+/// tree fields (from `tree_root` on).
+pub const VERSION: u32 = 2;
 /// The entry's symbol in libckpt.so: `extern "C" fn(*mut AttachArgs) -> i64`.
 pub const ENTRY: &core::ffi::CStr = c"ckpt_attached_checkpoint";
 /// Room for the leader's XSAVE area (`PTRACE_GETREGSET` `NT_X86_XSTATE`); AMX needs ~11 KiB.
@@ -32,6 +33,17 @@ pub const FLAG_SYNC: u32 = 2;
 pub const FLAG_COMPRESS: u32 = 4;
 /// `flags`: store libraries and program text instead of naming them (`CKPT_SELF_CONTAINED`).
 pub const FLAG_SELF_CONTAINED: u32 = 8;
+
+/// `flags`: the root of a tree `ckpt` attached to as a whole (the process and its descendants):
+/// the entry stops the descendants with libckpt's tree protocol, publishing in `tree_ctl_fd`,
+/// `tree_count` and `tree_pids` each process it needs to take part, whose entry `ckpt` then
+/// starts with [`FLAG_TREE_MEMBER`].
+pub const FLAG_TREE_ROOT: u32 = 16;
+/// `flags`: a member of a tree whose root is `tree_root`: the entry joins the root's control
+/// block (the root's descriptor `tree_ctl_fd`) and writes its part of the tree's image.
+pub const FLAG_TREE_MEMBER: u32 = 32;
+/// Most processes a tree's root publishes (as many as one image holds).
+pub const MAX_TREE: usize = ckpt_image::limits::MAX_TREE;
 
 /// The block. Plain integers and byte arrays only, the same in both programs.
 #[repr(C)]
@@ -82,4 +94,18 @@ pub struct AttachArgs {
     pub report_fd: i32,
     /// Why it failed, NUL-terminated (one line).
     pub message: [u8; 512],
+
+    // Version 2: trees. Atomics (laid out as the plain integers they hold) because the root's
+    // entry publishes them while it runs and `ckpt` reads them meanwhile (`process_vm_readv`).
+    /// [`FLAG_TREE_MEMBER`]: the root's PID, set by `ckpt`.
+    pub tree_root: u32,
+    /// The root's descriptor of the tree's control block: published by the root's entry before
+    /// any PID (-1 until then); for a member, set by `ckpt` from the root's.
+    pub tree_ctl_fd: core::sync::atomic::AtomicI32,
+    /// How many of `tree_pids` the root has published; each PID is stored before the count
+    /// that covers it.
+    pub tree_count: core::sync::atomic::AtomicU32,
+    /// The processes the root waits for, in the order it found them: `ckpt` starts the entry
+    /// of each (attaching first to one that appeared after it listed the tree).
+    pub tree_pids: [core::sync::atomic::AtomicU32; MAX_TREE],
 }

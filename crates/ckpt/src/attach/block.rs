@@ -28,6 +28,7 @@ impl Block {
         b.put(offset_of!(AttachArgs, flags), &flags.to_ne_bytes());
         b.put(offset_of!(AttachArgs, report_fd), &(-1i32).to_ne_bytes());
         b.put(offset_of!(AttachArgs, status), &NOT_TAKEN.to_ne_bytes());
+        b.put(offset_of!(AttachArgs, tree_ctl_fd), &(-1i32).to_ne_bytes());
         b
     }
 

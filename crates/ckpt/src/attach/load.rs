@@ -281,6 +281,7 @@ impl Library {
 }
 
 /// The library's memory at address 0 and the words that hold addresses.
+#[derive(Clone)]
 pub struct Prepared {
     pub mem: Vec<u8>,
     slots: Vec<usize>,

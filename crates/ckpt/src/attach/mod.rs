@@ -9,7 +9,9 @@
 //! - [`inject`]: system calls run on the stopped leader, and its memory;
 //! - [`load`]: libckpt.so laid out and relocated for the address it gets;
 //! - [`stub`]: the routines its imports are pointed at, and the `int3` the entry returns to;
-//! - [`block`]: the `ckpt_sigsafe::attach::AttachArgs` block, as bytes.
+//! - [`block`]: the `ckpt_sigsafe::attach::AttachArgs` block, as bytes;
+//! - [`tree`]: a process and its descendants as one tree (their steps, one process's each,
+//!   in [`process`]).
 //!
 //! The leader is stopped from `PTRACE_INTERRUPT` to `PTRACE_DETACH` (the pause this module
 //! measures); the other threads are the entry's to stop and capture.
@@ -17,6 +19,8 @@
 mod block;
 mod inject;
 mod load;
+// The steps on one process, apart, for a tree's driver (`tree`).
+mod process;
 // unsafe: ptrace(2), waitpid(2): the requests pass our buffers by address.
 #[allow(unsafe_code)]
 mod ptrace;
@@ -24,6 +28,7 @@ pub mod refuse;
 // unsafe: the stub's bytes are read from this binary's own code, between two labels.
 #[allow(unsafe_code)]
 mod stub;
+mod tree;
 
 use crate::{EXIT_FAILED, EXIT_REFUSED};
 use block::Block;
@@ -76,6 +81,10 @@ type Failure = (u8, String);
 
 /// Attaches to process `pid` (`asked` is what the user named), runs the entry, lets it go.
 pub fn run(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
+    // A process with descendants: the whole tree, at one moment, into one image.
+    if req.entry.as_bytes() == ckpt_sigsafe::attach::ENTRY.to_bytes() && tree::has_descendants(pid) {
+        return tree::run(asked, pid, req);
+    }
     refuse::check(asked, pid)?;
     // Ctrl-C (or a kill) of ckpt while the leader runs our code with our registers would let
     // it go that way when the kernel detaches it: such signals wait until it is put back.

@@ -41,7 +41,9 @@ pub struct Attach<'a> {
     pub region: usize,
     /// What `ckpt` mapped into the process, and the report page: left out of the image.
     pub leave_out: &'a [Range<usize>],
-
+    /// The root of a tree `ckpt` attached to as a whole: the block it publishes the tree's
+    /// processes in, for `ckpt` to start each one's part (`tree::Summon::Attached`).
+    pub tree: Option<&'a AttachArgs>,
 }
 
 /// The frames region: a slot for each thread the process may have while it is stopped, each

@@ -186,8 +186,15 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
 /// writer's PID (0: the image is written already) and the report page's descriptor, or `None`
 /// with why it failed in `why`, also said in the report page. Nothing is said on the program's
 /// stderr but what a step says on its own (a thread that would not stop, a file not saved).
+///
+/// In a tree `ckpt` attached to as a whole, the root's call (`FLAG_TREE_ROOT`) stops the
+/// descendants with the tree protocol, publishing them in `args` for `ckpt` to start their
+/// calls; a member's (`FLAG_TREE_MEMBER`) joins the root's control block as a signalled member
+/// would, and its outcome is the root's to report.
 pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Line) -> Option<(u32, i32)> {
-    let n = report::begin();
+    use ckpt_sigsafe::attach::{FLAG_LAST, FLAG_TREE_MEMBER, FLAG_TREE_ROOT};
+    let request = (args.flags & FLAG_TREE_MEMBER != 0).then(|| tree::Request::from_root(args.tree_root, args.tree_ctl_fd.load(core::sync::atomic::Ordering::SeqCst)));
+    let n = if request.is_none() { report::begin() } else { 0 };
     let taken = (|| {
         let geo = tracee::Geometry::from_cpu();
         let nexcluded = args.nexcluded as usize;
@@ -200,16 +207,22 @@ pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Li
             *l = e[0] as usize..e[1] as usize;
         }
         leave_out[nexcluded] = report::page_range();
-        let attach = attached::Attach { own, geo, frames: region.frames, region: region.region, leave_out: &leave_out[..nexcluded + 1] };
+        let tree = (args.flags & FLAG_TREE_ROOT != 0).then_some(args);
+        let attach = attached::Attach { own, geo, frames: region.frames, region: region.region, leave_out: &leave_out[..nexcluded + 1], tree };
         // The last checkpoint (`ckpt checkpoint --kill`): written with the threads held, which
-        // stay held if it was, until `ckpt` kills the process.
-        let last = (args.flags & ckpt_sigsafe::attach::FLAG_LAST != 0).then_some(Last { stop_if_unsaved: false, kept: false });
-        take(uc, None, last, n, Some(&attach))
+        // stay held if it was, until `ckpt` kills the process (a member's part is written by
+        // its writer as always, and the root ends it).
+        let last = (args.flags & FLAG_LAST != 0 && request.is_none()).then_some(Last { stop_if_unsaved: false, kept: false });
+        take(uc, request, last, n, Some(&attach))
     })();
     let outcome = match taken {
         Ok(Taken::ByWriter(pid)) => Some((pid, report::own_fd())),
+        Ok(Taken::CalledOff) => {
+            why.bytes(b"the tree's root called the checkpoint off");
+            None
+        }
         Ok(_) => {
-            let last = args.flags & ckpt_sigsafe::attach::FLAG_LAST != 0;
+            let last = args.flags & FLAG_LAST != 0;
             report::end(n, if last { report::Outcome::LastWritten } else { report::Outcome::Written }, b"");
             Some((0, report::own_fd()))
         }
@@ -275,9 +288,16 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
                 return Ok(Taken::CalledOff);
             }
         }
-        // An attached process's children run no libckpt to take part (nor is this signal ours).
-        None if attach.is_some() => {}
-        None => tree = tree::Tree::gather(cfg.signal, image)?,
+        // An attached process's children run no libckpt to take part (nor is this signal ours),
+        // unless `ckpt` attached to them too and starts each one's part (`Summon::Attached`).
+        None => match attach {
+            Some(a) => {
+                if let Some(args) = a.tree {
+                    tree = tree::Tree::gather(tree::Summon::Attached(args), image)?;
+                }
+            }
+            None => tree = tree::Tree::gather(tree::Summon::Signal(cfg.signal), image)?,
+        },
     }
     let copies = if forked_writer { room_for_copies(&mut scratch)? } else { 0 };
     scratch.grow(copies)?;

@@ -23,6 +23,14 @@
 //!   member's part appended and rebased, and the
 //!   table of the tree (NT_CKPT_TREE); renames
 //! ```
+//! In a tree `ckpt` attached to from outside (`ckpt checkpoint PID` of a tree started without
+//! libckpt; see `super::attached`), no process has libckpt's handler, so nobody is signalled:
+//! `ckpt` runs libckpt's entry in every process, the root's first ([`Summon::Attached`]). The
+//! root publishes its control block and each process it found in the block `ckpt` wrote
+//! (`ckpt_sigsafe::attach::AttachArgs`), and `ckpt`, watching that block, starts each one's
+//! entry with what a signal's request would have said (`Request::from_root`); from there on
+//! each member does what a signalled one does.
+//!
 //! Nothing is captured before every process is stopped, so a pipe's bytes and the memory two
 //! processes share are seen at one moment. Zombies are recorded with their status. A
 //! descendant that does not handle the checkpoint signal (it did not load the library) is never
@@ -79,6 +87,17 @@ const PAGES_TIMEOUT_NS: u64 = 30_000_000_000;
 const STOP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// How long a member waits for the root's word before it goes on by itself.
 const HOLD_TIMEOUT_NS: u64 = 600_000_000_000;
+
+/// How the root asks each process it finds below it to take part.
+#[derive(Clone, Copy)]
+pub enum Summon<'a> {
+    /// Every process runs libckpt: a `sigqueue` of this checkpoint signal, tagged with the
+    /// request, which libckpt's handler there takes.
+    Signal(i32),
+    /// `ckpt` attached to the tree from outside: each process is published in this block, and
+    /// `ckpt` starts libckpt's entry there as a member.
+    Attached(&'a ckpt_sigsafe::attach::AttachArgs),
+}
 
 /// A process of the tree, as the control block holds it. Every field is an atomic: the block
 /// is shared memory that several processes read and write, only ever through `&Control`.
@@ -178,7 +197,7 @@ pub struct Tree {
 impl Tree {
     /// Stops every descendant of this process (whose threads are already stopped), or `None`
     /// when it has none.
-    pub fn gather(signal: i32, image: &[u8]) -> Result<Option<Tree>, Failure> {
+    pub fn gather(summon: Summon, image: &[u8]) -> Result<Option<Tree>, Failure> {
         let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
         let mut any = false;
         for_each_child(me, |_| any = true);
@@ -189,8 +208,12 @@ impl Tree {
         rustix::fs::ftruncate(&fd, CONTROL_LEN as u64).map_err(|e| Failure::new("making the tree's control block", e))?;
         let ctl = map_control(fd.as_fd()).map_err(|e| Failure::new("mapping the tree's control block", e))?;
         ctl.root.store(me, SeqCst);
+        if let Summon::Attached(args) = summon {
+            // Published before any process, so that `ckpt` has it for the first one it starts.
+            args.tree_ctl_fd.store(fd.as_raw_fd(), SeqCst);
+        }
         let mut tree = Tree { ctl, ctl_fd: fd, released: false, drains: TreeDrains::none() };
-        tree.stop_all(me, signal)?;
+        tree.stop_all(me, summon)?;
         tree.make_part_files(image)?;
         tree.drain_connections(me)?;
         tree.ctl.phase.store(PHASE_CAPTURE, SeqCst);
@@ -250,7 +273,7 @@ impl Tree {
 
     /// Lists the descendants until a pass finds none new, signalling each new one, and waits
     /// until every one has stopped (or turned out a zombie, or gone).
-    fn stop_all(&mut self, me: u32, signal: i32) -> Result<(), Failure> {
+    fn stop_all(&mut self, me: u32, summon: Summon) -> Result<(), Failure> {
         let request = TAG << 32 | self.ctl_fd.as_raw_fd() as u32 as u64;
         loop {
             let mut new = 0usize;
@@ -280,7 +303,7 @@ impl Tree {
                         continue;
                     }
                     if !self.members().iter().any(|m| m.pid.load(SeqCst) == pid) {
-                        self.admit(pid, signal, request)?;
+                        self.admit(pid, summon, request)?;
                         new += 1;
                     }
                 }
@@ -293,7 +316,7 @@ impl Tree {
     }
 
     /// Records process `pid` and asks it to stop, or records it as a zombie.
-    fn admit(&mut self, pid: u32, signal: i32, request: u64) -> Result<(), Failure> {
+    fn admit(&mut self, pid: u32, summon: Summon, request: u64) -> Result<(), Failure> {
         let mut buf = [0u8; 512];
         let started = now_ns();
         loop {
@@ -303,6 +326,18 @@ impl Tree {
                 self.add(pid, st, ZOMBIE)?;
                 return Ok(());
             }
+            let signal = match summon {
+                Summon::Signal(signal) => signal,
+                Summon::Attached(args) => {
+                    self.add(pid, st, SIGNALLED)?;
+                    // `ckpt` starts its entry once it sees it here (each PID before the count).
+                    let n = args.tree_count.load(SeqCst) as usize;
+                    let slot = args.tree_pids.get(n).ok_or(Failure::plain("the process tree has more processes than one image can hold"))?;
+                    slot.store(pid, SeqCst);
+                    args.tree_count.store(n as u32 + 1, SeqCst);
+                    return Ok(());
+                }
+            };
             if handles(pid, signal) {
                 let m = self.add(pid, st, SIGNALLED)?;
                 return match sys::sigqueue(pid, signal as u32, request) {
@@ -604,6 +639,14 @@ fn handles(pid: u32, signal: i32) -> bool {
 pub struct Request {
     root: u32,
     ctl_fd: i32,
+}
+
+impl Request {
+    /// The request of a root that `ckpt` attached to (`Summon::Attached`), as it published it:
+    /// its PID and its control block's descriptor number.
+    pub fn from_root(root: u32, ctl_fd: i32) -> Request {
+        Request { root, ctl_fd }
+    }
 }
 
 /// Whether a checkpoint signal is a root's request (`sigqueue` with the tag) rather than a
