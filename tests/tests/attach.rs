@@ -364,3 +364,57 @@ fn image_options_for_a_process_started_without_ckpt() {
     let out = checkpoint_cmd(q.pid).arg("--compress").output().unwrap();
     refused(&out, &format!("process {} runs under libckpt, which takes its images with the settings it started with: --compress is for a process started without ckpt", q.pid));
 }
+
+/// `stopwaits` (tests/progs/stopwaits.c): threads asleep in epoll_wait, sigtimedwait and (the
+/// leader) epoll_pwait, the calls a ptrace stop cuts short with EINTR, and a counter.
+fn stopwaits(how: &[&str]) -> Command {
+    let mut c = Command::new(prog("stopwaits", &["-pthread"]));
+    c.args(how);
+    c
+}
+
+/// Attached checkpoints cut no call short: the threads the stops interrupted in epoll_wait,
+/// sigtimedwait and epoll_pwait (ckpt's stop of the leader, the capturing process's of the
+/// others) call again, and the program, which has no handler, never sees EINTR (an ERROR
+/// line), checkpoint after checkpoint; nor once restarted from the last image.
+#[test]
+fn attached_checkpoints_cut_no_call_short() {
+    let wd = Workdir::new("attach-stopwaits");
+    let image = wd.image();
+    let mut p = Proc::spawn(stopwaits(&[]), "stopwaits");
+    p.wait_lines(20, LONG);
+    let mut at_checkpoint = 0;
+    for _ in 0..4 {
+        at_checkpoint = p.lines().len();
+        let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+        goes_on(&p, 10);
+    }
+    p.kill9();
+    let at_kill = p.lines().len();
+    let restored = Proc::restart(&image);
+    let after = restored.wait_lines(50, LONG);
+    assert_continues(&counting(), at_checkpoint, at_kill, &after);
+}
+
+/// The same with the sleeping threads blocking every signal and calling the kernel directly,
+/// in a program run with libckpt: its checkpoints capture them with ptrace, and let them go
+/// calling again.
+#[test]
+fn preloaded_checkpoints_cut_no_call_of_a_thread_that_blocks_every_signal_short() {
+    let wd = Workdir::new("preloaded-stopwaits");
+    let image = wd.image();
+    let mut p = Proc::preloaded(stopwaits(&["blockall"]), &image, "stopwaits");
+    p.wait_lines(20, LONG);
+    let mut at_checkpoint = 0;
+    for _ in 0..4 {
+        at_checkpoint = p.lines().len();
+        p.checkpoint(&image, LONG);
+        goes_on(&p, 10);
+    }
+    p.kill9();
+    let at_kill = p.lines().len();
+    let restored = Proc::restart(&image);
+    let after = restored.wait_lines(50, LONG);
+    assert_continues(&counting(), at_checkpoint, at_kill, &after);
+}
