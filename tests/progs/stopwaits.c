@@ -52,7 +52,7 @@ static void *in_sigtimedwait(void *arg) {
     (void)arg;
     sigset_t set;
     sigemptyset(&set);
-    sigaddset(&set, SIGRTMAX - 1);
+    sigaddset(&set, SIGRTMIN + 5);
     if (blockall) block_all();
     for (;;) {
         struct timespec t = { 600, 0 };
@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     sigset_t waited;
     sigemptyset(&waited);
-    sigaddset(&waited, SIGRTMAX - 1);
+    sigaddset(&waited, SIGRTMIN + 5);
     pthread_sigmask(SIG_BLOCK, &waited, NULL);
     pthread_t t;
     if (pthread_create(&t, NULL, in_epoll_wait, NULL) || pthread_create(&t, NULL, in_sigtimedwait, NULL) || pthread_create(&t, NULL, counting, NULL)) {
