@@ -210,19 +210,10 @@ fn a_program_with_inotify_watches_is_refused_and_goes_on() {
     p.kill9();
 }
 
-/// Whether this myrestart restores images of processes without libckpt (its resume page).
-fn restarts_attached_images() -> bool {
-    let bin = std::fs::read(myrestart()).unwrap();
-    bin.windows(b"ckpt-resume".len()).any(|w| w == b"ckpt-resume")
-}
-
 /// The whole scenario: a reference run of `make()`; a run started without ckpt, checkpointed
 /// by attaching after `at` lines and killed a few lines later; the restart prints exactly the
 /// rest of the reference.
 fn attached_restart_matches(test: &str, make: impl Fn() -> Command, at: usize) {
-    if !restarts_attached_images() {
-        return skip(test, "this myrestart does not restore images of processes without libckpt yet");
-    }
     let wd = Workdir::new(test);
     let reference = reference_run(make(), LONG);
     let image = wd.image();
@@ -266,10 +257,6 @@ fn a_go_program_restarts_from_its_attached_image() {
 /// memory), and puts its frames in a region of its own.
 #[test]
 fn an_earlier_restarts_frames_are_left_out_of_the_next_image() {
-    let test = "an_earlier_restarts_frames_are_left_out_of_the_next_image";
-    if !restarts_attached_images() {
-        return skip(test, "this myrestart does not restore images of processes without libckpt yet");
-    }
     let wd = Workdir::new("attached-frames-again");
     let mut p = Proc::spawn(c_program(false, true, 100_000), "the program to attach to");
     p.wait_lines(20, LONG);
