@@ -5,6 +5,13 @@
 // channel; before each number, every worker must have moved, and every blocked one must
 // answer. Any failure is an ERROR line.
 //
+// It also holds 32 MiB it filled with bytes that are not zero. Once it finds itself in another process (a
+// restart: its PID or its PID namespace changed), it lets go of them, collects and gives the freed memory back to the
+// system (debug.FreeOSMemory, which madvises it away), and allocates 32 MiB again, which the
+// runtime hands out without zeroing since memory given back reads as zeros: it says on stderr
+// whether it does ("zeros after the restart: ok", or an ERROR line naming the bytes that do
+// not).
+//
 //	attached [TICKS]
 package main
 
@@ -12,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -43,6 +51,20 @@ func main() {
 			}
 		}(i)
 	}
+	held := make([][]byte, 32)
+	x := uint32(2463534242)
+	for i := range held {
+		held[i] = make([]byte, 1<<20)
+		for j := range held[i] {
+			// Bytes that do not compress (xorshift), so that the image stores them as they
+			// are, and none is zero.
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			held[i][j] = byte(x) | 1
+		}
+	}
+	self := whoami()
 	tick := time.NewTicker(10 * time.Millisecond)
 	var seen [8]int64
 	for n := 0; n < ticks; n++ {
@@ -63,5 +85,39 @@ func main() {
 			}
 		}
 		fmt.Println(n)
+		if held != nil && whoami() != self {
+			held = nil
+			zeros()
+		}
 	}
+}
+
+// whoami names this process: its PID and its PID namespace (a restart keeps the PID in a new
+// namespace where it can).
+func whoami() string {
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return fmt.Sprint(os.Getpid(), ns)
+}
+
+// zeros gives the freed memory back to the system and checks that fresh allocations read as
+// zeros.
+func zeros() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	bad := 0
+	fresh := make([][]byte, 32)
+	for i := range fresh {
+		fresh[i] = make([]byte, 1<<20)
+		for _, c := range fresh[i] {
+			if c != 0 {
+				bad++
+			}
+		}
+	}
+	if bad > 0 {
+		fmt.Fprintf(os.Stderr, "ERROR %d bytes of fresh allocations after the restart are not zero\n", bad)
+	} else {
+		fmt.Fprintln(os.Stderr, "zeros after the restart: ok")
+	}
+	runtime.KeepAlive(fresh)
 }
