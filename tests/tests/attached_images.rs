@@ -290,3 +290,33 @@ fn an_earlier_restarts_frames_are_left_out_of_the_next_image() {
     assert!(kept.is_empty(), "the earlier frames region {old:x?} is in the image: {kept:?}");
     restored.kill9();
 }
+
+/// `ckpt inspect` of an attached image shows the program's command line (read from its saved
+/// memory) and says it was checkpointed by attaching to it, not on a signal of its own; for a
+/// C program and, with a Go toolchain, a Go program.
+#[test]
+fn inspect_shows_the_command_and_that_it_was_attached() {
+    let wd = Workdir::new("attached-inspect");
+    let mut programs = vec![(c_program(true, false, 100_000), "100000")];
+    if let Some(go) = go_program(100_000) {
+        programs.push((go, "100000"));
+    }
+    for (i, (cmd, arg)) in programs.into_iter().enumerate() {
+        let exe = cmd.get_program().to_string_lossy().into_owned();
+        let mut p = Proc::spawn(cmd, "the program to attach to");
+        p.wait_lines(10, LONG);
+        let image = wd.path.join(format!("image{i}"));
+        attach_checkpoint(p.pid, &image);
+        p.kill9();
+        let doc = inspect(&image);
+        assert_eq!(doc["attached"], true);
+        let words: Vec<&str> = doc["command_line"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+        assert_eq!(words.first().copied(), Some(exe.as_str()), "{words:?}");
+        assert_eq!(words.get(1).copied(), Some(arg), "{words:?}");
+        let out = Command::new(ckpt()).arg("inspect").arg(&image).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.lines().any(|l| l.starts_with("command      ") && l.contains(&format!("{exe} {arg}"))), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("checkpoints  by attaching to it")), "{text}");
+        assert!(!text.contains("on signal 0"), "{text}");
+    }
+}
