@@ -418,3 +418,59 @@ fn preloaded_checkpoints_cut_no_call_of_a_thread_that_blocks_every_signal_short(
     let after = restored.wait_lines(50, LONG);
     assert_continues(&counting(), at_checkpoint, at_kill, &after);
 }
+
+/// The ckpt-writer processes writing a checkpoint of process `pid` (forks of it, with its
+/// memory layout: the same `/proc/PID/stat` fields 26-28 and 48-51).
+fn writers_of(pid: u32) -> Vec<u32> {
+    let layout = |p: u32| -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let rest: Vec<String> = stat[stat.rfind(')')? + 2..].split(' ').map(String::from).collect();
+        Some([26, 27, 28, 48, 49, 50, 51].iter().map(|&n| rest[n - 3].clone()).collect())
+    };
+    let mine = layout(pid);
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|&w| w != pid && std::fs::read_to_string(format!("/proc/{w}/comm")).is_ok_and(|c| c.trim() == "ckpt-writer") && layout(w) == mine)
+        .collect()
+}
+
+/// A second attached checkpoint of a process whose first is still being written is refused in
+/// one line, the process untouched; once that writer is gone, the next one is taken.
+#[test]
+fn a_checkpoint_by_pid_while_the_last_is_written_is_refused() {
+    let wd = Workdir::new("attach-twice");
+    let image = wd.image();
+    // A process with 512 MiB to write: its writer takes a while.
+    let mut c = Command::new(prog("attachee", &[]));
+    c.args(["select", "3", "512"]);
+    let p = Proc::spawn(c, "attachee");
+    p.wait_lines(20, LONG);
+    let mut seen = false;
+    for _ in 0..10 {
+        let out = checkpoint_cmd(p.pid).args(["--image"]).arg(&image).output().unwrap();
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+        if writers_of(p.pid).is_empty() {
+            continue; // written already: try again
+        }
+        let second = checkpoint_cmd(p.pid).args(["--image"]).arg(wd.path.join("second")).output().unwrap();
+        // Only if the writer was there all along does the refusal prove anything.
+        if writers_of(p.pid).is_empty() {
+            continue;
+        }
+        refused(&second, &format!("an earlier checkpoint of process {} is still being written", p.pid));
+        seen = true;
+        break;
+    }
+    assert!(seen, "the writer never outlasted the first checkpoint command");
+    let deadline = std::time::Instant::now() + LONG;
+    while !writers_of(p.pid).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the writer did not end");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    untouched(&p, p.pid, 0);
+    let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    untouched(&p, p.pid, 0);
+}
