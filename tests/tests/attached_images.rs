@@ -250,9 +250,11 @@ fn a_go_program_restarts_from_its_attached_image() {
         return skip("a_go_program_restarts_from_its_attached_image", "no Go toolchain (go)");
     }
     let err = attached_restart_matches("attached-go-restart", || go_program(300).unwrap(), 30);
-    // Memory the restarted program gave back to the system (debug.FreeOSMemory) and allocates
-    // again reads as zeros, as the Go runtime takes for granted: myrestart restored its
-    // anonymous memory as anonymous memory, not as a private mapping of the image file.
+    // Memory of the image that the restarted program gives back to the system (madvise
+    // MADV_DONTNEED, as the Go runtime does; then debug.FreeOSMemory) reads as zeros, as the
+    // runtime takes for granted, and so do fresh allocations: myrestart restored its anonymous
+    // memory as anonymous memory, not as a private mapping of the image file (where the
+    // madvised pages would read as the image's bytes again).
     assert!(err.lines().any(|l| l == "zeros after the restart: ok"), "stderr {err:?}");
 }
 
