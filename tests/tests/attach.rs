@@ -447,8 +447,18 @@ fn a_checkpoint_by_pid_while_the_last_is_written_is_refused() {
     c.args(["select", "3", "512"]);
     let p = Proc::spawn(c, "attachee");
     p.wait_lines(20, LONG);
+    let writers_gone = || {
+        let deadline = std::time::Instant::now() + LONG;
+        while !writers_of(p.pid).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the writer did not end");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
     let mut seen = false;
     for _ in 0..10 {
+        // (A writer just started may not have its name yet when it is looked for: one is
+        // waited for before the next try.)
+        writers_gone();
         let out = checkpoint_cmd(p.pid).args(["--image"]).arg(&image).output().unwrap();
         assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
         if writers_of(p.pid).is_empty() {
@@ -464,11 +474,7 @@ fn a_checkpoint_by_pid_while_the_last_is_written_is_refused() {
         break;
     }
     assert!(seen, "the writer never outlasted the first checkpoint command");
-    let deadline = std::time::Instant::now() + LONG;
-    while !writers_of(p.pid).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the writer did not end");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    writers_gone();
     untouched(&p, p.pid, 0);
     let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
     assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
