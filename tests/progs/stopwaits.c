@@ -4,9 +4,10 @@
  * no one sends (blocked), the main thread in epoll_pwait on an idle eventfd, all with long
  * timeouts, and a counter thread that prints a number every 3 ms, waiting in select (which
  * returns a restart code). No handler is installed, so no wait may ever end in EINTR: one that
- * does prints an ERROR line. With "blockall", the two sleeping threads block every signal
- * (as glibc's timer helper thread does) and make their calls with syscall(2), past any
- * library that would hide an EINTR.
+ * does prints an ERROR line. With "blockall", the sleeping threads and the counter block every
+ * signal (as glibc's timer helper thread does) and make their calls with syscall(2), past any
+ * library that would hide an EINTR, and the main thread waits for the counter in
+ * pthread_join (for libckpt, preloaded, to take the checkpoint signal on).
  *   stopwaits [blockall] */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -65,11 +66,12 @@ static void *in_sigtimedwait(void *arg) {
 
 static void *counting(void *arg) {
     (void)arg;
+    if (blockall) block_all();
     for (unsigned long n = 0;; n++) {
         printf("%lu\n", n);
         struct timeval tv = { 0, 3000 };
-        int r = select(0, NULL, NULL, NULL, &tv);
-        if (r != 0) printf("ERROR select returned %d: %s\n", r, r < 0 ? strerror(errno) : "?");
+        long r = blockall ? syscall(SYS_select, 0, NULL, NULL, NULL, &tv) : select(0, NULL, NULL, NULL, &tv);
+        if (r != 0) printf("ERROR select returned %ld: %s\n", r, r < 0 ? strerror(errno) : "?");
     }
     return NULL;
 }
@@ -86,6 +88,7 @@ int main(int argc, char **argv) {
         perror("pthread_create");
         return 1;
     }
+    if (blockall) return pthread_join(t, NULL);
     int ep = idle_epoll();
     sigset_t mask;
     pthread_sigmask(SIG_BLOCK, NULL, &mask);

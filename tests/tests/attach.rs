@@ -397,9 +397,9 @@ fn attached_checkpoints_cut_no_call_short() {
     assert_continues(&counting(), at_checkpoint, at_kill, &after);
 }
 
-/// The same with the sleeping threads blocking every signal and calling the kernel directly,
-/// in a program run with libckpt: its checkpoints capture them with ptrace, and let them go
-/// calling again.
+/// The same with the sleeping threads (and the counter) blocking every signal and calling the
+/// kernel directly, in a program run with libckpt: its checkpoints capture them with ptrace,
+/// and let them go calling again.
 #[test]
 fn preloaded_checkpoints_cut_no_call_of_a_thread_that_blocks_every_signal_short() {
     let wd = Workdir::new("preloaded-stopwaits");
