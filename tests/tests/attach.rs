@@ -484,3 +484,119 @@ fn image_options_for_a_process_started_without_ckpt() {
     let out = checkpoint_cmd(q.pid).arg("--compress").output().unwrap();
     refused(&out, &format!("process {} runs under libckpt, which takes its images with the settings it started with: --compress is for a process started without ckpt", q.pid));
 }
+
+/// `stopwaits` (tests/progs/stopwaits.c): threads asleep in epoll_wait, sigtimedwait and (the
+/// leader) epoll_pwait, the calls a ptrace stop cuts short with EINTR, and a counter.
+fn stopwaits(how: &[&str]) -> Command {
+    let mut c = Command::new(prog("stopwaits", &["-pthread"]));
+    c.args(how);
+    c
+}
+
+/// Attached checkpoints cut no call short: the threads the stops interrupted in epoll_wait,
+/// sigtimedwait and epoll_pwait (ckpt's stop of the leader, the capturing process's of the
+/// others) call again, and the program, which has no handler, never sees EINTR (an ERROR
+/// line), checkpoint after checkpoint; nor once restarted from the last image.
+#[test]
+fn attached_checkpoints_cut_no_call_short() {
+    let wd = Workdir::new("attach-stopwaits");
+    let image = wd.image();
+    let mut p = Proc::spawn(stopwaits(&[]), "stopwaits");
+    p.wait_lines(20, LONG);
+    let mut at_checkpoint = 0;
+    for _ in 0..4 {
+        at_checkpoint = p.lines().len();
+        let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+        goes_on(&p, 10);
+    }
+    p.kill9();
+    let at_kill = p.lines().len();
+    let restored = Proc::restart(&image);
+    let after = restored.wait_lines(50, LONG);
+    assert_continues(&counting(), at_checkpoint, at_kill, &after);
+}
+
+/// The same with the sleeping threads (and the counter) blocking every signal and calling the
+/// kernel directly, in a program run with libckpt: its checkpoints capture them with ptrace,
+/// and let them go calling again.
+#[test]
+fn preloaded_checkpoints_cut_no_call_of_a_thread_that_blocks_every_signal_short() {
+    let wd = Workdir::new("preloaded-stopwaits");
+    let image = wd.image();
+    let mut p = Proc::preloaded(stopwaits(&["blockall"]), &image, "stopwaits");
+    p.wait_lines(20, LONG);
+    let mut at_checkpoint = 0;
+    for _ in 0..4 {
+        at_checkpoint = p.lines().len();
+        p.checkpoint(&image, LONG);
+        goes_on(&p, 10);
+    }
+    p.kill9();
+    let at_kill = p.lines().len();
+    let restored = Proc::restart(&image);
+    let after = restored.wait_lines(50, LONG);
+    assert_continues(&counting(), at_checkpoint, at_kill, &after);
+}
+
+/// The ckpt-writer processes writing a checkpoint of process `pid` (forks of it, with its
+/// memory layout: the same `/proc/PID/stat` fields 26-28 and 48-51).
+fn writers_of(pid: u32) -> Vec<u32> {
+    let layout = |p: u32| -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let rest: Vec<String> = stat[stat.rfind(')')? + 2..].split(' ').map(String::from).collect();
+        Some([26, 27, 28, 48, 49, 50, 51].iter().map(|&n| rest[n - 3].clone()).collect())
+    };
+    let mine = layout(pid);
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|&w| w != pid && std::fs::read_to_string(format!("/proc/{w}/comm")).is_ok_and(|c| c.trim() == "ckpt-writer") && layout(w) == mine)
+        .collect()
+}
+
+/// A second attached checkpoint of a process whose first is still being written is refused in
+/// one line, the process untouched; once that writer is gone, the next one is taken.
+#[test]
+fn a_checkpoint_by_pid_while_the_last_is_written_is_refused() {
+    let wd = Workdir::new("attach-twice");
+    let image = wd.image();
+    // A process with 512 MiB to write: its writer takes a while.
+    let mut c = Command::new(prog("attachee", &[]));
+    c.args(["select", "3", "512"]);
+    let p = Proc::spawn(c, "attachee");
+    p.wait_lines(20, LONG);
+    let writers_gone = || {
+        let deadline = std::time::Instant::now() + LONG;
+        while !writers_of(p.pid).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the writer did not end");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    let mut seen = false;
+    for _ in 0..10 {
+        // (A writer just started may not have its name yet when it is looked for: one is
+        // waited for before the next try.)
+        writers_gone();
+        let out = checkpoint_cmd(p.pid).args(["--image"]).arg(&image).output().unwrap();
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+        if writers_of(p.pid).is_empty() {
+            continue; // written already: try again
+        }
+        let second = checkpoint_cmd(p.pid).args(["--image"]).arg(wd.path.join("second")).output().unwrap();
+        // Only if the writer was there all along does the refusal prove anything.
+        if writers_of(p.pid).is_empty() {
+            continue;
+        }
+        refused(&second, &format!("an earlier checkpoint of process {} is still being written", p.pid));
+        seen = true;
+        break;
+    }
+    assert!(seen, "the writer never outlasted the first checkpoint command");
+    writers_gone();
+    untouched(&p, p.pid, 0);
+    let out = checkpoint_cmd(p.pid).args(["--wait", "--image"]).arg(&image).output().unwrap();
+    assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+    untouched(&p, p.pid, 0);
+}

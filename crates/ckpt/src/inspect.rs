@@ -169,7 +169,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Resu
         "pid": st.pid, "taken": utc(st.created_unix_ns), "taken_unix_ns": st.created_unix_ns, "write_ms": st.write_ns as f64 / 1e6,
         "last_checkpoint": st.is_last_checkpoint(), "raw_madvise": st.flags & ckpt_image::state::FLAG_RAW_MADVISE != 0,
         "kernel": st.kernel_str(), "xsave_features": format!("{:#x}", st.xfeatures), "xsave_bytes": st.xstate_size,
-        "checkpoint_signal": st.ckpt_signal, "interval_ms": st.interval_ms, "origin": origin,
+        "checkpoint_signal": st.ckpt_signal, "attached": st.flags & ckpt_image::state::FLAG_ATTACHED != 0, "interval_ms": st.interval_ms, "origin": origin,
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
         "timers": timers, "descriptors": fds, "ipc": ipc_objects, "regions": regions, "tree": tree,
     });
@@ -542,7 +542,12 @@ fn print_process(d: &Value) {
         row!("memory       restored eagerly: the program drops pages with madvise past libc (the Go runtime does)");
     }
     let interval = d["interval_ms"].as_u64().unwrap_or(0);
-    row!("checkpoints  on signal {}{}", d["checkpoint_signal"], if interval > 0 { format!(", every {} s", interval as f64 / 1000.0) } else { String::new() });
+    if d["attached"] == true {
+        // No libckpt ran in it, so no signal of its own checkpoints it.
+        row!("checkpoints  by attaching to it (ckpt checkpoint PID: it ran without libckpt)");
+    } else {
+        row!("checkpoints  on signal {}{}", d["checkpoint_signal"], if interval > 0 { format!(", every {} s", interval as f64 / 1000.0) } else { String::new() });
+    }
     let r = &d["registers"];
     row!("registers    rip {} rsp {} rbp {} rax {}", s(&r["rip"]), s(&r["rsp"]), s(&r["rbp"]), s(&r["rax"]));
     row!("             rbx {} rcx {} rdx {} rsi {} rdi {}", s(&r["rbx"]), s(&r["rcx"]), s(&r["rdx"]), s(&r["rsi"]), s(&r["rdi"]));

@@ -15,6 +15,7 @@ pub mod errno;
 pub mod extents;
 pub mod file;
 pub mod fileid;
+pub mod interrupted;
 pub mod locks;
 
 /// The longest key file: more is refused, so that every reader derives the key from the

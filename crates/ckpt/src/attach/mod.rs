@@ -140,7 +140,7 @@ fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure>
         abort_rseq_section(pid, r, &mut saved);
     }
 
-    block.u64s(offset_of!(AttachArgs, regs), &saved);
+    block.u64s(offset_of!(AttachArgs, regs), &as_imaged(pid, &saved));
     block.u32(offset_of!(AttachArgs, xstate_len), xlen as u32);
     block.put(offset_of!(AttachArgs, xstate), &xstate);
     block.u64s(offset_of!(AttachArgs, sigmask), &[mask]);
@@ -166,19 +166,35 @@ fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure>
         let (returned, results, report) = outcome?;
         return Ok(Done { returned, results, report, pause, killed: true });
     }
-    // Back exactly as it was stopped; the kernel restarts an interrupted system call as after
-    // any other stop.
-    let restored = thread
-        .set_regs(&saved)
-        .and_then(|()| if xlen > 0 { thread.set_xstate(&xstate) } else { Ok(()) })
-        .and_then(|()| thread.set_sigmask(mask))
-        .map_err(|e| failed("ptrace could not put its registers back", e));
+    let restored = put_back(&thread, pid, &saved, &xstate, mask).map_err(|e| failed("ptrace could not put its registers back", e));
     let detached = thread.detach(0).map_err(|e| failed("ptrace could not let it go", e));
     let pause = stopped_at.elapsed();
     let (returned, results, report) = outcome?;
     restored?;
     detached?;
     Ok(Done { returned, results, report, pause, killed: false })
+}
+
+/// The leader's registers as its image records them: a call our stop cut short with `EINTR`
+/// (not a restart code) made again, as when it is let go ([`put_back`]).
+fn as_imaged(pid: u32, saved: &ptrace::Regs) -> ptrace::Regs {
+    ckpt_sigsafe::interrupted::going_on(pid, pid, saved).unwrap_or(*saved)
+}
+
+/// Puts the leader back as it was stopped: its mask (the one outside the call it was in, which
+/// `PTRACE_GETSIGMASK` gave), its registers and XSAVE area. The kernel restarts an interrupted
+/// system call as after any other stop; a call that our stop cut short with `EINTR` instead of
+/// a restart code is made again, unless a signal the leader takes now is pending (the rule of
+/// `ckpt_sigsafe::interrupted`, looked at with the leader's mask in force again), so that the
+/// program never sees an `EINTR` it did not ask for.
+fn put_back(thread: &Thread, pid: u32, saved: &ptrace::Regs, xstate: &[u8], mask: u64) -> std::io::Result<()> {
+    thread.set_sigmask(mask)?;
+    let regs = ckpt_sigsafe::interrupted::going_on(pid, pid, saved).unwrap_or(*saved);
+    thread.set_regs(&regs)?;
+    if !xstate.is_empty() {
+        thread.set_xstate(xstate)?;
+    }
+    Ok(())
 }
 
 /// Maps the library, its stub, the block and a stack into the stopped process, runs the

@@ -77,7 +77,33 @@ pub fn check(asked: u32, pid: u32) -> Result<(), Refusal> {
     if status_field(&status, b"Seccomp:").and_then(parse_dec).is_some_and(|m| m != 0) {
         return refuse(format!("process {asked} runs under a seccomp filter, which could kill it for a system call ckpt's code makes in it: start the program with `ckpt run` to checkpoint it"));
     }
+    if let Some(w) = writer_of(pid, &stat) {
+        return refuse(format!("an earlier checkpoint of process {asked} is still being written (by process {w}, ckpt-writer): checkpoint it again once that one is done"));
+    }
     Ok(())
+}
+
+/// A `ckpt-writer` still writing an earlier checkpoint of process `pid` (whose `/proc/PID/stat`
+/// is `stat`). Such a writer is a fork of the process (made by the attached checkpoint's code in
+/// it, then left to itself: nobody's child), so it runs the same executable with the same
+/// memory layout: the code, stack and argument and environment addresses of `stat`, which
+/// differ from one run of a program to the next (address space randomisation).
+fn writer_of(pid: u32, stat: &[u8]) -> Option<u32> {
+    use ckpt_sigsafe::proctext::stat_field;
+    // start_code, end_code, start_stack, arg_start, arg_end, env_start, env_end.
+    let layout = |stat: &[u8]| [26, 27, 28, 48, 49, 50, 51].map(|n| stat_field(stat, n).unwrap_or(0));
+    let mine = layout(stat);
+    if mine.contains(&0) {
+        return None; // not readable: no one to compare with
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let w = e.file_name().to_string_lossy().parse::<u32>().ok().filter(|&w| w != pid)?;
+        (comm(w as u64) == "ckpt-writer"
+            && std::fs::read(format!("/proc/{w}/stat")).is_ok_and(|s| layout(&s) == mine)
+            && std::fs::read_link(format!("/proc/{w}/exe")).is_ok_and(|x| x == exe))
+        .then_some(w)
+    })
 }
 
 /// Why `PTRACE_SEIZE` failed, once [`check`] found nothing against it.

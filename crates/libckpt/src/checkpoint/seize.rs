@@ -10,9 +10,13 @@
 //! neither the program nor a tree checkpoint that looks for the program's children sees it.
 //! The coordinator waits (boundedly) until every record of the batch has its status. The threads
 //! stay stopped as long as the child lives: it waits with every signal blocked, and the
-//! coordinator ends it with `SIGKILL` when it lets the other threads go; the kernel then
-//! detaches every thread it traced, and each goes on exactly where it was (a system call it
-//! was in restarts as after any stop). Should the program die first (a last checkpoint keeps
+//! coordinator asks it with [`RELEASE`] to let them go when it lets the other threads go; the
+//! child then detaches from each thread, which goes on exactly where it was (a system call it
+//! was in restarts as after any stop), and ends. A thread whose call the stop cut short with
+//! `EINTR` instead of a restart code (`epoll_wait`, `sigtimedwait`…) is first set to make it
+//! again, unless a signal waits that it will take (`ckpt_sigsafe::interrupted` has the rule),
+//! so that the program never sees an `EINTR` it did not ask for. A child that does not end
+//! soon after is killed (`SIGKILL`): the kernel then lets its threads go as they are. Should the program die first (a last checkpoint keeps
 //! its children, so that the threads they hold run no further than the image), the child ends
 //! with it (it reaps the held threads as they end, which the program's end waits for), and after [`HOLD_S`] in any case.
 //!
@@ -29,8 +33,10 @@
 
 use super::failure::Failure;
 use super::tracee::{self, Frames, Geometry, Outcome, Place, Step};
+use ckpt_image::frame::ureg;
 use ckpt_image::ThreadState;
-use ckpt_sigsafe::sys;
+use ckpt_sigsafe::sys::{self, ptrace};
+use linux_raw_sys::elf_uapi::NT_PRSTATUS;
 use rustix::io::Errno;
 
 /// The capturing child's name (`ps`, `/proc/PID/comm`).
@@ -41,6 +47,9 @@ pub const MAX_BATCHES: usize = 8;
 const HOLD_S: u64 = 600;
 /// How long the coordinator waits for a batch to be captured.
 const CAPTURE_TIMEOUT_NS: u64 = 2_000_000_000;
+/// The signal that asks a capturing child to let its threads go and end (it blocks every
+/// signal, and waits for this one and `SIGCHLD`).
+const RELEASE: u32 = linux_raw_sys::general::SIGUSR1;
 /// Record status: not yet written.
 const PENDING: i32 = 0;
 const CAPTURED: i32 = 1;
@@ -163,16 +172,28 @@ impl Seizer {
     /// (a zombie, or reaped by whoever inherited it): the kernel has let its threads go then.
     pub fn release(&mut self) {
         for &pid in &self.children[..self.nchildren] {
-            let _ = sys::kill(pid, linux_raw_sys::general::SIGKILL);
+            let _ = sys::kill(pid, RELEASE);
         }
         for &pid in &self.children[..self.nchildren] {
-            let start = super::procfs::monotonic_ns();
-            while alive(pid) && super::procfs::monotonic_ns() - start < CAPTURE_TIMEOUT_NS {
-                sys::sleep_ns(100_000);
+            if !gone_within(pid, CAPTURE_TIMEOUT_NS) {
+                let _ = sys::kill(pid, linux_raw_sys::general::SIGKILL);
+                gone_within(pid, CAPTURE_TIMEOUT_NS);
             }
         }
         self.nchildren = 0;
     }
+}
+
+/// Waits until process `pid` is gone (or a zombie), `ns` at most; whether it is.
+fn gone_within(pid: u32, ns: u64) -> bool {
+    let start = super::procfs::monotonic_ns();
+    while alive(pid) {
+        if super::procfs::monotonic_ns() - start >= ns {
+            return false;
+        }
+        sys::sleep_ns(100_000);
+    }
+    true
 }
 
 /// Whether this process may trace any process of its user namespace (`CAP_SYS_PTRACE`).
@@ -264,17 +285,55 @@ fn child(parent: u32, base: *mut Seized, from: usize, to: usize, buf: &mut [u8],
         if !written {
             sys::exit_group(1);
         }
+        // This copy's record says which threads are held, for their release.
+        // SAFETY: as above.
+        unsafe { (*record).status = status };
     }
-    hold(parent)
+    hold(parent);
+    // Asked to let them go.
+    for i in from..to {
+        // SAFETY: as above.
+        let r = unsafe { &*base.add(i) };
+        if r.status == CAPTURED {
+            let_go(parent, r.state.tid);
+        }
+    }
+    sys::exit_group(0)
 }
 
-/// Holds the seized threads stopped until this child is killed. Should the program die first
-/// (a last checkpoint keeps its children until it ends), each held thread's end is reported to
-/// this child, its tracer, with `SIGCHLD`, and the program is not gone until its tracer has
-/// reaped it: so the child reaps them as they end, and ends itself once none is left, or the
-/// program is gone anyway, or after [`HOLD_S`].
-fn hold(parent: u32) -> ! {
+/// Lets held thread `tid` of process `pid` go, set to make again a call the stop cut short with
+/// `EINTR` (see the module's notes). With its registers, its mask is set to the one it has
+/// outside the call (`PTRACE_GETSIGMASK` gives that one inside `epoll_pwait`), as the kernel
+/// sets it when no signal is taken: the call made again puts its own in force again.
+fn let_go(pid: u32, tid: u32) {
+    let mut bytes = [0u8; ureg::COUNT * 8];
+    if ptrace::get_regset(tid, NT_PRSTATUS, &mut bytes) == Ok(bytes.len()) {
+        let mut regs = [0u64; ureg::COUNT];
+        for (r, b) in regs.iter_mut().zip(bytes.chunks_exact(8)) {
+            *r = u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]));
+        }
+        if let Some(again) = ckpt_sigsafe::interrupted::going_on(pid, tid, &regs) {
+            for (b, r) in bytes.chunks_exact_mut(8).zip(again) {
+                b.copy_from_slice(&r.to_ne_bytes());
+            }
+            if let Ok(mask) = ptrace::sigmask(tid) {
+                if ptrace::set_sigmask(tid, mask).is_ok() {
+                    let _ = ptrace::set_regset(tid, NT_PRSTATUS, &bytes);
+                }
+            }
+        }
+    }
+    let _ = ptrace::detach(tid, 0);
+}
+
+/// Holds the seized threads stopped until this child is asked to let them go ([`RELEASE`]):
+/// returns then. Should the program die first (a last checkpoint keeps its children until it
+/// ends), each held thread's end is reported to this child, its tracer, with `SIGCHLD`, and the
+/// program is not gone until its tracer has reaped it: so the child reaps them as they end, and
+/// ends itself once none is left, or the program is gone anyway, or after [`HOLD_S`].
+fn hold(parent: u32) {
     let chld = 1u64 << (linux_raw_sys::general::SIGCHLD - 1);
+    let release = 1u64 << (RELEASE - 1);
     let started = super::procfs::monotonic_ns();
     while super::procfs::monotonic_ns() - started < HOLD_S * 1_000_000_000 && alive(parent) {
         match sys::wait_child(-1, true) {
@@ -282,8 +341,10 @@ fn hold(parent: u32) -> ! {
             Ok(None) => {}
             Err(_) => break, // ECHILD: no thread is held any more
         }
-        // Every signal is blocked here: SIGCHLD stays pending until taken.
-        let _ = sys::sigtimedwait(chld, 100_000_000);
+        // Every signal is blocked here: SIGCHLD and RELEASE stay pending until taken.
+        if sys::sigtimedwait(chld | release, 100_000_000) == Ok(RELEASE) {
+            return;
+        }
     }
     sys::exit_group(0)
 }

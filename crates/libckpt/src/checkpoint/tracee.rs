@@ -22,7 +22,10 @@
 //! `clock_nanosleep`, `poll` with a timeout, a futex wait with a timeout), which a restored
 //! thread no longer has, returns `EINTR`, as it does when a handler runs (`nanosleep` has then
 //! written the time left already). The running program is not concerned: its thread goes on
-//! from the ptrace stop itself, the kernel's restart intact.
+//! from the ptrace stop itself, the kernel's restart intact. A call that the stop cut short
+//! with `EINTR` itself (`epoll_wait`, `sigtimedwait`, `semop`…: `ckpt_sigsafe::interrupted`)
+//! is recorded as made again, unless a signal waits that the thread would take, which the
+//! `EINTR` is then for; the capturing process lets the thread go the same way (`seize`).
 //!
 //! # Signal-safety fence
 //! Runs in the capturing process forked by the signal handler: raw system calls and the
@@ -189,6 +192,12 @@ pub fn capture(pid: u32, tid: u32, geo: &Geometry, place: Place, buf: &mut [u8])
             Err(e) => return Outcome::Failed(Step::Registers, e),
         },
     };
+    // A call the stop cut short with EINTR, not a restart code, is made again in the image, as
+    // it is when the thread is let go (`ckpt_sigsafe::interrupted`); the thread itself keeps
+    // its registers until then.
+    if let Some(again) = ckpt_sigsafe::interrupted::going_on(pid, tid, &regs) {
+        regs = again;
+    }
     let Some((start, len, uc)) = frame_of(&mut regs, mask, fpu, geo, place, ss, rest) else { return Outcome::Failed(Step::Frame, Errno::FAULT) };
     if !sys::write_memory_of(pid, start as usize, &rest[..len]) {
         return Outcome::Failed(Step::Frame, Errno::FAULT);
