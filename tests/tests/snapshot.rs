@@ -442,6 +442,41 @@ fn sleeps_and_waits_go_on_through_a_checkpoint() {
     }
 }
 
+/// No checkpoint ends a wait with EINTR, however quickly they come: `eintrwaits`
+/// (tests/progs/eintrwaits.c) has threads in epoll_wait, epoll_pwait, select, pselect, poll,
+/// ppoll and sigtimedwait (some entering a new call every millisecond, so that one is always
+/// just entering it as a checkpoint begins) and prints an ERROR line for any that returns
+/// EINTR. Sixty checkpoints in a row, then the program restarted from the last one and
+/// checkpointed twenty times more: no ERROR line, in either.
+#[test]
+fn rapid_checkpoints_cut_no_wait_short() {
+    let wd = Workdir::new("eintrwaits");
+    let image = wd.image();
+    let p = prog("eintrwaits", &["-pthread"]);
+    let mut orig = Proc::preloaded(Command::new(&p), &image, "eintrwaits");
+    orig.wait_lines(5, SHORT);
+    let no_error = |proc: &Proc, who: &str| {
+        let errors: Vec<String> = proc.lines().into_iter().filter(|l| l.starts_with("ERROR")).collect();
+        assert!(errors.is_empty(), "{who}: {} waits cut short, first {:?}", errors.len(), &errors[..errors.len().min(5)]);
+    };
+    for _ in 0..60 {
+        orig.checkpoint(&image, LONG);
+    }
+    // The counter goes on after the last checkpoint (each waiter has waited again meanwhile).
+    let seen = orig.lines().len();
+    orig.wait_lines(seen + 20, LONG);
+    no_error(&orig, "the running program");
+    orig.kill9();
+    let restored = Proc::restart(&image);
+    restored.wait_lines(5, LONG);
+    for _ in 0..20 {
+        restored.checkpoint(&image, LONG);
+    }
+    let seen = restored.lines().len();
+    restored.wait_lines(seen + 20, LONG);
+    no_error(&restored, "the restored program");
+}
+
 /// With `CKPT_KEEP`, a name of the image set that someone else planted (here `myckpt.1`, in a
 /// shared sticky directory such as /tmp) is never moved, replaced or built on, and the previous
 /// image is not lost: the checkpoint fails, naming it, and the image stays as it was. Once the

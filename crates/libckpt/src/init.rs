@@ -366,6 +366,9 @@ extern "C" fn on_stop_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_
                 && (*info).si_pid() == rustix::process::getpid().as_raw_nonzero().get()
         };
     if ours {
+        // Counted here, in the thread the signal interrupts, before the call it cut short can
+        // see its EINTR: see `invisible`.
+        crate::invisible::bump();
         checkpoint::threads::on_stop_signal(uc as usize);
     } else {
         // SAFETY: info and uc are the kernel's, passed on as they came.

@@ -8,8 +8,8 @@
 //! once any handler has run, so it cannot help.
 //!
 //! These functions are interposed (this library is preloaded): each calls libc's, and when it
-//! fails with `EINTR` while a checkpoint happened during the call (the checkpoint count moved),
-//! calls it again for the time that was left: the time the kernel reports left
+//! fails with `EINTR` while one of ckpt's handlers ran during the call (the count of their runs
+//! moved), calls it again for the time that was left: the time the kernel reports left
 //! (`nanosleep`'s remainder, `select`'s updated timeout), or the deadline on `CLOCK_MONOTONIC`
 //! taken at the call, never more than the time asked for. In a restored process the same
 //! happens: its threads come back inside these calls, which then see the `EINTR` of the
@@ -18,20 +18,28 @@
 //! The masks that `ppoll`, `pselect` and `epoll_pwait` are given lose ckpt's signals on the
 //! way (see `deliverable`); `sigwaits` does the same for the calls that wait for signals.
 //!
+//! The count moves in the thread a signal of ckpt's interrupts, in that signal's handler: the
+//! checkpoint handler (in the thread that took the checkpoint signal) and the thread-stop
+//! handler (in each other thread) both bump it as they start, before the call they cut short
+//! returns. Counting the checkpoint once, when it began, was not enough: a thread that entered
+//! its call after that but before its stop signal came read the count already moved, and then
+//! saw the stop signal's `EINTR` as its own.
+//!
 //! A signal of the program's own that arrives during the same call still ends it with `EINTR`
-//! unless the checkpoint's arrived in the same instant. Calls made with `syscall(2)` directly,
+//! unless one of ckpt's arrived in some thread in the same instant. Calls made with `syscall(2)` directly,
 //! and libc's internal calls, are not covered.
 //!
-//! Ordinary context (not signal-safe, not called from the handler); [`bump`] is the handler's
-//! only use of this module.
+//! Ordinary context (not signal-safe, not called from the handlers); [`bump`] is the handlers'
+//! only use of this module (one atomic addition).
 
 use core::ffi::{c_int, c_long, c_uint};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Checkpoints begun so far in this process.
+/// Runs of ckpt's handlers (checkpoint and thread stop) so far in this process.
 static CHECKPOINTS: AtomicU64 = AtomicU64::new(0);
 
-/// Said by the checkpoint handler as it starts, before any other thread is interrupted.
+/// Said by ckpt's checkpoint handler and thread-stop handler as each starts, in the thread the
+/// signal interrupted: the call that thread was in sees the count moved when it returns.
 pub fn bump() {
     CHECKPOINTS.fetch_add(1, Ordering::SeqCst);
 }
@@ -100,8 +108,9 @@ macro_rules! real {
     }};
 }
 
-/// Whether a call that began at checkpoint count `before` and failed with `errno` should go
-/// on: it was interrupted, and a checkpoint began meanwhile.
+/// Whether a call that began at count `before` and failed with `errno` should go on: it was
+/// interrupted, and one of ckpt's handlers ran meanwhile (in this thread, or in another at the
+/// same moment).
 pub(crate) fn interrupted_by_checkpoint(before: &mut u64) -> bool {
     let now = count();
     if errno() == libc::EINTR && now != *before {

@@ -3,10 +3,9 @@
 //!
 //! Each hands libc its set without ckpt's signals (see `deliverable`): a thread suspended
 //! with every signal blocked still takes a checkpoint, and a thread waiting for every signal
-//! never takes ckpt's signal as one of its own. The checkpoint's handler then interrupts the
-//! wait, which fails with `EINTR`; as in `invisible`, a wait cut short by a checkpoint (the
-//! checkpoint count moved) is made again, for the time that was left, so the program does not
-//! see it. (`sigwait` needs no such loop: libc's waits again by itself.)
+//! never takes ckpt's signal as one of its own. ckpt's handlers then interrupt the wait, which
+//! fails with `EINTR`; as in `invisible`, a wait cut short by a checkpoint (the count of their
+//! runs moved) is made again, for the time that was left, so the program does not see it. (`sigwait` needs no such loop: libc's waits again by itself.)
 //!
 //! A program that waits for the checkpoint signal without a handler of its own (with
 //! `sigwait` or a `signalfd`) no longer receives it: it takes checkpoints instead, and to keep
