@@ -99,6 +99,7 @@ pub mod sys;
 // unsafe: System V IPC calls by number, which take pointers to the kernel's records.
 #[allow(unsafe_code)]
 pub mod sysvipc;
+pub mod tasks;
 pub mod trust;
 // unsafe: the terminal ioctls, which take pointers to their arguments, and the descriptor
 // TIOCGPTPEER returns.
