@@ -91,6 +91,7 @@ pub mod out;
 #[allow(unsafe_code)]
 pub mod pagescan;
 pub mod proctext;
+pub mod rseq;
 pub mod signals;
 pub mod sockets;
 // unsafe: system calls by number (the `syscall` instruction), each wrapped in a safe call where it can be.
