@@ -91,6 +91,7 @@ pub mod out;
 #[allow(unsafe_code)]
 pub mod pagescan;
 pub mod proctext;
+pub mod resume;
 pub mod rseq;
 pub mod signals;
 pub mod sockets;
