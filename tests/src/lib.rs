@@ -931,3 +931,36 @@ pub fn private_file(path: &Path, text: impl AsRef<[u8]>) {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap().write_all(text.as_ref()).unwrap();
 }
+
+/// A thread (not the leader) spinning in an rseq critical section (`rseqspin thread`, every
+/// signal blocked with `blockall`), checkpointed three times with `checkpoint(pid, image)`,
+/// then restarted from the last image. A thread stopped in its section was preempted there and
+/// must go on at its abort handler, which says "abort" and arms the section again; one put
+/// back inside after the kernel forgot the section spins there for ever, silent. So after each
+/// checkpoint the running thread says "abort" again (were it silent, the next image would hold
+/// it inside its forgotten section), and the restored one does at once. Returns false (the test
+/// skipped) where glibc registers no rseq.
+pub fn rseq_thread_resumes_at_its_abort_handler(test: &str, blockall: bool, checkpoint: impl Fn(&Proc, &Path)) -> bool {
+    let wd = Workdir::new(test);
+    let image = wd.image();
+    let mut cmd = Command::new(prog("rseqspin", &[]));
+    cmd.arg("thread");
+    if blockall {
+        cmd.arg("blockall");
+    }
+    let mut p = if blockall { Proc::preloaded(cmd, &image, "rseqspin thread") } else { Proc::spawn(cmd, "rseqspin thread") };
+    if p.wait_lines(1, LONG)[0] == "no rseq" {
+        skip(test, "glibc registered no rseq");
+        return false;
+    }
+    for _ in 0..3 {
+        checkpoint(&p, &image);
+        let n = p.lines().len();
+        p.wait_lines(n + 1, LONG);
+    }
+    p.kill9();
+    let mut restored = Proc::restart(&image);
+    restored.wait_until(|l| l.iter().any(|l| l == "abort"), LONG, "the restored thread at its abort handler");
+    restored.kill9();
+    true
+}

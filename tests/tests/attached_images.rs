@@ -322,3 +322,11 @@ fn inspect_shows_the_command_and_that_it_was_attached() {
         assert!(!text.contains("on signal 0"), "{text}");
     }
 }
+
+/// A thread other than the leader, stopped by ckpt-seize inside an rseq critical section, goes
+/// on at the section's abort handler, and its image holds it there: the system call it is made
+/// to run from its stop (for its alternate signal stack) makes the kernel forget the section.
+#[test]
+fn a_thread_stopped_in_an_rseq_section_resumes_at_its_abort_handler() {
+    rseq_thread_resumes_at_its_abort_handler("attached-rseq-thread", false, |p, image| attach_checkpoint(p.pid, image));
+}

@@ -304,3 +304,11 @@ fn a_program_blocking_its_own_sigusr2_gets_it_once_it_unblocks_it() {
     std::fs::write(&flag, "").unwrap();
     restored.wait_until(|l| l.last().is_some_and(|l| l.ends_with("got=1 open=1")), SHORT, "the signal once unblocked");
 }
+
+/// A thread that blocks every signal, stopped by ckpt-seize inside an rseq critical section,
+/// goes on at the section's abort handler, and its image holds it there (restored, it would
+/// otherwise go on inside a section the kernel no longer knows of).
+#[test]
+fn a_thread_blocking_every_signal_stopped_in_an_rseq_section_resumes_at_its_abort_handler() {
+    rseq_thread_resumes_at_its_abort_handler("sigblock-rseq-thread", true, |p, image| p.checkpoint(image, LONG));
+}

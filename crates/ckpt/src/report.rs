@@ -17,8 +17,9 @@ pub fn is_page_fd(pid: u32, fd: i32) -> bool {
     fd >= 0 && std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|l| l.as_os_str() == page_link().as_str())
 }
 
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_default()
+/// The command name of process `pid` (`?` when it cannot be read: gone, or not ours to see).
+pub fn comm(pid: impl std::fmt::Display) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_else(|_| "?".into())
 }
 
 /// The children of process `pid` (of its main thread, which is where a single-threaded

@@ -13,11 +13,11 @@
 //! restart leaves; libckpt's writer leaves them out of any later image (the next restart makes
 //! its own).
 //!
-//! The routine does what libckpt's `resume.rs` does, less what only libckpt needs (its report
-//! page): the leader waits until every other thread has left the block, unmaps it, gives the
+//! The routine is libckpt's (`ckpt_sigsafe::resume` holds it for both), less what only libckpt
+//! needs (its report page): the leader waits until every other thread has left the block, unmaps it, gives the
 //! others the go and returns through its saved signal frame (`rt_sigreturn`); each other thread
 //! sets its GS base, robust list and rseq area, counts itself in, waits for the go and returns
-//! through its own frame. It takes the same registers as libckpt's (see there). With
+//! through its own frame. It takes the registers `ckpt_sigsafe::resume` says. With
 //! `--stopped` the leader stops itself with its stack pointer at the frame and its instruction
 //! pointer on the `mov rax, 15; syscall` labelled `__restore_rt`, glibc's bytes, which a
 //! debugger recognises as a signal return.
@@ -32,7 +32,6 @@ use crate::plan::{Plan, ResumePage};
 use crate::refusal::Refusal;
 use ckpt_image::region::RESUME_PAGE_NAME;
 use ckpt_sigsafe::errno::describe;
-use ckpt_sigsafe::sys::nr;
 use ckpt_sigsafe::PAGE;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
@@ -43,139 +42,22 @@ const LEN: usize = 2 * PAGE;
 const STARTED: usize = PAGE;
 const GO: usize = PAGE + 4;
 
-const FUTEX_WAIT_PRIVATE: u32 = linux_raw_sys::general::FUTEX_WAIT | linux_raw_sys::general::FUTEX_PRIVATE_FLAG;
-const FUTEX_WAKE_PRIVATE: u32 = linux_raw_sys::general::FUTEX_WAKE | linux_raw_sys::general::FUTEX_PRIVATE_FLAG;
-
-// The template. Every address in it is relative to its first byte (`ckpt_resume_page`): the
-// counters one page on, the poll interval inside it. So its copy works wherever it lands.
-core::arch::global_asm!(
-    ".pushsection .text.ckpt_resume_page,\"ax\",@progbits",
-    ".balign 16",
-    ".globl ckpt_resume_page",
-    ".hidden ckpt_resume_page",
-    "ckpt_resume_page:",
-    // The leader: rdi = block, rsi = its length, rdx = its frame, rcx = stop, r8 = others.
-    "mov rsp, rdx",
-    "mov r12, rcx",
-    "mov r13, r8",
-    "mov r14, rdi",
-    "mov r15, rsi",
-    // Wait until the other threads have all left the block.
-    "2:",
-    "mov eax, dword ptr [rip + ckpt_resume_page + {started}]",
-    "cmp eax, r13d",
-    "jae 3f",
-    "lea rdi, [rip + ckpt_resume_page + {started}]",
-    "mov esi, {wait}",
-    "mov edx, eax",
-    "lea r10, [rip + 20f]",
-    "mov eax, {futex}",
-    "syscall",
-    "jmp 2b",
-    "3:",
-    "mov rdi, r14",
-    "mov rsi, r15",
-    "mov eax, {munmap}", // munmap(block, len)
-    "syscall",
-    "test r12, r12",
-    "jnz 4f",
-    "mov dword ptr [rip + ckpt_resume_page + {go}], 1",
-    "lea rdi, [rip + ckpt_resume_page + {go}]",
-    "mov esi, {wake}",
-    "mov edx, 0x7fffffff",
-    "mov eax, {futex}",
-    "syscall",
-    "jmp __restore_rt",
-    // Stopped: the go is given without a wake (the others look again every poll interval),
-    // then the whole process stops as kill returns, with this thread at __restore_rt.
-    "4:",
-    "mov dword ptr [rip + ckpt_resume_page + {go}], 1",
-    "mov eax, {getpid}",
-    "syscall",
-    "mov edi, eax",
-    "mov esi, {sigstop}",
-    "mov eax, {kill}",
-    "syscall",
-    "__restore_rt:",
-    ".byte 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00", // mov rax, 15 (rt_sigreturn), as glibc encodes it
-    "syscall",
-    "ud2",
-    // Every other thread: r13 = its frame, r14/r15 = robust list and length, r8/r9/r10 = rseq
-    // area, length, signature (r8 = 0: none), rdx = GS base (0: none).
-    ".globl ckpt_resume_page_thread",
-    ".hidden ckpt_resume_page_thread",
-    "ckpt_resume_page_thread:",
-    "mov rsp, r13",
-    "test rdx, rdx",
-    "jz 5f",
-    "mov rsi, rdx",
-    "mov edi, {arch_set_gs}",
-    "mov eax, {arch_prctl}",
-    "syscall",
-    "5:",
-    "test r14, r14",
-    "jz 6f",
-    "mov rdi, r14",
-    "mov rsi, r15",
-    "mov eax, {set_robust_list}",
-    "syscall",
-    "6:",
-    "test r8, r8",
-    "jz 7f",
-    "mov rdi, r8", // rseq(area, len, 0, sig): the signature is already in r10
-    "mov esi, r9d",
-    "xor edx, edx",
-    "mov eax, {rseq}",
-    "syscall",
-    "7:",
-    "lock inc dword ptr [rip + ckpt_resume_page + {started}]",
-    "lea rdi, [rip + ckpt_resume_page + {started}]",
-    "mov esi, {wake}",
-    "mov edx, 1",
-    "mov eax, {futex}",
-    "syscall",
-    "8:",
-    "mov eax, dword ptr [rip + ckpt_resume_page + {go}]",
-    "test eax, eax",
-    "jnz 9f",
-    "lea rdi, [rip + ckpt_resume_page + {go}]",
-    "mov esi, {wait}",
-    "xor edx, edx",
-    "lea r10, [rip + 20f]",
-    "mov eax, {futex}",
-    "syscall",
-    "jmp 8b",
-    "9:",
-    "mov eax, {rt_sigreturn}",
-    "syscall",
-    "ud2",
-    // How long a waiting thread sleeps before it looks again (`struct timespec`, 10 ms): with
-    // `--stopped`, the go is given without a wake, while every thread is stopped.
-    ".balign 8",
-    "20:",
-    ".quad 0, 10000000",
-    ".globl ckpt_resume_page_end",
-    ".hidden ckpt_resume_page_end",
-    "ckpt_resume_page_end:",
-    ".popsection",
+// The template: `ckpt_sigsafe::resume`'s code (libckpt's too), every address in it relative
+// to its first byte (`ckpt_resume_page`): the counters one page on, the poll interval after the
+// code (`struct timespec`, 10 ms: with `--stopped`, the go is given without a wake, while every
+// thread is stopped). So its copy works wherever it lands.
+ckpt_sigsafe::resume_code!(
+    leader: "ckpt_resume_page",
+    thread: "ckpt_resume_page_thread",
+    export: [".globl", ".hidden"],
+    started: "rip + ckpt_resume_page + {started}",
+    go: "rip + ckpt_resume_page + {go}",
+    poll: "rip + 20f",
+    after_unmap: [],
+    tail: [".balign 8", "20:", ".quad 0, 10000000", ".globl ckpt_resume_page_end", ".hidden ckpt_resume_page_end", "ckpt_resume_page_end:"],
     started = const STARTED,
     go = const GO,
-    munmap = const nr::MUNMAP,
-    getpid = const nr::GETPID,
-    kill = const nr::KILL,
-    futex = const linux_raw_sys::general::__NR_futex,
-    arch_prctl = const nr::ARCH_PRCTL,
-    set_robust_list = const nr::SET_ROBUST_LIST,
-    rseq = const nr::RSEQ,
-    rt_sigreturn = const nr::RT_SIGRETURN,
-    sigstop = const linux_raw_sys::general::SIGSTOP,
-    wait = const FUTEX_WAIT_PRIVATE,
-    wake = const FUTEX_WAKE_PRIVATE,
-    arch_set_gs = const ckpt_sigsafe::sys::ARCH_SET_GS,
 );
-
-// The bytes of `__restore_rt` above spell this system call number.
-const _: () = assert!(nr::RT_SIGRETURN == 15);
 
 unsafe extern "C" {
     static ckpt_resume_page: u8;

@@ -91,6 +91,8 @@ pub mod out;
 #[allow(unsafe_code)]
 pub mod pagescan;
 pub mod proctext;
+pub mod resume;
+pub mod rseq;
 pub mod signals;
 pub mod sockets;
 // unsafe: system calls by number (the `syscall` instruction), each wrapped in a safe call where it can be.
@@ -99,6 +101,7 @@ pub mod sys;
 // unsafe: System V IPC calls by number, which take pointers to the kernel's records.
 #[allow(unsafe_code)]
 pub mod sysvipc;
+pub mod tasks;
 pub mod trust;
 // unsafe: the terminal ioctls, which take pointers to their arguments, and the descriptor
 // TIOCGPTPEER returns.

@@ -2,6 +2,7 @@
 //! is refused is left exactly as it was. Each refusal is one line that says what would let the
 //! checkpoint be taken.
 
+use crate::report::comm;
 use crate::EXIT_REFUSED;
 use ckpt_sigsafe::proctext::{parse_dec, stat_state, status_field};
 
@@ -10,11 +11,6 @@ type Refusal = (u8, String);
 /// The numbers of a `Uid:` or `Gid:` line (real, effective, saved, file system).
 fn ids(status: &[u8], key: &[u8]) -> Vec<u64> {
     status_field(status, key).map(|v| v.split(|c| c.is_ascii_whitespace()).filter_map(parse_dec).collect()).unwrap_or_default()
-}
-
-/// The command name of process `pid`, for naming a tracer.
-fn comm(pid: u64) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_else(|_| "?".into())
 }
 
 /// Yama's `ptrace_scope` (absent: no Yama).
@@ -33,7 +29,7 @@ pub fn check(asked: u32, pid: u32) -> Result<(), Refusal> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
     // ckpt's own processes (a supervisor whose program could not be told, a writer) are never
     // checkpointed as programs.
-    let name = comm(pid as u64);
+    let name = comm(pid);
     if matches!(name.as_str(), "ckpt" | "myrestart" | "ckpt-writer" | "ckpt-seize") {
         return refuse(format!("process {asked} is ckpt's own {name}, not a program: checkpoint the program it runs (its PID is in `ps --ppid {pid}`, or further below)"));
     }
@@ -99,7 +95,7 @@ fn writer_of(pid: u32, stat: &[u8]) -> Option<u32> {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let w = e.file_name().to_string_lossy().parse::<u32>().ok().filter(|&w| w != pid)?;
-        (comm(w as u64) == "ckpt-writer"
+        (comm(w) == "ckpt-writer"
             && std::fs::read(format!("/proc/{w}/stat")).is_ok_and(|s| layout(&s) == mine)
             && std::fs::read_link(format!("/proc/{w}/exe")).is_ok_and(|x| x == exe))
         .then_some(w)

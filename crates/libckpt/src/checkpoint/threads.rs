@@ -23,7 +23,6 @@
 
 use super::capture::thread_state;
 use super::failure::Failure;
-use super::procfs::parse_dec;
 use super::seize::{NotCaptured, Seized, Seizer};
 use super::tracee::Geometry;
 use crate::stop::{MAX_THREADS, STOP_SIGNAL};
@@ -31,8 +30,6 @@ use ckpt_image::ThreadState;
 use ckpt_sigsafe::sys;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
-use core::mem::MaybeUninit;
-use rustix::fs::{Mode, OFlags};
 use rustix::thread::futex;
 use rustix::time::Timespec;
 
@@ -191,15 +188,9 @@ pub fn stop_others(own: ThreadState, room: Room, how: How) -> Result<Stopped, Fa
 fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Seizer, seized: &mut [Seized], seize_all: bool) -> Result<usize, Failure> {
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let mut new = 0;
-    let dir = rustix::fs::open(c"/proc/self/task", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Failure::new("listing /proc/self/task", e))?;
-    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
-    let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
-    while let Some(e) = entries.next() {
-        let e = e.map_err(|e| Failure::new("listing /proc/self/task", e))?;
-        let Some(tid) = parse_dec(e.file_name().to_bytes()).map(|t| t as u32) else { continue };
+    ckpt_sigsafe::tasks::each_thread(None, |tid| {
         if tid == me || tids[..*signalled].contains(&tid) || seizer.has(seized, tid) {
-            continue;
+            return Ok(());
         }
         if *signalled + seizer.count() == tids.len() || *signalled + seizer.count() + 1 >= MAX_THREADS {
             return Err(Failure::plain("the program has more threads than one image can hold"));
@@ -207,7 +198,7 @@ fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Sei
         if seize_all || blocks_stop_signal(tid) {
             seizer.add(seized, tid)?;
             new += 1;
-            continue;
+            return Ok(());
         }
         // Queued with ckpt's value: the program may have a handler of its own for the signal,
         // which gets every other (see `actions`).
@@ -220,7 +211,9 @@ fn signal_new(me: u32, tids: &mut [u32], signalled: &mut usize, seizer: &mut Sei
             Err(rustix::io::Errno::SRCH) => {} // it has just exited
             Err(e) => return Err(Failure::new("signalling a thread", e)),
         }
-    }
+        Ok(())
+    })
+    .map_err(|e| Failure::new("listing /proc/self/task", e))??;
     Ok(new)
 }
 

@@ -27,6 +27,12 @@
 //! is recorded as made again, unless a signal waits that the thread would take, which the
 //! `EINTR` is then for; the capturing process lets the thread go the same way (`seize`).
 //!
+//! A thread stopped inside an rseq critical section (not in a system call) is moved to the
+//! section's abort handler, where it goes on and is recorded: the kernel would send it there on
+//! its return to user space, but forgets the section once the thread returns elsewhere, as it
+//! does from the system call of [`altstack`] or, restored, from the restorer's code
+//! (`ckpt_sigsafe::rseq` has the kernel's rule).
+//!
 //! # Signal-safety fence
 //! Runs in the capturing process forked by the signal handler: raw system calls and the
 //! caller's buffers only; no allocation, no locks, no libc.
@@ -181,6 +187,18 @@ pub fn capture(pid: u32, tid: u32, geo: &Geometry, place: Place, buf: &mut [u8])
         Ok(m) => m,
         Err(e) => return Outcome::Failed(Step::Registers, e),
     };
+    // A thread stopped inside an rseq critical section goes on at its abort handler, and is
+    // recorded there: the system call it is made to run below returns into libckpt's code,
+    // outside the section, which makes the kernel forget the section (`ckpt_sigsafe::rseq`).
+    let rseq = ptrace::rseq(tid).ok().filter(|&(area, _, _)| area != 0);
+    if let Some((area, _, sig)) = rseq.filter(|_| (regs[ureg::ORIG_RAX] as i64) < 0) {
+        if let Some(abort) = ckpt_sigsafe::rseq::abort_ip(area, sig, regs[ureg::RIP], |at, b| sys::read_memory_of(pid, at as usize, b)) {
+            regs[ureg::RIP] = abort;
+            if let Err(e) = ptrace::set_regset(tid, NT_PRSTATUS, &reg_bytes_of(&regs)) {
+                return Outcome::Failed(Step::Registers, e);
+            }
+        }
+    }
     // A thread captured for an attached checkpoint has its frame in a region of its own, with
     // its alternate signal stack, which a kernel-made frame would have held (a Go thread
     // takes every signal on one, and dies of one that comes on another stack).
@@ -203,11 +221,9 @@ pub fn capture(pid: u32, tid: u32, geo: &Geometry, place: Place, buf: &mut [u8])
         return Outcome::Failed(Step::Frame, Errno::FAULT);
     }
     let mut th = ThreadState { tid, sigframe: uc, fs_base: regs[ureg::FS_BASE], gs_base: regs[ureg::GS_BASE], ..ThreadState::default() };
-    if let Ok((area, len, sig)) = ptrace::rseq(tid) {
-        if area != 0 {
-            th.flags |= FLAG_RSEQ;
-            (th.rseq_addr, th.rseq_len, th.rseq_sig) = (area, len, sig);
-        }
+    if let Some((area, len, sig)) = rseq {
+        th.flags |= FLAG_RSEQ;
+        (th.rseq_addr, th.rseq_len, th.rseq_sig) = (area, len, sig);
     }
     Outcome::Captured(th)
 }
@@ -246,13 +262,7 @@ fn wait_stop(tid: u32) -> Result<bool, Errno> {
 /// user space, where a call it was in is restarted (or not) when it goes on, as after any stop.
 /// The thread runs none of its own code.
 fn altstack(pid: u32, tid: u32, regs: &[u64; ureg::COUNT], mask: u64, syscall: u64, scratch: u64) -> Result<(u64, u32, u64), Errno> {
-    let bytes = |r: &[u64; ureg::COUNT]| {
-        let mut b = [0u8; ureg::COUNT * 8];
-        for (i, v) in r.iter().enumerate() {
-            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
-        }
-        b
-    };
+    let bytes = reg_bytes_of;
     let mut call = *regs;
     call[ureg::RIP] = syscall;
     call[ureg::RAX] = linux_raw_sys::general::__NR_sigaltstack as u64;
@@ -296,6 +306,15 @@ fn altstack(pid: u32, tid: u32, regs: &[u64; ureg::COUNT], mask: u64, syscall: u
     }
     let word = |i: usize| u64::from_ne_bytes(ss[i..i + 8].try_into().unwrap_or([0; 8]));
     Ok((word(0), word(8) as u32, word(16)))
+}
+
+/// Registers as `NT_PRSTATUS` takes them.
+fn reg_bytes_of(r: &[u64; ureg::COUNT]) -> [u8; ureg::COUNT * 8] {
+    let mut b = [0u8; ureg::COUNT * 8];
+    for (i, v) in r.iter().enumerate() {
+        b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+    b
 }
 
 /// The registers of a thread stopped in a system call, as the kernel would go on with it (see

@@ -41,14 +41,12 @@
 //! Runs in the checkpoint signal handler and in the writers: raw system calls, atomics and
 //! futexes on the shared block, fixed buffers; no allocation, no locks, no libc.
 
-use super::procfs::parse_dec;
 use ckpt_sigsafe::file::read_start;
 use super::failure::Failure;
 use super::treedrain::{DrainTable, TreeDrains};
 use ckpt_image::tree::{TreeRecord, MAX_TREE, TREE_LIVE, TREE_ZOMBIE};
 use ckpt_sigsafe::proctext::{numbered_path, pid_list, proc_path2, stat_comm, stat_field, stat_state, status_field};
 use ckpt_sigsafe::{say, sys};
-use core::mem::MaybeUninit;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicI32, AtomicU32, Ordering::SeqCst};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -604,20 +602,15 @@ pub fn continue_descendants(pid: u32) {
 
 /// Calls `f` with each child of process `pid` (children of all its threads).
 fn for_each_child(pid: u32, mut f: impl FnMut(u32)) {
-    let mut path = [0u8; 64];
-    let Some(task) = numbered_path(&mut path, b"/proc/", pid as u64, b"/task") else { return };
-    let Ok(dir) = rustix::fs::open(task, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return };
-    let mut dbuf = [MaybeUninit::<u8>::uninit(); 2048];
-    let mut entries = rustix::fs::RawDir::new(&dir, &mut dbuf);
-    while let Some(Ok(e)) = entries.next() {
-        let Some(tid) = parse_dec(e.file_name().to_bytes()) else { continue };
+    let _ = ckpt_sigsafe::tasks::each_thread(Some(pid), |tid| {
         let mut p = [0u8; 96];
-        let Some(c) = proc_path2(&mut p, pid as u64, b"/task/", tid, b"/children") else { continue };
+        let Some(c) = proc_path2(&mut p, pid as u64, b"/task/", tid as u64, b"/children") else { return Ok::<_, ()>(()) };
         let mut text = [0u8; 4096];
         if let Ok(n) = read_start(c, &mut text) {
             pid_list(&text[..n]).for_each(&mut f);
         }
-    }
+        Ok(())
+    });
 }
 
 /// Whether process `pid` catches `signal` (it runs libckpt, whose handler is installed before
