@@ -50,8 +50,8 @@ fn the_writer_is_invisible_to_the_program() {
                 saw_writer = true;
             }
         }
-        // A freshly forked writer carries the program's name for the moment before it renames
-        // itself (its first act); none may keep it.
+        // The writer is named from its start, but its short-lived parent carries the program's
+        // name for the moment before it renames itself (its first act); none may keep it.
         // (Only processes of this run: they have its image path in their environment.)
         for (pid, _) in processes_named("quiet").into_iter().filter(|(pid, _)| *pid != orig.pid && writer_of(*pid, &wd)) {
             let renamed_or_gone = || std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() != "quiet");
@@ -110,6 +110,44 @@ fn a_second_signal_during_a_write_is_refused_and_the_image_is_whole() {
         assert!(Instant::now() < deadline, "no image");
         std::thread::sleep(Duration::from_millis(5));
     }
+    orig.kill9();
+    let restored = Proc::restart(&wd.image());
+    restored.wait_lines(3, SHORT);
+}
+
+/// A checkpoint asked for right after another, before that one's writer has run at all (held in
+/// its first stop by a tracer from birth, as a loaded machine may keep a new process waiting):
+/// refused as one still being written, never said to be a writer killed (which would also have
+/// started a second writer beside the first); the first image is written once its writer runs,
+/// and restarts.
+#[test]
+fn a_checkpoint_before_the_previous_writer_has_run_is_refused_as_busy() {
+    let wd = Workdir::new("unborn");
+    let mut c = Command::new(prog("quiet", &[]));
+    c.arg("64");
+    let mut orig = Proc::preloaded(c, &wd.image(), "quiet");
+    orig.wait_lines(5, LONG);
+    let mut h = Command::new(prog("holdwriter", &[]));
+    h.arg(orig.pid.to_string());
+    let mut holder = Proc::spawn(h, "holdwriter");
+    holder.wait_lines(1, SHORT);
+    orig.signal(libc::SIGUSR2);
+    let said = holder.wait_lines(2, LONG);
+    assert!(said[1].starts_with("held "), "holdwriter said {said:?}");
+    orig.signal(libc::SIGUSR2);
+    // Either the refusal or the false report names "the previous checkpoint".
+    let e = orig.wait_stderr("the previous checkpoint", LONG);
+    assert!(e.contains("the previous checkpoint is still being written") && !e.contains("killed before it finished"), "{e}");
+    assert!(!wd.image().exists(), "an image was written while its writer was held");
+    // kill(2) of the tracer this test started: the kernel lets its tracees go, the writer runs.
+    holder.kill9();
+    let deadline = Instant::now() + LONG;
+    while !wd.image().exists() {
+        assert!(Instant::now() < deadline, "no image; stderr {:?}", orig.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait_writers_gone(&wd.image(), deadline);
+    assert!(!orig.stderr().contains("killed before it finished"), "{}", orig.stderr());
     orig.kill9();
     let restored = Proc::restart(&wd.image());
     restored.wait_lines(3, SHORT);

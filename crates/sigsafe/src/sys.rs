@@ -423,17 +423,41 @@ const WCLONE: usize = k::__WCLONE as usize;
 /// to `*pid` (or the negative errno) and exits. Returns 0 in the new process; in the caller,
 /// the intermediate's PID, to be reaped with [`reap_quiet_child`].
 ///
-/// The intermediate runs only the instructions below, on no stack, and touches no memory but
-/// `*pid`, so sharing the caller's memory and stack is safe.
+/// The intermediate runs only the instructions of [`spawn`]'s block, on no stack, and touches no
+/// memory but `*pid` (and reads the name, if one is given), so sharing the caller's memory and
+/// stack is safe.
 pub fn spawn_detached(pid: &mut i32) -> Result<u32, Errno> {
+    spawn(pid, None)
+}
+
+/// [`spawn_detached`], with the new process named `name` (`comm`, at most 15 bytes) from its
+/// very start: the intermediate names itself before it forks, and the new process inherits
+/// the name. Whoever looks for the process by its name (a checkpoint asking whether the
+/// previous writer is still at work, `ckpt` looking for the program among its processes) finds
+/// it even before it has first run, which on a loaded machine can be a long while.
+pub fn spawn_detached_named(pid: &mut i32, name: &core::ffi::CStr) -> Result<u32, Errno> {
+    spawn(pid, Some(name))
+}
+
+/// Both of the above: the intermediate names itself first if `name` is set.
+fn spawn(pid: &mut i32, name: Option<&core::ffi::CStr>) -> Result<u32, Errno> {
     let ret: isize;
+    let name = name.map_or(core::ptr::null(), |n| n.as_ptr());
     // SAFETY: see above: the intermediate never leaves this block; the new process returns
-    // from it like a forked child, with a copy of the caller's memory as it was.
+    // from it like a forked child, with a copy of the caller's memory as it was. `name`, if not
+    // null, is a NUL-terminated string that outlives the call, which the kernel only reads.
     unsafe {
         asm!(
             "syscall",
             "test rax, rax",
             "jnz 2f",
+            "test r12, r12",
+            "jz 3f",
+            "mov eax, {prctl}",
+            "mov edi, {set_name}",
+            "mov rsi, r12",
+            "syscall",
+            "3:",
             "mov eax, {clone}",
             "mov edi, {sigchld}",
             "xor esi, esi",
@@ -452,6 +476,8 @@ pub fn spawn_detached(pid: &mut i32) -> Result<u32, Errno> {
             clone = const nr::CLONE,
             sigchld = const SIGCHLD,
             exit = const nr::EXIT,
+            prctl = const nr::PRCTL,
+            set_name = const linux_raw_sys::prctl::PR_SET_NAME,
             inlateout("rax") nr::CLONE as isize => ret,
             inout("rdi") (k::CLONE_VM | k::CLONE_VFORK) as usize => _,
             inout("rsi") 0usize => _,
@@ -459,6 +485,7 @@ pub fn spawn_detached(pid: &mut i32) -> Result<u32, Errno> {
             inout("r10") 0usize => _,
             inout("r8") 0usize => _,
             in("r9") pid as *mut i32,
+            in("r12") name,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),

@@ -424,7 +424,10 @@ fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tre
 /// image and ends.
 fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tree::Tree>, mut member: Option<&mut tree::Joined>, n: u32) -> Result<Taken, Failure> {
     let mut writer = 0i32;
-    let intermediate = ckpt_sigsafe::sys::spawn_detached(&mut writer).map_err(|e| Failure::new("starting the image writer", e))?;
+    // Named from its start: until it has run, a writer that still had the program's name would
+    // be taken for one killed by the next checkpoint (which would then start another beside
+    // it), and `ckpt` would take it for one of the program's own processes.
+    let intermediate = ckpt_sigsafe::sys::spawn_detached_named(&mut writer, report::WRITER_NAME).map_err(|e| Failure::new("starting the image writer", e))?;
     if intermediate == 0 {
         run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n);
     }
@@ -455,7 +458,6 @@ fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tr
 /// reports how that went, and ends.
 fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>, member: Option<&tree::Joined>, n: u32) -> ! {
     let Captured { mut parts, started, exclude, file } = c;
-    let _ = rustix::thread::set_name(report::WRITER_NAME);
     // It lets go at once of every descriptor it does not read from, so that it never holds
     // the program's sockets, pipes or files open after the program has closed them, or died.
     let keep = tree.into_iter().flat_map(|t| t.part_fds());

@@ -175,7 +175,8 @@ fn parents() -> Option<&'static [AtomicU32; layout::WORDS]> {
 }
 
 /// Whether process `pid` is still one of our writers (it has the writer's name and is not a
-/// zombie).
+/// zombie). A writer has that name from its start, before it has run at all
+/// (`spawn_detached_named`): one that has not run yet is at work, not killed.
 fn is_live_writer(pid: u32) -> bool {
     let mut path = [0u8; 64];
     let Some(path) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/", pid as u64, b"/stat") else { return false };
