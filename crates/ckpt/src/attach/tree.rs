@@ -165,7 +165,7 @@ pub fn run(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
     for m in members {
         refuse(asked, m)?;
     }
-    let code = prepare(req)?;
+    let code = Code::prepare(&req.entry)?;
     let root_block = block(req, FLAG_TREE_ROOT)?;
     // As for a single process: Ctrl-C of ckpt must not let the processes go with our code in
     // them.
@@ -194,18 +194,6 @@ pub fn run(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
     };
     deferred.unblock();
     done
-}
-
-/// libckpt.so, parsed and relocated once for every process.
-fn prepare(req: &Request) -> Result<Code, Failure> {
-    let path = crate::locate::libckpt()?;
-    let bytes = std::fs::read(&path).map_err(|e| (EXIT_FAILED, format!("{}: {}", crate::shown(&path), crate::io_message(&e))))?;
-    let lib = super::load::Library::parse(bytes).map_err(|why| (EXIT_FAILED, format!("{}: {why}", crate::shown(&path))))?;
-    let stub = super::stub::Stub::new();
-    let prepared = lib.prepare(&stub).map_err(|why| (EXIT_FAILED, format!("{}: {why}", crate::shown(&path))))?;
-    let runs = prepared.written_pages();
-    let entry = lib.symbol(&req.entry).ok_or_else(|| (EXIT_FAILED, format!("{} has no {} (it is older than this ckpt)", crate::shown(&path), req.entry)))?;
-    Ok(Code { lib, prepared, runs, stub, entry })
 }
 
 /// The block a process of the tree gets (its leader's state is added as it is loaded).
@@ -303,7 +291,7 @@ fn call(asked: u32, req: &Request, code: &Code, held: &mut Held) -> Result<(supe
             }
         }
         for p in held.procs.iter_mut() {
-            if let Err(why) = p.poll() {
+            if let Err(why) = p.wait(None) {
                 failed.get_or_insert(fail(p.pid, format!("{why}; the tree was put back as it was and goes on")));
             }
         }
