@@ -199,6 +199,13 @@ impl Process {
         self.state = State::Loaded;
         let regs = laid?;
         self.thread.set_regs(&regs).map_err(|e| io("ptrace could not set its registers", e))?;
+        // The entry runs with the rounding and exception masks a new thread has, not the
+        // program's; the program's own come back exactly with `put_back`.
+        if !self.xstate.is_empty() {
+            let mut x = self.xstate.clone();
+            ckpt_image::frame::xsave_control_defaults(&mut x);
+            self.thread.set_xstate(&x).map_err(|e| io("ptrace could not set its XSAVE area", e))?;
+        }
         Ok(())
     }
 
