@@ -426,6 +426,9 @@ fn origin_json(image: &Image) -> Result<Value, ckpt_image::ImageError> {
     })
 }
 
+/// What [`part_summary`] finds of a tree part.
+type PartSummary = (String, bool, usize, u64, serde_json::Map<String, Value>);
+
 /// A tree part at `base`: its program name, whether its data (and MAC, with a key) check out,
 /// its thread count, how many of its pages it stores in the root's copy, and its first
 /// thread's registers.
@@ -437,7 +440,7 @@ fn part_summary(
     file_len: u64,
     key: Option<&std::path::Path>,
     root: &Image,
-) -> Result<(String, bool, usize, u64, serde_json::Map<String, Value>), ckpt_image::ImageError> {
+) -> Result<PartSummary, ckpt_image::ImageError> {
     let meta = read_meta(f, base, file_len)?;
     let mut st = Box::new(ProcessState::ZERO);
     let image = Image::parse(&meta, file_len, &mut st)?;
