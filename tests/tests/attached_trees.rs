@@ -297,22 +297,29 @@ fn attached_tree_checkpoints_cut_no_call_short() {
     p.wait_lines(20, LONG);
     let child = child_of(p.pid);
     let mut at_checkpoint = 0;
-    for _ in 0..4 {
-        at_checkpoint = p.lines().len();
-        checkpointed(p.pid, child, &image);
-        let n = p.lines().len();
-        p.wait_lines(n + 10, LONG);
-    }
-    let seen = p.lines();
-    assert!(seen.iter().all(|l| !l.starts_with("ERROR")), "{:?}", seen.iter().filter(|l| l.starts_with("ERROR")).collect::<Vec<_>>());
+    // The checks, then the tree killed whatever they found (a failed one must leave no
+    // process behind).
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for _ in 0..4 {
+            at_checkpoint = p.lines().len();
+            checkpointed(p.pid, child, &image);
+            let n = p.lines().len();
+            p.wait_lines(n + 10, LONG);
+        }
+        let seen = p.lines();
+        assert!(seen.iter().all(|l| !l.starts_with("ERROR")), "{:?}", seen.iter().filter(|l| l.starts_with("ERROR")).collect::<Vec<_>>());
+    }));
     p.kill_tree();
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
     let at_kill = p.lines().len();
     let mut restored = Proc::restart(&image);
     let after = restored.wait_lines(50, LONG);
+    restored.kill_tree();
     assert!(after.iter().all(|l| !l.starts_with("ERROR")), "{after:?}");
     let counting: Vec<String> = (0..100_000).map(|n: u32| n.to_string()).collect();
     assert_continues(&counting, at_checkpoint, at_kill, &after[..50]);
-    restored.kill_tree();
 }
 
 /// A child whose leader spins inside an rseq critical section (tests/progs/rseqspin.c, run by
@@ -334,18 +341,25 @@ fn a_tree_child_stopped_in_an_rseq_section_is_imaged_at_its_abort_handler() {
     let addr = |i: usize| u64::from_str_radix(line.split(' ').nth(i).unwrap().trim_start_matches("0x"), 16).unwrap();
     let (start, end, abort) = (addr(1), addr(2), addr(3));
     let child = child_of(p.pid);
-    for i in 0..3 {
-        let image = wd.path.join(format!("image{i}"));
-        checkpointed(p.pid, child, &image);
-        let doc = Command::new(ckpt()).args(["inspect", "--json"]).arg(&image).output().unwrap();
-        let doc: serde_json::Value = serde_json::from_slice(&doc.stdout).unwrap();
-        let part = doc["tree"].as_array().unwrap().iter().find(|t| t["pid"] == child).unwrap_or_else(|| panic!("{doc}"));
-        let rip = u64::from_str_radix(part["registers"]["rip"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
-        assert!(!(start..end).contains(&rip), "the child was imaged inside its section ({start:#x}..{end:#x}) at {rip:#x}");
-        // It spins in the section; the few instructions from the abort handler back in are
-        // the only others it runs.
-        assert!(rip == abort || rip < start, "at {rip:#x}");
-    }
-    assert_eq!(std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap().split(' ').nth(2), Some("R"), "it spins on");
+    // The checks, then the tree killed whatever they found (a failed one must leave no
+    // process behind).
+    let checked = std::panic::catch_unwind(|| {
+        for i in 0..3 {
+            let image = wd.path.join(format!("image{i}"));
+            checkpointed(p.pid, child, &image);
+            let doc = Command::new(ckpt()).args(["inspect", "--json"]).arg(&image).output().unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(&doc.stdout).unwrap();
+            let part = doc["tree"].as_array().unwrap().iter().find(|t| t["pid"] == child).unwrap_or_else(|| panic!("{doc}"));
+            let rip = u64::from_str_radix(part["registers"]["rip"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+            assert!(!(start..end).contains(&rip), "the child was imaged inside its section ({start:#x}..{end:#x}) at {rip:#x}");
+            // It spins in the section; the few instructions from the abort handler back in
+            // are the only others it runs.
+            assert!(rip == abort || rip < start, "at {rip:#x}");
+        }
+        assert_eq!(std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap().split(' ').nth(2), Some("R"), "it spins on");
+    });
     p.kill_tree();
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
 }
