@@ -96,12 +96,7 @@ pub fn run(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
 /// each process of a tree.
 fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
     let code = Code::prepare(&req.entry)?;
-    let mut block = Block::new(req.flags);
-    block.put_str(offset_of!(AttachArgs, image), ckpt_sigsafe::attach::PATH_MAX, req.image.as_os_str().as_encoded_bytes()).map_err(|w| (EXIT_REFUSED, w))?;
-    if let Some(key) = &req.key {
-        block.put_str(offset_of!(AttachArgs, key_path), ckpt_sigsafe::attach::PATH_MAX, key.as_os_str().as_encoded_bytes()).map_err(|w| (EXIT_REFUSED, w))?;
-    }
-    block.u32(offset_of!(AttachArgs, keep), req.keep);
+    let block = request_block(req, 0)?;
 
     let thread = Thread::seize(pid as i32).map_err(|e| refuse::seize_failed(asked, &e))?;
     let fail = |why: String| (EXIT_FAILED, format!("process {asked}: {why}"));
@@ -121,6 +116,18 @@ fn attach_and_call(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure>
     let (returned, results, report) = outcome?;
     back?;
     Ok(Done { returned, results, report, pause, killed: false })
+}
+
+/// The block a process gets for `req` (its leader's state is added as it is loaded), with the
+/// tree `role` flags (`ckpt_sigsafe::attach::FLAG_TREE_*`, none for a single process).
+fn request_block(req: &Request, role: u32) -> Result<Block, Failure> {
+    let mut block = Block::new(req.flags | role);
+    block.put_str(offset_of!(AttachArgs, image), ckpt_sigsafe::attach::PATH_MAX, req.image.as_os_str().as_encoded_bytes()).map_err(|w| (EXIT_REFUSED, w))?;
+    if let Some(key) = &req.key {
+        block.put_str(offset_of!(AttachArgs, key_path), ckpt_sigsafe::attach::PATH_MAX, key.as_os_str().as_encoded_bytes()).map_err(|w| (EXIT_REFUSED, w))?;
+    }
+    block.u32(offset_of!(AttachArgs, keep), req.keep);
+    Ok(block)
 }
 
 /// Lays the code into the stopped process, runs the entry until it returns (or crashes, or
