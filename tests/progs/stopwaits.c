@@ -7,8 +7,10 @@
  * does prints an ERROR line. With "blockall", the sleeping threads and the counter block every
  * signal (as glibc's timer helper thread does) and make their calls with syscall(2), past any
  * library that would hide an EINTR, and the main thread waits for the counter in
- * pthread_join (for libckpt, preloaded, to take the checkpoint signal on).
- *   stopwaits [blockall] */
+ * pthread_join (for libckpt, preloaded, to take the checkpoint signal on). With "fork", the
+ * program forks first: the child is the program as without it, and the parent has the same
+ * sleeping threads and leader but no counter (a tree, both of whose processes have such calls).
+ *   stopwaits [blockall | fork] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -78,13 +80,22 @@ static void *counting(void *arg) {
 
 int main(int argc, char **argv) {
     blockall = argc > 1 && strcmp(argv[1], "blockall") == 0;
+    int parent = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && strcmp(argv[1], "fork") == 0) {
+        pid_t c = fork();
+        if (c < 0) {
+            perror("fork");
+            return 1;
+        }
+        parent = c > 0;
+    }
     sigset_t waited;
     sigemptyset(&waited);
     sigaddset(&waited, SIGRTMIN + 5);
     pthread_sigmask(SIG_BLOCK, &waited, NULL);
     pthread_t t;
-    if (pthread_create(&t, NULL, in_epoll_wait, NULL) || pthread_create(&t, NULL, in_sigtimedwait, NULL) || pthread_create(&t, NULL, counting, NULL)) {
+    if (pthread_create(&t, NULL, in_epoll_wait, NULL) || pthread_create(&t, NULL, in_sigtimedwait, NULL) || (!parent && pthread_create(&t, NULL, counting, NULL))) {
         perror("pthread_create");
         return 1;
     }

@@ -600,3 +600,37 @@ fn a_checkpoint_by_pid_while_the_last_is_written_is_refused() {
     assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
     untouched(&p, p.pid, 0);
 }
+
+/// ckpt's code runs with a new thread's floating-point controls and without alignment
+/// checking, not the program's: `fpuspin` (tests/progs/fpuspin.c) rounds toward zero, flushes
+/// to zero and has AC set, and the probe finds MXCSR 0x1f80, the x87 control word 0x37f and AC
+/// clear. The program's own come back exactly: it checks them all the time (an ERROR line and
+/// its end if one changed), and spins on.
+#[test]
+fn ckpts_code_runs_with_its_own_floating_point_controls_and_the_programs_come_back() {
+    let p = Proc::spawn(Command::new(prog("fpuspin", &[])), "fpuspin");
+    p.wait_lines(1, LONG);
+    // It has spun a while (two clock ticks of CPU time): its controls are set.
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap();
+        let tail = &stat[stat.rfind(')').unwrap() + 2..];
+        let ticks: u64 = tail.split(' ').skip(11).take(2).map(|t| t.parse::<u64>().unwrap()).sum();
+        if ticks >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "it does not spin");
+        std::thread::yield_now();
+    }
+    for _ in 0..5 {
+        let out = checkpoint_cmd(p.pid).env("CKPT_ATTACH_PROBE", "1").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "ckpt: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains(", mxcsr 0x1f80 fcw 0x37f eflags 0x"), "{said}");
+        let flags = said.split("eflags 0x").nth(1).unwrap();
+        let flags = u64::from_str_radix(&flags[..flags.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(flags.len())], 16).unwrap();
+        assert_eq!(flags & 0x4_0000, 0, "AC set: {said}");
+    }
+    assert_eq!(p.lines(), ["ready"], "stderr {:?}", p.stderr());
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap().split(' ').nth(2), Some("R"), "it spins on");
+}

@@ -8,7 +8,10 @@
 //! `--kill` ends the tree itself); not killed, both go on as if nothing happened; a tree one of
 //! whose processes is traced, or runs libckpt.so, is refused whole, and left as it was; one
 //! whose child refuses from inside fails naming it, and goes on. A restored tree (in a PID
-//! namespace of its own) is checkpointed again the same way, and restarts again.
+//! namespace of its own) is checkpointed again the same way, and restarts again. What the
+//! single process's attach does for its leader is done for every process of a tree: a call a
+//! ptrace stop cuts short with EINTR is made again in each (`stopwaits fork`), and a child
+//! stopped inside an rseq critical section is imaged (and let go) at its abort handler.
 #![deny(unsafe_code)]
 
 use ckpt_tests::*;
@@ -275,4 +278,88 @@ fn a_restored_tree_is_checkpointed_again_and_restarts_again() {
     let st = last.wait_exit(LONG);
     assert!(st.success(), "second restart exited with {st}; stderr {:?}", last.stderr());
     assert_continues(&reference, at_ckpt2, at_kill2, &last.lines());
+}
+
+/// `stopwaits fork` (tests/progs/stopwaits.c): a parent and a child, each with threads asleep
+/// in epoll_wait and sigtimedwait and a leader in epoll_pwait (the calls a ptrace stop cuts
+/// short with EINTR), the child counting. Checkpointed as a tree again and again, neither
+/// process sees an EINTR it did not ask for (an ERROR line): ckpt's stop of each leader and
+/// the capturing process's of the other threads make the calls again, and the images record
+/// them to be made again: killed and restarted from the last image, the tree counts on as an
+/// uninterrupted run would, with no ERROR line.
+#[test]
+fn attached_tree_checkpoints_cut_no_call_short() {
+    let wd = Workdir::new("attached-tree-stopwaits");
+    let image = wd.image();
+    let mut cmd = Command::new(prog("stopwaits", &["-pthread"]));
+    cmd.arg("fork");
+    let mut p = Proc::spawn(cmd, "stopwaits fork");
+    p.wait_lines(20, LONG);
+    let child = child_of(p.pid);
+    let mut at_checkpoint = 0;
+    // The checks, then the tree killed whatever they found (a failed one must leave no
+    // process behind).
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for _ in 0..4 {
+            at_checkpoint = p.lines().len();
+            checkpointed(p.pid, child, &image);
+            let n = p.lines().len();
+            p.wait_lines(n + 10, LONG);
+        }
+        let seen = p.lines();
+        assert!(seen.iter().all(|l| !l.starts_with("ERROR")), "{:?}", seen.iter().filter(|l| l.starts_with("ERROR")).collect::<Vec<_>>());
+    }));
+    p.kill_tree();
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
+    let at_kill = p.lines().len();
+    let mut restored = Proc::restart(&image);
+    let after = restored.wait_lines(50, LONG);
+    restored.kill_tree();
+    assert!(after.iter().all(|l| !l.starts_with("ERROR")), "{after:?}");
+    let counting: Vec<String> = (0..100_000).map(|n: u32| n.to_string()).collect();
+    assert_continues(&counting, at_checkpoint, at_kill, &after[..50]);
+}
+
+/// A child whose leader spins inside an rseq critical section (tests/progs/rseqspin.c, run by
+/// a shell that waits for it): the kernel would send it to the section's abort handler on its
+/// return from the stop, but forgets the section once it returns into ckpt's code instead; so
+/// ckpt aborts the section itself for a tree's member too. The child's registers in the tree
+/// image are at the abort handler, and the child spins on once let go.
+#[test]
+fn a_tree_child_stopped_in_an_rseq_section_is_imaged_at_its_abort_handler() {
+    let wd = Workdir::new("attached-tree-rseq");
+    let spin = prog("rseqspin", &[]);
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c").arg(format!("'{}' & wait", spin.display()));
+    let mut p = Proc::spawn(sh, "sh running rseqspin");
+    let line = p.wait_lines(1, LONG)[0].clone();
+    if line == "no rseq" {
+        return skip("a_tree_child_stopped_in_an_rseq_section_is_imaged_at_its_abort_handler", "glibc registered no rseq");
+    }
+    let addr = |i: usize| u64::from_str_radix(line.split(' ').nth(i).unwrap().trim_start_matches("0x"), 16).unwrap();
+    let (start, end, abort) = (addr(1), addr(2), addr(3));
+    let child = child_of(p.pid);
+    // The checks, then the tree killed whatever they found (a failed one must leave no
+    // process behind).
+    let checked = std::panic::catch_unwind(|| {
+        for i in 0..3 {
+            let image = wd.path.join(format!("image{i}"));
+            checkpointed(p.pid, child, &image);
+            let doc = Command::new(ckpt()).args(["inspect", "--json"]).arg(&image).output().unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(&doc.stdout).unwrap();
+            let part = doc["tree"].as_array().unwrap().iter().find(|t| t["pid"] == child).unwrap_or_else(|| panic!("{doc}"));
+            let rip = u64::from_str_radix(part["registers"]["rip"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+            assert!(!(start..end).contains(&rip), "the child was imaged inside its section ({start:#x}..{end:#x}) at {rip:#x}");
+            // It spins in the section; the few instructions from the abort handler back in
+            // are the only others it runs.
+            assert!(rip == abort || rip < start, "at {rip:#x}");
+        }
+        assert_eq!(std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap().split(' ').nth(2), Some("R"), "it spins on");
+    });
+    p.kill_tree();
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
 }

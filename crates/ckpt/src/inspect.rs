@@ -370,6 +370,7 @@ fn tree_json(opened: &ImageFile, image: &Image, program: &str, file_len: u64, ke
             entry["bytes"] = json!(t.len);
             entry["checksums_ok"] = json!(part.1);
             entry["pages_in_root"] = json!(part.3);
+            entry["registers"] = Value::Object(part.4);
         }
         tree.push(entry);
     }
@@ -425,8 +426,12 @@ fn origin_json(image: &Image) -> Result<Value, ckpt_image::ImageError> {
     })
 }
 
+/// What [`part_summary`] finds of a tree part.
+type PartSummary = (String, bool, usize, u64, serde_json::Map<String, Value>);
+
 /// A tree part at `base`: its program name, whether its data (and MAC, with a key) check out,
-/// its thread count, and how many of its pages it stores in the root's copy.
+/// its thread count, how many of its pages it stores in the root's copy, and its first
+/// thread's registers.
 fn part_summary(
     f: &File,
     file: &[u8],
@@ -435,7 +440,7 @@ fn part_summary(
     file_len: u64,
     key: Option<&std::path::Path>,
     root: &Image,
-) -> Result<(String, bool, usize, u64), ckpt_image::ImageError> {
+) -> Result<PartSummary, ckpt_image::ImageError> {
     let meta = read_meta(f, base, file_len)?;
     let mut st = Box::new(ProcessState::ZERO);
     let image = Image::parse(&meta, file_len, &mut st)?;
@@ -447,7 +452,7 @@ fn part_summary(
     ok &= ckpt_image::shared::check_against_root(&image, root).is_ok();
     let in_root = image.shared_runs().filter_map(Result::ok).map(|r| r.pages).sum();
     let name = String::from_utf8_lossy(image.first_thread()?.comm_bytes()).into_owned();
-    Ok((name, ok, image.threads().count(), in_root))
+    Ok((name, ok, image.threads().count(), in_root, registers_json(&image).0))
 }
 
 /// The program's arguments, read from the saved stack (`arg_start..arg_end`).

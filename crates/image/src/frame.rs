@@ -337,3 +337,22 @@ pub fn xstate_info(fxsave: &[u8]) -> Option<XstateInfo> {
     let xstate_size = r.u32().ok()?;
     (magic1 == FP_XSTATE_MAGIC1 && xstate_size as usize >= FXSAVE_SIZE + 64).then_some(XstateInfo { xfeatures, xstate_size })
 }
+
+/// Puts the x87 and SSE control state of an XSAVE area (standard format, at least the FXSAVE
+/// part and the XSAVE header) to what a new thread starts with: control word 0x37f (all
+/// exceptions masked, extended precision, round to nearest), status and tag words empty,
+/// MXCSR 0x1f80 (exceptions masked, round to nearest, no flush to zero). The header's
+/// XSTATE_BV says both components hold state, so that a restore takes them from the area
+/// (whose other bytes are left as they are). For code run on another program's thread, which
+/// must not inherit its rounding mode or unmasked exceptions.
+pub fn xsave_control_defaults(xsave: &mut [u8]) {
+    if xsave.len() < FXSAVE_SIZE + 64 {
+        return;
+    }
+    xsave[0..2].copy_from_slice(&0x37fu16.to_le_bytes()); // FCW
+    xsave[2..4].copy_from_slice(&0u16.to_le_bytes()); // FSW
+    xsave[4] = 0; // abridged FTW: every register empty
+    xsave[24..28].copy_from_slice(&0x1f80u32.to_le_bytes()); // MXCSR
+    let bv = u64::from_le_bytes(xsave[FXSAVE_SIZE..FXSAVE_SIZE + 8].try_into().unwrap()) | 0b11;
+    xsave[FXSAVE_SIZE..FXSAVE_SIZE + 8].copy_from_slice(&bv.to_le_bytes());
+}

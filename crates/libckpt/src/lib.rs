@@ -67,7 +67,8 @@ mod ipcids;
 // unsafe: a static written once by the constructor, read by the writer.
 #[allow(unsafe_code)]
 mod origin;
-// unsafe: the attach probe, an exported function that writes into the block ckpt passes by address.
+// unsafe: the attach probe, an exported function that writes into the block ckpt passes by
+// address, and reads the floating-point control registers and flags it runs with.
 #[allow(unsafe_code)]
 mod probe;
 // unsafe: the trampoline: assembly that the restored process jumps to.

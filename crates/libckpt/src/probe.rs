@@ -44,7 +44,8 @@ pub unsafe extern "C" fn ckpt_attach_probe(args: *mut AttachArgs) -> i64 {
         a.status = PROBE_STATUS;
         let tid = rustix::thread::gettid().as_raw_nonzero().get();
         let rip = a.regs[ckpt_image::frame::ureg::RIP];
-        let _ = write!(line, "probe ran in process {pid} on thread {tid}, mask {:#x}, {} excluded range(s), stopped at {rip:#x}", a.sigmask, a.nexcluded);
+        let (mxcsr, fcw, flags) = controls();
+        let _ = write!(line, "probe ran in process {pid} on thread {tid}, mask {:#x}, {} excluded range(s), stopped at {rip:#x}, mxcsr {mxcsr:#x} fcw {fcw:#x} eflags {flags:#x}", a.sigmask, a.nexcluded);
     }
     let text = line.as_bytes();
     let n = text.len().min(a.message.len() - 1);
@@ -55,6 +56,19 @@ pub unsafe extern "C" fn ckpt_attach_probe(args: *mut AttachArgs) -> i64 {
     // names one of the program's own descriptors as if it were the report page.
     a.report_fd = if a.keep > 0 { a.keep as i32 } else { -1 };
     pid as i64
+}
+
+/// The MXCSR, x87 control word and flags this code runs with (ckpt sets them for the call,
+/// not the program).
+fn controls() -> (u32, u16, u64) {
+    let (mut mxcsr, mut fcw, flags): (u32, u16, u64);
+    (mxcsr, fcw) = (0, 0);
+    // SAFETY: stmxcsr and fnstcw store 4 and 2 bytes into the locals whose addresses they are
+    // given; pushfq/pop use the stack for 8 bytes and leave it as it was.
+    unsafe {
+        core::arch::asm!("stmxcsr [{m}]", "fnstcw [{c}]", "pushfq", "pop {f}", m = in(reg) &mut mxcsr, c = in(reg) &mut fcw, f = out(reg) flags);
+    }
+    (mxcsr, fcw, flags)
 }
 
 /// Creates `probe-running` in `dir` (which ends with `/`), then waits until `probe-go` is there.

@@ -26,6 +26,7 @@ pub mod nr {
     pub const RT_SIGACTION: usize = k::__NR_rt_sigaction as usize;
     pub const RT_SIGPROCMASK: usize = k::__NR_rt_sigprocmask as usize;
     pub const RT_SIGTIMEDWAIT: usize = k::__NR_rt_sigtimedwait as usize;
+    pub const PPOLL: usize = k::__NR_ppoll as usize;
     pub const RT_SIGRETURN: usize = k::__NR_rt_sigreturn as usize;
     pub const GETITIMER: usize = k::__NR_getitimer as usize;
     pub const SETITIMER: usize = k::__NR_setitimer as usize;
@@ -386,11 +387,15 @@ pub fn read_memory_of(pid: u32, addr: usize, buf: &mut [u8]) -> bool {
 /// which `nanosleep` and `clock_nanosleep` reset on entry: the thread may be another
 /// program's, borrowed for a moment (the leader of a process `ckpt` attached to, stopped in a
 /// sleep that the kernel will go on with through that block when it is let go). A futex wait
-/// with a timeout leaves the block alone unless a signal interrupts it.
+/// with a timeout would not do: a stop that cuts it short (a SIGSTOP, ckpt's interrupt when
+/// its time is up) makes the kernel set the block up for the futex wait's own restart, and
+/// the program's sleep would then restart as that wait. `ppoll` with no descriptors never
+/// uses the block (cut short, it is made again from its registers).
 pub fn sleep_ns(ns: u64) {
-    let word = core::sync::atomic::AtomicU32::new(0);
-    let t = rustix::time::Timespec { tv_sec: (ns / 1_000_000_000) as i64, tv_nsec: (ns % 1_000_000_000) as i64 };
-    let _ = rustix::thread::futex::wait(&word, rustix::thread::futex::Flags::PRIVATE, 0, Some(&t));
+    let mut t = [(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64];
+    // SAFETY: the `struct timespec` lives across the call; no descriptors, no mask: the kernel
+    // reads the timeout (and, cut short, writes the time left into it) and nothing else.
+    let _ = unsafe { syscall6(nr::PPOLL, 0, 0, t.as_mut_ptr() as usize, 0, 8, 0) };
 }
 
 /// This thread's alternate signal stack (`sigaltstack`): its base, flags and size.

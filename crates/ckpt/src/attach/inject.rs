@@ -8,10 +8,12 @@ use ckpt_image::frame::ureg;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-/// `eflags` bits the injected code must not inherit: the trap flag (single-step) and the
-/// direction flag (the ABI wants it clear at a call).
+/// `eflags` bits the injected code must not inherit: the trap flag (single-step), the
+/// direction flag (the ABI wants it clear at a call) and alignment checking (a program may
+/// turn it on for itself; ckpt's code makes unaligned accesses a compiler may emit).
 const EFLAGS_TF: u64 = 0x100;
 const EFLAGS_DF: u64 = 0x400;
+const EFLAGS_AC: u64 = 0x4_0000;
 
 pub struct Remote<'a> {
     pub thread: &'a Thread,
@@ -36,11 +38,11 @@ impl<'a> Remote<'a> {
 
     /// Registers to run injected code with: the saved ones, without a system call to restart
     /// (`orig_rax` -1, so that the kernel leaves `rax` and `rip` as we set them) and with the
-    /// trap and direction flags clear.
+    /// trap, direction and alignment-check flags clear.
     pub fn base_regs(&self) -> Regs {
         let mut r = self.saved;
         r[ureg::ORIG_RAX] = u64::MAX;
-        r[ureg::EFLAGS] &= !(EFLAGS_TF | EFLAGS_DF);
+        r[ureg::EFLAGS] &= !(EFLAGS_TF | EFLAGS_DF | EFLAGS_AC);
         r
     }
 

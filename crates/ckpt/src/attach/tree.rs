@@ -165,8 +165,8 @@ pub fn run(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
     for m in members {
         refuse(asked, m)?;
     }
-    let code = prepare(req)?;
-    let root_block = block(req, FLAG_TREE_ROOT)?;
+    let code = Code::prepare(&req.entry)?;
+    let root_block = super::request_block(req, FLAG_TREE_ROOT)?;
     // As for a single process: Ctrl-C of ckpt must not let the processes go with our code in
     // them.
     let deferred = crate::os::SignalSet::of([libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE]);
@@ -196,29 +196,6 @@ pub fn run(asked: u32, pid: u32, req: &Request) -> Result<Done, Failure> {
     done
 }
 
-/// libckpt.so, parsed and relocated once for every process.
-fn prepare(req: &Request) -> Result<Code, Failure> {
-    let path = crate::locate::libckpt()?;
-    let bytes = std::fs::read(&path).map_err(|e| (EXIT_FAILED, format!("{}: {}", crate::shown(&path), crate::io_message(&e))))?;
-    let lib = super::load::Library::parse(bytes).map_err(|why| (EXIT_FAILED, format!("{}: {why}", crate::shown(&path))))?;
-    let stub = super::stub::Stub::new();
-    let prepared = lib.prepare(&stub).map_err(|why| (EXIT_FAILED, format!("{}: {why}", crate::shown(&path))))?;
-    let runs = prepared.written_pages();
-    let entry = lib.symbol(&req.entry).ok_or_else(|| (EXIT_FAILED, format!("{} has no {} (it is older than this ckpt)", crate::shown(&path), req.entry)))?;
-    Ok(Code { lib, prepared, runs, stub, entry })
-}
-
-/// The block a process of the tree gets (its leader's state is added as it is loaded).
-fn block(req: &Request, role: u32) -> Result<Block, Failure> {
-    let mut block = Block::new(req.flags | role);
-    block.put_str(offset_of!(AttachArgs, image), ckpt_sigsafe::attach::PATH_MAX, req.image.as_os_str().as_encoded_bytes()).map_err(|w| (EXIT_REFUSED, w))?;
-    if let Some(key) = &req.key {
-        block.put_str(offset_of!(AttachArgs, key_path), ckpt_sigsafe::attach::PATH_MAX, key.as_os_str().as_encoded_bytes()).map_err(|w| (EXIT_REFUSED, w))?;
-    }
-    block.u32(offset_of!(AttachArgs, keep), req.keep);
-    Ok(block)
-}
-
 /// Stops the root and every process below it, listing the tree again once they are stopped
 /// until no process is new (one may fork meanwhile), and lays the code into each.
 fn gather(asked: u32, pid: u32, req: &Request, code: &Code, root_block: Block, held: &mut Held) -> Result<(), Failure> {
@@ -228,7 +205,7 @@ fn gather(asked: u32, pid: u32, req: &Request, code: &Code, root_block: Block, h
         for m in descendants(pid) {
             if held.find(m).is_none() {
                 refuse(asked, m)?;
-                match held.add(asked, m, code, block(req, FLAG_TREE_MEMBER)?) {
+                match held.add(asked, m, code, super::request_block(req, FLAG_TREE_MEMBER)?) {
                     Ok(()) => new += 1,
                     // It ended meanwhile: the root records it as it finds it (a zombie).
                     Err(_) if ended(m) => {}
@@ -250,7 +227,7 @@ fn start_member(asked: u32, root: u32, m: u32, ctl_fd: i32, req: &Request, code:
     let m = in_ckpt_ns(root, level, m, held).ok_or_else(|| (EXIT_FAILED, format!("process {m} (as process {asked} sees it) of the tree of process {asked}: not found below it")))?;
     if held.find(m).is_none() {
         refuse(asked, m)?;
-        held.add(asked, m, code, block(req, FLAG_TREE_MEMBER)?)?;
+        held.add(asked, m, code, super::request_block(req, FLAG_TREE_MEMBER)?)?;
     }
     let fail = |why: String| (EXIT_FAILED, format!("{}: {why}", member(asked, m)));
     let p = held.find(m).ok_or_else(|| fail("ckpt lost it".into()))?;
@@ -303,7 +280,7 @@ fn call(asked: u32, req: &Request, code: &Code, held: &mut Held) -> Result<(supe
             }
         }
         for p in held.procs.iter_mut() {
-            if let Err(why) = p.poll() {
+            if let Err(why) = p.wait(None) {
                 failed.get_or_insert(fail(p.pid, format!("{why}; the tree was put back as it was and goes on")));
             }
         }
