@@ -341,23 +341,8 @@ fn abort_rseq_section(pid: u32, rseq: &linux_raw_sys::ptrace::ptrace_rseq_config
         return;
     }
     let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else { return };
-    let word = |at: u64| {
-        let mut b = [0u8; 8];
-        mem.read_exact_at(&mut b, at).ok().map(|()| u64::from_le_bytes(b))
-    };
-    // `struct rseq`'s `rseq_cs` field (after two u32s), and the `struct rseq_cs` it points to
-    // (version and flags, start_ip, post_commit_offset, abort_ip): the kernel's ABI, which
-    // linux-raw-sys does not describe.
-    let Some(cs) = word(rseq.rseq_abi_pointer + 8).filter(|&a| a != 0) else { return };
-    let (Some(head), Some(start), Some(len), Some(abort)) = (word(cs), word(cs + 8), word(cs + 16), word(cs + 24)) else { return };
-    let rip = regs[ureg::RIP];
-    let inside = rip >= start && rip - start < len;
-    let version = head as u32;
-    let signed = abort >= 4 && {
-        let mut sig = [0u8; 4];
-        mem.read_exact_at(&mut sig, abort - 4).is_ok() && u32::from_le_bytes(sig) == rseq.signature
-    };
-    if inside && version == 0 && signed && !(abort >= start && abort - start < len) {
+    // The kernel's rule, in one place for this and libckpt's ckpt-seize.
+    if let Some(abort) = ckpt_sigsafe::rseq::abort_ip(rseq.rseq_abi_pointer, rseq.signature, regs[ureg::RIP], |at, b| mem.read_exact_at(b, at).is_ok()) {
         regs[ureg::RIP] = abort;
     }
 }
