@@ -13,6 +13,7 @@ mod inspect;
 mod job;
 mod key;
 mod locate;
+mod migrate;
 mod origin;
 // unsafe: the only module that needs it: the C library calls `std` lacks (`getrandom`,
 // `geteuid`, `access`, signal sets and `sigtimedwait`, a subreaper, a hook before exec, pipes
@@ -144,6 +145,13 @@ enum Command {
     /// if there is one, else start PROG; on the stop signal, take a last checkpoint, stop, and
     /// requeue. Exits with PROG's status when PROG ends, 75 when stopped for a later restart.
     Job(job::JobArgs),
+    /// Move a running program (and every process below it) to another machine over ssh: it
+    /// runs on while its image is sent, stops only for the last pages it wrote, and goes on
+    /// there; the original ends once the copy runs (see docs/migrate.md).
+    Migrate(migrate::MigrateArgs),
+    /// The far side of `ckpt migrate` (run by it over ssh).
+    #[command(hide = true)]
+    Receive(migrate::ReceiveArgs),
 }
 
 #[derive(Subcommand)]
@@ -182,6 +190,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::inspect(a),
         Command::Copy(a) => copy::copy(a),
         Command::Job(a) => job::job(a),
+        Command::Migrate(a) => migrate::migrate(a),
+        Command::Receive(a) => migrate::receive(a),
         Command::Key(KeyCommand::New { file }) => key::new(&file),
     };
     match result {
