@@ -41,6 +41,8 @@ Exit status:
   job                the program's exit status (128 + N if signal N ended it); 75 when it
                      stopped the program at a last checkpoint, for a later restart; myrestart's
                      2 or 3 when a restart was refused or failed
+  migrate            the moved program's status, as `ssh HOST PROG` gives it (0 with --detach,
+                     once it runs there); 1 when it did not move, 2 for bad arguments
   others             0 done, 1 tried and failed (a checkpoint not written, checksums that do not
                      verify; inspect: an image that cannot be restarted), 2 refused (bad
                      arguments, a missing or foreign image, a process ckpt may not attach to; copy: an
