@@ -86,17 +86,27 @@ fn migrate(wd: &Workdir, sshd: &Sshd, pid: u32, remote_ckpt: &Path) -> Proc {
     Proc::spawn(cmd, "ckpt migrate")
 }
 
-/// Waits for migrate to say the program runs on the far side; the restored program's PID
-/// here (myrestart names it, and the PID it has in its namespace, which must be the
-/// original's).
-fn moved(m: &Proc, original: u32) -> u32 {
+/// The restored program on the far side, by its PID here: killed when dropped, so that a test
+/// that fails leaves nothing running.
+struct There(u32);
+
+impl Drop for There {
+    fn drop(&mut self) {
+        // The PID myrestart named just now, of the program it restored for this test.
+        send_signal(self.0 as i32, libc::SIGKILL);
+    }
+}
+
+/// Waits for migrate to say the program runs on the far side; the restored program (myrestart
+/// names its PID here, and the PID it has in its namespace, which must be the original's).
+fn moved(m: &Proc, original: u32) -> There {
     m.wait_stderr("runs on 127.0.0.1", LONG);
     let said = m.wait_stderr("in its own namespace", LONG);
     let line = said.lines().find(|l| l.contains("the restored program is process")).unwrap_or_else(|| panic!("no restored process named: {said:?}"));
     let outer: u32 = line.split("process ").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).unwrap();
     assert!(line.contains(&format!("(PID {original} in its own namespace)")), "the program has another PID there: {line:?}");
     assert!(said.contains("ckpt: round 0: "), "no progress line: {said:?}");
-    outer
+    There(outer)
 }
 
 /// Neither side's private directory is left.
@@ -150,10 +160,10 @@ fn a_counter_moves_and_goes_on() {
     // memory mapped from image files that have no names any longer).
     let image = wd.image();
     let _ = std::fs::remove_file(&image);
-    let out = Command::new(ckpt()).args(["checkpoint", &there.to_string(), "--wait"]).output().unwrap();
+    let out = Command::new(ckpt()).args(["checkpoint", &there.0.to_string(), "--wait"]).output().unwrap();
     assert!(out.status.success(), "checkpoint on the far side: {}", String::from_utf8_lossy(&out.stderr));
     let at_ckpt = orig.lines().len();
-    send_signal(there as i32, libc::SIGKILL);
+    drop(there);
     let st = m.wait_exit(LONG);
     assert_eq!(st.code(), Some(128 + libc::SIGKILL), "migrate ends as the program did; stderr {:?}", m.stderr());
     let mut restart = Command::new(ckpt());
@@ -175,7 +185,7 @@ fn output_to_a_pipe_comes_through_migrate() {
     let mut orig = Proc::spawn(cmd, "the counter");
     orig.wait_lines(30, LONG);
     let mut m = migrate(&wd, &sshd, orig.pid, &root().join("ckpt"));
-    moved(&m, orig.pid);
+    let _there = moved(&m, orig.pid);
     orig.kill9();
     let st = m.wait_exit(LONG);
     assert!(st.success(), "migrate: {st}; stderr {:?}", m.stderr());
@@ -206,7 +216,7 @@ fn a_threaded_program_moves() {
         assert!(l.contains(" ok=4 ") && l.ends_with(" kills=4"), "a worker is missing after the move: {l:?}");
     }
     assert!(lines.last().unwrap().contains(" moved=4 "), "the workers do not count after the move: {:?}", lines.last());
-    send_signal(there as i32, libc::SIGKILL);
+    drop(there);
     nothing_left(&wd);
 }
 
@@ -229,7 +239,7 @@ fn a_pipeline_of_three_processes_moves() {
     let n = orig.lines().len();
     let lines = orig.wait_lines(n + 30);
     assert_counter_prefix(&lines, &reference);
-    send_signal(there as i32, libc::SIGKILL);
+    drop(there);
     nothing_left(&wd);
 }
 

@@ -16,7 +16,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{mpsc, Arc, Mutex};
 
 #[derive(Args)]
 pub struct ReceiveArgs {
@@ -96,8 +98,12 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
     let facts = wire::hello(&[("ckpt", env!("CARGO_PKG_VERSION")), ("host", host.trim()), ("restart", &can_restart)]);
     back.say(Kind::Hello, &[&facts]).map_err(|e| (EXIT_FAILED, format!("cannot answer: {e}")))?;
     let Ok(dir) = dir else { return Ok(ExitCode::from(EXIT_FAILED)) };
-    match take_files(&mut input, &dir.0) {
-        Ok(Some((flags, name))) => restart(&dir, &name, flags & wire::DETACH != 0, input, back),
+    let verifier = Verifier::start();
+    match take_files(&mut input, &dir.0, &verifier) {
+        Ok(Some((flags, name))) => {
+            let verified = verifier.all_verified(&dir.0);
+            restart(&dir, &name, flags & wire::DETACH != 0, verified, input, back)
+        }
         // The source gave up (its program goes on there): nothing to do.
         Ok(None) => Ok(ExitCode::SUCCESS),
         Err(why) => {
@@ -109,7 +115,7 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
 
 /// Writes the files the source sends into `dir`, until it asks for the restart (its flags and
 /// the image's name) or goes away (`None`).
-fn take_files(input: &mut impl Read, dir: &Path) -> Result<Option<(u8, String)>, String> {
+fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<Option<(u8, String)>, String> {
     let bad = |f: &Frame| format!("a {:?} frame that makes no sense here", f.kind);
     let name_of = |f: &Frame, p: &[u8]| -> Result<String, String> {
         let n = String::from_utf8_lossy(p).into_owned();
@@ -143,8 +149,9 @@ fn take_files(input: &mut impl Read, dir: &Path) -> Result<Option<(u8, String)>,
                 file.write_all_at(data, at).map_err(|e| io("cannot write", tmp, e))?;
             }
             Kind::Done => {
-                let (name, tmp, _) = current.take().ok_or_else(|| bad(&f))?;
+                let (name, tmp, file) = current.take().ok_or_else(|| bad(&f))?;
                 std::fs::rename(&tmp, dir.join(&name)).map_err(|e| io("cannot rename", &tmp, e))?;
+                verifier.check(file);
             }
             Kind::Link if current.is_none() => {
                 let (from, to) = wire::parse_link(&f.payload).ok_or_else(|| bad(&f))?;
@@ -169,7 +176,7 @@ fn take_files(input: &mut impl Read, dir: &Path) -> Result<Option<(u8, String)>,
 
 /// Restarts `dir/name` as `ckpt restart --allow-running` would (the original is still there,
 /// held, when both sides are one machine), says whether it runs, and relays its streams.
-fn restart(dir: &PrivateDir, name: &str, detach: bool, mut input: BufReader<File>, back: Back) -> Outcome {
+fn restart(dir: &PrivateDir, name: &str, detach: bool, verified: bool, mut input: BufReader<File>, back: Back) -> Outcome {
     let refuse = |why: String| {
         let _ = back.say(Kind::Refused, &[why.as_bytes()]);
         Ok(ExitCode::from(EXIT_FAILED))
@@ -178,7 +185,7 @@ fn restart(dir: &PrivateDir, name: &str, detach: bool, mut input: BufReader<File
         Ok(p) => p,
         Err(e) => return refuse(format!("cannot make a pipe: {}", crate::io_message(&e))),
     };
-    let flags = RestartFlags { allow_running: true, status_fd: Some(wr), ..Default::default() };
+    let flags = RestartFlags { allow_running: true, no_verify: verified, status_fd: Some(wr), ..Default::default() };
     let mut cmd = match crate::run::restart_command(&dir.0.join(name), &flags) {
         Ok((cmd, _)) => cmd,
         Err((_, why)) => return refuse(why),
@@ -251,6 +258,59 @@ fn restart(dir: &PrivateDir, name: &str, detach: bool, mut input: BufReader<File
     }
     let _ = back.say(Kind::Exit, &[&raw.to_le_bytes()]);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks each received file's stored bytes against their hashes as it arrives, on a thread of
+/// its own, while the next rounds come: the restart need not do it, with the program stopped.
+/// Each file is checked once, as the image it was when it came; a base is such a file under
+/// another name (a hard link), so the image set is checked when every file in it was.
+struct Verifier {
+    to: Option<mpsc::Sender<File>>,
+    thread: Option<std::thread::JoinHandle<HashMap<(u64, u64), bool>>>,
+}
+
+impl Verifier {
+    fn start() -> Verifier {
+        let (to, from) = mpsc::channel::<File>();
+        let thread = std::thread::spawn(move || {
+            let mut done = HashMap::new();
+            for file in from {
+                if let Ok(m) = file.metadata() {
+                    done.insert((m.dev(), m.ino()), verifies(file));
+                }
+            }
+            done
+        });
+        Verifier { to: Some(to), thread: Some(thread) }
+    }
+
+    /// Queues the file just received (open, whatever becomes of its name meanwhile).
+    fn check(&self, file: File) {
+        if let Some(to) = &self.to {
+            let _ = to.send(file);
+        }
+    }
+
+    /// Waits for the checks still under way; whether every file in `dir` passed.
+    fn all_verified(mut self, dir: &Path) -> bool {
+        drop(self.to.take());
+        let Some(done) = self.thread.take().and_then(|t| t.join().ok()) else { return false };
+        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        entries.flatten().all(|e| e.metadata().is_ok_and(|m| done.get(&(m.dev(), m.ino())) == Some(&true)))
+    }
+}
+
+/// Whether the image in `file` is one whose stored bytes all match their hashes,
+/// as myrestart checks them without `--no-verify`. A tree's image, whose parts myrestart checks
+/// process by process, is left to it.
+fn verifies(file: File) -> bool {
+    use std::os::fd::AsRawFd;
+    // Through the descriptor: the name may be another file's by now (the next round's image).
+    let Ok(opened) = crate::imagefile::ImageFile::open(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd()))) else { return false };
+    drop(file);
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let Ok(image) = opened.image(&mut st) else { return false };
+    image.tree().is_none() && image.check_saved_extents(&opened.holes()).is_ok() && image.check_data(opened.bytes(), &opened.holes()).is_ok()
 }
 
 /// Relays what comes out of `from` to the source as frames of `kind`, keeping a copy in
