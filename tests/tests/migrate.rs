@@ -204,7 +204,7 @@ fn a_threaded_program_moves() {
     let threads = prog("threads", &["-pthread"]);
     let mut orig = Original::start(&wd, &[threads.to_str().unwrap(), "4"]);
     orig.wait_lines(20);
-    let m = migrate(&wd, &sshd, orig.pid(), &root().join("ckpt"));
+    let mut m = migrate(&wd, &sshd, orig.pid(), &root().join("ckpt"));
     let there = moved(&m, orig.pid());
     orig.wait_gone();
     let n = orig.lines().len();
@@ -216,6 +216,10 @@ fn a_threaded_program_moves() {
         assert!(l.contains(" ok=4 ") && l.ends_with(" kills=4"), "a worker is missing after the move: {l:?}");
     }
     assert!(lines.last().unwrap().contains(" moved=4 "), "the workers do not count after the move: {:?}", lines.last());
+    // A signal to migrate reaches the program there (as Ctrl-C to `ssh HOST PROG` would).
+    m.signal(libc::SIGTERM);
+    let st = m.wait_exit(LONG);
+    assert_eq!(st.code(), Some(128 + libc::SIGTERM), "migrate ends as the program did; stderr {:?}", m.stderr());
     drop(there);
     nothing_left(&wd);
 }

@@ -163,6 +163,9 @@ impl Far {
             remote.push_str(&format!(" --dir {}", quoted(d)));
         }
         let mut cmd = Command::new(prog);
+        // In a process group of its own: a Ctrl-C at the terminal is migrate's to decide on
+        // (see ENDING), not a broken connection in the middle of the move.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(opts).args(["-T", "-o", "BatchMode=yes", "--", &a.host, &remote]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut ssh = Ssh(cmd.spawn().map_err(|e| (EXIT_REFUSED, format!("cannot run {prog}: {}", crate::io_message(&e))))?);
         let to = BufWriter::with_capacity(1 << 16, Box::new(ssh.0.stdin.take().expect("piped")) as Box<dyn Write + Send>);
@@ -256,8 +259,17 @@ impl Drop for Ssh {
     }
 }
 
+/// The signals that would end migrate: held (blocked) from its start, so that none ends it
+/// while the program is stopped here, or with its directory left behind; looked at between
+/// steps, and once the program runs there, passed on to it.
+const ENDING: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
 pub fn migrate(a: MigrateArgs) -> Outcome {
     crate::os::ignore_sigpipe();
+    // Before any thread starts: threads inherit the mask.
+    let signals = crate::os::SignalSet::of(ENDING);
+    signals.block();
+    let interrupted = |signals: &crate::os::SignalSet| signals.wait(Duration::ZERO).map(|r| (EXIT_FAILED, format!("interrupted (signal {}); process {} goes on running here", r.sig, a.pid)));
     let timeout = Duration::from_secs_f64(a.timeout);
     let pid = a.pid;
     if !alive(pid) {
@@ -287,6 +299,9 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     let gone_on = |why: String| (EXIT_FAILED, format!("{why}; process {pid} goes on running here"));
     let mut last = u64::MAX;
     for round in 0.. {
+        if let Some(e) = interrupted(&signals) {
+            return Err(e);
+        }
         let started = Instant::now();
         let taken = take(pid, Some(&image), Ending::Goes, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?;
         far.check_error().map_err(gone_on)?;
@@ -299,6 +314,9 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
             break;
         }
         last = sent;
+    }
+    if let Some(e) = interrupted(&signals) {
+        return Err(e);
     }
     // The last round: from here the program is stopped.
     let stopped = Instant::now();
@@ -348,7 +366,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     if a.detach {
         return Ok(ExitCode::SUCCESS);
     }
-    relay(far)
+    relay(far, &signals)
 }
 
 /// Writes what the program printed there to our own stream (a reader that went away is no
@@ -358,15 +376,21 @@ fn write_out(w: &mut impl Write, bytes: &[u8]) {
 }
 
 /// Relays the program's streams until it ends; its status, as a shell shows it.
-fn relay(mut far: Far) -> Outcome {
-    let mut to = std::mem::replace(&mut far.to, BufWriter::new(Box::new(std::io::sink())));
+fn relay(mut far: Far, signals: &crate::os::SignalSet) -> Outcome {
+    let to = std::mem::replace(&mut far.to, BufWriter::new(Box::new(std::io::sink())));
+    let to = std::sync::Arc::new(std::sync::Mutex::new(to));
+    let tell = |to: &std::sync::Mutex<BufWriter<Box<dyn Write + Send>>>, kind: Kind, data: &[u8]| {
+        let mut to = to.lock().unwrap_or_else(|e| e.into_inner());
+        wire::write(&mut *to, kind, &[data]).and_then(|_| to.flush())
+    };
+    let stdin_to = to.clone();
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 16];
         let mut stdin = std::io::stdin().lock();
         loop {
             let sent = match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => wire::write(&mut to, Kind::StdinEnd, &[]).and_then(|_| to.flush()).map(|_| false),
-                Ok(n) => wire::write(&mut to, Kind::Stdin, &[&buf[..n]]).and_then(|_| to.flush()).map(|_| true),
+                Ok(0) | Err(_) => tell(&stdin_to, Kind::StdinEnd, &[]).map(|_| false),
+                Ok(n) => tell(&stdin_to, Kind::Stdin, &buf[..n]).map(|_| true),
             };
             if !matches!(sent, Ok(true)) {
                 return;
@@ -374,7 +398,11 @@ fn relay(mut far: Far) -> Outcome {
         }
     });
     loop {
-        match far.from.recv() {
+        if let Some(r) = signals.wait(Duration::ZERO) {
+            let _ = tell(&to, Kind::Signal, &[r.sig as u8]);
+        }
+        match far.from.recv_timeout(Duration::from_millis(50)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(Ok(f)) => match f.kind {
                 Kind::Stdout => write_out(&mut std::io::stdout(), &f.payload),
                 Kind::Stderr => write_out(&mut std::io::stderr(), &f.payload),

@@ -233,10 +233,18 @@ fn restart(dir: &PrivateDir, name: &str, detach: bool, verified: bool, mut input
     if back.say(Kind::Running, &[&child.id().to_le_bytes()]).is_err() || detach {
         return Ok(ExitCode::SUCCESS);
     }
-    // The program's stdin, from migrate's.
+    // The program's stdin, from migrate's; and the signals migrate got, for myrestart to pass
+    // on to the program.
     let mut stdin = child.stdin.take();
+    let myrestart = child.id();
     std::thread::spawn(move || loop {
         match wire::read(&mut input) {
+            Ok(Some(f)) if f.kind == Kind::Signal => {
+                if let Some(&sig) = f.payload.first().filter(|&&s| [libc::SIGINT, libc::SIGTERM, libc::SIGHUP].contains(&(s as i32))) {
+                    // Our own child, not reaped yet (we wait for it below).
+                    let _ = ckpt_sigsafe::sys::kill(myrestart, sig as u32);
+                }
+            }
             Ok(Some(f)) if f.kind == Kind::Stdin => {
                 if let Some(i) = stdin.as_mut() {
                     if i.write_all(&f.payload).is_err() {

@@ -54,6 +54,8 @@ pub enum Kind {
     Stderr = 14,
     /// Far side: the program ended; its wait status (i32).
     Exit = 15,
+    /// A signal migrate received (u8), for the program (SIGINT, SIGTERM, SIGHUP).
+    Signal = 16,
 }
 
 /// `Restart` flag: the far side returns once the program runs, leaving it in a session of its
@@ -63,7 +65,7 @@ pub const DETACH: u8 = 1;
 impl Kind {
     fn of(b: u8) -> Option<Kind> {
         use Kind::*;
-        [Hello, File, Data, Done, Link, Remove, Restart, Stdin, StdinEnd, Running, Refused, Error, Stdout, Stderr, Exit].into_iter().find(|k| *k as u8 == b)
+        [Hello, File, Data, Done, Link, Remove, Restart, Stdin, StdinEnd, Running, Refused, Error, Stdout, Stderr, Exit, Signal].into_iter().find(|k| *k as u8 == b)
     }
 }
 
