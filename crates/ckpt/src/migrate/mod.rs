@@ -304,12 +304,14 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         }
         let started = Instant::now();
         let taken = take(pid, Some(&image), Ending::Goes, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?;
+        let written = started.elapsed();
         far.check_error().map_err(gone_on)?;
         let sent = match sender.round(&mut far.to, &taken.image) {
             Ok(n) => n,
             Err(e) => return Err(gone_on(far.write_failed(e))),
         };
         say(format!("round {round}: {} in {:.2} s", size(sent), started.elapsed().as_secs_f64()));
+        times(format_args!("round {round}: image written in {:.3} s, sent in {:.3} s", written.as_secs_f64(), (started.elapsed() - written).as_secs_f64()));
         if sent <= SMALL_ROUND || sent > last / 2 || round + 1 >= MAX_ROUNDS {
             break;
         }
@@ -322,6 +324,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     let stopped = Instant::now();
     let taken = take(pid, Some(&image), Ending::Hold, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?;
     let held = Held { pids: taken.pids.clone(), done: false };
+    let written = stopped.elapsed();
     let sent = sender.round(&mut far.to, &taken.image).and_then(|n| {
         let name = taken.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let flags = if a.detach { wire::DETACH } else { 0 };
@@ -356,6 +359,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         }
     }
     let stop = stopped.elapsed();
+    times(format_args!("last round: image written in {:.3} s, sent and restarted in {:.3} s", written.as_secs_f64(), (stop - written).as_secs_f64()));
     held.end();
     drop(local);
     say(format!("stopped for {} ms; process {pid} runs on {}", stop.as_millis(), a.host));
@@ -367,6 +371,13 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         return Ok(ExitCode::SUCCESS);
     }
     relay(far, &signals)
+}
+
+/// With CKPT_MIGRATE_TIMES set in the environment, where each round's time went, on stderr.
+fn times(what: std::fmt::Arguments) {
+    if std::env::var_os("CKPT_MIGRATE_TIMES").is_some() {
+        eprintln!("ckpt: {what}");
+    }
 }
 
 /// Writes what the program printed there to our own stream (a reader that went away is no

@@ -127,9 +127,10 @@ fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<
     };
     // The file being written: its final name, its temporary one, and it.
     let mut current: Option<(String, PathBuf, File)> = None;
+    let mut f = Frame { kind: Kind::Hello, payload: Vec::with_capacity(wire::MAX_PAYLOAD) };
     loop {
-        let f = match wire::read(input) {
-            Ok(Some(f)) => f,
+        f.kind = match wire::read_into(input, &mut f.payload) {
+            Ok(Some(kind)) => kind,
             Ok(None) => return Ok(None),
             Err(e) => return Err(format!("reading from the source: {e}")),
         };

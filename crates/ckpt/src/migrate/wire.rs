@@ -99,6 +99,13 @@ pub fn write(w: &mut impl Write, kind: Kind, parts: &[&[u8]]) -> std::io::Result
 
 /// Reads one frame; `None` at a clean end of the stream (between frames).
 pub fn read(r: &mut impl Read) -> std::io::Result<Option<Frame>> {
+    let mut payload = Vec::new();
+    Ok(read_into(r, &mut payload)?.map(|kind| Frame { kind, payload }))
+}
+
+/// Reads one frame's kind, its payload into `payload` (a buffer used again and again: a
+/// gigabyte of image comes as a thousand frames); `None` at a clean end of the stream.
+pub fn read_into(r: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Result<Option<Kind>> {
     let mut head = [0u8; 5];
     let mut got = 0;
     while got < head.len() {
@@ -116,9 +123,9 @@ pub fn read(r: &mut impl Read) -> std::io::Result<Option<Frame>> {
     if len > MAX_PAYLOAD {
         return Err(bad(format!("not ckpt's protocol (a frame of {len} bytes)")));
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload)?;
-    Ok(Some(Frame { kind, payload }))
+    payload.resize(len, 0);
+    r.read_exact(payload)?;
+    Ok(Some(kind))
 }
 
 /// The hello's payload.
