@@ -27,6 +27,11 @@ impl Sshd {
 
     /// Starts sshd with its files in `dir` and waits until it takes connections.
     pub fn start(dir: &Path) -> Sshd {
+        Sshd::start_with(dir, "")
+    }
+
+    /// [`Sshd::start`], with more lines for its configuration (`SetEnv PATH=…`).
+    pub fn start_with(dir: &Path, more_config: &str) -> Sshd {
         let dir = dir.join("sshd");
         std::fs::create_dir_all(&dir).unwrap();
         let (host_key, key) = (dir.join("host_key"), dir.join("client_key"));
@@ -44,7 +49,7 @@ impl Sshd {
             std::fs::write(
                 &config,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n",
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n{more_config}",
                     host_key.display(),
                     dir.join("authorized_keys").display(),
                     dir.join("sshd.pid").display()

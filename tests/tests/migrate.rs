@@ -5,6 +5,7 @@
 
 use ckpt_tests::sshd::Sshd;
 use ckpt_tests::*;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -13,12 +14,17 @@ use std::time::{Duration, Instant};
 
 /// A test's directory and sshd, or `None` (the test skipped) on a machine without sshd.
 fn setup(test: &str) -> Option<(Workdir, Sshd)> {
+    setup_with(test, |_| String::new())
+}
+
+/// [`setup`], sshd's configuration given more lines made from the test's directory.
+fn setup_with(test: &str, config: impl Fn(&Path) -> String) -> Option<(Workdir, Sshd)> {
     if !Sshd::available() {
         skip(test, "no sshd (openssh-server) on this machine");
         return None;
     }
     let wd = Workdir::new(test);
-    let sshd = Sshd::start(&wd.path);
+    let sshd = Sshd::start_with(&wd.path, &config(&wd.path));
     for d in ["local", "remote"] {
         std::fs::create_dir(wd.path.join(d)).unwrap();
     }
@@ -80,8 +86,12 @@ impl Drop for Original {
 
 /// `ckpt migrate PID 127.0.0.1` through `sshd`, with both sides' directories in the test's.
 fn migrate(wd: &Workdir, sshd: &Sshd, pid: u32, remote_ckpt: &Path) -> Proc {
+    migrate_with(wd, sshd, pid, &[OsStr::new("--remote-ckpt"), remote_ckpt.as_os_str()])
+}
+
+fn migrate_with(wd: &Workdir, sshd: &Sshd, pid: u32, args: &[&OsStr]) -> Proc {
     let mut cmd = Command::new(ckpt());
-    cmd.arg("migrate").arg(pid.to_string()).arg("127.0.0.1").arg("--ssh").arg(sshd.ssh()).arg("--remote-ckpt").arg(remote_ckpt);
+    cmd.arg("migrate").arg(pid.to_string()).arg("127.0.0.1").arg("--ssh").arg(sshd.ssh()).args(args);
     cmd.arg("--local-dir").arg(wd.path.join("local")).arg("--remote-dir").arg(wd.path.join("remote"));
     Proc::spawn(cmd, "ckpt migrate")
 }
@@ -293,5 +303,24 @@ fn a_refused_restart_lets_the_original_go_on() {
     let lines = orig.wait_lines(n + 20);
     assert_counter_prefix(&lines, &reference);
     assert_ne!(state(orig.pid()), 'T');
+    nothing_left(&wd);
+}
+
+/// Without --remote-ckpt the far side's ckpt is the one its PATH finds (here a PATH sshd sets
+/// for the session, leading to a directory with a link to the built ckpt).
+#[test]
+fn ckpt_is_found_on_the_far_sides_path() {
+    let Some((wd, sshd)) = setup_with("migrate-path", |dir| format!("SetEnv PATH={}:/usr/bin:/bin\n", dir.join("bin").display())) else { return };
+    std::fs::create_dir(wd.path.join("bin")).unwrap();
+    std::os::unix::fs::symlink(ckpt(), wd.path.join("bin/ckpt")).unwrap();
+    let reference = counter_reference();
+    let counter = prog("counter", &[]);
+    let mut orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
+    orig.wait_lines(20);
+    let m = migrate_with(&wd, &sshd, orig.pid(), &[]);
+    let _there = moved(&m, orig.pid());
+    orig.wait_gone();
+    let n = orig.lines().len();
+    assert_counter_prefix(&orig.wait_lines(n + 20), &reference);
     nothing_left(&wd);
 }
