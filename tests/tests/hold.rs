@@ -255,3 +255,52 @@ fn hold_and_kill_exclude_each_other() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{out:?}");
 }
+
+/// A hold whose image the program cannot write (its directory is on a full file system): the
+/// program is not stopped; it goes on counting, and ckpt says why and exits 1.
+#[test]
+fn a_hold_whose_image_fails_leaves_the_program_running() {
+    if !can_fill_a_disk("a_hold_whose_image_fails_leaves_the_program_running") {
+        return;
+    }
+    let wd = Workdir::new("hold-full");
+    let small = wd.path.join("small");
+    std::fs::create_dir(&small).unwrap();
+    // A private mount namespace with a 1 MiB tmpfs at `small`, which the program and ckpt enter;
+    // its images carry their files (CKPT_SELF_CONTAINED=1), more than the tmpfs holds.
+    let script = format!("mount -t tmpfs -o size=1m tmpfs '{}' && echo mounted && exec sleep 600", small.display());
+    let mut holder = Proc::spawn({
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+        c
+    }, "namespace holder");
+    holder.wait_lines(1, SHORT);
+    let enter = |c: &mut Command| {
+        c.args(["-t", &holder.pid.to_string(), "-m", "--", "env", "CKPT_SELF_CONTAINED=1"]);
+    };
+    let mut c = Command::new("nsenter");
+    enter(&mut c);
+    c.arg("env").arg(format!("LD_PRELOAD={}", libckpt().display())).arg(format!("CKPT_IMAGE={}", wd.image().display())).arg(prog("attachee", &[])).args(["select", "3"]);
+    let mut p = Proc::spawn(c, "counter in the namespace");
+    p.wait_lines(10, LONG);
+    let pid = child_pids(p.pid);
+    let mut c = Command::new("nsenter");
+    enter(&mut c);
+    c.arg(ckpt()).args(["checkpoint", &pid.to_string(), "--hold", "--to"]).arg(small.join("img"));
+    let out = c.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("No space left on device") && said.contains("it was not stopped: it goes on running"), "{said}");
+    let n = p.lines().len();
+    counts_on(&p, n + 10);
+    assert!(matches!(state_of(pid), Some('S' | 'R')), "{:?}", state_of(pid));
+    p.kill9();
+    holder.kill9();
+}
+
+/// The program below `nsenter` and `env` (each execs the next, so it is `pid` itself, unless
+/// nsenter forked).
+fn child_pids(pid: u32) -> u32 {
+    let below = descendants(pid);
+    below.last().copied().unwrap_or(pid)
+}
