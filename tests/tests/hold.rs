@@ -304,3 +304,48 @@ fn child_pids(pid: u32) -> u32 {
     let below = descendants(pid);
     below.last().copied().unwrap_or(pid)
 }
+
+/// A process restarted from an image taken `--to` PATH writes its next checkpoints to its own
+/// image path, not PATH (the redirection was the one checkpoint's).
+#[test]
+fn a_process_restarted_from_an_image_at_to_checkpoints_to_its_own_path() {
+    let wd = Workdir::new("hold-to-restarted");
+    let to = wd.path.join("round");
+    let mut p = Proc::preloaded(counter(), &wd.image(), "counter");
+    p.wait_lines(20, LONG);
+    ok(&checkpoint(p.pid, &["--to", to.to_str().unwrap(), "--wait"]));
+    p.kill9();
+    let to_id = std::fs::metadata(&to).unwrap().ino();
+    let mut r = Proc::restart(&to);
+    r.wait_lines(5, LONG);
+    let said = ok(&checkpoint(r.pid, &["--wait"]));
+    assert!(said.starts_with(&format!("{} ", wd.image().display())), "{said}");
+    assert!(wd.image().exists());
+    assert_eq!(std::fs::metadata(&to).unwrap().ino(), to_id, "the image at --to's path was replaced");
+    r.kill_tree();
+}
+
+/// A held multi-threaded program: every thread stops with it, and after SIGCONT every worker
+/// counts again, each with its own TID, name and count.
+#[test]
+fn a_held_threaded_program_goes_on_with_every_thread() {
+    let wd = Workdir::new("hold-threads");
+    let mut p = Proc::preloaded(Command::new(prog("threads", &["-pthread"])), &wd.image(), "threads");
+    p.wait_lines(15, LONG);
+    ok(&checkpoint(p.pid, &["--hold"]));
+    let tasks: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", p.pid)).unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    for t in &tasks {
+        let stat = std::fs::read_to_string(format!("/proc/{}/task/{t}/stat", p.pid)).unwrap();
+        let state = stat.rsplit(") ").next().unwrap().chars().next();
+        assert!(matches!(state, Some('T' | 't')), "thread {t} is not stopped: {state:?}");
+    }
+    let held = p.lines().len();
+    p.signal(libc::SIGCONT);
+    // Every worker moves again (each within some ten ticks, however loaded the machine), and
+    // every one is intact all along.
+    let lines = p.wait_until(|l| l.len() > held + 10 && l.last().is_some_and(|t| t.contains(" moved=4")), LONG, "every worker to move after SIGCONT");
+    for l in &lines[held..] {
+        assert!(l.contains(" ok=4 "), "{l}; stderr {:?}", p.stderr());
+    }
+    p.kill9();
+}
