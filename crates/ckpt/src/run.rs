@@ -89,24 +89,6 @@ pub fn image_path(image: Option<&Path>) -> Result<PathBuf, (u8, String)> {
     Ok(cwd.join(image.unwrap_or(Path::new("myckpt"))))
 }
 
-/// Refuses at once an image path whose directory cannot take images (missing, not a
-/// directory, not writable), rather than fail at every checkpoint later.
-pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
-    use std::os::unix::ffi::OsStrExt;
-    let dir = crate::dir_of(image);
-    let cannot = |why: String| (EXIT_REFUSED, format!("cannot write images to {}: {why}", crate::shown(dir)));
-    let m = std::fs::metadata(dir).map_err(|e| cannot(crate::io_message(&e)))?;
-    if !m.is_dir() {
-        return Err(cannot("not a directory".into()));
-    }
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| cannot("a NUL in the path".into()))?;
-    crate::os::may_write_in(&c).map_err(|e| cannot(crate::io_message(&e)))?;
-    if std::fs::symlink_metadata(image).is_ok_and(|m| m.is_dir()) {
-        return Err((EXIT_REFUSED, format!("{} is a directory, not an image", crate::shown(image))));
-    }
-    Ok(())
-}
-
 /// The command `ckpt run` executes (the program, with libckpt preloaded and its settings in
 /// the environment), and the program's path.
 pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
@@ -124,7 +106,7 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     }
     let lib = locate::libckpt()?;
     let image = image_path(a.image.as_deref())?;
-    check_image_dir(&image)?;
+    crate::imagefile::check_image_dir(&image)?;
     let origin = crate::origin::Started::new(&a.command, &path).and_then(|s| s.env_value()).map_err(|e| (EXIT_REFUSED, e))?;
     let mut preload = OsString::from(lib.as_os_str());
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {

@@ -593,7 +593,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
     file.commit()?;
     if !image_path.is_empty() {
-        super::chain::remove_unneeded(image_path, crate::config::get().keep, parts.base_meta, parts.base_state);
+        super::chain::remove_unneeded(image_path, crate::config::images_kept(), parts.base_meta, parts.base_state);
     }
     Ok(())
 }
