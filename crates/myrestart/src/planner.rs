@@ -296,7 +296,7 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     }
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
     crate::written::check(path, &image, opts.files_as_is)?;
-    p.exe_fd = match open_exe(path, &p.state.exe, &p.state.exe_id)? {
+    p.exe_fd = match open_exe(path, &image, &p.state.exe, &p.state.exe_id)? {
         Some(f) => crate::fds::park(f, base).ok(),
         None => None,
     };
@@ -319,7 +319,8 @@ fn open_cwd(path: &CStr, cwd: &CStr, id: &ckpt_image::fileid::FileId) -> Result<
         if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
             return Err(files::refuse_taken(path, format_args!("working directory"), cwd.to_bytes(), files::owner(&st), then));
         }
-        if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
+        // Only the inode: the same directory on another node (NFS) has another device number.
+        if !id.is_same_inode(st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: working directory {name} was replaced since the checkpoint; the program works in the directory now at that path");
         }
     }
@@ -330,7 +331,7 @@ fn open_cwd(path: &CStr, cwd: &CStr, id: &ckpt_image::fileid::FileId) -> Result<
 /// the same rule as the working directory ([`open_cwd`]); only a regular file (opened
 /// non-blocking: a FIFO put at its path would block `open`). `None` where there is none to
 /// be had (gone, or never known): the restored process then keeps myrestart's.
-fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid::FileId) -> Result<Option<OwnedFd>, Refusal> {
+fn open_exe(path: &CStr, image: &Image, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid::FileId) -> Result<Option<OwnedFd>, Refusal> {
     let Ok(c) = CStr::from_bytes_with_nul(exe.with_nul()) else { return Ok(None) };
     if c.is_empty() {
         return Ok(None);
@@ -351,11 +352,24 @@ fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid:
         if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
             return Err(files::refuse_taken(path, format_args!("program file"), c.to_bytes(), files::owner(&st), then));
         }
-        if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
+        // Another inode is news only if the restart did not check the bytes: the program's
+        // code is mapped from it, and `files::open_same_file` held that to its contents (on
+        // another node, the same program is a copy, or the same NFS file on another device).
+        let checked = code_of(image, c.to_bytes(), st.st_size as u64);
+        if !checked && !id.is_same_inode(st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: program file {name} was replaced since the checkpoint; /proc/PID/exe of the restored process names the file now at that path");
         }
     }
     Ok(Some(fd))
+}
+
+/// Whether `image` maps code from the file at `name`, `size` bytes long now, again: then its
+/// size and the bytes each such region maps have been checked against the image's record
+/// (`files::open_same_file`), before the program file is opened.
+fn code_of(image: &Image, name: &[u8], size: u64) -> bool {
+    (0..image.region_count()).any(|i| {
+        image.region(i).is_ok_and(|r| r.record.maps_private_file() && r.record.prot & 4 != 0 && r.name == name && image.file_map(i).is_some_and(|m| m.size == size))
+    })
 }
 
 /// Opens and checks the base images an incremental image names, before anything changes: each
