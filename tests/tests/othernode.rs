@@ -1,0 +1,236 @@
+//! An image restarted on another node of a cluster: the same software, but other files. The
+//! other node is simulated in a private mount namespace (`unshare -m`, as root) where the
+//! program and every library it maps are byte-identical copies (`cp -p`, on tmpfs: other
+//! inodes, another device) bind-mounted over the originals. There `myrestart`, `ckpt restart`
+//! and `ckpt job` must go on with the program; a copy with one byte changed is refused by
+//! name, the refusal saying how to make images that carry their files, and such an image
+//! (`--self-contained`) restarts there. Skipped, with a message, where the test is not root.
+#![deny(unsafe_code)]
+
+use ckpt_tests::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether this test may make mount namespaces and bind-mount in them; if not, it is skipped.
+fn can_be_another_node(test: &str) -> bool {
+    let able = euid() == 0 && Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success()) && Command::new("nsenter").arg("--version").output().is_ok();
+    if !able {
+        skip(test, "it simulates another node in a private mount namespace, which needs root, unshare and nsenter");
+    }
+    able
+}
+
+/// A file process `pid` maps (its program, the dynamic loader, libc, libckpt.so, …), and the
+/// file offset of its first executable mapping (code a restart maps from the file again).
+struct Mapped {
+    path: PathBuf,
+    code_at: u64,
+}
+
+/// Every file process `pid` maps, each once.
+fn mapped_files(pid: u32) -> Vec<Mapped> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut files: Vec<Mapped> = Vec::new();
+    for l in maps.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let Some(&name) = f.get(5) else { continue };
+        let p = PathBuf::from(name);
+        if !name.starts_with('/') || !p.is_file() {
+            continue;
+        }
+        let code_at = if f[1].contains('x') { u64::from_str_radix(f[2], 16).unwrap() } else { u64::MAX };
+        match files.iter_mut().find(|m| m.path == p) {
+            Some(m) => m.code_at = m.code_at.min(code_at),
+            None => files.push(Mapped { path: p, code_at }),
+        }
+    }
+    assert!(files.iter().any(|f| f.path.to_string_lossy().contains("libc.so")), "no libc among {:?}", files.iter().map(|f| &f.path).collect::<Vec<_>>());
+    files
+}
+
+/// Another node: a process holding a mount namespace in which each of `files` is a copy made
+/// with `cp -p` into `dir` (a new inode on tmpfs), bind-mounted over the original; `changed`,
+/// if given, has a byte of its code (the first of its first executable mapping) flipped in its
+/// copy, which keeps the original's size and modification time.
+struct Node {
+    holder: Proc,
+}
+
+impl Node {
+    fn new(dir: &Path, files: &[Mapped], changed: Option<&Path>) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut script = String::from("set -e\n");
+        for (i, m) in files.iter().enumerate() {
+            let f = &m.path;
+            let copy = dir.join(format!("{i}-{}", f.file_name().unwrap().to_string_lossy()));
+            let cp = Command::new("cp").arg("-p").arg(f).arg(&copy).status().unwrap();
+            assert!(cp.success(), "cp -p {}", f.display());
+            if Some(f.as_path()) == changed {
+                let mut bytes = std::fs::read(&copy).unwrap();
+                bytes[m.code_at as usize] ^= 0xff;
+                let times = std::fs::metadata(f).unwrap().modified().unwrap();
+                std::fs::write(&copy, bytes).unwrap();
+                std::fs::File::options().write(true).open(&copy).unwrap().set_modified(times).unwrap();
+            }
+            script.push_str(&format!("mount --bind '{}' '{}'\n", copy.display(), f.display()));
+        }
+        script.push_str("echo mounted\nexec sleep 600\n");
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+        let holder = Proc::spawn(c, "the other node's namespace");
+        holder.wait_lines(1, SHORT);
+        Node { holder }
+    }
+
+    /// The words that run a command on this node.
+    fn prefix(&self) -> Vec<String> {
+        // nsenter leaves the command in the namespace's root directory: back to ours.
+        let cwd = std::env::current_dir().unwrap();
+        ["nsenter", "-t", &self.holder.pid.to_string(), "-m", "--", "env", "-C", cwd.to_str().unwrap()].map(String::from).to_vec()
+    }
+
+    /// `args` run on this node.
+    fn command(&self, args: &[&std::ffi::OsStr]) -> Command {
+        let prefix = self.prefix();
+        let mut c = Command::new(&prefix[0]);
+        c.args(&prefix[1..]).args(args);
+        c
+    }
+
+    /// `st_dev` and `st_ino` of `path` as this node sees it.
+    fn file_id(&self, path: &Path) -> String {
+        let out = self.command(&["stat".as_ref(), "-c".as_ref(), "%d:%i".as_ref(), path.as_os_str()]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.holder.kill9();
+    }
+}
+
+fn counter(n: usize) -> Command {
+    let mut c = Command::new(prog("counter", &[]));
+    c.args([n.to_string(), "10000".to_string()]);
+    c
+}
+
+/// Runs `cmd` (the program, preloaded or through `ckpt run`) until it has printed 30 lines,
+/// checkpoints it into `image`, lets it print a few more and kills it. Returns the files it
+/// mapped and the lines seen at the checkpoint and at the kill.
+fn checkpointed_at_30(cmd: Command, image: &Path) -> (Vec<Mapped>, usize, usize) {
+    let mut orig = Proc::spawn(cmd, "the program to checkpoint");
+    orig.wait_lines(30, LONG);
+    let files = mapped_files(orig.pid);
+    let at_ckpt = orig.lines().len();
+    orig.checkpoint(image, LONG);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 3, LONG);
+    orig.kill9();
+    (files, at_ckpt, orig.lines().len())
+}
+
+/// The program checkpointed on this node restarts on another whose program and libraries are
+/// copies: with myrestart, then with `ckpt restart`. Each goes on from the checkpoint to the
+/// end, and says nothing of files that changed or were replaced.
+#[test]
+fn restart_on_a_node_whose_program_and_libraries_are_copies() {
+    if !can_be_another_node("restart_on_a_node_whose_program_and_libraries_are_copies") {
+        return;
+    }
+    let wd = Workdir::new("othernode");
+    let n = 300;
+    let reference = reference_run(counter(n), LONG);
+    let mut c = counter(n);
+    c.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", wd.image());
+    let (files, at_ckpt, at_kill) = checkpointed_at_30(c, &wd.image());
+    let node = Node::new(&wd.path.join("node"), &files, None);
+    for f in files.iter().map(|m| &m.path) {
+        let here = std::fs::metadata(f).unwrap();
+        assert_ne!(node.file_id(f), format!("{}:{}", here.dev(), here.ino()), "{} is not another file on the other node", f.display());
+    }
+    for restart in [vec![myrestart().into_os_string()], vec![ckpt().into_os_string(), "restart".into()]] {
+        let mut args: Vec<&std::ffi::OsStr> = restart.iter().map(|a| a.as_os_str()).collect();
+        args.push(wd.image().into_os_string().leak());
+        let mut restored = Proc::spawn(node.command(&args), "restart on the other node");
+        let st = restored.wait_exit(LONG);
+        let e = restored.stderr();
+        assert!(st.success(), "{args:?} on the other node: {st}; stderr {e:?}");
+        assert_continues(&reference, at_ckpt, at_kill, &restored.lines());
+        assert!(!e.contains("changed since") && !e.contains("replaced"), "{e}");
+    }
+}
+
+/// On a node where the program's copy differs by one byte, the restart is refused, naming the
+/// program and how to make images that carry their files; an image made so (`ckpt run
+/// --self-contained`) restarts there.
+#[test]
+fn a_changed_program_is_refused_by_name_and_a_self_contained_image_restarts() {
+    if !can_be_another_node("a_changed_program_is_refused_by_name_and_a_self_contained_image_restarts") {
+        return;
+    }
+    let wd = Workdir::new("othernode-changed");
+    let n = 300;
+    let reference = reference_run(counter(n), LONG);
+    let mut c = counter(n);
+    c.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", wd.image());
+    let (files, ..) = checkpointed_at_30(c, &wd.image());
+    let program = prog("counter", &[]);
+    let node = Node::new(&wd.path.join("node"), &files, Some(&program));
+    let out = node.command(&[myrestart().as_os_str(), wd.image().as_os_str()]).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    let line = e.lines().last().unwrap_or_default();
+    assert!(line.contains(&format!("{} changed since the checkpoint (its contents differ)", program.display())), "{e}");
+    assert!(line.contains("CKPT_SELF_CONTAINED=1") && line.contains("--self-contained"), "{e}");
+
+    let image = wd.path.join("whole");
+    let mut c = Command::new(ckpt());
+    c.args(["run", "--self-contained", "--image"]).arg(&image).arg("--").arg(&program).args([n.to_string(), "10000".to_string()]);
+    let (_, at_ckpt, at_kill) = checkpointed_at_30(c, &image);
+    let mut restored = Proc::spawn(node.command(&[myrestart().as_os_str(), image.as_os_str()]), "restart of the self-contained image");
+    let st = restored.wait_exit(LONG);
+    assert!(st.success(), "{st}; stderr {:?}", restored.stderr());
+    assert_continues(&reference, at_ckpt, at_kill, &restored.lines());
+}
+
+/// `ckpt job` stopped at a last checkpoint on this node, and started again on another whose
+/// program and libraries are copies (a requeue that lands elsewhere), restarts the image
+/// there; its output over both starts is an uninterrupted run's.
+#[test]
+fn a_job_requeued_onto_another_node_goes_on() {
+    if !can_be_another_node("a_job_requeued_onto_another_node_goes_on") {
+        return;
+    }
+    let wd = Workdir::new("othernode-job");
+    let (out, err) = (wd.path.join("out"), wd.path.join("err"));
+    let n = 300;
+    let reference = reference_run(counter(n), LONG);
+    let image = wd.image();
+    let start = |prefix: &[String]| {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(r#"out=$1 err=$2; shift 2; exec "$@" >> "$out" 2>> "$err""#).arg("sh").arg(&out).arg(&err);
+        c.args(prefix).arg(ckpt()).args(["job", "--image"]).arg(&image).arg("--").arg(prog("counter", &[])).args([n.to_string(), "10000".to_string()]);
+        Proc::spawn(c, "ckpt job")
+    };
+    let mut job = start(&[]);
+    wait_file_lines(&out, 30, LONG);
+    // What the job's program maps, for the other node to have copies of.
+    let program = descendants(job.pid).into_iter().chain([job.pid]).find(|&p| {
+        std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e.ends_with("counter"))
+    });
+    let files = mapped_files(program.expect("the job's program"));
+    job.signal(libc::SIGUSR1);
+    assert_eq!(job.wait_exit(LONG).code(), Some(75), "{}", std::fs::read_to_string(&err).unwrap());
+
+    let node = Node::new(&wd.path.join("node"), &files, None);
+    let mut job = start(&node.prefix());
+    let st = job.wait_exit(LONG);
+    let e = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(st.code(), Some(0), "{e}");
+    assert_eq!(e.matches("ckpt: restarting").count(), 1, "{e}");
+    assert_eq!(file_lines(&out), reference, "the job's output differs from an uninterrupted run; stderr: {e}");
+}
