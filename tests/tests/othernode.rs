@@ -234,3 +234,31 @@ fn a_job_requeued_onto_another_node_goes_on() {
     assert_eq!(e.matches("ckpt: restarting").count(), 1, "{e}");
     assert_eq!(file_lines(&out), reference, "the job's output differs from an uninterrupted run; stderr: {e}");
 }
+
+/// A node without the files the program had in a directory of the old one's own (its /tmp,
+/// local scratch): the restart names each of them, one line each (the working directory, the
+/// file it reads, the log it appends to), and is refused, before anything is changed.
+#[test]
+fn each_file_missing_on_the_new_node_is_named() {
+    let wd = Workdir::new("othernode-missing");
+    let scratch = wd.path.join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let input = scratch.join("in");
+    std::fs::write(&input, (1..=400).map(|i| format!("line {i}\n")).collect::<String>()).unwrap();
+    let log = scratch.join("log");
+    let mut c = Command::new(prog("files", &[]));
+    c.arg(&input).arg(&log).arg("10000").current_dir(&scratch);
+    c.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", wd.image());
+    checkpointed_at_30(c, &wd.image());
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let out = Command::new(myrestart()).arg(wd.image()).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    let named: Vec<&str> = e.lines().filter(|l| l.contains("does not exist here")).collect();
+    assert_eq!(named.len(), 3, "{e}");
+    for (what, path) in [("working directory", &scratch), ("fd 3", &input), ("fd 4", &log)] {
+        assert!(named.iter().any(|l| l.contains(&format!("{what}: {} does not exist here", path.display()))), "{what} {}: {e}", path.display());
+    }
+    assert_eq!(e.lines().count(), 3, "only the missing files are named: {e}");
+    assert!(!scratch.exists(), "the refused restart made the directory again");
+}

@@ -1187,6 +1187,8 @@ pub fn pool(image_path: &CStr, p: &mut Plan, inherit_stdio: bool) -> Result<(), 
     let mut ends = Scratch::new(p.pipes.len(), (false, false, true)).map_err(|e| pool_failed(image_path, "a table", e))?;
     for m in 0..p.ntree {
         let Some(image) = part_image(image_path, p, m)? else { continue };
+        // Files that are not here, named each, before the pool opens the first of them.
+        crate::missing::check(image_path, &image, p.state.cwd.as_bytes(), inherit_stdio)?;
         pool_pipes(image_path, &image, &mut ends, p)?;
         crate::pty::pool_member(image_path, &image, p)?;
         crate::sockets::pool_pairs(image_path, &image, &tree.socks[..tree.nsocks], p)?;

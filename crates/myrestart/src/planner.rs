@@ -282,6 +282,9 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     p.acts.member = member;
     let base = p.fd_base;
     let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
+    // Every file that is not here named at once (a restart on another node), before the first
+    // of them is missed below.
+    crate::missing::check(path, &image, cwd.to_bytes(), opts.inherit_stdio)?;
     let cwd_fd = open_cwd(path, cwd, &p.state.cwd_id)?;
     // From here on relative paths (a socket bound to `./sock`, say) mean what they meant to
     // the program.
