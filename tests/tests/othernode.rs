@@ -254,11 +254,95 @@ fn each_file_missing_on_the_new_node_is_named() {
     let out = Command::new(myrestart()).arg(wd.image()).output().unwrap();
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{e}");
-    let named: Vec<&str> = e.lines().filter(|l| l.contains("does not exist here")).collect();
+    let named: Vec<&str> = e.lines().filter(|l| l.contains("is gone since the checkpoint (or it was a file of the node")).collect();
     assert_eq!(named.len(), 3, "{e}");
     for (what, path) in [("working directory", &scratch), ("fd 3", &input), ("fd 4", &log)] {
-        assert!(named.iter().any(|l| l.contains(&format!("{what}: {} does not exist here", path.display()))), "{what} {}: {e}", path.display());
+        assert!(named.iter().any(|l| l.contains(&format!("{what}: {} is gone since the checkpoint (or it was a file of the node", path.display()))), "{what} {}: {e}", path.display());
     }
     assert_eq!(e.lines().count(), 3, "only the missing files are named: {e}");
     assert!(!scratch.exists(), "the refused restart made the directory again");
+}
+
+/// An image of one process with its `NT_CKPT_NODE` note changed by `f`, and its header
+/// checksum made again as the writer makes it (the way an image taken on another machine
+/// would say so).
+fn renoded(bytes: &[u8], f: impl FnOnce(&mut ckpt_image::node::Node)) -> Vec<u8> {
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let meta_len = ckpt_image::image::meta_len(bytes).unwrap() as usize;
+    let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
+    let desc = img.note(ckpt_image::CKPT_NOTE_NAME, ckpt_image::NT_CKPT_NODE).expect("a node note").desc;
+    let (at, len) = (desc.as_ptr() as usize - bytes.as_ptr() as usize, desc.len());
+    let mut node = ckpt_image::node::Node::read(desc).unwrap();
+    f(&mut node);
+    let mut t = bytes.to_vec();
+    node.write(&mut ckpt_image::bytes::Writer::new(&mut t[at..at + len]));
+    ckpt_image::seal(&mut t[..meta_len]).unwrap();
+    t
+}
+
+/// The node an image was taken on, as its note says.
+fn node_of(image: &Path) -> ckpt_image::node::Node {
+    let bytes = std::fs::read(image).unwrap();
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let meta_len = ckpt_image::image::meta_len(&bytes).unwrap() as usize;
+    let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut st).unwrap();
+    img.node().expect("a node note").unwrap()
+}
+
+/// The machine an image was taken on, against this one: another host name is one line and
+/// the program goes on (it sees the node it runs on); a CPU feature the image's CPU had and
+/// this one lacks refuses the restart, naming each; another kernel whose vdso is the same is
+/// one line, one whose vdso differs is refused with the reason.
+#[test]
+fn another_host_cpu_or_kernel_is_named_or_refused() {
+    let wd = Workdir::new("othernode-machine");
+    let n = 300;
+    let reference = reference_run(counter(n), LONG);
+    let mut c = counter(n);
+    c.env("LD_PRELOAD", libckpt()).env("CKPT_IMAGE", wd.image());
+    let (_, at_ckpt, at_kill) = checkpointed_at_30(c, &wd.image());
+    let bytes = std::fs::read(wd.image()).unwrap();
+    let here = node_of(&wd.image());
+    let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout).unwrap().trim().to_string();
+    assert_eq!(here.hostname(), host.as_bytes(), "the image records this host");
+    let restart = |bytes: &[u8], name: &str| {
+        let image = wd.path.join(name);
+        std::fs::write(&image, bytes).unwrap();
+        let mut p = Proc::restart(&image);
+        let st = p.wait_exit(LONG);
+        (st, p.lines(), p.stderr())
+    };
+
+    // Another host name: one line; the program goes on.
+    let (st, lines, e) = restart(&renoded(&bytes, |n| *n = ckpt_image::node::Node::new(b"node-old", n.vdso, n.cpu)), "host");
+    assert!(st.success(), "{e}");
+    assert_continues(&reference, at_ckpt, at_kill, &lines);
+    assert_eq!(e.trim(), format!("myrestart: checkpointed on node-old, restarting on {host}"), "{e}");
+
+    // A CPU with features this one lacks: refused, naming them.
+    let lacking: Vec<(usize, u8, &str)> = ckpt_image::node::FEATURES.iter().copied().filter(|&(w, b, _)| here.cpu[w] & (1 << b) == 0).take(2).collect();
+    if lacking.is_empty() {
+        skip("another_host_cpu_or_kernel_is_named_or_refused", "this CPU has every feature ckpt names: no CPU with more to pretend");
+    } else {
+        let (st, _, e) = restart(&renoded(&bytes, |n| lacking.iter().for_each(|&(w, b, _)| n.cpu[w] |= 1 << b)), "cpu");
+        assert_eq!(st.code(), Some(2), "{e}");
+        let names = lacking.iter().map(|f| f.2).collect::<Vec<_>>().join(", ");
+        assert!(e.contains(&format!("the image was taken on a CPU with {names}; this one lacks them")), "{e}");
+    }
+    // Fewer features there than here: compatible.
+    let (st, _, e) = restart(&renoded(&bytes, |n| n.cpu = [0; ckpt_image::node::CPU_WORDS]), "fewer");
+    assert!(st.success() && e.is_empty(), "{e}");
+
+    // Another kernel: with the same vdso, one line; with another, refused.
+    let other = restated(&bytes, |st| {
+        st.kernel = [0; 72];
+        st.kernel[..16].copy_from_slice(b"5.4.0-old x86_64");
+    });
+    let (st, lines, e) = restart(&other, "kernel");
+    assert!(st.success(), "{e}");
+    assert_continues(&reference, at_ckpt, at_kill, &lines);
+    assert!(e.contains("the image was taken on kernel 5.4.0-old x86_64, and this is") && e.contains("their vdso is the same"), "{e}");
+    let (st, _, e) = restart(&renoded(&other, |n| n.vdso.0 ^= 1), "vdso");
+    assert_eq!(st.code(), Some(2), "{e}");
+    assert!(e.contains("the image was taken on kernel 5.4.0-old x86_64 and this is") && e.contains("whose vdso differs"), "{e}");
 }

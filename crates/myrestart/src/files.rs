@@ -36,6 +36,7 @@
 use crate::acts::{Act, Acts, What};
 use crate::arena::Scratch;
 use crate::fds::{cpath, park, set_nonblocking, Parked};
+use crate::missing::GoOn;
 use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot};
 use crate::refusal::{refuse, Refusal};
 use ckpt_image::bytes::find_from;
@@ -542,21 +543,6 @@ fn reads_as_empty(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<Parked
     let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
     park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
-}
-
-/// What lets a restart go on when a regular file the program had open is gone or shorter than
-/// its offset: the file as it was; or, for one the program writes (a log), any file of its old
-/// length at that path, where the program then goes on writing.
-struct GoOn<'a>(&'a FdRecord, &'a [u8]);
-
-impl core::fmt::Display for GoOn<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let GoOn(rec, path) = *self;
-        if rec.open_flags & k::O_ACCMODE == k::O_RDONLY {
-            return write!(f, "put the file back as it was to restart");
-        }
-        write!(f, "put it back, or give it its old length to restart (`truncate -s {} '{}'`)", rec.size.max(rec.offset), Lossy(path))
-    }
 }
 
 /// An eventfd with its counter, its mode (semaphore or not) and non-blocking flag.
@@ -1187,8 +1173,6 @@ pub fn pool(image_path: &CStr, p: &mut Plan, inherit_stdio: bool) -> Result<(), 
     let mut ends = Scratch::new(p.pipes.len(), (false, false, true)).map_err(|e| pool_failed(image_path, "a table", e))?;
     for m in 0..p.ntree {
         let Some(image) = part_image(image_path, p, m)? else { continue };
-        // Files that are not here, named each, before the pool opens the first of them.
-        crate::missing::check(image_path, &image, p.state.cwd.as_bytes(), inherit_stdio)?;
         pool_pipes(image_path, &image, &mut ends, p)?;
         crate::pty::pool_member(image_path, &image, p)?;
         crate::sockets::pool_pairs(image_path, &image, &tree.socks[..tree.nsocks], p)?;

@@ -10,7 +10,9 @@
 //! /sys), terminals (/dev/pts), POSIX shared memory the image stores, standard descriptors that
 //! are myrestart's own (`--inherit-stdio`), and the program file for /proc/PID/exe (the
 //! restored process then names myrestart's). A file that is there but changed is left to the
-//! checks of `files.rs` and `written.rs`, which say how.
+//! checks of `files.rs` and `written.rs`, which say how. In a tree, each process looks for its
+//! own, as it makes its plan; the files the tree's processes share (the pool, `files::pool`)
+//! are opened before that, and the first of them missing refuses alone.
 //!
 //! # Restrictions
 //! Before the point of no return: no allocation; a refusal is a value (`refusal.rs`).
@@ -20,6 +22,7 @@ use crate::refusal::{refuse, Refusal};
 use ckpt_image::fds::{FdKind, FdRecord};
 use ckpt_image::Image;
 use ckpt_sigsafe::out::Lossy;
+use linux_raw_sys::general as k;
 use core::ffi::CStr;
 use rustix::fs::{AtFlags, CWD};
 use rustix::io::Errno;
@@ -27,7 +30,8 @@ use rustix::io::Errno;
 /// What the program had at a missing path, for its line.
 enum Had {
     Cwd,
-    Fd(i32),
+    /// A descriptor, and whether it is a regular file's (see [`GoOn`]).
+    Fd(i32, Option<FdRecord>),
     /// A mapping of a file the image names instead of holding its bytes.
     Code,
     Mapped,
@@ -37,7 +41,7 @@ impl core::fmt::Display for Had {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Had::Cwd => f.write_str("working directory"),
-            Had::Fd(fd) => write!(f, "fd {fd}"),
+            Had::Fd(fd, _) => write!(f, "fd {fd}"),
             Had::Code | Had::Mapped => f.write_str("mapped file"),
         }
     }
@@ -68,11 +72,15 @@ pub fn check(image_path: &CStr, image: &Image, cwd: &[u8], inherit_stdio: bool) 
     let mut buf = [0u8; 4096];
     let mut refused: Option<Refusal> = None;
     let mut one = |had: Had, path: &[u8]| {
-        let advice = match had {
-            Had::Code => "; the image names it instead of holding a copy of its pages (images that carry them: CKPT_SELF_CONTAINED=1, ckpt run/job --self-contained)",
-            Had::Fd(_) | Had::Mapped | Had::Cwd => "; put it back to restart",
+        let gone = "is gone since the checkpoint (or it was a file of the node the image was taken on)";
+        let this = match had {
+            Had::Code => refuse(image_path, format_args!(
+                "{had}: {} {gone}; the image names it instead of holding a copy of its pages (images that carry them: CKPT_SELF_CONTAINED=1, ckpt run/job --self-contained)",
+                Lossy(path)
+            )),
+            Had::Fd(_, Some(rec)) => refuse(image_path, format_args!("{had}: {} {gone}: {}", Lossy(path), GoOn(&rec, path))),
+            _ => refuse(image_path, format_args!("{had}: {} {gone}: put it back to restart", Lossy(path))),
         };
-        let this = refuse(image_path, format_args!("{had}: {} does not exist here (it is gone since the checkpoint, or was a file of the node the image was taken on){advice}", Lossy(path)));
         if let Some(earlier) = refused.replace(this) {
             earlier.say_one_of_several();
         }
@@ -83,7 +91,7 @@ pub fn check(image_path: &CStr, image: &Image, cwd: &[u8], inherit_stdio: bool) 
     for item in image.fds() {
         let (rec, path) = item.map_err(|e| refuse(image_path, format_args!("{e}")))?;
         if looked_for(&rec, path, inherit_stdio) && absent(path, &mut buf) {
-            one(Had::Fd(rec.fd), path);
+            one(Had::Fd(rec.fd, (rec.kind == FdKind::File).then_some(rec)), path);
         }
     }
     let mut last: &[u8] = b"";
@@ -104,4 +112,19 @@ pub fn check(image_path: &CStr, image: &Image, cwd: &[u8], inherit_stdio: bool) 
         last = r.name;
     }
     refused.map_or(Ok(()), Err)
+}
+
+/// What lets a restart go on when a regular file the program had open is gone or shorter than
+/// its offset: the file as it was; or, for one the program writes (a log), any file of its old
+/// length at that path, where the program then goes on writing.
+pub(crate) struct GoOn<'a>(pub(crate) &'a FdRecord, pub(crate) &'a [u8]);
+
+impl core::fmt::Display for GoOn<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let GoOn(rec, path) = *self;
+        if rec.open_flags & k::O_ACCMODE == k::O_RDONLY {
+            return write!(f, "put the file back as it was to restart");
+        }
+        write!(f, "put it back, or give it its old length to restart (`truncate -s {} '{}'`)", rec.size.max(rec.offset), Lossy(path))
+    }
 }

@@ -82,6 +82,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
     p.key = key;
     let c = Checking { opts, fd: fd.as_fd(), file_len, key: key.as_ref() };
     check_root(&c, &image, p)?;
+    check_node(path, &image, &p.state)?;
     p.ntree = 0;
     p.member = 0;
     let mut fd_base = files::fd_base(&image);
@@ -840,6 +841,77 @@ fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), Refusal> {
         )));
     }
     Ok(())
+}
+
+/// What differs on another node, where the image says what its node was
+/// (`ckpt_image::node`): a CPU that lacks a feature the image's had refuses the restart, naming
+/// them (the program may have chosen code that uses them); a kernel whose vdso is not the one
+/// recorded refuses it (the program holds addresses into the old one); another host name, or
+/// another kernel with the same vdso, is one line. An image without the note (an older ckpt)
+/// is compared by its kernel's name only, and restarts as it always did.
+fn check_node(path: &CStr, image: &Image, st: &ProcessState) -> Result<(), Refusal> {
+    let uts = rustix::system::uname();
+    let mut now_kernel = [0u8; 72];
+    let kernel_now = kernel_name(&mut now_kernel, uts.release().to_bytes(), uts.machine().to_bytes());
+    let kernel_then = st.kernel_str().as_bytes();
+    let other_kernel = !kernel_then.is_empty() && kernel_then != kernel_now;
+    let Some(node) = image.node() else {
+        if other_kernel {
+            say!(
+                "myrestart: the image was taken on kernel {} and this is {}; it does not record that kernel's vdso (an older ckpt made it), so whether the program's addresses into it still hold is not checked",
+                Lossy(kernel_then), Lossy(kernel_now)
+            );
+        }
+        return Ok(());
+    };
+    let node = node.map_err(|e| refuse(path, format_args!("{e}")))?;
+    let cpu = ckpt_sigsafe::cpu::feature_words();
+    if ckpt_image::node::missing(&node.cpu, &cpu).next().is_some() {
+        return Err(refuse(path, format_args!(
+            "the image was taken on a CPU with {}; this one lacks them (the program and its libraries may have chosen code that uses them when they started, which would die of SIGILL here): restart it on a node whose CPU has them",
+            Lacking(&node.cpu, &cpu)
+        )));
+    }
+    let vdso_now = ckpt_sigsafe::vdso::own().and_then(ckpt_sigsafe::vdso::identity);
+    if node.vdso.0 != 0 && vdso_now != Some(node.vdso) {
+        return Err(refuse(path, format_args!(
+            "the image was taken on kernel {} and this is {}, whose vdso differs: the program keeps addresses of the old vdso's functions (the C library looks them up when it starts), which would be other code here: restart it on a node with the same kernel build",
+            Lossy(kernel_then), Lossy(kernel_now)
+        )));
+    }
+    if other_kernel {
+        say!("myrestart: the image was taken on kernel {}, and this is {}; their vdso is the same, so the program's addresses into it still hold", Lossy(kernel_then), Lossy(kernel_now));
+    }
+    let host = uts.nodename().to_bytes();
+    if !node.hostname().is_empty() && node.hostname() != host {
+        say!("myrestart: checkpointed on {}, restarting on {}", Lossy(node.hostname()), Lossy(host));
+    }
+    Ok(())
+}
+
+/// The kernel's name as an image keeps it (`ProcessState::kernel`): release and machine.
+fn kernel_name<'b>(buf: &'b mut [u8; 72], release: &[u8], machine: &[u8]) -> &'b [u8] {
+    let n = release.len().min(buf.len() - 2);
+    buf[..n].copy_from_slice(&release[..n]);
+    buf[n] = b' ';
+    let m = machine.len().min(buf.len() - n - 2);
+    buf[n + 1..n + 1 + m].copy_from_slice(&machine[..m]);
+    &buf[..n + 1 + m]
+}
+
+/// The CPU features the image's CPU had and this one lacks, by name, separated by commas.
+struct Lacking<'a>(&'a [u32; ckpt_image::node::CPU_WORDS], &'a [u32; ckpt_image::node::CPU_WORDS]);
+
+impl core::fmt::Display for Lacking<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, name) in ckpt_image::node::missing(self.0, self.1).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
 }
 
 /// Every region must be user memory.
