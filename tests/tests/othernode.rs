@@ -346,3 +346,76 @@ fn another_host_cpu_or_kernel_is_named_or_refused() {
     assert_eq!(st.code(), Some(2), "{e}");
     assert!(e.contains("the image was taken on kernel 5.4.0-old x86_64 and this is") && e.contains("whose vdso differs"), "{e}");
 }
+
+/// A process made with PID `pid` (`sleep`), the way another node's processes may hold the
+/// program's PIDs: `ns_last_pid` set just below it (root only), tried again while another
+/// process on the machine takes it first. `None` if it cannot be had.
+fn occupy(pid: u32) -> Option<std::process::Child> {
+    for _ in 0..500 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).ok()?;
+        let mut c = Command::new("sleep").arg("600").stdin(std::process::Stdio::null()).spawn().unwrap();
+        if c.id() == pid {
+            return Some(c);
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    None
+}
+
+/// The last PID of an `NSpid:` line in /proc/PID/status (or of a task's): the ID in the
+/// innermost namespace, the one the program sees.
+fn own_id(status: &str) -> u32 {
+    status.lines().find(|l| l.starts_with("NSpid:")).and_then(|l| l.split_whitespace().last()).unwrap().parse().unwrap()
+}
+
+/// The program's PID and one of its threads' TIDs are held by other processes where it
+/// restarts (another node's own processes): the restart still gives the program, and each
+/// thread, its own IDs (in a PID namespace of its own), and leaves the other processes alone.
+#[test]
+fn pids_taken_where_it_restarts_are_its_own_again() {
+    if !can_be_another_node("pids_taken_where_it_restarts_are_its_own_again") {
+        return;
+    }
+    let wd = Workdir::new("othernode-pids");
+    let workers = 4;
+    let tick = |l: &str| -> usize {
+        l.split(' ').find_map(|f| f.strip_prefix("ok=")).unwrap_or_else(|| panic!("{l}")).parse().unwrap()
+    };
+    let mut c = Command::new(prog("threads", &["-pthread"]));
+    c.args([workers.to_string(), "100000".to_string()]);
+    let mut orig = Proc::preloaded(c, &wd.image(), "threads");
+    orig.wait_until(|l| l.len() >= 3, LONG, "a few ticks");
+    let pid = orig.pid;
+    let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap()).collect();
+    tids.sort();
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+    let tid = *tids.iter().find(|&&t| t != pid).unwrap();
+    let (Some(mut holds_pid), Some(mut holds_tid)) = (occupy(pid), occupy(tid)) else {
+        skip("pids_taken_where_it_restarts_are_its_own_again", "the PIDs could not be taken (another process got them first every time)");
+        return;
+    };
+
+    let mut restored = Proc::restart(&wd.image());
+    let lines = restored.wait_lines(5, LONG);
+    for l in &lines {
+        assert_eq!(tick(l), workers, "a worker lost its TID: {l}; stderr {}", restored.stderr());
+    }
+    let program = restored.program_pid();
+    assert_eq!(own_id(&std::fs::read_to_string(format!("/proc/{program}/status")).unwrap()), pid);
+    let mut now: Vec<u32> = std::fs::read_dir(format!("/proc/{program}/task"))
+        .unwrap()
+        .map(|e| own_id(&std::fs::read_to_string(e.unwrap().path().join("status")).unwrap()))
+        .collect();
+    now.sort();
+    assert_eq!(now, tids, "the threads' TIDs as the program sees them");
+    // The processes that hold those PIDs here are untouched.
+    assert!(holds_pid.try_wait().unwrap().is_none() && holds_tid.try_wait().unwrap().is_none());
+    assert_eq!((holds_pid.id(), holds_tid.id()), (pid, tid));
+    restored.kill9();
+    for c in [&mut holds_pid, &mut holds_tid] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
