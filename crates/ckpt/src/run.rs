@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// Compress memory in images (LZ4).
     #[arg(long)]
     compress: bool,
+    /// Images carry the bytes of the program and its libraries too (CKPT_SELF_CONTAINED=1),
+    /// instead of naming the files: they restart where those files differ (another node with
+    /// other versions installed), at the cost of larger images.
+    #[arg(long)]
+    self_contained: bool,
     /// Authenticate images with the key in this file, which must be private (mode 0600;
     /// `ckpt key new FILE` makes one); restart them with the same `--key`. Without --key,
     /// CKPT_KEY in the environment names it, if set.
@@ -143,6 +148,9 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     }
     if a.compress {
         cmd.env("CKPT_COMPRESS", "lz4");
+    }
+    if a.self_contained {
+        cmd.env("CKPT_SELF_CONTAINED", "1");
     }
     Ok((cmd, path))
 }
