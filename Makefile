@@ -28,8 +28,8 @@ all: libckpt.so myrestart ckpt
 # Cargo decides what is out of date; the copies land where the brief expects them. Each is
 # copied beside its place and renamed over it: a program running with the old libckpt.so
 # mapped keeps the old file (overwriting it in place would change the code under it). A file
-# that is already the same is left as it is: images name libckpt.so by its inode, and a new
-# one, however alike, would make every earlier image refuse to restart.
+# that is already the same is left as it is (images name libckpt.so by path and by the hash of
+# its bytes: a build whose bytes differ makes every earlier image refuse to restart).
 # ckpt is linked statically (glibc's static-pie), so that it runs on any Linux whatever its C
 # library; myrestart is static by construction; libckpt.so takes only symbols glibc 2.28 has.
 libckpt.so myrestart ckpt &: FORCE

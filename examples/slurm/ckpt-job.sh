@@ -12,8 +12,17 @@
 # environment at submission (sbatch passes it on) or edited here:
 #   CKPT_JOB_DIR       where the images go (default: the directory sbatch was run in)
 #   CKPT_JOB_INTERVAL  also take a checkpoint every so many seconds (default: only the last)
+#   CKPT_JOB_SELF_CONTAINED=1  images carry the program's and libraries' code too (larger):
+#                      for nodes whose installed software differs
 #   CKPT               the ckpt command (default: ckpt from PATH)
 # Remove the images once the job has ended: they hold the program's whole memory.
+#
+# A requeue may land on another node. That works with the defaults when the image directory
+# is shared between the nodes (the submit directory usually is) and the nodes have the same
+# software at the same paths: the libraries may be other copies of the same bytes. Files the
+# program kept in a node's own /tmp or local scratch are not on the next node: its restart
+# names each of them and is refused. A CPU lacking a feature of the old node's, or another
+# kernel build whose vdso differs, is refused with the reason.
 #
 # The warning must leave time for the last checkpoint (about the time to write the program's
 # memory once). `--open-mode=append` keeps the output of every start in one file.
@@ -30,6 +39,9 @@ dir=${CKPT_JOB_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}
 opts=(--image "$dir/ckpt-job-$SLURM_JOB_ID.img" --requeue "scontrol requeue $SLURM_JOB_ID")
 if [ -n "${CKPT_JOB_INTERVAL:-}" ]; then
     opts+=(--interval "$CKPT_JOB_INTERVAL")
+fi
+if [ "${CKPT_JOB_SELF_CONTAINED:-0}" = 1 ]; then
+    opts+=(--self-contained)
 fi
 # ckpt takes this shell's place, so Slurm's signal reaches it: it restarts the newest image
 # (or starts PROG), and on SIGUSR1 takes the last checkpoint and runs the requeue command.

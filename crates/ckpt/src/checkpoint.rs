@@ -2,6 +2,11 @@
 //! making sure the process handles it; a process without libckpt is checkpointed from outside
 //! instead (`attach`: ckpt loads libckpt's checkpoint code into it for the duration). With
 //! `--wait` it follows the image until it is in place.
+//!
+//! `--to PATH` sends this one image to PATH (a process under libckpt finds the path in its
+//! report page: see `ckpt_image::report`); `--kill` and `--hold` take the last checkpoint, after
+//! which the process ends, or stays stopped. [`take`] is the same for code of ckpt's own
+//! (`ckpt migrate`), with no printing.
 
 use crate::imagefile::identity;
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
@@ -26,8 +31,18 @@ pub struct CheckpointArgs {
     wait: bool,
     /// Take the process's last checkpoint: it is written with the process stopped, and the
     /// process then ends (SIGKILL), so it never runs past its image (implies --wait).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hold")]
     kill: bool,
+    /// Take the process's last checkpoint as --kill does, but leave the process (every
+    /// process of its tree) stopped at its image instead of ending it: `kill -CONT` lets it go
+    /// on as if nothing happened, `kill -9` ends it (implies --wait). If the image cannot be
+    /// written, it goes on running.
+    #[arg(long)]
+    hold: bool,
+    /// Write this one image to PATH instead of the process's image path; later checkpoints go
+    /// to its image path as before. Incremental only on an earlier image at PATH.
+    #[arg(long, value_name = "PATH")]
+    to: Option<PathBuf>,
     /// Give up waiting after SECS seconds (fractions allowed).
     #[arg(long, value_name = "SECS", default_value_t = 600.0, value_parser = seconds)]
     timeout: f64,
@@ -113,46 +128,143 @@ fn writer_file(pid: u32, image: &Path) -> Option<std::fs::Metadata> {
     None
 }
 
+/// How a checkpoint ends for the process.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ending {
+    /// It goes on running.
+    Goes,
+    /// Its last checkpoint: written with it stopped, then it ends (SIGKILL).
+    Kill,
+    /// Its last checkpoint, after which it (its whole tree) stays stopped (SIGSTOP) at its image
+    /// until it is continued (SIGCONT) or killed. If the image cannot be written it goes on.
+    Hold,
+}
+
+/// A checkpoint in place.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// The image's path.
+    pub image: PathBuf,
+    /// Its length.
+    pub bytes: u64,
+    /// Every process of the image (the root of a tree first), by PID as ckpt sees them: those a
+    /// held tree has stopped, for the caller to continue or kill.
+    pub pids: Vec<u32>,
+}
+
+/// A checkpoint of process `pid` (its image to `to` if given, else to its image path), taken as
+/// `ckpt checkpoint --wait` takes it (with `--kill` or `--hold` for `ending`), waiting until
+/// the image is in place (at most `timeout`). Errors as the command's: its exit code and line.
+/// (Called by `ckpt migrate`, in-process.)
+#[allow(dead_code)]
+pub fn take(pid: u32, to: Option<&Path>, ending: Ending, timeout: Duration) -> Result<Taken, (u8, String)> {
+    let args = CheckpointArgs {
+        pid,
+        image: None,
+        wait: true,
+        kill: ending == Ending::Kill,
+        hold: ending == Ending::Hold,
+        to: to.map(Path::to_path_buf),
+        timeout: timeout.as_secs_f64().max(0.001),
+        key: None,
+        keep: 0,
+        compress: false,
+        self_contained: false,
+    };
+    taken(args).map(|t| t.expect("a checkpoint waited for says its image"))
+}
+
 pub fn checkpoint(a: CheckpointArgs) -> Outcome {
+    let (asked, started, hold) = (a.pid, Instant::now(), a.hold);
+    match taken(a)? {
+        None => Ok(ExitCode::SUCCESS),
+        Some(t) => {
+            print_taken(&t, started)?;
+            if hold {
+                let tree = if t.pids.len() > 1 { format!(" (with the {} processes of its tree)", t.pids.len() - 1) } else { String::new() };
+                println!("process {asked}{tree} is stopped at its image: kill -CONT to let it go on, kill -9 to end it");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The ending `a` asks for.
+fn ending_of(a: &CheckpointArgs) -> Ending {
+    match (a.kill, a.hold) {
+        (true, _) => Ending::Kill,
+        (_, true) => Ending::Hold,
+        _ => Ending::Goes,
+    }
+}
+
+/// `--to PATH`, made absolute and checked as an image path is (its directory exists and may be
+/// written in, it is no directory, it fits the report page).
+fn redirect_path(asked: u32, to: &Path) -> Result<PathBuf, (u8, String)> {
+    let to = std::path::absolute(to).map_err(|e| (EXIT_REFUSED, format!("--to {}: {}", crate::shown(to), crate::io_message(&e))))?;
+    if to.as_os_str().len() > ckpt_image::report::TO_PATH_MAX {
+        return Err((EXIT_REFUSED, format!("--to {}: longer than {} bytes; none was sent to process {asked}", crate::shown(&to), ckpt_image::report::TO_PATH_MAX)));
+    }
+    crate::imagefile::check_image_dir(&to)?;
+    Ok(to)
+}
+
+/// The checkpoint `a` asks for; `None` when it was only asked for (no `--wait`, `--kill` or
+/// `--hold`).
+fn taken(a: CheckpointArgs) -> Result<Option<Taken>, (u8, String)> {
     // `ckpt restart`'s PID is myrestart's: the program it restored is below it.
     let asked = a.pid;
     let pid = crate::report::program_behind(asked);
+    let ending = ending_of(&a);
+    let to = a.to.as_deref().map(|t| redirect_path(asked, t)).transpose()?;
     // The tests' probe of the attach machinery (see libckpt's probe.rs), in place of the
     // checkpoint entry.
     let probe = std::env::var_os("CKPT_ATTACH_PROBE").is_some_and(|v| v == "1");
     if probe || !runs_libckpt(asked, pid)? {
-        return attached(asked, pid, a, probe);
+        return attached(asked, pid, a, to, ending, probe);
     }
     if let Some(option) = a.attach_only() {
         return Err((EXIT_REFUSED, format!("process {asked} runs under libckpt, which takes its images with the settings it started with: {option} is for a process started without ckpt (`ckpt run` takes it)")));
     }
     let env = environ(pid);
     let signal = checkpoint_signal_of(asked, pid, &env)?;
-    let image = image_of(asked, pid, a.image, &env)?;
+    let own_path = image_of(asked, pid, a.image, &env)?;
     let mut page = crate::report::Page::of(pid);
     // Checkpoints the process had begun before this one: ours is a later one.
     let base = page.read().map_or(0, |s| s.started);
+    let (image, own) = match &to {
+        // A redirected image is written at PATH exactly, by any process.
+        Some(to) => (to.clone(), to.clone()),
+        None => {
+            let own = own_image(&own_path, pid);
+            (own_path, own)
+        }
+    };
     let before = identity(&image);
-    let own = own_image(&image, pid);
     let before_own = identity(&own);
     let started = Instant::now();
-    let sent = if a.kill {
-        ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT)
-    } else {
+    let value = match ending {
+        Ending::Kill => ckpt_sigsafe::signals::LAST_CHECKPOINT,
+        Ending::Hold => ckpt_sigsafe::signals::LAST_CHECKPOINT | ckpt_sigsafe::signals::LAST_HOLD,
         // Queued with ckpt's value: a program with a handler of its own for the signal (the
         // JVM's SIGUSR2) gets every signal but ckpt's requests.
-        ckpt_sigsafe::sys::sigqueue(pid, signal as u32, ckpt_sigsafe::signals::CHECKPOINT_REQUEST)
+        Ending::Goes => ckpt_sigsafe::signals::CHECKPOINT_REQUEST,
     };
-    if let Err(e) = sent {
+    let redirect = match &to {
+        Some(to) => Some(page.redirect(to.as_os_str().as_encoded_bytes()).map_err(|why| (EXIT_FAILED, format!("cannot send the checkpoint of process {asked} to {}: {why}; none was sent", crate::shown(to))))?),
+        None => None,
+    };
+    let value = ckpt_sigsafe::signals::with_redirect(value, redirect.unwrap_or(0));
+    if let Err(e) = ckpt_sigsafe::sys::sigqueue(pid, signal as u32, value) {
         return Err((EXIT_FAILED, format!("cannot signal process {asked}: {}", std::io::Error::from_raw_os_error(e.raw_os_error()))));
     }
-    let request = Request { asked, pid, image, own, signal, kill: a.kill, timeout: a.timeout, started, before, before_own };
-    if !(a.wait || a.kill) {
+    let request = Request { asked, pid, image, own, signal, value, ending, redirect, timeout: a.timeout, started, before, before_own };
+    if !(a.wait || ending != Ending::Goes) {
         // Not followed, but not left pending forever behind a mask either.
         request.deliver_blocked(&mut Vec::new())?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     }
-    request.wait(page, base)
+    request.wait(page, base).map(Some)
 }
 
 /// The image a process writes when it descends from the one that started with the library (a
@@ -198,35 +310,40 @@ fn runs_libckpt(asked: u32, pid: u32) -> Result<bool, (u8, String)> {
 
 /// The checkpoint of a process without libckpt: ckpt attaches to it, runs libckpt's attached
 /// checkpoint entry in it, lets it go, and (with `--wait`, `--kill`) follows the writer the
-/// entry started as for a preloaded process.
-fn attached(asked: u32, pid: u32, a: CheckpointArgs, probe: bool) -> Outcome {
+/// entry started as for a preloaded process. With `--hold` the entry writes the image as for
+/// `--kill` and stops the process itself before its threads go on; ckpt lets it go stopped.
+fn attached(asked: u32, pid: u32, a: CheckpointArgs, to: Option<PathBuf>, ending: Ending, probe: bool) -> Result<Option<Taken>, (u8, String)> {
     use ckpt_sigsafe::attach as abi;
-    let image = match a.image {
-        Some(p) => std::path::absolute(&p).unwrap_or(p),
+    let image = match (to, a.image) {
+        (Some(to), _) => to,
+        (None, Some(p)) => std::path::absolute(&p).unwrap_or(p),
         // As a preloaded process's default: myckpt where it runs.
-        None => std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default().join("myckpt"),
+        (None, None) => std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default().join("myckpt"),
     };
     let key = crate::key::configured(a.key.as_deref()).map(|k| std::path::absolute(&k).unwrap_or(k));
     if let Some(k) = &key {
         crate::key::read(k)?;
     }
+    let (last, hold) = (ending != Ending::Goes, ending == Ending::Hold);
     let req = crate::attach::Request {
         entry: if probe { "ckpt_attach_probe".into() } else { abi::ENTRY.to_string_lossy().into_owned() },
         image: image.clone(),
         key,
         keep: a.keep,
-        flags: [(a.kill, abi::FLAG_LAST), (a.compress, abi::FLAG_COMPRESS), (a.self_contained, abi::FLAG_SELF_CONTAINED)].into_iter().filter(|f| f.0).fold(0, |all, f| all | f.1),
+        flags: [(last, abi::FLAG_LAST), (hold, abi::FLAG_HOLD), (a.compress, abi::FLAG_COMPRESS), (a.self_contained, abi::FLAG_SELF_CONTAINED)].into_iter().filter(|f| f.0).fold(0, |all, f| all | f.1),
         timeout: Duration::from_secs_f64(a.timeout),
-        kill: a.kill,
+        kill: ending == Ending::Kill,
     };
     let before = identity(&image);
     let started = Instant::now();
+    // The processes of the image, before a last checkpoint ends them.
+    let pids = members(pid);
     let done = crate::attach::run(asked, pid, &req)?;
     let r = &done.results;
     let pause_ms = done.pause.as_secs_f64() * 1000.0;
     if probe {
         println!("probe: returned {}, status {:#x}, message: {}; process stopped {pause_ms:.3} ms", done.returned, r.status, r.message);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     }
     if std::env::var_os("CKPT_ATTACH_TIMES").is_some() {
         eprintln!("ckpt: process {asked} was stopped for {pause_ms:.3} ms (its writer: process {})", r.writer_pid);
@@ -240,19 +357,24 @@ fn attached(asked: u32, pid: u32, a: CheckpointArgs, probe: bool) -> Outcome {
         };
         return Err((
             EXIT_FAILED,
-            if a.kill {
-                format!("the last checkpoint of process {asked} failed: {why}; no image of this run of it exists, so it was not ended: it goes on running")
-            } else {
-                format!("the checkpoint of process {asked} failed: {why}; it goes on, and nothing at {shown} changed")
+            match ending {
+                Ending::Kill => format!("the last checkpoint of process {asked} failed: {why}; no image of this run of it exists, so it was not ended: it goes on running"),
+                Ending::Hold => format!("the checkpoint of process {asked} to hold it failed: {why}; it was not stopped: it goes on running"),
+                Ending::Goes => format!("the checkpoint of process {asked} failed: {why}; it goes on, and nothing at {shown} changed"),
             },
         ));
     }
+    let deadline = started + Duration::from_secs_f64(a.timeout);
     if done.killed {
-        wait_gone(pid, started + Duration::from_secs_f64(a.timeout));
-        return print_written(&image, started);
+        wait_gone(pid, deadline);
+        return written(&image, pids).map(Some);
+    }
+    if hold {
+        wait_held(asked, &pids, deadline)?;
+        return written(&image, pids).map(Some);
     }
     if !a.wait {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     }
     let mut page = match done.report {
         Some(f) => crate::report::Page::opened(pid, f),
@@ -262,8 +384,33 @@ fn attached(asked: u32, pid: u32, a: CheckpointArgs, probe: bool) -> Outcome {
     let base = page.read().map_or(0, |s| s.started.wrapping_sub(1));
     let own = own_image(&image, pid);
     let before_own = identity(&own);
-    let request = Request { asked, pid, image, own, signal: 0, kill: false, timeout: a.timeout, started, before, before_own };
-    request.wait(page, base)
+    let request = Request { asked, pid, image, own, signal: 0, value: 0, ending: Ending::Goes, redirect: None, timeout: a.timeout, started, before, before_own };
+    request.wait(page, base).map(Some)
+}
+
+/// The processes a checkpoint of process `pid` takes: it, and every live process below it but
+/// image writers (a tree is checkpointed whole).
+fn members(pid: u32) -> Vec<u32> {
+    let below = crate::attach::descendants(pid).into_iter().filter(|&p| crate::report::comm(p) != "ckpt-writer");
+    std::iter::once(pid).chain(below).collect()
+}
+
+/// Waits (until `deadline`) for every process of `pids` to be stopped, as a held checkpoint
+/// leaves them (each stops itself once its image is in place).
+fn wait_held(asked: u32, pids: &[u32], deadline: Instant) -> Result<(), (u8, String)> {
+    loop {
+        let running: Vec<u32> = pids.iter().copied().filter(|&p| !stopped(p)).collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        if let Some(&gone) = running.iter().find(|&&p| !alive(p)) {
+            return Err((EXIT_FAILED, format!("process {gone} of the image of process {asked} ended instead of stopping at its image")));
+        }
+        if Instant::now() > deadline {
+            return Err((EXIT_FAILED, format!("the image of process {asked} is in place, but process {} did not stop at it", running[0])));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// The value of `k` in the process's environment `env`.
@@ -325,8 +472,11 @@ struct Request {
     /// Where the process writes instead if it descends from another ([`own_image`]).
     own: PathBuf,
     signal: i32,
-    /// The last checkpoint was asked for.
-    kill: bool,
+    /// The value the request was queued with, and how it ends the process.
+    value: u64,
+    ending: Ending,
+    /// The number of the `--to` path left in the report page.
+    redirect: Option<u32>,
     timeout: f64,
     started: Instant,
     /// The image at the path before it, and at `own`.
@@ -348,9 +498,16 @@ impl Request {
 
     /// Waits for the checkpoint: for what the process's report page says of it, or, without
     /// one, for its image file; shows the writer's progress on a terminal.
-    fn wait(&self, mut page: crate::report::Page, mut base: u32) -> Outcome {
+    fn wait(&self, mut page: crate::report::Page, mut base: u32) -> Result<Taken, (u8, String)> {
         use ckpt_image::report::Outcome as O;
         let (asked, pid, image, started) = (self.asked, self.pid, &self.image, self.started);
+        let last = self.ending != Ending::Goes;
+        // The processes of the image (a held tree's, for the caller to continue or kill).
+        let pids = members(pid);
+        // A `--to` request is followed by the checkpoint that took its path: until one has,
+        // any outcome is another checkpoint's (a periodic one, which a request sent meanwhile
+        // merged into), and the request is sent again.
+        let mut redirect = self.redirect;
         let tty = std::io::stderr().is_terminal();
         let deadline = started + Duration::from_secs_f64(self.timeout);
         let mut saw_writer = false;
@@ -364,17 +521,33 @@ impl Request {
         loop {
             // The process says what became of the checkpoint in its report page (a restored
             // process makes its page when the checkpoint begins: it is looked for again).
+            if let Some(seq) = redirect {
+                match page.redirect_state() {
+                    Some((0, taken)) if taken != 0 => {
+                        base = taken.wrapping_sub(1);
+                        redirect = None;
+                    }
+                    Some((now, _)) if now != seq && now != 0 => {
+                        end_progress();
+                        return Err((EXIT_FAILED, format!("another ckpt asked process {asked} for a checkpoint to another path meanwhile; none was written to {}", crate::shown(image))));
+                    }
+                    _ => {}
+                }
+            }
             if let Some(s) = page.read() {
                 match crate::report::outcome_after(&s, base) {
-                    // Asked for the last checkpoint, an ordinary one answered: a periodic one, or
-                    // the request merged into a checkpoint signal already pending. Asked again.
-                    Some(O::Written | O::Failed) if self.kill => {
+                    // Asked for the last checkpoint or a redirected one, another answered: a
+                    // periodic one, or the request merged into a checkpoint signal already
+                    // pending. Asked again.
+                    Some(O::Written | O::Failed) if last || redirect.is_some() => {
                         base = s.done;
-                        let _ = ckpt_sigsafe::sys::sigqueue(pid, self.signal as u32, ckpt_sigsafe::signals::LAST_CHECKPOINT);
+                        if redirect.is_none() || page.redirect_state().is_some_and(|(now, _)| Some(now) == redirect) {
+                            let _ = ckpt_sigsafe::sys::sigqueue(pid, self.signal as u32, self.value);
+                        }
                     }
                     Some(_) => {
                         end_progress();
-                        return outcome(asked, pid, self.written(), &s, started, deadline);
+                        return outcome(asked, pid, self.written(), &s, started, deadline, self.ending, pids);
                     }
                     None => {}
                 }
@@ -409,7 +582,7 @@ impl Request {
             std::thread::sleep(Duration::from_millis(5));
         }
         end_progress();
-        print_written(self.written(), started)
+        written(self.written(), pids)
     }
 
     /// Delivers the checkpoint signal with ptrace to the process, or a process below it, that
@@ -427,26 +600,33 @@ impl Request {
     fn written_without_page(&self, saw_writer: &mut bool) -> Result<bool, (u8, String)> {
         let (asked, pid, image) = (self.asked, self.pid, &self.image);
         let new = identity(image).is_some_and(|id| Some(id) != self.before) || identity(&self.own).is_some_and(|id| Some(id) != self.before_own);
-        if new && !(self.kill && alive(pid)) {
+        let last = self.ending != Ending::Goes;
+        if new && !(last && alive(pid)) {
             return Ok(true);
         }
         let writing = writer_file(pid, image).is_some();
         *saw_writer |= writing;
-        if !writing && (if self.kill { !alive(pid) } else { *saw_writer }) && identity(image) == self.before {
+        if !writing && (if last { !alive(pid) } else { *saw_writer }) && identity(image) == self.before {
             return Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed (its stderr says why); {} is unchanged", crate::shown(image))));
         }
-        if !*saw_writer && !self.kill && self.started.elapsed() > Duration::from_secs(3) {
+        if !*saw_writer && !last && self.started.elapsed() > Duration::from_secs(3) {
             return Err((EXIT_FAILED, format!("process {asked} did not start writing {} (its stderr says why)", crate::shown(image))));
         }
         Ok(false)
     }
 }
 
-/// Prints the line `--wait` promises: the image's path, size, space and how long it took.
-fn print_written(image: &Path, started: Instant) -> Outcome {
+/// The image in place at `image`, of the processes `pids`.
+fn written(image: &Path, pids: Vec<u32>) -> Result<Taken, (u8, String)> {
     let meta = std::fs::metadata(image).map_err(|e| (EXIT_FAILED, format!("{}: {e}", crate::shown(image))))?;
-    println!("{} {} bytes ({} allocated) in {:.3} s", crate::shown(image), meta.len(), meta.blocks() * 512, started.elapsed().as_secs_f64());
-    Ok(ExitCode::SUCCESS)
+    Ok(Taken { image: image.to_path_buf(), bytes: meta.len(), pids })
+}
+
+/// Prints the line `--wait` promises: the image's path, size, space and how long it took.
+fn print_taken(t: &Taken, started: Instant) -> Result<(), (u8, String)> {
+    let allocated = std::fs::metadata(&t.image).map_or(0, |m| m.blocks() * 512);
+    println!("{} {} bytes ({} allocated) in {:.3} s", crate::shown(&t.image), t.bytes, allocated, started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Waits (until `deadline`) for process `pid` to end, as it does after a last checkpoint.
@@ -456,22 +636,30 @@ fn wait_gone(pid: u32, deadline: Instant) {
     }
 }
 
-/// What `ckpt checkpoint` says of the checkpoint the process reported in `s`.
-fn outcome(asked: u32, pid: u32, image: &Path, s: &crate::report::Snapshot, started: Instant, deadline: Instant) -> Outcome {
+/// What `ckpt checkpoint` says of the checkpoint the process reported in `s`, which ended it
+/// as `ending` asked (the processes of its image: `pids`).
+#[allow(clippy::too_many_arguments)]
+fn outcome(asked: u32, pid: u32, image: &Path, s: &crate::report::Snapshot, started: Instant, deadline: Instant, ending: Ending, pids: Vec<u32>) -> Result<Taken, (u8, String)> {
     use ckpt_image::report::Outcome as O;
+    let _ = started;
     let why = &s.message;
     let shown = crate::shown(image);
     match s.outcome {
-        Some(O::Written) => print_written(image, started),
+        Some(O::Written) => written(image, pids),
         Some(O::LastWritten) => {
             wait_gone(pid, deadline);
-            print_written(image, started)
+            written(image, pids)
+        }
+        Some(O::Held) => {
+            wait_held(asked, &pids, deadline)?;
+            written(image, pids)
         }
         Some(O::LastFailedEnds) => {
             wait_gone(pid, deadline);
             let taken = crate::inspect::taken(image).map(|t| format!(", taken {t}")).unwrap_or_default();
             Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; it ended, as asked: its last image is {shown}{taken}")))
         }
+        Some(O::LastFailedGoesOn) if ending == Ending::Hold => Err((EXIT_FAILED, format!("the checkpoint of process {asked} to hold it failed: {why}; it was not stopped: it goes on running"))),
         Some(O::LastFailedGoesOn) => Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; no image of this run of it exists, so it was not ended: it goes on running"))),
         Some(O::LastFailedStopped) => Err((EXIT_FAILED, format!("the last checkpoint of process {asked} failed: {why}; no image of this run of it exists, so it was not ended: it is stopped (`kill -CONT {asked}` lets it go on)"))),
         Some(O::Failed) | None => Err((EXIT_FAILED, format!("the checkpoint of process {asked} failed: {why}; it goes on, and nothing at {shown} changed"))),

@@ -183,3 +183,20 @@ pub fn check_bases(path: &Path, image: &Image) -> Result<Vec<BaseCheck>, ImageEr
     }
     Ok(out)
 }
+
+/// Refuses at once an image path whose directory cannot take images (missing, not a
+/// directory, not writable), rather than fail at every checkpoint later.
+pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
+    let dir = crate::dir_of(image);
+    let cannot = |why: String| (crate::EXIT_REFUSED, format!("cannot write images to {}: {why}", crate::shown(dir)));
+    let m = std::fs::metadata(dir).map_err(|e| cannot(crate::io_message(&e)))?;
+    if !m.is_dir() {
+        return Err(cannot("not a directory".into()));
+    }
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| cannot("a NUL in the path".into()))?;
+    crate::os::may_write_in(&c).map_err(|e| cannot(crate::io_message(&e)))?;
+    if std::fs::symlink_metadata(image).is_ok_and(|m| m.is_dir()) {
+        return Err((crate::EXIT_REFUSED, format!("{} is a directory, not an image", crate::shown(image))));
+    }
+    Ok(())
+}

@@ -158,6 +158,15 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Resu
     let tree = tree_json(opened, &image, &program, fmeta.len(), key, &name, &mut v).map_err(bad)?;
     let (bases, bases_ok, checked) = bases_json(path, &image, trust, &mut v).map_err(bad)?;
     let origin = origin_json(&image).map_err(bad)?;
+    // The machine it was taken on (`NT_CKPT_NODE`; absent from an older ckpt's images).
+    let node = match image.node() {
+        None => serde_json::Value::Null,
+        Some(n) => {
+            let n = n.map_err(bad)?;
+            let features: Vec<&str> = ckpt_image::node::FEATURES.iter().filter(|&&(w, b, _)| n.cpu[w] & (1 << b) != 0).map(|f| f.2).collect();
+            json!({"host": crate::shown_bytes(n.hostname()), "vdso_hash": format!("{:016x}", n.vdso.0), "vdso_bytes": n.vdso.1, "cpu_features": features})
+        }
+    };
     let Verdict { problem, all_ok, trusted } = v;
     let doc = json!({
         "image": path.to_string_lossy(), "bases": bases, "format_version": st.version, "size": fmeta.len(), "allocated": fmeta.blocks() * 512,
@@ -169,7 +178,7 @@ pub fn examine_file(opened: &ImageFile, key: Option<&Path>, trust: bool) -> Resu
         "pid": st.pid, "taken": utc(st.created_unix_ns), "taken_unix_ns": st.created_unix_ns, "write_ms": st.write_ns as f64 / 1e6,
         "last_checkpoint": st.is_last_checkpoint(), "raw_madvise": st.flags & ckpt_image::state::FLAG_RAW_MADVISE != 0,
         "kernel": st.kernel_str(), "xsave_features": format!("{:#x}", st.xfeatures), "xsave_bytes": st.xstate_size,
-        "checkpoint_signal": st.ckpt_signal, "attached": st.flags & ckpt_image::state::FLAG_ATTACHED != 0, "interval_ms": st.interval_ms, "origin": origin,
+        "node": node, "checkpoint_signal": st.ckpt_signal, "attached": st.flags & ckpt_image::state::FLAG_ATTACHED != 0, "interval_ms": st.interval_ms, "origin": origin,
         "registers": regs, "signals": {"handled": handled, "ignored": ignored, "blocked_mask": format!("{blocked:#x}")},
         "timers": timers, "descriptors": fds, "ipc": ipc_objects, "regions": regions, "tree": tree,
     });
@@ -543,6 +552,10 @@ fn print_process(d: &Value) {
     let last = if d["last_checkpoint"] == true { " (a last checkpoint: the program ended there)" } else { "" };
     row!("taken        {}, written in {:.1} ms{last}", s(&d["taken"]), d["write_ms"].as_f64().unwrap_or(0.0));
     row!("needs        kernel {}, XSAVE features {} ({} bytes of register state)", s(&d["kernel"]), s(&d["xsave_features"]), d["xsave_bytes"]);
+    if let Some(n) = d["node"].as_object() {
+        let features = n["cpu_features"].as_array().map_or(0, Vec::len);
+        row!("node         {}, vdso {} ({} bytes), {features} CPU features a restart needs (--json names them)", s(&n["host"]), s(&n["vdso_hash"]), n["vdso_bytes"]);
+    }
     if d["raw_madvise"] == true {
         row!("memory       restored eagerly: the program drops pages with madvise past libc (the Go runtime does)");
     }

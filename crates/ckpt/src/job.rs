@@ -147,7 +147,7 @@ impl Job {
             return Err((EXIT_REFUSED, "a stop signal cannot also be the checkpoint signal (--signal)".to_string()));
         }
         let image = run::image_path(a.run.image.as_deref())?;
-        run::check_image_dir(&image)?;
+        crate::imagefile::check_image_dir(&image)?;
         let prog = crate::shown(Path::new(&a.run.command[0]));
         let key = crate::key::configured(a.run.key.as_deref());
         let program = run::resolve(Path::new(&a.run.command[0])).ok_or((EXIT_REFUSED, format!("{prog}: command not found")))?;

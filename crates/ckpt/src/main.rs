@@ -56,7 +56,7 @@ Environment of the program (ckpt run sets them from its options; read when the p
   CKPT_INCREMENTAL=N       images in an incremental chain (default 8; 0: every image full)
   CKPT_SYNC=1              write images with the program stopped, not in a forked writer
   CKPT_COMPRESS=lz4        compress memory in images
-  CKPT_SELF_CONTAINED=1    copy the program's and libraries' pages too (no files needed)
+  CKPT_SELF_CONTAINED=1    copy the program's and libraries' pages too (no files needed; --self-contained)
   CKPT_KEY=FILE            authenticate images with the key in FILE (private: mode 0600)
   CKPT_ORIGIN              set by ckpt run and ckpt job: what the program was started as
 Environment of ckpt:

@@ -137,6 +137,46 @@ impl Page {
         None
     }
 
+    /// Leaves `path` in the page for the next checkpoint `ckpt` asks for (`--to`), under a new
+    /// number, which the request must carry (`ckpt_sigsafe::signals::with_redirect`); see
+    /// `ckpt_image::report` for the order of the writes. The page is opened read-write for it
+    /// (the process's owner may).
+    pub fn redirect(&mut self, path: &[u8]) -> Result<u32, String> {
+        use ckpt_image::report as layout;
+        use std::os::unix::fs::FileExt;
+        use std::os::unix::io::AsRawFd;
+        if self.read().is_none() {
+            return Err("it has no report page to take the path from (it closed the descriptor libckpt keeps)".into());
+        }
+        let Some(f) = &self.file else { return Err("it has no report page".into()) };
+        if path.len() > layout::TO_PATH_MAX {
+            return Err(format!("the path is longer than {} bytes", layout::TO_PATH_MAX));
+        }
+        let rw = std::fs::OpenOptions::new().read(true).write(true).open(format!("/proc/self/fd/{}", f.as_raw_fd())).map_err(|e| format!("its report page: {}", crate::io_message(&e)))?;
+        let word = |i: usize, v: u32| rw.write_all_at(&v.to_le_bytes(), (i * 4) as u64);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let seq = ((nanos ^ std::process::id().rotate_left(12)) & 0xff_ffff).max(1);
+        let written = word(layout::TO_SEQ, 0)
+            .and_then(|()| word(layout::TO_TAKEN, 0))
+            .and_then(|()| rw.write_all_at(path, layout::TO_AT as u64))
+            .and_then(|()| word(layout::TO_LEN, path.len() as u32))
+            .and_then(|()| word(layout::TO_SEQ, seq));
+        written.map_err(|e| format!("writing its report page: {}", crate::io_message(&e)))?;
+        self.file = Some(rw);
+        Ok(seq)
+    }
+
+    /// The page's redirection now: its number (0 once taken) and the checkpoint that took it.
+    pub fn redirect_state(&self) -> Option<(u32, u32)> {
+        use ckpt_image::report as layout;
+        use std::os::unix::fs::FileExt;
+        let f = self.file.as_ref()?;
+        let mut words = [0u8; 64];
+        f.read_exact_at(&mut words, 0).ok()?;
+        let word = |i: usize| u32::from_le_bytes([words[i * 4], words[i * 4 + 1], words[i * 4 + 2], words[i * 4 + 3]]);
+        Some((word(layout::TO_SEQ), word(layout::TO_TAKEN)))
+    }
+
     /// Whether the process has a page at all (a program that closed every descriptor it did not
     /// open itself has none, and is followed the old way, by its image file).
     pub fn exists(&self) -> bool {

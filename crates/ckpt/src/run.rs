@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// Compress memory in images (LZ4).
     #[arg(long)]
     compress: bool,
+    /// Images carry the bytes of the program and its libraries too (CKPT_SELF_CONTAINED=1),
+    /// instead of naming the files: they restart where those files differ (another node with
+    /// other versions installed), at the cost of larger images.
+    #[arg(long)]
+    self_contained: bool,
     /// Authenticate images with the key in this file, which must be private (mode 0600;
     /// `ckpt key new FILE` makes one); restart them with the same `--key`. Without --key,
     /// CKPT_KEY in the environment names it, if set.
@@ -89,24 +94,6 @@ pub fn image_path(image: Option<&Path>) -> Result<PathBuf, (u8, String)> {
     Ok(cwd.join(image.unwrap_or(Path::new("myckpt"))))
 }
 
-/// Refuses at once an image path whose directory cannot take images (missing, not a
-/// directory, not writable), rather than fail at every checkpoint later.
-pub fn check_image_dir(image: &Path) -> Result<(), (u8, String)> {
-    use std::os::unix::ffi::OsStrExt;
-    let dir = crate::dir_of(image);
-    let cannot = |why: String| (EXIT_REFUSED, format!("cannot write images to {}: {why}", crate::shown(dir)));
-    let m = std::fs::metadata(dir).map_err(|e| cannot(crate::io_message(&e)))?;
-    if !m.is_dir() {
-        return Err(cannot("not a directory".into()));
-    }
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| cannot("a NUL in the path".into()))?;
-    crate::os::may_write_in(&c).map_err(|e| cannot(crate::io_message(&e)))?;
-    if std::fs::symlink_metadata(image).is_ok_and(|m| m.is_dir()) {
-        return Err((EXIT_REFUSED, format!("{} is a directory, not an image", crate::shown(image))));
-    }
-    Ok(())
-}
-
 /// The command `ckpt run` executes (the program, with libckpt preloaded and its settings in
 /// the environment), and the program's path.
 pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
@@ -124,7 +111,7 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     }
     let lib = locate::libckpt()?;
     let image = image_path(a.image.as_deref())?;
-    check_image_dir(&image)?;
+    crate::imagefile::check_image_dir(&image)?;
     let origin = crate::origin::Started::new(&a.command, &path).and_then(|s| s.env_value()).map_err(|e| (EXIT_REFUSED, e))?;
     let mut preload = OsString::from(lib.as_os_str());
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
@@ -161,6 +148,9 @@ pub fn run_command(a: RunArgs) -> Result<(Command, PathBuf), (u8, String)> {
     }
     if a.compress {
         cmd.env("CKPT_COMPRESS", "lz4");
+    }
+    if a.self_contained {
+        cmd.env("CKPT_SELF_CONTAINED", "1");
     }
     Ok((cmd, path))
 }

@@ -135,7 +135,15 @@ impl FdRecord {
     /// device and inode, and where both birth times are known, the same one (a file deleted
     /// since may leave its inode number to a new file, born later).
     pub fn is_same_file(&self, dev: u64, ino: u64, birth: Option<(i64, u32)>) -> bool {
-        (self.dev, self.ino) == (dev, ino) && !matches!((self.birth, birth), (Some(then), Some(now)) if then != now)
+        self.dev == dev && self.is_same_inode(ino, birth)
+    }
+
+    /// [`FdRecord::is_same_file`] but for the device, which another node numbers its own way
+    /// (the same NFS file has another `st_dev` on each client): for a judgement that something
+    /// else confirms (a hash of the file's bytes), or that only decides whether to say a file
+    /// was replaced.
+    pub fn is_same_inode(&self, ino: u64, birth: Option<(i64, u32)>) -> bool {
+        self.ino == ino && !matches!((self.birth, birth), (Some(then), Some(now)) if then != now)
     }
 
     /// Whether the record carries saved bytes in the image (`blob_*`).

@@ -82,7 +82,13 @@ impl FileId {
 
     /// Whether `dev`, `ino`, born at `birth`, is the recorded file (see [`Owner::same_birth`]).
     pub fn is_same(&self, dev: u64, ino: u64, birth: Option<(i64, u32)>) -> bool {
-        (self.dev, self.ino) == (dev, ino) && self.owner.same_birth(birth)
+        self.dev == dev && self.is_same_inode(ino, birth)
+    }
+
+    /// [`FileId::is_same`] but for the device, which another node numbers its own way (the
+    /// same NFS directory has another `st_dev` on each client).
+    pub fn is_same_inode(&self, ino: u64, birth: Option<(i64, u32)>) -> bool {
+        self.ino == ino && self.owner.same_birth(birth)
     }
 
     pub fn write(&self, w: &mut Writer) {

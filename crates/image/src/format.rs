@@ -57,6 +57,9 @@ pub const NT_CKPT_WRITTEN: u32 = 0x434b_0015 | NT_CKPT_IGNORABLE;
 /// The POSIX shared memory objects whose bytes the image stores, put back at their paths (see
 /// `shmfiles`). Not ignorable: without it, programs that open them by name would not share them.
 pub const NT_CKPT_SHMFILES: u32 = 0x434b_0016;
+/// The machine the image was taken on: host name and CPU features (see `node`). Ignorable: a
+/// reader without it restores without comparing them, as before it.
+pub const NT_CKPT_NODE: u32 = 0x434b_0017 | NT_CKPT_IGNORABLE;
 
 /// Whether this reader knows "CKPT" note type `t` (or may ignore it): an image holding any other
 /// was made by a newer ckpt, and restoring it without that note would not be the process.

@@ -30,6 +30,7 @@
 //!                    "CKPT" NT_CKPT_IPC      System V segments, semaphore sets and message queues by ID
 //!                    "CKPT" NT_CKPT_WRITTEN  the files it could write in place, as they were then
 //!                    "CKPT" NT_CKPT_SHMFILES POSIX shared memory objects stored: path, mode, owner, size
+//!                    "CKPT" NT_CKPT_NODE     the machine it was taken on: host name, CPU features
 //!                    "CKPT" NT_CKPT_MAC      keyed authentication, when the image has a key
 //!  page-aligned    region contents, each PT_LOAD's data starting on a page boundary
 //!  page-aligned    contents of deleted-but-open files and memfds, bytes in pipes and socket
@@ -67,6 +68,7 @@ pub mod ipc;
 pub mod limits;
 pub mod locks;
 pub mod mac;
+pub mod node;
 pub mod note;
 pub mod origin;
 pub mod pty;
@@ -91,7 +93,7 @@ mod hash;
 
 pub use error::ImageError;
 pub use format::{
-    note_type_understood, page_up, CKPT_NOTE_NAME, FILE_IDS_SINCE, FORMAT_VERSION, MAX_REGIONS, NT_CKPT_IGNORABLE, OLDEST_FORMAT, NT_CKPT_CHAIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_IPC, NT_CKPT_LOCKS, NT_CKPT_MAC, NT_CKPT_ORIGIN, NT_CKPT_PTYS, NT_CKPT_REGIONS, NT_CKPT_SHMFILES, NT_CKPT_WRITTEN,
+    note_type_understood, page_up, CKPT_NOTE_NAME, FILE_IDS_SINCE, FORMAT_VERSION, MAX_REGIONS, NT_CKPT_IGNORABLE, OLDEST_FORMAT, NT_CKPT_CHAIN, NT_CKPT_EPOLL, NT_CKPT_FDS, NT_CKPT_FILEMAPS, NT_CKPT_INOTIFY, NT_CKPT_IPC, NT_CKPT_LOCKS, NT_CKPT_MAC, NT_CKPT_NODE, NT_CKPT_ORIGIN, NT_CKPT_PTYS, NT_CKPT_REGIONS, NT_CKPT_SHMFILES, NT_CKPT_WRITTEN,
     NT_CKPT_SHARED, NT_CKPT_SOCKETS, NT_CKPT_STATE, NT_CKPT_THREAD, NT_CKPT_TIMERFDS, NT_CKPT_TIMERS, NT_CKPT_TREE, PAGE_SIZE, STATE_MAGIC,
 };
 pub use hash::{CHUNK_PAGES, Hasher, RegionHasher, chunk_add, hash, is_zero_page, region_hash};

@@ -25,8 +25,22 @@
 //!   word 8  MESSAGE_LEN
 //!   word 9  LOCK      PID of the process writing an outcome (0: none); DONE, OUTCOME and the
 //!                     message change only under it, and DONE only ever grows
+//!   word 10 TO_SEQ    number of the redirection below (0: none); written by `ckpt`
+//!   word 11 TO_LEN    length of its path
+//!   word 12 TO_TAKEN  the number (STARTED) of the checkpoint that took the redirection;
+//!                     written by the handler just before it clears TO_SEQ
 //!   bytes 64..64+MAX_MESSAGE  why the checkpoint failed (no "ckpt: " prefix)
+//!   bytes TO_AT..TO_AT+TO_LEN  the path of the redirection (`ckpt checkpoint --to PATH`)
 //! ```
+//!
+//! The redirection is the one part `ckpt` writes (it opens the page read-write through
+//! `/proc/PID/fd/N`): it sets TO_SEQ to 0, writes the path and TO_LEN, then sets TO_SEQ to a
+//! number of its own, which the checkpoint request it then queues carries too
+//! (`ckpt_sigsafe::signals::with_redirect`). The checkpoint handler takes the path only for a
+//! request that carries the number the page holds, reading TO_SEQ before and after the path
+//! (so a path being rewritten is never taken), and clears TO_SEQ as it takes it, after
+//! writing TO_TAKEN: a redirection is used once, and never by a checkpoint it was not written
+//! for, and `ckpt` knows which checkpoint's outcome is the one it asked for.
 //!
 //! A page the process stopped using (it made a new one: a descriptor it had lost, after a
 //! restart) has OWNER 0, so that a reader that still holds it open looks for the new one.
@@ -46,6 +60,9 @@ pub const DONE: usize = 6;
 pub const OUTCOME: usize = 7;
 pub const MESSAGE_LEN: usize = 8;
 pub const LOCK: usize = 9;
+pub const TO_SEQ: usize = 10;
+pub const TO_LEN: usize = 11;
+pub const TO_TAKEN: usize = 12;
 /// Words in the table.
 pub const WORDS: usize = 16;
 /// The value of word [`MAGIC`].
@@ -53,6 +70,14 @@ pub const MAGIC_VALUE: u32 = u32::from_le_bytes(*b"CKRP");
 /// Where the message starts, and its longest length.
 pub const MESSAGE_AT: usize = 64;
 pub const MAX_MESSAGE: usize = 1024;
+/// Where the redirection's path starts, and its longest length (it must also leave room for the
+/// names made beside an image: see [`TO_PATH_MAX`]).
+pub const TO_AT: usize = MESSAGE_AT + MAX_MESSAGE;
+pub const TO_ROOM: usize = REPORT_LEN - TO_AT;
+/// The longest path a redirection may name: room is left in a handler's buffers for the
+/// temporary and base names made beside it.
+pub const TO_PATH_MAX: usize = 2048;
+const _: () = assert!(TO_PATH_MAX <= TO_ROOM);
 
 /// What became of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +97,9 @@ pub enum Outcome {
     /// The same, for a caller that asked the program to stop instead (`ckpt job`): it stopped
     /// itself (SIGSTOP), alive, until it is continued or asked again.
     LastFailedStopped = 6,
+    /// A last checkpoint taken to hold the program (`ckpt checkpoint --hold`): the image is in
+    /// place, and the program (its whole tree) stops itself (SIGSTOP) instead of ending.
+    Held = 7,
 }
 
 impl Outcome {
@@ -83,13 +111,14 @@ impl Outcome {
             4 => Outcome::LastFailedEnds,
             5 => Outcome::LastFailedGoesOn,
             6 => Outcome::LastFailedStopped,
+            7 => Outcome::Held,
             _ => return None,
         })
     }
 
     /// Whether the image was written.
     pub fn written(self) -> bool {
-        matches!(self, Outcome::Written | Outcome::LastWritten)
+        matches!(self, Outcome::Written | Outcome::LastWritten | Outcome::Held)
     }
 }
 

@@ -11,8 +11,9 @@
 //! stdout and stderr in a regular file (its logs, which have their own rule: see
 //! [`crate::fds::FdRecord::is_std_log`]). Files of the kernel's (/proc, /sys) are not recorded.
 //!
-//! What counts as a change ([`change`]): another file at the path (device, inode), a file
-//! shorter than it was, and then:
+//! What counts as a change ([`change`]): another file at the path (another inode; another
+//! device only where the size or modification time differ too, since another node gives the
+//! same NFS file another device number), a file shorter than it was, and then:
 //! - a file of at most [`crate::limits::WRITTEN_HASH_MAX`] bytes (while the checkpoint's total
 //!   [`crate::limits::WRITTEN_HASH_TOTAL`] lasts) carries the hash of its bytes: it changed if
 //!   the bytes it had then differ now. It may have grown past them (records added at its end
@@ -182,7 +183,11 @@ impl core::fmt::Display for Change {
 /// [`crate::filemaps::content_hash`]), `None` if it cannot be read; asked only for a file that
 /// carries a hash.
 pub fn change(then: &FileState, now: &FileState, hash_now: impl FnOnce(u64) -> Option<u64>) -> Option<Change> {
-    if (then.dev, then.ino) != (now.dev, now.ino) {
+    // Another device alone is not another file: another node numbers the same NFS file's
+    // device its own way. With the inode, size and modification time the same, the rules
+    // below (bytes or times) decide.
+    let moved = then.dev != now.dev && (then.size, then.mtime) != (now.size, now.mtime);
+    if then.ino != now.ino || moved {
         return Some(Change::Replaced);
     }
     if now.size < then.size {
@@ -306,6 +311,12 @@ mod tests {
         assert_eq!(change(&state(10, 1, None), &state(8, 2, None), never), Some(Change::Shrunk { then: 10, now: 8 }));
         let other = FileState { ino: 3, ..state(10, 1, None) };
         assert_eq!(change(&state(10, 1, None), &other, never), Some(Change::Replaced));
+        // Another device (the same NFS file seen from another node): the same file while its
+        // inode, size and time are; another file where they differ.
+        let elsewhere = FileState { dev: 9, ..state(10, 1, None) };
+        assert_eq!(change(&state(10, 1, None), &elsewhere, never), None);
+        assert_eq!(change(&state(10, 1, Some(7)), &elsewhere, |_| Some(8)), Some(Change::Contents));
+        assert_eq!(change(&state(10, 1, None), &FileState { dev: 9, ..state(10, 2, None) }, never), Some(Change::Replaced));
         // Hashed: the bytes it had decide; it may have grown.
         assert_eq!(change(&state(10, 1, Some(7)), &state(20, 2, None), |n| (n == 10).then_some(7)), None);
         assert_eq!(change(&state(10, 1, Some(7)), &state(10, 1, None), |_| Some(8)), Some(Change::Contents), "same times, other bytes");

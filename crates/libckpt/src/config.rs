@@ -163,10 +163,16 @@ pub fn is_descendant() -> bool {
 }
 
 /// This process's image path, written into `buf`: the configured one, or for a descendant
-/// `<image>-<PID>`. `None` if it does not fit.
+/// `<image>-<PID>`; during a checkpoint `ckpt checkpoint --to PATH` asked for, PATH
+/// ([`redirect`]). `None` if it does not fit.
 pub fn this_process_image(buf: &mut [u8]) -> Option<&[u8]> {
     let cfg = get();
     let mut w = ckpt_image::bytes::Writer::new(&mut buf[..]);
+    if let Some(to) = redirected() {
+        w.bytes(to);
+        let len = w.finish()?;
+        return Some(&buf[..len]);
+    }
     w.bytes(cfg.image_path());
     if is_descendant() {
         w.u8(b'-');
@@ -174,4 +180,61 @@ pub fn this_process_image(buf: &mut [u8]) -> Option<&[u8]> {
     }
     let len = w.finish()?;
     Some(&buf[..len])
+}
+
+/// How many older images a commit keeps beside the image (`CKPT_KEEP`): none at a path `ckpt
+/// checkpoint --to` gave, where each such checkpoint replaces the last.
+pub fn images_kept() -> u32 {
+    if redirected().is_some() {
+        0
+    } else {
+        get().keep
+    }
+}
+
+/// The path of `ckpt checkpoint --to PATH`, for the one checkpoint under way (its length in
+/// [`REDIRECT_LEN`], 0 when there is none). Set by the thread that takes the checkpoint,
+/// before anything of it reads the image path, and cleared when the handler is done (and in a
+/// restored process, whose memory is the image's, taken while it was set); a forked writer
+/// has its copy. The configuration itself never changes: later checkpoints go to the
+/// process's own image path.
+struct RedirectSlot(UnsafeCell<[u8; ckpt_image::report::TO_PATH_MAX]>);
+
+// SAFETY: written only by `redirect`, which claims the slot first (see there).
+unsafe impl Sync for RedirectSlot {}
+
+static REDIRECT: RedirectSlot = RedirectSlot(UnsafeCell::new([0; ckpt_image::report::TO_PATH_MAX]));
+static REDIRECT_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Sends the checkpoint under way to `path` (absolute, as `report::take_redirect` checks).
+/// Returns `false` if it is too long, or a redirection is in force already (a checkpoint
+/// taken in another thread at the same moment: it keeps its own).
+pub fn redirect(path: &[u8]) -> bool {
+    use core::sync::atomic::Ordering;
+    if path.is_empty() || path.len() > ckpt_image::report::TO_PATH_MAX {
+        return false;
+    }
+    // The slot is claimed (length usize::MAX: being written, which `redirected` treats as
+    // none) only when no redirection is in force, so no reader can see it change.
+    if REDIRECT_LEN.compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return false;
+    }
+    // SAFETY: claimed above: nothing else writes the slot, and `redirected` reads it only once
+    // a length other than 0 and usize::MAX is published below.
+    unsafe { (&mut *REDIRECT.0.get())[..path.len()].copy_from_slice(path) };
+    REDIRECT_LEN.store(path.len(), Ordering::Release);
+    true
+}
+
+/// Ends the redirection: later checkpoints go to the image path again.
+pub fn end_redirect() {
+    REDIRECT_LEN.store(0, core::sync::atomic::Ordering::Release);
+}
+
+/// The path of the redirection in force, if any.
+pub fn redirected() -> Option<&'static [u8]> {
+    let len = REDIRECT_LEN.load(core::sync::atomic::Ordering::Acquire);
+    // SAFETY: the slot's first `len` bytes were written before the length was published, and
+    // are not written again until the length is 0 again (`redirect` claims it only then).
+    (len > 0 && len != usize::MAX).then(|| unsafe { &(&*REDIRECT.0.get())[..len] })
 }

@@ -324,12 +324,17 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void)
         return;
     }
     crate::invisible::bump();
-    let last = ckpt_sigsafe::signals::last_request(value).filter(|_| code == ckpt_sigsafe::signals::SI_QUEUE).map(|flags| checkpoint::Last {
+    let queued = code == ckpt_sigsafe::signals::SI_QUEUE && request.is_none();
+    let last = ckpt_sigsafe::signals::last_request(value).filter(|_| queued).map(|flags| checkpoint::Last {
         stop_if_unsaved: flags & ckpt_sigsafe::signals::LAST_STOP_IF_UNSAVED != 0,
+        hold: flags & ckpt_sigsafe::signals::LAST_HOLD != 0,
         kept: false,
     });
+    // `ckpt checkpoint --to PATH`: the number of the path it left in the report page. Only a
+    // request queued by ckpt carries one (a tree root's value is its own).
+    let redirect = if queued && ckpt_sigsafe::signals::is_checkpoint_request(code, value) { ckpt_sigsafe::signals::redirect_of(value) } else { 0 };
     // On a small alternate stack of the program's (Go's), the checkpoint runs on libckpt's own.
-    checkpoint::ownstack::run(uc as usize, &mut || checkpoint::on_checkpoint_signal(uc as usize, request, last));
+    checkpoint::ownstack::run(uc as usize, &mut || checkpoint::on_checkpoint_signal(uc as usize, request, last, redirect));
 }
 
 /// `ckpt checkpoint` unblocked the checkpoint signal in this thread, from outside, to deliver

@@ -39,6 +39,9 @@ ckpt_sigsafe::resume_code!(
 extern "C" fn after_restore() {
     crate::config::set_memory_owner();
     crate::checkpoint::report::after_restore();
+    // The image may have been taken to a path `ckpt checkpoint --to` gave: the restored
+    // process's next checkpoints go to its own image path.
+    crate::config::end_redirect();
     crate::dropped::after_restore();
     crate::checkpoint::track::after_restore();
     crate::checkpoint::ownstack::after_restore();

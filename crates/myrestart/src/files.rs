@@ -36,6 +36,7 @@
 use crate::acts::{Act, Acts, What};
 use crate::arena::Scratch;
 use crate::fds::{cpath, park, set_nonblocking, Parked};
+use crate::missing::GoOn;
 use crate::plan::{FdSlot, LogCut, MapSlot, PipeSlot, Plan, SharedFile, SharedSlot};
 use crate::refusal::{refuse, Refusal};
 use ckpt_image::bytes::find_from;
@@ -222,7 +223,9 @@ fn plan_cut(rec: &FdRecord, src: Parked, p: &mut Plan) {
     let Some(l) = ckpt_sigsafe::proctext::numbered_path(&mut link, b"/proc/self/fd/", src.raw() as u64, b"") else { return };
     let Ok(fd) = rustix::fs::open(l, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) else { return };
     let Ok(st) = rustix::fs::fstat(&fd) else { return };
-    if !rec.is_same_file(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) || st.st_size as u64 <= rec.size {
+    // The device is not compared: another node numbers it its own way, and the hash of the
+    // log's tail below tells whether this is the log the checkpoint saw.
+    if !rec.is_same_inode(st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) || st.st_size as u64 <= rec.size {
         return;
     }
     let mut buf = [0u8; 4096];
@@ -248,8 +251,9 @@ pub fn cut_logs(p: &Plan, image: &Image) {
         if now <= c.size {
             continue;
         }
+        // The file as it is here (another node numbers devices its own way).
         let ours = match p.own_stderr {
-            Some((dev, ino, at)) if (dev, ino) == (c.dev, c.ino) => at.clamp(c.size, now),
+            Some((dev, ino, at)) if (dev, ino) == (st.st_dev, st.st_ino) => at.clamp(c.size, now),
             _ => now,
         };
         if ours <= c.size {
@@ -416,7 +420,8 @@ fn reopen(image_path: &CStr, rec: &FdRecord, path: &[u8], buf: &mut [u8; 4096], 
                 rec.fd, Lossy(path), st.st_size, rec.offset, GoOn(rec, path)
             )));
         }
-        if !rec.is_same_file(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
+        // Only the inode: the same file on another node (NFS) has another device number.
+        if !rec.is_same_inode(st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: fd {}: {} was replaced since the checkpoint; using the file now at that path", rec.fd, Lossy(path));
         }
     }
@@ -538,21 +543,6 @@ fn reads_as_empty(image_path: &CStr, rec: &FdRecord, base: i32) -> Result<Parked
     let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| refuse(image_path, format_args!("fd {}: /dev/null: {}", rec.fd, describe(e))))?;
     park(null, base).map_err(|e| refuse(image_path, format_args!("fd {}: {}", rec.fd, describe(e))))
-}
-
-/// What lets a restart go on when a regular file the program had open is gone or shorter than
-/// its offset: the file as it was; or, for one the program writes (a log), any file of its old
-/// length at that path, where the program then goes on writing.
-struct GoOn<'a>(&'a FdRecord, &'a [u8]);
-
-impl core::fmt::Display for GoOn<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let GoOn(rec, path) = *self;
-        if rec.open_flags & k::O_ACCMODE == k::O_RDONLY {
-            return write!(f, "put the file back as it was to restart");
-        }
-        write!(f, "put it back, or give it its old length to restart (`truncate -s {} '{}'`)", rec.size.max(rec.offset), Lossy(path))
-    }
 }
 
 /// An eventfd with its counter, its mode (semaphore or not) and non-blocking flag.
@@ -988,10 +978,14 @@ fn open_mapped_files(image_path: &CStr, image: &Image, p: &mut Plan, buf: &mut [
 }
 
 /// The file that private region `i` (code, a library, read-only data the program never wrote)
-/// maps again, checked to be the file it was: same inode, size and time, and the same bytes
-/// where the region maps it. Anything else is refused by name: the image holds no copy. A file
-/// that others could change (`myrestart::trust`) is not mapped itself: the bytes the region
-/// maps are copied first, and the copy is checked and mapped.
+/// maps again, checked to hold what it held: the same size, and the same bytes where the region
+/// maps it (the content hash the checkpoint took). Its inode, device, birth and modification
+/// times do not count: on another node of a cluster the same library is another file (a copy,
+/// or the same NFS file on another device), and the bytes are what the program's memory holds
+/// addresses into. The hash is taken on every restart, as it always was, so there is no
+/// cheaper path to keep: an unchanged file costs what it did. Anything else is refused by name:
+/// the image holds no copy. A file that others could change (`myrestart::trust`) is not mapped
+/// itself: the bytes the region maps are copied first, and the copy is checked and mapped.
 fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt_image::RegionRef, buf: &mut [u8; 4096]) -> Result<Parked, Refusal> {
     let Some(m) = image.file_map(i) else {
         return Err(refuse(image_path, format_args!("region {i} is mapped from its file but has no record of it")));
@@ -999,20 +993,20 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
     let Some(c) = cpath(r.name, buf) else {
         return Err(refuse(image_path, format_args!("mapped file with an unusable path {}", Lossy(r.name))));
     };
-    let changed = |what: &str| {
+    let changed = |what: core::fmt::Arguments<'_>| {
         refuse(image_path, format_args!(
-            "{} changed since the checkpoint ({what}); the image names it instead of holding a copy of its pages (CKPT_SELF_CONTAINED=1 at checkpoint time makes images that carry one)",
+            "{} changed since the checkpoint ({what}); the image names it instead of holding a copy of its pages (images that carry them: CKPT_SELF_CONTAINED=1, ckpt run/job --self-contained, ckpt checkpoint --self-contained)",
             Lossy(r.name)
         ))
     };
     let fd = open_recorded(c, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
         .map_err(|e| refuse(image_path, format_args!("mapped file {}: {} (the image names it instead of holding a copy)", Lossy(r.name), NotOpened(e))))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_ino != r.record.inode || !m.owner.same_birth(ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
-        return Err(changed("it is another file now"));
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(changed(format_args!("it is no longer a regular file")));
     }
-    if st.st_size as u64 != m.size || (st.st_mtime as u64, st.st_mtime_nsec as u64) != (m.mtime_sec, m.mtime_nsec) {
-        return Err(changed("its size or modification time differ"));
+    if st.st_size as u64 != m.size {
+        return Err(changed(format_args!("{} bytes then, {} now", m.size, st.st_size)));
     }
     let me = rustix::process::geteuid().as_raw();
     let fd = if myrestart::trust::doubt(owner(&st), st.st_mode, me, true).is_some() {
@@ -1030,7 +1024,7 @@ fn open_same_file(image_path: &CStr, image: &Image, p: &Plan, i: usize, r: &ckpt
     let hash = ckpt_image::filemaps::content_hash(m.size, r.record.file_offset, r.record.size(), &mut buf[..], read)
         .map_err(|e| refuse(image_path, format_args!("mapped file {}: {}", Lossy(r.name), describe(e))))?;
     if hash != Some(m.content_hash) {
-        return Err(changed("its contents differ"));
+        return Err(changed(format_args!("its contents differ")));
     }
     park(fd, p.fd_base).map_err(|e| refuse(image_path, format_args!("{}: {}", Lossy(r.name), describe(e))))
 }

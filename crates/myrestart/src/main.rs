@@ -62,6 +62,7 @@ mod locks;
 // unsafe: the `memcpy` family, over raw pointers.
 #[allow(unsafe_code)]
 mod mem;
+mod missing;
 mod pending;
 // unsafe: maps the image and reads its headers in place; sets thread state by raw calls.
 #[allow(unsafe_code)]

@@ -82,6 +82,7 @@ pub fn make(opts: &Options, p: &mut Plan) -> Result<(), Refusal> {
     p.key = key;
     let c = Checking { opts, fd: fd.as_fd(), file_len, key: key.as_ref() };
     check_root(&c, &image, p)?;
+    check_node(path, &image, &p.state)?;
     p.ntree = 0;
     p.member = 0;
     let mut fd_base = files::fd_base(&image);
@@ -282,6 +283,9 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     p.acts.member = member;
     let base = p.fd_base;
     let cwd = CStr::from_bytes_with_nul(p.state.cwd.with_nul()).map_err(|_| bad(ImageError::Malformed("bad cwd")))?;
+    // Every file that is not here named at once (a restart on another node), before the first
+    // of them is missed below.
+    crate::missing::check(path, &image, cwd.to_bytes(), opts.inherit_stdio)?;
     let cwd_fd = open_cwd(path, cwd, &p.state.cwd_id)?;
     // From here on relative paths (a socket bound to `./sock`, say) mean what they meant to
     // the program.
@@ -296,7 +300,7 @@ pub fn become_member(opts: &Options, p: &mut Plan, member: usize) -> Result<(), 
     }
     files::open_all(path, &image, p.image_fd, p, opts.inherit_stdio)?;
     crate::written::check(path, &image, opts.files_as_is)?;
-    p.exe_fd = match open_exe(path, &p.state.exe, &p.state.exe_id)? {
+    p.exe_fd = match open_exe(path, &image, &p.state.exe, &p.state.exe_id)? {
         Some(f) => crate::fds::park(f, base).ok(),
         None => None,
     };
@@ -319,7 +323,8 @@ fn open_cwd(path: &CStr, cwd: &CStr, id: &ckpt_image::fileid::FileId) -> Result<
         if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
             return Err(files::refuse_taken(path, format_args!("working directory"), cwd.to_bytes(), files::owner(&st), then));
         }
-        if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
+        // Only the inode: the same directory on another node (NFS) has another device number.
+        if !id.is_same_inode(st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: working directory {name} was replaced since the checkpoint; the program works in the directory now at that path");
         }
     }
@@ -330,7 +335,7 @@ fn open_cwd(path: &CStr, cwd: &CStr, id: &ckpt_image::fileid::FileId) -> Result<
 /// the same rule as the working directory ([`open_cwd`]); only a regular file (opened
 /// non-blocking: a FIFO put at its path would block `open`). `None` where there is none to
 /// be had (gone, or never known): the restored process then keeps myrestart's.
-fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid::FileId) -> Result<Option<OwnedFd>, Refusal> {
+fn open_exe(path: &CStr, image: &Image, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid::FileId) -> Result<Option<OwnedFd>, Refusal> {
     let Ok(c) = CStr::from_bytes_with_nul(exe.with_nul()) else { return Ok(None) };
     if c.is_empty() {
         return Ok(None);
@@ -351,11 +356,24 @@ fn open_exe(path: &CStr, exe: &ckpt_image::state::Path, id: &ckpt_image::fileid:
         if myrestart::trust::taken_over(then, files::owner(&st), rustix::process::geteuid().as_raw()) {
             return Err(files::refuse_taken(path, format_args!("program file"), c.to_bytes(), files::owner(&st), then));
         }
-        if !id.is_same(st.st_dev, st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
+        // Another inode is news only if the restart did not check the bytes: the program's
+        // code is mapped from it, and `files::open_same_file` held that to its contents (on
+        // another node, the same program is a copy, or the same NFS file on another device).
+        let checked = code_of(image, c.to_bytes(), st.st_size as u64);
+        if !checked && !id.is_same_inode(st.st_ino, ckpt_sigsafe::fileid::birth_time(fd.as_fd())) {
             say!("myrestart: program file {name} was replaced since the checkpoint; /proc/PID/exe of the restored process names the file now at that path");
         }
     }
     Ok(Some(fd))
+}
+
+/// Whether `image` maps code from the file at `name`, `size` bytes long now, again: then its
+/// size and the bytes each such region maps have been checked against the image's record
+/// (`files::open_same_file`), before the program file is opened.
+fn code_of(image: &Image, name: &[u8], size: u64) -> bool {
+    (0..image.region_count()).any(|i| {
+        image.region(i).is_ok_and(|r| r.record.maps_private_file() && r.record.prot & 4 != 0 && r.name == name && image.file_map(i).is_some_and(|m| m.size == size))
+    })
 }
 
 /// Opens and checks the base images an incremental image names, before anything changes: each
@@ -823,6 +841,77 @@ fn check_machine(path: &CStr, st: &ProcessState) -> Result<(), Refusal> {
         )));
     }
     Ok(())
+}
+
+/// What differs on another node, where the image says what its node was
+/// (`ckpt_image::node`): a CPU that lacks a feature the image's had refuses the restart, naming
+/// them (the program may have chosen code that uses them); a kernel whose vdso is not the one
+/// recorded refuses it (the program holds addresses into the old one); another host name, or
+/// another kernel with the same vdso, is one line. An image without the note (an older ckpt)
+/// is compared by its kernel's name only, and restarts as it always did.
+fn check_node(path: &CStr, image: &Image, st: &ProcessState) -> Result<(), Refusal> {
+    let uts = rustix::system::uname();
+    let mut now_kernel = [0u8; 72];
+    let kernel_now = kernel_name(&mut now_kernel, uts.release().to_bytes(), uts.machine().to_bytes());
+    let kernel_then = st.kernel_str().as_bytes();
+    let other_kernel = !kernel_then.is_empty() && kernel_then != kernel_now;
+    let Some(node) = image.node() else {
+        if other_kernel {
+            say!(
+                "myrestart: the image was taken on kernel {} and this is {}; it does not record that kernel's vdso (an older ckpt made it), so whether the program's addresses into it still hold is not checked",
+                Lossy(kernel_then), Lossy(kernel_now)
+            );
+        }
+        return Ok(());
+    };
+    let node = node.map_err(|e| refuse(path, format_args!("{e}")))?;
+    let cpu = ckpt_sigsafe::cpu::feature_words();
+    if ckpt_image::node::missing(&node.cpu, &cpu).next().is_some() {
+        return Err(refuse(path, format_args!(
+            "the image was taken on a CPU with {}; this one lacks them (the program and its libraries may have chosen code that uses them when they started, which would die of SIGILL here): restart it on a node whose CPU has them",
+            Lacking(&node.cpu, &cpu)
+        )));
+    }
+    let vdso_now = ckpt_sigsafe::vdso::own().and_then(ckpt_sigsafe::vdso::identity);
+    if node.vdso.0 != 0 && vdso_now != Some(node.vdso) {
+        return Err(refuse(path, format_args!(
+            "the image was taken on kernel {} and this is {}, whose vdso differs: the program keeps addresses of the old vdso's functions (the C library looks them up when it starts), which would be other code here: restart it on a node with the same kernel build",
+            Lossy(kernel_then), Lossy(kernel_now)
+        )));
+    }
+    if other_kernel {
+        say!("myrestart: the image was taken on kernel {}, and this is {}; their vdso is the same, so the program's addresses into it still hold", Lossy(kernel_then), Lossy(kernel_now));
+    }
+    let host = uts.nodename().to_bytes();
+    if !node.hostname().is_empty() && node.hostname() != host {
+        say!("myrestart: checkpointed on {}, restarting on {}", Lossy(node.hostname()), Lossy(host));
+    }
+    Ok(())
+}
+
+/// The kernel's name as an image keeps it (`ProcessState::kernel`): release and machine.
+fn kernel_name<'b>(buf: &'b mut [u8; 72], release: &[u8], machine: &[u8]) -> &'b [u8] {
+    let n = release.len().min(buf.len() - 2);
+    buf[..n].copy_from_slice(&release[..n]);
+    buf[n] = b' ';
+    let m = machine.len().min(buf.len() - n - 2);
+    buf[n + 1..n + 1 + m].copy_from_slice(&machine[..m]);
+    &buf[..n + 1 + m]
+}
+
+/// The CPU features the image's CPU had and this one lacks, by name, separated by commas.
+struct Lacking<'a>(&'a [u32; ckpt_image::node::CPU_WORDS], &'a [u32; ckpt_image::node::CPU_WORDS]);
+
+impl core::fmt::Display for Lacking<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, name) in ckpt_image::node::missing(self.0, self.1).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
 }
 
 /// Every region must be user memory.

@@ -42,6 +42,10 @@ pub const FLAG_TREE_ROOT: u32 = 16;
 /// `flags`: a member of a tree whose root is `tree_root`: the entry joins the root's control
 /// block (the root's descriptor `tree_ctl_fd`) and writes its part of the tree's image.
 pub const FLAG_TREE_MEMBER: u32 = 32;
+/// `flags`, with [`FLAG_LAST`]: hold the process instead of ending it (`ckpt checkpoint
+/// --hold`): once the image is written, the entry stops the process (SIGSTOP, the tree's
+/// members too) before it lets its other threads go, and `ckpt` leaves it stopped.
+pub const FLAG_HOLD: u32 = 64;
 /// Most processes a tree's root publishes (as many as one image holds).
 pub const MAX_TREE: usize = ckpt_image::limits::MAX_TREE;
 

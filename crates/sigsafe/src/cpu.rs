@@ -59,3 +59,34 @@ pub fn signal_xstate() -> Option<(u64, u32)> {
     }
     Some((features, size))
 }
+
+/// The CPUID words an image keeps of the CPU it was taken on (`ckpt_image::node`): the
+/// feature flags programs choose code by. A leaf this CPU does not have reads as zeros.
+pub fn feature_words() -> [u32; ckpt_image::node::CPU_WORDS] {
+    use core::arch::x86_64::{__cpuid, __cpuid_count};
+    use ckpt_image::node as n;
+    let mut w = [0u32; n::CPU_WORDS];
+    // SAFETY: CPUID exists on every x86-64 CPU, and a leaf is asked for only where leaf 0 (or
+    // 0x80000000) says the CPU has it.
+    #[allow(unused_unsafe)]
+    unsafe {
+        let max = __cpuid(0).eax;
+        let l1 = __cpuid(1);
+        (w[n::L1_ECX], w[n::L1_EDX]) = (l1.ecx, l1.edx);
+        if max >= 7 {
+            let l7 = __cpuid_count(7, 0);
+            (w[n::L7_EBX], w[n::L7_ECX], w[n::L7_EDX]) = (l7.ebx, l7.ecx, l7.edx);
+            if l7.eax >= 1 {
+                w[n::L7_1_EAX] = __cpuid_count(7, 1).eax;
+            }
+        }
+        if max >= 0xd {
+            w[n::LD_1_EAX] = __cpuid_count(0xd, 1).eax;
+        }
+        if __cpuid(0x8000_0000).eax >= 0x8000_0001 {
+            let x1 = __cpuid(0x8000_0001);
+            (w[n::LX1_ECX], w[n::LX1_EDX]) = (x1.ecx, x1.edx);
+        }
+    }
+    w
+}

@@ -107,6 +107,9 @@ pub mod trust;
 // TIOCGPTPEER returns.
 #[allow(unsafe_code)]
 pub mod tty;
+// unsafe: reads the vdso's bytes, where the kernel mapped them.
+#[allow(unsafe_code)]
+pub mod vdso;
 
 /// Page size on x86-64.
 pub const PAGE: usize = 4096;

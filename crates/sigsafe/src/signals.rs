@@ -33,7 +33,27 @@ pub const SI_TIMER: i32 = -2;
 /// thread have had a signal of the program's pending before it, that one is delivered instead,
 /// marked, and stays the program's.)
 pub fn is_checkpoint_request(code: i32, value: u64) -> bool {
-    (code == SI_QUEUE && (value == CHECKPOINT_REQUEST || last_request(value).is_some())) || (code == SI_TIMER && value == CHECKPOINT_REQUEST)
+    (code == SI_QUEUE && (value & !REDIRECT_MASK == CHECKPOINT_REQUEST || last_request(value).is_some())) || (code == SI_TIMER && value == CHECKPOINT_REQUEST)
+}
+
+/// Bits 8 to 31 of a value `ckpt checkpoint --to PATH` queues ([`CHECKPOINT_REQUEST`] or
+/// [`LAST_CHECKPOINT`]): the number of the redirection it wrote into the process's report page
+/// (`ckpt_image::report`, words `TO_SEQ`, `TO_LEN` and the path), never 0. This checkpoint
+/// alone goes to that path, if the page still holds that number; a value without one (a
+/// periodic checkpoint, another `ckpt checkpoint`, a plain `kill`) never takes the page's
+/// path, however stale it is.
+pub const REDIRECT_MASK: u64 = 0xff_ffff << 8;
+const REDIRECT_SHIFT: u32 = 8;
+
+/// The value of request `value` with redirection number `seq` (only its low 24 bits count; 0:
+/// none).
+pub fn with_redirect(value: u64, seq: u32) -> u64 {
+    (value & !REDIRECT_MASK) | ((seq as u64) << REDIRECT_SHIFT & REDIRECT_MASK)
+}
+
+/// The redirection number a queued request value carries (0: none).
+pub fn redirect_of(value: u64) -> u32 {
+    ((value & REDIRECT_MASK) >> REDIRECT_SHIFT) as u32
 }
 
 /// A flag of [`LAST_CHECKPOINT`]'s value: if the image cannot be written and no image of this
@@ -42,9 +62,16 @@ pub fn is_checkpoint_request(code: i32, value: u64) -> bool {
 /// it never ends without an image.
 pub const LAST_STOP_IF_UNSAVED: u64 = 1;
 
+/// A flag of [`LAST_CHECKPOINT`]'s value (`ckpt checkpoint --hold`): once the image is in
+/// place the program does not end but stops (SIGSTOP), every process of its tree with it,
+/// until it is continued (SIGCONT: it goes on as if nothing happened) or killed. If the image
+/// cannot be written it goes on running, whatever images of it exist.
+pub const LAST_HOLD: u64 = 2;
+
 /// The flags of a request for the last checkpoint, if the queued value `value` is one.
 pub fn last_request(value: u64) -> Option<u64> {
-    (value & !LAST_STOP_IF_UNSAVED == LAST_CHECKPOINT).then_some(value & LAST_STOP_IF_UNSAVED)
+    let flags = LAST_STOP_IF_UNSAVED | LAST_HOLD;
+    (value & !(flags | REDIRECT_MASK) == LAST_CHECKPOINT).then_some(value & flags)
 }
 
 /// The `si_errno` that `ckpt checkpoint` gives a checkpoint signal it delivered with `ptrace`
@@ -90,6 +117,13 @@ mod tests {
         assert!(!is_checkpoint_request(SI_QUEUE, 7), "the program's own sigqueue");
         assert!(!is_checkpoint_request(SI_TIMER, 0), "the program's own timer");
         assert!(!is_checkpoint_request(0, CHECKPOINT_REQUEST), "a kill has no value");
+        assert!(is_checkpoint_request(SI_QUEUE, with_redirect(CHECKPOINT_REQUEST, 7)));
+        assert!(is_checkpoint_request(SI_QUEUE, with_redirect(LAST_CHECKPOINT | LAST_HOLD, 0xff_ffff)));
+        assert!(!is_checkpoint_request(SI_TIMER, with_redirect(CHECKPOINT_REQUEST, 7)), "a timer never redirects");
+        assert_eq!(redirect_of(with_redirect(LAST_CHECKPOINT | LAST_HOLD, 5)), 5);
+        assert_eq!(last_request(with_redirect(LAST_CHECKPOINT | LAST_HOLD, 5)), Some(LAST_HOLD));
+        assert_eq!(last_request(with_redirect(CHECKPOINT_REQUEST, 5)), None);
+        assert_eq!(redirect_of(CHECKPOINT_REQUEST), 0);
     }
 
     #[test]

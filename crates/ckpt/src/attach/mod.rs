@@ -30,6 +30,7 @@ pub mod refuse;
 #[allow(unsafe_code)]
 mod stub;
 mod tree;
+pub use tree::descendants;
 
 use crate::{EXIT_FAILED, EXIT_REFUSED};
 use block::Block;

@@ -53,7 +53,7 @@ fn ended(pid: u32) -> bool {
 }
 
 /// The live descendants of `pid`, parents before children.
-fn descendants(pid: u32) -> Vec<u32> {
+pub fn descendants(pid: u32) -> Vec<u32> {
     let mut out: Vec<u32> = Vec::new();
     let mut i = 0;
     let mut parent = pid;

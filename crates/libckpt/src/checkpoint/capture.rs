@@ -47,6 +47,12 @@ pub fn process_state(parts: &mut Parts, uc: usize, cfg: &Config, threads: &mut [
     st.kernel[n] = b' ';
     let m = machine.len().min(st.kernel.len() - n - 2);
     st.kernel[n + 1..n + 1 + m].copy_from_slice(&machine[..m]);
+    // The machine, for a restart elsewhere to compare (`ckpt_image::node`).
+    let vdso = ckpt_sigsafe::vdso::own().and_then(ckpt_sigsafe::vdso::identity).unwrap_or((0, 0));
+    let node = ckpt_image::node::Node::new(uts.nodename().to_bytes(), vdso, ckpt_sigsafe::cpu::feature_words());
+    let mut w = ckpt_image::bytes::Writer::new(&mut parts.node);
+    node.write(&mut w);
+    w.finish().ok_or(Failure::plain("the node note does not fit"))?;
     st.pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     st.ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
     st.resume_trampoline = crate::entry::trampoline_address() as u64;

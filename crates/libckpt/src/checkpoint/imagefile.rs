@@ -136,10 +136,9 @@ impl<'a> TempImage<'a> {
                 .ok_or(Failure::plain("descriptor path"))?;
             self.make_name(|name| rustix::fs::linkat(rustix::fs::CWD, from, rustix::fs::CWD, name, rustix::fs::AtFlags::SYMLINK_FOLLOW))?;
         }
-        let cfg = crate::config::get();
         let (from, to) = self.name.ok_or(Failure::plain("temporary name"))?;
         let image_path = &self.buf[..self.image_len - 1];
-        keep_generations(image_path, cfg.keep)?;
+        keep_generations(image_path, crate::config::images_kept())?;
         let image = CStr::from_bytes_with_nul(&self.buf[..self.image_len]).map_err(|_| Failure::plain("bad image path"))?;
         let tmp = CStr::from_bytes_with_nul(&self.buf[from..to]).map_err(|_| Failure::plain("bad image path"))?;
         rustix::fs::rename(tmp, image).map_err(|e| {

@@ -124,6 +124,9 @@ pub struct Last {
     /// If it cannot be written and no image of this run exists, stop (SIGSTOP) rather than go
     /// on (`ckpt job`: the program stays as it is, for another try).
     pub stop_if_unsaved: bool,
+    /// Once the image is in place, stop (SIGSTOP), the whole tree with it, instead of ending
+    /// (`ckpt checkpoint --hold`); if it cannot be written, go on.
+    pub hold: bool,
     /// A complete image of this run is at the image path already (taken before this one).
     pub kept: bool,
 }
@@ -136,6 +139,9 @@ enum Taken {
     Written,
     /// A member of a tree whose root called the checkpoint off: nothing to say.
     CalledOff,
+    /// The last checkpoint of a program held at its image (`Last::hold`): written, reported,
+    /// and the program stopped until it was continued.
+    Held,
 }
 
 /// Entry from the signal handler. `uc` is the address of the kernel's `ucontext`; `request` is
@@ -143,19 +149,28 @@ enum Taken {
 /// asks for the last checkpoint: the image is written with the program (and its tree) stopped,
 /// and then the program ends, unless the image could not be written and no earlier image of
 /// this run exists, in which case it goes on (or stops itself, if asked to).
-pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Option<Last>) {
+///
+/// `redirect` (not 0) is the number of the path `ckpt checkpoint --to` left in the report page:
+/// this checkpoint alone goes there (`crate::config::redirect`); if the page no longer holds
+/// it, the checkpoint fails rather than go to the image path.
+pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Option<Last>, redirect: u32) {
     let mut last = last.filter(|_| request.is_none());
-    if let Some(l) = last.as_mut() {
+    if last.is_some() {
         report::wait_idle();
-        // Whether the program may end even if this image cannot be written: the image at its
-        // path (which a failed write leaves as it is) is one of this run, complete.
-        let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
-        l.kept = crate::config::this_process_image(&mut image).is_some_and(chain::is_image_of_this_run);
     }
     // A member's outcome is its root's to report.
     let n = if request.is_none() { report::begin() } else { 0 };
+    let redirected = if redirect != 0 && request.is_none() { redirect_to(redirect, n) } else { Ok(()) };
+    if let Some(l) = last.as_mut() {
+        // Whether the program may end even if this image cannot be written: the image at its
+        // path (which a failed write leaves as it is) is one of this run, complete. A program
+        // to be held goes on whenever its image is not written.
+        let mut image = [0u8; ckpt_image::state::PATH_MAX + 32];
+        l.kept = !l.hold && redirected.is_ok() && crate::config::this_process_image(&mut image).is_some_and(chain::is_image_of_this_run);
+    }
     let me = rustix::process::getpid().as_raw_nonzero().get() as u32;
-    match (take(uc, request, last, n, None), last) {
+    match (redirected.and_then(|()| take(uc, request, last, n, None)), last) {
+        (Ok(Taken::Held), _) => {}
         (Ok(Taken::Written), Some(_)) => {
             report::end(n, report::Outcome::LastWritten, b"");
             let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
@@ -167,6 +182,8 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
             if l.kept {
                 f.report(n, report::Outcome::LastFailedEnds, "the image taken before it is kept; the program ends, as asked");
                 let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
+            } else if l.hold {
+                f.report(n, report::Outcome::LastFailedGoesOn, "the program was to stop at its image: it goes on");
             } else if l.stop_if_unsaved {
                 f.report(n, report::Outcome::LastFailedStopped, "no image of this run of the program exists, so it does not end: it stops (SIGSTOP) until it is continued or asked again");
                 let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
@@ -177,8 +194,37 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
             }
         }
     }
+    // Later checkpoints go to the image path again.
+    crate::config::end_redirect();
     // The program goes on (the image, taken, holds "restored").
     crate::dropped::clear();
+}
+
+/// Takes the path `ckpt checkpoint --to` left in the report page under number `seq`, for the
+/// checkpoint under way (number `n`): it goes there (`crate::config::redirect`) until
+/// `on_checkpoint_signal` ends the redirection.
+fn redirect_to(seq: u32, n: u32) -> Result<(), Failure> {
+    let mut path = [0u8; ckpt_image::report::TO_PATH_MAX + 1];
+    let len = report::take_redirect(seq, n, &mut path)?;
+    if crate::config::redirect(&path[..len]) {
+        Ok(())
+    } else {
+        Err(Failure::plain("the path ckpt asked for (--to) is too long"))
+    }
+}
+
+/// After the last checkpoint of a program to be held (`Last::hold`), written and reported:
+/// stops the whole process here (SIGSTOP, which reaches every thread, those still held by the
+/// checkpoint too), before any of its threads runs past the image; returns once it is
+/// continued. A root under libckpt then continues the processes below it, stopped with it
+/// (`write_here`), so that `kill -CONT ROOT` lets the tree go on as a whole. An attached
+/// process's leader runs this under `ckpt`'s ptrace, which passes the stop on and lets the call
+/// return: the leader joins the stop when `ckpt` lets it go, and `ckpt` leaves the tree stopped.
+fn hold_here(attached: bool) {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
+    if !attached {
+        tree::continue_descendants(rustix::process::getpid().as_raw_nonzero().get() as u32);
+    }
 }
 
 /// The checkpoint of a process that does not run libckpt, on its leader thread, from the block
@@ -212,11 +258,15 @@ pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Li
         // The last checkpoint (`ckpt checkpoint --kill`): written with the threads held, which
         // stay held if it was, until `ckpt` kills the process (a member's part is written by
         // its writer as always, and the root ends it).
-        let last = (args.flags & FLAG_LAST != 0 && request.is_none()).then_some(Last { stop_if_unsaved: false, kept: false });
+        // Held instead (`ckpt checkpoint --hold`): the process stops itself once its image is
+        // written, and `ckpt` leaves it stopped.
+        let hold = args.flags & ckpt_sigsafe::attach::FLAG_HOLD != 0;
+        let last = (args.flags & FLAG_LAST != 0 && request.is_none()).then_some(Last { stop_if_unsaved: false, hold, kept: false });
         take(uc, request, last, n, Some(&attach))
     })();
     let outcome = match taken {
         Ok(Taken::ByWriter(pid)) => Some((pid, report::own_fd())),
+        Ok(Taken::Held) => Some((0, report::own_fd())),
         Ok(Taken::CalledOff) => {
             why.bytes(b"the tree's root called the checkpoint off");
             None
@@ -356,6 +406,13 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     if !forked_writer {
         // CKPT_SYNC: the whole tree stays stopped until the image is written.
         let taken = write_here(captured, &stopped, tree.as_mut(), member.as_ref(), last);
+        if taken.is_ok() && last.is_some_and(|l| l.hold) {
+            // Said before the stop, for `ckpt` to wait for the stop itself; the threads this
+            // one holds stop with it, and go on when it does (`stopped` dropped).
+            report::end(n, report::Outcome::Held, b"");
+            hold_here(attach.is_some());
+            return Ok(Taken::Held);
+        }
         if last.is_some_and(|l| taken.is_ok() || l.kept) {
             // The program ends as soon as this returns (`on_checkpoint_signal`), and the tree's
             // other processes are gone already: its other threads must not run meanwhile (an
@@ -406,7 +463,12 @@ fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tre
     if let (Some(t), Some(l)) = (tree.as_mut(), last) {
         // Nothing of the tree runs past its last checkpoint, if the program ends (see
         // `on_checkpoint_signal`); asked to stop, the tree stops with it.
-        if written.is_ok() || l.kept {
+        if l.hold {
+            // Held: the members stop before they are let go, and so never run past the image.
+            if written.is_ok() {
+                t.signal_members(Signal::STOP);
+            }
+        } else if written.is_ok() || l.kept {
             t.signal_members(Signal::KILL);
         } else if l.stop_if_unsaved {
             t.signal_members(Signal::STOP);

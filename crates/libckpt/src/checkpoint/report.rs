@@ -186,6 +186,40 @@ fn is_live_writer(pid: u32) -> bool {
     ckpt_sigsafe::proctext::stat_comm(stat) == WRITER_NAME.to_bytes() && !matches!(ckpt_sigsafe::proctext::stat_state(stat), Some(b'Z' | b'X') | None)
 }
 
+/// The path `ckpt checkpoint --to` wrote into this process's page for the request numbered
+/// `seq` (see `ckpt_image::report`), copied into `buf`; the page's redirection is cleared as it
+/// is taken, so that no other checkpoint ever uses it. Fails, naming why, when the page does
+/// not hold that request's path (rewritten since, or lost with the page): the checkpoint then
+/// goes nowhere rather than to a path it was not asked for.
+/// `n` is the number of the checkpoint that takes it, for `ckpt` to follow.
+pub fn take_redirect(seq: u32, n: u32, buf: &mut [u8]) -> Result<usize, Failure> {
+    const LOST: &str = "the path ckpt asked for (--to) is no longer in the process's report page (another ckpt rewrote it, or the page was made anew): try again";
+    let w = own()?;
+    let p = PAGE.load(Ordering::Acquire);
+    if seq == 0 || w[layout::TO_SEQ].load(Ordering::Acquire) != seq {
+        return Err(Failure::plain(LOST));
+    }
+    let len = w[layout::TO_LEN].load(Ordering::Acquire) as usize;
+    if len == 0 || len > layout::TO_PATH_MAX || len >= buf.len() {
+        return Err(Failure::plain("the path ckpt asked for (--to) is empty or too long"));
+    }
+    // SAFETY: a page we mapped (see `words`); the path lies inside it (TO_AT + TO_PATH_MAX <=
+    // REPORT_LEN), and is read through atomics, as `ckpt` may write it meanwhile.
+    let path = unsafe { &*((p + layout::TO_AT) as *const [AtomicU8; layout::TO_PATH_MAX]) };
+    for (b, slot) in buf[..len].iter_mut().zip(path.iter()) {
+        *b = slot.load(Ordering::Relaxed);
+    }
+    // Taken whole only if the number is still the same: cleared now, it is never taken again.
+    w[layout::TO_TAKEN].store(n, Ordering::Release);
+    if w[layout::TO_SEQ].compare_exchange(seq, 0, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return Err(Failure::plain(LOST));
+    }
+    if buf[0] != b'/' || buf[..len].contains(&0) {
+        return Err(Failure::plain("the path ckpt asked for (--to) is not absolute, or holds a NUL byte"));
+    }
+    Ok(len)
+}
+
 /// A checkpoint begins: counts it, and returns its number (0 if the page cannot be had).
 pub fn begin() -> u32 {
     own().map_or(0, |w| w[layout::STARTED].fetch_add(1, Ordering::AcqRel).wrapping_add(1))

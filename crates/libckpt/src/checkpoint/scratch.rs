@@ -224,6 +224,8 @@ pub struct Parts<'a> {
     pub written: &'a mut [u8],
     pub written_len: usize,
     pub written_seen: &'a mut [[u64; 2]],
+    /// The `NT_CKPT_NODE` descriptor: this machine's host name and CPU features.
+    pub node: [u8; ckpt_image::node::NODE_LEN],
 }
 
 impl Scratch {
@@ -371,6 +373,7 @@ impl Scratch {
                 written: self.bytes(WRITTEN),
                 written_len: 0,
                 written_seen: self.table(WRITTEN_SEEN),
+                node: [0; ckpt_image::node::NODE_LEN],
             }
         }
     }

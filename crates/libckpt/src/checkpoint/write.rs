@@ -593,7 +593,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     }
     file.commit()?;
     if !image_path.is_empty() {
-        super::chain::remove_unneeded(image_path, crate::config::get().keep, parts.base_meta, parts.base_state);
+        super::chain::remove_unneeded(image_path, crate::config::images_kept(), parts.base_meta, parts.base_state);
     }
     Ok(())
 }
@@ -764,7 +764,7 @@ fn lay_out(parts: &Parts, threads: &[ThreadState], role: &Role, plan: &Plan) -> 
 }
 
 /// How many notes `optional_notes` lists (each present only when it has something to say).
-const OPTIONAL_NOTES: usize = 16;
+const OPTIONAL_NOTES: usize = 17;
 
 /// The notes written only when they have records, in image order, in one table: each one's
 /// type, length (0: the note is left out) and descriptor. The layout takes the lengths from it
@@ -793,6 +793,7 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
         (NT_CKPT_ORIGIN, origin.len(), origin),
         (NT_CKPT_IPC, parts.ipc_len, &parts.ipc[..]),
         (ckpt_image::NT_CKPT_WRITTEN, parts.written_len, &parts.written[..]),
+        (ckpt_image::NT_CKPT_NODE, parts.node.len(), &parts.node[..]),
         (NT_CKPT_MAC, if keyed { ckpt_image::mac::MAC_LEN } else { 0 }, &[0u8; ckpt_image::mac::MAC_LEN]),
     ]
 }
