@@ -11,15 +11,14 @@
 
 mod receive;
 mod send;
-mod standin;
 mod wire;
 
 pub use receive::{receive, ReceiveArgs};
 
+use crate::checkpoint::{take, Ending};
 use crate::{Outcome, EXIT_FAILED, EXIT_REFUSED};
 use clap::Args;
 use receive::PrivateDir;
-use standin::{take, Ending};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
