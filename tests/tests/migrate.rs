@@ -93,6 +93,8 @@ fn migrate_with(wd: &Workdir, sshd: &Sshd, pid: u32, args: &[&OsStr]) -> Proc {
     let mut cmd = Command::new(ckpt());
     cmd.arg("migrate").arg(pid.to_string()).arg("127.0.0.1").arg("--ssh").arg(sshd.ssh()).args(args);
     cmd.arg("--local-dir").arg(wd.path.join("local")).arg("--remote-dir").arg(wd.path.join("remote"));
+    // Where the time went, for the message of a test that fails.
+    cmd.env("CKPT_MIGRATE_TIMES", "1");
     Proc::spawn(cmd, "ckpt migrate")
 }
 
@@ -218,14 +220,23 @@ fn a_threaded_program_moves() {
     let there = moved(&m, orig.pid());
     orig.wait_gone();
     let n = orig.lines().len();
-    let lines = orig.wait_lines(n + 30);
+    // Every worker moves again and takes the SIGUSR1 the main thread sends it (each within
+    // some ticks, however loaded the machine).
+    let deadline = Instant::now() + LONG;
+    let lines = loop {
+        let lines = orig.wait_lines(n + 10);
+        if lines.last().is_some_and(|l| l.contains(" moved=4 ") && l.ends_with(" kills=4")) {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "the workers do not all move after the move: {:?}", lines.last());
+        std::thread::sleep(Duration::from_millis(20));
+    };
     for (i, l) in lines.iter().enumerate() {
         assert!(l.starts_with(&format!("tick {i} ")), "line {i}: {l:?}");
     }
     for l in &lines[n..] {
-        assert!(l.contains(" ok=4 ") && l.ends_with(" kills=4"), "a worker is missing after the move: {l:?}");
+        assert!(l.contains(" ok=4 "), "a worker is not intact after the move: {l:?}");
     }
-    assert!(lines.last().unwrap().contains(" moved=4 "), "the workers do not count after the move: {:?}", lines.last());
     // A signal to migrate reaches the program there (as Ctrl-C to `ssh HOST PROG` would).
     m.signal(libc::SIGTERM);
     let st = m.wait_exit(LONG);

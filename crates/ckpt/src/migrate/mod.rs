@@ -324,6 +324,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     let taken = take(pid, Some(&image), Ending::Hold, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?;
     let held = Held { pids: taken.pids.clone(), done: false };
     let written = stopped.elapsed();
+    times(format_args!("last round: image written in {:.3} s (processes {} held)", written.as_secs_f64(), held.list()));
     let sent = sender.round(&mut far.to, &taken.image).and_then(|n| {
         let name = taken.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let flags = if a.detach { wire::DETACH } else { 0 };
@@ -335,6 +336,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         let why = far.write_failed(e);
         return Err(gone_on(held.resume(why)));
     }
+    times(format_args!("last round: sent, restart asked for, at {:.3} s", stopped.elapsed().as_secs_f64()));
     // Lines myrestart prints on its way (a refusal's reason comes in `Refused` too).
     let mut early = Vec::new();
     let deadline = Instant::now() + timeout;
@@ -358,7 +360,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         }
     }
     let stop = stopped.elapsed();
-    times(format_args!("last round: image written in {:.3} s, sent and restarted in {:.3} s", written.as_secs_f64(), (stop - written).as_secs_f64()));
+    times(format_args!("last round: running there at {:.3} s", stop.as_secs_f64()));
     held.end();
     drop(local);
     say(format!("stopped for {} ms; process {pid} runs on {}", stop.as_millis(), a.host));
