@@ -288,20 +288,26 @@ fn no_ckpt_there_leaves_the_original_running() {
     nothing_left(&wd);
 }
 
+/// A far side's ckpt whose myrestart is the shell script `myrestart` (written into the test's
+/// directory); its path.
+fn far_ckpt_with_myrestart(wd: &Workdir, myrestart: &str) -> PathBuf {
+    let fake = wd.path.join("fake-myrestart");
+    std::fs::write(&fake, format!("#!/bin/sh\n{myrestart}")).unwrap();
+    let far_ckpt = wd.path.join("far-ckpt");
+    std::fs::write(&far_ckpt, format!("#!/bin/sh\nCKPT_MYRESTART='{}' exec '{}' \"$@\"\n", fake.display(), ckpt().display())).unwrap();
+    for f in [&fake, &far_ckpt] {
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    far_ckpt
+}
+
 /// A far side that refuses the restart (its myrestart says no): the original, stopped for the
 /// last round, goes on running here, and migrate says why.
 #[test]
 fn a_refused_restart_lets_the_original_go_on() {
     let Some((wd, sshd)) = setup("migrate-refused") else { return };
     let reference = counter_reference();
-    // The far side's ckpt, with a myrestart that refuses every image.
-    let refuser = wd.path.join("refuser");
-    std::fs::write(&refuser, "#!/bin/sh\necho 'ckpt: this far side refuses the image' >&2\nexit 2\n").unwrap();
-    let far_ckpt = wd.path.join("far-ckpt");
-    std::fs::write(&far_ckpt, format!("#!/bin/sh\nCKPT_MYRESTART='{}' exec '{}' \"$@\"\n", refuser.display(), ckpt().display())).unwrap();
-    for f in [&refuser, &far_ckpt] {
-        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    }
+    let far_ckpt = far_ckpt_with_myrestart(&wd, "echo 'ckpt: this far side refuses the image' >&2\nexit 2\n");
     let counter = prog("counter", &[]);
     let orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
     orig.wait_lines(20);
@@ -334,4 +340,27 @@ fn ckpt_is_found_on_the_far_sides_path() {
     let n = orig.lines().len();
     assert_counter_prefix(&orig.wait_lines(n + 20), &reference);
     nothing_left(&wd);
+}
+
+/// The connection breaks after the far side was asked to restart and before it answered (its
+/// myrestart kills `ckpt receive`): migrate cannot know whether the program runs there, so the
+/// original stays stopped, and migrate says how to let it go on; continued, it goes on.
+#[test]
+fn a_connection_lost_at_the_restart_keeps_the_original_stopped() {
+    let Some((wd, sshd)) = setup("migrate-lost") else { return };
+    let reference = counter_reference();
+    let far_ckpt = far_ckpt_with_myrestart(&wd, "kill -9 $PPID\nexit 2\n");
+    let counter = prog("counter", &[]);
+    let orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
+    orig.wait_lines(20);
+    let mut m = migrate(&wd, &sshd, orig.pid(), &far_ckpt);
+    let st = m.wait_exit(LONG);
+    assert_eq!(st.code(), Some(1), "stderr {:?}", m.stderr());
+    let said = m.stderr();
+    let pid = orig.pid();
+    assert!(said.contains("it may or may not run there, so it is kept stopped here") && said.contains(&format!("`kill -CONT {pid}`")), "{said:?}");
+    assert_eq!(state(pid), 'T', "the original is not kept stopped");
+    let n = orig.lines().len();
+    send_signal(pid as i32, libc::SIGCONT);
+    assert_counter_prefix(&orig.wait_lines(n + 20), &reference);
 }
