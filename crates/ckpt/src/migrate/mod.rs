@@ -305,7 +305,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         let taken = take(pid, Some(&image), Ending::Goes, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?;
         let written = started.elapsed();
         far.check_error().map_err(gone_on)?;
-        let sent = match sender.round(&mut far.to, &taken.image) {
+        let sent = match sender.round(&mut far.to, &taken.image).and_then(|n| far.to.flush().map(|_| n)) {
             Ok(n) => n,
             Err(e) => return Err(gone_on(far.write_failed(e))),
         };
@@ -328,6 +328,9 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     let sent = sender.round(&mut far.to, &taken.image).and_then(|n| {
         let name = taken.image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let flags = if a.detach { wire::DETACH } else { 0 };
+        // In one write with the last bytes of the delta: ssh's connection is not made for
+        // interactive use (no TCP_NODELAY), and a small write on its own after a large one can
+        // wait for the acknowledgement of what went before.
         wire::write(&mut far.to, Kind::Restart, &[&[flags], name.as_bytes()])?;
         far.to.flush()?;
         Ok(n)
@@ -344,7 +347,11 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         match far.next(deadline) {
             Ok(f) if f.kind == Kind::Stderr => early.extend_from_slice(&f.payload),
             Ok(f) if f.kind == Kind::Stdout => write_out(&mut std::io::stdout(), &f.payload),
-            Ok(f) if f.kind == Kind::Running => break,
+            Ok(f) if f.kind == Kind::Running => {
+                let word = |i: usize| f.payload.get(i * 4..i * 4 + 4).map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+                times(format_args!("far side: its checks ended {} ms after the restart was asked for, the program ran after {} ms", word(1), word(2)));
+                break;
+            }
             Ok(f) if matches!(f.kind, Kind::Refused | Kind::Error) => {
                 return Err(gone_on(held.resume(format!("{} did not restart it: {}", a.host, f.text()))));
             }

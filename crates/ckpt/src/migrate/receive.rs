@@ -101,8 +101,10 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
     let verifier = Verifier::start();
     match take_files(&mut input, &dir.0, &verifier) {
         Ok(Some((flags, name))) => {
+            let asked = std::time::Instant::now();
             let verified = verifier.all_verified(&dir.0);
-            restart(&dir, &name, flags & wire::DETACH != 0, verified, input, back)
+            let waited = asked.elapsed();
+            restart(&dir, &name, Restart { detach: flags & wire::DETACH != 0, verified, asked, waited }, input, back)
         }
         // The source gave up (its program goes on there): nothing to do.
         Ok(None) => Ok(ExitCode::SUCCESS),
@@ -175,9 +177,20 @@ fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<
     }
 }
 
+/// How the restart is made, and when it was asked for.
+struct Restart {
+    detach: bool,
+    /// Every file of the image passed its checks as it came: myrestart need not check them.
+    verified: bool,
+    asked: std::time::Instant,
+    /// How long the last checks took to finish once the restart was asked for.
+    waited: std::time::Duration,
+}
+
 /// Restarts `dir/name` as `ckpt restart --allow-running` would (the original is still there,
 /// held, when both sides are one machine), says whether it runs, and relays its streams.
-fn restart(dir: &PrivateDir, name: &str, detach: bool, verified: bool, mut input: BufReader<File>, back: Back) -> Outcome {
+fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: BufReader<File>, back: Back) -> Outcome {
+    let Restart { detach, verified, asked, waited } = how;
     let refuse = |why: String| {
         let _ = back.say(Kind::Refused, &[why.as_bytes()]);
         Ok(ExitCode::from(EXIT_FAILED))
@@ -231,7 +244,9 @@ fn restart(dir: &PrivateDir, name: &str, detach: bool, verified: bool, mut input
     }
     // The program maps what it needs of the image files: their names can go.
     dir.remove();
-    if back.say(Kind::Running, &[&child.id().to_le_bytes()]).is_err() || detach {
+    // Its PID here, and (for CKPT_MIGRATE_TIMES) how long the checks and the restart took.
+    let ms = |d: std::time::Duration| (d.as_millis() as u32).to_le_bytes();
+    if back.say(Kind::Running, &[&child.id().to_le_bytes(), &ms(waited), &ms(asked.elapsed())]).is_err() || detach {
         return Ok(ExitCode::SUCCESS);
     }
     // The program's stdin, from migrate's; and the signals migrate got, for myrestart to pass

@@ -29,7 +29,8 @@ pub struct Sender {
 impl Sender {
     /// Sends what changed in the image set of `image` (the image and its `.base-` files) since
     /// the last round: links, then new files, then removals, so that a link is made from a
-    /// name before a new file replaces it. The bytes of file data sent.
+    /// name before a new file replaces it. The bytes of file data sent. The caller flushes `w`
+    /// (the last round's request to restart goes in the same write as its last bytes).
     pub fn round(&mut self, w: &mut impl Write, image: &Path) -> std::io::Result<u64> {
         let dir = crate::dir_of(image);
         let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -78,7 +79,6 @@ impl Sender {
             wire::write(w, Kind::Remove, &[n.as_bytes()])?;
             self.names.remove(&n);
         }
-        w.flush()?;
         Ok(sent)
     }
 

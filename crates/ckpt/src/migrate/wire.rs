@@ -43,7 +43,9 @@ pub enum Kind {
     /// Bytes for the program's stdin; `StdinEnd`: its end.
     Stdin = 8,
     StdinEnd = 9,
-    /// Far side: the restored program runs (myrestart is past its point of no return).
+    /// Far side: the restored program runs (myrestart is past its point of no return). Three
+    /// u32: myrestart's PID there, the milliseconds the far side's checks still took once the
+    /// restart was asked for, and those until the program ran.
     Running = 10,
     /// Far side: the restart was refused or failed before the program ran; why.
     Refused = 11,
