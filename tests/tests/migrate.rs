@@ -365,3 +365,31 @@ fn a_connection_lost_at_the_restart_keeps_the_original_stopped() {
     send_signal(pid as i32, libc::SIGCONT);
     assert_counter_prefix(&orig.wait_lines(n + 20), &reference);
 }
+
+/// `--detach`: migrate returns once the program runs there, and says below which process; the
+/// program goes on by itself.
+#[test]
+fn a_detached_move_returns_once_it_runs() {
+    let Some((wd, sshd)) = setup("migrate-detach") else { return };
+    let reference = counter_reference();
+    let counter = prog("counter", &[]);
+    let mut orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
+    orig.wait_lines(20);
+    let mut m = migrate_with(&wd, &sshd, orig.pid(), &[OsStr::new("--remote-ckpt"), ckpt().as_os_str(), OsStr::new("--detach")]);
+    let st = m.wait_exit(LONG);
+    let said = m.stderr();
+    assert!(st.success() && said.contains("runs on 127.0.0.1"), "{st}; stderr {said:?}");
+    let supervisor: u32 = said.split("it runs below process ").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{said:?}"));
+    struct Supervisor(u32);
+    impl Drop for Supervisor {
+        fn drop(&mut self) {
+            kill_all_below(self.0);
+            send_signal(self.0 as i32, libc::SIGKILL);
+        }
+    }
+    let _supervisor = Supervisor(supervisor);
+    orig.wait_gone();
+    let n = orig.lines().len();
+    assert_counter_prefix(&orig.wait_lines(n + 20), &reference);
+    nothing_left(&wd);
+}

@@ -343,6 +343,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     // Lines myrestart prints on its way (a refusal's reason comes in `Refused` too).
     let mut early = Vec::new();
     let deadline = Instant::now() + timeout;
+    let supervisor;
     loop {
         match far.next(deadline) {
             Ok(f) if f.kind == Kind::Stderr => early.extend_from_slice(&f.payload),
@@ -350,6 +351,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
             Ok(f) if f.kind == Kind::Running => {
                 let word = |i: usize| f.payload.get(i * 4..i * 4 + 4).map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
                 times(format_args!("far side: its checks ended {} ms after the restart was asked for, the program ran after {} ms", word(1), word(2)));
+                supervisor = word(0);
                 break;
             }
             Ok(f) if matches!(f.kind, Kind::Refused | Kind::Error) => {
@@ -376,6 +378,8 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     let early: Vec<u8> = early.split_inclusive(|&b| b == b'\n').filter(|l| !l.ends_with(b"as asked (--allow-running)\n")).flatten().copied().collect();
     write_out(&mut std::io::stderr(), &early);
     if a.detach {
+        // Without its streams here, the one way to find it there.
+        say(format!("on {} it runs below process {supervisor} (its `ckpt restart`)", a.host));
         return Ok(ExitCode::SUCCESS);
     }
     relay(far, &signals)
