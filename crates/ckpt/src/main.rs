@@ -13,6 +13,7 @@ mod inspect;
 mod job;
 mod key;
 mod locate;
+mod migrate;
 mod origin;
 // unsafe: the only module that needs it: the C library calls `std` lacks (`getrandom`,
 // `geteuid`, `access`, signal sets and `sigtimedwait`, a subreaper, a hook before exec, pipes
@@ -40,6 +41,8 @@ Exit status:
   job                the program's exit status (128 + N if signal N ended it); 75 when it
                      stopped the program at a last checkpoint, for a later restart; myrestart's
                      2 or 3 when a restart was refused or failed
+  migrate            the moved program's status, as `ssh HOST PROG` gives it (0 with --detach,
+                     once it runs there); 1 when it did not move, 2 for bad arguments
   others             0 done, 1 tried and failed (a checkpoint not written, checksums that do not
                      verify; inspect: an image that cannot be restarted), 2 refused (bad
                      arguments, a missing or foreign image, a process ckpt may not attach to; copy: an
@@ -144,6 +147,13 @@ enum Command {
     /// if there is one, else start PROG; on the stop signal, take a last checkpoint, stop, and
     /// requeue. Exits with PROG's status when PROG ends, 75 when stopped for a later restart.
     Job(job::JobArgs),
+    /// Move a running program (and every process below it) to another machine over ssh: it
+    /// runs on while its image is sent, stops only for the last pages it wrote, and goes on
+    /// there; the original ends once the copy runs (see docs/migrate.md).
+    Migrate(migrate::MigrateArgs),
+    /// The far side of `ckpt migrate` (run by it over ssh).
+    #[command(hide = true)]
+    Receive(migrate::ReceiveArgs),
 }
 
 #[derive(Subcommand)]
@@ -182,6 +192,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::inspect(a),
         Command::Copy(a) => copy::copy(a),
         Command::Job(a) => job::job(a),
+        Command::Migrate(a) => migrate::migrate(a),
+        Command::Receive(a) => migrate::receive(a),
         Command::Key(KeyCommand::New { file }) => key::new(&file),
     };
     match result {

@@ -37,6 +37,37 @@ pub fn default_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
+/// Ignores `SIGPIPE` again, for `ckpt migrate` and `ckpt receive`: a connection that breaks
+/// must be an error they act on (letting a held program go on), not their silent end.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a disposition to SIG_IGN; called before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Whether `path` is on a tmpfs (memory, never the disk).
+pub fn is_tmpfs(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: statfs(2) fills the zeroed struct it is given, with a NUL-terminated path that
+    // outlives the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == libc::TMPFS_MAGIC }
+}
+
+/// Makes `cmd`'s process start in a session of its own (`setsid`), away from the terminal and
+/// the session of whoever started this command.
+pub fn new_session(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe, as a hook between fork and exec must be.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    };
+}
+
 /// A set of signals (`sigset_t`).
 pub struct SignalSet(libc::sigset_t);
 

@@ -1,0 +1,362 @@
+//! `ckpt receive`: the far side of `ckpt migrate`, run by ssh. It says hello (its version, its
+//! host name, whether it can restart), writes the files it is sent into a private directory,
+//! restarts the image when told to, answers whether the program runs, and then relays the
+//! program's standard streams (those that were not files) until the program ends. Its directory
+//! is removed in every case; once the program runs it maps its memory from the image files,
+//! whose inodes live on without their names.
+
+use super::wire::{self, Frame, Kind};
+use crate::run::RestartFlags;
+use crate::{Outcome, EXIT_FAILED};
+use clap::Args;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{mpsc, Arc, Mutex};
+
+#[derive(Args)]
+pub struct ReceiveArgs {
+    /// Where to make the private directory for the image (default: $XDG_RUNTIME_DIR if it is
+    /// a tmpfs, else /dev/shm).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// The connection back to `ckpt migrate`: frames are written whole, by whichever thread has
+/// something to say.
+#[derive(Clone)]
+struct Back(Arc<Mutex<BufWriter<File>>>);
+
+impl Back {
+    fn say(&self, kind: Kind, parts: &[&[u8]]) -> std::io::Result<()> {
+        let mut w = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        wire::write(&mut *w, kind, parts)?;
+        w.flush()
+    }
+}
+
+/// A private directory (mode 0700), removed with everything in it when dropped.
+pub struct PrivateDir(pub PathBuf);
+
+impl PrivateDir {
+    /// Makes one in `under`, or on a tmpfs: `$XDG_RUNTIME_DIR` if it is one, else /dev/shm.
+    pub fn make(under: Option<&Path>, what: &str) -> Result<PrivateDir, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let parent = match under {
+            Some(d) => d.to_path_buf(),
+            None => std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_absolute() && crate::os::is_tmpfs(d)).unwrap_or_else(|| PathBuf::from("/dev/shm")),
+        };
+        let mut last = None;
+        for _ in 0..16 {
+            let mut r = [0u8; 8];
+            crate::os::random(&mut r);
+            let path = parent.join(format!("ckpt-{what}-{}-{:016x}", std::process::id(), u64::from_ne_bytes(r)));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(PrivateDir(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(format!("cannot make a directory in {}: {}", crate::shown(&parent), crate::io_message(&e))),
+            }
+        }
+        Err(format!("cannot make a directory in {}: {}", crate::shown(&parent), last.map(|e| crate::io_message(&e)).unwrap_or_default()))
+    }
+
+    /// Removes the directory now (also done when dropped).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+pub fn receive(a: ReceiveArgs) -> Outcome {
+    crate::os::ignore_sigpipe();
+    // ssh's stdin and stdout, as plain files: frames are written whole, never line by line.
+    let input = File::from(std::io::stdin().as_fd().try_clone_to_owned().map_err(|e| (EXIT_FAILED, e.to_string()))?);
+    let output = File::from(std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| (EXIT_FAILED, e.to_string()))?);
+    let back = Back(Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, output))));
+    let mut input = BufReader::with_capacity(wire::CHUNK + 4096, input);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let can_restart = match crate::locate::myrestart() {
+        Ok(_) => "yes".to_string(),
+        Err((_, why)) => why,
+    };
+    let dir = PrivateDir::make(a.dir.as_deref(), "receive");
+    let can_restart = match &dir {
+        Ok(_) => can_restart,
+        Err(why) => why.clone(),
+    };
+    let facts = wire::hello(&[("ckpt", env!("CARGO_PKG_VERSION")), ("host", host.trim()), ("restart", &can_restart)]);
+    back.say(Kind::Hello, &[&facts]).map_err(|e| (EXIT_FAILED, format!("cannot answer: {e}")))?;
+    let Ok(dir) = dir else { return Ok(ExitCode::from(EXIT_FAILED)) };
+    let verifier = Verifier::start();
+    match take_files(&mut input, &dir.0, &verifier) {
+        Ok(Some((flags, name))) => {
+            let asked = std::time::Instant::now();
+            let verified = verifier.all_verified(&dir.0);
+            let waited = asked.elapsed();
+            restart(&dir, &name, Restart { detach: flags & wire::DETACH != 0, verified, asked, waited }, input, back)
+        }
+        // The source gave up (its program goes on there): nothing to do.
+        Ok(None) => Ok(ExitCode::SUCCESS),
+        Err(why) => {
+            let _ = back.say(Kind::Error, &[why.as_bytes()]);
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+    }
+}
+
+/// Writes the files the source sends into `dir`, until it asks for the restart (its flags and
+/// the image's name) or goes away (`None`).
+fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<Option<(u8, String)>, String> {
+    let bad = |f: &Frame| format!("a {:?} frame that makes no sense here", f.kind);
+    let name_of = |f: &Frame, p: &[u8]| -> Result<String, String> {
+        let n = String::from_utf8_lossy(p).into_owned();
+        if wire::plain_name(&n) {
+            Ok(n)
+        } else {
+            Err(bad(f))
+        }
+    };
+    // The file being written: its final name, its temporary one, and it.
+    let mut current: Option<(String, PathBuf, File)> = None;
+    let mut f = Frame { kind: Kind::Hello, payload: Vec::with_capacity(wire::MAX_PAYLOAD) };
+    loop {
+        f.kind = match wire::read_into(input, &mut f.payload) {
+            Ok(Some(kind)) => kind,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(format!("reading from the source: {e}")),
+        };
+        let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {}", crate::shown(p), crate::io_message(&e));
+        match f.kind {
+            Kind::File if current.is_none() => {
+                let (len, name) = wire::split_u64(&f.payload).ok_or_else(|| bad(&f))?;
+                let name = name_of(&f, name)?;
+                let tmp = dir.join(format!("{name}.part"));
+                let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
+                file.set_len(len).map_err(|e| io("cannot size", &tmp, e))?;
+                current = Some((name, tmp, file));
+            }
+            Kind::Data => {
+                let (at, data) = wire::split_u64(&f.payload).ok_or_else(|| bad(&f))?;
+                let (_, tmp, file) = current.as_ref().ok_or_else(|| bad(&f))?;
+                file.write_all_at(data, at).map_err(|e| io("cannot write", tmp, e))?;
+            }
+            Kind::Done => {
+                let (name, tmp, file) = current.take().ok_or_else(|| bad(&f))?;
+                std::fs::rename(&tmp, dir.join(&name)).map_err(|e| io("cannot rename", &tmp, e))?;
+                verifier.check(file);
+            }
+            Kind::Link if current.is_none() => {
+                let (from, to) = wire::parse_link(&f.payload).ok_or_else(|| bad(&f))?;
+                if !wire::plain_name(&from) || !wire::plain_name(&to) {
+                    return Err(bad(&f));
+                }
+                let _ = std::fs::remove_file(dir.join(&to));
+                std::fs::hard_link(dir.join(&from), dir.join(&to)).map_err(|e| io("cannot link", &dir.join(&to), e))?;
+            }
+            Kind::Remove if current.is_none() => {
+                let name = name_of(&f, &f.payload)?;
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            Kind::Restart if current.is_none() && !f.payload.is_empty() => {
+                let name = name_of(&f, &f.payload[1..])?;
+                return Ok(Some((f.payload[0], name)));
+            }
+            _ => return Err(bad(&f)),
+        }
+    }
+}
+
+/// How the restart is made, and when it was asked for.
+struct Restart {
+    detach: bool,
+    /// Every file of the image passed its checks as it came: myrestart need not check them.
+    verified: bool,
+    asked: std::time::Instant,
+    /// How long the last checks took to finish once the restart was asked for.
+    waited: std::time::Duration,
+}
+
+/// Restarts `dir/name` as `ckpt restart --allow-running` would (the original is still there,
+/// held, when both sides are one machine), says whether it runs, and relays its streams.
+fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: BufReader<File>, back: Back) -> Outcome {
+    let Restart { detach, verified, asked, waited } = how;
+    let refuse = |why: String| {
+        let _ = back.say(Kind::Refused, &[why.as_bytes()]);
+        Ok(ExitCode::from(EXIT_FAILED))
+    };
+    let (mut status, wr) = match crate::os::pipe() {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("cannot make a pipe: {}", crate::io_message(&e))),
+    };
+    let flags = RestartFlags { allow_running: true, no_verify: verified, status_fd: Some(wr), ..Default::default() };
+    let mut cmd = match crate::run::restart_command(&dir.0.join(name), &flags) {
+        Ok((cmd, _)) => cmd,
+        Err((_, why)) => return refuse(why),
+    };
+    crate::os::start_with(&mut cmd, libc::SIGUSR2, wr);
+    if detach {
+        // Nothing stays here to relay its streams; myrestart's reasons for a refusal go
+        // with them (the answer says to migrate without --detach to see them).
+        crate::os::new_session(&mut cmd);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    } else {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let spawned = cmd.spawn();
+    crate::os::close(wr);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return refuse(format!("cannot start myrestart: {e}")),
+    };
+    // What myrestart says before the program runs is kept, as the reason of a refusal; all of
+    // it is relayed too, for the lines it prints of a restart that goes on.
+    let said = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().map(|e| relay(e, back.clone(), Kind::Stderr, Some(said.clone())));
+    let stdout = child.stdout.take().map(|o| relay(o, back.clone(), Kind::Stdout, None));
+    let mut first = [0u8; 1];
+    let running = matches!(status.read(&mut first), Ok(1) if first[0] == b'R');
+    if !running {
+        let ended = child.wait();
+        if let Some(t) = stderr {
+            let _ = t.join();
+        }
+        let said = said.lock().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(&said);
+        let why: Vec<&str> = text.lines().map(|l| l.trim_start_matches("ckpt: ")).filter(|l| !l.is_empty()).collect();
+        let how = ended.map(|s| s.to_string()).unwrap_or_default();
+        let why = match (why.is_empty(), detach) {
+            (false, _) => why.join("; "),
+            (true, true) => format!("myrestart refused the image ({how}); without --detach migrate shows why"),
+            (true, false) => format!("myrestart ended ({how})"),
+        };
+        return refuse(why);
+    }
+    // The program maps what it needs of the image files: their names can go.
+    dir.remove();
+    // Its PID here, and (for CKPT_MIGRATE_TIMES) how long the checks and the restart took.
+    let ms = |d: std::time::Duration| (d.as_millis() as u32).to_le_bytes();
+    if back.say(Kind::Running, &[&child.id().to_le_bytes(), &ms(waited), &ms(asked.elapsed())]).is_err() || detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The program's stdin, from migrate's; and the signals migrate got, for myrestart to pass
+    // on to the program.
+    let mut stdin = child.stdin.take();
+    let myrestart = child.id();
+    std::thread::spawn(move || loop {
+        match wire::read(&mut input) {
+            Ok(Some(f)) if f.kind == Kind::Signal => {
+                if let Some(&sig) = f.payload.first().filter(|&&s| [libc::SIGINT, libc::SIGTERM, libc::SIGHUP].contains(&(s as i32))) {
+                    // Our own child, not reaped yet (we wait for it below).
+                    let _ = ckpt_sigsafe::sys::kill(myrestart, sig as u32);
+                }
+            }
+            Ok(Some(f)) if f.kind == Kind::Stdin => {
+                if let Some(i) = stdin.as_mut() {
+                    if i.write_all(&f.payload).is_err() {
+                        stdin = None;
+                    }
+                }
+            }
+            Ok(Some(f)) if f.kind == Kind::StdinEnd => stdin = None,
+            Ok(Some(_)) => {}
+            _ => return,
+        }
+    });
+    let mut word = [0u8; 4];
+    let told = status.read_exact(&mut word).is_ok();
+    let ended = child.wait();
+    let raw = if told { i32::from_ne_bytes(word) } else { ended.map(|s| s.into_raw()).unwrap_or(1 << 8) };
+    for t in [stdout, stderr].into_iter().flatten() {
+        let _ = t.join();
+    }
+    let _ = back.say(Kind::Exit, &[&raw.to_le_bytes()]);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks each received file's stored bytes against their hashes as it arrives, on a thread of
+/// its own, while the next rounds come: the restart need not do it, with the program stopped.
+/// Each file is checked once, as the image it was when it came; a base is such a file under
+/// another name (a hard link), so the image set is checked when every file in it was.
+struct Verifier {
+    to: Option<mpsc::Sender<File>>,
+    thread: Option<std::thread::JoinHandle<HashMap<(u64, u64), bool>>>,
+}
+
+impl Verifier {
+    fn start() -> Verifier {
+        let (to, from) = mpsc::channel::<File>();
+        let thread = std::thread::spawn(move || {
+            let mut done = HashMap::new();
+            for file in from {
+                if let Ok(m) = file.metadata() {
+                    done.insert((m.dev(), m.ino()), verifies(file));
+                }
+            }
+            done
+        });
+        Verifier { to: Some(to), thread: Some(thread) }
+    }
+
+    /// Queues the file just received (open, whatever becomes of its name meanwhile).
+    fn check(&self, file: File) {
+        if let Some(to) = &self.to {
+            let _ = to.send(file);
+        }
+    }
+
+    /// Waits for the checks still under way; whether every file in `dir` passed.
+    fn all_verified(mut self, dir: &Path) -> bool {
+        drop(self.to.take());
+        let Some(done) = self.thread.take().and_then(|t| t.join().ok()) else { return false };
+        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        entries.flatten().all(|e| e.metadata().is_ok_and(|m| done.get(&(m.dev(), m.ino())) == Some(&true)))
+    }
+}
+
+/// Whether the image in `file` is one whose stored bytes all match their hashes,
+/// as myrestart checks them without `--no-verify`. A tree's image, whose parts myrestart checks
+/// process by process, is left to it.
+fn verifies(file: File) -> bool {
+    use std::os::fd::AsRawFd;
+    // Through the descriptor: the name may be another file's by now (the next round's image).
+    let Ok(opened) = crate::imagefile::ImageFile::open(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd()))) else { return false };
+    drop(file);
+    let mut st = Box::new(ckpt_image::ProcessState::ZERO);
+    let Ok(image) = opened.image(&mut st) else { return false };
+    image.tree().is_none() && image.check_saved_extents(&opened.holes()).is_ok() && image.check_data(opened.bytes(), &opened.holes()).is_ok()
+}
+
+/// Relays what comes out of `from` to the source as frames of `kind`, keeping a copy in
+/// `keep` if given, until its end.
+fn relay(mut from: impl Read + Send + 'static, back: Back, kind: Kind, keep: Option<Arc<Mutex<Vec<u8>>>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if let Some(k) = &keep {
+                // Only the beginning matters: a refusal is said before the program runs.
+                let mut k = k.lock().unwrap_or_else(|e| e.into_inner());
+                if k.len() < 1 << 16 {
+                    k.extend_from_slice(&buf[..n]);
+                }
+            }
+            // The source gone, the bytes go nowhere; the pipe is still read so that the
+            // program is not blocked on it.
+            let _ = back.say(kind, &[&buf[..n]]);
+        }
+    })
+}
