@@ -2,7 +2,7 @@
 //! best with the same bytes (memcpy, write() to a file, read() from it), on the same
 //! filesystem, in one run.
 //!
-//! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads,random+4 processes]`
+//! Usage: `ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads,random+4 processes,random+attached,migrate]`
 //! (`+lz4`: the image is written with `CKPT_COMPRESS=lz4`; `+64 threads`: the program has 64
 //! more threads; `+4 processes`: it is a tree of 4 processes, each with the heap; both measured
 //! at 512 MiB only; `+attached`: the program runs without libckpt and `ckpt checkpoint PID`
@@ -30,7 +30,7 @@ struct Options {
 }
 
 fn options() -> Options {
-    let fills = ["random", "zero", "half", "random+lz4", "half+lz4", "random+64 threads", "random+4 processes", "random+attached"];
+    let fills = ["random", "zero", "half", "random+lz4", "half+lz4", "random+64 threads", "random+4 processes", "random+attached", "migrate"];
     let mut o = Options { dir: PathBuf::from("/dev/shm"), sizes: vec![64, 512, 2048], fills: fills.iter().map(|f| f.to_string()).collect() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -41,7 +41,7 @@ fn options() -> Options {
             "--sizes" => o.sizes = value.split(',').map(|v| v.parse().expect("--sizes takes MiB numbers")).collect(),
             "--fills" => o.fills = value.split(',').map(String::from).collect(),
             "-h" | "--help" => {
-                println!("usage: ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads,random+4 processes,random+attached]");
+                println!("usage: ckpt-bench [--dir DIR] [--sizes 64,512,2048] [--fills random,zero,half,random+lz4,half+lz4,random+64 threads,random+4 processes,random+attached,migrate]");
                 std::process::exit(0);
             }
             other => {
@@ -414,7 +414,7 @@ fn main() {
         let memcpy = median(runs.iter().map(|r| r.0).collect());
         let write = median(runs.iter().map(|r| r.1).collect());
         let read = median(runs.iter().map(|r| r.2).collect());
-        for fill in &o.fills {
+        for fill in o.fills.iter().filter(|f| *f != "migrate") {
             if (fill.ends_with("threads") || fill.ends_with("processes") || fill.ends_with("attached")) && mib != 512 {
                 continue; // one size is enough to compare with the single-threaded row
             }
@@ -477,7 +477,8 @@ fn main() {
         let (c, r) = (median(runs.iter().map(|x| x.0).collect()), median(runs.iter().map(|x| x.1).collect()));
         println!("| {what} | {:.0} ms | {:.0} ms |", c * 1e3, r * 1e3);
     }
-    print_targets(&results, incremental, other_node);
+    let migration = if o.fills.iter().any(|f| f == "migrate") { migrate_section(&o.dir) } else { None };
+    print_targets(&results, incremental, other_node, migration);
     println!();
     println!("checkpoint: from SIGUSR2 until the image is renamed into place (fsynced).");
     println!("pause: the longest the program itself was stopped (it measures this).");
@@ -492,6 +493,10 @@ fn main() {
     println!("another node: both restarts through nsenter into a mount namespace of their own, one in which the");
     println!("program's files and libraries are `cp -p` copies bind-mounted over the originals; alternated, each first");
     println!("as often, {OTHER_NODE_RUNS} runs each.");
+    println!("migrate: bench/migrateheap.c, {MIGRATE_MIB} MiB of random heap, writing {MIGRATE_RATE} MiB/s of it anew at random pages and");
+    println!("printing a line every millisecond (to a file), moved by `ckpt migrate --detach` to 127.0.0.1 over an sshd");
+    println!("the bench starts (ssh -c aes128-gcm@openssh.com); total: the migrate command's run; no progress: the longest");
+    println!("interval between two of the program's lines while it moved (the original's last to the copy's first).");
     println!("5,000 of one kind: tests/progs/manyfiles.c; its restart is timed until the program's first round after");
     println!("it, and a round (checking all 5,000) itself takes tens of milliseconds.");
     println!("Figures are medians of {RUNS} runs; ratios are our time over the machine's limit.");
@@ -499,7 +504,7 @@ fn main() {
 
 /// The targets the project has set itself (issues 12 and 14), each met or missed by this run;
 /// a target whose rows were not run (see --sizes and --fills) is left out.
-fn print_targets(results: &[(usize, String, Row, f64)], incremental: Option<(f64, f64, u64, f64)>, other_node: Option<(usize, OtherNode)>) {
+fn print_targets(results: &[(usize, String, Row, f64)], incremental: Option<(f64, f64, u64, f64)>, other_node: Option<(usize, OtherNode)>, migration: Option<Migration>) {
     let find = |mib: usize, fill: &str| results.iter().find(|(m, f, _, _)| *m == mib && f == fill).map(|(_, _, r, w)| (r, *w));
     let mut lines = Vec::new();
     let mut add = |what: &str, measured: String, goal: &str, met: bool| {
@@ -540,6 +545,15 @@ fn print_targets(results: &[(usize, String, Row, f64)], incremental: Option<(f64
             r.ratio <= 1.1,
         );
     }
+    if let Some(m) = migration {
+        add(
+            &format!("migration of {MIGRATE_MIB} MiB random writing {MIGRATE_RATE} MiB/s, to localhost over ssh: total"),
+            format!("{:.2} s", m.total),
+            "at most 3 s",
+            m.total <= 3.0,
+        );
+        add("the same: the program without progress (its last line here to its first there)", format!("{:.0} ms", m.stall * 1e3), "at most 150 ms", m.stall <= 0.150);
+    }
     if lines.is_empty() {
         return;
     }
@@ -551,4 +565,112 @@ fn print_targets(results: &[(usize, String, Row, f64)], incremental: Option<(f64
     for l in lines {
         println!("{l}");
     }
+}
+
+/// Heap of the migration case, in MiB, and how fast the program writes it anew (MiB/s).
+const MIGRATE_MIB: usize = 1024;
+const MIGRATE_RATE: usize = 16;
+
+/// One migration: how long `ckpt migrate` ran, and the longest the program went without a line.
+#[derive(Clone, Copy)]
+struct Migration {
+    total: f64,
+    stall: f64,
+}
+
+/// The lines `tick N NS` of the migration target's output, as (N, NS).
+fn ticks(out: &Path) -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("tick ")?.split(' ');
+            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The processes running `exe` (the original, or the copy migrate restored), by PID.
+fn running(exe: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if std::fs::read_link(e.path().join("exe")).is_ok_and(|p| p == exe) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Moves a program with `MIGRATE_MIB` MiB of random heap, writing `MIGRATE_RATE` MiB/s of it, to
+/// 127.0.0.1 over an sshd of the bench's own, and times it.
+fn migrate_case(prog: &Path, work: &Path, sshd: &ckpt_tests::sshd::Sshd) -> Migration {
+    let out = work.join("out");
+    let image = work.join("myckpt");
+    let mut c = Command::new(ckpt());
+    c.arg("run").arg("--image").arg(&image).arg("--").arg(prog).arg(MIGRATE_MIB.to_string()).arg(MIGRATE_RATE.to_string());
+    c.stdin(std::process::Stdio::null()).stdout(std::fs::File::create(&out).unwrap());
+    ckpt_tests::hermetic(&mut c);
+    let mut child = c.spawn().unwrap();
+    let pid = child.id();
+    // Ready, and a few lines of its steady pace.
+    let deadline = Instant::now() + TIMEOUT;
+    while ticks(&out).len() < 200 {
+        assert!(Instant::now() < deadline, "the migration target did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Room for the images on both sides, fresh from the host.
+    touch(3 * MIGRATE_MIB * MIB);
+    let t = Instant::now();
+    let st = Command::new(ckpt())
+        .args(["migrate", "--detach", "--quiet", "--ssh", &sshd.ssh(), "--remote-ckpt"])
+        .arg(ckpt())
+        .arg(pid.to_string())
+        .arg("127.0.0.1")
+        .stdin(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let total = secs(t.elapsed());
+    assert!(st.success(), "ckpt migrate {pid} failed: {st}");
+    let _ = child.wait();
+    // The copy's lines, well past the move.
+    let moved_at = ticks(&out).len();
+    let deadline = Instant::now() + TIMEOUT;
+    while ticks(&out).len() < moved_at + 200 {
+        assert!(Instant::now() < deadline, "the migrated program does not go on");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for p in running(prog) {
+        ckpt_tests::send_signal(p, libc::SIGKILL);
+    }
+    let lines = ticks(&out);
+    for w in lines.windows(2) {
+        assert_eq!(w[1].0, w[0].0 + 1, "the program's lines are not consecutive across the move");
+    }
+    let stall = lines.windows(2).map(|w| w[1].1.saturating_sub(w[0].1)).max().unwrap_or(0) as f64 / 1e9;
+    Migration { total, stall }
+}
+
+/// The migration section: an sshd of the bench's own, `RUNS` migrations, their medians.
+fn migrate_section(dir: &Path) -> Option<Migration> {
+    println!();
+    println!("| migrate {MIGRATE_MIB} MiB random, writing {MIGRATE_RATE} MiB/s, to localhost over ssh | total | no progress |");
+    println!("|---|---:|---:|");
+    if !ckpt_tests::sshd::Sshd::available() {
+        println!("| skipped: no sshd here (openssh-server) | | |");
+        return None;
+    }
+    let prog = compile(&root().join("bench/migrateheap.c"), "migrateheap", &["-O2"]);
+    let work = dir.join(format!("ckpt-bench-migrate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let sshd = ckpt_tests::sshd::Sshd::start(&work);
+    let runs: Vec<Migration> = (0..RUNS).map(|_| migrate_case(&prog, &work, &sshd)).collect();
+    drop(sshd);
+    let _ = std::fs::remove_dir_all(&work);
+    for (i, m) in runs.iter().enumerate() {
+        println!("| run {} | {:.2} s | {:.0} ms |", i + 1, m.total, m.stall * 1e3);
+    }
+    let m = Migration { total: median(runs.iter().map(|m| m.total).collect()), stall: median(runs.iter().map(|m| m.stall).collect()) };
+    println!("| median | {:.2} s | {:.0} ms |", m.total, m.stall * 1e3);
+    Some(m)
 }
