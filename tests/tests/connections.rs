@@ -319,9 +319,18 @@ fn build_ring(dir: &Path) -> Option<std::path::PathBuf> {
 
 /// `mpirun -np 2 mpiring LOG`, for one node over TCP, run by whoever runs the tests (root
 /// too), with the checkpoint signal 40: mpirun passes SIGUSR2 on to its ranks.
+///
+/// Each ring of this run gets ports of its own for its ranks' TCP listeners (Open MPI starts at
+/// 1024 by default): the rings of tests running side by side would otherwise take the ports a
+/// killed ring's restart must bind again, and that restart would rightly be refused.
 fn mpirun(ring: &Path, log: &Path, dir: &Path) -> Command {
+    static RINGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let port_min = 24000 + 16 * RINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut c = Command::new("mpirun");
     c.args(["-np", "2"]).arg(ring).arg(log).current_dir(dir);
+    for v in ["v4", "v6"] {
+        c.env(format!("OMPI_MCA_btl_tcp_port_min_{v}"), port_min.to_string()).env(format!("OMPI_MCA_btl_tcp_port_range_{v}"), "16");
+    }
     for (k, v) in [
         ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
         ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
