@@ -21,7 +21,6 @@
 
 use crate::bytes::{Reader, Records, Writer};
 use crate::image::Image;
-use crate::shared::SharedRun;
 use crate::{ImageError, PAGE_SIZE};
 
 pub const BASE_RECORD_SIZE: usize = 288;
@@ -220,10 +219,36 @@ pub(crate) fn check(image: &Image) -> Result<(), ImageError> {
 /// that base: the bytes whose hash must then be checked ([`check_against_base`] has made sure
 /// each run lies in one region of the base).
 pub fn takes_from(image: &Image, source: u32, rec: &crate::RegionRecord) -> bool {
-    image.shared_runs().filter_map(Result::ok).filter(|r| r.source == source).any(|r| {
-        let at = image.region(r.region as usize).map_or(0, |o| r.addr(o.record.start));
-        rec.start <= at && at < rec.end
-    })
+    // The runs are in address order (by region, then page): the first that ends past the
+    // region's start, then those after it while they start inside it.
+    let mut i = first_run_ending_after(image, rec.start);
+    while let Ok(r) = image.shared_run(i) {
+        let at = image.region(r.region as usize).map_or(u64::MAX, |o| r.addr(o.record.start));
+        if at >= rec.end {
+            return false;
+        }
+        if r.source == source && rec.start <= at {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The index of the first run of `image` whose pages end after address `addr` (runs are in
+/// address order: by region, regions sorted by address, then by page).
+fn first_run_ending_after(image: &Image, addr: u64) -> usize {
+    let (mut lo, mut hi) = (0usize, image.shared_run_count());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let end = image.shared_run(mid).ok().and_then(|r| Some(r.addr(image.region(r.region as usize).ok()?.record.start) + r.bytes()));
+        if end.is_some_and(|e| e <= addr) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Checks that every run of `image` that names base `source` points at `base`'s own stored
@@ -244,10 +269,12 @@ pub fn check_against_base(image: &Image, source: u32, base: &Image) -> Result<()
         let Some((region, first)) = found else {
             return Err(ImageError::Malformed("a page run does not point at its base image's copy of the same pages"));
         };
-        let mine = SharedRun { region, first_page: first, pages: run.pages, offset: 0, source: 0 };
-        for other in base.shared_runs() {
-            let other = other?;
-            if other.region == mine.region && other.first_page < mine.first_page + mine.pages && mine.first_page < other.first_page + other.pages {
+        // The base's runs are ordered and disjoint: only the first that ends past this run's
+        // first page can overlap it.
+        let at = base.first_shared_run_after(region, first)?;
+        if at < base.shared_run_count() {
+            let other = base.shared_run(at)?;
+            if other.region == region && other.first_page < first + run.pages {
                 return Err(ImageError::Malformed("a page run points at pages its base image does not hold itself"));
             }
         }

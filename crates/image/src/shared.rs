@@ -25,9 +25,12 @@ use crate::{ImageError, PAGE_SIZE};
 
 pub const SHARED_RECORD_SIZE: usize = 32;
 pub const SHARED_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
-/// Most runs one part holds: each may cost the restored process a mapping of its own, and a
+/// Most runs one part holds (32 MiB of records, inside [`crate::limits::MAX_HEADERS`]). Scattered
+/// writes between incremental checkpoints leave about one run per page written, so the table is
+/// large; the restart still keeps the process's mappings few whatever the count (a region with
+/// many runs is mapped once and the other pages read in, see myrestart's `restore.rs`), since a
 /// process may have only so many (`vm.max_map_count`, 65530 by default).
-pub const MAX_SHARED_RUNS: usize = 16384;
+pub const MAX_SHARED_RUNS: usize = 1 << 20;
 
 /// Pages of one region whose bytes are the root's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -133,10 +136,21 @@ pub fn check_against_root(member: &Image, root: &Image) -> Result<(), ImageError
 
 /// The region of `other` whose own stored bytes for `addr..addr+len` are at file offset
 /// `offset`: plain data of a private region covering those addresses, at the place in its data
-/// that matches the address. Its index, if there is one.
+/// that matches the address. Its index, if there is one. The regions are sorted and disjoint
+/// (checked when the image was parsed), so only the last one that starts at or below `addr`
+/// can hold it: found by bisection, as there may be a run for every other page.
 pub(crate) fn holder(other: &Image, addr: u64, len: u64, offset: u64) -> Result<Option<usize>, ImageError> {
     let end = addr.checked_add(len).ok_or(ImageError::Truncated)?;
-    for i in 0..other.region_count() {
+    let (mut lo, mut hi) = (0usize, other.region_count());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if other.region(mid)?.record.start <= addr {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if let Some(i) = lo.checked_sub(1) {
         let o = other.region(i)?;
         let rec = o.record;
         if rec.has_data()
@@ -163,5 +177,39 @@ impl<'a> Image<'a> {
             // A bad header reads as one bad record, so every user sees the error.
             Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad shared page table"))),
         }
+    }
+
+    /// How many runs the `NT_CKPT_SHARED` note holds (0 without one, or with a bad header).
+    pub fn shared_run_count(&self) -> usize {
+        match self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHARED) {
+            Some(n) => crate::bytes::table(n.desc, SHARED_RECORD_SIZE, MAX_SHARED_RUNS, SharedRun::read, "bad shared page table").map_or(0, |(c, _)| c),
+            None => 0,
+        }
+    }
+
+    /// Run `i` of the `NT_CKPT_SHARED` note, read in place: lookups by bisection, where a
+    /// walk over every run for each question would cost too much with a run for every other
+    /// page.
+    pub fn shared_run(&self, i: usize) -> Result<SharedRun, ImageError> {
+        let desc = self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHARED).map_or(&[][..], |n| n.desc);
+        let at = SHARED_HEADER_SIZE + i * SHARED_RECORD_SIZE;
+        let rec = desc.get(at..at + SHARED_RECORD_SIZE).ok_or(ImageError::Malformed("shared page run index out of range"))?;
+        SharedRun::read(&mut Reader::new(rec))
+    }
+
+    /// The index of the first run that ends after page `page` of region `region` (the run
+    /// count if none does): the runs are ordered by region, then page, and do not overlap.
+    pub fn first_shared_run_after(&self, region: u32, page: u64) -> Result<usize, ImageError> {
+        let (mut lo, mut hi) = (0usize, self.shared_run_count());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let r = self.shared_run(mid)?;
+            if (r.region, r.first_page + r.pages) <= (region, page) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
     }
 }
