@@ -356,9 +356,10 @@ fn map_regions(p: &Plan, image: &Image) {
 /// Most runs of one region mapped one by one (each its own mapping, read when first touched);
 /// a region with more is mapped once, and its other pages read in.
 const FEW_RUNS: usize = 256;
-/// Most runs mapped one by one in all: with the regions themselves, this keeps a restored
-/// process far below `vm.max_map_count` (65530 by default) whatever its image holds.
-const RUN_MAPPINGS: usize = 16384;
+/// Most runs mapped one by one in all. A run mapped inside its region splits it, costing up to
+/// two mappings more: this keeps what runs add to the regions' own mappings at 16384, far below
+/// `vm.max_map_count` (65530 by default), whatever the image holds.
+const RUN_MAPPINGS: usize = 8192;
 const PAGE: u64 = ckpt_image::PAGE_SIZE;
 
 /// The runs of region `i`, as indices into the image's `NT_CKPT_SHARED` table (in order, checked
