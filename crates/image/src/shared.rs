@@ -84,8 +84,14 @@ pub fn write_header(w: &mut Writer, count: usize) {
 
 /// The runs of a descriptor, after checking its header.
 pub fn records(desc: &[u8]) -> Result<Records<'_, SharedRun>, ImageError> {
+    if Reader::new(desc).u32().is_ok_and(|count| count as usize > MAX_SHARED_RUNS) {
+        return Err(ImageError::Malformed(TOO_MANY_RUNS));
+    }
     Ok(crate::bytes::table(desc, SHARED_RECORD_SIZE, MAX_SHARED_RUNS, SharedRun::read, "bad shared page table")?.1)
 }
+
+/// The refusal of a table longer than [`MAX_SHARED_RUNS`].
+pub const TOO_MANY_RUNS: &str = "the table of pages stored elsewhere holds more than 2^20 runs (NT_CKPT_SHARED)";
 
 /// Checks the runs of `image` against its own regions: each names a region that says it shares
 /// pages and holds plain private data, lies inside it, and comes after the one before; its
@@ -175,6 +181,7 @@ impl<'a> Image<'a> {
             None => crate::bytes::Records::new(&[], SharedRun::read),
             Some(Ok(r)) => r,
             // A bad header reads as one bad record, so every user sees the error.
+            Some(Err(ImageError::Malformed(TOO_MANY_RUNS))) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed(TOO_MANY_RUNS))),
             Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad shared page table"))),
         }
     }

@@ -1406,3 +1406,22 @@ fn run_lookups_by_bisection_find_the_runs_that_matter() {
     assert_eq!(check(SharedRun { region: 0, first_page: 2, pages: 1, offset: DATA_AT + 2 * PAGE_SIZE, source: 1 }).0, not_its_own);
     assert_eq!(check(SharedRun { region: 0, first_page: 0, pages: 2, offset: DATA_AT, source: 1 }).0, not_its_own);
 }
+
+/// A table of pages stored elsewhere may hold 2^20 runs; one that says it holds more is refused
+/// by name.
+#[test]
+fn a_shared_page_table_longer_than_the_limit_is_refused_by_name() {
+    use crate::shared::{note_len, records, write_header, MAX_SHARED_RUNS, TOO_MANY_RUNS};
+    let mut desc = vec![0u8; note_len(MAX_SHARED_RUNS)];
+    write_header(&mut Writer::new(&mut desc), MAX_SHARED_RUNS);
+    assert!(records(&desc).is_ok());
+    write_header(&mut Writer::new(&mut desc), MAX_SHARED_RUNS + 1);
+    assert_eq!(records(&desc).err(), Some(ImageError::Malformed(TOO_MANY_RUNS)));
+    let mut d = sharing_part(&[], true);
+    let mut note = vec![0u8; note_size(CKPT_NOTE_NAME, 8)];
+    let mut header = [0u8; 8];
+    write_header(&mut Writer::new(&mut header), MAX_SHARED_RUNS + 1);
+    write_note(&mut Writer::new(&mut note), CKPT_NOTE_NAME, NT_CKPT_SHARED, &header);
+    d.trailing_notes = note;
+    assert_eq!(parse(&encode(&d)).unwrap_err(), ImageError::Malformed(TOO_MANY_RUNS));
+}
