@@ -256,5 +256,5 @@ fn runs_of(image: &Path) -> usize {
     let mut state = ckpt_image::ProcessState::ZERO;
     let meta_len = ckpt_image::image::headers_len(&bytes[..ckpt_image::image::PREFIX_LEN], 0, bytes.len() as u64).unwrap();
     let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut state).unwrap();
-    img.shared_run_count()
+    img.shared_table().len()
 }

@@ -21,6 +21,7 @@
 
 use crate::bytes::{Reader, Records, Writer};
 use crate::image::Image;
+use crate::shared::SharedRun;
 use crate::{ImageError, PAGE_SIZE};
 
 pub const BASE_RECORD_SIZE: usize = 288;
@@ -219,36 +220,22 @@ pub(crate) fn check(image: &Image) -> Result<(), ImageError> {
 /// that base: the bytes whose hash must then be checked ([`check_against_base`] has made sure
 /// each run lies in one region of the base).
 pub fn takes_from(image: &Image, source: u32, rec: &crate::RegionRecord) -> bool {
-    // The runs are in address order (by region, then page): the first that ends past the
-    // region's start, then those after it while they start inside it.
-    let mut i = first_run_ending_after(image, rec.start);
-    while let Ok(r) = image.shared_run(i) {
-        let at = image.region(r.region as usize).map_or(u64::MAX, |o| r.addr(o.record.start));
-        if at >= rec.end {
+    // The runs are in address order (by region, regions sorted by address, then by page): the
+    // first that ends past the region's start, then those after it while they start inside it.
+    let runs = image.shared_table();
+    let at = |r: &SharedRun| image.region(r.region as usize).map(|o| r.addr(o.record.start));
+    let Ok(first) = runs.first_where(|r| Ok(at(r)? + r.bytes() > rec.start)) else { return false };
+    for r in runs.from(first) {
+        let Ok(r) = r else { return false };
+        let Ok(a) = at(&r) else { return false };
+        if a >= rec.end {
             return false;
         }
-        if r.source == source && rec.start <= at {
+        if r.source == source && rec.start <= a {
             return true;
         }
-        i += 1;
     }
     false
-}
-
-/// The index of the first run of `image` whose pages end after address `addr` (runs are in
-/// address order: by region, regions sorted by address, then by page).
-fn first_run_ending_after(image: &Image, addr: u64) -> usize {
-    let (mut lo, mut hi) = (0usize, image.shared_run_count());
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let end = image.shared_run(mid).ok().and_then(|r| Some(r.addr(image.region(r.region as usize).ok()?.record.start) + r.bytes()));
-        if end.is_some_and(|e| e <= addr) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
 }
 
 /// Checks that every run of `image` that names base `source` points at `base`'s own stored
@@ -256,6 +243,7 @@ fn first_run_ending_after(image: &Image, addr: u64) -> usize {
 /// at the place in its data that matches the address, and not in pages the base itself leaves
 /// to another image. Those bytes are then checked with the base's own region hashes.
 pub fn check_against_base(image: &Image, source: u32, base: &Image) -> Result<(), ImageError> {
+    let table = base.shared_table();
     for run in image.shared_runs() {
         let run = run?;
         if run.source != source {
@@ -271,9 +259,9 @@ pub fn check_against_base(image: &Image, source: u32, base: &Image) -> Result<()
         };
         // The base's runs are ordered and disjoint: only the first that ends past this run's
         // first page can overlap it.
-        let at = base.first_shared_run_after(region, first)?;
-        if at < base.shared_run_count() {
-            let other = base.shared_run(at)?;
+        let at = table.first_after(region, first)?;
+        if at < table.len() {
+            let other = table.get(at)?;
             if other.region == region && other.first_page < first + run.pages {
                 return Err(ImageError::Malformed("a page run points at pages its base image does not hold itself"));
             }

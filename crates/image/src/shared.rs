@@ -186,35 +186,63 @@ impl<'a> Image<'a> {
         }
     }
 
-    /// How many runs the `NT_CKPT_SHARED` note holds (0 without one, or with a bad header).
-    pub fn shared_run_count(&self) -> usize {
-        match self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHARED) {
-            Some(n) => crate::bytes::table(n.desc, SHARED_RECORD_SIZE, MAX_SHARED_RUNS, SharedRun::read, "bad shared page table").map_or(0, |(c, _)| c),
-            None => 0,
+    /// The runs of the `NT_CKPT_SHARED` note as a table read in place (empty without the note
+    /// or with a bad header, which [`Image::shared_runs`] reports): found once, then looked up
+    /// by index and by bisection, where a walk over every run for each question would cost
+    /// too much with a run for every other page.
+    pub fn shared_table(&self) -> SharedTable<'a> {
+        let desc = self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHARED).map_or(&[][..], |n| n.desc);
+        match crate::bytes::table(desc, SHARED_RECORD_SIZE, MAX_SHARED_RUNS, SharedRun::read, "bad shared page table") {
+            Ok((count, _)) => SharedTable { body: &desc[SHARED_HEADER_SIZE..], count },
+            Err(_) => SharedTable { body: &[], count: 0 },
         }
     }
+}
 
-    /// Run `i` of the `NT_CKPT_SHARED` note, read in place: lookups by bisection, where a
-    /// walk over every run for each question would cost too much with a run for every other
-    /// page.
-    pub fn shared_run(&self, i: usize) -> Result<SharedRun, ImageError> {
-        let desc = self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHARED).map_or(&[][..], |n| n.desc);
-        let at = SHARED_HEADER_SIZE + i * SHARED_RECORD_SIZE;
-        let rec = desc.get(at..at + SHARED_RECORD_SIZE).ok_or(ImageError::Malformed("shared page run index out of range"))?;
+/// The runs of an `NT_CKPT_SHARED` note, by index (see [`Image::shared_table`]).
+#[derive(Clone, Copy)]
+pub struct SharedTable<'a> {
+    body: &'a [u8],
+    count: usize,
+}
+
+impl<'a> SharedTable<'a> {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Run `i`.
+    pub fn get(&self, i: usize) -> Result<SharedRun, ImageError> {
+        let at = i.checked_mul(SHARED_RECORD_SIZE).ok_or(ImageError::Truncated)?;
+        let rec = self.body.get(at..at + SHARED_RECORD_SIZE).ok_or(ImageError::Malformed("shared page run index out of range"))?;
         SharedRun::read(&mut Reader::new(rec))
+    }
+
+    /// The runs from index `i` on, in order.
+    pub fn from(&self, i: usize) -> Records<'a, SharedRun> {
+        Records::new(self.body.get(i.saturating_mul(SHARED_RECORD_SIZE)..).unwrap_or(&[]), SharedRun::read)
     }
 
     /// The index of the first run that ends after page `page` of region `region` (the run
     /// count if none does): the runs are ordered by region, then page, and do not overlap.
-    pub fn first_shared_run_after(&self, region: u32, page: u64) -> Result<usize, ImageError> {
-        let (mut lo, mut hi) = (0usize, self.shared_run_count());
+    pub fn first_after(&self, region: u32, page: u64) -> Result<usize, ImageError> {
+        self.first_where(|r| Ok((r.region, r.first_page + r.pages) > (region, page)))
+    }
+
+    /// The index of the first run for which `past` holds (the run count if none does), `past`
+    /// being false for every run before some index and true from there on.
+    pub fn first_where(&self, past: impl Fn(&SharedRun) -> Result<bool, ImageError>) -> Result<usize, ImageError> {
+        let (mut lo, mut hi) = (0usize, self.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let r = self.shared_run(mid)?;
-            if (r.region, r.first_page + r.pages) <= (region, page) {
-                lo = mid + 1;
-            } else {
+            if past(&self.get(mid)?)? {
                 hi = mid;
+            } else {
+                lo = mid + 1;
             }
         }
         Ok(lo)

@@ -1384,12 +1384,14 @@ fn run_lookups_by_bisection_find_the_runs_that_matter() {
     let (bbuf, blen) = parsed(&bd);
     let mut bst = std::boxed::Box::new(ProcessState::ZERO);
     let base = Image::parse(&bbuf[..blen], bbuf.len() as u64, &mut bst).unwrap();
-    assert_eq!(base.shared_run_count(), 2);
-    assert_eq!(base.shared_run(1), Ok(own_runs[1]));
-    assert_eq!(base.first_shared_run_after(0, 0), Ok(0));
-    assert_eq!(base.first_shared_run_after(0, 2), Ok(1));
-    assert_eq!(base.first_shared_run_after(0, 3), Ok(2));
-    assert_eq!(base.first_shared_run_after(1, 0), Ok(2));
+    let table = base.shared_table();
+    assert_eq!(table.len(), 2);
+    assert_eq!(table.get(1), Ok(own_runs[1]));
+    assert_eq!(table.from(1).collect::<Vec<_>>(), vec![Ok(own_runs[1])]);
+    assert_eq!(table.first_after(0, 0), Ok(0));
+    assert_eq!(table.first_after(0, 2), Ok(1));
+    assert_eq!(table.first_after(0, 3), Ok(2));
+    assert_eq!(table.first_after(1, 0), Ok(2));
     let check = |run: SharedRun| {
         let mut d = sharing_part(&[run], true);
         d.trailing_notes.extend(chain_note(7, &[base_named(b"b", 9)]));

@@ -270,6 +270,7 @@ fn map_regions(p: &Plan, image: &Image) {
     let mut file_maps = p.file_maps[..p.nfile_maps].iter().peekable();
     // A tree process's pages that are the root's, in region order (checked at plan time).
     let mut runs = image.shared_runs().map_while(Result::ok).peekable();
+    let table = image.shared_table();
     // Runs mapped one by one so far.
     let mut run_mappings = 0usize;
     for i in 0..image.region_count() {
@@ -314,9 +315,9 @@ fn map_regions(p: &Plan, image: &Image) {
             // copy-on-write too, one mapping each while they are few. Past that, the region is
             // mapped once and the other pages are read in (`map_with_many_runs`), so that no
             // number of runs can take the process past its mapping limit.
-            let (first, end) = region_runs(image, i);
+            let (first, end) = region_runs(&table, i);
             if end - first > FEW_RUNS || run_mappings + (end - first) > RUN_MAPPINGS {
-                map_with_many_runs(p, image, &r, first..end, flags);
+                map_with_many_runs(p, &table, &r, first..end, flags);
                 while runs.next_if(|run| run.region as usize == i).is_some() {}
                 continue;
             }
@@ -364,10 +365,8 @@ const PAGE: u64 = ckpt_image::PAGE_SIZE;
 
 /// The runs of region `i`, as indices into the image's `NT_CKPT_SHARED` table (in order, checked
 /// at plan time).
-fn region_runs(image: &Image, i: usize) -> (usize, usize) {
-    let first = image.first_shared_run_after(i as u32, 0);
-    let end = image.first_shared_run_after(i as u32 + 1, 0);
-    match (first, end) {
+fn region_runs(table: &ckpt_image::shared::SharedTable, i: usize) -> (usize, usize) {
+    match (table.first_after(i as u32, 0), table.first_after(i as u32 + 1, 0)) {
         (Ok(f), Ok(e)) if f <= e => (f, e),
         _ => lost("finding the pages stored elsewhere", i as u64, Errno::IO),
     }
@@ -383,19 +382,20 @@ fn region_runs(image: &Image, i: usize) -> (usize, usize) {
 /// wherever the base holds data: a page that both files leave as a hole reads as zeros either
 /// way. The bytes come from the very places the plan checked (the image's and the bases'
 /// stored data), so the checks made before the point of no return still cover them.
-fn map_with_many_runs(p: &Plan, image: &Image, r: &ckpt_image::RegionRef, runs: core::ops::Range<usize>, flags: MapFlags) {
+fn map_with_many_runs(p: &Plan, table: &ckpt_image::shared::SharedTable, r: &ckpt_image::RegionRef, runs: core::ops::Range<usize>, flags: MapFlags) {
     let rec = r.record;
     let size = rec.size();
-    let run_at = |k: usize| match image.shared_run(k) {
-        Ok(run) => run,
-        Err(_) => lost("reading the pages stored elsewhere", rec.start, Errno::IO),
+    let region_runs = || {
+        table.from(runs.start).take(runs.len()).map(|run| match run {
+            Ok(run) => run,
+            Err(_) => lost("reading the pages stored elsewhere", rec.start, Errno::IO),
+        })
     };
     // Pages by where they are: (source, file offset the region's start would have there, pages).
     let mut sources = [(0u32, 0u64, 0u64); 8];
     let mut nsources = 0;
     let mut elsewhere = 0u64;
-    for k in runs.clone() {
-        let run = run_at(k);
+    for run in region_runs() {
         elsewhere += run.pages;
         let Some(at) = run.offset.checked_sub(run.first_page * PAGE) else { continue };
         match sources[..nsources].iter().position(|s| (s.0, s.1) == (run.source, at)) {
@@ -434,8 +434,7 @@ fn map_with_many_runs(p: &Plan, image: &Image, r: &ckpt_image::RegionRef, runs: 
         read_overlaps(main_data, *main_at, lo, hi, read);
     };
     let mut next = 0u64;
-    for k in runs {
-        let run = run_at(k);
+    for run in region_runs() {
         gap(next * PAGE, run.first_page * PAGE);
         let in_main = main.is_some_and(|m| run.source == m.1 && run.offset.checked_sub(run.first_page * PAGE) == Some(m.2));
         if !in_main {
