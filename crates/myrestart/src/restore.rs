@@ -385,7 +385,7 @@ fn region_runs(table: &ckpt_image::shared::SharedTable, i: usize) -> (usize, usi
 fn map_with_many_runs(p: &Plan, table: &ckpt_image::shared::SharedTable, r: &ckpt_image::RegionRef, runs: core::ops::Range<usize>, flags: MapFlags) {
     let rec = r.record;
     let size = rec.size();
-    let region_runs = || {
+    let these_runs = || {
         table.from(runs.start).take(runs.len()).map(|run| match run {
             Ok(run) => run,
             Err(_) => lost("reading the pages stored elsewhere", rec.start, Errno::IO),
@@ -395,7 +395,7 @@ fn map_with_many_runs(p: &Plan, table: &ckpt_image::shared::SharedTable, r: &ckp
     let mut sources = [(0u32, 0u64, 0u64); 8];
     let mut nsources = 0;
     let mut elsewhere = 0u64;
-    for run in region_runs() {
+    for run in these_runs() {
         elsewhere += run.pages;
         let Some(at) = run.offset.checked_sub(run.first_page * PAGE) else { continue };
         match sources[..nsources].iter().position(|s| (s.0, s.1) == (run.source, at)) {
@@ -434,7 +434,7 @@ fn map_with_many_runs(p: &Plan, table: &ckpt_image::shared::SharedTable, r: &ckp
         read_overlaps(main_data, *main_at, lo, hi, read);
     };
     let mut next = 0u64;
-    for run in region_runs() {
+    for run in these_runs() {
         gap(next * PAGE, run.first_page * PAGE);
         let in_main = main.is_some_and(|m| run.source == m.1 && run.offset.checked_sub(run.first_page * PAGE) == Some(m.2));
         if !in_main {
@@ -486,10 +486,7 @@ fn source_fd(p: &Plan, source: u32) -> Option<Parked> {
 
 /// The file a run of pages stored elsewhere is in: the image (the root's copy) or a base.
 fn run_fd(p: &Plan, run: &ckpt_image::shared::SharedRun) -> Option<Parked> {
-    match run.source {
-        0 => Some(p.image_fd),
-        k => p.bases.get(k as usize - 1).copied().filter(|&b| b != Parked::NONE),
-    }
+    source_fd(p, run.source)
 }
 
 /// Writes a freshly mapped (read-write) region's saved contents into it, then (after `more`,
