@@ -204,7 +204,11 @@ fn scattered_restarts(wd: &Workdir, images: &[PathBuf], gen: usize, args: &[&str
     }
     let want = format!("ready {} ", gen + 2);
     let lines = r.wait_until(|l| l.iter().any(|x| x.starts_with(&want) || x.starts_with("BAD")), LONG, "the heap checked after the restart");
+    // However many runs the image holds, the restored program has about as many mappings as
+    // it had regions (a few dozen), not one or more a run.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", r.program_pid())).expect("the restored program's maps").lines().count();
     r.kill9();
+    assert!((10..1000).contains(&maps), "gen-{gen} restarted with {args:?} has {maps} mappings");
     assert!(lines.iter().any(|x| x.starts_with(&want)), "gen-{gen} restarted with {args:?} and found its heap changed: {lines:?}; stderr {}", r.stderr());
 }
 
