@@ -246,9 +246,10 @@ fn an_image_with_more_runs_than_a_process_has_mappings_restarts() {
     let inspect = Command::new(ckpt()).arg("inspect").arg(last).output().unwrap();
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert!(inspect.status.success(), "inspect: {}", String::from_utf8_lossy(&inspect.stderr));
-    let max_map_count: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").map_or(65530, |s| s.trim().parse().unwrap_or(65530));
+    // More than `vm.max_map_count` allows by default (a machine may allow more; the restored
+    // program's own mappings are counted in `scattered_restarts` either way).
     let runs = runs_of(last);
-    assert!(runs > max_map_count, "the image holds only {runs} runs: {text}");
+    assert!(runs > 65530, "the image holds only {runs} runs: {text}");
     scattered_restarts(&wd, &images, 3, &[]);
     scattered_restarts(&wd, &images, 3, &["--eager"]);
     scattered_restarts(&wd, &images, 2, &[]);
