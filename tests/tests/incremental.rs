@@ -5,7 +5,7 @@
 
 use ckpt_tests::*;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn allocated(p: &Path) -> u64 {
@@ -155,4 +155,111 @@ fn checkpoints_after_a_restart_are_incremental_again() {
     assert!(inspect.status.success() && text.contains("built on"), "the image names no base: {text}");
     restarts_right(&image, &[], &reference);
     restarts_right(&image, &["--eager"], &reference);
+}
+
+/// Runs `scattered MIB MODE` preloaded and takes an image before its first round of writes and
+/// one after each of `rounds` rounds, each kept under a name of its own (`gen-K`, a hard link).
+/// Returns the images and, for each, the bytes its round wrote (a page each write).
+fn scattered_chain(wd: &Workdir, mib: u32, mode: &str, rounds: u32) -> (Vec<PathBuf>, Vec<u64>) {
+    let image = wd.image();
+    let mut cmd = Command::new(prog("scattered", &["-O2"]));
+    cmd.arg(mib.to_string()).arg(mode).arg(&wd.path);
+    let mut orig = Proc::preloaded(cmd, &image, "scattered");
+    let ready = |round: u32| {
+        let lines = orig.wait_until(|l| l.iter().any(|x| x.starts_with(&format!("ready {round} ")) || x.starts_with("BAD")), LONG, "the next round");
+        let line = lines.iter().find(|x| x.starts_with(&format!("ready {round} ")) || x.starts_with("BAD")).unwrap().clone();
+        assert!(line.starts_with("ready"), "{line}");
+        line.split(' ').nth(2).unwrap().parse::<u64>().unwrap()
+    };
+    let (mut images, mut written) = (Vec::new(), Vec::new());
+    let mut before = ready(1);
+    for round in 0..=rounds {
+        if round > 0 {
+            std::fs::write(wd.path.join(format!("go.{round}")), "").unwrap();
+            let now = ready(round + 1);
+            written.push((now - before) * 4096);
+            before = now;
+        } else {
+            written.push(0);
+        }
+        orig.checkpoint(&image, LONG);
+        let kept = wd.path.join(format!("gen-{round}"));
+        std::fs::hard_link(&image, &kept).unwrap();
+        images.push(kept);
+    }
+    orig.kill9();
+    assert!(!orig.stderr().contains("incremental checkpoints are off"), "tracking unavailable: {}", orig.stderr());
+    (images, written)
+}
+
+/// Restarts image `gen` of a `scattered` chain (taken after round `gen`) with `args`, tells it
+/// to go on, and checks that it found its whole heap as it left it.
+fn scattered_restarts(wd: &Workdir, images: &[PathBuf], gen: usize, args: &[&str]) {
+    let mut cmd = Command::new(myrestart());
+    cmd.args(args).arg(&images[gen]);
+    let mut r = Proc::spawn(cmd, &format!("myrestart {args:?} gen-{gen}"));
+    let go = wd.path.join(format!("go.{}", gen + 1));
+    if !go.exists() {
+        std::fs::write(&go, "").unwrap();
+    }
+    let want = format!("ready {} ", gen + 2);
+    let lines = r.wait_until(|l| l.iter().any(|x| x.starts_with(&want) || x.starts_with("BAD")), LONG, "the heap checked after the restart");
+    // However many runs the image holds, the restored program has about as many mappings as
+    // it had regions (a few dozen), not one or more a run.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", r.program_pid())).expect("the restored program's maps").lines().count();
+    r.kill9();
+    assert!((10..1000).contains(&maps), "gen-{gen} restarted with {args:?} has {maps} mappings");
+    assert!(lines.iter().any(|x| x.starts_with(&want)), "gen-{gen} restarted with {args:?} and found its heap changed: {lines:?}; stderr {}", r.stderr());
+}
+
+/// Scattered writes between incremental checkpoints (pseudo-random single pages, so that the
+/// pages left to the bases come in about one run per page written, from two and three bases
+/// interleaved) keep each image near the size of what was written since the one before, and
+/// every image restarts (mapped, eagerly, unverified) with its whole heap as it was.
+#[test]
+fn scattered_writes_keep_incremental_images_small() {
+    let wd = Workdir::new("incr-scattered");
+    let (images, written) = scattered_chain(&wd, 256, "random", 3);
+    let full = allocated(&images[0]);
+    assert!(full > 200 << 20, "first image holds the heap: {full} bytes");
+    for (img, &w) in images.iter().zip(&written).skip(1) {
+        let a = allocated(img);
+        assert!(a < 2 * w + (4 << 20), "{}: {a} bytes allocated for {w} bytes written since the image before", img.display());
+    }
+    for gen in 1..images.len() {
+        scattered_restarts(&wd, &images, gen, &[]);
+    }
+    scattered_restarts(&wd, &images, 3, &["--eager"]);
+    scattered_restarts(&wd, &images, 3, &["--no-verify"]);
+}
+
+/// An image whose every page comes from another base than its neighbours' holds more runs of
+/// pages stored elsewhere than a process may have mappings (`vm.max_map_count`, 65530): it is
+/// still small, and it restarts, mapped and eagerly, with its whole heap.
+#[test]
+fn an_image_with_more_runs_than_a_process_has_mappings_restarts() {
+    let wd = Workdir::new("incr-stripes");
+    let (images, written) = scattered_chain(&wd, 320, "stripes", 3);
+    let last = &images[3];
+    let a = allocated(last);
+    assert!(a < 3 * written[3] + (6 << 20), "{}: {a} bytes allocated for {} bytes written", last.display(), written[3]);
+    let inspect = Command::new(ckpt()).arg("inspect").arg(last).output().unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "inspect: {}", String::from_utf8_lossy(&inspect.stderr));
+    // More than `vm.max_map_count` allows by default (a machine may allow more; the restored
+    // program's own mappings are counted in `scattered_restarts` either way).
+    let runs = runs_of(last);
+    assert!(runs > 65530, "the image holds only {runs} runs: {text}");
+    scattered_restarts(&wd, &images, 3, &[]);
+    scattered_restarts(&wd, &images, 3, &["--eager"]);
+    scattered_restarts(&wd, &images, 2, &[]);
+}
+
+/// How many runs of pages stored elsewhere an image's `NT_CKPT_SHARED` note holds.
+fn runs_of(image: &Path) -> usize {
+    let bytes = std::fs::read(image).unwrap();
+    let mut state = ckpt_image::ProcessState::ZERO;
+    let meta_len = ckpt_image::image::headers_len(&bytes[..ckpt_image::image::PREFIX_LEN], 0, bytes.len() as u64).unwrap();
+    let img = ckpt_image::Image::parse(&bytes[..meta_len], bytes.len() as u64, &mut state).unwrap();
+    img.shared_table().len()
 }

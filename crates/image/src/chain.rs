@@ -220,10 +220,22 @@ pub(crate) fn check(image: &Image) -> Result<(), ImageError> {
 /// that base: the bytes whose hash must then be checked ([`check_against_base`] has made sure
 /// each run lies in one region of the base).
 pub fn takes_from(image: &Image, source: u32, rec: &crate::RegionRecord) -> bool {
-    image.shared_runs().filter_map(Result::ok).filter(|r| r.source == source).any(|r| {
-        let at = image.region(r.region as usize).map_or(0, |o| r.addr(o.record.start));
-        rec.start <= at && at < rec.end
-    })
+    // The runs are in address order (by region, regions sorted by address, then by page): the
+    // first that ends past the region's start, then those after it while they start inside it.
+    let runs = image.shared_table();
+    let at = |r: &SharedRun| image.region(r.region as usize).map(|o| r.addr(o.record.start));
+    let Ok(first) = runs.first_where(|r| Ok(at(r)? + r.bytes() > rec.start)) else { return false };
+    for r in runs.from(first) {
+        let Ok(r) = r else { return false };
+        let Ok(a) = at(&r) else { return false };
+        if a >= rec.end {
+            return false;
+        }
+        if r.source == source && rec.start <= a {
+            return true;
+        }
+    }
+    false
 }
 
 /// Checks that every run of `image` that names base `source` points at `base`'s own stored
@@ -231,6 +243,7 @@ pub fn takes_from(image: &Image, source: u32, rec: &crate::RegionRecord) -> bool
 /// at the place in its data that matches the address, and not in pages the base itself leaves
 /// to another image. Those bytes are then checked with the base's own region hashes.
 pub fn check_against_base(image: &Image, source: u32, base: &Image) -> Result<(), ImageError> {
+    let table = base.shared_table();
     for run in image.shared_runs() {
         let run = run?;
         if run.source != source {
@@ -244,10 +257,12 @@ pub fn check_against_base(image: &Image, source: u32, base: &Image) -> Result<()
         let Some((region, first)) = found else {
             return Err(ImageError::Malformed("a page run does not point at its base image's copy of the same pages"));
         };
-        let mine = SharedRun { region, first_page: first, pages: run.pages, offset: 0, source: 0 };
-        for other in base.shared_runs() {
-            let other = other?;
-            if other.region == mine.region && other.first_page < mine.first_page + mine.pages && mine.first_page < other.first_page + other.pages {
+        // The base's runs are ordered and disjoint: only the first that ends past this run's
+        // first page can overlap it.
+        let at = table.first_after(region, first)?;
+        if at < table.len() {
+            let other = table.get(at)?;
+            if other.region == region && other.first_page < first + run.pages {
                 return Err(ImageError::Malformed("a page run points at pages its base image does not hold itself"));
             }
         }

@@ -25,9 +25,12 @@ use crate::{ImageError, PAGE_SIZE};
 
 pub const SHARED_RECORD_SIZE: usize = 32;
 pub const SHARED_HEADER_SIZE: usize = crate::bytes::TABLE_HEADER_SIZE;
-/// Most runs one part holds: each may cost the restored process a mapping of its own, and a
+/// Most runs one part holds (32 MiB of records, inside [`crate::limits::MAX_HEADERS`]). Scattered
+/// writes between incremental checkpoints leave about one run per page written, so the table is
+/// large; the restart still keeps the process's mappings few whatever the count (a region with
+/// many runs is mapped once and the other pages read in, see myrestart's `restore.rs`), since a
 /// process may have only so many (`vm.max_map_count`, 65530 by default).
-pub const MAX_SHARED_RUNS: usize = 16384;
+pub const MAX_SHARED_RUNS: usize = 1 << 20;
 
 /// Pages of one region whose bytes are the root's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,8 +84,14 @@ pub fn write_header(w: &mut Writer, count: usize) {
 
 /// The runs of a descriptor, after checking its header.
 pub fn records(desc: &[u8]) -> Result<Records<'_, SharedRun>, ImageError> {
+    if Reader::new(desc).u32().is_ok_and(|count| count as usize > MAX_SHARED_RUNS) {
+        return Err(ImageError::Malformed(TOO_MANY_RUNS));
+    }
     Ok(crate::bytes::table(desc, SHARED_RECORD_SIZE, MAX_SHARED_RUNS, SharedRun::read, "bad shared page table")?.1)
 }
+
+/// The refusal of a table longer than [`MAX_SHARED_RUNS`].
+pub const TOO_MANY_RUNS: &str = "the table of pages stored elsewhere holds more than 2^20 runs (NT_CKPT_SHARED)";
 
 /// Checks the runs of `image` against its own regions: each names a region that says it shares
 /// pages and holds plain private data, lies inside it, and comes after the one before; its
@@ -133,10 +142,21 @@ pub fn check_against_root(member: &Image, root: &Image) -> Result<(), ImageError
 
 /// The region of `other` whose own stored bytes for `addr..addr+len` are at file offset
 /// `offset`: plain data of a private region covering those addresses, at the place in its data
-/// that matches the address. Its index, if there is one.
+/// that matches the address. Its index, if there is one. The regions are sorted and disjoint
+/// (checked when the image was parsed), so only the last one that starts at or below `addr`
+/// can hold it: found by bisection, as there may be a run for every other page.
 pub(crate) fn holder(other: &Image, addr: u64, len: u64, offset: u64) -> Result<Option<usize>, ImageError> {
     let end = addr.checked_add(len).ok_or(ImageError::Truncated)?;
-    for i in 0..other.region_count() {
+    let (mut lo, mut hi) = (0usize, other.region_count());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if other.region(mid)?.record.start <= addr {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if let Some(i) = lo.checked_sub(1) {
         let o = other.region(i)?;
         let rec = o.record;
         if rec.has_data()
@@ -161,7 +181,70 @@ impl<'a> Image<'a> {
             None => crate::bytes::Records::new(&[], SharedRun::read),
             Some(Ok(r)) => r,
             // A bad header reads as one bad record, so every user sees the error.
+            Some(Err(ImageError::Malformed(TOO_MANY_RUNS))) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed(TOO_MANY_RUNS))),
             Some(Err(_)) => crate::bytes::Records::new(&[0], |_| Err(ImageError::Malformed("bad shared page table"))),
         }
+    }
+
+    /// The runs of the `NT_CKPT_SHARED` note as a table read in place (empty without the note
+    /// or with a bad header, which [`Image::shared_runs`] reports): found once, then looked up
+    /// by index and by bisection, where a walk over every run for each question would cost
+    /// too much with a run for every other page.
+    pub fn shared_table(&self) -> SharedTable<'a> {
+        let desc = self.note(crate::CKPT_NOTE_NAME, crate::NT_CKPT_SHARED).map_or(&[][..], |n| n.desc);
+        match crate::bytes::table(desc, SHARED_RECORD_SIZE, MAX_SHARED_RUNS, SharedRun::read, "bad shared page table") {
+            Ok((count, _)) => SharedTable { body: &desc[SHARED_HEADER_SIZE..], count },
+            Err(_) => SharedTable { body: &[], count: 0 },
+        }
+    }
+}
+
+/// The runs of an `NT_CKPT_SHARED` note, by index (see [`Image::shared_table`]).
+#[derive(Clone, Copy)]
+pub struct SharedTable<'a> {
+    body: &'a [u8],
+    count: usize,
+}
+
+impl<'a> SharedTable<'a> {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Run `i`.
+    pub fn get(&self, i: usize) -> Result<SharedRun, ImageError> {
+        let at = i.checked_mul(SHARED_RECORD_SIZE).ok_or(ImageError::Truncated)?;
+        let rec = self.body.get(at..at + SHARED_RECORD_SIZE).ok_or(ImageError::Malformed("shared page run index out of range"))?;
+        SharedRun::read(&mut Reader::new(rec))
+    }
+
+    /// The runs from index `i` on, in order.
+    pub fn from(&self, i: usize) -> Records<'a, SharedRun> {
+        Records::new(self.body.get(i.saturating_mul(SHARED_RECORD_SIZE)..).unwrap_or(&[]), SharedRun::read)
+    }
+
+    /// The index of the first run that ends after page `page` of region `region` (the run
+    /// count if none does): the runs are ordered by region, then page, and do not overlap.
+    pub fn first_after(&self, region: u32, page: u64) -> Result<usize, ImageError> {
+        self.first_where(|r| Ok((r.region, r.first_page + r.pages) > (region, page)))
+    }
+
+    /// The index of the first run for which `past` holds (the run count if none does), `past`
+    /// being false for every run before some index and true from there on.
+    pub fn first_where(&self, past: impl Fn(&SharedRun) -> Result<bool, ImageError>) -> Result<usize, ImageError> {
+        let (mut lo, mut hi) = (0usize, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if past(&self.get(mid)?)? {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(lo)
     }
 }

@@ -1361,3 +1361,69 @@ fn lookups_from_the_last_find_records_in_any_order() {
         assert_eq!(found, (want % 2 == 1).then_some(want), "{want}");
     }
 }
+
+/// Runs are looked up by bisection (there may be one for every other page): a run may not point
+/// at pages its base leaves to another image, whichever of the base's runs holds them, and a
+/// base region is one a run takes pages from exactly when a run of that base starts in it.
+#[test]
+fn run_lookups_by_bisection_find_the_runs_that_matter() {
+    use crate::chain::{check_against_base, takes_from};
+    use crate::shared::SharedRun;
+    let parsed = |d: &Draft| {
+        let buf = encode(d);
+        let len = meta_len(&buf).unwrap() as usize;
+        (buf, len)
+    };
+    // A base of 4 pages that leaves pages 1 and 2 to a base of its own, in two runs.
+    let own_runs = [
+        SharedRun { region: 0, first_page: 1, pages: 1, offset: DATA_AT + PAGE_SIZE, source: 1 },
+        SharedRun { region: 0, first_page: 2, pages: 1, offset: DATA_AT + 9 * PAGE_SIZE, source: 1 },
+    ];
+    let mut bd = sharing_part(&own_runs, true);
+    bd.trailing_notes.extend(chain_note(9, &[base_named(b"c", 5)]));
+    let (bbuf, blen) = parsed(&bd);
+    let mut bst = std::boxed::Box::new(ProcessState::ZERO);
+    let base = Image::parse(&bbuf[..blen], bbuf.len() as u64, &mut bst).unwrap();
+    let table = base.shared_table();
+    assert_eq!(table.len(), 2);
+    assert_eq!(table.get(1), Ok(own_runs[1]));
+    assert_eq!(table.from(1).collect::<Vec<_>>(), vec![Ok(own_runs[1])]);
+    assert_eq!(table.first_after(0, 0), Ok(0));
+    assert_eq!(table.first_after(0, 2), Ok(1));
+    assert_eq!(table.first_after(0, 3), Ok(2));
+    assert_eq!(table.first_after(1, 0), Ok(2));
+    let check = |run: SharedRun| {
+        let mut d = sharing_part(&[run], true);
+        d.trailing_notes.extend(chain_note(7, &[base_named(b"b", 9)]));
+        let (buf, len) = parsed(&d);
+        let mut st = std::boxed::Box::new(ProcessState::ZERO);
+        let img = Image::parse(&buf[..len], buf.len() as u64, &mut st).unwrap();
+        let takes = takes_from(&img, 1, &base.region(0).unwrap().record);
+        (check_against_base(&img, 1, &base), takes, takes_from(&img, 2, &base.region(0).unwrap().record))
+    };
+    let not_its_own = Err(ImageError::Malformed("a page run points at pages its base image does not hold itself"));
+    // Page 0 and page 3 the base holds itself; pages 1 and 2 (either run) it does not.
+    assert_eq!(check(SharedRun { region: 0, first_page: 0, pages: 1, offset: DATA_AT, source: 1 }), (Ok(()), true, false));
+    assert_eq!(check(SharedRun { region: 0, first_page: 3, pages: 1, offset: DATA_AT + 3 * PAGE_SIZE, source: 1 }), (Ok(()), true, false));
+    assert_eq!(check(SharedRun { region: 0, first_page: 2, pages: 1, offset: DATA_AT + 2 * PAGE_SIZE, source: 1 }).0, not_its_own);
+    assert_eq!(check(SharedRun { region: 0, first_page: 0, pages: 2, offset: DATA_AT, source: 1 }).0, not_its_own);
+}
+
+/// A table of pages stored elsewhere may hold 2^20 runs; one that says it holds more is refused
+/// by name.
+#[test]
+fn a_shared_page_table_longer_than_the_limit_is_refused_by_name() {
+    use crate::shared::{note_len, records, write_header, MAX_SHARED_RUNS, TOO_MANY_RUNS};
+    let mut desc = vec![0u8; note_len(MAX_SHARED_RUNS)];
+    write_header(&mut Writer::new(&mut desc), MAX_SHARED_RUNS);
+    assert!(records(&desc).is_ok());
+    write_header(&mut Writer::new(&mut desc), MAX_SHARED_RUNS + 1);
+    assert_eq!(records(&desc).err(), Some(ImageError::Malformed(TOO_MANY_RUNS)));
+    let mut d = sharing_part(&[], true);
+    let mut note = vec![0u8; note_size(CKPT_NOTE_NAME, 8)];
+    let mut header = [0u8; 8];
+    write_header(&mut Writer::new(&mut header), MAX_SHARED_RUNS + 1);
+    write_note(&mut Writer::new(&mut note), CKPT_NOTE_NAME, NT_CKPT_SHARED, &header);
+    d.trailing_notes = note;
+    assert_eq!(parse(&encode(&d)).unwrap_err(), ImageError::Malformed(TOO_MANY_RUNS));
+}

@@ -270,6 +270,9 @@ fn map_regions(p: &Plan, image: &Image) {
     let mut file_maps = p.file_maps[..p.nfile_maps].iter().peekable();
     // A tree process's pages that are the root's, in region order (checked at plan time).
     let mut runs = image.shared_runs().map_while(Result::ok).peekable();
+    let table = image.shared_table();
+    // Runs mapped one by one so far.
+    let mut run_mappings = 0usize;
     for i in 0..image.region_count() {
         let Ok(r) = image.region(i) else { sys::exit_group(EXIT_LOST) };
         let rec = r.record;
@@ -307,14 +310,23 @@ fn map_regions(p: &Plan, image: &Image) {
         }
         if p.maps_from_image(&rec) {
             // Mapped restore: the image file itself backs the region, copy-on-write; pages are
-            // read when first touched, and holes (zero pages) cost nothing until then.
+            // read when first touched, and holes (zero pages) cost nothing until then. The
+            // pages stored elsewhere over it, from the root's copy or a base image, are mapped
+            // copy-on-write too, one mapping each while they are few. Past that, the region is
+            // mapped once and the other pages are read in (`map_with_many_runs`), so that no
+            // number of runs can take the process past its mapping limit.
+            let (first, end) = region_runs(&table, i);
+            if end - first > FEW_RUNS || run_mappings + (end - first) > RUN_MAPPINGS {
+                map_with_many_runs(p, &table, &r, first..end, flags);
+                while runs.next_if(|run| run.region as usize == i).is_some() {}
+                continue;
+            }
             let img = p.image_fd.as_fd();
             // SAFETY: maps the image's copy of the region over a free range, copy-on-write.
             if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, rec.size() as usize, prot, flags & !MapFlags::GROWSDOWN, img, r.data_offset) } {
                 lost("mapping a region from the image", rec.start, e);
             }
-            // The pages stored elsewhere over it, from the root's copy or a base image,
-            // copy-on-write too.
+            run_mappings += end - first;
             while let Some(run) = runs.next_if(|run| run.region as usize == i) {
                 let at = run.addr(rec.start);
                 let Some(from) = run_fd(p, &run) else { lost("mapping pages from the root's copy or a base image", at, Errno::BADF) };
@@ -342,12 +354,139 @@ fn map_regions(p: &Plan, image: &Image) {
     }
 }
 
-/// The file a run of pages stored elsewhere is in: the image (the root's copy) or a base.
-fn run_fd(p: &Plan, run: &ckpt_image::shared::SharedRun) -> Option<Parked> {
-    match run.source {
+/// Most runs of one region mapped one by one (each its own mapping, read when first touched);
+/// a region with more is mapped once, and its other pages read in.
+const FEW_RUNS: usize = 256;
+/// Most runs mapped one by one in all. A run mapped inside its region splits it, costing up to
+/// two mappings more: this keeps what runs add to the regions' own mappings at 16384, far below
+/// `vm.max_map_count` (65530 by default), whatever the image holds.
+const RUN_MAPPINGS: usize = 8192;
+const PAGE: u64 = ckpt_image::PAGE_SIZE;
+
+/// The runs of region `i`, as indices into the image's `NT_CKPT_SHARED` table (in order, checked
+/// at plan time).
+fn region_runs(table: &ckpt_image::shared::SharedTable, i: usize) -> (usize, usize) {
+    match (table.first_after(i as u32, 0), table.first_after(i as u32 + 1, 0)) {
+        (Ok(f), Ok(e)) if f <= e => (f, e),
+        _ => lost("finding the pages stored elsewhere", i as u64, Errno::IO),
+    }
+}
+
+/// Mapped restore of region `r`, whose pages stored elsewhere (the runs `runs`) are too many to
+/// map one by one: the region is mapped once, copy-on-write, from the file that holds most of
+/// it, and every other page is read in over that mapping (each becomes a private copy, which
+/// costs only its own bytes). That file is a base (or, in a tree, the root's copy) when one
+/// holds more pages of the region, at the same place in its data, than the image itself does;
+/// else the image. From a base, the pages of the image's own copy that it stores are read from
+/// the image, and so are its holes (zero pages: pages the program dropped or never touched)
+/// wherever the base holds data: a page that both files leave as a hole reads as zeros either
+/// way. The bytes come from the very places the plan checked (the image's and the bases'
+/// stored data), so the checks made before the point of no return still cover them.
+fn map_with_many_runs(p: &Plan, table: &ckpt_image::shared::SharedTable, r: &ckpt_image::RegionRef, runs: core::ops::Range<usize>, flags: MapFlags) {
+    let rec = r.record;
+    let size = rec.size();
+    let these_runs = || {
+        table.from(runs.start).take(runs.len()).map(|run| match run {
+            Ok(run) => run,
+            Err(_) => lost("reading the pages stored elsewhere", rec.start, Errno::IO),
+        })
+    };
+    // Pages by where they are: (source, file offset the region's start would have there, pages).
+    let mut sources = [(0u32, 0u64, 0u64); 8];
+    let mut nsources = 0;
+    let mut elsewhere = 0u64;
+    for run in these_runs() {
+        elsewhere += run.pages;
+        let Some(at) = run.offset.checked_sub(run.first_page * PAGE) else { continue };
+        match sources[..nsources].iter().position(|s| (s.0, s.1) == (run.source, at)) {
+            Some(j) => sources[j].2 += run.pages,
+            None if nsources < sources.len() => {
+                sources[nsources] = (run.source, at, run.pages);
+                nsources += 1;
+            }
+            None => {}
+        }
+    }
+    let own = (size / PAGE).saturating_sub(elsewhere);
+    // A file shorter than the region's mapping from it would fault past its end.
+    let fits = |fd: Parked, at: u64| rustix::fs::fstat(fd.as_fd()).is_ok_and(|st| at.checked_add(size).is_some_and(|end| end <= st.st_size as u64));
+    let main = sources[..nsources]
+        .iter()
+        .filter(|s| s.2 > own)
+        .filter_map(|s| Some((source_fd(p, s.0)?, s.0, s.1, s.2)))
+        .filter(|s| fits(s.0, s.2))
+        .max_by_key(|s| s.3);
+    let (from, from_at) = main.map_or((p.image_fd, r.data_offset), |m| (m.0, m.2));
+    // SAFETY: maps a checked copy of the region over a free range (FIXED_NOREPLACE), writable
+    // while the other pages are read in.
+    if let Err(e) = unsafe { rustix::mm::mmap(rec.start as *mut _, size as usize, ProtFlags::READ | ProtFlags::WRITE, flags & !MapFlags::GROWSDOWN, from.as_fd(), from_at) } {
+        lost("mapping a region from the image or a base image", rec.start, e);
+    }
+    let img = p.image_fd.as_fd();
+    let mut own_data = ckpt_sigsafe::extents::data_extents(img, r.data_offset, r.data_offset + size).peekable();
+    let mut main_data = main.as_ref().map(|m| (ckpt_sigsafe::extents::data_extents(m.0.as_fd(), m.2, m.2 + size).peekable(), m.2));
+    // Pages `lo..hi` (bytes from the region's start) that no run names, under a base's mapping:
+    // the image's bytes wherever either file holds data.
+    let mut gap = |lo: u64, hi: u64| {
+        let Some((main_data, main_at)) = main_data.as_mut() else { return };
+        let read = |a: u64, b: u64| read_region(p.image_fd, (rec.start + a) as usize, (b - a) as usize, r.data_offset + a);
+        read_overlaps(&mut own_data, r.data_offset, lo, hi, read);
+        read_overlaps(main_data, *main_at, lo, hi, read);
+    };
+    let mut next = 0u64;
+    for run in these_runs() {
+        gap(next * PAGE, run.first_page * PAGE);
+        let in_main = main.is_some_and(|m| run.source == m.1 && run.offset.checked_sub(run.first_page * PAGE) == Some(m.2));
+        if !in_main {
+            let Some(fd) = source_fd(p, run.source) else { lost("reading pages from the root's copy or a base image", run.addr(rec.start), Errno::BADF) };
+            read_region(fd, run.addr(rec.start) as usize, run.bytes() as usize, run.offset);
+        }
+        next = run.first_page + run.pages;
+    }
+    gap(next * PAGE, size);
+    if rec.prot != 3 {
+        // SAFETY: the region was just mapped by us.
+        if let Err(e) = unsafe { rustix::mm::mprotect(rec.start as *mut _, size as usize, mprotect_flags(rec.prot)) } {
+            lost("protecting a region", rec.start, e);
+        }
+    }
+}
+
+/// For the data stretches `extents` of a file (in order, consumed as they are passed) in which
+/// the region starts at offset `at`: calls `read` with each part of `lo..hi` (bytes from the
+/// region's start) that they cover.
+fn read_overlaps(extents: &mut core::iter::Peekable<impl Iterator<Item = (u64, u64)>>, at: u64, lo: u64, hi: u64, read: impl Fn(u64, u64)) {
+    if lo >= hi {
+        return;
+    }
+    while let Some(&(s, e)) = extents.peek() {
+        let (s, e) = (s - at, e - at);
+        if e <= lo {
+            extents.next();
+            continue;
+        }
+        if s >= hi {
+            return;
+        }
+        read(s.max(lo), e.min(hi));
+        if e > hi {
+            return;
+        }
+        extents.next();
+    }
+}
+
+/// The descriptor of source `source` of a run: the image (the root's copy) or a base.
+fn source_fd(p: &Plan, source: u32) -> Option<Parked> {
+    match source {
         0 => Some(p.image_fd),
         k => p.bases.get(k as usize - 1).copied().filter(|&b| b != Parked::NONE),
     }
+}
+
+/// The file a run of pages stored elsewhere is in: the image (the root's copy) or a base.
+fn run_fd(p: &Plan, run: &ckpt_image::shared::SharedRun) -> Option<Parked> {
+    source_fd(p, run.source)
 }
 
 /// Writes a freshly mapped (read-write) region's saved contents into it, then (after `more`,

@@ -95,8 +95,11 @@ const SHADOWS: Span = PTYS.then(room_for::<Shadow>(MAX_SHADOWS));
 const SHARED: Span = SHADOWS.then(ckpt_image::shared::note_len(ckpt_image::shared::MAX_SHARED_RUNS));
 const FILEMAPS: Span = SHARED.then(ckpt_image::filemaps::note_len(SLOTS));
 const SHMFILES: Span = FILEMAPS.then(ckpt_image::shmfiles::note_len(SLOTS));
-/// Ranges of written memory one checkpoint records (past that, the image is full).
-pub const MAX_DIRTY: usize = 65536;
+/// Ranges of written memory one checkpoint records (past that, the image is full): 16 MiB, touched
+/// only as far as ranges are recorded. A program writing 16 MiB/s at random pages of a large
+/// heap makes about one range a page, 4,096 a second; this is room for over four minutes of it
+/// between two checkpoints (a heap of 8 GiB written at every other page).
+pub const MAX_DIRTY: usize = 1 << 20;
 const DIRTY: Span = SHMFILES.then(room_for::<[u64; 2]>(MAX_DIRTY));
 const CHAIN: Span = DIRTY.then(ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES));
 const BASE_STATE: Span = CHAIN.then(room_for::<ProcessState>(1));
