@@ -370,6 +370,9 @@ fn attached(asked: u32, pid: u32, a: CheckpointArgs, to: Option<PathBuf>, ending
         return written(&image, pids).map(Some);
     }
     if hold {
+        // Listed again now that the image is in place: a helper of an earlier checkpoint that
+        // was still below it at the start (a writer's short-lived parent) is gone.
+        let pids = members(pid);
         wait_held(asked, &pids, deadline)?;
         return written(&image, pids).map(Some);
     }
@@ -389,9 +392,9 @@ fn attached(asked: u32, pid: u32, a: CheckpointArgs, to: Option<PathBuf>, ending
 }
 
 /// The processes a checkpoint of process `pid` takes: it, and every live process below it but
-/// image writers (a tree is checkpointed whole).
+/// libckpt's own helpers, image writers and the thread stopper (a tree is checkpointed whole).
 fn members(pid: u32) -> Vec<u32> {
-    let below = crate::attach::descendants(pid).into_iter().filter(|&p| crate::report::comm(p) != "ckpt-writer");
+    let below = crate::attach::descendants(pid).into_iter().filter(|&p| !matches!(crate::report::comm(p).as_str(), "ckpt-writer" | "ckpt-seize"));
     std::iter::once(pid).chain(below).collect()
 }
 
@@ -651,6 +654,9 @@ fn outcome(asked: u32, pid: u32, image: &Path, s: &crate::report::Snapshot, star
             written(image, pids)
         }
         Some(O::Held) => {
+            // Listed again now that the image is in place (as for an attached process): a
+            // helper of an earlier checkpoint below it at the start may have ended since.
+            let pids = members(pid);
             wait_held(asked, &pids, deadline)?;
             written(image, pids)
         }
