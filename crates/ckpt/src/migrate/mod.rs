@@ -229,13 +229,38 @@ impl Far {
         }
     }
 
-    /// A frame the far side sent unasked, which ends everything: its error.
-    fn check_error(&mut self) -> Result<(), String> {
-        match self.from.try_recv() {
-            Ok(Ok(f)) if f.kind == Kind::Error => Err(format!("{}: {}", self.host, f.text())),
-            Ok(Ok(f)) => Err(format!("{} sent a {:?} frame out of turn", self.host, f.kind)),
-            Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => Err(self.why_ended()),
-            Err(mpsc::TryRecvError::Empty) => Ok(()),
+    /// The frames the far side sent unasked: the answers to the checks of files sent as they
+    /// were written (their ids leave `checks`; one found wrong is forgotten by `sender`, and
+    /// sent again whole by the next round: true), or an error, which ends everything. With
+    /// `wait`, until `checks` is empty (or `deadline`).
+    fn unasked(&mut self, checks: &mut Vec<(String, send::Id)>, sender: &mut send::Sender, wait: bool, deadline: Instant) -> Result<bool, String> {
+        let mut again = false;
+        loop {
+            let got = if wait && !checks.is_empty() {
+                match self.from.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(f) => Ok(f),
+                    Err(mpsc::RecvTimeoutError::Timeout) => return Err(format!("{} did not check the first image in time", self.host)),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Err(mpsc::TryRecvError::Disconnected),
+                }
+            } else {
+                self.from.try_recv()
+            };
+            match got {
+                Ok(Ok(f)) if f.kind == Kind::Error => return Err(format!("{}: {}", self.host, f.text())),
+                Ok(Ok(f)) if f.kind == Kind::Checked && !f.payload.is_empty() => {
+                    let name = String::from_utf8_lossy(&f.payload[1..]).into_owned();
+                    if let Some(i) = checks.iter().position(|(n, _)| *n == name) {
+                        let (_, id) = checks.remove(i);
+                        if f.payload[0] == wire::CHECKED_BAD {
+                            sender.forget(id);
+                            again = true;
+                        }
+                    }
+                }
+                Ok(Ok(f)) => return Err(format!("{} sent a {:?} frame out of turn", self.host, f.kind)),
+                Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => return Err(self.why_ended()),
+                Err(mpsc::TryRecvError::Empty) => return Ok(again),
+            }
         }
     }
 
@@ -297,22 +322,51 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     let mut sender = send::Sender::default();
     let gone_on = |why: String| (EXIT_FAILED, format!("{why}; process {pid} goes on running here"));
     let mut last = u64::MAX;
+    // Files sent as they were written, whose checks the far side has not answered yet.
+    let mut checks = Vec::new();
+    let mut resent = false;
     for round in 0.. {
         if let Some(e) = interrupted(&signals) {
             return Err(e);
         }
         let started = Instant::now();
-        let taken = take(pid, Some(&image), Ending::Goes, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?;
+        let (taken, early) = if round == 0 {
+            // The first image is the whole program: sent while it is written.
+            let (taken, early) = first_round(&mut far, &mut sender, pid, &image, timeout, &mut checks);
+            (taken.map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?, early.map_err(|e| gone_on(far.write_failed(e)))?)
+        } else {
+            (take(pid, Some(&image), Ending::Goes, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?, 0)
+        };
         let written = started.elapsed();
-        far.check_error().map_err(gone_on)?;
+        if far.unasked(&mut checks, &mut sender, false, Instant::now()).map_err(gone_on)? {
+            // This round sends it again.
+            times(format_args!("the far side found the first image wrong: sent again, whole"));
+            resent = true;
+        }
         let sent = match sender.round(&mut far.to, &taken.image).and_then(|n| far.to.flush().map(|_| n)) {
-            Ok(n) => n,
+            Ok(n) => n + early,
             Err(e) => return Err(gone_on(far.write_failed(e))),
         };
         say(format!("round {round}: {} in {:.2} s", size(sent), started.elapsed().as_secs_f64()));
-        times(format_args!("round {round}: image written in {:.3} s, sent in {:.3} s", written.as_secs_f64(), (started.elapsed() - written).as_secs_f64()));
+        if round == 0 {
+            times(format_args!("round 0: image written and {} of it sent in {:.3} s, the rest sent in {:.3} s", size(early), written.as_secs_f64(), (started.elapsed() - written).as_secs_f64()));
+        } else {
+            times(format_args!("round {round}: image written in {:.3} s, sent in {:.3} s", written.as_secs_f64(), (started.elapsed() - written).as_secs_f64()));
+        }
         if sent <= SMALL_ROUND || sent > last / 2 || round + 1 >= MAX_ROUNDS {
-            break;
+            // The last round is to send only the last changes: a file sent as it was written
+            // that the far side found wrong is sent again, whole, by one more round before it
+            // (once: it is no longer followed as it is written).
+            let waited = Instant::now();
+            let again = far.unasked(&mut checks, &mut sender, true, Instant::now() + timeout).map_err(gone_on)?;
+            times(format_args!("the far side's checks of the first image answered after {:.3} s more", waited.elapsed().as_secs_f64()));
+            if again {
+                times(format_args!("the far side found the first image wrong: sent again, whole"));
+            }
+            if !again || resent {
+                break;
+            }
+            resent = true;
         }
         last = sent;
     }
@@ -354,6 +408,9 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
                 supervisor = word(0);
                 break;
             }
+            // An answer to checks no longer waited for (a file followed that was not the
+            // image).
+            Ok(f) if f.kind == Kind::Checked => {}
             Ok(f) if matches!(f.kind, Kind::Refused | Kind::Error) => {
                 return Err(gone_on(held.resume(format!("{} did not restart it: {}", a.host, f.text()))));
             }
@@ -383,6 +440,61 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         return Ok(ExitCode::SUCCESS);
     }
     relay(far, &signals)
+}
+
+/// Round 0: a checkpoint taken (on a thread) while the image its writer writes is followed
+/// and sent as it grows; once it is in place, what was not sent yet. The checkpoint, and the
+/// bytes sent (or why sending failed). The image's name and identity go to `checks`: the far
+/// side's checks say whether the bytes sent early were the writer's last word.
+fn first_round(far: &mut Far, sender: &mut send::Sender, pid: u32, image: &std::path::Path, timeout: Duration, checks: &mut Vec<(String, send::Id)>) -> (Result<crate::checkpoint::Taken, (u8, String)>, std::io::Result<u64>) {
+    let program = crate::report::program_behind(pid);
+    let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let taking = {
+        let image = image.to_path_buf();
+        std::thread::spawn(move || take(pid, Some(&image), Ending::Goes, timeout))
+    };
+    let mut growing = None;
+    let mut sent = 0;
+    let mut failed = None;
+    while !taking.is_finished() {
+        let mut more = 0;
+        if failed.is_none() {
+            // The directory is migrate's own: the one file without a name in it is the image
+            // being written.
+            if growing.is_none() {
+                if let Some(file) = crate::checkpoint::writer_fd(program, image).and_then(|p| std::fs::File::open(p).ok()) {
+                    match sender.begin(&mut far.to, file, &name) {
+                        Ok(g) => growing = Some(g),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+            }
+            if let Some(g) = growing.as_mut() {
+                match sender.grow(&mut far.to, g).and_then(|n| far.to.flush().map(|_| n)) {
+                    Ok(n) => more = n,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        sent += more;
+        if more == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    // A checkpoint that failed (or a panic) returns its reason.
+    let taken = taking.join().unwrap_or_else(|_| Err((EXIT_FAILED, "the checkpoint failed".into())));
+    if let Some(e) = failed {
+        return (taken, Err(e));
+    }
+    let Ok(t) = &taken else { return (taken, Ok(sent)) };
+    let Some(g) = growing else { return (taken, Ok(sent)) };
+    let rest = sender.finish(&mut far.to, g, &t.image).map(|(more, id)| {
+        if let Some(id) = id {
+            checks.push((name, id));
+        }
+        sent + more
+    });
+    (taken, rest)
 }
 
 /// With CKPT_MIGRATE_TIMES set in the environment, where each round's time went, on stderr.

@@ -98,7 +98,7 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
     let facts = wire::hello(&[("ckpt", env!("CARGO_PKG_VERSION")), ("host", host.trim()), ("restart", &can_restart)]);
     back.say(Kind::Hello, &[&facts]).map_err(|e| (EXIT_FAILED, format!("cannot answer: {e}")))?;
     let Ok(dir) = dir else { return Ok(ExitCode::from(EXIT_FAILED)) };
-    let verifier = Verifier::start();
+    let verifier = Verifier::start(back.clone());
     match take_files(&mut input, &dir.0, &verifier) {
         Ok(Some((flags, name))) => {
             let asked = std::time::Instant::now();
@@ -127,8 +127,9 @@ fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<
             Err(bad(f))
         }
     };
-    // The file being written: its final name, its temporary one, and it.
-    let mut current: Option<(String, PathBuf, File)> = None;
+    // The file being written: its final name, its temporary one, it, and whether it is sent as
+    // it grows.
+    let mut current: Option<(String, PathBuf, File, bool)> = None;
     let mut f = Frame { kind: Kind::Hello, payload: Vec::with_capacity(wire::MAX_PAYLOAD) };
     loop {
         f.kind = match wire::read_into(input, &mut f.payload) {
@@ -143,18 +144,26 @@ fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<
                 let name = name_of(&f, name)?;
                 let tmp = dir.join(format!("{name}.part"));
                 let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
-                file.set_len(len).map_err(|e| io("cannot size", &tmp, e))?;
-                current = Some((name, tmp, file));
+                let growing = len == wire::GROWING;
+                if !growing {
+                    file.set_len(len).map_err(|e| io("cannot size", &tmp, e))?;
+                }
+                current = Some((name, tmp, file, growing));
             }
             Kind::Data => {
                 let (at, data) = wire::split_u64(&f.payload).ok_or_else(|| bad(&f))?;
-                let (_, tmp, file) = current.as_ref().ok_or_else(|| bad(&f))?;
+                let (_, tmp, file, _) = current.as_ref().ok_or_else(|| bad(&f))?;
                 file.write_all_at(data, at).map_err(|e| io("cannot write", tmp, e))?;
             }
             Kind::Done => {
-                let (name, tmp, file) = current.take().ok_or_else(|| bad(&f))?;
+                let (name, tmp, file, growing) = current.take().ok_or_else(|| bad(&f))?;
+                if growing {
+                    // Its length is known now (a hole may end it).
+                    let (len, _) = wire::split_u64(&f.payload).ok_or_else(|| bad(&f))?;
+                    file.set_len(len).map_err(|e| io("cannot size", &tmp, e))?;
+                }
                 std::fs::rename(&tmp, dir.join(&name)).map_err(|e| io("cannot rename", &tmp, e))?;
-                verifier.check(file);
+                verifier.check(file, growing.then_some(name));
             }
             Kind::Link if current.is_none() => {
                 let (from, to) = wire::parse_link(&f.payload).ok_or_else(|| bad(&f))?;
@@ -287,20 +296,31 @@ fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: BufReader<File
 /// Checks each received file's stored bytes against their hashes as it arrives, on a thread of
 /// its own, while the next rounds come: the restart need not do it, with the program stopped.
 /// Each file is checked once, as the image it was when it came; a base is such a file under
-/// another name (a hard link), so the image set is checked when every file in it was.
+/// another name (a hard link), so the image set is checked when every file in it was. A file
+/// sent as it was written is answered (`Checked`): its early bytes may not have been the
+/// writer's last, and the source sends it again if they were not.
 struct Verifier {
-    to: Option<mpsc::Sender<File>>,
+    to: Option<mpsc::Sender<(File, Option<String>)>>,
     thread: Option<std::thread::JoinHandle<HashMap<(u64, u64), bool>>>,
 }
 
 impl Verifier {
-    fn start() -> Verifier {
-        let (to, from) = mpsc::channel::<File>();
+    fn start(back: Back) -> Verifier {
+        let (to, from) = mpsc::channel::<(File, Option<String>)>();
         let thread = std::thread::spawn(move || {
             let mut done = HashMap::new();
-            for file in from {
+            for (file, answer) in from {
                 if let Ok(m) = file.metadata() {
-                    done.insert((m.dev(), m.ino()), verifies(file));
+                    let checked = verifies(file);
+                    done.insert((m.dev(), m.ino()), checked == Some(true));
+                    if let Some(name) = answer {
+                        let word = match checked {
+                            Some(true) => wire::CHECKED_GOOD,
+                            Some(false) => wire::CHECKED_BAD,
+                            None => wire::CHECKED_LEFT,
+                        };
+                        let _ = back.say(Kind::Checked, &[&[word], name.as_bytes()]);
+                    }
                 }
             }
             done
@@ -308,10 +328,11 @@ impl Verifier {
         Verifier { to: Some(to), thread: Some(thread) }
     }
 
-    /// Queues the file just received (open, whatever becomes of its name meanwhile).
-    fn check(&self, file: File) {
+    /// Queues the file just received (open, whatever becomes of its name meanwhile); `answer`:
+    /// the name to answer its checks under.
+    fn check(&self, file: File, answer: Option<String>) {
         if let Some(to) = &self.to {
-            let _ = to.send(file);
+            let _ = to.send((file, answer));
         }
     }
 
@@ -325,16 +346,19 @@ impl Verifier {
 }
 
 /// Whether the image in `file` is one whose stored bytes all match their hashes,
-/// as myrestart checks them without `--no-verify`. A tree's image, whose parts myrestart checks
-/// process by process, is left to it.
-fn verifies(file: File) -> bool {
+/// as myrestart checks them without `--no-verify`; `None` for a tree's image, whose parts
+/// myrestart checks process by process.
+fn verifies(file: File) -> Option<bool> {
     use std::os::fd::AsRawFd;
     // Through the descriptor: the name may be another file's by now (the next round's image).
-    let Ok(opened) = crate::imagefile::ImageFile::open(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd()))) else { return false };
+    let Ok(opened) = crate::imagefile::ImageFile::open(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd()))) else { return Some(false) };
     drop(file);
     let mut st = Box::new(ckpt_image::ProcessState::ZERO);
-    let Ok(image) = opened.image(&mut st) else { return false };
-    image.tree().is_none() && image.check_saved_extents(&opened.holes()).is_ok() && image.check_data(opened.bytes(), &opened.holes()).is_ok()
+    let Ok(image) = opened.image(&mut st) else { return Some(false) };
+    if image.tree().is_some() {
+        return None;
+    }
+    Some(image.check_saved_extents(&opened.holes()).is_ok() && image.check_data(opened.bytes(), &opened.holes()).is_ok())
 }
 
 /// Relays what comes out of `from` to the source as frames of `kind`, keeping a copy in

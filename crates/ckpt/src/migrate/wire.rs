@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 
 /// The protocol's version: a far side with another one is refused before anything moves.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The largest payload a frame may carry: file data goes in pieces of at most [`CHUNK`] bytes
 /// (plus their offset), everything else is small. A larger length means the stream is not ours
@@ -27,10 +27,12 @@ pub enum Kind {
     /// not).
     Hello = 1,
     /// A file comes: u64 length, then its name. Its data follows in `Data` frames, then `Done`.
+    /// A length of [`GROWING`]: the file is sent while it is written (round 0's image), its
+    /// length comes with `Done`, and the far side answers its checks with `Checked`.
     File = 2,
     /// u64 offset in the current file, then bytes. What no `Data` frame covers is a hole.
     Data = 3,
-    /// The current file is complete.
+    /// The current file is complete; for a [`GROWING`] one, its length (u64) is the payload.
     Done = 4,
     /// u16 length of the first name, the name a file already there has, then a second name
     /// that becomes another name of the same file (an image's base is a hard link of an
@@ -58,7 +60,21 @@ pub enum Kind {
     Exit = 15,
     /// A signal migrate received (u8), for the program (SIGINT, SIGTERM, SIGHUP).
     Signal = 16,
+    /// Far side: the checks of a [`GROWING`] file: u8 ([`CHECKED_GOOD`], [`CHECKED_BAD`] or
+    /// [`CHECKED_LEFT`]), then its name as it came.
+    Checked = 17,
 }
+
+/// A `File` frame's length for a file sent as it is written.
+pub const GROWING: u64 = u64::MAX;
+
+/// `Checked`: every stored byte matches its hash.
+pub const CHECKED_GOOD: u8 = 1;
+/// `Checked`: some do not (a byte was sent before the writer's last word on it): the source
+/// sends the file again, whole.
+pub const CHECKED_BAD: u8 = 0;
+/// `Checked`: not checked there (a tree's image, checked by myrestart at the restart).
+pub const CHECKED_LEFT: u8 = 2;
 
 /// `Restart` flag: the far side returns once the program runs, leaving it in a session of its
 /// own with its standard streams on /dev/null.
@@ -67,7 +83,7 @@ pub const DETACH: u8 = 1;
 impl Kind {
     fn of(b: u8) -> Option<Kind> {
         use Kind::*;
-        [Hello, File, Data, Done, Link, Remove, Restart, Stdin, StdinEnd, Running, Refused, Error, Stdout, Stderr, Exit, Signal].into_iter().find(|k| *k as u8 == b)
+        [Hello, File, Data, Done, Link, Remove, Restart, Stdin, StdinEnd, Running, Refused, Error, Stdout, Stderr, Exit, Signal, Checked].into_iter().find(|k| *k as u8 == b)
     }
 }
 
