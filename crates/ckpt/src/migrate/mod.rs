@@ -144,6 +144,8 @@ struct Far {
     ssh: Ssh,
     /// ssh's stdin (once the program runs, the relay of our stdin has it).
     to: BufWriter<Box<dyn Write + Send>>,
+    /// The descriptor of ssh's stdin, which `to` writes to (file data is spliced into it).
+    pipe: i32,
     /// Frames from the far side, read by a thread; the end of the channel is the end of the
     /// connection (or a stream that is not ckpt's, whose error is the last item).
     from: mpsc::Receiver<Result<Frame, String>>,
@@ -167,7 +169,9 @@ impl Far {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(opts).args(["-T", "-o", "BatchMode=yes", "--", &a.host, &remote]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut ssh = Ssh(cmd.spawn().map_err(|e| (EXIT_REFUSED, format!("cannot run {prog}: {}", crate::io_message(&e))))?);
-        let to = BufWriter::with_capacity(1 << 16, Box::new(ssh.0.stdin.take().expect("piped")) as Box<dyn Write + Send>);
+        let stdin = ssh.0.stdin.take().expect("piped");
+        let pipe = std::os::fd::AsRawFd::as_raw_fd(&stdin);
+        let to = BufWriter::with_capacity(1 << 16, Box::new(stdin) as Box<dyn Write + Send>);
         let mut out = BufReader::with_capacity(1 << 16, ssh.0.stdout.take().expect("piped"));
         let (tx, from) = mpsc::channel();
         std::thread::spawn(move || loop {
@@ -193,7 +197,7 @@ impl Far {
                 keep.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Ok(Far { host: a.host.clone(), ssh, to, from, said, remote_ckpt })
+        Ok(Far { host: a.host.clone(), ssh, to, pipe, from, said, remote_ckpt })
     }
 
     /// Why the connection ended, from ssh's exit status and what it said.
@@ -320,6 +324,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     let local = PrivateDir::make(a.local_dir.as_deref(), "migrate").map_err(|e| (EXIT_FAILED, format!("{e}; process {pid} was not touched")))?;
     let image = local.0.join("img");
     let mut sender = send::Sender::default();
+    sender.pipe = Some(far.pipe);
     let gone_on = |why: String| (EXIT_FAILED, format!("{why}; process {pid} goes on running here"));
     let mut last = u64::MAX;
     // Files sent as they were written, whose checks the far side has not answered yet.

@@ -84,7 +84,8 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
     let input = File::from(std::io::stdin().as_fd().try_clone_to_owned().map_err(|e| (EXIT_FAILED, e.to_string()))?);
     let output = File::from(std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| (EXIT_FAILED, e.to_string()))?);
     let back = Back(Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, output))));
-    let mut input = BufReader::with_capacity(wire::CHUNK + 4096, input);
+    // A small buffer: file data is spliced from the pipe past it (see `take_files`).
+    let mut input = BufReader::with_capacity(1 << 16, input);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let can_restart = match crate::locate::myrestart() {
         Ok(_) => "yes".to_string(),
@@ -117,7 +118,7 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
 
 /// Writes the files the source sends into `dir`, until it asks for the restart (its flags and
 /// the image's name) or goes away (`None`).
-fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<Option<(u8, String)>, String> {
+fn take_files(input: &mut BufReader<File>, dir: &Path, verifier: &Verifier) -> Result<Option<(u8, String)>, String> {
     let bad = |f: &Frame| format!("a {:?} frame that makes no sense here", f.kind);
     let name_of = |f: &Frame, p: &[u8]| -> Result<String, String> {
         let n = String::from_utf8_lossy(p).into_owned();
@@ -131,13 +132,51 @@ fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<
     // it grows.
     let mut current: Option<(String, PathBuf, File, bool)> = None;
     let mut f = Frame { kind: Kind::Hello, payload: Vec::with_capacity(wire::MAX_PAYLOAD) };
+    // Whether file data can be spliced from the input (a pipe, as sshd gives) into the files.
+    let mut splicing = true;
+    let reading = |e: std::io::Error| format!("reading from the source: {e}");
     loop {
-        f.kind = match wire::read_into(input, &mut f.payload) {
-            Ok(Some(kind)) => kind,
+        let (kind, len) = match wire::read_head(input) {
+            Ok(Some(head)) => head,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(format!("reading from the source: {e}")),
+            Err(e) => return Err(reading(e)),
         };
+        f.kind = kind;
         let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {}", crate::shown(p), crate::io_message(&e));
+        if kind == Kind::Data && splicing && len >= 8 {
+            if let Some((_, tmp, file, _)) = current.as_ref() {
+                let mut at = [0u8; 8];
+                input.read_exact(&mut at).map_err(reading)?;
+                let (mut at, mut left) = (u64::from_le_bytes(at), len - 8);
+                // What the buffer holds of the data already, then the rest straight from the
+                // pipe into the file.
+                let held = input.buffer().len().min(left);
+                file.write_all_at(&input.buffer()[..held], at).map_err(|e| io("cannot write", tmp, e))?;
+                std::io::BufRead::consume(input, held);
+                (at, left) = (at + held as u64, left - held);
+                let (from, to) = (std::os::fd::AsRawFd::as_raw_fd(input.get_ref()), std::os::fd::AsRawFd::as_raw_fd(file));
+                let mut off = at as i64;
+                while left > 0 {
+                    match crate::os::splice(from, None, to, Some(&mut off), left) {
+                        Ok(0) => return Err(reading(std::io::ErrorKind::UnexpectedEof.into())),
+                        Ok(n) => left -= n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            // Not a pipe: the rest (and what follows) is read and written.
+                            splicing = false;
+                            let mut rest = vec![0u8; left];
+                            input.read_exact(&mut rest).map_err(reading)?;
+                            file.write_all_at(&rest, off as u64).map_err(|e| io("cannot write", tmp, e))?;
+                            left = 0;
+                        }
+                        Err(e) => return Err(io("cannot write", tmp, e)),
+                    }
+                }
+                continue;
+            }
+        }
+        f.payload.resize(len, 0);
+        input.read_exact(&mut f.payload).map_err(reading)?;
         match f.kind {
             Kind::File if current.is_none() => {
                 let (len, name) = wire::split_u64(&f.payload).ok_or_else(|| bad(&f))?;

@@ -24,6 +24,10 @@ fn id_of(m: &std::fs::Metadata) -> Id {
 pub struct Sender {
     names: HashMap<String, Id>,
     buf: Vec<u8>,
+    /// The pipe to ssh that the writer given to [`Sender::round`] ends in: file data is spliced
+    /// into it (after the writer is flushed) rather than read and written; `None` once splice
+    /// was refused.
+    pub pipe: Option<i32>,
 }
 
 impl Sender {
@@ -96,12 +100,40 @@ impl Sender {
 
     /// Sends bytes `from..to` of `f` as `Data` frames; their length.
     fn send_range(&mut self, w: &mut impl Write, f: &std::fs::File, from: u64, to: u64) -> std::io::Result<u64> {
-        self.buf.resize(wire::CHUNK, 0);
+        use std::os::fd::AsRawFd;
         let mut at = from;
         while at < to {
             let n = ((to - at) as usize).min(wire::CHUNK);
-            f.read_exact_at(&mut self.buf[..n], at)?;
-            wire::write(w, Kind::Data, &[&at.to_le_bytes(), &self.buf[..n]])?;
+            wire::write_head(w, Kind::Data, 8 + n)?;
+            w.write_all(&at.to_le_bytes())?;
+            // The file's pages go into the pipe as they are, not copied here and again into
+            // the pipe (the CPU is ssh's, for its encryption).
+            let mut off = at as i64;
+            let end = (at + n as u64) as i64;
+            if let Some(pipe) = self.pipe {
+                w.flush()?;
+                while off < end {
+                    let left = (end - off) as usize;
+                    match crate::os::splice(f.as_raw_fd(), Some(&mut off), pipe, None, left) {
+                        Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            // Not a pipe after all, or a file splice does not read: the rest
+                            // of the frame is copied.
+                            self.pipe = None;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            if off < end {
+                let rest = (end - off) as usize;
+                self.buf.resize(rest.max(self.buf.len()), 0);
+                f.read_exact_at(&mut self.buf[..rest], off as u64)?;
+                w.write_all(&self.buf[..rest])?;
+            }
             at += n as u64;
         }
         Ok(to.saturating_sub(from))

@@ -103,16 +103,21 @@ impl Frame {
 /// Writes one frame whose payload is the concatenation of `parts` (a header and data need
 /// not be copied together first).
 pub fn write(w: &mut impl Write, kind: Kind, parts: &[&[u8]]) -> std::io::Result<()> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    debug_assert!(len <= MAX_PAYLOAD);
-    let mut head = [0u8; 5];
-    head[0] = kind as u8;
-    head[1..].copy_from_slice(&(len as u32).to_le_bytes());
-    w.write_all(&head)?;
+    write_head(w, kind, parts.iter().map(|p| p.len()).sum())?;
     for p in parts {
         w.write_all(p)?;
     }
     Ok(())
+}
+
+/// Writes the head of a frame whose `len` bytes of payload the caller writes next (spliced
+/// from a file).
+pub fn write_head(w: &mut impl Write, kind: Kind, len: usize) -> std::io::Result<()> {
+    debug_assert!(len <= MAX_PAYLOAD);
+    let mut head = [0u8; 5];
+    head[0] = kind as u8;
+    head[1..].copy_from_slice(&(len as u32).to_le_bytes());
+    w.write_all(&head)
 }
 
 /// Reads one frame; `None` at a clean end of the stream (between frames).
@@ -124,6 +129,15 @@ pub fn read(r: &mut impl Read) -> std::io::Result<Option<Frame>> {
 /// Reads one frame's kind, its payload into `payload` (a buffer used again and again: a
 /// gigabyte of image comes as a thousand frames); `None` at a clean end of the stream.
 pub fn read_into(r: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Result<Option<Kind>> {
+    let Some((kind, len)) = read_head(r)? else { return Ok(None) };
+    payload.resize(len, 0);
+    r.read_exact(payload)?;
+    Ok(Some(kind))
+}
+
+/// Reads one frame's head: its kind and the length of the payload that follows (at most
+/// [`MAX_PAYLOAD`]); `None` at a clean end of the stream.
+pub fn read_head(r: &mut impl Read) -> std::io::Result<Option<(Kind, usize)>> {
     let mut head = [0u8; 5];
     let mut got = 0;
     while got < head.len() {
@@ -141,9 +155,7 @@ pub fn read_into(r: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Result<Op
     if len > MAX_PAYLOAD {
         return Err(bad(format!("not ckpt's protocol (a frame of {len} bytes)")));
     }
-    payload.resize(len, 0);
-    r.read_exact(payload)?;
-    Ok(Some(kind))
+    Ok(Some((kind, len)))
 }
 
 /// The hello's payload.
