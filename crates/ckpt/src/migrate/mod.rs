@@ -409,7 +409,8 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
             Ok(f) if f.kind == Kind::Stdout => write_out(&mut std::io::stdout(), &f.payload),
             Ok(f) if f.kind == Kind::Running => {
                 let word = |i: usize| f.payload.get(i * 4..i * 4 + 4).map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-                times(format_args!("far side: its checks ended {} ms after the restart was asked for, the program ran after {} ms", word(1), word(2)));
+                let checked = if word(3) == 1 { "myrestart did not check the image again" } else { "myrestart checked the image again (a file had not passed the far side's checks)" };
+                times(format_args!("far side: its checks ended {} ms after the restart was asked for, the program ran after {} ms; {checked}", word(1), word(2)));
                 supervisor = word(0);
                 break;
             }

@@ -294,7 +294,7 @@ fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: BufReader<File
     dir.remove();
     // Its PID here, and (for CKPT_MIGRATE_TIMES) how long the checks and the restart took.
     let ms = |d: std::time::Duration| (d.as_millis() as u32).to_le_bytes();
-    if back.say(Kind::Running, &[&child.id().to_le_bytes(), &ms(waited), &ms(asked.elapsed())]).is_err() || detach {
+    if back.say(Kind::Running, &[&child.id().to_le_bytes(), &ms(waited), &ms(asked.elapsed()), &u32::from(verified).to_le_bytes()]).is_err() || detach {
         return Ok(ExitCode::SUCCESS);
     }
     // The program's stdin, from migrate's; and the signals migrate got, for myrestart to pass

@@ -45,9 +45,10 @@ pub enum Kind {
     /// Bytes for the program's stdin; `StdinEnd`: its end.
     Stdin = 8,
     StdinEnd = 9,
-    /// Far side: the restored program runs (myrestart is past its point of no return). Three
+    /// Far side: the restored program runs (myrestart is past its point of no return). Four
     /// u32: myrestart's PID there, the milliseconds the far side's checks still took once the
-    /// restart was asked for, and those until the program ran.
+    /// restart was asked for, those until the program ran, and 1 if every file had passed the
+    /// far side's checks (myrestart did not check them again), else 0.
     Running = 10,
     /// Far side: the restart was refused or failed before the program ran; why.
     Refused = 11,
