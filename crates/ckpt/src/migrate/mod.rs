@@ -293,6 +293,7 @@ impl Drop for Ssh {
 const ENDING: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 pub fn migrate(a: MigrateArgs) -> Outcome {
+    STARTED.get_or_init(Instant::now);
     crate::os::ignore_sigpipe();
     // Before any thread starts: threads inherit the mask.
     let signals = crate::os::SignalSet::of(ENDING);
@@ -317,6 +318,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         (Kind::Hello, Some((v, _))) => return Err((EXIT_FAILED, format!("the ckpt on {} speaks version {v} of migrate's protocol, this one {}: install the same ckpt there; process {pid} was not touched", a.host, wire::VERSION))),
         _ => return Err((EXIT_FAILED, format!("{} did not answer as ckpt receive does; process {pid} was not touched", a.host))),
     };
+    times(format_args!("the far side answered"));
     let fact = |k: &str| facts.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
     if fact("restart") != "yes" {
         return Err((EXIT_FAILED, format!("{} cannot restart programs: {}; process {pid} was not touched", a.host, fact("restart"))));
@@ -433,8 +435,13 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     }
     let stop = stopped.elapsed();
     times(format_args!("last round: running there at {:.3} s", stop.as_secs_f64()));
+    // The images here are not needed any longer: their memory is freed on a thread while the
+    // original's is (each takes a while for a large program).
+    let removing = std::thread::spawn(move || drop(local));
     held.end();
-    drop(local);
+    times(format_args!("the original is gone"));
+    let _ = removing.join();
+    times(format_args!("the local directory is removed"));
     say(format!("stopped for {} ms; process {pid} runs on {}", stop.as_millis(), a.host));
     // myrestart's note that the original still runs is expected: it is held, here, until the
     // copy runs (and is gone now).
@@ -484,7 +491,10 @@ fn first_round(far: &mut Far, sender: &mut send::Sender, pid: u32, image: &std::
         }
         sent += more;
         if more == 0 {
-            std::thread::sleep(Duration::from_millis(2));
+            // Looking for the writer reads much of /proc: not too often, the program (stopped
+            // for the checkpoint's start meanwhile) and the writer need the CPU more. Once it
+            // is found, looking at the file's length is cheap.
+            std::thread::sleep(Duration::from_millis(if growing.is_none() { 10 } else { 2 }));
         }
     }
     // A checkpoint that failed (or a panic) returns its reason.
@@ -504,11 +514,15 @@ fn first_round(far: &mut Far, sender: &mut send::Sender, pid: u32, image: &std::
 }
 
 /// With CKPT_MIGRATE_TIMES set in the environment, where each round's time went, on stderr.
+/// Each line begins with the seconds since migrate started.
 fn times(what: std::fmt::Arguments) {
     if std::env::var_os("CKPT_MIGRATE_TIMES").is_some() {
-        eprintln!("ckpt: {what}");
+        eprintln!("ckpt: {:.3} s: {what}", STARTED.get_or_init(Instant::now).elapsed().as_secs_f64());
     }
 }
+
+/// When migrate started (for [`times`]).
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 /// Writes what the program printed there to our own stream (a reader that went away is no
 /// matter: the program goes on).
