@@ -456,12 +456,16 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
 }
 
 /// Round 0: a checkpoint taken (on a thread) while the image its writer writes is followed
-/// and sent as it grows; once it is in place, what was not sent yet. The checkpoint, and the
+/// and sent as it grows (not a tree's); once it is in place, what was not sent yet. The checkpoint, and the
 /// bytes sent (or why sending failed). The image's name and identity go to `checks`: the far
 /// side's checks say whether the bytes sent early were the writer's last word.
 fn first_round(far: &mut Far, sender: &mut send::Sender, pid: u32, image: &std::path::Path, timeout: Duration, checks: &mut Vec<(String, send::Id)>) -> (Result<crate::checkpoint::Taken, (u8, String)>, std::io::Result<u64>) {
     let program = crate::report::program_behind(pid);
     let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // A tree's image is written by its root from parts, files of their own in the directory
+    // that could be taken for it (and the far side leaves its checks to myrestart): it is sent
+    // once in place.
+    let tree = crate::attach::descendants(program).into_iter().any(|p| crate::report::comm(p) != "ckpt-writer");
     let taking = {
         let image = image.to_path_buf();
         std::thread::spawn(move || take(pid, Some(&image), Ending::Goes, timeout))
@@ -471,7 +475,7 @@ fn first_round(far: &mut Far, sender: &mut send::Sender, pid: u32, image: &std::
     let mut failed = None;
     while !taking.is_finished() {
         let mut more = 0;
-        if failed.is_none() {
+        if failed.is_none() && !tree {
             // The directory is migrate's own: the one file without a name in it is the image
             // being written.
             if growing.is_none() {
