@@ -253,6 +253,7 @@ fn a_threaded_program_moves() {
 #[test]
 fn a_first_image_found_wrong_there_is_sent_again() {
     let Some((wd, sshd)) = setup("migrate-resend") else { return };
+    // Without dropped pages: see docs/migrate.md's known problem with those after a move.
     let reference = reference_run(changing(32, 300, 0, false), LONG);
     let mut orig = Original::start(&wd, &[prog("changing", &[]).to_str().unwrap(), "32", "300", "0", "nodrop"]);
     orig.wait_lines(20);
