@@ -100,6 +100,12 @@ pub fn signal_number(s: &str) -> Option<i32> {
 /// file in the image's directory that has no name yet (`O_TMPFILE`, shown as `DIR/#N
 /// (deleted)`) or a temporary name `IMAGE.PID.N.tmp`.
 fn writer_file(pid: u32, image: &Path) -> Option<std::fs::Metadata> {
+    std::fs::metadata(writer_fd(pid, image)?).ok()
+}
+
+/// [`writer_file`]'s descriptor, as `/proc/W/fd/N`: opening it opens the file being written
+/// (`ckpt migrate` sends an image as it grows).
+pub fn writer_fd(pid: u32, image: &Path) -> Option<PathBuf> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let dir = image.parent()?.to_string_lossy().into_owned();
     let named = format!("{}.", image.display());
@@ -121,7 +127,7 @@ fn writer_file(pid: u32, image: &Path) -> Option<std::fs::Metadata> {
             let t = target.to_string_lossy();
             let unnamed = t.strip_prefix(&format!("{dir}/#")).is_some_and(|r| r.ends_with(" (deleted)"));
             if unnamed || (t.starts_with(&named) && t.ends_with(".tmp")) {
-                return std::fs::metadata(fd.path()).ok();
+                return Some(fd.path());
             }
         }
     }

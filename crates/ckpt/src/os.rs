@@ -346,3 +346,18 @@ impl Drop for Traced {
         }
     }
 }
+
+/// Moves up to `len` bytes from descriptor `from` to `to` with splice(2), one of them a pipe,
+/// reading (writing) a file at `*off_from` (`*off_to`) when given, which it advances: the
+/// bytes moved, without copying them through this process. EINVAL: these two cannot splice.
+pub fn splice(from: i32, off_from: Option<&mut i64>, to: i32, off_to: Option<&mut i64>, len: usize) -> std::io::Result<usize> {
+    let off_from = off_from.map_or(std::ptr::null_mut(), |o| o as *mut i64);
+    let off_to = off_to.map_or(std::ptr::null_mut(), |o| o as *mut i64);
+    // SAFETY: the offsets are null or point to i64s borrowed for the call; the descriptors are
+    // the caller's, open (a closed one is an EBADF, not undefined behaviour).
+    let n = unsafe { libc::splice(from, off_from, to, off_to, len, libc::SPLICE_F_MOVE) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}

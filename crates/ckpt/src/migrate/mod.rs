@@ -144,6 +144,8 @@ struct Far {
     ssh: Ssh,
     /// ssh's stdin (once the program runs, the relay of our stdin has it).
     to: BufWriter<Box<dyn Write + Send>>,
+    /// The descriptor of ssh's stdin, which `to` writes to (file data is spliced into it).
+    pipe: i32,
     /// Frames from the far side, read by a thread; the end of the channel is the end of the
     /// connection (or a stream that is not ckpt's, whose error is the last item).
     from: mpsc::Receiver<Result<Frame, String>>,
@@ -167,7 +169,9 @@ impl Far {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(opts).args(["-T", "-o", "BatchMode=yes", "--", &a.host, &remote]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut ssh = Ssh(cmd.spawn().map_err(|e| (EXIT_REFUSED, format!("cannot run {prog}: {}", crate::io_message(&e))))?);
-        let to = BufWriter::with_capacity(1 << 16, Box::new(ssh.0.stdin.take().expect("piped")) as Box<dyn Write + Send>);
+        let stdin = ssh.0.stdin.take().expect("piped");
+        let pipe = std::os::fd::AsRawFd::as_raw_fd(&stdin);
+        let to = BufWriter::with_capacity(1 << 16, Box::new(stdin) as Box<dyn Write + Send>);
         let mut out = BufReader::with_capacity(1 << 16, ssh.0.stdout.take().expect("piped"));
         let (tx, from) = mpsc::channel();
         std::thread::spawn(move || loop {
@@ -193,7 +197,7 @@ impl Far {
                 keep.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Ok(Far { host: a.host.clone(), ssh, to, from, said, remote_ckpt })
+        Ok(Far { host: a.host.clone(), ssh, to, pipe, from, said, remote_ckpt })
     }
 
     /// Why the connection ended, from ssh's exit status and what it said.
@@ -229,13 +233,38 @@ impl Far {
         }
     }
 
-    /// A frame the far side sent unasked, which ends everything: its error.
-    fn check_error(&mut self) -> Result<(), String> {
-        match self.from.try_recv() {
-            Ok(Ok(f)) if f.kind == Kind::Error => Err(format!("{}: {}", self.host, f.text())),
-            Ok(Ok(f)) => Err(format!("{} sent a {:?} frame out of turn", self.host, f.kind)),
-            Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => Err(self.why_ended()),
-            Err(mpsc::TryRecvError::Empty) => Ok(()),
+    /// The frames the far side sent unasked: the answers to the checks of files sent as they
+    /// were written (their ids leave `checks`; one found wrong is forgotten by `sender`, and
+    /// sent again whole by the next round: true), or an error, which ends everything. With
+    /// `wait`, until `checks` is empty (or `deadline`).
+    fn unasked(&mut self, checks: &mut Vec<(String, send::Id)>, sender: &mut send::Sender, wait: bool, deadline: Instant) -> Result<bool, String> {
+        let mut again = false;
+        loop {
+            let got = if wait && !checks.is_empty() {
+                match self.from.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(f) => Ok(f),
+                    Err(mpsc::RecvTimeoutError::Timeout) => return Err(format!("{} did not check the first image in time", self.host)),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Err(mpsc::TryRecvError::Disconnected),
+                }
+            } else {
+                self.from.try_recv()
+            };
+            match got {
+                Ok(Ok(f)) if f.kind == Kind::Error => return Err(format!("{}: {}", self.host, f.text())),
+                Ok(Ok(f)) if f.kind == Kind::Checked && !f.payload.is_empty() => {
+                    let name = String::from_utf8_lossy(&f.payload[1..]).into_owned();
+                    if let Some(i) = checks.iter().position(|(n, _)| *n == name) {
+                        let (_, id) = checks.remove(i);
+                        if f.payload[0] == wire::CHECKED_BAD {
+                            sender.forget(id);
+                            again = true;
+                        }
+                    }
+                }
+                Ok(Ok(f)) => return Err(format!("{} sent a {:?} frame out of turn", self.host, f.kind)),
+                Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => return Err(self.why_ended()),
+                Err(mpsc::TryRecvError::Empty) => return Ok(again),
+            }
         }
     }
 
@@ -264,6 +293,7 @@ impl Drop for Ssh {
 const ENDING: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 pub fn migrate(a: MigrateArgs) -> Outcome {
+    STARTED.get_or_init(Instant::now);
     crate::os::ignore_sigpipe();
     // Before any thread starts: threads inherit the mask.
     let signals = crate::os::SignalSet::of(ENDING);
@@ -288,6 +318,7 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         (Kind::Hello, Some((v, _))) => return Err((EXIT_FAILED, format!("the ckpt on {} speaks version {v} of migrate's protocol, this one {}: install the same ckpt there; process {pid} was not touched", a.host, wire::VERSION))),
         _ => return Err((EXIT_FAILED, format!("{} did not answer as ckpt receive does; process {pid} was not touched", a.host))),
     };
+    times(format_args!("the far side answered"));
     let fact = |k: &str| facts.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
     if fact("restart") != "yes" {
         return Err((EXIT_FAILED, format!("{} cannot restart programs: {}; process {pid} was not touched", a.host, fact("restart"))));
@@ -295,24 +326,54 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     let local = PrivateDir::make(a.local_dir.as_deref(), "migrate").map_err(|e| (EXIT_FAILED, format!("{e}; process {pid} was not touched")))?;
     let image = local.0.join("img");
     let mut sender = send::Sender::default();
+    sender.pipe = Some(far.pipe);
     let gone_on = |why: String| (EXIT_FAILED, format!("{why}; process {pid} goes on running here"));
     let mut last = u64::MAX;
+    // Files sent as they were written, whose checks the far side has not answered yet.
+    let mut checks = Vec::new();
+    let mut resent = false;
     for round in 0.. {
         if let Some(e) = interrupted(&signals) {
             return Err(e);
         }
         let started = Instant::now();
-        let taken = take(pid, Some(&image), Ending::Goes, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?;
+        let (taken, early) = if round == 0 {
+            // The first image is the whole program: sent while it is written.
+            let (taken, early) = first_round(&mut far, &mut sender, pid, &image, timeout, &mut checks);
+            (taken.map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?, early.map_err(|e| gone_on(far.write_failed(e)))?)
+        } else {
+            (take(pid, Some(&image), Ending::Goes, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?, 0)
+        };
         let written = started.elapsed();
-        far.check_error().map_err(gone_on)?;
+        if far.unasked(&mut checks, &mut sender, false, Instant::now()).map_err(gone_on)? {
+            // This round sends it again.
+            times(format_args!("the far side found the first image wrong: sent again, whole"));
+            resent = true;
+        }
         let sent = match sender.round(&mut far.to, &taken.image).and_then(|n| far.to.flush().map(|_| n)) {
-            Ok(n) => n,
+            Ok(n) => n + early,
             Err(e) => return Err(gone_on(far.write_failed(e))),
         };
         say(format!("round {round}: {} in {:.2} s", size(sent), started.elapsed().as_secs_f64()));
-        times(format_args!("round {round}: image written in {:.3} s, sent in {:.3} s", written.as_secs_f64(), (started.elapsed() - written).as_secs_f64()));
+        if round == 0 {
+            times(format_args!("round 0: image written and {} of it sent in {:.3} s, the rest sent in {:.3} s", size(early), written.as_secs_f64(), (started.elapsed() - written).as_secs_f64()));
+        } else {
+            times(format_args!("round {round}: image written in {:.3} s, sent in {:.3} s", written.as_secs_f64(), (started.elapsed() - written).as_secs_f64()));
+        }
         if sent <= SMALL_ROUND || sent > last / 2 || round + 1 >= MAX_ROUNDS {
-            break;
+            // The last round is to send only the last changes: a file sent as it was written
+            // that the far side found wrong is sent again, whole, by one more round before it
+            // (once: it is no longer followed as it is written).
+            let waited = Instant::now();
+            let again = far.unasked(&mut checks, &mut sender, true, Instant::now() + timeout).map_err(gone_on)?;
+            times(format_args!("the far side's checks of the first image answered after {:.3} s more", waited.elapsed().as_secs_f64()));
+            if again {
+                times(format_args!("the far side found the first image wrong: sent again, whole"));
+            }
+            if !again || resent {
+                break;
+            }
+            resent = true;
         }
         last = sent;
     }
@@ -350,10 +411,14 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
             Ok(f) if f.kind == Kind::Stdout => write_out(&mut std::io::stdout(), &f.payload),
             Ok(f) if f.kind == Kind::Running => {
                 let word = |i: usize| f.payload.get(i * 4..i * 4 + 4).map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-                times(format_args!("far side: its checks ended {} ms after the restart was asked for, the program ran after {} ms", word(1), word(2)));
+                let checked = if word(3) == 1 { "myrestart did not check the image again" } else { "myrestart checked the image again (a file had not passed the far side's checks)" };
+                times(format_args!("far side: its checks ended {} ms after the restart was asked for, the program ran after {} ms; {checked}", word(1), word(2)));
                 supervisor = word(0);
                 break;
             }
+            // An answer to checks no longer waited for (a file followed that was not the
+            // image).
+            Ok(f) if f.kind == Kind::Checked => {}
             Ok(f) if matches!(f.kind, Kind::Refused | Kind::Error) => {
                 return Err(gone_on(held.resume(format!("{} did not restart it: {}", a.host, f.text()))));
             }
@@ -370,8 +435,13 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     }
     let stop = stopped.elapsed();
     times(format_args!("last round: running there at {:.3} s", stop.as_secs_f64()));
+    // The images here are not needed any longer: their memory is freed on a thread while the
+    // original's is (each takes a while for a large program).
+    let removing = std::thread::spawn(move || drop(local));
     held.end();
-    drop(local);
+    times(format_args!("the original is gone"));
+    let _ = removing.join();
+    times(format_args!("the local directory is removed"));
     say(format!("stopped for {} ms; process {pid} runs on {}", stop.as_millis(), a.host));
     // myrestart's note that the original still runs is expected: it is held, here, until the
     // copy runs (and is gone now).
@@ -385,12 +455,78 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     relay(far, &signals)
 }
 
+/// Round 0: a checkpoint taken (on a thread) while the image its writer writes is followed
+/// and sent as it grows (not a tree's); once it is in place, what was not sent yet. The checkpoint, and the
+/// bytes sent (or why sending failed). The image's name and identity go to `checks`: the far
+/// side's checks say whether the bytes sent early were the writer's last word.
+fn first_round(far: &mut Far, sender: &mut send::Sender, pid: u32, image: &std::path::Path, timeout: Duration, checks: &mut Vec<(String, send::Id)>) -> (Result<crate::checkpoint::Taken, (u8, String)>, std::io::Result<u64>) {
+    let program = crate::report::program_behind(pid);
+    let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // A tree's image is written by its root from parts, files of their own in the directory
+    // that could be taken for it (and the far side leaves its checks to myrestart): it is sent
+    // once in place.
+    let tree = crate::attach::descendants(program).into_iter().any(|p| crate::report::comm(p) != "ckpt-writer");
+    let taking = {
+        let image = image.to_path_buf();
+        std::thread::spawn(move || take(pid, Some(&image), Ending::Goes, timeout))
+    };
+    let mut growing = None;
+    let mut sent = 0;
+    let mut failed = None;
+    while !taking.is_finished() {
+        let mut more = 0;
+        if failed.is_none() && !tree {
+            // The directory is migrate's own: the one file without a name in it is the image
+            // being written.
+            if growing.is_none() {
+                if let Some(file) = crate::checkpoint::writer_fd(program, image).and_then(|p| std::fs::File::open(p).ok()) {
+                    match sender.begin(&mut far.to, file, &name) {
+                        Ok(g) => growing = Some(g),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+            }
+            if let Some(g) = growing.as_mut() {
+                match sender.grow(&mut far.to, g).and_then(|n| far.to.flush().map(|_| n)) {
+                    Ok(n) => more = n,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        sent += more;
+        if more == 0 {
+            // Looking for the writer reads much of /proc: not too often, the program (stopped
+            // for the checkpoint's start meanwhile) and the writer need the CPU more. Once it
+            // is found, looking at the file's length is cheap.
+            std::thread::sleep(Duration::from_millis(if growing.is_none() { 10 } else { 2 }));
+        }
+    }
+    // A checkpoint that failed (or a panic) returns its reason.
+    let taken = taking.join().unwrap_or_else(|_| Err((EXIT_FAILED, "the checkpoint failed".into())));
+    if let Some(e) = failed {
+        return (taken, Err(e));
+    }
+    let Ok(t) = &taken else { return (taken, Ok(sent)) };
+    let Some(g) = growing else { return (taken, Ok(sent)) };
+    let rest = sender.finish(&mut far.to, g, &t.image).map(|(more, id)| {
+        if let Some(id) = id {
+            checks.push((name, id));
+        }
+        sent + more
+    });
+    (taken, rest)
+}
+
 /// With CKPT_MIGRATE_TIMES set in the environment, where each round's time went, on stderr.
+/// Each line begins with the seconds since migrate started.
 fn times(what: std::fmt::Arguments) {
     if std::env::var_os("CKPT_MIGRATE_TIMES").is_some() {
-        eprintln!("ckpt: {what}");
+        eprintln!("ckpt: {:.3} s: {what}", STARTED.get_or_init(Instant::now).elapsed().as_secs_f64());
     }
 }
+
+/// When migrate started (for [`times`]).
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 /// Writes what the program printed there to our own stream (a reader that went away is no
 /// matter: the program goes on).

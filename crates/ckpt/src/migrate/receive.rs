@@ -84,7 +84,8 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
     let input = File::from(std::io::stdin().as_fd().try_clone_to_owned().map_err(|e| (EXIT_FAILED, e.to_string()))?);
     let output = File::from(std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| (EXIT_FAILED, e.to_string()))?);
     let back = Back(Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, output))));
-    let mut input = BufReader::with_capacity(wire::CHUNK + 4096, input);
+    // A small buffer: file data is spliced from the pipe past it (see `take_files`).
+    let mut input = BufReader::with_capacity(1 << 16, input);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let can_restart = match crate::locate::myrestart() {
         Ok(_) => "yes".to_string(),
@@ -98,7 +99,7 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
     let facts = wire::hello(&[("ckpt", env!("CARGO_PKG_VERSION")), ("host", host.trim()), ("restart", &can_restart)]);
     back.say(Kind::Hello, &[&facts]).map_err(|e| (EXIT_FAILED, format!("cannot answer: {e}")))?;
     let Ok(dir) = dir else { return Ok(ExitCode::from(EXIT_FAILED)) };
-    let verifier = Verifier::start();
+    let verifier = Verifier::start(back.clone());
     match take_files(&mut input, &dir.0, &verifier) {
         Ok(Some((flags, name))) => {
             let asked = std::time::Instant::now();
@@ -117,7 +118,7 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
 
 /// Writes the files the source sends into `dir`, until it asks for the restart (its flags and
 /// the image's name) or goes away (`None`).
-fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<Option<(u8, String)>, String> {
+fn take_files(input: &mut BufReader<File>, dir: &Path, verifier: &Verifier) -> Result<Option<(u8, String)>, String> {
     let bad = |f: &Frame| format!("a {:?} frame that makes no sense here", f.kind);
     let name_of = |f: &Frame, p: &[u8]| -> Result<String, String> {
         let n = String::from_utf8_lossy(p).into_owned();
@@ -127,34 +128,81 @@ fn take_files(input: &mut impl Read, dir: &Path, verifier: &Verifier) -> Result<
             Err(bad(f))
         }
     };
-    // The file being written: its final name, its temporary one, and it.
-    let mut current: Option<(String, PathBuf, File)> = None;
+    // The file being written: its final name, its temporary one, it, and whether it is sent as
+    // it grows.
+    let mut current: Option<(String, PathBuf, File, bool)> = None;
     let mut f = Frame { kind: Kind::Hello, payload: Vec::with_capacity(wire::MAX_PAYLOAD) };
+    // Whether file data can be spliced from the input (a pipe, as sshd gives) into the files.
+    let mut splicing = true;
+    let reading = |e: std::io::Error| format!("reading from the source: {e}");
     loop {
-        f.kind = match wire::read_into(input, &mut f.payload) {
-            Ok(Some(kind)) => kind,
+        let (kind, len) = match wire::read_head(input) {
+            Ok(Some(head)) => head,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(format!("reading from the source: {e}")),
+            Err(e) => return Err(reading(e)),
         };
+        f.kind = kind;
         let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {}", crate::shown(p), crate::io_message(&e));
+        if kind == Kind::Data && splicing && len >= 8 {
+            if let Some((_, tmp, file, _)) = current.as_ref() {
+                let mut at = [0u8; 8];
+                input.read_exact(&mut at).map_err(reading)?;
+                let (mut at, mut left) = (u64::from_le_bytes(at), len - 8);
+                // What the buffer holds of the data already, then the rest straight from the
+                // pipe into the file.
+                let held = input.buffer().len().min(left);
+                file.write_all_at(&input.buffer()[..held], at).map_err(|e| io("cannot write", tmp, e))?;
+                std::io::BufRead::consume(input, held);
+                (at, left) = (at + held as u64, left - held);
+                let (from, to) = (std::os::fd::AsRawFd::as_raw_fd(input.get_ref()), std::os::fd::AsRawFd::as_raw_fd(file));
+                let mut off = at as i64;
+                while left > 0 {
+                    match crate::os::splice(from, None, to, Some(&mut off), left) {
+                        Ok(0) => return Err(reading(std::io::ErrorKind::UnexpectedEof.into())),
+                        Ok(n) => left -= n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            // Not a pipe: the rest (and what follows) is read and written.
+                            splicing = false;
+                            let mut rest = vec![0u8; left];
+                            input.read_exact(&mut rest).map_err(reading)?;
+                            file.write_all_at(&rest, off as u64).map_err(|e| io("cannot write", tmp, e))?;
+                            left = 0;
+                        }
+                        Err(e) => return Err(io("cannot write", tmp, e)),
+                    }
+                }
+                continue;
+            }
+        }
+        f.payload.resize(len, 0);
+        input.read_exact(&mut f.payload).map_err(reading)?;
         match f.kind {
             Kind::File if current.is_none() => {
                 let (len, name) = wire::split_u64(&f.payload).ok_or_else(|| bad(&f))?;
                 let name = name_of(&f, name)?;
                 let tmp = dir.join(format!("{name}.part"));
                 let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
-                file.set_len(len).map_err(|e| io("cannot size", &tmp, e))?;
-                current = Some((name, tmp, file));
+                let growing = len == wire::GROWING;
+                if !growing {
+                    file.set_len(len).map_err(|e| io("cannot size", &tmp, e))?;
+                }
+                current = Some((name, tmp, file, growing));
             }
             Kind::Data => {
                 let (at, data) = wire::split_u64(&f.payload).ok_or_else(|| bad(&f))?;
-                let (_, tmp, file) = current.as_ref().ok_or_else(|| bad(&f))?;
+                let (_, tmp, file, _) = current.as_ref().ok_or_else(|| bad(&f))?;
                 file.write_all_at(data, at).map_err(|e| io("cannot write", tmp, e))?;
             }
             Kind::Done => {
-                let (name, tmp, file) = current.take().ok_or_else(|| bad(&f))?;
+                let (name, tmp, file, growing) = current.take().ok_or_else(|| bad(&f))?;
+                if growing {
+                    // Its length is known now (a hole may end it).
+                    let (len, _) = wire::split_u64(&f.payload).ok_or_else(|| bad(&f))?;
+                    file.set_len(len).map_err(|e| io("cannot size", &tmp, e))?;
+                }
                 std::fs::rename(&tmp, dir.join(&name)).map_err(|e| io("cannot rename", &tmp, e))?;
-                verifier.check(file);
+                verifier.check(file, growing.then_some(name));
             }
             Kind::Link if current.is_none() => {
                 let (from, to) = wire::parse_link(&f.payload).ok_or_else(|| bad(&f))?;
@@ -246,7 +294,7 @@ fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: BufReader<File
     dir.remove();
     // Its PID here, and (for CKPT_MIGRATE_TIMES) how long the checks and the restart took.
     let ms = |d: std::time::Duration| (d.as_millis() as u32).to_le_bytes();
-    if back.say(Kind::Running, &[&child.id().to_le_bytes(), &ms(waited), &ms(asked.elapsed())]).is_err() || detach {
+    if back.say(Kind::Running, &[&child.id().to_le_bytes(), &ms(waited), &ms(asked.elapsed()), &u32::from(verified).to_le_bytes()]).is_err() || detach {
         return Ok(ExitCode::SUCCESS);
     }
     // The program's stdin, from migrate's; and the signals migrate got, for myrestart to pass
@@ -287,20 +335,31 @@ fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: BufReader<File
 /// Checks each received file's stored bytes against their hashes as it arrives, on a thread of
 /// its own, while the next rounds come: the restart need not do it, with the program stopped.
 /// Each file is checked once, as the image it was when it came; a base is such a file under
-/// another name (a hard link), so the image set is checked when every file in it was.
+/// another name (a hard link), so the image set is checked when every file in it was. A file
+/// sent as it was written is answered (`Checked`): its early bytes may not have been the
+/// writer's last, and the source sends it again if they were not.
 struct Verifier {
-    to: Option<mpsc::Sender<File>>,
+    to: Option<mpsc::Sender<(File, Option<String>)>>,
     thread: Option<std::thread::JoinHandle<HashMap<(u64, u64), bool>>>,
 }
 
 impl Verifier {
-    fn start() -> Verifier {
-        let (to, from) = mpsc::channel::<File>();
+    fn start(back: Back) -> Verifier {
+        let (to, from) = mpsc::channel::<(File, Option<String>)>();
         let thread = std::thread::spawn(move || {
             let mut done = HashMap::new();
-            for file in from {
+            for (file, answer) in from {
                 if let Ok(m) = file.metadata() {
-                    done.insert((m.dev(), m.ino()), verifies(file));
+                    let checked = verifies(file);
+                    done.insert((m.dev(), m.ino()), checked == Some(true));
+                    if let Some(name) = answer {
+                        let word = match checked {
+                            Some(true) => wire::CHECKED_GOOD,
+                            Some(false) => wire::CHECKED_BAD,
+                            None => wire::CHECKED_LEFT,
+                        };
+                        let _ = back.say(Kind::Checked, &[&[word], name.as_bytes()]);
+                    }
                 }
             }
             done
@@ -308,10 +367,11 @@ impl Verifier {
         Verifier { to: Some(to), thread: Some(thread) }
     }
 
-    /// Queues the file just received (open, whatever becomes of its name meanwhile).
-    fn check(&self, file: File) {
+    /// Queues the file just received (open, whatever becomes of its name meanwhile); `answer`:
+    /// the name to answer its checks under.
+    fn check(&self, file: File, answer: Option<String>) {
         if let Some(to) = &self.to {
-            let _ = to.send(file);
+            let _ = to.send((file, answer));
         }
     }
 
@@ -325,16 +385,19 @@ impl Verifier {
 }
 
 /// Whether the image in `file` is one whose stored bytes all match their hashes,
-/// as myrestart checks them without `--no-verify`. A tree's image, whose parts myrestart checks
-/// process by process, is left to it.
-fn verifies(file: File) -> bool {
+/// as myrestart checks them without `--no-verify`; `None` for a tree's image, whose parts
+/// myrestart checks process by process.
+fn verifies(file: File) -> Option<bool> {
     use std::os::fd::AsRawFd;
     // Through the descriptor: the name may be another file's by now (the next round's image).
-    let Ok(opened) = crate::imagefile::ImageFile::open(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd()))) else { return false };
+    let Ok(opened) = crate::imagefile::ImageFile::open(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd()))) else { return Some(false) };
     drop(file);
     let mut st = Box::new(ckpt_image::ProcessState::ZERO);
-    let Ok(image) = opened.image(&mut st) else { return false };
-    image.tree().is_none() && image.check_saved_extents(&opened.holes()).is_ok() && image.check_data(opened.bytes(), &opened.holes()).is_ok()
+    let Ok(image) = opened.image(&mut st) else { return Some(false) };
+    if image.tree().is_some() {
+        return None;
+    }
+    Some(image.check_saved_extents(&opened.holes()).is_ok() && image.check_data(opened.bytes(), &opened.holes()).is_ok())
 }
 
 /// Relays what comes out of `from` to the source as frames of `kind`, keeping a copy in

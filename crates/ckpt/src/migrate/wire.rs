@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 
 /// The protocol's version: a far side with another one is refused before anything moves.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The largest payload a frame may carry: file data goes in pieces of at most [`CHUNK`] bytes
 /// (plus their offset), everything else is small. A larger length means the stream is not ours
@@ -27,10 +27,12 @@ pub enum Kind {
     /// not).
     Hello = 1,
     /// A file comes: u64 length, then its name. Its data follows in `Data` frames, then `Done`.
+    /// A length of [`GROWING`]: the file is sent while it is written (round 0's image), its
+    /// length comes with `Done`, and the far side answers its checks with `Checked`.
     File = 2,
     /// u64 offset in the current file, then bytes. What no `Data` frame covers is a hole.
     Data = 3,
-    /// The current file is complete.
+    /// The current file is complete; for a [`GROWING`] one, its length (u64) is the payload.
     Done = 4,
     /// u16 length of the first name, the name a file already there has, then a second name
     /// that becomes another name of the same file (an image's base is a hard link of an
@@ -43,9 +45,10 @@ pub enum Kind {
     /// Bytes for the program's stdin; `StdinEnd`: its end.
     Stdin = 8,
     StdinEnd = 9,
-    /// Far side: the restored program runs (myrestart is past its point of no return). Three
+    /// Far side: the restored program runs (myrestart is past its point of no return). Four
     /// u32: myrestart's PID there, the milliseconds the far side's checks still took once the
-    /// restart was asked for, and those until the program ran.
+    /// restart was asked for, those until the program ran, and 1 if every file had passed the
+    /// far side's checks (myrestart did not check them again), else 0.
     Running = 10,
     /// Far side: the restart was refused or failed before the program ran; why.
     Refused = 11,
@@ -58,7 +61,21 @@ pub enum Kind {
     Exit = 15,
     /// A signal migrate received (u8), for the program (SIGINT, SIGTERM, SIGHUP).
     Signal = 16,
+    /// Far side: the checks of a [`GROWING`] file: u8 ([`CHECKED_GOOD`], [`CHECKED_BAD`] or
+    /// [`CHECKED_LEFT`]), then its name as it came.
+    Checked = 17,
 }
+
+/// A `File` frame's length for a file sent as it is written.
+pub const GROWING: u64 = u64::MAX;
+
+/// `Checked`: every stored byte matches its hash.
+pub const CHECKED_GOOD: u8 = 1;
+/// `Checked`: some do not (a byte was sent before the writer's last word on it): the source
+/// sends the file again, whole.
+pub const CHECKED_BAD: u8 = 0;
+/// `Checked`: not checked there (a tree's image, checked by myrestart at the restart).
+pub const CHECKED_LEFT: u8 = 2;
 
 /// `Restart` flag: the far side returns once the program runs, leaving it in a session of its
 /// own with its standard streams on /dev/null.
@@ -67,7 +84,7 @@ pub const DETACH: u8 = 1;
 impl Kind {
     fn of(b: u8) -> Option<Kind> {
         use Kind::*;
-        [Hello, File, Data, Done, Link, Remove, Restart, Stdin, StdinEnd, Running, Refused, Error, Stdout, Stderr, Exit, Signal].into_iter().find(|k| *k as u8 == b)
+        [Hello, File, Data, Done, Link, Remove, Restart, Stdin, StdinEnd, Running, Refused, Error, Stdout, Stderr, Exit, Signal, Checked].into_iter().find(|k| *k as u8 == b)
     }
 }
 
@@ -87,16 +104,21 @@ impl Frame {
 /// Writes one frame whose payload is the concatenation of `parts` (a header and data need
 /// not be copied together first).
 pub fn write(w: &mut impl Write, kind: Kind, parts: &[&[u8]]) -> std::io::Result<()> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    debug_assert!(len <= MAX_PAYLOAD);
-    let mut head = [0u8; 5];
-    head[0] = kind as u8;
-    head[1..].copy_from_slice(&(len as u32).to_le_bytes());
-    w.write_all(&head)?;
+    write_head(w, kind, parts.iter().map(|p| p.len()).sum())?;
     for p in parts {
         w.write_all(p)?;
     }
     Ok(())
+}
+
+/// Writes the head of a frame whose `len` bytes of payload the caller writes next (spliced
+/// from a file).
+pub fn write_head(w: &mut impl Write, kind: Kind, len: usize) -> std::io::Result<()> {
+    debug_assert!(len <= MAX_PAYLOAD);
+    let mut head = [0u8; 5];
+    head[0] = kind as u8;
+    head[1..].copy_from_slice(&(len as u32).to_le_bytes());
+    w.write_all(&head)
 }
 
 /// Reads one frame; `None` at a clean end of the stream (between frames).
@@ -108,6 +130,15 @@ pub fn read(r: &mut impl Read) -> std::io::Result<Option<Frame>> {
 /// Reads one frame's kind, its payload into `payload` (a buffer used again and again: a
 /// gigabyte of image comes as a thousand frames); `None` at a clean end of the stream.
 pub fn read_into(r: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Result<Option<Kind>> {
+    let Some((kind, len)) = read_head(r)? else { return Ok(None) };
+    payload.resize(len, 0);
+    r.read_exact(payload)?;
+    Ok(Some(kind))
+}
+
+/// Reads one frame's head: its kind and the length of the payload that follows (at most
+/// [`MAX_PAYLOAD`]); `None` at a clean end of the stream.
+pub fn read_head(r: &mut impl Read) -> std::io::Result<Option<(Kind, usize)>> {
     let mut head = [0u8; 5];
     let mut got = 0;
     while got < head.len() {
@@ -125,9 +156,7 @@ pub fn read_into(r: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Result<Op
     if len > MAX_PAYLOAD {
         return Err(bad(format!("not ckpt's protocol (a frame of {len} bytes)")));
     }
-    payload.resize(len, 0);
-    r.read_exact(payload)?;
-    Ok(Some(kind))
+    Ok(Some((kind, len)))
 }
 
 /// The hello's payload.
