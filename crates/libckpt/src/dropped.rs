@@ -103,8 +103,15 @@ struct Seen(core::cell::UnsafeCell<SeenFiles>);
 unsafe impl Sync for Seen {}
 static SEEN: Seen = Seen(core::cell::UnsafeCell::new(([(0, 0, 0, false); 64], 0)));
 
-/// Whether the mapped file of `e` is a ckpt image (an ELF core file), remembered by inode.
+/// Whether the mapped file of `e` is a ckpt image (an ELF core file), remembered by inode. The
+/// files the restart mapped the process's memory from were noted when it resumed
+/// (`track::after_restore`), while they still had their names: one removed since (a base no
+/// image needs any longer, the far side's copy after `ckpt migrate`) is still known as an image
+/// here, though its path no longer opens.
 fn is_image_file(e: &ckpt_sigsafe::maps::MapsEntry, buf: &mut [u8]) -> bool {
+    if crate::checkpoint::track::is_restored_memory(e) {
+        return true;
+    }
     // SAFETY: LOCK is held by the caller.
     let (seen, next) = unsafe { &mut *SEEN.0.get() };
     let key = (e.dev_major, e.dev_minor, e.inode);

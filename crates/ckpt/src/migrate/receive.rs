@@ -2,8 +2,10 @@
 //! host name, whether it can restart), writes the files it is sent into a private directory,
 //! restarts the image when told to, answers whether the program runs, and then relays the
 //! program's standard streams (those that were not files) until the program ends. Its directory
-//! is removed in every case; once the program runs it maps its memory from the image files,
-//! whose inodes live on without their names.
+//! is removed in every case, but not before the program ends: the restored program maps its
+//! memory from the image files, and libckpt tells those mappings by their files (a page the
+//! program drops with `madvise` must read as zeros, not as the image's bytes). With `--detach`
+//! a small shell in a session of its own waits for the program and removes them then.
 
 use super::wire::{self, Frame, Kind};
 use crate::run::RestartFlags;
@@ -41,8 +43,9 @@ impl Back {
     }
 }
 
-/// A private directory (mode 0700), removed with everything in it when dropped.
-pub struct PrivateDir(pub PathBuf);
+/// A private directory (mode 0700), removed with everything in it when dropped, unless handed
+/// over ([`PrivateDir::hand_over`]).
+pub struct PrivateDir(pub PathBuf, std::sync::atomic::AtomicBool);
 
 impl PrivateDir {
     /// Makes one in `under`, or on a tmpfs: `$XDG_RUNTIME_DIR` if it is one, else /dev/shm.
@@ -58,7 +61,7 @@ impl PrivateDir {
             crate::os::random(&mut r);
             let path = parent.join(format!("ckpt-{what}-{}-{:016x}", std::process::id(), u64::from_ne_bytes(r)));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(PrivateDir(path)),
+                Ok(()) => return Ok(PrivateDir(path, std::sync::atomic::AtomicBool::new(false))),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
                 Err(e) => return Err(format!("cannot make a directory in {}: {}", crate::shown(&parent), crate::io_message(&e))),
             }
@@ -70,12 +73,31 @@ impl PrivateDir {
     pub fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+
+    /// Leaves the directory to someone else to remove: it is not removed when dropped.
+    fn hand_over(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
-        self.remove();
+        if !self.1.load(std::sync::atomic::Ordering::Relaxed) {
+            self.remove();
+        }
     }
+}
+
+/// With `--detach`, nothing of ours stays to see the program end: a shell in a session of its
+/// own waits until process `pid` (the restart, below which the program runs) is gone, then
+/// removes `dir`, the image files the program's memory was mapped from. `None` if it could
+/// not be started (the directory is then removed at once, as before).
+fn remove_when_gone(pid: u32, dir: &Path) -> Option<()> {
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg("while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; rm -rf -- \"$2\"").arg("ckpt-cleanup").arg(pid.to_string()).arg(dir);
+    crate::os::new_session(&mut c);
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.spawn().ok().map(|_| ())
 }
 
 pub fn receive(a: ReceiveArgs) -> Outcome {
@@ -290,8 +312,14 @@ fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: BufReader<File
         };
         return refuse(why);
     }
-    // The program maps what it needs of the image files: their names can go.
-    dir.remove();
+    // The program maps its memory from the image files: they stay until it ends (see the
+    // module's notes).
+    if detach {
+        match remove_when_gone(child.id(), &dir.0) {
+            Some(()) => dir.hand_over(),
+            None => dir.remove(),
+        }
+    }
     // Its PID here, and (for CKPT_MIGRATE_TIMES) how long the checks and the restart took.
     let ms = |d: std::time::Duration| (d.as_millis() as u32).to_le_bytes();
     if back.say(Kind::Running, &[&child.id().to_le_bytes(), &ms(waited), &ms(asked.elapsed()), &u32::from(verified).to_le_bytes()]).is_err() || detach {
@@ -328,6 +356,8 @@ fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: BufReader<File
     for t in [stdout, stderr].into_iter().flatten() {
         let _ = t.join();
     }
+    // The program is gone: so may its image files be, before migrate hears that it ended.
+    dir.remove();
     let _ = back.say(Kind::Exit, &[&raw.to_le_bytes()]);
     Ok(ExitCode::SUCCESS)
 }
