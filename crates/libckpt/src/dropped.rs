@@ -18,7 +18,7 @@
 //! a buffer of its own and a spin lock that only this module takes.
 
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// 0: not restored (or nothing of the image mapped any more); 1: a restored process.
 static RESTORED: AtomicU32 = AtomicU32::new(0);
@@ -54,6 +54,48 @@ pub fn mark_for_image() {
 pub fn after_restore() {
     BEFORE_IMAGE.store(1, Ordering::SeqCst);
     RESTORED.store(1, Ordering::SeqCst);
+    note_restored_files();
+}
+
+/// The files a restart mapped this process's memory from (the image and its bases), as
+/// (device, inode) with the device as `major << 32 | minor`: set before the restored process
+/// runs again, read by checkpoints (incremental tracking) and by `madvise` here.
+static RESTORED_FROM: [[AtomicU64; 2]; 32] = [const { [AtomicU64::new(0), AtomicU64::new(0)] }; 32];
+static NRESTORED: AtomicUsize = AtomicUsize::new(0);
+
+/// In a restored process, before it runs again: notes the image files its memory is mapped
+/// from, while they still have their names (a base no image needs any longer, or the far
+/// side's copy after `ckpt migrate`, may lose its name later). With no room to read its memory
+/// map, none is noted: its checkpoints stay full images, and a dropped page is told by opening
+/// its file by name.
+fn note_restored_files() {
+    NRESTORED.store(0, Ordering::Relaxed);
+    const ROOM: usize = 8 << 20;
+    let Ok(mut room) = ckpt_sigsafe::mapping::Mapping::anonymous(ROOM) else { return };
+    let (maps, path) = room.bytes_mut().split_at_mut(ROOM - ckpt_image::state::PATH_MAX - 1);
+    if let Ok(n) = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", maps) {
+        let mut count = 0;
+        for e in ckpt_sigsafe::maps::entries(&maps[..n]) {
+            let dev = (e.dev_major as u64) << 32 | e.dev_minor as u64;
+            if e.shared || e.inode == 0 || RESTORED_FROM[..count].iter().any(|f| f[0].load(Ordering::Relaxed) == dev && f[1].load(Ordering::Relaxed) == e.inode) {
+                continue;
+            }
+            if count < RESTORED_FROM.len() && is_image(path, e.name) {
+                RESTORED_FROM[count][0].store(dev, Ordering::Relaxed);
+                RESTORED_FROM[count][1].store(e.inode, Ordering::Relaxed);
+                count += 1;
+            }
+        }
+        NRESTORED.store(count, Ordering::Release);
+    }
+}
+
+/// Whether `e` is memory a restart mapped from an image (a private mapping of one of the files
+/// [`note_restored_files`] noted when it resumed).
+pub fn is_restored_memory(e: &ckpt_sigsafe::maps::MapsEntry) -> bool {
+    let dev = (e.dev_major as u64) << 32 | e.dev_minor as u64;
+    let n = NRESTORED.load(Ordering::Acquire).min(RESTORED_FROM.len());
+    !e.shared && e.inode != 0 && RESTORED_FROM[..n].iter().any(|f| f[0].load(Ordering::Relaxed) == dev && f[1].load(Ordering::Relaxed) == e.inode)
 }
 
 /// After it, in the program that goes on: as it was before. A restored process that takes a
@@ -105,11 +147,11 @@ static SEEN: Seen = Seen(core::cell::UnsafeCell::new(([(0, 0, 0, false); 64], 0)
 
 /// Whether the mapped file of `e` is a ckpt image (an ELF core file), remembered by inode. The
 /// files the restart mapped the process's memory from were noted when it resumed
-/// (`track::after_restore`), while they still had their names: one removed since (a base no
+/// ([`note_restored_files`]), while they still had their names: one removed since (a base no
 /// image needs any longer, the far side's copy after `ckpt migrate`) is still known as an image
 /// here, though its path no longer opens.
 fn is_image_file(e: &ckpt_sigsafe::maps::MapsEntry, buf: &mut [u8]) -> bool {
-    if crate::checkpoint::track::is_restored_memory(e) {
+    if is_restored_memory(e) {
         return true;
     }
     // SAFETY: LOCK is held by the caller.

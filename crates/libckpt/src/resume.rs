@@ -43,7 +43,6 @@ extern "C" fn after_restore() {
     // process's next checkpoints go to its own image path.
     crate::config::end_redirect();
     crate::dropped::after_restore();
-    crate::checkpoint::track::after_restore();
     crate::checkpoint::ownstack::after_restore();
 }
 

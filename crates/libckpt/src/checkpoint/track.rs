@@ -20,7 +20,7 @@
 //! userfaultfd only), and from then on every checkpoint is a full image.
 //!
 //! A restored process (restarted the default way, memory mapped from the image) has its
-//! anonymous memory as private mappings of the image files: [`after_restore`] notes which
+//! anonymous memory as private mappings of the image files: `crate::dropped::after_restore` notes which
 //! files those are, and their mappings are tracked like anonymous memory (asynchronous
 //! write-protection takes any kind of memory). Their pages not in memory hold the file's bytes,
 //! which never change: images are replaced by rename, never rewritten. Its first checkpoint
@@ -49,44 +49,9 @@ static LAST_ID: AtomicU64 = AtomicU64::new(0);
 static OFF: AtomicBool = AtomicBool::new(false);
 static REAL_IOCTL: AtomicUsize = AtomicUsize::new(0);
 
-/// The files a restart mapped this process's memory from (the image and its bases), as
-/// (device, inode) with the device as `major << 32 | minor`: set before the restored process
-/// runs again, read by checkpoints.
-static RESTORED_FROM: [[AtomicU64; 2]; 32] = [const { [AtomicU64::new(0), AtomicU64::new(0)] }; 32];
-static NRESTORED: AtomicUsize = AtomicUsize::new(0);
-
-/// In a restored process, before it runs again: notes the image files its memory is mapped
-/// from (see the module's notes). With no room to read its memory map, none is noted, and its
-/// checkpoints stay full images.
-pub fn after_restore() {
-    NRESTORED.store(0, Ordering::Relaxed);
-    const ROOM: usize = 8 << 20;
-    let Ok(mut room) = ckpt_sigsafe::mapping::Mapping::anonymous(ROOM) else { return };
-    let (maps, path) = room.bytes_mut().split_at_mut(ROOM - ckpt_image::state::PATH_MAX - 1);
-    if let Ok(n) = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", maps) {
-        let mut count = 0;
-        for e in ckpt_sigsafe::maps::entries(&maps[..n]) {
-            let dev = (e.dev_major as u64) << 32 | e.dev_minor as u64;
-            if e.shared || e.inode == 0 || RESTORED_FROM[..count].iter().any(|f| f[0].load(Ordering::Relaxed) == dev && f[1].load(Ordering::Relaxed) == e.inode) {
-                continue;
-            }
-            if count < RESTORED_FROM.len() && crate::dropped::is_image(path, e.name) {
-                RESTORED_FROM[count][0].store(dev, Ordering::Relaxed);
-                RESTORED_FROM[count][1].store(e.inode, Ordering::Relaxed);
-                count += 1;
-            }
-        }
-        NRESTORED.store(count, Ordering::Release);
-    }
-}
-
-/// Whether `e` is memory a restart mapped from an image (a private mapping of one of the files
-/// [`after_restore`] noted).
-pub fn is_restored_memory(e: &ckpt_sigsafe::maps::MapsEntry) -> bool {
-    let dev = (e.dev_major as u64) << 32 | e.dev_minor as u64;
-    let n = NRESTORED.load(Ordering::Acquire).min(RESTORED_FROM.len());
-    !e.shared && e.inode != 0 && RESTORED_FROM[..n].iter().any(|f| f[0].load(Ordering::Relaxed) == dev && f[1].load(Ordering::Relaxed) == e.inode)
-}
+/// Whether `e` is memory a restart mapped from an image: the files are noted when the
+/// restored process resumes (`crate::dropped`, which needs them too).
+pub use crate::dropped::is_restored_memory;
 
 /// What a checkpoint learned: its image's identity, the identity of the image the changes are
 /// counted from (0: none, the image is full), and how many dirty ranges it recorded.
