@@ -1,15 +1,17 @@
 /* migrateheap: the target of the migration benchmark. Fills argv[1] MiB of heap with random
  * bytes, prints "ready", then keeps writing argv[2] MiB/s of new random bytes over the heap (one
  * 4 KiB piece at a time, at pseudo-random pages, so the writes land on ever new pages as a real
- * working set's would) and prints a line "tick N NS" every millisecond: N counts up by one, NS is
- * CLOCK_REALTIME. The benchmark reads the lines where they went (a file the original and the
- * migrated copy both write) and takes the longest interval between two lines around the move as
- * the time the program made no progress. */
+ * working set's would) and prints a line "tick N NS P" every millisecond: N counts up by one, NS
+ * is CLOCK_REALTIME, P its parent's PID, which changes when the program finds itself restored
+ * (myrestart's init is its parent there). The benchmark reads the lines where they went (a file
+ * the original and the migrated copy both write) and takes the interval between the original's
+ * last line and the copy's first as the time the program made no progress. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t now(clockid_t c) { struct timespec t; clock_gettime(c, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
 
@@ -33,7 +35,7 @@ int main(int argc, char **argv) {
             written += 4096;
         }
         if (t >= next_tick) {
-            printf("tick %llu %llu\n", (unsigned long long)tick++, (unsigned long long)now(CLOCK_REALTIME));
+            printf("tick %llu %llu %d\n", (unsigned long long)tick++, (unsigned long long)now(CLOCK_REALTIME), (int)getppid());
             fflush(stdout);
             next_tick += 1000000;
             if (next_tick < t) next_tick = t; /* after a stop, one line, not a burst of them */

@@ -495,8 +495,9 @@ fn main() {
     println!("as often, {OTHER_NODE_RUNS} runs each.");
     println!("migrate: bench/migrateheap.c, {MIGRATE_MIB} MiB of random heap, writing {MIGRATE_RATE} MiB/s of it anew at random pages and");
     println!("printing a line every millisecond (to a file), moved by `ckpt migrate --detach` to 127.0.0.1 over an sshd");
-    println!("the bench starts (ssh -c aes128-gcm@openssh.com); total: the migrate command's run; no progress: the longest");
-    println!("interval between two of the program's lines while it moved (the original's last to the copy's first).");
+    println!("the bench starts (ssh -c aes128-gcm@openssh.com); total: the migrate command's run; no progress: from the");
+    println!("original's last line to the copy's first; longest without a line: the longest interval between two lines");
+    println!("in all (round 0's checkpoint pause included).");
     println!("5,000 of one kind: tests/progs/manyfiles.c; its restart is timed until the program's first round after");
     println!("it, and a round (checking all 5,000) itself takes tens of milliseconds.");
     println!("Figures are medians of {RUNS} runs; ratios are our time over the machine's limit.");
@@ -571,20 +572,23 @@ fn print_targets(results: &[(usize, String, Row, f64)], incremental: Option<(f64
 const MIGRATE_MIB: usize = 1024;
 const MIGRATE_RATE: usize = 16;
 
-/// One migration: how long `ckpt migrate` ran, and the longest the program went without a line.
+/// One migration: how long `ckpt migrate` ran, how long the program went without a line from
+/// the original's last to the copy's first, and the longest it went without one in all (round
+/// 0's checkpoint pause included).
 #[derive(Clone, Copy)]
 struct Migration {
     total: f64,
     stall: f64,
+    longest: f64,
 }
 
-/// The lines `tick N NS` of the migration target's output, as (N, NS).
-fn ticks(out: &Path) -> Vec<(u64, u64)> {
+/// The lines `tick N NS PARENT` of the migration target's output, as (N, NS, PARENT).
+fn ticks(out: &Path) -> Vec<(u64, u64, u32)> {
     let text = std::fs::read_to_string(out).unwrap_or_default();
     text.lines()
         .filter_map(|l| {
             let mut w = l.strip_prefix("tick ")?.split(' ');
-            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?, w.next()?.parse().ok()?))
         })
         .collect()
 }
@@ -646,17 +650,21 @@ fn migrate_case(prog: &Path, work: &Path, sshd: &ckpt_tests::sshd::Sshd) -> Migr
     for w in lines.windows(2) {
         assert_eq!(w[1].0, w[0].0 + 1, "the program's lines are not consecutive across the move");
     }
-    let stall = lines.windows(2).map(|w| w[1].1.saturating_sub(w[0].1)).max().unwrap_or(0) as f64 / 1e9;
-    Migration { total, stall }
+    let gap = |w: &[(u64, u64, u32)]| w[1].1.saturating_sub(w[0].1) as f64 / 1e9;
+    // The copy's first line is the first with another parent (myrestart's init there).
+    let switch = lines.windows(2).find(|w| w[1].2 != w[0].2).expect("no line of the migrated copy");
+    let stall = gap(switch);
+    let longest = lines.windows(2).map(gap).fold(0.0, f64::max);
+    Migration { total, stall, longest }
 }
 
 /// The migration section: an sshd of the bench's own, `RUNS` migrations, their medians.
 fn migrate_section(dir: &Path) -> Option<Migration> {
     println!();
-    println!("| migrate {MIGRATE_MIB} MiB random, writing {MIGRATE_RATE} MiB/s, to localhost over ssh | total | no progress |");
-    println!("|---|---:|---:|");
+    println!("| migrate {MIGRATE_MIB} MiB random, writing {MIGRATE_RATE} MiB/s, to localhost over ssh | total | no progress (last line here to first there) | longest without a line |");
+    println!("|---|---:|---:|---:|");
     if !ckpt_tests::sshd::Sshd::available() {
-        println!("| skipped: no sshd here (openssh-server) | | |");
+        println!("| skipped: no sshd here (openssh-server) | | | |");
         return None;
     }
     let prog = compile(&root().join("bench/migrateheap.c"), "migrateheap", &["-O2"]);
@@ -668,9 +676,13 @@ fn migrate_section(dir: &Path) -> Option<Migration> {
     drop(sshd);
     let _ = std::fs::remove_dir_all(&work);
     for (i, m) in runs.iter().enumerate() {
-        println!("| run {} | {:.2} s | {:.0} ms |", i + 1, m.total, m.stall * 1e3);
+        println!("| run {} | {:.2} s | {:.0} ms | {:.0} ms |", i + 1, m.total, m.stall * 1e3, m.longest * 1e3);
     }
-    let m = Migration { total: median(runs.iter().map(|m| m.total).collect()), stall: median(runs.iter().map(|m| m.stall).collect()) };
-    println!("| median | {:.2} s | {:.0} ms |", m.total, m.stall * 1e3);
+    let m = Migration {
+        total: median(runs.iter().map(|m| m.total).collect()),
+        stall: median(runs.iter().map(|m| m.stall).collect()),
+        longest: median(runs.iter().map(|m| m.longest).collect()),
+    };
+    println!("| median | {:.2} s | {:.0} ms | {:.0} ms |", m.total, m.stall * 1e3, m.longest * 1e3);
     Some(m)
 }
