@@ -39,6 +39,11 @@ struct Original {
 }
 
 impl Original {
+    /// tests/progs/counter.c, counting to 6000 a line every 10 ms, the program most tests move.
+    fn counter(wd: &Workdir) -> Original {
+        Original::start(wd, &[prog("counter", &[]).to_str().unwrap(), "6000", "10000"])
+    }
+
     fn start(wd: &Workdir, args: &[&str]) -> Original {
         let out = wd.path.join("out");
         let mut cmd = Command::new(ckpt());
@@ -167,8 +172,7 @@ fn state(pid: u32) -> char {
 fn a_counter_moves_and_goes_on() {
     let Some((wd, sshd)) = setup("migrate-counter") else { return };
     let reference = counter_reference();
-    let counter = prog("counter", &[]);
-    let mut orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
+    let mut orig = Original::counter(&wd);
     orig.wait_lines(30);
     let mut m = migrate(&wd, &sshd, orig.pid(), &root().join("ckpt"));
     let there = moved(&m, orig.pid());
@@ -314,8 +318,7 @@ fn a_pipeline_of_three_processes_moves() {
 fn no_ckpt_there_leaves_the_original_running() {
     let Some((wd, sshd)) = setup("migrate-missing") else { return };
     let reference = counter_reference();
-    let counter = prog("counter", &[]);
-    let orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
+    let orig = Original::counter(&wd);
     orig.wait_lines(20);
     let mut m = migrate(&wd, &sshd, orig.pid(), Path::new("/nonexistent/ckpt"));
     let st = m.wait_exit(LONG);
@@ -349,8 +352,7 @@ fn a_refused_restart_lets_the_original_go_on() {
     let Some((wd, sshd)) = setup("migrate-refused") else { return };
     let reference = counter_reference();
     let far_ckpt = far_ckpt_with_myrestart(&wd, "echo 'ckpt: this far side refuses the image' >&2\nexit 2\n");
-    let counter = prog("counter", &[]);
-    let orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
+    let orig = Original::counter(&wd);
     orig.wait_lines(20);
     let mut m = migrate(&wd, &sshd, orig.pid(), &far_ckpt);
     let st = m.wait_exit(LONG);
@@ -372,8 +374,7 @@ fn ckpt_is_found_on_the_far_sides_path() {
     std::fs::create_dir(wd.path.join("bin")).unwrap();
     std::os::unix::fs::symlink(ckpt(), wd.path.join("bin/ckpt")).unwrap();
     let reference = counter_reference();
-    let counter = prog("counter", &[]);
-    let mut orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
+    let mut orig = Original::counter(&wd);
     orig.wait_lines(20);
     let m = migrate_with(&wd, &sshd, orig.pid(), &[]);
     let there = moved(&m, orig.pid());
@@ -392,8 +393,7 @@ fn a_connection_lost_at_the_restart_keeps_the_original_stopped() {
     let Some((wd, sshd)) = setup("migrate-lost") else { return };
     let reference = counter_reference();
     let far_ckpt = far_ckpt_with_myrestart(&wd, "kill -9 $PPID\nexit 2\n");
-    let counter = prog("counter", &[]);
-    let orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
+    let orig = Original::counter(&wd);
     orig.wait_lines(20);
     let mut m = migrate(&wd, &sshd, orig.pid(), &far_ckpt);
     let st = m.wait_exit(LONG);
@@ -413,8 +413,7 @@ fn a_connection_lost_at_the_restart_keeps_the_original_stopped() {
 fn a_detached_move_returns_once_it_runs() {
     let Some((wd, sshd)) = setup("migrate-detach") else { return };
     let reference = counter_reference();
-    let counter = prog("counter", &[]);
-    let mut orig = Original::start(&wd, &[counter.to_str().unwrap(), "6000", "10000"]);
+    let mut orig = Original::counter(&wd);
     orig.wait_lines(20);
     let mut m = migrate_with(&wd, &sshd, orig.pid(), &[OsStr::new("--remote-ckpt"), ckpt().as_os_str(), OsStr::new("--detach")]);
     let st = m.wait_exit(LONG);
