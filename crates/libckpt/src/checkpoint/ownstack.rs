@@ -6,9 +6,11 @@
 //! each thread's, inside its heap, and refuses any other. The kernel's frame is then on that
 //! stack, which a checkpoint would overflow into the memory below it. So the checkpoint runs
 //! on a stack of its own, mapped on first need (reserved, `MAP_NORESERVE`: only the pages used
-//! cost anything) and kept for the next ones. The writer stores that stack as zeros (nothing
-//! of it matters after a restart) and, below the frame, only the alternate stack's own part
-//! (the rest of the memory under it is the program's): see `write.rs`.
+//! cost anything) and kept for the next ones. The writer stores that stack's pages as zeros
+//! (nothing of it matters after a restart; only its pages: in a restored process the kernel
+//! may show it as one region with the program's memory beside it) and, below the frame, only
+//! the alternate stack's own part (the rest of the memory under it is the program's): see
+//! `write.rs`.
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint handler: atomics, one `mmap` system call, and the switch of stack

@@ -9,6 +9,7 @@
 use super::failure::Failure;
 use ckpt_image::PAGE_SIZE;
 use ckpt_sigsafe::sys;
+use core::ops::Range;
 use rustix::io::Errno;
 
 /// How a region's pages are read.
@@ -16,8 +17,9 @@ pub struct PageSource<'a> {
     /// `/proc/self/pagemap`, when the region is private anonymous memory: pages it reports as
     /// neither present nor swapped were never touched and are zero without being read.
     pub pagemap: Option<i32>,
-    /// Pages below this address are stored as zeros (the checkpoint handler's own stack).
-    pub zero_below: usize,
+    /// Pages in this range are stored as zeros: the stack the checkpoint handler runs on (below
+    /// its signal frame, or libckpt's own stack), never more than its part of the region.
+    pub zeros: Range<usize>,
     /// The page holding the signal frame, with the part below the frame already zeroed.
     pub frame_page: Option<(usize, &'a [u8])>,
     /// Copy the memory through `process_vm_readv` into a buffer first: for memory that may fault
@@ -58,7 +60,7 @@ pub fn read_pagemap(src: &PageSource, chunk_start: usize, out: &mut [u64]) {
 
 /// The bytes of the page at `addr`, or `None` if it is known to be zero.
 pub fn page_bytes<'a>(addr: usize, pagemap_entry: u64, src: &'a PageSource) -> Option<&'a [u8]> {
-    if addr < src.zero_below || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 {
+    if src.zeros.contains(&addr) || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 {
         return None;
     }
     if let Some((fp, bytes)) = src.frame_page {

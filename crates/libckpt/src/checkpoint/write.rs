@@ -364,7 +364,7 @@ fn plan_sharing(joined: &super::tree::Joined, stored: &Stored, pm_buf: &mut [u64
 fn unwritten(r: &MapsEntry, pagemap: Option<&OwnedFd>, pm_buf: &mut [u64]) -> bool {
     const PM_FILE: u64 = 1 << 61;
     let Some(pm) = pagemap else { return false };
-    let src = PageSource { pagemap: Some(pm.as_raw_fd()), zero_below: 0, frame_page: None, bounce: false };
+    let src = PageSource { pagemap: Some(pm.as_raw_fd()), zeros: 0..0, frame_page: None, bounce: false };
     let pages = (r.end - r.start) / PAGE;
     let mut p = 0;
     while p < pages {
@@ -686,23 +686,25 @@ fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
 
 /// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
 /// (else copied through a buffer), with the frame's page taken from `frame_copy` (see
-/// [`keep_frame_page`]) and what is below the frame as zeros (the handler's stack).
+/// [`keep_frame_page`]) and the handler's stack as zeros: what is below the frame, or
+/// libckpt's own stack.
 fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8]) -> PageSource<'a> {
     let frame_page = frame & !(PAGE - 1);
     let holds_frame = (r.start..r.end).contains(&frame);
     // A frame on an alternate signal stack: the handler ran on libckpt's own stack (stored as
     // zeros), or on the alternate stack, under which the memory is the program's (`ownstack`).
     let (own, alt_bottom) = super::ownstack::in_use();
-    let zero_below = if holds_frame && alt_bottom == 0 {
-        frame_page
-    } else if own.contains(&r.start) {
-        r.end
+    let zeros = if holds_frame && alt_bottom == 0 {
+        r.start..frame_page
     } else {
-        0
+        // Only the pages of libckpt's stack: the kernel shows it as one region with the
+        // program's memory beside it when their flags agree, as they do in a restored process
+        // (its memory mapped anew, all alike).
+        own.start.max(r.start)..own.end.min(r.end)
     };
     PageSource {
         pagemap: if anonymous_private(r) { pagemap } else { None },
-        zero_below,
+        zeros: if zeros.is_empty() { 0..0 } else { zeros },
         frame_page: if holds_frame { Some((frame_page, frame_copy)) } else { None },
         bounce: !anonymous_private(r),
     }
