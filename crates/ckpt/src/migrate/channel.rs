@@ -59,12 +59,14 @@ pub struct Sealer<W: Write> {
     /// The end of its plaintext in `buf` (from HEAD).
     used: usize,
     out: W,
+    /// For the tests: the next record goes out with one byte changed after it was sealed.
+    spoil: bool,
 }
 
 impl<W: Write> Sealer<W> {
     /// A sealer under `key`; the stream begins with the greeting, written out at once.
     pub fn new(key: &[u8; KEY_LEN], out: W) -> std::io::Result<Sealer<W>> {
-        let mut s = Sealer { key: key_of(key)?, next: 0, buf: vec![0u8; HEAD + RECORD + TAG].into_boxed_slice(), used: HEAD, out };
+        let mut s = Sealer { key: key_of(key)?, next: 0, buf: vec![0u8; HEAD + RECORD + TAG].into_boxed_slice(), used: HEAD, out, spoil: false };
         s.write_all(GREETING)?;
         s.seal()?;
         Ok(s)
@@ -82,7 +84,16 @@ impl<W: Write> Sealer<W> {
         self.buf[self.used..end].copy_from_slice(tag.as_ref());
         self.buf[..HEAD].copy_from_slice(&((end - HEAD) as u32).to_le_bytes());
         self.used = HEAD;
+        if std::mem::take(&mut self.spoil) {
+            self.buf[HEAD] ^= 0x20;
+        }
         self.out.write_all(&self.buf[..end])
+    }
+
+    /// For the tests (`CKPT_MIGRATE_TEST_TAMPER`): the next record is changed on its way, as
+    /// by someone between the two sides; the far side must refuse it.
+    pub fn spoil_next(&mut self) {
+        self.spoil = true;
     }
 
     /// Adds `len` bytes of `f` from offset `at` to the stream, read straight into the record.

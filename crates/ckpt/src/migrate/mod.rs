@@ -308,7 +308,10 @@ impl Far {
         // here), or it gave up waiting for one (everything goes through ssh).
         let f = self.next(deadline)?;
         match (f.kind, f.payload.first(), w) {
-            (Kind::Direct, Some(&1), Ok(w)) => {
+            (Kind::Direct, Some(&1), Ok(mut w)) => {
+                if std::env::var_os("CKPT_MIGRATE_TEST_TAMPER").is_some() {
+                    w.spoil_next();
+                }
                 let To::Ssh { w: ssh, .. } = std::mem::replace(&mut self.to, To::Nowhere) else { unreachable!("the frames went through ssh until now") };
                 self.to = To::Direct { w, _ssh: ssh };
                 Ok(Ok(to))
