@@ -313,7 +313,7 @@ impl Far {
                     w.spoil_next();
                 }
                 let To::Ssh { w: ssh, .. } = std::mem::replace(&mut self.to, To::Nowhere) else { unreachable!("the frames went through ssh until now") };
-                self.to = To::Direct { w, _ssh: ssh };
+                self.to = To::Direct { w: Box::new(w), _ssh: ssh };
                 Ok(Ok(to))
             }
             (Kind::Direct, Some(&1), Err(_)) => Err(format!("{host} took a direct connection that failed here")),

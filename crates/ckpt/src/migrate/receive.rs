@@ -149,7 +149,7 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
 /// Where the source's frames come from: ssh's stdin, or the direct channel.
 enum Input {
     Ssh(BufReader<File>),
-    Direct(Opener<TcpStream>),
+    Direct(Box<Opener<TcpStream>>),
 }
 
 impl Read for Input {
@@ -354,7 +354,7 @@ fn take_files(input: &mut Input, mut listener: Option<TcpListener>, back: &Back,
                 match accept(l, &f.payload, ssh) {
                     Ok(o) => {
                         back.say(Kind::Direct, &[&[1]]).map_err(|e| format!("cannot answer: {e}"))?;
-                        *input = Input::Direct(o);
+                        *input = Input::Direct(Box::new(o));
                     }
                     Err(Some(why)) => back.say(Kind::Direct, &[&[0], why.as_bytes()]).map_err(|e| format!("cannot answer: {e}"))?,
                     Err(None) => {}

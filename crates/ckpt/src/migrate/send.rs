@@ -37,7 +37,7 @@ pub enum To {
         splice: bool,
     },
     Direct {
-        w: Sealer<TcpStream>,
+        w: Box<Sealer<TcpStream>>,
         /// ssh's stdin, kept open (its end would end the far side's stdin, which is no matter,
         /// but is not a thing to say for no reason).
         _ssh: BufWriter<ChildStdin>,
