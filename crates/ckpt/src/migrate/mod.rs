@@ -257,6 +257,9 @@ impl Far {
             };
             match got {
                 Ok(Ok(f)) if f.kind == Kind::Error => return Err(format!("{}: {}", self.host, f.text())),
+                // A far side that gave up waiting for a direct connection just as we gave up
+                // connecting: both went on through ssh.
+                Ok(Ok(f)) if f.kind == Kind::Direct => {}
                 Ok(Ok(f)) if f.kind == Kind::Checked && !f.payload.is_empty() => {
                     let name = String::from_utf8_lossy(&f.payload[1..]).into_owned();
                     if let Some(i) = checks.iter().position(|(n, _)| *n == name) {
@@ -480,8 +483,8 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
                 break;
             }
             // An answer to checks no longer waited for (a file followed that was not the
-            // image).
-            Ok(f) if f.kind == Kind::Checked => {}
+            // image), or the late word of a far side that gave up on a direct connection.
+            Ok(f) if matches!(f.kind, Kind::Checked | Kind::Direct) => {}
             Ok(f) if matches!(f.kind, Kind::Refused | Kind::Error) => {
                 return Err(gone_on(held.resume(format!("{} did not restart it: {}", a.host, f.text()))));
             }
@@ -529,14 +532,17 @@ fn connect(offered: std::net::SocketAddr, port: u16, host: &str, budget: Duratio
     let mut last = String::new();
     let name = host.rsplit('@').next().unwrap_or(host).trim_start_matches('[').trim_end_matches(']');
     let first = (!offered.ip().is_unspecified()).then(|| std::net::SocketAddr::new(offered.ip(), port));
+    let mut more: Option<Vec<std::net::SocketAddr>> = None;
     let mut at = 0;
     loop {
         let addr = if at == 0 && first.is_some() {
             first
         } else {
             // The host name's addresses are looked up only if the first did not answer.
-            use std::net::ToSocketAddrs;
-            let more: Vec<_> = (name, port).to_socket_addrs().map(|a| a.filter(|a| Some(*a) != first).collect()).unwrap_or_default();
+            let more = more.get_or_insert_with(|| {
+                use std::net::ToSocketAddrs;
+                (name, port).to_socket_addrs().map(|a| a.filter(|a| Some(*a) != first).collect()).unwrap_or_default()
+            });
             more.get(at - usize::from(first.is_some())).copied()
         };
         let Some(addr) = addr else { break };

@@ -178,11 +178,23 @@ impl BufRead for Input {
 }
 
 /// The port for the direct channel: on the address the ssh connection came to (the third word
-/// of `$SSH_CONNECTION`), else on every address; the kernel picks the port.
+/// of `$SSH_CONNECTION`), else on every address (IPv6 and IPv4, or IPv4 alone where the host
+/// has no IPv6); the kernel picks the port.
 fn listen() -> Result<TcpListener, String> {
-    let ip = std::env::var("SSH_CONNECTION").ok().and_then(|c| c.split_whitespace().nth(2).and_then(|a| a.parse::<std::net::IpAddr>().ok()));
-    let ip = ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    TcpListener::bind((ip, 0)).map_err(|e| format!("cannot listen on {ip}: {}", crate::io_message(&e)))
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = std::env::var("SSH_CONNECTION").ok().and_then(|c| c.split_whitespace().nth(2).and_then(|a| a.parse::<IpAddr>().ok()));
+    let tries = match ip {
+        Some(ip) => vec![ip],
+        None => vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+    };
+    let mut why = String::new();
+    for ip in tries {
+        match TcpListener::bind((ip, 0)) {
+            Ok(l) => return Ok(l),
+            Err(e) => why = format!("cannot listen on {ip}: {}", crate::io_message(&e)),
+        }
+    }
+    Err(why)
 }
 
 /// How long the far side waits for the source's direct connection once it has the key.
