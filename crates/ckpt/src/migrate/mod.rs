@@ -1,6 +1,7 @@
-//! `ckpt migrate PID [USER@]HOST`: moves a running program to another machine over ssh. The
-//! far side is `ckpt receive` (receive.rs), which ssh starts there; the two speak wire.rs's
-//! frames over ssh's stdin and stdout.
+//! `ckpt migrate PID [USER@]HOST`: moves a running program to another machine. The far side is
+//! `ckpt receive` (receive.rs), which ssh starts there; the two speak wire.rs's frames, ours on
+//! the direct channel (channel.rs: a TCP connection sealed under a key handed over through ssh)
+//! or, without it, on ssh's stdin; the far side's always on ssh's stdout.
 //!
 //! The program runs on while its first, full image is taken and sent, then while rounds of the
 //! pages it wrote since are (incremental images, send.rs); it stops only for the last round.
