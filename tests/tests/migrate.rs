@@ -95,13 +95,21 @@ fn migrate(wd: &Workdir, sshd: &Sshd, pid: u32, remote_ckpt: &Path) -> Proc {
 }
 
 fn migrate_with(wd: &Workdir, sshd: &Sshd, pid: u32, args: &[&OsStr]) -> Proc {
+    Proc::spawn(migrate_command(wd, sshd, pid, args), "ckpt migrate")
+}
+
+/// The command [`migrate_with`] runs.
+fn migrate_command(wd: &Workdir, sshd: &Sshd, pid: u32, args: &[&OsStr]) -> Command {
     let mut cmd = Command::new(ckpt());
     cmd.arg("migrate").arg(pid.to_string()).arg("127.0.0.1").arg("--ssh").arg(sshd.ssh()).args(args);
     cmd.arg("--local-dir").arg(wd.path.join("local")).arg("--remote-dir").arg(wd.path.join("remote"));
     // Where the time went, for the message of a test that fails.
     cmd.env("CKPT_MIGRATE_TIMES", "1");
-    Proc::spawn(cmd, "ckpt migrate")
+    cmd
 }
+
+/// What migrate says when the image goes on the direct channel.
+const DIRECT: &str = "ckpt: the data goes directly to 127.0.0.1:";
 
 /// The restored program on the far side, by its PID here: killed when dropped, so that a test
 /// that fails leaves nothing running.
@@ -176,6 +184,7 @@ fn a_counter_moves_and_goes_on() {
     orig.wait_lines(30);
     let mut m = migrate(&wd, &sshd, orig.pid(), &root().join("ckpt"));
     let there = moved(&m, orig.pid());
+    assert!(m.stderr().contains(DIRECT), "the direct channel was not used: {:?}", m.stderr());
     let st = orig.wait_gone();
     assert_eq!(st.signal(), Some(libc::SIGKILL), "the original ended otherwise: {st}");
     let n = orig.lines().len();
@@ -440,5 +449,70 @@ fn a_detached_move_returns_once_it_runs() {
         assert!(Instant::now() < deadline, "the far side's images stay after the program ended");
         std::thread::sleep(Duration::from_millis(50));
     }
+    nothing_left(&wd);
+}
+
+/// A counter moved by migrate and `args`, with `env` in migrate's environment; what migrate
+/// said. The counter goes on there as it was, the original is gone, nothing is left.
+fn counter_moves_with(test: &str, args: &[&OsStr], env: &[(&str, &str)]) -> String {
+    let Some((wd, sshd)) = setup(test) else { return String::new() };
+    let reference = counter_reference();
+    let mut orig = Original::counter(&wd);
+    orig.wait_lines(20);
+    let mut cmd = migrate_command(&wd, &sshd, orig.pid(), &[&[OsStr::new("--remote-ckpt"), ckpt().as_os_str()], args].concat());
+    cmd.envs(env.iter().copied());
+    let m = Proc::spawn(cmd, "ckpt migrate");
+    let there = moved(&m, orig.pid());
+    orig.wait_gone();
+    let n = orig.lines().len();
+    assert_counter_prefix(&orig.wait_lines(n + 20), &reference);
+    drop(there);
+    nothing_left(&wd);
+    m.stderr()
+}
+
+/// `--via-ssh`: everything goes through ssh's connection, as before the direct channel.
+#[test]
+fn via_ssh_sends_everything_through_ssh() {
+    let said = counter_moves_with("migrate-via-ssh", &[OsStr::new("--via-ssh")], &[]);
+    if said.is_empty() {
+        return;
+    }
+    assert!(said.contains("ckpt: the data goes through ssh (--via-ssh)") && !said.contains(DIRECT), "{said:?}");
+}
+
+/// The far side's port cannot be reached (migrate is told to connect to a port nothing listens
+/// on, as behind a firewall): migrate says so, goes through ssh instead, and the program moves.
+#[test]
+fn an_unreachable_direct_port_falls_back_to_ssh() {
+    // A port the kernel gave and took back: nothing listens on it now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let said = counter_moves_with("migrate-fallback", &[], &[("CKPT_MIGRATE_TEST_DIRECT_PORT", &port)]);
+    if said.is_empty() {
+        return;
+    }
+    let line = format!("ckpt: cannot connect directly to 127.0.0.1:{port} (");
+    assert!(said.contains(&line) && said.contains("): the data goes through ssh") && !said.contains(DIRECT), "{said:?}");
+}
+
+/// A record of the direct channel changed on its way (`CKPT_MIGRATE_TEST_TAMPER`: the first
+/// after the greeting): the far side refuses it, migrate says why, and the program goes on here.
+#[test]
+fn a_changed_record_ends_the_move_and_the_original_goes_on() {
+    let Some((wd, sshd)) = setup("migrate-tamper") else { return };
+    let reference = counter_reference();
+    let orig = Original::counter(&wd);
+    orig.wait_lines(20);
+    let mut cmd = migrate_command(&wd, &sshd, orig.pid(), &[OsStr::new("--remote-ckpt"), ckpt().as_os_str()]);
+    cmd.env("CKPT_MIGRATE_TEST_TAMPER", "1");
+    let mut m = Proc::spawn(cmd, "ckpt migrate");
+    let st = m.wait_exit(LONG);
+    assert_eq!(st.code(), Some(1), "stderr {:?}", m.stderr());
+    let said = m.stderr();
+    assert!(said.contains(DIRECT), "{said:?}");
+    assert!(said.contains("does not open with this migration's key") && said.contains(&format!("process {} goes on running here", orig.pid())), "{said:?}");
+    let n = orig.lines().len();
+    assert_counter_prefix(&orig.wait_lines(n + 20), &reference);
+    assert_ne!(state(orig.pid()), 'T');
     nothing_left(&wd);
 }

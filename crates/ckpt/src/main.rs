@@ -147,9 +147,11 @@ enum Command {
     /// if there is one, else start PROG; on the stop signal, take a last checkpoint, stop, and
     /// requeue. Exits with PROG's status when PROG ends, 75 when stopped for a later restart.
     Job(job::JobArgs),
-    /// Move a running program (and every process below it) to another machine over ssh: it
-    /// runs on while its image is sent, stops only for the last pages it wrote, and goes on
-    /// there; the original ends once the copy runs (see docs/migrate.md).
+    /// Move a running program (and every process below it) to another machine: ssh starts the
+    /// far side and hands it a key, the image goes on a TCP connection of its own, encrypted
+    /// (or all through ssh: --via-ssh); it runs on while its image is sent, stops only for the
+    /// last pages it wrote, and goes on there; the original ends once the copy runs (see
+    /// docs/migrate.md).
     Migrate(migrate::MigrateArgs),
     /// The far side of `ckpt migrate` (run by it over ssh).
     #[command(hide = true)]

@@ -361,3 +361,17 @@ pub fn splice(from: i32, off_from: Option<&mut i64>, to: i32, off_to: Option<&mu
     }
     Ok(n as usize)
 }
+
+/// Waits until one of `fds` can be read (or has hung up), at most `timeout`; for each, whether
+/// it can. An interrupted wait counts as none ready.
+pub fn readable<const N: usize>(fds: [i32; N], timeout: std::time::Duration) -> [bool; N] {
+    let mut p = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: `p` is an array of N initialized pollfds that lives across the call, which writes
+    // only their `revents`.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), N as libc::nfds_t, ms) };
+    if n <= 0 {
+        return [false; N];
+    }
+    p.map(|p| p.revents != 0)
+}

@@ -1,6 +1,7 @@
-//! `ckpt migrate PID [USER@]HOST`: moves a running program to another machine over ssh. The
-//! far side is `ckpt receive` (receive.rs), which ssh starts there; the two speak wire.rs's
-//! frames over ssh's stdin and stdout.
+//! `ckpt migrate PID [USER@]HOST`: moves a running program to another machine. The far side is
+//! `ckpt receive` (receive.rs), which ssh starts there; the two speak wire.rs's frames, ours on
+//! the direct channel (channel.rs: a TCP connection sealed under a key handed over through ssh)
+//! or, without it, on ssh's stdin; the far side's always on ssh's stdout.
 //!
 //! The program runs on while its first, full image is taken and sent, then while rounds of the
 //! pages it wrote since are (incremental images, send.rs); it stops only for the last round.
@@ -9,6 +10,7 @@
 //! the copy runs, and continued if the far side refuses or fails before that. Only a
 //! connection that breaks after the restart was asked leaves a doubt, which is said as such.
 
+mod channel;
 mod receive;
 mod send;
 mod wire;
@@ -24,6 +26,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use send::To;
 use wire::{Frame, Kind};
 
 #[derive(Args)]
@@ -53,6 +56,13 @@ pub struct MigrateArgs {
     /// and exits with the program's status.
     #[arg(long)]
     detach: bool,
+    /// Send everything through ssh's connection, as when the far side cannot be reached
+    /// directly (a firewall): slower. By default the image goes on a TCP connection of its own
+    /// to a port the far side opens for this migration, encrypted and authenticated with a key
+    /// made for it and handed over through ssh (see docs/migrate.md); migrate falls back to ssh
+    /// by itself when that port cannot be reached within 2 s.
+    #[arg(long)]
+    via_ssh: bool,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -142,10 +152,9 @@ fn size(bytes: u64) -> String {
 struct Far {
     host: String,
     ssh: Ssh,
-    /// ssh's stdin (once the program runs, the relay of our stdin has it).
-    to: BufWriter<Box<dyn Write + Send>>,
-    /// The descriptor of ssh's stdin, which `to` writes to (file data is spliced into it).
-    pipe: i32,
+    /// Where our frames go: ssh's stdin, or the direct channel (once the program runs, the
+    /// relay of our stdin has it).
+    to: To,
     /// Frames from the far side, read by a thread; the end of the channel is the end of the
     /// connection (or a stream that is not ckpt's, whose error is the last item).
     from: mpsc::Receiver<Result<Frame, String>>,
@@ -169,9 +178,7 @@ impl Far {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(opts).args(["-T", "-o", "BatchMode=yes", "--", &a.host, &remote]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut ssh = Ssh(cmd.spawn().map_err(|e| (EXIT_REFUSED, format!("cannot run {prog}: {}", crate::io_message(&e))))?);
-        let stdin = ssh.0.stdin.take().expect("piped");
-        let pipe = std::os::fd::AsRawFd::as_raw_fd(&stdin);
-        let to = BufWriter::with_capacity(1 << 16, Box::new(stdin) as Box<dyn Write + Send>);
+        let to = To::Ssh { w: BufWriter::with_capacity(1 << 16, ssh.0.stdin.take().expect("piped")), splice: true };
         let mut out = BufReader::with_capacity(1 << 16, ssh.0.stdout.take().expect("piped"));
         let (tx, from) = mpsc::channel();
         std::thread::spawn(move || loop {
@@ -197,7 +204,7 @@ impl Far {
                 keep.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Ok(Far { host: a.host.clone(), ssh, to, pipe, from, said, remote_ckpt })
+        Ok(Far { host: a.host.clone(), ssh, to, from, said, remote_ckpt })
     }
 
     /// Why the connection ended, from ssh's exit status and what it said.
@@ -251,6 +258,9 @@ impl Far {
             };
             match got {
                 Ok(Ok(f)) if f.kind == Kind::Error => return Err(format!("{}: {}", self.host, f.text())),
+                // A far side that gave up waiting for a direct connection just as we gave up
+                // connecting: both went on through ssh.
+                Ok(Ok(f)) if f.kind == Kind::Direct => {}
                 Ok(Ok(f)) if f.kind == Kind::Checked && !f.payload.is_empty() => {
                     let name = String::from_utf8_lossy(&f.payload[1..]).into_owned();
                     if let Some(i) = checks.iter().position(|(n, _)| *n == name) {
@@ -265,6 +275,55 @@ impl Far {
                 Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => return Err(self.why_ended()),
                 Err(mpsc::TryRecvError::Empty) => return Ok(again),
             }
+        }
+    }
+
+    /// Sets up the direct channel to the far side, which offered `offer` (its `direct` fact:
+    /// the address and port it listens on, or why not): hands it a fresh key through ssh,
+    /// connects, and waits for its word that it took the connection; from then on our frames
+    /// go on it. The address connected to; or why not, and the frames keep going through ssh
+    /// (the far side is told, or has said so itself). An outer error is one that ends the
+    /// migration (the connection to the far side broke).
+    fn go_direct(&mut self, offer: &str, host: &str, deadline: Instant) -> Result<Result<std::net::SocketAddr, String>, String> {
+        let Ok(offered) = offer.parse::<std::net::SocketAddr>() else {
+            return Ok(Err(format!("{host} offers no direct connection ({})", if offer.is_empty() { "it did not say why" } else { offer })));
+        };
+        let Some(key) = channel::new_key() else { return Ok(Err("no random key for a direct connection".into())) };
+        let said = wire::write(&mut self.to, Kind::Key, &[&key]).and_then(|_| self.to.flush());
+        said.map_err(|e| self.write_failed(e))?;
+        let port = match std::env::var("CKPT_MIGRATE_TEST_DIRECT_PORT") {
+            // For the tests: a port nothing listens on, as behind a firewall.
+            Ok(p) => p.parse().unwrap_or(offered.port()),
+            Err(_) => offered.port(),
+        };
+        let stream = connect(offered, port, host, Duration::from_secs(2));
+        let (stream, to) = match stream {
+            Ok(s) => s,
+            Err(why) => {
+                // The far side stops listening when it sees this (it does not answer it).
+                let said = wire::write(&mut self.to, Kind::Direct, &[]).and_then(|_| self.to.flush());
+                said.map_err(|e| self.write_failed(e))?;
+                return Ok(Err(why));
+            }
+        };
+        // A greeting that cannot be written: the far side gives up waiting, and says so.
+        let w = channel::Sealer::new(&key, stream);
+        // Its answer, on ssh: it took this connection (everything of ours goes on it from
+        // here), or it gave up waiting for one (everything goes through ssh).
+        let f = self.next(deadline)?;
+        match (f.kind, f.payload.first(), w) {
+            (Kind::Direct, Some(&1), Ok(mut w)) => {
+                if std::env::var_os("CKPT_MIGRATE_TEST_TAMPER").is_some() {
+                    w.spoil_next();
+                }
+                let To::Ssh { w: ssh, .. } = std::mem::replace(&mut self.to, To::Nowhere) else { unreachable!("the frames went through ssh until now") };
+                self.to = To::Direct { w: Box::new(w), _ssh: ssh };
+                Ok(Ok(to))
+            }
+            (Kind::Direct, Some(&1), Err(_)) => Err(format!("{host} took a direct connection that failed here")),
+            (Kind::Direct, _, _) => Ok(Err(format!("{host} did not take the direct connection to {to} ({})", String::from_utf8_lossy(f.payload.get(1..).unwrap_or_default())))),
+            (Kind::Error, _, _) => Err(format!("{host}: {}", f.text())),
+            (kind, _, _) => Err(format!("{host} sent a {kind:?} frame out of turn")),
         }
     }
 
@@ -326,7 +385,15 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
     let local = PrivateDir::make(a.local_dir.as_deref(), "migrate").map_err(|e| (EXIT_FAILED, format!("{e}; process {pid} was not touched")))?;
     let image = local.0.join("img");
     let mut sender = send::Sender::default();
-    sender.pipe = Some(far.pipe);
+    if a.via_ssh {
+        say("the data goes through ssh (--via-ssh)".into());
+    } else {
+        match far.go_direct(&fact("direct"), &a.host, Instant::now() + timeout).map_err(|why| (EXIT_FAILED, format!("{why}; process {pid} was not touched")))? {
+            Ok(to) => say(format!("the data goes directly to {to}, encrypted (AES-128-GCM); ssh carries the control")),
+            Err(why) => say(format!("{why}: the data goes through ssh")),
+        }
+        times(format_args!("the direct channel is set up, or not"));
+    }
     let gone_on = |why: String| (EXIT_FAILED, format!("{why}; process {pid} goes on running here"));
     let mut last = u64::MAX;
     // Files sent as they were written, whose checks the far side has not answered yet.
@@ -417,8 +484,8 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
                 break;
             }
             // An answer to checks no longer waited for (a file followed that was not the
-            // image).
-            Ok(f) if f.kind == Kind::Checked => {}
+            // image), or the late word of a far side that gave up on a direct connection.
+            Ok(f) if matches!(f.kind, Kind::Checked | Kind::Direct) => {}
             Ok(f) if matches!(f.kind, Kind::Refused | Kind::Error) => {
                 return Err(gone_on(held.resume(format!("{} did not restart it: {}", a.host, f.text()))));
             }
@@ -453,6 +520,53 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         return Ok(ExitCode::SUCCESS);
     }
     relay(far, &signals)
+}
+
+/// Connects to the far side's direct port within `budget`: first at the address it offered
+/// (where the ssh connection arrived there, so right for a host with many addresses), then at
+/// the addresses `host` has here if they are others (a far side behind a one-to-one NAT knows
+/// only its inner address); the time shared between them. The stream and where it goes, or why
+/// none.
+fn connect(offered: std::net::SocketAddr, port: u16, host: &str, budget: Duration) -> Result<(std::net::TcpStream, std::net::SocketAddr), String> {
+    let started = Instant::now();
+    let mut tried = Vec::new();
+    let mut last = String::new();
+    let name = host.rsplit('@').next().unwrap_or(host).trim_start_matches('[').trim_end_matches(']');
+    let first = (!offered.ip().is_unspecified()).then(|| std::net::SocketAddr::new(offered.ip(), port));
+    let mut more: Option<Vec<std::net::SocketAddr>> = None;
+    let mut at = 0;
+    loop {
+        let addr = if at == 0 && first.is_some() {
+            first
+        } else {
+            // The host name's addresses are looked up only if the first did not answer.
+            let more = more.get_or_insert_with(|| {
+                use std::net::ToSocketAddrs;
+                (name, port).to_socket_addrs().map(|a| a.filter(|a| Some(*a) != first).collect()).unwrap_or_default()
+            });
+            more.get(at - usize::from(first.is_some())).copied()
+        };
+        let Some(addr) = addr else { break };
+        at += 1;
+        let left = budget.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            last = format!("no answer within {:.0} s", budget.as_secs_f64());
+            break;
+        }
+        // The first address gets half the time if there may be others.
+        let slice = if at == 1 && first.is_some() { left / 2 } else { left };
+        tried.push(addr.to_string());
+        match std::net::TcpStream::connect_timeout(&addr, slice.max(Duration::from_millis(1))) {
+            Ok(s) => {
+                // Records go out when they are sealed: the last round's, small, must not wait
+                // for the acknowledgement of what went before.
+                let _ = s.set_nodelay(true);
+                return Ok((s, addr));
+            }
+            Err(e) => last = crate::io_message(&e),
+        }
+    }
+    Err(format!("cannot connect directly to {} ({last})", if tried.is_empty() { format!("{host} port {port}") } else { tried.join(" or ") }))
 }
 
 /// Round 0: a checkpoint taken (on a thread) while the image its writer writes is followed
@@ -536,9 +650,9 @@ fn write_out(w: &mut impl Write, bytes: &[u8]) {
 
 /// Relays the program's streams until it ends; its status, as a shell shows it.
 fn relay(mut far: Far, signals: &crate::os::SignalSet) -> Outcome {
-    let to = std::mem::replace(&mut far.to, BufWriter::new(Box::new(std::io::sink())));
+    let to = std::mem::replace(&mut far.to, To::Nowhere);
     let to = std::sync::Arc::new(std::sync::Mutex::new(to));
-    let tell = |to: &std::sync::Mutex<BufWriter<Box<dyn Write + Send>>>, kind: Kind, data: &[u8]| {
+    let tell = |to: &std::sync::Mutex<To>, kind: Kind, data: &[u8]| {
         let mut to = to.lock().unwrap_or_else(|e| e.into_inner());
         wire::write(&mut *to, kind, &[data]).and_then(|_| to.flush())
     };

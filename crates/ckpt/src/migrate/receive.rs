@@ -7,12 +7,14 @@
 //! program drops with `madvise` must read as zeros, not as the image's bytes). With `--detach`
 //! a small shell in a session of its own waits for the program and removes them then.
 
+use super::channel::Opener;
 use super::wire::{self, Frame, Kind};
 use crate::run::RestartFlags;
 use crate::{Outcome, EXIT_FAILED};
 use clap::Args;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
@@ -107,7 +109,7 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
     let output = File::from(std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| (EXIT_FAILED, e.to_string()))?);
     let back = Back(Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, output))));
     // A small buffer: file data is spliced from the pipe past it (see `take_files`).
-    let mut input = BufReader::with_capacity(1 << 16, input);
+    let input = BufReader::with_capacity(1 << 16, input);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let can_restart = match crate::locate::myrestart() {
         Ok(_) => "yes".to_string(),
@@ -118,11 +120,17 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
         Ok(_) => can_restart,
         Err(why) => why.clone(),
     };
-    let facts = wire::hello(&[("ckpt", env!("CARGO_PKG_VERSION")), ("host", host.trim()), ("restart", &can_restart)]);
+    let listener = listen();
+    let direct = match &listener {
+        Ok(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_else(|e| format!("no: {e}")),
+        Err(why) => format!("no: {why}"),
+    };
+    let facts = wire::hello(&[("ckpt", env!("CARGO_PKG_VERSION")), ("host", host.trim()), ("restart", &can_restart), ("direct", &direct)]);
     back.say(Kind::Hello, &[&facts]).map_err(|e| (EXIT_FAILED, format!("cannot answer: {e}")))?;
     let Ok(dir) = dir else { return Ok(ExitCode::from(EXIT_FAILED)) };
     let verifier = Verifier::start(back.clone());
-    match take_files(&mut input, &dir.0, &verifier) {
+    let mut input = Input::Ssh(input);
+    match take_files(&mut input, listener.ok(), &back, &dir.0, &verifier) {
         Ok(Some((flags, name))) => {
             let asked = std::time::Instant::now();
             let verified = verifier.all_verified(&dir.0);
@@ -138,9 +146,102 @@ pub fn receive(a: ReceiveArgs) -> Outcome {
     }
 }
 
+/// Where the source's frames come from: ssh's stdin, or the direct channel.
+enum Input {
+    Ssh(BufReader<File>),
+    Direct(Box<Opener<TcpStream>>),
+}
+
+impl Read for Input {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Input::Ssh(r) => r.read(b),
+            Input::Direct(r) => r.read(b),
+        }
+    }
+}
+
+impl BufRead for Input {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        match self {
+            Input::Ssh(r) => r.fill_buf(),
+            Input::Direct(r) => r.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        match self {
+            Input::Ssh(r) => r.consume(n),
+            Input::Direct(r) => r.consume(n),
+        }
+    }
+}
+
+/// The port for the direct channel: on the address the ssh connection came to (the third word
+/// of `$SSH_CONNECTION`), else on every address (IPv6 and IPv4, or IPv4 alone where the host
+/// has no IPv6); the kernel picks the port.
+fn listen() -> Result<TcpListener, String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = std::env::var("SSH_CONNECTION").ok().and_then(|c| c.split_whitespace().nth(2).and_then(|a| a.parse::<IpAddr>().ok()));
+    let tries = match ip {
+        Some(ip) => vec![ip],
+        None => vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+    };
+    let mut why = String::new();
+    for ip in tries {
+        match TcpListener::bind((ip, 0)) {
+            Ok(l) => return Ok(l),
+            Err(e) => why = format!("cannot listen on {ip}: {}", crate::io_message(&e)),
+        }
+    }
+    Err(why)
+}
+
+/// How long the far side waits for the source's direct connection once it has the key.
+const ACCEPT_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes the source's direct connection: the first to `listener` whose first record opens with
+/// `key` as the greeting (any other is closed), until the source says through ssh that it
+/// could not connect (anything on `ssh`), or [`ACCEPT_TIME`] passed. The listener is closed
+/// either way. The connection; or why there is none, if the source is to be told (it is
+/// waiting for an answer only if it did connect).
+fn accept(listener: TcpListener, key: &[u8], ssh: &BufReader<File>) -> Result<Opener<TcpStream>, Option<String>> {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + ACCEPT_TIME;
+    listener.set_nonblocking(true).map_err(|e| Some(e.to_string()))?;
+    loop {
+        if !ssh.buffer().is_empty() {
+            return Err(None);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(Some(format!("no connection came in {} s", ACCEPT_TIME.as_secs())));
+        }
+        let [incoming, said] = crate::os::readable([listener.as_raw_fd(), ssh.get_ref().as_raw_fd()], left);
+        if said {
+            return Err(None);
+        }
+        if !incoming {
+            continue;
+        }
+        let Ok((stream, _)) = listener.accept() else { continue };
+        // A connection that does not greet in time (or at all) is not the source's.
+        let greeted = stream.set_nonblocking(false).and_then(|_| stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))).and_then(|_| {
+            let mut o = Opener::new(key, stream)?;
+            Ok(o.greeted()?.then_some(o))
+        });
+        if let Ok(Some(o)) = greeted {
+            if o.get_ref().set_read_timeout(None).is_ok() {
+                return Ok(o);
+            }
+        }
+    }
+}
+
 /// Writes the files the source sends into `dir`, until it asks for the restart (its flags and
-/// the image's name) or goes away (`None`).
-fn take_files(input: &mut BufReader<File>, dir: &Path, verifier: &Verifier) -> Result<Option<(u8, String)>, String> {
+/// the image's name) or goes away (`None`). A `Key` first (with `listener`): the source's
+/// frames come on the direct channel from then on, if it connects.
+fn take_files(input: &mut Input, mut listener: Option<TcpListener>, back: &Back, dir: &Path, verifier: &Verifier) -> Result<Option<(u8, String)>, String> {
     let bad = |f: &Frame| format!("a {:?} frame that makes no sense here", f.kind);
     let name_of = |f: &Frame, p: &[u8]| -> Result<String, String> {
         let n = String::from_utf8_lossy(p).into_owned();
@@ -165,8 +266,30 @@ fn take_files(input: &mut BufReader<File>, dir: &Path, verifier: &Verifier) -> R
         };
         f.kind = kind;
         let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {}", crate::shown(p), crate::io_message(&e));
-        if kind == Kind::Data && splicing && len >= 8 {
+        if kind != Kind::Key {
+            // The direct channel is set up first, or not at all.
+            listener = None;
+        }
+        if kind == Kind::Data && len >= 8 {
             if let Some((_, tmp, file, _)) = current.as_ref() {
+                if !splicing || matches!(input, Input::Direct(_)) {
+                    // Written from where the bytes were opened (or read into).
+                    let mut at = [0u8; 8];
+                    input.read_exact(&mut at).map_err(reading)?;
+                    let (mut at, mut left) = (u64::from_le_bytes(at), len - 8);
+                    while left > 0 {
+                        let have = input.fill_buf().map_err(reading)?;
+                        if have.is_empty() {
+                            return Err(reading(std::io::ErrorKind::UnexpectedEof.into()));
+                        }
+                        let n = have.len().min(left);
+                        file.write_all_at(&have[..n], at).map_err(|e| io("cannot write", tmp, e))?;
+                        input.consume(n);
+                        (at, left) = (at + n as u64, left - n);
+                    }
+                    continue;
+                }
+                let Input::Ssh(input) = &mut *input else { unreachable!("spliced only from ssh's pipe") };
                 let mut at = [0u8; 8];
                 input.read_exact(&mut at).map_err(reading)?;
                 let (mut at, mut left) = (u64::from_le_bytes(at), len - 8);
@@ -238,6 +361,19 @@ fn take_files(input: &mut BufReader<File>, dir: &Path, verifier: &Verifier) -> R
                 let name = name_of(&f, &f.payload)?;
                 let _ = std::fs::remove_file(dir.join(name));
             }
+            Kind::Key if current.is_none() => {
+                let (Some(l), Input::Ssh(ssh)) = (listener.take(), &*input) else { return Err(bad(&f)) };
+                match accept(l, &f.payload, ssh) {
+                    Ok(o) => {
+                        back.say(Kind::Direct, &[&[1]]).map_err(|e| format!("cannot answer: {e}"))?;
+                        *input = Input::Direct(Box::new(o));
+                    }
+                    Err(Some(why)) => back.say(Kind::Direct, &[&[0], why.as_bytes()]).map_err(|e| format!("cannot answer: {e}"))?,
+                    Err(None) => {}
+                }
+            }
+            // The source could not connect: everything comes this way.
+            Kind::Direct if current.is_none() && matches!(input, Input::Ssh(_)) => {}
             Kind::Restart if current.is_none() && !f.payload.is_empty() => {
                 let name = name_of(&f, &f.payload[1..])?;
                 return Ok(Some((f.payload[0], name)));
@@ -259,7 +395,7 @@ struct Restart {
 
 /// Restarts `dir/name` as `ckpt restart --allow-running` would (the original is still there,
 /// held, when both sides are one machine), says whether it runs, and relays its streams.
-fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: BufReader<File>, back: Back) -> Outcome {
+fn restart(dir: &PrivateDir, name: &str, how: Restart, mut input: Input, back: Back) -> Outcome {
     let Restart { detach, verified, asked, waited } = how;
     let refuse = |why: String| {
         let _ = back.say(Kind::Refused, &[why.as_bytes()]);

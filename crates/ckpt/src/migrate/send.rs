@@ -4,9 +4,12 @@
 //! (a base is a hard link of an earlier image) becomes a `Link`, and only new files are copied,
 //! their holes left out (an image leaves zero pages as holes).
 
+use super::channel::Sealer;
 use super::wire::{self, Kind};
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{BufWriter, Write};
+use std::net::TcpStream;
+use std::process::ChildStdin;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
@@ -23,11 +26,86 @@ fn id_of(m: &std::fs::Metadata) -> Id {
 #[derive(Default)]
 pub struct Sender {
     names: HashMap<String, Id>,
-    buf: Vec<u8>,
-    /// The pipe to ssh that the writer given to [`Sender::round`] ends in: file data is spliced
-    /// into it (after the writer is flushed) rather than read and written; `None` once splice
-    /// was refused.
-    pub pipe: Option<i32>,
+}
+
+/// Where the source's frames go: ssh's stdin, or the direct channel.
+pub enum To {
+    Ssh {
+        w: BufWriter<ChildStdin>,
+        /// ssh's stdin is a pipe: file data is spliced into it (after `w` is flushed) rather
+        /// than read and written; false once splice was refused.
+        splice: bool,
+    },
+    Direct {
+        w: Box<Sealer<TcpStream>>,
+        /// ssh's stdin, kept open (its end would end the far side's stdin, which is no matter,
+        /// but is not a thing to say for no reason).
+        _ssh: BufWriter<ChildStdin>,
+    },
+    /// Nothing (the frames of the relay of the program's stdin went elsewhere).
+    Nowhere,
+}
+
+impl To {
+    /// Adds `len` bytes of `f` at `at` to the stream, the file's pages copied as few times as
+    /// can be: spliced into ssh's pipe (the CPU is ssh's, for its encryption), or read straight
+    /// into the direct channel's record, sealed there in place.
+    pub fn file_data(&mut self, f: &std::fs::File, at: u64, len: usize) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        match self {
+            To::Direct { w, .. } => w.file_data(f, at, len),
+            To::Ssh { w, splice } => {
+                let mut off = at as i64;
+                let end = off + len as i64;
+                if *splice {
+                    w.flush()?;
+                    let pipe = w.get_ref().as_raw_fd();
+                    while off < end {
+                        let left = (end - off) as usize;
+                        match crate::os::splice(f.as_raw_fd(), Some(&mut off), pipe, None, left) {
+                            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                                // Not a pipe after all, or a file splice does not read: the
+                                // rest is copied.
+                                *splice = false;
+                                break;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                let mut buf = vec![0u8; (end - off).min(1 << 16) as usize];
+                while off < end {
+                    let n = ((end - off) as usize).min(buf.len());
+                    f.read_exact_at(&mut buf[..n], off as u64)?;
+                    w.write_all(&buf[..n])?;
+                    off += n as i64;
+                }
+                Ok(())
+            }
+            To::Nowhere => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+}
+
+impl Write for To {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            To::Ssh { w, .. } => w.write(b),
+            To::Direct { w, .. } => w.write(b),
+            To::Nowhere => Ok(b.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            To::Ssh { w, .. } => w.flush(),
+            To::Direct { w, .. } => w.flush(),
+            To::Nowhere => Ok(()),
+        }
+    }
 }
 
 impl Sender {
@@ -35,7 +113,7 @@ impl Sender {
     /// the last round: links, then new files, then removals, so that a link is made from a
     /// name before a new file replaces it. The bytes of file data sent. The caller flushes `w`
     /// (the last round's request to restart goes in the same write as its last bytes).
-    pub fn round(&mut self, w: &mut impl Write, image: &Path) -> std::io::Result<u64> {
+    pub fn round(&mut self, w: &mut To, image: &Path) -> std::io::Result<u64> {
         let dir = crate::dir_of(image);
         let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let base_prefix = format!("{name}.base-");
@@ -87,7 +165,7 @@ impl Sender {
     }
 
     /// Sends one file's data stretches; their total length.
-    fn copy(&mut self, w: &mut impl Write, f: &std::fs::File, name: &str) -> std::io::Result<u64> {
+    fn copy(&mut self, w: &mut To, f: &std::fs::File, name: &str) -> std::io::Result<u64> {
         let len = f.metadata()?.len();
         wire::write(w, Kind::File, &[&len.to_le_bytes(), name.as_bytes()])?;
         let mut sent = 0;
@@ -99,41 +177,13 @@ impl Sender {
     }
 
     /// Sends bytes `from..to` of `f` as `Data` frames; their length.
-    fn send_range(&mut self, w: &mut impl Write, f: &std::fs::File, from: u64, to: u64) -> std::io::Result<u64> {
-        use std::os::fd::AsRawFd;
+    fn send_range(&mut self, w: &mut To, f: &std::fs::File, from: u64, to: u64) -> std::io::Result<u64> {
         let mut at = from;
         while at < to {
             let n = ((to - at) as usize).min(wire::CHUNK);
             wire::write_head(w, Kind::Data, 8 + n)?;
             w.write_all(&at.to_le_bytes())?;
-            // The file's pages go into the pipe as they are, not copied here and again into
-            // the pipe (the CPU is ssh's, for its encryption).
-            let mut off = at as i64;
-            let end = (at + n as u64) as i64;
-            if let Some(pipe) = self.pipe {
-                w.flush()?;
-                while off < end {
-                    let left = (end - off) as usize;
-                    match crate::os::splice(f.as_raw_fd(), Some(&mut off), pipe, None, left) {
-                        Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                            // Not a pipe after all, or a file splice does not read: the rest
-                            // of the frame is copied.
-                            self.pipe = None;
-                            break;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            if off < end {
-                let rest = (end - off) as usize;
-                self.buf.resize(rest.max(self.buf.len()), 0);
-                f.read_exact_at(&mut self.buf[..rest], off as u64)?;
-                w.write_all(&self.buf[..rest])?;
-            }
+            w.file_data(f, at, n)?;
             at += n as u64;
         }
         Ok(to.saturating_sub(from))
@@ -141,7 +191,7 @@ impl Sender {
 
     /// Begins sending `file`, an image its writer is still writing (opened through the
     /// writer's descriptor), as `name`.
-    pub fn begin(&mut self, w: &mut impl Write, file: std::fs::File, name: &str) -> std::io::Result<Growing> {
+    pub fn begin(&mut self, w: &mut To, file: std::fs::File, name: &str) -> std::io::Result<Growing> {
         wire::write(w, Kind::File, &[&wire::GROWING.to_le_bytes(), name.as_bytes()])?;
         Ok(Growing { file, name: name.to_string(), upto: 0, sent: Vec::new() })
     }
@@ -149,7 +199,7 @@ impl Sender {
     /// Sends what the writer added to `g` since the last call: the data below the file's
     /// length, which the writer has written (it writes the data in order, leaving zero pages
     /// as holes, and the headers at the start last). The bytes sent.
-    pub fn grow(&mut self, w: &mut impl Write, g: &mut Growing) -> std::io::Result<u64> {
+    pub fn grow(&mut self, w: &mut To, g: &mut Growing) -> std::io::Result<u64> {
         let len = g.file.metadata()?.len();
         if len <= g.upto {
             return Ok(0);
@@ -168,7 +218,7 @@ impl Sender {
     /// headers, what came last) and its length. The bytes sent, and the identity the far side is
     /// to confirm with its `Checked` answer; `None` if the file followed was not the image (then
     /// it is removed there, and the next round sends the image as any new file).
-    pub fn finish(&mut self, w: &mut impl Write, mut g: Growing, image: &Path) -> std::io::Result<(u64, Option<Id>)> {
+    pub fn finish(&mut self, w: &mut To, mut g: Growing, image: &Path) -> std::io::Result<(u64, Option<Id>)> {
         let followed = g.file.metadata()?;
         let now = std::fs::metadata(image)?;
         if (followed.dev(), followed.ino()) != (now.dev(), now.ino()) {

@@ -2,12 +2,14 @@
 //! of one kind byte, a length (u32, little-endian) and that many bytes of payload. The far side
 //! speaks first, with a hello that carries the protocol's version, so that two ckpt builds that
 //! do not understand each other find out before anything is sent. Everything else is in the
-//! order the two sides need it; there is no negotiation beyond the version.
+//! order the two sides need it; there is no negotiation beyond the version and whether the
+//! source's frames go on a direct channel (channel.rs: `Key`, `Direct`) rather than ssh's
+//! stdin. The far side's frames always come on ssh's stdout.
 
 use std::io::{Read, Write};
 
 /// The protocol's version: a far side with another one is refused before anything moves.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The largest payload a frame may carry: file data goes in pieces of at most [`CHUNK`] bytes
 /// (plus their offset), everything else is small. A larger length means the stream is not ours
@@ -24,7 +26,7 @@ pub const CHUNK: usize = 1 << 20;
 #[repr(u8)]
 pub enum Kind {
     /// Far side: u32 version, then `key=value` lines (`ckpt`, `host`, `restart`: `yes` or why
-    /// not).
+    /// not; `direct`: the address and port it listens on for the direct channel, or `no: why`).
     Hello = 1,
     /// A file comes: u64 length, then its name. Its data follows in `Data` frames, then `Done`.
     /// A length of [`GROWING`]: the file is sent while it is written (round 0's image), its
@@ -64,6 +66,14 @@ pub enum Kind {
     /// Far side: the checks of a [`GROWING`] file: u8 ([`CHECKED_GOOD`], [`CHECKED_BAD`] or
     /// [`CHECKED_LEFT`]), then its name as it came.
     Checked = 17,
+    /// Source: the key of the direct channel (see channel.rs); the far side takes the first
+    /// connection to its port whose first record opens with it. Sent first, or not at all.
+    Key = 18,
+    /// Far side, after a `Key`: u8 1, the connection was taken, and every frame of the
+    /// source's comes on it from here; or 0 and why not (none came in time), and they keep
+    /// coming through ssh. Source, after a `Key`: it could not connect, everything comes
+    /// through ssh (the far side stops listening; it does not answer).
+    Direct = 19,
 }
 
 /// A `File` frame's length for a file sent as it is written.
@@ -84,7 +94,7 @@ pub const DETACH: u8 = 1;
 impl Kind {
     fn of(b: u8) -> Option<Kind> {
         use Kind::*;
-        [Hello, File, Data, Done, Link, Remove, Restart, Stdin, StdinEnd, Running, Refused, Error, Stdout, Stderr, Exit, Signal, Checked].into_iter().find(|k| *k as u8 == b)
+        [Hello, File, Data, Done, Link, Remove, Restart, Stdin, StdinEnd, Running, Refused, Error, Stdout, Stderr, Exit, Signal, Checked, Key, Direct].into_iter().find(|k| *k as u8 == b)
     }
 }
 
