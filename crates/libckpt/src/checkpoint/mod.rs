@@ -54,6 +54,7 @@ mod mqueue;
 // unsafe: reads the program's memory in place, and `pread` into a buffer by address.
 #[allow(unsafe_code)]
 mod pages;
+pub mod phases;
 mod procfs;
 mod pty;
 mod runs;
@@ -297,6 +298,7 @@ pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Li
 /// trampolines) is there.
 fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, attach: Option<&attached::Attach>) -> Result<Taken, Failure> {
     let started = procfs::monotonic_ns();
+    phases::begin(started);
     let cfg = crate::config::get();
     // A member of a tree checkpoint writes its part for the root; anyone else its own image
     // (and, with children, the whole tree's).
@@ -349,6 +351,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
             None => tree = tree::Tree::gather(tree::Summon::Signal(cfg.signal), image)?,
         },
     }
+    phases::mark(phases::Phase::Stopped);
     let copies = if forked_writer { room_for_copies(&mut scratch)? } else { 0 };
     scratch.grow(copies)?;
     let exclude = scratch.range();
@@ -365,11 +368,13 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     } else {
         track::forget();
     }
+    phases::mark(phases::Phase::Layout);
     if attach.is_none() {
         crate::entry::prepare_for_restore();
         crate::dropped::mark_for_image();
     }
     capture::process_state(&mut parts, uc, cfg, threads::slots_mut(&mut stopped))?;
+    phases::mark(phases::Phase::State);
     if attach.is_some() {
         // No libckpt in the restored process: myrestart resumes it with code of its own.
         parts.state.flags |= ckpt_image::state::FLAG_ATTACHED;
@@ -393,7 +398,9 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     };
     let drained = tree.as_ref().map(|t| t.drained()).or(member.as_ref().map(|m| m.drained()));
     fds::capture(&mut parts, own, tree.is_some() || member.is_some(), drained)?;
+    phases::mark(phases::Phase::Fds);
     written::capture(&mut parts)?;
+    phases::mark(phases::Phase::Written);
     let file = match &member {
         Some(m) => imagefile::TempImage::part(m.open_part()?, core::mem::take(&mut parts.tmp_path)),
         None => imagefile::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?,
@@ -402,6 +409,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
         t.wait_captured()?;
         t.refill();
     }
+    phases::mark(phases::Phase::Captured);
     let captured = Captured { parts, started, exclude, file };
     if !forked_writer {
         // CKPT_SYNC: the whole tree stays stopped until the image is written.
@@ -520,12 +528,16 @@ fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tr
 /// reports how that went, and ends.
 fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>, member: Option<&tree::Joined>, n: u32) -> ! {
     let Captured { mut parts, started, exclude, file } = c;
+    phases::mark(phases::Phase::Writer);
     // It lets go at once of every descriptor it does not read from, so that it never holds
     // the program's sockets, pipes or files open after the program has closed them, or died.
     let keep = tree.into_iter().flat_map(|t| t.part_fds());
     write::close_all_but_needed(&mut parts, file.raw_fd(), keep);
     let role = role_of(tree, member);
-    let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role)) {
+    let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| {
+        phases::mark(phases::Phase::Closed);
+        write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role)
+    }) {
         Ok(()) => {
             report::end(n, report::Outcome::Written, b"");
             true

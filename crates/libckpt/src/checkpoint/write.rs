@@ -9,6 +9,7 @@
 //! Runs in the checkpoint signal handler and the writer: raw system calls, the scratch area and
 //! its stack (kept small: buffers of a path or a page at most); no allocation, no locks, no libc.
 
+use super::phases::{mark, Phase};
 use super::procfs::monotonic_ns;
 use super::auth::authenticate;
 use super::imagefile::TempImage;
@@ -524,6 +525,7 @@ struct Layout {
 pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
     let pagemap_file = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
     let (count, names_len, filemaps_len, shmfiles_len) = decide_regions(parts, &exclude, pagemap_file.as_ref())?;
+    mark(Phase::Decided);
     let pagemap = pagemap_file.as_ref().map(|f| f.as_raw_fd());
     let compress = crate::config::get().compress;
     // The root's table of pages for its members: made below, or (dropped unpublished, on any
@@ -552,6 +554,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         pm_buf: &mut parts.pm_buf[..],
     };
     let (shared_len, chain_len, base_link) = plan_stored_elsewhere(&role, compress, &stored, frame, image_path, pagemap, bufs);
+    mark(Phase::Planned);
     let plan = Plan { count, names_len, compress, filemaps_len, shmfiles_len, shared_len, chain_len };
     let layout = lay_out(parts, threads, &role, &plan)?;
     let fd = file.fd.as_raw_fd();
@@ -561,6 +564,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         publish_pages(t, &stored, parts.pm_buf, layout.data_start);
     }
     let data_end = write_region_data(parts, fd, &exclude, pagemap, frame, &plan, layout.data_start)?;
+    mark(Phase::Data);
     let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], data_end, parts.copybuf, parts.pipe_data)?;
     // The key, read once (a member's part is authenticated by the root's writer, after it
     // takes the part in).
@@ -588,6 +592,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         authenticate(file.fd.as_fd(), meta, total, &key, parts.state)?;
     }
     write_all(fd, meta.as_ptr() as usize, layout.meta_len, 0)?;
+    mark(Phase::Headers);
     if let Some(b) = &base_link {
         super::chain::link(b, image_path)?;
     }
@@ -595,6 +600,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     if !image_path.is_empty() {
         super::chain::remove_unneeded(image_path, crate::config::images_kept(), parts.base_meta, parts.base_state);
     }
+    mark(Phase::Done);
+    super::phases::say();
     Ok(())
 }
 
