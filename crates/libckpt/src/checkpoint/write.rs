@@ -1097,6 +1097,13 @@ fn write_region(
             };
             match (keep, run) {
                 (true, None) => run = Some(i),
+                // A run is written once it is as long as the cache holds well, its pages just
+                // hashed: the kernel's copy into the file then reads them from the cache, not
+                // from memory a second time.
+                (true, Some(r)) if i - r == RUN_PAGES && !src.bounce => {
+                    write_run(img, chunk_start, r, i, start, off, src)?;
+                    run = Some(i);
+                }
                 (false, Some(r)) if src.bounce => {
                     let file_at = off + (chunk_start - start + r * PAGE) as u64;
                     write_all(img, bounce[r * PAGE..].as_ptr() as usize, (i - r) * PAGE, file_at)?;
@@ -1113,6 +1120,10 @@ fn write_region(
     }
     Ok(h.digest())
 }
+
+/// Most pages written with one call (256 KiB): few enough that pages hashed just before are
+/// still in the core's cache when the kernel copies them.
+const RUN_PAGES: usize = 64;
 
 /// Writes pages `from..to` of the chunk at `chunk_start` (a run of non-zero pages).
 fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize, off: u64, src: &PageSource) -> Result<(), Failure> {
