@@ -38,6 +38,9 @@ mod chain;
 #[allow(unsafe_code)]
 mod compress;
 mod failure;
+// unsafe: the cache of file hashes, a mapping shared with the writers.
+#[allow(unsafe_code)]
+mod filecache;
 // unsafe: borrows the program's descriptors by number (it owns them, not us).
 #[allow(unsafe_code)]
 mod fds;
@@ -467,7 +470,10 @@ fn role_of<'t>(tree: Option<&'t tree::Tree>, member: Option<&'t tree::Joined>) -
 fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tree::Tree>, member: Option<&tree::Joined>, last: Option<Last>) -> Result<Taken, Failure> {
     let Captured { mut parts, started, exclude, file } = c;
     let role = role_of(tree.as_deref(), member);
-    let written = write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role);
+    // The image is written from this very memory: the cache's address is out of it meanwhile.
+    let cache = filecache::take();
+    let written = write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role, cache);
+    filecache::put_back(cache);
     if let (Some(t), Some(l)) = (tree.as_mut(), last) {
         // Nothing of the tree runs past its last checkpoint, if the program ends (see
         // `on_checkpoint_signal`); asked to stop, the tree stops with it.
@@ -497,10 +503,14 @@ fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tr
     // Named from its start: until it has run, a writer that still had the program's name would
     // be taken for one killed by the next checkpoint (which would then start another beside
     // it), and `ckpt` would take it for one of the program's own processes.
-    let intermediate = ckpt_sigsafe::sys::spawn_detached_named(&mut writer, report::WRITER_NAME).map_err(|e| Failure::new("starting the image writer", e))?;
-    if intermediate == 0 {
-        run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n);
+    // The writer's memory (the image) holds no address of the cache; this process keeps it.
+    let cache = filecache::take();
+    let intermediate = ckpt_sigsafe::sys::spawn_detached_named(&mut writer, report::WRITER_NAME);
+    if intermediate == Ok(0) {
+        run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n, cache);
     }
+    filecache::put_back(cache);
+    let intermediate = intermediate.map_err(|e| Failure::new("starting the image writer", e))?;
     // The program: reap the intermediate (gone already) and go on at once.
     let made = c.file.identity();
     c.file.hand_over();
@@ -526,7 +536,7 @@ fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tr
 
 /// The writer, a snapshot of the program at the moment of the signal: writes the image,
 /// reports how that went, and ends.
-fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>, member: Option<&tree::Joined>, n: u32) -> ! {
+fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>, member: Option<&tree::Joined>, n: u32, cache: usize) -> ! {
     let Captured { mut parts, started, exclude, file } = c;
     phases::mark(phases::Phase::Writer);
     // It lets go at once of every descriptor it does not read from, so that it never holds
@@ -536,7 +546,7 @@ fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>
     let role = role_of(tree, member);
     let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| {
         phases::mark(phases::Phase::Closed);
-        write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role)
+        write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role, cache)
     }) {
         Ok(()) => {
             report::end(n, report::Outcome::Written, b"");

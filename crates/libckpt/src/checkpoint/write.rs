@@ -35,14 +35,14 @@ use rustix::fs::{FileType, Mode, OFlags};
 const CORE: &[u8] = b"CORE";
 const LINUX: &[u8] = b"LINUX";
 
-/// The regions of `/proc/self/maps`, with the scratch range and a tree checkpoint's control
-/// block cut out, and myrestart's resume page: a process restarted from an image of a process
+/// The regions of `/proc/self/maps`, with the scratch range, a tree checkpoint's control
+/// block and the cache of file hashes (`filecache`) cut out, and myrestart's resume page: a process restarted from an image of a process
 /// that had no libckpt keeps the pages myrestart resumed it through (named `ckpt-resume`:
 /// [`region::is_resume_page`]). They are the restarter's, not the program's: the next restart
 /// makes its own, somewhere the image leaves free, so an image that held them would only hold a
 /// stale copy, which would come back as memory the program never had.
 fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = MapsEntry<'a>> + 'a {
-    maps::entries(maps).filter(|e| e.name != super::tree::CONTROL_NAME && !region::is_resume_page(e.name)).flat_map(move |e| {
+    maps::entries(maps).filter(|e| e.name != super::tree::CONTROL_NAME && e.name != super::filecache::MAP_NAME && !region::is_resume_page(e.name)).flat_map(move |e| {
         let before = (e.start < exclude.start).then(|| MapsEntry { end: e.end.min(exclude.start), ..e });
         let after = (e.end > exclude.end).then(|| {
             let start = e.start.max(exclude.end);
@@ -384,7 +384,7 @@ fn unwritten(r: &MapsEntry, pagemap: Option<&OwnedFd>, pm_buf: &mut [u64]) -> bo
 /// What the file behind region `r` (index `region`) is now, if it is a program or library:
 /// size, time and a hash of the bytes the region maps, read from the file through `buf`;
 /// `None` if it is something else or cannot be read.
-fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8]) -> Option<ckpt_image::filemaps::FileMap> {
+fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8], cache: usize) -> Option<ckpt_image::filemaps::FileMap> {
     if !is_same_regular_file(r, pathbuf) {
         return None;
     }
@@ -419,8 +419,23 @@ fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8])
         content_hash: 0,
         owner: ckpt_sigsafe::fileid::owner(file.as_fd()),
     };
+    // The same file, unchanged, was hashed for an earlier image (see `filecache`).
+    let key = super::filecache::Key {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: m.size,
+        mtime: (m.mtime_sec, m.mtime_nsec),
+        ctime: (st.st_ctime as u64, st.st_ctime_nsec as u64),
+        offset: r.offset,
+        len: (r.end - r.start) as u64,
+    };
+    if let Some(h) = super::filecache::get(cache, &key) {
+        m.content_hash = h;
+        return Some(m);
+    }
     let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&file, &mut *into, at));
     m.content_hash = ckpt_image::filemaps::content_hash(m.size, r.offset, (r.end - r.start) as u64, buf, read).ok()??;
+    super::filecache::put(cache, &key, m.content_hash);
     Some(m)
 }
 
@@ -521,10 +536,12 @@ struct Layout {
 /// Writes the image of the process whose threads are `threads` (the one that took the
 /// checkpoint signal first, running this code): the plan (what each region keeps, which pages
 /// are stored elsewhere), the region data, the contents of deleted files (and, in a tree's
-/// root, the members' parts), then the headers, and the commit.
-pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
+/// root, the members' parts), then the headers, and the commit. `cache` is the cache of file
+/// hashes (see `filecache`; 0: none).
+#[allow(clippy::too_many_arguments)]
+pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role, cache: usize) -> Result<(), Failure> {
     let pagemap_file = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
-    let (count, names_len, filemaps_len, shmfiles_len) = decide_regions(parts, &exclude, pagemap_file.as_ref())?;
+    let (count, names_len, filemaps_len, shmfiles_len) = decide_regions(parts, &exclude, pagemap_file.as_ref(), cache)?;
     mark(Phase::Decided);
     let pagemap = pagemap_file.as_ref().map(|f| f.as_raw_fd());
     let compress = crate::config::get().compress;
@@ -608,7 +625,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
 /// Decides what each region keeps (its slot's [`Saved`]), once, so that the data and the
 /// headers agree, and makes the `NT_CKPT_FILEMAPS` note of the file mappings named rather than
 /// copied. Returns the number of regions, the length of their names and that note's length.
-fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&OwnedFd>) -> Result<(usize, usize, usize, usize), Failure> {
+fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&OwnedFd>, cache: usize) -> Result<(usize, usize, usize, usize), Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let by_file = !crate::config::get().self_contained;
     let mut filemaps = ckpt_image::bytes::Writer::new(&mut parts.filemaps[..]);
@@ -627,7 +644,7 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
         // through which debuggers find the libraries in the image (as the kernel's core dumps
         // keep them).
         if how == Saved::Data && by_file && r.inode != 0 && !r.shared && r.offset != 0 && unwritten(&r, pagemap, parts.pm_buf) {
-            if let Some(m) = file_identity(&r, count as u32, parts.pathbuf, parts.copybuf) {
+            if let Some(m) = file_identity(&r, count as u32, parts.pathbuf, parts.copybuf, cache) {
                 if nfilemaps == 0 {
                     filemaps.zeros(ckpt_image::filemaps::FILEMAP_HEADER_SIZE);
                 }
