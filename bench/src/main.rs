@@ -252,8 +252,8 @@ fn writer_phases(p: &Proc) -> Vec<(String, f64)> {
 }
 
 /// The floor of a verified restart of `image`: map it read-only and hash all its pages that
-/// are not zeros on both cores (each 1 MiB chunk's digest as `ckpt_image` defines it, each half
-/// of the file on a thread of its own), nothing restored. Seconds.
+/// hold data and are not zeros on both cores (each 1 MiB chunk's digest as `ckpt_image` defines it, each half
+/// of the file in a process of its own), nothing restored. Seconds.
 fn map_and_hash(image: &Path, mib: usize) -> f64 {
     use std::os::fd::AsRawFd;
     touch(2 * mib * MIB);
@@ -268,24 +268,77 @@ fn map_and_hash(image: &Path, mib: usize) -> f64 {
     let data: &[u8] = unsafe { std::slice::from_raw_parts(at as *const u8, len) };
     let chunk = ckpt_image::CHUNK_PAGES as usize * 4096;
     let half = len.div_ceil(2 * chunk) * chunk;
-    let digest = |part: &[u8], first: usize| -> u64 {
-        let mut all = 0u64;
-        for (k, c) in part.chunks(chunk).enumerate() {
-            let mut h = ckpt_image::Hasher::new();
-            for (i, page) in c.chunks(4096).enumerate().filter(|(_, p)| !ckpt_image::is_zero_page(p)) {
-                ckpt_image::chunk_add(&mut h, ((first + k) * chunk / 4096 + i) as u64, page);
-            }
-            all ^= h.digest();
-        }
-        all
+    // As a restart, only the stretches of the file that hold data are read (holes are zeros),
+    // found once for the whole file.
+    let fd = f.as_raw_fd();
+    let seek = |at: usize, whence: i32| -> usize {
+        // SAFETY: lseek on a descriptor we own.
+        let r = unsafe { libc::lseek(fd, at as libc::off_t, whence) };
+        if r < 0 { len } else { (r as usize).min(len) }
     };
-    let (a, b) = data.split_at(half.min(len));
-    let other = std::thread::scope(|s| {
-        let other = s.spawn(|| digest(b, half / chunk));
-        std::hint::black_box(digest(a, 0));
-        other.join().unwrap()
-    });
-    std::hint::black_box(other);
+    let mut extents = Vec::new();
+    let mut pos = 0;
+    while pos < len {
+        let from = seek(pos, libc::SEEK_DATA);
+        let to = seek(from, libc::SEEK_HOLE);
+        if from < to {
+            extents.push((from, to));
+        }
+        pos = to.max(from + 1);
+    }
+    // The digests of the chunks in `range` of the file, XORed (only to be kept from the optimizer).
+    let digest = |range: std::ops::Range<usize>| -> u64 {
+        let mut all = 0u64;
+        let mut cur: Option<(usize, ckpt_image::Hasher)> = None;
+        for &(x, y) in &extents {
+            let (x, y) = (x.max(range.start), y.min(range.end));
+            if x >= y {
+                continue;
+            }
+            for (i, page) in data[x..y].chunks(4096).enumerate() {
+                if ckpt_image::is_zero_page(page) {
+                    continue;
+                }
+                let index = x / 4096 + i;
+                if cur.as_ref().is_none_or(|(c, _)| *c != index / (chunk / 4096)) {
+                    if let Some((_, h)) = cur.take() {
+                        all ^= h.digest();
+                    }
+                    cur = Some((index / (chunk / 4096), ckpt_image::Hasher::new()));
+                }
+                if let Some((_, h)) = cur.as_mut() {
+                    ckpt_image::chunk_add(h, index as u64, page);
+                }
+            }
+        }
+        all ^ cur.map_or(0, |(_, h)| h.digest())
+    };
+    // The other half in a forked helper, as myrestart does it (two processes, not two threads
+    // of one: their page faults do not meet in one address space), its result in shared memory.
+    let half = half.min(len);
+    // SAFETY: a new shared anonymous page of our own, unmapped below.
+    let shared = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0) };
+    assert!(shared != libc::MAP_FAILED, "mapping a shared page");
+    // SAFETY: fork; the child only hashes the mapped file (the hasher allocates nothing), writes
+    // its result into the shared page and leaves with _exit, touching no lock of this process.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let d = digest(half..len);
+        // SAFETY: the shared page is mapped, 4096 writable bytes, aligned for a u64.
+        unsafe {
+            *(shared as *mut u64) = d;
+            libc::_exit(0)
+        }
+    }
+    assert!(pid > 0, "fork");
+    std::hint::black_box(digest(0..half));
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    // SAFETY: the shared page, written by the helper that has ended; unmapped right after.
+    std::hint::black_box(unsafe { *(shared as *const u64) });
+    // SAFETY: our own mapping, not used past this point.
+    unsafe { libc::munmap(shared, 4096) };
     // SAFETY: unmaps exactly the mapping made above; `data` is not used past this point.
     unsafe { libc::munmap(at, len) };
     secs(t.elapsed())
