@@ -212,12 +212,14 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     // Room for the image's page cache, fresh from the host.
     touch(2 * mib * MIB * procs);
     let t = Instant::now();
+    let mut sent = 0;
     if attached {
         // ckpt attaches (ptrace), runs libckpt's code in the program, and leaves: the image is
         // written by the writer it forked, as for a preloaded program.
         let st = Command::new(ckpt()).args(["checkpoint", "--image"]).arg(image).arg(p.pid.to_string()).status().unwrap();
         assert!(st.success(), "ckpt checkpoint {} failed", p.pid);
     } else {
+        sent = monotonic_ns();
         p.signal(libc::SIGUSR2);
     }
     wait_for_file(image);
@@ -225,7 +227,7 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     p.signal(libc::SIGUSR1);
     let lines = p.wait_lines(3, TIMEOUT);
     let pause = lines[2].trim_start_matches("gap ").parse::<f64>().unwrap() / 1e9;
-    let phases = if attached { Vec::new() } else { writer_phases(&p) };
+    let phases = if attached { Vec::new() } else { writer_phases(&p, sent) };
     p.kill_tree();
     let meta = std::fs::metadata(image).unwrap();
     let floor = if procs == 1 && !lz4 { map_and_hash(image, mib) } else { 0.0 };
@@ -238,17 +240,30 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
 
 /// The line `CKPT_TIMES=1` has the writer print once the image is in place (waited for: it
 /// comes just after the rename), as (step, ms from the start of the handler).
-fn writer_phases(p: &Proc) -> Vec<(String, f64)> {
+fn writer_phases(p: &Proc, sent: u64) -> Vec<(String, f64)> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let text = p.stderr();
         if let Some(line) = text.lines().find(|l| l.starts_with("ckpt: times ")) {
-            let words: Vec<&str> = line.split_once(':').map_or("", |x| x.1).split_once(':').map_or("", |x| x.1).split_whitespace().collect();
-            return words.chunks_exact(2).filter_map(|w| Some((w[0].to_string(), w[1].parse().ok()?))).collect();
+            let (head, rest) = line.split_once(':').map_or(("", ""), |x| x.1.split_once(':').unwrap_or(("", "")));
+            // The handler's start, against the signal's sending: the signal's way in.
+            let start: u64 = head.rsplit(' ').next().and_then(|w| w.parse().ok()).unwrap_or(sent);
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let mut phases = vec![("signal".to_string(), -(start.saturating_sub(sent) as f64) / 1e6)];
+            phases.extend(words.chunks_exact(2).filter_map(|w| Some((w[0].to_string(), w[1].parse().ok()?))));
+            return phases;
         }
         assert!(Instant::now() < deadline, "no CKPT_TIMES line from the writer: {text}");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// CLOCK_MONOTONIC now, in ns (the clock of the writer's `CKPT_TIMES` line).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The floor of a verified restart of `image`: map it read-only and hash all its pages that
@@ -641,9 +656,9 @@ fn main() {
     print_targets(&results, incremental, other_node, migration);
     println!();
     println!("checkpoint: from SIGUSR2 until the image is renamed into place (fsynced).");
-    println!("where the time goes: each step's length, from the end of the one before (stopped: from the start of");
-    println!("the handler's work; see CKPT_TIMES in docs/guide.md); after the rename: from there until the bench saw");
-    println!("the image, with the signal's delivery before the handler started.");
+    println!("where the time goes: each step's length, from the end of the one before (signal: from sending SIGUSR2");
+    println!("to the start of the handler's work; see CKPT_TIMES in docs/guide.md); after the rename: from there until");
+    println!("the bench saw the image. Each is a median over the runs, as is the checkpoint they are taken from.");
     println!("map and hash (floor): the image mapped read-only and its pages hashed on both cores as a verified");
     println!("restart hashes them (ckpt_image's chunk digests), nothing restored. zero scan: the writer's zero-page");
     println!("test over as much memory of written zeros, one core.");
@@ -748,10 +763,16 @@ fn print_phases(results: &[(usize, String, Row, Limits)]) {
     println!("| where the checkpoint's time goes (ms, CKPT_TIMES) | {} | after the rename | write() |", names.join(" | "));
     println!("|---|{}---:|---:|", "---:|".repeat(names.len()));
     for (mib, fill, r, l) in rows {
-        let mut prev = 0.0;
+        // Times are from the handler's start; the signal was sent before it (a negative time).
+        let mut prev = r.phases.first().map_or(0.0, |x| x.1.min(0.0));
+        let signal = -prev;
         let mut cells = Vec::new();
         for n in &names {
             match r.phases.iter().find(|(p, _)| p == n) {
+                Some((_, _)) if *n == "signal" => {
+                    cells.push(format!("{signal:.1}"));
+                    prev = 0.0;
+                }
                 Some((_, t)) => {
                     cells.push(format!("{:.1}", t - prev));
                     prev = *t;
@@ -760,7 +781,7 @@ fn print_phases(results: &[(usize, String, Row, Limits)]) {
             }
         }
         let renamed = r.phases.iter().find(|(p, _)| p == "renamed").map_or(prev, |x| x.1);
-        println!("| {mib} MiB {fill} | {} | {:.1} | {:.0} |", cells.join(" | "), r.checkpoint * 1e3 - renamed, l.write * 1e3);
+        println!("| {mib} MiB {fill} | {} | {:.1} | {:.0} |", cells.join(" | "), r.checkpoint * 1e3 - signal - renamed, l.write * 1e3);
     }
 }
 

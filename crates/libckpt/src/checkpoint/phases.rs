@@ -69,15 +69,16 @@ pub fn begin(started: u64) {
     }
 }
 
-/// Says on stderr, in milliseconds from the start, when each step marked so far ended:
-/// `ckpt: times PID: stopped 0.10 layout 0.52 … done 41.20 (ms)`.
+/// Says on stderr, in milliseconds from the start, when each step marked so far ended, and
+/// when the start was (`CLOCK_MONOTONIC`, in ns):
+/// `ckpt: times PID at NS: stopped 0.10 layout 0.52 … done 41.20 (ms)`.
 pub fn say() {
     if !crate::config::get().times {
         return;
     }
     let start = MARKS[Phase::Start as usize].load(Relaxed);
     let mut line = Line::new();
-    let _ = write!(line, "ckpt: times {}:", rustix::process::getpid().as_raw_nonzero().get());
+    let _ = write!(line, "ckpt: times {} at {start}:", rustix::process::getpid().as_raw_nonzero().get());
     for (m, name) in MARKS.iter().zip(NAMES).skip(1) {
         let t = m.load(Relaxed);
         if t >= start && t != 0 {
