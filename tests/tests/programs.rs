@@ -432,3 +432,47 @@ fn libraries_are_mapped_from_their_files_and_a_changed_one_is_refused() {
         }
     }
 }
+
+/// The hashes of mapped libraries are kept from one checkpoint to the next in a mapping of
+/// libckpt's own, never in an image: a library rewritten in place between two checkpoints is
+/// hashed anew (its times changed), so the second image restarts with the library as it is
+/// now, counting in sevens; the restored process starts without the mapping, and makes its own
+/// at its next checkpoint, whose image restarts too.
+#[test]
+fn library_hashes_kept_between_checkpoints_follow_a_rewritten_library() {
+    let wd = Workdir::new("libhashes");
+    let (exe, lib) = build_tick(&wd.path, 1);
+    let mut c = Command::new(&exe);
+    c.args(["100000000", "10000"]);
+    c.env("CKPT_INCREMENTAL", "0");
+    let mut orig = Proc::preloaded(c, &wd.image(), "usetick");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let cache_in = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap().contains("/memfd:ckpt-filehash (deleted)");
+    assert!(cache_in(orig.pid), "no cache of file hashes after a checkpoint");
+
+    // Rewritten in place (a step of 7): the program runs the new code from now on.
+    build_tick(&wd.path, 7);
+    let steps_of_seven = |p: &Proc| {
+        let n = p.lines().len();
+        let l = p.wait_lines(n + 3, SHORT);
+        let v: Vec<u64> = l[n..n + 3].iter().map(|x| x.parse().unwrap()).collect();
+        v.windows(2).all(|w| w[1] == w[0] + 7)
+    };
+    assert!(steps_of_seven(&orig), "the rewritten library is not what the program runs: {:?}", orig.lines());
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill9();
+
+    let mut restored = Proc::restart(&wd.image());
+    restored.wait_lines(3, SHORT);
+    assert!(steps_of_seven(&restored), "{:?}", restored.lines());
+    assert!(!cache_in(restored.program_pid()), "the image held the cache of file hashes");
+    restored.checkpoint(&wd.image(), LONG);
+    assert!(cache_in(restored.program_pid()), "no cache of file hashes after the restored process's checkpoint");
+    restored.kill9();
+    let mut again = Proc::restart(&wd.image());
+    again.wait_lines(3, SHORT);
+    assert!(steps_of_seven(&again), "{:?}", again.lines());
+    again.kill9();
+    let _ = lib;
+}

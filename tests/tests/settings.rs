@@ -207,3 +207,50 @@ fn libckpt_needs_nothing_newer_than_glibc_2_28() {
     let dynamic = String::from_utf8_lossy(&dynamic.stdout);
     assert!(dynamic.contains("[libdl.so.2]"), "libckpt.so does not name libdl.so.2: {dynamic}");
 }
+
+/// `CKPT_TIMES=1`: the writer says, once the image is in place, when each step of the
+/// checkpoint ended, every step named once and in the order they run; without it, nothing.
+#[test]
+fn ckpt_times_has_the_writer_say_when_each_step_ended() {
+    let wd = Workdir::new("times");
+    let image = wd.path.join("timed");
+    let mut c = counter(&["100000", "10000"]);
+    c.env("CKPT_TIMES", "1");
+    let mut orig = Proc::preloaded(c, &image, "counter with CKPT_TIMES");
+    orig.wait_lines(3, SHORT);
+    orig.signal(libc::SIGUSR2);
+    wait_image(&image, &orig);
+    let deadline = Instant::now() + LONG;
+    let line = loop {
+        if let Some(l) = orig.stderr().lines().find(|l| l.starts_with("ckpt: times ")) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no times line; stderr {:?}", orig.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let words: Vec<&str> = line.split(':').nth(2).unwrap().split_whitespace().collect();
+    assert_eq!(words.last(), Some(&"(ms)"), "{line}");
+    let steps: Vec<(&str, f64)> = words[..words.len() - 1].chunks_exact(2).map(|w| (w[0], w[1].parse().unwrap_or_else(|_| panic!("{line}")))).collect();
+    let names: Vec<&str> = steps.iter().map(|s| s.0).collect();
+    assert_eq!(
+        names,
+        ["stopped", "layout", "state", "fds", "written", "captured", "writer", "closed", "decided", "planned", "data", "headers", "synced", "renamed", "done"],
+        "{line}"
+    );
+    assert!(steps.windows(2).all(|w| w[0].1 <= w[1].1), "steps out of order: {line}");
+    orig.kill9();
+    // The image is a good one: the program goes on from it.
+    let mut restored = Proc::restart(&image);
+    restored.wait_lines(3, SHORT);
+    restored.kill9();
+
+    // Without the setting, the writer says nothing.
+    let image = wd.path.join("quiet");
+    let mut orig = Proc::preloaded(counter(&["100000", "10000"]), &image, "counter without CKPT_TIMES");
+    orig.wait_lines(3, SHORT);
+    orig.checkpoint(&image, LONG);
+    let n = orig.lines().len();
+    orig.wait_lines(n + 2, SHORT);
+    assert!(!orig.stderr().contains("ckpt: times"), "{}", orig.stderr());
+    orig.kill9();
+}

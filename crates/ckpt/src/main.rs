@@ -58,6 +58,7 @@ Environment of the program (ckpt run sets them from its options; read when the p
   CKPT_COMPRESS=lz4        compress memory in images
   CKPT_SELF_CONTAINED=1    copy the program's and libraries' pages too (no files needed; --self-contained)
   CKPT_KEY=FILE            authenticate images with the key in FILE (private: mode 0600)
+  CKPT_TIMES=1             each writer says on stderr when each step of the checkpoint ended
   CKPT_ORIGIN              set by ckpt run and ckpt job: what the program was started as
 Environment of ckpt:
   CKPT_KEY=FILE            the key restart, inspect and job check images with, without --key

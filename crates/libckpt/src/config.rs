@@ -42,6 +42,9 @@ pub struct Config {
     /// The program calls `madvise` past libc (a Go program): its images say so
     /// (`ckpt_image::state::FLAG_RAW_MADVISE`).
     pub raw_madvise: bool,
+    /// `CKPT_TIMES=1`: each image's writer says on stderr how long each step of the checkpoint
+    /// took (`crate::checkpoint::phases`).
+    pub times: bool,
 }
 
 impl Config {
@@ -63,7 +66,7 @@ struct Slot(UnsafeCell<Config>);
 // any other thread can exist; read-only afterwards.
 unsafe impl Sync for Slot {}
 
-static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, self_contained: false, signal: 12, interval_ms: 0, keep: 0, incremental: 8, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false, attached: false, raw_madvise: false }));
+static CONFIG: Slot = Slot(UnsafeCell::new(Config { image: [0; PATH_MAX], image_len: 0, rseq_offset: 0, rseq_size: 0, sync: false, compress: false, self_contained: false, signal: 12, interval_ms: 0, keep: 0, incremental: 8, key_path: [0; PATH_MAX], key_path_len: 0, key_unreadable: false, attached: false, raw_madvise: false, times: false }));
 
 /// The settings. Valid once [`crate::init`] has run.
 pub fn get() -> &'static Config {

@@ -2,7 +2,7 @@
 //!
 //! It decides where images go (`$CKPT_IMAGE`, or `myckpt` in the directory the program started
 //! in), reads the other settings (`CKPT_SIGNAL`, `CKPT_INTERVAL`, `CKPT_KEEP`,
-//! `CKPT_INCREMENTAL`, `CKPT_SYNC`, `CKPT_COMPRESS`, `CKPT_KEY`, `CKPT_SELF_CONTAINED`;
+//! `CKPT_INCREMENTAL`, `CKPT_SYNC`, `CKPT_COMPRESS`, `CKPT_KEY`, `CKPT_SELF_CONTAINED`, `CKPT_TIMES`;
 //! `CKPT_PARENT`, which the library itself sets for what the program runs; and, through
 //! `origin.rs`, `CKPT_ORIGIN`, which `ckpt run` and `ckpt job` set), learns glibc's rseq
 //! layout, and installs the checkpoint signal handler.
@@ -15,6 +15,8 @@ use core::ffi::{c_int, c_void, CStr};
 pub const IMAGE_ENV: &CStr = c"CKPT_IMAGE";
 /// Set to 1 to write images synchronously, inside the signal handler.
 pub const SYNC_ENV: &CStr = c"CKPT_SYNC";
+/// Set to 1 to have each checkpoint's steps timed on stderr.
+pub const TIMES_ENV: &CStr = c"CKPT_TIMES";
 /// Set by the library in the environment of what the process runs: a process that finds it
 /// descends from one that checkpoints, and writes images of its own (`<image>-<PID>`).
 pub const PARENT_ENV: &CStr = c"CKPT_PARENT";
@@ -111,6 +113,7 @@ fn prepare_modules() {
 /// chain of incremental images, whether they are self-contained, compression.
 fn read_settings(cfg: &mut config::Config) {
     cfg.sync = env(SYNC_ENV) == Some(b"1");
+    cfg.times = env(TIMES_ENV) == Some(b"1");
     cfg.signal = match env(SIGNAL_ENV) {
         None => DEFAULT_SIGNAL,
         Some(name) => match parse_signal(name) {

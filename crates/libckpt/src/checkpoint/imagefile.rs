@@ -128,6 +128,7 @@ impl<'a> TempImage<'a> {
             return Ok(());
         }
         rustix::fs::fsync(&self.fd).map_err(|e| Failure::on_file("syncing", e))?;
+        super::phases::mark(super::phases::Phase::Synced);
         if self.name.is_none() {
             // The unnamed file gets a name of its own first (linkat through /proc needs no
             // privilege, unlike AT_EMPTY_PATH).
@@ -153,6 +154,7 @@ impl<'a> TempImage<'a> {
             }
         })?;
         self.committed = true;
+        super::phases::mark(super::phases::Phase::Renamed);
         sync_parent_dir(image_path);
         Ok(())
     }

@@ -38,6 +38,9 @@ mod chain;
 #[allow(unsafe_code)]
 mod compress;
 mod failure;
+// unsafe: the cache of file hashes, a mapping shared with the writers.
+#[allow(unsafe_code)]
+mod filecache;
 // unsafe: borrows the program's descriptors by number (it owns them, not us).
 #[allow(unsafe_code)]
 mod fds;
@@ -54,6 +57,7 @@ mod mqueue;
 // unsafe: reads the program's memory in place, and `pread` into a buffer by address.
 #[allow(unsafe_code)]
 mod pages;
+pub mod phases;
 mod procfs;
 mod pty;
 mod runs;
@@ -297,6 +301,7 @@ pub fn attached_checkpoint(args: &ckpt_sigsafe::attach::AttachArgs, why: &mut Li
 /// trampolines) is there.
 fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, attach: Option<&attached::Attach>) -> Result<Taken, Failure> {
     let started = procfs::monotonic_ns();
+    phases::begin(started);
     let cfg = crate::config::get();
     // A member of a tree checkpoint writes its part for the root; anyone else its own image
     // (and, with children, the whole tree's).
@@ -349,6 +354,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
             None => tree = tree::Tree::gather(tree::Summon::Signal(cfg.signal), image)?,
         },
     }
+    phases::mark(phases::Phase::Stopped);
     let copies = if forked_writer { room_for_copies(&mut scratch)? } else { 0 };
     scratch.grow(copies)?;
     let exclude = scratch.range();
@@ -365,11 +371,13 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     } else {
         track::forget();
     }
+    phases::mark(phases::Phase::Layout);
     if attach.is_none() {
         crate::entry::prepare_for_restore();
         crate::dropped::mark_for_image();
     }
     capture::process_state(&mut parts, uc, cfg, threads::slots_mut(&mut stopped))?;
+    phases::mark(phases::Phase::State);
     if attach.is_some() {
         // No libckpt in the restored process: myrestart resumes it with code of its own.
         parts.state.flags |= ckpt_image::state::FLAG_ATTACHED;
@@ -393,7 +401,9 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     };
     let drained = tree.as_ref().map(|t| t.drained()).or(member.as_ref().map(|m| m.drained()));
     fds::capture(&mut parts, own, tree.is_some() || member.is_some(), drained)?;
+    phases::mark(phases::Phase::Fds);
     written::capture(&mut parts)?;
+    phases::mark(phases::Phase::Written);
     let file = match &member {
         Some(m) => imagefile::TempImage::part(m.open_part()?, core::mem::take(&mut parts.tmp_path)),
         None => imagefile::TempImage::create(image, core::mem::take(&mut parts.tmp_path))?,
@@ -402,6 +412,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
         t.wait_captured()?;
         t.refill();
     }
+    phases::mark(phases::Phase::Captured);
     let captured = Captured { parts, started, exclude, file };
     if !forked_writer {
         // CKPT_SYNC: the whole tree stays stopped until the image is written.
@@ -459,7 +470,10 @@ fn role_of<'t>(tree: Option<&'t tree::Tree>, member: Option<&'t tree::Joined>) -
 fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tree::Tree>, member: Option<&tree::Joined>, last: Option<Last>) -> Result<Taken, Failure> {
     let Captured { mut parts, started, exclude, file } = c;
     let role = role_of(tree.as_deref(), member);
-    let written = write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role);
+    // The image is written from this very memory: the cache's address is out of it meanwhile.
+    let cache = filecache::take();
+    let written = write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role, cache);
+    filecache::put_back(cache);
     if let (Some(t), Some(l)) = (tree.as_mut(), last) {
         // Nothing of the tree runs past its last checkpoint, if the program ends (see
         // `on_checkpoint_signal`); asked to stop, the tree stops with it.
@@ -489,10 +503,14 @@ fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tr
     // Named from its start: until it has run, a writer that still had the program's name would
     // be taken for one killed by the next checkpoint (which would then start another beside
     // it), and `ckpt` would take it for one of the program's own processes.
-    let intermediate = ckpt_sigsafe::sys::spawn_detached_named(&mut writer, report::WRITER_NAME).map_err(|e| Failure::new("starting the image writer", e))?;
-    if intermediate == 0 {
-        run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n);
+    // The writer's memory (the image) holds no address of the cache; this process keeps it.
+    let cache = filecache::take();
+    let intermediate = ckpt_sigsafe::sys::spawn_detached_named(&mut writer, report::WRITER_NAME);
+    if intermediate == Ok(0) {
+        run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n, cache);
     }
+    filecache::put_back(cache);
+    let intermediate = intermediate.map_err(|e| Failure::new("starting the image writer", e))?;
     // The program: reap the intermediate (gone already) and go on at once.
     let made = c.file.identity();
     c.file.hand_over();
@@ -518,14 +536,18 @@ fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tr
 
 /// The writer, a snapshot of the program at the moment of the signal: writes the image,
 /// reports how that went, and ends.
-fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>, member: Option<&tree::Joined>, n: u32) -> ! {
+fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>, member: Option<&tree::Joined>, n: u32, cache: usize) -> ! {
     let Captured { mut parts, started, exclude, file } = c;
+    phases::mark(phases::Phase::Writer);
     // It lets go at once of every descriptor it does not read from, so that it never holds
     // the program's sockets, pipes or files open after the program has closed them, or died.
     let keep = tree.into_iter().flat_map(|t| t.part_fds());
     write::close_all_but_needed(&mut parts, file.raw_fd(), keep);
     let role = role_of(tree, member);
-    let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role)) {
+    let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| {
+        phases::mark(phases::Phase::Closed);
+        write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role, cache)
+    }) {
         Ok(()) => {
             report::end(n, report::Outcome::Written, b"");
             true

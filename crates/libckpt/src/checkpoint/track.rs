@@ -194,9 +194,18 @@ pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]
         let first = n;
         // What is not tracked counts as written, and is tracked from now on; then what was
         // written since the last scan.
+        // A region tracked from now on as a whole (all of it at a first checkpoint) was just
+        // protected: nothing in it can have been written since, and the kernel need not walk
+        // its pages a second time.
         let scanned = scan(pm, start, end, false, |s, e| push(dirty, &mut n, &mut overflow, s, e))
             .inspect(|()| dirty[first..n].iter().for_each(|r| track_range(fd, r[0], r[1])))
-            .and_then(|()| scan(pm, start, end, true, |s, e| push(dirty, &mut n, &mut overflow, s, e)));
+            .and_then(|()| {
+                let new: u64 = dirty[first..n].iter().map(|r| r[1] - r[0]).sum();
+                if new == end - start {
+                    return Ok(());
+                }
+                scan(pm, start, end, true, |s, e| push(dirty, &mut n, &mut overflow, s, e))
+            });
         if let Err(e) = scanned {
             give_up(format_args!("PAGEMAP_SCAN: {}", ckpt_sigsafe::errno::describe(e)));
             return t;

@@ -9,6 +9,7 @@
 //! Runs in the checkpoint signal handler and the writer: raw system calls, the scratch area and
 //! its stack (kept small: buffers of a path or a page at most); no allocation, no locks, no libc.
 
+use super::phases::{mark, Phase};
 use super::procfs::monotonic_ns;
 use super::auth::authenticate;
 use super::imagefile::TempImage;
@@ -34,14 +35,14 @@ use rustix::fs::{FileType, Mode, OFlags};
 const CORE: &[u8] = b"CORE";
 const LINUX: &[u8] = b"LINUX";
 
-/// The regions of `/proc/self/maps`, with the scratch range and a tree checkpoint's control
-/// block cut out, and myrestart's resume page: a process restarted from an image of a process
+/// The regions of `/proc/self/maps`, with the scratch range, a tree checkpoint's control
+/// block and the cache of file hashes (`filecache`) cut out, and myrestart's resume page: a process restarted from an image of a process
 /// that had no libckpt keeps the pages myrestart resumed it through (named `ckpt-resume`:
 /// [`region::is_resume_page`]). They are the restarter's, not the program's: the next restart
 /// makes its own, somewhere the image leaves free, so an image that held them would only hold a
 /// stale copy, which would come back as memory the program never had.
 fn regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = MapsEntry<'a>> + 'a {
-    maps::entries(maps).filter(|e| e.name != super::tree::CONTROL_NAME && !region::is_resume_page(e.name)).flat_map(move |e| {
+    maps::entries(maps).filter(|e| e.name != super::tree::CONTROL_NAME && e.name != super::filecache::MAP_NAME && !region::is_resume_page(e.name)).flat_map(move |e| {
         let before = (e.start < exclude.start).then(|| MapsEntry { end: e.end.min(exclude.start), ..e });
         let after = (e.end > exclude.end).then(|| {
             let start = e.start.max(exclude.end);
@@ -383,7 +384,7 @@ fn unwritten(r: &MapsEntry, pagemap: Option<&OwnedFd>, pm_buf: &mut [u64]) -> bo
 /// What the file behind region `r` (index `region`) is now, if it is a program or library:
 /// size, time and a hash of the bytes the region maps, read from the file through `buf`;
 /// `None` if it is something else or cannot be read.
-fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8]) -> Option<ckpt_image::filemaps::FileMap> {
+fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8], cache: usize) -> Option<ckpt_image::filemaps::FileMap> {
     if !is_same_regular_file(r, pathbuf) {
         return None;
     }
@@ -418,8 +419,23 @@ fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8])
         content_hash: 0,
         owner: ckpt_sigsafe::fileid::owner(file.as_fd()),
     };
+    // The same file, unchanged, was hashed for an earlier image (see `filecache`).
+    let key = super::filecache::Key {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: m.size,
+        mtime: (m.mtime_sec, m.mtime_nsec),
+        ctime: (st.st_ctime as u64, st.st_ctime_nsec as u64),
+        offset: r.offset,
+        len: (r.end - r.start) as u64,
+    };
+    if let Some(h) = super::filecache::get(cache, &key) {
+        m.content_hash = h;
+        return Some(m);
+    }
     let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&file, &mut *into, at));
     m.content_hash = ckpt_image::filemaps::content_hash(m.size, r.offset, (r.end - r.start) as u64, buf, read).ok()??;
+    super::filecache::put(cache, &key, m.content_hash);
     Some(m)
 }
 
@@ -520,10 +536,13 @@ struct Layout {
 /// Writes the image of the process whose threads are `threads` (the one that took the
 /// checkpoint signal first, running this code): the plan (what each region keeps, which pages
 /// are stored elsewhere), the region data, the contents of deleted files (and, in a tree's
-/// root, the members' parts), then the headers, and the commit.
-pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role) -> Result<(), Failure> {
+/// root, the members' parts), then the headers, and the commit. `cache` is the cache of file
+/// hashes (see `filecache`; 0: none).
+#[allow(clippy::too_many_arguments)]
+pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role, cache: usize) -> Result<(), Failure> {
     let pagemap_file = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
-    let (count, names_len, filemaps_len, shmfiles_len) = decide_regions(parts, &exclude, pagemap_file.as_ref())?;
+    let (count, names_len, filemaps_len, shmfiles_len) = decide_regions(parts, &exclude, pagemap_file.as_ref(), cache)?;
+    mark(Phase::Decided);
     let pagemap = pagemap_file.as_ref().map(|f| f.as_raw_fd());
     let compress = crate::config::get().compress;
     // The root's table of pages for its members: made below, or (dropped unpublished, on any
@@ -552,6 +571,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         pm_buf: &mut parts.pm_buf[..],
     };
     let (shared_len, chain_len, base_link) = plan_stored_elsewhere(&role, compress, &stored, frame, image_path, pagemap, bufs);
+    mark(Phase::Planned);
     let plan = Plan { count, names_len, compress, filemaps_len, shmfiles_len, shared_len, chain_len };
     let layout = lay_out(parts, threads, &role, &plan)?;
     let fd = file.fd.as_raw_fd();
@@ -561,6 +581,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         publish_pages(t, &stored, parts.pm_buf, layout.data_start);
     }
     let data_end = write_region_data(parts, fd, &exclude, pagemap, frame, &plan, layout.data_start)?;
+    mark(Phase::Data);
     let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], data_end, parts.copybuf, parts.pipe_data)?;
     // The key, read once (a member's part is authenticated by the root's writer, after it
     // takes the part in).
@@ -588,6 +609,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         authenticate(file.fd.as_fd(), meta, total, &key, parts.state)?;
     }
     write_all(fd, meta.as_ptr() as usize, layout.meta_len, 0)?;
+    mark(Phase::Headers);
     if let Some(b) = &base_link {
         super::chain::link(b, image_path)?;
     }
@@ -595,13 +617,15 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     if !image_path.is_empty() {
         super::chain::remove_unneeded(image_path, crate::config::images_kept(), parts.base_meta, parts.base_state);
     }
+    mark(Phase::Done);
+    super::phases::say();
     Ok(())
 }
 
 /// Decides what each region keeps (its slot's [`Saved`]), once, so that the data and the
 /// headers agree, and makes the `NT_CKPT_FILEMAPS` note of the file mappings named rather than
 /// copied. Returns the number of regions, the length of their names and that note's length.
-fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&OwnedFd>) -> Result<(usize, usize, usize, usize), Failure> {
+fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&OwnedFd>, cache: usize) -> Result<(usize, usize, usize, usize), Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let by_file = !crate::config::get().self_contained;
     let mut filemaps = ckpt_image::bytes::Writer::new(&mut parts.filemaps[..]);
@@ -620,7 +644,7 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
         // through which debuggers find the libraries in the image (as the kernel's core dumps
         // keep them).
         if how == Saved::Data && by_file && r.inode != 0 && !r.shared && r.offset != 0 && unwritten(&r, pagemap, parts.pm_buf) {
-            if let Some(m) = file_identity(&r, count as u32, parts.pathbuf, parts.copybuf) {
+            if let Some(m) = file_identity(&r, count as u32, parts.pathbuf, parts.copybuf, cache) {
                 if nfilemaps == 0 {
                     filemaps.zeros(ckpt_image::filemaps::FILEMAP_HEADER_SIZE);
                 }
@@ -1092,6 +1116,13 @@ fn write_region(
             };
             match (keep, run) {
                 (true, None) => run = Some(i),
+                // A run is written once it is as long as the cache holds well, its pages just
+                // hashed: the kernel's copy into the file then reads them from the cache, not
+                // from memory a second time.
+                (true, Some(r)) if i - r == RUN_PAGES && !src.bounce => {
+                    write_run(img, chunk_start, r, i, start, off, src)?;
+                    run = Some(i);
+                }
                 (false, Some(r)) if src.bounce => {
                     let file_at = off + (chunk_start - start + r * PAGE) as u64;
                     write_all(img, bounce[r * PAGE..].as_ptr() as usize, (i - r) * PAGE, file_at)?;
@@ -1108,6 +1139,10 @@ fn write_region(
     }
     Ok(h.digest())
 }
+
+/// Most pages written with one call (256 KiB): few enough that pages hashed just before are
+/// still in the core's cache when the kernel copies them.
+const RUN_PAGES: usize = 64;
 
 /// Writes pages `from..to` of the chunk at `chunk_start` (a run of non-zero pages).
 fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize, off: u64, src: &PageSource) -> Result<(), Failure> {
