@@ -565,11 +565,12 @@ fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>
     if let Some(m) = member {
         m.written(ok);
     }
-    report::finished();
     // The image replaced and the bases no longer needed are freed only now, once the outcome
-    // is out.
+    // is out; still before this writer says it is done, so that the next checkpoint (which
+    // may make a base file no image names yet) cannot start while the bases are looked over.
     if let Some(p) = previous {
         write::tidy_up(&mut parts, p, member.is_some());
     }
+    report::finished();
     ckpt_sigsafe::sys::exit_group(if ok { 0 } else { 1 })
 }
