@@ -121,11 +121,13 @@ impl<'a> TempImage<'a> {
         self.committed = true;
     }
 
-    /// Makes the image durable and puts it in place of the old one.
-    pub fn commit(mut self) -> Result<(), Failure> {
+    /// Makes the image durable and puts it in place of the old one. Returns the image that
+    /// lost its last name to it (see [`Previous`]), for the caller to let go of once the
+    /// outcome is reported.
+    pub fn commit(mut self) -> Result<Previous, Failure> {
         if self.part {
             self.committed = true;
-            return Ok(());
+            return Ok(Previous::none());
         }
         rustix::fs::fsync(&self.fd).map_err(|e| Failure::on_file("syncing", e))?;
         super::phases::mark(super::phases::Phase::Synced);
@@ -139,7 +141,10 @@ impl<'a> TempImage<'a> {
         }
         let (from, to) = self.name.ok_or(Failure::plain("temporary name"))?;
         let image_path = &self.buf[..self.image_len - 1];
-        keep_generations(image_path, crate::config::images_kept())?;
+        let kept = crate::config::images_kept();
+        // Dropped on any failure below: only the hidden second name goes, the image stays.
+        let previous = Previous::hold(image_path, kept);
+        keep_generations(image_path, kept)?;
         let image = CStr::from_bytes_with_nul(&self.buf[..self.image_len]).map_err(|_| Failure::plain("bad image path"))?;
         let tmp = CStr::from_bytes_with_nul(&self.buf[from..to]).map_err(|_| Failure::plain("bad image path"))?;
         rustix::fs::rename(tmp, image).map_err(|e| {
@@ -156,7 +161,119 @@ impl<'a> TempImage<'a> {
         self.committed = true;
         super::phases::mark(super::phases::Phase::Renamed);
         sync_parent_dir(image_path);
-        Ok(())
+        Ok(previous)
+    }
+}
+
+/// The image a commit takes the last name of (the one at the image path, or with `CKPT_KEEP=N`
+/// the oldest one kept, `<image>.N`), kept alive past the rename by a second, hidden name made
+/// just before it: `.<image file name>.old.<writer's pid>` in the image's directory. Freeing
+/// a large file's blocks takes the kernel milliseconds per 100 MB (tmpfs as well), and inside
+/// the rename that time would come before the outcome is reported. Dropping this unlinks the
+/// hidden name (the file is freed then), which the writer does once the outcome is reported.
+///
+/// A writer killed between the two leaves the hidden name behind: every commit first removes
+/// such names of other writers of the same image (see [`remove_leftovers`]). A hidden name that
+/// cannot be made (another user's file, a name too long) is no harm: the old image is then
+/// freed in the rename, as it would be without it.
+pub struct Previous {
+    dir: Option<OwnedFd>,
+    /// The hidden name, NUL-terminated (empty: none).
+    name: [u8; HIDDEN_ROOM],
+}
+
+/// Room for a hidden name: the longest file name, the dot, `.old.` and a pid.
+const HIDDEN_ROOM: usize = 256 + 32;
+
+impl Previous {
+    /// Nothing held.
+    pub fn none() -> Previous {
+        Previous { dir: None, name: [0; HIDDEN_ROOM] }
+    }
+
+    /// Removes the leftovers of writers that died holding an older image, then gives the file
+    /// that the commit of `image` (keeping `kept` older images) is about to unname a hidden
+    /// second name, if it is one of this user's regular files.
+    fn hold(image: &[u8], kept: u32) -> Previous {
+        let mut p = Previous::none();
+        let mut dirbuf = [0u8; ckpt_image::state::PATH_MAX + 1];
+        let Some(dir) = dir_of(image, &mut dirbuf) else { return p };
+        let Ok(dirfd) = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else { return p };
+        let file = ckpt_image::chain::file_name(image);
+        let pid = rustix::process::getpid().as_raw_nonzero().get() as u64;
+        let Some(len) = hidden_name(file, pid, &mut p.name) else { return p };
+        remove_leftovers(&dirfd, file, &p.name[..len]);
+        let mut gen = [0u8; ckpt_image::state::PATH_MAX + 32];
+        let Some(doomed) = ckpt_image::chain::generation_name(image, kept, &mut gen) else { return p };
+        let Ok(doomed) = CStr::from_bytes_with_nul(&doomed.to_bytes_with_nul()[image.len() - file.len()..]) else { return p };
+        let ours = rustix::fs::statat(&dirfd, doomed, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && other_user(st.st_uid).is_none());
+        let Ok(hidden) = CStr::from_bytes_with_nul(&p.name[..len + 1]) else { return p };
+        // A name of ours left by an earlier writer with this pid: ours to replace.
+        let _ = rustix::fs::unlinkat(&dirfd, hidden, rustix::fs::AtFlags::empty());
+        if ours && rustix::fs::linkat(&dirfd, doomed, &dirfd, hidden, rustix::fs::AtFlags::empty()).is_ok() {
+            p.dir = Some(dirfd);
+        }
+        p
+    }
+
+    /// Lets the file go (now, after the outcome is reported); the same as dropping it.
+    pub fn release(self) {}
+}
+
+impl Drop for Previous {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let len = self.name.iter().position(|&b| b == 0).unwrap_or(0);
+            if let Ok(hidden) = CStr::from_bytes_with_nul(&self.name[..len + 1]) {
+                let _ = rustix::fs::unlinkat(&dir, hidden, rustix::fs::AtFlags::empty());
+            }
+        }
+    }
+}
+
+/// Writes `.<file>.old.<pid>` and a NUL into `out`; its length without the NUL, or `None` if
+/// it is longer than a file name may be.
+fn hidden_name(file: &[u8], pid: u64, out: &mut [u8; HIDDEN_ROOM]) -> Option<usize> {
+    let mut w = Writer::new(&mut out[..]);
+    w.u8(b'.');
+    w.bytes(file);
+    w.bytes(HIDDEN_TAG);
+    w.decimal(pid);
+    w.u8(0);
+    let len = w.finish()? - 1;
+    (len <= 255).then_some(len)
+}
+
+/// What follows the image's file name in a hidden name, before the pid.
+const HIDDEN_TAG: &[u8] = b".old.";
+
+/// Whether `entry` is a hidden name [`Previous`] makes for the image file `file`: a dot,
+/// `file`, `.old.` and decimal digits.
+fn is_hidden_name(file: &[u8], entry: &[u8]) -> bool {
+    entry.strip_prefix(b".")
+        .and_then(|e| e.strip_prefix(file))
+        .and_then(|e| e.strip_prefix(HIDDEN_TAG))
+        .is_some_and(|digits| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+}
+
+/// Unlinks, in the image's directory, the hidden names of `file` other than `mine` that are
+/// this user's regular files: left by writers killed between making one and removing it. A
+/// writer still running that loses its name this way only frees its old image in its rename,
+/// as without the name.
+fn remove_leftovers(dir: &OwnedFd, file: &[u8], mine: &[u8]) {
+    let mut dirents = [core::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut raw = rustix::fs::RawDir::new(dir, &mut dirents);
+    while let Some(Ok(e)) = raw.next() {
+        let name = e.file_name();
+        if name.to_bytes() == mine || !is_hidden_name(file, name.to_bytes()) {
+            continue;
+        }
+        let ours = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && other_user(st.st_uid).is_none());
+        if ours {
+            let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
+        }
     }
 }
 

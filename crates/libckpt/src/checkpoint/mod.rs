@@ -470,6 +470,7 @@ fn role_of<'t>(tree: Option<&'t tree::Tree>, member: Option<&'t tree::Joined>) -
 fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tree::Tree>, member: Option<&tree::Joined>, last: Option<Last>) -> Result<Taken, Failure> {
     let Captured { mut parts, started, exclude, file } = c;
     let role = role_of(tree.as_deref(), member);
+    let is_member = member.is_some();
     // The image is written from this very memory: the cache's address is out of it meanwhile.
     let cache = filecache::take();
     let written = write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role, cache);
@@ -491,7 +492,11 @@ fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tre
     if let Some(t) = tree.as_mut() {
         t.release();
     }
-    written.map(|()| Taken::Written)
+    // The image replaced (kept past the rename) and the bases no longer needed go here.
+    written.map(|previous| {
+        write::tidy_up(&mut parts, previous, is_member);
+        Taken::Written
+    })
 }
 
 /// Starts the writer: a process the program never sees (not its child), started by a
@@ -544,21 +549,27 @@ fn run_writer(c: Captured, stopped: &threads::Stopped, tree: Option<&tree::Tree>
     let keep = tree.into_iter().flat_map(|t| t.part_fds());
     write::close_all_but_needed(&mut parts, file.raw_fd(), keep);
     let role = role_of(tree, member);
-    let ok = match write::check_inherited(&mut parts, &exclude).and_then(|()| {
+    let (ok, previous) = match write::check_inherited(&mut parts, &exclude).and_then(|()| {
         phases::mark(phases::Phase::Closed);
         write::write_image(&mut parts, threads::slots(stopped), started, exclude, file, role, cache)
     }) {
-        Ok(()) => {
+        Ok(previous) => {
             report::end(n, report::Outcome::Written, b"");
-            true
+            (true, Some(previous))
         }
         Err(f) => {
             f.report(n, report::Outcome::Failed, "the program goes on; nothing at the image path changed");
-            false
+            (false, None)
         }
     };
     if let Some(m) = member {
         m.written(ok);
+    }
+    // The image replaced and the bases no longer needed are freed only now, once the outcome
+    // is out; still before this writer says it is done, so that the next checkpoint (which
+    // may make a base file no image names yet) cannot start while the bases are looked over.
+    if let Some(p) = previous {
+        write::tidy_up(&mut parts, p, member.is_some());
     }
     report::finished();
     ckpt_sigsafe::sys::exit_group(if ok { 0 } else { 1 })

@@ -12,7 +12,7 @@
 use super::phases::{mark, Phase};
 use super::procfs::monotonic_ns;
 use super::auth::authenticate;
-use super::imagefile::TempImage;
+use super::imagefile::{Previous, TempImage};
 use super::pages::{page_bytes, read_in_memory, read_pagemap, write_all, PageSource, PAGE, PM_PRESENT, PM_SWAPPED};
 use super::scratch::{Parts, Shadow};
 use super::slots::{RegionSlot, Saved};
@@ -537,9 +537,10 @@ struct Layout {
 /// checkpoint signal first, running this code): the plan (what each region keeps, which pages
 /// are stored elsewhere), the region data, the contents of deleted files (and, in a tree's
 /// root, the members' parts), then the headers, and the commit. `cache` is the cache of file
-/// hashes (see `filecache`; 0: none).
+/// hashes (see `filecache`; 0: none). Returns the image this one replaced, held until the
+/// caller lets it go (see [`Previous`]).
 #[allow(clippy::too_many_arguments)]
-pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role, cache: usize) -> Result<(), Failure> {
+pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exclude: Range<usize>, file: TempImage, role: Role, cache: usize) -> Result<Previous, Failure> {
     let pagemap_file = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok();
     let (count, names_len, filemaps_len, shmfiles_len) = decide_regions(parts, &exclude, pagemap_file.as_ref(), cache)?;
     mark(Phase::Decided);
@@ -613,13 +614,26 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     if let Some(b) = &base_link {
         super::chain::link(b, image_path)?;
     }
-    file.commit()?;
-    if !image_path.is_empty() {
-        super::chain::remove_unneeded(image_path, crate::config::images_kept(), parts.base_meta, parts.base_state);
-    }
+    let previous = file.commit()?;
     mark(Phase::Done);
     super::phases::say();
-    Ok(())
+    Ok(previous)
+}
+
+/// After a checkpoint is written and its outcome reported: lets go of the image it replaced
+/// and removes the base files no image kept needs any more. Both free files, which the
+/// kernel takes milliseconds per 100 MB for: done once the checkpoint is over for the program
+/// and for `ckpt checkpoint --wait`.
+/// `member`: a tree member's writer, which wrote only its part (nothing to tidy).
+pub fn tidy_up(parts: &mut Parts, previous: Previous, member: bool) {
+    previous.release();
+    if member {
+        return;
+    }
+    let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
+    if let Some(image_path) = crate::config::this_process_image(&mut image_buf) {
+        super::chain::remove_unneeded(image_path, crate::config::images_kept(), parts.base_meta, parts.base_state);
+    }
 }
 
 /// Decides what each region keeps (its slot's [`Saved`]), once, so that the data and the
