@@ -476,3 +476,38 @@ fn library_hashes_kept_between_checkpoints_follow_a_rewritten_library() {
     again.kill9();
     let _ = lib;
 }
+
+/// The cache of file hashes is the program's own and its writers': a child the program forks
+/// after a checkpoint (no exec) does not inherit it, so it can neither change its parent's
+/// hashes nor write beside them, and at its own checkpoint it makes a cache of its own.
+#[test]
+fn a_forked_child_has_no_share_in_its_parents_cache_of_file_hashes() {
+    let wd = Workdir::new("libhashes-fork");
+    let go = wd.path.join("go");
+    let mut c = Command::new("python3");
+    c.arg("-c").arg(
+        "import os, sys, time\n\
+         print('ready', flush=True)\n\
+         while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n\
+         pid = os.fork()\n\
+         if pid == 0:\n    os.write(1, b'child %d\\n' % os.getpid())\n    while True: time.sleep(0.05)\n\
+         os.waitpid(pid, 0)\n",
+    );
+    c.arg(&go);
+    let mut orig = Proc::preloaded(c, &wd.image(), "python3 that forks");
+    orig.wait_lines(1, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    let cache_in = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap().contains("/memfd:ckpt-filehash (deleted)");
+    assert!(cache_in(orig.pid), "no cache of file hashes after a checkpoint");
+    std::fs::write(&go, b"").unwrap();
+    let lines = orig.wait_until(|l| l.iter().any(|x| x.starts_with("child ")), SHORT, "the child's line");
+    let child: u32 = lines.iter().find_map(|x| x.strip_prefix("child ")).unwrap().trim().parse().unwrap();
+    assert!(!cache_in(child), "the forked child shares its parent's cache of file hashes");
+    assert!(cache_in(orig.pid), "the parent lost its cache of file hashes");
+    // The child's own checkpoint (its image beside the parent's) makes a cache of its own.
+    let child_image = wd.path.join("child.img");
+    let st = Command::new(ckpt()).args(["checkpoint", "--wait", "--to"]).arg(&child_image).arg(child.to_string()).status().unwrap();
+    assert!(st.success(), "the child's checkpoint failed: {st}");
+    assert!(cache_in(child), "no cache of file hashes in the child after its own checkpoint");
+    orig.kill_tree();
+}

@@ -11,16 +11,18 @@
 //! part of an image (`write::regions` leaves it out by its name) and its descriptor is closed
 //! once it is mapped. Its address is taken out of the program's memory while a writer is
 //! started (`take`, `put_back`), so that the image holds none: a restored process makes a new
-//! one. A child the program forks shares it with its parent; a record is written by one writer
-//! at a time in each, but parent and child may write at once, so each record carries a check
-//! of its words and a torn one is only a miss. A wrong hash here could never make a restart
-//! use a changed file: a restart hashes the file itself and refuses it if the hash differs.
+//! one. It is inherited by the writer alone: marked `MADV_DONTFORK` except while the writer is
+//! forked (the program's threads stopped), so that a child the program forks has none of it
+//! (it makes its own, known by the PID that made it) and cannot change its parent's hashes.
+//! Writers of one process follow each other, but a record still carries a check of its words,
+//! so that a torn one would only be a miss.
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint handler and the writer: raw system calls and atomics on the shared
 //! mapping; no allocation, no locks, no libc.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use rustix::mm::Advice;
 
 /// How the mapping shows in `/proc/PID/maps`.
 pub const MAP_NAME: &[u8] = b"/memfd:ckpt-filehash (deleted)";
@@ -51,6 +53,9 @@ const LEN: usize = (SLOTS * WORDS * 8).next_multiple_of(4096);
 
 /// The mapping's address in this process (0: none yet, or taken by `take`).
 static AT: AtomicUsize = AtomicUsize::new(0);
+/// The process that made the mapping at `AT`: in a child the program forked, `AT` is its
+/// parent's, whose mapping the child did not inherit.
+static OWNER: AtomicU32 = AtomicU32::new(0);
 
 /// The cache a writer about to start uses: its address, taken out of the program's memory
 /// until [`put_back`] (0: none, and none could be made). Made now if there is none yet.
@@ -59,17 +64,34 @@ pub fn take() -> usize {
         // libckpt's code is in the process only for this checkpoint: nothing to keep.
         return 0;
     }
-    match AT.swap(0, Ordering::AcqRel) {
-        0 => make().unwrap_or(0),
-        at => at,
+    let at = match AT.swap(0, Ordering::AcqRel) {
+        at if at != 0 && OWNER.load(Ordering::Acquire) == own_pid() => at,
+        _ => make().unwrap_or(0),
+    };
+    // The writer about to be forked inherits it (the program's threads are stopped until
+    // `put_back`, so no child of theirs does meanwhile).
+    if at != 0 && fork_advice(at, Advice::LinuxDoFork).is_err() {
+        return 0;
+    }
+    at
+}
+
+/// Once the writer is started (or the image is written): the program keeps the cache, which
+/// its own children do not inherit.
+pub fn put_back(at: usize) {
+    if at != 0 && fork_advice(at, Advice::LinuxDontFork).is_ok() {
+        AT.store(at, Ordering::Release);
     }
 }
 
-/// Once the writer is started (or the image is written): the program keeps the cache.
-pub fn put_back(at: usize) {
-    if at != 0 {
-        AT.store(at, Ordering::Release);
-    }
+fn own_pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+fn fork_advice(at: usize, advice: Advice) -> Result<(), rustix::io::Errno> {
+    // SAFETY: `at` is the cache's mapping of LEN bytes (made by `make`, never unmapped); the
+    // advice changes only whether a fork copies it, not its contents.
+    unsafe { rustix::mm::madvise(at as *mut _, LEN, advice) }
 }
 
 fn make() -> Result<usize, rustix::io::Errno> {
@@ -79,6 +101,7 @@ fn make() -> Result<usize, rustix::io::Errno> {
     // SAFETY: a new shared mapping of our own memfd, which overlaps nothing; the descriptor is
     // closed when `fd` is dropped, the mapping stays.
     let p = unsafe { rustix::mm::mmap(core::ptr::null_mut(), LEN, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &fd, 0) }?;
+    OWNER.store(own_pid(), Ordering::Release);
     Ok(p as usize)
 }
 

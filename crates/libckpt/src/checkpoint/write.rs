@@ -435,7 +435,18 @@ fn file_identity(r: &MapsEntry, region: u32, pathbuf: &mut [u8], buf: &mut [u8],
     }
     let read = |at: u64, into: &mut [u8]| rustix::io::retry_on_intr(|| rustix::io::pread(&file, &mut *into, at));
     m.content_hash = ckpt_image::filemaps::content_hash(m.size, r.offset, (r.end - r.start) as u64, buf, read).ok()??;
-    super::filecache::put(cache, &key, m.content_hash);
+    // Kept for the next images only if no write could have been under way while it was hashed:
+    // a write sets the file's times as it begins, then copies, so a hash taken meanwhile would
+    // be kept under the file's final identity. The times still as they were and a change time
+    // more than a second old rule that out.
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let settled = rustix::fs::fstat(&file).is_ok_and(|after| {
+        (after.st_size, after.st_mtime, after.st_mtime_nsec, after.st_ctime, after.st_ctime_nsec) == (st.st_size, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec)
+            && after.st_ctime < now.tv_sec - 1
+    });
+    if settled {
+        super::filecache::put(cache, &key, m.content_hash);
+    }
     Some(m)
 }
 
