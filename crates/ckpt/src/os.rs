@@ -362,6 +362,25 @@ pub fn splice(from: i32, off_from: Option<&mut i64>, to: i32, off_to: Option<&mu
     Ok(n as usize)
 }
 
+/// Socket `fd` reads as readable (to poll) only once `bytes` are queued on it: whether set.
+pub fn low_water(fd: i32, bytes: usize) -> bool {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: setsockopt with a c_int option value that lives across the call.
+    unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, (&v as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t) == 0 }
+}
+
+/// TCP keepalive on socket `fd`, probing after 15 s of silence, every 5 s, 4 times: a peer
+/// whose machine is gone (or cut off) ends the connection within half a minute or so, not
+/// after the kernel's default two hours.
+pub fn keep_alive(fd: i32) {
+    for (level, name, value) in [(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1), (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 15), (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 5), (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4)] {
+        let v: libc::c_int = value;
+        // SAFETY: setsockopt with a c_int option value that lives across the call; a failure
+        // leaves the socket as it was (no keepalive), which is only less watchful.
+        unsafe { libc::setsockopt(fd, level, name, (&v as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t) };
+    }
+}
+
 /// Waits until one of `fds` can be read (or has hung up), at most `timeout`; for each, whether
 /// it can. An interrupted wait counts as none ready.
 pub fn readable<const N: usize>(fds: [i32; N], timeout: std::time::Duration) -> [bool; N] {

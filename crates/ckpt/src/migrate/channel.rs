@@ -24,6 +24,14 @@ const TAG: usize = 16;
 const HEAD: usize = 4;
 /// The first record's plaintext.
 pub const GREETING: &[u8] = b"ckpt migrate: direct channel, version 1";
+/// The greeting record as it comes on the wire: its length, then the sealed greeting. A
+/// connection whose first bytes are not this long a record is not the source's.
+pub const GREETING_RECORD: usize = HEAD + GREETING.len() + TAG;
+
+/// Whether `head`, a connection's first bytes, begins a greeting record (its length).
+pub fn begins_greeting(head: &[u8]) -> bool {
+    head.len() >= HEAD && head[..HEAD] == ((GREETING.len() + TAG) as u32).to_le_bytes()
+}
 
 /// A fresh key, from the kernel's random source; `None` if it gave none.
 pub fn new_key() -> Option<[u8; KEY_LEN]> {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 #[derive(Args)]
@@ -225,16 +226,99 @@ fn accept(listener: TcpListener, key: &[u8], ssh: &BufReader<File>) -> Result<Op
             continue;
         }
         let Ok((stream, _)) = listener.accept() else { continue };
-        // A connection that does not greet in time (or at all) is not the source's.
+        // A connection that does not greet in time (or at all) is not the source's: its whole
+        // greeting within 2 s (or by the deadline), and nothing read before all of it is there,
+        // so that a peer trickling bytes cannot hold the far side.
+        let by = deadline.min(std::time::Instant::now() + std::time::Duration::from_secs(2));
+        match whole_greeting(&stream, by, ssh.get_ref().as_raw_fd()) {
+            Greeting::Here => {}
+            Greeting::Not => continue,
+            Greeting::SshSaid => return Err(None),
+        }
         let greeted = stream.set_nonblocking(false).and_then(|_| stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))).and_then(|_| {
             let mut o = Opener::new(key, stream)?;
             Ok(o.greeted()?.then_some(o))
         });
         if let Ok(Some(o)) = greeted {
             if o.get_ref().set_read_timeout(None).is_ok() {
+                crate::os::keep_alive(o.get_ref().as_raw_fd());
                 return Ok(o);
             }
         }
+    }
+}
+
+enum Greeting {
+    /// A whole greeting record's bytes are queued on the connection.
+    Here,
+    /// Not by the deadline, not of a greeting's length, or the connection ended.
+    Not,
+    /// The source said something on ssh meanwhile (it gave up connecting).
+    SshSaid,
+}
+
+/// Waits, until `by`, for a greeting record's bytes to be queued whole on `stream`, reading
+/// none of them (the socket's receive low-water mark makes it readable only then).
+fn whole_greeting(stream: &TcpStream, by: std::time::Instant, ssh: i32) -> Greeting {
+    use std::os::fd::AsRawFd;
+    if !crate::os::low_water(stream.as_raw_fd(), super::channel::GREETING_RECORD) || stream.set_nonblocking(true).is_err() {
+        return Greeting::Not;
+    }
+    loop {
+        let left = by.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Greeting::Not;
+        }
+        let [ready, said] = crate::os::readable([stream.as_raw_fd(), ssh], left);
+        if said {
+            return Greeting::SshSaid;
+        }
+        if !ready {
+            continue;
+        }
+        let mut head = [0u8; super::channel::GREETING_RECORD];
+        return match stream.peek(&mut head) {
+            // The mark back to one byte, for the stream's records.
+            Ok(n) if n == head.len() && super::channel::begins_greeting(&head) && crate::os::low_water(stream.as_raw_fd(), 1) => Greeting::Here,
+            // Ended, failed, or not a greeting's length: closed (dropped by the caller).
+            _ => Greeting::Not,
+        };
+    }
+}
+
+/// While the files come on the direct channel, ssh's stdin has nothing more to say: its end
+/// (ssh gone, and with it the source, its machine, or the network between) ends the direct
+/// connection too, so that the far side does not wait forever for files that will not come
+/// (the connection's keepalive finds a silent peer only after half a minute, and not at all
+/// one that is stopped). Once dropped, at the restart or any other end of `take_files`, it no
+/// longer acts.
+struct SshWatch(Arc<AtomicBool>);
+
+impl SshWatch {
+    fn start(ssh: &File, stream: &TcpStream) -> Option<SshWatch> {
+        let (mut ssh, stream) = (ssh.try_clone().ok()?, stream.try_clone().ok()?);
+        let done = Arc::new(AtomicBool::new(false));
+        let over = done.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            loop {
+                match ssh.read(&mut buf) {
+                    Ok(0) => break,
+                    Err(e) if e.kind() != std::io::ErrorKind::Interrupted => break,
+                    _ => {}
+                }
+            }
+            if !over.load(Ordering::Acquire) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        Some(SshWatch(done))
+    }
+}
+
+impl Drop for SshWatch {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -242,6 +326,8 @@ fn accept(listener: TcpListener, key: &[u8], ssh: &BufReader<File>) -> Result<Op
 /// the image's name) or goes away (`None`). A `Key` first (with `listener`): the source's
 /// frames come on the direct channel from then on, if it connects.
 fn take_files(input: &mut Input, mut listener: Option<TcpListener>, back: &Back, dir: &Path, verifier: &Verifier) -> Result<Option<(u8, String)>, String> {
+    // Watching ssh while the files come on the direct channel (see `SshWatch`).
+    let mut _watch: Option<SshWatch> = None;
     let bad = |f: &Frame| format!("a {:?} frame that makes no sense here", f.kind);
     let name_of = |f: &Frame, p: &[u8]| -> Result<String, String> {
         let n = String::from_utf8_lossy(p).into_owned();
@@ -366,6 +452,7 @@ fn take_files(input: &mut Input, mut listener: Option<TcpListener>, back: &Back,
                 match accept(l, &f.payload, ssh) {
                     Ok(o) => {
                         back.say(Kind::Direct, &[&[1]]).map_err(|e| format!("cannot answer: {e}"))?;
+                        _watch = SshWatch::start(ssh.get_ref(), o.get_ref());
                         *input = Input::Direct(Box::new(o));
                     }
                     Err(Some(why)) => back.say(Kind::Direct, &[&[0], why.as_bytes()]).map_err(|e| format!("cannot answer: {e}"))?,
