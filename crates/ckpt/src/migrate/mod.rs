@@ -439,6 +439,14 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
             times(format_args!("round {round}: image written in {:.3} s, sent in {:.3} s", written.as_secs_f64(), (started.elapsed() - written).as_secs_f64()));
         }
         if sent <= SMALL_ROUND || sent > last / 2 || round + 1 >= MAX_ROUNDS {
+            // The far side's checks of the first image not answered yet: one more round while
+            // they go on (the program running), rather than a wait whose writes would all go
+            // into the last delta. Rounds are left for a first image sent again, and the last.
+            if !checks.is_empty() && !resent && round + 3 < MAX_ROUNDS {
+                times(format_args!("the far side's checks of the first image not answered yet: one more round meanwhile"));
+                last = sent;
+                continue;
+            }
             // The last round is to send only the last changes: a file sent as it was written
             // that the far side found wrong is sent again, whole, by one more round before it
             // (once: it is no longer followed as it is written).
