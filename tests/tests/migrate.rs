@@ -322,7 +322,8 @@ fn a_pipeline_of_three_processes_moves() {
     nothing_left(&wd);
 }
 
-/// No ckpt on the far side: migrate says so, and the program was never touched.
+/// No ckpt on the far side: migrate says so, and the program goes on (round 0's checkpoint was
+/// begun while ssh connected: it is waited for, and its image removed).
 #[test]
 fn no_ckpt_there_leaves_the_original_running() {
     let Some((wd, sshd)) = setup("migrate-missing") else { return };
@@ -333,12 +334,27 @@ fn no_ckpt_there_leaves_the_original_running() {
     let st = m.wait_exit(LONG);
     assert_eq!(st.code(), Some(1), "stderr {:?}", m.stderr());
     let said = m.stderr();
-    assert!(said.contains("/nonexistent/ckpt not found on 127.0.0.1") && said.contains("was not touched"), "{said:?}");
+    assert!(said.contains("/nonexistent/ckpt not found on 127.0.0.1") && said.contains(&format!("process {} goes on running here", orig.pid())), "{said:?}");
     let n = orig.lines().len();
     let lines = orig.wait_lines(n + 20);
     assert_counter_prefix(&lines, &reference);
     assert_ne!(state(orig.pid()), 'T');
     nothing_left(&wd);
+
+    // Round 0's checkpoint, removed, was begun before the far side failed: the program's own
+    // checkpoints are not the worse for it. One to its own image, then SIGKILL, and it restarts
+    // from there.
+    let image = wd.image();
+    let out = Command::new(ckpt()).args(["checkpoint", &orig.pid().to_string(), "--wait"]).output().unwrap();
+    assert!(out.status.success(), "checkpoint after the failed move: {}", String::from_utf8_lossy(&out.stderr));
+    let at_ckpt = orig.lines().len();
+    drop(orig);
+    let mut restart = Command::new(ckpt());
+    restart.arg("restart").arg(&image);
+    let mut again = Proc::spawn(restart, "ckpt restart after the failed move");
+    let lines = wait_file_lines(&wd.path.join("out"), at_ckpt + 30, LONG);
+    assert_counter_prefix(&lines, &reference);
+    again.kill_tree();
 }
 
 /// A far side's ckpt whose myrestart is the shell script `myrestart` (written into the test's

@@ -368,33 +368,43 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
             eprintln!("ckpt: {line}");
         }
     };
+    let local = PrivateDir::make(a.local_dir.as_deref(), "migrate").map_err(|e| (EXIT_FAILED, format!("{e}; process {pid} was not touched")))?;
+    let image = local.0.join("img");
     let mut far = Far::start(&a)?;
-    // The far side first: nothing is asked of the program before it is known to be able to
-    // take it.
-    let hello = far.next(Instant::now() + Duration::from_secs(60)).map_err(|why| (EXIT_FAILED, format!("{why}; process {pid} was not touched")))?;
+    // Round 0's image is begun at once, while ssh connects and the far side starts: it is
+    // streamed from the start of its file once the far side is there, and catches up. If the
+    // far side fails, the program goes on as after any checkpoint (the image, which nothing
+    // else refers to, is removed with the directory once its writer is done: dropping `first`
+    // waits for that, before `local` goes).
+    // (For the tests of a file sent as it is written, which a small program's image, done before
+    // ssh is, would not be: begun once the far side is there, as on a fast connection.)
+    let early = std::env::var_os("CKPT_MIGRATE_TEST_SPOIL").is_none();
+    let mut first = early.then(|| First::start(pid, &image, timeout));
+    if early {
+        times(format_args!("round 0: the checkpoint begun"));
+    }
+    let gone_on = |why: String| (EXIT_FAILED, format!("{why}; process {pid} goes on running here"));
+    let hello = far.next(Instant::now() + Duration::from_secs(60)).map_err(gone_on)?;
     let facts = match (hello.kind, wire::parse_hello(&hello.payload)) {
         (Kind::Hello, Some((wire::VERSION, facts))) => facts,
-        (Kind::Hello, Some((v, _))) => return Err((EXIT_FAILED, format!("the ckpt on {} speaks version {v} of migrate's protocol, this one {}: install the same ckpt there; process {pid} was not touched", a.host, wire::VERSION))),
-        _ => return Err((EXIT_FAILED, format!("{} did not answer as ckpt receive does; process {pid} was not touched", a.host))),
+        (Kind::Hello, Some((v, _))) => return Err(gone_on(format!("the ckpt on {} speaks version {v} of migrate's protocol, this one {}: install the same ckpt there", a.host, wire::VERSION))),
+        _ => return Err(gone_on(format!("{} did not answer as ckpt receive does", a.host))),
     };
     times(format_args!("the far side answered"));
     let fact = |k: &str| facts.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
     if fact("restart") != "yes" {
-        return Err((EXIT_FAILED, format!("{} cannot restart programs: {}; process {pid} was not touched", a.host, fact("restart"))));
+        return Err(gone_on(format!("{} cannot restart programs: {}", a.host, fact("restart"))));
     }
-    let local = PrivateDir::make(a.local_dir.as_deref(), "migrate").map_err(|e| (EXIT_FAILED, format!("{e}; process {pid} was not touched")))?;
-    let image = local.0.join("img");
     let mut sender = send::Sender::default();
     if a.via_ssh {
         say("the data goes through ssh (--via-ssh)".into());
     } else {
-        match far.go_direct(&fact("direct"), &a.host, Instant::now() + timeout).map_err(|why| (EXIT_FAILED, format!("{why}; process {pid} was not touched")))? {
+        match far.go_direct(&fact("direct"), &a.host, Instant::now() + timeout).map_err(gone_on)? {
             Ok(to) => say(format!("the data goes directly to {to}, encrypted (AES-128-GCM); ssh carries the control")),
             Err(why) => say(format!("{why}: the data goes through ssh")),
         }
         times(format_args!("the direct channel is set up, or not"));
     }
-    let gone_on = |why: String| (EXIT_FAILED, format!("{why}; process {pid} goes on running here"));
     let mut last = u64::MAX;
     // Files sent as they were written, whose checks the far side has not answered yet.
     let mut checks = Vec::new();
@@ -406,7 +416,8 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
         let started = Instant::now();
         let (taken, early) = if round == 0 {
             // The first image is the whole program: sent while it is written.
-            let (taken, early) = first_round(&mut far, &mut sender, pid, &image, timeout, &mut checks);
+            let first = first.get_or_insert_with(|| First::start(pid, &image, timeout));
+            let (taken, early) = first_round(&mut far, &mut sender, first, &image, &mut checks);
             (taken.map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?, early.map_err(|e| gone_on(far.write_failed(e)))?)
         } else {
             (take(pid, Some(&image), Ending::Goes, timeout).map_err(|(c, why)| (c, format!("{why}; process {pid} goes on running here")))?, 0)
@@ -428,6 +439,14 @@ pub fn migrate(a: MigrateArgs) -> Outcome {
             times(format_args!("round {round}: image written in {:.3} s, sent in {:.3} s", written.as_secs_f64(), (started.elapsed() - written).as_secs_f64()));
         }
         if sent <= SMALL_ROUND || sent > last / 2 || round + 1 >= MAX_ROUNDS {
+            // The far side's checks of the first image not answered yet: one more round while
+            // they go on (the program running), rather than a wait whose writes would all go
+            // into the last delta. Rounds are left for a first image sent again, and the last.
+            if !checks.is_empty() && !resent && round + 3 < MAX_ROUNDS {
+                times(format_args!("the far side's checks of the first image not answered yet: one more round meanwhile"));
+                last = sent;
+                continue;
+            }
             // The last round is to send only the last changes: a file sent as it was written
             // that the far side found wrong is sent again, whole, by one more round before it
             // (once: it is no longer followed as it is written).
@@ -569,25 +588,59 @@ fn connect(offered: std::net::SocketAddr, port: u16, host: &str, budget: Duratio
     Err(format!("cannot connect directly to {} ({last})", if tried.is_empty() { format!("{host} port {port}") } else { tried.join(" or ") }))
 }
 
-/// Round 0: a checkpoint taken (on a thread) while the image its writer writes is followed
-/// and sent as it grows (not a tree's); once it is in place, what was not sent yet. The checkpoint, and the
-/// bytes sent (or why sending failed). The image's name and identity go to `checks`: the far
-/// side's checks say whether the bytes sent early were the writer's last word.
-fn first_round(far: &mut Far, sender: &mut send::Sender, pid: u32, image: &std::path::Path, timeout: Duration, checks: &mut Vec<(String, send::Id)>) -> (Result<crate::checkpoint::Taken, (u8, String)>, std::io::Result<u64>) {
-    let program = crate::report::program_behind(pid);
-    let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // A tree's image is written by its root from parts, files of their own in the directory
-    // that could be taken for it (and the far side leaves its checks to myrestart): it is sent
-    // once in place.
-    let tree = crate::attach::descendants(program).into_iter().any(|p| crate::report::comm(p) != "ckpt-writer");
-    let taking = {
+/// Round 0's checkpoint, taken on a thread (begun by [`First::start`]); waited for when
+/// dropped, so that its writer is done with the directory before it is removed.
+struct First {
+    taking: Option<std::thread::JoinHandle<Result<crate::checkpoint::Taken, (u8, String)>>>,
+    /// The program's process (`pid` is the one migrate was given: a `ckpt run` in front of it,
+    /// or the program itself).
+    program: u32,
+    /// Whether the program has processes below it (other than a writer).
+    tree: bool,
+}
+
+impl First {
+    fn start(pid: u32, image: &std::path::Path, timeout: Duration) -> First {
+        let program = crate::report::program_behind(pid);
+        // A tree's image is written by its root from parts, files of their own in the
+        // directory that could be taken for it (and the far side leaves its checks to
+        // myrestart): it is sent once in place.
+        let tree = crate::attach::descendants(program).into_iter().any(|p| crate::report::comm(p) != "ckpt-writer");
         let image = image.to_path_buf();
-        std::thread::spawn(move || take(pid, Some(&image), Ending::Goes, timeout))
-    };
+        let taking = std::thread::spawn(move || take(pid, Some(&image), Ending::Goes, timeout));
+        First { taking: Some(taking), program, tree }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.taking.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// The checkpoint, once in place (a failed one, or a panic, returns its reason).
+    fn join(&mut self) -> Result<crate::checkpoint::Taken, (u8, String)> {
+        let taking = self.taking.take().ok_or((EXIT_FAILED, "the checkpoint was waited for already".to_string()))?;
+        taking.join().unwrap_or_else(|_| Err((EXIT_FAILED, "the checkpoint failed".into())))
+    }
+}
+
+impl Drop for First {
+    fn drop(&mut self) {
+        if let Some(t) = self.taking.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Round 0: the checkpoint `first` (under way) followed as its writer writes the image, and
+/// sent as it grows (not a tree's); once it is in place, what was not sent yet. The checkpoint,
+/// and the bytes sent (or why sending failed). The image's name and identity go to `checks`:
+/// the far side's checks say whether the bytes sent early were the writer's last word.
+fn first_round(far: &mut Far, sender: &mut send::Sender, first: &mut First, image: &std::path::Path, checks: &mut Vec<(String, send::Id)>) -> (Result<crate::checkpoint::Taken, (u8, String)>, std::io::Result<u64>) {
+    let (program, tree) = (first.program, first.tree);
+    let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut growing = None;
     let mut sent = 0;
     let mut failed = None;
-    while !taking.is_finished() {
+    while !first.is_finished() {
         let mut more = 0;
         if failed.is_none() && !tree {
             // The directory is migrate's own: the one file without a name in it is the image
@@ -615,8 +668,7 @@ fn first_round(far: &mut Far, sender: &mut send::Sender, pid: u32, image: &std::
             std::thread::sleep(Duration::from_millis(if growing.is_none() { 10 } else { 2 }));
         }
     }
-    // A checkpoint that failed (or a panic) returns its reason.
-    let taken = taking.join().unwrap_or_else(|_| Err((EXIT_FAILED, "the checkpoint failed".into())));
+    let taken = first.join();
     if let Some(e) = failed {
         return (taken, Err(e));
     }
