@@ -501,8 +501,16 @@ fn via_ssh_sends_everything_through_ssh() {
 /// on, as behind a firewall): migrate says so, goes through ssh instead, and the program moves.
 #[test]
 fn an_unreachable_direct_port_falls_back_to_ssh() {
-    // A port the kernel gave and took back: nothing listens on it now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    // A port nothing listens on, and that nothing can take while the test runs (a far side of
+    // another test listening on it would take the connection): a listener's port, kept by the
+    // connection it accepted, then the listener closed. A connection to it is refused.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = listener.local_addr().unwrap();
+    let _client = std::net::TcpStream::connect(at).unwrap();
+    let _accepted = listener.accept().unwrap();
+    drop(listener);
+    assert!(std::net::TcpStream::connect(at).is_err(), "a connection to the closed listener's port was taken");
+    let port = at.port().to_string();
     let said = counter_moves_with("migrate-fallback", &[], &[("CKPT_MIGRATE_TEST_DIRECT_PORT", &port)]);
     if said.is_empty() {
         return;
