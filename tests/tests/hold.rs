@@ -145,6 +145,36 @@ fn hold_stops_the_process_at_its_image() {
     restarts_at(&wd.image(), held);
 }
 
+/// `--hold` of a process whose leader thread blocks every signal (as it does for a moment inside
+/// glibc's `pthread_kill`, which once made `ckpt migrate` of a threaded program wait for ever):
+/// libckpt's thread stopper holds the leader with ptrace, so once held its state is 't' (a
+/// trace stop), not 'T'. ckpt returns all the same once every thread is stopped; SIGCONT lets
+/// it go on, and its image restarts at the line after the last one it printed.
+#[test]
+fn hold_returns_when_the_leader_is_held_with_ptrace() {
+    let wd = Workdir::new("hold-leader");
+    let mut p = Proc::preloaded(Command::new(prog("leaderblocks", &["-pthread"])), &wd.image(), "leaderblocks");
+    p.wait_lines(20, LONG);
+    // Bounded: without a bound a process ckpt took for running would be waited for 600 s.
+    let said = ok(&checkpoint(p.pid, &["--hold", "--timeout", "30"]));
+    assert!(said.contains(&format!("process {} is stopped at its image", p.pid)), "{said}");
+    assert_eq!(state_of(p.pid), Some('t'), "the leader is not the thread held with ptrace: this test tests nothing");
+    let states: Vec<char> = std::fs::read_dir(format!("/proc/{}/task", p.pid)).unwrap().flatten().filter_map(|t| state_of_path(&t.path().join("stat"))).collect();
+    assert!(states.iter().all(|&s| s == 'T' || s == 't'), "a thread runs while held: {states:?}");
+    let held = p.lines().len();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(p.lines().len(), held, "it printed while held");
+    p.signal(libc::SIGCONT);
+    counts_on(&p, held + 20);
+    p.kill9();
+    restarts_at(&wd.image(), held);
+}
+
+fn state_of_path(stat: &Path) -> Option<char> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    stat.rsplit(") ").next()?.chars().next()
+}
+
 /// `--hold --to PATH` (the last round of `ckpt migrate`), the held process killed: the image at
 /// PATH restarts where it stopped, the own image path untouched.
 #[test]

@@ -270,6 +270,30 @@ fn a_threaded_program_moves() {
     nothing_left(&wd);
 }
 
+/// A program whose leader thread blocks every signal moves: libckpt holds that thread with
+/// ptrace for the last round, so the original's state is 't', not 'T', once held (the leader
+/// of `threads` is so, now and then, when the checkpoint comes while it is in `pthread_kill`,
+/// and migrate then waited for ever for it to stop). It goes on there with no line lost or
+/// repeated.
+#[test]
+fn a_program_whose_leader_blocks_every_signal_moves() {
+    let Some((wd, sshd)) = setup("migrate-leader") else { return };
+    let mut orig = Original::start(&wd, &[prog("leaderblocks", &["-pthread"]).to_str().unwrap()]);
+    orig.wait_lines(20);
+    let mut m = migrate(&wd, &sshd, orig.pid(), &root().join("ckpt"));
+    let there = moved(&m, orig.pid());
+    orig.wait_gone();
+    let n = orig.lines().len();
+    let lines = orig.wait_lines(n + 20);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l, &i.to_string(), "line {i}; migrate's stderr {:?}", m.stderr());
+    }
+    drop(there);
+    let st = m.wait_exit(LONG);
+    assert_eq!(st.code(), Some(128 + libc::SIGKILL), "migrate ends as the program did; stderr {:?}", m.stderr());
+    nothing_left(&wd);
+}
+
 /// The first image is sent while it is written: a byte of it that the far side then holds
 /// wrong (as if the writer had changed it after it went) fails the far side's checks, and the
 /// image is sent again, whole, before the last round; the program goes on with its memory as

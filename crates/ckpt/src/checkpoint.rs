@@ -408,7 +408,7 @@ fn members(pid: u32) -> Vec<u32> {
 /// leaves them (each stops itself once its image is in place).
 fn wait_held(asked: u32, pids: &[u32], deadline: Instant) -> Result<(), (u8, String)> {
     loop {
-        let running: Vec<u32> = pids.iter().copied().filter(|&p| !stopped(p)).collect();
+        let running: Vec<u32> = pids.iter().copied().filter(|&p| !held(p)).collect();
         if running.is_empty() {
             return Ok(());
         }
@@ -700,6 +700,28 @@ fn stopped(pid: u32) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// Whether every thread of process `pid` is stopped as a held checkpoint leaves it: in the
+/// group stop its SIGSTOP began ('T'), or, a thread libckpt's thread stopper (`ckpt-seize`)
+/// holds with ptrace, in a trace stop ('t'), which it stays in until the stopper lets it go once
+/// the process is continued. The stopper holds any thread that blocked the checkpoint's stop
+/// signal as the checkpoint began, the leader too (glibc's `pthread_kill` blocks every signal
+/// for a moment): the process's own state, its leader's, is then 't', never 'T'. The thread that
+/// took the checkpoint is never held so: the process counts as stopped only once it has stopped
+/// itself too. Threads that ended meanwhile do not count.
+fn held(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    let mut any = false;
+    for t in tasks.flatten() {
+        let stat = std::fs::read(t.path().join("stat")).unwrap_or_default();
+        match ckpt_sigsafe::proctext::stat_state(&stat) {
+            Some(b'T' | b't') => any = true,
+            None => {}
+            Some(_) => return false,
+        }
+    }
+    any
 }
 
 /// Whether process `pid` still runs (exists and is not a zombie).
