@@ -678,28 +678,10 @@ fn outcome(asked: u32, pid: u32, image: &Path, s: &crate::report::Snapshot, star
     }
 }
 
-/// Whether process `pid` is stopped (by SIGSTOP, or a terminal): every one of its threads (a
-/// group stop reaches each thread in its own time; the main thread's state alone says nothing
-/// of the others).
+/// Whether process `pid` is stopped (by SIGSTOP, or a terminal).
 fn stopped(pid: u32) -> bool {
-    let task_stopped = |t: &str| {
-        let stat = std::fs::read(format!("/proc/{pid}/task/{t}/stat")).unwrap_or_default();
-        ckpt_sigsafe::proctext::stat_state(&stat) == Some(b'T')
-    };
-    match std::fs::read_dir(format!("/proc/{pid}/task")) {
-        Ok(tasks) => {
-            let mut any = false;
-            for t in tasks {
-                let Ok(t) = t else { return false };
-                any = true;
-                if !task_stopped(&t.file_name().to_string_lossy()) {
-                    return false;
-                }
-            }
-            any
-        }
-        Err(_) => false,
-    }
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+    ckpt_sigsafe::proctext::stat_state(&stat) == Some(b'T')
 }
 
 /// Whether every thread of process `pid` is stopped as a held checkpoint leaves it: in the
