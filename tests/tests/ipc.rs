@@ -28,6 +28,18 @@ fn remove(ids: &[String; 4]) {
     assert!(st.success(), "ipcrm {ids:?}: {st}");
 }
 
+/// The ID of the segment a tree's parent made after the fork ("late ID"), once printed.
+fn late_id(orig: &Proc) -> String {
+    let lines = orig.wait_until(|l| l.iter().any(|l| l.starts_with("late ")), SHORT, "the parent's late segment");
+    lines.iter().find_map(|l| l.strip_prefix("late ")).unwrap().to_string()
+}
+
+/// Removes the late segment the killed original left.
+fn remove_late(id: &str) {
+    let st = Command::new("ipcrm").args(["-m", id]).status().expect("ipcrm");
+    assert!(st.success(), "ipcrm -m {id}: {st}");
+}
+
 /// The counter's last value printed by `who` ('p' or 'c').
 fn last_count(lines: &[String], who: char) -> i64 {
     lines.iter().rev().find_map(|l| l.strip_prefix(&format!("{who} "))?.split(' ').nth(1)?.parse().ok()).unwrap_or(0)
@@ -73,23 +85,27 @@ fn system_v_objects_keep_their_ids_and_contents() {
 
 /// A parent and its forked child share the segment: after the restart each goes on counting in
 /// it, the child attaches it again by ID and finds its own count, and the parent finds both
-/// counts, the semaphore values and the queued messages.
+/// counts, the semaphore values and the queued messages. Both know the keyed segment (made
+/// before the fork); only the parent knows the one it made after, which comes back from its
+/// own part of the image.
 #[test]
 fn a_tree_shares_its_system_v_segment_by_id() {
     let wd = Workdir::new("sysvipc-tree");
     let n = 400;
     let mut orig = Proc::preloaded(sysvipc(n, true), &wd.image(), "sysvipc tree");
+    let late = late_id(&orig);
     orig.wait_until(|l| l.iter().filter(|l| l.starts_with("c ")).count() >= 3, SHORT, "the child's lines");
     orig.checkpoint(&wd.image(), LONG);
     orig.kill_tree();
     let ids = ids(&orig.lines());
     remove(&ids);
+    remove_late(&late);
     let mut restored = Proc::restart(&wd.image());
     let st = restored.wait_exit(LONG);
     let lines = restored.lines();
     assert!(st.success(), "{st}; {:?}; stderr {:?}", lines.last(), restored.stderr());
     assert!(lines.contains(&format!("child shm={n}")), "{lines:?}");
-    let want = format!("final shm={n}/{n} size=10000 sem={},5,7 msgs=2:two,1:one,3:three keyed=same:kept by key", 3 + n);
+    let want = format!("final shm={n}/{n} size=10000 sem={},5,7 msgs=2:two,1:one,3:three keyed=same:kept by key late=same:only the root", 3 + n);
     assert_eq!(lines.last(), Some(&want), "stderr {:?}", restored.stderr());
 }
 
