@@ -8,7 +8,9 @@
  *   "final shm=P/C size=SIZE sem=A,B,C msgs=T:TEXT,... keyed=same:TEXT"
  * (the child prints "child shm=C" first), so every ID, value and message is checked. With
  * "tree", the parent also makes a second keyed segment after the fork, which only it knows of
- * (prints "late ID"), and ends the final line with " late=same:TEXT" for it. */
+ * (prints "late ID"), and ends the final line with " late=same:TEXT" for it.
+ * "sysvipc hold ID" attaches segment ID, prints "held", and waits to be killed: a process
+ * outside the checkpoint that keeps a segment attached. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -59,6 +61,12 @@ static void print_keyed(const char *name, key_t key, int id) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 2 && strcmp(argv[1], "hold") == 0) {
+        if (shmat(atoi(argv[2]), 0, SHM_RDONLY) == (void *)-1) die("shmat to hold");
+        printf("held\n");
+        fflush(stdout);
+        for (;;) pause();
+    }
     int n = argc > 1 ? atoi(argv[1]) : 300;
     int tree = argc > 2 && strcmp(argv[2], "tree") == 0;
     int shm = shmget(IPC_PRIVATE, 10000, IPC_CREAT | 0600);

@@ -109,6 +109,43 @@ fn a_tree_shares_its_system_v_segment_by_id() {
     assert_eq!(lines.last(), Some(&want), "stderr {:?}", restored.stderr());
 }
 
+/// The keyed segment that neither process of the tree attaches is held attached by a process
+/// outside the checkpoint (as, for an instant, by another process of the tree reading it for
+/// its own part at the same moment): each part still records its bytes (`ckpt inspect` says
+/// so), and the restored tree finds them, not zeros.
+#[test]
+fn a_segment_attached_only_outside_the_tree_keeps_its_bytes() {
+    let wd = Workdir::new("sysvipc-held");
+    let n = 400;
+    let mut orig = Proc::preloaded(sysvipc(n, true), &wd.image(), "sysvipc tree");
+    let late = late_id(&orig);
+    orig.wait_until(|l| l.iter().filter(|l| l.starts_with("c ")).count() >= 3, SHORT, "the child's lines");
+    let ids = ids(&orig.lines());
+    let mut hold = Command::new(prog("sysvipc", &[]));
+    hold.args(["hold", &ids[3]]);
+    let mut holder = Proc::spawn(hold, "sysvipc hold");
+    holder.wait_lines(1, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    holder.kill9();
+    remove(&ids);
+    remove_late(&late);
+    let inspect = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let keyed: i64 = ids[3].parse().unwrap();
+    let parts = [&doc["ipc"], &doc["tree"][1]["ipc"]];
+    for (i, records) in parts.iter().enumerate() {
+        let rec = records.as_array().unwrap().iter().find(|r| r["id"] == keyed).unwrap_or_else(|| panic!("part {i}: no record of {keyed}: {records}"));
+        assert_eq!(rec["contents"], true, "part {i} recorded the segment without its bytes: {rec}");
+    }
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    let lines = restored.lines();
+    assert!(st.success(), "{st}; {:?}; stderr {:?}", lines.last(), restored.stderr());
+    let want = format!("final shm={n}/{n} size=10000 sem={},5,7 msgs=2:two,1:one,3:three keyed=same:kept by key late=same:only the root", 3 + n);
+    assert_eq!(lines.last(), Some(&want), "stderr {:?}", restored.stderr());
+}
+
 /// A POSIX message queue held open (non-blocking) with four messages of three priorities:
 /// checkpointed (which must leave the running program's queue as it was), killed, the queue
 /// removed, restarted: the descriptor is open again on a queue of the same name, sizes and
