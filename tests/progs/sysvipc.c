@@ -6,7 +6,11 @@
  * segment again BY ID and reads it through IPC_STAT; the parent reads the semaphores and
  * drains the queue in its order, finds the keyed segment by its key, and prints
  *   "final shm=P/C size=SIZE sem=A,B,C msgs=T:TEXT,... keyed=same:TEXT"
- * (the child prints "child shm=C" first), so every ID, value and message is checked. */
+ * (the child prints "child shm=C" first), so every ID, value and message is checked. With
+ * "tree", the parent also makes a second keyed segment after the fork, which only it knows of
+ * (prints "late ID"), and ends the final line with " late=same:TEXT" for it.
+ * "sysvipc hold ID" attaches segment ID, prints "held", and waits to be killed: a process
+ * outside the checkpoint that keeps a segment attached. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -38,7 +42,31 @@ static long by_id(int shm, int slot, size_t *size) {
     return v;
 }
 
+/* The keyed segment `key` made, filled with `text` and detached: its ID. */
+static int keyed(key_t key, const char *text) {
+    int id = shmget(key, 100, IPC_CREAT | IPC_EXCL | 0600);
+    if (id < 0) die("shmget key");
+    char *k = shmat(id, 0, 0);
+    if (k == (void *)-1) die("shmat key");
+    strcpy(k, text);
+    shmdt(k);
+    return id;
+}
+
+/* " NAME=same:TEXT" for the segment of `key`, found again by key (`id` the one it had). */
+static void print_keyed(const char *name, key_t key, int id) {
+    int again = shmget(key, 0, 0);
+    char *k = again < 0 ? (void *)-1 : shmat(again, 0, SHM_RDONLY);
+    printf(" %s=%s:%s", name, again == id ? "same" : "other", k == (void *)-1 ? "gone" : k);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 2 && strcmp(argv[1], "hold") == 0) {
+        if (shmat(atoi(argv[2]), 0, SHM_RDONLY) == (void *)-1) die("shmat to hold");
+        printf("held\n");
+        fflush(stdout);
+        for (;;) pause();
+    }
     int n = argc > 1 ? atoi(argv[1]) : 300;
     int tree = argc > 2 && strcmp(argv[2], "tree") == 0;
     int shm = shmget(IPC_PRIVATE, 10000, IPC_CREAT | 0600);
@@ -63,16 +91,19 @@ int main(int argc, char **argv) {
     }
     /* A segment made with a key, written and detached: found again by key at the end. */
     key_t key = 0x43000000 | (getpid() & 0xffffff);
-    int kshm = shmget(key, 100, IPC_CREAT | IPC_EXCL | 0600);
-    if (kshm < 0) die("shmget key");
-    char *k = shmat(kshm, 0, 0);
-    if (k == (void *)-1) die("shmat key");
-    strcpy(k, "kept by key");
-    shmdt(k);
+    int kshm = keyed(key, "kept by key");
     printf("ids %d %d %d %d\n", shm, sem, msg, kshm);
     fflush(stdout);
     pid_t child = tree ? fork() : -1;
     if (child < 0 && tree) die("fork");
+    /* Made after the fork: only the parent has its ID. */
+    key_t late_key = 0x44000000 | (getpid() & 0xffffff);
+    int late = -1;
+    if (child > 0) {
+        late = keyed(late_key, "only the root");
+        printf("late %d\n", late);
+        fflush(stdout);
+    }
     int slot = child == 0 ? 1 : 0;
     for (int i = 0; i < n; i++) {
         mem[slot]++;
@@ -98,13 +129,16 @@ int main(int argc, char **argv) {
     struct msg m;
     for (int first = 1; msgrcv(msg, &m, sizeof m.text, 0, IPC_NOWAIT) >= 0; first = 0)
         printf("%s%ld:%s", first ? "" : ",", m.type, m.text);
-    int again = shmget(key, 0, 0);
-    char *k2 = again < 0 ? (void *)-1 : shmat(again, 0, SHM_RDONLY);
-    printf(" keyed=%s:%s\n", again == kshm ? "same" : "other", k2 == (void *)-1 ? "gone" : k2);
+    print_keyed("keyed", key, kshm);
+    if (late >= 0)
+        print_keyed("late", late_key, late);
+    printf("\n");
     fflush(stdout);
     shmctl(shm, IPC_RMID, 0);
     semctl(sem, 0, IPC_RMID);
     msgctl(msg, IPC_RMID, 0);
     shmctl(kshm, IPC_RMID, 0);
+    if (late >= 0)
+        shmctl(late, IPC_RMID, 0);
     return 0;
 }

@@ -28,6 +28,18 @@ fn remove(ids: &[String; 4]) {
     assert!(st.success(), "ipcrm {ids:?}: {st}");
 }
 
+/// The ID of the segment a tree's parent made after the fork ("late ID"), once printed.
+fn late_id(orig: &Proc) -> String {
+    let lines = orig.wait_until(|l| l.iter().any(|l| l.starts_with("late ")), SHORT, "the parent's late segment");
+    lines.iter().find_map(|l| l.strip_prefix("late ")).unwrap().to_string()
+}
+
+/// Removes the late segment the killed original left.
+fn remove_late(id: &str) {
+    let st = Command::new("ipcrm").args(["-m", id]).status().expect("ipcrm");
+    assert!(st.success(), "ipcrm -m {id}: {st}");
+}
+
 /// The counter's last value printed by `who` ('p' or 'c').
 fn last_count(lines: &[String], who: char) -> i64 {
     lines.iter().rev().find_map(|l| l.strip_prefix(&format!("{who} "))?.split(' ').nth(1)?.parse().ok()).unwrap_or(0)
@@ -73,23 +85,64 @@ fn system_v_objects_keep_their_ids_and_contents() {
 
 /// A parent and its forked child share the segment: after the restart each goes on counting in
 /// it, the child attaches it again by ID and finds its own count, and the parent finds both
-/// counts, the semaphore values and the queued messages.
+/// counts, the semaphore values and the queued messages. Both know the keyed segment (made
+/// before the fork); only the parent knows the one it made after, which comes back from its
+/// own part of the image.
 #[test]
 fn a_tree_shares_its_system_v_segment_by_id() {
     let wd = Workdir::new("sysvipc-tree");
     let n = 400;
     let mut orig = Proc::preloaded(sysvipc(n, true), &wd.image(), "sysvipc tree");
+    let late = late_id(&orig);
     orig.wait_until(|l| l.iter().filter(|l| l.starts_with("c ")).count() >= 3, SHORT, "the child's lines");
     orig.checkpoint(&wd.image(), LONG);
     orig.kill_tree();
     let ids = ids(&orig.lines());
     remove(&ids);
+    remove_late(&late);
     let mut restored = Proc::restart(&wd.image());
     let st = restored.wait_exit(LONG);
     let lines = restored.lines();
     assert!(st.success(), "{st}; {:?}; stderr {:?}", lines.last(), restored.stderr());
     assert!(lines.contains(&format!("child shm={n}")), "{lines:?}");
-    let want = format!("final shm={n}/{n} size=10000 sem={},5,7 msgs=2:two,1:one,3:three keyed=same:kept by key", 3 + n);
+    let want = format!("final shm={n}/{n} size=10000 sem={},5,7 msgs=2:two,1:one,3:three keyed=same:kept by key late=same:only the root", 3 + n);
+    assert_eq!(lines.last(), Some(&want), "stderr {:?}", restored.stderr());
+}
+
+/// The keyed segment that neither process of the tree attaches is held attached by a process
+/// outside the checkpoint (as, for an instant, by another process of the tree reading it for
+/// its own part at the same moment): each part still records its bytes (`ckpt inspect` says
+/// so), and the restored tree finds them, not zeros.
+#[test]
+fn a_segment_attached_only_outside_the_tree_keeps_its_bytes() {
+    let wd = Workdir::new("sysvipc-held");
+    let n = 400;
+    let mut orig = Proc::preloaded(sysvipc(n, true), &wd.image(), "sysvipc tree");
+    let late = late_id(&orig);
+    orig.wait_until(|l| l.iter().filter(|l| l.starts_with("c ")).count() >= 3, SHORT, "the child's lines");
+    let ids = ids(&orig.lines());
+    let mut hold = Command::new(prog("sysvipc", &[]));
+    hold.args(["hold", &ids[3]]);
+    let mut holder = Proc::spawn(hold, "sysvipc hold");
+    holder.wait_lines(1, SHORT);
+    orig.checkpoint(&wd.image(), LONG);
+    orig.kill_tree();
+    holder.kill9();
+    remove(&ids);
+    remove_late(&late);
+    let inspect = Command::new(ckpt()).args(["inspect", "--json"]).arg(wd.image()).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let keyed: i64 = ids[3].parse().unwrap();
+    let parts = [&doc["ipc"], &doc["tree"][1]["ipc"]];
+    for (i, records) in parts.iter().enumerate() {
+        let rec = records.as_array().unwrap().iter().find(|r| r["id"] == keyed).unwrap_or_else(|| panic!("part {i}: no record of {keyed}: {records}"));
+        assert_eq!(rec["contents"], true, "part {i} recorded the segment without its bytes: {rec}");
+    }
+    let mut restored = Proc::restart(&wd.image());
+    let st = restored.wait_exit(LONG);
+    let lines = restored.lines();
+    assert!(st.success(), "{st}; {:?}; stderr {:?}", lines.last(), restored.stderr());
+    let want = format!("final shm={n}/{n} size=10000 sem={},5,7 msgs=2:two,1:one,3:three keyed=same:kept by key late=same:only the root", 3 + n);
     assert_eq!(lines.last(), Some(&want), "stderr {:?}", restored.stderr());
 }
 

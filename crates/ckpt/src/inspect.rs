@@ -311,6 +311,8 @@ fn ipc_json(image: &Image) -> Result<Vec<Value>, ckpt_image::ImageError> {
         out.push(json!({
             "kind": kind, "id": o.id, "key": format!("{:#x}", o.key as u32), "mode": format!("{:#o}", o.mode), "uid": o.uid, "gid": o.gid,
             "size": o.size, "count": o.count, "name": name, "values": (o.kind == ipc::KIND_SEM).then(|| o.values().collect::<Vec<_>>()),
+            // A segment's bytes are in its record only when no process attached it.
+            "contents": (o.kind == ipc::KIND_SHM).then_some(!o.body.is_empty()),
         }));
     }
     Ok(out)
@@ -380,6 +382,7 @@ fn tree_json(opened: &ImageFile, image: &Image, program: &str, file_len: u64, ke
             entry["checksums_ok"] = json!(part.1);
             entry["pages_in_root"] = json!(part.3);
             entry["registers"] = Value::Object(part.4);
+            entry["ipc"] = json!(part.5);
         }
         tree.push(entry);
     }
@@ -436,7 +439,7 @@ fn origin_json(image: &Image) -> Result<Value, ckpt_image::ImageError> {
 }
 
 /// What [`part_summary`] finds of a tree part.
-type PartSummary = (String, bool, usize, u64, serde_json::Map<String, Value>);
+type PartSummary = (String, bool, usize, u64, serde_json::Map<String, Value>, Vec<Value>);
 
 /// A tree part at `base`: its program name, whether its data (and MAC, with a key) check out,
 /// its thread count, how many of its pages it stores in the root's copy, and its first
@@ -461,7 +464,7 @@ fn part_summary(
     ok &= ckpt_image::shared::check_against_root(&image, root).is_ok();
     let in_root = image.shared_runs().filter_map(Result::ok).map(|r| r.pages).sum();
     let name = String::from_utf8_lossy(image.first_thread()?.comm_bytes()).into_owned();
-    Ok((name, ok, image.threads().count(), in_root, registers_json(&image).0))
+    Ok((name, ok, image.threads().count(), in_root, registers_json(&image).0, ipc_json(&image)?))
 }
 
 /// The program's arguments, read from the saved stack (`arg_start..arg_end`).
@@ -595,13 +598,20 @@ fn print_descriptors(d: &Value) {
 /// The System V objects and POSIX message queues (nothing when there are none).
 fn print_ipc(d: &Value) {
     for o in d["ipc"].as_array().unwrap() {
-        let what = match s(&o["kind"]).as_str() {
-            "shm" => format!("shm segment {} key {} mode {} {} bytes", o["id"], s(&o["key"]), s(&o["mode"]), o["size"]),
-            "sem" => format!("semaphore set {} key {} mode {} values {}", o["id"], s(&o["key"]), s(&o["mode"]), o["values"]),
-            "msg" => format!("message queue {} key {} mode {} {} messages", o["id"], s(&o["key"]), s(&o["mode"]), o["count"]),
-            _ => format!("POSIX queue {} (fd {}) mode {} {} messages", s(&o["name"]), o["id"], s(&o["mode"]), o["count"]),
-        };
-        row!("ipc          {what}");
+        row!("ipc          {}", ipc_line(o));
+    }
+}
+
+/// One System V object or POSIX queue, in words.
+fn ipc_line(o: &Value) -> String {
+    match s(&o["kind"]).as_str() {
+        "shm" => {
+            let held = if o["contents"] == true { ", its bytes recorded" } else { "" };
+            format!("shm segment {} key {} mode {} {} bytes{held}", o["id"], s(&o["key"]), s(&o["mode"]), o["size"])
+        }
+        "sem" => format!("semaphore set {} key {} mode {} values {}", o["id"], s(&o["key"]), s(&o["mode"]), o["values"]),
+        "msg" => format!("message queue {} key {} mode {} {} messages", o["id"], s(&o["key"]), s(&o["mode"]), o["count"]),
+        _ => format!("POSIX queue {} (fd {}) mode {} {} messages", s(&o["name"]), o["id"], s(&o["mode"]), o["count"]),
     }
 }
 
@@ -628,6 +638,9 @@ fn print_tree(d: &Value) {
             };
             let n = |k: &str| t[k].as_u64().unwrap_or(0);
             row!("  pid {:<7} ppid {:<7} pgid {:<7} sid {:<7} {}", n("pid"), n("ppid"), n("pgid"), n("sid"), what);
+            for o in t["ipc"].as_array().into_iter().flatten() {
+                row!("    ipc      {}", ipc_line(o));
+            }
         }
     }
 }

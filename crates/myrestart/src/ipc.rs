@@ -48,12 +48,17 @@ pub fn check(image_path: &CStr, p: &Plan) -> Result<bool, Refusal> {
     }
 }
 
-/// `f` on the image of every live process: the root's, then each other's part.
+/// `f` on the image of every live process: the only one's, or each of a tree's in tree order,
+/// the root's first. (In a tree, `p.image` is no process's yet: each process of the tree
+/// makes its own plan later, in its own process.)
 fn each_part(p: &Plan, mut f: impl FnMut(&Image)) {
-    if let Some(root) = p.image.as_ref() {
-        f(root);
+    if p.ntree == 0 {
+        if let Some(only) = p.image.as_ref() {
+            f(only);
+        }
+        return;
     }
-    for part in p.tree.iter().take(p.ntree).skip(1).filter(|t| !t.rec.is_zombie() && t.meta_len > 0) {
+    for part in p.tree.iter().take(p.ntree).filter(|t| !t.rec.is_zombie() && t.meta_len > 0) {
         // SAFETY: the part's headers, mapped by the plan (and checked there), never unmapped
         // before the point of no return.
         let meta: &[u8] = unsafe { core::slice::from_raw_parts(part.meta as *const u8, part.meta_len) };
@@ -76,17 +81,23 @@ pub fn make_all(image_path: &CStr, p: &Plan) -> Result<(), Refusal> {
     // SAFETY: the mapping just made, ours alone until it is unmapped below.
     let msgbuf = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, room) };
     let mut outcome = Ok(());
-    each_part(p, |part| {
-        for rec in part.ipc_objects().map_while(Result::ok) {
-            // The namespace is new: an object there is one made already (two processes of a
-            // tree recorded it, or two descriptors one queue).
-            if outcome.is_err() || exists(&rec) {
-                continue;
+    // Two rounds: first the segments whose records hold their bytes, then everything else. Two
+    // processes of a tree may both record a segment, one with its bytes and one without (it
+    // attached the segment: its region holds them); whichever came first would make it, so
+    // the one with the bytes does, in whatever order the processes come.
+    for with_bytes in [true, false] {
+        each_part(p, |part| {
+            for rec in part.ipc_objects().map_while(Result::ok) {
+                // The namespace is new: an object there is one made already (two processes of
+                // a tree recorded it, or two descriptors one queue).
+                if outcome.is_err() || (rec.kind == KIND_SHM && !rec.body.is_empty()) != with_bytes || exists(&rec) {
+                    continue;
+                }
+                let made = if rec.kind == KIND_MQ { make_queue(&rec) } else { make(&rec, msgbuf) };
+                outcome = made.map_err(|(what, e)| refuse(image_path, format_args!("cannot make {} {} again ({what}): {}", noun(rec.kind), rec.id, describe(e))));
             }
-            let made = if rec.kind == KIND_MQ { make_queue(&rec) } else { make(&rec, msgbuf) };
-            outcome = made.map_err(|(what, e)| refuse(image_path, format_args!("cannot make {} {} again ({what}): {}", noun(rec.kind), rec.id, describe(e))));
-        }
-    });
+        });
+    }
     // SAFETY: our own mapping; `msgbuf` is not used past here.
     let _ = unsafe { rustix::mm::munmap(buf, room) };
     outcome

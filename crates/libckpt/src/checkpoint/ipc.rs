@@ -2,11 +2,11 @@
 //! got from `shmget`, `semget` or `msgget` (`crate::ipcids`) and the segments it has attached,
 //! each with its key, owner and mode; a semaphore set with its values, a message queue with
 //! every message (type and text, in queue order). Nothing is taken from the objects: values are
-//! read with `GETALL` and messages copied with `MSG_COPY`, since the program goes on. An
-//! attached segment's pages are not here: they are the region that maps it (in this process,
-//! or in the tree's process that attaches it); a segment that no process attaches has its
-//! bytes in its record. One attached only by processes outside the checkpoint comes back with
-//! zeros.
+//! read with `GETALL` and messages copied with `MSG_COPY`, since the program goes on. The pages
+//! of a segment this process attaches are not here: they are the region that maps it. A
+//! segment it does not attach has its bytes in its record, whoever else attaches it (see
+//! [`segment`]); only one too large for the records, and attached by some process, has its
+//! head alone (its bytes are then those of a tree process's region, or zeros).
 //!
 //! # Restrictions
 //! Runs in the checkpoint (the signal handler's writer, the program stopped): no allocation, no
@@ -31,7 +31,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
     let mut outcome = Ok(());
     crate::ipcids::each(|kind, id| {
         if outcome.is_ok() {
-            outcome = record(&mut w, buf, kind, id);
+            outcome = record(&mut w, buf, maps, kind, id);
         }
     });
     outcome?;
@@ -45,7 +45,7 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
         crate::ipcids::each(|kind, other| known |= kind == KIND_SHM && other == id);
         let earlier = ckpt_sigsafe::maps::entries(maps).filter(|o| o.name.starts_with(b"/SYSV")).take(i).any(|o| o.inode == e.inode);
         if !known && !earlier {
-            record(&mut w, buf, KIND_SHM, id)?;
+            record(&mut w, buf, maps, KIND_SHM, id)?;
         }
     }
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
@@ -58,17 +58,16 @@ pub fn capture(parts: &mut Parts) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Appends the record of object `id` of `kind`, if it still exists. `buf` is room for one
-/// message.
-fn record(w: &mut Writer, buf: &mut [u8], kind: u32, id: i32) -> Result<(), Failure> {
+/// Appends the record of object `id` of `kind`, if it still exists. `maps` is this process's
+/// `/proc/self/maps`; `buf` is room for one message.
+fn record(w: &mut Writer, buf: &mut [u8], maps: &[u8], kind: u32, id: i32) -> Result<(), Failure> {
     let gone = |e: Errno| e == Errno::INVAL || e == Errno::IDRM;
     let unreadable = |what: &str, e: Errno| {
         say!("ckpt: System V {what} {id} cannot be read ({}); a restarted process will not have it", ckpt_sigsafe::errno::describe(e));
     };
     match kind {
         KIND_SHM => match ipc::shm_stat(id) {
-            Ok((p, size, 0)) => detached(w, id, p, size)?,
-            Ok((p, size, _)) => head(kind, id, p, size, 0, &[]).write(w),
+            Ok((p, size, nattch)) => segment(w, maps, id, p, size, nattch)?,
             Err(e) if gone(e) => {}
             Err(e) => unreadable("shared memory segment", e),
         },
@@ -87,10 +86,22 @@ fn record(w: &mut Writer, buf: &mut [u8], kind: u32, id: i32) -> Result<(), Fail
     Ok(())
 }
 
-/// A segment no process attaches: its record holds its bytes, read through an attachment of
-/// our own (read-only, detached at once), since no region of any process holds them.
-fn detached(w: &mut Writer, id: i32, p: ipc::Perm, size: u64) -> Result<(), Failure> {
-    if size as usize > w.room().saturating_sub(IPC_HEAD_SIZE) {
+/// A segment's record. One this process attaches (a `/SYSV` region with its ID as inode) is
+/// the head alone: the region holds its pages. Any other holds the segment's bytes, read
+/// through an attachment of our own (read-only, detached at once), whatever its attach count
+/// `nattch` says. That count cannot tell whether some process's region holds the pages: in a
+/// tree, every process checkpoints at once, and another one reading the same segment here
+/// holds it attached for that instant; a process outside the checkpoint that attaches it
+/// takes its region away with it. A segment too large for the records that some process
+/// attaches has the head alone, as before; one that none attaches fails the checkpoint.
+fn segment(w: &mut Writer, maps: &[u8], id: i32, p: ipc::Perm, size: u64, nattch: u64) -> Result<(), Failure> {
+    let mine = ckpt_sigsafe::maps::entries(maps).any(|e| e.name.starts_with(b"/SYSV") && e.inode as i32 == id);
+    let fits = size as usize <= w.room().saturating_sub(IPC_HEAD_SIZE);
+    if mine || (!fits && nattch > 0) {
+        head(KIND_SHM, id, p, size, 0, &[]).write(w);
+        return Ok(());
+    }
+    if !fits {
         return Err(Failure::plain("a System V shared memory segment that no process attaches is too large to record its contents (4 MiB of IPC records at most)"));
     }
     // SAFETY: attached where the kernel chooses (a free range), read, and detached below.
