@@ -584,6 +584,10 @@ fn median_phases(rows: &[Row]) -> Vec<(String, f64)> {
 fn main() {
     let o = options();
     let target = compile(&root().join("bench/benchheap.c"), "benchheap", &["-O2", "-pthread"]);
+    if let Err(e) = std::fs::create_dir_all(&o.dir) {
+        eprintln!("ckpt-bench: cannot make the image directory {}: {e}", o.dir.display());
+        std::process::exit(2);
+    }
     let image = o.dir.join("ckpt-bench.img");
     println!("ckpt benchmark: images in {} ({} cores)", o.dir.display(), std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!();
