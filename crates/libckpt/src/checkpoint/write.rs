@@ -13,7 +13,7 @@ use super::phases::{mark, Phase};
 use super::procfs::monotonic_ns;
 use super::auth::authenticate;
 use super::imagefile::{Previous, TempImage};
-use super::pages::{page_bytes, read_in_memory, read_pagemap, write_all, PageSource, PAGE, PM_PRESENT, PM_SWAPPED};
+use super::pages::{page_bytes, prefetch_ahead, read_in_memory, read_pagemap, write_all, PageSource, PAGE, PM_PRESENT, PM_SWAPPED};
 use super::scratch::{Parts, Shadow};
 use super::slots::{RegionSlot, Saved};
 use super::failure::Failure;
@@ -283,6 +283,7 @@ fn visit_pages(start: usize, len: usize, src: &PageSource, pm_buf: &mut [u64], m
         let present = &mut pm_buf[..n];
         read_in_memory(src, chunk_start, present);
         for (i, &entry) in present.iter().enumerate() {
+            prefetch_ahead(chunk_start + i * PAGE, start + len);
             f(p + i, page_bytes(chunk_start + i * PAGE, entry, src));
         }
         p += n;
@@ -1123,6 +1124,9 @@ fn write_region(
         for i in 0..=n {
             let keep = i < n && {
                 let addr = chunk_start + i * PAGE;
+                if !src.bounce {
+                    prefetch_ahead(addr, start + len);
+                }
                 let in_root = skip.0.covers(skip.1, ((addr - start) / PAGE) as u64);
                 let page = if in_root {
                     None
