@@ -256,9 +256,19 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
 /// In the handler: which private anonymous memory the program wrote since its previous
 /// checkpoint (see `track`), into `parts.dirty` and `parts.tracked`.
 pub fn track_changes(parts: &mut Parts, exclude: &Range<usize>) {
-    let maps = &parts.maps[..parts.maps_len];
-    let tracked = regions(maps, exclude).filter(|r| anonymous_private(r) || super::track::is_restored_memory(r)).map(|r| (r.start as u64, r.end as u64));
-    parts.tracked = super::track::snapshot(tracked, parts.dirty);
+    parts.tracked = super::track::snapshot(tracked_regions(&parts.maps[..parts.maps_len], exclude), parts.dirty);
+}
+
+/// Once the writer has its copy of memory (or the handler has written the image), before the
+/// program runs again: protects again what [`track_changes`] found.
+pub fn protect_tracked(parts: &Parts, exclude: &Range<usize>) {
+    super::track::protect(&parts.tracked, parts.dirty, tracked_regions(&parts.maps[..parts.maps_len], exclude));
+}
+
+/// The memory whose writes are tracked: private anonymous memory, and memory a restart mapped
+/// from an image.
+fn tracked_regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = (u64, u64)> + 'a {
+    regions(maps, exclude).filter(|r| anonymous_private(r) || super::track::is_restored_memory(r)).map(|r| (r.start as u64, r.end as u64))
 }
 
 /// Where the writer reads region `r` from: its copy, if it is shared memory, else the region.
