@@ -231,14 +231,11 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     p.signal(libc::SIGUSR1);
     let lines = p.wait_lines(3, TIMEOUT);
     let pause = lines[2].trim_start_matches("gap ").parse::<f64>().unwrap() / 1e9;
-    let phases = if attached { Vec::new() } else { writer_phases(&p, sent) };
+    let phases = if attached { Vec::new() } else { writer_phases(&p, sent, 0) };
     // The rename's time by the writer's clock (CLOCK_MONOTONIC, as `sent`): exact, where the
     // bench's own wake-up comes when the scheduler lets it run (the writer ends and the program
     // spins meanwhile, on the only two cores).
-    let checkpoint = match (phases.first(), phases.iter().find(|(n, _)| n == "renamed")) {
-        (Some((_, signal)), Some((_, renamed))) => (renamed - signal.min(0.0)) / 1e3,
-        _ => seen,
-    };
+    let checkpoint = renamed_at(&phases).unwrap_or(seen);
     p.kill_tree();
     let meta = std::fs::metadata(image).unwrap();
     let floor = if procs == 1 && !lz4 { map_and_hash(image, mib) } else { 0.0 };
@@ -249,13 +246,14 @@ fn run_case(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
     Row { checkpoint, seen, pause, apparent: meta.len(), allocated: meta.blocks() * 512, mapped, mapped_unverified, eager, floor, phases }
 }
 
-/// The line `CKPT_TIMES=1` has the writer print once the image is in place (waited for: it
-/// comes just after the rename), as (step, ms from the start of the handler).
-fn writer_phases(p: &Proc, sent: u64) -> Vec<(String, f64)> {
+/// The line `CKPT_TIMES=1` has the writer of the program's checkpoint number `nth` (from 0)
+/// print once the image is in place (waited for: it comes just after the rename), as (step, ms
+/// from the start of the handler).
+fn writer_phases(p: &Proc, sent: u64, nth: usize) -> Vec<(String, f64)> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let text = p.stderr();
-        if let Some(line) = text.lines().find(|l| l.starts_with("ckpt: times ")) {
+        if let Some(line) = text.lines().filter(|l| l.starts_with("ckpt: times ")).nth(nth) {
             let (head, rest) = line.split_once(':').map_or(("", ""), |x| x.1.split_once(':').unwrap_or(("", "")));
             // The handler's start, against the signal's sending: the signal's way in.
             let start: u64 = head.rsplit(' ').next().and_then(|w| w.parse().ok()).unwrap_or(sent);
@@ -266,6 +264,15 @@ fn writer_phases(p: &Proc, sent: u64) -> Vec<(String, f64)> {
         }
         assert!(Instant::now() < deadline, "no CKPT_TIMES line from the writer: {text}");
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// From sending the signal until the writer renamed the image into place, in seconds, by the
+/// writer's [`writer_phases`].
+fn renamed_at(phases: &[(String, f64)]) -> Option<f64> {
+    match (phases.first(), phases.iter().find(|(n, _)| n == "renamed")) {
+        (Some((_, signal)), Some((_, renamed))) => Some((renamed - signal.min(0.0)) / 1e3),
+        _ => None,
     }
 }
 
@@ -485,7 +492,7 @@ fn wait_for_new(image: &Path, old: u64) {
 fn incremental_case(target: &Path, image: &Path, mib: usize) -> (f64, f64, u64, f64) {
     let _ = std::fs::remove_file(image);
     let mut c = Command::new(target);
-    c.arg(mib.to_string()).arg("random");
+    c.arg(mib.to_string()).arg("random").env("CKPT_TIMES", "1");
     let mut p = Proc::preloaded(c, image, "benchheap");
     p.wait_lines(1, TIMEOUT);
     p.signal(libc::SIGUSR2);
@@ -499,9 +506,12 @@ fn incremental_case(target: &Path, image: &Path, mib: usize) -> (f64, f64, u64, 
     p.wait_lines(n + 1, TIMEOUT);
     touch(2 * 64 * MIB);
     let t = Instant::now();
+    let sent = monotonic_ns();
     p.signal(libc::SIGUSR2);
     wait_for_new(image, old);
-    let checkpoint = secs(t.elapsed());
+    let seen = secs(t.elapsed());
+    // Timed as the full checkpoints are: to the writer's rename.
+    let checkpoint = renamed_at(&writer_phases(&p, sent, 1)).unwrap_or(seen);
     p.signal(libc::SIGUSR1);
     let lines = p.wait_lines(n + 2, TIMEOUT);
     let pause = lines[n + 1].trim_start_matches("gap ").parse::<f64>().unwrap() / 1e9;
@@ -584,6 +594,10 @@ fn median_phases(rows: &[Row]) -> Vec<(String, f64)> {
 fn main() {
     let o = options();
     let target = compile(&root().join("bench/benchheap.c"), "benchheap", &["-O2", "-pthread"]);
+    if let Err(e) = std::fs::create_dir_all(&o.dir) {
+        eprintln!("ckpt-bench: cannot make the image directory {}: {e}", o.dir.display());
+        std::process::exit(2);
+    }
     let image = o.dir.join("ckpt-bench.img");
     println!("ckpt benchmark: images in {} ({} cores)", o.dir.display(), std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!();

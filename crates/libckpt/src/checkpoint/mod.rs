@@ -413,6 +413,10 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
         t.refill();
     }
     phases::mark(phases::Phase::Captured);
+    if !forked_writer {
+        // The program stays stopped until the image is written: nothing it writes is missed.
+        write::protect_tracked(&parts, &exclude);
+    }
     let captured = Captured { parts, started, exclude, file };
     if !forked_writer {
         // CKPT_SYNC: the whole tree stays stopped until the image is written.
@@ -516,10 +520,13 @@ fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tr
     }
     filecache::put_back(cache);
     let intermediate = intermediate.map_err(|e| Failure::new("starting the image writer", e))?;
-    // The program: reap the intermediate (gone already) and go on at once.
+    // The program: reap the intermediate (gone once the writer is forked) and go on at once.
+    let reaped = ckpt_sigsafe::sys::reap_quiet_child(intermediate);
+    // The writer has its copy of memory: what the program writes from now on is for the next
+    // image. Protecting it takes a while for much memory, while the writer starts on its work.
+    write::protect_tracked(&c.parts, &c.exclude);
     let made = c.file.identity();
     c.file.hand_over();
-    let reaped = ckpt_sigsafe::sys::reap_quiet_child(intermediate);
     if writer <= 0 || reaped != Some(0) {
         drop(stopped);
         let e = rustix::io::Errno::from_raw_os_error(-writer);

@@ -1,16 +1,19 @@
-//! A stack of libckpt's own for a checkpoint whose signal the kernel delivered on the program's
-//! alternate signal stack.
+//! A stack of libckpt's own, on which every checkpoint runs.
 //!
-//! libckpt's handler asks for the alternate stack when the program's own handler for the
-//! checkpoint signal does (`actions`): the Go runtime runs every handler on a 32 KiB stack of
-//! each thread's, inside its heap, and refuses any other. The kernel's frame is then on that
-//! stack, which a checkpoint would overflow into the memory below it. So the checkpoint runs
-//! on a stack of its own, mapped on first need (reserved, `MAP_NORESERVE`: only the pages used
-//! cost anything) and kept for the next ones. The writer stores that stack's pages as zeros
-//! (nothing of it matters after a restart; only its pages: in a restored process the kernel
-//! may show it as one region with the program's memory beside it) and, below the frame, only
-//! the alternate stack's own part (the rest of the memory under it is the program's): see
-//! `write.rs`.
+//! The kernel puts the checkpoint signal's frame on the stack the thread was on: its ordinary
+//! stack, or the program's alternate signal stack when the program's own handler for the
+//! signal asks for one (`actions`; the Go runtime runs every handler on a 32 KiB stack of each
+//! thread's, inside its heap, and refuses any other). Below the frame is memory the checkpoint
+//! must not use: an alternate stack would overflow into what lies under it, and a stack the
+//! program made itself may have its own data right below (a coroutine's stack in a malloc'd
+//! block: one region with the data), which an image has to store as it is, not as the
+//! handler's scratch. So the handler switches at once to a stack of its own, mapped on first
+//! need (reserved, `MAP_NORESERVE`: only the pages used cost anything) and kept for the next
+//! checkpoints. Below the frame only the handler's first few calls remain, unchanged while the
+//! checkpoint runs, and the image stores that memory as it is. The writer stores libckpt's
+//! stack as zeros (nothing of it matters after a restart; only its pages: in a restored
+//! process the kernel may show it as one region with the program's memory beside it) and, on
+//! an alternate stack, the alternate stack's own part below the frame: see `write.rs`.
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint handler: atomics, one `mmap` system call, and the switch of stack
@@ -60,17 +63,17 @@ fn stack() -> usize {
     }
 }
 
-/// Runs `go` (the checkpoint of the handler whose frame is `uc`): on libckpt's own stack if the
-/// frame is on an alternate signal stack, else where it is. (Should the stack be taken, or
-/// cannot be mapped, it runs on the alternate stack, as it would have.)
+/// Runs `go` (the checkpoint of the handler whose frame is `uc`) on libckpt's own stack.
+/// (Should the stack be taken, or not be mappable, it runs where the frame is, and the image
+/// then stores the memory below the frame in that region as zeros: see `write.rs`.)
 pub fn run(uc: usize, go: &mut dyn FnMut()) {
-    let Some(alt) = alternate_stack_of(uc) else {
-        go();
-        return;
-    };
-    ALT_BOTTOM.store(alt, SeqCst);
-    let base = if BUSY.swap(true, SeqCst) { 0 } else { stack() };
+    ALT_BOTTOM.store(alternate_stack_of(uc).unwrap_or(0), SeqCst);
+    let mine = !BUSY.swap(true, SeqCst);
+    let base = if mine { stack() } else { 0 };
     if base == 0 {
+        if mine {
+            BUSY.store(false, SeqCst);
+        }
         go();
     } else {
         IN_USE.store(base, SeqCst);
@@ -113,10 +116,33 @@ pub fn after_restore() {
     BUSY.store(false, SeqCst);
 }
 
-/// During a checkpoint (in its writer too): libckpt's stack if the checkpoint runs on it (empty
-/// if not), and the lowest address of the alternate stack the frame is on (0 if it is not).
-pub fn in_use() -> (Range<usize>, usize) {
-    let own = IN_USE.load(SeqCst);
-    let own = if own == 0 { 0..0 } else { own..own + LEN };
-    (own, ALT_BOTTOM.load(SeqCst))
+/// How the checkpoint being written ran: on libckpt's stack (`own`, empty if not), with its
+/// frame on an alternate stack whose lowest address is `alt_bottom` (0 if not).
+pub struct InUse {
+    pub own: Range<usize>,
+    pub alt_bottom: usize,
+    busy: bool,
+}
+
+/// While an image is written (by the writer, or by the handler itself): how the checkpoint
+/// runs, taken out of the memory the image is read from, which says meanwhile that the stack is
+/// free and no frame is on an alternate stack. A restored process must find it so: it resumes
+/// from the signal frame, and never passes where [`run`] lets go of the stack (the default
+/// restart says so in [`after_restore`], but an attached image's resume page runs no code of
+/// libckpt's). Put back when the value is dropped.
+pub fn take_for_image() -> InUse {
+    let own = IN_USE.swap(0, SeqCst);
+    InUse {
+        own: if own == 0 { 0..0 } else { own..own + LEN },
+        alt_bottom: ALT_BOTTOM.swap(0, SeqCst),
+        busy: BUSY.swap(false, SeqCst),
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        IN_USE.store(self.own.start, SeqCst);
+        ALT_BOTTOM.store(self.alt_bottom, SeqCst);
+        BUSY.store(self.busy, SeqCst);
+    }
 }

@@ -9,11 +9,14 @@
 //! `UFFD_FEATURE_WP_ASYNC` has the program's private anonymous memory registered for
 //! write-protection. The kernel then resolves a write to a protected page by itself (the
 //! program never waits) and marks the page written. At each checkpoint, while every thread is
-//! stopped, one `PAGEMAP_SCAN` over `/proc/self/pagemap` with `PM_SCAN_WP_MATCHING` returns
-//! the pages written since the previous scan and protects them again; a second scan finds the
-//! memory that is not registered (mapped since, moved by `mremap`, or never registrable), which
-//! counts as written in full and is registered for the next time. The writer stores those
-//! pages, and names the others by where the previous image holds them.
+//! stopped, `PAGEMAP_SCAN` over `/proc/self/pagemap` finds the memory that is not registered
+//! (mapped since, moved by `mremap`, or never registrable), which counts as written in full and
+//! is registered for the next time, and the pages written since the previous checkpoint
+//! ([`snapshot`]). The writer stores those pages, and names the others by where the previous
+//! image holds them. All of them are protected again once the writer holds its copy of memory,
+//! the program still stopped ([`protect`]): protecting is the costly part (a page-table walk
+//! that changes every entry: 34 ms for 2 GiB at a first checkpoint), and done after the fork it
+//! runs while the writer already reads memory on the other core, not before it starts.
 //!
 //! A program that uses userfaultfd itself registers its own ranges through `ioctl`: the
 //! interposed [`ioctl`] first takes the range out of ours (one range can belong to one
@@ -60,6 +63,21 @@ pub struct Tracked {
     pub id: u64,
     pub prev: u64,
     pub ndirty: usize,
+    /// Memory was scanned and must be protected again ([`protect`]): all of every tracked
+    /// region if `dirty` could not hold every range.
+    pub unprotected: Unprotected,
+}
+
+/// What [`protect`] has to protect after a [`snapshot`].
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unprotected {
+    /// Nothing: no memory was scanned.
+    #[default]
+    Nothing,
+    /// The ranges in `dirty[..ndirty]`.
+    Dirty,
+    /// Every tracked region as a whole: there were more ranges than `dirty` holds.
+    All,
 }
 
 /// The descriptor to leave out of the image (-1: none).
@@ -136,27 +154,31 @@ fn ensure_fd() -> Option<i32> {
     Some(fd)
 }
 
-/// Scans `start..end`: with `written`, for the pages written since they were last protected
-/// (protecting them again); otherwise for the pages not registered for asynchronous
+/// Scans `start..end`: with `written`, for the registered pages written since they were last
+/// protected (left as they are); otherwise for the pages not registered for asynchronous
 /// write-protection.
 fn scan(pm: i32, start: u64, end: u64, written: bool, mut f: impl FnMut(u64, u64)) -> Result<(), Errno> {
     use ckpt_sigsafe::pagescan::Query;
     let q = if written {
-        Query { flags: k::PM_SCAN_WP_MATCHING as u64, inverted: 0, all: k::PAGE_IS_WRITTEN as u64, any: 0 }
+        Query { flags: 0, inverted: 0, all: (k::PAGE_IS_WRITTEN | k::PAGE_IS_WPALLOWED) as u64, any: 0 }
     } else {
         Query { flags: 0, inverted: k::PAGE_IS_WPALLOWED as u64, all: k::PAGE_IS_WPALLOWED as u64, any: 0 }
     };
     ckpt_sigsafe::pagescan::scan(pm, start, end, q, |s, e, _| f(s, e))
 }
 
-/// Registers `start..end` with our userfaultfd and protects it, so that from now on writes to
-/// it are recorded. Memory that cannot be (another userfaultfd has it) stays unrecorded.
-fn track_range(fd: i32, start: u64, end: u64) {
+/// Registers `start..end` with our userfaultfd, so that once protected ([`protect`]) writes to
+/// it are recorded. Memory that cannot be (another userfaultfd has it) stays unrecorded: it
+/// is found unregistered, so written, at every checkpoint.
+fn register(fd: i32, start: u64, end: u64) {
     let mut reg = k::uffdio_register { range: k::uffdio_range { start, len: end - start }, mode: k::UFFDIO_REGISTER_MODE_WP as u64, ioctls: 0 };
     // SAFETY: `reg` is the uffdio_register structure the request reads and fills.
-    if unsafe { sys::ioctl(fd, linux_raw_sys::ioctl::UFFDIO_REGISTER, &mut reg as *mut _ as usize) }.is_err() {
-        return;
-    }
+    let _ = unsafe { sys::ioctl(fd, linux_raw_sys::ioctl::UFFDIO_REGISTER, &mut reg as *mut _ as usize) };
+}
+
+/// Protects the registered memory `start..end`: its next write is recorded. Fails harmlessly
+/// for memory that is not registered (it counts as written anyway).
+fn write_protect(fd: i32, start: u64, end: u64) {
     let mut wp = k::uffdio_writeprotect { range: k::uffdio_range { start, len: end - start }, mode: WRITEPROTECT_MODE_WP };
     // SAFETY: `wp` is the uffdio_writeprotect structure the request reads.
     let _ = unsafe { sys::ioctl(fd, linux_raw_sys::ioctl::UFFDIO_WRITEPROTECT, &mut wp as *mut _ as usize) };
@@ -164,12 +186,14 @@ fn track_range(fd: i32, start: u64, end: u64) {
 
 /// In the handler of a process checkpointed on its own, every other thread stopped: records
 /// in `dirty` (sorted, disjoint `[start, end)` ranges) the memory among `regions` (private
-/// anonymous memory, and memory a restart mapped from an image) written since the previous checkpoint or not tracked at all, and protects it all
-/// again for the next. `prev` in the result is 0 when the image must be full.
+/// anonymous memory, and memory a restart mapped from an image) written since the previous
+/// checkpoint or not tracked at all, registering what was not. `prev` in the result is 0 when
+/// the image must be full. [`protect`] must follow before the program runs again: until then
+/// the pages found stay unprotected, and nothing the program writes would be recorded.
 pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]]) -> Tracked {
     let id = new_id();
     let prev = LAST_ID.swap(id, Ordering::Relaxed);
-    let mut t = Tracked { id, prev: 0, ndirty: 0 };
+    let mut t = Tracked { id, ..Tracked::default() };
     let cfg = config::get();
     if cfg.incremental < 2 || cfg.compress || cfg.self_contained || cfg.key_file().is_some() || OFF.load(Ordering::Relaxed) {
         return t;
@@ -190,33 +214,53 @@ pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]
         }
         None => *overflow = true,
     };
+    t.unprotected = Unprotected::Dirty;
     for (start, end) in regions {
         let first = n;
         // What is not tracked counts as written, and is tracked from now on; then what was
-        // written since the last scan.
-        // A region tracked from now on as a whole (all of it at a first checkpoint) was just
-        // protected: nothing in it can have been written since, and the kernel need not walk
-        // its pages a second time.
-        let scanned = scan(pm, start, end, false, |s, e| push(dirty, &mut n, &mut overflow, s, e))
-            .inspect(|()| dirty[first..n].iter().for_each(|r| track_range(fd, r[0], r[1])))
-            .and_then(|()| {
-                let new: u64 = dirty[first..n].iter().map(|r| r[1] - r[0]).sum();
-                if new == end - start {
-                    return Ok(());
-                }
-                scan(pm, start, end, true, |s, e| push(dirty, &mut n, &mut overflow, s, e))
-            });
+        // written since the last checkpoint (of the memory registered before: registered now,
+        // the rest would read as written too). A region not tracked as a whole (all of it at a
+        // first checkpoint) needs no second walk of its pages.
+        let mut unregistered = first;
+        let scanned = scan(pm, start, end, false, |s, e| push(dirty, &mut n, &mut overflow, s, e)).and_then(|()| {
+            unregistered = n;
+            let new: u64 = dirty[first..n].iter().map(|r| r[1] - r[0]).sum();
+            if new == end - start {
+                return Ok(());
+            }
+            scan(pm, start, end, true, |s, e| push(dirty, &mut n, &mut overflow, s, e))
+        });
+        dirty[first..unregistered].iter().for_each(|r| register(fd, r[0], r[1]));
         if let Err(e) = scanned {
+            // What was registered stays unprotected: written, should tracking come back.
             give_up(format_args!("PAGEMAP_SCAN: {}", ckpt_sigsafe::errno::describe(e)));
-            return t;
+            return Tracked { unprotected: Unprotected::Nothing, ..t };
         }
         dirty[first..n].sort_unstable_by_key(|r| r[0]);
     }
-    if !overflow {
+    if overflow {
+        t.unprotected = Unprotected::All;
+    } else {
         t.prev = prev;
-        t.ndirty = n;
     }
+    t.ndirty = n;
     t
+}
+
+/// After a [`snapshot`], once the writer has its copy of memory and before the program runs
+/// again: protects every page the snapshot found written or newly registered (or, if it found
+/// more ranges than it could hold, all of `regions`, which must be those it scanned), so that
+/// the next checkpoint sees what the program writes from now on.
+pub fn protect(t: &Tracked, dirty: &[[u64; 2]], regions: impl Iterator<Item = (u64, u64)>) {
+    let fd = FD.load(Ordering::Relaxed);
+    if fd < 0 || OWNER.load(Ordering::Relaxed) != rustix::process::getpid().as_raw_nonzero().get() as u32 {
+        return;
+    }
+    match t.unprotected {
+        Unprotected::Nothing => {}
+        Unprotected::Dirty => dirty[..t.ndirty.min(dirty.len())].iter().for_each(|r| write_protect(fd, r[0], r[1])),
+        Unprotected::All => regions.for_each(|(s, e)| write_protect(fd, s, e)),
+    }
 }
 
 /// A checkpoint that is not of this process alone (a tree's): the next one starts a new chain.

@@ -13,7 +13,7 @@ use super::phases::{mark, Phase};
 use super::procfs::monotonic_ns;
 use super::auth::authenticate;
 use super::imagefile::{Previous, TempImage};
-use super::pages::{page_bytes, read_in_memory, read_pagemap, write_all, PageSource, PAGE, PM_PRESENT, PM_SWAPPED};
+use super::pages::{page_bytes, prefetch_ahead, read_in_memory, read_pagemap, write_all, PageSource, PAGE, PM_PRESENT, PM_SWAPPED};
 use super::scratch::{Parts, Shadow};
 use super::slots::{RegionSlot, Saved};
 use super::failure::Failure;
@@ -256,9 +256,19 @@ pub fn copy_for_writer(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), 
 /// In the handler: which private anonymous memory the program wrote since its previous
 /// checkpoint (see `track`), into `parts.dirty` and `parts.tracked`.
 pub fn track_changes(parts: &mut Parts, exclude: &Range<usize>) {
-    let maps = &parts.maps[..parts.maps_len];
-    let tracked = regions(maps, exclude).filter(|r| anonymous_private(r) || super::track::is_restored_memory(r)).map(|r| (r.start as u64, r.end as u64));
-    parts.tracked = super::track::snapshot(tracked, parts.dirty);
+    parts.tracked = super::track::snapshot(tracked_regions(&parts.maps[..parts.maps_len], exclude), parts.dirty);
+}
+
+/// Once the writer has its copy of memory (or the handler has written the image), before the
+/// program runs again: protects again what [`track_changes`] found.
+pub fn protect_tracked(parts: &Parts, exclude: &Range<usize>) {
+    super::track::protect(&parts.tracked, parts.dirty, tracked_regions(&parts.maps[..parts.maps_len], exclude));
+}
+
+/// The memory whose writes are tracked: private anonymous memory, and memory a restart mapped
+/// from an image.
+fn tracked_regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = (u64, u64)> + 'a {
+    regions(maps, exclude).filter(|r| anonymous_private(r) || super::track::is_restored_memory(r)).map(|r| (r.start as u64, r.end as u64))
 }
 
 /// Where the writer reads region `r` from: its copy, if it is shared memory, else the region.
@@ -283,6 +293,7 @@ fn visit_pages(start: usize, len: usize, src: &PageSource, pm_buf: &mut [u64], m
         let present = &mut pm_buf[..n];
         read_in_memory(src, chunk_start, present);
         for (i, &entry) in present.iter().enumerate() {
+            prefetch_ahead(chunk_start + i * PAGE, start + len);
             f(p + i, page_bytes(chunk_start + i * PAGE, entry, src));
         }
         p += n;
@@ -563,9 +574,10 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         Role::Root(t) => Some(super::share::Table::new(t)),
         _ => None,
     };
-    let frame = keep_frame_page(parts.page, threads[0].sigframe as usize);
+    let stack = super::ownstack::take_for_image();
+    let frame = keep_frame_page(parts.page, threads[0].sigframe as usize, &stack);
     let frame_copy: &[u8] = &parts.page[..PAGE];
-    let source = |r: &MapsEntry| page_source(r, pagemap, frame, frame_copy);
+    let source = |r: &MapsEntry| page_source(r, pagemap, frame, frame_copy, &stack);
     let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
     let image_path: &[u8] = match role {
         Role::Member(_) => &[],
@@ -592,7 +604,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     if let Some(t) = table.as_mut().filter(|_| !compress) {
         publish_pages(t, &stored, parts.pm_buf, layout.data_start);
     }
-    let data_end = write_region_data(parts, fd, &exclude, pagemap, frame, &plan, layout.data_start)?;
+    let data_end = write_region_data(parts, fd, &exclude, pagemap, (frame, &stack), &plan, layout.data_start)?;
     mark(Phase::Data);
     let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], data_end, parts.copybuf, parts.pipe_data)?;
     // The key, read once (a member's part is authenticated by the root's writer, after it
@@ -715,18 +727,27 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
 }
 
 /// The signal frame at `uc` (the ucontext of the thread running this), and its page: copied
-/// into `page` with everything below the frame zeroed, which is how that page is stored. Below
-/// the frame, this handler's own calls keep changing the memory while it is written, and none of
-/// it matters after a restart (execution resumes from the frame). Returns the frame's address.
-fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
+/// into `page`, which is how that page is stored. Below the frame, on the stack the frame is
+/// on, is the handler's scratch (none of it matters after a restart: execution resumes from the
+/// frame), stored as zeros where it may change while the image is written: all of it if the
+/// checkpoint runs there (libckpt's own stack was not to be had), the alternate stack's part
+/// on an alternate stack; none on the thread's own stack when the checkpoint runs on libckpt's
+/// (only the handler's first calls are there, unchanged meanwhile, and the memory below them
+/// may be the program's). Returns the frame's address.
+fn keep_frame_page(page: &mut [u8], uc: usize, stack: &super::ownstack::InUse) -> usize {
     let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
     let frame_page = frame & !(PAGE - 1);
     // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
     let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
     let below = frame - frame_page;
     // On an alternate signal stack, what lies under the stack is the program's (`ownstack`).
-    let (_, alt_bottom) = super::ownstack::in_use();
-    let keep = alt_bottom.saturating_sub(frame_page).min(below);
+    let keep = if stack.alt_bottom != 0 {
+        stack.alt_bottom.saturating_sub(frame_page).min(below)
+    } else if stack.own.is_empty() {
+        0
+    } else {
+        below
+    };
     page[..keep].copy_from_slice(&live[..keep]);
     page[keep..below].fill(0);
     page[below..PAGE].copy_from_slice(&live[below..]);
@@ -735,15 +756,17 @@ fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
 
 /// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
 /// (else copied through a buffer), with the frame's page taken from `frame_copy` (see
-/// [`keep_frame_page`]) and the handler's stack as zeros: what is below the frame, or
-/// libckpt's own stack.
-fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8]) -> PageSource<'a> {
+/// [`keep_frame_page`]) and the handler's stack as zeros: libckpt's own stack, or, if the
+/// checkpoint could not run there, what is below the frame in its region.
+fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8], stack: &super::ownstack::InUse) -> PageSource<'a> {
     let frame_page = frame & !(PAGE - 1);
     let holds_frame = (r.start..r.end).contains(&frame);
-    // A frame on an alternate signal stack: the handler ran on libckpt's own stack (stored as
-    // zeros), or on the alternate stack, under which the memory is the program's (`ownstack`).
-    let (own, alt_bottom) = super::ownstack::in_use();
-    let zeros = if holds_frame && alt_bottom == 0 {
+    // The checkpoint ran on libckpt's own stack (stored as zeros), under the frame only the
+    // handler's first calls and then the program's memory; or on the alternate stack, under
+    // which the memory is the program's; or (libckpt's stack not to be had) on the thread's
+    // own stack, below the frame.
+    let own = &stack.own;
+    let zeros = if holds_frame && stack.alt_bottom == 0 && own.is_empty() {
         r.start..frame_page
     } else {
         // Only the pages of libckpt's stack: the kernel shows it as one region with the
@@ -852,7 +875,7 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
 /// Writes the region data from `data_start`, each region's place, stored length and hash noted
 /// in its slot (pages are read as [`page_source`] says, from `pagemap` and the frame at `frame`).
 /// Returns where the data ends.
-fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap: Option<i32>, frame: usize, plan: &Plan, data_start: u64) -> Result<u64, Failure> {
+fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap: Option<i32>, (frame, stack): (usize, &super::ownstack::InUse), plan: &Plan, data_start: u64) -> Result<u64, Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let shadows = &parts.shadows[..parts.nshadows];
     let frame_copy: &[u8] = &parts.page[..PAGE];
@@ -863,7 +886,7 @@ fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap
             continue;
         }
         let len = r.end - r.start;
-        let src = page_source(&r, pagemap, frame, frame_copy);
+        let src = page_source(&r, pagemap, frame, frame_copy, stack);
         slot.data_offset = off;
         let from = read_address(shadows, &r);
         if plan.compress {
@@ -1123,6 +1146,9 @@ fn write_region(
         for i in 0..=n {
             let keep = i < n && {
                 let addr = chunk_start + i * PAGE;
+                if !src.bounce {
+                    prefetch_ahead(addr, start + len);
+                }
                 let in_root = skip.0.covers(skip.1, ((addr - start) / PAGE) as u64);
                 let page = if in_root {
                     None
