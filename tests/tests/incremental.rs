@@ -125,6 +125,39 @@ fn a_program_using_userfaultfd_itself_keeps_working() {
     assert!(after.iter().all(|l| l.starts_with("tick") && sum(l) == expect), "restart went wrong: {after:?}");
 }
 
+/// A program that registers its memory for write-protection with a userfaultfd of its own
+/// through the raw system call, which libckpt's `ioctl` never sees, and nobody reading that
+/// userfaultfd: libckpt must never protect that memory (the program's next write would wait
+/// for good). It ticks on through checkpoints, which are full images from the first (libckpt
+/// says why), and its last image restarts.
+#[test]
+fn a_program_with_its_own_write_protection_past_libc_keeps_running() {
+    let wd = Workdir::new("incr-uffd-raw");
+    let image = wd.image();
+    let mut orig = Proc::preloaded(cmd_of(prog("ownuffd", &[]), &["raw-wp"]), &image, "ownuffd raw-wp");
+    orig.wait_lines(3, LONG);
+    for _ in 0..3 {
+        orig.checkpoint(&image, LONG);
+        let n = orig.lines().len();
+        orig.wait_lines(n + 3, LONG);
+    }
+    orig.wait_stderr("the program uses userfaultfd itself", LONG);
+    orig.kill9();
+    let last = orig.lines().iter().rev().find_map(|l| l.strip_prefix("tick ").and_then(|t| t.split(' ').next()?.parse::<u32>().ok())).unwrap();
+    let mut r = Proc::restart(&image);
+    let after = r.wait_lines(3, LONG);
+    r.kill9();
+    assert!(after.iter().all(|l| l.starts_with("tick ")), "restart went wrong: {after:?}");
+    let first: u32 = after[0].split(' ').nth(1).and_then(|t| t.parse().ok()).unwrap();
+    assert!(first <= last, "the restored program did not go on from a checkpoint: {first} after {last}");
+}
+
+fn cmd_of(path: std::path::PathBuf, args: &[&str]) -> Command {
+    let mut c = Command::new(path);
+    c.args(args);
+    c
+}
+
 /// A restored process takes incremental images too: its memory, mapped from the image it was
 /// restored from, is tracked again, so its first checkpoint is full and the next one holds only
 /// what changed (naming a base); that image restarts to its own state.

@@ -168,16 +168,19 @@ fn scan(pm: i32, start: u64, end: u64, written: bool, mut f: impl FnMut(u64, u64
 }
 
 /// Registers `start..end` with our userfaultfd, so that once protected ([`protect`]) writes to
-/// it are recorded. Memory that cannot be (another userfaultfd has it) stays unrecorded: it
-/// is found unregistered, so written, at every checkpoint.
-fn register(fd: i32, start: u64, end: u64) {
+/// it are recorded. Memory that cannot be stays unrecorded: it is found unregistered, so
+/// written, at every checkpoint. `Err(BUSY)`: another userfaultfd has it (the program's own,
+/// registered past libc's `ioctl`), which the kernel would still let ours write-protect.
+fn register(fd: i32, start: u64, end: u64) -> Result<(), Errno> {
     let mut reg = k::uffdio_register { range: k::uffdio_range { start, len: end - start }, mode: k::UFFDIO_REGISTER_MODE_WP as u64, ioctls: 0 };
     // SAFETY: `reg` is the uffdio_register structure the request reads and fills.
-    let _ = unsafe { sys::ioctl(fd, linux_raw_sys::ioctl::UFFDIO_REGISTER, &mut reg as *mut _ as usize) };
+    unsafe { sys::ioctl(fd, linux_raw_sys::ioctl::UFFDIO_REGISTER, &mut reg as *mut _ as usize) }.map(|_| ())
 }
 
 /// Protects the registered memory `start..end`: its next write is recorded. Fails harmlessly
-/// for memory that is not registered (it counts as written anyway).
+/// for memory no userfaultfd has (it counts as written anyway). Never for memory another
+/// userfaultfd has: the kernel checks only that the memory is registered for write-protection,
+/// not with whom, and the program's next write would wait for its own userfaultfd.
 fn write_protect(fd: i32, start: u64, end: u64) {
     let mut wp = k::uffdio_writeprotect { range: k::uffdio_range { start, len: end - start }, mode: WRITEPROTECT_MODE_WP };
     // SAFETY: `wp` is the uffdio_writeprotect structure the request reads.
@@ -188,8 +191,9 @@ fn write_protect(fd: i32, start: u64, end: u64) {
 /// in `dirty` (sorted, disjoint `[start, end)` ranges) the memory among `regions` (private
 /// anonymous memory, and memory a restart mapped from an image) written since the previous
 /// checkpoint or not tracked at all, registering what was not. `prev` in the result is 0 when
-/// the image must be full. [`protect`] must follow before the program runs again: until then
-/// the pages found stay unprotected, and nothing the program writes would be recorded.
+/// the image must be full. [`protect`] protects what it found again once the writer is forked,
+/// before the program runs again: never later (a page the program wrote meanwhile would look
+/// unwritten); left unprotected, the pages only count as written once more next time.
 pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]]) -> Tracked {
     let id = new_id();
     let prev = LAST_ID.swap(id, Ordering::Relaxed);
@@ -230,7 +234,13 @@ pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]
             }
             scan(pm, start, end, true, |s, e| push(dirty, &mut n, &mut overflow, s, e))
         });
-        dirty[first..unregistered].iter().for_each(|r| register(fd, r[0], r[1]));
+        let foreign = dirty[first..unregistered].iter().any(|r| register(fd, r[0], r[1]) == Err(Errno::BUSY));
+        if foreign {
+            // Memory the program registered with a userfaultfd of its own, past libc's `ioctl`
+            // (a raw system call, a Go program): nothing is protected now, nor ever again.
+            give_up(format_args!("the program uses userfaultfd itself"));
+            return Tracked { unprotected: Unprotected::Nothing, ..t };
+        }
         if let Err(e) = scanned {
             // What was registered stays unprotected: written, should tracking come back.
             give_up(format_args!("PAGEMAP_SCAN: {}", ckpt_sigsafe::errno::describe(e)));
@@ -259,7 +269,15 @@ pub fn protect(t: &Tracked, dirty: &[[u64; 2]], regions: impl Iterator<Item = (u
     match t.unprotected {
         Unprotected::Nothing => {}
         Unprotected::Dirty => dirty[..t.ndirty.min(dirty.len())].iter().for_each(|r| write_protect(fd, r[0], r[1])),
-        Unprotected::All => regions.for_each(|(s, e)| write_protect(fd, s, e)),
+        Unprotected::All => {
+            // Only the memory registered for asynchronous write-protection (ours): not the
+            // ranges past `dirty`, never registered, of which some may be the program's own.
+            let Ok(pm) = rustix::fs::open(c"/proc/self/pagemap", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) else { return };
+            let ours = ckpt_sigsafe::pagescan::Query { flags: k::PM_SCAN_WP_MATCHING as u64, inverted: 0, all: k::PAGE_IS_WPALLOWED as u64, any: 0 };
+            regions.for_each(|(s, e)| {
+                let _ = ckpt_sigsafe::pagescan::scan(pm.as_raw_fd(), s, e, ours, |_, _, _| {});
+            });
+        }
     }
 }
 
