@@ -10,9 +10,9 @@
 //! write-protection. The kernel then resolves a write to a protected page by itself (the
 //! program never waits) and marks the page written. At each checkpoint, while every thread is
 //! stopped, `PAGEMAP_SCAN` over `/proc/self/pagemap` finds the memory that is not registered
-//! (mapped since, moved by `mremap`, or never registrable: a mapping is registered whole, so
-//! its first page tells), which counts as written in full and is registered for the next time,
-//! and the pages written since the previous checkpoint ([`snapshot`]). The writer stores those pages, and names the others by where the previous
+//! (mapped since, moved by `mremap`, or never registrable), which counts as written in full and
+//! is registered for the next time, and the pages written since the previous checkpoint
+//! ([`snapshot`]). The writer stores those pages, and names the others by where the previous
 //! image holds them. All of them are protected again once the writer holds its copy of memory,
 //! the program still stopped ([`protect`]): protecting is the costly part (a page-table walk
 //! that changes every entry: 34 ms for 2 GiB at a first checkpoint), and done after the fork it
@@ -221,17 +221,15 @@ pub fn snapshot(regions: impl Iterator<Item = (u64, u64)>, dirty: &mut [[u64; 2]
     t.unprotected = Unprotected::Dirty;
     for (start, end) in regions {
         let first = n;
-        // What is not tracked counts as written, and is tracked from now on; else what was
-        // written since the last checkpoint. A region (one mapping) is registered whole or not
-        // at all, so its first page tells which: a region not tracked yet (all of them at a
-        // first checkpoint) costs no walk of its pages.
+        // What is not tracked counts as written, and is tracked from now on; then what was
+        // written since the last checkpoint (of the memory registered before: registered now,
+        // the rest would read as written too). A region not tracked as a whole (all of it at a
+        // first checkpoint) needs no second walk of its pages.
         let mut unregistered = first;
-        let head = (start + ckpt_image::PAGE_SIZE).min(end);
-        let mut new = false;
-        let scanned = scan(pm, start, head, false, |_, _| new = true).and_then(|()| {
-            if new {
-                push(dirty, &mut n, &mut overflow, start, end);
-                unregistered = n;
+        let scanned = scan(pm, start, end, false, |s, e| push(dirty, &mut n, &mut overflow, s, e)).and_then(|()| {
+            unregistered = n;
+            let new: u64 = dirty[first..n].iter().map(|r| r[1] - r[0]).sum();
+            if new == end - start {
                 return Ok(());
             }
             scan(pm, start, end, true, |s, e| push(dirty, &mut n, &mut overflow, s, e))
