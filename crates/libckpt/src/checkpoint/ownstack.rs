@@ -116,33 +116,10 @@ pub fn after_restore() {
     BUSY.store(false, SeqCst);
 }
 
-/// How the checkpoint being written ran: on libckpt's stack (`own`, empty if not), with its
-/// frame on an alternate stack whose lowest address is `alt_bottom` (0 if not).
-pub struct InUse {
-    pub own: Range<usize>,
-    pub alt_bottom: usize,
-    busy: bool,
-}
-
-/// While an image is written (by the writer, or by the handler itself): how the checkpoint
-/// runs, taken out of the memory the image is read from, which says meanwhile that the stack is
-/// free and no frame is on an alternate stack. A restored process must find it so: it resumes
-/// from the signal frame, and never passes where [`run`] lets go of the stack (the default
-/// restart says so in [`after_restore`], but an attached image's resume page runs no code of
-/// libckpt's). Put back when the value is dropped.
-pub fn take_for_image() -> InUse {
-    let own = IN_USE.swap(0, SeqCst);
-    InUse {
-        own: if own == 0 { 0..0 } else { own..own + LEN },
-        alt_bottom: ALT_BOTTOM.swap(0, SeqCst),
-        busy: BUSY.swap(false, SeqCst),
-    }
-}
-
-impl Drop for InUse {
-    fn drop(&mut self) {
-        IN_USE.store(self.own.start, SeqCst);
-        ALT_BOTTOM.store(self.alt_bottom, SeqCst);
-        BUSY.store(self.busy, SeqCst);
-    }
+/// During a checkpoint (in its writer too): libckpt's stack if the checkpoint runs on it (empty
+/// if not), and the lowest address of the alternate stack the frame is on (0 if it is not).
+pub fn in_use() -> (Range<usize>, usize) {
+    let own = IN_USE.load(SeqCst);
+    let own = if own == 0 { 0..0 } else { own..own + LEN };
+    (own, ALT_BOTTOM.load(SeqCst))
 }

@@ -574,10 +574,9 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         Role::Root(t) => Some(super::share::Table::new(t)),
         _ => None,
     };
-    let stack = super::ownstack::take_for_image();
-    let frame = keep_frame_page(parts.page, threads[0].sigframe as usize, &stack);
+    let frame = keep_frame_page(parts.page, threads[0].sigframe as usize);
     let frame_copy: &[u8] = &parts.page[..PAGE];
-    let source = |r: &MapsEntry| page_source(r, pagemap, frame, frame_copy, &stack);
+    let source = |r: &MapsEntry| page_source(r, pagemap, frame, frame_copy);
     let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
     let image_path: &[u8] = match role {
         Role::Member(_) => &[],
@@ -604,7 +603,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     if let Some(t) = table.as_mut().filter(|_| !compress) {
         publish_pages(t, &stored, parts.pm_buf, layout.data_start);
     }
-    let data_end = write_region_data(parts, fd, &exclude, pagemap, (frame, &stack), &plan, layout.data_start)?;
+    let data_end = write_region_data(parts, fd, &exclude, pagemap, frame, &plan, layout.data_start)?;
     mark(Phase::Data);
     let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], data_end, parts.copybuf, parts.pipe_data)?;
     // The key, read once (a member's part is authenticated by the root's writer, after it
@@ -734,16 +733,17 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
 /// on an alternate stack; none on the thread's own stack when the checkpoint runs on libckpt's
 /// (only the handler's first calls are there, unchanged meanwhile, and the memory below them
 /// may be the program's). Returns the frame's address.
-fn keep_frame_page(page: &mut [u8], uc: usize, stack: &super::ownstack::InUse) -> usize {
+fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
     let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
     let frame_page = frame & !(PAGE - 1);
     // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
     let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
     let below = frame - frame_page;
     // On an alternate signal stack, what lies under the stack is the program's (`ownstack`).
-    let keep = if stack.alt_bottom != 0 {
-        stack.alt_bottom.saturating_sub(frame_page).min(below)
-    } else if stack.own.is_empty() {
+    let (own, alt_bottom) = super::ownstack::in_use();
+    let keep = if alt_bottom != 0 {
+        alt_bottom.saturating_sub(frame_page).min(below)
+    } else if own.is_empty() {
         0
     } else {
         below
@@ -758,15 +758,15 @@ fn keep_frame_page(page: &mut [u8], uc: usize, stack: &super::ownstack::InUse) -
 /// (else copied through a buffer), with the frame's page taken from `frame_copy` (see
 /// [`keep_frame_page`]) and the handler's stack as zeros: libckpt's own stack, or, if the
 /// checkpoint could not run there, what is below the frame in its region.
-fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8], stack: &super::ownstack::InUse) -> PageSource<'a> {
+fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8]) -> PageSource<'a> {
     let frame_page = frame & !(PAGE - 1);
     let holds_frame = (r.start..r.end).contains(&frame);
     // The checkpoint ran on libckpt's own stack (stored as zeros), under the frame only the
     // handler's first calls and then the program's memory; or on the alternate stack, under
     // which the memory is the program's; or (libckpt's stack not to be had) on the thread's
     // own stack, below the frame.
-    let own = &stack.own;
-    let zeros = if holds_frame && stack.alt_bottom == 0 && own.is_empty() {
+    let (own, alt_bottom) = super::ownstack::in_use();
+    let zeros = if holds_frame && alt_bottom == 0 && own.is_empty() {
         r.start..frame_page
     } else {
         // Only the pages of libckpt's stack: the kernel shows it as one region with the
@@ -875,7 +875,7 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
 /// Writes the region data from `data_start`, each region's place, stored length and hash noted
 /// in its slot (pages are read as [`page_source`] says, from `pagemap` and the frame at `frame`).
 /// Returns where the data ends.
-fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap: Option<i32>, (frame, stack): (usize, &super::ownstack::InUse), plan: &Plan, data_start: u64) -> Result<u64, Failure> {
+fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap: Option<i32>, frame: usize, plan: &Plan, data_start: u64) -> Result<u64, Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let shadows = &parts.shadows[..parts.nshadows];
     let frame_copy: &[u8] = &parts.page[..PAGE];
@@ -886,7 +886,7 @@ fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap
             continue;
         }
         let len = r.end - r.start;
-        let src = page_source(&r, pagemap, frame, frame_copy, stack);
+        let src = page_source(&r, pagemap, frame, frame_copy);
         slot.data_offset = off;
         let from = read_address(shadows, &r);
         if plan.compress {
