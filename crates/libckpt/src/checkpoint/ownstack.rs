@@ -1,19 +1,16 @@
-//! A stack of libckpt's own, on which every checkpoint runs.
+//! A stack of libckpt's own for a checkpoint whose signal the kernel delivered on the program's
+//! alternate signal stack.
 //!
-//! The kernel puts the checkpoint signal's frame on the stack the thread was on: its ordinary
-//! stack, or the program's alternate signal stack when the program's own handler for the
-//! signal asks for one (`actions`; the Go runtime runs every handler on a 32 KiB stack of each
-//! thread's, inside its heap, and refuses any other). Below the frame is memory the checkpoint
-//! must not use: an alternate stack would overflow into what lies under it, and a stack the
-//! program made itself may have its own data right below (a coroutine's stack in a malloc'd
-//! block: one region with the data), which an image has to store as it is, not as the
-//! handler's scratch. So the handler switches at once to a stack of its own, mapped on first
-//! need (reserved, `MAP_NORESERVE`: only the pages used cost anything) and kept for the next
-//! checkpoints. Below the frame only the handler's first few calls remain, unchanged while the
-//! checkpoint runs, and the image stores that memory as it is. The writer stores libckpt's
-//! stack as zeros (nothing of it matters after a restart; only its pages: in a restored
-//! process the kernel may show it as one region with the program's memory beside it) and, on
-//! an alternate stack, the alternate stack's own part below the frame: see `write.rs`.
+//! libckpt's handler asks for the alternate stack when the program's own handler for the
+//! checkpoint signal does (`actions`): the Go runtime runs every handler on a 32 KiB stack of
+//! each thread's, inside its heap, and refuses any other. The kernel's frame is then on that
+//! stack, which a checkpoint would overflow into the memory below it. So the checkpoint runs
+//! on a stack of its own, mapped on first need (reserved, `MAP_NORESERVE`: only the pages used
+//! cost anything) and kept for the next ones. The writer stores that stack's pages as zeros
+//! (nothing of it matters after a restart; only its pages: in a restored process the kernel
+//! may show it as one region with the program's memory beside it) and, below the frame, only
+//! the alternate stack's own part (the rest of the memory under it is the program's): see
+//! `write.rs`.
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint handler: atomics, one `mmap` system call, and the switch of stack
@@ -63,17 +60,17 @@ fn stack() -> usize {
     }
 }
 
-/// Runs `go` (the checkpoint of the handler whose frame is `uc`) on libckpt's own stack.
-/// (Should the stack be taken, or not be mappable, it runs where the frame is, and the image
-/// then stores the memory below the frame in that region as zeros: see `write.rs`.)
+/// Runs `go` (the checkpoint of the handler whose frame is `uc`): on libckpt's own stack if the
+/// frame is on an alternate signal stack, else where it is. (Should the stack be taken, or
+/// cannot be mapped, it runs on the alternate stack, as it would have.)
 pub fn run(uc: usize, go: &mut dyn FnMut()) {
-    ALT_BOTTOM.store(alternate_stack_of(uc).unwrap_or(0), SeqCst);
-    let mine = !BUSY.swap(true, SeqCst);
-    let base = if mine { stack() } else { 0 };
+    let Some(alt) = alternate_stack_of(uc) else {
+        go();
+        return;
+    };
+    ALT_BOTTOM.store(alt, SeqCst);
+    let base = if BUSY.swap(true, SeqCst) { 0 } else { stack() };
     if base == 0 {
-        if mine {
-            BUSY.store(false, SeqCst);
-        }
         go();
     } else {
         IN_USE.store(base, SeqCst);

@@ -726,13 +726,9 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
 }
 
 /// The signal frame at `uc` (the ucontext of the thread running this), and its page: copied
-/// into `page`, which is how that page is stored. Below the frame, on the stack the frame is
-/// on, is the handler's scratch (none of it matters after a restart: execution resumes from the
-/// frame), stored as zeros where it may change while the image is written: all of it if the
-/// checkpoint runs there (libckpt's own stack was not to be had), the alternate stack's part
-/// on an alternate stack; none on the thread's own stack when the checkpoint runs on libckpt's
-/// (only the handler's first calls are there, unchanged meanwhile, and the memory below them
-/// may be the program's). Returns the frame's address.
+/// into `page` with everything below the frame zeroed, which is how that page is stored. Below
+/// the frame, this handler's own calls keep changing the memory while it is written, and none of
+/// it matters after a restart (execution resumes from the frame). Returns the frame's address.
 fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
     let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
     let frame_page = frame & !(PAGE - 1);
@@ -740,14 +736,8 @@ fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
     let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
     let below = frame - frame_page;
     // On an alternate signal stack, what lies under the stack is the program's (`ownstack`).
-    let (own, alt_bottom) = super::ownstack::in_use();
-    let keep = if alt_bottom != 0 {
-        alt_bottom.saturating_sub(frame_page).min(below)
-    } else if own.is_empty() {
-        0
-    } else {
-        below
-    };
+    let (_, alt_bottom) = super::ownstack::in_use();
+    let keep = alt_bottom.saturating_sub(frame_page).min(below);
     page[..keep].copy_from_slice(&live[..keep]);
     page[keep..below].fill(0);
     page[below..PAGE].copy_from_slice(&live[below..]);
@@ -756,17 +746,15 @@ fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
 
 /// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
 /// (else copied through a buffer), with the frame's page taken from `frame_copy` (see
-/// [`keep_frame_page`]) and the handler's stack as zeros: libckpt's own stack, or, if the
-/// checkpoint could not run there, what is below the frame in its region.
+/// [`keep_frame_page`]) and the handler's stack as zeros: what is below the frame, or
+/// libckpt's own stack.
 fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8]) -> PageSource<'a> {
     let frame_page = frame & !(PAGE - 1);
     let holds_frame = (r.start..r.end).contains(&frame);
-    // The checkpoint ran on libckpt's own stack (stored as zeros), under the frame only the
-    // handler's first calls and then the program's memory; or on the alternate stack, under
-    // which the memory is the program's; or (libckpt's stack not to be had) on the thread's
-    // own stack, below the frame.
+    // A frame on an alternate signal stack: the handler ran on libckpt's own stack (stored as
+    // zeros), or on the alternate stack, under which the memory is the program's (`ownstack`).
     let (own, alt_bottom) = super::ownstack::in_use();
-    let zeros = if holds_frame && alt_bottom == 0 && own.is_empty() {
+    let zeros = if holds_frame && alt_bottom == 0 {
         r.start..frame_page
     } else {
         // Only the pages of libckpt's stack: the kernel shows it as one region with the
