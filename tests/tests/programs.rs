@@ -511,3 +511,35 @@ fn a_forked_child_has_no_share_in_its_parents_cache_of_file_hashes() {
     assert!(cache_in(child), "no cache of file hashes in the child after its own checkpoint");
     orig.kill_tree();
 }
+
+/// A coroutine whose stack is a part of a malloc'd block, 1 MiB of the program's data right
+/// below it in the same region (`heapstack`, as ucontext coroutine libraries lay them out): the
+/// checkpoint signal lands on that stack, and the data below the signal frame belongs to the
+/// program, not to the handler. Restarted (and checkpointed again once restored, and restarted
+/// again), the program finds every word of its data as it wrote it; with the image written by
+/// the forked writer, by the handler itself (`CKPT_SYNC`), and compressed. Once, everything in
+/// the region below the frame was stored as zeros.
+#[test]
+fn data_below_a_coroutine_stack_in_the_heap_survives_a_restart() {
+    let p = prog("heapstack", &[]);
+    let field = |l: &str| l.split_once(" bad=").map(|(_, b)| b.to_string());
+    let bad = |lines: &[String]| lines.iter().filter(|l| field(l).as_deref() != Some("0")).cloned().collect::<Vec<_>>();
+    for (name, env) in [("forked", None), ("sync", Some(("CKPT_SYNC", "1"))), ("lz4", Some(("CKPT_COMPRESS", "lz4")))] {
+        let wd = Workdir::new(&format!("heapstack-{name}"));
+        let mut c = Command::new(&p);
+        c.envs(env);
+        let mut orig = Proc::preloaded(c, &wd.image(), "heapstack");
+        orig.wait_lines(3, SHORT);
+        orig.checkpoint(&wd.image(), LONG);
+        orig.kill9();
+        let mut restored = Proc::restart(&wd.image());
+        let first = restored.wait_lines(3, SHORT);
+        assert!(bad(&first).is_empty(), "{name}: restarted, the data below the coroutine's stack is not the program's: {:?}", bad(&first));
+        restored.checkpoint(&wd.image(), LONG);
+        restored.kill9();
+        let mut again = Proc::restart(&wd.image());
+        let second = again.wait_lines(3, SHORT);
+        again.kill9();
+        assert!(bad(&second).is_empty(), "{name}: restarted from the restored program's image: {:?}", bad(&second));
+    }
+}

@@ -17,23 +17,17 @@ pub fn write_region(img: i32, start: usize, len: usize, off: u64, src: &PageSour
     while done < len {
         let n = (len - done).min(CHUNK).min(raw.len());
         let addr = start + done;
-        let chunk: &[u8] = if !src.bounce && src.frame_page.is_none() && src.zeros.is_empty() {
+        let chunk: &[u8] = if !src.bounce && src.zeros.is_empty() {
             // SAFETY: private anonymous memory listed readable cannot fault when read (see
             // write.rs), and nothing unmaps it meanwhile.
             unsafe { core::slice::from_raw_parts(addr as *const u8, n) }
         } else {
             let copied = sys::copy_own_memory(addr, n, raw);
             raw[copied..n].fill(0);
-            // The stack this handler runs on is stored as zeros, and the frame's page from its
-            // copy (see write.rs).
+            // libckpt's own stack is stored as zeros (see write.rs).
             let (from, to) = (src.zeros.start.max(addr), src.zeros.end.min(addr + n));
             if from < to {
                 raw[from - addr..to - addr].fill(0);
-            }
-            if let Some((fp, bytes)) = src.frame_page {
-                if fp >= addr && fp < addr + n {
-                    raw[fp - addr..fp - addr + PAGE].copy_from_slice(bytes);
-                }
             }
             &raw[..n]
         };

@@ -357,6 +357,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     phases::mark(phases::Phase::Stopped);
     let copies = if forked_writer { room_for_copies(&mut scratch)? } else { 0 };
     scratch.grow(copies)?;
+    let mut stack = scratch.writer_stack();
     let exclude = scratch.range();
     let mut parts = scratch.parts();
     let leave_out = attach.map(|a| write::LeaveOut { ranges: a.leave_out, frames: a.region, earlier_frames: attached::FramesRegion::is_earlier });
@@ -419,8 +420,16 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     }
     let captured = Captured { parts, started, exclude, file };
     if !forked_writer {
-        // CKPT_SYNC: the whole tree stays stopped until the image is written.
-        let taken = write_here(captured, &stopped, tree.as_mut(), member.as_ref(), last);
+        // CKPT_SYNC: the whole tree stays stopped until the image is written, on a stack apart
+        // from the program's (see `ownstack`).
+        let mut captured = Some(captured);
+        let mut taken = Err(Failure::plain("the image was not written"));
+        let mut go = || {
+            if let Some(c) = captured.take() {
+                taken = write_here(c, &stopped, tree.as_mut(), member.as_ref(), last);
+            }
+        };
+        stack.run(&mut go);
         if taken.is_ok() && last.is_some_and(|l| l.hold) {
             // Said before the stop, for `ckpt` to wait for the stop itself; the threads this
             // one holds stop with it, and go on when it does (`stopped` dropped).
@@ -436,7 +445,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
         }
         return taken;
     }
-    start_writer(stopped, captured, tree.as_mut(), member.as_mut(), n)
+    start_writer(stopped, captured, &mut stack, tree.as_mut(), member.as_mut(), n)
 }
 
 /// Room to copy the memory a forked writer would not see as it is now: shared memory, and
@@ -507,7 +516,7 @@ fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tre
 /// short-lived intermediate that shares the program's memory, so the memory is copied once.
 /// The program goes on at once (its threads, and the tree, let go); the writer writes the
 /// image and ends.
-fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tree::Tree>, mut member: Option<&mut tree::Joined>, n: u32) -> Result<Taken, Failure> {
+fn start_writer(stopped: threads::Stopped, c: Captured, stack: &mut scratch::WriterStack, mut tree: Option<&mut tree::Tree>, mut member: Option<&mut tree::Joined>, n: u32) -> Result<Taken, Failure> {
     let mut writer = 0i32;
     // Named from its start: until it has run, a writer that still had the program's name would
     // be taken for one killed by the next checkpoint (which would then start another beside
@@ -516,7 +525,16 @@ fn start_writer(stopped: threads::Stopped, c: Captured, mut tree: Option<&mut tr
     let cache = filecache::take();
     let intermediate = ckpt_sigsafe::sys::spawn_detached_named(&mut writer, report::WRITER_NAME);
     if intermediate == Ok(0) {
-        run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n, cache);
+        // The writer, with a copy of memory as it is now: it runs on a stack apart from the
+        // program's (see `ownstack`), so that what it reads from them does not change meanwhile.
+        let mut c = Some(c);
+        let mut go = || {
+            if let Some(c) = c.take() {
+                run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n, cache);
+            }
+        };
+        stack.run(&mut go);
+        ckpt_sigsafe::sys::exit_group(1); // not reached: `run_writer` ends the process
     }
     filecache::put_back(cache);
     let intermediate = intermediate.map_err(|e| Failure::new("starting the image writer", e))?;

@@ -1,16 +1,21 @@
-//! A stack of libckpt's own for a checkpoint whose signal the kernel delivered on the program's
-//! alternate signal stack.
+//! Stacks other than the one the checkpoint signal landed on.
 //!
-//! libckpt's handler asks for the alternate stack when the program's own handler for the
-//! checkpoint signal does (`actions`): the Go runtime runs every handler on a 32 KiB stack of
-//! each thread's, inside its heap, and refuses any other. The kernel's frame is then on that
-//! stack, which a checkpoint would overflow into the memory below it. So the checkpoint runs
-//! on a stack of its own, mapped on first need (reserved, `MAP_NORESERVE`: only the pages used
-//! cost anything) and kept for the next ones. The writer stores that stack's pages as zeros
-//! (nothing of it matters after a restart; only its pages: in a restored process the kernel
-//! may show it as one region with the program's memory beside it) and, below the frame, only
-//! the alternate stack's own part (the rest of the memory under it is the program's): see
-//! `write.rs`.
+//! - **libckpt's own stack**, for a checkpoint whose signal the kernel delivered on the
+//!   program's alternate signal stack. libckpt's handler asks for the alternate stack when the
+//!   program's own handler for the checkpoint signal does (`actions`): the Go runtime runs every
+//!   handler on a 32 KiB stack of each thread's, inside its heap, and refuses any other. The
+//!   kernel's frame is then on that stack, which a checkpoint would overflow into the memory
+//!   below it. So the checkpoint runs on a stack of its own, mapped on first need (reserved,
+//!   `MAP_NORESERVE`: only the pages used cost anything) and kept for the next ones. The writer
+//!   stores that stack's pages as zeros (nothing of it matters after a restart; only its pages:
+//!   in a restored process the kernel may show it as one region with the program's memory
+//!   beside it): see `write.rs`.
+//! - **The writer's stack** ([`on_stack`]), a part of the checkpoint's scratch memory, which the
+//!   image leaves out: whoever writes the image (the forked writer, or the handler itself with
+//!   `CKPT_SYNC`) does it there, so that no memory the image holds changes while it is read. The
+//!   stack the frame is on keeps, below the frame, the program's own memory (a coroutine's stack
+//!   carved out of the heap has the program's data right below it) and the handler's first
+//!   calls, which are stored as they are.
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint handler: atomics, one `mmap` system call, and the switch of stack
@@ -27,21 +32,19 @@ const LEN: usize = 1 << 20;
 static BASE: AtomicUsize = AtomicUsize::new(0);
 /// A checkpoint runs on it.
 static BUSY: AtomicBool = AtomicBool::new(false);
-/// While a checkpoint whose frame is on an alternate stack runs: that stack's lowest address.
-static ALT_BOTTOM: AtomicUsize = AtomicUsize::new(0);
 /// While a checkpoint runs on libckpt's stack: its lowest address.
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
 
-/// The lowest address of the alternate signal stack the kernel put the frame `uc` on, if it
-/// did (the ucontext holds the thread's alternate stack as it was at delivery).
-fn alternate_stack_of(uc: usize) -> Option<usize> {
+/// Whether the kernel put the frame `uc` on the thread's alternate signal stack (the ucontext
+/// holds that stack as it was at delivery).
+fn on_alternate_stack(uc: usize) -> bool {
     if uc == 0 {
-        return None;
+        return false;
     }
     // SAFETY: the kernel built a whole ucontext at `uc` for the handler this thread is in.
     let st = unsafe { (*(uc as *const libc::ucontext_t)).uc_stack };
     let (lo, len) = (st.ss_sp as usize, st.ss_size);
-    (st.ss_flags & libc::SS_DISABLE == 0 && len > 0 && (lo..lo.saturating_add(len)).contains(&uc)).then_some(lo)
+    st.ss_flags & libc::SS_DISABLE == 0 && len > 0 && (lo..lo.saturating_add(len)).contains(&uc)
 }
 
 /// The stack, mapped on first need; 0 if it cannot be.
@@ -64,43 +67,52 @@ fn stack() -> usize {
 /// frame is on an alternate signal stack, else where it is. (Should the stack be taken, or
 /// cannot be mapped, it runs on the alternate stack, as it would have.)
 pub fn run(uc: usize, go: &mut dyn FnMut()) {
-    let Some(alt) = alternate_stack_of(uc) else {
+    if !on_alternate_stack(uc) {
         go();
         return;
-    };
-    ALT_BOTTOM.store(alt, SeqCst);
+    }
     let base = if BUSY.swap(true, SeqCst) { 0 } else { stack() };
     if base == 0 {
         go();
     } else {
         IN_USE.store(base, SeqCst);
-        let mut go = go;
-        let top = (base + LEN) & !15;
-        // SAFETY: `top` is the 16-byte aligned top of a mapping of ours that nothing else uses
-        // (BUSY); `call_on` runs `go` there and comes back here with the stack pointer it had
-        // (kept in r12, which the called code preserves). The writer forked inside `go` never
-        // comes back: it ends there.
-        unsafe {
-            core::arch::asm!(
-                "mov r12, rsp",
-                "mov rsp, {top}",
-                "call {f}",
-                "mov rsp, r12",
-                top = in(reg) top,
-                f = in(reg) call_on as extern "C" fn(usize),
-                in("rdi") &mut go as *mut &mut dyn FnMut() as usize,
-                out("r12") _,
-                clobber_abi("C"),
-            );
-        }
+        // SAFETY: the top of a mapping of ours that nothing else uses (BUSY).
+        unsafe { on_stack(base + LEN, go) };
         IN_USE.store(0, SeqCst);
         BUSY.store(false, SeqCst);
     }
-    ALT_BOTTOM.store(0, SeqCst);
+}
+
+/// Runs `go` with the stack pointer at `top` (rounded down to 16 bytes), and comes back here
+/// with the stack pointer as it was. A writer forked inside `go` never comes back: it ends
+/// there.
+///
+/// # Safety
+/// The memory below `top` is writable, nothing else uses it while `go` runs, and it is deep
+/// enough for `go`.
+pub unsafe fn on_stack(top: usize, go: &mut dyn FnMut()) {
+    let mut go = go;
+    let top = top & !15;
+    // SAFETY: the caller vouches for the stack below `top`; `call_on` runs `go` there and comes
+    // back here, where the stack pointer it had (kept in r12, which the called code preserves)
+    // is put back.
+    unsafe {
+        core::arch::asm!(
+            "mov r12, rsp",
+            "mov rsp, {top}",
+            "call {f}",
+            "mov rsp, r12",
+            top = in(reg) top,
+            f = in(reg) call_on as extern "C" fn(usize),
+            in("rdi") &mut go as *mut &mut dyn FnMut() as usize,
+            out("r12") _,
+            clobber_abi("C"),
+        );
+    }
 }
 
 extern "C" fn call_on(go: usize) {
-    // SAFETY: `run` passes a pointer to its `&mut dyn FnMut()`, alive across this call.
+    // SAFETY: `on_stack` passes a pointer to its `&mut dyn FnMut()`, alive across this call.
     let go = unsafe { &mut *(go as *mut &mut dyn FnMut()) };
     go();
 }
@@ -109,14 +121,12 @@ extern "C" fn call_on(go: usize) {
 /// restored process left (it resumed from the frame): the stack is free again.
 pub fn after_restore() {
     IN_USE.store(0, SeqCst);
-    ALT_BOTTOM.store(0, SeqCst);
     BUSY.store(false, SeqCst);
 }
 
 /// During a checkpoint (in its writer too): libckpt's stack if the checkpoint runs on it (empty
-/// if not), and the lowest address of the alternate stack the frame is on (0 if it is not).
-pub fn in_use() -> (Range<usize>, usize) {
+/// if not).
+pub fn in_use() -> Range<usize> {
     let own = IN_USE.load(SeqCst);
-    let own = if own == 0 { 0..0 } else { own..own + LEN };
-    (own, ALT_BOTTOM.load(SeqCst))
+    if own == 0 { 0..0 } else { own..own + LEN }
 }

@@ -13,15 +13,13 @@ use core::ops::Range;
 use rustix::io::Errno;
 
 /// How a region's pages are read.
-pub struct PageSource<'a> {
+pub struct PageSource {
     /// `/proc/self/pagemap`, when the region is private anonymous memory: pages it reports as
     /// neither present nor swapped were never touched and are zero without being read.
     pub pagemap: Option<i32>,
-    /// Pages in this range are stored as zeros: the stack the checkpoint handler runs on (below
-    /// its signal frame, or libckpt's own stack), never more than its part of the region.
+    /// Pages in this range are stored as zeros: libckpt's own stack, which the checkpoint
+    /// handler runs on (see `ownstack`), never more than its part of the region.
     pub zeros: Range<usize>,
-    /// The page holding the signal frame, with the part below the frame already zeroed.
-    pub frame_page: Option<(usize, &'a [u8])>,
     /// Copy the memory through `process_vm_readv` into a buffer first: for memory that may fault
     /// when read (file mappings past the end of the file), which ends the copy instead.
     pub bounce: bool,
@@ -84,11 +82,6 @@ pub fn prefetch_ahead(addr: usize, end: usize) {
 pub fn page_bytes<'a>(addr: usize, pagemap_entry: u64, src: &'a PageSource) -> Option<&'a [u8]> {
     if src.zeros.contains(&addr) || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 {
         return None;
-    }
-    if let Some((fp, bytes)) = src.frame_page {
-        if fp == addr {
-            return Some(bytes);
-        }
     }
     // SAFETY: private anonymous memory (the only kind read directly) listed readable in
     // /proc/self/maps cannot fault when read: an untouched page reads as zeros, a swapped one is

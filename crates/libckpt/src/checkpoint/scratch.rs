@@ -46,14 +46,18 @@ const fn room_for<T>(n: usize) -> usize {
 
 // The layout, computed: each part placed after the one before it. Only the pages actually
 // touched cost anything, so generous parts are free.
-const STATE: Span = Span::first(room_for::<ProcessState>(1));
+/// A page no code may touch, under the writer's stack: running past the stack's end faults
+/// instead of writing over the other parts.
+const GUARD: Span = Span::first(PAGE);
+/// The stack the image is written on (see `ownstack::on_stack`): apart from every stack of the
+/// program's, so none of them changes while the image is read from them.
+const WRITER_STACK: Span = GUARD.then(2 * MIB);
+const STATE: Span = WRITER_STACK.then(room_for::<ProcessState>(1));
 /// `/proc/self/auxv`, `/proc/self/status` and `stat`, the cmdline.
 const AUXV: Span = STATE.then(8192);
 const TEXT: Span = AUXV.then(16384);
 const CMDLINE: Span = TEXT.then(8192);
-/// The stack page that holds the signal frame.
-const STACK_PAGE: Span = CMDLINE.then(PAGE);
-const PATHBUF: Span = STACK_PAGE.then(8192);
+const PATHBUF: Span = CMDLINE.then(8192);
 const TMP_PATH: Span = PATHBUF.then(16384);
 /// One entry per descriptor: the checkpoint refuses a program with more than one image holds.
 const FD_LIST: Span = TMP_PATH.then(room_for::<i32>(MAX_FDS));
@@ -144,8 +148,6 @@ pub struct Parts<'a> {
     pub cmdline: &'a mut [u8],
     /// Temporary file path.
     pub tmp_path: &'a mut [u8],
-    /// One page, for the stack page that holds the signal frame.
-    pub page: &'a mut [u8],
     /// A path, NUL-terminated, for system calls.
     pub pathbuf: &'a mut [u8],
     /// Descriptors recorded so far (to find `dup`ed ones).
@@ -309,6 +311,15 @@ impl Scratch {
         Ok(())
     }
 
+    /// The writer's stack, once the area has its final size (`grow` moves it): the page under
+    /// the stack made inaccessible from here on.
+    pub fn writer_stack(&mut self) -> WriterStack {
+        // SAFETY: the guard page is ours, and nothing is ever stored in it. Should this fail,
+        // the stack only goes without its guard.
+        let _ = unsafe { rustix::mm::mprotect((self.base + GUARD.at) as *mut _, GUARD.len, rustix::mm::MprotectFlags::empty()) };
+        WriterStack { top: self.base + WRITER_STACK.end() }
+    }
+
     pub fn parts(&mut self) -> Parts<'_> {
         // SAFETY: every call below names a different part of the layout, and parts never
         // overlap (each is placed after the one before it), so the borrows are disjoint; they
@@ -324,7 +335,6 @@ impl Scratch {
                 text: self.bytes(TEXT),
                 cmdline: self.bytes(CMDLINE),
                 tmp_path: self.bytes(TMP_PATH),
-                page: self.bytes(STACK_PAGE),
                 pathbuf: self.bytes(PATHBUF),
                 fd_list: self.table(FD_LIST),
                 copybuf: self.bytes(COPY),
@@ -379,6 +389,21 @@ impl Scratch {
                 node: [0; ckpt_image::node::NODE_LEN],
             }
         }
+    }
+}
+
+/// The stack the image is written on: a part of the scratch area, which the image leaves out
+/// and nothing else uses.
+pub struct WriterStack {
+    top: usize,
+}
+
+impl WriterStack {
+    /// Runs `go` on this stack (see `ownstack::on_stack`).
+    pub fn run(&mut self, go: &mut dyn FnMut()) {
+        // SAFETY: the stack part of the scratch area is writable, 2 MiB deep, and used by
+        // nothing but this (the only `WriterStack` of its area, borrowed mutably meanwhile).
+        unsafe { super::ownstack::on_stack(self.top, go) }
     }
 }
 

@@ -301,15 +301,15 @@ fn visit_pages(start: usize, len: usize, src: &PageSource, pm_buf: &mut [u64], m
 }
 
 /// The regions this process stores, as both ends of page sharing walk them (see `share`).
-struct Stored<'a, 's> {
+struct Stored<'a> {
     maps: &'a [u8],
     exclude: &'a Range<usize>,
     slots: &'a [RegionSlot],
     shadows: &'a [Shadow],
-    source: &'a dyn Fn(&MapsEntry) -> PageSource<'s>,
+    source: &'a dyn Fn(&MapsEntry) -> PageSource,
 }
 
-impl<'a> Stored<'a, '_> {
+impl<'a> Stored<'a> {
     /// Each region whose bytes are stored: its index among the image's regions, its entry, and
     /// whether it is private anonymous memory (the only kind whose pages are shared).
     fn regions(&self) -> impl Iterator<Item = (usize, MapsEntry<'a>, bool)> + 'a {
@@ -376,7 +376,7 @@ fn plan_sharing(joined: &super::tree::Joined, stored: &Stored, pm_buf: &mut [u64
 fn unwritten(r: &MapsEntry, pagemap: Option<&OwnedFd>, pm_buf: &mut [u64]) -> bool {
     const PM_FILE: u64 = 1 << 61;
     let Some(pm) = pagemap else { return false };
-    let src = PageSource { pagemap: Some(pm.as_raw_fd()), zeros: 0..0, frame_page: None, bounce: false };
+    let src = PageSource { pagemap: Some(pm.as_raw_fd()), zeros: 0..0, bounce: false };
     let pages = (r.end - r.start) / PAGE;
     let mut p = 0;
     while p < pages {
@@ -574,9 +574,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         Role::Root(t) => Some(super::share::Table::new(t)),
         _ => None,
     };
-    let frame = keep_frame_page(parts.page, threads[0].sigframe as usize);
-    let frame_copy: &[u8] = &parts.page[..PAGE];
-    let source = |r: &MapsEntry| page_source(r, pagemap, frame, frame_copy);
+    let frame = threads[0].sigframe as usize - 8; // the rt_sigframe starts with the return address, below the ucontext
+    let source = |r: &MapsEntry| page_source(r, pagemap);
     let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
     let image_path: &[u8] = match role {
         Role::Member(_) => &[],
@@ -603,7 +602,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     if let Some(t) = table.as_mut().filter(|_| !compress) {
         publish_pages(t, &stored, parts.pm_buf, layout.data_start);
     }
-    let data_end = write_region_data(parts, fd, &exclude, pagemap, frame, &plan, layout.data_start)?;
+    let data_end = write_region_data(parts, fd, &exclude, pagemap, &plan, layout.data_start)?;
     mark(Phase::Data);
     let mut file_len = write_deleted_files(fd, &mut parts.fds[..parts.fds_len], data_end, parts.copybuf, parts.pipe_data)?;
     // The key, read once (a member's part is authenticated by the root's writer, after it
@@ -725,47 +724,20 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
     Ok((count, names_len, filemaps_len, shmfiles_len))
 }
 
-/// The signal frame at `uc` (the ucontext of the thread running this), and its page: copied
-/// into `page` with everything below the frame zeroed, which is how that page is stored. Below
-/// the frame, this handler's own calls keep changing the memory while it is written, and none of
-/// it matters after a restart (execution resumes from the frame). Returns the frame's address.
-fn keep_frame_page(page: &mut [u8], uc: usize) -> usize {
-    let frame = uc - 8; // the rt_sigframe starts with the return address, below the ucontext
-    let frame_page = frame & !(PAGE - 1);
-    // SAFETY: the frame page is mapped and readable: the kernel wrote the frame into it.
-    let live = unsafe { core::slice::from_raw_parts(frame_page as *const u8, PAGE) };
-    let below = frame - frame_page;
-    // On an alternate signal stack, what lies under the stack is the program's (`ownstack`).
-    let (_, alt_bottom) = super::ownstack::in_use();
-    let keep = alt_bottom.saturating_sub(frame_page).min(below);
-    page[..keep].copy_from_slice(&live[..keep]);
-    page[keep..below].fill(0);
-    page[below..PAGE].copy_from_slice(&live[below..]);
-    frame
-}
-
 /// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
-/// (else copied through a buffer), with the frame's page taken from `frame_copy` (see
-/// [`keep_frame_page`]) and the handler's stack as zeros: what is below the frame, or
-/// libckpt's own stack.
-fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, frame: usize, frame_copy: &'a [u8]) -> PageSource<'a> {
-    let frame_page = frame & !(PAGE - 1);
-    let holds_frame = (r.start..r.end).contains(&frame);
-    // A frame on an alternate signal stack: the handler ran on libckpt's own stack (stored as
-    // zeros), or on the alternate stack, under which the memory is the program's (`ownstack`).
-    let (own, alt_bottom) = super::ownstack::in_use();
-    let zeros = if holds_frame && alt_bottom == 0 {
-        r.start..frame_page
-    } else {
-        // Only the pages of libckpt's stack: the kernel shows it as one region with the
-        // program's memory beside it when their flags agree, as they do in a restored process
-        // (its memory mapped anew, all alike).
-        own.start.max(r.start)..own.end.min(r.end)
-    };
+/// (else copied through a buffer), with libckpt's own stack as zeros (see `ownstack`). Every
+/// other stack, the frame's included, is stored as it is: the image is written on a stack of its
+/// own (`ownstack::on_stack`), so below the frame only the handler's first calls lie, unchanged
+/// meanwhile, and under them the program's memory (a coroutine's stack in the heap).
+fn page_source(r: &MapsEntry, pagemap: Option<i32>) -> PageSource {
+    // Only the pages of libckpt's stack: the kernel shows it as one region with the program's
+    // memory beside it when their flags agree, as they do in a restored process (its memory
+    // mapped anew, all alike).
+    let own = super::ownstack::in_use();
+    let zeros = own.start.max(r.start)..own.end.min(r.end);
     PageSource {
         pagemap: if anonymous_private(r) { pagemap } else { None },
         zeros: if zeros.is_empty() { 0..0 } else { zeros },
-        frame_page: if holds_frame { Some((frame_page, frame_copy)) } else { None },
         bounce: !anonymous_private(r),
     }
 }
@@ -861,12 +833,11 @@ fn optional_notes<'a>(parts: &'a Parts, role: &Role, tree_note: &'a [u8], plan: 
 }
 
 /// Writes the region data from `data_start`, each region's place, stored length and hash noted
-/// in its slot (pages are read as [`page_source`] says, from `pagemap` and the frame at `frame`).
-/// Returns where the data ends.
-fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap: Option<i32>, frame: usize, plan: &Plan, data_start: u64) -> Result<u64, Failure> {
+/// in its slot (pages are read as [`page_source`] says, from `pagemap`). Returns where the data
+/// ends.
+fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap: Option<i32>, plan: &Plan, data_start: u64) -> Result<u64, Failure> {
     let maps = &parts.maps[..parts.maps_len];
     let shadows = &parts.shadows[..parts.nshadows];
-    let frame_copy: &[u8] = &parts.page[..PAGE];
     let mut skip = super::runs::RunCursor::new(&parts.shared[..plan.shared_len]);
     let mut off = data_start;
     for (i, (r, slot)) in regions(maps, exclude).zip(parts.slots.iter_mut()).enumerate() {
@@ -874,7 +845,7 @@ fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap
             continue;
         }
         let len = r.end - r.start;
-        let src = page_source(&r, pagemap, frame, frame_copy);
+        let src = page_source(&r, pagemap);
         slot.data_offset = off;
         let from = read_address(shadows, &r);
         if plan.compress {
@@ -1159,7 +1130,7 @@ fn write_region(
                 // hashed: the kernel's copy into the file then reads them from the cache, not
                 // from memory a second time.
                 (true, Some(r)) if i - r == RUN_PAGES && !src.bounce => {
-                    write_run(img, chunk_start, r, i, start, off, src)?;
+                    write_run(img, chunk_start, r, i, start, off)?;
                     run = Some(i);
                 }
                 (false, Some(r)) if src.bounce => {
@@ -1168,7 +1139,7 @@ fn write_region(
                     run = None;
                 }
                 (false, Some(r)) => {
-                    write_run(img, chunk_start, r, i, start, off, src)?;
+                    write_run(img, chunk_start, r, i, start, off)?;
                     run = None;
                 }
                 _ => {}
@@ -1184,19 +1155,11 @@ fn write_region(
 const RUN_PAGES: usize = 64;
 
 /// Writes pages `from..to` of the chunk at `chunk_start` (a run of non-zero pages).
-fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize, off: u64, src: &PageSource) -> Result<(), Failure> {
+fn write_run(img: i32, chunk_start: usize, from: usize, to: usize, start: usize, off: u64) -> Result<(), Failure> {
     let addr = chunk_start + from * PAGE;
     let len = (to - from) * PAGE;
     let file_at = off + (addr - start) as u64;
-    match src.frame_page {
-        Some((fp, bytes)) if fp >= addr && fp < addr + len => {
-            // The frame page comes from its zeroed copy; the rest of the run from memory.
-            write_all(img, addr, fp - addr, file_at)?;
-            write_all(img, bytes.as_ptr() as usize, PAGE, file_at + (fp - addr) as u64)?;
-            write_all(img, fp + PAGE, addr + len - fp - PAGE, file_at + (fp + PAGE - addr) as u64)
-        }
-        _ => write_all(img, addr, len, file_at),
-    }
+    write_all(img, addr, len, file_at)
 }
 
 /// In the writer: closes every descriptor but the image, stderr (for its messages) and the
