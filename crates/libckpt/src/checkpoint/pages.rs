@@ -79,7 +79,7 @@ pub fn prefetch_ahead(addr: usize, end: usize) {
 }
 
 /// The bytes of the page at `addr`, or `None` if it is known to be zero.
-pub fn page_bytes<'a>(addr: usize, pagemap_entry: u64, src: &'a PageSource) -> Option<&'a [u8]> {
+pub fn page_bytes(addr: usize, pagemap_entry: u64, src: &PageSource) -> Option<&[u8]> {
     if src.zeros.contains(&addr) || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 {
         return None;
     }
