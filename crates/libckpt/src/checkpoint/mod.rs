@@ -365,13 +365,6 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     if forked_writer {
         write::copy_for_writer(&mut parts, &exclude)?;
     }
-    // What the program wrote since its previous checkpoint (a process checkpointed on its own
-    // only: a tree's images are always full).
-    if tree.is_none() && member.is_none() && attach.is_none() {
-        write::track_changes(&mut parts, &exclude);
-    } else {
-        track::forget();
-    }
     phases::mark(phases::Phase::Layout);
     if attach.is_none() {
         crate::entry::prepare_for_restore();
@@ -412,6 +405,15 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     if let Some(t) = tree.as_mut() {
         t.wait_captured()?;
         t.refill();
+    }
+    // What the program wrote since its previous checkpoint (a process checkpointed on its own
+    // only: a tree's images are always full). Found last, once the handler has written what it
+    // writes for the image (`entry::prepare_for_restore` and the like): a page written after this
+    // would be left to the base as it was.
+    if tree.is_none() && member.is_none() && attach.is_none() {
+        write::track_changes(&mut parts, &exclude);
+    } else {
+        track::forget();
     }
     phases::mark(phases::Phase::Captured);
     if !forked_writer {

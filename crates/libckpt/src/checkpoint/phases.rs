@@ -25,7 +25,8 @@ pub enum Phase {
     Fds,
     /// The files it wrote are noted (`written`).
     Written,
-    /// The temporary file is made (and a tree's members have captured theirs).
+    /// The temporary file is made (and a tree's members have captured theirs), and the pages
+    /// written since the last image are found (tracking).
     Captured,
     /// The forked writer runs (its first step).
     Writer,
