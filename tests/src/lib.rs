@@ -487,6 +487,10 @@ impl Proc {
                     return;
                 }
             }
+            // A program that ran to its end before the signal came gives no image: said at once.
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+            assert!(state != Some('Z'), "{}: it ended before a new image was at {} (asked too late?); stderr {:?}", self.what, image.display(), self.stderr());
             assert!(
                 Instant::now() < deadline,
                 "{}: no new image at {} within {timeout:?}; stderr {:?}",

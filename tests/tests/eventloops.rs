@@ -562,7 +562,8 @@ fn timerfd_records(image: &std::path::Path) -> Vec<ckpt_image::timerfd::TimerFdR
 fn a_periodic_timerfd_goes_on_ticking_after_a_restart() {
     for how in ["rel", "abs"] {
         let wd = Workdir::new(&format!("timerfd-{how}"));
-        checkpoint_kill_restart_matches(|| timerfds(&[how, "3", "300"]), 40, &wd);
+        // 1,000 ticks (3 s): time enough for the checkpoint, asked for after 40, on a busy machine.
+        checkpoint_kill_restart_matches(|| timerfds(&[how, "3", "1000"]), 40, &wd);
         let t = timerfd_records(&wd.image());
         assert!(t.len() == 1 && (t[0].interval_sec, t[0].interval_nsec) == (0, 3_000_000), "{how}: {t:?}");
         assert!(t[0].value_sec != 0 || t[0].value_nsec != 0, "{how}: recorded disarmed: {t:?}");
