@@ -67,9 +67,8 @@ impl FramesRegion {
         // the region stays in the restored process (and, on a kernel that names no anonymous
         // memory, in its later images too).
         let slots = (2 * count_threads() + 64).min(ckpt_image::limits::MAX_THREADS);
-        // The last page says what the region is (`ckpt_image::region::FRAMES_MAGIC`): above
-        // every frame, since the writer stores what lies below the leader's frame, in the
-        // region that holds it, as zeros (as it does the handler's stack below its frame).
+        // The last page says what the region is (`ckpt_image::region::FRAMES_MAGIC`), above
+        // every frame.
         let slots_len = (slot * slots + PAGE - 1) & !(PAGE - 1);
         let len = slots_len + PAGE;
         // SAFETY: a new private anonymous mapping, placed by the kernel where nothing is.

@@ -357,9 +357,8 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     phases::mark(phases::Phase::Stopped);
     let copies = if forked_writer { room_for_copies(&mut scratch)? } else { 0 };
     scratch.grow(copies)?;
-    let mut stack = scratch.writer_stack();
     let exclude = scratch.range();
-    let mut parts = scratch.parts();
+    let (mut parts, mut stack) = scratch.parts_and_stack();
     let leave_out = attach.map(|a| write::LeaveOut { ranges: a.leave_out, frames: a.region, earlier_frames: attached::FramesRegion::is_earlier });
     write::read_layout(&mut parts, leave_out.as_ref())?;
     if forked_writer {

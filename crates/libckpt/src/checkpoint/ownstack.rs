@@ -13,9 +13,9 @@
 //! - **The writer's stack** ([`on_stack`]), a part of the checkpoint's scratch memory, which the
 //!   image leaves out: whoever writes the image (the forked writer, or the handler itself with
 //!   `CKPT_SYNC`) does it there, so that no memory the image holds changes while it is read. The
-//!   stack the frame is on keeps, below the frame, the program's own memory (a coroutine's stack
-//!   carved out of the heap has the program's data right below it) and the handler's first
-//!   calls, which are stored as they are.
+//!   stack the frame is on keeps, below the frame, what the handler's capture left there and,
+//!   under it, the program's own memory (a coroutine's stack carved out of the heap has the
+//!   program's data right below it), stored as they are.
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint handler: atomics, one `mmap` system call, and the switch of stack

@@ -311,13 +311,15 @@ impl Scratch {
         Ok(())
     }
 
-    /// The writer's stack, once the area has its final size (`grow` moves it): the page under
-    /// the stack made inaccessible from here on.
-    pub fn writer_stack(&mut self) -> WriterStack {
+    /// The parts, and the stack the image is written on: once the area has its final size
+    /// (`grow` moves it, and could not once the page under the stack is made inaccessible,
+    /// here). Both borrow the area, so it outlives them and none of this is done twice.
+    pub fn parts_and_stack(&mut self) -> (Parts<'_>, WriterStack<'_>) {
         // SAFETY: the guard page is ours, and nothing is ever stored in it. Should this fail,
         // the stack only goes without its guard.
         let _ = unsafe { rustix::mm::mprotect((self.base + GUARD.at) as *mut _, GUARD.len, rustix::mm::MprotectFlags::empty()) };
-        WriterStack { top: self.base + WRITER_STACK.end() }
+        let stack = WriterStack { top: self.base + WRITER_STACK.end(), _area: core::marker::PhantomData };
+        (self.parts(), stack)
     }
 
     pub fn parts(&mut self) -> Parts<'_> {
@@ -392,17 +394,20 @@ impl Scratch {
     }
 }
 
-/// The stack the image is written on: a part of the scratch area, which the image leaves out
-/// and nothing else uses.
-pub struct WriterStack {
+/// The stack the image is written on: a part of the scratch area (which the image leaves out),
+/// made only with the area's parts (`Scratch::parts_and_stack`), none of which covers it.
+pub struct WriterStack<'a> {
     top: usize,
+    _area: core::marker::PhantomData<&'a mut Scratch>,
 }
 
-impl WriterStack {
+impl WriterStack<'_> {
     /// Runs `go` on this stack (see `ownstack::on_stack`).
     pub fn run(&mut self, go: &mut dyn FnMut()) {
-        // SAFETY: the stack part of the scratch area is writable, 2 MiB deep, and used by
-        // nothing but this (the only `WriterStack` of its area, borrowed mutably meanwhile).
+        // SAFETY: the stack part of the scratch area is writable and 2 MiB deep (a checkpoint's
+        // writer uses some 40 KiB of it); the area stays mapped as long as this borrows it, and
+        // nothing else uses that part: no part of `Parts` covers it, and this one `WriterStack`
+        // of the area is borrowed mutably while `go` runs.
         unsafe { super::ownstack::on_stack(self.top, go) }
     }
 }

@@ -727,8 +727,8 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
 /// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
 /// (else copied through a buffer), with libckpt's own stack as zeros (see `ownstack`). Every
 /// other stack, the frame's included, is stored as it is: the image is written on a stack of its
-/// own (`ownstack::on_stack`), so below the frame only the handler's first calls lie, unchanged
-/// meanwhile, and under them the program's memory (a coroutine's stack in the heap).
+/// own (`ownstack::on_stack`), so below the frame only what the handler's capture left there
+/// lies, unchanged meanwhile, and under it the program's memory (a coroutine's stack in the heap).
 fn page_source(r: &MapsEntry, pagemap: Option<i32>) -> PageSource {
     // Only the pages of libckpt's stack: the kernel shows it as one region with the program's
     // memory beside it when their flags agree, as they do in a restored process (its memory
