@@ -574,7 +574,6 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         Role::Root(t) => Some(super::share::Table::new(t)),
         _ => None,
     };
-    let frame = threads[0].sigframe as usize - 8; // the rt_sigframe starts with the return address, below the ucontext
     let source = |r: &MapsEntry| page_source(r, pagemap);
     let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
     let image_path: &[u8] = match role {
@@ -592,7 +591,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         base_state: &mut *parts.base_state,
         pm_buf: &mut parts.pm_buf[..],
     };
-    let (shared_len, chain_len, base_link) = plan_stored_elsewhere(&role, compress, &stored, frame, image_path, pagemap, bufs);
+    let (shared_len, chain_len, base_link) = plan_stored_elsewhere(&role, compress, &stored, image_path, pagemap, bufs);
     mark(Phase::Planned);
     let plan = Plan { count, names_len, compress, filemaps_len, shmfiles_len, shared_len, chain_len };
     let layout = lay_out(parts, threads, &role, &plan)?;
@@ -745,16 +744,17 @@ fn page_source(r: &MapsEntry, pagemap: Option<i32>) -> PageSource {
 /// Which pages are stored elsewhere, settled before anything is written, as the headers say it.
 /// A member stores no page the root stores alike at the same address (`NT_CKPT_SHARED`). A
 /// process checkpointed on its own stores no page that it did not write since its previous
-/// image, which holds it (see `chain`). Returns the lengths of the shared and chain notes, and
-/// the base to name at commit.
-fn plan_stored_elsewhere(role: &Role, compress: bool, stored: &Stored, frame: usize, image_path: &[u8], pagemap: Option<i32>, bufs: super::chain::Bufs) -> (usize, usize, Option<super::chain::BaseLink>) {
+/// image, which holds it (see `chain`); the region holding the signal frame too: what the
+/// handler writes there after tracking looked is below the frame, dead once the program resumes.
+/// Returns the lengths of the shared and chain notes, and the base to name at commit.
+fn plan_stored_elsewhere(role: &Role, compress: bool, stored: &Stored, image_path: &[u8], pagemap: Option<i32>, bufs: super::chain::Bufs) -> (usize, usize, Option<super::chain::BaseLink>) {
     match role {
         Role::Member(j) if !compress => (plan_sharing(j, stored, bufs.pm_buf, bufs.shared), 0, None),
         Role::Single => {
             let mut candidates = regions(stored.maps, stored.exclude)
                 .zip(stored.slots.iter())
                 .enumerate()
-                .filter(|(_, (r, s))| s.saved == Saved::Data && read_address(stored.shadows, r) == r.start && !(r.start..r.end).contains(&frame))
+                .filter(|(_, (r, s))| s.saved == Saved::Data && read_address(stored.shadows, r) == r.start)
                 .filter_map(|(i, (r, _))| {
                     let restored = super::track::is_restored_memory(&r);
                     (anonymous_private(&r) || restored).then_some(super::chain::Candidate { index: i as u32, start: r.start as u64, end: r.end as u64, restored })
