@@ -23,7 +23,10 @@
 //! handler (in each other thread) both bump it as they start, before the call they cut short
 //! returns. Counting the checkpoint once, when it began, was not enough: a thread that entered
 //! its call after that but before its stop signal came read the count already moved, and then
-//! saw the stop signal's `EINTR` as its own.
+//! saw the stop signal's `EINTR` as its own. A thread stopped with ptrace instead (one that
+//! blocks the stop signal: `checkpoint::seize`) runs no handler, so the coordinator counts
+//! once more when every thread is stopped: restored, the call such a thread was in (perhaps
+//! entered after every other count) returns `EINTR` with the count moved since.
 //!
 //! A signal of the program's own that arrives during the same call still ends it with `EINTR`
 //! unless one of ckpt's arrived in some thread in the same instant. Calls made with `syscall(2)` directly,

@@ -180,6 +180,12 @@ pub fn stop_others(own: ThreadState, room: Room, how: How) -> Result<Stopped, Fa
         unsafe { (SLOTS.0.get() as *mut ThreadState).add(i).write(th) };
     }
     stopped.count = NEXT.load(SeqCst).min(MAX_THREADS);
+    // Every thread is stopped: counted once more for the calls they are in (see `invisible`).
+    // A thread stopped with ptrace ran no handler of ckpt's, and the call it was in may have
+    // begun after every other count of this checkpoint (it went into it between the listing
+    // and its capture): restored, such a call returns `EINTR` (a sleep, a `poll` with a
+    // timeout: `tracee`), which the count, moved since, shows as the checkpoint's.
+    crate::invisible::bump();
     Ok(stopped)
 }
 
