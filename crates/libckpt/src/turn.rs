@@ -19,9 +19,11 @@
 //! threads stops it as any other, in the stop handler, and it goes on waiting once let go. The
 //! wait is bounded ([`WAIT_S`], counted again after each such stop); past it, the checkpoint
 //! fails and says why. A restored process, or a forked child, has no checkpoint under way
-//! whatever its memory says ([`after_restore`], [`after_fork_child`]), and a turn held by a
-//! thread that is not one of this process's (a child forked without libc's `fork`) is taken
-//! over.
+//! whatever its memory says ([`after_restore`], [`after_fork_child`]); and a turn is taken over
+//! from a thread that is not in the checkpoint handler ([`in_handler`]): its memory came from a
+//! process in the middle of a checkpoint by another way (a process restarted through
+//! myrestart's own resume page, which runs no code of libckpt's; a child forked without libc's
+//! `fork`).
 //!
 //! The turn also tells the interposed waits that a checkpoint runs ([`under_way`]): a
 //! checkpoint signal that the kernel sent some thread out of its wait for may be taken by
@@ -74,13 +76,18 @@ pub fn end(turn: Option<Turn>, signal: i32, count_it: fn()) {
 }
 
 /// Waits until no other checkpoint runs in this process, and takes the turn. `None` if the
-/// one under way did not end within [`WAIT_S`], or is this thread's own (a checkpoint signal
-/// delivered into its own handler, which cannot wait for itself).
+/// one under way did not end within [`WAIT_S`].
+///
+/// A turn this thread holds already is taken again: left in memory restored through
+/// myrestart's resume page, it names the thread that ran the checkpoint the image was taken
+/// in, under the same TID in the restored process. (Else it would be a checkpoint signal
+/// delivered into this thread's own handler, which blocks it: only `ckpt checkpoint`'s
+/// delivery with ptrace could, and that checkpoint runs as it did before turns.)
 pub fn wait() -> Option<Turn> {
     let me = rustix::thread::gettid().as_raw_nonzero().get() as u32;
     let Err(mut holder) = RUNNING.compare_exchange(0, me, SeqCst, SeqCst) else { return Some(Turn(())) };
     if holder == me {
-        return None;
+        return Some(Turn(()));
     }
     // The stop signal comes through while this thread waits, and is blocked again after (the
     // handler's mask blocks every signal).
@@ -88,8 +95,8 @@ pub fn wait() -> Option<Turn> {
     let mask = ckpt_sigsafe::sys::rt_sigprocmask(linux_raw_sys::general::SIG_UNBLOCK as usize, stop);
     let mut start = monotonic_ns();
     let turn = loop {
-        if holder != 0 && !thread_exists(holder) {
-            // Held by no thread of this process: a copy of the memory of one that forked.
+        if holder != 0 && !in_handler(holder) {
+            // Held by no checkpoint of this process (see the module's notes).
             match RUNNING.compare_exchange(holder, me, SeqCst, SeqCst) {
                 Ok(_) => break Some(Turn(())),
                 Err(h) => holder = h,
@@ -100,7 +107,7 @@ pub fn wait() -> Option<Turn> {
         if waited >= WAIT_S * 1_000_000_000 {
             break None;
         }
-        // In slices, to look again whether the holder is still a thread of this process.
+        // In slices, to look again whether the holder is still in the handler.
         let left = Timespec { tv_sec: 0, tv_nsec: (WAIT_S * 1_000_000_000 - waited).min(100_000_000) as i64 };
         if futex::wait(&RUNNING, futex::Flags::PRIVATE, holder, Some(&left)) == Err(Errno::INTR) {
             // The stop handler ran: the checkpoint under way had this thread stopped meanwhile.
@@ -117,10 +124,11 @@ pub fn wait() -> Option<Turn> {
     turn
 }
 
-/// Whether a checkpoint runs in this process now (a thread of its holds the turn).
+/// Whether a checkpoint runs in this process now (a thread of its holds the turn, in the
+/// checkpoint handler).
 pub fn under_way() -> bool {
     let holder = RUNNING.load(SeqCst);
-    holder != 0 && thread_exists(holder)
+    holder != 0 && in_handler(holder)
 }
 
 /// In a restored process, before any of its threads runs again: the checkpoint its image was
@@ -139,8 +147,14 @@ fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-fn thread_exists(tid: u32) -> bool {
-    let mut buf = [0u8; 64];
-    ckpt_sigsafe::proctext::numbered_path(&mut buf, b"/proc/self/task/", tid as u64, b"")
-        .is_some_and(|p| rustix::fs::access(p, rustix::fs::Access::EXISTS).is_ok())
+/// Whether thread `tid` is one of this process's, in the checkpoint handler: it blocks the
+/// checkpoint signal, as the handler's mask does from its start to its end (outside it,
+/// `deliverable` keeps the signal unblocked).
+fn in_handler(tid: u32) -> bool {
+    let mut path = [0u8; 64];
+    let mut buf = [0u8; 2048];
+    let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", tid as u64, b"/status") else { return false };
+    let Ok(n) = ckpt_sigsafe::file::read_start(p, &mut buf) else { return false };
+    let bit = 1u64 << (crate::config::get().signal - 1);
+    ckpt_sigsafe::proctext::status_field(&buf[..n], b"SigBlk:").and_then(ckpt_sigsafe::proctext::parse_hex).is_some_and(|m| m & bit != 0)
 }
