@@ -4,8 +4,9 @@
  * with a 1 ms timeout, over and over (so that some thread is always entering its call); the
  * main thread counts, printing a number every 3 ms. The program installs no handler, so no
  * wait may ever end in EINTR (or early, or with an event): one that does prints an ERROR
- * line.
- *   eintrwaits */
+ * line. With "blocked", every waiting thread blocks every signal with a raw rt_sigprocmask
+ * (past libc and libckpt), so that a checkpoint stops it with ptrace, not with a signal.
+ *   eintrwaits [blocked] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
@@ -16,8 +17,11 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+static int blocked;
 
 enum kind { EPOLL_WAIT, EPOLL_PWAIT, SELECT, PSELECT, POLL, PPOLL, SIGTIMEDWAIT, KINDS };
 static const char *names[KINDS] = { "epoll_wait", "epoll_pwait", "select", "pselect", "poll", "ppoll", "sigtimedwait" };
@@ -44,6 +48,11 @@ static void *waiting(void *arg) {
     sigemptyset(&waited);
     sigaddset(&waited, SIGRTMIN + 5);
     pthread_sigmask(SIG_BLOCK, NULL, &mask);
+    if (blocked) {
+        sigset_t all;
+        sigfillset(&all);
+        syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, NULL, 8);
+    }
     for (;;) {
         struct timespec ts = { w->ms / 1000, (w->ms % 1000) * 1000000L };
         struct timeval tv = { w->ms / 1000, (w->ms % 1000) * 1000L };
@@ -71,8 +80,9 @@ static void *waiting(void *arg) {
     return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    blocked = argc > 1 && !strcmp(argv[1], "blocked");
     /* The signal sigtimedwait waits for, which no one sends, blocked in every thread. */
     sigset_t waited;
     sigemptyset(&waited);

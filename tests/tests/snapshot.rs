@@ -515,6 +515,33 @@ fn rapid_checkpoints_cut_no_wait_short() {
     no_error(&restored, "the restored program");
 }
 
+/// The same waits in threads that block every signal (with a raw `rt_sigprocmask`), which a
+/// checkpoint stops with ptrace and which run no handler of ckpt's: the ones entering a new
+/// 1 ms call all the time are caught inside a call they made after the checkpoint began, and a
+/// `poll` or `nanosleep` so caught returns `EINTR` once restored (the kernel's restart of it
+/// is not in the image). Checkpointed, killed and restarted five times over: no ERROR line.
+#[test]
+fn waits_of_threads_stopped_with_ptrace_go_on_after_a_restart() {
+    let wd = Workdir::new("eintrwaits-blocked");
+    let image = wd.image();
+    let mut c = Command::new(prog("eintrwaits", &["-pthread"]));
+    c.arg("blocked");
+    let mut p = Proc::preloaded(c, &image, "eintrwaits blocked");
+    p.wait_lines(5, SHORT);
+    for round in 0..5 {
+        p.checkpoint(&image, LONG);
+        p.kill9();
+        let errors: Vec<String> = p.lines().into_iter().filter(|l| l.starts_with("ERROR")).collect();
+        assert!(errors.is_empty(), "before restart {round}: {errors:?}");
+        p = Proc::restart(&image);
+        // Each waiting thread has been through a few of its 1 ms calls since.
+        p.wait_lines(20, LONG);
+        let errors: Vec<String> = p.lines().into_iter().filter(|l| l.starts_with("ERROR")).collect();
+        assert!(errors.is_empty(), "after restart {round}: {errors:?}; stderr {}", p.stderr());
+    }
+    p.kill9();
+}
+
 /// With `CKPT_KEEP`, a name of the image set that someone else planted (here `myckpt.1`, in a
 /// shared sticky directory such as /tmp) is never moved, replaced or built on, and the previous
 /// image is not lost: the checkpoint fails, naming it, and the image stays as it was. Once the

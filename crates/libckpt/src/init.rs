@@ -205,6 +205,7 @@ extern "C" fn on_fork_child() {
     config::set_memory_owner();
     config::mark_descendant();
     checkpoint::report::after_fork();
+    crate::turn::after_fork_child();
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
@@ -336,8 +337,11 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void)
     // `ckpt checkpoint --to PATH`: the number of the path it left in the report page. Only a
     // request queued by ckpt carries one (a tree root's value is its own).
     let redirect = if queued && ckpt_sigsafe::signals::is_checkpoint_request(code, value) { ckpt_sigsafe::signals::redirect_of(value) } else { 0 };
+    // One checkpoint at a time: one still under way in another thread ends first (`turn`).
+    let turn = crate::turn::wait();
     // On a small alternate stack of the program's (Go's), the checkpoint runs on libckpt's own.
-    checkpoint::ownstack::run(uc as usize, &mut || checkpoint::on_checkpoint_signal(uc as usize, request, last, redirect));
+    checkpoint::ownstack::run(uc as usize, &mut || checkpoint::on_checkpoint_signal(uc as usize, request, last, redirect, turn.as_ref()));
+    crate::turn::end(turn, sig, crate::invisible::bump);
 }
 
 /// `ckpt checkpoint` unblocked the checkpoint signal in this thread, from outside, to deliver

@@ -23,11 +23,21 @@
 //! handler (in each other thread) both bump it as they start, before the call they cut short
 //! returns. Counting the checkpoint once, when it began, was not enough: a thread that entered
 //! its call after that but before its stop signal came read the count already moved, and then
-//! saw the stop signal's `EINTR` as its own.
+//! saw the stop signal's `EINTR` as its own. A thread stopped with ptrace instead (one that
+//! blocks the stop signal: `checkpoint::seize`) runs no handler, so the coordinator counts
+//! once more when every thread is stopped: restored, the call such a thread was in (perhaps
+//! entered after every other count) returns `EINTR` with the count moved since.
+//!
+//! A checkpoint signal sent to the process wakes one thread of the kernel's choosing, and
+//! another thread may take it first: the woken thread's wait (`epoll_wait`, `sigtimedwait`…)
+//! then ends in `EINTR` though no handler ran in it, perhaps before the other thread's handler
+//! has counted itself. So an `EINTR` that comes while a checkpoint runs in some thread
+//! (`crate::turn`, which also counts a checkpoint signal still pending as it ends) is taken for
+//! a checkpoint's too.
 //!
 //! A signal of the program's own that arrives during the same call still ends it with `EINTR`
-//! unless one of ckpt's arrived in some thread in the same instant. Calls made with `syscall(2)` directly,
-//! and libc's internal calls, are not covered.
+//! unless one of ckpt's arrived in some thread in the same instant, or a checkpoint is under
+//! way. Calls made with `syscall(2)` directly, and libc's internal calls, are not covered.
 //!
 //! Ordinary context (not signal-safe, not called from the handlers); [`bump`] is the handlers'
 //! only use of this module (one atomic addition).
@@ -110,14 +120,23 @@ macro_rules! real {
 
 /// Whether a call that began at count `before` and failed with `errno` should go on: it was
 /// interrupted, and one of ckpt's handlers ran meanwhile (in this thread, or in another at the
-/// same moment).
+/// same moment), or a checkpoint is under way.
 pub(crate) fn interrupted_by_checkpoint(before: &mut u64) -> bool {
     let now = count();
-    if errno() == libc::EINTR && now != *before {
+    if errno() == libc::EINTR && checkpoint_since(*before, now) {
         *before = now;
         return true;
     }
     false
+}
+
+/// Whether an `EINTR` of a call that began at count `before` (`now` since) is a checkpoint's:
+/// a handler of ckpt's ran meanwhile, or a checkpoint runs in some thread now. The second is
+/// for a checkpoint signal the kernel sent this thread out of its wait for, which another
+/// thread then took: the call ends with no handler run here, and perhaps before the other
+/// thread's has counted itself (see `crate::turn`).
+fn checkpoint_since(before: u64, now: u64) -> bool {
+    now != before || crate::turn::under_way()
 }
 
 /// Calls `call` with a timeout in milliseconds (`timeout`, negative for none), and again with
@@ -208,7 +227,7 @@ pub unsafe extern "C" fn clock_nanosleep(clock: libc::clockid_t, flags: c_int, r
         // SAFETY: valid timespecs of ours.
         let r = unsafe { f(clock, flags, &want, &mut left) };
         // clock_nanosleep returns the error number instead of setting errno.
-        let again = r == libc::EINTR && count() != before;
+        let again = r == libc::EINTR && checkpoint_since(before, count());
         if !again {
             if r == libc::EINTR && !rem.is_null() && flags & libc::TIMER_ABSTIME == 0 {
                 // SAFETY: the caller's remainder pointer, not null.

@@ -10,6 +10,8 @@
 //!   constructor or a signal handler.
 //! - [`stop`] is the internal signal that stops the other threads for a checkpoint, which the
 //!   handler sends (tagged, so that the program's own signals of that number reach it).
+//! - [`turn`] lets one checkpoint run at a time in a process: a checkpoint signal another thread
+//!   takes meanwhile waits for the one under way to end.
 //! - [`guard`] interposes `sigaction`/`signal`: the program's actions for ckpt's two signals are
 //!   kept by [`actions`], while libckpt's handlers stay installed and pass the program's own
 //!   signals on to it; [`deliverable`] keeps ckpt's two signals out of the masks and waited
@@ -79,6 +81,7 @@ mod resume;
 #[allow(unsafe_code)]
 mod sigwaits;
 mod stop;
+mod turn;
 // unsafe: interposes `inotify_add_watch`; a table of watches in a mapping shared with the handler.
 #[allow(unsafe_code)]
 mod watches;

@@ -44,5 +44,6 @@ extern "C" fn after_restore() {
     crate::config::end_redirect();
     crate::dropped::after_restore();
     crate::checkpoint::ownstack::after_restore();
+    crate::turn::after_restore();
 }
 

@@ -25,6 +25,7 @@ pub mod nr {
     use super::k;
     pub const RT_SIGACTION: usize = k::__NR_rt_sigaction as usize;
     pub const RT_SIGPROCMASK: usize = k::__NR_rt_sigprocmask as usize;
+    pub const RT_SIGPENDING: usize = k::__NR_rt_sigpending as usize;
     pub const RT_SIGTIMEDWAIT: usize = k::__NR_rt_sigtimedwait as usize;
     pub const PPOLL: usize = k::__NR_ppoll as usize;
     pub const RT_SIGRETURN: usize = k::__NR_rt_sigreturn as usize;
@@ -123,6 +124,14 @@ pub fn rt_sigprocmask(how: usize, set: u64) -> Result<u64, Errno> {
     // SAFETY: both pointers point at 8-byte masks that live across the call.
     check(unsafe { syscall6(nr::RT_SIGPROCMASK, how, &set as *const u64 as usize, &mut old as *mut u64 as usize, 8, 0, 0) })?;
     Ok(old)
+}
+
+/// `rt_sigpending(set, 8)`: the signals pending for this thread or its process that it blocks.
+pub fn rt_sigpending() -> Result<u64, Errno> {
+    let mut set = 0u64;
+    // SAFETY: the pointer points at an 8-byte mask that lives across the call.
+    check(unsafe { syscall6(nr::RT_SIGPENDING, &mut set as *mut u64 as usize, 8, 0, 0, 0, 0) })?;
+    Ok(set)
 }
 
 /// `rt_sigtimedwait(set, NULL, timeout, 8)` on a 64-bit mask of blocked signals: takes one of

@@ -157,14 +157,21 @@ enum Taken {
 /// `redirect` (not 0) is the number of the path `ckpt checkpoint --to` left in the report page:
 /// this checkpoint alone goes there (`crate::config::redirect`); if the page no longer holds
 /// it, the checkpoint fails rather than go to the image path.
-pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Option<Last>, redirect: u32) {
+///
+/// `turn` is this thread's turn ([`crate::turn::wait`]); without one, another checkpoint is still
+/// under way, and this one fails.
+pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Option<Last>, redirect: u32, turn: Option<&crate::turn::Turn>) {
     let mut last = last.filter(|_| request.is_none());
     if last.is_some() {
         report::wait_idle();
     }
     // A member's outcome is its root's to report.
     let n = if request.is_none() { report::begin() } else { 0 };
-    let redirected = if redirect != 0 && request.is_none() { redirect_to(redirect, n) } else { Ok(()) };
+    let redirected = match turn {
+        None => Err(Failure::plain("another checkpoint of this process was still under way")),
+        Some(_) if redirect != 0 && request.is_none() => redirect_to(redirect, n),
+        Some(_) => Ok(()),
+    };
     if let Some(l) = last.as_mut() {
         // Whether the program may end even if this image cannot be written: the image at its
         // path (which a failed write leaves as it is) is one of this run, complete. A program

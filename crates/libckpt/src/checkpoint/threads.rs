@@ -37,6 +37,8 @@ use rustix::time::Timespec;
 const STOP_TIMEOUT_NS: i64 = 2_000_000_000;
 /// How long a stopped thread waits to be let go before it goes on by itself.
 const HOLD_TIMEOUT_S: i64 = 600;
+/// How long the coordinator waits for the threads it let go to leave the stop handler.
+const LEAVE_TIMEOUT_NS: u64 = 2_000_000_000;
 
 /// A checkpoint is collecting threads (a stop signal at any other time is ignored).
 static COLLECTING: AtomicBool = AtomicBool::new(false);
@@ -56,6 +58,9 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 static ARRIVED: AtomicU32 = AtomicU32::new(0);
 /// Bumped to let the stopped threads go (their futex).
 static ROUND: AtomicU32 = AtomicU32::new(0);
+/// Threads that have left the stop handler since the last checkpoint began (the coordinator's
+/// futex as it ends).
+static LEFT: AtomicU32 = AtomicU32::new(0);
 
 /// The handler of [`STOP_SIGNAL`], in a thread that is not the coordinator.
 pub fn on_stop_signal(uc: usize) {
@@ -77,6 +82,8 @@ pub fn on_stop_signal(uc: usize) {
             break;
         }
     }
+    LEFT.fetch_add(1, SeqCst);
+    let _ = futex::wake(&LEFT, futex::Flags::PRIVATE, 1);
 }
 
 /// The other threads, stopped; dropping it lets them go.
@@ -104,6 +111,31 @@ impl Drop for Stopped {
         ROUND.fetch_add(1, SeqCst);
         let _ = futex::wake(&ROUND, futex::Flags::PRIVATE, i32::MAX as u32);
         self.seizer.release();
+        wait_left();
+    }
+}
+
+/// Waits (boundedly) until every thread that came into the stop handler has left it, so that
+/// the checkpoint ends, and the next may begin (see `crate::turn`), only once the threads run
+/// the program's code again: the next would otherwise find one still in the handler, blocking
+/// the stop signal, and have to stop it with ptrace instead; and a checkpoint signal the
+/// kernel meant for a thread in a wait that cuts it short (`epoll_wait`) could be taken by one
+/// on its way out of the handler (its mask put back) before the waiting thread wakes, which
+/// then sees its call end in `EINTR` with no handler of ckpt's run yet (`invisible` counts a
+/// checkpoint under way as one).
+fn wait_left() {
+    let start = super::procfs::monotonic_ns();
+    loop {
+        let left = LEFT.load(SeqCst);
+        if left >= ARRIVED.load(SeqCst) {
+            return;
+        }
+        let waited = super::procfs::monotonic_ns() - start;
+        if waited >= LEAVE_TIMEOUT_NS {
+            return;
+        }
+        let slice = Timespec { tv_sec: 0, tv_nsec: (LEAVE_TIMEOUT_NS - waited).min(100_000_000) as i64 };
+        let _ = futex::wait(&LEFT, futex::Flags::PRIVATE, left, Some(&slice));
     }
 }
 
@@ -152,6 +184,7 @@ pub fn stop_others(own: ThreadState, room: Room, how: How) -> Result<Stopped, Fa
     unsafe { (SLOTS.0.get() as *mut ThreadState).write(own) };
     NEXT.store(1, SeqCst);
     ARRIVED.store(0, SeqCst);
+    LEFT.store(0, SeqCst);
     COLLECTING.store(true, SeqCst);
     // From here on, however this ends, the threads are let go when `stopped` is dropped.
     let mut stopped = Stopped { count: 1, seizer };
@@ -180,6 +213,12 @@ pub fn stop_others(own: ThreadState, room: Room, how: How) -> Result<Stopped, Fa
         unsafe { (SLOTS.0.get() as *mut ThreadState).add(i).write(th) };
     }
     stopped.count = NEXT.load(SeqCst).min(MAX_THREADS);
+    // Every thread is stopped: counted once more for the calls they are in (see `invisible`).
+    // A thread stopped with ptrace ran no handler of ckpt's, and the call it was in may have
+    // begun after every other count of this checkpoint (it went into it between the listing
+    // and its capture): restored, such a call returns `EINTR` (a sleep, a `poll` with a
+    // timeout: `tracee`), which the count, moved since, shows as the checkpoint's.
+    crate::invisible::bump();
     Ok(stopped)
 }
 
