@@ -142,19 +142,15 @@ pub fn after_fork_child() {
     RUNNING.store(0, SeqCst);
 }
 
-fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
 /// Whether thread `tid` is one of this process's, in the checkpoint handler: it blocks the
 /// checkpoint signal, as the handler's mask does from its start to its end (outside it,
 /// `deliverable` keeps the signal unblocked).
 fn in_handler(tid: u32) -> bool {
-    let mut path = [0u8; 64];
-    let mut buf = [0u8; 2048];
-    let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", tid as u64, b"/status") else { return false };
-    let Ok(n) = ckpt_sigsafe::file::read_start(p, &mut buf) else { return false };
     let bit = 1u64 << (crate::config::get().signal - 1);
-    ckpt_sigsafe::proctext::status_field(&buf[..n], b"SigBlk:").and_then(ckpt_sigsafe::proctext::parse_hex).is_some_and(|m| m & bit != 0)
+    ckpt_sigsafe::proctext::thread_blocked(tid as u64).is_some_and(|m| m & bit != 0)
+}
+
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }

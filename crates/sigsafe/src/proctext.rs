@@ -32,6 +32,16 @@ pub fn proc_path2<'b>(buf: &'b mut [u8; 96], a: u64, middle: &[u8], b: u64, suff
 }
 
 /// The value after `key` on its line of a `/proc/self/status` text, trimmed.
+/// The signals thread `tid` of this process blocks now (`SigBlk` in its
+/// `/proc/self/task/TID/status`); `None` if that cannot be read.
+pub fn thread_blocked(tid: u64) -> Option<u64> {
+    let mut path = [0u8; 64];
+    let mut buf = [0u8; 2048];
+    let p = numbered_path(&mut path, b"/proc/self/task/", tid, b"/status")?;
+    let n = crate::file::read_start(p, &mut buf).ok()?;
+    status_field(&buf[..n], b"SigBlk:").and_then(parse_hex)
+}
+
 pub fn status_field<'a>(status: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     status
         .split(|&c| c == b'\n')

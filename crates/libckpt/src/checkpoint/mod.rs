@@ -430,14 +430,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     if !forked_writer {
         // CKPT_SYNC: the whole tree stays stopped until the image is written, on a stack apart
         // from the program's (see `ownstack`).
-        let mut captured = Some(captured);
-        let mut taken = Err(Failure::plain("the image was not written"));
-        let mut go = || {
-            if let Some(c) = captured.take() {
-                taken = write_here(c, &stopped, tree.as_mut(), member.as_ref(), last);
-            }
-        };
-        stack.run(&mut go);
+        let taken = stack.run(|| write_here(captured, &stopped, tree.as_mut(), member.as_ref(), last)).unwrap_or(Err(Failure::plain("the image was not written")));
         if taken.is_ok() && last.is_some_and(|l| l.hold) {
             // Said before the stop, for `ckpt` to wait for the stop itself; the threads this
             // one holds stop with it, and go on when it does (`stopped` dropped).
@@ -535,13 +528,7 @@ fn start_writer(stopped: threads::Stopped, c: Captured, stack: &mut scratch::Wri
     if intermediate == Ok(0) {
         // The writer, with a copy of memory as it is now: it runs on a stack apart from the
         // program's (see `ownstack`), so that what it reads from them does not change meanwhile.
-        let mut c = Some(c);
-        let mut go = || {
-            if let Some(c) = c.take() {
-                run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n, cache);
-            }
-        };
-        stack.run(&mut go);
+        stack.run(|| -> () { run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n, cache) });
         ckpt_sigsafe::sys::exit_group(1); // not reached: `run_writer` ends the process
     }
     filecache::put_back(cache);

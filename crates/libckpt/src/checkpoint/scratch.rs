@@ -402,13 +402,22 @@ pub struct WriterStack<'a> {
 }
 
 impl WriterStack<'_> {
-    /// Runs `go` on this stack (see `ownstack::on_stack`).
-    pub fn run(&mut self, go: &mut dyn FnMut()) {
+    /// Runs `go` on this stack (see `ownstack::on_stack`) and returns what it returned (`None`
+    /// only if it never came back, as a forked writer does not).
+    pub fn run<R>(&mut self, go: impl FnOnce() -> R) -> Option<R> {
+        let mut go = Some(go);
+        let mut out = None;
+        let mut call = || {
+            if let Some(go) = go.take() {
+                out = Some(go());
+            }
+        };
         // SAFETY: the stack part of the scratch area is writable and 2 MiB deep (a checkpoint's
         // writer uses some 40 KiB of it); the area stays mapped as long as this borrows it, and
         // nothing else uses that part: no part of `Parts` covers it, and this one `WriterStack`
         // of the area is borrowed mutably while `go` runs.
-        unsafe { super::ownstack::on_stack(self.top, go) }
+        unsafe { super::ownstack::on_stack(self.top, &mut call) };
+        out
     }
 }
 

@@ -316,15 +316,9 @@ fn not_captured(n: NotCaptured, all: bool) -> Failure {
     Failure::plain("a thread did not stop")
 }
 
-/// Whether thread `tid` blocks the stop signal now (`SigBlk` of its status).
+/// Whether thread `tid` blocks the stop signal now.
 fn blocks_stop_signal(tid: u32) -> bool {
-    let mut path = [0u8; 64];
-    let mut buf = [0u8; 2048];
-    let Some(p) = ckpt_sigsafe::proctext::numbered_path(&mut path, b"/proc/self/task/", tid as u64, b"/status") else { return false };
-    let Ok(n) = ckpt_sigsafe::file::read_start(p, &mut buf) else { return false };
-    super::procfs::status_field(&buf[..n], b"SigBlk:")
-        .and_then(ckpt_sigsafe::proctext::parse_hex)
-        .is_some_and(|m| m & 1 << (STOP_SIGNAL - 1) != 0)
+    ckpt_sigsafe::proctext::thread_blocked(tid as u64).is_some_and(|m| m & 1 << (STOP_SIGNAL - 1) != 0)
 }
 
 /// The FPU geometry of the frames the kernel builds for this process, read from the
