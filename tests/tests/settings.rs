@@ -152,6 +152,7 @@ fn a_child_never_replaces_its_parents_image() {
     let parent = Proc::preloaded(c, &image, "sh running a counter");
     parent.wait_until(|l| l.iter().any(|l| l.starts_with("child ")), SHORT, "the child's PID");
     let child: u32 = parent.lines().iter().find_map(|l| l.strip_prefix("child ")).unwrap().parse().unwrap();
+    let stray = Stray(child);
     parent.wait_until(|l| l.len() >= 4, SHORT, "the child counting");
     // kill(2) of the child the shell started (it has not been reaped: sh waits).
     send_signal(child as i32, libc::SIGUSR2);
@@ -165,7 +166,7 @@ fn a_child_never_replaces_its_parents_image() {
     parent.checkpoint(&image, LONG);
     // The child ends first (a restart of a process that still runs is refused).
     // kill(2) of the child the shell started.
-    send_signal(child as i32, libc::SIGKILL);
+    stray.kill();
     wait_dead(child);
     let restored = Proc::restart(&own);
     restored.wait_lines(3, SHORT);
@@ -178,12 +179,34 @@ fn a_child_never_replaces_its_parents_image() {
     let parent = Proc::preloaded(c, &image2, "python forking");
     parent.wait_until(|l| !l.is_empty(), SHORT, "the child's PID");
     let child: u32 = parent.lines()[0].strip_prefix("child ").unwrap().parse().unwrap();
+    let stray = Stray(child);
     // kill(2) of python's child, which python waits for.
     send_signal(child as i32, libc::SIGUSR2);
     let own = wd.path.join(format!("forked-{child}"));
     wait_for_path(&own, LONG, "the image of the forked child");
     assert!(!image2.exists(), "the forked child wrote the parent's image");
-    send_signal(child as i32, libc::SIGKILL);
+    stray.kill();
+}
+
+/// A child of the test's child: killed when the test ends early (a failed assertion), which
+/// would leave it running, reparented, once its parent is killed. Made after that parent's
+/// `Proc`, it is dropped first, while the parent (which waits for it) still holds its PID.
+struct Stray(u32);
+
+impl Stray {
+    /// Kills it now; nothing is sent again when the guard goes.
+    fn kill(self) {
+        // kill(2) of a child of our child, which that child waits for (its PID is not reused).
+        send_signal(self.0 as i32, libc::SIGKILL);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Stray {
+    fn drop(&mut self) {
+        // As in `kill` (reached only when the test failed before it).
+        send_signal(self.0 as i32, libc::SIGKILL);
+    }
 }
 
 /// libckpt.so loads on glibc 2.28 and later whatever glibc built it: every C function it takes
