@@ -78,17 +78,11 @@ fn limits(bytes: usize, dir: &Path) -> (f64, f64, f64) {
     std::hint::black_box(&dst);
     drop(dst);
 
-    let path = dir.join("ckpt-bench-limit");
-    touch(2 * bytes);
-    let t = Instant::now();
-    let mut f = std::fs::File::create(&path).unwrap();
-    f.write_all(&src).unwrap();
-    f.sync_all().unwrap();
-    drop(f);
-    let write = secs(t.elapsed());
+    let write = write_limit(&src, dir, false);
     drop(src);
 
     // Into new memory, as a restore must: page allocation, not copying, bounds it here.
+    let path = dir.join("ckpt-bench-limit");
     touch(2 * bytes);
     let t = Instant::now();
     let mut back = Vec::with_capacity(bytes);
@@ -97,6 +91,24 @@ fn limits(bytes: usize, dir: &Path) -> (f64, f64, f64) {
     std::hint::black_box(&back);
     let _ = std::fs::remove_file(&path);
     (memcpy, write, read)
+}
+
+/// `write()` of `src` into a new file in `dir` (with fsync), after touching twice as much
+/// memory as a checkpoint's run does; the file is kept for [`limits`] to read back unless
+/// `remove`. Seconds.
+fn write_limit(src: &[u8], dir: &Path, remove: bool) -> f64 {
+    let path = dir.join("ckpt-bench-limit");
+    touch(2 * src.len());
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(src).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let write = secs(t.elapsed());
+    if remove {
+        let _ = std::fs::remove_file(&path);
+    }
+    write
 }
 
 #[derive(Clone)]
@@ -560,11 +572,27 @@ fn many_case(prog: &Path, image: &Path, dir: &Path, mode: &str) -> (f64, f64) {
     (checkpoint, restart)
 }
 
-/// Runs a case `RUNS` times; each figure is the median of its runs.
-fn run_median(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
-    let rows: Vec<Row> = (0..RUNS).map(|_| run_case(target, image, mib, fill)).collect();
+/// How often a case of `mib` runs: small ones, whose figures a few milliseconds of the
+/// machine's moods move most and which are quick, more often.
+fn runs(mib: usize) -> usize {
+    if mib <= 512 { 5 } else { RUNS }
+}
+
+/// Runs a case [`runs`] times, each run just after measuring the limits its targets are held
+/// against (`write()` and the zero test over as many bytes), so that both see the machine as
+/// it is then; each figure, ours and the limits', is the median of its runs.
+fn run_median(target: &Path, image: &Path, mib: usize, fill: &str, dir: &Path) -> (Row, Limits) {
+    let mut rows = Vec::new();
+    let (mut writes, mut zeros) = (Vec::new(), Vec::new());
+    for _ in 0..runs(mib) {
+        let src = vec![7u8; mib * MIB];
+        writes.push(write_limit(&src, dir, true));
+        drop(src);
+        zeros.push(zero_scan(mib * MIB));
+        rows.push(run_case(target, image, mib, fill));
+    }
     let m = |f: fn(&Row) -> f64| median(rows.iter().map(f).collect());
-    Row {
+    let row = Row {
         checkpoint: m(|r| r.checkpoint),
         seen: m(|r| r.seen),
         pause: m(|r| r.pause),
@@ -575,7 +603,8 @@ fn run_median(target: &Path, image: &Path, mib: usize, fill: &str) -> Row {
         eager: m(|r| r.eager),
         floor: m(|r| r.floor),
         phases: median_phases(&rows),
-    }
+    };
+    (row, Limits { write: median(writes), zero: median(zeros) })
 }
 
 /// Each writer step's median end over `rows` (those that have it).
@@ -605,16 +634,16 @@ fn main() {
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut results: Vec<(usize, String, Row, Limits)> = Vec::new();
     for &mib in &o.sizes {
+        // memcpy and read() once per size; write() and the zero test with each case's runs.
         let runs: Vec<(f64, f64, f64)> = (0..RUNS).map(|_| limits(mib * MIB, &o.dir)).collect();
         let memcpy = median(runs.iter().map(|r| r.0).collect());
-        let write = median(runs.iter().map(|r| r.1).collect());
         let read = median(runs.iter().map(|r| r.2).collect());
-        let zero = median((0..RUNS).map(|_| zero_scan(mib * MIB)).collect());
         for fill in o.fills.iter().filter(|f| *f != "migrate") {
             if (fill.ends_with("threads") || fill.ends_with("processes") || fill.ends_with("attached")) && mib != 512 {
                 continue; // one size is enough to compare with the single-threaded row
             }
-            let r = run_median(&target, &image, mib, fill);
+            let (r, lim) = run_median(&target, &image, mib, fill, &o.dir);
+            let (write, zero) = (lim.write, lim.zero);
             let gbs = |t: f64| (mib * MIB) as f64 / t / 1e9;
             println!(
                 "| {mib} MiB | {fill} | {:.0} ms | {:.1} ms | {:.0} MB ({:.1} MB) | {:.1} ms | {:.1} ms | {} | {:.0} ms | {:.0} ms ({:.1} GB/s) | {:.0} ms ({:.1} GB/s) | {:.0} ms ({:.1} GB/s) | {:.0} ms ({:.1} GB/s) | {:.2} | {} | {:.2} |",
@@ -638,7 +667,7 @@ fn main() {
                 if r.floor > 0.0 { format!("{:.2}", r.mapped / r.floor) } else { "-".into() },
                 r.eager / read,
             );
-            results.push((mib, fill.clone(), r, Limits { write, zero }));
+            results.push((mib, fill.clone(), r, lim));
         }
     }
     let mut incremental = None;
@@ -709,7 +738,9 @@ fn main() {
     println!("in all (round 0's checkpoint pause included).");
     println!("5,000 of one kind: tests/progs/manyfiles.c; its restart is timed until the program's first round after");
     println!("it, and a round (checking all 5,000) itself takes tens of milliseconds.");
-    println!("Figures are medians of {RUNS} runs; ratios are our time over the machine's limit.");
+    println!("Figures are medians of {} runs for heaps up to 512 MiB, of {RUNS} for larger ones and the other sections; write()", runs(64));
+    println!("and the zero scan are measured anew just before each run of a row, memcpy and read() once per size.");
+    println!("Ratios are our time over the machine's limit.");
 }
 
 /// The targets the project has set itself (issues 12, 14 and 30), each met or missed by this run
