@@ -1,8 +1,10 @@
 /* heapstack: a coroutine whose stack is a part of the program's heap, as ucontext-based
  * coroutine libraries (and green threads) make them: one malloc'd block holds 1 MiB of the
  * program's data and, right above it, the coroutine's 256 KiB stack (no guard page between:
- * the kernel shows the block as one region). The program switches to the coroutine at once
- * and runs there for good, so a checkpoint signal always finds this thread on that stack.
+ * the kernel shows the block as one region; argv[1], if given, is the stack's size in KiB
+ * instead: 16 is as small as some coroutine libraries make them). The program switches to the
+ * coroutine at once and runs there for good, so a checkpoint signal always finds this thread on
+ * that stack.
  *
  * Every 10 ms the coroutine checks the data, prints "I bad=B", and rewrites the data with the
  * next step: each word holds its index and the step that wrote it (zeros are never right).
@@ -15,7 +17,6 @@
 #include <ucontext.h>
 
 #define DATA (1ul << 20)
-#define STACK (256ul << 10)
 #define WORDS (DATA / 8)
 #define MAGIC 0x6eadbeef00000000ull
 
@@ -36,14 +37,15 @@ static void coroutine(void) {
     }
 }
 
-int main(void) {
-    char *block = malloc(DATA + STACK);
+int main(int argc, char **argv) {
+    size_t stack = (argc > 1 ? strtoul(argv[1], 0, 10) : 256) << 10;
+    char *block = malloc(DATA + stack);
     if (!block) return 1;
     data = (uint64_t *)block;
     for (uint64_t w = 0; w < WORDS; w++) data[w] = word(w, 0);
     getcontext(&co_ctx);
     co_ctx.uc_stack.ss_sp = block + DATA;
-    co_ctx.uc_stack.ss_size = STACK;
+    co_ctx.uc_stack.ss_size = stack;
     co_ctx.uc_link = &main_ctx;
     makecontext(&co_ctx, coroutine, 0);
     swapcontext(&main_ctx, &co_ctx);

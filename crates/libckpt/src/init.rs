@@ -339,8 +339,9 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void)
     let redirect = if queued && ckpt_sigsafe::signals::is_checkpoint_request(code, value) { ckpt_sigsafe::signals::redirect_of(value) } else { 0 };
     // One checkpoint at a time: one still under way in another thread ends first (`turn`).
     let turn = crate::turn::wait();
-    // On a small alternate stack of the program's (Go's), the checkpoint runs on libckpt's own.
-    checkpoint::ownstack::run(uc as usize, &mut || checkpoint::on_checkpoint_signal(uc as usize, request, last, redirect, turn.as_ref()));
+    // The checkpoint runs on libckpt's own stack, not below the frame (a coroutine's small
+    // stack, Go's alternate signal stack).
+    checkpoint::ownstack::run(&mut || checkpoint::on_checkpoint_signal(uc as usize, request, last, redirect, turn.as_ref()));
     crate::turn::end(turn, sig, crate::invisible::bump);
 }
 

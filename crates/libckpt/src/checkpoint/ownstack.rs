@@ -1,14 +1,18 @@
 //! Stacks other than the one the checkpoint signal landed on.
 //!
-//! - **libckpt's own stack**, for a checkpoint whose signal the kernel delivered on the
-//!   program's alternate signal stack. libckpt's handler asks for the alternate stack when the
-//!   program's own handler for the checkpoint signal does (`actions`): the Go runtime runs every
-//!   handler on a 32 KiB stack of each thread's, inside its heap, and refuses any other. The
-//!   kernel's frame is then on that stack, which a checkpoint would overflow into the memory
-//!   below it. So the checkpoint runs on a stack of its own, mapped on first need (reserved,
-//!   `MAP_NORESERVE`: only the pages used cost anything) and kept for the next ones. The writer
-//!   stores that stack's pages as zeros (nothing of it matters after a restart; only its pages:
-//!   in a restored process the kernel may show it as one region with the program's memory
+//! - **libckpt's own stack**, on which every checkpoint runs from the handler's first steps
+//!   on. The signal may land on any stack: a thread's own, a coroutine's carved out of the heap
+//!   (often 16 to 64 KiB, the program's data right below it), or the program's alternate signal
+//!   stack, which libckpt's handler asks for when the program's own handler for the checkpoint
+//!   signal does (`actions`): the Go runtime runs every handler on a 32 KiB stack of each
+//!   thread's, inside its heap, and refuses any other. A checkpoint takes tens of KiB of stack
+//!   (about 34 KiB here), which on such a stack would overflow into the memory below it, the
+//!   program's. So it runs on a stack of its own, mapped on first need (reserved,
+//!   `MAP_NORESERVE`: only the pages used cost anything) and kept for the next ones; below the
+//!   frame only the handler's first calls remain (its dispatch and the wait for its turn). One
+//!   checkpoint at a time runs in a process (`turn`), and only one uses the stack (`BUSY`). The
+//!   writer stores that stack's pages as zeros (nothing of it matters after a restart; only its
+//!   pages: in a restored process the kernel may show it as one region with the program's memory
 //!   beside it): see `write.rs`.
 //! - **The writer's stack** ([`on_stack`]), a part of the checkpoint's scratch memory, which the
 //!   image leaves out: whoever writes the image (the forked writer, or the handler itself with
@@ -35,18 +39,6 @@ static BUSY: AtomicBool = AtomicBool::new(false);
 /// While a checkpoint runs on libckpt's stack: its lowest address.
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether the kernel put the frame `uc` on the thread's alternate signal stack (the ucontext
-/// holds that stack as it was at delivery).
-fn on_alternate_stack(uc: usize) -> bool {
-    if uc == 0 {
-        return false;
-    }
-    // SAFETY: the kernel built a whole ucontext at `uc` for the handler this thread is in.
-    let st = unsafe { (*(uc as *const libc::ucontext_t)).uc_stack };
-    let (lo, len) = (st.ss_sp as usize, st.ss_size);
-    st.ss_flags & libc::SS_DISABLE == 0 && len > 0 && (lo..lo.saturating_add(len)).contains(&uc)
-}
-
 /// The stack, mapped on first need; 0 if it cannot be.
 fn stack() -> usize {
     let base = BASE.load(SeqCst);
@@ -63,14 +55,9 @@ fn stack() -> usize {
     }
 }
 
-/// Runs `go` (the checkpoint of the handler whose frame is `uc`): on libckpt's own stack if the
-/// frame is on an alternate signal stack, else where it is. (Should the stack be taken, or
-/// cannot be mapped, it runs on the alternate stack, as it would have.)
-pub fn run(uc: usize, go: &mut dyn FnMut()) {
-    if !on_alternate_stack(uc) {
-        go();
-        return;
-    }
+/// Runs `go` (a checkpoint) on libckpt's own stack. (Should the stack be taken, or cannot be
+/// mapped, it runs where the handler is, as it would have.)
+pub fn run(go: &mut dyn FnMut()) {
     let base = if BUSY.swap(true, SeqCst) { 0 } else { stack() };
     if base == 0 {
         go();
