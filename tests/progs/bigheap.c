@@ -1,6 +1,7 @@
 /* bigheap: a large heap (argv[1] MiB, default 576) filled with a known pattern plus many small
- * brk-heap blocks. Ticks a while, then verifies everything, allocates and frees more (both
- * mmap'd and brk memory), and prints PASS or FAIL. */
+ * brk-heap blocks. Ticks a while (argv[2] ticks of 50 ms, default 30; with argv[3] = N, until
+ * N ticks after it finds itself restored: its PID or its parent changed), then verifies
+ * everything, allocates and frees more (both mmap'd and brk memory), and prints PASS or FAIL. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -24,9 +25,13 @@ int main(int argc, char **argv) {
         n->v = pattern(i); n->next = head; head = n;
     }
     printf("ready %zu MiB\n", mib); fflush(stdout);
-    for (int t = 0; t < ticks; t++) {
+    int after_restart = argc > 3 ? atoi(argv[3]) : -1, left = -1;
+    pid_t me = getpid(), parent = getppid();
+    for (int t = 0; t < ticks && left != 0; t++) {
         printf("tick %d\n", t); fflush(stdout);
         usleep(50000);
+        if (after_restart > 0 && left < 0 && (getpid() != me || getppid() != parent)) left = after_restart;
+        if (left > 0) left--;
     }
     for (size_t i = 0; i < words; i++)
         if (big[i] != pattern(i)) { printf("FAIL big[%zu]\n", i); return 1; }

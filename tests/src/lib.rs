@@ -490,7 +490,12 @@ impl Proc {
             // A program that ran to its end before the signal came gives no image: said at once.
             let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
             let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-            assert!(state != Some('Z'), "{}: it ended before a new image was at {} (asked too late?); stderr {:?}", self.what, image.display(), self.stderr());
+            if state == Some('Z') {
+                // The last field of a zombie's stat is its wait status.
+                let status: i32 = stat.split_whitespace().last().and_then(|w| w.parse().ok()).unwrap_or(-1);
+                let how = if status & 0x7f != 0 { format!("killed by signal {}", status & 0x7f) } else { format!("exit {}", status >> 8) };
+                panic!("{}: it ended ({how}) before a new image was at {} (asked too late?); last line {:?}; stderr {:?}", self.what, image.display(), self.lines().last(), self.stderr());
+            }
             assert!(
                 Instant::now() < deadline,
                 "{}: no new image at {} within {timeout:?}; stderr {:?}",
