@@ -142,6 +142,11 @@ pub fn after_fork_child() {
     RUNNING.store(0, SeqCst);
 }
 
+/// Whether this thread holds the turn.
+pub fn held_here() -> bool {
+    RUNNING.load(SeqCst) == rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
 /// Whether thread `tid` is one of this process's, in the checkpoint handler: it blocks the
 /// checkpoint signal, as the handler's mask does from its start to its end (outside it,
 /// `deliverable` keeps the signal unblocked).

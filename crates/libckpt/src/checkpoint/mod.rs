@@ -205,10 +205,13 @@ pub fn on_checkpoint_signal(uc: usize, request: Option<tree::Request>, last: Opt
             }
         }
     }
-    // Later checkpoints go to the image path again.
-    crate::config::end_redirect();
-    // The program goes on (the image, taken, holds "restored").
-    crate::dropped::clear();
+    // Without the turn no checkpoint ran here: the one under way keeps its path and state.
+    if turn.is_some() {
+        // Later checkpoints go to the image path again.
+        crate::config::end_redirect();
+        // The program goes on (the image, taken, holds "restored").
+        crate::dropped::clear();
+    }
 }
 
 /// Takes the path `ckpt checkpoint --to` left in the report page under number `seq`, for the

@@ -58,8 +58,13 @@ fn stack() -> usize {
 /// Runs `go` (a checkpoint) on libckpt's own stack. (Should the stack be taken, or cannot be
 /// mapped, it runs where the handler is, as it would have.)
 pub fn run(go: &mut dyn FnMut()) {
-    let base = if BUSY.swap(true, SeqCst) { 0 } else { stack() };
+    let mine = !BUSY.swap(true, SeqCst);
+    let base = if mine { stack() } else { 0 };
     if base == 0 {
+        if mine {
+            // Not mapped: the next checkpoint tries again.
+            BUSY.store(false, SeqCst);
+        }
         go();
     } else {
         IN_USE.store(base, SeqCst);
@@ -109,6 +114,17 @@ extern "C" fn call_on(go: usize) {
 pub fn after_restore() {
     IN_USE.store(0, SeqCst);
     BUSY.store(false, SeqCst);
+}
+
+/// In a child the program forked: a checkpoint the parent ran on the stack meanwhile (another
+/// thread forked) is not the child's, whose only thread is the one that forked.
+pub fn after_fork_child() {
+    after_restore();
+}
+
+/// Whether a checkpoint runs on the stack now.
+pub fn busy() -> bool {
+    BUSY.load(SeqCst)
 }
 
 /// During a checkpoint (in its writer too): libckpt's stack if the checkpoint runs on it (empty
