@@ -206,7 +206,6 @@ extern "C" fn on_fork_child() {
     config::mark_descendant();
     checkpoint::report::after_fork();
     crate::turn::after_fork_child();
-    checkpoint::ownstack::after_fork_child();
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
@@ -330,11 +329,11 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void)
     }
     crate::invisible::bump();
     let queued = code == ckpt_sigsafe::signals::SI_QUEUE && request.is_none();
-    // A request `ckpt checkpoint` delivered (with ptrace) into this very thread while it runs a
-    // checkpoint on libckpt's stack: its frame is on that stack or in the checkpoint's scratch
-    // memory, neither of which an image holds as it is, so no image of it could be restarted.
-    // It is refused as one that finds a checkpoint under way.
-    let nested = checkpoint::ownstack::busy() && crate::turn::held_here();
+    // A request `ckpt checkpoint` delivered (with ptrace, past the handler's mask) into this
+    // very thread while it runs a checkpoint on libckpt's stack: its frame is on that stack or
+    // in the checkpoint's scratch memory, neither of which an image holds as it is, so no image
+    // of it could be restarted. It is refused as one that finds a checkpoint under way.
+    let nested = errno == ckpt_sigsafe::signals::UNBLOCKED_FOR_CHECKPOINT && checkpoint::ownstack::busy() && crate::turn::held_here();
     let last = ckpt_sigsafe::signals::last_request(value).filter(|_| queued && !nested).map(|flags| checkpoint::Last {
         stop_if_unsaved: flags & ckpt_sigsafe::signals::LAST_STOP_IF_UNSAVED != 0,
         hold: flags & ckpt_sigsafe::signals::LAST_HOLD != 0,
@@ -345,6 +344,9 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void)
     let redirect = if queued && ckpt_sigsafe::signals::is_checkpoint_request(code, value) { ckpt_sigsafe::signals::redirect_of(value) } else { 0 };
     // One checkpoint at a time: one still under way in another thread ends first (`turn`).
     let turn = if nested { None } else { crate::turn::wait() };
+    if turn.is_some() {
+        checkpoint::ownstack::free();
+    }
     // The checkpoint runs on libckpt's own stack, not below the frame (a coroutine's small
     // stack, Go's alternate signal stack).
     checkpoint::ownstack::run(&mut || checkpoint::on_checkpoint_signal(uc as usize, request, last, redirect, turn.as_ref()));

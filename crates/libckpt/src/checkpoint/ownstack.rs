@@ -116,9 +116,11 @@ pub fn after_restore() {
     BUSY.store(false, SeqCst);
 }
 
-/// In a child the program forked: a checkpoint the parent ran on the stack meanwhile (another
-/// thread forked) is not the child's, whose only thread is the one that forked.
-pub fn after_fork_child() {
+/// When a checkpoint has its turn (see `turn`): no other checkpoint runs in this process, so
+/// none is on the stack. A mark that says otherwise is stale: left in memory restored through
+/// myrestart's resume page (which runs none of libckpt's code), or in a child forked or cloned
+/// while another thread ran a checkpoint here.
+pub fn free() {
     after_restore();
 }
 
