@@ -205,7 +205,7 @@ extern "C" fn on_fork_child() {
     config::set_memory_owner();
     config::mark_descendant();
     checkpoint::report::after_fork();
-    crate::turn::after_fork_child();
+    crate::turn::clear();
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {

@@ -43,7 +43,7 @@ extern "C" fn after_restore() {
     // process's next checkpoints go to its own image path.
     crate::config::end_redirect();
     crate::dropped::after_restore();
-    crate::checkpoint::ownstack::after_restore();
-    crate::turn::after_restore();
+    crate::checkpoint::ownstack::free();
+    crate::turn::clear();
 }
 

@@ -19,7 +19,7 @@
 //! threads stops it as any other, in the stop handler, and it goes on waiting once let go. The
 //! wait is bounded ([`WAIT_S`], counted again after each such stop); past it, the checkpoint
 //! fails and says why. A restored process, or a forked child, has no checkpoint under way
-//! whatever its memory says ([`after_restore`], [`after_fork_child`]); and a turn is taken over
+//! whatever its memory says ([`clear`]); and a turn is taken over
 //! from a thread that is not in the checkpoint handler ([`in_handler`]): its memory came from a
 //! process in the middle of a checkpoint by another way (a process restarted through
 //! myrestart's own resume page, which runs no code of libckpt's; a child forked without libc's
@@ -35,6 +35,7 @@
 //! futexes and raw system calls; no allocation, no locks, no libc.
 
 use crate::stop::STOP_SIGNAL;
+use ckpt_sigsafe::sys::monotonic_ns;
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use rustix::io::Errno;
 use rustix::thread::futex;
@@ -131,14 +132,10 @@ pub fn under_way() -> bool {
     holder != 0 && in_handler(holder)
 }
 
-/// In a restored process, before any of its threads runs again: the checkpoint its image was
-/// taken in is not under way there.
-pub fn after_restore() {
-    RUNNING.store(0, SeqCst);
-}
-
-/// In a child forked by the program: the only thread it has runs no checkpoint.
-pub fn after_fork_child() {
+/// In a restored process, before any of its threads runs again (the checkpoint its image was
+/// taken in is not under way there), and in a child forked by the program (its only thread
+/// runs no checkpoint).
+pub fn clear() {
     RUNNING.store(0, SeqCst);
 }
 
@@ -153,9 +150,4 @@ pub fn held_here() -> bool {
 fn in_handler(tid: u32) -> bool {
     let bit = 1u64 << (crate::config::get().signal - 1);
     ckpt_sigsafe::proctext::thread_blocked(tid as u64).is_some_and(|m| m & bit != 0)
-}
-
-fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }

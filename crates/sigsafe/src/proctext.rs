@@ -31,7 +31,6 @@ pub fn proc_path2<'b>(buf: &'b mut [u8; 96], a: u64, middle: &[u8], b: u64, suff
     core::ffi::CStr::from_bytes_with_nul(&buf[..len]).ok()
 }
 
-/// The value after `key` on its line of a `/proc/self/status` text, trimmed.
 /// The signals thread `tid` of this process blocks now (`SigBlk` in its
 /// `/proc/self/task/TID/status`); `None` if that cannot be read.
 pub fn thread_blocked(tid: u64) -> Option<u64> {
@@ -42,6 +41,7 @@ pub fn thread_blocked(tid: u64) -> Option<u64> {
     status_field(&buf[..n], b"SigBlk:").and_then(parse_hex)
 }
 
+/// The value after `key` on its line of a `/proc/self/status` text, trimmed.
 pub fn status_field<'a>(status: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     status
         .split(|&c| c == b'\n')

@@ -126,6 +126,12 @@ pub fn rt_sigprocmask(how: usize, set: u64) -> Result<u64, Errno> {
     Ok(old)
 }
 
+/// `CLOCK_MONOTONIC` now, in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 /// `rt_sigpending(set, 8)`: the signals pending for this thread or its process that it blocks.
 pub fn rt_sigpending() -> Result<u64, Errno> {
     let mut set = 0u64;

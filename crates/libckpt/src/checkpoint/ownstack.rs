@@ -17,8 +17,8 @@
 //! - **The writer's stack** ([`on_stack`]), a part of the checkpoint's scratch memory, which the
 //!   image leaves out: whoever writes the image (the forked writer, or the handler itself with
 //!   `CKPT_SYNC`) does it there, so that no memory the image holds changes while it is read. The
-//!   stack the frame is on keeps, below the frame, what the handler's capture left there and,
-//!   under it, the program's own memory (a coroutine's stack carved out of the heap has the
+//!   stack the frame is on keeps, below the frame, what the handler's first calls left there
+//!   and, under it, the program's own memory (a coroutine's stack carved out of the heap has the
 //!   program's data right below it), stored as they are.
 //!
 //! # Signal-safety fence
@@ -109,19 +109,15 @@ extern "C" fn call_on(go: usize) {
     go();
 }
 
-/// In a restored process: the image was taken with a checkpoint on the stack, which the
-/// restored process left (it resumed from the frame): the stack is free again.
-pub fn after_restore() {
+/// Marks the stack free: in a restored process (the image was taken with a checkpoint on the
+/// stack, which the restored process left: it resumed from the frame), and when a checkpoint
+/// has its turn (see `turn`): no other checkpoint runs in this process then, so none is on the
+/// stack, and a mark that says otherwise is stale, left in memory restored through myrestart's
+/// resume page (which runs none of libckpt's code), or in a child forked or cloned while
+/// another thread ran a checkpoint here.
+pub fn free() {
     IN_USE.store(0, SeqCst);
     BUSY.store(false, SeqCst);
-}
-
-/// When a checkpoint has its turn (see `turn`): no other checkpoint runs in this process, so
-/// none is on the stack. A mark that says otherwise is stale: left in memory restored through
-/// myrestart's resume page (which runs none of libckpt's code), or in a child forked or cloned
-/// while another thread ran a checkpoint here.
-pub fn free() {
-    after_restore();
 }
 
 /// Whether a checkpoint runs on the stack now.

@@ -24,10 +24,7 @@ pub fn find_own_fd<T>(mut each: impl FnMut(i32) -> Option<T>) -> Result<Option<T
     Ok(None)
 }
 
-pub fn monotonic_ns() -> u64 {
-    let t = clock_gettime(ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
+pub use ckpt_sigsafe::sys::monotonic_ns;
 
 pub fn realtime_ns() -> u64 {
     let t = clock_gettime(ClockId::Realtime);

@@ -726,8 +726,9 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
 /// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
 /// (else copied through a buffer), with libckpt's own stack as zeros (see `ownstack`). Every
 /// other stack, the frame's included, is stored as it is: the image is written on a stack of its
-/// own (`ownstack::on_stack`), so below the frame only what the handler's capture left there
-/// lies, unchanged meanwhile, and under it the program's memory (a coroutine's stack in the heap).
+/// own (`ownstack::on_stack`), so below the frame only what the handler's first calls left there
+/// lies (the checkpoint runs on libckpt's stack), unchanged meanwhile, and under it the
+/// program's memory (a coroutine's stack in the heap).
 fn page_source(r: &MapsEntry, pagemap: Option<i32>) -> PageSource {
     // Only the pages of libckpt's stack: the kernel shows it as one region with the program's
     // memory beside it when their flags agree, as they do in a restored process (its memory
@@ -745,7 +746,8 @@ fn page_source(r: &MapsEntry, pagemap: Option<i32>) -> PageSource {
 /// A member stores no page the root stores alike at the same address (`NT_CKPT_SHARED`). A
 /// process checkpointed on its own stores no page that it did not write since its previous
 /// image, which holds it (see `chain`); the region holding the signal frame too: what the
-/// handler writes there after tracking looked is below the frame, dead once the program resumes.
+/// handler may write there after tracking looked is below the frame, dead once the program
+/// resumes.
 /// Returns the lengths of the shared and chain notes, and the base to name at commit.
 fn plan_stored_elsewhere(role: &Role, compress: bool, stored: &Stored, image_path: &[u8], pagemap: Option<i32>, bufs: super::chain::Bufs) -> (usize, usize, Option<super::chain::BaseLink>) {
     match role {
