@@ -4,11 +4,11 @@
  * master's output to its own stdout, line by line, and writes into the master the lines the
  * test leaves in DIR/say. Files in DIR steer them: DIR/hold, the parent stops reading the master
  * (the child's lines queue up in the pty); DIR/deaf, the child stops reading its input (the
- * parent's lines queue up). The child writes its count and mode to DIR/progress too, so that a
- * test knows what is queued. The line "info" makes the child print its terminal as it sees it;
- * "quit" ends it, and then the parent, with the child's exit status. With a second argument
- * "job" the child is a shell of sorts: the counter runs in a grandchild, in a process group of
- * its own that is the terminal's foreground. */
+ * parent's lines queue up). The child writes its count and mode to DIR/progress too (once deaf,
+ * only once), so that a test knows what is queued. The line "info" makes the child print its
+ * terminal as it sees it; "quit" ends it, and then the parent, with the child's exit status.
+ * With a second argument "job" the child is a shell of sorts: the counter runs in a
+ * grandchild, in a process group of its own that is the terminal's foreground. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -82,11 +82,16 @@ static int child(const char *slave, int job) {
 static int counter(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     char line[256];
+    int deaf = 0;
     for (long n = 1;; n++) {
         printf("count %ld\n", n);
         fflush(stdout);
-        int deaf = exists("deaf");
-        progress(deaf ? "deaf" : "count", n);
+        int was_deaf = deaf;
+        deaf = exists("deaf");
+        /* Once deaf it says so once and leaves the file alone: the test checkpoints then, and a
+         * descriptor open on progress.tmp at that moment would name a file renamed away (gone)
+         * by the restart. */
+        if (!(deaf && was_deaf)) progress(deaf ? "deaf" : "count", n);
         struct pollfd p = { 0, POLLIN, 0 };
         if (!deaf && poll(&p, 1, 5) == 1) {
             ssize_t k = read(0, line, sizeof line - 1);
