@@ -8,6 +8,10 @@
  * MODE "stripes": round k (1 to 3) writes every page p with p % 3 == k - 1 (and round 3 only
  * a few pages), so that an image taken after round 3 leaves every page to a different base
  * from its neighbours: as many runs of pages stored elsewhere as pages.
+ * MODE "blocks": each round writes a block of 1 MiB and 8 single pages, so that most of the
+ * heap is left unwritten in runs of many MiB (an incremental checkpoint's writer is forked
+ * without them), and first forks a child that checks the whole heap too: the memory left out
+ * of the writer's fork is inherited by the program's own children again.
  *
  * Each round first checks the heap against the checksum it printed last (it prints "BAD" and
  * exits 1 if memory changed under it, say after a restart), so a restarted copy that is told to
@@ -18,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -37,11 +42,12 @@ static uint64_t checksum(const uint64_t *w, size_t n) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: scattered MIB random|stripes DIR\n");
+        fprintf(stderr, "usage: scattered MIB random|stripes|blocks DIR\n");
         return 2;
     }
     size_t len = strtoul(argv[1], 0, 10) << 20;
     int stripes = strcmp(argv[2], "stripes") == 0;
+    int blocks = strcmp(argv[2], "blocks") == 0;
     const char *dir = argv[3];
     size_t pages = len / 4096, used = pages - pages / 16;
     uint64_t *heap = mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -65,7 +71,26 @@ int main(int argc, char **argv) {
             fflush(stdout);
             return 1;
         }
-        if (stripes) {
+        if (blocks) {
+            pid_t c = fork();
+            if (c == 0) _exit(checksum(heap, words) == sum ? 0 : 1);
+            int st = -1;
+            if (c < 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                printf("BAD %d child %d status %d\n", round, (int)c, st);
+                fflush(stdout);
+                return 1;
+            }
+            size_t first = (size_t)(round * 37 % (used / 256 - 1)) * 256;
+            for (size_t p = first; p < first + 256; p++) {
+                heap[p * 512 + next() % 512] = next();
+                written++;
+            }
+            for (int i = 0; i < 8; i++) {
+                size_t p = next() % used;
+                heap[p * 512 + next() % 512] = next();
+                written++;
+            }
+        } else if (stripes) {
             size_t step = round == 3 ? 7919 : 3;
             for (size_t p = (size_t)(round - 1) % 3; p < used; p += step) {
                 heap[p * 512 + next() % 512] = next();

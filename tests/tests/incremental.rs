@@ -192,11 +192,12 @@ fn checkpoints_after_a_restart_are_incremental_again() {
 
 /// Runs `scattered MIB MODE` preloaded and takes an image before its first round of writes and
 /// one after each of `rounds` rounds, each kept under a name of its own (`gen-K`, a hard link).
-/// Returns the images and, for each, the bytes its round wrote (a page each write).
-fn scattered_chain(wd: &Workdir, mib: u32, mode: &str, rounds: u32) -> (Vec<PathBuf>, Vec<u64>) {
+/// Returns the images, for each the bytes its round wrote (a page each write), and what the
+/// program said on stderr (with `CKPT_TIMES=1`).
+fn scattered_chain(wd: &Workdir, mib: u32, mode: &str, rounds: u32) -> (Vec<PathBuf>, Vec<u64>, String) {
     let image = wd.image();
     let mut cmd = Command::new(prog("scattered", &["-O2"]));
-    cmd.arg(mib.to_string()).arg(mode).arg(&wd.path);
+    cmd.arg(mib.to_string()).arg(mode).arg(&wd.path).env("CKPT_TIMES", "1");
     let mut orig = Proc::preloaded(cmd, &image, "scattered");
     let ready = |round: u32| {
         let lines = orig.wait_until(|l| l.iter().any(|x| x.starts_with(&format!("ready {round} ")) || x.starts_with("BAD")), LONG, "the next round");
@@ -222,7 +223,7 @@ fn scattered_chain(wd: &Workdir, mib: u32, mode: &str, rounds: u32) -> (Vec<Path
     }
     orig.kill9();
     assert!(!orig.stderr().contains("incremental checkpoints are off"), "tracking unavailable: {}", orig.stderr());
-    (images, written)
+    (images, written, orig.stderr())
 }
 
 /// Restarts image `gen` of a `scattered` chain (taken after round `gen`) with `args`, tells it
@@ -252,7 +253,7 @@ fn scattered_restarts(wd: &Workdir, images: &[PathBuf], gen: usize, args: &[&str
 #[test]
 fn scattered_writes_keep_incremental_images_small() {
     let wd = Workdir::new("incr-scattered");
-    let (images, written) = scattered_chain(&wd, 256, "random", 3);
+    let (images, written, _) = scattered_chain(&wd, 256, "random", 3);
     let full = allocated(&images[0]);
     assert!(full > 200 << 20, "first image holds the heap: {full} bytes");
     for (img, &w) in images.iter().zip(&written).skip(1) {
@@ -272,7 +273,7 @@ fn scattered_writes_keep_incremental_images_small() {
 #[test]
 fn an_image_with_more_runs_than_a_process_has_mappings_restarts() {
     let wd = Workdir::new("incr-stripes");
-    let (images, written) = scattered_chain(&wd, 320, "stripes", 3);
+    let (images, written, _) = scattered_chain(&wd, 320, "stripes", 3);
     let last = &images[3];
     let a = allocated(last);
     assert!(a < 3 * written[3] + (6 << 20), "{}: {a} bytes allocated for {} bytes written", last.display(), written[3]);
@@ -286,6 +287,24 @@ fn an_image_with_more_runs_than_a_process_has_mappings_restarts() {
     scattered_restarts(&wd, &images, 3, &[]);
     scattered_restarts(&wd, &images, 3, &["--eager"]);
     scattered_restarts(&wd, &images, 2, &[]);
+}
+
+/// A block of 1 MiB and a few pages written between checkpoints of a 128 MiB heap: the writer of
+/// each incremental checkpoint is forked without most of the heap (its page tables are not
+/// copied, the program stopped meanwhile), yet every image restarts with its whole heap, and a
+/// child the program forks after each checkpoint inherits the whole heap (it checks it).
+#[test]
+fn a_writer_forked_without_unwritten_memory_loses_none_of_it() {
+    let wd = Workdir::new("incr-unforked");
+    let (images, _, stderr) = scattered_chain(&wd, 128, "blocks", 3);
+    let without: Vec<u64> = stderr.lines().filter_map(|l| l.split(" was forked without ").nth(1)?.split(' ').next()?.parse().ok()).collect();
+    assert_eq!(without.len(), 3, "not every incremental checkpoint's writer was forked without the unwritten memory: {stderr}");
+    assert!(without.iter().all(|&mib| mib >= 64), "{without:?} MiB left out of 128: {stderr}");
+    for gen in 0..images.len() {
+        scattered_restarts(&wd, &images, gen, &[]);
+    }
+    scattered_restarts(&wd, &images, 3, &["--eager"]);
+    scattered_restarts(&wd, &images, 2, &["--no-verify"]);
 }
 
 /// How many runs of pages stored elsewhere an image's `NT_CKPT_SHARED` note holds.

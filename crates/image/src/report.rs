@@ -29,6 +29,8 @@
 //!   word 11 TO_LEN    length of its path
 //!   word 12 TO_TAKEN  the number (STARTED) of the checkpoint that took the redirection;
 //!                     written by the handler just before it clears TO_SEQ
+//!   word 13 FORK_ALL  1: every writer is forked with all of the program's memory (a writer
+//!                     forked without its unwritten memory found a page of it no base holds)
 //!   bytes 64..64+MAX_MESSAGE  why the checkpoint failed (no "ckpt: " prefix)
 //!   bytes TO_AT..TO_AT+TO_LEN  the path of the redirection (`ckpt checkpoint --to PATH`)
 //! ```
@@ -63,6 +65,7 @@ pub const LOCK: usize = 9;
 pub const TO_SEQ: usize = 10;
 pub const TO_LEN: usize = 11;
 pub const TO_TAKEN: usize = 12;
+pub const FORK_ALL: usize = 13;
 /// Words in the table.
 pub const WORDS: usize = 16;
 /// The value of word [`MAGIC`].

@@ -65,6 +65,8 @@ fn read_headers<'m>(fd: i32, len: u64, meta: &'m mut [u8], state: &mut ProcessSt
 pub struct Bufs<'a> {
     pub tracked: super::track::Tracked,
     pub dirty: &'a [[u64; 2]],
+    /// The memory the writer was forked without (see `unforked`).
+    pub unforked: &'a [[u64; 2]],
     pub shared: &'a mut [u8],
     pub chain: &'a mut [u8],
     pub base_meta: &'a mut [u8],
@@ -78,6 +80,44 @@ fn full(parts: &mut Bufs) -> usize {
     chain::note_len(0)
 }
 
+/// The previous image at `image`, if an image can build on it: its headers check out (read into
+/// `meta`), its identity is `prev` (the image the program's tracking counted from), it is alone
+/// (not a tree), and its chain is not at its longest yet. With its descriptor and length.
+fn previous<'m>(image: &[u8], prev: u64, meta: &'m mut [u8], state: &mut ProcessState) -> Option<(OwnedFd, u64, Image<'m>)> {
+    if prev == 0 {
+        return None;
+    }
+    let limit = crate::config::get().incremental as usize;
+    let mut path = [0u8; ckpt_image::state::PATH_MAX + 1];
+    if image.len() >= path.len() {
+        return None;
+    }
+    path[..image.len()].copy_from_slice(image);
+    let cpath = CStr::from_bytes_with_nul(&path[..image.len() + 1]).ok()?;
+    let fd = rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK, Mode::empty()).ok()?;
+    let len = rustix::fs::fstat(&fd).ok()?.st_size as u64;
+    let base = read_headers(fd.as_raw_fd(), len, meta, state)?;
+    let Some(Ok(bchain)) = base.chain() else { return None };
+    if bchain.id != prev || base.tree().is_some() || bchain.count + 2 > limit {
+        return None;
+    }
+    Some((fd, len, base))
+}
+
+/// In the handler, before the writer is forked: whether its image will build on the previous
+/// one, as [`plan`] will find (unless the file at `image` is replaced meanwhile).
+pub fn builds_on_previous(image: &[u8], tracked: &super::track::Tracked, meta: &mut [u8], state: &mut ProcessState) -> bool {
+    previous(image, tracked.prev, meta, state).is_some()
+}
+
+/// Why a writer forked without the program's unwritten memory (see `unforked`) cannot write
+/// the image: a page of that memory is not in the previous image after all. Every later
+/// writer gets all the memory.
+fn lacks_unwritten() -> Failure {
+    super::report::fork_all();
+    Failure::plain("the previous image does not hold all the memory this checkpoint left to it (it was replaced meanwhile?); checkpoints copy all memory for their writers from now on")
+}
+
 /// Decides which pages of the `candidates` (private anonymous regions, and memory a restart
 /// mapped from an image, stored as plain data, in address order) are left to the base images:
 /// a page the program did not write since its previous checkpoint (`parts.dirty`), that is in
@@ -85,33 +125,22 @@ fn full(parts: &mut Bufs) -> usize {
 /// an image holds the image's bytes), and that the previous image holds, in its own bytes or its bases'.
 /// Fills `parts.shared` with the runs and `parts.chain` with the note. Returns their lengths,
 /// and the base to link at commit if the previous image itself is one. With no usable previous
-/// image, the image is full.
-pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = Candidate>, pagemap: Option<i32>) -> (usize, usize, Option<BaseLink>) {
+/// image, the image is full. A writer forked without some of the memory (`parts.unforked`)
+/// fails instead, unless every page of it is left to the bases.
+pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = Candidate>, pagemap: Option<i32>) -> Result<(usize, usize, Option<BaseLink>), Failure> {
     let t = parts.tracked;
-    let limit = crate::config::get().incremental as usize;
-    let Some(pagemap) = pagemap.filter(|_| t.prev != 0) else { return (0, full(&mut parts), None) };
-    let mut path = [0u8; ckpt_image::state::PATH_MAX + 1];
-    if image.len() >= path.len() {
-        return (0, full(&mut parts), None);
-    }
-    path[..image.len()].copy_from_slice(image);
-    let Ok(cpath) = CStr::from_bytes_with_nul(&path[..image.len() + 1]) else { return (0, full(&mut parts), None) };
-    let Ok(fd) = rustix::fs::open(cpath, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK, Mode::empty()) else {
-        return (0, full(&mut parts), None);
-    };
-    let Ok(st) = rustix::fs::fstat(&fd) else { return (0, full(&mut parts), None) };
-    let len = st.st_size as u64;
-    let Some(base) = read_headers(fd.as_raw_fd(), len, parts.base_meta, parts.base_state) else { return (0, full(&mut parts), None) };
-    let Some(Ok(bchain)) = base.chain() else { return (0, full(&mut parts), None) };
-    // The previous image must be the one the tracking counted from, alone (not a tree), and
-    // the chain not at its longest yet.
-    if bchain.id != t.prev || base.tree().is_some() || bchain.count + 2 > limit {
-        return (0, full(&mut parts), None);
-    }
+    let unforked = parts.unforked;
+    let full_image = |parts: &mut Bufs| if unforked.is_empty() { Ok((0, full(parts), None)) } else { Err(lacks_unwritten()) };
+    let Some(pagemap) = pagemap else { return full_image(&mut parts) };
+    let Some((fd, len, base)) = previous(image, t.prev, parts.base_meta, parts.base_state) else { return full_image(&mut parts) };
+    let Some(Ok(bchain)) = base.chain() else { return full_image(&mut parts) };
     let own_source = bchain.count as u32 + 1;
     let mut runs = Runs::new(parts.shared);
     let dirty = &parts.dirty[..t.ndirty.min(parts.dirty.len())];
-    leave_to_bases(&base, own_source, dirty, &mut *parts.pm_buf, pagemap, candidates, &mut runs);
+    let named = leave_to_bases(&base, own_source, dirty, unforked, &mut *parts.pm_buf, pagemap, candidates, &mut runs);
+    if !named {
+        return Err(lacks_unwritten());
+    }
     let shared_len = runs.finish();
     // Only the bases some run names are listed, numbered in the order of the previous list.
     let (used, count) = renumber_bases(&mut parts.shared[..shared_len], own_source);
@@ -129,20 +158,24 @@ pub fn plan(mut parts: Bufs, image: &[u8], candidates: &mut dyn Iterator<Item = 
         let mut me = Base { id: bchain.id, meta_hash: parts.base_state.meta_hash, file_len: len, ..Base::EMPTY };
         match chain::base_name(chain::file_name(image), bchain.id, &mut me.name) {
             Some(n) => me.name_len = n as u32,
-            None => return (0, full(&mut parts), None),
+            None => return full_image(&mut parts),
         }
         me.write(&mut w);
         link = Some(BaseLink { fd, name: me.name, name_len: me.name_len as usize });
     }
-    (shared_len, chain::note_len(count), link)
+    Ok((shared_len, chain::note_len(count), link))
 }
 
 /// For [`plan`]: records in `runs` each page of the `candidates` that is left to the bases: one
 /// the program did not write since its previous checkpoint (`dirty`), that is in memory (read
-/// through `pagemap` into `pm_buf`), and that `base` (the previous image, base `own_source`)
-/// holds, in its own bytes or, through its runs, its bases'.
-fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], pm_buf: &mut [u64], pagemap: i32, candidates: &mut dyn Iterator<Item = Candidate>, runs: &mut Runs) {
+/// through `pagemap` into `pm_buf`; every page of `unforked` was, when the writer was forked
+/// without it), and that `base` (the previous image, base `own_source`) holds, in its own bytes
+/// or, through its runs, its bases'. Returns whether every page of `unforked` is left to them.
+#[allow(clippy::too_many_arguments)]
+fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], unforked: &[[u64; 2]], pm_buf: &mut [u64], pagemap: i32, candidates: &mut dyn Iterator<Item = Candidate>, runs: &mut Runs) -> bool {
     let mut di = 0usize;
+    let mut ui = 0usize;
+    let mut named = 0u64;
     let mut breg = 0usize;
     let mut cur: Option<ckpt_image::RegionRef> = None;
     let mut bruns = base.shared_runs().map_while(Result::ok).peekable();
@@ -160,6 +193,11 @@ fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], pm_buf: &mu
                 while di < dirty.len() && dirty[di][1] <= addr {
                     di += 1;
                 }
+                while ui < unforked.len() && unforked[ui][1] <= addr {
+                    ui += 1;
+                }
+                let absent = ui < unforked.len() && unforked[ui][0] <= addr;
+                let e = if absent { PM_PRESENT } else { e };
                 if (di < dirty.len() && dirty[di][0] <= addr) || (e & (PM_PRESENT | PM_SWAPPED) == 0 && !c.restored) {
                     continue;
                 }
@@ -192,11 +230,15 @@ fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], pm_buf: &mu
                     }
                     _ => (own_source, o.data_offset + (addr - rec.start)),
                 };
-                runs.add_from(source, c.index, p + i as u64, offset);
+                if runs.add_from(source, c.index, p + i as u64, offset) && absent {
+                    named += 1;
+                }
             }
             p += n as u64;
         }
     }
+    // Each page the writer lacks was counted once, if it was left to the bases.
+    named == unforked.iter().map(|r| (r[1] - r[0]) / PAGE).sum::<u64>()
 }
 
 /// For [`plan`]: which bases (1 to `own_source`) the runs of the `shared` descriptor name, and

@@ -93,6 +93,9 @@ pub mod track;
 // unsafe: the tree's control block in a mapping shared between processes, and futexes on it.
 #[allow(unsafe_code)]
 pub mod tree;
+// unsafe: `madvise` on the program's memory, marking what its writer's fork leaves out.
+#[allow(unsafe_code)]
+mod unforked;
 // unsafe: the signal frame's XSAVE area, and closing descriptors the writer inherited.
 #[allow(unsafe_code)]
 mod write;
@@ -421,6 +424,11 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     // would be left to the base as it was.
     if tree.is_none() && member.is_none() && attach.is_none() {
         write::track_changes(&mut parts, &exclude);
+        if forked_writer {
+            // The writer needs none of the memory left to the previous image: its fork need
+            // not copy that memory's page tables.
+            unforked::choose(&mut parts, &exclude, threads::slots(&stopped), image);
+        }
     } else {
         track::forget();
     }
@@ -520,13 +528,17 @@ fn write_here(c: Captured, stopped: &threads::Stopped, mut tree: Option<&mut tre
 /// short-lived intermediate that shares the program's memory, so the memory is copied once.
 /// The program goes on at once (its threads, and the tree, let go); the writer writes the
 /// image and ends.
-fn start_writer(stopped: threads::Stopped, c: Captured, stack: &mut scratch::WriterStack, mut tree: Option<&mut tree::Tree>, mut member: Option<&mut tree::Joined>, n: u32) -> Result<Taken, Failure> {
+fn start_writer(stopped: threads::Stopped, mut c: Captured, stack: &mut scratch::WriterStack, mut tree: Option<&mut tree::Tree>, mut member: Option<&mut tree::Joined>, n: u32) -> Result<Taken, Failure> {
     let mut writer = 0i32;
     // Named from its start: until it has run, a writer that still had the program's name would
     // be taken for one killed by the next checkpoint (which would then start another beside
     // it), and `ckpt` would take it for one of the program's own processes.
     // The writer's memory (the image) holds no address of the cache; this process keeps it.
     let cache = filecache::take();
+    // What the writer does without, it is forked without (see `unforked`); `nunforked` tells it
+    // what was left out in the end.
+    c.parts.nunforked = unforked::mark(&c.parts.unforked[..c.parts.nunforked]);
+    phases::unforked(c.parts.unforked[..c.parts.nunforked].iter().map(|r| r[1] - r[0]).sum());
     let intermediate = ckpt_sigsafe::sys::spawn_detached_named(&mut writer, report::WRITER_NAME);
     if intermediate == Ok(0) {
         // The writer, with a copy of memory as it is now: it runs on a stack apart from the
@@ -534,6 +546,7 @@ fn start_writer(stopped: threads::Stopped, c: Captured, stack: &mut scratch::Wri
         stack.run(|| -> () { run_writer(c, &stopped, tree.as_deref(), member.as_deref(), n, cache) });
         ckpt_sigsafe::sys::exit_group(1); // not reached: `run_writer` ends the process
     }
+    unforked::unmark(&c.parts.unforked[..c.parts.nunforked]);
     filecache::put_back(cache);
     let intermediate = intermediate.map_err(|e| Failure::new("starting the image writer", e))?;
     // The program: reap the intermediate (gone once the writer is forked) and go on at once.

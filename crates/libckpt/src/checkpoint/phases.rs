@@ -52,6 +52,8 @@ const N: usize = Phase::Done as usize + 1;
 const NAMES: [&str; N] = ["start", "stopped", "layout", "state", "fds", "written", "captured", "writer", "closed", "decided", "planned", "data", "headers", "synced", "renamed", "done"];
 
 static MARKS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
+/// Bytes of unwritten memory the writer was forked without (see `unforked`).
+static UNFORKED: AtomicU64 = AtomicU64::new(0);
 
 /// Notes that `p` has ended now, if the steps are timed.
 pub fn mark(p: Phase) {
@@ -67,12 +69,22 @@ pub fn begin(started: u64) {
             m.store(0, Relaxed);
         }
         MARKS[Phase::Start as usize].store(started, Relaxed);
+        UNFORKED.store(0, Relaxed);
+    }
+}
+
+/// Notes how many bytes the writer about to be forked is forked without.
+pub fn unforked(bytes: u64) {
+    if crate::config::get().times {
+        UNFORKED.store(bytes, Relaxed);
     }
 }
 
 /// Says on stderr, in milliseconds from the start, when each step marked so far ended, and
 /// when the start was (`CLOCK_MONOTONIC`, in ns):
-/// `ckpt: times PID at NS: stopped 0.10 layout 0.52 … done 41.20 (ms)`.
+/// `ckpt: times PID at NS: stopped 0.10 layout 0.52 … done 41.20 (ms)`; then, if the writer was
+/// forked without some memory (see `unforked`), how much: `ckpt: writer PID was forked without
+/// N MiB of unwritten memory`.
 pub fn say() {
     if !crate::config::get().times {
         return;
@@ -89,4 +101,10 @@ pub fn say() {
     }
     let _ = write!(line, " (ms)");
     line.emit();
+    let unforked = UNFORKED.load(Relaxed);
+    if unforked != 0 {
+        let mut line = Line::new();
+        let _ = write!(line, "ckpt: writer {} was forked without {} MiB of unwritten memory", rustix::process::getpid().as_raw_nonzero().get(), unforked >> 20);
+        line.emit();
+    }
 }

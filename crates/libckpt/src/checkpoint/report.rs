@@ -361,3 +361,17 @@ pub fn need_smaps() {
 pub fn smaps_needed() -> bool {
     own().is_ok_and(|w| w[layout::SMAPS].load(Ordering::Acquire) != 0)
 }
+
+/// From now on every writer is forked with all of the program's memory: said by a writer that
+/// was forked without the program's unwritten memory and found a page of it that no base holds
+/// (see `unforked`).
+pub fn fork_all() {
+    if let Some(w) = parents() {
+        w[layout::FORK_ALL].store(1, Ordering::Release);
+    }
+}
+
+/// Whether a writer asked for [`fork_all`].
+pub fn forks_all() -> bool {
+    own().is_ok_and(|w| w[layout::FORK_ALL].load(Ordering::Acquire) != 0)
+}

@@ -105,7 +105,10 @@ const SHMFILES: Span = FILEMAPS.then(ckpt_image::shmfiles::note_len(SLOTS));
 /// between two checkpoints (a heap of 8 GiB written at every other page).
 pub const MAX_DIRTY: usize = 1 << 20;
 const DIRTY: Span = SHMFILES.then(room_for::<[u64; 2]>(MAX_DIRTY));
-const CHAIN: Span = DIRTY.then(ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES));
+/// Ranges of unwritten memory kept out of an incremental writer's fork (see `unforked`).
+pub const MAX_UNFORKED: usize = 256;
+const UNFORKED: Span = DIRTY.then(room_for::<[u64; 2]>(MAX_UNFORKED));
+const CHAIN: Span = UNFORKED.then(ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES));
 const BASE_STATE: Span = CHAIN.then(room_for::<ProcessState>(1));
 const BASE_META: Span = BASE_STATE.then(MAX_HEADERS);
 /// The `NT_CKPT_FDS` records: room for the most descriptors an image holds, with paths of 112
@@ -219,6 +222,9 @@ pub struct Parts<'a> {
     /// Memory written since the previous checkpoint (see `track`), and what tracking learned.
     pub dirty: &'a mut [[u64; 2]],
     pub tracked: super::track::Tracked,
+    /// Memory the writer is forked without, `nunforked` ranges (see `unforked`).
+    pub unforked: &'a mut [[u64; 2]],
+    pub nunforked: usize,
     /// The `NT_CKPT_CHAIN` descriptor being built.
     pub chain: &'a mut [u8],
     /// The previous image's headers and state, read by the writer of an incremental image.
@@ -382,6 +388,8 @@ impl Scratch {
                 shadow_room: self.bytes(Span { at: TOTAL, len: self.len - TOTAL }),
                 dirty: self.table(DIRTY),
                 tracked: super::track::Tracked::default(),
+                unforked: self.table(UNFORKED),
+                nunforked: 0,
                 chain: self.bytes(CHAIN),
                 base_state: self.state(BASE_STATE),
                 base_meta: self.bytes(BASE_META),

@@ -112,20 +112,30 @@ pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_b
 }
 
 /// In a forked writer: checks that every region of the image's layout is in its own memory
-/// (memory marked `MADV_DONTFORK` without libc's `madvise` is not, and was not copied for it).
-/// If one is missing, the checkpoint fails and every later one reads smaps.
+/// (memory marked `MADV_DONTFORK` without libc's `madvise` is not, and was not copied for it),
+/// but for the unwritten memory it was forked without on purpose (see `unforked`). If one is
+/// missing, the checkpoint fails and every later one reads smaps.
 pub fn check_inherited(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
     let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", &mut parts.meta[..MAPS_CHECK_ROOM]).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
     let mine = &parts.meta[..n];
+    let unforked = &parts.unforked[..parts.nunforked];
     let mut have = maps::entries(mine).peekable();
     for r in regions(&parts.maps[..parts.maps_len], exclude) {
         if parts.shadows[..parts.nshadows].iter().any(|s| s.start == r.start) {
             continue;
         }
-        while have.next_if(|e| e.end <= r.start).is_some() {}
-        if !have.peek().is_some_and(|e| e.start <= r.start && r.end <= e.end) {
-            super::report::need_smaps();
-            return Err(Failure::plain("the program keeps memory from child processes (MADV_DONTFORK, set without libc); checkpoints look for such memory from now on"));
+        // The region is covered by the writer's own regions and the memory left out of it.
+        let mut at = r.start;
+        while at < r.end {
+            while have.next_if(|e| e.end <= at).is_some() {}
+            if let Some(e) = have.peek().filter(|e| e.start <= at) {
+                at = e.end;
+            } else if let Some(u) = unforked.iter().find(|u| u[0] as usize <= at && at < u[1] as usize) {
+                at = u[1] as usize;
+            } else {
+                super::report::need_smaps();
+                return Err(Failure::plain("the program keeps memory from child processes (MADV_DONTFORK, set without libc); checkpoints look for such memory from now on"));
+            }
         }
     }
     Ok(())
@@ -269,6 +279,20 @@ pub fn protect_tracked(parts: &Parts, exclude: &Range<usize>) {
 /// from an image.
 fn tracked_regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = (u64, u64)> + 'a {
     regions(maps, exclude).filter(|r| anonymous_private(r) || super::track::is_restored_memory(r)).map(|r| (r.start as u64, r.end as u64))
+}
+
+/// The regions a writer may be forked without the unwritten part of (see `unforked`): private
+/// anonymous ones of 32 MiB or more, but not a thread's `[stack]` nor the anonymous part of a
+/// loaded file (its `.bss`, right after its mapping: libckpt's statics are in one).
+pub fn unforked_candidates<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = (u64, u64)> + 'a {
+    const MIN_REGION: usize = 32 << 20;
+    let mut file_end = 0usize;
+    regions(maps, exclude).filter_map(move |r| {
+        let after_file = file_end == r.start;
+        file_end = if r.inode != 0 { r.end } else { 0 };
+        let large = r.end - r.start >= MIN_REGION;
+        (anonymous_private(&r) && large && !after_file && r.name != b"[stack]").then_some((r.start as u64, r.end as u64))
+    })
 }
 
 /// Where the writer reads region `r` from: its copy, if it is shared memory, else the region.
@@ -585,13 +609,14 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     let bufs = super::chain::Bufs {
         tracked: parts.tracked,
         dirty: &parts.dirty[..],
+        unforked: &parts.unforked[..parts.nunforked],
         shared: &mut parts.shared[..],
         chain: &mut parts.chain[..],
         base_meta: &mut parts.base_meta[..],
         base_state: &mut *parts.base_state,
         pm_buf: &mut parts.pm_buf[..],
     };
-    let (shared_len, chain_len, base_link) = plan_stored_elsewhere(&role, compress, &stored, image_path, pagemap, bufs);
+    let (shared_len, chain_len, base_link) = plan_stored_elsewhere(&role, compress, &stored, image_path, pagemap, bufs)?;
     mark(Phase::Planned);
     let plan = Plan { count, names_len, compress, filemaps_len, shmfiles_len, shared_len, chain_len };
     let layout = lay_out(parts, threads, &role, &plan)?;
@@ -748,10 +773,11 @@ fn page_source(r: &MapsEntry, pagemap: Option<i32>) -> PageSource {
 /// image, which holds it (see `chain`); the region holding the signal frame too: what the
 /// handler may write there after tracking looked is below the frame, dead once the program
 /// resumes.
-/// Returns the lengths of the shared and chain notes, and the base to name at commit.
-fn plan_stored_elsewhere(role: &Role, compress: bool, stored: &Stored, image_path: &[u8], pagemap: Option<i32>, bufs: super::chain::Bufs) -> (usize, usize, Option<super::chain::BaseLink>) {
+/// Returns the lengths of the shared and chain notes, and the base to name at commit (`Err`: the
+/// writer lacks memory the previous image does not hold, see `unforked`).
+fn plan_stored_elsewhere(role: &Role, compress: bool, stored: &Stored, image_path: &[u8], pagemap: Option<i32>, bufs: super::chain::Bufs) -> Result<(usize, usize, Option<super::chain::BaseLink>), Failure> {
     match role {
-        Role::Member(j) if !compress => (plan_sharing(j, stored, bufs.pm_buf, bufs.shared), 0, None),
+        Role::Member(j) if !compress => Ok((plan_sharing(j, stored, bufs.pm_buf, bufs.shared), 0, None)),
         Role::Single => {
             let mut candidates = regions(stored.maps, stored.exclude)
                 .zip(stored.slots.iter())
@@ -763,7 +789,7 @@ fn plan_stored_elsewhere(role: &Role, compress: bool, stored: &Stored, image_pat
                 });
             super::chain::plan(bufs, image_path, &mut candidates, pagemap)
         }
-        _ => (0, 0, None),
+        _ => Ok((0, 0, None)),
     }
 }
 
