@@ -8,10 +8,10 @@
  * MODE "stripes": round k (1 to 3) writes every page p with p % 3 == k - 1 (and round 3 only
  * a few pages), so that an image taken after round 3 leaves every page to a different base
  * from its neighbours: as many runs of pages stored elsewhere as pages.
- * MODE "blocks": each round writes a block of 1 MiB and 8 single pages, so that most of the
- * heap is left unwritten in runs of many MiB (an incremental checkpoint's writer is forked
- * without them), and first forks a child that checks the whole heap too: the memory left out
- * of the writer's fork is inherited by the program's own children again.
+ * MODE "blocks": each round writes a block of 1 MiB and 8 single pages and drops 8 others, so
+ * that most of the heap is left unwritten in runs of many MiB (an incremental checkpoint's
+ * writer is forked without them), and first forks a child that checks the whole heap too: the
+ * memory left out of the writer's fork is inherited by the program's own children again.
  *
  * Each round first checks the heap against the checksum it printed last (it prints "BAD" and
  * exits 1 if memory changed under it, say after a restart), so a restarted copy that is told to
@@ -90,6 +90,7 @@ int main(int argc, char **argv) {
                 heap[p * 512 + next() % 512] = next();
                 written++;
             }
+            for (int i = 0; i < 8; i++) madvise((char *)heap + (next() % used) * 4096, 4096, MADV_DONTNEED);
         } else if (stripes) {
             size_t step = round == 3 ? 7919 : 3;
             for (size_t p = (size_t)(round - 1) % 3; p < used; p += step) {

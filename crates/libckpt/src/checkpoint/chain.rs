@@ -104,10 +104,15 @@ fn previous<'m>(image: &[u8], prev: u64, meta: &'m mut [u8], state: &mut Process
     Some((fd, len, base))
 }
 
-/// In the handler, before the writer is forked: whether its image will build on the previous
-/// one, as [`plan`] will find (unless the file at `image` is replaced meanwhile).
-pub fn builds_on_previous(image: &[u8], tracked: &super::track::Tracked, meta: &mut [u8], state: &mut ProcessState) -> bool {
-    previous(image, tracked.prev, meta, state).is_some()
+/// In the handler, before the writer is forked: the previous image, if the new one will build
+/// on it, as [`plan`] will find (unless the file at `image` is replaced meanwhile).
+pub fn previous_image<'m>(image: &[u8], tracked: &super::track::Tracked, meta: &'m mut [u8], state: &mut ProcessState) -> Option<Image<'m>> {
+    previous(image, tracked.prev, meta, state).map(|(_, _, base)| base)
+}
+
+/// Whether a region of the previous image holds bytes a page can be left to: its own, plain.
+pub fn holds_pages(rec: &ckpt_image::region::RegionRecord) -> bool {
+    rec.has_data() && !rec.compressed() && !rec.is_shared() && !rec.kind.is_kernel_special()
 }
 
 /// Why a writer forked without the program's unwritten memory (see `unforked`) cannot write
@@ -216,7 +221,7 @@ fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], unforked: &
                 }
                 let Some(o) = cur else { continue };
                 let rec = o.record;
-                if rec.start > addr || !rec.has_data() || rec.compressed() || rec.is_shared() || rec.kind.is_kernel_special() {
+                if rec.start > addr || !holds_pages(&rec) {
                     continue;
                 }
                 let bp = (addr - rec.start) / PAGE;

@@ -282,8 +282,9 @@ fn tracked_regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterat
 }
 
 /// The regions a writer may be forked without the unwritten part of (see `unforked`): private
-/// anonymous ones of 32 MiB or more, but not a thread's `[stack]` nor the anonymous part of a
-/// loaded file (its `.bss`, right after its mapping: libckpt's statics are in one).
+/// anonymous ones of 32 MiB or more that the image stores (readable), but not the main
+/// thread's `[stack]` nor the anonymous part of a loaded file (its `.bss`, right after its
+/// mapping).
 pub fn unforked_candidates<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = (u64, u64)> + 'a {
     const MIN_REGION: usize = 32 << 20;
     let mut file_end = 0usize;
@@ -291,7 +292,7 @@ pub fn unforked_candidates<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> imp
         let after_file = file_end == r.start;
         file_end = if r.inode != 0 { r.end } else { 0 };
         let large = r.end - r.start >= MIN_REGION;
-        (anonymous_private(&r) && large && !after_file && r.name != b"[stack]").then_some((r.start as u64, r.end as u64))
+        (anonymous_private(&r) && r.prot & 1 != 0 && large && !after_file && r.name != b"[stack]").then_some((r.start as u64, r.end as u64))
     })
 }
 
