@@ -190,6 +190,46 @@ fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], unforked: &
         while p < pages {
             let n = ((pages - p) as usize).min(pm_buf.len());
             let chunk = c.start + p * PAGE;
+            let chunk_end = chunk + n as u64 * PAGE;
+            while di < dirty.len() && dirty[di][1] <= chunk {
+                di += 1;
+            }
+            while ui < unforked.len() && unforked[ui][1] <= chunk {
+                ui += 1;
+            }
+            let unwritten = !(di < dirty.len() && dirty[di][0] < chunk_end);
+            if unwritten && ui < unforked.len() && unforked[ui][0] <= chunk && chunk_end <= unforked[ui][1] {
+                // The whole chunk is memory the writer lacks (in memory and unwritten in the
+                // program): where one region of the previous image holds all of it, left to the
+                // bases a stretch at a time, the previous image's own bytes or its runs.
+                let whole = region_at(base, &mut breg, &mut cur, chunk).filter(|o| o.record.start <= chunk && chunk_end <= o.record.end && holds_pages(&o.record));
+                if let Some(o) = whole {
+                    let (first, last) = ((chunk - o.record.start) / PAGE, (chunk_end - o.record.start) / PAGE);
+                    while bruns.next_if(|r: &SharedRun| (r.region as usize, r.first_page + r.pages) <= (breg, first)).is_some() {}
+                    let mut q = first;
+                    while q < last {
+                        let at = p + (q - first);
+                        let (upto, added) = match bruns.peek().filter(|r| r.region as usize == breg && r.first_page < last) {
+                            Some(r) if r.first_page <= q => {
+                                let upto = (r.first_page + r.pages).min(last);
+                                (upto, r.source != 0 && runs.add_many(r.source, c.index, at, r.offset + (q - r.first_page) * PAGE, upto - q))
+                            }
+                            Some(r) => (r.first_page, runs.add_many(own_source, c.index, at, o.data_offset + q * PAGE, r.first_page - q)),
+                            None => (last, runs.add_many(own_source, c.index, at, o.data_offset + q * PAGE, last - q)),
+                        };
+                        if !added {
+                            // A stretch no base holds for it (or no room to say where): this
+                            // writer cannot write the image.
+                            return false;
+                        }
+                        q = upto;
+                        while bruns.next_if(|r: &SharedRun| (r.region as usize, r.first_page + r.pages) <= (breg, q)).is_some() {}
+                    }
+                    named += n as u64;
+                    p += n as u64;
+                    continue;
+                }
+            }
             let entries = &mut pm_buf[..n];
             let src = super::pages::PageSource { pagemap: Some(pagemap), zeros: 0..0, bounce: false };
             super::pages::read_in_memory(&src, chunk as usize, entries);
@@ -206,20 +246,7 @@ fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], unforked: &
                 if (di < dirty.len() && dirty[di][0] <= addr) || (e & (PM_PRESENT | PM_SWAPPED) == 0 && !c.restored) {
                     continue;
                 }
-                // Where the previous image has this page's bytes (each region decoded once).
-                loop {
-                    if cur.is_none() {
-                        cur = base.region(breg).ok();
-                    }
-                    match cur {
-                        Some(o) if o.record.end <= addr => {
-                            breg += 1;
-                            cur = None;
-                        }
-                        _ => break,
-                    }
-                }
-                let Some(o) = cur else { continue };
+                let Some(o) = region_at(base, &mut breg, &mut cur, addr) else { continue };
                 let rec = o.record;
                 if rec.start > addr || !holds_pages(&rec) {
                     continue;
@@ -244,6 +271,23 @@ fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], unforked: &
     }
     // Each page the writer lacks was counted once, if it was left to the bases.
     named == unforked.iter().map(|r| (r[1] - r[0]) / PAGE).sum::<u64>()
+}
+
+/// Where the previous image has the bytes of the page at `addr`: its first region that does not
+/// end before it (regions are walked forward from `breg`, each decoded once into `cur`).
+fn region_at<'a>(base: &Image<'a>, breg: &mut usize, cur: &mut Option<ckpt_image::RegionRef<'a>>, addr: u64) -> Option<ckpt_image::RegionRef<'a>> {
+    loop {
+        if cur.is_none() {
+            *cur = base.region(*breg).ok();
+        }
+        match *cur {
+            Some(o) if o.record.end <= addr => {
+                *breg += 1;
+                *cur = None;
+            }
+            _ => return *cur,
+        }
+    }
 }
 
 /// For [`plan`]: which bases (1 to `own_source`) the runs of the `shared` descriptor name, and

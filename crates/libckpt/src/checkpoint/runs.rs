@@ -34,9 +34,15 @@ impl<'b> Runs<'b> {
 
     /// Page `page` of region `region` is in `source` (0: the root's copy; k: base k) at `offset`.
     pub fn add_from(&mut self, source: u32, region: u32, page: u64, offset: u64) -> bool {
+        self.add_many(source, region, page, offset, 1)
+    }
+
+    /// Pages `page..page + pages` of region `region` are in `source`, one after another from
+    /// `offset`.
+    pub fn add_many(&mut self, source: u32, region: u32, page: u64, offset: u64, pages: u64) -> bool {
         if let Some(c) = &mut self.cur {
             if c.source == source && c.region == region && c.first_page + c.pages == page && c.offset + c.bytes() == offset {
-                c.pages += 1;
+                c.pages += pages;
                 return true;
             }
         }
@@ -44,7 +50,7 @@ impl<'b> Runs<'b> {
         if !self.room() {
             return false;
         }
-        self.cur = Some(SharedRun { region, first_page: page, pages: 1, offset, source });
+        self.cur = Some(SharedRun { region, first_page: page, pages, offset, source });
         true
     }
 
