@@ -118,8 +118,9 @@ pub fn choose(parts: &mut Parts, exclude: &core::ops::Range<usize>, threads: &[T
         while at < end && n < out.len() {
             let gap_end = if di < dirty.len() && dirty[di][0] < end { dirty[di][0].max(at) } else { end };
             if gap_end - at >= RUN_ALIGN {
-                // ...their pages in memory, less what the writer reads, in whole huge pages.
-                let scanned = ckpt_sigsafe::pagescan::scan(pm.as_raw_fd(), at, gap_end, ckpt_sigsafe::pagescan::PRESENT, |s, e, _| {
+                // ...their pages in memory (between those that are not), less what the writer
+                // reads, in whole huge pages.
+                let mut present = |s: u64, e: u64| {
                     let mut s = s;
                     while s < e && n < out.len() {
                         let first = kept().filter(|k| k.0 < e && s < k.1).min_by_key(|k| k.0);
@@ -130,12 +131,18 @@ pub fn choose(parts: &mut Parts, exclude: &core::ops::Range<usize>, threads: &[T
                         }
                         s = first.map_or(e, |k| k.1.max(s));
                     }
+                };
+                let mut from = at;
+                let scanned = ckpt_sigsafe::pagescan::scan(pm.as_raw_fd(), at, gap_end, ckpt_sigsafe::pagescan::NOT_PRESENT, |s, e, _| {
+                    present(from, s.max(from));
+                    from = e.max(from);
                 });
                 if scanned.is_err() {
                     // Nothing is left out without knowing what is in memory.
                     parts.nunforked = 0;
                     return;
                 }
+                present(from, gap_end);
             }
             if gap_end >= end {
                 break;
