@@ -307,6 +307,34 @@ fn a_writer_forked_without_unwritten_memory_loses_none_of_it() {
     scattered_restarts(&wd, &images, 2, &["--no-verify"]);
 }
 
+/// The same in a process restarted with its memory read back eagerly (libckpt's own segments
+/// are then anonymous memory, as the program's is): its first checkpoint is full, the writers
+/// of the next ones are forked without the unwritten memory, the program's children still
+/// inherit all of it, and the last image restarts with the whole heap.
+#[test]
+fn after_an_eager_restart_writers_are_forked_without_unwritten_memory_too() {
+    let wd = Workdir::new("incr-unforked-eager");
+    let image = wd.image();
+    let (images, _, _) = scattered_chain(&wd, 128, "blocks", 1);
+    let mut cmd = Command::new(myrestart());
+    cmd.arg("--eager").arg(&images[1]);
+    let mut r = Proc::spawn(cmd, "myrestart --eager gen-1");
+    // A round after each checkpoint (the first once the program is back, full).
+    for round in 2..=4 {
+        std::fs::write(wd.path.join(format!("go.{round}")), "").unwrap();
+        let want = format!("ready {} ", round + 1);
+        let lines = r.wait_until(|l| l.iter().any(|x| x.starts_with(&want) || x.starts_with("BAD")), LONG, "the next round");
+        assert!(lines.iter().any(|x| x.starts_with(&want)), "{lines:?}; stderr {}", r.stderr());
+        r.checkpoint(&image, LONG);
+    }
+    r.kill9();
+    let without = r.stderr().matches(" was forked without ").count();
+    assert_eq!(without, 2, "the incremental checkpoints after the restart: {}", r.stderr());
+    let mut images = images;
+    images.extend([image.clone(), image.clone(), image]);
+    scattered_restarts(&wd, &images, 4, &[]);
+}
+
 /// How many runs of pages stored elsewhere an image's `NT_CKPT_SHARED` note holds.
 fn runs_of(image: &Path) -> usize {
     let bytes = std::fs::read(image).unwrap();
