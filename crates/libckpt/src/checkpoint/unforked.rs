@@ -7,7 +7,8 @@
 //! unwritten memory of large anonymous regions is marked `MADV_DONTFORK` just before the writer
 //! is forked ([`mark`]) and `MADV_DOFORK` again as soon as it is ([`unmark`]),
 //! before any thread of the program runs; the kernel merges the split mappings again. The fork
-//! then copies the tables of the written memory and little else (2 ms for 2 GiB).
+//! then copies the tables of the written memory and little else: with 2 GiB, 3 to 4 ms from the
+//! fork to the writer's first step instead of 30 to 50.
 //!
 //! What makes that safe:
 //! - Only when the image builds on the previous one, and only memory whose region the previous
