@@ -349,29 +349,37 @@ pub fn unmap_page() {
     }
 }
 
+/// A writer's word to the program's later checkpoints, for good: sets `word` of the page.
+fn raise(word: usize) {
+    if let Some(w) = parents() {
+        w[word].store(1, Ordering::Release);
+    }
+}
+
+/// Whether a writer raised `word` ([`raise`]).
+fn raised(word: usize) -> bool {
+    own().is_ok_and(|w| w[word].load(Ordering::Acquire) != 0)
+}
+
 /// From now on every checkpoint looks in smaps for memory a child does not inherit: said by a
 /// writer that found such memory the program had marked without libc's `madvise`.
 pub fn need_smaps() {
-    if let Some(w) = parents() {
-        w[layout::SMAPS].store(1, Ordering::Release);
-    }
+    raise(layout::SMAPS)
 }
 
 /// Whether a writer asked for [`need_smaps`].
 pub fn smaps_needed() -> bool {
-    own().is_ok_and(|w| w[layout::SMAPS].load(Ordering::Acquire) != 0)
+    raised(layout::SMAPS)
 }
 
 /// From now on every writer is forked with all of the program's memory: said by a writer that
 /// was forked without the program's unwritten memory and found a page of it that no base holds
 /// (see `unforked`).
 pub fn fork_all() {
-    if let Some(w) = parents() {
-        w[layout::FORK_ALL].store(1, Ordering::Release);
-    }
+    raise(layout::FORK_ALL)
 }
 
 /// Whether a writer asked for [`fork_all`].
 pub fn forks_all() -> bool {
-    own().is_ok_and(|w| w[layout::FORK_ALL].load(Ordering::Acquire) != 0)
+    raised(layout::FORK_ALL)
 }

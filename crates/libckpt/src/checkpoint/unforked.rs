@@ -81,10 +81,10 @@ fn own_span() -> (u64, u64) {
 /// stopped threads, `image` the image's path.
 pub fn choose(parts: &mut Parts, exclude: &core::ops::Range<usize>, threads: &[ThreadState], image: &[u8]) {
     parts.nunforked = 0;
-    let cfg = crate::config::get();
-    if cfg.attached || parts.tracked.prev == 0 || crate::dropped::not_inherited_seen() || super::report::smaps_needed() || super::report::forks_all() {
+    if crate::dropped::not_inherited_seen() || super::report::smaps_needed() || super::report::forks_all() {
         return;
     }
+    // None at a first checkpoint (nothing tracked yet) and wherever the image will be full.
     let Some(base) = super::chain::previous_image(image, &parts.tracked, parts.base_meta, parts.base_state) else { return };
     let Ok(pm) = rustix::fs::open(c"/proc/self/pagemap", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) else { return };
     use rustix::fd::AsRawFd;
