@@ -12,6 +12,10 @@
  * that most of the heap is left unwritten in runs of many MiB (an incremental checkpoint's
  * writer is forked without them), and first forks a child that checks the whole heap too: the
  * memory left out of the writer's fork is inherited by the program's own children again.
+ * MODE "zeros": as "blocks", but every other piece of 8 MiB of the heap is written with zeros
+ * at the start rather than random bytes (pages in memory that hold zeros: a full image's writer
+ * is forked without them), and each round also writes zeros over one piece of random bytes and
+ * a few random bytes into a piece of zeros, so that zeros and data trade places.
  *
  * Each round first checks the heap against the checksum it printed last (it prints "BAD" and
  * exits 1 if memory changed under it, say after a restart), so a restarted copy that is told to
@@ -42,17 +46,19 @@ static uint64_t checksum(const uint64_t *w, size_t n) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: scattered MIB random|stripes|blocks DIR\n");
+        fprintf(stderr, "usage: scattered MIB random|stripes|blocks|zeros DIR\n");
         return 2;
     }
     size_t len = strtoul(argv[1], 0, 10) << 20;
     int stripes = strcmp(argv[2], "stripes") == 0;
-    int blocks = strcmp(argv[2], "blocks") == 0;
+    int zeros = strcmp(argv[2], "zeros") == 0;
+    int blocks = zeros || strcmp(argv[2], "blocks") == 0;
+    const size_t piece = 8 << 20;
     const char *dir = argv[3];
     size_t pages = len / 4096, used = pages - pages / 16;
     uint64_t *heap = mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (heap == MAP_FAILED) return 2;
-    for (size_t i = 0; i < used * 512; i++) heap[i] = next();
+    for (size_t i = 0; i < used * 512; i++) heap[i] = zeros && i * 8 / piece % 2 ? 0 : next();
     size_t words = len / 8;
     uint64_t sum = checksum(heap, words);
     long written = 0;
@@ -91,6 +97,13 @@ int main(int argc, char **argv) {
                 written++;
             }
             for (int i = 0; i < 8; i++) madvise((char *)heap + (next() % used) * 4096, 4096, MADV_DONTNEED);
+            if (zeros) {
+                size_t pieces = used * 4096 / piece, k = next() % pieces;
+                memset((char *)heap + k * piece, 0, piece);
+                k = next() % pieces;
+                for (int i = 0; i < 4; i++) heap[k * piece / 8 + next() % (piece / 8)] = next() | 1;
+                written += 2048 + 4;
+            }
         } else if (stripes) {
             size_t step = round == 3 ? 7919 : 3;
             for (size_t p = (size_t)(round - 1) % 3; p < used; p += step) {

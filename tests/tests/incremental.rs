@@ -195,9 +195,14 @@ fn checkpoints_after_a_restart_are_incremental_again() {
 /// Returns the images, for each the bytes its round wrote (a page each write), and what the
 /// program said on stderr (with `CKPT_TIMES=1`).
 fn scattered_chain(wd: &Workdir, mib: u32, mode: &str, rounds: u32) -> (Vec<PathBuf>, Vec<u64>, String) {
+    scattered_chain_with(wd, mib, mode, rounds, &[])
+}
+
+/// [`scattered_chain`], the program run with `env` set too.
+fn scattered_chain_with(wd: &Workdir, mib: u32, mode: &str, rounds: u32, env: &[(&str, &str)]) -> (Vec<PathBuf>, Vec<u64>, String) {
     let image = wd.image();
     let mut cmd = Command::new(prog("scattered", &["-O2"]));
-    cmd.arg(mib.to_string()).arg(mode).arg(&wd.path).env("CKPT_TIMES", "1");
+    cmd.arg(mib.to_string()).arg(mode).arg(&wd.path).env("CKPT_TIMES", "1").envs(env.iter().copied());
     let mut orig = Proc::preloaded(cmd, &image, "scattered");
     let ready = |round: u32| {
         let lines = orig.wait_until(|l| l.iter().any(|x| x.starts_with(&format!("ready {round} ")) || x.starts_with("BAD")), LONG, "the next round");
@@ -297,7 +302,7 @@ fn an_image_with_more_runs_than_a_process_has_mappings_restarts() {
 fn a_writer_forked_without_unwritten_memory_loses_none_of_it() {
     let wd = Workdir::new("incr-unforked");
     let (images, _, stderr) = scattered_chain(&wd, 128, "blocks", 3);
-    let without: Vec<u64> = stderr.lines().filter_map(|l| l.split(" was forked without ").nth(1)?.split(' ').next()?.parse().ok()).collect();
+    let without = left_out(&stderr, "unwritten memory");
     assert_eq!(without.len(), 3, "not every incremental checkpoint's writer was forked without the unwritten memory: {stderr}");
     assert!(without.iter().all(|&mib| mib >= 64), "{without:?} MiB left out of 128: {stderr}");
     for gen in 0..images.len() {
@@ -328,11 +333,41 @@ fn after_an_eager_restart_writers_are_forked_without_unwritten_memory_too() {
         r.checkpoint(&image, LONG);
     }
     r.kill9();
-    let without = r.stderr().matches(" was forked without ").count();
+    let without = left_out(&r.stderr(), "unwritten memory").len();
     assert_eq!(without, 2, "the incremental checkpoints after the restart: {}", r.stderr());
     let mut images = images;
     images.extend([image.clone(), image.clone(), image]);
     scattered_restarts(&wd, &images, 4, &[]);
+}
+
+/// The MiB of `what` (unwritten memory, or memory holding only zeros) each writer was forked
+/// without, as it said (`CKPT_TIMES`).
+fn left_out(stderr: &str, what: &str) -> Vec<u64> {
+    let tail = format!(" MiB of {what}");
+    stderr.lines().filter(|l| l.ends_with(&tail)).filter_map(|l| l.split(" was forked without ").nth(1)?.split(' ').next()?.parse().ok()).collect()
+}
+
+/// A full image's writer is forked without the program's memory that holds only zeros (found in
+/// the handler, in whole 2 MiB blocks of pages in memory) and stores it as holes. In a chain
+/// (the first image full) and in a run of full images, with zeros and data trading places
+/// between checkpoints, every image restarts (mapped, eagerly, unverified) with its whole heap,
+/// and the program's children inherit all of its memory after each checkpoint.
+#[test]
+fn a_writer_forked_without_memory_of_zeros_loses_none_of_it() {
+    for (name, env) in [("incr-zeros-chain", &[][..]), ("incr-zeros-full", &[("CKPT_INCREMENTAL", "1")][..])] {
+        let wd = Workdir::new(name);
+        let (images, _, stderr) = scattered_chain_with(&wd, 128, "zeros", 3, env);
+        let zeros = left_out(&stderr, "memory holding only zeros");
+        // About half the heap is zeros, in pieces of 8 MiB: at least 6 MiB of each is whole 2 MiB blocks.
+        let full = if env.is_empty() { 1 } else { 4 };
+        assert_eq!(zeros.len(), full, "{name}: not every full image's writer was forked without the zeros: {stderr}");
+        assert!(zeros.iter().all(|&mib| mib >= 32), "{name}: {zeros:?} MiB of zeros left out of 128: {stderr}");
+        for gen in 0..images.len() {
+            scattered_restarts(&wd, &images, gen, &[]);
+        }
+        scattered_restarts(&wd, &images, 3, &["--eager"]);
+        scattered_restarts(&wd, &images, 2, &["--no-verify"]);
+    }
 }
 
 /// How many runs of pages stored elsewhere an image's `NT_CKPT_SHARED` note holds.

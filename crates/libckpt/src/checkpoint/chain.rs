@@ -231,7 +231,7 @@ fn leave_to_bases(base: &Image, own_source: u32, dirty: &[[u64; 2]], unforked: &
                 }
             }
             let entries = &mut pm_buf[..n];
-            let src = super::pages::PageSource { pagemap: Some(pagemap), zeros: 0..0, bounce: false };
+            let src = super::pages::PageSource { pagemap: Some(pagemap), zeros: 0..0, bounce: false, absent: &[] };
             super::pages::read_in_memory(&src, chunk as usize, entries);
             for (i, &e) in entries.iter().enumerate() {
                 let addr = chunk + i as u64 * PAGE;

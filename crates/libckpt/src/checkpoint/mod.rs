@@ -538,7 +538,7 @@ fn start_writer(stopped: threads::Stopped, mut c: Captured, stack: &mut scratch:
     // What the writer does without, it is forked without (see `unforked`); `nunforked` tells it
     // what was left out in the end.
     c.parts.nunforked = unforked::mark(&c.parts.unforked[..c.parts.nunforked]);
-    phases::unforked(c.parts.unforked[..c.parts.nunforked].iter().map(|r| r[1] - r[0]).sum());
+    phases::unforked(c.parts.unforked[..c.parts.nunforked].iter().map(|r| r[1] - r[0]).sum(), c.parts.unforked_zeros);
     let intermediate = ckpt_sigsafe::sys::spawn_detached_named(&mut writer, report::WRITER_NAME);
     if intermediate == Ok(0) {
         // The writer, with a copy of memory as it is now: it runs on a stack apart from the

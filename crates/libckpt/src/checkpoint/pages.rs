@@ -13,7 +13,7 @@ use core::ops::Range;
 use rustix::io::Errno;
 
 /// How a region's pages are read.
-pub struct PageSource {
+pub struct PageSource<'a> {
     /// `/proc/self/pagemap`, when the region is private anonymous memory: pages it reports as
     /// neither present nor swapped were never touched and are zero without being read.
     pub pagemap: Option<i32>,
@@ -23,6 +23,17 @@ pub struct PageSource {
     /// Copy the memory through `process_vm_readv` into a buffer first: for memory that may fault
     /// when read (file mappings past the end of the file), which ends the copy instead.
     pub bounce: bool,
+    /// Memory of zeros the writer was forked without (see `unforked`), in address order: not
+    /// there to read, stored as zeros.
+    pub absent: &'a [[u64; 2]],
+}
+
+impl PageSource<'_> {
+    /// Whether the page at `addr` is one the writer was forked without.
+    fn is_absent(&self, addr: usize) -> bool {
+        let i = self.absent.partition_point(|r| r[1] <= addr as u64);
+        self.absent.get(i).is_some_and(|r| r[0] <= addr as u64)
+    }
 }
 
 /// The page size, as an index.
@@ -79,8 +90,8 @@ pub fn prefetch_ahead(addr: usize, end: usize) {
 }
 
 /// The bytes of the page at `addr`, or `None` if it is known to be zero.
-pub fn page_bytes(addr: usize, pagemap_entry: u64, src: &PageSource) -> Option<&[u8]> {
-    if src.zeros.contains(&addr) || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 {
+pub fn page_bytes<'s>(addr: usize, pagemap_entry: u64, src: &'s PageSource<'_>) -> Option<&'s [u8]> {
+    if src.zeros.contains(&addr) || pagemap_entry & (PM_PRESENT | PM_SWAPPED) == 0 || src.is_absent(addr) {
         return None;
     }
     // SAFETY: private anonymous memory (the only kind read directly) listed readable in

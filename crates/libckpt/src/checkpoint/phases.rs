@@ -8,7 +8,7 @@
 use super::procfs::monotonic_ns;
 use ckpt_sigsafe::out::Line;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// The steps, in the order they end.
 #[derive(Clone, Copy)]
@@ -52,8 +52,10 @@ const N: usize = Phase::Done as usize + 1;
 const NAMES: [&str; N] = ["start", "stopped", "layout", "state", "fds", "written", "captured", "writer", "closed", "decided", "planned", "data", "headers", "synced", "renamed", "done"];
 
 static MARKS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
-/// Bytes of unwritten memory the writer was forked without (see `unforked`).
+/// Bytes of memory the writer was forked without (see `unforked`), and whether they are zeros
+/// (else unwritten memory).
 static UNFORKED: AtomicU64 = AtomicU64::new(0);
+static UNFORKED_ZEROS: AtomicBool = AtomicBool::new(false);
 
 /// Notes that `p` has ended now, if the steps are timed.
 pub fn mark(p: Phase) {
@@ -73,10 +75,12 @@ pub fn begin(started: u64) {
     }
 }
 
-/// Notes how many bytes the writer about to be forked is forked without.
-pub fn unforked(bytes: u64) {
+/// Notes how many bytes the writer about to be forked is forked without, and whether they are
+/// zeros.
+pub fn unforked(bytes: u64, zeros: bool) {
     if crate::config::get().times {
         UNFORKED.store(bytes, Relaxed);
+        UNFORKED_ZEROS.store(zeros, Relaxed);
     }
 }
 
@@ -84,7 +88,7 @@ pub fn unforked(bytes: u64) {
 /// when the start was (`CLOCK_MONOTONIC`, in ns):
 /// `ckpt: times PID at NS: stopped 0.10 layout 0.52 … done 41.20 (ms)`; then, if the writer was
 /// forked without some memory (see `unforked`), how much: `ckpt: writer PID was forked without
-/// N MiB of unwritten memory`.
+/// N MiB of unwritten memory` (or `of memory holding only zeros`).
 pub fn say() {
     if !crate::config::get().times {
         return;
@@ -104,7 +108,8 @@ pub fn say() {
     let unforked = UNFORKED.load(Relaxed);
     if unforked != 0 {
         let mut line = Line::new();
-        let _ = write!(line, "ckpt: writer {} was forked without {} MiB of unwritten memory", rustix::process::getpid().as_raw_nonzero().get(), unforked >> 20);
+        let what = if UNFORKED_ZEROS.load(Relaxed) { "memory holding only zeros" } else { "unwritten memory" };
+        let _ = write!(line, "ckpt: writer {} was forked without {} MiB of {what}", rustix::process::getpid().as_raw_nonzero().get(), unforked >> 20);
         line.emit();
     }
 }

@@ -105,7 +105,7 @@ const SHMFILES: Span = FILEMAPS.then(ckpt_image::shmfiles::note_len(SLOTS));
 /// between two checkpoints (a heap of 8 GiB written at every other page).
 pub const MAX_DIRTY: usize = 1 << 20;
 const DIRTY: Span = SHMFILES.then(room_for::<[u64; 2]>(MAX_DIRTY));
-/// Ranges of unwritten memory kept out of an incremental writer's fork (see `unforked`).
+/// Ranges of memory kept out of the writer's fork (see `unforked`).
 pub const MAX_UNFORKED: usize = 256;
 const UNFORKED: Span = DIRTY.then(room_for::<[u64; 2]>(MAX_UNFORKED));
 const CHAIN: Span = UNFORKED.then(ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES));
@@ -222,9 +222,11 @@ pub struct Parts<'a> {
     /// Memory written since the previous checkpoint (see `track`), and what tracking learned.
     pub dirty: &'a mut [[u64; 2]],
     pub tracked: super::track::Tracked,
-    /// Memory the writer is forked without, `nunforked` ranges (see `unforked`).
+    /// Memory the writer is forked without, `nunforked` ranges (see `unforked`): memory the
+    /// previous image holds, or with `unforked_zeros` memory that holds only zeros.
     pub unforked: &'a mut [[u64; 2]],
     pub nunforked: usize,
+    pub unforked_zeros: bool,
     /// The `NT_CKPT_CHAIN` descriptor being built.
     pub chain: &'a mut [u8],
     /// The previous image's headers and state, read by the writer of an incremental image.
@@ -390,6 +392,7 @@ impl Scratch {
                 tracked: super::track::Tracked::default(),
                 unforked: self.table(UNFORKED),
                 nunforked: 0,
+                unforked_zeros: false,
                 chain: self.bytes(CHAIN),
                 base_state: self.state(BASE_STATE),
                 base_meta: self.bytes(BASE_META),

@@ -1,22 +1,27 @@
-//! The memory an incremental image's writer never reads, kept out of its fork.
+//! The memory the writer never reads, kept out of its fork.
 //!
 //! Forking the writer copies the page tables of all the program's memory while the program is
 //! stopped: 30 to 40 ms for 2 GiB here, most of an incremental checkpoint's pause. Yet an
 //! incremental image stores only the pages written since the previous checkpoint and names the
-//! others where the previous image holds them (`chain`): the writer reads none of those. So the
-//! unwritten memory of large anonymous regions is marked `MADV_DONTFORK` just before the writer
-//! is forked ([`mark`]) and `MADV_DOFORK` again as soon as it is ([`unmark`]),
-//! before any thread of the program runs; the kernel merges the split mappings again. The fork
-//! then copies the tables of the written memory and little else: with 2 GiB, 3 to 4 ms from the
-//! fork to the writer's first step instead of 30 to 50.
+//! others where the previous image holds them (`chain`): the writer reads none of those. And a
+//! full image stores pages of zeros as holes: the writer reads them only to find them zero,
+//! which costs it more than it costs here, where the program's page tables are warm (see
+//! [`zeros`]). So that memory, in large anonymous regions, is marked `MADV_DONTFORK` just
+//! before the writer is forked ([`mark`]) and `MADV_DOFORK` again as soon as it is
+//! ([`unmark`]), before any thread of the program runs; the kernel merges the split mappings
+//! again. The fork then copies the tables of the rest and little else: with 2 GiB, 3 to 4 ms
+//! from the fork to the writer's first step instead of 30 to 50.
 //!
 //! What makes that safe:
-//! - Only when the image builds on the previous one, and only memory whose region the previous
-//!   image holds as plain data, as [`choose`] reads in its headers before the fork. The writer
-//!   finds the same, records every page it lacks as left to a base or fails, so it never stores
-//!   a page it lacks as zeros; should one be missing (the previous image replaced meanwhile),
+//! - Unwritten memory only when the image builds on the previous one, and only memory whose
+//!   region the previous image holds as plain data, as [`choose`] reads in its headers before
+//!   the fork. The writer finds the same, records every page it lacks as left to a base or
+//!   fails, so it never stores a page of that memory as zeros; should one be missing (the previous image replaced meanwhile),
 //!   that checkpoint fails and every later writer of the process gets all the memory
 //!   (`report::fork_all`).
+//! - Memory of zeros only for a full image, not compressed (the compressing writer reads each
+//!   region whole), found zero here with every thread stopped; the writer stores it as holes
+//!   (`pages::PageSource::absent`) and never reads it.
 //! - Only pages present when [`choose`] scans them, which the writer takes as such (it cannot
 //!   look at pages it lacks). Not swapped-out ones: in memory write-protected for tracking, a
 //!   page never touched or dropped since may hold the kernel's marker of a protected page,
@@ -75,17 +80,23 @@ fn own_span() -> (u64, u64) {
 }
 
 /// In the handler, once tracking has found what the program wrote (`parts.dirty`) and before
-/// the writer is forked: fills `parts.unforked` with the memory the writer can do without,
-/// memory the previous image holds. Looks into the large private anonymous regions of the
-/// layout (`write::unforked_candidates`, `exclude` the scratch area); `threads` are the
-/// stopped threads, `image` the image's path.
+/// the writer is forked: fills `parts.unforked` with the memory the writer can do without.
+/// That is memory the previous image holds, if this image builds on one; else, for a full
+/// image, memory that holds only zeros ([`zeros`], `parts.unforked_zeros` set). Looks into the
+/// large private anonymous regions of the layout (`write::unforked_candidates`, `exclude` the
+/// scratch area); `threads` are the stopped threads, `image` the image's path.
 pub fn choose(parts: &mut Parts, exclude: &core::ops::Range<usize>, threads: &[ThreadState], image: &[u8]) {
     parts.nunforked = 0;
+    parts.unforked_zeros = false;
     if crate::dropped::not_inherited_seen() || super::report::smaps_needed() || super::report::forks_all() {
         return;
     }
     // None at a first checkpoint (nothing tracked yet) and wherever the image will be full.
-    let Some(base) = super::chain::previous_image(image, &parts.tracked, parts.base_meta, parts.base_state) else { return };
+    let base = super::chain::previous_image(image, &parts.tracked, parts.base_meta, parts.base_state);
+    // A compressed image's writer reads each region whole (`compress`): it gets all of it.
+    if base.is_none() && crate::config::get().compress {
+        return;
+    }
     let Ok(pm) = rustix::fs::open(c"/proc/self/pagemap", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()) else { return };
     use rustix::fd::AsRawFd;
     // What the writer reads outside the scratch area: the stack this runs on (an address of
@@ -100,50 +111,65 @@ pub fn choose(parts: &mut Parts, exclude: &core::ops::Range<usize>, threads: &[T
             .into_iter()
             .chain(threads.iter().map(|t| near(t.sigframe)))
     };
-    let dirty = &parts.dirty[..parts.tracked.ndirty.min(parts.dirty.len())];
-    let out = &mut parts.unforked[..MAX_UNFORKED];
-    let mut n = 0usize;
+    let mut out = Runs { out: &mut parts.unforked[..MAX_UNFORKED], n: 0 };
+    let candidates = super::write::unforked_candidates(&parts.maps[..parts.maps_len], exclude);
+    let full = base.is_none();
+    let chosen = match base {
+        Some(base) => {
+            let dirty = &parts.dirty[..parts.tracked.ndirty.min(parts.dirty.len())];
+            let held = (0..base.region_count()).map_while(|i| base.region(i).ok()).filter(|o| super::chain::holds_pages(&o.record)).map(|o| (o.record.start, o.record.end));
+            unwritten(pm.as_raw_fd(), candidates, held, dirty, &kept, &mut out)
+        }
+        None => zeros(pm.as_raw_fd(), candidates, &kept, &mut out),
+    };
+    // Nothing is left out without knowing what is in memory.
+    parts.nunforked = if chosen.is_ok() { out.n } else { 0 };
+    parts.unforked_zeros = full;
+}
+
+/// The ranges chosen so far, in address order, and the room for more.
+struct Runs<'a> {
+    out: &'a mut [[u64; 2]],
+    n: usize,
+}
+
+impl Runs<'_> {
+    fn full(&self) -> bool {
+        self.n == self.out.len()
+    }
+
+    /// Adds `from..to`, if there is room.
+    fn push(&mut self, from: u64, to: u64) {
+        if from < to && !self.full() {
+            self.out[self.n] = [from, to];
+            self.n += 1;
+        }
+    }
+}
+
+/// The unwritten memory the previous image holds: where a candidate region and a region whose
+/// pages the previous image holds (`held`, both in address order) meet, the gaps between the
+/// written ranges (`dirty`), in memory, less what the writer reads (`kept`).
+fn unwritten<K: Iterator<Item = (u64, u64)>>(
+    pm: i32,
+    mut candidates: impl Iterator<Item = (u64, u64)>,
+    mut held: impl Iterator<Item = (u64, u64)>,
+    dirty: &[[u64; 2]],
+    kept: &impl Fn() -> K,
+    out: &mut Runs,
+) -> Result<(), rustix::io::Errno> {
     let mut di = 0usize;
-    // Where a candidate region and a region whose pages the previous image holds meet (both
-    // lists in address order)...
-    let mut candidates = super::write::unforked_candidates(&parts.maps[..parts.maps_len], exclude);
-    let mut held = (0..base.region_count()).map_while(|i| base.region(i).ok()).filter(|o| super::chain::holds_pages(&o.record)).map(|o| (o.record.start, o.record.end));
     let (mut a, mut b) = (candidates.next(), held.next());
     while let (Some(c), Some(h)) = (a, b) {
         let (start, end) = (c.0.max(h.0), c.1.min(h.1));
-        // ...the unwritten gaps between the written ranges...
         while di < dirty.len() && dirty[di][1] <= start {
             di += 1;
         }
         let mut at = start;
-        while at < end && n < out.len() {
+        while at < end && !out.full() {
             let gap_end = if di < dirty.len() && dirty[di][0] < end { dirty[di][0].max(at) } else { end };
             if gap_end - at >= RUN_ALIGN {
-                // ...their pages in memory (between those that are not), less what the writer
-                // reads, in whole huge pages.
-                let mut present = |s: u64, e: u64| {
-                    let mut s = s;
-                    while s < e && n < out.len() {
-                        let first = kept().filter(|k| k.0 < e && s < k.1).min_by_key(|k| k.0);
-                        let (from, to) = (s.next_multiple_of(RUN_ALIGN), first.map_or(e, |k| k.0.max(s)) & !(RUN_ALIGN - 1));
-                        if from < to {
-                            out[n] = [from, to];
-                            n += 1;
-                        }
-                        s = first.map_or(e, |k| k.1.max(s));
-                    }
-                };
-                let mut from = at;
-                let scanned = ckpt_sigsafe::pagescan::scan(pm.as_raw_fd(), at, gap_end, ckpt_sigsafe::pagescan::NOT_PRESENT, |s, e, _| {
-                    present(from, s.max(from));
-                    from = e.max(from);
-                });
-                if scanned.is_err() {
-                    // Nothing is left out without knowing what is in memory.
-                    parts.nunforked = 0;
-                    return;
-                }
-                present(from, gap_end);
+                in_memory(pm, at, gap_end, kept, &mut |from, to| out.push(from, to))?;
             }
             if gap_end >= end {
                 break;
@@ -160,7 +186,88 @@ pub fn choose(parts: &mut Parts, exclude: &core::ops::Range<usize>, threads: &[T
             b = held.next();
         }
     }
-    parts.nunforked = n;
+    Ok(())
+}
+
+/// Calls `f` with each run of whole 2 MiB blocks of `s..e` whose pages are all in memory (found
+/// between the pages that are not), less what the writer reads (`kept`), until `f` says stop.
+fn in_memory<K: Iterator<Item = (u64, u64)>>(pm: i32, s: u64, e: u64, kept: &impl Fn() -> K, f: &mut impl FnMut(u64, u64)) -> Result<(), rustix::io::Errno> {
+    let mut present = |s: u64, e: u64| {
+        let mut s = s;
+        while s < e {
+            let first = kept().filter(|k| k.0 < e && s < k.1).min_by_key(|k| k.0);
+            let (from, to) = (s.next_multiple_of(RUN_ALIGN), first.map_or(e, |k| k.0.max(s)) & !(RUN_ALIGN - 1));
+            if from < to {
+                f(from, to);
+            }
+            s = first.map_or(e, |k| k.1.max(s));
+        }
+    };
+    let mut from = s;
+    ckpt_sigsafe::pagescan::scan(pm, s, e, ckpt_sigsafe::pagescan::NOT_PRESENT, |ns, ne, _| {
+        present(from, ns.max(from));
+        from = ne.max(from);
+    })?;
+    present(from, e);
+    Ok(())
+}
+
+/// For a full image: the memory of the `candidates` that holds only zeros, in whole 2 MiB
+/// blocks of pages in memory, less what the writer reads (`kept`). The writer stores it as
+/// holes without reading it, and is forked without it.
+///
+/// The test reads the memory here, where the program's page tables are warm, rather than in the
+/// writer, whose first read of each page costs it a page-table walk that marks the page
+/// accessed (the fork left its entries old): 2 GiB of written zeros took the writer 110 to 240
+/// ms, their test here about 90 ms, and the fork no longer copies their page tables. A block
+/// is tested whole only if a word sampled on each of a few of its pages is zero, so that memory
+/// of data costs a few reads a block; blocks that fail the test after all are read in vain, at
+/// most [`WASTE`] bytes of them a checkpoint.
+fn zeros<K: Iterator<Item = (u64, u64)>>(pm: i32, candidates: impl Iterator<Item = (u64, u64)>, kept: &impl Fn() -> K, out: &mut Runs) -> Result<(), rustix::io::Errno> {
+    let mut wasted = 0u64;
+    for (s, e) in candidates {
+        in_memory(pm, s, e, kept, &mut |from, to| {
+            let mut run = from;
+            let mut at = from;
+            while at < to && wasted < WASTE && !out.full() {
+                match zero_block(at) {
+                    Ok(()) => at += RUN_ALIGN,
+                    Err(read) => {
+                        wasted += read;
+                        out.push(run, at);
+                        at += RUN_ALIGN;
+                        run = at;
+                    }
+                }
+            }
+            out.push(run, at);
+        })?;
+        if out.full() || wasted >= WASTE {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Most bytes of memory [`zeros`] reads in blocks that turn out to hold data, a checkpoint.
+const WASTE: u64 = 64 << 20;
+
+/// Whether the 2 MiB block at `at` (every page in memory, readable) holds only zeros; if not,
+/// how many of its bytes were read to find out.
+fn zero_block(at: u64) -> Result<(), u64> {
+    const PAGES: u64 = RUN_ALIGN / PAGE;
+    // SAFETY: `at..at + RUN_ALIGN` is in a readable private anonymous region, every page of it
+    // in memory (see `in_memory`), and every other thread of the process is stopped: reading it
+    // cannot fault, and nothing unmaps it meanwhile.
+    let block = unsafe { core::slice::from_raw_parts(at as *const u8, RUN_ALIGN as usize) };
+    let word = |page: u64| block[(page * PAGE) as usize..][..8].iter().all(|&b| b == 0);
+    if ![0, PAGES / 4, PAGES / 2, 3 * PAGES / 4, PAGES - 1].into_iter().all(word) {
+        return Err(5 * 64);
+    }
+    match block.chunks_exact(PAGE as usize).position(|p| !ckpt_image::is_zero_page(p)) {
+        None => Ok(()),
+        Some(i) => Err((i as u64 + 1) * PAGE),
+    }
 }
 
 /// Just before the writer is forked: marks `ranges` (see [`choose`]) `MADV_DONTFORK`. Returns

@@ -331,7 +331,7 @@ struct Stored<'a> {
     exclude: &'a Range<usize>,
     slots: &'a [RegionSlot],
     shadows: &'a [Shadow],
-    source: &'a dyn Fn(&MapsEntry) -> PageSource,
+    source: &'a dyn Fn(&MapsEntry) -> PageSource<'a>,
 }
 
 impl<'a> Stored<'a> {
@@ -401,7 +401,7 @@ fn plan_sharing(joined: &super::tree::Joined, stored: &Stored, pm_buf: &mut [u64
 fn unwritten(r: &MapsEntry, pagemap: Option<&OwnedFd>, pm_buf: &mut [u64]) -> bool {
     const PM_FILE: u64 = 1 << 61;
     let Some(pm) = pagemap else { return false };
-    let src = PageSource { pagemap: Some(pm.as_raw_fd()), zeros: 0..0, bounce: false };
+    let src = PageSource { pagemap: Some(pm.as_raw_fd()), zeros: 0..0, bounce: false, absent: &[] };
     let pages = (r.end - r.start) / PAGE;
     let mut p = 0;
     while p < pages {
@@ -599,7 +599,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         Role::Root(t) => Some(super::share::Table::new(t)),
         _ => None,
     };
-    let source = |r: &MapsEntry| page_source(r, pagemap);
+    let absent = absent_zeros(&parts.unforked[..parts.nunforked], parts.unforked_zeros);
+    let source = |r: &MapsEntry| page_source(r, pagemap, absent);
     let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
     let image_path: &[u8] = match role {
         Role::Member(_) => &[],
@@ -610,7 +611,8 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     let bufs = super::chain::Bufs {
         tracked: parts.tracked,
         dirty: &parts.dirty[..],
-        unforked: &parts.unforked[..parts.nunforked],
+        // Memory of zeros left out is no base's business.
+        unforked: if parts.unforked_zeros { &[] } else { &parts.unforked[..parts.nunforked] },
         shared: &mut parts.shared[..],
         chain: &mut parts.chain[..],
         base_meta: &mut parts.base_meta[..],
@@ -750,12 +752,13 @@ fn decide_regions(parts: &mut Parts, exclude: &Range<usize>, pagemap: Option<&Ow
 }
 
 /// How region `r`'s pages are read: through the pagemap if it is private anonymous memory
-/// (else copied through a buffer), with libckpt's own stack as zeros (see `ownstack`). Every
+/// (else copied through a buffer), with libckpt's own stack as zeros (see `ownstack`), and the
+/// memory of zeros the writer was forked without, `absent` (see `unforked`). Every
 /// other stack, the frame's included, is stored as it is: the image is written on a stack of its
 /// own (`ownstack::on_stack`), so below the frame only what the handler's first calls left there
 /// lies (the checkpoint runs on libckpt's stack), unchanged meanwhile, and under it the
 /// program's memory (a coroutine's stack in the heap).
-fn page_source(r: &MapsEntry, pagemap: Option<i32>) -> PageSource {
+fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, absent: &'a [[u64; 2]]) -> PageSource<'a> {
     // Only the pages of libckpt's stack: the kernel shows it as one region with the program's
     // memory beside it when their flags agree, as they do in a restored process (its memory
     // mapped anew, all alike).
@@ -765,7 +768,13 @@ fn page_source(r: &MapsEntry, pagemap: Option<i32>) -> PageSource {
         pagemap: if anonymous_private(r) { pagemap } else { None },
         zeros: if zeros.is_empty() { 0..0 } else { zeros },
         bounce: !anonymous_private(r),
+        absent,
     }
+}
+
+/// The memory of zeros the writer was forked without, of the `unforked` memory (see `unforked`).
+fn absent_zeros(unforked: &[[u64; 2]], zeros: bool) -> &[[u64; 2]] {
+    if zeros { unforked } else { &[] }
 }
 
 /// Which pages are stored elsewhere, settled before anything is written, as the headers say it.
@@ -874,7 +883,7 @@ fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap
             continue;
         }
         let len = r.end - r.start;
-        let src = page_source(&r, pagemap);
+        let src = page_source(&r, pagemap, absent_zeros(&parts.unforked[..parts.nunforked], parts.unforked_zeros));
         slot.data_offset = off;
         let from = read_address(shadows, &r);
         if plan.compress {
