@@ -514,6 +514,54 @@ fn spawn(pid: &mut i32, name: Option<&core::ffi::CStr>) -> Result<u32, Errno> {
     check(ret).map(|p| p as u32)
 }
 
+/// Starts `f(arg)` beside the caller, on the other core: a process that shares the caller's
+/// memory, descriptors and file-system context (`CLONE_VM | CLONE_FILES | CLONE_FS`), unseen by
+/// any tracer (`CLONE_UNTRACED`), on the stack whose top is `stack_top`, every signal blocked
+/// (none can run a handler of the caller's in it). It ends (`exit`) with `f`'s return value as
+/// its status and sends no signal then: reap it with [`reap_quiet_child`]. Returns its PID.
+///
+/// # Safety
+/// `stack_top` is 16-byte aligned, the top of writable memory deep enough for `f` that nothing
+/// else uses until the helper is reaped; `f` runs with the caller's thread pointer, so it must
+/// not use thread-local storage; whatever `arg` points to stays valid until the helper is reaped.
+pub unsafe fn start_beside(stack_top: usize, f: extern "C" fn(usize) -> i32, arg: usize) -> Result<u32, Errno> {
+    let flags = (k::CLONE_VM | k::CLONE_FILES | k::CLONE_FS | k::CLONE_UNTRACED) as usize;
+    // The helper starts with the caller's signal mask: all of them, for the time of the clone.
+    let old = rt_sigprocmask(k::SIG_BLOCK as usize, !0)?;
+    let ret: isize;
+    // SAFETY: the helper leaves this block only through `f`, on its own stack (`stack_top`,
+    // which the kernel gives it; the `call` leaves it aligned as a function expects), and then
+    // exits; the caller returns from it as from any system call.
+    unsafe {
+        asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "call r13",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const nr::EXIT,
+            inlateout("rax") nr::CLONE as isize => ret,
+            in("rdi") flags,
+            in("rsi") stack_top,
+            in("rdx") 0usize,
+            in("r10") 0usize,
+            in("r8") 0usize,
+            in("r12") arg,
+            in("r13") f as usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    let _ = rt_sigprocmask(k::SIG_SETMASK as usize, old);
+    check(ret).map(|p| p as u32)
+}
+
 /// `fork()` as a bare `clone` system call, without libc's fork handlers (which are not
 /// async-signal-safe). With `notify_parent` false the child's exit sends no signal and plain
 /// `wait()` calls in the parent never see it. Returns 0 in the child, the child's PID in the

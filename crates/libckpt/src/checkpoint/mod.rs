@@ -427,7 +427,7 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
         if forked_writer {
             // The writer needs none of the memory left to the previous image: its fork need
             // not copy that memory's page tables.
-            unforked::choose(&mut parts, &exclude, threads::slots(&stopped), image);
+            unforked::choose(&mut parts, &exclude, threads::slots(&stopped), image, &mut stack);
         }
     } else {
         track::forget();

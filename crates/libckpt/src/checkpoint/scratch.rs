@@ -108,7 +108,12 @@ const DIRTY: Span = SHMFILES.then(room_for::<[u64; 2]>(MAX_DIRTY));
 /// Ranges of memory kept out of the writer's fork (see `unforked`).
 pub const MAX_UNFORKED: usize = 256;
 const UNFORKED: Span = DIRTY.then(room_for::<[u64; 2]>(MAX_UNFORKED));
-const CHAIN: Span = UNFORKED.then(ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES));
+/// The zero test of a full image's memory (see `unforked::zeros`): the runs of blocks to test
+/// (start, end, index of the first block), and one bit a block for its outcome.
+pub const MAX_ZERO_BLOCKS: usize = 1 << 15;
+const ZERO_RUNS: Span = UNFORKED.then(room_for::<[u64; 3]>(MAX_UNFORKED));
+const ZERO_BITS: Span = ZERO_RUNS.then(room_for::<u64>(MAX_ZERO_BLOCKS / 64));
+const CHAIN: Span = ZERO_BITS.then(ckpt_image::chain::note_len(ckpt_image::chain::MAX_BASES));
 const BASE_STATE: Span = CHAIN.then(room_for::<ProcessState>(1));
 const BASE_META: Span = BASE_STATE.then(MAX_HEADERS);
 /// The `NT_CKPT_FDS` records: room for the most descriptors an image holds, with paths of 112
@@ -227,6 +232,9 @@ pub struct Parts<'a> {
     pub unforked: &'a mut [[u64; 2]],
     pub nunforked: usize,
     pub unforked_zeros: bool,
+    /// Room for the zero test (see `unforked::zeros`).
+    pub zero_runs: &'a mut [[u64; 3]],
+    pub zero_bits: &'a mut [u64],
     /// The `NT_CKPT_CHAIN` descriptor being built.
     pub chain: &'a mut [u8],
     /// The previous image's headers and state, read by the writer of an incremental image.
@@ -393,6 +401,8 @@ impl Scratch {
                 unforked: self.table(UNFORKED),
                 nunforked: 0,
                 unforked_zeros: false,
+                zero_runs: self.table(ZERO_RUNS),
+                zero_bits: self.table(ZERO_BITS),
                 chain: self.bytes(CHAIN),
                 base_state: self.state(BASE_STATE),
                 base_meta: self.bytes(BASE_META),
@@ -429,6 +439,43 @@ impl WriterStack<'_> {
         // of the area is borrowed mutably while `go` runs.
         unsafe { super::ownstack::on_stack(self.top, &mut call) };
         out
+    }
+
+    /// Runs `f(arg)` on this stack beside the caller, in a process that shares its memory (see
+    /// `sys::start_beside`), until the [`Beside`] returned is dropped, which waits for it to
+    /// end. `None` if it cannot be started.
+    pub fn start_beside<'s, T: Sync>(&'s mut self, f: extern "C" fn(&T) -> i32, arg: &'s T) -> Option<Beside<'s>> {
+        // SAFETY: the stack is as `run` says, and 16-byte aligned at its top (the end of a
+        // page-aligned part); nothing else uses it while the helper runs: `Beside` borrows it
+        // (and `arg`) until the helper is reaped. `f` takes `&T` as a pointer, the very
+        // argument passed; it is libckpt's own code, which uses no thread-local storage.
+        let pid = unsafe {
+            let f: extern "C" fn(usize) -> i32 = core::mem::transmute(f);
+            ckpt_sigsafe::sys::start_beside(self.top, f, arg as *const T as usize).ok()?
+        };
+        Some(Beside { pid, _borrows: core::marker::PhantomData })
+    }
+}
+
+/// A process running on the writer's stack beside the handler (see
+/// [`WriterStack::start_beside`]); dropped, it is waited for and reaped.
+pub struct Beside<'s> {
+    pid: u32,
+    _borrows: core::marker::PhantomData<&'s mut ()>,
+}
+
+impl Beside<'_> {
+    /// Waits for it to end; whether it ended normally with status 0.
+    pub fn wait(self) -> bool {
+        let status = ckpt_sigsafe::sys::reap_quiet_child(self.pid);
+        core::mem::forget(self);
+        status == Some(0)
+    }
+}
+
+impl Drop for Beside<'_> {
+    fn drop(&mut self) {
+        ckpt_sigsafe::sys::reap_quiet_child(self.pid);
     }
 }
 
