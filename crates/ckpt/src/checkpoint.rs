@@ -400,7 +400,7 @@ fn attached(asked: u32, pid: u32, a: CheckpointArgs, to: Option<PathBuf>, ending
 /// The processes a checkpoint of process `pid` takes: it, and every live process below it but
 /// libckpt's own helpers, image writers and the thread stopper (a tree is checkpointed whole).
 fn members(pid: u32) -> Vec<u32> {
-    let below = crate::attach::descendants(pid).into_iter().filter(|&p| !matches!(crate::report::comm(p).as_str(), "ckpt-writer" | "ckpt-seize"));
+    let below = crate::attach::descendants(pid).into_iter().filter(|&p| !crate::report::is_libckpt_helper(&crate::report::comm(p)));
     std::iter::once(pid).chain(below).collect()
 }
 

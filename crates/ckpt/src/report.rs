@@ -17,6 +17,13 @@ pub fn is_page_fd(pid: u32, fd: i32) -> bool {
     fd >= 0 && std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|l| l.as_os_str() == page_link().as_str())
 }
 
+/// Whether a process named `comm` is one libckpt starts beside a program, never a process of
+/// the program's own: an image writer, the thread stopper (`ckpt-seize`), the zero test's
+/// helper (`ckpt-zeros`, for the time of a checkpoint's pause).
+pub fn is_libckpt_helper(comm: &str) -> bool {
+    matches!(comm, "ckpt-writer" | "ckpt-seize" | "ckpt-zeros")
+}
+
 /// The command name of process `pid` (`?` when it cannot be read: gone, or not ours to see).
 pub fn comm(pid: impl std::fmt::Display) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_else(|_| "?".into())
@@ -40,7 +47,7 @@ pub fn program_behind(pid: u32) -> u32 {
         if !matches!(comm(at).as_str(), "myrestart" | "ckpt") {
             return at;
         }
-        let below: Vec<u32> = children(at).into_iter().filter(|&c| comm(c) != "ckpt-writer").collect();
+        let below: Vec<u32> = children(at).into_iter().filter(|&c| !is_libckpt_helper(&comm(c))).collect();
         match below[..] {
             [only] => at = only,
             _ => return pid,

@@ -142,7 +142,7 @@ fn descendants(pid: u32) -> Vec<u32> {
             let text = std::fs::read(t.path().join("children")).unwrap_or_default();
             for c in ckpt_sigsafe::proctext::pid_list(&text) {
                 let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
-                if comm.trim_end() != "ckpt-writer" && !found.contains(&c) && found.len() < 4096 {
+                if !crate::report::is_libckpt_helper(comm.trim_end()) && !found.contains(&c) && found.len() < 4096 {
                     found.push(c);
                     todo.push(c);
                 }

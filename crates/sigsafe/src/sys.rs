@@ -562,6 +562,33 @@ pub unsafe fn start_beside(stack_top: usize, f: extern "C" fn(usize) -> i32, arg
     check(ret).map(|p| p as u32)
 }
 
+/// Lets this thread read memory of every protection key (`PKRU` 0), where the processor and
+/// kernel have them; returns what to put back with [`restore_keys`]. A signal handler starts
+/// with only key 0's memory accessible, and a process started with `clone` takes the caller's
+/// rights with it.
+pub fn open_all_keys() -> Option<u32> {
+    // CPUID leaf 7: ECX bit 4, OSPKE (the kernel turned protection keys on).
+    if core::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 4) == 0 {
+        return None;
+    }
+    let old: u32;
+    // SAFETY: RDPKRU and WRPKRU exist when OSPKE is set (checked above); they read and write
+    // this thread's access rights register only, which widening cannot make any access unsound.
+    unsafe {
+        asm!("rdpkru", out("eax") old, in("ecx") 0u32, lateout("edx") _, options(nomem, nostack, preserves_flags));
+        asm!("wrpkru", in("eax") 0u32, in("ecx") 0u32, in("edx") 0u32, options(nostack, preserves_flags));
+    }
+    Some(old)
+}
+
+/// Puts back the access rights [`open_all_keys`] returned.
+pub fn restore_keys(old: Option<u32>) {
+    if let Some(v) = old {
+        // SAFETY: as in `open_all_keys`, which found the instruction there.
+        unsafe { asm!("wrpkru", in("eax") v, in("ecx") 0u32, in("edx") 0u32, options(nostack, preserves_flags)) };
+    }
+}
+
 /// `fork()` as a bare `clone` system call, without libc's fork handlers (which are not
 /// async-signal-safe). With `notify_parent` false the child's exit sends no signal and plain
 /// `wait()` calls in the parent never see it. Returns 0 in the child, the child's PID in the

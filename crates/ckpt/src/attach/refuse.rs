@@ -30,7 +30,7 @@ pub fn check(asked: u32, pid: u32) -> Result<(), Refusal> {
     // ckpt's own processes (a supervisor whose program could not be told, a writer) are never
     // checkpointed as programs.
     let name = comm(pid);
-    if matches!(name.as_str(), "ckpt" | "myrestart" | "ckpt-writer" | "ckpt-seize") {
+    if matches!(name.as_str(), "ckpt" | "myrestart") || crate::report::is_libckpt_helper(&name) {
         return refuse(format!("process {asked} is ckpt's own {name}, not a program: checkpoint the program it runs (its PID is in `ps --ppid {pid}`, or further below)"));
     }
     let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());

@@ -605,7 +605,7 @@ impl First {
         // A tree's image is written by its root from parts, files of their own in the
         // directory that could be taken for it (and the far side leaves its checks to
         // myrestart): it is sent once in place.
-        let tree = crate::attach::descendants(program).into_iter().any(|p| crate::report::comm(p) != "ckpt-writer");
+        let tree = crate::attach::descendants(program).into_iter().any(|p| !crate::report::is_libckpt_helper(&crate::report::comm(p)));
         let image = image.to_path_buf();
         let taking = std::thread::spawn(move || take(pid, Some(&image), Ending::Goes, timeout));
         First { taking: Some(taking), program, tree }

@@ -425,8 +425,8 @@ fn take(uc: usize, request: Option<tree::Request>, last: Option<Last>, n: u32, a
     if tree.is_none() && member.is_none() && attach.is_none() {
         write::track_changes(&mut parts, &exclude);
         if forked_writer {
-            // The writer needs none of the memory left to the previous image: its fork need
-            // not copy that memory's page tables.
+            // The writer needs none of the memory left to the previous image, nor (for a full
+            // image) the memory of zeros: its fork need not copy that memory's page tables.
             unforked::choose(&mut parts, &exclude, threads::slots(&stopped), image, &mut stack);
         }
     } else {

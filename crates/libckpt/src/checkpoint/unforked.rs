@@ -39,7 +39,9 @@
 //!
 //! # Signal-safety fence
 //! Runs in the checkpoint handler, every other thread stopped: raw system calls (`madvise`,
-//! `PAGEMAP_SCAN`) and the scratch area; no allocation, no locks, no libc.
+//! `PAGEMAP_SCAN`, and for the zero test `clone`, `wait4`, `prctl`), reads of the program's
+//! memory, and the scratch area; the zero test's helper, a process that shares the program's
+//! memory, runs the same code on the writer's stack. No allocation, no locks, no libc.
 
 use super::scratch::{Parts, WriterStack, MAX_UNFORKED};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -191,7 +193,7 @@ fn unwritten<K: Iterator<Item = (u64, u64)>>(
 }
 
 /// Calls `f` with each run of whole 2 MiB blocks of `s..e` whose pages are all in memory (found
-/// between the pages that are not), less what the writer reads (`kept`), until `f` says stop.
+/// between the pages that are not), less what the writer reads (`kept`).
 fn in_memory<K: Iterator<Item = (u64, u64)>>(pm: i32, s: u64, e: u64, kept: &impl Fn() -> K, f: &mut impl FnMut(u64, u64)) -> Result<(), rustix::io::Errno> {
     let mut present = |s: u64, e: u64| {
         let mut s = s;
@@ -257,15 +259,20 @@ fn zeros<K: Iterator<Item = (u64, u64)>>(pm: i32, candidates: impl Iterator<Item
     // SAFETY: AtomicU64 has the size and alignment of u64 (x86_64), and `bits` is borrowed
     // mutably here, so nothing else reads or writes it meanwhile but through these atomics.
     let bits = unsafe { &*(room.bits as *mut [u64] as *const [AtomicU64]) };
-    let test = ZeroTest { runs: &room.runs[..nruns], blocks: nblocks, next: AtomicU64::new(0), wasted: AtomicU64::new(0), bits };
-    // Not worth starting a helper for a few blocks.
-    let helper = if nblocks >= 2 * BATCH { stack.start_beside(help, &test) } else { None };
+    let parent = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let test = ZeroTest { runs: &room.runs[..nruns], blocks: nblocks, next: AtomicU64::new(0), wasted: AtomicU64::new(0), bits, parent };
+    // The handler may read only memory of protection key 0 (as the kernel starts every
+    // handler); the helper takes this thread's rights with it.
+    let keys = ckpt_sigsafe::sys::open_all_keys();
+    // Not worth starting a helper for a few blocks, nor where the program may use one core.
+    let one_core = rustix::thread::sched_getaffinity(None).is_ok_and(|set| set.count() < 2);
+    let helper = if nblocks >= 2 * BATCH && !one_core { stack.start_beside(help, &test) } else { None };
     test.run();
-    if let Some(h) = helper {
-        if !h.wait() {
-            // It did not finish (it never fails otherwise): what it claimed is untested.
-            return Err(rustix::io::Errno::CHILD);
-        }
+    let finished = helper.is_none_or(|h| h.wait());
+    ckpt_sigsafe::sys::restore_keys(keys);
+    if !finished {
+        // It did not finish (it never fails otherwise): what it claimed is untested.
+        return Err(rustix::io::Errno::CHILD);
     }
     // The runs of blocks found zero.
     for r in test.runs {
@@ -303,6 +310,8 @@ struct ZeroTest<'a> {
     next: AtomicU64,
     wasted: AtomicU64,
     bits: &'a [AtomicU64],
+    /// The program's PID (the helper's parent).
+    parent: u32,
 }
 
 /// Blocks a tester claims at a time (16 MiB).
@@ -333,11 +342,21 @@ impl ZeroTest<'_> {
     }
 }
 
-/// The helper's part of [`zeros`].
+/// The helper's part of [`zeros`]. It goes by a name of its own (`pgrep` never takes it for the
+/// program, nor `ckpt` for a process of the program's tree), and dies with the program (it
+/// would keep the program's memory and descriptors meanwhile).
 extern "C" fn help(test: &ZeroTest) -> i32 {
+    let _ = rustix::thread::set_name(HELPER_NAME);
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32) != test.parent {
+        return 1;
+    }
     test.run();
     0
 }
+
+/// The zero test's helper's name (`comm`).
+pub const HELPER_NAME: &core::ffi::CStr = c"ckpt-zeros";
 
 /// Most bytes of memory [`zeros`] reads in blocks that turn out to hold data, a checkpoint.
 const WASTE: u64 = 64 << 20;

@@ -113,7 +113,7 @@ pub fn copy_len(maps: &[u8], exclude: &Range<usize>, pathbuf: &mut [u8], smaps_b
 
 /// In a forked writer: checks that every region of the image's layout is in its own memory
 /// (memory marked `MADV_DONTFORK` without libc's `madvise` is not, and was not copied for it),
-/// but for the unwritten memory it was forked without on purpose (see `unforked`). If one is
+/// but for the memory it was forked without on purpose (see `unforked`). If one is
 /// missing, the checkpoint fails and every later one reads smaps.
 pub fn check_inherited(parts: &mut Parts, exclude: &Range<usize>) -> Result<(), Failure> {
     let n = ckpt_sigsafe::file::read_whole(c"/proc/self/maps", &mut parts.meta[..MAPS_CHECK_ROOM]).map_err(|e| Failure::new("reading /proc/self/maps", e))?;
@@ -281,7 +281,7 @@ fn tracked_regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterat
     regions(maps, exclude).filter(|r| anonymous_private(r) || super::track::is_restored_memory(r)).map(|r| (r.start as u64, r.end as u64))
 }
 
-/// The regions a writer may be forked without the unwritten part of (see `unforked`): private
+/// The regions a writer may be forked without the unwritten part, or the zeros, of (see `unforked`): private
 /// anonymous ones of 32 MiB or more that the image stores (readable), but not the main
 /// thread's `[stack]` nor the anonymous part of a loaded file (its `.bss`, right after its
 /// mapping).
