@@ -224,7 +224,7 @@ fn in_memory<K: Iterator<Item = (u64, u64)>>(pm: i32, s: u64, e: u64, kept: &imp
 /// accessed (the fork left its entries old): 2 GiB of written zeros took the writer 110 to 240
 /// ms. Here the blocks are shared out between this thread and a helper on the other core
 /// (which the stopped program leaves idle), a batch at a time, into `room`'s bits: 2 GiB in
-/// 65 to 90 ms, against 95 to 150 on one core. A region is tested only if one of [`SAMPLED`]
+/// 65 to 90 ms, against 95 to 150 on one core (a C program's measure). A region is tested only if one of [`SAMPLED`]
 /// blocks spread over it looks zero, and a block is tested whole only if it looks zero (a word
 /// on each of a few of its pages is), so that memory of data costs few reads: each read of a
 /// page the program has not touched for a while can cost a fault in the host of this virtual

@@ -281,10 +281,10 @@ fn tracked_regions<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterat
     regions(maps, exclude).filter(|r| anonymous_private(r) || super::track::is_restored_memory(r)).map(|r| (r.start as u64, r.end as u64))
 }
 
-/// The regions a writer may be forked without the unwritten part, or the zeros, of (see `unforked`): private
-/// anonymous ones of 32 MiB or more that the image stores (readable), but not the main
-/// thread's `[stack]` nor the anonymous part of a loaded file (its `.bss`, right after its
-/// mapping).
+/// The regions a writer may be forked without the unwritten part, or the zeros, of (see
+/// `unforked`): private anonymous ones of 32 MiB or more that the image stores (readable), but
+/// not the main thread's `[stack]` nor the anonymous part of a loaded file (its `.bss`, right
+/// after its mapping).
 pub fn unforked_candidates<'a>(maps: &'a [u8], exclude: &'a Range<usize>) -> impl Iterator<Item = (u64, u64)> + 'a {
     const MIN_REGION: usize = 32 << 20;
     let mut file_end = 0usize;
