@@ -599,7 +599,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         Role::Root(t) => Some(super::share::Table::new(t)),
         _ => None,
     };
-    let absent = absent_zeros(&parts.unforked[..parts.nunforked], parts.unforked_zeros);
+    let (to_base, absent) = super::unforked::by_kind(&parts.unforked[..parts.nunforked], parts.unforked_zeros);
     let source = |r: &MapsEntry| page_source(r, pagemap, absent);
     let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
     let image_path: &[u8] = match role {
@@ -611,8 +611,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
     let bufs = super::chain::Bufs {
         tracked: parts.tracked,
         dirty: &parts.dirty[..],
-        // Memory of zeros left out is no base's business.
-        unforked: if parts.unforked_zeros { &[] } else { &parts.unforked[..parts.nunforked] },
+        unforked: to_base,
         shared: &mut parts.shared[..],
         chain: &mut parts.chain[..],
         base_meta: &mut parts.base_meta[..],
@@ -772,11 +771,6 @@ fn page_source<'a>(r: &MapsEntry, pagemap: Option<i32>, absent: &'a [[u64; 2]]) 
     }
 }
 
-/// The memory of zeros the writer was forked without, of the `unforked` memory (see `unforked`).
-fn absent_zeros(unforked: &[[u64; 2]], zeros: bool) -> &[[u64; 2]] {
-    if zeros { unforked } else { &[] }
-}
-
 /// Which pages are stored elsewhere, settled before anything is written, as the headers say it.
 /// A member stores no page the root stores alike at the same address (`NT_CKPT_SHARED`). A
 /// process checkpointed on its own stores no page that it did not write since its previous
@@ -883,7 +877,7 @@ fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap
             continue;
         }
         let len = r.end - r.start;
-        let src = page_source(&r, pagemap, absent_zeros(&parts.unforked[..parts.nunforked], parts.unforked_zeros));
+        let src = page_source(&r, pagemap, super::unforked::by_kind(&parts.unforked[..parts.nunforked], parts.unforked_zeros).1);
         slot.data_offset = off;
         let from = read_address(shadows, &r);
         if plan.compress {
