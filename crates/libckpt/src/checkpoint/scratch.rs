@@ -128,6 +128,13 @@ const WRITTEN_SEEN: Span = WRITTEN.then(room_for::<[u64; 2]>((2 * (MAX_FDS + SLO
 /// The fixed parts end here; the copies of shared memory follow (as much as they need).
 const TOTAL: usize = WRITTEN_SEEN.end().next_multiple_of(PAGE);
 
+/// The ranges the writer was forked without (`Parts::unforked`), as the writer takes them:
+/// those it leaves to the previous image, and those it stores as zeros (with `zeros`, which is
+/// `Parts::unforked_zeros`, all of them: one checkpoint leaves out one kind; see `unforked`).
+pub fn unforked_by_kind(ranges: &[[u64; 2]], zeros: bool) -> (&[[u64; 2]], &[[u64; 2]]) {
+    if zeros { (&[], ranges) } else { (ranges, &[]) }
+}
+
 /// A copy of a shared memory region, made while the program was stopped (the forked writer
 /// shares such memory with the program instead of getting a snapshot of it).
 #[derive(Clone, Copy, Default)]

@@ -130,13 +130,6 @@ pub fn choose(parts: &mut Parts, exclude: &core::ops::Range<usize>, threads: &[T
     parts.unforked_zeros = full;
 }
 
-/// The `ranges` the writer was forked without (`parts.unforked`), as the writer takes them:
-/// those it leaves to the previous image, and those it stores as zeros (with `zeros`, all of
-/// them: one checkpoint leaves out one kind).
-pub fn by_kind(ranges: &[[u64; 2]], zeros: bool) -> (&[[u64; 2]], &[[u64; 2]]) {
-    if zeros { (&[], ranges) } else { (ranges, &[]) }
-}
-
 /// The ranges chosen so far, in address order, and the room for more.
 struct Runs<'a> {
     out: &'a mut [[u64; 2]],

@@ -599,7 +599,7 @@ pub fn write_image(parts: &mut Parts, threads: &[ThreadState], started: u64, exc
         Role::Root(t) => Some(super::share::Table::new(t)),
         _ => None,
     };
-    let (to_base, absent) = super::unforked::by_kind(&parts.unforked[..parts.nunforked], parts.unforked_zeros);
+    let (to_base, absent) = super::scratch::unforked_by_kind(&parts.unforked[..parts.nunforked], parts.unforked_zeros);
     let source = |r: &MapsEntry| page_source(r, pagemap, absent);
     let mut image_buf = [0u8; ckpt_image::state::PATH_MAX + 32];
     let image_path: &[u8] = match role {
@@ -877,7 +877,7 @@ fn write_region_data(parts: &mut Parts, fd: i32, exclude: &Range<usize>, pagemap
             continue;
         }
         let len = r.end - r.start;
-        let src = page_source(&r, pagemap, super::unforked::by_kind(&parts.unforked[..parts.nunforked], parts.unforked_zeros).1);
+        let src = page_source(&r, pagemap, super::scratch::unforked_by_kind(&parts.unforked[..parts.nunforked], parts.unforked_zeros).1);
         slot.data_offset = off;
         let from = read_address(shadows, &r);
         if plan.compress {
